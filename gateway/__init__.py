@@ -1,0 +1,1 @@
+"""The privileged gateway: kernel data path adapters, the session engine and the control socket."""

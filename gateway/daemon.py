@@ -1,0 +1,115 @@
+"""``hotspot gateway run``: the privileged daemon's main loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from pyroute2 import IPRoute
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotspot import __version__
+from hotspot.config import Config
+from hotspot.db import open_database
+from hotspot.errors import ConfigError, KernelError
+from gateway import sdnotify
+from gateway.control_server import ControlServer, Dispatcher
+from gateway.datapath import DataPath
+from gateway.engine import SessionEngine
+
+log = logging.getLogger(__name__)
+
+
+def check_interfaces(config: Config) -> None:
+    """A missing interface is a configuration error, found before anything is applied."""
+    with IPRoute() as ipr:
+        for key in ("lan_interface", "wan_interface"):
+            name = getattr(config.network, key)
+            if not ipr.link_lookup(ifname=name):
+                raise ConfigError(f"network.{key}", f"no interface named {name!r} on this machine")
+
+
+class Gateway:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stopping = threading.Event()
+        self.datapath: DataPath | None = None
+        self.engine: SessionEngine | None = None
+        self.server: ControlServer | None = None
+        self.started = time.monotonic()
+        self.ticks = 0
+        self.last_tick_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        assert self.engine is not None and self.datapath is not None
+        return {
+            "version": __version__,
+            "uptime_seconds": int(time.monotonic() - self.started),
+            "village": self.config.village.name,
+            "table": f"inet {self.config.gateway.table}",
+            "lan_interface": self.config.network.lan_interface,
+            "wan_interface": self.config.network.wan_interface,
+            "leaf_qdisc": self.datapath.down.leaf,
+            "sessions": len(self.engine.live),
+            "ticks": self.ticks,
+            "last_tick_error": self.last_tick_error,
+            "tiers": {n: t.__dict__ for n, t in self.config.tiers.items()},
+        }
+
+    def run(self) -> int:
+        check_interfaces(self.config)
+        db = open_database(self.config.database.url)
+        self.datapath = DataPath(self.config)
+        self.engine = SessionEngine(self.config, db, self.datapath)
+        self.engine.start()
+        self.server = ControlServer(self.config.control.socket,
+                                    Dispatcher(self.engine, self.status), self.config.control.group)
+        self.server.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        sdnotify.notify(f"READY=1\nSTATUS=serving {len(self.engine.live)} sessions")
+        log.info("gateway %s up for %s", __version__, self.config.village.name)
+        tick = self.config.gateway.tick_seconds
+        watchdog = sdnotify.watchdog_interval()
+        try:
+            while not self.stopping.wait(tick):
+                self._tick()
+                if watchdog is not None:
+                    sdnotify.notify("WATCHDOG=1")
+        finally:
+            sdnotify.notify("STOPPING=1")
+            # The kernel state stays: clients keep their access while we are restarted, and
+            # the next start reconciles it with the database.
+            self.server.stop()
+            self.engine.flush()
+            self.datapath.close()
+            log.info("gateway stopped; kernel state left in place")
+        return 0
+
+    def _tick(self) -> None:
+        assert self.engine is not None
+        try:
+            report = self.engine.tick()
+            self.ticks += 1
+            self.last_tick_error = None
+            for sid, reason in report.ended:
+                log.info("session %d ended: %s", sid, reason)
+        except KernelError as exc:
+            # Keep serving: the next tick reconciles again.
+            self.last_tick_error = exc.message
+            log.error("tick: %s", exc.message)
+        except SQLAlchemyError as exc:
+            self.last_tick_error = str(exc).splitlines()[0]
+            log.error("tick: database: %s", self.last_tick_error)
+
+
+def teardown(config: Config) -> None:
+    """Remove the gateway's table and HTB trees (``hotspot gateway teardown``)."""
+    dp = DataPath(config)
+    try:
+        dp.remove()
+    finally:
+        dp.close()

@@ -1,0 +1,169 @@
+"""The kernel data path: nftables + two HTB trees + conntrack + neighbours, behind one face.
+
+The session engine speaks only in :class:`~gateway.reconcile.Plan` objects; this module turns
+a plan into kernel changes in a fixed order so that no packet ever meets a half-made state:
+
+1. create/change HTB classes (a map entry must never point at a missing class),
+2. one nftables transaction for every set and map element (all or nothing),
+3. conntrack entries of removed clients,
+4. remove their classes.
+
+If step 2 fails, the classes step 1 created are removed again and :class:`KernelError` is
+raised; the kernel is as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from hotspot.config import Config
+from hotspot.errors import KernelError
+from gateway import ruleset, shaping
+from gateway.conntrack import Conntrack
+from gateway.neighbours import Neighbours
+from gateway.nftables import Nftables, parse_elements
+from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import plan as make_plan
+from gateway.ruleset import Client, Layout
+from gateway.tc import ClassReading, Shaper
+
+log = logging.getLogger(__name__)
+
+
+class DataPath:
+    def __init__(self, config: Config):
+        self.config = config
+        net = config.network
+        self.network = net.lan_network
+        self.layout = Layout.from_config(config)
+        self.ipr = IPRoute()
+        self.nft = Nftables(self.layout)
+        leaf = config.gateway.leaf_qdisc
+        self.down = Shaper(self.ipr, net.lan_interface,
+                           shaping.skeleton(net.uplink_down_kbps, net.lan_local_kbps), leaf)
+        self.up = Shaper(self.ipr, net.wan_interface,
+                         shaping.skeleton(net.uplink_up_kbps, None), leaf)
+        self.conntrack = Conntrack()
+        self.neighbours = Neighbours(self.ipr, net.lan_interface)
+
+    # -- whole-table operations ------------------------------------------------------------
+
+    def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
+        """Start-up: forwarding on, HTB trees present, the table replaced atomically with the
+        database's clients already in it; then the classes are reconciled."""
+        _enable_forwarding()
+        self.down.install()
+        self.up.install()
+        snap = self.snapshot(with_nft=False)
+        # Classes first (nothing points at them yet), then the table in one transaction.
+        class_plan = make_plan(wanted, blocked, snap, self.network)
+        self._apply_classes(class_plan)
+        clients = [Client(w.ip, w.mac, shaping.classid_str(shaping.client_minor(w.ip, self.network)))
+                   for w in wanted]
+        self.nft.install(clients, blocked)
+        self._delete_classes(class_plan)
+        log.info("data path installed: table inet %s, %d clients, %d blocked",
+                 self.layout.table, len(wanted), len(blocked))
+
+    def remove(self) -> None:
+        self.nft.remove()
+        self.down.remove()
+        self.up.remove()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def snapshot(self, with_nft: bool = True) -> Snapshot:
+        snap = Snapshot()
+        if with_nft:
+            snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
+                self.nft.elements())
+        snap.down_ceil = {m: r.ceil_kbps for m, r in self.down.readings().items()}
+        snap.up_ceil = {m: r.ceil_kbps for m, r in self.up.readings().items()}
+        return snap
+
+    def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]:
+        """(download, upload) readings by class minor: one dump per device."""
+        return self.down.readings(), self.up.readings()
+
+    # -- applying plans --------------------------------------------------------------------
+
+    def apply(self, plan: Plan) -> None:
+        if plan.empty:
+            return
+        self._apply_classes(plan)
+        try:
+            self.nft.apply(self._nft_commands(plan))
+        except KernelError:
+            self._undo_new_classes(plan)
+            raise
+        for ip in plan.flush_ips:
+            self.conntrack.flush_client(ip)
+        self._delete_classes(plan)
+
+    def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
+        lay = self.layout
+        cmds = ruleset.element_command(lay, "delete", ruleset.AUTHORIZED,
+                                       [ruleset.authorized_elem(c.ip, c.mac)
+                                        for c in plan.del_clients])
+        for name, ips in plan.del_map.items():
+            cmds += ruleset.element_command(lay, "delete", name, list(ips))
+        cmds += ruleset.element_command(lay, "delete", ruleset.BLOCKED, plan.del_blocked)
+        for name, entries in plan.add_map.items():
+            cmds += ruleset.element_command(lay, "add", name, [[ip, cid] for ip, cid in entries.items()])
+        cmds += ruleset.element_command(lay, "add", ruleset.AUTHORIZED,
+                                        [ruleset.authorized_elem(c.ip, c.mac)
+                                         for c in plan.add_clients])
+        cmds += ruleset.element_command(lay, "add", ruleset.BLOCKED, plan.add_blocked)
+        return cmds
+
+    def _apply_classes(self, plan: Plan) -> None:
+        done: list[tuple[Shaper, int]] = []
+        try:
+            for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
+                for change in changes:
+                    shaper.set_client(change.minor, change.kbps, new=change.new)
+                    if change.new:
+                        done.append((shaper, change.minor))
+        except KernelError:
+            for shaper, minor in done:
+                shaper.delete_client(minor)
+            raise
+
+    def _undo_new_classes(self, plan: Plan) -> None:
+        for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
+            for change in changes:
+                if change.new:
+                    try:
+                        shaper.delete_client(change.minor)
+                    except KernelError as exc:
+                        log.warning("rollback: %s", exc)
+
+    def _delete_classes(self, plan: Plan) -> None:
+        self.down.delete_clients(plan.down_del)
+        self.up.delete_clients(plan.up_del)
+
+    # -- identity --------------------------------------------------------------------------
+
+    def mac_of(self, ip: str) -> str | None:
+        return self.neighbours.mac_of(ip)
+
+    def ip_of(self, mac: str) -> str | None:
+        return self.neighbours.ip_of(mac)
+
+    def close(self) -> None:
+        self.conntrack.close()
+        self.nft.close()
+        self.ipr.close()
+
+
+def _enable_forwarding() -> None:
+    path = Path("/proc/sys/net/ipv4/ip_forward")
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")
+            log.info("enabled IPv4 forwarding")
+    except OSError as exc:
+        raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code="sysctl") from exc

@@ -1,0 +1,534 @@
+"""The session engine: authorize, expire, account and reconcile.
+
+The database is the desired state; the kernel is made to match it. Every public method takes
+the engine lock, so the control socket's threads and the tick never interleave.
+
+Byte counters come from the HTB classes (one dump per direction per tick) and are kept in
+memory between flushes: the database sees at most one write transaction per
+``gateway.flush_seconds`` in steady state, plus one at each session end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+from sqlalchemy import Engine as DbEngine
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotspot.config import Config, Tier
+from hotspot.errors import NotFound, Refused, UsageError
+from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, Source, normalize_mac,
+                           utcnow)
+from gateway import shaping
+from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
+from gateway.tc import ClassReading
+
+log = logging.getLogger(__name__)
+
+PACKETS_WRAP = 1 << 32
+MB = 1_000_000
+
+
+class DataPathPort(Protocol):
+    """What the engine needs from the kernel (the real one is gateway.datapath.DataPath)."""
+
+    def install(self, wanted: list[Wanted], blocked: set[str]) -> None: ...
+    def snapshot(self) -> Snapshot: ...
+    def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
+    def apply(self, plan: Plan) -> None: ...
+    def mac_of(self, ip: str) -> str | None: ...
+    def ip_of(self, mac: str) -> str | None: ...
+
+
+@dataclass
+class _Live:
+    """In-memory accounting of one running session since the last flush."""
+
+    session_id: int
+    mac: str
+    ip: str
+    tier: str
+    minor: int
+    bytes_down: int = 0  # not yet flushed
+    bytes_up: int = 0
+    last_activity: dt.datetime | None = None
+
+
+@dataclass
+class _Pending:
+    seconds: float = 0.0
+    bytes_down: int = 0
+    bytes_up: int = 0
+
+
+@dataclass
+class TickReport:
+    ended: list[tuple[int, str]] = field(default_factory=list)
+    plan: str = ""
+    flushed: bool = False
+
+
+def iso(ts: dt.datetime | None) -> str | None:
+    return None if ts is None else ts.replace(microsecond=0).isoformat() + "Z"
+
+
+class SessionEngine:
+    def __init__(self, config: Config, db: DbEngine, datapath: DataPathPort,
+                 clock: Callable[[], dt.datetime] = utcnow):
+        self.config = config
+        self.db = db
+        self.dp = datapath
+        self.clock = clock
+        self.network = config.network.lan_network
+        self.lock = threading.RLock()
+        self.live: dict[int, _Live] = {}  # session id → accounting
+        self.pending: dict[tuple[str, dt.date, str], _Pending] = {}
+        self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
+        self._last_tick: dt.datetime | None = None
+        self._last_flush = time.monotonic()
+        self.started_at: dt.datetime | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def local_day(self, now: dt.datetime) -> dt.date:
+        return now.replace(tzinfo=dt.timezone.utc).astimezone(self.config.village.tz).date()
+
+    def next_reset(self, now: dt.datetime) -> dt.datetime:
+        """The next local midnight, as naive UTC."""
+        tz = self.config.village.tz
+        local = now.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+        return midnight.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def _check_ip(self, ip: Any) -> str:
+        try:
+            addr = ipaddress.IPv4Address(ip)
+        except (ipaddress.AddressValueError, ValueError, TypeError):
+            raise UsageError(f"not an IPv4 address: {ip!r}") from None
+        net = self.network
+        if addr not in net or addr in (net.network_address, net.broadcast_address,
+                                       self.config.network.gateway_ip):
+            raise UsageError(f"{addr} is not a client address of {net}")
+        return str(addr)
+
+    def _wanted(self, s: ClientSession) -> Wanted:
+        return Wanted(ip=s.ip, mac=s.mac, down_kbps=s.down_kbps, up_kbps=s.up_kbps)
+
+    def _change(self, before: Iterable[Wanted], after: Iterable[Wanted],
+                block: Iterable[str] = (), unblock: Iterable[str] = ()) -> Plan:
+        """The plan that turns ``before`` into ``after`` for just these clients: O(1) in the
+        number of other sessions."""
+        snap = Snapshot()
+        for w in before:
+            minor = shaping.client_minor(w.ip, self.network)
+            snap.authorized.add((w.ip, w.mac))
+            snap.down_map[w.ip] = snap.up_map[w.ip] = shaping.classid_str(minor)
+            snap.down_ceil[minor] = w.down_kbps
+            snap.up_ceil[minor] = w.up_kbps
+        snap.blocked = set(unblock)
+        return make_plan(list(after), set(block), snap, self.network)
+
+    def _active(self, db: Session) -> list[ClientSession]:
+        return list(db.scalars(select(ClientSession).where(ClientSession.ended_at.is_(None))))
+
+    def _blocked(self, db: Session) -> set[str]:
+        return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
+
+    def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
+        row = db.get(DailyUsage, (mac, day, tier))
+        p = self.pending.get((mac, day, tier), _Pending())
+        if row is None:
+            return _Pending(p.seconds, p.bytes_down, p.bytes_up)
+        return _Pending(row.seconds + p.seconds, row.bytes_down + p.bytes_down,
+                        row.bytes_up + p.bytes_up)
+
+    def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> dict[str, Any]:
+        """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
+        used = self._used(db, mac, self.local_day(now), tier.name)
+        seconds_left = bytes_left = None
+        if tier.daily_minutes:
+            seconds_left = max(0, int(tier.daily_minutes * 60 - used.seconds))
+        if tier.daily_mb:
+            bytes_left = max(0, tier.daily_mb * MB - used.bytes_down - used.bytes_up)
+        return {"seconds_left": seconds_left, "bytes_left": bytes_left,
+                "seconds_used": int(used.seconds), "bytes_used": used.bytes_down + used.bytes_up,
+                "resets_at": iso(self.next_reset(now)),
+                "exhausted": seconds_left == 0 or bytes_left == 0}
+
+    def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
+        live = self.live.pop(sess.id, None)
+        if live is not None:
+            sess.bytes_down += live.bytes_down
+            sess.bytes_up += live.bytes_up
+            if live.last_activity:
+                sess.last_activity_at = live.last_activity
+        sess.ended_at = now
+        sess.end_reason = reason.value
+        log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
+
+    def _track(self, sess: ClientSession, baseline: bool) -> None:
+        minor = shaping.client_minor(sess.ip, self.network)
+        self.live[sess.id] = _Live(sess.id, sess.mac, sess.ip, sess.tier, minor)
+        if not baseline:
+            # A brand-new class starts counting at zero.
+            self._last_raw[("down", minor)] = (0, 0)
+            self._last_raw[("up", minor)] = (0, 0)
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """End what expired while we were away, then put every valid session back into the
+        kernel in one go (the table is replaced atomically, with its elements)."""
+        with self.lock:
+            now = self.clock()
+            self.started_at = now
+            with Session(self.db) as db, db.begin():
+                for sess in self._active(db):
+                    if sess.expires_at is not None and sess.expires_at <= now:
+                        self._end(db, sess, EndReason.SESSION, now)
+                active = self._active(db)
+                blocked = self._blocked(db)
+                self.dp.install([self._wanted(s) for s in active], blocked)
+                for sess in active:
+                    self._track(sess, baseline=True)
+            down, up = self.dp.counters()
+            for direction, readings in (("down", down), ("up", up)):
+                for minor, r in readings.items():
+                    self._last_raw[(direction, minor)] = (r.bytes, r.packets)
+            self._last_tick = now
+            log.info("engine started: %d sessions restored, %d devices blocked",
+                     len(active), len(blocked))
+
+    # -- operations (the control socket's verbs) --------------------------------------------
+
+    def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = "free",
+                  source: str = Source.FREE.value, minutes: int | None = None) -> dict[str, Any]:
+        """Let a device out. Idempotent: the same device, address and tier again returns the
+        running session unchanged."""
+        tier_cfg = self._tier(tier)
+        try:
+            source = Source(source).value
+        except ValueError:
+            raise UsageError(f"unknown source {source!r}") from None
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int)
+                                    or not 0 <= minutes <= 525_600):
+            raise UsageError("minutes must be a whole number from 0 to 525600")
+        with self.lock:
+            mac, ip = self._identify(ip, mac)
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                device = db.get(Device, mac)
+                if device is None:
+                    device = Device(mac=mac, first_seen=now, last_seen=now)
+                    db.add(device)
+                device.last_seen = now
+                if device.blocked:
+                    raise Refused(f"device {mac} is blocked", code="blocked")
+                left = self.allowance(db, mac, tier_cfg, now)
+                if left["exhausted"]:
+                    raise Refused(f"today's {tier} allowance of {mac} is used up",
+                                  code="quota-exhausted")
+                mine = db.scalar(select(ClientSession).where(
+                    ClientSession.mac == mac, ClientSession.ended_at.is_(None)))
+                if mine is not None and mine.ip == ip and mine.tier == tier_cfg.name:
+                    return self._describe(db, mine, now)
+                theirs = db.scalar(select(ClientSession).where(
+                    ClientSession.ip == ip, ClientSession.ended_at.is_(None)))
+                before = []
+                for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
+                    before.append(self._wanted(old))
+                    self._end(db, old, EndReason.REPLACED, now)
+                db.flush()
+                session_minutes = tier_cfg.session_minutes if minutes is None else minutes
+                sess = ClientSession(
+                    mac=mac, ip=ip, tier=tier_cfg.name, source=source,
+                    down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
+                    idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
+                    expires_at=now + dt.timedelta(minutes=session_minutes) if session_minutes else None,
+                    bytes_down=0, bytes_up=0)
+                db.add(sess)
+                try:
+                    db.flush()
+                except IntegrityError:
+                    raise Refused("another authorization of this device is in progress",
+                                  code="conflict") from None
+                # Kernel last: if it fails, the transaction rolls back and nothing changed.
+                self.dp.apply(self._change(before, [self._wanted(sess)]))
+                self._track(sess, baseline=False)
+                log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
+                         tier_cfg.name, source)
+                return self._describe(db, sess, now)
+
+    def deauthorize(self, *, ip: str | None = None, mac: str | None = None,
+                    reason: str = EndReason.KICK.value) -> dict[str, Any]:
+        try:
+            why = EndReason(reason)
+        except ValueError:
+            raise UsageError(f"unknown end reason {reason!r}") from None
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                sess = self._find_active(db, ip, mac)
+                if sess is None:
+                    raise NotFound("no running session for that device", code="no-session")
+                self._end(db, sess, why, now)
+                db.flush()
+                self.dp.apply(self._change([self._wanted(sess)], []))
+                return self._describe(db, sess, now)
+
+    def block(self, *, mac: str, reason: str = "") -> dict[str, Any]:
+        mac = normalize_mac(mac)
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                device = db.get(Device, mac) or Device(mac=mac, first_seen=now, last_seen=now)
+                db.add(device)
+                device.blocked, device.blocked_at = True, now
+                device.blocked_reason = (reason or "")[:200] or None
+                sess = self._find_active(db, None, mac)
+                before = []
+                if sess is not None:
+                    before.append(self._wanted(sess))
+                    self._end(db, sess, EndReason.BLOCKED, now)
+                db.flush()
+                self.dp.apply(self._change(before, [], block=[mac]))
+                return {"mac": mac, "blocked": True, "ended_session": sess.id if sess else None}
+
+    def unblock(self, *, mac: str) -> dict[str, Any]:
+        mac = normalize_mac(mac)
+        with self.lock:
+            with Session(self.db) as db, db.begin():
+                device = db.get(Device, mac)
+                if device is None or not device.blocked:
+                    raise NotFound(f"{mac} is not blocked", code="not-blocked")
+                device.blocked, device.blocked_at, device.blocked_reason = False, None, None
+                db.flush()
+                self.dp.apply(self._change([], [], unblock=[mac]))
+                return {"mac": mac, "blocked": False}
+
+    def client(self, *, ip: str | None = None, mac: str | None = None) -> dict[str, Any]:
+        """Everything the portal shows a device: who it is, its session, its allowance."""
+        with self.lock:
+            if ip is not None:
+                ip = self._check_ip(ip)
+                if mac is None:
+                    mac = self.dp.mac_of(ip)
+            elif mac is not None:
+                mac = normalize_mac(mac)
+            else:
+                raise UsageError("give ip or mac")
+            now = self.clock()
+            with Session(self.db) as db:
+                sess = self._find_active(db, ip if mac is None else None, mac)
+                device = db.get(Device, mac) if mac else None
+                allowances = {}
+                if mac:
+                    for name, tier in self.config.tiers.items():
+                        allowances[name] = self.allowance(db, mac, tier, now)
+                last = None
+                if sess is None and mac:
+                    last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
+                                       .order_by(ClientSession.id.desc()).limit(1))
+                    last = self._describe(db, last_s, now) if last_s else None
+                return {"ip": ip, "mac": mac, "blocked": bool(device and device.blocked),
+                        "session": self._describe(db, sess, now) if sess else None,
+                        "last_session": last, "allowance": allowances}
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db:
+                return [self._describe(db, s, now) for s in
+                        sorted(self._active(db), key=lambda s: s.started_at)]
+
+    def blocked(self) -> list[dict[str, Any]]:
+        with Session(self.db) as db:
+            rows = db.scalars(select(Device).where(Device.blocked.is_(True)).order_by(Device.mac))
+            return [{"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
+                    for d in rows]
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def tick(self, force_flush: bool = False) -> TickReport:
+        """Account, expire, flush when due, and reconcile the kernel with the database."""
+        report = TickReport()
+        with self.lock:
+            now = self.clock()
+            elapsed = 0.0 if self._last_tick is None else max(
+                0.0, (now - self._last_tick).total_seconds())
+            self._last_tick = now
+            down, up = self.dp.counters()
+            with Session(self.db) as db, db.begin():
+                active = self._active(db)
+                for sess in active:
+                    if sess.id not in self.live:
+                        self._track(sess, baseline=True)
+                self._account(active, down, up, elapsed, now)
+                for sess in active:
+                    reason = self._expiry(db, sess, now)
+                    if reason is not None:
+                        self._end(db, sess, reason, now)
+                        report.ended.append((sess.id, reason.value))
+                due = force_flush or report.ended or (
+                    time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+                if due:
+                    self._flush(db, active)
+                    report.flushed = True
+            report.plan = self.reconcile()
+        return report
+
+    def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
+                 up: dict[int, ClassReading], elapsed: float, now: dt.datetime) -> None:
+        day = self.local_day(now)
+        for sess in active:
+            live = self.live[sess.id]
+            got = []
+            for direction, readings in (("down", down), ("up", up)):
+                reading = readings.get(live.minor)
+                if reading is None:
+                    got.append(0)
+                    continue
+                key = (direction, live.minor)
+                last_bytes, last_packets = self._last_raw.get(key, (0, 0))
+                if reading.bytes < last_bytes:  # the class was recreated
+                    last_bytes, last_packets = 0, 0
+                frames = reading.bytes - last_bytes
+                packets = (reading.packets - last_packets) % PACKETS_WRAP
+                self._last_raw[key] = (reading.bytes, reading.packets)
+                got.append(shaping.ip_layer_bytes(frames, packets))
+            live.bytes_down += got[0]
+            live.bytes_up += got[1]
+            if got[0] or got[1]:
+                live.last_activity = now
+            pending = self.pending.setdefault((sess.mac, day, sess.tier), _Pending())
+            pending.seconds += elapsed
+            pending.bytes_down += got[0]
+            pending.bytes_up += got[1]
+
+    def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime) -> EndReason | None:
+        if sess.expires_at is not None and now >= sess.expires_at:
+            return EndReason.SESSION
+        tier = self.config.tiers.get(sess.tier)
+        if tier is not None and (tier.daily_minutes or tier.daily_mb):
+            if self.allowance(db, sess.mac, tier, now)["exhausted"]:
+                return EndReason.QUOTA
+        if sess.idle_minutes:
+            live = self.live.get(sess.id)
+            last = max(t for t in (sess.last_activity_at, live and live.last_activity,
+                                   self.started_at) if t is not None)
+            if now - last >= dt.timedelta(minutes=sess.idle_minutes):
+                return EndReason.IDLE
+        return None
+
+    def _flush(self, db: Session, active: list[ClientSession]) -> None:
+        for sess in active:
+            live = self.live.get(sess.id)
+            if live is None:
+                continue
+            sess.bytes_down += live.bytes_down
+            sess.bytes_up += live.bytes_up
+            if live.last_activity:
+                sess.last_activity_at = live.last_activity
+            live.bytes_down = live.bytes_up = 0
+        for (mac, day, tier), p in self.pending.items():
+            row = db.get(DailyUsage, (mac, day, tier))
+            if row is None:
+                row = DailyUsage(mac=mac, day=day, tier=tier, seconds=0, bytes_down=0, bytes_up=0)
+                db.add(row)
+            row.seconds += int(round(p.seconds))
+            row.bytes_down += p.bytes_down
+            row.bytes_up += p.bytes_up
+        self.pending.clear()
+        self._last_flush = time.monotonic()
+
+    def reconcile(self) -> str:
+        """Make the kernel match the database; returns a summary of what had to change."""
+        with self.lock:
+            with Session(self.db) as db:
+                active = self._active(db)
+                blocked = self._blocked(db)
+            wanted = [self._wanted(s) for s in active]
+            live_ids = {s.id for s in active}
+            for sid in list(self.live):
+                if sid not in live_ids:
+                    self.live.pop(sid)
+            plan = make_plan(wanted, blocked, self.dp.snapshot(), self.network)
+            if plan.empty:
+                return ""
+            log.warning("reconcile: kernel differed from database: %s", plan.summary())
+            self.dp.apply(plan)
+            return plan.summary()
+
+    def flush(self) -> None:
+        """Write pending accounting now (shutdown)."""
+        with self.lock, Session(self.db) as db, db.begin():
+            self._flush(db, self._active(db))
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _tier(self, name: str) -> Tier:
+        tier = self.config.tiers.get(name) if isinstance(name, str) else None
+        if tier is None:
+            raise UsageError(f"unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
+        return tier
+
+    def _identify(self, ip: str | None, mac: str | None) -> tuple[str, str]:
+        """(mac, ip) of a device; the MAC comes from the kernel, never from the client."""
+        if ip is None and mac is None:
+            raise UsageError("give ip or mac")
+        if ip is not None:
+            ip = self._check_ip(ip)
+            seen = self.dp.mac_of(ip)
+            if mac is None:
+                if seen is None:
+                    raise NotFound(f"no device answers at {ip}", code="unknown-device")
+                return seen, ip
+            return normalize_mac(mac), ip
+        mac = normalize_mac(mac)  # type: ignore[arg-type]
+        ip = self.dp.ip_of(mac)
+        if ip is None:
+            raise NotFound(f"{mac} has no address on the LAN; give its IP", code="unknown-device")
+        return mac, self._check_ip(ip)
+
+    def _find_active(self, db: Session, ip: str | None, mac: str | None) -> ClientSession | None:
+        q = select(ClientSession).where(ClientSession.ended_at.is_(None))
+        if mac is not None:
+            q = q.where(ClientSession.mac == normalize_mac(mac))
+        elif ip is not None:
+            q = q.where(ClientSession.ip == self._check_ip(ip))
+        else:
+            raise UsageError("give ip or mac")
+        return db.scalar(q)
+
+    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> dict[str, Any]:
+        live = self.live.get(s.id) if s.ended_at is None else None
+        out: dict[str, Any] = {
+            "id": s.id, "mac": s.mac, "ip": s.ip, "tier": s.tier, "source": s.source,
+            "state": "active" if s.ended_at is None else "ended",
+            "started_at": iso(s.started_at), "expires_at": iso(s.expires_at),
+            "ended_at": iso(s.ended_at), "end_reason": s.end_reason,
+            "down_kbps": s.down_kbps, "up_kbps": s.up_kbps,
+            "bytes_down": s.bytes_down + (live.bytes_down if live else 0),
+            "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
+            "seconds_remaining": None, "bytes_remaining": None,
+        }
+        if s.ended_at is None:
+            remaining = []
+            if s.expires_at is not None:
+                remaining.append(max(0, int((s.expires_at - now).total_seconds())))
+            tier = self.config.tiers.get(s.tier)
+            if tier is not None:
+                left = self.allowance(db, s.mac, tier, now)
+                if left["seconds_left"] is not None:
+                    remaining.append(left["seconds_left"])
+                out["bytes_remaining"] = left["bytes_left"]
+            out["seconds_remaining"] = min(remaining) if remaining else None
+        return out

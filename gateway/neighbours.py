@@ -1,0 +1,77 @@
+"""Neighbour adapter: which MAC is at which address on the LAN.
+
+The kernel's neighbour table answers almost always (the client has just talked to the
+portal); otherwise one ARP request is sent. What a client says about its own MAC is never
+asked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from hotspot.errors import KernelError, UsageError
+from hotspot.model import normalize_mac
+
+log = logging.getLogger(__name__)
+
+# NUD states that carry a usable link-layer address.
+_NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT NOARP
+
+
+class Neighbours:
+    def __init__(self, ipr: IPRoute, ifname: str, probe_timeout: float = 0.5):
+        self.ipr = ipr
+        self.ifname = ifname
+        self.probe_timeout = probe_timeout
+
+    def _index(self) -> int:
+        found = self.ipr.link_lookup(ifname=self.ifname)
+        if not found:
+            raise KernelError(f"no interface named {self.ifname}", code="no-interface")
+        return found[0]
+
+    def table(self) -> dict[str, str]:
+        """ip → mac for every usable IPv4 neighbour on the LAN."""
+        out: dict[str, str] = {}
+        try:
+            entries = self.ipr.get_neighbours(family=2, ifindex=self._index())
+        except NetlinkError as exc:
+            raise KernelError(f"neighbour dump: {exc}", code="neighbours") from exc
+        for n in entries:
+            lladdr = n.get_attr("NDA_LLADDR")
+            if lladdr and n.get("state", 0) & _NUD_USABLE:
+                try:
+                    out[n.get_attr("NDA_DST")] = normalize_mac(lladdr)
+                except UsageError:
+                    continue
+        return out
+
+    def mac_of(self, ip: str, probe: bool = True) -> str | None:
+        mac = self.table().get(ip)
+        if mac is None and probe:
+            mac = self.arp_probe(ip)
+        return mac
+
+    def ip_of(self, mac: str) -> str | None:
+        for ip, known in self.table().items():
+            if known == mac:
+                return ip
+        return None
+
+    def arp_probe(self, ip: str) -> str | None:
+        """One ARP who-has on the LAN; the answer's sender MAC, or None."""
+        # scapy is large: load it only on the rare path that needs it.
+        from scapy.layers.l2 import ARP, Ether
+        from scapy.sendrecv import srp1
+
+        answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=self.ifname,
+                      timeout=self.probe_timeout, verbose=False)
+        if answer is None or ARP not in answer:
+            return None
+        try:
+            return normalize_mac(answer[ARP].hwsrc)
+        except UsageError:
+            return None

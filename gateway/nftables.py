@@ -1,0 +1,150 @@
+"""nftables adapter: libnftables' JSON API, in process (as firewalld does).
+
+One :meth:`Nftables.apply` call is one netlink transaction: it all applies or none of it does.
+Falls back to the ``nft -j -f -`` binary, which takes the same JSON, when the library cannot
+be loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import shutil
+import subprocess
+import threading
+from typing import Any, Iterable
+
+from hotspot.errors import KernelError
+from gateway import ruleset
+from gateway.ruleset import Command, Layout
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_JSON = 1 << 4
+
+
+class _Library:
+    """A libnftables context with buffered output (not thread-safe: callers hold the lock)."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
+        lib = ctypes.CDLL(name)
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, fn).restype = ctypes.c_char_p
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        if not self.ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_output_set_flags(self.ctx, _OUTPUT_JSON)
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+
+    def run(self, payload: bytes) -> tuple[int, str, str]:
+        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, payload)
+        out = self.lib.nft_ctx_get_output_buffer(self.ctx) or b""
+        err = self.lib.nft_ctx_get_error_buffer(self.ctx) or b""
+        return rc, out.decode(), err.decode()
+
+    def close(self) -> None:
+        if self.ctx:
+            self.lib.nft_ctx_free(self.ctx)
+            self.ctx = None
+
+
+class _Binary:
+    def __init__(self) -> None:
+        self.nft = shutil.which("nft")
+        if self.nft is None:
+            raise OSError("neither libnftables nor the nft binary is available")
+
+    def run(self, payload: bytes) -> tuple[int, str, str]:
+        proc = subprocess.run([self.nft, "-j", "-f", "-"], input=payload, capture_output=True,
+                              check=False, timeout=30)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    def close(self) -> None:
+        pass
+
+
+class Nftables:
+    """Runs JSON command batches and reads the gateway table's sets back."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self._lock = threading.Lock()
+        try:
+            self._backend: _Library | _Binary = _Library()
+        except OSError as exc:
+            log.warning("libnftables unavailable (%s); using the nft binary", exc)
+            self._backend = _Binary()
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def _run(self, obj: Any) -> dict:
+        payload = json.dumps(obj).encode()
+        with self._lock:
+            rc, out, err = self._backend.run(payload)
+        if rc != 0:
+            raise KernelError(f"nftables: {err.strip() or 'failed'}", code="nftables")
+        return json.loads(out) if out.strip() else {}
+
+    def apply(self, commands: Iterable[Command]) -> None:
+        """Apply ``commands`` as one transaction (all or nothing)."""
+        cmds = list(commands)
+        if cmds:
+            self._run({"nftables": cmds})
+
+    def install(self, clients: Iterable[ruleset.Client] = (), blocked: Iterable[str] = ()) -> None:
+        self.apply(ruleset.table_commands(self.layout, clients, blocked))
+
+    def remove(self) -> None:
+        self.apply(ruleset.delete_table_commands(self.layout))
+
+    def table_exists(self) -> bool:
+        try:
+            self._run({"nftables": [{"list": {"table": {"family": ruleset.FAMILY,
+                                                         "name": self.layout.table}}}]})
+        except KernelError:
+            return False
+        return True
+
+    def elements(self) -> dict[str, list[Any]]:
+        """Every set's and map's elements, by name, from one listing of the table."""
+        data = self._run({"nftables": [{"list": {"table": {"family": ruleset.FAMILY,
+                                                           "name": self.layout.table}}}]})
+        out: dict[str, list[Any]] = {}
+        for item in data.get("nftables", []):
+            for kind in ("set", "map"):
+                if kind in item and item[kind].get("table") == self.layout.table:
+                    out[item[kind]["name"]] = item[kind].get("elem", [])
+        return out
+
+
+def parse_elements(raw: dict[str, list[Any]]) -> tuple[set[tuple[str, str]], dict[str, str],
+                                                        dict[str, str], set[str]]:
+    """(authorized (ip, mac) pairs, down map, up map, blocked MACs) from :meth:`elements`."""
+    def _value(e: Any) -> Any:
+        # Elements with counters or timeouts come wrapped as {"elem": {"val": ...}}.
+        return e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e
+
+    authorized = set()
+    for e in raw.get(ruleset.AUTHORIZED, []):
+        ip, mac = _value(e)["concat"]
+        authorized.add((ip, mac))
+    maps = []
+    for name in (ruleset.DOWN_CLASS, ruleset.UP_CLASS):
+        maps.append({_value(k): v for k, v in raw.get(name, [])})
+    blocked = {_value(e) for e in raw.get(ruleset.BLOCKED, [])}
+    return authorized, maps[0], maps[1], blocked

@@ -1,0 +1,104 @@
+"""Pure reconciliation: desired state (the database) against actual state (the kernel).
+
+Set arithmetic only, so running it twice is the same as running it once, and a plan for an
+already reconciled kernel is empty.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from gateway import shaping
+from gateway.ruleset import Client
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One client the database says must be online."""
+
+    ip: str
+    mac: str
+    down_kbps: int
+    up_kbps: int
+
+
+@dataclass
+class Snapshot:
+    """What the kernel holds now."""
+
+    authorized: set[tuple[str, str]] = field(default_factory=set)
+    down_map: dict[str, str] = field(default_factory=dict)
+    up_map: dict[str, str] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+    down_ceil: dict[int, int] = field(default_factory=dict)  # minor → kbps
+    up_ceil: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ClassChange:
+    minor: int
+    kbps: int
+    new: bool  # a new class also needs its leaf qdisc
+
+
+@dataclass
+class Plan:
+    add_clients: list[Client] = field(default_factory=list)
+    del_clients: list[Client] = field(default_factory=list)  # elements to delete
+    add_map: dict[str, dict[str, str]] = field(default_factory=dict)  # map → ip → classid
+    del_map: dict[str, list[str]] = field(default_factory=dict)  # map → ips
+    add_blocked: list[str] = field(default_factory=list)
+    del_blocked: list[str] = field(default_factory=list)
+    down_set: list[ClassChange] = field(default_factory=list)
+    up_set: list[ClassChange] = field(default_factory=list)
+    down_del: list[int] = field(default_factory=list)
+    up_del: list[int] = field(default_factory=list)
+    flush_ips: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.add_clients, self.del_clients, self.add_blocked, self.del_blocked,
+                        self.down_set, self.up_set, self.down_del, self.up_del,
+                        any(self.add_map.values()), any(self.del_map.values())))
+
+    def summary(self) -> str:
+        return (f"+{len(self.add_clients)}/-{len(self.del_clients)} clients, "
+                f"+{len(self.add_blocked)}/-{len(self.del_blocked)} blocked, "
+                f"{len(self.down_set) + len(self.up_set)} classes set, "
+                f"{len(self.down_del) + len(self.up_del)} removed")
+
+
+def _class_changes(want: dict[int, int], have: dict[int, int]) -> tuple[list[ClassChange], list[int]]:
+    changes = [ClassChange(minor, kbps, minor not in have)
+               for minor, kbps in sorted(want.items()) if have.get(minor) != kbps]
+    stale = sorted(set(have) - set(want))
+    return changes, stale
+
+
+def plan(wanted: list[Wanted], blocked: set[str], snap: Snapshot,
+         network: ipaddress.IPv4Network) -> Plan:
+    p = Plan()
+    minors = {w.ip: shaping.client_minor(w.ip, network) for w in wanted}
+    want_pairs = {(w.ip, w.mac) for w in wanted}
+    want_map = {w.ip: shaping.classid_str(minors[w.ip]) for w in wanted}
+
+    for ip, mac in sorted(want_pairs - snap.authorized):
+        p.add_clients.append(Client(ip=ip, mac=mac, classid=want_map[ip]))
+    stale_pairs = snap.authorized - want_pairs
+    for ip, mac in sorted(stale_pairs):
+        p.del_clients.append(Client(ip=ip, mac=mac, classid=""))
+    # An address whose owner changed keeps its connections' entries otherwise.
+    p.flush_ips = sorted({ip for ip, _ in stale_pairs})
+
+    for name, have in (("down_class", snap.down_map), ("up_class", snap.up_map)):
+        p.del_map[name] = sorted(ip for ip, cid in have.items() if want_map.get(ip) != cid)
+        p.add_map[name] = {ip: cid for ip, cid in sorted(want_map.items()) if have.get(ip) != cid}
+
+    p.add_blocked = sorted(blocked - snap.blocked)
+    p.del_blocked = sorted(snap.blocked - blocked)
+
+    p.down_set, p.down_del = _class_changes({minors[w.ip]: w.down_kbps for w in wanted},
+                                            snap.down_ceil)
+    p.up_set, p.up_del = _class_changes({minors[w.ip]: w.up_kbps for w in wanted}, snap.up_ceil)
+    return p

@@ -1,0 +1,237 @@
+"""The ``hotspot`` command line.
+
+Exit codes: 0 done; 1 the gateway refused or failed (the message says why); 2 a bad argument
+or configuration (one line naming it; nothing was applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, NoReturn, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotspot import __version__, config as config_mod
+from hotspot.control import ControlClient
+from hotspot.errors import ConfigError, HotspotError, UsageError
+from hotspot.model import normalize_mac
+
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_minutes(value: str) -> int:
+    try:
+        minutes = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 0 <= minutes <= 525_600:
+        raise argparse.ArgumentTypeError("must be between 0 and 525600 (0 = no time limit)")
+    return minutes
+
+
+def _mac(value: str) -> str:
+    try:
+        return normalize_mac(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Entry points only: plain lines on stderr (journald adds time and unit)."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt,
+                        stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _print(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(human(data))
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no clients online"
+    head = f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  {'DOWN':>9}  {'UP':>9}"
+    lines = [head]
+    for r in rows:
+        left = r.get("seconds_remaining")
+        left_s = "-" if left is None else f"{left // 60}m"
+        lines.append(f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
+                     f"{left_s:>7}  {_fmt_bytes(r['bytes_down']):>9}  {_fmt_bytes(r['bytes_up']):>9}")
+    return "\n".join(lines)
+
+
+def _fmt_session(r: dict[str, Any]) -> str:
+    return "\n".join(f"{k:18} {v}" for k, v in r.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hotspot", description="Hotspot Desa village WiFi gateway")
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML configuration (default: ${config_mod.ENV_CONFIG}, "
+                        "else built-in defaults)")
+    p.add_argument("--version", action="version", version=f"hotspot {__version__}")
+    sub = p.add_subparsers(dest="group", required=True, parser_class=_Parser)
+
+    gw = sub.add_parser("gateway", help="the privileged gateway daemon")
+    gws = gw.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    run = gws.add_parser("run", help="run the gateway in the foreground (as root)")
+    run.add_argument("--log-level", default="INFO",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    st = gws.add_parser("status", help="ask the running gateway how it is")
+    st.add_argument("--json", action="store_true")
+    gws.add_parser("teardown", help="remove the gateway's table and shaping (as root)")
+    rc = gws.add_parser("reconcile", help="make the kernel match the database now")
+    rc.add_argument("--json", action="store_true")
+
+    cl = sub.add_parser("clients", help="see and manage client devices")
+    cls = cl.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    ls = cls.add_parser("list", help="clients online now")
+    ls.add_argument("--json", action="store_true")
+    show = cls.add_parser("show", help="one device: session, allowance, blocked")
+    show.add_argument("who", help="MAC or IP address")
+    show.add_argument("--json", action="store_true")
+    allow = cls.add_parser("allow", help="authorize a device")
+    allow.add_argument("mac", type=_mac)
+    allow.add_argument("--ip", help="its address (default: looked up on the LAN)")
+    allow.add_argument("--tier", default="free")
+    allow.add_argument("--minutes", type=_positive_minutes,
+                       help="session length (default: the tier's; 0 = no limit)")
+    allow.add_argument("--json", action="store_true")
+    for name, helptext in (("kick", "end a device's session now"), ("block", "block a device"),
+                           ("unblock", "unblock a device")):
+        c = cls.add_parser(name, help=helptext)
+        c.add_argument("mac", type=_mac)
+        if name == "block":
+            c.add_argument("--reason", default="")
+        c.add_argument("--json", action="store_true")
+    bl = cls.add_parser("blocked", help="blocked devices")
+    bl.add_argument("--json", action="store_true")
+
+    dbp = sub.add_parser("db", help="the database")
+    dbs = dbp.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    dbs.add_parser("upgrade", help="create or migrate the schema")
+
+    cf = sub.add_parser("config", help="the configuration")
+    cfs = cf.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    chk = cfs.add_parser("check", help="validate and print the effective configuration")
+    chk.add_argument("--json", action="store_true")
+    return p
+
+
+def _client(cfg: config_mod.Config) -> ControlClient:
+    return ControlClient(cfg.control.socket)
+
+
+def _who(value: str) -> dict[str, str]:
+    if value.count(".") == 3:
+        return {"ip": value}
+    return {"mac": _mac(value)}
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    group, cmd = args.group, args.cmd
+    as_json = getattr(args, "json", False)
+
+    if group == "gateway" and cmd == "run":
+        setup_logging(args.log_level)
+        from gateway.daemon import Gateway
+
+        return Gateway(cfg).run()
+    if group == "gateway" and cmd == "teardown":
+        setup_logging("INFO")
+        from gateway.daemon import teardown
+
+        teardown(cfg)
+        print(f"removed table inet {cfg.gateway.table} and the HTB trees")
+        return 0
+    if group == "db":
+        from hotspot.db import open_database
+
+        open_database(cfg.database.url)
+        print(f"database at {cfg.database.url} is up to date")
+        return 0
+    if group == "config":
+        _print(cfg.raw, as_json, lambda d: json.dumps(d, indent=2, sort_keys=True))
+        return 0
+
+    with _client(cfg) as ctl:
+        if group == "gateway" and cmd == "status":
+            _print(ctl.call("status"), as_json, _fmt_session)
+        elif group == "gateway" and cmd == "reconcile":
+            _print(ctl.call("reconcile"), as_json,
+                   lambda r: r["changed"] or "kernel already matched the database")
+        elif cmd == "list":
+            _print(ctl.call("list"), as_json, _fmt_sessions)
+        elif cmd == "show":
+            _print(ctl.call("client", **_who(args.who)), as_json,
+                   lambda r: json.dumps(r, indent=2))
+        elif cmd == "allow":
+            _print(ctl.call("authorize", mac=args.mac, ip=args.ip, tier=args.tier,
+                            source="admin", minutes=args.minutes), as_json, _fmt_session)
+        elif cmd == "kick":
+            _print(ctl.call("deauthorize", mac=args.mac, reason="admin-kick"), as_json,
+                   lambda r: f"kicked {r['mac']} (session {r['id']})")
+        elif cmd == "block":
+            _print(ctl.call("block", mac=args.mac, reason=args.reason), as_json,
+                   lambda r: f"blocked {r['mac']}")
+        elif cmd == "unblock":
+            _print(ctl.call("unblock", mac=args.mac), as_json, lambda r: f"unblocked {r['mac']}")
+        elif cmd == "blocked":
+            _print(ctl.call("blocked"), as_json,
+                   lambda rows: "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}"
+                                          for r in rows) or "no blocked devices")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"hotspot: config error: {exc.message}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"hotspot: error: {exc.message}", file=sys.stderr)
+        return 2
+    except HotspotError as exc:
+        print(f"hotspot: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"hotspot: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hotspot: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The domain model shared by the gateway, the portal, the sync agent and the CLI.
+
+Times are stored as naive UTC (SQLite has no time zones); :func:`utcnow` is the one source.
+The schema is created and changed only by the Alembic migrations in ``hotspot/migrations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        String, false, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from hotspot.errors import UsageError
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def normalize_mac(value: str) -> str:
+    """``AA-BB-CC-DD-EE-FF`` / ``aabb.ccdd.eeff`` / ``AA:BB:...`` → ``aa:bb:cc:dd:ee:ff``."""
+    if not isinstance(value, str):
+        raise UsageError(f"not a MAC address: {value!r}")
+    hexdigits = re.sub(r"[^0-9a-fA-F]", "", value)
+    if len(hexdigits) != 12 or len(re.sub(r"[0-9a-fA-F:.\-]", "", value)):
+        raise UsageError(f"not a MAC address: {value!r}")
+    mac = ":".join(hexdigits[i:i + 2] for i in range(0, 12, 2)).lower()
+    if int(hexdigits[0:2], 16) & 1:
+        raise UsageError(f"not a unicast MAC address: {value!r}")
+    if mac == "00:00:00:00:00:00":
+        raise UsageError(f"not a usable MAC address: {value!r}")
+    assert _MAC.match(mac)
+    return mac
+
+
+class EndReason(str, enum.Enum):
+    IDLE = "idle-timeout"
+    SESSION = "session-timeout"
+    QUOTA = "quota"
+    KICK = "admin-kick"
+    LOGOUT = "logout"
+    BLOCKED = "blocked"
+    REPLACED = "replaced"
+
+
+class Source(str, enum.Enum):
+    FREE = "free"  # accepted the terms on the splash page
+    VOUCHER = "voucher"
+    ADMIN = "admin"  # allowed by an operator or the CLI
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Device(Base):
+    """A client device, known by MAC. Blocking is per device."""
+
+    __tablename__ = "device"
+
+    mac: Mapped[str] = mapped_column(String(17), primary_key=True)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    hostname: Mapped[str | None] = mapped_column(String(64))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    blocked_reason: Mapped[str | None] = mapped_column(String(200))
+
+    sessions: Mapped[list["ClientSession"]] = relationship(back_populates="device")
+
+
+class ClientSession(Base):
+    """One period of authorized access of one device at one address."""
+
+    __tablename__ = "client_session"
+    __table_args__ = (
+        # At most one running session per device and per address: the database, not the
+        # application, makes concurrent authorizations exactly-once.
+        Index("uq_session_active_mac", "mac", unique=True,
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index("uq_session_active_ip", "ip", unique=True,
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index("ix_session_started", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), index=True)
+    ip: Mapped[str] = mapped_column(String(15))
+    tier: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    # The tier's figures at authorization: a config change does not alter running sessions.
+    down_kbps: Mapped[int] = mapped_column(Integer)
+    up_kbps: Mapped[int] = mapped_column(Integer)
+    idle_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_activity_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    device: Mapped[Device] = relationship(back_populates="sessions")
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+class DailyUsage(Base):
+    """Time and bytes one device used on one tier on one local day (fair use)."""
+
+    __tablename__ = "daily_usage"
+
+    mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
