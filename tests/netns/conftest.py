@@ -1,0 +1,171 @@
+"""Fixtures that build a simulated village in network namespaces and run the real gateway
+in it. Root only: without root every test here is skipped, saying so."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.testbed import Testbed
+from hotspot.control import ControlClient
+
+REQUIRED = ("ip", "nft", "tc", "iperf3", "curl", "conntrack")
+
+
+def _missing_tools() -> list[str]:
+    return [t for t in REQUIRED if shutil.which(t) is None]
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    skip = None
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="needs root: network namespaces, nftables and tc")
+    elif _missing_tools():
+        skip = pytest.mark.skip(reason=f"missing tools: {', '.join(_missing_tools())} (run .ci/run)")
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.root)
+            if skip is not None:
+                item.add_marker(skip)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        raise TypeError("nested tables are written by write_config")
+    return json.dumps(value)  # strings, numbers, booleans and lists read the same in TOML
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    lines: list[str] = []
+
+    def table(prefix: str, tbl: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in tbl.items() if not isinstance(v, dict)}
+        if scalars:
+            lines.append(f"[{prefix}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
+        for k, v in tbl.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}", v)
+
+    for section, tbl in data.items():
+        table(section, tbl)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class GatewayProcess:
+    """The real ``hotspot gateway run`` inside the gateway namespace."""
+
+    def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any] | None = None):
+        self.bed = bed
+        self.workdir = workdir
+        self.socket = str(workdir / "control.sock")
+        self.log = workdir / "gateway.log"
+        data: dict[str, Any] = {
+            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
+                        "lan_address": bed.lan_address, "uplink_down_kbps": 100000,
+                        "uplink_up_kbps": 100000},
+            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+            "control": {"socket": self.socket},
+            "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
+        }
+        for section, values in (overrides or {}).items():
+            data.setdefault(section, {}).update(values)
+        self.config_path = write_config(workdir / "hotspot.toml", data)
+        self.proc: subprocess.Popen | None = None
+        self._client: ControlClient | None = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.bed.run(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
+                            str(self.config_path), *args, check=check)
+
+    def start(self, timeout: float = 10.0) -> "GatewayProcess":
+        if os.path.exists(self.socket):
+            # A socket left by kill -9 must not fool the wait below.
+            os.unlink(self.socket)
+        self.proc = self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
+                                   str(self.config_path), "gateway", "run", "--log-level", "DEBUG",
+                                   log_path=self.log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log.read_text()}")
+            if os.path.exists(self.socket):
+                try:
+                    self.call("ping")
+                    return self
+                except Exception:  # noqa: BLE001 - still starting
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway did not come up:\n{self.log.read_text()}")
+
+    @property
+    def client(self) -> ControlClient:
+        if self._client is None:
+            self._client = ControlClient(self.socket)
+        return self._client
+
+    def call(self, op: str, **args: Any) -> Any:
+        return self.client.call(op, **args)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(timeout=15)
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def testbed(request):
+    clients = getattr(request, "param", 2)
+    bed = Testbed(prefix="hst", clients=clients)
+    bed.build()
+    yield bed
+    bed.destroy()
+
+
+@pytest.fixture
+def upstream(testbed, tmp_path):
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    (webroot / "index.html").write_text("<h1>upstream ok</h1>")
+    (webroot / "big.bin").write_bytes(os.urandom(1024) * 20480)  # 20 MiB
+    testbed.start_upstream(webroot)
+    return webroot
+
+
+@pytest.fixture
+def gateway_factory(testbed, tmp_path):
+    made: list[GatewayProcess] = []
+
+    def make(overrides: dict[str, Any] | None = None, start: bool = True) -> GatewayProcess:
+        gw = GatewayProcess(testbed, tmp_path, overrides)
+        made.append(gw)
+        return gw.start() if start else gw
+
+    yield make
+    for gw in made:
+        gw.stop()
+    # Leave no kernel state behind in the (about to be deleted) namespace either.
+    testbed.run(testbed.gw, "nft", "delete", "table", "inet", "hotspot", check=False)
+
+
+@pytest.fixture
+def gateway(gateway_factory, upstream):
+    return gateway_factory()
