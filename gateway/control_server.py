@@ -31,7 +31,8 @@ class Dispatcher:
         self.ops: dict[str, tuple[Callable[..., Any], set[str]]] = {
             "ping": (lambda: {"pong": True, "version": __version__}, set()),
             "status": (status, set()),
-            "authorize": (e.authorize, {"ip", "mac", "tier", "source", "minutes"}),
+            "authorize": (e.authorize, {"ip", "mac", "tier", "source", "minutes", "expires_at",
+                                         "bytes_limit", "voucher_id"}),
             "deauthorize": (e.deauthorize, {"ip", "mac", "reason"}),
             "client": (e.client, {"ip", "mac"}),
             "list": (e.list, set()),

@@ -76,6 +76,23 @@ class TickReport:
     flushed: bool = False
 
 
+def _whole(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _parse_utc(value: Any) -> dt.datetime:
+    """ISO 8601 → naive UTC; a time without a zone is taken as UTC."""
+    if not isinstance(value, str):
+        raise UsageError("expires_at must be an ISO 8601 time")
+    try:
+        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"not an ISO 8601 time: {value!r}") from None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return ts
+
+
 def iso(ts: dt.datetime | None) -> str | None:
     return None if ts is None else ts.replace(microsecond=0).isoformat() + "Z"
 
@@ -210,17 +227,27 @@ class SessionEngine:
     # -- operations (the control socket's verbs) --------------------------------------------
 
     def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = "free",
-                  source: str = Source.FREE.value, minutes: int | None = None) -> dict[str, Any]:
-        """Let a device out. Idempotent: the same device, address and tier again returns the
-        running session unchanged."""
+                  source: str = Source.FREE.value, minutes: int | None = None,
+                  expires_at: str | None = None, bytes_limit: int | None = None,
+                  voucher_id: int | None = None) -> dict[str, Any]:
+        """Let a device out. Idempotent: the same device, address, tier and voucher again
+        returns the running session unchanged.
+
+        The session ends at ``expires_at`` (ISO UTC) if given, else after ``minutes``, else
+        after the tier's session length; ``bytes_limit`` caps its data (a voucher's quota).
+        """
         tier_cfg = self._tier(tier)
         try:
             source = Source(source).value
         except ValueError:
             raise UsageError(f"unknown source {source!r}") from None
-        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int)
-                                    or not 0 <= minutes <= 525_600):
+        if minutes is not None and not _whole(minutes, 0, 525_600):
             raise UsageError("minutes must be a whole number from 0 to 525600")
+        if bytes_limit is not None and not _whole(bytes_limit, 1, 1 << 50):
+            raise UsageError("bytes_limit must be a positive whole number")
+        if voucher_id is not None and not _whole(voucher_id, 1, 1 << 62):
+            raise UsageError("voucher_id must be a positive whole number")
+        until = _parse_utc(expires_at) if expires_at is not None else None
         with self.lock:
             mac, ip = self._identify(ip, mac)
             now = self.clock()
@@ -238,7 +265,8 @@ class SessionEngine:
                                   code="quota-exhausted")
                 mine = db.scalar(select(ClientSession).where(
                     ClientSession.mac == mac, ClientSession.ended_at.is_(None)))
-                if mine is not None and mine.ip == ip and mine.tier == tier_cfg.name:
+                if (mine is not None and mine.ip == ip and mine.tier == tier_cfg.name
+                        and mine.voucher_id == voucher_id):
                     return self._describe(db, mine, now)
                 theirs = db.scalar(select(ClientSession).where(
                     ClientSession.ip == ip, ClientSession.ended_at.is_(None)))
@@ -247,13 +275,17 @@ class SessionEngine:
                     before.append(self._wanted(old))
                     self._end(db, old, EndReason.REPLACED, now)
                 db.flush()
-                session_minutes = tier_cfg.session_minutes if minutes is None else minutes
+                if until is None:
+                    session_minutes = tier_cfg.session_minutes if minutes is None else minutes
+                    until = now + dt.timedelta(minutes=session_minutes) if session_minutes else None
+                elif until <= now:
+                    raise Refused("that access has already expired", code="expired")
                 sess = ClientSession(
                     mac=mac, ip=ip, tier=tier_cfg.name, source=source,
                     down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
                     idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
-                    expires_at=now + dt.timedelta(minutes=session_minutes) if session_minutes else None,
-                    bytes_down=0, bytes_up=0)
+                    expires_at=until, bytes_down=0, bytes_up=0, bytes_limit=bytes_limit,
+                    voucher_id=voucher_id)
                 db.add(sess)
                 try:
                     db.flush()
@@ -416,6 +448,8 @@ class SessionEngine:
     def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
             return EndReason.SESSION
+        if sess.bytes_limit is not None and self._session_bytes(sess) >= sess.bytes_limit:
+            return EndReason.QUOTA
         tier = self.config.tiers.get(sess.tier)
         if tier is not None and (tier.daily_minutes or tier.daily_mb):
             if self.allowance(db, sess.mac, tier, now)["exhausted"]:
@@ -508,6 +542,11 @@ class SessionEngine:
             raise UsageError("give ip or mac")
         return db.scalar(q)
 
+    def _session_bytes(self, s: ClientSession) -> int:
+        live = self.live.get(s.id) if s.ended_at is None else None
+        total = s.bytes_down + s.bytes_up
+        return total + (live.bytes_down + live.bytes_up if live else 0)
+
     def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> dict[str, Any]:
         live = self.live.get(s.id) if s.ended_at is None else None
         out: dict[str, Any] = {
@@ -519,6 +558,7 @@ class SessionEngine:
             "bytes_down": s.bytes_down + (live.bytes_down if live else 0),
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
             "seconds_remaining": None, "bytes_remaining": None,
+            "bytes_limit": s.bytes_limit, "voucher_id": s.voucher_id,
         }
         if s.ended_at is None:
             remaining = []
@@ -529,6 +569,11 @@ class SessionEngine:
                 left = self.allowance(db, s.mac, tier, now)
                 if left["seconds_left"] is not None:
                     remaining.append(left["seconds_left"])
-                out["bytes_remaining"] = left["bytes_left"]
+                bytes_left = [b for b in (left["bytes_left"],) if b is not None]
+            else:
+                bytes_left = []
+            if s.bytes_limit is not None:
+                bytes_left.append(max(0, s.bytes_limit - self._session_bytes(s)))
+            out["bytes_remaining"] = min(bytes_left) if bytes_left else None
             out["seconds_remaining"] = min(remaining) if remaining else None
         return out

@@ -105,6 +105,11 @@ class ClientSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A data cap of this session (a voucher's quota); None = only the tier's daily allowance.
+    bytes_limit: Mapped[int | None] = mapped_column(BigInteger)
+    # The voucher that paid for it, when one did (no foreign key: vouchers live in their own
+    # module and may be purged before sessions are).
+    voucher_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     device: Mapped[Device] = relationship(back_populates="sessions")
 

@@ -41,11 +41,14 @@ def upgrade() -> None:
     sa.Column('end_reason', sa.String(length=32), nullable=True),
     sa.Column('bytes_down', sa.BigInteger(), nullable=False),
     sa.Column('bytes_up', sa.BigInteger(), nullable=False),
+    sa.Column('bytes_limit', sa.BigInteger(), nullable=True),
+    sa.Column('voucher_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['mac'], ['device.mac'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('client_session', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_client_session_mac'), ['mac'], unique=False)
+        batch_op.create_index(batch_op.f('ix_client_session_voucher_id'), ['voucher_id'], unique=False)
         batch_op.create_index('ix_session_started', ['started_at'], unique=False)
         batch_op.create_index('uq_session_active_ip', ['ip'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.create_index('uq_session_active_mac', ['mac'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
@@ -68,6 +71,7 @@ def downgrade() -> None:
         batch_op.drop_index('uq_session_active_mac', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.drop_index('uq_session_active_ip', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.drop_index('ix_session_started')
+        batch_op.drop_index(batch_op.f('ix_client_session_voucher_id'))
         batch_op.drop_index(batch_op.f('ix_client_session_mac'))
 
     op.drop_table('client_session')
