@@ -28,6 +28,7 @@ _BY_CODE: dict[str, type[HotspotError]] = {
     "bad-request": UsageError, "bad-config": HotspotError, "not-found": NotFound,
     "no-session": NotFound, "unknown-device": NotFound, "not-blocked": NotFound,
     "refused": Refused, "blocked": Refused, "quota-exhausted": Refused, "conflict": Refused,
+    "expired": Refused,
     "kernel": KernelError, "nftables": KernelError, "tc": KernelError, "conntrack": KernelError,
 }
 
