@@ -14,6 +14,7 @@ removes every namespace with that prefix, so a crashed run never blocks the next
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shlex
@@ -22,7 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from hotspot.errors import HotspotError
 
@@ -52,12 +53,42 @@ def existing_namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write nested dicts of scalars and lists as a TOML file (enough for hotspot.toml)."""
+    lines: list[str] = []
+
+    def table(prefix: str, tbl: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in tbl.items() if not isinstance(v, dict)}
+        if scalars:
+            lines.append(f"[{prefix}]")
+            # JSON strings, numbers, booleans and lists read the same in TOML
+            lines.extend(f"{k} = {json.dumps(v)}" for k, v in scalars.items())
+        for k, v in tbl.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}", v)
+
+    for section, tbl in data.items():
+        table(section, tbl)
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 @dataclass
 class Phone:
     ns: str
     mac: str
     ip: str
     ifname: str = "eth0"
+
+
+@dataclass
+class Crowd:
+    """Many clients in one namespace: macvlan interfaces on one veth into the bridge, each
+    with its own MAC and address (see :meth:`Testbed.add_crowd`)."""
+
+    ns: str
+    members: list[Phone] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +168,62 @@ class Testbed:
         phone = Phone(ns=ns, mac=mac, ip=ip)
         self.phones.append(phone)
         return phone
+
+    def add_crowd(self, n: int, *, first_host: int = 20, name: str = "crowd",
+                  static_neighbours: bool = True) -> Crowd:
+        """``n`` clients in one namespace ``<p>-<name>``: a veth into br-lan and on it ``n``
+        macvlan interfaces ``m0``…, member i with MAC 02:cc:00:00:<i> and host index
+        ``first_host + i`` of the LAN. Each member has its own default route (metric 100+i),
+        so a socket bound to its interface (SO_BINDTODEVICE, iperf3 ``--bind-dev``) leaves
+        through it with its own MAC. ``static_neighbours`` writes permanent neighbour entries
+        on both sides, so 1000 members cause no ARP storm (and the gateway knows their MACs,
+        as it would after the portal's first page); permanent entries are also exempt from
+        the (machine-wide) neighbour table's garbage-collection limit."""
+        lan = ipaddress.IPv4Interface(self.lan_address)
+        net = lan.network
+        if first_host < 1 or first_host + n > net.num_addresses - 1:
+            raise TestbedError(f"{n} members from host {first_host} do not fit in {net}")
+        ns = f"{self.prefix}-{name}"
+        peer = f"{name}0"[:15]
+        sh(["ip", "netns", "add", ns])
+        sysctls = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                   # only the member that owns an address answers ARP for it
+                   "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]
+        self.run(ns, "sysctl", "-qw", *sysctls)
+        sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer,
+            "netns", self.gw])
+        # A bridge without an explicit address takes its smallest port's: pin it, so the
+        # members' static neighbour entries stay right.
+        gw_mac = self.link_mac(self.gw, "br-lan")
+        self.run(self.gw, "ip", "link", "set", "br-lan", "address", gw_mac)
+        self.run(self.gw, "ip", "link", "set", peer, "master", "br-lan", "up")
+        crowd = Crowd(ns=ns)
+        for i in range(n):
+            crowd.members.append(Phone(ns=ns, mac=f"02:cc:00:00:{i >> 8:02x}:{i & 0xff:02x}",
+                                       ip=str(net.network_address + first_host + i),
+                                       ifname=f"m{i}"))
+        gw_ip = lan.ip
+        m = crowd.members
+        cmds = ["link set lo up", "link set eth0 up"]
+        cmds += [f"link add {p.ifname} link eth0 address {p.mac} type macvlan mode bridge"
+                 for p in m]
+        cmds += [f"addr add {p.ip}/{net.prefixlen} dev {p.ifname} noprefixroute" for p in m]
+        cmds += [f"link set {p.ifname} up" for p in m]
+        cmds += [f"route add {net} dev {p.ifname} src {p.ip} metric {100 + i}"
+                 for i, p in enumerate(m)]
+        cmds += [f"route add default via {gw_ip} dev {p.ifname} metric {100 + i}"
+                 for i, p in enumerate(m)]
+        if static_neighbours:
+            cmds += [f"neigh replace {gw_ip} lladdr {gw_mac} dev {p.ifname} nud permanent"
+                     for p in m]
+        self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n", timeout=300)
+        if static_neighbours:
+            self.run(self.gw, "ip", "-batch", "-", timeout=300, input="".join(
+                f"neigh replace {p.ip} lladdr {p.mac} dev br-lan nud permanent\n" for p in m))
+        return crowd
+
+    def link_mac(self, ns: str, ifname: str) -> str:
+        return self.run(ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
 
     def wait_port(self, ns: str, host: str, port: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

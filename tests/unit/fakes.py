@@ -1,0 +1,100 @@
+"""In-memory stand-ins for unit tests of pure logic (never for data-path tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+from gateway import shaping
+from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.tc import ClassReading
+
+
+class FakeDataPath:
+    """Holds the kernel state a real data path would, and applies plans to it."""
+
+    def __init__(self, network: str = "10.10.0.0/22"):
+        self.network = ipaddress.IPv4Network(network)
+        self.state = Snapshot()
+        self.neighbours: dict[str, str] = {}
+        self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
+        self.applied: list[Plan] = []
+        self.installs = 0
+        self.fail_next_apply: Exception | None = None
+
+    def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
+        from gateway.reconcile import plan
+
+        self.installs += 1
+        self.state = Snapshot(down_ceil=dict(self.state.down_ceil), up_ceil=dict(self.state.up_ceil))
+        self.apply(plan(wanted, blocked, self.state, self.network))
+
+    def snapshot(self) -> Snapshot:
+        s = self.state
+        return Snapshot(set(s.authorized), dict(s.down_map), dict(s.up_map), set(s.blocked),
+                        dict(s.down_ceil), dict(s.up_ceil))
+
+    def apply(self, plan: Plan) -> None:
+        if self.fail_next_apply is not None:
+            exc, self.fail_next_apply = self.fail_next_apply, None
+            raise exc
+        s = self.state
+        for c in plan.del_clients:
+            s.authorized.discard((c.ip, c.mac))
+        for name, ips in plan.del_map.items():
+            for ip in ips:
+                (s.down_map if name == "down_class" else s.up_map).pop(ip, None)
+        for name, entries in plan.add_map.items():
+            (s.down_map if name == "down_class" else s.up_map).update(entries)
+        for c in plan.add_clients:
+            s.authorized.add((c.ip, c.mac))
+        s.blocked -= set(plan.del_blocked)
+        s.blocked |= set(plan.add_blocked)
+        for change in plan.down_set:
+            s.down_ceil[change.minor] = change.kbps
+            if change.new:
+                self.frames[("down", change.minor)] = (0, 0)
+        for change in plan.up_set:
+            s.up_ceil[change.minor] = change.kbps
+            if change.new:
+                self.frames[("up", change.minor)] = (0, 0)
+        for m in plan.down_del:
+            s.down_ceil.pop(m, None)
+        for m in plan.up_del:
+            s.up_ceil.pop(m, None)
+        self.applied.append(plan)
+
+    def traffic(self, ip: str, down: int = 0, up: int = 0, packets: int = 1) -> None:
+        """Pretend ``down``/``up`` IP-layer bytes passed the client's classes."""
+        minor = shaping.client_minor(ip, self.network)
+        for direction, n in (("down", down), ("up", up)):
+            if n:
+                b, p = self.frames.get((direction, minor), (0, 0))
+                self.frames[(direction, minor)] = (b + n + shaping.ETHERNET_HEADER * packets,
+                                                   p + packets)
+
+    def counters(self):
+        out = []
+        for direction, ceil in (("down", self.state.down_ceil), ("up", self.state.up_ceil)):
+            out.append({m: ClassReading(m, kbps, *self.frames.get((direction, m), (0, 0)))
+                        for m, kbps in ceil.items()})
+        return out[0], out[1]
+
+    def mac_of(self, ip: str) -> str | None:
+        return self.neighbours.get(ip)
+
+    def ip_of(self, mac: str) -> str | None:
+        return next((ip for ip, m in self.neighbours.items() if m == mac), None)
+
+
+class Clock:
+    """A frozen clock that tests move by hand (naive UTC, like the model)."""
+
+    def __init__(self, start: dt.datetime = dt.datetime(2026, 11, 28, 3, 0, 0)):
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += dt.timedelta(**kwargs)

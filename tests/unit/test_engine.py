@@ -1,0 +1,265 @@
+"""The session engine against a fake data path and a frozen clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.engine import SessionEngine
+from hotspot.errors import KernelError, NotFound, Refused, UsageError
+from hotspot.model import ClientSession, DailyUsage
+
+MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
+MAC2, IP2 = "02:00:00:00:00:02", "10.10.0.12"
+
+
+def sessions(db):
+    with Session(db) as s:
+        return list(s.scalars(select(ClientSession).order_by(ClientSession.id)))
+
+
+def test_authorize_puts_client_in_kernel(engine, datapath):
+    out = engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    assert out["state"] == "active" and out["tier"] == "free"
+    assert (IP1, MAC1) in datapath.state.authorized
+    assert datapath.state.down_map[IP1] == "1:b" and datapath.state.up_map[IP1] == "1:b"
+    assert datapath.state.down_ceil[0xB] == 1024 and datapath.state.up_ceil[0xB] == 512
+    assert out["seconds_remaining"] == 3600
+
+
+def test_authorize_is_idempotent(engine, datapath, db):
+    a = engine.authorize(ip=IP1, mac=MAC1)
+    applied = len(datapath.applied)
+    b = engine.authorize(ip=IP1, mac=MAC1)
+    assert a["id"] == b["id"] and len(sessions(db)) == 1
+    assert len(datapath.applied) == applied  # nothing sent to the kernel
+
+
+def test_mac_comes_from_the_kernel_not_the_request(engine, datapath):
+    datapath.neighbours[IP1] = MAC1
+    assert engine.authorize(ip=IP1)["mac"] == MAC1
+    with pytest.raises(NotFound) as err:
+        engine.authorize(ip=IP2)
+    assert err.value.code == "unknown-device"
+
+
+def test_tier_change_replaces_session_and_changes_class(engine, datapath, db):
+    engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
+    rows = sessions(db)
+    assert [r.end_reason for r in rows] == ["replaced", None]
+    assert datapath.state.down_ceil[0xB] == 5120
+    assert (IP1, MAC1) in datapath.state.authorized
+
+
+def test_new_address_moves_the_device(engine, datapath, db):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.authorize(ip=IP2, mac=MAC1)
+    assert datapath.state.authorized == {(IP2, MAC1)}
+    assert set(datapath.state.down_ceil) == {0xC}
+    assert datapath.applied[-1].flush_ips == [IP1]
+
+
+def test_address_taken_over_by_another_device(engine, datapath, db):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.authorize(ip=IP1, mac=MAC2)
+    assert datapath.state.authorized == {(IP1, MAC2)}
+    assert [r.end_reason for r in sessions(db)] == ["replaced", None]
+
+
+def test_bad_requests(engine):
+    for kwargs in ({"ip": "10.10.0.1", "mac": MAC1},  # the gateway itself
+                   {"ip": "192.168.1.5", "mac": MAC1},  # outside the LAN
+                   {"ip": "10.10.3.255", "mac": MAC1},  # broadcast
+                   {"ip": IP1, "mac": "zz:00:00:00:00:01"},
+                   {"ip": IP1, "mac": "01:00:5e:00:00:01"},  # multicast
+                   {"ip": IP1, "mac": MAC1, "tier": "gold"},
+                   {"ip": IP1, "mac": MAC1, "minutes": -1},
+                   {"ip": IP1, "mac": MAC1, "source": "magic"}):
+        with pytest.raises(UsageError):
+            engine.authorize(**kwargs)
+
+
+def test_kernel_failure_leaves_nothing_behind(engine, datapath, db):
+    datapath.fail_next_apply = KernelError("boom")
+    with pytest.raises(KernelError):
+        engine.authorize(ip=IP1, mac=MAC1)
+    assert sessions(db) == [] and datapath.state.authorized == set()
+
+
+def test_session_timeout(engine, datapath, clock, db):
+    engine.authorize(ip=IP1, mac=MAC1, tier="free", minutes=5)
+    clock.advance(minutes=4, seconds=59)
+    datapath.traffic(IP1, down=1000, up=100)
+    assert engine.tick().ended == []
+    clock.advance(seconds=1)
+    assert engine.tick().ended[0][1] == "session-timeout"
+    assert datapath.state.authorized == set() and datapath.state.down_ceil == {}
+
+
+def test_idle_timeout_counts_from_last_traffic(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    for _ in range(3):
+        clock.advance(minutes=4)
+        datapath.traffic(IP1, up=60)
+        assert engine.tick().ended == []
+    clock.advance(minutes=9, seconds=59)
+    assert engine.tick().ended == []
+    clock.advance(seconds=1)
+    assert engine.tick().ended[0][1] == "idle-timeout"
+
+
+def test_logout_and_kick_record_their_reason(engine, db):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.deauthorize(ip=IP1, reason="logout")
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.deauthorize(mac=MAC1)
+    assert [r.end_reason for r in sessions(db)] == ["logout", "admin-kick"]
+    with pytest.raises(NotFound):
+        engine.deauthorize(mac=MAC1)
+    with pytest.raises(UsageError):
+        engine.deauthorize(mac=MAC1, reason="whim")
+
+
+def test_daily_data_allowance(engine, datapath, clock, db):
+    engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=299_000_000, up=500_000, packets=1000)
+    assert engine.tick().ended == []
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=600_000)
+    assert engine.tick().ended[0][1] == "quota"
+    with pytest.raises(Refused) as err:
+        engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    assert err.value.code == "quota-exhausted"
+    # Another tier is not affected by the free tier's allowance.
+    assert engine.authorize(ip=IP1, mac=MAC1, tier="premium")["state"] == "active"
+
+
+def test_daily_minutes_across_sessions_and_midnight_reset(engine, datapath, clock, cfg):
+    # 03:00 UTC = 10:00 in Jakarta. Use 119 minutes across two sessions.
+    engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    for _ in range(59):
+        clock.advance(minutes=1)
+        datapath.traffic(IP1, up=10)
+        engine.tick()
+    engine.deauthorize(mac=MAC1, reason="logout")
+    out = engine.authorize(ip=IP1, mac=MAC1, tier="free", minutes=90)
+    assert out["seconds_remaining"] == 61 * 60  # the allowance ends before the session would
+    for _ in range(61):
+        clock.advance(minutes=1)
+        datapath.traffic(IP1, up=10)
+        report = engine.tick()
+    assert report.ended and report.ended[0][1] == "quota"
+    info = engine.client(mac=MAC1)
+    assert info["allowance"]["free"]["exhausted"]
+    assert info["allowance"]["free"]["resets_at"] == "2026-11-28T17:00:00Z"  # Jakarta midnight
+    clock.now = dt.datetime(2026, 11, 28, 17, 0, 1)
+    assert engine.authorize(ip=IP1, mac=MAC1, tier="free")["seconds_remaining"] == 3600
+
+
+def test_session_data_cap(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium", bytes_limit=1_000_000, voucher_id=7)
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=999_000)
+    engine.tick()
+    assert engine.client(mac=MAC1)["session"]["bytes_remaining"] == 1000
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, up=1000)
+    assert engine.tick().ended[0][1] == "quota"
+
+
+def test_absolute_expiry(engine, clock):
+    out = engine.authorize(ip=IP1, mac=MAC1, tier="premium", expires_at="2026-11-28T05:00:00Z")
+    assert out["expires_at"] == "2026-11-28T05:00:00Z" and out["seconds_remaining"] == 7200
+    with pytest.raises(Refused):
+        engine.authorize(ip=IP2, mac=MAC2, tier="premium", expires_at="2026-11-28T02:00:00+00:00")
+    with pytest.raises(UsageError):
+        engine.authorize(ip=IP2, mac=MAC2, tier="premium", expires_at="tomorrow")
+
+
+def test_accounting_counts_ip_bytes_and_flushes_in_batches(engine, datapath, clock, db):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=150_000, up=20_000, packets=100)
+    report = engine.tick()
+    assert not report.flushed  # a minute has not passed: nothing written yet
+    listed = engine.list()[0]
+    assert (listed["bytes_down"], listed["bytes_up"]) == (150_000, 20_000)
+    assert sessions(db)[0].bytes_down == 0
+    assert engine.tick(force_flush=True).flushed
+    row = sessions(db)[0]
+    assert (row.bytes_down, row.bytes_up) == (150_000, 20_000)
+    with Session(db) as s:
+        usage = s.scalars(select(DailyUsage)).one()
+    assert usage.bytes_down == 150_000 and usage.tier == "premium"
+
+
+def test_packet_counter_wrap(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
+    datapath.frames[("down", 0xB)] = (1000 + 14 * (2**32 - 1), 2**32 - 1)
+    engine._last_raw[("down", 0xB)] = datapath.frames[("down", 0xB)]
+    datapath.traffic(IP1, down=5000, packets=3)  # packets wraps to 2
+    engine.tick()
+    assert engine.list()[0]["bytes_down"] == 5000
+
+
+def test_block_kicks_and_refuses(engine, datapath, db):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.block(mac=MAC1, reason="abuse")
+    assert datapath.state.blocked == {MAC1} and datapath.state.authorized == set()
+    assert sessions(db)[0].end_reason == "blocked"
+    with pytest.raises(Refused) as err:
+        engine.authorize(ip=IP1, mac=MAC1)
+    assert err.value.code == "blocked"
+    assert engine.blocked()[0]["reason"] == "abuse"
+    engine.unblock(mac=MAC1)
+    assert datapath.state.blocked == set()
+    assert engine.authorize(ip=IP1, mac=MAC1)["state"] == "active"
+    with pytest.raises(NotFound):
+        engine.unblock(mac=MAC1)
+
+
+def test_restart_restores_sessions_and_drops_expired(cfg, db, datapath, clock, engine):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
+    engine.authorize(ip=IP2, mac=MAC2, tier="free", minutes=5)
+    engine.block(mac="02:00:00:00:00:09")
+    clock.advance(minutes=6)
+    fresh = FakeDataPathAfterReboot()
+    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again.start()
+    assert fresh.state.authorized == {(IP1, MAC1)}
+    assert fresh.state.blocked == {"02:00:00:00:00:09"}
+    assert [r.end_reason for r in sessions(db)] == [None, "session-timeout"]
+
+
+def test_reconcile_repairs_the_kernel(engine, datapath):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.authorize(ip=IP2, mac=MAC2)
+    datapath.state.authorized.discard((IP1, MAC1))  # someone deleted an element
+    datapath.state.authorized.add(("10.10.0.99", "02:00:00:00:00:99"))  # and added a stranger
+    datapath.state.down_ceil.pop(0xC)  # and a class
+    assert engine.reconcile()
+    assert datapath.state.authorized == {(IP1, MAC1), (IP2, MAC2)}
+    assert datapath.state.down_ceil[0xC] == 1024
+    assert engine.reconcile() == ""  # idempotent
+
+
+def test_restart_keeps_idle_clock_fair(cfg, db, datapath, clock, engine):
+    """A power cut is not the villager's idleness: idle time counts from the restart."""
+    engine.authorize(ip=IP1, mac=MAC1, tier="free")
+    clock.advance(minutes=30)
+    again = SessionEngine(cfg, db, FakeDataPathAfterReboot(), clock=clock)
+    again.start()
+    clock.advance(minutes=1)
+    assert again.tick().ended == []
+
+
+class FakeDataPathAfterReboot:
+    def __new__(cls):
+        from tests.unit.fakes import FakeDataPath
+
+        return FakeDataPath()
