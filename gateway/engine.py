@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from hotspot.config import Config, Tier
 from hotspot.errors import NotFound, Refused, UsageError
-from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, Source, normalize_mac,
-                           utcnow)
+from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source,
+                           normalize_mac, utcnow)
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
 from gateway.tc import ClassReading
@@ -107,7 +107,8 @@ class SessionEngine:
         self.network = config.network.lan_network
         self.lock = threading.RLock()
         self.live: dict[int, _Live] = {}  # session id → accounting
-        self.pending: dict[tuple[str, dt.date, str], _Pending] = {}
+        self.pending: dict[tuple[str, dt.date, str], _Pending] = {}  # (mac, local day, tier)
+        self.pending_hourly: dict[tuple[str, dt.datetime], _Pending] = {}  # (mac, UTC hour)
         self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
         self._last_tick: dt.datetime | None = None
         self._last_flush = time.monotonic()
@@ -420,6 +421,7 @@ class SessionEngine:
     def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
                  up: dict[int, ClassReading], elapsed: float, now: dt.datetime) -> None:
         day = self.local_day(now)
+        hour = now.replace(minute=0, second=0, microsecond=0)
         for sess in active:
             live = self.live[sess.id]
             got = []
@@ -440,10 +442,11 @@ class SessionEngine:
             live.bytes_up += got[1]
             if got[0] or got[1]:
                 live.last_activity = now
-            pending = self.pending.setdefault((sess.mac, day, sess.tier), _Pending())
-            pending.seconds += elapsed
-            pending.bytes_down += got[0]
-            pending.bytes_up += got[1]
+            for pending in (self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
+                            self.pending_hourly.setdefault((sess.mac, hour), _Pending())):
+                pending.seconds += elapsed
+                pending.bytes_down += got[0]
+                pending.bytes_up += got[1]
 
     def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
@@ -480,7 +483,16 @@ class SessionEngine:
             row.seconds += int(round(p.seconds))
             row.bytes_down += p.bytes_down
             row.bytes_up += p.bytes_up
+        for (mac, hour), p in self.pending_hourly.items():
+            hourly = db.get(HourlyUsage, (mac, hour))
+            if hourly is None:
+                hourly = HourlyUsage(mac=mac, hour=hour, seconds=0, bytes_down=0, bytes_up=0)
+                db.add(hourly)
+            hourly.seconds += int(round(p.seconds))
+            hourly.bytes_down += p.bytes_down
+            hourly.bytes_up += p.bytes_up
         self.pending.clear()
+        self.pending_hourly.clear()
         self._last_flush = time.monotonic()
 
     def reconcile(self) -> str:

@@ -118,6 +118,18 @@ class ClientSession(Base):
         return self.ended_at is None
 
 
+class HourlyUsage(Base):
+    """Bytes and connected time of one device in one UTC hour: what usage reports are made of."""
+
+    __tablename__ = "hourly_usage"
+
+    mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)  # UTC, :00:00
+    seconds: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DailyUsage(Base):
     """Time and bytes one device used on one tier on one local day (fair use)."""
 

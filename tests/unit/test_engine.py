@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from gateway.engine import SessionEngine
 from hotspot.errors import KernelError, NotFound, Refused, UsageError
-from hotspot.model import ClientSession, DailyUsage
+from hotspot.model import ClientSession, DailyUsage, HourlyUsage
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
 MAC2, IP2 = "02:00:00:00:00:02", "10.10.0.12"
@@ -195,7 +195,9 @@ def test_accounting_counts_ip_bytes_and_flushes_in_batches(engine, datapath, clo
     assert (row.bytes_down, row.bytes_up) == (150_000, 20_000)
     with Session(db) as s:
         usage = s.scalars(select(DailyUsage)).one()
+        hourly = s.scalars(select(HourlyUsage)).one()
     assert usage.bytes_down == 150_000 and usage.tier == "premium"
+    assert (hourly.hour, hourly.bytes_down, hourly.bytes_up) == (dt.datetime(2026, 11, 28, 3), 150_000, 20_000)
 
 
 def test_packet_counter_wrap(engine, datapath, clock):

@@ -53,6 +53,18 @@ def upgrade() -> None:
         batch_op.create_index('uq_session_active_ip', ['ip'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.create_index('uq_session_active_mac', ['mac'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
 
+    op.create_table('hourly_usage',
+    sa.Column('mac', sa.String(length=17), nullable=False),
+    sa.Column('hour', sa.DateTime(), nullable=False),
+    sa.Column('seconds', sa.Integer(), nullable=False),
+    sa.Column('bytes_down', sa.BigInteger(), nullable=False),
+    sa.Column('bytes_up', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['mac'], ['device.mac'], ),
+    sa.PrimaryKeyConstraint('mac', 'hour')
+    )
+    with op.batch_alter_table('hourly_usage', schema=None) as batch_op:
+        batch_op.create_index('ix_hourly_usage_hour', ['hour'], unique=False)
+
     op.create_table('daily_usage',
     sa.Column('mac', sa.String(length=17), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
@@ -67,6 +79,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('daily_usage')
+    op.drop_table('hourly_usage')
     with op.batch_alter_table('client_session', schema=None) as batch_op:
         batch_op.drop_index('uq_session_active_mac', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.drop_index('uq_session_active_ip', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
