@@ -7,6 +7,7 @@ asked.
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from pyroute2 import IPRoute
@@ -49,8 +50,25 @@ class Neighbours:
                     continue
         return out
 
+    def lookup(self, ip: str) -> str | None:
+        """One targeted RTM_GETNEIGH: cost does not grow with the number of clients."""
+        try:
+            answer = self.ipr.neigh("get", dst=ip, ifindex=self._index())
+        except NetlinkError as exc:
+            if exc.code == errno.ENOENT:
+                return None
+            raise KernelError(f"neighbour lookup of {ip}: {exc}", code="neighbours") from exc
+        for n in answer:
+            lladdr = n.get_attr("NDA_LLADDR")
+            if lladdr and n.get("state", 0) & _NUD_USABLE:
+                try:
+                    return normalize_mac(lladdr)
+                except UsageError:
+                    return None
+        return None
+
     def mac_of(self, ip: str, probe: bool = True) -> str | None:
-        mac = self.table().get(ip)
+        mac = self.lookup(ip)
         if mac is None and probe:
             mac = self.arp_probe(ip)
         return mac
