@@ -110,6 +110,8 @@ class SessionEngine:
         self.pending: dict[tuple[str, dt.date, str], _Pending] = {}  # (mac, local day, tier)
         self.pending_hourly: dict[tuple[str, dt.datetime], _Pending] = {}  # (mac, UTC hour)
         self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
+        # During a tick: one query for the day's usage rows instead of one per session.
+        self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._last_tick: dt.datetime | None = None
         self._last_flush = time.monotonic()
         self.started_at: dt.datetime | None = None
@@ -161,7 +163,10 @@ class SessionEngine:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
-        row = db.get(DailyUsage, (mac, day, tier))
+        if self._day_rows is not None and self._day_rows[0] == day:
+            row = self._day_rows[1].get((mac, tier))
+        else:
+            row = db.get(DailyUsage, (mac, day, tier))
         p = self.pending.get((mac, day, tier), _Pending())
         if row is None:
             return _Pending(p.seconds, p.bytes_down, p.bytes_up)
@@ -405,11 +410,17 @@ class SessionEngine:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
-                for sess in active:
-                    reason = self._expiry(db, sess, now)
-                    if reason is not None:
-                        self._end(db, sess, reason, now)
-                        report.ended.append((sess.id, reason.value))
+                day = self.local_day(now)
+                self._day_rows = (day, {(r.mac, r.tier): r for r in db.scalars(
+                    select(DailyUsage).where(DailyUsage.day == day))})
+                try:
+                    for sess in active:
+                        reason = self._expiry(db, sess, now)
+                        if reason is not None:
+                            self._end(db, sess, reason, now)
+                            report.ended.append((sess.id, reason.value))
+                finally:
+                    self._day_rows = None
                 due = force_flush or report.ended or (
                     time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
                 if due:
