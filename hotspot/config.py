@@ -71,11 +71,36 @@ DEFAULTS: dict[str, Any] = {
             "daily_mb": 0,
         },
     },
+    "portal": {
+        # A DNS name for the portal, resolved to the gateway by the local DNS ("" = none: the
+        # portal is reached at the LAN address). Needed for HTTPS and RFC 8910 announcements.
+        "hostname": "",
+        "https_port": 443,
+        "tls_cert": "",
+        "tls_key": "",
+        "contact": "Kios BUMDes di balai desa",
+        "terms": "",
+        "venue_info_url": "",
+        "user": "hotspot",
+        "workers": 0,
+        "threads": 4,
+        "secret_key_file": "/var/lib/hotspot/portal.secret",
+        "voucher_key_file": "/etc/hotspot/voucher.key",
+        "max_body_bytes": 16384,
+        "voucher_attempts": 5,
+        "voucher_window_seconds": 60,
+        "voucher_cooldown_seconds": 300,
+    },
+    "packages": {},
 }
 
+PORTAL_KEYS = tuple(DEFAULTS["portal"])
+PACKAGE_KEYS = ("title", "price", "tier", "hours", "data_mb", "devices", "shelf_days")
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,44 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class PortalConfig:
+    hostname: str  # "" = none
+    https_port: int
+    tls_cert: str  # "" = no HTTPS listener
+    tls_key: str
+    contact: str
+    terms: str
+    venue_info_url: str  # "" = the portal's own /info page
+    user: str  # "" = stay the user that started it
+    workers: int  # 0 = sized from the CPU count
+    threads: int
+    secret_key_file: str
+    voucher_key_file: str
+    max_body_bytes: int
+    voucher_attempts: int
+    voucher_window_seconds: int
+    voucher_cooldown_seconds: int
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """A voucher package defined in the file (``[packages.NAME]``)."""
+
+    name: str
+    title: str
+    price: int  # Rupiah
+    tier: str
+    hours: int  # counted from first use
+    data_mb: int  # 0 = no data quota (only the tier's)
+    devices: int  # devices that may use one voucher at once
+    shelf_days: int  # days a voucher may wait for its first use (0 = no limit)
+
+
+@dataclass(frozen=True)
 class Config:
     village: VillageConfig
     network: NetworkConfig
@@ -152,6 +215,8 @@ class Config:
     control: ControlConfig
     gateway: GatewayConfig
     tiers: Mapping[str, Tier]
+    portal: PortalConfig | None = None  # always set by validate()
+    packages: Mapping[str, PackageConfig] = field(default_factory=dict)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -323,6 +388,101 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     return tiers
 
 
+def _opt_str(s: _Section, name: str, max_len: int) -> str:
+    """A string that may be empty (the key must still be present and a string)."""
+    value = s.data.get(name)
+    if not isinstance(value, str):
+        raise ConfigError(s.key(name), f"must be a string, got {value!r}")
+    if len(value) > max_len:
+        raise ConfigError(s.key(name), f"must be at most {max_len} characters")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        raise ConfigError(s.key(name), "must not contain control characters")
+    return value.strip()
+
+
+def _abs_path(s: _Section, name: str, optional: bool = False) -> str:
+    value = _opt_str(s, name, 4096)
+    if optional and not value:
+        return ""
+    if not os.path.isabs(value):
+        raise ConfigError(s.key(name), "must be an absolute path")
+    return value
+
+
+def _portal(raw: Mapping[str, Any]) -> PortalConfig:
+    s = _Section(raw, "portal", set(PORTAL_KEYS))
+    hostname = _opt_str(s, "hostname", 253).lower().rstrip(".")
+    if hostname:
+        try:
+            ipaddress.ip_address(hostname)
+        except ValueError:
+            pass
+        else:
+            raise ConfigError(s.key("hostname"), "must be a DNS name, not an address "
+                                                 "(leave it empty to use the LAN address)")
+        if not _HOSTNAME.match(hostname):
+            raise ConfigError(s.key("hostname"), f"{hostname!r} is not a valid DNS name")
+    cert = _abs_path(s, "tls_cert", optional=True)
+    key = _abs_path(s, "tls_key", optional=True)
+    if bool(cert) != bool(key):
+        raise ConfigError(s.key("tls_key" if cert else "tls_cert"),
+                          "tls_cert and tls_key are set together")
+    if cert and not hostname:
+        raise ConfigError(s.key("hostname"), "HTTPS needs a hostname the certificate is for")
+    venue = _opt_str(s, "venue_info_url", 255)
+    if venue and not re.match(r"^https?://[^\s/?#]+[^\s]*$", venue):
+        raise ConfigError(s.key("venue_info_url"), "must be an http:// or https:// URL")
+    user = _opt_str(s, "user", 32)
+    if user and not _USER.match(user):
+        raise ConfigError(s.key("user"), f"{user!r} is not a valid user name")
+    return PortalConfig(
+        hostname=hostname,
+        https_port=s.int("https_port", 1, 65535),
+        tls_cert=cert,
+        tls_key=key,
+        contact=_opt_str(s, "contact", 200),
+        terms=_opt_str(s, "terms", 2000),
+        venue_info_url=venue,
+        user=user,
+        workers=s.int("workers", 0, 16),
+        threads=s.int("threads", 1, 32),
+        secret_key_file=_abs_path(s, "secret_key_file"),
+        voucher_key_file=_abs_path(s, "voucher_key_file"),
+        max_body_bytes=s.int("max_body_bytes", 1024, 1 << 20),
+        voucher_attempts=s.int("voucher_attempts", 1, 100),
+        voucher_window_seconds=s.int("voucher_window_seconds", 1, 3600),
+        voucher_cooldown_seconds=s.int("voucher_cooldown_seconds", 0, 86400),
+    )
+
+
+def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, PackageConfig]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("packages", "must be a table of [packages.NAME] tables")
+    packages: dict[str, PackageConfig] = {}
+    for name, table in raw.items():
+        if not _NAME.match(name):
+            raise ConfigError(f"packages.{name}",
+                              "package names are lower-case letters, digits, - and _")
+        s = _Section(table, f"packages.{name}", set(PACKAGE_KEYS))
+        for key in ("price", "tier", "hours"):
+            if key not in table:
+                raise ConfigError(s.key(key), "missing")
+        full = {"title": name, "data_mb": 0, "devices": 1, "shelf_days": 0, **table}
+        s = _Section(full, f"packages.{name}")
+        tier = s.str("tier")
+        if tier not in tiers:
+            raise ConfigError(s.key("tier"), f"no such tier {tier!r} "
+                                             f"(known: {', '.join(sorted(tiers))})")
+        title = _opt_str(s, "title", 40)
+        if not title:
+            raise ConfigError(s.key("title"), "must be a non-empty string")
+        packages[name] = PackageConfig(
+            name=name, title=title, price=s.int("price", 0, 100_000_000), tier=tier,
+            hours=s.int("hours", 1, 8784), data_mb=s.int("data_mb", 0, 10_000_000),
+            devices=s.int("devices", 1, 16), shelf_days=s.int("shelf_days", 0, 3650))
+    return packages
+
+
 def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     known = set(DEFAULTS) | {"packages", "portal", "sync", "privacy", "collector", "wifi", "dhcp",
                              "operator", "demo"}
@@ -341,6 +501,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     leaf = gw.str("leaf_qdisc")
     if leaf not in ("auto", "fq_codel", "pfifo"):
         raise ConfigError(gw.key("leaf_qdisc"), "must be one of auto, fq_codel, pfifo")
+    tiers = _tiers(data["tiers"])
     return Config(
         village=_village(data["village"]),
         network=_network(data["network"]),
@@ -352,7 +513,9 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             flush_seconds=gw.int("flush_seconds", 1, 3600),
             leaf_qdisc=leaf,
         ),
-        tiers=_tiers(data["tiers"]),
+        tiers=tiers,
+        portal=_portal(data.get("portal", DEFAULTS["portal"])),
+        packages=_packages(data.get("packages", {}), tiers),
         source=source,
         raw=data,
     )

@@ -141,3 +141,108 @@ class DailyUsage(Base):
     seconds: Mapped[int] = mapped_column(Integer, default=0)
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- vouchers (hotspot/vouchers.py is the only writer) ---------------------------------------
+
+class VoucherState(str, enum.Enum):
+    NEW = "new"  # printed, not used yet
+    ACTIVE = "active"  # first used; runs until expires_at (or its data is used up)
+    MERGED = "merged"  # its remaining time and data were carried into another voucher (top-up)
+    VOID = "void"  # withdrawn by an operator
+
+
+class Package(Base):
+    """What a voucher buys: a tier for some hours (from first use), maybe a data quota."""
+
+    __tablename__ = "package"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(40))
+    price: Mapped[int] = mapped_column(Integer)  # Rupiah
+    tier: Mapped[str] = mapped_column(String(32))
+    hours: Mapped[int] = mapped_column(Integer)
+    data_mb: Mapped[int | None] = mapped_column(Integer)  # None = no data quota
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    source: Mapped[str] = mapped_column(String(16), default="console")  # config | console
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VoucherBatch(Base):
+    """Vouchers generated together. The package's terms are copied: a later change of the
+    package does not alter vouchers already printed (or sold)."""
+
+    __tablename__ = "voucher_batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), index=True)
+    package_name: Mapped[str] = mapped_column(String(32))
+    price: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(32))
+    hours: Mapped[int] = mapped_column(Integer)
+    data_mb: Mapped[int | None] = mapped_column(Integer)
+    devices: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    # Random per batch; with the secret key outside the database it re-derives the codes,
+    # so a sheet can be printed again. Alone it reveals nothing.
+    salt: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # first use before this
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Voucher(Base):
+    """One code. Only a keyed hash of the code is stored (see hotspot.vouchers)."""
+
+    __tablename__ = "voucher"
+    __table_args__ = (
+        Index("uq_voucher_batch_serial", "batch_id", "serial", unique=True),
+        Index("ix_voucher_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("voucher_batch.id"))
+    serial: Mapped[int] = mapped_column(Integer)  # 1.. within the batch, printed on the sheet
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(8), default=VoucherState.NEW.value)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sold_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Data this voucher may carry, set at first use (its own quota plus what a top-up brought
+    # along); None = no quota.
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    topup_of: Mapped[int | None] = mapped_column(Integer)  # the voucher it absorbed
+    merged_into: Mapped[int | None] = mapped_column(Integer)  # the voucher that absorbed it
+    voided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    void_reason: Mapped[str | None] = mapped_column(String(200))
+
+    batch: Mapped[VoucherBatch] = relationship()
+
+
+class VoucherDevice(Base):
+    """A device (MAC) using a voucher; at most ``devices`` of them per voucher."""
+
+    __tablename__ = "voucher_device"
+
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"), primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), primary_key=True, index=True)
+    bound_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RedeemAttempt(Base):
+    """Failed voucher entries of one device in the current window (brute-force brake)."""
+
+    __tablename__ = "redeem_attempt"
+
+    client: Mapped[str] = mapped_column(String(17), primary_key=True)  # MAC (or IP)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
