@@ -102,6 +102,25 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
+# [sync] and [privacy]: the sync agent and the provincial report (docs/sync-and-collector.md).
+DEFAULTS["sync"] = {
+    "upstream_url": "",  # the provincial collector, e.g. https://hotspot.jambiprov.go.id ("" = off)
+    "gateway_id": "",  # as registered there (hotspot collector gateways add ID)
+    "secret": "",  # printed by that command; signs every request
+    "interval_seconds": 300,
+    "max_batch_kb": 64,  # largest request body (gzip-compressed) sent at once
+    "timeout_seconds": 60,
+    "backoff_max_seconds": 900,
+    "health_seconds": 300,
+    "api_token": "",  # bearer token of this gateway's own /api/v1/usage ("" = off)
+}
+DEFAULTS["privacy"] = {
+    "retention_days": 90,
+    "pseudonym_key": "",  # "" = a random key generated once and kept in the database
+}
+_GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -208,6 +227,29 @@ class PackageConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    upstream_url: str  # "" = not reporting
+    gateway_id: str
+    secret: str
+    interval_seconds: int
+    max_batch_kb: int
+    timeout_seconds: int
+    backoff_max_seconds: int
+    health_seconds: int
+    api_token: str  # "" = the gateway's own pull API is off
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.upstream_url)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    retention_days: int
+    pseudonym_key: str  # "" = generated once, kept in the database
+
+
+@dataclass(frozen=True)
 class Config:
     village: VillageConfig
     network: NetworkConfig
@@ -217,6 +259,8 @@ class Config:
     tiers: Mapping[str, Tier]
     portal: PortalConfig | None = None  # always set by validate()
     packages: Mapping[str, PackageConfig] = field(default_factory=dict)
+    sync: SyncConfig = field(default_factory=lambda: _sync(DEFAULTS["sync"]))
+    privacy: PrivacyConfig = field(default_factory=lambda: _privacy(DEFAULTS["privacy"]))
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -483,6 +527,59 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
     return packages
 
 
+def _sync(raw: Mapping[str, Any]) -> SyncConfig:
+    s = _Section(raw, "sync", set(DEFAULTS["sync"]))
+    full = _Section({**DEFAULTS["sync"], **raw}, "sync")
+    url = _opt_str(full, "upstream_url", 500).rstrip("/")
+    if url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+                or parts.fragment or parts.username or parts.password or " " in url):
+            raise ConfigError(s.key("upstream_url"),
+                              f"{url!r} is not an http:// or https:// URL without query or user")
+        try:
+            parts.port
+        except ValueError:
+            raise ConfigError(s.key("upstream_url"), f"{url!r} has a bad port") from None
+    gateway_id = _opt_str(full, "gateway_id", 63)
+    if gateway_id and not _GATEWAY_ID.match(gateway_id):
+        raise ConfigError(s.key("gateway_id"), f"{gateway_id!r} is not a valid gateway id "
+                                               "(2-63 of a-z, 0-9, '.', '_', '-')")
+    secret = _opt_str(full, "secret", 256)
+    if secret and (len(secret) < 32 or not _TOKEN.match(secret)):
+        raise ConfigError(s.key("secret"), "must be at least 32 printable characters, no spaces")
+    token = _opt_str(full, "api_token", 256)
+    if token and (len(token) < 16 or not _TOKEN.match(token)):
+        raise ConfigError(s.key("api_token"), "must be at least 16 printable characters, no spaces")
+    if url:
+        for name, value in (("gateway_id", gateway_id), ("secret", secret)):
+            if not value:
+                raise ConfigError(s.key(name), "must be set when sync.upstream_url is")
+    return SyncConfig(
+        upstream_url=url,
+        gateway_id=gateway_id,
+        secret=secret,
+        interval_seconds=full.int("interval_seconds", 1, 86400),
+        max_batch_kb=full.int("max_batch_kb", 1, 1024),
+        timeout_seconds=full.int("timeout_seconds", 1, 600),
+        backoff_max_seconds=full.int("backoff_max_seconds", 1, 86400),
+        health_seconds=full.int("health_seconds", 1, 86400),
+        api_token=token,
+    )
+
+
+def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
+    s = _Section(raw, "privacy", set(DEFAULTS["privacy"]))
+    full = _Section({**DEFAULTS["privacy"], **raw}, "privacy")
+    key = _opt_str(full, "pseudonym_key", 256)
+    if key and (len(key) < 32 or not _TOKEN.match(key)):
+        raise ConfigError(s.key("pseudonym_key"),
+                          "must be at least 32 printable characters, no spaces (or empty)")
+    return PrivacyConfig(retention_days=full.int("retention_days", 1, 3650), pseudonym_key=key)
+
+
 def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     known = set(DEFAULTS) | {"packages", "portal", "sync", "privacy", "collector", "wifi", "dhcp",
                              "operator", "demo"}
@@ -516,6 +613,8 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         tiers=tiers,
         portal=_portal(data.get("portal", DEFAULTS["portal"])),
         packages=_packages(data.get("packages", {}), tiers),
+        sync=_sync(data.get("sync", DEFAULTS["sync"])),
+        privacy=_privacy(data.get("privacy", DEFAULTS["privacy"])),
         source=source,
         raw=data,
     )

@@ -246,3 +246,6 @@ class RedeemAttempt(Base):
     window_start: Mapped[dt.datetime] = mapped_column(DateTime)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+from hotspot import model_sync  # noqa: E402,F401  (the sync agent's tables, on this Base)
