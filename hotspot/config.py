@@ -121,6 +121,29 @@ DEFAULTS["privacy"] = {
 _GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
+# [wifi], [dhcp] and two [network] keys: read by `hotspot provision` (docs/provisioning.md).
+# Domains whose addresses dnsmasq puts into the gateway's walled_garden_dns set (nftset=);
+# a domain includes its subdomains.
+DEFAULTS["network"]["walled_garden_domains"] = []
+# Wired ports bridged into lan_interface: the Ethernet side, where access points plug in.
+DEFAULTS["network"]["lan_ports"] = []
+DEFAULTS["wifi"] = {
+    "enabled": True,  # onboard WiFi as an access point (a Pi 4 serves only about 8 phones)
+    "interface": "wlan0",
+    "ssid": "WiFi Desa Gratis",
+    "channel": 6,
+    "country": "ID",
+}
+DEFAULTS["dhcp"] = {
+    "range_start": "",  # "" = host 10 of the LAN (the hosts below it stay for access points)
+    "range_end": "",  # "" = the last host of the LAN
+    "lease_minutes": 120,
+    "upstream_dns": [],  # [] = the uplink's resolvers, from /etc/resolv.conf
+    "captive_api_url": "",  # "" = derived from [portal] (RFC 8910 DHCP option 114)
+}
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 52, 56, 60, 64, 149, 153, 157, 161, 165)
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -155,6 +178,8 @@ class NetworkConfig:
     lan_tcp_ports: tuple[int, ...]
     walled_garden: tuple[str, ...]
     portal_conn_rate: int
+    walled_garden_domains: tuple[str, ...] = ()  # filled into walled_garden_dns by dnsmasq
+    lan_ports: tuple[str, ...] = ()  # wired ports of the LAN bridge
 
     @property
     def lan_iface(self) -> ipaddress.IPv4Interface:
@@ -172,6 +197,32 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str
+
+
+@dataclass(frozen=True)
+class WifiConfig:
+    enabled: bool
+    interface: str
+    ssid: str
+    channel: int
+    country: str
+
+    @property
+    def band(self) -> str:
+        return "g" if self.channel <= 14 else "a"  # hostapd's hw_mode
+
+
+@dataclass(frozen=True)
+class DhcpConfig:
+    range_start: str  # resolved: never "" after validation
+    range_end: str
+    lease_minutes: int
+    upstream_dns: tuple[str, ...]  # () = /etc/resolv.conf
+    captive_api_url: str  # "" = derived from [portal] by the provisioner
+
+    @property
+    def size(self) -> int:
+        return int(ipaddress.IPv4Address(self.range_end)) - int(ipaddress.IPv4Address(self.range_start)) + 1
 
 
 @dataclass(frozen=True)
@@ -263,6 +314,8 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=lambda: _privacy(DEFAULTS["privacy"]))
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    wifi: WifiConfig | None = None  # always set by validate()
+    dhcp: DhcpConfig | None = None  # always set by validate()
 
     def tier(self, name: str) -> Tier:
         try:
@@ -406,6 +459,8 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
         lan_tcp_ports=tuple(ports),
         walled_garden=tuple(garden),
         portal_conn_rate=s.int("portal_conn_rate", 1, 10000),
+        walled_garden_domains=_garden_domains(s),
+        lan_ports=_lan_ports(s, lan, wan),
     )
 
 
@@ -615,9 +670,144 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         packages=_packages(data.get("packages", {}), tiers),
         sync=_sync(data.get("sync", DEFAULTS["sync"])),
         privacy=_privacy(data.get("privacy", DEFAULTS["privacy"])),
+        wifi=_wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
+        dhcp=_dhcp(data.get("dhcp", DEFAULTS["dhcp"]), _network(data["network"])),
         source=source,
         raw=data,
     )
+
+
+def _garden_domains(s: _Section) -> tuple[str, ...]:
+    name = "walled_garden_domains"
+    values = s.data.get(name, [])
+    if not isinstance(values, list):
+        raise ConfigError(s.key(name), "must be a list")
+    if len(values) > 256:
+        raise ConfigError(s.key(name), "at most 256 domains")
+    out: list[str] = []
+    for i, entry in enumerate(values):
+        key = f"{s.key(name)}[{i}]"
+        if not isinstance(entry, str):
+            raise ConfigError(key, f"{entry!r} is not a domain name")
+        domain = entry.strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(domain)
+        except ValueError:
+            pass
+        else:
+            raise ConfigError(key, f"{entry!r} is an address: put it in network.walled_garden")
+        if not _HOSTNAME.match(domain) or "." not in domain:
+            raise ConfigError(key, f"{entry!r} is not a domain name like \"belajar.id\"")
+        if domain in out:
+            raise ConfigError(key, f"{domain!r} is listed twice")
+        out.append(domain)
+    return tuple(out)
+
+
+def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
+    name = "lan_ports"
+    values = s.data.get(name, [])
+    if not isinstance(values, list):
+        raise ConfigError(s.key(name), "must be a list")
+    out: list[str] = []
+    for i, port in enumerate(values):
+        key = f"{s.key(name)}[{i}]"
+        if not isinstance(port, str) or not _IFNAME.match(port):
+            raise ConfigError(key, f"{port!r} is not a valid interface name")
+        if port == wan:
+            raise ConfigError(key, f"{port!r} is network.wan_interface: the uplink cannot be "
+                                   "a LAN port")
+        if port == lan or port in out:
+            raise ConfigError(key, f"{port!r} is listed twice or is the bridge itself")
+        out.append(port)
+    return tuple(out)
+
+
+def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
+    s = _Section(raw, "wifi", set(DEFAULTS["wifi"]))
+    full = _Section({**DEFAULTS["wifi"], **raw}, "wifi")
+    enabled = full.data["enabled"]
+    if not isinstance(enabled, bool):
+        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    iface = full.str("interface", _IFNAME, "interface name")
+    if iface in (network.lan_interface, network.wan_interface) or iface in network.lan_ports:
+        raise ConfigError(s.key("interface"), f"{iface!r} is already network.lan_interface, "
+                                              "wan_interface or one of lan_ports")
+    ssid = full.data["ssid"]
+    if not isinstance(ssid, str) or not ssid.strip():
+        raise ConfigError(s.key("ssid"), "must be a non-empty string")
+    if len(ssid.encode()) > 32:
+        raise ConfigError(s.key("ssid"), f"must be at most 32 bytes, got {len(ssid.encode())}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in ssid):
+        raise ConfigError(s.key("ssid"), "must not contain control characters")
+    channel = full.int("channel", 1, 165)
+    if channel not in WIFI_CHANNELS:
+        raise ConfigError(s.key("channel"), f"{channel} is not a WiFi channel used here "
+                                            "(1-13, or 36-64 / 149-165 for 5 GHz)")
+    country = full.str("country").strip().upper()
+    if not _COUNTRY.match(country):
+        raise ConfigError(s.key("country"), f"{full.data['country']!r} is not a two-letter "
+                                            "country code like \"ID\"")
+    return WifiConfig(enabled=enabled, interface=iface, ssid=ssid, channel=channel,
+                      country=country)
+
+
+def _dhcp_address(s: _Section, name: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+    value = _opt_str(s, name, 15)
+    if not value:
+        return None
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ConfigError(s.key(name), f"{value!r} is not an IPv4 address") from None
+    if addr not in net or addr in (net.network_address, net.broadcast_address):
+        raise ConfigError(s.key(name), f"{value} is not a host address of the LAN {net} "
+                                       "(network.lan_address)")
+    return addr
+
+
+def _auto_range(net: ipaddress.IPv4Network,
+                gw: ipaddress.IPv4Address) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """The larger block of hosts beside the gateway; above it, hosts below 10 stay free."""
+    first, last = net.network_address + 1, net.broadcast_address - 1
+    if int(last) - int(gw) >= int(gw) - int(first):
+        start, end = gw + 1, last
+        if int(end) - int(net.network_address + 10) >= 16:
+            start = max(start, net.network_address + 10)
+        return start, end
+    return first, gw - 1
+
+
+def _dhcp(raw: Mapping[str, Any], network: NetworkConfig) -> DhcpConfig:
+    s = _Section(raw, "dhcp", set(DEFAULTS["dhcp"]))
+    full = _Section({**DEFAULTS["dhcp"], **raw}, "dhcp")
+    net, gw = network.lan_network, network.gateway_ip
+    start = _dhcp_address(full, "range_start", net)
+    end = _dhcp_address(full, "range_end", net)
+    auto_start, auto_end = _auto_range(net, gw)
+    start, end = start or auto_start, end or auto_end
+    if start > end:
+        raise ConfigError(s.key("range_end"), f"{end} is below dhcp.range_start {start}")
+    if start <= gw <= end:
+        raise ConfigError(s.key("range_start"), f"the range {start}-{end} contains the "
+                                                f"gateway's own address {gw}")
+    servers = []
+    for i, entry in enumerate(full.list("upstream_dns")):
+        try:
+            servers.append(str(ipaddress.ip_address(entry)))
+        except (ValueError, TypeError):
+            raise ConfigError(f"{s.key('upstream_dns')}[{i}]",
+                              f"{entry!r} is not an IP address") from None
+    url = _opt_str(full, "captive_api_url", 255)
+    if url:
+        # DHCP option 114 holds at most 255 octets; dnsmasq quotes it.
+        if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?$", url) \
+                or '"' in url or "\\" in url:
+            raise ConfigError(s.key("captive_api_url"), "must be an http:// or https:// URL "
+                                                        "without spaces or quotes")
+    return DhcpConfig(range_start=str(start), range_end=str(end),
+                      lease_minutes=full.int("lease_minutes", 2, 10080),
+                      upstream_dns=tuple(servers), captive_api_url=url)
 
 
 def database_path(url: str) -> Path | None:
