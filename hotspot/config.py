@@ -550,7 +550,7 @@ def _portal(raw: Mapping[str, Any]) -> PortalConfig:
         max_body_bytes=s.int("max_body_bytes", 1024, 1 << 20),
         voucher_attempts=s.int("voucher_attempts", 1, 100),
         voucher_window_seconds=s.int("voucher_window_seconds", 1, 3600),
-        voucher_cooldown_seconds=s.int("voucher_cooldown_seconds", 0, 86400),
+        voucher_cooldown_seconds=s.int("voucher_cooldown_seconds", 1, 86400),
     )
 
 
