@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"hotspot {__version__}")
     sub = p.add_subparsers(dest="group", required=True, parser_class=_Parser)
 
+    # -- provisioning (issue 6): provisioning/install.py -----------------------------------
+    pv = sub.add_parser("provision", help="install and start a village gateway from one file "
+                                          "(as root)")
+    pv.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                    help="the village's TOML file (default: the installed "
+                         f"{config_mod.DEFAULT_CONFIG_PATH})")
+    pv.add_argument("--root", metavar="DIR",
+                    help="write the files under DIR (a staging tree); touch nothing else")
+    pv.add_argument("--dry-run", action="store_true",
+                    help="print the differences and the steps; change nothing")
+
     gw = sub.add_parser("gateway", help="the privileged gateway daemon")
     gws = gw.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     run = gws.add_parser("run", help="run the gateway in the foreground (as root)")
@@ -154,6 +165,10 @@ def _who(value: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.group == "provision":  # reads (and installs) the file itself
+        from provisioning.install import main as provision
+
+        return provision(args)
     cfg = config_mod.load(args.config)
     group, cmd = args.group, args.cmd
     as_json = getattr(args, "json", False)

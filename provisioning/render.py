@@ -1,0 +1,285 @@
+"""Render every file a village gateway (or the provincial collector) needs, in memory.
+
+Nothing here touches the disk except reading the templates: :func:`render` returns
+:class:`File` objects (target path, bytes, mode, group, what to restart when it changes);
+:mod:`provisioning.validate` checks them and :mod:`provisioning.install` installs them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+from gateway.ruleset import FAMILY, WALLED_DNS
+from hotspot import config as config_mod
+from hotspot.config import Config
+
+MARKER = "Managed by `hotspot provision`"
+HEADER = (f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
+          "# run `hotspot provision` again; changes made here are overwritten.")
+REFERENCE_HEADER = (f"# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
+                    "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
+                    "# command and the user, group and directories of the configuration.")
+DEFAULT_ENTRY_POINT = "/usr/local/bin/hotspot"
+CONFIG_PATH = config_mod.DEFAULT_CONFIG_PATH
+COLLECTOR_CONFIG_PATH = "/etc/hotspot/collector.toml"  # collector.config.DEFAULT_CONFIG_PATH
+
+# Where everything goes on the device.
+SYSUSERS = "/etc/sysusers.d/hotspot.conf"
+TMPFILES = "/etc/tmpfiles.d/hotspot.conf"
+SYSCTL = "/etc/sysctl.d/90-hotspot.conf"
+DNSMASQ = "/etc/dnsmasq.d/hotspot.conf"
+HOSTAPD = "/etc/hostapd/hostapd.conf"
+HOSTAPD_DROPIN = "/etc/systemd/system/hostapd.service.d/hotspot.conf"
+NETDEV = "/etc/systemd/network/10-hotspot-lan.netdev"
+NETWORK = "/etc/systemd/network/10-hotspot-lan.network"
+PORTS_NETWORK = "/etc/systemd/network/10-hotspot-lan-ports.network"
+NM_CONF = "/etc/NetworkManager/conf.d/90-hotspot.conf"
+UNIT_DIR = "/etc/systemd/system"
+# The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
+# hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
+ALL_UNITS = ("hotspot-gateway", "hotspot-portal", "hotspot-portal-tls", "hotspot-sync",
+             "hotspot-collector")
+
+# Files we may have written once and must remove when the configuration no longer wants
+# them (only if they still carry MARKER: a file somebody else wrote is left alone).
+OPTIONAL = (HOSTAPD, HOSTAPD_DROPIN, PORTS_NETWORK, NETDEV, NETWORK, NM_CONF, DNSMASQ, SYSCTL,
+            *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"))
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+    lstrip_blocks=True, autoescape=False)
+
+
+@dataclass(frozen=True)
+class File:
+    path: str  # absolute path on the device
+    content: bytes
+    mode: int
+    kind: str  # config, sysusers, tmpfiles, sysctl, dnsmasq, hostapd, networkd, nm, unit, dropin
+    group: str = "root"  # the owner is always root
+    restarts: tuple[str, ...] = ()  # services restarted when this file changes
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+class RenderError(Exception):
+    """The configuration cannot be rendered (says why)."""
+
+
+# -- derived values -----------------------------------------------------------------------
+
+def _origin(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{host}" + ("" if port == (443 if scheme == "https" else 80) else f":{port}")
+
+
+def api_url(cfg: Config) -> str:
+    """The RFC 8908 captive-portal API URL announced in DHCP option 114: ``[dhcp]
+    captive_api_url`` if set, else what the portal says it serves (portal.urls)."""
+    if cfg.dhcp is not None and cfg.dhcp.captive_api_url:
+        return cfg.dhcp.captive_api_url
+    try:
+        from portal.urls import PortalUrls
+    except ImportError:  # the same rule, for a tree without the portal
+        portal, port = cfg.portal, cfg.network.portal_port
+        if portal is not None and portal.hostname and portal.tls:
+            base = _origin("https", portal.hostname, portal.https_port)
+        elif portal is not None and portal.hostname:
+            base = _origin("http", portal.hostname, port)
+        else:
+            base = _origin("http", str(cfg.network.gateway_ip), port)
+        return base + "/api/captive"
+    return PortalUrls.from_config(cfg).api_url
+
+
+def service_user(cfg: Config) -> str:
+    return (cfg.portal.user if cfg.portal is not None and cfg.portal.user else "hotspot")
+
+
+def state_dir(cfg: Config) -> str:
+    """Where the services may write: the SQLite database's folder (else /var/lib/hotspot)."""
+    path = config_mod.database_path(cfg.database.url)
+    return str(path.parent) if path is not None else "/var/lib/hotspot"
+
+
+def entry_point() -> str:
+    """The installed ``hotspot`` command of this Python (venv, /usr/local or pyenv)."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "hotspot",
+                  Path(sys.executable).parent / "hotspot"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    raise RenderError("cannot find the installed `hotspot` command next to "
+                      f"{sys.executable}: install the package (pip install .) first")
+
+
+HIDDEN_PREFIXES = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
+
+
+def hidden_from_services(paths: list[str]) -> list[str]:
+    """Paths the units' ProtectHome=/PrivateTmp= would hide (the software must not live there)."""
+    out = []
+    for p in paths:
+        resolved = os.path.realpath(p)
+        for prefix in HIDDEN_PREFIXES:
+            if resolved == prefix or resolved.startswith(prefix + "/"):
+                out.append(p if resolved == p else f"{p} ({resolved})")
+                break
+    return out
+
+
+def software_paths(hotspot: str) -> list[str]:
+    """What the services execute and import: the command, the interpreter, the packages."""
+    import gateway
+    import hotspot as hotspot_pkg
+
+    return [hotspot, sys.executable, str(Path(hotspot_pkg.__file__).parent),
+            str(Path(gateway.__file__).parent)]
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+def _template(name: str, **values: object) -> bytes:
+    return _env.get_template(name).render(**values).encode()
+
+
+def _ssid_line(ssid: str) -> tuple[str, bool]:
+    """hostapd's ssid line: plain when that is unambiguous, else ssid2=P"…" (escaped)."""
+    utf8 = not ssid.isascii()
+    if not utf8 and ssid == ssid.strip() and "\\" not in ssid and '"' not in ssid:
+        return f"ssid={ssid}", False
+    escaped = ssid.replace("\\", "\\\\").replace('"', '\\"')
+    return f'ssid2=P"{escaped}"', utf8
+
+
+def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
+    net = cfg.network
+    portal = cfg.portal
+    dhcp = cfg.dhcp
+    wifi = cfg.wifi
+    assert dhcp is not None and wifi is not None, "validate() sets [dhcp] and [wifi]"
+    unmanaged = [net.lan_interface, *net.lan_ports] + ([wifi.interface] if wifi.enabled else [])
+    ssid_line, utf8 = _ssid_line(wifi.ssid)
+    return {
+        "header": header,
+        "hotspot": hotspot,
+        "config_path": CONFIG_PATH,
+        "collector_config_path": COLLECTOR_CONFIG_PATH,
+        "config_dir": str(PurePosixPath(CONFIG_PATH).parent),
+        "user": service_user(cfg),
+        "group": cfg.control.group,
+        "state_dir": state_dir(cfg),
+        "lan": net.lan_interface,
+        "lan_address": net.lan_address,
+        "lan_network": str(net.lan_network),
+        "lan_ports": list(net.lan_ports),
+        "netmask": str(net.lan_network.netmask),
+        "gateway_ip": str(net.gateway_ip),
+        "portal_hostname": portal.hostname if portal is not None else "",
+        # the plain-HTTP portal; render_unit() switches these for hotspot-portal-tls
+        "portal_tls": False,
+        "portal_bind_cap": net.portal_port < 1024,
+        "upstream_dns": list(dhcp.upstream_dns),
+        "range_start": dhcp.range_start,
+        "range_end": dhcp.range_end,
+        "range_size": dhcp.size,
+        "lease_minutes": dhcp.lease_minutes,
+        "api_url": api_url(cfg),
+        "garden_domains": list(net.walled_garden_domains),
+        "nft_set_ref": f"{FAMILY}#{cfg.gateway.table}#{WALLED_DNS}",
+        "wifi": wifi,
+        "wifi_enabled": wifi.enabled,
+        "ssid_line": ssid_line,
+        "utf8_ssid": utf8,
+        "nm_match": ";".join(f"interface-name:{i}" for i in unmanaged),
+    }
+
+
+def units(cfg: Config) -> tuple[str, ...]:
+    """The village gateway's own units."""
+    tls = cfg.portal is not None and cfg.portal.tls
+    return ("hotspot-gateway", "hotspot-portal", *(["hotspot-portal-tls"] if tls else []),
+            "hotspot-sync")
+
+
+def render_unit(name: str, cfg: Config, hotspot: str, header: str = HEADER) -> bytes:
+    v = _values(cfg, hotspot, header)
+    if name == "hotspot-portal-tls":
+        assert cfg.portal is not None
+        v.update(portal_tls=True, portal_bind_cap=cfg.portal.https_port < 1024)
+        name = "hotspot-portal"
+    return _template(f"{name}.service.j2", **v)
+
+
+def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
+    """Every file of a village gateway, in the order they are installed."""
+    v = _values(cfg, hotspot, HEADER)
+    group = cfg.control.group
+    wifi = cfg.wifi
+    assert wifi is not None
+    own = units(cfg)
+    files = [
+        File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
+        File(TMPFILES, _template("tmpfiles.conf.j2", **v), 0o644, "tmpfiles"),
+        # The collector's credentials live in it: root and the services' group only.
+        File(CONFIG_PATH, source, 0o640, "config", group=group, restarts=own),
+        File(SYSCTL, _template("sysctl.conf.j2", **v), 0o644, "sysctl"),
+        File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
+        File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
+    ]
+    if cfg.network.lan_ports:
+        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644,
+                          "networkd"))
+    files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
+    files.append(File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq",
+                      restarts=("dnsmasq",)))
+    if wifi.enabled:
+        files += [
+            File(HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd",
+                 restarts=("hostapd",)),
+            File(HOSTAPD_DROPIN, _template("hostapd-dropin.conf.j2", **v), 0o644, "dropin",
+                 restarts=("hostapd",)),
+        ]
+    for unit in own:
+        files.append(File(f"{UNIT_DIR}/{unit}.service", render_unit(unit, cfg, hotspot),
+                          0o644, "unit", restarts=(unit,)))
+    return files
+
+
+def services(cfg: Config) -> list[str]:
+    """The services to enable and run, in start order."""
+    wifi = ["hostapd"] if cfg.wifi is not None and cfg.wifi.enabled else []
+    return ["systemd-networkd", *wifi, "dnsmasq", *units(cfg)]
+
+
+def write_reference(directory: str | os.PathLike[str]) -> list[Path]:
+    """The reference units in systemd/ (defaults, /usr/local/bin/hotspot)."""
+    data = copy.deepcopy(config_mod.DEFAULTS)
+    # The TLS portal's unit as it is with a certificate configured.
+    data["portal"].update(hostname="portal.example", tls_cert="/etc/hotspot/tls/cert.pem",
+                          tls_key="/etc/hotspot/tls/key.pem")
+    cfg = config_mod.validate(data)
+    out = []
+    for unit in ALL_UNITS:
+        path = Path(directory) / f"{unit}.service"
+        path.write_bytes(render_unit(unit, cfg, DEFAULT_ENTRY_POINT, REFERENCE_HEADER))
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance helper
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the reference units")
+    parser.add_argument("--reference", metavar="DIR", required=True)
+    for written in write_reference(parser.parse_args().reference):
+        print(written)
