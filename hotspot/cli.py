@@ -147,10 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
     dbs = dbp.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     dbs.add_parser("upgrade", help="create or migrate the schema")
 
+    # -- sync agent and provincial collector (issue 5): sync/cli.py, collector/cli.py --------
+    try:
+        from collector.cli import add_parser as add_collector_parser
+        from sync.cli import add_parser as add_sync_parser
+    except ModuleNotFoundError as exc:  # an install whose setup.cfg predates these packages
+        if exc.name not in ("sync", "collector"):
+            raise
+    else:
+        add_sync_parser(sub, _Parser)
+        add_collector_parser(sub, _Parser)
+
     cf = sub.add_parser("config", help="the configuration")
     cfs = cf.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     chk = cfs.add_parser("check", help="validate and print the effective configuration")
     chk.add_argument("--json", action="store_true")
+
+    # -- portal (captive portal, issue 3) ----------------------------------------------------
+    po = sub.add_parser("portal", help="the captive portal (unprivileged web app)")
+    pos = po.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    prun = pos.add_parser("run", help="serve the portal with gunicorn (drops to portal.user)")
+    prun.add_argument("--bind", metavar="HOST:PORT",
+                      help="listen here (default: the LAN address and network.portal_port)")
+    prun.add_argument("--workers", type=int, choices=range(1, 17), metavar="N",
+                      help="worker processes (default: portal.workers, else from the cores)")
+    prun.add_argument("--tls", action="store_true",
+                      help="the HTTPS listener for portal.hostname on portal.https_port")
+    prun.add_argument("--log-level", default="INFO",
+                      choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    purls = pos.add_parser("urls", help="where the portal is; what DHCP option 114 announces")
+    purls.add_argument("--json", action="store_true")
     return p
 
 
@@ -169,10 +195,18 @@ def run(args: argparse.Namespace) -> int:
         from provisioning.install import main as provision
 
         return provision(args)
+    if args.group == "collector":  # the collector reads its own file (collector/config.py)
+        from collector.cli import run as run_collector
+
+        return run_collector(args)
     cfg = config_mod.load(args.config)
     group, cmd = args.group, args.cmd
     as_json = getattr(args, "json", False)
 
+    if group == "sync":
+        from sync.cli import run as run_sync
+
+        return run_sync(cfg, args)
     if group == "gateway" and cmd == "run":
         setup_logging(args.log_level)
         from gateway.daemon import Gateway
@@ -194,6 +228,22 @@ def run(args: argparse.Namespace) -> int:
     if group == "config":
         _print(cfg.raw, as_json, lambda d: json.dumps(d, indent=2, sort_keys=True))
         return 0
+    if group == "portal":  # the captive portal: kernel-free, no control-socket client here
+        from portal.urls import PortalUrls
+
+        if cmd == "urls":
+            urls = PortalUrls.from_config(cfg)
+            data = {"captive_redirect": urls.captive_base + "/", "user_portal_url":
+                    urls.user_portal_url, "captive_api_url": urls.api_url,
+                    "venue_info_url": urls.venue_info_url,
+                    "dnsmasq": f'dhcp-option=114,"{urls.api_url}"'}
+            _print(data, as_json, lambda d: "\n".join(f"{k:17} {v}" for k, v in d.items()))
+            return 0
+        setup_logging(args.log_level)
+        from portal.server import run as run_portal
+
+        return run_portal(cfg, tls=args.tls, bind=args.bind, workers=args.workers,
+                          log_level=args.log_level)
 
     with _client(cfg) as ctl:
         if group == "gateway" and cmd == "status":

@@ -83,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
         "venue_info_url": "",
         "user": "hotspot",
         "workers": 0,
-        "threads": 4,
+        "threads": 8,
         "secret_key_file": "/var/lib/hotspot/portal.secret",
         "voucher_key_file": "/etc/hotspot/voucher.key",
         "max_body_bytes": 16384,

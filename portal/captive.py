@@ -1,0 +1,318 @@
+"""The villagers' pages: splash, free tier, voucher, status, allowance used up, RFC 8908 API.
+
+A client is who the gateway says is at ``request.remote_addr``: the gateway maps the address
+to a MAC itself. Nothing a request carries (form field, header, query) names a device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import (Blueprint, Response, current_app, redirect, render_template, request,
+                   session)
+from flask_babel import gettext
+from markupsafe import Markup
+
+from hotspot.errors import ControlUnavailable, HotspotError, NotFound, Refused, UsageError
+from hotspot.vouchers import RateLimited, VoucherError
+from portal import fmt
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("captive", __name__)
+
+CAPTIVE_JSON = "application/captive+json"
+CARRY = ("to", "t", "s")
+
+
+def state():
+    return current_app.extensions["hotspot"]
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def carry() -> dict[str, str]:
+    """The signed continue-to parameters and an explicit language, passed from page to page
+    (a captive sheet may not keep cookies)."""
+    out = {k: request.values[k] for k in CARRY if request.values.get(k)}
+    if len(out) != len(CARRY) or target() is None:  # only what the portal signed for this device
+        out = {}
+    lang = request.values.get("lang")
+    if lang in ("id", "en"):
+        out["lang"] = lang
+    return out
+
+
+def target() -> str | None:
+    """Where this device was going before the portal, if the portal itself signed it."""
+    v = request.values
+    return state().signer.verify(client_ip(), v.get("to"), v.get("t"), v.get("s"))
+
+
+def see_other(path: str, params: dict[str, str] | None = None) -> Response:
+    """303 to one of our own pages: an absolute URL on the origin this page was asked at,
+    chosen from the configured ones (never from the Host header as such)."""
+    base = state().urls.base_for(request.scheme, request.host)
+    url = base + path + ("?" + urlencode(params) if params else "")
+    resp = redirect(url, code=303)
+    return resp
+
+
+def lang_url() -> str:
+    from flask_babel import get_locale
+
+    params = {k: v for k, v in carry().items() if k != "lang"}
+    params["lang"] = "en" if str(get_locale()) == "id" else "id"
+    return request.path + "?" + urlencode(params)
+
+
+def fragment(name: str) -> Markup:
+    """A part of a page that is the same for every phone (the free service, the rules, the
+    price list): rendered once per language and price list, then reused. Rendered with
+    autoescaping like any template, so the cached HTML is safe to insert."""
+    from flask_babel import get_locale
+
+    st = state()
+    packages = st.packages()
+    key = (name, str(get_locale()), tuple(packages))
+    html = st.fragments.get(key)
+    if html is None:
+        cfg = st.config
+        html = Markup(render_template(name, free=cfg.tiers.get("free"), tiers=cfg.tiers,
+                                      packages=packages, terms=cfg.portal.terms))
+        if len(st.fragments) > 64:
+            st.fragments.clear()
+        st.fragments[key] = html
+    return html
+
+
+def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
+    st = state()
+    ctx.setdefault("carry", carry())
+    ctx.setdefault("error", None)
+    ctx.setdefault("code", "")
+    return render_template(
+        template, free=st.config.tiers.get("free"), fragment=fragment,
+        vouchers_on=st.vouchers is not None, lang_url=lang_url(), **ctx), status
+
+
+MESSAGES = {
+    # kind: (title, text, show a "try again" link)
+    "not-found": (lambda: gettext("Page not found"),
+                  lambda: gettext("This page does not exist."), True),
+    "too-large": (lambda: gettext("Too much data"),
+                  lambda: gettext("What was sent is too large."), True),
+    "expired": (lambda: gettext("This page has expired"),
+                lambda: gettext("Please open the page again and try once more."), True),
+    "bad-request": (lambda: gettext("Something is not right"),
+                    lambda: gettext("Please open the page again and try once more."), True),
+    "busy": (lambda: gettext("Please try again"),
+             lambda: gettext("The WiFi service is busy right now. Please try again in a "
+                             "moment."), True),
+    "unknown-device": (lambda: gettext("Your device is not recognised"),
+                       lambda: gettext("Turn WiFi off and on again, then open this page "
+                                       "once more."), True),
+    "blocked": (lambda: gettext("This device is blocked"),
+                lambda: gettext("This device may not use the village WiFi. Please contact "
+                                "the BUMDes."), False),
+    "conflict": (lambda: gettext("Please try again"),
+                 lambda: gettext("Your device is being connected already. Please wait a "
+                                 "moment and try again."), True),
+    "error": (lambda: gettext("Something went wrong"),
+              lambda: gettext("Please try again in a moment."), True),
+}
+
+
+def render_message(kind: str, status: int, **extra: Any) -> tuple[str, int]:
+    title, text, retry = MESSAGES.get(kind, MESSAGES["error"])
+    try:
+        params = carry()
+    except Exception:  # noqa: BLE001 - an unreadable body (413): no parameters then
+        params = {}
+    return render_template("message.html", title=title(), text=text(), retry=retry,
+                           carry=params, lang_url=lang_url_safe(), kind=kind, **extra), status
+
+
+def lang_url_safe() -> str:
+    try:
+        return lang_url()
+    except Exception:  # noqa: BLE001
+        return "/?lang=en"
+
+
+def render_gateway_error(exc: HotspotError) -> Any:
+    if isinstance(exc, ControlUnavailable):
+        log.warning("gateway unavailable: %s", exc.message)
+        resp = render_message("busy", 503)
+        return resp[0], 503, {"Retry-After": "10"}
+    if exc.code == "blocked":
+        return render_message("blocked", 403)
+    if exc.code == "conflict":
+        return render_message("conflict", 409)
+    if exc.code in ("unknown-device", "no-session") or isinstance(exc, (NotFound, UsageError)):
+        return render_message("unknown-device", 400)
+    log.error("gateway refused: %s: %s", exc.code, exc.message)
+    return render_message("error", 503)
+
+
+def lookup() -> dict[str, Any]:
+    """The gateway's view of the requesting device."""
+    info = state().gateway.call("client", ip=client_ip())
+    if info.get("blocked"):
+        raise Refused("blocked", code="blocked")
+    return info
+
+
+def home(info: dict[str, Any], error: str | None = None, code: str = "",
+         status: int = 200) -> tuple[str, int]:
+    """The page for this device's situation: connected, allowance used up, or the splash."""
+    st = state()
+    now = st.clock()
+    tz = st.config.village.tz
+    sess = info.get("session")
+    if sess:
+        ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
+        return page("status.html", status, s=sess, ends=ends, error=error, code=code)
+    free = (info.get("allowance") or {}).get("free")
+    if free and free.get("exhausted"):
+        return page("exhausted.html", status, resets=fmt.clock_time(free.get("resets_at"), tz, now),
+                    error=error, code=code)
+    return page("splash.html", status, error=error, code=code,
+                bye=request.args.get("bye") == "1")
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    info = lookup()
+    to = target()
+    if info.get("session") and to:
+        return success_page(info["session"], to)
+    return home(info)
+
+
+@bp.get("/status")
+def status():
+    return home(lookup())
+
+
+@bp.post("/accept")
+def accept():
+    """Terima & Sambungkan: the free tier."""
+    if "free" not in state().config.tiers:
+        return render_message("not-found", 404)
+    try:
+        state().gateway.call("authorize", ip=client_ip(), tier="free", source="free")
+    except Refused as exc:
+        if exc.code == "quota-exhausted":
+            return home(lookup(), status=403)
+        raise
+    return see_other("/ok", carry())
+
+
+VOUCHER_MESSAGES = {
+    "voucher-unknown": (lambda: gettext("That code is not valid. Check it and try again."), 400),
+    "voucher-used": (lambda: gettext("This voucher is already in use on another device."), 409),
+    "voucher-expired": (lambda: gettext("This voucher has expired."), 410),
+    "voucher-exhausted": (lambda: gettext("This voucher's data is used up."), 410),
+    "voucher-void": (lambda: gettext("This voucher was cancelled by the BUMDes."), 410),
+}
+
+
+@bp.post("/voucher")
+def voucher():
+    code = request.form.get("code", "")[:40]
+    info = lookup()
+    svc = state().vouchers
+    if svc is None:
+        return render_message("busy", 503)
+    if not info.get("mac"):
+        raise NotFound("no MAC for this address", code="unknown-device")
+    try:
+        done = svc.redeem(code, ip=client_ip(), mac=info["mac"], live_session=info.get("session"))
+    except RateLimited as exc:
+        minutes = max(1, (exc.retry_after + 59) // 60)
+        msg = gettext("Too many attempts. Please wait %(minutes)d minutes and try again.",
+                      minutes=minutes)
+        body, status = home(info, error=msg, code=code, status=429)
+        return body, status, {"Retry-After": str(exc.retry_after)}
+    except VoucherError as exc:
+        text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES["voucher-unknown"])
+        return home(info, error=text(), code=code, status=status)
+    session["voucher"] = {"package": done.title, "tier": done.tier,
+                          "until": done.expires_at.isoformat() + "Z",
+                          "bytes": done.bytes_limit}
+    return see_other("/ok", carry())
+
+
+def success_page(sess: dict[str, Any] | None, to: str | None,
+                 voucher: dict[str, Any] | None = None) -> tuple[str, int]:
+    st = state()
+    host = urlsplit(to).hostname if to else None
+    until = ""
+    if voucher and voucher.get("until"):
+        until = fmt.clock_time(voucher["until"], st.config.village.tz, st.clock())
+    return page("success.html", s=sess, to=to, to_host=host, voucher=voucher, until=until)
+
+
+@bp.get("/ok")
+def ok():
+    """The success page. It asks the gateway nothing (it is only ever reached right after an
+    authorization): the burst of logins after a power cut costs one request less each."""
+    voucher = session.pop("voucher", None)
+    return success_page(None, target(), voucher if isinstance(voucher, dict) else None)
+
+
+@bp.post("/logout")
+def logout():
+    """Putuskan."""
+    try:
+        state().gateway.call("deauthorize", ip=client_ip(), reason="logout")
+    except NotFound:
+        pass
+    params = {k: v for k, v in carry().items() if k == "lang"}
+    return see_other("/", {**params, "bye": "1"})
+
+
+@bp.get("/info")
+def info():
+    """Venue information (RFC 8908 ``venue-info-url``): the service, prices, contact."""
+    return page("info.html")
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return Response(status=204)
+
+
+# -- RFC 8908 -----------------------------------------------------------------------------------
+
+@bp.get("/api/captive")
+def captive_api():
+    urls = state().urls
+    body: dict[str, Any] = {"captive": True, "user-portal-url": urls.user_portal_url,
+                            "venue-info-url": urls.venue_info_url}
+    status = 200
+    try:
+        info = state().gateway.call("client", ip=client_ip())
+    except ControlUnavailable:
+        status = 503
+        info = {}
+    except HotspotError:
+        info = {}
+    sess = info.get("session") if not info.get("blocked") else None
+    if sess:
+        body["captive"] = False
+        body["can-extend-session"] = True
+        if sess.get("seconds_remaining") is not None:
+            body["seconds-remaining"] = int(sess["seconds_remaining"])
+        if sess.get("bytes_remaining") is not None:
+            body["bytes-remaining"] = int(sess["bytes_remaining"])
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    content_type=CAPTIVE_JSON, headers={"Cache-Control": "private"})

@@ -1,0 +1,96 @@
+"""Numbers, durations and times the way a villager reads them (in the page's language)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from babel.numbers import format_decimal
+from flask_babel import get_locale, gettext, ngettext
+
+
+def _locale() -> str:
+    return str(get_locale() or "id")
+
+
+def number(value: float, pattern: str = "#,##0.#") -> str:
+    return format_decimal(value, format=pattern, locale=_locale())
+
+
+def rupiah(price: int) -> str:
+    return "Rp " + format_decimal(price, format="#,##0", locale=_locale())
+
+
+def data(n_bytes: int | None) -> str:
+    """10⁶-byte megabytes, as the allowances are configured."""
+    if n_bytes is None:
+        return gettext("unlimited")
+    if n_bytes >= 1_000_000_000:
+        return number(n_bytes / 1e9) + " GB"
+    return number(max(0, n_bytes) / 1e6, "#,##0") + " MB"
+
+
+def megabytes(mb: int) -> str:
+    return data(mb * 1_000_000)
+
+
+def speed(kbps: int) -> str:
+    if kbps >= 1000:
+        return number(kbps / 1000) + " Mbps"
+    return number(kbps, "#,##0") + " kbps"
+
+
+def duration(seconds: int | None) -> str:
+    if seconds is None:
+        return gettext("no limit")
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = []
+    if days:
+        parts.append(ngettext("%(num)d day", "%(num)d days", days))
+    if hours:
+        parts.append(ngettext("%(num)d hour", "%(num)d hours", hours))
+    if minutes and not days:
+        parts.append(ngettext("%(num)d minute", "%(num)d minutes", minutes))
+    if not parts:
+        parts.append(gettext("less than a minute"))
+    return " ".join(parts)
+
+
+def hours(n: int) -> str:
+    return duration(n * 3600)
+
+
+def parse_utc(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+
+
+def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo,
+               now: dt.datetime) -> str:
+    """``00.00 WIB (besok)`` — a moment as a wall-clock time in the village."""
+    ts = parse_utc(value) if isinstance(value, str) or value is None else value
+    if ts is None:
+        return ""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    local = ts.astimezone(tz)
+    today = now.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+    sep = "." if _locale() == "id" else ":"
+    text = f"{local.hour:02d}{sep}{local.minute:02d} {local.tzname()}"
+    if local.date() == today + dt.timedelta(days=1):
+        text += " " + gettext("(tomorrow)")
+    elif local.date() != today:
+        from babel.dates import format_date
+
+        text += " " + format_date(local.date(), "d MMM yyyy", locale=_locale())
+    return text
+
+
+def tier_name(tier: str) -> str:
+    names = {"free": gettext("Free"), "premium": gettext("Premium")}
+    return names.get(tier, tier.replace("-", " ").replace("_", " ").title())
