@@ -1,0 +1,120 @@
+"""``hotspot collector …``: run the collector, register gateways, issue API tokens.
+
+The collector has its own configuration file (collector.config): ``hotspot --config
+/etc/hotspot/collector.toml collector run`` (or ``$HOTSPOT_COLLECTOR_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    co = sub.add_parser("collector", help="the provincial collector (its own config file)")
+    cmds = co.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
+    run = cmds.add_parser("run", help="serve ingest, dashboard and API (gunicorn)")
+    run.add_argument("--bind", metavar="HOST:PORT", help="default: [collector] bind")
+    run.add_argument("--log-level", default="INFO", choices=LEVELS)
+    cmds.add_parser("upgrade", help="create or migrate the collector's schema")
+
+    gw = cmds.add_parser("gateways", help="registered village gateways")
+    gws = gw.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    add = gws.add_parser("add", help="register a gateway and print its secret")
+    add.add_argument("id")
+    add.add_argument("--json", action="store_true", help='print {"id", "secret"}')
+    rot = gws.add_parser("rotate", help="give a gateway a new secret (the old one stops working)")
+    rot.add_argument("id")
+    rot.add_argument("--json", action="store_true")
+    for name, helptext in (("disable", "refuse a gateway's reports (403)"),
+                           ("enable", "accept a gateway's reports again")):
+        c = gws.add_parser(name, help=helptext)
+        c.add_argument("id")
+        c.add_argument("--json", action="store_true")
+    ls = gws.add_parser("list", help="gateways, last seen, online")
+    ls.add_argument("--json", action="store_true")
+
+    tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
+    tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    cr = tks.add_parser("create", help="create a token and print it (shown once)")
+    cr.add_argument("name")
+    cr.add_argument("--json", action="store_true", help='print {"name", "token"}')
+    rv = tks.add_parser("revoke", help="delete a token")
+    rv.add_argument("name")
+    rv.add_argument("--json", action="store_true")
+    tl = tks.add_parser("list", help="token names and when they were last used")
+    tl.add_argument("--json", action="store_true")
+
+
+def _out(data: Any, as_json: bool, human: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else human)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector import config as config_mod
+    from collector import store
+    from collector.db import open_database
+    from collector.models import ApiToken, Gateway
+    from hotspot.cli import setup_logging
+    from hotspot.model import utcnow
+
+    cfg = config_mod.load(args.config)
+    as_json = getattr(args, "json", False)
+    if args.cmd == "run":
+        bind = args.bind or cfg.bind
+        config_mod.check_bind(bind, "--bind")
+        setup_logging(args.log_level)
+        from collector.server import serve
+
+        return serve(cfg, bind, args.log_level)
+    setup_logging("WARNING")
+    logging.getLogger("collector").setLevel(logging.WARNING)
+    engine = open_database(cfg.database_url)
+    if args.cmd == "upgrade":
+        print(f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})")
+        return 0
+    with Session(engine) as s, s.begin():
+        if args.cmd == "gateways":
+            if args.action == "add":
+                out = store.add_gateway(s, args.id)
+                _out(out, as_json, f"gateway {out['id']} registered; put this in its hotspot.toml:\n"
+                                   f"[sync]\ngateway_id = \"{out['id']}\"\nsecret = \"{out['secret']}\"")
+            elif args.action == "rotate":
+                out = store.rotate_gateway(s, args.id)
+                _out(out, as_json, f"new secret of {out['id']}: {out['secret']}")
+            elif args.action in ("disable", "enable"):
+                out = store.set_gateway_disabled(s, args.id, args.action == "disable")
+                _out(out, as_json, f"gateway {args.id} {args.action}d")
+            else:
+                from collector.queries import online
+
+                now = utcnow()
+                rows = [{"id": g.id, "village": g.village, "last_seen": g.last_seen_at,
+                         "disabled": g.disabled, "version": g.version,
+                         "online": online(cfg, g, now)}
+                        for g in s.scalars(select(Gateway).order_by(Gateway.id))]
+                _out(rows, as_json, "\n".join(
+                    f"{r['id']:24} {r['village'] or '-':30} "
+                    f"{'online' if r['online'] else 'offline':8} {r['last_seen'] or 'never'}"
+                    for r in rows) or "no gateways registered")
+        else:
+            if args.action == "create":
+                out = store.create_token(s, args.name)
+                _out(out, as_json, out["token"])
+            elif args.action == "revoke":
+                out = store.revoke_token(s, args.name)
+                _out(out, as_json, f"token {args.name!r} revoked")
+            else:
+                rows = [{"name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}
+                        for t in s.scalars(select(ApiToken).order_by(ApiToken.name))]
+                _out(rows, as_json, "\n".join(f"{r['name']:32} created {r['created_at']:%Y-%m-%d}  "
+                                              f"last used {r['last_used_at'] or 'never'}"
+                                              for r in rows) or "no tokens")
+    return 0

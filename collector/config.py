@@ -1,0 +1,153 @@
+"""The collector's own configuration file (``/etc/hotspot/collector.toml``)::
+
+    [collector]
+    database_url = "postgresql+psycopg://hotspot@/hotspot?host=/run/postgresql"
+    bind = "0.0.0.0:8000"
+
+Found by ``hotspot --config FILE collector …``, else ``$HOTSPOT_COLLECTOR_CONFIG``, else the
+default path if it exists, else the built-in defaults (a laptop trial on SQLite). Every key is
+validated; a bad or unknown key raises :class:`ConfigError` naming it (exit 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from hotspot.config import _Section, read_toml
+from hotspot.errors import ConfigError
+
+ENV_CONFIG = "HOTSPOT_COLLECTOR_CONFIG"
+DEFAULT_CONFIG_PATH = "/etc/hotspot/collector.toml"
+
+DEFAULTS: dict[str, Any] = {
+    "collector": {
+        "database_url": "sqlite:////var/lib/hotspot/collector.db",
+        "bind": "127.0.0.1:8000",
+        "workers": 2,  # gunicorn processes (each with `threads` threads)
+        "threads": 4,
+        # Days on the dashboard are local days here (Jambi: WIB, UTC+7).
+        "timezone": "Asia/Jakarta",
+        "language": "id",  # dashboard default: id | en
+        "replay_window_seconds": 300,
+        "max_body_kb": 1024,  # a compressed request body (gateways send max_batch_kb)
+        "max_inflated_kb": 16384,  # what a body may inflate to (gzip bombs stop here)
+        "offline_after_minutes": 30,
+        "page_size": 1000,  # API pages (a client may ask for up to 10 times this)
+        "dashboard_public": False,  # False = the dashboard asks for an API token (Basic auth)
+        # Warnings on the dashboard
+        "warn_disk_pct": 90,
+        "warn_temp_c": 75,
+        "warn_mem_pct": 90,
+    },
+}
+
+_BIND = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    database_url: str
+    bind: str
+    workers: int
+    threads: int
+    timezone: str
+    language: str
+    replay_window_seconds: int
+    max_body_kb: int
+    max_inflated_kb: int
+    offline_after_minutes: int
+    page_size: int
+    dashboard_public: bool
+    warn_disk_pct: int
+    warn_temp_c: int
+    warn_mem_pct: int
+    source: str = "defaults"
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_kb * 1024
+
+    @property
+    def max_inflated_bytes(self) -> int:
+        return self.max_inflated_kb * 1024
+
+
+def check_bind(value: str, key: str = "collector.bind") -> str:
+    m = _BIND.match(value or "")
+    if not m or not 1 <= int(m.group("port")) <= 65535:
+        raise ConfigError(key, f"{value!r} is not HOST:PORT")
+    return value
+
+
+def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConfig:
+    for section in data:
+        if section not in DEFAULTS:
+            raise ConfigError(section, "unknown section (the collector's file has only [collector])")
+    raw = data.get("collector", {})
+    _Section(raw, "collector", set(DEFAULTS["collector"]))
+    s = _Section({**DEFAULTS["collector"], **raw}, "collector")
+    url = s.str("database_url")
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        raise ConfigError(s.key("database_url"), "must be a sqlite: or postgresql: URL")
+    tz = s.str("timezone")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(s.key("timezone"), f"unknown time zone {tz!r}") from None
+    lang = s.str("language")
+    if lang not in ("id", "en"):
+        raise ConfigError(s.key("language"), "must be id or en")
+    public = s.data.get("dashboard_public")
+    if not isinstance(public, bool):
+        raise ConfigError(s.key("dashboard_public"), "must be true or false")
+    max_body = s.int("max_body_kb", 1, 65536)
+    inflated = s.int("max_inflated_kb", 1, 1 << 20)
+    if inflated < max_body:
+        raise ConfigError(s.key("max_inflated_kb"), "must be at least collector.max_body_kb")
+    return CollectorConfig(
+        database_url=url,
+        bind=check_bind(s.str("bind")),
+        workers=s.int("workers", 1, 64),
+        threads=s.int("threads", 1, 64),
+        timezone=tz,
+        language=lang,
+        replay_window_seconds=s.int("replay_window_seconds", 10, 86400),
+        max_body_kb=max_body,
+        max_inflated_kb=inflated,
+        offline_after_minutes=s.int("offline_after_minutes", 1, 100_000),
+        page_size=s.int("page_size", 10, 100_000),
+        dashboard_public=public,
+        warn_disk_pct=s.int("warn_disk_pct", 1, 100),
+        warn_temp_c=s.int("warn_temp_c", 20, 150),
+        warn_mem_pct=s.int("warn_mem_pct", 1, 100),
+        source=source,
+    )
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> CollectorConfig:
+    """Defaults, then ``path`` (or $HOTSPOT_COLLECTOR_CONFIG, or the default file if it
+    exists), then ``overrides`` (a mapping like the file's)."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is None:
+        path = os.environ.get(ENV_CONFIG) or (
+            DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None)
+    if path is not None:
+        data = copy.deepcopy(read_toml(path))
+        source = str(path)
+    for section, values in (overrides or {}).items():
+        if isinstance(values, Mapping) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = copy.deepcopy(values)
+    return validate(data, source=source)

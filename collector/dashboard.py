@@ -1,0 +1,259 @@
+"""The dashboard for Diskominfo: every village at a glance, and one village in detail.
+
+Bahasa Indonesia by default (``[collector] language``), English with ``?lang=en`` (remembered
+in a cookie). Charts are inline SVG drawn here; the pages load nothing else. Unless
+``dashboard_public = true``, a browser signs in with HTTP Basic: any user name, an API token
+(``hotspot collector tokens create``) as the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, make_response, render_template_string, request
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from collector import queries, svg
+from collector.config import CollectorConfig
+from collector.store import check_token
+from hotspot.model import utcnow
+from sync import pull
+
+bp = Blueprint("dashboard", __name__)
+
+T: dict[str, dict[str, str]] = {
+    "title": {"id": "Hotspot Desa — Dasbor Provinsi Jambi", "en": "Hotspot Desa — Jambi province dashboard"},
+    "villages": {"id": "Desa", "en": "Villages"},
+    "village": {"id": "Desa", "en": "Village"},
+    "gateway": {"id": "Gateway", "en": "Gateway"},
+    "last_seen": {"id": "Terakhir terlihat", "en": "Last seen"},
+    "status": {"id": "Status", "en": "Status"},
+    "online": {"id": "daring", "en": "online"},
+    "offline": {"id": "luring", "en": "offline"},
+    "never_seen": {"id": "belum pernah", "en": "never"},
+    "users_today": {"id": "Pengguna hari ini", "en": "Users today"},
+    "users_yesterday": {"id": "Pengguna kemarin", "en": "Users yesterday"},
+    "traffic_7d": {"id": "Data 7 hari", "en": "Traffic, 7 days"},
+    "sales_month": {"id": "Penjualan bulan ini", "en": "Sales this month"},
+    "warnings": {"id": "Peringatan", "en": "Warnings"},
+    "none": {"id": "—", "en": "—"},
+    "users_per_day": {"id": "Pengguna per hari", "en": "Users per day"},
+    "traffic_per_day": {"id": "Data per hari", "en": "Traffic per day"},
+    "download": {"id": "unduh", "en": "download"},
+    "upload": {"id": "unggah", "en": "upload"},
+    "sales_per_month": {"id": "Penjualan per bulan", "en": "Sales per month"},
+    "month": {"id": "Bulan", "en": "Month"},
+    "package": {"id": "Paket", "en": "Package"},
+    "count": {"id": "Jumlah", "en": "Count"},
+    "rupiah": {"id": "Rupiah", "en": "Rupiah"},
+    "health": {"id": "Kesehatan perangkat", "en": "Device health"},
+    "health_24h": {"id": "Kesehatan 24 jam terakhir", "en": "Health, last 24 hours"},
+    "sampled_at": {"id": "Diukur", "en": "Sampled"},
+    "cpu": {"id": "CPU", "en": "CPU"},
+    "load": {"id": "Beban", "en": "Load"},
+    "memory": {"id": "Memori", "en": "Memory"},
+    "disk": {"id": "Disk", "en": "Disk"},
+    "temperature": {"id": "Suhu", "en": "Temperature"},
+    "uptime": {"id": "Menyala sejak", "en": "Up for"},
+    "uplink": {"id": "Uplink", "en": "Uplink"},
+    "uplink_ok": {"id": "terhubung", "en": "reachable"},
+    "uplink_down": {"id": "terputus", "en": "down"},
+    "latency": {"id": "Latensi", "en": "Latency"},
+    "availability": {"id": "Ketersediaan uplink 24 jam", "en": "Uplink availability, 24 h"},
+    "clients_online": {"id": "Perangkat daring", "en": "Clients online"},
+    "backlog": {"id": "Antrean laporan", "en": "Report backlog"},
+    "w_never": {"id": "belum pernah melapor", "en": "never reported"},
+    "w_offline": {"id": "luring", "en": "offline"},
+    "w_disk": {"id": "disk hampir penuh", "en": "disk almost full"},
+    "w_temp": {"id": "CPU panas", "en": "hot CPU"},
+    "w_mem": {"id": "memori hampir habis", "en": "memory almost full"},
+    "w_uplink": {"id": "uplink terputus", "en": "uplink down"},
+    "back": {"id": "← semua desa", "en": "← all villages"},
+    "summary": {"id": "{online} dari {total} gateway daring; {warned} dengan peringatan; "
+                      "penjualan bulan ini {sales}.",
+                "en": "{online} of {total} gateways online; {warned} with warnings; "
+                      "sales this month {sales}."},
+    "province_users": {"id": "Pengguna per hari (seluruh desa)", "en": "Users per day (all villages)"},
+    "province_traffic": {"id": "Data per hari (seluruh desa)", "en": "Traffic per day (all villages)"},
+    "no_data": {"id": "belum ada data", "en": "no data yet"},
+    "disabled": {"id": "dinonaktifkan", "en": "disabled"},
+    "days": {"id": "hari", "en": "days"},
+    "hours": {"id": "jam", "en": "hours"},
+    "times_in": {"id": "Waktu dalam {tz}", "en": "Times in {tz}"},
+}
+
+PAGE = """<!doctype html>
+<html lang="{{ lang }}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ t('title') }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:0 12px 40px;color:#222}
+header{display:flex;justify-content:space-between;align-items:baseline;border-bottom:1px solid #ccc}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;font-size:.9em}
+th,td{padding:4px 6px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.on{color:#1a7f37;font-weight:600}.off{color:#b42318;font-weight:600}
+.warn{display:inline-block;background:#fff3cd;color:#7a4d00;border-radius:3px;padding:0 4px;margin:1px;font-size:.85em}
+.muted{color:#777}.chart{max-width:100%;height:auto}
+nav a{margin-left:8px}
+</style></head><body>
+<header><h1>{{ t('title') }}</h1>
+<nav>{% for code in ('id','en') %}{% if code == lang %}<b>{{ code|upper }}</b>{% else %}<a href="?lang={{ code }}">{{ code|upper }}</a>{% endif %}{% endfor %}</nav></header>
+{{ body }}
+<p class="muted">{{ t('times_in').format(tz=tz) }}</p>
+</body></html>"""
+
+OVERVIEW = """
+<p>{{ t('summary').format(online=o.online, total=o.total, warned=o.warned, sales=rp(o.sales_month_rupiah)) }}</p>
+<table>
+<tr><th>{{ t('village') }}</th><th>{{ t('status') }}</th><th>{{ t('last_seen') }}</th>
+<th class="n">{{ t('users_today') }}</th><th class="n">{{ t('users_yesterday') }}</th>
+<th class="n">{{ t('traffic_7d') }}</th><th class="n">{{ t('sales_month') }}</th><th>{{ t('warnings') }}</th></tr>
+{% for v in o.villages %}
+<tr><td><a href="{{ url_for('dashboard.village', gateway_id=v.id) }}">{{ v.village }}</a><br><span class="muted">{{ v.id }}</span></td>
+<td>{% if v.disabled %}<span class="muted">{{ t('disabled') }}</span>{% elif v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}</td>
+<td>{{ when(v.last_seen) }}</td>
+<td class="n">{{ num(v.users_today) }}</td><td class="n">{{ num(v.users_yesterday) }}</td>
+<td class="n">{{ hb(v.bytes_7d) }}</td><td class="n">{{ rp(v.sales_month_rupiah) }}<br><span class="muted">{{ num(v.sales_month_count) }}</span></td>
+<td>{% for w in v.warnings %}<span class="warn">{{ t('w_' ~ w) }}</span>{% else %}<span class="muted">{{ t('none') }}</span>{% endfor %}</td></tr>
+{% else %}<tr><td colspan="8" class="muted">{{ t('no_data') }}</td></tr>{% endfor %}
+</table>
+<h2>{{ t('province_users') }}</h2>{{ users_chart }}
+<h2>{{ t('province_traffic') }}</h2>{{ traffic_chart }}
+"""
+
+VILLAGE = """
+<p><a href="{{ url_for('dashboard.index') }}">{{ t('back') }}</a></p>
+<h2>{{ v.gateway.village or v.gateway.id }} <span class="muted">({{ v.gateway.id }}{% if v.gateway.version %}, v{{ v.gateway.version }}{% endif %})</span></h2>
+<p>{% if v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}
+ · {{ t('last_seen') }}: {{ when(v.gateway.last_seen_at) }}
+ {% for w in v.warnings %}<span class="warn">{{ t('w_' ~ w) }}</span>{% endfor %}</p>
+<h2>{{ t('users_per_day') }}</h2>{{ users_chart }}
+<h2>{{ t('traffic_per_day') }}</h2>{{ traffic_chart }}
+<h2>{{ t('health') }}</h2>
+{% if v.health %}<table>
+<tr><th>{{ t('sampled_at') }}</th><td>{{ when(v.health.sampled_at) }}</td><th>{{ t('cpu') }}</th><td>{{ v.health.cpu_pct }} %</td><th>{{ t('load') }}</th><td>{{ v.health.load1 }} / {{ v.health.load5 }} / {{ v.health.load15 }}</td></tr>
+<tr><th>{{ t('memory') }}</th><td>{{ v.health.mem_pct }} %</td><th>{{ t('disk') }}</th><td>{{ v.health.disk_pct }} % ({{ num(v.health.disk_free_mb) }} MB)</td><th>{{ t('temperature') }}</th><td>{% if v.health.temp_c is not none %}{{ v.health.temp_c }} °C{% else %}—{% endif %}</td></tr>
+<tr><th>{{ t('uptime') }}</th><td>{{ uptime(v.health.uptime_s) }}</td><th>{{ t('uplink') }}</th><td>{% if v.health.uplink_ok %}{{ t('uplink_ok') }}{% if v.health.uplink_ms is not none %} ({{ v.health.uplink_ms }} ms){% endif %}{% elif v.health.uplink_ok is sameas false %}<span class="off">{{ t('uplink_down') }}</span>{% else %}—{% endif %}</td>
+<th>{{ t('clients_online') }}</th><td>{{ num(v.health.clients_online) }}</td></tr>
+<tr><th>{{ t('backlog') }}</th><td>{{ num(v.health.backlog) }}</td><th>{{ t('availability') }}</th><td>{% if v.uplink_availability is not none %}{{ '%.0f'|format(v.uplink_availability * 100) }} %{% else %}—{% endif %}</td><td></td><td></td></tr>
+</table>
+<h2>{{ t('health_24h') }}</h2>{{ health_chart }}
+{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
+<h2>{{ t('sales_per_month') }}</h2>
+{% if v.sales %}<table><tr><th>{{ t('month') }}</th><th>{{ t('package') }}</th><th class="n">{{ t('count') }}</th><th class="n">{{ t('rupiah') }}</th></tr>
+{% for m, tot in v.sales_months %}{% for r in v.sales if r.month == m %}
+<tr><td>{{ m }}</td><td>{{ r.package }}</td><td class="n">{{ num(r.count) }}</td><td class="n">{{ rp(r.rupiah) }}</td></tr>{% endfor %}
+<tr><td></td><td><b>Σ</b></td><td class="n"><b>{{ num(tot[0]) }}</b></td><td class="n"><b>{{ rp(tot[1]) }}</b></td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
+"""
+
+
+def _cfg() -> CollectorConfig:
+    return current_app.config["COLLECTOR"]
+
+
+def _lang() -> str:
+    lang = request.args.get("lang") or request.cookies.get("lang") or _cfg().language
+    return lang if lang in ("id", "en") else _cfg().language
+
+
+def _num(lang: str):  # noqa: ANN202
+    def num(n: Any) -> str:
+        if n is None:
+            return "—"
+        s = f"{int(n):,}"
+        return s.replace(",", ".") if lang == "id" else s
+    return num
+
+
+def _render(body_tpl: str, **ctx: Any) -> Response:
+    cfg = _cfg()
+    lang = _lang()
+    num = _num(lang)
+    tz = cfg.tz
+
+    def t(key: str) -> str:
+        return T[key][lang]
+
+    def when(ts: dt.datetime | None) -> str:
+        if ts is None:
+            return t("never_seen")
+        return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    def uptime(seconds: int) -> str:
+        d, rest = divmod(int(seconds), 86400)
+        return f"{d} {t('days')} {rest // 3600} {t('hours')}"
+
+    helpers = dict(t=t, when=when, num=num, uptime=uptime, hb=svg.human_bytes,
+                   rp=lambda n: "Rp " + num(n), lang=lang, tz=cfg.timezone)
+    body = render_template_string(body_tpl, **helpers, **ctx)
+    resp = make_response(render_template_string(PAGE, body=Markup(body), **helpers))
+    if request.args.get("lang") in ("id", "en"):
+        resp.set_cookie("lang", request.args["lang"], max_age=365 * 86400, samesite="Lax")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.before_request
+def _auth():  # noqa: ANN202
+    if _cfg().dashboard_public:
+        return None
+    token = pull.bearer_token()
+    auth = request.headers.get("Authorization", "")
+    if not token and auth.lower().startswith("basic "):
+        try:
+            token = base64.b64decode(auth[6:]).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            token = ""
+    with Session(current_app.extensions["collector_db"]) as s, s.begin():
+        if check_token(s, token, utcnow()) is not None:
+            return None
+    resp = Response("sign in with an API token as the password\n", 401, mimetype="text/plain")
+    resp.headers["WWW-Authenticate"] = 'Basic realm="Hotspot Desa", charset="UTF-8"'
+    return resp
+
+
+def _day_charts(series: queries.DaySeries, lang: str) -> tuple[Markup, Markup]:
+    labels = [d.strftime("%d/%m") for d in series.days]
+    users = svg.bars(labels, [(T["users_per_day"][lang], series.users)],
+                     title=T["users_per_day"][lang])
+    traffic = svg.bars(labels, [(T["download"][lang], series.down), (T["upload"][lang], series.up)],
+                       title=T["traffic_per_day"][lang], fmt=svg.human_bytes)
+    return Markup(users), Markup(traffic)
+
+
+@bp.get("/")
+def index():  # noqa: ANN201
+    now = utcnow()
+    with Session(current_app.extensions["collector_db"]) as s:
+        o = queries.overview(s, _cfg(), now)
+    users, traffic = _day_charts(o["series"], _lang())
+    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic)
+
+
+@bp.get("/village/<gateway_id>")
+def village(gateway_id: str):  # noqa: ANN201
+    now = utcnow()
+    with Session(current_app.extensions["collector_db"]) as s:
+        v = queries.village(s, _cfg(), gateway_id, now)
+        if v is None:
+            abort(404)
+        lang = _lang()
+        users, traffic = _day_charts(v["series"], lang)
+        tz = _cfg().tz
+        samples = v["samples"]
+        labels = [x.sampled_at.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M")
+                  for x in samples]
+        health = Markup(svg.lines(labels, [
+            ("CPU %", [x.cpu_pct for x in samples]),
+            (T["temperature"][lang] + " °C", [x.temp_c for x in samples]),
+            (T["disk"][lang] + " %", [x.disk_pct for x in samples]),
+            (T["memory"][lang] + " %", [x.mem_pct for x in samples]),
+        ], title=T["health_24h"][lang], top_value=100)) if samples else Markup("")
+        return _render(VILLAGE, v=v, users_chart=users, traffic_chart=traffic,
+                       health_chart=health)

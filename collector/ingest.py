@@ -1,0 +1,136 @@
+"""``POST /ingest/v1/batch``: reports from the gateways (protocol: sync.wire).
+
+Checks, in this order, each answered without changing anything:
+
+=====  ====================  ==========================================================
+ 411   length-required       no Content-Length
+ 413   too-large             body over ``max_body_kb`` (before reading it), or inflating
+                             past ``max_inflated_kb`` (a gzip bomb)
+ 401   unsigned              signature headers missing or malformed
+ 401   unknown-gateway       not registered
+ 403   disabled              registered but switched off
+ 401   stale                 timestamp outside ±``replay_window_seconds`` (the answer
+                             carries ``server_time`` so a gateway can correct its clock)
+ 401   bad-signature         HMAC does not match
+ 400   bad-body              not gzip, truncated, not JSON, not the protocol
+ 409   replay                this exact signed request was seen before
+=====  ====================  ==========================================================
+
+Then, in one transaction that first locks the gateway's row: a batch whose idempotency key
+was applied already is acknowledged as a duplicate and changes no figure; otherwise its
+records are applied (collector.store) and the key is remembered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from collector.config import CollectorConfig
+from collector.models import Gateway, IngestBatch, IngestNonce
+from collector.store import apply_records
+from sync import wire
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ingest", __name__)
+
+
+def _err(status: int, code: str, message: str, **extra: Any):  # noqa: ANN202 - Flask response
+    log.info("ingest refused %s %s: %s", status, code, message)
+    resp = jsonify({"ok": False, "error": code, "message": message, **extra})
+    resp.status_code = status
+    return resp
+
+
+@bp.post(wire.INGEST_PATH)
+def ingest():  # noqa: ANN201 - Flask view
+    cfg: CollectorConfig = current_app.config["COLLECTOR"]
+    engine = current_app.extensions["collector_db"]
+    length = request.content_length
+    if length is None:
+        return _err(411, "length-required", "send Content-Length")
+    if length > cfg.max_body_bytes:
+        return _err(413, "too-large", f"body over {cfg.max_body_kb} kB")
+    try:
+        gateway_id, ts, nonce, key, signature = wire.check_headers(request.headers)
+    except wire.WireError as exc:
+        return _err(401, "unsigned", str(exc))
+    if request.headers.get("Content-Encoding", "").lower() != "gzip":
+        return _err(400, "bad-body", "body must be Content-Encoding: gzip")
+    body = request.get_data(cache=False)
+    if len(body) != length:
+        return _err(400, "bad-body", "body shorter than its Content-Length")
+    now_ts = time.time()
+    with Session(engine) as s:
+        gw = s.get(Gateway, gateway_id)
+        if gw is None:
+            return _err(401, "unknown-gateway", f"gateway {gateway_id!r} is not registered")
+        if gw.disabled:
+            return _err(403, "disabled", f"gateway {gateway_id!r} is disabled")
+        secret = gw.secret
+    if abs(now_ts - int(ts)) > cfg.replay_window_seconds:
+        return _err(401, "stale", f"timestamp more than {cfg.replay_window_seconds} s from "
+                                  "the collector's clock", server_time=int(now_ts))
+    if not wire.verify(secret, signature, gateway_id, ts, nonce, key, body):
+        return _err(401, "bad-signature", "signature does not match")
+    try:
+        raw = wire.inflate(body, cfg.max_inflated_bytes)
+        records = wire.decode_body(raw, gateway_id, key)
+    except wire.TooLarge as exc:
+        return _err(413, "too-large", str(exc))
+    except wire.WireError as exc:
+        return _err(400, "bad-body", str(exc)[:300])
+
+    now = dt.datetime.fromtimestamp(now_ts, dt.timezone.utc).replace(tzinfo=None)
+    s = Session(engine)
+    stage = "lock"
+    try:
+        s.begin()
+        # Lock the gateway's row first: its batches are applied one at a time (and on SQLite
+        # this takes the write lock before anything is read).
+        s.execute(update(Gateway).where(Gateway.id == gateway_id).values(last_seen_at=now))
+        stage = "nonce"
+        s.execute(insert(IngestNonce).values(gateway_id=gateway_id, signature=signature,
+                                             seen_at=now))
+        stage = "batch"
+        s.execute(delete(IngestNonce).where(
+            IngestNonce.gateway_id == gateway_id,
+            IngestNonce.seen_at < now - dt.timedelta(seconds=2 * cfg.replay_window_seconds)))
+        seen = s.scalar(select(IngestBatch).where(IngestBatch.gateway_id == gateway_id,
+                                                  IngestBatch.key == key))
+        if seen is not None:
+            seen.duplicates += 1
+            accepted = seen.records
+            s.commit()
+            log.info("batch %s of %s again: acknowledged, not applied", key, gateway_id)
+            return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": accepted})
+        s.add(IngestBatch(gateway_id=gateway_id, key=key, received_at=now,
+                          records=len(records), duplicates=0))
+        s.flush()
+        counts = apply_records(s, gateway_id, records, cfg.tz, now)
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        if stage == "nonce":
+            return _err(409, "replay", "this request was seen before")
+        # The same batch raced in through another worker and won: it is applied once.
+        return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": len(records)})
+    except OperationalError as exc:
+        s.rollback()
+        log.warning("ingest of %s from %s: database busy: %s", key, gateway_id,
+                    str(exc).splitlines()[0])
+        return _err(503, "busy", "database busy, try again")
+    except BaseException:
+        s.rollback()
+        raise
+    finally:
+        s.close()
+    log.info("batch %s of %s applied: %s", key, gateway_id, counts)
+    return jsonify({"ok": True, "batch": key, "duplicate": False, "accepted": len(records)})

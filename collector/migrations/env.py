@@ -1,0 +1,40 @@
+"""Alembic environment of the collector's own schema (version table
+``collector_alembic_version``, so it can share a database with nothing getting confused)."""
+
+from alembic import context
+from sqlalchemy import create_engine, text
+
+from collector.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+VERSION_TABLE = "collector_alembic_version"
+
+
+def _configure_and_run(conn) -> None:  # noqa: ANN001 - alembic's connection
+    if conn.dialect.name == "postgresql":
+        # Two processes starting at once (gunicorn, the CLI) migrate one after the other.
+        conn.execute(text("SELECT pg_advisory_xact_lock(726217001)"))
+    context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True,
+                      version_table=VERSION_TABLE)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure_and_run(connection)
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.begin() as conn:
+        _configure_and_run(conn)
+
+
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      literal_binds=True, version_table=VERSION_TABLE)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run()

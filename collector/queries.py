@@ -1,0 +1,232 @@
+"""Reading the collector's database: the dashboard's figures and the pull API's pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from collector.config import CollectorConfig
+from collector.models import Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
+from sync.pull import cursor_time
+
+HEALTH_FIELDS = ("sampled_at", "cpu_pct", "load1", "load5", "load15", "mem_pct", "disk_pct",
+                 "disk_free_mb", "temp_c", "uptime_s", "uplink_ok", "uplink_ms",
+                 "clients_online", "backlog")
+
+
+def local_today(cfg: CollectorConfig, now: dt.datetime) -> dt.date:
+    return now.replace(tzinfo=dt.timezone.utc).astimezone(cfg.tz).date()
+
+
+def month_of(day: dt.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def health_dict(h: HealthSample | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    return {f: getattr(h, f) for f in HEALTH_FIELDS}
+
+
+def warnings(cfg: CollectorConfig, gw: Gateway, health: HealthSample | None,
+             now: dt.datetime) -> list[str]:
+    """Codes (translated by the dashboard): never, offline, disk, temp, mem, uplink."""
+    out = []
+    if gw.last_seen_at is None:
+        out.append("never")
+    elif now - gw.last_seen_at > dt.timedelta(minutes=cfg.offline_after_minutes):
+        out.append("offline")
+    if health is not None:
+        if health.disk_pct >= cfg.warn_disk_pct:
+            out.append("disk")
+        if health.temp_c is not None and health.temp_c >= cfg.warn_temp_c:
+            out.append("temp")
+        if health.mem_pct >= cfg.warn_mem_pct:
+            out.append("mem")
+        if health.uplink_ok is False:
+            out.append("uplink")
+    return out
+
+
+def online(cfg: CollectorConfig, gw: Gateway, now: dt.datetime) -> bool:
+    return gw.last_seen_at is not None and \
+        now - gw.last_seen_at <= dt.timedelta(minutes=cfg.offline_after_minutes)
+
+
+def latest_health(s: Session, gateway_ids: list[str] | None = None) -> dict[str, HealthSample]:
+    last = (select(HealthSample.gateway_id, func.max(HealthSample.sampled_at).label("t"))
+            .group_by(HealthSample.gateway_id))
+    if gateway_ids is not None:
+        last = last.where(HealthSample.gateway_id.in_(gateway_ids))
+    last = last.subquery()
+    q = select(HealthSample).join(last, and_(HealthSample.gateway_id == last.c.gateway_id,
+                                             HealthSample.sampled_at == last.c.t))
+    return {h.gateway_id: h for h in s.scalars(q)}
+
+
+@dataclass
+class DaySeries:
+    days: list[dt.date]
+    users: list[int] = field(default_factory=list)
+    down: list[int] = field(default_factory=list)
+    up: list[int] = field(default_factory=list)
+
+
+def day_series(s: Session, first: dt.date, last: dt.date, gateway_id: str | None = None) -> DaySeries:
+    q = (select(UsageDaily.day, func.count(), func.sum(UsageDaily.bytes_down),
+                func.sum(UsageDaily.bytes_up))
+         .where(UsageDaily.day >= first, UsageDaily.day <= last).group_by(UsageDaily.day))
+    if gateway_id is not None:
+        q = q.where(UsageDaily.gateway_id == gateway_id)
+    got = {d: (int(n), int(dn or 0), int(u or 0)) for d, n, dn, u in s.execute(q)}
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    out = DaySeries(days)
+    for d in days:
+        n, dn, u = got.get(d, (0, 0, 0))
+        out.users.append(n)
+        out.down.append(dn)
+        out.up.append(u)
+    return out
+
+
+def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, Any]:
+    """Every village: last seen, online, users today/yesterday, traffic over 7 days, sales
+    this month, warnings; and the province's totals."""
+    today = local_today(cfg, now)
+    week = today - dt.timedelta(days=6)
+    gateways = list(s.scalars(select(Gateway).order_by(Gateway.village, Gateway.id)))
+    health = latest_health(s)
+    per_day: dict[tuple[str, dt.date], tuple[int, int]] = {}
+    for gid, day, n, b in s.execute(
+            select(UsageDaily.gateway_id, UsageDaily.day, func.count(),
+                   func.sum(UsageDaily.bytes_down + UsageDaily.bytes_up))
+            .where(UsageDaily.day >= week).group_by(UsageDaily.gateway_id, UsageDaily.day)):
+        per_day[(gid, day)] = (int(n), int(b or 0))
+    month = month_of(today)
+    sales = {gid: (int(c or 0), int(r or 0)) for gid, c, r in s.execute(
+        select(SalesMonthly.gateway_id, func.sum(SalesMonthly.count), func.sum(SalesMonthly.rupiah))
+        .where(SalesMonthly.month == month).group_by(SalesMonthly.gateway_id))}
+    rows = []
+    for gw in gateways:
+        h = health.get(gw.id)
+        rows.append({
+            "id": gw.id, "village": gw.village or gw.id, "last_seen": gw.last_seen_at,
+            "online": online(cfg, gw, now), "disabled": gw.disabled,
+            "users_today": per_day.get((gw.id, today), (0, 0))[0],
+            "users_yesterday": per_day.get((gw.id, today - dt.timedelta(days=1)), (0, 0))[0],
+            "bytes_7d": sum(per_day.get((gw.id, week + dt.timedelta(days=i)), (0, 0))[1]
+                            for i in range(7)),
+            "sales_month_count": sales.get(gw.id, (0, 0))[0],
+            "sales_month_rupiah": sales.get(gw.id, (0, 0))[1],
+            "health": health_dict(h), "warnings": warnings(cfg, gw, h, now),
+        })
+    series = day_series(s, today - dt.timedelta(days=29), today)
+    return {"today": today, "month": month, "villages": rows, "series": series,
+            "online": sum(1 for r in rows if r["online"]), "total": len(rows),
+            "warned": sum(1 for r in rows if r["warnings"]),
+            "sales_month_rupiah": sum(r["sales_month_rupiah"] for r in rows)}
+
+
+def village(s: Session, cfg: CollectorConfig, gateway_id: str, now: dt.datetime) -> dict[str, Any] | None:
+    gw = s.get(Gateway, gateway_id)
+    if gw is None:
+        return None
+    today = local_today(cfg, now)
+    h = latest_health(s, [gateway_id]).get(gateway_id)
+    since = now - dt.timedelta(hours=24)
+    samples = list(s.scalars(select(HealthSample).where(HealthSample.gateway_id == gateway_id,
+                                                        HealthSample.sampled_at >= since)
+                             .order_by(HealthSample.sampled_at)))
+    probed = [x for x in samples if x.uplink_ok is not None]
+    first_month = today.replace(day=1)
+    for _ in range(11):
+        first_month = (first_month - dt.timedelta(days=1)).replace(day=1)
+    sales = [{"month": m, "package": p, "count": c, "rupiah": r} for m, p, c, r in s.execute(
+        select(SalesMonthly.month, SalesMonthly.package, SalesMonthly.count, SalesMonthly.rupiah)
+        .where(SalesMonthly.gateway_id == gateway_id, SalesMonthly.month >= month_of(first_month))
+        .order_by(SalesMonthly.month.desc(), SalesMonthly.package))]
+    months: dict[str, list[int]] = {}
+    for row in sales:
+        t = months.setdefault(row["month"], [0, 0])
+        t[0] += row["count"]
+        t[1] += row["rupiah"]
+    return {
+        "gateway": gw, "online": online(cfg, gw, now), "health": health_dict(h),
+        "warnings": warnings(cfg, gw, h, now), "today": today,
+        "series": day_series(s, today - dt.timedelta(days=29), today, gateway_id),
+        "samples": samples,
+        "uplink_availability": (sum(1 for x in probed if x.uplink_ok) / len(probed)) if probed else None,
+        "sales": sales, "sales_months": sorted(months.items(), reverse=True),
+    }
+
+
+# -- pull API pages ---------------------------------------------------------------------------
+
+def usage_page(s: Session, *, lo: dt.datetime | None, hi: dt.datetime | None,
+               gateway: str | None, cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
+    H = UsageHourly
+    q = select(H).order_by(H.period_start, H.gateway_id, H.client).limit(limit + 1)
+    if lo is not None:
+        q = q.where(H.period_start >= lo)
+    if hi is not None:
+        q = q.where(H.period_start < hi)
+    if gateway:
+        q = q.where(H.gateway_id == gateway)
+    if cursor is not None:
+        q = q.where(tuple_(H.period_start, H.gateway_id, H.client)
+                    > tuple_(cursor_time(cursor[0]), str(cursor[1]), str(cursor[2])))
+    rows = list(s.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [{"gateway_id": r.gateway_id, "client": r.client, "period_start": r.period_start,
+              "period_end": r.period_start + dt.timedelta(hours=1), "seconds": r.seconds,
+              "bytes_down": r.bytes_down, "bytes_up": r.bytes_up} for r in rows]
+    nxt = [rows[-1].period_start, rows[-1].gateway_id, rows[-1].client] if more else None
+    return items, nxt
+
+
+def gateways_page(s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor: list[Any] | None,
+                  limit: int) -> tuple[list[dict], list | None]:
+    q = select(Gateway).order_by(Gateway.id).limit(limit + 1)
+    if cursor is not None:
+        q = q.where(Gateway.id > str(cursor[0]))
+    rows = list(s.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    health = latest_health(s, [g.id for g in rows]) if rows else {}
+    items = []
+    for g in rows:
+        h = health.get(g.id)
+        items.append({"gateway_id": g.id, "village": g.village, "timezone": g.timezone,
+                      "version": g.version, "registered_at": g.created_at,
+                      "last_seen": g.last_seen_at, "online": online(cfg, g, now),
+                      "disabled": g.disabled, "warnings": warnings(cfg, g, h, now),
+                      "health": {k: (v.replace(microsecond=0).isoformat() + "Z"
+                                     if isinstance(v, dt.datetime) else v)
+                                 for k, v in (health_dict(h) or {}).items()} or None})
+    return items, ([rows[-1].id] if more else None)
+
+
+def sales_page(s: Session, *, lo: str | None, hi: str | None, gateway: str | None,
+               cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
+    S = SalesMonthly
+    q = select(S).order_by(S.month, S.gateway_id, S.package).limit(limit + 1)
+    if lo is not None:
+        q = q.where(S.month >= lo)
+    if hi is not None:
+        q = q.where(S.month < hi)
+    if gateway:
+        q = q.where(S.gateway_id == gateway)
+    if cursor is not None:
+        q = q.where(tuple_(S.month, S.gateway_id, S.package)
+                    > tuple_(str(cursor[0]), str(cursor[1]), str(cursor[2])))
+    rows = list(s.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [{"gateway_id": r.gateway_id, "month": r.month, "package": r.package,
+              "count": r.count, "rupiah": r.rupiah} for r in rows]
+    return items, ([rows[-1].month, rows[-1].gateway_id, rows[-1].package] if more else None)

@@ -1,0 +1,47 @@
+"""``hotspot collector run``: the collector under gunicorn.
+
+Threaded workers (``gthread``): a gateway on a slow satellite link may take many seconds to
+upload one batch and must not hold a whole worker. The app is loaded once in the master
+(``preload_app``), so migrations run once; each worker opens its own database connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from collector.config import CollectorConfig
+
+
+class CollectorServer(BaseApplication):
+    def __init__(self, config: CollectorConfig, bind: str, log_level: str = "info"):
+        self.config = config
+        self.options: dict[str, Any] = {
+            "bind": [bind],
+            "workers": config.workers,
+            "threads": config.threads,
+            "worker_class": "gthread",
+            "preload_app": True,
+            "timeout": 120,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "loglevel": log_level.lower(),
+            "errorlog": "-",
+            "proc_name": "hotspot-collector",
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):  # noqa: ANN201 - the WSGI app
+        from collector.app import create_app
+
+        return create_app(self.config)
+
+
+def serve(config: CollectorConfig, bind: str, log_level: str = "INFO") -> int:
+    CollectorServer(config, bind, log_level).run()
+    return 0

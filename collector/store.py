@@ -1,0 +1,214 @@
+"""Writing to the collector's database: applying a batch, registering gateways, API tokens.
+
+A batch is applied in the caller's transaction with upsert semantics that can never count
+twice: usage as the per-field maximum of what is stored and what arrived (reports carry
+absolute totals), the daily roll-up moved by exactly the difference, health samples inserted
+once per (gateway, time), sales and the gateway's description replaced only by a higher
+revision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+import zoneinfo
+from collections import defaultdict
+from typing import Any, Iterable
+
+from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from collector.models import (ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily,
+                              UsageHourly)
+from hotspot.errors import NotFound, Refused, UsageError
+from hotspot.model import utcnow
+
+GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+def _insert(session: Session, table: Table):  # noqa: ANN202 - dialect insert construct
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database {name}")  # pragma: no cover
+
+
+def _chunks(items: list[Any], n: int = 400) -> Iterable[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
+    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+
+
+def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any]],
+                  tz: zoneinfo.ZoneInfo, now: dt.datetime) -> dict[str, int]:
+    """Apply validated records (sync.wire.validate_record) of one gateway. The caller holds
+    the gateway's row lock, so the read-compute-write of usage is not raced."""
+    counts: dict[str, int] = defaultdict(int)
+    usage: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}
+    health: dict[dt.datetime, dict[str, Any]] = {}
+    sales: dict[tuple[str, str], dict[str, Any]] = {}
+    info: dict[str, Any] | None = None
+    for r in records:
+        kind = r["kind"]
+        counts[kind] += 1
+        if kind == "usage":
+            k = (r["client"], r["period_start"])
+            new = (r["seconds"], r["bytes_down"], r["bytes_up"])
+            old = usage.get(k)
+            usage[k] = new if old is None else tuple(max(a, b) for a, b in zip(old, new))  # type: ignore[assignment]
+        elif kind == "health":
+            health[r["sampled_at"]] = r
+        elif kind == "sales":
+            k2 = (r["month"], r["package"])
+            if k2 not in sales or sales[k2]["rev"] < r["rev"]:
+                sales[k2] = r
+        elif info is None or info["rev"] < r["rev"]:
+            info = r
+
+    if usage:
+        existing: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}
+        H = UsageHourly
+        for chunk in _chunks(list(usage)):
+            for client, period, sec, down, up in session.execute(
+                    select(H.client, H.period_start, H.seconds, H.bytes_down, H.bytes_up)
+                    .where(H.gateway_id == gateway_id,
+                           tuple_(H.client, H.period_start).in_(chunk))):
+                existing[(client, period)] = (sec, down, up)
+        hourly_rows = []
+        daily: dict[tuple[dt.date, str], list[int]] = {}
+        for (client, period), new in usage.items():
+            old = existing.get((client, period))
+            base = old or (0, 0, 0)
+            val = tuple(max(a, b) for a, b in zip(base, new))
+            if old is not None and val == old:
+                continue
+            hourly_rows.append({"gateway_id": gateway_id, "client": client, "period_start": period,
+                                "seconds": val[0], "bytes_down": val[1], "bytes_up": val[2],
+                                "updated_at": now})
+            d = daily.setdefault((local_day(period, tz), client), [0, 0, 0])
+            for i in range(3):
+                d[i] += val[i] - base[i]
+        if hourly_rows:
+            ins = _insert(session, H.__table__)
+            session.execute(ins.on_conflict_do_update(
+                index_elements=["gateway_id", "client", "period_start"],
+                set_={"seconds": ins.excluded.seconds, "bytes_down": ins.excluded.bytes_down,
+                      "bytes_up": ins.excluded.bytes_up, "updated_at": ins.excluded.updated_at}),
+                hourly_rows)
+            D = UsageDaily.__table__
+            ins = _insert(session, D)
+            session.execute(ins.on_conflict_do_update(
+                index_elements=["gateway_id", "day", "client"],
+                set_={"seconds": D.c.seconds + ins.excluded.seconds,
+                      "bytes_down": D.c.bytes_down + ins.excluded.bytes_down,
+                      "bytes_up": D.c.bytes_up + ins.excluded.bytes_up}),
+                [{"gateway_id": gateway_id, "day": day, "client": client, "seconds": v[0],
+                  "bytes_down": v[1], "bytes_up": v[2]} for (day, client), v in daily.items()])
+        counts["usage_changed"] = len(hourly_rows)
+    if health:
+        ins = _insert(session, HealthSample.__table__)
+        session.execute(ins.on_conflict_do_nothing(index_elements=["gateway_id", "sampled_at"]),
+                        [{**{k: v for k, v in r.items() if k != "kind"}, "gateway_id": gateway_id,
+                          "received_at": now} for r in health.values()])
+    if sales:
+        S = SalesMonthly.__table__
+        ins = _insert(session, S)
+        session.execute(ins.on_conflict_do_update(
+            index_elements=["gateway_id", "month", "package"],
+            set_={"count": ins.excluded.count, "rupiah": ins.excluded.rupiah,
+                  "rev": ins.excluded.rev, "updated_at": ins.excluded.updated_at},
+            where=S.c.rev < ins.excluded.rev),
+            [{"gateway_id": gateway_id, "month": r["month"], "package": r["package"],
+              "count": r["count"], "rupiah": r["rupiah"], "rev": r["rev"], "updated_at": now}
+             for r in sales.values()])
+    if info is not None:
+        session.execute(update(Gateway).where(Gateway.id == gateway_id,
+                                              Gateway.info_rev < info["rev"])
+                        .values(village=info["village"], timezone=info["timezone"],
+                                version=info["version"], info_rev=info["rev"]))
+    return dict(counts)
+
+
+# -- gateways ---------------------------------------------------------------------------------
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters, 256 bits
+
+
+def add_gateway(session: Session, gateway_id: str) -> dict[str, str]:
+    if not GATEWAY_ID.match(gateway_id or ""):
+        raise UsageError(f"not a valid gateway id: {gateway_id!r} "
+                         "(2-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)")
+    if session.get(Gateway, gateway_id) is not None:
+        raise Refused(f"gateway {gateway_id} is already registered "
+                      "(use 'gateways rotate' for a new secret)", code="exists")
+    secret = new_secret()
+    session.add(Gateway(id=gateway_id, secret=secret, created_at=utcnow()))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Refused(f"gateway {gateway_id} is already registered", code="exists") from None
+    return {"id": gateway_id, "secret": secret}
+
+
+def rotate_gateway(session: Session, gateway_id: str) -> dict[str, str]:
+    gw = session.get(Gateway, gateway_id)
+    if gw is None:
+        raise NotFound(f"no gateway {gateway_id!r}")
+    gw.secret = new_secret()
+    return {"id": gateway_id, "secret": gw.secret}
+
+
+def set_gateway_disabled(session: Session, gateway_id: str, disabled: bool) -> dict[str, Any]:
+    gw = session.get(Gateway, gateway_id)
+    if gw is None:
+        raise NotFound(f"no gateway {gateway_id!r}")
+    gw.disabled = disabled
+    return {"id": gateway_id, "disabled": disabled}
+
+
+# -- API tokens -------------------------------------------------------------------------------
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str) -> dict[str, str]:
+    if not TOKEN_NAME.match(name or ""):
+        raise UsageError(f"not a valid token name: {name!r} (letters, digits, space . _ -; "
+                         "at most 64)")
+    if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
+        raise Refused(f"a token named {name!r} exists (revoke it first)", code="exists")
+    token = "hdc_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=hash_token(token), created_at=utcnow()))
+    session.flush()
+    return {"name": name, "token": token}
+
+
+def revoke_token(session: Session, name: str) -> dict[str, str]:
+    tok = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if tok is None:
+        raise NotFound(f"no token named {name!r}")
+    session.delete(tok)
+    return {"name": name, "revoked": "yes"}
+
+
+def check_token(session: Session, token: str, now: dt.datetime) -> ApiToken | None:
+    if not token:
+        return None
+    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token),
+                                                ApiToken.revoked_at.is_(None)))
+    if tok is not None and (tok.last_used_at is None
+                            or now - tok.last_used_at > dt.timedelta(minutes=1)):
+        tok.last_used_at = now  # at most one write a minute per token
+    return tok

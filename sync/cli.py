@@ -1,0 +1,100 @@
+"""``hotspot sync …``: the command group of the sync agent (wired into hotspot.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from hotspot.config import Config
+
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    sy = sub.add_parser("sync", help="report usage, health and sales to the province")
+    cmds = sy.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
+    run = cmds.add_parser("run", help="run the sync agent in the foreground")
+    run.add_argument("--log-level", default="INFO", choices=LEVELS)
+    once = cmds.add_parser("once", help="collect and deliver everything once (cron, timers); "
+                                        "exit 1 when something is left")
+    once.add_argument("--json", action="store_true")
+    once.add_argument("--log-level", default="ERROR", choices=LEVELS)
+    st = cmds.add_parser("status", help="what is waiting to be sent, last success, last error")
+    st.add_argument("--json", action="store_true")
+    pu = cmds.add_parser("purge", help="delete what is older than [privacy] retention_days now")
+    pu.add_argument("--json", action="store_true")
+    ps = cmds.add_parser("pseudonym", help="the pseudonym that stands for a device in reports")
+    ps.add_argument("mac")
+    ps.add_argument("--json", action="store_true")
+
+
+def _out(data: Any, as_json: bool, human: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if as_json else human)
+
+
+def _status_text(st: dict[str, Any]) -> str:
+    lines = [f"pending records   {st['pending']}"
+             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(st['pending_by_kind'].items()))})"
+                if st["pending_by_kind"] else ""),
+             f"oldest pending    {st['oldest_pending'] or '-'}",
+             f"last success      {st['last_success_at'] or 'never'}",
+             f"last error        {st['last_error'] or '-'}"
+             + (f" at {st['last_error_at']}" if st["last_error"] else ""),
+             f"delivered         {st['delivered_records']} records in {st['delivered_batches']} batches"]
+    b = st["batch_in_flight"]
+    if b:
+        lines.append(f"batch in flight   {b['key']}: {b['records']} records, {b['bytes']} bytes, "
+                     f"{b['attempts']} attempts")
+    return "\n".join(lines)
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    from hotspot.cli import setup_logging
+    from hotspot.db import open_database
+    from sync.agent import Agent, AgentLock, require_configured
+
+    cmd = args.cmd
+    as_json = getattr(args, "json", False)
+    if cmd == "pseudonym":
+        from hotspot.model import normalize_mac
+        from sync.pseudonym import load_key, pseudonym
+
+        mac = normalize_mac(args.mac)
+        p = pseudonym(load_key(cfg, open_database(cfg.database.url)), mac)
+        _out({"mac": mac, "pseudonym": p}, as_json, p)
+        return 0
+    if cmd == "purge":
+        from sync.purge import purge
+
+        setup_logging("WARNING")
+        result = purge(cfg, open_database(cfg.database.url))
+        _out(result, as_json, "\n".join(f"{k:15} {v}" for k, v in result.items()))
+        return 0
+    if cmd == "status":
+        from sync.outbox import Outbox
+
+        st = Outbox(cfg, open_database(cfg.database.url)).stats()
+        _out(st, as_json, _status_text(st))
+        return 0
+    require_configured(cfg)
+    setup_logging(args.log_level)
+    db = open_database(cfg.database.url)
+    with AgentLock(cfg):
+        agent = Agent(cfg, db)
+        if cmd == "once":
+            st = agent.once()
+            _out(st, as_json, f"delivered; {st['delivered_records']} records in "
+                              f"{st['delivered_batches']} batches so far")
+            return 0
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        return agent.run(stop)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: hotspot sync …")

@@ -1,0 +1,344 @@
+"""The outbox: what the gateway has to report, and the batches that carry it.
+
+Collecting (:meth:`Outbox.collect`) reads the gateway's own tables — hourly usage, voucher
+sales, the gateway's description — compares them with the outbox and writes what changed in
+*one* short write transaction, together with a health sample when one is due. Usage is
+reported as absolute totals per device-hour (the collector keeps the largest value it has
+seen of each, so a record sent twice, or late, is never counted twice); a device-hour still
+open is simply sent again when it has grown.
+
+Batching (:meth:`Outbox.make_batch`) takes pending rows in order, packs as many as fit in
+``max_batch_kb`` after gzip, and stores that exact body under a fresh idempotency key before
+anything is sent. :meth:`Outbox.ack` marks the rows delivered *at the revision that was sent*:
+a row that changed while its batch was in flight stays pending.
+
+Steady state on the SD card: one write transaction per collect, one per batch made and one per
+batch acknowledged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from hotspot import __version__
+from hotspot.config import Config
+from hotspot.model import HourlyUsage, utcnow
+from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
+from sync import wire
+from sync.pseudonym import Pseudonymizer, load_key
+from sync.sales import monthly_sales
+
+log = logging.getLogger(__name__)
+
+# Hours at or after (now - RESCAN) are compared again on every collect: the engine writes an
+# hour's last bytes up to ``gateway.flush_seconds`` (≤ 1 h) after it closed.
+RESCAN = dt.timedelta(hours=3)
+SALES_RESCAN_DAYS = 40  # the current and the previous month
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    key: str
+    body: bytes
+    records: int
+    raw_bytes: int
+    attempts: int
+
+
+def hour_of(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _content(record: dict[str, Any]) -> str:
+    """The record without its revision: what decides whether it changed."""
+    return wire.dump_record({k: v for k, v in record.items() if k != "rev"})
+
+
+class Outbox:
+    def __init__(self, config: Config, db: Engine, *, clock: Callable[[], dt.datetime] = utcnow,
+                 key: bytes | None = None):
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.pseudonym = Pseudonymizer(key if key is not None else load_key(config, db))
+
+    # -- state ---------------------------------------------------------------------------
+
+    def get_state(self, name: str, default: str | None = None) -> str | None:
+        with Session(self.db) as s:
+            row = s.get(SyncState, name)
+            return row.value if row is not None else default
+
+    @staticmethod
+    def put_state(s: Session, name: str, value: Any) -> None:
+        row = s.get(SyncState, name)
+        if row is None:
+            s.add(SyncState(name=name, value=str(value), updated_at=utcnow()))
+        else:
+            row.value, row.updated_at = str(value), utcnow()
+
+    @staticmethod
+    def bump_state(s: Session, name: str, by: int) -> None:
+        row = s.get(SyncState, name)
+        Outbox.put_state(s, name, int(row.value if row is not None else 0) + by)
+
+    # -- collecting ----------------------------------------------------------------------
+
+    def _usage_records(self, s: Session, since: dt.datetime | None) -> list[tuple[str, dict, dt.datetime]]:
+        q = select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds, HourlyUsage.bytes_down,
+                   HourlyUsage.bytes_up)
+        if since is not None:
+            q = q.where(HourlyUsage.hour >= since)
+        out = []
+        for mac, hour, seconds, down, up in s.execute(q):
+            client = self.pseudonym(mac)
+            rec = {"kind": "usage", "client": client, "period_start": hour,
+                   "seconds": min(int(seconds or 0), 86_400),
+                   "bytes_down": int(down or 0), "bytes_up": int(up or 0)}
+            out.append((f"{client}|{wire.iso(hour)}", rec, hour))
+        return out
+
+    def gateway_record(self) -> dict[str, Any]:
+        return {"kind": "gateway", "village": self.config.village.name[:100],
+                "timezone": self.config.village.timezone, "version": __version__}
+
+    def collect(self, *, full: bool = False, health: dict[str, Any] | None = None) -> dict[str, int]:
+        """Queue what changed since the last collect (every hour, sale and setting when
+        ``full``); returns how many records of each kind were queued."""
+        now = self.clock()
+        wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]] = {}
+        with Session(self.db) as s:
+            mark = None if full else self.get_state("usage_watermark")
+            since = None if mark is None else dt.datetime.fromisoformat(mark)
+            for key, rec, hour in self._usage_records(s, since):
+                wanted[("usage", key)] = (rec, hour)
+        sales_since = None if full or since is None else now - dt.timedelta(days=SALES_RESCAN_DAYS)
+        for rec in monthly_sales(self.config, self.db, since=sales_since):
+            wanted[("sales", f"{rec['month']}|{rec['package']}")] = (rec, None)
+        wanted[("gateway", "info")] = (self.gateway_record(), None)
+
+        counts = {k: 0 for k in wire.KINDS}
+        with Session(self.db) as s:
+            existing: dict[tuple[str, str], tuple[int, int, str]] = {}
+            keys_by_kind: dict[str, list[str]] = {}
+            for kind, key in wanted:
+                keys_by_kind.setdefault(kind, []).append(key)
+            for kind, keys in keys_by_kind.items():
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    for row_id, key, rev, payload in s.execute(
+                            select(SyncOutbox.id, SyncOutbox.key, SyncOutbox.rev, SyncOutbox.payload)
+                            .where(SyncOutbox.kind == kind, SyncOutbox.key.in_(chunk))):
+                        existing[(kind, key)] = (row_id, rev, payload)
+        inserts, updates = [], []
+        rev_now = int(time.time() * 1000)
+        for (kind, key), (rec, period) in wanted.items():
+            content = _content(rec)
+            old = existing.get((kind, key))
+            if old is not None:
+                old_rec = json.loads(old[2])
+                old_rec.pop("rev", None)
+                if wire.dump_record(old_rec) == content:
+                    continue
+            rev = max(rev_now, (old[1] + 1) if old else 1)
+            if kind in ("sales", "gateway"):
+                rec = {**rec, "rev": rev}
+            payload = wire.dump_record(rec)
+            try:
+                wire.validate_record(json.loads(payload))
+            except wire.WireError as exc:  # never queue what the collector would refuse
+                log.error("not reporting %s %s: %s", kind, key, exc)
+                continue
+            counts[kind] += 1
+            if old is None:
+                inserts.append({"kind": kind, "key": key, "payload": payload, "rev": rev,
+                                "sent_rev": 0, "period": period, "created_at": now,
+                                "updated_at": now})
+            else:
+                updates.append({"row_id": old[0], "payload": payload, "rev": rev, "now": now})
+        if health is not None:
+            payload = wire.dump_record(health)
+            wire.validate_record(json.loads(payload))
+            inserts.append({"kind": "health", "key": wire.iso(health["sampled_at"]),
+                            "payload": payload, "rev": 1, "sent_rev": 0,
+                            "period": health["sampled_at"], "created_at": now, "updated_at": now})
+            counts["health"] += 1
+        with Session(self.db) as s, s.begin():
+            if health is not None:
+                # a second sample within the same second replaces nothing
+                dup = s.scalar(select(SyncOutbox.id).where(SyncOutbox.kind == "health",
+                                                           SyncOutbox.key == inserts[-1]["key"]))
+                if dup is not None:
+                    inserts.pop()
+                    counts["health"] -= 1
+            if inserts:
+                s.execute(insert(SyncOutbox), inserts)
+            for u in updates:
+                s.execute(update(SyncOutbox).where(SyncOutbox.id == u["row_id"])
+                          .values(payload=u["payload"], rev=u["rev"], updated_at=u["now"]))
+            self.put_state(s, "usage_watermark", (hour_of(now) - RESCAN).isoformat())
+            self.put_state(s, "last_collect_at", wire.iso(now))
+            if health is not None:
+                self.put_state(s, "last_health_at", wire.iso(now))
+            for kind, n in counts.items():
+                if n:
+                    self.bump_state(s, f"queued_{kind}", n)
+        return counts
+
+    # -- batches -------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Records not yet acknowledged at their latest revision."""
+        with Session(self.db) as s:
+            return int(s.scalar(select(func.count()).select_from(SyncOutbox)
+                                .where(SyncOutbox.rev > SyncOutbox.sent_rev)) or 0)
+
+    def current_batch(self) -> Batch | None:
+        """The oldest batch not yet acknowledged (it must be sent again, unchanged)."""
+        with Session(self.db) as s:
+            b = s.scalar(select(SyncBatch).order_by(SyncBatch.id).limit(1))
+            if b is None:
+                return None
+            return Batch(b.id, b.key, b.body, b.records, b.raw_bytes, b.attempts)
+
+    def make_batch(self, max_bytes: int) -> Batch | None:
+        """Pack pending rows into a new batch of at most ``max_bytes`` (gzip), store it."""
+        with Session(self.db) as s:
+            rows = s.execute(
+                select(SyncOutbox.id, SyncOutbox.rev, SyncOutbox.payload)
+                .where(SyncOutbox.batch_id.is_(None), SyncOutbox.rev > SyncOutbox.sent_rev)
+                .order_by(SyncOutbox.id).limit(wire.MAX_RECORDS)).all()
+        if not rows:
+            return None
+        key = uuid.uuid4().hex
+        created = self.clock()
+        gateway = self.config.sync.gateway_id
+        head = (f'{{"batch":"{key}","created_at":"{wire.iso(created)}",'
+                f'"gateway":{json.dumps(gateway)},"records":[').encode()
+        tail = b'],"v":%d}' % wire.PROTOCOL
+        payloads = [r.payload.encode() for r in rows]
+
+        def build(n: int) -> tuple[bytes, int]:
+            raw = head + b",".join(payloads[:n]) + tail
+            return wire.compress(raw), len(raw)
+
+        # Nothing compresses better than ~30x here: bound the search by raw size first.
+        hi, total = 0, len(head) + len(tail)
+        while hi < len(payloads) and total + len(payloads[hi]) + 1 <= max_bytes * 30:
+            total += len(payloads[hi]) + 1
+            hi += 1
+        hi = max(hi, 1)
+        body, raw_len = build(hi)
+        if len(body) > max_bytes and hi > 1:
+            lo = 1  # invariant: build(lo) fits (or lo == 1), build(hi) does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if len(build(mid)[0]) <= max_bytes:
+                    lo = mid
+                else:
+                    hi = mid
+            hi = lo
+            body, raw_len = build(hi)
+        chosen = rows[:hi]
+        with Session(self.db) as s, s.begin():
+            batch = SyncBatch(key=key, created_at=created, body=body, records=len(chosen),
+                              raw_bytes=raw_len, attempts=0)
+            s.add(batch)
+            s.flush()
+            for r in chosen:
+                res = s.execute(update(SyncOutbox)
+                                .where(SyncOutbox.id == r.id, SyncOutbox.rev == r.rev,
+                                       SyncOutbox.batch_id.is_(None))
+                                .values(batch_id=batch.id, inflight_rev=r.rev))
+                if res.rowcount != 1:  # pragma: no cover - one agent at a time (lock file)
+                    raise RuntimeError("the outbox changed under the agent")
+            self.bump_state(s, "batches_made", 1)
+            return Batch(batch.id, key, body, len(chosen), raw_len, 0)
+
+    def ack(self, batch: Batch) -> None:
+        """The collector has the batch: its rows are delivered at the revision sent."""
+        now = self.clock()
+        with Session(self.db) as s, s.begin():
+            s.execute(update(SyncOutbox).where(SyncOutbox.batch_id == batch.id)
+                      .values(sent_rev=SyncOutbox.inflight_rev, inflight_rev=None, batch_id=None))
+            # Delivered health samples are not needed here any more.
+            s.execute(delete(SyncOutbox).where(SyncOutbox.kind == "health",
+                                               SyncOutbox.batch_id.is_(None),
+                                               SyncOutbox.rev <= SyncOutbox.sent_rev))
+            s.execute(delete(SyncBatch).where(SyncBatch.id == batch.id))
+            self.bump_state(s, "delivered_records", batch.records)
+            self.bump_state(s, "delivered_batches", 1)
+            self.put_state(s, "last_success_at", wire.iso(now))
+            self.put_state(s, "last_error", "")
+
+    def release(self, batch: Batch) -> None:
+        """Give up a batch the collector will never take as it is (too large): its rows are
+        pending again and go out in smaller batches."""
+        with Session(self.db) as s, s.begin():
+            s.execute(update(SyncOutbox).where(SyncOutbox.batch_id == batch.id)
+                      .values(inflight_rev=None, batch_id=None))
+            s.execute(delete(SyncBatch).where(SyncBatch.id == batch.id))
+
+    def note_failure(self, batch: Batch | None, error: str) -> None:
+        now = self.clock()
+        with Session(self.db) as s, s.begin():
+            if batch is not None:
+                s.execute(update(SyncBatch).where(SyncBatch.id == batch.id)
+                          .values(attempts=SyncBatch.attempts + 1, last_attempt_at=now,
+                                  last_error=error[:300]))
+            self.put_state(s, "last_error", error[:300])
+            self.put_state(s, "last_error_at", wire.iso(now))
+
+    def stats(self) -> dict[str, Any]:
+        with Session(self.db) as s:
+            state = {r.name: r.value for r in s.scalars(select(SyncState))
+                     if r.name != "pseudonym_key"}
+            by_kind = dict(s.execute(select(SyncOutbox.kind, func.count())
+                                     .where(SyncOutbox.rev > SyncOutbox.sent_rev)
+                                     .group_by(SyncOutbox.kind)).all())
+            batch = s.scalar(select(SyncBatch).order_by(SyncBatch.id).limit(1))
+            oldest = s.scalar(select(func.min(SyncOutbox.updated_at))
+                              .where(SyncOutbox.rev > SyncOutbox.sent_rev))
+        return {
+            "pending": sum(by_kind.values()),
+            "pending_by_kind": by_kind,
+            "oldest_pending": wire.iso(oldest) if oldest else None,
+            "batch_in_flight": None if batch is None else {
+                "key": batch.key, "records": batch.records, "bytes": len(batch.body),
+                "attempts": batch.attempts, "last_error": batch.last_error},
+            "last_success_at": state.get("last_success_at") or None,
+            "last_error": state.get("last_error") or None,
+            "last_error_at": state.get("last_error_at") or None,
+            "delivered_records": int(state.get("delivered_records", 0)),
+            "delivered_batches": int(state.get("delivered_batches", 0)),
+        }
+
+    def purge_delivered(self, s: Session, before: dt.datetime, limit: int = 500) -> int:
+        """Delete up to ``limit`` delivered usage rows about hours before ``before``."""
+        ids = list(s.scalars(select(SyncOutbox.id).where(
+            SyncOutbox.period < before, SyncOutbox.batch_id.is_(None),
+            SyncOutbox.rev <= SyncOutbox.sent_rev).limit(limit)))
+        if ids:
+            s.execute(delete(SyncOutbox).where(SyncOutbox.id.in_(ids)))
+        return len(ids)
+
+
+def iter_chunks(items: Iterable[Any], n: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,1 @@
+from tests.unit.collector.fixtures import app, auth, ccfg, cdb, client, token  # noqa: F401

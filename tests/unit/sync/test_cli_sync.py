@@ -1,0 +1,83 @@
+"""``hotspot sync …`` as a process, against a collector served on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from gateway.testbed import write_toml
+from tests.unit.collector.helpers import totals
+from tests.unit.sync.conftest import gateway_overrides, seed_usage
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def hotspot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.fixture
+def served(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_path, served, app,
+                                                                        gwdb):
+    over = gateway_overrides(tmp_path, upstream_url=served)
+    config = write_toml(tmp_path / "hotspot.toml", over)
+    rows = seed_usage(gwdb, devices=5, hours=48)
+    out = hotspot(config, "sync", "once", "--json")
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["pending"] == 0 and stats["delivered_records"] >= rows + 2  # + info, health
+    assert len(totals(app.extensions["collector_db"])) == rows
+    status = hotspot(config, "sync", "status", "--json")
+    assert json.loads(status.stdout)["pending"] == 0
+
+    dead = write_toml(tmp_path / "dead.toml",
+                      gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9"))
+    failed = hotspot(dead, "sync", "once")
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hotspot: sync: ")
+    assert "not delivered" in lines[0]
+    human = hotspot(dead, "sync", "status")
+    assert "pending records" in human.stdout and "Connection refused" in human.stdout
+
+
+def test_unconfigured_sync_is_a_config_error(tmp_path):
+    over = gateway_overrides(tmp_path)
+    over["sync"] = {}
+    config = write_toml(tmp_path / "h.toml", over)
+    out = hotspot(config, "sync", "once")
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("hotspot: config error: sync.upstream_url: not set: this "
+                                  "gateway does not report")
+    bad = write_toml(tmp_path / "bad.toml", {**over, "sync": {"interval_seconds": 0}})
+    out = hotspot(bad, "sync", "run")
+    assert out.returncode == 2 and "sync.interval_seconds" in out.stderr
+
+
+def test_pseudonym_and_purge(tmp_path, gwdb):
+    config = write_toml(tmp_path / "h.toml", gateway_overrides(tmp_path))
+    out = hotspot(config, "sync", "pseudonym", "02-11-22-33-44-55", "--json")
+    assert out.returncode == 0
+    data = json.loads(out.stdout)
+    assert data["mac"] == "02:11:22:33:44:55" and len(data["pseudonym"]) == 16
+    again = hotspot(config, "sync", "pseudonym", "02:11:22:33:44:55")
+    assert again.stdout.strip() == data["pseudonym"]
+    bad = hotspot(config, "sync", "pseudonym", "not-a-mac")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    purged = hotspot(config, "sync", "purge", "--json")
+    assert purged.returncode == 0 and "cutoff" in json.loads(purged.stdout)
