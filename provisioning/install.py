@@ -321,7 +321,8 @@ def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
          fresh: bool = False) -> Plan:
     """The host steps: from the host's state, or as on a fresh machine (``fresh``, --root)."""
     p = Plan()
-    changed = {c.file.path: c for c in changes if c.changed}
+    # A mode or group repaired ("fixed") needs no reload: the content is what runs.
+    changed = {c.file.path: c for c in changes if c.changed and c.state != "fixed"}
     kinds = {c.file.kind for c in changed.values()}
     restarts = {s for c in changed.values() for s in c.file.restarts}
     user, group = R.service_user(cfg), cfg.control.group

@@ -77,7 +77,7 @@ def check_dnsmasq(f: File, scratch: Path) -> Check:
         return Check(f.path, None, "dnsmasq is not installed here")
     proc = _run([exe, "--test", f"--conf-file={scratch / f.path.lstrip('/')}"])
     if proc.returncode != 0:
-        return Check(f.path, False, f"dnsmasq --test: {_out(proc)}")
+        return Check(f.path, False, f"dnsmasq --test: {_out(proc)}".replace(str(scratch), ""))
     return Check(f.path, True, "dnsmasq --test")
 
 
@@ -136,8 +136,8 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
         mine = [line for line in proc.stderr.splitlines()
                 if str(scratch) in line or u.name in line]
         if proc.returncode != 0 or mine:
-            checks.append(Check(u.path, False, "systemd-analyze verify: " +
-                                " ".join(mine or proc.stderr.split())[:800]))
+            checks.append(Check(u.path, False, "systemd-analyze verify: " + " ".join(
+                mine or proc.stderr.split())[:800].replace(str(scratch), "")))
         else:
             checks.append(Check(u.path, True, "systemd-analyze verify"))
     for d in dropins:
@@ -148,8 +148,8 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
         proc = _run([analyze, "verify", "--man=no", unit], env=env)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line]
         if proc.returncode != 0 or mine:
-            checks.append(Check(d.path, False, "systemd-analyze verify: " +
-                                " ".join(mine or proc.stderr.split())[:800]))
+            checks.append(Check(d.path, False, "systemd-analyze verify: " + " ".join(
+                mine or proc.stderr.split())[:800].replace(str(scratch), "")))
         else:
             checks.append(Check(d.path, True, f"systemd-analyze verify {unit}"))
     return checks

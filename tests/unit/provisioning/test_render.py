@@ -1,0 +1,260 @@
+"""What ``hotspot provision`` renders, file by file (no tools, no disk)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hotspot import config as config_mod
+from provisioning import render as R
+
+REPO = Path(__file__).resolve().parents[3]
+HOTSPOT = "/opt/hotspot/venv/bin/hotspot"
+
+
+def rendered(cfg, source=b"# the village file\n"):
+    return {f.path: f for f in R.render(cfg, source, hotspot=HOTSPOT)}
+
+
+def text(cfg, path):
+    return rendered(cfg)[path].content.decode()
+
+
+def load(village_file=None, **overrides):
+    return config_mod.load(village_file, overrides=overrides or None)
+
+
+def test_the_files_of_a_village(village_file):
+    cfg = load(village_file)
+    files = rendered(cfg, village_file.read_bytes())
+    assert list(files) == [
+        R.SYSUSERS, R.TMPFILES, R.CONFIG_PATH, R.SYSCTL, R.NETDEV, R.NETWORK, R.PORTS_NETWORK,
+        R.NM_CONF, R.DNSMASQ, R.HOSTAPD, R.HOSTAPD_DROPIN,
+        "/etc/systemd/system/hotspot-gateway.service", "/etc/systemd/system/hotspot-portal.service",
+        "/etc/systemd/system/hotspot-sync.service"]
+    # The village file is installed as it is (comments too), readable by root and the group.
+    toml = files[R.CONFIG_PATH]
+    assert toml.content == village_file.read_bytes()
+    assert (toml.mode, toml.group) == (0o640, "hotspot")
+    assert set(toml.restarts) == {"hotspot-gateway", "hotspot-portal", "hotspot-sync"}
+    for f in files.values():
+        if f.kind != "config":
+            assert f.content.startswith(b"# " + R.MARKER.encode()), f.path
+            assert f.mode == 0o644
+
+
+def test_dnsmasq(village_file):
+    conf = text(load(village_file), R.DNSMASQ)
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert lines == [
+        "interface=br-lan",
+        "bind-dynamic",
+        "domain-needed",
+        "bogus-priv",
+        "cache-size=1000",
+        "dhcp-authoritative",
+        "dhcp-range=10.10.0.10,10.10.3.254,255.255.252.0,60m",
+        "dhcp-lease-max=1013",
+        "dhcp-option=option:router,10.10.0.1",
+        "dhcp-option=option:dns-server,10.10.0.1",
+        'dhcp-option=114,"http://10.10.0.1:8080/api/captive"',
+        "nftset=/belajar.id/4#inet#hotspot#walled_garden_dns",
+        "nftset=/kemdikbud.go.id/4#inet#hotspot#walled_garden_dns",
+    ]
+
+
+def test_dnsmasq_upstreams_table_name_and_portal_name():
+    cfg = load(dhcp={"upstream_dns": ["1.1.1.1", "9.9.9.9"]}, gateway={"table": "desa"},
+               network={"walled_garden_domains": ["belajar.id"]},
+               portal={"hostname": "portal.desa.id"})
+    conf = text(cfg, R.DNSMASQ)
+    assert "no-resolv\nserver=1.1.1.1\nserver=9.9.9.9\n" in conf
+    assert "nftset=/belajar.id/4#inet#desa#walled_garden_dns\n" in conf
+    assert "host-record=portal.desa.id,10.10.0.1\n" in conf
+    assert 'dhcp-option=114,"http://portal.desa.id:8080/api/captive"\n' in conf
+
+
+@pytest.mark.parametrize("overrides, url", [
+    ({}, "http://10.10.0.1:8080/api/captive"),
+    ({"network": {"lan_address": "192.168.7.1/24", "portal_port": 80}},
+     "http://192.168.7.1/api/captive"),
+    ({"portal": {"hostname": "portal.desa.id"}}, "http://portal.desa.id:8080/api/captive"),
+    ({"portal": {"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
+                 "tls_key": "/etc/hotspot/k.pem"}}, "https://portal.desa.id/api/captive"),
+    ({"portal": {"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
+                 "tls_key": "/etc/hotspot/k.pem", "https_port": 8443}},
+     "https://portal.desa.id:8443/api/captive"),
+    ({"dhcp": {"captive_api_url": "https://captive.jambiprov.go.id/api"}},
+     "https://captive.jambiprov.go.id/api"),
+])
+def test_the_api_url_of_option_114(overrides, url):
+    cfg = load(**overrides)
+    assert R.api_url(cfg) == url
+    assert f'dhcp-option=114,"{url}"' in text(cfg, R.DNSMASQ)
+
+
+def test_the_api_url_is_the_portals():
+    urls = pytest.importorskip("portal.urls")
+    for overrides in ({}, {"portal": {"hostname": "portal.desa.id"}}):
+        cfg = load(**overrides)
+        assert R.api_url(cfg) == urls.PortalUrls.from_config(cfg).api_url
+
+
+def test_hostapd(village_file):
+    conf = text(load(village_file), R.HOSTAPD)
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert lines == ["interface=wlan0", "bridge=br-lan", "driver=nl80211", "country_code=ID",
+                     "ieee80211d=1", "ssid=WiFi Desa Gratis", "hw_mode=g", "channel=6",
+                     "ieee80211n=1", "wmm_enabled=1", "auth_algs=1", "ignore_broadcast_ssid=0",
+                     "ap_isolate=1"]
+    assert "wpa" not in conf  # an open network: the portal is the door
+
+
+@pytest.mark.parametrize("ssid, line", [
+    ("Désa Gratis", 'ssid2=P"Désa Gratis"\nutf8_ssid=1\n'),
+    ('Wifi "Desa"', 'ssid2=P"Wifi \\"Desa\\""\n'),
+    (" spaced ", 'ssid2=P" spaced "\n'),
+    ("back\\slash", 'ssid2=P"back\\\\slash"\n'),
+])
+def test_hostapd_ssids_that_need_escaping(ssid, line):
+    conf = text(load(wifi={"ssid": ssid}), R.HOSTAPD)
+    assert line in conf and "\nssid=" not in conf
+
+
+def test_5ghz():
+    conf = text(load(wifi={"channel": 36}), R.HOSTAPD)
+    assert "hw_mode=a\nchannel=36\n" in conf and "ieee80211ac=1\n" in conf
+
+
+def test_external_access_points_only():
+    cfg = load(wifi={"enabled": False}, network={"wan_interface": "eth1", "lan_ports": ["eth0"]})
+    files = rendered(cfg)
+    assert R.HOSTAPD not in files and R.HOSTAPD_DROPIN not in files
+    assert "hostapd" not in R.services(cfg)
+    assert "match-device=interface-name:br-lan;interface-name:eth0\n" in \
+        files[R.NM_CONF].content.decode()
+
+
+def test_networkd(village_file):
+    files = rendered(load(village_file))
+    assert "[NetDev]\nName=br-lan\nKind=bridge\n" in files[R.NETDEV].content.decode()
+    network = files[R.NETWORK].content.decode()
+    assert "Name=br-lan\n" in network and "Address=10.10.0.1/22\n" in network
+    assert "RequiredForOnline=no\n" in network  # no AP plugged in must not stall the boot
+    assert "ConfigureWithoutCarrier=yes\n" in network
+    ports = files[R.PORTS_NETWORK].content.decode()
+    assert "Name=eth0\n" in ports and "Bridge=br-lan\n" in ports
+    assert "match-device=interface-name:br-lan;interface-name:eth0;interface-name:wlan0\n" in \
+        files[R.NM_CONF].content.decode()
+    assert R.PORTS_NETWORK not in rendered(load())  # no wired ports configured
+
+
+def test_users_directories_and_forwarding(village_file):
+    files = rendered(load(village_file))
+    assert files[R.SYSUSERS].content.decode().splitlines()[-2:] == [
+        "g hotspot -", 'u hotspot -:hotspot "Hotspot Desa" /var/lib/hotspot /usr/sbin/nologin']
+    tmpfiles = files[R.TMPFILES].content.decode()
+    assert "d /var/lib/hotspot 2770 hotspot hotspot -\n" in tmpfiles
+    assert "d /etc/hotspot 0750 root hotspot -\n" in tmpfiles
+    assert "net.ipv4.ip_forward = 1\n" in files[R.SYSCTL].content.decode()
+
+
+def test_a_separate_user_and_group():
+    files = rendered(load(portal={"user": "portal"}, control={"group": "desa"},
+                          database={"url": "sqlite:////srv/hotspot/db.sqlite"}))
+    sysusers = files[R.SYSUSERS].content.decode()
+    assert 'u portal -:desa "Hotspot Desa" /srv/hotspot /usr/sbin/nologin\n' in sysusers
+    assert "m portal desa\n" in sysusers
+    portal = files["/etc/systemd/system/hotspot-portal.service"].content.decode()
+    assert "User=portal\nGroup=desa\n" in portal and "ReadWritePaths=/srv/hotspot\n" in portal
+
+
+def _unit(cfg, name):
+    return text(cfg, f"/etc/systemd/system/{name}.service")
+
+
+def _keys(unit: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_gateway_unit():
+    k = _keys(_unit(load(), "hotspot-gateway"))
+    assert k["ExecStart"] == [f"{HOTSPOT} --config /etc/hotspot/hotspot.toml gateway run"]
+    assert k["Type"] == ["notify"] and k["WatchdogSec"] == ["30"] and k["Restart"] == ["always"]
+    assert "User" not in k and k["Group"] == ["hotspot"]  # root, with two capabilities only
+    assert k["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
+    assert "dnsmasq.service" in k["After"][0] and "network-online.target" in k["After"][0]
+    assert k["ProtectSystem"] == ["strict"] and k["NoNewPrivileges"] == ["yes"]
+    assert k["ReadWritePaths"] == ["/var/lib/hotspot", "-/proc/sys/net/ipv4/ip_forward"]
+    assert k["RuntimeDirectory"] == ["hotspot"]  # the control socket's folder
+
+
+@pytest.mark.parametrize("name, command", [
+    ("hotspot-portal", "portal run"), ("hotspot-sync", "sync run")])
+def test_unprivileged_units(name, command):
+    k = _keys(_unit(load(), name))
+    assert k["ExecStart"] == [f"{HOTSPOT} --config /etc/hotspot/hotspot.toml {command}"]
+    assert k["User"] == ["hotspot"] and k["Group"] == ["hotspot"]
+    assert k["CapabilityBoundingSet"] == [""] and k["PrivateUsers"] == ["yes"]
+    for key in ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
+                "RestrictAddressFamilies", "SystemCallFilter", "Restart"):
+        assert key in k, key
+
+
+def test_portal_unit_on_a_low_port_gets_that_capability_only():
+    k = _keys(_unit(load(network={"portal_port": 80}), "hotspot-portal"))
+    assert k["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    assert k["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"] and "PrivateUsers" not in k
+    assert k["IPAddressAllow"] == ["localhost 10.10.0.0/22"]
+
+
+def test_tls_portal_unit():
+    cfg = load(portal={"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
+                       "tls_key": "/etc/hotspot/k.pem"})
+    assert "hotspot-portal-tls" in R.services(cfg)
+    k = _keys(_unit(cfg, "hotspot-portal-tls"))
+    assert k["ExecStart"][0].endswith(" portal run --tls")
+    assert k["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]  # 443
+    assert "AmbientCapabilities" not in _keys(_unit(cfg, "hotspot-portal"))
+
+
+def test_reference_units_in_the_repository_are_current(tmp_path):
+    """systemd/*.service are what the renderer makes (with /usr/local/bin/hotspot):
+    regenerate with ``python3 -m provisioning.render --reference systemd``."""
+    R.write_reference(tmp_path)
+    for path in sorted(tmp_path.iterdir()):
+        assert (REPO / "systemd" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert sorted(p.name for p in (REPO / "systemd").glob("*.service")) == \
+        sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.parametrize("unit", R.ALL_UNITS)
+def test_security_exposure_is_ok_or_better(unit):
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                           str(REPO / "systemd" / f"{unit}.service")],
+                          capture_output=True, text=True, check=False)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", proc.stdout)
+    assert m, proc.stdout + proc.stderr
+    assert float(m.group(1)) < 2.5 and m.group(2) in ("OK", "SAFE", "PERFECT"), m.group(0)
+
+
+def test_software_hidden_from_the_services():
+    assert R.hidden_from_services(["/root/.pyenv/bin/hotspot", "/home/pi/venv/bin/python",
+                                   "/tmp/x/hotspot", "/opt/hotspot/venv/bin/hotspot",
+                                   "/usr/local/bin/hotspot"]) == [
+        "/root/.pyenv/bin/hotspot", "/home/pi/venv/bin/python", "/tmp/x/hotspot"]
+
+
+def test_the_entry_point_is_this_pythons():
+    path = R.entry_point()
+    assert Path(path).name == "hotspot" and Path(path).is_file()

@@ -1,0 +1,127 @@
+"""Every rendered file is checked by the tool that reads it before anything is installed;
+a broken file is caught and named."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import pytest
+
+from hotspot import config as config_mod
+from provisioning import render as R
+from provisioning.validate import ValidationError, validate
+
+needs = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("dnsmasq", "systemd-analyze")) and
+    not os.path.exists("/usr/sbin/dnsmasq"), reason="needs dnsmasq and systemd-analyze")
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="nft -c and sysusers need root")
+
+
+def files_of(cfg):
+    return R.render(cfg, b'[village]\nname = "Desa Uji"\n', hotspot=R.entry_point())
+
+
+def replace(files, path, content: bytes):
+    return [dataclasses.replace(f, content=content) if f.path == path else f for f in files]
+
+
+def failed(files, cfg) -> dict[str, str]:
+    with pytest.raises(ValidationError) as err:
+        validate(files, cfg)
+    return {c.name: c.detail for c in err.value.checks if c.ok is False}
+
+
+@pytest.fixture
+def cfg(village_file):
+    return config_mod.load(village_file)
+
+
+@needs
+def test_everything_rendered_passes(cfg):
+    checks = validate(files_of(cfg), cfg)
+    names = {c.name for c in checks if c.ok}
+    for path in (R.DNSMASQ, R.HOSTAPD, R.NETDEV, R.NETWORK, R.PORTS_NETWORK, R.NM_CONF,
+                 R.SYSCTL, R.CONFIG_PATH, "/etc/systemd/system/hotspot-gateway.service",
+                 "/etc/systemd/system/hotspot-portal.service",
+                 "/etc/systemd/system/hotspot-sync.service"):
+        assert path in names, path
+    details = {c.name: c.detail for c in checks}
+    assert details[R.DNSMASQ] == "dnsmasq --test"
+    assert details["/etc/systemd/system/hotspot-gateway.service"] == "systemd-analyze verify"
+    assert not [c for c in checks if c.ok is False]
+
+
+@needs
+@root_only
+def test_root_only_checks_pass(cfg):
+    details = {c.name: (c.ok, c.detail) for c in validate(files_of(cfg), cfg)}
+    assert details["nftables ruleset"] == (True, "nft -c, table inet hotspot")
+    assert details[R.SYSUSERS] == (True, "systemd-sysusers")
+    assert details[R.TMPFILES] == (True, "systemd-tmpfiles --create")
+
+
+@needs
+def test_a_broken_dnsmasq_file_is_caught(cfg):
+    files = files_of(cfg)
+    bad = next(f for f in files if f.path == R.DNSMASQ).content + b"dhcp-range=banana\n"
+    problems = failed(replace(files, R.DNSMASQ, bad), cfg)
+    assert "dnsmasq --test" in problems[R.DNSMASQ]
+
+
+@needs
+def test_an_nftset_line_for_another_set_is_caught(cfg):
+    files = files_of(cfg)
+    bad = next(f for f in files if f.path == R.DNSMASQ).content.replace(
+        b"#walled_garden_dns", b"#walled_garden")
+    problems = failed(replace(files, R.DNSMASQ, bad), cfg)
+    assert "no ipv4_addr set with timeouts" in problems[f"{R.DNSMASQ} nftset"]
+
+
+@needs
+def test_a_broken_unit_is_caught(cfg):
+    files = files_of(cfg)
+    path = "/etc/systemd/system/hotspot-gateway.service"
+    unit = next(f for f in files if f.path == path).content
+    problems = failed(replace(files, path, unit.replace(b"Restart=always", b"Restart=sometimes")),
+                      cfg)
+    assert problems[path].startswith(f"systemd-analyze verify: {path}:")
+    assert "sometimes" in problems[path]
+    problems = failed(replace(files, path, unit + b"ProtectSytem=strict\n"), cfg)
+    assert "ProtectSytem" in problems[path]
+
+
+@needs
+def test_a_missing_command_is_caught(cfg):
+    files = R.render(cfg, b"", hotspot="/nonexistent/bin/hotspot")
+    problems = failed(files, cfg)
+    assert "not executable" in problems["/etc/systemd/system/hotspot-gateway.service"]
+
+
+def test_broken_hostapd_and_networkd_files_are_caught(cfg):
+    files = files_of(cfg)
+    hostapd = next(f for f in files if f.path == R.HOSTAPD).content
+    for bad, why in ((hostapd + b"wpa_passphrase=x\n", "unknown hostapd setting"),
+                     (hostapd.replace(b"channel=6", b"channel=11"), "channel is '11'"),
+                     (hostapd + b"channel=6\n", "set twice")):
+        checks = [c for c in _validate_quietly(replace(files, R.HOSTAPD, bad), cfg)
+                  if c.name == R.HOSTAPD]
+        assert checks[0].ok is False and why in checks[0].detail
+    network = next(f for f in files if f.path == R.NETWORK).content
+    checks = [c for c in _validate_quietly(
+        replace(files, R.NETWORK, network + b"DHCPServer=yes\n"), cfg) if c.name == R.NETWORK]
+    assert checks[0].ok is False and "DHCPServer" in checks[0].detail
+
+
+def _validate_quietly(files, cfg):
+    try:
+        return validate(files, cfg)
+    except ValidationError as exc:
+        return exc.checks
+
+
+def test_an_invalid_village_file_is_caught(cfg):
+    files = replace(files_of(cfg), R.CONFIG_PATH, b"[wifi]\nchannel = 99\n")
+    checks = [c for c in _validate_quietly(files, cfg) if c.name == R.CONFIG_PATH]
+    assert checks[0].ok is False and "wifi.channel" in checks[0].detail
