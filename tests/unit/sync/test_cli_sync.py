@@ -12,15 +12,31 @@ import pytest
 from werkzeug.serving import make_server
 
 from gateway.testbed import write_toml
+from hotspot import cli
 from tests.unit.collector.helpers import totals
 from tests.unit.sync.conftest import gateway_overrides, seed_usage
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def hotspot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(config), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.fixture
+def hotspot(capsys):
+    """In-process ``hotspot --config FILE ARGS``: (returncode, stdout, stderr)."""
+
+    def call(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            rc = cli.main(["--config", str(config), *args])
+        except SystemExit as exc:
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, rc, out, err)
+
+    return call
 
 
 @pytest.fixture
@@ -33,11 +49,11 @@ def served(app):
 
 
 def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_path, served, app,
-                                                                        gwdb):
+                                                                        gwdb, hotspot):
     over = gateway_overrides(tmp_path, upstream_url=served)
     config = write_toml(tmp_path / "hotspot.toml", over)
     rows = seed_usage(gwdb, devices=5, hours=48)
-    out = hotspot(config, "sync", "once", "--json")
+    out = process(config, "sync", "once", "--json")
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert stats["pending"] == 0 and stats["delivered_records"] >= rows + 2  # + info, health
@@ -47,7 +63,7 @@ def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_pat
 
     dead = write_toml(tmp_path / "dead.toml",
                       gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9"))
-    failed = hotspot(dead, "sync", "once")
+    failed = process(dead, "sync", "once")
     assert failed.returncode == 1
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hotspot: sync: ")
@@ -56,7 +72,7 @@ def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_pat
     assert "pending records" in human.stdout and "Connection refused" in human.stdout
 
 
-def test_unconfigured_sync_is_a_config_error(tmp_path):
+def test_unconfigured_sync_is_a_config_error(tmp_path, hotspot):
     over = gateway_overrides(tmp_path)
     over["sync"] = {}
     config = write_toml(tmp_path / "h.toml", over)
@@ -69,7 +85,7 @@ def test_unconfigured_sync_is_a_config_error(tmp_path):
     assert out.returncode == 2 and "sync.interval_seconds" in out.stderr
 
 
-def test_pseudonym_and_purge(tmp_path, gwdb):
+def test_pseudonym_and_purge(tmp_path, gwdb, hotspot):
     config = write_toml(tmp_path / "h.toml", gateway_overrides(tmp_path))
     out = hotspot(config, "sync", "pseudonym", "02-11-22-33-44-55", "--json")
     assert out.returncode == 0

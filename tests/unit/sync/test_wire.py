@@ -30,7 +30,7 @@ def test_signature_covers_every_part():
 def test_inflate_is_bounded():
     small = wire.compress(b"a" * 1000)
     assert wire.inflate(small, 1000) == b"a" * 1000
-    bomb = wire.compress(b"\0" * 50_000_000)  # ~50 kB on the wire
+    bomb = wire.compress(b"\0" * 20_000_000)  # ~20 kB on the wire
     assert len(bomb) < 100_000
     with pytest.raises(wire.TooLarge):
         wire.inflate(bomb, 1_000_000)

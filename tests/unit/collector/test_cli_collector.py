@@ -1,0 +1,77 @@
+"""``hotspot collector …`` as a process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotspot import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(config),
+                           "collector", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+@pytest.fixture
+def run(capsys):
+    """In-process ``hotspot --config FILE collector ARGS``: (returncode, stdout, stderr)."""
+
+    def call(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            rc = cli.main(["--config", str(config), "collector", *args])
+        except SystemExit as exc:
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, rc, out, err)
+
+    return call
+
+
+def test_gateways_and_tokens(tmp_path, run):
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n')
+    out = process(config, "gateways", "add", "muaro-jambi-01", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == {"id", "secret"} and data["id"] == "muaro-jambi-01"
+    assert len(data["secret"]) >= 32
+    again = run(config, "gateways", "add", "muaro-jambi-01")
+    assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+    human = run(config, "gateways", "add", "desa-dua")
+    assert 'gateway_id = "desa-dua"' in human.stdout and "secret = " in human.stdout
+    bad = run(config, "gateways", "add", "Not Valid")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    listed = json.loads(run(config, "gateways", "list", "--json").stdout)
+    assert [g["id"] for g in listed] == ["desa-dua", "muaro-jambi-01"]
+    assert not listed[0]["online"]
+    rotated = json.loads(run(config, "gateways", "rotate", "desa-dua", "--json").stdout)
+    assert rotated["secret"] != data["secret"]
+
+    tok = run(config, "tokens", "create", "diskominfo", "--json")
+    assert tok.returncode == 0
+    t = json.loads(tok.stdout)
+    assert set(t) == {"name", "token"} and t["name"] == "diskominfo" and len(t["token"]) > 30
+    assert run(config, "tokens", "create", "diskominfo").returncode == 1
+    assert "diskominfo" in run(config, "tokens", "list").stdout
+    assert run(config, "tokens", "revoke", "diskominfo").returncode == 0
+    assert run(config, "tokens", "revoke", "diskominfo").returncode == 1
+
+
+def test_config_errors_exit_2_naming_the_key(tmp_path, run):
+    config = tmp_path / "collector.toml"
+    config.write_text('[collector]\nbind = "nowhere"\n')
+    out = run(config, "gateways", "list")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "hotspot: config error: collector.bind: 'nowhere' is not HOST:PORT"
+    good = tmp_path / "good.toml"
+    good.write_text(f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n')
+    out = run(good, "run", "--bind", "0.0.0.0")
+    assert out.returncode == 2 and "--bind" in out.stderr
