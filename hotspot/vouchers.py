@@ -502,14 +502,17 @@ class VoucherService:
 
     def _decide(self, conn: Connection, voucher_id: int, mac: str,
                 live: dict[str, Any] | None, now: dt.datetime, hops: int = 0) -> _Plan:
-        row = conn.execute(
-            select(Voucher, VoucherBatch, Package.title)
+        v = conn.execute(
+            select(Voucher.id, Voucher.state, Voucher.valid_until, Voucher.expires_at,
+                   Voucher.bytes_total, Voucher.merged_into, VoucherBatch.package_name,
+                   VoucherBatch.tier, VoucherBatch.hours, VoucherBatch.data_mb,
+                   VoucherBatch.devices, Package.title)
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
             .join(Package, VoucherBatch.package_id == Package.id)
-            .where(Voucher.id == voucher_id).with_for_update()).first()
-        v, batch, title = row
+            .where(Voucher.id == voucher_id).with_for_update()).one()
+        batch = v  # the batch's copy of the package terms comes along in the same row
         bindings = {b.mac: b for b in conn.execute(
-            select(VoucherDevice).where(VoucherDevice.voucher_id == voucher_id)).scalars()}
+            select(VoucherDevice).where(VoucherDevice.voucher_id == voucher_id))}
 
         if v.state == VoucherState.VOID.value:
             raise VoucherError("this voucher was withdrawn", code="voucher-void")
@@ -532,7 +535,7 @@ class VoucherService:
                     self._used_bytes(conn, v.id, live) >= v.bytes_total:
                 raise VoucherError("this voucher's data is used up", code="voucher-exhausted")
 
-        plan = _Plan(voucher_id=v.id, package=batch.package_name, title=title, tier=batch.tier,
+        plan = _Plan(voucher_id=v.id, package=batch.package_name, title=v.title, tier=batch.tier,
                      expires_at=v.expires_at or now, bytes_total=v.bytes_total)
 
         # Which device slot: already mine, a free one, or the one of a device that left.
