@@ -35,8 +35,10 @@ def megabytes(mb: int) -> str:
 
 
 def speed(kbps: int) -> str:
+    """Tiers are often written in multiples of 1024 kbit/s ("5120" meaning 5 Mbit/s): those
+    read as whole megabits; anything else in decimal units."""
     if kbps >= 1000:
-        return number(kbps / 1000) + " Mbps"
+        return number(kbps / 1024 if kbps % 1024 == 0 else kbps / 1000) + " Mbps"
     return number(kbps, "#,##0") + " kbps"
 
 
