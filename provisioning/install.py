@@ -330,6 +330,10 @@ def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
     if fresh or R.SYSUSERS in changed or not host.user_exists(user) \
             or host.group_gid(group) is None:
         p.users.append(Step(["systemd-sysusers", R.SYSUSERS], f"system user {user}, group {group}"))
+    for unit in R.idle_units(cfg):
+        if not fresh and (host.unit_enabled(unit) or host.unit_active(unit)):
+            p.before.append(Step(["systemctl", "disable", "--now", unit],
+                                 "not configured (sync.upstream_url is empty)"))
     for c in changes:
         if c.state == "removed" and c.file.path.endswith(".service"):
             unit = Path(c.file.path).name
@@ -491,8 +495,10 @@ def provision(opts: Options, host: Host | None = None,
     else:
         counts = {s: sum(c.state == s for c in changes)
                   for s in ("created", "updated", "fixed", "removed")}
-        out("done: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) +
-            (f"; {ran} host step(s) run" if ran else ""))
+        parts = [f"{v} {k}" for k, v in counts.items() if v]
+        if ran:
+            parts.append(f"{ran} host step(s) run")
+        out("done: " + ", ".join(parts))
     return 0
 
 

@@ -37,6 +37,7 @@ SYSCTL = "/etc/sysctl.d/90-hotspot.conf"
 DNSMASQ = "/etc/dnsmasq.d/hotspot.conf"
 HOSTAPD = "/etc/hostapd/hostapd.conf"
 HOSTAPD_DROPIN = "/etc/systemd/system/hostapd.service.d/hotspot.conf"
+DNSMASQ_DROPIN = "/etc/systemd/system/dnsmasq.service.d/hotspot.conf"
 NETDEV = "/etc/systemd/network/10-hotspot-lan.netdev"
 NETWORK = "/etc/systemd/network/10-hotspot-lan.network"
 PORTS_NETWORK = "/etc/systemd/network/10-hotspot-lan-ports.network"
@@ -50,6 +51,7 @@ ALL_UNITS = ("hotspot-gateway", "hotspot-portal", "hotspot-portal-tls", "hotspot
 # Files we may have written once and must remove when the configuration no longer wants
 # them (only if they still carry MARKER: a file somebody else wrote is left alone).
 OPTIONAL = (HOSTAPD, HOSTAPD_DROPIN, PORTS_NETWORK, NETDEV, NETWORK, NM_CONF, DNSMASQ, SYSCTL,
+            DNSMASQ_DROPIN,
             *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"))
 
 _env = jinja2.Environment(
@@ -242,6 +244,8 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
     files.append(File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq",
                       restarts=("dnsmasq",)))
+    files.append(File(DNSMASQ_DROPIN, _template("dnsmasq-dropin.conf.j2", **v), 0o644, "dropin",
+                      restarts=("dnsmasq",)))
     if wifi.enabled:
         files += [
             File(HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd",
@@ -256,9 +260,17 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
 
 
 def services(cfg: Config) -> list[str]:
-    """The services to enable and run, in start order."""
+    """The services to enable and run, in start order. The sync agent only when it has
+    somewhere to report to (``hotspot sync run`` refuses to start without sync.upstream_url):
+    its unit is installed all the same, so setting the URL later is one more provision run."""
     wifi = ["hostapd"] if cfg.wifi is not None and cfg.wifi.enabled else []
-    return ["systemd-networkd", *wifi, "dnsmasq", *units(cfg)]
+    return ["systemd-networkd", *wifi, "dnsmasq",
+            *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled)]
+
+
+def idle_units(cfg: Config) -> list[str]:
+    """Our units installed but not to be running (stopped and disabled if they are)."""
+    return [u for u in units(cfg) if u not in services(cfg)]
 
 
 def write_reference(directory: str | os.PathLike[str]) -> list[Path]:

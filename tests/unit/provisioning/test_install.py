@@ -33,14 +33,15 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     assert rc == 0
     files = tree(root)
     assert set(files) == {R.SYSUSERS, R.TMPFILES, R.CONFIG_PATH, R.SYSCTL, R.NETDEV, R.NETWORK,
-                          R.PORTS_NETWORK, R.NM_CONF, R.DNSMASQ, R.HOSTAPD, R.HOSTAPD_DROPIN,
+                          R.PORTS_NETWORK, R.NM_CONF, R.DNSMASQ, R.DNSMASQ_DROPIN, R.HOSTAPD,
+                          R.HOSTAPD_DROPIN,
                           "/etc/systemd/system/hotspot-gateway.service",
                           "/etc/systemd/system/hotspot-portal.service",
                           "/etc/systemd/system/hotspot-sync.service"}
     assert files[R.CONFIG_PATH][:2] == (village_file.read_bytes(), 0o640)
     assert files[R.DNSMASQ][1] == 0o644
     assert "validated:" in out and f"created   {root}/etc/dnsmasq.d/hotspot.conf" in out
-    assert out.splitlines()[-1] == "done: 14 created"
+    assert out.splitlines()[-1] == "done: 15 created"
     # The host is left alone; what a real run would do is listed.
     assert "skipped (--root): systemctl enable --now hotspot-gateway" in out
     assert "skipped (--root): systemd-sysusers /etc/sysusers.d/hotspot.conf" in out
@@ -50,7 +51,7 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     rc, out = run(village_file, root)
     assert rc == 0
     assert tree(root) == files  # byte for byte, mode and mtime: nothing was rewritten
-    assert out.splitlines()[-1] == ("nothing to do: all 14 files already as provisioned "
+    assert out.splitlines()[-1] == ("nothing to do: all 15 files already as provisioned "
                                     "(host steps are never taken with --root)")
     assert "created" not in out and "updated" not in out
 
@@ -76,7 +77,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
     assert rc == 0 and not root.exists()
     assert "+dhcp-option=114,\"http://10.10.0.1:8080/api/captive\"" in out
     assert "--- /dev/null\n+++ /etc/dnsmasq.d/hotspot.conf" in out
-    assert "dry run: 14 file(s) would change (host steps are never taken with --root)" in out
+    assert "dry run: 15 file(s) would change (host steps are never taken with --root)" in out
     # Secrets in the village file are not printed.
     assert "very-secret" not in out and 'secret = "(hidden)"' in out
 
@@ -90,7 +91,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
 
     village_file.write_text(village_file.read_text().replace('channel = 11', 'channel = 6'))
     rc, out = run(village_file, root, dry_run=True)
-    assert out.splitlines()[-1] == "dry run: nothing to do (all 14 files as installed)"
+    assert out.splitlines()[-1] == "dry run: nothing to do (all 15 files as installed)"
 
 
 def test_a_mode_change_is_repaired(village_file, tmp_path):
@@ -185,7 +186,7 @@ def test_a_provisioned_machine_has_nothing_to_do(village_file, fake_fs, fake_hos
     host = fake_host(provisioned=True)
     rc, out = run(village_file, host=host)
     assert rc == 0 and steps_of(out) == [] and host.done == [], out
-    assert out.splitlines()[-1] == "nothing to do: all 14 files already as provisioned"
+    assert out.splitlines()[-1] == "nothing to do: all 15 files already as provisioned"
 
 
 def test_a_change_restarts_only_what_reads_it(village_file, fake_fs, fake_host):
@@ -269,3 +270,17 @@ def test_cli_without_a_file(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(config_mod, "DEFAULT_CONFIG_PATH", str(tmp_path / "none.toml"))
     assert cli.main(["provision", "--root", str(tmp_path / "s")]) == 2
     assert "give the village's file with --config FILE" in capsys.readouterr().err
+
+
+def test_the_sync_agent_runs_only_when_it_has_somewhere_to_report(village_file, fake_fs,
+                                                                    fake_host):
+    text = village_file.read_text()
+    village_file.write_text(text[:text.index("[sync]")])
+    cfg = config_mod.load(village_file)
+    assert "hotspot-sync" not in R.services(cfg) and R.idle_units(cfg) == ["hotspot-sync"]
+    rc, out = run(village_file, host=fake_host())
+    assert (fake_fs / "etc/systemd/system/hotspot-sync.service").exists()  # installed
+    assert not [s for s in steps_of(out) if s.endswith(" hotspot-sync")]  # never started
+    host = fake_host(provisioned=True)  # from a time it was configured
+    rc, out = run(village_file, host=host)
+    assert steps_of(out) == ["systemctl disable --now hotspot-sync"]

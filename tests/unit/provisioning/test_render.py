@@ -33,7 +33,7 @@ def test_the_files_of_a_village(village_file):
     files = rendered(cfg, village_file.read_bytes())
     assert list(files) == [
         R.SYSUSERS, R.TMPFILES, R.CONFIG_PATH, R.SYSCTL, R.NETDEV, R.NETWORK, R.PORTS_NETWORK,
-        R.NM_CONF, R.DNSMASQ, R.HOSTAPD, R.HOSTAPD_DROPIN,
+        R.NM_CONF, R.DNSMASQ, R.DNSMASQ_DROPIN, R.HOSTAPD, R.HOSTAPD_DROPIN,
         "/etc/systemd/system/hotspot-gateway.service", "/etc/systemd/system/hotspot-portal.service",
         "/etc/systemd/system/hotspot-sync.service"]
     # The village file is installed as it is (comments too), readable by root and the group.
@@ -258,3 +258,10 @@ def test_software_hidden_from_the_services():
 def test_the_entry_point_is_this_pythons():
     path = R.entry_point()
     assert Path(path).name == "hotspot" and Path(path).is_file()
+
+
+def test_dnsmasq_is_sandboxed(village_file):
+    dropin = text(load(village_file), R.DNSMASQ_DROPIN)
+    assert "ProtectSystem=strict\nReadWritePaths=/var/lib/misc /run\n" in dropin
+    assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW " in dropin
+    assert "Restart=always\n" in dropin
