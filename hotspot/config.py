@@ -142,7 +142,9 @@ DEFAULTS["dhcp"] = {
     "captive_api_url": "",  # "" = derived from [portal] (RFC 8910 DHCP option 114)
 }
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 52, 56, 60, 64, 149, 153, 157, 161, 165)
+# 2.4 GHz, and the 5 GHz channels without radar detection (DFS), which a Pi's onboard
+# WiFi cannot do as an access point.
+WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 149, 153, 157, 161, 165)
 
 
 @dataclass(frozen=True)
@@ -743,7 +745,7 @@ def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
     channel = full.int("channel", 1, 165)
     if channel not in WIFI_CHANNELS:
         raise ConfigError(s.key("channel"), f"{channel} is not a WiFi channel used here "
-                                            "(1-13, or 36-64 / 149-165 for 5 GHz)")
+                                            "(1-13; 5 GHz: 36-48, 149-165)")
     country = full.str("country").strip().upper()
     if not _COUNTRY.match(country):
         raise ConfigError(s.key("country"), f"{full.data['country']!r} is not a two-letter "

@@ -58,6 +58,7 @@ def test_automatic_range_leaves_out_the_gateway(lan, start, end):
     ({"wifi": {"ssid": "line\nbreak"}}, "wifi.ssid"),
     ({"wifi": {"channel": 14}}, "wifi.channel"),
     ({"wifi": {"channel": 0}}, "wifi.channel"),
+    ({"wifi": {"channel": 52}}, "wifi.channel"),  # radar detection (DFS): not on a Pi
     ({"wifi": {"channel": "6"}}, "wifi.channel"),
     ({"wifi": {"country": "IDN"}}, "wifi.country"),
     ({"wifi": {"enabled": "yes"}}, "wifi.enabled"),
