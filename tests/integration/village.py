@@ -1,0 +1,169 @@
+"""A village and its province in network namespaces, for the integration tests.
+
+    phone ── br-lan ── <p>-gw ── eth0 ── <p>-up ── prov0 ═══ slow, lossy ═══ eth0 ── <p>-prov
+                      gateway + sync agent     "internet"        203.0.113.1/24     collector
+                                                                                 203.0.113.10
+
+The link between the village's upstream and the province is slow (tbf both ways) and lossy
+(an nftables ``numgen random`` drop rule in the province's namespace). Everything here runs
+inside the testbed's namespaces; PostgreSQL is reached through its Unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.testbed import Testbed, sh, write_toml
+from hotspot.control import ControlClient
+
+ROOT = Path(__file__).resolve().parents[2]
+PROV_IP = "203.0.113.10"
+PROV_GW = "203.0.113.1"
+COLLECTOR_PORT = 8000
+
+
+def hotspot(config: Path | str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "hotspot.cli", "--config", str(config), *args]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not true after {timeout} s")
+        time.sleep(interval)
+
+
+def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:
+    """The collector's namespace, behind a slow and lossy link; returns its name."""
+    prov = f"{bed.prefix}-prov"
+    sh(["ip", "netns", "add", prov])
+    bed.run(prov, "ip", "link", "set", "lo", "up")
+    sh(["ip", "link", "add", "prov0", "netns", bed.up, "type", "veth", "peer", "name", "eth0",
+        "netns", prov])
+    bed.run(bed.up, "ip", "-batch", "-", input=(
+        f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n"))
+    bed.run(bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    bed.run(prov, "ip", "-batch", "-", input=(
+        f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\nroute add default via {PROV_GW}\n"))
+    for ns, dev in ((bed.up, "prov0"), (prov, "eth0")):
+        bed.run(ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
+                f"{rate_kbit}kbit", "burst", "4kb", "latency", "300ms")
+    if loss_pct:
+        bed.run(prov, "nft", "-f", "-", input=(
+            "table inet lossy {\n"
+            "  chain in { type filter hook input priority 0; policy accept;\n"
+            f"    iifname \"eth0\" numgen random mod 100 < {loss_pct} counter drop\n  }}\n"
+            "  chain out { type filter hook output priority 0; policy accept;\n"
+            f"    oifname \"eth0\" numgen random mod 100 < {loss_pct} counter drop\n  }}\n"
+            "}\n"))
+    return prov
+
+
+def lossy_drops(bed: Testbed, prov: str) -> int:
+    out = bed.run(prov, "nft", "-j", "list", "table", "inet", "lossy", check=False).stdout
+    if not out:
+        return 0
+    total = 0
+    for obj in json.loads(out)["nftables"]:
+        for e in obj.get("rule", {}).get("expr", []):
+            if "counter" in e:
+                total += e["counter"]["packets"]
+    return total
+
+
+class Proc:
+    """A long-running ``hotspot`` command in a namespace, logging to a file."""
+
+    def __init__(self, bed: Testbed, ns: str, args: list[str], log: Path):
+        self.bed, self.ns, self.args, self.log = bed, ns, args, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *self.args], stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        out.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class GatewayRunner(Proc):
+    """The real ``hotspot gateway run`` in the gateway namespace."""
+
+    def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any]):
+        self.socket = str(workdir / "control.sock")
+        data: dict[str, Any] = {
+            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
+                        "lan_address": bed.lan_address, "uplink_down_kbps": 200000,
+                        "uplink_up_kbps": 200000},
+            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+            "control": {"socket": self.socket},
+            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
+        }
+        for section, values in overrides.items():
+            data.setdefault(section, {}).update(values)
+        self.config = write_toml(workdir / "hotspot.toml", data)
+        super().__init__(bed, bed.gw, hotspot(self.config, "gateway", "run", "--log-level", "DEBUG"),
+                         workdir / "gateway.log")
+
+    def start(self, timeout: float = 15) -> "GatewayRunner":
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        super().start()
+
+        def up() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"gateway exited:\n{self.text()[-3000:]}")
+            if not os.path.exists(self.socket):
+                return False
+            try:
+                self.call("ping")
+                return True
+            except Exception:  # noqa: BLE001 - still starting
+                return False
+
+        wait_for(up, timeout, "gateway control socket")
+        return self
+
+    def call(self, op: str, **args: Any) -> Any:
+        with ControlClient(self.socket) as ctl:
+            return ctl.call(op, **args)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        rc = super().stop(sig, timeout)
+        self.bed.run(self.bed.gw, "nft", "delete", "table", "inet", "hotspot", check=False)
+        return rc
