@@ -56,6 +56,7 @@ def test_dnsmasq(village_file):
         "domain-needed",
         "bogus-priv",
         "cache-size=1000",
+        "max-cache-ttl=300",
         "dhcp-authoritative",
         "dhcp-range=10.10.0.10,10.10.3.254,255.255.252.0,60m",
         "dhcp-lease-max=1013",
@@ -265,3 +266,10 @@ def test_dnsmasq_is_sandboxed(village_file):
     assert "ProtectSystem=strict\nReadWritePaths=/var/lib/misc /run\n" in dropin
     assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW " in dropin
     assert "Restart=always\n" in dropin
+    assert "ExecReload=\nExecReload=+/bin/kill -HUP $MAINPID\n" in dropin  # see the template
+
+
+def test_a_gateway_start_refills_the_walled_garden():
+    k = _keys(_unit(load(), "hotspot-gateway"))
+    assert k["ExecStartPost"] == [
+        "+/bin/systemctl --no-block try-reload-or-restart dnsmasq.service"]
