@@ -40,6 +40,7 @@ from sync import wire
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
+BATCH_KEYS_DAYS = 90
 
 
 def _err(status: int, code: str, message: str, **extra: Any):  # noqa: ANN202 - Flask response
@@ -103,6 +104,12 @@ def ingest():  # noqa: ANN201 - Flask view
         s.execute(delete(IngestNonce).where(
             IngestNonce.gateway_id == gateway_id,
             IngestNonce.seen_at < now - dt.timedelta(seconds=2 * cfg.replay_window_seconds)))
+        # Idempotency keys are kept for BATCH_KEYS_DAYS; a batch arriving again after that
+        # is applied again, which changes nothing: every record kind is idempotent by its
+        # natural key (largest totals, insert-once samples, higher revisions only).
+        s.execute(delete(IngestBatch).where(
+            IngestBatch.gateway_id == gateway_id,
+            IngestBatch.received_at < now - dt.timedelta(days=BATCH_KEYS_DAYS)))
         seen = s.scalar(select(IngestBatch).where(IngestBatch.gateway_id == gateway_id,
                                                   IngestBatch.key == key))
         if seen is not None:

@@ -34,6 +34,7 @@ class Gateway(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[str | None] = mapped_column(String(32))
     info_rev: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    last_health_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # newest sample
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 

@@ -58,13 +58,12 @@ def online(cfg: CollectorConfig, gw: Gateway, now: dt.datetime) -> bool:
 
 
 def latest_health(s: Session, gateway_ids: list[str] | None = None) -> dict[str, HealthSample]:
-    last = (select(HealthSample.gateway_id, func.max(HealthSample.sampled_at).label("t"))
-            .group_by(HealthSample.gateway_id))
+    """The newest sample of each gateway (a primary-key lookup through gateway.last_health_at,
+    however many samples the years have piled up)."""
+    q = select(HealthSample).join(Gateway, and_(HealthSample.gateway_id == Gateway.id,
+                                                HealthSample.sampled_at == Gateway.last_health_at))
     if gateway_ids is not None:
-        last = last.where(HealthSample.gateway_id.in_(gateway_ids))
-    last = last.subquery()
-    q = select(HealthSample).join(last, and_(HealthSample.gateway_id == last.c.gateway_id,
-                                             HealthSample.sampled_at == last.c.t))
+        q = q.where(Gateway.id.in_(gateway_ids))
     return {h.gateway_id: h for h in s.scalars(q)}
 
 

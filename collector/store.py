@@ -120,6 +120,11 @@ def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any
         session.execute(ins.on_conflict_do_nothing(index_elements=["gateway_id", "sampled_at"]),
                         [{**{k: v for k, v in r.items() if k != "kind"}, "gateway_id": gateway_id,
                           "received_at": now} for r in health.values()])
+        newest = max(health)
+        session.execute(update(Gateway).where(
+            Gateway.id == gateway_id,
+            (Gateway.last_health_at.is_(None)) | (Gateway.last_health_at < newest))
+            .values(last_health_at=newest))
     if sales:
         S = SalesMonthly.__table__
         ins = _insert(session, S)

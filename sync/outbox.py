@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # hour's last bytes up to ``gateway.flush_seconds`` (≤ 1 h) after it closed.
 RESCAN = dt.timedelta(hours=3)
 SALES_RESCAN_DAYS = 40  # the current and the previous month
+SCAN_WINDOW = dt.timedelta(days=1)  # a full scan reads this much usage at a time
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,14 @@ class Outbox:
 
     # -- collecting ----------------------------------------------------------------------
 
-    def _usage_records(self, s: Session, since: dt.datetime | None) -> list[tuple[str, dict, dt.datetime]]:
+    def _usage_records(self, s: Session, lo: dt.datetime | None,
+                       hi: dt.datetime | None) -> list[tuple[str, dict, dt.datetime]]:
         q = select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds, HourlyUsage.bytes_down,
                    HourlyUsage.bytes_up)
-        if since is not None:
-            q = q.where(HourlyUsage.hour >= since)
+        if lo is not None:
+            q = q.where(HourlyUsage.hour >= lo)
+        if hi is not None:
+            q = q.where(HourlyUsage.hour < hi)
         out = []
         for mac, hour, seconds, down, up in s.execute(q):
             client = self.pseudonym(mac)
@@ -112,27 +116,30 @@ class Outbox:
         return {"kind": "gateway", "village": self.config.village.name[:100],
                 "timezone": self.config.village.timezone, "version": __version__}
 
-    def collect(self, *, full: bool = False, health: dict[str, Any] | None = None) -> dict[str, int]:
-        """Queue what changed since the last collect (every hour, sale and setting when
-        ``full``); returns how many records of each kind were queued."""
-        now = self.clock()
-        wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]] = {}
-        with Session(self.db) as s:
-            mark = None if full else self.get_state("usage_watermark")
-            since = None if mark is None else dt.datetime.fromisoformat(mark)
-            for key, rec, hour in self._usage_records(s, since):
-                wanted[("usage", key)] = (rec, hour)
-        sales_since = None if full or since is None else now - dt.timedelta(days=SALES_RESCAN_DAYS)
-        for rec in monthly_sales(self.config, self.db, since=sales_since):
-            wanted[("sales", f"{rec['month']}|{rec['package']}")] = (rec, None)
-        wanted[("gateway", "info")] = (self.gateway_record(), None)
+    def _windows(self, since: dt.datetime | None, now: dt.datetime) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
+        """Hour ranges to scan, a day at a time, so a full scan of months of data never holds
+        more than a day of it in memory; the last range is open-ended."""
+        if since is None:
+            with Session(self.db) as s:
+                since = s.scalar(select(func.min(HourlyUsage.hour)))
+            if since is None:
+                return [(None, None)]
+        out: list[tuple[dt.datetime | None, dt.datetime | None]] = []
+        lo = since
+        while lo + SCAN_WINDOW < now:
+            out.append((lo, lo + SCAN_WINDOW))
+            lo += SCAN_WINDOW
+        out.append((lo, None))
+        return out
 
-        counts = {k: 0 for k in wire.KINDS}
+    def _changes(self, wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]],
+                 now: dt.datetime, counts: dict[str, int]) -> tuple[list[dict], list[dict]]:
+        """The outbox inserts and updates that make the outbox hold ``wanted``."""
+        existing: dict[tuple[str, str], tuple[int, int, str]] = {}
+        keys_by_kind: dict[str, list[str]] = {}
+        for kind, key in wanted:
+            keys_by_kind.setdefault(kind, []).append(key)
         with Session(self.db) as s:
-            existing: dict[tuple[str, str], tuple[int, int, str]] = {}
-            keys_by_kind: dict[str, list[str]] = {}
-            for kind, key in wanted:
-                keys_by_kind.setdefault(kind, []).append(key)
             for kind, keys in keys_by_kind.items():
                 for i in range(0, len(keys), 500):
                     chunk = keys[i:i + 500]
@@ -166,26 +173,57 @@ class Outbox:
                                 "updated_at": now})
             else:
                 updates.append({"row_id": old[0], "payload": payload, "rev": rev, "now": now})
+        return inserts, updates
+
+    @staticmethod
+    def _write(s: Session, inserts: list[dict], updates: list[dict]) -> None:
+        if inserts:
+            s.execute(insert(SyncOutbox), inserts)
+        for u in updates:
+            s.execute(update(SyncOutbox).where(SyncOutbox.id == u["row_id"])
+                      .values(payload=u["payload"], rev=u["rev"], updated_at=u["now"]))
+
+    def collect(self, *, full: bool = False, health: dict[str, Any] | None = None) -> dict[str, int]:
+        """Queue what changed since the last collect (every hour, sale and setting when
+        ``full``); returns how many records of each kind were queued. In steady state this is
+        one write transaction; a full scan writes one more per day of history."""
+        now = self.clock()
+        counts = {k: 0 for k in wire.KINDS}
+        mark = None if full else self.get_state("usage_watermark")
+        since = None if mark is None else dt.datetime.fromisoformat(mark)
+        windows = self._windows(since, now)
+        for lo, hi in windows[:-1]:
+            with Session(self.db) as s:
+                wanted = {("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)}
+            inserts, updates = self._changes(wanted, now, counts)
+            if inserts or updates:
+                with Session(self.db) as s, s.begin():
+                    self._write(s, inserts, updates)
+        lo, hi = windows[-1]
+        with Session(self.db) as s:
+            wanted = {("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)}
+        sales_since = None if full or since is None else now - dt.timedelta(days=SALES_RESCAN_DAYS)
+        for rec in monthly_sales(self.config, self.db, since=sales_since):
+            wanted[("sales", f"{rec['month']}|{rec['package']}")] = (rec, None)
+        wanted[("gateway", "info")] = (self.gateway_record(), None)
+        inserts, updates = self._changes(wanted, now, counts)
+        health_key = None
         if health is not None:
             payload = wire.dump_record(health)
             wire.validate_record(json.loads(payload))
-            inserts.append({"kind": "health", "key": wire.iso(health["sampled_at"]),
-                            "payload": payload, "rev": 1, "sent_rev": 0,
-                            "period": health["sampled_at"], "created_at": now, "updated_at": now})
-            counts["health"] += 1
+            health_key = wire.iso(health["sampled_at"])
+            health_row = {"kind": "health", "key": health_key, "payload": payload, "rev": 1,
+                          "sent_rev": 0, "period": health["sampled_at"], "created_at": now,
+                          "updated_at": now}
         with Session(self.db) as s, s.begin():
-            if health is not None:
+            if health_key is not None:
                 # a second sample within the same second replaces nothing
                 dup = s.scalar(select(SyncOutbox.id).where(SyncOutbox.kind == "health",
-                                                           SyncOutbox.key == inserts[-1]["key"]))
-                if dup is not None:
-                    inserts.pop()
-                    counts["health"] -= 1
-            if inserts:
-                s.execute(insert(SyncOutbox), inserts)
-            for u in updates:
-                s.execute(update(SyncOutbox).where(SyncOutbox.id == u["row_id"])
-                          .values(payload=u["payload"], rev=u["rev"], updated_at=u["now"]))
+                                                           SyncOutbox.key == health_key))
+                if dup is None:
+                    inserts.append(health_row)
+                    counts["health"] += 1
+            self._write(s, inserts, updates)
             self.put_state(s, "usage_watermark", (hour_of(now) - RESCAN).isoformat())
             self.put_state(s, "last_collect_at", wire.iso(now))
             if health is not None:

@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('timezone', sa.String(length=64), nullable=True),
     sa.Column('version', sa.String(length=32), nullable=True),
     sa.Column('info_rev', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('last_health_at', sa.DateTime(), nullable=True),
     sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )

@@ -190,3 +190,29 @@ def test_disabled_gateway(client, cdb, app):
 
 def test_get_is_not_allowed(client):
     assert client.get(wire.INGEST_PATH).status_code == 405
+
+
+def test_a_batch_after_its_key_expired_changes_nothing(client, cdb):
+    from sqlalchemy import delete
+
+    from collector.models import IngestBatch
+
+    sale = {"kind": "sales", "month": "2026-11", "package": "harian", "count": 3,
+            "rupiah": 15000, "rev": 5}
+    h = {"kind": "health", "sampled_at": "2026-11-28T03:00:05Z", "cpu_pct": 1.0, "load1": 0.5,
+         "load5": 0.4, "load15": 0.3, "mem_pct": 40, "disk_pct": 10.0, "disk_free_mb": 900,
+         "temp_c": None, "uptime_s": 100, "uplink_ok": True, "uplink_ms": 5.0,
+         "clients_online": 3, "backlog": 10}
+    body, key = body_of([usage(down=7), usage(client="fedcba9876543210"), sale, h])
+    assert _raw(client, body, signed_headers(body, key)).status_code == 200
+    before = snapshot(cdb)
+    with Session(cdb) as s, s.begin():
+        s.execute(delete(IngestBatch))  # expired (BATCH_KEYS_DAYS)
+    r = _raw(client, body, signed_headers(body, key))
+    assert r.status_code == 200 and r.get_json()["duplicate"] is False
+    after = snapshot(cdb)
+    for table in ("usage_hourly", "usage_daily", "health_sample", "sales_monthly"):
+        assert after[table] == before[table], table
+    assert totals(cdb) == {("0123456789abcdef", H3): (60, 7, 100),
+                           ("fedcba9876543210", H3): (60, 1000, 100)}
+    assert daily_sums(cdb) == (120, 1007, 200)
