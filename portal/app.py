@@ -107,6 +107,31 @@ def _static_version() -> str:
     return digest.hexdigest()[:10]
 
 
+def _database(url: str) -> Engine:
+    """The portal's engine: what :func:`hotspot.db.make_engine` makes, with ``synchronous=FULL``
+    (vouchers are money: every commit is fsynced). Built here for SQLite so that a worker does
+    not import Alembic (hotspot.db does, at the top: ~8 MB per worker); the portal never
+    migrates — the gateway (or ``hotspot db upgrade``) does."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).get_backend_name() != "sqlite":
+        from hotspot.db import make_engine
+
+        return make_engine(url, synchronous="FULL")
+    engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI callback
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                       "busy_timeout=15000"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    return engine
+
+
 def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine | None = None,
                voucher_key: bytes | None = None, secret_key: bytes | None = None,
                clock: Callable[[], dt.datetime] = utcnow) -> Flask:
@@ -119,9 +144,7 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
     if gateway is None:
         gateway = GatewayLink(config.control.socket)
     if db is None:
-        from hotspot.db import make_engine
-
-        db = make_engine(config.database.url, synchronous="FULL")  # money: fsync each commit
+        db = _database(config.database.url)
     if voucher_key is None:
         try:
             voucher_key = load_key(portal_cfg.voucher_key_file)
@@ -209,7 +232,7 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
         return render_gateway_error(exc)
 
     @app.errorhandler(SQLAlchemyError)
-    def _database(exc: SQLAlchemyError):
+    def _database_error(exc: SQLAlchemyError):
         log.error("database: %s", str(exc).splitlines()[0])
         return render_message("busy", 503)
 

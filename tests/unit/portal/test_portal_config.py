@@ -159,3 +159,29 @@ def test_translations_are_complete_and_compiled():
     from portal import i18n
 
     assert i18n.check() == []
+
+
+def test_create_app_from_the_environment_as_gunicorn_does(tmp_path, monkeypatch):
+    """``gunicorn 'portal:create_app()'``: configuration from $HOTSPOT_CONFIG, the control
+    socket and the database from it; no gateway running → a friendly 503, probes still 302."""
+    from gateway.testbed import write_toml
+    from hotspot.db import open_database
+    from portal import create_app
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    open_database(url).dispose()
+    path = write_toml(tmp_path / "h.toml", {
+        "database": {"url": url}, "control": {"socket": str(tmp_path / "none.sock")},
+        "portal": {"secret_key_file": str(tmp_path / "s"), "voucher_key_file": str(tmp_path / "v")},
+        "packages": {"harian": {"price": 5000, "tier": "premium", "hours": 24}}})
+    monkeypatch.setenv("HOTSPOT_CONFIG", str(path))
+    app = create_app()
+    client = app.test_client()
+    env = {"REMOTE_ADDR": "10.10.0.11"}
+    assert client.get("/", base_url="http://10.10.0.1:8080", environ_base=env).status_code == 503
+    assert client.get("/x", base_url="http://example.org", environ_base=env).status_code == 302
+    state = app.extensions["hotspot"]
+    assert state.vouchers is None  # no voucher key file: vouchers off, the rest works
+    assert [p.name for p in state.packages()] == ["harian"]  # written from the file
+    with state.db.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
