@@ -24,9 +24,9 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hotspot import __version__
@@ -360,23 +360,3 @@ class Outbox:
             "delivered_records": int(state.get("delivered_records", 0)),
             "delivered_batches": int(state.get("delivered_batches", 0)),
         }
-
-    def purge_delivered(self, s: Session, before: dt.datetime, limit: int = 500) -> int:
-        """Delete up to ``limit`` delivered usage rows about hours before ``before``."""
-        ids = list(s.scalars(select(SyncOutbox.id).where(
-            SyncOutbox.period < before, SyncOutbox.batch_id.is_(None),
-            SyncOutbox.rev <= SyncOutbox.sent_rev).limit(limit)))
-        if ids:
-            s.execute(delete(SyncOutbox).where(SyncOutbox.id.in_(ids)))
-        return len(ids)
-
-
-def iter_chunks(items: Iterable[Any], n: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
