@@ -153,8 +153,9 @@ class Host:
             self.run(step.argv)
 
     def run(self, argv: Sequence[str]) -> None:
+        # apt-get must never stop to ask (a conffile prompt would hang the run).
         proc = subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                              timeout=900)
+                              timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if proc.returncode != 0:
             why = (proc.stderr or proc.stdout).strip().splitlines()
             raise ProvisionError(f"{' '.join(argv)} failed ({proc.returncode})"
@@ -311,8 +312,10 @@ def packages_for(cfg: Config) -> list[str]:
 
 def _create_secret(path: str, group: str) -> Callable[[], None]:
     def create() -> None:
-        from hotspot.vouchers import load_key  # the portal's format: 32 random bytes, hex
-
+        try:
+            from hotspot.vouchers import load_key  # the portal's format: 32 random bytes, hex
+        except ImportError as exc:
+            raise ProvisionError(f"cannot create {path}: {exc}") from None
         load_key(path, create=True, group=group, what="secret")
     return create
 
