@@ -18,6 +18,8 @@ import pytest
 from gateway.testbed import Testbed
 from hotspot.control import ControlClient
 
+from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
+
 REQUIRED = ("ip", "nft", "tc", "iperf3", "curl", "conntrack")
 
 
@@ -169,3 +171,23 @@ def gateway_factory(testbed, tmp_path):
 @pytest.fixture
 def gateway(gateway_factory, upstream):
     return gateway_factory()
+
+
+@pytest.fixture
+def listen(testbed, tmp_path):
+    """``listen(ns, kind, host, port)``: a recording udp/tcp listener (see helpers.Listener);
+    stopped with the testbed."""
+    logs = tmp_path / "listeners"
+    logs.mkdir(exist_ok=True)
+
+    def make(ns: str, kind: str, host: str, port: int, marker: str | None = None):
+        return start_listener(testbed, ns, kind, host, port, logs, marker)
+
+    return make
+
+
+@pytest.fixture
+def portal(testbed, listen):
+    """A stand-in for the portal: answers every GET on 10.10.0.1:8080 (gateway namespace)
+    with :data:`PORTAL_MARKER`; its log records the requests."""
+    return listen(testbed.gw, "http", GW_LAN_IP, PORTAL_PORT, PORTAL_MARKER)

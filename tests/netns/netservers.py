@@ -72,6 +72,12 @@ def http_marker(host: str, port: int, log: Path, ready: Path, marker: str) -> No
         allow_reuse_address = True
         address_family = _family(host)
 
+        def server_bind(self) -> None:
+            # HTTPServer's own server_bind does a reverse DNS lookup (getfqdn): no resolver
+            # is reachable from a namespace, so it would hang.
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = host, port
+
     server = Server((host, port), Handler)
     ready.touch()
     server.serve_forever()
