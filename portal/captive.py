@@ -123,6 +123,9 @@ MESSAGES = {
     "conflict": (lambda: gettext("Please try again"),
                  lambda: gettext("Your device is being connected already. Please wait a "
                                  "moment and try again."), True),
+    "quota": (lambda: gettext("Today's allowance is used up"),
+              lambda: gettext("This service's allowance for today is used up. It comes back "
+                              "at midnight, village time."), True),
     "error": (lambda: gettext("Something went wrong"),
               lambda: gettext("Please try again in a moment."), True),
 }
@@ -154,6 +157,8 @@ def render_gateway_error(exc: HotspotError) -> Any:
         return render_message("blocked", 403)
     if exc.code == "conflict":
         return render_message("conflict", 409)
+    if exc.code == "quota-exhausted":
+        return render_message("quota", 403)
     if exc.code in ("unknown-device", "no-session") or isinstance(exc, (NotFound, UsageError)):
         return render_message("unknown-device", 400)
     log.error("gateway refused: %s: %s", exc.code, exc.message)

@@ -412,3 +412,18 @@ def test_vouchers_off_without_a_key(cfg, gw, db, clock, packages):
     assert 'name="code"' not in page and "Terima" in page
     resp = phone.post("/voucher", data={**phone.hidden(), "code": "2345-6789-AB"})
     assert resp.status_code == 503
+
+
+def test_gateway_refusal_is_explained_and_the_voucher_kept(phone, batch, gw, db, key, monkeypatch):
+    code = batch()[0]
+    real = gw.call
+
+    def refuse(op, **args):
+        if op == "authorize":
+            raise Refused("today's premium allowance is used up", code="quota-exhausted")
+        return real(op, **args)
+
+    monkeypatch.setattr(gw, "call", refuse)
+    resp = phone.form("/voucher", {"code": code})
+    assert resp.status_code == 403 and "Jatah hari ini sudah habis" in resp.get_data(as_text=True)
+    assert voucher_state(db, find_voucher(db, key, code))["state"] == "new"
