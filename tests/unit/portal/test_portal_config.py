@@ -140,6 +140,7 @@ def test_privileges_are_dropped_only_as_root(monkeypatch, tmp_path):
     cfg = config_mod.load(overrides={"portal": {
         "user": "nobody", "secret_key_file": str(tmp_path / "s"),
         "voucher_key_file": str(tmp_path / "v")}})
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))  # drop_privileges sets it
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert server.drop_privileges(cfg) is None
     calls = []
