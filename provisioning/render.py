@@ -23,7 +23,7 @@ from hotspot.config import Config
 MARKER = "Managed by `hotspot provision`"
 HEADER = (f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
           "# run `hotspot provision` again; changes made here are overwritten.")
-REFERENCE_HEADER = (f"# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
+REFERENCE_HEADER = ("# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
                     "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
                     "# command and the user, group and directories of the configuration.")
 DEFAULT_ENTRY_POINT = "/usr/local/bin/hotspot"
