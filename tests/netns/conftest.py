@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.testbed import Testbed
+from gateway.testbed import Testbed, existing_namespaces
 from hotspot.control import ControlClient
 
 from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
@@ -133,10 +134,35 @@ class GatewayProcess:
         self.stop(signal.SIGKILL)
 
 
+# Namespaces are named hst-<pid of this pytest>-…: two runs at once (two people, or CI and a
+# person) never tear down each other's testbeds, and a crashed run's leftovers are removed by
+# the next run (its pid is gone).
+PREFIX = f"hst-{os.getpid()}"
+_STALE = re.compile(r"^hst-(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_testbeds() -> None:
+    stale = {m.group(1) for ns in existing_namespaces() if (m := _STALE.match(ns))
+             and not _pid_alive(int(m.group(1)))}
+    for pid in stale:
+        Testbed(prefix=f"hst-{pid}").destroy()
+
+
 @pytest.fixture
 def testbed(request):
     clients = getattr(request, "param", 2)
-    bed = Testbed(prefix="hst", clients=clients)
+    remove_stale_testbeds()
+    bed = Testbed(prefix=PREFIX, clients=clients)
     bed.build()
     yield bed
     bed.destroy()

@@ -29,11 +29,13 @@ BAD_REQUESTS = {
                    b'"minutes": "lots"}\n',
 }
 
-# Well-formed JSON whose arguments are missing or of the wrong type.
+# Requests that make the handler raise something other than a HotspotError: arguments
+# missing or of the wrong type, and JSON nested deeper than the parser's recursion limit.
 BAD_ARGUMENTS = {
     "block-without-mac": b'{"op": "block"}\n',
     "unblock-without-mac": b'{"op": "unblock"}\n',
     "block-reason-not-text": b'{"op": "block", "mac": "02:00:00:00:00:05", "reason": 5}\n',
+    "deeply-nested-json": b"[" * 50000 + b"\n",
 }
 
 
@@ -95,6 +97,15 @@ def test_bad_requests_get_an_error_code_and_the_server_keeps_serving(gateway, ra
     assert gateway.proc.poll() is None
 
 
+def test_oversized_request_is_refused_and_the_server_keeps_serving(gateway, raw):
+    conn = raw()
+    reply = conn.send(b'{"op": "ping", "pad": "' + b"x" * 70_000 + b'"}\n')
+    assert reply is not None and reply["ok"] is False, reply
+    assert reply["error"]["code"] == "bad-request", reply
+    assert gateway.call("ping")["pong"] is True
+    assert raw().send(b'{"op": "ping"}\n')["ok"] is True
+
+
 @pytest.mark.parametrize("line", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
 def test_missing_or_mistyped_arguments_get_an_error_reply(gateway, raw, line):
     conn = raw()
@@ -102,7 +113,8 @@ def test_missing_or_mistyped_arguments_get_an_error_reply(gateway, raw, line):
     assert reply is not None, (
         "BUG: the gateway dropped the connection without a reply: Dispatcher.handle "
         "(gateway/control_server.py) catches only HotspotError, so the TypeError of a "
-        "missing/mistyped argument kills the connection's handler thread")
+        "missing/mistyped argument (and _Handler.handle the RecursionError of deeply "
+        "nested JSON) kills the connection's handler thread")
     assert reply["ok"] is False and reply["error"]["code"] == "bad-request", reply
     assert conn.send(b'{"op": "ping"}\n')["ok"] is True
     assert gateway.proc.poll() is None

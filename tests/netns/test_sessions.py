@@ -169,6 +169,12 @@ def test_reconcile_repairs_hand_made_changes_within_a_tick(testbed, gateway):
         cls = wait_until(lambda: tc_classes(testbed, dev).get(minor), 1.5,
                          what=f"the deleted class on {dev} recreated")
         assert cls.ceil_bps == kbps * 1000, cls
+    # A class changed by hand (someone "lends" the client more) gets its tier's ceiling back.
+    testbed.run(testbed.gw, "tc", "class", "change", "dev", "br-lan", "parent", "1:ffff",
+                "classid", f"1:{minor:x}", "htb", "rate", "8kbit", "ceil", "50mbit")
+    assert tc_classes(testbed, "br-lan")[minor].ceil_bps == 50_000_000
+    wait_until(lambda: tc_classes(testbed, "br-lan")[minor].ceil_bps == 5_120_000, 1.5,
+               what="the hand-changed ceiling restored")
     assert authorized(testbed) == {pair}
     assert _online(testbed, phone)
 
