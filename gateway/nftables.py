@@ -107,7 +107,12 @@ class Nftables:
             self._run({"nftables": cmds})
 
     def install(self, clients: Iterable[ruleset.Client] = (), blocked: Iterable[str] = ()) -> None:
-        self.apply(ruleset.table_commands(self.layout, clients, blocked))
+        """Replace the table atomically, keeping dnsmasq's walled-garden entries."""
+        try:
+            walled_dns = parse_walled_dns(self.elements())
+        except KernelError:  # no table yet
+            walled_dns = []
+        self.apply(ruleset.table_commands(self.layout, clients, blocked, walled_dns))
 
     def remove(self) -> None:
         self.apply(ruleset.delete_table_commands(self.layout))
@@ -148,3 +153,15 @@ def parse_elements(raw: dict[str, list[Any]]) -> tuple[set[tuple[str, str]], dic
         maps.append({_value(k): v for k, v in raw.get(name, [])})
     blocked = {_value(e) for e in raw.get(ruleset.BLOCKED, [])}
     return authorized, maps[0], maps[1], blocked
+
+
+def parse_walled_dns(raw: dict[str, list[Any]]) -> list[tuple[str, int]]:
+    """(address, whole seconds left) of each entry dnsmasq put in the walled-garden set."""
+    out = []
+    for e in raw.get(ruleset.WALLED_DNS, []):
+        if isinstance(e, dict) and "elem" in e:
+            left = e["elem"].get("expires", e["elem"].get("timeout", ruleset.WALLED_DNS_TIMEOUT))
+            out.append((e["elem"]["val"], int(left)))
+        elif isinstance(e, str):
+            out.append((e, ruleset.WALLED_DNS_TIMEOUT))
+    return out

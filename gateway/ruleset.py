@@ -81,6 +81,7 @@ class Layout:
     gateway_ip: str
     lan_network: str
     portal_port: int
+    portal_ports: tuple[int, ...]  # the HTTP port, and the HTTPS port when TLS is configured
     portal_conn_rate: int
     lan_tcp_ports: tuple[int, ...]
     walled_garden: tuple[str, ...]
@@ -88,9 +89,14 @@ class Layout:
     @classmethod
     def from_config(cls, config: Config) -> "Layout":
         net = config.network
+        ports = [net.portal_port]
+        portal = getattr(config, "portal", None)
+        if portal is not None and portal.tls_cert and portal.https_port not in ports:
+            ports.append(portal.https_port)
         return cls(table=config.gateway.table, lan=net.lan_interface, wan=net.wan_interface,
                    gateway_ip=str(net.gateway_ip), lan_network=str(net.lan_network),
-                   portal_port=net.portal_port, portal_conn_rate=net.portal_conn_rate,
+                   portal_port=net.portal_port, portal_ports=tuple(ports),
+                   portal_conn_rate=net.portal_conn_rate,
                    lan_tcp_ports=net.lan_tcp_ports, walled_garden=net.walled_garden)
 
     def ref(self, **obj: Any) -> dict:
@@ -158,6 +164,8 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
     tcp = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
+    portal = tcp(layout.portal_ports[0] if len(layout.portal_ports) == 1
+                 else {"set": list(layout.portal_ports)})
     walled = [_match(_payload("ip", "daddr"), "@" + WALLED),
               _match(_payload("ip", "daddr"), "@" + WALLED_DNS)]
     hook = lambda kind, name, prio: {"type": kind, "hook": name, "prio": prio,  # noqa: E731
@@ -186,7 +194,9 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
             [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
             [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
             [walled[0], _ACCEPT],
-            [walled[1], _ACCEPT],
+            # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
+            [walled[1], {"set": {"op": "update", "elem": _payload("ip", "daddr"),
+                                 "set": "@" + WALLED_DNS}}, _ACCEPT],
             # Refuse rather than drop: phones give up on HTTPS and QUIC at once and fall
             # back to the plain-HTTP probe that shows the portal.
             [_match(_meta("l4proto"), "tcp"), _COUNTER, {"reject": {"type": "tcp reset"}}],
@@ -212,12 +222,12 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
             [_match(_payload("udp", "dport"), {"set": [53, 67]}), _ACCEPT],
             [_match(_payload("tcp", "dport"), 53), _ACCEPT],
             [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
-            [tcp(layout.portal_port), _ct_state("new"), _match(_CLIENT_ID, "@" + AUTHORIZED, "!="),
+            [portal, _ct_state("new"), _match(_CLIENT_ID, "@" + AUTHORIZED, "!="),
              {"set": {"op": "add", "elem": _payload("ip", "saddr"), "set": "@" + FLOOD, "stmt": [
                  {"limit": {"rate": layout.portal_conn_rate, "burst": 2 * layout.portal_conn_rate,
                             "per": "second", "inv": True}}]}},
              _COUNTER, _DROP],
-            [tcp(layout.portal_port), _ACCEPT],
+            [portal, _ACCEPT],
             [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
             [_COUNTER, _DROP],
         ]),
@@ -225,11 +235,13 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
 
 
 def table_commands(layout: Layout, clients: Iterable[Client] = (),
-                   blocked: Iterable[str] = ()) -> list[Command]:
+                   blocked: Iterable[str] = (),
+                   walled_dns: Iterable[tuple[str, int]] = ()) -> list[Command]:
     """Replace the whole table, elements included, in one transaction.
 
     ``add`` then ``delete`` first makes the delete succeed whether or not the table exists;
-    other tables are never named.
+    other tables are never named. ``walled_dns`` carries the (address, seconds left) entries
+    dnsmasq had put in the old table: dnsmasq answers from its cache without re-adding them.
     """
     table = {"family": FAMILY, "name": layout.table}
     cmds: list[Command] = [{"add": {"table": table}}, {"delete": {"table": table}},
@@ -243,6 +255,8 @@ def table_commands(layout: Layout, clients: Iterable[Client] = (),
             cmds.append({"add": {"rule": layout.ref(chain=name, expr=expr)}})
     cmds += client_commands(layout, "add", clients)
     cmds += element_command(layout, "add", BLOCKED, list(blocked))
+    cmds += element_command(layout, "add", WALLED_DNS, [
+        {"elem": {"val": ip, "timeout": max(1, seconds)}} for ip, seconds in walled_dns])
     return cmds
 
 

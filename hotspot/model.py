@@ -122,6 +122,7 @@ class HourlyUsage(Base):
     """Bytes and connected time of one device in one UTC hour: what usage reports are made of."""
 
     __tablename__ = "hourly_usage"
+    __table_args__ = (Index("ix_hourly_usage_hour", "hour"),)
 
     mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), primary_key=True)
     hour: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)  # UTC, :00:00

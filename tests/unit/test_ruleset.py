@@ -78,3 +78,28 @@ def test_client_commands_add_and_delete():
     delete = ruleset.client_commands(lay, "delete", [c])
     assert delete[2]["delete"]["element"]["elem"] == ["10.10.0.42"]
     assert ruleset.element_command(lay, "add", "blocked", []) == []
+
+
+def test_walled_garden_dns_entries_survive_a_table_replace():
+    from gateway.nftables import parse_walled_dns
+
+    raw = {"walled_garden_dns": [{"elem": {"val": "203.0.113.5", "timeout": 3600, "expires": 1200}}]}
+    kept = parse_walled_dns(raw)
+    assert kept == [("203.0.113.5", 1200)]
+    cmds = ruleset.table_commands(layout(), walled_dns=kept)
+    assert cmds[-1] == {"add": {"element": {"family": "inet", "table": "hotspot",
+                                            "name": "walled_garden_dns",
+                                            "elem": [{"elem": {"val": "203.0.113.5", "timeout": 1200}}]}}}
+    # Using a name-based entry refreshes its timeout.
+    from_lan = json.dumps(rules_of(cmds, "from_lan"))
+    assert '"op": "update"' in from_lan and '"set": "@walled_garden_dns"' in from_lan
+
+
+def test_https_portal_port_is_open_only_with_tls(tmp_path):
+    plain = rules_of(ruleset.table_commands(layout()), "lan_input")
+    assert '"right": 8080' in json.dumps(plain) and "443" not in json.dumps(plain)
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cfg = config_mod.load(overrides={"portal": {"hostname": "portal.desa.example",
+                                                "tls_cert": str(cert), "tls_key": str(key)}})
+    tls = rules_of(ruleset.table_commands(Layout.from_config(cfg)), "lan_input")
+    assert '{"set": [8080, 443]}' in json.dumps(tls)
