@@ -78,10 +78,12 @@ def portal(tmp_path):
 def _watch(page, problems: list[str]) -> None:
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
             if msg.type in ("error", "warning") else None)
-    # An asset of the portal that does not load (a navigation the test itself supersedes is
-    # reported as failed too, hence assets only).
-    page.on("requestfailed", lambda req: problems.append(f"failed: {req.url}")
-            if "/static/" in req.url else None)
+    # An asset of the portal that does not load. (The test's own next navigation aborts what
+    # is still loading: net::ERR_ABORTED is not a problem of the page.)
+    page.on("requestfailed", lambda req: problems.append(f"failed: {req.url} {req.failure}")
+            if "ERR_ABORTED" not in (req.failure or "") else None)
+    page.on("response", lambda resp: problems.append(f"failed: {resp.url} {resp.status}")
+            if "/static/" in resp.url and resp.status not in (200, 304) else None)
 
 
 def _fits(browser, url: str) -> int:
