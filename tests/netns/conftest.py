@@ -92,7 +92,7 @@ class GatewayProcess:
         return self.bed.run(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
                             str(self.config_path), *args, check=check)
 
-    def start(self, timeout: float = 10.0) -> "GatewayProcess":
+    def start(self, timeout: float = 30.0) -> "GatewayProcess":
         if os.path.exists(self.socket):
             # A socket left by kill -9 must not fool the wait below.
             os.unlink(self.socket)

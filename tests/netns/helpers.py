@@ -119,7 +119,8 @@ def authorize(gw: Any, phone: Phone, tier_name: str = "premium") -> dict[str, An
 
 _SEND_UDP = """
 import socket, sys
-host, port, payload, sport, count = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4]), int(sys.argv[5])
+host, payload = sys.argv[1], sys.argv[3].encode()
+port, sport, count = int(sys.argv[2]), int(sys.argv[4]), int(sys.argv[5])
 s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 if sport:
@@ -359,12 +360,13 @@ print(json.dumps(out))
 def sample_class_bytes(bed: Testbed, dev: str, minor: int, interval: float = 0.1,
                        count: int = 20) -> list[int]:
     """Bytes an HTB class of the gateway sent in each of ``count`` consecutive windows of
-    ``interval`` seconds (read over netlink inside the namespace, so the windows are exact
-    to a millisecond or so)."""
+    ``interval`` seconds, read over netlink inside the namespace. A window the sampler was
+    late for (a busy machine) is scaled back to ``interval``, so the numbers are rates."""
     proc = bed.run(bed.gw, sys.executable, "-c", _SAMPLE_CLASS, dev, str(0x10000 | minor),
                    str(interval), str(count), timeout=interval * count + 10)
     samples = json.loads(proc.stdout)
-    return [b - a for (_, a), (_, b) in zip(samples, samples[1:])]
+    return [round((b - a) * interval / (tb - ta))
+            for (ta, a), (tb, b) in zip(samples, samples[1:])]
 
 
 def tc_filters(bed: Testbed, dev: str, *where: str) -> str:

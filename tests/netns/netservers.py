@@ -57,7 +57,8 @@ def http_marker(host: str, port: int, log: Path, ready: Path, marker: str) -> No
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            _record(log, self.client_address, f"GET {self.headers.get('Host')} {self.path}".encode())
+            request = f"GET {self.headers.get('Host')} {self.path}"
+            _record(log, self.client_address, request.encode())
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))

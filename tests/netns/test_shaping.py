@@ -14,13 +14,13 @@ shaper does with the 64 KB super-packets a veth (or GRO on a real NIC) hands it.
 
 from __future__ import annotations
 
-import pytest
-
 import time
 
-from .helpers import (authorize, client_minor, iperf3, iperf3_result, iperf3_start, mtu_sized_frames,
-                      rule_count, sample_class_bytes, set_elements, start_iperf_server,
-                      tc_classes, tc_filters, tier)
+import pytest
+
+from .helpers import (authorize, client_minor, iperf3, iperf3_result, iperf3_start,
+                      mtu_sized_frames, rule_count, sample_class_bytes, set_elements,
+                      start_iperf_server, tc_classes, tc_filters, tier)
 
 TOLERANCE = 0.10
 RATES_KBPS = [1000, 5000, 20000]
@@ -94,10 +94,13 @@ def test_slow_tier_is_smooth_with_super_packets(testbed, upstream, gateway_facto
         mtu_sized_frames(testbed)
     phone = testbed.phones[0]
     authorize(gw, phone, "slow")
-    run = iperf3_start(testbed, phone.ns, reverse=True, seconds=4, omit=0)
-    time.sleep(1.5)  # past slow start: the class is backlogged from here on
-    windows = sample_class_bytes(testbed, "br-lan", client_minor(phone.ip), 0.1, 20)
-    iperf3_result(run)
+    run = iperf3_start(testbed, phone.ns, reverse=True, seconds=30, omit=0)
+    try:
+        time.sleep(1.5)  # past slow start: the class is backlogged from here on
+        windows = sample_class_bytes(testbed, "br-lan", client_minor(phone.ip), 0.1, 20)
+    finally:
+        run.kill()
+        run.wait()
 
     share = kbps * 1000 / 8 * 0.1
     print(f"\nSMOOTH {frames}: bytes per 100 ms window {windows} (share {share:.0f})")
