@@ -349,10 +349,11 @@ with IPRoute() as ipr:
     start = time.monotonic()
     for i in range(count + 1):
         time.sleep(max(0.0, start + i * interval - time.monotonic()))
+        before = time.monotonic()
         for msg in ipr.get_classes(index=index):
             if msg["handle"] == handle:
                 basic = msg.get_attr("TCA_STATS2").get_attr("TCA_STATS_BASIC")
-                out.append([time.monotonic(), basic["bytes"]])
+                out.append([(before + time.monotonic()) / 2, basic["bytes"]])
 print(json.dumps(out))
 """
 

@@ -78,9 +78,9 @@ def test_two_clients_share_a_full_uplink_fairly(testbed, upstream, gateway_facto
 
 @pytest.mark.parametrize("frames", ["mtu-sized", "super-packets"])
 def test_slow_tier_is_smooth_with_super_packets(testbed, upstream, gateway_factory, frames):
-    """A 1 Mbit/s download, watched at the client's HTB class in 100 ms windows: no window
-    may carry more than twice the tier's share (12.5 kB), i.e. the shaper never releases a
-    quarter second of the client's traffic at once.
+    """A 1 Mbit/s download, watched at the client's HTB class in 100 ms windows: while the
+    class is backlogged no window may be empty (a stall) or carry more than 2.5 times the
+    tier's share of 12.5 kB (a burst).
 
     ``mtu-sized``: the senders emit 1514-byte frames (a control: HTB is smooth).
     ``super-packets``: the testbed's default, where the upstream host's TSO hands the gateway
@@ -105,7 +105,7 @@ def test_slow_tier_is_smooth_with_super_packets(testbed, upstream, gateway_facto
     share = kbps * 1000 / 8 * 0.1
     print(f"\nSMOOTH {frames}: bytes per 100 ms window {windows} (share {share:.0f})")
     assert sum(windows) > 10 * share, f"the class was not backlogged: {windows}"
-    assert max(windows) <= 2 * share, (
+    assert max(windows) <= 2.5 * share and 0 not in windows, (
         f"with {frames} frames a 1 Mbit/s class sent up to {max(windows)} bytes in 100 ms "
         f"({max(windows) / share:.1f}x its share) and nothing in {windows.count(0)} of "
         f"{len(windows)} windows: {windows}")

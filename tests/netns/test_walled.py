@@ -79,7 +79,7 @@ def test_walled_client_traffic_never_reaches_upstream(testbed, gateway, listen):
 
 
 def test_ipv6_from_lan_is_never_forwarded(testbed, upstream, gateway_factory, listen):
-    v6 = setup_ipv6(testbed)
+    setup_ipv6(testbed)
     phone = testbed.phones[0]
     udp6 = listen(testbed.up, "udp", UPSTREAM6, 53)
     tcp6 = listen(testbed.up, "tcp", UPSTREAM6, 8443)
@@ -115,7 +115,6 @@ def test_ipv6_from_lan_is_never_forwarded(testbed, upstream, gateway_factory, li
     authorize(gateway, phone)
     assert curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html").code == "200"
     assert_blocked("after an IPv4 login")
-    assert v6[phone.ns]
 
 
 def test_dns_and_dhcp_to_the_gateway_are_allowed_before_login(testbed, gateway, listen):
