@@ -35,6 +35,7 @@ class Dispatcher:
                                          "bytes_limit", "voucher_id"}),
             "deauthorize": (e.deauthorize, {"ip", "mac", "reason"}),
             "client": (e.client, {"ip", "mac"}),
+            "extend": (e.extend, {"ip", "mac", "minutes"}),
             "list": (e.list, set()),
             "block": (e.block, {"mac", "reason"}),
             "unblock": (e.unblock, {"mac"}),

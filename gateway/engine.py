@@ -10,16 +10,17 @@ memory between flushes: the database sees at most one write transaction per
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,6 +58,7 @@ class _Live:
     ip: str
     tier: str
     minor: int
+    voucher_id: int | None = None
     bytes_down: int = 0  # not yet flushed
     bytes_up: int = 0
     last_activity: dt.datetime | None = None
@@ -162,6 +164,32 @@ class SessionEngine:
     def _blocked(self, db: Session) -> set[str]:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
+    @contextlib.contextmanager
+    def _usage_of(self, db: Session, day: dt.date, mac: str | None = None) -> Iterator[None]:
+        """Load the day's usage rows (of one device, or of all) in one query for the block."""
+        q = select(DailyUsage).where(DailyUsage.day == day)
+        if mac is not None:
+            q = q.where(DailyUsage.mac == mac)
+        self._day_rows = (day, {(r.mac, r.tier): r for r in db.scalars(q)})
+        try:
+            yield
+        finally:
+            self._day_rows = None
+
+    def _voucher_bytes(self, db: Session, voucher_ids: set[int]) -> dict[int, int]:
+        """Bytes used so far by each voucher over all its sessions, ended and running."""
+        if not voucher_ids:
+            return {}
+        rows = db.execute(select(ClientSession.voucher_id,
+                                 func.sum(ClientSession.bytes_down + ClientSession.bytes_up))
+                          .where(ClientSession.voucher_id.in_(voucher_ids))
+                          .group_by(ClientSession.voucher_id))
+        used = {vid: int(total or 0) for vid, total in rows}
+        for live in self.live.values():
+            if live.voucher_id in voucher_ids:
+                used[live.voucher_id] = used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
+        return used
+
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
         if self._day_rows is not None and self._day_rows[0] == day:
             row = self._day_rows[1].get((mac, tier))
@@ -199,7 +227,7 @@ class SessionEngine:
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
         minor = shaping.client_minor(sess.ip, self.network)
-        self.live[sess.id] = _Live(sess.id, sess.mac, sess.ip, sess.tier, minor)
+        self.live[sess.id] = _Live(sess.id, sess.mac, sess.ip, sess.tier, minor, sess.voucher_id)
         if not baseline:
             # A brand-new class starts counting at zero.
             self._last_raw[("down", minor)] = (0, 0)
@@ -240,7 +268,8 @@ class SessionEngine:
         returns the running session unchanged.
 
         The session ends at ``expires_at`` (ISO UTC) if given, else after ``minutes``, else
-        after the tier's session length; ``bytes_limit`` caps its data (a voucher's quota).
+        after the tier's session length. ``bytes_limit`` caps its data; with a ``voucher_id``
+        it is the voucher's whole quota, shared by all the voucher's devices and sessions.
         """
         tier_cfg = self._tier(tier)
         try:
@@ -322,6 +351,23 @@ class SessionEngine:
                 self.dp.apply(self._change([self._wanted(sess)], []))
                 return self._describe(db, sess, now)
 
+    def extend(self, *, mac: str | None = None, ip: str | None = None,
+               minutes: int = 0) -> dict[str, Any]:
+        """Give a running session ``minutes`` more (an operator's goodwill)."""
+        if not _whole(minutes, 1, 525_600):
+            raise UsageError("minutes must be a whole number from 1 to 525600")
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                sess = self._find_active(db, ip, mac)
+                if sess is None:
+                    raise NotFound("no running session for that device", code="no-session")
+                if sess.expires_at is not None:
+                    sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
+                log.info("session %d of %s extended by %d minutes", sess.id, sess.mac, minutes)
+                db.flush()
+                return self._describe(db, sess, now)
+
     def block(self, *, mac: str, reason: str = "") -> dict[str, Any]:
         mac = normalize_mac(mac)
         with self.lock:
@@ -367,23 +413,24 @@ class SessionEngine:
             with Session(self.db) as db:
                 sess = self._find_active(db, ip if mac is None else None, mac)
                 device = db.get(Device, mac) if mac else None
-                allowances = {}
-                if mac:
-                    for name, tier in self.config.tiers.items():
-                        allowances[name] = self.allowance(db, mac, tier, now)
-                last = None
-                if sess is None and mac:
-                    last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
-                                       .order_by(ClientSession.id.desc()).limit(1))
-                    last = self._describe(db, last_s, now) if last_s else None
-                return {"ip": ip, "mac": mac, "blocked": bool(device and device.blocked),
-                        "session": self._describe(db, sess, now) if sess else None,
-                        "last_session": last, "allowance": allowances}
+                with self._usage_of(db, self.local_day(now), mac):
+                    allowances = {}
+                    if mac:
+                        for name, tier in self.config.tiers.items():
+                            allowances[name] = self.allowance(db, mac, tier, now)
+                    last = None
+                    if sess is None and mac:
+                        last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
+                                           .order_by(ClientSession.id.desc()).limit(1))
+                        last = self._describe(db, last_s, now) if last_s else None
+                    return {"ip": ip, "mac": mac, "blocked": bool(device and device.blocked),
+                            "session": self._describe(db, sess, now) if sess else None,
+                            "last_session": last, "allowance": allowances}
 
     def list(self) -> list[dict[str, Any]]:
         with self.lock:
             now = self.clock()
-            with Session(self.db) as db:
+            with Session(self.db) as db, self._usage_of(db, self.local_day(now)):
                 return [self._describe(db, s, now) for s in
                         sorted(self._active(db), key=lambda s: s.started_at)]
 
@@ -410,17 +457,14 @@ class SessionEngine:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
-                day = self.local_day(now)
-                self._day_rows = (day, {(r.mac, r.tier): r for r in db.scalars(
-                    select(DailyUsage).where(DailyUsage.day == day))})
-                try:
+                vouchers = self._voucher_bytes(db, {s.voucher_id for s in active
+                                                    if s.voucher_id is not None and s.bytes_limit})
+                with self._usage_of(db, self.local_day(now)):
                     for sess in active:
-                        reason = self._expiry(db, sess, now)
+                        reason = self._expiry(db, sess, now, vouchers)
                         if reason is not None:
                             self._end(db, sess, reason, now)
                             report.ended.append((sess.id, reason.value))
-                finally:
-                    self._day_rows = None
                 due = force_flush or report.ended or (
                     time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
                 if due:
@@ -459,10 +503,11 @@ class SessionEngine:
                 pending.bytes_down += got[0]
                 pending.bytes_up += got[1]
 
-    def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime) -> EndReason | None:
+    def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime,
+                vouchers: dict[int, int]) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
             return EndReason.SESSION
-        if sess.bytes_limit is not None and self._session_bytes(sess) >= sess.bytes_limit:
+        if sess.bytes_limit is not None and self._cap_used(db, sess, vouchers) >= sess.bytes_limit:
             return EndReason.QUOTA
         tier = self.config.tiers.get(sess.tier)
         if tier is not None and (tier.daily_minutes or tier.daily_mb):
@@ -565,6 +610,15 @@ class SessionEngine:
             raise UsageError("give ip or mac")
         return db.scalar(q)
 
+    def _cap_used(self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None) -> int:
+        """What counts against ``bytes_limit``: the whole voucher's use (all its devices and
+        sessions) for a voucher session, else this session's."""
+        if s.voucher_id is None:
+            return self._session_bytes(s)
+        if vouchers is None or s.voucher_id not in vouchers:
+            vouchers = self._voucher_bytes(db, {s.voucher_id})
+        return vouchers.get(s.voucher_id, 0)
+
     def _session_bytes(self, s: ClientSession) -> int:
         live = self.live.get(s.id) if s.ended_at is None else None
         total = s.bytes_down + s.bytes_up
@@ -582,6 +636,9 @@ class SessionEngine:
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
             "seconds_remaining": None, "bytes_remaining": None,
             "bytes_limit": s.bytes_limit, "voucher_id": s.voucher_id,
+            "last_activity_at": iso(max(t for t in (s.last_activity_at,
+                                                    live.last_activity if live else None)
+                                        if t is not None)),
         }
         if s.ended_at is None:
             remaining = []
@@ -596,7 +653,7 @@ class SessionEngine:
             else:
                 bytes_left = []
             if s.bytes_limit is not None:
-                bytes_left.append(max(0, s.bytes_limit - self._session_bytes(s)))
+                bytes_left.append(max(0, s.bytes_limit - self._cap_used(db, s)))
             out["bytes_remaining"] = min(bytes_left) if bytes_left else None
             out["seconds_remaining"] = min(remaining) if remaining else None
         return out

@@ -173,6 +173,9 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
         "prerouting": (hook("nat", "prerouting", -100), [
+            # http://<gateway>/ is the portal for everyone, logged in or not (status page).
+            [lan_in, _match(_payload("ip", "daddr"), layout.gateway_ip),
+             _match(_meta("l4proto"), "tcp"), tcp(80), {"redirect": {"port": layout.portal_port}}],
             [lan_in, {"jump": {"target": "captive_nat"}}],
         ]),
         "captive_nat": (None, [

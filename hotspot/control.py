@@ -21,8 +21,8 @@ from hotspot.errors import (ConfigError, ControlUnavailable, HotspotError, Kerne
                             Refused, UsageError)
 
 MAX_LINE = 64 * 1024
-OPS = ("ping", "status", "authorize", "deauthorize", "client", "list", "block", "unblock",
-       "blocked", "reconcile")
+OPS = ("ping", "status", "authorize", "deauthorize", "client", "extend", "list", "block",
+       "unblock", "blocked", "reconcile")
 
 _BY_CODE: dict[str, type[HotspotError]] = {
     "bad-request": UsageError, "bad-config": HotspotError, "not-found": NotFound,

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from hotspot.config import database_path
+
+if TYPE_CHECKING:  # Alembic is imported only where migrations run: portal workers stay small
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def alembic_config(url: str) -> "AlembicConfig":
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -55,6 +58,8 @@ def alembic_config(url: str) -> AlembicConfig:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -62,6 +67,9 @@ def migrate(engine: Engine) -> None:
 
 
 def is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()

@@ -482,11 +482,9 @@ class VoucherService:
         return int(used)
 
     def _bytes_limit(self, plan: _Plan) -> int | None:
-        if plan.bytes_total is None:
-            return None
-        with self.engine.connect() as conn:
-            left = plan.bytes_total - self._used_bytes(conn, plan.voucher_id)
-        return max(1, left)
+        """The voucher's whole quota: the gateway counts it over all the voucher's sessions
+        and devices together."""
+        return plan.bytes_total
 
     def _claim(self, voucher_id: int, mac: str, live: dict[str, Any] | None) -> _Plan:
         now = self.clock()

@@ -108,28 +108,11 @@ def _static_version() -> str:
 
 
 def _database(url: str) -> Engine:
-    """The portal's engine: what :func:`hotspot.db.make_engine` makes, with ``synchronous=FULL``
-    (vouchers are money: every commit is fsynced). Built here for SQLite so that a worker does
-    not import Alembic (hotspot.db does, at the top: ~8 MB per worker); the portal never
+    """Vouchers are money: the portal's connections fsync every commit. The portal never
     migrates — the gateway (or ``hotspot db upgrade``) does."""
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.engine import make_url
+    from hotspot.db import make_engine
 
-    if make_url(url).get_backend_name() != "sqlite":
-        from hotspot.db import make_engine
-
-        return make_engine(url, synchronous="FULL")
-    engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI callback
-        cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=15000"):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-    return engine
+    return make_engine(url, synchronous="FULL")
 
 
 def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine | None = None,

@@ -265,3 +265,40 @@ class FakeDataPathAfterReboot:
         from tests.unit.fakes import FakeDataPath
 
         return FakeDataPath()
+
+
+def test_voucher_quota_is_shared_by_its_devices(engine, datapath, clock):
+    """A family voucher's data is one pot: two phones together use it up, not each."""
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium", bytes_limit=1_000_000, voucher_id=3)
+    engine.authorize(ip=IP2, mac=MAC2, tier="premium", bytes_limit=1_000_000, voucher_id=3)
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=400_000)
+    datapath.traffic(IP2, down=400_000)
+    assert engine.tick().ended == []
+    assert engine.client(mac=MAC2)["session"]["bytes_remaining"] == 200_000
+    clock.advance(seconds=2)
+    datapath.traffic(IP2, down=200_000)
+    ended = engine.tick().ended
+    assert sorted(reason for _, reason in ended) == ["quota", "quota"]
+
+
+def test_voucher_quota_counts_ended_sessions(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium", bytes_limit=1_000_000, voucher_id=4)
+    clock.advance(seconds=2)
+    datapath.traffic(IP1, down=700_000)
+    engine.tick()
+    engine.deauthorize(mac=MAC1, reason="logout")
+    out = engine.authorize(ip=IP2, mac=MAC2, tier="premium", bytes_limit=1_000_000, voucher_id=4)
+    assert out["bytes_remaining"] == 300_000
+
+
+def test_extend_adds_time(engine, clock):
+    engine.authorize(ip=IP1, mac=MAC1, tier="free", minutes=10)
+    clock.advance(minutes=5)
+    out = engine.extend(mac=MAC1, minutes=30)
+    assert out["expires_at"] == "2026-11-28T03:40:00Z"
+    assert out["last_activity_at"] == "2026-11-28T03:00:00Z"
+    with pytest.raises(UsageError):
+        engine.extend(mac=MAC1, minutes=0)
+    with pytest.raises(NotFound):
+        engine.extend(mac=MAC2, minutes=5)

@@ -141,7 +141,8 @@ def test_quota_counts_across_sessions(vouchers, batch, gw, engine, datapath, clo
     engine.deauthorize(ip=PHONE_IP, reason="idle-timeout")
     vouchers.redeem(code, ip=PHONE_IP, mac=PHONE_MAC)
     limit = gw.ops("authorize")[-1]["bytes_limit"]
-    assert limit == 600 * MB  # what is left, not the whole GB again
+    assert limit == 1000 * MB  # the voucher's whole quota: the gateway counts every session
+    assert gw.call("client", ip=PHONE_IP)["session"]["bytes_remaining"] == 600 * MB
     datapath.traffic(PHONE_IP, down=600 * MB, packets=1000)
     engine.tick(force_flush=True)  # the gateway ends the session at the cap
     assert gw.call("client", ip=PHONE_IP)["session"] is None
