@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from hotspot import __version__
 from hotspot.control import MAX_LINE, encode
 from hotspot.errors import HotspotError, UsageError
@@ -55,9 +57,16 @@ class Dispatcher:
             unknown = set(args) - allowed
             if unknown:
                 raise UsageError(f"{op}: unknown argument(s) {', '.join(sorted(unknown))}")
-            return {"ok": True, "result": fn(**args)}
+            try:
+                return {"ok": True, "result": fn(**args)}
+            except (TypeError, ValueError, AttributeError) as exc:
+                # A missing or mistyped argument reaches the engine as a Python error.
+                raise UsageError(f"{op}: bad or missing argument ({exc})") from exc
         except HotspotError as exc:
             return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+        except SQLAlchemyError as exc:
+            log.error("database error: %s", exc)
+            return {"ok": False, "error": {"code": "database", "message": "database error"}}
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -77,7 +86,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             try:
                 request = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 reply = {"ok": False, "error": {"code": "bad-request", "message": "not JSON"}}
             else:
                 started = time.perf_counter()

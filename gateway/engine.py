@@ -376,7 +376,9 @@ class SessionEngine:
                 device = db.get(Device, mac) or Device(mac=mac, first_seen=now, last_seen=now)
                 db.add(device)
                 device.blocked, device.blocked_at = True, now
-                device.blocked_reason = (reason or "")[:200] or None
+                if not isinstance(reason, str):
+                    raise UsageError("reason must be text")
+                device.blocked_reason = reason[:200] or None
                 sess = self._find_active(db, None, mac)
                 before = []
                 if sess is not None:
@@ -588,12 +590,12 @@ class SessionEngine:
             raise UsageError("give ip or mac")
         if ip is not None:
             ip = self._check_ip(ip)
+            if mac is not None:  # an operator named both: no need to ask the LAN
+                return normalize_mac(mac), ip
             seen = self.dp.mac_of(ip)
-            if mac is None:
-                if seen is None:
-                    raise NotFound(f"no device answers at {ip}", code="unknown-device")
-                return seen, ip
-            return normalize_mac(mac), ip
+            if seen is None:
+                raise NotFound(f"no device answers at {ip}", code="unknown-device")
+            return seen, ip
         mac = normalize_mac(mac)  # type: ignore[arg-type]
         ip = self.dp.ip_of(mac)
         if ip is None:
