@@ -75,13 +75,18 @@ class DataPath:
 
     # -- state -----------------------------------------------------------------------------
 
-    def snapshot(self, with_nft: bool = True) -> Snapshot:
+    def snapshot(self, with_nft: bool = True,
+                 readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
+                 ) -> Snapshot:
+        """The kernel's state; ``readings`` (from :meth:`counters` a moment ago) saves the
+        class dumps."""
         snap = Snapshot()
         if with_nft:
             snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
                 self.nft.elements())
-        snap.down_ceil = {m: r.ceil_kbps for m, r in self.down.readings().items()}
-        snap.up_ceil = {m: r.ceil_kbps for m, r in self.up.readings().items()}
+        down, up = readings if readings is not None else self.counters()
+        snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}
+        snap.up_ceil = {m: r.ceil_kbps for m, r in up.items()}
         return snap
 
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]:
@@ -120,30 +125,23 @@ class DataPath:
         return cmds
 
     def _apply_classes(self, plan: Plan) -> None:
-        done: list[tuple[Shaper, int]] = []
         try:
             for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
-                for change in changes:
-                    shaper.set_client(change.minor, change.kbps, new=change.new)
-                    if change.new:
-                        done.append((shaper, change.minor))
+                shaper.apply_bulk([(c.minor, c.kbps, c.new) for c in changes], [])
         except KernelError:
-            for shaper, minor in done:
-                shaper.delete_client(minor)
+            self._undo_new_classes(plan)
             raise
 
     def _undo_new_classes(self, plan: Plan) -> None:
         for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
-            for change in changes:
-                if change.new:
-                    try:
-                        shaper.delete_client(change.minor)
-                    except KernelError as exc:
-                        log.warning("rollback: %s", exc)
+            try:
+                shaper.apply_bulk([], [c.minor for c in changes if c.new])
+            except KernelError as exc:
+                log.warning("rollback: %s", exc)
 
     def _delete_classes(self, plan: Plan) -> None:
-        self.down.delete_clients(plan.down_del)
-        self.up.delete_clients(plan.up_del)
+        self.down.apply_bulk([], plan.down_del)
+        self.up.apply_bulk([], plan.up_del)
 
     # -- identity --------------------------------------------------------------------------
 

@@ -42,7 +42,9 @@ class DataPathPort(Protocol):
     """What the engine needs from the kernel (the real one is gateway.datapath.DataPath)."""
 
     def install(self, wanted: list[Wanted], blocked: set[str]) -> None: ...
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self, with_nft: bool = True,
+                 readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
+                 ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
@@ -472,7 +474,7 @@ class SessionEngine:
                 if due:
                     self._flush(db, active)
                     report.flushed = True
-            report.plan = self.reconcile()
+            report.plan = self.reconcile((down, up))
         return report
 
     def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
@@ -553,8 +555,10 @@ class SessionEngine:
         self.pending_hourly.clear()
         self._last_flush = time.monotonic()
 
-    def reconcile(self) -> str:
-        """Make the kernel match the database; returns a summary of what had to change."""
+    def reconcile(self, readings: tuple[dict[int, ClassReading], dict[int, ClassReading]]
+                  | None = None) -> str:
+        """Make the kernel match the database; returns a summary of what had to change.
+        ``readings``: the tick's class dumps, reused rather than taken again."""
         with self.lock:
             with Session(self.db) as db:
                 active = self._active(db)
@@ -564,7 +568,7 @@ class SessionEngine:
             for sid in list(self.live):
                 if sid not in live_ids:
                     self.live.pop(sid)
-            plan = make_plan(wanted, blocked, self.dp.snapshot(), self.network)
+            plan = make_plan(wanted, blocked, self.dp.snapshot(readings=readings), self.network)
             if plan.empty:
                 return ""
             log.warning("reconcile: kernel differed from database: %s", plan.summary())
@@ -647,7 +651,7 @@ class SessionEngine:
             if s.expires_at is not None:
                 remaining.append(max(0, int((s.expires_at - now).total_seconds())))
             tier = self.config.tiers.get(s.tier)
-            if tier is not None:
+            if tier is not None and (tier.daily_minutes or tier.daily_mb):
                 left = self.allowance(db, s.mac, tier, now)
                 if left["seconds_left"] is not None:
                     remaining.append(left["seconds_left"])

@@ -27,12 +27,15 @@ class Neighbours:
         self.ipr = ipr
         self.ifname = ifname
         self.probe_timeout = probe_timeout
+        self._ifindex: int | None = None
 
     def _index(self) -> int:
-        found = self.ipr.link_lookup(ifname=self.ifname)
-        if not found:
-            raise KernelError(f"no interface named {self.ifname}", code="no-interface")
-        return found[0]
+        if self._ifindex is None:
+            found = self.ipr.link_lookup(ifname=self.ifname)
+            if not found:
+                raise KernelError(f"no interface named {self.ifname}", code="no-interface")
+            self._ifindex = found[0]
+        return self._ifindex
 
     def table(self) -> dict[str, str]:
         """ip → mac for every usable IPv4 neighbour on the LAN."""

@@ -1,12 +1,21 @@
-"""tc adapter: one HTB tree on one device, over rtnetlink (pyroute2).
+"""tc adapter: one HTB tree on one device.
 
-Every call is one or two netlink messages; a full counter read is one class dump.
+A login's change is a few rtnetlink messages (pyroute2); a big change (start-up after a
+reboot, a large reconcile) is one ``tc -batch`` run; a full counter read is one class dump
+parsed by :mod:`gateway.rtnl_dump`.
+
+Each client class has a ``tbf`` leaf at a rate no tier reaches, whose only job is to split
+GSO/GRO super-packets (up to 64 KB, from TSO on the sender or GRO on the NIC) into frames:
+HTB would otherwise let a 1 Mbit/s class send 64 KB at once and then stall for half a
+second. Under the tbf sits fq_codel where the kernel has it; else tbf's own byte FIFO.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -14,12 +23,23 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from hotspot.errors import KernelError
-from gateway import shaping
+from gateway import rtnl_dump, shaping
 from gateway.shaping import HtbClass
 
 log = logging.getLogger(__name__)
 
 TC_H_ROOT = 0xFFFFFFFF
+BULK_THRESHOLD = 16  # changes at once above which one `tc -batch` beats netlink calls
+# The GSO splitter: far above any tier, a burst of a few frames so that every real frame
+# fits (tbf drops a non-GSO packet larger than its burst) and super-packets are split.
+SPLITTER_RATE = "10gbit"
+SPLITTER_BURST = 4 * shaping.MTU_QUANTUM
+SPLITTER_LIMIT = shaping.PFIFO_LIMIT * shaping.MTU_QUANTUM
+
+
+def splitter_handle(minor: int) -> int:
+    """The tbf leaf's handle: major 0x8000 + host index (the root is 1:, never reached)."""
+    return (0x8000 + minor) << 16
 
 
 @dataclass(frozen=True)
@@ -71,10 +91,16 @@ class Shaper:
         except NetlinkError as exc:
             raise KernelError(f"tc {args[0]} {args[1]} on {self.ifname}: {exc}", code="tc") from exc
 
+    def _dump(self, what: int = rtnl_dump.RTM_GETTCLASS) -> list[rtnl_dump.TcObject]:
+        try:
+            return rtnl_dump.dump(self.index, what)
+        except OSError as exc:
+            raise KernelError(f"tc dump on {self.ifname}: {exc}", code="tc") from exc
+
     def _root_is_ours(self) -> bool:
-        for q in self.ipr.get_qdiscs(index=self.index):
-            if q.get("parent") == TC_H_ROOT:
-                return q.get_attr("TCA_KIND") == "htb" and q.get("handle") == shaping.ROOT_HANDLE
+        for q in self._dump(rtnl_dump.RTM_GETQDISC):
+            if q.parent == TC_H_ROOT:
+                return q.kind == "htb" and q.handle == shaping.ROOT_HANDLE
         return False
 
     def install(self) -> bool:
@@ -88,7 +114,7 @@ class Shaper:
         for cls in self.skeleton:
             self._put_class(cls)
         self.leaf = detect_leaf(self.ipr, self.index, self.wanted_leaf)
-        self._put_leaf(shaping.DEFAULT_MINOR)
+        self._put_default_leaf()
         log.info("tc: HTB on %s ready (leaf %s%s)", self.ifname, self.leaf,
                  ", created" if created else "")
         return created
@@ -101,12 +127,62 @@ class Shaper:
                  burst=shaping.burst_bytes(cls.rate_kbps),
                  cburst=shaping.burst_bytes(cls.ceil_kbps), quantum=shaping.MTU_QUANTUM)
 
-    def _put_leaf(self, minor: int) -> None:
-        parent = shaping.classid(minor)
+    def _put_default_leaf(self) -> None:
+        parent = shaping.classid(shaping.DEFAULT_MINOR)
         if self.leaf == "fq_codel":
             self._tc("replace", "fq_codel", parent=parent)
         else:
             self._tc("replace", "pfifo", parent=parent, limit=shaping.PFIFO_LIMIT)
+
+    def _put_leaf(self, minor: int) -> None:
+        handle = splitter_handle(minor)
+        self._tc("replace", "tbf", parent=shaping.classid(minor), handle=handle,
+                 rate=SPLITTER_RATE, burst=SPLITTER_BURST, limit=SPLITTER_LIMIT)
+        if self.leaf == "fq_codel":
+            self._tc("replace", "fq_codel", parent=handle | 1)
+
+    def _batch_lines(self, changes: Iterable[tuple[int, int, bool]],
+                     deletions: Iterable[int]) -> list[str]:
+        dev = self.ifname
+        lines = []
+        for minor, kbps, new in changes:
+            cls = shaping.client_class(minor, kbps)
+            lines.append(
+                f"class replace dev {dev} parent 1:{shaping.BACKHAUL_MINOR:x} "
+                f"classid {cls.handle} htb rate {cls.rate_kbps}kbit ceil {cls.ceil_kbps}kbit "
+                f"burst {shaping.burst_bytes(cls.rate_kbps)} "
+                f"cburst {shaping.burst_bytes(cls.ceil_kbps)} quantum {shaping.MTU_QUANTUM}")
+            if new:
+                major = splitter_handle(minor) >> 16
+                lines.append(f"qdisc replace dev {dev} parent {cls.handle} handle {major:x}: "
+                             f"tbf rate {SPLITTER_RATE} burst {SPLITTER_BURST} "
+                             f"limit {SPLITTER_LIMIT}")
+                if self.leaf == "fq_codel":
+                    lines.append(f"qdisc replace dev {dev} parent {major:x}:1 fq_codel")
+        for minor in deletions:
+            lines.append(f"class del dev {dev} classid {shaping.classid_str(minor)}")
+        return lines
+
+    def apply_bulk(self, changes: list[tuple[int, int, bool]], deletions: list[int]) -> None:
+        """Many class changes at once: netlink calls for a few, one ``tc -batch`` for many."""
+        if len(changes) + len(deletions) <= BULK_THRESHOLD:
+            for minor, kbps, new in changes:
+                self.set_client(minor, kbps, new=new)
+            self.delete_clients(deletions)
+            return
+        tc = shutil.which("tc")
+        if tc is None:
+            raise KernelError("tc binary not found (package iproute2)", code="tc")
+        # -force: a class deleted meanwhile must not stop the rest of the batch.
+        script = "\n".join(self._batch_lines(changes, deletions)) + "\n"
+        proc = subprocess.run([tc, "-force", "-batch", "-"], input=script, text=True,
+                              capture_output=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            errors = [ln for ln in proc.stderr.splitlines()
+                      if ln.strip() and "Cannot find specified class" not in ln
+                      and "No such file or directory" not in ln and not ln.startswith("Command failed")]
+            if errors:
+                raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code="tc")
 
     def set_client(self, minor: int, ceil_kbps: int, *, new: bool = True) -> None:
         """Create or change a client's class; a new class also gets its leaf qdisc."""
@@ -115,6 +191,7 @@ class Shaper:
             self._put_leaf(minor)
 
     def delete_client(self, minor: int) -> None:
+        """Remove a client's class (the kernel removes its leaf qdiscs with it)."""
         try:
             self.ipr.tc("del-class", index=self.index, handle=shaping.classid(minor),
                         parent=shaping.classid(shaping.BACKHAUL_MINOR))
@@ -126,26 +203,14 @@ class Shaper:
     def readings(self) -> dict[int, ClassReading]:
         """Every client class with its ceiling and counters, from one netlink dump."""
         out: dict[int, ClassReading] = {}
-        try:
-            dump = self.ipr.get_classes(index=self.index)
-        except NetlinkError as exc:
-            raise KernelError(f"tc dump on {self.ifname}: {exc}", code="tc") from exc
-        for msg in dump:
-            handle = msg.get("handle")
-            if handle >> 16 != 1 or msg.get_attr("TCA_KIND") != "htb":
+        for obj in self._dump():
+            if obj.handle >> 16 != 1 or obj.kind != "htb":
                 continue
-            minor = handle & 0xFFFF
+            minor = obj.handle & 0xFFFF
             if minor in (shaping.BACKHAUL_MINOR, shaping.DEFAULT_MINOR):
                 continue
-            opts = msg.get_attr("TCA_OPTIONS")
-            parms = opts.get_attr("TCA_HTB_PARMS") if opts is not None else None
-            ceil = (opts.get_attr("TCA_HTB_CEIL64") if opts is not None else None) or (
-                parms["ceil"] if parms else 0)
-            stats = msg.get_attr("TCA_STATS2")
-            basic = stats.get_attr("TCA_STATS_BASIC") if stats is not None else None
-            out[minor] = ClassReading(
-                minor=minor, ceil_kbps=round(ceil * 8 / 1000),
-                bytes=basic["bytes"] if basic else 0, packets=basic["packets"] if basic else 0)
+            out[minor] = ClassReading(minor=minor, ceil_kbps=round(obj.ceil_bytes_per_s * 8 / 1000),
+                                      bytes=obj.bytes, packets=obj.packets & 0xFFFFFFFF)
         return out
 
     def remove(self) -> None:

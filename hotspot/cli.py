@@ -52,7 +52,9 @@ def setup_logging(level: str = "INFO") -> None:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt,
                         stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Libraries' debug output (every netlink message) drowns ours.
+    for noisy in ("alembic", "pyroute2", "scapy", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 from hotspot.errors import (ConfigError, ControlUnavailable, HotspotError, KernelError, NotFound,
                             Refused, UsageError)
 
-MAX_LINE = 64 * 1024
+MAX_LINE = 64 * 1024  # a request
+MAX_REPLY = 64 * 1024 * 1024  # a reply (a list of thousands of sessions is a few hundred KB)
 OPS = ("ping", "status", "authorize", "deauthorize", "client", "extend", "list", "block",
        "unblock", "blocked", "reconcile")
 
@@ -77,9 +78,11 @@ class ControlClient:
         if self._sock is None:
             self._connect()
         self._sock.sendall(data)
-        line = self._file.readline(MAX_LINE + 1)
+        line = self._file.readline(MAX_REPLY + 1)
         if not line:
             raise ConnectionResetError("gateway closed the connection")
+        if not line.endswith(b"\n"):
+            raise ConnectionResetError("reply cut short")
         return line
 
     def call(self, op: str, **args: Any) -> Any:
@@ -100,7 +103,11 @@ class ControlClient:
             except OSError as exc:
                 self.close()
                 raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc}") from None
-        reply = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self.close()  # what is left on this connection cannot be trusted
+            raise ControlUnavailable("gateway sent a malformed reply") from None
         if reply.get("ok"):
             return reply.get("result")
         raise error_from(reply.get("error") or {})

@@ -29,7 +29,7 @@ class FakeDataPath:
         self.state = Snapshot(down_ceil=dict(self.state.down_ceil), up_ceil=dict(self.state.up_ceil))
         self.apply(plan(wanted, blocked, self.state, self.network))
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, with_nft: bool = True, readings=None) -> Snapshot:
         s = self.state
         return Snapshot(set(s.authorized), dict(s.down_map), dict(s.up_map), set(s.blocked),
                         dict(s.down_ceil), dict(s.up_ceil))

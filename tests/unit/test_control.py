@@ -135,3 +135,29 @@ def test_parser_is_complete():
                  "--tier", "premium", "--minutes", "30"], ["clients", "kick", MAC1],
                  ["clients", "block", MAC1], ["clients", "unblock", MAC1], ["db", "upgrade"]):
         parser.parse_args(argv)
+
+
+def test_large_replies_are_read_whole(server, cfg, engine):
+    """A list of many sessions is far larger than a request may be."""
+    with ControlClient(cfg.control.socket) as ctl:
+        for i in range(300):
+            ctl.call("authorize", ip=f"10.10.1.{i % 250 + 1}" if i < 250 else f"10.10.2.{i - 249}",
+                     mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}", tier="premium")
+        rows = ctl.call("list")
+        assert len(rows) == 300
+        assert ctl.call("ping")["pong"]  # the connection is still in step
+
+
+@pytest.mark.parametrize("request_line", [
+    b'{"op": "block"}\n', b'{"op": "block", "mac": "02:00:00:00:00:01", "reason": 5}\n',
+    b'{"op": "authorize", "ip": ["10.10.0.11"]}\n', b'{"op": "extend", "mac": 7}\n',
+    b"[" * 5000 + b"\n",
+])
+def test_mistyped_arguments_get_a_reply(server, cfg, request_line):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(cfg.control.socket)
+        f = s.makefile("rwb")
+        f.write(request_line)
+        f.flush()
+        reply = json.loads(f.readline())
+        assert reply["ok"] is False and reply["error"]["code"] == "bad-request"

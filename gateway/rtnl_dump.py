@@ -1,0 +1,118 @@
+"""A minimal rtnetlink dump of tc classes and qdiscs, parsed with ``struct``.
+
+pyroute2 decodes every attribute of every message generically; with a thousand clients a
+class dump took 90–200 ms that way and the tick read four of them. Here one dump of 2,000
+classes is one socket round trip and a few milliseconds of parsing, and only the fields the
+gateway uses are read: kind, handle, parent, HTB ceiling, and the basic byte/packet counters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+NETLINK_ROUTE = 0
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_GETQDISC = 38
+RTM_GETTCLASS = 42
+
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TCA_STATS2 = 7
+TCA_STATS_BASIC = 1
+TCA_STATS_PKT64 = 8
+TCA_HTB_PARMS = 1
+TCA_HTB_CEIL64 = 7
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_TCMSG = struct.Struct("=BxxxiIII")
+_RTATTR = struct.Struct("=HH")
+# struct tc_htb_opt: rate and ceil tc_ratespec (12 bytes each: ..., u32 rate), then 5 u32
+_HTB_CEIL = struct.Struct("=12x8xI")
+_BASIC = struct.Struct("=QI")
+
+
+class DumpError(OSError):
+    pass
+
+
+@dataclass(frozen=True)
+class TcObject:
+    ifindex: int
+    kind: str
+    handle: int
+    parent: int
+    ceil_bytes_per_s: int  # HTB classes only, 0 otherwise
+    bytes: int
+    packets: int
+
+
+def _attrs(data: bytes, offset: int, end: int):
+    while offset + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < 4:
+            return
+        yield kind & 0x3FFF, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def _parse(data: bytes, start: int, end: int) -> TcObject:
+    _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(data, start)
+    kind, ceil, ceil64, nbytes, packets = "", 0, 0, 0, 0
+    for atype, a, b in _attrs(data, start + _TCMSG.size, end):
+        if atype == TCA_KIND:
+            kind = data[a:b].split(b"\0", 1)[0].decode()
+        elif atype == TCA_OPTIONS:
+            for otype, oa, ob in _attrs(data, a, b):
+                if otype == TCA_HTB_PARMS and ob - oa >= _HTB_CEIL.size:
+                    (ceil,) = _HTB_CEIL.unpack_from(data, oa)
+                elif otype == TCA_HTB_CEIL64 and ob - oa >= 8:
+                    (ceil64,) = struct.unpack_from("=Q", data, oa)
+        elif atype == TCA_STATS2:
+            for stype, sa, sb in _attrs(data, a, b):
+                if stype == TCA_STATS_BASIC and sb - sa >= _BASIC.size:
+                    nbytes, packets32 = _BASIC.unpack_from(data, sa)
+                    packets = packets or packets32
+                elif stype == TCA_STATS_PKT64 and sb - sa >= 8:
+                    (packets,) = struct.unpack_from("=Q", data, sa)
+    return TcObject(ifindex, kind, handle, parent, ceil64 or ceil, nbytes, packets)
+
+
+def dump(ifindex: int, what: int = RTM_GETTCLASS) -> list[TcObject]:
+    """Every class (or qdisc) of one device, from one dump (the kernel dumps the qdiscs of
+    every device whatever the request says: they are filtered here)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        seq = int.from_bytes(os.urandom(3), "little")
+        body = _TCMSG.pack(0, ifindex, 0, 0, 0)
+        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), what, NLM_F_REQUEST | NLM_F_DUMP,
+                                 seq, 0) + body)
+        out: list[TcObject] = []
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    raise DumpError("malformed netlink message")
+                if mseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
+                        if code:
+                            raise DumpError(-code, os.strerror(-code))
+                    else:
+                        obj = _parse(data, offset + _NLMSGHDR.size, offset + length)
+                        if obj.ifindex == ifindex:
+                            out.append(obj)
+                offset += (length + 3) & ~3
+    finally:
+        sock.close()
