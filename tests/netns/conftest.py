@@ -3,7 +3,6 @@ in it. Root only: without root every test here is skipped, saying so."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.testbed import Testbed, existing_namespaces
+from gateway.testbed import Testbed, existing_namespaces, write_toml
 from hotspot.control import ControlClient
 
 from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
@@ -42,30 +41,6 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        raise TypeError("nested tables are written by write_config")
-    return json.dumps(value)  # strings, numbers, booleans and lists read the same in TOML
-
-
-def write_config(path: Path, data: dict[str, Any]) -> Path:
-    lines: list[str] = []
-
-    def table(prefix: str, tbl: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in tbl.items() if not isinstance(v, dict)}
-        if scalars:
-            lines.append(f"[{prefix}]")
-            lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
-        for k, v in tbl.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}", v)
-
-    for section, tbl in data.items():
-        table(section, tbl)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 class GatewayProcess:
     """The real ``hotspot gateway run`` inside the gateway namespace."""
 
@@ -84,7 +59,7 @@ class GatewayProcess:
         }
         for section, values in (overrides or {}).items():
             data.setdefault(section, {}).update(values)
-        self.config_path = write_config(workdir / "hotspot.toml", data)
+        self.config_path = write_toml(workdir / "hotspot.toml", data)
         self.proc: subprocess.Popen | None = None
         self._client: ControlClient | None = None
 
