@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -205,6 +205,9 @@ class SessionEngine:
 
     def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> dict[str, Any]:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
+        if not (tier.daily_minutes or tier.daily_mb):
+            return {"seconds_left": None, "bytes_left": None, "seconds_used": None,
+                    "bytes_used": None, "resets_at": iso(self.next_reset(now)), "exhausted": False}
         used = self._used(db, mac, self.local_day(now), tier.name)
         seconds_left = bytes_left = None
         if tier.daily_minutes:
@@ -288,7 +291,7 @@ class SessionEngine:
         with self.lock:
             mac, ip = self._identify(ip, mac)
             now = self.clock()
-            with Session(self.db) as db, db.begin():
+            with Session(self.db) as db, db.begin(), self._usage_of(db, self.local_day(now), mac):
                 device = db.get(Device, mac)
                 if device is None:
                     device = Device(mac=mac, first_seen=now, last_seen=now)
@@ -300,13 +303,14 @@ class SessionEngine:
                 if left["exhausted"]:
                     raise Refused(f"today's {tier} allowance of {mac} is used up",
                                   code="quota-exhausted")
-                mine = db.scalar(select(ClientSession).where(
-                    ClientSession.mac == mac, ClientSession.ended_at.is_(None)))
+                running = list(db.scalars(select(ClientSession).where(
+                    ClientSession.ended_at.is_(None),
+                    or_(ClientSession.mac == mac, ClientSession.ip == ip))))
+                mine = next((r for r in running if r.mac == mac), None)
+                theirs = next((r for r in running if r.ip == ip and r.mac != mac), None)
                 if (mine is not None and mine.ip == ip and mine.tier == tier_cfg.name
                         and mine.voucher_id == voucher_id):
                     return self._describe(db, mine, now)
-                theirs = db.scalar(select(ClientSession).where(
-                    ClientSession.ip == ip, ClientSession.ended_at.is_(None)))
                 before = []
                 for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
                     before.append(self._wanted(old))
