@@ -142,6 +142,26 @@ DEFAULTS["dhcp"] = {
     "captive_api_url": "",  # "" = derived from [portal] (RFC 8910 DHCP option 114)
 }
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+# [operator]: the BUMDes operator console, /operator/ on the portal (docs/operator-console.md).
+DEFAULTS["operator"] = {
+    "enabled": True,
+    # When a voucher counts as sold: "kasir" = when a kasir marks it sold (cash in hand; a
+    # voucher used before that counts at its first use), "first-use" = at its first use.
+    "sold_at": "kasir",
+    # Besides the LAN (allow_lan), the console answers only addresses in these networks
+    # (e.g. a management interface's subnet or a VPN); loopback always.
+    "management_networks": [],
+    "allow_lan": True,
+    "leases_file": "/var/lib/misc/dnsmasq.leases",  # hostnames of devices ("" = none)
+    "session_hours": 12,  # a login lasts at most this long
+    "idle_minutes": 60,  # and ends after this long without a request
+    "login_attempts": 5,  # wrong passwords per account within the window before a lock-out
+    "login_ip_attempts": 20,  # wrong passwords from one address within the window
+    "login_window_seconds": 900,
+    "login_lockout_seconds": 900,
+    "max_batch": 1000,  # vouchers in one batch made in the console or the CLI
+}
 # 2.4 GHz, and the 5 GHz channels without radar detection (DFS), which a Pi's onboard
 # WiFi cannot do as an access point.
 WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 149, 153, 157, 161, 165)
@@ -280,6 +300,22 @@ class PackageConfig:
 
 
 @dataclass(frozen=True)
+class OperatorConfig:
+    enabled: bool
+    sold_at: str  # kasir | first-use
+    management_networks: tuple[str, ...]
+    allow_lan: bool
+    leases_file: str  # "" = no hostnames
+    session_hours: int
+    idle_minutes: int
+    login_attempts: int
+    login_ip_attempts: int
+    login_window_seconds: int
+    login_lockout_seconds: int
+    max_batch: int
+
+
+@dataclass(frozen=True)
 class SyncConfig:
     upstream_url: str  # "" = not reporting
     gateway_id: str
@@ -318,6 +354,7 @@ class Config:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     wifi: WifiConfig | None = None  # always set by validate()
     dhcp: DhcpConfig | None = None  # always set by validate()
+    operator: OperatorConfig = field(default_factory=lambda: _operator(DEFAULTS["operator"]))
 
     def tier(self, name: str) -> Tier:
         try:
@@ -627,6 +664,39 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
     )
 
 
+def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
+    s = _Section(raw, "operator", set(DEFAULTS["operator"]))
+    full = _Section({**DEFAULTS["operator"], **raw}, "operator")
+    flags = {}
+    for name in ("enabled", "allow_lan"):
+        value = full.data[name]
+        if not isinstance(value, bool):
+            raise ConfigError(s.key(name), f"must be true or false, got {value!r}")
+        flags[name] = value
+    sold_at = full.data["sold_at"]
+    if sold_at not in ("kasir", "first-use"):
+        raise ConfigError(s.key("sold_at"), f"must be \"kasir\" or \"first-use\", got {sold_at!r}")
+    nets = []
+    for i, entry in enumerate(full.list("management_networks")):
+        try:
+            nets.append(str(ipaddress.ip_network(entry, strict=False)))
+        except (ValueError, TypeError):
+            raise ConfigError(f"{s.key('management_networks')}[{i}]",
+                              f"{entry!r} is not an IP network like \"192.168.88.0/24\"") from None
+    leases = _abs_path(full, "leases_file", optional=True)
+    return OperatorConfig(
+        enabled=flags["enabled"], sold_at=sold_at, management_networks=tuple(nets),
+        allow_lan=flags["allow_lan"], leases_file=leases,
+        session_hours=full.int("session_hours", 1, 720),
+        idle_minutes=full.int("idle_minutes", 1, 1440),
+        login_attempts=full.int("login_attempts", 1, 100),
+        login_ip_attempts=full.int("login_ip_attempts", 1, 1000),
+        login_window_seconds=full.int("login_window_seconds", 10, 86400),
+        login_lockout_seconds=full.int("login_lockout_seconds", 10, 86400),
+        max_batch=full.int("max_batch", 1, 5000),
+    )
+
+
 def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
     s = _Section(raw, "privacy", set(DEFAULTS["privacy"]))
     full = _Section({**DEFAULTS["privacy"], **raw}, "privacy")
@@ -672,6 +742,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         packages=_packages(data.get("packages", {}), tiers),
         sync=_sync(data.get("sync", DEFAULTS["sync"])),
         privacy=_privacy(data.get("privacy", DEFAULTS["privacy"])),
+        operator=_operator(data.get("operator", DEFAULTS["operator"])),
         wifi=_wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
         dhcp=_dhcp(data.get("dhcp", DEFAULTS["dhcp"]), _network(data["network"])),
         source=source,

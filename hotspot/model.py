@@ -250,3 +250,4 @@ class RedeemAttempt(Base):
 
 
 from hotspot import model_sync  # noqa: E402,F401  (the sync agent's tables, on this Base)
+from hotspot import model_operator  # noqa: E402,F401  (the operator console's tables, on this Base)

@@ -502,7 +502,8 @@ class VoucherService:
                 live: dict[str, Any] | None, now: dt.datetime, hops: int = 0) -> _Plan:
         v = conn.execute(
             select(Voucher.id, Voucher.state, Voucher.valid_until, Voucher.expires_at,
-                   Voucher.bytes_total, Voucher.merged_into, VoucherBatch.package_name,
+                   Voucher.bytes_total, Voucher.merged_into, Voucher.void_reason,
+                   VoucherBatch.package_name,
                    VoucherBatch.tier, VoucherBatch.hours, VoucherBatch.data_mb,
                    VoucherBatch.devices, Package.title)
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
@@ -513,6 +514,8 @@ class VoucherService:
             select(VoucherDevice).where(VoucherDevice.voucher_id == voucher_id))}
 
         if v.state == VoucherState.VOID.value:
+            if v.void_reason == "expired":  # unsold stock past its shelf life
+                raise VoucherError("this voucher was not used in time", code="voucher-expired")
             raise VoucherError("this voucher was withdrawn", code="voucher-void")
         if v.state == VoucherState.MERGED.value:
             # Its remainder lives on in the voucher that absorbed it: re-entering the old code
@@ -667,3 +670,385 @@ def find_voucher(engine: Engine, key: bytes, code: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(select(Voucher.id).where(
             Voucher.code_hash == code_hash(key, bare))).scalar()
+
+
+# -- the operator console and the CLI: packages, sales, voids, expiry ------------------------
+# Every function here that changes money or access takes an ``actor`` and writes the audit
+# log in the same transaction (hotspot.audit).
+
+from hotspot.audit import SYSTEM, Actor  # noqa: E402 - the console's half of this module
+from hotspot.audit import record as _audit  # noqa: E402
+from hotspot.audit import write as _write  # noqa: E402
+from hotspot.model_operator import VoucherSale  # noqa: E402
+
+PACKAGE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+PACKAGE_LIMITS = {"price": (0, 100_000_000), "hours": (1, 8784), "data_mb": (0, 10_000_000),
+                  "devices": (1, 16), "shelf_days": (0, 3650)}
+PACKAGE_FIELDS = ("name", "title", "price", "tier", "hours", "data_mb", "devices",
+                  "shelf_days", "active")
+
+
+class PackageError(UsageError):
+    """A package field with a bad value; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any]:
+    """The clean values of a package (console or CLI); raises :class:`PackageError`."""
+    import re
+
+    out: dict[str, Any] = {}
+    name = values.get("name")
+    if not isinstance(name, str) or not re.match(PACKAGE_NAME, name):
+        raise PackageError("name", "lower-case letters, digits, - and _ (at most 32)")
+    out["name"] = name
+    title = values.get("title") or name
+    if not isinstance(title, str) or not title.strip() or len(title.strip()) > 40 \
+            or any(ord(ch) < 32 for ch in title):
+        raise PackageError("title", "1 to 40 characters")
+    out["title"] = title.strip()
+    for key, (lo, hi) in PACKAGE_LIMITS.items():
+        v = values.get(key, 0 if key in ("data_mb", "shelf_days") else None)
+        if key == "devices" and v is None:
+            v = 1
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise PackageError(key, f"a whole number from {lo} to {hi}")
+        out[key] = v
+    tier = values.get("tier")
+    if tier not in set(tiers):
+        raise PackageError("tier", f"no such tier {tier!r}")
+    out["tier"] = tier
+    out["active"] = bool(values.get("active", True))
+    return out
+
+
+def _package_dict(row: Any) -> dict[str, Any]:
+    return {k: getattr(row, k) for k in PACKAGE_FIELDS + ("source",)}
+
+
+def save_package(engine: Engine, values: dict[str, Any], *, tiers: Iterable[str],
+                 actor: Actor, package_id: int | None = None,
+                 clock: Callable[[], dt.datetime] = utcnow) -> int:
+    """Create (``package_id`` None) or change a package made in the console. Packages of
+    the configuration file are changed in the file only. Returns the package's id."""
+    clean = check_package(values, tiers)
+    now = clock()
+    stored = dict(clean, data_mb=clean["data_mb"] or None, shelf_days=clean["shelf_days"] or None)
+    with _write(engine) as conn:
+        clash = conn.execute(select(Package).where(Package.name == clean["name"])).first()
+        if package_id is None:
+            if clash is not None:
+                raise PackageError("name", f"a package named {clean['name']!r} exists")
+            res = conn.execute(insert(Package).values(**stored, source="console",
+                                                      created_at=now, updated_at=now))
+            pid = int(res.inserted_primary_key[0])
+            _audit(conn, actor, "package.create", f"package:{pid}", after=clean, at=now)
+            return pid
+        row = conn.execute(select(Package).where(Package.id == package_id)).first()
+        if row is None:
+            raise NotFound(f"no package {package_id}")
+        if row.source == "config":
+            raise PackageError("name", "this package comes from the configuration file; "
+                                       "change it there")
+        if clash is not None and clash.id != package_id:
+            raise PackageError("name", f"a package named {clean['name']!r} exists")
+        before = _package_dict(row)
+        conn.execute(update(Package).where(Package.id == package_id)
+                     .values(**stored, updated_at=now))
+        after = dict(before, **stored)
+        if after != before:
+            _audit(conn, actor, "package.update", f"package:{package_id}",
+                   before={k: v for k, v in before.items() if after[k] != v},
+                   after={k: v for k, v in after.items() if before[k] != v}, at=now)
+        return package_id
+
+
+def all_packages(engine: Engine) -> list[Any]:
+    """Every package, on sale or not (the console's list)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(Package).order_by(Package.active.desc(), Package.price,
+                                                          Package.name)))
+
+
+def get_package(engine: Engine, package_id: int) -> Any:
+    with engine.connect() as conn:
+        row = conn.execute(select(Package).where(Package.id == package_id)).first()
+    if row is None:
+        raise NotFound(f"no package {package_id}")
+    return row
+
+
+class SaleError(VoucherError):
+    """``voucher-sold`` (sold already), ``voucher-void``, ``voucher-used`` (cannot undo a
+    sale of a used voucher), ``voucher-unknown``."""
+
+
+def _sale_row(conn: Connection, voucher_id: int) -> Any:
+    return conn.execute(
+        select(Voucher.id, Voucher.state, Voucher.serial, Voucher.batch_id, Voucher.sold_at,
+               Voucher.first_used_at, Voucher.valid_until, VoucherBatch.price,
+               VoucherBatch.package_name, VoucherSale.operator)
+        .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+        .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
+        .where(Voucher.id == voucher_id)).first()
+
+
+def mark_sold(engine: Engine, voucher_id: int, *, actor: Actor,
+              clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+    """A kasir took the cash for this voucher. Exactly once: a second mark is refused
+    (``voucher-sold``, naming who sold it). A voucher already used may still be marked (the
+    kasir forgot): the sale is then attributed to the kasir."""
+    now = clock()
+    with _write(engine) as conn:
+        v = _sale_row(conn, voucher_id)
+        if v is None:
+            raise SaleError("no such voucher", code="voucher-unknown")
+        if v.state == VoucherState.VOID.value:
+            raise SaleError("this voucher was withdrawn", code="voucher-void")
+        if v.sold_at is not None or v.operator is not None:
+            raise SaleError(f"sold already by {v.operator or '?'}", code="voucher-sold")
+        res = conn.execute(update(Voucher).where(Voucher.id == voucher_id,
+                                                 Voucher.sold_at.is_(None))
+                           .values(sold_at=now))
+        if res.rowcount != 1:  # pragma: no cover - impossible under the write lock
+            raise SaleError("sold already", code="voucher-sold")
+        conn.execute(insert(VoucherSale).values(voucher_id=voucher_id, sold_at=now,
+                                                operator_id=actor.id, operator=actor.name[:32],
+                                                price=v.price))
+        sale = {"voucher_id": voucher_id, "batch_id": v.batch_id, "serial": v.serial,
+                "package": v.package_name, "price": v.price, "sold_at": now,
+                "used": v.first_used_at is not None}
+        _audit(conn, actor, "voucher.sell", f"voucher:{voucher_id}",
+               before={"sold_at": None}, after={"sold_at": now, "price": v.price,
+                                                "batch": v.batch_id, "serial": v.serial}, at=now)
+        return sale
+
+
+def mark_batch_sold(engine: Engine, batch_id: int, first: int, last: int, *, actor: Actor,
+                    clock: Callable[[], dt.datetime] = utcnow) -> tuple[int, int]:
+    """Mark serials ``first``..``last`` of a batch sold (a handful sold at once, e.g. to a
+    warung). Returns (marked, skipped: sold already or withdrawn)."""
+    now = clock()
+    if first > last:
+        first, last = last, first
+    with _write(engine) as conn:
+        batch = conn.execute(select(VoucherBatch).where(VoucherBatch.id == batch_id)).first()
+        if batch is None:
+            raise NotFound(f"no batch {batch_id}")
+        rows = conn.execute(select(Voucher.id, Voucher.serial, Voucher.state, Voucher.sold_at)
+                            .where(Voucher.batch_id == batch_id, Voucher.serial >= first,
+                                   Voucher.serial <= last).order_by(Voucher.serial)).all()
+        ok = [r for r in rows if r.sold_at is None and r.state != VoucherState.VOID.value]
+        for r in ok:
+            conn.execute(update(Voucher).where(Voucher.id == r.id).values(sold_at=now))
+        if ok:
+            conn.execute(insert(VoucherSale), [
+                dict(voucher_id=r.id, sold_at=now, operator_id=actor.id,
+                     operator=actor.name[:32], price=batch.price) for r in ok])
+            _audit(conn, actor, "voucher.sell", f"batch:{batch_id}",
+                   before={"sold": 0}, after={"serials": f"{ok[0].serial}-{ok[-1].serial}",
+                                              "sold": len(ok), "price_each": batch.price,
+                                              "rupiah": len(ok) * batch.price}, at=now)
+        return len(ok), len(rows) - len(ok)
+
+
+def cancel_sale(engine: Engine, voucher_id: int, *, actor: Actor, reason: str = "",
+                clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+    """Undo a kasir's mark on a voucher nobody used yet (marked by mistake; the cash goes
+    back). A used voucher's sale stands (void it, as a refund, instead)."""
+    now = clock()
+    with _write(engine) as conn:
+        v = _sale_row(conn, voucher_id)
+        if v is None:
+            raise SaleError("no such voucher", code="voucher-unknown")
+        if v.sold_at is None:
+            raise SaleError("this voucher was not marked sold", code="voucher-unsold")
+        if v.state != VoucherState.NEW.value:
+            raise SaleError("a used or withdrawn voucher's sale cannot be undone",
+                            code="voucher-used")
+        conn.execute(delete(VoucherSale).where(VoucherSale.voucher_id == voucher_id))
+        conn.execute(update(Voucher).where(Voucher.id == voucher_id).values(sold_at=None))
+        _audit(conn, actor, "voucher.unsell", f"voucher:{voucher_id}",
+               before={"sold_at": v.sold_at, "sold_by": v.operator, "price": v.price},
+               after={"sold_at": None, "reason": reason[:200] or None}, at=now)
+        return {"voucher_id": voucher_id, "price": v.price, "sold_by": v.operator}
+
+
+def void_one(engine: Engine, voucher_id: int, *, actor: Actor, reason: str,
+             clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+    """Withdraw one voucher (lost card, refund), audited. Returns its state before and the
+    MACs bound to it (the console disconnects them)."""
+    now = clock()
+    with _write(engine) as conn:
+        v = conn.execute(select(Voucher).where(Voucher.id == voucher_id)).first()
+        if v is None:
+            raise SaleError("no such voucher", code="voucher-unknown")
+        if v.state == VoucherState.VOID.value:
+            raise SaleError("this voucher was withdrawn already", code="voucher-void")
+        conn.execute(update(Voucher).where(Voucher.id == voucher_id).values(
+            state=VoucherState.VOID.value, voided_at=now, void_reason=reason[:200] or None))
+        macs = [m for (m,) in conn.execute(select(VoucherDevice.mac).where(
+            VoucherDevice.voucher_id == voucher_id))]
+        _audit(conn, actor, "voucher.void", f"voucher:{voucher_id}",
+               before={"state": v.state, "sold_at": v.sold_at},
+               after={"state": "void", "reason": reason[:200] or None}, at=now)
+        return {"voucher_id": voucher_id, "state_before": v.state, "devices": macs,
+                "was_sold": v.sold_at is not None}
+
+
+def void_batch(engine: Engine, batch_id: int, *, actor: Actor, reason: str,
+               include_sold: bool = False,
+               clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+    """Withdraw a batch (a lost or stolen sheet): its unsold, unused vouchers — and, with
+    ``include_sold``, also the sold and running ones. Returns the counts and the MACs of
+    devices on running vouchers it withdrew."""
+    now = clock()
+    with _write(engine) as conn:
+        if conn.execute(select(VoucherBatch.id).where(VoucherBatch.id == batch_id)).first() is None:
+            raise NotFound(f"no batch {batch_id}")
+        rows = conn.execute(select(Voucher.id, Voucher.state, Voucher.sold_at).where(
+            Voucher.batch_id == batch_id, Voucher.state.in_(
+                (VoucherState.NEW.value, VoucherState.ACTIVE.value)))).all()
+        chosen = [r for r in rows if include_sold or
+                  (r.state == VoucherState.NEW.value and r.sold_at is None)]
+        ids = [r.id for r in chosen]
+        for i in range(0, len(ids), 500):
+            conn.execute(update(Voucher).where(Voucher.id.in_(ids[i:i + 500])).values(
+                state=VoucherState.VOID.value, voided_at=now, void_reason=reason[:200] or None))
+        running = [r.id for r in chosen if r.state == VoucherState.ACTIVE.value]
+        macs = [m for (m,) in conn.execute(select(VoucherDevice.mac).where(
+            VoucherDevice.voucher_id.in_(running)))] if running else []
+        out = {"voided": len(ids), "kept": len(rows) - len(ids),
+               "sold_voided": sum(1 for r in chosen if r.sold_at is not None),
+               "running_voided": len(running), "devices": macs}
+        if ids:
+            _audit(conn, actor, "batch.void", f"batch:{batch_id}",
+                   before={"voidable": len(rows)},
+                   after={"voided": len(ids), "sold_voided": out["sold_voided"],
+                          "running_voided": len(running), "reason": reason[:200] or None},
+                   at=now)
+        return out
+
+
+def expire_unsold(engine: Engine, *, actor: Actor = SYSTEM,
+                  clock: Callable[[], dt.datetime] = utcnow) -> int:
+    """Unsold stock past its shelf life (``valid_until``) is withdrawn (reason "expired").
+    Sold vouchers are left alone: their sale stands, and the portal refuses them anyway."""
+    now = clock()
+    with engine.connect() as conn:  # cheap check first: most calls find nothing
+        if conn.execute(select(Voucher.id).where(
+                Voucher.state == VoucherState.NEW.value, Voucher.sold_at.is_(None),
+                Voucher.valid_until.is_not(None), Voucher.valid_until <= now).limit(1)).first() is None:
+            return 0
+    with _write(engine) as conn:
+        rows = conn.execute(select(Voucher.id, Voucher.batch_id).where(
+            Voucher.state == VoucherState.NEW.value, Voucher.sold_at.is_(None),
+            Voucher.valid_until.is_not(None), Voucher.valid_until <= now)).all()
+        per_batch: dict[int, list[int]] = {}
+        for r in rows:
+            per_batch.setdefault(r.batch_id, []).append(r.id)
+        for batch_id, ids in per_batch.items():
+            for i in range(0, len(ids), 500):
+                conn.execute(update(Voucher).where(Voucher.id.in_(ids[i:i + 500]),
+                                                   Voucher.state == VoucherState.NEW.value)
+                             .values(state=VoucherState.VOID.value, voided_at=now,
+                                     void_reason="expired"))
+            _audit(conn, actor, "batch.expire", f"batch:{batch_id}",
+                   before={"unsold": len(ids)}, after={"expired": len(ids)}, at=now)
+        return len(rows)
+
+
+def create_batch_audited(engine: Engine, key: bytes, package: str | int, count: int, *,
+                         actor: Actor, note: str | None = None, max_count: int = MAX_BATCH,
+                         clock: Callable[[], dt.datetime] = utcnow) -> Batch:
+    """:func:`create_batch` with a cap (the console's and the CLI's) and an audit entry."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= max_count:
+        raise UsageError(f"count must be a whole number from 1 to {max_count}")
+    batch = create_batch(engine, key, package, count, note=note, created_by=actor.name,
+                         clock=clock)
+    with _write(engine) as conn:
+        price = conn.execute(select(VoucherBatch.price).where(
+            VoucherBatch.id == batch.id)).scalar()
+        _audit(conn, actor, "batch.create", f"batch:{batch.id}",
+               after={"package": batch.package, "count": count, "price_each": price,
+                      "note": note or None}, at=clock())
+    return batch
+
+
+def batches(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Batches, newest first, with how many of their vouchers are in which state."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(VoucherBatch, Package.title)
+                            .join(Package, VoucherBatch.package_id == Package.id)
+                            .order_by(VoucherBatch.id.desc()).limit(limit)).all()
+        counts: dict[int, dict[str, int]] = {}
+        if rows:
+            ids = [r.VoucherBatch.id for r in rows]
+            q = (select(Voucher.batch_id, Voucher.state, Voucher.sold_at.is_not(None), func.count())
+                 .where(Voucher.batch_id.in_(ids))
+                 .group_by(Voucher.batch_id, Voucher.state, Voucher.sold_at.is_not(None)))
+            for batch_id, st, sold, n in conn.execute(q):
+                c = counts.setdefault(batch_id, {"new": 0, "sold": 0, "used": 0, "void": 0})
+                if st == VoucherState.VOID.value:
+                    c["void"] += n
+                elif st == VoucherState.NEW.value:
+                    c["sold" if sold else "new"] += n
+                else:
+                    c["used"] += n
+    out = []
+    for r in rows:
+        b = r.VoucherBatch
+        out.append({"id": b.id, "package": b.package_name, "title": r.title, "price": b.price,
+                    "tier": b.tier, "hours": b.hours, "data_mb": b.data_mb, "devices": b.devices,
+                    "count": b.count, "created_at": b.created_at, "created_by": b.created_by,
+                    "note": b.note, "valid_until": b.valid_until,
+                    "states": counts.get(b.id, {"new": 0, "sold": 0, "used": 0, "void": 0})})
+    return out
+
+
+def batch_info(engine: Engine, batch_id: int) -> dict[str, Any]:
+    for b in batches_by_id(engine, [batch_id]):
+        return b
+    raise NotFound(f"no batch {batch_id}")
+
+
+def batches_by_id(engine: Engine, ids: list[int]) -> list[dict[str, Any]]:
+    return [b for b in batches(engine, limit=100_000) if b["id"] in set(ids)]
+
+
+def batch_vouchers(engine: Engine, batch_id: int) -> list[dict[str, Any]]:
+    """The vouchers of a batch (no codes: the database has none) with sale and use."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Voucher.id, Voucher.serial, Voucher.state, Voucher.sold_at,
+                   Voucher.first_used_at, Voucher.expires_at, Voucher.valid_until,
+                   Voucher.void_reason, VoucherSale.operator)
+            .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
+            .where(Voucher.batch_id == batch_id).order_by(Voucher.serial)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def voucher_detail(engine: Engine, voucher_id: int) -> dict[str, Any]:
+    """A voucher with its batch's terms, its sale and its devices (the console's lookup)."""
+    with engine.connect() as conn:
+        r = conn.execute(
+            select(Voucher.id, Voucher.serial, Voucher.batch_id, Voucher.state,
+                   Voucher.sold_at, Voucher.first_used_at, Voucher.expires_at,
+                   Voucher.valid_until, Voucher.bytes_total, Voucher.void_reason,
+                   Voucher.merged_into, VoucherBatch.package_name, VoucherBatch.price,
+                   VoucherBatch.hours, VoucherBatch.data_mb, VoucherBatch.devices,
+                   VoucherSale.operator.label("sold_by"))
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
+            .where(Voucher.id == voucher_id)).first()
+        if r is None:
+            raise NotFound(f"no voucher {voucher_id}")
+        macs = [m for (m,) in conn.execute(select(VoucherDevice.mac).where(
+            VoucherDevice.voucher_id == voucher_id).order_by(VoucherDevice.bound_at))]
+        used = conn.execute(select(func.coalesce(func.sum(
+            ClientSession.bytes_down + ClientSession.bytes_up), 0))
+            .where(ClientSession.voucher_id == voucher_id)).scalar() or 0
+    return dict(r._mapping, devices=macs, bytes_used=int(used))

@@ -1,8 +1,9 @@
 """What the BUMDes sold, per local month and package: the ``sales`` records of the report.
 
-A voucher counts as sold in the month (village time) of ``sold_at`` when the kiosk recorded
-the sale, else of its first use (a used voucher was paid for); voided vouchers do not count.
-Rupiah is the price printed on the voucher's batch.
+A voucher counts as sold as ``hotspot.ledger`` defines it (``[operator] sold_at``): by
+default in the month (village time) of ``sold_at`` when a kasir recorded the sale, else of its
+first use (a used voucher was paid for); with ``sold_at = "first-use"`` in the month of its
+first use. Voided vouchers do not count. Rupiah is the price printed on the voucher's batch.
 
 This reads the voucher tables of ``hotspot.vouchers`` and returns nothing while they do not
 exist (an older database, or a build without vouchers): detection by import and by table
@@ -16,7 +17,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
@@ -42,7 +43,9 @@ def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) 
     from hotspot.model import Voucher, VoucherBatch, VoucherState
 
     tz = config.village.tz
-    when = func.coalesce(Voucher.sold_at, Voucher.first_used_at)
+    from hotspot.ledger import sale_time
+
+    when = sale_time(config.operator.sold_at)
     q = (select(when, VoucherBatch.package_name, VoucherBatch.price)
          .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
          .where(when.is_not(None), Voucher.state != VoucherState.VOID.value))

@@ -1,0 +1,93 @@
+"""Tables of the BUMDes operator console (``portal/operator``): accounts, their login
+sessions and attempts, the append-only audit log, and who sold which voucher.
+
+* ``operator``: an account, role ``admin`` or ``kasir``; the password as an argon2id hash.
+  ``session_version`` grows when the password, role or status changes: every login session
+  made before is then refused.
+* ``operator_session``: a console login. The cookie carries a random token; only its
+  SHA-256 is stored, so a copied database opens no session.
+* ``login_attempt``: failed logins per source address (``ip:…``) and per account
+  (``op:…``) in the current window — the brake on guessing passwords.
+* ``audit_log``: every money- or access-affecting action (who, when, what, before/after).
+  Append-only: triggers refuse UPDATE and DELETE, and every row carries the SHA-256 of the
+  previous row's hash and its own content, so a removed or altered row shows
+  (``hotspot.audit.verify``).
+* ``voucher_sale``: a voucher marked sold by a kasir (cash in hand): when, by whom, for how
+  much (the batch's price). See ``hotspot/ledger.py`` for what counts as a sale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hotspot.model import Base, utcnow
+
+ROLES = ("admin", "kasir")
+
+
+class Operator(Base):
+    __tablename__ = "operator"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)  # lower-case login name
+    full_name: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(8))  # admin | kasir
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class OperatorSession(Base):
+    __tablename__ = "operator_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operator.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # the operator's session_version at login
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)  # absolute end
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class LoginAttempt(Base):
+    __tablename__ = "login_attempt"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)  # ip:ADDR | op:NAME
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: the log outlives
+    actor: Mapped[str] = mapped_column(String(32))  # the name then ("cli:root", "system")
+    role: Mapped[str | None] = mapped_column(String(8))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    action: Mapped[str] = mapped_column(String(40))  # e.g. voucher.sell, package.update
+    target: Mapped[str | None] = mapped_column(String(80))  # e.g. voucher:12, batch:3
+    before: Mapped[str | None] = mapped_column(Text)  # JSON
+    after: Mapped[str | None] = mapped_column(Text)  # JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class VoucherSale(Base):
+    __tablename__ = "voucher_sale"
+    __table_args__ = (Index("ix_voucher_sale_sold_at", "sold_at"),)
+
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"), primary_key=True)
+    sold_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    operator_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    operator: Mapped[str] = mapped_column(String(32))  # the name then
+    price: Mapped[int] = mapped_column(Integer)  # Rupiah, the batch's price
