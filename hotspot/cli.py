@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_sync_parser(sub, _Parser)
         add_collector_parser(sub, _Parser)
 
+    # -- operator console (issue 4): hotspot/cli_operator.py -------------------------------
+    from hotspot.cli_operator import add_parser as add_operator_parser
+
+    add_operator_parser(sub, _Parser)
+
     cf = sub.add_parser("config", help="the configuration")
     cfs = cf.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     chk = cfs.add_parser("check", help="validate and print the effective configuration")
@@ -179,7 +184,42 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     purls = pos.add_parser("urls", help="where the portal is; what DHCP option 114 announces")
     purls.add_argument("--json", action="store_true")
+
+    # -- the demo village (issue 6): hotspot/demo/ -------------------------------------------
+    dm = sub.add_parser("demo", help="a simulated village in network namespaces with the real "
+                                     "gateway, portal, sync agent and collector (as root)")
+    dm.add_argument("--duration", type=_demo_seconds, metavar="N",
+                    help="act for N seconds, then check every expectation and exit 0 only if "
+                         "all held (default: until Ctrl-C)")
+    dm.add_argument("--phones", type=int, choices=range(4, 17), metavar="N", default=4,
+                    help="scripted phones, 4-16 (default 4: free, voucher, heavy, walled; "
+                         "more are free browsers)")
+    dm.add_argument("--prefix", type=_demo_prefix, default="hsd",
+                    help="name prefix of its namespaces and work dir (default hsd)")
+    dm.add_argument("--keep-artifacts", metavar="DIR",
+                    help="copy the logs, configuration and a summary.json here at the end")
+    dm.add_argument("--plain", action="store_true",
+                    help="plain periodic lines even on a terminal (no live table)")
     return p
+
+
+def _demo_seconds(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 20 <= n <= 86_400:
+        raise argparse.ArgumentTypeError("must be between 20 and 86400 seconds")
+    return n
+
+
+def _demo_prefix(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,7}", value):
+        raise argparse.ArgumentTypeError("2-8 lower-case letters and digits, starting with a "
+                                         "letter")
+    return value
 
 
 def _client(cfg: config_mod.Config) -> ControlClient:
@@ -197,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
         from provisioning.install import main as provision
 
         return provision(args)
+    if args.group == "demo":  # builds its own village and configuration (hotspot/demo/)
+        from hotspot.demo import main as demo
+
+        return demo(args)
     if args.group == "collector":  # the collector reads its own file (collector/config.py)
         from collector.cli import run as run_collector
 
@@ -205,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
     group, cmd = args.group, args.cmd
     as_json = getattr(args, "json", False)
 
+    if group in ("operators", "vouchers", "sales"):
+        from hotspot.cli_operator import run as run_operator
+
+        return run_operator(cfg, args)
     if group == "sync":
         from sync.cli import run as run_sync
 

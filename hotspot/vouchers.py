@@ -980,7 +980,7 @@ def create_batch_audited(engine: Engine, key: bytes, package: str | int, count: 
 
 def batches(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
     """Batches, newest first, with how many of their vouchers are in which state."""
-    with engine.connect() as conn:
+    with Session(engine) as conn:
         rows = conn.execute(select(VoucherBatch, Package.title)
                             .join(Package, VoucherBatch.package_id == Package.id)
                             .order_by(VoucherBatch.id.desc()).limit(limit)).all()
