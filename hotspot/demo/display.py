@@ -1,0 +1,184 @@
+"""The demo's live summary: a ``rich`` table refreshed about once a second on a terminal,
+plain periodic lines otherwise (CI logs, ``| tee``), and the same event lines in both."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+PLAIN_EVERY = 5.0  # seconds between tables in plain mode
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def fmt_rate(bps: float | None) -> str:
+    if not bps:
+        return "-"
+    if bps >= 1e6:
+        return f"{bps / 1e6:.2f} Mbit/s"
+    return f"{bps / 1e3:.0f} kbit/s"
+
+
+@dataclass
+class Row:
+    phone: str
+    role: str
+    mac: str
+    ip: str
+    tier: str
+    state: str
+    down: str
+    up: str
+    rate: str
+    doing: str
+
+
+@dataclass
+class Snapshot:
+    title: str
+    rows: list[Row]
+    footer: list[str]
+    checks: list[tuple[str | None, str]]  # (True/False/None as "✓"/"✗"/"…", text)
+
+
+@dataclass
+class Display:
+    """``snapshot`` is called (from the display's thread too) to get what to show."""
+
+    snapshot: Callable[[], Snapshot]
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    start: float = field(default_factory=time.monotonic)
+    live_mode: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.live_mode is None:
+            self.live_mode = self.out.isatty() and _have_rich()
+        self._events: deque[str] = deque(maxlen=6)
+        self._lock = threading.Lock()
+        self._live: Any = None
+        self._last_plain = 0.0
+        self._console: Any = None
+        if self.live_mode:
+            from rich.console import Console
+
+            self._console = Console(file=self.out)
+
+    def stamp(self) -> str:
+        return f"[{time.monotonic() - self.start:6.1f}s]"
+
+    # -- lines that always go out ----------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """A line of its own (set-up progress, the URLs, the verdict)."""
+        with self._lock:
+            if self._console is not None:
+                self._console.print(text, highlight=False, markup=False)
+            else:
+                self.out.write(text + "\n")
+                self.out.flush()
+
+    def event(self, text: str) -> None:
+        line = f"{self.stamp()} {text}"
+        with self._lock:
+            self._events.append(line)
+            if self._live is None:
+                if self._console is not None:
+                    self._console.print(line, highlight=False, markup=False)
+                else:
+                    self.out.write(line + "\n")
+                    self.out.flush()
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(console=self._console, get_renderable=self._render,
+                              refresh_per_second=1, transient=False, redirect_stdout=False,
+                              redirect_stderr=False)
+            self._live.start()
+
+    def tick(self) -> None:
+        """Called by the demo about once a second."""
+        if self.live_mode:
+            return  # rich refreshes on its own
+        now = time.monotonic()
+        if now - self._last_plain >= PLAIN_EVERY:
+            self._last_plain = now
+            self.print_plain()
+
+    def end(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        elif not self.live_mode:
+            self.print_plain()
+
+    def print_plain(self) -> None:
+        snap = self.snapshot()
+        cols = ("phone", "role", "ip", "tier", "state", "down", "up", "rate down", "doing")
+        widths = (8, 8, 13, 8, 15, 9, 9, 12, 0)
+        lines = [f"{self.stamp()} {snap.title}",
+                 "  " + "  ".join(f"{c:{w}}" if w else c for c, w in zip(cols, widths))]
+        for r in snap.rows:
+            vals = (r.phone, r.role, r.ip, r.tier, r.state, r.down, r.up, r.rate, r.doing)
+            lines.append("  " + "  ".join(f"{v[:w]:{w}}" if w else v
+                                          for v, w in zip(vals, widths)))
+        lines += ["  " + f for f in snap.footer]
+        with self._lock:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        snap = self.snapshot()
+        table = Table(title=snap.title, title_justify="left", expand=False)
+        for name, just in (("phone", "left"), ("role", "left"), ("MAC", "left"),
+                           ("IP", "left"), ("tier", "left"), ("state", "left"),
+                           ("↓ bytes", "right"), ("↑ bytes", "right"), ("↓ rate", "right"),
+                           ("doing", "left")):
+            table.add_column(name, justify=just, no_wrap=name != "doing",
+                             max_width=40 if name == "doing" else None)
+        for r in snap.rows:
+            style = {"online": "green", "walled": "yellow"}.get(r.state.split(" ")[0], "")
+            if r.state.startswith("ended"):
+                style = "red"
+            table.add_row(r.phone, r.role, r.mac, r.ip, r.tier, Text(r.state, style=style),
+                          r.down, r.up, r.rate, r.doing)
+        parts: list[Any] = [table]
+        parts += [Text(f) for f in snap.footer]
+        checks = Text()
+        for ok, text in snap.checks:
+            mark, style = {True: ("✓", "green"), False: ("✗", "red")}.get(ok, ("…", "dim"))
+            checks.append(f" {mark} ", style=style)
+            checks.append(text + "\n")
+        parts.append(checks)
+        with self._lock:
+            events = list(self._events)
+        if events:
+            parts.append(Text("\n".join(events), style="dim"))
+        return Group(*parts)
+
+
+def _have_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
