@@ -117,6 +117,7 @@ class SessionEngine:
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._last_tick: dt.datetime | None = None
+        self._generation = 0  # bumped by every kernel change
         self._last_flush = time.monotonic()
         self.started_at: dt.datetime | None = None
 
@@ -334,7 +335,7 @@ class SessionEngine:
                     raise Refused("another authorization of this device is in progress",
                                   code="conflict") from None
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
-                self.dp.apply(self._change(before, [self._wanted(sess)]))
+                self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
                 log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
                          tier_cfg.name, source)
@@ -354,7 +355,7 @@ class SessionEngine:
                     raise NotFound("no running session for that device", code="no-session")
                 self._end(db, sess, why, now)
                 db.flush()
-                self.dp.apply(self._change([self._wanted(sess)], []))
+                self._apply(self._change([self._wanted(sess)], []))
                 return self._describe(db, sess, now)
 
     def extend(self, *, mac: str | None = None, ip: str | None = None,
@@ -391,7 +392,7 @@ class SessionEngine:
                     before.append(self._wanted(sess))
                     self._end(db, sess, EndReason.BLOCKED, now)
                 db.flush()
-                self.dp.apply(self._change(before, [], block=[mac]))
+                self._apply(self._change(before, [], block=[mac]))
                 return {"mac": mac, "blocked": True, "ended_session": sess.id if sess else None}
 
     def unblock(self, *, mac: str) -> dict[str, Any]:
@@ -403,7 +404,7 @@ class SessionEngine:
                     raise NotFound(f"{mac} is not blocked", code="not-blocked")
                 device.blocked, device.blocked_at, device.blocked_reason = False, None, None
                 db.flush()
-                self.dp.apply(self._change([], [], unblock=[mac]))
+                self._apply(self._change([], [], unblock=[mac]))
                 return {"mac": mac, "blocked": False}
 
     def client(self, *, ip: str | None = None, mac: str | None = None) -> dict[str, Any]:
@@ -451,14 +452,25 @@ class SessionEngine:
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, force_flush: bool = False) -> TickReport:
-        """Account, expire, flush when due, and reconcile the kernel with the database."""
+        """Account, expire, flush when due, and reconcile the kernel with the database.
+
+        The kernel is read before the lock is taken (a full read costs tens of milliseconds
+        with a thousand clients, and logins must not wait for it); if any operation changed
+        the kernel meanwhile, it is read again under the lock.
+        """
         report = TickReport()
+        generation = self._generation
+        readings = self.dp.counters()
+        snap = self.dp.snapshot(readings=readings)
         with self.lock:
+            if generation != self._generation:
+                readings = self.dp.counters()
+                snap = self.dp.snapshot(readings=readings)
+            down, up = readings
             now = self.clock()
             elapsed = 0.0 if self._last_tick is None else max(
                 0.0, (now - self._last_tick).total_seconds())
             self._last_tick = now
-            down, up = self.dp.counters()
             with Session(self.db) as db, db.begin():
                 active = self._active(db)
                 for sess in active:
@@ -478,7 +490,9 @@ class SessionEngine:
                 if due:
                     self._flush(db, active)
                     report.flushed = True
-            report.plan = self.reconcile((down, up))
+                wanted = [self._wanted(s) for s in active if s.ended_at is None]
+                blocked = self._blocked(db)
+            report.plan = self._reconcile(wanted, blocked, snap)
         return report
 
     def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
@@ -559,25 +573,35 @@ class SessionEngine:
         self.pending_hourly.clear()
         self._last_flush = time.monotonic()
 
-    def reconcile(self, readings: tuple[dict[int, ClassReading], dict[int, ClassReading]]
-                  | None = None) -> str:
-        """Make the kernel match the database; returns a summary of what had to change.
-        ``readings``: the tick's class dumps, reused rather than taken again."""
+    def reconcile(self) -> str:
+        """Make the kernel match the database now; returns a summary of what had to change."""
         with self.lock:
             with Session(self.db) as db:
                 active = self._active(db)
+                wanted = [self._wanted(s) for s in active]
                 blocked = self._blocked(db)
-            wanted = [self._wanted(s) for s in active]
-            live_ids = {s.id for s in active}
-            for sid in list(self.live):
-                if sid not in live_ids:
-                    self.live.pop(sid)
-            plan = make_plan(wanted, blocked, self.dp.snapshot(readings=readings), self.network)
-            if plan.empty:
-                return ""
-            log.warning("reconcile: kernel differed from database: %s", plan.summary())
+            return self._reconcile(wanted, blocked, self.dp.snapshot())
+
+    def _reconcile(self, wanted: list[Wanted], blocked: set[str], snap: Snapshot) -> str:
+        wanted_ips = {w.ip for w in wanted}
+        for sid, live in list(self.live.items()):
+            if live.ip not in wanted_ips:
+                self.live.pop(sid)
+        plan = make_plan(wanted, blocked, snap, self.network)
+        if plan.empty:
+            return ""
+        log.warning("reconcile: kernel differed from database: %s", plan.summary())
+        self._apply(plan)
+        return plan.summary()
+
+    def _apply(self, plan: Plan) -> None:
+        """Every kernel change goes through here, so that a tick whose kernel read overlapped
+        it (before, during or after) sees the generation move and reads again."""
+        self._generation += 1
+        try:
             self.dp.apply(plan)
-            return plan.summary()
+        finally:
+            self._generation += 1
 
     def flush(self) -> None:
         """Write pending accounting now (shutdown)."""

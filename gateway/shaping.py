@@ -15,6 +15,7 @@ clients share it equally when it is full.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ def classid_str(minor: int) -> str:
     return f"1:{minor:x}"
 
 
+@functools.lru_cache(maxsize=65536)
 def client_minor(ip: str | ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> int:
     """The HTB minor id of a client: its host index in the LAN subnet (10.10.0.42 → 0x2a)."""
     addr = ipaddress.IPv4Address(ip)
