@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from hotspot.audit import Actor, record, write
 from hotspot.errors import HotspotError, NotFound, UsageError
@@ -318,10 +319,10 @@ def session_operator(engine: Engine, token: str | None, idle: dt.timedelta,
         return None
     now = clock()
     th = _token_hash(token)
-    with engine.connect() as conn:
-        row = conn.execute(select(OperatorSession, Operator)
-                           .join(Operator, Operator.id == OperatorSession.operator_id)
-                           .where(OperatorSession.token_hash == th)).first()
+    with Session(engine, expire_on_commit=False) as db:
+        row = db.execute(select(OperatorSession, Operator)
+                         .join(Operator, Operator.id == OperatorSession.operator_id)
+                         .where(OperatorSession.token_hash == th)).first()
     if row is None:
         return None
     s, op = row.OperatorSession, row.Operator

@@ -790,8 +790,9 @@ def _sale_row(conn: Connection, voucher_id: int) -> Any:
     return conn.execute(
         select(Voucher.id, Voucher.state, Voucher.serial, Voucher.batch_id, Voucher.sold_at,
                Voucher.first_used_at, Voucher.valid_until, VoucherBatch.price,
-               VoucherBatch.package_name, VoucherSale.operator)
+               VoucherBatch.package_name, VoucherSale.operator, Package.title)
         .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+        .join(Package, VoucherBatch.package_id == Package.id)
         .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
         .where(Voucher.id == voucher_id)).first()
 
@@ -819,7 +820,7 @@ def mark_sold(engine: Engine, voucher_id: int, *, actor: Actor,
                                                 operator_id=actor.id, operator=actor.name[:32],
                                                 price=v.price))
         sale = {"voucher_id": voucher_id, "batch_id": v.batch_id, "serial": v.serial,
-                "package": v.package_name, "price": v.price, "sold_at": now,
+                "package": v.package_name, "title": v.title, "price": v.price, "sold_at": now,
                 "used": v.first_used_at is not None}
         _audit(conn, actor, "voucher.sell", f"voucher:{voucher_id}",
                before={"sold_at": None}, after={"sold_at": now, "price": v.price,
@@ -1039,7 +1040,8 @@ def voucher_detail(engine: Engine, voucher_id: int) -> dict[str, Any]:
                    Voucher.sold_at, Voucher.first_used_at, Voucher.expires_at,
                    Voucher.valid_until, Voucher.bytes_total, Voucher.void_reason,
                    Voucher.merged_into, VoucherBatch.package_name, VoucherBatch.price,
-                   VoucherBatch.hours, VoucherBatch.data_mb, VoucherBatch.devices,
+                   VoucherBatch.hours, VoucherBatch.data_mb,
+                   VoucherBatch.devices.label("devices_limit"),
                    VoucherSale.operator.label("sold_by"))
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
             .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)

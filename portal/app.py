@@ -68,6 +68,13 @@ class PortalState:
         self.fragments: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
+    def invalidate_packages(self) -> None:
+        """The console changed a package: the next price list is read afresh (in this
+        worker; the others within PACKAGES_TTL)."""
+        with self._lock:
+            self._packages = (0.0, [])
+            self.fragments.clear()
+
     def packages(self) -> list[PackageInfo]:
         """The price list (cached briefly: every splash shows it)."""
         stamp, cached = self._packages
@@ -173,6 +180,14 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
     from portal.captive import bp as captive_bp, render_message
 
     app.register_blueprint(captive_bp)
+    # The BUMDes operator console (/operator/, portal/operator) and the gateway's own usage
+    # API (/api/v1/usage, off unless [sync] api_token is set).
+    from portal.operator import is_console_path, register as register_console
+    from portal.operator import render_error as console_error
+    from portal.usage_api import usage_blueprint
+
+    register_console(app)
+    app.register_blueprint(usage_blueprint(config, db))
     version = _static_version()
 
     @app.context_processor
@@ -199,6 +214,8 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
 
     @app.errorhandler(CSRFError)
     def _csrf(_exc):  # noqa: ANN001
+        if is_console_path():
+            return console_error("expired", 400)
         return render_message("expired", 400)
 
     @app.errorhandler(HTTPException)
@@ -206,22 +223,32 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
         kind = {404: "not-found", 405: "not-found", 413: "too-large"}.get(exc.code or 500)
         if kind is None:
             kind = "bad-request" if (exc.code or 500) < 500 else "error"
+        if is_console_path():
+            return console_error(kind, exc.code or 500)
         return render_message(kind, exc.code or 500)
 
     @app.errorhandler(HotspotError)
     def _hotspot(exc: HotspotError):
         from portal.captive import render_gateway_error
 
+        if is_console_path():
+            log.warning("console: %s: %s", exc.code, exc.message)
+            kind = {"no-key": "no-key", "bad-voucher-key": "no-key"}.get(exc.code, "gateway")
+            return console_error(kind, 503)
         return render_gateway_error(exc)
 
     @app.errorhandler(SQLAlchemyError)
     def _database_error(exc: SQLAlchemyError):
         log.error("database: %s", str(exc).splitlines()[0])
+        if is_console_path():
+            return console_error("busy", 503)
         return render_message("busy", 503)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
+        if is_console_path():
+            return console_error("error", 500)
         return render_message("error", 500)
 
     app.wsgi_app = CaptiveIntercept(app.wsgi_app, urls, state.signer)  # type: ignore[method-assign]

@@ -199,7 +199,15 @@ def index():
     to = target()
     if info.get("session") and to:
         return success_page(info["session"], to)
-    return home(info)
+    return home(info, code=printed_code())
+
+
+def printed_code() -> str:
+    """``/?code=ABCD-EFGH-JK`` — the QR code on a printed voucher card fills the form in."""
+    from hotspot.vouchers import format_code, normalize_code
+
+    bare = normalize_code(request.args.get("code", "")[:40])
+    return format_code(bare) if bare else ""
 
 
 @bp.get("/status")
