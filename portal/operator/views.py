@@ -89,7 +89,8 @@ def whole(form: dict[str, str], name: str, lo: int, hi: int, errors: dict[str, s
             gettext("It cannot be negative.")
         return None
     if value > hi:
-        errors[name] = gettext("It cannot be more than %(hi)s.", hi=f"{hi:,}".replace(",", "."))
+        limit = format(hi, ",").replace(",", ".")
+        errors[name] = gettext("It cannot be more than %(hi)s.", hi=limit)
         return None
     return value
 
