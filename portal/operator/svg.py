@@ -37,16 +37,16 @@ def qr(text: str, title: str = "") -> Markup:
 
 
 def bars(points: Sequence[tuple[str, float, str]], *, title: str, unit_label: str = "",
-         width: int = 640, height: int = 220) -> Markup:
+         width: int = 360, height: int = 180) -> Markup:
     """A bar chart: ``points`` are (axis label, value, tooltip). Labels are thinned out to fit;
     every bar has its own ``<title>`` (the exact figure)."""
-    left, right, top, bottom = 8, 8, 22, 34
+    left, right, top, bottom = 6, 6, 20, 24
     w, h = width - left - right, height - top - bottom
     n = max(1, len(points))
     peak = max([v for _, v, _ in points] + [0]) or 1
     step = w / n
     bar_w = max(1.0, step * 0.75)
-    every = max(1, round(n / 10))
+    every = max(1, -(-n // 6))
     out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
            f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#5c6670"/>',
@@ -58,7 +58,7 @@ def bars(points: Sequence[tuple[str, float, str]], *, title: str, unit_label: st
                    f'height="{bh:.1f}" fill="#0b5d43"><title>{escape(tip)}</title></rect>')
         if i % every == 0:
             out.append(f'<text x="{left + i * step + step / 2:.1f}" y="{top + h + 16}" '
-                       f'font-size="11" text-anchor="middle" fill="#1b1f23">{escape(label)}</text>')
+                       f'font-size="10" text-anchor="middle" fill="#1b1f23">{escape(label)}</text>')
     out.append(f'<text x="{left + w}" y="14" font-size="12" text-anchor="end" fill="#4a545e">'
                f'max {escape(_short(peak))}</text></svg>')
     return Markup("".join(out))
