@@ -69,6 +69,7 @@ class Display:
         self._lock = threading.Lock()
         self._live: Any = None
         self._last_plain = 0.0
+        self._begun = False
         self._console: Any = None
         if self.live_mode:
             from rich.console import Console
@@ -103,6 +104,7 @@ class Display:
     # -- the table ---------------------------------------------------------------------------
 
     def begin(self) -> None:
+        self._begun = True
         if self.live_mode:
             from rich.live import Live
 
@@ -124,7 +126,8 @@ class Display:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        elif not self.live_mode:
+        elif self._begun and not self.live_mode and time.monotonic() - self._last_plain > 1.5:
+            self._last_plain = time.monotonic()
             self.print_plain()
 
     def print_plain(self) -> None:

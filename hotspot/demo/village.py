@@ -42,7 +42,7 @@ PROV_IP = "203.0.113.10"
 PROV_GW = "203.0.113.1"
 COLLECTOR_PORT = 8000
 DHCP_RANGE = ("10.10.0.100", "10.10.0.199")
-MIN_DURATION = 20
+LEASE_WAIT = 40  # seconds the villagers wait for their phones' leases at most
 MAX_PHONES = 16
 ROLES = ("free", "voucher", "heavy", "walled")
 ROLE_TEXT = {
@@ -70,7 +70,7 @@ TOOLS = {"ip": "iproute2", "nft": "nftables", "tc": "iproute2", "iperf3": "iperf
 DHCLIENT_CONF = """\
 option rfc8910-captive-portal code 114 = text;
 request subnet-mask, broadcast-address, routers, domain-name-servers, rfc8910-captive-portal;
-timeout 30;
+timeout 60;
 retry 5;
 """
 # Instead of dhclient-script (which would rewrite the host's resolv.conf): record what the
@@ -121,6 +121,7 @@ class Phone:
     lease_dir: Path
     ip: str | None = None
     option114: str | None = None
+    lease_seconds: float | None = None
     proc: subprocess.Popen | None = None
     doing: str = ""
     checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
@@ -253,7 +254,7 @@ class Demo:
         return proc
 
     def log_tail(self, name: str, lines: int = 25) -> str:
-        path = self.logs / f"{name}.log"
+        path = self.logs / name
         if not path.exists():
             return f"(no {path})"
         text = path.read_text(errors="replace").splitlines()[-lines:]
@@ -268,9 +269,9 @@ class Demo:
                 return value
             if service and self.services[service].poll() is not None:
                 raise DemoError(f"{service} exited ({self.services[service].returncode}) "
-                                f"while waiting for {what}\n{self.log_tail(service)}")
+                                f"while waiting for {what}\n{self.log_tail(service + '.log')}")
             if time.monotonic() > deadline:
-                tail = f"\n{self.log_tail(service)}" if service else ""
+                tail = f"\n{self.log_tail(service + '.log')}" if service else ""
                 raise DemoError(f"{what}: not after {timeout:.0f} s{tail}")
             time.sleep(interval)
 
@@ -373,10 +374,6 @@ class Demo:
     def build(self) -> None:
         from gateway.testbed import sh
 
-        self.work.mkdir(parents=True)
-        self.work.chmod(0o755)  # dnsmasq drops to its own user and reads its file here
-        self.logs.mkdir()
-        (self.work / "demo.pid").write_text(f"{os.getpid()} hotspot demo\n")
         self.bed.build()
         # The province: the collector's own namespace, one hop behind the "internet".
         sh(["ip", "netns", "add", self.prov])
@@ -442,17 +439,16 @@ class Demo:
         self.step(f"collector: gateway {GATEWAY_ID} registered, API token made")
         return json.loads(reg.stdout)["secret"]
 
-    def write_config(self, secret: str) -> None:
-        from gateway.testbed import write_toml
-
-        self.socket = self.work / "control.sock"
-        self.config = write_toml(self.work / "hotspot.toml", {
+    def settings(self) -> dict[str, Any]:
+        """The village's hotspot.toml, without [sync] (added once the collector gave the
+        secret)."""
+        return {
             "village": {"name": VILLAGE, "timezone": "Asia/Jakarta"},
             "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
                         "lan_address": self.bed.lan_address, "uplink_down_kbps": 50000,
                         "uplink_up_kbps": 50000},
             "database": {"url": f"sqlite:///{self.work}/hotspot.db"},
-            "control": {"socket": str(self.socket)},
+            "control": {"socket": str(self.work / "control.sock")},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
             "tiers": {"free": FREE, "premium": PREMIUM},
             "portal": {"user": "", "workers": 2, "threads": 8,
@@ -464,32 +460,42 @@ class Demo:
             "wifi": {"enabled": False},
             "dhcp": {"range_start": DHCP_RANGE[0], "range_end": DHCP_RANGE[1],
                      "lease_minutes": 60, "upstream_dns": ["198.51.100.10"]},
-            "sync": {"upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
-                     "gateway_id": GATEWAY_ID, "secret": secret, "interval_seconds": 3,
-                     "health_seconds": 5, "backoff_max_seconds": 4, "timeout_seconds": 10},
             "privacy": {"pseudonym_key": self.pseudonym_key},
-        })
+        }
+
+    def write_config(self, secret: str) -> None:
+        from gateway.testbed import write_toml
         from hotspot import config as config_mod
 
+        data = self.settings()
+        data["sync"] = {"upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
+                        "gateway_id": GATEWAY_ID, "secret": secret, "interval_seconds": 3,
+                        "health_seconds": 5, "backoff_max_seconds": 4, "timeout_seconds": 10}
+        self.socket = self.work / "control.sock"
+        self.config = write_toml(self.work / "hotspot.toml", data)
         self.cfg = config_mod.load(str(self.config))
 
     def start_dhcp(self) -> None:
         """dnsmasq with the configuration ``hotspot provision`` renders, in the gateway
         namespace; dhclient in every phone."""
+        from hotspot import config as config_mod
         from provisioning import render as R
 
-        files = {f.path: f for f in R.render(self.cfg, b"", hotspot=sys.executable)}
+        cfg = config_mod.load(overrides=self.settings())
+        files = {f.path: f for f in R.render(cfg, b"", hotspot=sys.executable)}
         conf = self.work / "dnsmasq.conf"
         conf.write_bytes(files[R.DNSMASQ].content)
         conf.chmod(0o644)
-        self.api_url = R.api_url(self.cfg)
+        self.api_url = R.api_url(cfg)
         self.service("dnsmasq", self.bed.gw, [
             "dnsmasq", "--keep-in-foreground", f"--conf-file={conf}",
             f"--dhcp-leasefile={self.work}/dnsmasq.leases", f"--pid-file={self.work}/dnsmasq.pid",
             "--no-hosts", "--log-facility=-", "--log-dhcp"])
         self.wait("dnsmasq listening", lambda: self.port_open(self.bed.gw, GW_LAN_IP, 53), 15,
                   "dnsmasq", interval=0.2)
-        for ph in self.phones:
+        first = {"heavy": 0, "voucher": 1, "free": 2}  # the longest scripts first
+        self.dhcp_started = time.monotonic()
+        for ph in sorted(self.phones, key=lambda p: (first.get(p.role, 3), p.index)):
             (ph.lease_dir / "dhclient.conf").write_text(DHCLIENT_CONF)
             script = ph.lease_dir / "script"
             script.write_text(DHCLIENT_SCRIPT.format(out=ph.lease_dir))
@@ -501,17 +507,20 @@ class Demo:
         self.step(f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
                   f"{self.api_url}; dhclient in every phone")
 
-    def wait_leases(self) -> None:
-        def bound() -> bool:
-            for ph in self.phones:
-                if ph.ip is None and (ph.lease_dir / "BOUND.env").exists():
-                    env = _env_file(ph.lease_dir / "BOUND.env")
+    def check_leases(self) -> list[Phone]:
+        """Phones whose lease arrived since the last look (dhclient's script wrote it)."""
+        new = []
+        for ph in self.phones:
+            if ph.ip is None and (ph.lease_dir / "BOUND.env").exists():
+                env = _env_file(ph.lease_dir / "BOUND.env")
+                with self.lock:
                     ph.ip = env.get("new_ip_address")
                     ph.option114 = env.get("new_rfc8910_captive_portal")
-                    self.step(f"{ph.name}: DHCP lease {ph.ip}, option 114 {ph.option114}")
-            return all(ph.ip for ph in self.phones)
-
-        self.wait("DHCP leases for every phone", bound, 40, interval=0.2)
+                    ph.lease_seconds = time.monotonic() - self.dhcp_started
+                self.step(f"{ph.name} ({ph.role}): DHCP lease {ph.ip} after "
+                          f"{ph.lease_seconds:.1f} s, option 114 {ph.option114}")
+                new.append(ph)
+        return new
 
     def start_gateway(self) -> None:
         from hotspot.control import ControlClient
@@ -589,9 +598,10 @@ class Demo:
             return
         password = secrets.token_urlsafe(9)
         out = _run(self.hotspot(self.config, "operators", "add", "demo", "--role", "admin",
-                                "--password-stdin"), input=password + "\n", cwd=self.work)
+                                "--full-name", "Operator demo"),
+                   input=password + "\n", cwd=self.work)  # the password: one line on stdin
         if out.returncode != 0:
-            self.notes.append(f"hotspot operators add demo --role admin --password-stdin: "
+            self.notes.append(f"hotspot operators add demo --role admin: "
                               f"{(out.stderr or out.stdout).strip()[:200]}")
             return
         self.operator = ("demo", password)
@@ -609,10 +619,12 @@ class Demo:
 
     # -- the villagers --------------------------------------------------------------------------
 
-    def start_villagers(self) -> None:
-        for ph in self.phones:
-            if ph.role == "you":
+    def start_villagers(self, phones: list[Phone]) -> int:
+        n = 0
+        for ph in phones:
+            if ph.role == "you" or ph.proc is not None:
                 continue
+            n += 1
             args = [sys.executable, "-m", "hotspot.demo.villagers", ph.role]
             if ph.role == "voucher":
                 args += ["--code", self.codes[0], "--seconds", str(IPERF_SECONDS)]
@@ -624,6 +636,7 @@ class Demo:
             log.close()
             threading.Thread(target=self._read_villager, args=(ph,), daemon=True,
                              name=f"villager-{ph.name}").start()
+        return n
 
     def _read_villager(self, ph: Phone) -> None:
         assert ph.proc is not None and ph.proc.stdout is not None
@@ -737,9 +750,12 @@ class Demo:
                                 up=fmt_bytes(up), rate=fmt_rate(ph.rate_down),
                                 doing=ph.doing or ROLE_TEXT.get(ph.role, "")))
             clients, records, down = self.collector_stats
-        acting = (time.monotonic() - self.acting_since) if self.acting_since else 0
-        of = f" / {self.opts.duration} s" if self.opts.duration else " (Ctrl-C ends)"
-        title = f"{VILLAGE} · demo village “{self.prefix}” · {acting:.0f} s{of}"
+        if self.acting_since is None:
+            clock = "waiting for DHCP leases"
+        else:
+            clock = f"{time.monotonic() - self.acting_since:.0f} s" + (
+                f" / {self.opts.duration} s" if self.opts.duration else " (Ctrl-C ends)")
+        title = f"{VILLAGE} · demo village “{self.prefix}” · {clock}"
         footer = [f"DHCP option 114 (RFC 8910): {getattr(self, 'api_url', '-')}",
                   f"province collector: {records} usage records of {clients} pseudonymous "
                   f"clients, {fmt_bytes(down)} down, from {GATEWAY_ID}"]
@@ -777,7 +793,9 @@ class Demo:
             add(ok if (final or ok) else None,
                 "every phone got its address from dnsmasq over DHCP, with option 114",
                 f"{len(self.phones) - len(bad)}/{len(self.phones)} leased in "
-                f"{DHCP_RANGE[0]}–{DHCP_RANGE[1]}, option 114 = {getattr(self, 'api_url', '-')}"
+                f"{DHCP_RANGE[0]}–{DHCP_RANGE[1]}"
+                + (f" within {max((p.lease_seconds or 0 for p in self.phones), default=0):.1f} s" if not bad else "")
+                + f", option 114 = {getattr(self, 'api_url', '-')}"
                 + (f"; no lease: {bad}" if bad else "") + (f"; wrong: {wrong}" if wrong else "")
                 + (f"; outside the range: {outside}" if outside else ""))
             for ph in self.by_role("free") + self.by_role("browser"):
@@ -841,6 +859,11 @@ class Demo:
                 if ph.seen:
                     ok, d = False, d + f"; but the gateway gave it a session: {sorted(ph.seen)}"
                 add(ok, f"{who}: never logs in, nothing gets through", d)
+        access = getattr(self, "host_access", None)
+        out.append((access[0] if access else (False if final else None),
+                    "the portal, operator console and collector answer on the forwarded "
+                    "localhost ports", access[1] if access else "not checked (no lease for "
+                    "the \"you\" phone)"))
         out.append(self.sync_expectation(final))
         return out
 
@@ -851,6 +874,66 @@ class Demo:
             ok = True if records and down else None
             return ok, what, f"{records} records"
         return self._sync_verdict
+
+    def check_host_access(self) -> None:
+        """What a person at this machine would open, through the forwarded ports: the
+        portal's splash (as the "you" phone), the operator console (logging in as the demo
+        operator), the collector's dashboard (HTTP Basic: any name, the API token)."""
+        import base64
+        import http.cookiejar
+        from urllib.parse import urlencode
+
+        from hotspot.demo.villagers import Forms
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPCookieProcessor(jar))
+
+        def get(url: str, headers: dict[str, str] | None = None,
+                data: dict[str, str] | None = None) -> tuple[int, str, str]:
+            body = urlencode(data).encode() if data is not None else None
+            req = urllib.request.Request(url, data=body, headers=headers or {})
+            try:
+                with opener.open(req, timeout=10) as resp:
+                    return resp.status, resp.geturl(), resp.read(300_000).decode("utf-8",
+                                                                                 "replace")
+            except urllib.error.HTTPError as exc:
+                return exc.code, url, exc.read(300_000).decode("utf-8", "replace")
+            except (OSError, urllib.error.URLError) as exc:
+                return 0, url, str(exc)
+
+        base = self.portal_fwd.url
+        portal_status, _, body = get(base + "/")
+        splash = portal_status == 200 and "Sambungkan" in body
+        parts = [f"portal {base}/ → {portal_status}" + (" (the splash)" if splash else "")]
+        op_status, op_url, op_body = get(base + "/operator/")
+        if op_status == 404:
+            op_ok = True  # not built yet: a note, not a failure
+            parts.append("/operator/ → 404")
+            self.notes.append("the portal answers 404 at /operator/: the operator console's "
+                              "pages are not in this install yet")
+        elif self.operator is None:
+            op_ok = op_status == 200
+            parts.append(f"/operator/ → {op_status} (no demo operator to log in with)")
+        else:
+            forms = Forms()
+            forms.feed(op_body)
+            fields = forms.form("/operator/login") or {}
+            fields.update(name=self.operator[0], password=self.operator[1])
+            st, url, page = get(base + "/operator/login", data=fields)
+            logged_in = st == 200 and "/operator/login" not in url
+            op_ok = logged_in
+            parts.append(f"/operator/ → login form; operator {self.operator[0]} logs in → "
+                         f"{st} {url.replace(base, '') or '/'}"
+                         + ("" if logged_in else " (still the login page)"))
+        auth = base64.b64encode(f"demo:{self.api_token}".encode()).decode()
+        coll_status, _, cbody = get(self.collector_fwd.url + "/",
+                                    {"Authorization": f"Basic {auth}"})
+        dashboard = coll_status == 200 and GATEWAY_ID in cbody
+        parts.append(f"collector {self.collector_fwd.url}/ → {coll_status}"
+                     + (" (the dashboard lists the village)" if dashboard else ""))
+        self.host_access = (splash and dashboard and op_ok, "; ".join(parts))
+        self.step(f"from this machine: {self.host_access[1]}")
 
     def check_collector(self, timeout: float = 15) -> None:
         """At the end: the collector's pull API (through the forwarded port) has usage for
@@ -927,40 +1010,51 @@ class Demo:
     # -- the whole run -----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        say = self.display.say
-        self.build()
-        self.start_upstream()
-        secret_box: dict[str, Any] = {}
+        """Everything but the villagers, in the order that makes it quick: DHCP first (the
+        phones' leases take longest), the collector's registration meanwhile."""
+        self.work.mkdir(parents=True)
+        self.work.chmod(0o755)  # dnsmasq drops to its own user and reads its file here
+        self.logs.mkdir()
+        (self.work / "demo.pid").write_text(f"{os.getpid()} hotspot demo\n")
+        box: dict[str, Any] = {}
 
         def register() -> None:
             try:
-                secret_box["secret"] = self.register_at_collector()
+                box["secret"] = self.register_at_collector()
             except Exception as exc:  # noqa: BLE001 - re-raised below
-                secret_box["error"] = exc
+                box["error"] = exc
 
-        reg = threading.Thread(target=register)
+        reg = threading.Thread(target=register, name="register")
         reg.start()
-        commands = available_commands()
-        reg.join()
-        if "error" in secret_box:
-            raise secret_box["error"]
-        self.write_config(secret_box["secret"])
+        try:
+            self.build()
+            self.start_dhcp()
+            self.start_upstream()
+            self.commands = available_commands()
+        finally:
+            reg.join()
+        if "error" in box:
+            raise box["error"]
+        self.write_config(box["secret"])
         self.start_collector()
         self.start_gateway()
-        self.start_dhcp()
         self.start_portal()
         self.start_forwards()
         self.wait_collector()
         self.wait_portal()
         self.start_sync()
-        self.make_vouchers(commands)
-        self.make_operator(commands)
-        self.wait_leases()
+        self.make_vouchers(self.commands)
+        self.make_operator(self.commands)
+        self.check_leases()
+        self.show_access()
+
+    def show_access(self) -> None:
+        say = self.display.say
         you = self.phones[-1]
         say("")
         say(f"The village is up ({self.elapsed():.0f} s). From this machine:")
-        say(f"  captive portal     {self.portal_fwd.url}/   (you are phone {you.name}, "
-            f"{you.ip}, MAC {you.mac})")
+        say(f"  captive portal     {self.portal_fwd.url}/   (your browser is phone {you.name}, "
+            f"MAC {you.mac})")
         if self.operator:
             say(f"  operator console   {self.portal_fwd.url}/operator/   user "
                 f"{self.operator[0]}, password {self.operator[1]}")
@@ -977,26 +1071,41 @@ class Demo:
         say("")
 
     def act(self) -> None:
-        self.acting_since = time.monotonic()
-        self.start_villagers()
+        """The villagers act (each as soon as its phone has a lease) while the table shows
+        what the gateway sees. The --duration clock starts with the first villager (or
+        after LEASE_WAIT seconds without any lease: then the DHCP expectation fails)."""
+        entered = time.monotonic()
         self.display.begin()
         try:
             while True:
+                started = self.start_villagers(self.check_leases()
+                                               + [p for p in self.phones if p.ip])
+                now = time.monotonic()
+                if self.acting_since is None and (started or now - entered > LEASE_WAIT):
+                    self.acting_since = now
+                if self.phones[-1].ip and not hasattr(self, "_access_thread"):
+                    self._access_thread = threading.Thread(target=self.check_host_access,
+                                                           daemon=True, name="host-access")
+                    self._access_thread.start()
                 self.poll()
                 self.display.tick()
-                if self.opts.duration and time.monotonic() - self.acting_since >= self.opts.duration:
+                if (self.opts.duration and self.acting_since is not None
+                        and now - self.acting_since >= self.opts.duration):
                     break
                 crashed = [n for n in ("gateway", "portal", "sync", "collector", "dnsmasq")
                            if self.services[n].poll() is not None]
                 if crashed:
                     self.display.end()
                     raise DemoError(f"{', '.join(crashed)} exited during the demo\n"
-                                    + "\n".join(self.log_tail(n) for n in crashed))
-                time.sleep(1.0)
+                                    + "\n".join(self.log_tail(f"{n}.log") for n in crashed))
+                time.sleep(max(0.05, 1.0 - (time.monotonic() - now)))
         finally:
             self.display.end()
 
     def verdict(self) -> bool:
+        access = getattr(self, "_access_thread", None)
+        if access is not None:
+            access.join(timeout=30)
         self.check_collector()
         self.results = [(bool(ok), what, detail) for ok, what, detail in self.expectations()]
         say = self.display.say
@@ -1011,11 +1120,14 @@ class Demo:
         say(f"{passed}/{len(self.results)} expectations held"
             + ("" if all_ok else " — see the logs above and in the work dir"))
         if not all_ok:
-            for name in ("gateway", "portal", "sync"):
+            for name in ("gateway.log", "portal.log", "sync.log"):
                 say(self.log_tail(name, 15))
             for ph in self.phones:
-                if ph.role != "you" and any(not ok for ok, _ in ph.checks.values()):
-                    say(self.log_tail(f"villager-{ph.name}", 15).replace(".log", ".jsonl"))
+                if ph.role != "you" and (not ph.checks or
+                                         any(not ok for ok, _ in ph.checks.values())):
+                    say(self.log_tail(f"villager-{ph.name}.jsonl", 12))
+                    say(self.log_tail(f"villager-{ph.name}.err", 12))
+                    say(self.log_tail(f"dhclient-{ph.name}.log", 8))
         return all_ok
 
 
