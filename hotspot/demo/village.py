@@ -12,7 +12,6 @@ crashed run) and at the end (normal end, Ctrl-C, SIGTERM, an exception).
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import os
@@ -43,7 +42,6 @@ PROV_GW = "203.0.113.1"
 COLLECTOR_PORT = 8000
 DHCP_RANGE = ("10.10.0.100", "10.10.0.199")
 LEASE_WAIT = 40  # seconds the villagers wait for their phones' leases at most
-MAX_PHONES = 16
 ROLES = ("free", "voucher", "heavy", "walled")
 ROLE_TEXT = {
     "free": "accepts the free terms, then browses",
@@ -77,13 +75,14 @@ retry 5;
 # server sent and configure the interface, nothing else.
 DHCLIENT_SCRIPT = """\
 #!/bin/sh
-env | sort > "{out}/$reason.env.tmp" && mv "{out}/$reason.env.tmp" "{out}/$reason.env"
 case "$reason" in
 PREINIT) ip link set dev "$interface" up ;;
 BOUND|RENEW|REBIND|REBOOT)
     ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
     ip route replace default via "$new_routers" dev "$interface" ;;
 esac
+# Written last (and renamed into place): the demo starts the villager when it appears.
+env | sort > "{out}/$reason.env.tmp" && mv "{out}/$reason.env.tmp" "{out}/$reason.env"
 exit 0
 """
 
@@ -130,7 +129,7 @@ class Phone:
     last_session: dict[str, Any] | None = None
     allowance: dict[str, Any] | None = None
     seen: set[tuple[str, str]] = field(default_factory=set)  # (tier, source) of its sessions
-    samples: deque = field(default_factory=lambda: deque(maxlen=8))
+    samples: deque = field(default_factory=lambda: deque(maxlen=3))  # ~2 s of rate
     rate_down: float = 0.0
     exit_code: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -229,6 +228,7 @@ class Demo:
         self.prov = f"{self.prefix}-prov"
         self.acting_since: float | None = None
         self._ctl: Any = None
+        self.gateway_error: str | None = None  # the last poll's failure, if it failed
         self.owned = False  # True once this run may remove namespaces <prefix>-*
 
     # -- helpers ----------------------------------------------------------------------------
@@ -692,6 +692,7 @@ class Demo:
             self.gateway_error = str(exc)
             return
         now = time.monotonic()
+        self.gateway_error = None
         with self.lock:
             for ph in self.phones:
                 s = sessions.get(ph.mac)
@@ -759,6 +760,9 @@ class Demo:
         footer = [f"DHCP option 114 (RFC 8910): {getattr(self, 'api_url', '-')}",
                   f"province collector: {records} usage records of {clients} pseudonymous "
                   f"clients, {fmt_bytes(down)} down, from {GATEWAY_ID}"]
+        if self.gateway_error:
+            footer.insert(0, f"gateway: not answering on its control socket "
+                             f"({self.gateway_error})")
         checks = [(ok, text) for ok, text, _ in self.expectations(final=False)]
         return Snapshot(title=title, rows=rows, footer=footer, checks=checks)
 
@@ -1043,6 +1047,8 @@ class Demo:
         self.wait_collector()
         self.wait_portal()
         self.start_sync()
+        self.wait("the upstream web server",
+                  lambda: self.port_open(self.bed.up, "198.51.100.10", 80), 15, "upstream-http")
         self.make_vouchers(self.commands)
         self.make_operator(self.commands)
         self.check_leases()

@@ -28,6 +28,7 @@ import argparse
 import errno
 import http.client
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,11 @@ class Browser:
         return self.request("POST", url, body=urlencode(fields).encode(), **kw)
 
 
+def short(url: str) -> str:
+    """A redirect target without its (long, signed) query."""
+    return url.split("?", 1)[0] + ("?…" if "?" in url else "")
+
+
 def portal_url(path: str) -> str:
     return f"http://{PORTAL}{path}"
 
@@ -166,7 +172,7 @@ def probe(b: Browser, upstream: str) -> Response | None:
         return None
     portal = f"http://{PORTAL}/"
     if not check("redirect", r.status == 302 and r.location.startswith(portal),
-                 f"GET {url} → {r.status} {r.location[:60]}"):
+                 f"GET {url} → {r.status} {short(r.location)}"):
         return None
     step("sees the portal splash")
     splash = b.get(r.location)
@@ -189,7 +195,7 @@ def accept_terms(b: Browser, splash: Response) -> bool:
     step("taps “Terima & Sambungkan”")
     r = b.post(portal_url("/accept"), fields)
     if r.status != 303 or "/ok" not in r.location:
-        return check("accept", False, f"POST /accept → {r.status} {r.location[:60]}")
+        return check("accept", False, f"POST /accept → {r.status} {short(r.location)}")
     ok = b.get(portal_url(urlsplit(r.location).path + "?" + urlsplit(r.location).query))
     return check("accept", ok.status == 200 and "Anda sudah tersambung" in ok.text,
                  f"POST /accept → 303 /ok → {ok.status}")
@@ -206,7 +212,7 @@ def reach_upstream(b: Browser, upstream: str, name: str = "online") -> bool:
             err = str(exc)
         if r is not None and r.status == 200 and MARKER in r.text:
             return check(name, True, f"GET {url} → 200, the upstream page")
-        err = f"{r.status} {r.location[:60]}" if r is not None else err
+        err = f"{r.status} {short(r.location)}" if r is not None else err
         sleep(0.3)
     return check(name, False, f"GET {url} → {err}")
 
@@ -259,7 +265,7 @@ def role_voucher(a: argparse.Namespace) -> int:
     step(f"types voucher {a.code}")
     r = b.post(portal_url("/voucher"), fields)
     if r.status != 303 or "/ok" not in r.location:
-        check("redeem", False, f"POST /voucher → {r.status} {r.location[:60]}")
+        check("redeem", False, f"POST /voucher → {r.status} {short(r.location)}")
         return 1
     ok = b.get(portal_url(urlsplit(r.location).path + "?" + urlsplit(r.location).query))
     check("redeem", ok.status == 200 and "Voucher Harian Anda aktif sampai" in ok.text,
@@ -328,7 +334,7 @@ def role_heavy(a: argparse.Namespace) -> int:
     try:
         r = b.get(f"http://{a.upstream}/")
         walled = r.status == 302 and r.location.startswith(f"http://{PORTAL}/")
-        detail = f"GET http://{a.upstream}/ → {r.status} {r.location[:50]}"
+        detail = f"GET http://{a.upstream}/ → {r.status} {short(r.location)}"
     except OSError as exc:
         walled, detail = False, f"GET http://{a.upstream}/: {exc}"
     check("walled", walled, detail)
@@ -352,9 +358,11 @@ def role_heavy(a: argparse.Namespace) -> int:
 
 def role_walled(a: argparse.Namespace) -> int:
     """Never logs in. Every attempt must fail: HTTPS (TCP 443) and iperf3 (TCP 5201) are
-    refused by the gateway, plain HTTP gets the portal, never the upstream page."""
+    refused by the gateway, plain HTTP gets the portal, never the upstream page, and the
+    upstream host never answers a ping."""
     tries = leaks = 0
     details: list[str] = []
+    ping = shutil.which("ping")
     step("has not logged in")
     while not _stop:
         tries += 1
@@ -376,9 +384,16 @@ def role_walled(a: argparse.Namespace) -> int:
                 details.append(f"HTTP got {r.status} from upstream")
         except OSError:
             pass
+        if ping:
+            echo = subprocess.run([ping, "-n", "-q", "-c", "1", "-W", "1", a.upstream],
+                                  capture_output=True, timeout=5)
+            if echo.returncode == 0:
+                leaks += 1
+                details.append("ping answered")
         # Reported after every round; the demo keeps the last word.
         check("never", leaks == 0,
-              f"{tries} rounds of HTTPS :443, iperf3 :5201 and HTTP: "
+              f"{tries} rounds of HTTPS :443, iperf3 :5201, HTTP"
+              + (" and ping" if ping else "") + ": "
               + ("; ".join(details[:3]) if leaks else "all refused or sent to the portal"))
         step(f"tries the internet: {tries} rounds, {leaks} got through")
         sleep(2.0)
