@@ -1054,3 +1054,11 @@ def voucher_detail(engine: Engine, voucher_id: int) -> dict[str, Any]:
             ClientSession.bytes_down + ClientSession.bytes_up), 0))
             .where(ClientSession.voucher_id == voucher_id)).scalar() or 0
     return dict(r._mapping, devices=macs, bytes_used=int(used))
+
+
+def get_package_title(engine: Engine, batch_id: int) -> str | None:
+    """The title of a batch's package (what the price list calls it)."""
+    with engine.connect() as conn:
+        return conn.execute(select(Package.title).join(
+            VoucherBatch, VoucherBatch.package_id == Package.id).where(
+            VoucherBatch.id == batch_id)).scalar()

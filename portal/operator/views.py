@@ -38,8 +38,7 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
 
 
 DONE: dict[str, Callable[[dict[str, str]], str]] = {
-    "sold": lambda a: gettext("Sold: %(package)s, %(price)s. Take the cash.",
-                              package=a.get("package", ""), price=fmt.rupiah(_int(a.get("price")))),
+    "sold": lambda a: _sold_text(_int(a.get("id"), -1)),
     "sold-range": lambda a: ngettext("%(num)d voucher marked sold.",
                                      "%(num)d vouchers marked sold.", _int(a.get("n"))),
     "unsold": lambda a: gettext("The sale was undone."),
@@ -58,6 +57,19 @@ DONE: dict[str, Callable[[dict[str, str]], str]] = {
                                   "%(num)d unsold vouchers past their shelf life were withdrawn.",
                                   _int(a.get("n"))),
 }
+
+
+def _sold_text(vid: int) -> str:
+    """What the kasir is to take, read from the database (never from the link itself)."""
+    try:
+        v = vmod.voucher_detail(state().db, vid)
+    except NotFound:
+        return ""
+    if v["sold_at"] is None:
+        return ""
+    title = vmod.get_package_title(state().db, v["batch_id"]) or v["package_name"]
+    return gettext("Sold: %(package)s, %(price)s. Take the cash.", package=title,
+                   price=fmt.rupiah(v["price"]))
 
 
 def done_text() -> str:
@@ -316,7 +328,7 @@ def sell() -> Any:
                           who=detail["sold_by"] or gettext("(not recorded)"),
                           when=_local(detail["sold_at"]))
         return page("sell.html", 409, code=code, error=msg, **ctx)
-    return flash_to("operator.sell", "sold", package=sale["title"], price=sale["price"])
+    return flash_to("operator.sell", "sold", id=sale["voucher_id"])
 
 
 def _local(ts: Any) -> str:
@@ -383,8 +395,7 @@ def voucher_sell(vid: int) -> Any:
     except vmod.SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-sold"])())
-    return flash_to("operator.voucher_lookup", "sold", id=vid, package=sale["title"],
-                    price=sale["price"])
+    return flash_to("operator.voucher_lookup", "sold", id=vid)
 
 
 def _detail_or_404(vid: int) -> dict[str, Any]:
