@@ -182,8 +182,12 @@ def test_kiosk_day(village, playwright, artifacts):
                                        for c in codes)
         assert page.locator(".vcard svg.qr").count() == 6
         page.emulate_media(media="print")
-        shot(page, artifacts, "4-sheet-print")
+        sheet = shot(page, artifacts, "4-sheet-print")
         page.emulate_media(media="screen")
+        if shutil.which("zbarimg"):  # the QR codes, as a phone's camera would read them
+            read = subprocess.run(["zbarimg", "-q", "--raw", str(sheet)], capture_output=True,
+                                  text=True, timeout=60).stdout.split()
+            assert sorted(read) == sorted(f"{base}/?code={c}" for c in codes)
 
         # The kasir's account.
         page.goto(base + "/operator/operators")
