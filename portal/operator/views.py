@@ -555,7 +555,19 @@ def batch(bid: int) -> Any:
         info = vmod.batch_info(db, bid)
     except NotFound:
         return render_error("not-found", 404)
-    return page("batch.html", b=info, vouchers=vmod.batch_vouchers(db, bid))
+    return _batch_page(200, info)
+
+
+PER_PAGE = 100
+
+
+def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
+    """The batch with a page of its vouchers (a batch may have 1000)."""
+    rows = vmod.batch_vouchers(state().db, info["id"])
+    pages = max(1, -(-len(rows) // PER_PAGE))
+    n = min(max(1, _int(request.args.get("page"), 1)), pages)
+    return page("batch.html", status, b=info, vouchers=rows[(n - 1) * PER_PAGE:n * PER_PAGE],
+                page_no=n, pages=pages, **ctx)
 
 
 @bp.post("/batches/<int:bid>/sell")
@@ -570,8 +582,7 @@ def batch_sell(bid: int) -> Any:
     first = whole(form, "first", 1, info["count"], errors)
     last = whole(form, "last", 1, info["count"], errors)
     if errors:
-        return page("batch.html", 422, b=info, vouchers=vmod.batch_vouchers(db, bid),
-                    form=form, errors=errors)
+        return _batch_page(422, info, form=form, errors=errors)
     n, _skipped = vmod.mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
     return flash_to("operator.batch", "sold-range", bid=bid, n=n)
 
@@ -587,8 +598,7 @@ def batch_void(bid: int) -> Any:
     except NotFound:
         return render_error("not-found", 404)
     if not reason:
-        return page("batch.html", 422, b=info, vouchers=vmod.batch_vouchers(db, bid), form=form,
-                    errors={"reason": gettext("Please say why.")})
+        return _batch_page(422, info, form=form, errors={"reason": gettext("Please say why.")})
     out = vmod.void_batch(db, bid, actor=actor(), reason=reason,
                           include_sold=form.get("include_sold") == "1", clock=state().clock)
     _kick(out["devices"])

@@ -320,3 +320,13 @@ def test_pages_fit_the_rules(admin, batch):
         for f in forms:
             assert 'name="csrf_token"' in f, (path, f[:200])
         assert len(r.data) < 30_000, (path, len(r.data))
+
+
+def test_a_big_batch_is_shown_a_page_at_a_time(admin, batch):
+    batch("harian", 250)
+    r = admin.get("/operator/batches/1")
+    assert len(r.data) < 30_000, len(r.data)
+    assert 'href="/operator/batches/1?page=3"' in r.get_data(as_text=True)
+    body = text(admin.get("/operator/batches/1?page=3"))
+    assert " 250 " in body and " 200 " not in body
+    assert admin.get("/operator/batches/1?page=99").status_code == 200
