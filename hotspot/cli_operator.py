@@ -150,8 +150,7 @@ def _operators(engine: Any, args: argparse.Namespace, actor: Any, as_json: bool,
 def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_json: bool) -> int:
     from hotspot import vouchers as v
 
-    if cfg.packages:
-        v.sync_packages(engine, cfg.packages.values())
+    v.sync_packages(engine, cfg.packages.values(), retire_missing=True)
     if args.cmd == "packages":
         rows = [{"id": p.id, "name": p.name, "title": p.title, "price": p.price, "tier": p.tier,
                  "hours": p.hours, "data_mb": p.data_mb, "devices": p.devices,

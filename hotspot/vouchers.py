@@ -183,11 +183,22 @@ def load_key(path: str | os.PathLike[str], create: bool = False, group: str | No
 # -- packages ---------------------------------------------------------------------------------
 
 def sync_packages(engine: Engine, packages: Iterable[PackageConfig],
-                  clock: Callable[[], dt.datetime] = utcnow) -> int:
+                  clock: Callable[[], dt.datetime] = utcnow, *,
+                  retire_missing: bool = False) -> int:
     """Write the packages of the config file into the database (insert or update by name);
-    packages made in the console are left alone. Returns how many were written."""
+    packages made in the console are left alone. With ``retire_missing``, packages that came
+    from the file but are no longer in it are taken off sale (batches still refer to them,
+    so they stay). Returns how many were written."""
     n = 0
     now = clock()
+    packages = list(packages)
+    if retire_missing:
+        with engine.begin() as conn:
+            res = conn.execute(update(Package).where(
+                Package.source == "config", Package.active.is_(True),
+                Package.name.not_in([p.name for p in packages]))
+                .values(active=False, updated_at=now))
+            n += res.rowcount or 0
     for pkg in packages:
         values = dict(title=pkg.title, price=pkg.price, tier=pkg.tier, hours=pkg.hours,
                       data_mb=pkg.data_mb or None, devices=pkg.devices,

@@ -143,9 +143,11 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
     vouchers = None
     if voucher_key is not None:
         vouchers = VoucherService.from_config(config, db, voucher_key, gateway, clock=clock)
-    if config.packages:
+    if config.packages or config.operator.enabled:
         try:
-            sync_packages(db, config.packages.values(), clock=clock)
+            # The file's packages; those since removed from it go off sale (docs/operator-
+            # console.md: the file and the console side by side).
+            sync_packages(db, config.packages.values(), clock=clock, retire_missing=True)
         except SQLAlchemyError as exc:
             log.error("could not write the configured packages (is the database migrated? "
                       "`hotspot db upgrade`): %s", str(exc).splitlines()[0])

@@ -330,3 +330,13 @@ def test_a_big_batch_is_shown_a_page_at_a_time(admin, batch):
     body = text(admin.get("/operator/batches/1?page=3"))
     assert " 250 " in body and " 200 " not in body
     assert admin.get("/operator/batches/1?page=99").status_code == 200
+
+
+def test_a_package_removed_from_the_file_goes_off_sale(admin, db, cfg, phone):
+    admin.form("/operator/packages/new", GOOD_PACKAGE)
+    remaining = [p for p in cfg.packages.values() if p.name != "mingguan"]
+    v.sync_packages(db, remaining, retire_missing=True)
+    on_sale = {p.name for p in v.all_packages(db) if p.active}
+    assert "mingguan" not in on_sale and {"harian", "malam"} <= on_sale
+    v.sync_packages(db, cfg.packages.values(), retire_missing=True)  # back in the file
+    assert "mingguan" in {p.name for p in v.all_packages(db) if p.active}
