@@ -208,6 +208,9 @@ class Demo:
         self.opts = opts
         self.prefix = opts.prefix
         self.work = Path(tempfile.gettempdir()) / f"hotspot-demo-{opts.prefix}"
+        # After a failure (without --keep-artifacts) the logs are kept here, until the next
+        # run with this prefix.
+        self.failed_dir = self.work.with_name(self.work.name + "-failed")
         self.logs = self.work / "logs"
         self.bed = Testbed(prefix=opts.prefix, clients=0)
         self.t0 = time.monotonic()
@@ -303,6 +306,7 @@ class Demo:
                              + (f", {self.work}" if self.work.exists() else ""))
         self.bed.destroy()
         shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.failed_dir, ignore_errors=True)
 
     def cleanup(self) -> None:
         """Stop everything, delete every namespace and the work directory. Safe to call
@@ -1123,8 +1127,7 @@ class Demo:
                 say(f"      {detail}")
         passed = sum(ok for ok, _, _ in self.results)
         all_ok = passed == len(self.results)
-        say(f"{passed}/{len(self.results)} expectations held"
-            + ("" if all_ok else " — see the logs above and in the work dir"))
+        say(f"{passed}/{len(self.results)} expectations held")
         if not all_ok:
             for name in ("gateway.log", "portal.log", "sync.log"):
                 say(self.log_tail(name, 15))
@@ -1205,9 +1208,13 @@ def run(opts: Options) -> int:
             signal.signal(s, signal.SIG_IGN)  # the clean-up is not to be interrupted
         try:
             if demo.owned:
+                if code == 1 and not opts.keep_artifacts:
+                    opts.keep_artifacts = str(demo.failed_dir)
                 demo.cleanup()
                 demo.display.say(f"cleaned up: namespaces {demo.prefix}-*, their processes, "
                                  f"{demo.work}")
+                if code == 1:
+                    demo.display.say(f"the logs are kept in {opts.keep_artifacts}")
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

@@ -136,3 +136,4 @@ def _no_leftovers():
 
     Testbed(prefix=PREFIX).destroy()
     shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(WORK.with_name(WORK.name + "-failed"), ignore_errors=True)
