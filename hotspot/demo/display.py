@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 PLAIN_EVERY = 5.0  # seconds between tables in plain mode
+DROP_ORDER = ("mac", "up", "ip", "doing")  # live-table columns a narrow terminal loses first
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -151,19 +152,29 @@ class Display:
         from rich.text import Text
 
         snap = self.snapshot()
+        # (header, Row field, width it needs, justify); on a narrow terminal the columns
+        # of DROP_ORDER go first, "doing" takes what is left.
+        cols = [("phone", "phone", 6, "left"), ("role", "role", 7, "left"),
+                ("MAC", "mac", 17, "left"), ("IP", "ip", 11, "left"),
+                ("tier", "tier", max([4] + [len(r.tier) for r in snap.rows]), "left"),
+                ("state", "state", max([6] + [len(r.state) for r in snap.rows]), "left"),
+                ("↓ bytes", "down", 8, "right"), ("↑ bytes", "up", 8, "right"),
+                ("↓ rate", "rate", 11, "right"), ("doing", "doing", 20, "left")]
+        width = self._console.width if self._console is not None else 160
+        for drop in DROP_ORDER:
+            if sum(w + 3 for _, _, w, _ in cols) + 1 <= width:
+                break
+            cols = [c for c in cols if c[1] != drop]
         table = Table(title=snap.title, title_justify="left", expand=False)
-        for name, just in (("phone", "left"), ("role", "left"), ("MAC", "left"),
-                           ("IP", "left"), ("tier", "left"), ("state", "left"),
-                           ("↓ bytes", "right"), ("↑ bytes", "right"), ("↓ rate", "right"),
-                           ("doing", "left")):
-            table.add_column(name, justify=just, no_wrap=name != "doing",
-                             max_width=40 if name == "doing" else None)
+        for name, key, w, just in cols:
+            table.add_column(name, justify=just, no_wrap=key != "doing",
+                             min_width=w if key != "doing" else None)
         for r in snap.rows:
             style = {"online": "green", "walled": "yellow"}.get(r.state.split(" ")[0], "")
             if r.state.startswith("ended"):
                 style = "red"
-            table.add_row(r.phone, r.role, r.mac, r.ip, r.tier, Text(r.state, style=style),
-                          r.down, r.up, r.rate, r.doing)
+            table.add_row(*[Text(r.state, style=style) if key == "state" else getattr(r, key)
+                            for _, key, _, _ in cols])
         parts: list[Any] = [table]
         parts += [Text(f) for f in snap.footer]
         checks = Text()
