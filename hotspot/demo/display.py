@@ -134,7 +134,7 @@ class Display:
     def print_plain(self) -> None:
         snap = self.snapshot()
         cols = ("phone", "role", "ip", "tier", "state", "down", "up", "rate down", "doing")
-        widths = (8, 8, 13, 8, 15, 9, 9, 12, 0)
+        widths = (8, 8, 13, 17, 13, 9, 9, 12, 0)
         lines = [f"{self.stamp()} {snap.title}",
                  "  " + "  ".join(f"{c:{w}}" if w else c for c, w in zip(cols, widths))]
         for r in snap.rows:
