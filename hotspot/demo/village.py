@@ -61,6 +61,9 @@ RATE_TOLERANCE = (0.80, 1.10)  # measured premium download / configured rate
 IPERF_SECONDS = 6
 PORTAL_HOST_PORT = 18080  # preferred; any free port otherwise
 COLLECTOR_HOST_PORT = 18000
+# Prefixes of the test suite's own villages (gateway/testbed.py's default, tests/netns,
+# tests/browser, tests/integration): a demo with one of them would remove theirs.
+RESERVED_PREFIXES = ("hs", "hst", "hsp", "hsi", "hsx")
 TOOLS = {"ip": "iproute2", "nft": "nftables", "tc": "iproute2", "iperf3": "iperf3",
          "dnsmasq": "dnsmasq-base", "dhclient": "isc-dhcp-client"}
 
@@ -1167,6 +1170,10 @@ def run(opts: Options) -> int:
     130/143: interrupted during a timed run."""
     if os.geteuid() != 0:
         print("hotspot demo: must run as root (it builds network namespaces)", file=sys.stderr)
+        return 2
+    if opts.prefix in RESERVED_PREFIXES:
+        print(f"hotspot demo: prefix {opts.prefix!r} belongs to the tests' villages; "
+              "choose another", file=sys.stderr)
         return 2
     missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
     if missing:

@@ -28,6 +28,11 @@ def test_without_root_one_line_and_exit_2(monkeypatch, capsys):
     assert err.count("\n") == 1 and "root" in err
 
 
+def test_the_tests_prefixes_are_refused(capsys):
+    assert cli.main(["demo", "--prefix", "hst"]) == 2
+    assert "tests" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [["--duration", "5"], ["--duration", "x"], ["--phones", "3"],
                                   ["--phones", "17"], ["--prefix", "Bad-Name"],
                                   ["--prefix", "x"], ["--prefix", "waytoolongname"]])
