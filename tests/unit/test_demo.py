@@ -28,7 +28,8 @@ def test_without_root_one_line_and_exit_2(monkeypatch, capsys):
     assert err.count("\n") == 1 and "root" in err
 
 
-def test_the_tests_prefixes_are_refused(capsys):
+def test_the_tests_prefixes_are_refused(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # refused before anything is touched
     assert cli.main(["demo", "--prefix", "hst"]) == 2
     assert "tests" in capsys.readouterr().err
 
