@@ -61,8 +61,9 @@ RATE_TOLERANCE = (0.80, 1.10)  # measured premium download / configured rate
 IPERF_SECONDS = 6
 PORTAL_HOST_PORT = 18080  # preferred; any free port otherwise
 COLLECTOR_HOST_PORT = 18000
-# Prefixes of the test suite's own villages (gateway/testbed.py's default, tests/netns,
-# tests/browser, tests/integration, the accounting test, bench/gateway.py): a demo with one of them would remove theirs.
+# Prefixes of the other villages in this repository (gateway/testbed.py's default,
+# tests/netns, tests/browser, tests/integration, bench/gateway.py): a demo with one of them
+# would remove theirs.
 RESERVED_PREFIXES = ("hs", "hst", "hsp", "hsi", "hsa", "hsb")
 TOOLS = {"ip": "iproute2", "nft": "nftables", "tc": "iproute2", "iperf3": "iperf3",
          "dnsmasq": "dnsmasq-base", "dhclient": "isc-dhcp-client"}
