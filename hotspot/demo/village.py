@@ -1,9 +1,9 @@
 """``hotspot demo``: a whole village in network namespaces, with the real programs.
 
-    <p>-c1 … <p>-cN (villagers' phones)  ┐
-    <p>-c<N+1> (your browser, forwarded) ┴─ br-lan ── <p>-gw ── eth0 ── <p>-up ── <p>-prov
-                                          gateway, dnsmasq,        "internet"   collector
-                                          portal, sync agent       198.51.100.10  203.0.113.10
+    <p>-c1 … <p>-cN (villagers)   ┐
+    <p>-c<N+1> (your browser)     ┴─ br-lan ── <p>-gw ── eth0 ── <p>-up ── <p>-prov
+                                   gateway, dnsmasq,        "internet"     collector
+                                   portal, sync agent       198.51.100.10  203.0.113.10
 
 Everything lives in namespaces named ``<prefix>-…`` and under one work directory
 (``$TMPDIR/hotspot-demo-<prefix>``); both are removed at the start (the leftovers of a
@@ -671,7 +671,8 @@ class Demo:
                         changed = old is None or old[0] != new[0]
                 if "check" in msg and changed:
                     mark = "✓" if msg["ok"] else "✗"
-                    self.step(f"{ph.name} ({ph.role}) {mark} {msg['check']}: {msg.get('detail', '')}")
+                    self.step(f"{ph.name} ({ph.role}) {mark} {msg['check']}: "
+                              f"{msg.get('detail', '')}")
                 if "error" in msg:
                     self.step(f"{ph.name} ({ph.role}) error: {msg['error']}")
         ph.exit_code = ph.proc.wait()
@@ -718,9 +719,9 @@ class Demo:
                     if info is not None:
                         last = info.get("last_session")
                         if last and (ph.last_session or {}).get("id") != last.get("id"):
+                            used = last.get("bytes_down", 0) + last.get("bytes_up", 0)
                             self.step(f"{ph.name} ({ph.role}): session ended by the gateway, "
-                                      f"reason {last.get('end_reason')} after "
-                                      f"{fmt_bytes(last.get('bytes_down', 0) + last.get('bytes_up', 0))}")
+                                      f"reason {last.get('end_reason')} after {fmt_bytes(used)}")
                         ph.last_session = last
                         ph.allowance = info.get("allowance")
         self.poll_collector()
@@ -802,11 +803,12 @@ class Demo:
             outside = [p.name for p in self.phones if p.ip and
                        not lo <= ipaddress.IPv4Address(p.ip) <= hi]
             ok = not bad and not wrong and not outside
+            slowest = max((p.lease_seconds or 0 for p in self.phones), default=0)
             add(ok if (final or ok) else None,
                 "every phone got its address from dnsmasq over DHCP, with option 114",
                 f"{len(self.phones) - len(bad)}/{len(self.phones)} leased in "
                 f"{DHCP_RANGE[0]}–{DHCP_RANGE[1]}"
-                + (f" within {max((p.lease_seconds or 0 for p in self.phones), default=0):.1f} s" if not bad else "")
+                + (f" within {slowest:.1f} s" if not bad else "")
                 + f", option 114 = {getattr(self, 'api_url', '-')}"
                 + (f"; no lease: {bad}" if bad else "") + (f"; wrong: {wrong}" if wrong else "")
                 + (f"; outside the range: {outside}" if outside else ""))
@@ -817,7 +819,8 @@ class Demo:
                 ok2, d2 = villager(ph, "accept")
                 free_seen = ("free", "free") in ph.seen
                 if ok2 and not free_seen:
-                    ok2, d2 = (False if final else None), d2 + "; but the gateway never showed a free session"
+                    ok2 = False if final else None
+                    d2 += "; but the gateway never showed a free session"
                 elif ok2:
                     d2 += "; gateway: tier free, source free"
                 add(ok2, f"{who}: accepts the terms (CSRF form) → a free session", d2)
@@ -828,7 +831,8 @@ class Demo:
                 ok1, d1 = villager(ph, "redeem")
                 prem = ("premium", "voucher") in ph.seen
                 if ok1 and not prem:
-                    ok1, d1 = (False if final else None), d1 + "; but the gateway never showed a premium voucher session"
+                    ok1 = False if final else None
+                    d1 += "; but the gateway never showed a premium voucher session"
                 elif ok1:
                     d1 += f"; gateway: tier premium, source voucher (code {self.codes[0]})"
                 add(ok1, f"{who}: redeems a voucher → premium", d1)
@@ -982,10 +986,12 @@ class Demo:
                     exact = []
                     with Session(engine) as s:
                         for p in heavy:
-                            gw = s.execute(select(func.coalesce(func.sum(HourlyUsage.bytes_down), 0),
-                                                  func.coalesce(func.sum(HourlyUsage.bytes_up), 0))
-                                           .where(HourlyUsage.mac == p.mac)).one()
-                            exact.append((p, tuple(gw), tuple(got.get(pseudonym(key, p.mac), [0, 0]))))
+                            gw = s.execute(
+                                select(func.coalesce(func.sum(HourlyUsage.bytes_down), 0),
+                                       func.coalesce(func.sum(HourlyUsage.bytes_up), 0))
+                                .where(HourlyUsage.mac == p.mac)).one()
+                            at_collector = got.get(pseudonym(key, p.mac), [0, 0])
+                            exact.append((p, tuple(gw), tuple(at_collector)))
                     same = all(g == c for _, g, c in exact)
                     total = sum(v[0] for v in got.values())
                     ok = bool(online) and not missing and same
