@@ -132,7 +132,8 @@ def _gate() -> Any:
                                       dt.timedelta(minutes=config.operator.idle_minutes),
                                       clock=state().clock)
     if g.op is None and request.endpoint not in PUBLIC:
-        nxt = request.full_path if request.method == "GET" else url_for("operator.dashboard")
+        nxt = (request.full_path.rstrip("?") if request.method == "GET"
+               else url_for("operator.dashboard"))
         return redirect(url_for("operator.login") + "?" + urlencode({"next": nxt}), code=303)
     return None
 
