@@ -61,6 +61,8 @@ class _Live:
     tier: str
     minor: int
     voucher_id: int | None = None
+    rate_down_bps: int = 0  # over the last tick
+    rate_up_bps: int = 0
     bytes_down: int = 0  # not yet flushed
     bytes_up: int = 0
     last_activity: dt.datetime | None = None
@@ -517,6 +519,9 @@ class SessionEngine:
                 got.append(shaping.ip_layer_bytes(frames, packets))
             live.bytes_down += got[0]
             live.bytes_up += got[1]
+            if elapsed > 0:
+                live.rate_down_bps = int(got[0] * 8 / elapsed)
+                live.rate_up_bps = int(got[1] * 8 / elapsed)
             if got[0] or got[1]:
                 live.last_activity = now
             for pending in (self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
@@ -670,6 +675,8 @@ class SessionEngine:
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
             "seconds_remaining": None, "bytes_remaining": None,
             "bytes_limit": s.bytes_limit, "voucher_id": s.voucher_id,
+            "rate_down_bps": live.rate_down_bps if live else 0,
+            "rate_up_bps": live.rate_up_bps if live else 0,
             "last_activity_at": iso(max(t for t in (s.last_activity_at,
                                                     live.last_activity if live else None)
                                         if t is not None)),

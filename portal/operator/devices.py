@@ -90,8 +90,8 @@ class Leases:
 
 
 class Rates:
-    """Current speeds from the byte counters of successive ``list`` answers (per worker
-    process: the first look at the page shows none; a reload a few seconds later does)."""
+    """Current speeds: the gateway's own (measured every tick) when it reports them, else
+    from the byte counters of successive ``list`` answers (per worker process)."""
 
     MAX_AGE = 120.0
 
@@ -108,6 +108,9 @@ class Rates:
             for s in sessions:
                 sid = s.get("id")
                 if sid is None:
+                    continue
+                if "rate_down_bps" in s:  # the gateway measures it every tick
+                    out[sid] = (int(s["rate_down_bps"] or 0), int(s.get("rate_up_bps") or 0))
                     continue
                 down, up = int(s.get("bytes_down") or 0), int(s.get("bytes_up") or 0)
                 old = self._seen.get(sid)

@@ -189,6 +189,7 @@ def test_accounting_counts_ip_bytes_and_flushes_in_batches(engine, datapath, clo
     assert not report.flushed  # a minute has not passed: nothing written yet
     listed = engine.list()[0]
     assert (listed["bytes_down"], listed["bytes_up"]) == (150_000, 20_000)
+    assert (listed["rate_down_bps"], listed["rate_up_bps"]) == (600_000, 80_000)  # over 2 s
     assert sessions(db)[0].bytes_down == 0
     assert engine.tick(force_flush=True).flushed
     row = sessions(db)[0]
