@@ -19,6 +19,7 @@ from hotspot import __version__, config as config_mod
 from hotspot.control import ControlClient
 from hotspot.errors import ConfigError, HotspotError, UsageError
 from hotspot.model import normalize_mac
+from hotspot.units import fmt_bytes
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,6 @@ def _print(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
         print(human(data))
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no clients online"
@@ -83,7 +74,7 @@ def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
         left = r.get("seconds_remaining")
         left_s = "-" if left is None else f"{left // 60}m"
         lines.append(f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
-                     f"{left_s:>7}  {_fmt_bytes(r['bytes_down']):>9}  {_fmt_bytes(r['bytes_up']):>9}")
+                     f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}")
     return "\n".join(lines)
 
 

@@ -47,20 +47,20 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
-def alembic_config(url: str) -> "AlembicConfig":
+def alembic_config(url: str, migrations: Path = MIGRATIONS) -> "AlembicConfig":
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(migrations))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> None:
+    """Bring the schema to the newest revision of ``migrations`` (idempotent)."""
     from alembic import command
 
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False), migrations)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

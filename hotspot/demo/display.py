@@ -10,18 +10,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
+from hotspot.units import fmt_bytes  # noqa: F401 - the demo's tables use it
+
 PLAIN_EVERY = 5.0  # seconds between tables in plain mode
 DROP_ORDER = ("mac", "up", "ip", "doing")  # live-table columns a narrow terminal loses first
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def fmt_rate(bps: float | None) -> str:
