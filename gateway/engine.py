@@ -170,12 +170,17 @@ class SessionEngine:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
     @contextlib.contextmanager
-    def _usage_of(self, db: Session, day: dt.date, mac: str | None = None) -> Iterator[None]:
-        """Load the day's usage rows (of one device, or of all) in one query for the block."""
-        q = select(DailyUsage).where(DailyUsage.day == day)
-        if mac is not None:
-            q = q.where(DailyUsage.mac == mac)
-        self._day_rows = (day, {(r.mac, r.tier): r for r in db.scalars(q)})
+    def _usage_of(self, db: Session, day: dt.date, mac: str | None = None,
+                  known: bool = True) -> Iterator[None]:
+        """Load the day's usage rows (of one device, or of all) in one query for the block;
+        a device never seen before (``known=False``) has none to load."""
+        rows: dict[tuple[str, str], DailyUsage] = {}
+        if known:
+            q = select(DailyUsage).where(DailyUsage.day == day)
+            if mac is not None:
+                q = q.where(DailyUsage.mac == mac)
+            rows = {(r.mac, r.tier): r for r in db.scalars(q)}
+        self._day_rows = (day, rows)
         try:
             yield
         finally:
@@ -422,15 +427,18 @@ class SessionEngine:
                 raise UsageError("give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
-                sess = self._find_active(db, ip if mac is None else None, mac)
                 device = db.get(Device, mac) if mac else None
-                with self._usage_of(db, self.local_day(now), mac):
+                # A device never seen before (most of a burst of new phones) has no sessions
+                # and no usage: one query answers it.
+                known = mac is None or device is not None
+                sess = self._find_active(db, ip if mac is None else None, mac) if known else None
+                with self._usage_of(db, self.local_day(now), mac, known=known):
                     allowances = {}
                     if mac:
                         for name, tier in self.config.tiers.items():
                             allowances[name] = self.allowance(db, mac, tier, now)
                     last = None
-                    if sess is None and mac:
+                    if sess is None and device is not None:
                         last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
                                            .order_by(ClientSession.id.desc()).limit(1))
                         last = self._describe(db, last_s, now) if last_s else None
