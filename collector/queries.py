@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
@@ -165,22 +165,29 @@ def village(s: Session, cfg: CollectorConfig, gateway_id: str, now: dt.datetime)
 
 # -- pull API pages ---------------------------------------------------------------------------
 
+def _keyset_page(s: Session, model: Any, keys: tuple[Any, ...], period: Any,
+                 lo: Any, hi: Any, gateway: str | None, cursor: list[Any] | None,
+                 cursor_types: tuple[Callable[[Any], Any], ...], limit: int) -> tuple[list, bool]:
+    """One page of ``model`` rows in ``keys`` order after ``cursor``, within [lo, hi) of
+    ``period``; and whether more follow."""
+    q = select(model).order_by(*keys).limit(limit + 1)
+    if lo is not None:
+        q = q.where(period >= lo)
+    if hi is not None:
+        q = q.where(period < hi)
+    if gateway:
+        q = q.where(model.gateway_id == gateway)
+    if cursor is not None:
+        q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
+    rows = list(s.scalars(q))
+    return rows[:limit], len(rows) > limit
+
+
 def usage_page(s: Session, *, lo: dt.datetime | None, hi: dt.datetime | None,
                gateway: str | None, cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
     H = UsageHourly
-    q = select(H).order_by(H.period_start, H.gateway_id, H.client).limit(limit + 1)
-    if lo is not None:
-        q = q.where(H.period_start >= lo)
-    if hi is not None:
-        q = q.where(H.period_start < hi)
-    if gateway:
-        q = q.where(H.gateway_id == gateway)
-    if cursor is not None:
-        q = q.where(tuple_(H.period_start, H.gateway_id, H.client)
-                    > tuple_(cursor_time(cursor[0]), str(cursor[1]), str(cursor[2])))
-    rows = list(s.scalars(q))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = _keyset_page(s, H, (H.period_start, H.gateway_id, H.client), H.period_start,
+                              lo, hi, gateway, cursor, (cursor_time, str, str), limit)
     items = [{"gateway_id": r.gateway_id, "client": r.client, "period_start": r.period_start,
               "period_end": r.period_start + dt.timedelta(hours=1), "seconds": r.seconds,
               "bytes_down": r.bytes_down, "bytes_up": r.bytes_up} for r in rows]
@@ -213,19 +220,8 @@ def gateways_page(s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor:
 def sales_page(s: Session, *, lo: str | None, hi: str | None, gateway: str | None,
                cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
     S = SalesMonthly
-    q = select(S).order_by(S.month, S.gateway_id, S.package).limit(limit + 1)
-    if lo is not None:
-        q = q.where(S.month >= lo)
-    if hi is not None:
-        q = q.where(S.month < hi)
-    if gateway:
-        q = q.where(S.gateway_id == gateway)
-    if cursor is not None:
-        q = q.where(tuple_(S.month, S.gateway_id, S.package)
-                    > tuple_(str(cursor[0]), str(cursor[1]), str(cursor[2])))
-    rows = list(s.scalars(q))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = _keyset_page(s, S, (S.month, S.gateway_id, S.package), S.month,
+                              lo, hi, gateway, cursor, (str, str, str), limit)
     items = [{"gateway_id": r.gateway_id, "month": r.month, "package": r.package,
               "count": r.count, "rupiah": r.rupiah} for r in rows]
     return items, ([rows[-1].month, rows[-1].gateway_id, rows[-1].package] if more else None)

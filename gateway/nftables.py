@@ -117,14 +117,6 @@ class Nftables:
     def remove(self) -> None:
         self.apply(ruleset.delete_table_commands(self.layout))
 
-    def table_exists(self) -> bool:
-        try:
-            self._run({"nftables": [{"list": {"table": {"family": ruleset.FAMILY,
-                                                         "name": self.layout.table}}}]})
-        except KernelError:
-            return False
-        return True
-
     def elements(self) -> dict[str, list[Any]]:
         """Every set's and map's elements, by name, from one listing of the table."""
         data = self._run({"nftables": [{"list": {"table": {"family": ruleset.FAMILY,

@@ -132,8 +132,8 @@ class Testbed:
             self.run(ns, "ip", "link", "set", "lo", "up")
         gw, up = self.gw, self.up
         batch = [
-            f"link add br-lan type bridge",
-            f"link set br-lan up",
+            "link add br-lan type bridge",
+            "link set br-lan up",
             f"addr add {lan} dev br-lan",
         ]
         self.run(gw, "ip", "-batch", "-", input="\n".join(batch) + "\n")

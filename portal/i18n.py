@@ -12,7 +12,6 @@ is stale or a string lacks its translation.
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 

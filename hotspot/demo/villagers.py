@@ -295,7 +295,6 @@ def role_heavy(a: argparse.Namespace) -> int:
         return 1
     if not reach_upstream(b, a.upstream):
         return 1
-    url = f"http://{a.upstream}/video.bin"
     got = 0
     started = time.monotonic()
     last_progress = started

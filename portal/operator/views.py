@@ -391,7 +391,7 @@ def voucher_unsell(vid: int) -> Any:
 @bp.post("/voucher/<int:vid>/sell")
 def voucher_sell(vid: int) -> Any:
     try:
-        sale = vmod.mark_sold(state().db, vid, actor=actor(), clock=state().clock)
+        vmod.mark_sold(state().db, vid, actor=actor(), clock=state().clock)
     except vmod.SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-sold"])())
