@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
+from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
 from hotspot.control import ControlClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,13 +132,13 @@ class GatewayProc:
     @property
     def pid(self) -> int:
         """The gateway's python process. ``ip netns exec`` execs its command in place, so
-        it is normally the Popen pid itself; otherwise a child running hotspot.cli."""
+        it is normally the Popen pid itself; otherwise a child running hotspot_cli."""
         assert self.proc is not None
         pid = self.proc.pid
-        if b"hotspot.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"hotspot_cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            if b"hotspot.cli" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"hotspot_cli" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return int(child)
         raise RuntimeError("cannot find the gateway's python process")
 
@@ -148,7 +148,7 @@ class GatewayProc:
         if os.path.exists(self.socket):
             os.unlink(self.socket)
         self.lines = []
-        cmd = self.bed.ns_exec(self.bed.gw) + [sys.executable, "-m", "hotspot.cli", "--config",
+        cmd = self.bed.ns_exec(self.bed.gw) + [sys.executable, "-m", "hotspot_cli", "--config",
                                                 str(self.config), "gateway", "run",
                                                 "--log-level", "INFO"]
         self.spawned_at = time.monotonic()

@@ -329,7 +329,7 @@ def per_login(before: dict[str, float], after: dict[str, float], logins: int) ->
 
 
 def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
-    from gateway.testbed import write_toml
+    from testsupport.testbed import write_toml
 
     write_toml(path, {
         "network": {"lan_address": LAN, "portal_port": port, "portal_conn_rate": 10000},
@@ -428,7 +428,7 @@ def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any
                 from hotspot.db import open_database
 
                 open_database(f"sqlite:///{tmp}/hotspot.db").dispose()
-            portal = subprocess.Popen([sys.executable, "-m", "hotspot.cli", "--config",
+            portal = subprocess.Popen([sys.executable, "-m", "hotspot_cli", "--config",
                                        str(cfg_path), "portal", "run", "--log-level", "WARNING"],
                                       cwd=REPO, env=env, stdout=log, stderr=log)
             procs.append(portal)

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+from hotspot.logsetup import LEVELS, setup_logging
 
 
-def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     co = sub.add_parser("collector", help="the provincial collector (its own config file)")
+    co.set_defaults(handler=handle)
     cmds = co.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
     run = cmds.add_parser("run", help="serve ingest, dashboard and API (gunicorn)")
     run.add_argument("--bind", metavar="HOST:PORT", help="default: [collector] bind")
@@ -57,12 +58,11 @@ def _out(data: Any, as_json: bool, human: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else human)
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from collector import config as config_mod
     from collector import store
     from collector.db import open_database
     from collector.models import ApiToken, Gateway
-    from hotspot.cli import setup_logging
     from hotspot.model import utcnow
 
     cfg = config_mod.load(args.config)

@@ -1,21 +1,20 @@
-"""``hotspot sync …``: the command group of the sync agent (wired into hotspot.cli)."""
+"""``hotspot sync …``: the command group of the sync agent."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import signal
-import sys
 import threading
 from typing import Any
 
-from hotspot.config import Config
+from hotspot import config as config_mod
+from hotspot.logsetup import LEVELS, setup_logging
 
-LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
-
-def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sy = sub.add_parser("sync", help="report usage, health and sales to the province")
+    sy.set_defaults(handler=handle)
     cmds = sy.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
     run = cmds.add_parser("run", help="run the sync agent in the foreground")
     run.add_argument("--log-level", default="INFO", choices=LEVELS)
@@ -52,11 +51,11 @@ def _status_text(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    from hotspot.cli import setup_logging
+def handle(args: argparse.Namespace) -> int:
     from hotspot.db import open_database
     from sync.agent import Agent, AgentLock, require_configured
 
+    cfg = config_mod.load(args.config)
     cmd = args.cmd
     as_json = getattr(args, "json", False)
     if cmd == "pseudonym":
@@ -95,6 +94,3 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             signal.signal(sig, lambda *_: stop.set())
         return agent.run(stop)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: hotspot sync …")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import testbed as tb
-from gateway.testbed import UPSTREAM_IP, write_toml
+from testsupport import testbed as tb
+from testsupport.testbed import UPSTREAM_IP, write_toml
 from hotspot.control import ControlClient
 from tests.browser.conftest import CHROMIUM, launch, phone_context, shot
 
@@ -48,7 +48,7 @@ class Village:
         self.voucher_key = workdir / "voucher.key"
 
     def hotspot(self, *args: str, log: str):
-        return self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
+        return self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
                               str(self.config), *args, log_path=self.workdir / log)
 
     def call(self, op: str, **args):

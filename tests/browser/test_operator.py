@@ -137,13 +137,13 @@ E2E_TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
 @pytest.mark.skipif(any(shutil.which(t) is None for t in E2E_TOOLS),
                     reason=f"needs {', '.join(E2E_TOOLS)}")
 def test_kiosk_day(village, playwright, artifacts):
-    from gateway.testbed import UPSTREAM_IP
+    from testsupport.testbed import UPSTREAM_IP
 
     base = "http://10.10.0.1:8080"
     kiosk, villager = 0, 1
     phone = village.bed.phones[villager]
     # The first admin is made on the gateway's terminal (password on stdin).
-    out = subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(village.config),
+    out = subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(village.config),
                           "operators", "add", "budi", "--role", "admin"], input=ADMIN_PW + "\n",
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

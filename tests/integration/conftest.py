@@ -193,4 +193,4 @@ def pg_url(postgres):
 
 
 def hotspot_cmd(config: Path | str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hotspot.cli", "--config", str(config), *args]
+    return [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args]

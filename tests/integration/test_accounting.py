@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from gateway import testbed as tb
-from gateway.testbed import UPSTREAM_IP
+from testsupport import testbed as tb
+from testsupport.testbed import UPSTREAM_IP
 from hotspot.errors import Refused
 from tests.integration.village import GatewayRunner, wait_for
 

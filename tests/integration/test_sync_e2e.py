@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from gateway import testbed as tb
-from gateway.testbed import write_toml
+from testsupport import testbed as tb
+from testsupport.testbed import write_toml
 from hotspot import config as config_mod
 from hotspot.db import open_database
 from hotspot.model import Device, HourlyUsage, utcnow

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.testbed import Testbed, sh, write_toml
+from testsupport.testbed import Testbed, sh, write_toml
 from hotspot.control import ControlClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ COLLECTOR_PORT = 8000
 
 
 def hotspot(config: Path | str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hotspot.cli", "--config", str(config), *args]
+    return [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args]
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.testbed import Testbed, existing_namespaces, write_toml
+from testsupport.testbed import Testbed, existing_namespaces, write_toml
 from hotspot.control import ControlClient
 
 from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
@@ -64,14 +64,14 @@ class GatewayProcess:
         self._client: ControlClient | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.bed.run(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
+        return self.bed.run(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
                             str(self.config_path), *args, check=check)
 
     def start(self, timeout: float = 30.0) -> "GatewayProcess":
         if os.path.exists(self.socket):
             # A socket left by kill -9 must not fool the wait below.
             os.unlink(self.socket)
-        self.proc = self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot.cli", "--config",
+        self.proc = self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
                                    str(self.config_path), "gateway", "run", "--log-level", "DEBUG",
                                    log_path=self.log)
         deadline = time.monotonic() + timeout

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from hotspot import cli
+from hotspot_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(config),
+    return subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(config),
                            "collector", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
 

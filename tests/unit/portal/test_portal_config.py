@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from hotspot import cli
+from hotspot_cli import main as cli
 from hotspot import config as config_mod
 from hotspot.errors import ConfigError
 from portal import server
@@ -165,7 +165,7 @@ def test_translations_are_complete_and_compiled():
 def test_create_app_from_the_environment_as_gunicorn_does(tmp_path, monkeypatch):
     """``gunicorn 'portal:create_app()'``: configuration from $HOTSPOT_CONFIG, the control
     socket and the database from it; no gateway running → a friendly 503, probes still 302."""
-    from gateway.testbed import write_toml
+    from testsupport.testbed import write_toml
     from hotspot.db import open_database
     from portal import create_app
 

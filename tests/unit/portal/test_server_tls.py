@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gateway.testbed import write_toml
+from testsupport.testbed import write_toml
 
 HOST = "127.0.0.2"
 NAME = "wifi.desa.test"
@@ -39,7 +39,7 @@ def test_https_listener_serves_the_api_for_its_name(tmp_path):
                    "tls_cert": str(cert), "tls_key": str(key),
                    "secret_key_file": str(tmp_path / "s"), "voucher_key_file": str(tmp_path / "v")},
     })
-    proc = subprocess.Popen([sys.executable, "-m", "hotspot.cli", "--config", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "hotspot_cli", "--config", str(config),
                              "portal", "run", "--tls"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hotspot import cli
+from hotspot_cli import main as cli
 from hotspot import config as config_mod
 from provisioning import install as I
 from provisioning import render as R

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from gateway.testbed import write_toml
-from hotspot import cli
+from testsupport.testbed import write_toml
+from hotspot_cli import main as cli
 from tests.unit.collector.helpers import totals
 from tests.unit.sync.conftest import gateway_overrides, seed_usage
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotspot.cli", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(config), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 

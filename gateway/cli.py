@@ -1,0 +1,162 @@
+"""``hotspot gateway …`` and ``hotspot clients …``: the daemon, and what the control socket
+lets an administrator do from the gateway's terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from hotspot import config as config_mod
+from hotspot.commandline import mac_arg, print_result
+from hotspot.control import ControlClient
+from hotspot.logsetup import LEVELS, setup_logging
+from hotspot.units import fmt_bytes
+
+
+def _positive_minutes(value: str) -> int:
+    try:
+        minutes = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 0 <= minutes <= 525_600:
+        raise argparse.ArgumentTypeError("must be between 0 and 525600 (0 = no time limit)")
+    return minutes
+
+
+def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    gw = sub.add_parser("gateway", help="the privileged gateway daemon")
+    gws = gw.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
+    run = gws.add_parser("run", help="run the gateway in the foreground (as root)")
+    run.add_argument("--log-level", default="INFO", choices=LEVELS)
+    run.set_defaults(handler=_run)
+    st = gws.add_parser("status", help="ask the running gateway how it is")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=_status)
+    td = gws.add_parser("teardown", help="remove the gateway's table and shaping (as root)")
+    td.set_defaults(handler=_teardown)
+    rc = gws.add_parser("reconcile", help="make the kernel match the database now")
+    rc.add_argument("--json", action="store_true")
+    rc.set_defaults(handler=_reconcile)
+
+    cl = sub.add_parser("clients", help="see and manage client devices")
+    cls = cl.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
+    ls = cls.add_parser("list", help="clients online now")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_list)
+    show = cls.add_parser("show", help="one device: session, allowance, blocked")
+    show.add_argument("who", help="MAC or IP address")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+    allow = cls.add_parser("allow", help="authorize a device")
+    allow.add_argument("mac", type=mac_arg)
+    allow.add_argument("--ip", help="its address (default: looked up on the LAN)")
+    allow.add_argument("--tier", default="free")
+    allow.add_argument("--minutes", type=_positive_minutes,
+                       help="session length (default: the tier's; 0 = no limit)")
+    allow.add_argument("--json", action="store_true")
+    allow.set_defaults(handler=_allow)
+    for name, helptext, handler in (("kick", "end a device's session now", _kick),
+                                    ("block", "block a device", _block),
+                                    ("unblock", "unblock a device", _unblock)):
+        c = cls.add_parser(name, help=helptext)
+        c.add_argument("mac", type=mac_arg)
+        if name == "block":
+            c.add_argument("--reason", default="")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(handler=handler)
+    bl = cls.add_parser("blocked", help="blocked devices")
+    bl.add_argument("--json", action="store_true")
+    bl.set_defaults(handler=_blocked)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    setup_logging(args.log_level)
+    from gateway.daemon import Gateway
+
+    return Gateway(cfg).run()
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    setup_logging("INFO")
+    from gateway.daemon import teardown
+
+    teardown(cfg)
+    print(f"removed table inet {cfg.gateway.table} and the HTB trees")
+    return 0
+
+
+def _control(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(config_mod.load(args.config).control.socket)
+
+
+def _call(args: argparse.Namespace, method: str, human: Any, **params: Any) -> int:
+    with _control(args) as ctl:
+        print_result(ctl.call(method, **params), args.json, human)
+    return 0
+
+
+def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no clients online"
+    head = (f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  "
+            f"{'DOWN':>9}  {'UP':>9}")
+    lines = [head]
+    for r in rows:
+        left = r.get("seconds_remaining")
+        left_s = "-" if left is None else f"{left // 60}m"
+        lines.append(f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
+                     f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}")
+    return "\n".join(lines)
+
+
+def _fmt_session(r: dict[str, Any]) -> str:
+    return "\n".join(f"{k:18} {v}" for k, v in r.items())
+
+
+def _who(value: str) -> dict[str, str]:
+    if value.count(".") == 3:
+        return {"ip": value}
+    return {"mac": mac_arg(value)}
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _call(args, "status", _fmt_session)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    return _call(args, "reconcile", lambda r: r["changed"] or "kernel already matched the database")
+
+
+def _list(args: argparse.Namespace) -> int:
+    return _call(args, "list", _fmt_sessions)
+
+
+def _show(args: argparse.Namespace) -> int:
+    return _call(args, "client", lambda r: json.dumps(r, indent=2), **_who(args.who))
+
+
+def _allow(args: argparse.Namespace) -> int:
+    return _call(args, "authorize", _fmt_session, mac=args.mac, ip=args.ip, tier=args.tier,
+                 source="admin", minutes=args.minutes)
+
+
+def _kick(args: argparse.Namespace) -> int:
+    return _call(args, "deauthorize", lambda r: f"kicked {r['mac']} (session {r['id']})",
+                 mac=args.mac, reason="admin-kick")
+
+
+def _block(args: argparse.Namespace) -> int:
+    return _call(args, "block", lambda r: f"blocked {r['mac']}", mac=args.mac, reason=args.reason)
+
+
+def _unblock(args: argparse.Namespace) -> int:
+    return _call(args, "unblock", lambda r: f"unblocked {r['mac']}", mac=args.mac)
+
+
+def _blocked(args: argparse.Namespace) -> int:
+    return _call(args, "blocked",
+                 lambda rows: "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}"
+                                        for r in rows) or "no blocked devices")

@@ -1,0 +1,1 @@
+"""The ``hotspot`` command: the composition root, above every package (see main.py)."""

@@ -1,0 +1,7 @@
+"""``python -m hotspot_cli …`` is ``hotspot …``."""
+
+import sys
+
+from hotspot_cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The ``hotspot`` command line: the composition root above every package.
+
+Each package registers its own subcommands (``register(sub, parser_class)``, setting a
+``handler(args) -> int``); this module only assembles them, dispatches, and turns errors into
+exit codes: 0 done; 1 the gateway refused or failed (the message says why); 2 a bad argument
+or configuration (one line naming it; nothing was applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotspot import __version__
+from hotspot import config as config_mod
+from hotspot.commandline import Handler, Parser
+from hotspot.errors import ConfigError, HotspotError, UsageError
+
+# The order is the order of ``hotspot --help``.
+COMMAND_MODULES = (
+    "provisioning.cli",   # provision
+    "gateway.cli",        # gateway, clients
+    "hotspot_cli.core",   # db, config
+    "sync.cli",           # sync
+    "collector.cli",      # collector
+    "hotspot_cli.operator",  # operators, vouchers, sales
+    "portal.cli",         # portal
+    "demo.cli",           # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="hotspot", description="Hotspot Desa village WiFi gateway")
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML configuration (default: ${config_mod.ENV_CONFIG}, "
+                        "else built-in defaults)")
+    p.add_argument("--version", action="version", version=f"hotspot {__version__}")
+    sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, Parser)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"hotspot: config error: {exc.message}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"hotspot: error: {exc.message}", file=sys.stderr)
+        return 2
+    except HotspotError as exc:
+        print(f"hotspot: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"hotspot: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hotspot: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,139 @@
+"""``hotspot demo`` as a person (or CI) runs it: the whole simulated village, unattended.
+
+1. ``hotspot demo --duration 30`` exits 0 and its summary lists every expectation as held;
+   it leaves no namespace, process or work directory behind.
+2. A demo killed with SIGKILL mid-run leaves its namespaces, processes and work directory;
+   the next run removes them, succeeds, and leaves nothing either.
+
+Root only (the netns conftest skips it otherwise); also needs dnsmasq and dhclient. The
+prefix ``hsdtest`` is this test's own, so a person's ``hotspot demo`` (prefix ``hsd``) is
+never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from testsupport.testbed import existing_namespaces
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
+                       reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)"),
+    pytest.mark.timeout(420),
+]
+
+PREFIX = "hsdtest"
+WORK = Path(tempfile.gettempdir()) / f"hotspot-demo-{PREFIX}"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def demo_cmd(duration: int) -> list[str]:
+    return [sys.executable, "-m", "hotspot_cli", "demo", "--duration", str(duration),
+            "--prefix", PREFIX, "--plain"]
+
+
+def ours() -> list[str]:
+    return [ns for ns in existing_namespaces() if ns.startswith(f"{PREFIX}-")]
+
+
+def processes_in(namespaces: list[str]) -> list[str]:
+    pids: list[str] = []
+    for ns in namespaces:
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        pids += out.stdout.split()
+    return pids
+
+
+def verdict(out: str) -> tuple[list[str], list[str], str]:
+    """(held, failed, the "N/M expectations held" line) from the summary at the end."""
+    assert "\nExpectations:\n" in out, out[-4000:]
+    summary = out.split("\nExpectations:\n", 1)[1]
+    held = re.findall(r"^  ✓ (.+)$", summary, re.M)
+    failed = re.findall(r"^  ✗ (.+)$", summary, re.M)
+    total = re.search(r"^(\d+)/(\d+) expectations held", summary, re.M)
+    assert total, summary[-3000:]
+    return held, failed, total.group(0)
+
+
+def assert_all_held(proc: subprocess.CompletedProcess[str]) -> None:
+    out = proc.stdout
+    held, failed, total = verdict(out)
+    assert proc.returncode == 0 and not failed, (
+        f"exit {proc.returncode}, failed: {failed}\n{out[-6000:]}\n{proc.stderr[-3000:]}")
+    n = len(held)
+    assert total == f"{n}/{n} expectations held"
+    # Every scripted villager and the province were checked, not just some.
+    for what in ("DHCP, with option 114", "free villager", "redeems a voucher → premium",
+                 "premium rate", "reason quota", "walled again", "Jatah gratis hari ini",
+                 "nothing gets through", "forwarded localhost ports",
+                 "reports the village's usage to the collector"):
+        assert any(what in h for h in held), (what, held)
+
+
+def assert_nothing_left() -> None:
+    assert ours() == [], ours()
+    assert not WORK.exists(), sorted(WORK.rglob("*"))[:20]
+
+
+def run_demo(duration: int, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(demo_cmd(duration), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+
+
+def test_demo_runs_unattended_and_cleans_up_after_a_crash():
+    started = time.monotonic()
+    first = run_demo(30, timeout=150)
+    first_seconds = time.monotonic() - started
+    assert_all_held(first)
+    assert_nothing_left()
+    # Set-up, 30 s of villagers, the verdict and the clean-up: well within budget.
+    assert first_seconds < 90, first_seconds
+
+    # A demo killed with SIGKILL while the villagers act leaves everything behind...
+    crashed = subprocess.Popen(demo_cmd(120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=ROOT)
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    assert crashed.stdout is not None
+    try:
+        for line in crashed.stdout:
+            seen.append(line)
+            if "✓ accept" in line or time.monotonic() > deadline:
+                break
+        assert any("✓ accept" in line for line in seen), "".join(seen)[-3000:]
+    finally:
+        os.kill(crashed.pid, signal.SIGKILL)
+        crashed.wait(timeout=10)
+        crashed.stdout.close()
+    left = ours()
+    assert {f"{PREFIX}-gw", f"{PREFIX}-up", f"{PREFIX}-prov", f"{PREFIX}-c1"} <= set(left), left
+    assert processes_in(left), "the killed demo's gateway, portal, … should still run"
+    assert WORK.exists()
+
+    # ...and the next run removes it all, then succeeds.
+    again = run_demo(20, timeout=150)
+    assert "removing what an earlier demo left" in again.stdout, again.stdout[:2000]
+    assert_all_held(again)
+    assert_nothing_left()
+    print(f"\nfirst run {first_seconds:.1f} s; whole test {time.monotonic() - started:.1f} s")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """Whatever happens, the test's own prefix is gone afterwards."""
+    yield
+    from testsupport.testbed import Testbed
+
+    Testbed(prefix=PREFIX).destroy()
+    shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(WORK.with_name(WORK.name + "-failed"), ignore_errors=True)

@@ -1,0 +1,112 @@
+"""`hotspot portal run` for real: gunicorn on loopback, started as root, serving as an
+unprivileged user (root only: otherwise skipped)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from testsupport.testbed import write_toml
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
+
+HOST = "127.0.0.2"
+
+
+def _user() -> pwd.struct_passwd:
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c",
+                            "import flask, gunicorn, babel.localedata as l, hotspot, portal;"
+                            "l.load('id')"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"this Python ({sys.executable}) and its packages are not readable by "
+                    "'nobody' (installed under a private home?)")
+    return user
+
+
+@pytest.fixture
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="hotspot-portal-run-"))
+    path.chmod(0o755)  # the portal user must reach its files (pytest's tmp_path is 0700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str, host: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    conn.request("GET", path, headers={"Host": host})
+    resp = conn.getresponse()
+    resp.body = resp.read()
+    conn.close()
+    return resp
+
+
+def test_portal_runs_as_the_portal_user(workdir):
+    import psutil
+
+    user = _user()
+    port = _free_port()
+    config = write_toml(workdir / "hotspot.toml", {
+        "network": {"lan_address": f"{HOST}/17", "portal_port": port},
+        "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+        "control": {"socket": str(workdir / "no-gateway.sock")},
+        "portal": {"user": "nobody", "workers": 2, "secret_key_file": str(workdir / "portal.secret"),
+                   "voucher_key_file": str(workdir / "voucher.key")},
+    })
+    proc = subprocess.Popen([sys.executable, "-m", "hotspot_cli", "--config", str(config),
+                             "portal", "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex((HOST, port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(proc.stdout.read().decode() if proc.poll() is not None else "no portal")
+            time.sleep(0.1)
+        master = psutil.Process(proc.pid)
+        while len(master.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = master.children()
+        assert len(workers) == 2
+        for p in [master, *workers]:
+            assert p.uids().real == p.uids().effective == user.pw_uid, p
+            assert p.gids().effective == user.pw_gid
+        for name in ("portal.secret", "voucher.key"):
+            st = (workdir / name).stat()
+            assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
+        # A probe is answered without the gateway; a page says "try again" without it.
+        probe = _get(port, "/generate_204", "connectivitycheck.gstatic.com")
+        assert probe.status == 302
+        assert probe.getheader("Location").startswith(f"http://{HOST}:{port}/?to=")
+        page = _get(port, "/", f"{HOST}:{port}")
+        assert page.status == 503 and b"Traceback" not in page.body
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)

@@ -1,0 +1,200 @@
+"""The DHCP and DNS path for real: dnsmasq with the configuration ``hotspot provision``
+renders, in the gateway namespace on br-lan, next to the real gateway; a phone without an
+address gets a lease from the range with DHCP option 114 (RFC 8910) from ISC dhclient; a
+walled-garden domain resolved through that dnsmasq lands in the gateway's
+``walled_garden_dns`` set, and the phone, still not logged in, reaches it.
+
+The "internet" answering DNS is a second dnsmasq in the upstream namespace (authoritative
+for ``walled.example``), so the gateway's dnsmasq forwards the query and its ``nftset=``
+fires on a real upstream answer. Nothing leaves the test's namespaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testsupport.testbed import UPSTREAM_IP
+from hotspot import config as config_mod
+from provisioning import render as R
+
+from tests.netns.helpers import GW_LAN_IP, curl, set_elements, wait_until
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
+    reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)")
+
+RANGE = ("10.10.0.100", "10.10.0.150")
+DOMAIN = "walled.example"
+
+# dhclient.conf: ask for option 114 as phones do (Android 11+, iOS 14+), by its RFC 8910 code.
+DHCLIENT_CONF = """\
+option rfc8910-captive-portal code 114 = text;
+request subnet-mask, broadcast-address, routers, domain-name-servers, rfc8910-captive-portal;
+timeout 30;
+retry 1;
+"""
+
+# Instead of dhclient-script (which would rewrite the host's /etc/resolv.conf): record
+# what the server sent and configure the interface, nothing else.
+DHCLIENT_SCRIPT = """\
+#!/bin/sh
+env | sort > "{out}/$reason.env"
+case "$reason" in
+PREINIT) ip link set dev "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    ip route replace default via "$new_routers" dev "$interface" ;;
+esac
+exit 0
+"""
+
+# A DNS A query for one name, sent to the gateway from the phone; prints the addresses.
+RESOLVE = r"""
+import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x4853, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, (server, 53))
+r, _ = s.recvfrom(4096)
+ident, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", r[:12])
+assert ident == 0x4853 and flags & 0x8000 and flags & 0xF == 0, f"bad answer flags {flags:#x}"
+i = 12
+for _ in range(qd):
+    while r[i]:
+        i += r[i] + 1
+    i += 5
+for _ in range(an):
+    if r[i] & 0xC0 == 0xC0:
+        i += 2
+    else:
+        while r[i]:
+            i += r[i] + 1
+        i += 1
+    rtype, rclass, ttl, rdlen = struct.unpack(">HHIH", r[i:i + 10])
+    i += 10
+    if rtype == 1:
+        print(socket.inet_ntoa(r[i:i + rdlen]))
+    i += rdlen
+"""
+
+
+def _env(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value.strip("'")
+    return out
+
+
+@pytest.fixture
+def village(tmp_path):
+    """The village configuration of the test (testbed addresses, a small DHCP range)."""
+    return config_mod.load(overrides={
+        "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
+                    "lan_address": "10.10.0.1/22", "walled_garden_domains": [DOMAIN]},
+        "dhcp": {"range_start": RANGE[0], "range_end": RANGE[1], "lease_minutes": 10,
+                 "upstream_dns": [UPSTREAM_IP]},
+        "wifi": {"enabled": False},
+    })
+
+
+@pytest.fixture
+def dnsmasq(testbed, gateway, village, tmp_path):
+    """The rendered dnsmasq.conf, run in the gateway namespace (as Debian runs it: it drops
+    to the dnsmasq user, keeping only what nftset= needs); an authoritative fake upstream DNS
+    in the upstream namespace."""
+    work = tmp_path / "dnsmasq"
+    work.mkdir()
+    work.chmod(0o755)
+    files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
+    conf = work / "hotspot.conf"
+    conf.write_bytes(files[R.DNSMASQ].content)
+    leases = work / "leases"
+    testbed.popen(testbed.up, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                  "--no-resolv", "--no-hosts", f"--listen-address={UPSTREAM_IP}",
+                  "--bind-interfaces", f"--address=/{DOMAIN}/{UPSTREAM_IP}",
+                  f"--pid-file={work}/upstream.pid", "--log-facility=-", "--log-queries",
+                  log_path=work / "upstream.log")
+    testbed.popen(testbed.gw, "dnsmasq", "--keep-in-foreground", f"--conf-file={conf}",
+                  f"--dhcp-leasefile={leases}", f"--pid-file={work}/dnsmasq.pid", "--no-hosts",
+                  "--log-facility=-", "--log-dhcp", "--log-queries",
+                  log_path=work / "dnsmasq.log")
+    testbed.wait_port(testbed.gw, GW_LAN_IP, 53)  # TCP DNS: up means ready
+    return {"conf": conf, "leases": leases, "log": work / "dnsmasq.log",
+            "api_url": R.api_url(village)}
+
+
+def start_dhclient(testbed, phone, work):
+    """dhclient in the phone's namespace; its script writes BOUND.env into ``work``."""
+    work.mkdir()
+    (work / "dhclient.conf").write_text(DHCLIENT_CONF)
+    script = work / "script"
+    script.write_text(DHCLIENT_SCRIPT.format(out=work))
+    script.chmod(0o755)
+    testbed.popen(phone.ns, "dhclient", "-d", "-1", "-v", "-cf", str(work / "dhclient.conf"),
+                  "-sf", str(script), "-lf", str(work / "dhclient.leases"),
+                  "-pf", str(work / "dhclient.pid"), phone.ifname, log_path=work / "dhclient.log")
+    return work / "BOUND.env"
+
+
+def test_phone_gets_a_lease_with_option_114(testbed, dnsmasq, tmp_path):
+    phone = testbed.add_phone(3, address=False)
+    work = tmp_path / "dhclient"
+    bound = start_dhclient(testbed, phone, work)
+    try:
+        wait_until(bound.exists, 40, 0.1, what="dhclient bound")
+    except AssertionError:
+        pytest.fail(f"no lease:\n{(work / 'dhclient.log').read_text()}\n"
+                    f"{dnsmasq['log'].read_text()}")
+    env = _env(bound)
+    ip = ipaddress.IPv4Address(env["new_ip_address"])
+    assert ipaddress.IPv4Address(RANGE[0]) <= ip <= ipaddress.IPv4Address(RANGE[1])
+    assert env["new_subnet_mask"] == "255.255.252.0"
+    assert env["new_routers"] == GW_LAN_IP
+    assert env["new_domain_name_servers"] == GW_LAN_IP
+    assert env["new_dhcp_lease_time"] == "600"
+    # RFC 8910: the captive-portal API URL, exactly as rendered from the configuration.
+    assert dnsmasq["api_url"] == "http://10.10.0.1:8080/api/captive"
+    assert env["new_rfc8910_captive_portal"] == dnsmasq["api_url"]
+    # The lease is on the server, and the phone really has the address.
+    assert phone.mac in dnsmasq["leases"].read_text()
+    addrs = testbed.run(phone.ns, "ip", "-4", "-o", "addr", "show", "dev", phone.ifname).stdout
+    assert f"{ip}/22" in addrs
+
+
+def test_walled_garden_domain_fills_the_nft_set(testbed, dnsmasq, gateway):
+    phone = testbed.phones[0]  # never logged in
+    assert UPSTREAM_IP not in set_elements(testbed, "walled_garden_dns")
+    before = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html")
+    assert before.code != "200"  # walled: the request went to the (absent) portal
+    out = testbed.run(phone.ns, sys.executable, "-c", RESOLVE, DOMAIN, GW_LAN_IP).stdout.split()
+    assert out == [UPSTREAM_IP]
+    # dnsmasq's nftset= put the answer into the gateway's set, with the set's timeout.
+    wait_until(lambda: UPSTREAM_IP in set_elements(testbed, "walled_garden_dns"), 3,
+               what="walled_garden_dns filled")
+    after = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html")
+    assert after.code == "200" and "upstream ok" in after.body
+    # A name outside the garden resolves too (DNS passes before login) but opens nothing.
+    testbed.run(phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP,
+                check=False)
+    assert set_elements(testbed, "walled_garden_dns") == [UPSTREAM_IP]
+
+
+def test_a_crowd_of_phones_gets_leases_at_once(testbed, dnsmasq, tmp_path):
+    """After a power cut every phone asks at once; dnsmasq's pre-offer ping would make each
+    wait ~3 s in turn (15 s for five): the rendered config turns it off."""
+    started = time.monotonic()
+    bounds = [start_dhclient(testbed, testbed.add_phone(i, address=False), tmp_path / f"c{i}")
+              for i in range(3, 8)]
+    wait_until(lambda: all(b.exists() for b in bounds), 30, 0.05, what="five leases")
+    assert time.monotonic() - started < 5, "five phones waited for their leases"
