@@ -20,7 +20,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from hotspot.config import Config
-from hotspot.errors import KernelError
+from hotspot.errors import ConfigError, KernelError
 from gateway import ruleset, shaping
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
@@ -53,7 +53,13 @@ class DataPath:
 
     def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
         """Start-up: forwarding on, HTB trees present, the table replaced atomically with the
-        database's clients already in it; then the classes are reconciled."""
+        database's clients already in it; then the classes are reconciled (leaves included:
+        a tree an older gateway left is brought to today's handles)."""
+        if not shaping.shapeable(self.network):
+            raise ConfigError("network.lan_address",
+                              f"a /{self.network.prefixlen} LAN has more host addresses than "
+                              f"the shaper has qdisc handles for (a /18 at most: see "
+                              f"docs/architecture.md, Shaping)")
         _enable_forwarding()
         self.down.install()
         self.up.install()
@@ -79,14 +85,23 @@ class DataPath:
                  readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
                  ) -> Snapshot:
         """The kernel's state; ``readings`` (from :meth:`counters` a moment ago) saves the
-        class dumps."""
+        class dumps.
+
+        Without ``readings`` (start-up, an explicit reconcile) the client classes' leaf
+        qdiscs are checked too, one more dump per device. A tick passes its readings and
+        skips that: leaves go wrong only by an upgrade from an older gateway (which starts
+        with a full look) or by hand."""
         snap = Snapshot()
         if with_nft:
             snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
                 self.nft.elements())
+        check_leaves = readings is None
         down, up = readings if readings is not None else self.counters()
         snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}
         snap.up_ceil = {m: r.ceil_kbps for m, r in up.items()}
+        if check_leaves:
+            snap.down_stale_leaves = self.down.stale_leaves(down)
+            snap.up_stale_leaves = self.up.stale_leaves(up)
         return snap
 
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]:
@@ -127,7 +142,7 @@ class DataPath:
     def _apply_classes(self, plan: Plan) -> None:
         try:
             for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
-                shaper.apply_bulk([(c.minor, c.kbps, c.new) for c in changes], [])
+                shaper.apply_bulk([(c.minor, c.kbps, c.needs_leaf) for c in changes], [])
         except KernelError:
             self._undo_new_classes(plan)
             raise

@@ -33,13 +33,22 @@ class Snapshot:
     blocked: set[str] = field(default_factory=set)
     down_ceil: dict[int, int] = field(default_factory=dict)  # minor → kbps
     up_ceil: dict[int, int] = field(default_factory=dict)
+    # Client classes whose leaf qdiscs are not the ones we make (an older gateway's
+    # handles, a leaf removed by hand); empty when the leaves were not looked at.
+    down_stale_leaves: set[int] = field(default_factory=set)
+    up_stale_leaves: set[int] = field(default_factory=set)
 
 
 @dataclass
 class ClassChange:
     minor: int
     kbps: int
-    new: bool  # a new class also needs its leaf qdisc
+    new: bool  # the class does not exist yet (a rollback removes it again)
+    remake_leaf: bool = False  # the class exists, its leaf qdiscs must be made anew
+
+    @property
+    def needs_leaf(self) -> bool:
+        return self.new or self.remake_leaf
 
 
 @dataclass
@@ -69,9 +78,14 @@ class Plan:
                 f"{len(self.down_del) + len(self.up_del)} removed")
 
 
-def _class_changes(want: dict[int, int], have: dict[int, int]) -> tuple[list[ClassChange], list[int]]:
-    changes = [ClassChange(minor, kbps, minor not in have)
-               for minor, kbps in sorted(want.items()) if have.get(minor) != kbps]
+def _class_changes(want: dict[int, int], have: dict[int, int],
+                   stale_leaves: set[int]) -> tuple[list[ClassChange], list[int]]:
+    changes = []
+    for minor, kbps in sorted(want.items()):
+        new = minor not in have
+        remake_leaf = not new and minor in stale_leaves
+        if new or remake_leaf or have[minor] != kbps:
+            changes.append(ClassChange(minor, kbps, new, remake_leaf))
     stale = sorted(set(have) - set(want))
     return changes, stale
 
@@ -99,6 +113,7 @@ def plan(wanted: list[Wanted], blocked: set[str], snap: Snapshot,
     p.del_blocked = sorted(snap.blocked - blocked)
 
     p.down_set, p.down_del = _class_changes({minors[w.ip]: w.down_kbps for w in wanted},
-                                            snap.down_ceil)
-    p.up_set, p.up_del = _class_changes({minors[w.ip]: w.up_kbps for w in wanted}, snap.up_ceil)
+                                            snap.down_ceil, snap.down_stale_leaves)
+    p.up_set, p.up_del = _class_changes({minors[w.ip]: w.up_kbps for w in wanted},
+                                        snap.up_ceil, snap.up_stale_leaves)
     return p

@@ -67,7 +67,9 @@ def _parse(data: bytes, start: int, end: int) -> TcObject:
     for atype, a, b in _attrs(data, start + _TCMSG.size, end):
         if atype == TCA_KIND:
             kind = data[a:b].split(b"\0", 1)[0].decode()
-        elif atype == TCA_OPTIONS:
+        elif atype == TCA_OPTIONS and kind == "htb":
+            # (TCA_KIND comes first; other kinds number their options from 1 too: tbf's 1
+            # is its own parameters, which must not be read as an HTB ceiling)
             for otype, oa, ob in _attrs(data, a, b):
                 if otype == TCA_HTB_PARMS and ob - oa >= _HTB_CEIL.size:
                     (ceil,) = _HTB_CEIL.unpack_from(data, oa)

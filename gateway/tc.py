@@ -8,6 +8,9 @@ Each client class has a ``tbf`` leaf at a rate no tier reaches, whose only job i
 GSO/GRO super-packets (up to 64 KB, from TSO on the sender or GRO on the NIC) into frames:
 HTB would otherwise let a 1 Mbit/s class send 64 KB at once and then stall for half a
 second. Under the tbf sits fq_codel where the kernel has it; else tbf's own byte FIFO.
+
+Every qdisc made here has an explicit handle outside the kernel's automatic range
+(:mod:`gateway.shaping` explains why and how they are numbered).
 """
 
 from __future__ import annotations
@@ -37,11 +40,6 @@ SPLITTER_BURST = 4 * shaping.MTU_QUANTUM
 SPLITTER_LIMIT = shaping.PFIFO_LIMIT * shaping.MTU_QUANTUM
 
 
-def splitter_handle(minor: int) -> int:
-    """The tbf leaf's handle: major 0x8000 + host index (the root is 1:, never reached)."""
-    return (0x8000 + minor) << 16
-
-
 @dataclass(frozen=True)
 class ClassReading:
     minor: int
@@ -57,7 +55,8 @@ def detect_leaf(ipr: IPRoute, index: int, wanted: str) -> str:
     # Probe on a throwaway class of a throwaway root would disturb traffic; instead try to
     # attach fq_codel under the default class, which is what we want there anyway.
     try:
-        ipr.tc("replace", "fq_codel", index=index, parent=shaping.classid(shaping.DEFAULT_MINOR))
+        ipr.tc("replace", "fq_codel", index=index, parent=shaping.classid(shaping.DEFAULT_MINOR),
+               handle=shaping.DEFAULT_LEAF_HANDLES["fq_codel"])
     except NetlinkError as exc:
         if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
             return "pfifo"
@@ -129,45 +128,70 @@ class Shaper:
 
     def _put_default_leaf(self) -> None:
         parent = shaping.classid(shaping.DEFAULT_MINOR)
+        handle = shaping.DEFAULT_LEAF_HANDLES[self.leaf]
         if self.leaf == "fq_codel":
-            self._tc("replace", "fq_codel", parent=parent)
+            self._tc("replace", "fq_codel", parent=parent, handle=handle)
         else:
-            self._tc("replace", "pfifo", parent=parent, limit=shaping.PFIFO_LIMIT)
+            self._tc("replace", "pfifo", parent=parent, handle=handle, limit=shaping.PFIFO_LIMIT)
 
     def _put_leaf(self, minor: int) -> None:
-        handle = splitter_handle(minor)
+        handle = shaping.splitter_handle(minor)
         self._tc("replace", "tbf", parent=shaping.classid(minor), handle=handle,
                  rate=SPLITTER_RATE, burst=SPLITTER_BURST, limit=SPLITTER_LIMIT)
         if self.leaf == "fq_codel":
-            self._tc("replace", "fq_codel", parent=handle | 1)
+            self._tc("replace", "fq_codel", parent=handle | 1,
+                     handle=shaping.splitter_child_handle(minor))
+
+    def stale_leaves(self, minors: Iterable[int]) -> set[int]:
+        """Which of these client classes lack the leaf qdiscs :meth:`set_client` makes, by
+        kind and handle (a tree left by an older gateway, a leaf replaced by hand), from
+        one qdisc dump."""
+        leaf_at = {q.parent: q for q in self._dump(rtnl_dump.RTM_GETQDISC)}
+        stale = set()
+        for minor in minors:
+            if not 1 <= minor <= shaping.MAX_HOST_INDEX:
+                continue  # not a host of a LAN we can shape: the reconcile removes it
+            tbf = leaf_at.get(shaping.classid(minor))
+            handle = shaping.splitter_handle(minor)
+            if tbf is None or tbf.kind != "tbf" or tbf.handle != handle:
+                stale.add(minor)
+            elif self.leaf == "fq_codel":
+                child = leaf_at.get(handle | 1)
+                if (child is None or child.kind != "fq_codel"
+                        or child.handle != shaping.splitter_child_handle(minor)):
+                    stale.add(minor)
+        return stale
 
     def _batch_lines(self, changes: Iterable[tuple[int, int, bool]],
                      deletions: Iterable[int]) -> list[str]:
         dev = self.ifname
         lines = []
-        for minor, kbps, new in changes:
+        for minor, kbps, with_leaf in changes:
             cls = shaping.client_class(minor, kbps)
             lines.append(
                 f"class replace dev {dev} parent 1:{shaping.BACKHAUL_MINOR:x} "
                 f"classid {cls.handle} htb rate {cls.rate_kbps}kbit ceil {cls.ceil_kbps}kbit "
                 f"burst {shaping.burst_bytes(cls.rate_kbps)} "
                 f"cburst {shaping.burst_bytes(cls.ceil_kbps)} quantum {shaping.MTU_QUANTUM}")
-            if new:
-                major = splitter_handle(minor) >> 16
+            if with_leaf:
+                major = shaping.splitter_handle(minor) >> 16
                 lines.append(f"qdisc replace dev {dev} parent {cls.handle} handle {major:x}: "
                              f"tbf rate {SPLITTER_RATE} burst {SPLITTER_BURST} "
                              f"limit {SPLITTER_LIMIT}")
                 if self.leaf == "fq_codel":
-                    lines.append(f"qdisc replace dev {dev} parent {major:x}:1 fq_codel")
+                    child = shaping.splitter_child_handle(minor) >> 16
+                    lines.append(f"qdisc replace dev {dev} parent {major:x}:1 "
+                                 f"handle {child:x}: fq_codel")
         for minor in deletions:
             lines.append(f"class del dev {dev} classid {shaping.classid_str(minor)}")
         return lines
 
     def apply_bulk(self, changes: list[tuple[int, int, bool]], deletions: list[int]) -> None:
-        """Many class changes at once: netlink calls for a few, one ``tc -batch`` for many."""
+        """Many class changes at once: netlink calls for a few, one ``tc -batch`` for many.
+        A change is (minor, ceiling, whether its leaf qdiscs must be made too)."""
         if len(changes) + len(deletions) <= BULK_THRESHOLD:
-            for minor, kbps, new in changes:
-                self.set_client(minor, kbps, new=new)
+            for minor, kbps, with_leaf in changes:
+                self.set_client(minor, kbps, with_leaf=with_leaf)
             self.delete_clients(deletions)
             return
         tc = shutil.which("tc")
@@ -184,10 +208,11 @@ class Shaper:
             if errors:
                 raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code="tc")
 
-    def set_client(self, minor: int, ceil_kbps: int, *, new: bool = True) -> None:
-        """Create or change a client's class; a new class also gets its leaf qdisc."""
+    def set_client(self, minor: int, ceil_kbps: int, *, with_leaf: bool = True) -> None:
+        """Create or change a client's class; a new class also needs its leaf qdiscs (as does
+        one whose leaves are stale: they are replaced)."""
         self._put_class(shaping.client_class(minor, ceil_kbps))
-        if new:
+        if with_leaf:
             self._put_leaf(minor)
 
     def delete_client(self, minor: int) -> None:

@@ -84,7 +84,11 @@ def test_counted_bytes_match_the_phones_interface(village, artifacts):
         out = bed.run(phone.ns, "iperf3", "-c", UPSTREAM_IP, "-t", "3", "-b", "8M", "-J",
                       *(["-R"] if reverse else []), timeout=30)
         assert json.loads(out.stdout)["end"]["sum_received"]["bytes"] > 1_000_000
-    time.sleep(TICK * 3)  # let the gateway's poll read the last packets
+    # Let the gateway's poll read the last packets: a tick that starts after the traffic
+    # ended reads them all, and the second tick from now is one.
+    ticks = gw.call("status")["ticks"]
+    wait_for(lambda: gw.call("status")["ticks"] >= ticks + 2, 20 * TICK,
+             "two gateway ticks after the traffic", interval=0.05)
     after = counters(bed, phone)
     phone_down, phone_up = ip_bytes(before, after)
     session = gw.call("client", mac=phone.mac)["session"]

@@ -16,12 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from testsupport.testbed import Testbed, sh, write_toml
 from hotspot.control import ControlClient
+from tests.netns.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROV_IP = "203.0.113.10"
@@ -34,14 +34,9 @@ def hotspot(config: Path | str, *args: str) -> list[str]:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true after {timeout} s")
-        time.sleep(interval)
+    """:func:`tests.netns.helpers.wait_until`, the one bounded poll of the root tiers, in
+    the argument order these tests use."""
+    return wait_until(predicate, timeout, interval=interval, what=what)
 
 
 def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:

@@ -370,6 +370,26 @@ def sample_class_bytes(bed: Testbed, dev: str, minor: int, interval: float = 0.1
             for (ta, a), (tb, b) in zip(samples, samples[1:])]
 
 
+_QDISC = re.compile(r"^qdisc (\S+) ([0-9a-f]+): (?:dev \S+ )?(root|ingress|parent ([0-9a-f:]+))")
+
+
+@dataclass(frozen=True)
+class QdiscInfo:
+    kind: str
+    major: int  # 0: a default leaf the kernel made itself
+    parent: str  # "root", "ingress" or a classid like "1:2a"
+
+
+def tc_qdiscs(bed: Testbed, dev: str) -> list[QdiscInfo]:
+    """Qdiscs of ``dev`` in the gateway."""
+    out = []
+    for line in bed.run(bed.gw, "tc", "qdisc", "show", "dev", dev).stdout.splitlines():
+        m = _QDISC.match(line.strip())
+        if m:
+            out.append(QdiscInfo(m.group(1), int(m.group(2), 16), m.group(4) or m.group(3)))
+    return out
+
+
 def tc_filters(bed: Testbed, dev: str, *where: str) -> str:
     return bed.run(bed.gw, "tc", "filter", "show", "dev", dev, *where).stdout.strip()
 
