@@ -8,7 +8,7 @@ portal under gunicorn (2 gthread workers, as ``hotspot portal run`` starts it), 
   authorization costs but the nftables/tc calls, in its own process on the same cores;
 * ``fake``: canned answers over the same socket protocol — what the portal costs alone.
 
-Everything runs on loopback: the LAN is ``127.0.0.1/17`` (the portal at 127.0.0.1, the
+Everything runs on loopback: the LAN is ``127.0.0.1/18`` (the portal at 127.0.0.1, the
 "phones" bind the source addresses 127.0.1.x…, all local on Linux), so each phone is a
 distinct client address that the gateway maps to its own MAC. Nothing leaves the machine.
 
@@ -49,7 +49,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-LAN = "127.0.0.1/17"
+LAN = "127.0.0.1/18"
 PROBE_HOST = "connectivitycheck.gstatic.com"
 
 
@@ -368,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.gateway = args.gateway or ["engine", "fake"]
     phones = 60 if args.quick else args.phones
-    if phones > 32000:
-        ap.error("at most 32000 phones fit in 127.0.0.0/17")
+    if phones > 16000:
+        ap.error("at most 16000 phones fit in 127.0.0.0/18")
     result: dict[str, Any] = {
         "benchmark": "portal login burst",
         "when": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),

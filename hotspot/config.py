@@ -471,8 +471,10 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
     except ValueError:
         raise ConfigError(s.key("lan_address"), f"{address!r} is not an IPv4 address/prefix") from None
     # Client classids are 1:<host index>, and 0xfffe/0xffff are the gateway's own classes.
-    if not 17 <= iface.network.prefixlen <= 30:
-        raise ConfigError(s.key("lan_address"), "prefix length must be between /17 and /30")
+    # The shaper gives each host address two qdisc handles below the kernel's automatic
+    # range (docs/architecture.md, Shaping): a /18 is the largest LAN that fits.
+    if not 18 <= iface.network.prefixlen <= 30:
+        raise ConfigError(s.key("lan_address"), "prefix length must be between /18 and /30")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
         raise ConfigError(s.key("lan_address"), "gateway address must be a host address of the subnet")
     ports = []

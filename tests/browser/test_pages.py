@@ -2,7 +2,7 @@
 Indonesia and in English: screenshots for a person to look at, and checks that need a real
 browser (no CSP violation, nothing wider than the screen, forms that work without script).
 
-The portal runs in this process on loopback (LAN 127.0.0.0/17, the portal at 127.0.0.2, the
+The portal runs in this process on loopback (LAN 127.0.0.0/18, the portal at 127.0.0.2, the
 browser's address 127.0.0.1 is "a phone"), with the real session engine on a fake data path.
 No root needed.
 """
@@ -39,7 +39,7 @@ def portal(tmp_path):
         port = s.getsockname()[1]
     cfg = config_mod.load(overrides={
         "village": {"name": "Desa Sungai Duren"},
-        "network": {"lan_address": f"{PORTAL_IP}/17", "portal_port": port},
+        "network": {"lan_address": f"{PORTAL_IP}/18", "portal_port": port},
         "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
         "control": {"socket": str(tmp_path / "control.sock")},
         "portal": {"secret_key_file": str(tmp_path / "s"), "voucher_key_file": str(tmp_path / "v"),
@@ -54,7 +54,7 @@ def portal(tmp_path):
                          "devices": 3}},
     })
     db = open_database(cfg.database.url)
-    datapath = FakeDataPath(network="127.0.0.0/17")
+    datapath = FakeDataPath(network="127.0.0.0/18")
     datapath.neighbours[PHONE_IP] = PHONE_MAC
     engine = SessionEngine(cfg, db, datapath)
     engine.start()

@@ -68,7 +68,7 @@ def test_portal_runs_as_the_portal_user(workdir):
     user = _user()
     port = _free_port()
     config = write_toml(workdir / "hotspot.toml", {
-        "network": {"lan_address": f"{HOST}/17", "portal_port": port},
+        "network": {"lan_address": f"{HOST}/18", "portal_port": port},
         "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
         "control": {"socket": str(workdir / "no-gateway.sock")},
         "portal": {"user": "nobody", "workers": 2, "secret_key_file": str(workdir / "portal.secret"),

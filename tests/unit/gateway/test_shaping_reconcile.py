@@ -22,8 +22,8 @@ def test_classid_is_the_host_index():
 
 
 def test_largest_allowed_subnet_stays_below_reserved_minors():
-    net = ipaddress.IPv4Network("10.0.0.0/17")
-    assert shaping.client_minor("10.0.127.254", net) < shaping.DEFAULT_MINOR
+    net = ipaddress.IPv4Network("10.0.0.0/18")
+    assert shaping.client_minor("10.0.63.254", net) < shaping.DEFAULT_MINOR
 
 
 def test_client_classes_borrow_everything_up_to_the_tier():

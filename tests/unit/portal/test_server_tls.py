@@ -32,7 +32,7 @@ def test_https_listener_serves_the_api_for_its_name(tmp_path):
         s.bind((HOST, 0))
         port = s.getsockname()[1]
     config = write_toml(tmp_path / "hotspot.toml", {
-        "network": {"lan_address": f"{HOST}/17"},
+        "network": {"lan_address": f"{HOST}/18"},
         "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
         "control": {"socket": str(tmp_path / "none.sock")},
         "portal": {"user": "", "workers": 1, "hostname": NAME, "https_port": port,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .helpers import (QdiscInfo, authorize, client_minor, iperf3, mtu_sized_frames, tc_classes,
+from tests.netns.helpers import (QdiscInfo, authorize, client_minor, iperf3, mtu_sized_frames, tc_classes,
                       tc_qdiscs, tier)
 
 if TYPE_CHECKING:
@@ -194,5 +194,6 @@ def test_a_leaf_replaced_by_hand_is_put_back_by_a_reconcile(testbed, gateway):
 
 def test_a_lan_larger_than_a_slash18_is_refused_at_start(testbed, gateway_factory):
     gw = gateway_factory({"network": {"lan_address": "10.10.0.1/17"}}, start=False)
-    with pytest.raises(RuntimeError, match=r"network\.lan_address: .*a /18 at most"):
+    with pytest.raises(RuntimeError, match=r"network\.lan_address: prefix length must be "
+                                           r"between /18 and /30"):
         gw.start()
