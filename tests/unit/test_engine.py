@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.engine import SessionEngine
-from hotspot.errors import KernelError, NotFound, Refused, UsageError
+from hotspot.errors import ErrorCode, KernelError, NotFound, Refused, UsageError
 from hotspot.model import ClientSession, DailyUsage, HourlyUsage
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
@@ -84,7 +84,7 @@ def test_bad_requests(engine):
 
 
 def test_kernel_failure_leaves_nothing_behind(engine, datapath, db):
-    datapath.fail_next_apply = KernelError("boom")
+    datapath.fail_next_apply = KernelError("boom", code=ErrorCode.NFTABLES)
     with pytest.raises(KernelError):
         engine.authorize(ip=IP1, mac=MAC1)
     assert sessions(db) == [] and datapath.state.authorized == set()
