@@ -15,9 +15,10 @@ from typing import Any, Callable, NoReturn, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot import __version__, config as config_mod
+from hotspot import protocol as proto
 from hotspot.control import ControlClient
 from hotspot.errors import ConfigError, HotspotError, UsageError
-from hotspot.model import normalize_mac
+from hotspot.model import EndReason, Source, normalize_mac
 from hotspot.units import fmt_bytes
 
 log = logging.getLogger(__name__)
@@ -287,28 +288,30 @@ def run(args: argparse.Namespace) -> int:
 
     with _client(cfg) as ctl:
         if group == "gateway" and cmd == "status":
-            _print(ctl.call("status"), as_json, _fmt_session)
+            _print(ctl.send(proto.StatusRequest()), as_json, _fmt_session)
         elif group == "gateway" and cmd == "reconcile":
-            _print(ctl.call("reconcile"), as_json,
+            _print(ctl.send(proto.ReconcileRequest()), as_json,
                    lambda r: r["changed"] or "kernel already matched the database")
         elif cmd == "list":
-            _print(ctl.call("list"), as_json, _fmt_sessions)
+            _print(ctl.send(proto.ListRequest()), as_json, _fmt_sessions)
         elif cmd == "show":
-            _print(ctl.call("client", **_who(args.who)), as_json,
+            _print(ctl.send(proto.ClientRequest(**_who(args.who))), as_json,
                    lambda r: json.dumps(r, indent=2))
         elif cmd == "allow":
-            _print(ctl.call("authorize", mac=args.mac, ip=args.ip, tier=args.tier,
-                            source="admin", minutes=args.minutes), as_json, _fmt_session)
+            _print(ctl.send(proto.AuthorizeRequest(mac=args.mac, ip=args.ip, tier=args.tier,
+                                                   source=Source.ADMIN, minutes=args.minutes)),
+                   as_json, _fmt_session)
         elif cmd == "kick":
-            _print(ctl.call("deauthorize", mac=args.mac, reason="admin-kick"), as_json,
+            _print(ctl.send(proto.DeauthorizeRequest(mac=args.mac, reason=EndReason.KICK)), as_json,
                    lambda r: f"kicked {r['mac']} (session {r['id']})")
         elif cmd == "block":
-            _print(ctl.call("block", mac=args.mac, reason=args.reason), as_json,
+            _print(ctl.send(proto.BlockRequest(mac=args.mac, reason=args.reason)), as_json,
                    lambda r: f"blocked {r['mac']}")
         elif cmd == "unblock":
-            _print(ctl.call("unblock", mac=args.mac), as_json, lambda r: f"unblocked {r['mac']}")
+            _print(ctl.send(proto.UnblockRequest(mac=args.mac)), as_json,
+                   lambda r: f"unblocked {r['mac']}")
         elif cmd == "blocked":
-            _print(ctl.call("blocked"), as_json,
+            _print(ctl.send(proto.BlockedRequest()), as_json,
                    lambda rows: "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}"
                                           for r in rows) or "no blocked devices")
     return 0
