@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
+from hotspot import protocol as proto
 from hotspot.control import ControlClient
+from hotspot.model import EndReason, Source
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -164,7 +166,7 @@ class GatewayProc:
                                    + "\n".join(l for _, l in self.lines[-30:]))
             if os.path.exists(self.socket):
                 try:
-                    self.call("ping")
+                    self.send(proto.PingRequest())
                     return time.monotonic() - self.spawned_at
                 except Exception:  # noqa: BLE001 - still starting
                     self.close_client()
@@ -192,18 +194,18 @@ class GatewayProc:
             self._client = ControlClient(self.socket, timeout=60)
         return self._client
 
-    def call(self, op: str, **args: Any) -> Any:
-        return self.client.call(op, **args)
+    def send(self, request: proto.Request[proto.R]) -> proto.R:
+        return self.client.send(request)
 
-    def raw_call(self, op: str, **args: Any) -> tuple[Any, int]:
+    def raw_send(self, request: proto.Request[proto.R]) -> tuple[proto.R, int]:
         """One request on a fresh connection, reading the whole reply line however long
-        (hotspot.control.ControlClient stops at 64 KiB). Returns (result, reply bytes)."""
+        it is, to measure its size. Returns (result, reply bytes)."""
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(60)
             sock.connect(self.socket)
-            sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            sock.sendall(proto.encode(request.to_wire()))
             buf = bytearray()
             while not buf.endswith(b"\n"):
                 chunk = sock.recv(1 << 16)
@@ -212,7 +214,7 @@ class GatewayProc:
                 buf += chunk
         reply = json.loads(buf)
         if not reply.get("ok"):
-            raise RuntimeError(f"{op}: {reply.get('error')}")
+            raise RuntimeError(f"{request.op}: {reply.get('error')}")
         return reply["result"], len(buf)
 
     def close_client(self) -> None:
@@ -394,7 +396,7 @@ class Bench:
             while not self.arrivals.empty():
                 self.arrivals.get_nowait()
             t0 = time.monotonic()
-            self.gw.call("authorize", ip=self.phone.ip, tier=TIER, source="free")
+            self.gw.send(proto.AuthorizeRequest(ip=self.phone.ip, tier=TIER, source=Source.FREE))
             t1 = time.monotonic()
             got = None
             deadline = t0 + 5.0
@@ -407,7 +409,7 @@ class Bench:
                     got = arrival
                     break
             t2 = time.monotonic()
-            self.gw.call("deauthorize", ip=self.phone.ip, reason="logout")
+            self.gw.send(proto.DeauthorizeRequest(ip=self.phone.ip, reason=EndReason.LOGOUT))
             deauth.append((time.monotonic() - t2) * 1000)
             if got is None:
                 failures += 1
@@ -430,7 +432,8 @@ class Bench:
         return {"rss_mb": round(proc_status_kb(pid, "VmRSS") / 1024, 1),
                 "peak_rss_mb": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
                 "idle_cpu_pct_of_one_core": round(100 * cpu / wall, 1),
-                "window_s": round(wall, 1), "sessions": self.gw.call("status")["sessions"]}
+                "window_s": round(wall, 1),
+                "sessions": self.gw.send(proto.StatusRequest())["sessions"]}
 
     # -- 3. reconcile ----------------------------------------------------------------------
 
@@ -439,17 +442,17 @@ class Bench:
         times, changed = [], []
         for _ in range(reps):
             t = time.monotonic()
-            out = self.gw.call("reconcile")
+            out = self.gw.send(proto.ReconcileRequest())
             times.append((time.monotonic() - t) * 1000)
             if out.get("changed"):
                 changed.append(out["changed"])
             time.sleep(random.random() * 0.3)
         t = time.monotonic()
-        rows, size = self.gw.raw_call("list")
+        rows, size = self.gw.raw_send(proto.ListRequest())
         list_ms = (time.monotonic() - t) * 1000
         # the product's own client on the same op (a reply over 64 KiB used to break it)
         try:
-            ok = len(self.gw.call("list")) == len(rows)
+            ok = len(self.gw.send(proto.ListRequest())) == len(rows)
             client_error = None
         except Exception as exc:  # noqa: BLE001 - recorded, not fatal
             ok, client_error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
@@ -472,7 +475,8 @@ class Bench:
         out = {"ready_s": round(ready, 3),
                "engine_start_from_log_s": round(t_eng - t_lan, 3) if t_lan and t_eng else None,
                "spawn_to_first_engine_log_s": round(t_lan - g.spawned_at, 3) if t_lan else None,
-               "kernel_after": self.kernel_counts(), "sessions": g.call("status")["sessions"]}
+               "kernel_after": self.kernel_counts(),
+               "sessions": g.send(proto.StatusRequest())["sessions"]}
         return out
 
     def engine_start_exact(self, wipe: bool, profile: Path | None = None) -> dict[str, Any]:
@@ -599,7 +603,8 @@ class Bench:
                     self.log(f"round {rnd + 1}: baseline (plain masquerade, no HTB)")
                 else:
                     self.start_gateway(state)
-                    sessions = self.gw.call("status")["sessions"]  # type: ignore[union-attr]
+                    assert self.gw is not None
+                    sessions = self.gw.send(proto.StatusRequest())["sessions"]
                     self.log(f"round {rnd + 1}: gateway with {sessions} session(s)")
                     time.sleep(0.5)
                 for case, (st, _who) in cases.items():
@@ -651,7 +656,7 @@ class Bench:
         self.log("starting the gateway (empty database)")
         r["setup"]["first_start_ready_s"] = round(self.start_gateway("full"), 3)
         assert self.gw is not None
-        status = self.gw.call("status")
+        status = self.gw.send(proto.StatusRequest())
         r["meta"]["leaf_qdisc"] = status["leaf_qdisc"]
         time.sleep(self.settle)
         r["footprint_0"] = self.footprint(self.window)
@@ -668,7 +673,7 @@ class Bench:
         for i in range(self.crowd_n):
             ip, mac = self.member_id(i)
             t = time.monotonic()
-            self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+            self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
             each.append((time.monotonic() - t) * 1000)
         total = time.monotonic() - t_all
         r["bulk_authorize"] = {"sessions": self.crowd_n, "total_s": round(total, 2),
@@ -707,7 +712,7 @@ class Bench:
         self.log("throughput: preparing the one-session database")
         self.start_gateway("one")
         ip, mac = self.member_id(0)
-        self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+        self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
         self.stop_gateway()
         self.one_segment_per_skb()
         self.iperf_servers(self.flows)
@@ -742,9 +747,9 @@ class Bench:
         for k in range(2):
             mac = f"02:dd:00:00:00:{k:02x}"
             t = time.monotonic()
-            self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+            self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
             times.append(round((time.monotonic() - t) * 1000, 1))
-            self.gw.call("deauthorize", mac=mac, reason="admin-kick")
+            self.gw.send(proto.DeauthorizeRequest(mac=mac, reason=EndReason.KICK))
         return {"ip": ip, "authorize_ms": times,
                 "note": "MAC and address both given, no neighbour entry for the address"}
 

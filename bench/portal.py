@@ -104,41 +104,47 @@ def serve_fake_gateway(socket_path: str) -> None:
     import socketserver
     import threading
 
+    from hotspot import protocol as proto
+    from hotspot.errors import ErrorCode, HotspotError, UsageError
+
     sessions: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
     allowance = {"free": {"seconds_left": 7200, "bytes_left": 300_000_000, "seconds_used": 0,
                           "bytes_used": 0, "resets_at": "2030-01-01T17:00:00Z",
                           "exhausted": False}}
 
-    def handle(req: dict[str, Any]) -> Any:
-        op, ip = req.get("op"), req.get("ip")
+    def handle(req: proto.Request[Any]) -> Any:
         with lock:
-            if op == "ping":
-                return {"pong": True}
-            if op == "client":
-                return {"ip": ip, "mac": NullDataPath().mac_of(ip), "blocked": False,
-                        "session": sessions.get(ip), "last_session": None,
-                        "allowance": allowance}
-            if op == "authorize":
-                sess = {"id": len(sessions) + 1, "ip": ip, "mac": NullDataPath().mac_of(ip),
-                        "tier": req.get("tier"), "source": req.get("source"),
-                        "state": "active", "expires_at": "2030-01-01T01:00:00Z",
-                        "seconds_remaining": 3600, "bytes_remaining": 300_000_000,
-                        "down_kbps": 1024, "up_kbps": 512, "bytes_down": 0, "bytes_up": 0}
-                sessions[ip] = sess
-                return sess
-            if op == "deauthorize":
-                return sessions.pop(ip, None) or {}
-        raise ValueError(op)
+            match req:
+                case proto.PingRequest():
+                    return {"pong": True, "version": "fake"}
+                case proto.ClientRequest(ip=ip):
+                    return {"ip": ip, "mac": NullDataPath().mac_of(ip), "blocked": False,
+                            "session": sessions.get(ip), "last_session": None,
+                            "allowance": allowance}
+                case proto.AuthorizeRequest(ip=ip):
+                    sess = {"id": len(sessions) + 1, "ip": ip, "mac": NullDataPath().mac_of(ip),
+                            "tier": req.tier, "source": req.source.value,
+                            "state": "active", "expires_at": "2030-01-01T01:00:00Z",
+                            "seconds_remaining": 3600, "bytes_remaining": 300_000_000,
+                            "down_kbps": 1024, "up_kbps": 512, "bytes_down": 0, "bytes_up": 0}
+                    sessions[ip] = sess
+                    return sess
+                case proto.DeauthorizeRequest(ip=ip):
+                    return sessions.pop(ip, None) or {}
+        raise UsageError(f"{req.op}: not answered by the fake gateway")
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             for line in self.rfile:
+                reply: proto.Reply
                 try:
-                    reply = {"ok": True, "result": handle(json.loads(line))}
-                except Exception as exc:  # noqa: BLE001
-                    reply = {"ok": False, "error": {"code": "bad-request", "message": str(exc)}}
-                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                    reply = proto.ok_reply(handle(proto.parse_request(json.loads(line))))
+                except HotspotError as exc:
+                    reply = proto.error_reply(exc.code, exc.message)
+                except ValueError:
+                    reply = proto.error_reply(ErrorCode.BAD_REQUEST, "not JSON")
+                self.wfile.write(proto.encode(reply))
 
     class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         daemon_threads = True

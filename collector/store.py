@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from collector.models import (ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily,
                               UsageHourly)
-from hotspot.errors import NotFound, Refused, UsageError
+from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.model import utcnow
 
 GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -156,13 +156,14 @@ def add_gateway(session: Session, gateway_id: str) -> dict[str, str]:
                          "(2-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)")
     if session.get(Gateway, gateway_id) is not None:
         raise Refused(f"gateway {gateway_id} is already registered "
-                      "(use 'gateways rotate' for a new secret)", code="exists")
+                      "(use 'gateways rotate' for a new secret)", code=ErrorCode.EXISTS)
     secret = new_secret()
     session.add(Gateway(id=gateway_id, secret=secret, created_at=utcnow()))
     try:
         session.flush()
     except IntegrityError:
-        raise Refused(f"gateway {gateway_id} is already registered", code="exists") from None
+        raise Refused(f"gateway {gateway_id} is already registered",
+                      code=ErrorCode.EXISTS) from None
     return {"id": gateway_id, "secret": secret}
 
 
@@ -193,7 +194,7 @@ def create_token(session: Session, name: str) -> dict[str, str]:
         raise UsageError(f"not a valid token name: {name!r} (letters, digits, space . _ -; "
                          "at most 64)")
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
-        raise Refused(f"a token named {name!r} exists (revoke it first)", code="exists")
+        raise Refused(f"a token named {name!r} exists (revoke it first)", code=ErrorCode.EXISTS)
     token = "hdc_" + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=hash_token(token), created_at=utcnow()))
     session.flush()

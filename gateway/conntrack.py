@@ -9,7 +9,7 @@ from pyroute2 import Conntrack as _Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-from hotspot.errors import KernelError
+from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Conntrack:
                     if exc.code != 2:  # already gone: it timed out meanwhile
                         raise
         except NetlinkError as exc:
-            raise KernelError(f"conntrack flush of {ip}: {exc}", code="conntrack") from exc
+            raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
         log.debug("conntrack: %d entries of %s deleted", deleted, ip)
         return deleted
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from hotspot.config import Config
-from hotspot.errors import ConfigError, KernelError
+from hotspot.errors import ConfigError, ErrorCode, KernelError
 from gateway import ruleset, shaping
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
@@ -179,4 +179,4 @@ def _enable_forwarding() -> None:
             path.write_text("1\n")
             log.info("enabled IPv4 forwarding")
     except OSError as exc:
-        raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code="sysctl") from exc
+        raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code=ErrorCode.SYSCTL) from exc

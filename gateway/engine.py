@@ -10,6 +10,7 @@ memory between flushes: the database sees at most one write transaction per
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import ipaddress
@@ -25,9 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config, Tier
-from hotspot.errors import NotFound, Refused, UsageError
+from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source,
                            normalize_mac, utcnow)
+from hotspot.protocol import (Allowance, BlockedDevice, BlockResult, ClientInfo, SessionInfo,
+                              UnblockResult)
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
 from gateway.tc import ClassReading
@@ -82,23 +85,6 @@ class TickReport:
     flushed: bool = False
 
 
-def _whole(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
-def _parse_utc(value: Any) -> dt.datetime:
-    """ISO 8601 → naive UTC; a time without a zone is taken as UTC."""
-    if not isinstance(value, str):
-        raise UsageError("expires_at must be an ISO 8601 time")
-    try:
-        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"not an ISO 8601 time: {value!r}") from None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return ts
-
-
 def iso(ts: dt.datetime | None) -> str | None:
     return None if ts is None else ts.replace(microsecond=0).isoformat() + "Z"
 
@@ -139,11 +125,11 @@ class SessionEngine:
         try:
             addr = ipaddress.IPv4Address(ip)
         except (ipaddress.AddressValueError, ValueError, TypeError):
-            raise UsageError(f"not an IPv4 address: {ip!r}") from None
+            raise UsageError(f"ip: not an IPv4 address: {ip!r}") from None
         net = self.network
         if addr not in net or addr in (net.network_address, net.broadcast_address,
                                        self.config.network.gateway_ip):
-            raise UsageError(f"{addr} is not a client address of {net}")
+            raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
 
     def _wanted(self, s: ClientSession) -> Wanted:
@@ -211,7 +197,7 @@ class SessionEngine:
         return _Pending(row.seconds + p.seconds, row.bytes_down + p.bytes_down,
                         row.bytes_up + p.bytes_up)
 
-    def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> dict[str, Any]:
+    def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> Allowance:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
         if not (tier.daily_minutes or tier.daily_mb):
             return {"seconds_left": None, "bytes_left": None, "seconds_used": None,
@@ -272,30 +258,23 @@ class SessionEngine:
                      len(active), len(blocked))
 
     # -- operations (the control socket's verbs) --------------------------------------------
+    # Arguments arrive checked by hotspot.protocol.parse_request (types, ranges, formats);
+    # what is checked here needs the configuration or the database.
 
     def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = "free",
-                  source: str = Source.FREE.value, minutes: int | None = None,
-                  expires_at: str | None = None, bytes_limit: int | None = None,
-                  voucher_id: int | None = None) -> dict[str, Any]:
+                  source: Source = Source.FREE, minutes: int | None = None,
+                  expires_at: dt.datetime | None = None, bytes_limit: int | None = None,
+                  voucher_id: int | None = None) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
 
-        The session ends at ``expires_at`` (ISO UTC) if given, else after ``minutes``, else
+        The session ends at ``expires_at`` (naive UTC) if given, else after ``minutes``, else
         after the tier's session length. ``bytes_limit`` caps its data; with a ``voucher_id``
         it is the voucher's whole quota, shared by all the voucher's devices and sessions.
         """
         tier_cfg = self._tier(tier)
-        try:
-            source = Source(source).value
-        except ValueError:
-            raise UsageError(f"unknown source {source!r}") from None
-        if minutes is not None and not _whole(minutes, 0, 525_600):
-            raise UsageError("minutes must be a whole number from 0 to 525600")
-        if bytes_limit is not None and not _whole(bytes_limit, 1, 1 << 50):
-            raise UsageError("bytes_limit must be a positive whole number")
-        if voucher_id is not None and not _whole(voucher_id, 1, 1 << 62):
-            raise UsageError("voucher_id must be a positive whole number")
-        until = _parse_utc(expires_at) if expires_at is not None else None
+        source_name = Source(source).value
+        until = expires_at
         with self.lock:
             mac, ip = self._identify(ip, mac)
             now = self.clock()
@@ -306,11 +285,11 @@ class SessionEngine:
                     db.add(device)
                 device.last_seen = now
                 if device.blocked:
-                    raise Refused(f"device {mac} is blocked", code="blocked")
+                    raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 left = self.allowance(db, mac, tier_cfg, now)
                 if left["exhausted"]:
                     raise Refused(f"today's {tier} allowance of {mac} is used up",
-                                  code="quota-exhausted")
+                                  code=ErrorCode.QUOTA_EXHAUSTED)
                 running = list(db.scalars(select(ClientSession).where(
                     ClientSession.ended_at.is_(None),
                     or_(ClientSession.mac == mac, ClientSession.ip == ip))))
@@ -328,9 +307,9 @@ class SessionEngine:
                     session_minutes = tier_cfg.session_minutes if minutes is None else minutes
                     until = now + dt.timedelta(minutes=session_minutes) if session_minutes else None
                 elif until <= now:
-                    raise Refused("that access has already expired", code="expired")
+                    raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
                 sess = ClientSession(
-                    mac=mac, ip=ip, tier=tier_cfg.name, source=source,
+                    mac=mac, ip=ip, tier=tier_cfg.name, source=source_name,
                     down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
                     idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
                     expires_at=until, bytes_down=0, bytes_up=0, bytes_limit=bytes_limit,
@@ -340,49 +319,50 @@ class SessionEngine:
                     db.flush()
                 except IntegrityError:
                     raise Refused("another authorization of this device is in progress",
-                                  code="conflict") from None
+                                  code=ErrorCode.CONFLICT) from None
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
                 log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
-                         tier_cfg.name, source)
+                         tier_cfg.name, source_name)
                 return self._describe(db, sess, now)
 
     def deauthorize(self, *, ip: str | None = None, mac: str | None = None,
-                    reason: str = EndReason.KICK.value) -> dict[str, Any]:
-        try:
-            why = EndReason(reason)
-        except ValueError:
-            raise UsageError(f"unknown end reason {reason!r}") from None
+                    reason: EndReason = EndReason.KICK) -> SessionInfo:
+        why = EndReason(reason)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device", code="no-session")
+                    raise NotFound("no running session for that device",
+                                   code=ErrorCode.NO_SESSION)
                 self._end(db, sess, why, now)
                 db.flush()
                 self._apply(self._change([self._wanted(sess)], []))
                 return self._describe(db, sess, now)
 
     def extend(self, *, mac: str | None = None, ip: str | None = None,
-               minutes: int = 0) -> dict[str, Any]:
+               minutes: int) -> SessionInfo:
         """Give a running session ``minutes`` more (an operator's goodwill)."""
-        if not _whole(minutes, 1, 525_600):
-            raise UsageError("minutes must be a whole number from 1 to 525600")
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device", code="no-session")
+                    raise NotFound("no running session for that device",
+                                   code=ErrorCode.NO_SESSION)
                 if sess.expires_at is not None:
-                    sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
+                    try:
+                        sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
+                    except OverflowError:  # extended again and again towards the year 9999
+                        raise UsageError("minutes: the session would end after the last "
+                                         "date there is") from None
                 log.info("session %d of %s extended by %d minutes", sess.id, sess.mac, minutes)
                 db.flush()
                 return self._describe(db, sess, now)
 
-    def block(self, *, mac: str, reason: str = "") -> dict[str, Any]:
+    def block(self, *, mac: str, reason: str = "") -> BlockResult:
         mac = normalize_mac(mac)
         with self.lock:
             now = self.clock()
@@ -390,8 +370,6 @@ class SessionEngine:
                 device = db.get(Device, mac) or Device(mac=mac, first_seen=now, last_seen=now)
                 db.add(device)
                 device.blocked, device.blocked_at = True, now
-                if not isinstance(reason, str):
-                    raise UsageError("reason must be text")
                 device.blocked_reason = reason[:200] or None
                 sess = self._find_active(db, None, mac)
                 before = []
@@ -402,19 +380,19 @@ class SessionEngine:
                 self._apply(self._change(before, [], block=[mac]))
                 return {"mac": mac, "blocked": True, "ended_session": sess.id if sess else None}
 
-    def unblock(self, *, mac: str) -> dict[str, Any]:
+    def unblock(self, *, mac: str) -> UnblockResult:
         mac = normalize_mac(mac)
         with self.lock:
             with Session(self.db) as db, db.begin():
                 device = db.get(Device, mac)
                 if device is None or not device.blocked:
-                    raise NotFound(f"{mac} is not blocked", code="not-blocked")
+                    raise NotFound(f"{mac} is not blocked", code=ErrorCode.NOT_BLOCKED)
                 device.blocked, device.blocked_at, device.blocked_reason = False, None, None
                 db.flush()
                 self._apply(self._change([], [], unblock=[mac]))
                 return {"mac": mac, "blocked": False}
 
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> dict[str, Any]:
+    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo:
         """Everything the portal shows a device: who it is, its session, its allowance."""
         with self.lock:
             if ip is not None:
@@ -424,7 +402,7 @@ class SessionEngine:
             elif mac is not None:
                 mac = normalize_mac(mac)
             else:
-                raise UsageError("give ip or mac")
+                raise UsageError("ip: give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
                 device = db.get(Device, mac) if mac else None
@@ -433,7 +411,7 @@ class SessionEngine:
                 known = mac is None or device is not None
                 sess = self._find_active(db, ip if mac is None else None, mac) if known else None
                 with self._usage_of(db, self.local_day(now), mac, known=known):
-                    allowances = {}
+                    allowances: dict[str, Allowance] = {}
                     if mac:
                         for name, tier in self.config.tiers.items():
                             allowances[name] = self.allowance(db, mac, tier, now)
@@ -446,14 +424,14 @@ class SessionEngine:
                             "session": self._describe(db, sess, now) if sess else None,
                             "last_session": last, "allowance": allowances}
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[SessionInfo]:
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, self._usage_of(db, self.local_day(now)):
                 return [self._describe(db, s, now) for s in
                         sorted(self._active(db), key=lambda s: s.started_at)]
 
-    def blocked(self) -> list[dict[str, Any]]:
+    def blocked(self) -> builtins.list[BlockedDevice]:
         with Session(self.db) as db:
             rows = db.scalars(select(Device).where(Device.blocked.is_(True)).order_by(Device.mac))
             return [{"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
@@ -626,25 +604,26 @@ class SessionEngine:
     def _tier(self, name: str) -> Tier:
         tier = self.config.tiers.get(name) if isinstance(name, str) else None
         if tier is None:
-            raise UsageError(f"unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
+            raise UsageError(f"tier: unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
         return tier
 
     def _identify(self, ip: str | None, mac: str | None) -> tuple[str, str]:
         """(mac, ip) of a device; the MAC comes from the kernel, never from the client."""
         if ip is None and mac is None:
-            raise UsageError("give ip or mac")
+            raise UsageError("ip: give ip or mac")
         if ip is not None:
             ip = self._check_ip(ip)
             if mac is not None:  # an operator named both: no need to ask the LAN
                 return normalize_mac(mac), ip
             seen = self.dp.mac_of(ip)
             if seen is None:
-                raise NotFound(f"no device answers at {ip}", code="unknown-device")
+                raise NotFound(f"no device answers at {ip}", code=ErrorCode.UNKNOWN_DEVICE)
             return seen, ip
         mac = normalize_mac(mac)  # type: ignore[arg-type]
         ip = self.dp.ip_of(mac)
         if ip is None:
-            raise NotFound(f"{mac} has no address on the LAN; give its IP", code="unknown-device")
+            raise NotFound(f"{mac} has no address on the LAN; give its IP",
+                           code=ErrorCode.UNKNOWN_DEVICE)
         return mac, self._check_ip(ip)
 
     def _find_active(self, db: Session, ip: str | None, mac: str | None) -> ClientSession | None:
@@ -654,7 +633,7 @@ class SessionEngine:
         elif ip is not None:
             q = q.where(ClientSession.ip == self._check_ip(ip))
         else:
-            raise UsageError("give ip or mac")
+            raise UsageError("ip: give ip or mac")
         return db.scalar(q)
 
     def _cap_used(self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None) -> int:
@@ -671,9 +650,9 @@ class SessionEngine:
         total = s.bytes_down + s.bytes_up
         return total + (live.bytes_down + live.bytes_up if live else 0)
 
-    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> dict[str, Any]:
+    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> SessionInfo:
         live = self.live.get(s.id) if s.ended_at is None else None
-        out: dict[str, Any] = {
+        out: SessionInfo = {
             "id": s.id, "mac": s.mac, "ip": s.ip, "tier": s.tier, "source": s.source,
             "state": "active" if s.ended_at is None else "ended",
             "started_at": iso(s.started_at), "expires_at": iso(s.expires_at),

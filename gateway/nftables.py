@@ -16,7 +16,7 @@ import subprocess
 import threading
 from typing import Any, Iterable
 
-from hotspot.errors import KernelError
+from hotspot.errors import ErrorCode, KernelError
 from gateway import ruleset
 from gateway.ruleset import Command, Layout
 
@@ -97,7 +97,7 @@ class Nftables:
         with self._lock:
             rc, out, err = self._backend.run(payload)
         if rc != 0:
-            raise KernelError(f"nftables: {err.strip() or 'failed'}", code="nftables")
+            raise KernelError(f"nftables: {err.strip() or 'failed'}", code=ErrorCode.NFTABLES)
         return json.loads(out) if out.strip() else {}
 
     def apply(self, commands: Iterable[Command]) -> None:

@@ -25,7 +25,7 @@ from typing import Iterable
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from hotspot.errors import KernelError
+from hotspot.errors import ErrorCode, KernelError
 from gateway import rtnl_dump, shaping
 from gateway.shaping import HtbClass
 
@@ -80,7 +80,8 @@ class Shaper:
         if self._index is None:
             found = self.ipr.link_lookup(ifname=self.ifname)
             if not found:
-                raise KernelError(f"tc: no interface named {self.ifname}", code="no-interface")
+                raise KernelError(f"tc: no interface named {self.ifname}",
+                                  code=ErrorCode.NO_INTERFACE)
             self._index = found[0]
         return self._index
 
@@ -88,13 +89,14 @@ class Shaper:
         try:
             self.ipr.tc(*args, index=self.index, **kwargs)
         except NetlinkError as exc:
-            raise KernelError(f"tc {args[0]} {args[1]} on {self.ifname}: {exc}", code="tc") from exc
+            raise KernelError(f"tc {args[0]} {args[1]} on {self.ifname}: {exc}",
+                              code=ErrorCode.TC) from exc
 
     def _dump(self, what: int = rtnl_dump.RTM_GETTCLASS) -> list[rtnl_dump.TcObject]:
         try:
             return rtnl_dump.dump(self.index, what)
         except OSError as exc:
-            raise KernelError(f"tc dump on {self.ifname}: {exc}", code="tc") from exc
+            raise KernelError(f"tc dump on {self.ifname}: {exc}", code=ErrorCode.TC) from exc
 
     def _root_is_ours(self) -> bool:
         for q in self._dump(rtnl_dump.RTM_GETQDISC):
@@ -196,7 +198,7 @@ class Shaper:
             return
         tc = shutil.which("tc")
         if tc is None:
-            raise KernelError("tc binary not found (package iproute2)", code="tc")
+            raise KernelError("tc binary not found (package iproute2)", code=ErrorCode.TC)
         # -force: a class deleted meanwhile must not stop the rest of the batch.
         script = "\n".join(self._batch_lines(changes, deletions)) + "\n"
         proc = subprocess.run([tc, "-force", "-batch", "-"], input=script, text=True,
@@ -206,7 +208,7 @@ class Shaper:
                       if ln.strip() and "Cannot find specified class" not in ln
                       and "No such file or directory" not in ln and not ln.startswith("Command failed")]
             if errors:
-                raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code="tc")
+                raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code=ErrorCode.TC)
 
     def set_client(self, minor: int, ceil_kbps: int, *, with_leaf: bool = True) -> None:
         """Create or change a client's class; a new class also needs its leaf qdiscs (as does
@@ -223,7 +225,7 @@ class Shaper:
         except NetlinkError as exc:
             if exc.code != errno.ENOENT:
                 raise KernelError(f"tc del-class 1:{minor:x} on {self.ifname}: {exc}",
-                                  code="tc") from exc
+                                  code=ErrorCode.TC) from exc
 
     def readings(self) -> dict[int, ClassReading]:
         """Every client class with its ceiling and counters, from one netlink dump."""
@@ -243,7 +245,8 @@ class Shaper:
             self.ipr.tc("del", index=self.index, parent=TC_H_ROOT)
         except NetlinkError as exc:
             if exc.code not in (errno.ENOENT, errno.EINVAL):
-                raise KernelError(f"tc del root on {self.ifname}: {exc}", code="tc") from exc
+                raise KernelError(f"tc del root on {self.ifname}: {exc}",
+                                  code=ErrorCode.TC) from exc
 
     def delete_clients(self, minors: Iterable[int]) -> None:
         for minor in minors:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from hotspot.audit import Actor, record, write
-from hotspot.errors import HotspotError, NotFound, UsageError
+from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
 from hotspot.model import utcnow
 from hotspot.model_operator import ROLES, LoginAttempt, Operator, OperatorSession
 
@@ -47,16 +47,16 @@ def hasher():  # noqa: ANN201 - argon2.PasswordHasher, imported when first neede
 
 
 class PasswordError(UsageError):
-    code = "bad-password"
+    code = ErrorCode.BAD_PASSWORD
 
 
 class LoginRefused(HotspotError):
     """``bad-login`` (wrong name or password: one message for both) or ``locked``
     (too many attempts: ``retry_after`` seconds)."""
 
-    code = "bad-login"
+    code = ErrorCode.BAD_LOGIN
 
-    def __init__(self, message: str, code: str = "bad-login", retry_after: int = 0):
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_LOGIN, retry_after: int = 0):
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
@@ -270,7 +270,7 @@ def authenticate(engine: Engine, name: str, password: str, ip: str, *, brake: Br
     password = (password or "")[:MAX_PASSWORD + 1]
     wait = locked_for(engine, name, ip, now)
     if wait:
-        raise LoginRefused("too many attempts", code="locked", retry_after=wait)
+        raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
     with engine.connect() as conn:
         row = conn.execute(select(Operator).where(Operator.name == name)).first()
     ok = _verify(row.password_hash if row is not None else None, password)
@@ -278,7 +278,7 @@ def authenticate(engine: Engine, name: str, password: str, ip: str, *, brake: Br
         _failed(engine, name, ip, brake, now)
         wait = locked_for(engine, name, ip, now)
         if wait:
-            raise LoginRefused("too many attempts", code="locked", retry_after=wait)
+            raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
         raise LoginRefused("wrong name or password")
     with write(engine) as conn:
         conn.execute(delete(LoginAttempt).where(LoginAttempt.key == f"op:{name}"))

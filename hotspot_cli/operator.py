@@ -220,12 +220,14 @@ def _kick(cfg: Any, macs: list[str]) -> None:
         return
     from hotspot.control import ControlClient
     from hotspot.errors import HotspotError
+    from hotspot.model import EndReason
+    from hotspot.protocol import DeauthorizeRequest
 
     try:
         with ControlClient(cfg.control.socket, timeout=5) as ctl:
             for mac in macs:
                 try:
-                    ctl.call("deauthorize", mac=mac, reason="admin-kick")
+                    ctl.send(DeauthorizeRequest(mac=mac, reason=EndReason.KICK))
                 except HotspotError:
                     pass
     except HotspotError as exc:

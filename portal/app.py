@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from hotspot import config as config_mod
 from hotspot.config import Config
-from hotspot.errors import HotspotError
+from hotspot.errors import ErrorCode, HotspotError
 from hotspot.model import utcnow
 from hotspot.vouchers import PackageInfo, VoucherService, list_packages, load_key, sync_packages
 from portal import fmt
@@ -235,7 +235,8 @@ def create_app(config: Config | None = None, *, gateway: Any = None, db: Engine 
 
         if is_console_path():
             log.warning("console: %s: %s", exc.code, exc.message)
-            kind = {"no-key": "no-key", "bad-voucher-key": "no-key"}.get(exc.code, "gateway")
+            no_key = exc.code in (ErrorCode.NO_KEY, ErrorCode.BAD_VOUCHER_KEY)
+            kind = "no-key" if no_key else "gateway"
             return console_error(kind, 503)
         return render_gateway_error(exc)
 

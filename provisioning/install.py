@@ -28,14 +28,14 @@ from typing import Callable, Sequence
 
 from hotspot import config as config_mod
 from hotspot.config import Config
-from hotspot.errors import HotspotError, UsageError
+from hotspot.errors import ErrorCode, HotspotError, UsageError
 from provisioning import render as R
 from provisioning.render import File
 from provisioning.validate import ValidationError, validate
 
 
 class ProvisionError(HotspotError):
-    code = "provision"
+    code = ErrorCode.PROVISION
 
 
 # -- the host -----------------------------------------------------------------------------

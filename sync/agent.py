@@ -36,7 +36,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from hotspot.config import Config, database_path
-from hotspot.errors import ConfigError, HotspotError
+from hotspot.errors import ConfigError, ErrorCode, HotspotError
 from hotspot.model import utcnow
 from sync import health as health_mod
 from sync import wire
@@ -51,7 +51,7 @@ FULL_SCAN_EVERY = dt.timedelta(hours=24)
 
 
 class SyncFailed(HotspotError):
-    code = "sync"
+    code = ErrorCode.SYNC
 
 
 class Transport(Protocol):

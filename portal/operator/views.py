@@ -16,7 +16,7 @@ from flask_babel import gettext, ngettext
 
 from hotspot import audit, ledger, operators
 from hotspot import vouchers as vmod
-from hotspot.errors import ControlUnavailable, HotspotError, NotFound, UsageError
+from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, UsageError
 from hotspot.model import normalize_mac
 from portal import fmt
 from portal.operator import (COOKIE, actor, admin_only, bp, cfg, flash_to, render_error,
@@ -181,7 +181,7 @@ def login() -> Any:
                                     brake=operators.Brake.from_config(config),
                                     clock=state().clock)
     except operators.LoginRefused as exc:
-        if exc.code == "locked":
+        if exc.code is ErrorCode.LOCKED:
             minutes = max(1, (exc.retry_after + 59) // 60)
             msg = ngettext("Too many wrong attempts. Please wait %(num)d minute.",
                            "Too many wrong attempts. Please wait %(num)d minutes.", minutes)
@@ -288,18 +288,18 @@ def dashboard() -> Any:
 # -- selling and looking vouchers up -------------------------------------------------------------
 
 VOUCHER_ERRORS = {
-    "voucher-unknown": lambda: gettext("No voucher has this code. Check it and try again."),
-    "voucher-sold": lambda: gettext("This voucher was sold already."),
-    "voucher-void": lambda: gettext("This voucher was withdrawn; it cannot be sold."),
-    "voucher-used": lambda: gettext("A used voucher's sale cannot be undone."),
-    "voucher-unsold": lambda: gettext("This voucher was not marked sold."),
+    ErrorCode.VOUCHER_UNKNOWN: lambda: gettext("No voucher has this code. Check it and try again."),
+    ErrorCode.VOUCHER_SOLD: lambda: gettext("This voucher was sold already."),
+    ErrorCode.VOUCHER_VOID: lambda: gettext("This voucher was withdrawn; it cannot be sold."),
+    ErrorCode.VOUCHER_USED: lambda: gettext("A used voucher's sale cannot be undone."),
+    ErrorCode.VOUCHER_UNSOLD: lambda: gettext("This voucher was not marked sold."),
 }
 
 
 def _find(code: str) -> int | None:
     key = voucher_key()
     if key is None:
-        raise HotspotError("no voucher key", code="no-key")
+        raise HotspotError("no voucher key", code=ErrorCode.NO_KEY)
     return vmod.find_voucher(state().db, key, code)
 
 
@@ -317,13 +317,14 @@ def sell() -> Any:
         return render_error("no-key", 503)
     vid = _find(code)
     if vid is None:
-        return page("sell.html", 404, code=code, error=VOUCHER_ERRORS["voucher-unknown"](), **ctx)
+        return page("sell.html", 404, code=code,
+                    error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN](), **ctx)
     try:
         sale = vmod.mark_sold(db, vid, actor=actor(), clock=state().clock)
     except vmod.SaleError as exc:
         detail = vmod.voucher_detail(db, vid)
-        msg = VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-unknown"])()
-        if exc.code == "voucher-sold":
+        msg = VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN])()
+        if exc.code is ErrorCode.VOUCHER_SOLD:
             msg = gettext("This voucher was sold already, by %(who)s on %(when)s.",
                           who=detail["sold_by"] or gettext("(not recorded)"),
                           when=_local(detail["sold_at"]))
@@ -355,7 +356,7 @@ def voucher_lookup() -> Any:
         v = None
     if v is None:
         return page("voucher.html", 404, v=None, code=code,
-                    error=VOUCHER_ERRORS["voucher-unknown"]())
+                    error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN]())
     return page("voucher.html", v=v, code=code, now=state().clock())
 
 
@@ -371,7 +372,7 @@ def voucher_void(vid: int) -> Any:
         out = vmod.void_one(state().db, vid, actor=actor(), reason=reason, clock=state().clock)
     except vmod.SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-void"])())
+                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_VOID])())
     _kick(out["devices"])
     return flash_to("operator.voucher_lookup", "void", id=vid)
 
@@ -384,7 +385,7 @@ def voucher_unsell(vid: int) -> Any:
                          reason=text_field(request.form, "reason", 200), clock=state().clock)
     except vmod.SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-used"])())
+                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_USED])())
     return flash_to("operator.voucher_lookup", "unsold", id=vid)
 
 
@@ -394,7 +395,7 @@ def voucher_sell(vid: int) -> Any:
         vmod.mark_sold(state().db, vid, actor=actor(), clock=state().clock)
     except vmod.SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-sold"])())
+                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_SOLD])())
     return flash_to("operator.voucher_lookup", "sold", id=vid)
 
 

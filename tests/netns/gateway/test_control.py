@@ -29,13 +29,19 @@ BAD_REQUESTS = {
                    b'"minutes": "lots"}\n',
 }
 
-# Requests that make the handler raise something other than a HotspotError: arguments
-# missing or of the wrong type, and JSON nested deeper than the parser's recursion limit.
+# Requests that once made the handler raise something other than a HotspotError (and so
+# dropped the connection): arguments missing or of the wrong type, JSON nested deeper than
+# the parser's recursion limit, values that overflow (issue #10.17).
 BAD_ARGUMENTS = {
     "block-without-mac": b'{"op": "block"}\n',
     "unblock-without-mac": b'{"op": "unblock"}\n',
     "block-reason-not-text": b'{"op": "block", "mac": "02:00:00:00:00:05", "reason": 5}\n',
     "deeply-nested-json": b"[" * 50000 + b"\n",
+    "expires-at-overflow": b'{"op": "authorize", "ip": "10.10.0.11", '
+                           b'"expires_at": "9999-12-31T23:59:59-23:59"}\n',
+    "integer-too-long": b'{"op": "extend", "mac": "02:00:00:00:00:05", "minutes": '
+                        + b"9" * 5000 + b'}\n',
+    "minutes-nan": b'{"op": "extend", "mac": "02:00:00:00:00:05", "minutes": NaN}\n',
 }
 
 
@@ -111,10 +117,8 @@ def test_missing_or_mistyped_arguments_get_an_error_reply(gateway, raw, line):
     conn = raw()
     reply = conn.send(line)
     assert reply is not None, (
-        "BUG: the gateway dropped the connection without a reply: Dispatcher.handle "
-        "(gateway/control_server.py) catches only HotspotError, so the TypeError of a "
-        "missing/mistyped argument (and _Handler.handle the RecursionError of deeply "
-        "nested JSON) kills the connection's handler thread")
+        "BUG: the gateway dropped the connection without a reply: Dispatcher.answer "
+        "(gateway/control_server.py) must answer every line")
     assert reply["ok"] is False and reply["error"]["code"] == "bad-request", reply
     assert conn.send(b'{"op": "ping"}\n')["ok"] is True
     assert gateway.proc.poll() is None

@@ -230,9 +230,9 @@ def test_gateway_down_is_a_friendly_503(phone, gw):
 
 
 def test_unexpected_errors_show_no_stack_trace(phone, gw, monkeypatch):
-    def boom(op, **args):
+    def boom(request):
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(gw, "call", boom)
+    monkeypatch.setattr(gw, "send", boom)
     resp = phone.get("/")
     assert resp.status_code == 500
     assert "secret internals" not in text(resp) and "Traceback" not in text(resp)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway.engine import MB
-from hotspot.errors import Refused
+from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession, Voucher, VoucherDevice
 from hotspot.vouchers import (ALPHABET, AWAY_SECONDS, BIND_LEASE_SECONDS, CODE_LENGTH,
                               RateLimited, VoucherError, VoucherService, batch_codes,
@@ -421,7 +421,7 @@ def test_gateway_refusal_is_explained_and_the_voucher_kept(phone, batch, gw, db,
 
     def refuse(op, **args):
         if op == "authorize":
-            raise Refused("today's premium allowance is used up", code="quota-exhausted")
+            raise Refused("today's premium allowance is used up", code=ErrorCode.QUOTA_EXHAUSTED)
         return real(op, **args)
 
     monkeypatch.setattr(gw, "call", refuse)
