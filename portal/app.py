@@ -27,7 +27,9 @@ from hotspot import config as config_mod
 from hotspot.config import Config
 from hotspot.errors import HotspotError
 from hotspot.model import utcnow
-from hotspot.vouchers import PackageInfo, VoucherService, list_packages, load_key, sync_packages
+from hotspot.vouchers.keys import load_key
+from hotspot.vouchers.packages import PackageInfo, list_packages, sync_packages
+from hotspot.vouchers.redemption import VoucherService
 from portal import fmt
 from portal.gateway import GatewayLink
 from portal.intercept import CaptiveIntercept

@@ -17,7 +17,8 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from hotspot.errors import ControlUnavailable, HotspotError, NotFound, Refused, UsageError
-from hotspot.vouchers import RateLimited, VoucherError
+from hotspot.vouchers.errors import VoucherError
+from hotspot.vouchers.redemption import RateLimited
 from portal import fmt
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def index():
 
 def printed_code() -> str:
     """``/?code=ABCD-EFGH-JK`` — the QR code on a printed voucher card fills the form in."""
-    from hotspot.vouchers import format_code, normalize_code
+    from hotspot.vouchers.codes import format_code, normalize_code
 
     bare = normalize_code(request.args.get("code", "")[:40])
     return format_code(bare) if bare else ""

@@ -25,7 +25,7 @@ from typing import Any
 
 from hotspot.config import Config
 from hotspot.errors import ConfigError, HotspotError
-from hotspot.vouchers import load_key
+from hotspot.vouchers.keys import load_key
 
 log = logging.getLogger(__name__)
 

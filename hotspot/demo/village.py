@@ -584,7 +584,8 @@ class Demo:
             how = "hotspot vouchers create"
         else:
             from hotspot.db import make_engine
-            from hotspot.vouchers import create_batch, load_key
+            from hotspot.vouchers.batches import create_batch
+            from hotspot.vouchers.keys import load_key
 
             engine = make_engine(self.cfg.database.url)
             try:

@@ -14,10 +14,19 @@ from urllib.parse import urlsplit
 from flask import Response, g, make_response, render_template, request, url_for
 from flask_babel import gettext, ngettext
 
-from hotspot import audit, ledger, operators
-from hotspot import vouchers as vmod
+from hotspot import audit, operators
 from hotspot.errors import ControlUnavailable, HotspotError, NotFound, UsageError
 from hotspot.model import normalize_mac
+from hotspot.usage import usage_by_day
+from hotspot.village_days import local_day
+from hotspot.vouchers import ledger
+from hotspot.vouchers.batches import (batch_codes, batch_info, batch_vouchers,
+                                      create_batch_audited, list_batches)
+from hotspot.vouchers.lookup import find_voucher, voucher_detail
+from hotspot.vouchers.packages import (PACKAGE_NAME, PackageError, all_packages, get_package,
+                                       get_package_title, save_package)
+from hotspot.vouchers.sales import SaleError, cancel_sale, mark_batch_sold, mark_sold
+from hotspot.vouchers.withdrawal import expire_unsold, void_batch, void_one
 from portal import fmt
 from portal.operator import (COOKIE, actor, admin_only, bp, cfg, flash_to, render_error,
                              see_other, state)
@@ -62,12 +71,12 @@ DONE: dict[str, Callable[[dict[str, str]], str]] = {
 def _sold_text(vid: int) -> str:
     """What the kasir is to take, read from the database (never from the link itself)."""
     try:
-        v = vmod.voucher_detail(state().db, vid)
+        v = voucher_detail(state().db, vid)
     except NotFound:
         return ""
     if v["sold_at"] is None:
         return ""
-    title = vmod.get_package_title(state().db, v["batch_id"]) or v["package_name"]
+    title = get_package_title(state().db, v["batch_id"]) or v["package_name"]
     return gettext("Sold: %(package)s, %(price)s. Take the cash.", package=title,
                    price=fmt.rupiah(v["price"]))
 
@@ -154,7 +163,7 @@ def _csv_safe(v: Any) -> Any:
 
 
 def today_local() -> dt.date:
-    return ledger.local_day(state().clock(), cfg().village.tz)
+    return local_day(state().clock(), cfg().village.tz)
 
 
 def parse_day(value: str | None, default: dt.date) -> dt.date:
@@ -265,7 +274,7 @@ def _last_uplink() -> bool | None:
 @bp.get("/")
 def dashboard() -> Any:
     db, config = state().db, cfg()
-    expired = vmod.expire_unsold(db, clock=state().clock)
+    expired = expire_unsold(db, clock=state().clock)
     gw_ok, sessions, gw_status = True, [], {}
     try:
         sessions = gateway_call("list")
@@ -273,7 +282,7 @@ def dashboard() -> Any:
     except HotspotError:
         gw_ok = False
     today = today_local()
-    usage = ledger.usage_by_day(db, config, today, today)[0]
+    usage = usage_by_day(db, config, today, today)[0]
     live_macs = {s["mac"] for s in sessions}
     today_sales = ledger.sales(db, config, today, today)
     mine = [s for s in today_sales if s.kasir == g.op.name]
@@ -300,7 +309,7 @@ def _find(code: str) -> int | None:
     key = voucher_key()
     if key is None:
         raise HotspotError("no voucher key", code="no-key")
-    return vmod.find_voucher(state().db, key, code)
+    return find_voucher(state().db, key, code)
 
 
 @bp.route("/sell", methods=["GET", "POST"])
@@ -319,9 +328,9 @@ def sell() -> Any:
     if vid is None:
         return page("sell.html", 404, code=code, error=VOUCHER_ERRORS["voucher-unknown"](), **ctx)
     try:
-        sale = vmod.mark_sold(db, vid, actor=actor(), clock=state().clock)
-    except vmod.SaleError as exc:
-        detail = vmod.voucher_detail(db, vid)
+        sale = mark_sold(db, vid, actor=actor(), clock=state().clock)
+    except SaleError as exc:
+        detail = voucher_detail(db, vid)
         msg = VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-unknown"])()
         if exc.code == "voucher-sold":
             msg = gettext("This voucher was sold already, by %(who)s on %(when)s.",
@@ -350,7 +359,7 @@ def voucher_lookup() -> Any:
             return render_error("no-key", 503)
         vid = _find(code)
     try:
-        v = vmod.voucher_detail(state().db, vid) if vid is not None else None
+        v = voucher_detail(state().db, vid) if vid is not None else None
     except NotFound:
         v = None
     if v is None:
@@ -368,8 +377,8 @@ def voucher_void(vid: int) -> Any:
         return page("voucher.html", 422, v=v, code="", now=state().clock(),
                     errors={"reason": gettext("Please say why.")})
     try:
-        out = vmod.void_one(state().db, vid, actor=actor(), reason=reason, clock=state().clock)
-    except vmod.SaleError as exc:
+        out = void_one(state().db, vid, actor=actor(), reason=reason, clock=state().clock)
+    except SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-void"])())
     _kick(out["devices"])
@@ -380,9 +389,9 @@ def voucher_void(vid: int) -> Any:
 @admin_only
 def voucher_unsell(vid: int) -> Any:
     try:
-        vmod.cancel_sale(state().db, vid, actor=actor(),
-                         reason=text_field(request.form, "reason", 200), clock=state().clock)
-    except vmod.SaleError as exc:
+        cancel_sale(state().db, vid, actor=actor(),
+                    reason=text_field(request.form, "reason", 200), clock=state().clock)
+    except SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-used"])())
     return flash_to("operator.voucher_lookup", "unsold", id=vid)
@@ -391,8 +400,8 @@ def voucher_unsell(vid: int) -> Any:
 @bp.post("/voucher/<int:vid>/sell")
 def voucher_sell(vid: int) -> Any:
     try:
-        vmod.mark_sold(state().db, vid, actor=actor(), clock=state().clock)
-    except vmod.SaleError as exc:
+        mark_sold(state().db, vid, actor=actor(), clock=state().clock)
+    except SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-sold"])())
     return flash_to("operator.voucher_lookup", "sold", id=vid)
@@ -400,7 +409,7 @@ def voucher_sell(vid: int) -> Any:
 
 def _detail_or_404(vid: int) -> dict[str, Any]:
     try:
-        return vmod.voucher_detail(state().db, vid)
+        return voucher_detail(state().db, vid)
     except NotFound:
         from werkzeug.exceptions import NotFound as HTTPNotFound
 
@@ -424,7 +433,7 @@ def _tiers() -> list[str]:
 @bp.get("/packages")
 @admin_only
 def packages() -> Any:
-    return page("packages.html", packages=vmod.all_packages(state().db))
+    return page("packages.html", packages=all_packages(state().db))
 
 
 def _package_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -433,7 +442,7 @@ def _package_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     name = (form.get("name") or "").strip().lower()
     import re
 
-    if not re.match(vmod.PACKAGE_NAME, name):
+    if not re.match(PACKAGE_NAME, name):
         errors["name"] = gettext("Use 1 to 32 small letters, digits, - or _ (for example: "
                                  "harian).")
     values["name"] = name
@@ -475,13 +484,13 @@ def package_new() -> Any:
 
 def _package_save(pid: int | None) -> Any:
     form = form_data()
-    pkg = vmod.get_package(state().db, pid) if pid is not None else None
+    pkg = get_package(state().db, pid) if pid is not None else None
     values, errors = _package_form(form)
     if not errors:
         try:
-            vmod.save_package(state().db, values, tiers=_tiers(), actor=actor(), package_id=pid,
-                              clock=state().clock)
-        except vmod.PackageError as exc:
+            save_package(state().db, values, tiers=_tiers(), actor=actor(), package_id=pid,
+                         clock=state().clock)
+        except PackageError as exc:
             errors[exc.field if exc.field in form or exc.field == "name" else "name"] = \
                 gettext("A package with this name exists already.") \
                 if "exists" in exc.message else exc.message
@@ -495,7 +504,7 @@ def _package_save(pid: int | None) -> Any:
 @admin_only
 def package_edit(pid: int) -> Any:
     try:
-        pkg = vmod.get_package(state().db, pid)
+        pkg = get_package(state().db, pid)
     except NotFound:
         return render_error("not-found", 404)
     if request.method == "POST":
@@ -517,9 +526,9 @@ def package_edit(pid: int) -> Any:
 @bp.route("/batches", methods=["GET", "POST"])
 def batches() -> Any:
     db = state().db
-    vmod.expire_unsold(db, clock=state().clock)
-    on_sale = [p for p in vmod.all_packages(db) if p.active]
-    ctx = {"batches": vmod.batches(db), "packages": on_sale, "max_batch": cfg().operator.max_batch}
+    expire_unsold(db, clock=state().clock)
+    on_sale = [p for p in all_packages(db) if p.active]
+    ctx = {"batches": list_batches(db), "packages": on_sale, "max_batch": cfg().operator.max_batch}
     if request.method == "GET":
         return page("batches.html", form={"count": "20"}, **ctx)
     if g.op.role != "admin":
@@ -542,9 +551,9 @@ def batches() -> Any:
         return render_error("no-key", 503)
     if errors:
         return page("batches.html", 422, form=form, errors=errors, **ctx)
-    batch = vmod.create_batch_audited(db, key, pid, count, actor=actor(),
-                                      note=text_field(form, "note", 200) or None,
-                                      max_count=cap, clock=state().clock)
+    batch = create_batch_audited(db, key, pid, count, actor=actor(),
+                                 note=text_field(form, "note", 200) or None,
+                                 max_count=cap, clock=state().clock)
     return flash_to("operator.batch", "batch", bid=batch.id)
 
 
@@ -552,7 +561,7 @@ def batches() -> Any:
 def batch(bid: int) -> Any:
     db = state().db
     try:
-        info = vmod.batch_info(db, bid)
+        info = batch_info(db, bid)
     except NotFound:
         return render_error("not-found", 404)
     return _batch_page(200, info)
@@ -563,7 +572,7 @@ PER_PAGE = 100
 
 def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
     """The batch with a page of its vouchers (a batch may have 1000)."""
-    rows = vmod.batch_vouchers(state().db, info["id"])
+    rows = batch_vouchers(state().db, info["id"])
     pages = max(1, -(-len(rows) // PER_PAGE))
     n = min(max(1, _int(request.args.get("page"), 1)), pages)
     return page("batch.html", status, b=info, vouchers=rows[(n - 1) * PER_PAGE:n * PER_PAGE],
@@ -574,7 +583,7 @@ def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
 def batch_sell(bid: int) -> Any:
     db = state().db
     try:
-        info = vmod.batch_info(db, bid)
+        info = batch_info(db, bid)
     except NotFound:
         return render_error("not-found", 404)
     form = form_data()
@@ -583,7 +592,7 @@ def batch_sell(bid: int) -> Any:
     last = whole(form, "last", 1, info["count"], errors)
     if errors:
         return _batch_page(422, info, form=form, errors=errors)
-    n, _skipped = vmod.mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
+    n, _skipped = mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
     return flash_to("operator.batch", "sold-range", bid=bid, n=n)
 
 
@@ -594,13 +603,13 @@ def batch_void(bid: int) -> Any:
     form = form_data()
     reason = text_field(form, "reason", 200)
     try:
-        info = vmod.batch_info(db, bid)
+        info = batch_info(db, bid)
     except NotFound:
         return render_error("not-found", 404)
     if not reason:
         return _batch_page(422, info, form=form, errors={"reason": gettext("Please say why.")})
-    out = vmod.void_batch(db, bid, actor=actor(), reason=reason,
-                          include_sold=form.get("include_sold") == "1", clock=state().clock)
+    out = void_batch(db, bid, actor=actor(), reason=reason,
+                     include_sold=form.get("include_sold") == "1", clock=state().clock)
     _kick(out["devices"])
     return flash_to("operator.batch", "void-batch", bid=bid, n=out["voided"])
 
@@ -610,14 +619,14 @@ def _sheet_codes(bid: int) -> tuple[dict[str, Any], list[tuple[int, str]]] | Any
     if key is None:
         return render_error("no-key", 503)
     try:
-        info = vmod.batch_info(state().db, bid)
+        info = batch_info(state().db, bid)
     except NotFound:
         return render_error("not-found", 404)
     include_sold = request.args.get("sold") == "1"
-    rows = vmod.batch_vouchers(state().db, bid)
+    rows = batch_vouchers(state().db, bid)
     wanted = {r["serial"] for r in rows if r["state"] == "new"
               and (include_sold or r["sold_at"] is None)}
-    codes = [(s, c) for s, c in vmod.batch_codes(state().db, key, bid) if s in wanted]
+    codes = [(s, c) for s, c in batch_codes(state().db, key, bid) if s in wanted]
     return info, codes
 
 
@@ -707,7 +716,7 @@ def sales() -> Any:
         if (c_last - c_first).days > 92:
             c_first = c_last - dt.timedelta(days=92)
         per_day = {r["key"]: r for r in ledger.by_day(ledger.sales(state().db, cfg(), c_first, c_last))}
-        usage = ledger.usage_by_day(state().db, cfg(), c_first, c_last)
+        usage = usage_by_day(state().db, cfg(), c_first, c_last)
         pts_sales, pts_users = [], []
         for u in usage:
             d = u["day"]

@@ -17,7 +17,8 @@ from werkzeug.serving import make_server
 from gateway.engine import MB, SessionEngine
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from hotspot.vouchers import create_batch, sync_packages
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
 from portal import create_app
 from tests.browser.conftest import launch, phone_context, shot
 from tests.unit.fakes import FakeDataPath

@@ -9,7 +9,9 @@ import re
 import pytest
 
 from hotspot import config as config_mod
-from hotspot.vouchers import VoucherService, create_batch, sync_packages
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
+from hotspot.vouchers.redemption import VoucherService
 from portal import create_app
 from tests.unit.conftest import TIERS
 from tests.unit.portal.fakes import LocalGateway

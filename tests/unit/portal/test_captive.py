@@ -273,7 +273,7 @@ def test_security_headers_and_cookie_flags(phone):
 def test_config_text_is_escaped_everywhere(cfg, gw, db, key, clock, packages):
     import dataclasses
 
-    from hotspot.vouchers import sync_packages
+    from hotspot.vouchers.packages import sync_packages
     from portal import create_app
 
     evil = '<script>alert("x")</script>'

@@ -125,7 +125,7 @@ def test_gunicorn_settings():
 
 
 def test_secret_files_are_created_once_and_private(tmp_path):
-    from hotspot.vouchers import load_key
+    from hotspot.vouchers.keys import load_key
 
     path = tmp_path / "sub" / "voucher.key"
     a = load_key(path, create=True)

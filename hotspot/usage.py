@@ -1,0 +1,37 @@
+"""Usage per village day, from the gateway's hourly usage rows (what the engine flushed):
+the console's "devices and traffic today" and its devices-per-day chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from hotspot.config import Config
+from hotspot.model import HourlyUsage
+from hotspot.village_days import day_bounds, local_day
+from hotspot.village_days import stored_utc as _utc
+
+
+def usage_by_day(engine: Engine, config: Config, first: dt.date,
+                 last: dt.date) -> list[dict[str, Any]]:
+    """Devices and bytes per local day, from the hourly usage (what the gateway flushed)."""
+    tz = config.village.tz
+    lo, hi = day_bounds(first, last, tz)
+    q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.bytes_down, HourlyUsage.bytes_up)
+         .where(HourlyUsage.hour >= lo, HourlyUsage.hour < hi))
+    macs: dict[dt.date, set[str]] = defaultdict(set)
+    traffic: dict[dt.date, int] = defaultdict(int)
+    with engine.connect() as conn:
+        for mac, hour, down, up in conn.execute(q):
+            d = local_day(_utc(hour), tz)
+            macs[d].add(mac)
+            traffic[d] += int(down or 0) + int(up or 0)
+    out = []
+    d = first
+    while d <= last:
+        out.append({"day": d, "devices": len(macs.get(d, ())), "bytes": traffic.get(d, 0)})
+        d += dt.timedelta(days=1)
+    return out
