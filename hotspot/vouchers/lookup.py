@@ -1,9 +1,10 @@
-"""Looking a voucher up: by its code (the console, the CLI), its state and devices, and the
-console's detail (batch terms, sale, devices, data used)."""
+"""Looking a voucher up: by its code (the console, the CLI), its state and devices, the
+console's detail (batch terms, sale, devices, data used), and the package names of running
+vouchers (the console's live sessions)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Engine, func, select
 
@@ -59,3 +60,15 @@ def voucher_detail(engine: Engine, voucher_id: int) -> dict[str, Any]:
             ClientSession.bytes_down + ClientSession.bytes_up), 0))
             .where(ClientSession.voucher_id == voucher_id)).scalar() or 0
     return dict(r._mapping, devices=macs, bytes_used=int(used))
+
+
+def package_names(engine: Engine, voucher_ids: Iterable[int]) -> dict[int, str]:
+    """``{voucher id: its package's name}`` for the given vouchers (unknown ids are left out)."""
+    ids = list(voucher_ids)
+    if not ids:
+        return {}
+    with engine.connect() as conn:
+        return {vid: name for vid, name in conn.execute(
+            select(Voucher.id, VoucherBatch.package_name)
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .where(Voucher.id.in_(ids)))}

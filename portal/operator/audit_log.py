@@ -24,12 +24,7 @@ def audit_page() -> Any:
 @bp.get("/audit.csv")
 @admin_only
 def audit_csv() -> Any:
-    from sqlalchemy import select
-
-    from hotspot.model_operator import AuditLog
-
-    with state().db.connect() as conn:
-        rows = list(conn.execute(select(AuditLog).order_by(AuditLog.id)))
+    rows = audit.every_entry(state().db)
     return csv_response("audit.csv", ["id", "at_utc", "actor", "role", "ip", "action", "target",
                                       "before", "after", "hash"],
                         [(r.id, r.at, r.actor, r.role, r.ip, r.action, r.target, r.before,

@@ -12,6 +12,7 @@ from flask_babel import gettext
 from hotspot import audit
 from hotspot.errors import ControlUnavailable, HotspotError, UsageError
 from hotspot.model import normalize_mac
+from hotspot.vouchers.lookup import package_names
 from portal import fmt
 from portal.operator import devices
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
@@ -41,7 +42,7 @@ def sessions() -> Any:
     rates = RATES.update(rows)
     names = _leases().names()
     voucher_ids = {r["voucher_id"] for r in rows if r.get("voucher_id")}
-    packages = _voucher_packages(voucher_ids)
+    packages = package_names(state().db, voucher_ids)
     now = state().clock()
     out = []
     for r in rows:
@@ -53,20 +54,6 @@ def sessions() -> Any:
                         used_seconds=int((now - started.replace(tzinfo=None)).total_seconds())
                         if started else None))
     return page("sessions.html", rows=out, blocked=blocked, gw_down=False)
-
-
-def _voucher_packages(ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    from sqlalchemy import select
-
-    from hotspot.model import Voucher, VoucherBatch
-
-    with state().db.connect() as conn:
-        return {vid: name for vid, name in conn.execute(
-            select(Voucher.id, VoucherBatch.package_name)
-            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-            .where(Voucher.id.in_(list(ids))))}
 
 
 def _mac_from_form() -> str | None:
