@@ -14,7 +14,7 @@ from hotspot.vouchers.batches import (batch_codes, batch_info, batch_vouchers,
                                       create_batch_audited, list_batches)
 from hotspot.vouchers.packages import all_packages
 from hotspot.vouchers.sales import mark_batch_sold
-from hotspot.vouchers.withdrawal import expire_unsold, void_batch
+from hotspot.vouchers.withdrawal import void_batch
 from portal.operator import svg
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
 from portal.operator.forms import _int, form_data, text_field, whole
@@ -25,7 +25,6 @@ from portal.operator.vouchers import _kick
 @bp.route("/batches", methods=["GET", "POST"])
 def batches() -> Any:
     db = state().db
-    expire_unsold(db, clock=state().clock)
     on_sale = [p for p in all_packages(db) if p.active]
     ctx = {"batches": list_batches(db), "packages": on_sale, "max_batch": cfg().operator.max_batch}
     if request.method == "GET":

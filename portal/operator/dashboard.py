@@ -11,7 +11,6 @@ from hotspot import health
 from hotspot.errors import HotspotError
 from hotspot.usage import usage_by_day
 from hotspot.vouchers import ledger
-from hotspot.vouchers.withdrawal import expire_unsold
 from portal.operator.blueprint import bp, cfg, state
 from portal.operator.pages import gateway_call, page, today_local
 
@@ -19,7 +18,6 @@ from portal.operator.pages import gateway_call, page, today_local
 @bp.get("/")
 def dashboard() -> Any:
     db, config = state().db, cfg()
-    expired = expire_unsold(db, clock=state().clock)
     gw_ok, sessions, gw_status = True, [], {}
     try:
         sessions = gateway_call("list")
@@ -36,4 +34,4 @@ def dashboard() -> Any:
                 traffic_today=usage["bytes"],
                 sales_count=len(today_sales), sales_rupiah=sum(s.price for s in today_sales),
                 mine_count=len(mine), mine_rupiah=sum(s.price for s in mine),
-                health=health.snapshot(config, db), expired=expired)
+                health=health.snapshot(config, db))
