@@ -1,5 +1,6 @@
-"""Usage per village day, from the gateway's hourly usage rows (what the engine flushed):
-the console's "devices and traffic today" and its devices-per-day chart."""
+"""Usage from the gateway's hourly usage rows (what the engine flushed): per village day (the
+console's "devices and traffic today" and its devices-per-day chart), and hour by hour (the
+gateway's own usage API)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from hotspot.config import Config
 from hotspot.model import HourlyUsage
@@ -35,3 +37,19 @@ def usage_by_day(engine: Engine, config: Config, first: dt.date,
         out.append({"day": d, "devices": len(macs.get(d, ())), "bytes": traffic.get(d, 0)})
         d += dt.timedelta(days=1)
     return out
+
+
+def hourly_rows(engine: Engine, lo: dt.datetime | None, hi: dt.datetime | None,
+                start: dt.datetime | None, limit: int) -> list[Any]:
+    """``(mac, hour, seconds, bytes_down, bytes_up)`` rows of hours ``lo`` ≤ hour < ``hi``
+    and from ``start`` on (each bound None = open), oldest first, at most ``limit``."""
+    q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds,
+                HourlyUsage.bytes_down, HourlyUsage.bytes_up).order_by(HourlyUsage.hour))
+    if lo is not None:
+        q = q.where(HourlyUsage.hour >= lo)
+    if hi is not None:
+        q = q.where(HourlyUsage.hour < hi)
+    if start is not None:
+        q = q.where(HourlyUsage.hour >= start)
+    with Session(engine) as s:
+        return list(s.execute(q.limit(limit)).all())

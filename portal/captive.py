@@ -11,8 +11,7 @@ import logging
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import (Blueprint, Response, current_app, redirect, render_template, request,
-                   session)
+from flask import Blueprint, Response, redirect, render_template, request, session
 from flask_babel import gettext
 from markupsafe import Markup
 
@@ -20,6 +19,7 @@ from hotspot.errors import ControlUnavailable, HotspotError, NotFound, Refused, 
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.redemption import RateLimited
 from portal import fmt
+from portal.state import state
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ bp = Blueprint("captive", __name__)
 
 CAPTIVE_JSON = "application/captive+json"
 CARRY = ("to", "t", "s")
-
-
-def state():
-    return current_app.extensions["hotspot"]
 
 
 def client_ip() -> str:

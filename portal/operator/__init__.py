@@ -22,8 +22,4 @@ from portal.operator import (accounts, audit_log, auth, batches, dashboard,  # n
                              packages, sales, sessions, vouchers)
 
 
-def register(app) -> None:  # noqa: ANN001
-    app.register_blueprint(bp)
-
-
-__all__ = ["bp", "is_console_path", "register", "render_error"]
+__all__ = ["bp", "is_console_path", "render_error"]

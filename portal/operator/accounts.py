@@ -10,9 +10,10 @@ from flask_babel import gettext
 from hotspot import operators
 from hotspot.errors import NotFound, UsageError
 from portal.operator.blueprint import (COOKIE, actor, admin_only, bp, cfg, flash_to,
-                                      render_error, state)
+                                      render_error)
 from portal.operator.forms import form_data, text_field
 from portal.operator.pages import page
+from portal.state import state
 
 
 @bp.route("/operators", methods=["GET", "POST"])

@@ -7,9 +7,10 @@ from typing import Any
 from flask import request
 
 from hotspot import audit
-from portal.operator.blueprint import admin_only, bp, state
+from portal.operator.blueprint import admin_only, bp
 from portal.operator.forms import _int
 from portal.operator.pages import csv_response, page
+from portal.state import state
 
 
 @bp.get("/audit")

@@ -8,8 +8,9 @@ from flask import Response, g, make_response, request
 from flask_babel import gettext, ngettext
 
 from hotspot import operators
-from portal.operator.blueprint import COOKIE, bp, cfg, see_other, state
+from portal.operator.blueprint import COOKIE, bp, cfg, see_other
 from portal.operator.pages import page, safe_next
+from portal.state import state
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -16,10 +16,11 @@ from hotspot.vouchers.packages import all_packages
 from hotspot.vouchers.sales import mark_batch_sold
 from hotspot.vouchers.withdrawal import void_batch
 from portal.operator import svg
-from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
+from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import _int, form_data, text_field, whole
 from portal.operator.pages import csv_response, page, voucher_key
 from portal.operator.vouchers import _kick
+from portal.state import state
 
 
 @bp.route("/batches", methods=["GET", "POST"])

@@ -10,11 +10,13 @@ import logging
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext
 
 from hotspot import operators
 from hotspot.audit import Actor
+from hotspot.config import Config
+from portal.state import state
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +25,8 @@ COOKIE = "hs_op"
 PUBLIC = {"operator.login"}
 
 
-def state() -> Any:
-    return current_app.extensions["hotspot"]
-
-
-def cfg() -> Any:
+def cfg() -> Config:
+    """The configuration (short for ``state().config``: most pages need only that)."""
     return state().config
 
 

@@ -11,8 +11,9 @@ from hotspot import health
 from hotspot.errors import HotspotError
 from hotspot.usage import usage_by_day
 from hotspot.vouchers import ledger
-from portal.operator.blueprint import bp, cfg, state
+from portal.operator.blueprint import bp, cfg
 from portal.operator.pages import gateway_call, page, today_local
+from portal.state import state
 
 
 @bp.get("/")

@@ -10,9 +10,10 @@ from flask_babel import gettext
 from hotspot.errors import NotFound
 from hotspot.vouchers.packages import (PACKAGE_NAME, PackageError, all_packages, get_package,
                                        save_package)
-from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
+from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import form_data, text_field, whole
 from portal.operator.pages import page
+from portal.state import state
 
 
 def _tiers() -> list[str]:

@@ -19,8 +19,9 @@ from hotspot.village_days import local_day
 from hotspot.vouchers.lookup import voucher_detail
 from hotspot.vouchers.packages import get_package_title
 from portal import fmt
-from portal.operator.blueprint import cfg, state
+from portal.operator.blueprint import cfg
 from portal.operator.forms import _int
+from portal.state import state
 
 
 def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:

@@ -13,8 +13,9 @@ from hotspot.usage import usage_by_day
 from hotspot.vouchers import ledger
 from portal import fmt
 from portal.operator import svg
-from portal.operator.blueprint import admin_only, bp, cfg, state
+from portal.operator.blueprint import admin_only, bp, cfg
 from portal.operator.pages import csv_response, page, parse_day, today_local
+from portal.state import state
 
 
 VIEWS = ("today", "days", "months", "packages", "kasir", "cash")

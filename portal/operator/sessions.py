@@ -15,9 +15,10 @@ from hotspot.model import normalize_mac
 from hotspot.vouchers.lookup import package_names
 from portal import fmt
 from portal.operator import devices
-from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
+from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import _int, text_field
 from portal.operator.pages import DONE, gateway_call, page
+from portal.state import state
 
 log = logging.getLogger(__name__)
 

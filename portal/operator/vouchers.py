@@ -13,9 +13,10 @@ from hotspot.vouchers import ledger
 from hotspot.vouchers.lookup import find_voucher, voucher_detail
 from hotspot.vouchers.sales import SaleError, cancel_sale, mark_sold
 from hotspot.vouchers.withdrawal import void_one
-from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error, state
+from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import _int, text_field
 from portal.operator.pages import gateway_call, page, today_local, voucher_key
+from portal.state import state
 
 
 VOUCHER_ERRORS = {

@@ -14,6 +14,7 @@ from hotspot.model import Package
 from hotspot.vouchers.batches import batch_codes, list_batches
 from hotspot.vouchers.lookup import find_voucher
 from hotspot.vouchers.packages import all_packages, get_package, sync_packages
+from portal.state import state
 from tests.unit.operator.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, text
 
 GOOD_PACKAGE = {"name": "malam", "title": "Paket Malam", "price": "3000", "tier": "premium",
@@ -241,7 +242,7 @@ def test_live_sessions_kick_extend_block(admin, kasir, phone, other_phone, gw, b
     assert admin.form("/operator/sessions/unblock", {"mac": OTHER_MAC},
                       page="/operator/sessions").status_code == 303
     assert not gw.call("client", ip=OTHER_IP)["blocked"]
-    actions = [r.action for r in audit.entries(admin.client.application.extensions["hotspot"].db)]
+    actions = [r.action for r in audit.entries(state(admin.client.application).db)]
     for a in ("session.kick", "session.extend", "device.block", "device.unblock"):
         assert a in actions
 

@@ -64,7 +64,8 @@ def get_urls(app, prefix: str, ids: dict[str, int], fill: dict[str, str]) -> lis
             continue
         path = re.sub(r"<int:(\w+)>", lambda m: str(ids[m.group(1)]), rule.rule)
         out.append((rule.endpoint, path))
-        out += [(rule.endpoint, path + q.format(**fill)) for q in EXTRA_QUERIES.get(rule.endpoint, [])]
+        out += [(rule.endpoint, path + q.format(**fill))
+                for q in EXTRA_QUERIES.get(rule.endpoint, [])]
     return out
 
 
@@ -149,3 +150,27 @@ def test_the_daemon_tick_runs_the_expiry(cfg, db, clock, village):
     daemon.db, daemon.engine = db, Engine()
     daemon._tick()
     assert {v["state"] for v in batch_vouchers(db, 1)} == {"new", "void"}
+
+
+def test_the_usage_api_only_reads(cfg, gw, db, key, clock, packages):
+    """Its pseudonym key is made at start-up; a GET reads (before, the first GET made it)."""
+    from portal import create_app
+    from portal.startup import prepare
+
+    object.__setattr__(cfg.sync, "api_token", "t" * 24)
+    kw = {"base_url": "http://10.10.0.1:8080", "environ_base": {"REMOTE_ADDR": "10.10.0.11"},
+          "headers": {"Authorization": "Bearer " + "t" * 24}}
+    bare = prepare(cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    assert bare.pseudonyms is not None  # made at start-up
+    client = create_app(state=bare).test_client()
+    before = tables(db)
+    for url in ("/api/v1/usage", "/api/v1/usage?format=csv", "/api/v1/openapi.json"):
+        assert client.get(url, **kw).status_code == 200, url
+    assert changes(before, tables(db)) == {}
+
+    with db.begin() as conn:  # a gateway whose key could not be made at start-up
+        conn.exec_driver_sql("DELETE FROM sync_state WHERE name = 'pseudonym_key'")
+    bare.pseudonyms = None
+    before = tables(db)
+    resp = client.get("/api/v1/usage", **kw)
+    assert resp.status_code == 503 and changes(before, tables(db)) == {}

@@ -410,8 +410,10 @@ def test_portal_brakes_guessing(phone, batch):
 
 def test_vouchers_off_without_a_key(cfg, gw, db, clock, packages):
     from portal import create_app
+    from portal.startup import prepare
 
-    app = create_app(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock)  # no key file
+    # No voucher key file:
+    app = create_app(state=prepare(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock))
     phone = Phone(app)
     page = phone.get("/").get_data(as_text=True)
     assert 'name="code"' not in page and "Terima" in page
