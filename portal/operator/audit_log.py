@@ -8,7 +8,7 @@ from flask import request
 
 from hotspot import audit
 from portal.operator.blueprint import admin_only, bp
-from portal.operator.forms import _int
+from portal.operator.forms import int_or
 from portal.operator.pages import csv_response, page
 from portal.state import state
 
@@ -16,7 +16,7 @@ from portal.state import state
 @bp.get("/audit")
 @admin_only
 def audit_page() -> Any:
-    before = _int(request.args.get("before"), 0) or None
+    before = int_or(request.args.get("before"), 0) or None
     rows = audit.entries(state().db, limit=100, before_id=before)
     return page("audit.html", rows=rows, broken=audit.verify(state().db),
                 older=rows[-1].id if len(rows) == 100 else None)

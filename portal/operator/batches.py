@@ -17,9 +17,8 @@ from hotspot.vouchers.sales import mark_batch_sold
 from hotspot.vouchers.withdrawal import void_batch
 from portal.operator import svg
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
-from portal.operator.forms import _int, form_data, text_field, whole
-from portal.operator.pages import csv_response, page, voucher_key
-from portal.operator.vouchers import _kick
+from portal.operator.forms import int_or, form_data, text_field, whole
+from portal.operator.pages import csv_response, disconnect, page, voucher_key
 from portal.state import state
 
 
@@ -34,11 +33,11 @@ def batches() -> Any:
         return render_error("admin-only", 403)
     form = form_data()
     errors: dict[str, str] = {}
-    pid = _int(form.get("package"), -1)
+    pid = int_or(form.get("package"), -1)
     if pid not in {p.id for p in on_sale}:
         errors["package"] = gettext("Choose a package.")
     raw = (form.get("count") or "").strip()
-    count = _int(raw, -1) if raw.lstrip("-").isdigit() else None
+    count = int_or(raw, -1) if raw.lstrip("-").isdigit() else None
     cap = cfg().operator.max_batch
     if count is None or count < 1:
         errors["count"] = gettext("Enter how many vouchers to make, from 1 to %(max)d.", max=cap)
@@ -73,7 +72,7 @@ def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
     """The batch with a page of its vouchers (a batch may have 1000)."""
     rows = batch_vouchers(state().db, info["id"])
     pages = max(1, -(-len(rows) // PER_PAGE))
-    n = min(max(1, _int(request.args.get("page"), 1)), pages)
+    n = min(max(1, int_or(request.args.get("page"), 1)), pages)
     return page("batch.html", status, b=info, vouchers=rows[(n - 1) * PER_PAGE:n * PER_PAGE],
                 page_no=n, pages=pages, **ctx)
 
@@ -109,7 +108,7 @@ def batch_void(bid: int) -> Any:
         return _batch_page(422, info, form=form, errors={"reason": gettext("Please say why.")})
     out = void_batch(db, bid, actor=actor(), reason=reason,
                      include_sold=form.get("include_sold") == "1", clock=state().clock)
-    _kick(out["devices"])
+    disconnect(out["devices"])
     return flash_to("operator.batch", "void-batch", bid=bid, n=out["voided"])
 
 

@@ -9,7 +9,8 @@ from flask import request
 from flask_babel import gettext
 
 
-def _int(value: Any, default: int = 0) -> int:
+def int_or(value: Any, default: int = 0) -> int:
+    """A whole number from a query or form value, or ``default``."""
     try:
         return int(value)
     except (TypeError, ValueError):

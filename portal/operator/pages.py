@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 from flask import Response, make_response, render_template, request, url_for
 from flask_babel import gettext, ngettext
 
-from hotspot.errors import NotFound
+from hotspot.errors import HotspotError, NotFound
 from hotspot.village_days import local_day
 from hotspot.vouchers.lookup import voucher_detail
 from hotspot.vouchers.packages import get_package_title
 from portal import fmt
 from portal.operator.blueprint import cfg
-from portal.operator.forms import _int
+from portal.operator.forms import int_or
 from portal.state import state
 
 
@@ -31,13 +31,13 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
 
 
 DONE: dict[str, Callable[[dict[str, str]], str]] = {
-    "sold": lambda a: _sold_text(_int(a.get("id"), -1)),
+    "sold": lambda a: _sold_text(int_or(a.get("id"), -1)),
     "sold-range": lambda a: ngettext("%(num)d voucher marked sold.",
-                                     "%(num)d vouchers marked sold.", _int(a.get("n"))),
+                                     "%(num)d vouchers marked sold.", int_or(a.get("n"))),
     "unsold": lambda a: gettext("The sale was undone."),
     "void": lambda a: gettext("The voucher was withdrawn."),
     "void-batch": lambda a: ngettext("%(num)d voucher withdrawn.", "%(num)d vouchers withdrawn.",
-                                     _int(a.get("n"))),
+                                     int_or(a.get("n"))),
     "package": lambda a: gettext("The package was saved."),
     "batch": lambda a: gettext("The batch was made. Print its sheet now."),
     "kicked": lambda a: gettext("The device was disconnected."),
@@ -48,7 +48,7 @@ DONE: dict[str, Callable[[dict[str, str]], str]] = {
     "password": lambda a: gettext("Your password was changed."),
     "expired": lambda a: ngettext("%(num)d unsold voucher past its shelf life was withdrawn.",
                                   "%(num)d unsold vouchers past their shelf life were withdrawn.",
-                                  _int(a.get("n"))),
+                                  int_or(a.get("n"))),
 }
 
 
@@ -77,6 +77,16 @@ def voucher_key() -> bytes | None:
 
 def gateway_call(op: str, **args: Any) -> Any:
     return state().gateway.call(op, **args)
+
+
+def disconnect(macs: Iterable[str]) -> None:
+    """End the sessions of these devices now (a withdrawn voucher's); one already gone is
+    fine."""
+    for mac in macs:
+        try:
+            gateway_call("deauthorize", mac=mac, reason="admin-kick")
+        except HotspotError:
+            pass
 
 
 def safe_next(value: str | None) -> str:

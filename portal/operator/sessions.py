@@ -16,7 +16,7 @@ from hotspot.vouchers.lookup import package_names
 from portal import fmt
 from portal.operator import devices
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
-from portal.operator.forms import _int, text_field
+from portal.operator.forms import int_or, text_field
 from portal.operator.pages import DONE, gateway_call, page
 from portal.state import state
 
@@ -93,7 +93,7 @@ def session_kick() -> Any:
 @bp.post("/sessions/extend")
 @admin_only
 def session_extend() -> Any:
-    minutes = _int(request.form.get("minutes"), 0)
+    minutes = int_or(request.form.get("minutes"), 0)
     if not 1 <= minutes <= 10080:
         return render_error("bad-request", 400)
     return _session_action("session.extend",

@@ -3,7 +3,7 @@ withdraw one."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from flask import g, request
 from flask_babel import gettext
@@ -13,9 +13,9 @@ from hotspot.vouchers import ledger
 from hotspot.vouchers.lookup import find_voucher, voucher_detail
 from hotspot.vouchers.sales import SaleError, cancel_sale, mark_sold
 from hotspot.vouchers.withdrawal import void_one
-from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
-from portal.operator.forms import _int, text_field
-from portal.operator.pages import gateway_call, page, today_local, voucher_key
+from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, local, render_error
+from portal.operator.forms import int_or, text_field
+from portal.operator.pages import disconnect, page, today_local, voucher_key
 from portal.state import state
 
 
@@ -58,15 +58,9 @@ def sell() -> Any:
         if exc.code == "voucher-sold":
             msg = gettext("This voucher was sold already, by %(who)s on %(when)s.",
                           who=detail["sold_by"] or gettext("(not recorded)"),
-                          when=_local(detail["sold_at"]))
+                          when=local(detail["sold_at"]))
         return page("sell.html", 409, code=code, error=msg, **ctx)
     return flash_to("operator.sell", "sold", id=sale["voucher_id"])
-
-
-def _local(ts: Any) -> str:
-    from portal.operator.blueprint import local
-
-    return local(ts)
 
 
 @bp.get("/voucher")
@@ -76,7 +70,7 @@ def voucher_lookup() -> Any:
     if not code and not vid_arg:
         return page("voucher.html", v=None, code="")
     if vid_arg:
-        vid = _int(vid_arg, -1)
+        vid = int_or(vid_arg, -1)
     else:
         if voucher_key() is None:
             return render_error("no-key", 503)
@@ -104,7 +98,7 @@ def voucher_void(vid: int) -> Any:
     except SaleError as exc:
         return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
                     error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS["voucher-void"])())
-    _kick(out["devices"])
+    disconnect(out["devices"])
     return flash_to("operator.voucher_lookup", "void", id=vid)
 
 
@@ -139,9 +133,3 @@ def _detail_or_404(vid: int) -> dict[str, Any]:
         raise HTTPNotFound() from None
 
 
-def _kick(macs: Iterable[str]) -> None:
-    for mac in macs:
-        try:
-            gateway_call("deauthorize", mac=mac, reason="admin-kick")
-        except HotspotError:
-            pass
