@@ -122,7 +122,7 @@ def verify(engine: Engine) -> int | None:
 
 def entries(engine: Engine, *, limit: int = 200, before_id: int | None = None,
             action: str | None = None) -> list[Any]:
-    """Newest first."""
+    """Newest first (a page of the console's audit log)."""
     q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
     if before_id is not None:
         q = q.where(AuditLog.id < before_id)
@@ -130,3 +130,9 @@ def entries(engine: Engine, *, limit: int = 200, before_id: int | None = None,
         q = q.where(AuditLog.action.startswith(action))
     with engine.connect() as conn:
         return list(conn.execute(q))
+
+
+def every_entry(engine: Engine) -> list[Any]:
+    """The whole log, oldest first (the CSV export)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(AuditLog).order_by(AuditLog.id)))

@@ -144,7 +144,7 @@ class DailyUsage(Base):
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-# -- vouchers (hotspot/vouchers.py is the only writer) ---------------------------------------
+# -- vouchers (hotspot/vouchers/ is the only writer) ----------------------------------------
 
 class VoucherState(str, enum.Enum):
     NEW = "new"  # printed, not used yet

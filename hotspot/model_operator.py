@@ -13,7 +13,7 @@ sessions and attempts, the append-only audit log, and who sold which voucher.
   previous row's hash and its own content, so a removed or altered row shows
   (``hotspot.audit.verify``).
 * ``voucher_sale``: a voucher marked sold by a kasir (cash in hand): when, by whom, for how
-  much (the batch's price). See ``hotspot/ledger.py`` for what counts as a sale.
+  much (the batch's price). See ``hotspot/vouchers/ledger.py`` for what counts as a sale.
 """
 
 from __future__ import annotations

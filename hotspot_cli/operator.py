@@ -157,14 +157,18 @@ def _operators(engine: Any, args: argparse.Namespace, actor: Any, as_json: bool,
 
 
 def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_json: bool) -> int:
-    from hotspot import vouchers as v
+    from hotspot.vouchers.batches import batch_codes, create_batch_audited, list_batches
+    from hotspot.vouchers.keys import load_key
+    from hotspot.vouchers.lookup import find_voucher
+    from hotspot.vouchers.packages import all_packages, sync_packages
+    from hotspot.vouchers.withdrawal import expire_unsold, void_batch, void_one
 
-    v.sync_packages(engine, cfg.packages.values(), retire_missing=True)
+    sync_packages(engine, cfg.packages.values(), retire_missing=True)
     if args.cmd == "packages":
         rows = [{"id": p.id, "name": p.name, "title": p.title, "price": p.price, "tier": p.tier,
                  "hours": p.hours, "data_mb": p.data_mb, "devices": p.devices,
                  "shelf_days": p.shelf_days, "active": p.active, "source": p.source}
-                for p in v.all_packages(engine)]
+                for p in all_packages(engine)]
         _out(rows, as_json, "\n".join(
             f"{r['name']:16} {_rp(r['price']):>12}  {r['tier']:10} {r['hours']:>5} h  "
             f"{(str(r['data_mb']) + ' MB') if r['data_mb'] else 'no quota':>10}  "
@@ -172,11 +176,11 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
             for r in rows) or "no packages")
         return 0
     if args.cmd == "expire":
-        n = v.expire_unsold(engine, actor=actor)
+        n = expire_unsold(engine, actor=actor)
         _out({"expired": n}, as_json, f"{n} unsold vouchers past their shelf life withdrawn")
         return 0
     if args.cmd == "batches":
-        rows = v.batches(engine)
+        rows = list_batches(engine)
         _out(rows, as_json, "\n".join(
             f"#{b['id']:<4} {b['package']:12} {b['count']:>5} × {_rp(b['price']):>10}  "
             f"unsold {b['states']['new']:>4}  sold {b['states']['sold']:>4}  "
@@ -184,31 +188,31 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
             for b in rows) or "no batches yet")
         return 0
     if args.cmd == "void" and args.batch:
-        r = v.void_batch(engine, args.batch, actor=actor, reason=args.reason,
-                         include_sold=args.include_sold)
+        r = void_batch(engine, args.batch, actor=actor, reason=args.reason,
+                       include_sold=args.include_sold)
         _kick(cfg, r["devices"])
         _out(r, as_json, f"batch {args.batch}: {r['voided']} vouchers withdrawn, {r['kept']} "
                          "kept (sold or running; --include-sold withdraws them too)")
         return 0
-    key = v.load_key(cfg.portal.voucher_key_file, create=args.cmd == "create",
-                     group=cfg.control.group)
+    key = load_key(cfg.portal.voucher_key_file, create=args.cmd == "create",
+                   group=cfg.control.group)
     if args.cmd == "create":
-        batch = v.create_batch_audited(engine, key, args.package, args.count, actor=actor,
-                                       note=args.note or None, max_count=cfg.operator.max_batch)
+        batch = create_batch_audited(engine, key, args.package, args.count, actor=actor,
+                                     note=args.note or None, max_count=cfg.operator.max_batch)
         data = {"batch": batch.id, "package": batch.package, "count": batch.count,
                 "codes": batch.codes,
                 "valid_until": batch.valid_until.isoformat() + "Z" if batch.valid_until else None}
         _out(data, as_json, f"batch {batch.id}: {batch.count} × {batch.package}\n"
              + "\n".join(f"{i:>5}  {c}" for i, c in enumerate(batch.codes, 1)))
     elif args.cmd == "print":
-        codes = v.batch_codes(engine, key, args.batch)
+        codes = batch_codes(engine, key, args.batch)
         _out([{"serial": s, "code": c} for s, c in codes], as_json,
              "\n".join(f"{s:>5}  {c}" for s, c in codes) or "no unused vouchers in this batch")
     elif args.cmd == "void":
-        vid = v.find_voucher(engine, key, args.code)
+        vid = find_voucher(engine, key, args.code)
         if vid is None:
             raise UsageError("no voucher has this code")
-        r = v.void_one(engine, vid, actor=actor, reason=args.reason)
+        r = void_one(engine, vid, actor=actor, reason=args.reason)
         _kick(cfg, r["devices"])
         _out(r, as_json, f"voucher {vid} withdrawn (it was {r['state_before']})")
     return 0
@@ -235,7 +239,7 @@ def _kick(cfg: Any, macs: list[str]) -> None:
 
 
 def _sales(cfg: Any, engine: Any, args: argparse.Namespace, as_json: bool) -> int:
-    from hotspot import ledger
+    from hotspot.vouchers import ledger
 
     try:
         report = ledger.month_report(engine, cfg, args.month)

@@ -11,16 +11,17 @@ import logging
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import (Blueprint, Response, current_app, redirect, render_template, request,
-                   session)
+from flask import Blueprint, Response, redirect, render_template, request, session
 from flask_babel import gettext
 from markupsafe import Markup
 
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
 from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
-from hotspot.vouchers import RateLimited, VoucherError
+from hotspot.vouchers.errors import VoucherError
+from hotspot.vouchers.redemption import RateLimited
 from portal import fmt
+from portal.state import state
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ bp = Blueprint("captive", __name__)
 
 CAPTIVE_JSON = "application/captive+json"
 CARRY = ("to", "t", "s")
-
-
-def state():
-    return current_app.extensions["hotspot"]
 
 
 def client_ip() -> str:
@@ -248,7 +245,7 @@ def index():
 
 def printed_code() -> str:
     """``/?code=ABCD-EFGH-JK`` — the QR code on a printed voucher card fills the form in."""
-    from hotspot.vouchers import format_code, normalize_code
+    from hotspot.vouchers.codes import format_code, normalize_code
 
     bare = normalize_code(request.args.get("code", "")[:40])
     return format_code(bare) if bare else ""

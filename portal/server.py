@@ -3,7 +3,8 @@
 Started as root (development, or a unit without ``User=``), it first creates the secret
 files (cookie secret, voucher key) with the right owner, then drops to ``[portal] user``
 for good — before gunicorn starts, so no process of the portal keeps root. Under systemd
-with ``User=hotspot`` it simply runs.
+with ``User=hotspot`` it simply runs. Then the process's start-up (:func:`portal.startup.
+prepare`: keys, database, packages) runs once, before gunicorn forks its workers.
 
 Workers: ``gthread`` workers (a few threads each: a slow phone does not hold a whole
 process), ``[portal] workers`` of them — by default as many as cores, at least 2 and at
@@ -25,7 +26,8 @@ from typing import Any
 
 from hotspot.config import Config
 from hotspot.errors import ConfigError, HotspotError
-from hotspot.vouchers import load_key
+from hotspot.vouchers.keys import load_key
+from portal.state import PortalState, state
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,8 @@ def gunicorn_options(config: Config, *, tls: bool = False, bind: str | None = No
 def _post_fork(server: Any, _worker: Any) -> None:
     """Each worker gets its own database connections (none may cross a fork)."""
     app = getattr(getattr(server, "app", None), "callable", None)
-    state = getattr(app, "extensions", {}).get("hotspot") if app is not None else None
-    if state is not None and state.db is not None:
-        state.db.dispose(close=False)
+    if app is not None:
+        state(app).db.dispose(close=False)
 
 
 def prepare_files(config: Config, user: pwd.struct_passwd | None) -> None:
@@ -135,7 +136,7 @@ def drop_privileges(config: Config) -> pwd.struct_passwd | None:
     return user
 
 
-def make_server(config: Config, options: dict[str, Any]):
+def make_server(portal: PortalState, options: dict[str, Any]):
     from gunicorn.app.base import BaseApplication
 
     from portal.app import create_app
@@ -146,7 +147,7 @@ def make_server(config: Config, options: dict[str, Any]):
                 self.cfg.set(key, value)
 
         def load(self):  # noqa: ANN201 - gunicorn's hook
-            return create_app(config)
+            return create_app(state=portal)
 
     return PortalServer()
 
@@ -161,7 +162,10 @@ def run(config: Config, *, tls: bool = False, bind: str | None = None,
             prepare_files(config, None)
         except (OSError, HotspotError) as exc:
             log.warning("secret files: %s", getattr(exc, "message", exc))
+    from portal.startup import prepare
+
+    portal = prepare(config)
     log.info("portal on %s with %d workers × %d threads", ", ".join(options["bind"]),
              options["workers"], options["threads"])
-    make_server(config, options).run()
+    make_server(portal, options).run()
     return 0

@@ -313,7 +313,7 @@ def packages_for(cfg: Config) -> list[str]:
 def _create_secret(path: str, group: str) -> Callable[[], None]:
     def create() -> None:
         try:
-            from hotspot.vouchers import load_key  # the portal's format: 32 random bytes, hex
+            from hotspot.vouchers.keys import load_key  # the portal's format: 32 random bytes, hex
         except ImportError as exc:
             raise ProvisionError(f"cannot create {path}: {exc}") from None
         load_key(path, create=True, group=group, what="secret")

@@ -1,6 +1,6 @@
 """What the BUMDes sold, per local month and package: the ``sales`` records of the report.
 
-A voucher counts as sold as ``hotspot.ledger`` defines it (``[operator] sold_at``): by
+A voucher counts as sold as ``hotspot.vouchers.ledger`` defines it (``[operator] sold_at``): by
 default in the month (village time) of ``sold_at`` when a kasir recorded the sale, else of its
 first use (a used voucher was paid for); with ``sold_at = "first-use"`` in the month of its
 first use. Voided vouchers do not count. Rupiah is the price printed on the voucher's batch.
@@ -43,7 +43,7 @@ def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) 
     from hotspot.model import Voucher, VoucherBatch, VoucherState
 
     tz = config.village.tz
-    from hotspot.ledger import sale_time
+    from hotspot.vouchers.ledger import sale_time
 
     when = sale_time(config.operator.sold_at)
     q = (select(when, VoucherBatch.package_name, VoucherBatch.price)

@@ -164,7 +164,8 @@ def test_accept_the_terms_then_the_internet(village, playwright, artifacts):
 
 def test_voucher_then_the_internet(village, playwright, artifacts):
     from hotspot.db import make_engine
-    from hotspot.vouchers import create_batch, load_key
+    from hotspot.vouchers.batches import create_batch
+    from hotspot.vouchers.keys import load_key
 
     phone = village.bed.phones[1]
     engine = make_engine(village.db_url)

@@ -62,7 +62,7 @@ def _width(browser, ctx_cookies, url: str) -> int:
 
 
 def test_console_pages_on_a_phone(playwright, portal, artifacts):  # noqa: F811
-    from hotspot.vouchers import create_batch
+    from hotspot.vouchers.batches import create_batch
 
     db = portal.db
     setup = Actor("cli:root", role="admin")

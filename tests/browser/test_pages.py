@@ -17,8 +17,10 @@ from werkzeug.serving import make_server
 from gateway.engine import MB, SessionEngine
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from hotspot.vouchers import create_batch, sync_packages
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
 from portal import create_app
+from portal.startup import prepare
 from tests.browser.conftest import launch, phone_context, shot
 from tests.unit.fakes import FakeDataPath
 from tests.unit.portal.fakes import LocalGateway
@@ -60,7 +62,7 @@ def portal(tmp_path):
     engine.start()
     gw = LocalGateway(engine)
     sync_packages(db, cfg.packages.values())
-    app = create_app(cfg, gateway=gw, db=db, voucher_key=KEY, secret_key=b"s" * 32)
+    app = create_app(state=prepare(cfg, gateway=gw, db=db, voucher_key=KEY, secret_key=b"s" * 32))
     server = make_server(PORTAL_IP, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

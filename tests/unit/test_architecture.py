@@ -9,7 +9,6 @@ dependency from start-up time, not from the design.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

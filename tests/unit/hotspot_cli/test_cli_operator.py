@@ -9,8 +9,11 @@ import pytest
 
 from hotspot import operators
 from hotspot_cli import main as cli
-from hotspot import vouchers as v
 from hotspot.audit import entries
+from hotspot.vouchers.batches import batch_codes
+from hotspot.vouchers.keys import load_key
+from hotspot.vouchers.lookup import find_voucher
+from hotspot.vouchers.sales import mark_sold
 
 
 @pytest.fixture
@@ -63,8 +66,8 @@ def test_vouchers_create_json_capped_and_reprinted(toml, db, tmp_path, capsys):
                      capsys=capsys)
     data = json.loads(out)
     assert rc == 0 and data["count"] == 3 and len(data["codes"]) == 3
-    key = v.load_key(tmp_path / "voucher.key")
-    assert [c for _, c in v.batch_codes(db, key, data["batch"])] == data["codes"]
+    key = load_key(tmp_path / "voucher.key")
+    assert [c for _, c in batch_codes(db, key, data["batch"])] == data["codes"]
     rc, _, err = run(toml, "vouchers", "create", "--package", "harian", "--count", "100000",
                      capsys=capsys)
     assert rc == 2 and "from 1 to 1000" in err
@@ -82,11 +85,11 @@ def test_vouchers_create_json_capped_and_reprinted(toml, db, tmp_path, capsys):
 
 def test_sales_report(toml, db, tmp_path, capsys, clock):
     run(toml, "vouchers", "create", "--package", "harian", "--count", "2", capsys=capsys)
-    key = v.load_key(tmp_path / "voucher.key")
+    key = load_key(tmp_path / "voucher.key")
     from hotspot.audit import Actor
 
-    for _, code in v.batch_codes(db, key, 1):
-        v.mark_sold(db, v.find_voucher(db, key, code), actor=Actor("siti", 2, "kasir"))
+    for _, code in batch_codes(db, key, 1):
+        mark_sold(db, find_voucher(db, key, code), actor=Actor("siti", 2, "kasir"))
     import datetime as dt
 
     month = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).strftime("%Y-%m")

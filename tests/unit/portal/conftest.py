@@ -9,8 +9,11 @@ import re
 import pytest
 
 from hotspot import config as config_mod
-from hotspot.vouchers import VoucherService, create_batch, sync_packages
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
+from hotspot.vouchers.redemption import VoucherService
 from portal import create_app
+from portal.startup import prepare
 from tests.unit.conftest import TIERS
 from tests.unit.portal.fakes import LocalGateway
 
@@ -79,8 +82,10 @@ def batch(db, key, clock, packages):
 
 @pytest.fixture
 def app(cfg, gw, db, key, clock, packages):
-    application = create_app(cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32,
-                             clock=clock)
+    """The portal's app, made as ``hotspot portal run`` makes it: the process's start-up
+    (keys, packages), then the app."""
+    state = prepare(cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    application = create_app(state=state)
     application.config["TESTING"] = True
     return application
 

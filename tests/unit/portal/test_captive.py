@@ -10,6 +10,7 @@ import pytest
 
 from gateway.engine import MB
 from portal.intercept import PROBES
+from portal.state import state
 from tests.unit.portal.conftest import BASE, OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone
 
 
@@ -135,7 +136,7 @@ def test_nothing_in_the_request_names_another_device(phone, gw):
                                 "/relative", "data:text/html,hi", "ftp://evil.example/"])
 def test_no_open_redirect(phone, app, to):
     phone.form("/accept")
-    signer = app.extensions["hotspot"].signer
+    signer = state(app).signer
     forged = {"to": to, "t": "1", "s": "AAAA"}
     assert to not in text(phone.get("/ok", query_string=forged))
     # Even correctly signed, only http(s) URLs with a host are ever linked.
@@ -148,7 +149,7 @@ def test_no_open_redirect(phone, app, to):
 
 
 def test_continue_link_is_bound_to_the_device_it_was_made_for(phone, other_phone, app):
-    signed = app.extensions["hotspot"].signer.sign(OTHER_IP, "http://evil.example/")
+    signed = state(app).signer.sign(OTHER_IP, "http://evil.example/")
     phone.form("/accept")
     assert "evil.example" not in text(phone.get("/ok", query_string=signed))
 
@@ -273,8 +274,9 @@ def test_security_headers_and_cookie_flags(phone):
 def test_config_text_is_escaped_everywhere(cfg, gw, db, key, clock, packages):
     import dataclasses
 
-    from hotspot.vouchers import sync_packages
+    from hotspot.vouchers.packages import sync_packages
     from portal import create_app
+    from portal.startup import prepare
 
     evil = '<script>alert("x")</script>'
     portal_cfg = dataclasses.replace(cfg.portal, contact=evil, terms=evil)
@@ -283,7 +285,8 @@ def test_config_text_is_escaped_everywhere(cfg, gw, db, key, clock, packages):
     bad = dataclasses.replace(cfg, portal=portal_cfg, village=village,
                               packages={**cfg.packages, "harian": pkg})
     sync_packages(db, bad.packages.values())
-    app = create_app(bad, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    app = create_app(state=prepare(bad, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32,
+                                   clock=clock))
     phone = Phone(app)
     pages = [phone.get("/"), phone.get("/info"), phone.get("/nope")]
     phone.form("/accept")
@@ -335,6 +338,7 @@ def test_captive_api_with_hostname_and_certificate(cfg, gw, db, key, clock, pack
     import dataclasses
 
     from portal import create_app
+    from portal.startup import prepare
     from portal.urls import PortalUrls
 
     p = dataclasses.replace(cfg.portal, hostname="wifi.desa.jambiprov.go.id",
@@ -343,8 +347,8 @@ def test_captive_api_with_hostname_and_certificate(cfg, gw, db, key, clock, pack
     urls = PortalUrls.from_config(tls_cfg)
     assert urls.api_url == "https://wifi.desa.jambiprov.go.id/api/captive"
     assert urls.captive_base == BASE  # intercepted HTTP still goes to the address
-    app = create_app(tls_cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32,
-                     clock=clock)
+    app = create_app(state=prepare(tls_cfg, gateway=gw, db=db, voucher_key=key,
+                                   secret_key=b"s" * 32, clock=clock))
     https = Phone(app, base="https://wifi.desa.jambiprov.go.id")
     body = https.get("/api/captive").json
     assert body["user-portal-url"] == "https://wifi.desa.jambiprov.go.id/"

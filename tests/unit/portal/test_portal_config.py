@@ -125,7 +125,7 @@ def test_gunicorn_settings():
 
 
 def test_secret_files_are_created_once_and_private(tmp_path):
-    from hotspot.vouchers import load_key
+    from hotspot.vouchers.keys import load_key
 
     path = tmp_path / "sub" / "voucher.key"
     a = load_key(path, create=True)
@@ -168,6 +168,7 @@ def test_create_app_from_the_environment_as_gunicorn_does(tmp_path, monkeypatch)
     from testsupport.testbed import write_toml
     from hotspot.db import open_database
     from portal import create_app
+    from portal.state import state as portal_state
 
     url = f"sqlite:///{tmp_path}/h.db"
     open_database(url).dispose()
@@ -181,7 +182,7 @@ def test_create_app_from_the_environment_as_gunicorn_does(tmp_path, monkeypatch)
     env = {"REMOTE_ADDR": "10.10.0.11"}
     assert client.get("/", base_url="http://10.10.0.1:8080", environ_base=env).status_code == 503
     assert client.get("/x", base_url="http://example.org", environ_base=env).status_code == 302
-    state = app.extensions["hotspot"]
+    state = portal_state(app)
     assert state.vouchers is None  # no voucher key file: vouchers off, the rest works
     assert [p.name for p in state.packages()] == ["harian"]  # written from the file
     with state.db.connect() as conn:

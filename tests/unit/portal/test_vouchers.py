@@ -1,4 +1,4 @@
-"""The voucher domain (hotspot/vouchers.py): codes, storage, batches, redemption exactly once,
+"""The voucher domain (hotspot/vouchers/): codes, storage, batches, redemption exactly once,
 moves, top-ups, refusals and the brake on guessing — and the same through the portal."""
 
 from __future__ import annotations
@@ -10,15 +10,19 @@ import re
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from gateway.engine import MB
 from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession, Voucher, VoucherDevice
-from hotspot.vouchers import (ALPHABET, AWAY_SECONDS, BIND_LEASE_SECONDS, CODE_LENGTH,
-                              RateLimited, VoucherError, VoucherService, batch_codes,
-                              code_hash, create_batch, find_voucher, format_code,
-                              normalize_code, sync_packages, void_voucher, voucher_state)
+from hotspot.vouchers.batches import batch_codes, create_batch
+from hotspot.vouchers.codes import ALPHABET, CODE_LENGTH, code_hash, format_code, normalize_code
+from hotspot.vouchers.errors import VoucherError
+from hotspot.vouchers.lookup import find_voucher, voucher_state
+from hotspot.vouchers.packages import sync_packages
+from hotspot.vouchers.redemption import (AWAY_SECONDS, BIND_LEASE_SECONDS, RateLimited,
+                                         VoucherService)
+from hotspot.vouchers.withdrawal import void_voucher
 from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone
 
 THIRD_IP, THIRD_MAC = "10.10.0.13", "02:00:00:00:00:03"
@@ -100,7 +104,7 @@ def test_batches_copy_the_package_terms(db, key, cfg, packages):
 
 def test_packages_from_config_are_synced_once(db, cfg, packages):
     assert sync_packages(db, cfg.packages.values()) == 0  # already there, unchanged
-    from hotspot.vouchers import list_packages
+    from hotspot.vouchers.packages import list_packages
 
     names = [p.name for p in list_packages(db)]
     assert names == ["basi", "harian", "keluarga", "mingguan"]  # cheapest first
@@ -406,8 +410,10 @@ def test_portal_brakes_guessing(phone, batch):
 
 def test_vouchers_off_without_a_key(cfg, gw, db, clock, packages):
     from portal import create_app
+    from portal.startup import prepare
 
-    app = create_app(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock)  # no key file
+    # No voucher key file:
+    app = create_app(state=prepare(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock))
     phone = Phone(app)
     page = phone.get("/").get_data(as_text=True)
     assert 'name="code"' not in page and "Terima" in page

@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
+from hotspot import health as hotspot_health
 from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
 from sync import health, wire
@@ -40,8 +41,21 @@ def test_uplink_probe():
 
 
 def test_temperature_is_optional():
-    t = health.temperature()
+    t = hotspot_health.temperature()
     assert t is None or -50 < t < 150
+
+
+def test_the_consoles_snapshot_uses_the_same_probe(gwcfg, gwdb):
+    """hotspot.health is the one probe: the console's overview and the agent's samples."""
+    assert hotspot_health.last_uplink(gwdb) is None  # no sample yet
+    rec = health.sample(gwcfg, gwdb, START, cpu_interval=0)
+    with Session(gwdb) as s, s.begin():
+        s.add(SyncOutbox(kind="health", key="h1", payload=wire.dump_record(rec), rev=1,
+                         created_at=START))
+    snap = hotspot_health.snapshot(gwcfg, gwdb)
+    assert snap["uplink_ok"] is False  # what the sample said
+    assert 0 <= snap["disk"] <= 100 and snap["uptime"] > 0 and "temp" in snap
+    assert hotspot_health.wan_state("no-such-if0") is None
 
 
 def test_purge_forgets_old_data_but_not_undelivered_reports(tmp_path, gwdb):

@@ -10,8 +10,10 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import DBAPIError
 
 from hotspot import audit
-from hotspot import vouchers as v
-from hotspot.model import Package
+from hotspot.vouchers.batches import batch_codes, list_batches
+from hotspot.vouchers.lookup import find_voucher
+from hotspot.vouchers.packages import all_packages, get_package, sync_packages
+from portal.state import state
 from tests.unit.portal.operator.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, text
 
 GOOD_PACKAGE = {"name": "malam", "title": "Paket Malam", "price": "3000", "tier": "premium",
@@ -26,14 +28,14 @@ def codes_on(resp) -> list[str]:
 def test_admin_makes_a_package_from_the_console(admin, db, app, phone):
     r = admin.form("/operator/packages/new", GOOD_PACKAGE)
     assert r.status_code == 303
-    [pkg] = [p for p in v.all_packages(db) if p.name == "malam"]
+    [pkg] = [p for p in all_packages(db) if p.name == "malam"]
     assert (pkg.price, pkg.hours, pkg.data_mb, pkg.shelf_days, pkg.source) == \
         (3000, 12, None, 30, "console")
     assert "Paket Malam" in text(phone.get("/"))  # on the villagers' price list at once
     r = admin.form(f"/operator/packages/{pkg.id}", dict(GOOD_PACKAGE, duration="2", unit="days",
                                                          price="4.000"))
     assert r.status_code == 303
-    pkg = v.get_package(db, pkg.id)
+    pkg = get_package(db, pkg.id)
     assert (pkg.hours, pkg.price) == (48, 4000)
 
 
@@ -55,7 +57,7 @@ def test_bad_package_input_is_named_and_nothing_is_lost(admin, db, field, value,
     form = dict(GOOD_PACKAGE, **{field: value})
     if field == "duration" and value == "400":
         form["unit"] = "days"
-    before = len(v.all_packages(db))
+    before = len(all_packages(db))
     r = admin.form("/operator/packages/new", form)
     assert r.status_code == 422
     body = text(r)
@@ -64,23 +66,23 @@ def test_bad_package_input_is_named_and_nothing_is_lost(admin, db, field, value,
     page = r.get_data(as_text=True)
     assert 'value="Paket Malam"' in page or field == "title"  # what was typed comes back
     assert 'aria-invalid="true"' in page
-    assert len(v.all_packages(db)) == before
+    assert len(all_packages(db)) == before
 
 
 def test_config_packages_are_read_only_in_the_console(admin, db):
-    harian = next(p for p in v.all_packages(db) if p.name == "harian")
+    harian = next(p for p in all_packages(db) if p.name == "harian")
     r = admin.get(f"/operator/packages/{harian.id}")
     assert "dari file konfigurasi" in text(r)
     r = admin.form(f"/operator/packages/{harian.id}", dict(GOOD_PACKAGE, name="harian",
                                                             price="1"))
     assert r.status_code == 409
-    assert v.get_package(db, harian.id).price == 5000
+    assert get_package(db, harian.id).price == 5000
 
 
 def test_console_packages_survive_the_config_sync(admin, db, cfg):
     admin.form("/operator/packages/new", GOOD_PACKAGE)
-    v.sync_packages(db, cfg.packages.values())
-    assert {p.name: p.source for p in v.all_packages(db)}["malam"] == "console"
+    sync_packages(db, cfg.packages.values())
+    assert {p.name: p.source for p in all_packages(db)}["malam"] == "console"
 
 
 def test_batch_sheet_and_csv(admin, db, key):
@@ -90,7 +92,7 @@ def test_batch_sheet_and_csv(admin, db, key):
     sheet = admin.get("/operator/batches/1/sheet")
     assert sheet.status_code == 200
     codes = codes_on(sheet)
-    assert len(codes) == 30 and codes == [c for _, c in v.batch_codes(db, key, 1)]
+    assert len(codes) == 30 and codes == [c for _, c in batch_codes(db, key, 1)]
     body = sheet.get_data(as_text=True)
     assert body.count('<svg class="qr"') == 30
     assert "Rp 5.000" in body and "Desa Sungai Duren" in body
@@ -125,7 +127,7 @@ def test_absurd_counts_are_capped_and_said_so(admin, db, count, status, message)
     r = admin.form("/operator/batches", {"package": "1", "count": count})
     assert r.status_code == status
     assert message in text(r)
-    assert v.batches(db) == []
+    assert list_batches(db) == []
     assert f'value="{count}"' in r.get_data(as_text=True)
 
 
@@ -165,7 +167,7 @@ def test_voucher_lookup_void_and_undo(admin, kasir, db, key, batch, phone, gw):
     codes = batch("harian", 2)
     r = kasir.get(f"/operator/voucher?code={codes[0]}")
     assert "di stok" in text(r)
-    vid = v.find_voucher(db, key, codes[0])
+    vid = find_voucher(db, key, codes[0])
     assert kasir.form(f"/operator/voucher/{vid}/sell", page=f"/operator/voucher?id={vid}").status_code == 303
     assert "terjual, belum dipakai" in text(kasir.get(f"/operator/voucher?id={vid}"))
     r = admin.form(f"/operator/voucher/{vid}/unsell", {"reason": "typo"},
@@ -173,7 +175,7 @@ def test_voucher_lookup_void_and_undo(admin, kasir, db, key, batch, phone, gw):
     assert r.status_code == 303 and "di stok" in text(admin.get(f"/operator/voucher?id={vid}"))
     # void a running voucher: its phone is disconnected at once
     assert phone.form("/voucher", {"code": codes[1]}).status_code == 303
-    vid2 = v.find_voucher(db, key, codes[1])
+    vid2 = find_voucher(db, key, codes[1])
     r = admin.form(f"/operator/voucher/{vid2}/void", {"reason": ""}, page=f"/operator/voucher?id={vid2}")
     assert r.status_code == 422 and "Tuliskan alasannya." in text(r)
     r = admin.form(f"/operator/voucher/{vid2}/void", {"reason": "dicuri"},
@@ -239,7 +241,7 @@ def test_live_sessions_kick_extend_block(admin, kasir, phone, other_phone, gw, b
     assert admin.form("/operator/sessions/unblock", {"mac": OTHER_MAC},
                       page="/operator/sessions").status_code == 303
     assert not gw.call("client", ip=OTHER_IP)["blocked"]
-    actions = [r.action for r in audit.entries(admin.client.application.extensions["hotspot"].db)]
+    actions = [r.action for r in audit.entries(state(admin.client.application).db)]
     for a in ("session.kick", "session.extend", "device.block", "device.unblock"):
         assert a in actions
 
@@ -335,8 +337,8 @@ def test_a_big_batch_is_shown_a_page_at_a_time(admin, batch):
 def test_a_package_removed_from_the_file_goes_off_sale(admin, db, cfg, phone):
     admin.form("/operator/packages/new", GOOD_PACKAGE)
     remaining = [p for p in cfg.packages.values() if p.name != "mingguan"]
-    v.sync_packages(db, remaining, retire_missing=True)
-    on_sale = {p.name for p in v.all_packages(db) if p.active}
+    sync_packages(db, remaining, retire_missing=True)
+    on_sale = {p.name for p in all_packages(db) if p.active}
     assert "mingguan" not in on_sale and {"harian", "malam"} <= on_sale
-    v.sync_packages(db, cfg.packages.values(), retire_missing=True)  # back in the file
-    assert "mingguan" in {p.name for p in v.all_packages(db) if p.active}
+    sync_packages(db, cfg.packages.values(), retire_missing=True)  # back in the file
+    assert "mingguan" in {p.name for p in all_packages(db) if p.active}

@@ -22,7 +22,6 @@ that is when the money changed hands.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -30,8 +29,10 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Engine, func, select
 
 from hotspot.config import Config
-from hotspot.model import HourlyUsage, Voucher, VoucherBatch, VoucherState
+from hotspot.model import Voucher, VoucherBatch, VoucherState
 from hotspot.model_operator import VoucherSale
+from hotspot.village_days import day_bounds, local_day, month_bounds
+from hotspot.village_days import stored_utc as _utc
 
 NOT_RECORDED = ""  # the kasir of a sale nobody marked
 
@@ -54,36 +55,6 @@ class Sale:
     day: dt.date  # village time
     kasir: str  # NOT_RECORDED when no kasir marked it
 
-
-def _utc(ts: Any) -> dt.datetime:
-    if isinstance(ts, str):  # some SQLite paths hand back text
-        ts = dt.datetime.fromisoformat(ts)
-    return ts
-
-
-def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
-
-
-def day_bounds(first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
-    """Local days ``first``..``last`` (inclusive) as a naive-UTC half-open range."""
-    lo = dt.datetime.combine(first, dt.time(), tzinfo=tz)
-    hi = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-    return (lo.astimezone(dt.timezone.utc).replace(tzinfo=None),
-            hi.astimezone(dt.timezone.utc).replace(tzinfo=None))
-
-
-def month_bounds(month: str, tz: zoneinfo.ZoneInfo) -> tuple[dt.date, dt.date]:
-    """``2026-11`` → (1 Nov, 30 Nov). ValueError for anything else."""
-    try:
-        year, mon = month.split("-")
-        first = dt.date(int(year), int(mon), 1)
-    except (ValueError, AttributeError):
-        raise ValueError(f"not a month like 2026-11: {month!r}") from None
-    if len(year) != 4 or len(mon) != 2:
-        raise ValueError(f"not a month like 2026-11: {month!r}")
-    nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return first, nxt - dt.timedelta(days=1)
 
 
 def sales(engine: Engine, config: Config, first: dt.date | None = None,
@@ -172,25 +143,3 @@ def month_report(engine: Engine, config: Config, month: str) -> dict[str, Any]:
                          for t in by_kasir(rows)],
             "by_day": [{"day": t["key"].isoformat(), "count": t["count"], "rupiah": t["rupiah"]}
                        for t in by_day(rows)]}
-
-
-def usage_by_day(engine: Engine, config: Config, first: dt.date,
-                 last: dt.date) -> list[dict[str, Any]]:
-    """Devices and bytes per local day, from the hourly usage (what the gateway flushed)."""
-    tz = config.village.tz
-    lo, hi = day_bounds(first, last, tz)
-    q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.bytes_down, HourlyUsage.bytes_up)
-         .where(HourlyUsage.hour >= lo, HourlyUsage.hour < hi))
-    macs: dict[dt.date, set[str]] = defaultdict(set)
-    traffic: dict[dt.date, int] = defaultdict(int)
-    with engine.connect() as conn:
-        for mac, hour, down, up in conn.execute(q):
-            d = local_day(_utc(hour), tz)
-            macs[d].add(mac)
-            traffic[d] += int(down or 0) + int(up or 0)
-    out = []
-    d = first
-    while d <= last:
-        out.append({"day": d, "devices": len(macs.get(d, ())), "bytes": traffic.get(d, 0)})
-        d += dt.timedelta(days=1)
-    return out
