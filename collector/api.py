@@ -14,7 +14,7 @@ from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
 from hotspot import __version__
-from hotspot.model import utcnow
+from hotspot.timeutil import local_time, utcnow
 from sync import pull
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -83,7 +83,7 @@ def _month_bound(name: str) -> str | None:
     if not value:
         return None
     ts = pull.parse_when(value, name, _cfg().tz)
-    local = ts.replace(tzinfo=dt.timezone.utc).astimezone(_cfg().tz)
+    local = local_time(ts, _cfg().tz)
     month = f"{local.year:04d}-{local.month:02d}"
     starts_month = (local.day, local.hour, local.minute, local.second) == (1, 0, 0, 0)
     if starts_month:

@@ -63,7 +63,7 @@ def handle(args: argparse.Namespace) -> int:
     from collector import store
     from collector.db import open_database
     from collector.models import ApiToken, Gateway
-    from hotspot.model import utcnow
+    from hotspot.timeutil import utcnow
 
     cfg = config_mod.load(args.config)
     as_json = getattr(args, "json", False)

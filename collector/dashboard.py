@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from collector import queries, svg
 from collector.config import CollectorConfig
 from collector.store import check_token
-from hotspot.model import utcnow
+from hotspot.timeutil import local_time, utcnow
 from sync import pull
 
 bp = Blueprint("dashboard", __name__)
@@ -183,7 +183,7 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
     def when(ts: dt.datetime | None) -> str:
         if ts is None:
             return t("never_seen")
-        return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        return local_time(ts, tz).strftime("%Y-%m-%d %H:%M")
 
     def uptime(seconds: int) -> str:
         d, rest = divmod(int(seconds), 86400)
@@ -247,7 +247,7 @@ def village(gateway_id: str):  # noqa: ANN201
         users, traffic = _day_charts(v["series"], lang)
         tz = _cfg().tz
         samples = v["samples"]
-        labels = [x.sampled_at.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M")
+        labels = [local_time(x.sampled_at, tz).strftime("%H:%M")
                   for x in samples]
         health = Markup(svg.lines(labels, [
             ("CPU %", [x.cpu_pct for x in samples]),

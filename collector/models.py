@@ -14,7 +14,7 @@ from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, ForeignKey, 
                         String, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 
 
 class Base(DeclarativeBase):

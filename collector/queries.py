@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
 from collector.models import Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
+from hotspot.timeutil import iso, local_day
 from sync.pull import cursor_time
 
 HEALTH_FIELDS = ("sampled_at", "cpu_pct", "load1", "load5", "load15", "mem_pct", "disk_pct",
@@ -19,7 +20,7 @@ HEALTH_FIELDS = ("sampled_at", "cpu_pct", "load1", "load5", "load15", "mem_pct",
 
 
 def local_today(cfg: CollectorConfig, now: dt.datetime) -> dt.date:
-    return now.replace(tzinfo=dt.timezone.utc).astimezone(cfg.tz).date()
+    return local_day(now, cfg.tz)
 
 
 def month_of(day: dt.date) -> str:
@@ -211,8 +212,7 @@ def gateways_page(s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor:
                       "version": g.version, "registered_at": g.created_at,
                       "last_seen": g.last_seen_at, "online": online(cfg, g, now),
                       "disabled": g.disabled, "warnings": warnings(cfg, g, h, now),
-                      "health": {k: (v.replace(microsecond=0).isoformat() + "Z"
-                                     if isinstance(v, dt.datetime) else v)
+                      "health": {k: (iso(v) if isinstance(v, dt.datetime) else v)
                                  for k, v in (health_dict(h) or {}).items()} or None})
     return items, ([rows[-1].id] if more else None)
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from collector.models import (ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily,
                               UsageHourly)
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
-from hotspot.model import utcnow
+from hotspot.timeutil import local_day, utcnow
 
 GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -43,10 +43,6 @@ def _insert(session: Session, table: Table):  # noqa: ANN202 - dialect insert co
 def _chunks(items: list[Any], n: int = 400) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
-
-
-def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
 
 
 def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any]],

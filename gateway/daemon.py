@@ -22,7 +22,7 @@ from hotspot import __version__
 from hotspot.config import Config
 from hotspot.db import open_database
 from hotspot.errors import ConfigError, KernelError
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 from hotspot.vouchers.withdrawal import expire_unsold
 from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher

@@ -27,10 +27,11 @@ from sqlalchemy.orm import Session
 
 from hotspot.config import Config, Tier
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
-from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source,
-                           normalize_mac, utcnow)
+from hotspot.mac import normalize_mac
+from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source
 from hotspot.protocol import (Allowance, BlockedDevice, BlockResult, ClientInfo, SessionInfo,
                               UnblockResult)
+from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
 from gateway.tc import ClassReading
@@ -85,10 +86,6 @@ class TickReport:
     flushed: bool = False
 
 
-def iso(ts: dt.datetime | None) -> str | None:
-    return None if ts is None else ts.replace(microsecond=0).isoformat() + "Z"
-
-
 class SessionEngine:
     def __init__(self, config: Config, db: DbEngine, datapath: DataPathPort,
                  clock: Callable[[], dt.datetime] = utcnow):
@@ -112,14 +109,14 @@ class SessionEngine:
     # -- helpers ---------------------------------------------------------------------------
 
     def local_day(self, now: dt.datetime) -> dt.date:
-        return now.replace(tzinfo=dt.timezone.utc).astimezone(self.config.village.tz).date()
+        return local_day(now, self.config.village.tz)
 
     def next_reset(self, now: dt.datetime) -> dt.datetime:
         """The next local midnight, as naive UTC."""
         tz = self.config.village.tz
-        local = now.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        local = local_time(now, tz)
         midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-        return midnight.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return naive_utc(midnight)
 
     def _check_ip(self, ip: Any) -> str:
         try:

@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from hotspot.errors import ErrorCode, KernelError, UsageError
-from hotspot.model import normalize_mac
+from hotspot.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import Connection
 
-from hotspot.model import utcnow
 from hotspot.model_operator import AuditLog
+from hotspot.timeutil import iso, utcnow
 
 GENESIS = "0" * 64
 
@@ -73,7 +73,7 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.replace(microsecond=0).isoformat() + "Z"
+        return iso(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -87,6 +87,7 @@ def _dump(value: dict[str, Any] | None) -> str | None:
 
 
 def _digest(prev: str, row: dict[str, Any]) -> str:
+    # The chain's own spelling of the time (no "Z"): rows already written were hashed with it.
     fields = [prev, row["at"].replace(microsecond=0).isoformat(), str(row["actor_id"] or ""),
               row["actor"], row["role"] or "", row["ip"] or "", row["action"],
               row["target"] or "", row["before"] or "", row["after"] or ""]

@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable, NoReturn
 
 from hotspot.errors import UsageError
-from hotspot.model import normalize_mac
+from hotspot.mac import normalize_mac
 
 
 class Parser(argparse.ArgumentParser):

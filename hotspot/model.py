@@ -1,42 +1,20 @@
 """The domain model shared by the gateway, the portal, the sync agent and the CLI.
 
-Times are stored as naive UTC (SQLite has no time zones); :func:`utcnow` is the one source.
-The schema is created and changed only by the Alembic migrations in ``hotspot/migrations``.
+Times are stored as naive UTC (SQLite has no time zones); ``hotspot.timeutil.utcnow`` is the
+one source. The schema is created and changed only by the Alembic migrations in ``hotspot/migrations``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
                         String, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from hotspot.errors import UsageError
-
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def normalize_mac(value: str) -> str:
-    """``AA-BB-CC-DD-EE-FF`` / ``aabb.ccdd.eeff`` / ``AA:BB:...`` → ``aa:bb:cc:dd:ee:ff``."""
-    if not isinstance(value, str):
-        raise UsageError(f"not a MAC address: {value!r}")
-    hexdigits = re.sub(r"[^0-9a-fA-F]", "", value)
-    if len(hexdigits) != 12 or len(re.sub(r"[0-9a-fA-F:.\-]", "", value)):
-        raise UsageError(f"not a MAC address: {value!r}")
-    mac = ":".join(hexdigits[i:i + 2] for i in range(0, 12, 2)).lower()
-    if int(hexdigits[0:2], 16) & 1:
-        raise UsageError(f"not a unicast MAC address: {value!r}")
-    if mac == "00:00:00:00:00:00":
-        raise UsageError(f"not a usable MAC address: {value!r}")
-    assert _MAC.match(mac)
-    return mac
+from hotspot.mac import normalize_mac  # noqa: F401 - the old import path, kept for callers
+from hotspot.timeutil import utcnow
 
 
 class EndReason(str, enum.Enum):

@@ -23,7 +23,8 @@ import datetime as dt
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hotspot.model import Base, utcnow
+from hotspot.model import Base
+from hotspot.timeutil import utcnow
 
 ROLES = ("admin", "kasir")
 

@@ -17,7 +17,8 @@ import datetime as dt
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hotspot.model import Base, utcnow
+from hotspot.model import Base
+from hotspot.timeutil import utcnow
 
 
 class SyncBatch(Base):

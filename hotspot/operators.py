@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from hotspot.audit import Actor, record, write
 from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
-from hotspot.model import utcnow
 from hotspot.model_operator import ROLES, LoginAttempt, Operator, OperatorSession
+from hotspot.timeutil import utcnow
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Mapping, TypeAlias, TypedDict, TypeVar
 
 from hotspot.errors import ErrorCode, UsageError
-from hotspot.model import EndReason, Source, normalize_mac
+from hotspot.mac import normalize_mac
+from hotspot.model import EndReason, Source
+from hotspot.timeutil import iso, naive_utc, parse_utc
 
 MAX_LINE = 64 * 1024  # a request
 MAX_REPLY = 64 * 1024 * 1024  # a reply (a list of thousands of sessions is a few hundred KB)
@@ -250,14 +252,11 @@ class Fields:
         if not isinstance(value, str):
             raise bad(name, "must be an ISO 8601 time as text")
         try:
-            ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            ts = parse_utc(value)
         except ValueError:
             raise bad(name, f"not an ISO 8601 time: {value[:40]!r}") from None
-        if ts.tzinfo is not None:
-            try:
-                ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-            except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last datetime
-                raise bad(name, "out of range") from None
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last datetime
+            raise bad(name, "out of range") from None
         if ts >= LATEST_EXPIRY:
             raise bad(name, f"must be before {LATEST_EXPIRY.year}")
         return ts
@@ -288,9 +287,7 @@ def _wire_value(value: object) -> object:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return value.isoformat() + "Z"
+        return iso(naive_utc(value), exact=True)
     return value
 
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from hotspot.config import Config
 from hotspot.model import HourlyUsage
-from hotspot.village_days import day_bounds, local_day
-from hotspot.village_days import stored_utc as _utc
+from hotspot.timeutil import local_day, naive_utc
+from hotspot.village_days import day_bounds
 
 
 def usage_by_day(engine: Engine, config: Config, first: dt.date,
@@ -28,7 +28,7 @@ def usage_by_day(engine: Engine, config: Config, first: dt.date,
     traffic: dict[dt.date, int] = defaultdict(int)
     with engine.connect() as conn:
         for mac, hour, down, up in conn.execute(q):
-            d = local_day(_utc(hour), tz)
+            d = local_day(naive_utc(hour), tz)  # some SQLite paths hand back text
             macs[d].add(mac)
             traffic[d] += int(down or 0) + int(up or 0)
     out = []

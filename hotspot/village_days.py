@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any
 
-
-def stored_utc(ts: Any) -> dt.datetime:
-    """A moment read back from the database (naive UTC)."""
-    if isinstance(ts, str):  # some SQLite paths hand back text
-        ts = dt.datetime.fromisoformat(ts)
-    return ts
-
-
-def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+from hotspot.timeutil import naive_utc
 
 
 def day_bounds(first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
     """Local days ``first``..``last`` (inclusive) as a naive-UTC half-open range."""
     lo = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     hi = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-    return (lo.astimezone(dt.timezone.utc).replace(tzinfo=None),
-            hi.astimezone(dt.timezone.utc).replace(tzinfo=None))
+    return naive_utc(lo), naive_utc(hi)
 
 
 def month_bounds(month: str, tz: zoneinfo.ZoneInfo) -> tuple[dt.date, dt.date]:

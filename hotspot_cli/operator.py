@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from hotspot.errors import UsageError
+from hotspot.timeutil import iso
 
 
 def _count(value: str) -> int:
@@ -201,7 +202,7 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
                                      note=args.note or None, max_count=cfg.operator.max_batch)
         data = {"batch": batch.id, "package": batch.package, "count": batch.count,
                 "codes": batch.codes,
-                "valid_until": batch.valid_until.isoformat() + "Z" if batch.valid_until else None}
+                "valid_until": iso(batch.valid_until, exact=True)}
         _out(data, as_json, f"batch {batch.id}: {batch.count} × {batch.package}\n"
              + "\n".join(f"{i:>5}  {c}" for i, c in enumerate(batch.codes, 1)))
     elif args.cmd == "print":

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
 from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
+from hotspot.timeutil import iso
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.redemption import RateLimited
 from portal import fmt
@@ -302,7 +303,7 @@ def voucher():
         text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
         return home(info, error=text(), code=code, status=status)
     session["voucher"] = {"package": done.title, "tier": done.tier,
-                          "until": done.expires_at.isoformat() + "Z",
+                          "until": iso(done.expires_at, exact=True),
                           "bytes": done.bytes_limit}
     return see_other("/ok", carry())
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config
 from hotspot.errors import HotspotError
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.packages import sync_packages
 from hotspot.vouchers.redemption import Gateway, VoucherService

@@ -37,7 +37,7 @@ from sqlalchemy.exc import OperationalError
 
 from hotspot.config import Config, database_path
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 from sync import health as health_mod
 from sync import wire
 from sync.outbox import Batch, Outbox

@@ -59,7 +59,7 @@ def handle(args: argparse.Namespace) -> int:
     cmd = args.cmd
     as_json = getattr(args, "json", False)
     if cmd == "pseudonym":
-        from hotspot.model import normalize_mac
+        from hotspot.mac import normalize_mac
         from sync.pseudonym import load_key, pseudonym
 
         mac = normalize_mac(args.mac)

@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 
 from hotspot import __version__
 from hotspot.config import Config
-from hotspot.model import HourlyUsage, utcnow
+from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
+from hotspot.timeutil import utcnow
 from sync import wire
 from sync.pseudonym import Pseudonymizer, load_key
 from sync.sales import monthly_sales

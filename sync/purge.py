@@ -18,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
-from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage, utcnow
+from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
-from sync import wire
+from hotspot.timeutil import iso, local_day, utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 500
@@ -43,8 +43,8 @@ def purge(config: Config, db: Engine, *, now: dt.datetime | None = None,
           clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
     now = now or clock()
     cutoff = now - dt.timedelta(days=config.privacy.retention_days)
-    day_cutoff = (cutoff.replace(tzinfo=dt.timezone.utc).astimezone(config.village.tz)).date()
-    out: dict[str, Any] = {"cutoff": wire.iso(cutoff)}
+    day_cutoff = local_day(cutoff, config.village.tz)
+    out: dict[str, Any] = {"cutoff": iso(cutoff)}
     steps = [
         ("hourly_usage",
          select(HourlyUsage.mac, HourlyUsage.hour).where(HourlyUsage.hour < cutoff),

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
+from hotspot.timeutil import local_time, naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,14 @@ def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) 
          .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
          .where(when.is_not(None), Voucher.state != VoucherState.VOID.value))
     if since is not None:
-        local = since.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        local = local_time(since, tz)
         start = dt.datetime(local.year, local.month, 1, tzinfo=tz)
-        q = q.where(when >= start.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        q = q.where(when >= naive_utc(start))
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     with Session(db) as s:
         for ts, package, price in s.execute(q):
-            if isinstance(ts, str):  # some SQLite paths hand back text
-                ts = dt.datetime.fromisoformat(ts)
-            month = ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%Y-%m")
+            ts = naive_utc(ts)  # some SQLite paths hand back text
+            month = local_time(ts, tz).strftime("%Y-%m")
             t = totals[(month, package)]
             t[0] += 1
             t[1] += int(price or 0)

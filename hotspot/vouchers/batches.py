@@ -18,8 +18,9 @@ from hotspot.audit import Actor
 from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
-from hotspot.model import Package, Voucher, VoucherBatch, VoucherState, utcnow
+from hotspot.model import Package, Voucher, VoucherBatch, VoucherState
 from hotspot.model_operator import VoucherSale
+from hotspot.timeutil import utcnow
 from hotspot.vouchers.codes import code_hash, derive_code, format_code
 
 log = logging.getLogger(__name__)

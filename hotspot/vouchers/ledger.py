@@ -31,8 +31,8 @@ from sqlalchemy import Engine, func, select
 from hotspot.config import Config
 from hotspot.model import Voucher, VoucherBatch, VoucherState
 from hotspot.model_operator import VoucherSale
-from hotspot.village_days import day_bounds, local_day, month_bounds
-from hotspot.village_days import stored_utc as _utc
+from hotspot.timeutil import local_day, naive_utc
+from hotspot.village_days import day_bounds, month_bounds
 
 NOT_RECORDED = ""  # the kasir of a sale nobody marked
 
@@ -73,7 +73,7 @@ def sales(engine: Engine, config: Config, first: dt.date | None = None,
     out = []
     with engine.connect() as conn:
         for r in conn.execute(q.order_by(when, Voucher.id)):
-            at = _utc(r.at)
+            at = naive_utc(r.at)  # some SQLite paths hand back text
             out.append(Sale(r.id, r.batch_id, r.serial, r.package_name, int(r.price or 0), at,
                             local_day(at, tz), r.operator or NOT_RECORDED))
     return out
@@ -119,7 +119,7 @@ def cash_count(engine: Engine, config: Config, first: dt.date,
     acc: dict[tuple[dt.date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     with engine.connect() as conn:
         for at, kasir, price, state in conn.execute(q):
-            t = acc[(local_day(_utc(at), tz), kasir)]
+            t = acc[(local_day(naive_utc(at), tz), kasir)]
             t[0] += 1
             t[1] += int(price)
             if state == VoucherState.VOID.value:

@@ -16,7 +16,8 @@ from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.config import PackageConfig
 from hotspot.errors import NotFound, UsageError
-from hotspot.model import Package, VoucherBatch, utcnow
+from hotspot.model import Package, VoucherBatch
+from hotspot.timeutil import utcnow
 
 PACKAGE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 PACKAGE_LIMITS = {"price": (0, 100_000_000), "hours": (1, 8784), "data_mb": (0, 10_000_000),

@@ -32,8 +32,10 @@ from sqlalchemy.engine import Connection
 
 from hotspot.config import Config
 from hotspot.errors import ErrorCode, HotspotError
+from hotspot.mac import normalize_mac
 from hotspot.model import (ClientSession, Package, RedeemAttempt, Voucher, VoucherBatch,
-                           VoucherDevice, VoucherState, normalize_mac, utcnow)
+                           VoucherDevice, VoucherState)
+from hotspot.timeutil import iso, utcnow
 from hotspot.vouchers.codes import code_hash, normalize_code
 from hotspot.vouchers.errors import VoucherError
 
@@ -90,10 +92,6 @@ class _Plan:
     moved_binding: tuple[dt.datetime, dt.datetime] | None = None
     kick_old: bool = False
     merged: int | None = None
-
-
-def _iso(ts: dt.datetime) -> str:
-    return ts.replace(microsecond=0).isoformat() + "Z"
 
 
 class VoucherService:
@@ -187,7 +185,7 @@ class VoucherService:
         try:
             session = self.gateway.call(
                 "authorize", ip=ip, tier=plan.tier, source="voucher",
-                expires_at=_iso(plan.expires_at), bytes_limit=self._bytes_limit(plan),
+                expires_at=iso(plan.expires_at), bytes_limit=self._bytes_limit(plan),
                 voucher_id=plan.voucher_id)
         except BaseException:
             self._undo(plan, mac)

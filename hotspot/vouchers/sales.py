@@ -13,8 +13,9 @@ from hotspot.audit import Actor
 from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.errors import ErrorCode, NotFound
-from hotspot.model import Package, Voucher, VoucherBatch, VoucherState, utcnow
+from hotspot.model import Package, Voucher, VoucherBatch, VoucherState
 from hotspot.model_operator import VoucherSale
+from hotspot.timeutil import utcnow
 from hotspot.vouchers.errors import VoucherError
 
 

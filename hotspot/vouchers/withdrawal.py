@@ -12,7 +12,8 @@ from hotspot.audit import SYSTEM, Actor
 from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.errors import ErrorCode, NotFound
-from hotspot.model import Voucher, VoucherBatch, VoucherDevice, VoucherState, utcnow
+from hotspot.model import Voucher, VoucherBatch, VoucherDevice, VoucherState
+from hotspot.timeutil import utcnow
 from hotspot.vouchers.sales import SaleError
 
 

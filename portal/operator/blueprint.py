@@ -16,6 +16,7 @@ from flask_babel import format_datetime, gettext
 from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.config import Config
+from hotspot.timeutil import naive_utc
 from portal.state import state
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,7 @@ def local(ts: dt.datetime | None, pattern: str = "d MMM yyyy, HH.mm") -> str:
     """A naive-UTC moment in village time."""
     if ts is None:
         return ""
-    if isinstance(ts, str):
-        ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    ts = naive_utc(ts)
     if str(g.get("lang", "id")) == "en":
         pattern = pattern.replace("HH.mm", "HH:mm")
     return format_datetime(ts, pattern)

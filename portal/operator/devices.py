@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hotspot.mac import is_locally_administered, oui
+
 IEEE_CSV = Path("/usr/share/ieee-data/oui.csv")  # Debian's ieee-data, when installed
 PRIVATE = "private"
 
@@ -40,21 +42,14 @@ def _load() -> dict[str, str]:
         return _table
 
 
-def is_private(mac: str) -> bool:
-    """A locally administered address: phones make these up per network (MAC randomisation)."""
-    try:
-        return bool(int(mac.replace(":", "").replace("-", "")[:2], 16) & 0x02)
-    except ValueError:
-        return False
-
-
 def vendor(mac: str) -> str | None:
     """The maker's name, ``PRIVATE`` for a randomised address, or None when unknown."""
     if not mac:
         return None
-    if is_private(mac):
+    if is_locally_administered(mac):  # phones make these up per network
         return PRIVATE
-    return _load().get(mac.replace(":", "").replace("-", "").upper()[:6])
+    prefix = oui(mac)
+    return None if prefix is None else _load().get(prefix)
 
 
 class Leases:

@@ -15,7 +15,7 @@ from flask import Response, make_response, render_template, request, url_for
 from flask_babel import gettext, ngettext
 
 from hotspot.errors import HotspotError, NotFound
-from hotspot.village_days import local_day
+from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.lookup import voucher_detail
 from hotspot.vouchers.packages import get_package_title
 from portal import fmt
@@ -114,7 +114,7 @@ def _csv_safe(v: Any) -> Any:
     if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + v
     if isinstance(v, dt.datetime):
-        return v.replace(microsecond=0).isoformat() + "Z"
+        return iso(v)
     return v
 
 

@@ -11,9 +11,9 @@ from flask_babel import gettext
 
 from hotspot import audit
 from hotspot.errors import ControlUnavailable, HotspotError, UsageError
-from hotspot.model import normalize_mac
+from hotspot.mac import normalize_mac
+from hotspot.timeutil import parse_utc
 from hotspot.vouchers.lookup import package_names
-from portal import fmt
 from portal.operator import devices
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import int_or, text_field
@@ -48,11 +48,11 @@ def sessions() -> Any:
     out = []
     for r in rows:
         v = devices.vendor(r["mac"])
-        started = fmt.parse_utc(r.get("started_at"))
+        started = parse_utc(r["started_at"]) if r.get("started_at") else None
         out.append(dict(r, hostname=names.get(r["mac"]), vendor=v,
                         private=v == devices.PRIVATE, rate=rates.get(r["id"]),
                         package=packages.get(r.get("voucher_id")),
-                        used_seconds=int((now - started.replace(tzinfo=None)).total_seconds())
+                        used_seconds=int((now - started).total_seconds())
                         if started else None))
     return page("sessions.html", rows=out, blocked=blocked, gw_down=False)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from collector import svg
 from collector.models import Gateway
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 from tests.unit.collector.helpers import SECRET, post, register, usage
 
 

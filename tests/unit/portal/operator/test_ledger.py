@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 
 from hotspot.audit import Actor
-from hotspot.village_days import day_bounds, local_day
+from hotspot.timeutil import local_day
+from hotspot.village_days import day_bounds
 from hotspot.vouchers import ledger
 from hotspot.vouchers.batches import batch_info
 from hotspot.vouchers.errors import VoucherError
