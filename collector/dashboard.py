@@ -16,10 +16,12 @@ from flask import Blueprint, Response, abort, current_app, make_response, render
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from collector import queries, svg
+from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
+from hotspot import svgchart
 from hotspot.timeutil import local_time, utcnow
+from hotspot.units import fmt_bytes
 from sync import pull
 
 bp = Blueprint("dashboard", __name__)
@@ -189,7 +191,7 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
         d, rest = divmod(int(seconds), 86400)
         return f"{d} {t('days')} {rest // 3600} {t('hours')}"
 
-    helpers = dict(t=t, when=when, num=num, uptime=uptime, hb=svg.human_bytes,
+    helpers = dict(t=t, when=when, num=num, uptime=uptime, hb=fmt_bytes,
                    rp=lambda n: "Rp " + num(n), lang=lang, tz=cfg.timezone)
     body = render_template_string(body_tpl, **helpers, **ctx)
     resp = make_response(render_template_string(PAGE, body=Markup(body), **helpers))
@@ -220,10 +222,10 @@ def _auth():  # noqa: ANN202
 
 def _day_charts(series: queries.DaySeries, lang: str) -> tuple[Markup, Markup]:
     labels = [d.strftime("%d/%m") for d in series.days]
-    users = svg.bars(labels, [(T["users_per_day"][lang], series.users)],
+    users = svgchart.bars(labels, [(T["users_per_day"][lang], series.users)],
                      title=T["users_per_day"][lang])
-    traffic = svg.bars(labels, [(T["download"][lang], series.down), (T["upload"][lang], series.up)],
-                       title=T["traffic_per_day"][lang], fmt=svg.human_bytes)
+    traffic = svgchart.bars(labels, [(T["download"][lang], series.down), (T["upload"][lang], series.up)],
+                       title=T["traffic_per_day"][lang], fmt=fmt_bytes)
     return Markup(users), Markup(traffic)
 
 
@@ -249,7 +251,7 @@ def village(gateway_id: str):  # noqa: ANN201
         samples = v["samples"]
         labels = [local_time(x.sampled_at, tz).strftime("%H:%M")
                   for x in samples]
-        health = Markup(svg.lines(labels, [
+        health = Markup(svgchart.lines(labels, [
             ("CPU %", [x.cpu_pct for x in samples]),
             (T["temperature"][lang] + " °C", [x.temp_c for x in samples]),
             (T["disk"][lang] + " %", [x.disk_pct for x in samples]),

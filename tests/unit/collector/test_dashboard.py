@@ -9,9 +9,10 @@ import re
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from collector import svg
 from collector.models import Gateway
+from hotspot import svgchart as svg
 from hotspot.timeutil import utcnow
+from hotspot.units import fmt_bytes
 from tests.unit.collector.helpers import SECRET, post, register, usage
 
 
@@ -90,11 +91,11 @@ def test_dashboard_asks_for_a_token_unless_public(client, app, token):
 
 def test_svg_charts():
     out = svg.bars(["a", "b"], [("down", [5, 10]), ("up", [1, 0])], title="t <x>",
-                   fmt=svg.human_bytes)
+                   fmt=fmt_bytes)
     assert out.startswith("<svg") and out.endswith("</svg>") and "t &lt;x&gt;" in out
     assert out.count("<rect") >= 3
     assert svg.nice_max(0) == 1 and svg.nice_max(7) == 10 and svg.nice_max(230) == 250
     line = svg.lines(["1", "2", "3"], [("cpu", [1, None, 3]), ("t", [None, None, None])],
                      title="h", top_value=100)
     assert "<svg" in line and "<circle" in line
-    assert svg.human_bytes(1_500_000) == "1.5 MB"
+    assert fmt_bytes(1_500_000) == "1.5 MB"
