@@ -10,7 +10,7 @@ from flask import Flask, jsonify
 from collector import config as config_mod
 from collector.config import CollectorConfig
 from collector.db import open_database
-from sync import wire
+from hotspot import wire
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hotspot.config import _Section, read_toml
+from hotspot.config import Section, read_toml
 from hotspot.errors import ConfigError
 
 ENV_CONFIG = "HOTSPOT_COLLECTOR_CONFIG"
@@ -93,8 +93,8 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         if section not in DEFAULTS:
             raise ConfigError(section, "unknown section (the collector's file has only [collector])")
     raw = data.get("collector", {})
-    _Section(raw, "collector", set(DEFAULTS["collector"]))
-    s = _Section({**DEFAULTS["collector"], **raw}, "collector")
+    Section(raw, "collector", set(DEFAULTS["collector"]))
+    s = Section({**DEFAULTS["collector"], **raw}, "collector")
     url = s.str("database_url")
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(s.key("database_url"), "must be a sqlite: or postgresql: URL")

@@ -20,9 +20,9 @@ from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
 from hotspot import svgchart
+from hotspot.pull_api import reply
 from hotspot.timeutil import local_time, utcnow
 from hotspot.units import fmt_bytes
-from sync import pull
 
 bp = Blueprint("dashboard", __name__)
 
@@ -205,7 +205,7 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
 def _auth():  # noqa: ANN202
     if _cfg().dashboard_public:
         return None
-    token = pull.bearer_token()
+    token = reply.bearer_token()
     auth = request.headers.get("Authorization", "")
     if not token and auth.lower().startswith("basic "):
         try:

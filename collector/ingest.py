@@ -1,4 +1,4 @@
-"""``POST /ingest/v1/batch``: reports from the gateways (protocol: sync.wire).
+"""``POST /ingest/v1/batch``: reports from the gateways (protocol: hotspot.wire).
 
 Checks, in this order, each answered without changing anything:
 
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from collector.config import CollectorConfig
 from collector.models import Gateway, IngestBatch, IngestNonce
 from collector.store import apply_records
-from sync import wire
+from hotspot import wire
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)

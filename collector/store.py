@@ -47,7 +47,7 @@ def _chunks(items: list[Any], n: int = 400) -> Iterable[list[Any]]:
 
 def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any]],
                   tz: zoneinfo.ZoneInfo, now: dt.datetime) -> dict[str, int]:
-    """Apply validated records (sync.wire.validate_record) of one gateway. The caller holds
+    """Apply validated records (hotspot.wire.validate_record) of one gateway. The caller holds
     the gateway's row lock, so the read-compute-write of usage is not raced."""
     counts: dict[str, int] = defaultdict(int)
     usage: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}

@@ -918,7 +918,7 @@ class Demo:
 
         from hotspot.db import make_engine
         from hotspot.model import HourlyUsage
-        from sync.pseudonym import pseudonym
+        from hotspot.pseudonym import pseudonym
 
         what = "the sync agent reports the village's usage to the collector"
         key = self.pseudonym_key.encode()

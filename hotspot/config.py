@@ -401,8 +401,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML ({exc})") from None
 
 
-class _Section:
-    """Typed access to one table of the raw config, naming the key in every error."""
+class Section:
+    """Typed access to one table of a raw TOML file, naming the key in every error (the
+    collector reads its own file with it too)."""
 
     def __init__(self, data: Mapping[str, Any], prefix: str, known: set[str] | None = None):
         if not isinstance(data, Mapping):
@@ -449,7 +450,7 @@ class _Section:
 
 
 def _village(raw: Mapping[str, Any]) -> VillageConfig:
-    s = _Section(raw, "village", {"name", "timezone"})
+    s = Section(raw, "village", {"name", "timezone"})
     name = s.str("name")
     tz = s.str("timezone")
     try:
@@ -460,7 +461,7 @@ def _village(raw: Mapping[str, Any]) -> VillageConfig:
 
 
 def _network(raw: Mapping[str, Any]) -> NetworkConfig:
-    s = _Section(raw, "network", set(DEFAULTS["network"]))
+    s = Section(raw, "network", set(DEFAULTS["network"]))
     lan = s.str("lan_interface", _IFNAME, "interface name")
     wan = s.str("wan_interface", _IFNAME, "interface name")
     if lan == wan:
@@ -512,7 +513,7 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     for name, table in raw.items():
         if not _NAME.match(name):
             raise ConfigError(f"tiers.{name}", "tier names are lower-case letters, digits, - and _")
-        s = _Section(table, f"tiers.{name}", set(TIER_KEYS))
+        s = Section(table, f"tiers.{name}", set(TIER_KEYS))
         for key in TIER_KEYS:
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
@@ -528,7 +529,7 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     return tiers
 
 
-def _opt_str(s: _Section, name: str, max_len: int) -> str:
+def _opt_str(s: Section, name: str, max_len: int) -> str:
     """A string that may be empty (the key must still be present and a string)."""
     value = s.data.get(name)
     if not isinstance(value, str):
@@ -540,7 +541,7 @@ def _opt_str(s: _Section, name: str, max_len: int) -> str:
     return value.strip()
 
 
-def _abs_path(s: _Section, name: str, optional: bool = False) -> str:
+def _abs_path(s: Section, name: str, optional: bool = False) -> str:
     value = _opt_str(s, name, 4096)
     if optional and not value:
         return ""
@@ -550,7 +551,7 @@ def _abs_path(s: _Section, name: str, optional: bool = False) -> str:
 
 
 def _portal(raw: Mapping[str, Any]) -> PortalConfig:
-    s = _Section(raw, "portal", set(PORTAL_KEYS))
+    s = Section(raw, "portal", set(PORTAL_KEYS))
     hostname = _opt_str(s, "hostname", 253).lower().rstrip(".")
     if hostname:
         try:
@@ -603,12 +604,12 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
         if not _NAME.match(name):
             raise ConfigError(f"packages.{name}",
                               "package names are lower-case letters, digits, - and _")
-        s = _Section(table, f"packages.{name}", set(PACKAGE_KEYS))
+        s = Section(table, f"packages.{name}", set(PACKAGE_KEYS))
         for key in ("price", "tier", "hours"):
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
         full = {"title": name, "data_mb": 0, "devices": 1, "shelf_days": 0, **table}
-        s = _Section(full, f"packages.{name}")
+        s = Section(full, f"packages.{name}")
         tier = s.str("tier")
         if tier not in tiers:
             raise ConfigError(s.key("tier"), f"no such tier {tier!r} "
@@ -624,8 +625,8 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
 
 
 def _sync(raw: Mapping[str, Any]) -> SyncConfig:
-    s = _Section(raw, "sync", set(DEFAULTS["sync"]))
-    full = _Section({**DEFAULTS["sync"], **raw}, "sync")
+    s = Section(raw, "sync", set(DEFAULTS["sync"]))
+    full = Section({**DEFAULTS["sync"], **raw}, "sync")
     url = _opt_str(full, "upstream_url", 500).rstrip("/")
     if url:
         from urllib.parse import urlsplit
@@ -667,8 +668,8 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
 
 
 def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
-    s = _Section(raw, "operator", set(DEFAULTS["operator"]))
-    full = _Section({**DEFAULTS["operator"], **raw}, "operator")
+    s = Section(raw, "operator", set(DEFAULTS["operator"]))
+    full = Section({**DEFAULTS["operator"], **raw}, "operator")
     flags = {}
     for name in ("enabled", "allow_lan"):
         value = full.data[name]
@@ -700,8 +701,8 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
 
 
 def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
-    s = _Section(raw, "privacy", set(DEFAULTS["privacy"]))
-    full = _Section({**DEFAULTS["privacy"], **raw}, "privacy")
+    s = Section(raw, "privacy", set(DEFAULTS["privacy"]))
+    full = Section({**DEFAULTS["privacy"], **raw}, "privacy")
     key = _opt_str(full, "pseudonym_key", 256)
     if key and (len(key) < 32 or not _TOKEN.match(key)):
         raise ConfigError(s.key("pseudonym_key"),
@@ -715,15 +716,15 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown section")
-    db = _Section(data["database"], "database", {"url"})
+    db = Section(data["database"], "database", {"url"})
     url = db.str("url")
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(db.key("url"), "must be a sqlite: or postgresql: URL")
-    ctl = _Section(data["control"], "control", {"socket", "group"})
+    ctl = Section(data["control"], "control", {"socket", "group"})
     sock = ctl.str("socket")
     if not os.path.isabs(sock):
         raise ConfigError(ctl.key("socket"), "must be an absolute path")
-    gw = _Section(data["gateway"], "gateway", set(DEFAULTS["gateway"]))
+    gw = Section(data["gateway"], "gateway", set(DEFAULTS["gateway"]))
     leaf = gw.str("leaf_qdisc")
     if leaf not in ("auto", "fq_codel", "pfifo"):
         raise ConfigError(gw.key("leaf_qdisc"), "must be one of auto, fq_codel, pfifo")
@@ -752,7 +753,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     )
 
 
-def _garden_domains(s: _Section) -> tuple[str, ...]:
+def _garden_domains(s: Section) -> tuple[str, ...]:
     name = "walled_garden_domains"
     values = s.data.get(name, [])
     if not isinstance(values, list):
@@ -779,7 +780,7 @@ def _garden_domains(s: _Section) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
+def _lan_ports(s: Section, lan: str, wan: str) -> tuple[str, ...]:
     name = "lan_ports"
     values = s.data.get(name, [])
     if not isinstance(values, list):
@@ -799,8 +800,8 @@ def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
 
 
 def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
-    s = _Section(raw, "wifi", set(DEFAULTS["wifi"]))
-    full = _Section({**DEFAULTS["wifi"], **raw}, "wifi")
+    s = Section(raw, "wifi", set(DEFAULTS["wifi"]))
+    full = Section({**DEFAULTS["wifi"], **raw}, "wifi")
     enabled = full.data["enabled"]
     if not isinstance(enabled, bool):
         raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
@@ -827,7 +828,7 @@ def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
                       country=country)
 
 
-def _dhcp_address(s: _Section, name: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+def _dhcp_address(s: Section, name: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
     value = _opt_str(s, name, 15)
     if not value:
         return None
@@ -854,8 +855,8 @@ def _auto_range(net: ipaddress.IPv4Network,
 
 
 def _dhcp(raw: Mapping[str, Any], network: NetworkConfig) -> DhcpConfig:
-    s = _Section(raw, "dhcp", set(DEFAULTS["dhcp"]))
-    full = _Section({**DEFAULTS["dhcp"], **raw}, "dhcp")
+    s = Section(raw, "dhcp", set(DEFAULTS["dhcp"]))
+    full = Section({**DEFAULTS["dhcp"], **raw}, "dhcp")
     net, gw = network.lan_network, network.gateway_ip
     start = _dhcp_address(full, "range_start", net)
     end = _dhcp_address(full, "range_end", net)

@@ -20,6 +20,7 @@ from typing import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from hotspot import pseudonym
 from hotspot.config import Config
 from hotspot.errors import HotspotError
 from hotspot.timeutil import utcnow
@@ -29,7 +30,6 @@ from hotspot.vouchers.redemption import Gateway, VoucherService
 from portal.gateway import GatewayLink
 from portal.state import PortalState
 from portal.urls import PortalUrls, Signer
-from sync import pseudonym
 
 log = logging.getLogger(__name__)
 

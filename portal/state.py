@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config
+from hotspot.pseudonym import Pseudonymizer
 from hotspot.vouchers.packages import PackageInfo, list_packages
 from hotspot.vouchers.redemption import Gateway, VoucherService
 from portal.urls import PortalUrls, Signer
-from sync.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 

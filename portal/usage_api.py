@@ -1,5 +1,5 @@
 """The gateway's own pull API: ``GET /api/v1/usage`` for this village's data, in the same
-shape as the provincial collector's (sync.pull), with devices as their pseudonyms.
+shape as the provincial collector's (hotspot.pull_api), with devices as their pseudonyms.
 
 Off unless ``[sync] api_token`` is set; then every request needs ``Authorization: Bearer
 <that token>``. A blueprint of the portal like the others (``app.register_blueprint(bp)``);
@@ -17,13 +17,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from hotspot.pseudonym import Pseudonymizer, stored_key
+from hotspot.pull_api import query, reply
+from hotspot.pull_api.openapi import USAGE_COLUMNS, openapi_document
 from hotspot.usage import hourly_rows
 from portal.state import state
-from sync import pull
-from sync.pseudonym import Pseudonymizer, stored_key
 
-COLUMNS = ["gateway_id", "client", "period_start", "period_end", "seconds", "bytes_down",
-           "bytes_up"]
 PAGE_SIZE = 1000
 MAX_DEVICES_PER_HOUR = 5000  # far above what a /22 sees in an hour
 
@@ -49,28 +48,28 @@ def _pseudonyms() -> Pseudonymizer | None:
 def _auth():  # noqa: ANN202
     token = state().config.sync.api_token
     if not token:
-        return pull.error(404, "disabled", "this gateway's usage API is off "
+        return reply.error(404, "disabled", "this gateway's usage API is off "
                                            "([sync] api_token is not set)")
-    given = pull.bearer_token()
+    given = reply.bearer_token()
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
-        return pull.error(401, "unauthorized", "a valid bearer token is required")
+        return reply.error(401, "unauthorized", "a valid bearer token is required")
     return None
 
 
 @bp.get("/usage")
 def usage():  # noqa: ANN202
     try:
-        lo, hi = pull.parse_range(request.args, state().config.village.tz)
-        fmt = pull.parse_format(request.args)
-        limit = pull.parse_limit(request.args, PAGE_SIZE)
-        cursor = pull.decode_cursor(request.args, 2)
-        start = pull.cursor_time(cursor[0]) if cursor else None
-    except pull.BadRequest as exc:
-        return pull.error(400, "bad-request", str(exc))
+        lo, hi = query.parse_range(request.args, state().config.village.tz)
+        fmt = query.parse_format(request.args)
+        limit = query.parse_limit(request.args, PAGE_SIZE)
+        cursor = query.decode_cursor(request.args, 2)
+        start = query.cursor_time(cursor[0]) if cursor else None
+    except query.BadRequest as exc:
+        return reply.error(400, "bad-request", str(exc))
     after = str(cursor[1]) if cursor else None
     name = _pseudonyms()
     if name is None:
-        return pull.error(503, "not-ready", "no pseudonym key yet: restart the portal once "
+        return reply.error(503, "not-ready", "no pseudonym key yet: restart the portal once "
                                             "the database is migrated")
     gateway_id = _gateway_id()
     fetch = limit + MAX_DEVICES_PER_HOUR
@@ -100,13 +99,11 @@ def usage():  # noqa: ANN202
             break
     nxt = None
     if more and items:
-        nxt = pull.encode_cursor([items[-1]["period_start"], items[-1]["client"]])
-    return pull.page(items, COLUMNS, nxt, fmt, "usage")
+        nxt = query.encode_cursor([items[-1]["period_start"], items[-1]["client"]])
+    return reply.page(items, USAGE_COLUMNS, nxt, fmt, "usage")
 
 
 @bp.get("/openapi.json")
 def openapi():  # noqa: ANN202
-    from collector.api import openapi_document
-
     return jsonify(openapi_document(usage_only=True,
                                     title=f"Hotspot Desa gateway {_gateway_id()}"))

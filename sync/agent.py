@@ -6,7 +6,7 @@
 ``hotspot sync once`` collects and drains once, for a cron job or a timer: exit 0 when
 everything was delivered, 1 (one line) when not.
 
-Every request is signed (:mod:`sync.wire`) with a fresh nonce, so a retry is a new request
+Every request is signed (:mod:`hotspot.wire`) with a fresh nonce, so a retry is a new request
 carrying the same idempotency key: the collector takes the batch exactly once. The agent
 keeps nothing important in memory: after kill -9 or a reboot it re-sends the batch in flight,
 byte for byte, and carries on.
@@ -35,11 +35,11 @@ from typing import Any, Callable, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from hotspot import wire
 from hotspot.config import Config, database_path
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
-from hotspot.timeutil import utcnow
+from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
-from sync import wire
 from sync.outbox import Batch, Outbox
 from sync.purge import purge
 
@@ -120,7 +120,7 @@ class Agent:
         last = self.outbox.get_state("last_health_at")
         if not last:
             return True
-        age = (self.clock() - wire.parse_iso(last)).total_seconds()
+        age = (self.clock() - parse_utc(last)).total_seconds()
         return age < 0 or age >= self.config.sync.health_seconds * 0.9
 
     def collect(self, *, full: bool = False, with_health: bool | None = None,

@@ -60,7 +60,7 @@ def handle(args: argparse.Namespace) -> int:
     as_json = getattr(args, "json", False)
     if cmd == "pseudonym":
         from hotspot.mac import normalize_mac
-        from sync.pseudonym import load_key, pseudonym
+        from hotspot.pseudonym import load_key, pseudonym
 
         mac = normalize_mac(args.mac)
         p = pseudonym(load_key(cfg, open_database(cfg.database.url)), mac)

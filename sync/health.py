@@ -2,7 +2,7 @@
 reports one), uptime, clients online and the uplink (can we reach the collector, how fast).
 The machine is read through :mod:`hotspot.health`, the probe the console uses too.
 
-A sample is a ``health`` record of :mod:`sync.wire`; it is queued like every other report,
+A sample is a ``health`` record of :mod:`hotspot.wire`; it is queued like every other report,
 so the province sees how a village fared while its link was down, once it is back.
 """
 

@@ -29,13 +29,12 @@ from typing import Any, Callable
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from hotspot import __version__
+from hotspot import __version__, wire
 from hotspot.config import Config
 from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
-from hotspot.timeutil import utcnow
-from sync import wire
-from sync.pseudonym import Pseudonymizer, load_key
+from hotspot.pseudonym import Pseudonymizer, load_key
+from hotspot.timeutil import iso, utcnow
 from sync.sales import monthly_sales
 
 log = logging.getLogger(__name__)
@@ -110,7 +109,7 @@ class Outbox:
             rec = {"kind": "usage", "client": client, "period_start": hour,
                    "seconds": min(int(seconds or 0), 86_400),
                    "bytes_down": int(down or 0), "bytes_up": int(up or 0)}
-            out.append((f"{client}|{wire.iso(hour)}", rec, hour))
+            out.append((f"{client}|{iso(hour)}", rec, hour))
         return out
 
     def gateway_record(self) -> dict[str, Any]:
@@ -212,7 +211,7 @@ class Outbox:
         if health is not None:
             payload = wire.dump_record(health)
             wire.validate_record(json.loads(payload))
-            health_key = wire.iso(health["sampled_at"])
+            health_key = iso(health["sampled_at"])
             health_row = {"kind": "health", "key": health_key, "payload": payload, "rev": 1,
                           "sent_rev": 0, "period": health["sampled_at"], "created_at": now,
                           "updated_at": now}
@@ -226,9 +225,9 @@ class Outbox:
                     counts["health"] += 1
             self._write(s, inserts, updates)
             self.put_state(s, "usage_watermark", (hour_of(now) - RESCAN).isoformat())
-            self.put_state(s, "last_collect_at", wire.iso(now))
+            self.put_state(s, "last_collect_at", iso(now))
             if health is not None:
-                self.put_state(s, "last_health_at", wire.iso(now))
+                self.put_state(s, "last_health_at", iso(now))
             for kind, n in counts.items():
                 if n:
                     self.bump_state(s, f"queued_{kind}", n)
@@ -262,7 +261,7 @@ class Outbox:
         key = uuid.uuid4().hex
         created = self.clock()
         gateway = self.config.sync.gateway_id
-        head = (f'{{"batch":"{key}","created_at":"{wire.iso(created)}",'
+        head = (f'{{"batch":"{key}","created_at":"{iso(created)}",'
                 f'"gateway":{json.dumps(gateway)},"records":[').encode()
         tail = b'],"v":%d}' % wire.PROTOCOL
         payloads = [r.payload.encode() for r in rows]
@@ -317,7 +316,7 @@ class Outbox:
             s.execute(delete(SyncBatch).where(SyncBatch.id == batch.id))
             self.bump_state(s, "delivered_records", batch.records)
             self.bump_state(s, "delivered_batches", 1)
-            self.put_state(s, "last_success_at", wire.iso(now))
+            self.put_state(s, "last_success_at", iso(now))
             self.put_state(s, "last_error", "")
 
     def release(self, batch: Batch) -> None:
@@ -336,7 +335,7 @@ class Outbox:
                           .values(attempts=SyncBatch.attempts + 1, last_attempt_at=now,
                                   last_error=error[:300]))
             self.put_state(s, "last_error", error[:300])
-            self.put_state(s, "last_error_at", wire.iso(now))
+            self.put_state(s, "last_error_at", iso(now))
 
     def stats(self) -> dict[str, Any]:
         with Session(self.db) as s:
@@ -351,7 +350,7 @@ class Outbox:
         return {
             "pending": sum(by_kind.values()),
             "pending_by_kind": by_kind,
-            "oldest_pending": wire.iso(oldest) if oldest else None,
+            "oldest_pending": iso(oldest) if oldest else None,
             "batch_in_flight": None if batch is None else {
                 "key": batch.key, "records": batch.records, "bytes": len(batch.body),
                 "attempts": batch.attempts, "last_error": batch.last_error},

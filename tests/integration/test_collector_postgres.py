@@ -13,7 +13,7 @@ from collector import config as collector_config
 from collector.app import create_app
 from collector.models import IngestBatch
 from collector.store import create_token
-from sync import wire
+from hotspot import wire
 from tests.unit.collector.helpers import (GATEWAY_ID, body_of, daily_sums, post, register,
                                           signed_headers, snapshot, totals, usage)
 from tests.unit.collector.test_ingest import refusals

@@ -23,8 +23,8 @@ from testsupport.testbed import write_toml
 from hotspot import config as config_mod
 from hotspot.db import open_database
 from hotspot.model import Device, HourlyUsage
+from hotspot.pseudonym import Pseudonymizer, load_key
 from hotspot.timeutil import utcnow
-from sync.pseudonym import Pseudonymizer, load_key
 from tests.integration.village import (COLLECTOR_PORT, PROV_IP, ROOT, GatewayRunner, Proc,
                                        add_province, hotspot, lossy_drops, wait_for)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from collector.models import Base as CollectorBase
 from collector.models import Gateway, UsageDaily, UsageHourly
-from sync import wire
+from hotspot import wire
 
 GATEWAY_ID = "desa-uji"
 SECRET = "s3cret-" + "x" * 40

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector.models import Gateway, HealthSample, SalesMonthly
-from sync import wire
+from hotspot import wire
 from tests.unit.collector.helpers import (GATEWAY_ID, SECRET, body_of, daily_sums, post, register,
                                           signed_headers, snapshot, totals, usage)
 

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
 from hotspot import health as hotspot_health
+from hotspot import wire
 from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
-from sync import health, wire
+from sync import health
 from sync.outbox import Outbox
 from sync.purge import purge
 from tests.unit.sync.conftest import START, gateway_overrides, seed_usage

@@ -10,9 +10,9 @@ import json
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hotspot import wire
 from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox
-from sync import wire
 from sync.outbox import Outbox
 from tests.unit.sync.conftest import START, macs, seed_usage
 

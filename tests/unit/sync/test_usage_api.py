@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 
 from hotspot import config as config_mod
+from hotspot.pseudonym import Pseudonymizer, load_key
 from portal import usage_api
 from portal.startup import prepare
-from sync.pseudonym import Pseudonymizer, load_key
 from tests.unit.sync.conftest import START, gateway_overrides, macs, seed_usage
 
 TOKEN = "local-token-0123456789"

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from sync import wire
+from hotspot import wire
 
 ARGS = ("desa-uji", "1764300000", "ab" * 16, "cd" * 16)
 

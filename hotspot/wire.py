@@ -29,6 +29,8 @@ import re
 import zlib
 from typing import Any, Mapping
 
+from hotspot.timeutil import iso, parse_utc
+
 PROTOCOL = 1
 INGEST_PATH = "/ingest/v1/batch"
 H_GATEWAY = "X-Hotspot-Gateway"
@@ -61,22 +63,15 @@ class TooLarge(WireError):
 
 # -- time -------------------------------------------------------------------------------------
 
-def iso(ts: dt.datetime) -> str:
-    """Naive UTC → ``2026-11-28T03:00:00Z``."""
-    return ts.replace(microsecond=0).isoformat() + "Z"
-
-
 def parse_iso(value: Any, what: str = "time") -> dt.datetime:
-    """``…Z`` or ``…+07:00`` → naive UTC (a time without a zone is UTC)."""
+    """A time field of a body or record as naive UTC (:func:`hotspot.timeutil.parse_utc`),
+    or WireError naming the field."""
     if not isinstance(value, str) or len(value) > 40:
         raise WireError(f"{what} must be an ISO 8601 time")
     try:
-        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         raise WireError(f"{what}: not an ISO 8601 time: {value[:40]!r}") from None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return ts
 
 
 # -- signing ----------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
-from hotspot.model import normalize_mac, utcnow
+from hotspot.mac import normalize_mac
 from hotspot.model_sync import SyncState
+from hotspot.timeutil import utcnow
 
 STATE_KEY = "pseudonym_key"
 _PREFIX = b"hotspot-desa/client/v1\0"
