@@ -90,8 +90,8 @@ class Layout:
     def from_config(cls, config: Config) -> "Layout":
         net = config.network
         ports = [net.portal_port]
-        portal = getattr(config, "portal", None)
-        if portal is not None and portal.tls_cert and portal.https_port not in ports:
+        portal = config.portal
+        if portal.tls_cert and portal.https_port not in ports:
             ports.append(portal.https_port)
         return cls(table=config.gateway.table, lan=net.lan_interface, wan=net.wan_interface,
                    gateway_ip=str(net.gateway_ip), lan_network=str(net.lan_network),

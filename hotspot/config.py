@@ -340,21 +340,24 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration. Every section is always there (:func:`validate` fills what
+    the file leaves out with the defaults), so none of them is optional."""
+
     village: VillageConfig
     network: NetworkConfig
     database: DatabaseConfig
     control: ControlConfig
     gateway: GatewayConfig
     tiers: Mapping[str, Tier]
-    portal: PortalConfig | None = None  # always set by validate()
-    packages: Mapping[str, PackageConfig] = field(default_factory=dict)
-    sync: SyncConfig = field(default_factory=lambda: _sync(DEFAULTS["sync"]))
-    privacy: PrivacyConfig = field(default_factory=lambda: _privacy(DEFAULTS["privacy"]))
+    portal: PortalConfig
+    packages: Mapping[str, PackageConfig]
+    sync: SyncConfig
+    privacy: PrivacyConfig
+    operator: OperatorConfig
+    wifi: WifiConfig
+    dhcp: DhcpConfig
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    wifi: WifiConfig | None = None  # always set by validate()
-    dhcp: DhcpConfig | None = None  # always set by validate()
-    operator: OperatorConfig = field(default_factory=lambda: _operator(DEFAULTS["operator"]))
 
     def tier(self, name: str) -> Tier:
         try:

@@ -84,7 +84,6 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
         state = prepare(config if config is not None else config_mod.load())
     config = state.config
     portal_cfg = config.portal
-    assert portal_cfg is not None
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config.update(

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 
 def worker_count(config: Config, cores: int | None = None) -> int:
-    assert config.portal is not None
     if config.portal.workers:
         return config.portal.workers
     cores = cores or os.cpu_count() or 1
@@ -41,7 +40,6 @@ def worker_count(config: Config, cores: int | None = None) -> int:
 
 
 def default_bind(config: Config, tls: bool = False) -> str:
-    assert config.portal is not None
     port = config.portal.https_port if tls else config.network.portal_port
     return f"{config.network.gateway_ip}:{port}"
 
@@ -49,7 +47,6 @@ def default_bind(config: Config, tls: bool = False) -> str:
 def gunicorn_options(config: Config, *, tls: bool = False, bind: str | None = None,
                      workers: int | None = None, log_level: str = "info") -> dict[str, Any]:
     p = config.portal
-    assert p is not None
     if tls and not p.tls:
         raise ConfigError("portal.tls_cert", "--tls needs portal.hostname, portal.tls_cert "
                                              "and portal.tls_key")
@@ -96,7 +93,6 @@ def _post_fork(server: Any, _worker: Any) -> None:
 def prepare_files(config: Config, user: pwd.struct_passwd | None) -> None:
     """Create the secret files before dropping root (the portal user cannot write /etc)."""
     p = config.portal
-    assert p is not None
     group = config.control.group
     load_key(p.voucher_key_file, create=True, group=group)
     load_key(p.secret_key_file, create=True, group=group, what="portal secret")
@@ -117,7 +113,6 @@ def _gid(group: str, fallback: int) -> int:
 def drop_privileges(config: Config) -> pwd.struct_passwd | None:
     """As root with ``[portal] user`` set: become that user (and its groups, plus the control
     socket's group) for good. Otherwise: nothing."""
-    assert config.portal is not None
     name = config.portal.user
     if os.geteuid() != 0 or not name:
         return None

@@ -41,7 +41,6 @@ def prepare(config: Config, *, gateway: Gateway | None = None, db: Engine | None
     keys and a clock; what is not given is made from the configuration (a missing key is
     read from its file)."""
     portal_cfg = config.portal
-    assert portal_cfg is not None
     if secret_key is None:
         secret_key = load_key(portal_cfg.secret_key_file, create=True, what="portal secret")
     if gateway is None:

@@ -45,7 +45,6 @@ class PortalUrls:
     @classmethod
     def from_config(cls, config: Config) -> "PortalUrls":
         net, p = config.network, config.portal
-        assert p is not None
         ip = str(net.gateway_ip)
         port = net.portal_port
         captive = _origin("http", ip, port)

@@ -305,7 +305,7 @@ class Plan:
 
 def packages_for(cfg: Config) -> list[str]:
     pkgs = ["dnsmasq", "nftables", "iproute2"]
-    if cfg.wifi is not None and cfg.wifi.enabled:
+    if cfg.wifi.enabled:
         pkgs += ["hostapd", "rfkill"]
     return pkgs
 
@@ -363,12 +363,11 @@ def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
     if not fresh and "nm" in kinds and host.unit_active("NetworkManager"):
         p.after.append(Step(["systemctl", "reload", "NetworkManager"],
                             "leave the LAN interfaces to systemd-networkd and hostapd"))
-    if cfg.portal is not None:
-        # The portal runs as {user} under ProtectSystem=strict: it cannot create them in /etc.
-        for path in (cfg.portal.voucher_key_file, cfg.portal.secret_key_file):
-            if fresh or not host.exists(path):
-                p.after.append(Step(["create-secret", path], f"0640 root:{group}, for the portal",
-                                    fn=_create_secret(path, group)))
+    # The portal runs as {user} under ProtectSystem=strict: it cannot create them in /etc.
+    for path in (cfg.portal.voucher_key_file, cfg.portal.secret_key_file):
+        if fresh or not host.exists(path):
+            p.after.append(Step(["create-secret", path], f"0640 root:{group}, for the portal",
+                                fn=_create_secret(path, group)))
     svcs = R.services(cfg)
     if "hostapd" in svcs:
         if fresh or host.unit_masked("hostapd"):

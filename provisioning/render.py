@@ -87,15 +87,15 @@ def _origin(scheme: str, host: str, port: int) -> str:
 def api_url(cfg: Config) -> str:
     """The RFC 8908 captive-portal API URL announced in DHCP option 114: ``[dhcp]
     captive_api_url`` if set, else what the portal says it serves (portal.urls)."""
-    if cfg.dhcp is not None and cfg.dhcp.captive_api_url:
+    if cfg.dhcp.captive_api_url:
         return cfg.dhcp.captive_api_url
     try:
         from portal.urls import PortalUrls
     except ImportError:  # the same rule, for a tree without the portal
         portal, port = cfg.portal, cfg.network.portal_port
-        if portal is not None and portal.hostname and portal.tls:
+        if portal.hostname and portal.tls:
             base = _origin("https", portal.hostname, portal.https_port)
-        elif portal is not None and portal.hostname:
+        elif portal.hostname:
             base = _origin("http", portal.hostname, port)
         else:
             base = _origin("http", str(cfg.network.gateway_ip), port)
@@ -104,7 +104,7 @@ def api_url(cfg: Config) -> str:
 
 
 def service_user(cfg: Config) -> str:
-    return (cfg.portal.user if cfg.portal is not None and cfg.portal.user else "hotspot")
+    return cfg.portal.user or "hotspot"
 
 
 def state_dir(cfg: Config) -> str:
@@ -168,7 +168,6 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
     portal = cfg.portal
     dhcp = cfg.dhcp
     wifi = cfg.wifi
-    assert dhcp is not None and wifi is not None, "validate() sets [dhcp] and [wifi]"
     unmanaged = [net.lan_interface, *net.lan_ports] + ([wifi.interface] if wifi.enabled else [])
     ssid_line, utf8 = _ssid_line(wifi.ssid)
     return {
@@ -186,7 +185,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lan_ports": list(net.lan_ports),
         "netmask": str(net.lan_network.netmask),
         "gateway_ip": str(net.gateway_ip),
-        "portal_hostname": portal.hostname if portal is not None else "",
+        "portal_hostname": portal.hostname,
         # the plain-HTTP portal; render_unit() switches these for hotspot-portal-tls
         "portal_tls": False,
         "portal_bind_cap": net.portal_port < 1024,
@@ -208,7 +207,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
 
 def units(cfg: Config) -> tuple[str, ...]:
     """The village gateway's own units."""
-    tls = cfg.portal is not None and cfg.portal.tls
+    tls = cfg.portal.tls
     return ("hotspot-gateway", "hotspot-portal", *(["hotspot-portal-tls"] if tls else []),
             "hotspot-sync")
 
@@ -216,7 +215,6 @@ def units(cfg: Config) -> tuple[str, ...]:
 def render_unit(name: str, cfg: Config, hotspot: str, header: str = HEADER) -> bytes:
     v = _values(cfg, hotspot, header)
     if name == "hotspot-portal-tls":
-        assert cfg.portal is not None
         v.update(portal_tls=True, portal_bind_cap=cfg.portal.https_port < 1024)
         name = "hotspot-portal"
     return _template(f"{name}.service.j2", **v)
@@ -227,7 +225,6 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     v = _values(cfg, hotspot, HEADER)
     group = cfg.control.group
     wifi = cfg.wifi
-    assert wifi is not None
     own = units(cfg)
     files = [
         File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
@@ -263,7 +260,7 @@ def services(cfg: Config) -> list[str]:
     """The services to enable and run, in start order. The sync agent only when it has
     somewhere to report to (``hotspot sync run`` refuses to start without sync.upstream_url):
     its unit is installed all the same, so setting the URL later is one more provision run."""
-    wifi = ["hostapd"] if cfg.wifi is not None and cfg.wifi.enabled else []
+    wifi = ["hostapd"] if cfg.wifi.enabled else []
     return ["systemd-networkd", *wifi, "dnsmasq",
             *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled)]
 

@@ -212,7 +212,6 @@ def check_hostapd(f: File, cfg: Config) -> Check:
             return Check(f.path, False, f"line {n}: {key} set twice")
         seen[key] = value
     wifi = cfg.wifi
-    assert wifi is not None
     need = {"interface": wifi.interface, "bridge": cfg.network.lan_interface,
             "channel": str(wifi.channel), "hw_mode": wifi.band}
     for key, want in need.items():

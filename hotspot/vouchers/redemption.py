@@ -113,7 +113,6 @@ class VoucherService:
     def from_config(cls, config: Config, engine: Engine, key: bytes, gateway: Gateway,
                     **kw: Any) -> "VoucherService":
         p = config.portal
-        assert p is not None
         return cls(engine, key, gateway, attempts=p.voucher_attempts,
                    window_seconds=p.voucher_window_seconds,
                    cooldown_seconds=p.voucher_cooldown_seconds, **kw)
