@@ -218,7 +218,7 @@ class SessionEngine:
             if live.last_activity:
                 sess.last_activity_at = live.last_activity
         sess.ended_at = now
-        sess.end_reason = reason.value
+        sess.end_reason = reason
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
@@ -270,7 +270,7 @@ class SessionEngine:
         it is the voucher's whole quota, shared by all the voucher's devices and sessions.
         """
         tier_cfg = self._tier(tier)
-        source_name = Source(source).value
+        origin = Source(source)
         until = expires_at
         with self.lock:
             mac, ip = self._identify(ip, mac)
@@ -306,7 +306,7 @@ class SessionEngine:
                 elif until <= now:
                     raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
                 sess = ClientSession(
-                    mac=mac, ip=ip, tier=tier_cfg.name, source=source_name,
+                    mac=mac, ip=ip, tier=tier_cfg.name, source=origin,
                     down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
                     idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
                     expires_at=until, bytes_down=0, bytes_up=0, bytes_limit=bytes_limit,
@@ -321,7 +321,7 @@ class SessionEngine:
                 self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
                 log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
-                         tier_cfg.name, source_name)
+                         tier_cfg.name, origin)
                 return self._describe(db, sess, now)
 
     def deauthorize(self, *, ip: str | None = None, mac: str | None = None,

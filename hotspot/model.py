@@ -13,11 +13,12 @@ from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, 
                         String, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from hotspot.dbtypes import str_enum
 from hotspot.mac import normalize_mac  # noqa: F401 - the old import path, kept for callers
 from hotspot.timeutil import utcnow
 
 
-class EndReason(str, enum.Enum):
+class EndReason(enum.StrEnum):
     IDLE = "idle-timeout"
     SESSION = "session-timeout"
     QUOTA = "quota"
@@ -27,7 +28,7 @@ class EndReason(str, enum.Enum):
     REPLACED = "replaced"
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     FREE = "free"  # accepted the terms on the splash page
     VOUCHER = "voucher"
     ADMIN = "admin"  # allowed by an operator or the CLI
@@ -71,7 +72,7 @@ class ClientSession(Base):
     mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), index=True)
     ip: Mapped[str] = mapped_column(String(15))
     tier: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(16))
+    source: Mapped[Source] = mapped_column(str_enum(Source, length=16))
     # The tier's figures at authorization: a config change does not alter running sessions.
     down_kbps: Mapped[int] = mapped_column(Integer)
     up_kbps: Mapped[int] = mapped_column(Integer)
@@ -80,7 +81,7 @@ class ClientSession(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_activity_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    end_reason: Mapped[str | None] = mapped_column(String(32))
+    end_reason: Mapped[EndReason | None] = mapped_column(str_enum(EndReason, length=32))
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
     # A data cap of this session (a voucher's quota); None = only the tier's daily allowance.
@@ -124,11 +125,16 @@ class DailyUsage(Base):
 
 # -- vouchers (hotspot/vouchers/ is the only writer) ----------------------------------------
 
-class VoucherState(str, enum.Enum):
+class VoucherState(enum.StrEnum):
     NEW = "new"  # printed, not used yet
     ACTIVE = "active"  # first used; runs until expires_at (or its data is used up)
     MERGED = "merged"  # its remaining time and data were carried into another voucher (top-up)
     VOID = "void"  # withdrawn by an operator
+
+
+class PackageSource(enum.StrEnum):
+    CONFIG = "config"  # a [packages.NAME] table of the file (synced at start)
+    CONSOLE = "console"  # made in the operator console
 
 
 class Package(Base):
@@ -146,7 +152,8 @@ class Package(Base):
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
-    source: Mapped[str] = mapped_column(String(16), default="console")  # config | console
+    source: Mapped[PackageSource] = mapped_column(str_enum(PackageSource, length=16),
+                                                  default=PackageSource.CONSOLE)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -188,7 +195,8 @@ class Voucher(Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("voucher_batch.id"))
     serial: Mapped[int] = mapped_column(Integer)  # 1.. within the batch, printed on the sheet
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(8), default=VoucherState.NEW.value)
+    state: Mapped[VoucherState] = mapped_column(str_enum(VoucherState, length=8),
+                                                default=VoucherState.NEW)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sold_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

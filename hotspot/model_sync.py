@@ -17,8 +17,10 @@ import datetime as dt
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hotspot.dbtypes import str_enum
 from hotspot.model import Base
 from hotspot.timeutil import utcnow
+from hotspot.wire import RecordKind
 
 
 class SyncBatch(Base):
@@ -49,7 +51,7 @@ class SyncOutbox(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # usage | health | sales | gateway
+    kind: Mapped[RecordKind] = mapped_column(str_enum(RecordKind, length=16))
     key: Mapped[str] = mapped_column(String(80))  # natural key within the kind
     payload: Mapped[str] = mapped_column(Text)  # the JSON record as sent
     rev: Mapped[int] = mapped_column(BigInteger)

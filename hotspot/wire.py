@@ -21,6 +21,7 @@ agent never queues a record the collector would refuse.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import gzip
 import hashlib
 import hmac
@@ -39,7 +40,17 @@ H_NONCE = "X-Hotspot-Nonce"
 H_SIGNATURE = "X-Hotspot-Signature"
 H_IDEMPOTENCY = "Idempotency-Key"
 
-KINDS = ("usage", "health", "sales", "gateway")
+
+class RecordKind(enum.StrEnum):
+    """What a record reports (its ``kind``)."""
+
+    USAGE = "usage"  # one device's hour
+    HEALTH = "health"  # one sample of the gateway's own health
+    SALES = "sales"  # one package's vouchers sold in one month
+    GATEWAY = "gateway"  # the gateway's description (village, time zone, version)
+
+
+KINDS = tuple(k.value for k in RecordKind)
 MAX_RECORDS = 20_000  # per batch
 
 _GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
