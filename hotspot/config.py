@@ -6,6 +6,7 @@ naming it, and nothing has been applied anywhere yet.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import ipaddress
 import os
@@ -429,7 +430,8 @@ class Section:
             raise ConfigError(self.key(name), f"{value!r} is not a valid {what}")
         return value
 
-    def int(self, name: str, lo: int, hi: int) -> int:
+    # Below, the method str() shadows the type in annotations: hence builtins.str.
+    def int(self, name: builtins.str, lo: int, hi: int) -> int:
         value = self.data.get(name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(self.key(name), f"must be a whole number, got {value!r}")
@@ -437,7 +439,7 @@ class Section:
             raise ConfigError(self.key(name), f"must be between {lo} and {hi}, got {value}")
         return value
 
-    def float(self, name: str, lo: float, hi: float) -> float:
+    def float(self, name: builtins.str, lo: float, hi: float) -> float:
         value = self.data.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(self.key(name), f"must be a number, got {value!r}")
@@ -445,7 +447,7 @@ class Section:
             raise ConfigError(self.key(name), f"must be between {lo} and {hi}, got {value}")
         return float(value)
 
-    def list(self, name: str) -> list[Any]:
+    def list(self, name: builtins.str) -> list[Any]:
         value = self.data.get(name)
         if not isinstance(value, list):
             raise ConfigError(self.key(name), "must be a list")

@@ -29,7 +29,7 @@ def nice_max(value: float) -> float:
     """A round number ≥ value for the top of an axis (1, 2, 2.5, 5 × 10^n)."""
     if value <= 0:
         return 1.0
-    exp = 10 ** math.floor(math.log10(value))
+    exp = 10.0 ** math.floor(math.log10(value))
     for m in (1, 2, 2.5, 5, 10):
         if value <= m * exp:
             return m * exp
@@ -132,7 +132,7 @@ def bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *
                 f'{escape(unit_label)}</text>']
     for i, label in enumerate(labels):
         x = left + i * slot + (slot - bar_w) / 2
-        y = top + plot_h
+        y: float = top + plot_h
         for k, (name, values) in enumerate(series):
             v = values[i]
             h = max(style.min_bar, plot_h * v / top_value) if v > 0 else 0

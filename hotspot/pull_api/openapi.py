@@ -28,7 +28,7 @@ def _params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     return list(extra) + common
 
 
-_RANGE = [
+_RANGE: list[dict[str, Any]] = [
     {"name": "from", "in": "query", "schema": {"type": "string"},
      "description": "inclusive: ISO 8601 time, or a date (midnight in the collector's time zone)"},
     {"name": "to", "in": "query", "schema": {"type": "string"}, "description": "exclusive"},
