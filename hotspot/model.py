@@ -11,10 +11,12 @@ import enum
 
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
                         String, false, text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hotspot.dbtypes import str_enum
-from hotspot.mac import normalize_mac  # noqa: F401 - the old import path, kept for callers
+# Re-exported: both were defined here once, and callers still import them from here.
+from hotspot.mac import normalize_mac as normalize_mac
+from hotspot.model_base import Base as Base
 from hotspot.timeutil import utcnow
 
 
@@ -32,10 +34,6 @@ class Source(enum.StrEnum):
     FREE = "free"  # accepted the terms on the splash page
     VOUCHER = "voucher"
     ADMIN = "admin"  # allowed by an operator or the CLI
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Device(Base):

@@ -25,7 +25,7 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotspot.dbtypes import str_enum
-from hotspot.model import Base
+from hotspot.model_base import Base
 from hotspot.timeutil import utcnow
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBi
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotspot.dbtypes import str_enum
-from hotspot.model import Base
+from hotspot.model_base import Base
 from hotspot.timeutil import utcnow
 from hotspot.wire import RecordKind
 
