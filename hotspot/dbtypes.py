@@ -13,5 +13,11 @@ def str_enum(values: type[enum.StrEnum], *, length: int) -> Enum:
     plain strings, so an existing database needs no change. No native enum type and no CHECK
     constraint: a new member needs no migration. Writing a string that is not a member's value
     raises ``LookupError`` before it reaches the database."""
-    return Enum(values, native_enum=False, create_constraint=False, validate_strings=True,
-                length=length, values_callable=lambda cls: [m.value for m in cls])
+    return Enum(
+        values,
+        native_enum=False,
+        create_constraint=False,
+        validate_strings=True,
+        length=length,
+        values_callable=lambda cls: [m.value for m in cls],
+    )

@@ -30,7 +30,7 @@ def normalize_mac(value: str) -> str:
     hexdigits = _NOT_HEX.sub("", value)
     if len(hexdigits) != 12 or len(_SEPARATORS.sub("", value)):
         raise UsageError(f"not a MAC address: {value!r}")
-    mac = ":".join(hexdigits[i:i + 2] for i in range(0, 12, 2)).lower()
+    mac = ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2)).lower()
     if int(hexdigits[0:2], 16) & _MULTICAST:
         raise UsageError(f"not a unicast MAC address: {value!r}")
     if mac == "00:00:00:00:00:00":

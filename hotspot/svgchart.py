@@ -15,8 +15,9 @@ look, a :class:`ChartStyle`:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 from markupsafe import Markup, escape
 
@@ -63,52 +64,91 @@ class ChartStyle:
     label_color: str
 
 
-DASHBOARD = ChartStyle(left=64, right=5, top=10, bottom=34,
-                       colors=("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"), axis="grid",
-                       round_top=True, bar_width=0.8, min_bar=0.0, max_labels=8, label_last=True,
-                       label_gap=14, label_color="#555")
-CONSOLE = ChartStyle(left=6, right=6, top=20, bottom=24, colors=("#0b5d43",), axis="baseline",
-                     round_top=False, bar_width=0.75, min_bar=1.5, max_labels=6,
-                     label_last=False, label_gap=16, label_color="#1b1f23")
+DASHBOARD = ChartStyle(
+    left=64,
+    right=5,
+    top=10,
+    bottom=34,
+    colors=("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"),
+    axis="grid",
+    round_top=True,
+    bar_width=0.8,
+    min_bar=0.0,
+    max_labels=8,
+    label_last=True,
+    label_gap=14,
+    label_color="#555",
+)
+CONSOLE = ChartStyle(
+    left=6,
+    right=6,
+    top=20,
+    bottom=24,
+    colors=("#0b5d43",),
+    axis="baseline",
+    round_top=False,
+    bar_width=0.75,
+    min_bar=1.5,
+    max_labels=6,
+    label_last=False,
+    label_gap=16,
+    label_color="#1b1f23",
+)
 
 
 def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:
-    return Markup(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" '
-                  f'viewBox="0 0 {width} {height}" width="100%" role="img" '
-                  f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
-                  + "".join(body) + "</svg>")
+    return Markup(
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>' + "".join(body) + "</svg>"
+    )
 
 
-def _grid(style: ChartStyle, width: int, height: int, top_value: float,
-          fmt: Callable[[float], str]) -> list[str]:
+def _grid(
+    style: ChartStyle, width: int, height: int, top_value: float, fmt: Callable[[float], str]
+) -> list[str]:
     """Five horizontal lines from 0 to ``top_value``, each with its figure on the left."""
     out = []
     plot_h = height - style.top - style.bottom
     for i in range(5):
         v = top_value * i / 4
         y = style.top + plot_h - plot_h * i / 4
-        out.append(f'<line x1="{style.left}" y1="{y:.1f}" x2="{width - style.right}" '
-                   f'y2="{y:.1f}" stroke="#ddd" stroke-width="1"/>')
-        out.append(f'<text x="{style.left - 4}" y="{y + 4:.1f}" font-size="10" '
-                   f'text-anchor="end" fill="#555">{escape(fmt(v))}</text>')
+        out.append(
+            f'<line x1="{style.left}" y1="{y:.1f}" x2="{width - style.right}" '
+            f'y2="{y:.1f}" stroke="#ddd" stroke-width="1"/>'
+        )
+        out.append(
+            f'<text x="{style.left - 4}" y="{y + 4:.1f}" font-size="10" '
+            f'text-anchor="end" fill="#555">{escape(fmt(v))}</text>'
+        )
     return out
 
 
 def _legend_entry(style: ChartStyle, height: int, k: int, name: str) -> str:
     x = style.left + k * 130
-    return (f'<rect x="{x}" y="{height - 12}" width="10" height="10" '
-            f'fill="{style.colors[k % len(style.colors)]}"/><text x="{x + 14}" y="{height - 3}" '
-            f'font-size="10" fill="#333">{escape(name)}</text>')
+    return (
+        f'<rect x="{x}" y="{height - 12}" width="10" height="10" '
+        f'fill="{style.colors[k % len(style.colors)]}"/><text x="{x + 14}" y="{height - 3}" '
+        f'font-size="10" fill="#333">{escape(name)}</text>'
+    )
 
 
 def _label_every(style: ChartStyle, n: int) -> int:
     return max(1, math.ceil(n / style.max_labels))
 
 
-def bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, title: str,
-         fmt: Callable[[float], str] = _whole, tips: Sequence[str] | None = None,
-         unit_label: str = "", style: ChartStyle = DASHBOARD, width: int = 640,
-         height: int = 200) -> Markup:
+def bars(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float]]],
+    *,
+    title: str,
+    fmt: Callable[[float], str] = _whole,
+    tips: Sequence[str] | None = None,
+    unit_label: str = "",
+    style: ChartStyle = DASHBOARD,
+    width: int = 640,
+    height: int = 200,
+) -> Markup:
     """Stacked bars, one per label; ``series`` = [(name, values)], a legend when > 1.
 
     Every bar segment has its own ``<title>`` (the exact figure): ``tips[i]`` when given (one
@@ -126,10 +166,11 @@ def bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *
     if style.axis == "grid":
         body = _grid(style, width, height, top_value, fmt)
     else:
-        body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
-                f'y2="{top + plot_h}" stroke="#5c6670"/>',
-                f'<text x="{left}" y="14" font-size="12" fill="#4a545e">'
-                f'{escape(unit_label)}</text>']
+        body = [
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
+            f'y2="{top + plot_h}" stroke="#5c6670"/>',
+            f'<text x="{left}" y="14" font-size="12" fill="#4a545e">{escape(unit_label)}</text>',
+        ]
     for i, label in enumerate(labels):
         x = left + i * slot + (slot - bar_w) / 2
         y: float = top + plot_h
@@ -139,24 +180,38 @@ def bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *
             y -= h
             if h > 0:
                 tip = tips[i] if tips is not None else f"{label} {name}: {fmt(v)}"
-                body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
-                            f'height="{h:.1f}" fill="{style.colors[k % len(style.colors)]}">'
-                            f'<title>{escape(tip)}</title></rect>')
+                body.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
+                    f'height="{h:.1f}" fill="{style.colors[k % len(style.colors)]}">'
+                    f"<title>{escape(tip)}</title></rect>"
+                )
         if i % every == 0 or (style.label_last and i == n - 1):
-            body.append(f'<text x="{left + i * slot + slot / 2:.1f}" '
-                        f'y="{height - bottom + style.label_gap}" font-size="10" '
-                        f'text-anchor="middle" fill="{style.label_color}">{escape(label)}</text>')
+            body.append(
+                f'<text x="{left + i * slot + slot / 2:.1f}" '
+                f'y="{height - bottom + style.label_gap}" font-size="10" '
+                f'text-anchor="middle" fill="{style.label_color}">{escape(label)}</text>'
+            )
     if style.axis == "baseline":
-        body.append(f'<text x="{left + plot_w}" y="14" font-size="12" text-anchor="end" '
-                    f'fill="#4a545e">max {escape(fmt(top_value))}</text>')
+        body.append(
+            f'<text x="{left + plot_w}" y="14" font-size="12" text-anchor="end" '
+            f'fill="#4a545e">max {escape(fmt(top_value))}</text>'
+        )
     if len(series) > 1:
         body += [_legend_entry(style, height, k, name) for k, (name, _) in enumerate(series)]
     return _frame(width, height, title, body)
 
 
-def lines(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *,
-          title: str, fmt: Callable[[float], str] = _whole, style: ChartStyle = DASHBOARD,
-          width: int = 640, height: int = 180, top_value: float | None = None) -> Markup:
+def lines(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    title: str,
+    fmt: Callable[[float], str] = _whole,
+    style: ChartStyle = DASHBOARD,
+    width: int = 640,
+    height: int = 180,
+    top_value: float | None = None,
+) -> Markup:
     """Lines over the same x positions, a legend entry each; None values leave gaps."""
     left, top, bottom = style.left, style.top, style.bottom
     n = max(1, len(labels))
@@ -177,14 +232,18 @@ def lines(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | No
         for i, v in enumerate(values):
             if v is None:  # a gap ends the line so far
                 if len(path) > 1:
-                    body.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
-                                f'points="{" ".join(path)}"/>')
+                    body.append(
+                        f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
+                        f'points="{" ".join(path)}"/>'
+                    )
                 path = []
                 continue
             path.append(xy(i, v))
         if len(path) > 1:
-            body.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
-                        f'points="{" ".join(path)}"/>')
+            body.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
+                f'points="{" ".join(path)}"/>'
+            )
         elif len(path) == 1:  # a lone last point: a dot, so it shows at all
             x, y = path[0].split(",")
             body.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>')
@@ -193,6 +252,8 @@ def lines(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | No
     for i, label in enumerate(labels):
         if i % every == 0:
             x = xy(i, 0).split(",")[0]
-            body.append(f'<text x="{x}" y="{height - bottom + style.label_gap}" font-size="10" '
-                        f'text-anchor="middle" fill="{style.label_color}">{escape(label)}</text>')
+            body.append(
+                f'<text x="{x}" y="{height - bottom + style.label_gap}" font-size="10" '
+                f'text-anchor="middle" fill="{style.label_color}">{escape(label)}</text>'
+            )
     return _frame(width, height, title, body)

@@ -15,7 +15,7 @@ from typing import overload
 
 def utcnow() -> dt.datetime:
     """Now, as naive UTC (the default of every time column)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @overload
@@ -52,13 +52,13 @@ def naive_utc(value: dt.datetime | str) -> dt.datetime:
     if isinstance(value, str):
         return parse_utc(value)
     if value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
 def local_time(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """Naive UTC → the same moment on the wall clock of ``tz`` (aware)."""
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+    return ts.replace(tzinfo=dt.UTC).astimezone(tz)
 
 
 def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:

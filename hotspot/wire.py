@@ -28,7 +28,8 @@ import hmac
 import json
 import re
 import zlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hotspot.timeutil import iso, parse_utc
 

@@ -11,7 +11,8 @@ import base64
 import datetime as dt
 import json
 import zoneinfo
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hotspot.timeutil import naive_utc, parse_utc
 
@@ -38,7 +39,9 @@ def parse_when(value: str, name: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     return naive_utc(ts)
 
 
-def parse_range(args: Mapping[str, str], tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime | None, dt.datetime | None]:
+def parse_range(
+    args: Mapping[str, str], tz: zoneinfo.ZoneInfo
+) -> tuple[dt.datetime | None, dt.datetime | None]:
     lo = parse_when(args["from"], "from", tz) if args.get("from") else None
     hi = parse_when(args["to"], "to", tz) if args.get("to") else None
     if lo is not None and hi is not None and hi < lo:
@@ -68,8 +71,10 @@ def parse_format(args: Mapping[str, str]) -> str:
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v
-                      for v in values], separators=(",", ":")).encode()
+    raw = json.dumps(
+        [v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v for v in values],
+        separators=(",", ":"),
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

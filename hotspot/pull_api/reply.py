@@ -7,7 +7,8 @@ import csv
 import datetime as dt
 import io
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, jsonify, request
@@ -39,8 +40,13 @@ def jsonable(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (_cell(v) if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in item.items()}
 
 
-def page(items: Iterable[Mapping[str, Any]], columns: Sequence[str], cursor: str | None,
-         fmt: str, name: str) -> Response:
+def page(
+    items: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    cursor: str | None,
+    fmt: str,
+    name: str,
+) -> Response:
     url = next_url(cursor)
     if fmt == "csv":
         buf = io.StringIO()
