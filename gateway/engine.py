@@ -32,6 +32,7 @@ from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUs
 from hotspot.protocol import (Allowance, BlockedDevice, BlockResult, ClientInfo, SessionInfo,
                               UnblockResult)
 from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
+from hotspot.units import MB
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
 from gateway.tc import ClassReading
@@ -39,7 +40,6 @@ from gateway.tc import ClassReading
 log = logging.getLogger(__name__)
 
 PACKETS_WRAP = 1 << 32
-MB = 1_000_000
 
 
 class DataPathPort(Protocol):

@@ -4,6 +4,8 @@ dashboard). The captive portal and the console say the same in the villager's la
 
 from __future__ import annotations
 
+MB = 1_000_000  # a megabyte as allowances, quotas and phones count it (decimal)
+
 
 def fmt_bytes(n: float | None) -> str:
     """1234567 → '1.2 MB' (decimal units, as carriers and phones count); None → '-'."""

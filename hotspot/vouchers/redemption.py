@@ -36,12 +36,12 @@ from hotspot.mac import normalize_mac
 from hotspot.model import (ClientSession, Package, RedeemAttempt, Voucher, VoucherBatch,
                            VoucherDevice, VoucherState)
 from hotspot.timeutil import iso, utcnow
+from hotspot.units import MB
 from hotspot.vouchers.codes import code_hash, normalize_code
 from hotspot.vouchers.errors import VoucherError
 
 log = logging.getLogger(__name__)
 
-MB = 1_000_000
 
 # A binding younger than this is never displaced (two phones racing for one code).
 BIND_LEASE_SECONDS = 60

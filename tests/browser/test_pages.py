@@ -14,9 +14,10 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from gateway.engine import MB, SessionEngine
+from gateway.engine import SessionEngine
 from hotspot import config as config_mod
 from hotspot.db import open_database
+from hotspot.units import MB
 from hotspot.vouchers.batches import create_batch
 from hotspot.vouchers.packages import sync_packages
 from portal import create_app

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from gateway.engine import MB
+from hotspot.units import MB
 from portal.intercept import PROBES
 from portal.state import state
 from tests.unit.portal.conftest import BASE, OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone

@@ -12,9 +12,9 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from gateway.engine import MB
 from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession, Voucher, VoucherDevice
+from hotspot.units import MB
 from hotspot.vouchers.batches import batch_codes, create_batch
 from hotspot.vouchers.codes import ALPHABET, CODE_LENGTH, code_hash, format_code, normalize_code
 from hotspot.vouchers.errors import VoucherError
