@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify
-from flask import request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy.orm import Session
 
 from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
 from hotspot.pull_api import query, reply
-from hotspot.pull_api.openapi import (GATEWAY_COLUMNS, SALES_COLUMNS, USAGE_COLUMNS,
-                                      openapi_document)
+from hotspot.pull_api.openapi import GATEWAY_COLUMNS, SALES_COLUMNS, USAGE_COLUMNS, openapi_document
 from hotspot.timeutil import local_time, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -25,7 +24,7 @@ def _cfg() -> CollectorConfig:
     return current_app.config["COLLECTOR"]
 
 
-def _db():  # noqa: ANN202
+def _db():
     return current_app.extensions["collector_db"]
 
 
@@ -47,29 +46,31 @@ def authorized(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @bp.get("/usage")
 @authorized
-def usage():  # noqa: ANN201
+def usage():
     cfg = _cfg()
     lo, hi = query.parse_range(request.args, cfg.tz)
     fmt = query.parse_format(request.args)
     limit = query.parse_limit(request.args, cfg.page_size)
     cursor = query.decode_cursor(request.args, 3)
     with Session(_db()) as s:
-        items, nxt = queries.usage_page(s, lo=lo, hi=hi, gateway=request.args.get("gateway"),
-                                        cursor=cursor, limit=limit)
+        items, nxt = queries.usage_page(
+            s, lo=lo, hi=hi, gateway=request.args.get("gateway"), cursor=cursor, limit=limit
+        )
     return reply.page(items, USAGE_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "usage")
 
 
 @bp.get("/gateways")
 @authorized
-def gateways():  # noqa: ANN201
+def gateways():
     cfg = _cfg()
     fmt = query.parse_format(request.args)
     limit = query.parse_limit(request.args, cfg.page_size)
     cursor = query.decode_cursor(request.args, 1)
     with Session(_db()) as s:
         items, nxt = queries.gateways_page(s, cfg, utcnow(), cursor=cursor, limit=limit)
-    return reply.page(items, GATEWAY_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt,
-                     "gateways")
+    return reply.page(
+        items, GATEWAY_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "gateways"
+    )
 
 
 def _month_bound(name: str) -> str | None:
@@ -90,18 +91,19 @@ def _month_bound(name: str) -> str | None:
 
 @bp.get("/sales")
 @authorized
-def sales():  # noqa: ANN201
+def sales():
     cfg = _cfg()
     lo, hi = _month_bound("from"), _month_bound("to")
     fmt = query.parse_format(request.args)
     limit = query.parse_limit(request.args, cfg.page_size)
     cursor = query.decode_cursor(request.args, 3)
     with Session(_db()) as s:
-        items, nxt = queries.sales_page(s, lo=lo, hi=hi, gateway=request.args.get("gateway"),
-                                        cursor=cursor, limit=limit)
+        items, nxt = queries.sales_page(
+            s, lo=lo, hi=hi, gateway=request.args.get("gateway"), cursor=cursor, limit=limit
+        )
     return reply.page(items, SALES_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "sales")
 
 
 @bp.get("/openapi.json")
-def openapi():  # noqa: ANN201
+def openapi():
     return jsonify(openapi_document())

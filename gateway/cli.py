@@ -54,13 +54,18 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     allow.add_argument("mac", type=mac_arg)
     allow.add_argument("--ip", help="its address (default: looked up on the LAN)")
     allow.add_argument("--tier", default="free")
-    allow.add_argument("--minutes", type=_positive_minutes,
-                       help="session length (default: the tier's; 0 = no limit)")
+    allow.add_argument(
+        "--minutes",
+        type=_positive_minutes,
+        help="session length (default: the tier's; 0 = no limit)",
+    )
     allow.add_argument("--json", action="store_true")
     allow.set_defaults(handler=_allow)
-    for name, helptext, handler in (("kick", "end a device's session now", _kick),
-                                    ("block", "block a device", _block),
-                                    ("unblock", "unblock a device", _unblock)):
+    for name, helptext, handler in (
+        ("kick", "end a device's session now", _kick),
+        ("block", "block a device", _block),
+        ("unblock", "unblock a device", _unblock),
+    ):
         c = cls.add_parser(name, help=helptext)
         c.add_argument("mac", type=mac_arg)
         if name == "block":
@@ -103,14 +108,18 @@ def _send(args: argparse.Namespace, request: proto.Request, human: Any) -> int:
 def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no clients online"
-    head = (f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  "
-            f"{'DOWN':>9}  {'UP':>9}")
+    head = (
+        f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  "
+        f"{'DOWN':>9}  {'UP':>9}"
+    )
     lines = [head]
     for r in rows:
         left = r.get("seconds_remaining")
         left_s = "-" if left is None else f"{left // 60}m"
-        lines.append(f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
-                     f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}")
+        lines.append(
+            f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
+            f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}"
+        )
     return "\n".join(lines)
 
 
@@ -129,8 +138,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    return _send(args, proto.ReconcileRequest(),
-                 lambda r: r["changed"] or "kernel already matched the database")
+    return _send(
+        args,
+        proto.ReconcileRequest(),
+        lambda r: r["changed"] or "kernel already matched the database",
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -142,19 +154,27 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _allow(args: argparse.Namespace) -> int:
-    return _send(args, proto.AuthorizeRequest(mac=args.mac, ip=args.ip, tier=args.tier,
-                                              source=Source.ADMIN, minutes=args.minutes),
-                 _fmt_session)
+    return _send(
+        args,
+        proto.AuthorizeRequest(
+            mac=args.mac, ip=args.ip, tier=args.tier, source=Source.ADMIN, minutes=args.minutes
+        ),
+        _fmt_session,
+    )
 
 
 def _kick(args: argparse.Namespace) -> int:
-    return _send(args, proto.DeauthorizeRequest(mac=args.mac, reason=EndReason.KICK),
-                 lambda r: f"kicked {r['mac']} (session {r['id']})")
+    return _send(
+        args,
+        proto.DeauthorizeRequest(mac=args.mac, reason=EndReason.KICK),
+        lambda r: f"kicked {r['mac']} (session {r['id']})",
+    )
 
 
 def _block(args: argparse.Namespace) -> int:
-    return _send(args, proto.BlockRequest(mac=args.mac, reason=args.reason),
-                 lambda r: f"blocked {r['mac']}")
+    return _send(
+        args, proto.BlockRequest(mac=args.mac, reason=args.reason), lambda r: f"blocked {r['mac']}"
+    )
 
 
 def _unblock(args: argparse.Namespace) -> int:
@@ -162,6 +182,11 @@ def _unblock(args: argparse.Namespace) -> int:
 
 
 def _blocked(args: argparse.Namespace) -> int:
-    return _send(args, proto.BlockedRequest(),
-                 lambda rows: "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}"
-                                        for r in rows) or "no blocked devices")
+    return _send(
+        args,
+        proto.BlockedRequest(),
+        lambda rows: (
+            "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}" for r in rows)
+            or "no blocked devices"
+        ),
+    )

@@ -14,19 +14,39 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot import __version__
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.model import EndReason, Source
-from hotspot.protocol import (MAX_LINE, AuthorizeRequest, BlockedDevice, BlockedRequest,
-                              BlockRequest, BlockResult, ClientInfo, ClientRequest,
-                              DeauthorizeRequest, ExtendRequest, ListRequest, PingRequest,
-                              ReconcileRequest, Reply, Request, SessionInfo, StatusRequest,
-                              UnblockRequest, UnblockResult, encode, error_reply, ok_reply,
-                              parse_request)
+from hotspot.protocol import (
+    MAX_LINE,
+    AuthorizeRequest,
+    BlockedDevice,
+    BlockedRequest,
+    BlockRequest,
+    BlockResult,
+    ClientInfo,
+    ClientRequest,
+    DeauthorizeRequest,
+    ExtendRequest,
+    ListRequest,
+    PingRequest,
+    ReconcileRequest,
+    Reply,
+    Request,
+    SessionInfo,
+    StatusRequest,
+    UnblockRequest,
+    UnblockResult,
+    encode,
+    error_reply,
+    ok_reply,
+    parse_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +55,25 @@ class EnginePort(Protocol):
     """What the dispatcher needs from the session engine (:class:`gateway.engine.SessionEngine`).
     Arguments arrive checked: the engine checks only what needs its configuration or state."""
 
-    def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = ...,
-                  source: Source = ..., minutes: int | None = None,
-                  expires_at: dt.datetime | None = None, bytes_limit: int | None = None,
-                  voucher_id: int | None = None) -> SessionInfo: ...
-    def deauthorize(self, *, ip: str | None = None, mac: str | None = None,
-                    reason: EndReason = ...) -> SessionInfo: ...
+    def authorize(
+        self,
+        *,
+        ip: str | None = None,
+        mac: str | None = None,
+        tier: str = ...,
+        source: Source = ...,
+        minutes: int | None = None,
+        expires_at: dt.datetime | None = None,
+        bytes_limit: int | None = None,
+        voucher_id: int | None = None,
+    ) -> SessionInfo: ...
+    def deauthorize(
+        self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = ...
+    ) -> SessionInfo: ...
     def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo: ...
-    def extend(self, *, mac: str | None = None, ip: str | None = None,
-               minutes: int = ...) -> SessionInfo: ...
+    def extend(
+        self, *, mac: str | None = None, ip: str | None = None, minutes: int = ...
+    ) -> SessionInfo: ...
     def block(self, *, mac: str, reason: str = ...) -> BlockResult: ...
     def unblock(self, *, mac: str) -> UnblockResult: ...
     def blocked(self) -> builtins.list[BlockedDevice]: ...
@@ -84,7 +114,7 @@ class Dispatcher:
         except SQLAlchemyError as exc:
             log.error("control %s: database error: %s", op, exc)
             return error_reply(ErrorCode.DATABASE, "database error")
-        except Exception:  # noqa: BLE001 - the one place a bug meets a client
+        except Exception:
             # Anything else is a bug, not a bad request: log it whole and answer so that the
             # connection (and the portal worker on it) carries on.
             log.exception("control %s: internal error", op)
@@ -101,11 +131,16 @@ class Dispatcher:
             case StatusRequest():
                 return self.status()
             case AuthorizeRequest():
-                return e.authorize(ip=request.ip, mac=request.mac, tier=request.tier,
-                                   source=request.source, minutes=request.minutes,
-                                   expires_at=request.expires_at,
-                                   bytes_limit=request.bytes_limit,
-                                   voucher_id=request.voucher_id)
+                return e.authorize(
+                    ip=request.ip,
+                    mac=request.mac,
+                    tier=request.tier,
+                    source=request.source,
+                    minutes=request.minutes,
+                    expires_at=request.expires_at,
+                    bytes_limit=request.bytes_limit,
+                    voucher_id=request.voucher_id,
+                )
             case DeauthorizeRequest():
                 return e.deauthorize(ip=request.ip, mac=request.mac, reason=request.reason)
             case ClientRequest():
@@ -199,5 +234,6 @@ def _remove_stale(path: str) -> None:
         return
     finally:
         probe.close()
-    raise HotspotError(f"another gateway is already listening at {path}",
-                       code=ErrorCode.ALREADY_RUNNING)
+    raise HotspotError(
+        f"another gateway is already listening at {path}", code=ErrorCode.ALREADY_RUNNING
+    )

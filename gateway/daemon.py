@@ -13,21 +13,22 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pyroute2 import IPRoute
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway import sdnotify
+from gateway.control_server import ControlServer, Dispatcher
+from gateway.datapath import DataPath
+from gateway.engine import SessionEngine
 from hotspot import __version__
 from hotspot.config import Config
 from hotspot.db import open_database
 from hotspot.errors import ConfigError, KernelError
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.withdrawal import expire_unsold
-from gateway import sdnotify
-from gateway.control_server import ControlServer, Dispatcher
-from gateway.datapath import DataPath
-from gateway.engine import SessionEngine
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ class Gateway:
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         self.engine.start()
-        self.server = ControlServer(self.config.control.socket,
-                                    Dispatcher(self.engine, self.status), self.config.control.group)
+        self.server = ControlServer(
+            self.config.control.socket,
+            Dispatcher(self.engine, self.status),
+            self.config.control.group,
+        )
         self.server.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())

@@ -17,25 +17,33 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import shaping
+from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import plan as make_plan
+from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.mac import normalize_mac
 from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source
-from hotspot.protocol import (Allowance, BlockedDevice, BlockResult, ClientInfo, SessionInfo,
-                              UnblockResult)
+from hotspot.protocol import (
+    Allowance,
+    BlockedDevice,
+    BlockResult,
+    ClientInfo,
+    SessionInfo,
+    UnblockResult,
+)
 from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
 from hotspot.units import MB
-from gateway import shaping
-from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
-from gateway.tc import ClassReading
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +54,11 @@ class DataPathPort(Protocol):
     """What the engine needs from the kernel (the real one is gateway.datapath.DataPath)."""
 
     def install(self, wanted: list[Wanted], blocked: set[str]) -> None: ...
-    def snapshot(self, with_nft: bool = True,
-                 readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
-                 ) -> Snapshot: ...
+    def snapshot(
+        self,
+        with_nft: bool = True,
+        readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
+    ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
@@ -87,8 +97,13 @@ class TickReport:
 
 
 class SessionEngine:
-    def __init__(self, config: Config, db: DbEngine, datapath: DataPathPort,
-                 clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        config: Config,
+        db: DbEngine,
+        datapath: DataPathPort,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ):
         self.config = config
         self.db = db
         self.dp = datapath
@@ -124,16 +139,24 @@ class SessionEngine:
         except (ipaddress.AddressValueError, ValueError, TypeError):
             raise UsageError(f"ip: not an IPv4 address: {ip!r}") from None
         net = self.network
-        if addr not in net or addr in (net.network_address, net.broadcast_address,
-                                       self.config.network.gateway_ip):
+        if addr not in net or addr in (
+            net.network_address,
+            net.broadcast_address,
+            self.config.network.gateway_ip,
+        ):
             raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
 
     def _wanted(self, s: ClientSession) -> Wanted:
         return Wanted(ip=s.ip, mac=s.mac, down_kbps=s.down_kbps, up_kbps=s.up_kbps)
 
-    def _change(self, before: Iterable[Wanted], after: Iterable[Wanted],
-                block: Iterable[str] = (), unblock: Iterable[str] = ()) -> Plan:
+    def _change(
+        self,
+        before: Iterable[Wanted],
+        after: Iterable[Wanted],
+        block: Iterable[str] = (),
+        unblock: Iterable[str] = (),
+    ) -> Plan:
         """The plan that turns ``before`` into ``after`` for just these clients: O(1) in the
         number of other sessions."""
         snap = Snapshot()
@@ -153,8 +176,9 @@ class SessionEngine:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
     @contextlib.contextmanager
-    def _usage_of(self, db: Session, day: dt.date, mac: str | None = None,
-                  known: bool = True) -> Iterator[None]:
+    def _usage_of(
+        self, db: Session, day: dt.date, mac: str | None = None, known: bool = True
+    ) -> Iterator[None]:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
         a device never seen before (``known=False``) has none to load."""
         rows: dict[tuple[str, str], DailyUsage] = {}
@@ -173,14 +197,20 @@ class SessionEngine:
         """Bytes used so far by each voucher over all its sessions, ended and running."""
         if not voucher_ids:
             return {}
-        rows = db.execute(select(ClientSession.voucher_id,
-                                 func.sum(ClientSession.bytes_down + ClientSession.bytes_up))
-                          .where(ClientSession.voucher_id.in_(voucher_ids))
-                          .group_by(ClientSession.voucher_id))
+        rows = db.execute(
+            select(
+                ClientSession.voucher_id,
+                func.sum(ClientSession.bytes_down + ClientSession.bytes_up),
+            )
+            .where(ClientSession.voucher_id.in_(voucher_ids))
+            .group_by(ClientSession.voucher_id)
+        )
         used = {vid: int(total or 0) for vid, total in rows}
         for live in self.live.values():
             if live.voucher_id in voucher_ids:
-                used[live.voucher_id] = used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
+                used[live.voucher_id] = (
+                    used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
+                )
         return used
 
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
@@ -191,24 +221,35 @@ class SessionEngine:
         p = self.pending.get((mac, day, tier), _Pending())
         if row is None:
             return _Pending(p.seconds, p.bytes_down, p.bytes_up)
-        return _Pending(row.seconds + p.seconds, row.bytes_down + p.bytes_down,
-                        row.bytes_up + p.bytes_up)
+        return _Pending(
+            row.seconds + p.seconds, row.bytes_down + p.bytes_down, row.bytes_up + p.bytes_up
+        )
 
     def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> Allowance:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
         if not (tier.daily_minutes or tier.daily_mb):
-            return {"seconds_left": None, "bytes_left": None, "seconds_used": None,
-                    "bytes_used": None, "resets_at": iso(self.next_reset(now)), "exhausted": False}
+            return {
+                "seconds_left": None,
+                "bytes_left": None,
+                "seconds_used": None,
+                "bytes_used": None,
+                "resets_at": iso(self.next_reset(now)),
+                "exhausted": False,
+            }
         used = self._used(db, mac, self.local_day(now), tier.name)
         seconds_left = bytes_left = None
         if tier.daily_minutes:
             seconds_left = max(0, int(tier.daily_minutes * 60 - used.seconds))
         if tier.daily_mb:
             bytes_left = max(0, tier.daily_mb * MB - used.bytes_down - used.bytes_up)
-        return {"seconds_left": seconds_left, "bytes_left": bytes_left,
-                "seconds_used": int(used.seconds), "bytes_used": used.bytes_down + used.bytes_up,
-                "resets_at": iso(self.next_reset(now)),
-                "exhausted": seconds_left == 0 or bytes_left == 0}
+        return {
+            "seconds_left": seconds_left,
+            "bytes_left": bytes_left,
+            "seconds_used": int(used.seconds),
+            "bytes_used": used.bytes_down + used.bytes_up,
+            "resets_at": iso(self.next_reset(now)),
+            "exhausted": seconds_left == 0 or bytes_left == 0,
+        }
 
     def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
         live = self.live.pop(sess.id, None)
@@ -251,17 +292,28 @@ class SessionEngine:
                 for minor, r in readings.items():
                     self._last_raw[(direction, minor)] = (r.bytes, r.packets)
             self._last_tick = now
-            log.info("engine started: %d sessions restored, %d devices blocked",
-                     len(active), len(blocked))
+            log.info(
+                "engine started: %d sessions restored, %d devices blocked",
+                len(active),
+                len(blocked),
+            )
 
     # -- operations (the control socket's verbs) --------------------------------------------
     # Arguments arrive checked by hotspot.protocol.parse_request (types, ranges, formats);
     # what is checked here needs the configuration or the database.
 
-    def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = "free",
-                  source: Source = Source.FREE, minutes: int | None = None,
-                  expires_at: dt.datetime | None = None, bytes_limit: int | None = None,
-                  voucher_id: int | None = None) -> SessionInfo:
+    def authorize(
+        self,
+        *,
+        ip: str | None = None,
+        mac: str | None = None,
+        tier: str = "free",
+        source: Source = Source.FREE,
+        minutes: int | None = None,
+        expires_at: dt.datetime | None = None,
+        bytes_limit: int | None = None,
+        voucher_id: int | None = None,
+    ) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
 
@@ -285,15 +337,26 @@ class SessionEngine:
                     raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 left = self.allowance(db, mac, tier_cfg, now)
                 if left["exhausted"]:
-                    raise Refused(f"today's {tier} allowance of {mac} is used up",
-                                  code=ErrorCode.QUOTA_EXHAUSTED)
-                running = list(db.scalars(select(ClientSession).where(
-                    ClientSession.ended_at.is_(None),
-                    or_(ClientSession.mac == mac, ClientSession.ip == ip))))
+                    raise Refused(
+                        f"today's {tier} allowance of {mac} is used up",
+                        code=ErrorCode.QUOTA_EXHAUSTED,
+                    )
+                running = list(
+                    db.scalars(
+                        select(ClientSession).where(
+                            ClientSession.ended_at.is_(None),
+                            or_(ClientSession.mac == mac, ClientSession.ip == ip),
+                        )
+                    )
+                )
                 mine = next((r for r in running if r.mac == mac), None)
                 theirs = next((r for r in running if r.ip == ip and r.mac != mac), None)
-                if (mine is not None and mine.ip == ip and mine.tier == tier_cfg.name
-                        and mine.voucher_id == voucher_id):
+                if (
+                    mine is not None
+                    and mine.ip == ip
+                    and mine.tier == tier_cfg.name
+                    and mine.voucher_id == voucher_id
+                ):
                     return self._describe(db, mine, now)
                 before = []
                 for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
@@ -306,55 +369,72 @@ class SessionEngine:
                 elif until <= now:
                     raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
                 sess = ClientSession(
-                    mac=mac, ip=ip, tier=tier_cfg.name, source=origin,
-                    down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
-                    idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
-                    expires_at=until, bytes_down=0, bytes_up=0, bytes_limit=bytes_limit,
-                    voucher_id=voucher_id)
+                    mac=mac,
+                    ip=ip,
+                    tier=tier_cfg.name,
+                    source=origin,
+                    down_kbps=tier_cfg.down_kbps,
+                    up_kbps=tier_cfg.up_kbps,
+                    idle_minutes=tier_cfg.idle_minutes,
+                    started_at=now,
+                    last_activity_at=now,
+                    expires_at=until,
+                    bytes_down=0,
+                    bytes_up=0,
+                    bytes_limit=bytes_limit,
+                    voucher_id=voucher_id,
+                )
                 db.add(sess)
                 try:
                     db.flush()
                 except IntegrityError:
-                    raise Refused("another authorization of this device is in progress",
-                                  code=ErrorCode.CONFLICT) from None
+                    raise Refused(
+                        "another authorization of this device is in progress",
+                        code=ErrorCode.CONFLICT,
+                    ) from None
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
-                log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
-                         tier_cfg.name, origin)
+                log.info(
+                    "session %d: %s at %s authorized on %s (%s)",
+                    sess.id,
+                    mac,
+                    ip,
+                    tier_cfg.name,
+                    origin,
+                )
                 return self._describe(db, sess, now)
 
-    def deauthorize(self, *, ip: str | None = None, mac: str | None = None,
-                    reason: EndReason = EndReason.KICK) -> SessionInfo:
+    def deauthorize(
+        self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = EndReason.KICK
+    ) -> SessionInfo:
         why = EndReason(reason)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device",
-                                   code=ErrorCode.NO_SESSION)
+                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
                 self._end(db, sess, why, now)
                 db.flush()
                 self._apply(self._change([self._wanted(sess)], []))
                 return self._describe(db, sess, now)
 
-    def extend(self, *, mac: str | None = None, ip: str | None = None,
-               minutes: int) -> SessionInfo:
+    def extend(self, *, mac: str | None = None, ip: str | None = None, minutes: int) -> SessionInfo:
         """Give a running session ``minutes`` more (an operator's goodwill)."""
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device",
-                                   code=ErrorCode.NO_SESSION)
+                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
                 if sess.expires_at is not None:
                     try:
                         sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
                     except OverflowError:  # extended again and again towards the year 9999
-                        raise UsageError("minutes: the session would end after the last "
-                                         "date there is") from None
+                        raise UsageError(
+                            "minutes: the session would end after the last date there is"
+                        ) from None
                 log.info("session %d of %s extended by %d minutes", sess.id, sess.mac, minutes)
                 db.flush()
                 return self._describe(db, sess, now)
@@ -414,25 +494,38 @@ class SessionEngine:
                             allowances[name] = self.allowance(db, mac, tier, now)
                     last = None
                     if sess is None and device is not None:
-                        last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
-                                           .order_by(ClientSession.id.desc()).limit(1))
+                        last_s = db.scalar(
+                            select(ClientSession)
+                            .where(ClientSession.mac == mac)
+                            .order_by(ClientSession.id.desc())
+                            .limit(1)
+                        )
                         last = self._describe(db, last_s, now) if last_s else None
-                    return {"ip": ip, "mac": mac, "blocked": bool(device and device.blocked),
-                            "session": self._describe(db, sess, now) if sess else None,
-                            "last_session": last, "allowance": allowances}
+                    return {
+                        "ip": ip,
+                        "mac": mac,
+                        "blocked": bool(device and device.blocked),
+                        "session": self._describe(db, sess, now) if sess else None,
+                        "last_session": last,
+                        "allowance": allowances,
+                    }
 
     def list(self) -> builtins.list[SessionInfo]:
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, self._usage_of(db, self.local_day(now)):
-                return [self._describe(db, s, now) for s in
-                        sorted(self._active(db), key=lambda s: s.started_at)]
+                return [
+                    self._describe(db, s, now)
+                    for s in sorted(self._active(db), key=lambda s: s.started_at)
+                ]
 
     def blocked(self) -> builtins.list[BlockedDevice]:
         with Session(self.db) as db:
             rows = db.scalars(select(Device).where(Device.blocked.is_(True)).order_by(Device.mac))
-            return [{"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
-                    for d in rows]
+            return [
+                {"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
+                for d in rows
+            ]
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -453,8 +546,11 @@ class SessionEngine:
                 snap = self.dp.snapshot(readings=readings)
             down, up = readings
             now = self.clock()
-            elapsed = 0.0 if self._last_tick is None else max(
-                0.0, (now - self._last_tick).total_seconds())
+            elapsed = (
+                0.0
+                if self._last_tick is None
+                else max(0.0, (now - self._last_tick).total_seconds())
+            )
             self._last_tick = now
             with Session(self.db) as db, db.begin():
                 active = self._active(db)
@@ -462,16 +558,20 @@ class SessionEngine:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
-                vouchers = self._voucher_bytes(db, {s.voucher_id for s in active
-                                                    if s.voucher_id is not None and s.bytes_limit})
+                vouchers = self._voucher_bytes(
+                    db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
+                )
                 with self._usage_of(db, self.local_day(now)):
                     for sess in active:
                         reason = self._expiry(db, sess, now, vouchers)
                         if reason is not None:
                             self._end(db, sess, reason, now)
                             report.ended.append((sess.id, reason.value))
-                due = force_flush or report.ended or (
-                    time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+                due = (
+                    force_flush
+                    or report.ended
+                    or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+                )
                 if due:
                     self._flush(db, active)
                     report.flushed = True
@@ -480,8 +580,14 @@ class SessionEngine:
             report.plan = self._reconcile(wanted, blocked, snap)
         return report
 
-    def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
-                 up: dict[int, ClassReading], elapsed: float, now: dt.datetime) -> None:
+    def _account(
+        self,
+        active: list[ClientSession],
+        down: dict[int, ClassReading],
+        up: dict[int, ClassReading],
+        elapsed: float,
+        now: dt.datetime,
+    ) -> None:
         day = self.local_day(now)
         hour = now.replace(minute=0, second=0, microsecond=0)
         for sess in active:
@@ -507,14 +613,17 @@ class SessionEngine:
                 live.rate_up_bps = int(got[1] * 8 / elapsed)
             if got[0] or got[1]:
                 live.last_activity = now
-            for pending in (self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
-                            self.pending_hourly.setdefault((sess.mac, hour), _Pending())):
+            for pending in (
+                self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
+                self.pending_hourly.setdefault((sess.mac, hour), _Pending()),
+            ):
                 pending.seconds += elapsed
                 pending.bytes_down += got[0]
                 pending.bytes_up += got[1]
 
-    def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime,
-                vouchers: dict[int, int]) -> EndReason | None:
+    def _expiry(
+        self, db: Session, sess: ClientSession, now: dt.datetime, vouchers: dict[int, int]
+    ) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
             return EndReason.SESSION
         if sess.bytes_limit is not None and self._cap_used(db, sess, vouchers) >= sess.bytes_limit:
@@ -525,8 +634,11 @@ class SessionEngine:
                 return EndReason.QUOTA
         if sess.idle_minutes:
             live = self.live.get(sess.id)
-            last = max(t for t in (sess.last_activity_at, live and live.last_activity,
-                                   self.started_at) if t is not None)
+            last = max(
+                t
+                for t in (sess.last_activity_at, live and live.last_activity, self.started_at)
+                if t is not None
+            )
             if now - last >= dt.timedelta(minutes=sess.idle_minutes):
                 return EndReason.IDLE
         return None
@@ -619,8 +731,9 @@ class SessionEngine:
         mac = normalize_mac(mac)  # type: ignore[arg-type]
         ip = self.dp.ip_of(mac)
         if ip is None:
-            raise NotFound(f"{mac} has no address on the LAN; give its IP",
-                           code=ErrorCode.UNKNOWN_DEVICE)
+            raise NotFound(
+                f"{mac} has no address on the LAN; give its IP", code=ErrorCode.UNKNOWN_DEVICE
+            )
         return mac, self._check_ip(ip)
 
     def _find_active(self, db: Session, ip: str | None, mac: str | None) -> ClientSession | None:
@@ -633,7 +746,9 @@ class SessionEngine:
             raise UsageError("ip: give ip or mac")
         return db.scalar(q)
 
-    def _cap_used(self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None) -> int:
+    def _cap_used(
+        self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None
+    ) -> int:
         """What counts against ``bytes_limit``: the whole voucher's use (all its devices and
         sessions) for a voucher session, else this session's."""
         if s.voucher_id is None:
@@ -650,20 +765,33 @@ class SessionEngine:
     def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> SessionInfo:
         live = self.live.get(s.id) if s.ended_at is None else None
         out: SessionInfo = {
-            "id": s.id, "mac": s.mac, "ip": s.ip, "tier": s.tier, "source": s.source,
+            "id": s.id,
+            "mac": s.mac,
+            "ip": s.ip,
+            "tier": s.tier,
+            "source": s.source,
             "state": "active" if s.ended_at is None else "ended",
-            "started_at": iso(s.started_at), "expires_at": iso(s.expires_at),
-            "ended_at": iso(s.ended_at), "end_reason": s.end_reason,
-            "down_kbps": s.down_kbps, "up_kbps": s.up_kbps,
+            "started_at": iso(s.started_at),
+            "expires_at": iso(s.expires_at),
+            "ended_at": iso(s.ended_at),
+            "end_reason": s.end_reason,
+            "down_kbps": s.down_kbps,
+            "up_kbps": s.up_kbps,
             "bytes_down": s.bytes_down + (live.bytes_down if live else 0),
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
-            "seconds_remaining": None, "bytes_remaining": None,
-            "bytes_limit": s.bytes_limit, "voucher_id": s.voucher_id,
+            "seconds_remaining": None,
+            "bytes_remaining": None,
+            "bytes_limit": s.bytes_limit,
+            "voucher_id": s.voucher_id,
             "rate_down_bps": live.rate_down_bps if live else 0,
             "rate_up_bps": live.rate_up_bps if live else 0,
-            "last_activity_at": iso(max(t for t in (s.last_activity_at,
-                                                    live.last_activity if live else None)
-                                        if t is not None)),
+            "last_activity_at": iso(
+                max(
+                    t
+                    for t in (s.last_activity_at, live.last_activity if live else None)
+                    if t is not None
+                )
+            ),
         }
         if s.ended_at is None:
             remaining = []

@@ -60,8 +60,9 @@ class Neighbours:
         except NetlinkError as exc:
             if exc.code == errno.ENOENT:
                 return None
-            raise KernelError(f"neighbour lookup of {ip}: {exc}",
-                              code=ErrorCode.NEIGHBOURS) from exc
+            raise KernelError(
+                f"neighbour lookup of {ip}: {exc}", code=ErrorCode.NEIGHBOURS
+            ) from exc
         for n in answer:
             lladdr = n.get_attr("NDA_LLADDR")
             if lladdr and n.get("state", 0) & _NUD_USABLE:
@@ -89,8 +90,12 @@ class Neighbours:
         from scapy.layers.l2 import ARP, Ether
         from scapy.sendrecv import srp1
 
-        answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=self.ifname,
-                      timeout=self.probe_timeout, verbose=False)
+        answer = srp1(
+            Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip),
+            iface=self.ifname,
+            timeout=self.probe_timeout,
+            verbose=False,
+        )
         if answer is None or ARP not in answer:
             return None
         try:

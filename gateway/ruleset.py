@@ -18,8 +18,9 @@ Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from hotspot.config import Config
 
@@ -40,6 +41,7 @@ LAN_TCP_PORTS = "lan_tcp_ports"
 
 
 # -- expression helpers -------------------------------------------------------------------
+
 
 def _meta(key: str) -> dict:
     return {"meta": {"key": key}}
@@ -87,17 +89,24 @@ class Layout:
     walled_garden: tuple[str, ...]
 
     @classmethod
-    def from_config(cls, config: Config) -> "Layout":
+    def from_config(cls, config: Config) -> Layout:
         net = config.network
         ports = [net.portal_port]
         portal = config.portal
         if portal.tls_cert and portal.https_port not in ports:
             ports.append(portal.https_port)
-        return cls(table=config.gateway.table, lan=net.lan_interface, wan=net.wan_interface,
-                   gateway_ip=str(net.gateway_ip), lan_network=str(net.lan_network),
-                   portal_port=net.portal_port, portal_ports=tuple(ports),
-                   portal_conn_rate=net.portal_conn_rate,
-                   lan_tcp_ports=net.lan_tcp_ports, walled_garden=net.walled_garden)
+        return cls(
+            table=config.gateway.table,
+            lan=net.lan_interface,
+            wan=net.wan_interface,
+            gateway_ip=str(net.gateway_ip),
+            lan_network=str(net.lan_network),
+            portal_port=net.portal_port,
+            portal_ports=tuple(ports),
+            portal_conn_rate=net.portal_conn_rate,
+            lan_tcp_ports=net.lan_tcp_ports,
+            walled_garden=net.walled_garden,
+        )
 
     def ref(self, **obj: Any) -> dict:
         return {"family": FAMILY, "table": self.table, **obj}
@@ -114,6 +123,7 @@ class Client:
 
 # -- elements -----------------------------------------------------------------------------
 
+
 def authorized_elem(ip: str, mac: str) -> dict:
     return {"concat": [ip, mac]}
 
@@ -126,8 +136,9 @@ def element_command(layout: Layout, verb: str, name: str, elem: list[Any]) -> li
 def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> list[Command]:
     """A client's three elements: its (ip, mac) pair and its two classid map entries."""
     clients = list(clients)
-    cmds = element_command(layout, verb, AUTHORIZED,
-                           [authorized_elem(c.ip, c.mac) for c in clients])
+    cmds = element_command(
+        layout, verb, AUTHORIZED, [authorized_elem(c.ip, c.mac) for c in clients]
+    )
     for name in (DOWN_CLASS, UP_CLASS):
         elem = [[c.ip, c.classid] for c in clients] if verb == "add" else [c.ip for c in clients]
         cmds += element_command(layout, verb, name, elem)
@@ -136,25 +147,37 @@ def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> lis
 
 # -- the table ----------------------------------------------------------------------------
 
+
 def _sets(layout: Layout) -> list[Command]:
     sets: list[dict] = [
         layout.ref(name=AUTHORIZED, type=["ipv4_addr", "ether_addr"]),
         layout.ref(name=BLOCKED, type="ether_addr"),
         layout.ref(name=WALLED, type="ipv4_addr", flags=["interval"]),
-        layout.ref(name=WALLED_DNS, type="ipv4_addr", flags=["timeout"], timeout=WALLED_DNS_TIMEOUT),
-        layout.ref(name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"],
-                   timeout=FLOOD_TIMEOUT),
+        layout.ref(
+            name=WALLED_DNS, type="ipv4_addr", flags=["timeout"], timeout=WALLED_DNS_TIMEOUT
+        ),
+        layout.ref(
+            name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
+        ),
         layout.ref(name=LAN_TCP_PORTS, type="inet_service"),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
         cmds.append({"add": {"map": layout.ref(name=name, type="ipv4_addr", map="classid")}})
     if layout.walled_garden:
-        cmds.append({"add": {"element": layout.ref(
-            name=WALLED, elem=[_prefix(n) for n in layout.walled_garden])}})
+        cmds.append(
+            {
+                "add": {
+                    "element": layout.ref(
+                        name=WALLED, elem=[_prefix(n) for n in layout.walled_garden]
+                    )
+                }
+            }
+        )
     if layout.lan_tcp_ports:
-        cmds.append({"add": {"element": layout.ref(
-            name=LAN_TCP_PORTS, elem=list(layout.lan_tcp_ports))}})
+        cmds.append(
+            {"add": {"element": layout.ref(name=LAN_TCP_PORTS, elem=list(layout.lan_tcp_ports))}}
+        )
     return cmds
 
 
@@ -164,82 +187,176 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
     tcp = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
-    portal = tcp(layout.portal_ports[0] if len(layout.portal_ports) == 1
-                 else {"set": list(layout.portal_ports)})
-    walled = [_match(_payload("ip", "daddr"), "@" + WALLED),
-              _match(_payload("ip", "daddr"), "@" + WALLED_DNS)]
-    hook = lambda kind, name, prio: {"type": kind, "hook": name, "prio": prio,  # noqa: E731
-                                     "policy": "accept"}
+    portal = tcp(
+        layout.portal_ports[0]
+        if len(layout.portal_ports) == 1
+        else {"set": list(layout.portal_ports)}
+    )
+    walled = [
+        _match(_payload("ip", "daddr"), "@" + WALLED),
+        _match(_payload("ip", "daddr"), "@" + WALLED_DNS),
+    ]
+
+    def hook(kind: str, name: str, prio: int) -> dict[str, Any]:
+        return {"type": kind, "hook": name, "prio": prio, "policy": "accept"}
+
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
-        "prerouting": (hook("nat", "prerouting", -100), [
-            # http://<gateway>/ is the portal for everyone, logged in or not (status page).
-            [lan_in, _match(_payload("ip", "daddr"), layout.gateway_ip),
-             _match(_meta("l4proto"), "tcp"), tcp(80), {"redirect": {"port": layout.portal_port}}],
-            [lan_in, {"jump": {"target": "captive_nat"}}],
-        ]),
-        "captive_nat": (None, [
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
-            [walled[0], _RETURN],
-            [walled[1], _RETURN],
-            [_match(_meta("l4proto"), "tcp"), tcp(80), {"redirect": {"port": layout.portal_port}}],
-        ]),
-        "postrouting": (hook("nat", "postrouting", 100), [
-            [_match(_payload("ip", "saddr"), _prefix(layout.lan_network)), wan_out,
-             {"masquerade": None}],
-        ]),
-        "forward": (hook("filter", "forward", 0), [
-            [lan_in, {"jump": {"target": "from_lan"}}],
-            [lan_out, {"jump": {"target": "to_lan"}}],
-        ]),
-        "from_lan": (None, [
-            [_match(_payload("ether", "saddr"), "@" + BLOCKED), _COUNTER, _DROP],
-            [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
-            [walled[0], _ACCEPT],
-            # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
-            [walled[1], {"set": {"op": "update", "elem": _payload("ip", "daddr"),
-                                 "set": "@" + WALLED_DNS}}, _ACCEPT],
-            # Refuse rather than drop: phones give up on HTTPS and QUIC at once and fall
-            # back to the plain-HTTP probe that shows the portal.
-            [_match(_meta("l4proto"), "tcp"), _COUNTER, {"reject": {"type": "tcp reset"}}],
-            [_COUNTER, {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
-        ]),
-        "client_up": (None, [
-            [{"mangle": {"key": _meta("priority"), "value": {"map": {
-                "key": _payload("ip", "saddr"), "data": "@" + UP_CLASS}}}}],
-            [_ACCEPT],
-        ]),
-        "to_lan": (None, [
-            [_ct_state("established", "related"), {"mangle": {"key": _meta("priority"), "value": {
-                "map": {"key": _payload("ip", "daddr"), "data": "@" + DOWN_CLASS}}}}],
-            [_ct_state("established", "related"), _ACCEPT],
-            [_COUNTER, _DROP],
-        ]),
-        "input": (hook("filter", "input", 0), [
-            [lan_in, {"jump": {"target": "lan_input"}}],
-        ]),
-        "lan_input": (None, [
-            [_ct_state("established", "related"), _ACCEPT],
-            [_match(_meta("nfproto"), "ipv6"), _ACCEPT],
-            [_match(_payload("udp", "dport"), {"set": [53, 67]}), _ACCEPT],
-            [_match(_payload("tcp", "dport"), 53), _ACCEPT],
-            [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
-            [portal, _ct_state("new"), _match(_CLIENT_ID, "@" + AUTHORIZED, "!="),
-             {"set": {"op": "add", "elem": _payload("ip", "saddr"), "set": "@" + FLOOD, "stmt": [
-                 {"limit": {"rate": layout.portal_conn_rate, "burst": 2 * layout.portal_conn_rate,
-                            "per": "second", "inv": True}}]}},
-             _COUNTER, _DROP],
-            [portal, _ACCEPT],
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
-            [_COUNTER, _DROP],
-        ]),
+        "prerouting": (
+            hook("nat", "prerouting", -100),
+            [
+                # http://<gateway>/ is the portal for everyone, logged in or not (status page).
+                [
+                    lan_in,
+                    _match(_payload("ip", "daddr"), layout.gateway_ip),
+                    _match(_meta("l4proto"), "tcp"),
+                    tcp(80),
+                    {"redirect": {"port": layout.portal_port}},
+                ],
+                [lan_in, {"jump": {"target": "captive_nat"}}],
+            ],
+        ),
+        "captive_nat": (
+            None,
+            [
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
+                [walled[0], _RETURN],
+                [walled[1], _RETURN],
+                [
+                    _match(_meta("l4proto"), "tcp"),
+                    tcp(80),
+                    {"redirect": {"port": layout.portal_port}},
+                ],
+            ],
+        ),
+        "postrouting": (
+            hook("nat", "postrouting", 100),
+            [
+                [
+                    _match(_payload("ip", "saddr"), _prefix(layout.lan_network)),
+                    wan_out,
+                    {"masquerade": None},
+                ],
+            ],
+        ),
+        "forward": (
+            hook("filter", "forward", 0),
+            [
+                [lan_in, {"jump": {"target": "from_lan"}}],
+                [lan_out, {"jump": {"target": "to_lan"}}],
+            ],
+        ),
+        "from_lan": (
+            None,
+            [
+                [_match(_payload("ether", "saddr"), "@" + BLOCKED), _COUNTER, _DROP],
+                [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
+                [walled[0], _ACCEPT],
+                # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
+                [
+                    walled[1],
+                    {
+                        "set": {
+                            "op": "update",
+                            "elem": _payload("ip", "daddr"),
+                            "set": "@" + WALLED_DNS,
+                        }
+                    },
+                    _ACCEPT,
+                ],
+                # Refuse rather than drop: phones give up on HTTPS and QUIC at once and fall
+                # back to the plain-HTTP probe that shows the portal.
+                [_match(_meta("l4proto"), "tcp"), _COUNTER, {"reject": {"type": "tcp reset"}}],
+                [_COUNTER, {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
+            ],
+        ),
+        "client_up": (
+            None,
+            [
+                [
+                    {
+                        "mangle": {
+                            "key": _meta("priority"),
+                            "value": {
+                                "map": {"key": _payload("ip", "saddr"), "data": "@" + UP_CLASS}
+                            },
+                        }
+                    }
+                ],
+                [_ACCEPT],
+            ],
+        ),
+        "to_lan": (
+            None,
+            [
+                [
+                    _ct_state("established", "related"),
+                    {
+                        "mangle": {
+                            "key": _meta("priority"),
+                            "value": {
+                                "map": {"key": _payload("ip", "daddr"), "data": "@" + DOWN_CLASS}
+                            },
+                        }
+                    },
+                ],
+                [_ct_state("established", "related"), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
+        "input": (
+            hook("filter", "input", 0),
+            [
+                [lan_in, {"jump": {"target": "lan_input"}}],
+            ],
+        ),
+        "lan_input": (
+            None,
+            [
+                [_ct_state("established", "related"), _ACCEPT],
+                [_match(_meta("nfproto"), "ipv6"), _ACCEPT],
+                [_match(_payload("udp", "dport"), {"set": [53, 67]}), _ACCEPT],
+                [_match(_payload("tcp", "dport"), 53), _ACCEPT],
+                [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
+                [
+                    portal,
+                    _ct_state("new"),
+                    _match(_CLIENT_ID, "@" + AUTHORIZED, "!="),
+                    {
+                        "set": {
+                            "op": "add",
+                            "elem": _payload("ip", "saddr"),
+                            "set": "@" + FLOOD,
+                            "stmt": [
+                                {
+                                    "limit": {
+                                        "rate": layout.portal_conn_rate,
+                                        "burst": 2 * layout.portal_conn_rate,
+                                        "per": "second",
+                                        "inv": True,
+                                    }
+                                }
+                            ],
+                        }
+                    },
+                    _COUNTER,
+                    _DROP,
+                ],
+                [portal, _ACCEPT],
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
     }
 
 
-def table_commands(layout: Layout, clients: Iterable[Client] = (),
-                   blocked: Iterable[str] = (),
-                   walled_dns: Iterable[tuple[str, int]] = ()) -> list[Command]:
+def table_commands(
+    layout: Layout,
+    clients: Iterable[Client] = (),
+    blocked: Iterable[str] = (),
+    walled_dns: Iterable[tuple[str, int]] = (),
+) -> list[Command]:
     """Replace the whole table, elements included, in one transaction.
 
     ``add`` then ``delete`` first makes the delete succeed whether or not the table exists;
@@ -247,8 +364,11 @@ def table_commands(layout: Layout, clients: Iterable[Client] = (),
     dnsmasq had put in the old table: dnsmasq answers from its cache without re-adding them.
     """
     table = {"family": FAMILY, "name": layout.table}
-    cmds: list[Command] = [{"add": {"table": table}}, {"delete": {"table": table}},
-                           {"add": {"table": table}}]
+    cmds: list[Command] = [
+        {"add": {"table": table}},
+        {"delete": {"table": table}},
+        {"add": {"table": table}},
+    ]
     cmds += _sets(layout)
     chains = _chains(layout)
     for name, (base, _rules) in chains.items():
@@ -258,8 +378,12 @@ def table_commands(layout: Layout, clients: Iterable[Client] = (),
             cmds.append({"add": {"rule": layout.ref(chain=name, expr=expr)}})
     cmds += client_commands(layout, "add", clients)
     cmds += element_command(layout, "add", BLOCKED, list(blocked))
-    cmds += element_command(layout, "add", WALLED_DNS, [
-        {"elem": {"val": ip, "timeout": max(1, seconds)}} for ip, seconds in walled_dns])
+    cmds += element_command(
+        layout,
+        "add",
+        WALLED_DNS,
+        [{"elem": {"val": ip, "timeout": max(1, seconds)}} for ip, seconds in walled_dns],
+    )
     return cmds
 
 

@@ -15,7 +15,8 @@ import json
 import logging
 import socket
 import threading
-from typing import Any, BinaryIO, Mapping, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, BinaryIO, TypeVar, cast
 
 from hotspot.errors import ConfigError, ControlUnavailable, ErrorCode, HotspotError
 from hotspot.protocol import MAX_REPLY, Request, encode, parse_request
@@ -58,7 +59,8 @@ class ControlClient:
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
             sock.close()
             raise ControlUnavailable(
-                f"gateway not reachable at {self.path}: {exc.strerror}") from None
+                f"gateway not reachable at {self.path}: {exc.strerror}"
+            ) from None
         self._sock, self._file = sock, sock.makefile("rb")
         return self._sock, self._file
 
@@ -93,8 +95,9 @@ class ControlClient:
                 except OSError as exc:
                     self.close()
                     raise ControlUnavailable(
-                        f"gateway not reachable at {self.path}: {exc}") from None
-            except socket.timeout:
+                        f"gateway not reachable at {self.path}: {exc}"
+                    ) from None
+            except TimeoutError:
                 self.close()
                 raise ControlUnavailable(f"gateway at {self.path} did not answer in time") from None
             except OSError as exc:
@@ -119,8 +122,9 @@ class ControlClient:
     def call(self, op: str, **args: Any) -> Any:
         """The untyped form, for callers that still name the op: the arguments are checked
         here as the gateway would (a bad one raises ``bad-request`` without a round trip)."""
-        return self.send(parse_request({"op": op, **{k: v for k, v in args.items()
-                                                       if v is not None}}))
+        return self.send(
+            parse_request({"op": op, **{k: v for k, v in args.items() if v is not None}})
+        )
 
     def __enter__(self) -> ControlClient:
         return self

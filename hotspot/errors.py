@@ -147,22 +147,31 @@ class _Spec:
 
 
 _SPECS: dict[ErrorCode, _Spec] = {
-    ErrorCode.ERROR: _Spec(HotspotError, "something went wrong (also: a code this program does "
-                                         "not know, from a newer gateway)"),
-    ErrorCode.BAD_REQUEST: _Spec(UsageError, "the request or an argument is malformed; the "
-                                             "message names the field"),
-    ErrorCode.BAD_CONFIG: _Spec(ConfigError, "a configuration value is invalid; the message "
-                                             "names the key"),
+    ErrorCode.ERROR: _Spec(
+        HotspotError,
+        "something went wrong (also: a code this program does not know, from a newer gateway)",
+    ),
+    ErrorCode.BAD_REQUEST: _Spec(
+        UsageError, "the request or an argument is malformed; the message names the field"
+    ),
+    ErrorCode.BAD_CONFIG: _Spec(
+        ConfigError, "a configuration value is invalid; the message names the key"
+    ),
     ErrorCode.NOT_FOUND: _Spec(NotFound, "no such operator, package, batch, voucher or token"),
-    ErrorCode.INTERNAL: _Spec(HotspotError, "a bug in the gateway; it is logged with its "
-                                            "traceback and the connection keeps serving"),
+    ErrorCode.INTERNAL: _Spec(
+        HotspotError,
+        "a bug in the gateway; it is logged with its traceback and the connection keeps serving",
+    ),
     ErrorCode.DATABASE: _Spec(HotspotError, "the gateway's database failed; nothing changed"),
-    ErrorCode.GATEWAY_UNAVAILABLE: _Spec(ControlUnavailable, "the gateway's control socket "
-                                                             "cannot be reached or did not answer"),
-    ErrorCode.ALREADY_RUNNING: _Spec(HotspotError, "another gateway is already listening on "
-                                                   "the control socket"),
-    ErrorCode.UNKNOWN_DEVICE: _Spec(NotFound, "no device answers at that address, or the MAC "
-                                              "has no address on the LAN"),
+    ErrorCode.GATEWAY_UNAVAILABLE: _Spec(
+        ControlUnavailable, "the gateway's control socket cannot be reached or did not answer"
+    ),
+    ErrorCode.ALREADY_RUNNING: _Spec(
+        HotspotError, "another gateway is already listening on the control socket"
+    ),
+    ErrorCode.UNKNOWN_DEVICE: _Spec(
+        NotFound, "no device answers at that address, or the MAC has no address on the LAN"
+    ),
     ErrorCode.NO_SESSION: _Spec(NotFound, "the device has no running session"),
     ErrorCode.NOT_BLOCKED: _Spec(NotFound, "the device is not blocked"),
     ErrorCode.BLOCKED: _Spec(Refused, "the device is blocked"),
@@ -176,10 +185,12 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.NO_INTERFACE: _Spec(KernelError, "a configured network interface does not exist"),
     ErrorCode.SYSCTL: _Spec(KernelError, "IPv4 forwarding cannot be enabled"),
     ErrorCode.VOUCHER_UNKNOWN: _Spec(Refused, "no such voucher code"),
-    ErrorCode.VOUCHER_USED: _Spec(Refused, "the voucher is in use on other devices (or, for a "
-                                           "sale, was used already)"),
-    ErrorCode.VOUCHER_EXPIRED: _Spec(Refused, "the voucher's time is over or it was not used "
-                                              "in time"),
+    ErrorCode.VOUCHER_USED: _Spec(
+        Refused, "the voucher is in use on other devices (or, for a sale, was used already)"
+    ),
+    ErrorCode.VOUCHER_EXPIRED: _Spec(
+        Refused, "the voucher's time is over or it was not used in time"
+    ),
     ErrorCode.VOUCHER_EXHAUSTED: _Spec(Refused, "the voucher's data is used up"),
     ErrorCode.VOUCHER_VOID: _Spec(Refused, "the voucher was withdrawn"),
     ErrorCode.VOUCHER_SOLD: _Spec(Refused, "the voucher was sold already"),
@@ -187,13 +198,13 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.RATE_LIMITED: _Spec(Refused, "too many wrong voucher codes from this device"),
     ErrorCode.NO_KEY: _Spec(HotspotError, "the voucher key file is missing"),
     ErrorCode.BAD_KEY: _Spec(HotspotError, "a key file is unreadable, not hex or too short"),
-    ErrorCode.BAD_VOUCHER_KEY: _Spec(HotspotError, "the voucher key is not the one a batch was "
-                                                   "made with"),
+    ErrorCode.BAD_VOUCHER_KEY: _Spec(
+        HotspotError, "the voucher key is not the one a batch was made with"
+    ),
     ErrorCode.BAD_PASSWORD: _Spec(UsageError, "the password does not meet the rules"),
     ErrorCode.BAD_LOGIN: _Spec(Refused, "wrong operator name or password"),
     ErrorCode.LOCKED: _Spec(Refused, "too many wrong logins; try again later"),
-    ErrorCode.EXISTS: _Spec(Refused, "the collector already has a gateway or token by that "
-                                     "name"),
+    ErrorCode.EXISTS: _Spec(Refused, "the collector already has a gateway or token by that name"),
     ErrorCode.SYNC: _Spec(HotspotError, "reporting to the province failed"),
     ErrorCode.PROVISION: _Spec(HotspotError, "provisioning the device failed"),
     ErrorCode.TESTBED: _Spec(HotspotError, "the network-namespace test bed failed"),

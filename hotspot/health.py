@@ -65,8 +65,12 @@ def last_uplink(engine: Engine) -> bool | None:
     """What the sync agent's latest health sample said about the uplink (None: unknown)."""
     try:
         with engine.connect() as conn:
-            payload = conn.execute(select(SyncOutbox.payload).where(SyncOutbox.kind == "health")
-                                   .order_by(SyncOutbox.id.desc()).limit(1)).scalar()
+            payload = conn.execute(
+                select(SyncOutbox.payload)
+                .where(SyncOutbox.kind == "health")
+                .order_by(SyncOutbox.id.desc())
+                .limit(1)
+            ).scalar()
     except SQLAlchemyError:  # a database without the outbox (never synced): unknown
         return None
     if not payload:

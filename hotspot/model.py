@@ -9,14 +9,29 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
-                        String, false, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hotspot.dbtypes import str_enum
+
 # Re-exported: both were defined here once, and callers still import them from here.
 from hotspot.mac import normalize_mac as normalize_mac
 from hotspot.model_base import Base as Base
+
+# Importing the models imports every table on Base (the console's and the sync agent's too),
+# so that metadata, create_all and Alembic always see the whole schema.
+from hotspot import model_operator, model_sync  # noqa: F401  isort: skip
 from hotspot.timeutil import utcnow
 
 
@@ -49,7 +64,7 @@ class Device(Base):
     blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     blocked_reason: Mapped[str | None] = mapped_column(String(200))
 
-    sessions: Mapped[list["ClientSession"]] = relationship(back_populates="device")
+    sessions: Mapped[list[ClientSession]] = relationship(back_populates="device")
 
 
 class ClientSession(Base):
@@ -59,10 +74,20 @@ class ClientSession(Base):
     __table_args__ = (
         # At most one running session per device and per address: the database, not the
         # application, makes concurrent authorizations exactly-once.
-        Index("uq_session_active_mac", "mac", unique=True,
-              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
-        Index("uq_session_active_ip", "ip", unique=True,
-              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index(
+            "uq_session_active_mac",
+            "mac",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index(
+            "uq_session_active_ip",
+            "ip",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         Index("ix_session_started", "started_at"),
     )
 
@@ -123,6 +148,7 @@ class DailyUsage(Base):
 
 # -- vouchers (hotspot/vouchers/ is the only writer) ----------------------------------------
 
+
 class VoucherState(enum.StrEnum):
     NEW = "new"  # printed, not used yet
     ACTIVE = "active"  # first used; runs until expires_at (or its data is used up)
@@ -150,8 +176,9 @@ class Package(Base):
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
-    source: Mapped[PackageSource] = mapped_column(str_enum(PackageSource, length=16),
-                                                  default=PackageSource.CONSOLE)
+    source: Mapped[PackageSource] = mapped_column(
+        str_enum(PackageSource, length=16), default=PackageSource.CONSOLE
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -193,8 +220,9 @@ class Voucher(Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("voucher_batch.id"))
     serial: Mapped[int] = mapped_column(Integer)  # 1.. within the batch, printed on the sheet
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[VoucherState] = mapped_column(str_enum(VoucherState, length=8),
-                                                default=VoucherState.NEW)
+    state: Mapped[VoucherState] = mapped_column(
+        str_enum(VoucherState, length=8), default=VoucherState.NEW
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sold_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -231,7 +259,3 @@ class RedeemAttempt(Base):
     window_start: Mapped[dt.datetime] = mapped_column(DateTime)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
-
-
-from hotspot import model_sync  # noqa: E402,F401  (the sync agent's tables, on this Base)
-from hotspot import model_operator  # noqa: E402,F401  (the operator console's tables, on this Base)

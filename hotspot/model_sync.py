@@ -14,7 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotspot.dbtypes import str_enum
@@ -45,8 +55,12 @@ class SyncOutbox(Base):
     __tablename__ = "sync_outbox"
     __table_args__ = (
         Index("uq_sync_outbox_kind_key", "kind", "key", unique=True),
-        Index("ix_sync_outbox_pending", "id", sqlite_where=text("rev > sent_rev"),
-              postgresql_where=text("rev > sent_rev")),
+        Index(
+            "ix_sync_outbox_pending",
+            "id",
+            sqlite_where=text("rev > sent_rev"),
+            postgresql_where=text("rev > sent_rev"),
+        ),
         Index("ix_sync_outbox_period", "period"),
     )
 

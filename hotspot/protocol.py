@@ -23,8 +23,9 @@ import datetime as dt
 import enum
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, Mapping, TypeAlias, TypedDict, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypedDict, TypeVar
 
 from hotspot.errors import ErrorCode, UsageError
 from hotspot.mac import normalize_mac
@@ -44,6 +45,7 @@ LATEST_EXPIRY = dt.datetime(9000, 1, 1)
 
 
 # -- results -----------------------------------------------------------------------------------
+
 
 class PingResult(TypedDict):
     pong: bool
@@ -135,6 +137,7 @@ class ReconcileResult(TypedDict):
 
 # -- the envelope ------------------------------------------------------------------------------
 
+
 class ErrorBody(TypedDict):
     code: str
     message: str
@@ -192,8 +195,11 @@ class Fields:
     def finish(self) -> None:
         unknown = sorted(set(self._raw) - self._read)
         if unknown:
-            raise bad(unknown[0], f"not an argument of {self.op!r}"
-                      + (f" (nor are {', '.join(unknown[1:])})" if unknown[1:] else ""))
+            raise bad(
+                unknown[0],
+                f"not an argument of {self.op!r}"
+                + (f" (nor are {', '.join(unknown[1:])})" if unknown[1:] else ""),
+            )
 
     def text(self, name: str, max_len: int) -> str | None:
         value = self._get(name)
@@ -346,11 +352,16 @@ class AuthorizeRequest(Request[SessionInfo]):
         if minutes is not None and expires_at is not None:
             raise bad("minutes", "give minutes or expires_at, not both")
         tier = fields.text("tier", MAX_TIER_NAME)
-        return cls(ip=ip, mac=mac, tier="free" if tier is None else tier,
-                   source=fields.choice("source", Source) or Source.FREE, minutes=minutes,
-                   expires_at=expires_at,
-                   bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
-                   voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID))
+        return cls(
+            ip=ip,
+            mac=mac,
+            tier="free" if tier is None else tier,
+            source=fields.choice("source", Source) or Source.FREE,
+            minutes=minutes,
+            expires_at=expires_at,
+            bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
+            voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID),
+        )
 
 
 @dataclass(frozen=True)
@@ -450,15 +461,28 @@ class ReconcileRequest(Request[ReconcileResult]):
     op = "reconcile"
 
 
-REQUESTS: dict[str, type[Request[Any]]] = {cls.op: cls for cls in (
-    PingRequest, StatusRequest, AuthorizeRequest, DeauthorizeRequest, ClientRequest,
-    ExtendRequest, ListRequest, BlockRequest, UnblockRequest, BlockedRequest, ReconcileRequest)}
+REQUESTS: dict[str, type[Request[Any]]] = {
+    cls.op: cls
+    for cls in (
+        PingRequest,
+        StatusRequest,
+        AuthorizeRequest,
+        DeauthorizeRequest,
+        ClientRequest,
+        ExtendRequest,
+        ListRequest,
+        BlockRequest,
+        UnblockRequest,
+        BlockedRequest,
+        ReconcileRequest,
+    )
+}
 
 
 def parse_request(message: object) -> Request[Any]:
     """A decoded JSON line → its request; :class:`UsageError` naming the field otherwise."""
     if not isinstance(message, dict):
-        raise bad("op", "a request is a JSON object with an \"op\"")
+        raise bad("op", 'a request is a JSON object with an "op"')
     op = message.get("op")
     if op is None:
         raise bad("op", "missing")

@@ -17,13 +17,15 @@ from hotspot.timeutil import local_day, naive_utc
 from hotspot.village_days import day_bounds
 
 
-def usage_by_day(engine: Engine, config: Config, first: dt.date,
-                 last: dt.date) -> list[dict[str, Any]]:
+def usage_by_day(
+    engine: Engine, config: Config, first: dt.date, last: dt.date
+) -> list[dict[str, Any]]:
     """Devices and bytes per local day, from the hourly usage (what the gateway flushed)."""
     tz = config.village.tz
     lo, hi = day_bounds(first, last, tz)
-    q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.bytes_down, HourlyUsage.bytes_up)
-         .where(HourlyUsage.hour >= lo, HourlyUsage.hour < hi))
+    q = select(
+        HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.bytes_down, HourlyUsage.bytes_up
+    ).where(HourlyUsage.hour >= lo, HourlyUsage.hour < hi)
     macs: dict[dt.date, set[str]] = defaultdict(set)
     traffic: dict[dt.date, int] = defaultdict(int)
     with engine.connect() as conn:
@@ -39,12 +41,22 @@ def usage_by_day(engine: Engine, config: Config, first: dt.date,
     return out
 
 
-def hourly_rows(engine: Engine, lo: dt.datetime | None, hi: dt.datetime | None,
-                start: dt.datetime | None, limit: int) -> list[Any]:
+def hourly_rows(
+    engine: Engine,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    start: dt.datetime | None,
+    limit: int,
+) -> list[Any]:
     """``(mac, hour, seconds, bytes_down, bytes_up)`` rows of hours ``lo`` ≤ hour < ``hi``
     and from ``start`` on (each bound None = open), oldest first, at most ``limit``."""
-    q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds,
-                HourlyUsage.bytes_down, HourlyUsage.bytes_up).order_by(HourlyUsage.hour))
+    q = select(
+        HourlyUsage.mac,
+        HourlyUsage.hour,
+        HourlyUsage.seconds,
+        HourlyUsage.bytes_down,
+        HourlyUsage.bytes_up,
+    ).order_by(HourlyUsage.hour)
     if lo is not None:
         q = q.where(HourlyUsage.hour >= lo)
     if hi is not None:

@@ -9,7 +9,9 @@ import zoneinfo
 from hotspot.timeutil import naive_utc
 
 
-def day_bounds(first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+def day_bounds(
+    first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo
+) -> tuple[dt.datetime, dt.datetime]:
     """Local days ``first``..``last`` (inclusive) as a naive-UTC half-open range."""
     lo = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     hi = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)

@@ -38,8 +38,10 @@ HERE = Path(__file__).resolve().parent
 LANGUAGES = ("id", "en")
 LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}
 
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -105,9 +107,13 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
     )
     app.jinja_env.autoescape = True  # every template, whatever its name
     state.init_app(app)
-    babel.init_app(app, locale_selector=_select_locale, default_locale="id",
-                   default_timezone=config.village.timezone,
-                   default_translation_directories=str(HERE / "translations"))
+    babel.init_app(
+        app,
+        locale_selector=_select_locale,
+        default_locale="id",
+        default_timezone=config.village.timezone,
+        default_translation_directories=str(HERE / "translations"),
+    )
     csrf.init_app(app)
 
     # The villagers' pages, the BUMDes operator console (/operator/) and the gateway's own
@@ -123,24 +129,36 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
 
         lang = str(get_locale() or "id")
         other = "en" if lang == "id" else "id"
-        return {"village": config.village.name, "contact": portal_cfg.contact,
-                "lang": lang, "other_lang": other, "other_lang_name": LANGUAGE_NAMES[other],
-                "fmt": fmt, "static_version": version}
+        return {
+            "village": config.village.name,
+            "contact": portal_cfg.contact,
+            "lang": lang,
+            "other_lang": other,
+            "other_lang_name": LANGUAGE_NAMES[other],
+            "fmt": fmt,
+            "static_version": version,
+        }
 
     @app.after_request
-    def _headers(response):  # noqa: ANN001 - Flask's hook signature
+    def _headers(response):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         lang = g.get("set_lang")
         if lang:
-            response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True,
-                                samesite="Lax", secure=request.is_secure)
+            response.set_cookie(
+                "lang",
+                lang,
+                max_age=365 * 86400,
+                httponly=True,
+                samesite="Lax",
+                secure=request.is_secure,
+            )
         return response
 
     @app.errorhandler(CSRFError)
-    def _csrf(_exc):  # noqa: ANN001
+    def _csrf(_exc):
         if is_console_path():
             return console_error("expired", 400)
         return render_message("expired", 400)
@@ -172,7 +190,7 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
         if is_console_path():
             return console_error("error", 500)
         return render_message("error", 500)

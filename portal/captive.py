@@ -83,8 +83,15 @@ def fragment(name: str) -> Markup:
     html = st.fragments.get(key)
     if html is None:
         cfg = st.config
-        html = Markup(render_template(name, free=cfg.tiers.get("free"), tiers=cfg.tiers,
-                                      packages=packages, terms=cfg.portal.terms))
+        html = Markup(
+            render_template(
+                name,
+                free=cfg.tiers.get("free"),
+                tiers=cfg.tiers,
+                packages=packages,
+                terms=cfg.portal.terms,
+            )
+        )
         if len(st.fragments) > 64:
             st.fragments.clear()
         st.fragments[key] = html
@@ -97,37 +104,72 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
     ctx.setdefault("error", None)
     ctx.setdefault("code", "")
     return render_template(
-        template, free=st.config.tiers.get("free"), fragment=fragment,
-        vouchers_on=st.vouchers is not None, lang_url=lang_url(), **ctx), status
+        template,
+        free=st.config.tiers.get("free"),
+        fragment=fragment,
+        vouchers_on=st.vouchers is not None,
+        lang_url=lang_url(),
+        **ctx,
+    ), status
 
 
 MESSAGES = {
     # kind: (title, text, show a "try again" link)
-    "not-found": (lambda: gettext("Page not found"),
-                  lambda: gettext("This page does not exist."), True),
-    "too-large": (lambda: gettext("Too much data"),
-                  lambda: gettext("What was sent is too large."), True),
-    "expired": (lambda: gettext("This page has expired"),
-                lambda: gettext("Please open the page again and try once more."), True),
-    "bad-request": (lambda: gettext("Something is not right"),
-                    lambda: gettext("Please open the page again and try once more."), True),
-    "busy": (lambda: gettext("Please try again"),
-             lambda: gettext("The WiFi service is busy right now. Please try again in a "
-                             "moment."), True),
-    "device-unknown": (lambda: gettext("Your device is not recognised"),
-                       lambda: gettext("Turn WiFi off and on again, then open this page "
-                                       "once more."), True),
-    "blocked": (lambda: gettext("This device is blocked"),
-                lambda: gettext("This device may not use the village WiFi. Please contact "
-                                "the BUMDes."), False),
-    "conflict": (lambda: gettext("Please try again"),
-                 lambda: gettext("Your device is being connected already. Please wait a "
-                                 "moment and try again."), True),
-    "quota": (lambda: gettext("Today's allowance is used up"),
-              lambda: gettext("This service's allowance for today is used up. It comes back "
-                              "at midnight, village time."), True),
-    "error": (lambda: gettext("Something went wrong"),
-              lambda: gettext("Please try again in a moment."), True),
+    "not-found": (
+        lambda: gettext("Page not found"),
+        lambda: gettext("This page does not exist."),
+        True,
+    ),
+    "too-large": (
+        lambda: gettext("Too much data"),
+        lambda: gettext("What was sent is too large."),
+        True,
+    ),
+    "expired": (
+        lambda: gettext("This page has expired"),
+        lambda: gettext("Please open the page again and try once more."),
+        True,
+    ),
+    "bad-request": (
+        lambda: gettext("Something is not right"),
+        lambda: gettext("Please open the page again and try once more."),
+        True,
+    ),
+    "busy": (
+        lambda: gettext("Please try again"),
+        lambda: gettext("The WiFi service is busy right now. Please try again in a moment."),
+        True,
+    ),
+    "device-unknown": (
+        lambda: gettext("Your device is not recognised"),
+        lambda: gettext("Turn WiFi off and on again, then open this page once more."),
+        True,
+    ),
+    "blocked": (
+        lambda: gettext("This device is blocked"),
+        lambda: gettext("This device may not use the village WiFi. Please contact the BUMDes."),
+        False,
+    ),
+    "conflict": (
+        lambda: gettext("Please try again"),
+        lambda: gettext(
+            "Your device is being connected already. Please wait a moment and try again."
+        ),
+        True,
+    ),
+    "quota": (
+        lambda: gettext("Today's allowance is used up"),
+        lambda: gettext(
+            "This service's allowance for today is used up. It comes back "
+            "at midnight, village time."
+        ),
+        True,
+    ),
+    "error": (
+        lambda: gettext("Something went wrong"),
+        lambda: gettext("Please try again in a moment."),
+        True,
+    ),
 }
 
 
@@ -137,8 +179,16 @@ def render_message(kind: str, status: int, **extra: Any) -> tuple[str, int]:
         params = carry()
     except Exception:  # noqa: BLE001 - an unreadable body (413): no parameters then
         params = {}
-    return render_template("message.html", title=title(), text=text(), retry=retry,
-                           carry=params, lang_url=lang_url_safe(), kind=kind, **extra), status
+    return render_template(
+        "message.html",
+        title=title(),
+        text=text(),
+        retry=retry,
+        carry=params,
+        lang_url=lang_url_safe(),
+        kind=kind,
+        **extra,
+    ), status
 
 
 def lang_url_safe() -> str:
@@ -215,8 +265,9 @@ def lookup() -> ClientInfo:
     return info
 
 
-def home(info: ClientInfo, error: str | None = None, code: str = "",
-         status: int = 200) -> tuple[str, int]:
+def home(
+    info: ClientInfo, error: str | None = None, code: str = "", status: int = 200
+) -> tuple[str, int]:
     """The page for this device's situation: connected, allowance used up, or the splash."""
     st = state()
     now = st.clock()
@@ -227,13 +278,18 @@ def home(info: ClientInfo, error: str | None = None, code: str = "",
         return page("status.html", status, s=sess, ends=ends, error=error, code=code)
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
-        return page("exhausted.html", status, resets=fmt.clock_time(free.get("resets_at"), tz, now),
-                    error=error, code=code)
-    return page("splash.html", status, error=error, code=code,
-                bye=request.args.get("bye") == "1")
+        return page(
+            "exhausted.html",
+            status,
+            resets=fmt.clock_time(free.get("resets_at"), tz, now),
+            error=error,
+            code=code,
+        )
+    return page("splash.html", status, error=error, code=code, bye=request.args.get("bye") == "1")
 
 
 # -- pages --------------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def index():
@@ -272,10 +328,14 @@ def accept():
 
 
 VOUCHER_MESSAGES = {
-    ErrorCode.VOUCHER_UNKNOWN: (lambda: gettext("That code is not valid. Check it and try again."),
-                                400),
-    ErrorCode.VOUCHER_USED: (lambda: gettext("This voucher is already in use on another device."),
-                             409),
+    ErrorCode.VOUCHER_UNKNOWN: (
+        lambda: gettext("That code is not valid. Check it and try again."),
+        400,
+    ),
+    ErrorCode.VOUCHER_USED: (
+        lambda: gettext("This voucher is already in use on another device."),
+        409,
+    ),
     ErrorCode.VOUCHER_EXPIRED: (lambda: gettext("This voucher has expired."), 410),
     ErrorCode.VOUCHER_EXHAUSTED: (lambda: gettext("This voucher's data is used up."), 410),
     ErrorCode.VOUCHER_VOID: (lambda: gettext("This voucher was cancelled by the BUMDes."), 410),
@@ -295,21 +355,26 @@ def voucher():
         done = svc.redeem(code, ip=client_ip(), mac=info["mac"], live_session=info.get("session"))
     except RateLimited as exc:
         minutes = max(1, (exc.retry_after + 59) // 60)
-        msg = gettext("Too many attempts. Please wait %(minutes)d minutes and try again.",
-                      minutes=minutes)
+        msg = gettext(
+            "Too many attempts. Please wait %(minutes)d minutes and try again.", minutes=minutes
+        )
         body, status = home(info, error=msg, code=code, status=429)
         return body, status, {"Retry-After": str(exc.retry_after)}
     except VoucherError as exc:
         text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
         return home(info, error=text(), code=code, status=status)
-    session["voucher"] = {"package": done.title, "tier": done.tier,
-                          "until": iso(done.expires_at, exact=True),
-                          "bytes": done.bytes_limit}
+    session["voucher"] = {
+        "package": done.title,
+        "tier": done.tier,
+        "until": iso(done.expires_at, exact=True),
+        "bytes": done.bytes_limit,
+    }
     return see_other("/ok", carry())
 
 
-def success_page(sess: dict[str, Any] | None, to: str | None,
-                 voucher: dict[str, Any] | None = None) -> tuple[str, int]:
+def success_page(
+    sess: dict[str, Any] | None, to: str | None, voucher: dict[str, Any] | None = None
+) -> tuple[str, int]:
     st = state()
     host = urlsplit(to).hostname if to else None
     until = ""
@@ -350,11 +415,15 @@ def favicon():
 
 # -- RFC 8908 -----------------------------------------------------------------------------------
 
+
 @bp.get("/api/captive")
 def captive_api():
     urls = state().urls
-    body: dict[str, Any] = {"captive": True, "user-portal-url": urls.user_portal_url,
-                            "venue-info-url": urls.venue_info_url}
+    body: dict[str, Any] = {
+        "captive": True,
+        "user-portal-url": urls.user_portal_url,
+        "venue-info-url": urls.venue_info_url,
+    }
     status = 200
     try:
         info: ClientInfo | None = state().gateway.send(ClientRequest(ip=client_ip()))
@@ -371,5 +440,9 @@ def captive_api():
             body["seconds-remaining"] = int(sess["seconds_remaining"])
         if sess.get("bytes_remaining") is not None:
             body["bytes-remaining"] = int(sess["bytes_remaining"])
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    content_type=CAPTIVE_JSON, headers={"Cache-Control": "private"})
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        content_type=CAPTIVE_JSON,
+        headers={"Cache-Control": "private"},
+    )

@@ -67,8 +67,7 @@ def hours(n: int) -> str:
     return duration(n * 3600)
 
 
-def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo,
-               now: dt.datetime) -> str:
+def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo, now: dt.datetime) -> str:
     """``00.00 WIB (besok)`` — a moment as a wall-clock time in the village."""
     if not value:
         return ""

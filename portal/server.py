@@ -44,12 +44,19 @@ def default_bind(config: Config, tls: bool = False) -> str:
     return f"{config.network.gateway_ip}:{port}"
 
 
-def gunicorn_options(config: Config, *, tls: bool = False, bind: str | None = None,
-                     workers: int | None = None, log_level: str = "info") -> dict[str, Any]:
+def gunicorn_options(
+    config: Config,
+    *,
+    tls: bool = False,
+    bind: str | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> dict[str, Any]:
     p = config.portal
     if tls and not p.tls:
-        raise ConfigError("portal.tls_cert", "--tls needs portal.hostname, portal.tls_cert "
-                                             "and portal.tls_key")
+        raise ConfigError(
+            "portal.tls_cert", "--tls needs portal.hostname, portal.tls_cert and portal.tls_key"
+        )
     opts: dict[str, Any] = {
         "bind": [bind or default_bind(config, tls)],
         "workers": workers or worker_count(config),
@@ -119,8 +126,9 @@ def drop_privileges(config: Config) -> pwd.struct_passwd | None:
     try:
         user = pwd.getpwnam(name)
     except KeyError:
-        raise ConfigError("portal.user", f"no user {name!r} on this machine "
-                                         "(create it, or set portal.user = \"\")") from None
+        raise ConfigError(
+            "portal.user", f'no user {name!r} on this machine (create it, or set portal.user = "")'
+        ) from None
     prepare_files(config, user)
     groups = {user.pw_gid, _gid(config.control.group, user.pw_gid)}
     os.setgroups(sorted(groups | set(os.getgrouplist(name, user.pw_gid))))
@@ -141,18 +149,24 @@ def make_server(portal: PortalState, options: dict[str, Any]):
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self):  # noqa: ANN201 - gunicorn's hook
+        def load(self):
             return create_app(state=portal)
 
     return PortalServer()
 
 
-def run(config: Config, *, tls: bool = False, bind: str | None = None,
-        workers: int | None = None, log_level: str = "info") -> int:
+def run(
+    config: Config,
+    *,
+    tls: bool = False,
+    bind: str | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> int:
     options = gunicorn_options(config, tls=tls, bind=bind, workers=workers, log_level=log_level)
     if drop_privileges(config) is None:
         if os.geteuid() == 0:
-            log.warning("portal runs as root: set portal.user (default \"hotspot\")")
+            log.warning('portal runs as root: set portal.user (default "hotspot")')
         try:
             prepare_files(config, None)
         except (OSError, HotspotError) as exc:
@@ -160,7 +174,11 @@ def run(config: Config, *, tls: bool = False, bind: str | None = None,
     from portal.startup import prepare
 
     portal = prepare(config)
-    log.info("portal on %s with %d workers × %d threads", ", ".join(options["bind"]),
-             options["workers"], options["threads"])
+    log.info(
+        "portal on %s with %d workers × %d threads",
+        ", ".join(options["bind"]),
+        options["workers"],
+        options["threads"],
+    )
     make_server(portal, options).run()
     return 0

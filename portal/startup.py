@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,9 +34,15 @@ from portal.urls import PortalUrls, Signer
 log = logging.getLogger(__name__)
 
 
-def prepare(config: Config, *, gateway: Gateway | None = None, db: Engine | None = None,
-            voucher_key: bytes | None = None, secret_key: bytes | None = None,
-            clock: Callable[[], dt.datetime] = utcnow) -> PortalState:
+def prepare(
+    config: Config,
+    *,
+    gateway: Gateway | None = None,
+    db: Engine | None = None,
+    voucher_key: bytes | None = None,
+    secret_key: bytes | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> PortalState:
     """The portal's state for ``config``. Tests pass a gateway stand-in, a database, the
     keys and a clock; what is not given is made from the configuration (a missing key is
     read from its file)."""
@@ -61,11 +67,22 @@ def prepare(config: Config, *, gateway: Gateway | None = None, db: Engine | None
             # console.md: the file and the console side by side).
             sync_packages(db, config.packages.values(), clock=clock, retire_missing=True)
         except SQLAlchemyError as exc:
-            log.error("could not write the configured packages (is the database migrated? "
-                      "`hotspot db upgrade`): %s", str(exc).splitlines()[0])
-    return PortalState(config=config, urls=PortalUrls.from_config(config),
-                       signer=Signer(secret_key), secret_key=secret_key, gateway=gateway, db=db,
-                       vouchers=vouchers, clock=clock, pseudonyms=_pseudonyms(config, db))
+            log.error(
+                "could not write the configured packages (is the database migrated? "
+                "`hotspot db upgrade`): %s",
+                str(exc).splitlines()[0],
+            )
+    return PortalState(
+        config=config,
+        urls=PortalUrls.from_config(config),
+        signer=Signer(secret_key),
+        secret_key=secret_key,
+        gateway=gateway,
+        db=db,
+        vouchers=vouchers,
+        clock=clock,
+        pseudonyms=_pseudonyms(config, db),
+    )
 
 
 def database(url: str) -> Engine:
@@ -83,6 +100,8 @@ def _pseudonyms(config: Config, db: Engine) -> pseudonym.Pseudonymizer | None:
     try:
         return pseudonym.Pseudonymizer(pseudonym.load_key(config, db))
     except SQLAlchemyError as exc:
-        log.error("usage API: no pseudonym key yet (is the database migrated? `hotspot db "
-                  "upgrade`): %s", str(exc).splitlines()[0])
+        log.error(
+            "usage API: no pseudonym key yet (is the database migrated? `hotspot db upgrade`): %s",
+            str(exc).splitlines()[0],
+        )
         return None

@@ -45,11 +45,12 @@ def _pseudonyms() -> Pseudonymizer | None:
 
 
 @bp.before_request
-def _auth():  # noqa: ANN202
+def _auth():
     token = state().config.sync.api_token
     if not token:
-        return reply.error(404, "disabled", "this gateway's usage API is off "
-                                           "([sync] api_token is not set)")
+        return reply.error(
+            404, "disabled", "this gateway's usage API is off ([sync] api_token is not set)"
+        )
     given = reply.bearer_token()
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
         return reply.error(401, "unauthorized", "a valid bearer token is required")
@@ -57,7 +58,7 @@ def _auth():  # noqa: ANN202
 
 
 @bp.get("/usage")
-def usage():  # noqa: ANN202
+def usage():
     try:
         lo, hi = query.parse_range(request.args, state().config.village.tz)
         fmt = query.parse_format(request.args)
@@ -69,8 +70,11 @@ def usage():  # noqa: ANN202
     after = str(cursor[1]) if cursor else None
     name = _pseudonyms()
     if name is None:
-        return reply.error(503, "not-ready", "no pseudonym key yet: restart the portal once "
-                                            "the database is migrated")
+        return reply.error(
+            503,
+            "not-ready",
+            "no pseudonym key yet: restart the portal once the database is migrated",
+        )
     gateway_id = _gateway_id()
     fetch = limit + MAX_DEVICES_PER_HOUR
     rows = hourly_rows(state().db, lo, hi, start, fetch)
@@ -92,9 +96,17 @@ def usage():  # noqa: ANN202
             if len(items) == limit:
                 more = True
                 break
-            items.append({"gateway_id": gateway_id, "client": client, "period_start": hour,
-                          "period_end": hour + dt.timedelta(hours=1), "seconds": seconds,
-                          "bytes_down": down, "bytes_up": up})
+            items.append(
+                {
+                    "gateway_id": gateway_id,
+                    "client": client,
+                    "period_start": hour,
+                    "period_end": hour + dt.timedelta(hours=1),
+                    "seconds": seconds,
+                    "bytes_down": down,
+                    "bytes_up": up,
+                }
+            )
         if len(items) == limit and more:
             break
     nxt = None
@@ -104,6 +116,5 @@ def usage():  # noqa: ANN202
 
 
 @bp.get("/openapi.json")
-def openapi():  # noqa: ANN202
-    return jsonify(openapi_document(usage_only=True,
-                                    title=f"Hotspot Desa gateway {_gateway_id()}"))
+def openapi():
+    return jsonify(openapi_document(usage_only=True, title=f"Hotspot Desa gateway {_gateway_id()}"))

@@ -21,11 +21,15 @@ from hotspot import config as config_mod
 from hotspot.config import Config
 
 MARKER = "Managed by `hotspot provision`"
-HEADER = (f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
-          "# run `hotspot provision` again; changes made here are overwritten.")
-REFERENCE_HEADER = ("# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
-                    "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
-                    "# command and the user, group and directories of the configuration.")
+HEADER = (
+    f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
+    "# run `hotspot provision` again; changes made here are overwritten."
+)
+REFERENCE_HEADER = (
+    "# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
+    "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
+    "# command and the user, group and directories of the configuration."
+)
 DEFAULT_ENTRY_POINT = "/usr/local/bin/hotspot"
 CONFIG_PATH = config_mod.DEFAULT_CONFIG_PATH
 COLLECTOR_CONFIG_PATH = "/etc/hotspot/collector.toml"  # collector.config.DEFAULT_CONFIG_PATH
@@ -45,19 +49,37 @@ NM_CONF = "/etc/NetworkManager/conf.d/90-hotspot.conf"
 UNIT_DIR = "/etc/systemd/system"
 # The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
 # hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
-ALL_UNITS = ("hotspot-gateway", "hotspot-portal", "hotspot-portal-tls", "hotspot-sync",
-             "hotspot-collector")
+ALL_UNITS = (
+    "hotspot-gateway",
+    "hotspot-portal",
+    "hotspot-portal-tls",
+    "hotspot-sync",
+    "hotspot-collector",
+)
 
 # Files we may have written once and must remove when the configuration no longer wants
 # them (only if they still carry MARKER: a file somebody else wrote is left alone).
-OPTIONAL = (HOSTAPD, HOSTAPD_DROPIN, PORTS_NETWORK, NETDEV, NETWORK, NM_CONF, DNSMASQ, SYSCTL,
-            DNSMASQ_DROPIN,
-            *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"))
+OPTIONAL = (
+    HOSTAPD,
+    HOSTAPD_DROPIN,
+    PORTS_NETWORK,
+    NETDEV,
+    NETWORK,
+    NM_CONF,
+    DNSMASQ,
+    SYSCTL,
+    DNSMASQ_DROPIN,
+    *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"),
+)
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-    lstrip_blocks=True, autoescape=False)
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,7 @@ class RenderError(Exception):
 
 
 # -- derived values -----------------------------------------------------------------------
+
 
 def _origin(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}" + ("" if port == (443 if scheme == "https" else 80) else f":{port}")
@@ -115,13 +138,17 @@ def state_dir(cfg: Config) -> str:
 
 def entry_point() -> str:
     """The installed ``hotspot`` command of this Python (venv, /usr/local or pyenv)."""
-    candidates = [Path(sysconfig.get_path("scripts")) / "hotspot",
-                  Path(sys.executable).parent / "hotspot"]
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "hotspot",
+        Path(sys.executable).parent / "hotspot",
+    ]
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             return str(path)
-    raise RenderError("cannot find the installed `hotspot` command next to "
-                      f"{sys.executable}: install the package (pip install .) first")
+    raise RenderError(
+        "cannot find the installed `hotspot` command next to "
+        f"{sys.executable}: install the package (pip install .) first"
+    )
 
 
 HIDDEN_PREFIXES = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
@@ -144,11 +171,16 @@ def software_paths(hotspot: str) -> list[str]:
     import gateway
     import hotspot as hotspot_pkg
 
-    return [hotspot, sys.executable, str(Path(hotspot_pkg.__file__).parent),
-            str(Path(gateway.__file__).parent)]
+    return [
+        hotspot,
+        sys.executable,
+        str(Path(hotspot_pkg.__file__).parent),
+        str(Path(gateway.__file__).parent),
+    ]
 
 
 # -- rendering ----------------------------------------------------------------------------
+
 
 def _template(name: str, **values: object) -> bytes:
     return _env.get_template(name).render(**values).encode()
@@ -208,8 +240,12 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
 def units(cfg: Config) -> tuple[str, ...]:
     """The village gateway's own units."""
     tls = cfg.portal.tls
-    return ("hotspot-gateway", "hotspot-portal", *(["hotspot-portal-tls"] if tls else []),
-            "hotspot-sync")
+    return (
+        "hotspot-gateway",
+        "hotspot-portal",
+        *(["hotspot-portal-tls"] if tls else []),
+        "hotspot-sync",
+    )
 
 
 def render_unit(name: str, cfg: Config, hotspot: str, header: str = HEADER) -> bytes:
@@ -236,23 +272,43 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
         File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
     ]
     if cfg.network.lan_ports:
-        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644,
-                          "networkd"))
+        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644, "networkd"))
     files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
-    files.append(File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq",
-                      restarts=("dnsmasq",)))
-    files.append(File(DNSMASQ_DROPIN, _template("dnsmasq-dropin.conf.j2", **v), 0o644, "dropin",
-                      restarts=("dnsmasq",)))
+    files.append(
+        File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq", restarts=("dnsmasq",))
+    )
+    files.append(
+        File(
+            DNSMASQ_DROPIN,
+            _template("dnsmasq-dropin.conf.j2", **v),
+            0o644,
+            "dropin",
+            restarts=("dnsmasq",),
+        )
+    )
     if wifi.enabled:
         files += [
-            File(HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd",
-                 restarts=("hostapd",)),
-            File(HOSTAPD_DROPIN, _template("hostapd-dropin.conf.j2", **v), 0o644, "dropin",
-                 restarts=("hostapd",)),
+            File(
+                HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd", restarts=("hostapd",)
+            ),
+            File(
+                HOSTAPD_DROPIN,
+                _template("hostapd-dropin.conf.j2", **v),
+                0o644,
+                "dropin",
+                restarts=("hostapd",),
+            ),
         ]
     for unit in own:
-        files.append(File(f"{UNIT_DIR}/{unit}.service", render_unit(unit, cfg, hotspot),
-                          0o644, "unit", restarts=(unit,)))
+        files.append(
+            File(
+                f"{UNIT_DIR}/{unit}.service",
+                render_unit(unit, cfg, hotspot),
+                0o644,
+                "unit",
+                restarts=(unit,),
+            )
+        )
     return files
 
 
@@ -261,8 +317,12 @@ def services(cfg: Config) -> list[str]:
     somewhere to report to (``hotspot sync run`` refuses to start without sync.upstream_url):
     its unit is installed all the same, so setting the URL later is one more provision run."""
     wifi = ["hostapd"] if cfg.wifi.enabled else []
-    return ["systemd-networkd", *wifi, "dnsmasq",
-            *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled)]
+    return [
+        "systemd-networkd",
+        *wifi,
+        "dnsmasq",
+        *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled),
+    ]
 
 
 def idle_units(cfg: Config) -> list[str]:
@@ -274,8 +334,11 @@ def write_reference(directory: str | os.PathLike[str]) -> list[Path]:
     """The reference units in systemd/ (defaults, /usr/local/bin/hotspot)."""
     data = copy.deepcopy(config_mod.DEFAULTS)
     # The TLS portal's unit as it is with a certificate configured.
-    data["portal"].update(hostname="portal.example", tls_cert="/etc/hotspot/tls/cert.pem",
-                          tls_key="/etc/hotspot/tls/key.pem")
+    data["portal"].update(
+        hostname="portal.example",
+        tls_cert="/etc/hotspot/tls/cert.pem",
+        tls_key="/etc/hotspot/tls/key.pem",
+    )
     cfg = config_mod.validate(data)
     out = []
     for unit in ALL_UNITS:

@@ -26,6 +26,7 @@ from hotspot.model import ClientSession
 
 log = logging.getLogger(__name__)
 
+
 def probe_uplink(url: str, timeout: float = 3.0) -> tuple[bool | None, float | None]:
     """(reachable, TCP connect time in ms) of the collector's host and port; (None, None)
     when no collector is configured."""
@@ -44,12 +45,24 @@ def probe_uplink(url: str, timeout: float = 3.0) -> tuple[bool | None, float | N
 
 def clients_online(db: Engine) -> int:
     with Session(db) as s:
-        return int(s.scalar(select(func.count()).select_from(ClientSession)
-                            .where(ClientSession.ended_at.is_(None))) or 0)
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(ClientSession)
+                .where(ClientSession.ended_at.is_(None))
+            )
+            or 0
+        )
 
 
-def sample(config: Config, db: Engine, now: dt.datetime, *, backlog: int = 0,
-           cpu_interval: float | None = None) -> dict[str, Any]:
+def sample(
+    config: Config,
+    db: Engine,
+    now: dt.datetime,
+    *,
+    backlog: int = 0,
+    cpu_interval: float | None = None,
+) -> dict[str, Any]:
     """One health record (``cpu_interval`` None = CPU use since the previous call in this
     process, as a long-running agent does; a number = measure that long now)."""
     cpu = psutil.cpu_percent(interval=cpu_interval)
@@ -63,7 +76,9 @@ def sample(config: Config, db: Engine, now: dt.datetime, *, backlog: int = 0,
         "kind": "health",
         "sampled_at": now.replace(microsecond=0),
         "cpu_pct": round(min(100.0, max(0.0, cpu)), 1),
-        "load1": round(load1, 2), "load5": round(load5, 2), "load15": round(load15, 2),
+        "load1": round(load1, 2),
+        "load5": round(load5, 2),
+        "load15": round(load15, 2),
         "mem_pct": round(psutil.virtual_memory().percent, 1),
         "disk_pct": round(disk.percent, 1),
         "disk_free_mb": int(disk.free // 1_000_000),

@@ -35,7 +35,9 @@ def _tables_present(db: Engine) -> bool:
     return {"voucher", "voucher_batch"} <= names
 
 
-def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) -> list[dict[str, Any]]:
+def monthly_sales(
+    config: Config, db: Engine, since: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     """``[{"kind": "sales", "month": "2026-11", "package": "harian", "count": 3, "rupiah":
     15000}, …]`` for every month with a sale at or after ``since`` (naive UTC; None = all).
     Months are whole: ``since`` is moved back to the start of its local month."""
@@ -47,9 +49,11 @@ def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) 
     from hotspot.vouchers.ledger import sale_time
 
     when = sale_time(config.operator.sold_at)
-    q = (select(when, VoucherBatch.package_name, VoucherBatch.price)
-         .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-         .where(when.is_not(None), Voucher.state != VoucherState.VOID.value))
+    q = (
+        select(when, VoucherBatch.package_name, VoucherBatch.price)
+        .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+        .where(when.is_not(None), Voucher.state != VoucherState.VOID.value)
+    )
     if since is not None:
         local = local_time(since, tz)
         start = dt.datetime(local.year, local.month, 1, tzinfo=tz)
@@ -62,5 +66,7 @@ def monthly_sales(config: Config, db: Engine, since: dt.datetime | None = None) 
             t = totals[(month, package)]
             t[0] += 1
             t[1] += int(price or 0)
-    return [{"kind": "sales", "month": m, "package": p, "count": c, "rupiah": r}
-            for (m, p), (c, r) in sorted(totals.items())]
+    return [
+        {"kind": "sales", "month": m, "package": p, "count": c, "rupiah": r}
+        for (m, p), (c, r) in sorted(totals.items())
+    ]

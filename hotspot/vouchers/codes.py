@@ -44,7 +44,7 @@ def format_code(code: str) -> str:
     """``ABCDEFGHJK`` → ``ABCD-EFGH-JK`` (how it is printed and shown)."""
     parts, i = [], 0
     for size in GROUPS:
-        parts.append(code[i:i + size])
+        parts.append(code[i : i + size])
         i += size
     return "-".join(parts)
 

@@ -10,8 +10,12 @@ from pathlib import Path
 from hotspot.errors import ErrorCode, HotspotError
 
 
-def load_key(path: str | os.PathLike[str], create: bool = False, group: str | None = None,
-             what: str = "voucher key") -> bytes:
+def load_key(
+    path: str | os.PathLike[str],
+    create: bool = False,
+    group: str | None = None,
+    what: str = "voucher key",
+) -> bytes:
     """A secret key file (32 random bytes, stored as hex): the voucher key, or the portal's
     cookie secret. ``create`` writes a new one if the file is missing — atomically, so
     workers starting together agree on one key."""
@@ -19,11 +23,14 @@ def load_key(path: str | os.PathLike[str], create: bool = False, group: str | No
     try:
         text = p.read_text().strip()
     except PermissionError:
-        raise HotspotError(f"{what} {p} is not readable by this user", code=ErrorCode.BAD_KEY) from None
+        raise HotspotError(
+            f"{what} {p} is not readable by this user", code=ErrorCode.BAD_KEY
+        ) from None
     except FileNotFoundError:
         if not create:
-            raise HotspotError(f"{what} {p} is missing (`hotspot portal run` creates it)",
-                               code=ErrorCode.NO_KEY) from None
+            raise HotspotError(
+                f"{what} {p} is missing (`hotspot portal run` creates it)", code=ErrorCode.NO_KEY
+            ) from None
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -56,17 +57,26 @@ class Sale:
     kasir: str  # NOT_RECORDED when no kasir marked it
 
 
-
-def sales(engine: Engine, config: Config, first: dt.date | None = None,
-          last: dt.date | None = None) -> list[Sale]:
+def sales(
+    engine: Engine, config: Config, first: dt.date | None = None, last: dt.date | None = None
+) -> list[Sale]:
     """Every sale whose moment falls on local days ``first``..``last`` (None = open)."""
     tz = config.village.tz
     when = sale_time(config.operator.sold_at)
-    q = (select(Voucher.id, Voucher.batch_id, Voucher.serial, VoucherBatch.package_name,
-                VoucherBatch.price, when.label("at"), VoucherSale.operator)
-         .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-         .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
-         .where(when.is_not(None), Voucher.state != VoucherState.VOID.value))
+    q = (
+        select(
+            Voucher.id,
+            Voucher.batch_id,
+            Voucher.serial,
+            VoucherBatch.package_name,
+            VoucherBatch.price,
+            when.label("at"),
+            VoucherSale.operator,
+        )
+        .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+        .outerjoin(VoucherSale, VoucherSale.voucher_id == Voucher.id)
+        .where(when.is_not(None), Voucher.state != VoucherState.VOID.value)
+    )
     if first is not None or last is not None:
         lo, hi = day_bounds(first or dt.date(2000, 1, 1), last or dt.date(2999, 12, 31), tz)
         q = q.where(when >= lo, when < hi)
@@ -74,8 +84,18 @@ def sales(engine: Engine, config: Config, first: dt.date | None = None,
     with engine.connect() as conn:
         for r in conn.execute(q.order_by(when, Voucher.id)):
             at = naive_utc(r.at)  # some SQLite paths hand back text
-            out.append(Sale(r.id, r.batch_id, r.serial, r.package_name, int(r.price or 0), at,
-                            local_day(at, tz), r.operator or NOT_RECORDED))
+            out.append(
+                Sale(
+                    r.id,
+                    r.batch_id,
+                    r.serial,
+                    r.package_name,
+                    int(r.price or 0),
+                    at,
+                    local_day(at, tz),
+                    r.operator or NOT_RECORDED,
+                )
+            )
     return out
 
 
@@ -86,8 +106,10 @@ def totals(rows: Iterable[Sale], key: Callable[[Sale], Any]) -> list[dict[str, A
         t = acc[key(s)]
         t[0] += 1
         t[1] += s.price
-    return [{"key": k, "count": c, "rupiah": r} for k, (c, r) in
-            sorted(acc.items(), key=lambda kv: (kv[0] is None, kv[0]))]
+    return [
+        {"key": k, "count": c, "rupiah": r}
+        for k, (c, r) in sorted(acc.items(), key=lambda kv: (kv[0] is None, kv[0]))
+    ]
 
 
 def by_day(rows: Iterable[Sale]) -> list[dict[str, Any]]:
@@ -106,16 +128,19 @@ def by_kasir(rows: Iterable[Sale]) -> list[dict[str, Any]]:
     return totals(rows, lambda s: s.kasir)
 
 
-def cash_count(engine: Engine, config: Config, first: dt.date,
-               last: dt.date) -> list[dict[str, Any]]:
+def cash_count(
+    engine: Engine, config: Config, first: dt.date, last: dt.date
+) -> list[dict[str, Any]]:
     """Cash per kasir per local day, by the moment each voucher was marked sold:
     ``{"day", "kasir", "count", "rupiah", "void_count", "void_rupiah", "net"}`` — vouchers
     marked that day, of which withdrawn since (refunds), and what should be in the drawer."""
     tz = config.village.tz
     lo, hi = day_bounds(first, last, tz)
-    q = (select(VoucherSale.sold_at, VoucherSale.operator, VoucherSale.price, Voucher.state)
-         .join(Voucher, Voucher.id == VoucherSale.voucher_id)
-         .where(VoucherSale.sold_at >= lo, VoucherSale.sold_at < hi))
+    q = (
+        select(VoucherSale.sold_at, VoucherSale.operator, VoucherSale.price, Voucher.state)
+        .join(Voucher, Voucher.id == VoucherSale.voucher_id)
+        .where(VoucherSale.sold_at >= lo, VoucherSale.sold_at < hi)
+    )
     acc: dict[tuple[dt.date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     with engine.connect() as conn:
         for at, kasir, price, state in conn.execute(q):
@@ -125,21 +150,41 @@ def cash_count(engine: Engine, config: Config, first: dt.date,
             if state == VoucherState.VOID.value:
                 t[2] += 1
                 t[3] += int(price)
-    return [{"day": d, "kasir": k, "count": c, "rupiah": r, "void_count": vc,
-             "void_rupiah": vr, "net": r - vr}
-            for (d, k), (c, r, vc, vr) in sorted(acc.items())]
+    return [
+        {
+            "day": d,
+            "kasir": k,
+            "count": c,
+            "rupiah": r,
+            "void_count": vc,
+            "void_rupiah": vr,
+            "net": r - vr,
+        }
+        for (d, k), (c, r, vc, vr) in sorted(acc.items())
+    ]
 
 
 def month_report(engine: Engine, config: Config, month: str) -> dict[str, Any]:
     """``hotspot sales report --month 2026-11``: totals, by package, by kasir, by day."""
     first, last = month_bounds(month, config.village.tz)
     rows = sales(engine, config, first, last)
-    return {"month": month, "sold_at": config.operator.sold_at, "village": config.village.name,
-            "timezone": config.village.timezone, "count": len(rows),
-            "rupiah": sum(s.price for s in rows),
-            "by_package": [{"package": t["key"], "count": t["count"], "rupiah": t["rupiah"]}
-                           for t in by_package(rows)],
-            "by_kasir": [{"kasir": t["key"] or None, "count": t["count"], "rupiah": t["rupiah"]}
-                         for t in by_kasir(rows)],
-            "by_day": [{"day": t["key"].isoformat(), "count": t["count"], "rupiah": t["rupiah"]}
-                       for t in by_day(rows)]}
+    return {
+        "month": month,
+        "sold_at": config.operator.sold_at,
+        "village": config.village.name,
+        "timezone": config.village.timezone,
+        "count": len(rows),
+        "rupiah": sum(s.price for s in rows),
+        "by_package": [
+            {"package": t["key"], "count": t["count"], "rupiah": t["rupiah"]}
+            for t in by_package(rows)
+        ],
+        "by_kasir": [
+            {"kasir": t["key"] or None, "count": t["count"], "rupiah": t["rupiah"]}
+            for t in by_kasir(rows)
+        ],
+        "by_day": [
+            {"day": t["key"].isoformat(), "count": t["count"], "rupiah": t["rupiah"]}
+            for t in by_day(rows)
+        ],
+    }

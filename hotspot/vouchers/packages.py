@@ -5,8 +5,9 @@ console's list)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,10 +21,24 @@ from hotspot.model import Package, VoucherBatch
 from hotspot.timeutil import utcnow
 
 PACKAGE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-PACKAGE_LIMITS = {"price": (0, 100_000_000), "hours": (1, 8784), "data_mb": (0, 10_000_000),
-                  "devices": (1, 16), "shelf_days": (0, 3650)}
-PACKAGE_FIELDS = ("name", "title", "price", "tier", "hours", "data_mb", "devices",
-                  "shelf_days", "active")
+PACKAGE_LIMITS = {
+    "price": (0, 100_000_000),
+    "hours": (1, 8784),
+    "data_mb": (0, 10_000_000),
+    "devices": (1, 16),
+    "shelf_days": (0, 3650),
+}
+PACKAGE_FIELDS = (
+    "name",
+    "title",
+    "price",
+    "tier",
+    "hours",
+    "data_mb",
+    "devices",
+    "shelf_days",
+    "active",
+)
 
 
 class PackageError(UsageError):
@@ -33,9 +48,14 @@ class PackageError(UsageError):
         super().__init__(f"{field}: {message}")
         self.field = field
 
-def sync_packages(engine: Engine, packages: Iterable[PackageConfig],
-                  clock: Callable[[], dt.datetime] = utcnow, *,
-                  retire_missing: bool = False) -> int:
+
+def sync_packages(
+    engine: Engine,
+    packages: Iterable[PackageConfig],
+    clock: Callable[[], dt.datetime] = utcnow,
+    *,
+    retire_missing: bool = False,
+) -> int:
     """Write the packages of the config file into the database (insert or update by name);
     packages made in the console are left alone. With ``retire_missing``, packages that came
     from the file but are no longer in it are taken off sale (batches still refer to them,
@@ -45,24 +65,38 @@ def sync_packages(engine: Engine, packages: Iterable[PackageConfig],
     packages = list(packages)
     if retire_missing:
         with engine.begin() as conn:
-            res = conn.execute(update(Package).where(
-                Package.source == "config", Package.active.is_(True),
-                Package.name.not_in([p.name for p in packages]))
-                .values(active=False, updated_at=now))
+            res = conn.execute(
+                update(Package)
+                .where(
+                    Package.source == "config",
+                    Package.active.is_(True),
+                    Package.name.not_in([p.name for p in packages]),
+                )
+                .values(active=False, updated_at=now)
+            )
             n += res.rowcount or 0
     for pkg in packages:
-        values = dict(title=pkg.title, price=pkg.price, tier=pkg.tier, hours=pkg.hours,
-                      data_mb=pkg.data_mb or None, devices=pkg.devices,
-                      shelf_days=pkg.shelf_days or None, active=True, source="config",
-                      updated_at=now)
+        values = dict(
+            title=pkg.title,
+            price=pkg.price,
+            tier=pkg.tier,
+            hours=pkg.hours,
+            data_mb=pkg.data_mb or None,
+            devices=pkg.devices,
+            shelf_days=pkg.shelf_days or None,
+            active=True,
+            source="config",
+            updated_at=now,
+        )
         for _ in range(2):
             with engine.begin() as conn:
                 row = conn.execute(select(Package).where(Package.name == pkg.name)).first()
                 if row is not None:
                     same = all(getattr(row, k) == v for k, v in values.items() if k != "updated_at")
                     if not same:
-                        conn.execute(update(Package).where(Package.name == pkg.name)
-                                     .values(**values))
+                        conn.execute(
+                            update(Package).where(Package.name == pkg.name).values(**values)
+                        )
                         n += 1
                     break
                 try:
@@ -89,10 +123,13 @@ class PackageInfo:
 def list_packages(engine: Engine) -> list[PackageInfo]:
     """Packages for sale, cheapest first (the portal's price list)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(Package).where(Package.active.is_(True))
-                            .order_by(Package.price, Package.name)).all()
-    return [PackageInfo(r.id, r.name, r.title, r.price, r.tier, r.hours, r.data_mb, r.devices)
-            for r in rows]
+        rows = conn.execute(
+            select(Package).where(Package.active.is_(True)).order_by(Package.price, Package.name)
+        ).all()
+    return [
+        PackageInfo(r.id, r.name, r.title, r.price, r.tier, r.hours, r.data_mb, r.devices)
+        for r in rows
+    ]
 
 
 def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any]:
@@ -105,8 +142,12 @@ def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any
         raise PackageError("name", "lower-case letters, digits, - and _ (at most 32)")
     out["name"] = name
     title = values.get("title") or name
-    if not isinstance(title, str) or not title.strip() or len(title.strip()) > 40 \
-            or any(ord(ch) < 32 for ch in title):
+    if (
+        not isinstance(title, str)
+        or not title.strip()
+        or len(title.strip()) > 40
+        or any(ord(ch) < 32 for ch in title)
+    ):
         raise PackageError("title", "1 to 40 characters")
     out["title"] = title.strip()
     for key, (lo, hi) in PACKAGE_LIMITS.items():
@@ -128,9 +169,15 @@ def _package_dict(row: Any) -> dict[str, Any]:
     return {k: getattr(row, k) for k in PACKAGE_FIELDS + ("source",)}
 
 
-def save_package(engine: Engine, values: dict[str, Any], *, tiers: Iterable[str],
-                 actor: Actor, package_id: int | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow) -> int:
+def save_package(
+    engine: Engine,
+    values: dict[str, Any],
+    *,
+    tiers: Iterable[str],
+    actor: Actor,
+    package_id: int | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> int:
     """Create (``package_id`` None) or change a package made in the console. Packages of
     the configuration file are changed in the file only. Returns the package's id."""
     clean = check_package(values, tiers)
@@ -141,8 +188,9 @@ def save_package(engine: Engine, values: dict[str, Any], *, tiers: Iterable[str]
         if package_id is None:
             if clash is not None:
                 raise PackageError("name", f"a package named {clean['name']!r} exists")
-            res = conn.execute(insert(Package).values(**stored, source="console",
-                                                      created_at=now, updated_at=now))
+            res = conn.execute(
+                insert(Package).values(**stored, source="console", created_at=now, updated_at=now)
+            )
             pid = int(res.inserted_primary_key[0])
             _audit(conn, actor, "package.create", f"package:{pid}", after=clean, at=now)
             return pid
@@ -150,26 +198,37 @@ def save_package(engine: Engine, values: dict[str, Any], *, tiers: Iterable[str]
         if row is None:
             raise NotFound(f"no package {package_id}")
         if row.source == "config":
-            raise PackageError("name", "this package comes from the configuration file; "
-                                       "change it there")
+            raise PackageError(
+                "name", "this package comes from the configuration file; change it there"
+            )
         if clash is not None and clash.id != package_id:
             raise PackageError("name", f"a package named {clean['name']!r} exists")
         before = _package_dict(row)
-        conn.execute(update(Package).where(Package.id == package_id)
-                     .values(**stored, updated_at=now))
+        conn.execute(
+            update(Package).where(Package.id == package_id).values(**stored, updated_at=now)
+        )
         after = dict(before, **stored)
         if after != before:
-            _audit(conn, actor, "package.update", f"package:{package_id}",
-                   before={k: v for k, v in before.items() if after[k] != v},
-                   after={k: v for k, v in after.items() if before[k] != v}, at=now)
+            _audit(
+                conn,
+                actor,
+                "package.update",
+                f"package:{package_id}",
+                before={k: v for k, v in before.items() if after[k] != v},
+                after={k: v for k, v in after.items() if before[k] != v},
+                at=now,
+            )
         return package_id
 
 
 def all_packages(engine: Engine) -> list[Any]:
     """Every package, on sale or not (the console's list)."""
     with engine.connect() as conn:
-        return list(conn.execute(select(Package).order_by(Package.active.desc(), Package.price,
-                                                          Package.name)))
+        return list(
+            conn.execute(
+                select(Package).order_by(Package.active.desc(), Package.price, Package.name)
+            )
+        )
 
 
 def get_package(engine: Engine, package_id: int) -> Any:
@@ -183,6 +242,8 @@ def get_package(engine: Engine, package_id: int) -> Any:
 def get_package_title(engine: Engine, batch_id: int) -> str | None:
     """The title of a batch's package (what the price list calls it)."""
     with engine.connect() as conn:
-        return conn.execute(select(Package.title).join(
-            VoucherBatch, VoucherBatch.package_id == Package.id).where(
-            VoucherBatch.id == batch_id)).scalar()
+        return conn.execute(
+            select(Package.title)
+            .join(VoucherBatch, VoucherBatch.package_id == Package.id)
+            .where(VoucherBatch.id == batch_id)
+        ).scalar()

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -33,8 +34,15 @@ from sqlalchemy.engine import Connection
 from hotspot.config import Config
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.mac import normalize_mac
-from hotspot.model import (ClientSession, Package, RedeemAttempt, Voucher, VoucherBatch,
-                           VoucherDevice, VoucherState)
+from hotspot.model import (
+    ClientSession,
+    Package,
+    RedeemAttempt,
+    Voucher,
+    VoucherBatch,
+    VoucherDevice,
+    VoucherState,
+)
 from hotspot.timeutil import iso, utcnow
 from hotspot.units import MB
 from hotspot.vouchers.codes import code_hash, normalize_code
@@ -97,9 +105,17 @@ class _Plan:
 class VoucherService:
     """Redeems codes for the portal. Thread-safe (state lives in the database)."""
 
-    def __init__(self, engine: Engine, key: bytes, gateway: Gateway, *,
-                 clock: Callable[[], dt.datetime] = utcnow, attempts: int = 5,
-                 window_seconds: int = 60, cooldown_seconds: int = 300):
+    def __init__(
+        self,
+        engine: Engine,
+        key: bytes,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        attempts: int = 5,
+        window_seconds: int = 60,
+        cooldown_seconds: int = 300,
+    ):
         self.engine = engine
         self.key = key
         self.gateway = gateway
@@ -110,12 +126,19 @@ class VoucherService:
         self.sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def from_config(cls, config: Config, engine: Engine, key: bytes, gateway: Gateway,
-                    **kw: Any) -> "VoucherService":
+    def from_config(
+        cls, config: Config, engine: Engine, key: bytes, gateway: Gateway, **kw: Any
+    ) -> VoucherService:
         p = config.portal
-        return cls(engine, key, gateway, attempts=p.voucher_attempts,
-                   window_seconds=p.voucher_window_seconds,
-                   cooldown_seconds=p.voucher_cooldown_seconds, **kw)
+        return cls(
+            engine,
+            key,
+            gateway,
+            attempts=p.voucher_attempts,
+            window_seconds=p.voucher_window_seconds,
+            cooldown_seconds=p.voucher_cooldown_seconds,
+            **kw,
+        )
 
     # -- the brake on guessing ----------------------------------------------------------------
 
@@ -123,8 +146,9 @@ class VoucherService:
         """Seconds this device must wait before its next attempt (0 = may try now)."""
         now = self.clock()
         with self.engine.connect() as conn:
-            until = conn.execute(select(RedeemAttempt.blocked_until)
-                                 .where(RedeemAttempt.client == client)).scalar()
+            until = conn.execute(
+                select(RedeemAttempt.blocked_until).where(RedeemAttempt.client == client)
+            ).scalar()
         if until is None or until <= now:
             return 0
         return max(1, int((until - now).total_seconds() + 0.999))
@@ -147,8 +171,9 @@ class VoucherService:
             if row is None:
                 conn.execute(insert(RedeemAttempt).values(client=client, **values))
             else:
-                conn.execute(update(RedeemAttempt).where(RedeemAttempt.client == client)
-                             .values(**values))
+                conn.execute(
+                    update(RedeemAttempt).where(RedeemAttempt.client == client).values(**values)
+                )
             conn.commit()
 
     # -- the transaction ----------------------------------------------------------------------
@@ -159,8 +184,9 @@ class VoucherService:
         if self.sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def redeem(self, code: str, *, ip: str, mac: str,
-               live_session: dict[str, Any] | None = None) -> Redemption:
+    def redeem(
+        self, code: str, *, ip: str, mac: str, live_session: dict[str, Any] | None = None
+    ) -> Redemption:
         """Use ``code`` on the device ``mac`` at ``ip`` (both from the gateway, never from the
         request). ``live_session`` is the gateway's current description of the device's
         session, if the caller has it (its byte counts are fresher than the database's).
@@ -183,9 +209,14 @@ class VoucherService:
         plan = self._claim(found, mac, live_session)
         try:
             session = self.gateway.call(
-                "authorize", ip=ip, tier=plan.tier, source="voucher",
-                expires_at=iso(plan.expires_at), bytes_limit=self._bytes_limit(plan),
-                voucher_id=plan.voucher_id)
+                "authorize",
+                ip=ip,
+                tier=plan.tier,
+                source="voucher",
+                expires_at=iso(plan.expires_at),
+                bytes_limit=self._bytes_limit(plan),
+                voucher_id=plan.voucher_id,
+            )
         except BaseException:
             self._undo(plan, mac)
             raise
@@ -193,24 +224,52 @@ class VoucherService:
             try:
                 self.gateway.call("deauthorize", mac=plan.moved_from, reason="replaced")
             except HotspotError as exc:  # it left by itself meanwhile: fine
-                log.info("voucher %d: old device %s: %s", plan.voucher_id, plan.moved_from,
-                         exc.message)
-        log.info("voucher %d used by %s at %s%s%s%s", plan.voucher_id, mac, ip,
-                 " (first use)" if plan.first_use else "",
-                 f" (moved from {plan.moved_from})" if plan.moved_from else "",
-                 f" (topped up voucher {plan.merged})" if plan.merged else "")
-        return Redemption(plan.voucher_id, plan.package, plan.title, plan.tier, plan.expires_at,
-                          self._bytes_limit(plan), session, first_use=plan.first_use,
-                          joined=plan.joined, moved_from=plan.moved_from, topped_up=plan.merged)
+                log.info(
+                    "voucher %d: old device %s: %s", plan.voucher_id, plan.moved_from, exc.message
+                )
+        log.info(
+            "voucher %d used by %s at %s%s%s%s",
+            plan.voucher_id,
+            mac,
+            ip,
+            " (first use)" if plan.first_use else "",
+            f" (moved from {plan.moved_from})" if plan.moved_from else "",
+            f" (topped up voucher {plan.merged})" if plan.merged else "",
+        )
+        return Redemption(
+            plan.voucher_id,
+            plan.package,
+            plan.title,
+            plan.tier,
+            plan.expires_at,
+            self._bytes_limit(plan),
+            session,
+            first_use=plan.first_use,
+            joined=plan.joined,
+            moved_from=plan.moved_from,
+            topped_up=plan.merged,
+        )
 
-    def _used_bytes(self, conn: Connection, voucher_id: int,
-                    live: dict[str, Any] | None = None) -> int:
-        used = conn.execute(select(func.coalesce(func.sum(
-            ClientSession.bytes_down + ClientSession.bytes_up), 0))
-            .where(ClientSession.voucher_id == voucher_id)).scalar() or 0
+    def _used_bytes(
+        self, conn: Connection, voucher_id: int, live: dict[str, Any] | None = None
+    ) -> int:
+        used = (
+            conn.execute(
+                select(
+                    func.coalesce(func.sum(ClientSession.bytes_down + ClientSession.bytes_up), 0)
+                ).where(ClientSession.voucher_id == voucher_id)
+            ).scalar()
+            or 0
+        )
         if live and live.get("voucher_id") == voucher_id and live.get("id") is not None:
-            stored = conn.execute(select(ClientSession.bytes_down + ClientSession.bytes_up)
-                                  .where(ClientSession.id == live["id"])).scalar() or 0
+            stored = (
+                conn.execute(
+                    select(ClientSession.bytes_down + ClientSession.bytes_up).where(
+                        ClientSession.id == live["id"]
+                    )
+                ).scalar()
+                or 0
+            )
             fresh = int(live.get("bytes_down") or 0) + int(live.get("bytes_up") or 0)
             used += max(0, fresh - stored)
         return int(used)
@@ -232,70 +291,123 @@ class VoucherService:
             conn.commit()
             return plan
 
-    def _decide(self, conn: Connection, voucher_id: int, mac: str,
-                live: dict[str, Any] | None, now: dt.datetime, hops: int = 0) -> _Plan:
+    def _decide(
+        self,
+        conn: Connection,
+        voucher_id: int,
+        mac: str,
+        live: dict[str, Any] | None,
+        now: dt.datetime,
+        hops: int = 0,
+    ) -> _Plan:
         v = conn.execute(
-            select(Voucher.id, Voucher.state, Voucher.valid_until, Voucher.expires_at,
-                   Voucher.bytes_total, Voucher.merged_into, Voucher.void_reason,
-                   VoucherBatch.package_name,
-                   VoucherBatch.tier, VoucherBatch.hours, VoucherBatch.data_mb,
-                   VoucherBatch.devices, Package.title)
+            select(
+                Voucher.id,
+                Voucher.state,
+                Voucher.valid_until,
+                Voucher.expires_at,
+                Voucher.bytes_total,
+                Voucher.merged_into,
+                Voucher.void_reason,
+                VoucherBatch.package_name,
+                VoucherBatch.tier,
+                VoucherBatch.hours,
+                VoucherBatch.data_mb,
+                VoucherBatch.devices,
+                Package.title,
+            )
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
             .join(Package, VoucherBatch.package_id == Package.id)
-            .where(Voucher.id == voucher_id).with_for_update()).one()
+            .where(Voucher.id == voucher_id)
+            .with_for_update()
+        ).one()
         batch = v  # the batch's copy of the package terms comes along in the same row
-        bindings = {b.mac: b for b in conn.execute(
-            select(VoucherDevice).where(VoucherDevice.voucher_id == voucher_id))}
+        bindings = {
+            b.mac: b
+            for b in conn.execute(
+                select(VoucherDevice).where(VoucherDevice.voucher_id == voucher_id)
+            )
+        }
 
         if v.state == VoucherState.VOID.value:
             if v.void_reason == "expired":  # unsold stock past its shelf life
-                raise VoucherError("this voucher was not used in time", code=ErrorCode.VOUCHER_EXPIRED)
+                raise VoucherError(
+                    "this voucher was not used in time", code=ErrorCode.VOUCHER_EXPIRED
+                )
             raise VoucherError("this voucher was withdrawn", code=ErrorCode.VOUCHER_VOID)
         if v.state == VoucherState.MERGED.value:
             # Its remainder lives on in the voucher that absorbed it: re-entering the old code
             # on that device just reconnects it.
             if v.merged_into is not None and hops < 5:
-                target = conn.execute(select(VoucherDevice.mac).where(
-                    VoucherDevice.voucher_id == v.merged_into, VoucherDevice.mac == mac)).scalar()
+                target = conn.execute(
+                    select(VoucherDevice.mac).where(
+                        VoucherDevice.voucher_id == v.merged_into, VoucherDevice.mac == mac
+                    )
+                ).scalar()
                 if target is not None:
                     return self._decide(conn, v.merged_into, mac, live, now, hops + 1)
             raise VoucherError("this voucher was already used", code=ErrorCode.VOUCHER_USED)
         if v.state == VoucherState.NEW.value:
             if v.valid_until is not None and now >= v.valid_until:
-                raise VoucherError("this voucher was not used in time", code=ErrorCode.VOUCHER_EXPIRED)
+                raise VoucherError(
+                    "this voucher was not used in time", code=ErrorCode.VOUCHER_EXPIRED
+                )
         else:  # active
             if v.expires_at is not None and now >= v.expires_at:
                 raise VoucherError("this voucher's time is over", code=ErrorCode.VOUCHER_EXPIRED)
-            if v.bytes_total is not None and \
-                    self._used_bytes(conn, v.id, live) >= v.bytes_total:
-                raise VoucherError("this voucher's data is used up", code=ErrorCode.VOUCHER_EXHAUSTED)
+            if v.bytes_total is not None and self._used_bytes(conn, v.id, live) >= v.bytes_total:
+                raise VoucherError(
+                    "this voucher's data is used up", code=ErrorCode.VOUCHER_EXHAUSTED
+                )
 
-        plan = _Plan(voucher_id=v.id, package=batch.package_name, title=v.title, tier=batch.tier,
-                     expires_at=v.expires_at or now, bytes_total=v.bytes_total)
+        plan = _Plan(
+            voucher_id=v.id,
+            package=batch.package_name,
+            title=v.title,
+            tier=batch.tier,
+            expires_at=v.expires_at or now,
+            bytes_total=v.bytes_total,
+        )
 
         # Which device slot: already mine, a free one, or the one of a device that left.
         if mac in bindings:
-            conn.execute(update(VoucherDevice).where(VoucherDevice.voucher_id == v.id,
-                                                     VoucherDevice.mac == mac)
-                         .values(last_seen_at=now))
+            conn.execute(
+                update(VoucherDevice)
+                .where(VoucherDevice.voucher_id == v.id, VoucherDevice.mac == mac)
+                .values(last_seen_at=now)
+            )
         else:
             if len(bindings) >= batch.devices:
                 away = self._away(conn, v.id, bindings, now)
                 if not away:
-                    raise VoucherError("this voucher is in use on another device",
-                                       code=ErrorCode.VOUCHER_USED)
+                    raise VoucherError(
+                        "this voucher is in use on another device", code=ErrorCode.VOUCHER_USED
+                    )
                 old = min(away, key=lambda b: b.last_seen_at)
-                conn.execute(delete(VoucherDevice).where(VoucherDevice.voucher_id == v.id,
-                                                         VoucherDevice.mac == old.mac))
+                conn.execute(
+                    delete(VoucherDevice).where(
+                        VoucherDevice.voucher_id == v.id, VoucherDevice.mac == old.mac
+                    )
+                )
                 plan.moved_from = old.mac
                 plan.moved_binding = (old.bound_at, old.last_seen_at)
-                plan.kick_old = conn.execute(select(ClientSession.id).where(
-                    ClientSession.mac == old.mac, ClientSession.voucher_id == v.id,
-                    ClientSession.ended_at.is_(None))).first() is not None
+                plan.kick_old = (
+                    conn.execute(
+                        select(ClientSession.id).where(
+                            ClientSession.mac == old.mac,
+                            ClientSession.voucher_id == v.id,
+                            ClientSession.ended_at.is_(None),
+                        )
+                    ).first()
+                    is not None
+                )
             else:
                 plan.joined = bool(bindings)
-            conn.execute(insert(VoucherDevice).values(voucher_id=v.id, mac=mac, bound_at=now,
-                                                      last_seen_at=now))
+            conn.execute(
+                insert(VoucherDevice).values(
+                    voucher_id=v.id, mac=mac, bound_at=now, last_seen_at=now
+                )
+            )
             plan.bound = True
 
         if v.state == VoucherState.NEW.value:
@@ -308,43 +420,64 @@ class VoucherService:
                 if old_v.bytes_total is not None:
                     carry_bytes = max(0, old_v.bytes_total - self._used_bytes(conn, old_v.id, live))
                 total = None if total is None or carry_bytes is None else total + carry_bytes
-                res = conn.execute(update(Voucher).where(
-                    Voucher.id == old_v.id, Voucher.state == VoucherState.ACTIVE.value)
-                    .values(state=VoucherState.MERGED.value, merged_into=v.id))
+                res = conn.execute(
+                    update(Voucher)
+                    .where(Voucher.id == old_v.id, Voucher.state == VoucherState.ACTIVE.value)
+                    .values(state=VoucherState.MERGED.value, merged_into=v.id)
+                )
                 if res.rowcount == 1:
                     plan.merged = old_v.id
-            res = conn.execute(update(Voucher).where(
-                Voucher.id == v.id, Voucher.state == VoucherState.NEW.value).values(
-                state=VoucherState.ACTIVE.value, first_used_at=now, expires_at=expires,
-                bytes_total=total, topup_of=plan.merged))
+            res = conn.execute(
+                update(Voucher)
+                .where(Voucher.id == v.id, Voucher.state == VoucherState.NEW.value)
+                .values(
+                    state=VoucherState.ACTIVE.value,
+                    first_used_at=now,
+                    expires_at=expires,
+                    bytes_total=total,
+                    topup_of=plan.merged,
+                )
+            )
             if res.rowcount != 1:  # pragma: no cover - impossible under the write lock
                 raise VoucherError("this voucher was already used", code=ErrorCode.VOUCHER_USED)
             plan.first_use = True
             plan.expires_at, plan.bytes_total = expires, total
         return plan
 
-    def _away(self, conn: Connection, voucher_id: int, bindings: dict[str, Any],
-              now: dt.datetime) -> list[Any]:
+    def _away(
+        self, conn: Connection, voucher_id: int, bindings: dict[str, Any], now: dt.datetime
+    ) -> list[Any]:
         """Bindings whose device may give up its place: bound a while ago, and not using
         the voucher now (no running session on it, or one without traffic lately)."""
         out = []
         for b in bindings.values():
             if now - b.bound_at < dt.timedelta(seconds=BIND_LEASE_SECONDS):
                 continue
-            sess = conn.execute(select(ClientSession.last_activity_at).where(
-                ClientSession.mac == b.mac, ClientSession.voucher_id == voucher_id,
-                ClientSession.ended_at.is_(None))).first()
-            if sess is not None and now - sess.last_activity_at < dt.timedelta(seconds=AWAY_SECONDS):
+            sess = conn.execute(
+                select(ClientSession.last_activity_at).where(
+                    ClientSession.mac == b.mac,
+                    ClientSession.voucher_id == voucher_id,
+                    ClientSession.ended_at.is_(None),
+                )
+            ).first()
+            if sess is not None and now - sess.last_activity_at < dt.timedelta(
+                seconds=AWAY_SECONDS
+            ):
                 continue
             out.append(b)
         return out
 
-    def _topup_source(self, conn: Connection, mac: str, new_id: int,
-                      now: dt.datetime) -> Any | None:
+    def _topup_source(
+        self, conn: Connection, mac: str, new_id: int, now: dt.datetime
+    ) -> Any | None:
         """The running single-device voucher of this device, if it has one to top up."""
-        sess = conn.execute(select(ClientSession.voucher_id).where(
-            ClientSession.mac == mac, ClientSession.ended_at.is_(None),
-            ClientSession.voucher_id.is_not(None))).first()
+        sess = conn.execute(
+            select(ClientSession.voucher_id).where(
+                ClientSession.mac == mac,
+                ClientSession.ended_at.is_(None),
+                ClientSession.voucher_id.is_not(None),
+            )
+        ).first()
         if sess is None or sess.voucher_id == new_id:
             return None
         row = conn.execute(
@@ -362,21 +495,43 @@ class VoucherService:
             with self.engine.connect() as conn:
                 self._begin_write(conn)
                 if plan.bound:
-                    conn.execute(delete(VoucherDevice).where(
-                        VoucherDevice.voucher_id == plan.voucher_id, VoucherDevice.mac == mac))
+                    conn.execute(
+                        delete(VoucherDevice).where(
+                            VoucherDevice.voucher_id == plan.voucher_id, VoucherDevice.mac == mac
+                        )
+                    )
                 if plan.moved_from and plan.moved_binding:
-                    conn.execute(insert(VoucherDevice).values(
-                        voucher_id=plan.voucher_id, mac=plan.moved_from,
-                        bound_at=plan.moved_binding[0], last_seen_at=plan.moved_binding[1]))
+                    conn.execute(
+                        insert(VoucherDevice).values(
+                            voucher_id=plan.voucher_id,
+                            mac=plan.moved_from,
+                            bound_at=plan.moved_binding[0],
+                            last_seen_at=plan.moved_binding[1],
+                        )
+                    )
                 if plan.first_use:
-                    conn.execute(update(Voucher).where(
-                        Voucher.id == plan.voucher_id, Voucher.state == VoucherState.ACTIVE.value)
-                        .values(state=VoucherState.NEW.value, first_used_at=None,
-                                expires_at=None, bytes_total=None, topup_of=None))
+                    conn.execute(
+                        update(Voucher)
+                        .where(
+                            Voucher.id == plan.voucher_id,
+                            Voucher.state == VoucherState.ACTIVE.value,
+                        )
+                        .values(
+                            state=VoucherState.NEW.value,
+                            first_used_at=None,
+                            expires_at=None,
+                            bytes_total=None,
+                            topup_of=None,
+                        )
+                    )
                 if plan.merged:
-                    conn.execute(update(Voucher).where(and_(
-                        Voucher.id == plan.merged, Voucher.merged_into == plan.voucher_id))
-                        .values(state=VoucherState.ACTIVE.value, merged_into=None))
+                    conn.execute(
+                        update(Voucher)
+                        .where(
+                            and_(Voucher.id == plan.merged, Voucher.merged_into == plan.voucher_id)
+                        )
+                        .values(state=VoucherState.ACTIVE.value, merged_into=None)
+                    )
                 conn.commit()
         except Exception:  # pragma: no cover - logged, the original error matters more
             log.exception("voucher %d: could not undo the claim", plan.voucher_id)

@@ -15,11 +15,18 @@ Every form carries the CSRF token (Flask-WTF); every money- or access-affecting 
 written to the audit log with the operator's name, role and address.
 """
 
-from portal.operator.blueprint import bp, is_console_path, render_error
-
 # The pages, each module by area, all on the one blueprint ``bp``.
-from portal.operator import (accounts, audit_log, auth, batches, dashboard,  # noqa: F401, I001
-                             packages, sales, sessions, vouchers)
-
+from portal.operator import (  # noqa: F401
+    accounts,
+    audit_log,
+    auth,
+    batches,
+    dashboard,
+    packages,
+    sales,
+    sessions,
+    vouchers,
+)
+from portal.operator.blueprint import bp, is_console_path, render_error
 
 __all__ = ["bp", "is_console_path", "render_error"]

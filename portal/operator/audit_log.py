@@ -18,15 +18,23 @@ from portal.state import state
 def audit_page() -> Any:
     before = int_or(request.args.get("before"), 0) or None
     rows = audit.entries(state().db, limit=100, before_id=before)
-    return page("audit.html", rows=rows, broken=audit.verify(state().db),
-                older=rows[-1].id if len(rows) == 100 else None)
+    return page(
+        "audit.html",
+        rows=rows,
+        broken=audit.verify(state().db),
+        older=rows[-1].id if len(rows) == 100 else None,
+    )
 
 
 @bp.get("/audit.csv")
 @admin_only
 def audit_csv() -> Any:
     rows = audit.every_entry(state().db)
-    return csv_response("audit.csv", ["id", "at_utc", "actor", "role", "ip", "action", "target",
-                                      "before", "after", "hash"],
-                        [(r.id, r.at, r.actor, r.role, r.ip, r.action, r.target, r.before,
-                          r.after, r.hash) for r in rows])
+    return csv_response(
+        "audit.csv",
+        ["id", "at_utc", "actor", "role", "ip", "action", "target", "before", "after", "hash"],
+        [
+            (r.id, r.at, r.actor, r.role, r.ip, r.action, r.target, r.before, r.after, r.hash)
+            for r in rows
+        ],
+    )

@@ -25,23 +25,36 @@ def login() -> Any:
     password = request.form.get("password") or ""
     config = cfg()
     try:
-        op = operators.authenticate(state().db, name, password, request.remote_addr or "",
-                                    brake=operators.Brake.from_config(config),
-                                    clock=state().clock)
+        op = operators.authenticate(
+            state().db,
+            name,
+            password,
+            request.remote_addr or "",
+            brake=operators.Brake.from_config(config),
+            clock=state().clock,
+        )
     except operators.LoginRefused as exc:
         if exc.code is ErrorCode.LOCKED:
             minutes = max(1, (exc.retry_after + 59) // 60)
-            msg = ngettext("Too many wrong attempts. Please wait %(num)d minute.",
-                           "Too many wrong attempts. Please wait %(num)d minutes.", minutes)
+            msg = ngettext(
+                "Too many wrong attempts. Please wait %(num)d minute.",
+                "Too many wrong attempts. Please wait %(num)d minutes.",
+                minutes,
+            )
             body, _ = page("login.html", nxt=nxt, error=msg, name=name)
             return body, 429, {"Retry-After": str(exc.retry_after)}
-        return page("login.html", 401, nxt=nxt, name=name,
-                    error=gettext("Wrong name or password."))
-    token = operators.open_session(state().db, op, request.remote_addr or "",
-                                   config.operator.session_hours, clock=state().clock)
+        return page("login.html", 401, nxt=nxt, name=name, error=gettext("Wrong name or password."))
+    token = operators.open_session(
+        state().db,
+        op,
+        request.remote_addr or "",
+        config.operator.session_hours,
+        clock=state().clock,
+    )
     resp = make_response(see_other_url(nxt))
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure,
-                    path="/operator")
+    resp.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/operator"
+    )
     return resp
 
 
@@ -55,6 +68,7 @@ def see_other_url(url: str) -> Response:
 def logout() -> Any:
     operators.close_session(state().db, request.cookies.get(COOKIE))
     resp = make_response(see_other("operator.login"))
-    resp.delete_cookie(COOKIE, path="/operator", httponly=True, samesite="Strict",
-                       secure=request.is_secure)
+    resp.delete_cookie(
+        COOKIE, path="/operator", httponly=True, samesite="Strict", secure=request.is_secure
+    )
     return resp

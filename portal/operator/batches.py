@@ -10,14 +10,19 @@ from flask_babel import gettext
 
 from hotspot import audit
 from hotspot.errors import NotFound
-from hotspot.vouchers.batches import (batch_codes, batch_info, batch_vouchers,
-                                      create_batch_audited, list_batches)
+from hotspot.vouchers.batches import (
+    batch_codes,
+    batch_info,
+    batch_vouchers,
+    create_batch_audited,
+    list_batches,
+)
 from hotspot.vouchers.packages import all_packages
 from hotspot.vouchers.sales import mark_batch_sold
 from hotspot.vouchers.withdrawal import void_batch
 from portal.operator import svg
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
-from portal.operator.forms import int_or, form_data, text_field, whole
+from portal.operator.forms import form_data, int_or, text_field, whole
 from portal.operator.pages import csv_response, disconnect, page, voucher_key
 from portal.state import state
 
@@ -42,16 +47,24 @@ def batches() -> Any:
     if count is None or count < 1:
         errors["count"] = gettext("Enter how many vouchers to make, from 1 to %(max)d.", max=cap)
     elif count > cap:
-        errors["count"] = gettext("At most %(max)d vouchers in one batch. Make several "
-                                  "batches if you need more.", max=cap)
+        errors["count"] = gettext(
+            "At most %(max)d vouchers in one batch. Make several batches if you need more.", max=cap
+        )
     key = voucher_key()
     if key is None:
         return render_error("no-key", 503)
     if errors:
         return page("batches.html", 422, form=form, errors=errors, **ctx)
-    batch = create_batch_audited(db, key, pid, count, actor=actor(),
-                                 note=text_field(form, "note", 200) or None,
-                                 max_count=cap, clock=state().clock)
+    batch = create_batch_audited(
+        db,
+        key,
+        pid,
+        count,
+        actor=actor(),
+        note=text_field(form, "note", 200) or None,
+        max_count=cap,
+        clock=state().clock,
+    )
     return flash_to("operator.batch", "batch", bid=batch.id)
 
 
@@ -73,8 +86,15 @@ def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
     rows = batch_vouchers(state().db, info["id"])
     pages = max(1, -(-len(rows) // PER_PAGE))
     n = min(max(1, int_or(request.args.get("page"), 1)), pages)
-    return page("batch.html", status, b=info, vouchers=rows[(n - 1) * PER_PAGE:n * PER_PAGE],
-                page_no=n, pages=pages, **ctx)
+    return page(
+        "batch.html",
+        status,
+        b=info,
+        vouchers=rows[(n - 1) * PER_PAGE : n * PER_PAGE],
+        page_no=n,
+        pages=pages,
+        **ctx,
+    )
 
 
 @bp.post("/batches/<int:bid>/sell")
@@ -106,8 +126,14 @@ def batch_void(bid: int) -> Any:
         return render_error("not-found", 404)
     if not reason:
         return _batch_page(422, info, form=form, errors={"reason": gettext("Please say why.")})
-    out = void_batch(db, bid, actor=actor(), reason=reason,
-                     include_sold=form.get("include_sold") == "1", clock=state().clock)
+    out = void_batch(
+        db,
+        bid,
+        actor=actor(),
+        reason=reason,
+        include_sold=form.get("include_sold") == "1",
+        clock=state().clock,
+    )
     disconnect(out["devices"])
     return flash_to("operator.batch", "void-batch", bid=bid, n=out["voided"])
 
@@ -122,8 +148,9 @@ def _sheet_codes(bid: int) -> tuple[dict[str, Any], list[tuple[int, str]]] | Any
         return render_error("not-found", 404)
     include_sold = request.args.get("sold") == "1"
     rows = batch_vouchers(state().db, bid)
-    wanted = {r["serial"] for r in rows if r["state"] == "new"
-              and (include_sold or r["sold_at"] is None)}
+    wanted = {
+        r["serial"] for r in rows if r["state"] == "new" and (include_sold or r["sold_at"] is None)
+    }
     codes = [(s, c) for s, c in batch_codes(state().db, key, bid) if s in wanted]
     return info, codes
 
@@ -137,8 +164,14 @@ def batch_sheet(bid: int) -> Any:
     base = state().urls.captive_base
     cards = [{"serial": s, "code": c, "qr": svg.qr(f"{base}/?code={c}", c)} for s, c in codes]
     with audit.write(state().db) as conn:
-        audit.record(conn, actor(), "batch.print", f"batch:{bid}",
-                     after={"cards": len(cards)}, at=state().clock())
+        audit.record(
+            conn,
+            actor(),
+            "batch.print",
+            f"batch:{bid}",
+            after={"cards": len(cards)},
+            at=state().clock(),
+        )
     return page("sheet.html", b=info, cards=cards, portal=base)
 
 
@@ -150,10 +183,39 @@ def batch_csv(bid: int) -> Any:
         return got
     info, codes = got
     with audit.write(state().db) as conn:
-        audit.record(conn, actor(), "batch.export", f"batch:{bid}",
-                     after={"codes": len(codes)}, at=state().clock())
-    return csv_response(f"batch-{bid}-codes.csv",
-                        ["batch", "serial", "code", "package", "price_rupiah", "hours", "data_mb",
-                         "devices", "valid_until"],
-                        [(bid, s, c, info["package"], info["price"], info["hours"],
-                          info["data_mb"], info["devices"], info["valid_until"]) for s, c in codes])
+        audit.record(
+            conn,
+            actor(),
+            "batch.export",
+            f"batch:{bid}",
+            after={"codes": len(codes)},
+            at=state().clock(),
+        )
+    return csv_response(
+        f"batch-{bid}-codes.csv",
+        [
+            "batch",
+            "serial",
+            "code",
+            "package",
+            "price_rupiah",
+            "hours",
+            "data_mb",
+            "devices",
+            "valid_until",
+        ],
+        [
+            (
+                bid,
+                s,
+                c,
+                info["package"],
+                info["price"],
+                info["hours"],
+                info["data_mb"],
+                info["devices"],
+                info["valid_until"],
+            )
+            for s, c in codes
+        ],
+    )

@@ -7,7 +7,8 @@ import datetime as dt
 import functools
 import ipaddress
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -48,39 +49,63 @@ def address_allowed(config: Any, addr: str | None) -> bool:
 
 
 MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
-    "lan-only": (lambda: gettext("Not reachable from here"),
-                 lambda: gettext("The operator console can only be opened from the village "
-                                 "network or the management network.")),
-    "admin-only": (lambda: gettext("For admins only"),
-                   lambda: gettext("This page is for the BUMDes admin. Ask the admin if you "
-                                   "need something here.")),
-    "not-found": (lambda: gettext("Page not found"),
-                  lambda: gettext("This page does not exist.")),
-    "expired": (lambda: gettext("This form has expired"),
-                lambda: gettext("The page was open too long or was sent twice. Nothing was "
-                                "changed. Please open it again and try once more.")),
-    "bad-request": (lambda: gettext("Something is not right"),
-                    lambda: gettext("What was sent could not be read. Nothing was changed.")),
-    "too-large": (lambda: gettext("Too much data"),
-                  lambda: gettext("What was sent is too large. Nothing was changed.")),
-    "busy": (lambda: gettext("Please try again"),
-             lambda: gettext("The database is busy right now. Please try again in a moment.")),
-    "gateway": (lambda: gettext("The gateway does not answer"),
-                lambda: gettext("The WiFi gateway service is not answering. Sessions cannot "
-                                "be shown or changed right now; sales still work.")),
-    "no-key": (lambda: gettext("Vouchers are not set up"),
-               lambda: gettext("The voucher key is missing on this gateway, so codes cannot "
-                               "be made or printed. Ask the technician.")),
-    "error": (lambda: gettext("Something went wrong"),
-              lambda: gettext("Please try again in a moment. If it happens again, tell the "
-                              "technician.")),
+    "lan-only": (
+        lambda: gettext("Not reachable from here"),
+        lambda: gettext(
+            "The operator console can only be opened from the village "
+            "network or the management network."
+        ),
+    ),
+    "admin-only": (
+        lambda: gettext("For admins only"),
+        lambda: gettext(
+            "This page is for the BUMDes admin. Ask the admin if you need something here."
+        ),
+    ),
+    "not-found": (lambda: gettext("Page not found"), lambda: gettext("This page does not exist.")),
+    "expired": (
+        lambda: gettext("This form has expired"),
+        lambda: gettext(
+            "The page was open too long or was sent twice. Nothing was "
+            "changed. Please open it again and try once more."
+        ),
+    ),
+    "bad-request": (
+        lambda: gettext("Something is not right"),
+        lambda: gettext("What was sent could not be read. Nothing was changed."),
+    ),
+    "too-large": (
+        lambda: gettext("Too much data"),
+        lambda: gettext("What was sent is too large. Nothing was changed."),
+    ),
+    "busy": (
+        lambda: gettext("Please try again"),
+        lambda: gettext("The database is busy right now. Please try again in a moment."),
+    ),
+    "gateway": (
+        lambda: gettext("The gateway does not answer"),
+        lambda: gettext(
+            "The WiFi gateway service is not answering. Sessions cannot "
+            "be shown or changed right now; sales still work."
+        ),
+    ),
+    "no-key": (
+        lambda: gettext("Vouchers are not set up"),
+        lambda: gettext(
+            "The voucher key is missing on this gateway, so codes cannot "
+            "be made or printed. Ask the technician."
+        ),
+    ),
+    "error": (
+        lambda: gettext("Something went wrong"),
+        lambda: gettext("Please try again in a moment. If it happens again, tell the technician."),
+    ),
 }
 
 
 def render_error(kind: str, status: int) -> tuple[str, int]:
     title, text = MESSAGES.get(kind, MESSAGES["error"])
-    return render_template("operator/message.html", title=title(), text=text(),
-                           kind=kind), status
+    return render_template("operator/message.html", title=title(), text=text(), kind=kind), status
 
 
 def actor() -> Actor:
@@ -94,6 +119,7 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
         if g.op is None or g.op.role != "admin":
             return render_error("admin-only", 403)
         return view(*args, **kw)
+
     return wrapped
 
 
@@ -113,12 +139,18 @@ def _gate() -> Any:
         return render_error("not-found", 404)
     if not address_allowed(config, request.remote_addr):
         return render_error("lan-only", 403)
-    g.op = operators.session_operator(state().db, request.cookies.get(COOKIE),
-                                      dt.timedelta(minutes=config.operator.idle_minutes),
-                                      clock=state().clock)
+    g.op = operators.session_operator(
+        state().db,
+        request.cookies.get(COOKIE),
+        dt.timedelta(minutes=config.operator.idle_minutes),
+        clock=state().clock,
+    )
     if g.op is None and request.endpoint not in PUBLIC:
-        nxt = (request.full_path.rstrip("?") if request.method == "GET"
-               else url_for("operator.dashboard"))
+        nxt = (
+            request.full_path.rstrip("?")
+            if request.method == "GET"
+            else url_for("operator.dashboard")
+        )
         return redirect(url_for("operator.login") + "?" + urlencode({"next": nxt}), code=303)
     return None
 
@@ -148,5 +180,10 @@ def _console_globals() -> dict[str, Any]:
     g.lang = str(get_locale() or "id")
     params = {k: v for k, v in request.args.items() if k not in ("lang", "done")}
     params["lang"] = "en" if g.lang == "id" else "id"
-    return {"op": g.get("op"), "local": local, "console_lang_url": request.path + "?" +
-            urlencode(params), "done": "", "village_tz": cfg().village.timezone}
+    return {
+        "op": g.get("op"),
+        "local": local,
+        "console_lang_url": request.path + "?" + urlencode(params),
+        "done": "",
+        "village_tz": cfg().village.timezone,
+    }

@@ -30,9 +30,16 @@ def dashboard() -> Any:
     live_macs = {s["mac"] for s in sessions}
     today_sales = ledger.sales(db, config, today, today)
     mine = [s for s in today_sales if s.kasir == g.op.name]
-    return page("dashboard.html", online=len(sessions), gw_ok=gw_ok, gw_status=gw_status,
-                users_today=max(usage["devices"], len(live_macs)),
-                traffic_today=usage["bytes"],
-                sales_count=len(today_sales), sales_rupiah=sum(s.price for s in today_sales),
-                mine_count=len(mine), mine_rupiah=sum(s.price for s in mine),
-                health=health.snapshot(config, db))
+    return page(
+        "dashboard.html",
+        online=len(sessions),
+        gw_ok=gw_ok,
+        gw_status=gw_status,
+        users_today=max(usage["devices"], len(live_macs)),
+        traffic_today=usage["bytes"],
+        sales_count=len(today_sales),
+        sales_rupiah=sum(s.price for s in today_sales),
+        mine_count=len(mine),
+        mine_rupiah=sum(s.price for s in mine),
+        health=health.snapshot(config, db),
+    )

@@ -31,8 +31,9 @@ def _load() -> dict[str, str]:
                     with IEEE_CSV.open(encoding="utf-8", errors="replace") as fh:
                         for row in csv.DictReader(fh):
                             if row.get("Registry") == "MA-L" and row.get("Assignment"):
-                                table[row["Assignment"].upper()] = \
-                                    (row.get("Organization Name") or "").strip()[:40]
+                                table[row["Assignment"].upper()] = (
+                                    row.get("Organization Name") or ""
+                                ).strip()[:40]
                 except (OSError, csv.Error):
                     table = {}
             for vendor, prefixes in VENDORS.items():  # our short names win
@@ -94,7 +95,9 @@ class Rates:
         self._seen: dict[int, tuple[float, int, int]] = {}
         self._lock = threading.Lock()
 
-    def update(self, sessions: list[dict[str, Any]], now: float | None = None) -> dict[int, tuple[int, int]]:
+    def update(
+        self, sessions: list[dict[str, Any]], now: float | None = None
+    ) -> dict[int, tuple[int, int]]:
         """{session id: (down bit/s, up bit/s)} for sessions seen before."""
         now = time.monotonic() if now is None else now
         out: dict[int, tuple[int, int]] = {}
@@ -111,8 +114,10 @@ class Rates:
                 old = self._seen.get(sid)
                 if old is not None and 0.5 <= now - old[0] <= self.MAX_AGE:
                     dt_s = now - old[0]
-                    out[sid] = (max(0, int((down - old[1]) * 8 / dt_s)),
-                                max(0, int((up - old[2]) * 8 / dt_s)))
+                    out[sid] = (
+                        max(0, int((down - old[1]) * 8 / dt_s)),
+                        max(0, int((up - old[2]) * 8 / dt_s)),
+                    )
                     fresh[sid] = (now, down, up) if now - old[0] > 5 else old
                 else:
                     fresh[sid] = (now, down, up)

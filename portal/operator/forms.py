@@ -17,8 +17,9 @@ def int_or(value: Any, default: int = 0) -> int:
         return default
 
 
-def whole(form: dict[str, str], name: str, lo: int, hi: int, errors: dict[str, str],
-          required: bool = True) -> int | None:
+def whole(
+    form: dict[str, str], name: str, lo: int, hi: int, errors: dict[str, str], required: bool = True
+) -> int | None:
     raw = (form.get(name) or "").strip().replace(".", "").replace(",", "").replace(" ", "")
     if not raw:
         if required:
@@ -27,11 +28,16 @@ def whole(form: dict[str, str], name: str, lo: int, hi: int, errors: dict[str, s
     try:
         value = int(raw)
     except ValueError:
-        errors[name] = gettext("Enter a whole number, like %(example)s.", example=lo if lo > 0 else 5000)
+        errors[name] = gettext(
+            "Enter a whole number, like %(example)s.", example=lo if lo > 0 else 5000
+        )
         return None
     if value < lo:
-        errors[name] = gettext("It cannot be less than %(lo)s.", lo=lo) if lo > 0 else \
-            gettext("It cannot be negative.")
+        errors[name] = (
+            gettext("It cannot be less than %(lo)s.", lo=lo)
+            if lo > 0
+            else gettext("It cannot be negative.")
+        )
         return None
     if value > hi:
         limit = format(hi, ",").replace(",", ".")

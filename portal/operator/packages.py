@@ -8,8 +8,13 @@ from flask import request
 from flask_babel import gettext
 
 from hotspot.errors import NotFound
-from hotspot.vouchers.packages import (PACKAGE_NAME, PackageError, all_packages, get_package,
-                                       save_package)
+from hotspot.vouchers.packages import (
+    PACKAGE_NAME,
+    PackageError,
+    all_packages,
+    get_package,
+    save_package,
+)
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import form_data, text_field, whole
 from portal.operator.pages import page
@@ -33,8 +38,7 @@ def _package_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     import re
 
     if not re.match(PACKAGE_NAME, name):
-        errors["name"] = gettext("Use 1 to 32 small letters, digits, - or _ (for example: "
-                                 "harian).")
+        errors["name"] = gettext("Use 1 to 32 small letters, digits, - or _ (for example: harian).")
     values["name"] = name
     title = text_field(form, "title", 100)
     if not title:
@@ -67,8 +71,17 @@ def _package_page(status: int, pkg: Any, form: dict[str, str], errors: dict[str,
 @admin_only
 def package_new() -> Any:
     if request.method == "GET":
-        return _package_page(200, None, {"devices": "1", "unit": "hours", "active": "1",
-                                         "tier": "premium" if "premium" in cfg().tiers else ""}, {})
+        return _package_page(
+            200,
+            None,
+            {
+                "devices": "1",
+                "unit": "hours",
+                "active": "1",
+                "tier": "premium" if "premium" in cfg().tiers else "",
+            },
+            {},
+        )
     return _package_save(None)
 
 
@@ -78,12 +91,20 @@ def _package_save(pid: int | None) -> Any:
     values, errors = _package_form(form)
     if not errors:
         try:
-            save_package(state().db, values, tiers=_tiers(), actor=actor(), package_id=pid,
-                         clock=state().clock)
+            save_package(
+                state().db,
+                values,
+                tiers=_tiers(),
+                actor=actor(),
+                package_id=pid,
+                clock=state().clock,
+            )
         except PackageError as exc:
-            errors[exc.field if exc.field in form or exc.field == "name" else "name"] = \
-                gettext("A package with this name exists already.") \
-                if "exists" in exc.message else exc.message
+            errors[exc.field if exc.field in form or exc.field == "name" else "name"] = (
+                gettext("A package with this name exists already.")
+                if "exists" in exc.message
+                else exc.message
+            )
     if errors:
         return _package_page(422, pkg, form, errors)
     state().invalidate_packages()
@@ -99,13 +120,28 @@ def package_edit(pid: int) -> Any:
         return render_error("not-found", 404)
     if request.method == "POST":
         if pkg.source == "config":
-            return _package_page(409, pkg, form_data(), {"name": gettext(
-                "This package comes from the configuration file; change it there.")})
+            return _package_page(
+                409,
+                pkg,
+                form_data(),
+                {
+                    "name": gettext(
+                        "This package comes from the configuration file; change it there."
+                    )
+                },
+            )
         return _package_save(pid)
     days = pkg.hours % 24 == 0
-    form = {"name": pkg.name, "title": pkg.title, "price": str(pkg.price), "tier": pkg.tier,
-            "duration": str(pkg.hours // 24 if days else pkg.hours),
-            "unit": "days" if days else "hours", "data_mb": str(pkg.data_mb or ""),
-            "devices": str(pkg.devices), "shelf_days": str(pkg.shelf_days or ""),
-            "active": "1" if pkg.active else ""}
+    form = {
+        "name": pkg.name,
+        "title": pkg.title,
+        "price": str(pkg.price),
+        "tier": pkg.tier,
+        "duration": str(pkg.hours // 24 if days else pkg.hours),
+        "unit": "days" if days else "hours",
+        "data_mb": str(pkg.data_mb or ""),
+        "devices": str(pkg.devices),
+        "shelf_days": str(pkg.shelf_days or ""),
+        "active": "1" if pkg.active else "",
+    }
     return _package_page(200, pkg, form, {})

@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, make_response, render_template, request, url_for
@@ -32,12 +33,14 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
 
 DONE: dict[str, Callable[[dict[str, str]], str]] = {
     "sold": lambda a: _sold_text(int_or(a.get("id"), -1)),
-    "sold-range": lambda a: ngettext("%(num)d voucher marked sold.",
-                                     "%(num)d vouchers marked sold.", int_or(a.get("n"))),
+    "sold-range": lambda a: ngettext(
+        "%(num)d voucher marked sold.", "%(num)d vouchers marked sold.", int_or(a.get("n"))
+    ),
     "unsold": lambda a: gettext("The sale was undone."),
     "void": lambda a: gettext("The voucher was withdrawn."),
-    "void-batch": lambda a: ngettext("%(num)d voucher withdrawn.", "%(num)d vouchers withdrawn.",
-                                     int_or(a.get("n"))),
+    "void-batch": lambda a: ngettext(
+        "%(num)d voucher withdrawn.", "%(num)d vouchers withdrawn.", int_or(a.get("n"))
+    ),
     "package": lambda a: gettext("The package was saved."),
     "batch": lambda a: gettext("The batch was made. Print its sheet now."),
     "kicked": lambda a: gettext("The device was disconnected."),
@@ -46,9 +49,11 @@ DONE: dict[str, Callable[[dict[str, str]], str]] = {
     "unblocked": lambda a: gettext("The device was unblocked."),
     "operator": lambda a: gettext("The account was saved."),
     "password": lambda a: gettext("Your password was changed."),
-    "expired": lambda a: ngettext("%(num)d unsold voucher past its shelf life was withdrawn.",
-                                  "%(num)d unsold vouchers past their shelf life were withdrawn.",
-                                  int_or(a.get("n"))),
+    "expired": lambda a: ngettext(
+        "%(num)d unsold voucher past its shelf life was withdrawn.",
+        "%(num)d unsold vouchers past their shelf life were withdrawn.",
+        int_or(a.get("n")),
+    ),
 }
 
 
@@ -61,8 +66,9 @@ def _sold_text(vid: int) -> str:
     if v["sold_at"] is None:
         return ""
     title = get_package_title(state().db, v["batch_id"]) or v["package_name"]
-    return gettext("Sold: %(package)s, %(price)s. Take the cash.", package=title,
-                   price=fmt.rupiah(v["price"]))
+    return gettext(
+        "Sold: %(package)s, %(price)s. Take the cash.", package=title, price=fmt.rupiah(v["price"])
+    )
 
 
 def done_text() -> str:
@@ -91,8 +97,13 @@ def disconnect(macs: Iterable[str]) -> None:
 
 def safe_next(value: str | None) -> str:
     """Only our own console paths: never an open redirect."""
-    if value and value.startswith("/operator") and not value.startswith("//") \
-            and not urlsplit(value).netloc and "\\" not in value:
+    if (
+        value
+        and value.startswith("/operator")
+        and not value.startswith("//")
+        and not urlsplit(value).netloc
+        and "\\" not in value
+    ):
         return value
     return url_for("operator.dashboard")
 

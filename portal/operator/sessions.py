@@ -4,7 +4,8 @@ extend, block, unblock through the gateway, each audited."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import g, request
 from flask_babel import gettext
@@ -49,11 +50,17 @@ def sessions() -> Any:
     for r in rows:
         v = devices.vendor(r["mac"])
         started = parse_utc(r["started_at"]) if r.get("started_at") else None
-        out.append(dict(r, hostname=names.get(r["mac"]), vendor=v,
-                        private=v == devices.PRIVATE, rate=rates.get(r["id"]),
-                        package=packages.get(r.get("voucher_id")),
-                        used_seconds=int((now - started).total_seconds())
-                        if started else None))
+        out.append(
+            dict(
+                r,
+                hostname=names.get(r["mac"]),
+                vendor=v,
+                private=v == devices.PRIVATE,
+                rate=rates.get(r["id"]),
+                package=packages.get(r.get("voucher_id")),
+                used_seconds=int((now - started).total_seconds()) if started else None,
+            )
+        )
     return page("sessions.html", rows=out, blocked=blocked, gw_down=False)
 
 
@@ -64,9 +71,13 @@ def _mac_from_form() -> str | None:
         return None
 
 
-def _session_action(name: str, call: Callable[[str], Any], done: str,
-                    before: Callable[[str], dict[str, Any] | None] = lambda m: None,
-                    after: dict[str, Any] | None = None) -> Any:
+def _session_action(
+    name: str,
+    call: Callable[[str], Any],
+    done: str,
+    before: Callable[[str], dict[str, Any] | None] = lambda m: None,
+    after: dict[str, Any] | None = None,
+) -> Any:
     mac = _mac_from_form()
     if mac is None:
         return render_error("bad-request", 400)
@@ -78,16 +89,26 @@ def _session_action(name: str, call: Callable[[str], Any], done: str,
         log.info("%s %s: %s", name, mac, exc.message)
         return flash_to("operator.sessions", "gone")
     with audit.write(state().db) as conn:
-        audit.record(conn, actor(), name, f"device:{mac}", before=before(mac), after=after,
-                     at=state().clock())
+        audit.record(
+            conn,
+            actor(),
+            name,
+            f"device:{mac}",
+            before=before(mac),
+            after=after,
+            at=state().clock(),
+        )
     return flash_to("operator.sessions", done)
 
 
 @bp.post("/sessions/kick")
 def session_kick() -> Any:
-    return _session_action("session.kick",
-                           lambda mac: gateway_call("deauthorize", mac=mac, reason="admin-kick"),
-                           "kicked", after={"ended": "admin-kick"})
+    return _session_action(
+        "session.kick",
+        lambda mac: gateway_call("deauthorize", mac=mac, reason="admin-kick"),
+        "kicked",
+        after={"ended": "admin-kick"},
+    )
 
 
 @bp.post("/sessions/extend")
@@ -96,27 +117,37 @@ def session_extend() -> Any:
     minutes = int_or(request.form.get("minutes"), 0)
     if not 1 <= minutes <= 10080:
         return render_error("bad-request", 400)
-    return _session_action("session.extend",
-                           lambda mac: gateway_call("extend", mac=mac, minutes=minutes),
-                           "extended", after={"minutes": minutes})
+    return _session_action(
+        "session.extend",
+        lambda mac: gateway_call("extend", mac=mac, minutes=minutes),
+        "extended",
+        after={"minutes": minutes},
+    )
 
 
 @bp.post("/sessions/block")
 @admin_only
 def session_block() -> Any:
     reason = text_field(request.form, "reason", 200)
-    return _session_action("device.block",
-                           lambda mac: gateway_call("block", mac=mac, reason=reason),
-                           "blocked", before=lambda m: {"blocked": False},
-                           after={"blocked": True, "reason": reason or None})
+    return _session_action(
+        "device.block",
+        lambda mac: gateway_call("block", mac=mac, reason=reason),
+        "blocked",
+        before=lambda m: {"blocked": False},
+        after={"blocked": True, "reason": reason or None},
+    )
 
 
 @bp.post("/sessions/unblock")
 @admin_only
 def session_unblock() -> Any:
-    return _session_action("device.unblock", lambda mac: gateway_call("unblock", mac=mac),
-                           "unblocked", before=lambda m: {"blocked": True},
-                           after={"blocked": False})
+    return _session_action(
+        "device.unblock",
+        lambda mac: gateway_call("unblock", mac=mac),
+        "unblocked",
+        before=lambda m: {"blocked": True},
+        after={"blocked": False},
+    )
 
 
 DONE["gone"] = lambda a: gettext("That device had no session any more; nothing was changed.")

@@ -4,7 +4,7 @@ escaped; nothing comes from a request unescaped."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
@@ -32,18 +32,32 @@ def qr(text: str, title: str = "") -> Markup:
                 x += 1
     size = n + 2 * quiet
     label = f"<title>{escape(title)}</title>" if title else ""
-    return Markup(f'<svg class="qr" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
-                  f'role="img" shape-rendering="crispEdges">{label}'
-                  f'<rect width="{size}" height="{size}" fill="#fff"/>'
-                  f'<path fill="#000" d="{"".join(parts)}"/></svg>')
+    return Markup(
+        f'<svg class="qr" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+        f'role="img" shape-rendering="crispEdges">{label}'
+        f'<rect width="{size}" height="{size}" fill="#fff"/>'
+        f'<path fill="#000" d="{"".join(parts)}"/></svg>'
+    )
 
 
-def bars(points: Sequence[tuple[str, float, str]], *, title: str, unit_label: str = "",
-         width: int = 360, height: int = 180) -> Markup:
+def bars(
+    points: Sequence[tuple[str, float, str]],
+    *,
+    title: str,
+    unit_label: str = "",
+    width: int = 360,
+    height: int = 180,
+) -> Markup:
     """A console bar chart (:data:`hotspot.svgchart.CONSOLE`): ``points`` are (axis label,
     value, tooltip); every bar's ``<title>`` is its tooltip (the exact figure)."""
-    return svgchart.bars([label for label, _, _ in points],
-                         [(title, [value for _, value, _ in points])],
-                         tips=[tip for _, _, tip in points], title=title, unit_label=unit_label,
-                         fmt=svgchart.short_figure, style=svgchart.CONSOLE, width=width,
-                         height=height)
+    return svgchart.bars(
+        [label for label, _, _ in points],
+        [(title, [value for _, value, _ in points])],
+        tips=[tip for _, _, tip in points],
+        title=title,
+        unit_label=unit_label,
+        fmt=svgchart.short_figure,
+        style=svgchart.CONSOLE,
+        width=width,
+        height=height,
+    )

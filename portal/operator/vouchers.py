@@ -18,7 +18,6 @@ from portal.operator.forms import int_or, text_field
 from portal.operator.pages import disconnect, page, today_local, voucher_key
 from portal.state import state
 
-
 VOUCHER_ERRORS = {
     ErrorCode.VOUCHER_UNKNOWN: lambda: gettext("No voucher has this code. Check it and try again."),
     ErrorCode.VOUCHER_SOLD: lambda: gettext("This voucher was sold already."),
@@ -40,8 +39,11 @@ def sell() -> Any:
     db = state().db
     today = today_local()
     mine = [s for s in ledger.sales(db, cfg(), today, today) if s.kasir == g.op.name]
-    ctx = {"mine_count": len(mine), "mine_rupiah": sum(s.price for s in mine),
-           "first_use": cfg().operator.sold_at == "first-use"}
+    ctx = {
+        "mine_count": len(mine),
+        "mine_rupiah": sum(s.price for s in mine),
+        "first_use": cfg().operator.sold_at == "first-use",
+    }
     if request.method == "GET":
         return page("sell.html", **ctx)
     code = (request.form.get("code") or "")[:40]
@@ -49,16 +51,20 @@ def sell() -> Any:
         return render_error("no-key", 503)
     vid = _find(code)
     if vid is None:
-        return page("sell.html", 404, code=code, error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN](), **ctx)
+        return page(
+            "sell.html", 404, code=code, error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN](), **ctx
+        )
     try:
         sale = mark_sold(db, vid, actor=actor(), clock=state().clock)
     except SaleError as exc:
         detail = voucher_detail(db, vid)
         msg = VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN])()
         if exc.code is ErrorCode.VOUCHER_SOLD:
-            msg = gettext("This voucher was sold already, by %(who)s on %(when)s.",
-                          who=detail["sold_by"] or gettext("(not recorded)"),
-                          when=local(detail["sold_at"]))
+            msg = gettext(
+                "This voucher was sold already, by %(who)s on %(when)s.",
+                who=detail["sold_by"] or gettext("(not recorded)"),
+                when=local(detail["sold_at"]),
+            )
         return page("sell.html", 409, code=code, error=msg, **ctx)
     return flash_to("operator.sell", "sold", id=sale["voucher_id"])
 
@@ -80,8 +86,13 @@ def voucher_lookup() -> Any:
     except NotFound:
         v = None
     if v is None:
-        return page("voucher.html", 404, v=None, code=code,
-                    error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN]())
+        return page(
+            "voucher.html",
+            404,
+            v=None,
+            code=code,
+            error=VOUCHER_ERRORS[ErrorCode.VOUCHER_UNKNOWN](),
+        )
     return page("voucher.html", v=v, code=code, now=state().clock())
 
 
@@ -91,13 +102,25 @@ def voucher_void(vid: int) -> Any:
     reason = text_field(request.form, "reason", 200)
     if not reason:
         v = _detail_or_404(vid)
-        return page("voucher.html", 422, v=v, code="", now=state().clock(),
-                    errors={"reason": gettext("Please say why.")})
+        return page(
+            "voucher.html",
+            422,
+            v=v,
+            code="",
+            now=state().clock(),
+            errors={"reason": gettext("Please say why.")},
+        )
     try:
         out = void_one(state().db, vid, actor=actor(), reason=reason, clock=state().clock)
     except SaleError as exc:
-        return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_VOID])())
+        return page(
+            "voucher.html",
+            409,
+            v=_detail_or_404(vid),
+            code="",
+            now=state().clock(),
+            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_VOID])(),
+        )
     disconnect(out["devices"])
     return flash_to("operator.voucher_lookup", "void", id=vid)
 
@@ -106,11 +129,22 @@ def voucher_void(vid: int) -> Any:
 @admin_only
 def voucher_unsell(vid: int) -> Any:
     try:
-        cancel_sale(state().db, vid, actor=actor(),
-                    reason=text_field(request.form, "reason", 200), clock=state().clock)
+        cancel_sale(
+            state().db,
+            vid,
+            actor=actor(),
+            reason=text_field(request.form, "reason", 200),
+            clock=state().clock,
+        )
     except SaleError as exc:
-        return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_USED])())
+        return page(
+            "voucher.html",
+            409,
+            v=_detail_or_404(vid),
+            code="",
+            now=state().clock(),
+            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_USED])(),
+        )
     return flash_to("operator.voucher_lookup", "unsold", id=vid)
 
 
@@ -119,8 +153,14 @@ def voucher_sell(vid: int) -> Any:
     try:
         mark_sold(state().db, vid, actor=actor(), clock=state().clock)
     except SaleError as exc:
-        return page("voucher.html", 409, v=_detail_or_404(vid), code="", now=state().clock(),
-                    error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_SOLD])())
+        return page(
+            "voucher.html",
+            409,
+            v=_detail_or_404(vid),
+            code="",
+            now=state().clock(),
+            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_SOLD])(),
+        )
     return flash_to("operator.voucher_lookup", "sold", id=vid)
 
 
@@ -131,5 +171,3 @@ def _detail_or_404(vid: int) -> dict[str, Any]:
         from werkzeug.exceptions import NotFound as HTTPNotFound
 
         raise HTTPNotFound() from None
-
-

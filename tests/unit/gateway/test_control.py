@@ -13,11 +13,17 @@ import sys
 import pytest
 
 from gateway.control_server import ControlServer, Dispatcher
-from hotspot_cli import main as cli
 from hotspot import protocol as proto
 from hotspot.control import ControlClient
-from hotspot.errors import (ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused,
-                            UsageError)
+from hotspot.errors import (
+    ControlUnavailable,
+    ErrorCode,
+    HotspotError,
+    NotFound,
+    Refused,
+    UsageError,
+)
+from hotspot_cli import main as cli
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
 
@@ -33,7 +39,9 @@ def server(cfg, engine):
 @pytest.fixture
 def config_file(cfg, tmp_path):
     path = tmp_path / "hotspot.toml"
-    path.write_text(f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n')
+    path.write_text(
+        f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n'
+    )
     return path
 
 
@@ -78,8 +86,12 @@ MALFORMED = [
     b"[" * 10_000 + b"\n",  # deeper than the decoder goes
     b"1" * 5000 + b"\n",  # an integer longer than Python converts
     b'{"op": "list", "n": ' + b"9" * 5000 + b"}\n",
-    b'["list"]\n', b"null\n", b'"ping"\n',  # not an object
-    b'{"op": "explode"}\n', b"{}\n", b'{"op": ["ping"]}\n',
+    b'["list"]\n',
+    b"null\n",
+    b'"ping"\n',  # not an object
+    b'{"op": "explode"}\n',
+    b"{}\n",
+    b'{"op": ["ping"]}\n',
     b'{"op": "list", "extra": 1}\n',
     b'{"op": "authorize"}\n',  # neither ip nor mac
     b'{"op": "authorize", "ip": ["10.10.0.11"]}\n',
@@ -91,8 +103,10 @@ MALFORMED = [
     b'{"op": "authorize", "ip": "10.10.0.11", "tier": "\\ud800"}\n',
     b'{"op": "authorize", "ip": "10.10.0.11", "tier": "gold"}\n',  # no such tier (engine)
     b'{"op": "authorize", "ip": "192.168.1.5"}\n',  # not on the LAN (engine)
-    b'{"op": "extend", "mac": 7}\n', b'{"op": "extend", "mac": "02:00:00:00:00:01"}\n',
-    b'{"op": "block"}\n', b'{"op": "block", "mac": "02:00:00:00:00:01", "reason": 5}\n',
+    b'{"op": "extend", "mac": 7}\n',
+    b'{"op": "extend", "mac": "02:00:00:00:00:01"}\n',
+    b'{"op": "block"}\n',
+    b'{"op": "block", "mac": "02:00:00:00:00:01", "reason": 5}\n',
     b'{"op": "deauthorize", "ip": "10.10.0.11", "reason": "whim"}\n',
 ]
 
@@ -128,8 +142,13 @@ def test_unreachable_gateway(tmp_path):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hotspot_cli", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hotspot_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_cli_lists_clients_as_json(server, engine, config_file):
@@ -145,12 +164,15 @@ def test_cli_lists_clients_as_json(server, engine, config_file):
     assert again.returncode == 1 and again.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("clients", "allow", "not-a-mac"), "not a MAC address"),
-    (("clients", "allow", MAC1, "--minutes", "-3"), "--minutes"),
-    (("clients", "explode"), "invalid choice"),
-    (("--config", "/nonexistent.toml", "clients", "list"), "file not found"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("clients", "allow", "not-a-mac"), "not a MAC address"),
+        (("clients", "allow", MAC1, "--minutes", "-3"), "--minutes"),
+        (("clients", "explode"), "invalid choice"),
+        (("--config", "/nonexistent.toml", "clients", "list"), "file not found"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(args, needle):
     out = run_cli(*args)
     assert out.returncode == 2
@@ -160,7 +182,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, needle):
 
 def test_cli_bad_config_names_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[network]\nlan_address = \"10.10.0.1/8\"\n")
+    bad.write_text('[network]\nlan_address = "10.10.0.1/8"\n')
     out = run_cli("--config", str(bad), "gateway", "status")
     assert out.returncode == 2
     assert out.stderr.startswith("hotspot: config error: network.lan_address:")
@@ -176,10 +198,17 @@ def test_cli_without_gateway_says_so(tmp_path):
 
 def test_parser_is_complete():
     parser = cli.build_parser()
-    for argv in (["gateway", "run"], ["gateway", "status", "--json"], ["gateway", "teardown"],
-                 ["clients", "list", "--json"], ["clients", "allow", MAC1, "--ip", IP1,
-                 "--tier", "premium", "--minutes", "30"], ["clients", "kick", MAC1],
-                 ["clients", "block", MAC1], ["clients", "unblock", MAC1], ["db", "upgrade"]):
+    for argv in (
+        ["gateway", "run"],
+        ["gateway", "status", "--json"],
+        ["gateway", "teardown"],
+        ["clients", "list", "--json"],
+        ["clients", "allow", MAC1, "--ip", IP1, "--tier", "premium", "--minutes", "30"],
+        ["clients", "kick", MAC1],
+        ["clients", "block", MAC1],
+        ["clients", "unblock", MAC1],
+        ["db", "upgrade"],
+    ):
         parser.parse_args(argv)
 
 
@@ -187,9 +216,13 @@ def test_large_replies_are_read_whole(server, cfg, engine):
     """A list of many sessions is far larger than a request may be."""
     with ControlClient(cfg.control.socket) as ctl:
         for i in range(300):
-            ctl.send(proto.AuthorizeRequest(
-                ip=f"10.10.1.{i % 250 + 1}" if i < 250 else f"10.10.2.{i - 249}",
-                mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}", tier="premium"))
+            ctl.send(
+                proto.AuthorizeRequest(
+                    ip=f"10.10.1.{i % 250 + 1}" if i < 250 else f"10.10.2.{i - 249}",
+                    mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+                    tier="premium",
+                )
+            )
         rows = ctl.send(proto.ListRequest())
         assert len(rows) == 300
         assert ctl.send(proto.PingRequest())["pong"]  # the connection is still in step
@@ -216,15 +249,13 @@ class BuggyEngine:
 
 @pytest.fixture
 def buggy_server(cfg, engine):
-    srv = ControlServer(cfg.control.socket, Dispatcher(BuggyEngine(engine), lambda: {}),
-                        group=None)
+    srv = ControlServer(cfg.control.socket, Dispatcher(BuggyEngine(engine), lambda: {}), group=None)
     srv.start()
     yield srv
     srv.stop()
 
 
-def test_an_engine_bug_is_internal_logged_and_the_socket_keeps_serving(buggy_server, cfg,
-                                                                       caplog):
+def test_an_engine_bug_is_internal_logged_and_the_socket_keeps_serving(buggy_server, cfg, caplog):
     caplog.set_level(logging.ERROR, logger="gateway.control_server")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(cfg.control.socket)

@@ -73,10 +73,12 @@ def test_address_taken_over_by_another_device(engine, datapath, db):
 def test_bad_requests(engine):
     """What needs the configuration is the engine's to refuse; types, ranges and formats are
     refused before (tests/unit/test_protocol.py)."""
-    for kwargs, field in (({"ip": "10.10.0.1", "mac": MAC1}, "ip"),  # the gateway itself
-                          ({"ip": "192.168.1.5", "mac": MAC1}, "ip"),  # outside the LAN
-                          ({"ip": "10.10.3.255", "mac": MAC1}, "ip"),  # broadcast
-                          ({"ip": IP1, "mac": MAC1, "tier": "gold"}, "tier")):
+    for kwargs, field in (
+        ({"ip": "10.10.0.1", "mac": MAC1}, "ip"),  # the gateway itself
+        ({"ip": "192.168.1.5", "mac": MAC1}, "ip"),  # outside the LAN
+        ({"ip": "10.10.3.255", "mac": MAC1}, "ip"),  # broadcast
+        ({"ip": IP1, "mac": MAC1, "tier": "gold"}, "tier"),
+    ):
         with pytest.raises(UsageError, match=f"^{field}: "):
             engine.authorize(**kwargs)
 
@@ -169,8 +171,9 @@ def test_session_data_cap(engine, datapath, clock):
 
 
 def test_absolute_expiry(engine, clock):
-    out = engine.authorize(ip=IP1, mac=MAC1, tier="premium",
-                           expires_at=dt.datetime(2026, 11, 28, 5))
+    out = engine.authorize(
+        ip=IP1, mac=MAC1, tier="premium", expires_at=dt.datetime(2026, 11, 28, 5)
+    )
     assert out["expires_at"] == "2026-11-28T05:00:00Z" and out["seconds_remaining"] == 7200
     with pytest.raises(Refused) as err:
         engine.authorize(ip=IP2, mac=MAC2, tier="premium", expires_at=dt.datetime(2026, 11, 28, 2))
@@ -194,7 +197,11 @@ def test_accounting_counts_ip_bytes_and_flushes_in_batches(engine, datapath, clo
         usage = s.scalars(select(DailyUsage)).one()
         hourly = s.scalars(select(HourlyUsage)).one()
     assert usage.bytes_down == 150_000 and usage.tier == "premium"
-    assert (hourly.hour, hourly.bytes_down, hourly.bytes_up) == (dt.datetime(2026, 11, 28, 3), 150_000, 20_000)
+    assert (hourly.hour, hourly.bytes_down, hourly.bytes_up) == (
+        dt.datetime(2026, 11, 28, 3),
+        150_000,
+        20_000,
+    )
 
 
 def test_packet_counter_wrap(engine, datapath, clock):

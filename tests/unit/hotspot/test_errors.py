@@ -11,8 +11,18 @@ from hotspot import errors
 from hotspot.errors import ConfigError, ErrorCode, HotspotError, UsageError
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCES = ("hotspot", "gateway", "portal", "sync", "collector", "provisioning", "bench", "demo",
-           "testsupport", "hotspot_cli")
+SOURCES = (
+    "hotspot",
+    "gateway",
+    "portal",
+    "sync",
+    "collector",
+    "provisioning",
+    "bench",
+    "demo",
+    "testsupport",
+    "hotspot_cli",
+)
 REGISTRY = ROOT / "hotspot" / "errors.py"
 # Files that still spell codes, left to the refactors that own them now (HotspotError checks
 # each spelled code against the registry when the class is made or the error raised).
@@ -32,8 +42,11 @@ def test_every_code_has_a_family_and_a_meaning():
 
 
 def test_every_error_class_of_the_registry_module_is_a_family():
-    classes = {obj for obj in vars(errors).values()
-               if isinstance(obj, type) and issubclass(obj, HotspotError)}
+    classes = {
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, HotspotError)
+    }
     assert classes == {code.family for code in ErrorCode}
 
 
@@ -80,9 +93,11 @@ def test_cli_exit_status_follows_the_family(code, monkeypatch):
 
 # -- no code is spelled outside the registry -----------------------------------------------------
 
+
 def _is_code_attribute(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Attribute) and node.attr == "code") or \
-        (isinstance(node, ast.Name) and node.id == "code")
+    return (isinstance(node, ast.Attribute) and node.attr == "code") or (
+        isinstance(node, ast.Name) and node.id == "code"
+    )
 
 
 def _strings(node: ast.AST) -> list[ast.Constant]:
@@ -98,15 +113,19 @@ def spelled_codes(tree: ast.AST) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             # A code with a hyphen is never anything else.
-            if "-" in node.value and node.value in CODES \
-                    and ErrorCode(node.value) not in ALSO_PAGE_NAMES:
+            if (
+                "-" in node.value
+                and node.value in CODES
+                and ErrorCode(node.value) not in ALSO_PAGE_NAMES
+            ):
                 found.append(node)
         elif isinstance(node, ast.keyword) and node.arg == "code":  # code="blocked"
             found += _strings(node.value)
         elif isinstance(node, ast.ClassDef):  # class X(HotspotError): code = "sync"
             for stmt in node.body:
-                if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "code"
-                                                        for t in stmt.targets):
+                if isinstance(stmt, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "code" for t in stmt.targets
+                ):
                     found += _strings(stmt.value)
         elif isinstance(node, ast.Compare):  # exc.code == "locked", exc.code in ("a", "b")
             operands = [node.left, *node.comparators]
@@ -120,7 +139,7 @@ def spelled_codes(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_the_checker_finds_spelled_codes():
-    source = '''
+    source = """
 class Gone(HotspotError):
     code = "sync"
 raise Refused("no", code="blocked")
@@ -129,9 +148,16 @@ reply = {"ok": False, "error": {"code": "internal"}}
 MESSAGES = {"quota-exhausted": 1}
 render_error("bad-request", 400)          # a page name: fine
 EndReason.BLOCKED == "blocked"            # not a code position: fine
-'''
+"""
     assert [v for _, v in spelled_codes(ast.parse(source))] == [
-        "sync", "blocked", "locked", "nftables", "tc", "internal", "quota-exhausted"]
+        "sync",
+        "blocked",
+        "locked",
+        "nftables",
+        "tc",
+        "internal",
+        "quota-exhausted",
+    ]
 
 
 def test_no_code_is_spelled_outside_the_registry():

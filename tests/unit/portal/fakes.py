@@ -38,8 +38,9 @@ class LocalGateway:
         raise error_from(reply["error"])
 
     def call(self, op: str, **args: Any) -> Any:
-        return self.send(parse_request({"op": op, **{k: v for k, v in args.items()
-                                                       if v is not None}}))
+        return self.send(
+            parse_request({"op": op, **{k: v for k, v in args.items() if v is not None}})
+        )
 
     def ops(self, name: str) -> list[dict[str, Any]]:
         return [args for op, args in self.calls if op == name]

@@ -42,12 +42,19 @@ def test_kasir_mode_counts_marks_then_first_use(db, key, cfg, clock, batch, vouc
     void_one(db, _id(db, key, h[2]), actor=Actor("budi", 1, "admin"), reason="refund")
     rows = ledger.sales(db, cfg)
     assert sorted((s.package, s.price, s.kasir) for s in rows) == [
-        ("harian", 5000, ""), ("harian", 5000, "siti"), ("mingguan", 25000, "ani")]
-    assert ledger.by_package(rows) == [{"key": "harian", "count": 2, "rupiah": 10000},
-                                       {"key": "mingguan", "count": 1, "rupiah": 25000}]
-    assert ledger.by_kasir(rows) == [{"key": "", "count": 1, "rupiah": 5000},
-                                     {"key": "ani", "count": 1, "rupiah": 25000},
-                                     {"key": "siti", "count": 1, "rupiah": 5000}]
+        ("harian", 5000, ""),
+        ("harian", 5000, "siti"),
+        ("mingguan", 25000, "ani"),
+    ]
+    assert ledger.by_package(rows) == [
+        {"key": "harian", "count": 2, "rupiah": 10000},
+        {"key": "mingguan", "count": 1, "rupiah": 25000},
+    ]
+    assert ledger.by_kasir(rows) == [
+        {"key": "", "count": 1, "rupiah": 5000},
+        {"key": "ani", "count": 1, "rupiah": 25000},
+        {"key": "siti", "count": 1, "rupiah": 5000},
+    ]
     total = sum(s.price for s in rows)
     for view in (ledger.by_day, ledger.by_month, ledger.by_package, ledger.by_kasir):
         assert sum(r["rupiah"] for r in view(rows)) == total == 35000
@@ -67,8 +74,9 @@ def test_first_use_mode_counts_only_use(db, key, cfg, clock, batch, vouchers):
     assert sorted(s.kasir for s in rows) == ["", "siti"]
     assert all(s.at == clock() for s in rows)  # the moment of first use
     # the cash count still counts by the mark: two vouchers, Rp 10.000 in siti's drawer
-    cash = ledger.cash_count(db, cfg, local_day(clock(), cfg.village.tz),
-                             local_day(clock(), cfg.village.tz))
+    cash = ledger.cash_count(
+        db, cfg, local_day(clock(), cfg.village.tz), local_day(clock(), cfg.village.tz)
+    )
     assert [(c["kasir"], c["count"], c["net"]) for c in cash] == [("siti", 2, 10000)]
 
 
@@ -82,14 +90,21 @@ def test_days_and_months_are_the_villages(db, key, cfg, clock, batch):
     clock.now = dt.datetime(2026, 10, 31, 17, 30, 0)  # 00.30 WIB on 1 Nov
     mark_sold(db, _id(db, key, codes[2]), actor=SITI, clock=clock)
     rows = ledger.sales(db, cfg)
-    assert [r["key"] for r in ledger.by_day(rows)] == [dt.date(2026, 11, 1), dt.date(2026, 11, 30),
-                                                      dt.date(2026, 12, 1)]
-    assert ledger.by_month(rows) == [{"key": "2026-11", "count": 2, "rupiah": 10000},
-                                     {"key": "2026-12", "count": 1, "rupiah": 5000}]
+    assert [r["key"] for r in ledger.by_day(rows)] == [
+        dt.date(2026, 11, 1),
+        dt.date(2026, 11, 30),
+        dt.date(2026, 12, 1),
+    ]
+    assert ledger.by_month(rows) == [
+        {"key": "2026-11", "count": 2, "rupiah": 10000},
+        {"key": "2026-12", "count": 1, "rupiah": 5000},
+    ]
     nov = ledger.sales(db, cfg, dt.date(2026, 11, 1), dt.date(2026, 11, 30))
     assert len(nov) == 2
     assert day_bounds(dt.date(2026, 12, 1), dt.date(2026, 12, 1), tz) == (
-        dt.datetime(2026, 11, 30, 17, 0), dt.datetime(2026, 12, 1, 17, 0))
+        dt.datetime(2026, 11, 30, 17, 0),
+        dt.datetime(2026, 12, 1, 17, 0),
+    )
     rep = ledger.month_report(db, cfg, "2026-11")
     assert rep["count"] == 2 and rep["rupiah"] == 10000
     assert [d["day"] for d in rep["by_day"]] == ["2026-11-01", "2026-11-30"]
@@ -108,8 +123,13 @@ def test_cash_count_shows_refunds(db, key, cfg, clock, batch):
     void_one(db, _id(db, key, codes[0]), actor=Actor("budi", 1, "admin"), reason="refund")
     day = local_day(clock(), cfg.village.tz)
     [row] = ledger.cash_count(db, cfg, day, day)
-    assert (row["count"], row["rupiah"], row["void_count"], row["void_rupiah"], row["net"]) == \
-        (3, 75000, 1, 25000, 50000)
+    assert (row["count"], row["rupiah"], row["void_count"], row["void_rupiah"], row["net"]) == (
+        3,
+        75000,
+        1,
+        25000,
+        50000,
+    )
     assert sum(s.price for s in ledger.sales(db, cfg)) == row["net"]
 
 
@@ -164,9 +184,10 @@ def test_the_province_sees_the_same_sales(db, key, cfg, clock, batch, vouchers, 
         c, r = mine.get(k, (0, 0))
         mine[k] = (c + 1, r + s.price)
     assert report == mine
-    expected = {"kasir": {("2026-11", "harian"): (2, 10000), ("2026-11", "mingguan"): (1, 25000)},
-                "first-use": {("2026-11", "harian"): (1, 5000),
-                              ("2026-11", "mingguan"): (1, 25000)}}[mode]
+    expected = {
+        "kasir": {("2026-11", "harian"): (2, 10000), ("2026-11", "mingguan"): (1, 25000)},
+        "first-use": {("2026-11", "harian"): (1, 5000), ("2026-11", "mingguan"): (1, 25000)},
+    }[mode]
     assert report == expected
 
 
@@ -190,7 +211,8 @@ def test_void_batch_keeps_sold_and_running_unless_asked(db, key, clock, batch, v
     vouchers.redeem(codes[1], ip=PHONE_IP, mac=PHONE_MAC)
     out = void_batch(db, 1, actor=Actor("budi", 1, "admin"), reason="sheet lost", clock=clock)
     assert (out["voided"], out["kept"], out["devices"]) == (2, 2, [])
-    out = void_batch(db, 1, actor=Actor("budi", 1, "admin"), reason="all", include_sold=True,
-                     clock=clock)
+    out = void_batch(
+        db, 1, actor=Actor("budi", 1, "admin"), reason="all", include_sold=True, clock=clock
+    )
     assert (out["voided"], out["sold_voided"], out["running_voided"]) == (2, 1, 1)
     assert out["devices"] == [PHONE_MAC]
