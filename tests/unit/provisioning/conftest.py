@@ -49,8 +49,8 @@ class FakeHost(Host):
         self.users = {"hotspot"} if provisioned else set()
         # our own group: chown to it works for any test runner
         self.groups = {"root": 0, **({"hotspot": os.getgid()} if provisioned else {})}
-        everything = {"systemd-networkd", "hostapd", "dnsmasq", "hotspot-gateway",
-                      "hotspot-portal", "hotspot-sync"}
+        everything = {"systemd-networkd", "hostapd", "dnsmasq", "hotspot-walled-dns",
+                      "hotspot-gateway", "hotspot-portal", "hotspot-sync"}
         self.enabled = set(everything) if provisioned else set()
         self.active = set(everything) if provisioned else set()
         self.masked = set() if provisioned else {"hostapd"}
