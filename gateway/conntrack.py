@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pyroute2 import Conntrack as _Conntrack
 from pyroute2.netlink.exceptions import NetlinkError

@@ -190,16 +190,16 @@ def _any_of(values: Iterable[Any]) -> Any:
     return values[0] if len(values) == 1 else {"set": values}
 
 
-def _l4(*protos: str) -> dict:
+def _l4(*protos: str) -> dict[str, Any]:
     return _match(_meta("l4proto"), _any_of(protos))
 
 
-def _dport(port: Any) -> dict:
+def _dport(port: Any) -> dict[str, Any]:
     """The destination port of TCP or UDP (``th dport``; pair it with :func:`_l4`)."""
     return _match(_payload("th", "dport"), port)
 
 
-def _meter(name: str, rate: int) -> dict:
+def _meter(name: str, rate: int) -> dict[str, Any]:
     """Over ``rate`` per second (burst twice that) for one source address of the set."""
     return {"set": {"op": "add", "elem": _payload("ip", "saddr"), "set": "@" + name, "stmt": [
         {"limit": {"rate": rate, "burst": 2 * rate, "per": "second", "inv": True}}]}}
@@ -211,7 +211,15 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     wan_in = _match(_meta("iifname"), layout.wan)
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
-    tcp = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
+    def tcp(port: Any) -> dict[str, Any]:
+        return _match(_payload("tcp", "dport"), port)
+
+    def icmpv6(types: Iterable[str]) -> list[dict[str, Any]]:
+        return [_match(_payload("icmpv6", "type"), {"set": list(types)})]
+
+    def hook(kind: str, name: str, prio: int) -> dict[str, Any]:
+        return {"type": kind, "hook": name, "prio": prio, "policy": "accept"}
+
     portal = tcp(_any_of(layout.portal_ports))
     walled = [_match(_payload("ip", "daddr"), "@" + WALLED),
               _match(_payload("ip", "daddr"), "@" + WALLED_DNS)]
@@ -220,9 +228,6 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     dns = [_l4("tcp", "udp"), _dport(DNS_PORT)]
     walled_dns = [_l4("tcp", "udp"), _dport(layout.walled_dns_port)]
     not_authorized = _match(_CLIENT_ID, "@" + AUTHORIZED, "!=")
-    icmpv6 = lambda types: [_match(_payload("icmpv6", "type"), {"set": list(types)})]  # noqa: E731
-    hook = lambda kind, name, prio: {"type": kind, "hook": name, "prio": prio,  # noqa: E731
-                                     "policy": "accept"}
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
         "prerouting": (hook("nat", "prerouting", -100), [

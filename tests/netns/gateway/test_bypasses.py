@@ -18,10 +18,20 @@ import time
 
 import pytest
 
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    LAN6_GW,
+    PORTAL_PORT,
+    Witness,
+    authorize,
+    curl,
+    ping,
+    run_many,
+    send_udp,
+    setup_ipv6,
+    wait_until,
+)
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP
-
-from tests.netns.helpers import (GW_LAN_IP, LAN6_GW, PORTAL_PORT, Witness, authorize, curl,
-                                 ping, run_many, send_udp, setup_ipv6, wait_until)
 
 GARDEN_BY_NAME = "198.51.100.20"  # as dnsmasq's nftset= puts it into walled_garden_dns
 GARDEN_BY_ADDRESS = "198.51.100.21"  # network.walled_garden
@@ -55,6 +65,7 @@ def test_walled_garden_opens_only_web_ports(testbed, upstream, gateway_factory, 
         # The web passes: HTTP, HTTPS's port, QUIC.
         page = curl(testbed, phone.ns, f"http://{addr}/")
         assert (page.code, page.body) == ("200", "garden-page"), (addr, page)
+        assert web.wait_received()  # the garden's own server, not the portal, answered
         assert _tcp_connects(testbed, phone.ns, addr, 443) and https.wait_received()
         send_udp(testbed, phone.ns, addr, 443, "quic-initial")
         assert quic.wait_received()

@@ -26,10 +26,17 @@ import pytest
 
 from hotspot import config as config_mod
 from provisioning import render as R
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    PORTAL_MARKER,
+    authorize,
+    curl,
+    dns_queries,
+    dns_query,
+    set_elements,
+    wait_until,
+)
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP
-
-from tests.netns.helpers import (GW_LAN_IP, PORTAL_MARKER, authorize, curl, dns_queries,
-                                 dns_query, set_elements, wait_until)
 
 pytestmark = pytest.mark.skipif(shutil.which("dnsmasq") is None,
                                 reason="needs dnsmasq (dnsmasq-base)")
@@ -136,7 +143,7 @@ def test_walled_and_blocked_phones_tunnel_nothing_upstream(testbed, roomy_gatewa
     # a hard-coded resolver is no way round it.
     for server in (GW_LAN_IP, WAN_GW_IP, UPSTREAM_IP):
         got = dns_queries(testbed, walled.ns, _questions(server, names[walled.ns]))
-        for q, answer in zip(_questions(server, names[walled.ns]), got):
+        for q, answer in zip(_questions(server, names[walled.ns]), got, strict=True):
             assert answer.get("rcode") == 3 and answer["answers"] == [], (server, q, answer)
             # No SOA: nothing caches the NXDOMAIN, so nothing of it is left after login.
             assert answer["authority"] == [], (q, answer)
@@ -159,8 +166,8 @@ def test_walled_phone_resolves_portal_probes_and_walled_garden(testbed, gateway,
                                                                portal):
     phone = testbed.phones[0]
     ask = [{"server": GW_LAN_IP, "name": name} for name in (PORTAL_NAME, *PROBES, GARDEN)]
-    got = dict(zip((PORTAL_NAME, *PROBES, GARDEN),
-                   dns_queries(testbed, phone.ns, ask)))
+    got = dict(zip((PORTAL_NAME, *PROBES, GARDEN), dns_queries(testbed, phone.ns, ask),
+                   strict=True))
     assert [a[2] for a in got[PORTAL_NAME]["answers"]] == [GW_LAN_IP], got[PORTAL_NAME]
     for probe in PROBES:  # the real address, from upstream
         assert [a[2] for a in got[probe]["answers"]] == [UPSTREAM_IP], (probe, got[probe])
