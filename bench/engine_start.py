@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hotspot import config as config_mod  # noqa: E402
-from hotspot.db import open_database  # noqa: E402
-from gateway.datapath import DataPath  # noqa: E402
-from gateway.engine import SessionEngine  # noqa: E402
+from gateway.datapath import DataPath
+from gateway.engine import SessionEngine
+from hotspot import config as config_mod
+from hotspot.db import open_database
 
 
 def main() -> None:

@@ -35,8 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
+from hotspot import protocol as proto
 from hotspot.control import ControlClient
+from hotspot.model import EndReason, Source
+from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -51,6 +53,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # -- small helpers --------------------------------------------------------------------------
 
+
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     s = sorted(values)
@@ -62,9 +65,15 @@ def dist(values: list[float], unit: str, digits: int = 2) -> dict[str, Any]:
     if not values:
         return {"n": 0}
     r = lambda v: round(v, digits)  # noqa: E731
-    return {"n": len(values), f"p50_{unit}": r(pct(values, 50)), f"p90_{unit}": r(pct(values, 90)),
-            f"p99_{unit}": r(pct(values, 99)), f"min_{unit}": r(min(values)),
-            f"max_{unit}": r(max(values)), f"mean_{unit}": r(statistics.fmean(values))}
+    return {
+        "n": len(values),
+        f"p50_{unit}": r(pct(values, 50)),
+        f"p90_{unit}": r(pct(values, 90)),
+        f"p99_{unit}": r(pct(values, 99)),
+        f"min_{unit}": r(min(values)),
+        f"max_{unit}": r(max(values)),
+        f"mean_{unit}": r(statistics.fmean(values)),
+    }
 
 
 def spread(values: list[float], unit: str, digits: int = 3) -> dict[str, Any]:
@@ -72,10 +81,14 @@ def spread(values: list[float], unit: str, digits: int = 3) -> dict[str, Any]:
     if not values:
         return {"n": 0}
     med = statistics.median(values)
-    return {"n": len(values), f"median_{unit}": round(med, digits),
-            f"min_{unit}": round(min(values), digits), f"max_{unit}": round(max(values), digits),
-            "spread_pct": round(100 * (max(values) - min(values)) / med, 1) if med else None,
-            f"samples_{unit}": [round(v, digits) for v in values]}
+    return {
+        "n": len(values),
+        f"median_{unit}": round(med, digits),
+        f"min_{unit}": round(min(values), digits),
+        f"max_{unit}": round(max(values), digits),
+        "spread_pct": round(100 * (max(values) - min(values)) / med, 1) if med else None,
+        f"samples_{unit}": [round(v, digits) for v in values],
+    }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -83,7 +96,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -114,6 +127,7 @@ class Log:
 
 
 # -- the gateway process --------------------------------------------------------------------
+
 
 class GatewayProc:
     """The real ``hotspot gateway run`` in the gateway namespace; every line it logs is
@@ -148,23 +162,38 @@ class GatewayProc:
         if os.path.exists(self.socket):
             os.unlink(self.socket)
         self.lines = []
-        cmd = self.bed.ns_exec(self.bed.gw) + [sys.executable, "-m", "hotspot_cli", "--config",
-                                                str(self.config), "gateway", "run",
-                                                "--log-level", "INFO"]
+        cmd = self.bed.ns_exec(self.bed.gw) + [
+            sys.executable,
+            "-m",
+            "hotspot_cli",
+            "--config",
+            str(self.config),
+            "gateway",
+            "run",
+            "--log-level",
+            "INFO",
+        ]
         self.spawned_at = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=REPO, start_new_session=True,
-                                     env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         deadline = self.spawned_at + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 time.sleep(0.2)
-                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n"
-                                   + "\n".join(l for _, l in self.lines[-30:]))
+                raise RuntimeError(
+                    f"gateway exited {self.proc.returncode}:\n"
+                    + "\n".join(l for _, l in self.lines[-30:])
+                )
             if os.path.exists(self.socket):
                 try:
-                    self.call("ping")
+                    self.send(proto.PingRequest())
                     return time.monotonic() - self.spawned_at
                 except Exception:  # noqa: BLE001 - still starting
                     self.close_client()
@@ -192,18 +221,18 @@ class GatewayProc:
             self._client = ControlClient(self.socket, timeout=60)
         return self._client
 
-    def call(self, op: str, **args: Any) -> Any:
-        return self.client.call(op, **args)
+    def send(self, request: proto.Request[proto.R]) -> proto.R:
+        return self.client.send(request)
 
-    def raw_call(self, op: str, **args: Any) -> tuple[Any, int]:
+    def raw_send(self, request: proto.Request[proto.R]) -> tuple[proto.R, int]:
         """One request on a fresh connection, reading the whole reply line however long
-        (hotspot.control.ControlClient stops at 64 KiB). Returns (result, reply bytes)."""
+        it is, to measure its size. Returns (result, reply bytes)."""
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(60)
             sock.connect(self.socket)
-            sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            sock.sendall(proto.encode(request.to_wire()))
             buf = bytearray()
             while not buf.endswith(b"\n"):
                 chunk = sock.recv(1 << 16)
@@ -212,7 +241,7 @@ class GatewayProc:
                 buf += chunk
         reply = json.loads(buf)
         if not reply.get("ok"):
-            raise RuntimeError(f"{op}: {reply.get('error')}")
+            raise RuntimeError(f"{request.op}: {reply.get('error')}")
         return reply["result"], len(buf)
 
     def close_client(self) -> None:
@@ -237,6 +266,7 @@ class GatewayProc:
 
 
 # -- the benchmark --------------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace):
@@ -268,8 +298,13 @@ class Bench:
     # -- plumbing ------------------------------------------------------------------------
 
     def spawn(self, ns: str, *args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen:
-        proc = subprocess.Popen(self.bed.ns_exec(ns) + list(args), stdout=stdout,
-                                stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            self.bed.ns_exec(ns) + list(args),
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -292,17 +327,33 @@ class Bench:
 
     def write_config(self, name: str) -> Path:
         data = {
-            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                        "lan_address": self.bed.lan_address,
-                        "uplink_down_kbps": MAX_KBPS, "uplink_up_kbps": MAX_KBPS,
-                        "lan_local_kbps": MAX_KBPS},
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": self.bed.lan_address,
+                "uplink_down_kbps": MAX_KBPS,
+                "uplink_up_kbps": MAX_KBPS,
+                "lan_local_kbps": MAX_KBPS,
+            },
             "database": {"url": f"sqlite:///{self.work}/{name}.db"},
             "control": {"socket": self.socket},
             # production defaults for the tick; named so a change of defaults shows here
-            "gateway": {"table": TABLE, "tick_seconds": 2.0, "flush_seconds": 60,
-                        "leaf_qdisc": "auto"},
-            "tiers": {TIER: {"down_kbps": MAX_KBPS, "up_kbps": MAX_KBPS, "session_minutes": 0,
-                             "idle_minutes": 0, "daily_minutes": 0, "daily_mb": 0}},
+            "gateway": {
+                "table": TABLE,
+                "tick_seconds": 2.0,
+                "flush_seconds": 60,
+                "leaf_qdisc": "auto",
+            },
+            "tiers": {
+                TIER: {
+                    "down_kbps": MAX_KBPS,
+                    "up_kbps": MAX_KBPS,
+                    "session_minutes": 0,
+                    "idle_minutes": 0,
+                    "daily_minutes": 0,
+                    "daily_mb": 0,
+                }
+            },
         }
         path = write_toml(self.work / f"{name}.toml", data)
         self.configs[name] = path
@@ -311,8 +362,9 @@ class Bench:
     def start_gateway(self, name: str) -> float:
         if self.gw is not None and self.gw.running:
             self.gw.stop()
-        self.gw = GatewayProc(self.bed, self.configs[name], self.socket,
-                              self.work / f"gateway-{name}.log")
+        self.gw = GatewayProc(
+            self.bed, self.configs[name], self.socket, self.work / f"gateway-{name}.log"
+        )
         return self.gw.start()
 
     def stop_gateway(self) -> None:
@@ -326,8 +378,9 @@ class Bench:
             self.gw_run("tc", "qdisc", "del", "dev", dev, "root", check=False)
 
     def kernel_counts(self) -> dict[str, int]:
-        out = self.gw_run("nft", "-j", "list", "set", "inet", TABLE, "authorized",
-                          check=False).stdout
+        out = self.gw_run(
+            "nft", "-j", "list", "set", "inet", TABLE, "authorized", check=False
+        ).stdout
         elems = 0
         if out.strip():
             for item in json.loads(out).get("nftables", []):
@@ -337,8 +390,11 @@ class Bench:
         for dev in ("br-lan", "eth0"):
             text = self.gw_run("tc", "class", "show", "dev", dev).stdout
             classes[dev] = sum(1 for line in text.splitlines() if line.startswith("class htb"))
-        return {"authorized_elements": elems, "htb_classes_br_lan": classes["br-lan"],
-                "htb_classes_eth0": classes["eth0"]}
+        return {
+            "authorized_elements": elems,
+            "htb_classes_br_lan": classes["br-lan"],
+            "htb_classes_eth0": classes["eth0"],
+        }
 
     def member_id(self, i: int) -> tuple[str, str]:
         assert self.crowd is not None
@@ -353,8 +409,14 @@ class Bench:
         self.phone = self.bed.phones[0]
         # the phone must be a neighbour of the gateway: the portal authorizes by address
         # (keeps sending for up to 5 s: a new bridge port may take a moment to forward)
-        self.bed.run(self.phone.ns, "ping", "-c1", "-i0.2", "-w5",
-                     str(ipaddress.IPv4Interface(self.bed.lan_address).ip))
+        self.bed.run(
+            self.phone.ns,
+            "ping",
+            "-c1",
+            "-i0.2",
+            "-w5",
+            str(ipaddress.IPv4Interface(self.bed.lan_address).ip),
+        )
         self.write_config("full")  # the phone's trials, then the crowd: the 1000-session db
         self.write_config("one")
 
@@ -368,8 +430,17 @@ class Bench:
 
     def start_probe(self) -> tuple[subprocess.Popen, subprocess.Popen]:
         probe = str(REPO / "bench" / "probe.py")
-        recv = self.spawn(self.bed.up, sys.executable, "-u", probe, "recv", UPSTREAM_IP,
-                          str(PROBE_PORT), "20", stdout=subprocess.PIPE)
+        recv = self.spawn(
+            self.bed.up,
+            sys.executable,
+            "-u",
+            probe,
+            "recv",
+            UPSTREAM_IP,
+            str(PROBE_PORT),
+            "20",
+            stdout=subprocess.PIPE,
+        )
 
         def reader() -> None:
             for raw in recv.stdout:  # type: ignore[union-attr]
@@ -381,8 +452,9 @@ class Bench:
 
         threading.Thread(target=reader, daemon=True).start()
         time.sleep(0.3)
-        send = self.spawn(self.phone.ns, sys.executable, probe, "send", UPSTREAM_IP,
-                          str(PROBE_PORT), "100")
+        send = self.spawn(
+            self.phone.ns, sys.executable, probe, "send", UPSTREAM_IP, str(PROBE_PORT), "100"
+        )
         return recv, send
 
     def first_packet_trials(self, n: int) -> dict[str, Any]:
@@ -394,20 +466,22 @@ class Bench:
             while not self.arrivals.empty():
                 self.arrivals.get_nowait()
             t0 = time.monotonic()
-            self.gw.call("authorize", ip=self.phone.ip, tier=TIER, source="free")
+            self.gw.send(proto.AuthorizeRequest(ip=self.phone.ip, tier=TIER, source=Source.FREE))
             t1 = time.monotonic()
             got = None
             deadline = t0 + 5.0
             while time.monotonic() < deadline:
                 try:
-                    arrival, _seq, _sent = self.arrivals.get(timeout=max(0.0, deadline - time.monotonic()))
+                    arrival, _seq, _sent = self.arrivals.get(
+                        timeout=max(0.0, deadline - time.monotonic())
+                    )
                 except queue.Empty:
                     break
                 if arrival > t0:
                     got = arrival
                     break
             t2 = time.monotonic()
-            self.gw.call("deauthorize", ip=self.phone.ip, reason="logout")
+            self.gw.send(proto.DeauthorizeRequest(ip=self.phone.ip, reason=EndReason.LOGOUT))
             deauth.append((time.monotonic() - t2) * 1000)
             if got is None:
                 failures += 1
@@ -415,8 +489,13 @@ class Bench:
                 first.append((got - t0) * 1000)
             reply.append((t1 - t0) * 1000)
             time.sleep(0.03 + random.random() * 0.05)  # > the receiver's 20 ms gap
-        return {"first_packet": dist(first, "ms"), "authorize_reply": dist(reply, "ms"),
-                "deauthorize_reply": dist(deauth, "ms"), "trials": n, "no_packet_within_5s": failures}
+        return {
+            "first_packet": dist(first, "ms"),
+            "authorize_reply": dist(reply, "ms"),
+            "deauthorize_reply": dist(deauth, "ms"),
+            "trials": n,
+            "no_packet_within_5s": failures,
+        }
 
     # -- 4. RSS and idle CPU ---------------------------------------------------------------
 
@@ -427,10 +506,13 @@ class Bench:
         time.sleep(seconds)
         cpu = proc_cpu_seconds(pid) - c0
         wall = time.monotonic() - w0
-        return {"rss_mb": round(proc_status_kb(pid, "VmRSS") / 1024, 1),
-                "peak_rss_mb": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
-                "idle_cpu_pct_of_one_core": round(100 * cpu / wall, 1),
-                "window_s": round(wall, 1), "sessions": self.gw.call("status")["sessions"]}
+        return {
+            "rss_mb": round(proc_status_kb(pid, "VmRSS") / 1024, 1),
+            "peak_rss_mb": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
+            "idle_cpu_pct_of_one_core": round(100 * cpu / wall, 1),
+            "window_s": round(wall, 1),
+            "sessions": self.gw.send(proto.StatusRequest())["sessions"],
+        }
 
     # -- 3. reconcile ----------------------------------------------------------------------
 
@@ -439,24 +521,30 @@ class Bench:
         times, changed = [], []
         for _ in range(reps):
             t = time.monotonic()
-            out = self.gw.call("reconcile")
+            out = self.gw.send(proto.ReconcileRequest())
             times.append((time.monotonic() - t) * 1000)
             if out.get("changed"):
                 changed.append(out["changed"])
             time.sleep(random.random() * 0.3)
         t = time.monotonic()
-        rows, size = self.gw.raw_call("list")
+        rows, size = self.gw.raw_send(proto.ListRequest())
         list_ms = (time.monotonic() - t) * 1000
         # the product's own client on the same op (a reply over 64 KiB used to break it)
         try:
-            ok = len(self.gw.call("list")) == len(rows)
+            ok = len(self.gw.send(proto.ListRequest())) == len(rows)
             client_error = None
         except Exception as exc:  # noqa: BLE001 - recorded, not fatal
             ok, client_error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
             self.gw.close_client()
-        return {"reconcile_op": dist(times, "ms", 1), "plans_not_empty": changed,
-                "list_op_ms": round(list_ms, 1), "list_rows": len(rows), "list_reply_bytes": size,
-                "control_client_list_ok": ok, "control_client_list_error": client_error}
+        return {
+            "reconcile_op": dist(times, "ms", 1),
+            "plans_not_empty": changed,
+            "list_op_ms": round(list_ms, 1),
+            "list_rows": len(rows),
+            "list_reply_bytes": size,
+            "control_client_list_ok": ok,
+            "control_client_list_error": client_error,
+        }
 
     def recovery(self, wipe: bool) -> dict[str, Any]:
         """Stop the gateway; optionally wipe the kernel state; start it and time until the
@@ -469,10 +557,13 @@ class Bench:
         g = self.gw
         t_lan = g.line_time("tc: HTB on br-lan ready")
         t_eng = g.line_time("engine started")
-        out = {"ready_s": round(ready, 3),
-               "engine_start_from_log_s": round(t_eng - t_lan, 3) if t_lan and t_eng else None,
-               "spawn_to_first_engine_log_s": round(t_lan - g.spawned_at, 3) if t_lan else None,
-               "kernel_after": self.kernel_counts(), "sessions": g.call("status")["sessions"]}
+        out = {
+            "ready_s": round(ready, 3),
+            "engine_start_from_log_s": round(t_eng - t_lan, 3) if t_lan and t_eng else None,
+            "spawn_to_first_engine_log_s": round(t_lan - g.spawned_at, 3) if t_lan else None,
+            "kernel_after": self.kernel_counts(),
+            "sessions": g.send(proto.StatusRequest())["sessions"],
+        }
         return out
 
     def engine_start_exact(self, wipe: bool, profile: Path | None = None) -> dict[str, Any]:
@@ -480,8 +571,7 @@ class Bench:
         self.stop_gateway()
         if wipe:
             self.wipe_kernel()
-        args = [sys.executable, str(REPO / "bench" / "engine_start.py"),
-                str(self.configs["full"])]
+        args = [sys.executable, str(REPO / "bench" / "engine_start.py"), str(self.configs["full"])]
         if profile:
             args += ["--profile", str(profile)]
         out = self.bed.run(self.bed.gw, *args, timeout=300).stdout
@@ -502,7 +592,8 @@ class Bench:
         self.bed.run(self.bed.up, "ip", "link", "set", "eth0", "gso_max_segs", "1")
         assert self.crowd is not None
         cmds = ["link set eth0 gso_max_segs 1"] + [
-            f"link set {m.ifname} gso_max_segs 1" for m in self.crowd.members]
+            f"link set {m.ifname} gso_max_segs 1" for m in self.crowd.members
+        ]
         self.bed.run(self.crowd.ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n")
 
     def flow_members(self, who: str) -> list[int]:
@@ -515,14 +606,32 @@ class Bench:
         """One run of ``flows`` iperf3 processes at once (one TCP flow each, own server port),
         bound to the crowd members of :meth:`flow_members`. Aggregate Gbit/s and CPU."""
         assert self.crowd is not None
-        base = ["iperf3", "-c", UPSTREAM_IP, "-t", str(self.iperf_seconds),
-                "-O", str(self.iperf_omit),
-                "-J"] + (["-R"] if reverse else [])
+        base = [
+            "iperf3",
+            "-c",
+            UPSTREAM_IP,
+            "-t",
+            str(self.iperf_seconds),
+            "-O",
+            str(self.iperf_omit),
+            "-J",
+        ] + (["-R"] if reverse else [])
         jobs: list[subprocess.Popen] = []
         for k, i in enumerate(self.flow_members(who)):
             m = self.crowd.members[i]
-            jobs.append(self.spawn(self.crowd.ns, *base, "-p", str(IPERF_PORT + k),
-                                   "-B", m.ip, "--bind-dev", m.ifname, stdout=subprocess.PIPE))
+            jobs.append(
+                self.spawn(
+                    self.crowd.ns,
+                    *base,
+                    "-p",
+                    str(IPERF_PORT + k),
+                    "-B",
+                    m.ip,
+                    "--bind-dev",
+                    m.ifname,
+                    stdout=subprocess.PIPE,
+                )
+            )
         gw_pid = self.gw.pid if self.gw is not None and self.gw.running else None
         c0 = proc_cpu_seconds(gw_pid) if gw_pid else 0.0
         s0, w0 = system_busy(), time.monotonic()
@@ -554,9 +663,11 @@ class Bench:
         self.stop_gateway()
         self.wipe_kernel()
         lan = ipaddress.IPv4Interface(self.bed.lan_address).network
-        rules = ("table ip hsb_baseline {\n chain postrouting {\n"
-                 "  type nat hook postrouting priority 100; policy accept;\n"
-                 f"  ip saddr {lan} oifname \"eth0\" masquerade\n }}\n}}\n")
+        rules = (
+            "table ip hsb_baseline {\n chain postrouting {\n"
+            "  type nat hook postrouting priority 100; policy accept;\n"
+            f'  ip saddr {lan} oifname "eth0" masquerade\n }}\n}}\n'
+        )
         self.bed.run(self.bed.gw, "nft", "-f", "-", input=rules)
 
     def baseline_off(self) -> None:
@@ -565,12 +676,17 @@ class Bench:
     def throughput(self) -> dict[str, Any]:
         n = self.crowd_n
         # case → (gateway state, who sends)
-        cases = {"baseline_1": ("baseline", "one"), "baseline_many": ("baseline", "many"),
-                 "shaped_1": ("one", "one"), f"shaped_{n}_same_flows_as_1": ("full", "one"),
-                 f"shaped_{n}": ("full", "many")}
+        cases = {
+            "baseline_1": ("baseline", "one"),
+            "baseline_many": ("baseline", "many"),
+            "shaped_1": ("one", "one"),
+            f"shaped_{n}_same_flows_as_1": ("full", "one"),
+            f"shaped_{n}": ("full", "many"),
+        }
         samples = {c: {"down": [], "up": []} for c in cases}
         extra: dict[str, dict[str, list[float]]] = {
-            c: {"gateway_cpu_pct": [], "system_busy_pct": []} for c in cases}
+            c: {"gateway_cpu_pct": [], "system_busy_pct": []} for c in cases
+        }
         errors: list[str] = []
         qdiscs: dict[str, str] = {}
         load: list[float] = []
@@ -594,12 +710,14 @@ class Bench:
                     self.baseline_on()
                     if not qdiscs:
                         for dev in ("br-lan", "eth0"):
-                            qdiscs[dev] = self.gw_run("tc", "qdisc", "show", "dev",
-                                                      dev).stdout.strip()
+                            qdiscs[dev] = self.gw_run(
+                                "tc", "qdisc", "show", "dev", dev
+                            ).stdout.strip()
                     self.log(f"round {rnd + 1}: baseline (plain masquerade, no HTB)")
                 else:
                     self.start_gateway(state)
-                    sessions = self.gw.call("status")["sessions"]  # type: ignore[union-attr]
+                    assert self.gw is not None
+                    sessions = self.gw.send(proto.StatusRequest())["sessions"]
                     self.log(f"round {rnd + 1}: gateway with {sessions} session(s)")
                     time.sleep(0.5)
                 for case, (st, _who) in cases.items():
@@ -607,14 +725,18 @@ class Bench:
                         run(case)
                 if state == "baseline":
                     self.baseline_off()
-        out: dict[str, Any] = {"unit": "Gbit/s (iperf3 TCP goodput at the receivers, summed)",
-                               "flows": self.flows, "seconds_per_run": self.iperf_seconds,
-                               "omitted_first_s": self.iperf_omit, "rounds": self.rounds,
-                               "members_one": self.flow_members("one")[:1],
-                               "members_many": self.flow_members("many"),
-                               "baseline_qdiscs": qdiscs,
-                               "loadavg_1min_per_state": [round(x, 2) for x in load],
-                               "errors": errors}
+        out: dict[str, Any] = {
+            "unit": "Gbit/s (iperf3 TCP goodput at the receivers, summed)",
+            "flows": self.flows,
+            "seconds_per_run": self.iperf_seconds,
+            "omitted_first_s": self.iperf_omit,
+            "rounds": self.rounds,
+            "members_one": self.flow_members("one")[:1],
+            "members_many": self.flow_members("many"),
+            "baseline_qdiscs": qdiscs,
+            "loadavg_1min_per_state": [round(x, 2) for x in load],
+            "errors": errors,
+        }
         med: dict[tuple[str, str], float | None] = {}
         for case, (state, who) in cases.items():
             out[case] = {"state": state, "senders": who}
@@ -631,10 +753,12 @@ class Bench:
             ratios[direction] = {
                 "throughput_1_over_baseline": ratio(m("shaped_1"), m("baseline_1")),
                 f"throughput_{n}_over_throughput_1": ratio(m(f"shaped_{n}"), m("shaped_1")),
-                f"throughput_{n}_over_throughput_1_same_flows":
-                    ratio(m(f"shaped_{n}_same_flows_as_1"), m("shaped_1")),
-                f"throughput_{n}_over_baseline_same_flows": ratio(m(f"shaped_{n}"),
-                                                                  m("baseline_many")),
+                f"throughput_{n}_over_throughput_1_same_flows": ratio(
+                    m(f"shaped_{n}_same_flows_as_1"), m("shaped_1")
+                ),
+                f"throughput_{n}_over_baseline_same_flows": ratio(
+                    m(f"shaped_{n}"), m("baseline_many")
+                ),
             }
         out["ratios"] = ratios
         return out
@@ -651,7 +775,7 @@ class Bench:
         self.log("starting the gateway (empty database)")
         r["setup"]["first_start_ready_s"] = round(self.start_gateway("full"), 3)
         assert self.gw is not None
-        status = self.gw.call("status")
+        status = self.gw.send(proto.StatusRequest())
         r["meta"]["leaf_qdisc"] = status["leaf_qdisc"]
         time.sleep(self.settle)
         r["footprint_0"] = self.footprint(self.window)
@@ -668,14 +792,17 @@ class Bench:
         for i in range(self.crowd_n):
             ip, mac = self.member_id(i)
             t = time.monotonic()
-            self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+            self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
             each.append((time.monotonic() - t) * 1000)
         total = time.monotonic() - t_all
-        r["bulk_authorize"] = {"sessions": self.crowd_n, "total_s": round(total, 2),
-                               "per_second": round(self.crowd_n / total, 1),
-                               "latency": dist(each, "ms"),
-                               "latency_first_100": dist(each[:100], "ms"),
-                               "latency_last_100": dist(each[-100:], "ms")}
+        r["bulk_authorize"] = {
+            "sessions": self.crowd_n,
+            "total_s": round(total, 2),
+            "per_second": round(self.crowd_n / total, 1),
+            "latency": dist(each, "ms"),
+            "latency_first_100": dist(each[:100], "ms"),
+            "latency_last_100": dist(each[-100:], "ms"),
+        }
         time.sleep(self.settle)
         r[f"footprint_{self.crowd_n}"] = self.footprint(self.window)
 
@@ -697,8 +824,10 @@ class Bench:
 
         # 3a. restart recovery
         self.log("restart recovery: wiped kernel / kernel left in place")
-        rec = {"wiped_kernel": [self.recovery(wipe=True) for _ in range(self.recoveries)],
-               "kernel_in_place": [self.recovery(wipe=False)]}
+        rec = {
+            "wiped_kernel": [self.recovery(wipe=True) for _ in range(self.recoveries)],
+            "kernel_in_place": [self.recovery(wipe=False)],
+        }
         rec["engine_start_exact_wiped"] = self.engine_start_exact(wipe=True)
         rec["engine_start_exact_in_place"] = self.engine_start_exact(wipe=False)
         r["reconcile_restart"] = rec
@@ -707,7 +836,7 @@ class Bench:
         self.log("throughput: preparing the one-session database")
         self.start_gateway("one")
         ip, mac = self.member_id(0)
-        self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+        self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
         self.stop_gateway()
         self.one_segment_per_skb()
         self.iperf_servers(self.flows)
@@ -719,17 +848,26 @@ class Bench:
         return r
 
     def start_probe_sender_only(self) -> subprocess.Popen:
-        return self.spawn(self.phone.ns, sys.executable, str(REPO / "bench" / "probe.py"), "send",
-                          UPSTREAM_IP, str(PROBE_PORT), "100")
+        return self.spawn(
+            self.phone.ns,
+            sys.executable,
+            str(REPO / "bench" / "probe.py"),
+            "send",
+            UPSTREAM_IP,
+            str(PROBE_PORT),
+            "100",
+        )
 
     def latency_summary(self, lat0: dict[str, Any], lat1000: dict[str, Any]) -> dict[str, Any]:
         p0, p1 = lat0["first_packet"], lat1000["first_packet"]
         return {
             "what": "authorize sent on the control socket → first datagram of the phone "
-                    "arriving at the upstream host",
-            "sessions_0": lat0, f"sessions_{self.crowd_n}": lat1000,
+            "arriving at the upstream host",
+            "sessions_0": lat0,
+            f"sessions_{self.crowd_n}": lat1000,
             "probe_interval_us_median": round(statistics.median(self.pace_us), 1)
-            if self.pace_us else None,
+            if self.pace_us
+            else None,
             "ratio_p50_vs_0": ratio(p1.get("p50_ms"), p0.get("p50_ms")),
             "ratio_p99_vs_0": ratio(p1.get("p99_ms"), p0.get("p99_ms")),
         }
@@ -742,11 +880,14 @@ class Bench:
         for k in range(2):
             mac = f"02:dd:00:00:00:{k:02x}"
             t = time.monotonic()
-            self.gw.call("authorize", ip=ip, mac=mac, tier=TIER, source="admin")
+            self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
             times.append(round((time.monotonic() - t) * 1000, 1))
-            self.gw.call("deauthorize", mac=mac, reason="admin-kick")
-        return {"ip": ip, "authorize_ms": times,
-                "note": "MAC and address both given, no neighbour entry for the address"}
+            self.gw.send(proto.DeauthorizeRequest(mac=mac, reason=EndReason.KICK))
+        return {
+            "ip": ip,
+            "authorize_ms": times,
+            "note": "MAC and address both given, no neighbour entry for the address",
+        }
 
     def meta(self) -> dict[str, Any]:
         def cmd(*args: str) -> str:
@@ -762,20 +903,38 @@ class Bench:
                 break
         mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
         commit = cmd("git", "-C", str(REPO), "rev-parse", "HEAD")
-        dirty = bool(sh(["git", "-C", str(REPO), "status", "--porcelain", "gateway", "hotspot"],
-                        check=False).stdout.strip())
-        return {"started": now_iso(), "mode": "quick" if self.quick else "full",
-                "loadavg_at_start": list(os.getloadavg()),
-                "machine": {"nproc": os.cpu_count(), "kernel": platform.release(),
-                            "cpu": cpu, "mem_mb": mem},
-                "python": platform.python_version(), "nft": cmd("nft", "--version"),
-                "iperf3": cmd("iperf3", "--version"), "git_commit": commit,
-                "product_code_dirty": dirty,
-                "params": {"sessions": self.crowd_n, "trials": self.trials,
-                           "crowd_flows": self.flows, "rounds": self.rounds,
-                           "iperf_seconds": self.iperf_seconds, "tier_kbps": MAX_KBPS,
-                           "uplink_kbps": MAX_KBPS, "tick_seconds": 2.0,
-                           "probe_interval_us": 100}}
+        dirty = bool(
+            sh(
+                ["git", "-C", str(REPO), "status", "--porcelain", "gateway", "hotspot"], check=False
+            ).stdout.strip()
+        )
+        return {
+            "started": now_iso(),
+            "mode": "quick" if self.quick else "full",
+            "loadavg_at_start": list(os.getloadavg()),
+            "machine": {
+                "nproc": os.cpu_count(),
+                "kernel": platform.release(),
+                "cpu": cpu,
+                "mem_mb": mem,
+            },
+            "python": platform.python_version(),
+            "nft": cmd("nft", "--version"),
+            "iperf3": cmd("iperf3", "--version"),
+            "git_commit": commit,
+            "product_code_dirty": dirty,
+            "params": {
+                "sessions": self.crowd_n,
+                "trials": self.trials,
+                "crowd_flows": self.flows,
+                "rounds": self.rounds,
+                "iperf_seconds": self.iperf_seconds,
+                "tier_kbps": MAX_KBPS,
+                "uplink_kbps": MAX_KBPS,
+                "tick_seconds": 2.0,
+                "probe_interval_us": 100,
+            },
+        }
 
     def cleanup(self) -> None:
         try:
@@ -797,6 +956,7 @@ class Bench:
 
 # -- summary --------------------------------------------------------------------------------
 
+
 def summary(r: dict[str, Any]) -> str:
     lines = []
     a = r.get("authorize_to_first_packet")
@@ -804,9 +964,11 @@ def summary(r: dict[str, Any]) -> str:
     if a:
         for key in ("sessions_0", f"sessions_{n}"):
             fp, rep = a[key]["first_packet"], a[key]["authorize_reply"]
-            lines.append(f"authorize→first packet ({key.replace('_', ' ')}): p50 "
-                         f"{fp.get('p50_ms')} ms, p99 {fp.get('p99_ms')} ms "
-                         f"(reply p50 {rep.get('p50_ms')} / p99 {rep.get('p99_ms')} ms)")
+            lines.append(
+                f"authorize→first packet ({key.replace('_', ' ')}): p50 "
+                f"{fp.get('p50_ms')} ms, p99 {fp.get('p99_ms')} ms "
+                f"(reply p50 {rep.get('p50_ms')} / p99 {rep.get('p99_ms')} ms)"
+            )
     t = r.get("throughput")
     if t:
         for d in ("down", "up"):
@@ -818,24 +980,31 @@ def summary(r: dict[str, Any]) -> str:
                 f"[baseline same flows {g('baseline_many')}]; "
                 f"1/baseline {rat['throughput_1_over_baseline']}, "
                 f"{n}/1 {rat[f'throughput_{n}_over_throughput_1']} "
-                f"(same flows as 1: {rat[f'throughput_{n}_over_throughput_1_same_flows']})")
+                f"(same flows as 1: {rat[f'throughput_{n}_over_throughput_1_same_flows']})"
+            )
     rs = r.get("reconcile_steady")
     if rs:
         rc = rs["reconcile_op"]
-        lines.append(f"reconcile op ({n} sessions, nothing differs): p50 {rc.get('p50_ms')} ms, "
-                     f"max {rc.get('max_ms')} ms; list op {rs['list_op_ms']} ms")
+        lines.append(
+            f"reconcile op ({n} sessions, nothing differs): p50 {rc.get('p50_ms')} ms, "
+            f"max {rc.get('max_ms')} ms; list op {rs['list_op_ms']} ms"
+        )
     rr = r.get("reconcile_restart")
     if rr:
         w = rr["wiped_kernel"]
-        lines.append("restart recovery, wiped kernel: ready "
-                     + ", ".join(f"{x['ready_s']} s" for x in w)
-                     + f"; engine.start() {rr['engine_start_exact_wiped']['engine_start_ms']} ms "
-                     f"(wiped), {rr['engine_start_exact_in_place']['engine_start_ms']} ms (in place)")
+        lines.append(
+            "restart recovery, wiped kernel: ready "
+            + ", ".join(f"{x['ready_s']} s" for x in w)
+            + f"; engine.start() {rr['engine_start_exact_wiped']['engine_start_ms']} ms "
+            f"(wiped), {rr['engine_start_exact_in_place']['engine_start_ms']} ms (in place)"
+        )
     for key in ("footprint_0", f"footprint_{n}"):
         f = r.get(key)
         if f:
-            lines.append(f"gateway with {f['sessions']} sessions: RSS {f['rss_mb']} MB, idle CPU "
-                         f"{f['idle_cpu_pct_of_one_core']} % of a core")
+            lines.append(
+                f"gateway with {f['sessions']} sessions: RSS {f['rss_mb']} MB, idle CPU "
+                f"{f['idle_cpu_pct_of_one_core']} % of a core"
+            )
     return "\n".join(lines)
 
 
@@ -846,8 +1015,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, help="authorize trials per condition (120; quick 20)")
     p.add_argument("--flows", type=int, help="concurrent crowd flows (16; quick 4)")
     p.add_argument("--rounds", type=int, help="interleaved throughput rounds (3; quick 1)")
-    p.add_argument("--seconds", type=int,
-                   help="iperf3 seconds per run (2 after 1 omitted; quick 1, none omitted)")
+    p.add_argument(
+        "--seconds",
+        type=int,
+        help="iperf3 seconds per run (2 after 1 omitted; quick 1, none omitted)",
+    )
     p.add_argument("--output", default=str(RESULTS / "gateway.json"))
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)

@@ -55,26 +55,27 @@ PROBE_HOST = "connectivitycheck.gstatic.com"
 
 # -- the gateway stand-in: the real engine, no kernel ------------------------------------------
 
+
 class NullDataPath:
     """The engine's kernel port, doing nothing; the MAC of an address is derived from it."""
 
-    def install(self, wanted, blocked) -> None:  # noqa: ANN001
+    def install(self, wanted, blocked) -> None:
         pass
 
-    def snapshot(self):  # noqa: ANN201
+    def snapshot(self):
         from gateway.reconcile import Snapshot
 
         return Snapshot()
 
-    def counters(self):  # noqa: ANN201
+    def counters(self):
         return {}, {}
 
-    def apply(self, plan) -> None:  # noqa: ANN001
+    def apply(self, plan) -> None:
         pass
 
     def mac_of(self, ip: str) -> str | None:
         n = int(ipaddress.IPv4Address(ip))
-        return "02:bb:" + ":".join(f"{(n >> s) & 0xff:02x}" for s in (24, 16, 8, 0))
+        return "02:bb:" + ":".join(f"{(n >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
 
     def ip_of(self, mac: str) -> str | None:
         return str(ipaddress.IPv4Address(int(mac.replace(":", "")[4:], 16)))
@@ -104,41 +105,69 @@ def serve_fake_gateway(socket_path: str) -> None:
     import socketserver
     import threading
 
+    from hotspot import protocol as proto
+    from hotspot.errors import ErrorCode, HotspotError, UsageError
+
     sessions: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
-    allowance = {"free": {"seconds_left": 7200, "bytes_left": 300_000_000, "seconds_used": 0,
-                          "bytes_used": 0, "resets_at": "2030-01-01T17:00:00Z",
-                          "exhausted": False}}
+    allowance = {
+        "free": {
+            "seconds_left": 7200,
+            "bytes_left": 300_000_000,
+            "seconds_used": 0,
+            "bytes_used": 0,
+            "resets_at": "2030-01-01T17:00:00Z",
+            "exhausted": False,
+        }
+    }
 
-    def handle(req: dict[str, Any]) -> Any:
-        op, ip = req.get("op"), req.get("ip")
+    def handle(req: proto.Request[Any]) -> Any:
         with lock:
-            if op == "ping":
-                return {"pong": True}
-            if op == "client":
-                return {"ip": ip, "mac": NullDataPath().mac_of(ip), "blocked": False,
-                        "session": sessions.get(ip), "last_session": None,
-                        "allowance": allowance}
-            if op == "authorize":
-                sess = {"id": len(sessions) + 1, "ip": ip, "mac": NullDataPath().mac_of(ip),
-                        "tier": req.get("tier"), "source": req.get("source"),
-                        "state": "active", "expires_at": "2030-01-01T01:00:00Z",
-                        "seconds_remaining": 3600, "bytes_remaining": 300_000_000,
-                        "down_kbps": 1024, "up_kbps": 512, "bytes_down": 0, "bytes_up": 0}
-                sessions[ip] = sess
-                return sess
-            if op == "deauthorize":
-                return sessions.pop(ip, None) or {}
-        raise ValueError(op)
+            match req:
+                case proto.PingRequest():
+                    return {"pong": True, "version": "fake"}
+                case proto.ClientRequest(ip=ip):
+                    return {
+                        "ip": ip,
+                        "mac": NullDataPath().mac_of(ip),
+                        "blocked": False,
+                        "session": sessions.get(ip),
+                        "last_session": None,
+                        "allowance": allowance,
+                    }
+                case proto.AuthorizeRequest(ip=ip):
+                    sess = {
+                        "id": len(sessions) + 1,
+                        "ip": ip,
+                        "mac": NullDataPath().mac_of(ip),
+                        "tier": req.tier,
+                        "source": req.source.value,
+                        "state": "active",
+                        "expires_at": "2030-01-01T01:00:00Z",
+                        "seconds_remaining": 3600,
+                        "bytes_remaining": 300_000_000,
+                        "down_kbps": 1024,
+                        "up_kbps": 512,
+                        "bytes_down": 0,
+                        "bytes_up": 0,
+                    }
+                    sessions[ip] = sess
+                    return sess
+                case proto.DeauthorizeRequest(ip=ip):
+                    return sessions.pop(ip, None) or {}
+        raise UsageError(f"{req.op}: not answered by the fake gateway")
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             for line in self.rfile:
+                reply: proto.Reply
                 try:
-                    reply = {"ok": True, "result": handle(json.loads(line))}
-                except Exception as exc:  # noqa: BLE001
-                    reply = {"ok": False, "error": {"code": "bad-request", "message": str(exc)}}
-                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                    reply = proto.ok_reply(handle(proto.parse_request(json.loads(line))))
+                except HotspotError as exc:
+                    reply = proto.error_reply(exc.code, exc.message)
+                except ValueError:
+                    reply = proto.error_reply(ErrorCode.BAD_REQUEST, "not JSON")
+                self.wfile.write(proto.encode(reply))
 
     class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         daemon_threads = True
@@ -150,19 +179,31 @@ def serve_fake_gateway(socket_path: str) -> None:
 
 # -- a minimal HTTP/1.1 client (asyncio, one connection per phone) -----------------------------
 
+
 class Conn:
     def __init__(self, src: str, port: int):
         self.src, self.port = src, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, host: str, headers: dict[str, str] | None = None,
-                      body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        host: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(
-                "127.0.0.1", self.port, local_addr=(self.src, 0))
-        head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "User-Agent: bench-phone",
-                "Accept-Language: id-ID,id;q=0.9"]
+                "127.0.0.1", self.port, local_addr=(self.src, 0)
+            )
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {host}",
+            "User-Agent: bench-phone",
+            "Accept-Language: id-ID,id;q=0.9",
+        ]
         for k, v in (headers or {}).items():
             head.append(f"{k}: {v}")
         if body or method == "POST":
@@ -223,9 +264,12 @@ async def login(src: str, port: int, out: dict[str, list[float]]) -> None:
     form = urlencode({"csrf_token": token, **{k: unescape(v) for k, v in fields.items()}})
     t = time.perf_counter()
     status, hdrs, _ = await conn.request(
-        "POST", "/accept", own, {"Cookie": cookie,
-                                 "Content-Type": "application/x-www-form-urlencoded"},
-        form.encode())
+        "POST",
+        "/accept",
+        own,
+        {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        form.encode(),
+    )
     out["accept"].append(time.perf_counter() - t)
     assert status == 303, status
     ok = hdrs["location"].split(own, 1)[1]
@@ -255,11 +299,17 @@ async def phase(sources: list[str], port: int, rate: float | None) -> dict[str, 
     done = len(out["login"])
     requests = [v for k, vs in out.items() if k != "login" for v in vs]
     return {
-        "phones": len(sources), "logins": done, "errors": len(errors),
-        "error_samples": errors[:5], "offered_rate": rate, "wall_s": round(wall, 3),
+        "phones": len(sources),
+        "logins": done,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "offered_rate": rate,
+        "wall_s": round(wall, 3),
         "logins_per_s": round(done / wall, 1) if wall else None,
-        "login_ms": dist(out["login"]), "accept_ms": dist(out["accept"]),
-        "request_ms": dist(requests), "requests_per_s": round(len(requests) / wall, 1),
+        "login_ms": dist(out["login"]),
+        "accept_ms": dist(out["accept"]),
+        "request_ms": dist(requests),
+        "requests_per_s": round(len(requests) / wall, 1),
         "per_step_p99_ms": {k: dist(v)["p99"] for k, v in out.items() if k != "login" and v},
     }
 
@@ -273,11 +323,17 @@ def dist(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
     ms = [v * 1000 for v in values]
-    return {"n": len(ms), "p50": round(pct(ms, 50), 1), "p90": round(pct(ms, 90), 1),
-            "p99": round(pct(ms, 99), 1), "max": round(max(ms), 1)}
+    return {
+        "n": len(ms),
+        "p50": round(pct(ms, 50), 1),
+        "p90": round(pct(ms, 90), 1),
+        "p99": round(pct(ms, 99), 1),
+        "max": round(max(ms), 1),
+    }
 
 
 # -- orchestration -----------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -285,7 +341,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -306,9 +362,14 @@ def worker_memory(master_pid: int) -> list[dict[str, Any]]:
     for child in psutil.Process(master_pid).children():
         status = Path(f"/proc/{child.pid}/status").read_text()
         hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
-        out.append({"pid": child.pid, "rss_mb": round(child.memory_info().rss / 2**20, 1),
-                    "peak_rss_mb": round(hwm / 1024, 1),
-                    "uss_mb": round(child.memory_full_info().uss / 2**20, 1)})
+        out.append(
+            {
+                "pid": child.pid,
+                "rss_mb": round(child.memory_info().rss / 2**20, 1),
+                "peak_rss_mb": round(hwm / 1024, 1),
+                "uss_mb": round(child.memory_full_info().uss / 2**20, 1),
+            }
+        )
     return out
 
 
@@ -331,16 +392,31 @@ def per_login(before: dict[str, float], after: dict[str, float], logins: int) ->
 def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
     from testsupport.testbed import write_toml
 
-    write_toml(path, {
-        "network": {"lan_address": LAN, "portal_port": port, "portal_conn_rate": 10000},
-        "database": {"url": f"sqlite:///{tmp}/hotspot.db"},
-        "control": {"socket": str(tmp / "control.sock")},
-        "portal": {"user": "", "workers": workers, "secret_key_file": str(tmp / "portal.secret"),
-                   "voucher_key_file": str(tmp / "voucher.key")},
-        "tiers": {"free": {"down_kbps": 1024, "up_kbps": 512, "session_minutes": 60,
-                           "idle_minutes": 10, "daily_minutes": 0, "daily_mb": 0}},
-        "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "free", "hours": 24}},
-    })
+    write_toml(
+        path,
+        {
+            "network": {"lan_address": LAN, "portal_port": port, "portal_conn_rate": 10000},
+            "database": {"url": f"sqlite:///{tmp}/hotspot.db"},
+            "control": {"socket": str(tmp / "control.sock")},
+            "portal": {
+                "user": "",
+                "workers": workers,
+                "secret_key_file": str(tmp / "portal.secret"),
+                "voucher_key_file": str(tmp / "voucher.key"),
+            },
+            "tiers": {
+                "free": {
+                    "down_kbps": 1024,
+                    "up_kbps": 512,
+                    "session_minutes": 60,
+                    "idle_minutes": 10,
+                    "daily_minutes": 0,
+                    "daily_mb": 0,
+                }
+            },
+            "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "free", "hours": 24}},
+        },
+    )
 
 
 def sources(n: int, offset: int) -> list[str]:
@@ -355,8 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="60 phones (a smoke run)")
     ap.add_argument("--out", default=str(RESULTS / "portal.json"))
-    ap.add_argument("--gateway", action="append", choices=sorted(GATEWAYS),
-                    help="which gateway to run against (repeatable; default: engine and fake)")
+    ap.add_argument(
+        "--gateway",
+        action="append",
+        choices=sorted(GATEWAYS),
+        help="which gateway to run against (repeatable; default: engine and fake)",
+    )
     ap.add_argument("--serve-gateway", metavar="CONFIG", help=argparse.SUPPRESS)
     ap.add_argument("--serve-fake-gateway", metavar="SOCKET", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -372,13 +452,21 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("at most 16000 phones fit in 127.0.0.0/18")
     result: dict[str, Any] = {
         "benchmark": "portal login burst",
-        "when": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "kernel": platform.release(), "loadavg_before": os.getloadavg()},
-        "setup": {"server": "gunicorn gthread via `hotspot portal run`", "workers": args.workers,
-                  "client": "asyncio, same machine, one loopback source address per phone",
-                  "login": "probe → 302 → splash → POST /accept (CSRF) → 303 → success page",
-                  "phones": phones, "paced_rate": args.rate},
+        "when": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "setup": {
+            "server": "gunicorn gthread via `hotspot portal run`",
+            "workers": args.workers,
+            "client": "asyncio, same machine, one loopback source address per phone",
+            "login": "probe → 302 → splash → POST /accept (CSRF) → 303 → success page",
+            "phones": phones,
+            "paced_rate": args.rate,
+        },
         "aim": {"logins_per_s": ">= 200", "p99_ms": "< 250", "worker_rss_mb": "< 80"},
     }
     failed = False
@@ -391,19 +479,21 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for mode in args.gateway:
         r = result[mode]
-        print(f"{mode:6} gateway: burst {r['burst']['logins_per_s']} logins/s "
-              f"(login p99 {r['burst']['login_ms']['p99']} ms, accept p99 "
-              f"{r['burst']['accept_ms']['p99']} ms); paced {r['paced']['logins_per_s']}/s "
-              f"(login p99 {r['paced']['login_ms']['p99']} ms, request p99 "
-              f"{r['paced']['request_ms']['p99']} ms); worker RSS "
-              f"{[w['rss_mb'] for w in r['worker_rss_after']]} MB")
+        print(
+            f"{mode:6} gateway: burst {r['burst']['logins_per_s']} logins/s "
+            f"(login p99 {r['burst']['login_ms']['p99']} ms, accept p99 "
+            f"{r['burst']['accept_ms']['p99']} ms); paced {r['paced']['logins_per_s']}/s "
+            f"(login p99 {r['paced']['login_ms']['p99']} ms, request p99 "
+            f"{r['paced']['request_ms']['p99']} ms); worker RSS "
+            f"{[w['rss_mb'] for w in r['worker_rss_after']]} MB"
+        )
     print(f"written to {args.out}")
     return 1 if failed else 0
 
 
 GATEWAYS = {
     "engine": "the real SessionEngine + ControlServer + SQLite (WAL) on a kernel-less data path "
-              "(every step of an authorization but the nft/tc calls), its own process",
+    "(every step of an authorization but the nft/tc calls), its own process",
     "fake": "canned answers over the same control-socket protocol (the portal's cost alone)",
 }
 
@@ -418,23 +508,48 @@ def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any
         env = {**os.environ, "HOTSPOT_CONFIG": str(cfg_path), "PYTHONPATH": str(REPO)}
         log = open(tmp / "servers.log", "ab")
         try:
-            flag = ["--serve-gateway", str(cfg_path)] if mode == "engine" else \
-                ["--serve-fake-gateway", str(tmp / "control.sock")]
-            gw = subprocess.Popen([sys.executable, "-m", "bench.portal", *flag], cwd=REPO,
-                                  env=env, stdout=log, stderr=log)
+            flag = (
+                ["--serve-gateway", str(cfg_path)]
+                if mode == "engine"
+                else ["--serve-fake-gateway", str(tmp / "control.sock")]
+            )
+            gw = subprocess.Popen(
+                [sys.executable, "-m", "bench.portal", *flag],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
             procs.append(gw)
             wait_for(lambda: (tmp / "control.sock").exists(), 15, "the gateway")
             if mode == "fake":  # the portal still needs the schema (price list)
                 from hotspot.db import open_database
 
                 open_database(f"sqlite:///{tmp}/hotspot.db").dispose()
-            portal = subprocess.Popen([sys.executable, "-m", "hotspot_cli", "--config",
-                                       str(cfg_path), "portal", "run", "--log-level", "WARNING"],
-                                      cwd=REPO, env=env, stdout=log, stderr=log)
+            portal = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hotspot_cli",
+                    "--config",
+                    str(cfg_path),
+                    "portal",
+                    "run",
+                    "--log-level",
+                    "WARNING",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
             procs.append(portal)
             wait_for(lambda: port_open(port), 30, "the portal")
-            wait_for(lambda: len(__import__("psutil").Process(portal.pid).children()) >= workers,
-                     30, "the workers")
+            wait_for(
+                lambda: len(__import__("psutil").Process(portal.pid).children()) >= workers,
+                30,
+                "the workers",
+            )
             time.sleep(0.5)
             idle = worker_memory(portal.pid)
             # warm-up: a few logins, so every worker has imported and compiled everything
@@ -458,8 +573,13 @@ def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any
                     proc.kill()
             log.close()
         server_log = (tmp / "servers.log").read_text(errors="replace")
-    out = {"gateway": GATEWAYS[mode], "burst": burst, "paced": paced,
-           "worker_rss_idle": idle, "worker_rss_after": memory}
+    out = {
+        "gateway": GATEWAYS[mode],
+        "burst": burst,
+        "paced": paced,
+        "worker_rss_idle": idle,
+        "worker_rss_after": memory,
+    }
     if burst["errors"] or paced["errors"]:
         out["server_log_tail"] = server_log[-2000:]
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def create_app(config: Any = None, **kwargs: Any):  # noqa: ANN201 - a Flask app
+def create_app(config: Any = None, **kwargs: Any):
     from collector.app import create_app as _create_app
 
     return _create_app(config, **kwargs)

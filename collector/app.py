@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, jsonify
 
 from collector import config as config_mod
 from collector.config import CollectorConfig
 from collector.db import open_database
-from sync import wire
+from hotspot import wire
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config: CollectorConfig | Mapping[str, Any] | str | None = None, *,
-               engine: Any = None) -> Flask:
+def create_app(
+    config: CollectorConfig | Mapping[str, Any] | str | None = None, *, engine: Any = None
+) -> Flask:
     """``config``: a CollectorConfig, a mapping like the TOML file (``{"collector": {…}}``),
     a path, or None ($HOTSPOT_COLLECTOR_CONFIG / the default file / built-in defaults).
     The schema is migrated here; the engine's pool is emptied before returning, so a
@@ -26,8 +28,11 @@ def create_app(config: CollectorConfig | Mapping[str, Any] | str | None = None, 
     elif isinstance(config, CollectorConfig):
         cfg = config
     else:
-        cfg = config_mod.load(overrides=config) if "collector" in config else \
-            config_mod.load(overrides={"collector": dict(config)})
+        cfg = (
+            config_mod.load(overrides=config)
+            if "collector" in config
+            else config_mod.load(overrides={"collector": dict(config)})
+        )
     app = Flask(__name__)
     app.config["COLLECTOR"] = cfg
     # Werkzeug refuses longer bodies with 413 before a view reads them.
@@ -47,13 +52,14 @@ def create_app(config: CollectorConfig | Mapping[str, Any] | str | None = None, 
     app.register_blueprint(dashboard_bp)
 
     @app.get("/healthz")
-    def healthz():  # noqa: ANN202
+    def healthz():
         return jsonify({"ok": True, "protocol": wire.PROTOCOL})
 
     @app.errorhandler(413)
-    def too_large(_exc):  # noqa: ANN001, ANN202
-        resp = jsonify({"ok": False, "error": "too-large",
-                        "message": f"body over {cfg.max_body_kb} kB"})
+    def too_large(_exc):
+        resp = jsonify(
+            {"ok": False, "error": "too-large", "message": f"body over {cfg.max_body_kb} kB"}
+        )
         resp.status_code = 413
         return resp
 

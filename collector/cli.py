@@ -34,8 +34,10 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     rot = gws.add_parser("rotate", help="give a gateway a new secret (the old one stops working)")
     rot.add_argument("id")
     rot.add_argument("--json", action="store_true")
-    for name, helptext in (("disable", "refuse a gateway's reports (403)"),
-                           ("enable", "accept a gateway's reports again")):
+    for name, helptext in (
+        ("disable", "refuse a gateway's reports (403)"),
+        ("enable", "accept a gateway's reports again"),
+    ):
         c = gws.add_parser(name, help=helptext)
         c.add_argument("id")
         c.add_argument("--json", action="store_true")
@@ -63,7 +65,7 @@ def handle(args: argparse.Namespace) -> int:
     from collector import store
     from collector.db import open_database
     from collector.models import ApiToken, Gateway
-    from hotspot.model import utcnow
+    from hotspot.timeutil import utcnow
 
     cfg = config_mod.load(args.config)
     as_json = getattr(args, "json", False)
@@ -78,14 +80,20 @@ def handle(args: argparse.Namespace) -> int:
     logging.getLogger("collector").setLevel(logging.WARNING)
     engine = open_database(cfg.database_url)
     if args.cmd == "upgrade":
-        print(f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})")
+        print(
+            f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})"
+        )
         return 0
     with Session(engine) as s, s.begin():
         if args.cmd == "gateways":
             if args.action == "add":
                 out = store.add_gateway(s, args.id)
-                _out(out, as_json, f"gateway {out['id']} registered; put this in its hotspot.toml:\n"
-                                   f"[sync]\ngateway_id = \"{out['id']}\"\nsecret = \"{out['secret']}\"")
+                _out(
+                    out,
+                    as_json,
+                    f"gateway {out['id']} registered; put this in its hotspot.toml:\n"
+                    f'[sync]\ngateway_id = "{out["id"]}"\nsecret = "{out["secret"]}"',
+                )
             elif args.action == "rotate":
                 out = store.rotate_gateway(s, args.id)
                 _out(out, as_json, f"new secret of {out['id']}: {out['secret']}")
@@ -96,14 +104,27 @@ def handle(args: argparse.Namespace) -> int:
                 from collector.queries import online
 
                 now = utcnow()
-                rows = [{"id": g.id, "village": g.village, "last_seen": g.last_seen_at,
-                         "disabled": g.disabled, "version": g.version,
-                         "online": online(cfg, g, now)}
-                        for g in s.scalars(select(Gateway).order_by(Gateway.id))]
-                _out(rows, as_json, "\n".join(
-                    f"{r['id']:24} {r['village'] or '-':30} "
-                    f"{'online' if r['online'] else 'offline':8} {r['last_seen'] or 'never'}"
-                    for r in rows) or "no gateways registered")
+                rows = [
+                    {
+                        "id": g.id,
+                        "village": g.village,
+                        "last_seen": g.last_seen_at,
+                        "disabled": g.disabled,
+                        "version": g.version,
+                        "online": online(cfg, g, now),
+                    }
+                    for g in s.scalars(select(Gateway).order_by(Gateway.id))
+                ]
+                _out(
+                    rows,
+                    as_json,
+                    "\n".join(
+                        f"{r['id']:24} {r['village'] or '-':30} "
+                        f"{'online' if r['online'] else 'offline':8} {r['last_seen'] or 'never'}"
+                        for r in rows
+                    )
+                    or "no gateways registered",
+                )
         else:
             if args.action == "create":
                 out = store.create_token(s, args.name)
@@ -112,9 +133,18 @@ def handle(args: argparse.Namespace) -> int:
                 out = store.revoke_token(s, args.name)
                 _out(out, as_json, f"token {args.name!r} revoked")
             else:
-                rows = [{"name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}
-                        for t in s.scalars(select(ApiToken).order_by(ApiToken.name))]
-                _out(rows, as_json, "\n".join(f"{r['name']:32} created {r['created_at']:%Y-%m-%d}  "
-                                              f"last used {r['last_used_at'] or 'never'}"
-                                              for r in rows) or "no tokens")
+                rows = [
+                    {"name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}
+                    for t in s.scalars(select(ApiToken).order_by(ApiToken.name))
+                ]
+                _out(
+                    rows,
+                    as_json,
+                    "\n".join(
+                        f"{r['name']:32} created {r['created_at']:%Y-%m-%d}  "
+                        f"last used {r['last_used_at'] or 'never'}"
+                        for r in rows
+                    )
+                    or "no tokens",
+                )
     return 0

@@ -15,10 +15,11 @@ import copy
 import os
 import re
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from hotspot.config import _Section, read_toml
+from hotspot.config import Section, read_toml
 from hotspot.errors import ConfigError
 
 ENV_CONFIG = "HOTSPOT_COLLECTOR_CONFIG"
@@ -91,10 +92,12 @@ def check_bind(value: str, key: str = "collector.bind") -> str:
 def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConfig:
     for section in data:
         if section not in DEFAULTS:
-            raise ConfigError(section, "unknown section (the collector's file has only [collector])")
+            raise ConfigError(
+                section, "unknown section (the collector's file has only [collector])"
+            )
     raw = data.get("collector", {})
-    _Section(raw, "collector", set(DEFAULTS["collector"]))
-    s = _Section({**DEFAULTS["collector"], **raw}, "collector")
+    Section(raw, "collector", set(DEFAULTS["collector"]))
+    s = Section({**DEFAULTS["collector"], **raw}, "collector")
     url = s.str("database_url")
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(s.key("database_url"), "must be a sqlite: or postgresql: URL")
@@ -133,15 +136,17 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     )
 
 
-def load(path: str | os.PathLike[str] | None = None,
-         overrides: Mapping[str, Any] | None = None) -> CollectorConfig:
+def load(
+    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> CollectorConfig:
     """Defaults, then ``path`` (or $HOTSPOT_COLLECTOR_CONFIG, or the default file if it
     exists), then ``overrides`` (a mapping like the file's)."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is None:
         path = os.environ.get(ENV_CONFIG) or (
-            DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None)
+            DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
+        )
     if path is not None:
         data = copy.deepcopy(read_toml(path))
         source = str(path)

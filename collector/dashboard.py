@@ -12,20 +12,33 @@ import base64
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, make_response, render_template_string, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    render_template_string,
+    request,
+)
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from collector import queries, svg
+from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
-from hotspot.model import utcnow
-from sync import pull
+from hotspot import svgchart
+from hotspot.pull_api import reply
+from hotspot.timeutil import local_time, utcnow
+from hotspot.units import fmt_bytes
 
 bp = Blueprint("dashboard", __name__)
 
 T: dict[str, dict[str, str]] = {
-    "title": {"id": "Hotspot Desa — Dasbor Provinsi Jambi", "en": "Hotspot Desa — Jambi province dashboard"},
+    "title": {
+        "id": "Hotspot Desa — Dasbor Provinsi Jambi",
+        "en": "Hotspot Desa — Jambi province dashboard",
+    },
     "villages": {"id": "Desa", "en": "Villages"},
     "village": {"id": "Desa", "en": "Village"},
     "gateway": {"id": "Gateway", "en": "Gateway"},
@@ -72,12 +85,20 @@ T: dict[str, dict[str, str]] = {
     "w_mem": {"id": "memori hampir habis", "en": "memory almost full"},
     "w_uplink": {"id": "uplink terputus", "en": "uplink down"},
     "back": {"id": "← semua desa", "en": "← all villages"},
-    "summary": {"id": "{online} dari {total} gateway daring; {warned} dengan peringatan; "
-                      "penjualan bulan ini {sales}.",
-                "en": "{online} of {total} gateways online; {warned} with warnings; "
-                      "sales this month {sales}."},
-    "province_users": {"id": "Pengguna per hari (seluruh desa)", "en": "Users per day (all villages)"},
-    "province_traffic": {"id": "Data per hari (seluruh desa)", "en": "Traffic per day (all villages)"},
+    "summary": {
+        "id": "{online} dari {total} gateway daring; {warned} dengan peringatan; "
+        "penjualan bulan ini {sales}.",
+        "en": "{online} of {total} gateways online; {warned} with warnings; "
+        "sales this month {sales}.",
+    },
+    "province_users": {
+        "id": "Pengguna per hari (seluruh desa)",
+        "en": "Users per day (all villages)",
+    },
+    "province_traffic": {
+        "id": "Data per hari (seluruh desa)",
+        "en": "Traffic per day (all villages)",
+    },
     "no_data": {"id": "belum ada data", "en": "no data yet"},
     "disabled": {"id": "dinonaktifkan", "en": "disabled"},
     "days": {"id": "hari", "en": "days"},
@@ -162,12 +183,13 @@ def _lang() -> str:
     return lang if lang in ("id", "en") else _cfg().language
 
 
-def _num(lang: str):  # noqa: ANN202
+def _num(lang: str):
     def num(n: Any) -> str:
         if n is None:
             return "—"
         s = f"{int(n):,}"
         return s.replace(",", ".") if lang == "id" else s
+
     return num
 
 
@@ -183,14 +205,22 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
     def when(ts: dt.datetime | None) -> str:
         if ts is None:
             return t("never_seen")
-        return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        return local_time(ts, tz).strftime("%Y-%m-%d %H:%M")
 
     def uptime(seconds: int) -> str:
         d, rest = divmod(int(seconds), 86400)
         return f"{d} {t('days')} {rest // 3600} {t('hours')}"
 
-    helpers = dict(t=t, when=when, num=num, uptime=uptime, hb=svg.human_bytes,
-                   rp=lambda n: "Rp " + num(n), lang=lang, tz=cfg.timezone)
+    helpers = dict(
+        t=t,
+        when=when,
+        num=num,
+        uptime=uptime,
+        hb=fmt_bytes,
+        rp=lambda n: "Rp " + num(n),
+        lang=lang,
+        tz=cfg.timezone,
+    )
     body = render_template_string(body_tpl, **helpers, **ctx)
     resp = make_response(render_template_string(PAGE, body=Markup(body), **helpers))
     if request.args.get("lang") in ("id", "en"):
@@ -200,10 +230,10 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
 
 
 @bp.before_request
-def _auth():  # noqa: ANN202
+def _auth():
     if _cfg().dashboard_public:
         return None
-    token = pull.bearer_token()
+    token = reply.bearer_token()
     auth = request.headers.get("Authorization", "")
     if not token and auth.lower().startswith("basic "):
         try:
@@ -220,15 +250,20 @@ def _auth():  # noqa: ANN202
 
 def _day_charts(series: queries.DaySeries, lang: str) -> tuple[Markup, Markup]:
     labels = [d.strftime("%d/%m") for d in series.days]
-    users = svg.bars(labels, [(T["users_per_day"][lang], series.users)],
-                     title=T["users_per_day"][lang])
-    traffic = svg.bars(labels, [(T["download"][lang], series.down), (T["upload"][lang], series.up)],
-                       title=T["traffic_per_day"][lang], fmt=svg.human_bytes)
+    users = svgchart.bars(
+        labels, [(T["users_per_day"][lang], series.users)], title=T["users_per_day"][lang]
+    )
+    traffic = svgchart.bars(
+        labels,
+        [(T["download"][lang], series.down), (T["upload"][lang], series.up)],
+        title=T["traffic_per_day"][lang],
+        fmt=fmt_bytes,
+    )
     return Markup(users), Markup(traffic)
 
 
 @bp.get("/")
-def index():  # noqa: ANN201
+def index():
     now = utcnow()
     with Session(current_app.extensions["collector_db"]) as s:
         o = queries.overview(s, _cfg(), now)
@@ -237,7 +272,7 @@ def index():  # noqa: ANN201
 
 
 @bp.get("/village/<gateway_id>")
-def village(gateway_id: str):  # noqa: ANN201
+def village(gateway_id: str):
     now = utcnow()
     with Session(current_app.extensions["collector_db"]) as s:
         v = queries.village(s, _cfg(), gateway_id, now)
@@ -247,13 +282,22 @@ def village(gateway_id: str):  # noqa: ANN201
         users, traffic = _day_charts(v["series"], lang)
         tz = _cfg().tz
         samples = v["samples"]
-        labels = [x.sampled_at.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M")
-                  for x in samples]
-        health = Markup(svg.lines(labels, [
-            ("CPU %", [x.cpu_pct for x in samples]),
-            (T["temperature"][lang] + " °C", [x.temp_c for x in samples]),
-            (T["disk"][lang] + " %", [x.disk_pct for x in samples]),
-            (T["memory"][lang] + " %", [x.mem_pct for x in samples]),
-        ], title=T["health_24h"][lang], top_value=100)) if samples else Markup("")
-        return _render(VILLAGE, v=v, users_chart=users, traffic_chart=traffic,
-                       health_chart=health)
+        labels = [local_time(x.sampled_at, tz).strftime("%H:%M") for x in samples]
+        health = (
+            Markup(
+                svgchart.lines(
+                    labels,
+                    [
+                        ("CPU %", [x.cpu_pct for x in samples]),
+                        (T["temperature"][lang] + " °C", [x.temp_c for x in samples]),
+                        (T["disk"][lang] + " %", [x.disk_pct for x in samples]),
+                        (T["memory"][lang] + " %", [x.mem_pct for x in samples]),
+                    ],
+                    title=T["health_24h"][lang],
+                    top_value=100,
+                )
+            )
+            if samples
+            else Markup("")
+        )
+        return _render(VILLAGE, v=v, users_chart=users, traffic_chart=traffic, health_chart=health)

@@ -1,4 +1,4 @@
-"""``POST /ingest/v1/batch``: reports from the gateways (protocol: sync.wire).
+"""``POST /ingest/v1/batch``: reports from the gateways (protocol: hotspot.wire).
 
 Checks, in this order, each answered without changing anything:
 
@@ -36,14 +36,14 @@ from sqlalchemy.orm import Session
 from collector.config import CollectorConfig
 from collector.models import Gateway, IngestBatch, IngestNonce
 from collector.store import apply_records
-from sync import wire
+from hotspot import wire
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 BATCH_KEYS_DAYS = 90
 
 
-def _err(status: int, code: str, message: str, **extra: Any):  # noqa: ANN202 - Flask response
+def _err(status: int, code: str, message: str, **extra: Any):
     log.info("ingest refused %s %s: %s", status, code, message)
     resp = jsonify({"ok": False, "error": code, "message": message, **extra})
     resp.status_code = status
@@ -51,7 +51,7 @@ def _err(status: int, code: str, message: str, **extra: Any):  # noqa: ANN202 - 
 
 
 @bp.post(wire.INGEST_PATH)
-def ingest():  # noqa: ANN201 - Flask view
+def ingest():
     cfg: CollectorConfig = current_app.config["COLLECTOR"]
     engine = current_app.extensions["collector_db"]
     length = request.content_length
@@ -77,8 +77,12 @@ def ingest():  # noqa: ANN201 - Flask view
             return _err(403, "disabled", f"gateway {gateway_id!r} is disabled")
         secret = gw.secret
     if abs(now_ts - int(ts)) > cfg.replay_window_seconds:
-        return _err(401, "stale", f"timestamp more than {cfg.replay_window_seconds} s from "
-                                  "the collector's clock", server_time=int(now_ts))
+        return _err(
+            401,
+            "stale",
+            f"timestamp more than {cfg.replay_window_seconds} s from the collector's clock",
+            server_time=int(now_ts),
+        )
     if not wire.verify(secret, signature, gateway_id, ts, nonce, key, body):
         return _err(401, "bad-signature", "signature does not match")
     try:
@@ -89,7 +93,7 @@ def ingest():  # noqa: ANN201 - Flask view
     except wire.WireError as exc:
         return _err(400, "bad-body", str(exc)[:300])
 
-    now = dt.datetime.fromtimestamp(now_ts, dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.fromtimestamp(now_ts, dt.UTC).replace(tzinfo=None)
     s = Session(engine)
     stage = "lock"
     try:
@@ -98,28 +102,39 @@ def ingest():  # noqa: ANN201 - Flask view
         # this takes the write lock before anything is read).
         s.execute(update(Gateway).where(Gateway.id == gateway_id).values(last_seen_at=now))
         stage = "nonce"
-        s.execute(insert(IngestNonce).values(gateway_id=gateway_id, signature=signature,
-                                             seen_at=now))
+        s.execute(
+            insert(IngestNonce).values(gateway_id=gateway_id, signature=signature, seen_at=now)
+        )
         stage = "batch"
-        s.execute(delete(IngestNonce).where(
-            IngestNonce.gateway_id == gateway_id,
-            IngestNonce.seen_at < now - dt.timedelta(seconds=2 * cfg.replay_window_seconds)))
+        s.execute(
+            delete(IngestNonce).where(
+                IngestNonce.gateway_id == gateway_id,
+                IngestNonce.seen_at < now - dt.timedelta(seconds=2 * cfg.replay_window_seconds),
+            )
+        )
         # Idempotency keys are kept for BATCH_KEYS_DAYS; a batch arriving again after that
         # is applied again, which changes nothing: every record kind is idempotent by its
         # natural key (largest totals, insert-once samples, higher revisions only).
-        s.execute(delete(IngestBatch).where(
-            IngestBatch.gateway_id == gateway_id,
-            IngestBatch.received_at < now - dt.timedelta(days=BATCH_KEYS_DAYS)))
-        seen = s.scalar(select(IngestBatch).where(IngestBatch.gateway_id == gateway_id,
-                                                  IngestBatch.key == key))
+        s.execute(
+            delete(IngestBatch).where(
+                IngestBatch.gateway_id == gateway_id,
+                IngestBatch.received_at < now - dt.timedelta(days=BATCH_KEYS_DAYS),
+            )
+        )
+        seen = s.scalar(
+            select(IngestBatch).where(IngestBatch.gateway_id == gateway_id, IngestBatch.key == key)
+        )
         if seen is not None:
             seen.duplicates += 1
             accepted = seen.records
             s.commit()
             log.info("batch %s of %s again: acknowledged, not applied", key, gateway_id)
             return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": accepted})
-        s.add(IngestBatch(gateway_id=gateway_id, key=key, received_at=now,
-                          records=len(records), duplicates=0))
+        s.add(
+            IngestBatch(
+                gateway_id=gateway_id, key=key, received_at=now, records=len(records), duplicates=0
+            )
+        )
         s.flush()
         counts = apply_records(s, gateway_id, records, cfg.tz, now)
         s.commit()
@@ -131,8 +146,9 @@ def ingest():  # noqa: ANN201 - Flask view
         return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": len(records)})
     except OperationalError as exc:
         s.rollback()
-        log.warning("ingest of %s from %s: database busy: %s", key, gateway_id,
-                    str(exc).splitlines()[0])
+        log.warning(
+            "ingest of %s from %s: database busy: %s", key, gateway_id, str(exc).splitlines()[0]
+        )
         return _err(503, "busy", "database busy, try again")
     except BaseException:
         s.rollback()

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer,
-                        String, false, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hotspot.model import utcnow
+from hotspot.timeutil import utcnow
 
 
 class Base(DeclarativeBase):

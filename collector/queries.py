@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
 from collector.models import Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
-from sync.pull import cursor_time
+from hotspot.pull_api.query import cursor_time
+from hotspot.timeutil import iso, local_day
 
-HEALTH_FIELDS = ("sampled_at", "cpu_pct", "load1", "load5", "load15", "mem_pct", "disk_pct",
-                 "disk_free_mb", "temp_c", "uptime_s", "uplink_ok", "uplink_ms",
-                 "clients_online", "backlog")
+HEALTH_FIELDS = (
+    "sampled_at",
+    "cpu_pct",
+    "load1",
+    "load5",
+    "load15",
+    "mem_pct",
+    "disk_pct",
+    "disk_free_mb",
+    "temp_c",
+    "uptime_s",
+    "uplink_ok",
+    "uplink_ms",
+    "clients_online",
+    "backlog",
+)
 
 
 def local_today(cfg: CollectorConfig, now: dt.datetime) -> dt.date:
-    return now.replace(tzinfo=dt.timezone.utc).astimezone(cfg.tz).date()
+    return local_day(now, cfg.tz)
 
 
 def month_of(day: dt.date) -> str:
@@ -32,8 +47,9 @@ def health_dict(h: HealthSample | None) -> dict[str, Any] | None:
     return {f: getattr(h, f) for f in HEALTH_FIELDS}
 
 
-def warnings(cfg: CollectorConfig, gw: Gateway, health: HealthSample | None,
-             now: dt.datetime) -> list[str]:
+def warnings(
+    cfg: CollectorConfig, gw: Gateway, health: HealthSample | None, now: dt.datetime
+) -> list[str]:
     """Codes (translated by the dashboard): never, offline, disk, temp, mem, uplink."""
     out = []
     if gw.last_seen_at is None:
@@ -53,15 +69,20 @@ def warnings(cfg: CollectorConfig, gw: Gateway, health: HealthSample | None,
 
 
 def online(cfg: CollectorConfig, gw: Gateway, now: dt.datetime) -> bool:
-    return gw.last_seen_at is not None and \
-        now - gw.last_seen_at <= dt.timedelta(minutes=cfg.offline_after_minutes)
+    return gw.last_seen_at is not None and now - gw.last_seen_at <= dt.timedelta(
+        minutes=cfg.offline_after_minutes
+    )
 
 
 def latest_health(s: Session, gateway_ids: list[str] | None = None) -> dict[str, HealthSample]:
     """The newest sample of each gateway (a primary-key lookup through gateway.last_health_at,
     however many samples the years have piled up)."""
-    q = select(HealthSample).join(Gateway, and_(HealthSample.gateway_id == Gateway.id,
-                                                HealthSample.sampled_at == Gateway.last_health_at))
+    q = select(HealthSample).join(
+        Gateway,
+        and_(
+            HealthSample.gateway_id == Gateway.id, HealthSample.sampled_at == Gateway.last_health_at
+        ),
+    )
     if gateway_ids is not None:
         q = q.where(Gateway.id.in_(gateway_ids))
     return {h.gateway_id: h for h in s.scalars(q)}
@@ -75,10 +96,19 @@ class DaySeries:
     up: list[int] = field(default_factory=list)
 
 
-def day_series(s: Session, first: dt.date, last: dt.date, gateway_id: str | None = None) -> DaySeries:
-    q = (select(UsageDaily.day, func.count(), func.sum(UsageDaily.bytes_down),
-                func.sum(UsageDaily.bytes_up))
-         .where(UsageDaily.day >= first, UsageDaily.day <= last).group_by(UsageDaily.day))
+def day_series(
+    s: Session, first: dt.date, last: dt.date, gateway_id: str | None = None
+) -> DaySeries:
+    q = (
+        select(
+            UsageDaily.day,
+            func.count(),
+            func.sum(UsageDaily.bytes_down),
+            func.sum(UsageDaily.bytes_up),
+        )
+        .where(UsageDaily.day >= first, UsageDaily.day <= last)
+        .group_by(UsageDaily.day)
+    )
     if gateway_id is not None:
         q = q.where(UsageDaily.gateway_id == gateway_id)
     got = {d: (int(n), int(dn or 0), int(u or 0)) for d, n, dn, u in s.execute(q)}
@@ -101,73 +131,129 @@ def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     health = latest_health(s)
     per_day: dict[tuple[str, dt.date], tuple[int, int]] = {}
     for gid, day, n, b in s.execute(
-            select(UsageDaily.gateway_id, UsageDaily.day, func.count(),
-                   func.sum(UsageDaily.bytes_down + UsageDaily.bytes_up))
-            .where(UsageDaily.day >= week).group_by(UsageDaily.gateway_id, UsageDaily.day)):
+        select(
+            UsageDaily.gateway_id,
+            UsageDaily.day,
+            func.count(),
+            func.sum(UsageDaily.bytes_down + UsageDaily.bytes_up),
+        )
+        .where(UsageDaily.day >= week)
+        .group_by(UsageDaily.gateway_id, UsageDaily.day)
+    ):
         per_day[(gid, day)] = (int(n), int(b or 0))
     month = month_of(today)
-    sales = {gid: (int(c or 0), int(r or 0)) for gid, c, r in s.execute(
-        select(SalesMonthly.gateway_id, func.sum(SalesMonthly.count), func.sum(SalesMonthly.rupiah))
-        .where(SalesMonthly.month == month).group_by(SalesMonthly.gateway_id))}
+    sales = {
+        gid: (int(c or 0), int(r or 0))
+        for gid, c, r in s.execute(
+            select(
+                SalesMonthly.gateway_id, func.sum(SalesMonthly.count), func.sum(SalesMonthly.rupiah)
+            )
+            .where(SalesMonthly.month == month)
+            .group_by(SalesMonthly.gateway_id)
+        )
+    }
     rows = []
     for gw in gateways:
         h = health.get(gw.id)
-        rows.append({
-            "id": gw.id, "village": gw.village or gw.id, "last_seen": gw.last_seen_at,
-            "online": online(cfg, gw, now), "disabled": gw.disabled,
-            "users_today": per_day.get((gw.id, today), (0, 0))[0],
-            "users_yesterday": per_day.get((gw.id, today - dt.timedelta(days=1)), (0, 0))[0],
-            "bytes_7d": sum(per_day.get((gw.id, week + dt.timedelta(days=i)), (0, 0))[1]
-                            for i in range(7)),
-            "sales_month_count": sales.get(gw.id, (0, 0))[0],
-            "sales_month_rupiah": sales.get(gw.id, (0, 0))[1],
-            "health": health_dict(h), "warnings": warnings(cfg, gw, h, now),
-        })
+        rows.append(
+            {
+                "id": gw.id,
+                "village": gw.village or gw.id,
+                "last_seen": gw.last_seen_at,
+                "online": online(cfg, gw, now),
+                "disabled": gw.disabled,
+                "users_today": per_day.get((gw.id, today), (0, 0))[0],
+                "users_yesterday": per_day.get((gw.id, today - dt.timedelta(days=1)), (0, 0))[0],
+                "bytes_7d": sum(
+                    per_day.get((gw.id, week + dt.timedelta(days=i)), (0, 0))[1] for i in range(7)
+                ),
+                "sales_month_count": sales.get(gw.id, (0, 0))[0],
+                "sales_month_rupiah": sales.get(gw.id, (0, 0))[1],
+                "health": health_dict(h),
+                "warnings": warnings(cfg, gw, h, now),
+            }
+        )
     series = day_series(s, today - dt.timedelta(days=29), today)
-    return {"today": today, "month": month, "villages": rows, "series": series,
-            "online": sum(1 for r in rows if r["online"]), "total": len(rows),
-            "warned": sum(1 for r in rows if r["warnings"]),
-            "sales_month_rupiah": sum(r["sales_month_rupiah"] for r in rows)}
+    return {
+        "today": today,
+        "month": month,
+        "villages": rows,
+        "series": series,
+        "online": sum(1 for r in rows if r["online"]),
+        "total": len(rows),
+        "warned": sum(1 for r in rows if r["warnings"]),
+        "sales_month_rupiah": sum(r["sales_month_rupiah"] for r in rows),
+    }
 
 
-def village(s: Session, cfg: CollectorConfig, gateway_id: str, now: dt.datetime) -> dict[str, Any] | None:
+def village(
+    s: Session, cfg: CollectorConfig, gateway_id: str, now: dt.datetime
+) -> dict[str, Any] | None:
     gw = s.get(Gateway, gateway_id)
     if gw is None:
         return None
     today = local_today(cfg, now)
     h = latest_health(s, [gateway_id]).get(gateway_id)
     since = now - dt.timedelta(hours=24)
-    samples = list(s.scalars(select(HealthSample).where(HealthSample.gateway_id == gateway_id,
-                                                        HealthSample.sampled_at >= since)
-                             .order_by(HealthSample.sampled_at)))
+    samples = list(
+        s.scalars(
+            select(HealthSample)
+            .where(HealthSample.gateway_id == gateway_id, HealthSample.sampled_at >= since)
+            .order_by(HealthSample.sampled_at)
+        )
+    )
     probed = [x for x in samples if x.uplink_ok is not None]
     first_month = today.replace(day=1)
     for _ in range(11):
         first_month = (first_month - dt.timedelta(days=1)).replace(day=1)
-    sales = [{"month": m, "package": p, "count": c, "rupiah": r} for m, p, c, r in s.execute(
-        select(SalesMonthly.month, SalesMonthly.package, SalesMonthly.count, SalesMonthly.rupiah)
-        .where(SalesMonthly.gateway_id == gateway_id, SalesMonthly.month >= month_of(first_month))
-        .order_by(SalesMonthly.month.desc(), SalesMonthly.package))]
+    sales = [
+        {"month": m, "package": p, "count": c, "rupiah": r}
+        for m, p, c, r in s.execute(
+            select(
+                SalesMonthly.month, SalesMonthly.package, SalesMonthly.count, SalesMonthly.rupiah
+            )
+            .where(
+                SalesMonthly.gateway_id == gateway_id, SalesMonthly.month >= month_of(first_month)
+            )
+            .order_by(SalesMonthly.month.desc(), SalesMonthly.package)
+        )
+    ]
     months: dict[str, list[int]] = {}
     for row in sales:
         t = months.setdefault(row["month"], [0, 0])
         t[0] += row["count"]
         t[1] += row["rupiah"]
     return {
-        "gateway": gw, "online": online(cfg, gw, now), "health": health_dict(h),
-        "warnings": warnings(cfg, gw, h, now), "today": today,
+        "gateway": gw,
+        "online": online(cfg, gw, now),
+        "health": health_dict(h),
+        "warnings": warnings(cfg, gw, h, now),
+        "today": today,
         "series": day_series(s, today - dt.timedelta(days=29), today, gateway_id),
         "samples": samples,
-        "uplink_availability": (sum(1 for x in probed if x.uplink_ok) / len(probed)) if probed else None,
-        "sales": sales, "sales_months": sorted(months.items(), reverse=True),
+        "uplink_availability": (sum(1 for x in probed if x.uplink_ok) / len(probed))
+        if probed
+        else None,
+        "sales": sales,
+        "sales_months": sorted(months.items(), reverse=True),
     }
 
 
 # -- pull API pages ---------------------------------------------------------------------------
 
-def _keyset_page(s: Session, model: Any, keys: tuple[Any, ...], period: Any,
-                 lo: Any, hi: Any, gateway: str | None, cursor: list[Any] | None,
-                 cursor_types: tuple[Callable[[Any], Any], ...], limit: int) -> tuple[list, bool]:
+
+def _keyset_page(
+    s: Session,
+    model: Any,
+    keys: tuple[Any, ...],
+    period: Any,
+    lo: Any,
+    hi: Any,
+    gateway: str | None,
+    cursor: list[Any] | None,
+    cursor_types: tuple[Callable[[Any], Any], ...],
+    limit: int,
+) -> tuple[list, bool]:
     """One page of ``model`` rows in ``keys`` order after ``cursor``, within [lo, hi) of
     ``period``; and whether more follow."""
     q = select(model).order_by(*keys).limit(limit + 1)
@@ -183,20 +269,47 @@ def _keyset_page(s: Session, model: Any, keys: tuple[Any, ...], period: Any,
     return rows[:limit], len(rows) > limit
 
 
-def usage_page(s: Session, *, lo: dt.datetime | None, hi: dt.datetime | None,
-               gateway: str | None, cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
+def usage_page(
+    s: Session,
+    *,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    gateway: str | None,
+    cursor: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict], list | None]:
     H = UsageHourly
-    rows, more = _keyset_page(s, H, (H.period_start, H.gateway_id, H.client), H.period_start,
-                              lo, hi, gateway, cursor, (cursor_time, str, str), limit)
-    items = [{"gateway_id": r.gateway_id, "client": r.client, "period_start": r.period_start,
-              "period_end": r.period_start + dt.timedelta(hours=1), "seconds": r.seconds,
-              "bytes_down": r.bytes_down, "bytes_up": r.bytes_up} for r in rows]
+    rows, more = _keyset_page(
+        s,
+        H,
+        (H.period_start, H.gateway_id, H.client),
+        H.period_start,
+        lo,
+        hi,
+        gateway,
+        cursor,
+        (cursor_time, str, str),
+        limit,
+    )
+    items = [
+        {
+            "gateway_id": r.gateway_id,
+            "client": r.client,
+            "period_start": r.period_start,
+            "period_end": r.period_start + dt.timedelta(hours=1),
+            "seconds": r.seconds,
+            "bytes_down": r.bytes_down,
+            "bytes_up": r.bytes_up,
+        }
+        for r in rows
+    ]
     nxt = [rows[-1].period_start, rows[-1].gateway_id, rows[-1].client] if more else None
     return items, nxt
 
 
-def gateways_page(s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor: list[Any] | None,
-                  limit: int) -> tuple[list[dict], list | None]:
+def gateways_page(
+    s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor: list[Any] | None, limit: int
+) -> tuple[list[dict], list | None]:
     q = select(Gateway).order_by(Gateway.id).limit(limit + 1)
     if cursor is not None:
         q = q.where(Gateway.id > str(cursor[0]))
@@ -207,21 +320,57 @@ def gateways_page(s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor:
     items = []
     for g in rows:
         h = health.get(g.id)
-        items.append({"gateway_id": g.id, "village": g.village, "timezone": g.timezone,
-                      "version": g.version, "registered_at": g.created_at,
-                      "last_seen": g.last_seen_at, "online": online(cfg, g, now),
-                      "disabled": g.disabled, "warnings": warnings(cfg, g, h, now),
-                      "health": {k: (v.replace(microsecond=0).isoformat() + "Z"
-                                     if isinstance(v, dt.datetime) else v)
-                                 for k, v in (health_dict(h) or {}).items()} or None})
+        items.append(
+            {
+                "gateway_id": g.id,
+                "village": g.village,
+                "timezone": g.timezone,
+                "version": g.version,
+                "registered_at": g.created_at,
+                "last_seen": g.last_seen_at,
+                "online": online(cfg, g, now),
+                "disabled": g.disabled,
+                "warnings": warnings(cfg, g, h, now),
+                "health": {
+                    k: (iso(v) if isinstance(v, dt.datetime) else v)
+                    for k, v in (health_dict(h) or {}).items()
+                }
+                or None,
+            }
+        )
     return items, ([rows[-1].id] if more else None)
 
 
-def sales_page(s: Session, *, lo: str | None, hi: str | None, gateway: str | None,
-               cursor: list[Any] | None, limit: int) -> tuple[list[dict], list | None]:
+def sales_page(
+    s: Session,
+    *,
+    lo: str | None,
+    hi: str | None,
+    gateway: str | None,
+    cursor: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict], list | None]:
     S = SalesMonthly
-    rows, more = _keyset_page(s, S, (S.month, S.gateway_id, S.package), S.month,
-                              lo, hi, gateway, cursor, (str, str, str), limit)
-    items = [{"gateway_id": r.gateway_id, "month": r.month, "package": r.package,
-              "count": r.count, "rupiah": r.rupiah} for r in rows]
+    rows, more = _keyset_page(
+        s,
+        S,
+        (S.month, S.gateway_id, S.package),
+        S.month,
+        lo,
+        hi,
+        gateway,
+        cursor,
+        (str, str, str),
+        limit,
+    )
+    items = [
+        {
+            "gateway_id": r.gateway_id,
+            "month": r.month,
+            "package": r.package,
+            "count": r.count,
+            "rupiah": r.rupiah,
+        }
+        for r in rows
+    ]
     return items, ([rows[-1].month, rows[-1].gateway_id, rows[-1].package] if more else None)

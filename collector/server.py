@@ -36,7 +36,7 @@ class CollectorServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):  # noqa: ANN201 - the WSGI app
+    def load(self):
         from collector.app import create_app
 
         return create_app(self.config)

@@ -15,23 +15,23 @@ import re
 import secrets
 import zoneinfo
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collector.models import (ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily,
-                              UsageHourly)
-from hotspot.errors import NotFound, Refused, UsageError
-from hotspot.model import utcnow
+from collector.models import ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
+from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
+from hotspot.timeutil import local_day, utcnow
 
 GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
-def _insert(session: Session, table: Table):  # noqa: ANN202 - dialect insert construct
+def _insert(session: Session, table: Table):
     name = session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
@@ -42,16 +42,17 @@ def _insert(session: Session, table: Table):  # noqa: ANN202 - dialect insert co
 
 def _chunks(items: list[Any], n: int = 400) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
-def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
-
-
-def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any]],
-                  tz: zoneinfo.ZoneInfo, now: dt.datetime) -> dict[str, int]:
-    """Apply validated records (sync.wire.validate_record) of one gateway. The caller holds
+def apply_records(
+    session: Session,
+    gateway_id: str,
+    records: list[dict[str, Any]],
+    tz: zoneinfo.ZoneInfo,
+    now: dt.datetime,
+) -> dict[str, int]:
+    """Apply validated records (hotspot.wire.validate_record) of one gateway. The caller holds
     the gateway's row lock, so the read-compute-write of usage is not raced."""
     counts: dict[str, int] = defaultdict(int)
     usage: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}
@@ -80,9 +81,10 @@ def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any
         H = UsageHourly
         for chunk in _chunks(list(usage)):
             for client, period, sec, down, up in session.execute(
-                    select(H.client, H.period_start, H.seconds, H.bytes_down, H.bytes_up)
-                    .where(H.gateway_id == gateway_id,
-                           tuple_(H.client, H.period_start).in_(chunk))):
+                select(H.client, H.period_start, H.seconds, H.bytes_down, H.bytes_up).where(
+                    H.gateway_id == gateway_id, tuple_(H.client, H.period_start).in_(chunk)
+                )
+            ):
                 existing[(client, period)] = (sec, down, up)
         hourly_rows = []
         daily: dict[tuple[dt.date, str], list[int]] = {}
@@ -92,59 +94,123 @@ def apply_records(session: Session, gateway_id: str, records: list[dict[str, Any
             val = tuple(max(a, b) for a, b in zip(base, new))
             if old is not None and val == old:
                 continue
-            hourly_rows.append({"gateway_id": gateway_id, "client": client, "period_start": period,
-                                "seconds": val[0], "bytes_down": val[1], "bytes_up": val[2],
-                                "updated_at": now})
+            hourly_rows.append(
+                {
+                    "gateway_id": gateway_id,
+                    "client": client,
+                    "period_start": period,
+                    "seconds": val[0],
+                    "bytes_down": val[1],
+                    "bytes_up": val[2],
+                    "updated_at": now,
+                }
+            )
             d = daily.setdefault((local_day(period, tz), client), [0, 0, 0])
             for i in range(3):
                 d[i] += val[i] - base[i]
         if hourly_rows:
             ins = _insert(session, H.__table__)
-            session.execute(ins.on_conflict_do_update(
-                index_elements=["gateway_id", "client", "period_start"],
-                set_={"seconds": ins.excluded.seconds, "bytes_down": ins.excluded.bytes_down,
-                      "bytes_up": ins.excluded.bytes_up, "updated_at": ins.excluded.updated_at}),
-                hourly_rows)
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["gateway_id", "client", "period_start"],
+                    set_={
+                        "seconds": ins.excluded.seconds,
+                        "bytes_down": ins.excluded.bytes_down,
+                        "bytes_up": ins.excluded.bytes_up,
+                        "updated_at": ins.excluded.updated_at,
+                    },
+                ),
+                hourly_rows,
+            )
             D = UsageDaily.__table__
             ins = _insert(session, D)
-            session.execute(ins.on_conflict_do_update(
-                index_elements=["gateway_id", "day", "client"],
-                set_={"seconds": D.c.seconds + ins.excluded.seconds,
-                      "bytes_down": D.c.bytes_down + ins.excluded.bytes_down,
-                      "bytes_up": D.c.bytes_up + ins.excluded.bytes_up}),
-                [{"gateway_id": gateway_id, "day": day, "client": client, "seconds": v[0],
-                  "bytes_down": v[1], "bytes_up": v[2]} for (day, client), v in daily.items()])
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["gateway_id", "day", "client"],
+                    set_={
+                        "seconds": D.c.seconds + ins.excluded.seconds,
+                        "bytes_down": D.c.bytes_down + ins.excluded.bytes_down,
+                        "bytes_up": D.c.bytes_up + ins.excluded.bytes_up,
+                    },
+                ),
+                [
+                    {
+                        "gateway_id": gateway_id,
+                        "day": day,
+                        "client": client,
+                        "seconds": v[0],
+                        "bytes_down": v[1],
+                        "bytes_up": v[2],
+                    }
+                    for (day, client), v in daily.items()
+                ],
+            )
         counts["usage_changed"] = len(hourly_rows)
     if health:
         ins = _insert(session, HealthSample.__table__)
-        session.execute(ins.on_conflict_do_nothing(index_elements=["gateway_id", "sampled_at"]),
-                        [{**{k: v for k, v in r.items() if k != "kind"}, "gateway_id": gateway_id,
-                          "received_at": now} for r in health.values()])
+        session.execute(
+            ins.on_conflict_do_nothing(index_elements=["gateway_id", "sampled_at"]),
+            [
+                {
+                    **{k: v for k, v in r.items() if k != "kind"},
+                    "gateway_id": gateway_id,
+                    "received_at": now,
+                }
+                for r in health.values()
+            ],
+        )
         newest = max(health)
-        session.execute(update(Gateway).where(
-            Gateway.id == gateway_id,
-            (Gateway.last_health_at.is_(None)) | (Gateway.last_health_at < newest))
-            .values(last_health_at=newest))
+        session.execute(
+            update(Gateway)
+            .where(
+                Gateway.id == gateway_id,
+                (Gateway.last_health_at.is_(None)) | (Gateway.last_health_at < newest),
+            )
+            .values(last_health_at=newest)
+        )
     if sales:
         S = SalesMonthly.__table__
         ins = _insert(session, S)
-        session.execute(ins.on_conflict_do_update(
-            index_elements=["gateway_id", "month", "package"],
-            set_={"count": ins.excluded.count, "rupiah": ins.excluded.rupiah,
-                  "rev": ins.excluded.rev, "updated_at": ins.excluded.updated_at},
-            where=S.c.rev < ins.excluded.rev),
-            [{"gateway_id": gateway_id, "month": r["month"], "package": r["package"],
-              "count": r["count"], "rupiah": r["rupiah"], "rev": r["rev"], "updated_at": now}
-             for r in sales.values()])
+        session.execute(
+            ins.on_conflict_do_update(
+                index_elements=["gateway_id", "month", "package"],
+                set_={
+                    "count": ins.excluded.count,
+                    "rupiah": ins.excluded.rupiah,
+                    "rev": ins.excluded.rev,
+                    "updated_at": ins.excluded.updated_at,
+                },
+                where=S.c.rev < ins.excluded.rev,
+            ),
+            [
+                {
+                    "gateway_id": gateway_id,
+                    "month": r["month"],
+                    "package": r["package"],
+                    "count": r["count"],
+                    "rupiah": r["rupiah"],
+                    "rev": r["rev"],
+                    "updated_at": now,
+                }
+                for r in sales.values()
+            ],
+        )
     if info is not None:
-        session.execute(update(Gateway).where(Gateway.id == gateway_id,
-                                              Gateway.info_rev < info["rev"])
-                        .values(village=info["village"], timezone=info["timezone"],
-                                version=info["version"], info_rev=info["rev"]))
+        session.execute(
+            update(Gateway)
+            .where(Gateway.id == gateway_id, Gateway.info_rev < info["rev"])
+            .values(
+                village=info["village"],
+                timezone=info["timezone"],
+                version=info["version"],
+                info_rev=info["rev"],
+            )
+        )
     return dict(counts)
 
 
 # -- gateways ---------------------------------------------------------------------------------
+
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)  # 43 characters, 256 bits
@@ -152,17 +218,23 @@ def new_secret() -> str:
 
 def add_gateway(session: Session, gateway_id: str) -> dict[str, str]:
     if not GATEWAY_ID.match(gateway_id or ""):
-        raise UsageError(f"not a valid gateway id: {gateway_id!r} "
-                         "(2-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)")
+        raise UsageError(
+            f"not a valid gateway id: {gateway_id!r} "
+            "(2-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"
+        )
     if session.get(Gateway, gateway_id) is not None:
-        raise Refused(f"gateway {gateway_id} is already registered "
-                      "(use 'gateways rotate' for a new secret)", code="exists")
+        raise Refused(
+            f"gateway {gateway_id} is already registered (use 'gateways rotate' for a new secret)",
+            code=ErrorCode.EXISTS,
+        )
     secret = new_secret()
     session.add(Gateway(id=gateway_id, secret=secret, created_at=utcnow()))
     try:
         session.flush()
     except IntegrityError:
-        raise Refused(f"gateway {gateway_id} is already registered", code="exists") from None
+        raise Refused(
+            f"gateway {gateway_id} is already registered", code=ErrorCode.EXISTS
+        ) from None
     return {"id": gateway_id, "secret": secret}
 
 
@@ -184,16 +256,18 @@ def set_gateway_disabled(session: Session, gateway_id: str, disabled: bool) -> d
 
 # -- API tokens -------------------------------------------------------------------------------
 
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_token(session: Session, name: str) -> dict[str, str]:
     if not TOKEN_NAME.match(name or ""):
-        raise UsageError(f"not a valid token name: {name!r} (letters, digits, space . _ -; "
-                         "at most 64)")
+        raise UsageError(
+            f"not a valid token name: {name!r} (letters, digits, space . _ -; at most 64)"
+        )
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
-        raise Refused(f"a token named {name!r} exists (revoke it first)", code="exists")
+        raise Refused(f"a token named {name!r} exists (revoke it first)", code=ErrorCode.EXISTS)
     token = "hdc_" + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=hash_token(token), created_at=utcnow()))
     session.flush()
@@ -211,9 +285,13 @@ def revoke_token(session: Session, name: str) -> dict[str, str]:
 def check_token(session: Session, token: str, now: dt.datetime) -> ApiToken | None:
     if not token:
         return None
-    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token),
-                                                ApiToken.revoked_at.is_(None)))
-    if tok is not None and (tok.last_used_at is None
-                            or now - tok.last_used_at > dt.timedelta(minutes=1)):
+    tok = session.scalar(
+        select(ApiToken).where(
+            ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
+        )
+    )
+    if tok is not None and (
+        tok.last_used_at is None or now - tok.last_used_at > dt.timedelta(minutes=1)
+    ):
         tok.last_used_at = now  # at most one write a minute per token
     return tok

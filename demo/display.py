@@ -7,8 +7,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from hotspot.units import fmt_bytes  # noqa: F401 - the demo's tables use it
 
@@ -101,9 +102,14 @@ class Display:
         if self.live_mode:
             from rich.live import Live
 
-            self._live = Live(console=self._console, get_renderable=self._render,
-                              refresh_per_second=1, transient=False, redirect_stdout=False,
-                              redirect_stderr=False)
+            self._live = Live(
+                console=self._console,
+                get_renderable=self._render,
+                refresh_per_second=1,
+                transient=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     def tick(self) -> None:
@@ -127,12 +133,13 @@ class Display:
         snap = self.snapshot()
         cols = ("phone", "role", "ip", "tier", "state", "down", "up", "rate down", "doing")
         widths = (8, 8, 13, 17, 13, 9, 9, 12, 0)
-        lines = [f"{self.stamp()} {snap.title}",
-                 "  " + "  ".join(f"{c:{w}}" if w else c for c, w in zip(cols, widths))]
+        lines = [
+            f"{self.stamp()} {snap.title}",
+            "  " + "  ".join(f"{c:{w}}" if w else c for c, w in zip(cols, widths)),
+        ]
         for r in snap.rows:
             vals = (r.phone, r.role, r.ip, r.tier, r.state, r.down, r.up, r.rate, r.doing)
-            lines.append("  " + "  ".join(f"{v[:w]:{w}}" if w else v
-                                          for v, w in zip(vals, widths)))
+            lines.append("  " + "  ".join(f"{v[:w]:{w}}" if w else v for v, w in zip(vals, widths)))
         lines += ["  " + f for f in snap.footer]
         with self._lock:
             self.out.write("\n".join(lines) + "\n")
@@ -146,12 +153,18 @@ class Display:
         snap = self.snapshot()
         # (header, Row field, width it needs, justify); on a narrow terminal the columns
         # of DROP_ORDER go first, "doing" takes what is left.
-        cols = [("phone", "phone", 6, "left"), ("role", "role", 7, "left"),
-                ("MAC", "mac", 17, "left"), ("IP", "ip", 11, "left"),
-                ("tier", "tier", max([4] + [len(r.tier) for r in snap.rows]), "left"),
-                ("state", "state", max([6] + [len(r.state) for r in snap.rows]), "left"),
-                ("↓ bytes", "down", 8, "right"), ("↑ bytes", "up", 8, "right"),
-                ("↓ rate", "rate", 11, "right"), ("doing", "doing", 20, "left")]
+        cols = [
+            ("phone", "phone", 6, "left"),
+            ("role", "role", 7, "left"),
+            ("MAC", "mac", 17, "left"),
+            ("IP", "ip", 11, "left"),
+            ("tier", "tier", max([4] + [len(r.tier) for r in snap.rows]), "left"),
+            ("state", "state", max([6] + [len(r.state) for r in snap.rows]), "left"),
+            ("↓ bytes", "down", 8, "right"),
+            ("↑ bytes", "up", 8, "right"),
+            ("↓ rate", "rate", 11, "right"),
+            ("doing", "doing", 20, "left"),
+        ]
         width = self._console.width if self._console is not None else 160
         for drop in DROP_ORDER:
             if sum(w + 3 for _, _, w, _ in cols) + 1 <= width:
@@ -159,14 +172,19 @@ class Display:
             cols = [c for c in cols if c[1] != drop]
         table = Table(title=snap.title, title_justify="left", expand=False)
         for name, key, w, just in cols:
-            table.add_column(name, justify=just, no_wrap=key != "doing",
-                             min_width=w if key != "doing" else None)
+            table.add_column(
+                name, justify=just, no_wrap=key != "doing", min_width=w if key != "doing" else None
+            )
         for r in snap.rows:
             style = {"online": "green", "walled": "yellow"}.get(r.state.split(" ")[0], "")
             if r.state.startswith("ended"):
                 style = "red"
-            table.add_row(*[Text(r.state, style=style) if key == "state" else getattr(r, key)
-                            for _, key, _, _ in cols])
+            table.add_row(
+                *[
+                    Text(r.state, style=style) if key == "state" else getattr(r, key)
+                    for _, key, _, _ in cols
+                ]
+            )
         parts: list[Any] = [table]
         parts += [Text(f) for f in snap.footer]
         checks = Text()

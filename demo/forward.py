@@ -110,7 +110,7 @@ def _get_header(head: bytes, name: str) -> str | None:
     key = name.lower().encode() + b":"
     for ln in head.split(b"\r\n")[1:]:
         if ln.lower().startswith(key):
-            return ln[len(key):].strip().decode("latin-1")
+            return ln[len(key) :].strip().decode("latin-1")
     return None
 
 
@@ -133,7 +133,7 @@ class Forward:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.local_port}"
 
-    def start(self) -> "Forward":
+    def start(self) -> Forward:
         self._server = pick_port(self.preferred)
         self.local_port = self._server.getsockname()[1]
         threading.Thread(target=self._accept, name=f"fwd-{self.name}", daemon=True).start()
@@ -157,16 +157,18 @@ class Forward:
                 client, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(client,), daemon=True,
-                             name=f"fwd-{self.name}-conn").start()
+            threading.Thread(
+                target=self._serve, args=(client,), daemon=True, name=f"fwd-{self.name}-conn"
+            ).start()
 
     def _serve(self, client: socket.socket) -> None:
         # This thread enters the namespace for good; it ends with the connection.
         try:
             upstream = connect_in(self.ns, self.host, self.port)
         except OSError as exc:
-            log.debug("%s: cannot reach %s:%d in %s: %s", self.name, self.host, self.port,
-                      self.ns, exc)
+            log.debug(
+                "%s: cannot reach %s:%d in %s: %s", self.name, self.host, self.port, self.ns, exc
+            )
             self._unreachable(client)
             return
         try:
@@ -179,12 +181,18 @@ class Forward:
                     pass
 
     def _unreachable(self, client: socket.socket) -> None:
-        body = (f"The demo's {self.name} at {self.host}:{self.port} ({self.ns}) does not "
-                "answer (is the demo still starting, or over?)\n").encode()
+        body = (
+            f"The demo's {self.name} at {self.host}:{self.port} ({self.ns}) does not "
+            "answer (is the demo still starting, or over?)\n"
+        ).encode()
         try:
-            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
-                           b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
-                           + b"\r\n\r\n" + body)
+            client.sendall(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+                b"Connection: close\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
         except OSError:
             pass
         client.close()
@@ -215,9 +223,12 @@ class HttpForward(Forward):
         if rhead.endswith(b"\r\n\r\n"):
             location = _get_header(rhead, "Location")
             for origin in (f"http://{inside}", f"http://{self.host}"):
-                if location and (location == origin or location.startswith(origin + "/")
-                                 or location.startswith(origin + "?")):
-                    rhead = _set_header(rhead, "Location", self.url + location[len(origin):])
+                if location and (
+                    location == origin
+                    or location.startswith(origin + "/")
+                    or location.startswith(origin + "?")
+                ):
+                    rhead = _set_header(rhead, "Location", self.url + location[len(origin) :])
                     break
             rhead = _set_header(rhead, "Connection", "close")
         try:

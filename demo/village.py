@@ -27,9 +27,10 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from demo import packages
 from demo.display import Display, Row, Snapshot, fmt_bytes, fmt_rate
@@ -54,10 +55,22 @@ ROLE_TEXT = {
 }
 
 # The tiers of the demo: small numbers, so that a minute shows everything.
-FREE = {"down_kbps": 2048, "up_kbps": 1024, "session_minutes": 60, "idle_minutes": 10,
-        "daily_minutes": 0, "daily_mb": 3}
-PREMIUM = {"down_kbps": 8192, "up_kbps": 4096, "session_minutes": 0, "idle_minutes": 30,
-           "daily_minutes": 0, "daily_mb": 0}
+FREE = {
+    "down_kbps": 2048,
+    "up_kbps": 1024,
+    "session_minutes": 60,
+    "idle_minutes": 10,
+    "daily_minutes": 0,
+    "daily_mb": 3,
+}
+PREMIUM = {
+    "down_kbps": 8192,
+    "up_kbps": 4096,
+    "session_minutes": 0,
+    "idle_minutes": 30,
+    "daily_minutes": 0,
+    "daily_mb": 0,
+}
 RATE_TOLERANCE = (0.80, 1.10)  # measured premium download / configured rate
 IPERF_SECONDS = 6
 PORTAL_HOST_PORT = 18080  # preferred; any free port otherwise
@@ -183,7 +196,7 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 class Demo:
-    def __init__(self, opts: Options, out=None):  # noqa: ANN001
+    def __init__(self, opts: Options, out=None):
         from testsupport.testbed import Testbed
 
         self.opts = opts
@@ -230,9 +243,14 @@ class Demo:
         """A long-running program in a namespace, in its own process group, logging to
         ``logs/<name>.log``."""
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.work, start_new_session=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.work,
+            start_new_session=True,
+        )
         log.close()
         self.services[name] = proc
         return proc
@@ -244,26 +262,38 @@ class Demo:
         text = path.read_text(errors="replace").splitlines()[-lines:]
         return f"--- {path} (last {len(text)} lines)\n" + "\n".join(text)
 
-    def wait(self, what: str, predicate: Callable[[], Any], timeout: float,
-             service: str | None = None, interval: float = 0.1) -> Any:
+    def wait(
+        self,
+        what: str,
+        predicate: Callable[[], Any],
+        timeout: float,
+        service: str | None = None,
+        interval: float = 0.1,
+    ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
             if value:
                 return value
             if service and self.services[service].poll() is not None:
-                raise DemoError(f"{service} exited ({self.services[service].returncode}) "
-                                f"while waiting for {what}\n{self.log_tail(service + '.log')}")
+                raise DemoError(
+                    f"{service} exited ({self.services[service].returncode}) "
+                    f"while waiting for {what}\n{self.log_tail(service + '.log')}"
+                )
             if time.monotonic() > deadline:
                 tail = f"\n{self.log_tail(service + '.log')}" if service else ""
                 raise DemoError(f"{what}: not after {timeout:.0f} s{tail}")
             time.sleep(interval)
 
     def port_open(self, ns: str, host: str, port: int) -> bool:
-        probe = (f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
-                 f"sys.exit(s.connect_ex(({host!r},{port})))")
-        return _run(["ip", "netns", "exec", ns, sys.executable, "-c", probe],
-                    timeout=10).returncode == 0
+        probe = (
+            f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
+            f"sys.exit(s.connect_ex(({host!r},{port})))"
+        )
+        return (
+            _run(["ip", "netns", "exec", ns, sys.executable, "-c", probe], timeout=10).returncode
+            == 0
+        )
 
     # -- before and after ---------------------------------------------------------------------
 
@@ -279,12 +309,16 @@ class Demo:
             except (ValueError, IndexError):
                 pid = 0
             if pid and pid != os.getpid() and _pid_alive(pid) and "demo" in _cmdline(pid):
-                raise DemoError(f"another demo with prefix {self.prefix!r} is running "
-                                f"(pid {pid}); stop it or use --prefix")
+                raise DemoError(
+                    f"another demo with prefix {self.prefix!r} is running "
+                    f"(pid {pid}); stop it or use --prefix"
+                )
         stale = [ns for ns in existing_namespaces() if ns.startswith(f"{self.prefix}-")]
         if stale or self.work.exists():
-            self.display.say(f"removing what an earlier demo left: {len(stale)} namespaces"
-                             + (f", {self.work}" if self.work.exists() else ""))
+            self.display.say(
+                f"removing what an earlier demo left: {len(stale)} namespaces"
+                + (f", {self.work}" if self.work.exists() else "")
+            )
         self.bed.destroy()
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.failed_dir, ignore_errors=True)
@@ -344,15 +378,34 @@ class Demo:
                 shutil.copy2(path, target)
             except OSError:
                 pass
-        (dest / "summary.json").write_text(json.dumps({
-            "prefix": self.prefix, "duration": self.opts.duration,
-            "expectations": [{"ok": ok, "what": what, "detail": detail}
-                             for ok, what, detail in self.results],
-            "notes": self.notes,
-            "phones": [{"ns": p.ns, "role": p.role, "mac": p.mac, "ip": p.ip,
-                        "option114": p.option114, "checks": p.checks, "metrics": p.metrics,
-                        "last_session": p.last_session} for p in self.phones],
-        }, indent=2, default=str))
+        (dest / "summary.json").write_text(
+            json.dumps(
+                {
+                    "prefix": self.prefix,
+                    "duration": self.opts.duration,
+                    "expectations": [
+                        {"ok": ok, "what": what, "detail": detail}
+                        for ok, what, detail in self.results
+                    ],
+                    "notes": self.notes,
+                    "phones": [
+                        {
+                            "ns": p.ns,
+                            "role": p.role,
+                            "mac": p.mac,
+                            "ip": p.ip,
+                            "option114": p.option114,
+                            "checks": p.checks,
+                            "metrics": p.metrics,
+                            "last_session": p.last_session,
+                        }
+                        for p in self.phones
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
     # -- building the village --------------------------------------------------------------------
 
@@ -363,61 +416,129 @@ class Demo:
         # The province: the collector's own namespace, one hop behind the "internet".
         sh(["ip", "netns", "add", self.prov])
         self.bed.run(self.prov, "ip", "link", "set", "lo", "up")
-        sh(["ip", "link", "add", "prov0", "netns", self.bed.up, "type", "veth", "peer", "name",
-            "eth0", "netns", self.prov])
-        self.bed.run(self.bed.up, "ip", "-batch", "-",
-                     input=f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n")
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "prov0",
+                "netns",
+                self.bed.up,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.prov,
+            ]
+        )
+        self.bed.run(
+            self.bed.up,
+            "ip",
+            "-batch",
+            "-",
+            input=f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n",
+        )
         self.bed.run(self.bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.bed.run(self.prov, "ip", "-batch", "-", input=(
-            f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\n"
-            f"route add default via {PROV_GW}\n"))
+        self.bed.run(
+            self.prov,
+            "ip",
+            "-batch",
+            "-",
+            input=(
+                f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\n"
+                f"route add default via {PROV_GW}\n"
+            ),
+        )
         roles = list(ROLES) + ["browser"] * (self.opts.phones - len(ROLES)) + ["you"]
         for i, role in enumerate(roles, start=1):
             ph = self.bed.add_phone(i, address=False)
             lease_dir = self.work / "dhcp" / ph.ns
             lease_dir.mkdir(parents=True)
-            self.phones.append(Phone(index=i, role=role, ns=ph.ns, mac=ph.mac,
-                                     lease_dir=lease_dir))
-        self.step(f"namespaces: {self.bed.gw} (gateway), {self.bed.up} (internet, "
-                  f"198.51.100.10), {self.prov} (province, {PROV_IP}), "
-                  f"{len(self.phones)} phones on br-lan")
+            self.phones.append(Phone(index=i, role=role, ns=ph.ns, mac=ph.mac, lease_dir=lease_dir))
+        self.step(
+            f"namespaces: {self.bed.gw} (gateway), {self.bed.up} (internet, "
+            f"198.51.100.10), {self.prov} (province, {PROV_IP}), "
+            f"{len(self.phones)} phones on br-lan"
+        )
 
     def start_upstream(self) -> None:
         www = self.work / "www"
         www.mkdir()
         filler = "<p>" + ("Harga sawit dan karet di Jambi hari ini. " * 400) + "</p>"
-        (www / "index.html").write_text(PAGE.format(
-            title="Berita Jambi", text="Selamat datang di internet.", filler=""))
-        (www / "berita.html").write_text(PAGE.format(
-            title="Berita desa", text="Musim tanam padi dimulai.", filler=filler))
-        (www / "harga-sawit.html").write_text(PAGE.format(
-            title="Harga sawit", text="Rp 2.950/kg", filler=filler))
+        (www / "index.html").write_text(
+            PAGE.format(title="Berita Jambi", text="Selamat datang di internet.", filler="")
+        )
+        (www / "berita.html").write_text(
+            PAGE.format(title="Berita desa", text="Musim tanam padi dimulai.", filler=filler)
+        )
+        (www / "harga-sawit.html").write_text(
+            PAGE.format(title="Harga sawit", text="Rp 2.950/kg", filler=filler)
+        )
         chunk = os.urandom(1 << 20)
         with open(www / "video.bin", "wb") as fh:
             for _ in range(16):
                 fh.write(chunk)
         up = self.bed.up
-        self.service("upstream-http", up, [sys.executable, "-m", "http.server", "80",
-                                           "--bind", "198.51.100.10", "--directory", str(www)])
+        self.service(
+            "upstream-http",
+            up,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "198.51.100.10",
+                "--directory",
+                str(www),
+            ],
+        )
         # HTTPS answers too: a walled phone that gets no answer proves the gateway dropped
         # it, not that nobody listened.
-        self.service("upstream-https", up, [sys.executable, "-m", "http.server", "443",
-                                            "--bind", "198.51.100.10", "--directory", str(www)])
+        self.service(
+            "upstream-https",
+            up,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                "443",
+                "--bind",
+                "198.51.100.10",
+                "--directory",
+                str(www),
+            ],
+        )
         self.service("upstream-iperf3", up, ["iperf3", "-s", "-B", "198.51.100.10"])
 
     def register_at_collector(self) -> str:
         from testsupport.testbed import write_toml
 
-        self.collector_cfg = write_toml(self.work / "collector.toml", {"collector": {
-            "database_url": f"sqlite:///{self.work}/collector.db",
-            "bind": f"{PROV_IP}:{COLLECTOR_PORT}", "workers": 1, "threads": 4,
-            "dashboard_public": False, "language": "id"}})
-        reg = _run(self.hotspot(self.collector_cfg, "collector", "gateways", "add", GATEWAY_ID,
-                                "--json"), cwd=self.work)
+        self.collector_cfg = write_toml(
+            self.work / "collector.toml",
+            {
+                "collector": {
+                    "database_url": f"sqlite:///{self.work}/collector.db",
+                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
+                    "workers": 1,
+                    "threads": 4,
+                    "dashboard_public": False,
+                    "language": "id",
+                }
+            },
+        )
+        reg = _run(
+            self.hotspot(self.collector_cfg, "collector", "gateways", "add", GATEWAY_ID, "--json"),
+            cwd=self.work,
+        )
         if reg.returncode != 0:
             raise DemoError(f"collector gateways add: {reg.stderr.strip()}")
-        tok = _run(self.hotspot(self.collector_cfg, "collector", "tokens", "create", "demo",
-                                "--json"), cwd=self.work)
+        tok = _run(
+            self.hotspot(self.collector_cfg, "collector", "tokens", "create", "demo", "--json"),
+            cwd=self.work,
+        )
         if tok.returncode != 0:
             raise DemoError(f"collector tokens create: {tok.stderr.strip()}")
         self.api_token = json.loads(tok.stdout)["token"]
@@ -429,33 +550,58 @@ class Demo:
         secret)."""
         return {
             "village": {"name": VILLAGE, "timezone": "Asia/Jakarta"},
-            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                        "lan_address": self.bed.lan_address, "uplink_down_kbps": 50000,
-                        "uplink_up_kbps": 50000},
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": self.bed.lan_address,
+                "uplink_down_kbps": 50000,
+                "uplink_up_kbps": 50000,
+            },
             "database": {"url": f"sqlite:///{self.work}/hotspot.db"},
             "control": {"socket": str(self.work / "control.sock")},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
             "tiers": {"free": FREE, "premium": PREMIUM},
-            "portal": {"user": "", "workers": 2, "threads": 8,
-                       "secret_key_file": str(self.work / "portal.secret"),
-                       "voucher_key_file": str(self.work / "voucher.key"),
-                       "contact": "Kios BUMDes di balai desa (demo)"},
-            "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "premium",
-                                    "hours": 24, "data_mb": 1000}},
+            "portal": {
+                "user": "",
+                "workers": 2,
+                "threads": 8,
+                "secret_key_file": str(self.work / "portal.secret"),
+                "voucher_key_file": str(self.work / "voucher.key"),
+                "contact": "Kios BUMDes di balai desa (demo)",
+            },
+            "packages": {
+                "harian": {
+                    "title": "Harian",
+                    "price": 5000,
+                    "tier": "premium",
+                    "hours": 24,
+                    "data_mb": 1000,
+                }
+            },
             "wifi": {"enabled": False},
-            "dhcp": {"range_start": DHCP_RANGE[0], "range_end": DHCP_RANGE[1],
-                     "lease_minutes": 60, "upstream_dns": ["198.51.100.10"]},
+            "dhcp": {
+                "range_start": DHCP_RANGE[0],
+                "range_end": DHCP_RANGE[1],
+                "lease_minutes": 60,
+                "upstream_dns": ["198.51.100.10"],
+            },
             "privacy": {"pseudonym_key": self.pseudonym_key},
         }
 
     def write_config(self, secret: str) -> None:
-        from testsupport.testbed import write_toml
         from hotspot import config as config_mod
+        from testsupport.testbed import write_toml
 
         data = self.settings()
-        data["sync"] = {"upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
-                        "gateway_id": GATEWAY_ID, "secret": secret, "interval_seconds": 3,
-                        "health_seconds": 5, "backoff_max_seconds": 4, "timeout_seconds": 10}
+        data["sync"] = {
+            "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
+            "gateway_id": GATEWAY_ID,
+            "secret": secret,
+            "interval_seconds": 3,
+            "health_seconds": 5,
+            "backoff_max_seconds": 4,
+            "timeout_seconds": 10,
+        }
         self.socket = self.work / "control.sock"
         self.config = write_toml(self.work / "hotspot.toml", data)
         self.cfg = config_mod.load(str(self.config))
@@ -474,22 +620,49 @@ class Demo:
         conf.write_bytes(files[R.DNSMASQ].content)
         conf.chmod(0o644)
         self.api_url = R.api_url(cfg)
-        self.service("dnsmasq", self.bed.gw, [
-            "dnsmasq", "--keep-in-foreground", f"--conf-file={conf}",
-            f"--dhcp-leasefile={self.work}/dnsmasq.leases", f"--pid-file={self.work}/dnsmasq.pid",
-            "--no-hosts", "--log-facility=-", "--log-dhcp"])
-        self.wait("dnsmasq listening", lambda: self.port_open(self.bed.gw, GW_LAN_IP, 53), 15,
-                  "dnsmasq", interval=0.2)
+        self.service(
+            "dnsmasq",
+            self.bed.gw,
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                f"--conf-file={conf}",
+                f"--dhcp-leasefile={self.work}/dnsmasq.leases",
+                f"--pid-file={self.work}/dnsmasq.pid",
+                "--no-hosts",
+                "--log-facility=-",
+                "--log-dhcp",
+            ],
+        )
+        self.wait(
+            "dnsmasq listening",
+            lambda: self.port_open(self.bed.gw, GW_LAN_IP, 53),
+            15,
+            "dnsmasq",
+            interval=0.2,
+        )
         walled = self.work / "walled-dns.conf"
         walled.write_bytes(files[R.WALLED_DNS_CONF].content)
         walled.chmod(0o644)
         port = cfg.network.walled_dns_port
-        self.service("walled-dns", self.bed.gw, [
-            "dnsmasq", "--keep-in-foreground", f"--conf-file={walled}",
-            f"--pid-file={self.work}/walled-dns.pid", "--log-facility=-"])
-        self.wait("the walled resolver listening",
-                  lambda: self.port_open(self.bed.gw, GW_LAN_IP, port), 15, "walled-dns",
-                  interval=0.2)
+        self.service(
+            "walled-dns",
+            self.bed.gw,
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                f"--conf-file={walled}",
+                f"--pid-file={self.work}/walled-dns.pid",
+                "--log-facility=-",
+            ],
+        )
+        self.wait(
+            "the walled resolver listening",
+            lambda: self.port_open(self.bed.gw, GW_LAN_IP, port),
+            15,
+            "walled-dns",
+            interval=0.2,
+        )
         first = {"heavy": 0, "voucher": 1, "free": 2}  # the longest scripts first
         self.dhcp_started = time.monotonic()
         for ph in sorted(self.phones, key=lambda p: (first.get(p.role, 3), p.index)):
@@ -497,13 +670,29 @@ class Demo:
             script = ph.lease_dir / "script"
             script.write_text(DHCLIENT_SCRIPT.format(out=ph.lease_dir))
             script.chmod(0o755)
-            self.service(f"dhclient-{ph.name}", ph.ns, [
-                "dhclient", "-d", "-v", "-cf", str(ph.lease_dir / "dhclient.conf"),
-                "-sf", str(script), "-lf", str(ph.lease_dir / "dhclient.leases"),
-                "-pf", str(ph.lease_dir / "dhclient.pid"), "eth0"])
-        self.step(f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
-                  f"{self.api_url}, DNS on 53 (logged in) and {port} (not logged in: portal, "
-                  f"probes, walled garden only); dhclient in every phone")
+            self.service(
+                f"dhclient-{ph.name}",
+                ph.ns,
+                [
+                    "dhclient",
+                    "-d",
+                    "-v",
+                    "-cf",
+                    str(ph.lease_dir / "dhclient.conf"),
+                    "-sf",
+                    str(script),
+                    "-lf",
+                    str(ph.lease_dir / "dhclient.leases"),
+                    "-pf",
+                    str(ph.lease_dir / "dhclient.pid"),
+                    "eth0",
+                ],
+            )
+        self.step(
+            f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
+            f"{self.api_url}, DNS on 53 (logged in) and {port} (not logged in: portal, "
+            f"probes, walled garden only); dhclient in every phone"
+        )
 
     def check_leases(self) -> list[Phone]:
         """Phones whose lease arrived since the last look (dhclient's script wrote it)."""
@@ -515,8 +704,10 @@ class Demo:
                     ph.ip = env.get("new_ip_address")
                     ph.option114 = env.get("new_rfc8910_captive_portal")
                     ph.lease_seconds = time.monotonic() - self.dhcp_started
-                self.step(f"{ph.name} ({ph.role}): DHCP lease {ph.ip} after "
-                          f"{ph.lease_seconds:.1f} s, option 114 {ph.option114}")
+                self.step(
+                    f"{ph.name} ({ph.role}): DHCP lease {ph.ip} after "
+                    f"{ph.lease_seconds:.1f} s, option 114 {ph.option114}"
+                )
                 new.append(ph)
         return new
 
@@ -539,21 +730,31 @@ class Demo:
         self.step("gateway running (hotspot gateway run): nftables, HTB, session engine")
 
     def start_collector(self) -> None:
-        self.service("collector", self.prov, self.hotspot(self.collector_cfg, "collector",
-                                                          "run"))
+        self.service("collector", self.prov, self.hotspot(self.collector_cfg, "collector", "run"))
 
     def wait_collector(self) -> None:
-        self.wait("the collector", lambda: self.port_open(self.prov, PROV_IP, COLLECTOR_PORT),
-                  40, "collector", interval=0.3)
-        self.step(f"collector running (hotspot collector run) at {PROV_IP}:{COLLECTOR_PORT} "
-                  "on SQLite")
+        self.wait(
+            "the collector",
+            lambda: self.port_open(self.prov, PROV_IP, COLLECTOR_PORT),
+            40,
+            "collector",
+            interval=0.3,
+        )
+        self.step(
+            f"collector running (hotspot collector run) at {PROV_IP}:{COLLECTOR_PORT} on SQLite"
+        )
 
     def start_portal(self) -> None:
         self.service("portal", self.bed.gw, self.hotspot(self.config, "portal", "run"))
 
     def wait_portal(self) -> None:
-        self.wait("the portal", lambda: self.port_open(self.bed.gw, GW_LAN_IP, PORTAL_PORT),
-                  40, "portal", interval=0.3)
+        self.wait(
+            "the portal",
+            lambda: self.port_open(self.bed.gw, GW_LAN_IP, PORTAL_PORT),
+            40,
+            "portal",
+            interval=0.3,
+        )
         self.wait("the voucher key", lambda: (self.work / "voucher.key").exists(), 10, "portal")
         self.step(f"portal running (hotspot portal run) at http://{GW_LAN_IP}:{PORTAL_PORT}/")
 
@@ -564,24 +765,40 @@ class Demo:
     def make_vouchers(self) -> None:
         """Vouchers for the voucher villager and a few for you, with ``hotspot vouchers
         create``."""
-        out = _run(self.hotspot(self.config, "vouchers", "create", "--package", "harian",
-                                "--count", "4", "--json"), cwd=self.work)
+        out = _run(
+            self.hotspot(
+                self.config, "vouchers", "create", "--package", "harian", "--count", "4", "--json"
+            ),
+            cwd=self.work,
+        )
         if out.returncode != 0:
             raise DemoError(f"hotspot vouchers create: {out.stderr.strip()}")
         self.codes = _codes_in(json.loads(out.stdout))
         if len(self.codes) < 1:
             raise DemoError("hotspot vouchers create gave no voucher codes")
-        self.step(f"{len(self.codes)} vouchers of package “Harian” made "
-                  "(hotspot vouchers create)")
+        self.step(f"{len(self.codes)} vouchers of package “Harian” made (hotspot vouchers create)")
 
     def make_operator(self) -> None:
         password = secrets.token_urlsafe(9)
-        out = _run(self.hotspot(self.config, "operators", "add", "demo", "--role", "admin",
-                                "--full-name", "Operator demo"),
-                   input=password + "\n", cwd=self.work)  # the password: one line on stdin
+        out = _run(
+            self.hotspot(
+                self.config,
+                "operators",
+                "add",
+                "demo",
+                "--role",
+                "admin",
+                "--full-name",
+                "Operator demo",
+            ),
+            input=password + "\n",
+            cwd=self.work,
+        )  # the password: one line on stdin
         if out.returncode != 0:
-            self.notes.append(f"hotspot operators add demo --role admin: "
-                              f"{(out.stderr or out.stdout).strip()[:200]}")
+            self.notes.append(
+                f"hotspot operators add demo --role admin: "
+                f"{(out.stderr or out.stdout).strip()[:200]}"
+            )
             return
         self.operator = ("demo", password)
         self.step("operator “demo” (admin) made (hotspot operators add)")
@@ -590,10 +807,12 @@ class Demo:
         from demo.forward import Forward, HttpForward
 
         you = self.phones[-1]
-        self.portal_fwd = HttpForward("portal", you.ns, GW_LAN_IP, PORTAL_PORT,
-                                      preferred=PORTAL_HOST_PORT).start()
-        self.collector_fwd = Forward("collector", self.prov, PROV_IP, COLLECTOR_PORT,
-                                     preferred=COLLECTOR_HOST_PORT).start()
+        self.portal_fwd = HttpForward(
+            "portal", you.ns, GW_LAN_IP, PORTAL_PORT, preferred=PORTAL_HOST_PORT
+        ).start()
+        self.collector_fwd = Forward(
+            "collector", self.prov, PROV_IP, COLLECTOR_PORT, preferred=COLLECTOR_HOST_PORT
+        ).start()
         self.forwards += [self.portal_fwd, self.collector_fwd]
 
     # -- the villagers --------------------------------------------------------------------------
@@ -608,13 +827,20 @@ class Demo:
             if ph.role == "voucher":
                 args += ["--code", self.codes[0], "--seconds", str(IPERF_SECONDS)]
             log = open(self.logs / f"villager-{ph.name}.err", "ab")
-            ph.proc = subprocess.Popen(["ip", "netns", "exec", ph.ns, *args],
-                                       stdout=subprocess.PIPE, stderr=log,
-                                       stdin=subprocess.DEVNULL, cwd=self.work,
-                                       start_new_session=True, text=True, bufsize=1)
+            ph.proc = subprocess.Popen(
+                ["ip", "netns", "exec", ph.ns, *args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=self.work,
+                start_new_session=True,
+                text=True,
+                bufsize=1,
+            )
             log.close()
-            threading.Thread(target=self._read_villager, args=(ph,), daemon=True,
-                             name=f"villager-{ph.name}").start()
+            threading.Thread(
+                target=self._read_villager, args=(ph,), daemon=True, name=f"villager-{ph.name}"
+            ).start()
         return n
 
     def _read_villager(self, ph: Phone) -> None:
@@ -642,8 +868,9 @@ class Demo:
                         changed = old is None or old[0] != new[0]
                 if "check" in msg and changed:
                     mark = "✓" if msg["ok"] else "✗"
-                    self.step(f"{ph.name} ({ph.role}) {mark} {msg['check']}: "
-                              f"{msg.get('detail', '')}")
+                    self.step(
+                        f"{ph.name} ({ph.role}) {mark} {msg['check']}: {msg.get('detail', '')}"
+                    )
                 if "error" in msg:
                     self.step(f"{ph.name} ({ph.role}) error: {msg['error']}")
         ph.exit_code = ph.proc.wait()
@@ -691,8 +918,10 @@ class Demo:
                         last = info.get("last_session")
                         if last and (ph.last_session or {}).get("id") != last.get("id"):
                             used = last.get("bytes_down", 0) + last.get("bytes_up", 0)
-                            self.step(f"{ph.name} ({ph.role}): session ended by the gateway, "
-                                      f"reason {last.get('end_reason')} after {fmt_bytes(used)}")
+                            self.step(
+                                f"{ph.name} ({ph.role}): session ended by the gateway, "
+                                f"reason {last.get('end_reason')} after {fmt_bytes(used)}"
+                            )
                         ph.last_session = last
                         ph.allowance = info.get("allowance")
         self.poll_collector()
@@ -704,9 +933,12 @@ class Demo:
         try:
             con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
             try:
-                row = con.execute("SELECT count(DISTINCT client), count(*), "
-                                  "coalesce(sum(bytes_down), 0) FROM usage_hourly "
-                                  "WHERE gateway_id = ?", (GATEWAY_ID,)).fetchone()
+                row = con.execute(
+                    "SELECT count(DISTINCT client), count(*), "
+                    "coalesce(sum(bytes_down), 0) FROM usage_hourly "
+                    "WHERE gateway_id = ?",
+                    (GATEWAY_ID,),
+                ).fetchone()
             finally:
                 con.close()
         except sqlite3.Error:
@@ -726,23 +958,35 @@ class Demo:
                 tier = s.get("tier") or (last.get("tier") if last else None) or "-"
                 if s.get("source") == "voucher":
                     tier += " (voucher)"
-                rows.append(Row(phone=ph.name, role=ph.role, mac=ph.mac, ip=ph.ip or "-",
-                                tier=tier, state=ph.state, down=fmt_bytes(down),
-                                up=fmt_bytes(up), rate=fmt_rate(ph.rate_down),
-                                doing=ph.doing or ROLE_TEXT.get(ph.role, "")))
+                rows.append(
+                    Row(
+                        phone=ph.name,
+                        role=ph.role,
+                        mac=ph.mac,
+                        ip=ph.ip or "-",
+                        tier=tier,
+                        state=ph.state,
+                        down=fmt_bytes(down),
+                        up=fmt_bytes(up),
+                        rate=fmt_rate(ph.rate_down),
+                        doing=ph.doing or ROLE_TEXT.get(ph.role, ""),
+                    )
+                )
             clients, records, down = self.collector_stats
         if self.acting_since is None:
             clock = "waiting for DHCP leases"
         else:
             clock = f"{time.monotonic() - self.acting_since:.0f} s" + (
-                f" / {self.opts.duration} s" if self.opts.duration else " (Ctrl-C ends)")
+                f" / {self.opts.duration} s" if self.opts.duration else " (Ctrl-C ends)"
+            )
         title = f"{VILLAGE} · demo village “{self.prefix}” · {clock}"
-        footer = [f"DHCP option 114 (RFC 8910): {getattr(self, 'api_url', '-')}",
-                  f"province collector: {records} usage records of {clients} pseudonymous "
-                  f"clients, {fmt_bytes(down)} down, from {GATEWAY_ID}"]
+        footer = [
+            f"DHCP option 114 (RFC 8910): {getattr(self, 'api_url', '-')}",
+            f"province collector: {records} usage records of {clients} pseudonymous "
+            f"clients, {fmt_bytes(down)} down, from {GATEWAY_ID}",
+        ]
         if self.gateway_error:
-            footer.insert(0, f"gateway: not answering on its control socket "
-                             f"({self.gateway_error})")
+            footer.insert(0, f"gateway: not answering on its control socket ({self.gateway_error})")
         checks = [(ok, text) for ok, text, _ in self.expectations(final=False)]
         return Snapshot(title=title, rows=rows, footer=footer, checks=checks)
 
@@ -768,21 +1012,28 @@ class Demo:
         with self.lock:
             # DHCP
             bad = [p.name for p in self.phones if not p.ip]
-            wrong = [f"{p.name}: {p.option114!r}" for p in self.phones
-                     if p.ip and p.option114 != getattr(self, "api_url", None)]
+            wrong = [
+                f"{p.name}: {p.option114!r}"
+                for p in self.phones
+                if p.ip and p.option114 != getattr(self, "api_url", None)
+            ]
             lo, hi = (ipaddress.IPv4Address(a) for a in DHCP_RANGE)
-            outside = [p.name for p in self.phones if p.ip and
-                       not lo <= ipaddress.IPv4Address(p.ip) <= hi]
+            outside = [
+                p.name for p in self.phones if p.ip and not lo <= ipaddress.IPv4Address(p.ip) <= hi
+            ]
             ok = not bad and not wrong and not outside
             slowest = max((p.lease_seconds or 0 for p in self.phones), default=0)
-            add(ok if (final or ok) else None,
+            add(
+                ok if (final or ok) else None,
                 "every phone got its address from dnsmasq over DHCP, with option 114",
                 f"{len(self.phones) - len(bad)}/{len(self.phones)} leased in "
                 f"{DHCP_RANGE[0]}–{DHCP_RANGE[1]}"
                 + (f" within {slowest:.1f} s" if not bad else "")
                 + f", option 114 = {getattr(self, 'api_url', '-')}"
-                + (f"; no lease: {bad}" if bad else "") + (f"; wrong: {wrong}" if wrong else "")
-                + (f"; outside the range: {outside}" if outside else ""))
+                + (f"; no lease: {bad}" if bad else "")
+                + (f"; wrong: {wrong}" if wrong else "")
+                + (f"; outside the range: {outside}" if outside else ""),
+            )
             for ph in self.by_role("free") + self.by_role("browser"):
                 who = f"{ph.role} villager ({ph.name})"
                 ok1, d1 = villager(ph, "redirect")
@@ -810,12 +1061,17 @@ class Demo:
                 bps = ph.metrics.get("iperf3_down_bps")
                 want = PREMIUM["down_kbps"] * 1000
                 if bps is None:
-                    ok, d = villager(ph, "rate") if "rate" in ph.checks else (
-                        False if final else None, "no iperf3 result")
+                    ok, d = (
+                        villager(ph, "rate")
+                        if "rate" in ph.checks
+                        else (False if final else None, "no iperf3 result")
+                    )
                 else:
                     ok = RATE_TOLERANCE[0] * want <= bps <= RATE_TOLERANCE[1] * want
-                    d = (f"iperf3 -R: {bps / 1e6:.2f} Mbit/s for premium {want / 1e6:.2f} "
-                         f"Mbit/s (free is {FREE['down_kbps'] * 1000 / 1e6:.2f})")
+                    d = (
+                        f"iperf3 -R: {bps / 1e6:.2f} Mbit/s for premium {want / 1e6:.2f} "
+                        f"Mbit/s (free is {FREE['down_kbps'] * 1000 / 1e6:.2f})"
+                    )
                 add(ok, f"{who}: iperf3 download runs at the premium rate", d)
             for ph in self.by_role("heavy"):
                 who = f"heavy villager ({ph.name})"
@@ -825,17 +1081,26 @@ class Demo:
                 if last.get("end_reason") == "quota":
                     used = allowance.get("bytes_used")
                     ok = bool(allowance.get("exhausted")) and used is not None and used >= limit
-                    d = (f"session ended with reason quota; today's free use "
-                         f"{fmt_bytes(used)} of {fmt_bytes(limit)} (exhausted: "
-                         f"{allowance.get('exhausted')}); the villager's download got "
-                         f"{fmt_bytes(ph.metrics.get('heavy_bytes'))} in "
-                         f"{ph.metrics.get('heavy_seconds', '?')} s")
+                    d = (
+                        f"session ended with reason quota; today's free use "
+                        f"{fmt_bytes(used)} of {fmt_bytes(limit)} (exhausted: "
+                        f"{allowance.get('exhausted')}); the villager's download got "
+                        f"{fmt_bytes(ph.metrics.get('heavy_bytes'))} in "
+                        f"{ph.metrics.get('heavy_seconds', '?')} s"
+                    )
                 else:
                     ok = False if final else None
-                    d = (f"last session ended: {last.get('end_reason')}" if last else
-                         "the session has not ended")
-                add(ok, f"{who}: the gateway ends the session with reason quota "
-                        f"({FREE['daily_mb']} MB a day)", d)
+                    d = (
+                        f"last session ended: {last.get('end_reason')}"
+                        if last
+                        else "the session has not ended"
+                    )
+                add(
+                    ok,
+                    f"{who}: the gateway ends the session with reason quota "
+                    f"({FREE['daily_mb']} MB a day)",
+                    d,
+                )
                 okw, dw = villager(ph, "walled")
                 add(okw, f"{who}: walled again afterwards", dw)
                 okp, dp = villager(ph, "page")
@@ -847,10 +1112,14 @@ class Demo:
                     ok, d = False, d + f"; but the gateway gave it a session: {sorted(ph.seen)}"
                 add(ok, f"{who}: never logs in, nothing gets through", d)
         access = getattr(self, "host_access", None)
-        out.append((access[0] if access else (False if final else None),
-                    "the portal, operator console and collector answer on the forwarded "
-                    "localhost ports", access[1] if access else "not checked (no lease for "
-                    "the \"you\" phone)"))
+        out.append(
+            (
+                access[0] if access else (False if final else None),
+                "the portal, operator console and collector answer on the forwarded "
+                "localhost ports",
+                access[1] if access else 'not checked (no lease for the "you" phone)',
+            )
+        )
         out.append(self.sync_expectation(final))
         return out
 
@@ -873,17 +1142,18 @@ class Demo:
         from demo.villagers import Forms
 
         jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPCookieProcessor(jar))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
+        )
 
-        def get(url: str, headers: dict[str, str] | None = None,
-                data: dict[str, str] | None = None) -> tuple[int, str, str]:
+        def get(
+            url: str, headers: dict[str, str] | None = None, data: dict[str, str] | None = None
+        ) -> tuple[int, str, str]:
             body = urlencode(data).encode() if data is not None else None
             req = urllib.request.Request(url, data=body, headers=headers or {})
             try:
                 with opener.open(req, timeout=10) as resp:
-                    return resp.status, resp.geturl(), resp.read(300_000).decode("utf-8",
-                                                                                 "replace")
+                    return resp.status, resp.geturl(), resp.read(300_000).decode("utf-8", "replace")
             except urllib.error.HTTPError as exc:
                 return exc.code, url, exc.read(300_000).decode("utf-8", "replace")
             except (OSError, urllib.error.URLError) as exc:
@@ -897,8 +1167,10 @@ class Demo:
         if op_status == 404:
             op_ok = True  # not built yet: a note, not a failure
             parts.append("/operator/ → 404")
-            self.notes.append("the portal answers 404 at /operator/: the operator console's "
-                              "pages are not in this install yet")
+            self.notes.append(
+                "the portal answers 404 at /operator/: the operator console's "
+                "pages are not in this install yet"
+            )
         elif self.operator is None:
             op_ok = op_status == 200
             parts.append(f"/operator/ → {op_status} (no demo operator to log in with)")
@@ -910,15 +1182,20 @@ class Demo:
             st, url, page = get(base + "/operator/login", data=fields)
             logged_in = st == 200 and "/operator/login" not in url
             op_ok = logged_in
-            parts.append(f"/operator/ → login form; operator {self.operator[0]} logs in → "
-                         f"{st} {url.replace(base, '') or '/'}"
-                         + ("" if logged_in else " (still the login page)"))
+            parts.append(
+                f"/operator/ → login form; operator {self.operator[0]} logs in → "
+                f"{st} {url.replace(base, '') or '/'}"
+                + ("" if logged_in else " (still the login page)")
+            )
         auth = base64.b64encode(f"demo:{self.api_token}".encode()).decode()
-        coll_status, _, cbody = get(self.collector_fwd.url + "/",
-                                    {"Authorization": f"Basic {auth}"})
+        coll_status, _, cbody = get(
+            self.collector_fwd.url + "/", {"Authorization": f"Basic {auth}"}
+        )
         dashboard = coll_status == 200 and GATEWAY_ID in cbody
-        parts.append(f"collector {self.collector_fwd.url}/ → {coll_status}"
-                     + (" (the dashboard lists the village)" if dashboard else ""))
+        parts.append(
+            f"collector {self.collector_fwd.url}/ → {coll_status}"
+            + (" (the dashboard lists the village)" if dashboard else "")
+        )
         self.host_access = (splash and dashboard and op_ok, "; ".join(parts))
         self.step(f"from this machine: {self.host_access[1]}")
 
@@ -931,7 +1208,7 @@ class Demo:
 
         from hotspot.db import make_engine
         from hotspot.model import HourlyUsage
-        from sync.pseudonym import pseudonym
+        from hotspot.pseudonym import pseudonym
 
         what = "the sync agent reports the village's usage to the collector"
         key = self.pseudonym_key.encode()
@@ -958,21 +1235,27 @@ class Demo:
                     with Session(engine) as s:
                         for p in heavy:
                             gw = s.execute(
-                                select(func.coalesce(func.sum(HourlyUsage.bytes_down), 0),
-                                       func.coalesce(func.sum(HourlyUsage.bytes_up), 0))
-                                .where(HourlyUsage.mac == p.mac)).one()
+                                select(
+                                    func.coalesce(func.sum(HourlyUsage.bytes_down), 0),
+                                    func.coalesce(func.sum(HourlyUsage.bytes_up), 0),
+                                ).where(HourlyUsage.mac == p.mac)
+                            ).one()
                             at_collector = got.get(pseudonym(key, p.mac), [0, 0])
                             exact.append((p, tuple(gw), tuple(at_collector)))
                     same = all(g == c for _, g, c in exact)
                     total = sum(v[0] for v in got.values())
                     ok = bool(online) and not missing and same
-                    detail = (f"GET /api/v1/usage?gateway={GATEWAY_ID}: {len(rows)} device-hours "
-                              f"of {len(got)} pseudonymous clients, {fmt_bytes(total)} down"
-                              + (f"; missing: {missing}" if missing else "")
-                              + "".join(f"; {p.name}: gateway {fmt_bytes(g[0])}/{fmt_bytes(g[1])}, "
-                                        f"collector {fmt_bytes(c[0])}/{fmt_bytes(c[1])}"
-                                        + (" (to the byte)" if g == c else " (differ)")
-                                        for p, g, c in exact))
+                    detail = (
+                        f"GET /api/v1/usage?gateway={GATEWAY_ID}: {len(rows)} device-hours "
+                        f"of {len(got)} pseudonymous clients, {fmt_bytes(total)} down"
+                        + (f"; missing: {missing}" if missing else "")
+                        + "".join(
+                            f"; {p.name}: gateway {fmt_bytes(g[0])}/{fmt_bytes(g[1])}, "
+                            f"collector {fmt_bytes(c[0])}/{fmt_bytes(c[1])}"
+                            + (" (to the byte)" if g == c else " (differ)")
+                            for p, g, c in exact
+                        )
+                    )
                 elif not detail:
                     detail = "the collector has no usage from the village"
                 if ok or time.monotonic() > deadline:
@@ -1031,8 +1314,12 @@ class Demo:
         self.wait_collector()
         self.wait_portal()
         self.start_sync()
-        self.wait("the upstream web server",
-                  lambda: self.port_open(self.bed.up, "198.51.100.10", 80), 15, "upstream-http")
+        self.wait(
+            "the upstream web server",
+            lambda: self.port_open(self.bed.up, "198.51.100.10", 80),
+            15,
+            "upstream-http",
+        )
         self.make_vouchers()
         self.make_operator()
         self.check_leases()
@@ -1043,19 +1330,29 @@ class Demo:
         you = self.phones[-1]
         say("")
         say(f"The village is up ({self.elapsed():.0f} s). From this machine:")
-        say(f"  captive portal     {self.portal_fwd.url}/   (your browser is phone {you.name}, "
-            f"MAC {you.mac})")
+        say(
+            f"  captive portal     {self.portal_fwd.url}/   (your browser is phone {you.name}, "
+            f"MAC {you.mac})"
+        )
         if self.operator:
-            say(f"  operator console   {self.portal_fwd.url}/operator/   user "
-                f"{self.operator[0]}, password {self.operator[1]}")
+            say(
+                f"  operator console   {self.portal_fwd.url}/operator/   user "
+                f"{self.operator[0]}, password {self.operator[1]}"
+            )
         else:
-            say(f"  operator console   {self.portal_fwd.url}/operator/   (not in this install "
-                "yet: no demo operator made)")
-        say(f"  collector          {self.collector_fwd.url}/   any user name, password "
-            f"{self.api_token}")
+            say(
+                f"  operator console   {self.portal_fwd.url}/operator/   (not in this install "
+                "yet: no demo operator made)"
+            )
+        say(
+            f"  collector          {self.collector_fwd.url}/   any user name, password "
+            f"{self.api_token}"
+        )
         say(f"  vouchers for you   {', '.join(self.codes[1:])}")
-        say(f"  work dir, logs     {self.work}   (removed at the end"
-            + (f"; copied to {self.opts.keep_artifacts})" if self.opts.keep_artifacts else ")"))
+        say(
+            f"  work dir, logs     {self.work}   (removed at the end"
+            + (f"; copied to {self.opts.keep_artifacts})" if self.opts.keep_artifacts else ")")
+        )
         for note in self.notes:
             say(f"  note: {note}")
         say("")
@@ -1068,27 +1365,36 @@ class Demo:
         self.display.begin()
         try:
             while True:
-                started = self.start_villagers(self.check_leases()
-                                               + [p for p in self.phones if p.ip])
+                started = self.start_villagers(
+                    self.check_leases() + [p for p in self.phones if p.ip]
+                )
                 now = time.monotonic()
                 if self.acting_since is None and (started or now - entered > LEASE_WAIT):
                     self.acting_since = now
                 if self.phones[-1].ip and not hasattr(self, "_access_thread"):
-                    self._access_thread = threading.Thread(target=self.check_host_access,
-                                                           daemon=True, name="host-access")
+                    self._access_thread = threading.Thread(
+                        target=self.check_host_access, daemon=True, name="host-access"
+                    )
                     self._access_thread.start()
                 self.poll()
                 self.display.tick()
-                if (self.opts.duration and self.acting_since is not None
-                        and now - self.acting_since >= self.opts.duration):
+                if (
+                    self.opts.duration
+                    and self.acting_since is not None
+                    and now - self.acting_since >= self.opts.duration
+                ):
                     break
-                crashed = [n for n in ("gateway", "portal", "sync", "collector", "dnsmasq",
-                                       "walled-dns")
-                           if self.services[n].poll() is not None]
+                crashed = [
+                    n
+                    for n in ("gateway", "portal", "sync", "collector", "dnsmasq", "walled-dns")
+                    if self.services[n].poll() is not None
+                ]
                 if crashed:
                     self.display.end()
-                    raise DemoError(f"{', '.join(crashed)} exited during the demo\n"
-                                    + "\n".join(self.log_tail(f"{n}.log") for n in crashed))
+                    raise DemoError(
+                        f"{', '.join(crashed)} exited during the demo\n"
+                        + "\n".join(self.log_tail(f"{n}.log") for n in crashed)
+                    )
                 time.sleep(max(0.05, 1.0 - (time.monotonic() - now)))
         finally:
             self.display.end()
@@ -1113,8 +1419,9 @@ class Demo:
             for name in ("gateway.log", "portal.log", "sync.log"):
                 say(self.log_tail(name, 15))
             for ph in self.phones:
-                if ph.role != "you" and (not ph.checks or
-                                         any(not ok for ok, _ in ph.checks.values())):
+                if ph.role != "you" and (
+                    not ph.checks or any(not ok for ok, _ in ph.checks.values())
+                ):
                     say(self.log_tail(f"villager-{ph.name}.jsonl", 12))
                     say(self.log_tail(f"villager-{ph.name}.err", 12))
                     say(self.log_tail(f"dhclient-{ph.name}.log", 8))
@@ -1150,13 +1457,16 @@ def run(opts: Options) -> int:
         print("hotspot demo: must run as root (it builds network namespaces)", file=sys.stderr)
         return 2
     if opts.prefix in RESERVED_PREFIXES:
-        print(f"hotspot demo: prefix {opts.prefix!r} belongs to the tests' villages; "
-              "choose another", file=sys.stderr)
+        print(
+            f"hotspot demo: prefix {opts.prefix!r} belongs to the tests' villages; choose another",
+            file=sys.stderr,
+        )
         return 2
     missing = packages.missing_packages()
     if missing and not opts.install:
-        print(f"hotspot demo: missing programs; apt-get install {' '.join(missing)}",
-              file=sys.stderr)
+        print(
+            f"hotspot demo: missing programs; apt-get install {' '.join(missing)}", file=sys.stderr
+        )
         return 2
     if missing:
         try:
@@ -1202,8 +1512,9 @@ def run(opts: Options) -> int:
                 if code == 1 and not opts.keep_artifacts:
                     opts.keep_artifacts = str(demo.failed_dir)
                 demo.cleanup()
-                demo.display.say(f"cleaned up: namespaces {demo.prefix}-*, their processes, "
-                                 f"{demo.work}")
+                demo.display.say(
+                    f"cleaned up: namespaces {demo.prefix}-*, their processes, {demo.work}"
+                )
                 if code == 1:
                     demo.display.say(f"the logs are kept in {opts.keep_artifacts}")
         finally:

@@ -74,6 +74,7 @@ def sleep(seconds: float) -> None:
 
 # -- a tiny browser ------------------------------------------------------------------------
 
+
 class Response:
     def __init__(self, status: int, headers: dict[str, str], body: bytes):
         self.status = status
@@ -119,14 +120,25 @@ class Browser:
         self.lang = lang
         self.timeout = timeout
 
-    def request(self, method: str, url: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
         parts = urlsplit(url)
         host = parts.netloc
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80,
-                                          timeout=timeout or self.timeout)
-        hdrs = {"Host": host, "User-Agent": UA, "Accept-Language": self.lang,
-                "Accept": "text/html,*/*"}
+        conn = http.client.HTTPConnection(
+            parts.hostname, parts.port or 80, timeout=timeout or self.timeout
+        )
+        hdrs = {
+            "Host": host,
+            "User-Agent": UA,
+            "Accept-Language": self.lang,
+            "Accept": "text/html,*/*",
+        }
         jar = self.cookies.get(host)
         if jar:
             hdrs["Cookie"] = "; ".join(f"{k}={m.value}" for k, m in jar.items())
@@ -171,8 +183,11 @@ def probe(b: Browser, upstream: str) -> Response | None:
         check("redirect", False, f"GET {url}: {exc}")
         return None
     portal = f"http://{PORTAL}/"
-    if not check("redirect", r.status == 302 and r.location.startswith(portal),
-                 f"GET {url} → {r.status} {short(r.location)}"):
+    if not check(
+        "redirect",
+        r.status == 302 and r.location.startswith(portal),
+        f"GET {url} → {r.status} {short(r.location)}",
+    ):
         return None
     step("sees the portal splash")
     splash = b.get(r.location)
@@ -197,8 +212,11 @@ def accept_terms(b: Browser, splash: Response) -> bool:
     if r.status != 303 or "/ok" not in r.location:
         return check("accept", False, f"POST /accept → {r.status} {short(r.location)}")
     ok = b.get(portal_url(urlsplit(r.location).path + "?" + urlsplit(r.location).query))
-    return check("accept", ok.status == 200 and "Anda sudah tersambung" in ok.text,
-                 f"POST /accept → 303 /ok → {ok.status}")
+    return check(
+        "accept",
+        ok.status == 200 and "Anda sudah tersambung" in ok.text,
+        f"POST /accept → 303 /ok → {ok.status}",
+    )
 
 
 def reach_upstream(b: Browser, upstream: str, name: str = "online") -> bool:
@@ -238,6 +256,7 @@ def browse(b: Browser, upstream: str, seconds_between: float, budget_bytes: int)
 
 # -- roles ------------------------------------------------------------------------------------
 
+
 def role_free(a: argparse.Namespace) -> int:
     b = Browser()
     splash = probe(b, a.upstream)
@@ -268,14 +287,32 @@ def role_voucher(a: argparse.Namespace) -> int:
         check("redeem", False, f"POST /voucher → {r.status} {short(r.location)}")
         return 1
     ok = b.get(portal_url(urlsplit(r.location).path + "?" + urlsplit(r.location).query))
-    check("redeem", ok.status == 200 and "Voucher Harian Anda aktif sampai" in ok.text,
-          f"POST /voucher → 303 /ok → {ok.status}")
+    check(
+        "redeem",
+        ok.status == 200 and "Voucher Harian Anda aktif sampai" in ok.text,
+        f"POST /voucher → 303 /ok → {ok.status}",
+    )
     if not reach_upstream(b, a.upstream):
         return 1
     step(f"iperf3 download for {a.seconds} s")
-    proc = subprocess.run(["iperf3", "-c", a.upstream, "-R", "-t", str(a.seconds), "-O", "1",
-                           "-J", "--connect-timeout", "3000"],
-                          capture_output=True, text=True, timeout=a.seconds + 20)
+    proc = subprocess.run(
+        [
+            "iperf3",
+            "-c",
+            a.upstream,
+            "-R",
+            "-t",
+            str(a.seconds),
+            "-O",
+            "1",
+            "-J",
+            "--connect-timeout",
+            "3000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=a.seconds + 20,
+    )
     try:
         rep = json.loads(proc.stdout)
         bps = rep["end"]["sum_received"]["bits_per_second"]
@@ -319,8 +356,11 @@ def role_heavy(a: argparse.Namespace) -> int:
                     step(f"streams a video: {got / 1e6:.1f} MB")
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
-            end = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else \
-                errno.errorcode.get(getattr(exc, "errno", 0) or 0, type(exc).__name__)
+            end = (
+                "timed out"
+                if isinstance(exc, (socket.timeout, TimeoutError))
+                else errno.errorcode.get(getattr(exc, "errno", 0) or 0, type(exc).__name__)
+            )
             break
     elapsed = time.monotonic() - started
     if _stop:
@@ -345,10 +385,16 @@ def role_heavy(a: argparse.Namespace) -> int:
     if "csrf_token" in fields:
         fields.pop("code", None)
         again = b.post(portal_url("/accept"), fields)
-    check("page", page.status == 200 and used_up and again is not None and again.status == 403
-          and "Jatah gratis hari ini sudah habis" in again.text,
-          f"GET / → {page.status} “Jatah gratis hari ini sudah habis”: {used_up}; "
-          f"POST /accept → {again.status if again is not None else '-'}")
+    check(
+        "page",
+        page.status == 200
+        and used_up
+        and again is not None
+        and again.status == 403
+        and "Jatah gratis hari ini sudah habis" in again.text,
+        f"GET / → {page.status} “Jatah gratis hari ini sudah habis”: {used_up}; "
+        f"POST /accept → {again.status if again is not None else '-'}",
+    )
     step("reads the “allowance used up” page")
     while not _stop:
         sleep(1)
@@ -384,16 +430,21 @@ def role_walled(a: argparse.Namespace) -> int:
         except OSError:
             pass
         if ping:
-            echo = subprocess.run([ping, "-n", "-q", "-c", "1", "-W", "1", a.upstream],
-                                  capture_output=True, timeout=5)
+            echo = subprocess.run(
+                [ping, "-n", "-q", "-c", "1", "-W", "1", a.upstream], capture_output=True, timeout=5
+            )
             if echo.returncode == 0:
                 leaks += 1
                 details.append("ping answered")
         # Reported after every round; the demo keeps the last word.
-        check("never", leaks == 0,
-              f"{tries} rounds of HTTPS :443, iperf3 :5201, HTTP"
-              + (" and ping" if ping else "") + ": "
-              + ("; ".join(details[:3]) if leaks else "all refused or sent to the portal"))
+        check(
+            "never",
+            leaks == 0,
+            f"{tries} rounds of HTTPS :443, iperf3 :5201, HTTP"
+            + (" and ping" if ping else "")
+            + ": "
+            + ("; ".join(details[:3]) if leaks else "all refused or sent to the portal"),
+        )
         step(f"tries the internet: {tries} rounds, {leaks} got through")
         sleep(2.0)
     return 0

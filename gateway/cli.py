@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 from hotspot import config as config_mod
+from hotspot import protocol as proto
 from hotspot.commandline import mac_arg, print_result
 from hotspot.control import ControlClient
 from hotspot.logsetup import LEVELS, setup_logging
+from hotspot.model import EndReason, Source
 from hotspot.units import fmt_bytes
 
 
@@ -52,13 +54,18 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     allow.add_argument("mac", type=mac_arg)
     allow.add_argument("--ip", help="its address (default: looked up on the LAN)")
     allow.add_argument("--tier", default="free")
-    allow.add_argument("--minutes", type=_positive_minutes,
-                       help="session length (default: the tier's; 0 = no limit)")
+    allow.add_argument(
+        "--minutes",
+        type=_positive_minutes,
+        help="session length (default: the tier's; 0 = no limit)",
+    )
     allow.add_argument("--json", action="store_true")
     allow.set_defaults(handler=_allow)
-    for name, helptext, handler in (("kick", "end a device's session now", _kick),
-                                    ("block", "block a device", _block),
-                                    ("unblock", "unblock a device", _unblock)):
+    for name, helptext, handler in (
+        ("kick", "end a device's session now", _kick),
+        ("block", "block a device", _block),
+        ("unblock", "unblock a device", _unblock),
+    ):
         c = cls.add_parser(name, help=helptext)
         c.add_argument("mac", type=mac_arg)
         if name == "block":
@@ -92,23 +99,27 @@ def _control(args: argparse.Namespace) -> ControlClient:
     return ControlClient(config_mod.load(args.config).control.socket)
 
 
-def _call(args: argparse.Namespace, method: str, human: Any, **params: Any) -> int:
+def _send(args: argparse.Namespace, request: proto.Request, human: Any) -> int:
     with _control(args) as ctl:
-        print_result(ctl.call(method, **params), args.json, human)
+        print_result(ctl.send(request), args.json, human)
     return 0
 
 
 def _fmt_sessions(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no clients online"
-    head = (f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  "
-            f"{'DOWN':>9}  {'UP':>9}")
+    head = (
+        f"{'MAC':17}  {'IP':15}  {'TIER':10}  {'STARTED (UTC)':20}  {'LEFT':>7}  "
+        f"{'DOWN':>9}  {'UP':>9}"
+    )
     lines = [head]
     for r in rows:
         left = r.get("seconds_remaining")
         left_s = "-" if left is None else f"{left // 60}m"
-        lines.append(f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
-                     f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}")
+        lines.append(
+            f"{r['mac']:17}  {r['ip']:15}  {r['tier']:10}  {r['started_at'] or '':20}  "
+            f"{left_s:>7}  {fmt_bytes(r['bytes_down']):>9}  {fmt_bytes(r['bytes_up']):>9}"
+        )
     return "\n".join(lines)
 
 
@@ -123,40 +134,59 @@ def _who(value: str) -> dict[str, str]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    return _call(args, "status", _fmt_session)
+    return _send(args, proto.StatusRequest(), _fmt_session)
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    return _call(args, "reconcile", lambda r: r["changed"] or "kernel already matched the database")
+    return _send(
+        args,
+        proto.ReconcileRequest(),
+        lambda r: r["changed"] or "kernel already matched the database",
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
-    return _call(args, "list", _fmt_sessions)
+    return _send(args, proto.ListRequest(), _fmt_sessions)
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _call(args, "client", lambda r: json.dumps(r, indent=2), **_who(args.who))
+    return _send(args, proto.ClientRequest(**_who(args.who)), lambda r: json.dumps(r, indent=2))
 
 
 def _allow(args: argparse.Namespace) -> int:
-    return _call(args, "authorize", _fmt_session, mac=args.mac, ip=args.ip, tier=args.tier,
-                 source="admin", minutes=args.minutes)
+    return _send(
+        args,
+        proto.AuthorizeRequest(
+            mac=args.mac, ip=args.ip, tier=args.tier, source=Source.ADMIN, minutes=args.minutes
+        ),
+        _fmt_session,
+    )
 
 
 def _kick(args: argparse.Namespace) -> int:
-    return _call(args, "deauthorize", lambda r: f"kicked {r['mac']} (session {r['id']})",
-                 mac=args.mac, reason="admin-kick")
+    return _send(
+        args,
+        proto.DeauthorizeRequest(mac=args.mac, reason=EndReason.KICK),
+        lambda r: f"kicked {r['mac']} (session {r['id']})",
+    )
 
 
 def _block(args: argparse.Namespace) -> int:
-    return _call(args, "block", lambda r: f"blocked {r['mac']}", mac=args.mac, reason=args.reason)
+    return _send(
+        args, proto.BlockRequest(mac=args.mac, reason=args.reason), lambda r: f"blocked {r['mac']}"
+    )
 
 
 def _unblock(args: argparse.Namespace) -> int:
-    return _call(args, "unblock", lambda r: f"unblocked {r['mac']}", mac=args.mac)
+    return _send(args, proto.UnblockRequest(mac=args.mac), lambda r: f"unblocked {r['mac']}")
 
 
 def _blocked(args: argparse.Namespace) -> int:
-    return _call(args, "blocked",
-                 lambda rows: "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}"
-                                        for r in rows) or "no blocked devices")
+    return _send(
+        args,
+        proto.BlockedRequest(),
+        lambda rows: (
+            "\n".join(f"{r['mac']}  {r['blocked_at']}  {r['reason'] or ''}" for r in rows)
+            or "no blocked devices"
+        ),
+    )

@@ -13,7 +13,7 @@ from pyroute2 import Conntrack as _Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-from hotspot.errors import KernelError
+from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class Conntrack:
         try:
             # One dump (filtered here, by pyroute2): a login or a kick costs one walk of the
             # table, however many kinds of entry it forgets.
-            entries = [e for e in self.ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=ip))
-                       if wanted(e)]
+            entries = [
+                e for e in self.ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=ip)) if wanted(e)
+            ]
             for entry in entries:
                 try:
                     self.ct.delete(entry)
@@ -55,7 +56,7 @@ class Conntrack:
                     if exc.code != 2:  # already gone: it timed out meanwhile
                         raise
         except NetlinkError as exc:
-            raise KernelError(f"conntrack flush of {ip}: {exc}", code="conntrack") from exc
+            raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
         log.debug("conntrack: %d %s of %s deleted", deleted, what, ip)
         return deleted
 

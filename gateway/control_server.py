@@ -1,9 +1,11 @@
 """The control socket: a Unix socket (mode 0660, group ``hotspot``) speaking the JSON-lines
-protocol of :mod:`hotspot.control`. Each connection gets a thread; the engine's lock orders
+protocol of :mod:`hotspot.protocol`. Each connection gets a thread; the engine's lock orders
 the work."""
 
 from __future__ import annotations
 
+import builtins
+import datetime as dt
 import grp
 import json
 import logging
@@ -12,65 +14,154 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot import __version__
-from hotspot.control import MAX_LINE, encode
-from hotspot.errors import HotspotError, UsageError
-from gateway.engine import SessionEngine
+from hotspot.errors import ErrorCode, HotspotError
+from hotspot.model import EndReason, Source
+from hotspot.protocol import (
+    MAX_LINE,
+    AuthorizeRequest,
+    BlockedDevice,
+    BlockedRequest,
+    BlockRequest,
+    BlockResult,
+    ClientInfo,
+    ClientRequest,
+    DeauthorizeRequest,
+    ExtendRequest,
+    ListRequest,
+    PingRequest,
+    ReconcileRequest,
+    Reply,
+    Request,
+    SessionInfo,
+    StatusRequest,
+    UnblockRequest,
+    UnblockResult,
+    encode,
+    error_reply,
+    ok_reply,
+    parse_request,
+)
 
 log = logging.getLogger(__name__)
 
 
+class EnginePort(Protocol):
+    """What the dispatcher needs from the session engine (:class:`gateway.engine.SessionEngine`).
+    Arguments arrive checked: the engine checks only what needs its configuration or state."""
+
+    def authorize(
+        self,
+        *,
+        ip: str | None = None,
+        mac: str | None = None,
+        tier: str = ...,
+        source: Source = ...,
+        minutes: int | None = None,
+        expires_at: dt.datetime | None = None,
+        bytes_limit: int | None = None,
+        voucher_id: int | None = None,
+    ) -> SessionInfo: ...
+    def deauthorize(
+        self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = ...
+    ) -> SessionInfo: ...
+    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo: ...
+    def extend(
+        self, *, mac: str | None = None, ip: str | None = None, minutes: int = ...
+    ) -> SessionInfo: ...
+    def block(self, *, mac: str, reason: str = ...) -> BlockResult: ...
+    def unblock(self, *, mac: str) -> UnblockResult: ...
+    def blocked(self) -> builtins.list[BlockedDevice]: ...
+    def reconcile(self) -> str: ...
+    def list(self) -> builtins.list[SessionInfo]: ...
+
+
 class Dispatcher:
-    """op name → engine call, with argument checking."""
+    """A request line → a reply line. Requests are parsed once, here (:func:`parse_request`);
+    every failure becomes an error reply, so a connection outlives any request on it."""
 
-    def __init__(self, engine: SessionEngine, status: Callable[[], dict[str, Any]]):
+    def __init__(self, engine: EnginePort, status: Callable[[], Mapping[str, Any]]):
         self.engine = engine
-        e = engine
-        self.ops: dict[str, tuple[Callable[..., Any], set[str]]] = {
-            "ping": (lambda: {"pong": True, "version": __version__}, set()),
-            "status": (status, set()),
-            "authorize": (e.authorize, {"ip", "mac", "tier", "source", "minutes", "expires_at",
-                                         "bytes_limit", "voucher_id"}),
-            "deauthorize": (e.deauthorize, {"ip", "mac", "reason"}),
-            "client": (e.client, {"ip", "mac"}),
-            "extend": (e.extend, {"ip", "mac", "minutes"}),
-            "list": (e.list, set()),
-            "block": (e.block, {"mac", "reason"}),
-            "unblock": (e.unblock, {"mac"}),
-            "blocked": (e.blocked, set()),
-            "reconcile": (lambda: {"changed": e.reconcile()}, set()),
-        }
+        self.status = status
 
-    def handle(self, request: Any) -> dict[str, Any]:
+    def answer(self, line: bytes) -> bytes:
         try:
-            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-                raise UsageError("a request is a JSON object with an \"op\"")
-            op = request["op"]
-            if op not in self.ops:
-                raise UsageError(f"unknown op {op!r}")
-            fn, allowed = self.ops[op]
-            args = {k: v for k, v in request.items() if k != "op"}
-            unknown = set(args) - allowed
-            if unknown:
-                raise UsageError(f"{op}: unknown argument(s) {', '.join(sorted(unknown))}")
-            try:
-                return {"ok": True, "result": fn(**args)}
-            except (TypeError, ValueError, AttributeError) as exc:
-                # A missing or mistyped argument reaches the engine as a Python error.
-                raise UsageError(f"{op}: bad or missing argument ({exc})") from exc
+            message = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not JSON, not UTF-8, or an integer longer than Python will convert;
+            # RecursionError: nesting deeper than the decoder's stack.
+            reply: Reply = error_reply(ErrorCode.BAD_REQUEST, f"not JSON ({type(exc).__name__})")
+        else:
+            reply = self.handle(message)
+        try:
+            return encode(reply)
+        except (TypeError, ValueError):  # a result that is not JSON: a bug in the engine
+            log.exception("control: cannot encode the reply")
+            return encode(error_reply(ErrorCode.INTERNAL, "internal error in the gateway (logged)"))
+
+    def handle(self, message: object) -> Reply:
+        started = time.perf_counter()
+        op = message.get("op") if isinstance(message, dict) else None
+        try:
+            result = self.run(parse_request(message))
         except HotspotError as exc:
-            return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+            return error_reply(exc.code, exc.message)
         except SQLAlchemyError as exc:
-            log.error("database error: %s", exc)
-            return {"ok": False, "error": {"code": "database", "message": "database error"}}
+            log.error("control %s: database error: %s", op, exc)
+            return error_reply(ErrorCode.DATABASE, "database error")
+        except Exception:
+            # Anything else is a bug, not a bad request: log it whole and answer so that the
+            # connection (and the portal worker on it) carries on.
+            log.exception("control %s: internal error", op)
+            return error_reply(ErrorCode.INTERNAL, "internal error in the gateway (logged)")
+        log.debug("%s in %.1f ms", op, (time.perf_counter() - started) * 1000)
+        return ok_reply(result)
+
+    def run(self, request: Request[Any]) -> object:
+        """Carry out a parsed request; its result is the reply's ``result``."""
+        e = self.engine
+        match request:
+            case PingRequest():
+                return {"pong": True, "version": __version__}
+            case StatusRequest():
+                return self.status()
+            case AuthorizeRequest():
+                return e.authorize(
+                    ip=request.ip,
+                    mac=request.mac,
+                    tier=request.tier,
+                    source=request.source,
+                    minutes=request.minutes,
+                    expires_at=request.expires_at,
+                    bytes_limit=request.bytes_limit,
+                    voucher_id=request.voucher_id,
+                )
+            case DeauthorizeRequest():
+                return e.deauthorize(ip=request.ip, mac=request.mac, reason=request.reason)
+            case ClientRequest():
+                return e.client(ip=request.ip, mac=request.mac)
+            case ExtendRequest():
+                return e.extend(ip=request.ip, mac=request.mac, minutes=request.minutes)
+            case ListRequest():
+                return e.list()
+            case BlockRequest():
+                return e.block(mac=request.mac, reason=request.reason)
+            case UnblockRequest():
+                return e.unblock(mac=request.mac)
+            case BlockedRequest():
+                return e.blocked()
+            case ReconcileRequest():
+                return {"changed": e.reconcile()}
+        raise NotImplementedError(f"no handler for {type(request).__name__}")
 
 
 class _Handler(socketserver.StreamRequestHandler):
-    server: "ControlServer"
+    server: ControlServer
 
     def handle(self) -> None:
         while True:
@@ -81,24 +172,15 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             if len(line) > MAX_LINE:
-                self._send({"ok": False, "error": {"code": "bad-request",
-                                                   "message": "request too large"}})
+                # The rest of an overlong line cannot be told from the next request: hang up.
+                self._send(encode(error_reply(ErrorCode.BAD_REQUEST, "request too large")))
                 return
-            try:
-                request = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                reply = {"ok": False, "error": {"code": "bad-request", "message": "not JSON"}}
-            else:
-                started = time.perf_counter()
-                reply = self.server.dispatcher.handle(request)
-                log.debug("%s in %.1f ms", request.get("op") if isinstance(request, dict) else "?",
-                          (time.perf_counter() - started) * 1000)
-            if not self._send(reply):
+            if not self._send(self.server.dispatcher.answer(line)):
                 return
 
-    def _send(self, reply: dict[str, Any]) -> bool:
+    def _send(self, data: bytes) -> bool:
         try:
-            self.wfile.write(encode(reply))
+            self.wfile.write(data)
             self.wfile.flush()
             return True
         except OSError:
@@ -152,4 +234,6 @@ def _remove_stale(path: str) -> None:
         return
     finally:
         probe.close()
-    raise HotspotError(f"another gateway is already listening at {path}", code="already-running")
+    raise HotspotError(
+        f"another gateway is already listening at {path}", code=ErrorCode.ALREADY_RUNNING
+    )

@@ -1,26 +1,40 @@
-"""``hotspot gateway run``: the privileged daemon's main loop."""
+"""``hotspot gateway run``: the privileged daemon's main loop.
+
+Every tick (``gateway.tick_seconds``) the session engine accounts, expires and reconciles;
+once a minute the daemon also withdraws unsold voucher stock past its shelf life — the one
+periodic job of the voucher domain, so that no page of the portal or the console has to
+write when it is only looked at.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pyroute2 import IPRoute
 from sqlalchemy.exc import SQLAlchemyError
 
-from hotspot import __version__
-from hotspot.config import Config
-from hotspot.db import open_database
-from hotspot.errors import ConfigError, KernelError
 from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
+from hotspot import __version__
+from hotspot.config import Config
+from hotspot.db import open_database
+from hotspot.errors import ConfigError, KernelError
+from hotspot.timeutil import utcnow
+from hotspot.vouchers.withdrawal import expire_unsold
 
 log = logging.getLogger(__name__)
+
+# How often unsold stock past its shelf life is withdrawn. Shelf lives are days long, so a
+# minute late is never noticed; the usual call is one indexed read that finds nothing.
+STOCK_EXPIRY_SECONDS = 60.0
 
 
 def check_interfaces(config: Config) -> None:
@@ -33,8 +47,10 @@ def check_interfaces(config: Config) -> None:
 
 
 class Gateway:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, clock: Callable[[], dt.datetime] = utcnow):
         self.config = config
+        self.clock = clock
+        self.db: Any = None
         self.stopping = threading.Event()
         self.datapath: DataPath | None = None
         self.engine: SessionEngine | None = None
@@ -42,6 +58,7 @@ class Gateway:
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
+        self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
 
     def status(self) -> dict[str, Any]:
         assert self.engine is not None and self.datapath is not None
@@ -61,12 +78,15 @@ class Gateway:
 
     def run(self) -> int:
         check_interfaces(self.config)
-        db = open_database(self.config.database.url)
+        db = self.db = open_database(self.config.database.url)
         self.datapath = DataPath(self.config)
-        self.engine = SessionEngine(self.config, db, self.datapath)
+        self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         self.engine.start()
-        self.server = ControlServer(self.config.control.socket,
-                                    Dispatcher(self.engine, self.status), self.config.control.group)
+        self.server = ControlServer(
+            self.config.control.socket,
+            Dispatcher(self.engine, self.status),
+            self.config.control.group,
+        )
         self.server.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
@@ -104,6 +124,23 @@ class Gateway:
         except SQLAlchemyError as exc:
             self.last_tick_error = str(exc).splitlines()[0]
             log.error("tick: database: %s", self.last_tick_error)
+        self.expire_stock()
+
+    def expire_stock(self, now: float | None = None) -> int:
+        """At most once per ``STOCK_EXPIRY_SECONDS``: withdraw unsold vouchers past their shelf
+        life (audited as ``system``). Returns how many were withdrawn."""
+        now = time.monotonic() if now is None else now
+        if self.db is None or now < self.next_stock_expiry:
+            return 0
+        self.next_stock_expiry = now + STOCK_EXPIRY_SECONDS
+        try:
+            n = expire_unsold(self.db, clock=self.clock)
+        except SQLAlchemyError as exc:  # the next minute tries again
+            log.error("stock expiry: database: %s", str(exc).splitlines()[0])
+            return 0
+        if n:
+            log.info("%d unsold vouchers past their shelf life withdrawn", n)
+        return n
 
 
 def teardown(config: Config) -> None:

@@ -19,8 +19,6 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from hotspot.config import Config
-from hotspot.errors import ConfigError, KernelError
 from gateway import ruleset, shaping
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
@@ -29,6 +27,8 @@ from gateway.reconcile import Plan, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.ruleset import Client, Layout
 from gateway.tc import ClassReading, Shaper
+from hotspot.config import Config
+from hotspot.errors import ConfigError, ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,15 @@ class DataPath:
         self.ipr = IPRoute()
         self.nft = Nftables(self.layout)
         leaf = config.gateway.leaf_qdisc
-        self.down = Shaper(self.ipr, net.lan_interface,
-                           shaping.skeleton(net.uplink_down_kbps, net.lan_local_kbps), leaf)
-        self.up = Shaper(self.ipr, net.wan_interface,
-                         shaping.skeleton(net.uplink_up_kbps, None), leaf)
+        self.down = Shaper(
+            self.ipr,
+            net.lan_interface,
+            shaping.skeleton(net.uplink_down_kbps, net.lan_local_kbps),
+            leaf,
+        )
+        self.up = Shaper(
+            self.ipr, net.wan_interface, shaping.skeleton(net.uplink_up_kbps, None), leaf
+        )
         self.conntrack = Conntrack()
         self.neighbours = Neighbours(self.ipr, net.lan_interface)
 
@@ -56,10 +61,12 @@ class DataPath:
         database's clients already in it; then the classes are reconciled (leaves included:
         a tree an older gateway left is brought to today's handles)."""
         if not shaping.shapeable(self.network):
-            raise ConfigError("network.lan_address",
-                              f"a /{self.network.prefixlen} LAN has more host addresses than "
-                              f"the shaper has qdisc handles for (a /18 at most: see "
-                              f"docs/architecture.md, Shaping)")
+            raise ConfigError(
+                "network.lan_address",
+                f"a /{self.network.prefixlen} LAN has more host addresses than "
+                f"the shaper has qdisc handles for (a /18 at most: see "
+                f"docs/architecture.md, Shaping)",
+            )
         _enable_forwarding()
         _refuse_router_adverts(self.config.network.lan_interface)
         self.down.install()
@@ -68,12 +75,18 @@ class DataPath:
         # Classes first (nothing points at them yet), then the table in one transaction.
         class_plan = make_plan(wanted, blocked, snap, self.network)
         self._apply_classes(class_plan)
-        clients = [Client(w.ip, w.mac, shaping.classid_str(shaping.client_minor(w.ip, self.network)))
-                   for w in wanted]
+        clients = [
+            Client(w.ip, w.mac, shaping.classid_str(shaping.client_minor(w.ip, self.network)))
+            for w in wanted
+        ]
         self.nft.install(clients, blocked)
         self._delete_classes(class_plan)
-        log.info("data path installed: table inet %s, %d clients, %d blocked",
-                 self.layout.table, len(wanted), len(blocked))
+        log.info(
+            "data path installed: table inet %s, %d clients, %d blocked",
+            self.layout.table,
+            len(wanted),
+            len(blocked),
+        )
 
     def remove(self) -> None:
         self.nft.remove()
@@ -82,9 +95,11 @@ class DataPath:
 
     # -- state -----------------------------------------------------------------------------
 
-    def snapshot(self, with_nft: bool = True,
-                 readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
-                 ) -> Snapshot:
+    def snapshot(
+        self,
+        with_nft: bool = True,
+        readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
+    ) -> Snapshot:
         """The kernel's state; ``readings`` (from :meth:`counters` a moment ago) saves the
         class dumps.
 
@@ -95,7 +110,8 @@ class DataPath:
         snap = Snapshot()
         if with_nft:
             snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
-                self.nft.elements())
+                self.nft.elements()
+            )
         check_leaves = readings is None
         down, up = readings if readings is not None else self.counters()
         snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}
@@ -130,17 +146,25 @@ class DataPath:
 
     def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
         lay = self.layout
-        cmds = ruleset.element_command(lay, "delete", ruleset.AUTHORIZED,
-                                       [ruleset.authorized_elem(c.ip, c.mac)
-                                        for c in plan.del_clients])
+        cmds = ruleset.element_command(
+            lay,
+            "delete",
+            ruleset.AUTHORIZED,
+            [ruleset.authorized_elem(c.ip, c.mac) for c in plan.del_clients],
+        )
         for name, ips in plan.del_map.items():
             cmds += ruleset.element_command(lay, "delete", name, list(ips))
         cmds += ruleset.element_command(lay, "delete", ruleset.BLOCKED, plan.del_blocked)
         for name, entries in plan.add_map.items():
-            cmds += ruleset.element_command(lay, "add", name, [[ip, cid] for ip, cid in entries.items()])
-        cmds += ruleset.element_command(lay, "add", ruleset.AUTHORIZED,
-                                        [ruleset.authorized_elem(c.ip, c.mac)
-                                         for c in plan.add_clients])
+            cmds += ruleset.element_command(
+                lay, "add", name, [[ip, cid] for ip, cid in entries.items()]
+            )
+        cmds += ruleset.element_command(
+            lay,
+            "add",
+            ruleset.AUTHORIZED,
+            [ruleset.authorized_elem(c.ip, c.mac) for c in plan.add_clients],
+        )
         cmds += ruleset.element_command(lay, "add", ruleset.BLOCKED, plan.add_blocked)
         return cmds
 
@@ -184,7 +208,7 @@ def _enable_forwarding() -> None:
             path.write_text("1\n")
             log.info("enabled IPv4 forwarding")
     except OSError as exc:
-        raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code="sysctl") from exc
+        raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code=ErrorCode.SYSCTL) from exc
 
 
 def _refuse_router_adverts(lan: str) -> None:

@@ -10,41 +10,55 @@ memory between flushes: the database sees at most one write transaction per
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotspot.config import Config, Tier
-from hotspot.errors import NotFound, Refused, UsageError
-from hotspot.model import (ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source,
-                           normalize_mac, utcnow)
 from gateway import shaping
-from gateway.reconcile import Plan, Snapshot, Wanted, plan as make_plan
+from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
+from hotspot.config import Config, Tier
+from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
+from hotspot.mac import normalize_mac
+from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source
+from hotspot.protocol import (
+    Allowance,
+    BlockedDevice,
+    BlockResult,
+    ClientInfo,
+    SessionInfo,
+    UnblockResult,
+)
+from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
+from hotspot.units import MB
 
 log = logging.getLogger(__name__)
 
 PACKETS_WRAP = 1 << 32
-MB = 1_000_000
 
 
 class DataPathPort(Protocol):
     """What the engine needs from the kernel (the real one is gateway.datapath.DataPath)."""
 
     def install(self, wanted: list[Wanted], blocked: set[str]) -> None: ...
-    def snapshot(self, with_nft: bool = True,
-                 readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None
-                 ) -> Snapshot: ...
+    def snapshot(
+        self,
+        with_nft: bool = True,
+        readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
+    ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
@@ -82,30 +96,14 @@ class TickReport:
     flushed: bool = False
 
 
-def _whole(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
-def _parse_utc(value: Any) -> dt.datetime:
-    """ISO 8601 → naive UTC; a time without a zone is taken as UTC."""
-    if not isinstance(value, str):
-        raise UsageError("expires_at must be an ISO 8601 time")
-    try:
-        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"not an ISO 8601 time: {value!r}") from None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return ts
-
-
-def iso(ts: dt.datetime | None) -> str | None:
-    return None if ts is None else ts.replace(microsecond=0).isoformat() + "Z"
-
-
 class SessionEngine:
-    def __init__(self, config: Config, db: DbEngine, datapath: DataPathPort,
-                 clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        config: Config,
+        db: DbEngine,
+        datapath: DataPathPort,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ):
         self.config = config
         self.db = db
         self.dp = datapath
@@ -126,31 +124,39 @@ class SessionEngine:
     # -- helpers ---------------------------------------------------------------------------
 
     def local_day(self, now: dt.datetime) -> dt.date:
-        return now.replace(tzinfo=dt.timezone.utc).astimezone(self.config.village.tz).date()
+        return local_day(now, self.config.village.tz)
 
     def next_reset(self, now: dt.datetime) -> dt.datetime:
         """The next local midnight, as naive UTC."""
         tz = self.config.village.tz
-        local = now.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        local = local_time(now, tz)
         midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-        return midnight.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return naive_utc(midnight)
 
     def _check_ip(self, ip: Any) -> str:
         try:
             addr = ipaddress.IPv4Address(ip)
         except (ipaddress.AddressValueError, ValueError, TypeError):
-            raise UsageError(f"not an IPv4 address: {ip!r}") from None
+            raise UsageError(f"ip: not an IPv4 address: {ip!r}") from None
         net = self.network
-        if addr not in net or addr in (net.network_address, net.broadcast_address,
-                                       self.config.network.gateway_ip):
-            raise UsageError(f"{addr} is not a client address of {net}")
+        if addr not in net or addr in (
+            net.network_address,
+            net.broadcast_address,
+            self.config.network.gateway_ip,
+        ):
+            raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
 
     def _wanted(self, s: ClientSession) -> Wanted:
         return Wanted(ip=s.ip, mac=s.mac, down_kbps=s.down_kbps, up_kbps=s.up_kbps)
 
-    def _change(self, before: Iterable[Wanted], after: Iterable[Wanted],
-                block: Iterable[str] = (), unblock: Iterable[str] = ()) -> Plan:
+    def _change(
+        self,
+        before: Iterable[Wanted],
+        after: Iterable[Wanted],
+        block: Iterable[str] = (),
+        unblock: Iterable[str] = (),
+    ) -> Plan:
         """The plan that turns ``before`` into ``after`` for just these clients: O(1) in the
         number of other sessions."""
         snap = Snapshot()
@@ -170,8 +176,9 @@ class SessionEngine:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
     @contextlib.contextmanager
-    def _usage_of(self, db: Session, day: dt.date, mac: str | None = None,
-                  known: bool = True) -> Iterator[None]:
+    def _usage_of(
+        self, db: Session, day: dt.date, mac: str | None = None, known: bool = True
+    ) -> Iterator[None]:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
         a device never seen before (``known=False``) has none to load."""
         rows: dict[tuple[str, str], DailyUsage] = {}
@@ -190,14 +197,20 @@ class SessionEngine:
         """Bytes used so far by each voucher over all its sessions, ended and running."""
         if not voucher_ids:
             return {}
-        rows = db.execute(select(ClientSession.voucher_id,
-                                 func.sum(ClientSession.bytes_down + ClientSession.bytes_up))
-                          .where(ClientSession.voucher_id.in_(voucher_ids))
-                          .group_by(ClientSession.voucher_id))
+        rows = db.execute(
+            select(
+                ClientSession.voucher_id,
+                func.sum(ClientSession.bytes_down + ClientSession.bytes_up),
+            )
+            .where(ClientSession.voucher_id.in_(voucher_ids))
+            .group_by(ClientSession.voucher_id)
+        )
         used = {vid: int(total or 0) for vid, total in rows}
         for live in self.live.values():
             if live.voucher_id in voucher_ids:
-                used[live.voucher_id] = used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
+                used[live.voucher_id] = (
+                    used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
+                )
         return used
 
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
@@ -208,24 +221,35 @@ class SessionEngine:
         p = self.pending.get((mac, day, tier), _Pending())
         if row is None:
             return _Pending(p.seconds, p.bytes_down, p.bytes_up)
-        return _Pending(row.seconds + p.seconds, row.bytes_down + p.bytes_down,
-                        row.bytes_up + p.bytes_up)
+        return _Pending(
+            row.seconds + p.seconds, row.bytes_down + p.bytes_down, row.bytes_up + p.bytes_up
+        )
 
-    def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> dict[str, Any]:
+    def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> Allowance:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
         if not (tier.daily_minutes or tier.daily_mb):
-            return {"seconds_left": None, "bytes_left": None, "seconds_used": None,
-                    "bytes_used": None, "resets_at": iso(self.next_reset(now)), "exhausted": False}
+            return {
+                "seconds_left": None,
+                "bytes_left": None,
+                "seconds_used": None,
+                "bytes_used": None,
+                "resets_at": iso(self.next_reset(now)),
+                "exhausted": False,
+            }
         used = self._used(db, mac, self.local_day(now), tier.name)
         seconds_left = bytes_left = None
         if tier.daily_minutes:
             seconds_left = max(0, int(tier.daily_minutes * 60 - used.seconds))
         if tier.daily_mb:
             bytes_left = max(0, tier.daily_mb * MB - used.bytes_down - used.bytes_up)
-        return {"seconds_left": seconds_left, "bytes_left": bytes_left,
-                "seconds_used": int(used.seconds), "bytes_used": used.bytes_down + used.bytes_up,
-                "resets_at": iso(self.next_reset(now)),
-                "exhausted": seconds_left == 0 or bytes_left == 0}
+        return {
+            "seconds_left": seconds_left,
+            "bytes_left": bytes_left,
+            "seconds_used": int(used.seconds),
+            "bytes_used": used.bytes_down + used.bytes_up,
+            "resets_at": iso(self.next_reset(now)),
+            "exhausted": seconds_left == 0 or bytes_left == 0,
+        }
 
     def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
         live = self.live.pop(sess.id, None)
@@ -235,7 +259,7 @@ class SessionEngine:
             if live.last_activity:
                 sess.last_activity_at = live.last_activity
         sess.ended_at = now
-        sess.end_reason = reason.value
+        sess.end_reason = reason
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
@@ -268,34 +292,38 @@ class SessionEngine:
                 for minor, r in readings.items():
                     self._last_raw[(direction, minor)] = (r.bytes, r.packets)
             self._last_tick = now
-            log.info("engine started: %d sessions restored, %d devices blocked",
-                     len(active), len(blocked))
+            log.info(
+                "engine started: %d sessions restored, %d devices blocked",
+                len(active),
+                len(blocked),
+            )
 
     # -- operations (the control socket's verbs) --------------------------------------------
+    # Arguments arrive checked by hotspot.protocol.parse_request (types, ranges, formats);
+    # what is checked here needs the configuration or the database.
 
-    def authorize(self, *, ip: str | None = None, mac: str | None = None, tier: str = "free",
-                  source: str = Source.FREE.value, minutes: int | None = None,
-                  expires_at: str | None = None, bytes_limit: int | None = None,
-                  voucher_id: int | None = None) -> dict[str, Any]:
+    def authorize(
+        self,
+        *,
+        ip: str | None = None,
+        mac: str | None = None,
+        tier: str = "free",
+        source: Source = Source.FREE,
+        minutes: int | None = None,
+        expires_at: dt.datetime | None = None,
+        bytes_limit: int | None = None,
+        voucher_id: int | None = None,
+    ) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
 
-        The session ends at ``expires_at`` (ISO UTC) if given, else after ``minutes``, else
+        The session ends at ``expires_at`` (naive UTC) if given, else after ``minutes``, else
         after the tier's session length. ``bytes_limit`` caps its data; with a ``voucher_id``
         it is the voucher's whole quota, shared by all the voucher's devices and sessions.
         """
         tier_cfg = self._tier(tier)
-        try:
-            source = Source(source).value
-        except ValueError:
-            raise UsageError(f"unknown source {source!r}") from None
-        if minutes is not None and not _whole(minutes, 0, 525_600):
-            raise UsageError("minutes must be a whole number from 0 to 525600")
-        if bytes_limit is not None and not _whole(bytes_limit, 1, 1 << 50):
-            raise UsageError("bytes_limit must be a positive whole number")
-        if voucher_id is not None and not _whole(voucher_id, 1, 1 << 62):
-            raise UsageError("voucher_id must be a positive whole number")
-        until = _parse_utc(expires_at) if expires_at is not None else None
+        origin = Source(source)
+        until = expires_at
         with self.lock:
             mac, ip = self._identify(ip, mac)
             now = self.clock()
@@ -306,18 +334,29 @@ class SessionEngine:
                     db.add(device)
                 device.last_seen = now
                 if device.blocked:
-                    raise Refused(f"device {mac} is blocked", code="blocked")
+                    raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 left = self.allowance(db, mac, tier_cfg, now)
                 if left["exhausted"]:
-                    raise Refused(f"today's {tier} allowance of {mac} is used up",
-                                  code="quota-exhausted")
-                running = list(db.scalars(select(ClientSession).where(
-                    ClientSession.ended_at.is_(None),
-                    or_(ClientSession.mac == mac, ClientSession.ip == ip))))
+                    raise Refused(
+                        f"today's {tier} allowance of {mac} is used up",
+                        code=ErrorCode.QUOTA_EXHAUSTED,
+                    )
+                running = list(
+                    db.scalars(
+                        select(ClientSession).where(
+                            ClientSession.ended_at.is_(None),
+                            or_(ClientSession.mac == mac, ClientSession.ip == ip),
+                        )
+                    )
+                )
                 mine = next((r for r in running if r.mac == mac), None)
                 theirs = next((r for r in running if r.ip == ip and r.mac != mac), None)
-                if (mine is not None and mine.ip == ip and mine.tier == tier_cfg.name
-                        and mine.voucher_id == voucher_id):
+                if (
+                    mine is not None
+                    and mine.ip == ip
+                    and mine.tier == tier_cfg.name
+                    and mine.voucher_id == voucher_id
+                ):
                     return self._describe(db, mine, now)
                 before = []
                 for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
@@ -328,61 +367,79 @@ class SessionEngine:
                     session_minutes = tier_cfg.session_minutes if minutes is None else minutes
                     until = now + dt.timedelta(minutes=session_minutes) if session_minutes else None
                 elif until <= now:
-                    raise Refused("that access has already expired", code="expired")
+                    raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
                 sess = ClientSession(
-                    mac=mac, ip=ip, tier=tier_cfg.name, source=source,
-                    down_kbps=tier_cfg.down_kbps, up_kbps=tier_cfg.up_kbps,
-                    idle_minutes=tier_cfg.idle_minutes, started_at=now, last_activity_at=now,
-                    expires_at=until, bytes_down=0, bytes_up=0, bytes_limit=bytes_limit,
-                    voucher_id=voucher_id)
+                    mac=mac,
+                    ip=ip,
+                    tier=tier_cfg.name,
+                    source=origin,
+                    down_kbps=tier_cfg.down_kbps,
+                    up_kbps=tier_cfg.up_kbps,
+                    idle_minutes=tier_cfg.idle_minutes,
+                    started_at=now,
+                    last_activity_at=now,
+                    expires_at=until,
+                    bytes_down=0,
+                    bytes_up=0,
+                    bytes_limit=bytes_limit,
+                    voucher_id=voucher_id,
+                )
                 db.add(sess)
                 try:
                     db.flush()
                 except IntegrityError:
-                    raise Refused("another authorization of this device is in progress",
-                                  code="conflict") from None
+                    raise Refused(
+                        "another authorization of this device is in progress",
+                        code=ErrorCode.CONFLICT,
+                    ) from None
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
-                log.info("session %d: %s at %s authorized on %s (%s)", sess.id, mac, ip,
-                         tier_cfg.name, source)
+                log.info(
+                    "session %d: %s at %s authorized on %s (%s)",
+                    sess.id,
+                    mac,
+                    ip,
+                    tier_cfg.name,
+                    origin,
+                )
                 return self._describe(db, sess, now)
 
-    def deauthorize(self, *, ip: str | None = None, mac: str | None = None,
-                    reason: str = EndReason.KICK.value) -> dict[str, Any]:
-        try:
-            why = EndReason(reason)
-        except ValueError:
-            raise UsageError(f"unknown end reason {reason!r}") from None
+    def deauthorize(
+        self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = EndReason.KICK
+    ) -> SessionInfo:
+        why = EndReason(reason)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device", code="no-session")
+                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
                 self._end(db, sess, why, now)
                 db.flush()
                 self._apply(self._change([self._wanted(sess)], []))
                 return self._describe(db, sess, now)
 
-    def extend(self, *, mac: str | None = None, ip: str | None = None,
-               minutes: int = 0) -> dict[str, Any]:
+    def extend(self, *, mac: str | None = None, ip: str | None = None, minutes: int) -> SessionInfo:
         """Give a running session ``minutes`` more (an operator's goodwill)."""
-        if not _whole(minutes, 1, 525_600):
-            raise UsageError("minutes must be a whole number from 1 to 525600")
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
-                    raise NotFound("no running session for that device", code="no-session")
+                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
                 if sess.expires_at is not None:
-                    sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
+                    try:
+                        sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
+                    except OverflowError:  # extended again and again towards the year 9999
+                        raise UsageError(
+                            "minutes: the session would end after the last date there is"
+                        ) from None
                 log.info("session %d of %s extended by %d minutes", sess.id, sess.mac, minutes)
                 db.flush()
                 return self._describe(db, sess, now)
 
-    def block(self, *, mac: str, reason: str = "") -> dict[str, Any]:
+    def block(self, *, mac: str, reason: str = "") -> BlockResult:
         mac = normalize_mac(mac)
         with self.lock:
             now = self.clock()
@@ -390,8 +447,6 @@ class SessionEngine:
                 device = db.get(Device, mac) or Device(mac=mac, first_seen=now, last_seen=now)
                 db.add(device)
                 device.blocked, device.blocked_at = True, now
-                if not isinstance(reason, str):
-                    raise UsageError("reason must be text")
                 device.blocked_reason = reason[:200] or None
                 sess = self._find_active(db, None, mac)
                 before = []
@@ -402,19 +457,19 @@ class SessionEngine:
                 self._apply(self._change(before, [], block=[mac]))
                 return {"mac": mac, "blocked": True, "ended_session": sess.id if sess else None}
 
-    def unblock(self, *, mac: str) -> dict[str, Any]:
+    def unblock(self, *, mac: str) -> UnblockResult:
         mac = normalize_mac(mac)
         with self.lock:
             with Session(self.db) as db, db.begin():
                 device = db.get(Device, mac)
                 if device is None or not device.blocked:
-                    raise NotFound(f"{mac} is not blocked", code="not-blocked")
+                    raise NotFound(f"{mac} is not blocked", code=ErrorCode.NOT_BLOCKED)
                 device.blocked, device.blocked_at, device.blocked_reason = False, None, None
                 db.flush()
                 self._apply(self._change([], [], unblock=[mac]))
                 return {"mac": mac, "blocked": False}
 
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> dict[str, Any]:
+    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo:
         """Everything the portal shows a device: who it is, its session, its allowance."""
         with self.lock:
             if ip is not None:
@@ -424,7 +479,7 @@ class SessionEngine:
             elif mac is not None:
                 mac = normalize_mac(mac)
             else:
-                raise UsageError("give ip or mac")
+                raise UsageError("ip: give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
                 device = db.get(Device, mac) if mac else None
@@ -433,31 +488,44 @@ class SessionEngine:
                 known = mac is None or device is not None
                 sess = self._find_active(db, ip if mac is None else None, mac) if known else None
                 with self._usage_of(db, self.local_day(now), mac, known=known):
-                    allowances = {}
+                    allowances: dict[str, Allowance] = {}
                     if mac:
                         for name, tier in self.config.tiers.items():
                             allowances[name] = self.allowance(db, mac, tier, now)
                     last = None
                     if sess is None and device is not None:
-                        last_s = db.scalar(select(ClientSession).where(ClientSession.mac == mac)
-                                           .order_by(ClientSession.id.desc()).limit(1))
+                        last_s = db.scalar(
+                            select(ClientSession)
+                            .where(ClientSession.mac == mac)
+                            .order_by(ClientSession.id.desc())
+                            .limit(1)
+                        )
                         last = self._describe(db, last_s, now) if last_s else None
-                    return {"ip": ip, "mac": mac, "blocked": bool(device and device.blocked),
-                            "session": self._describe(db, sess, now) if sess else None,
-                            "last_session": last, "allowance": allowances}
+                    return {
+                        "ip": ip,
+                        "mac": mac,
+                        "blocked": bool(device and device.blocked),
+                        "session": self._describe(db, sess, now) if sess else None,
+                        "last_session": last,
+                        "allowance": allowances,
+                    }
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[SessionInfo]:
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, self._usage_of(db, self.local_day(now)):
-                return [self._describe(db, s, now) for s in
-                        sorted(self._active(db), key=lambda s: s.started_at)]
+                return [
+                    self._describe(db, s, now)
+                    for s in sorted(self._active(db), key=lambda s: s.started_at)
+                ]
 
-    def blocked(self) -> list[dict[str, Any]]:
+    def blocked(self) -> builtins.list[BlockedDevice]:
         with Session(self.db) as db:
             rows = db.scalars(select(Device).where(Device.blocked.is_(True)).order_by(Device.mac))
-            return [{"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
-                    for d in rows]
+            return [
+                {"mac": d.mac, "blocked_at": iso(d.blocked_at), "reason": d.blocked_reason}
+                for d in rows
+            ]
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -478,8 +546,11 @@ class SessionEngine:
                 snap = self.dp.snapshot(readings=readings)
             down, up = readings
             now = self.clock()
-            elapsed = 0.0 if self._last_tick is None else max(
-                0.0, (now - self._last_tick).total_seconds())
+            elapsed = (
+                0.0
+                if self._last_tick is None
+                else max(0.0, (now - self._last_tick).total_seconds())
+            )
             self._last_tick = now
             with Session(self.db) as db, db.begin():
                 active = self._active(db)
@@ -487,16 +558,20 @@ class SessionEngine:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
-                vouchers = self._voucher_bytes(db, {s.voucher_id for s in active
-                                                    if s.voucher_id is not None and s.bytes_limit})
+                vouchers = self._voucher_bytes(
+                    db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
+                )
                 with self._usage_of(db, self.local_day(now)):
                     for sess in active:
                         reason = self._expiry(db, sess, now, vouchers)
                         if reason is not None:
                             self._end(db, sess, reason, now)
                             report.ended.append((sess.id, reason.value))
-                due = force_flush or report.ended or (
-                    time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+                due = (
+                    force_flush
+                    or report.ended
+                    or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+                )
                 if due:
                     self._flush(db, active)
                     report.flushed = True
@@ -505,8 +580,14 @@ class SessionEngine:
             report.plan = self._reconcile(wanted, blocked, snap)
         return report
 
-    def _account(self, active: list[ClientSession], down: dict[int, ClassReading],
-                 up: dict[int, ClassReading], elapsed: float, now: dt.datetime) -> None:
+    def _account(
+        self,
+        active: list[ClientSession],
+        down: dict[int, ClassReading],
+        up: dict[int, ClassReading],
+        elapsed: float,
+        now: dt.datetime,
+    ) -> None:
         day = self.local_day(now)
         hour = now.replace(minute=0, second=0, microsecond=0)
         for sess in active:
@@ -532,14 +613,17 @@ class SessionEngine:
                 live.rate_up_bps = int(got[1] * 8 / elapsed)
             if got[0] or got[1]:
                 live.last_activity = now
-            for pending in (self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
-                            self.pending_hourly.setdefault((sess.mac, hour), _Pending())):
+            for pending in (
+                self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
+                self.pending_hourly.setdefault((sess.mac, hour), _Pending()),
+            ):
                 pending.seconds += elapsed
                 pending.bytes_down += got[0]
                 pending.bytes_up += got[1]
 
-    def _expiry(self, db: Session, sess: ClientSession, now: dt.datetime,
-                vouchers: dict[int, int]) -> EndReason | None:
+    def _expiry(
+        self, db: Session, sess: ClientSession, now: dt.datetime, vouchers: dict[int, int]
+    ) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
             return EndReason.SESSION
         if sess.bytes_limit is not None and self._cap_used(db, sess, vouchers) >= sess.bytes_limit:
@@ -550,8 +634,11 @@ class SessionEngine:
                 return EndReason.QUOTA
         if sess.idle_minutes:
             live = self.live.get(sess.id)
-            last = max(t for t in (sess.last_activity_at, live and live.last_activity,
-                                   self.started_at) if t is not None)
+            last = max(
+                t
+                for t in (sess.last_activity_at, live and live.last_activity, self.started_at)
+                if t is not None
+            )
             if now - last >= dt.timedelta(minutes=sess.idle_minutes):
                 return EndReason.IDLE
         return None
@@ -626,25 +713,27 @@ class SessionEngine:
     def _tier(self, name: str) -> Tier:
         tier = self.config.tiers.get(name) if isinstance(name, str) else None
         if tier is None:
-            raise UsageError(f"unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
+            raise UsageError(f"tier: unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
         return tier
 
     def _identify(self, ip: str | None, mac: str | None) -> tuple[str, str]:
         """(mac, ip) of a device; the MAC comes from the kernel, never from the client."""
         if ip is None and mac is None:
-            raise UsageError("give ip or mac")
+            raise UsageError("ip: give ip or mac")
         if ip is not None:
             ip = self._check_ip(ip)
             if mac is not None:  # an operator named both: no need to ask the LAN
                 return normalize_mac(mac), ip
             seen = self.dp.mac_of(ip)
             if seen is None:
-                raise NotFound(f"no device answers at {ip}", code="unknown-device")
+                raise NotFound(f"no device answers at {ip}", code=ErrorCode.UNKNOWN_DEVICE)
             return seen, ip
         mac = normalize_mac(mac)  # type: ignore[arg-type]
         ip = self.dp.ip_of(mac)
         if ip is None:
-            raise NotFound(f"{mac} has no address on the LAN; give its IP", code="unknown-device")
+            raise NotFound(
+                f"{mac} has no address on the LAN; give its IP", code=ErrorCode.UNKNOWN_DEVICE
+            )
         return mac, self._check_ip(ip)
 
     def _find_active(self, db: Session, ip: str | None, mac: str | None) -> ClientSession | None:
@@ -654,10 +743,12 @@ class SessionEngine:
         elif ip is not None:
             q = q.where(ClientSession.ip == self._check_ip(ip))
         else:
-            raise UsageError("give ip or mac")
+            raise UsageError("ip: give ip or mac")
         return db.scalar(q)
 
-    def _cap_used(self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None) -> int:
+    def _cap_used(
+        self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None
+    ) -> int:
         """What counts against ``bytes_limit``: the whole voucher's use (all its devices and
         sessions) for a voucher session, else this session's."""
         if s.voucher_id is None:
@@ -671,23 +762,36 @@ class SessionEngine:
         total = s.bytes_down + s.bytes_up
         return total + (live.bytes_down + live.bytes_up if live else 0)
 
-    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> dict[str, Any]:
+    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> SessionInfo:
         live = self.live.get(s.id) if s.ended_at is None else None
-        out: dict[str, Any] = {
-            "id": s.id, "mac": s.mac, "ip": s.ip, "tier": s.tier, "source": s.source,
+        out: SessionInfo = {
+            "id": s.id,
+            "mac": s.mac,
+            "ip": s.ip,
+            "tier": s.tier,
+            "source": s.source,
             "state": "active" if s.ended_at is None else "ended",
-            "started_at": iso(s.started_at), "expires_at": iso(s.expires_at),
-            "ended_at": iso(s.ended_at), "end_reason": s.end_reason,
-            "down_kbps": s.down_kbps, "up_kbps": s.up_kbps,
+            "started_at": iso(s.started_at),
+            "expires_at": iso(s.expires_at),
+            "ended_at": iso(s.ended_at),
+            "end_reason": s.end_reason,
+            "down_kbps": s.down_kbps,
+            "up_kbps": s.up_kbps,
             "bytes_down": s.bytes_down + (live.bytes_down if live else 0),
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
-            "seconds_remaining": None, "bytes_remaining": None,
-            "bytes_limit": s.bytes_limit, "voucher_id": s.voucher_id,
+            "seconds_remaining": None,
+            "bytes_remaining": None,
+            "bytes_limit": s.bytes_limit,
+            "voucher_id": s.voucher_id,
             "rate_down_bps": live.rate_down_bps if live else 0,
             "rate_up_bps": live.rate_up_bps if live else 0,
-            "last_activity_at": iso(max(t for t in (s.last_activity_at,
-                                                    live.last_activity if live else None)
-                                        if t is not None)),
+            "last_activity_at": iso(
+                max(
+                    t
+                    for t in (s.last_activity_at, live.last_activity if live else None)
+                    if t is not None
+                )
+            ),
         }
         if s.ended_at is None:
             remaining = []

@@ -13,8 +13,8 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from hotspot.errors import KernelError, UsageError
-from hotspot.model import normalize_mac
+from hotspot.errors import ErrorCode, KernelError, UsageError
+from hotspot.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Neighbours:
         if self._ifindex is None:
             found = self.ipr.link_lookup(ifname=self.ifname)
             if not found:
-                raise KernelError(f"no interface named {self.ifname}", code="no-interface")
+                raise KernelError(f"no interface named {self.ifname}", code=ErrorCode.NO_INTERFACE)
             self._ifindex = found[0]
         return self._ifindex
 
@@ -43,7 +43,7 @@ class Neighbours:
         try:
             entries = self.ipr.get_neighbours(family=2, ifindex=self._index())
         except NetlinkError as exc:
-            raise KernelError(f"neighbour dump: {exc}", code="neighbours") from exc
+            raise KernelError(f"neighbour dump: {exc}", code=ErrorCode.NEIGHBOURS) from exc
         for n in entries:
             lladdr = n.get_attr("NDA_LLADDR")
             if lladdr and n.get("state", 0) & _NUD_USABLE:
@@ -60,7 +60,9 @@ class Neighbours:
         except NetlinkError as exc:
             if exc.code == errno.ENOENT:
                 return None
-            raise KernelError(f"neighbour lookup of {ip}: {exc}", code="neighbours") from exc
+            raise KernelError(
+                f"neighbour lookup of {ip}: {exc}", code=ErrorCode.NEIGHBOURS
+            ) from exc
         for n in answer:
             lladdr = n.get_attr("NDA_LLADDR")
             if lladdr and n.get("state", 0) & _NUD_USABLE:
@@ -88,8 +90,12 @@ class Neighbours:
         from scapy.layers.l2 import ARP, Ether
         from scapy.sendrecv import srp1
 
-        answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=self.ifname,
-                      timeout=self.probe_timeout, verbose=False)
+        answer = srp1(
+            Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip),
+            iface=self.ifname,
+            timeout=self.probe_timeout,
+            verbose=False,
+        )
         if answer is None or ARP not in answer:
             return None
         try:

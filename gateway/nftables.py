@@ -14,11 +14,12 @@ import logging
 import shutil
 import subprocess
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from hotspot.errors import KernelError
 from gateway import ruleset
 from gateway.ruleset import Command, Layout
+from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ class _Binary:
             raise OSError("neither libnftables nor the nft binary is available")
 
     def run(self, payload: bytes) -> tuple[int, str, str]:
-        proc = subprocess.run([self.nft, "-j", "-f", "-"], input=payload, capture_output=True,
-                              check=False, timeout=30)
+        proc = subprocess.run(
+            [self.nft, "-j", "-f", "-"], input=payload, capture_output=True, check=False, timeout=30
+        )
         return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
     def close(self) -> None:
@@ -97,7 +99,7 @@ class Nftables:
         with self._lock:
             rc, out, err = self._backend.run(payload)
         if rc != 0:
-            raise KernelError(f"nftables: {err.strip() or 'failed'}", code="nftables")
+            raise KernelError(f"nftables: {err.strip() or 'failed'}", code=ErrorCode.NFTABLES)
         return json.loads(out) if out.strip() else {}
 
     def apply(self, commands: Iterable[Command]) -> None:
@@ -119,8 +121,13 @@ class Nftables:
 
     def elements(self) -> dict[str, list[Any]]:
         """Every set's and map's elements, by name, from one listing of the table."""
-        data = self._run({"nftables": [{"list": {"table": {"family": ruleset.FAMILY,
-                                                           "name": self.layout.table}}}]})
+        data = self._run(
+            {
+                "nftables": [
+                    {"list": {"table": {"family": ruleset.FAMILY, "name": self.layout.table}}}
+                ]
+            }
+        )
         out: dict[str, list[Any]] = {}
         for item in data.get("nftables", []):
             for kind in ("set", "map"):
@@ -129,9 +136,11 @@ class Nftables:
         return out
 
 
-def parse_elements(raw: dict[str, list[Any]]) -> tuple[set[tuple[str, str]], dict[str, str],
-                                                        dict[str, str], set[str]]:
+def parse_elements(
+    raw: dict[str, list[Any]],
+) -> tuple[set[tuple[str, str]], dict[str, str], dict[str, str], set[str]]:
     """(authorized (ip, mac) pairs, down map, up map, blocked MACs) from :meth:`elements`."""
+
     def _value(e: Any) -> Any:
         # Elements with counters or timeouts come wrapped as {"elem": {"val": ...}}.
         return e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e

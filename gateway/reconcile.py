@@ -67,19 +67,33 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any((self.add_clients, self.del_clients, self.add_blocked, self.del_blocked,
-                        self.down_set, self.up_set, self.down_del, self.up_del,
-                        any(self.add_map.values()), any(self.del_map.values())))
+        return not any(
+            (
+                self.add_clients,
+                self.del_clients,
+                self.add_blocked,
+                self.del_blocked,
+                self.down_set,
+                self.up_set,
+                self.down_del,
+                self.up_del,
+                any(self.add_map.values()),
+                any(self.del_map.values()),
+            )
+        )
 
     def summary(self) -> str:
-        return (f"+{len(self.add_clients)}/-{len(self.del_clients)} clients, "
-                f"+{len(self.add_blocked)}/-{len(self.del_blocked)} blocked, "
-                f"{len(self.down_set) + len(self.up_set)} classes set, "
-                f"{len(self.down_del) + len(self.up_del)} removed")
+        return (
+            f"+{len(self.add_clients)}/-{len(self.del_clients)} clients, "
+            f"+{len(self.add_blocked)}/-{len(self.del_blocked)} blocked, "
+            f"{len(self.down_set) + len(self.up_set)} classes set, "
+            f"{len(self.down_del) + len(self.up_del)} removed"
+        )
 
 
-def _class_changes(want: dict[int, int], have: dict[int, int],
-                   stale_leaves: set[int]) -> tuple[list[ClassChange], list[int]]:
+def _class_changes(
+    want: dict[int, int], have: dict[int, int], stale_leaves: set[int]
+) -> tuple[list[ClassChange], list[int]]:
     changes = []
     for minor, kbps in sorted(want.items()):
         new = minor not in have
@@ -90,8 +104,9 @@ def _class_changes(want: dict[int, int], have: dict[int, int],
     return changes, stale
 
 
-def plan(wanted: list[Wanted], blocked: set[str], snap: Snapshot,
-         network: ipaddress.IPv4Network) -> Plan:
+def plan(
+    wanted: list[Wanted], blocked: set[str], snap: Snapshot, network: ipaddress.IPv4Network
+) -> Plan:
     p = Plan()
     minors = {w.ip: shaping.client_minor(w.ip, network) for w in wanted}
     want_pairs = {(w.ip, w.mac) for w in wanted}
@@ -112,8 +127,10 @@ def plan(wanted: list[Wanted], blocked: set[str], snap: Snapshot,
     p.add_blocked = sorted(blocked - snap.blocked)
     p.del_blocked = sorted(snap.blocked - blocked)
 
-    p.down_set, p.down_del = _class_changes({minors[w.ip]: w.down_kbps for w in wanted},
-                                            snap.down_ceil, snap.down_stale_leaves)
-    p.up_set, p.up_del = _class_changes({minors[w.ip]: w.up_kbps for w in wanted},
-                                        snap.up_ceil, snap.up_stale_leaves)
+    p.down_set, p.down_del = _class_changes(
+        {minors[w.ip]: w.down_kbps for w in wanted}, snap.down_ceil, snap.down_stale_leaves
+    )
+    p.up_set, p.up_del = _class_changes(
+        {minors[w.ip]: w.up_kbps for w in wanted}, snap.up_ceil, snap.up_stale_leaves
+    )
     return p

@@ -94,8 +94,10 @@ def dump(ifindex: int, what: int = RTM_GETTCLASS) -> list[TcObject]:
         sock.bind((0, 0))
         seq = int.from_bytes(os.urandom(3), "little")
         body = _TCMSG.pack(0, ifindex, 0, 0, 0)
-        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), what, NLM_F_REQUEST | NLM_F_DUMP,
-                                 seq, 0) + body)
+        sock.send(
+            _NLMSGHDR.pack(_NLMSGHDR.size + len(body), what, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+            + body
+        )
         out: list[TcObject] = []
         while True:
             data = sock.recv(1 << 16)

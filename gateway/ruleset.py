@@ -26,8 +26,9 @@ Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from hotspot.config import Config
 
@@ -58,6 +59,7 @@ WAN_ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert")
 
 
 # -- expression helpers -------------------------------------------------------------------
+
 
 def _meta(key: str) -> dict:
     return {"meta": {"key": key}}
@@ -108,19 +110,27 @@ class Layout:
     wan_tcp_ports: tuple[int, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Config) -> "Layout":
+    def from_config(cls, config: Config) -> Layout:
         net = config.network
         ports = [net.portal_port]
-        portal = getattr(config, "portal", None)
-        if portal is not None and portal.tls_cert and portal.https_port not in ports:
+        portal = config.portal
+        if portal.tls_cert and portal.https_port not in ports:
             ports.append(portal.https_port)
-        return cls(table=config.gateway.table, lan=net.lan_interface, wan=net.wan_interface,
-                   gateway_ip=str(net.gateway_ip), lan_network=str(net.lan_network),
-                   portal_port=net.portal_port, portal_ports=tuple(ports),
-                   portal_conn_rate=net.portal_conn_rate,
-                   lan_tcp_ports=net.lan_tcp_ports, walled_garden=net.walled_garden,
-                   walled_dns_port=net.walled_dns_port, walled_dns_rate=net.walled_dns_rate,
-                   wan_tcp_ports=net.wan_tcp_ports)
+        return cls(
+            table=config.gateway.table,
+            lan=net.lan_interface,
+            wan=net.wan_interface,
+            gateway_ip=str(net.gateway_ip),
+            lan_network=str(net.lan_network),
+            portal_port=net.portal_port,
+            portal_ports=tuple(ports),
+            portal_conn_rate=net.portal_conn_rate,
+            lan_tcp_ports=net.lan_tcp_ports,
+            walled_garden=net.walled_garden,
+            walled_dns_port=net.walled_dns_port,
+            walled_dns_rate=net.walled_dns_rate,
+            wan_tcp_ports=net.wan_tcp_ports,
+        )
 
     def ref(self, **obj: Any) -> dict:
         return {"family": FAMILY, "table": self.table, **obj}
@@ -137,6 +147,7 @@ class Client:
 
 # -- elements -----------------------------------------------------------------------------
 
+
 def authorized_elem(ip: str, mac: str) -> dict:
     return {"concat": [ip, mac]}
 
@@ -149,8 +160,9 @@ def element_command(layout: Layout, verb: str, name: str, elem: list[Any]) -> li
 def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> list[Command]:
     """A client's three elements: its (ip, mac) pair and its two classid map entries."""
     clients = list(clients)
-    cmds = element_command(layout, verb, AUTHORIZED,
-                           [authorized_elem(c.ip, c.mac) for c in clients])
+    cmds = element_command(
+        layout, verb, AUTHORIZED, [authorized_elem(c.ip, c.mac) for c in clients]
+    )
     for name in (DOWN_CLASS, UP_CLASS):
         elem = [[c.ip, c.classid] for c in clients] if verb == "add" else [c.ip for c in clients]
         cmds += element_command(layout, verb, name, elem)
@@ -159,16 +171,21 @@ def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> lis
 
 # -- the table ----------------------------------------------------------------------------
 
+
 def _sets(layout: Layout) -> list[Command]:
     sets: list[dict] = [
         layout.ref(name=AUTHORIZED, type=["ipv4_addr", "ether_addr"]),
         layout.ref(name=BLOCKED, type="ether_addr"),
         layout.ref(name=WALLED, type="ipv4_addr", flags=["interval"]),
-        layout.ref(name=WALLED_DNS, type="ipv4_addr", flags=["timeout"], timeout=WALLED_DNS_TIMEOUT),
-        layout.ref(name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"],
-                   timeout=FLOOD_TIMEOUT),
-        layout.ref(name=DNS_FLOOD, type="ipv4_addr", size=65535, flags=["timeout"],
-                   timeout=FLOOD_TIMEOUT),
+        layout.ref(
+            name=WALLED_DNS, type="ipv4_addr", flags=["timeout"], timeout=WALLED_DNS_TIMEOUT
+        ),
+        layout.ref(
+            name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
+        ),
+        layout.ref(
+            name=DNS_FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
+        ),
         layout.ref(name=LAN_TCP_PORTS, type="inet_service"),
         layout.ref(name=WAN_TCP_PORTS, type="inet_service"),
     ]
@@ -176,10 +193,19 @@ def _sets(layout: Layout) -> list[Command]:
     for name in (DOWN_CLASS, UP_CLASS):
         cmds.append({"add": {"map": layout.ref(name=name, type="ipv4_addr", map="classid")}})
     if layout.walled_garden:
-        cmds.append({"add": {"element": layout.ref(
-            name=WALLED, elem=[_prefix(n) for n in layout.walled_garden])}})
-    for name, ports in ((LAN_TCP_PORTS, layout.lan_tcp_ports),
-                        (WAN_TCP_PORTS, layout.wan_tcp_ports)):
+        cmds.append(
+            {
+                "add": {
+                    "element": layout.ref(
+                        name=WALLED, elem=[_prefix(n) for n in layout.walled_garden]
+                    )
+                }
+            }
+        )
+    for name, ports in (
+        (LAN_TCP_PORTS, layout.lan_tcp_ports),
+        (WAN_TCP_PORTS, layout.wan_tcp_ports),
+    ):
         if ports:
             cmds.append({"add": {"element": layout.ref(name=name, elem=list(ports))}})
     return cmds
@@ -201,8 +227,14 @@ def _dport(port: Any) -> dict[str, Any]:
 
 def _meter(name: str, rate: int) -> dict[str, Any]:
     """Over ``rate`` per second (burst twice that) for one source address of the set."""
-    return {"set": {"op": "add", "elem": _payload("ip", "saddr"), "set": "@" + name, "stmt": [
-        {"limit": {"rate": rate, "burst": 2 * rate, "per": "second", "inv": True}}]}}
+    return {
+        "set": {
+            "op": "add",
+            "elem": _payload("ip", "saddr"),
+            "set": "@" + name,
+            "stmt": [{"limit": {"rate": rate, "burst": 2 * rate, "per": "second", "inv": True}}],
+        }
+    }
 
 
 def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
@@ -211,6 +243,7 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     wan_in = _match(_meta("iifname"), layout.wan)
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
+
     def tcp(port: Any) -> dict[str, Any]:
         return _match(_payload("tcp", "dport"), port)
 
@@ -221,111 +254,205 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
         return {"type": kind, "hook": name, "prio": prio, "policy": "accept"}
 
     portal = tcp(_any_of(layout.portal_ports))
-    walled = [_match(_payload("ip", "daddr"), "@" + WALLED),
-              _match(_payload("ip", "daddr"), "@" + WALLED_DNS)]
-    web = _match({"concat": [_meta("l4proto"), _payload("th", "dport")]},
-                 {"set": [{"concat": [proto, port]} for proto, port in WALLED_SERVICES]})
+    walled = [
+        _match(_payload("ip", "daddr"), "@" + WALLED),
+        _match(_payload("ip", "daddr"), "@" + WALLED_DNS),
+    ]
+    web = _match(
+        {"concat": [_meta("l4proto"), _payload("th", "dport")]},
+        {"set": [{"concat": [proto, port]} for proto, port in WALLED_SERVICES]},
+    )
     dns = [_l4("tcp", "udp"), _dport(DNS_PORT)]
     walled_dns = [_l4("tcp", "udp"), _dport(layout.walled_dns_port)]
     not_authorized = _match(_CLIENT_ID, "@" + AUTHORIZED, "!=")
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
-        "prerouting": (hook("nat", "prerouting", -100), [
-            # http://<gateway>/ is the portal for everyone, logged in or not (status page).
-            [lan_in, _match(_payload("ip", "daddr"), layout.gateway_ip),
-             _match(_meta("l4proto"), "tcp"), tcp(80), {"redirect": {"port": layout.portal_port}}],
-            [lan_in, {"jump": {"target": "captive_nat"}}],
-        ]),
-        "captive_nat": (None, [
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
-            # Every DNS query of a device not logged in, to whatever address (a phone with a
-            # hard-coded resolver too), goes to the walled resolver: no name of its choosing
-            # ever reaches upstream, so DNS is no tunnel. Before the walled garden: a resolver
-            # in the garden is not a way round it.
-            [*dns, {"redirect": {"port": layout.walled_dns_port}}],
-            [walled[0], _RETURN],
-            [walled[1], _RETURN],
-            [_match(_meta("l4proto"), "tcp"), tcp(80), {"redirect": {"port": layout.portal_port}}],
-        ]),
-        "postrouting": (hook("nat", "postrouting", 100), [
-            [_match(_payload("ip", "saddr"), _prefix(layout.lan_network)), wan_out,
-             {"masquerade": None}],
-        ]),
-        "forward": (hook("filter", "forward", 0), [
-            [lan_in, {"jump": {"target": "from_lan"}}],
-            [lan_out, {"jump": {"target": "to_lan"}}],
-        ]),
-        "from_lan": (None, [
-            [_match(_payload("ether", "saddr"), "@" + BLOCKED), _COUNTER, _DROP],
-            [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
-            # Phone to phone through the gateway would undo the access points' client
-            # isolation (a host route via 10.10.0.1 is all it takes).
-            [lan_out, _COUNTER, _DROP],
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
-            [walled[0], web, _ACCEPT],
-            # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
-            [walled[1], web, {"set": {"op": "update", "elem": _payload("ip", "daddr"),
-                                      "set": "@" + WALLED_DNS}}, _ACCEPT],
-            # Refuse rather than drop: phones give up on HTTPS and QUIC at once and fall
-            # back to the plain-HTTP probe that shows the portal.
-            [_match(_meta("l4proto"), "tcp"), _COUNTER, {"reject": {"type": "tcp reset"}}],
-            [_COUNTER, {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
-        ]),
-        "client_up": (None, [
-            [{"mangle": {"key": _meta("priority"), "value": {"map": {
-                "key": _payload("ip", "saddr"), "data": "@" + UP_CLASS}}}}],
-            [_ACCEPT],
-        ]),
-        "to_lan": (None, [
-            [_ct_state("established", "related"), {"mangle": {"key": _meta("priority"), "value": {
-                "map": {"key": _payload("ip", "daddr"), "data": "@" + DOWN_CLASS}}}}],
-            [_ct_state("established", "related"), _ACCEPT],
-            [_COUNTER, _DROP],
-        ]),
-        "input": (hook("filter", "input", 0), [
-            [lan_in, {"jump": {"target": "lan_input"}}],
-            [wan_in, {"jump": {"target": "wan_input"}}],
-        ]),
-        "lan_input": (None, [
-            # IPv6: neighbour discovery of the gateway's link-local address and nothing
-            # else: no service of the gateway answers there, and no router advert is taken.
-            [*icmpv6(LAN_ND_TYPES), _ACCEPT],
-            [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
-            # DNS before established flows: NAT picks a flow's resolver at its first packet
-            # only, so a flow begun while logged in would still reach the full resolver
-            # after logout.
-            [_match(_payload("ether", "saddr"), "@" + BLOCKED), _l4("tcp", "udp"),
-             _dport({"set": [DNS_PORT, layout.walled_dns_port]}), _COUNTER, _DROP],
-            [*dns, not_authorized, _COUNTER, _DROP],
-            [*walled_dns, _meter(DNS_FLOOD, layout.walled_dns_rate), _COUNTER, _DROP],
-            [_l4("tcp", "udp"), _dport({"set": [DNS_PORT, layout.walled_dns_port]}), _ACCEPT],
-            [_ct_state("established", "related"), _ACCEPT],
-            [_match(_payload("udp", "dport"), 67), _ACCEPT],
-            [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
-            [portal, _ct_state("new"), not_authorized, _meter(FLOOD, layout.portal_conn_rate),
-             _COUNTER, _DROP],
-            [portal, _ACCEPT],
-            [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
-            [_COUNTER, _DROP],
-        ]),
+        "prerouting": (
+            hook("nat", "prerouting", -100),
+            [
+                # http://<gateway>/ is the portal for everyone, logged in or not (status page).
+                [
+                    lan_in,
+                    _match(_payload("ip", "daddr"), layout.gateway_ip),
+                    _match(_meta("l4proto"), "tcp"),
+                    tcp(80),
+                    {"redirect": {"port": layout.portal_port}},
+                ],
+                [lan_in, {"jump": {"target": "captive_nat"}}],
+            ],
+        ),
+        "captive_nat": (
+            None,
+            [
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
+                # Every DNS query of a device not logged in, to whatever address (a phone with a
+                # hard-coded resolver too), goes to the walled resolver: no name of its choosing
+                # ever reaches upstream, so DNS is no tunnel. Before the walled garden: a resolver
+                # in the garden is not a way round it.
+                [*dns, {"redirect": {"port": layout.walled_dns_port}}],
+                [walled[0], _RETURN],
+                [walled[1], _RETURN],
+                [
+                    _match(_meta("l4proto"), "tcp"),
+                    tcp(80),
+                    {"redirect": {"port": layout.portal_port}},
+                ],
+            ],
+        ),
+        "postrouting": (
+            hook("nat", "postrouting", 100),
+            [
+                [
+                    _match(_payload("ip", "saddr"), _prefix(layout.lan_network)),
+                    wan_out,
+                    {"masquerade": None},
+                ],
+            ],
+        ),
+        "forward": (
+            hook("filter", "forward", 0),
+            [
+                [lan_in, {"jump": {"target": "from_lan"}}],
+                [lan_out, {"jump": {"target": "to_lan"}}],
+            ],
+        ),
+        "from_lan": (
+            None,
+            [
+                [_match(_payload("ether", "saddr"), "@" + BLOCKED), _COUNTER, _DROP],
+                [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
+                # Phone to phone through the gateway would undo the access points' client
+                # isolation (a host route via 10.10.0.1 is all it takes).
+                [lan_out, _COUNTER, _DROP],
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
+                [walled[0], web, _ACCEPT],
+                # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
+                [
+                    walled[1],
+                    web,
+                    {
+                        "set": {
+                            "op": "update",
+                            "elem": _payload("ip", "daddr"),
+                            "set": "@" + WALLED_DNS,
+                        }
+                    },
+                    _ACCEPT,
+                ],
+                # Refuse rather than drop: phones give up on HTTPS and QUIC at once and fall
+                # back to the plain-HTTP probe that shows the portal.
+                [_match(_meta("l4proto"), "tcp"), _COUNTER, {"reject": {"type": "tcp reset"}}],
+                [_COUNTER, {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
+            ],
+        ),
+        "client_up": (
+            None,
+            [
+                [
+                    {
+                        "mangle": {
+                            "key": _meta("priority"),
+                            "value": {
+                                "map": {"key": _payload("ip", "saddr"), "data": "@" + UP_CLASS}
+                            },
+                        }
+                    }
+                ],
+                [_ACCEPT],
+            ],
+        ),
+        "to_lan": (
+            None,
+            [
+                [
+                    _ct_state("established", "related"),
+                    {
+                        "mangle": {
+                            "key": _meta("priority"),
+                            "value": {
+                                "map": {"key": _payload("ip", "daddr"), "data": "@" + DOWN_CLASS}
+                            },
+                        }
+                    },
+                ],
+                [_ct_state("established", "related"), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
+        "input": (
+            hook("filter", "input", 0),
+            [
+                [lan_in, {"jump": {"target": "lan_input"}}],
+                [wan_in, {"jump": {"target": "wan_input"}}],
+            ],
+        ),
+        "lan_input": (
+            None,
+            [
+                # IPv6: neighbour discovery of the gateway's link-local address and nothing
+                # else: no service of the gateway answers there, and no router advert is taken.
+                [*icmpv6(LAN_ND_TYPES), _ACCEPT],
+                [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
+                # DNS before established flows: NAT picks a flow's resolver at its first packet
+                # only, so a flow begun while logged in would still reach the full resolver
+                # after logout.
+                [
+                    _match(_payload("ether", "saddr"), "@" + BLOCKED),
+                    _l4("tcp", "udp"),
+                    _dport({"set": [DNS_PORT, layout.walled_dns_port]}),
+                    _COUNTER,
+                    _DROP,
+                ],
+                [*dns, not_authorized, _COUNTER, _DROP],
+                [*walled_dns, _meter(DNS_FLOOD, layout.walled_dns_rate), _COUNTER, _DROP],
+                [_l4("tcp", "udp"), _dport({"set": [DNS_PORT, layout.walled_dns_port]}), _ACCEPT],
+                [_ct_state("established", "related"), _ACCEPT],
+                [_match(_payload("udp", "dport"), 67), _ACCEPT],
+                [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
+                [
+                    portal,
+                    _ct_state("new"),
+                    not_authorized,
+                    _meter(FLOOD, layout.portal_conn_rate),
+                    _COUNTER,
+                    _DROP,
+                ],
+                [portal, _ACCEPT],
+                [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
         # The uplink is the internet (or a provider's network): replies to the gateway's own
         # traffic, what the uplink's own address configuration needs, and the management
         # ports the operator opened. The portal, DNS and DHCP never answer there.
-        "wan_input": (None, [
-            [_ct_state("established", "related"), _ACCEPT],
-            [*icmpv6(WAN_ND_TYPES), _ACCEPT],
-            [_match(_payload("udp", "sport"), 67), _match(_payload("udp", "dport"), 68), _ACCEPT],
-            [_match(_payload("udp", "sport"), 547), _match(_payload("udp", "dport"), 546),
-             _ACCEPT],
-            [tcp("@" + WAN_TCP_PORTS), _ACCEPT],
-            [_COUNTER, _DROP],
-        ]),
+        "wan_input": (
+            None,
+            [
+                [_ct_state("established", "related"), _ACCEPT],
+                [*icmpv6(WAN_ND_TYPES), _ACCEPT],
+                [
+                    _match(_payload("udp", "sport"), 67),
+                    _match(_payload("udp", "dport"), 68),
+                    _ACCEPT,
+                ],
+                [
+                    _match(_payload("udp", "sport"), 547),
+                    _match(_payload("udp", "dport"), 546),
+                    _ACCEPT,
+                ],
+                [tcp("@" + WAN_TCP_PORTS), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
     }
 
 
-def table_commands(layout: Layout, clients: Iterable[Client] = (),
-                   blocked: Iterable[str] = (),
-                   walled_dns: Iterable[tuple[str, int]] = ()) -> list[Command]:
+def table_commands(
+    layout: Layout,
+    clients: Iterable[Client] = (),
+    blocked: Iterable[str] = (),
+    walled_dns: Iterable[tuple[str, int]] = (),
+) -> list[Command]:
     """Replace the whole table, elements included, in one transaction.
 
     ``add`` then ``delete`` first makes the delete succeed whether or not the table exists;
@@ -333,8 +460,11 @@ def table_commands(layout: Layout, clients: Iterable[Client] = (),
     dnsmasq had put in the old table: dnsmasq answers from its cache without re-adding them.
     """
     table = {"family": FAMILY, "name": layout.table}
-    cmds: list[Command] = [{"add": {"table": table}}, {"delete": {"table": table}},
-                           {"add": {"table": table}}]
+    cmds: list[Command] = [
+        {"add": {"table": table}},
+        {"delete": {"table": table}},
+        {"add": {"table": table}},
+    ]
     cmds += _sets(layout)
     chains = _chains(layout)
     for name, (base, _rules) in chains.items():
@@ -344,8 +474,12 @@ def table_commands(layout: Layout, clients: Iterable[Client] = (),
             cmds.append({"add": {"rule": layout.ref(chain=name, expr=expr)}})
     cmds += client_commands(layout, "add", clients)
     cmds += element_command(layout, "add", BLOCKED, list(blocked))
-    cmds += element_command(layout, "add", WALLED_DNS, [
-        {"elem": {"val": ip, "timeout": max(1, seconds)}} for ip, seconds in walled_dns])
+    cmds += element_command(
+        layout,
+        "add",
+        WALLED_DNS,
+        [{"elem": {"val": ip, "timeout": max(1, seconds)}} for ip, seconds in walled_dns],
+    )
     return cmds
 
 

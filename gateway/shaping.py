@@ -77,8 +77,9 @@ def client_ip(minor: int, network: ipaddress.IPv4Network) -> str:
 def splitter_handle(minor: int) -> int:
     """The handle of client ``minor``'s tbf leaf: major 2 × host index (10.10.0.42 → 54:)."""
     if not 1 <= minor <= MAX_HOST_INDEX:
-        raise ValueError(f"host index {minor:#x} has no qdisc handle "
-                         f"(at most {MAX_HOST_INDEX:#x}: a /18)")
+        raise ValueError(
+            f"host index {minor:#x} has no qdisc handle (at most {MAX_HOST_INDEX:#x}: a /18)"
+        )
     return (2 * minor) << 16
 
 
@@ -116,8 +117,9 @@ def skeleton(uplink_kbps: int, local_kbps: int | None) -> list[HtbClass]:
     if local_kbps is not None:
         default = HtbClass(DEFAULT_MINOR, None, local_kbps, local_kbps)
     else:
-        default = HtbClass(DEFAULT_MINOR, BACKHAUL_MINOR, min(GUARANTEED_KBPS, uplink_kbps),
-                           uplink_kbps)
+        default = HtbClass(
+            DEFAULT_MINOR, BACKHAUL_MINOR, min(GUARANTEED_KBPS, uplink_kbps), uplink_kbps
+        )
     return [backhaul, default]
 
 

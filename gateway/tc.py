@@ -19,15 +19,15 @@ import errno
 import logging
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from hotspot.errors import KernelError
 from gateway import rtnl_dump, shaping
 from gateway.shaping import HtbClass
+from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,13 @@ def detect_leaf(ipr: IPRoute, index: int, wanted: str) -> str:
     # Probe on a throwaway class of a throwaway root would disturb traffic; instead try to
     # attach fq_codel under the default class, which is what we want there anyway.
     try:
-        ipr.tc("replace", "fq_codel", index=index, parent=shaping.classid(shaping.DEFAULT_MINOR),
-               handle=shaping.DEFAULT_LEAF_HANDLES["fq_codel"])
+        ipr.tc(
+            "replace",
+            "fq_codel",
+            index=index,
+            parent=shaping.classid(shaping.DEFAULT_MINOR),
+            handle=shaping.DEFAULT_LEAF_HANDLES["fq_codel"],
+        )
     except NetlinkError as exc:
         if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
             return "pfifo"
@@ -80,7 +85,9 @@ class Shaper:
         if self._index is None:
             found = self.ipr.link_lookup(ifname=self.ifname)
             if not found:
-                raise KernelError(f"tc: no interface named {self.ifname}", code="no-interface")
+                raise KernelError(
+                    f"tc: no interface named {self.ifname}", code=ErrorCode.NO_INTERFACE
+                )
             self._index = found[0]
         return self._index
 
@@ -88,13 +95,15 @@ class Shaper:
         try:
             self.ipr.tc(*args, index=self.index, **kwargs)
         except NetlinkError as exc:
-            raise KernelError(f"tc {args[0]} {args[1]} on {self.ifname}: {exc}", code="tc") from exc
+            raise KernelError(
+                f"tc {args[0]} {args[1]} on {self.ifname}: {exc}", code=ErrorCode.TC
+            ) from exc
 
     def _dump(self, what: int = rtnl_dump.RTM_GETTCLASS) -> list[rtnl_dump.TcObject]:
         try:
             return rtnl_dump.dump(self.index, what)
         except OSError as exc:
-            raise KernelError(f"tc dump on {self.ifname}: {exc}", code="tc") from exc
+            raise KernelError(f"tc dump on {self.ifname}: {exc}", code=ErrorCode.TC) from exc
 
     def _root_is_ours(self) -> bool:
         for q in self._dump(rtnl_dump.RTM_GETQDISC):
@@ -107,24 +116,42 @@ class Shaper:
         restart does not interrupt anybody). Returns True when the root was (re)created."""
         created = False
         if not self._root_is_ours():
-            self._tc("replace", "htb", handle=shaping.ROOT_HANDLE, parent=TC_H_ROOT,
-                     default=shaping.DEFAULT_MINOR, r2q=10)
+            self._tc(
+                "replace",
+                "htb",
+                handle=shaping.ROOT_HANDLE,
+                parent=TC_H_ROOT,
+                default=shaping.DEFAULT_MINOR,
+                r2q=10,
+            )
             created = True
         for cls in self.skeleton:
             self._put_class(cls)
         self.leaf = detect_leaf(self.ipr, self.index, self.wanted_leaf)
         self._put_default_leaf()
-        log.info("tc: HTB on %s ready (leaf %s%s)", self.ifname, self.leaf,
-                 ", created" if created else "")
+        log.info(
+            "tc: HTB on %s ready (leaf %s%s)",
+            self.ifname,
+            self.leaf,
+            ", created" if created else "",
+        )
         return created
 
     def _put_class(self, cls: HtbClass) -> None:
-        parent = (shaping.ROOT_HANDLE if cls.parent_minor is None
-                  else shaping.classid(cls.parent_minor))
-        self._tc("replace-class", "htb", handle=shaping.classid(cls.minor), parent=parent,
-                 rate=f"{cls.rate_kbps}kbit", ceil=f"{cls.ceil_kbps}kbit",
-                 burst=shaping.burst_bytes(cls.rate_kbps),
-                 cburst=shaping.burst_bytes(cls.ceil_kbps), quantum=shaping.MTU_QUANTUM)
+        parent = (
+            shaping.ROOT_HANDLE if cls.parent_minor is None else shaping.classid(cls.parent_minor)
+        )
+        self._tc(
+            "replace-class",
+            "htb",
+            handle=shaping.classid(cls.minor),
+            parent=parent,
+            rate=f"{cls.rate_kbps}kbit",
+            ceil=f"{cls.ceil_kbps}kbit",
+            burst=shaping.burst_bytes(cls.rate_kbps),
+            cburst=shaping.burst_bytes(cls.ceil_kbps),
+            quantum=shaping.MTU_QUANTUM,
+        )
 
     def _put_default_leaf(self) -> None:
         parent = shaping.classid(shaping.DEFAULT_MINOR)
@@ -136,11 +163,22 @@ class Shaper:
 
     def _put_leaf(self, minor: int) -> None:
         handle = shaping.splitter_handle(minor)
-        self._tc("replace", "tbf", parent=shaping.classid(minor), handle=handle,
-                 rate=SPLITTER_RATE, burst=SPLITTER_BURST, limit=SPLITTER_LIMIT)
+        self._tc(
+            "replace",
+            "tbf",
+            parent=shaping.classid(minor),
+            handle=handle,
+            rate=SPLITTER_RATE,
+            burst=SPLITTER_BURST,
+            limit=SPLITTER_LIMIT,
+        )
         if self.leaf == "fq_codel":
-            self._tc("replace", "fq_codel", parent=handle | 1,
-                     handle=shaping.splitter_child_handle(minor))
+            self._tc(
+                "replace",
+                "fq_codel",
+                parent=handle | 1,
+                handle=shaping.splitter_child_handle(minor),
+            )
 
     def stale_leaves(self, minors: Iterable[int]) -> set[int]:
         """Which of these client classes lack the leaf qdiscs :meth:`set_client` makes, by
@@ -157,13 +195,17 @@ class Shaper:
                 stale.add(minor)
             elif self.leaf == "fq_codel":
                 child = leaf_at.get(handle | 1)
-                if (child is None or child.kind != "fq_codel"
-                        or child.handle != shaping.splitter_child_handle(minor)):
+                if (
+                    child is None
+                    or child.kind != "fq_codel"
+                    or child.handle != shaping.splitter_child_handle(minor)
+                ):
                     stale.add(minor)
         return stale
 
-    def _batch_lines(self, changes: Iterable[tuple[int, int, bool]],
-                     deletions: Iterable[int]) -> list[str]:
+    def _batch_lines(
+        self, changes: Iterable[tuple[int, int, bool]], deletions: Iterable[int]
+    ) -> list[str]:
         dev = self.ifname
         lines = []
         for minor, kbps, with_leaf in changes:
@@ -172,16 +214,20 @@ class Shaper:
                 f"class replace dev {dev} parent 1:{shaping.BACKHAUL_MINOR:x} "
                 f"classid {cls.handle} htb rate {cls.rate_kbps}kbit ceil {cls.ceil_kbps}kbit "
                 f"burst {shaping.burst_bytes(cls.rate_kbps)} "
-                f"cburst {shaping.burst_bytes(cls.ceil_kbps)} quantum {shaping.MTU_QUANTUM}")
+                f"cburst {shaping.burst_bytes(cls.ceil_kbps)} quantum {shaping.MTU_QUANTUM}"
+            )
             if with_leaf:
                 major = shaping.splitter_handle(minor) >> 16
-                lines.append(f"qdisc replace dev {dev} parent {cls.handle} handle {major:x}: "
-                             f"tbf rate {SPLITTER_RATE} burst {SPLITTER_BURST} "
-                             f"limit {SPLITTER_LIMIT}")
+                lines.append(
+                    f"qdisc replace dev {dev} parent {cls.handle} handle {major:x}: "
+                    f"tbf rate {SPLITTER_RATE} burst {SPLITTER_BURST} "
+                    f"limit {SPLITTER_LIMIT}"
+                )
                 if self.leaf == "fq_codel":
                     child = shaping.splitter_child_handle(minor) >> 16
-                    lines.append(f"qdisc replace dev {dev} parent {major:x}:1 "
-                                 f"handle {child:x}: fq_codel")
+                    lines.append(
+                        f"qdisc replace dev {dev} parent {major:x}:1 handle {child:x}: fq_codel"
+                    )
         for minor in deletions:
             lines.append(f"class del dev {dev} classid {shaping.classid_str(minor)}")
         return lines
@@ -196,17 +242,28 @@ class Shaper:
             return
         tc = shutil.which("tc")
         if tc is None:
-            raise KernelError("tc binary not found (package iproute2)", code="tc")
+            raise KernelError("tc binary not found (package iproute2)", code=ErrorCode.TC)
         # -force: a class deleted meanwhile must not stop the rest of the batch.
         script = "\n".join(self._batch_lines(changes, deletions)) + "\n"
-        proc = subprocess.run([tc, "-force", "-batch", "-"], input=script, text=True,
-                              capture_output=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [tc, "-force", "-batch", "-"],
+            input=script,
+            text=True,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         if proc.returncode != 0:
-            errors = [ln for ln in proc.stderr.splitlines()
-                      if ln.strip() and "Cannot find specified class" not in ln
-                      and "No such file or directory" not in ln and not ln.startswith("Command failed")]
+            errors = [
+                ln
+                for ln in proc.stderr.splitlines()
+                if ln.strip()
+                and "Cannot find specified class" not in ln
+                and "No such file or directory" not in ln
+                and not ln.startswith("Command failed")
+            ]
             if errors:
-                raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code="tc")
+                raise KernelError(f"tc -batch on {self.ifname}: {errors[0]}", code=ErrorCode.TC)
 
     def set_client(self, minor: int, ceil_kbps: int, *, with_leaf: bool = True) -> None:
         """Create or change a client's class; a new class also needs its leaf qdiscs (as does
@@ -218,12 +275,17 @@ class Shaper:
     def delete_client(self, minor: int) -> None:
         """Remove a client's class (the kernel removes its leaf qdiscs with it)."""
         try:
-            self.ipr.tc("del-class", index=self.index, handle=shaping.classid(minor),
-                        parent=shaping.classid(shaping.BACKHAUL_MINOR))
+            self.ipr.tc(
+                "del-class",
+                index=self.index,
+                handle=shaping.classid(minor),
+                parent=shaping.classid(shaping.BACKHAUL_MINOR),
+            )
         except NetlinkError as exc:
             if exc.code != errno.ENOENT:
-                raise KernelError(f"tc del-class 1:{minor:x} on {self.ifname}: {exc}",
-                                  code="tc") from exc
+                raise KernelError(
+                    f"tc del-class 1:{minor:x} on {self.ifname}: {exc}", code=ErrorCode.TC
+                ) from exc
 
     def readings(self) -> dict[int, ClassReading]:
         """Every client class with its ceiling and counters, from one netlink dump."""
@@ -234,8 +296,12 @@ class Shaper:
             minor = obj.handle & 0xFFFF
             if minor in (shaping.BACKHAUL_MINOR, shaping.DEFAULT_MINOR):
                 continue
-            out[minor] = ClassReading(minor=minor, ceil_kbps=round(obj.ceil_bytes_per_s * 8 / 1000),
-                                      bytes=obj.bytes, packets=obj.packets & 0xFFFFFFFF)
+            out[minor] = ClassReading(
+                minor=minor,
+                ceil_kbps=round(obj.ceil_bytes_per_s * 8 / 1000),
+                bytes=obj.bytes,
+                packets=obj.packets & 0xFFFFFFFF,
+            )
         return out
 
     def remove(self) -> None:
@@ -243,7 +309,9 @@ class Shaper:
             self.ipr.tc("del", index=self.index, parent=TC_H_ROOT)
         except NetlinkError as exc:
             if exc.code not in (errno.ENOENT, errno.EINVAL):
-                raise KernelError(f"tc del root on {self.ifname}: {exc}", code="tc") from exc
+                raise KernelError(
+                    f"tc del root on {self.ifname}: {exc}", code=ErrorCode.TC
+                ) from exc
 
     def delete_clients(self, minors: Iterable[int]) -> None:
         for minor in minors:

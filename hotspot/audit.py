@@ -18,14 +18,15 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import Connection
 
-from hotspot.model import utcnow
 from hotspot.model_operator import AuditLog
+from hotspot.timeutil import iso, utcnow
 
 GENESIS = "0" * 64
 
@@ -73,7 +74,7 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.replace(microsecond=0).isoformat() + "Z"
+        return iso(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -82,25 +83,53 @@ def _jsonable(value: Any) -> Any:
 def _dump(value: dict[str, Any] | None) -> str | None:
     if value is None:
         return None
-    return json.dumps({k: _jsonable(v) for k, v in value.items()}, sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {k: _jsonable(v) for k, v in value.items()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _digest(prev: str, row: dict[str, Any]) -> str:
-    fields = [prev, row["at"].replace(microsecond=0).isoformat(), str(row["actor_id"] or ""),
-              row["actor"], row["role"] or "", row["ip"] or "", row["action"],
-              row["target"] or "", row["before"] or "", row["after"] or ""]
+    # The chain's own spelling of the time (no "Z"): rows already written were hashed with it.
+    fields = [
+        prev,
+        row["at"].replace(microsecond=0).isoformat(),
+        str(row["actor_id"] or ""),
+        row["actor"],
+        row["role"] or "",
+        row["ip"] or "",
+        row["action"],
+        row["target"] or "",
+        row["before"] or "",
+        row["after"] or "",
+    ]
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
-def record(conn: Connection, actor: Actor, action: str, target: str | None = None, *,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
-           at: dt.datetime | None = None) -> None:
+def record(
+    conn: Connection,
+    actor: Actor,
+    action: str,
+    target: str | None = None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> None:
     prev = conn.execute(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1)).scalar()
-    row = {"at": (at or utcnow()).replace(microsecond=0), "actor_id": actor.id,
-           "actor": actor.name[:32], "role": actor.role, "ip": actor.ip, "action": action[:40],
-           "target": target[:80] if target else None, "before": _dump(before),
-           "after": _dump(after)}
+    row = {
+        "at": (at or utcnow()).replace(microsecond=0),
+        "actor_id": actor.id,
+        "actor": actor.name[:32],
+        "role": actor.role,
+        "ip": actor.ip,
+        "action": action[:40],
+        "target": target[:80] if target else None,
+        "before": _dump(before),
+        "after": _dump(after),
+    }
     prev = prev or GENESIS
     conn.execute(insert(AuditLog).values(**row, prev_hash=prev, hash=_digest(prev, row)))
 
@@ -111,18 +140,27 @@ def verify(engine: Engine) -> int | None:
     prev = GENESIS
     with engine.connect() as conn:
         for r in conn.execute(select(AuditLog).order_by(AuditLog.id)):
-            row = {"at": r.at, "actor_id": r.actor_id, "actor": r.actor, "role": r.role,
-                   "ip": r.ip, "action": r.action, "target": r.target, "before": r.before,
-                   "after": r.after}
+            row = {
+                "at": r.at,
+                "actor_id": r.actor_id,
+                "actor": r.actor,
+                "role": r.role,
+                "ip": r.ip,
+                "action": r.action,
+                "target": r.target,
+                "before": r.before,
+                "after": r.after,
+            }
             if r.prev_hash != prev or r.hash != _digest(prev, row):
                 return r.id
             prev = r.hash
     return None
 
 
-def entries(engine: Engine, *, limit: int = 200, before_id: int | None = None,
-            action: str | None = None) -> list[Any]:
-    """Newest first."""
+def entries(
+    engine: Engine, *, limit: int = 200, before_id: int | None = None, action: str | None = None
+) -> list[Any]:
+    """Newest first (a page of the console's audit log)."""
     q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
     if before_id is not None:
         q = q.where(AuditLog.id < before_id)
@@ -130,3 +168,9 @@ def entries(engine: Engine, *, limit: int = 200, before_id: int | None = None,
         q = q.where(AuditLog.action.startswith(action))
     with engine.connect() as conn:
         return list(conn.execute(q))
+
+
+def every_entry(engine: Engine) -> list[Any]:
+    """The whole log, oldest first (the CSV export)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(AuditLog).order_by(AuditLog.id)))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from hotspot.errors import UsageError
-from hotspot.model import normalize_mac
+from hotspot.mac import normalize_mac
 
 
 class Parser(argparse.ArgumentParser):

@@ -6,15 +6,17 @@ naming it, and nothing has been applied anywhere yet.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import ipaddress
 import os
 import re
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hotspot.errors import ConfigError
 
@@ -99,7 +101,9 @@ PACKAGE_KEYS = ("title", "price", "tier", "hours", "data_mb", "devices", "shelf_
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 # [sync] and [privacy]: the sync agent and the provincial report (docs/sync-and-collector.md).
@@ -275,7 +279,11 @@ class DhcpConfig:
 
     @property
     def size(self) -> int:
-        return int(ipaddress.IPv4Address(self.range_end)) - int(ipaddress.IPv4Address(self.range_start)) + 1
+        return (
+            int(ipaddress.IPv4Address(self.range_end))
+            - int(ipaddress.IPv4Address(self.range_start))
+            + 1
+        )
 
 
 @dataclass(frozen=True)
@@ -371,21 +379,24 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration. Every section is always there (:func:`validate` fills what
+    the file leaves out with the defaults), so none of them is optional."""
+
     village: VillageConfig
     network: NetworkConfig
     database: DatabaseConfig
     control: ControlConfig
     gateway: GatewayConfig
     tiers: Mapping[str, Tier]
-    portal: PortalConfig | None = None  # always set by validate()
-    packages: Mapping[str, PackageConfig] = field(default_factory=dict)
-    sync: SyncConfig = field(default_factory=lambda: _sync(DEFAULTS["sync"]))
-    privacy: PrivacyConfig = field(default_factory=lambda: _privacy(DEFAULTS["privacy"]))
+    portal: PortalConfig
+    packages: Mapping[str, PackageConfig]
+    sync: SyncConfig
+    privacy: PrivacyConfig
+    operator: OperatorConfig
+    wifi: WifiConfig
+    dhcp: DhcpConfig
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    wifi: WifiConfig | None = None  # always set by validate()
-    dhcp: DhcpConfig | None = None  # always set by validate()
-    operator: OperatorConfig = field(default_factory=lambda: _operator(DEFAULTS["operator"]))
 
     def tier(self, name: str) -> Tier:
         try:
@@ -405,8 +416,9 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(path: str | os.PathLike[str] | None = None,
-         overrides: Mapping[str, Any] | None = None) -> Config:
+def load(
+    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
     """Load defaults, then ``path`` (or $HOTSPOT_CONFIG, if set), then ``overrides``."""
     data = copy.deepcopy(DEFAULTS)
     source = "defaults"
@@ -432,8 +444,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML ({exc})") from None
 
 
-class _Section:
-    """Typed access to one table of the raw config, naming the key in every error."""
+class Section:
+    """Typed access to one table of a raw TOML file, naming the key in every error (the
+    collector reads its own file with it too)."""
 
     def __init__(self, data: Mapping[str, Any], prefix: str, known: set[str] | None = None):
         if not isinstance(data, Mapping):
@@ -456,7 +469,8 @@ class _Section:
             raise ConfigError(self.key(name), f"{value!r} is not a valid {what}")
         return value
 
-    def int(self, name: str, lo: int, hi: int) -> int:
+    # Below, the method str() shadows the type in annotations: hence builtins.str.
+    def int(self, name: builtins.str, lo: int, hi: int) -> int:
         value = self.data.get(name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(self.key(name), f"must be a whole number, got {value!r}")
@@ -464,7 +478,7 @@ class _Section:
             raise ConfigError(self.key(name), f"must be between {lo} and {hi}, got {value}")
         return value
 
-    def float(self, name: str, lo: float, hi: float) -> float:
+    def float(self, name: builtins.str, lo: float, hi: float) -> float:
         value = self.data.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(self.key(name), f"must be a number, got {value!r}")
@@ -472,7 +486,7 @@ class _Section:
             raise ConfigError(self.key(name), f"must be between {lo} and {hi}, got {value}")
         return float(value)
 
-    def list(self, name: str) -> list[Any]:
+    def list(self, name: builtins.str) -> list[Any]:
         value = self.data.get(name)
         if not isinstance(value, list):
             raise ConfigError(self.key(name), "must be a list")
@@ -480,7 +494,7 @@ class _Section:
 
 
 def _village(raw: Mapping[str, Any]) -> VillageConfig:
-    s = _Section(raw, "village", {"name", "timezone"})
+    s = Section(raw, "village", {"name", "timezone"})
     name = s.str("name")
     tz = s.str("timezone")
     try:
@@ -491,7 +505,7 @@ def _village(raw: Mapping[str, Any]) -> VillageConfig:
 
 
 def _network(raw: Mapping[str, Any]) -> NetworkConfig:
-    s = _Section(raw, "network", set(DEFAULTS["network"]))
+    s = Section(raw, "network", set(DEFAULTS["network"]))
     lan = s.str("lan_interface", _IFNAME, "interface name")
     wan = s.str("wan_interface", _IFNAME, "interface name")
     if lan == wan:
@@ -500,14 +514,18 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
     try:
         iface = ipaddress.IPv4Interface(address)
     except ValueError:
-        raise ConfigError(s.key("lan_address"), f"{address!r} is not an IPv4 address/prefix") from None
+        raise ConfigError(
+            s.key("lan_address"), f"{address!r} is not an IPv4 address/prefix"
+        ) from None
     # Client classids are 1:<host index>, and 0xfffe/0xffff are the gateway's own classes.
     # The shaper gives each host address two qdisc handles below the kernel's automatic
     # range (docs/architecture.md, Shaping): a /18 is the largest LAN that fits.
     if not 18 <= iface.network.prefixlen <= 30:
         raise ConfigError(s.key("lan_address"), "prefix length must be between /18 and /30")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise ConfigError(s.key("lan_address"), "gateway address must be a host address of the subnet")
+        raise ConfigError(
+            s.key("lan_address"), "gateway address must be a host address of the subnet"
+        )
     ports = []
     for i, port in enumerate(s.list("lan_tcp_ports")):
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -518,8 +536,9 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
         try:
             garden.append(str(ipaddress.IPv4Network(entry, strict=False)))
         except (ValueError, TypeError):
-            raise ConfigError(f"{s.key('walled_garden')}[{i}]",
-                              f"{entry!r} is not an IPv4 address or network") from None
+            raise ConfigError(
+                f"{s.key('walled_garden')}[{i}]", f"{entry!r} is not an IPv4 address or network"
+            ) from None
     return NetworkConfig(
         lan_interface=lan,
         wan_interface=wan,
@@ -547,7 +566,7 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     for name, table in raw.items():
         if not _NAME.match(name):
             raise ConfigError(f"tiers.{name}", "tier names are lower-case letters, digits, - and _")
-        s = _Section(table, f"tiers.{name}", set(TIER_KEYS))
+        s = Section(table, f"tiers.{name}", set(TIER_KEYS))
         for key in TIER_KEYS:
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
@@ -563,7 +582,7 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     return tiers
 
 
-def _opt_str(s: _Section, name: str, max_len: int) -> str:
+def _opt_str(s: Section, name: str, max_len: int) -> str:
     """A string that may be empty (the key must still be present and a string)."""
     value = s.data.get(name)
     if not isinstance(value, str):
@@ -575,7 +594,7 @@ def _opt_str(s: _Section, name: str, max_len: int) -> str:
     return value.strip()
 
 
-def _abs_path(s: _Section, name: str, optional: bool = False) -> str:
+def _abs_path(s: Section, name: str, optional: bool = False) -> str:
     value = _opt_str(s, name, 4096)
     if optional and not value:
         return ""
@@ -585,7 +604,7 @@ def _abs_path(s: _Section, name: str, optional: bool = False) -> str:
 
 
 def _portal(raw: Mapping[str, Any]) -> PortalConfig:
-    s = _Section(raw, "portal", set(PORTAL_KEYS))
+    s = Section(raw, "portal", set(PORTAL_KEYS))
     hostname = _opt_str(s, "hostname", 253).lower().rstrip(".")
     if hostname:
         try:
@@ -593,15 +612,18 @@ def _portal(raw: Mapping[str, Any]) -> PortalConfig:
         except ValueError:
             pass
         else:
-            raise ConfigError(s.key("hostname"), "must be a DNS name, not an address "
-                                                 "(leave it empty to use the LAN address)")
+            raise ConfigError(
+                s.key("hostname"),
+                "must be a DNS name, not an address (leave it empty to use the LAN address)",
+            )
         if not _HOSTNAME.match(hostname):
             raise ConfigError(s.key("hostname"), f"{hostname!r} is not a valid DNS name")
     cert = _abs_path(s, "tls_cert", optional=True)
     key = _abs_path(s, "tls_key", optional=True)
     if bool(cert) != bool(key):
-        raise ConfigError(s.key("tls_key" if cert else "tls_cert"),
-                          "tls_cert and tls_key are set together")
+        raise ConfigError(
+            s.key("tls_key" if cert else "tls_cert"), "tls_cert and tls_key are set together"
+        )
     if cert and not hostname:
         raise ConfigError(s.key("hostname"), "HTTPS needs a hostname the certificate is for")
     venue = _opt_str(s, "venue_info_url", 255)
@@ -636,48 +658,67 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
     packages: dict[str, PackageConfig] = {}
     for name, table in raw.items():
         if not _NAME.match(name):
-            raise ConfigError(f"packages.{name}",
-                              "package names are lower-case letters, digits, - and _")
-        s = _Section(table, f"packages.{name}", set(PACKAGE_KEYS))
+            raise ConfigError(
+                f"packages.{name}", "package names are lower-case letters, digits, - and _"
+            )
+        s = Section(table, f"packages.{name}", set(PACKAGE_KEYS))
         for key in ("price", "tier", "hours"):
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
         full = {"title": name, "data_mb": 0, "devices": 1, "shelf_days": 0, **table}
-        s = _Section(full, f"packages.{name}")
+        s = Section(full, f"packages.{name}")
         tier = s.str("tier")
         if tier not in tiers:
-            raise ConfigError(s.key("tier"), f"no such tier {tier!r} "
-                                             f"(known: {', '.join(sorted(tiers))})")
+            raise ConfigError(
+                s.key("tier"), f"no such tier {tier!r} (known: {', '.join(sorted(tiers))})"
+            )
         title = _opt_str(s, "title", 40)
         if not title:
             raise ConfigError(s.key("title"), "must be a non-empty string")
         packages[name] = PackageConfig(
-            name=name, title=title, price=s.int("price", 0, 100_000_000), tier=tier,
-            hours=s.int("hours", 1, 8784), data_mb=s.int("data_mb", 0, 10_000_000),
-            devices=s.int("devices", 1, 16), shelf_days=s.int("shelf_days", 0, 3650))
+            name=name,
+            title=title,
+            price=s.int("price", 0, 100_000_000),
+            tier=tier,
+            hours=s.int("hours", 1, 8784),
+            data_mb=s.int("data_mb", 0, 10_000_000),
+            devices=s.int("devices", 1, 16),
+            shelf_days=s.int("shelf_days", 0, 3650),
+        )
     return packages
 
 
 def _sync(raw: Mapping[str, Any]) -> SyncConfig:
-    s = _Section(raw, "sync", set(DEFAULTS["sync"]))
-    full = _Section({**DEFAULTS["sync"], **raw}, "sync")
+    s = Section(raw, "sync", set(DEFAULTS["sync"]))
+    full = Section({**DEFAULTS["sync"], **raw}, "sync")
     url = _opt_str(full, "upstream_url", 500).rstrip("/")
     if url:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
-        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
-                or parts.fragment or parts.username or parts.password or " " in url):
-            raise ConfigError(s.key("upstream_url"),
-                              f"{url!r} is not an http:// or https:// URL without query or user")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or parts.password
+            or " " in url
+        ):
+            raise ConfigError(
+                s.key("upstream_url"),
+                f"{url!r} is not an http:// or https:// URL without query or user",
+            )
         try:
             parts.port
         except ValueError:
             raise ConfigError(s.key("upstream_url"), f"{url!r} has a bad port") from None
     gateway_id = _opt_str(full, "gateway_id", 63)
     if gateway_id and not _GATEWAY_ID.match(gateway_id):
-        raise ConfigError(s.key("gateway_id"), f"{gateway_id!r} is not a valid gateway id "
-                                               "(2-63 of a-z, 0-9, '.', '_', '-')")
+        raise ConfigError(
+            s.key("gateway_id"),
+            f"{gateway_id!r} is not a valid gateway id (2-63 of a-z, 0-9, '.', '_', '-')",
+        )
     secret = _opt_str(full, "secret", 256)
     if secret and (len(secret) < 32 or not _TOKEN.match(secret)):
         raise ConfigError(s.key("secret"), "must be at least 32 printable characters, no spaces")
@@ -702,8 +743,8 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
 
 
 def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
-    s = _Section(raw, "operator", set(DEFAULTS["operator"]))
-    full = _Section({**DEFAULTS["operator"], **raw}, "operator")
+    s = Section(raw, "operator", set(DEFAULTS["operator"]))
+    full = Section({**DEFAULTS["operator"], **raw}, "operator")
     flags = {}
     for name in ("enabled", "allow_lan"):
         value = full.data[name]
@@ -712,18 +753,23 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
         flags[name] = value
     sold_at = full.data["sold_at"]
     if sold_at not in ("kasir", "first-use"):
-        raise ConfigError(s.key("sold_at"), f"must be \"kasir\" or \"first-use\", got {sold_at!r}")
+        raise ConfigError(s.key("sold_at"), f'must be "kasir" or "first-use", got {sold_at!r}')
     nets = []
     for i, entry in enumerate(full.list("management_networks")):
         try:
             nets.append(str(ipaddress.ip_network(entry, strict=False)))
         except (ValueError, TypeError):
-            raise ConfigError(f"{s.key('management_networks')}[{i}]",
-                              f"{entry!r} is not an IP network like \"192.168.88.0/24\"") from None
+            raise ConfigError(
+                f"{s.key('management_networks')}[{i}]",
+                f'{entry!r} is not an IP network like "192.168.88.0/24"',
+            ) from None
     leases = _abs_path(full, "leases_file", optional=True)
     return OperatorConfig(
-        enabled=flags["enabled"], sold_at=sold_at, management_networks=tuple(nets),
-        allow_lan=flags["allow_lan"], leases_file=leases,
+        enabled=flags["enabled"],
+        sold_at=sold_at,
+        management_networks=tuple(nets),
+        allow_lan=flags["allow_lan"],
+        leases_file=leases,
         session_hours=full.int("session_hours", 1, 720),
         idle_minutes=full.int("idle_minutes", 1, 1440),
         login_attempts=full.int("login_attempts", 1, 100),
@@ -735,30 +781,40 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
 
 
 def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
-    s = _Section(raw, "privacy", set(DEFAULTS["privacy"]))
-    full = _Section({**DEFAULTS["privacy"], **raw}, "privacy")
+    s = Section(raw, "privacy", set(DEFAULTS["privacy"]))
+    full = Section({**DEFAULTS["privacy"], **raw}, "privacy")
     key = _opt_str(full, "pseudonym_key", 256)
     if key and (len(key) < 32 or not _TOKEN.match(key)):
-        raise ConfigError(s.key("pseudonym_key"),
-                          "must be at least 32 printable characters, no spaces (or empty)")
+        raise ConfigError(
+            s.key("pseudonym_key"), "must be at least 32 printable characters, no spaces (or empty)"
+        )
     return PrivacyConfig(retention_days=full.int("retention_days", 1, 3650), pseudonym_key=key)
 
 
 def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
-    known = set(DEFAULTS) | {"packages", "portal", "sync", "privacy", "collector", "wifi", "dhcp",
-                             "operator", "demo"}
+    known = set(DEFAULTS) | {
+        "packages",
+        "portal",
+        "sync",
+        "privacy",
+        "collector",
+        "wifi",
+        "dhcp",
+        "operator",
+        "demo",
+    }
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown section")
-    db = _Section(data["database"], "database", {"url"})
+    db = Section(data["database"], "database", {"url"})
     url = db.str("url")
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(db.key("url"), "must be a sqlite: or postgresql: URL")
-    ctl = _Section(data["control"], "control", {"socket", "group"})
+    ctl = Section(data["control"], "control", {"socket", "group"})
     sock = ctl.str("socket")
     if not os.path.isabs(sock):
         raise ConfigError(ctl.key("socket"), "must be an absolute path")
-    gw = _Section(data["gateway"], "gateway", set(DEFAULTS["gateway"]))
+    gw = Section(data["gateway"], "gateway", set(DEFAULTS["gateway"]))
     leaf = gw.str("leaf_qdisc")
     if leaf not in ("auto", "fq_codel", "pfifo"):
         raise ConfigError(gw.key("leaf_qdisc"), "must be one of auto, fq_codel, pfifo")
@@ -787,7 +843,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     )
 
 
-def _garden_domains(s: _Section) -> tuple[str, ...]:
+def _garden_domains(s: Section) -> tuple[str, ...]:
     name = "walled_garden_domains"
     values = s.data.get(name, [])
     if not isinstance(values, list):
@@ -807,19 +863,19 @@ def _garden_domains(s: _Section) -> tuple[str, ...]:
         else:
             raise ConfigError(key, f"{entry!r} is an address: put it in network.walled_garden")
         if not _HOSTNAME.match(domain) or "." not in domain:
-            raise ConfigError(key, f"{entry!r} is not a domain name like \"belajar.id\"")
+            raise ConfigError(key, f'{entry!r} is not a domain name like "belajar.id"')
         if domain in out:
             raise ConfigError(key, f"{domain!r} is listed twice")
         out.append(domain)
     return tuple(out)
 
 
-def _with_default(s: _Section) -> _Section:
+def _with_default(s: Section) -> Section:
     """[network] with the data-path keys a hand-made table may lack filled in."""
-    return _Section({**DEFAULTS["network"], **s.data}, s.prefix)
+    return Section({**DEFAULTS["network"], **s.data}, s.prefix)
 
 
-def _probe_hosts(s: _Section) -> tuple[str, ...]:
+def _probe_hosts(s: Section) -> tuple[str, ...]:
     name = "captive_probe_hosts"
     values = _with_default(s).data[name]
     if not isinstance(values, list):
@@ -831,7 +887,7 @@ def _probe_hosts(s: _Section) -> tuple[str, ...]:
         key = f"{s.key(name)}[{i}]"
         host = entry.strip().lower().rstrip(".") if isinstance(entry, str) else ""
         if not _HOSTNAME.match(host) or "." not in host:
-            raise ConfigError(key, f"{entry!r} is not a host name like \"captive.apple.com\"")
+            raise ConfigError(key, f'{entry!r} is not a host name like "captive.apple.com"')
         try:
             ipaddress.ip_address(host)
         except ValueError:
@@ -843,7 +899,7 @@ def _probe_hosts(s: _Section) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _walled_dns_port(s: _Section) -> int:
+def _walled_dns_port(s: Section) -> int:
     # Above 1023: the walled resolver runs without CAP_NET_BIND_SERVICE.
     port = _with_default(s).int("walled_dns_port", 1024, 65535)
     if port == s.data.get("portal_port"):
@@ -851,7 +907,7 @@ def _walled_dns_port(s: _Section) -> int:
     return port
 
 
-def _wan_tcp_ports(s: _Section) -> tuple[int, ...]:
+def _wan_tcp_ports(s: Section) -> tuple[int, ...]:
     ports: list[int] = []
     for i, port in enumerate(_with_default(s).list("wan_tcp_ports")):
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -861,7 +917,7 @@ def _wan_tcp_ports(s: _Section) -> tuple[int, ...]:
     return tuple(ports)
 
 
-def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
+def _lan_ports(s: Section, lan: str, wan: str) -> tuple[str, ...]:
     name = "lan_ports"
     values = s.data.get(name, [])
     if not isinstance(values, list):
@@ -872,8 +928,9 @@ def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
         if not isinstance(port, str) or not _IFNAME.match(port):
             raise ConfigError(key, f"{port!r} is not a valid interface name")
         if port == wan:
-            raise ConfigError(key, f"{port!r} is network.wan_interface: the uplink cannot be "
-                                   "a LAN port")
+            raise ConfigError(
+                key, f"{port!r} is network.wan_interface: the uplink cannot be a LAN port"
+            )
         if port == lan or port in out:
             raise ConfigError(key, f"{port!r} is listed twice or is the bridge itself")
         out.append(port)
@@ -881,15 +938,17 @@ def _lan_ports(s: _Section, lan: str, wan: str) -> tuple[str, ...]:
 
 
 def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
-    s = _Section(raw, "wifi", set(DEFAULTS["wifi"]))
-    full = _Section({**DEFAULTS["wifi"], **raw}, "wifi")
+    s = Section(raw, "wifi", set(DEFAULTS["wifi"]))
+    full = Section({**DEFAULTS["wifi"], **raw}, "wifi")
     enabled = full.data["enabled"]
     if not isinstance(enabled, bool):
         raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
     iface = full.str("interface", _IFNAME, "interface name")
     if iface in (network.lan_interface, network.wan_interface) or iface in network.lan_ports:
-        raise ConfigError(s.key("interface"), f"{iface!r} is already network.lan_interface, "
-                                              "wan_interface or one of lan_ports")
+        raise ConfigError(
+            s.key("interface"),
+            f"{iface!r} is already network.lan_interface, wan_interface or one of lan_ports",
+        )
     ssid = full.data["ssid"]
     if not isinstance(ssid, str) or not ssid.strip():
         raise ConfigError(s.key("ssid"), "must be a non-empty string")
@@ -899,17 +958,21 @@ def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
         raise ConfigError(s.key("ssid"), "must not contain control characters")
     channel = full.int("channel", 1, 165)
     if channel not in WIFI_CHANNELS:
-        raise ConfigError(s.key("channel"), f"{channel} is not a WiFi channel used here "
-                                            "(1-13; 5 GHz: 36-48, 149-165)")
+        raise ConfigError(
+            s.key("channel"),
+            f"{channel} is not a WiFi channel used here (1-13; 5 GHz: 36-48, 149-165)",
+        )
     country = full.str("country").strip().upper()
     if not _COUNTRY.match(country):
-        raise ConfigError(s.key("country"), f"{full.data['country']!r} is not a two-letter "
-                                            "country code like \"ID\"")
-    return WifiConfig(enabled=enabled, interface=iface, ssid=ssid, channel=channel,
-                      country=country)
+        raise ConfigError(
+            s.key("country"), f'{full.data["country"]!r} is not a two-letter country code like "ID"'
+        )
+    return WifiConfig(enabled=enabled, interface=iface, ssid=ssid, channel=channel, country=country)
 
 
-def _dhcp_address(s: _Section, name: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+def _dhcp_address(
+    s: Section, name: str, net: ipaddress.IPv4Network
+) -> ipaddress.IPv4Address | None:
     value = _opt_str(s, name, 15)
     if not value:
         return None
@@ -918,13 +981,15 @@ def _dhcp_address(s: _Section, name: str, net: ipaddress.IPv4Network) -> ipaddre
     except ValueError:
         raise ConfigError(s.key(name), f"{value!r} is not an IPv4 address") from None
     if addr not in net or addr in (net.network_address, net.broadcast_address):
-        raise ConfigError(s.key(name), f"{value} is not a host address of the LAN {net} "
-                                       "(network.lan_address)")
+        raise ConfigError(
+            s.key(name), f"{value} is not a host address of the LAN {net} (network.lan_address)"
+        )
     return addr
 
 
-def _auto_range(net: ipaddress.IPv4Network,
-                gw: ipaddress.IPv4Address) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+def _auto_range(
+    net: ipaddress.IPv4Network, gw: ipaddress.IPv4Address
+) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
     """The larger block of hosts beside the gateway; above it, hosts below 10 stay free."""
     first, last = net.network_address + 1, net.broadcast_address - 1
     if int(last) - int(gw) >= int(gw) - int(first):
@@ -936,8 +1001,8 @@ def _auto_range(net: ipaddress.IPv4Network,
 
 
 def _dhcp(raw: Mapping[str, Any], network: NetworkConfig) -> DhcpConfig:
-    s = _Section(raw, "dhcp", set(DEFAULTS["dhcp"]))
-    full = _Section({**DEFAULTS["dhcp"], **raw}, "dhcp")
+    s = Section(raw, "dhcp", set(DEFAULTS["dhcp"]))
+    full = Section({**DEFAULTS["dhcp"], **raw}, "dhcp")
     net, gw = network.lan_network, network.gateway_ip
     start = _dhcp_address(full, "range_start", net)
     end = _dhcp_address(full, "range_end", net)
@@ -946,30 +1011,41 @@ def _dhcp(raw: Mapping[str, Any], network: NetworkConfig) -> DhcpConfig:
     if start > end:
         raise ConfigError(s.key("range_end"), f"{end} is below dhcp.range_start {start}")
     if start <= gw <= end:
-        raise ConfigError(s.key("range_start"), f"the range {start}-{end} contains the "
-                                                f"gateway's own address {gw}")
+        raise ConfigError(
+            s.key("range_start"), f"the range {start}-{end} contains the gateway's own address {gw}"
+        )
     servers = []
     for i, entry in enumerate(full.list("upstream_dns")):
         try:
             servers.append(str(ipaddress.ip_address(entry)))
         except (ValueError, TypeError):
-            raise ConfigError(f"{s.key('upstream_dns')}[{i}]",
-                              f"{entry!r} is not an IP address") from None
+            raise ConfigError(
+                f"{s.key('upstream_dns')}[{i}]", f"{entry!r} is not an IP address"
+            ) from None
     url = _opt_str(full, "captive_api_url", 255)
     if url:
         # DHCP option 114 holds at most 255 octets; dnsmasq quotes it.
-        if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?$", url) \
-                or '"' in url or "\\" in url:
-            raise ConfigError(s.key("captive_api_url"), "must be an http:// or https:// URL "
-                                                        "without spaces or quotes")
-    return DhcpConfig(range_start=str(start), range_end=str(end),
-                      lease_minutes=full.int("lease_minutes", 2, 10080),
-                      upstream_dns=tuple(servers), captive_api_url=url)
+        if (
+            not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?$", url)
+            or '"' in url
+            or "\\" in url
+        ):
+            raise ConfigError(
+                s.key("captive_api_url"),
+                "must be an http:// or https:// URL without spaces or quotes",
+            )
+    return DhcpConfig(
+        range_start=str(start),
+        range_end=str(end),
+        lease_minutes=full.int("lease_minutes", 2, 10080),
+        upstream_dns=tuple(servers),
+        captive_api_url=url,
+    )
 
 
 def database_path(url: str) -> Path | None:
     """The file behind a sqlite URL (None for memory or non-sqlite)."""
     if not url.startswith("sqlite:///"):
         return None
-    path = url[len("sqlite:///"):]
+    path = url[len("sqlite:///") :]
     return Path(path) if path and path != ":memory:" else None

@@ -1,50 +1,44 @@
-"""The control socket's protocol, and the client the portal and the CLI use.
+"""The control socket's client, used by the portal, the CLI and the benchmarks.
 
-One JSON object per line each way over a Unix stream socket:
+The protocol itself (requests, replies, limits) is :mod:`hotspot.protocol`. Only the gateway
+executes requests; this module has no kernel imports.
 
-    → {"op": "authorize", "ip": "10.10.0.42", "tier": "free"}
-    ← {"ok": true, "result": {...}}
-    ← {"ok": false, "error": {"code": "quota-exhausted", "message": "..."}}
+    with ControlClient(path) as ctl:
+        info = ctl.send(ClientRequest(ip="10.10.0.42"))   # typed: ClientInfo
 
-A connection may carry many requests. Only the gateway executes them; this module has no
-kernel imports.
+An error reply is raised as its code's exception family (:class:`~hotspot.errors.ErrorCode`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, BinaryIO, TypeVar, cast
 
-from hotspot.errors import (ConfigError, ControlUnavailable, HotspotError, KernelError, NotFound,
-                            Refused, UsageError)
+from hotspot.errors import ConfigError, ControlUnavailable, ErrorCode, HotspotError
+from hotspot.protocol import MAX_REPLY, Request, encode, parse_request
 
-MAX_LINE = 64 * 1024  # a request
-MAX_REPLY = 64 * 1024 * 1024  # a reply (a list of thousands of sessions is a few hundred KB)
-OPS = ("ping", "status", "authorize", "deauthorize", "client", "extend", "list", "block",
-       "unblock", "blocked", "reconcile")
+log = logging.getLogger(__name__)
 
-_BY_CODE: dict[str, type[HotspotError]] = {
-    "bad-request": UsageError, "bad-config": HotspotError, "not-found": NotFound,
-    "no-session": NotFound, "unknown-device": NotFound, "not-blocked": NotFound,
-    "refused": Refused, "blocked": Refused, "quota-exhausted": Refused, "conflict": Refused,
-    "expired": Refused,
-    "kernel": KernelError, "nftables": KernelError, "tc": KernelError, "conntrack": KernelError,
-}
+R = TypeVar("R")
 
 
-def error_from(payload: dict[str, Any]) -> HotspotError:
-    code = str(payload.get("code", "error"))
-    message = str(payload.get("message", code))
-    cls = _BY_CODE.get(code, HotspotError)
-    if cls is ConfigError:  # pragma: no cover - never sent over the socket
-        cls = HotspotError
-    return cls(message, code=code)
-
-
-def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+def error_from(body: Mapping[str, Any]) -> HotspotError:
+    """The exception for an error reply's ``error`` object."""
+    raw = str(body.get("code", ErrorCode.ERROR.value))
+    try:
+        code = ErrorCode(raw)
+    except ValueError:  # a newer gateway's code: keep it in the message
+        log.warning("gateway answered with unknown error code %r", raw)
+        return HotspotError(f"{raw}: {body.get('message', '')}", code=ErrorCode.ERROR)
+    message = str(body.get("message") or code.meaning)
+    family = code.family
+    if family is ConfigError:  # it is built from a key; a reply carries only the message
+        family = HotspotError
+    return family(message, code=code)
 
 
 class ControlClient:
@@ -54,65 +48,85 @@ class ControlClient:
         self.path = path
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._lock = threading.Lock()
 
-    def _connect(self) -> None:
+    def _connect(self) -> tuple[socket.socket, BinaryIO]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
             sock.close()
-            raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc.strerror}") from None
-        self._sock = sock
-        self._file = sock.makefile("rb")
+            raise ControlUnavailable(
+                f"gateway not reachable at {self.path}: {exc.strerror}"
+            ) from None
+        self._sock, self._file = sock, sock.makefile("rb")
+        return self._sock, self._file
 
     def close(self) -> None:
-        if self._sock is not None:
+        if self._file is not None:
             self._file.close()
+        if self._sock is not None:
             self._sock.close()
         self._sock = self._file = None
 
     def _roundtrip(self, data: bytes) -> bytes:
-        if self._sock is None:
-            self._connect()
-        self._sock.sendall(data)
-        line = self._file.readline(MAX_REPLY + 1)
+        if self._sock is None or self._file is None:
+            sock, file = self._connect()
+        else:
+            sock, file = self._sock, self._file
+        sock.sendall(data)
+        line = file.readline(MAX_REPLY + 1)
         if not line:
             raise ConnectionResetError("gateway closed the connection")
         if not line.endswith(b"\n"):
             raise ConnectionResetError("reply cut short")
         return line
 
-    def call(self, op: str, **args: Any) -> Any:
-        data = encode({"op": op, **{k: v for k, v in args.items() if v is not None}})
+    def _exchange(self, data: bytes) -> bytes:
         with self._lock:
             try:
-                line = self._roundtrip(data)
+                return self._roundtrip(data)
             except (BrokenPipeError, ConnectionResetError):
                 self.close()
                 try:
-                    line = self._roundtrip(data)
+                    return self._roundtrip(data)
                 except OSError as exc:
                     self.close()
-                    raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc}") from None
-            except socket.timeout:
+                    raise ControlUnavailable(
+                        f"gateway not reachable at {self.path}: {exc}"
+                    ) from None
+            except TimeoutError:
                 self.close()
                 raise ControlUnavailable(f"gateway at {self.path} did not answer in time") from None
             except OSError as exc:
                 self.close()
                 raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc}") from None
+
+    def send(self, request: Request[R]) -> R:
+        """One request, its typed result; an error reply is raised."""
+        line = self._exchange(encode(request.to_wire()))
         try:
             reply = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # not JSON, not UTF-8
+            reply = None
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             self.close()  # what is left on this connection cannot be trusted
-            raise ControlUnavailable("gateway sent a malformed reply") from None
-        if reply.get("ok"):
-            return reply.get("result")
-        raise error_from(reply.get("error") or {})
+            raise ControlUnavailable("gateway sent a malformed reply")
+        if reply["ok"]:
+            return cast(R, reply.get("result"))  # the gateway is ours: its results are trusted
+        error = reply.get("error")
+        raise error_from(error if isinstance(error, dict) else {})
 
-    def __enter__(self) -> "ControlClient":
+    def call(self, op: str, **args: Any) -> Any:
+        """The untyped form, for callers that still name the op: the arguments are checked
+        here as the gateway would (a bad one raises ``bad-request`` without a round trip)."""
+        return self.send(
+            parse_request({"op": op, **{k: v for k, v in args.items() if v is not None}})
+        )
+
+    def __enter__(self) -> ControlClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
@@ -36,7 +35,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI callback
+    def _sqlite_pragmas(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
@@ -47,7 +46,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
-def alembic_config(url: str, migrations: Path = MIGRATIONS) -> "AlembicConfig":
+def alembic_config(url: str, migrations: Path = MIGRATIONS) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()

@@ -16,7 +16,8 @@ def setup_logging(level: str = "INFO") -> None:
     fmt = "%(levelname)s %(name)s: %(message)s"
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt,
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr
+    )
     for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)

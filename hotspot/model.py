@@ -1,45 +1,37 @@
 """The domain model shared by the gateway, the portal, the sync agent and the CLI.
 
-Times are stored as naive UTC (SQLite has no time zones); :func:`utcnow` is the one source.
-The schema is created and changed only by the Alembic migrations in ``hotspot/migrations``.
+Times are stored as naive UTC (SQLite has no time zones); ``hotspot.timeutil.utcnow`` is the
+one source. The schema is created and changed only by the Alembic migrations in ``hotspot/migrations``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
-                        String, false, text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hotspot.errors import UsageError
+from hotspot.dbtypes import str_enum
 
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def normalize_mac(value: str) -> str:
-    """``AA-BB-CC-DD-EE-FF`` / ``aabb.ccdd.eeff`` / ``AA:BB:...`` → ``aa:bb:cc:dd:ee:ff``."""
-    if not isinstance(value, str):
-        raise UsageError(f"not a MAC address: {value!r}")
-    hexdigits = re.sub(r"[^0-9a-fA-F]", "", value)
-    if len(hexdigits) != 12 or len(re.sub(r"[0-9a-fA-F:.\-]", "", value)):
-        raise UsageError(f"not a MAC address: {value!r}")
-    mac = ":".join(hexdigits[i:i + 2] for i in range(0, 12, 2)).lower()
-    if int(hexdigits[0:2], 16) & 1:
-        raise UsageError(f"not a unicast MAC address: {value!r}")
-    if mac == "00:00:00:00:00:00":
-        raise UsageError(f"not a usable MAC address: {value!r}")
-    assert _MAC.match(mac)
-    return mac
+# Re-exported: both were defined here once, and callers still import them from here.
+from hotspot.mac import normalize_mac as normalize_mac
+from hotspot.model_base import Base as Base
+from hotspot.timeutil import utcnow
 
 
-class EndReason(str, enum.Enum):
+class EndReason(enum.StrEnum):
     IDLE = "idle-timeout"
     SESSION = "session-timeout"
     QUOTA = "quota"
@@ -49,14 +41,10 @@ class EndReason(str, enum.Enum):
     REPLACED = "replaced"
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     FREE = "free"  # accepted the terms on the splash page
     VOUCHER = "voucher"
     ADMIN = "admin"  # allowed by an operator or the CLI
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Device(Base):
@@ -72,7 +60,7 @@ class Device(Base):
     blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     blocked_reason: Mapped[str | None] = mapped_column(String(200))
 
-    sessions: Mapped[list["ClientSession"]] = relationship(back_populates="device")
+    sessions: Mapped[list[ClientSession]] = relationship(back_populates="device")
 
 
 class ClientSession(Base):
@@ -82,10 +70,20 @@ class ClientSession(Base):
     __table_args__ = (
         # At most one running session per device and per address: the database, not the
         # application, makes concurrent authorizations exactly-once.
-        Index("uq_session_active_mac", "mac", unique=True,
-              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
-        Index("uq_session_active_ip", "ip", unique=True,
-              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index(
+            "uq_session_active_mac",
+            "mac",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index(
+            "uq_session_active_ip",
+            "ip",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         Index("ix_session_started", "started_at"),
     )
 
@@ -93,7 +91,7 @@ class ClientSession(Base):
     mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), index=True)
     ip: Mapped[str] = mapped_column(String(15))
     tier: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(16))
+    source: Mapped[Source] = mapped_column(str_enum(Source, length=16))
     # The tier's figures at authorization: a config change does not alter running sessions.
     down_kbps: Mapped[int] = mapped_column(Integer)
     up_kbps: Mapped[int] = mapped_column(Integer)
@@ -102,7 +100,7 @@ class ClientSession(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_activity_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    end_reason: Mapped[str | None] = mapped_column(String(32))
+    end_reason: Mapped[EndReason | None] = mapped_column(str_enum(EndReason, length=32))
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
     # A data cap of this session (a voucher's quota); None = only the tier's daily allowance.
@@ -144,13 +142,19 @@ class DailyUsage(Base):
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-# -- vouchers (hotspot/vouchers.py is the only writer) ---------------------------------------
+# -- vouchers (hotspot/vouchers/ is the only writer) ----------------------------------------
 
-class VoucherState(str, enum.Enum):
+
+class VoucherState(enum.StrEnum):
     NEW = "new"  # printed, not used yet
     ACTIVE = "active"  # first used; runs until expires_at (or its data is used up)
     MERGED = "merged"  # its remaining time and data were carried into another voucher (top-up)
     VOID = "void"  # withdrawn by an operator
+
+
+class PackageSource(enum.StrEnum):
+    CONFIG = "config"  # a [packages.NAME] table of the file (synced at start)
+    CONSOLE = "console"  # made in the operator console
 
 
 class Package(Base):
@@ -168,7 +172,9 @@ class Package(Base):
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
-    source: Mapped[str] = mapped_column(String(16), default="console")  # config | console
+    source: Mapped[PackageSource] = mapped_column(
+        str_enum(PackageSource, length=16), default=PackageSource.CONSOLE
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -210,7 +216,9 @@ class Voucher(Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("voucher_batch.id"))
     serial: Mapped[int] = mapped_column(Integer)  # 1.. within the batch, printed on the sheet
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(8), default=VoucherState.NEW.value)
+    state: Mapped[VoucherState] = mapped_column(
+        str_enum(VoucherState, length=8), default=VoucherState.NEW
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sold_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -249,5 +257,7 @@ class RedeemAttempt(Base):
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
-from hotspot import model_sync  # noqa: E402,F401  (the sync agent's tables, on this Base)
-from hotspot import model_operator  # noqa: E402,F401  (the operator console's tables, on this Base)
+from hotspot import (
+    model_operator,  # noqa: F401  (the operator console's tables, on this Base)
+    model_sync,  # noqa: F401  (the sync agent's tables, on this Base)
+)

@@ -13,19 +13,28 @@ sessions and attempts, the append-only audit log, and who sold which voucher.
   previous row's hash and its own content, so a removed or altered row shows
   (``hotspot.audit.verify``).
 * ``voucher_sale``: a voucher marked sold by a kasir (cash in hand): when, by whom, for how
-  much (the batch's price). See ``hotspot/ledger.py`` for what counts as a sale.
+  much (the batch's price). See ``hotspot/vouchers/ledger.py`` for what counts as a sale.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hotspot.model import Base, utcnow
+from hotspot.dbtypes import str_enum
+from hotspot.model_base import Base
+from hotspot.timeutil import utcnow
 
-ROLES = ("admin", "kasir")
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"  # everything, accounts and the ledger included
+    KASIR = "kasir"  # sells vouchers and counts the cash
+
+
+ROLES = tuple(r.value for r in Role)
 
 
 class Operator(Base):
@@ -34,7 +43,7 @@ class Operator(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(32), unique=True)  # lower-case login name
     full_name: Mapped[str | None] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(8))  # admin | kasir
+    role: Mapped[Role] = mapped_column(str_enum(Role, length=8))
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     session_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -72,7 +81,7 @@ class AuditLog(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     actor_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: the log outlives
     actor: Mapped[str] = mapped_column(String(32))  # the name then ("cli:root", "system")
-    role: Mapped[str | None] = mapped_column(String(8))
+    role: Mapped[Role | None] = mapped_column(str_enum(Role, length=8))  # the role then
     ip: Mapped[str | None] = mapped_column(String(45))
     action: Mapped[str] = mapped_column(String(40))  # e.g. voucher.sell, package.update
     target: Mapped[str | None] = mapped_column(String(80))  # e.g. voucher:12, batch:3

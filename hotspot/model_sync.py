@@ -14,10 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hotspot.model import Base, utcnow
+from hotspot.dbtypes import str_enum
+from hotspot.model_base import Base
+from hotspot.timeutil import utcnow
+from hotspot.wire import RecordKind
 
 
 class SyncBatch(Base):
@@ -42,13 +55,17 @@ class SyncOutbox(Base):
     __tablename__ = "sync_outbox"
     __table_args__ = (
         Index("uq_sync_outbox_kind_key", "kind", "key", unique=True),
-        Index("ix_sync_outbox_pending", "id", sqlite_where=text("rev > sent_rev"),
-              postgresql_where=text("rev > sent_rev")),
+        Index(
+            "ix_sync_outbox_pending",
+            "id",
+            sqlite_where=text("rev > sent_rev"),
+            postgresql_where=text("rev > sent_rev"),
+        ),
         Index("ix_sync_outbox_period", "period"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # usage | health | sales | gateway
+    kind: Mapped[RecordKind] = mapped_column(str_enum(RecordKind, length=16))
     key: Mapped[str] = mapped_column(String(80))  # natural key within the kind
     payload: Mapped[str] = mapped_column(Text)  # the JSON record as sent
     rev: Mapped[int] = mapped_column(BigInteger)

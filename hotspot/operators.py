@@ -11,52 +11,76 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from hotspot.audit import Actor, record, write
-from hotspot.errors import HotspotError, NotFound, UsageError
-from hotspot.model import utcnow
+from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
 from hotspot.model_operator import ROLES, LoginAttempt, Operator, OperatorSession
+from hotspot.timeutil import utcnow
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128
 # Passwords nobody may choose: defaults of other village hotspot tools, and the obvious.
-WEAK = {"12345678", "123456789", "1234567890", "password", "password1", "qwertyui", "admin123",
-        "admin1234", "kasir123", "kasir1234", "mikhmon1234", "11111111", "00000000",
-        "87654321", "bumdes123", "bumdes1234", "hotspot123", "wifidesa", "passw0rd",
-        "iloveyou", "abcdefgh", "abcd1234", "rahasia123", "indonesia"}
+WEAK = {
+    "12345678",
+    "123456789",
+    "1234567890",
+    "password",
+    "password1",
+    "qwertyui",
+    "admin123",
+    "admin1234",
+    "kasir123",
+    "kasir1234",
+    "mikhmon1234",
+    "11111111",
+    "00000000",
+    "87654321",
+    "bumdes123",
+    "bumdes1234",
+    "hotspot123",
+    "wifidesa",
+    "passw0rd",
+    "iloveyou",
+    "abcdefgh",
+    "abcd1234",
+    "rahasia123",
+    "indonesia",
+}
 
 _hasher = None
 
 
-def hasher():  # noqa: ANN201 - argon2.PasswordHasher, imported when first needed
+def hasher():
     """argon2id with OWASP's small-memory profile (19 MiB, 2 passes): a login costs a Pi
     about 50 ms and 19 MiB, and a stolen hash costs a guesser the same per try."""
     global _hasher
     if _hasher is None:
         from argon2 import PasswordHasher, Type
 
-        _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32,
-                                 salt_len=16, type=Type.ID)
+        _hasher = PasswordHasher(
+            time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
+        )
     return _hasher
 
 
 class PasswordError(UsageError):
-    code = "bad-password"
+    code = ErrorCode.BAD_PASSWORD
 
 
 class LoginRefused(HotspotError):
     """``bad-login`` (wrong name or password: one message for both) or ``locked``
     (too many attempts: ``retry_after`` seconds)."""
 
-    code = "bad-login"
+    code = ErrorCode.BAD_LOGIN
 
-    def __init__(self, message: str, code: str = "bad-login", retry_after: int = 0):
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_LOGIN, retry_after: int = 0):
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
@@ -105,13 +129,27 @@ def _verify(stored: str | None, password: str) -> bool:
 
 
 def _public(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "full_name": row.full_name, "role": row.role,
-            "active": bool(row.active), "created_at": row.created_at,
-            "last_login_at": row.last_login_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "full_name": row.full_name,
+        "role": row.role,
+        "active": bool(row.active),
+        "created_at": row.created_at,
+        "last_login_at": row.last_login_at,
+    }
 
 
-def add(engine: Engine, name: str, role: str, password: str, *, actor: Actor,
-        full_name: str = "", clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+def add(
+    engine: Engine,
+    name: str,
+    role: str,
+    password: str,
+    *,
+    actor: Actor,
+    full_name: str = "",
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> dict[str, Any]:
     name = check_name(name)
     if role not in ROLES:
         raise UsageError(f"role must be one of {', '.join(ROLES)}")
@@ -122,20 +160,37 @@ def add(engine: Engine, name: str, role: str, password: str, *, actor: Actor,
     with write(engine) as conn:
         if conn.execute(select(Operator.id).where(Operator.name == name)).first() is not None:
             raise UsageError(f"an operator named {name!r} exists")
-        res = conn.execute(insert(Operator).values(
-            name=name, full_name=full_name or None, role=role, password_hash=digest,
-            active=True, session_version=1, created_at=now, updated_at=now))
+        res = conn.execute(
+            insert(Operator).values(
+                name=name,
+                full_name=full_name or None,
+                role=role,
+                password_hash=digest,
+                active=True,
+                session_version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         oid = int(res.inserted_primary_key[0])
-        record(conn, actor, "operator.create", f"operator:{oid}",
-               after={"name": name, "role": role, "full_name": full_name or None}, at=now)
-    return {"id": oid, "name": name, "role": role, "full_name": full_name or None,
-            "active": True}
+        record(
+            conn,
+            actor,
+            "operator.create",
+            f"operator:{oid}",
+            after={"name": name, "role": role, "full_name": full_name or None},
+            at=now,
+        )
+    return {"id": oid, "name": name, "role": role, "full_name": full_name or None, "active": True}
 
 
 def get(engine: Engine, operator_id: int | None = None, name: str | None = None) -> Any:
     q = select(Operator)
-    q = q.where(Operator.id == operator_id) if operator_id is not None else \
-        q.where(Operator.name == (name or "").strip().lower())
+    q = (
+        q.where(Operator.id == operator_id)
+        if operator_id is not None
+        else q.where(Operator.name == (name or "").strip().lower())
+    )
     with engine.connect() as conn:
         row = conn.execute(q).first()
     if row is None:
@@ -150,14 +205,24 @@ def listing(engine: Engine) -> list[dict[str, Any]]:
 
 def count_admins(engine: Engine) -> int:
     with engine.connect() as conn:
-        return len(conn.execute(select(Operator.id).where(
-            Operator.role == "admin", Operator.active.is_(True))).all())
+        return len(
+            conn.execute(
+                select(Operator.id).where(Operator.role == "admin", Operator.active.is_(True))
+            ).all()
+        )
 
 
-def change(engine: Engine, operator_id: int, *, actor: Actor, role: str | None = None,
-           active: bool | None = None, full_name: str | None = None,
-           password: str | None = None,
-           clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+def change(
+    engine: Engine,
+    operator_id: int,
+    *,
+    actor: Actor,
+    role: str | None = None,
+    active: bool | None = None,
+    full_name: str | None = None,
+    password: str | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> dict[str, Any]:
     """Change an account; a new password, role or status ends its login sessions. The last
     active admin cannot be demoted or disabled."""
     now = clock()
@@ -176,12 +241,17 @@ def change(engine: Engine, operator_id: int, *, actor: Actor, role: str | None =
             values["active"] = bool(active)
         if full_name is not None and (full_name.strip()[:64] or None) != row.full_name:
             values["full_name"] = full_name.strip()[:64] or None
-        losing_admin = row.role == "admin" and row.active and (
-            values.get("role", "admin") != "admin" or values.get("active", True) is False)
+        losing_admin = (
+            row.role == "admin"
+            and row.active
+            and (values.get("role", "admin") != "admin" or values.get("active", True) is False)
+        )
         if losing_admin:
-            others = conn.execute(select(Operator.id).where(
-                Operator.role == "admin", Operator.active.is_(True),
-                Operator.id != operator_id)).first()
+            others = conn.execute(
+                select(Operator.id).where(
+                    Operator.role == "admin", Operator.active.is_(True), Operator.id != operator_id
+                )
+            ).first()
             if others is None:
                 raise UsageError("this is the last active admin: make another admin first")
         if password is not None:
@@ -191,20 +261,29 @@ def change(engine: Engine, operator_id: int, *, actor: Actor, role: str | None =
         if {"role", "active", "password_hash"} & set(values):
             values["session_version"] = row.session_version + 1
             conn.execute(delete(OperatorSession).where(OperatorSession.operator_id == operator_id))
-        conn.execute(update(Operator).where(Operator.id == operator_id)
-                     .values(**values, updated_at=now))
+        conn.execute(
+            update(Operator).where(Operator.id == operator_id).values(**values, updated_at=now)
+        )
         shown = {k: v for k, v in values.items() if k not in ("password_hash", "session_version")}
         before = {k: getattr(row, k) for k in shown}
         if "password_hash" in values:
             shown["password"] = "changed"
             before["password"] = None
-        record(conn, actor, "operator.update", f"operator:{operator_id}", before=before,
-               after=shown, at=now)
+        record(
+            conn,
+            actor,
+            "operator.update",
+            f"operator:{operator_id}",
+            before=before,
+            after=shown,
+            at=now,
+        )
         row = conn.execute(select(Operator).where(Operator.id == operator_id)).first()
         return _public(row)
 
 
 # -- the login brake ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Brake:
@@ -214,11 +293,14 @@ class Brake:
     lockout: dt.timedelta = dt.timedelta(minutes=15)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "Brake":
+    def from_config(cls, cfg: Any) -> Brake:
         o = cfg.operator
-        return cls(o.login_attempts, o.login_ip_attempts,
-                   dt.timedelta(seconds=o.login_window_seconds),
-                   dt.timedelta(seconds=o.login_lockout_seconds))
+        return cls(
+            o.login_attempts,
+            o.login_ip_attempts,
+            dt.timedelta(seconds=o.login_window_seconds),
+            dt.timedelta(seconds=o.login_lockout_seconds),
+        )
 
 
 def _keys(name: str, ip: str) -> list[tuple[str, str]]:
@@ -229,8 +311,13 @@ def locked_for(engine: Engine, name: str, ip: str, now: dt.datetime) -> int:
     """Seconds until this name or address may try again (0 = now)."""
     keys = [k for k, _ in _keys(name, ip)]
     with engine.connect() as conn:
-        untils = [u for (u,) in conn.execute(select(LoginAttempt.blocked_until).where(
-            LoginAttempt.key.in_(keys))) if u is not None and u > now]
+        untils = [
+            u
+            for (u,) in conn.execute(
+                select(LoginAttempt.blocked_until).where(LoginAttempt.key.in_(keys))
+            )
+            if u is not None and u > now
+        ]
     if not untils:
         return 0
     return max(1, int((max(untils) - now).total_seconds() + 0.999))
@@ -261,16 +348,23 @@ def unlock(engine: Engine, name: str) -> None:
         conn.execute(delete(LoginAttempt).where(LoginAttempt.key == f"op:{name.strip().lower()}"))
 
 
-def authenticate(engine: Engine, name: str, password: str, ip: str, *, brake: Brake,
-                 clock: Callable[[], dt.datetime] = utcnow) -> Any:
+def authenticate(
+    engine: Engine,
+    name: str,
+    password: str,
+    ip: str,
+    *,
+    brake: Brake,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> Any:
     """The operator row for a right name and password from ``ip``; raises
     :class:`LoginRefused`. While locked, the password is not even checked."""
     now = clock()
     name = (name or "").strip().lower()[:64]
-    password = (password or "")[:MAX_PASSWORD + 1]
+    password = (password or "")[: MAX_PASSWORD + 1]
     wait = locked_for(engine, name, ip, now)
     if wait:
-        raise LoginRefused("too many attempts", code="locked", retry_after=wait)
+        raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
     with engine.connect() as conn:
         row = conn.execute(select(Operator).where(Operator.name == name)).first()
     ok = _verify(row.password_hash if row is not None else None, password)
@@ -278,7 +372,7 @@ def authenticate(engine: Engine, name: str, password: str, ip: str, *, brake: Br
         _failed(engine, name, ip, brake, now)
         wait = locked_for(engine, name, ip, now)
         if wait:
-            raise LoginRefused("too many attempts", code="locked", retry_after=wait)
+            raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
         raise LoginRefused("wrong name or password")
     with write(engine) as conn:
         conn.execute(delete(LoginAttempt).where(LoginAttempt.key == f"op:{name}"))
@@ -286,33 +380,48 @@ def authenticate(engine: Engine, name: str, password: str, ip: str, *, brake: Br
         if hasher().check_needs_rehash(row.password_hash):
             values["password_hash"] = hash_password(password)
         conn.execute(update(Operator).where(Operator.id == row.id).values(**values))
-        record(conn, Actor(row.name, row.id, row.role, ip), "operator.login",
-               f"operator:{row.id}", at=now)
+        record(
+            conn,
+            Actor(row.name, row.id, row.role, ip),
+            "operator.login",
+            f"operator:{row.id}",
+            at=now,
+        )
     return row
 
 
 # -- login sessions -------------------------------------------------------------------------
 
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(engine: Engine, operator: Any, ip: str, hours: int,
-                 clock: Callable[[], dt.datetime] = utcnow) -> str:
+def open_session(
+    engine: Engine, operator: Any, ip: str, hours: int, clock: Callable[[], dt.datetime] = utcnow
+) -> str:
     token = secrets.token_urlsafe(32)
     now = clock()
     with write(engine) as conn:
         # Old, ended sessions go now and then (cheap: indexed by operator).
         conn.execute(delete(OperatorSession).where(OperatorSession.expires_at < now))
-        conn.execute(insert(OperatorSession).values(
-            token_hash=_token_hash(token), operator_id=operator.id,
-            version=operator.session_version, created_at=now, last_seen_at=now,
-            expires_at=now + dt.timedelta(hours=hours), ip=ip[:45]))
+        conn.execute(
+            insert(OperatorSession).values(
+                token_hash=_token_hash(token),
+                operator_id=operator.id,
+                version=operator.session_version,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + dt.timedelta(hours=hours),
+                ip=ip[:45],
+            )
+        )
     return token
 
 
-def session_operator(engine: Engine, token: str | None, idle: dt.timedelta,
-                     clock: Callable[[], dt.datetime] = utcnow) -> Any | None:
+def session_operator(
+    engine: Engine, token: str | None, idle: dt.timedelta, clock: Callable[[], dt.datetime] = utcnow
+) -> Any | None:
     """The operator of a live login session, or None (no such session, expired, idle too
     long, made before a password or role change, or the account disabled)."""
     if not token or len(token) > 100:
@@ -320,20 +429,29 @@ def session_operator(engine: Engine, token: str | None, idle: dt.timedelta,
     now = clock()
     th = _token_hash(token)
     with Session(engine, expire_on_commit=False) as db:
-        row = db.execute(select(OperatorSession, Operator)
-                         .join(Operator, Operator.id == OperatorSession.operator_id)
-                         .where(OperatorSession.token_hash == th)).first()
+        row = db.execute(
+            select(OperatorSession, Operator)
+            .join(Operator, Operator.id == OperatorSession.operator_id)
+            .where(OperatorSession.token_hash == th)
+        ).first()
     if row is None:
         return None
     s, op = row.OperatorSession, row.Operator
-    if (now >= s.expires_at or now - s.last_seen_at > idle or s.version != op.session_version
-            or not op.active):
+    if (
+        now >= s.expires_at
+        or now - s.last_seen_at > idle
+        or s.version != op.session_version
+        or not op.active
+    ):
         close_session(engine, token)
         return None
     if now - s.last_seen_at > dt.timedelta(minutes=1):  # few writes: once a minute at most
         with engine.begin() as conn:
-            conn.execute(update(OperatorSession).where(OperatorSession.token_hash == th)
-                         .values(last_seen_at=now))
+            conn.execute(
+                update(OperatorSession)
+                .where(OperatorSession.token_hash == th)
+                .values(last_seen_at=now)
+            )
     return op
 
 
@@ -341,4 +459,6 @@ def close_session(engine: Engine, token: str | None) -> None:
     if not token:
         return
     with engine.begin() as conn:
-        conn.execute(delete(OperatorSession).where(OperatorSession.token_hash == _token_hash(token)))
+        conn.execute(
+            delete(OperatorSession).where(OperatorSession.token_hash == _token_hash(token))
+        )

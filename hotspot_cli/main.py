@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,22 +22,24 @@ from hotspot.errors import ConfigError, HotspotError, UsageError
 
 # The order is the order of ``hotspot --help``.
 COMMAND_MODULES = (
-    "provisioning.cli",   # provision
-    "gateway.cli",        # gateway, clients
-    "hotspot_cli.core",   # db, config
-    "sync.cli",           # sync
-    "collector.cli",      # collector
+    "provisioning.cli",  # provision
+    "gateway.cli",  # gateway, clients
+    "hotspot_cli.core",  # db, config
+    "sync.cli",  # sync
+    "collector.cli",  # collector
     "hotspot_cli.operator",  # operators, vouchers, sales
-    "portal.cli",         # portal
-    "demo.cli",           # demo
+    "portal.cli",  # portal
+    "demo.cli",  # demo
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="hotspot", description="Hotspot Desa village WiFi gateway")
-    p.add_argument("--config", metavar="FILE",
-                   help=f"TOML configuration (default: ${config_mod.ENV_CONFIG}, "
-                        "else built-in defaults)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML configuration (default: ${config_mod.ENV_CONFIG}, else built-in defaults)",
+    )
     p.add_argument("--version", action="version", version=f"hotspot {__version__}")
     sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:

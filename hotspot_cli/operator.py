@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from hotspot.errors import UsageError
+from hotspot.timeutil import iso
 
 
 def _count(value: str) -> int:
@@ -41,10 +42,12 @@ def register(sub: Any, parser_class: type) -> None:
     a.add_argument("--json", action="store_true")
     ls = ops.add_parser("list", help="the accounts")
     ls.add_argument("--json", action="store_true")
-    for name, text in (("passwd", "set a new password (ends its logins)"),
-                       ("disable", "stop an account (ends its logins)"),
-                       ("enable", "allow a stopped account again"),
-                       ("unlock", "lift the lock after too many wrong passwords")):
+    for name, text in (
+        ("passwd", "set a new password (ends its logins)"),
+        ("disable", "stop an account (ends its logins)"),
+        ("enable", "allow a stopped account again"),
+        ("unlock", "lift the lock after too many wrong passwords"),
+    ):
         c = ops.add_parser(name, help=text)
         c.add_argument("name")
 
@@ -68,8 +71,9 @@ def register(sub: Any, parser_class: type) -> None:
     who.add_argument("--batch", type=_count)
     who.add_argument("--code")
     vd.add_argument("--reason", required=True)
-    vd.add_argument("--include-sold", action="store_true",
-                    help="with --batch: sold and running vouchers too")
+    vd.add_argument(
+        "--include-sold", action="store_true", help="with --batch: sold and running vouchers too"
+    )
     vd.add_argument("--json", action="store_true")
     ex = vos.add_parser("expire", help="withdraw unsold vouchers past their shelf life")
     ex.add_argument("--json", action="store_true")
@@ -128,20 +132,28 @@ def run(cfg: Any, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _operators(engine: Any, args: argparse.Namespace, actor: Any, as_json: bool,
-               operators: Any) -> int:
+def _operators(
+    engine: Any, args: argparse.Namespace, actor: Any, as_json: bool, operators: Any
+) -> int:
     if args.cmd == "add":
         name = operators.check_name(args.name)
         password = _read_password(name)
-        row = operators.add(engine, name, args.role, password, actor=actor,
-                            full_name=args.full_name)
+        row = operators.add(
+            engine, name, args.role, password, actor=actor, full_name=args.full_name
+        )
         _out(row, as_json, f"operator {row['name']} ({row['role']}) created")
     elif args.cmd == "list":
         rows = operators.listing(engine)
-        _out(rows, as_json, "\n".join(
-            f"{r['name']:16} {r['role']:6} {'active' if r['active'] else 'disabled':8} "
-            f"{r['full_name'] or ''}" for r in rows) or "no operators yet: "
-            "hotspot operators add NAME --role admin")
+        _out(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['name']:16} {r['role']:6} {'active' if r['active'] else 'disabled':8} "
+                f"{r['full_name'] or ''}"
+                for r in rows
+            )
+            or "no operators yet: hotspot operators add NAME --role admin",
+        )
     else:
         row = operators.get(engine, name=args.name)
         if args.cmd == "passwd":
@@ -157,58 +169,110 @@ def _operators(engine: Any, args: argparse.Namespace, actor: Any, as_json: bool,
 
 
 def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_json: bool) -> int:
-    from hotspot import vouchers as v
+    from hotspot.vouchers.batches import batch_codes, create_batch_audited, list_batches
+    from hotspot.vouchers.keys import load_key
+    from hotspot.vouchers.lookup import find_voucher
+    from hotspot.vouchers.packages import all_packages, sync_packages
+    from hotspot.vouchers.withdrawal import expire_unsold, void_batch, void_one
 
-    v.sync_packages(engine, cfg.packages.values(), retire_missing=True)
+    sync_packages(engine, cfg.packages.values(), retire_missing=True)
     if args.cmd == "packages":
-        rows = [{"id": p.id, "name": p.name, "title": p.title, "price": p.price, "tier": p.tier,
-                 "hours": p.hours, "data_mb": p.data_mb, "devices": p.devices,
-                 "shelf_days": p.shelf_days, "active": p.active, "source": p.source}
-                for p in v.all_packages(engine)]
-        _out(rows, as_json, "\n".join(
-            f"{r['name']:16} {_rp(r['price']):>12}  {r['tier']:10} {r['hours']:>5} h  "
-            f"{(str(r['data_mb']) + ' MB') if r['data_mb'] else 'no quota':>10}  "
-            f"{r['devices']} dev  {r['source']}{'' if r['active'] else '  (not on sale)'}"
-            for r in rows) or "no packages")
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "title": p.title,
+                "price": p.price,
+                "tier": p.tier,
+                "hours": p.hours,
+                "data_mb": p.data_mb,
+                "devices": p.devices,
+                "shelf_days": p.shelf_days,
+                "active": p.active,
+                "source": p.source,
+            }
+            for p in all_packages(engine)
+        ]
+        _out(
+            rows,
+            as_json,
+            "\n".join(
+                f"{r['name']:16} {_rp(r['price']):>12}  {r['tier']:10} {r['hours']:>5} h  "
+                f"{(str(r['data_mb']) + ' MB') if r['data_mb'] else 'no quota':>10}  "
+                f"{r['devices']} dev  {r['source']}{'' if r['active'] else '  (not on sale)'}"
+                for r in rows
+            )
+            or "no packages",
+        )
         return 0
     if args.cmd == "expire":
-        n = v.expire_unsold(engine, actor=actor)
+        n = expire_unsold(engine, actor=actor)
         _out({"expired": n}, as_json, f"{n} unsold vouchers past their shelf life withdrawn")
         return 0
     if args.cmd == "batches":
-        rows = v.batches(engine)
-        _out(rows, as_json, "\n".join(
-            f"#{b['id']:<4} {b['package']:12} {b['count']:>5} × {_rp(b['price']):>10}  "
-            f"unsold {b['states']['new']:>4}  sold {b['states']['sold']:>4}  "
-            f"used {b['states']['used']:>4}  void {b['states']['void']:>4}  {b['created_at']:%Y-%m-%d}"
-            for b in rows) or "no batches yet")
+        rows = list_batches(engine)
+        _out(
+            rows,
+            as_json,
+            "\n".join(
+                f"#{b['id']:<4} {b['package']:12} {b['count']:>5} × {_rp(b['price']):>10}  "
+                f"unsold {b['states']['new']:>4}  sold {b['states']['sold']:>4}  "
+                f"used {b['states']['used']:>4}  void {b['states']['void']:>4}  {b['created_at']:%Y-%m-%d}"
+                for b in rows
+            )
+            or "no batches yet",
+        )
         return 0
     if args.cmd == "void" and args.batch:
-        r = v.void_batch(engine, args.batch, actor=actor, reason=args.reason,
-                         include_sold=args.include_sold)
+        r = void_batch(
+            engine, args.batch, actor=actor, reason=args.reason, include_sold=args.include_sold
+        )
         _kick(cfg, r["devices"])
-        _out(r, as_json, f"batch {args.batch}: {r['voided']} vouchers withdrawn, {r['kept']} "
-                         "kept (sold or running; --include-sold withdraws them too)")
+        _out(
+            r,
+            as_json,
+            f"batch {args.batch}: {r['voided']} vouchers withdrawn, {r['kept']} "
+            "kept (sold or running; --include-sold withdraws them too)",
+        )
         return 0
-    key = v.load_key(cfg.portal.voucher_key_file, create=args.cmd == "create",
-                     group=cfg.control.group)
+    key = load_key(
+        cfg.portal.voucher_key_file, create=args.cmd == "create", group=cfg.control.group
+    )
     if args.cmd == "create":
-        batch = v.create_batch_audited(engine, key, args.package, args.count, actor=actor,
-                                       note=args.note or None, max_count=cfg.operator.max_batch)
-        data = {"batch": batch.id, "package": batch.package, "count": batch.count,
-                "codes": batch.codes,
-                "valid_until": batch.valid_until.isoformat() + "Z" if batch.valid_until else None}
-        _out(data, as_json, f"batch {batch.id}: {batch.count} × {batch.package}\n"
-             + "\n".join(f"{i:>5}  {c}" for i, c in enumerate(batch.codes, 1)))
+        batch = create_batch_audited(
+            engine,
+            key,
+            args.package,
+            args.count,
+            actor=actor,
+            note=args.note or None,
+            max_count=cfg.operator.max_batch,
+        )
+        data = {
+            "batch": batch.id,
+            "package": batch.package,
+            "count": batch.count,
+            "codes": batch.codes,
+            "valid_until": iso(batch.valid_until, exact=True),
+        }
+        _out(
+            data,
+            as_json,
+            f"batch {batch.id}: {batch.count} × {batch.package}\n"
+            + "\n".join(f"{i:>5}  {c}" for i, c in enumerate(batch.codes, 1)),
+        )
     elif args.cmd == "print":
-        codes = v.batch_codes(engine, key, args.batch)
-        _out([{"serial": s, "code": c} for s, c in codes], as_json,
-             "\n".join(f"{s:>5}  {c}" for s, c in codes) or "no unused vouchers in this batch")
+        codes = batch_codes(engine, key, args.batch)
+        _out(
+            [{"serial": s, "code": c} for s, c in codes],
+            as_json,
+            "\n".join(f"{s:>5}  {c}" for s, c in codes) or "no unused vouchers in this batch",
+        )
     elif args.cmd == "void":
-        vid = v.find_voucher(engine, key, args.code)
+        vid = find_voucher(engine, key, args.code)
         if vid is None:
             raise UsageError("no voucher has this code")
-        r = v.void_one(engine, vid, actor=actor, reason=args.reason)
+        r = void_one(engine, vid, actor=actor, reason=args.reason)
         _kick(cfg, r["devices"])
         _out(r, as_json, f"voucher {vid} withdrawn (it was {r['state_before']})")
     return 0
@@ -220,12 +284,14 @@ def _kick(cfg: Any, macs: list[str]) -> None:
         return
     from hotspot.control import ControlClient
     from hotspot.errors import HotspotError
+    from hotspot.model import EndReason
+    from hotspot.protocol import DeauthorizeRequest
 
     try:
         with ControlClient(cfg.control.socket, timeout=5) as ctl:
             for mac in macs:
                 try:
-                    ctl.call("deauthorize", mac=mac, reason="admin-kick")
+                    ctl.send(DeauthorizeRequest(mac=mac, reason=EndReason.KICK))
                 except HotspotError:
                     pass
     except HotspotError as exc:
@@ -233,19 +299,27 @@ def _kick(cfg: Any, macs: list[str]) -> None:
 
 
 def _sales(cfg: Any, engine: Any, args: argparse.Namespace, as_json: bool) -> int:
-    from hotspot import ledger
+    from hotspot.vouchers import ledger
 
     try:
         report = ledger.month_report(engine, cfg, args.month)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    lines = [f"{cfg.village.name}: sales in {report['month']} "
-             f"(counted at {'first use' if report['sold_at'] == 'first-use' else 'sale by a kasir, else first use'})",
-             f"total: {report['count']} vouchers, {_rp(report['rupiah'])}", "", "per package:"]
-    lines += [f"  {r['package']:16} {r['count']:>5}  {_rp(r['rupiah']):>14}" for r in report["by_package"]]
+    lines = [
+        f"{cfg.village.name}: sales in {report['month']} "
+        f"(counted at {'first use' if report['sold_at'] == 'first-use' else 'sale by a kasir, else first use'})",
+        f"total: {report['count']} vouchers, {_rp(report['rupiah'])}",
+        "",
+        "per package:",
+    ]
+    lines += [
+        f"  {r['package']:16} {r['count']:>5}  {_rp(r['rupiah']):>14}" for r in report["by_package"]
+    ]
     lines += ["", "per kasir:"]
-    lines += [f"  {(r['kasir'] or '(not recorded)'):16} {r['count']:>5}  {_rp(r['rupiah']):>14}"
-              for r in report["by_kasir"]]
+    lines += [
+        f"  {(r['kasir'] or '(not recorded)'):16} {r['count']:>5}  {_rp(r['rupiah']):>14}"
+        for r in report["by_kasir"]
+    ]
     lines += ["", "per day:"]
     lines += [f"  {r['day']}  {r['count']:>5}  {_rp(r['rupiah']):>14}" for r in report["by_day"]]
     _out(report, as_json, "\n".join(lines))

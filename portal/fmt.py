@@ -8,6 +8,8 @@ import zoneinfo
 from babel.numbers import format_decimal
 from flask_babel import get_locale, gettext, ngettext
 
+from hotspot.timeutil import local_day, local_time, naive_utc
+
 
 def _locale() -> str:
     return str(get_locale() or "id")
@@ -65,23 +67,12 @@ def hours(n: int) -> str:
     return duration(n * 3600)
 
 
-def parse_utc(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
-
-
-def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo,
-               now: dt.datetime) -> str:
+def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo, now: dt.datetime) -> str:
     """``00.00 WIB (besok)`` — a moment as a wall-clock time in the village."""
-    ts = parse_utc(value) if isinstance(value, str) or value is None else value
-    if ts is None:
+    if not value:
         return ""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
-    local = ts.astimezone(tz)
-    today = now.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+    local = local_time(naive_utc(value), tz)
+    today = local_day(now, tz)
     sep = "." if _locale() == "id" else ":"
     text = f"{local.hour:02d}{sep}{local.minute:02d} {local.tzname()}"
     if local.date() == today + dt.timedelta(days=1):

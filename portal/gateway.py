@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from hotspot.control import ControlClient
-from hotspot.errors import ControlUnavailable
+from hotspot.protocol import Request
 
 TIMEOUT = 5.0  # seconds: a villager gets "try again" rather than a spinning page
+
+R = TypeVar("R")
 
 
 class GatewayLink:
@@ -30,9 +32,9 @@ class GatewayLink:
             self._local.client, self._local.pid = c, os.getpid()
         return c
 
+    def send(self, request: Request[R]) -> R:
+        return self._client().send(request)
+
     def call(self, op: str, **args: Any) -> Any:
-        try:
-            return self._client().call(op, **args)
-        except ValueError:  # a garbled answer
-            self._client().close()
-            raise ControlUnavailable("the gateway sent an unreadable answer") from None
+        """The untyped form (``hotspot.vouchers`` and the console still name ops)."""
+        return self._client().call(op, **args)

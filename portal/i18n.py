@@ -30,12 +30,35 @@ def _babel(*args: str) -> None:
 
 
 def update() -> None:
-    _babel("extract", "-F", str(HERE / "babel.cfg"), "-k", "_", "-k", "gettext",
-           "-k", "ngettext:1,2", "--no-location", "--sort-output", "--omit-header",
-           "-o", str(POT), str(HERE.parent))
+    _babel(
+        "extract",
+        "-F",
+        str(HERE / "babel.cfg"),
+        "-k",
+        "_",
+        "-k",
+        "gettext",
+        "-k",
+        "ngettext:1,2",
+        "--no-location",
+        "--sort-output",
+        "--omit-header",
+        "-o",
+        str(POT),
+        str(HERE.parent),
+    )
     for lang in LANGS:
-        _babel("update", "-i", str(POT), "-d", str(TRANSLATIONS), "-l", lang,
-               "--no-fuzzy-matching", "--ignore-obsolete")
+        _babel(
+            "update",
+            "-i",
+            str(POT),
+            "-d",
+            str(TRANSLATIONS),
+            "-l",
+            lang,
+            "--no-fuzzy-matching",
+            "--ignore-obsolete",
+        )
 
 
 def compile_catalogs() -> None:
@@ -43,7 +66,7 @@ def compile_catalogs() -> None:
         _babel("compile", "-d", str(TRANSLATIONS), "-l", lang)
 
 
-def _t(value):  # noqa: ANN001, ANN202 - str, or the list/tuple of a plural
+def _t(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 

@@ -16,8 +16,9 @@ reuse this (NATed) connection after login.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from html import escape
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from portal.urls import PortalUrls, Signer, original_url
@@ -35,13 +36,17 @@ PROBES = {
     "firefox-canonical": ("detectportal.firefox.com", "/canonical.html"),
 }
 
-_BODY_302 = ('<!doctype html><html lang="id"><meta charset="utf-8"><title>WiFi</title>'
-             '<a href="{url}">Masuk / Sign in</a></html>')
-_BODY_511 = ('<!doctype html><html lang="id"><meta charset="utf-8">'
-             '<title>511 Network Authentication Required</title>'
-             '<meta http-equiv="refresh" content="0; url={url}">'
-             '<p>Masuk dulu ke WiFi desa / Sign in to the village WiFi: '
-             '<a href="{url}">{url}</a></html>')
+_BODY_302 = (
+    '<!doctype html><html lang="id"><meta charset="utf-8"><title>WiFi</title>'
+    '<a href="{url}">Masuk / Sign in</a></html>'
+)
+_BODY_511 = (
+    '<!doctype html><html lang="id"><meta charset="utf-8">'
+    "<title>511 Network Authentication Required</title>"
+    '<meta http-equiv="refresh" content="0; url={url}">'
+    "<p>Masuk dulu ke WiFi desa / Sign in to the village WiFi: "
+    '<a href="{url}">{url}</a></html>'
+)
 
 HEADERS = [
     ("Content-Type", "text/html; charset=utf-8"),
@@ -86,8 +91,10 @@ class CaptiveIntercept:
             status, body = "302 Found", _BODY_302.format(url=escape(location))
             headers = [("Location", location)]
         else:
-            status, body = "511 Network Authentication Required", _BODY_511.format(
-                url=escape(location))
+            status, body = (
+                "511 Network Authentication Required",
+                _BODY_511.format(url=escape(location)),
+            )
             headers = []
         data = body.encode()
         headers += HEADERS + [("Content-Length", str(len(data)))]

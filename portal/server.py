@@ -3,7 +3,8 @@
 Started as root (development, or a unit without ``User=``), it first creates the secret
 files (cookie secret, voucher key) with the right owner, then drops to ``[portal] user``
 for good — before gunicorn starts, so no process of the portal keeps root. Under systemd
-with ``User=hotspot`` it simply runs.
+with ``User=hotspot`` it simply runs. Then the process's start-up (:func:`portal.startup.
+prepare`: keys, database, packages) runs once, before gunicorn forks its workers.
 
 Workers: ``gthread`` workers (a few threads each: a slow phone does not hold a whole
 process), ``[portal] workers`` of them — by default as many as cores, at least 2 and at
@@ -25,13 +26,13 @@ from typing import Any
 
 from hotspot.config import Config
 from hotspot.errors import ConfigError, HotspotError
-from hotspot.vouchers import load_key
+from hotspot.vouchers.keys import load_key
+from portal.state import PortalState, state
 
 log = logging.getLogger(__name__)
 
 
 def worker_count(config: Config, cores: int | None = None) -> int:
-    assert config.portal is not None
     if config.portal.workers:
         return config.portal.workers
     cores = cores or os.cpu_count() or 1
@@ -39,18 +40,23 @@ def worker_count(config: Config, cores: int | None = None) -> int:
 
 
 def default_bind(config: Config, tls: bool = False) -> str:
-    assert config.portal is not None
     port = config.portal.https_port if tls else config.network.portal_port
     return f"{config.network.gateway_ip}:{port}"
 
 
-def gunicorn_options(config: Config, *, tls: bool = False, bind: str | None = None,
-                     workers: int | None = None, log_level: str = "info") -> dict[str, Any]:
+def gunicorn_options(
+    config: Config,
+    *,
+    tls: bool = False,
+    bind: str | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> dict[str, Any]:
     p = config.portal
-    assert p is not None
     if tls and not p.tls:
-        raise ConfigError("portal.tls_cert", "--tls needs portal.hostname, portal.tls_cert "
-                                             "and portal.tls_key")
+        raise ConfigError(
+            "portal.tls_cert", "--tls needs portal.hostname, portal.tls_cert and portal.tls_key"
+        )
     opts: dict[str, Any] = {
         "bind": [bind or default_bind(config, tls)],
         "workers": workers or worker_count(config),
@@ -87,15 +93,13 @@ def gunicorn_options(config: Config, *, tls: bool = False, bind: str | None = No
 def _post_fork(server: Any, _worker: Any) -> None:
     """Each worker gets its own database connections (none may cross a fork)."""
     app = getattr(getattr(server, "app", None), "callable", None)
-    state = getattr(app, "extensions", {}).get("hotspot") if app is not None else None
-    if state is not None and state.db is not None:
-        state.db.dispose(close=False)
+    if app is not None:
+        state(app).db.dispose(close=False)
 
 
 def prepare_files(config: Config, user: pwd.struct_passwd | None) -> None:
     """Create the secret files before dropping root (the portal user cannot write /etc)."""
     p = config.portal
-    assert p is not None
     group = config.control.group
     load_key(p.voucher_key_file, create=True, group=group)
     load_key(p.secret_key_file, create=True, group=group, what="portal secret")
@@ -116,15 +120,15 @@ def _gid(group: str, fallback: int) -> int:
 def drop_privileges(config: Config) -> pwd.struct_passwd | None:
     """As root with ``[portal] user`` set: become that user (and its groups, plus the control
     socket's group) for good. Otherwise: nothing."""
-    assert config.portal is not None
     name = config.portal.user
     if os.geteuid() != 0 or not name:
         return None
     try:
         user = pwd.getpwnam(name)
     except KeyError:
-        raise ConfigError("portal.user", f"no user {name!r} on this machine "
-                                         "(create it, or set portal.user = \"\")") from None
+        raise ConfigError(
+            "portal.user", f'no user {name!r} on this machine (create it, or set portal.user = "")'
+        ) from None
     prepare_files(config, user)
     groups = {user.pw_gid, _gid(config.control.group, user.pw_gid)}
     os.setgroups(sorted(groups | set(os.getgrouplist(name, user.pw_gid))))
@@ -135,7 +139,7 @@ def drop_privileges(config: Config) -> pwd.struct_passwd | None:
     return user
 
 
-def make_server(config: Config, options: dict[str, Any]):
+def make_server(portal: PortalState, options: dict[str, Any]):
     from gunicorn.app.base import BaseApplication
 
     from portal.app import create_app
@@ -145,23 +149,36 @@ def make_server(config: Config, options: dict[str, Any]):
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self):  # noqa: ANN201 - gunicorn's hook
-            return create_app(config)
+        def load(self):
+            return create_app(state=portal)
 
     return PortalServer()
 
 
-def run(config: Config, *, tls: bool = False, bind: str | None = None,
-        workers: int | None = None, log_level: str = "info") -> int:
+def run(
+    config: Config,
+    *,
+    tls: bool = False,
+    bind: str | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> int:
     options = gunicorn_options(config, tls=tls, bind=bind, workers=workers, log_level=log_level)
     if drop_privileges(config) is None:
         if os.geteuid() == 0:
-            log.warning("portal runs as root: set portal.user (default \"hotspot\")")
+            log.warning('portal runs as root: set portal.user (default "hotspot")')
         try:
             prepare_files(config, None)
         except (OSError, HotspotError) as exc:
             log.warning("secret files: %s", getattr(exc, "message", exc))
-    log.info("portal on %s with %d workers × %d threads", ", ".join(options["bind"]),
-             options["workers"], options["threads"])
-    make_server(config, options).run()
+    from portal.startup import prepare
+
+    portal = prepare(config)
+    log.info(
+        "portal on %s with %d workers × %d threads",
+        ", ".join(options["bind"]),
+        options["workers"],
+        options["threads"],
+    )
+    make_server(portal, options).run()
     return 0

@@ -26,7 +26,9 @@ from hotspot.config import Config
 
 MAX_URL = 1500
 MAX_AGE = 24 * 3600  # a splash page may stay open this long before its continue link lapses
-_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?)+(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$")
+_HOST = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?)+(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$"
+)
 
 
 def _origin(scheme: str, host: str, port: int) -> str:
@@ -43,9 +45,8 @@ class PortalUrls:
     origins: frozenset[str]  # scheme://host[:port] the portal answers at
 
     @classmethod
-    def from_config(cls, config: Config) -> "PortalUrls":
+    def from_config(cls, config: Config) -> PortalUrls:
         net, p = config.network, config.portal
-        assert p is not None
         ip = str(net.gateway_ip)
         port = net.portal_port
         captive = _origin("http", ip, port)
@@ -64,9 +65,13 @@ class PortalUrls:
             public = captive
         if port == 80:
             own.add(f"{ip}:80")
-        return cls(captive_base=captive, public_base=public,
-                   venue_info_url=p.venue_info_url or public + "/info",
-                   own=frozenset(h.lower() for h in own), origins=frozenset(origins))
+        return cls(
+            captive_base=captive,
+            public_base=public,
+            venue_info_url=p.venue_info_url or public + "/info",
+            own=frozenset(h.lower() for h in own),
+            origins=frozenset(origins),
+        )
 
     @property
     def api_url(self) -> str:
@@ -99,8 +104,10 @@ def original_url(host: str, raw_uri: str) -> str | None:
     host = host.strip().lower()
     if raw_uri.startswith(("http://", "https://")):  # absolute-form request line
         parts = urlsplit(raw_uri)
-        host, raw_uri = parts.netloc.lower(), (parts.path or "/") + (
-            "?" + parts.query if parts.query else "")
+        host, raw_uri = (
+            parts.netloc.lower(),
+            (parts.path or "/") + ("?" + parts.query if parts.query else ""),
+        )
     if not host or not _HOST.match(host) or not raw_uri.startswith("/"):
         return None
     if any(ord(ch) < 33 or ord(ch) > 126 for ch in raw_uri):
@@ -118,8 +125,12 @@ def safe_target(url: str) -> bool:
     if any(ord(ch) < 33 or ord(ch) > 126 for ch in url):
         return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and \
-        _HOST.match(parts.netloc.split("@")[-1].lower()) is not None and "@" not in parts.netloc
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and _HOST.match(parts.netloc.split("@")[-1].lower()) is not None
+        and "@" not in parts.netloc
+    )
 
 
 class Signer:

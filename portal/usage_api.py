@@ -1,11 +1,9 @@
 """The gateway's own pull API: ``GET /api/v1/usage`` for this village's data, in the same
-shape as the provincial collector's (sync.pull), with devices as their pseudonyms.
+shape as the provincial collector's (hotspot.pull_api), with devices as their pseudonyms.
 
 Off unless ``[sync] api_token`` is set; then every request needs ``Authorization: Bearer
-<that token>``. Register it on the portal's app::
-
-    from portal.usage_api import usage_blueprint
-    app.register_blueprint(usage_blueprint(config, engine))
+<that token>``. A blueprint of the portal like the others (``app.register_blueprint(bp)``);
+its pseudonym key is made at start-up (:mod:`portal.startup`), so a request only reads.
 
 Rows come from the gateway's ``hourly_usage`` (what the engine flushed: up to
 ``gateway.flush_seconds`` behind). ``gateway_id`` is ``[sync] gateway_id`` (or ``local``).
@@ -15,105 +13,108 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
-from hotspot.config import Config
-from hotspot.model import HourlyUsage
-from sync import pull
-from sync.pseudonym import Pseudonymizer, load_key
+from hotspot.pseudonym import Pseudonymizer, stored_key
+from hotspot.pull_api import query, reply
+from hotspot.pull_api.openapi import USAGE_COLUMNS, openapi_document
+from hotspot.usage import hourly_rows
+from portal.state import state
 
-COLUMNS = ["gateway_id", "client", "period_start", "period_end", "seconds", "bytes_down",
-           "bytes_up"]
 PAGE_SIZE = 1000
 MAX_DEVICES_PER_HOUR = 5000  # far above what a /22 sees in an hour
 
+bp = Blueprint("usage_api", __name__, url_prefix="/api/v1")
 
-def usage_blueprint(config: Config, db: Engine | Callable[[], Engine],
-                    name: str = "usage_api") -> Blueprint:
-    bp = Blueprint(name, __name__, url_prefix="/api/v1")
-    gateway_id = config.sync.gateway_id or "local"
-    token = config.sync.api_token
-    tz = config.village.tz
-    state: dict[str, Any] = {}
 
-    def engine() -> Engine:
-        return db() if callable(db) and not isinstance(db, Engine) else db  # type: ignore[return-value]
+def _gateway_id() -> str:
+    return state().config.sync.gateway_id or "local"
 
-    def pseudonymizer() -> Pseudonymizer:
-        if "p" not in state:
-            state["p"] = Pseudonymizer(load_key(config, engine()))
-        return state["p"]
 
-    @bp.before_request
-    def _auth():  # noqa: ANN202
-        if not token:
-            return pull.error(404, "disabled", "this gateway's usage API is off "
-                                               "([sync] api_token is not set)")
-        given = pull.bearer_token()
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
-            return pull.error(401, "unauthorized", "a valid bearer token is required")
-        return None
+def _pseudonyms() -> Pseudonymizer | None:
+    """Made at start-up; if the database could not give a key then (not migrated yet), the
+    key the sync agent has made since, if any. Never made here: a GET does not write."""
+    st = state()
+    if st.pseudonyms is None:
+        key = stored_key(st.config, st.db)
+        if key is not None:
+            st.pseudonyms = Pseudonymizer(key)
+    return st.pseudonyms
 
-    @bp.get("/usage")
-    def usage():  # noqa: ANN202
-        try:
-            lo, hi = pull.parse_range(request.args, tz)
-            fmt = pull.parse_format(request.args)
-            limit = pull.parse_limit(request.args, PAGE_SIZE)
-            cursor = pull.decode_cursor(request.args, 2)
-            start = pull.cursor_time(cursor[0]) if cursor else None
-        except pull.BadRequest as exc:
-            return pull.error(400, "bad-request", str(exc))
-        after = str(cursor[1]) if cursor else None
-        name = pseudonymizer()
-        q = (select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds,
-                    HourlyUsage.bytes_down, HourlyUsage.bytes_up).order_by(HourlyUsage.hour))
-        if lo is not None:
-            q = q.where(HourlyUsage.hour >= lo)
-        if hi is not None:
-            q = q.where(HourlyUsage.hour < hi)
-        if start is not None:
-            q = q.where(HourlyUsage.hour >= start)
-        fetch = limit + MAX_DEVICES_PER_HOUR
-        with Session(engine()) as s:
-            rows = s.execute(q.limit(fetch)).all()
-        complete = len(rows) < fetch
-        # Order by (hour, pseudonym): the cursor never holds a MAC. Drop the last hour when
-        # the fetch may have cut it.
-        by_hour: dict[dt.datetime, list[tuple[str, Any]]] = {}
-        for mac, hour, seconds, down, up in rows:
-            by_hour.setdefault(hour, []).append((name(mac), (seconds, down, up)))
-        hours = sorted(by_hour)
-        if not complete and len(hours) > 1:
-            hours = hours[:-1]
-        items: list[dict[str, Any]] = []
-        more = not complete
-        for hour in hours:
-            for client, (seconds, down, up) in sorted(by_hour[hour]):
-                if start is not None and hour == start and after is not None and client <= after:
-                    continue
-                if len(items) == limit:
-                    more = True
-                    break
-                items.append({"gateway_id": gateway_id, "client": client, "period_start": hour,
-                              "period_end": hour + dt.timedelta(hours=1), "seconds": seconds,
-                              "bytes_down": down, "bytes_up": up})
-            if len(items) == limit and more:
+
+@bp.before_request
+def _auth():
+    token = state().config.sync.api_token
+    if not token:
+        return reply.error(
+            404, "disabled", "this gateway's usage API is off ([sync] api_token is not set)"
+        )
+    given = reply.bearer_token()
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        return reply.error(401, "unauthorized", "a valid bearer token is required")
+    return None
+
+
+@bp.get("/usage")
+def usage():
+    try:
+        lo, hi = query.parse_range(request.args, state().config.village.tz)
+        fmt = query.parse_format(request.args)
+        limit = query.parse_limit(request.args, PAGE_SIZE)
+        cursor = query.decode_cursor(request.args, 2)
+        start = query.cursor_time(cursor[0]) if cursor else None
+    except query.BadRequest as exc:
+        return reply.error(400, "bad-request", str(exc))
+    after = str(cursor[1]) if cursor else None
+    name = _pseudonyms()
+    if name is None:
+        return reply.error(
+            503,
+            "not-ready",
+            "no pseudonym key yet: restart the portal once the database is migrated",
+        )
+    gateway_id = _gateway_id()
+    fetch = limit + MAX_DEVICES_PER_HOUR
+    rows = hourly_rows(state().db, lo, hi, start, fetch)
+    complete = len(rows) < fetch
+    # Order by (hour, pseudonym): the cursor never holds a MAC. Drop the last hour when
+    # the fetch may have cut it.
+    by_hour: dict[dt.datetime, list[tuple[str, Any]]] = {}
+    for mac, hour, seconds, down, up in rows:
+        by_hour.setdefault(hour, []).append((name(mac), (seconds, down, up)))
+    hours = sorted(by_hour)
+    if not complete and len(hours) > 1:
+        hours = hours[:-1]
+    items: list[dict[str, Any]] = []
+    more = not complete
+    for hour in hours:
+        for client, (seconds, down, up) in sorted(by_hour[hour]):
+            if start is not None and hour == start and after is not None and client <= after:
+                continue
+            if len(items) == limit:
+                more = True
                 break
-        nxt = None
-        if more and items:
-            nxt = pull.encode_cursor([items[-1]["period_start"], items[-1]["client"]])
-        return pull.page(items, COLUMNS, nxt, fmt, "usage")
+            items.append(
+                {
+                    "gateway_id": gateway_id,
+                    "client": client,
+                    "period_start": hour,
+                    "period_end": hour + dt.timedelta(hours=1),
+                    "seconds": seconds,
+                    "bytes_down": down,
+                    "bytes_up": up,
+                }
+            )
+        if len(items) == limit and more:
+            break
+    nxt = None
+    if more and items:
+        nxt = query.encode_cursor([items[-1]["period_start"], items[-1]["client"]])
+    return reply.page(items, USAGE_COLUMNS, nxt, fmt, "usage")
 
-    @bp.get("/openapi.json")
-    def openapi():  # noqa: ANN202
-        from collector.api import openapi_document
 
-        return jsonify(openapi_document(usage_only=True,
-                                        title=f"Hotspot Desa gateway {gateway_id}"))
-
-    return bp
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(usage_only=True, title=f"Hotspot Desa gateway {_gateway_id()}"))

@@ -22,23 +22,24 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from hotspot import config as config_mod
 from hotspot.config import Config
-from hotspot.errors import HotspotError, UsageError
+from hotspot.errors import ErrorCode, HotspotError, UsageError
 from provisioning import render as R
 from provisioning.render import File
 from provisioning.validate import ValidationError, validate
 
 
 class ProvisionError(HotspotError):
-    code = "provision"
+    code = ErrorCode.PROVISION
 
 
 # -- the host -----------------------------------------------------------------------------
+
 
 class Host:
     """What provisioning asks of and does to the machine. Tests use a fake."""
@@ -64,20 +65,29 @@ class Host:
             return []
         missing = []
         for name in names:
-            proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name],
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Status}", name],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0 or not proc.stdout.endswith(" installed"):
                 missing.append(name)
         return missing
 
     def _systemctl(self, verb: str, unit: str) -> str:
-        proc = subprocess.run(["systemctl", verb, unit], capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            ["systemctl", verb, unit], capture_output=True, text=True, check=False
+        )
         return proc.stdout.strip()
 
     def unit_enabled(self, unit: str) -> bool:
-        return self._systemctl("is-enabled", unit) in ("enabled", "enabled-runtime", "static",
-                                                        "alias")
+        return self._systemctl("is-enabled", unit) in (
+            "enabled",
+            "enabled-runtime",
+            "static",
+            "alias",
+        )
 
     def unit_masked(self, unit: str) -> bool:
         return self._systemctl("is-enabled", unit).startswith("masked")
@@ -94,8 +104,11 @@ class Host:
     def dir_ok(self, path: str, mode: int, user: str, group: str) -> bool:
         try:
             st = os.stat(path)
-            return (st.st_mode & 0o7777 == mode and st.st_uid == pwd.getpwnam(user).pw_uid
-                    and st.st_gid == grp.getgrnam(group).gr_gid)
+            return (
+                st.st_mode & 0o7777 == mode
+                and st.st_uid == pwd.getpwnam(user).pw_uid
+                and st.st_gid == grp.getgrnam(group).gr_gid
+            )
         except (OSError, KeyError):
             return False
 
@@ -136,8 +149,9 @@ class Host:
     def wlan_blocked(self) -> bool:
         for dev in Path("/sys/class/rfkill").glob("rfkill*"):
             try:
-                if (dev / "type").read_text().strip() == "wlan" and \
-                        (dev / "soft").read_text().strip() == "1":
+                if (dev / "type").read_text().strip() == "wlan" and (
+                    dev / "soft"
+                ).read_text().strip() == "1":
                     return True
             except OSError:
                 continue
@@ -146,7 +160,7 @@ class Host:
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
-    def do(self, step: "Step") -> None:
+    def do(self, step: Step) -> None:
         if step.fn is not None:
             step.fn()
         else:
@@ -154,15 +168,23 @@ class Host:
 
     def run(self, argv: Sequence[str]) -> None:
         # apt-get must never stop to ask (a conffile prompt would hang the run).
-        proc = subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                              timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        proc = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
         if proc.returncode != 0:
             why = (proc.stderr or proc.stdout).strip().splitlines()
-            raise ProvisionError(f"{' '.join(argv)} failed ({proc.returncode})"
-                                 + (f": {why[-1]}" if why else ""))
+            raise ProvisionError(
+                f"{' '.join(argv)} failed ({proc.returncode})" + (f": {why[-1]}" if why else "")
+            )
 
 
 # -- files --------------------------------------------------------------------------------
+
 
 @dataclass
 class Change:
@@ -179,8 +201,9 @@ def target(root: str | None, path: str) -> Path:
     return Path(root, path.lstrip("/")) if root else Path(path)
 
 
-def compare(files: Sequence[File], root: str | None, host: Host,
-            removable: Sequence[str] = R.OPTIONAL) -> list[Change]:
+def compare(
+    files: Sequence[File], root: str | None, host: Host, removable: Sequence[str] = R.OPTIONAL
+) -> list[Change]:
     changes = []
     for f in files:
         p = target(root, f.path)
@@ -254,8 +277,9 @@ def apply_change(c: Change, root: str | None, host: Host) -> None:
         atomic_write(p, c.file.content, c.file.mode, gid)
 
 
-_SECRET = re.compile(r"^(\s*[\w.-]*(?:secret|token|password|pseudonym_key)\s*=\s*).+$",
-                     re.IGNORECASE | re.MULTILINE)
+_SECRET = re.compile(
+    r"^(\s*[\w.-]*(?:secret|token|password|pseudonym_key)\s*=\s*).+$", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _shown(c: Change, data: bytes | None) -> list[str]:
@@ -272,15 +296,20 @@ def diff(c: Change) -> str:
         return f"mode/group of {c.file.path}: {c.file.mode:04o} root:{c.file.group}\n"
     old = _shown(c, c.old)
     new = [] if c.state == "removed" else _shown(c, c.file.content)
-    lines = difflib.unified_diff(old, new, fromfile=c.file.path if c.old is not None else
-                                 "/dev/null", tofile=c.file.path if c.state != "removed" else
-                                 "/dev/null")
-    out = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                  for line in lines)
+    lines = difflib.unified_diff(
+        old,
+        new,
+        fromfile=c.file.path if c.old is not None else "/dev/null",
+        tofile=c.file.path if c.state != "removed" else "/dev/null",
+    )
+    out = "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
     return out
 
 
 # -- host steps ---------------------------------------------------------------------------
+
 
 @dataclass
 class Step:
@@ -305,7 +334,7 @@ class Plan:
 
 def packages_for(cfg: Config) -> list[str]:
     pkgs = ["dnsmasq", "nftables", "iproute2"]
-    if cfg.wifi is not None and cfg.wifi.enabled:
+    if cfg.wifi.enabled:
         pkgs += ["hostapd", "rfkill"]
     return pkgs
 
@@ -313,15 +342,17 @@ def packages_for(cfg: Config) -> list[str]:
 def _create_secret(path: str, group: str) -> Callable[[], None]:
     def create() -> None:
         try:
-            from hotspot.vouchers import load_key  # the portal's format: 32 random bytes, hex
+            from hotspot.vouchers.keys import load_key  # the portal's format: 32 random bytes, hex
         except ImportError as exc:
             raise ProvisionError(f"cannot create {path}: {exc}") from None
         load_key(path, create=True, group=group, what="secret")
+
     return create
 
 
-def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
-         fresh: bool = False) -> Plan:
+def plan(
+    cfg: Config, changes: Sequence[Change], host: Host, hotspot: str, fresh: bool = False
+) -> Plan:
     """The host steps: from the host's state, or as on a fresh machine (``fresh``, --root)."""
     p = Plan()
     # A mode or group repaired ("fixed") needs no reload: the content is what runs.
@@ -330,52 +361,90 @@ def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
     restarts = {s for c in changed.values() for s in c.file.restarts}
     user, group = R.service_user(cfg), cfg.control.group
     state = R.state_dir(cfg)
-    if fresh or R.SYSUSERS in changed or not host.user_exists(user) \
-            or host.group_gid(group) is None:
+    if (
+        fresh
+        or R.SYSUSERS in changed
+        or not host.user_exists(user)
+        or host.group_gid(group) is None
+    ):
         p.users.append(Step(["systemd-sysusers", R.SYSUSERS], f"system user {user}, group {group}"))
     for unit in R.idle_units(cfg):
         if not fresh and (host.unit_enabled(unit) or host.unit_active(unit)):
-            p.before.append(Step(["systemctl", "disable", "--now", unit],
-                                 "not configured (sync.upstream_url is empty)"))
+            p.before.append(
+                Step(
+                    ["systemctl", "disable", "--now", unit],
+                    "not configured (sync.upstream_url is empty)",
+                )
+            )
     for c in changes:
         if c.state == "removed" and c.file.path.endswith(".service"):
             unit = Path(c.file.path).name
             if fresh or host.unit_enabled(unit) or host.unit_active(unit):
-                p.before.append(Step(["systemctl", "disable", "--now", unit],
-                                     "no longer wanted by the configuration"))
+                p.before.append(
+                    Step(
+                        ["systemctl", "disable", "--now", unit],
+                        "no longer wanted by the configuration",
+                    )
+                )
     if fresh or R.TMPFILES in changed or not host.dir_ok(state, 0o2770, user, group):
-        p.after.append(Step(["systemd-tmpfiles", "--create", R.TMPFILES],
-                            f"{state} (2770 {user}:{group}) and /etc/hotspot"))
+        p.after.append(
+            Step(
+                ["systemd-tmpfiles", "--create", R.TMPFILES],
+                f"{state} (2770 {user}:{group}) and /etc/hotspot",
+            )
+        )
     if fresh or R.SYSCTL in changed or not host.forwarding():
         # -e: the LAN bridge's key waits for the bridge (udev applies it when it appears).
-        p.after.append(Step(["sysctl", "-q", "-e", "-p", R.SYSCTL],
-                            "IPv4 forwarding on, no router adverts from the LAN"))
+        p.after.append(
+            Step(
+                ["sysctl", "-q", "-e", "-p", R.SYSCTL],
+                "IPv4 forwarding on, no router adverts from the LAN",
+            )
+        )
     db_file = config_mod.database_path(cfg.database.url)
     if fresh or not host.db_current(cfg.database.url):
-        p.after.append(Step(["runuser", "-u", user, "--", hotspot, "--config", R.CONFIG_PATH,
-                             "db", "upgrade"], "create or migrate the database"))
-    if db_file is not None and (fresh or host.file_mode(str(db_file)) != 0o660
-                                or not host.db_current(cfg.database.url)):
-        p.after.append(Step(["chmod", "0660", str(db_file)],
-                            f"the gateway (root without CAP_DAC_OVERRIDE) writes it as {group}"))
+        p.after.append(
+            Step(
+                ["runuser", "-u", user, "--", hotspot, "--config", R.CONFIG_PATH, "db", "upgrade"],
+                "create or migrate the database",
+            )
+        )
+    if db_file is not None and (
+        fresh or host.file_mode(str(db_file)) != 0o660 or not host.db_current(cfg.database.url)
+    ):
+        p.after.append(
+            Step(
+                ["chmod", "0660", str(db_file)],
+                f"the gateway (root without CAP_DAC_OVERRIDE) writes it as {group}",
+            )
+        )
     if fresh or kinds & {"unit", "dropin"}:
         p.after.append(Step(["systemctl", "daemon-reload"], "unit files changed"))
     if not fresh and "networkd" in kinds and host.unit_active("systemd-networkd"):
         p.after.append(Step(["networkctl", "reload"], "systemd-networkd files changed"))
     if not fresh and "nm" in kinds and host.unit_active("NetworkManager"):
-        p.after.append(Step(["systemctl", "reload", "NetworkManager"],
-                            "leave the LAN interfaces to systemd-networkd and hostapd"))
-    if cfg.portal is not None:
-        # The portal runs as {user} under ProtectSystem=strict: it cannot create them in /etc.
-        for path in (cfg.portal.voucher_key_file, cfg.portal.secret_key_file):
-            if fresh or not host.exists(path):
-                p.after.append(Step(["create-secret", path], f"0640 root:{group}, for the portal",
-                                    fn=_create_secret(path, group)))
+        p.after.append(
+            Step(
+                ["systemctl", "reload", "NetworkManager"],
+                "leave the LAN interfaces to systemd-networkd and hostapd",
+            )
+        )
+    # The portal runs as {user} under ProtectSystem=strict: it cannot create them in /etc.
+    for path in (cfg.portal.voucher_key_file, cfg.portal.secret_key_file):
+        if fresh or not host.exists(path):
+            p.after.append(
+                Step(
+                    ["create-secret", path],
+                    f"0640 root:{group}, for the portal",
+                    fn=_create_secret(path, group),
+                )
+            )
     svcs = R.services(cfg)
     if "hostapd" in svcs:
         if fresh or host.unit_masked("hostapd"):
-            p.after.append(Step(["systemctl", "unmask", "hostapd"],
-                                "Raspberry Pi OS ships hostapd masked"))
+            p.after.append(
+                Step(["systemctl", "unmask", "hostapd"], "Raspberry Pi OS ships hostapd masked")
+            )
         if fresh or host.wlan_blocked():
             p.after.append(Step(["rfkill", "unblock", "wlan"], "WiFi is blocked until used"))
     for svc in svcs:
@@ -394,6 +463,7 @@ def plan(cfg: Config, changes: Sequence[Change], host: Host, hotspot: str,
 
 # -- the command --------------------------------------------------------------------------
 
+
 @dataclass
 class Options:
     config: str
@@ -401,8 +471,7 @@ class Options:
     dry_run: bool = False
 
 
-def provision(opts: Options, host: Host | None = None,
-              out: Callable[[str], None] = print) -> int:
+def provision(opts: Options, host: Host | None = None, out: Callable[[str], None] = print) -> int:
     """Run ``hotspot provision``; 0 when done (or nothing to do)."""
     host = host or Host()
     if opts.root is None and not host.is_root():
@@ -419,8 +488,10 @@ def provision(opts: Options, host: Host | None = None,
 
     hidden = R.hidden_from_services(R.software_paths(hotspot))
     if hidden:
-        msg = (f"the services cannot see {hidden[0]} (ProtectHome=/PrivateTmp= hide it): "
-               "install Hotspot Desa outside /home, /root and /tmp, e.g. in a venv in /opt/hotspot")
+        msg = (
+            f"the services cannot see {hidden[0]} (ProtectHome=/PrivateTmp= hide it): "
+            "install Hotspot Desa outside /home, /root and /tmp, e.g. in a venv in /opt/hotspot"
+        )
         if opts.root is None and not opts.dry_run:
             raise UsageError(f"provision: {msg}")
         out(f"warning: {msg}")
@@ -428,8 +499,10 @@ def provision(opts: Options, host: Host | None = None,
     if opts.root is None:
         missing = host.missing_packages(packages_for(cfg))
         if missing:
-            step = Step(["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                        "tools the gateway needs")
+            step = Step(
+                ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+                "tools the gateway needs",
+            )
             if opts.dry_run:
                 out(f"would run: {step.line()}")
             else:
@@ -443,12 +516,15 @@ def provision(opts: Options, host: Host | None = None,
         for c in exc.checks:
             if c.ok is False:
                 out(f"invalid: {c.line()}")
-        raise ProvisionError(f"{sum(c.ok is False for c in exc.checks)} rendered file(s) failed "
-                             "validation; nothing was installed") from None
+        raise ProvisionError(
+            f"{sum(c.ok is False for c in exc.checks)} rendered file(s) failed "
+            "validation; nothing was installed"
+        ) from None
     passed = [c for c in checks if c.ok]
     skipped = [c for c in checks if c.ok is None]
-    out(f"validated: {len(passed)} checks passed" +
-        (f", {len(skipped)} skipped" if skipped else ""))
+    out(
+        f"validated: {len(passed)} checks passed" + (f", {len(skipped)} skipped" if skipped else "")
+    )
     for c in skipped:
         out(f"  skipped: {c.line()}")
 
@@ -467,9 +543,11 @@ def provision(opts: Options, host: Host | None = None,
         n = sum(c.changed for c in changes)
         host_steps = 0 if fresh else len(steps.steps)
         if n or host_steps:
-            out(f"dry run: {n} file(s) would change" +
-                (f", {host_steps} host step(s) would run" if host_steps else "") +
-                (" (host steps are never taken with --root)" if fresh else ""))
+            out(
+                f"dry run: {n} file(s) would change"
+                + (f", {host_steps} host step(s) would run" if host_steps else "")
+                + (" (host steps are never taken with --root)" if fresh else "")
+            )
         else:
             out(f"dry run: nothing to do (all {len(changes)} files as installed)")
         return 0
@@ -498,8 +576,10 @@ def provision(opts: Options, host: Host | None = None,
         extra = "" if opts.root is None else " (host steps are never taken with --root)"
         out(f"nothing to do: all {len(changes)} files already as provisioned{extra}")
     else:
-        counts = {s: sum(c.state == s for c in changes)
-                  for s in ("created", "updated", "fixed", "removed")}
+        counts = {
+            s: sum(c.state == s for c in changes)
+            for s in ("created", "updated", "fixed", "removed")
+        }
         parts = [f"{v} {k}" for k, v in counts.items() if v]
         if ran:
             parts.append(f"{ran} host step(s) run")
@@ -527,5 +607,10 @@ def main(args: object) -> int:
         if not os.path.exists(config_mod.DEFAULT_CONFIG_PATH):
             raise UsageError("provision: give the village's file with --config FILE")
         path = config_mod.DEFAULT_CONFIG_PATH
-    return provision(Options(config=path, root=getattr(args, "root", None),
-                             dry_run=bool(getattr(args, "dry_run", False))))
+    return provision(
+        Options(
+            config=path,
+            root=getattr(args, "root", None),
+            dry_run=bool(getattr(args, "dry_run", False)),
+        )
+    )

@@ -21,11 +21,15 @@ from hotspot import config as config_mod
 from hotspot.config import Config
 
 MARKER = "Managed by `hotspot provision`"
-HEADER = (f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
-          "# run `hotspot provision` again; changes made here are overwritten.")
-REFERENCE_HEADER = ("# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
-                    "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
-                    "# command and the user, group and directories of the configuration.")
+HEADER = (
+    f"# {MARKER} from {config_mod.DEFAULT_CONFIG_PATH}: edit that file and\n"
+    "# run `hotspot provision` again; changes made here are overwritten."
+)
+REFERENCE_HEADER = (
+    "# Reference copy, made by `python3 -m provisioning.render --reference DIR`.\n"
+    "# `hotspot provision` installs this unit with the real path of the `hotspot`\n"
+    "# command and the user, group and directories of the configuration."
+)
 DEFAULT_ENTRY_POINT = "/usr/local/bin/hotspot"
 CONFIG_PATH = config_mod.DEFAULT_CONFIG_PATH
 COLLECTOR_CONFIG_PATH = "/etc/hotspot/collector.toml"  # collector.config.DEFAULT_CONFIG_PATH
@@ -50,19 +54,38 @@ NM_CONF = "/etc/NetworkManager/conf.d/90-hotspot.conf"
 UNIT_DIR = "/etc/systemd/system"
 # The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
 # hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
-ALL_UNITS = ("hotspot-walled-dns", "hotspot-gateway", "hotspot-portal", "hotspot-portal-tls",
-             "hotspot-sync", "hotspot-collector")
+ALL_UNITS = (
+    "hotspot-walled-dns",
+    "hotspot-gateway",
+    "hotspot-portal",
+    "hotspot-portal-tls",
+    "hotspot-sync",
+    "hotspot-collector",
+)
 
 # Files we may have written once and must remove when the configuration no longer wants
 # them (only if they still carry MARKER: a file somebody else wrote is left alone).
-OPTIONAL = (HOSTAPD, HOSTAPD_DROPIN, PORTS_NETWORK, NETDEV, NETWORK, NM_CONF, DNSMASQ, SYSCTL,
-            DNSMASQ_DROPIN,
-            *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"))
+OPTIONAL = (
+    HOSTAPD,
+    HOSTAPD_DROPIN,
+    PORTS_NETWORK,
+    NETDEV,
+    NETWORK,
+    NM_CONF,
+    DNSMASQ,
+    SYSCTL,
+    DNSMASQ_DROPIN,
+    *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"),
+)
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-    lstrip_blocks=True, autoescape=False)
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,7 @@ class RenderError(Exception):
 
 # -- derived values -----------------------------------------------------------------------
 
+
 def _origin(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}" + ("" if port == (443 if scheme == "https" else 80) else f":{port}")
 
@@ -92,15 +116,15 @@ def _origin(scheme: str, host: str, port: int) -> str:
 def api_url(cfg: Config) -> str:
     """The RFC 8908 captive-portal API URL announced in DHCP option 114: ``[dhcp]
     captive_api_url`` if set, else what the portal says it serves (portal.urls)."""
-    if cfg.dhcp is not None and cfg.dhcp.captive_api_url:
+    if cfg.dhcp.captive_api_url:
         return cfg.dhcp.captive_api_url
     try:
         from portal.urls import PortalUrls
     except ImportError:  # the same rule, for a tree without the portal
         portal, port = cfg.portal, cfg.network.portal_port
-        if portal is not None and portal.hostname and portal.tls:
+        if portal.hostname and portal.tls:
             base = _origin("https", portal.hostname, portal.https_port)
-        elif portal is not None and portal.hostname:
+        elif portal.hostname:
             base = _origin("http", portal.hostname, port)
         else:
             base = _origin("http", str(cfg.network.gateway_ip), port)
@@ -109,7 +133,7 @@ def api_url(cfg: Config) -> str:
 
 
 def service_user(cfg: Config) -> str:
-    return (cfg.portal.user if cfg.portal is not None and cfg.portal.user else "hotspot")
+    return cfg.portal.user or "hotspot"
 
 
 def state_dir(cfg: Config) -> str:
@@ -120,13 +144,17 @@ def state_dir(cfg: Config) -> str:
 
 def entry_point() -> str:
     """The installed ``hotspot`` command of this Python (venv, /usr/local or pyenv)."""
-    candidates = [Path(sysconfig.get_path("scripts")) / "hotspot",
-                  Path(sys.executable).parent / "hotspot"]
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "hotspot",
+        Path(sys.executable).parent / "hotspot",
+    ]
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             return str(path)
-    raise RenderError("cannot find the installed `hotspot` command next to "
-                      f"{sys.executable}: install the package (pip install .) first")
+    raise RenderError(
+        "cannot find the installed `hotspot` command next to "
+        f"{sys.executable}: install the package (pip install .) first"
+    )
 
 
 HIDDEN_PREFIXES = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
@@ -149,11 +177,16 @@ def software_paths(hotspot: str) -> list[str]:
     import gateway
     import hotspot as hotspot_pkg
 
-    return [hotspot, sys.executable, str(Path(hotspot_pkg.__file__).parent),
-            str(Path(gateway.__file__).parent)]
+    return [
+        hotspot,
+        sys.executable,
+        str(Path(hotspot_pkg.__file__).parent),
+        str(Path(gateway.__file__).parent),
+    ]
 
 
 # -- rendering ----------------------------------------------------------------------------
+
 
 def _template(name: str, **values: object) -> bytes:
     return _env.get_template(name).render(**values).encode()
@@ -180,7 +213,6 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
     portal = cfg.portal
     dhcp = cfg.dhcp
     wifi = cfg.wifi
-    assert dhcp is not None and wifi is not None, "validate() sets [dhcp] and [wifi]"
     unmanaged = [net.lan_interface, *net.lan_ports] + ([wifi.interface] if wifi.enabled else [])
     ssid_line, utf8 = _ssid_line(wifi.ssid)
     return {
@@ -198,7 +230,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lan_ports": list(net.lan_ports),
         "netmask": str(net.lan_network.netmask),
         "gateway_ip": str(net.gateway_ip),
-        "portal_hostname": portal.hostname if portal is not None else "",
+        "portal_hostname": portal.hostname,
         # the plain-HTTP portal; render_unit() switches these for hotspot-portal-tls
         "portal_tls": False,
         "portal_bind_cap": net.portal_port < 1024,
@@ -227,15 +259,19 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
 
 def units(cfg: Config) -> tuple[str, ...]:
     """The village gateway's own units."""
-    tls = cfg.portal is not None and cfg.portal.tls
-    return (WALLED_DNS_UNIT, "hotspot-gateway", "hotspot-portal",
-            *(["hotspot-portal-tls"] if tls else []), "hotspot-sync")
+    tls = cfg.portal.tls
+    return (
+        WALLED_DNS_UNIT,
+        "hotspot-gateway",
+        "hotspot-portal",
+        *(["hotspot-portal-tls"] if tls else []),
+        "hotspot-sync",
+    )
 
 
 def render_unit(name: str, cfg: Config, hotspot: str, header: str = HEADER) -> bytes:
     v = _values(cfg, hotspot, header)
     if name == "hotspot-portal-tls":
-        assert cfg.portal is not None
         v.update(portal_tls=True, portal_bind_cap=cfg.portal.https_port < 1024)
         name = "hotspot-portal"
     return _template(f"{name}.service.j2", **v)
@@ -246,38 +282,70 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     v = _values(cfg, hotspot, HEADER)
     group = cfg.control.group
     wifi = cfg.wifi
-    assert wifi is not None
     own = units(cfg)
     files = [
         File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
         File(TMPFILES, _template("tmpfiles.conf.j2", **v), 0o644, "tmpfiles"),
         # The collector's credentials live in it: root and the services' group only.
-        File(CONFIG_PATH, source, 0o640, "config", group=group,
-             restarts=tuple(u for u in own if u != WALLED_DNS_UNIT)),  # it has a file of its own
+        File(
+            CONFIG_PATH,
+            source,
+            0o640,
+            "config",
+            group=group,
+            restarts=tuple(u for u in own if u != WALLED_DNS_UNIT),
+        ),  # it has a file of its own
         File(SYSCTL, _template("sysctl.conf.j2", **v), 0o644, "sysctl"),
         File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
         File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
     ]
     if cfg.network.lan_ports:
-        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644,
-                          "networkd"))
+        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644, "networkd"))
     files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
-    files.append(File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq",
-                      restarts=("dnsmasq",)))
-    files.append(File(DNSMASQ_DROPIN, _template("dnsmasq-dropin.conf.j2", **v), 0o644, "dropin",
-                      restarts=("dnsmasq",)))
-    files.append(File(WALLED_DNS_CONF, _template("walled-dns.conf.j2", **v), 0o644, "dnsmasq",
-                      restarts=(WALLED_DNS_UNIT,)))
+    files.append(
+        File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq", restarts=("dnsmasq",))
+    )
+    files.append(
+        File(
+            DNSMASQ_DROPIN,
+            _template("dnsmasq-dropin.conf.j2", **v),
+            0o644,
+            "dropin",
+            restarts=("dnsmasq",),
+        )
+    )
+    files.append(
+        File(
+            WALLED_DNS_CONF,
+            _template("walled-dns.conf.j2", **v),
+            0o644,
+            "dnsmasq",
+            restarts=(WALLED_DNS_UNIT,),
+        )
+    )
     if wifi.enabled:
         files += [
-            File(HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd",
-                 restarts=("hostapd",)),
-            File(HOSTAPD_DROPIN, _template("hostapd-dropin.conf.j2", **v), 0o644, "dropin",
-                 restarts=("hostapd",)),
+            File(
+                HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd", restarts=("hostapd",)
+            ),
+            File(
+                HOSTAPD_DROPIN,
+                _template("hostapd-dropin.conf.j2", **v),
+                0o644,
+                "dropin",
+                restarts=("hostapd",),
+            ),
         ]
     for unit in own:
-        files.append(File(f"{UNIT_DIR}/{unit}.service", render_unit(unit, cfg, hotspot),
-                          0o644, "unit", restarts=(unit,)))
+        files.append(
+            File(
+                f"{UNIT_DIR}/{unit}.service",
+                render_unit(unit, cfg, hotspot),
+                0o644,
+                "unit",
+                restarts=(unit,),
+            )
+        )
     return files
 
 
@@ -285,9 +353,13 @@ def services(cfg: Config) -> list[str]:
     """The services to enable and run, in start order. The sync agent only when it has
     somewhere to report to (``hotspot sync run`` refuses to start without sync.upstream_url):
     its unit is installed all the same, so setting the URL later is one more provision run."""
-    wifi = ["hostapd"] if cfg.wifi is not None and cfg.wifi.enabled else []
-    return ["systemd-networkd", *wifi, "dnsmasq",
-            *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled)]
+    wifi = ["hostapd"] if cfg.wifi.enabled else []
+    return [
+        "systemd-networkd",
+        *wifi,
+        "dnsmasq",
+        *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled),
+    ]
 
 
 def idle_units(cfg: Config) -> list[str]:
@@ -299,8 +371,11 @@ def write_reference(directory: str | os.PathLike[str]) -> list[Path]:
     """The reference units in systemd/ (defaults, /usr/local/bin/hotspot)."""
     data = copy.deepcopy(config_mod.DEFAULTS)
     # The TLS portal's unit as it is with a certificate configured.
-    data["portal"].update(hostname="portal.example", tls_cert="/etc/hotspot/tls/cert.pem",
-                          tls_key="/etc/hotspot/tls/key.pem")
+    data["portal"].update(
+        hostname="portal.example",
+        tls_cert="/etc/hotspot/tls/cert.pem",
+        tls_key="/etc/hotspot/tls/key.pem",
+    )
     cfg = config_mod.validate(data)
     out = []
     for unit in ALL_UNITS:

@@ -17,9 +17,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from gateway import ruleset
 from hotspot import config as config_mod
@@ -46,10 +46,22 @@ class ValidationError(Exception):
         super().__init__("; ".join(f"{c.name}: {c.detail}" for c in failed))
 
 
-def _run(args: list[str], *, input: str | None = None, env: dict[str, str] | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, **(env or {})})
+def _run(
+    args: list[str],
+    *,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _out(proc: subprocess.CompletedProcess[str]) -> str:
@@ -62,6 +74,7 @@ def _is_root() -> bool:
 
 # -- the checks ---------------------------------------------------------------------------
 
+
 def check_config(f: File, scratch: Path) -> Check:
     try:
         config_mod.load(scratch / f.path.lstrip("/"))
@@ -71,8 +84,9 @@ def check_config(f: File, scratch: Path) -> Check:
 
 
 def check_dnsmasq(f: File, scratch: Path) -> Check:
-    exe = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq")
-                                      else None)
+    exe = shutil.which("dnsmasq") or (
+        "/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None
+    )
     if exe is None:
         return Check(f.path, None, "dnsmasq is not installed here")
     proc = _run([exe, "--test", f"--conf-file={scratch / f.path.lstrip('/')}"])
@@ -84,8 +98,11 @@ def check_dnsmasq(f: File, scratch: Path) -> Check:
 def check_nftset_targets(f: File, cfg: Config) -> Check:
     """Every nftset= line names the gateway's walled_garden_dns set (type ipv4_addr)."""
     layout = ruleset.Layout.from_config(cfg)
-    sets = {c["add"]["set"]["name"]: c["add"]["set"] for c in ruleset.table_commands(layout)
-            if "add" in c and "set" in c["add"]}
+    sets = {
+        c["add"]["set"]["name"]: c["add"]["set"]
+        for c in ruleset.table_commands(layout)
+        if "add" in c and "set" in c["add"]
+    }
     for line in f.content.decode().splitlines():
         if not line.startswith("nftset="):
             continue
@@ -94,10 +111,16 @@ def check_nftset_targets(f: File, cfg: Config) -> Check:
         if not m or m.group(1) != ruleset.FAMILY or m.group(2) != layout.table:
             return Check(f"{f.path} nftset", False, f"{target!r} is not the gateway's table")
         found = sets.get(m.group(3))
-        if found is None or found.get("type") != "ipv4_addr" or "timeout" not in found.get(
-                "flags", []):
-            return Check(f"{f.path} nftset", False,
-                         f"{target!r}: no ipv4_addr set with timeouts of that name")
+        if (
+            found is None
+            or found.get("type") != "ipv4_addr"
+            or "timeout" not in found.get("flags", [])
+        ):
+            return Check(
+                f"{f.path} nftset",
+                False,
+                f"{target!r}: no ipv4_addr set with timeouts of that name",
+            )
     return Check(f"{f.path} nftset", True, f"targets inet {layout.table} {ruleset.WALLED_DNS}")
 
 
@@ -111,8 +134,9 @@ def check_ruleset(cfg: Config) -> Check:
     if not _is_root() or unshare is None:
         return Check(name, None, "nft -c needs root (and unshare)")
     layout = ruleset.Layout.from_config(cfg)
-    payload = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}},
-                                       *ruleset.table_commands(layout)]})
+    payload = json.dumps(
+        {"nftables": [{"metainfo": {"json_schema_version": 1}}, *ruleset.table_commands(layout)]}
+    )
     proc = _run([unshare, "--net", nft, "-c", "-j", "-f", "-"], input=payload)
     if proc.returncode != 0:
         return Check(name, False, f"nft -c: {_out(proc)}")
@@ -125,23 +149,29 @@ UNIT_SEARCH_PATH = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/syst
 def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[Check]:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        return [Check(u.path, None, "systemd-analyze is not installed here")
-                for u in units + dropins]
+        return [
+            Check(u.path, None, "systemd-analyze is not installed here") for u in units + dropins
+        ]
     unit_dir = scratch / "etc/systemd/system"
     env = {"SYSTEMD_UNIT_PATH": f"{unit_dir}:", "SYSTEMD_LOG_COLOR": "0"}
     checks = []
     for u in units:
         # A path, not a name: a name is first looked up in the working directory.
         proc = _run([analyze, "verify", "--man=no", str(unit_dir / u.name)], env=env)
-        mine = [line for line in proc.stderr.splitlines()
-                if str(scratch) in line or u.name in line]
+        mine = [line for line in proc.stderr.splitlines() if str(scratch) in line or u.name in line]
         if proc.returncode != 0 or mine:
-            checks.append(Check(u.path, False, "systemd-analyze verify: " + " ".join(
-                mine or proc.stderr.split())[:800].replace(str(scratch), "")))
+            checks.append(
+                Check(
+                    u.path,
+                    False,
+                    "systemd-analyze verify: "
+                    + " ".join(mine or proc.stderr.split())[:800].replace(str(scratch), ""),
+                )
+            )
         else:
             checks.append(Check(u.path, True, "systemd-analyze verify"))
     for d in dropins:
-        unit = Path(d.path).parent.name[:-len(".d")]
+        unit = Path(d.path).parent.name[: -len(".d")]
         how = f"systemd-analyze verify {unit}"
         if not any(Path(base, unit).exists() for base in UNIT_SEARCH_PATH):
             # Not installed on this machine (a staging box): check the drop-in's own lines
@@ -151,8 +181,14 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
         proc = _run([analyze, "verify", "--man=no", unit], env=env)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line]
         if proc.returncode != 0 or mine:
-            checks.append(Check(d.path, False, "systemd-analyze verify: " + " ".join(
-                mine or proc.stderr.split())[:800].replace(str(scratch), "")))
+            checks.append(
+                Check(
+                    d.path,
+                    False,
+                    "systemd-analyze verify: "
+                    + " ".join(mine or proc.stderr.split())[:800].replace(str(scratch), ""),
+                )
+            )
         else:
             checks.append(Check(d.path, True, how))
     return checks
@@ -163,25 +199,33 @@ def check_users_and_dirs(sysusers: File, tmpfiles: File | None) -> list[Check]:
     tools = shutil.which("systemd-sysusers"), shutil.which("systemd-tmpfiles")
     files = [sysusers] + ([tmpfiles] if tmpfiles else [])
     if None in tools:
-        return [Check(f.path, None, "systemd-sysusers/-tmpfiles not installed here")
-                for f in files]
+        return [Check(f.path, None, "systemd-sysusers/-tmpfiles not installed here") for f in files]
     if not _is_root():
-        return [Check(f.path, None, "needs root (creates users in a scratch root)")
-                for f in files]
+        return [Check(f.path, None, "needs root (creates users in a scratch root)") for f in files]
     checks = []
     with tempfile.TemporaryDirectory(prefix="hotspot-sysroot-") as root:
         (Path(root) / "etc").mkdir()
-        proc = _run([tools[0], f"--root={root}", f"--replace={sysusers.path}", "-"],
-                    input=sysusers.content.decode())
+        proc = _run(
+            [tools[0], f"--root={root}", f"--replace={sysusers.path}", "-"],
+            input=sysusers.content.decode(),
+        )
         if proc.returncode != 0:
             return [Check(sysusers.path, False, f"systemd-sysusers: {_out(proc)}")]
         checks.append(Check(sysusers.path, True, "systemd-sysusers"))
         if tmpfiles is not None:
-            proc = _run([tools[1], f"--root={root}", "--create", f"--replace={tmpfiles.path}",
-                         "-"], input=tmpfiles.content.decode())
-            checks.append(Check(tmpfiles.path, proc.returncode == 0,
-                                "systemd-tmpfiles --create" if proc.returncode == 0 else
-                                f"systemd-tmpfiles: {_out(proc)}"))
+            proc = _run(
+                [tools[1], f"--root={root}", "--create", f"--replace={tmpfiles.path}", "-"],
+                input=tmpfiles.content.decode(),
+            )
+            checks.append(
+                Check(
+                    tmpfiles.path,
+                    proc.returncode == 0,
+                    "systemd-tmpfiles --create"
+                    if proc.returncode == 0
+                    else f"systemd-tmpfiles: {_out(proc)}",
+                )
+            )
     return checks
 
 
@@ -204,9 +248,24 @@ def check_sysctl(f: File) -> Check:
     return Check(f.path, True, "sysctl keys exist")
 
 
-HOSTAPD_KEYS = {"interface", "bridge", "driver", "country_code", "ieee80211d", "ssid", "ssid2",
-                "utf8_ssid", "hw_mode", "channel", "ieee80211n", "ieee80211ac", "wmm_enabled",
-                "auth_algs", "ignore_broadcast_ssid", "ap_isolate"}
+HOSTAPD_KEYS = {
+    "interface",
+    "bridge",
+    "driver",
+    "country_code",
+    "ieee80211d",
+    "ssid",
+    "ssid2",
+    "utf8_ssid",
+    "hw_mode",
+    "channel",
+    "ieee80211n",
+    "ieee80211ac",
+    "wmm_enabled",
+    "auth_algs",
+    "ignore_broadcast_ssid",
+    "ap_isolate",
+}
 
 
 def check_hostapd(f: File, cfg: Config) -> Check:
@@ -221,9 +280,12 @@ def check_hostapd(f: File, cfg: Config) -> Check:
             return Check(f.path, False, f"line {n}: {key} set twice")
         seen[key] = value
     wifi = cfg.wifi
-    assert wifi is not None
-    need = {"interface": wifi.interface, "bridge": cfg.network.lan_interface,
-            "channel": str(wifi.channel), "hw_mode": wifi.band}
+    need = {
+        "interface": wifi.interface,
+        "bridge": cfg.network.lan_interface,
+        "channel": str(wifi.channel),
+        "hw_mode": wifi.band,
+    }
     for key, want in need.items():
         if seen.get(key) != want:
             return Check(f.path, False, f"{key} is {seen.get(key)!r}, expected {want!r}")
@@ -233,10 +295,20 @@ def check_hostapd(f: File, cfg: Config) -> Check:
 
 
 INI_KEYS = {
-    "networkd": {"Match": {"Name"}, "Link": {"RequiredForOnline"},
-                 "Network": {"Address", "ConfigureWithoutCarrier", "IgnoreCarrierLoss",
-                             "LinkLocalAddressing", "IPv6AcceptRA", "Bridge"},
-                 "NetDev": {"Name", "Kind"}, "Bridge": {"STP"}},
+    "networkd": {
+        "Match": {"Name"},
+        "Link": {"RequiredForOnline"},
+        "Network": {
+            "Address",
+            "ConfigureWithoutCarrier",
+            "IgnoreCarrierLoss",
+            "LinkLocalAddressing",
+            "IPv6AcceptRA",
+            "Bridge",
+        },
+        "NetDev": {"Name", "Kind"},
+        "Bridge": {"STP"},
+    },
     "nm": {"device-hotspot-desa": {"match-device", "managed"}},
 }
 
@@ -260,6 +332,7 @@ def check_ini(f: File) -> Check:
 
 
 # -- all of them --------------------------------------------------------------------------
+
 
 def validate(files: Iterable[File], cfg: Config) -> list[Check]:
     """Check every file; raises :class:`ValidationError` if one fails."""
@@ -288,8 +361,9 @@ def validate(files: Iterable[File], cfg: Config) -> list[Check]:
                 checks.append(check_dnsmasq(f, scratch))
                 checks.append(check_nftset_targets(f, cfg))
         if "sysusers" in by_kind:
-            checks += check_users_and_dirs(by_kind["sysusers"][0],
-                                           (by_kind.get("tmpfiles") or [None])[0])
+            checks += check_users_and_dirs(
+                by_kind["sysusers"][0], (by_kind.get("tmpfiles") or [None])[0]
+            )
         if "unit" in by_kind or "dropin" in by_kind:
             checks += check_units(by_kind.get("unit", []), by_kind.get("dropin", []), scratch)
         if "dnsmasq" in by_kind:  # the village gateway: its table must load

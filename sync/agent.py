@@ -6,7 +6,7 @@
 ``hotspot sync once`` collects and drains once, for a cron job or a timer: exit 0 when
 everything was delivered, 1 (one line) when not.
 
-Every request is signed (:mod:`sync.wire`) with a fresh nonce, so a retry is a new request
+Every request is signed (:mod:`hotspot.wire`) with a fresh nonce, so a retry is a new request
 carrying the same idempotency key: the collector takes the batch exactly once. The agent
 keeps nothing important in memory: after kill -9 or a reboot it re-sends the batch in flight,
 byte for byte, and carries on.
@@ -22,24 +22,24 @@ import logging
 import os
 import random
 import secrets
-import socket
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from hotspot import wire
 from hotspot.config import Config, database_path
-from hotspot.errors import ConfigError, HotspotError
-from hotspot.model import utcnow
+from hotspot.errors import ConfigError, ErrorCode, HotspotError
+from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
-from sync import wire
 from sync.outbox import Batch, Outbox
 from sync.purge import purge
 
@@ -51,7 +51,7 @@ FULL_SCAN_EVERY = dt.timedelta(hours=24)
 
 
 class SyncFailed(HotspotError):
-    code = "sync"
+    code = ErrorCode.SYNC
 
 
 class Transport(Protocol):
@@ -68,14 +68,15 @@ class HttpTransport:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(self.base_url + path, data=body, method="POST",
-                                     headers=headers)
+        req = urllib.request.Request(
+            self.base_url + path, data=body, method="POST", headers=headers
+        )
         try:
             with self.opener.open(req, timeout=self.timeout) as resp:
                 status, data = resp.status, resp.read(65536)
         except urllib.error.HTTPError as exc:
             status, data = exc.code, exc.read(65536)
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout) as exc:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise OSError(f"collector unreachable: {reason}") from None
         try:
@@ -110,8 +111,9 @@ class Agent:
         require_configured(self.config)
         self.outbox = Outbox(self.config, self.db, clock=self.clock)
         if self.transport is None:
-            self.transport = HttpTransport(self.config.sync.upstream_url,
-                                           self.config.sync.timeout_seconds)
+            self.transport = HttpTransport(
+                self.config.sync.upstream_url, self.config.sync.timeout_seconds
+            )
         self.batch_limit = self.config.sync.max_batch_kb * 1024
 
     # -- collecting ----------------------------------------------------------------------
@@ -120,15 +122,25 @@ class Agent:
         last = self.outbox.get_state("last_health_at")
         if not last:
             return True
-        age = (self.clock() - wire.parse_iso(last)).total_seconds()
+        age = (self.clock() - parse_utc(last)).total_seconds()
         return age < 0 or age >= self.config.sync.health_seconds * 0.9
 
-    def collect(self, *, full: bool = False, with_health: bool | None = None,
-                cpu_interval: float | None = None) -> dict[str, int]:
+    def collect(
+        self,
+        *,
+        full: bool = False,
+        with_health: bool | None = None,
+        cpu_interval: float | None = None,
+    ) -> dict[str, int]:
         sample = None
         if with_health if with_health is not None else self.health_due():
-            sample = health_mod.sample(self.config, self.db, self.clock(),
-                                       backlog=self.outbox.pending(), cpu_interval=cpu_interval)
+            sample = health_mod.sample(
+                self.config,
+                self.db,
+                self.clock(),
+                backlog=self.outbox.pending(),
+                cpu_interval=cpu_interval,
+            )
         counts = self.outbox.collect(full=full, health=sample)
         if any(counts.values()):
             log.debug("queued %s", counts)
@@ -148,8 +160,9 @@ class Agent:
             wire.H_TIMESTAMP: ts,
             wire.H_NONCE: nonce,
             wire.H_IDEMPOTENCY: batch.key,
-            wire.H_SIGNATURE: wire.sign(self.config.sync.secret, gateway, ts, nonce, batch.key,
-                                        batch.body),
+            wire.H_SIGNATURE: wire.sign(
+                self.config.sync.secret, gateway, ts, nonce, batch.key, batch.body
+            ),
         }
 
     def send_one(self) -> Outcome | None:
@@ -157,8 +170,13 @@ class Agent:
         batch = self.outbox.current_batch() or self.outbox.make_batch(self.batch_limit)
         if batch is None:
             return None
-        log.info("sending batch %s: %d records, %d bytes (attempt %d)", batch.key, batch.records,
-                 len(batch.body), batch.attempts + 1)
+        log.info(
+            "sending batch %s: %d records, %d bytes (attempt %d)",
+            batch.key,
+            batch.records,
+            len(batch.body),
+            batch.attempts + 1,
+        )
         assert self.transport is not None
         try:
             status, answer = self.transport.post(wire.INGEST_PATH, batch.body, self.headers(batch))
@@ -168,23 +186,34 @@ class Agent:
         message = str(answer.get("message", ""))[:200]
         if status == 200 and answer.get("ok") and answer.get("batch") == batch.key:
             self.outbox.ack(batch)
-            log.info("batch %s delivered%s", batch.key,
-                     " (the collector already had it)" if answer.get("duplicate") else "")
+            log.info(
+                "batch %s delivered%s",
+                batch.key,
+                " (the collector already had it)" if answer.get("duplicate") else "",
+            )
             return Outcome(True, duplicate=bool(answer.get("duplicate")), batch=batch)
-        if status == 401 and code == "stale" and isinstance(answer.get("server_time"), (int, float)):
+        if (
+            status == 401
+            and code == "stale"
+            and isinstance(answer.get("server_time"), (int, float))
+        ):
             # Our clock is off (a Pi without a real-time clock, no NTP yet): sign with the
             # collector's time. A wrong answer here only delays delivery; it cannot forge.
             self.clock_offset = float(answer["server_time"]) - self.wallclock()
-            log.warning("clock differs from the collector's by %.0f s; adjusting",
-                        self.clock_offset)
+            log.warning(
+                "clock differs from the collector's by %.0f s; adjusting", self.clock_offset
+            )
             return Outcome(False, "collector: stale timestamp", retry_now=True, batch=batch)
         if status == 409 and code == "replay":
             return Outcome(False, "collector: replayed request", retry_now=True, batch=batch)
         if status == 413 and self.batch_limit > 1024:
             self.outbox.release(batch)
             self.batch_limit = max(1024, len(batch.body) // 2)
-            log.warning("collector refused %d bytes as too large; batches now at most %d",
-                        len(batch.body), self.batch_limit)
+            log.warning(
+                "collector refused %d bytes as too large; batches now at most %d",
+                len(batch.body),
+                self.batch_limit,
+            )
             return Outcome(False, "collector: batch too large", retry_now=True, batch=batch)
         detail = f"{code}: {message}" if code else (message or "no explanation")
         return self._failed(batch, f"collector answered {status} ({detail})")
@@ -203,8 +232,13 @@ class Agent:
         delay = min(cap, min(BACKOFF_BASE, cap) * 2 ** max(0, failures - 1))
         return delay / 2 + self.rng() * delay / 2
 
-    def drain(self, *, max_failures: int, sleep: Callable[[float], Any] = time.sleep,
-              should_stop: Callable[[], bool] = lambda: False) -> Outcome:
+    def drain(
+        self,
+        *,
+        max_failures: int,
+        sleep: Callable[[float], Any] = time.sleep,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Outcome:
         """Send until nothing is pending, or ``max_failures`` failures in a row."""
         failures = quick = 0
         last = Outcome(True)
@@ -227,7 +261,9 @@ class Agent:
 
     # -- entry points --------------------------------------------------------------------
 
-    def once(self, *, max_failures: int = 3, sleep: Callable[[float], Any] = time.sleep) -> dict[str, Any]:
+    def once(
+        self, *, max_failures: int = 3, sleep: Callable[[float], Any] = time.sleep
+    ) -> dict[str, Any]:
         """Collect, then deliver everything; raise SyncFailed when something is left."""
         self.collect(cpu_interval=0.2)
         outcome = self.drain(max_failures=max_failures, sleep=sleep)
@@ -246,8 +282,9 @@ class Agent:
         next_collect = next_health = 0.0
         last_full = last_purge = None
         failures = 0
-        log.info("sync agent for %s → %s every %d s", s.gateway_id, s.upstream_url,
-                 s.interval_seconds)
+        log.info(
+            "sync agent for %s → %s every %d s", s.gateway_id, s.upstream_url, s.interval_seconds
+        )
         while not stop.is_set():
             mono = time.monotonic()
             now = self.clock()
@@ -310,7 +347,7 @@ class AgentLock:
         self.path = lock_path(config)
         self.fd: int | None = None
 
-    def __enter__(self) -> "AgentLock":
+    def __enter__(self) -> AgentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -18,8 +18,10 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     cmds = sy.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
     run = cmds.add_parser("run", help="run the sync agent in the foreground")
     run.add_argument("--log-level", default="INFO", choices=LEVELS)
-    once = cmds.add_parser("once", help="collect and deliver everything once (cron, timers); "
-                                        "exit 1 when something is left")
+    once = cmds.add_parser(
+        "once",
+        help="collect and deliver everything once (cron, timers); exit 1 when something is left",
+    )
     once.add_argument("--json", action="store_true")
     once.add_argument("--log-level", default="ERROR", choices=LEVELS)
     st = cmds.add_parser("status", help="what is waiting to be sent, last success, last error")
@@ -36,18 +38,25 @@ def _out(data: Any, as_json: bool, human: str) -> None:
 
 
 def _status_text(st: dict[str, Any]) -> str:
-    lines = [f"pending records   {st['pending']}"
-             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(st['pending_by_kind'].items()))})"
-                if st["pending_by_kind"] else ""),
-             f"oldest pending    {st['oldest_pending'] or '-'}",
-             f"last success      {st['last_success_at'] or 'never'}",
-             f"last error        {st['last_error'] or '-'}"
-             + (f" at {st['last_error_at']}" if st["last_error"] else ""),
-             f"delivered         {st['delivered_records']} records in {st['delivered_batches']} batches"]
+    lines = [
+        f"pending records   {st['pending']}"
+        + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(st['pending_by_kind'].items()))})"
+            if st["pending_by_kind"]
+            else ""
+        ),
+        f"oldest pending    {st['oldest_pending'] or '-'}",
+        f"last success      {st['last_success_at'] or 'never'}",
+        f"last error        {st['last_error'] or '-'}"
+        + (f" at {st['last_error_at']}" if st["last_error"] else ""),
+        f"delivered         {st['delivered_records']} records in {st['delivered_batches']} batches",
+    ]
     b = st["batch_in_flight"]
     if b:
-        lines.append(f"batch in flight   {b['key']}: {b['records']} records, {b['bytes']} bytes, "
-                     f"{b['attempts']} attempts")
+        lines.append(
+            f"batch in flight   {b['key']}: {b['records']} records, {b['bytes']} bytes, "
+            f"{b['attempts']} attempts"
+        )
     return "\n".join(lines)
 
 
@@ -59,8 +68,8 @@ def handle(args: argparse.Namespace) -> int:
     cmd = args.cmd
     as_json = getattr(args, "json", False)
     if cmd == "pseudonym":
-        from hotspot.model import normalize_mac
-        from sync.pseudonym import load_key, pseudonym
+        from hotspot.mac import normalize_mac
+        from hotspot.pseudonym import load_key, pseudonym
 
         mac = normalize_mac(args.mac)
         p = pseudonym(load_key(cfg, open_database(cfg.database.url)), mac)
@@ -86,11 +95,14 @@ def handle(args: argparse.Namespace) -> int:
         agent = Agent(cfg, db)
         if cmd == "once":
             st = agent.once()
-            _out(st, as_json, f"delivered; {st['delivered_records']} records in "
-                              f"{st['delivered_batches']} batches so far")
+            _out(
+                st,
+                as_json,
+                f"delivered; {st['delivered_records']} records in "
+                f"{st['delivered_batches']} batches so far",
+            )
             return 0
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         return agent.run(stop)
-

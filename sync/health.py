@@ -1,7 +1,8 @@
 """Device health, sampled with psutil: CPU, load, memory, disk, temperature (where the board
 reports one), uptime, clients online and the uplink (can we reach the collector, how fast).
+The machine is read through :mod:`hotspot.health`, the probe the console uses too.
 
-A sample is a ``health`` record of :mod:`sync.wire`; it is queued like every other report,
+A sample is a ``health`` record of :mod:`hotspot.wire`; it is queued like every other report,
 so the province sees how a village fared while its link was down, once it is back.
 """
 
@@ -19,26 +20,11 @@ import psutil
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from hotspot.config import Config, database_path
+from hotspot.config import Config
+from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
 
 log = logging.getLogger(__name__)
-
-# Sensor names boards use for the SoC/CPU, most specific first (Raspberry Pi: cpu_thermal).
-_SENSORS = ("cpu_thermal", "coretemp", "k10temp", "soc_thermal", "cpu-thermal", "acpitz")
-
-
-def temperature() -> float | None:
-    """The hottest CPU/SoC sensor in °C, or None when the board reports none."""
-    try:
-        sensors = psutil.sensors_temperatures()
-    except (AttributeError, OSError):
-        return None
-    for name in _SENSORS + tuple(sorted(set(sensors) - set(_SENSORS))):
-        readings = [r.current for r in sensors.get(name, []) if r.current is not None]
-        if readings:
-            return round(max(readings), 1)
-    return None
 
 
 def probe_uplink(url: str, timeout: float = 3.0) -> tuple[bool | None, float | None]:
@@ -57,22 +43,26 @@ def probe_uplink(url: str, timeout: float = 3.0) -> tuple[bool | None, float | N
     return True, round((time.monotonic() - start) * 1000, 1)
 
 
-def _disk_path(config: Config) -> str:
-    path = database_path(config.database.url)
-    p = path.parent if path is not None else None
-    while p is not None and not p.exists():
-        p = p.parent
-    return str(p) if p is not None else "/"
-
-
 def clients_online(db: Engine) -> int:
     with Session(db) as s:
-        return int(s.scalar(select(func.count()).select_from(ClientSession)
-                            .where(ClientSession.ended_at.is_(None))) or 0)
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(ClientSession)
+                .where(ClientSession.ended_at.is_(None))
+            )
+            or 0
+        )
 
 
-def sample(config: Config, db: Engine, now: dt.datetime, *, backlog: int = 0,
-           cpu_interval: float | None = None) -> dict[str, Any]:
+def sample(
+    config: Config,
+    db: Engine,
+    now: dt.datetime,
+    *,
+    backlog: int = 0,
+    cpu_interval: float | None = None,
+) -> dict[str, Any]:
     """One health record (``cpu_interval`` None = CPU use since the previous call in this
     process, as a long-running agent does; a number = measure that long now)."""
     cpu = psutil.cpu_percent(interval=cpu_interval)
@@ -80,18 +70,20 @@ def sample(config: Config, db: Engine, now: dt.datetime, *, backlog: int = 0,
         load1, load5, load15 = os.getloadavg()
     except OSError:
         load1 = load5 = load15 = 0.0
-    disk = psutil.disk_usage(_disk_path(config))
+    disk = psutil.disk_usage(disk_path(config))
     ok, ms = probe_uplink(config.sync.upstream_url)
     return {
         "kind": "health",
         "sampled_at": now.replace(microsecond=0),
         "cpu_pct": round(min(100.0, max(0.0, cpu)), 1),
-        "load1": round(load1, 2), "load5": round(load5, 2), "load15": round(load15, 2),
+        "load1": round(load1, 2),
+        "load5": round(load5, 2),
+        "load15": round(load15, 2),
         "mem_pct": round(psutil.virtual_memory().percent, 1),
         "disk_pct": round(disk.percent, 1),
         "disk_free_mb": int(disk.free // 1_000_000),
         "temp_c": temperature(),
-        "uptime_s": max(0, int(time.time() - psutil.boot_time())),
+        "uptime_s": uptime_seconds(),
         "uplink_ok": ok,
         "uplink_ms": ms,
         "clients_online": clients_online(db),

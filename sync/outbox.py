@@ -23,18 +23,19 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from hotspot import __version__
+from hotspot import __version__, wire
 from hotspot.config import Config
-from hotspot.model import HourlyUsage, utcnow
+from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
-from sync import wire
-from sync.pseudonym import Pseudonymizer, load_key
+from hotspot.pseudonym import Pseudonymizer, load_key
+from hotspot.timeutil import iso, utcnow
 from sync.sales import monthly_sales
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,14 @@ def _content(record: dict[str, Any]) -> str:
 
 
 class Outbox:
-    def __init__(self, config: Config, db: Engine, *, clock: Callable[[], dt.datetime] = utcnow,
-                 key: bytes | None = None):
+    def __init__(
+        self,
+        config: Config,
+        db: Engine,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        key: bytes | None = None,
+    ):
         self.config = config
         self.db = db
         self.clock = clock
@@ -95,10 +102,16 @@ class Outbox:
 
     # -- collecting ----------------------------------------------------------------------
 
-    def _usage_records(self, s: Session, lo: dt.datetime | None,
-                       hi: dt.datetime | None) -> list[tuple[str, dict, dt.datetime]]:
-        q = select(HourlyUsage.mac, HourlyUsage.hour, HourlyUsage.seconds, HourlyUsage.bytes_down,
-                   HourlyUsage.bytes_up)
+    def _usage_records(
+        self, s: Session, lo: dt.datetime | None, hi: dt.datetime | None
+    ) -> list[tuple[str, dict, dt.datetime]]:
+        q = select(
+            HourlyUsage.mac,
+            HourlyUsage.hour,
+            HourlyUsage.seconds,
+            HourlyUsage.bytes_down,
+            HourlyUsage.bytes_up,
+        )
         if lo is not None:
             q = q.where(HourlyUsage.hour >= lo)
         if hi is not None:
@@ -106,17 +119,28 @@ class Outbox:
         out = []
         for mac, hour, seconds, down, up in s.execute(q):
             client = self.pseudonym(mac)
-            rec = {"kind": "usage", "client": client, "period_start": hour,
-                   "seconds": min(int(seconds or 0), 86_400),
-                   "bytes_down": int(down or 0), "bytes_up": int(up or 0)}
-            out.append((f"{client}|{wire.iso(hour)}", rec, hour))
+            rec = {
+                "kind": "usage",
+                "client": client,
+                "period_start": hour,
+                "seconds": min(int(seconds or 0), 86_400),
+                "bytes_down": int(down or 0),
+                "bytes_up": int(up or 0),
+            }
+            out.append((f"{client}|{iso(hour)}", rec, hour))
         return out
 
     def gateway_record(self) -> dict[str, Any]:
-        return {"kind": "gateway", "village": self.config.village.name[:100],
-                "timezone": self.config.village.timezone, "version": __version__}
+        return {
+            "kind": "gateway",
+            "village": self.config.village.name[:100],
+            "timezone": self.config.village.timezone,
+            "version": __version__,
+        }
 
-    def _windows(self, since: dt.datetime | None, now: dt.datetime) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
+    def _windows(
+        self, since: dt.datetime | None, now: dt.datetime
+    ) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
         """Hour ranges to scan, a day at a time, so a full scan of months of data never holds
         more than a day of it in memory; the last range is open-ended."""
         if since is None:
@@ -132,8 +156,12 @@ class Outbox:
         out.append((lo, None))
         return out
 
-    def _changes(self, wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]],
-                 now: dt.datetime, counts: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    def _changes(
+        self,
+        wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]],
+        now: dt.datetime,
+        counts: dict[str, int],
+    ) -> tuple[list[dict], list[dict]]:
         """The outbox inserts and updates that make the outbox hold ``wanted``."""
         existing: dict[tuple[str, str], tuple[int, int, str]] = {}
         keys_by_kind: dict[str, list[str]] = {}
@@ -142,10 +170,12 @@ class Outbox:
         with Session(self.db) as s:
             for kind, keys in keys_by_kind.items():
                 for i in range(0, len(keys), 500):
-                    chunk = keys[i:i + 500]
+                    chunk = keys[i : i + 500]
                     for row_id, key, rev, payload in s.execute(
-                            select(SyncOutbox.id, SyncOutbox.key, SyncOutbox.rev, SyncOutbox.payload)
-                            .where(SyncOutbox.kind == kind, SyncOutbox.key.in_(chunk))):
+                        select(
+                            SyncOutbox.id, SyncOutbox.key, SyncOutbox.rev, SyncOutbox.payload
+                        ).where(SyncOutbox.kind == kind, SyncOutbox.key.in_(chunk))
+                    ):
                         existing[(kind, key)] = (row_id, rev, payload)
         inserts, updates = [], []
         rev_now = int(time.time() * 1000)
@@ -168,9 +198,18 @@ class Outbox:
                 continue
             counts[kind] += 1
             if old is None:
-                inserts.append({"kind": kind, "key": key, "payload": payload, "rev": rev,
-                                "sent_rev": 0, "period": period, "created_at": now,
-                                "updated_at": now})
+                inserts.append(
+                    {
+                        "kind": kind,
+                        "key": key,
+                        "payload": payload,
+                        "rev": rev,
+                        "sent_rev": 0,
+                        "period": period,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
             else:
                 updates.append({"row_id": old[0], "payload": payload, "rev": rev, "now": now})
         return inserts, updates
@@ -180,10 +219,15 @@ class Outbox:
         if inserts:
             s.execute(insert(SyncOutbox), inserts)
         for u in updates:
-            s.execute(update(SyncOutbox).where(SyncOutbox.id == u["row_id"])
-                      .values(payload=u["payload"], rev=u["rev"], updated_at=u["now"]))
+            s.execute(
+                update(SyncOutbox)
+                .where(SyncOutbox.id == u["row_id"])
+                .values(payload=u["payload"], rev=u["rev"], updated_at=u["now"])
+            )
 
-    def collect(self, *, full: bool = False, health: dict[str, Any] | None = None) -> dict[str, int]:
+    def collect(
+        self, *, full: bool = False, health: dict[str, Any] | None = None
+    ) -> dict[str, int]:
         """Queue what changed since the last collect (every hour, sale and setting when
         ``full``); returns how many records of each kind were queued. In steady state this is
         one write transaction; a full scan writes one more per day of history."""
@@ -194,14 +238,18 @@ class Outbox:
         windows = self._windows(since, now)
         for lo, hi in windows[:-1]:
             with Session(self.db) as s:
-                wanted = {("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)}
+                wanted = {
+                    ("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)
+                }
             inserts, updates = self._changes(wanted, now, counts)
             if inserts or updates:
                 with Session(self.db) as s, s.begin():
                     self._write(s, inserts, updates)
         lo, hi = windows[-1]
         with Session(self.db) as s:
-            wanted = {("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)}
+            wanted = {
+                ("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)
+            }
         sales_since = None if full or since is None else now - dt.timedelta(days=SALES_RESCAN_DAYS)
         for rec in monthly_sales(self.config, self.db, since=sales_since):
             wanted[("sales", f"{rec['month']}|{rec['package']}")] = (rec, None)
@@ -211,23 +259,33 @@ class Outbox:
         if health is not None:
             payload = wire.dump_record(health)
             wire.validate_record(json.loads(payload))
-            health_key = wire.iso(health["sampled_at"])
-            health_row = {"kind": "health", "key": health_key, "payload": payload, "rev": 1,
-                          "sent_rev": 0, "period": health["sampled_at"], "created_at": now,
-                          "updated_at": now}
+            health_key = iso(health["sampled_at"])
+            health_row = {
+                "kind": "health",
+                "key": health_key,
+                "payload": payload,
+                "rev": 1,
+                "sent_rev": 0,
+                "period": health["sampled_at"],
+                "created_at": now,
+                "updated_at": now,
+            }
         with Session(self.db) as s, s.begin():
             if health_key is not None:
                 # a second sample within the same second replaces nothing
-                dup = s.scalar(select(SyncOutbox.id).where(SyncOutbox.kind == "health",
-                                                           SyncOutbox.key == health_key))
+                dup = s.scalar(
+                    select(SyncOutbox.id).where(
+                        SyncOutbox.kind == "health", SyncOutbox.key == health_key
+                    )
+                )
                 if dup is None:
                     inserts.append(health_row)
                     counts["health"] += 1
             self._write(s, inserts, updates)
             self.put_state(s, "usage_watermark", (hour_of(now) - RESCAN).isoformat())
-            self.put_state(s, "last_collect_at", wire.iso(now))
+            self.put_state(s, "last_collect_at", iso(now))
             if health is not None:
-                self.put_state(s, "last_health_at", wire.iso(now))
+                self.put_state(s, "last_health_at", iso(now))
             for kind, n in counts.items():
                 if n:
                     self.bump_state(s, f"queued_{kind}", n)
@@ -238,8 +296,14 @@ class Outbox:
     def pending(self) -> int:
         """Records not yet acknowledged at their latest revision."""
         with Session(self.db) as s:
-            return int(s.scalar(select(func.count()).select_from(SyncOutbox)
-                                .where(SyncOutbox.rev > SyncOutbox.sent_rev)) or 0)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(SyncOutbox)
+                    .where(SyncOutbox.rev > SyncOutbox.sent_rev)
+                )
+                or 0
+            )
 
     def current_batch(self) -> Batch | None:
         """The oldest batch not yet acknowledged (it must be sent again, unchanged)."""
@@ -255,14 +319,18 @@ class Outbox:
             rows = s.execute(
                 select(SyncOutbox.id, SyncOutbox.rev, SyncOutbox.payload)
                 .where(SyncOutbox.batch_id.is_(None), SyncOutbox.rev > SyncOutbox.sent_rev)
-                .order_by(SyncOutbox.id).limit(wire.MAX_RECORDS)).all()
+                .order_by(SyncOutbox.id)
+                .limit(wire.MAX_RECORDS)
+            ).all()
         if not rows:
             return None
         key = uuid.uuid4().hex
         created = self.clock()
         gateway = self.config.sync.gateway_id
-        head = (f'{{"batch":"{key}","created_at":"{wire.iso(created)}",'
-                f'"gateway":{json.dumps(gateway)},"records":[').encode()
+        head = (
+            f'{{"batch":"{key}","created_at":"{iso(created)}",'
+            f'"gateway":{json.dumps(gateway)},"records":['
+        ).encode()
         tail = b'],"v":%d}' % wire.PROTOCOL
         payloads = [r.payload.encode() for r in rows]
 
@@ -289,15 +357,26 @@ class Outbox:
             body, raw_len = build(hi)
         chosen = rows[:hi]
         with Session(self.db) as s, s.begin():
-            batch = SyncBatch(key=key, created_at=created, body=body, records=len(chosen),
-                              raw_bytes=raw_len, attempts=0)
+            batch = SyncBatch(
+                key=key,
+                created_at=created,
+                body=body,
+                records=len(chosen),
+                raw_bytes=raw_len,
+                attempts=0,
+            )
             s.add(batch)
             s.flush()
             for r in chosen:
-                res = s.execute(update(SyncOutbox)
-                                .where(SyncOutbox.id == r.id, SyncOutbox.rev == r.rev,
-                                       SyncOutbox.batch_id.is_(None))
-                                .values(batch_id=batch.id, inflight_rev=r.rev))
+                res = s.execute(
+                    update(SyncOutbox)
+                    .where(
+                        SyncOutbox.id == r.id,
+                        SyncOutbox.rev == r.rev,
+                        SyncOutbox.batch_id.is_(None),
+                    )
+                    .values(batch_id=batch.id, inflight_rev=r.rev)
+                )
                 if res.rowcount != 1:  # pragma: no cover - one agent at a time (lock file)
                     raise RuntimeError("the outbox changed under the agent")
             self.bump_state(s, "batches_made", 1)
@@ -307,53 +386,79 @@ class Outbox:
         """The collector has the batch: its rows are delivered at the revision sent."""
         now = self.clock()
         with Session(self.db) as s, s.begin():
-            s.execute(update(SyncOutbox).where(SyncOutbox.batch_id == batch.id)
-                      .values(sent_rev=SyncOutbox.inflight_rev, inflight_rev=None, batch_id=None))
+            s.execute(
+                update(SyncOutbox)
+                .where(SyncOutbox.batch_id == batch.id)
+                .values(sent_rev=SyncOutbox.inflight_rev, inflight_rev=None, batch_id=None)
+            )
             # Delivered health samples are not needed here any more.
-            s.execute(delete(SyncOutbox).where(SyncOutbox.kind == "health",
-                                               SyncOutbox.batch_id.is_(None),
-                                               SyncOutbox.rev <= SyncOutbox.sent_rev))
+            s.execute(
+                delete(SyncOutbox).where(
+                    SyncOutbox.kind == "health",
+                    SyncOutbox.batch_id.is_(None),
+                    SyncOutbox.rev <= SyncOutbox.sent_rev,
+                )
+            )
             s.execute(delete(SyncBatch).where(SyncBatch.id == batch.id))
             self.bump_state(s, "delivered_records", batch.records)
             self.bump_state(s, "delivered_batches", 1)
-            self.put_state(s, "last_success_at", wire.iso(now))
+            self.put_state(s, "last_success_at", iso(now))
             self.put_state(s, "last_error", "")
 
     def release(self, batch: Batch) -> None:
         """Give up a batch the collector will never take as it is (too large): its rows are
         pending again and go out in smaller batches."""
         with Session(self.db) as s, s.begin():
-            s.execute(update(SyncOutbox).where(SyncOutbox.batch_id == batch.id)
-                      .values(inflight_rev=None, batch_id=None))
+            s.execute(
+                update(SyncOutbox)
+                .where(SyncOutbox.batch_id == batch.id)
+                .values(inflight_rev=None, batch_id=None)
+            )
             s.execute(delete(SyncBatch).where(SyncBatch.id == batch.id))
 
     def note_failure(self, batch: Batch | None, error: str) -> None:
         now = self.clock()
         with Session(self.db) as s, s.begin():
             if batch is not None:
-                s.execute(update(SyncBatch).where(SyncBatch.id == batch.id)
-                          .values(attempts=SyncBatch.attempts + 1, last_attempt_at=now,
-                                  last_error=error[:300]))
+                s.execute(
+                    update(SyncBatch)
+                    .where(SyncBatch.id == batch.id)
+                    .values(
+                        attempts=SyncBatch.attempts + 1, last_attempt_at=now, last_error=error[:300]
+                    )
+                )
             self.put_state(s, "last_error", error[:300])
-            self.put_state(s, "last_error_at", wire.iso(now))
+            self.put_state(s, "last_error_at", iso(now))
 
     def stats(self) -> dict[str, Any]:
         with Session(self.db) as s:
-            state = {r.name: r.value for r in s.scalars(select(SyncState))
-                     if r.name != "pseudonym_key"}
-            by_kind = dict(s.execute(select(SyncOutbox.kind, func.count())
-                                     .where(SyncOutbox.rev > SyncOutbox.sent_rev)
-                                     .group_by(SyncOutbox.kind)).all())
+            state = {
+                r.name: r.value for r in s.scalars(select(SyncState)) if r.name != "pseudonym_key"
+            }
+            by_kind = dict(
+                s.execute(
+                    select(SyncOutbox.kind, func.count())
+                    .where(SyncOutbox.rev > SyncOutbox.sent_rev)
+                    .group_by(SyncOutbox.kind)
+                ).all()
+            )
             batch = s.scalar(select(SyncBatch).order_by(SyncBatch.id).limit(1))
-            oldest = s.scalar(select(func.min(SyncOutbox.updated_at))
-                              .where(SyncOutbox.rev > SyncOutbox.sent_rev))
+            oldest = s.scalar(
+                select(func.min(SyncOutbox.updated_at)).where(SyncOutbox.rev > SyncOutbox.sent_rev)
+            )
         return {
             "pending": sum(by_kind.values()),
             "pending_by_kind": by_kind,
-            "oldest_pending": wire.iso(oldest) if oldest else None,
-            "batch_in_flight": None if batch is None else {
-                "key": batch.key, "records": batch.records, "bytes": len(batch.body),
-                "attempts": batch.attempts, "last_error": batch.last_error},
+            "oldest_pending": iso(oldest) if oldest else None,
+            "batch_in_flight": None
+            if batch is None
+            else {
+                "key": batch.key,
+                "records": batch.records,
+                "bytes": len(batch.body),
+                "attempts": batch.attempts,
+                "last_error": batch.last_error,
+            },
             "last_success_at": state.get("last_success_at") or None,
             "last_error": state.get("last_error") or None,
             "last_error_at": state.get("last_error_at") or None,

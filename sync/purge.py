@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
-from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage, utcnow
+from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
-from sync import wire
+from hotspot.timeutil import iso, local_day, utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 500
 
 
-def _chunked(db: Engine, select_ids, delete_ids) -> int:  # noqa: ANN001 - small helper
+def _chunked(db: Engine, select_ids, delete_ids) -> int:
     total = 0
     while True:
         with Session(db) as s, s.begin():
@@ -39,38 +40,63 @@ def _chunked(db: Engine, select_ids, delete_ids) -> int:  # noqa: ANN001 - small
             return total
 
 
-def purge(config: Config, db: Engine, *, now: dt.datetime | None = None,
-          clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+def purge(
+    config: Config,
+    db: Engine,
+    *,
+    now: dt.datetime | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> dict[str, Any]:
     now = now or clock()
     cutoff = now - dt.timedelta(days=config.privacy.retention_days)
-    day_cutoff = (cutoff.replace(tzinfo=dt.timezone.utc).astimezone(config.village.tz)).date()
-    out: dict[str, Any] = {"cutoff": wire.iso(cutoff)}
+    day_cutoff = local_day(cutoff, config.village.tz)
+    out: dict[str, Any] = {"cutoff": iso(cutoff)}
     steps = [
-        ("hourly_usage",
-         select(HourlyUsage.mac, HourlyUsage.hour).where(HourlyUsage.hour < cutoff),
-         lambda ids: delete(HourlyUsage).where(
-             HourlyUsage.hour < cutoff,
-             HourlyUsage.mac.in_({m for m, _ in ids}), HourlyUsage.hour.in_({h for _, h in ids}))),
-        ("daily_usage",
-         select(DailyUsage.mac, DailyUsage.day).where(DailyUsage.day < day_cutoff),
-         lambda ids: delete(DailyUsage).where(
-             DailyUsage.day < day_cutoff,
-             DailyUsage.mac.in_({m for m, _ in ids}), DailyUsage.day.in_({d for _, d in ids}))),
-        ("client_session",
-         select(ClientSession.id).where(ClientSession.ended_at.is_not(None),
-                                        ClientSession.ended_at < cutoff),
-         lambda ids: delete(ClientSession).where(ClientSession.id.in_([i for (i,) in ids]))),
-        ("sync_outbox",
-         select(SyncOutbox.id).where(SyncOutbox.period < cutoff, SyncOutbox.batch_id.is_(None),
-                                     SyncOutbox.rev <= SyncOutbox.sent_rev),
-         lambda ids: delete(SyncOutbox).where(SyncOutbox.id.in_([i for (i,) in ids]))),
-        ("device",
-         select(Device.mac).where(
-             Device.last_seen < cutoff, Device.blocked.is_(False),
-             ~exists().where(ClientSession.mac == Device.mac),
-             ~exists().where(HourlyUsage.mac == Device.mac),
-             ~exists().where(DailyUsage.mac == Device.mac)),
-         lambda ids: delete(Device).where(Device.mac.in_([m for (m,) in ids]))),
+        (
+            "hourly_usage",
+            select(HourlyUsage.mac, HourlyUsage.hour).where(HourlyUsage.hour < cutoff),
+            lambda ids: delete(HourlyUsage).where(
+                HourlyUsage.hour < cutoff,
+                HourlyUsage.mac.in_({m for m, _ in ids}),
+                HourlyUsage.hour.in_({h for _, h in ids}),
+            ),
+        ),
+        (
+            "daily_usage",
+            select(DailyUsage.mac, DailyUsage.day).where(DailyUsage.day < day_cutoff),
+            lambda ids: delete(DailyUsage).where(
+                DailyUsage.day < day_cutoff,
+                DailyUsage.mac.in_({m for m, _ in ids}),
+                DailyUsage.day.in_({d for _, d in ids}),
+            ),
+        ),
+        (
+            "client_session",
+            select(ClientSession.id).where(
+                ClientSession.ended_at.is_not(None), ClientSession.ended_at < cutoff
+            ),
+            lambda ids: delete(ClientSession).where(ClientSession.id.in_([i for (i,) in ids])),
+        ),
+        (
+            "sync_outbox",
+            select(SyncOutbox.id).where(
+                SyncOutbox.period < cutoff,
+                SyncOutbox.batch_id.is_(None),
+                SyncOutbox.rev <= SyncOutbox.sent_rev,
+            ),
+            lambda ids: delete(SyncOutbox).where(SyncOutbox.id.in_([i for (i,) in ids])),
+        ),
+        (
+            "device",
+            select(Device.mac).where(
+                Device.last_seen < cutoff,
+                Device.blocked.is_(False),
+                ~exists().where(ClientSession.mac == Device.mac),
+                ~exists().where(HourlyUsage.mac == Device.mac),
+                ~exists().where(DailyUsage.mac == Device.mac),
+            ),
+            lambda ids: delete(Device).where(Device.mac.in_([m for (m,) in ids])),
+        ),
     ]
     for name, sel, dele in steps:
         try:

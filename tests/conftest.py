@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-ARTIFACTS = Path(os.environ.get("HOTSPOT_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("HOTSPOT_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")
+)
 
 
 def is_root() -> bool:

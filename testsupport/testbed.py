@@ -21,9 +21,10 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hotspot.errors import HotspotError
 
@@ -38,13 +39,16 @@ class TestbedError(HotspotError):
     code = "testbed"
 
 
-def sh(args: Sequence[str], *, check: bool = True, input: str | None = None,
-       timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, input=input,
-                          timeout=timeout, check=False)
+def sh(
+    args: Sequence[str], *, check: bool = True, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(args), capture_output=True, text=True, input=input, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
-        raise TestbedError(f"{shlex.join(args)} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
+        raise TestbedError(
+            f"{shlex.join(args)} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
+        )
     return proc
 
 
@@ -110,21 +114,32 @@ class Testbed:
     def ns_exec(self, ns: str) -> list[str]:
         return ["ip", "netns", "exec", ns]
 
-    def run(self, ns: str, *args: str, check: bool = True, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, ns: str, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return sh(self.ns_exec(ns) + list(args), check=check, timeout=timeout, input=input)
 
-    def popen(self, ns: str, *args: str, log_path: str | os.PathLike[str] | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+    def popen(
+        self,
+        ns: str,
+        *args: str,
+        log_path: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        proc = subprocess.Popen(self.ns_exec(ns) + list(args), stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            self.ns_exec(ns) + list(args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self._procs.append(proc)
         return proc
 
     # -- building --------------------------------------------------------------------------
 
-    def build(self) -> "Testbed":
+    def build(self) -> Testbed:
         self.destroy()
         lan = ipaddress.IPv4Interface(self.lan_address)
         for ns in (self.gw, self.up):
@@ -137,14 +152,43 @@ class Testbed:
             f"addr add {lan} dev br-lan",
         ]
         self.run(gw, "ip", "-batch", "-", input="\n".join(batch) + "\n")
-        sh(["ip", "link", "add", "eth0", "netns", gw, "type", "veth", "peer", "name", "eth0",
-            "netns", up])
-        self.run(gw, "ip", "-batch", "-", input=(
-            f"link set eth0 up\naddr add {WAN_GW_IP}/24 dev eth0\n"
-            f"route add default via {WAN_UP_IP}\n"))
-        self.run(up, "ip", "-batch", "-", input=(
-            f"link set eth0 up\naddr add {WAN_UP_IP}/24 dev eth0\n"
-            f"addr add {UPSTREAM_IP}/32 dev lo\n"))
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                gw,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                up,
+            ]
+        )
+        self.run(
+            gw,
+            "ip",
+            "-batch",
+            "-",
+            input=(
+                f"link set eth0 up\naddr add {WAN_GW_IP}/24 dev eth0\n"
+                f"route add default via {WAN_UP_IP}\n"
+            ),
+        )
+        self.run(
+            up,
+            "ip",
+            "-batch",
+            "-",
+            input=(
+                f"link set eth0 up\naddr add {WAN_UP_IP}/24 dev eth0\n"
+                f"addr add {UPSTREAM_IP}/32 dev lo\n"
+            ),
+        )
         # The upstream host must not answer for the LAN itself: only via the gateway's NAT.
         self.run(gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for i in range(1, self.clients + 1):
@@ -154,23 +198,43 @@ class Testbed:
     def add_phone(self, i: int, address: bool = True) -> Phone:
         lan = ipaddress.IPv4Interface(self.lan_address)
         ns = f"{self.prefix}-c{i}"
-        mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}"
+        mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
         ip = str(lan.network.network_address + 10 + i)
         sh(["ip", "netns", "add", ns])
-        sh(["ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth",
-            "peer", "name", f"lan{i}", "netns", self.gw])
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns,
+                "address",
+                mac,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"lan{i}",
+                "netns",
+                self.gw,
+            ]
+        )
         self.run(self.gw, "ip", "link", "set", f"lan{i}", "master", "br-lan", "up")
         cmds = ["link set lo up", "link set eth0 up"]
         if address:
-            cmds += [f"addr add {ip}/{lan.network.prefixlen} dev eth0",
-                     f"route add default via {lan.ip}"]
+            cmds += [
+                f"addr add {ip}/{lan.network.prefixlen} dev eth0",
+                f"route add default via {lan.ip}",
+            ]
         self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n")
         phone = Phone(ns=ns, mac=mac, ip=ip)
         self.phones.append(phone)
         return phone
 
-    def add_crowd(self, n: int, *, first_host: int = 20, name: str = "crowd",
-                  static_neighbours: bool = True) -> Crowd:
+    def add_crowd(
+        self, n: int, *, first_host: int = 20, name: str = "crowd", static_neighbours: bool = True
+    ) -> Crowd:
         """``n`` clients in one namespace ``<p>-<name>``: a veth into br-lan and on it ``n``
         macvlan interfaces ``m0``…, member i with MAC 02:cc:00:00:<i> and host index
         ``first_host + i`` of the LAN. Each member has its own default route (metric 100+i),
@@ -186,12 +250,31 @@ class Testbed:
         ns = f"{self.prefix}-{name}"
         peer = f"{name}0"[:15]
         sh(["ip", "netns", "add", ns])
-        sysctls = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-                   # only the member that owns an address answers ARP for it
-                   "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]
+        sysctls = [
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            # only the member that owns an address answers ARP for it
+            "net.ipv4.conf.all.arp_ignore=1",
+            "net.ipv4.conf.all.arp_announce=2",
+        ]
         self.run(ns, "sysctl", "-qw", *sysctls)
-        sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer,
-            "netns", self.gw])
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                self.gw,
+            ]
+        )
         # A bridge without an explicit address takes its smallest port's: pin it, so the
         # members' static neighbour entries stay right.
         gw_mac = self.link_mac(self.gw, "br-lan")
@@ -199,27 +282,45 @@ class Testbed:
         self.run(self.gw, "ip", "link", "set", peer, "master", "br-lan", "up")
         crowd = Crowd(ns=ns)
         for i in range(n):
-            crowd.members.append(Phone(ns=ns, mac=f"02:cc:00:00:{i >> 8:02x}:{i & 0xff:02x}",
-                                       ip=str(net.network_address + first_host + i),
-                                       ifname=f"m{i}"))
+            crowd.members.append(
+                Phone(
+                    ns=ns,
+                    mac=f"02:cc:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+                    ip=str(net.network_address + first_host + i),
+                    ifname=f"m{i}",
+                )
+            )
         gw_ip = lan.ip
         m = crowd.members
         cmds = ["link set lo up", "link set eth0 up"]
-        cmds += [f"link add {p.ifname} link eth0 address {p.mac} type macvlan mode bridge"
-                 for p in m]
+        cmds += [
+            f"link add {p.ifname} link eth0 address {p.mac} type macvlan mode bridge" for p in m
+        ]
         cmds += [f"addr add {p.ip}/{net.prefixlen} dev {p.ifname} noprefixroute" for p in m]
         cmds += [f"link set {p.ifname} up" for p in m]
-        cmds += [f"route add {net} dev {p.ifname} src {p.ip} metric {100 + i}"
-                 for i, p in enumerate(m)]
-        cmds += [f"route add default via {gw_ip} dev {p.ifname} metric {100 + i}"
-                 for i, p in enumerate(m)]
+        cmds += [
+            f"route add {net} dev {p.ifname} src {p.ip} metric {100 + i}" for i, p in enumerate(m)
+        ]
+        cmds += [
+            f"route add default via {gw_ip} dev {p.ifname} metric {100 + i}"
+            for i, p in enumerate(m)
+        ]
         if static_neighbours:
-            cmds += [f"neigh replace {gw_ip} lladdr {gw_mac} dev {p.ifname} nud permanent"
-                     for p in m]
+            cmds += [
+                f"neigh replace {gw_ip} lladdr {gw_mac} dev {p.ifname} nud permanent" for p in m
+            ]
         self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n", timeout=300)
         if static_neighbours:
-            self.run(self.gw, "ip", "-batch", "-", timeout=300, input="".join(
-                f"neigh replace {p.ip} lladdr {p.mac} dev br-lan nud permanent\n" for p in m))
+            self.run(
+                self.gw,
+                "ip",
+                "-batch",
+                "-",
+                timeout=300,
+                input="".join(
+                    f"neigh replace {p.ip} lladdr {p.mac} dev br-lan nud permanent\n" for p in m
+                ),
+            )
         return crowd
 
     def link_mac(self, ns: str, ifname: str) -> str:
@@ -227,8 +328,10 @@ class Testbed:
 
     def wait_port(self, ns: str, host: str, port: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        probe = (f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
-                 f"sys.exit(s.connect_ex(({host!r},{port})))")
+        probe = (
+            f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
+            f"sys.exit(s.connect_ex(({host!r},{port})))"
+        )
         while time.monotonic() < deadline:
             if self.run(ns, "python3", "-c", probe, check=False).returncode == 0:
                 return
@@ -247,12 +350,30 @@ class Testbed:
 
     def start_upstream(self, webroot: str | os.PathLike[str], iperf: bool = True) -> None:
         Path(webroot).mkdir(parents=True, exist_ok=True)
-        self.popen(self.up, "python3", "-m", "http.server", "80", "--bind", UPSTREAM_IP,
-                   "--directory", str(webroot))
+        self.popen(
+            self.up,
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            UPSTREAM_IP,
+            "--directory",
+            str(webroot),
+        )
         # The HTTPS, QUIC and DNS ports answer too, so a test that gets no answer
         # proves the gateway dropped the packet, not that nobody listened.
-        self.popen(self.up, "python3", "-m", "http.server", "443", "--bind", UPSTREAM_IP,
-                   "--directory", str(webroot))
+        self.popen(
+            self.up,
+            "python3",
+            "-m",
+            "http.server",
+            "443",
+            "--bind",
+            UPSTREAM_IP,
+            "--directory",
+            str(webroot),
+        )
         self.wait_port(self.up, UPSTREAM_IP, 80)
         if iperf:
             self.popen(self.up, "iperf3", "-s", "-B", UPSTREAM_IP)
@@ -283,7 +404,7 @@ class Testbed:
                 sh(["ip", "netns", "del", ns], check=False)
         self.phones.clear()
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         return self.build()
 
     def __exit__(self, *exc: object) -> None:

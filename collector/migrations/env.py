@@ -11,12 +11,16 @@ target_metadata = Base.metadata
 VERSION_TABLE = "collector_alembic_version"
 
 
-def _configure_and_run(conn) -> None:  # noqa: ANN001 - alembic's connection
+def _configure_and_run(conn) -> None:
     if conn.dialect.name == "postgresql":
         # Two processes starting at once (gunicorn, the CLI) migrate one after the other.
         conn.execute(text("SELECT pg_advisory_xact_lock(726217001)"))
-    context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True,
-                      version_table=VERSION_TABLE)
+    context.configure(
+        connection=conn,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -32,8 +36,12 @@ def run() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, version_table=VERSION_TABLE)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hotspot.mac import is_locally_administered, oui
+
 IEEE_CSV = Path("/usr/share/ieee-data/oui.csv")  # Debian's ieee-data, when installed
 PRIVATE = "private"
 
@@ -29,8 +31,9 @@ def _load() -> dict[str, str]:
                     with IEEE_CSV.open(encoding="utf-8", errors="replace") as fh:
                         for row in csv.DictReader(fh):
                             if row.get("Registry") == "MA-L" and row.get("Assignment"):
-                                table[row["Assignment"].upper()] = \
-                                    (row.get("Organization Name") or "").strip()[:40]
+                                table[row["Assignment"].upper()] = (
+                                    row.get("Organization Name") or ""
+                                ).strip()[:40]
                 except (OSError, csv.Error):
                     table = {}
             for vendor, prefixes in VENDORS.items():  # our short names win
@@ -40,21 +43,14 @@ def _load() -> dict[str, str]:
         return _table
 
 
-def is_private(mac: str) -> bool:
-    """A locally administered address: phones make these up per network (MAC randomisation)."""
-    try:
-        return bool(int(mac.replace(":", "").replace("-", "")[:2], 16) & 0x02)
-    except ValueError:
-        return False
-
-
 def vendor(mac: str) -> str | None:
     """The maker's name, ``PRIVATE`` for a randomised address, or None when unknown."""
     if not mac:
         return None
-    if is_private(mac):
+    if is_locally_administered(mac):  # phones make these up per network
         return PRIVATE
-    return _load().get(mac.replace(":", "").replace("-", "").upper()[:6])
+    prefix = oui(mac)
+    return None if prefix is None else _load().get(prefix)
 
 
 class Leases:
@@ -99,7 +95,9 @@ class Rates:
         self._seen: dict[int, tuple[float, int, int]] = {}
         self._lock = threading.Lock()
 
-    def update(self, sessions: list[dict[str, Any]], now: float | None = None) -> dict[int, tuple[int, int]]:
+    def update(
+        self, sessions: list[dict[str, Any]], now: float | None = None
+    ) -> dict[int, tuple[int, int]]:
         """{session id: (down bit/s, up bit/s)} for sessions seen before."""
         now = time.monotonic() if now is None else now
         out: dict[int, tuple[int, int]] = {}
@@ -116,8 +114,10 @@ class Rates:
                 old = self._seen.get(sid)
                 if old is not None and 0.5 <= now - old[0] <= self.MAX_AGE:
                     dt_s = now - old[0]
-                    out[sid] = (max(0, int((down - old[1]) * 8 / dt_s)),
-                                max(0, int((up - old[2]) * 8 / dt_s)))
+                    out[sid] = (
+                        max(0, int((down - old[1]) * 8 / dt_s)),
+                        max(0, int((up - old[2]) * 8 / dt_s)),
+                    )
                     fresh[sid] = (now, down, up) if now - old[0] > 5 else old
                 else:
                     fresh[sid] = (now, down, up)

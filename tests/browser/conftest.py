@@ -16,10 +16,20 @@ import pytest
 
 CHROMIUM = os.environ.get("HOTSPOT_CHROMIUM", "/usr/bin/chromium")
 PHONE = {"width": 360, "height": 740}
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-domain-reliability", "--no-pings",
-        "--disable-features=Translate,OptimizationHints,MediaRouter,CaptivePortalDetection"]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,CaptivePortalDetection",
+]
 
 
 def _why_not() -> str | None:
@@ -50,24 +60,38 @@ def playwright():
         yield pw
 
 
-def launch(pw, hosts: tuple[str, ...], names: dict[str, str] | None = None,
-           executable: str = CHROMIUM):
+def launch(
+    pw, hosts: tuple[str, ...], names: dict[str, str] | None = None, executable: str = CHROMIUM
+):
     """A fresh Chromium (Playwright gives it a new, temporary user-data-dir) that can reach
     only the IP addresses ``hosts``; ``names`` maps host names to one of them (a stand-in for
     DNS); every other name or address resolves to nothing."""
-    rules = ", ".join([f"MAP {n} {ip}" for n, ip in (names or {}).items()] + ["MAP * ~NOTFOUND"]
-                      + [f"EXCLUDE {h}" for h in hosts])
-    return pw.chromium.launch(executable_path=executable, args=ARGS + [
-        f"--host-resolver-rules={rules}"], headless=True, timeout=60_000)
+    rules = ", ".join(
+        [f"MAP {n} {ip}" for n, ip in (names or {}).items()]
+        + ["MAP * ~NOTFOUND"]
+        + [f"EXCLUDE {h}" for h in hosts]
+    )
+    return pw.chromium.launch(
+        executable_path=executable,
+        args=ARGS + [f"--host-resolver-rules={rules}"],
+        headless=True,
+        timeout=60_000,
+    )
 
 
 def phone_context(browser, *, javascript: bool = False, lang: str = "id-ID"):
     """A cheap Android phone: 360 px wide, touch, Indonesian by default, JavaScript off."""
-    return browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
-                               has_touch=True, java_script_enabled=javascript, locale=lang,
-                               user_agent="Mozilla/5.0 (Linux; Android 11; Redmi 9A) "
-                                          "AppleWebKit/537.36 (KHTML, like Gecko) "
-                                          "Chrome/120.0 Mobile Safari/537.36")
+    return browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        java_script_enabled=javascript,
+        locale=lang,
+        user_agent="Mozilla/5.0 (Linux; Android 11; Redmi 9A) "
+        "AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0 Mobile Safari/537.36",
+    )
 
 
 def shot(page, folder: Path, name: str) -> Path:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, write_toml
 from hotspot.control import ControlClient
 from tests.browser.conftest import CHROMIUM, launch, phone_context, shot
+from testsupport import testbed as tb
+from testsupport.testbed import UPSTREAM_IP, write_toml
 
 PORTAL = "http://10.10.0.1:8080"
 TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
@@ -33,8 +33,9 @@ TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables"),
-    pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                       reason=f"needs {', '.join(TOOLS)}"),
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}"
+    ),
 ]
 
 
@@ -48,23 +49,43 @@ class Village:
         self.voucher_key = workdir / "voucher.key"
 
     def hotspot(self, *args: str, log: str):
-        return self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
-                              str(self.config), *args, log_path=self.workdir / log)
+        return self.bed.popen(
+            self.bed.gw,
+            sys.executable,
+            "-m",
+            "hotspot_cli",
+            "--config",
+            str(self.config),
+            *args,
+            log_path=self.workdir / log,
+        )
 
     def call(self, op: str, **args):
         with ControlClient(str(self.socket)) as ctl:
             return ctl.call(op, **args)
 
     def curl(self, phone: int, url: str) -> str:
-        out = self.bed.run(self.bed.phones[phone].ns, "curl", "-s", "-o", "/dev/null", "-w",
-                           "%{http_code} %{redirect_url}", "-m", "5", url, check=False)
+        out = self.bed.run(
+            self.bed.phones[phone].ns,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-m",
+            "5",
+            url,
+            check=False,
+        )
         return out.stdout.strip()
 
     def chromium_in(self, phone: int) -> str:
         """An executable that runs Chromium inside the phone's namespace."""
         path = self.workdir / f"chromium-{phone}"
-        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.bed.phones[phone].ns} '
-                        f'{CHROMIUM} "$@"\n')
+        path.write_text(
+            f'#!/bin/sh\nexec ip netns exec {self.bed.phones[phone].ns} {CHROMIUM} "$@"\n'
+        )
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         return str(path)
 
@@ -77,23 +98,42 @@ def village(tmp_path):
         webroot = tmp_path / "www"
         webroot.mkdir()
         (webroot / "index.html").write_text(
-            "<!doctype html><title>Berita</title><h1>upstream ok</h1>")
+            "<!doctype html><title>Berita</title><h1>upstream ok</h1>"
+        )
         bed.start_upstream(webroot, iperf=False)
         v = Village(bed, tmp_path)
-        write_toml(v.config, {
-            "village": {"name": "Desa Sungai Duren"},
-            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                        "lan_address": bed.lan_address, "uplink_down_kbps": 100000,
-                        "uplink_up_kbps": 100000},
-            "database": {"url": v.db_url},
-            "control": {"socket": str(v.socket)},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
-            "portal": {"user": "", "workers": 2, "secret_key_file": str(tmp_path / "portal.secret"),
-                       "voucher_key_file": str(v.voucher_key),
-                       "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234"},
-            "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "premium",
-                                    "hours": 24, "data_mb": 1000}},
-        })
+        write_toml(
+            v.config,
+            {
+                "village": {"name": "Desa Sungai Duren"},
+                "network": {
+                    "lan_interface": "br-lan",
+                    "wan_interface": "eth0",
+                    "lan_address": bed.lan_address,
+                    "uplink_down_kbps": 100000,
+                    "uplink_up_kbps": 100000,
+                },
+                "database": {"url": v.db_url},
+                "control": {"socket": str(v.socket)},
+                "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
+                "portal": {
+                    "user": "",
+                    "workers": 2,
+                    "secret_key_file": str(tmp_path / "portal.secret"),
+                    "voucher_key_file": str(v.voucher_key),
+                    "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
+                },
+                "packages": {
+                    "harian": {
+                        "title": "Harian",
+                        "price": 5000,
+                        "tier": "premium",
+                        "hours": 24,
+                        "data_mb": 1000,
+                    }
+                },
+            },
+        )
         v.hotspot("gateway", "run", "--log-level", "DEBUG", log="gateway.log")
         deadline = time.monotonic() + 20
         while True:
@@ -164,7 +204,8 @@ def test_accept_the_terms_then_the_internet(village, playwright, artifacts):
 
 def test_voucher_then_the_internet(village, playwright, artifacts):
     from hotspot.db import make_engine
-    from hotspot.vouchers import create_batch, load_key
+    from hotspot.vouchers.batches import create_batch
+    from hotspot.vouchers.keys import load_key
 
     phone = village.bed.phones[1]
     engine = make_engine(village.db_url)

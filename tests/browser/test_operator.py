@@ -36,10 +36,22 @@ KASIR_PW = "kios-pasar-2026"
 def _watch(page, problems: list[str]) -> None:
     # (A page answered 4xx on purpose — a form with a bad field — logs "Failed to load
     # resource" too: that is the test's doing, not the page's.)
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type in ("error", "warning") and "status of 4" not in m.text else None)
-    page.on("response", lambda r: problems.append(f"{r.url} {r.status}")
-            if "/static/" in r.url and r.status not in (200, 304) else None)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") and "status of 4" not in m.text
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.url} {r.status}")
+            if "/static/" in r.url and r.status not in (200, 304)
+            else None
+        ),
+    )
 
 
 def _login(page, base: str, name: str, password: str) -> None:
@@ -61,8 +73,8 @@ def _width(browser, ctx_cookies, url: str) -> int:
     return width
 
 
-def test_console_pages_on_a_phone(playwright, portal, artifacts):  # noqa: F811
-    from hotspot.vouchers import create_batch
+def test_console_pages_on_a_phone(playwright, portal, artifacts):
+    from hotspot.vouchers.batches import create_batch
 
     db = portal.db
     setup = Actor("cli:root", role="admin")
@@ -71,12 +83,19 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):  # noqa: F811
     portal.gw.call("authorize", ip="127.0.0.1", tier="free", source="free")
     browser = launch(playwright, (PORTAL_IP,))
     problems: list[str] = []
-    pages = [("overview", "/operator/"), ("sell", "/operator/sell"),
-             ("vouchers", "/operator/batches"), ("batch", "/operator/batches/1"),
-             ("online", "/operator/sessions"), ("sales", "/operator/sales?view=days"),
-             ("cash", "/operator/sales?view=cash"), ("packages", "/operator/packages"),
-             ("package-new", "/operator/packages/new"), ("accounts", "/operator/operators"),
-             ("audit", "/operator/audit")]
+    pages = [
+        ("overview", "/operator/"),
+        ("sell", "/operator/sell"),
+        ("vouchers", "/operator/batches"),
+        ("batch", "/operator/batches/1"),
+        ("online", "/operator/sessions"),
+        ("sales", "/operator/sales?view=days"),
+        ("cash", "/operator/sales?view=cash"),
+        ("packages", "/operator/packages"),
+        ("package-new", "/operator/packages/new"),
+        ("accounts", "/operator/operators"),
+        ("audit", "/operator/audit"),
+    ]
     try:
         for lang in ("id", "en"):
             ctx = phone_context(browser, lang="id-ID" if lang == "id" else "en-US")
@@ -111,8 +130,9 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):  # noqa: F811
             shot(page, artifacts, f"{lang}-13-batch-too-many")
             ctx.close()
         # the sheet as printed: A4 at 96 dpi is 794 px wide
-        ctx = browser.new_context(viewport={"width": 794, "height": 1123}, locale="id-ID",
-                                  java_script_enabled=False)
+        ctx = browser.new_context(
+            viewport={"width": 794, "height": 1123}, locale="id-ID", java_script_enabled=False
+        )
         page = ctx.new_page()
         _login(page, portal.base, "budi", ADMIN_PW)
         page.goto(portal.base + "/operator/batches/1/sheet")
@@ -134,8 +154,9 @@ E2E_TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables")
-@pytest.mark.skipif(any(shutil.which(t) is None for t in E2E_TOOLS),
-                    reason=f"needs {', '.join(E2E_TOOLS)}")
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in E2E_TOOLS), reason=f"needs {', '.join(E2E_TOOLS)}"
+)
 def test_kiosk_day(village, playwright, artifacts):
     from testsupport.testbed import UPSTREAM_IP
 
@@ -143,16 +164,34 @@ def test_kiosk_day(village, playwright, artifacts):
     kiosk, villager = 0, 1
     phone = village.bed.phones[villager]
     # The first admin is made on the gateway's terminal (password on stdin).
-    out = subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(village.config),
-                          "operators", "add", "budi", "--role", "admin"], input=ADMIN_PW + "\n",
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotspot_cli",
+            "--config",
+            str(village.config),
+            "operators",
+            "add",
+            "budi",
+            "--role",
+            "admin",
+        ],
+        input=ADMIN_PW + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     laptop = launch(playwright, ("10.10.0.1",), executable=village.chromium_in(kiosk))
-    handset = launch(playwright, (UPSTREAM_IP, "10.10.0.1"), executable=village.chromium_in(villager))
+    handset = launch(
+        playwright, (UPSTREAM_IP, "10.10.0.1"), executable=village.chromium_in(villager)
+    )
     problems: list[str] = []
     try:
-        ctx = laptop.new_context(viewport={"width": 1024, "height": 768}, locale="id-ID",
-                                 java_script_enabled=False)
+        ctx = laptop.new_context(
+            viewport={"width": 1024, "height": 768}, locale="id-ID", java_script_enabled=False
+        )
         page = ctx.new_page()
         _watch(page, problems)
         _login(page, base, "budi", ADMIN_PW)
@@ -178,15 +217,17 @@ def test_kiosk_day(village, playwright, artifacts):
         shot(page, artifacts, "3-batch")
         page.click("#print")
         codes = [c.strip() for c in page.locator(".vcode").all_inner_texts()]
-        assert len(codes) == 6 and all(re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{2}", c)
-                                       for c in codes)
+        assert len(codes) == 6 and all(
+            re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{2}", c) for c in codes
+        )
         assert page.locator(".vcard svg.qr").count() == 6
         page.emulate_media(media="print")
         sheet = shot(page, artifacts, "4-sheet-print")
         page.emulate_media(media="screen")
         if shutil.which("zbarimg"):  # the QR codes, as a phone's camera would read them
-            read = subprocess.run(["zbarimg", "-q", "--raw", str(sheet)], capture_output=True,
-                                  text=True, timeout=60).stdout.split()
+            read = subprocess.run(
+                ["zbarimg", "-q", "--raw", str(sheet)], capture_output=True, text=True, timeout=60
+            ).stdout.split()
             assert sorted(read) == sorted(f"{base}/?code={c}" for c in codes)
 
         # The kasir's account.
@@ -201,8 +242,9 @@ def test_kiosk_day(village, playwright, artifacts):
         ctx.close()
 
         # The kasir sells the first card.
-        ctx = laptop.new_context(viewport={"width": 1024, "height": 768}, locale="id-ID",
-                                 java_script_enabled=False)
+        ctx = laptop.new_context(
+            viewport={"width": 1024, "height": 768}, locale="id-ID", java_script_enabled=False
+        )
         page = ctx.new_page()
         _watch(page, problems)
         _login(page, base, "siti", KASIR_PW)
@@ -252,8 +294,9 @@ def test_kiosk_day(village, playwright, artifacts):
 
         # The ledger has the sale, the audit log every step.
         ctx.close()
-        ctx = laptop.new_context(viewport={"width": 1024, "height": 768}, locale="id-ID",
-                                 java_script_enabled=False)
+        ctx = laptop.new_context(
+            viewport={"width": 1024, "height": 768}, locale="id-ID", java_script_enabled=False
+        )
         page = ctx.new_page()
         _login(page, base, "budi", ADMIN_PW)
         page.goto(base + "/operator/sales")
@@ -261,8 +304,14 @@ def test_kiosk_day(village, playwright, artifacts):
         shot(page, artifacts, "11-admin-sales")
         page.goto(base + "/operator/audit")
         log = page.inner_text("main")
-        for action in ("package.create", "batch.create", "batch.print", "voucher.sell",
-                       "session.kick", "operator.create"):
+        for action in (
+            "package.create",
+            "batch.create",
+            "batch.print",
+            "voucher.sell",
+            "session.kick",
+            "operator.create",
+        ):
             assert action in log
         shot(page, artifacts, "12-admin-audit")
         ctx.close()

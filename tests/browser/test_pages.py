@@ -14,11 +14,14 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from gateway.engine import MB, SessionEngine
+from gateway.engine import SessionEngine
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from hotspot.vouchers import create_batch, sync_packages
+from hotspot.units import MB
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
 from portal import create_app
+from portal.startup import prepare
 from tests.browser.conftest import launch, phone_context, shot
 from tests.unit.fakes import FakeDataPath
 from tests.unit.portal.fakes import LocalGateway
@@ -37,22 +40,43 @@ def portal(tmp_path):
     with __import__("socket").socket() as s:
         s.bind((PORTAL_IP, 0))
         port = s.getsockname()[1]
-    cfg = config_mod.load(overrides={
-        "village": {"name": "Desa Sungai Duren"},
-        "network": {"lan_address": f"{PORTAL_IP}/18", "portal_port": port},
-        "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-        "control": {"socket": str(tmp_path / "control.sock")},
-        "portal": {"secret_key_file": str(tmp_path / "s"), "voucher_key_file": str(tmp_path / "v"),
-                   "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
-                   "terms": "Layanan buka 24 jam. Kios buka pukul 08.00–17.00."},
-        "packages": {
-            "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24,
-                       "data_mb": 1000},
-            "mingguan": {"title": "Mingguan", "price": 25000, "tier": "premium", "hours": 168,
-                         "data_mb": 5000},
-            "keluarga": {"title": "Keluarga", "price": 15000, "tier": "premium", "hours": 24,
-                         "devices": 3}},
-    })
+    cfg = config_mod.load(
+        overrides={
+            "village": {"name": "Desa Sungai Duren"},
+            "network": {"lan_address": f"{PORTAL_IP}/18", "portal_port": port},
+            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
+            "control": {"socket": str(tmp_path / "control.sock")},
+            "portal": {
+                "secret_key_file": str(tmp_path / "s"),
+                "voucher_key_file": str(tmp_path / "v"),
+                "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
+                "terms": "Layanan buka 24 jam. Kios buka pukul 08.00–17.00.",
+            },
+            "packages": {
+                "harian": {
+                    "title": "Harian",
+                    "price": 5000,
+                    "tier": "premium",
+                    "hours": 24,
+                    "data_mb": 1000,
+                },
+                "mingguan": {
+                    "title": "Mingguan",
+                    "price": 25000,
+                    "tier": "premium",
+                    "hours": 168,
+                    "data_mb": 5000,
+                },
+                "keluarga": {
+                    "title": "Keluarga",
+                    "price": 15000,
+                    "tier": "premium",
+                    "hours": 24,
+                    "devices": 3,
+                },
+            },
+        }
+    )
     db = open_database(cfg.database.url)
     datapath = FakeDataPath(network="127.0.0.0/18")
     datapath.neighbours[PHONE_IP] = PHONE_MAC
@@ -60,7 +84,7 @@ def portal(tmp_path):
     engine.start()
     gw = LocalGateway(engine)
     sync_packages(db, cfg.packages.values())
-    app = create_app(cfg, gateway=gw, db=db, voucher_key=KEY, secret_key=b"s" * 32)
+    app = create_app(state=prepare(cfg, gateway=gw, db=db, voucher_key=KEY, secret_key=b"s" * 32))
     server = make_server(PORTAL_IP, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -76,14 +100,32 @@ def portal(tmp_path):
 
 
 def _watch(page, problems: list[str]) -> None:
-    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type in ("error", "warning") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type in ("error", "warning")
+            else None
+        ),
+    )
     # An asset of the portal that does not load. (The test's own next navigation aborts what
     # is still loading: net::ERR_ABORTED is not a problem of the page.)
-    page.on("requestfailed", lambda req: problems.append(f"failed: {req.url} {req.failure}")
-            if "ERR_ABORTED" not in (req.failure or "") else None)
-    page.on("response", lambda resp: problems.append(f"failed: {resp.url} {resp.status}")
-            if "/static/" in resp.url and resp.status not in (200, 304) else None)
+    page.on(
+        "requestfailed",
+        lambda req: (
+            problems.append(f"failed: {req.url} {req.failure}")
+            if "ERR_ABORTED" not in (req.failure or "")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda resp: (
+            problems.append(f"failed: {resp.url} {resp.status}")
+            if "/static/" in resp.url and resp.status not in (200, 304)
+            else None
+        ),
+    )
 
 
 def _fits(browser, url: str) -> int:

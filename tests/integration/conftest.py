@@ -32,11 +32,15 @@ NETNS_TOOLS = ("ip", "nft", "tc", "curl")
 
 
 def find_pg_bin() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                        key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0,
-                        reverse=True)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0,
+        reverse=True,
+    )
     for d in candidates:
-        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(os.path.join(d, "postgres"), os.X_OK):
+        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(
+            os.path.join(d, "postgres"), os.X_OK
+        ):
             return Path(d)
     initdb = shutil.which("initdb")
     if initdb:
@@ -103,11 +107,12 @@ class Postgres:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@/{dbname}?host={self.sockdir}&port={self.port}"
 
-    def connect(self, dbname: str = "postgres"):  # noqa: ANN201
+    def connect(self, dbname: str = "postgres"):
         import psycopg
 
-        return psycopg.connect(host=str(self.sockdir), port=self.port, user="postgres",
-                               dbname=dbname, autocommit=True)
+        return psycopg.connect(
+            host=str(self.sockdir), port=self.port, user="postgres", dbname=dbname, autocommit=True
+        )
 
     def create_db(self) -> str:
         name = "t_" + secrets.token_hex(6)
@@ -151,16 +156,55 @@ def postgres():
         for p in (base, sockdir):
             os.chown(p, demote["user"], demote["group"])
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(base)}
-    subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True,
-                   env=env, cwd=base, **demote)
+    subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+        **demote,
+    )
     port = _free_port()
     log = open(base / "postgres.log", "ab")
     proc = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-k", str(sockdir), "-p", str(port),
-         "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-         "-c", "full_page_writes=off", "-c", "max_connections=100"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=base, start_new_session=True, **demote)
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(sockdir),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=100",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=base,
+        start_new_session=True,
+        **demote,
+    )
     pg = Postgres(bindir, base, sockdir, port, proc)
     deadline = time.monotonic() + 30
     while True:
@@ -171,8 +215,9 @@ def postgres():
         except Exception:  # noqa: BLE001 - still starting
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("PostgreSQL did not start:\n" +
-                                   (base / "postgres.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "PostgreSQL did not start:\n" + (base / "postgres.log").read_text()[-2000:]
+                )
             time.sleep(0.1)
     yield pg
     proc.send_signal(signal.SIGINT)  # fast shutdown

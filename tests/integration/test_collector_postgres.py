@@ -13,9 +13,18 @@ from collector import config as collector_config
 from collector.app import create_app
 from collector.models import IngestBatch
 from collector.store import create_token
-from sync import wire
-from tests.unit.collector.helpers import (GATEWAY_ID, body_of, daily_sums, post, register,
-                                          signed_headers, snapshot, totals, usage)
+from hotspot import wire
+from tests.unit.collector.helpers import (
+    GATEWAY_ID,
+    body_of,
+    daily_sums,
+    post,
+    register,
+    signed_headers,
+    snapshot,
+    totals,
+    usage,
+)
 from tests.unit.collector.test_ingest import refusals
 
 pytestmark = pytest.mark.postgres
@@ -23,9 +32,17 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def app(pg_url):
-    cfg = collector_config.load(overrides={"collector": {
-        "database_url": pg_url, "dashboard_public": True, "max_body_kb": 64,
-        "max_inflated_kb": 1024, "page_size": 50}})
+    cfg = collector_config.load(
+        overrides={
+            "collector": {
+                "database_url": pg_url,
+                "dashboard_public": True,
+                "max_body_kb": 64,
+                "max_inflated_kb": 1024,
+                "page_size": 50,
+            }
+        }
+    )
     a = create_app(cfg)
     register(a)
     yield a
@@ -36,7 +53,10 @@ def test_schema_is_migrated_with_its_own_version_table(app):
     engine = app.extensions["collector_db"]
     assert engine.dialect.name == "postgresql"
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM collector_alembic_version")).scalar() == "c0001"
+        assert (
+            conn.execute(text("SELECT version_num FROM collector_alembic_version")).scalar()
+            == "c0001"
+        )
 
 
 def test_the_same_batch_from_many_threads_is_applied_once(app):
@@ -103,8 +123,11 @@ def test_replay_on_postgres(app):
 
 def test_api_pages_on_postgres(app):
     client = app.test_client()
-    recs = [usage(client=f"{c:016x}", hour=f"2026-11-28T{h:02d}:00:00Z") for c in range(4)
-            for h in range(10)]
+    recs = [
+        usage(client=f"{c:016x}", hour=f"2026-11-28T{h:02d}:00:00Z")
+        for c in range(4)
+        for h in range(10)
+    ]
     assert post(client, recs).status_code == 200
     with Session(app.extensions["collector_db"]) as s, s.begin():
         token = create_token(s, "diskominfo")["token"]

@@ -18,14 +18,24 @@ import pytest
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from testsupport import testbed as tb
-from testsupport.testbed import write_toml
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from hotspot.model import Device, HourlyUsage, utcnow
-from sync.pseudonym import Pseudonymizer, load_key
-from tests.integration.village import (COLLECTOR_PORT, PROV_IP, ROOT, GatewayRunner, Proc,
-                                       add_province, hotspot, lossy_drops, wait_for)
+from hotspot.model import Device, HourlyUsage
+from hotspot.pseudonym import Pseudonymizer, load_key
+from hotspot.timeutil import utcnow
+from tests.integration.village import (
+    COLLECTOR_PORT,
+    PROV_IP,
+    ROOT,
+    GatewayRunner,
+    Proc,
+    add_province,
+    hotspot,
+    lossy_drops,
+    wait_for,
+)
+from testsupport import testbed as tb
+from testsupport.testbed import write_toml
 
 pytestmark = [pytest.mark.netns, pytest.mark.postgres]
 
@@ -41,7 +51,7 @@ def seed_week(db, now: dt.datetime, rng: random.Random) -> int:
     has after a week-long outage."""
     last = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
     first = last - dt.timedelta(days=7)
-    macs = [f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}" for i in range(DEVICES)]
+    macs = [f"02:aa:00:00:{i >> 8:02x}:{i & 0xFF:02x}" for i in range(DEVICES)]
     rows = []
     hour = first
     while hour <= last:
@@ -49,32 +59,46 @@ def seed_week(db, now: dt.datetime, rng: random.Random) -> int:
         busy = 0.75 if 7 <= local <= 22 else 0.15
         for mac in macs:
             if rng.random() < busy:
-                rows.append({"mac": mac, "hour": hour, "seconds": rng.randint(60, 3600),
-                             "bytes_down": rng.randint(10_000, 400_000_000),
-                             "bytes_up": rng.randint(1_000, 40_000_000)})
+                rows.append(
+                    {
+                        "mac": mac,
+                        "hour": hour,
+                        "seconds": rng.randint(60, 3600),
+                        "bytes_down": rng.randint(10_000, 400_000_000),
+                        "bytes_up": rng.randint(1_000, 40_000_000),
+                    }
+                )
         hour += dt.timedelta(hours=1)
     with Session(db) as s, s.begin():
-        s.execute(insert(Device), [{"mac": m, "first_seen": first, "last_seen": last,
-                                    "blocked": False} for m in macs])
+        s.execute(
+            insert(Device),
+            [{"mac": m, "first_seen": first, "last_seen": last, "blocked": False} for m in macs],
+        )
         s.execute(insert(HourlyUsage), rows)
     return len(rows)
 
 
-def pg_scalar(engine, sql: str, **params):  # noqa: ANN001, ANN201
+def pg_scalar(engine, sql: str, **params):
     with engine.connect() as conn:
         return conn.execute(text(sql), params).scalar()
 
 
 def backlog_left(gw_engine, before: dt.datetime) -> int:
     with gw_engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT count(*) FROM sync_outbox WHERE kind = 'usage' AND period < :t "
-            "AND rev > sent_rev"), {"t": before}).scalar()
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM sync_outbox WHERE kind = 'usage' AND period < :t "
+                "AND rev > sent_rev"
+            ),
+            {"t": before},
+        ).scalar()
 
 
 def sent_lines(agent: Proc) -> list[tuple[int, int]]:
-    return [(int(r), int(b)) for r, b in
-            re.findall(r"sending batch \w+: (\d+) records, (\d+) bytes", agent.text())]
+    return [
+        (int(r), int(b))
+        for r, b in re.findall(r"sending batch \w+: (\d+) records, (\d+) bytes", agent.text())
+    ]
 
 
 def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_path, artifacts):
@@ -92,18 +116,44 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         (webroot / "big.bin").write_bytes(secrets.token_bytes(1 << 20) * 8)
         bed.start_upstream(webroot, iperf=False)
 
-        ccfg = write_toml(tmp_path / "collector.toml", {"collector": {
-            "database_url": pg_url, "bind": f"{PROV_IP}:{COLLECTOR_PORT}", "workers": 2,
-            "threads": 4, "dashboard_public": True}})
-        reg = subprocess.run(hotspot(ccfg, "collector", "gateways", "add", GATEWAY_ID, "--json"),
-                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        ccfg = write_toml(
+            tmp_path / "collector.toml",
+            {
+                "collector": {
+                    "database_url": pg_url,
+                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
+                    "workers": 2,
+                    "threads": 4,
+                    "dashboard_public": True,
+                }
+            },
+        )
+        reg = subprocess.run(
+            hotspot(ccfg, "collector", "gateways", "add", GATEWAY_ID, "--json"),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         assert reg.returncode == 0, reg.stderr
         secret = json.loads(reg.stdout)["secret"]
 
-        gw = GatewayRunner(bed, tmp_path, {"sync": {
-            "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}", "gateway_id": GATEWAY_ID,
-            "secret": secret, "interval_seconds": 2, "health_seconds": 3,
-            "max_batch_kb": BATCH_KB, "backoff_max_seconds": 4, "timeout_seconds": 30}})
+        gw = GatewayRunner(
+            bed,
+            tmp_path,
+            {
+                "sync": {
+                    "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
+                    "gateway_id": GATEWAY_ID,
+                    "secret": secret,
+                    "interval_seconds": 2,
+                    "health_seconds": 3,
+                    "max_batch_kb": BATCH_KB,
+                    "backoff_max_seconds": 4,
+                    "timeout_seconds": 30,
+                }
+            },
+        )
         cfg = config_mod.load(gw.config)
         gw_db = open_database(cfg.database.url)
         now = utcnow()
@@ -114,21 +164,37 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         # Live traffic of a real phone while everything else happens.
         phone = bed.phones[0]
         gw.call("authorize", mac=phone.mac, ip=phone.ip, tier="premium", source="admin")
-        traffic = Proc(bed, phone.ns, ["sh", "-c", "while true; do curl -s -o /dev/null "
-                                       "--limit-rate 2M http://198.51.100.10/big.bin; done"],
-                       tmp_path / "traffic.log").start()
+        traffic = Proc(
+            bed,
+            phone.ns,
+            [
+                "sh",
+                "-c",
+                "while true; do curl -s -o /dev/null "
+                "--limit-rate 2M http://198.51.100.10/big.bin; done",
+            ],
+            tmp_path / "traffic.log",
+        ).start()
         procs.append(traffic)
 
         def collector() -> Proc:
-            p = Proc(bed, prov, hotspot(ccfg, "collector", "run", "--log-level", "INFO"),
-                     tmp_path / "collector.log").start()
+            p = Proc(
+                bed,
+                prov,
+                hotspot(ccfg, "collector", "run", "--log-level", "INFO"),
+                tmp_path / "collector.log",
+            ).start()
             procs.append(p)
             bed.wait_port(prov, PROV_IP, COLLECTOR_PORT, timeout=30)
             return p
 
         def agent() -> Proc:
-            p = Proc(bed, bed.gw, hotspot(gw.config, "sync", "run", "--log-level", "INFO"),
-                     tmp_path / "agent.log").start()
+            p = Proc(
+                bed,
+                bed.gw,
+                hotspot(gw.config, "sync", "run", "--log-level", "INFO"),
+                tmp_path / "agent.log",
+            ).start()
             procs.append(p)
             return p
 
@@ -148,15 +214,17 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         # 2. the agent is killed with SIGKILL while a batch is on the wire, twice
         for _ in range(2):
             n = len(sent_lines(ag))
-            wait_for(lambda: len(sent_lines(ag)) > n, 90, "the agent sending a batch",
-                     interval=0.01)
+            wait_for(
+                lambda: len(sent_lines(ag)) > n, 90, "the agent sending a batch", interval=0.01
+            )
             time.sleep(rng.uniform(0.0, 0.3))
             ag.kill9()
             ag = agent()
 
         # 3. the week's backlog drains
-        wait_for(lambda: backlog_left(gw_db, backlog_until) == 0, 240, "backlog delivered",
-                 interval=0.5)
+        wait_for(
+            lambda: backlog_left(gw_db, backlog_until) == 0, 240, "backlog delivered", interval=0.5
+        )
         drain_seconds = time.monotonic() - t0
 
         # 4. stop the traffic and the gateway (it flushes), then deliver the last figures
@@ -164,9 +232,13 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         gw.stop()
         ag.stop()
         for attempt in range(8):
-            once = subprocess.run(["ip", "netns", "exec", bed.gw,
-                                   *hotspot(gw.config, "sync", "once", "--json")],
-                                  capture_output=True, text=True, cwd=ROOT, timeout=180)
+            once = subprocess.run(
+                ["ip", "netns", "exec", bed.gw, *hotspot(gw.config, "sync", "once", "--json")],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=180,
+            )
             if once.returncode == 0:
                 break
             assert once.returncode == 1 and len(once.stderr.strip().splitlines()) == 1, once.stderr
@@ -177,23 +249,42 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         # 5. the collector's figures equal the gateway's exactly
         pseudonym = Pseudonymizer(load_key(cfg, gw_db))
         with Session(gw_db) as s:
-            expected = {(pseudonym(r.mac), r.hour): (r.seconds, r.bytes_down, r.bytes_up)
-                        for r in s.scalars(select(HourlyUsage))}
+            expected = {
+                (pseudonym(r.mac), r.hour): (r.seconds, r.bytes_down, r.bytes_up)
+                for r in s.scalars(select(HourlyUsage))
+            }
             state = dict(s.execute(text("SELECT name, value FROM sync_state")).all())
         with pg.connect() as conn:
-            got = {(c, p): (sec, d, u) for c, p, sec, d, u in conn.execute(text(
-                "SELECT client, period_start, seconds, bytes_down, bytes_up FROM usage_hourly "
-                "WHERE gateway_id = :g"), {"g": GATEWAY_ID})}
-            daily = conn.execute(text(
-                "SELECT sum(seconds), sum(bytes_down), sum(bytes_up) FROM usage_daily "
-                "WHERE gateway_id = :g"), {"g": GATEWAY_ID}).one()
-            health = conn.execute(text("SELECT count(*) FROM health_sample WHERE gateway_id = :g"),
-                                  {"g": GATEWAY_ID}).scalar()
-            batch_rows, dups = conn.execute(text(
-                "SELECT count(*), coalesce(sum(duplicates), 0) FROM ingest_batch "
-                "WHERE gateway_id = :g"), {"g": GATEWAY_ID}).one()
-            village = conn.execute(text("SELECT village FROM gateway WHERE id = :g"),
-                                   {"g": GATEWAY_ID}).scalar()
+            got = {
+                (c, p): (sec, d, u)
+                for c, p, sec, d, u in conn.execute(
+                    text(
+                        "SELECT client, period_start, seconds, bytes_down, bytes_up FROM usage_hourly "
+                        "WHERE gateway_id = :g"
+                    ),
+                    {"g": GATEWAY_ID},
+                )
+            }
+            daily = conn.execute(
+                text(
+                    "SELECT sum(seconds), sum(bytes_down), sum(bytes_up) FROM usage_daily "
+                    "WHERE gateway_id = :g"
+                ),
+                {"g": GATEWAY_ID},
+            ).one()
+            health = conn.execute(
+                text("SELECT count(*) FROM health_sample WHERE gateway_id = :g"), {"g": GATEWAY_ID}
+            ).scalar()
+            batch_rows, dups = conn.execute(
+                text(
+                    "SELECT count(*), coalesce(sum(duplicates), 0) FROM ingest_batch "
+                    "WHERE gateway_id = :g"
+                ),
+                {"g": GATEWAY_ID},
+            ).one()
+            village = conn.execute(
+                text("SELECT village FROM gateway WHERE id = :g"), {"g": GATEWAY_ID}
+            ).scalar()
         assert len(expected) > backlog  # the week plus the phone's live hours
         live = [k for k in expected if k[1] >= backlog_until]
         assert live and sum(expected[k][1] for k in live) > 1_000_000  # real traffic counted
@@ -206,20 +297,33 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         with Session(gw_db) as s:
             macs = [m for (m,) in s.execute(select(Device.mac))]
         with pg.connect() as conn:
-            dump = " ".join(str(r) for r in conn.execute(text(
-                "SELECT * FROM usage_hourly UNION ALL SELECT gateway_id, client, NULL, NULL, NULL, "
-                "NULL, NULL FROM usage_daily")))
+            dump = " ".join(
+                str(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT * FROM usage_hourly UNION ALL SELECT gateway_id, client, NULL, NULL, NULL, "
+                        "NULL, NULL FROM usage_daily"
+                    )
+                )
+            )
         assert not any(m in dump for m in macs)
 
         sent = sent_lines(ag) or [(0, 0)]
         result = {
-            "backlog_records": backlog, "device_hours_compared": len(expected),
+            "backlog_records": backlog,
+            "device_hours_compared": len(expected),
             "link": f"{RATE_KBIT} kbit/s tbf both ways, {LOSS_PCT}% random drop each way",
-            "max_batch_kb": BATCH_KB, "week_backlog_drain_seconds": round(drain_seconds, 1),
-            "collector_restarts": 1, "agent_kill9": 2, "packets_dropped": lossy_drops(bed, prov),
-            "batches_applied": batch_rows, "duplicate_deliveries_acknowledged": int(dups),
+            "max_batch_kb": BATCH_KB,
+            "week_backlog_drain_seconds": round(drain_seconds, 1),
+            "collector_restarts": 1,
+            "agent_kill9": 2,
+            "packets_dropped": lossy_drops(bed, prov),
+            "batches_applied": batch_rows,
+            "duplicate_deliveries_acknowledged": int(dups),
             "health_samples": health,
-            "bytes_per_record_compressed": round(sum(b for _, b in sent) / max(1, sum(r for r, _ in sent)), 1),
+            "bytes_per_record_compressed": round(
+                sum(b for _, b in sent) / max(1, sum(r for r, _ in sent)), 1
+            ),
         }
         (artifacts / "sync_e2e.json").write_text(json.dumps(result, indent=2))
         print("\nsync e2e:", json.dumps(result))

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from testsupport.testbed import Testbed, sh, write_toml
 from hotspot.control import ControlClient
 from tests.netns.helpers import wait_until
+from testsupport.testbed import Testbed, sh, write_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROV_IP = "203.0.113.10"
@@ -33,7 +33,7 @@ def hotspot(config: Path | str, *args: str) -> list[str]:
     return [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args]
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """:func:`tests.netns.helpers.wait_until`, the one bounded poll of the root tiers, in
     the argument order these tests use."""
     return wait_until(predicate, timeout, interval=interval, what=what)
@@ -44,24 +44,68 @@ def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:
     prov = f"{bed.prefix}-prov"
     sh(["ip", "netns", "add", prov])
     bed.run(prov, "ip", "link", "set", "lo", "up")
-    sh(["ip", "link", "add", "prov0", "netns", bed.up, "type", "veth", "peer", "name", "eth0",
-        "netns", prov])
-    bed.run(bed.up, "ip", "-batch", "-", input=(
-        f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n"))
+    sh(
+        [
+            "ip",
+            "link",
+            "add",
+            "prov0",
+            "netns",
+            bed.up,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            prov,
+        ]
+    )
+    bed.run(
+        bed.up, "ip", "-batch", "-", input=(f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n")
+    )
     bed.run(bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    bed.run(prov, "ip", "-batch", "-", input=(
-        f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\nroute add default via {PROV_GW}\n"))
+    bed.run(
+        prov,
+        "ip",
+        "-batch",
+        "-",
+        input=(
+            f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\nroute add default via {PROV_GW}\n"
+        ),
+    )
     for ns, dev in ((bed.up, "prov0"), (prov, "eth0")):
-        bed.run(ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
-                f"{rate_kbit}kbit", "burst", "4kb", "latency", "300ms")
+        bed.run(
+            ns,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            f"{rate_kbit}kbit",
+            "burst",
+            "4kb",
+            "latency",
+            "300ms",
+        )
     if loss_pct:
-        bed.run(prov, "nft", "-f", "-", input=(
-            "table inet lossy {\n"
-            "  chain in { type filter hook input priority 0; policy accept;\n"
-            f"    iifname \"eth0\" numgen random mod 100 < {loss_pct} counter drop\n  }}\n"
-            "  chain out { type filter hook output priority 0; policy accept;\n"
-            f"    oifname \"eth0\" numgen random mod 100 < {loss_pct} counter drop\n  }}\n"
-            "}\n"))
+        bed.run(
+            prov,
+            "nft",
+            "-f",
+            "-",
+            input=(
+                "table inet lossy {\n"
+                "  chain in { type filter hook input priority 0; policy accept;\n"
+                f'    iifname "eth0" numgen random mod 100 < {loss_pct} counter drop\n  }}\n'
+                "  chain out { type filter hook output priority 0; policy accept;\n"
+                f'    oifname "eth0" numgen random mod 100 < {loss_pct} counter drop\n  }}\n'
+                "}\n"
+            ),
+        )
     return prov
 
 
@@ -84,10 +128,15 @@ class Proc:
         self.bed, self.ns, self.args, self.log = bed, ns, args, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *self.args], stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *self.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         out.close()
         return self
 
@@ -122,9 +171,13 @@ class GatewayRunner(Proc):
     def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any]):
         self.socket = str(workdir / "control.sock")
         data: dict[str, Any] = {
-            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                        "lan_address": bed.lan_address, "uplink_down_kbps": 200000,
-                        "uplink_up_kbps": 200000},
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": bed.lan_address,
+                "uplink_down_kbps": 200000,
+                "uplink_up_kbps": 200000,
+            },
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": self.socket},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
@@ -132,10 +185,14 @@ class GatewayRunner(Proc):
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
         self.config = write_toml(workdir / "hotspot.toml", data)
-        super().__init__(bed, bed.gw, hotspot(self.config, "gateway", "run", "--log-level", "DEBUG"),
-                         workdir / "gateway.log")
+        super().__init__(
+            bed,
+            bed.gw,
+            hotspot(self.config, "gateway", "run", "--log-level", "DEBUG"),
+            workdir / "gateway.log",
+        )
 
-    def start(self, timeout: float = 15) -> "GatewayRunner":
+    def start(self, timeout: float = 15) -> GatewayRunner:
         if os.path.exists(self.socket):
             os.unlink(self.socket)
         super().start()

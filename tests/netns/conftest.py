@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from testsupport.testbed import Testbed, existing_namespaces, write_toml
 from hotspot.control import ControlClient
+from testsupport.testbed import Testbed, existing_namespaces, write_toml
 
 from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
 
@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root: network namespaces, nftables and tc")
     elif _missing_tools():
-        skip = pytest.mark.skip(reason=f"missing tools: {', '.join(_missing_tools())} (run .ci/run)")
+        skip = pytest.mark.skip(
+            reason=f"missing tools: {', '.join(_missing_tools())} (run .ci/run)"
+        )
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.root)
@@ -50,9 +52,13 @@ class GatewayProcess:
         self.socket = str(workdir / "control.sock")
         self.log = workdir / "gateway.log"
         data: dict[str, Any] = {
-            "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                        "lan_address": bed.lan_address, "uplink_down_kbps": 100000,
-                        "uplink_up_kbps": 100000},
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": bed.lan_address,
+                "uplink_down_kbps": 100000,
+                "uplink_up_kbps": 100000,
+            },
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": self.socket},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
@@ -64,20 +70,40 @@ class GatewayProcess:
         self._client: ControlClient | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.bed.run(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
-                            str(self.config_path), *args, check=check)
+        return self.bed.run(
+            self.bed.gw,
+            sys.executable,
+            "-m",
+            "hotspot_cli",
+            "--config",
+            str(self.config_path),
+            *args,
+            check=check,
+        )
 
-    def start(self, timeout: float = 30.0) -> "GatewayProcess":
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
         if os.path.exists(self.socket):
             # A socket left by kill -9 must not fool the wait below.
             os.unlink(self.socket)
-        self.proc = self.bed.popen(self.bed.gw, sys.executable, "-m", "hotspot_cli", "--config",
-                                   str(self.config_path), "gateway", "run", "--log-level", "DEBUG",
-                                   log_path=self.log)
+        self.proc = self.bed.popen(
+            self.bed.gw,
+            sys.executable,
+            "-m",
+            "hotspot_cli",
+            "--config",
+            str(self.config_path),
+            "gateway",
+            "run",
+            "--log-level",
+            "DEBUG",
+            log_path=self.log,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.log.read_text()}")
+                raise RuntimeError(
+                    f"gateway exited {self.proc.returncode}:\n{self.log.read_text()}"
+                )
             if os.path.exists(self.socket):
                 try:
                     self.call("ping")
@@ -127,8 +153,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_testbeds() -> None:
-    stale = {m.group(1) for ns in existing_namespaces() if (m := _STALE.match(ns))
-             and not _pid_alive(int(m.group(1)))}
+    stale = {
+        m.group(1)
+        for ns in existing_namespaces()
+        if (m := _STALE.match(ns)) and not _pid_alive(int(m.group(1)))
+    }
     for pid in stale:
         Testbed(prefix=f"hst-{pid}").destroy()
 

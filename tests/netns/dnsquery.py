@@ -22,8 +22,18 @@ import struct
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "NULL": 10, "MX": 15, "TXT": 16, "AAAA": 28,
-         "SRV": 33, "ANY": 255}
+TYPES = {
+    "A": 1,
+    "NS": 2,
+    "CNAME": 5,
+    "SOA": 6,
+    "NULL": 10,
+    "MX": 15,
+    "TXT": 16,
+    "AAAA": 28,
+    "SRV": 33,
+    "ANY": 255,
+}
 
 
 def build(name: str, qtype: int, ident: int) -> bytes:
@@ -51,7 +61,7 @@ def _name(r: bytes, i: int) -> str:
             continue
         if n == 0:
             break
-        labels.append(r[i + 1:i + 1 + n].decode(errors="replace"))
+        labels.append(r[i + 1 : i + 1 + n].decode(errors="replace"))
         i += n + 1
     return ".".join(labels)
 
@@ -67,9 +77,9 @@ def parse(r: bytes, ident: int) -> dict:
     for section, count in (("answers", an), ("authority", ns)):
         for _ in range(count):
             i = _skip_name(r, i)
-            rtype, _rclass, ttl, rdlen = struct.unpack(">HHIH", r[i:i + 10])
+            rtype, _rclass, ttl, rdlen = struct.unpack(">HHIH", r[i : i + 10])
             i += 10
-            data = r[i:i + rdlen]
+            data = r[i : i + rdlen]
             if section == "authority":
                 out[section].append([rtype, ttl])
             elif rtype == 1:
@@ -84,8 +94,9 @@ def parse(r: bytes, ident: int) -> dict:
     return out
 
 
-def query(server: str, name: str, qtype: int, tcp: bool, port: int, sport: int,
-          timeout: float) -> dict:
+def query(
+    server: str, name: str, qtype: int, tcp: bool, port: int, sport: int, timeout: float
+) -> dict:
     ident = random.randrange(1, 0xFFFF)
     q = build(name, qtype, ident)
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
@@ -122,9 +133,15 @@ def _type(qtype: str | int) -> int:
 
 def batch(queries: list[dict]) -> list[dict]:
     def one(q: dict) -> dict:
-        return query(q["server"], q["name"], _type(q.get("type", "A")), bool(q.get("tcp")),
-                     int(q.get("port", 53)), int(q.get("sport", 0)),
-                     float(q.get("timeout", 2)))
+        return query(
+            q["server"],
+            q["name"],
+            _type(q.get("type", "A")),
+            bool(q.get("tcp")),
+            int(q.get("port", 53)),
+            int(q.get("sport", 0)),
+            float(q.get("timeout", 2)),
+        )
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         return list(pool.map(one, queries))
@@ -146,8 +163,19 @@ def main(argv: list[str]) -> None:
             args.append(a)
     server, name = args[0], args[1]
     code = _type(args[2] if len(args) > 2 else "A")
-    print(json.dumps(query(server, name, code, tcp, int(opts["--port"]), int(opts["--sport"]),
-                           float(opts["--timeout"]))))
+    print(
+        json.dumps(
+            query(
+                server,
+                name,
+                code,
+                tcp,
+                int(opts["--port"]),
+                int(opts["--sport"]),
+                float(opts["--timeout"]),
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

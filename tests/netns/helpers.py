@@ -11,9 +11,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, Phone, Testbed  # noqa: F401 (re-exported)
 
@@ -34,8 +35,10 @@ UPSTREAM6 = "fd00:2::2"
 
 # -- small utilities ------------------------------------------------------------------------
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
-               what: str = "condition") -> T:
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll ``predicate`` until it returns something truthy; that value, or AssertionError."""
     deadline = time.monotonic() + timeout
     while True:
@@ -49,13 +52,20 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
 
 def tier(down_kbps: int, up_kbps: int | None = None, **over: int) -> dict[str, int]:
     """A tier table with all six keys the config requires (no time or data limits)."""
-    t = {"down_kbps": down_kbps, "up_kbps": down_kbps if up_kbps is None else up_kbps,
-         "session_minutes": 0, "idle_minutes": 0, "daily_minutes": 0, "daily_mb": 0}
+    t = {
+        "down_kbps": down_kbps,
+        "up_kbps": down_kbps if up_kbps is None else up_kbps,
+        "session_minutes": 0,
+        "idle_minutes": 0,
+        "daily_minutes": 0,
+        "daily_mb": 0,
+    }
     t.update(over)
     return t
 
 
 # -- traffic --------------------------------------------------------------------------------
+
 
 @dataclass
 class CurlResult:
@@ -66,25 +76,54 @@ class CurlResult:
 
 def curl(bed: Testbed, ns: str, url: str, *extra: str, timeout: float = 3) -> CurlResult:
     """GET ``url`` from ``ns``; small bodies only (they are returned as text)."""
-    proc = bed.run(ns, "curl", "-s", "-m", str(timeout), "-w", "\n%{http_code}", *extra, url,
-                   check=False, timeout=timeout + 5)
+    proc = bed.run(
+        ns,
+        "curl",
+        "-s",
+        "-m",
+        str(timeout),
+        "-w",
+        "\n%{http_code}",
+        *extra,
+        url,
+        check=False,
+        timeout=timeout + 5,
+    )
     body, _, code = proc.stdout.rpartition("\n")
     return CurlResult(proc.returncode, code.strip() or "000", body)
 
 
 def ping(bed: Testbed, ns: str, addr: str, *, count: int = 1, wait: float = 1) -> bool:
     """True when at least one echo reply came back."""
-    proc = bed.run(ns, "ping", "-n", "-q", "-c", str(count), "-W", str(wait), "-i", "0.2", addr,
-                   check=False, timeout=count * wait + 5)
+    proc = bed.run(
+        ns,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        str(count),
+        "-W",
+        str(wait),
+        "-i",
+        "0.2",
+        addr,
+        check=False,
+        timeout=count * wait + 5,
+    )
     return proc.returncode == 0
 
 
-def run_many(bed: Testbed, commands: list[tuple[str, list[str]]],
-             timeout: float = 10) -> list[subprocess.CompletedProcess[str]]:
+def run_many(
+    bed: Testbed, commands: list[tuple[str, list[str]]], timeout: float = 10
+) -> list[subprocess.CompletedProcess[str]]:
     """Run ``(namespace, argv)`` commands at the same time (probes that are expected to time
     out then cost one timeout, not one each)."""
-    procs = [subprocess.Popen(bed.ns_exec(ns) + argv, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for ns, argv in commands]
+    procs = [
+        subprocess.Popen(
+            bed.ns_exec(ns) + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for ns, argv in commands
+    ]
     out = []
     for (ns, argv), proc in zip(commands, procs):
         try:
@@ -100,11 +139,18 @@ def is_walled(bed: Testbed, ns: str, timeout: float = 1.0) -> bool:
     """Nothing but port 80 gets out, and port 80 gets no page from upstream: HTTPS port,
     plain HTTP and ping, probed at once."""
     t = str(timeout)
-    https, http, icmp = run_many(bed, [
-        (ns, ["curl", "-s", "-o", "/dev/null", "-m", t, f"http://{UPSTREAM_IP}:443/index.html"]),
-        (ns, ["curl", "-s", "-m", t, f"http://{UPSTREAM_IP}/index.html"]),
-        (ns, ["ping", "-n", "-q", "-c", "1", "-W", t, UPSTREAM_IP]),
-    ], timeout=timeout + 5)
+    https, http, icmp = run_many(
+        bed,
+        [
+            (
+                ns,
+                ["curl", "-s", "-o", "/dev/null", "-m", t, f"http://{UPSTREAM_IP}:443/index.html"],
+            ),
+            (ns, ["curl", "-s", "-m", t, f"http://{UPSTREAM_IP}/index.html"]),
+            (ns, ["ping", "-n", "-q", "-c", "1", "-W", t, UPSTREAM_IP]),
+        ],
+        timeout=timeout + 5,
+    )
     return https.returncode != 0 and "upstream ok" not in http.stdout and icmp.returncode != 0
 
 
@@ -134,30 +180,41 @@ for _ in range(count):
 """
 
 
-def send_udp(bed: Testbed, ns: str, host: str, port: int, payload: str = "probe", *,
-             sport: int = 0, count: int = 3) -> None:
+def send_udp(
+    bed: Testbed,
+    ns: str,
+    host: str,
+    port: int,
+    payload: str = "probe",
+    *,
+    sport: int = 0,
+    count: int = 3,
+) -> None:
     """Send ``count`` datagrams (a few, so one lost packet cannot fake a result)."""
-    bed.run(ns, sys.executable, "-c", _SEND_UDP, host, str(port), payload, str(sport),
-            str(count))
+    bed.run(ns, sys.executable, "-c", _SEND_UDP, host, str(port), payload, str(sport), str(count))
 
 
-def dns_queries(bed: Testbed, ns: str, queries: list[dict[str, Any]],
-                timeout: float = 30) -> list[dict[str, Any]]:
+def dns_queries(
+    bed: Testbed, ns: str, queries: list[dict[str, Any]], timeout: float = 30
+) -> list[dict[str, Any]]:
     """Ask DNS questions from ``ns``, all at once (see dnsquery.py): each query is a dict with
     ``server``, ``name`` and optionally ``type`` (A), ``tcp``, ``port`` (53), ``sport``,
     ``timeout`` (2 s); each result ``{"rcode", "answers": [[type, ttl, data]], "authority"}``
     or ``{"error": …}`` when nothing came back."""
-    proc = bed.run(ns, sys.executable, DNSQUERY, "--batch", input=json.dumps(queries),
-                   timeout=timeout)
+    proc = bed.run(
+        ns, sys.executable, DNSQUERY, "--batch", input=json.dumps(queries), timeout=timeout
+    )
     return json.loads(proc.stdout)
 
 
-def dns_query(bed: Testbed, ns: str, server: str, name: str, qtype: str = "A",
-              **opts: Any) -> dict[str, Any]:
+def dns_query(
+    bed: Testbed, ns: str, server: str, name: str, qtype: str = "A", **opts: Any
+) -> dict[str, Any]:
     return dns_queries(bed, ns, [{"server": server, "name": name, "type": qtype, **opts}])[0]
 
 
 # -- listeners ------------------------------------------------------------------------------
+
 
 @dataclass
 class Listener:
@@ -173,9 +230,12 @@ class Listener:
         return self.log.read_text().splitlines() if self.log.exists() else []
 
     def wait_received(self, n: int = 1, timeout: float = 3.0) -> list[str]:
-        return wait_until(lambda: len(self.received()) >= n and self.received(), timeout,
-                          what=f"{self.kind} listener {self.host}:{self.port} in {self.ns} "
-                               f"receiving {n} message(s)")
+        return wait_until(
+            lambda: len(self.received()) >= n and self.received(),
+            timeout,
+            what=f"{self.kind} listener {self.host}:{self.port} in {self.ns} "
+            f"receiving {n} message(s)",
+        )
 
     def assert_silent(self, settle: float = 0.5) -> None:
         """Nothing arrived (after giving in-flight packets ``settle`` seconds)."""
@@ -187,8 +247,16 @@ class Listener:
 _listener_seq = 0
 
 
-def start_listener(bed: Testbed, ns: str, kind: str, host: str, port: int, workdir: Path,
-                   marker: str | None = None, timeout: float = 5.0) -> Listener:
+def start_listener(
+    bed: Testbed,
+    ns: str,
+    kind: str,
+    host: str,
+    port: int,
+    workdir: Path,
+    marker: str | None = None,
+    timeout: float = 5.0,
+) -> Listener:
     global _listener_seq
     _listener_seq += 1
     stem = workdir / f"{kind}-{ns}-{port}-{_listener_seq}"
@@ -200,8 +268,10 @@ def start_listener(bed: Testbed, ns: str, kind: str, host: str, port: int, workd
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
-            raise RuntimeError(f"{kind} listener on {host}:{port} in {ns} exited: "
-                               f"{stem.with_suffix('.err').read_text()}")
+            raise RuntimeError(
+                f"{kind} listener on {host}:{port} in {ns} exited: "
+                f"{stem.with_suffix('.err').read_text()}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"{kind} listener on {host}:{port} in {ns} not ready")
         time.sleep(0.02)
@@ -218,16 +288,25 @@ class Witness:
     def __init__(self, bed: Testbed, matches: dict[str, str]):
         self.bed = bed
         self.names = list(matches)
-        rules = "".join(f'        iifname "eth0" {m} counter comment "{name}"\n'
-                        for name, m in matches.items())
-        bed.run(bed.up, "nft", "-f", "-", input=(
-            f"table inet {self.TABLE} {{\n"
-            f"    chain pre {{\n        type filter hook prerouting priority raw - 10;\n"
-            f"{rules}    }}\n}}\n"))
+        rules = "".join(
+            f'        iifname "eth0" {m} counter comment "{name}"\n' for name, m in matches.items()
+        )
+        bed.run(
+            bed.up,
+            "nft",
+            "-f",
+            "-",
+            input=(
+                f"table inet {self.TABLE} {{\n"
+                f"    chain pre {{\n        type filter hook prerouting priority raw - 10;\n"
+                f"{rules}    }}\n}}\n"
+            ),
+        )
 
     def counts(self) -> dict[str, int]:
-        data = json.loads(self.bed.run(self.bed.up, "nft", "-j", "list", "table", "inet",
-                                       self.TABLE).stdout)
+        data = json.loads(
+            self.bed.run(self.bed.up, "nft", "-j", "list", "table", "inet", self.TABLE).stdout
+        )
         out: dict[str, int] = {}
         for obj in data["nftables"]:
             rule = obj.get("rule")
@@ -262,9 +341,17 @@ def start_iperf_server(bed: Testbed, port: int) -> None:
     bed.wait_port(bed.up, UPSTREAM_IP, port)
 
 
-def iperf3_start(bed: Testbed, ns: str, *, reverse: bool, seconds: int = 4, omit: int = 1,
-                 port: int = 5201, server: str = UPSTREAM_IP,
-                 window: str = "64K") -> subprocess.Popen:
+def iperf3_start(
+    bed: Testbed,
+    ns: str,
+    *,
+    reverse: bool,
+    seconds: int = 4,
+    omit: int = 1,
+    port: int = 5201,
+    server: str = UPSTREAM_IP,
+    window: str = "64K",
+) -> subprocess.Popen:
     """Start a client (``reverse`` = download); ``omit`` seconds of warm-up (slow start and
     HTB's initial burst) are left out of the result.
 
@@ -272,10 +359,27 @@ def iperf3_start(bed: Testbed, ns: str, *, reverse: bool, seconds: int = 4, omit
     the path's bandwidth-delay product) but the sender cannot park seconds of data in its
     buffer and the shaper's queue, which at 1 Mbit/s otherwise skews where iperf3's
     measurement window starts and ends (and delays the end-of-test exchange)."""
-    args = bed.ns_exec(ns) + ["iperf3", "-c", server, "-p", str(port), "-t", str(seconds),
-                              "-O", str(omit), "-w", window, "-J"] + (["-R"] if reverse else [])
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    args = (
+        bed.ns_exec(ns)
+        + [
+            "iperf3",
+            "-c",
+            server,
+            "-p",
+            str(port),
+            "-t",
+            str(seconds),
+            "-O",
+            str(omit),
+            "-w",
+            window,
+            "-J",
+        ]
+        + (["-R"] if reverse else [])
+    )
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def iperf3_result(proc: subprocess.Popen, timeout: float = 30) -> IperfResult:
@@ -297,6 +401,7 @@ def iperf3(bed: Testbed, ns: str, **kwargs: Any) -> IperfResult:
 
 
 # -- kernel state in the gateway namespace --------------------------------------------------
+
 
 def nft_table(bed: Testbed) -> list[dict[str, Any]]:
     proc = bed.run(bed.gw, "nft", "-j", "list", "table", *TABLE)
@@ -332,9 +437,11 @@ def rule_count(bed: Testbed) -> int:
     return sum(1 for obj in nft_table(bed) if "rule" in obj)
 
 
-_UNITS = {"bit": 1, "Kbit": 1000, "Mbit": 1000 ** 2, "Gbit": 1000 ** 3, "Tbit": 1000 ** 4}
-_CLASS = re.compile(r"^class htb 1:([0-9a-f]+) (?:root|parent 1:[0-9a-f]+)\b.*?"
-                    r" rate (\d+(?:\.\d+)?)([KMGT]?bit) ceil (\d+(?:\.\d+)?)([KMGT]?bit)")
+_UNITS = {"bit": 1, "Kbit": 1000, "Mbit": 1000**2, "Gbit": 1000**3, "Tbit": 1000**4}
+_CLASS = re.compile(
+    r"^class htb 1:([0-9a-f]+) (?:root|parent 1:[0-9a-f]+)\b.*?"
+    r" rate (\d+(?:\.\d+)?)([KMGT]?bit) ceil (\d+(?:\.\d+)?)([KMGT]?bit)"
+)
 
 
 @dataclass(frozen=True)
@@ -351,8 +458,11 @@ def tc_classes(bed: Testbed, dev: str) -> dict[int, HtbClassInfo]:
         m = _CLASS.match(line.strip())
         if m:
             minor = int(m.group(1), 16)
-            out[minor] = HtbClassInfo(minor, round(float(m.group(2)) * _UNITS[m.group(3)]),
-                                      round(float(m.group(4)) * _UNITS[m.group(5)]))
+            out[minor] = HtbClassInfo(
+                minor,
+                round(float(m.group(2)) * _UNITS[m.group(3)]),
+                round(float(m.group(4)) * _UNITS[m.group(5)]),
+            )
     return out
 
 
@@ -375,16 +485,25 @@ print(json.dumps(out))
 """
 
 
-def sample_class_bytes(bed: Testbed, dev: str, minor: int, interval: float = 0.1,
-                       count: int = 20) -> list[int]:
+def sample_class_bytes(
+    bed: Testbed, dev: str, minor: int, interval: float = 0.1, count: int = 20
+) -> list[int]:
     """Bytes an HTB class of the gateway sent in each of ``count`` consecutive windows of
     ``interval`` seconds, read over netlink inside the namespace. A window the sampler was
     late for (a busy machine) is scaled back to ``interval``, so the numbers are rates."""
-    proc = bed.run(bed.gw, sys.executable, "-c", _SAMPLE_CLASS, dev, str(0x10000 | minor),
-                   str(interval), str(count), timeout=interval * count + 10)
+    proc = bed.run(
+        bed.gw,
+        sys.executable,
+        "-c",
+        _SAMPLE_CLASS,
+        dev,
+        str(0x10000 | minor),
+        str(interval),
+        str(count),
+        timeout=interval * count + 10,
+    )
     samples = json.loads(proc.stdout)
-    return [round((b - a) * interval / (tb - ta))
-            for (ta, a), (tb, b) in zip(samples, samples[1:])]
+    return [round((b - a) * interval / (tb - ta)) for (ta, a), (tb, b) in zip(samples, samples[1:])]
 
 
 _QDISC = re.compile(r"^qdisc (\S+) ([0-9a-f]+): (?:dev \S+ )?(root|ingress|parent ([0-9a-f:]+))")
@@ -425,20 +544,38 @@ def client_minor(ip: str) -> int:
 
 # -- topology extras ------------------------------------------------------------------------
 
+
 def setup_ipv6(bed: Testbed) -> dict[str, str]:
     """Give the testbed IPv6: fd00:1::/64 on the LAN, fd00:2::/64 on the WAN, routes both
     ways and forwarding on in the gateway, so only the gateway's table can stop it.
     Returns phone namespace → its IPv6 address."""
     addrs = {}
     bed.run(bed.gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-    bed.run(bed.gw, "ip", "-batch", "-", input=(
-        f"addr add {LAN6_GW}/64 dev br-lan nodad\naddr add {WAN6_GW}/64 dev eth0 nodad\n"))
-    bed.run(bed.up, "ip", "-batch", "-", input=(
-        f"addr add {UPSTREAM6}/64 dev eth0 nodad\nroute add fd00:1::/64 via {WAN6_GW}\n"))
+    bed.run(
+        bed.gw,
+        "ip",
+        "-batch",
+        "-",
+        input=(f"addr add {LAN6_GW}/64 dev br-lan nodad\naddr add {WAN6_GW}/64 dev eth0 nodad\n"),
+    )
+    bed.run(
+        bed.up,
+        "ip",
+        "-batch",
+        "-",
+        input=(f"addr add {UPSTREAM6}/64 dev eth0 nodad\nroute add fd00:1::/64 via {WAN6_GW}\n"),
+    )
     for i, phone in enumerate(bed.phones, start=1):
         addr = f"fd00:1::{10 + i:x}"
-        bed.run(phone.ns, "ip", "-batch", "-", input=(
-            f"addr add {addr}/64 dev {phone.ifname} nodad\nroute add default via {LAN6_GW}\n"))
+        bed.run(
+            phone.ns,
+            "ip",
+            "-batch",
+            "-",
+            input=(
+                f"addr add {addr}/64 dev {phone.ifname} nodad\nroute add default via {LAN6_GW}\n"
+            ),
+        )
         addrs[phone.ns] = addr
     return addrs
 
@@ -455,7 +592,13 @@ def mtu_sized_frames(bed: Testbed) -> None:
 
 def readdress(bed: Testbed, phone: Phone, ip: str, prefixlen: int = 22) -> None:
     """Move ``phone`` to address ``ip`` (its MAC stays)."""
-    bed.run(phone.ns, "ip", "-batch", "-", input=(
-        f"addr flush dev {phone.ifname}\naddr add {ip}/{prefixlen} dev {phone.ifname}\n"
-        f"route replace default via {GW_LAN_IP}\n"))
-
+    bed.run(
+        phone.ns,
+        "ip",
+        "-batch",
+        "-",
+        input=(
+            f"addr flush dev {phone.ifname}\naddr add {ip}/{prefixlen} dev {phone.ifname}\n"
+            f"route replace default via {GW_LAN_IP}\n"
+        ),
+    )

@@ -56,7 +56,7 @@ def http_marker(host: str, port: int, log: Path, ready: Path, marker: str) -> No
     body = marker.encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             request = f"GET {self.headers.get('Host')} {self.path}"
             _record(log, self.client_address, request.encode())
             self.send_response(200)

@@ -8,21 +8,35 @@ from hotspot.db import open_database
 from tests.unit.fakes import Clock, FakeDataPath
 
 TIERS = {
-    "free": {"down_kbps": 1024, "up_kbps": 512, "session_minutes": 60, "idle_minutes": 10,
-             "daily_minutes": 120, "daily_mb": 300},
-    "premium": {"down_kbps": 5120, "up_kbps": 2048, "session_minutes": 0, "idle_minutes": 0,
-                "daily_minutes": 0, "daily_mb": 0},
+    "free": {
+        "down_kbps": 1024,
+        "up_kbps": 512,
+        "session_minutes": 60,
+        "idle_minutes": 10,
+        "daily_minutes": 120,
+        "daily_mb": 300,
+    },
+    "premium": {
+        "down_kbps": 5120,
+        "up_kbps": 2048,
+        "session_minutes": 0,
+        "idle_minutes": 0,
+        "daily_minutes": 0,
+        "daily_mb": 0,
+    },
 }
 
 
 @pytest.fixture
 def cfg(tmp_path):
-    return config_mod.load(overrides={
-        "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-        "control": {"socket": str(tmp_path / "control.sock")},
-        "tiers": TIERS,
-        "gateway": {"flush_seconds": 60},
-    })
+    return config_mod.load(
+        overrides={
+            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
+            "control": {"socket": str(tmp_path / "control.sock")},
+            "tiers": TIERS,
+            "gateway": {"flush_seconds": 60},
+        }
+    )
 
 
 @pytest.fixture

@@ -26,13 +26,21 @@ class FakeDataPath:
         from gateway.reconcile import plan
 
         self.installs += 1
-        self.state = Snapshot(down_ceil=dict(self.state.down_ceil), up_ceil=dict(self.state.up_ceil))
+        self.state = Snapshot(
+            down_ceil=dict(self.state.down_ceil), up_ceil=dict(self.state.up_ceil)
+        )
         self.apply(plan(wanted, blocked, self.state, self.network))
 
     def snapshot(self, with_nft: bool = True, readings=None) -> Snapshot:
         s = self.state
-        return Snapshot(set(s.authorized), dict(s.down_map), dict(s.up_map), set(s.blocked),
-                        dict(s.down_ceil), dict(s.up_ceil))
+        return Snapshot(
+            set(s.authorized),
+            dict(s.down_map),
+            dict(s.up_map),
+            set(s.blocked),
+            dict(s.down_ceil),
+            dict(s.up_ceil),
+        )
 
     def apply(self, plan: Plan) -> None:
         if self.fail_next_apply is not None:
@@ -70,14 +78,20 @@ class FakeDataPath:
         for direction, n in (("down", down), ("up", up)):
             if n:
                 b, p = self.frames.get((direction, minor), (0, 0))
-                self.frames[(direction, minor)] = (b + n + shaping.ETHERNET_HEADER * packets,
-                                                   p + packets)
+                self.frames[(direction, minor)] = (
+                    b + n + shaping.ETHERNET_HEADER * packets,
+                    p + packets,
+                )
 
     def counters(self):
         out = []
         for direction, ceil in (("down", self.state.down_ceil), ("up", self.state.up_ceil)):
-            out.append({m: ClassReading(m, kbps, *self.frames.get((direction, m), (0, 0)))
-                        for m, kbps in ceil.items()})
+            out.append(
+                {
+                    m: ClassReading(m, kbps, *self.frames.get((direction, m), (0, 0)))
+                    for m, kbps in ceil.items()
+                }
+            )
         return out[0], out[1]
 
     def mac_of(self, ip: str) -> str | None:

@@ -9,7 +9,6 @@ dependency from start-up time, not from the design.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "collector": {"hotspot"},
     "provisioning": {"hotspot", "gateway", "portal"},  # renders their rules and URLs
     "testsupport": {"hotspot"},
-    "demo": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning",
-             "testsupport"},
-    "bench": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning",
-              "testsupport"},
-    "hotspot_cli": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning",
-                    "demo"},
+    "demo": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning", "testsupport"},
+    "bench": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning", "testsupport"},
+    "hotspot_cli": {"hotspot", "gateway", "portal", "sync", "collector", "provisioning", "demo"},
 }
 PACKAGES = set(ALLOWED)
 
@@ -59,8 +55,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -78,15 +75,21 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_every_top_level_package_is_in_the_table():
-    on_disk = {p.name for p in ROOT.iterdir()
-               if p.is_dir() and (p / "__init__.py").exists() and p.name != "tests"}
+    on_disk = {
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_dir() and (p / "__init__.py").exists() and p.name != "tests"
+    }
     assert on_disk == PACKAGES
 
 
 def test_no_package_imports_above_itself():
-    upward = sorted(f"{src} imports {dst}" for src, dsts in graph().items() for dst in dsts
-                    if (a := src.split(".")[0]) != (b := dst.split(".")[0])
-                    and b not in ALLOWED[a])
+    upward = sorted(
+        f"{src} imports {dst}"
+        for src, dsts in graph().items()
+        for dst in dsts
+        if (a := src.split(".")[0]) != (b := dst.split(".")[0]) and b not in ALLOWED[a]
+    )
     assert upward == []
 
 
@@ -133,8 +136,9 @@ def _only_reexports(comp: list[str], g: dict[str, set[str]]) -> bool:
     return bool(parents) and all(not (g[m] & set(rest)) or m in parents for m in rest)
 
 
-@pytest.mark.parametrize("src,dst", [("hotspot.config", "gateway.engine"),
-                                     ("portal.app", "collector.api")])
+@pytest.mark.parametrize(
+    "src,dst", [("hotspot.config", "gateway.engine"), ("portal.app", "collector.api")]
+)
 def test_the_check_would_see_an_upward_import(src, dst):
     a, b = src.split(".")[0], dst.split(".")[0]
     assert b not in ALLOWED[a]

@@ -27,8 +27,10 @@ import pytest
 from testsupport.testbed import existing_namespaces
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
-                       reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)"),
+    pytest.mark.skipif(
+        shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
+        reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)",
+    ),
     pytest.mark.timeout(420),
 ]
 
@@ -38,8 +40,17 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def demo_cmd(duration: int) -> list[str]:
-    return [sys.executable, "-m", "hotspot_cli", "demo", "--duration", str(duration),
-            "--prefix", PREFIX, "--plain"]
+    return [
+        sys.executable,
+        "-m",
+        "hotspot_cli",
+        "demo",
+        "--duration",
+        str(duration),
+        "--prefix",
+        PREFIX,
+        "--plain",
+    ]
 
 
 def ours() -> list[str]:
@@ -69,14 +80,23 @@ def assert_all_held(proc: subprocess.CompletedProcess[str]) -> None:
     out = proc.stdout
     held, failed, total = verdict(out)
     assert proc.returncode == 0 and not failed, (
-        f"exit {proc.returncode}, failed: {failed}\n{out[-6000:]}\n{proc.stderr[-3000:]}")
+        f"exit {proc.returncode}, failed: {failed}\n{out[-6000:]}\n{proc.stderr[-3000:]}"
+    )
     n = len(held)
     assert total == f"{n}/{n} expectations held"
     # Every scripted villager and the province were checked, not just some.
-    for what in ("DHCP, with option 114", "free villager", "redeems a voucher → premium",
-                 "premium rate", "reason quota", "walled again", "Jatah gratis hari ini",
-                 "nothing gets through", "forwarded localhost ports",
-                 "reports the village's usage to the collector"):
+    for what in (
+        "DHCP, with option 114",
+        "free villager",
+        "redeems a voucher → premium",
+        "premium rate",
+        "reason quota",
+        "walled again",
+        "Jatah gratis hari ini",
+        "nothing gets through",
+        "forwarded localhost ports",
+        "reports the village's usage to the collector",
+    ):
         assert any(what in h for h in held), (what, held)
 
 
@@ -86,8 +106,9 @@ def assert_nothing_left() -> None:
 
 
 def run_demo(duration: int, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(demo_cmd(duration), capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+    return subprocess.run(
+        demo_cmd(duration), capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def test_demo_runs_unattended_and_cleans_up_after_a_crash():
@@ -100,8 +121,9 @@ def test_demo_runs_unattended_and_cleans_up_after_a_crash():
     assert first_seconds < 90, first_seconds
 
     # A demo killed with SIGKILL while the villagers act leaves everything behind...
-    crashed = subprocess.Popen(demo_cmd(120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=ROOT)
+    crashed = subprocess.Popen(
+        demo_cmd(120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
     seen: list[str] = []
     deadline = time.monotonic() + 90
     assert crashed.stdout is not None

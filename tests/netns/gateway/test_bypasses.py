@@ -45,17 +45,30 @@ def _tcp_connects(bed, ns, host, port, timeout=1.0) -> bool:
 
 # -- 2. the walled garden: web ports only ---------------------------------------------------
 
+
 def test_walled_garden_opens_only_web_ports(testbed, upstream, gateway_factory, listen):
     for addr in (GARDEN_BY_NAME, GARDEN_BY_ADDRESS):
         testbed.run(testbed.up, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
     gateway = gateway_factory({"network": {"walled_garden": [GARDEN_BY_ADDRESS]}})
-    testbed.run(testbed.gw, "nft", "add", "element", "inet", "hotspot", "walled_garden_dns",
-                f"{{ {GARDEN_BY_NAME} timeout 30m }}")
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hotspot",
+        "walled_garden_dns",
+        f"{{ {GARDEN_BY_NAME} timeout 30m }}",
+    )
     phone = testbed.phones[0]  # never logged in
-    witness = Witness(testbed, {
-        "other": f"ip daddr {{ {GARDEN_BY_NAME}, {GARDEN_BY_ADDRESS} }} "
-                 "meta l4proto . th dport != { tcp . 80, tcp . 443, udp . 443 }",
-        "icmp": "icmp type echo-request"})
+    witness = Witness(
+        testbed,
+        {
+            "other": f"ip daddr {{ {GARDEN_BY_NAME}, {GARDEN_BY_ADDRESS} }} "
+            "meta l4proto . th dport != { tcp . 80, tcp . 443, udp . 443 }",
+            "icmp": "icmp type echo-request",
+        },
+    )
     for addr in (GARDEN_BY_NAME, GARDEN_BY_ADDRESS):
         web = listen(testbed.up, "http", addr, 80, "garden-page")
         https = listen(testbed.up, "tcp", addr, 443)
@@ -86,18 +99,29 @@ def test_walled_garden_opens_only_web_ports(testbed, upstream, gateway_factory, 
 
 # -- 3. IPv6 to the gateway -----------------------------------------------------------------
 
-def test_ipv6_to_the_gateway_is_only_neighbour_discovery(testbed, upstream, gateway_factory,
-                                                         listen):
+
+def test_ipv6_to_the_gateway_is_only_neighbour_discovery(
+    testbed, upstream, gateway_factory, listen
+):
     setup_ipv6(testbed)
     walled, online = testbed.phones
-    services = [listen(testbed.gw, "udp", LAN6_GW, 53), listen(testbed.gw, "tcp", LAN6_GW, 53),
-                listen(testbed.gw, "tcp", LAN6_GW, PORTAL_PORT),
-                listen(testbed.gw, "tcp", LAN6_GW, 22)]
+    services = [
+        listen(testbed.gw, "udp", LAN6_GW, 53),
+        listen(testbed.gw, "tcp", LAN6_GW, 53),
+        listen(testbed.gw, "tcp", LAN6_GW, PORTAL_PORT),
+        listen(testbed.gw, "tcp", LAN6_GW, 22),
+    ]
 
     def knock(phone) -> None:
         send_udp(testbed, phone.ns, LAN6_GW, 53, "v6-dns")
-        run_many(testbed, [(phone.ns, ["curl", "-s", "-m", "1", f"http://[{LAN6_GW}]:{port}/"])
-                           for port in (53, PORTAL_PORT, 22)], timeout=5)
+        run_many(
+            testbed,
+            [
+                (phone.ns, ["curl", "-s", "-m", "1", f"http://[{LAN6_GW}]:{port}/"])
+                for port in (53, PORTAL_PORT, 22)
+            ],
+            timeout=5,
+        )
 
     # Without the gateway's table every v6 listener of the gateway answers a phone.
     wait_until(lambda: ping(testbed, walled.ns, LAN6_GW), 10, what="IPv6 ping to the gateway")
@@ -116,9 +140,17 @@ def test_ipv6_to_the_gateway_is_only_neighbour_discovery(testbed, upstream, gate
     # Neighbour discovery still works: the phone learned the gateway's link-layer address.
     testbed.run(walled.ns, "ip", "-6", "neigh", "flush", "dev", "eth0")
     send_udp(testbed, walled.ns, LAN6_GW, 53, "nd-trigger")
-    neigh = wait_until(lambda: [line for line in testbed.run(
-        walled.ns, "ip", "-6", "neigh", "show", LAN6_GW).stdout.splitlines()
-        if "lladdr" in line], 5, what="neighbour discovery of the gateway's v6 address")
+    neigh = wait_until(
+        lambda: [
+            line
+            for line in testbed.run(
+                walled.ns, "ip", "-6", "neigh", "show", LAN6_GW
+            ).stdout.splitlines()
+            if "lladdr" in line
+        ],
+        5,
+        what="neighbour discovery of the gateway's v6 address",
+    )
     assert "FAILED" not in neigh[0] and "INCOMPLETE" not in neigh[0], neigh
 
 
@@ -146,11 +178,14 @@ def test_a_rogue_router_advert_from_a_phone_is_not_taken(testbed, upstream, gate
     phone = testbed.phones[0]
     accept_ra = "net.ipv6.conf.br-lan.accept_ra"
     # The gateway's LAN as a kernel takes adverts by default (no forwarding of IPv6).
-    testbed.run(testbed.gw, "sysctl", "-qw", "net.ipv6.conf.br-lan.forwarding=0",
-                f"{accept_ra}=1")
-    wait_until(lambda: "fe80::" in testbed.run(testbed.gw, "ip", "-6", "addr", "show",
-                                               "dev", "br-lan").stdout, 10,
-               what="br-lan's link-local address")
+    testbed.run(testbed.gw, "sysctl", "-qw", "net.ipv6.conf.br-lan.forwarding=0", f"{accept_ra}=1")
+    wait_until(
+        lambda: (
+            "fe80::" in testbed.run(testbed.gw, "ip", "-6", "addr", "show", "dev", "br-lan").stdout
+        ),
+        10,
+        what="br-lan's link-local address",
+    )
 
     def advertise() -> None:
         testbed.run(phone.ns, sys.executable, "-c", _ROGUE_RA, phone.mac)
@@ -159,8 +194,9 @@ def test_a_rogue_router_advert_from_a_phone_is_not_taken(testbed, upstream, gate
     advertise()
     wait_until(lambda: _took_the_advert(testbed), 5, what="the control: advert taken")
     testbed.run(testbed.gw, "ip", "-6", "route", "flush", "proto", "ra", check=False)
-    testbed.run(testbed.gw, "ip", "-6", "route", "del", "2001:db8:bad::/64", "dev", "br-lan",
-                check=False)
+    testbed.run(
+        testbed.gw, "ip", "-6", "route", "del", "2001:db8:bad::/64", "dev", "br-lan", check=False
+    )
     assert not _took_the_advert(testbed)
 
     gateway_factory()
@@ -175,8 +211,10 @@ def test_a_rogue_router_advert_from_a_phone_is_not_taken(testbed, upstream, gate
 
 # -- 4. the hairpin -------------------------------------------------------------------------
 
-def test_phones_cannot_reach_each_other_through_the_gateway(testbed, upstream, gateway_factory,
-                                                            listen):
+
+def test_phones_cannot_reach_each_other_through_the_gateway(
+    testbed, upstream, gateway_factory, listen
+):
     a, b = testbed.phones
     # The access points' client isolation, as in the field: the phones' ports cannot talk to
     # each other directly, only to the gateway.
@@ -189,8 +227,9 @@ def test_phones_cannot_reach_each_other_through_the_gateway(testbed, upstream, g
     testbed.run(a.ns, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0")
     testbed.run(a.ns, "ip", "route", "add", f"{b.ip}/32", "via", GW_LAN_IP)
     send_udp(testbed, a.ns, b.ip, 9999, "hairpin")
-    assert any("hairpin" in line for line in target.wait_received()), \
+    assert any("hairpin" in line for line in target.wait_received()), (
         "the control: the hairpin through a plain router works"
+    )
     heard = len(target.received())
 
     gateway = gateway_factory()
@@ -202,36 +241,66 @@ def test_phones_cannot_reach_each_other_through_the_gateway(testbed, upstream, g
     time.sleep(0.3)
     assert len(target.received()) == heard, target.received()
     # Counted: the operator can see the attempts.
-    rules = json.loads(testbed.run(testbed.gw, "nft", "-j", "list", "chain", "inet",
-                                   "hotspot", "from_lan").stdout)["nftables"]
-    hairpin = [r["rule"] for r in rules if "rule" in r
-               and any(e.get("match", {}).get("left") == {"meta": {"key": "oifname"}}
-                       for e in r["rule"]["expr"])]
+    rules = json.loads(
+        testbed.run(testbed.gw, "nft", "-j", "list", "chain", "inet", "hotspot", "from_lan").stdout
+    )["nftables"]
+    hairpin = [
+        r["rule"]
+        for r in rules
+        if "rule" in r
+        and any(
+            e.get("match", {}).get("left") == {"meta": {"key": "oifname"}}
+            for e in r["rule"]["expr"]
+        )
+    ]
     packets = next(e["counter"]["packets"] for e in hairpin[0]["expr"] if "counter" in e)
     assert packets >= 6, hairpin
 
 
 # -- 5. the uplink --------------------------------------------------------------------------
 
-def test_nothing_of_the_lan_services_answers_on_the_uplink(testbed, upstream, gateway_factory,
-                                                           listen):
+
+def test_nothing_of_the_lan_services_answers_on_the_uplink(
+    testbed, upstream, gateway_factory, listen
+):
     # "The internet" routes the LAN to the gateway: Linux would deliver 10.10.0.1:8080 from
     # the WAN as readily as 192.0.2.1:8080 (weak host model).
     testbed.run(testbed.up, "ip", "route", "add", "10.10.0.0/22", "via", WAN_GW_IP)
-    closed = {("tcp", PORTAL_PORT), ("udp", 53), ("tcp", 53), ("udp", 67), ("udp", 5300),
-              ("tcp", 5300), ("tcp", 2222)}
-    listeners = {(kind, port): listen(testbed.gw, kind, "0.0.0.0", port)
-                 for kind, port in closed | {("tcp", 22)}}
+    closed = {
+        ("tcp", PORTAL_PORT),
+        ("udp", 53),
+        ("tcp", 53),
+        ("udp", 67),
+        ("udp", 5300),
+        ("tcp", 5300),
+        ("tcp", 2222),
+    }
+    listeners = {
+        (kind, port): listen(testbed.gw, kind, "0.0.0.0", port)
+        for kind, port in closed | {("tcp", 22)}
+    }
 
     def knock() -> None:
         for target in (WAN_GW_IP, GW_LAN_IP):
             for kind, port in listeners:
                 if kind == "udp":
-                    send_udp(testbed, testbed.up, target, port, f"from-wan-{port}",
-                             sport=68 if port == 67 else 0)
-            run_many(testbed, [(testbed.up, ["curl", "-s", "-m", "1",
-                                             f"http://{target}:{port}/"])
-                               for kind, port in listeners if kind == "tcp"], timeout=5)
+                    send_udp(
+                        testbed,
+                        testbed.up,
+                        target,
+                        port,
+                        f"from-wan-{port}",
+                        sport=68 if port == 67 else 0,
+                    )
+            run_many(
+                testbed,
+                [
+                    (testbed.up, ["curl", "-s", "-m", "1", f"http://{target}:{port}/"])
+                    for kind, port in listeners
+                    if kind == "tcp"
+                ],
+                timeout=5,
+            )
 
     knock()  # without the gateway's table everything answers from the uplink
     for key, lst in listeners.items():
@@ -246,6 +315,7 @@ def test_nothing_of_the_lan_services_answers_on_the_uplink(testbed, upstream, ga
     opened = {key for key in closed if now[key] != heard[key]}
     assert not opened, f"answered on the uplink: {sorted(opened)}"
     # Replies to the gateway's own traffic still come in.
-    own = testbed.run(testbed.gw, "curl", "-s", "-m", "3", f"http://{UPSTREAM_IP}/index.html",
-                      check=False)
+    own = testbed.run(
+        testbed.gw, "curl", "-s", "-m", "3", f"http://{UPSTREAM_IP}/index.html", check=False
+    )
     assert "upstream ok" in own.stdout

@@ -27,8 +27,15 @@ BAD = {
 
 
 def _run(bed, config_path) -> subprocess.CompletedProcess[str]:
-    args = bed.ns_exec(bed.gw) + [sys.executable, "-m", "hotspot_cli", "--config",
-                                  str(config_path), "gateway", "run"]
+    args = bed.ns_exec(bed.gw) + [
+        sys.executable,
+        "-m",
+        "hotspot_cli",
+        "--config",
+        str(config_path),
+        "gateway",
+        "run",
+    ]
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired as exc:  # it accepted the config and kept running

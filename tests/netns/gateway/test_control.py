@@ -24,18 +24,25 @@ BAD_REQUESTS = {
     "bad-ip": b'{"op": "authorize", "mac": "02:00:00:00:00:01", "ip": "10.10.0.300"}\n',
     "ip-outside-lan": b'{"op": "authorize", "mac": "02:00:00:00:00:01", "ip": "192.0.2.7"}\n',
     "unknown-tier": b'{"op": "authorize", "mac": "02:00:00:00:00:01", "ip": "10.10.0.11", '
-                    b'"tier": "gold"}\n',
+    b'"tier": "gold"}\n',
     "bad-minutes": b'{"op": "authorize", "mac": "02:00:00:00:00:01", "ip": "10.10.0.11", '
-                   b'"minutes": "lots"}\n',
+    b'"minutes": "lots"}\n',
 }
 
-# Requests that make the handler raise something other than a HotspotError: arguments
-# missing or of the wrong type, and JSON nested deeper than the parser's recursion limit.
+# Requests that once made the handler raise something other than a HotspotError (and so
+# dropped the connection): arguments missing or of the wrong type, JSON nested deeper than
+# the parser's recursion limit, values that overflow (issue #10.17).
 BAD_ARGUMENTS = {
     "block-without-mac": b'{"op": "block"}\n',
     "unblock-without-mac": b'{"op": "unblock"}\n',
     "block-reason-not-text": b'{"op": "block", "mac": "02:00:00:00:00:05", "reason": 5}\n',
     "deeply-nested-json": b"[" * 50000 + b"\n",
+    "expires-at-overflow": b'{"op": "authorize", "ip": "10.10.0.11", '
+    b'"expires_at": "9999-12-31T23:59:59-23:59"}\n',
+    "integer-too-long": b'{"op": "extend", "mac": "02:00:00:00:00:05", "minutes": '
+    + b"9" * 5000
+    + b"}\n",
+    "minutes-nan": b'{"op": "extend", "mac": "02:00:00:00:00:05", "minutes": NaN}\n',
 }
 
 
@@ -89,8 +96,10 @@ def test_bad_requests_get_an_error_code_and_the_server_keeps_serving(gateway, ra
         assert error.get("message"), f"{name}: {reply}"
         assert error["code"] == "bad-request", f"{name}: {reply}"
         # The same connection still works...
-        assert conn.send(b'{"op": "ping"}\n') == {"ok": True, "result": {"pong": True, "version":
-                                                   gateway.call("ping")["version"]}}
+        assert conn.send(b'{"op": "ping"}\n') == {
+            "ok": True,
+            "result": {"pong": True, "version": gateway.call("ping")["version"]},
+        }
     # ...and so do new ones; nothing was authorized by any of it.
     assert gateway.call("list") == []
     assert authorized(testbed) == set()
@@ -111,10 +120,9 @@ def test_missing_or_mistyped_arguments_get_an_error_reply(gateway, raw, line):
     conn = raw()
     reply = conn.send(line)
     assert reply is not None, (
-        "BUG: the gateway dropped the connection without a reply: Dispatcher.handle "
-        "(gateway/control_server.py) catches only HotspotError, so the TypeError of a "
-        "missing/mistyped argument (and _Handler.handle the RecursionError of deeply "
-        "nested JSON) kills the connection's handler thread")
+        "BUG: the gateway dropped the connection without a reply: Dispatcher.answer "
+        "(gateway/control_server.py) must answer every line"
+    )
     assert reply["ok"] is False and reply["error"]["code"] == "bad-request", reply
     assert conn.send(b'{"op": "ping"}\n')["ok"] is True
     assert gateway.proc.poll() is None
@@ -127,12 +135,18 @@ def test_authorize_with_explicit_mac_is_fast(gateway):
     took = []
     for i in range(1, 4):
         start = time.monotonic()
-        gateway.call("authorize", mac=f"02:00:00:01:00:{i:02x}", ip=f"10.10.1.{i}",
-                     tier="premium", source="admin")
+        gateway.call(
+            "authorize",
+            mac=f"02:00:00:01:00:{i:02x}",
+            ip=f"10.10.1.{i}",
+            tier="premium",
+            source="admin",
+        )
         took.append(round(time.monotonic() - start, 3))
     print(f"\nAUTHORIZE latency with explicit MAC: {took} s")
     assert max(took) < 0.25, (
         f"authorize with an explicit MAC took {took} s: BUG: SessionEngine._identify "
         f"(gateway/engine.py) calls dp.mac_of(ip) before looking at the given MAC; for an "
         f"address not in the neighbour table that is a 0.5 s ARP probe (scapy srp1), under "
-        f"the engine lock, and its answer is then ignored")
+        f"the engine lock, and its answer is then ignored"
+    )

@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.netns.helpers import (QdiscInfo, authorize, client_minor, iperf3, mtu_sized_frames, tc_classes,
-                      tc_qdiscs, tier)
+from tests.netns.helpers import (
+    QdiscInfo,
+    authorize,
+    client_minor,
+    iperf3,
+    mtu_sized_frames,
+    tc_classes,
+    tc_qdiscs,
+    tier,
+)
 
 if TYPE_CHECKING:
     from .helpers import Phone, Testbed
@@ -44,11 +52,12 @@ class AutoHandleCounter:
         self.bed = bed
         self.ns = f"{bed.prefix}-ctr"
 
-    def __enter__(self) -> "AutoHandleCounter":
+    def __enter__(self) -> AutoHandleCounter:
         # (should the link fail, the testbed's teardown removes the namespace)
         subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
-        self.bed.run(self.ns, "ip", "link", "add", self.DEV, "up", "type", "veth", "peer",
-                     "name", "ctr1")
+        self.bed.run(
+            self.ns, "ip", "link", "add", self.DEV, "up", "type", "veth", "peer", "name", "ctr1"
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,19 +65,34 @@ class AutoHandleCounter:
 
     def take(self) -> int:
         """Have the kernel number one qdisc; its major (the counter's value now)."""
-        out = self.bed.run(self.ns, "tc", "-batch", "-", input=(
-            f"qdisc add dev {self.DEV} root pfifo\nqdisc show dev {self.DEV}\n"
-            f"qdisc del dev {self.DEV} root\n")).stdout
+        out = self.bed.run(
+            self.ns,
+            "tc",
+            "-batch",
+            "-",
+            input=(
+                f"qdisc add dev {self.DEV} root pfifo\nqdisc show dev {self.DEV}\n"
+                f"qdisc del dev {self.DEV} root\n"
+            ),
+        ).stdout
         return int(re.search(r"qdisc pfifo ([0-9a-f]+): root", out).group(1), 16)
 
     def advance(self, steps: int) -> None:
         """Have the kernel number ``steps`` qdiscs: a replace by another kind is a new qdisc,
         so one line each (about 7,000 a second)."""
         if steps:
-            lines = "".join(f"qdisc replace dev {self.DEV} root {('pfifo', 'bfifo')[i % 2]}\n"
-                            for i in range(steps))
-            self.bed.run(self.ns, "tc", "-batch", "-", timeout=120,
-                         input=lines + f"qdisc del dev {self.DEV} root\n")
+            lines = "".join(
+                f"qdisc replace dev {self.DEV} root {('pfifo', 'bfifo')[i % 2]}\n"
+                for i in range(steps)
+            )
+            self.bed.run(
+                self.ns,
+                "tc",
+                "-batch",
+                "-",
+                timeout=120,
+                input=lines + f"qdisc del dev {self.DEV} root\n",
+            )
 
     def set_next(self, major: int) -> None:
         """Make ``major`` the next handle the kernel gives out (unless someone else takes
@@ -96,13 +120,16 @@ def leaf_of(bed: Testbed, dev: str, minor: int) -> QdiscInfo:
 def shaped_at_the_tier(bed: Testbed, phone: Phone) -> None:
     result = iperf3(bed, phone.ns, reverse=True, seconds=3, omit=1)
     expected = TIER_KBPS * 1000
-    print(f"\nHANDLES download {result.wire_bps / 1e6:.3f} Mbit/s on the wire "
-          f"({result.wire_bps / expected:.1%} of the tier)")
+    print(
+        f"\nHANDLES download {result.wire_bps / 1e6:.3f} Mbit/s on the wire "
+        f"({result.wire_bps / expected:.1%} of the tier)"
+    )
     assert abs(result.wire_bps - expected) <= 0.10 * expected, result.wire_bps
 
 
-def start_with_the_counter_in_the_pool(bed: Testbed, gateway_factory, target: int,
-                                       last: int, attempts: int = 3):
+def start_with_the_counter_in_the_pool(
+    bed: Testbed, gateway_factory, target: int, last: int, attempts: int = 3
+):
     """Start the gateway while the kernel's next automatic handle is ``target``; check
     afterwards that every handle given out meanwhile (to the gateway or to anyone else)
     was in ``target``…``last``, and try again if not."""
@@ -113,32 +140,46 @@ def start_with_the_counter_in_the_pool(bed: Testbed, gateway_factory, target: in
             gw = gateway_factory(overrides)
             after = counter.take()
             if target <= after <= last + 1:
-                print(f"\nHANDLES next automatic handle {target:#x} before start-up, "
-                      f"{after:#x} after (attempt {attempt})")
+                print(
+                    f"\nHANDLES next automatic handle {target:#x} before start-up, "
+                    f"{after:#x} after (attempt {attempt})"
+                )
                 return gw
             gw.stop()
             for dev in ("br-lan", "eth0"):
                 bed.run(bed.gw, "tc", "qdisc", "del", "dev", dev, "root", check=False)
-    pytest.fail(f"other qdiscs on this machine moved the kernel's counter past {last:#x} "
-                f"during every one of {attempts} start-ups")
+    pytest.fail(
+        f"other qdiscs on this machine moved the kernel's counter past {last:#x} "
+        f"during every one of {attempts} start-ups"
+    )
 
 
 @pytest.mark.parametrize("testbed", [1], indirect=True)
-def test_a_client_is_shaped_when_the_kernels_counter_sits_in_the_pool(testbed, upstream,
-                                                                     gateway_factory):
+def test_a_client_is_shaped_when_the_kernels_counter_sits_in_the_pool(
+    testbed, upstream, gateway_factory
+):
     phone = testbed.phones[0]
     first = client_minor(phone.ip)
-    extra = [(f"02:00:00:02:00:{i:02x}", f"10.10.0.{first + i}")
-             for i in range(1, EXTRA_CLIENTS + 1)]
+    extra = [
+        (f"02:00:00:02:00:{i:02x}", f"10.10.0.{first + i}") for i in range(1, EXTRA_CLIENTS + 1)
+    ]
     # The handles the old code gave these clients' tbf leaves.
-    gw = start_with_the_counter_in_the_pool(testbed, gateway_factory, 0x8000 + first,
-                                            0x8000 + first + EXTRA_CLIENTS)
+    gw = start_with_the_counter_in_the_pool(
+        testbed, gateway_factory, 0x8000 + first, 0x8000 + first + EXTRA_CLIENTS
+    )
     mtu_sized_frames(testbed)
 
     authorize(gw, phone, "rated")
     # Without these every call pays a 0.5 s ARP probe (the MAC is given anyway).
-    testbed.run(testbed.gw, "ip", "-batch", "-", input="".join(
-        f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in extra))
+    testbed.run(
+        testbed.gw,
+        "ip",
+        "-batch",
+        "-",
+        input="".join(
+            f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in extra
+        ),
+    )
     for mac, ip in extra:
         gw.call("authorize", mac=mac, ip=ip, tier="rated", source="admin")
 
@@ -150,8 +191,9 @@ def test_a_client_is_shaped_when_the_kernels_counter_sits_in_the_pool(testbed, u
     shaped_at_the_tier(testbed, phone)
 
 
-def test_a_tree_left_by_an_older_gateway_is_brought_to_todays_handles(testbed, upstream,
-                                                                      gateway_factory):
+def test_a_tree_left_by_an_older_gateway_is_brought_to_todays_handles(
+    testbed, upstream, gateway_factory
+):
     gw = gateway_factory({"tiers": {"rated": tier(TIER_KBPS)}})
     mtu_sized_frames(testbed)
     phone = testbed.phones[0]
@@ -162,11 +204,18 @@ def test_a_tree_left_by_an_older_gateway_is_brought_to_todays_handles(testbed, u
     minor = client_minor(phone.ip)
     old = f"{0x8000 + minor:x}"
     for dev in ("br-lan", "eth0"):
-        testbed.run(testbed.gw, "tc", "-batch", "-", input=(
-            f"qdisc replace dev {dev} parent 1:{minor:x} handle {old}: tbf rate 10gbit "
-            f"burst 6056 limit 193792\n"
-            f"qdisc del dev {dev} parent 1:fffe\n"
-            f"qdisc add dev {dev} parent 1:fffe pfifo limit 128\n"))
+        testbed.run(
+            testbed.gw,
+            "tc",
+            "-batch",
+            "-",
+            input=(
+                f"qdisc replace dev {dev} parent 1:{minor:x} handle {old}: tbf rate 10gbit "
+                f"burst 6056 limit 193792\n"
+                f"qdisc del dev {dev} parent 1:fffe\n"
+                f"qdisc add dev {dev} parent 1:fffe pfifo limit 128\n"
+            ),
+        )
         assert f"{old}:" in testbed.run(testbed.gw, "tc", "qdisc", "show", "dev", dev).stdout
 
     gw.start()
@@ -182,8 +231,9 @@ def test_a_leaf_replaced_by_hand_is_put_back_by_a_reconcile(testbed, gateway):
     phone = testbed.phones[0]
     authorize(gateway, phone)
     minor = client_minor(phone.ip)
-    testbed.run(testbed.gw, "tc", "qdisc", "replace", "dev", "br-lan", "parent", f"1:{minor:x}",
-                "pfifo")
+    testbed.run(
+        testbed.gw, "tc", "qdisc", "replace", "dev", "br-lan", "parent", f"1:{minor:x}", "pfifo"
+    )
 
     changed = json.loads(gateway.cli("gateway", "reconcile", "--json").stdout)["changed"]
     assert re.search(r"\b1 classes set\b", changed), changed
@@ -194,6 +244,9 @@ def test_a_leaf_replaced_by_hand_is_put_back_by_a_reconcile(testbed, gateway):
 
 def test_a_lan_larger_than_a_slash18_is_refused_at_start(testbed, gateway_factory):
     gw = gateway_factory({"network": {"lan_address": "10.10.0.1/17"}}, start=False)
-    with pytest.raises(RuntimeError, match=r"network\.lan_address: prefix length must be "
-                                           r"between /18 and /30"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"network\.lan_address: prefix length must be "
+        r"between /18 and /30",
+    ):
         gw.start()

@@ -7,9 +7,25 @@ import json
 import re
 import time
 
-from tests.netns.helpers import (UPSTREAM_IP, authorize, authorized, client_minor, conntrack_entries, curl,
-                      iperf3, is_online, is_walled, mtu_sized_frames, readdress, send_udp,
-                      set_elements, table_exists, tc_classes, tier, wait_until)
+from tests.netns.helpers import (
+    UPSTREAM_IP,
+    authorize,
+    authorized,
+    client_minor,
+    conntrack_entries,
+    curl,
+    iperf3,
+    is_online,
+    is_walled,
+    mtu_sized_frames,
+    readdress,
+    send_udp,
+    set_elements,
+    table_exists,
+    tc_classes,
+    tier,
+    wait_until,
+)
 
 BIG = 20 * 1024 * 1024  # the upstream fixture's big.bin
 
@@ -26,10 +42,14 @@ def test_kick_stops_a_running_download(testbed, gateway, tmp_path):
     phone = testbed.phones[0]
     authorize(gateway, phone)
     part = tmp_path / "big.part"
-    download = testbed.popen(phone.ns, "curl", "-s", "-o", str(part),
-                             f"http://{UPSTREAM_IP}/big.bin")
-    wait_until(lambda: part.exists() and part.stat().st_size > 256 * 1024, 10,
-               what="the download getting going")
+    download = testbed.popen(
+        phone.ns, "curl", "-s", "-o", str(part), f"http://{UPSTREAM_IP}/big.bin"
+    )
+    wait_until(
+        lambda: part.exists() and part.stat().st_size > 256 * 1024,
+        10,
+        what="the download getting going",
+    )
     assert conntrack_entries(testbed, phone.ip), "the running download is not tracked?"
 
     gateway.cli("clients", "kick", phone.mac)
@@ -38,8 +58,9 @@ def test_kick_stops_a_running_download(testbed, gateway, tmp_path):
     time.sleep(1.0)
     later = part.stat().st_size
     print(f"\nKICK: {at_one_second} bytes 1 s after the kick, {later} bytes 1 s later")
-    assert later == at_one_second, \
+    assert later == at_one_second, (
         f"the download kept going after the kick: {at_one_second} -> {later} bytes"
+    )
     assert at_one_second < BIG, "the download finished before the kick: test too slow to tell"
     # (curl itself may sit on the dead connection: the client is never sent anything again.)
     assert download.poll() is None or download.returncode != 0, "the download completed"
@@ -115,8 +136,9 @@ def test_blocked_mac_never_gets_through(testbed, gateway, listen):
     assert phone.mac in set_elements(testbed, "blocked")
 
     def refused() -> None:
-        again = gateway.cli("clients", "allow", phone.mac, "--ip", phone.ip, "--tier", "premium",
-                            check=False)
+        again = gateway.cli(
+            "clients", "allow", phone.mac, "--ip", phone.ip, "--tier", "premium", check=False
+        )
         assert again.returncode == 1, again
         assert "blocked" in again.stderr, again.stderr
         assert gateway.call("list") == []
@@ -154,8 +176,13 @@ def test_authorized_address_used_from_another_mac_gets_nowhere(testbed, gateway,
     # Control: the owner, with its own MAC, is still let out at that address.
     readdress(testbed, thief, thief.ip)
     testbed.run(testbed.gw, "ip", "neigh", "flush", "dev", "br-lan")
-    testbed.run(owner.ns, "ip", "-batch", "-", input=(
-        f"link set {owner.ifname} up\nroute replace default via 10.10.0.1\n"))
+    testbed.run(
+        owner.ns,
+        "ip",
+        "-batch",
+        "-",
+        input=(f"link set {owner.ifname} up\nroute replace default via 10.10.0.1\n"),
+    )
     wait_until(lambda: _online(testbed, owner), 5, what="the owner online again")
 
 
@@ -169,37 +196,80 @@ def test_reconcile_repairs_hand_made_changes_within_a_tick(testbed, gateway):
     pair = (phone.ip, phone.mac)
     minor = client_minor(phone.ip)
 
-    testbed.run(testbed.gw, "nft", "delete", "element", "inet", "hotspot", "authorized",
-                f"{{ {phone.ip} . {phone.mac} }}")
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "hotspot",
+        "authorized",
+        f"{{ {phone.ip} . {phone.mac} }}",
+    )
     assert pair not in authorized(testbed)
-    wait_until(lambda: pair in authorized(testbed), REPAIR_WITHIN,
-               what="the deleted element restored")
+    wait_until(
+        lambda: pair in authorized(testbed), REPAIR_WITHIN, what="the deleted element restored"
+    )
 
     stranger = ("10.10.0.99", "02:00:00:00:00:99")
-    testbed.run(testbed.gw, "nft", "add", "element", "inet", "hotspot", "authorized",
-                f"{{ {stranger[0]} . {stranger[1]} }}")
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hotspot",
+        "authorized",
+        f"{{ {stranger[0]} . {stranger[1]} }}",
+    )
     assert stranger in authorized(testbed)
-    wait_until(lambda: stranger not in authorized(testbed), REPAIR_WITHIN,
-               what="the hand-added element of an unknown client removed")
+    wait_until(
+        lambda: stranger not in authorized(testbed),
+        REPAIR_WITHIN,
+        what="the hand-added element of an unknown client removed",
+    )
 
     for dev, kbps in (("br-lan", 5120), ("eth0", 2048)):
         testbed.run(testbed.gw, "tc", "class", "del", "dev", dev, "classid", f"1:{minor:x}")
         assert minor not in tc_classes(testbed, dev)
-        cls = wait_until(lambda: tc_classes(testbed, dev).get(minor), REPAIR_WITHIN,
-                         what=f"the deleted class on {dev} recreated")
+        cls = wait_until(
+            lambda: tc_classes(testbed, dev).get(minor),
+            REPAIR_WITHIN,
+            what=f"the deleted class on {dev} recreated",
+        )
         assert cls.ceil_bps == kbps * 1000, cls
     # A class changed by hand (someone "lends" the client more) gets its tier's ceiling back.
-    testbed.run(testbed.gw, "tc", "class", "change", "dev", "br-lan", "parent", "1:ffff",
-                "classid", f"1:{minor:x}", "htb", "rate", "8kbit", "ceil", "50mbit")
+    testbed.run(
+        testbed.gw,
+        "tc",
+        "class",
+        "change",
+        "dev",
+        "br-lan",
+        "parent",
+        "1:ffff",
+        "classid",
+        f"1:{minor:x}",
+        "htb",
+        "rate",
+        "8kbit",
+        "ceil",
+        "50mbit",
+    )
     assert tc_classes(testbed, "br-lan")[minor].ceil_bps == 50_000_000
-    wait_until(lambda: tc_classes(testbed, "br-lan")[minor].ceil_bps == 5_120_000, REPAIR_WITHIN,
-               what="the hand-changed ceiling restored")
+    wait_until(
+        lambda: tc_classes(testbed, "br-lan")[minor].ceil_bps == 5_120_000,
+        REPAIR_WITHIN,
+        what="the hand-changed ceiling restored",
+    )
     assert authorized(testbed) == {pair}
     assert _online(testbed, phone)
 
 
-_SUMMARY = re.compile(r"^\+(\d+)/-(\d+) clients, \+(\d+)/-(\d+) blocked, (\d+) classes set, "
-                      r"(\d+) removed$")
+_SUMMARY = re.compile(
+    r"^\+(\d+)/-(\d+) clients, \+(\d+)/-(\d+) blocked, (\d+) classes set, "
+    r"(\d+) removed$"
+)
 
 
 def test_gateway_reconcile_reports_what_it_changed(testbed, upstream, gateway_factory):
@@ -213,10 +283,26 @@ def test_gateway_reconcile_reports_what_it_changed(testbed, upstream, gateway_fa
 
     assert reconcile() == "", "a freshly authorized client must need no repair"
     minor = client_minor(phone.ip)
-    testbed.run(testbed.gw, "nft", "delete", "element", "inet", "hotspot", "authorized",
-                f"{{ {phone.ip} . {phone.mac} }}")
-    testbed.run(testbed.gw, "nft", "add", "element", "inet", "hotspot", "authorized",
-                "{ 10.10.0.99 . 02:00:00:00:00:99 }")
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "hotspot",
+        "authorized",
+        f"{{ {phone.ip} . {phone.mac} }}",
+    )
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hotspot",
+        "authorized",
+        "{ 10.10.0.99 . 02:00:00:00:00:99 }",
+    )
     testbed.run(testbed.gw, "tc", "class", "del", "dev", "br-lan", "classid", f"1:{minor:x}")
 
     changed = reconcile()
@@ -242,8 +328,16 @@ def test_clients_list_json_fields_and_bytes(testbed, gateway, upstream):
     listed = rows()
     assert set(listed) == {phone.mac, other.mac}
     for row in listed.values():
-        missing = {"mac", "ip", "tier", "state", "started_at", "expires_at", "bytes_down",
-                   "bytes_up"} - set(row)
+        missing = {
+            "mac",
+            "ip",
+            "tier",
+            "state",
+            "started_at",
+            "expires_at",
+            "bytes_down",
+            "bytes_up",
+        } - set(row)
         assert not missing, f"clients list --json lacks {missing}: {row}"
         assert row["state"] == "active"
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", row["started_at"]), row
@@ -258,9 +352,14 @@ def test_clients_list_json_fields_and_bytes(testbed, gateway, upstream):
     got = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/one.bin", "-o", "/dev/null", timeout=10)
     assert got.code == "200"
     # Counted at the next tick (0.5 s here); polled over the socket, then read by the CLI.
-    wait_until(lambda: any(r["mac"] == phone.mac and r["bytes_down"] >= before_down + 1_000_000
-                           for r in gateway.call("list")), 3,
-               what="bytes_down counting the 1 MB download")
+    wait_until(
+        lambda: any(
+            r["mac"] == phone.mac and r["bytes_down"] >= before_down + 1_000_000
+            for r in gateway.call("list")
+        ),
+        3,
+        what="bytes_down counting the 1 MB download",
+    )
     after = rows()[phone.mac]
     assert after["bytes_down"] >= before_down + 1_000_000, after
     assert after["bytes_up"] > before_up

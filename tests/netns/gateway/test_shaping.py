@@ -18,9 +18,21 @@ import time
 
 import pytest
 
-from tests.netns.helpers import (authorize, client_minor, iperf3, iperf3_result, iperf3_start,
-                      mtu_sized_frames, rule_count, sample_class_bytes, set_elements,
-                      start_iperf_server, tc_classes, tc_filters, tier)
+from tests.netns.helpers import (
+    authorize,
+    client_minor,
+    iperf3,
+    iperf3_result,
+    iperf3_start,
+    mtu_sized_frames,
+    rule_count,
+    sample_class_bytes,
+    set_elements,
+    start_iperf_server,
+    tc_classes,
+    tc_filters,
+    tier,
+)
 
 TOLERANCE = 0.10
 RATES_KBPS = [1000, 5000, 20000]
@@ -32,10 +44,13 @@ def within(measured_bps: float, expected_bps: float, tol: float = TOLERANCE) -> 
 
 @pytest.mark.parametrize("direction", ["download", "upload"])
 @pytest.mark.parametrize("kbps", RATES_KBPS, ids=[f"{k // 1000}mbit" for k in RATES_KBPS])
-def test_rate_matches_tier(testbed, upstream, gateway_factory, kbps, direction,
-                           record_property):
-    gw = gateway_factory({"network": {"uplink_down_kbps": 100000, "uplink_up_kbps": 100000},
-                          "tiers": {"rated": tier(kbps)}})
+def test_rate_matches_tier(testbed, upstream, gateway_factory, kbps, direction, record_property):
+    gw = gateway_factory(
+        {
+            "network": {"uplink_down_kbps": 100000, "uplink_up_kbps": 100000},
+            "tiers": {"rated": tier(kbps)},
+        }
+    )
     mtu_sized_frames(testbed)
     phone = testbed.phones[0]
     authorize(gw, phone, "rated")
@@ -45,33 +60,41 @@ def test_rate_matches_tier(testbed, upstream, gateway_factory, kbps, direction,
     expected = kbps * 1000
     record_property("goodput_bps", round(result.goodput_bps))
     record_property("wire_bps", round(result.wire_bps))
-    print(f"\nRATE {direction} tier {kbps} kbit/s: goodput {result.goodput_bps / 1e6:.3f} "
-          f"Mbit/s, on the wire {result.wire_bps / 1e6:.3f} Mbit/s "
-          f"({result.wire_bps / expected:.1%} of the tier)")
+    print(
+        f"\nRATE {direction} tier {kbps} kbit/s: goodput {result.goodput_bps / 1e6:.3f} "
+        f"Mbit/s, on the wire {result.wire_bps / 1e6:.3f} Mbit/s "
+        f"({result.wire_bps / expected:.1%} of the tier)"
+    )
     assert within(result.wire_bps, expected), (
         f"{direction} on a {kbps} kbit/s tier: {result.wire_bps / 1e3:.0f} kbit/s on the wire "
-        f"(goodput {result.goodput_bps / 1e3:.0f} kbit/s), outside ±{TOLERANCE:.0%}")
+        f"(goodput {result.goodput_bps / 1e3:.0f} kbit/s), outside ±{TOLERANCE:.0%}"
+    )
 
 
 def test_two_clients_share_a_full_uplink_fairly(testbed, upstream, gateway_factory):
     uplink_kbps = 4000
-    gw = gateway_factory({"network": {"uplink_down_kbps": uplink_kbps},
-                          "tiers": {"five": tier(5000)}})
+    gw = gateway_factory(
+        {"network": {"uplink_down_kbps": uplink_kbps}, "tiers": {"five": tier(5000)}}
+    )
     mtu_sized_frames(testbed)
     for phone in testbed.phones:
         authorize(gw, phone, "five")
     start_iperf_server(testbed, 5202)
 
-    runs = [iperf3_start(testbed, phone.ns, reverse=True, seconds=5, omit=1, port=port)
-            for phone, port in zip(testbed.phones, (5201, 5202))]
+    runs = [
+        iperf3_start(testbed, phone.ns, reverse=True, seconds=5, omit=1, port=port)
+        for phone, port in zip(testbed.phones, (5201, 5202))
+    ]
     a, b = (iperf3_result(run) for run in runs)
 
     ratio = a.wire_bps / b.wire_bps
     total = a.wire_bps + b.wire_bps
-    print(f"\nFAIR two downloads on a {uplink_kbps} kbit/s uplink: "
-          f"{a.wire_bps / 1e6:.3f} + {b.wire_bps / 1e6:.3f} = {total / 1e6:.3f} Mbit/s "
-          f"on the wire (goodput {a.goodput_bps / 1e6:.3f} + {b.goodput_bps / 1e6:.3f}), "
-          f"ratio {ratio:.3f}")
+    print(
+        f"\nFAIR two downloads on a {uplink_kbps} kbit/s uplink: "
+        f"{a.wire_bps / 1e6:.3f} + {b.wire_bps / 1e6:.3f} = {total / 1e6:.3f} Mbit/s "
+        f"on the wire (goodput {a.goodput_bps / 1e6:.3f} + {b.goodput_bps / 1e6:.3f}), "
+        f"ratio {ratio:.3f}"
+    )
     assert 0.8 <= ratio <= 1.25, f"unfair split: {a.wire_bps:.0f} vs {b.wire_bps:.0f} bit/s"
     assert within(total, uplink_kbps * 1000), f"the uplink cap did not hold: {total:.0f} bit/s"
 
@@ -108,7 +131,8 @@ def test_slow_tier_is_smooth_with_super_packets(testbed, upstream, gateway_facto
     assert max(windows) <= 2.5 * share and 0 not in windows, (
         f"with {frames} frames a 1 Mbit/s class sent up to {max(windows)} bytes in 100 ms "
         f"({max(windows) / share:.1f}x its share) and nothing in {windows.count(0)} of "
-        f"{len(windows)} windows: {windows}")
+        f"{len(windows)} windows: {windows}"
+    )
 
 
 def test_no_per_client_rules_or_filters(testbed, gateway):
@@ -118,14 +142,22 @@ def test_no_per_client_rules_or_filters(testbed, gateway):
     clients = [(f"02:00:00:01:00:{i:02x}", f"10.10.1.{i}") for i in range(1, 21)]
     # Not needed (the MAC is given), but without these every call pays a 0.5 s ARP probe:
     # see test_control.test_authorize_with_explicit_mac_is_fast.
-    testbed.run(testbed.gw, "ip", "-batch", "-", input="".join(
-        f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in clients))
+    testbed.run(
+        testbed.gw,
+        "ip",
+        "-batch",
+        "-",
+        input="".join(
+            f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in clients
+        ),
+    )
     for mac, ip in clients:
         gateway.call("authorize", mac=mac, ip=ip, tier="premium", source="admin")
 
     assert rule_count(testbed) == rules_before, "authorizing clients added nftables rules"
-    assert {(ip, mac) for ip, mac in set_elements(testbed, "authorized")} == \
-        {(ip, mac) for mac, ip in clients}
+    assert {(ip, mac) for ip, mac in set_elements(testbed, "authorized")} == {
+        (ip, mac) for mac, ip in clients
+    }
     assert len(set_elements(testbed, "down_class")) == len(set_elements(testbed, "up_class")) == 20
     for dev in ("br-lan", "eth0"):
         classes = tc_classes(testbed, dev)

@@ -4,8 +4,20 @@ from testsupport.testbed import UPSTREAM_IP
 
 
 def curl(bed, phone, url, *extra, timeout=3):
-    return bed.run(phone.ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-                   "-m", str(timeout), *extra, url, check=False)
+    return bed.run(
+        phone.ns,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-m",
+        str(timeout),
+        *extra,
+        url,
+        check=False,
+    )
 
 
 def test_walled_then_allowed(testbed, gateway):

@@ -11,8 +11,22 @@ from __future__ import annotations
 
 import time
 
-from tests.netns.helpers import (GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, UPSTREAM6, UPSTREAM_IP, WAN_GW_IP,
-                      Witness, authorize, curl, ping, run_many, send_udp, setup_ipv6, wait_until)
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    PORTAL_MARKER,
+    PORTAL_PORT,
+    UPSTREAM6,
+    UPSTREAM_IP,
+    WAN_GW_IP,
+    Witness,
+    authorize,
+    curl,
+    ping,
+    run_many,
+    send_udp,
+    setup_ipv6,
+    wait_until,
+)
 
 # Counters in the upstream namespace for what a walled phone must never deliver there.
 WALLED_PROBES = {
@@ -28,13 +42,17 @@ WALLED_PROBES = {
 
 def test_http_to_any_address_is_redirected_to_portal(testbed, gateway, portal):
     phone = testbed.phones[0]
-    urls = [f"http://{UPSTREAM_IP}/", f"http://{UPSTREAM_IP}/index.html",
-            f"http://{GW_LAN_IP}/",  # the gateway's own port 80 too
-            "http://203.0.113.7/generate_204"]  # an address nobody has: never leaves the LAN
+    urls = [
+        f"http://{UPSTREAM_IP}/",
+        f"http://{UPSTREAM_IP}/index.html",
+        f"http://{GW_LAN_IP}/",  # the gateway's own port 80 too
+        "http://203.0.113.7/generate_204",
+    ]  # an address nobody has: never leaves the LAN
     for url in urls:
         got = curl(testbed, phone.ns, url)
-        assert (got.code, got.body) == ("200", PORTAL_MARKER), \
+        assert (got.code, got.body) == ("200", PORTAL_MARKER), (
             f"{url} before login should be answered by the portal stand-in, got {got}"
+        )
     hosts = " ".join(portal.received())
     for host in (UPSTREAM_IP, GW_LAN_IP, "203.0.113.7"):
         assert f"GET {host} /" in hosts, f"the portal never saw the request for {host}: {hosts}"
@@ -54,11 +72,15 @@ def test_walled_client_traffic_never_reaches_upstream(testbed, gateway, listen):
 
     # TCP to anything but port 80 is refused at once (a TCP reset: phones fall back to the
     # plain-HTTP probe instead of waiting for a timeout).
-    for url in (f"http://{UPSTREAM_IP}:443/", f"https://{UPSTREAM_IP}/",
-                f"http://{UPSTREAM_IP}:5201/"):
+    for url in (
+        f"http://{UPSTREAM_IP}:443/",
+        f"https://{UPSTREAM_IP}/",
+        f"http://{UPSTREAM_IP}:5201/",
+    ):
         got = curl(testbed, phone.ns, url, "-k")
-        assert got.code == "000" and got.rc == 7, \
+        assert got.code == "000" and got.rc == 7, (
             f"{url} before login must be refused (curl rc 7), got rc {got.rc} code {got.code}"
+        )
     send_udp(testbed, phone.ns, UPSTREAM_IP, 443, "quic-initial")
     send_udp(testbed, phone.ns, UPSTREAM_IP, 53, "dns-query")
     assert not ping(testbed, phone.ns, UPSTREAM_IP), "ping to upstream answered before login"
@@ -87,8 +109,11 @@ def test_ipv6_from_lan_is_never_forwarded(testbed, upstream, gateway_factory, li
 
     # Without the gateway's table IPv6 is routed end to end: the test topology is sound.
     # (The first exchange may wait for neighbour discovery.)
-    wait_until(lambda: ping(testbed, phone.ns, UPSTREAM6), 10,
-               what="IPv6 ping to upstream before the gateway ran")
+    wait_until(
+        lambda: ping(testbed, phone.ns, UPSTREAM6),
+        10,
+        what="IPv6 ping to upstream before the gateway ran",
+    )
     send_udp(testbed, phone.ns, UPSTREAM6, 53, "v6-control")
     assert udp6.wait_received(1)
     assert curl(testbed, phone.ns, f"http://[{UPSTREAM6}]:8443/", timeout=2).rc != 28
@@ -100,9 +125,13 @@ def test_ipv6_from_lan_is_never_forwarded(testbed, upstream, gateway_factory, li
 
     def assert_blocked(when: str) -> None:
         send_udp(testbed, phone.ns, UPSTREAM6, 53, "v6-dns")
-        icmp, tcp = run_many(testbed, [
-            (phone.ns, ["ping", "-n", "-q", "-c", "1", "-W", "1", UPSTREAM6]),
-            (phone.ns, ["curl", "-s", "-m", "1", f"http://[{UPSTREAM6}]:8443/"])])
+        icmp, tcp = run_many(
+            testbed,
+            [
+                (phone.ns, ["ping", "-n", "-q", "-c", "1", "-W", "1", UPSTREAM6]),
+                (phone.ns, ["curl", "-s", "-m", "1", f"http://[{UPSTREAM6}]:8443/"]),
+            ],
+        )
         assert icmp.returncode != 0, f"IPv6 ping answered {when}"
         assert tcp.returncode != 0, f"IPv6 TCP connected {when}"
         time.sleep(0.2)  # let anything still in flight arrive

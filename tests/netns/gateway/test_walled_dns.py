@@ -3,15 +3,25 @@ replaced atomically at start, and dnsmasq answers from its cache without re-addi
 
 
 def test_walled_dns_entries_survive_restart(testbed, gateway):
-    testbed.run(testbed.gw, "nft", "add", "element", "inet", "hotspot", "walled_garden_dns",
-                "{ 198.51.100.10 timeout 30m }")
+    testbed.run(
+        testbed.gw,
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hotspot",
+        "walled_garden_dns",
+        "{ 198.51.100.10 timeout 30m }",
+    )
     gateway.stop()
     gateway.start()
-    listing = testbed.run(testbed.gw, "nft", "list", "set", "inet", "hotspot",
-                          "walled_garden_dns").stdout
+    listing = testbed.run(
+        testbed.gw, "nft", "list", "set", "inet", "hotspot", "walled_garden_dns"
+    ).stdout
     assert "198.51.100.10" in listing
     # And the walled-garden address is reachable before login.
     phone = testbed.phones[0]
-    out = testbed.run(phone.ns, "curl", "-s", "-m", "3", "http://198.51.100.10/index.html",
-                      check=False)
+    out = testbed.run(
+        phone.ns, "curl", "-s", "-m", "3", "http://198.51.100.10/index.html", check=False
+    )
     assert "upstream ok" in out.stdout

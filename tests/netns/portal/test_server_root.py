@@ -30,12 +30,24 @@ def _user() -> pwd.struct_passwd:
         user = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody' on this machine")
-    probe = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c",
-                            "import flask, gunicorn, babel.localedata as l, hotspot, portal;"
-                            "l.load('id')"], capture_output=True, timeout=60)
+    probe = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            sys.executable,
+            "-c",
+            "import flask, gunicorn, babel.localedata as l, hotspot, portal;l.load('id')",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
-        pytest.skip(f"this Python ({sys.executable}) and its packages are not readable by "
-                    "'nobody' (installed under a private home?)")
+        pytest.skip(
+            f"this Python ({sys.executable}) and its packages are not readable by "
+            "'nobody' (installed under a private home?)"
+        )
     return user
 
 
@@ -67,16 +79,26 @@ def test_portal_runs_as_the_portal_user(workdir):
 
     user = _user()
     port = _free_port()
-    config = write_toml(workdir / "hotspot.toml", {
-        "network": {"lan_address": f"{HOST}/18", "portal_port": port},
-        "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
-        "control": {"socket": str(workdir / "no-gateway.sock")},
-        "portal": {"user": "nobody", "workers": 2, "secret_key_file": str(workdir / "portal.secret"),
-                   "voucher_key_file": str(workdir / "voucher.key")},
-    })
-    proc = subprocess.Popen([sys.executable, "-m", "hotspot_cli", "--config", str(config),
-                             "portal", "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    config = write_toml(
+        workdir / "hotspot.toml",
+        {
+            "network": {"lan_address": f"{HOST}/18", "portal_port": port},
+            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+            "control": {"socket": str(workdir / "no-gateway.sock")},
+            "portal": {
+                "user": "nobody",
+                "workers": 2,
+                "secret_key_file": str(workdir / "portal.secret"),
+                "voucher_key_file": str(workdir / "voucher.key"),
+            },
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hotspot_cli", "--config", str(config), "portal", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

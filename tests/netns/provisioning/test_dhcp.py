@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.testbed import UPSTREAM_IP
 from hotspot import config as config_mod
 from provisioning import render as R
-
 from tests.netns.helpers import GW_LAN_IP, curl, set_elements, wait_until
+from testsupport.testbed import UPSTREAM_IP
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
-    reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)")
+    reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)",
+)
 
 RANGE = ("10.10.0.100", "10.10.0.150")
 DOMAIN = "walled.example"
@@ -99,13 +99,23 @@ def _env(path: Path) -> dict[str, str]:
 @pytest.fixture
 def village(tmp_path):
     """The village configuration of the test (testbed addresses, a small DHCP range)."""
-    return config_mod.load(overrides={
-        "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                    "lan_address": "10.10.0.1/22", "walled_garden_domains": [DOMAIN]},
-        "dhcp": {"range_start": RANGE[0], "range_end": RANGE[1], "lease_minutes": 10,
-                 "upstream_dns": [UPSTREAM_IP]},
-        "wifi": {"enabled": False},
-    })
+    return config_mod.load(
+        overrides={
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": "10.10.0.1/22",
+                "walled_garden_domains": [DOMAIN],
+            },
+            "dhcp": {
+                "range_start": RANGE[0],
+                "range_end": RANGE[1],
+                "lease_minutes": 10,
+                "upstream_dns": [UPSTREAM_IP],
+            },
+            "wifi": {"enabled": False},
+        }
+    )
 
 
 @pytest.fixture
@@ -120,25 +130,55 @@ def dnsmasq(testbed, gateway, village, tmp_path):
     conf = work / "hotspot.conf"
     conf.write_bytes(files[R.DNSMASQ].content)
     leases = work / "leases"
-    testbed.popen(testbed.up, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                  "--no-resolv", "--no-hosts", f"--listen-address={UPSTREAM_IP}",
-                  "--bind-interfaces", f"--address=/{DOMAIN}/{UPSTREAM_IP}",
-                  f"--pid-file={work}/upstream.pid", "--log-facility=-", "--log-queries",
-                  log_path=work / "upstream.log")
-    testbed.popen(testbed.gw, "dnsmasq", "--keep-in-foreground", f"--conf-file={conf}",
-                  f"--dhcp-leasefile={leases}", f"--pid-file={work}/dnsmasq.pid", "--no-hosts",
-                  "--log-facility=-", "--log-dhcp", "--log-queries",
-                  log_path=work / "dnsmasq.log")
+    testbed.popen(
+        testbed.up,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        f"--listen-address={UPSTREAM_IP}",
+        "--bind-interfaces",
+        f"--address=/{DOMAIN}/{UPSTREAM_IP}",
+        f"--pid-file={work}/upstream.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=work / "upstream.log",
+    )
+    testbed.popen(
+        testbed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={conf}",
+        f"--dhcp-leasefile={leases}",
+        f"--pid-file={work}/dnsmasq.pid",
+        "--no-hosts",
+        "--log-facility=-",
+        "--log-dhcp",
+        "--log-queries",
+        log_path=work / "dnsmasq.log",
+    )
     # The walled resolver: the gateway sends the DNS of phones not logged in there.
     walled = work / "walled-dns.conf"
     walled.write_bytes(files[R.WALLED_DNS_CONF].content)
-    testbed.popen(testbed.gw, "dnsmasq", "--keep-in-foreground", f"--conf-file={walled}",
-                  f"--pid-file={work}/walled.pid", "--log-facility=-", "--log-queries",
-                  log_path=work / "walled.log")
+    testbed.popen(
+        testbed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={walled}",
+        f"--pid-file={work}/walled.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=work / "walled.log",
+    )
     testbed.wait_port(testbed.gw, GW_LAN_IP, 53)  # TCP DNS: up means ready
     testbed.wait_port(testbed.gw, GW_LAN_IP, village.network.walled_dns_port)
-    return {"conf": conf, "leases": leases, "log": work / "dnsmasq.log",
-            "api_url": R.api_url(village)}
+    return {
+        "conf": conf,
+        "leases": leases,
+        "log": work / "dnsmasq.log",
+        "api_url": R.api_url(village),
+    }
 
 
 def start_dhclient(testbed, phone, work):
@@ -148,9 +188,23 @@ def start_dhclient(testbed, phone, work):
     script = work / "script"
     script.write_text(DHCLIENT_SCRIPT.format(out=work))
     script.chmod(0o755)
-    testbed.popen(phone.ns, "dhclient", "-d", "-1", "-v", "-cf", str(work / "dhclient.conf"),
-                  "-sf", str(script), "-lf", str(work / "dhclient.leases"),
-                  "-pf", str(work / "dhclient.pid"), phone.ifname, log_path=work / "dhclient.log")
+    testbed.popen(
+        phone.ns,
+        "dhclient",
+        "-d",
+        "-1",
+        "-v",
+        "-cf",
+        str(work / "dhclient.conf"),
+        "-sf",
+        str(script),
+        "-lf",
+        str(work / "dhclient.leases"),
+        "-pf",
+        str(work / "dhclient.pid"),
+        phone.ifname,
+        log_path=work / "dhclient.log",
+    )
     return work / "BOUND.env"
 
 
@@ -161,8 +215,9 @@ def test_phone_gets_a_lease_with_option_114(testbed, dnsmasq, tmp_path):
     try:
         wait_until(bound.exists, 40, 0.1, what="dhclient bound")
     except AssertionError:
-        pytest.fail(f"no lease:\n{(work / 'dhclient.log').read_text()}\n"
-                    f"{dnsmasq['log'].read_text()}")
+        pytest.fail(
+            f"no lease:\n{(work / 'dhclient.log').read_text()}\n{dnsmasq['log'].read_text()}"
+        )
     env = _env(bound)
     ip = ipaddress.IPv4Address(env["new_ip_address"])
     assert ipaddress.IPv4Address(RANGE[0]) <= ip <= ipaddress.IPv4Address(RANGE[1])
@@ -187,14 +242,21 @@ def test_walled_garden_domain_fills_the_nft_set(testbed, dnsmasq, gateway):
     out = testbed.run(phone.ns, sys.executable, "-c", RESOLVE, DOMAIN, GW_LAN_IP).stdout.split()
     assert out == [UPSTREAM_IP]
     # dnsmasq's nftset= put the answer into the gateway's set, with the set's timeout.
-    wait_until(lambda: UPSTREAM_IP in set_elements(testbed, "walled_garden_dns"), 3,
-               what="walled_garden_dns filled")
+    wait_until(
+        lambda: UPSTREAM_IP in set_elements(testbed, "walled_garden_dns"),
+        3,
+        what="walled_garden_dns filled",
+    )
     after = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html")
     assert after.code == "200" and "upstream ok" in after.body
     # A name outside the garden does not resolve before login (the walled resolver answers
     # NXDOMAIN) and opens nothing.
-    assert testbed.run(phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP,
-                       check=False).returncode != 0
+    assert (
+        testbed.run(
+            phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP, check=False
+        ).returncode
+        != 0
+    )
     assert set_elements(testbed, "walled_garden_dns") == [UPSTREAM_IP]
 
 
@@ -202,7 +264,9 @@ def test_a_crowd_of_phones_gets_leases_at_once(testbed, dnsmasq, tmp_path):
     """After a power cut every phone asks at once; dnsmasq's pre-offer ping would make each
     wait ~3 s in turn (15 s for five): the rendered config turns it off."""
     started = time.monotonic()
-    bounds = [start_dhclient(testbed, testbed.add_phone(i, address=False), tmp_path / f"c{i}")
-              for i in range(3, 8)]
+    bounds = [
+        start_dhclient(testbed, testbed.add_phone(i, address=False), tmp_path / f"c{i}")
+        for i in range(3, 8)
+    ]
     wait_until(lambda: all(b.exists() for b in bounds), 30, 0.05, what="five leases")
     assert time.monotonic() - started < 5, "five phones waited for their leases"

@@ -38,14 +38,19 @@ from tests.netns.helpers import (
 )
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP
 
-pytestmark = pytest.mark.skipif(shutil.which("dnsmasq") is None,
-                                reason="needs dnsmasq (dnsmasq-base)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("dnsmasq") is None, reason="needs dnsmasq (dnsmasq-base)"
+)
 
 GARDEN = "walled.example"
 GARDEN_IP = "198.51.100.20"
 PORTAL_NAME = "portal.desa.example"
-PROBES = ("connectivitycheck.gstatic.com", "captive.apple.com", "www.msftconnecttest.com",
-          "detectportal.firefox.com")
+PROBES = (
+    "connectivitycheck.gstatic.com",
+    "captive.apple.com",
+    "www.msftconnecttest.com",
+    "detectportal.firefox.com",
+)
 ANY_IP = "198.51.100.99"  # what the fake upstream answers for every other name
 UPSTREAM_TTL = 300
 WALLED_PORT = 5300
@@ -61,15 +66,24 @@ def random_name(suffix: str = "tunnel.example") -> str:
 
 @pytest.fixture
 def village():
-    return config_mod.load(overrides={
-        "network": {"lan_interface": "br-lan", "wan_interface": "eth0",
-                    "lan_address": "10.10.0.1/22", "walled_garden_domains": [GARDEN],
-                    "walled_dns_port": WALLED_PORT},
-        "portal": {"hostname": PORTAL_NAME},
-        "dhcp": {"range_start": "10.10.0.100", "range_end": "10.10.0.150",
-                 "upstream_dns": [UPSTREAM_IP]},
-        "wifi": {"enabled": False},
-    })
+    return config_mod.load(
+        overrides={
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": "10.10.0.1/22",
+                "walled_garden_domains": [GARDEN],
+                "walled_dns_port": WALLED_PORT,
+            },
+            "portal": {"hostname": PORTAL_NAME},
+            "dhcp": {
+                "range_start": "10.10.0.100",
+                "range_end": "10.10.0.150",
+                "upstream_dns": [UPSTREAM_IP],
+            },
+            "wifi": {"enabled": False},
+        }
+    )
 
 
 class Resolvers:
@@ -99,20 +113,45 @@ def resolvers(testbed, upstream, village, tmp_path):
     main.write_bytes(files[R.DNSMASQ].content)
     walled.write_bytes(files[R.WALLED_DNS_CONF].content)
     testbed.run(testbed.up, "ip", "addr", "add", f"{GARDEN_IP}/32", "dev", "lo")
-    upstream = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-                "--no-hosts", f"--listen-address={UPSTREAM_IP}", "--bind-interfaces",
-                f"--local-ttl={UPSTREAM_TTL}", f"--address=/{GARDEN}/{GARDEN_IP}",
-                *(f"--address=/{p}/{UPSTREAM_IP}" for p in PROBES),
-                f"--server=/{TUNNEL}/{UPSTREAM_IP}#{IODINED_PORT}",
-                f"--address=/#/{ANY_IP}", f"--pid-file={work}/upstream.pid",
-                "--log-facility=-", "--log-queries"]
+    upstream = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        f"--listen-address={UPSTREAM_IP}",
+        "--bind-interfaces",
+        f"--local-ttl={UPSTREAM_TTL}",
+        f"--address=/{GARDEN}/{GARDEN_IP}",
+        *(f"--address=/{p}/{UPSTREAM_IP}" for p in PROBES),
+        f"--server=/{TUNNEL}/{UPSTREAM_IP}#{IODINED_PORT}",
+        f"--address=/#/{ANY_IP}",
+        f"--pid-file={work}/upstream.pid",
+        "--log-facility=-",
+        "--log-queries",
+    ]
     testbed.popen(testbed.up, *upstream, log_path=work / "upstream.log")
-    testbed.popen(testbed.gw, "dnsmasq", "--keep-in-foreground", f"--conf-file={main}",
-                  f"--dhcp-leasefile={work}/leases", f"--pid-file={work}/main.pid",
-                  "--log-facility=-", "--log-queries", log_path=work / "main.log")
-    testbed.popen(testbed.gw, "dnsmasq", "--keep-in-foreground", f"--conf-file={walled}",
-                  f"--pid-file={work}/walled.pid", "--log-facility=-", "--log-queries",
-                  log_path=work / "walled.log")
+    testbed.popen(
+        testbed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={main}",
+        f"--dhcp-leasefile={work}/leases",
+        f"--pid-file={work}/main.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=work / "main.log",
+    )
+    testbed.popen(
+        testbed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={walled}",
+        f"--pid-file={work}/walled.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=work / "walled.log",
+    )
     for port in (53, WALLED_PORT):  # TCP DNS: up means ready
         testbed.wait_port(testbed.gw, GW_LAN_IP, port)
     testbed.wait_port(testbed.up, UPSTREAM_IP, 53)
@@ -120,8 +159,12 @@ def resolvers(testbed, upstream, village, tmp_path):
 
 
 def _questions(server: str, names: list[str], **extra) -> list[dict]:
-    return [{"server": server, "name": name, "type": qtype, "tcp": tcp, **extra}
-            for name in names for qtype in ("A", "AAAA", "TXT", "NULL") for tcp in (False, True)]
+    return [
+        {"server": server, "name": name, "type": qtype, "tcp": tcp, **extra}
+        for name in names
+        for qtype in ("A", "AAAA", "TXT", "NULL")
+        for tcp in (False, True)
+    ]
 
 
 @pytest.fixture
@@ -147,8 +190,7 @@ def test_walled_and_blocked_phones_tunnel_nothing_upstream(testbed, roomy_gatewa
             assert answer.get("rcode") == 3 and answer["answers"] == [], (server, q, answer)
             # No SOA: nothing caches the NXDOMAIN, so nothing of it is left after login.
             assert answer["authority"] == [], (q, answer)
-        got = dns_queries(testbed, blocked.ns,
-                          _questions(server, names[blocked.ns][:1], timeout=1))
+        got = dns_queries(testbed, blocked.ns, _questions(server, names[blocked.ns][:1], timeout=1))
         assert all("error" in a for a in got), f"a blocked phone got DNS answers: {got}"
 
     time.sleep(0.3)  # anything in flight would have arrived
@@ -162,12 +204,12 @@ def test_walled_and_blocked_phones_tunnel_nothing_upstream(testbed, roomy_gatewa
     assert control in resolvers.upstream_names()
 
 
-def test_walled_phone_resolves_portal_probes_and_walled_garden(testbed, gateway, resolvers,
-                                                               portal):
+def test_walled_phone_resolves_portal_probes_and_walled_garden(testbed, gateway, resolvers, portal):
     phone = testbed.phones[0]
     ask = [{"server": GW_LAN_IP, "name": name} for name in (PORTAL_NAME, *PROBES, GARDEN)]
-    got = dict(zip((PORTAL_NAME, *PROBES, GARDEN), dns_queries(testbed, phone.ns, ask),
-                   strict=True))
+    got = dict(
+        zip((PORTAL_NAME, *PROBES, GARDEN), dns_queries(testbed, phone.ns, ask), strict=True)
+    )
     assert [a[2] for a in got[PORTAL_NAME]["answers"]] == [GW_LAN_IP], got[PORTAL_NAME]
     for probe in PROBES:  # the real address, from upstream
         assert [a[2] for a in got[probe]["answers"]] == [UPSTREAM_IP], (probe, got[probe])
@@ -176,20 +218,23 @@ def test_walled_phone_resolves_portal_probes_and_walled_garden(testbed, gateway,
         assert all(0 <= a[1] <= 5 for a in answer["answers"]), (name, answer)  # TTL ≤ 5 s
     assert {PROBES[0], GARDEN} <= resolvers.upstream_names()
     # The walled resolver fed the walled-garden set (nftset=); the probes opened nothing.
-    wait_until(lambda: GARDEN_IP in set_elements(testbed, "walled_garden_dns"), 3,
-               what="walled_garden_dns filled by the walled resolver")
+    wait_until(
+        lambda: GARDEN_IP in set_elements(testbed, "walled_garden_dns"),
+        3,
+        what="walled_garden_dns filled by the walled resolver",
+    )
     assert UPSTREAM_IP not in set_elements(testbed, "walled_garden_dns")
 
     # The probe's plain HTTP to the real address is the portal's (the sign-in sheet opens).
-    probe = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/generate_204",
-                 "-H", f"Host: {PROBES[0]}")
+    probe = curl(
+        testbed, phone.ns, f"http://{UPSTREAM_IP}/generate_204", "-H", f"Host: {PROBES[0]}"
+    )
     assert (probe.code, probe.body) == ("200", PORTAL_MARKER), probe
     assert any(f"GET {PROBES[0]} /generate_204" in line for line in portal.received())
 
     # Logged in: the probe's answer is still right, and it now reaches the real server.
     authorize(gateway, phone)
-    after = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html", "-H",
-                 f"Host: {PROBES[0]}")
+    after = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html", "-H", f"Host: {PROBES[0]}")
     assert (after.code, after.body) == ("200", "<h1>upstream ok</h1>"), after
 
 
@@ -246,12 +291,14 @@ def test_a_walled_phone_is_held_to_its_query_rate(testbed, gateway, resolvers):
 
 needs_iodine = pytest.mark.skipif(
     shutil.which("iodine") is None or shutil.which("iodined") is None,
-    reason="iodine is not installed (apt-get install iodine; .ci/run installs it)")
+    reason="iodine is not installed (apt-get install iodine; .ci/run installs it)",
+)
 
 
 def _iodine(testbed, phone, log):
-    return testbed.popen(phone.ns, "iodine", "-f", "-r", "-P", IODINE_PASSWORD, GW_LAN_IP,
-                         TUNNEL, log_path=log)
+    return testbed.popen(
+        phone.ns, "iodine", "-f", "-r", "-P", IODINE_PASSWORD, GW_LAN_IP, TUNNEL, log_path=log
+    )
 
 
 @needs_iodine
@@ -260,11 +307,24 @@ def test_iodine_never_connects_before_login(testbed, roomy_gateway, resolvers, t
     gateway = roomy_gateway
     walled, blocked, online = testbed.phones
     gateway.call("block", mac=blocked.mac, reason="DNS tunnel test")
-    testbed.popen(testbed.up, "iodined", "-f", "-c", "-P", IODINE_PASSWORD, "-l", UPSTREAM_IP,
-                  "-p", str(IODINED_PORT), f"{TUNNEL_NET[0]}/24", TUNNEL,
-                  log_path=tmp_path / "iodined.log")
-    wait_until(lambda: "Listening" in (tmp_path / "iodined.log").read_text(), 10,
-               what="iodined listening")
+    testbed.popen(
+        testbed.up,
+        "iodined",
+        "-f",
+        "-c",
+        "-P",
+        IODINE_PASSWORD,
+        "-l",
+        UPSTREAM_IP,
+        "-p",
+        str(IODINED_PORT),
+        f"{TUNNEL_NET[0]}/24",
+        TUNNEL,
+        log_path=tmp_path / "iodined.log",
+    )
+    wait_until(
+        lambda: "Listening" in (tmp_path / "iodined.log").read_text(), 10, what="iodined listening"
+    )
 
     # Control: logged in, the tunnel comes up through the gateway's resolver (the topology
     # and the tunnel work; what stops the others is the gateway).
@@ -272,10 +332,18 @@ def test_iodine_never_connects_before_login(testbed, roomy_gateway, resolvers, t
     up_log = tmp_path / "iodine-online.log"
     proc = _iodine(testbed, online, up_log)
     try:
-        wait_until(lambda: "Connection setup complete" in up_log.read_text(), 40, 0.2,
-                   what=f"iodine connecting for a logged-in phone:\n{up_log.read_text()}")
-        assert testbed.run(online.ns, "ping", "-c", "1", "-W", "3", TUNNEL_NET[0],
-                           check=False).returncode == 0
+        wait_until(
+            lambda: "Connection setup complete" in up_log.read_text(),
+            40,
+            0.2,
+            what=f"iodine connecting for a logged-in phone:\n{up_log.read_text()}",
+        )
+        assert (
+            testbed.run(
+                online.ns, "ping", "-c", "1", "-W", "3", TUNNEL_NET[0], check=False
+            ).returncode
+            == 0
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 
-def test_root_only_checks_pass(village_file):  # noqa: F811 - the fixture
+def test_root_only_checks_pass(village_file):
     cfg = config_mod.load(village_file)
     files = R.render(cfg, b'[village]\nname = "Desa Uji"\n', hotspot=R.entry_point())
     details = {c.name: (c.ok, c.detail) for c in validate(files, cfg)}

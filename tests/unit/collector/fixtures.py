@@ -14,9 +14,17 @@ from tests.unit.collector.helpers import register
 
 @pytest.fixture
 def ccfg(tmp_path):
-    return collector_config.load(overrides={"collector": {
-        "database_url": f"sqlite:///{tmp_path}/collector.db", "dashboard_public": True,
-        "max_body_kb": 64, "max_inflated_kb": 1024, "page_size": 50}})
+    return collector_config.load(
+        overrides={
+            "collector": {
+                "database_url": f"sqlite:///{tmp_path}/collector.db",
+                "dashboard_public": True,
+                "max_body_kb": 64,
+                "max_inflated_kb": 1024,
+                "page_size": 50,
+            }
+        }
+    )
 
 
 @pytest.fixture

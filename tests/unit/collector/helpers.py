@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from collector.models import Base as CollectorBase
 from collector.models import Gateway, UsageDaily, UsageHourly
-from sync import wire
+from hotspot import wire
 
 GATEWAY_ID = "desa-uji"
 SECRET = "s3cret-" + "x" * 40
@@ -26,36 +26,72 @@ def register(app: Any, gateway_id: str = GATEWAY_ID, secret: str = SECRET, **kw:
         s.add(Gateway(id=gateway_id, secret=secret, **kw))
 
 
-def body_of(records: list[dict[str, Any]], gateway: str = GATEWAY_ID, key: str | None = None,
-            raw: bytes | None = None) -> tuple[bytes, str]:
+def body_of(
+    records: list[dict[str, Any]],
+    gateway: str = GATEWAY_ID,
+    key: str | None = None,
+    raw: bytes | None = None,
+) -> tuple[bytes, str]:
     key = key or secrets.token_hex(16)
     if raw is None:
-        raw = json.dumps({"v": 1, "gateway": gateway, "batch": key,
-                          "created_at": "2026-11-28T03:00:00Z", "records": records}).encode()
+        raw = json.dumps(
+            {
+                "v": 1,
+                "gateway": gateway,
+                "batch": key,
+                "created_at": "2026-11-28T03:00:00Z",
+                "records": records,
+            }
+        ).encode()
     return wire.compress(raw), key
 
 
-def signed_headers(body: bytes, key: str, *, gateway: str = GATEWAY_ID, secret: str = SECRET,
-                   ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes,
+    key: str,
+    *,
+    gateway: str = GATEWAY_ID,
+    secret: str = SECRET,
+    ts: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     ts_s = str(int(time.time()) if ts is None else ts)
     nonce = nonce or secrets.token_hex(16)
-    return {"Content-Type": "application/json", "Content-Encoding": "gzip",
-            wire.H_GATEWAY: gateway, wire.H_TIMESTAMP: ts_s, wire.H_NONCE: nonce,
-            wire.H_IDEMPOTENCY: key,
-            wire.H_SIGNATURE: wire.sign(secret, gateway, ts_s, nonce, key, body)}
+    return {
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+        wire.H_GATEWAY: gateway,
+        wire.H_TIMESTAMP: ts_s,
+        wire.H_NONCE: nonce,
+        wire.H_IDEMPOTENCY: key,
+        wire.H_SIGNATURE: wire.sign(secret, gateway, ts_s, nonce, key, body),
+    }
 
 
-def post(client: Any, records: list[dict[str, Any]], **kw: Any):  # noqa: ANN201
+def post(client: Any, records: list[dict[str, Any]], **kw: Any):
     body, key = body_of(records, gateway=kw.pop("gateway", GATEWAY_ID), key=kw.pop("key", None))
-    return client.post(wire.INGEST_PATH, data=body,
-                       headers=signed_headers(body, key, gateway=kw.pop("hgateway", GATEWAY_ID),
-                                              **kw))
+    return client.post(
+        wire.INGEST_PATH,
+        data=body,
+        headers=signed_headers(body, key, gateway=kw.pop("hgateway", GATEWAY_ID), **kw),
+    )
 
 
-def usage(client: str = "0123456789abcdef", hour: str = "2026-11-28T03:00:00Z", seconds: int = 60,
-          down: int = 1000, up: int = 100) -> dict[str, Any]:
-    return {"kind": "usage", "client": client, "period_start": hour, "seconds": seconds,
-            "bytes_down": down, "bytes_up": up}
+def usage(
+    client: str = "0123456789abcdef",
+    hour: str = "2026-11-28T03:00:00Z",
+    seconds: int = 60,
+    down: int = 1000,
+    up: int = 100,
+) -> dict[str, Any]:
+    return {
+        "kind": "usage",
+        "client": client,
+        "period_start": hour,
+        "seconds": seconds,
+        "bytes_down": down,
+        "bytes_up": up,
+    }
 
 
 def snapshot(engine: Any) -> dict[str, list[tuple]]:
@@ -63,22 +99,31 @@ def snapshot(engine: Any) -> dict[str, list[tuple]]:
     out = {}
     with engine.connect() as conn:
         for table in CollectorBase.metadata.sorted_tables:
-            out[table.name] = sorted(tuple(str(v) for v in row)
-                                     for row in conn.execute(table.select()))
+            out[table.name] = sorted(
+                tuple(str(v) for v in row) for row in conn.execute(table.select())
+            )
     return out
 
 
-def totals(engine: Any, gateway_id: str = GATEWAY_ID) -> dict[tuple[str, dt.datetime], tuple[int, int, int]]:
+def totals(
+    engine: Any, gateway_id: str = GATEWAY_ID
+) -> dict[tuple[str, dt.datetime], tuple[int, int, int]]:
     with Session(engine) as s:
-        return {(r.client, r.period_start): (r.seconds, r.bytes_down, r.bytes_up)
-                for r in s.scalars(select(UsageHourly).where(UsageHourly.gateway_id == gateway_id))}
+        return {
+            (r.client, r.period_start): (r.seconds, r.bytes_down, r.bytes_up)
+            for r in s.scalars(select(UsageHourly).where(UsageHourly.gateway_id == gateway_id))
+        }
 
 
 def daily_sums(engine: Any, gateway_id: str = GATEWAY_ID) -> tuple[int, int, int]:
     with Session(engine) as s:
-        row = s.execute(select(func.sum(UsageDaily.seconds), func.sum(UsageDaily.bytes_down),
-                               func.sum(UsageDaily.bytes_up))
-                        .where(UsageDaily.gateway_id == gateway_id)).one()
+        row = s.execute(
+            select(
+                func.sum(UsageDaily.seconds),
+                func.sum(UsageDaily.bytes_down),
+                func.sum(UsageDaily.bytes_up),
+            ).where(UsageDaily.gateway_id == gateway_id)
+        ).one()
     return tuple(int(v or 0) for v in row)  # type: ignore[return-value]
 
 

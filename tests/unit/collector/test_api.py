@@ -9,7 +9,7 @@ import io
 from sqlalchemy.orm import Session
 
 from collector.models import ApiToken
-from tests.unit.collector.helpers import post, register, SECRET, usage
+from tests.unit.collector.helpers import SECRET, post, register, usage
 
 
 def seed(client, app, n_clients=3, hours=30):
@@ -53,8 +53,10 @@ def test_usage_pages_cover_everything_once(client, auth, app):
 
 def test_usage_filters_and_csv(client, auth, app):
     seed(client, app)
-    r = client.get("/api/v1/usage?from=2026-11-27T05:00:00Z&to=2026-11-27T07:00:00Z&gateway=desa-uji",
-                   headers=auth).get_json()
+    r = client.get(
+        "/api/v1/usage?from=2026-11-27T05:00:00Z&to=2026-11-27T07:00:00Z&gateway=desa-uji",
+        headers=auth,
+    ).get_json()
     assert len(r["items"]) == 6 and r["next"] is None
     # a date is midnight in the collector's zone (WIB): 2026-11-28 = 2026-11-27T17:00Z
     r = client.get("/api/v1/usage?from=2026-11-28&gateway=desa-uji", headers=auth).get_json()
@@ -64,24 +66,42 @@ def test_usage_filters_and_csv(client, auth, app):
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
     assert len(rows) == 4 and rows[0]["gateway_id"] == "desa-uji"
     assert r.headers["Link"].endswith('; rel="next"') and "cursor=" in r.headers["X-Next-Page"]
-    for bad in ("from=tomorrow", "to=2026-13-01", "limit=0", "limit=x", "limit=100000",
-                "format=xml", "cursor=!!", "from=2026-11-28&to=2026-11-01"):
+    for bad in (
+        "from=tomorrow",
+        "to=2026-13-01",
+        "limit=0",
+        "limit=x",
+        "limit=100000",
+        "format=xml",
+        "cursor=!!",
+        "from=2026-11-28&to=2026-11-01",
+    ):
         r = client.get(f"/api/v1/usage?{bad}", headers=auth)
         assert r.status_code == 400 and r.get_json()["error"] == "bad-request", bad
 
 
 def test_gateways_and_sales(client, auth, app):
     seed(client, app)
-    sale = {"kind": "sales", "month": "2026-10", "package": "harian", "count": 3,
-            "rupiah": 15000, "rev": 1}
-    post(client, [sale, {**sale, "month": "2026-11", "package": "mingguan", "count": 1,
-                         "rupiah": 25000}])
+    sale = {
+        "kind": "sales",
+        "month": "2026-10",
+        "package": "harian",
+        "count": 3,
+        "rupiah": 15000,
+        "rev": 1,
+    }
+    post(
+        client,
+        [sale, {**sale, "month": "2026-11", "package": "mingguan", "count": 1, "rupiah": 25000}],
+    )
     gws = client.get("/api/v1/gateways", headers=auth).get_json()["items"]
     assert [g["gateway_id"] for g in gws] == ["desa-dua", "desa-uji"]
     assert gws[1]["online"] is True and gws[1]["last_seen"]
     sales = client.get("/api/v1/sales", headers=auth).get_json()["items"]
     assert [(s["month"], s["package"], s["count"], s["rupiah"]) for s in sales] == [
-        ("2026-10", "harian", 3, 15000), ("2026-11", "mingguan", 1, 25000)]
+        ("2026-10", "harian", 3, 15000),
+        ("2026-11", "mingguan", 1, 25000),
+    ]
     nov = client.get("/api/v1/sales?from=2026-11&to=2026-12", headers=auth).get_json()["items"]
     assert [s["month"] for s in nov] == ["2026-11"]
     mid = client.get("/api/v1/sales?from=2026-10-15", headers=auth).get_json()["items"]
@@ -95,5 +115,7 @@ def test_openapi(client):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/v1/usage", "/api/v1/gateways", "/api/v1/sales"}
     usage_schema = doc["components"]["schemas"]["Usage"]
-    assert {"gateway_id", "client", "period_start", "bytes_down", "bytes_up"} <= set(usage_schema["required"])
+    assert {"gateway_id", "client", "period_start", "bytes_down", "bytes_up"} <= set(
+        usage_schema["required"]
+    )
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

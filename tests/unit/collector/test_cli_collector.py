@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(config),
-                           "collector", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hotspot_cli", "--config", str(config), "collector", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture

@@ -13,28 +13,33 @@ def test_defaults_and_file(tmp_path, monkeypatch):
     cfg = cc.load(overrides={})
     assert cfg.bind == "127.0.0.1:8000" and cfg.language == "id"
     path = tmp_path / "collector.toml"
-    path.write_text('[collector]\ndatabase_url = "postgresql://hotspot@/hotspot?host=/run/postgresql"\n'
-                    'bind = "0.0.0.0:8080"\n')
+    path.write_text(
+        '[collector]\ndatabase_url = "postgresql://hotspot@/hotspot?host=/run/postgresql"\n'
+        'bind = "0.0.0.0:8080"\n'
+    )
     cfg = cc.load(path)
     assert cfg.bind == "0.0.0.0:8080" and cfg.database_url.startswith("postgresql://")
     monkeypatch.setenv(cc.ENV_CONFIG, str(path))
     assert cc.load().source == str(path)
 
 
-@pytest.mark.parametrize("values, key", [
-    ({"database_url": "mysql://x"}, "collector.database_url"),
-    ({"bind": "8000"}, "collector.bind"),
-    ({"bind": "host:99999"}, "collector.bind"),
-    ({"language": "fr"}, "collector.language"),
-    ({"timezone": "Asia/Nowhere"}, "collector.timezone"),
-    ({"replay_window_seconds": 1}, "collector.replay_window_seconds"),
-    ({"max_body_kb": 0}, "collector.max_body_kb"),
-    ({"max_body_kb": 2048, "max_inflated_kb": 1024}, "collector.max_inflated_kb"),
-    ({"dashboard_public": "yes"}, "collector.dashboard_public"),
-    ({"page_size": 1}, "collector.page_size"),
-    ({"workers": 0}, "collector.workers"),
-    ({"colour": "red"}, "collector.colour"),
-])
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"database_url": "mysql://x"}, "collector.database_url"),
+        ({"bind": "8000"}, "collector.bind"),
+        ({"bind": "host:99999"}, "collector.bind"),
+        ({"language": "fr"}, "collector.language"),
+        ({"timezone": "Asia/Nowhere"}, "collector.timezone"),
+        ({"replay_window_seconds": 1}, "collector.replay_window_seconds"),
+        ({"max_body_kb": 0}, "collector.max_body_kb"),
+        ({"max_body_kb": 2048, "max_inflated_kb": 1024}, "collector.max_inflated_kb"),
+        ({"dashboard_public": "yes"}, "collector.dashboard_public"),
+        ({"page_size": 1}, "collector.page_size"),
+        ({"workers": 0}, "collector.workers"),
+        ({"colour": "red"}, "collector.colour"),
+    ],
+)
 def test_bad_values_name_their_key(values, key):
     with pytest.raises(ConfigError) as err:
         cc.load(overrides={"collector": values})

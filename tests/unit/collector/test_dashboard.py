@@ -9,38 +9,68 @@ import re
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from collector import svg
 from collector.models import Gateway
-from hotspot.model import utcnow
+from hotspot import svgchart as svg
+from hotspot.timeutil import utcnow
+from hotspot.units import fmt_bytes
 from tests.unit.collector.helpers import SECRET, post, register, usage
 
 
 def health(**over):
-    h = {"kind": "health", "sampled_at": utcnow().replace(microsecond=0).isoformat() + "Z",
-         "cpu_pct": 12.5, "load1": 0.5, "load5": 0.4, "load15": 0.3, "mem_pct": 40,
-         "disk_pct": 50.0, "disk_free_mb": 9000, "temp_c": 50.0, "uptime_s": 100000,
-         "uplink_ok": True, "uplink_ms": 640.0, "clients_online": 3, "backlog": 0}
+    h = {
+        "kind": "health",
+        "sampled_at": utcnow().replace(microsecond=0).isoformat() + "Z",
+        "cpu_pct": 12.5,
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_pct": 40,
+        "disk_pct": 50.0,
+        "disk_free_mb": 9000,
+        "temp_c": 50.0,
+        "uptime_s": 100000,
+        "uplink_ok": True,
+        "uplink_ms": 640.0,
+        "clients_online": 3,
+        "backlog": 0,
+    }
     h.update(over)
     return h
 
 
 def populate(client, app):
     today = utcnow().replace(minute=0, second=0, microsecond=0)
-    info = {"kind": "gateway", "rev": 1, "village": "Desa Sungai Duren",
-            "timezone": "Asia/Jakarta", "version": "0.1.0"}
+    info = {
+        "kind": "gateway",
+        "rev": 1,
+        "village": "Desa Sungai Duren",
+        "timezone": "Asia/Jakarta",
+        "version": "0.1.0",
+    }
     recs = [info, health(disk_pct=95.0, temp_c=82.0, uplink_ok=False, uplink_ms=None)]
     for c in range(4):
         for d in range(5):
             hour = (today - dt.timedelta(days=d)).isoformat() + "Z"
             recs.append(usage(client=f"{c:016x}", hour=hour, down=10_000_000, up=1_000_000))
-    recs.append({"kind": "sales", "month": utcnow().strftime("%Y-%m"), "package": "harian",
-                 "count": 12, "rupiah": 60000, "rev": 1})
+    recs.append(
+        {
+            "kind": "sales",
+            "month": utcnow().strftime("%Y-%m"),
+            "package": "harian",
+            "count": 12,
+            "rupiah": 60000,
+            "rev": 1,
+        }
+    )
     assert post(client, recs).status_code == 200
     register(app, "desa-sepi", SECRET)  # registered, never reported
     register(app, "desa-lama", SECRET)
     with Session(app.extensions["collector_db"]) as s, s.begin():
-        s.execute(update(Gateway).where(Gateway.id == "desa-lama")
-                  .values(last_seen_at=utcnow() - dt.timedelta(days=2), village="Desa Lama"))
+        s.execute(
+            update(Gateway)
+            .where(Gateway.id == "desa-lama")
+            .values(last_seen_at=utcnow() - dt.timedelta(days=2), village="Desa Lama")
+        )
 
 
 def test_overview_in_indonesian_by_default(client, app):
@@ -49,8 +79,17 @@ def test_overview_in_indonesian_by_default(client, app):
     assert r.status_code == 200
     html = r.get_data(as_text=True)
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    for text in ("Desa Sungai Duren", "daring", "luring", "disk hampir penuh", "CPU panas",
-                 "uplink terputus", "belum pernah melapor", "Rp 60.000", "Pengguna per hari"):
+    for text in (
+        "Desa Sungai Duren",
+        "daring",
+        "luring",
+        "disk hampir penuh",
+        "CPU panas",
+        "uplink terputus",
+        "belum pernah melapor",
+        "Rp 60.000",
+        "Pengguna per hari",
+    ):
         assert text in html, text
     assert html.count("<svg") == 2
     assert re.search(r"<td class=\"n\">4</td>", html)  # users today
@@ -69,8 +108,15 @@ def test_village_page(client, app):
     r = client.get("/village/desa-uji?lang=en")
     html = r.get_data(as_text=True)
     assert r.status_code == 200
-    for text in ("Desa Sungai Duren", "Device health", "82.0 °C", "95.0 %", "harian",
-                 "Sales per month", "Uplink availability"):
+    for text in (
+        "Desa Sungai Duren",
+        "Device health",
+        "82.0 °C",
+        "95.0 %",
+        "harian",
+        "Sales per month",
+        "Uplink availability",
+    ):
         assert text in html, text
     assert html.count("<svg") == 3  # users, traffic, health
     assert client.get("/village/nowhere").status_code == 404
@@ -89,12 +135,15 @@ def test_dashboard_asks_for_a_token_unless_public(client, app, token):
 
 
 def test_svg_charts():
-    out = svg.bars(["a", "b"], [("down", [5, 10]), ("up", [1, 0])], title="t <x>",
-                   fmt=svg.human_bytes)
+    out = svg.bars(["a", "b"], [("down", [5, 10]), ("up", [1, 0])], title="t <x>", fmt=fmt_bytes)
     assert out.startswith("<svg") and out.endswith("</svg>") and "t &lt;x&gt;" in out
     assert out.count("<rect") >= 3
     assert svg.nice_max(0) == 1 and svg.nice_max(7) == 10 and svg.nice_max(230) == 250
-    line = svg.lines(["1", "2", "3"], [("cpu", [1, None, 3]), ("t", [None, None, None])],
-                     title="h", top_value=100)
+    line = svg.lines(
+        ["1", "2", "3"],
+        [("cpu", [1, None, 3]), ("t", [None, None, None])],
+        title="h",
+        top_value=100,
+    )
     assert "<svg" in line and "<circle" in line
-    assert svg.human_bytes(1_500_000) == "1.5 MB"
+    assert fmt_bytes(1_500_000) == "1.5 MB"

@@ -12,9 +12,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector.models import Gateway, HealthSample, SalesMonthly
-from sync import wire
-from tests.unit.collector.helpers import (GATEWAY_ID, SECRET, body_of, daily_sums, post, register,
-                                          signed_headers, snapshot, totals, usage)
+from hotspot import wire
+from tests.unit.collector.helpers import (
+    GATEWAY_ID,
+    SECRET,
+    body_of,
+    daily_sums,
+    post,
+    register,
+    signed_headers,
+    snapshot,
+    totals,
+    usage,
+)
 
 H3 = dt.datetime(2026, 11, 28, 3)
 
@@ -22,14 +32,20 @@ H3 = dt.datetime(2026, 11, 28, 3)
 def test_a_batch_is_applied_once(client, cdb):
     body, key = body_of([usage(down=1000), usage(client="fedcba9876543210", down=7)])
     r = client.post(wire.INGEST_PATH, data=body, headers=signed_headers(body, key))
-    assert r.status_code == 200 and r.get_json() == {"ok": True, "batch": key,
-                                                     "duplicate": False, "accepted": 2}
+    assert r.status_code == 200 and r.get_json() == {
+        "ok": True,
+        "batch": key,
+        "duplicate": False,
+        "accepted": 2,
+    }
     before = snapshot(cdb)
     # the same batch again, freshly signed (a retry after a lost answer)
     r = client.post(wire.INGEST_PATH, data=body, headers=signed_headers(body, key))
     assert r.status_code == 200 and r.get_json()["duplicate"] is True
-    assert totals(cdb) == {("0123456789abcdef", H3): (60, 1000, 100),
-                           ("fedcba9876543210", H3): (60, 7, 100)}
+    assert totals(cdb) == {
+        ("0123456789abcdef", H3): (60, 1000, 100),
+        ("fedcba9876543210", H3): (60, 7, 100),
+    }
     after = snapshot(cdb)
     for table in ("usage_hourly", "usage_daily", "health_sample", "sales_monthly"):
         assert after[table] == before[table]
@@ -45,33 +61,73 @@ def test_natural_keys_keep_the_largest_totals(client, cdb):
     assert totals(cdb) == {("0123456789abcdef", H3): (120, 5000, 300)}
     assert daily_sums(cdb) == (120, 5000, 300)
     # the same device-hour twice in one batch
-    assert post(client, [usage(hour="2026-11-28T04:00:00Z", down=1),
-                         usage(hour="2026-11-28T04:00:00Z", down=9)]).status_code == 200
+    assert (
+        post(
+            client,
+            [
+                usage(hour="2026-11-28T04:00:00Z", down=1),
+                usage(hour="2026-11-28T04:00:00Z", down=9),
+            ],
+        ).status_code
+        == 200
+    )
     assert totals(cdb)[("0123456789abcdef", H3 + dt.timedelta(hours=1))][1] == 9
     assert daily_sums(cdb) == (180, 5009, 400)
 
 
 def test_daily_rollup_uses_local_days(client, cdb):
     # 16:00 UTC is 23:00 WIB, 17:00 UTC is midnight WIB: two local days
-    post(client, [usage(hour="2026-11-28T16:00:00Z", down=1), usage(hour="2026-11-28T17:00:00Z", down=2)])
+    post(
+        client,
+        [usage(hour="2026-11-28T16:00:00Z", down=1), usage(hour="2026-11-28T17:00:00Z", down=2)],
+    )
     with Session(cdb) as s:
         from collector.models import UsageDaily
+
         days = {r.day: r.bytes_down for r in s.scalars(select(UsageDaily))}
     assert days == {dt.date(2026, 11, 28): 1, dt.date(2026, 11, 29): 2}
 
 
 def test_health_sales_and_gateway_info(client, cdb):
-    h = {"kind": "health", "sampled_at": "2026-11-28T03:00:05Z", "cpu_pct": 12.5, "load1": 0.5,
-         "load5": 0.4, "load15": 0.3, "mem_pct": 40, "disk_pct": 91.0, "disk_free_mb": 900,
-         "temp_c": 80.5, "uptime_s": 100, "uplink_ok": True, "uplink_ms": 640.0,
-         "clients_online": 3, "backlog": 10}
-    sale = {"kind": "sales", "month": "2026-11", "package": "harian", "count": 3,
-            "rupiah": 15000, "rev": 5}
-    info = {"kind": "gateway", "rev": 5, "village": "Desa Sungai Duren",
-            "timezone": "Asia/Jakarta", "version": "0.1.0"}
+    h = {
+        "kind": "health",
+        "sampled_at": "2026-11-28T03:00:05Z",
+        "cpu_pct": 12.5,
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_pct": 40,
+        "disk_pct": 91.0,
+        "disk_free_mb": 900,
+        "temp_c": 80.5,
+        "uptime_s": 100,
+        "uplink_ok": True,
+        "uplink_ms": 640.0,
+        "clients_online": 3,
+        "backlog": 10,
+    }
+    sale = {
+        "kind": "sales",
+        "month": "2026-11",
+        "package": "harian",
+        "count": 3,
+        "rupiah": 15000,
+        "rev": 5,
+    }
+    info = {
+        "kind": "gateway",
+        "rev": 5,
+        "village": "Desa Sungai Duren",
+        "timezone": "Asia/Jakarta",
+        "version": "0.1.0",
+    }
     assert post(client, [h, h, sale, info]).status_code == 200
-    assert post(client, [h, {**sale, "count": 2, "rev": 4},
-                         {**info, "rev": 4, "village": "old name"}]).status_code == 200
+    assert (
+        post(
+            client, [h, {**sale, "count": 2, "rev": 4}, {**info, "rev": 4, "village": "old name"}]
+        ).status_code
+        == 200
+    )
     assert post(client, [{**sale, "count": 4, "rupiah": 20000, "rev": 6}]).status_code == 200
     with Session(cdb) as s:
         assert len(list(s.scalars(select(HealthSample)))) == 1
@@ -135,12 +191,18 @@ def refusals():
         return signed([usage(), {**usage(), "client": "02:00:00:00:00:01"}])
 
     def bomb():
-        raw = b'{"v":1,"gateway":"desa-uji","batch":"' + b"0" * 32 + b'","records":[' + b" " * 5_000_000
+        raw = (
+            b'{"v":1,"gateway":"desa-uji","batch":"'
+            + b"0" * 32
+            + b'","records":['
+            + b" " * 5_000_000
+        )
         body = gzip.compress(raw, 9)
         return body, signed_headers(body, "0" * 32)
 
     def oversized():
         import os
+
         body = os.urandom(70 * 1024)  # over max_body_kb = 64
         return body, signed_headers(body, "ab" * 16)
 
@@ -148,14 +210,21 @@ def refusals():
         body, h = signed()
         return body, {**h, "Content-Encoding": "identity"}
 
-    return [("unsigned", unsigned, 401, "unsigned"), ("bad signature", bad_sig, 401, "bad-signature"),
-            ("tampered body", tampered, 401, "bad-signature"),
-            ("unknown gateway", unknown, 401, "unknown-gateway"), ("stale", stale, 401, "stale"),
-            ("future", future, 401, "stale"), ("not json", not_json, 400, "bad-body"),
-            ("truncated gzip", truncated, 400, "bad-body"), ("not gzip", not_gzip, 400, "bad-body"),
-            ("one bad record", wrong_record, 400, "bad-body"), ("gzip bomb", bomb, 413, "too-large"),
-            ("oversized", oversized, 413, "too-large"),
-            ("no content-encoding", not_encoded, 400, "bad-body")]
+    return [
+        ("unsigned", unsigned, 401, "unsigned"),
+        ("bad signature", bad_sig, 401, "bad-signature"),
+        ("tampered body", tampered, 401, "bad-signature"),
+        ("unknown gateway", unknown, 401, "unknown-gateway"),
+        ("stale", stale, 401, "stale"),
+        ("future", future, 401, "stale"),
+        ("not json", not_json, 400, "bad-body"),
+        ("truncated gzip", truncated, 400, "bad-body"),
+        ("not gzip", not_gzip, 400, "bad-body"),
+        ("one bad record", wrong_record, 400, "bad-body"),
+        ("gzip bomb", bomb, 413, "too-large"),
+        ("oversized", oversized, 413, "too-large"),
+        ("no content-encoding", not_encoded, 400, "bad-body"),
+    ]
 
 
 @pytest.mark.parametrize("name, make, status, code", refusals(), ids=[r[0] for r in refusals()])
@@ -197,12 +266,31 @@ def test_a_batch_after_its_key_expired_changes_nothing(client, cdb):
 
     from collector.models import IngestBatch
 
-    sale = {"kind": "sales", "month": "2026-11", "package": "harian", "count": 3,
-            "rupiah": 15000, "rev": 5}
-    h = {"kind": "health", "sampled_at": "2026-11-28T03:00:05Z", "cpu_pct": 1.0, "load1": 0.5,
-         "load5": 0.4, "load15": 0.3, "mem_pct": 40, "disk_pct": 10.0, "disk_free_mb": 900,
-         "temp_c": None, "uptime_s": 100, "uplink_ok": True, "uplink_ms": 5.0,
-         "clients_online": 3, "backlog": 10}
+    sale = {
+        "kind": "sales",
+        "month": "2026-11",
+        "package": "harian",
+        "count": 3,
+        "rupiah": 15000,
+        "rev": 5,
+    }
+    h = {
+        "kind": "health",
+        "sampled_at": "2026-11-28T03:00:05Z",
+        "cpu_pct": 1.0,
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_pct": 40,
+        "disk_pct": 10.0,
+        "disk_free_mb": 900,
+        "temp_c": None,
+        "uptime_s": 100,
+        "uplink_ok": True,
+        "uplink_ms": 5.0,
+        "clients_online": 3,
+        "backlog": 10,
+    }
     body, key = body_of([usage(down=7), usage(client="fedcba9876543210"), sale, h])
     assert _raw(client, body, signed_headers(body, key)).status_code == 200
     before = snapshot(cdb)
@@ -213,6 +301,8 @@ def test_a_batch_after_its_key_expired_changes_nothing(client, cdb):
     after = snapshot(cdb)
     for table in ("usage_hourly", "usage_daily", "health_sample", "sales_monthly"):
         assert after[table] == before[table], table
-    assert totals(cdb) == {("0123456789abcdef", H3): (60, 7, 100),
-                           ("fedcba9876543210", H3): (60, 1000, 100)}
+    assert totals(cdb) == {
+        ("0123456789abcdef", H3): (60, 7, 100),
+        ("fedcba9876543210", H3): (60, 1000, 100),
+    }
     assert daily_sums(cdb) == (120, 1007, 200)

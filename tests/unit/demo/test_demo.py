@@ -14,12 +14,11 @@ import urllib.request
 
 import pytest
 
-from hotspot_cli import main as cli
-from demo import forward
+from demo import forward, packages
 from demo.display import Display, Row, Snapshot, fmt_bytes, fmt_rate
-from demo import packages
 from demo.village import _codes_in
 from demo.villagers import Forms
+from hotspot_cli import main as cli
 
 
 def test_without_root_one_line_and_exit_2(monkeypatch, capsys):
@@ -35,9 +34,18 @@ def test_the_tests_prefixes_are_refused(monkeypatch, capsys):
     assert "tests" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--duration", "5"], ["--duration", "x"], ["--phones", "3"],
-                                  ["--phones", "17"], ["--prefix", "Bad-Name"],
-                                  ["--prefix", "x"], ["--prefix", "waytoolongname"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--duration", "5"],
+        ["--duration", "x"],
+        ["--phones", "3"],
+        ["--phones", "17"],
+        ["--prefix", "Bad-Name"],
+        ["--prefix", "x"],
+        ["--prefix", "waytoolongname"],
+    ],
+)
 def test_bad_arguments_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["demo", *args])
@@ -46,16 +54,20 @@ def test_bad_arguments_exit_2(args, capsys):
 
 
 def test_codes_found_in_any_json_shape():
-    assert _codes_in({"batch": 3, "codes": ["ABCD-EFGH-JK", "2345-6789-AB"]}) == \
-        ["ABCD-EFGH-JK", "2345-6789-AB"]
+    assert _codes_in({"batch": 3, "codes": ["ABCD-EFGH-JK", "2345-6789-AB"]}) == [
+        "ABCD-EFGH-JK",
+        "2345-6789-AB",
+    ]
     assert _codes_in([{"serial": 1, "code": "ABCD-EFGH-JK"}, "nonsense"]) == ["ABCD-EFGH-JK"]
 
 
 def test_forms_of_a_page():
     f = Forms()
-    f.feed('<form method="post" action="/accept"><input type="hidden" name="csrf_token" '
-           'value="tok"><input type="hidden" name="to" value="http://x/"><button>ok</button>'
-           '</form><form action="/voucher"><input name="code" value=""></form>')
+    f.feed(
+        '<form method="post" action="/accept"><input type="hidden" name="csrf_token" '
+        'value="tok"><input type="hidden" name="to" value="http://x/"><button>ok</button>'
+        '</form><form action="/voucher"><input name="code" value=""></form>'
+    )
     assert f.form("/accept") == {"csrf_token": "tok", "to": "http://x/"}
     assert f.form("/voucher") == {"code": ""}
     assert f.form("/logout") is None
@@ -75,7 +87,7 @@ def test_set_and_get_header():
 class _Portal(http.server.BaseHTTPRequestHandler):
     """Stands in for the portal: it insists on its own Host and redirects absolutely."""
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.headers["Host"] != "10.10.0.1:8080":
             self.send_response(302)
             self.send_header("Location", "http://10.10.0.1:8080/?to=elsewhere")
@@ -100,16 +112,22 @@ def test_http_forward_shows_the_portal_its_host_and_the_browser_its_port(monkeyp
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     # No namespace here: "inside" is this machine's loopback.
-    monkeypatch.setattr(forward, "connect_in", lambda ns, host, p, timeout=5.0:
-                        socket.create_connection(("127.0.0.1", port), timeout=timeout))
+    monkeypatch.setattr(
+        forward,
+        "connect_in",
+        lambda ns, host, p, timeout=5.0: socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout
+        ),
+    )
     fwd = forward.HttpForward("portal", "test-ns", "10.10.0.1", 8080).start()
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(fwd.url + "/", timeout=5) as resp:
             assert resp.read().decode() == "host=10.10.0.1:8080 connection=close"
+
         # an absolute redirect to the portal comes back as this machine's URL
         class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            def redirect_request(self, *args, **kwargs):
                 return None
 
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
@@ -138,11 +156,25 @@ def test_forward_answers_502_when_the_inside_is_down(monkeypatch):
 
 
 def test_plain_summary_lines():
-    snap = Snapshot(title="Desa · 5 s / 30 s",
-                    rows=[Row("c1", "free", "02:00:00:00:00:01", "10.10.0.163", "free", "online",
-                              fmt_bytes(1_234_567), fmt_bytes(2_000), fmt_rate(2_050_000),
-                              "reads /")],
-                    footer=["province collector: 3 usage records"], checks=[(True, "x")])
+    snap = Snapshot(
+        title="Desa · 5 s / 30 s",
+        rows=[
+            Row(
+                "c1",
+                "free",
+                "02:00:00:00:00:01",
+                "10.10.0.163",
+                "free",
+                "online",
+                fmt_bytes(1_234_567),
+                fmt_bytes(2_000),
+                fmt_rate(2_050_000),
+                "reads /",
+            )
+        ],
+        footer=["province collector: 3 usage records"],
+        checks=[(True, "x")],
+    )
     out = io.StringIO()
     d = Display(lambda: snap, out=out, live_mode=False)
     d.begin()
@@ -183,7 +215,9 @@ def test_missing_packages_are_installed_after_saying_so(tmp_path, monkeypatch):
     packages.install(missing, said)
     assert "installing the Debian packages it needs: dnsmasq-base iperf3" in said.getvalue()
     assert log.read_text().splitlines() == [
-        "update -q", "install -y -q --no-install-recommends " + " ".join(missing)]
+        "update -q",
+        "install -y -q --no-install-recommends " + " ".join(missing),
+    ]
     assert packages.missing_packages() == []
 
 

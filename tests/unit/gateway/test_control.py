@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import stat
@@ -12,9 +13,17 @@ import sys
 import pytest
 
 from gateway.control_server import ControlServer, Dispatcher
-from hotspot_cli import main as cli
+from hotspot import protocol as proto
 from hotspot.control import ControlClient
-from hotspot.errors import ControlUnavailable, NotFound, Refused, UsageError
+from hotspot.errors import (
+    ControlUnavailable,
+    ErrorCode,
+    HotspotError,
+    NotFound,
+    Refused,
+    UsageError,
+)
+from hotspot_cli import main as cli
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
 
@@ -30,38 +39,90 @@ def server(cfg, engine):
 @pytest.fixture
 def config_file(cfg, tmp_path):
     path = tmp_path / "hotspot.toml"
-    path.write_text(f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n')
+    path.write_text(
+        f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n'
+    )
     return path
 
 
 def test_socket_mode_and_roundtrip(server, cfg):
     assert stat.S_IMODE(os.stat(cfg.control.socket).st_mode) == 0o660
     with ControlClient(cfg.control.socket) as ctl:
-        assert ctl.call("ping")["pong"] is True
-        out = ctl.call("authorize", ip=IP1, mac=MAC1, tier="free")
+        assert ctl.send(proto.PingRequest())["pong"] is True
+        out = ctl.send(proto.AuthorizeRequest(ip=IP1, mac=MAC1, tier="free"))
         assert out["mac"] == MAC1
-        assert ctl.call("client", ip=IP1)["session"]["id"] == out["id"]
-        assert [s["ip"] for s in ctl.call("list")] == [IP1]
-        with pytest.raises(UsageError):
+        assert ctl.send(proto.ClientRequest(ip=IP1))["session"]["id"] == out["id"]
+        assert [s["ip"] for s in ctl.send(proto.ListRequest())] == [IP1]
+        with pytest.raises(UsageError):  # refused by the gateway
+            ctl.send(proto.AuthorizeRequest(ip="not-an-ip", mac=MAC1))
+        with pytest.raises(UsageError):  # the same check, before the request leaves
             ctl.call("authorize", ip="not-an-ip", mac=MAC1)
-        with pytest.raises(NotFound):
-            ctl.call("deauthorize", mac="02:00:00:00:00:77")
-        ctl.call("block", mac=MAC1)
+        with pytest.raises(NotFound) as missing:
+            ctl.send(proto.DeauthorizeRequest(mac="02:00:00:00:00:77"))
+        assert missing.value.code is ErrorCode.NO_SESSION
+        assert ctl.send(proto.BlockRequest(mac=MAC1))["blocked"] is True
         with pytest.raises(Refused) as err:
             ctl.call("authorize", ip=IP1, mac=MAC1)
-        assert err.value.code == "blocked"
+        assert err.value.code is ErrorCode.BLOCKED
+        assert [d["mac"] for d in ctl.send(proto.BlockedRequest())] == [MAC1]
+        assert ctl.send(proto.UnblockRequest(mac=MAC1)) == {"mac": MAC1, "blocked": False}
+        assert ctl.send(proto.ReconcileRequest()) == {"changed": ""}
+        assert ctl.send(proto.StatusRequest()) == {"ok": True}
 
 
-def test_garbage_gets_an_error_and_the_server_keeps_serving(server, cfg):
+def exchange(f, line: bytes) -> dict:
+    f.write(line)
+    f.flush()
+    reply = f.readline()
+    assert reply.endswith(b"\n"), f"no reply to {line[:60]!r}: the connection died"
+    return json.loads(reply)
+
+
+# Every kind of malformed line; each must get bad-request on a connection that goes on.
+MALFORMED = [
+    b"not json\n",
+    b"\xff\xfe\x00\n",  # not UTF-8
+    b"\n",
+    b"[" * 10_000 + b"\n",  # deeper than the decoder goes
+    b"1" * 5000 + b"\n",  # an integer longer than Python converts
+    b'{"op": "list", "n": ' + b"9" * 5000 + b"}\n",
+    b'["list"]\n',
+    b"null\n",
+    b'"ping"\n',  # not an object
+    b'{"op": "explode"}\n',
+    b"{}\n",
+    b'{"op": ["ping"]}\n',
+    b'{"op": "list", "extra": 1}\n',
+    b'{"op": "authorize"}\n',  # neither ip nor mac
+    b'{"op": "authorize", "ip": ["10.10.0.11"]}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "expires_at": "9999-12-31T23:59:59-23:59"}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "minutes": ' + b"1" + b"0" * 30 + b"}\n",
+    b'{"op": "authorize", "ip": "10.10.0.11", "minutes": NaN}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "bytes_limit": 1e999}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "voucher_id": 99999999999999999999999}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "tier": "\\ud800"}\n',
+    b'{"op": "authorize", "ip": "10.10.0.11", "tier": "gold"}\n',  # no such tier (engine)
+    b'{"op": "authorize", "ip": "192.168.1.5"}\n',  # not on the LAN (engine)
+    b'{"op": "extend", "mac": 7}\n',
+    b'{"op": "extend", "mac": "02:00:00:00:00:01"}\n',
+    b'{"op": "block"}\n',
+    b'{"op": "block", "mac": "02:00:00:00:00:01", "reason": 5}\n',
+    b'{"op": "deauthorize", "ip": "10.10.0.11", "reason": "whim"}\n',
+]
+
+
+def test_malformed_requests_get_bad_request_and_the_connection_keeps_answering(server, cfg):
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(cfg.control.socket)
         f = s.makefile("rwb")
-        for line in (b"not json\n", b'{"op": "explode"}\n', b'["list"]\n',
-                     b'{"op": "list", "extra": 1}\n', b'{"op": "ping"}\n'):
-            f.write(line)
-            f.flush()
-            replies = json.loads(f.readline())
-        assert replies["ok"] is True  # the last one, after four bad ones
+        for line in MALFORMED:
+            reply = exchange(f, line)
+            assert reply["ok"] is False, line[:60]
+            assert reply["error"]["code"] == "bad-request", (line[:60], reply)
+        assert exchange(f, b'{"op": "ping"}\n')["result"]["pong"] is True
+
+
+def test_an_overlong_line_is_refused_and_the_connection_closed(server, cfg):
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(cfg.control.socket)
         s.sendall(b"x" * (70 * 1024) + b"\n")
@@ -70,20 +131,24 @@ def test_garbage_gets_an_error_and_the_server_keeps_serving(server, cfg):
 
 
 def test_second_gateway_refuses_a_live_socket(server, cfg, engine):
-    from hotspot.errors import HotspotError
-
-    with pytest.raises(HotspotError, match="already listening"):
+    with pytest.raises(HotspotError, match="already listening") as err:
         ControlServer(cfg.control.socket, Dispatcher(engine, dict), group=None)
+    assert err.value.code is ErrorCode.ALREADY_RUNNING
 
 
 def test_unreachable_gateway(tmp_path):
     with pytest.raises(ControlUnavailable):
-        ControlClient(str(tmp_path / "none.sock")).call("ping")
+        ControlClient(str(tmp_path / "none.sock")).send(proto.PingRequest())
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hotspot_cli", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hotspot_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_cli_lists_clients_as_json(server, engine, config_file):
@@ -99,12 +164,15 @@ def test_cli_lists_clients_as_json(server, engine, config_file):
     assert again.returncode == 1 and again.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("clients", "allow", "not-a-mac"), "not a MAC address"),
-    (("clients", "allow", MAC1, "--minutes", "-3"), "--minutes"),
-    (("clients", "explode"), "invalid choice"),
-    (("--config", "/nonexistent.toml", "clients", "list"), "file not found"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("clients", "allow", "not-a-mac"), "not a MAC address"),
+        (("clients", "allow", MAC1, "--minutes", "-3"), "--minutes"),
+        (("clients", "explode"), "invalid choice"),
+        (("--config", "/nonexistent.toml", "clients", "list"), "file not found"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(args, needle):
     out = run_cli(*args)
     assert out.returncode == 2
@@ -114,7 +182,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, needle):
 
 def test_cli_bad_config_names_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[network]\nlan_address = \"10.10.0.1/8\"\n")
+    bad.write_text('[network]\nlan_address = "10.10.0.1/8"\n')
     out = run_cli("--config", str(bad), "gateway", "status")
     assert out.returncode == 2
     assert out.stderr.startswith("hotspot: config error: network.lan_address:")
@@ -130,10 +198,17 @@ def test_cli_without_gateway_says_so(tmp_path):
 
 def test_parser_is_complete():
     parser = cli.build_parser()
-    for argv in (["gateway", "run"], ["gateway", "status", "--json"], ["gateway", "teardown"],
-                 ["clients", "list", "--json"], ["clients", "allow", MAC1, "--ip", IP1,
-                 "--tier", "premium", "--minutes", "30"], ["clients", "kick", MAC1],
-                 ["clients", "block", MAC1], ["clients", "unblock", MAC1], ["db", "upgrade"]):
+    for argv in (
+        ["gateway", "run"],
+        ["gateway", "status", "--json"],
+        ["gateway", "teardown"],
+        ["clients", "list", "--json"],
+        ["clients", "allow", MAC1, "--ip", IP1, "--tier", "premium", "--minutes", "30"],
+        ["clients", "kick", MAC1],
+        ["clients", "block", MAC1],
+        ["clients", "unblock", MAC1],
+        ["db", "upgrade"],
+    ):
         parser.parse_args(argv)
 
 
@@ -141,23 +216,70 @@ def test_large_replies_are_read_whole(server, cfg, engine):
     """A list of many sessions is far larger than a request may be."""
     with ControlClient(cfg.control.socket) as ctl:
         for i in range(300):
-            ctl.call("authorize", ip=f"10.10.1.{i % 250 + 1}" if i < 250 else f"10.10.2.{i - 249}",
-                     mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}", tier="premium")
-        rows = ctl.call("list")
+            ctl.send(
+                proto.AuthorizeRequest(
+                    ip=f"10.10.1.{i % 250 + 1}" if i < 250 else f"10.10.2.{i - 249}",
+                    mac=f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+                    tier="premium",
+                )
+            )
+        rows = ctl.send(proto.ListRequest())
         assert len(rows) == 300
-        assert ctl.call("ping")["pong"]  # the connection is still in step
+        assert ctl.send(proto.PingRequest())["pong"]  # the connection is still in step
 
 
-@pytest.mark.parametrize("request_line", [
-    b'{"op": "block"}\n', b'{"op": "block", "mac": "02:00:00:00:00:01", "reason": 5}\n',
-    b'{"op": "authorize", "ip": ["10.10.0.11"]}\n', b'{"op": "extend", "mac": 7}\n',
-    b"[" * 5000 + b"\n",
-])
-def test_mistyped_arguments_get_a_reply(server, cfg, request_line):
+class BuggyEngine:
+    """An engine with bugs in it: the kind of error that must never pass for a bad request."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def list(self):
+        raise TypeError("list() takes 0 positional arguments but 1 was given")
+
+    def blocked(self):
+        return None.blocked  # AttributeError
+
+    def reconcile(self):
+        return object()  # the dispatcher wraps it in a reply that is not JSON
+
+
+@pytest.fixture
+def buggy_server(cfg, engine):
+    srv = ControlServer(cfg.control.socket, Dispatcher(BuggyEngine(engine), lambda: {}), group=None)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_an_engine_bug_is_internal_logged_and_the_socket_keeps_serving(buggy_server, cfg, caplog):
+    caplog.set_level(logging.ERROR, logger="gateway.control_server")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(cfg.control.socket)
         f = s.makefile("rwb")
-        f.write(request_line)
-        f.flush()
-        reply = json.loads(f.readline())
-        assert reply["ok"] is False and reply["error"]["code"] == "bad-request"
+        for op in (b"list", b"blocked", b"reconcile"):
+            reply = exchange(f, b'{"op": "%s"}\n' % op)
+            assert reply["ok"] is False and reply["error"]["code"] == "internal", reply
+            assert "Traceback" not in reply["error"]["message"]  # the log has it, not the client
+        assert exchange(f, b'{"op": "ping"}\n')["ok"] is True
+        assert exchange(f, b'{"op": "client", "ip": "10.10.0.11"}\n')["ok"] is True
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 3 and all(r.exc_info for r in errors)
+    assert "TypeError" in caplog.text and "AttributeError" in caplog.text
+    with ControlClient(cfg.control.socket) as ctl, pytest.raises(HotspotError) as err:
+        ctl.send(proto.ListRequest())
+    assert err.value.code is ErrorCode.INTERNAL
+
+
+def test_unknown_codes_from_a_newer_gateway_are_kept():
+    from hotspot.control import error_from
+
+    err = error_from({"code": "solar-flare", "message": "too bright"})
+    assert type(err) is HotspotError and err.code is ErrorCode.ERROR
+    assert "solar-flare" in err.message
+    assert type(error_from({"code": "quota-exhausted"})) is Refused
+    assert error_from({"code": "quota-exhausted"}).message == ErrorCode.QUOTA_EXHAUSTED.meaning
+    assert type(error_from({"code": "bad-config", "message": "x"})) is HotspotError

@@ -47,9 +47,11 @@ def datapath():
 
 def test_a_login_forgets_the_dns_flows_a_removal_everything():
     dp = datapath()
-    plan = Plan(add_clients=[Client("10.10.0.42", "02:00:00:00:00:2a", "1:2a")],
-                del_clients=[Client("10.10.0.43", "02:00:00:00:00:2b", "")],
-                flush_ips=["10.10.0.43"])
+    plan = Plan(
+        add_clients=[Client("10.10.0.42", "02:00:00:00:00:2a", "1:2a")],
+        del_clients=[Client("10.10.0.43", "02:00:00:00:00:2b", "")],
+        flush_ips=["10.10.0.43"],
+    )
     dp.apply(plan)
     assert dp.conntrack.calls == [("all", "10.10.0.43"), ("dns", "10.10.0.42")]
     assert len(dp.nft.applied) == 1  # after the table changed

@@ -13,7 +13,7 @@ import pytest
 
 from gateway import rtnl_dump, shaping
 from gateway.reconcile import Snapshot, Wanted, plan
-from gateway.tc import Shaper, TC_H_ROOT
+from gateway.tc import TC_H_ROOT, Shaper
 
 NET = ipaddress.IPv4Network("10.10.0.0/22")
 KERNEL_AUTO_MAJORS = range(0x8000, 0x10000)
@@ -51,8 +51,9 @@ def test_a_slash18_is_the_largest_shapeable_lan():
     assert shaping.shapeable(NET)
     assert not shaping.shapeable(ipaddress.IPv4Network("10.10.0.0/17"))
     last = ipaddress.IPv4Network("10.10.0.0/18").broadcast_address - 1
-    assert shaping.client_minor(last, ipaddress.IPv4Network("10.10.0.0/18")) \
-        == shaping.MAX_HOST_INDEX
+    assert (
+        shaping.client_minor(last, ipaddress.IPv4Network("10.10.0.0/18")) == shaping.MAX_HOST_INDEX
+    )
 
 
 @pytest.mark.parametrize("leaf", ["pfifo", "fq_codel"])
@@ -87,8 +88,9 @@ def test_netlink_path_gives_every_qdisc_a_handle(leaf):
     shaper.set_client(0x2A, 5000, with_leaf=True)
     shaper._put_default_leaf()
     qdiscs = [(kind, kw) for command, kind, kw in ipr.calls if command == "replace"]
-    assert [kind for kind, _ in qdiscs] == (["tbf", "fq_codel", "fq_codel"]
-                                            if leaf == "fq_codel" else ["tbf", "pfifo"])
+    assert [kind for kind, _ in qdiscs] == (
+        ["tbf", "fq_codel", "fq_codel"] if leaf == "fq_codel" else ["tbf", "pfifo"]
+    )
     for kind, kw in qdiscs:
         assert kw.get("handle") and 1 <= kw["handle"] >> 16 <= 0x7FFF, (kind, kw)
         assert kw["handle"] & 0xFFFF == 0
@@ -117,8 +119,10 @@ def ours(minor: int, leaf: str) -> list[rtnl_dump.TcObject]:
 
 @pytest.mark.parametrize("leaf", ["pfifo", "fq_codel"])
 def test_stale_leaves_are_those_an_older_gateway_made(leaf):
-    root = [qdisc(shaping.ROOT_HANDLE, TC_H_ROOT, "htb"),
-            qdisc(0x8003 << 16, shaping.classid(shaping.DEFAULT_MINOR), "pfifo")]
+    root = [
+        qdisc(shaping.ROOT_HANDLE, TC_H_ROOT, "htb"),
+        qdisc(0x8003 << 16, shaping.classid(shaping.DEFAULT_MINOR), "pfifo"),
+    ]
     old_tbf = (0x8000 + 0x0C) << 16  # the old code's handle for host index 0x0c
     old = [qdisc(old_tbf, shaping.classid(0x0C), "tbf"), qdisc(0x8004 << 16, old_tbf | 1, leaf)]
     missing = [qdisc(0, shaping.classid(0x0D), "pfifo")]  # HTB's own default leaf
@@ -132,22 +136,37 @@ def test_a_switch_to_fq_codel_makes_leaves_stale():
 
 
 def test_reconcile_remakes_stale_leaves_of_existing_classes_only():
-    wanted = [Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512),
-              Wanted("10.10.0.12", "02:00:00:00:00:02", 5120, 2048),
-              Wanted("10.10.0.13", "02:00:00:00:00:03", 5120, 2048)]
-    snap = Snapshot(authorized={(w.ip, w.mac) for w in wanted},
-                    down_map={w.ip: f"1:{int(w.ip.rsplit('.', 1)[1]):x}" for w in wanted},
-                    up_map={w.ip: f"1:{int(w.ip.rsplit('.', 1)[1]):x}" for w in wanted},
-                    down_ceil={11: 1024, 12: 5120, 50: 1024}, up_ceil={11: 512, 12: 2048},
-                    down_stale_leaves={12, 50}, up_stale_leaves={11})
+    wanted = [
+        Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512),
+        Wanted("10.10.0.12", "02:00:00:00:00:02", 5120, 2048),
+        Wanted("10.10.0.13", "02:00:00:00:00:03", 5120, 2048),
+    ]
+    snap = Snapshot(
+        authorized={(w.ip, w.mac) for w in wanted},
+        down_map={w.ip: f"1:{int(w.ip.rsplit('.', 1)[1]):x}" for w in wanted},
+        up_map={w.ip: f"1:{int(w.ip.rsplit('.', 1)[1]):x}" for w in wanted},
+        down_ceil={11: 1024, 12: 5120, 50: 1024},
+        up_ceil={11: 512, 12: 2048},
+        down_stale_leaves={12, 50},
+        up_stale_leaves={11},
+    )
     p = plan(wanted, set(), snap, NET)
     assert [(c.minor, c.kbps, c.new, c.remake_leaf, c.needs_leaf) for c in p.down_set] == [
-        (12, 5120, False, True, True), (13, 5120, True, False, True)]
+        (12, 5120, False, True, True),
+        (13, 5120, True, False, True),
+    ]
     assert [(c.minor, c.new, c.remake_leaf) for c in p.up_set] == [
-        (11, False, True), (13, True, False)]
+        (11, False, True),
+        (13, True, False),
+    ]
     assert p.down_del == [50]  # a stranger's class goes, stale leaves or not
-    done = Snapshot(authorized=snap.authorized, down_map=snap.down_map, up_map=snap.up_map,
-                    down_ceil={11: 1024, 12: 5120, 13: 5120}, up_ceil={11: 512, 12: 2048, 13: 2048})
+    done = Snapshot(
+        authorized=snap.authorized,
+        down_map=snap.down_map,
+        up_map=snap.up_map,
+        down_ceil={11: 1024, 12: 5120, 13: 5120},
+        up_ceil={11: 512, 12: 2048, 13: 2048},
+    )
     assert plan(wanted, set(), done, NET).empty
 
 

@@ -12,8 +12,16 @@ def attr(kind: int, payload: bytes) -> bytes:
     return raw + b"\0" * ((4 - len(raw) % 4) % 4)
 
 
-def message(ifindex: int, handle: int, parent: int, kind: str, ceil: int = 0,
-            nbytes: int = 0, packets: int = 0, ceil64: int | None = None) -> bytes:
+def message(
+    ifindex: int,
+    handle: int,
+    parent: int,
+    kind: str,
+    ceil: int = 0,
+    nbytes: int = 0,
+    packets: int = 0,
+    ceil64: int | None = None,
+) -> bytes:
     body = struct.pack("=BxxxiIII", 0, ifindex, handle, parent, 0)
     body += attr(rtnl_dump.TCA_KIND, kind.encode() + b"\0")
     htb = struct.pack("=12x8xI", ceil) + b"\0" * 20
@@ -21,8 +29,9 @@ def message(ifindex: int, handle: int, parent: int, kind: str, ceil: int = 0,
     if ceil64 is not None:
         opts += attr(rtnl_dump.TCA_HTB_CEIL64, struct.pack("=Q", ceil64))
     body += attr(rtnl_dump.TCA_OPTIONS, opts)
-    body += attr(rtnl_dump.TCA_STATS2, attr(rtnl_dump.TCA_STATS_BASIC,
-                                            struct.pack("=QI4x", nbytes, packets)))
+    body += attr(
+        rtnl_dump.TCA_STATS2, attr(rtnl_dump.TCA_STATS_BASIC, struct.pack("=QI4x", nbytes, packets))
+    )
     return body
 
 

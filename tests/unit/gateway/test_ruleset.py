@@ -14,29 +14,42 @@ def layout(**net):
 
 
 def rules_of(cmds, chain):
-    return [c["add"]["rule"]["expr"] for c in cmds if "rule" in c.get("add", {})
-            and c["add"]["rule"]["chain"] == chain]
+    return [
+        c["add"]["rule"]["expr"]
+        for c in cmds
+        if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain
+    ]
 
 
 def test_table_is_replaced_atomically_and_touches_nothing_else():
     cmds = ruleset.table_commands(layout())
-    assert cmds[:3] == [{"add": {"table": {"family": "inet", "name": "hotspot"}}},
-                        {"delete": {"table": {"family": "inet", "name": "hotspot"}}},
-                        {"add": {"table": {"family": "inet", "name": "hotspot"}}}]
+    assert cmds[:3] == [
+        {"add": {"table": {"family": "inet", "name": "hotspot"}}},
+        {"delete": {"table": {"family": "inet", "name": "hotspot"}}},
+        {"add": {"table": {"family": "inet", "name": "hotspot"}}},
+    ]
     for c in cmds[3:]:
-        (verb, obj), = c.items()
-        (_kind, body), = obj.items()
+        ((verb, obj),) = c.items()
+        ((_kind, body),) = obj.items()
         assert body["table"] == "hotspot" and body["family"] == "inet"
 
 
 def test_rule_count_does_not_depend_on_clients():
     lay = layout()
-    clients = [Client(f"10.10.1.{i}", f"02:00:00:00:01:{i:02x}", f"1:{256 + i:x}") for i in range(1, 200)]
+    clients = [
+        Client(f"10.10.1.{i}", f"02:00:00:00:01:{i:02x}", f"1:{256 + i:x}") for i in range(1, 200)
+    ]
     few = [c for c in ruleset.table_commands(lay) if "add" in c and "rule" in c["add"]]
     many = [c for c in ruleset.table_commands(lay, clients) if "add" in c and "rule" in c["add"]]
     assert len(few) == len(many)
-    elements = [c for c in ruleset.table_commands(lay, clients) if "add" in c and "element" in c["add"]]
-    assert {e["add"]["element"]["name"] for e in elements} == {"authorized", "down_class", "up_class"}
+    elements = [
+        c for c in ruleset.table_commands(lay, clients) if "add" in c and "element" in c["add"]
+    ]
+    assert {e["add"]["element"]["name"] for e in elements} == {
+        "authorized",
+        "down_class",
+        "up_class",
+    }
     assert all(len(e["add"]["element"]["elem"]) == 199 for e in elements)
 
 
@@ -48,17 +61,26 @@ def test_priority_is_set_from_maps_in_forward_not_prerouting():
 
 
 def test_captive_redirect_and_interfaces_come_from_config():
-    lay = layout(lan_interface="br0", wan_interface="wwan0", portal_port=8888,
-                 walled_garden=["203.0.113.0/24", "198.51.100.7"])
+    lay = layout(
+        lan_interface="br0",
+        wan_interface="wwan0",
+        portal_port=8888,
+        walled_garden=["203.0.113.0/24", "198.51.100.7"],
+    )
     cmds = ruleset.table_commands(lay)
     nat = json.dumps(rules_of(cmds, "captive_nat"))
     assert '"redirect": {"port": 8888}' in nat
     assert '"br0"' in json.dumps(rules_of(cmds, "prerouting"))
     assert '"wwan0"' in json.dumps(rules_of(cmds, "postrouting"))
-    walled = [c for c in cmds if "add" in c and "element" in c["add"]
-              and c["add"]["element"]["name"] == "walled_garden"]
-    assert walled[0]["add"]["element"]["elem"] == [{"prefix": {"addr": "203.0.113.0", "len": 24}},
-                                                    "198.51.100.7"]
+    walled = [
+        c
+        for c in cmds
+        if "add" in c and "element" in c["add"] and c["add"]["element"]["name"] == "walled_garden"
+    ]
+    assert walled[0]["add"]["element"]["elem"] == [
+        {"prefix": {"addr": "203.0.113.0", "len": 24}},
+        "198.51.100.7",
+    ]
 
 
 def test_unauthorized_traffic_is_refused_and_ipv6_dropped():
@@ -76,17 +98,22 @@ def _text(rule):
 
 def test_lan_to_lan_forwarding_is_dropped_and_counted_before_any_accept():
     from_lan = rules_of(ruleset.table_commands(layout(lan_interface="br0")), "from_lan")
-    hairpin = next(i for i, r in enumerate(from_lan)
-                   if '"oifname"' in _text(r) and '"br0"' in _text(r))
+    hairpin = next(
+        i for i, r in enumerate(from_lan) if '"oifname"' in _text(r) and '"br0"' in _text(r)
+    )
     assert {"counter": None} in from_lan[hairpin] and from_lan[hairpin][-1] == {"drop": None}
-    first_accept = next(i for i, r in enumerate(from_lan)
-                        if r[-1] in ({"accept": None},) or '"jump"' in _text(r[-1]))
+    first_accept = next(
+        i
+        for i, r in enumerate(from_lan)
+        if r[-1] in ({"accept": None},) or '"jump"' in _text(r[-1])
+    )
     assert hairpin < first_accept
 
 
 def test_walled_garden_opens_only_web_ports():
-    from_lan = rules_of(ruleset.table_commands(layout(walled_garden=["203.0.113.0/24"])),
-                        "from_lan")
+    from_lan = rules_of(
+        ruleset.table_commands(layout(walled_garden=["203.0.113.0/24"])), "from_lan"
+    )
     walled = [r for r in from_lan if "@walled_garden" in _text(r)]
     assert len(walled) == 2  # by address and by name
     web = {"set": [{"concat": ["tcp", 80]}, {"concat": ["tcp", 443]}, {"concat": ["udp", 443]}]}
@@ -112,8 +139,11 @@ def test_lan_input_dns_rules_come_first_and_meter_walled_devices():
     lan_input = [_text(r) for r in rules_of(cmds, "lan_input")]
     established = next(i for i, t in enumerate(lan_input) if '"established"' in t)
     blocked, main_dns, meter, dns_ok = lan_input[2:6]
-    assert "@blocked" in blocked and '{"set": [53, 5399]}' in blocked and blocked.endswith(
-        '{"drop": null}]')
+    assert (
+        "@blocked" in blocked
+        and '{"set": [53, 5399]}' in blocked
+        and blocked.endswith('{"drop": null}]')
+    )
     assert '"right": 53' in main_dns and '"op": "!="' in main_dns and "@authorized" in main_dns
     assert '"right": 5399' in meter and '"set": "@dns_flood"' in meter
     assert '"rate": 7' in meter and '"burst": 14' in meter and meter.endswith('{"drop": null}]')
@@ -144,8 +174,11 @@ def test_wan_input_takes_replies_and_configured_ports_only():
         assert f'"right": {port}' not in everything
     elems = [c["add"]["element"] for c in cmds if "element" in c.get("add", {})]
     assert {"family": "inet", "table": "hotspot", "name": "wan_tcp_ports", "elem": [22]} in elems
-    none = [c for c in ruleset.table_commands(layout()) if "element" in c.get("add", {})
-            and c["add"]["element"]["name"] == "wan_tcp_ports"]
+    none = [
+        c
+        for c in ruleset.table_commands(layout())
+        if "element" in c.get("add", {}) and c["add"]["element"]["name"] == "wan_tcp_ports"
+    ]
     assert none == []  # nothing configured: the set stays empty
 
 
@@ -163,13 +196,22 @@ def test_client_commands_add_and_delete():
 def test_walled_garden_dns_entries_survive_a_table_replace():
     from gateway.nftables import parse_walled_dns
 
-    raw = {"walled_garden_dns": [{"elem": {"val": "203.0.113.5", "timeout": 3600, "expires": 1200}}]}
+    raw = {
+        "walled_garden_dns": [{"elem": {"val": "203.0.113.5", "timeout": 3600, "expires": 1200}}]
+    }
     kept = parse_walled_dns(raw)
     assert kept == [("203.0.113.5", 1200)]
     cmds = ruleset.table_commands(layout(), walled_dns=kept)
-    assert cmds[-1] == {"add": {"element": {"family": "inet", "table": "hotspot",
-                                            "name": "walled_garden_dns",
-                                            "elem": [{"elem": {"val": "203.0.113.5", "timeout": 1200}}]}}}
+    assert cmds[-1] == {
+        "add": {
+            "element": {
+                "family": "inet",
+                "table": "hotspot",
+                "name": "walled_garden_dns",
+                "elem": [{"elem": {"val": "203.0.113.5", "timeout": 1200}}],
+            }
+        }
+    }
     # Using a name-based entry refreshes its timeout.
     from_lan = json.dumps(rules_of(cmds, "from_lan"))
     assert '"op": "update"' in from_lan and '"set": "@walled_garden_dns"' in from_lan
@@ -179,7 +221,14 @@ def test_https_portal_port_is_open_only_with_tls(tmp_path):
     plain = rules_of(ruleset.table_commands(layout()), "lan_input")
     assert '"right": 8080' in json.dumps(plain) and "443" not in json.dumps(plain)
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    cfg = config_mod.load(overrides={"portal": {"hostname": "portal.desa.example",
-                                                "tls_cert": str(cert), "tls_key": str(key)}})
+    cfg = config_mod.load(
+        overrides={
+            "portal": {
+                "hostname": "portal.desa.example",
+                "tls_cert": str(cert),
+                "tls_key": str(key),
+            }
+        }
+    )
     tls = rules_of(ruleset.table_commands(Layout.from_config(cfg)), "lan_input")
     assert '{"set": [8080, 443]}' in json.dumps(tls)

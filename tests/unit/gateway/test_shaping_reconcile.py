@@ -43,25 +43,37 @@ def test_burst_and_ip_bytes():
 
 
 def test_plan_is_set_arithmetic_and_idempotent():
-    wanted = [Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512),
-              Wanted("10.10.0.12", "02:00:00:00:00:02", 5120, 2048)]
+    wanted = [
+        Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512),
+        Wanted("10.10.0.12", "02:00:00:00:00:02", 5120, 2048),
+    ]
     empty = plan(wanted, {"02:00:00:00:00:09"}, Snapshot(), NET)
     assert [c.ip for c in empty.add_clients] == ["10.10.0.11", "10.10.0.12"]
     assert empty.add_map["down_class"] == {"10.10.0.11": "1:b", "10.10.0.12": "1:c"}
-    assert [(c.minor, c.kbps, c.new) for c in empty.down_set] == [(11, 1024, True), (12, 5120, True)]
+    assert [(c.minor, c.kbps, c.new) for c in empty.down_set] == [
+        (11, 1024, True),
+        (12, 5120, True),
+    ]
     assert empty.add_blocked == ["02:00:00:00:00:09"]
-    done = Snapshot(authorized={(w.ip, w.mac) for w in wanted},
-                    down_map={"10.10.0.11": "1:b", "10.10.0.12": "1:c"},
-                    up_map={"10.10.0.11": "1:b", "10.10.0.12": "1:c"},
-                    blocked={"02:00:00:00:00:09"}, down_ceil={11: 1024, 12: 5120},
-                    up_ceil={11: 512, 12: 2048})
+    done = Snapshot(
+        authorized={(w.ip, w.mac) for w in wanted},
+        down_map={"10.10.0.11": "1:b", "10.10.0.12": "1:c"},
+        up_map={"10.10.0.11": "1:b", "10.10.0.12": "1:c"},
+        blocked={"02:00:00:00:00:09"},
+        down_ceil={11: 1024, 12: 5120},
+        up_ceil={11: 512, 12: 2048},
+    )
     assert plan(wanted, {"02:00:00:00:00:09"}, done, NET).empty
 
 
 def test_plan_removes_strangers_and_fixes_rates():
-    snap = Snapshot(authorized={("10.10.0.11", "02:00:00:00:00:01"), ("10.10.0.50", "02:00:00:00:00:50")},
-                    down_map={"10.10.0.11": "1:b", "10.10.0.50": "1:32"},
-                    up_map={"10.10.0.11": "1:ffff"}, down_ceil={11: 999, 50: 1024}, up_ceil={11: 512})
+    snap = Snapshot(
+        authorized={("10.10.0.11", "02:00:00:00:00:01"), ("10.10.0.50", "02:00:00:00:00:50")},
+        down_map={"10.10.0.11": "1:b", "10.10.0.50": "1:32"},
+        up_map={"10.10.0.11": "1:ffff"},
+        down_ceil={11: 999, 50: 1024},
+        up_ceil={11: 512},
+    )
     p = plan([Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512)], set(), snap, NET)
     assert [c.ip for c in p.del_clients] == ["10.10.0.50"] and p.flush_ips == ["10.10.0.50"]
     assert p.del_map == {"down_class": ["10.10.0.50"], "up_class": ["10.10.0.11"]}
@@ -71,9 +83,12 @@ def test_plan_removes_strangers_and_fixes_rates():
 
 
 def test_parse_elements_of_a_listing():
-    raw = {"authorized": [{"concat": ["10.10.0.11", "02:00:00:00:00:01"]}],
-           "down_class": [["10.10.0.11", "1:b"]], "up_class": [],
-           "blocked": ["02:00:00:00:00:09", {"elem": {"val": "02:00:00:00:00:08", "counter": {}}}]}
+    raw = {
+        "authorized": [{"concat": ["10.10.0.11", "02:00:00:00:00:01"]}],
+        "down_class": [["10.10.0.11", "1:b"]],
+        "up_class": [],
+        "blocked": ["02:00:00:00:00:09", {"elem": {"val": "02:00:00:00:00:08", "counter": {}}}],
+    }
     authorized, down, up, blocked = parse_elements(raw)
     assert authorized == {("10.10.0.11", "02:00:00:00:00:01")}
     assert down == {"10.10.0.11": "1:b"} and up == {}

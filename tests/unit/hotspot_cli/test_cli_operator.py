@@ -8,9 +8,12 @@ import json
 import pytest
 
 from hotspot import operators
-from hotspot_cli import main as cli
-from hotspot import vouchers as v
 from hotspot.audit import entries
+from hotspot.vouchers.batches import batch_codes
+from hotspot.vouchers.keys import load_key
+from hotspot.vouchers.lookup import find_voucher
+from hotspot.vouchers.sales import mark_sold
+from hotspot_cli import main as cli
 
 
 @pytest.fixture
@@ -42,16 +45,43 @@ def run(toml, *args, stdin=None, monkeypatch=None, capsys=None):
 
 
 def test_first_admin_from_stdin(toml, db, monkeypatch, capsys):
-    rc, out, _ = run(toml, "operators", "add", "Budi", "--role", "admin", stdin="Sungai-Duren-77\n",
-                     monkeypatch=monkeypatch, capsys=capsys)
+    rc, out, _ = run(
+        toml,
+        "operators",
+        "add",
+        "Budi",
+        "--role",
+        "admin",
+        stdin="Sungai-Duren-77\n",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
     assert rc == 0 and "operator budi (admin) created" in out
     row = operators.get(db, name="budi")
     assert row.role == "admin" and row.password_hash.startswith("$argon2id$")
-    rc, _, err = run(toml, "operators", "add", "siti", "--role", "kasir", stdin="1234\n",
-                     monkeypatch=monkeypatch, capsys=capsys)
+    rc, _, err = run(
+        toml,
+        "operators",
+        "add",
+        "siti",
+        "--role",
+        "kasir",
+        stdin="1234\n",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
     assert rc == 2 and "at least 8 characters" in err
-    rc, _, err = run(toml, "operators", "add", "budi", "--role", "kasir", stdin="Another-pw-42\n",
-                     monkeypatch=monkeypatch, capsys=capsys)
+    rc, _, err = run(
+        toml,
+        "operators",
+        "add",
+        "budi",
+        "--role",
+        "kasir",
+        stdin="Another-pw-42\n",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
     assert rc == 2 and "exists" in err
     rc, out, _ = run(toml, "operators", "list", "--json", capsys=capsys)
     assert [o["name"] for o in json.loads(out)] == ["budi"]
@@ -59,22 +89,32 @@ def test_first_admin_from_stdin(toml, db, monkeypatch, capsys):
 
 
 def test_vouchers_create_json_capped_and_reprinted(toml, db, tmp_path, capsys):
-    rc, out, _ = run(toml, "vouchers", "create", "--package", "harian", "--count", "3", "--json",
-                     capsys=capsys)
+    rc, out, _ = run(
+        toml, "vouchers", "create", "--package", "harian", "--count", "3", "--json", capsys=capsys
+    )
     data = json.loads(out)
     assert rc == 0 and data["count"] == 3 and len(data["codes"]) == 3
-    key = v.load_key(tmp_path / "voucher.key")
-    assert [c for _, c in v.batch_codes(db, key, data["batch"])] == data["codes"]
-    rc, _, err = run(toml, "vouchers", "create", "--package", "harian", "--count", "100000",
-                     capsys=capsys)
+    key = load_key(tmp_path / "voucher.key")
+    assert [c for _, c in batch_codes(db, key, data["batch"])] == data["codes"]
+    rc, _, err = run(
+        toml, "vouchers", "create", "--package", "harian", "--count", "100000", capsys=capsys
+    )
     assert rc == 2 and "from 1 to 1000" in err
     with pytest.raises(SystemExit) as exit_:
         run(toml, "vouchers", "create", "--package", "harian", "--count", "-1", capsys=capsys)
     assert exit_.value.code == 2 and "at least 1" in capsys.readouterr().err
     rc, out, _ = run(toml, "vouchers", "print", str(data["batch"]), capsys=capsys)
     assert all(c in out for c in data["codes"])
-    rc, out, _ = run(toml, "vouchers", "void", "--code", data["codes"][0].lower(), "--reason",
-                     "lost", capsys=capsys)
+    rc, out, _ = run(
+        toml,
+        "vouchers",
+        "void",
+        "--code",
+        data["codes"][0].lower(),
+        "--reason",
+        "lost",
+        capsys=capsys,
+    )
     assert rc == 0 and "withdrawn" in out
     rc, out, _ = run(toml, "vouchers", "batches", "--json", capsys=capsys)
     assert json.loads(out)[0]["states"] == {"new": 2, "sold": 0, "used": 0, "void": 1}
@@ -82,11 +122,11 @@ def test_vouchers_create_json_capped_and_reprinted(toml, db, tmp_path, capsys):
 
 def test_sales_report(toml, db, tmp_path, capsys, clock):
     run(toml, "vouchers", "create", "--package", "harian", "--count", "2", capsys=capsys)
-    key = v.load_key(tmp_path / "voucher.key")
+    key = load_key(tmp_path / "voucher.key")
     from hotspot.audit import Actor
 
-    for _, code in v.batch_codes(db, key, 1):
-        v.mark_sold(db, v.find_voucher(db, key, code), actor=Actor("siti", 2, "kasir"))
+    for _, code in batch_codes(db, key, 1):
+        mark_sold(db, find_voucher(db, key, code), actor=Actor("siti", 2, "kasir"))
     import datetime as dt
 
     month = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).strftime("%Y-%m")

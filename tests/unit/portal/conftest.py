@@ -9,8 +9,11 @@ import re
 import pytest
 
 from hotspot import config as config_mod
-from hotspot.vouchers import VoucherService, create_batch, sync_packages
+from hotspot.vouchers.batches import create_batch
+from hotspot.vouchers.packages import sync_packages
+from hotspot.vouchers.redemption import VoucherService
 from portal import create_app
+from portal.startup import prepare
 from tests.unit.conftest import TIERS
 from tests.unit.portal.fakes import LocalGateway
 
@@ -22,10 +25,14 @@ BASE = "http://10.10.0.1:8080"
 
 PACKAGES = {
     "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24, "data_mb": 1000},
-    "mingguan": {"title": "Mingguan", "price": 25000, "tier": "premium", "hours": 168,
-                 "data_mb": 5000},
-    "keluarga": {"title": "Keluarga", "price": 15000, "tier": "premium", "hours": 24,
-                 "devices": 3},
+    "mingguan": {
+        "title": "Mingguan",
+        "price": 25000,
+        "tier": "premium",
+        "hours": 168,
+        "data_mb": 5000,
+    },
+    "keluarga": {"title": "Keluarga", "price": 15000, "tier": "premium", "hours": 24, "devices": 3},
     "basi": {"title": "Basi", "price": 1000, "tier": "premium", "hours": 1, "shelf_days": 1},
 }
 
@@ -33,17 +40,21 @@ PACKAGES = {
 @pytest.fixture
 def cfg(tmp_path):
     """Overrides tests/unit's cfg: the same tiers, plus the portal and packages."""
-    return config_mod.load(overrides={
-        "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-        "control": {"socket": str(tmp_path / "control.sock")},
-        "tiers": TIERS,
-        "gateway": {"flush_seconds": 60},
-        "village": {"name": "Desa Sungai Duren"},
-        "portal": {"secret_key_file": str(tmp_path / "portal.secret"),
-                   "voucher_key_file": str(tmp_path / "voucher.key"),
-                   "contact": "Pak Budi, WA 0812-0000-0000"},
-        "packages": PACKAGES,
-    })
+    return config_mod.load(
+        overrides={
+            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
+            "control": {"socket": str(tmp_path / "control.sock")},
+            "tiers": TIERS,
+            "gateway": {"flush_seconds": 60},
+            "village": {"name": "Desa Sungai Duren"},
+            "portal": {
+                "secret_key_file": str(tmp_path / "portal.secret"),
+                "voucher_key_file": str(tmp_path / "voucher.key"),
+                "contact": "Pak Budi, WA 0812-0000-0000",
+            },
+            "packages": PACKAGES,
+        }
+    )
 
 
 @pytest.fixture
@@ -72,15 +83,19 @@ def vouchers(db, key, gw, clock, packages):
 @pytest.fixture
 def batch(db, key, clock, packages):
     """make_batch("harian", 3) → list of printed codes."""
+
     def make(package="harian", count=3):
         return create_batch(db, key, package, count, clock=clock).codes
+
     return make
 
 
 @pytest.fixture
 def app(cfg, gw, db, key, clock, packages):
-    application = create_app(cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32,
-                             clock=clock)
+    """The portal's app, made as ``hotspot portal run`` makes it: the process's start-up
+    (keys, packages), then the app."""
+    state = prepare(cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    application = create_app(state=state)
     application.config["TESTING"] = True
     return application
 

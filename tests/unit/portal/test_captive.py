@@ -8,8 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from gateway.engine import MB
+from hotspot.units import MB
 from portal.intercept import PROBES
+from portal.state import state
 from tests.unit.portal.conftest import BASE, OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone
 
 
@@ -22,11 +23,13 @@ def location(resp) -> str:
 
 
 def probe(phone, host, path, method="GET", **kw):
-    return phone.client.open(path, method=method, base_url=f"http://{host}",
-                             environ_base={"REMOTE_ADDR": phone.ip}, **kw)
+    return phone.client.open(
+        path, method=method, base_url=f"http://{host}", environ_base={"REMOTE_ADDR": phone.ip}, **kw
+    )
 
 
 # -- operating-system detection ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("os_name", sorted(PROBES))
 def test_every_probe_is_redirected_to_the_portal_with_its_url(phone, os_name):
@@ -40,7 +43,7 @@ def test_every_probe_is_redirected_to_the_portal_with_its_url(phone, os_name):
     assert resp.headers["Cache-Control"] == "no-store"
     assert resp.data  # a body with a link, for clients that do not follow redirects
     head = probe(phone, host, path, method="HEAD")
-    assert head.status_code == 302 and location(head) .startswith(BASE)
+    assert head.status_code == 302 and location(head).startswith(BASE)
 
 
 def test_probe_redirect_needs_no_gateway_call(phone, gw):
@@ -58,12 +61,17 @@ def test_app_posts_to_other_hosts_get_511(phone):
 
 
 def test_forged_host_headers_cannot_move_redirects(phone):
-    resp = probe(phone, "evil.example", "/", headers={"X-Forwarded-Host": "evil.example",
-                                                         "Forwarded": "host=evil.example"})
+    resp = probe(
+        phone,
+        "evil.example",
+        "/",
+        headers={"X-Forwarded-Host": "evil.example", "Forwarded": "host=evil.example"},
+    )
     assert location(resp).startswith(BASE + "/")
     # On the portal's own address, a POST's redirect is built from the configuration too.
-    resp = phone.form("/accept", headers={"X-Forwarded-Host": "evil.example",
-                                          "X-Forwarded-Proto": "https"})
+    resp = phone.form(
+        "/accept", headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    )
     assert resp.status_code == 303
     assert location(resp).startswith(BASE + "/ok")
 
@@ -74,6 +82,7 @@ def test_the_portal_answers_at_the_gateway_address_on_port_80_too(app):
 
 
 # -- splash and free tier ----------------------------------------------------------------------
+
 
 def test_splash_in_indonesian(phone):
     resp = phone.get("/")
@@ -122,8 +131,11 @@ def test_accept_then_back_to_the_page_first_asked_for(phone, gw):
 
 
 def test_nothing_in_the_request_names_another_device(phone, gw):
-    resp = phone.form("/accept", {"ip": OTHER_IP, "mac": OTHER_MAC},
-                      headers={"X-Forwarded-For": OTHER_IP, "X-Real-IP": OTHER_IP})
+    resp = phone.form(
+        "/accept",
+        {"ip": OTHER_IP, "mac": OTHER_MAC},
+        headers={"X-Forwarded-For": OTHER_IP, "X-Real-IP": OTHER_IP},
+    )
     assert resp.status_code == 303
     assert [a["ip"] for a in gw.ops("authorize")] == [PHONE_IP]
     assert all("mac" not in a for a in gw.ops("authorize"))
@@ -131,11 +143,20 @@ def test_nothing_in_the_request_names_another_device(phone, gw):
     assert gw.call("client", ip=PHONE_IP)["session"]["mac"] == PHONE_MAC
 
 
-@pytest.mark.parametrize("to", ["http://evil.example/", "javascript:alert(1)", "//evil.example/",
-                                "/relative", "data:text/html,hi", "ftp://evil.example/"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "http://evil.example/",
+        "javascript:alert(1)",
+        "//evil.example/",
+        "/relative",
+        "data:text/html,hi",
+        "ftp://evil.example/",
+    ],
+)
 def test_no_open_redirect(phone, app, to):
     phone.form("/accept")
-    signer = app.extensions["hotspot"].signer
+    signer = state(app).signer
     forged = {"to": to, "t": "1", "s": "AAAA"}
     assert to not in text(phone.get("/ok", query_string=forged))
     # Even correctly signed, only http(s) URLs with a host are ever linked.
@@ -148,7 +169,7 @@ def test_no_open_redirect(phone, app, to):
 
 
 def test_continue_link_is_bound_to_the_device_it_was_made_for(phone, other_phone, app):
-    signed = app.extensions["hotspot"].signer.sign(OTHER_IP, "http://evil.example/")
+    signed = state(app).signer.sign(OTHER_IP, "http://evil.example/")
     phone.form("/accept")
     assert "evil.example" not in text(phone.get("/ok", query_string=signed))
 
@@ -164,6 +185,7 @@ def test_forms_need_the_csrf_token(phone, gw):
 
 
 # -- status, logout, allowance used up, blocked ----------------------------------------------------
+
 
 def test_status_page_and_logout(phone, gw):
     phone.form("/accept")
@@ -194,7 +216,8 @@ def test_allowance_used_up(phone, gw, engine, datapath):
     resp = phone.form("/accept")  # an old tab
     assert resp.status_code == 403 and "sudah habis" in text(resp)
     assert "12:00 AM" not in text(phone.get("/?lang=en")) and "00:00 WIB (tomorrow)" in text(
-        phone.get("/?lang=en"))
+        phone.get("/?lang=en")
+    )
 
 
 def test_blocked_device(phone, engine):
@@ -218,11 +241,15 @@ def test_unknown_device(app, datapath):
 
 # -- failure modes -------------------------------------------------------------------------------
 
+
 def test_gateway_down_is_a_friendly_503(phone, gw):
     hidden = phone.hidden()
     gw.down = True
-    for resp in (phone.get("/"), phone.post("/accept", data=hidden),
-                 phone.post("/voucher", data={**hidden, "code": "ABCD-EFGH-JK"})):
+    for resp in (
+        phone.get("/"),
+        phone.post("/accept", data=hidden),
+        phone.post("/voucher", data={**hidden, "code": "ABCD-EFGH-JK"}),
+    ):
         assert resp.status_code == 503
         assert "sedang sibuk" in text(resp) and "Traceback" not in text(resp)
         assert resp.headers["Retry-After"] == "10"
@@ -230,9 +257,10 @@ def test_gateway_down_is_a_friendly_503(phone, gw):
 
 
 def test_unexpected_errors_show_no_stack_trace(phone, gw, monkeypatch):
-    def boom(op, **args):
+    def boom(request):
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(gw, "call", boom)
+
+    monkeypatch.setattr(gw, "send", boom)
     resp = phone.get("/")
     assert resp.status_code == 500
     assert "secret internals" not in text(resp) and "Traceback" not in text(resp)
@@ -243,8 +271,10 @@ def test_unknown_routes_get_a_small_404(phone):
     resp = phone.get("/wp-admin/setup.php")
     assert resp.status_code == 404
     assert len(resp.data) < 5000 and "Halaman tidak ditemukan" in text(resp)
-    assert phone.client.delete("/", base_url=BASE, environ_base={"REMOTE_ADDR": PHONE_IP}
-                               ).status_code == 405
+    assert (
+        phone.client.delete("/", base_url=BASE, environ_base={"REMOTE_ADDR": PHONE_IP}).status_code
+        == 405
+    )
 
 
 def test_oversized_bodies_are_refused(phone):
@@ -254,6 +284,7 @@ def test_oversized_bodies_are_refused(phone):
 
 
 # -- security headers, cookies, escaping ------------------------------------------------------------
+
 
 def test_security_headers_and_cookie_flags(phone):
     resp = phone.get("/")
@@ -273,17 +304,21 @@ def test_security_headers_and_cookie_flags(phone):
 def test_config_text_is_escaped_everywhere(cfg, gw, db, key, clock, packages):
     import dataclasses
 
-    from hotspot.vouchers import sync_packages
+    from hotspot.vouchers.packages import sync_packages
     from portal import create_app
+    from portal.startup import prepare
 
     evil = '<script>alert("x")</script>'
     portal_cfg = dataclasses.replace(cfg.portal, contact=evil, terms=evil)
     village = dataclasses.replace(cfg.village, name=evil)
     pkg = dataclasses.replace(cfg.packages["harian"], title=evil)
-    bad = dataclasses.replace(cfg, portal=portal_cfg, village=village,
-                              packages={**cfg.packages, "harian": pkg})
+    bad = dataclasses.replace(
+        cfg, portal=portal_cfg, village=village, packages={**cfg.packages, "harian": pkg}
+    )
     sync_packages(db, bad.packages.values())
-    app = create_app(bad, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    app = create_app(
+        state=prepare(bad, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock)
+    )
     phone = Phone(app)
     pages = [phone.get("/"), phone.get("/info"), phone.get("/nope")]
     phone.form("/accept")
@@ -310,13 +345,17 @@ def test_templates_have_no_inline_script_or_style():
 
 # -- RFC 8908 ----------------------------------------------------------------------------------
 
+
 def test_captive_portal_api(phone):
     resp = phone.get("/api/captive", headers={"Accept": "application/captive+json"})
     assert resp.status_code == 200
     assert resp.headers["Content-Type"] == "application/captive+json"
     assert resp.headers["Cache-Control"] == "private"
-    assert resp.json == {"captive": True, "user-portal-url": BASE + "/",
-                         "venue-info-url": BASE + "/info"}
+    assert resp.json == {
+        "captive": True,
+        "user-portal-url": BASE + "/",
+        "venue-info-url": BASE + "/info",
+    }
     phone.form("/accept")
     body = phone.get("/api/captive").json
     assert body["captive"] is False
@@ -335,16 +374,24 @@ def test_captive_api_with_hostname_and_certificate(cfg, gw, db, key, clock, pack
     import dataclasses
 
     from portal import create_app
+    from portal.startup import prepare
     from portal.urls import PortalUrls
 
-    p = dataclasses.replace(cfg.portal, hostname="wifi.desa.jambiprov.go.id",
-                            tls_cert="/etc/hotspot/tls.crt", tls_key="/etc/hotspot/tls.key")
+    p = dataclasses.replace(
+        cfg.portal,
+        hostname="wifi.desa.jambiprov.go.id",
+        tls_cert="/etc/hotspot/tls.crt",
+        tls_key="/etc/hotspot/tls.key",
+    )
     tls_cfg = dataclasses.replace(cfg, portal=p)
     urls = PortalUrls.from_config(tls_cfg)
     assert urls.api_url == "https://wifi.desa.jambiprov.go.id/api/captive"
     assert urls.captive_base == BASE  # intercepted HTTP still goes to the address
-    app = create_app(tls_cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32,
-                     clock=clock)
+    app = create_app(
+        state=prepare(
+            tls_cfg, gateway=gw, db=db, voucher_key=key, secret_key=b"s" * 32, clock=clock
+        )
+    )
     https = Phone(app, base="https://wifi.desa.jambiprov.go.id")
     body = https.get("/api/captive").json
     assert body["user-portal-url"] == "https://wifi.desa.jambiprov.go.id/"
@@ -357,9 +404,14 @@ def test_captive_api_with_hostname_and_certificate(cfg, gw, db, key, clock, pack
 
 # -- pages: weight, assets, accessibility -----------------------------------------------------------
 
+
 def _pages(phone, engine, datapath):
-    out = {"splash": phone.get("/"), "info": phone.get("/info"), "404": phone.get("/nope"),
-           "splash-en": phone.get("/?lang=en")}
+    out = {
+        "splash": phone.get("/"),
+        "info": phone.get("/info"),
+        "404": phone.get("/nope"),
+        "splash-en": phone.get("/?lang=en"),
+    }
     phone.form("/accept")
     out["success"] = phone.get("/ok")
     out["status"] = phone.get("/")
@@ -379,8 +431,11 @@ def test_every_page_is_small_with_all_assets_from_the_portal(phone, engine, data
             if url.startswith("/static/"):
                 weight += len(phone.get(url).data)
             else:
-                assert not url.startswith(("http://", "https://", "//")) or url.startswith(BASE) \
-                    or 'id="continue"' in page, (name, url)
+                assert (
+                    not url.startswith(("http://", "https://", "//"))
+                    or url.startswith(BASE)
+                    or 'id="continue"' in page
+                ), (name, url)
         assert weight < 30_000, (name, weight)
 
 
@@ -402,16 +457,26 @@ def test_basic_accessibility(phone, engine, datapath):
 
 
 def _luminance(hex_colour: str) -> float:
-    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
-@pytest.mark.parametrize("fg, bg", [
-    ("#1b1f23", "#eef3f1"), ("#1b1f23", "#ffffff"), ("#ffffff", "#0b5d43"), ("#0b5d43", "#ffffff"),
-    ("#0a58a8", "#ffffff"), ("#4a545e", "#ffffff"), ("#4a545e", "#eef3f1"), ("#7a1c14", "#fdecea"),
-    ("#a3261c", "#ffffff"), ("#1b1f23", "#e7f1fb"),
-])
+@pytest.mark.parametrize(
+    "fg, bg",
+    [
+        ("#1b1f23", "#eef3f1"),
+        ("#1b1f23", "#ffffff"),
+        ("#ffffff", "#0b5d43"),
+        ("#0b5d43", "#ffffff"),
+        ("#0a58a8", "#ffffff"),
+        ("#4a545e", "#ffffff"),
+        ("#4a545e", "#eef3f1"),
+        ("#7a1c14", "#fdecea"),
+        ("#a3261c", "#ffffff"),
+        ("#1b1f23", "#e7f1fb"),
+    ],
+)
 def test_colour_contrast_meets_wcag_aa(fg, bg):
     from pathlib import Path
 

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from hotspot_cli import main as cli
 from hotspot import config as config_mod
 from hotspot.errors import ConfigError
+from hotspot_cli import main as cli
 from portal import server
 from portal.urls import PortalUrls
 
@@ -28,53 +28,65 @@ def test_defaults():
 
 def test_packages_from_the_file(tmp_path):
     path = tmp_path / "h.toml"
-    path.write_text('[packages.harian]\nprice = 5000\ntier = "premium"\nhours = 24\n'
-                    'data_mb = 1000\n[packages.keluarga]\ntitle = "Paket Keluarga"\n'
-                    'price = 15000\ntier = "premium"\nhours = 24\ndevices = 3\nshelf_days = 90\n')
+    path.write_text(
+        '[packages.harian]\nprice = 5000\ntier = "premium"\nhours = 24\n'
+        'data_mb = 1000\n[packages.keluarga]\ntitle = "Paket Keluarga"\n'
+        'price = 15000\ntier = "premium"\nhours = 24\ndevices = 3\nshelf_days = 90\n'
+    )
     cfg = config_mod.load(path)
     h, k = cfg.packages["harian"], cfg.packages["keluarga"]
-    assert (h.title, h.price, h.tier, h.hours, h.data_mb, h.devices, h.shelf_days) == \
-        ("harian", 5000, "premium", 24, 1000, 1, 0)
+    assert (h.title, h.price, h.tier, h.hours, h.data_mb, h.devices, h.shelf_days) == (
+        "harian",
+        5000,
+        "premium",
+        24,
+        1000,
+        1,
+        0,
+    )
     assert (k.title, k.devices, k.shelf_days, k.data_mb) == ("Paket Keluarga", 3, 90, 0)
 
 
 PKG = {"price": 5000, "tier": "premium", "hours": 24}
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"portal": {"hostname": "10.10.0.1"}}, "portal.hostname"),
-    ({"portal": {"hostname": "bad_name!"}}, "portal.hostname"),
-    ({"portal": {"hostname": 5}}, "portal.hostname"),
-    ({"portal": {"tls_cert": "/etc/c.pem"}}, "portal.tls_key"),
-    ({"portal": {"tls_key": "/etc/k.pem"}}, "portal.tls_cert"),
-    ({"portal": {"tls_cert": "/c", "tls_key": "/k"}}, "portal.hostname"),
-    ({"portal": {"hostname": "a.id", "tls_cert": "c.pem", "tls_key": "/k"}}, "portal.tls_cert"),
-    ({"portal": {"https_port": 0}}, "portal.https_port"),
-    ({"portal": {"contact": "x" * 201}}, "portal.contact"),
-    ({"portal": {"terms": "bell\x07"}}, "portal.terms"),
-    ({"portal": {"venue_info_url": "javascript:alert(1)"}}, "portal.venue_info_url"),
-    ({"portal": {"user": "Root User"}}, "portal.user"),
-    ({"portal": {"workers": 17}}, "portal.workers"),
-    ({"portal": {"threads": 0}}, "portal.threads"),
-    ({"portal": {"secret_key_file": "portal.secret"}}, "portal.secret_key_file"),
-    ({"portal": {"voucher_key_file": ""}}, "portal.voucher_key_file"),
-    ({"portal": {"max_body_bytes": 10}}, "portal.max_body_bytes"),
-    ({"portal": {"voucher_attempts": 0}}, "portal.voucher_attempts"),
-    ({"portal": {"voucher_cooldown_seconds": 0}}, "portal.voucher_cooldown_seconds"),
-    ({"portal": {"colour": "green"}}, "portal.colour"),
-    ({"packages": {"Harian": PKG}}, "packages.Harian"),
-    ({"packages": {"harian": {"price": 5000, "tier": "premium"}}}, "packages.harian.hours"),
-    ({"packages": {"harian": {**PKG, "tier": "gold"}}}, "packages.harian.tier"),
-    ({"packages": {"harian": {**PKG, "price": -1}}}, "packages.harian.price"),
-    ({"packages": {"harian": {**PKG, "price": "5000"}}}, "packages.harian.price"),
-    ({"packages": {"harian": {**PKG, "hours": 0}}}, "packages.harian.hours"),
-    ({"packages": {"harian": {**PKG, "data_mb": -5}}}, "packages.harian.data_mb"),
-    ({"packages": {"harian": {**PKG, "devices": 0}}}, "packages.harian.devices"),
-    ({"packages": {"harian": {**PKG, "shelf_days": 9999}}}, "packages.harian.shelf_days"),
-    ({"packages": {"harian": {**PKG, "title": ""}}}, "packages.harian.title"),
-    ({"packages": {"harian": {**PKG, "speed": 3}}}, "packages.harian.speed"),
-    ({"packages": {"harian": 5}}, "packages.harian"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"portal": {"hostname": "10.10.0.1"}}, "portal.hostname"),
+        ({"portal": {"hostname": "bad_name!"}}, "portal.hostname"),
+        ({"portal": {"hostname": 5}}, "portal.hostname"),
+        ({"portal": {"tls_cert": "/etc/c.pem"}}, "portal.tls_key"),
+        ({"portal": {"tls_key": "/etc/k.pem"}}, "portal.tls_cert"),
+        ({"portal": {"tls_cert": "/c", "tls_key": "/k"}}, "portal.hostname"),
+        ({"portal": {"hostname": "a.id", "tls_cert": "c.pem", "tls_key": "/k"}}, "portal.tls_cert"),
+        ({"portal": {"https_port": 0}}, "portal.https_port"),
+        ({"portal": {"contact": "x" * 201}}, "portal.contact"),
+        ({"portal": {"terms": "bell\x07"}}, "portal.terms"),
+        ({"portal": {"venue_info_url": "javascript:alert(1)"}}, "portal.venue_info_url"),
+        ({"portal": {"user": "Root User"}}, "portal.user"),
+        ({"portal": {"workers": 17}}, "portal.workers"),
+        ({"portal": {"threads": 0}}, "portal.threads"),
+        ({"portal": {"secret_key_file": "portal.secret"}}, "portal.secret_key_file"),
+        ({"portal": {"voucher_key_file": ""}}, "portal.voucher_key_file"),
+        ({"portal": {"max_body_bytes": 10}}, "portal.max_body_bytes"),
+        ({"portal": {"voucher_attempts": 0}}, "portal.voucher_attempts"),
+        ({"portal": {"voucher_cooldown_seconds": 0}}, "portal.voucher_cooldown_seconds"),
+        ({"portal": {"colour": "green"}}, "portal.colour"),
+        ({"packages": {"Harian": PKG}}, "packages.Harian"),
+        ({"packages": {"harian": {"price": 5000, "tier": "premium"}}}, "packages.harian.hours"),
+        ({"packages": {"harian": {**PKG, "tier": "gold"}}}, "packages.harian.tier"),
+        ({"packages": {"harian": {**PKG, "price": -1}}}, "packages.harian.price"),
+        ({"packages": {"harian": {**PKG, "price": "5000"}}}, "packages.harian.price"),
+        ({"packages": {"harian": {**PKG, "hours": 0}}}, "packages.harian.hours"),
+        ({"packages": {"harian": {**PKG, "data_mb": -5}}}, "packages.harian.data_mb"),
+        ({"packages": {"harian": {**PKG, "devices": 0}}}, "packages.harian.devices"),
+        ({"packages": {"harian": {**PKG, "shelf_days": 9999}}}, "packages.harian.shelf_days"),
+        ({"packages": {"harian": {**PKG, "title": ""}}}, "packages.harian.title"),
+        ({"packages": {"harian": {**PKG, "speed": 3}}}, "packages.harian.speed"),
+        ({"packages": {"harian": 5}}, "packages.harian"),
+    ],
+)
 def test_bad_values_name_their_key(overrides, key):
     with pytest.raises(ConfigError) as err:
         config_mod.load(overrides=overrides)
@@ -90,8 +102,16 @@ def test_portal_urls_with_a_hostname():
     assert urls.is_own("wifi.desa.id") and urls.is_own("WIFI.desa.id:8080")
     assert urls.is_own("10.10.0.1") and urls.is_own("10.10.0.1:8080")
     assert not urls.is_own("evil.example") and not urls.is_own("10.10.0.1:9999")
-    tls = config_mod.load(overrides={"portal": {"hostname": "wifi.desa.id", "https_port": 8443,
-                                                "tls_cert": "/c", "tls_key": "/k"}})
+    tls = config_mod.load(
+        overrides={
+            "portal": {
+                "hostname": "wifi.desa.id",
+                "https_port": 8443,
+                "tls_cert": "/c",
+                "tls_key": "/k",
+            }
+        }
+    )
     assert PortalUrls.from_config(tls).user_portal_url == "https://wifi.desa.id:8443/"
 
 
@@ -117,15 +137,18 @@ def test_gunicorn_settings():
     assert server.worker_count(cfg, cores=2) == 2
     assert server.worker_count(cfg, cores=4) == 4
     assert server.worker_count(cfg, cores=64) == 4
-    tls = config_mod.load(overrides={"portal": {"hostname": "wifi.desa.id", "tls_cert": "/c",
-                                                "tls_key": "/k", "workers": 1}})
+    tls = config_mod.load(
+        overrides={
+            "portal": {"hostname": "wifi.desa.id", "tls_cert": "/c", "tls_key": "/k", "workers": 1}
+        }
+    )
     opts = server.gunicorn_options(tls, tls=True)
     assert opts["bind"] == ["10.10.0.1:443"] and opts["certfile"] == "/c"
     assert opts["workers"] == 1
 
 
 def test_secret_files_are_created_once_and_private(tmp_path):
-    from hotspot.vouchers import load_key
+    from hotspot.vouchers.keys import load_key
 
     path = tmp_path / "sub" / "voucher.key"
     a = load_key(path, create=True)
@@ -137,9 +160,15 @@ def test_secret_files_are_created_once_and_private(tmp_path):
 
 
 def test_privileges_are_dropped_only_as_root(monkeypatch, tmp_path):
-    cfg = config_mod.load(overrides={"portal": {
-        "user": "nobody", "secret_key_file": str(tmp_path / "s"),
-        "voucher_key_file": str(tmp_path / "v")}})
+    cfg = config_mod.load(
+        overrides={
+            "portal": {
+                "user": "nobody",
+                "secret_key_file": str(tmp_path / "s"),
+                "voucher_key_file": str(tmp_path / "v"),
+            }
+        }
+    )
     monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))  # drop_privileges sets it
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert server.drop_privileges(cfg) is None
@@ -165,23 +194,32 @@ def test_translations_are_complete_and_compiled():
 def test_create_app_from_the_environment_as_gunicorn_does(tmp_path, monkeypatch):
     """``gunicorn 'portal:create_app()'``: configuration from $HOTSPOT_CONFIG, the control
     socket and the database from it; no gateway running → a friendly 503, probes still 302."""
-    from testsupport.testbed import write_toml
     from hotspot.db import open_database
     from portal import create_app
+    from portal.state import state as portal_state
+    from testsupport.testbed import write_toml
 
     url = f"sqlite:///{tmp_path}/h.db"
     open_database(url).dispose()
-    path = write_toml(tmp_path / "h.toml", {
-        "database": {"url": url}, "control": {"socket": str(tmp_path / "none.sock")},
-        "portal": {"secret_key_file": str(tmp_path / "s"), "voucher_key_file": str(tmp_path / "v")},
-        "packages": {"harian": {"price": 5000, "tier": "premium", "hours": 24}}})
+    path = write_toml(
+        tmp_path / "h.toml",
+        {
+            "database": {"url": url},
+            "control": {"socket": str(tmp_path / "none.sock")},
+            "portal": {
+                "secret_key_file": str(tmp_path / "s"),
+                "voucher_key_file": str(tmp_path / "v"),
+            },
+            "packages": {"harian": {"price": 5000, "tier": "premium", "hours": 24}},
+        },
+    )
     monkeypatch.setenv("HOTSPOT_CONFIG", str(path))
     app = create_app()
     client = app.test_client()
     env = {"REMOTE_ADDR": "10.10.0.11"}
     assert client.get("/", base_url="http://10.10.0.1:8080", environ_base=env).status_code == 503
     assert client.get("/x", base_url="http://example.org", environ_base=env).status_code == 302
-    state = app.extensions["hotspot"]
+    state = portal_state(app)
     assert state.vouchers is None  # no voucher key file: vouchers off, the rest works
     assert [p.name for p in state.packages()] == ["harian"]  # written from the file
     with state.db.connect() as conn:

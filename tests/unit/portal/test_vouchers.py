@@ -1,4 +1,4 @@
-"""The voucher domain (hotspot/vouchers.py): codes, storage, batches, redemption exactly once,
+"""The voucher domain (hotspot/vouchers/): codes, storage, batches, redemption exactly once,
 moves, top-ups, refusals and the brake on guessing — and the same through the portal."""
 
 from __future__ import annotations
@@ -10,15 +10,23 @@ import re
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from gateway.engine import MB
-from hotspot.errors import Refused
+from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession, Voucher, VoucherDevice
-from hotspot.vouchers import (ALPHABET, AWAY_SECONDS, BIND_LEASE_SECONDS, CODE_LENGTH,
-                              RateLimited, VoucherError, VoucherService, batch_codes,
-                              code_hash, create_batch, find_voucher, format_code,
-                              normalize_code, sync_packages, void_voucher, voucher_state)
+from hotspot.units import MB
+from hotspot.vouchers.batches import batch_codes, create_batch
+from hotspot.vouchers.codes import ALPHABET, CODE_LENGTH, code_hash, format_code, normalize_code
+from hotspot.vouchers.errors import VoucherError
+from hotspot.vouchers.lookup import find_voucher, voucher_state
+from hotspot.vouchers.packages import sync_packages
+from hotspot.vouchers.redemption import (
+    AWAY_SECONDS,
+    BIND_LEASE_SECONDS,
+    RateLimited,
+    VoucherService,
+)
+from hotspot.vouchers.withdrawal import void_voucher
 from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone
 
 THIRD_IP, THIRD_MAC = "10.10.0.13", "02:00:00:00:00:03"
@@ -33,6 +41,7 @@ def expect(code: str, fn, *args, **kw):
 
 # -- codes ---------------------------------------------------------------------------------------
 
+
 def test_alphabet_has_no_look_alikes_and_enough_entropy():
     assert not set("01OIL") & set(ALPHABET)
     assert len(set(ALPHABET)) == len(ALPHABET) == 31
@@ -46,12 +55,27 @@ def test_codes_are_grouped_and_input_is_forgiving(db, key, packages):
         assert re.fullmatch(r"[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{2}", code)
     code = codes[0]
     bare = code.replace("-", "")
-    for typed in (code, bare, bare.lower(), f"  {bare[:3]} {bare[3:7]}-{bare[7:]} ",
-                  "–".join(code.split("-"))):
+    for typed in (
+        code,
+        bare,
+        bare.lower(),
+        f"  {bare[:3]} {bare[3:7]}-{bare[7:]} ",
+        "–".join(code.split("-")),
+    ):
         assert normalize_code(typed) == bare
     assert format_code(bare) == code
-    for bad in ("", "ABC", bare + "2", bare[:-1] + "0", bare[:-1] + "O", bare[:-1] + "I",
-                bare[:-1] + "1", bare[:-1] + "L", "x" * 100, None):
+    for bad in (
+        "",
+        "ABC",
+        bare + "2",
+        bare[:-1] + "0",
+        bare[:-1] + "O",
+        bare[:-1] + "I",
+        bare[:-1] + "1",
+        bare[:-1] + "L",
+        "x" * 100,
+        None,
+    ):
         assert normalize_code(bad) is None
 
 
@@ -76,8 +100,9 @@ def test_a_sheet_can_be_printed_again_with_the_key_only(db, key, packages, vouch
     batch = create_batch(db, key, "harian", 5)
     assert [c for _, c in batch_codes(db, key, batch.id)] == batch.codes
     vouchers.redeem(batch.codes[1], ip=PHONE_IP, mac=PHONE_MAC)
-    assert batch_codes(db, key, batch.id) == [(i + 1, c) for i, c in enumerate(batch.codes)
-                                              if i != 1]
+    assert batch_codes(db, key, batch.id) == [
+        (i + 1, c) for i, c in enumerate(batch.codes) if i != 1
+    ]
     with pytest.raises(Exception, match="not the one"):
         batch_codes(db, b"wrong key" * 4, batch.id)
 
@@ -100,7 +125,7 @@ def test_batches_copy_the_package_terms(db, key, cfg, packages):
 
 def test_packages_from_config_are_synced_once(db, cfg, packages):
     assert sync_packages(db, cfg.packages.values()) == 0  # already there, unchanged
-    from hotspot.vouchers import list_packages
+    from hotspot.vouchers.packages import list_packages
 
     names = [p.name for p in list_packages(db)]
     assert names == ["basi", "harian", "keluarga", "mingguan"]  # cheapest first
@@ -108,15 +133,22 @@ def test_packages_from_config_are_synced_once(db, cfg, packages):
 
 # -- redemption ------------------------------------------------------------------------------------
 
+
 def test_first_use_authorizes_the_package(vouchers, batch, gw, clock):
     code = batch()[0]
     done = vouchers.redeem(code.lower().replace("-", " "), ip=PHONE_IP, mac=PHONE_MAC)
     assert done.first_use and done.tier == "premium" and done.title == "Harian"
     assert done.expires_at == clock.now + dt.timedelta(hours=24)
     (auth,) = gw.ops("authorize")
-    assert auth == {"op": "authorize", "ip": PHONE_IP, "tier": "premium", "source": "voucher",
-                    "expires_at": "2026-11-29T03:00:00Z", "bytes_limit": 1000 * MB,
-                    "voucher_id": done.voucher_id}
+    assert auth == {
+        "op": "authorize",
+        "ip": PHONE_IP,
+        "tier": "premium",
+        "source": "voucher",
+        "expires_at": "2026-11-29T03:00:00Z",
+        "bytes_limit": 1000 * MB,
+        "voucher_id": done.voucher_id,
+    }
     sess = gw.call("client", ip=PHONE_IP)["session"]
     assert sess["voucher_id"] == done.voucher_id and sess["bytes_limit"] == 1000 * MB
     state = voucher_state(vouchers.engine, done.voucher_id)
@@ -166,8 +198,11 @@ def test_mac_randomisation_moves_the_voucher(vouchers, batch, gw, engine, datapa
     done = vouchers.redeem(code, ip=OTHER_IP, mac=OTHER_MAC)
     assert done.moved_from == PHONE_MAC
     assert gw.call("client", ip=PHONE_IP)["session"] is None  # the old one was let go
-    assert gw.ops("deauthorize")[-1] == {"op": "deauthorize", "mac": PHONE_MAC,
-                                         "reason": "replaced"}
+    assert gw.ops("deauthorize")[-1] == {
+        "op": "deauthorize",
+        "mac": PHONE_MAC,
+        "reason": "replaced",
+    }
     state = voucher_state(vouchers.engine, done.voucher_id)
     assert state["devices"] == [OTHER_MAC]
 
@@ -188,7 +223,9 @@ def test_family_voucher_joins_up_to_its_limit(vouchers, batch, datapath, gw):
     assert vouchers.redeem(code, ip=OTHER_IP, mac=OTHER_MAC).joined
     assert vouchers.redeem(code, ip=THIRD_IP, mac=THIRD_MAC).joined
     expect("voucher-used", vouchers.redeem, code, ip="10.10.0.14", mac="02:00:00:00:00:04")
-    ids = {gw.call("client", ip=ip)["session"]["voucher_id"] for ip in (PHONE_IP, OTHER_IP, THIRD_IP)}
+    ids = {
+        gw.call("client", ip=ip)["session"]["voucher_id"] for ip in (PHONE_IP, OTHER_IP, THIRD_IP)
+    }
     assert len(ids) == 1
 
 
@@ -254,6 +291,7 @@ def test_wrong_codes_spread_out_are_not_braked(vouchers, clock):
 
 
 # -- exactly once, for real ----------------------------------------------------------------------
+
 
 def _phones(datapath, n):
     out = []
@@ -322,9 +360,21 @@ def test_same_code_same_moment_processes(cfg, db, key, batch):
     ctx = multiprocessing.get_context("fork")  # each child opens its own engine below
     n = 6
     barrier, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_redeem_in_process,
-                         args=(cfg.database.url, key, code, f"10.10.1.{i + 1}",
-                               f"02:00:00:01:00:{i:02x}", barrier, out)) for i in range(n)]
+    procs = [
+        ctx.Process(
+            target=_redeem_in_process,
+            args=(
+                cfg.database.url,
+                key,
+                code,
+                f"10.10.1.{i + 1}",
+                f"02:00:00:01:00:{i:02x}",
+                barrier,
+                out,
+            ),
+        )
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     results = sorted(out.get(timeout=60) for _ in procs)
@@ -351,11 +401,14 @@ def test_same_phone_twice_at_once_is_one_redemption(db, key, gw, batch):
         t.join(30)
     assert len(results) == 4 and sum(r.first_use for r in results) == 1
     with db.connect() as conn:
-        assert len(conn.execute(select(ClientSession).where(
-            ClientSession.ended_at.is_(None))).all()) == 1
+        assert (
+            len(conn.execute(select(ClientSession).where(ClientSession.ended_at.is_(None))).all())
+            == 1
+        )
 
 
 # -- through the portal -----------------------------------------------------------------------------
+
 
 def test_voucher_through_the_portal(phone, batch, gw, app):
     code = batch()[0]
@@ -372,13 +425,16 @@ def test_voucher_through_the_portal(phone, batch, gw, app):
     assert "Tambah voucher" in status  # a second code tops up
 
 
-@pytest.mark.parametrize("setup, status, message", [
-    ("unknown", 400, "Kode tidak berlaku"),
-    ("badformat", 400, "Kode tidak berlaku"),
-    ("used", 409, "sudah dipakai di perangkat lain"),
-    ("expired", 410, "sudah kedaluwarsa"),
-    ("void", 410, "dibatalkan oleh BUMDes"),
-])
+@pytest.mark.parametrize(
+    "setup, status, message",
+    [
+        ("unknown", 400, "Kode tidak berlaku"),
+        ("badformat", 400, "Kode tidak berlaku"),
+        ("used", 409, "sudah dipakai di perangkat lain"),
+        ("expired", 410, "sudah kedaluwarsa"),
+        ("void", 410, "dibatalkan oleh BUMDes"),
+    ],
+)
 def test_voucher_messages(phone, other_phone, batch, db, key, clock, setup, status, message):
     code = {"unknown": "2345-6789-AB", "badformat": "0000-OOOO-IL"}.get(setup)
     if code is None:
@@ -406,8 +462,10 @@ def test_portal_brakes_guessing(phone, batch):
 
 def test_vouchers_off_without_a_key(cfg, gw, db, clock, packages):
     from portal import create_app
+    from portal.startup import prepare
 
-    app = create_app(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock)  # no key file
+    # No voucher key file:
+    app = create_app(state=prepare(cfg, gateway=gw, db=db, secret_key=b"s" * 32, clock=clock))
     phone = Phone(app)
     page = phone.get("/").get_data(as_text=True)
     assert 'name="code"' not in page and "Terima" in page
@@ -421,7 +479,7 @@ def test_gateway_refusal_is_explained_and_the_voucher_kept(phone, batch, gw, db,
 
     def refuse(op, **args):
         if op == "authorize":
-            raise Refused("today's premium allowance is used up", code="quota-exhausted")
+            raise Refused("today's premium allowance is used up", code=ErrorCode.QUOTA_EXHAUSTED)
         return real(op, **args)
 
     monkeypatch.setattr(gw, "call", refuse)

@@ -49,16 +49,30 @@ class FakeHost(Host):
         self.users = {"hotspot"} if provisioned else set()
         # our own group: chown to it works for any test runner
         self.groups = {"root": 0, **({"hotspot": os.getgid()} if provisioned else {})}
-        everything = {"systemd-networkd", "hostapd", "dnsmasq", "hotspot-walled-dns",
-                      "hotspot-gateway", "hotspot-portal", "hotspot-sync"}
+        everything = {
+            "systemd-networkd",
+            "hostapd",
+            "dnsmasq",
+            "hotspot-walled-dns",
+            "hotspot-gateway",
+            "hotspot-portal",
+            "hotspot-sync",
+        }
         self.enabled = set(everything) if provisioned else set()
         self.active = set(everything) if provisioned else set()
         self.masked = set() if provisioned else {"hostapd"}
         self.forward = provisioned
         self.db = provisioned
         self.dirs_ok = provisioned
-        self.files = {"/etc/hotspot/voucher.key", "/var/lib/hotspot/portal.secret",
-                      "/var/lib/hotspot/hotspot.db"} if provisioned else set()
+        self.files = (
+            {
+                "/etc/hotspot/voucher.key",
+                "/var/lib/hotspot/portal.secret",
+                "/var/lib/hotspot/hotspot.db",
+            }
+            if provisioned
+            else set()
+        )
         self.blocked = not provisioned
         self.missing: list[str] = []
         self.done: list[list[str]] = []

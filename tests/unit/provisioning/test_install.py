@@ -8,23 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from hotspot_cli import main as cli
 from hotspot import config as config_mod
+from hotspot_cli import main as cli
 from provisioning import install as I
 from provisioning import render as R
 
 
 def run(village_file, root=None, dry_run=False, host=None):
     lines: list[str] = []
-    rc = I.provision(I.Options(config=str(village_file), root=str(root) if root else None,
-                               dry_run=dry_run), host=host, out=lines.append)
+    rc = I.provision(
+        I.Options(config=str(village_file), root=str(root) if root else None, dry_run=dry_run),
+        host=host,
+        out=lines.append,
+    )
     return rc, "\n".join(lines)
 
 
 def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
-    return {"/" + str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode & 0o7777,
-                                             p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        "/" + str(p.relative_to(root)): (
+            p.read_bytes(),
+            p.stat().st_mode & 0o7777,
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_staging_root_then_nothing_to_do(village_file, tmp_path):
@@ -32,13 +41,25 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     rc, out = run(village_file, root)
     assert rc == 0
     files = tree(root)
-    assert set(files) == {R.SYSUSERS, R.TMPFILES, R.CONFIG_PATH, R.SYSCTL, R.NETDEV, R.NETWORK,
-                          R.PORTS_NETWORK, R.NM_CONF, R.DNSMASQ, R.DNSMASQ_DROPIN, R.HOSTAPD,
-                          R.HOSTAPD_DROPIN, R.WALLED_DNS_CONF,
-                          "/etc/systemd/system/hotspot-walled-dns.service",
-                          "/etc/systemd/system/hotspot-gateway.service",
-                          "/etc/systemd/system/hotspot-portal.service",
-                          "/etc/systemd/system/hotspot-sync.service"}
+    assert set(files) == {
+        R.SYSUSERS,
+        R.TMPFILES,
+        R.CONFIG_PATH,
+        R.SYSCTL,
+        R.NETDEV,
+        R.NETWORK,
+        R.PORTS_NETWORK,
+        R.NM_CONF,
+        R.DNSMASQ,
+        R.DNSMASQ_DROPIN,
+        R.HOSTAPD,
+        R.HOSTAPD_DROPIN,
+        R.WALLED_DNS_CONF,
+        "/etc/systemd/system/hotspot-walled-dns.service",
+        "/etc/systemd/system/hotspot-gateway.service",
+        "/etc/systemd/system/hotspot-portal.service",
+        "/etc/systemd/system/hotspot-sync.service",
+    }
     assert files[R.CONFIG_PATH][:2] == (village_file.read_bytes(), 0o640)
     assert files[R.DNSMASQ][1] == 0o644
     assert "validated:" in out and f"created   {root}/etc/dnsmasq.d/hotspot.conf" in out
@@ -52,8 +73,10 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     rc, out = run(village_file, root)
     assert rc == 0
     assert tree(root) == files  # byte for byte, mode and mtime: nothing was rewritten
-    assert out.splitlines()[-1] == ("nothing to do: all 17 files already as provisioned "
-                                    "(host steps are never taken with --root)")
+    assert out.splitlines()[-1] == (
+        "nothing to do: all 17 files already as provisioned "
+        "(host steps are never taken with --root)"
+    )
     assert "created" not in out and "updated" not in out
 
 
@@ -61,14 +84,14 @@ def test_a_change_rewrites_only_what_it_touches(village_file, tmp_path):
     root = tmp_path / "stage"
     run(village_file, root)
     before = tree(root)
-    village_file.write_text(village_file.read_text().replace("lease_minutes = 60",
-                                                             "lease_minutes = 90"))
+    village_file.write_text(
+        village_file.read_text().replace("lease_minutes = 60", "lease_minutes = 90")
+    )
     rc, out = run(village_file, root)
     after = tree(root)
     changed = {p for p in after if after[p] != before[p]}
     assert changed == {R.CONFIG_PATH, R.DNSMASQ}
-    assert "dhcp-range=10.10.0.10,10.10.3.254,255.255.252.0,90m" in \
-        after[R.DNSMASQ][0].decode()
+    assert "dhcp-range=10.10.0.10,10.10.3.254,255.255.252.0,90m" in after[R.DNSMASQ][0].decode()
     assert out.splitlines()[-1] == "done: 2 updated"
 
 
@@ -76,21 +99,21 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
     root = tmp_path / "stage"
     rc, out = run(village_file, root, dry_run=True)
     assert rc == 0 and not root.exists()
-    assert "+dhcp-option=114,\"http://10.10.0.1:8080/api/captive\"" in out
+    assert '+dhcp-option=114,"http://10.10.0.1:8080/api/captive"' in out
     assert "--- /dev/null\n+++ /etc/dnsmasq.d/hotspot.conf" in out
     assert "dry run: 17 file(s) would change (host steps are never taken with --root)" in out
     # Secrets in the village file are not printed.
     assert "very-secret" not in out and 'secret = "(hidden)"' in out
 
     run(village_file, root)
-    village_file.write_text(village_file.read_text().replace('channel = 6', 'channel = 11'))
+    village_file.write_text(village_file.read_text().replace("channel = 6", "channel = 11"))
     snapshot = tree(root)
     rc, out = run(village_file, root, dry_run=True)
     assert tree(root) == snapshot
     assert "-channel=6\n+channel=11" in out
     assert "dry run: 2 file(s) would change" in out
 
-    village_file.write_text(village_file.read_text().replace('channel = 11', 'channel = 6'))
+    village_file.write_text(village_file.read_text().replace("channel = 11", "channel = 6"))
     rc, out = run(village_file, root, dry_run=True)
     assert out.splitlines()[-1] == "dry run: nothing to do (all 17 files as installed)"
 
@@ -108,8 +131,11 @@ def test_files_no_longer_wanted_are_removed_if_they_are_ours(village_file, tmp_p
     root = tmp_path / "stage"
     run(village_file, root)
     foreign = root / "etc/systemd/network/10-hotspot-lan-ports.network"
-    village_file.write_text(village_file.read_text().replace(
-        "[wifi]\n", "[wifi]\nenabled = false\n").replace('lan_ports = ["eth0"]\n', ""))
+    village_file.write_text(
+        village_file.read_text()
+        .replace("[wifi]\n", "[wifi]\nenabled = false\n")
+        .replace('lan_ports = ["eth0"]\n', "")
+    )
     foreign.write_text("[Match]\nName=eth0\n")  # the technician's own file now
     rc, out = run(village_file, root)
     assert not (root / R.HOSTAPD.lstrip("/")).exists()
@@ -137,9 +163,13 @@ def test_atomic_write_replaces_or_keeps(tmp_path, monkeypatch):
 
 # -- the host steps (a fake host) ---------------------------------------------------------
 
+
 def steps_of(out: str) -> list[str]:
-    return [line.split("  #")[0][len("run: "):] for line in out.splitlines()
-            if line.startswith("run: ")]
+    return [
+        line.split("  #")[0][len("run: ") :]
+        for line in out.splitlines()
+        if line.startswith("run: ")
+    ]
 
 
 @pytest.fixture
@@ -171,17 +201,30 @@ def test_a_fresh_machine(village_file, fake_fs, fake_host):
         "create-secret /var/lib/hotspot/portal.secret",
         "systemctl unmask hostapd",
         "rfkill unblock wlan",
-        *[f"systemctl {verb} {svc}" for svc in ("systemd-networkd", "hostapd", "dnsmasq",
-                                                 "hotspot-walled-dns", "hotspot-gateway",
-                                                 "hotspot-portal",
-                                                 "hotspot-sync")
-          for verb in ("enable", "start")],
+        *[
+            f"systemctl {verb} {svc}"
+            for svc in (
+                "systemd-networkd",
+                "hostapd",
+                "dnsmasq",
+                "hotspot-walled-dns",
+                "hotspot-gateway",
+                "hotspot-portal",
+                "hotspot-sync",
+            )
+            for verb in ("enable", "start")
+        ],
     ]
     # The sysusers file is written before the users are made, the rest after.
     lines = out.splitlines()
-    assert lines.index(f"created   {fake_fs}/etc/sysusers.d/hotspot.conf") < \
-        lines.index("run: systemd-sysusers /etc/sysusers.d/hotspot.conf  # system user hotspot, "
-                    "group hotspot") < lines.index(f"created   {fake_fs}/etc/hotspot/hotspot.toml")
+    assert (
+        lines.index(f"created   {fake_fs}/etc/sysusers.d/hotspot.conf")
+        < lines.index(
+            "run: systemd-sysusers /etc/sysusers.d/hotspot.conf  # system user hotspot, "
+            "group hotspot"
+        )
+        < lines.index(f"created   {fake_fs}/etc/hotspot/hotspot.toml")
+    )
     assert (fake_fs / "etc/dnsmasq.d/hotspot.conf").exists()
 
 
@@ -198,20 +241,29 @@ def test_a_change_restarts_only_what_reads_it(village_file, fake_fs, fake_host):
     text = village_file.read_text()
     village_file.write_text(text.replace("lease_minutes = 60", "lease_minutes = 90"))
     rc, out = run(village_file, host=fake_host(provisioned=True))
-    assert steps_of(out) == ["systemctl restart dnsmasq", "systemctl restart hotspot-gateway",
-                             "systemctl restart hotspot-portal", "systemctl restart hotspot-sync"]
-    village_file.write_text(village_file.read_text().replace('channel = 6', 'channel = 1'))
+    assert steps_of(out) == [
+        "systemctl restart dnsmasq",
+        "systemctl restart hotspot-gateway",
+        "systemctl restart hotspot-portal",
+        "systemctl restart hotspot-sync",
+    ]
+    village_file.write_text(village_file.read_text().replace("channel = 6", "channel = 1"))
     host = fake_host(provisioned=True)
     host.active.discard("hotspot-sync")  # crashed meanwhile
     rc, out = run(village_file, host=host)
-    assert steps_of(out) == ["systemctl restart hostapd", "systemctl restart hotspot-gateway",
-                             "systemctl restart hotspot-portal", "systemctl start hotspot-sync"]
+    assert steps_of(out) == [
+        "systemctl restart hostapd",
+        "systemctl restart hotspot-gateway",
+        "systemctl restart hotspot-portal",
+        "systemctl start hotspot-sync",
+    ]
 
 
 def test_networkd_and_units_changes_reload(village_file, fake_fs, fake_host):
     run(village_file, host=fake_host())
-    village_file.write_text(village_file.read_text().replace('lan_ports = ["eth0"]',
-                                                             'lan_ports = ["eth0", "eth2"]'))
+    village_file.write_text(
+        village_file.read_text().replace('lan_ports = ["eth0"]', 'lan_ports = ["eth0", "eth2"]')
+    )
     host = fake_host(provisioned=True)
     host.active.add("NetworkManager")  # Raspberry Pi OS
     rc, out = run(village_file, host=host)
@@ -233,8 +285,11 @@ def test_software_the_services_cannot_see_is_refused(village_file, fake_host, mo
 
 
 def test_an_invalid_rendering_installs_nothing(village_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(R, "render", lambda cfg, source, hotspot: [
-        R.File(R.DNSMASQ, b"dhcp-range=banana\n", 0o644, "dnsmasq")])
+    monkeypatch.setattr(
+        R,
+        "render",
+        lambda cfg, source, hotspot: [R.File(R.DNSMASQ, b"dhcp-range=banana\n", 0o644, "dnsmasq")],
+    )
     root = tmp_path / "stage"
     with pytest.raises(I.ProvisionError, match="failed validation; nothing was installed"):
         run(village_file, root)
@@ -242,6 +297,7 @@ def test_an_invalid_rendering_installs_nothing(village_file, tmp_path, monkeypat
 
 
 # -- the command line ---------------------------------------------------------------------
+
 
 def test_cli_staging_and_second_run(village_file, tmp_path, capsys):
     root = tmp_path / "stage"
@@ -256,13 +312,14 @@ def test_cli_refuses_without_root(village_file, monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli.main(["provision", "--config", str(village_file)]) == 2
     err = capsys.readouterr().err
-    assert err == ("hotspot: error: provision: must run as root (or stage into a folder "
-                   "with --root DIR)\n")
+    assert err == (
+        "hotspot: error: provision: must run as root (or stage into a folder with --root DIR)\n"
+    )
 
 
 def test_cli_bad_config_names_the_key(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[dhcp]\nrange_start = \"10.10.0.1\"\n")
+    bad.write_text('[dhcp]\nrange_start = "10.10.0.1"\n')
     assert cli.main(["provision", "--config", str(bad), "--root", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hotspot: config error: dhcp.range_start:") and err.count("\n") == 1
@@ -276,10 +333,9 @@ def test_cli_without_a_file(monkeypatch, capsys, tmp_path):
     assert "give the village's file with --config FILE" in capsys.readouterr().err
 
 
-def test_the_sync_agent_runs_only_when_it_has_somewhere_to_report(village_file, fake_fs,
-                                                                    fake_host):
+def test_the_sync_agent_runs_only_when_it_has_somewhere_to_report(village_file, fake_fs, fake_host):
     text = village_file.read_text()
-    village_file.write_text(text[:text.index("[sync]")])
+    village_file.write_text(text[: text.index("[sync]")])
     cfg = config_mod.load(village_file)
     assert "hotspot-sync" not in R.services(cfg) and R.idle_units(cfg) == ["hotspot-sync"]
     rc, out = run(village_file, host=fake_host())

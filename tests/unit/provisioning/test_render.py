@@ -32,11 +32,24 @@ def test_the_files_of_a_village(village_file):
     cfg = load(village_file)
     files = rendered(cfg, village_file.read_bytes())
     assert list(files) == [
-        R.SYSUSERS, R.TMPFILES, R.CONFIG_PATH, R.SYSCTL, R.NETDEV, R.NETWORK, R.PORTS_NETWORK,
-        R.NM_CONF, R.DNSMASQ, R.DNSMASQ_DROPIN, R.WALLED_DNS_CONF, R.HOSTAPD, R.HOSTAPD_DROPIN,
+        R.SYSUSERS,
+        R.TMPFILES,
+        R.CONFIG_PATH,
+        R.SYSCTL,
+        R.NETDEV,
+        R.NETWORK,
+        R.PORTS_NETWORK,
+        R.NM_CONF,
+        R.DNSMASQ,
+        R.DNSMASQ_DROPIN,
+        R.WALLED_DNS_CONF,
+        R.HOSTAPD,
+        R.HOSTAPD_DROPIN,
         "/etc/systemd/system/hotspot-walled-dns.service",
-        "/etc/systemd/system/hotspot-gateway.service", "/etc/systemd/system/hotspot-portal.service",
-        "/etc/systemd/system/hotspot-sync.service"]
+        "/etc/systemd/system/hotspot-gateway.service",
+        "/etc/systemd/system/hotspot-portal.service",
+        "/etc/systemd/system/hotspot-sync.service",
+    ]
     # The village file is installed as it is (comments too), readable by root and the group.
     toml = files[R.CONFIG_PATH]
     assert toml.content == village_file.read_bytes()
@@ -71,9 +84,12 @@ def test_dnsmasq(village_file):
 
 
 def test_dnsmasq_upstreams_table_name_and_portal_name():
-    cfg = load(dhcp={"upstream_dns": ["1.1.1.1", "9.9.9.9"]}, gateway={"table": "desa"},
-               network={"walled_garden_domains": ["belajar.id"]},
-               portal={"hostname": "portal.desa.id"})
+    cfg = load(
+        dhcp={"upstream_dns": ["1.1.1.1", "9.9.9.9"]},
+        gateway={"table": "desa"},
+        network={"walled_garden_domains": ["belajar.id"]},
+        portal={"hostname": "portal.desa.id"},
+    )
     conf = text(cfg, R.DNSMASQ)
     assert "no-resolv\nserver=1.1.1.1\nserver=9.9.9.9\n" in conf
     assert "nftset=/belajar.id/4#inet#desa#walled_garden_dns\n" in conf
@@ -81,19 +97,42 @@ def test_dnsmasq_upstreams_table_name_and_portal_name():
     assert 'dhcp-option=114,"http://portal.desa.id:8080/api/captive"\n' in conf
 
 
-@pytest.mark.parametrize("overrides, url", [
-    ({}, "http://10.10.0.1:8080/api/captive"),
-    ({"network": {"lan_address": "192.168.7.1/24", "portal_port": 80}},
-     "http://192.168.7.1/api/captive"),
-    ({"portal": {"hostname": "portal.desa.id"}}, "http://portal.desa.id:8080/api/captive"),
-    ({"portal": {"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
-                 "tls_key": "/etc/hotspot/k.pem"}}, "https://portal.desa.id/api/captive"),
-    ({"portal": {"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
-                 "tls_key": "/etc/hotspot/k.pem", "https_port": 8443}},
-     "https://portal.desa.id:8443/api/captive"),
-    ({"dhcp": {"captive_api_url": "https://captive.jambiprov.go.id/api"}},
-     "https://captive.jambiprov.go.id/api"),
-])
+@pytest.mark.parametrize(
+    "overrides, url",
+    [
+        ({}, "http://10.10.0.1:8080/api/captive"),
+        (
+            {"network": {"lan_address": "192.168.7.1/24", "portal_port": 80}},
+            "http://192.168.7.1/api/captive",
+        ),
+        ({"portal": {"hostname": "portal.desa.id"}}, "http://portal.desa.id:8080/api/captive"),
+        (
+            {
+                "portal": {
+                    "hostname": "portal.desa.id",
+                    "tls_cert": "/etc/hotspot/c.pem",
+                    "tls_key": "/etc/hotspot/k.pem",
+                }
+            },
+            "https://portal.desa.id/api/captive",
+        ),
+        (
+            {
+                "portal": {
+                    "hostname": "portal.desa.id",
+                    "tls_cert": "/etc/hotspot/c.pem",
+                    "tls_key": "/etc/hotspot/k.pem",
+                    "https_port": 8443,
+                }
+            },
+            "https://portal.desa.id:8443/api/captive",
+        ),
+        (
+            {"dhcp": {"captive_api_url": "https://captive.jambiprov.go.id/api"}},
+            "https://captive.jambiprov.go.id/api",
+        ),
+    ],
+)
 def test_the_api_url_of_option_114(overrides, url):
     cfg = load(**overrides)
     assert R.api_url(cfg) == url
@@ -110,19 +149,33 @@ def test_the_api_url_is_the_portals():
 def test_hostapd(village_file):
     conf = text(load(village_file), R.HOSTAPD)
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
-    assert lines == ["interface=wlan0", "bridge=br-lan", "driver=nl80211", "country_code=ID",
-                     "ieee80211d=1", "ssid=WiFi Desa Gratis", "hw_mode=g", "channel=6",
-                     "ieee80211n=1", "wmm_enabled=1", "auth_algs=1", "ignore_broadcast_ssid=0",
-                     "ap_isolate=1"]
+    assert lines == [
+        "interface=wlan0",
+        "bridge=br-lan",
+        "driver=nl80211",
+        "country_code=ID",
+        "ieee80211d=1",
+        "ssid=WiFi Desa Gratis",
+        "hw_mode=g",
+        "channel=6",
+        "ieee80211n=1",
+        "wmm_enabled=1",
+        "auth_algs=1",
+        "ignore_broadcast_ssid=0",
+        "ap_isolate=1",
+    ]
     assert "wpa" not in conf  # an open network: the portal is the door
 
 
-@pytest.mark.parametrize("ssid, line", [
-    ("Désa Gratis", 'ssid2=P"Désa Gratis"\nutf8_ssid=1\n'),
-    ('Wifi "Desa"', 'ssid2=P"Wifi \\"Desa\\""\n'),
-    (" spaced ", 'ssid2=P" spaced "\n'),
-    ("back\\slash", 'ssid2=P"back\\\\slash"\n'),
-])
+@pytest.mark.parametrize(
+    "ssid, line",
+    [
+        ("Désa Gratis", 'ssid2=P"Désa Gratis"\nutf8_ssid=1\n'),
+        ('Wifi "Desa"', 'ssid2=P"Wifi \\"Desa\\""\n'),
+        (" spaced ", 'ssid2=P" spaced "\n'),
+        ("back\\slash", 'ssid2=P"back\\\\slash"\n'),
+    ],
+)
 def test_hostapd_ssids_that_need_escaping(ssid, line):
     conf = text(load(wifi={"ssid": ssid}), R.HOSTAPD)
     assert line in conf and "\nssid=" not in conf
@@ -138,8 +191,10 @@ def test_external_access_points_only():
     files = rendered(cfg)
     assert R.HOSTAPD not in files and R.HOSTAPD_DROPIN not in files
     assert "hostapd" not in R.services(cfg)
-    assert "match-device=interface-name:br-lan;interface-name:eth0\n" in \
-        files[R.NM_CONF].content.decode()
+    assert (
+        "match-device=interface-name:br-lan;interface-name:eth0\n"
+        in files[R.NM_CONF].content.decode()
+    )
 
 
 def test_networkd(village_file):
@@ -151,15 +206,19 @@ def test_networkd(village_file):
     assert "ConfigureWithoutCarrier=yes\n" in network
     ports = files[R.PORTS_NETWORK].content.decode()
     assert "Name=eth0\n" in ports and "Bridge=br-lan\n" in ports
-    assert "match-device=interface-name:br-lan;interface-name:eth0;interface-name:wlan0\n" in \
-        files[R.NM_CONF].content.decode()
+    assert (
+        "match-device=interface-name:br-lan;interface-name:eth0;interface-name:wlan0\n"
+        in files[R.NM_CONF].content.decode()
+    )
     assert R.PORTS_NETWORK not in rendered(load())  # no wired ports configured
 
 
 def test_users_directories_and_forwarding(village_file):
     files = rendered(load(village_file))
     assert files[R.SYSUSERS].content.decode().splitlines()[-2:] == [
-        "g hotspot -", 'u hotspot -:hotspot "Hotspot Desa" /var/lib/hotspot /usr/sbin/nologin']
+        "g hotspot -",
+        'u hotspot -:hotspot "Hotspot Desa" /var/lib/hotspot /usr/sbin/nologin',
+    ]
     tmpfiles = files[R.TMPFILES].content.decode()
     assert "d /var/lib/hotspot 2770 hotspot hotspot -\n" in tmpfiles
     assert "d /etc/hotspot 0750 root hotspot -\n" in tmpfiles
@@ -167,8 +226,13 @@ def test_users_directories_and_forwarding(village_file):
 
 
 def test_a_separate_user_and_group():
-    files = rendered(load(portal={"user": "portal"}, control={"group": "desa"},
-                          database={"url": "sqlite:////srv/hotspot/db.sqlite"}))
+    files = rendered(
+        load(
+            portal={"user": "portal"},
+            control={"group": "desa"},
+            database={"url": "sqlite:////srv/hotspot/db.sqlite"},
+        )
+    )
     sysusers = files[R.SYSUSERS].content.decode()
     assert 'u portal -:desa "Hotspot Desa" /srv/hotspot /usr/sbin/nologin\n' in sysusers
     assert "m portal desa\n" in sysusers
@@ -201,15 +265,23 @@ def test_gateway_unit():
     assert k["RuntimeDirectory"] == ["hotspot"]  # the control socket's folder
 
 
-@pytest.mark.parametrize("name, command", [
-    ("hotspot-portal", "portal run"), ("hotspot-sync", "sync run")])
+@pytest.mark.parametrize(
+    "name, command", [("hotspot-portal", "portal run"), ("hotspot-sync", "sync run")]
+)
 def test_unprivileged_units(name, command):
     k = _keys(_unit(load(), name))
     assert k["ExecStart"] == [f"{HOTSPOT} --config /etc/hotspot/hotspot.toml {command}"]
     assert k["User"] == ["hotspot"] and k["Group"] == ["hotspot"]
     assert k["CapabilityBoundingSet"] == [""] and k["PrivateUsers"] == ["yes"]
-    for key in ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
-                "RestrictAddressFamilies", "SystemCallFilter", "Restart"):
+    for key in (
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "NoNewPrivileges",
+        "RestrictAddressFamilies",
+        "SystemCallFilter",
+        "Restart",
+    ):
         assert key in k, key
 
 
@@ -221,8 +293,13 @@ def test_portal_unit_on_a_low_port_gets_that_capability_only():
 
 
 def test_tls_portal_unit():
-    cfg = load(portal={"hostname": "portal.desa.id", "tls_cert": "/etc/hotspot/c.pem",
-                       "tls_key": "/etc/hotspot/k.pem"})
+    cfg = load(
+        portal={
+            "hostname": "portal.desa.id",
+            "tls_cert": "/etc/hotspot/c.pem",
+            "tls_key": "/etc/hotspot/k.pem",
+        }
+    )
     assert "hotspot-portal-tls" in R.services(cfg)
     k = _keys(_unit(cfg, "hotspot-portal-tls"))
     assert k["ExecStart"][0].endswith(" portal run --tls")
@@ -236,26 +313,41 @@ def test_reference_units_in_the_repository_are_current(tmp_path):
     R.write_reference(tmp_path)
     for path in sorted(tmp_path.iterdir()):
         assert (REPO / "systemd" / path.name).read_bytes() == path.read_bytes(), path.name
-    assert sorted(p.name for p in (REPO / "systemd").glob("*.service")) == \
-        sorted(p.name for p in tmp_path.iterdir())
+    assert sorted(p.name for p in (REPO / "systemd").glob("*.service")) == sorted(
+        p.name for p in tmp_path.iterdir()
+    )
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 @pytest.mark.parametrize("unit", R.ALL_UNITS)
 def test_security_exposure_is_ok_or_better(unit):
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
-                           str(REPO / "systemd" / f"{unit}.service")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "--no-pager",
+            str(REPO / "systemd" / f"{unit}.service"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", proc.stdout)
     assert m, proc.stdout + proc.stderr
     assert float(m.group(1)) < 2.5 and m.group(2) in ("OK", "SAFE", "PERFECT"), m.group(0)
 
 
 def test_software_hidden_from_the_services():
-    assert R.hidden_from_services(["/root/.pyenv/bin/hotspot", "/home/pi/venv/bin/python",
-                                   "/tmp/x/hotspot", "/opt/hotspot/venv/bin/hotspot",
-                                   "/usr/local/bin/hotspot"]) == [
-        "/root/.pyenv/bin/hotspot", "/home/pi/venv/bin/python", "/tmp/x/hotspot"]
+    assert R.hidden_from_services(
+        [
+            "/root/.pyenv/bin/hotspot",
+            "/home/pi/venv/bin/python",
+            "/tmp/x/hotspot",
+            "/opt/hotspot/venv/bin/hotspot",
+            "/usr/local/bin/hotspot",
+        ]
+    ) == ["/root/.pyenv/bin/hotspot", "/home/pi/venv/bin/python", "/tmp/x/hotspot"]
 
 
 def test_the_entry_point_is_this_pythons():
@@ -274,17 +366,24 @@ def test_dnsmasq_is_sandboxed(village_file):
 def test_a_gateway_start_refills_the_walled_garden():
     k = _keys(_unit(load(), "hotspot-gateway"))
     assert k["ExecStartPost"] == [
-        "+/bin/systemctl --no-block try-reload-or-restart dnsmasq.service"]
+        "+/bin/systemctl --no-block try-reload-or-restart dnsmasq.service"
+    ]
 
 
 def test_the_walled_resolver(village_file):
     """Devices not logged in resolve the portal, the probes and the walled garden only
     (issue #10): everything else is NXDOMAIN made here, never forwarded."""
-    cfg = load(village_file, portal={"hostname": "portal.desa.id"},
-               network={"captive_probe_hosts": ["captive.apple.com", "www.google.com"],
-                        "walled_dns_port": 5399, "wan_interface": "eth1",
-                        "lan_ports": ["eth0"],
-                        "walled_garden_domains": ["belajar.id", "kemdikbud.go.id"]})
+    cfg = load(
+        village_file,
+        portal={"hostname": "portal.desa.id"},
+        network={
+            "captive_probe_hosts": ["captive.apple.com", "www.google.com"],
+            "walled_dns_port": 5399,
+            "wan_interface": "eth1",
+            "lan_ports": ["eth0"],
+            "walled_garden_domains": ["belajar.id", "kemdikbud.go.id"],
+        },
+    )
     conf = text(cfg, R.WALLED_DNS_CONF)
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
     assert lines == [
@@ -320,8 +419,9 @@ def test_walled_resolver_unit():
     cfg = load()
     assert R.services(cfg)[R.services(cfg).index("dnsmasq") + 1] == "hotspot-walled-dns"
     k = _keys(_unit(cfg, "hotspot-walled-dns"))
-    assert k["ExecStart"] == ["/usr/sbin/dnsmasq --keep-in-foreground "
-                              "--conf-file=%d/walled-dns.conf --pid-file="]
+    assert k["ExecStart"] == [
+        "/usr/sbin/dnsmasq --keep-in-foreground --conf-file=%d/walled-dns.conf --pid-file="
+    ]
     assert k["LoadCredential"] == ["walled-dns.conf:/etc/hotspot/walled-dns.conf"]
     assert k["PartOf"] == ["dnsmasq.service"] and k["ReloadPropagatedFrom"] == ["dnsmasq.service"]
     assert k["User"] == ["dnsmasq"] and k["Restart"] == ["always"]
@@ -331,10 +431,13 @@ def test_walled_resolver_unit():
     assert "hotspot-walled-dns" not in rendered(cfg)[R.CONFIG_PATH].restarts
 
 
-@pytest.mark.parametrize("lan, line", [
-    ("br-lan", "net.ipv6.conf.br-lan.accept_ra = 0"),
-    ("eth0.100", "net/ipv6/conf/eth0.100/accept_ra = 0"),
-])
+@pytest.mark.parametrize(
+    "lan, line",
+    [
+        ("br-lan", "net.ipv6.conf.br-lan.accept_ra = 0"),
+        ("eth0.100", "net/ipv6/conf/eth0.100/accept_ra = 0"),
+    ],
+)
 def test_no_router_adverts_from_the_lan(lan, line):
     sysctl = text(load(network={"lan_interface": lan}), R.SYSCTL)
     assert line in sysctl.splitlines() and "net.ipv4.ip_forward = 1" in sysctl

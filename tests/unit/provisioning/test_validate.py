@@ -14,8 +14,10 @@ from provisioning import render as R
 from provisioning.validate import ValidationError, validate
 
 needs = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in ("dnsmasq", "systemd-analyze")) and
-    not os.path.exists("/usr/sbin/dnsmasq"), reason="needs dnsmasq and systemd-analyze")
+    any(shutil.which(t) is None for t in ("dnsmasq", "systemd-analyze"))
+    and not os.path.exists("/usr/sbin/dnsmasq"),
+    reason="needs dnsmasq and systemd-analyze",
+)
 
 
 def files_of(cfg):
@@ -41,10 +43,19 @@ def cfg(village_file):
 def test_everything_rendered_passes(cfg):
     checks = validate(files_of(cfg), cfg)
     names = {c.name for c in checks if c.ok}
-    for path in (R.DNSMASQ, R.HOSTAPD, R.NETDEV, R.NETWORK, R.PORTS_NETWORK, R.NM_CONF,
-                 R.SYSCTL, R.CONFIG_PATH, "/etc/systemd/system/hotspot-gateway.service",
-                 "/etc/systemd/system/hotspot-portal.service",
-                 "/etc/systemd/system/hotspot-sync.service"):
+    for path in (
+        R.DNSMASQ,
+        R.HOSTAPD,
+        R.NETDEV,
+        R.NETWORK,
+        R.PORTS_NETWORK,
+        R.NM_CONF,
+        R.SYSCTL,
+        R.CONFIG_PATH,
+        "/etc/systemd/system/hotspot-gateway.service",
+        "/etc/systemd/system/hotspot-portal.service",
+        "/etc/systemd/system/hotspot-sync.service",
+    ):
         assert path in names, path
     details = {c.name: c.detail for c in checks}
     assert details[R.DNSMASQ] == "dnsmasq --test"
@@ -68,7 +79,8 @@ def test_a_broken_dnsmasq_file_is_caught(cfg):
 def test_an_nftset_line_for_another_set_is_caught(cfg):
     files = files_of(cfg)
     bad = next(f for f in files if f.path == R.DNSMASQ).content.replace(
-        b"#walled_garden_dns", b"#walled_garden")
+        b"#walled_garden_dns", b"#walled_garden"
+    )
     problems = failed(replace(files, R.DNSMASQ, bad), cfg)
     assert "no ipv4_addr set with timeouts" in problems[f"{R.DNSMASQ} nftset"]
 
@@ -78,8 +90,9 @@ def test_a_broken_unit_is_caught(cfg):
     files = files_of(cfg)
     path = "/etc/systemd/system/hotspot-gateway.service"
     unit = next(f for f in files if f.path == path).content
-    problems = failed(replace(files, path, unit.replace(b"Restart=always", b"Restart=sometimes")),
-                      cfg)
+    problems = failed(
+        replace(files, path, unit.replace(b"Restart=always", b"Restart=sometimes")), cfg
+    )
     assert problems[path].startswith(f"systemd-analyze verify: {path}:")
     assert "sometimes" in problems[path]
     problems = failed(replace(files, path, unit + b"ProtectSytem=strict\n"), cfg)
@@ -96,15 +109,21 @@ def test_a_missing_command_is_caught(cfg):
 def test_broken_hostapd_and_networkd_files_are_caught(cfg):
     files = files_of(cfg)
     hostapd = next(f for f in files if f.path == R.HOSTAPD).content
-    for bad, why in ((hostapd + b"wpa_passphrase=x\n", "unknown hostapd setting"),
-                     (hostapd.replace(b"channel=6", b"channel=11"), "channel is '11'"),
-                     (hostapd + b"channel=6\n", "set twice")):
-        checks = [c for c in _validate_quietly(replace(files, R.HOSTAPD, bad), cfg)
-                  if c.name == R.HOSTAPD]
+    for bad, why in (
+        (hostapd + b"wpa_passphrase=x\n", "unknown hostapd setting"),
+        (hostapd.replace(b"channel=6", b"channel=11"), "channel is '11'"),
+        (hostapd + b"channel=6\n", "set twice"),
+    ):
+        checks = [
+            c for c in _validate_quietly(replace(files, R.HOSTAPD, bad), cfg) if c.name == R.HOSTAPD
+        ]
         assert checks[0].ok is False and why in checks[0].detail
     network = next(f for f in files if f.path == R.NETWORK).content
-    checks = [c for c in _validate_quietly(
-        replace(files, R.NETWORK, network + b"DHCPServer=yes\n"), cfg) if c.name == R.NETWORK]
+    checks = [
+        c
+        for c in _validate_quietly(replace(files, R.NETWORK, network + b"DHCPServer=yes\n"), cfg)
+        if c.name == R.NETWORK
+    ]
     assert checks[0].ok is False and "DHCPServer" in checks[0].detail
 
 

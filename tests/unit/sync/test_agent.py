@@ -13,8 +13,13 @@ from collector.models import IngestBatch
 from hotspot import config as config_mod
 from sync.agent import Agent, SyncFailed
 from sync.outbox import Outbox
-from tests.unit.collector.helpers import (FlaskTransport, LossyTransport, daily_sums, register,
-                                          totals)
+from tests.unit.collector.helpers import (
+    FlaskTransport,
+    LossyTransport,
+    daily_sums,
+    register,
+    totals,
+)
 from tests.unit.sync.conftest import START, gateway_overrides, gateway_totals, seed_usage
 
 NOW = START + dt.timedelta(days=7, hours=2)
@@ -89,13 +94,17 @@ def test_live_hours_update_in_place(gwcfg, gwdb, app, cdb):
 
     from hotspot.model import HourlyUsage
 
-    seed_usage(gwdb, devices=3, hours=2, start=NOW.replace(minute=0) - dt.timedelta(hours=1),
-               density=1.0)
+    seed_usage(
+        gwdb, devices=3, hours=2, start=NOW.replace(minute=0) - dt.timedelta(hours=1), density=1.0
+    )
     a = agent(gwcfg, gwdb, FlaskTransport(app))
     for _ in range(3):
         with Session(gwdb) as s, s.begin():
-            s.execute(update(HourlyUsage).values(bytes_down=HourlyUsage.bytes_down + 1000,
-                                                 seconds=HourlyUsage.seconds + 60))
+            s.execute(
+                update(HourlyUsage).values(
+                    bytes_down=HourlyUsage.bytes_down + 1000, seconds=HourlyUsage.seconds + 60
+                )
+            )
         a.collect(with_health=False)
         assert a.drain(max_failures=1, sleep=no_sleep).ok
         assert_same(gwdb, cdb, a)
@@ -115,7 +124,8 @@ def test_a_wrong_clock_is_corrected_from_the_collectors_answer(gwcfg, gwdb, app,
 
 def test_too_large_batches_are_split(tmp_path, gwdb, app, cdb):
     app.config["COLLECTOR"] = app.config["COLLECTOR"].__class__(
-        **{**app.config["COLLECTOR"].__dict__, "max_body_kb": 4})
+        **{**app.config["COLLECTOR"].__dict__, "max_body_kb": 4}
+    )
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024
     cfg = config_mod.load(overrides=gateway_overrides(tmp_path, max_batch_kb=64))
     seed_usage(gwdb, devices=20, hours=24)
@@ -143,15 +153,19 @@ def test_once_fails_in_one_line_when_something_is_left(gwcfg, gwdb):
     assert st["batch_in_flight"]["attempts"] == 3
 
 
-@pytest.mark.parametrize("register_as, secret, expect", [
-    (None, None, "401 (unknown-gateway"),
-    ("desa-uji", "another-secret-" + "y" * 30, "401 (bad-signature"),
-])
+@pytest.mark.parametrize(
+    "register_as, secret, expect",
+    [
+        (None, None, "401 (unknown-gateway"),
+        ("desa-uji", "another-secret-" + "y" * 30, "401 (bad-signature"),
+    ],
+)
 def test_refusals_are_reported(tmp_path, gwdb, ccfg, register_as, secret, expect):
     from collector.app import create_app
 
-    fresh = create_app(ccfg.__class__(**{**ccfg.__dict__,
-                                        "database_url": f"sqlite:///{tmp_path}/c2.db"}))
+    fresh = create_app(
+        ccfg.__class__(**{**ccfg.__dict__, "database_url": f"sqlite:///{tmp_path}/c2.db"})
+    )
     if register_as:
         register(fresh, register_as, secret)
     cfg = config_mod.load(overrides=gateway_overrides(tmp_path))

@@ -11,17 +11,22 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from testsupport.testbed import write_toml
 from hotspot_cli import main as cli
 from tests.unit.collector.helpers import totals
 from tests.unit.sync.conftest import gateway_overrides, seed_usage
+from testsupport.testbed import write_toml
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotspot_cli", "--config", str(config), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -48,8 +53,9 @@ def served(app):
     server.shutdown()
 
 
-def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_path, served, app,
-                                                                        gwdb, hotspot):
+def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(
+    tmp_path, served, app, gwdb, hotspot
+):
     over = gateway_overrides(tmp_path, upstream_url=served)
     config = write_toml(tmp_path / "hotspot.toml", over)
     rows = seed_usage(gwdb, devices=5, hours=48)
@@ -61,8 +67,9 @@ def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(tmp_pat
     status = hotspot(config, "sync", "status", "--json")
     assert json.loads(status.stdout)["pending"] == 0
 
-    dead = write_toml(tmp_path / "dead.toml",
-                      gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9"))
+    dead = write_toml(
+        tmp_path / "dead.toml", gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9")
+    )
     failed = process(dead, "sync", "once")
     assert failed.returncode == 1
     lines = failed.stderr.strip().splitlines()
@@ -78,8 +85,9 @@ def test_unconfigured_sync_is_a_config_error(tmp_path, hotspot):
     config = write_toml(tmp_path / "h.toml", over)
     out = hotspot(config, "sync", "once")
     assert out.returncode == 2
-    assert out.stderr.strip() == ("hotspot: config error: sync.upstream_url: not set: this "
-                                  "gateway does not report")
+    assert out.stderr.strip() == (
+        "hotspot: config error: sync.upstream_url: not set: this gateway does not report"
+    )
     bad = write_toml(tmp_path / "bad.toml", {**over, "sync": {"interval_seconds": 0}})
     out = hotspot(bad, "sync", "run")
     assert out.returncode == 2 and "sync.interval_seconds" in out.stderr

@@ -10,9 +10,11 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
+from hotspot import health as hotspot_health
+from hotspot import wire
 from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
-from sync import health, wire
+from sync import health
 from sync.outbox import Outbox
 from sync.purge import purge
 from tests.unit.sync.conftest import START, gateway_overrides, seed_usage
@@ -40,8 +42,24 @@ def test_uplink_probe():
 
 
 def test_temperature_is_optional():
-    t = health.temperature()
+    t = hotspot_health.temperature()
     assert t is None or -50 < t < 150
+
+
+def test_the_consoles_snapshot_uses_the_same_probe(gwcfg, gwdb):
+    """hotspot.health is the one probe: the console's overview and the agent's samples."""
+    assert hotspot_health.last_uplink(gwdb) is None  # no sample yet
+    rec = health.sample(gwcfg, gwdb, START, cpu_interval=0)
+    with Session(gwdb) as s, s.begin():
+        s.add(
+            SyncOutbox(
+                kind="health", key="h1", payload=wire.dump_record(rec), rev=1, created_at=START
+            )
+        )
+    snap = hotspot_health.snapshot(gwcfg, gwdb)
+    assert snap["uplink_ok"] is False  # what the sample said
+    assert 0 <= snap["disk"] <= 100 and snap["uptime"] > 0 and "temp" in snap
+    assert hotspot_health.wan_state("no-such-if0") is None
 
 
 def test_purge_forgets_old_data_but_not_undelivered_reports(tmp_path, gwdb):
@@ -52,14 +70,38 @@ def test_purge_forgets_old_data_but_not_undelivered_reports(tmp_path, gwdb):
     seed_usage(gwdb, devices=4, hours=24 * 10, density=1.0)  # 10 days, all 4 devices
     old = START + dt.timedelta(hours=1)
     with Session(gwdb) as s, s.begin():
-        s.execute(insert(Device), [
-            {"mac": "02:00:00:00:09:01", "first_seen": old, "last_seen": old, "blocked": False},
-            {"mac": "02:00:00:00:09:02", "first_seen": old, "last_seen": old, "blocked": True}])
-        s.add(ClientSession(mac="02:00:00:00:00:01", ip="10.10.0.11", tier="free", source="free",
-                            down_kbps=1, up_kbps=1, idle_minutes=0, started_at=old,
-                            last_activity_at=old, ended_at=old, end_reason="logout"))
-        s.add(DailyUsage(mac="02:00:00:00:00:01", day=old.date(), tier="free", seconds=1,
-                         bytes_down=1, bytes_up=1))
+        s.execute(
+            insert(Device),
+            [
+                {"mac": "02:00:00:00:09:01", "first_seen": old, "last_seen": old, "blocked": False},
+                {"mac": "02:00:00:00:09:02", "first_seen": old, "last_seen": old, "blocked": True},
+            ],
+        )
+        s.add(
+            ClientSession(
+                mac="02:00:00:00:00:01",
+                ip="10.10.0.11",
+                tier="free",
+                source="free",
+                down_kbps=1,
+                up_kbps=1,
+                idle_minutes=0,
+                started_at=old,
+                last_activity_at=old,
+                ended_at=old,
+                end_reason="logout",
+            )
+        )
+        s.add(
+            DailyUsage(
+                mac="02:00:00:00:00:01",
+                day=old.date(),
+                tier="free",
+                seconds=1,
+                bytes_down=1,
+                bytes_up=1,
+            )
+        )
     ob = Outbox(cfg, gwdb, clock=lambda: now)
     ob.collect(full=True)
     delivered = ob.make_batch(4096)  # the oldest rows; acknowledge them
@@ -73,9 +115,13 @@ def test_purge_forgets_old_data_but_not_undelivered_reports(tmp_path, gwdb):
         assert s.get(Device, "02:00:00:00:09:01") is None  # not seen for 10 days, no data
         assert s.get(Device, "02:00:00:00:09:02") is not None  # blocked: the operator decides
         assert s.get(Device, "02:00:00:00:00:01") is not None  # still has recent usage
-        old_rows = s.scalar(select(func.count()).select_from(SyncOutbox)
-                            .where(SyncOutbox.period < cutoff))
-        undelivered_old = s.scalar(select(func.count()).select_from(SyncOutbox).where(
-            SyncOutbox.period < cutoff, SyncOutbox.rev > SyncOutbox.sent_rev))
+        old_rows = s.scalar(
+            select(func.count()).select_from(SyncOutbox).where(SyncOutbox.period < cutoff)
+        )
+        undelivered_old = s.scalar(
+            select(func.count())
+            .select_from(SyncOutbox)
+            .where(SyncOutbox.period < cutoff, SyncOutbox.rev > SyncOutbox.sent_rev)
+        )
     assert old_rows == undelivered_old > 0  # only what the collector has not got yet stays
     assert result["hourly_usage"] == 4 * 24 * 7 and result["device"] == 1

@@ -10,9 +10,9 @@ import json
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hotspot import wire
 from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox
-from sync import wire
 from sync.outbox import Outbox
 from tests.unit.sync.conftest import START, macs, seed_usage
 
@@ -113,10 +113,23 @@ def test_a_row_changed_in_flight_stays_pending(gwcfg, gwdb):
 
 def test_health_rows_are_dropped_once_delivered(gwcfg, gwdb):
     ob = outbox(gwcfg, gwdb)
-    health = {"kind": "health", "sampled_at": NOW, "cpu_pct": 1.0, "load1": 0.1, "load5": 0.1,
-              "load15": 0.1, "mem_pct": 10.0, "disk_pct": 10.0, "disk_free_mb": 100,
-              "temp_c": None, "uptime_s": 5, "uplink_ok": False, "uplink_ms": None,
-              "clients_online": 0, "backlog": 0}
+    health = {
+        "kind": "health",
+        "sampled_at": NOW,
+        "cpu_pct": 1.0,
+        "load1": 0.1,
+        "load5": 0.1,
+        "load15": 0.1,
+        "mem_pct": 10.0,
+        "disk_pct": 10.0,
+        "disk_free_mb": 100,
+        "temp_c": None,
+        "uptime_s": 5,
+        "uplink_ok": False,
+        "uplink_ms": None,
+        "clients_online": 0,
+        "backlog": 0,
+    }
     assert ob.collect(health=health)["health"] == 1
     assert ob.collect(health=health)["health"] == 0  # same second: one sample
     batch = ob.make_batch(65536)

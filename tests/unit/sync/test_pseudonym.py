@@ -6,7 +6,7 @@ import re
 
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from sync.pseudonym import load_key, pseudonym
+from hotspot.pseudonym import load_key, pseudonym
 
 MAC = "02:11:22:33:44:55"
 

@@ -1,4 +1,5 @@
-"""The gateway's own /api/v1/usage (portal/usage_api.py) on a minimal Flask app."""
+"""The gateway's own /api/v1/usage (portal/usage_api.py) on a minimal Flask app: the portal's
+state (as its start-up makes it) and this one blueprint."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from flask import Flask
 
 from hotspot import config as config_mod
-from portal.usage_api import usage_blueprint
-from sync.pseudonym import Pseudonymizer, load_key
+from hotspot.pseudonym import Pseudonymizer, load_key
+from portal import usage_api
+from portal.startup import prepare
 from tests.unit.sync.conftest import START, gateway_overrides, macs, seed_usage
 
 TOKEN = "local-token-0123456789"
@@ -19,7 +21,8 @@ TOKEN = "local-token-0123456789"
 
 def make_app(cfg, db):
     app = Flask("t")
-    app.register_blueprint(usage_blueprint(cfg, db))
+    prepare(cfg, gateway=object(), db=db, voucher_key=b"k" * 32, secret_key=b"s" * 32).init_app(app)
+    app.register_blueprint(usage_api.bp)
     return app.test_client()
 
 

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from sync import wire
+from hotspot import wire
 
 ARGS = ("desa-uji", "1764300000", "ab" * 16, "cd" * 16)
 
@@ -47,12 +47,25 @@ def test_inflate_is_bounded():
 
 
 def _doc(records, gateway="desa-uji", key="cd" * 16):
-    return json.dumps({"v": 1, "gateway": gateway, "batch": key,
-                       "created_at": "2026-11-28T03:00:00Z", "records": records}).encode()
+    return json.dumps(
+        {
+            "v": 1,
+            "gateway": gateway,
+            "batch": key,
+            "created_at": "2026-11-28T03:00:00Z",
+            "records": records,
+        }
+    ).encode()
 
 
-USAGE = {"kind": "usage", "client": "0123456789abcdef", "period_start": "2026-11-28T03:00:00Z",
-         "seconds": 10, "bytes_down": 5, "bytes_up": 6}
+USAGE = {
+    "kind": "usage",
+    "client": "0123456789abcdef",
+    "period_start": "2026-11-28T03:00:00Z",
+    "seconds": 10,
+    "bytes_down": 5,
+    "bytes_up": 6,
+}
 
 
 def test_decode_checks_envelope_and_every_record():
@@ -68,43 +81,78 @@ def test_decode_checks_envelope_and_every_record():
         wire.decode_body(b"[]", "desa-uji", "cd" * 16)
 
 
-@pytest.mark.parametrize("change", [
-    {"client": "02:00:00:00:00:01"},  # a MAC is not a pseudonym
-    {"client": "0123456789ABCDEF"},
-    {"period_start": "2026-11-28T03:30:00Z"},
-    {"period_start": "yesterday"},
-    {"seconds": -1}, {"seconds": 90000}, {"bytes_down": 1.5}, {"bytes_up": True},
-    {"url": "http://example.org/"},  # nothing else may ride along
-    {"kind": "browsing"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client": "02:00:00:00:00:01"},  # a MAC is not a pseudonym
+        {"client": "0123456789ABCDEF"},
+        {"period_start": "2026-11-28T03:30:00Z"},
+        {"period_start": "yesterday"},
+        {"seconds": -1},
+        {"seconds": 90000},
+        {"bytes_down": 1.5},
+        {"bytes_up": True},
+        {"url": "http://example.org/"},  # nothing else may ride along
+        {"kind": "browsing"},
+    ],
+)
 def test_bad_records(change):
     with pytest.raises(wire.WireError):
         wire.validate_record({**USAGE, **change})
 
 
 def test_health_sales_gateway_records():
-    h = {"kind": "health", "sampled_at": "2026-11-28T03:00:05Z", "cpu_pct": 12.5, "load1": 0.5,
-         "load5": 0.4, "load15": 0.3, "mem_pct": 40, "disk_pct": 91.0, "disk_free_mb": 900,
-         "temp_c": None, "uptime_s": 100, "uplink_ok": None, "uplink_ms": None,
-         "clients_online": 3, "backlog": 0}
+    h = {
+        "kind": "health",
+        "sampled_at": "2026-11-28T03:00:05Z",
+        "cpu_pct": 12.5,
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_pct": 40,
+        "disk_pct": 91.0,
+        "disk_free_mb": 900,
+        "temp_c": None,
+        "uptime_s": 100,
+        "uplink_ok": None,
+        "uplink_ms": None,
+        "clients_online": 3,
+        "backlog": 0,
+    }
     assert wire.validate_record(h)["disk_pct"] == 91.0
     with pytest.raises(wire.WireError):
         wire.validate_record({**h, "uplink_ok": "yes"})
-    s = {"kind": "sales", "month": "2026-11", "package": "harian", "count": 3, "rupiah": 15000,
-         "rev": 7}
+    s = {
+        "kind": "sales",
+        "month": "2026-11",
+        "package": "harian",
+        "count": 3,
+        "rupiah": 15000,
+        "rev": 7,
+    }
     assert wire.validate_record(s)["rupiah"] == 15000
     with pytest.raises(wire.WireError):
         wire.validate_record({**s, "month": "2026-13"})
-    g = {"kind": "gateway", "rev": 1, "village": "Desa Sungai Duren", "timezone": "Asia/Jakarta",
-         "version": "0.1.0"}
+    g = {
+        "kind": "gateway",
+        "rev": 1,
+        "village": "Desa Sungai Duren",
+        "timezone": "Asia/Jakarta",
+        "version": "0.1.0",
+    }
     assert wire.validate_record(g)["village"] == "Desa Sungai Duren"
     with pytest.raises(wire.WireError):
         wire.validate_record({**g, "village": ""})
 
 
 def test_headers_are_checked_for_shape():
-    good = {wire.H_GATEWAY: "desa-uji", wire.H_TIMESTAMP: "1764300000", wire.H_NONCE: "ab" * 16,
-            wire.H_IDEMPOTENCY: "cd" * 16, wire.H_SIGNATURE: "v1=" + "0" * 64}
+    good = {
+        wire.H_GATEWAY: "desa-uji",
+        wire.H_TIMESTAMP: "1764300000",
+        wire.H_NONCE: "ab" * 16,
+        wire.H_IDEMPOTENCY: "cd" * 16,
+        wire.H_SIGNATURE: "v1=" + "0" * 64,
+    }
     assert wire.check_headers(good)[0] == "desa-uji"
     for name in good:
         with pytest.raises(wire.WireError, match=name):

@@ -11,9 +11,23 @@ import pytest
 
 from hotspot import operators
 from hotspot.audit import Actor
-from tests.unit.portal.conftest import (BASE, OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC,  # noqa: F401
-                                        Phone, app, batch, cfg, gw, key, other_phone,
-                                        packages, phone, vouchers)
+from tests.unit.portal.conftest import (  # noqa: F401
+    BASE,
+    OTHER_IP,
+    OTHER_MAC,
+    PHONE_IP,
+    PHONE_MAC,
+    Phone,
+    app,
+    batch,
+    cfg,
+    gw,
+    key,
+    other_phone,
+    packages,
+    phone,
+    vouchers,
+)
 
 ADMIN_PW = "Sungai-Duren-77"
 KASIR_PW = "kios-pasar-2026"
@@ -54,8 +68,9 @@ class Console:
         return html.unescape(m.group(1))
 
     def form(self, action, data=None, page=None, **kw):
-        return self.post(action, data={"csrf_token": self.token(page or action), **(data or {})},
-                         **kw)
+        return self.post(
+            action, data={"csrf_token": self.token(page or action), **(data or {})}, **kw
+        )
 
     def login(self, name, password):
         r = self.form("/operator/login", {"name": name, "password": password})

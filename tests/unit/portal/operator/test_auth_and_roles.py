@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from sqlalchemy import select
 
@@ -12,14 +10,32 @@ from hotspot.audit import Actor
 from hotspot.model_operator import Operator, OperatorSession
 from tests.unit.portal.operator.conftest import ADMIN_PW, KASIR_PW, Console, text
 
-ADMIN_PAGES = ["/operator/sales", "/operator/sales?view=cash", "/operator/sales.csv",
-               "/operator/packages", "/operator/packages/new", "/operator/packages/1",
-               "/operator/operators", "/operator/operators/1", "/operator/audit",
-               "/operator/audit.csv", "/operator/batches/1/codes.csv"]
-ADMIN_POSTS = ["/operator/packages/new", "/operator/packages/1", "/operator/operators",
-               "/operator/operators/1", "/operator/voucher/1/void", "/operator/voucher/1/unsell",
-               "/operator/batches/1/void", "/operator/sessions/extend", "/operator/sessions/block",
-               "/operator/sessions/unblock", "/operator/batches"]
+ADMIN_PAGES = [
+    "/operator/sales",
+    "/operator/sales?view=cash",
+    "/operator/sales.csv",
+    "/operator/packages",
+    "/operator/packages/new",
+    "/operator/packages/1",
+    "/operator/operators",
+    "/operator/operators/1",
+    "/operator/audit",
+    "/operator/audit.csv",
+    "/operator/batches/1/codes.csv",
+]
+ADMIN_POSTS = [
+    "/operator/packages/new",
+    "/operator/packages/1",
+    "/operator/operators",
+    "/operator/operators/1",
+    "/operator/voucher/1/void",
+    "/operator/voucher/1/unsell",
+    "/operator/batches/1/void",
+    "/operator/sessions/extend",
+    "/operator/sessions/block",
+    "/operator/sessions/unblock",
+    "/operator/batches",
+]
 
 
 def test_passwords_are_argon2id_and_never_stored_in_clear(db, accounts):
@@ -29,8 +45,9 @@ def test_passwords_are_argon2id_and_never_stored_in_clear(db, accounts):
     assert not any(ADMIN_PW in h or KASIR_PW in h for h in hashes)
 
 
-@pytest.mark.parametrize("password", ["short", "12345678", "mikhmon1234", "password",
-                                      "aaaaaaaaaa", "xx-budi-xx"])
+@pytest.mark.parametrize(
+    "password", ["short", "12345678", "mikhmon1234", "password", "aaaaaaaaaa", "xx-budi-xx"]
+)
 def test_weak_passwords_are_refused(db, password):
     with pytest.raises(operators.PasswordError):
         operators.add(db, "budi", "admin", password, actor=Actor("t"))
@@ -46,8 +63,9 @@ def test_no_default_account_exists(console, db):
 def test_login_logout_and_cookie_flags(console, accounts):
     r = console.get("/operator/")
     assert r.status_code == 303 and "/operator/login?next=" in r.headers["Location"]
-    r = console.form("/operator/login", {"name": "BUDI ", "password": ADMIN_PW,
-                                         "next": "/operator/sales"})
+    r = console.form(
+        "/operator/login", {"name": "BUDI ", "password": ADMIN_PW, "next": "/operator/sales"}
+    )
     assert r.status_code == 303 and r.headers["Location"].endswith("/operator/sales")
     cookie = r.headers["Set-Cookie"]
     assert "hs_op=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -58,8 +76,10 @@ def test_login_logout_and_cookie_flags(console, accounts):
     assert console.get("/operator/").status_code == 303
 
 
-@pytest.mark.parametrize("nxt", ["https://evil.example/", "//evil.example/x", "/\\evil",
-                                 "javascript:alert(1)", "/status"])
+@pytest.mark.parametrize(
+    "nxt",
+    ["https://evil.example/", "//evil.example/x", "/\\evil", "javascript:alert(1)", "/status"],
+)
 def test_login_never_redirects_away(console, accounts, nxt):
     r = console.form("/operator/login", {"name": "budi", "password": ADMIN_PW, "next": nxt})
     assert r.status_code == 303
@@ -80,7 +100,9 @@ def test_login_brake_per_account(app, accounts, cfg, clock):
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert "Terlalu banyak percobaan salah" in text(r)
     # Locked: even the right password is not checked now...
-    r = Console(app, ip="10.10.0.99").form("/operator/login", {"name": "siti", "password": KASIR_PW})
+    r = Console(app, ip="10.10.0.99").form(
+        "/operator/login", {"name": "siti", "password": KASIR_PW}
+    )
     assert r.status_code == 429
     # ...another account is not affected, and the lock ends.
     Console(app, ip="10.10.0.98").login("budi", ADMIN_PW)
@@ -136,8 +158,19 @@ def test_kasir_gets_403_on_every_admin_page(kasir, admin, batch):
         assert r.status_code == 403, path
         assert "Khusus admin" in text(r) and "Traceback" not in r.get_data(as_text=True)
     for path in ADMIN_POSTS:
-        r = kasir.form(path, {"name": "x", "price": "1", "reason": "x", "mac": "02:00:00:00:00:01",
-                              "minutes": "5", "package": "1", "count": "1"}, page="/operator/sell")
+        r = kasir.form(
+            path,
+            {
+                "name": "x",
+                "price": "1",
+                "reason": "x",
+                "mac": "02:00:00:00:00:01",
+                "minutes": "5",
+                "package": "1",
+                "count": "1",
+            },
+            page="/operator/sell",
+        )
         assert r.status_code == 403, path
     # and the admin may
     for path in ADMIN_PAGES:
@@ -152,8 +185,16 @@ def test_the_menu_shows_a_kasir_only_their_pages(kasir):
         assert f'href="{href}"' not in body
 
 
-@pytest.mark.parametrize("ip,status", [("198.51.100.7", 403), ("192.168.88.20", 200),
-                                       ("10.10.0.40", 200), ("127.0.0.1", 200), ("::1", 200)])
+@pytest.mark.parametrize(
+    "ip,status",
+    [
+        ("198.51.100.7", 403),
+        ("192.168.88.20", 200),
+        ("10.10.0.40", 200),
+        ("127.0.0.1", 200),
+        ("::1", 200),
+    ],
+)
 def test_console_answers_only_the_lan_and_management_networks(app, accounts, ip, status, cfg):
     object.__setattr__(cfg.operator, "management_networks", ("192.168.88.0/24",))
     c = Console(app, ip=ip)
@@ -174,14 +215,30 @@ def test_lan_can_be_closed(app, accounts, cfg):
 def test_forms_without_csrf_change_nothing(admin, db, batch):
     codes = batch("harian", 1)
     before = len(operators.listing(db))
-    for path, data in (("/operator/operators", {"name": "eve", "role": "admin",
-                                                "password": "Eve-password-9",
-                                                "password2": "Eve-password-9"}),
-                       ("/operator/sell", {"code": codes[0]}),
-                       ("/operator/packages/new", {"name": "gratis", "title": "G", "price": "0",
-                                                   "tier": "premium", "duration": "1",
-                                                   "devices": "1"}),
-                       ("/operator/logout", {})):
+    for path, data in (
+        (
+            "/operator/operators",
+            {
+                "name": "eve",
+                "role": "admin",
+                "password": "Eve-password-9",
+                "password2": "Eve-password-9",
+            },
+        ),
+        ("/operator/sell", {"code": codes[0]}),
+        (
+            "/operator/packages/new",
+            {
+                "name": "gratis",
+                "title": "G",
+                "price": "0",
+                "tier": "premium",
+                "duration": "1",
+                "devices": "1",
+            },
+        ),
+        ("/operator/logout", {}),
+    ):
         for extra in ({}, {"csrf_token": "forged"}):
             r = admin.post(path, data={**data, **extra})
             assert r.status_code == 400, path
@@ -193,27 +250,42 @@ def test_forms_without_csrf_change_nothing(admin, db, batch):
 
 
 def test_account_page_changes_own_password(kasir, app, db):
-    r = kasir.form("/operator/account", {"current": "wrong-one-123", "password": "Baru-sekali-42",
-                                         "password2": "Baru-sekali-42"})
+    r = kasir.form(
+        "/operator/account",
+        {"current": "wrong-one-123", "password": "Baru-sekali-42", "password2": "Baru-sekali-42"},
+    )
     assert r.status_code == 422 and "bukan kata sandi Anda" in text(r)
-    r = kasir.form("/operator/account", {"current": KASIR_PW, "password": "Baru-sekali-42",
-                                         "password2": "Baru-sekali-43"})
+    r = kasir.form(
+        "/operator/account",
+        {"current": KASIR_PW, "password": "Baru-sekali-42", "password2": "Baru-sekali-43"},
+    )
     assert r.status_code == 422 and "berbeda" in text(r)
-    r = kasir.form("/operator/account", {"current": KASIR_PW, "password": "Baru-sekali-42",
-                                         "password2": "Baru-sekali-42"})
+    r = kasir.form(
+        "/operator/account",
+        {"current": KASIR_PW, "password": "Baru-sekali-42", "password2": "Baru-sekali-42"},
+    )
     assert r.status_code == 303
     assert kasir.get("/operator/").status_code == 200  # a fresh login for this browser
     Console(app, ip="10.10.0.90").login("siti", "Baru-sekali-42")
 
 
 def test_admin_manages_accounts_and_the_last_admin_stays(admin, db, app):
-    r = admin.form("/operator/operators", {"name": "Ani", "role": "kasir", "full_name": "Bu Ani",
-                                           "password": "Warung-77-pagi", "password2": "Warung-77-pagi"})
+    r = admin.form(
+        "/operator/operators",
+        {
+            "name": "Ani",
+            "role": "kasir",
+            "full_name": "Bu Ani",
+            "password": "Warung-77-pagi",
+            "password2": "Warung-77-pagi",
+        },
+    )
     assert r.status_code == 303
     ani = operators.get(db, name="ani")
     assert ani.role == "kasir"
-    r = admin.form("/operator/operators", {"name": "x", "role": "boss", "password": "1",
-                                           "password2": "2"})
+    r = admin.form(
+        "/operator/operators", {"name": "x", "role": "boss", "password": "1", "password2": "2"}
+    )
     assert r.status_code == 422
     body = text(r)
     assert "2 sampai 32 huruf" in body and "Pilih peran." in body and "Paling sedikit 8" in body
@@ -222,8 +294,9 @@ def test_admin_manages_accounts_and_the_last_admin_stays(admin, db, app):
     assert r.status_code == 422 and "admin terakhir" in text(r)
     r = admin.form(f"/operator/operators/{ani.id}", {"role": "kasir", "active": ""})
     assert r.status_code == 303 and not operators.get(db, name="ani").active
-    r = Console(app, ip="10.10.0.61").form("/operator/login", {"name": "ani",
-                                                                "password": "Warung-77-pagi"})
+    r = Console(app, ip="10.10.0.61").form(
+        "/operator/login", {"name": "ani", "password": "Warung-77-pagi"}
+    )
     assert r.status_code == 401
 
 

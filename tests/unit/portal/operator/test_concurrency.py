@@ -8,10 +8,13 @@ import multiprocessing
 
 import pytest
 
-from hotspot import vouchers as v
 from hotspot.audit import Actor
 from hotspot.db import make_engine
 from hotspot.errors import HotspotError
+from hotspot.vouchers.batches import batch_vouchers
+from hotspot.vouchers.lookup import find_voucher, voucher_state
+from hotspot.vouchers.redemption import VoucherService
+from hotspot.vouchers.sales import mark_sold
 
 N = 6  # contenders per round
 
@@ -20,7 +23,7 @@ def _sell(url: str, voucher_id: int, who: str, start, out) -> None:
     engine = make_engine(url, synchronous="FULL")
     start.wait(10)
     try:
-        v.mark_sold(engine, voucher_id, actor=Actor(who, None, "kasir"))
+        mark_sold(engine, voucher_id, actor=Actor(who, None, "kasir"))
         out.put(("ok", who))
     except HotspotError as exc:
         out.put((exc.code, who))
@@ -37,7 +40,7 @@ class _NoGateway:
 
 def _redeem(url: str, key: bytes, code: str, i: int, start, out) -> None:
     engine = make_engine(url, synchronous="FULL")
-    svc = v.VoucherService(engine, key, _NoGateway())
+    svc = VoucherService(engine, key, _NoGateway())
     start.wait(10)
     try:
         svc.redeem(code, ip=f"10.10.0.{20 + i}", mac=f"02:00:00:00:01:{i:02x}")
@@ -63,11 +66,11 @@ def _race(target, args_for) -> list[tuple[str, object]]:
 @pytest.mark.parametrize("round_", range(3))
 def test_two_kasirs_one_card(db, key, cfg, batch, round_):
     code = batch("harian", 1)[0]
-    vid = v.find_voucher(db, key, code)
+    vid = find_voucher(db, key, code)
     db.dispose()
     results = _race(_sell, lambda i: (cfg.database.url, vid, f"kasir{i}"))
     assert sorted(r for r, _ in results) == ["ok"] + ["voucher-sold"] * (N - 1)
-    rows = v.batch_vouchers(db, 1)
+    rows = batch_vouchers(db, 1)
     assert rows[0]["sold_at"] is not None
     winner = next(w for r, w in results if r == "ok")
     assert rows[0]["operator"] == winner
@@ -80,5 +83,5 @@ def test_phones_entering_one_code_at_once(db, key, cfg, batch, package, winners)
     results = _race(_redeem, lambda i: (cfg.database.url, key, code, i))
     outcomes = sorted(r for r, _ in results)
     assert outcomes == ["ok"] * winners + ["voucher-used"] * (N - winners)
-    vid = v.find_voucher(db, key, code)
-    assert len(v.voucher_state(db, vid)["devices"]) == winners
+    vid = find_voucher(db, key, code)
+    assert len(voucher_state(db, vid)["devices"]) == winners

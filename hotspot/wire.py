@@ -21,13 +21,17 @@ agent never queues a record the collector would refuse.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import gzip
 import hashlib
 import hmac
 import json
 import re
 import zlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from hotspot.timeutil import iso, parse_utc
 
 PROTOCOL = 1
 INGEST_PATH = "/ingest/v1/batch"
@@ -37,7 +41,17 @@ H_NONCE = "X-Hotspot-Nonce"
 H_SIGNATURE = "X-Hotspot-Signature"
 H_IDEMPOTENCY = "Idempotency-Key"
 
-KINDS = ("usage", "health", "sales", "gateway")
+
+class RecordKind(enum.StrEnum):
+    """What a record reports (its ``kind``)."""
+
+    USAGE = "usage"  # one device's hour
+    HEALTH = "health"  # one sample of the gateway's own health
+    SALES = "sales"  # one package's vouchers sold in one month
+    GATEWAY = "gateway"  # the gateway's description (village, time zone, version)
+
+
+KINDS = tuple(k.value for k in RecordKind)
 MAX_RECORDS = 20_000  # per batch
 
 _GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -61,38 +75,35 @@ class TooLarge(WireError):
 
 # -- time -------------------------------------------------------------------------------------
 
-def iso(ts: dt.datetime) -> str:
-    """Naive UTC → ``2026-11-28T03:00:00Z``."""
-    return ts.replace(microsecond=0).isoformat() + "Z"
-
 
 def parse_iso(value: Any, what: str = "time") -> dt.datetime:
-    """``…Z`` or ``…+07:00`` → naive UTC (a time without a zone is UTC)."""
+    """A time field of a body or record as naive UTC (:func:`hotspot.timeutil.parse_utc`),
+    or WireError naming the field."""
     if not isinstance(value, str) or len(value) > 40:
         raise WireError(f"{what} must be an ISO 8601 time")
     try:
-        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         raise WireError(f"{what}: not an ISO 8601 time: {value[:40]!r}") from None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return ts
 
 
 # -- signing ----------------------------------------------------------------------------------
+
 
 def signing_input(gateway: str, timestamp: str, nonce: str, key: str, body: bytes) -> bytes:
     return f"v1\n{gateway}\n{timestamp}\n{nonce}\n{key}\n".encode() + body
 
 
 def sign(secret: str, gateway: str, timestamp: str, nonce: str, key: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), signing_input(gateway, timestamp, nonce, key, body),
-                   hashlib.sha256)
+    mac = hmac.new(
+        secret.encode(), signing_input(gateway, timestamp, nonce, key, body), hashlib.sha256
+    )
     return "v1=" + mac.hexdigest()
 
 
-def verify(secret: str, signature: str, gateway: str, timestamp: str, nonce: str, key: str,
-           body: bytes) -> bool:
+def verify(
+    secret: str, signature: str, gateway: str, timestamp: str, nonce: str, key: str, body: bytes
+) -> bool:
     expected = sign(secret, gateway, timestamp, nonce, key, body)
     return hmac.compare_digest(expected.encode(), (signature or "").encode())
 
@@ -119,6 +130,7 @@ def check_headers(headers: Mapping[str, str]) -> tuple[str, str, str, str, str]:
 
 # -- bodies -----------------------------------------------------------------------------------
 
+
 def compress(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
@@ -140,11 +152,20 @@ def inflate(body: bytes, cap: int) -> bytes:
     return out
 
 
-def encode_body(gateway: str, key: str, created_at: dt.datetime,
-                records: list[Mapping[str, Any]]) -> bytes:
-    return json.dumps({"v": PROTOCOL, "gateway": gateway, "batch": key,
-                       "created_at": iso(created_at), "records": list(records)},
-                      separators=(",", ":"), sort_keys=True).encode()
+def encode_body(
+    gateway: str, key: str, created_at: dt.datetime, records: list[Mapping[str, Any]]
+) -> bytes:
+    return json.dumps(
+        {
+            "v": PROTOCOL,
+            "gateway": gateway,
+            "batch": key,
+            "created_at": iso(created_at),
+            "records": list(records),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 def decode_body(raw: bytes, gateway: str, key: str) -> list[dict[str, Any]]:
@@ -176,6 +197,7 @@ def decode_body(raw: bytes, gateway: str, key: str) -> list[dict[str, Any]]:
 
 # -- records ----------------------------------------------------------------------------------
 
+
 def _int(rec: Mapping[str, Any], name: str, lo: int = 0, hi: int = _BIG) -> int:
     v = rec.get(name)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -183,7 +205,9 @@ def _int(rec: Mapping[str, Any], name: str, lo: int = 0, hi: int = _BIG) -> int:
     return v
 
 
-def _num(rec: Mapping[str, Any], name: str, lo: float, hi: float, optional: bool = False) -> float | None:
+def _num(
+    rec: Mapping[str, Any], name: str, lo: float, hi: float, optional: bool = False
+) -> float | None:
     v = rec.get(name)
     if v is None and optional:
         return None
@@ -210,9 +234,23 @@ def _hour(value: Any) -> dt.datetime:
 
 FIELDS = {
     "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up"},
-    "health": {"kind", "sampled_at", "cpu_pct", "load1", "load5", "load15", "mem_pct",
-               "disk_pct", "disk_free_mb", "temp_c", "uptime_s", "uplink_ok", "uplink_ms",
-               "clients_online", "backlog"},
+    "health": {
+        "kind",
+        "sampled_at",
+        "cpu_pct",
+        "load1",
+        "load5",
+        "load15",
+        "mem_pct",
+        "disk_pct",
+        "disk_free_mb",
+        "temp_c",
+        "uptime_s",
+        "uplink_ok",
+        "uplink_ms",
+        "clients_online",
+        "backlog",
+    },
     "sales": {"kind", "month", "package", "count", "rupiah", "rev"},
     "gateway": {"kind", "rev", "village", "timezone", "version"},
 }
@@ -228,37 +266,59 @@ def validate_record(rec: Any) -> dict[str, Any]:
     extra = set(rec) - FIELDS[kind]
     missing = FIELDS[kind] - set(rec)
     if extra or missing:
-        raise WireError(f"{kind} record: unknown keys {sorted(extra)[:5]}, missing {sorted(missing)[:5]}")
+        raise WireError(
+            f"{kind} record: unknown keys {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
+        )
     if kind == "usage":
-        return {"kind": kind, "client": _str(rec, "client", _CLIENT),
-                "period_start": _hour(rec["period_start"]),
-                "seconds": _int(rec, "seconds", 0, 86_400),
-                "bytes_down": _int(rec, "bytes_down"), "bytes_up": _int(rec, "bytes_up")}
+        return {
+            "kind": kind,
+            "client": _str(rec, "client", _CLIENT),
+            "period_start": _hour(rec["period_start"]),
+            "seconds": _int(rec, "seconds", 0, 86_400),
+            "bytes_down": _int(rec, "bytes_down"),
+            "bytes_up": _int(rec, "bytes_up"),
+        }
     if kind == "health":
         ok = rec.get("uplink_ok")
         if ok is not None and not isinstance(ok, bool):
             raise WireError("uplink_ok must be true, false or null")
-        return {"kind": kind, "sampled_at": parse_iso(rec["sampled_at"], "sampled_at"),
-                "cpu_pct": _num(rec, "cpu_pct", 0, 100),
-                "load1": _num(rec, "load1", 0, 10_000), "load5": _num(rec, "load5", 0, 10_000),
-                "load15": _num(rec, "load15", 0, 10_000),
-                "mem_pct": _num(rec, "mem_pct", 0, 100), "disk_pct": _num(rec, "disk_pct", 0, 100),
-                "disk_free_mb": _int(rec, "disk_free_mb", 0, 1 << 40),
-                "temp_c": _num(rec, "temp_c", -100, 250, optional=True),
-                "uptime_s": _int(rec, "uptime_s", 0, 1 << 40), "uplink_ok": ok,
-                "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
-                "clients_online": _int(rec, "clients_online", 0, 1 << 20),
-                "backlog": _int(rec, "backlog", 0, 1 << 40)}
+        return {
+            "kind": kind,
+            "sampled_at": parse_iso(rec["sampled_at"], "sampled_at"),
+            "cpu_pct": _num(rec, "cpu_pct", 0, 100),
+            "load1": _num(rec, "load1", 0, 10_000),
+            "load5": _num(rec, "load5", 0, 10_000),
+            "load15": _num(rec, "load15", 0, 10_000),
+            "mem_pct": _num(rec, "mem_pct", 0, 100),
+            "disk_pct": _num(rec, "disk_pct", 0, 100),
+            "disk_free_mb": _int(rec, "disk_free_mb", 0, 1 << 40),
+            "temp_c": _num(rec, "temp_c", -100, 250, optional=True),
+            "uptime_s": _int(rec, "uptime_s", 0, 1 << 40),
+            "uplink_ok": ok,
+            "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
+            "clients_online": _int(rec, "clients_online", 0, 1 << 20),
+            "backlog": _int(rec, "backlog", 0, 1 << 40),
+        }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)
-        return {"kind": kind, "month": month, "package": _str(rec, "package", _PACKAGE),
-                "count": _int(rec, "count", 0, 1 << 31),
-                "rupiah": _int(rec, "rupiah", 0, 1 << 50), "rev": _int(rec, "rev", 1)}
+        return {
+            "kind": kind,
+            "month": month,
+            "package": _str(rec, "package", _PACKAGE),
+            "count": _int(rec, "count", 0, 1 << 31),
+            "rupiah": _int(rec, "rupiah", 0, 1 << 50),
+            "rev": _int(rec, "rev", 1),
+        }
     village = rec.get("village")
     if not isinstance(village, str) or not 0 < len(village) <= 100:
         raise WireError("village must be a string of 1 to 100 characters")
-    return {"kind": kind, "rev": _int(rec, "rev", 1), "village": village,
-            "timezone": _str(rec, "timezone", _TZ), "version": _str(rec, "version", _VERSION)}
+    return {
+        "kind": kind,
+        "rev": _int(rec, "rev", 1),
+        "village": village,
+        "timezone": _str(rec, "timezone", _TZ),
+        "version": _str(rec, "version", _VERSION),
+    }
 
 
 def dump_record(rec: Mapping[str, Any]) -> str:

@@ -21,8 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
-from hotspot.model import normalize_mac, utcnow
+from hotspot.mac import normalize_mac
 from hotspot.model_sync import SyncState
+from hotspot.timeutil import utcnow
 
 STATE_KEY = "pseudonym_key"
 _PREFIX = b"hotspot-desa/client/v1\0"
@@ -34,14 +35,20 @@ def pseudonym(key: bytes, mac: str) -> str:
     return hmac.new(key, _PREFIX + mac.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def load_key(config: Config, db: Engine) -> bytes:
-    """The gateway's pseudonym key (see the module docstring); created once if needed."""
+def stored_key(config: Config, db: Engine) -> bytes | None:
+    """The gateway's pseudonym key if it exists already (reads only), else None."""
     if config.privacy.pseudonym_key:
         return config.privacy.pseudonym_key.encode()
     with Session(db) as s:
         row = s.get(SyncState, STATE_KEY)
-        if row is not None:
-            return bytes.fromhex(row.value)
+        return bytes.fromhex(row.value) if row is not None else None
+
+
+def load_key(config: Config, db: Engine) -> bytes:
+    """The gateway's pseudonym key (see the module docstring); created once if needed."""
+    key = stored_key(config, db)
+    if key is not None:
+        return key
     try:
         with Session(db) as s, s.begin():
             s.add(SyncState(name=STATE_KEY, value=secrets.token_hex(32), updated_at=utcnow()))

@@ -1,0 +1,101 @@
+"""The gateway's health as the machine reports it: processor, memory, storage, temperature
+(where the board has a sensor), uptime, load, the WAN link — and what the sync agent last
+learnt about the uplink. One probe for the sync agent's health samples (:mod:`sync.health`)
+and the console's overview."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import psutil
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotspot.config import Config, database_path
+from hotspot.model_sync import SyncOutbox
+
+log = logging.getLogger(__name__)
+
+# Sensor names boards use for the SoC/CPU, most specific first (Raspberry Pi: cpu_thermal).
+_SENSORS = ("cpu_thermal", "coretemp", "k10temp", "soc_thermal", "cpu-thermal", "acpitz")
+
+
+def temperature() -> float | None:
+    """The hottest CPU/SoC sensor in °C, or None when the board reports none."""
+    try:
+        sensors = psutil.sensors_temperatures()
+    except (AttributeError, OSError):
+        return None
+    for name in _SENSORS + tuple(sorted(set(sensors) - set(_SENSORS))):
+        readings = [r.current for r in sensors.get(name, []) if r.current is not None]
+        if readings:
+            return round(max(readings), 1)
+    return None
+
+
+def disk_path(config: Config) -> str:
+    """Where the database lives (its folder, or the nearest one that exists): the storage
+    whose filling up matters."""
+    path = database_path(config.database.url)
+    p = path.parent if path is not None else None
+    while p is not None and not p.exists():
+        p = p.parent
+    return str(p) if p is not None else "/"
+
+
+def uptime_seconds() -> int:
+    return max(0, int(time.time() - psutil.boot_time()))
+
+
+def wan_state(interface: str) -> str | None:
+    """The WAN interface's link as the kernel reports it (``up``, ``down``, …); None when
+    there is no such interface."""
+    try:
+        with open(f"/sys/class/net/{interface}/operstate") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def last_uplink(engine: Engine) -> bool | None:
+    """What the sync agent's latest health sample said about the uplink (None: unknown)."""
+    try:
+        with engine.connect() as conn:
+            payload = conn.execute(
+                select(SyncOutbox.payload)
+                .where(SyncOutbox.kind == "health")
+                .order_by(SyncOutbox.id.desc())
+                .limit(1)
+            ).scalar()
+    except SQLAlchemyError:  # a database without the outbox (never synced): unknown
+        return None
+    if not payload:
+        return None
+    try:
+        sample = json.loads(payload)
+    except ValueError:
+        return None
+    return sample.get("uplink_ok") if isinstance(sample, dict) else None
+
+
+def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
+    """The console's overview of the gateway: ``cpu``, ``mem``, ``disk`` (percent),
+    ``temp`` (°C), ``uptime`` (s), ``wan`` (link state), ``load`` (1 min), ``uplink_ok``.
+    What cannot be read is left out (or None): the page must show anyway."""
+    out: dict[str, Any] = {}
+    try:
+        out["cpu"] = psutil.cpu_percent(interval=None)
+        out["mem"] = psutil.virtual_memory().percent
+        out["disk"] = psutil.disk_usage(disk_path(config)).percent
+        out["temp"] = temperature()
+        out["uptime"] = uptime_seconds()
+    except (OSError, psutil.Error):
+        log.debug("health unavailable", exc_info=True)
+    out["wan"] = wan_state(config.network.wan_interface)
+    out["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out["uplink_ok"] = last_uplink(engine)
+    return out

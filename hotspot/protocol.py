@@ -1,0 +1,497 @@
+"""The control socket's protocol: every request and reply, defined once.
+
+One JSON object per line each way over a Unix stream socket::
+
+    → {"op": "authorize", "ip": "10.10.0.42", "tier": "free"}
+    ← {"ok": true, "result": {...}}
+    ← {"ok": false, "error": {"code": "quota-exhausted", "message": "..."}}
+
+A request is one of the ``*Request`` dataclasses below; :func:`parse_request` is the only
+place that checks what arrives on the socket (types, ranges, required and unknown fields) and
+raises :class:`~hotspot.errors.UsageError` (``bad-request``) with a message naming the field.
+The gateway's dispatcher calls it once per line; the client sends ``request.to_wire()``.
+
+Each request class is generic in its result, a TypedDict (or a list of them), so
+``ControlClient.send(ClientRequest(ip=...))`` is typed as :class:`ClientInfo`.
+Requests built in code are trusted to the type checker; only the wire is checked at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypedDict, TypeVar
+
+from hotspot.errors import ErrorCode, UsageError
+from hotspot.mac import normalize_mac
+from hotspot.model import EndReason, Source
+from hotspot.timeutil import iso, naive_utc, parse_utc
+
+MAX_LINE = 64 * 1024  # a request
+MAX_REPLY = 64 * 1024 * 1024  # a reply (a list of thousands of sessions is a few hundred KB)
+
+MAX_MINUTES = 525_600  # a year: an authorization or an extension
+MAX_BYTES_LIMIT = 1 << 50
+MAX_VOUCHER_ID = 1 << 62  # fits SQLite's signed 64-bit integer
+MAX_TIER_NAME = 64
+MAX_REASON = 1000  # the engine keeps the first 200 characters
+# Far enough for any voucher, near enough that adding an extension never overflows datetime.
+LATEST_EXPIRY = dt.datetime(9000, 1, 1)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+class PingResult(TypedDict):
+    pong: bool
+    version: str
+
+
+class StatusResult(TypedDict):
+    version: str
+    uptime_seconds: int
+    village: str
+    table: str
+    lan_interface: str
+    wan_interface: str
+    leaf_qdisc: str
+    sessions: int
+    ticks: int
+    last_tick_error: str | None
+    tiers: dict[str, dict[str, Any]]
+
+
+class SessionInfo(TypedDict):
+    """A session, running or ended. Times are ISO 8601 UTC with a ``Z``."""
+
+    id: int
+    mac: str
+    ip: str
+    tier: str
+    source: str
+    state: Literal["active", "ended"]
+    started_at: str | None
+    expires_at: str | None
+    ended_at: str | None
+    end_reason: str | None
+    down_kbps: int
+    up_kbps: int
+    bytes_down: int
+    bytes_up: int
+    seconds_remaining: int | None
+    bytes_remaining: int | None
+    bytes_limit: int | None
+    voucher_id: int | None
+    rate_down_bps: int
+    rate_up_bps: int
+    last_activity_at: str | None
+
+
+class Allowance(TypedDict):
+    """What is left of today's fair-use allowance on one tier (None: unlimited)."""
+
+    seconds_left: int | None
+    bytes_left: int | None
+    seconds_used: int | None
+    bytes_used: int | None
+    resets_at: str | None
+    exhausted: bool
+
+
+class ClientInfo(TypedDict):
+    """Everything the portal shows a device."""
+
+    ip: str | None
+    mac: str | None
+    blocked: bool
+    session: SessionInfo | None
+    last_session: SessionInfo | None
+    allowance: dict[str, Allowance]
+
+
+class BlockResult(TypedDict):
+    mac: str
+    blocked: Literal[True]
+    ended_session: int | None
+
+
+class UnblockResult(TypedDict):
+    mac: str
+    blocked: Literal[False]
+
+
+class BlockedDevice(TypedDict):
+    mac: str
+    blocked_at: str | None
+    reason: str | None
+
+
+class ReconcileResult(TypedDict):
+    changed: str  # a summary of what had to change; empty when the kernel already matched
+
+
+# -- the envelope ------------------------------------------------------------------------------
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class OkReply(TypedDict):
+    ok: Literal[True]
+    result: Any
+
+
+class ErrorReply(TypedDict):
+    ok: Literal[False]
+    error: ErrorBody
+
+
+Reply: TypeAlias = OkReply | ErrorReply
+
+
+def ok_reply(result: Any) -> OkReply:
+    return {"ok": True, "result": result}
+
+
+def error_reply(code: ErrorCode, message: str) -> ErrorReply:
+    return {"ok": False, "error": {"code": code.value, "message": message}}
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One line of the protocol."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+# -- reading a request's fields ----------------------------------------------------------------
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def bad(field: str, problem: str) -> UsageError:
+    return UsageError(f"{field}: {problem}")
+
+
+class Fields:
+    """The arguments of one request as they came off the wire, read one field at a time.
+    Every reader checks type and range and names the field when it refuses; :meth:`finish`
+    refuses whatever no reader asked for."""
+
+    def __init__(self, op: str, raw: Mapping[str, object]):
+        self.op = op
+        self._raw = {k: v for k, v in raw.items() if k != "op"}
+        self._read: set[str] = set()
+
+    def _get(self, name: str) -> object:
+        self._read.add(name)
+        return self._raw.get(name)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._raw) - self._read)
+        if unknown:
+            raise bad(
+                unknown[0],
+                f"not an argument of {self.op!r}"
+                + (f" (nor are {', '.join(unknown[1:])})" if unknown[1:] else ""),
+            )
+
+    def text(self, name: str, max_len: int) -> str | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise bad(name, "must be text")
+        if len(value) > max_len:
+            raise bad(name, f"at most {max_len} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") would fail in the database
+            raise bad(name, "not valid text") from None
+        return value
+
+    def whole(self, name: str, lo: int, hi: int) -> int | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        # bool is an int to Python, and a float (NaN, 1e999, 1.5) is never a whole number here
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad(name, "must be a whole number")
+        if not lo <= value <= hi:
+            raise bad(name, f"must be from {lo} to {hi}")
+        return value
+
+    def ipv4(self, name: str) -> str | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise bad(name, "must be an IPv4 address as text")
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:  # AddressValueError is a ValueError
+            raise bad(name, f"not an IPv4 address: {value[:40]!r}") from None
+
+    def mac(self, name: str) -> str | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise bad(name, "must be a MAC address as text")
+        if len(value) > 64:
+            raise bad(name, "not a MAC address (too long)")
+        try:
+            return normalize_mac(value)
+        except UsageError as exc:
+            raise bad(name, exc.message) from None
+
+    def utc_time(self, name: str) -> dt.datetime | None:
+        """ISO 8601 → naive UTC; a time without a zone is taken as UTC."""
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise bad(name, "must be an ISO 8601 time as text")
+        try:
+            ts = parse_utc(value)
+        except ValueError:
+            raise bad(name, f"not an ISO 8601 time: {value[:40]!r}") from None
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last datetime
+            raise bad(name, "out of range") from None
+        if ts >= LATEST_EXPIRY:
+            raise bad(name, f"must be before {LATEST_EXPIRY.year}")
+        return ts
+
+    def choice(self, name: str, kind: type[E]) -> E | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        for member in kind:
+            if member.value == value:
+                return member
+        known = ", ".join(str(m.value) for m in kind)
+        raise bad(name, f"must be one of {known}")
+
+    def ip_or_mac(self) -> tuple[str | None, str | None]:
+        ip, mac = self.ipv4("ip"), self.mac("mac")
+        if ip is None and mac is None:
+            raise bad("ip", "give ip or mac")
+        return ip, mac
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+R = TypeVar("R")
+
+
+def _wire_value(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return iso(naive_utc(value), exact=True)
+    return value
+
+
+@dataclass(frozen=True)
+class Request(Generic[R]):
+    """A control request whose reply's result is an ``R``."""
+
+    op: ClassVar[str]
+
+    @classmethod
+    def read(cls, fields: Fields) -> Request[R]:
+        """Build the request from checked fields (a request without arguments has none)."""
+        return cls()
+
+    def to_wire(self) -> dict[str, object]:
+        out: dict[str, object] = {"op": self.op}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = _wire_value(value)
+        return out
+
+
+@dataclass(frozen=True)
+class PingRequest(Request[PingResult]):
+    op = "ping"
+
+
+@dataclass(frozen=True)
+class StatusRequest(Request[StatusResult]):
+    op = "status"
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest(Request[SessionInfo]):
+    """Let a device out. The session ends at ``expires_at`` if given, else after ``minutes``,
+    else after the tier's session length; ``bytes_limit`` caps its data (a voucher's whole
+    quota with a ``voucher_id``). The MAC is looked up by the gateway unless an operator
+    names both."""
+
+    op = "authorize"
+    ip: str | None = None
+    mac: str | None = None
+    tier: str = "free"
+    source: Source = Source.FREE
+    minutes: int | None = None
+    expires_at: dt.datetime | None = None
+    bytes_limit: int | None = None
+    voucher_id: int | None = None
+
+    @classmethod
+    def read(cls, fields: Fields) -> AuthorizeRequest:
+        ip, mac = fields.ip_or_mac()
+        minutes = fields.whole("minutes", 0, MAX_MINUTES)
+        expires_at = fields.utc_time("expires_at")
+        if minutes is not None and expires_at is not None:
+            raise bad("minutes", "give minutes or expires_at, not both")
+        tier = fields.text("tier", MAX_TIER_NAME)
+        return cls(
+            ip=ip,
+            mac=mac,
+            tier="free" if tier is None else tier,
+            source=fields.choice("source", Source) or Source.FREE,
+            minutes=minutes,
+            expires_at=expires_at,
+            bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
+            voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID),
+        )
+
+
+@dataclass(frozen=True)
+class DeauthorizeRequest(Request[SessionInfo]):
+    """End a device's running session, recording ``reason``."""
+
+    op = "deauthorize"
+    ip: str | None = None
+    mac: str | None = None
+    reason: EndReason = EndReason.KICK
+
+    @classmethod
+    def read(cls, fields: Fields) -> DeauthorizeRequest:
+        ip, mac = fields.ip_or_mac()
+        return cls(ip=ip, mac=mac, reason=fields.choice("reason", EndReason) or EndReason.KICK)
+
+
+@dataclass(frozen=True)
+class ClientRequest(Request[ClientInfo]):
+    """Who a device is, its session and its allowances."""
+
+    op = "client"
+    ip: str | None = None
+    mac: str | None = None
+
+    @classmethod
+    def read(cls, fields: Fields) -> ClientRequest:
+        ip, mac = fields.ip_or_mac()
+        return cls(ip=ip, mac=mac)
+
+
+@dataclass(frozen=True)
+class ExtendRequest(Request[SessionInfo]):
+    """Give a running session ``minutes`` more."""
+
+    op = "extend"
+    minutes: int
+    ip: str | None = None
+    mac: str | None = None
+
+    @classmethod
+    def read(cls, fields: Fields) -> ExtendRequest:
+        ip, mac = fields.ip_or_mac()
+        minutes = fields.whole("minutes", 1, MAX_MINUTES)
+        if minutes is None:
+            raise bad("minutes", "missing")
+        return cls(ip=ip, mac=mac, minutes=minutes)
+
+
+@dataclass(frozen=True)
+class ListRequest(Request[list[SessionInfo]]):
+    """Every running session, oldest first."""
+
+    op = "list"
+
+
+@dataclass(frozen=True)
+class BlockRequest(Request[BlockResult]):
+    """Never let a device out again (ends its running session)."""
+
+    op = "block"
+    mac: str
+    reason: str = ""
+
+    @classmethod
+    def read(cls, fields: Fields) -> BlockRequest:
+        mac = fields.mac("mac")
+        if mac is None:
+            raise bad("mac", "missing")
+        return cls(mac=mac, reason=fields.text("reason", MAX_REASON) or "")
+
+
+@dataclass(frozen=True)
+class UnblockRequest(Request[UnblockResult]):
+    op = "unblock"
+    mac: str
+
+    @classmethod
+    def read(cls, fields: Fields) -> UnblockRequest:
+        mac = fields.mac("mac")
+        if mac is None:
+            raise bad("mac", "missing")
+        return cls(mac=mac)
+
+
+@dataclass(frozen=True)
+class BlockedRequest(Request[list[BlockedDevice]]):
+    """Every blocked device."""
+
+    op = "blocked"
+
+
+@dataclass(frozen=True)
+class ReconcileRequest(Request[ReconcileResult]):
+    """Make the kernel match the database now."""
+
+    op = "reconcile"
+
+
+REQUESTS: dict[str, type[Request[Any]]] = {
+    cls.op: cls
+    for cls in (
+        PingRequest,
+        StatusRequest,
+        AuthorizeRequest,
+        DeauthorizeRequest,
+        ClientRequest,
+        ExtendRequest,
+        ListRequest,
+        BlockRequest,
+        UnblockRequest,
+        BlockedRequest,
+        ReconcileRequest,
+    )
+}
+
+
+def parse_request(message: object) -> Request[Any]:
+    """A decoded JSON line → its request; :class:`UsageError` naming the field otherwise."""
+    if not isinstance(message, dict):
+        raise bad("op", 'a request is a JSON object with an "op"')
+    op = message.get("op")
+    if op is None:
+        raise bad("op", "missing")
+    if not isinstance(op, str):
+        raise bad("op", "must be text")
+    kind = REQUESTS.get(op)
+    if kind is None:
+        raise bad("op", f"unknown operation {op[:40]!r} (known: {', '.join(REQUESTS)})")
+    fields = Fields(op, message)
+    request = kind.read(fields)
+    fields.finish()
+    return request

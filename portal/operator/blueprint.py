@@ -1,0 +1,189 @@
+"""The console's blueprint and what every page shares: the LAN-only gate, the login session,
+roles, error pages, the operator as the audit log's actor, village time in templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask_babel import format_datetime, gettext
+
+from hotspot import operators
+from hotspot.audit import Actor
+from hotspot.config import Config
+from hotspot.timeutil import naive_utc
+from portal.state import state
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("operator", __name__, url_prefix="/operator")
+COOKIE = "hs_op"
+PUBLIC = {"operator.login"}
+
+
+def cfg() -> Config:
+    """The configuration (short for ``state().config``: most pages need only that)."""
+    return state().config
+
+
+def is_console_path() -> bool:
+    return request.path == "/operator" or request.path.startswith("/operator/")
+
+
+def address_allowed(config: Any, addr: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    if config.operator.allow_lan and ip.version == 4 and ip in config.network.lan_network:
+        return True
+    return any(ip in ipaddress.ip_network(net) for net in config.operator.management_networks)
+
+
+MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
+    "lan-only": (
+        lambda: gettext("Not reachable from here"),
+        lambda: gettext(
+            "The operator console can only be opened from the village "
+            "network or the management network."
+        ),
+    ),
+    "admin-only": (
+        lambda: gettext("For admins only"),
+        lambda: gettext(
+            "This page is for the BUMDes admin. Ask the admin if you need something here."
+        ),
+    ),
+    "not-found": (lambda: gettext("Page not found"), lambda: gettext("This page does not exist.")),
+    "expired": (
+        lambda: gettext("This form has expired"),
+        lambda: gettext(
+            "The page was open too long or was sent twice. Nothing was "
+            "changed. Please open it again and try once more."
+        ),
+    ),
+    "bad-request": (
+        lambda: gettext("Something is not right"),
+        lambda: gettext("What was sent could not be read. Nothing was changed."),
+    ),
+    "too-large": (
+        lambda: gettext("Too much data"),
+        lambda: gettext("What was sent is too large. Nothing was changed."),
+    ),
+    "busy": (
+        lambda: gettext("Please try again"),
+        lambda: gettext("The database is busy right now. Please try again in a moment."),
+    ),
+    "gateway": (
+        lambda: gettext("The gateway does not answer"),
+        lambda: gettext(
+            "The WiFi gateway service is not answering. Sessions cannot "
+            "be shown or changed right now; sales still work."
+        ),
+    ),
+    "no-key": (
+        lambda: gettext("Vouchers are not set up"),
+        lambda: gettext(
+            "The voucher key is missing on this gateway, so codes cannot "
+            "be made or printed. Ask the technician."
+        ),
+    ),
+    "error": (
+        lambda: gettext("Something went wrong"),
+        lambda: gettext("Please try again in a moment. If it happens again, tell the technician."),
+    ),
+}
+
+
+def render_error(kind: str, status: int) -> tuple[str, int]:
+    title, text = MESSAGES.get(kind, MESSAGES["error"])
+    return render_template("operator/message.html", title=title(), text=text(), kind=kind), status
+
+
+def actor() -> Actor:
+    op = g.op
+    return Actor(op.name, op.id, op.role, request.remote_addr)
+
+
+def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kw: Any) -> Any:
+        if g.op is None or g.op.role != "admin":
+            return render_error("admin-only", 403)
+        return view(*args, **kw)
+
+    return wrapped
+
+
+def see_other(endpoint: str, **params: Any) -> Any:
+    return redirect(url_for(endpoint, **params), code=303)
+
+
+def flash_to(endpoint: str, note: str, **params: Any) -> Any:
+    """303 to a page with a short confirmation in ``?done=`` (no flash cookie needed)."""
+    return redirect(url_for(endpoint, done=note, **params), code=303)
+
+
+@bp.before_request
+def _gate() -> Any:
+    config = cfg()
+    if not config.operator.enabled:
+        return render_error("not-found", 404)
+    if not address_allowed(config, request.remote_addr):
+        return render_error("lan-only", 403)
+    g.op = operators.session_operator(
+        state().db,
+        request.cookies.get(COOKIE),
+        dt.timedelta(minutes=config.operator.idle_minutes),
+        clock=state().clock,
+    )
+    if g.op is None and request.endpoint not in PUBLIC:
+        nxt = (
+            request.full_path.rstrip("?")
+            if request.method == "GET"
+            else url_for("operator.dashboard")
+        )
+        return redirect(url_for("operator.login") + "?" + urlencode({"next": nxt}), code=303)
+    return None
+
+
+@bp.after_request
+def _no_cache(response: Any) -> Any:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def local(ts: dt.datetime | None, pattern: str = "d MMM yyyy, HH.mm") -> str:
+    """A naive-UTC moment in village time."""
+    if ts is None:
+        return ""
+    ts = naive_utc(ts)
+    if str(g.get("lang", "id")) == "en":
+        pattern = pattern.replace("HH.mm", "HH:mm")
+    return format_datetime(ts, pattern)
+
+
+@bp.app_context_processor
+def _console_globals() -> dict[str, Any]:
+    if not is_console_path():
+        return {}
+    from flask_babel import get_locale
+
+    g.lang = str(get_locale() or "id")
+    params = {k: v for k, v in request.args.items() if k not in ("lang", "done")}
+    params["lang"] = "en" if g.lang == "id" else "id"
+    return {
+        "op": g.get("op"),
+        "local": local,
+        "console_lang_url": request.path + "?" + urlencode(params),
+        "done": "",
+        "village_tz": cfg().village.timezone,
+    }

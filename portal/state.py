@@ -1,0 +1,73 @@
+"""What the portal's pages share — configuration, addresses, the gateway, the database, the
+voucher service, the clock — made once per process at start-up (:mod:`portal.startup`) and
+kept on the app. Views reach it with :func:`state`, typed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotspot.config import Config
+from hotspot.pseudonym import Pseudonymizer
+from hotspot.vouchers.packages import PackageInfo, list_packages
+from hotspot.vouchers.redemption import Gateway, VoucherService
+from portal.urls import PortalUrls, Signer
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "hotspot"  # the key in app.extensions
+PACKAGES_TTL = 30.0
+
+
+@dataclass(eq=False)
+class PortalState:
+    config: Config
+    urls: PortalUrls
+    signer: Signer
+    secret_key: bytes  # the session cookie's
+    gateway: Gateway  # the control-socket client (one connection per worker thread)
+    db: Engine
+    vouchers: VoucherService | None  # None: no voucher key on this gateway
+    clock: Callable[[], dt.datetime]
+    pseudonyms: Pseudonymizer | None = None  # the usage API's; None while it is off
+    fragments: dict[tuple, Any] = field(default_factory=dict)  # rendered price list, rules
+    _packages: tuple[float, list[PackageInfo]] = field(default_factory=lambda: (0.0, []))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+    def invalidate_packages(self) -> None:
+        """The console changed a package: the next price list is read afresh (in this
+        worker; the others within PACKAGES_TTL)."""
+        with self._lock:
+            self._packages = (0.0, [])
+            self.fragments.clear()
+
+    def packages(self) -> list[PackageInfo]:
+        """The price list (cached briefly: every splash shows it)."""
+        stamp, cached = self._packages
+        if time.monotonic() - stamp < PACKAGES_TTL:
+            return cached
+        with self._lock:
+            try:
+                fresh = list_packages(self.db)
+            except SQLAlchemyError as exc:
+                log.warning("price list unavailable: %s", str(exc).splitlines()[0])
+                fresh = cached
+            self._packages = (time.monotonic(), fresh)
+            return fresh
+
+
+def state(app: Flask | None = None) -> PortalState:
+    """The portal's state: of the app handling this request, or of ``app``."""
+    return (app if app is not None else current_app).extensions[EXTENSION]
