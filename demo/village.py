@@ -607,8 +607,10 @@ class Demo:
         self.cfg = config_mod.load(str(self.config))
 
     def start_dhcp(self) -> None:
-        """dnsmasq with the configuration ``hotspot provision`` renders, in the gateway
-        namespace; dhclient in every phone."""
+        """dnsmasq with the configurations ``hotspot provision`` renders, in the gateway
+        namespace: the full resolver with DHCP, and the walled resolver the gateway sends
+        the DNS of phones not logged in to (as the device runs them); dhclient in every
+        phone."""
         from hotspot import config as config_mod
         from provisioning import render as R
 
@@ -639,6 +641,28 @@ class Demo:
             "dnsmasq",
             interval=0.2,
         )
+        walled = self.work / "walled-dns.conf"
+        walled.write_bytes(files[R.WALLED_DNS_CONF].content)
+        walled.chmod(0o644)
+        port = cfg.network.walled_dns_port
+        self.service(
+            "walled-dns",
+            self.bed.gw,
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                f"--conf-file={walled}",
+                f"--pid-file={self.work}/walled-dns.pid",
+                "--log-facility=-",
+            ],
+        )
+        self.wait(
+            "the walled resolver listening",
+            lambda: self.port_open(self.bed.gw, GW_LAN_IP, port),
+            15,
+            "walled-dns",
+            interval=0.2,
+        )
         first = {"heavy": 0, "voucher": 1, "free": 2}  # the longest scripts first
         self.dhcp_started = time.monotonic()
         for ph in sorted(self.phones, key=lambda p: (first.get(p.role, 3), p.index)):
@@ -666,7 +690,8 @@ class Demo:
             )
         self.step(
             f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
-            f"{self.api_url}; dhclient in every phone"
+            f"{self.api_url}, DNS on 53 (logged in) and {port} (not logged in: portal, "
+            f"probes, walled garden only); dhclient in every phone"
         )
 
     def check_leases(self) -> list[Phone]:
@@ -1361,7 +1386,7 @@ class Demo:
                     break
                 crashed = [
                     n
-                    for n in ("gateway", "portal", "sync", "collector", "dnsmasq")
+                    for n in ("gateway", "portal", "sync", "collector", "dnsmasq", "walled-dns")
                     if self.services[n].poll() is not None
                 ]
                 if crashed:

@@ -68,6 +68,7 @@ class DataPath:
                 f"docs/architecture.md, Shaping)",
             )
         _enable_forwarding()
+        _refuse_router_adverts(self.config.network.lan_interface)
         self.down.install()
         self.up.install()
         snap = self.snapshot(with_nft=False)
@@ -137,6 +138,10 @@ class DataPath:
             raise
         for ip in plan.flush_ips:
             self.conntrack.flush_client(ip)
+        for client in plan.add_clients:
+            # Its DNS flows were redirected to the walled resolver: its next lookup must
+            # reach the full one.
+            self.conntrack.flush_client_dns(client.ip)
         self._delete_classes(plan)
 
     def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
@@ -204,3 +209,19 @@ def _enable_forwarding() -> None:
             log.info("enabled IPv4 forwarding")
     except OSError as exc:
         raise KernelError(f"cannot enable IPv4 forwarding: {exc}", code=ErrorCode.SYSCTL) from exc
+
+
+def _refuse_router_adverts(lan: str) -> None:
+    """accept_ra=0 on the LAN: a phone must not become the gateway's IPv6 router. The table
+    drops adverts from the LAN anyway and provisioning's sysctl file sets this at boot; this
+    covers a gateway installed by hand. A kernel without IPv6, or a sandbox that keeps the
+    file read-only, leaves it to those two."""
+    path = Path("/proc/sys/net/ipv6/conf", lan, "accept_ra")
+    try:
+        if path.read_text().strip() != "0":
+            path.write_text("0\n")
+            log.info("router advertisements on %s refused (accept_ra=0)", lan)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("cannot set accept_ra=0 on %s: %s (the table drops adverts)", lan, exc)

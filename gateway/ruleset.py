@@ -8,9 +8,17 @@ Everything the data path decides per packet is a set or map lookup, never a per-
 * ``up_class``      on the LAN (download) and on the WAN (upload). Set in the forward hook,
                     because ip_forward() resets skb->priority before it.
 * ``blocked``       ether_addr: never forwarded, whatever else says.
-* ``walled_garden`` static addresses/networks from the config, reachable before login;
+* ``walled_garden`` static addresses/networks from the config, reachable before login on
+                    the web's ports only (``WALLED_SERVICES``);
   ``walled_garden_dns`` the same filled by dnsmasq's ``nftset=`` (elements time out).
 * ``portal_flood``  a meter: new connections per second per unauthorized client to the portal.
+* ``dns_flood``     a meter: DNS packets per second per unauthorized client.
+
+Before login a device's DNS, to whatever address, is redirected to the walled resolver (a
+second dnsmasq on ``walled_dns_port`` that answers only the portal's name, the captive probes
+and the walled garden); blocked devices resolve nothing; LAN-to-LAN forwarding and IPv6 to the
+gateway (but neighbour discovery) are dropped; from the uplink only replies and the configured
+``wan_tcp_ports`` come in. docs/security.md, "The data path", has the why of each.
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """
@@ -37,7 +45,17 @@ UP_CLASS = "up_class"
 WALLED = "walled_garden"
 WALLED_DNS = "walled_garden_dns"
 FLOOD = "portal_flood"
+DNS_FLOOD = "dns_flood"
 LAN_TCP_PORTS = "lan_tcp_ports"
+WAN_TCP_PORTS = "wan_tcp_ports"
+DNS_PORT = 53
+# What a walled-garden address may be reached on before login: web pages (HTTP, HTTPS, QUIC).
+# A name's address may be a CDN's, shared with every other site it hosts: nothing but the web.
+WALLED_SERVICES = (("tcp", 80), ("tcp", 443), ("udp", 443))
+# ICMPv6 the gateway takes from the LAN: neighbour discovery of its link-local address only
+# (no router advertisements, no MLD, no echo). The uplink's own IPv6 also needs adverts.
+LAN_ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert")
+WAN_ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert")
 
 
 # -- expression helpers -------------------------------------------------------------------
@@ -87,6 +105,9 @@ class Layout:
     portal_conn_rate: int
     lan_tcp_ports: tuple[int, ...]
     walled_garden: tuple[str, ...]
+    walled_dns_port: int = 5300
+    walled_dns_rate: int = 20
+    wan_tcp_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Layout:
@@ -106,6 +127,9 @@ class Layout:
             portal_conn_rate=net.portal_conn_rate,
             lan_tcp_ports=net.lan_tcp_ports,
             walled_garden=net.walled_garden,
+            walled_dns_port=net.walled_dns_port,
+            walled_dns_rate=net.walled_dns_rate,
+            wan_tcp_ports=net.wan_tcp_ports,
         )
 
     def ref(self, **obj: Any) -> dict:
@@ -159,7 +183,11 @@ def _sets(layout: Layout) -> list[Command]:
         layout.ref(
             name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
         ),
+        layout.ref(
+            name=DNS_FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
+        ),
         layout.ref(name=LAN_TCP_PORTS, type="inet_service"),
+        layout.ref(name=WAN_TCP_PORTS, type="inet_service"),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
@@ -174,32 +202,69 @@ def _sets(layout: Layout) -> list[Command]:
                 }
             }
         )
-    if layout.lan_tcp_ports:
-        cmds.append(
-            {"add": {"element": layout.ref(name=LAN_TCP_PORTS, elem=list(layout.lan_tcp_ports))}}
-        )
+    for name, ports in (
+        (LAN_TCP_PORTS, layout.lan_tcp_ports),
+        (WAN_TCP_PORTS, layout.wan_tcp_ports),
+    ):
+        if ports:
+            cmds.append({"add": {"element": layout.ref(name=name, elem=list(ports))}})
     return cmds
+
+
+def _any_of(values: Iterable[Any]) -> Any:
+    values = list(values)
+    return values[0] if len(values) == 1 else {"set": values}
+
+
+def _l4(*protos: str) -> dict[str, Any]:
+    return _match(_meta("l4proto"), _any_of(protos))
+
+
+def _dport(port: Any) -> dict[str, Any]:
+    """The destination port of TCP or UDP (``th dport``; pair it with :func:`_l4`)."""
+    return _match(_payload("th", "dport"), port)
+
+
+def _meter(name: str, rate: int) -> dict[str, Any]:
+    """Over ``rate`` per second (burst twice that) for one source address of the set."""
+    return {
+        "set": {
+            "op": "add",
+            "elem": _payload("ip", "saddr"),
+            "set": "@" + name,
+            "stmt": [{"limit": {"rate": rate, "burst": 2 * rate, "per": "second", "inv": True}}],
+        }
+    }
 
 
 def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
     """chain name → (base-chain hook or None, rules); each rule is a list of expressions."""
     lan_in = _match(_meta("iifname"), layout.lan)
+    wan_in = _match(_meta("iifname"), layout.wan)
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
-    tcp = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
-    portal = tcp(
-        layout.portal_ports[0]
-        if len(layout.portal_ports) == 1
-        else {"set": list(layout.portal_ports)}
-    )
-    walled = [
-        _match(_payload("ip", "daddr"), "@" + WALLED),
-        _match(_payload("ip", "daddr"), "@" + WALLED_DNS),
-    ]
+
+    def tcp(port: Any) -> dict[str, Any]:
+        return _match(_payload("tcp", "dport"), port)
+
+    def icmpv6(types: Iterable[str]) -> list[dict[str, Any]]:
+        return [_match(_payload("icmpv6", "type"), {"set": list(types)})]
 
     def hook(kind: str, name: str, prio: int) -> dict[str, Any]:
         return {"type": kind, "hook": name, "prio": prio, "policy": "accept"}
 
+    portal = tcp(_any_of(layout.portal_ports))
+    walled = [
+        _match(_payload("ip", "daddr"), "@" + WALLED),
+        _match(_payload("ip", "daddr"), "@" + WALLED_DNS),
+    ]
+    web = _match(
+        {"concat": [_meta("l4proto"), _payload("th", "dport")]},
+        {"set": [{"concat": [proto, port]} for proto, port in WALLED_SERVICES]},
+    )
+    dns = [_l4("tcp", "udp"), _dport(DNS_PORT)]
+    walled_dns = [_l4("tcp", "udp"), _dport(layout.walled_dns_port)]
+    not_authorized = _match(_CLIENT_ID, "@" + AUTHORIZED, "!=")
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
         "prerouting": (
@@ -220,6 +285,11 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
             None,
             [
                 [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
+                # Every DNS query of a device not logged in, to whatever address (a phone with a
+                # hard-coded resolver too), goes to the walled resolver: no name of its choosing
+                # ever reaches upstream, so DNS is no tunnel. Before the walled garden: a resolver
+                # in the garden is not a way round it.
+                [*dns, {"redirect": {"port": layout.walled_dns_port}}],
                 [walled[0], _RETURN],
                 [walled[1], _RETURN],
                 [
@@ -251,11 +321,15 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
             [
                 [_match(_payload("ether", "saddr"), "@" + BLOCKED), _COUNTER, _DROP],
                 [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
+                # Phone to phone through the gateway would undo the access points' client
+                # isolation (a host route via 10.10.0.1 is all it takes).
+                [lan_out, _COUNTER, _DROP],
                 [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
-                [walled[0], _ACCEPT],
+                [walled[0], web, _ACCEPT],
                 # Use keeps a name-based entry alive: dnsmasq re-adding it does not.
                 [
                     walled[1],
+                    web,
                     {
                         "set": {
                             "op": "update",
@@ -309,42 +383,64 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
             hook("filter", "input", 0),
             [
                 [lan_in, {"jump": {"target": "lan_input"}}],
+                [wan_in, {"jump": {"target": "wan_input"}}],
             ],
         ),
         "lan_input": (
             None,
             [
+                # IPv6: neighbour discovery of the gateway's link-local address and nothing
+                # else: no service of the gateway answers there, and no router advert is taken.
+                [*icmpv6(LAN_ND_TYPES), _ACCEPT],
+                [_match(_meta("nfproto"), "ipv6"), _COUNTER, _DROP],
+                # DNS before established flows: NAT picks a flow's resolver at its first packet
+                # only, so a flow begun while logged in would still reach the full resolver
+                # after logout.
+                [
+                    _match(_payload("ether", "saddr"), "@" + BLOCKED),
+                    _l4("tcp", "udp"),
+                    _dport({"set": [DNS_PORT, layout.walled_dns_port]}),
+                    _COUNTER,
+                    _DROP,
+                ],
+                [*dns, not_authorized, _COUNTER, _DROP],
+                [*walled_dns, _meter(DNS_FLOOD, layout.walled_dns_rate), _COUNTER, _DROP],
+                [_l4("tcp", "udp"), _dport({"set": [DNS_PORT, layout.walled_dns_port]}), _ACCEPT],
                 [_ct_state("established", "related"), _ACCEPT],
-                [_match(_meta("nfproto"), "ipv6"), _ACCEPT],
-                [_match(_payload("udp", "dport"), {"set": [53, 67]}), _ACCEPT],
-                [_match(_payload("tcp", "dport"), 53), _ACCEPT],
+                [_match(_payload("udp", "dport"), 67), _ACCEPT],
                 [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
                 [
                     portal,
                     _ct_state("new"),
-                    _match(_CLIENT_ID, "@" + AUTHORIZED, "!="),
-                    {
-                        "set": {
-                            "op": "add",
-                            "elem": _payload("ip", "saddr"),
-                            "set": "@" + FLOOD,
-                            "stmt": [
-                                {
-                                    "limit": {
-                                        "rate": layout.portal_conn_rate,
-                                        "burst": 2 * layout.portal_conn_rate,
-                                        "per": "second",
-                                        "inv": True,
-                                    }
-                                }
-                            ],
-                        }
-                    },
+                    not_authorized,
+                    _meter(FLOOD, layout.portal_conn_rate),
                     _COUNTER,
                     _DROP,
                 ],
                 [portal, _ACCEPT],
                 [_match(_CLIENT_ID, "@" + AUTHORIZED), tcp("@" + LAN_TCP_PORTS), _ACCEPT],
+                [_COUNTER, _DROP],
+            ],
+        ),
+        # The uplink is the internet (or a provider's network): replies to the gateway's own
+        # traffic, what the uplink's own address configuration needs, and the management
+        # ports the operator opened. The portal, DNS and DHCP never answer there.
+        "wan_input": (
+            None,
+            [
+                [_ct_state("established", "related"), _ACCEPT],
+                [*icmpv6(WAN_ND_TYPES), _ACCEPT],
+                [
+                    _match(_payload("udp", "sport"), 67),
+                    _match(_payload("udp", "dport"), 68),
+                    _ACCEPT,
+                ],
+                [
+                    _match(_payload("udp", "sport"), 547),
+                    _match(_payload("udp", "dport"), 546),
+                    _ACCEPT,
+                ],
+                [tcp("@" + WAN_TCP_PORTS), _ACCEPT],
                 [_COUNTER, _DROP],
             ],
         ),

@@ -131,6 +131,33 @@ _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 DEFAULTS["network"]["walled_garden_domains"] = []
 # Wired ports bridged into lan_interface: the Ethernet side, where access points plug in.
 DEFAULTS["network"]["lan_ports"] = []
+# The data path before login (docs/security.md, "The data path"). A device that is not
+# logged in resolves only the portal's name, these hosts and walled_garden_domains (each with
+# its subdomains), through a second dnsmasq listening on walled_dns_port: the operating
+# systems' captive-portal probes, which must resolve to their real addresses so that the
+# port-80 redirect shows the portal (and, after login, the real answer passes).
+DEFAULTS["network"]["captive_probe_hosts"] = [
+    "connectivitycheck.gstatic.com",  # Android (and Samsung, Oppo, Vivo on Google's ROMs)
+    "connectivitycheck.android.com",
+    "www.google.com",  # Android's fallback probes, Chrome OS
+    "clients3.google.com",
+    "connectivity.samsung.com.cn",  # Samsung
+    "connectivitycheck.platform.hicloud.com",  # Huawei
+    "connect.rom.miui.com",  # Xiaomi, Redmi, POCO (MIUI, HyperOS)
+    "captive.apple.com",  # iOS, macOS
+    "www.apple.com",
+    "www.msftconnecttest.com",  # Windows 10/11 (the DNS check resolves dns.msftncsi.com)
+    "dns.msftncsi.com",
+    "www.msftncsi.com",  # older Windows
+    "detectportal.firefox.com",  # Firefox
+    "nmcheck.gnome.org",  # Linux desktops (NetworkManager)
+]
+DEFAULTS["network"]["walled_dns_port"] = 5300
+# DNS packets per second one device that is not logged in may send to the gateway (burst
+# twice that); more are dropped.
+DEFAULTS["network"]["walled_dns_rate"] = 20
+# TCP ports of the gateway open from the uplink (e.g. [22] for SSH); nothing else answers there.
+DEFAULTS["network"]["wan_tcp_ports"] = []
 DEFAULTS["wifi"] = {
     "enabled": True,  # onboard WiFi as an access point (a Pi 4 serves only about 8 phones)
     "interface": "wlan0",
@@ -206,6 +233,10 @@ class NetworkConfig:
     portal_conn_rate: int
     walled_garden_domains: tuple[str, ...] = ()  # filled into walled_garden_dns by dnsmasq
     lan_ports: tuple[str, ...] = ()  # wired ports of the LAN bridge
+    captive_probe_hosts: tuple[str, ...] = ()  # resolvable before login (DEFAULTS has the list)
+    walled_dns_port: int = 5300  # the resolver of devices not logged in (nft redirects to it)
+    walled_dns_rate: int = 20  # DNS packets per second per device not logged in
+    wan_tcp_ports: tuple[int, ...] = ()  # gateway ports open from the uplink
 
     @property
     def lan_iface(self) -> ipaddress.IPv4Interface:
@@ -521,6 +552,10 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
         portal_conn_rate=s.int("portal_conn_rate", 1, 10000),
         walled_garden_domains=_garden_domains(s),
         lan_ports=_lan_ports(s, lan, wan),
+        captive_probe_hosts=_probe_hosts(s),
+        walled_dns_port=_walled_dns_port(s),
+        walled_dns_rate=_with_default(s).int("walled_dns_rate", 1, 10000),
+        wan_tcp_ports=_wan_tcp_ports(s),
     )
 
 
@@ -833,6 +868,53 @@ def _garden_domains(s: Section) -> tuple[str, ...]:
             raise ConfigError(key, f"{domain!r} is listed twice")
         out.append(domain)
     return tuple(out)
+
+
+def _with_default(s: Section) -> Section:
+    """[network] with the data-path keys a hand-made table may lack filled in."""
+    return Section({**DEFAULTS["network"], **s.data}, s.prefix)
+
+
+def _probe_hosts(s: Section) -> tuple[str, ...]:
+    name = "captive_probe_hosts"
+    values = _with_default(s).data[name]
+    if not isinstance(values, list):
+        raise ConfigError(s.key(name), "must be a list")
+    if len(values) > 64:
+        raise ConfigError(s.key(name), "at most 64 host names")
+    out: list[str] = []
+    for i, entry in enumerate(values):
+        key = f"{s.key(name)}[{i}]"
+        host = entry.strip().lower().rstrip(".") if isinstance(entry, str) else ""
+        if not _HOSTNAME.match(host) or "." not in host:
+            raise ConfigError(key, f'{entry!r} is not a host name like "captive.apple.com"')
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            raise ConfigError(key, f"{entry!r} is an address, not a host name")
+        if host not in out:
+            out.append(host)
+    return tuple(out)
+
+
+def _walled_dns_port(s: Section) -> int:
+    # Above 1023: the walled resolver runs without CAP_NET_BIND_SERVICE.
+    port = _with_default(s).int("walled_dns_port", 1024, 65535)
+    if port == s.data.get("portal_port"):
+        raise ConfigError(s.key("walled_dns_port"), f"{port} is network.portal_port")
+    return port
+
+
+def _wan_tcp_ports(s: Section) -> tuple[int, ...]:
+    ports: list[int] = []
+    for i, port in enumerate(_with_default(s).list("wan_tcp_ports")):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"{s.key('wan_tcp_ports')}[{i}]", f"{port!r} is not a TCP port")
+        if port not in ports:
+            ports.append(port)
+    return tuple(ports)
 
 
 def _lan_ports(s: Section, lan: str, wan: str) -> tuple[str, ...]:

@@ -394,7 +394,13 @@ def plan(
             )
         )
     if fresh or R.SYSCTL in changed or not host.forwarding():
-        p.after.append(Step(["sysctl", "-q", "-p", R.SYSCTL], "IPv4 forwarding on"))
+        # -e: the LAN bridge's key waits for the bridge (udev applies it when it appears).
+        p.after.append(
+            Step(
+                ["sysctl", "-q", "-e", "-p", R.SYSCTL],
+                "IPv4 forwarding on, no router adverts from the LAN",
+            )
+        )
     db_file = config_mod.database_path(cfg.database.url)
     if fresh or not host.db_current(cfg.database.url):
         p.after.append(

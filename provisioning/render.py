@@ -39,6 +39,11 @@ SYSUSERS = "/etc/sysusers.d/hotspot.conf"
 TMPFILES = "/etc/tmpfiles.d/hotspot.conf"
 SYSCTL = "/etc/sysctl.d/90-hotspot.conf"
 DNSMASQ = "/etc/dnsmasq.d/hotspot.conf"
+# The walled resolver's file: not in /etc/dnsmasq.d, which Debian's dnsmasq reads whole.
+WALLED_DNS_CONF = "/etc/hotspot/walled-dns.conf"
+WALLED_DNS_UNIT = "hotspot-walled-dns"
+# Where the walled resolver asks for the names it may answer: the gateway's own dnsmasq.
+MAIN_RESOLVER = "127.0.0.1"
 HOSTAPD = "/etc/hostapd/hostapd.conf"
 HOSTAPD_DROPIN = "/etc/systemd/system/hostapd.service.d/hotspot.conf"
 DNSMASQ_DROPIN = "/etc/systemd/system/dnsmasq.service.d/hotspot.conf"
@@ -50,6 +55,7 @@ UNIT_DIR = "/etc/systemd/system"
 # The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
 # hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
 ALL_UNITS = (
+    "hotspot-walled-dns",
     "hotspot-gateway",
     "hotspot-portal",
     "hotspot-portal-tls",
@@ -186,6 +192,13 @@ def _template(name: str, **values: object) -> bytes:
     return _env.get_template(name).render(**values).encode()
 
 
+def _sysctl_conf_key(family: str, ifname: str, key: str) -> str:
+    """A per-interface sysctl.d key; with slashes when the name has a dot (eth0.100)."""
+    if "." in ifname:
+        return f"net/{family}/conf/{ifname}/{key}"
+    return f"net.{family}.conf.{ifname}.{key}"
+
+
 def _ssid_line(ssid: str) -> tuple[str, bool]:
     """hostapd's ssid line: plain when that is unambiguous, else ssid2=P"…" (escaped)."""
     utf8 = not ssid.isascii()
@@ -228,6 +241,13 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lease_minutes": dhcp.lease_minutes,
         "api_url": api_url(cfg),
         "garden_domains": list(net.walled_garden_domains),
+        "probe_hosts": list(net.captive_probe_hosts),
+        "walled_dns_port": net.walled_dns_port,
+        "walled_dns_conf": WALLED_DNS_CONF,
+        "walled_dns_unit": WALLED_DNS_UNIT,
+        "walled_dns_cred": PurePosixPath(WALLED_DNS_CONF).name,
+        "main_resolver": MAIN_RESOLVER,
+        "lan_sysctl": _sysctl_conf_key("ipv6", net.lan_interface, "accept_ra"),
         "nft_set_ref": f"{FAMILY}#{cfg.gateway.table}#{WALLED_DNS}",
         "wifi": wifi,
         "wifi_enabled": wifi.enabled,
@@ -241,6 +261,7 @@ def units(cfg: Config) -> tuple[str, ...]:
     """The village gateway's own units."""
     tls = cfg.portal.tls
     return (
+        WALLED_DNS_UNIT,
         "hotspot-gateway",
         "hotspot-portal",
         *(["hotspot-portal-tls"] if tls else []),
@@ -266,7 +287,14 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
         File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
         File(TMPFILES, _template("tmpfiles.conf.j2", **v), 0o644, "tmpfiles"),
         # The collector's credentials live in it: root and the services' group only.
-        File(CONFIG_PATH, source, 0o640, "config", group=group, restarts=own),
+        File(
+            CONFIG_PATH,
+            source,
+            0o640,
+            "config",
+            group=group,
+            restarts=tuple(u for u in own if u != WALLED_DNS_UNIT),
+        ),  # it has a file of its own
         File(SYSCTL, _template("sysctl.conf.j2", **v), 0o644, "sysctl"),
         File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
         File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
@@ -284,6 +312,15 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
             0o644,
             "dropin",
             restarts=("dnsmasq",),
+        )
+    )
+    files.append(
+        File(
+            WALLED_DNS_CONF,
+            _template("walled-dns.conf.j2", **v),
+            0o644,
+            "dnsmasq",
+            restarts=(WALLED_DNS_UNIT,),
         )
     )
     if wifi.enabled:

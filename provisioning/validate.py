@@ -229,12 +229,21 @@ def check_users_and_dirs(sysusers: File, tmpfiles: File | None) -> list[Check]:
     return checks
 
 
+def _sysctl_path(key: str) -> Path:
+    """Where a sysctl.d key lives in /proc/sys; a per-interface key is looked up on
+    ``default`` (the interface, a bridge made by networkd, may not exist yet)."""
+    parts = key.split("/") if "/" in key else key.split(".")
+    if len(parts) == 5 and parts[0] == "net" and parts[2] in ("conf", "neigh"):
+        parts[3] = "default"
+    return Path("/proc/sys", *parts)
+
+
 def check_sysctl(f: File) -> Check:
     for line in f.content.decode().splitlines():
         if not line.strip() or line.startswith(("#", ";")):
             continue
-        m = re.fullmatch(r"\s*([a-z0-9_.]+)\s*=\s*(\S+)\s*", line)
-        if not m or not Path("/proc/sys", *m.group(1).split(".")).exists():
+        m = re.fullmatch(r"\s*([A-Za-z0-9_./@:-]+)\s*=\s*(\S+)\s*", line)
+        if not m or not _sysctl_path(m.group(1)).exists():
             return Check(f.path, False, f"not a known sysctl line: {line!r}")
     return Check(f.path, True, "sysctl keys exist")
 

@@ -25,6 +25,7 @@ PORTAL_PORT = 8080
 PORTAL_MARKER = "hst-portal-stand-in-7f3a"  # what the portal stand-in answers
 TABLE = ("inet", "hotspot")
 NETSERVERS = str(Path(__file__).with_name("netservers.py"))
+DNSQUERY = str(Path(__file__).with_name("dnsquery.py"))
 
 # IPv6 addressing for the "no IPv6 forwarding" test (unique local addresses, never routed).
 LAN6_GW = "fd00:1::1"
@@ -191,6 +192,25 @@ def send_udp(
 ) -> None:
     """Send ``count`` datagrams (a few, so one lost packet cannot fake a result)."""
     bed.run(ns, sys.executable, "-c", _SEND_UDP, host, str(port), payload, str(sport), str(count))
+
+
+def dns_queries(
+    bed: Testbed, ns: str, queries: list[dict[str, Any]], timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Ask DNS questions from ``ns``, all at once (see dnsquery.py): each query is a dict with
+    ``server``, ``name`` and optionally ``type`` (A), ``tcp``, ``port`` (53), ``sport``,
+    ``timeout`` (2 s); each result ``{"rcode", "answers": [[type, ttl, data]], "authority"}``
+    or ``{"error": …}`` when nothing came back."""
+    proc = bed.run(
+        ns, sys.executable, DNSQUERY, "--batch", input=json.dumps(queries), timeout=timeout
+    )
+    return json.loads(proc.stdout)
+
+
+def dns_query(
+    bed: Testbed, ns: str, server: str, name: str, qtype: str = "A", **opts: Any
+) -> dict[str, Any]:
+    return dns_queries(bed, ns, [{"server": server, "name": name, "type": qtype, **opts}])[0]
 
 
 # -- listeners ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The walled garden, with real traffic: before login a phone gets the portal for plain HTTP
-to any address, DNS and DHCP to the gateway, and nothing else — no HTTPS, QUIC, outside DNS,
+to any address, DNS (to the walled resolver) and DHCP to the gateway, and nothing else — no HTTPS, QUIC, outside DNS,
 ICMP or IPv6 ever reaches the upstream host. After ``clients allow`` everything does.
 
 "Never reaches upstream" is proved at the far end: recording UDP/TCP listeners in the
@@ -147,22 +147,34 @@ def test_ipv6_from_lan_is_never_forwarded(testbed, upstream, gateway_factory, li
 
 
 def test_dns_and_dhcp_to_the_gateway_are_allowed_before_login(testbed, gateway, listen):
+    """Before login DNS goes to the walled resolver (port 5300: names limited there, see
+    tests/netns/provisioning/test_dns_before_login.py); after login to the full one (53)."""
     phone = testbed.phones[0]
+    walled_dns = listen(testbed.gw, "udp", GW_LAN_IP, 5300)
+    walled_dns_tcp = listen(testbed.gw, "tcp", GW_LAN_IP, 5300)
     dns = listen(testbed.gw, "udp", GW_LAN_IP, 53)
     dns_tcp = listen(testbed.gw, "tcp", GW_LAN_IP, 53)
     dhcp = listen(testbed.gw, "udp", "0.0.0.0", 67)
     other = listen(testbed.gw, "udp", GW_LAN_IP, 123)  # NTP on the gateway is not open
 
     send_udp(testbed, phone.ns, GW_LAN_IP, 53, "dns-query")
-    assert any("dns-query" in line for line in dns.wait_received())
+    assert any("dns-query" in line for line in walled_dns.wait_received())
     curl(testbed, phone.ns, f"http://{GW_LAN_IP}:53/", timeout=1)
-    assert dns_tcp.wait_received()
+    assert walled_dns_tcp.wait_received()
     send_udp(testbed, phone.ns, GW_LAN_IP, 67, "dhcp-unicast", sport=68)
     send_udp(testbed, phone.ns, "255.255.255.255", 67, "dhcp-broadcast", sport=68)
     got = " ".join(dhcp.wait_received(2))
     assert "dhcp-unicast" in got and "dhcp-broadcast" in got, got
     send_udp(testbed, phone.ns, GW_LAN_IP, 123, "ntp")
     other.assert_silent()
+    dns.assert_silent(settle=0)
+    dns_tcp.assert_silent(settle=0)
+
+    authorize(gateway, phone)
+    send_udp(testbed, phone.ns, GW_LAN_IP, 53, "dns-after-login")
+    assert any("dns-after-login" in line for line in dns.wait_received())
+    curl(testbed, phone.ns, f"http://{GW_LAN_IP}:53/", timeout=1)
+    assert dns_tcp.wait_received()
 
 
 def test_allowed_client_reaches_upstream(testbed, gateway, listen):

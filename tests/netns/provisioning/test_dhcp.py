@@ -1,8 +1,8 @@
 """The DHCP and DNS path for real: dnsmasq with the configuration ``hotspot provision``
 renders, in the gateway namespace on br-lan, next to the real gateway; a phone without an
 address gets a lease from the range with DHCP option 114 (RFC 8910) from ISC dhclient; a
-walled-garden domain resolved through that dnsmasq lands in the gateway's
-``walled_garden_dns`` set, and the phone, still not logged in, reaches it.
+walled-garden domain resolved by a phone not logged in (through the walled resolver, which asks
+that dnsmasq) lands in the gateway's ``walled_garden_dns`` set, and the phone reaches it.
 
 The "internet" answering DNS is a second dnsmasq in the upstream namespace (authoritative
 for ``walled.example``), so the gateway's dnsmasq forwards the query and its ``nftset=``
@@ -158,7 +158,21 @@ def dnsmasq(testbed, gateway, village, tmp_path):
         "--log-queries",
         log_path=work / "dnsmasq.log",
     )
+    # The walled resolver: the gateway sends the DNS of phones not logged in there.
+    walled = work / "walled-dns.conf"
+    walled.write_bytes(files[R.WALLED_DNS_CONF].content)
+    testbed.popen(
+        testbed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={walled}",
+        f"--pid-file={work}/walled.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=work / "walled.log",
+    )
     testbed.wait_port(testbed.gw, GW_LAN_IP, 53)  # TCP DNS: up means ready
+    testbed.wait_port(testbed.gw, GW_LAN_IP, village.network.walled_dns_port)
     return {
         "conf": conf,
         "leases": leases,
@@ -235,8 +249,14 @@ def test_walled_garden_domain_fills_the_nft_set(testbed, dnsmasq, gateway):
     )
     after = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html")
     assert after.code == "200" and "upstream ok" in after.body
-    # A name outside the garden resolves too (DNS passes before login) but opens nothing.
-    testbed.run(phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP, check=False)
+    # A name outside the garden does not resolve before login (the walled resolver answers
+    # NXDOMAIN) and opens nothing.
+    assert (
+        testbed.run(
+            phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP, check=False
+        ).returncode
+        != 0
+    )
     assert set_elements(testbed, "walled_garden_dns") == [UPSTREAM_IP]
 
 

@@ -88,7 +88,98 @@ def test_unauthorized_traffic_is_refused_and_ipv6_dropped():
     kinds = [list(expr[-1])[0] for expr in from_lan]
     assert kinds[0] == "drop"  # blocked MACs first
     assert kinds[1] == "drop"  # IPv6 forwarding
+    assert kinds[2] == "drop"  # LAN to LAN (hairpin)
     assert kinds[-2:] == ["reject", "reject"]
+
+
+def _text(rule):
+    return json.dumps(rule)
+
+
+def test_lan_to_lan_forwarding_is_dropped_and_counted_before_any_accept():
+    from_lan = rules_of(ruleset.table_commands(layout(lan_interface="br0")), "from_lan")
+    hairpin = next(
+        i for i, r in enumerate(from_lan) if '"oifname"' in _text(r) and '"br0"' in _text(r)
+    )
+    assert {"counter": None} in from_lan[hairpin] and from_lan[hairpin][-1] == {"drop": None}
+    first_accept = next(
+        i
+        for i, r in enumerate(from_lan)
+        if r[-1] in ({"accept": None},) or '"jump"' in _text(r[-1])
+    )
+    assert hairpin < first_accept
+
+
+def test_walled_garden_opens_only_web_ports():
+    from_lan = rules_of(
+        ruleset.table_commands(layout(walled_garden=["203.0.113.0/24"])), "from_lan"
+    )
+    walled = [r for r in from_lan if "@walled_garden" in _text(r)]
+    assert len(walled) == 2  # by address and by name
+    web = {"set": [{"concat": ["tcp", 80]}, {"concat": ["tcp", 443]}, {"concat": ["udp", 443]}]}
+    for rule in walled:
+        assert any(e.get("match", {}).get("right") == web for e in rule), rule
+        assert rule[-1] == {"accept": None}
+
+
+def test_dns_before_login_goes_to_the_walled_resolver_before_the_walled_garden():
+    nat = rules_of(ruleset.table_commands(layout(walled_dns_port=5399)), "captive_nat")
+    texts = [_text(r) for r in nat]
+    assert "@authorized" in texts[0] and texts[0].endswith('{"return": null}]')
+    dns = texts[1]
+    assert '"redirect": {"port": 5399}' in dns and '"right": 53' in dns
+    assert '{"set": ["tcp", "udp"]}' in dns
+    assert "daddr" not in dns  # whatever address the phone asked
+    assert all("@walled_garden" in t for t in texts[2:4])  # the garden comes after
+
+
+def test_lan_input_dns_rules_come_first_and_meter_walled_devices():
+    lay = layout(walled_dns_port=5399, walled_dns_rate=7)
+    cmds = ruleset.table_commands(lay)
+    lan_input = [_text(r) for r in rules_of(cmds, "lan_input")]
+    established = next(i for i, t in enumerate(lan_input) if '"established"' in t)
+    blocked, main_dns, meter, dns_ok = lan_input[2:6]
+    assert (
+        "@blocked" in blocked
+        and '{"set": [53, 5399]}' in blocked
+        and blocked.endswith('{"drop": null}]')
+    )
+    assert '"right": 53' in main_dns and '"op": "!="' in main_dns and "@authorized" in main_dns
+    assert '"right": 5399' in meter and '"set": "@dns_flood"' in meter
+    assert '"rate": 7' in meter and '"burst": 14' in meter and meter.endswith('{"drop": null}]')
+    assert dns_ok.endswith('{"accept": null}]') and established > 5
+    sets = {c["add"]["set"]["name"]: c["add"]["set"] for c in cmds if "set" in c.get("add", {})}
+    assert sets["dns_flood"]["flags"] == ["timeout"]
+
+
+def test_ipv6_to_the_gateway_only_neighbour_discovery():
+    lan_input = rules_of(ruleset.table_commands(layout()), "lan_input")
+    nd, v6 = lan_input[0], lan_input[1]
+    assert _text(nd).count("nd-neighbor") == 2 and "router" not in _text(nd)
+    assert nd[-1] == {"accept": None}
+    assert '"ipv6"' in _text(v6) and v6[-1] == {"drop": None}
+    # No other rule accepts IPv6 wholesale (the old blanket accept).
+    assert not any('"nfproto"' in _text(r) and r[-1] == {"accept": None} for r in lan_input)
+
+
+def test_wan_input_takes_replies_and_configured_ports_only():
+    cmds = ruleset.table_commands(layout(wan_interface="wwan0", wan_tcp_ports=[22]))
+    inp = [_text(r) for r in rules_of(cmds, "input")]
+    assert any('"wwan0"' in t and '"target": "wan_input"' in t for t in inp)
+    wan = rules_of(cmds, "wan_input")
+    assert '"established"' in _text(wan[0]) and wan[0][-1] == {"accept": None}
+    assert "@wan_tcp_ports" in _text(wan[-2]) and wan[-1] == [{"counter": None}, {"drop": None}]
+    everything = _text(wan)
+    for port in ("8080", "53", "5300"):
+        assert f'"right": {port}' not in everything
+    elems = [c["add"]["element"] for c in cmds if "element" in c.get("add", {})]
+    assert {"family": "inet", "table": "hotspot", "name": "wan_tcp_ports", "elem": [22]} in elems
+    none = [
+        c
+        for c in ruleset.table_commands(layout())
+        if "element" in c.get("add", {}) and c["add"]["element"]["name"] == "wan_tcp_ports"
+    ]
+    assert none == []  # nothing configured: the set stays empty
 
 
 def test_client_commands_add_and_delete():

@@ -53,6 +53,7 @@ class FakeHost(Host):
             "systemd-networkd",
             "hostapd",
             "dnsmasq",
+            "hotspot-walled-dns",
             "hotspot-gateway",
             "hotspot-portal",
             "hotspot-sync",

@@ -42,8 +42,10 @@ def test_the_files_of_a_village(village_file):
         R.NM_CONF,
         R.DNSMASQ,
         R.DNSMASQ_DROPIN,
+        R.WALLED_DNS_CONF,
         R.HOSTAPD,
         R.HOSTAPD_DROPIN,
+        "/etc/systemd/system/hotspot-walled-dns.service",
         "/etc/systemd/system/hotspot-gateway.service",
         "/etc/systemd/system/hotspot-portal.service",
         "/etc/systemd/system/hotspot-sync.service",
@@ -366,3 +368,80 @@ def test_a_gateway_start_refills_the_walled_garden():
     assert k["ExecStartPost"] == [
         "+/bin/systemctl --no-block try-reload-or-restart dnsmasq.service"
     ]
+
+
+def test_the_walled_resolver(village_file):
+    """Devices not logged in resolve the portal, the probes and the walled garden only
+    (issue #10): everything else is NXDOMAIN made here, never forwarded."""
+    cfg = load(
+        village_file,
+        portal={"hostname": "portal.desa.id"},
+        network={
+            "captive_probe_hosts": ["captive.apple.com", "www.google.com"],
+            "walled_dns_port": 5399,
+            "wan_interface": "eth1",
+            "lan_ports": ["eth0"],
+            "walled_garden_domains": ["belajar.id", "kemdikbud.go.id"],
+        },
+    )
+    conf = text(cfg, R.WALLED_DNS_CONF)
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert lines == [
+        "listen-address=10.10.0.1",
+        "port=5399",
+        "bind-dynamic",
+        "no-resolv",
+        "no-hosts",
+        "cache-size=0",  # every allowed lookup reaches the main dnsmasq: nftset= fires each time
+        "max-ttl=5",  # nothing stale after login
+        "address=/#/",
+        "host-record=portal.desa.id,10.10.0.1",
+        "server=/captive.apple.com/127.0.0.1",
+        "server=/www.google.com/127.0.0.1",
+        "server=/belajar.id/127.0.0.1",
+        "nftset=/belajar.id/4#inet#hotspot#walled_garden_dns",
+        "server=/kemdikbud.go.id/127.0.0.1",
+        "nftset=/kemdikbud.go.id/4#inet#hotspot#walled_garden_dns",
+    ]
+    f = rendered(cfg)[R.WALLED_DNS_CONF]
+    assert (f.kind, f.mode, f.restarts) == ("dnsmasq", 0o644, ("hotspot-walled-dns",))
+    # The main dnsmasq answers on 53 and keeps its own nftset= lines (logged-in devices).
+    main = text(cfg, R.DNSMASQ)
+    assert "port=" not in main and "nftset=/belajar.id/" in main
+
+
+def test_no_probe_hosts_no_garden_no_portal_name():
+    conf = text(load(network={"captive_probe_hosts": []}), R.WALLED_DNS_CONF)
+    assert "server=" not in conf and "host-record" not in conf and "address=/#/\n" in conf
+
+
+def test_walled_resolver_unit():
+    cfg = load()
+    assert R.services(cfg)[R.services(cfg).index("dnsmasq") + 1] == "hotspot-walled-dns"
+    k = _keys(_unit(cfg, "hotspot-walled-dns"))
+    assert k["ExecStart"] == [
+        "/usr/sbin/dnsmasq --keep-in-foreground --conf-file=%d/walled-dns.conf --pid-file="
+    ]
+    assert k["LoadCredential"] == ["walled-dns.conf:/etc/hotspot/walled-dns.conf"]
+    assert k["PartOf"] == ["dnsmasq.service"] and k["ReloadPropagatedFrom"] == ["dnsmasq.service"]
+    assert k["User"] == ["dnsmasq"] and k["Restart"] == ["always"]
+    assert k["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]  # nftset=; its port is above 1023
+    assert k["AmbientCapabilities"] == ["CAP_NET_ADMIN"]
+    # hotspot.toml is not its file: changing it does not restart the walled resolver.
+    assert "hotspot-walled-dns" not in rendered(cfg)[R.CONFIG_PATH].restarts
+
+
+@pytest.mark.parametrize(
+    "lan, line",
+    [
+        ("br-lan", "net.ipv6.conf.br-lan.accept_ra = 0"),
+        ("eth0.100", "net/ipv6/conf/eth0.100/accept_ra = 0"),
+    ],
+)
+def test_no_router_adverts_from_the_lan(lan, line):
+    sysctl = text(load(network={"lan_interface": lan}), R.SYSCTL)
+    assert line in sysctl.splitlines() and "net.ipv4.ip_forward = 1" in sysctl
+
+
+def test_the_onboard_wifi_isolates_its_clients(village_file):
+    assert "ap_isolate=1" in text(load(village_file), R.HOSTAPD).splitlines()

@@ -59,6 +59,10 @@ def test_everything_rendered_passes(cfg):
         assert path in names, path
     details = {c.name: c.detail for c in checks}
     assert details[R.DNSMASQ] == "dnsmasq --test"
+    # Both dnsmasq instances: the main one and the walled resolver (issue #10).
+    assert details[R.WALLED_DNS_CONF] == "dnsmasq --test"
+    assert f"{R.WALLED_DNS_CONF} nftset" in names
+    assert details["/etc/systemd/system/hotspot-walled-dns.service"] == "systemd-analyze verify"
     assert details["/etc/systemd/system/hotspot-gateway.service"] == "systemd-analyze verify"
     assert not [c for c in checks if c.ok is False]
 
@@ -134,3 +138,25 @@ def test_an_invalid_village_file_is_caught(cfg):
     files = replace(files_of(cfg), R.CONFIG_PATH, b"[wifi]\nchannel = 99\n")
     checks = [c for c in _validate_quietly(files, cfg) if c.name == R.CONFIG_PATH]
     assert checks[0].ok is False and "wifi.channel" in checks[0].detail
+
+
+@needs
+def test_a_broken_walled_resolver_file_is_caught(cfg):
+    files = files_of(cfg)
+    walled = next(f for f in files if f.path == R.WALLED_DNS_CONF).content
+    problems = failed(replace(files, R.WALLED_DNS_CONF, walled + b"max-ttl=soon\n"), cfg)
+    assert "dnsmasq --test" in problems[R.WALLED_DNS_CONF]
+    wrong_set = walled.replace(b"#walled_garden_dns", b"#authorized")
+    problems = failed(replace(files, R.WALLED_DNS_CONF, wrong_set), cfg)
+    assert "no ipv4_addr set with timeouts" in problems[f"{R.WALLED_DNS_CONF} nftset"]
+
+
+def test_a_per_interface_sysctl_key_is_checked_on_default(cfg):
+    from provisioning.validate import check_sysctl
+
+    sysctl = next(f for f in files_of(cfg) if f.path == R.SYSCTL)
+    assert b"net.ipv6.conf.br-lan.accept_ra = 0" in sysctl.content
+    if os.path.exists("/proc/sys/net/ipv6/conf/default/accept_ra"):
+        assert check_sysctl(sysctl).ok  # br-lan need not exist on the machine that checks
+    bad = dataclasses.replace(sysctl, content=b"net.ipv6.conf.br-lan.accept_banana = 0\n")
+    assert check_sysctl(bad).ok is False
