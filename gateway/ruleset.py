@@ -18,7 +18,7 @@ Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,19 +43,19 @@ LAN_TCP_PORTS = "lan_tcp_ports"
 # -- expression helpers -------------------------------------------------------------------
 
 
-def _meta(key: str) -> dict:
+def _meta(key: str) -> dict[str, Any]:
     return {"meta": {"key": key}}
 
 
-def _payload(protocol: str, field: str) -> dict:
+def _payload(protocol: str, field: str) -> dict[str, Any]:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _match(left: Any, right: Any, op: str = "==") -> dict:
+def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _ct_state(*states: str) -> dict:
+def _ct_state(*states: str) -> dict[str, Any]:
     return _match({"ct": {"key": "state"}}, list(states) if len(states) > 1 else states[0], "in")
 
 
@@ -108,7 +108,7 @@ class Layout:
             walled_garden=net.walled_garden,
         )
 
-    def ref(self, **obj: Any) -> dict:
+    def ref(self, **obj: Any) -> dict[str, Any]:
         return {"family": FAMILY, "table": self.table, **obj}
 
 
@@ -124,7 +124,7 @@ class Client:
 # -- elements -----------------------------------------------------------------------------
 
 
-def authorized_elem(ip: str, mac: str) -> dict:
+def authorized_elem(ip: str, mac: str) -> dict[str, Any]:
     return {"concat": [ip, mac]}
 
 
@@ -149,7 +149,7 @@ def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> lis
 
 
 def _sets(layout: Layout) -> list[Command]:
-    sets: list[dict] = [
+    sets: list[dict[str, Any]] = [
         layout.ref(name=AUTHORIZED, type=["ipv4_addr", "ether_addr"]),
         layout.ref(name=BLOCKED, type="ether_addr"),
         layout.ref(name=WALLED, type="ipv4_addr", flags=["interval"]),
@@ -181,12 +181,14 @@ def _sets(layout: Layout) -> list[Command]:
     return cmds
 
 
-def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
+def _chains(
+    layout: Layout,
+) -> dict[str, tuple[dict[str, Any] | None, list[list[dict[str, Any]]]]]:
     """chain name → (base-chain hook or None, rules); each rule is a list of expressions."""
     lan_in = _match(_meta("iifname"), layout.lan)
     lan_out = _match(_meta("oifname"), layout.lan)
     wan_out = _match(_meta("oifname"), layout.wan)
-    tcp = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
+    tcp: Callable[[Any], dict[str, Any]] = lambda port: _match(_payload("tcp", "dport"), port)  # noqa: E731
     portal = tcp(
         layout.portal_ports[0]
         if len(layout.portal_ports) == 1
