@@ -39,7 +39,7 @@ def main() -> None:
     started = time.perf_counter()
     engine.start()
     elapsed = time.perf_counter() - started
-    if prof is not None:
+    if prof is not None and profile is not None:
         prof.disable()
         prof.dump_stats(profile)
     dp.close()

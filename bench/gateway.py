@@ -683,7 +683,7 @@ class Bench:
             f"shaped_{n}_same_flows_as_1": ("full", "one"),
             f"shaped_{n}": ("full", "many"),
         }
-        samples = {c: {"down": [], "up": []} for c in cases}
+        samples: dict[str, dict[str, list[float]]] = {c: {"down": [], "up": []} for c in cases}
         extra: dict[str, dict[str, list[float]]] = {
             c: {"gateway_cpu_pct": [], "system_busy_pct": []} for c in cases
         }
@@ -824,7 +824,7 @@ class Bench:
 
         # 3a. restart recovery
         self.log("restart recovery: wiped kernel / kernel left in place")
-        rec = {
+        rec: dict[str, Any] = {
             "wiped_kernel": [self.recovery(wipe=True) for _ in range(self.recoveries)],
             "kernel_in_place": [self.recovery(wipe=False)],
         }

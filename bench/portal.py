@@ -45,7 +45,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.reconcile import Snapshot
+    from gateway.tc import ClassReading
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -62,7 +66,11 @@ class NullDataPath:
     def install(self, wanted, blocked) -> None:
         pass
 
-    def snapshot(self):
+    def snapshot(
+        self,
+        with_nft: bool = True,
+        readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
+    ) -> Snapshot:
         from gateway.reconcile import Snapshot
 
         return Snapshot()
@@ -108,7 +116,7 @@ def serve_fake_gateway(socket_path: str) -> None:
     from hotspot import protocol as proto
     from hotspot.errors import ErrorCode, HotspotError, UsageError
 
-    sessions: dict[str, dict[str, Any]] = {}
+    sessions: dict[str | None, dict[str, Any]] = {}  # a mac-only request looks up None
     lock = threading.Lock()
     allowance = {
         "free": {
@@ -126,7 +134,7 @@ def serve_fake_gateway(socket_path: str) -> None:
             match req:
                 case proto.PingRequest():
                     return {"pong": True, "version": "fake"}
-                case proto.ClientRequest(ip=ip):
+                case proto.ClientRequest(ip=str() as ip):
                     return {
                         "ip": ip,
                         "mac": NullDataPath().mac_of(ip),
@@ -135,7 +143,7 @@ def serve_fake_gateway(socket_path: str) -> None:
                         "last_session": None,
                         "allowance": allowance,
                     }
-                case proto.AuthorizeRequest(ip=ip):
+                case proto.AuthorizeRequest(ip=str() as ip):
                     sess = {
                         "id": len(sessions) + 1,
                         "ip": ip,
@@ -198,6 +206,7 @@ class Conn:
             self.reader, self.writer = await asyncio.open_connection(
                 "127.0.0.1", self.port, local_addr=(self.src, 0)
             )
+        assert self.reader is not None  # opened with the writer
         head = [
             f"{method} {path} HTTP/1.1",
             f"Host: {host}",
@@ -256,7 +265,9 @@ async def login(src: str, port: int, out: dict[str, list[float]]) -> None:
     out["splash"].append(time.perf_counter() - t)
     assert status == 200, status
     cookie = hdrs.get("set-cookie", "")
-    token = _TOKEN.search(page).group(1).decode()
+    found = _TOKEN.search(page)
+    assert found is not None, "no CSRF token on the splash"
+    token = found.group(1).decode()
     fields = {k.decode(): v.decode() for k, v in _HIDDEN.findall(page)}
     from html import unescape
     from urllib.parse import urlencode
@@ -361,7 +372,9 @@ def worker_memory(master_pid: int) -> list[dict[str, Any]]:
     out = []
     for child in psutil.Process(master_pid).children():
         status = Path(f"/proc/{child.pid}/status").read_text()
-        hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+        vm_hwm = re.search(r"VmHWM:\s+(\d+)", status)
+        assert vm_hwm is not None, f"no VmHWM in /proc/{child.pid}/status"
+        hwm = int(vm_hwm.group(1))
         out.append(
             {
                 "pid": child.pid,

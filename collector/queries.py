@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
@@ -186,6 +186,15 @@ def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     }
 
 
+class _MonthSales(TypedDict):
+    """One package's sales in one month, as the village page lists them."""
+
+    month: str
+    package: str
+    count: int
+    rupiah: int
+
+
 def village(
     s: Session, cfg: CollectorConfig, gateway_id: str, now: dt.datetime
 ) -> dict[str, Any] | None:
@@ -206,7 +215,7 @@ def village(
     first_month = today.replace(day=1)
     for _ in range(11):
         first_month = (first_month - dt.timedelta(days=1)).replace(day=1)
-    sales = [
+    sales: list[_MonthSales] = [
         {"month": m, "package": p, "count": c, "rupiah": r}
         for m, p, c, r in s.execute(
             select(

@@ -16,9 +16,9 @@ import secrets
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import FromClause, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,12 +31,12 @@ GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
-def _insert(session: Session, table: Table):
+def _insert(session: Session, table: FromClause):  # a model's __table__: typed FromClause, a Table
     name = session.get_bind().dialect.name
     if name == "postgresql":
-        return postgresql.insert(table)
+        return postgresql.insert(cast(Table, table))
     if name == "sqlite":
-        return sqlite.insert(table)
+        return sqlite.insert(cast(Table, table))
     raise RuntimeError(f"unsupported database {name}")  # pragma: no cover
 
 
@@ -66,7 +66,7 @@ def apply_records(
             k = (r["client"], r["period_start"])
             new = (r["seconds"], r["bytes_down"], r["bytes_up"])
             old = usage.get(k)
-            usage[k] = new if old is None else tuple(max(a, b) for a, b in zip(old, new))  # type: ignore[assignment]
+            usage[k] = new if old is None else tuple(max(a, b) for a, b in zip(old, new))
         elif kind == "health":
             health[r["sampled_at"]] = r
         elif kind == "sales":

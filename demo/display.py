@@ -9,9 +9,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hotspot.units import fmt_bytes  # noqa: F401 - the demo's tables use it
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 PLAIN_EVERY = 5.0  # seconds between tables in plain mode
 DROP_ORDER = ("mac", "up", "ip", "doing")  # live-table columns a narrow terminal loses first
@@ -44,7 +47,7 @@ class Snapshot:
     title: str
     rows: list[Row]
     footer: list[str]
-    checks: list[tuple[str | None, str]]  # (True/False/None as "✓"/"✗"/"…", text)
+    checks: list[tuple[bool | None, str]]  # (True/False/None as "✓"/"✗"/"…", text)
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Display:
         snap = self.snapshot()
         # (header, Row field, width it needs, justify); on a narrow terminal the columns
         # of DROP_ORDER go first, "doing" takes what is left.
-        cols = [
+        cols: list[tuple[str, str, int, JustifyMethod]] = [
             ("phone", "phone", 6, "left"),
             ("role", "role", 7, "left"),
             ("MAC", "mac", 17, "left"),
@@ -188,8 +191,9 @@ class Display:
         parts: list[Any] = [table]
         parts += [Text(f) for f in snap.footer]
         checks = Text()
+        marks: dict[bool | None, tuple[str, str]] = {True: ("✓", "green"), False: ("✗", "red")}
         for ok, text in snap.checks:
-            mark, style = {True: ("✓", "green"), False: ("✗", "red")}.get(ok, ("…", "dim"))
+            mark, style = marks.get(ok, ("…", "dim"))
             checks.append(f" {mark} ", style=style)
             checks.append(text + "\n")
         parts.append(checks)

@@ -1021,7 +1021,7 @@ class Demo:
             outside = [
                 p.name for p in self.phones if p.ip and not lo <= ipaddress.IPv4Address(p.ip) <= hi
             ]
-            ok = not bad and not wrong and not outside
+            ok: bool | None = not bad and not wrong and not outside
             slowest = max((p.lease_seconds or 0 for p in self.phones), default=0)
             add(
                 ok if (final or ok) else None,

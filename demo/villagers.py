@@ -130,6 +130,7 @@ class Browser:
     ) -> Response:
         parts = urlsplit(url)
         host = parts.netloc
+        assert parts.hostname is not None, url  # the demo's own http:// URLs
         conn = http.client.HTTPConnection(
             parts.hostname, parts.port or 80, timeout=timeout or self.timeout
         )

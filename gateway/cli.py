@@ -99,7 +99,7 @@ def _control(args: argparse.Namespace) -> ControlClient:
     return ControlClient(config_mod.load(args.config).control.socket)
 
 
-def _send(args: argparse.Namespace, request: proto.Request, human: Any) -> int:
+def _send(args: argparse.Namespace, request: proto.Request[Any], human: Any) -> int:
     with _control(args) as ctl:
         print_result(ctl.send(request), args.json, human)
     return 0

@@ -205,7 +205,7 @@ class SessionEngine:
             .where(ClientSession.voucher_id.in_(voucher_ids))
             .group_by(ClientSession.voucher_id)
         )
-        used = {vid: int(total or 0) for vid, total in rows}
+        used = {vid: int(total or 0) for vid, total in rows if vid is not None}
         for live in self.live.values():
             if live.voucher_id in voucher_ids:
                 used[live.voucher_id] = (
@@ -582,7 +582,7 @@ class SessionEngine:
 
     def _account(
         self,
-        active: list[ClientSession],
+        active: builtins.list[ClientSession],
         down: dict[int, ClassReading],
         up: dict[int, ClassReading],
         elapsed: float,
@@ -636,14 +636,18 @@ class SessionEngine:
             live = self.live.get(sess.id)
             last = max(
                 t
-                for t in (sess.last_activity_at, live and live.last_activity, self.started_at)
+                for t in (
+                    sess.last_activity_at,
+                    live.last_activity if live else None,
+                    self.started_at,
+                )
                 if t is not None
             )
             if now - last >= dt.timedelta(minutes=sess.idle_minutes):
                 return EndReason.IDLE
         return None
 
-    def _flush(self, db: Session, active: list[ClientSession]) -> None:
+    def _flush(self, db: Session, active: builtins.list[ClientSession]) -> None:
         for sess in active:
             live = self.live.get(sess.id)
             if live is None:
@@ -682,7 +686,7 @@ class SessionEngine:
                 blocked = self._blocked(db)
             return self._reconcile(wanted, blocked, self.dp.snapshot())
 
-    def _reconcile(self, wanted: list[Wanted], blocked: set[str], snap: Snapshot) -> str:
+    def _reconcile(self, wanted: builtins.list[Wanted], blocked: set[str], snap: Snapshot) -> str:
         wanted_ips = {w.ip for w in wanted}
         for sid, live in list(self.live.items()):
             if live.ip not in wanted_ips:

@@ -65,9 +65,10 @@ class _Library:
 
 class _Binary:
     def __init__(self) -> None:
-        self.nft = shutil.which("nft")
-        if self.nft is None:
+        nft = shutil.which("nft")
+        if nft is None:
             raise OSError("neither libnftables nor the nft binary is available")
+        self.nft = nft
 
     def run(self, payload: bytes) -> tuple[int, str, str]:
         proc = subprocess.run(
@@ -94,7 +95,7 @@ class Nftables:
     def close(self) -> None:
         self._backend.close()
 
-    def _run(self, obj: Any) -> dict:
+    def _run(self, obj: Any) -> dict[str, Any]:
         payload = json.dumps(obj).encode()
         with self._lock:
             rc, out, err = self._backend.run(payload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
@@ -52,7 +53,7 @@ class TcObject:
     packets: int
 
 
-def _attrs(data: bytes, offset: int, end: int):
+def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
     while offset + 4 <= end:
         length, kind = _RTATTR.unpack_from(data, offset)
         if length < 4:

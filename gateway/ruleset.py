@@ -61,19 +61,19 @@ WAN_ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert")
 # -- expression helpers -------------------------------------------------------------------
 
 
-def _meta(key: str) -> dict:
+def _meta(key: str) -> dict[str, Any]:
     return {"meta": {"key": key}}
 
 
-def _payload(protocol: str, field: str) -> dict:
+def _payload(protocol: str, field: str) -> dict[str, Any]:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _match(left: Any, right: Any, op: str = "==") -> dict:
+def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _ct_state(*states: str) -> dict:
+def _ct_state(*states: str) -> dict[str, Any]:
     return _match({"ct": {"key": "state"}}, list(states) if len(states) > 1 else states[0], "in")
 
 
@@ -132,7 +132,7 @@ class Layout:
             wan_tcp_ports=net.wan_tcp_ports,
         )
 
-    def ref(self, **obj: Any) -> dict:
+    def ref(self, **obj: Any) -> dict[str, Any]:
         return {"family": FAMILY, "table": self.table, **obj}
 
 
@@ -148,7 +148,7 @@ class Client:
 # -- elements -----------------------------------------------------------------------------
 
 
-def authorized_elem(ip: str, mac: str) -> dict:
+def authorized_elem(ip: str, mac: str) -> dict[str, Any]:
     return {"concat": [ip, mac]}
 
 
@@ -173,7 +173,7 @@ def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> lis
 
 
 def _sets(layout: Layout) -> list[Command]:
-    sets: list[dict] = [
+    sets: list[dict[str, Any]] = [
         layout.ref(name=AUTHORIZED, type=["ipv4_addr", "ether_addr"]),
         layout.ref(name=BLOCKED, type="ether_addr"),
         layout.ref(name=WALLED, type="ipv4_addr", flags=["interval"]),
@@ -237,7 +237,9 @@ def _meter(name: str, rate: int) -> dict[str, Any]:
     }
 
 
-def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
+def _chains(
+    layout: Layout,
+) -> dict[str, tuple[dict[str, Any] | None, list[list[dict[str, Any]]]]]:
     """chain name → (base-chain hook or None, rules); each rule is a list of expressions."""
     lan_in = _match(_meta("iifname"), layout.lan)
     wan_in = _match(_meta("iifname"), layout.wan)

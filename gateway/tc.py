@@ -21,6 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -91,7 +92,7 @@ class Shaper:
             self._index = found[0]
         return self._index
 
-    def _tc(self, *args, **kwargs) -> None:
+    def _tc(self, *args: Any, **kwargs: Any) -> None:
         try:
             self.ipr.tc(*args, index=self.index, **kwargs)
         except NetlinkError as exc:

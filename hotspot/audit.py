@@ -152,7 +152,7 @@ def verify(engine: Engine) -> int | None:
                 "after": r.after,
             }
             if r.prev_hash != prev or r.hash != _digest(prev, row):
-                return r.id
+                return int(r.id)
             prev = r.hash
     return None
 

@@ -18,6 +18,8 @@ from hotspot.config import database_path
 
 if TYPE_CHECKING:  # Alembic is imported only where migrations run: portal workers stay small
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
     engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):
+    def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")

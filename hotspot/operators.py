@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from hotspot.audit import Actor, record, write
 from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
 from hotspot.model_operator import ROLES, LoginAttempt, Operator, OperatorSession
 from hotspot.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8
@@ -54,10 +57,10 @@ WEAK = {
     "indonesia",
 }
 
-_hasher = None
+_hasher: PasswordHasher | None = None
 
 
-def hasher():
+def hasher() -> PasswordHasher:
     """argon2id with OWASP's small-memory profile (19 MiB, 2 passes): a login costs a Pi
     about 50 ms and 19 MiB, and a stolen hash costs a guesser the same per try."""
     global _hasher
@@ -172,7 +175,7 @@ def add(
                 updated_at=now,
             )
         )
-        oid = int(res.inserted_primary_key[0])
+        oid = int(res.inserted_primary_key[0])  # type: ignore[index]  # one-row insert: a Row
         record(
             conn,
             actor,

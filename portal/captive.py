@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, redirect, render_template, request, session
@@ -59,7 +59,7 @@ def see_other(path: str, params: dict[str, str] | None = None) -> Response:
     chosen from the configured ones (never from the Host header as such)."""
     base = state().urls.base_for(request.scheme, request.host)
     url = base + path + ("?" + urlencode(params) if params else "")
-    resp = redirect(url, code=303)
+    resp = cast(Response, redirect(url, code=303))  # typed werkzeug's; flask's in a request
     return resp
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hotspot.control import ControlClient
 from hotspot.protocol import Request
@@ -15,6 +15,13 @@ from hotspot.protocol import Request
 TIMEOUT = 5.0  # seconds: a villager gets "try again" rather than a spinning page
 
 R = TypeVar("R")
+
+
+class GatewayPort(Protocol):
+    """What the portal asks of the gateway: :class:`GatewayLink`, or a test's stand-in."""
+
+    def send(self, request: Request[R]) -> R: ...
+    def call(self, op: str, **args: Any) -> Any: ...
 
 
 class GatewayLink:

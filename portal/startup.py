@@ -26,8 +26,8 @@ from hotspot.errors import HotspotError
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.packages import sync_packages
-from hotspot.vouchers.redemption import Gateway, VoucherService
-from portal.gateway import GatewayLink
+from hotspot.vouchers.redemption import VoucherService
+from portal.gateway import GatewayLink, GatewayPort
 from portal.state import PortalState
 from portal.urls import PortalUrls, Signer
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def prepare(
     config: Config,
     *,
-    gateway: Gateway | None = None,
+    gateway: GatewayPort | None = None,
     db: Engine | None = None,
     voucher_key: bytes | None = None,
     secret_key: bytes | None = None,

@@ -19,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from hotspot.config import Config
 from hotspot.pseudonym import Pseudonymizer
 from hotspot.vouchers.packages import PackageInfo, list_packages
-from hotspot.vouchers.redemption import Gateway, VoucherService
+from hotspot.vouchers.redemption import VoucherService
+from portal.gateway import GatewayPort
 from portal.urls import PortalUrls, Signer
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class PortalState:
     urls: PortalUrls
     signer: Signer
     secret_key: bytes  # the session cookie's
-    gateway: Gateway  # the control-socket client (one connection per worker thread)
+    gateway: GatewayPort  # the control-socket client (one connection per worker thread)
     db: Engine
     vouchers: VoucherService | None  # None: no voucher key on this gateway
     clock: Callable[[], dt.datetime]

@@ -513,9 +513,9 @@ def provision(opts: Options, host: Host | None = None, out: Callable[[str], None
     try:
         checks = validate(files, cfg)
     except ValidationError as exc:
-        for c in exc.checks:
-            if c.ok is False:
-                out(f"invalid: {c.line()}")
+        for chk in exc.checks:
+            if chk.ok is False:
+                out(f"invalid: {chk.line()}")
         raise ProvisionError(
             f"{sum(c.ok is False for c in exc.checks)} rendered file(s) failed "
             "validation; nothing was installed"
@@ -525,8 +525,8 @@ def provision(opts: Options, host: Host | None = None, out: Callable[[str], None
     out(
         f"validated: {len(passed)} checks passed" + (f", {len(skipped)} skipped" if skipped else "")
     )
-    for c in skipped:
-        out(f"  skipped: {c.line()}")
+    for chk in skipped:
+        out(f"  skipped: {chk.line()}")
 
     changes = compare(files, opts.root, host)
     fresh = opts.root is not None

@@ -198,7 +198,7 @@ def check_users_and_dirs(sysusers: File, tmpfiles: File | None) -> list[Check]:
     """sysusers.d and tmpfiles.d applied to a scratch root (their own parsers)."""
     tools = shutil.which("systemd-sysusers"), shutil.which("systemd-tmpfiles")
     files = [sysusers] + ([tmpfiles] if tmpfiles else [])
-    if None in tools:
+    if tools[0] is None or tools[1] is None:
         return [Check(f.path, None, "systemd-sysusers/-tmpfiles not installed here") for f in files]
     if not _is_root():
         return [Check(f.path, None, "needs root (creates users in a scratch root)") for f in files]
@@ -362,7 +362,7 @@ def validate(files: Iterable[File], cfg: Config) -> list[Check]:
                 checks.append(check_nftset_targets(f, cfg))
         if "sysusers" in by_kind:
             checks += check_users_and_dirs(
-                by_kind["sysusers"][0], (by_kind.get("tmpfiles") or [None])[0]
+                by_kind["sysusers"][0], (by_kind.get("tmpfiles") or (None,))[0]
             )
         if "unit" in by_kind or "dropin" in by_kind:
             checks += check_units(by_kind.get("unit", []), by_kind.get("dropin", []), scratch)

@@ -229,7 +229,7 @@ class Agent:
     def backoff(self, failures: int) -> float:
         """Exponential with jitter ("equal jitter"): half fixed, half random; capped."""
         cap = float(self.config.sync.backoff_max_seconds)
-        delay = min(cap, min(BACKOFF_BASE, cap) * 2 ** max(0, failures - 1))
+        delay: float = min(cap, min(BACKOFF_BASE, cap) * 2 ** max(0, failures - 1))
         return delay / 2 + self.rng() * delay / 2
 
     def drain(

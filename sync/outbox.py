@@ -104,7 +104,7 @@ class Outbox:
 
     def _usage_records(
         self, s: Session, lo: dt.datetime | None, hi: dt.datetime | None
-    ) -> list[tuple[str, dict, dt.datetime]]:
+    ) -> list[tuple[str, dict[str, Any], dt.datetime]]:
         q = select(
             HourlyUsage.mac,
             HourlyUsage.hour,
@@ -161,7 +161,7 @@ class Outbox:
         wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]],
         now: dt.datetime,
         counts: dict[str, int],
-    ) -> tuple[list[dict], list[dict]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The outbox inserts and updates that make the outbox hold ``wanted``."""
         existing: dict[tuple[str, str], tuple[int, int, str]] = {}
         keys_by_kind: dict[str, list[str]] = {}
@@ -215,7 +215,7 @@ class Outbox:
         return inserts, updates
 
     @staticmethod
-    def _write(s: Session, inserts: list[dict], updates: list[dict]) -> None:
+    def _write(s: Session, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
         if inserts:
             s.execute(insert(SyncOutbox), inserts)
         for u in updates:
@@ -238,7 +238,7 @@ class Outbox:
         windows = self._windows(since, now)
         for lo, hi in windows[:-1]:
             with Session(self.db) as s:
-                wanted = {
+                wanted: dict[tuple[str, str], tuple[dict[str, Any], dt.datetime | None]] = {
                     ("usage", key): (rec, hour) for key, rec, hour in self._usage_records(s, lo, hi)
                 }
             inserts, updates = self._changes(wanted, now, counts)
@@ -377,7 +377,7 @@ class Outbox:
                     )
                     .values(batch_id=batch.id, inflight_rev=r.rev)
                 )
-                if res.rowcount != 1:  # pragma: no cover - one agent at a time (lock file)
+                if res.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - one agent at a time (lock file); DML gives a CursorResult
                     raise RuntimeError("the outbox changed under the agent")
             self.bump_state(s, "batches_made", 1)
             return Batch(batch.id, key, body, len(chosen), raw_len, 0)

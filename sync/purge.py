@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, select
+from sqlalchemy import Delete, Engine, Row, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 
 
-def _chunked(db: Engine, select_ids, delete_ids) -> int:
+def _chunked(
+    db: Engine,
+    select_ids: Select[*tuple[Any, ...]],
+    delete_ids: Callable[[list[Row[*tuple[Any, ...]]]], Delete],
+) -> int:
     total = 0
     while True:
         with Session(db) as s, s.begin():

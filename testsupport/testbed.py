@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotspot.errors import HotspotError
+from hotspot.errors import ErrorCode, HotspotError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ WAN_UP_IP = "192.0.2.2"
 
 
 class TestbedError(HotspotError):
-    code = "testbed"
+    code = ErrorCode.TESTBED
 
 
 def sh(

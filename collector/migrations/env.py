@@ -30,7 +30,9 @@ def run() -> None:
     if connection is not None:
         _configure_and_run(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "hotspot.db.alembic_config() sets sqlalchemy.url"
+    engine = create_engine(url)
     with engine.begin() as conn:
         _configure_and_run(conn)
 

@@ -191,7 +191,7 @@ def save_package(
             res = conn.execute(
                 insert(Package).values(**stored, source="console", created_at=now, updated_at=now)
             )
-            pid = int(res.inserted_primary_key[0])
+            pid = int(res.inserted_primary_key[0])  # type: ignore[index]  # one-row insert: a Row
             _audit(conn, actor, "package.create", f"package:{pid}", after=clean, at=now)
             return pid
         row = conn.execute(select(Package).where(Package.id == package_id)).first()

@@ -31,7 +31,11 @@ from portal.state import state
 def batches() -> Any:
     db = state().db
     on_sale = [p for p in all_packages(db) if p.active]
-    ctx = {"batches": list_batches(db), "packages": on_sale, "max_batch": cfg().operator.max_batch}
+    ctx: dict[str, Any] = {
+        "batches": list_batches(db),
+        "packages": on_sale,
+        "max_batch": cfg().operator.max_batch,
+    }
     if request.method == "GET":
         return page("batches.html", form={"count": "20"}, **ctx)
     if g.op.role != "admin":
@@ -55,6 +59,7 @@ def batches() -> Any:
         return render_error("no-key", 503)
     if errors:
         return page("batches.html", 422, form=form, errors=errors, **ctx)
+    assert count is not None  # no errors: the count was given
     batch = create_batch_audited(
         db,
         key,
@@ -110,6 +115,7 @@ def batch_sell(bid: int) -> Any:
     last = whole(form, "last", 1, info["count"], errors)
     if errors:
         return _batch_page(422, info, form=form, errors=errors)
+    assert first is not None and last is not None  # no errors: both were given
     n, _skipped = mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
     return flash_to("operator.batch", "sold-range", bid=bid, n=n)
 

@@ -19,6 +19,7 @@ from portal.state import state
 @bp.get("/")
 def dashboard() -> Any:
     db, config = state().db, cfg()
+    gw_status: dict[str, Any]
     gw_ok, sessions, gw_status = True, [], {}
     try:
         sessions = gateway_call("list")

@@ -143,7 +143,7 @@ def sales_csv() -> Any:
     if view == "all":
         first = parse_day(request.args.get("from"), dt.date(2000, 1, 1))
         last = parse_day(request.args.get("to"), today_local())
-        rows = ledger.sales(state().db, cfg(), first, last)
+        sold = ledger.sales(state().db, cfg(), first, last)
         return csv_response(
             "sales.csv",
             [
@@ -167,7 +167,7 @@ def sales_csv() -> Any:
                     s.day,
                     s.kasir or "(not recorded)",
                 )
-                for s in rows
+                for s in sold
             ],
         )
     if view not in VIEWS:

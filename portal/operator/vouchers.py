@@ -76,7 +76,7 @@ def voucher_lookup() -> Any:
     if not code and not vid_arg:
         return page("voucher.html", v=None, code="")
     if vid_arg:
-        vid = int_or(vid_arg, -1)
+        vid: int | None = int_or(vid_arg, -1)
     else:
         if voucher_key() is None:
             return render_error("no-key", 503)
