@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -55,6 +56,31 @@ def sh(
 def existing_namespaces() -> list[str]:
     out = sh(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def run_prefix(base: str) -> str:
+    """A namespace prefix of this process (``base-<pid>``): two test runs on one machine (two
+    people, or CI and a person) never tear down each other's testbeds."""
+    return f"{base}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_testbeds(base: str) -> None:
+    """Remove what runs that died left behind: testbeds ``base-<pid>-…`` whose pid is gone."""
+    stale = re.compile(rf"^{re.escape(base)}-(\d+)-")
+    pids = {int(m.group(1)) for ns in existing_namespaces() if (m := stale.match(ns))}
+    for pid in sorted(pids):
+        if pid != os.getpid() and not _pid_alive(pid):
+            Testbed(prefix=f"{base}-{pid}").destroy()
 
 
 def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

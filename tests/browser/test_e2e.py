@@ -92,7 +92,8 @@ class Village:
 
 @pytest.fixture
 def village(tmp_path):
-    bed = tb.Testbed(prefix="hsp", clients=2)
+    tb.remove_stale_testbeds("hsp")
+    bed = tb.Testbed(prefix=tb.run_prefix("hsp"), clients=2)
     bed.build()
     try:
         webroot = tmp_path / "www"

@@ -66,7 +66,8 @@ def ip_bytes(before: dict[str, int], after: dict[str, int]) -> tuple[int, int]:
 def village(tmp_path):
     if shutil.which("iperf3") is None:
         pytest.skip("iperf3 is missing (run .ci/run)")
-    bed = tb.Testbed(prefix="hsa", clients=2)
+    tb.remove_stale_testbeds("hsa")
+    bed = tb.Testbed(prefix=tb.run_prefix("hsa"), clients=2)
     bed.build()
     webroot = tmp_path / "www"
     webroot.mkdir()

@@ -106,7 +106,8 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
     dbname = postgres.create_db()
     pg_url = postgres.url(dbname)
     pg = create_engine(pg_url)
-    bed = tb.Testbed(prefix="hsi", clients=1)
+    tb.remove_stale_testbeds("hsi")
+    bed = tb.Testbed(prefix=tb.run_prefix("hsi"), clients=1)
     bed.build()
     procs: list[Proc] = []
     try:

@@ -4,7 +4,6 @@ in it. Root only: without root every test here is skipped, saying so."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 
 from hotspot.control import ControlClient
-from testsupport.testbed import Testbed, existing_namespaces, write_toml
+from testsupport.testbed import Testbed, run_prefix, write_toml
+from testsupport.testbed import remove_stale_testbeds as tb_remove_stale
 
 from .helpers import GW_LAN_IP, PORTAL_MARKER, PORTAL_PORT, start_listener
 
@@ -135,31 +135,13 @@ class GatewayProcess:
         self.stop(signal.SIGKILL)
 
 
-# Namespaces are named hst-<pid of this pytest>-…: two runs at once (two people, or CI and a
-# person) never tear down each other's testbeds, and a crashed run's leftovers are removed by
-# the next run (its pid is gone).
-PREFIX = f"hst-{os.getpid()}"
-_STALE = re.compile(r"^hst-(\d+)-")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# Namespaces are named hst-<pid of this pytest>-…: two runs at once never tear down each
+# other's testbeds, and a crashed run's leftovers are removed by the next run (its pid is gone).
+PREFIX = run_prefix("hst")
 
 
 def remove_stale_testbeds() -> None:
-    stale = {
-        m.group(1)
-        for ns in existing_namespaces()
-        if (m := _STALE.match(ns)) and not _pid_alive(int(m.group(1)))
-    }
-    for pid in stale:
-        Testbed(prefix=f"hst-{pid}").destroy()
+    tb_remove_stale("hst")
 
 
 @pytest.fixture
