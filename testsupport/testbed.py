@@ -52,6 +52,14 @@ def sh(
     return proc
 
 
+def veth(name: str, ns: str, peer: str, peer_ns: str, *, address: str | None = None) -> None:
+    """A veth pair: ``name`` in namespace ``ns`` (with MAC ``address`` if given), ``peer`` in
+    ``peer_ns``."""
+    mac = ["address", address] if address else []
+    end = ["ip", "link", "add", name, "netns", ns, *mac]
+    sh([*end, "type", "veth", "peer", "name", peer, "netns", peer_ns])
+
+
 def existing_namespaces() -> list[str]:
     out = sh(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -152,23 +160,7 @@ class Testbed:
             f"addr add {lan} dev br-lan",
         ]
         self.run(gw, "ip", "-batch", "-", input="\n".join(batch) + "\n")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                gw,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                up,
-            ]
-        )
+        veth("eth0", gw, "eth0", up)
         self.run(
             gw,
             "ip",
@@ -201,25 +193,7 @@ class Testbed:
         mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
         ip = str(lan.network.network_address + 10 + i)
         sh(["ip", "netns", "add", ns])
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "address",
-                mac,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"lan{i}",
-                "netns",
-                self.gw,
-            ]
-        )
+        veth("eth0", ns, f"lan{i}", self.gw, address=mac)
         self.run(self.gw, "ip", "link", "set", f"lan{i}", "master", "br-lan", "up")
         cmds = ["link set lo up", "link set eth0 up"]
         if address:
@@ -258,23 +232,7 @@ class Testbed:
             "net.ipv4.conf.all.arp_announce=2",
         ]
         self.run(ns, "sysctl", "-qw", *sysctls)
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                peer,
-                "netns",
-                self.gw,
-            ]
-        )
+        veth("eth0", ns, peer, self.gw)
         # A bridge without an explicit address takes its smallest port's: pin it, so the
         # members' static neighbour entries stay right.
         gw_mac = self.link_mac(self.gw, "br-lan")
