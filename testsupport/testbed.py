@@ -60,6 +60,17 @@ def veth(name: str, ns: str, peer: str, peer_ns: str, *, address: str | None = N
     sh([*end, "type", "veth", "peer", "name", peer, "netns", peer_ns])
 
 
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM to the process group ``proc`` leads; SIGKILL if it has not ended in
+    ``timeout`` seconds."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def existing_namespaces() -> list[str]:
     out = sh(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
