@@ -138,6 +138,11 @@ class Testbed:
     ) -> subprocess.CompletedProcess[str]:
         return sh(self.ns_exec(ns) + list(args), check=check, timeout=timeout, input=input)
 
+    def nft_element(self, verb: str, set_name: str, element: str) -> None:
+        """``nft VERB element inet hotspot SET ELEMENT`` in the gateway: a change made by hand
+        to the gateway's table."""
+        self.run(self.gw, "nft", verb, "element", "inet", "hotspot", set_name, element)
+
     def popen(
         self,
         ns: str,
