@@ -30,35 +30,31 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     gws = gw.add_subparsers(dest="action", required=True, parser_class=parser_class)
     _add_commands(
         gws,
-        "id",
         (
-            ("add", "register a gateway and print its secret", '{"id", "secret"}'),
-            ("rotate", "give a gateway a new secret (the old one stops working)", None),
-            ("disable", "refuse a gateway's reports (403)", None),
-            ("enable", "accept a gateway's reports again", None),
+            ("add", "id", "register a gateway and print its secret", '{"id", "secret"}'),
+            ("rotate", "id", "give a gateway a new secret (the old one stops working)", None),
+            ("disable", "id", "refuse a gateway's reports (403)", None),
+            ("enable", "id", "accept a gateway's reports again", None),
+            ("list", None, "gateways, last seen, online", None),
         ),
     )
-    _add_commands(gws, None, (("list", "gateways, last seen, online", None),))
 
     tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
     tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
     _add_commands(
         tks,
-        "name",
         (
-            ("create", "create a token and print it (shown once)", '{"name", "token"}'),
-            ("revoke", "delete a token", None),
+            ("create", "name", "create a token and print it (shown once)", '{"name", "token"}'),
+            ("revoke", "name", "delete a token", None),
+            ("list", None, "token names and when they were last used", None),
         ),
     )
-    _add_commands(tks, None, (("list", "token names and when they were last used", None),))
 
 
-def _add_commands(
-    subs: Any, argument: str | None, commands: tuple[tuple[str, str, str | None], ...]
-) -> None:
-    """Commands that each take ``argument`` (if any) and ``--json``; the third field of a
-    command, if any, says what ``--json`` prints."""
-    for name, helptext, prints in commands:
+def _add_commands(subs: Any, commands: tuple[tuple[str, str | None, str, str | None], ...]) -> None:
+    """Commands ``(name, argument, help, prints)`` that each take ``argument`` (if any) and
+    ``--json``, which prints ``prints`` (if said)."""
+    for name, argument, helptext, prints in commands:
         c = subs.add_parser(name, help=helptext)
         if argument is not None:
             c.add_argument(argument)
