@@ -285,17 +285,22 @@ class Testbed:
             ]
         self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n", timeout=300)
         if static_neighbours:
-            self.run(
-                self.gw,
-                "ip",
-                "-batch",
-                "-",
-                timeout=300,
-                input="".join(
-                    f"neigh replace {p.ip} lladdr {p.mac} dev br-lan nud permanent\n" for p in m
-                ),
-            )
+            self.gateway_neighbours([(p.ip, p.mac) for p in m])
         return crowd
+
+    def gateway_neighbours(self, pairs: list[tuple[str, str]]) -> None:
+        """Permanent neighbour entries (ip, mac) on the gateway's LAN bridge: the gateway
+        then never has to ask for these MACs (ARP)."""
+        self.run(
+            self.gw,
+            "ip",
+            "-batch",
+            "-",
+            timeout=300,
+            input="".join(
+                f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for ip, mac in pairs
+            ),
+        )
 
     def link_mac(self, ns: str, ifname: str) -> str:
         return self.run(ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
