@@ -28,32 +28,37 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
 
     gw = cmds.add_parser("gateways", help="registered village gateways")
     gws = gw.add_subparsers(dest="action", required=True, parser_class=parser_class)
-    add = gws.add_parser("add", help="register a gateway and print its secret")
-    add.add_argument("id")
-    add.add_argument("--json", action="store_true", help='print {"id", "secret"}')
-    rot = gws.add_parser("rotate", help="give a gateway a new secret (the old one stops working)")
-    rot.add_argument("id")
-    rot.add_argument("--json", action="store_true")
-    for name, helptext in (
-        ("disable", "refuse a gateway's reports (403)"),
-        ("enable", "accept a gateway's reports again"),
-    ):
-        c = gws.add_parser(name, help=helptext)
-        c.add_argument("id")
-        c.add_argument("--json", action="store_true")
-    ls = gws.add_parser("list", help="gateways, last seen, online")
-    ls.add_argument("--json", action="store_true")
+    _add_commands(
+        gws,
+        (
+            ("add", "id", "register a gateway and print its secret", '{"id", "secret"}'),
+            ("rotate", "id", "give a gateway a new secret (the old one stops working)", None),
+            ("disable", "id", "refuse a gateway's reports (403)", None),
+            ("enable", "id", "accept a gateway's reports again", None),
+            ("list", None, "gateways, last seen, online", None),
+        ),
+    )
 
     tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
     tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
-    cr = tks.add_parser("create", help="create a token and print it (shown once)")
-    cr.add_argument("name")
-    cr.add_argument("--json", action="store_true", help='print {"name", "token"}')
-    rv = tks.add_parser("revoke", help="delete a token")
-    rv.add_argument("name")
-    rv.add_argument("--json", action="store_true")
-    tl = tks.add_parser("list", help="token names and when they were last used")
-    tl.add_argument("--json", action="store_true")
+    _add_commands(
+        tks,
+        (
+            ("create", "name", "create a token and print it (shown once)", '{"name", "token"}'),
+            ("revoke", "name", "delete a token", None),
+            ("list", None, "token names and when they were last used", None),
+        ),
+    )
+
+
+def _add_commands(subs: Any, commands: tuple[tuple[str, str | None, str, str | None], ...]) -> None:
+    """Commands ``(name, argument, help, prints)`` that each take ``argument`` (if any) and
+    ``--json``, which prints ``prints`` (if said)."""
+    for name, argument, helptext, prints in commands:
+        c = subs.add_parser(name, help=helptext)
+        if argument is not None:
+            c.add_argument(argument)
+        c.add_argument("--json", action="store_true", help=prints and f"print {prints}")
 
 
 def _out(data: Any, as_json: bool, human: str) -> None:

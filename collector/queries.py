@@ -14,23 +14,7 @@ from collector.config import CollectorConfig
 from collector.models import Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
 from hotspot.pull_api.query import cursor_time
 from hotspot.timeutil import iso, local_day
-
-HEALTH_FIELDS = (
-    "sampled_at",
-    "cpu_pct",
-    "load1",
-    "load5",
-    "load15",
-    "mem_pct",
-    "disk_pct",
-    "disk_free_mb",
-    "temp_c",
-    "uptime_s",
-    "uplink_ok",
-    "uplink_ms",
-    "clients_online",
-    "backlog",
-)
+from hotspot.wire import HEALTH_FIELDS
 
 
 def local_today(cfg: CollectorConfig, now: dt.datetime) -> dt.date:

@@ -258,12 +258,20 @@ def browse(b: Browser, upstream: str, seconds_between: float, budget_bytes: int)
 # -- roles ------------------------------------------------------------------------------------
 
 
-def role_free(a: argparse.Namespace) -> int:
+def free_tier_online(a: argparse.Namespace) -> Browser | None:
+    """A phone that has accepted the terms and reached the upstream; None if it could not."""
     b = Browser()
     splash = probe(b, a.upstream)
     if splash is None or not accept_terms(b, splash):
-        return 1
+        return None
     if not reach_upstream(b, a.upstream):
+        return None
+    return b
+
+
+def role_free(a: argparse.Namespace) -> int:
+    b = free_tier_online(a)
+    if b is None:
         return 1
     browse(b, a.upstream, 3.0, 600_000)
     return 0
@@ -327,11 +335,8 @@ def role_voucher(a: argparse.Namespace) -> int:
 
 
 def role_heavy(a: argparse.Namespace) -> int:
-    b = Browser()
-    splash = probe(b, a.upstream)
-    if splash is None or not accept_terms(b, splash):
-        return 1
-    if not reach_upstream(b, a.upstream):
+    b = free_tier_online(a)
+    if b is None:
         return 1
     got = 0
     started = time.monotonic()

@@ -172,10 +172,18 @@ def encode(message: Mapping[str, Any]) -> bytes:
 # -- reading a request's fields ----------------------------------------------------------------
 
 E = TypeVar("E", bound=enum.Enum)
+V = TypeVar("V")
 
 
 def bad(field: str, problem: str) -> UsageError:
     return UsageError(f"{field}: {problem}")
+
+
+def required(field: str, value: V | None) -> V:
+    """``value``, read from ``field``; refused as missing if the request left it out."""
+    if value is None:
+        raise bad(field, "missing")
+    return value
 
 
 class Fields:
@@ -405,9 +413,7 @@ class ExtendRequest(Request[SessionInfo]):
     @classmethod
     def read(cls, fields: Fields) -> ExtendRequest:
         ip, mac = fields.ip_or_mac()
-        minutes = fields.whole("minutes", 1, MAX_MINUTES)
-        if minutes is None:
-            raise bad("minutes", "missing")
+        minutes = required("minutes", fields.whole("minutes", 1, MAX_MINUTES))
         return cls(ip=ip, mac=mac, minutes=minutes)
 
 
@@ -428,9 +434,7 @@ class BlockRequest(Request[BlockResult]):
 
     @classmethod
     def read(cls, fields: Fields) -> BlockRequest:
-        mac = fields.mac("mac")
-        if mac is None:
-            raise bad("mac", "missing")
+        mac = required("mac", fields.mac("mac"))
         return cls(mac=mac, reason=fields.text("reason", MAX_REASON) or "")
 
 
@@ -441,10 +445,7 @@ class UnblockRequest(Request[UnblockResult]):
 
     @classmethod
     def read(cls, fields: Fields) -> UnblockRequest:
-        mac = fields.mac("mac")
-        if mac is None:
-            raise bad("mac", "missing")
-        return cls(mac=mac)
+        return cls(mac=required("mac", fields.mac("mac")))
 
 
 @dataclass(frozen=True)

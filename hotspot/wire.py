@@ -232,25 +232,27 @@ def _hour(value: Any) -> dt.datetime:
     return ts
 
 
+# A health record's fields (besides its kind), in the order the collector shows them.
+HEALTH_FIELDS = (
+    "sampled_at",
+    "cpu_pct",
+    "load1",
+    "load5",
+    "load15",
+    "mem_pct",
+    "disk_pct",
+    "disk_free_mb",
+    "temp_c",
+    "uptime_s",
+    "uplink_ok",
+    "uplink_ms",
+    "clients_online",
+    "backlog",
+)
+
 FIELDS = {
     "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up"},
-    "health": {
-        "kind",
-        "sampled_at",
-        "cpu_pct",
-        "load1",
-        "load5",
-        "load15",
-        "mem_pct",
-        "disk_pct",
-        "disk_free_mb",
-        "temp_c",
-        "uptime_s",
-        "uplink_ok",
-        "uplink_ms",
-        "clients_online",
-        "backlog",
-    },
+    "health": {"kind", *HEALTH_FIELDS},
     "sales": {"kind", "month", "package", "count", "rupiah", "rev"},
     "gateway": {"kind", "rev", "village", "timezone", "version"},
 }

@@ -53,6 +53,25 @@ def sh(
     return proc
 
 
+def veth(name: str, ns: str, peer: str, peer_ns: str, *, address: str | None = None) -> None:
+    """A veth pair: ``name`` in namespace ``ns`` (with MAC ``address`` if given), ``peer`` in
+    ``peer_ns``."""
+    mac = ["address", address] if address else []
+    end = ["ip", "link", "add", name, "netns", ns, *mac]
+    sh([*end, "type", "veth", "peer", "name", peer, "netns", peer_ns])
+
+
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM to the process group ``proc`` leads; SIGKILL if it has not ended in
+    ``timeout`` seconds."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def existing_namespaces() -> list[str]:
     out = sh(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -145,6 +164,11 @@ class Testbed:
     ) -> subprocess.CompletedProcess[str]:
         return sh(self.ns_exec(ns) + list(args), check=check, timeout=timeout, input=input)
 
+    def nft_element(self, verb: str, set_name: str, element: str) -> None:
+        """``nft VERB element inet hotspot SET ELEMENT`` in the gateway: a change made by hand
+        to the gateway's table."""
+        self.run(self.gw, "nft", verb, "element", "inet", "hotspot", set_name, element)
+
     def popen(
         self,
         ns: str,
@@ -178,23 +202,7 @@ class Testbed:
             f"addr add {lan} dev br-lan",
         ]
         self.run(gw, "ip", "-batch", "-", input="\n".join(batch) + "\n")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                gw,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                up,
-            ]
-        )
+        veth("eth0", gw, "eth0", up)
         self.run(
             gw,
             "ip",
@@ -227,25 +235,7 @@ class Testbed:
         mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
         ip = str(lan.network.network_address + 10 + i)
         sh(["ip", "netns", "add", ns])
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "address",
-                mac,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"lan{i}",
-                "netns",
-                self.gw,
-            ]
-        )
+        veth("eth0", ns, f"lan{i}", self.gw, address=mac)
         self.run(self.gw, "ip", "link", "set", f"lan{i}", "master", "br-lan", "up")
         cmds = ["link set lo up", "link set eth0 up"]
         if address:
@@ -284,23 +274,7 @@ class Testbed:
             "net.ipv4.conf.all.arp_announce=2",
         ]
         self.run(ns, "sysctl", "-qw", *sysctls)
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                peer,
-                "netns",
-                self.gw,
-            ]
-        )
+        veth("eth0", ns, peer, self.gw)
         # A bridge without an explicit address takes its smallest port's: pin it, so the
         # members' static neighbour entries stay right.
         gw_mac = self.link_mac(self.gw, "br-lan")
@@ -337,17 +311,22 @@ class Testbed:
             ]
         self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n", timeout=300)
         if static_neighbours:
-            self.run(
-                self.gw,
-                "ip",
-                "-batch",
-                "-",
-                timeout=300,
-                input="".join(
-                    f"neigh replace {p.ip} lladdr {p.mac} dev br-lan nud permanent\n" for p in m
-                ),
-            )
+            self.gateway_neighbours([(p.ip, p.mac) for p in m])
         return crowd
+
+    def gateway_neighbours(self, pairs: list[tuple[str, str]]) -> None:
+        """Permanent neighbour entries (ip, mac) on the gateway's LAN bridge: the gateway
+        then never has to ask for these MACs (ARP)."""
+        self.run(
+            self.gw,
+            "ip",
+            "-batch",
+            "-",
+            timeout=300,
+            input="".join(
+                f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for ip, mac in pairs
+            ),
+        )
 
     def link_mac(self, ns: str, ifname: str) -> str:
         return self.run(ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()

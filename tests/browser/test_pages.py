@@ -24,6 +24,7 @@ from portal import create_app
 from portal.startup import prepare
 from tests.browser.conftest import launch, phone_context, shot
 from tests.unit.fakes import FakeDataPath
+from tests.unit.portal.conftest import PACKAGES
 from tests.unit.portal.fakes import LocalGateway
 
 PORTAL_IP = "127.0.0.2"
@@ -52,29 +53,8 @@ def portal(tmp_path):
                 "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
                 "terms": "Layanan buka 24 jam. Kios buka pukul 08.00–17.00.",
             },
-            "packages": {
-                "harian": {
-                    "title": "Harian",
-                    "price": 5000,
-                    "tier": "premium",
-                    "hours": 24,
-                    "data_mb": 1000,
-                },
-                "mingguan": {
-                    "title": "Mingguan",
-                    "price": 25000,
-                    "tier": "premium",
-                    "hours": 168,
-                    "data_mb": 5000,
-                },
-                "keluarga": {
-                    "title": "Keluarga",
-                    "price": 15000,
-                    "tier": "premium",
-                    "hours": 24,
-                    "devices": 3,
-                },
-            },
+            # the unit tests' packages, less the one with a one-day shelf life
+            "packages": {k: PACKAGES[k] for k in ("harian", "mingguan", "keluarga")},
         }
     )
     db = open_database(cfg.database.url)

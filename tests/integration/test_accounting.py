@@ -14,6 +14,7 @@ import pytest
 
 from hotspot.errors import Refused
 from tests.integration.village import GatewayRunner, wait_for
+from tests.netns.helpers import tier
 from testsupport import testbed as tb
 from testsupport.testbed import UPSTREAM_IP
 
@@ -21,19 +22,6 @@ pytestmark = pytest.mark.netns
 
 ETHERNET_HEADER = 14
 TICK = 0.5
-
-
-def tier(down: int, up: int, **over: int) -> dict[str, int]:
-    t = {
-        "down_kbps": down,
-        "up_kbps": up,
-        "session_minutes": 0,
-        "idle_minutes": 0,
-        "daily_minutes": 0,
-        "daily_mb": 0,
-    }
-    t.update(over)
-    return t
 
 
 def counters(bed: tb.Testbed, phone: tb.Phone) -> dict[str, int]:

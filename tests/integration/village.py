@@ -21,7 +21,7 @@ from typing import Any
 
 from hotspot.control import ControlClient
 from tests.netns.helpers import wait_until
-from testsupport.testbed import Testbed, sh, write_toml
+from testsupport.testbed import Testbed, sh, veth, write_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROV_IP = "203.0.113.10"
@@ -44,23 +44,7 @@ def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:
     prov = f"{bed.prefix}-prov"
     sh(["ip", "netns", "add", prov])
     bed.run(prov, "ip", "link", "set", "lo", "up")
-    sh(
-        [
-            "ip",
-            "link",
-            "add",
-            "prov0",
-            "netns",
-            bed.up,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            prov,
-        ]
-    )
+    veth("prov0", bed.up, "eth0", prov)
     bed.run(
         bed.up, "ip", "-batch", "-", input=(f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n")
     )

@@ -27,16 +27,19 @@ TIERS = {
 }
 
 
+def device_overrides(tmp_path) -> dict:
+    """The configuration the unit tests' device runs on: its files in ``tmp_path``, TIERS."""
+    return {
+        "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
+        "control": {"socket": str(tmp_path / "control.sock")},
+        "tiers": TIERS,
+        "gateway": {"flush_seconds": 60},
+    }
+
+
 @pytest.fixture
 def cfg(tmp_path):
-    return config_mod.load(
-        overrides={
-            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-            "control": {"socket": str(tmp_path / "control.sock")},
-            "tiers": TIERS,
-            "gateway": {"flush_seconds": 60},
-        }
-    )
+    return config_mod.load(overrides=device_overrides(tmp_path))
 
 
 @pytest.fixture

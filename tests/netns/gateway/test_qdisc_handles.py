@@ -171,15 +171,7 @@ def test_a_client_is_shaped_when_the_kernels_counter_sits_in_the_pool(
 
     authorize(gw, phone, "rated")
     # Without these every call pays a 0.5 s ARP probe (the MAC is given anyway).
-    testbed.run(
-        testbed.gw,
-        "ip",
-        "-batch",
-        "-",
-        input="".join(
-            f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in extra
-        ),
-    )
+    testbed.gateway_neighbours([(ip, mac) for mac, ip in extra])
     for mac, ip in extra:
         gw.call("authorize", mac=mac, ip=ip, tier="rated", source="admin")
 

@@ -196,32 +196,14 @@ def test_reconcile_repairs_hand_made_changes_within_a_tick(testbed, gateway):
     pair = (phone.ip, phone.mac)
     minor = client_minor(phone.ip)
 
-    testbed.run(
-        testbed.gw,
-        "nft",
-        "delete",
-        "element",
-        "inet",
-        "hotspot",
-        "authorized",
-        f"{{ {phone.ip} . {phone.mac} }}",
-    )
+    testbed.nft_element("delete", "authorized", f"{{ {phone.ip} . {phone.mac} }}")
     assert pair not in authorized(testbed)
     wait_until(
         lambda: pair in authorized(testbed), REPAIR_WITHIN, what="the deleted element restored"
     )
 
     stranger = ("10.10.0.99", "02:00:00:00:00:99")
-    testbed.run(
-        testbed.gw,
-        "nft",
-        "add",
-        "element",
-        "inet",
-        "hotspot",
-        "authorized",
-        f"{{ {stranger[0]} . {stranger[1]} }}",
-    )
+    testbed.nft_element("add", "authorized", f"{{ {stranger[0]} . {stranger[1]} }}")
     assert stranger in authorized(testbed)
     wait_until(
         lambda: stranger not in authorized(testbed),
@@ -283,26 +265,8 @@ def test_gateway_reconcile_reports_what_it_changed(testbed, upstream, gateway_fa
 
     assert reconcile() == "", "a freshly authorized client must need no repair"
     minor = client_minor(phone.ip)
-    testbed.run(
-        testbed.gw,
-        "nft",
-        "delete",
-        "element",
-        "inet",
-        "hotspot",
-        "authorized",
-        f"{{ {phone.ip} . {phone.mac} }}",
-    )
-    testbed.run(
-        testbed.gw,
-        "nft",
-        "add",
-        "element",
-        "inet",
-        "hotspot",
-        "authorized",
-        "{ 10.10.0.99 . 02:00:00:00:00:99 }",
-    )
+    testbed.nft_element("delete", "authorized", f"{{ {phone.ip} . {phone.mac} }}")
+    testbed.nft_element("add", "authorized", "{ 10.10.0.99 . 02:00:00:00:00:99 }")
     testbed.run(testbed.gw, "tc", "class", "del", "dev", "br-lan", "classid", f"1:{minor:x}")
 
     changed = reconcile()

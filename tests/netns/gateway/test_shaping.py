@@ -142,15 +142,7 @@ def test_no_per_client_rules_or_filters(testbed, gateway):
     clients = [(f"02:00:00:01:00:{i:02x}", f"10.10.1.{i}") for i in range(1, 21)]
     # Not needed (the MAC is given), but without these every call pays a 0.5 s ARP probe:
     # see test_control.test_authorize_with_explicit_mac_is_fast.
-    testbed.run(
-        testbed.gw,
-        "ip",
-        "-batch",
-        "-",
-        input="".join(
-            f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for mac, ip in clients
-        ),
-    )
+    testbed.gateway_neighbours([(ip, mac) for mac, ip in clients])
     for mac, ip in clients:
         gateway.call("authorize", mac=mac, ip=ip, tier="premium", source="admin")
 

@@ -3,16 +3,7 @@ replaced atomically at start, and dnsmasq answers from its cache without re-addi
 
 
 def test_walled_dns_entries_survive_restart(testbed, gateway):
-    testbed.run(
-        testbed.gw,
-        "nft",
-        "add",
-        "element",
-        "inet",
-        "hotspot",
-        "walled_garden_dns",
-        "{ 198.51.100.10 timeout 30m }",
-    )
+    testbed.nft_element("add", "walled_garden_dns", "{ 198.51.100.10 timeout 30m }")
     gateway.stop()
     gateway.start()
     listing = testbed.run(

@@ -7,7 +7,6 @@ import http.client
 import os
 import pwd
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.testbed import write_toml
+from testsupport.testbed import stop_process_group, write_toml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
 
@@ -126,9 +125,4 @@ def test_portal_runs_as_the_portal_user(workdir):
         page = _get(port, "/", f"{HOST}:{port}")
         assert page.status == 503 and b"Traceback" not in page.body
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_group(proc)

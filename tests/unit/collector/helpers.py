@@ -34,16 +34,21 @@ def body_of(
 ) -> tuple[bytes, str]:
     key = key or secrets.token_hex(16)
     if raw is None:
-        raw = json.dumps(
-            {
-                "v": 1,
-                "gateway": gateway,
-                "batch": key,
-                "created_at": "2026-11-28T03:00:00Z",
-                "records": records,
-            }
-        ).encode()
+        raw = batch_document(records, gateway, key)
     return wire.compress(raw), key
+
+
+def batch_document(records: list[dict[str, Any]], gateway: str, key: str) -> bytes:
+    """A batch's JSON document, before compression."""
+    return json.dumps(
+        {
+            "v": 1,
+            "gateway": gateway,
+            "batch": key,
+            "created_at": "2026-11-28T03:00:00Z",
+            "records": records,
+        }
+    ).encode()
 
 
 def signed_headers(
@@ -91,6 +96,50 @@ def usage(
         "seconds": seconds,
         "bytes_down": down,
         "bytes_up": up,
+    }
+
+
+def health_record(**changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "health",
+        "sampled_at": "2026-11-28T03:00:05Z",
+        "cpu_pct": 12.5,
+        "load1": 0.5,
+        "load5": 0.4,
+        "load15": 0.3,
+        "mem_pct": 40,
+        "disk_pct": 91.0,
+        "disk_free_mb": 900,
+        "temp_c": 80.5,
+        "uptime_s": 100,
+        "uplink_ok": True,
+        "uplink_ms": 640.0,
+        "clients_online": 3,
+        "backlog": 10,
+        **changes,
+    }
+
+
+def sales_record(**changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "sales",
+        "month": "2026-11",
+        "package": "harian",
+        "count": 3,
+        "rupiah": 15000,
+        "rev": 5,
+        **changes,
+    }
+
+
+def gateway_record(**changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "gateway",
+        "rev": 1,
+        "village": "Desa Sungai Duren",
+        "timezone": "Asia/Jakarta",
+        "version": "0.1.0",
+        **changes,
     }
 
 

@@ -9,7 +9,7 @@ import io
 from sqlalchemy.orm import Session
 
 from collector.models import ApiToken
-from tests.unit.collector.helpers import SECRET, post, register, usage
+from tests.unit.collector.helpers import SECRET, post, register, sales_record, usage
 
 
 def seed(client, app, n_clients=3, hours=30):
@@ -82,14 +82,7 @@ def test_usage_filters_and_csv(client, auth, app):
 
 def test_gateways_and_sales(client, auth, app):
     seed(client, app)
-    sale = {
-        "kind": "sales",
-        "month": "2026-10",
-        "package": "harian",
-        "count": 3,
-        "rupiah": 15000,
-        "rev": 1,
-    }
+    sale = sales_record(month="2026-10", rev=1)
     post(
         client,
         [sale, {**sale, "month": "2026-11", "package": "mingguan", "count": 1, "rupiah": 25000}],

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from hotspot_cli import main as cli
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.commands import hotspot_in_process, hotspot_process
 
 
 def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hotspot_cli", "--config", str(config), "collector", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    return hotspot_process(config, "collector", *args)
 
 
 @pytest.fixture
@@ -29,12 +20,7 @@ def run(capsys):
     """In-process ``hotspot --config FILE collector ARGS``: (returncode, stdout, stderr)."""
 
     def call(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            rc = cli.main(["--config", str(config), "collector", *args])
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, rc, out, err)
+        return hotspot_in_process(capsys, config, "collector", *args)
 
     return call
 

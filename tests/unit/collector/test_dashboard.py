@@ -13,55 +13,40 @@ from collector.models import Gateway
 from hotspot import svgchart as svg
 from hotspot.timeutil import utcnow
 from hotspot.units import fmt_bytes
-from tests.unit.collector.helpers import SECRET, post, register, usage
+from tests.unit.collector.helpers import (
+    SECRET,
+    gateway_record,
+    health_record,
+    post,
+    register,
+    sales_record,
+    usage,
+)
 
 
 def health(**over):
-    h = {
-        "kind": "health",
-        "sampled_at": utcnow().replace(microsecond=0).isoformat() + "Z",
-        "cpu_pct": 12.5,
-        "load1": 0.5,
-        "load5": 0.4,
-        "load15": 0.3,
-        "mem_pct": 40,
-        "disk_pct": 50.0,
-        "disk_free_mb": 9000,
-        "temp_c": 50.0,
-        "uptime_s": 100000,
-        "uplink_ok": True,
-        "uplink_ms": 640.0,
-        "clients_online": 3,
-        "backlog": 0,
-    }
-    h.update(over)
-    return h
+    return health_record(
+        **{
+            "sampled_at": utcnow().replace(microsecond=0).isoformat() + "Z",
+            "disk_pct": 50.0,
+            "disk_free_mb": 9000,
+            "temp_c": 50.0,
+            "uptime_s": 100000,
+            "backlog": 0,
+            **over,
+        }
+    )
 
 
 def populate(client, app):
     today = utcnow().replace(minute=0, second=0, microsecond=0)
-    info = {
-        "kind": "gateway",
-        "rev": 1,
-        "village": "Desa Sungai Duren",
-        "timezone": "Asia/Jakarta",
-        "version": "0.1.0",
-    }
+    info = gateway_record()
     recs = [info, health(disk_pct=95.0, temp_c=82.0, uplink_ok=False, uplink_ms=None)]
     for c in range(4):
         for d in range(5):
             hour = (today - dt.timedelta(days=d)).isoformat() + "Z"
             recs.append(usage(client=f"{c:016x}", hour=hour, down=10_000_000, up=1_000_000))
-    recs.append(
-        {
-            "kind": "sales",
-            "month": utcnow().strftime("%Y-%m"),
-            "package": "harian",
-            "count": 12,
-            "rupiah": 60000,
-            "rev": 1,
-        }
-    )
+    recs.append(sales_record(month=utcnow().strftime("%Y-%m"), count=12, rupiah=60000, rev=1))
     assert post(client, recs).status_code == 200
     register(app, "desa-sepi", SECRET)  # registered, never reported
     register(app, "desa-lama", SECRET)

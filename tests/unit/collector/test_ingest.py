@@ -18,8 +18,11 @@ from tests.unit.collector.helpers import (
     SECRET,
     body_of,
     daily_sums,
+    gateway_record,
+    health_record,
     post,
     register,
+    sales_record,
     signed_headers,
     snapshot,
     totals,
@@ -89,38 +92,9 @@ def test_daily_rollup_uses_local_days(client, cdb):
 
 
 def test_health_sales_and_gateway_info(client, cdb):
-    h = {
-        "kind": "health",
-        "sampled_at": "2026-11-28T03:00:05Z",
-        "cpu_pct": 12.5,
-        "load1": 0.5,
-        "load5": 0.4,
-        "load15": 0.3,
-        "mem_pct": 40,
-        "disk_pct": 91.0,
-        "disk_free_mb": 900,
-        "temp_c": 80.5,
-        "uptime_s": 100,
-        "uplink_ok": True,
-        "uplink_ms": 640.0,
-        "clients_online": 3,
-        "backlog": 10,
-    }
-    sale = {
-        "kind": "sales",
-        "month": "2026-11",
-        "package": "harian",
-        "count": 3,
-        "rupiah": 15000,
-        "rev": 5,
-    }
-    info = {
-        "kind": "gateway",
-        "rev": 5,
-        "village": "Desa Sungai Duren",
-        "timezone": "Asia/Jakarta",
-        "version": "0.1.0",
-    }
+    h = health_record()
+    sale = sales_record()
+    info = gateway_record(rev=5)
     assert post(client, [h, h, sale, info]).status_code == 200
     assert (
         post(
@@ -266,31 +240,8 @@ def test_a_batch_after_its_key_expired_changes_nothing(client, cdb):
 
     from collector.models import IngestBatch
 
-    sale = {
-        "kind": "sales",
-        "month": "2026-11",
-        "package": "harian",
-        "count": 3,
-        "rupiah": 15000,
-        "rev": 5,
-    }
-    h = {
-        "kind": "health",
-        "sampled_at": "2026-11-28T03:00:05Z",
-        "cpu_pct": 1.0,
-        "load1": 0.5,
-        "load5": 0.4,
-        "load15": 0.3,
-        "mem_pct": 40,
-        "disk_pct": 10.0,
-        "disk_free_mb": 900,
-        "temp_c": None,
-        "uptime_s": 100,
-        "uplink_ok": True,
-        "uplink_ms": 5.0,
-        "clients_online": 3,
-        "backlog": 10,
-    }
+    sale = sales_record()
+    h = health_record(cpu_pct=1.0, disk_pct=10.0, temp_c=None, uplink_ms=5.0)
     body, key = body_of([usage(down=7), usage(client="fedcba9876543210"), sale, h])
     assert _raw(client, body, signed_headers(body, key)).status_code == 200
     before = snapshot(cdb)

@@ -14,7 +14,7 @@ from hotspot.vouchers.packages import sync_packages
 from hotspot.vouchers.redemption import VoucherService
 from portal import create_app
 from portal.startup import prepare
-from tests.unit.conftest import TIERS
+from tests.unit.conftest import device_overrides
 from tests.unit.portal.fakes import LocalGateway
 
 PHONE_IP = "10.10.0.11"
@@ -42,10 +42,7 @@ def cfg(tmp_path):
     """Overrides tests/unit's cfg: the same tiers, plus the portal and packages."""
     return config_mod.load(
         overrides={
-            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-            "control": {"socket": str(tmp_path / "control.sock")},
-            "tiers": TIERS,
-            "gateway": {"flush_seconds": 60},
+            **device_overrides(tmp_path),
             "village": {"name": "Desa Sungai Duren"},
             "portal": {
                 "secret_key_file": str(tmp_path / "portal.secret"),

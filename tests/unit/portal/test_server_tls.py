@@ -4,9 +4,7 @@ throw-away certificate (needs the openssl command; otherwise skipped)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -15,7 +13,7 @@ import time
 
 import pytest
 
-from testsupport.testbed import write_toml
+from testsupport.testbed import stop_process_group, write_toml
 
 HOST = "127.0.0.2"
 NAME = "wifi.desa.test"
@@ -99,8 +97,4 @@ def test_https_listener_serves_the_api_for_its_name(tmp_path):
         assert api["captive"] is True  # no gateway here: captive, and the URLs are right
         assert api["user-portal-url"] == f"https://{NAME}:{port}/"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioning import render as R
 from provisioning.install import Host, Step
 
 VILLAGE_TOML = """\
@@ -34,6 +35,39 @@ secret = "0123456789abcdef0123456789abcdef-very-secret"
 """
 
 
+# The units provisioning enables and starts, in that order.
+SERVICES = (
+    "systemd-networkd",
+    "hostapd",
+    "dnsmasq",
+    "hotspot-walled-dns",
+    "hotspot-gateway",
+    "hotspot-portal",
+    "hotspot-sync",
+)
+
+# The files a village renders, in order.
+RENDERED_PATHS = [
+    R.SYSUSERS,
+    R.TMPFILES,
+    R.CONFIG_PATH,
+    R.SYSCTL,
+    R.NETDEV,
+    R.NETWORK,
+    R.PORTS_NETWORK,
+    R.NM_CONF,
+    R.DNSMASQ,
+    R.DNSMASQ_DROPIN,
+    R.WALLED_DNS_CONF,
+    R.HOSTAPD,
+    R.HOSTAPD_DROPIN,
+    "/etc/systemd/system/hotspot-walled-dns.service",
+    "/etc/systemd/system/hotspot-gateway.service",
+    "/etc/systemd/system/hotspot-portal.service",
+    "/etc/systemd/system/hotspot-sync.service",
+]
+
+
 @pytest.fixture
 def village_file(tmp_path) -> Path:
     path = tmp_path / "village.toml"
@@ -49,15 +83,7 @@ class FakeHost(Host):
         self.users = {"hotspot"} if provisioned else set()
         # our own group: chown to it works for any test runner
         self.groups = {"root": 0, **({"hotspot": os.getgid()} if provisioned else {})}
-        everything = {
-            "systemd-networkd",
-            "hostapd",
-            "dnsmasq",
-            "hotspot-walled-dns",
-            "hotspot-gateway",
-            "hotspot-portal",
-            "hotspot-sync",
-        }
+        everything = set(SERVICES)
         self.enabled = set(everything) if provisioned else set()
         self.active = set(everything) if provisioned else set()
         self.masked = set() if provisioned else {"hostapd"}

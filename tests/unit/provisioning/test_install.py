@@ -12,6 +12,7 @@ from hotspot import config as config_mod
 from hotspot_cli import main as cli
 from provisioning import install as I
 from provisioning import render as R
+from tests.unit.provisioning.conftest import RENDERED_PATHS, SERVICES
 
 
 def run(village_file, root=None, dry_run=False, host=None):
@@ -41,25 +42,7 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     rc, out = run(village_file, root)
     assert rc == 0
     files = tree(root)
-    assert set(files) == {
-        R.SYSUSERS,
-        R.TMPFILES,
-        R.CONFIG_PATH,
-        R.SYSCTL,
-        R.NETDEV,
-        R.NETWORK,
-        R.PORTS_NETWORK,
-        R.NM_CONF,
-        R.DNSMASQ,
-        R.DNSMASQ_DROPIN,
-        R.HOSTAPD,
-        R.HOSTAPD_DROPIN,
-        R.WALLED_DNS_CONF,
-        "/etc/systemd/system/hotspot-walled-dns.service",
-        "/etc/systemd/system/hotspot-gateway.service",
-        "/etc/systemd/system/hotspot-portal.service",
-        "/etc/systemd/system/hotspot-sync.service",
-    }
+    assert set(files) == set(RENDERED_PATHS)
     assert files[R.CONFIG_PATH][:2] == (village_file.read_bytes(), 0o640)
     assert files[R.DNSMASQ][1] == 0o644
     assert "validated:" in out and f"created   {root}/etc/dnsmasq.d/hotspot.conf" in out
@@ -201,19 +184,7 @@ def test_a_fresh_machine(village_file, fake_fs, fake_host):
         "create-secret /var/lib/hotspot/portal.secret",
         "systemctl unmask hostapd",
         "rfkill unblock wlan",
-        *[
-            f"systemctl {verb} {svc}"
-            for svc in (
-                "systemd-networkd",
-                "hostapd",
-                "dnsmasq",
-                "hotspot-walled-dns",
-                "hotspot-gateway",
-                "hotspot-portal",
-                "hotspot-sync",
-            )
-            for verb in ("enable", "start")
-        ],
+        *[f"systemctl {verb} {svc}" for svc in SERVICES for verb in ("enable", "start")],
     ]
     # The sysusers file is written before the users are made, the rest after.
     lines = out.splitlines()

@@ -11,6 +11,7 @@ import pytest
 
 from hotspot import config as config_mod
 from provisioning import render as R
+from tests.unit.provisioning.conftest import RENDERED_PATHS
 
 REPO = Path(__file__).resolve().parents[3]
 HOTSPOT = "/opt/hotspot/venv/bin/hotspot"
@@ -31,25 +32,7 @@ def load(village_file=None, **overrides):
 def test_the_files_of_a_village(village_file):
     cfg = load(village_file)
     files = rendered(cfg, village_file.read_bytes())
-    assert list(files) == [
-        R.SYSUSERS,
-        R.TMPFILES,
-        R.CONFIG_PATH,
-        R.SYSCTL,
-        R.NETDEV,
-        R.NETWORK,
-        R.PORTS_NETWORK,
-        R.NM_CONF,
-        R.DNSMASQ,
-        R.DNSMASQ_DROPIN,
-        R.WALLED_DNS_CONF,
-        R.HOSTAPD,
-        R.HOSTAPD_DROPIN,
-        "/etc/systemd/system/hotspot-walled-dns.service",
-        "/etc/systemd/system/hotspot-gateway.service",
-        "/etc/systemd/system/hotspot-portal.service",
-        "/etc/systemd/system/hotspot-sync.service",
-    ]
+    assert list(files) == RENDERED_PATHS
     # The village file is installed as it is (comments too), readable by root and the group.
     toml = files[R.CONFIG_PATH]
     assert toml.content == village_file.read_bytes()

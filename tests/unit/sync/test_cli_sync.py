@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
-from hotspot_cli import main as cli
 from tests.unit.collector.helpers import totals
+from tests.unit.commands import hotspot_in_process, hotspot_process
 from tests.unit.sync.conftest import gateway_overrides, seed_usage
 from testsupport.testbed import write_toml
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+process = hotspot_process
 
 
 @pytest.fixture
@@ -34,12 +23,7 @@ def hotspot(capsys):
     """In-process ``hotspot --config FILE ARGS``: (returncode, stdout, stderr)."""
 
     def call(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            rc = cli.main(["--config", str(config), *args])
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, rc, out, err)
+        return hotspot_in_process(capsys, config, *args)
 
     return call
 

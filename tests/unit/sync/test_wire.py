@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 
 import pytest
 
 from hotspot import wire
+from tests.unit.collector.helpers import (
+    batch_document,
+    gateway_record,
+    health_record,
+    sales_record,
+)
 
 ARGS = ("desa-uji", "1764300000", "ab" * 16, "cd" * 16)
 
@@ -47,15 +52,7 @@ def test_inflate_is_bounded():
 
 
 def _doc(records, gateway="desa-uji", key="cd" * 16):
-    return json.dumps(
-        {
-            "v": 1,
-            "gateway": gateway,
-            "batch": key,
-            "created_at": "2026-11-28T03:00:00Z",
-            "records": records,
-        }
-    ).encode()
+    return batch_document(records, gateway, key)
 
 
 USAGE = {
@@ -102,44 +99,15 @@ def test_bad_records(change):
 
 
 def test_health_sales_gateway_records():
-    h = {
-        "kind": "health",
-        "sampled_at": "2026-11-28T03:00:05Z",
-        "cpu_pct": 12.5,
-        "load1": 0.5,
-        "load5": 0.4,
-        "load15": 0.3,
-        "mem_pct": 40,
-        "disk_pct": 91.0,
-        "disk_free_mb": 900,
-        "temp_c": None,
-        "uptime_s": 100,
-        "uplink_ok": None,
-        "uplink_ms": None,
-        "clients_online": 3,
-        "backlog": 0,
-    }
+    h = health_record(temp_c=None, uplink_ok=None, uplink_ms=None, backlog=0)
     assert wire.validate_record(h)["disk_pct"] == 91.0
     with pytest.raises(wire.WireError):
         wire.validate_record({**h, "uplink_ok": "yes"})
-    s = {
-        "kind": "sales",
-        "month": "2026-11",
-        "package": "harian",
-        "count": 3,
-        "rupiah": 15000,
-        "rev": 7,
-    }
+    s = sales_record(rev=7)
     assert wire.validate_record(s)["rupiah"] == 15000
     with pytest.raises(wire.WireError):
         wire.validate_record({**s, "month": "2026-13"})
-    g = {
-        "kind": "gateway",
-        "rev": 1,
-        "village": "Desa Sungai Duren",
-        "timezone": "Asia/Jakarta",
-        "version": "0.1.0",
-    }
+    g = gateway_record()
     assert wire.validate_record(g)["village"] == "Desa Sungai Duren"
     with pytest.raises(wire.WireError):
         wire.validate_record({**g, "village": ""})
