@@ -222,6 +222,8 @@ class VoucherService:
             self._begin_write(conn)
             if ip is not None:
                 conn.execute(insert(RedeemFailure).values(at=now, ip=ip, mac=client))
+                # What an operator looks for to block a guesser (the brakes keep this rare).
+                log.info("wrong voucher code from %s at %s", client, ip)
             row = conn.execute(select(RedeemAttempt).where(RedeemAttempt.client == client)).first()
             window_start, failures, blocked = now, 0, None
             if row is not None:
@@ -268,7 +270,7 @@ class VoucherService:
         wait, scope = self.brake(mac, ip)
         if wait:
             if scope is BrakeScope.GATEWAY:
-                log.warning("voucher guessing gateway-wide: every device waits %d s", wait)
+                log.warning("voucher guessing gateway-wide: %s at %s waits %d s", mac, ip, wait)
             raise RateLimited(f"too many wrong codes ({scope}); wait {wait} s", wait, scope)
         bare = normalize_code(code)
         if bare is None:
