@@ -23,7 +23,7 @@ from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
 from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.errors import VoucherError
-from hotspot.vouchers.redemption import BrakeScope, RateLimited, moved_away
+from hotspot.vouchers.redemption import BrakeScope, RateLimited, held_voucher, moved_away
 from portal import fmt
 from portal.device_cookie import cookie_device_id, give_cookie, remember
 from portal.state import state
@@ -281,12 +281,19 @@ def home(
     now = st.clock()
     tz = st.config.village.tz
     moved = ""
+    held = None
+    sess = info.get("session")
     if st.vouchers is not None:
         at = moved_away(
             st.db, mac=info.get("mac"), device_id=cookie_device_id(), since=now - MOVED_NOTICE
         )
         moved = fmt.clock_time(at, tz, now) if at else ""
-    sess = info.get("session")
+        if not sess:  # the owner's phone under a new MAC: one tap takes its voucher back
+            held = held_voucher(st.db, cookie_device_id(), now)
+    if held is not None and not moved:
+        ctx_held: str | None = held[1]
+    else:
+        ctx_held = None
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
         return page(
@@ -301,6 +308,7 @@ def home(
             error=error,
             code=code,
             moved_at=moved,
+            held=ctx_held,
         )
     return page(
         "splash.html",
@@ -309,6 +317,7 @@ def home(
         code=code,
         bye=request.args.get("bye") == "1",
         moved_at=moved,
+        held=ctx_held,
     )
 
 
@@ -421,6 +430,33 @@ def voucher():
     except VoucherError as exc:
         text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
         return home(info, error=text(), code=code, status=status)
+    session["voucher"] = {
+        "package": done.title,
+        "tier": done.tier,
+        "until": iso(done.expires_at, exact=True),
+        "bytes": done.bytes_limit,
+    }
+    return see_other("/ok", carry())
+
+
+@bp.post("/voucher/resume")
+def voucher_resume():
+    """Sambungkan lagi: the device's own running voucher, under its new MAC, without the code
+    (its signed device cookie says whose it is)."""
+    svc = state().vouchers
+    if svc is None:
+        return render_message("busy", 503)
+    info = lookup()
+    device_id = identify(info)
+    if device_id is None or cookie_device_id() != device_id:
+        return home(info, status=409)
+    try:
+        done = svc.resume(
+            ip=client_ip(), mac=info["mac"], device_id=device_id, live_session=info.get("session")
+        )
+    except VoucherError as exc:
+        text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
+        return home(info, error=text(), status=status)
     session["voucher"] = {
         "package": done.title,
         "tier": done.tier,

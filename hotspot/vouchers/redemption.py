@@ -282,6 +282,29 @@ class VoucherService:
         if found is None:
             self._failed(mac, ip)
             raise VoucherError("no such voucher", code=ErrorCode.VOUCHER_UNKNOWN)
+        return self._use(found, ip, mac, live_session, device_id)
+
+    def resume(
+        self, *, ip: str, mac: str, device_id: str, live_session: dict[str, Any] | None = None
+    ) -> Redemption:
+        """One tap, no code: the owner's device (its identity, from the signed device cookie)
+        under a new MAC takes back the voucher it holds. Nothing to guess, so no brake."""
+        mac = normalize_mac(mac)
+        found = held_voucher(self.engine, device_id, self.clock())
+        if found is None:
+            raise VoucherError(
+                "this device holds no running voucher", code=ErrorCode.VOUCHER_UNKNOWN
+            )
+        return self._use(found[0], ip, mac, live_session, device_id)
+
+    def _use(
+        self,
+        found: int,
+        ip: str,
+        mac: str,
+        live_session: dict[str, Any] | None,
+        device_id: str | None,
+    ) -> Redemption:
         plan = self._claim(found, mac, live_session, device_id)
         try:
             session = self.gateway.call(
@@ -677,3 +700,26 @@ def moved_away(
                 or_(*who), VoucherMove.same_device.is_(False), VoucherMove.at >= since
             )
         ).scalar()
+
+
+def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> tuple[int, str] | None:
+    """(voucher id, package title) of the running voucher a device identity holds — bound by
+    that identity, or to one of its MACs — that ends last; None if it holds none."""
+    if not device_id:
+        return None
+    its_macs = select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Voucher.id, Package.title)
+            .join(VoucherDevice, VoucherDevice.voucher_id == Voucher.id)
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .join(Package, VoucherBatch.package_id == Package.id)
+            .where(
+                or_(VoucherDevice.device_id == device_id, VoucherDevice.mac.in_(its_macs)),
+                Voucher.state == VoucherState.ACTIVE.value,
+                Voucher.expires_at > now,
+            )
+            .order_by(Voucher.expires_at.desc())
+            .limit(1)
+        ).first()
+    return (int(row.id), str(row.title)) if row is not None else None

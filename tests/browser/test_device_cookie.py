@@ -5,7 +5,7 @@ the real gateway and portal, and a phone that changes its MAC (``ip link set add
   up; a fresh browser (no cookie) with yet another MAC gets a new allowance only while the
   address has new identities left for the day.
 * A voucher in use: the thief who typed the code is refused; the owner's phone with a new
-  MAC (same browser, its cookie) gets it back at once.
+  MAC (same browser, its cookie) gets it back with one tap, no code.
 """
 
 from __future__ import annotations
@@ -212,17 +212,17 @@ def test_voucher_stays_with_its_owner(village, playwright, artifacts):
         shot(thief, artifacts, "id-1-thief-refused")
         assert village.call("client", ip=village.bed.phones[1].ip)["session"] is None
 
-        # The owner's phone changes its MAC: the same browser enters the code → works.
+        # The owner's phone changes its MAC: the same browser, one tap (no code) → works.
         change_mac(village, 0, "02:00:00:00:78:01")
         owner.goto(PORTAL + "/")
-        owner.fill("#code", code)
-        owner.click("#voucher button")
+        shot(owner, artifacts, "id-2-owner-new-mac-one-tap")
+        owner.click("#resume button")
         assert owner.url.startswith(PORTAL + "/ok"), owner.inner_text("main")
         session = village.call("client", ip=owner_ip)["session"]
         assert session["mac"] == "02:00:00:00:78:01" and session["source"] == "voucher"
         owner.goto(PORTAL + "/")
         assert "dipindahkan" not in owner.inner_text("main")  # its own move: no alarm
-        shot(owner, artifacts, "id-2-owner-new-mac")
+        shot(owner, artifacts, "id-3-owner-status")
     finally:
         owner_browser.close()
         thief_browser.close()
