@@ -1,9 +1,10 @@
 """``hotspot gateway run``: the privileged daemon's main loop.
 
 Every tick (``gateway.tick_seconds``) the session engine accounts, expires and reconciles;
-once a minute the daemon also withdraws unsold voucher stock past its shelf life — the one
-periodic job of the voucher domain, so that no page of the portal or the console has to
-write when it is only looked at.
+once a minute the daemon also withdraws unsold voucher stock past its shelf life and purges
+old rows of the brakes on guessing (wrong voucher codes, console logins) — the periodic jobs
+of the core, so that no page of the portal or the console has to write when it is only
+looked at.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
 from hotspot import __version__
+from hotspot.attempts import purge_attempts
 from hotspot.config import Config
 from hotspot.db import open_database
 from hotspot.errors import ConfigError, KernelError
@@ -137,10 +139,23 @@ class Gateway:
             n = expire_unsold(self.db, clock=self.clock)
         except SQLAlchemyError as exc:  # the next minute tries again
             log.error("stock expiry: database: %s", str(exc).splitlines()[0])
-            return 0
+            n = 0
         if n:
             log.info("%d unsold vouchers past their shelf life withdrawn", n)
+        self.purge_attempts()
         return n
+
+    def purge_attempts(self) -> int:
+        """Old rows of the brakes on guessing (called with the stock expiry, once a
+        minute). Returns how many were deleted."""
+        try:
+            purged = purge_attempts(self.db, clock=self.clock)
+        except SQLAlchemyError as exc:  # the next minute tries again
+            log.error("attempt purge: database: %s", str(exc).splitlines()[0])
+            return 0
+        if purged.total:
+            log.info("purged %s", purged)
+        return purged.total
 
 
 def teardown(config: Config) -> None:

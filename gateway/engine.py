@@ -32,6 +32,7 @@ from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
+from hotspot.identity import macs_of
 from hotspot.mac import normalize_mac
 from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source
 from hotspot.protocol import (
@@ -116,6 +117,7 @@ class SessionEngine:
         self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
+        self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
         self._last_tick: dt.datetime | None = None
         self._generation = 0  # bumped by every kernel change
         self._last_flush = time.monotonic()
@@ -182,16 +184,24 @@ class SessionEngine:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
         a device never seen before (``known=False``) has none to load."""
         rows: dict[tuple[str, str], DailyUsage] = {}
-        if known:
+        # The free allowance follows the device identity (hotspot/identity.py): a MAC's
+        # usage is counted together with every other MAC of its identity.
+        if mac is not None:
+            groups = macs_of(db.connection(), [mac])
+        else:
+            groups = macs_of(db.connection(), {s.mac for s in self._active(db)})
+        if known or len(groups.get(mac or "", ())) > 1:
             q = select(DailyUsage).where(DailyUsage.day == day)
             if mac is not None:
-                q = q.where(DailyUsage.mac == mac)
+                q = q.where(DailyUsage.mac.in_(groups[mac]))
             rows = {(r.mac, r.tier): r for r in db.scalars(q)}
         self._day_rows = (day, rows)
+        self._groups = groups
         try:
             yield
         finally:
             self._day_rows = None
+            self._groups = None
 
     def _voucher_bytes(self, db: Session, voucher_ids: set[int]) -> dict[int, int]:
         """Bytes used so far by each voucher over all its sessions, ended and running."""
@@ -214,16 +224,21 @@ class SessionEngine:
         return used
 
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
-        if self._day_rows is not None and self._day_rows[0] == day:
-            row = self._day_rows[1].get((mac, tier))
-        else:
-            row = db.get(DailyUsage, (mac, day, tier))
-        p = self.pending.get((mac, day, tier), _Pending())
-        if row is None:
-            return _Pending(p.seconds, p.bytes_down, p.bytes_up)
-        return _Pending(
-            row.seconds + p.seconds, row.bytes_down + p.bytes_down, row.bytes_up + p.bytes_up
-        )
+        """Today's use of ``tier`` by the device ``mac`` — over all the MACs of its identity."""
+        group = self._groups.get(mac) if self._groups is not None else None
+        if group is None:
+            group = macs_of(db.connection(), [mac])[mac]
+        total = _Pending()
+        for one in group:
+            if self._day_rows is not None and self._day_rows[0] == day:
+                row = self._day_rows[1].get((one, tier))
+            else:
+                row = db.get(DailyUsage, (one, day, tier))
+            p = self.pending.get((one, day, tier), _Pending())
+            total.seconds += p.seconds + (row.seconds if row else 0)
+            total.bytes_down += p.bytes_down + (row.bytes_down if row else 0)
+            total.bytes_up += p.bytes_up + (row.bytes_up if row else 0)
+        return total
 
     def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> Allowance:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""

@@ -92,6 +92,13 @@ DEFAULTS: dict[str, Any] = {
         "voucher_attempts": 5,
         "voucher_window_seconds": 60,
         "voucher_cooldown_seconds": 300,
+        "voucher_address_attempts": 20,
+        "voucher_address_window_seconds": 600,
+        "voucher_gateway_attempts": 60,
+        "voucher_gateway_window_seconds": 60,
+        "voucher_takeover_hours": 12,
+        "free_devices_per_address": 3,
+        "device_cookie_days": 400,
     },
     "packages": {},
 }
@@ -318,6 +325,13 @@ class PortalConfig:
     voucher_attempts: int
     voucher_window_seconds: int
     voucher_cooldown_seconds: int
+    voucher_address_attempts: int  # wrong codes per address within its window (any MAC)
+    voucher_address_window_seconds: int
+    voucher_gateway_attempts: int  # wrong codes of all addresses together within its window
+    voucher_gateway_window_seconds: int
+    voucher_takeover_hours: int  # a code in use moves to another device after this absence
+    free_devices_per_address: int  # new free-tier device identities per address per day
+    device_cookie_days: int  # the device cookie's Max-Age
 
     @property
     def tls(self) -> bool:
@@ -649,6 +663,13 @@ def _portal(raw: Mapping[str, Any]) -> PortalConfig:
         voucher_attempts=s.int("voucher_attempts", 1, 100),
         voucher_window_seconds=s.int("voucher_window_seconds", 1, 3600),
         voucher_cooldown_seconds=s.int("voucher_cooldown_seconds", 1, 86400),
+        voucher_address_attempts=s.int("voucher_address_attempts", 1, 1000),
+        voucher_address_window_seconds=s.int("voucher_address_window_seconds", 1, 86400),
+        voucher_gateway_attempts=s.int("voucher_gateway_attempts", 1, 100000),
+        voucher_gateway_window_seconds=s.int("voucher_gateway_window_seconds", 1, 600),
+        voucher_takeover_hours=s.int("voucher_takeover_hours", 1, 720),
+        free_devices_per_address=s.int("free_devices_per_address", 1, 100),
+        device_cookie_days=s.int("device_cookie_days", 1, 400),
     )
 
 

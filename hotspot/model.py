@@ -248,6 +248,66 @@ class VoucherDevice(Base):
     mac: Mapped[str] = mapped_column(String(17), primary_key=True, index=True)
     bound_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The device identity (signed device cookie) that redeemed it on this MAC, if known: the
+    # same phone under a new random MAC takes its place back at once.
+    device_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class VoucherMove(Base):
+    """A voucher that moved from one device to another (shown to the owner it left)."""
+
+    __tablename__ = "voucher_move"
+    __table_args__ = (Index("ix_voucher_move_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(Integer, index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    from_mac: Mapped[str] = mapped_column(String(17), index=True)
+    from_device: Mapped[str | None] = mapped_column(String(32), index=True)
+    to_mac: Mapped[str] = mapped_column(String(17))
+    # True: the owner's own device under a new MAC (its cookie came back); False: another
+    # device took it after the owner had been away for the takeover time.
+    same_device: Mapped[bool] = mapped_column(Boolean)
+
+
+class RedeemFailure(Base):
+    """One wrong voucher code: the sliding windows of the per-address and gateway-wide
+    brakes count these rows (in the database, so they hold across gunicorn workers)."""
+
+    __tablename__ = "redeem_failure"
+    __table_args__ = (
+        Index("ix_redeem_failure_at", "at"),
+        Index("ix_redeem_failure_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ip: Mapped[str] = mapped_column(String(45))
+    mac: Mapped[str] = mapped_column(String(17))
+
+
+class DeviceIdentity(Base):
+    """A device as its signed device cookie names it (a random id, not a MAC): the free
+    allowance and voucher ownership follow it across MAC changes."""
+
+    __tablename__ = "device_identity"
+    __table_args__ = (Index("ix_device_identity_ip_day", "created_ip", "created_day"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_ip: Mapped[str] = mapped_column(String(45))
+    created_day: Mapped[dt.date] = mapped_column(Date)  # local (village) day
+
+
+class DeviceIdentityMac(Base):
+    """A MAC seen under an identity. A MAC belongs to one identity for good: its usage cannot
+    be moved away to make another identity's allowance fresh."""
+
+    __tablename__ = "device_identity_mac"
+
+    mac: Mapped[str] = mapped_column(String(17), primary_key=True)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("device_identity.id"), index=True)
+    linked_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class RedeemAttempt(Base):

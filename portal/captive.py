@@ -1,11 +1,14 @@
 """The villagers' pages: splash, free tier, voucher, status, allowance used up, RFC 8908 API.
 
 A client is who the gateway says is at ``request.remote_addr``: the gateway maps the address
-to a MAC itself. Nothing a request carries (form field, header, query) names a device.
+to a MAC itself. Nothing a request carries (form field, header, query) names a device — except
+the portal's own signed device cookie (:mod:`portal.device_cookie`), which only ever ties a new
+MAC to an identity the portal made: the free allowance and voucher ownership follow it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any, cast
@@ -18,15 +21,20 @@ from markupsafe import Markup
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
 from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
-from hotspot.timeutil import iso
+from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.errors import VoucherError
-from hotspot.vouchers.redemption import RateLimited
+from hotspot.vouchers.redemption import BrakeScope, RateLimited, held_voucher, moved_away
 from portal import fmt
+from portal.device_cookie import cookie_device_id, give_cookie, remember
 from portal.state import state
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("captive", __name__)
+bp.after_request(give_cookie)
+
+# How long the owner of a voucher that went to another device is told so.
+MOVED_NOTICE = dt.timedelta(hours=24)
 
 CAPTIVE_JSON = "application/captive+json"
 CARRY = ("to", "t", "s")
@@ -272,10 +280,25 @@ def home(
     st = state()
     now = st.clock()
     tz = st.config.village.tz
+    moved = ""
+    held = None
     sess = info.get("session")
+    if st.vouchers is not None:
+        at = moved_away(
+            st.db, mac=info.get("mac"), device_id=cookie_device_id(), since=now - MOVED_NOTICE
+        )
+        moved = fmt.clock_time(at, tz, now) if at else ""
+        if not sess:  # the owner's phone under a new MAC: one tap takes its voucher back
+            held = held_voucher(st.db, cookie_device_id(), now)
+    if held is not None and not moved:
+        ctx_held: str | None = held[1]
+    else:
+        ctx_held = None
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
-        return page("status.html", status, s=sess, ends=ends, error=error, code=code)
+        return page(
+            "status.html", status, s=sess, ends=ends, error=error, code=code, moved_at=moved
+        )
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
         return page(
@@ -284,8 +307,35 @@ def home(
             resets=fmt.clock_time(free.get("resets_at"), tz, now),
             error=error,
             code=code,
+            moved_at=moved,
+            held=ctx_held,
         )
-    return page("splash.html", status, error=error, code=code, bye=request.args.get("bye") == "1")
+    return page(
+        "splash.html",
+        status,
+        error=error,
+        code=code,
+        bye=request.args.get("bye") == "1",
+        moved_at=moved,
+        held=ctx_held,
+    )
+
+
+def identify(info: ClientInfo) -> str | None:
+    """Link this device's MAC (from the gateway) to its identity — the one its signed cookie
+    names, or a new one (at most ``portal.free_devices_per_address`` a day per address) — and
+    give the device that identity's cookie. Returns the device id."""
+    st = state()
+    mac = info.get("mac")
+    if not mac:
+        raise NotFound("no MAC for this address", code=ErrorCode.UNKNOWN_DEVICE)
+    now = st.clock()
+    who = st.identities.identify(
+        mac, client_ip(), cookie_device_id(), now=now, day=local_day(now, st.config.village.tz)
+    )
+    if who.device_id is not None:
+        remember(who.device_id)
+    return who.device_id
 
 
 # -- pages --------------------------------------------------------------------------------------
@@ -318,6 +368,8 @@ def accept():
     """Terima & Sambungkan: the free tier."""
     if "free" not in state().config.tiers:
         return render_message("not-found", 404)
+    # Before the gateway checks the allowance: it counts it over the identity's MACs.
+    identify(lookup())
     try:
         state().gateway.send(AuthorizeRequest(ip=client_ip(), tier="free", source=Source.FREE))
     except Refused as exc:
@@ -333,7 +385,7 @@ VOUCHER_MESSAGES = {
         400,
     ),
     ErrorCode.VOUCHER_USED: (
-        lambda: gettext("This voucher is already in use on another device."),
+        lambda: gettext("This code is being used by another device."),
         409,
     ),
     ErrorCode.VOUCHER_EXPIRED: (lambda: gettext("This voucher has expired."), 410),
@@ -349,20 +401,62 @@ def voucher():
     svc = state().vouchers
     if svc is None:
         return render_message("busy", 503)
-    if not info.get("mac"):
-        raise NotFound("no MAC for this address", code=ErrorCode.UNKNOWN_DEVICE)
+    device_id = identify(info)
     try:
-        done = svc.redeem(code, ip=client_ip(), mac=info["mac"], live_session=info.get("session"))
+        done = svc.redeem(
+            code,
+            ip=client_ip(),
+            mac=info["mac"],
+            live_session=info.get("session"),
+            device_id=device_id,
+        )
     except RateLimited as exc:
         minutes = max(1, (exc.retry_after + 59) // 60)
-        msg = gettext(
-            "Too many attempts. Please wait %(minutes)d minutes and try again.", minutes=minutes
-        )
+        if exc.scope is BrakeScope.GATEWAY:
+            # Everyone waits (someone is guessing from many addresses): say so, and that it
+            # is short, so that nobody thinks the card they paid for is bad.
+            msg = gettext(
+                "Too many wrong codes were tried on this WiFi just now. Please try again "
+                "in %(seconds)d seconds.",
+                seconds=exc.retry_after,
+            )
+        else:
+            msg = gettext(
+                "Too many attempts. Please wait %(minutes)d minutes and try again.",
+                minutes=minutes,
+            )
         body, status = home(info, error=msg, code=code, status=429)
         return body, status, {"Retry-After": str(exc.retry_after)}
     except VoucherError as exc:
         text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
         return home(info, error=text(), code=code, status=status)
+    session["voucher"] = {
+        "package": done.title,
+        "tier": done.tier,
+        "until": iso(done.expires_at, exact=True),
+        "bytes": done.bytes_limit,
+    }
+    return see_other("/ok", carry())
+
+
+@bp.post("/voucher/resume")
+def voucher_resume():
+    """Sambungkan lagi: the device's own running voucher, under its new MAC, without the code
+    (its signed device cookie says whose it is)."""
+    svc = state().vouchers
+    if svc is None:
+        return render_message("busy", 503)
+    info = lookup()
+    device_id = identify(info)
+    if device_id is None or cookie_device_id() != device_id:
+        return home(info, status=409)
+    try:
+        done = svc.resume(
+            ip=client_ip(), mac=info["mac"], device_id=device_id, live_session=info.get("session")
+        )
+    except VoucherError as exc:
+        text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
+        return home(info, error=text(), status=status)
     session["voucher"] = {
         "package": done.title,
         "tier": done.tier,

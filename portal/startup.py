@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hotspot import pseudonym
 from hotspot.config import Config
 from hotspot.errors import HotspotError
+from hotspot.identity import DeviceIdentities
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.packages import sync_packages
@@ -81,6 +82,7 @@ def prepare(
         db=db,
         vouchers=vouchers,
         clock=clock,
+        identities=DeviceIdentities(db, new_per_address=portal_cfg.free_devices_per_address),
         pseudonyms=_pseudonyms(config, db),
     )
 

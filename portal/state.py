@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config
+from hotspot.identity import DeviceIdentities
 from hotspot.pseudonym import Pseudonymizer
 from hotspot.vouchers.packages import PackageInfo, list_packages
 from hotspot.vouchers.redemption import VoucherService
@@ -39,6 +40,7 @@ class PortalState:
     db: Engine
     vouchers: VoucherService | None  # None: no voucher key on this gateway
     clock: Callable[[], dt.datetime]
+    identities: DeviceIdentities  # device cookie ↔ MACs (the free allowance follows it)
     pseudonyms: Pseudonymizer | None = None  # the usage API's; None while it is off
     fragments: dict[tuple, Any] = field(default_factory=dict)  # rendered price list, rules
     _packages: tuple[float, list[PackageInfo]] = field(default_factory=lambda: (0.0, []))

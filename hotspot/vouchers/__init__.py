@@ -47,8 +47,9 @@ from hotspot.vouchers.packages import (
     sync_packages,
 )
 from hotspot.vouchers.redemption import (
-    AWAY_SECONDS,
     BIND_LEASE_SECONDS,
+    TAKEOVER_SECONDS,
+    BrakeScope,
     RateLimited,
     Redemption,
     VoucherService,
@@ -58,8 +59,9 @@ from hotspot.vouchers.withdrawal import expire_unsold, void_batch, void_one, voi
 
 __all__ = [
     "ALPHABET",
-    "AWAY_SECONDS",
     "BIND_LEASE_SECONDS",
+    "TAKEOVER_SECONDS",
+    "BrakeScope",
     "CODE_LENGTH",
     "PACKAGE_NAME",
     "Batch",

@@ -7,14 +7,21 @@ Redemption (:meth:`VoucherService.redeem`)
     first wins, the second finds the voucher bound to a device that was bound seconds ago and
     is told "already in use" (or joins, while the package allows more devices).
     Re-entering a running code on a device that uses it re-authorizes it (after an idle
-    timeout, or at a new address). On a *new* MAC — phones randomise it — the code moves
-    there when one of its devices has been away (no traffic) for a while; a device that is
-    still using it is never displaced.
+    timeout, or at a new address). On a *new* MAC a code in use moves there only when the
+    device is the owner's (its device cookie names the identity that holds the code: the
+    same phone under a new random MAC, at once), or when the owner has been gone for
+    ``takeover_seconds`` (default 12 h) — whoever merely saw a running code cannot take it.
+    Every move is recorded (:class:`hotspot.model.VoucherMove`) and shown to the owner.
     A second code on a device that runs a single-device voucher tops it up: the remaining
     time and data of the first are carried into the second (time adds; data adds; a package
     without a data quota makes the sum unlimited), and the first is marked ``merged``.
     Then the gateway is asked to authorize; if it refuses (a blocked device, …) the claim
     is undone, so a refused phone does not burn a voucher.
+
+The brake on guessing (issue #10) has three sliding windows, all in the database so that they
+hold across gunicorn workers: per MAC (the old one, with a cool-down), per address (rotating
+MACs on one address does not reset it) and gateway-wide (many addresses), the last one short
+so that it never keeps the village's paying customers out for long.
 
 Kernel-free: the gateway is reached only through an object with ``call(op, **args)`` (a
 :class:`hotspot.control.ControlClient`, or a fake in tests).
@@ -23,12 +30,13 @@ Kernel-free: the gateway is reached only through an object with ``call(op, **arg
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hotspot.config import Config
@@ -36,11 +44,14 @@ from hotspot.errors import ErrorCode, HotspotError
 from hotspot.mac import normalize_mac
 from hotspot.model import (
     ClientSession,
+    DeviceIdentityMac,
     Package,
     RedeemAttempt,
+    RedeemFailure,
     Voucher,
     VoucherBatch,
     VoucherDevice,
+    VoucherMove,
     VoucherState,
 )
 from hotspot.timeutil import iso, utcnow
@@ -53,21 +64,28 @@ log = logging.getLogger(__name__)
 
 # A binding younger than this is never displaced (two phones racing for one code).
 BIND_LEASE_SECONDS = 60
-# A device whose session saw no traffic for this long (or that has none) is "away": its
-# place on a voucher may go to a new MAC (the same phone after MAC randomisation).
-AWAY_SECONDS = 180
+# A device that holds a voucher and has been gone (no traffic, no visit) for this long
+# gives its place to another device: the default of ``portal.voucher_takeover_hours``.
+TAKEOVER_SECONDS = 12 * 3600
 
 
 class Gateway(Protocol):
     def call(self, op: str, **args: Any) -> Any: ...
 
 
+class BrakeScope(enum.StrEnum):
+    DEVICE = "device"  # this MAC
+    ADDRESS = "address"  # this IP address, whatever the MAC
+    GATEWAY = "gateway"  # every address together
+
+
 class RateLimited(VoucherError):
     code = ErrorCode.RATE_LIMITED
 
-    def __init__(self, message: str, retry_after: int):
+    def __init__(self, message: str, retry_after: int, scope: BrakeScope = BrakeScope.DEVICE):
         super().__init__(message)
         self.retry_after = retry_after
+        self.scope = scope
 
 
 @dataclass
@@ -97,7 +115,8 @@ class _Plan:
     bound: bool = False  # this call added the binding
     joined: bool = False
     moved_from: str | None = None
-    moved_binding: tuple[dt.datetime, dt.datetime] | None = None
+    moved_binding: tuple[dt.datetime, dt.datetime, str | None] | None = None
+    move_id: int | None = None
     kick_old: bool = False
     merged: int | None = None
 
@@ -115,6 +134,11 @@ class VoucherService:
         attempts: int = 5,
         window_seconds: int = 60,
         cooldown_seconds: int = 300,
+        address_attempts: int = 20,
+        address_window_seconds: int = 600,
+        gateway_attempts: int = 60,
+        gateway_window_seconds: int = 60,
+        takeover_seconds: int = TAKEOVER_SECONDS,
     ):
         self.engine = engine
         self.key = key
@@ -123,6 +147,11 @@ class VoucherService:
         self.attempts = attempts
         self.window = dt.timedelta(seconds=window_seconds)
         self.cooldown = dt.timedelta(seconds=cooldown_seconds)
+        self.address_attempts = address_attempts
+        self.address_window = dt.timedelta(seconds=address_window_seconds)
+        self.gateway_attempts = gateway_attempts
+        self.gateway_window = dt.timedelta(seconds=gateway_window_seconds)
+        self.takeover = dt.timedelta(seconds=takeover_seconds)
         self.sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
@@ -137,27 +166,64 @@ class VoucherService:
             attempts=p.voucher_attempts,
             window_seconds=p.voucher_window_seconds,
             cooldown_seconds=p.voucher_cooldown_seconds,
+            address_attempts=p.voucher_address_attempts,
+            address_window_seconds=p.voucher_address_window_seconds,
+            gateway_attempts=p.voucher_gateway_attempts,
+            gateway_window_seconds=p.voucher_gateway_window_seconds,
+            takeover_seconds=p.voucher_takeover_hours * 3600,
             **kw,
         )
 
     # -- the brake on guessing ----------------------------------------------------------------
 
-    def retry_after(self, client: str) -> int:
+    def retry_after(self, client: str, ip: str | None = None) -> int:
         """Seconds this device must wait before its next attempt (0 = may try now)."""
+        return self.brake(client, ip)[0]
+
+    def brake(self, mac: str, ip: str | None = None) -> tuple[int, BrakeScope]:
+        """(seconds to wait, which brake) for a device at an address; (0, …) = may try now.
+        The longest wait of the three brakes wins."""
         now = self.clock()
+        waits: list[tuple[int, BrakeScope]] = []
         with self.engine.connect() as conn:
             until = conn.execute(
-                select(RedeemAttempt.blocked_until).where(RedeemAttempt.client == client)
+                select(RedeemAttempt.blocked_until).where(RedeemAttempt.client == mac)
             ).scalar()
-        if until is None or until <= now:
-            return 0
-        return max(1, int((until - now).total_seconds() + 0.999))
+            if until is not None and until > now:
+                waits.append((_seconds(until - now), BrakeScope.DEVICE))
+            if ip is not None:
+                oldest = self._window_full(
+                    conn, now, self.address_window, self.address_attempts, ip
+                )
+                if oldest is not None:
+                    waits.append((_seconds(oldest + self.address_window - now), BrakeScope.ADDRESS))
+            oldest = self._window_full(conn, now, self.gateway_window, self.gateway_attempts)
+            if oldest is not None:
+                waits.append((_seconds(oldest + self.gateway_window - now), BrakeScope.GATEWAY))
+        return max(waits, default=(0, BrakeScope.DEVICE), key=lambda w: w[0])
 
-    def _failed(self, client: str) -> None:
-        """Count a wrong code; the ``attempts``-th within the window starts the cool-down."""
+    @staticmethod
+    def _window_full(
+        conn: Connection, now: dt.datetime, window: dt.timedelta, limit: int, ip: str | None = None
+    ) -> dt.datetime | None:
+        """A sliding window of wrong codes (of one address, or of all): when it holds
+        ``limit`` of them, the time of the ``limit``-th newest — the window frees a place when
+        that one is ``window`` old. None while there is room."""
+        q = select(RedeemFailure.at).where(RedeemFailure.at > now - window)
+        if ip is not None:
+            q = q.where(RedeemFailure.ip == ip)
+        return conn.execute(q.order_by(RedeemFailure.at.desc()).offset(limit - 1).limit(1)).scalar()
+
+    def _failed(self, client: str, ip: str | None = None) -> None:
+        """Count a wrong code; the ``attempts``-th within the window starts the device's
+        cool-down, and the per-address and gateway-wide windows get one more row."""
         now = self.clock()
         with self.engine.connect() as conn:
             self._begin_write(conn)
+            if ip is not None:
+                conn.execute(insert(RedeemFailure).values(at=now, ip=ip, mac=client))
+                # What an operator looks for to block a guesser (the brakes keep this rare).
+                log.info("wrong voucher code from %s at %s", client, ip)
             row = conn.execute(select(RedeemAttempt).where(RedeemAttempt.client == client)).first()
             window_start, failures, blocked = now, 0, None
             if row is not None:
@@ -185,28 +251,61 @@ class VoucherService:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def redeem(
-        self, code: str, *, ip: str, mac: str, live_session: dict[str, Any] | None = None
+        self,
+        code: str,
+        *,
+        ip: str,
+        mac: str,
+        live_session: dict[str, Any] | None = None,
+        device_id: str | None = None,
     ) -> Redemption:
         """Use ``code`` on the device ``mac`` at ``ip`` (both from the gateway, never from the
         request). ``live_session`` is the gateway's current description of the device's
         session, if the caller has it (its byte counts are fresher than the database's).
+        ``device_id`` is the device's identity (:mod:`hotspot.identity`, from its signed
+        device cookie), if it has one: the owner's own device takes its code back at once.
         Raises :class:`VoucherError` (a code the user gets a message for), or what the
         gateway raised (a blocked device, the gateway unreachable)."""
         mac = normalize_mac(mac)
-        wait = self.retry_after(mac)
+        wait, scope = self.brake(mac, ip)
         if wait:
-            raise RateLimited(f"too many wrong codes from {mac}; wait {wait} s", wait)
+            if scope is BrakeScope.GATEWAY:
+                log.warning("voucher guessing gateway-wide: %s at %s waits %d s", mac, ip, wait)
+            raise RateLimited(f"too many wrong codes ({scope}); wait {wait} s", wait, scope)
         bare = normalize_code(code)
         if bare is None:
-            self._failed(mac)
+            self._failed(mac, ip)
             raise VoucherError("not a voucher code", code=ErrorCode.VOUCHER_UNKNOWN)
         digest = code_hash(self.key, bare)
         with self.engine.connect() as conn:
             found = conn.execute(select(Voucher.id).where(Voucher.code_hash == digest)).scalar()
         if found is None:
-            self._failed(mac)
+            self._failed(mac, ip)
             raise VoucherError("no such voucher", code=ErrorCode.VOUCHER_UNKNOWN)
-        plan = self._claim(found, mac, live_session)
+        return self._use(found, ip, mac, live_session, device_id)
+
+    def resume(
+        self, *, ip: str, mac: str, device_id: str, live_session: dict[str, Any] | None = None
+    ) -> Redemption:
+        """One tap, no code: the owner's device (its identity, from the signed device cookie)
+        under a new MAC takes back the voucher it holds. Nothing to guess, so no brake."""
+        mac = normalize_mac(mac)
+        found = held_voucher(self.engine, device_id, self.clock())
+        if found is None:
+            raise VoucherError(
+                "this device holds no running voucher", code=ErrorCode.VOUCHER_UNKNOWN
+            )
+        return self._use(found[0], ip, mac, live_session, device_id)
+
+    def _use(
+        self,
+        found: int,
+        ip: str,
+        mac: str,
+        live_session: dict[str, Any] | None,
+        device_id: str | None,
+    ) -> Redemption:
+        plan = self._claim(found, mac, live_session, device_id)
         try:
             session = self.gateway.call(
                 "authorize",
@@ -279,12 +378,14 @@ class VoucherService:
         and devices together."""
         return plan.bytes_total
 
-    def _claim(self, voucher_id: int, mac: str, live: dict[str, Any] | None) -> _Plan:
+    def _claim(
+        self, voucher_id: int, mac: str, live: dict[str, Any] | None, device_id: str | None
+    ) -> _Plan:
         now = self.clock()
         with self.engine.connect() as conn:
             self._begin_write(conn)
             try:
-                plan = self._decide(conn, voucher_id, mac, live, now)
+                plan = self._decide(conn, voucher_id, mac, live, now, device_id=device_id)
             except BaseException:
                 conn.rollback()
                 raise
@@ -299,6 +400,7 @@ class VoucherService:
         live: dict[str, Any] | None,
         now: dt.datetime,
         hops: int = 0,
+        device_id: str | None = None,
     ) -> _Plan:
         v = conn.execute(
             select(
@@ -345,7 +447,9 @@ class VoucherService:
                     )
                 ).scalar()
                 if target is not None:
-                    return self._decide(conn, v.merged_into, mac, live, now, hops + 1)
+                    return self._decide(
+                        conn, v.merged_into, mac, live, now, hops + 1, device_id=device_id
+                    )
             raise VoucherError("this voucher was already used", code=ErrorCode.VOUCHER_USED)
         if v.state == VoucherState.NEW.value:
             if v.valid_until is not None and now >= v.valid_until:
@@ -374,23 +478,40 @@ class VoucherService:
             conn.execute(
                 update(VoucherDevice)
                 .where(VoucherDevice.voucher_id == v.id, VoucherDevice.mac == mac)
-                .values(last_seen_at=now)
+                .values(last_seen_at=now, device_id=bindings[mac].device_id or device_id)
             )
         else:
-            if len(bindings) >= batch.devices:
+            mine = self._same_device(conn, bindings, device_id)
+            if mine is None and len(bindings) >= batch.devices:
                 away = self._away(conn, v.id, bindings, now)
                 if not away:
                     raise VoucherError(
                         "this voucher is in use on another device", code=ErrorCode.VOUCHER_USED
                     )
-                old = min(away, key=lambda b: b.last_seen_at)
+                mine_or_away, same = min(away, key=lambda b: b.last_seen_at), False
+            else:
+                mine_or_away, same = mine, True
+            if mine_or_away is not None:
+                old = mine_or_away
                 conn.execute(
                     delete(VoucherDevice).where(
                         VoucherDevice.voucher_id == v.id, VoucherDevice.mac == old.mac
                     )
                 )
                 plan.moved_from = old.mac
-                plan.moved_binding = (old.bound_at, old.last_seen_at)
+                plan.moved_binding = (old.bound_at, old.last_seen_at, old.device_id)
+                plan.move_id = conn.execute(
+                    insert(VoucherMove)
+                    .values(
+                        voucher_id=v.id,
+                        at=now,
+                        from_mac=old.mac,
+                        from_device=old.device_id,
+                        to_mac=mac,
+                        same_device=same,
+                    )
+                    .returning(VoucherMove.id)
+                ).scalar_one()
                 plan.kick_old = (
                     conn.execute(
                         select(ClientSession.id).where(
@@ -405,7 +526,7 @@ class VoucherService:
                 plan.joined = bool(bindings)
             conn.execute(
                 insert(VoucherDevice).values(
-                    voucher_id=v.id, mac=mac, bound_at=now, last_seen_at=now
+                    voucher_id=v.id, mac=mac, bound_at=now, last_seen_at=now, device_id=device_id
                 )
             )
             plan.bound = True
@@ -444,25 +565,41 @@ class VoucherService:
             plan.expires_at, plan.bytes_total = expires, total
         return plan
 
+    @staticmethod
+    def _same_device(
+        conn: Connection, bindings: dict[str, Any], device_id: str | None
+    ) -> Any | None:
+        """The binding of this very device under another MAC: its identity (device cookie)
+        is the one that redeemed there, or the one that MAC belongs to."""
+        if device_id is None or not bindings:
+            return None
+        for b in bindings.values():
+            if b.device_id == device_id:
+                return b
+        linked = conn.execute(
+            select(DeviceIdentityMac.mac).where(
+                DeviceIdentityMac.mac.in_(list(bindings)),
+                DeviceIdentityMac.identity_id == device_id,
+            )
+        ).scalar()
+        return bindings.get(linked) if linked is not None else None
+
     def _away(
         self, conn: Connection, voucher_id: int, bindings: dict[str, Any], now: dt.datetime
     ) -> list[Any]:
-        """Bindings whose device may give up its place: bound a while ago, and not using
-        the voucher now (no running session on it, or one without traffic lately)."""
+        """Bindings whose device may give up its place to another device: gone for the
+        takeover time — no traffic on the voucher and no visit to the portal with it."""
         out = []
         for b in bindings.values():
             if now - b.bound_at < dt.timedelta(seconds=BIND_LEASE_SECONDS):
                 continue
-            sess = conn.execute(
-                select(ClientSession.last_activity_at).where(
-                    ClientSession.mac == b.mac,
-                    ClientSession.voucher_id == voucher_id,
-                    ClientSession.ended_at.is_(None),
+            active = conn.execute(
+                select(func.max(ClientSession.last_activity_at)).where(
+                    ClientSession.mac == b.mac, ClientSession.voucher_id == voucher_id
                 )
-            ).first()
-            if sess is not None and now - sess.last_activity_at < dt.timedelta(
-                seconds=AWAY_SECONDS
-            ):
+            ).scalar()
+            last = max(t for t in (b.last_seen_at, active) if t is not None)
+            if now - last < self.takeover:
                 continue
             out.append(b)
         return out
@@ -507,8 +644,11 @@ class VoucherService:
                             mac=plan.moved_from,
                             bound_at=plan.moved_binding[0],
                             last_seen_at=plan.moved_binding[1],
+                            device_id=plan.moved_binding[2],
                         )
                     )
+                if plan.move_id is not None:
+                    conn.execute(delete(VoucherMove).where(VoucherMove.id == plan.move_id))
                 if plan.first_use:
                     conn.execute(
                         update(Voucher)
@@ -535,3 +675,51 @@ class VoucherService:
                 conn.commit()
         except Exception:  # pragma: no cover - logged, the original error matters more
             log.exception("voucher %d: could not undo the claim", plan.voucher_id)
+
+
+def _seconds(delta: dt.timedelta) -> int:
+    """A wait in whole seconds, rounded up, at least 1."""
+    return max(1, int(delta.total_seconds() + 0.999))
+
+
+def moved_away(
+    engine: Engine, *, mac: str | None, device_id: str | None, since: dt.datetime
+) -> dt.datetime | None:
+    """When a voucher of this device (by MAC or by device identity) last went to another
+    device since ``since`` — what its owner is told on the status page. None: it did not."""
+    who = []
+    if mac:
+        who.append(VoucherMove.from_mac == normalize_mac(mac))
+    if device_id:
+        who.append(VoucherMove.from_device == device_id)
+    if not who:
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.max(VoucherMove.at)).where(
+                or_(*who), VoucherMove.same_device.is_(False), VoucherMove.at >= since
+            )
+        ).scalar()
+
+
+def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> tuple[int, str] | None:
+    """(voucher id, package title) of the running voucher a device identity holds — bound by
+    that identity, or to one of its MACs — that ends last; None if it holds none."""
+    if not device_id:
+        return None
+    its_macs = select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Voucher.id, Package.title)
+            .join(VoucherDevice, VoucherDevice.voucher_id == Voucher.id)
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .join(Package, VoucherBatch.package_id == Package.id)
+            .where(
+                or_(VoucherDevice.device_id == device_id, VoucherDevice.mac.in_(its_macs)),
+                Voucher.state == VoucherState.ACTIVE.value,
+                Voucher.expires_at > now,
+            )
+            .order_by(Voucher.expires_at.desc())
+            .limit(1)
+        ).first()
+    return (int(row.id), str(row.title)) if row is not None else None

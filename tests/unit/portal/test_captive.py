@@ -295,8 +295,11 @@ def test_security_headers_and_cookie_flags(phone):
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert resp.headers["Cache-Control"] == "no-store"
-    cookie = resp.headers["Set-Cookie"]
-    assert cookie.startswith("hs=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    cookies = {c.split("=", 1)[0]: c for c in resp.headers.getlist("Set-Cookie")}
+    cookie = cookies["hs"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    device = cookies["hotspot_device"]  # issue #10: the long-lived signed device cookie
+    assert "HttpOnly" in device and "SameSite=Lax" in device and "Max-Age=34560000" in device
     css = phone.get(re.search(r'href="(/static/portal\.css[^"]*)"', text(resp)).group(1))
     assert css.status_code == 200 and "max-age" in css.headers["Cache-Control"]
 

@@ -21,8 +21,8 @@ from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.lookup import find_voucher, voucher_state
 from hotspot.vouchers.packages import sync_packages
 from hotspot.vouchers.redemption import (
-    AWAY_SECONDS,
     BIND_LEASE_SECONDS,
+    TAKEOVER_SECONDS,
     RateLimited,
     VoucherService,
 )
@@ -188,13 +188,16 @@ def test_a_code_in_use_is_refused_to_another_phone(vouchers, batch, gw):
     assert gw.call("client", ip=OTHER_IP)["session"] is None
 
 
-def test_mac_randomisation_moves_the_voucher(vouchers, batch, gw, engine, datapath, clock):
+def test_a_long_gone_owner_gives_its_place(vouchers, batch, gw, engine, datapath, clock):
     code = batch()[0]
     vouchers.redeem(code, ip=PHONE_IP, mac=PHONE_MAC)
-    # The phone comes back with a new MAC (and a new address); its old self fell silent.
+    # Another device (no device cookie of the owner's) asks while the owner is around, and
+    # after the owner fell silent for a few minutes (the old 180 s rule): refused both times.
     clock.advance(seconds=BIND_LEASE_SECONDS + 1)
     expect("voucher-used", vouchers.redeem, code, ip=OTHER_IP, mac=OTHER_MAC)  # old one is busy
-    clock.advance(seconds=AWAY_SECONDS)
+    clock.advance(seconds=180)
+    expect("voucher-used", vouchers.redeem, code, ip=OTHER_IP, mac=OTHER_MAC)
+    clock.advance(seconds=TAKEOVER_SECONDS)
     done = vouchers.redeem(code, ip=OTHER_IP, mac=OTHER_MAC)
     assert done.moved_from == PHONE_MAC
     assert gw.call("client", ip=PHONE_IP)["session"] is None  # the old one was let go
@@ -212,6 +215,8 @@ def test_a_device_that_left_gives_its_place(vouchers, batch, engine, clock):
     vouchers.redeem(code, ip=PHONE_IP, mac=PHONE_MAC)
     engine.deauthorize(ip=PHONE_IP, reason="logout")
     clock.advance(seconds=BIND_LEASE_SECONDS + 1)
+    expect("voucher-used", vouchers.redeem, code, ip=OTHER_IP, mac=OTHER_MAC)
+    clock.advance(seconds=TAKEOVER_SECONDS)
     assert vouchers.redeem(code, ip=OTHER_IP, mac=OTHER_MAC).moved_from == PHONE_MAC
 
 
@@ -430,7 +435,7 @@ def test_voucher_through_the_portal(phone, batch, gw, app):
     [
         ("unknown", 400, "Kode tidak berlaku"),
         ("badformat", 400, "Kode tidak berlaku"),
-        ("used", 409, "sudah dipakai di perangkat lain"),
+        ("used", 409, "sedang dipakai perangkat lain"),
         ("expired", 410, "sudah kedaluwarsa"),
         ("void", 410, "dibatalkan oleh BUMDes"),
     ],

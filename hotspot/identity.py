@@ -1,0 +1,195 @@
+"""Device identities: who a device is across MAC changes.
+
+The portal gives every browser a long-lived, signed device cookie whose value is a random
+device id (never the MAC). When a form comes back (accept the terms, redeem a voucher), the
+portal links the device's current MAC — which the gateway read from the kernel — to an
+identity:
+
+1. a MAC already linked keeps its identity for good (its usage cannot be moved away to make
+   another identity's allowance fresh; a reinstalled browser on the same MAC gets its old
+   identity back);
+2. a new MAC with a known device cookie joins that identity (the same phone after MAC
+   randomisation);
+3. a new MAC without a known cookie is a new identity — at most ``cap`` a day are made per
+   address; after that the MAC joins the newest identity made at that address today, whose
+   allowance it shares (a laptop that rotates its MAC and drops its cookies gets "used up",
+   not a fresh allowance).
+
+The gateway's engine counts the free tier's daily allowance over all the MACs of an identity
+(:func:`macs_of`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from hotspot.mac import normalize_mac
+from hotspot.model import DeviceIdentity, DeviceIdentityMac
+
+log = logging.getLogger(__name__)
+
+DEVICE_ID_BYTES = 16  # 32 hex characters
+
+
+def new_device_id() -> str:
+    return secrets.token_hex(DEVICE_ID_BYTES)
+
+
+def is_device_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 2 * DEVICE_ID_BYTES
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+@dataclass(frozen=True)
+class Identified:
+    device_id: str | None  # None: not linked (a voucher form from an unknown device)
+    created: bool = False  # a new identity was made for this MAC
+    capped: bool = False  # the address had made its day's new identities: joined the newest
+
+
+def identity_of(conn: Connection, mac: str) -> str | None:
+    return conn.execute(
+        select(DeviceIdentityMac.identity_id).where(DeviceIdentityMac.mac == normalize_mac(mac))
+    ).scalar()
+
+
+def macs_of(conn: Connection, macs: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Each MAC → every MAC of its identity (itself alone when it has none). Two queries,
+    whatever the number of MACs."""
+    wanted = set(macs)
+    out = {m: frozenset((m,)) for m in wanted}
+    if not wanted:
+        return out
+    mine = dict(
+        conn.execute(
+            select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
+                DeviceIdentityMac.mac.in_(wanted)
+            )
+        ).all()
+    )
+    if not mine:
+        return out
+    groups: dict[str, set[str]] = {}
+    for mac, identity in conn.execute(
+        select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
+            DeviceIdentityMac.identity_id.in_(set(mine.values()))
+        )
+    ):
+        groups.setdefault(identity, set()).add(mac)
+    for mac, identity in mine.items():
+        out[mac] = frozenset(groups.get(identity, {mac}))
+    return out
+
+
+class DeviceIdentities:
+    """Links MACs to device identities (the portal's only writer of these tables)."""
+
+    def __init__(self, engine: Engine, *, new_per_address: int = 3):
+        self.engine = engine
+        self.new_per_address = new_per_address
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    def identify(
+        self,
+        mac: str,
+        ip: str,
+        cookie_id: str | None,
+        *,
+        now: dt.datetime,
+        day: dt.date,
+        create: bool = True,
+    ) -> Identified:
+        """The identity of ``mac`` (from the gateway) at ``ip``, given the device id its
+        cookie carried (verified by the caller, or None). ``create=False`` (a voucher form)
+        links to a known identity but makes none: only the free tier needs one."""
+        mac = normalize_mac(mac)
+        for _ in range(3):  # a concurrent request linked the same MAC: read theirs
+            try:
+                return self._identify(mac, ip, cookie_id, now, day, create)
+            except IntegrityError:
+                continue
+        return Identified(self._read(mac))
+
+    def _read(self, mac: str) -> str | None:
+        with self.engine.connect() as conn:
+            return identity_of(conn, mac)
+
+    def _identify(
+        self,
+        mac: str,
+        ip: str,
+        cookie_id: str | None,
+        now: dt.datetime,
+        day: dt.date,
+        create: bool,
+    ) -> Identified:
+        with self.engine.connect() as conn:
+            if self.sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            known = identity_of(conn, mac)
+            if known is not None:
+                conn.rollback()
+                return Identified(known)
+            if cookie_id is not None and not is_device_id(cookie_id):
+                cookie_id = None
+            if (
+                cookie_id is not None
+                and conn.execute(
+                    select(DeviceIdentity.id).where(DeviceIdentity.id == cookie_id)
+                ).scalar()
+            ):
+                self._link(conn, mac, cookie_id, now)
+                conn.commit()
+                log.info("device %s: MAC %s joins its identity (device cookie)", cookie_id, mac)
+                return Identified(cookie_id)
+            if not create:
+                conn.rollback()
+                return Identified(None)
+            made_here = conn.execute(
+                select(func.count())
+                .select_from(DeviceIdentity)
+                .where(DeviceIdentity.created_ip == ip, DeviceIdentity.created_day == day)
+            ).scalar_one()
+            if made_here >= self.new_per_address:
+                newest = conn.execute(
+                    select(DeviceIdentity.id)
+                    .where(DeviceIdentity.created_ip == ip, DeviceIdentity.created_day == day)
+                    .order_by(DeviceIdentity.created_at.desc(), DeviceIdentity.id)
+                    .limit(1)
+                ).scalar_one()
+                self._link(conn, mac, newest, now)
+                conn.commit()
+                log.warning(
+                    "address %s: %d new devices today already; MAC %s shares %s's allowance",
+                    ip,
+                    made_here,
+                    mac,
+                    newest,
+                )
+                return Identified(newest, capped=True)
+            device_id = cookie_id or new_device_id()
+            conn.execute(
+                insert(DeviceIdentity).values(
+                    id=device_id, created_at=now, created_ip=ip, created_day=day
+                )
+            )
+            self._link(conn, mac, device_id, now)
+            conn.commit()
+            return Identified(device_id, created=True)
+
+    @staticmethod
+    def _link(conn: Connection, mac: str, device_id: str, now: dt.datetime) -> None:
+        conn.execute(
+            insert(DeviceIdentityMac).values(mac=mac, identity_id=device_id, linked_at=now)
+        )
