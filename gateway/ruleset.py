@@ -11,6 +11,10 @@ Everything the data path decides per packet is a set or map lookup, never a per-
 * ``walled_garden`` static addresses/networks from the config, reachable before login;
   ``walled_garden_dns`` the same filled by dnsmasq's ``nftset=`` (elements time out).
 * ``portal_flood``  a meter: new connections per second per unauthorized client to the portal.
+* ``portal_peers``  ipv4_addr . ether_addr: who talked to the portal from which address in
+                    the last ``PEERS_TIMEOUT`` seconds (refreshed by every packet). The engine
+                    acts on a session for a portal request only if no other MAC is in it for
+                    the address (docs/security/ident.md).
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """
@@ -29,6 +33,7 @@ Command = dict[str, Any]
 FAMILY = "inet"
 WALLED_DNS_TIMEOUT = 3600
 FLOOD_TIMEOUT = 60
+PEERS_TIMEOUT = 60
 
 AUTHORIZED = "authorized"
 BLOCKED = "blocked"
@@ -37,6 +42,7 @@ UP_CLASS = "up_class"
 WALLED = "walled_garden"
 WALLED_DNS = "walled_garden_dns"
 FLOOD = "portal_flood"
+PORTAL_PEERS = "portal_peers"
 LAN_TCP_PORTS = "lan_tcp_ports"
 
 
@@ -160,6 +166,13 @@ def _sets(layout: Layout) -> list[Command]:
             name=FLOOD, type="ipv4_addr", size=65535, flags=["timeout"], timeout=FLOOD_TIMEOUT
         ),
         layout.ref(name=LAN_TCP_PORTS, type="inet_service"),
+        layout.ref(
+            name=PORTAL_PEERS,
+            type=["ipv4_addr", "ether_addr"],
+            size=65535,
+            flags=["timeout"],
+            timeout=PEERS_TIMEOUT,
+        ),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
@@ -314,6 +327,12 @@ def _chains(layout: Layout) -> dict[str, tuple[dict | None, list[list[dict]]]]:
         "lan_input": (
             None,
             [
+                # Every packet to the portal says which MAC is behind the address now.
+                [
+                    _match(_meta("nfproto"), "ipv4"),
+                    portal,
+                    {"set": {"op": "update", "elem": _CLIENT_ID, "set": "@" + PORTAL_PEERS}},
+                ],
                 [_ct_state("established", "related"), _ACCEPT],
                 [_match(_meta("nfproto"), "ipv6"), _ACCEPT],
                 [_match(_payload("udp", "dport"), {"set": [53, 67]}), _ACCEPT],
