@@ -33,7 +33,7 @@ Command = dict[str, Any]
 FAMILY = "inet"
 WALLED_DNS_TIMEOUT = 3600
 FLOOD_TIMEOUT = 60
-PEERS_TIMEOUT = 60
+PEERS_TIMEOUT = 30
 
 AUTHORIZED = "authorized"
 BLOCKED = "blocked"
