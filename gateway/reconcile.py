@@ -90,13 +90,15 @@ class Plan:
         )
 
     def summary(self) -> str:
-        return (
+        text = (
             f"+{len(self.add_clients)}/-{len(self.del_clients)} clients, "
             f"+{len(self.add_blocked)}/-{len(self.del_blocked)} blocked, "
             f"{len(self.down_set) + len(self.up_set)} classes set, "
-            f"{len(self.down_del) + len(self.up_del)} removed, "
-            f"+{len(self.add_pins)}/-{len(self.del_pins)} pinned neighbours"
+            f"{len(self.down_del) + len(self.up_del)} removed"
         )
+        if self.add_pins or self.del_pins:
+            text += f", +{len(self.add_pins)}/-{len(self.del_pins)} pinned neighbours"
+        return text
 
 
 def _class_changes(
