@@ -18,6 +18,7 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from gateway import rtnl_dump
 from hotspot.errors import ErrorCode, KernelError, UsageError
 from hotspot.mac import normalize_mac
 
@@ -61,24 +62,19 @@ class Neighbours:
 
     def pinned(self, network: ipaddress.IPv4Network) -> dict[str, str]:
         """ip → mac of every PERMANENT entry on the LAN for a client address of ``network``
-        (the pins; one dump)."""
+        (the pins; one dump, parsed by :mod:`gateway.rtnl_dump`: the tick reads them)."""
         out: dict[str, str] = {}
         try:
-            entries = self.ipr.get_neighbours(family=2, ifindex=self._index())
-        except NetlinkError as exc:
+            entries = rtnl_dump.neighbours(self._index())
+        except OSError as exc:
             raise KernelError(f"neighbour dump: {exc}", code=ErrorCode.NEIGHBOURS) from exc
         for n in entries:
-            lladdr = n.get_attr("NDA_LLADDR")
-            dst = n.get_attr("NDA_DST")
-            if not (lladdr and dst and n.get("state", 0) & NUD_PERMANENT):
+            if not (n.state & NUD_PERMANENT and len(n.lladdr) == 6):
                 continue
-            addr = ipaddress.IPv4Address(dst)
+            addr = ipaddress.IPv4Address(n.ip)
             if addr not in network or addr in (network.network_address, network.broadcast_address):
                 continue
-            try:
-                out[dst] = normalize_mac(lladdr)
-            except UsageError:
-                continue
+            out[n.ip] = n.lladdr.hex(":")
         return out
 
     def pin(self, ip: str, mac: str) -> None:
