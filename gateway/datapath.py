@@ -4,12 +4,14 @@ The session engine speaks only in :class:`~gateway.reconcile.Plan` objects; this
 a plan into kernel changes in a fixed order so that no packet ever meets a half-made state:
 
 1. create/change HTB classes (a map entry must never point at a missing class),
-2. one nftables transaction for every set and map element (all or nothing),
-3. conntrack entries of removed clients,
-4. remove their classes.
+2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
+   reply cannot catch their first packets),
+3. one nftables transaction for every set and map element (all or nothing),
+4. conntrack entries of removed clients,
+5. unpin the neighbour entries of ended sessions, remove their classes.
 
-If step 2 fails, the classes step 1 created are removed again and :class:`KernelError` is
-raised; the kernel is as it was.
+If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
+:class:`KernelError` is raised; the kernel is as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gateway.ruleset import Client, Layout
 from gateway.tc import ClassReading, Shaper
 from hotspot.config import Config
 from hotspot.errors import ConfigError, ErrorCode, KernelError
+from hotspot.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,19 @@ class DataPath:
         # Classes first (nothing points at them yet), then the table in one transaction.
         class_plan = make_plan(wanted, blocked, snap, self.network)
         self._apply_classes(class_plan)
+        # After a reboot the neighbour table is empty: the pins come back with the table.
+        self._apply_pins(class_plan)
         clients = [
             Client(w.ip, w.mac, shaping.classid_str(shaping.client_minor(w.ip, self.network)))
             for w in wanted
         ]
-        self.nft.install(clients, blocked)
+        try:
+            self.nft.install(clients, blocked)
+        except KernelError:
+            self._undo_pins(class_plan)
+            self._undo_new_classes(class_plan)
+            raise
+        self._unpin(class_plan)
         self._delete_classes(class_plan)
         log.info(
             "data path installed: table inet %s, %d clients, %d blocked",
@@ -90,6 +101,8 @@ class DataPath:
 
     def remove(self) -> None:
         self.nft.remove()
+        for ip in self.neighbours.pinned(self.network):
+            self.neighbours.unpin(ip)
         self.down.remove()
         self.up.remove()
 
@@ -107,7 +120,7 @@ class DataPath:
         qdiscs are checked too, one more dump per device. A tick passes its readings and
         skips that: leaves go wrong only by an upgrade from an older gateway (which starts
         with a full look) or by hand."""
-        snap = Snapshot()
+        snap = Snapshot(pinned=self.neighbours.pinned(self.network))
         if with_nft:
             snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
                 self.nft.elements()
@@ -131,9 +144,11 @@ class DataPath:
         if plan.empty:
             return
         self._apply_classes(plan)
+        self._apply_pins(plan)
         try:
             self.nft.apply(self._nft_commands(plan))
         except KernelError:
+            self._undo_pins(plan)
             self._undo_new_classes(plan)
             raise
         for ip in plan.flush_ips:
@@ -142,6 +157,7 @@ class DataPath:
             # Its DNS flows were redirected to the walled resolver: its next lookup must
             # reach the full one.
             self.conntrack.flush_client_dns(client.ip)
+        self._unpin(plan)
         self._delete_classes(plan)
 
     def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
@@ -176,6 +192,39 @@ class DataPath:
             self._undo_new_classes(plan)
             raise
 
+    def _apply_pins(self, plan: Plan) -> None:
+        done: list[str] = []
+        try:
+            for ip, mac in plan.add_pins.items():
+                self.neighbours.pin(ip, mac)
+                done.append(ip)
+        except KernelError:
+            self._undo_pins(plan, done)
+            self._undo_new_classes(plan)
+            raise
+
+    def _undo_pins(self, plan: Plan, done: list[str] | None = None) -> None:
+        """Put back what the pins of ``plan`` replaced: the pin of the session the plan ends
+        at that address (an address taken over), else no entry at all."""
+        before = {c.ip: c.mac for c in plan.del_clients}
+        for ip in plan.add_pins if done is None else done:
+            try:
+                if ip in before:
+                    self.neighbours.pin(ip, before[ip])
+                else:
+                    self.neighbours.unpin(ip)
+            except KernelError as exc:
+                log.warning("rollback: %s", exc)
+
+    def _unpin(self, plan: Plan) -> None:
+        # The session is over whatever happens here; a pin left behind is removed by the
+        # next tick's reconcile.
+        for ip in plan.del_pins:
+            try:
+                self.neighbours.unpin(ip)
+            except KernelError as exc:
+                log.warning("%s", exc)
+
     def _undo_new_classes(self, plan: Plan) -> None:
         for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
             try:
@@ -194,6 +243,16 @@ class DataPath:
 
     def ip_of(self, mac: str) -> str | None:
         return self.neighbours.ip_of(mac)
+
+    def macs_seen_at(self, ip: str) -> set[str]:
+        """The MACs whose frames reached the portal from ``ip`` within the last minute: the
+        live view of who is at an address, which the pinned neighbour entry is not."""
+        seen = set()
+        for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
+            at, mac = (e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)["concat"]
+            if at == ip:
+                seen.add(normalize_mac(mac))
+        return seen
 
     def close(self) -> None:
         self.conntrack.close()

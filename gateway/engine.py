@@ -64,6 +64,7 @@ class DataPathPort(Protocol):
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
+    def macs_seen_at(self, ip: str) -> set[str]: ...
 
 
 @dataclass
@@ -161,7 +162,7 @@ class SessionEngine:
     ) -> Plan:
         """The plan that turns ``before`` into ``after`` for just these clients: O(1) in the
         number of other sessions."""
-        snap = Snapshot()
+        snap = Snapshot(pinned={w.ip: w.mac for w in before})
         for w in before:
             minor = shaping.client_minor(w.ip, self.network)
             snap.authorized.add((w.ip, w.mac))
@@ -339,8 +340,12 @@ class SessionEngine:
         tier_cfg = self._tier(tier)
         origin = Source(source)
         until = expires_at
+        # Who sent from the address is read before the lock: logins do not queue behind it.
+        seen = self._senders(ip) if mac is None and ip is not None else None
         with self.lock:
             mac, ip = self._identify(ip, mac)
+            if seen is not None:
+                self._check_requester(ip, mac, seen)
             now = self.clock()
             with Session(self.db) as db, db.begin(), self._usage_of(db, self.local_day(now), mac):
                 device = db.get(Device, mac)
@@ -424,12 +429,15 @@ class SessionEngine:
         self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = EndReason.KICK
     ) -> SessionInfo:
         why = EndReason(reason)
+        seen = self._senders(ip) if mac is None and ip is not None else None
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
                     raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
+                if seen is not None:
+                    self._check_requester(sess.ip, sess.mac, seen)
                 self._end(db, sess, why, now)
                 db.flush()
                 self._apply(self._change([self._wanted(sess)], []))
@@ -437,12 +445,15 @@ class SessionEngine:
 
     def extend(self, *, mac: str | None = None, ip: str | None = None, minutes: int) -> SessionInfo:
         """Give a running session ``minutes`` more (an operator's goodwill)."""
+        seen = self._senders(ip) if mac is None and ip is not None else None
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
                 sess = self._find_active(db, ip, mac)
                 if sess is None:
                     raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
+                if seen is not None:
+                    self._check_requester(sess.ip, sess.mac, seen)
                 if sess.expires_at is not None:
                     try:
                         sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
@@ -754,6 +765,28 @@ class SessionEngine:
                 f"{mac} has no address on the LAN; give its IP", code=ErrorCode.UNKNOWN_DEVICE
             )
         return mac, self._check_ip(ip)
+
+    def _senders(self, ip: str) -> set[str]:
+        """The MACs that talked to the portal from ``ip`` lately (see _check_requester)."""
+        return self.dp.macs_seen_at(self._check_ip(ip))
+
+    def _check_requester(self, ip: str, mac: str, seen: set[str]) -> None:
+        """A request that names only an address (the portal's: it knows the request's source
+        address, never its MAC) acts on ``mac`` only if no other MAC has talked to the portal
+        from that address lately (``seen``). The neighbour entry cannot say: a running
+        session's is pinned to the session's MAC, whoever sends from its address."""
+        others = seen - {mac}
+        if others:
+            log.warning(
+                "refused a request by address for %s at %s: %s sent from that address too",
+                mac,
+                ip,
+                ", ".join(sorted(others)),
+            )
+            raise Refused(
+                f"another device is using {ip}; nothing done for {mac}",
+                code=ErrorCode.NOT_YOUR_SESSION,
+            )
 
     def _find_active(self, db: Session, ip: str | None, mac: str | None) -> ClientSession | None:
         q = select(ClientSession).where(ClientSession.ended_at.is_(None))

@@ -1,18 +1,24 @@
-"""Neighbour adapter: which MAC is at which address on the LAN.
+"""Neighbour adapter: which MAC is at which address on the LAN, and the pinned entries.
 
 The kernel's neighbour table answers almost always (the client has just talked to the
 portal); otherwise one ARP request is sent. What a client says about its own MAC is never
 asked.
+
+A running session's address is *pinned*: a PERMANENT neighbour entry with the session's MAC,
+which no ARP reply or gratuitous ARP can change (the kernel only lets an administrator
+replace it). One netlink message per pin or unpin.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from gateway import rtnl_dump
 from hotspot.errors import ErrorCode, KernelError, UsageError
 from hotspot.mac import normalize_mac
 
@@ -20,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # NUD states that carry a usable link-layer address.
 _NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT NOARP
+NUD_PERMANENT = 0x80
 
 
 class Neighbours:
@@ -52,6 +59,40 @@ class Neighbours:
                 except UsageError:
                     continue
         return out
+
+    def pinned(self, network: ipaddress.IPv4Network) -> dict[str, str]:
+        """ip → mac of every PERMANENT entry on the LAN for a client address of ``network``
+        (the pins; one dump, parsed by :mod:`gateway.rtnl_dump`: the tick reads them)."""
+        out: dict[str, str] = {}
+        try:
+            entries = rtnl_dump.neighbours(self._index())
+        except OSError as exc:
+            raise KernelError(f"neighbour dump: {exc}", code=ErrorCode.NEIGHBOURS) from exc
+        for n in entries:
+            if not (n.state & NUD_PERMANENT and len(n.lladdr) == 6):
+                continue
+            addr = ipaddress.IPv4Address(n.ip)
+            if addr not in network or addr in (network.network_address, network.broadcast_address):
+                continue
+            out[n.ip] = n.lladdr.hex(":")
+        return out
+
+    def pin(self, ip: str, mac: str) -> None:
+        """Make ``ip`` → ``mac`` a PERMANENT entry (replacing whatever was there)."""
+        try:
+            self.ipr.neigh(
+                "replace", dst=ip, lladdr=mac, ifindex=self._index(), state=NUD_PERMANENT
+            )
+        except NetlinkError as exc:
+            raise KernelError(f"pinning {ip} to {mac}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
+
+    def unpin(self, ip: str) -> None:
+        """Remove the entry of ``ip``; one already gone is fine."""
+        try:
+            self.ipr.neigh("del", dst=ip, ifindex=self._index())
+        except NetlinkError as exc:
+            if exc.code != errno.ENOENT:
+                raise KernelError(f"unpinning {ip}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
 
     def lookup(self, ip: str) -> str | None:
         """One targeted RTM_GETNEIGH: cost does not grow with the number of clients."""

@@ -136,6 +136,15 @@ class Nftables:
                     out[item[kind]["name"]] = item[kind].get("elem", [])
         return out
 
+    def set_elements(self, name: str) -> list[Any]:
+        """The elements of one set of the table (a small listing, not the whole table)."""
+        ref = {"family": ruleset.FAMILY, "table": self.layout.table, "name": name}
+        data = self._run({"nftables": [{"list": {"set": ref}}]})
+        for item in data.get("nftables", []):
+            if "set" in item and item["set"].get("name") == name:
+                return list(item["set"].get("elem", []))
+        return []
+
 
 def parse_elements(
     raw: dict[str, list[Any]],

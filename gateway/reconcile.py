@@ -37,6 +37,9 @@ class Snapshot:
     # handles, a leaf removed by hand); empty when the leaves were not looked at.
     down_stale_leaves: set[int] = field(default_factory=set)
     up_stale_leaves: set[int] = field(default_factory=set)
+    # ip → mac of the pinned (PERMANENT) neighbour entries of client addresses on the LAN;
+    # None when they were not looked at (then a plan leaves the pins alone).
+    pinned: dict[str, str] | None = None
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Plan:
     down_del: list[int] = field(default_factory=list)
     up_del: list[int] = field(default_factory=list)
     flush_ips: list[str] = field(default_factory=list)
+    add_pins: dict[str, str] = field(default_factory=dict)  # ip → mac, made or replaced
+    del_pins: list[str] = field(default_factory=list)  # ips
 
     @property
     def empty(self) -> bool:
@@ -79,16 +84,21 @@ class Plan:
                 self.up_del,
                 any(self.add_map.values()),
                 any(self.del_map.values()),
+                self.add_pins,
+                self.del_pins,
             )
         )
 
     def summary(self) -> str:
-        return (
+        text = (
             f"+{len(self.add_clients)}/-{len(self.del_clients)} clients, "
             f"+{len(self.add_blocked)}/-{len(self.del_blocked)} blocked, "
             f"{len(self.down_set) + len(self.up_set)} classes set, "
             f"{len(self.down_del) + len(self.up_del)} removed"
         )
+        if self.add_pins or self.del_pins:
+            text += f", +{len(self.add_pins)}/-{len(self.del_pins)} pinned neighbours"
+        return text
 
 
 def _class_changes(
@@ -126,6 +136,15 @@ def plan(
 
     p.add_blocked = sorted(blocked - snap.blocked)
     p.del_blocked = sorted(snap.blocked - blocked)
+
+    if snap.pinned is not None:
+        # A running session's address is pinned to its MAC; any other pin on a client
+        # address goes (a session that ended or moved while nobody was looking).
+        want_pins = {w.ip: w.mac for w in wanted}
+        p.add_pins = {
+            ip: mac for ip, mac in sorted(want_pins.items()) if snap.pinned.get(ip) != mac
+        }
+        p.del_pins = sorted(set(snap.pinned) - set(want_pins))
 
     p.down_set, p.down_del = _class_changes(
         {minors[w.ip]: w.down_kbps for w in wanted}, snap.down_ceil, snap.down_stale_leaves

@@ -19,6 +19,10 @@ second dnsmasq on ``walled_dns_port`` that answers only the portal's name, the c
 and the walled garden); blocked devices resolve nothing; LAN-to-LAN forwarding and IPv6 to the
 gateway (but neighbour discovery) are dropped; from the uplink only replies and the configured
 ``wan_tcp_ports`` come in. docs/security.md, "The data path", has the why of each.
+* ``portal_peers``  ipv4_addr . ether_addr: who talked to the portal from which address in
+                    the last ``PEERS_TIMEOUT`` seconds (refreshed by every packet). The engine
+                    acts on a session for a portal request only if no other MAC is in it for
+                    the address (docs/security/ident.md).
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """
@@ -37,6 +41,7 @@ Command = dict[str, Any]
 FAMILY = "inet"
 WALLED_DNS_TIMEOUT = 3600
 FLOOD_TIMEOUT = 60
+PEERS_TIMEOUT = 30
 
 AUTHORIZED = "authorized"
 BLOCKED = "blocked"
@@ -46,6 +51,7 @@ WALLED = "walled_garden"
 WALLED_DNS = "walled_garden_dns"
 FLOOD = "portal_flood"
 DNS_FLOOD = "dns_flood"
+PORTAL_PEERS = "portal_peers"
 LAN_TCP_PORTS = "lan_tcp_ports"
 WAN_TCP_PORTS = "wan_tcp_ports"
 DNS_PORT = 53
@@ -188,6 +194,13 @@ def _sets(layout: Layout) -> list[Command]:
         ),
         layout.ref(name=LAN_TCP_PORTS, type="inet_service"),
         layout.ref(name=WAN_TCP_PORTS, type="inet_service"),
+        layout.ref(
+            name=PORTAL_PEERS,
+            type=["ipv4_addr", "ether_addr"],
+            size=65535,
+            flags=["timeout"],
+            timeout=PEERS_TIMEOUT,
+        ),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
@@ -391,6 +404,12 @@ def _chains(
         "lan_input": (
             None,
             [
+                # Every packet to the portal says which MAC is behind the address now.
+                [
+                    _match(_meta("nfproto"), "ipv4"),
+                    portal,
+                    {"set": {"op": "update", "elem": _CLIENT_ID, "set": "@" + PORTAL_PEERS}},
+                ],
                 # IPv6: neighbour discovery of the gateway's link-local address and nothing
                 # else: no service of the gateway answers there, and no router advert is taken.
                 [*icmpv6(LAN_ND_TYPES), _ACCEPT],

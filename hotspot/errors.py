@@ -38,6 +38,7 @@ class ErrorCode(enum.StrEnum):
     QUOTA_EXHAUSTED = "quota-exhausted"
     EXPIRED = "expired"
     CONFLICT = "conflict"
+    NOT_YOUR_SESSION = "not-your-session"
     # -- the kernel ----------------------------------------------------------------------------
     NFTABLES = "nftables"
     TC = "tc"
@@ -178,6 +179,11 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.QUOTA_EXHAUSTED: _Spec(Refused, "today's allowance on that tier is used up"),
     ErrorCode.EXPIRED: _Spec(Refused, "the access asked for has already expired"),
     ErrorCode.CONFLICT: _Spec(Refused, "another authorization of this device is in progress"),
+    ErrorCode.NOT_YOUR_SESSION: _Spec(
+        Refused,
+        "another device (another MAC) is using that address: a request by address alone "
+        "does not change its session",
+    ),
     ErrorCode.NFTABLES: _Spec(KernelError, "the nftables transaction failed"),
     ErrorCode.TC: _Spec(KernelError, "a traffic-control (HTB) change failed"),
     ErrorCode.CONNTRACK: _Spec(KernelError, "flushing a client's connections failed"),

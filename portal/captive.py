@@ -165,6 +165,14 @@ MESSAGES = {
         ),
         True,
     ),
+    "not-yours": (
+        lambda: gettext("This is not your session"),
+        lambda: gettext(
+            "Another device is using the same address as yours, so nothing was changed. "
+            "Turn WiFi off and on again. If it keeps happening, please tell the BUMDes."
+        ),
+        True,
+    ),
     "quota": (
         lambda: gettext("Today's allowance is used up"),
         lambda: gettext(
@@ -213,6 +221,7 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.BLOCKED: ("blocked", 403),
     ErrorCode.CONFLICT: ("conflict", 409),
     ErrorCode.QUOTA_EXHAUSTED: ("quota", 403),
+    ErrorCode.NOT_YOUR_SESSION: ("not-yours", 403),
     ErrorCode.GATEWAY_UNAVAILABLE: ("busy", 503),
     # The gateway cannot tell who this is (or there is nothing to act on): reconnecting helps.
     ErrorCode.UNKNOWN_DEVICE: ("device-unknown", 400),

@@ -15,8 +15,9 @@ class FakeDataPath:
 
     def __init__(self, network: str = "10.10.0.0/22"):
         self.network = ipaddress.IPv4Network(network)
-        self.state = Snapshot()
+        self.state = Snapshot(pinned={})
         self.neighbours: dict[str, str] = {}
+        self.portal_peers: dict[str, set[str]] = {}  # ip → MACs that talked to the portal
         self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
         self.applied: list[Plan] = []
         self.installs = 0
@@ -27,7 +28,9 @@ class FakeDataPath:
 
         self.installs += 1
         self.state = Snapshot(
-            down_ceil=dict(self.state.down_ceil), up_ceil=dict(self.state.up_ceil)
+            down_ceil=dict(self.state.down_ceil),
+            up_ceil=dict(self.state.up_ceil),
+            pinned=dict(self.state.pinned or {}),
         )
         self.apply(plan(wanted, blocked, self.state, self.network))
 
@@ -40,6 +43,7 @@ class FakeDataPath:
             set(s.blocked),
             dict(s.down_ceil),
             dict(s.up_ceil),
+            pinned=dict(s.pinned or {}),
         )
 
     def apply(self, plan: Plan) -> None:
@@ -70,6 +74,11 @@ class FakeDataPath:
             s.down_ceil.pop(m, None)
         for m in plan.up_del:
             s.up_ceil.pop(m, None)
+        pinned = s.pinned if s.pinned is not None else {}
+        pinned.update(plan.add_pins)
+        for ip in plan.del_pins:
+            pinned.pop(ip, None)
+        s.pinned = pinned
         self.applied.append(plan)
 
     def traffic(self, ip: str, down: int = 0, up: int = 0, packets: int = 1) -> None:
@@ -96,6 +105,9 @@ class FakeDataPath:
 
     def mac_of(self, ip: str) -> str | None:
         return self.neighbours.get(ip)
+
+    def macs_seen_at(self, ip: str) -> set[str]:
+        return set(self.portal_peers.get(ip, ()))
 
     def ip_of(self, mac: str) -> str | None:
         return next((ip for ip, m in self.neighbours.items() if m == mac), None)

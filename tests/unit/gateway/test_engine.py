@@ -312,3 +312,46 @@ def test_extending_past_the_last_date_is_a_bad_request(engine):
     with pytest.raises(UsageError, match="^minutes: "):
         engine.extend(mac=MAC1, minutes=525_600)
     assert engine.list()[0]["expires_at"] == "9999-06-01T00:00:00Z"
+
+
+# -- identity on the LAN (issue #10, items 6 and 7) --------------------------------------------
+
+
+def test_a_session_pins_its_address_until_it_ends(engine, datapath):
+    engine.authorize(ip=IP1, mac=MAC1)
+    assert datapath.state.pinned == {IP1: MAC1}
+    engine.authorize(ip=IP2, mac=MAC1)  # moved: the pin moves
+    assert datapath.state.pinned == {IP2: MAC1}
+    engine.authorize(ip=IP2, mac=MAC2)  # taken over by another device: its MAC
+    assert datapath.state.pinned == {IP2: MAC2}
+    engine.deauthorize(mac=MAC2, reason=EndReason.KICK)
+    assert datapath.state.pinned == {}
+
+
+def test_reconcile_restores_and_removes_pins(engine, datapath):
+    engine.authorize(ip=IP1, mac=MAC1)
+    datapath.state.pinned = {IP2: MAC2}  # the session's pin lost, a stray one made by hand
+    assert "pinned neighbours" in engine.reconcile()
+    assert datapath.state.pinned == {IP1: MAC1}
+    assert engine.reconcile() == ""
+
+
+def test_requests_by_address_are_refused_while_another_mac_sends_from_it(engine, datapath):
+    datapath.neighbours[IP1] = MAC1
+    first = engine.authorize(ip=IP1)
+    datapath.portal_peers[IP1] = {MAC1, MAC2}  # MAC2 talked to the portal from IP1 too
+    for attempt in (
+        lambda: engine.deauthorize(ip=IP1, reason=EndReason.LOGOUT),
+        lambda: engine.authorize(ip=IP1, tier="premium"),
+        lambda: engine.extend(ip=IP1, minutes=10),
+    ):
+        with pytest.raises(Refused) as err:
+            attempt()
+        assert err.value.code is ErrorCode.NOT_YOUR_SESSION
+    still = engine.client(mac=MAC1)["session"]
+    assert still["id"] == first["id"] and still["tier"] == "free"
+    assert still["expires_at"] == first["expires_at"]
+    # The operator names the MAC: not affected. The owner alone at its address: served.
+    assert engine.extend(mac=MAC1, minutes=10)["id"] == first["id"]
+    datapath.portal_peers[IP1] = {MAC1}
+    assert engine.deauthorize(ip=IP1, reason=EndReason.LOGOUT)["end_reason"] == "logout"

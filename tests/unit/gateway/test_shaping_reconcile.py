@@ -93,3 +93,19 @@ def test_parse_elements_of_a_listing():
     assert authorized == {("10.10.0.11", "02:00:00:00:00:01")}
     assert down == {"10.10.0.11": "1:b"} and up == {}
     assert blocked == {"02:00:00:00:00:09", "02:00:00:00:00:08"}
+
+
+def test_plan_pins_the_wanted_addresses_and_only_those():
+    wanted = [
+        Wanted("10.10.0.11", "02:00:00:00:00:01", 1024, 512),
+        Wanted("10.10.0.12", "02:00:00:00:00:02", 1024, 512),
+    ]
+    snap = Snapshot(pinned={"10.10.0.11": "02:00:00:00:00:66", "10.10.0.13": "02:00:00:00:00:03"})
+    p = plan(wanted, set(), snap, NET)
+    assert p.add_pins == {"10.10.0.11": "02:00:00:00:00:01", "10.10.0.12": "02:00:00:00:00:02"}
+    assert p.del_pins == ["10.10.0.13"]
+    assert "+2/-1 pinned neighbours" in p.summary()
+    # Pins not looked at (None) are left alone.
+    assert not plan(wanted, set(), Snapshot(), NET).add_pins
+    done = plan(wanted, set(), Snapshot(pinned={w.ip: w.mac for w in wanted}), NET)
+    assert not done.add_pins and not done.del_pins
