@@ -88,6 +88,9 @@ class NullDataPath:
     def ip_of(self, mac: str) -> str | None:
         return str(ipaddress.IPv4Address(int(mac.replace(":", "")[4:], 16)))
 
+    def macs_seen_at(self, ip: str) -> set[str]:
+        return {m} if (m := self.mac_of(ip)) else set()
+
 
 def serve_gateway(config_path: str) -> None:
     """``python3 -m bench.portal --serve-gateway CONFIG``: the control socket until SIGTERM."""
