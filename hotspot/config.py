@@ -160,10 +160,15 @@ DEFAULTS["operator"] = {
     "leases_file": "/var/lib/misc/dnsmasq.leases",  # hostnames of devices ("" = none)
     "session_hours": 12,  # a login lasts at most this long
     "idle_minutes": 60,  # and ends after this long without a request
-    "login_attempts": 5,  # wrong passwords per account within the window before a lock-out
+    # The login brake (hotspot/operators.py): wrong passwords for one account from one address
+    # before each further one doubles a wait (15 s, 30 s, … up to login_lockout_seconds).
+    "login_attempts": 5,
     "login_ip_attempts": 20,  # wrong passwords from one address within the window
     "login_window_seconds": 900,
-    "login_lockout_seconds": 900,
+    "login_lockout_seconds": 900,  # the longest wait
+    # Wrong passwords gateway-wide within the window, from untrusted places, before untrusted
+    # logins wait for the window's end (a known device and the management network still may).
+    "login_ceiling": 100,
     "max_batch": 1000,  # vouchers in one batch made in the console or the CLI
 }
 # 2.4 GHz, and the 5 GHz channels without radar detection (DFS), which a Pi's onboard
@@ -320,6 +325,7 @@ class OperatorConfig:
     login_ip_attempts: int
     login_window_seconds: int
     login_lockout_seconds: int
+    login_ceiling: int
     max_batch: int
 
 
@@ -741,6 +747,7 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
         login_ip_attempts=full.int("login_ip_attempts", 1, 1000),
         login_window_seconds=full.int("login_window_seconds", 10, 86400),
         login_lockout_seconds=full.int("login_lockout_seconds", 10, 86400),
+        login_ceiling=full.int("login_ceiling", 1, 100000),
         max_batch=full.int("max_batch", 1, 5000),
     )
 

@@ -36,6 +36,18 @@ def is_console_path() -> bool:
     return request.path == "/operator" or request.path.startswith("/operator/")
 
 
+def on_management_network(config: Any, addr: str | None) -> bool:
+    """Loopback or one of ``[operator] management_networks`` (the operator SSID, the wired
+    management port, a VPN): never the villagers' open LAN."""
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    return any(ip in ipaddress.ip_network(net) for net in config.operator.management_networks)
+
+
 def address_allowed(config: Any, addr: str | None) -> bool:
     try:
         ip = ipaddress.ip_address(addr or "")
