@@ -41,6 +41,11 @@ GW_LAN_IP = "10.10.0.1"
 PORTAL_PORT = 8080
 PROV_IP = "203.0.113.10"
 PROV_GW = "203.0.113.1"
+# The operator network (#10.12): the console is not served over plain HTTP on the villagers'
+# open LAN, so the demo's console link goes through a management namespace on a veth.
+MGMT_GW_IP = "192.168.88.1"
+MGMT_IP = "192.168.88.10"
+MGMT_NETWORK = "192.168.88.0/24"
 COLLECTOR_PORT = 8000
 DHCP_RANGE = ("10.10.0.100", "10.10.0.199")
 LEASE_WAIT = 40  # seconds the villagers wait for their phones' leases at most
@@ -74,6 +79,7 @@ PREMIUM = {
 RATE_TOLERANCE = (0.80, 1.10)  # measured premium download / configured rate
 IPERF_SECONDS = 6
 PORTAL_HOST_PORT = 18080  # preferred; any free port otherwise
+CONSOLE_HOST_PORT = 18081  # the console, through the operator network
 COLLECTOR_HOST_PORT = 18000
 # Prefixes of the other villages in this repository (gateway/testbed.py's default,
 # tests/netns, tests/browser, tests/integration, bench/gateway.py): a demo with one of them
@@ -105,6 +111,15 @@ PAGE = """<!doctype html><html lang="id"><meta charset="utf-8">
 <meta name="demo" content="demo-upstream-page"><title>{title}</title>
 <h1>{title}</h1><p>{text}</p>{filler}</html>
 """
+
+
+def same_tree_env() -> dict[str, str]:
+    """The environment of the demo's services: they import the tree the demo runs from (a
+    worktree, a checkout), not whatever ``pip install -e`` once pointed at — their working
+    directory is the demo's work directory."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 class DemoError(Exception):
@@ -166,6 +181,7 @@ class Phone:
 
 
 def _run(args: list[str], *, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess:
+    kw.setdefault("env", same_tree_env())
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -223,6 +239,7 @@ class Demo:
         self.pseudonym_key = secrets.token_hex(32)
         self.results: list[tuple[bool, str, str]] = []
         self.prov = f"{self.prefix}-prov"
+        self.mgmt = f"{self.prefix}-mgmt"
         self.acting_since: float | None = None
         self._ctl: Any = None
         self.gateway_error: str | None = None  # the last poll's failure, if it failed
@@ -236,7 +253,7 @@ class Demo:
     def step(self, text: str) -> None:
         self.display.event(text)
 
-    def hotspot(self, config: Path, *args: str) -> list[str]:
+    def hotspot(self, config: Path, *args: str) -> list[str]:  # run with same_tree_env()
         return [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args]
 
     def service(self, name: str, ns: str, args: list[str]) -> subprocess.Popen:
@@ -249,6 +266,7 @@ class Demo:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.work,
+            env=same_tree_env(),
             start_new_session=True,
         )
         log.close()
@@ -451,6 +469,7 @@ class Demo:
                 f"route add default via {PROV_GW}\n"
             ),
         )
+        self.build_management()
         roles = list(ROLES) + ["browser"] * (self.opts.phones - len(ROLES)) + ["you"]
         for i, role in enumerate(roles, start=1):
             ph = self.bed.add_phone(i, address=False)
@@ -461,6 +480,48 @@ class Demo:
             f"namespaces: {self.bed.gw} (gateway), {self.bed.up} (internet, "
             f"198.51.100.10), {self.prov} (province, {PROV_IP}), "
             f"{len(self.phones)} phones on br-lan"
+        )
+
+    def build_management(self) -> None:
+        """The kasir's laptop on the operator network: a namespace on a veth to the gateway,
+        192.168.88.10 → 192.168.88.1 (the gateway routes it to the portal's LAN address)."""
+        from testsupport.testbed import sh
+
+        sh(["ip", "netns", "add", self.mgmt])
+        self.bed.run(self.mgmt, "ip", "link", "set", "lo", "up")
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "mgmt0",
+                "netns",
+                self.bed.gw,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.mgmt,
+            ]
+        )
+        self.bed.run(
+            self.bed.gw,
+            "ip",
+            "-batch",
+            "-",
+            input=f"link set mgmt0 up\naddr add {MGMT_GW_IP}/24 dev mgmt0\n",
+        )
+        self.bed.run(
+            self.mgmt,
+            "ip",
+            "-batch",
+            "-",
+            input=(
+                f"link set eth0 up\naddr add {MGMT_IP}/24 dev eth0\n"
+                f"route add default via {MGMT_GW_IP}\n"
+            ),
         )
 
     def start_upstream(self) -> None:
@@ -579,6 +640,7 @@ class Demo:
                 }
             },
             "wifi": {"enabled": False},
+            "operator": {"management_networks": [MGMT_NETWORK]},
             "dhcp": {
                 "range_start": DHCP_RANGE[0],
                 "range_end": DHCP_RANGE[1],
@@ -813,7 +875,11 @@ class Demo:
         self.collector_fwd = Forward(
             "collector", self.prov, PROV_IP, COLLECTOR_PORT, preferred=COLLECTOR_HOST_PORT
         ).start()
-        self.forwards += [self.portal_fwd, self.collector_fwd]
+        # The console through the operator network, never the villagers' open LAN (#10.12).
+        self.console_fwd = HttpForward(
+            "console", self.mgmt, GW_LAN_IP, PORTAL_PORT, preferred=CONSOLE_HOST_PORT
+        ).start()
+        self.forwards += [self.portal_fwd, self.collector_fwd, self.console_fwd]
 
     # -- the villagers --------------------------------------------------------------------------
 
@@ -833,6 +899,7 @@ class Demo:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 cwd=self.work,
+                env=same_tree_env(),
                 start_new_session=True,
                 text=True,
                 bufsize=1,
@@ -1163,6 +1230,15 @@ class Demo:
         portal_status, _, body = get(base + "/")
         splash = portal_status == 200 and "Sambungkan" in body
         parts = [f"portal {base}/ → {portal_status}" + (" (the splash)" if splash else "")]
+        # The console through the operator network (#10.12); on the open LAN the same path
+        # shows only where to open it.
+        lan_status, _, lan_body = get(base + "/operator/")
+        lan_safe = lan_status in (403, 404) and 'name="password"' not in lan_body
+        parts.append(
+            f"/operator/ on the open LAN → {lan_status}"
+            + (" (where to open it, no login form)" if lan_safe else " (the console in clear!)")
+        )
+        base = self.console_fwd.url
         op_status, op_url, op_body = get(base + "/operator/")
         if op_status == 404:
             op_ok = True  # not built yet: a note, not a failure
@@ -1196,7 +1272,7 @@ class Demo:
             f"collector {self.collector_fwd.url}/ → {coll_status}"
             + (" (the dashboard lists the village)" if dashboard else "")
         )
-        self.host_access = (splash and dashboard and op_ok, "; ".join(parts))
+        self.host_access = (splash and dashboard and op_ok and lan_safe, "; ".join(parts))
         self.step(f"from this machine: {self.host_access[1]}")
 
     def check_collector(self, timeout: float = 15) -> None:
@@ -1336,12 +1412,12 @@ class Demo:
         )
         if self.operator:
             say(
-                f"  operator console   {self.portal_fwd.url}/operator/   user "
+                f"  operator console   {self.console_fwd.url}/operator/   user "
                 f"{self.operator[0]}, password {self.operator[1]}"
             )
         else:
             say(
-                f"  operator console   {self.portal_fwd.url}/operator/   (not in this install "
+                f"  operator console   {self.console_fwd.url}/operator/   (not in this install "
                 "yet: no demo operator made)"
             )
         say(

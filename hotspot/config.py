@@ -180,6 +180,16 @@ DEFAULTS["dhcp"] = {
     "captive_api_url": "",  # "" = derived from [portal] (RFC 8910 DHCP option 114)
 }
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+# [management]: the operators' own network (#10.12), apart from the villagers' open WiFi: a
+# WPA2 SSID as a second BSS on the onboard radio and/or a wired port taken out of the LAN
+# bridge, in one subnet of their own; the console answers there over plain HTTP.
+DEFAULTS["management"] = {
+    "address": "",  # the gateway's address and prefix in it, e.g. "192.168.88.1/24"; "" = none
+    "ssid": "",  # the operator SSID ("" = none), WPA2-PSK on [wifi] interface
+    "passphrase": "",  # its WPA2 passphrase, 8-63 characters
+    "wifi_interface": "wlan0op",  # the operator BSS's own interface
+    "wired_port": "",  # a LAN port for a wired management laptop ("" = none)
+}
 
 # [operator]: the BUMDes operator console, /operator/ on the portal (docs/operator-console.md).
 DEFAULTS["operator"] = {
@@ -188,16 +198,26 @@ DEFAULTS["operator"] = {
     # voucher used before that counts at its first use), "first-use" = at its first use.
     "sold_at": "kasir",
     # Besides the LAN (allow_lan), the console answers only addresses in these networks
-    # (e.g. a management interface's subnet or a VPN); loopback always.
+    # (e.g. a management interface's subnet or a VPN; [management] address is one already);
+    # loopback always.
     "management_networks": [],
     "allow_lan": True,
+    # The console over plain HTTP to the LAN: off, because the villagers' WiFi is open and
+    # anyone nearby reads the password, the session cookie and voucher codes (#10.12). The
+    # LAN gets the console over HTTPS ([portal] tls_cert) or not at all.
+    "lan_plain_http": False,
     "leases_file": "/var/lib/misc/dnsmasq.leases",  # hostnames of devices ("" = none)
     "session_hours": 12,  # a login lasts at most this long
     "idle_minutes": 60,  # and ends after this long without a request
-    "login_attempts": 5,  # wrong passwords per account within the window before a lock-out
+    # The login brake (hotspot/operators.py): wrong passwords for one account from one address
+    # before each further one doubles a wait (15 s, 30 s, … up to login_lockout_seconds).
+    "login_attempts": 5,
     "login_ip_attempts": 20,  # wrong passwords from one address within the window
     "login_window_seconds": 900,
-    "login_lockout_seconds": 900,
+    "login_lockout_seconds": 900,  # the longest wait
+    # Wrong passwords gateway-wide within the window, from untrusted places, before untrusted
+    # logins wait for the window's end (a known device and the management network still may).
+    "login_ceiling": 100,
     "max_batch": 1000,  # vouchers in one batch made in the console or the CLI
 }
 # 2.4 GHz, and the 5 GHz channels without radar detection (DFS), which a Pi's onboard
@@ -274,6 +294,31 @@ class WifiConfig:
     @property
     def band(self) -> str:
         return "g" if self.channel <= 14 else "a"  # hostapd's hw_mode
+
+
+@dataclass(frozen=True)
+class ManagementConfig:
+    address: str = ""  # "" = no management network; else "192.168.88.1/24"
+    ssid: str = ""
+    passphrase: str = field(default="", repr=False)
+    wifi_interface: str = "wlan0op"
+    wired_port: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(self.address)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return self.interface.network
+
+    @property
+    def gateway_ip(self) -> str:
+        return str(self.interface.ip)
 
 
 @dataclass(frozen=True)
@@ -358,6 +403,7 @@ class OperatorConfig:
     sold_at: str  # kasir | first-use
     management_networks: tuple[str, ...]
     allow_lan: bool
+    lan_plain_http: bool
     leases_file: str  # "" = no hostnames
     session_hours: int
     idle_minutes: int
@@ -365,6 +411,7 @@ class OperatorConfig:
     login_ip_attempts: int
     login_window_seconds: int
     login_lockout_seconds: int
+    login_ceiling: int
     max_batch: int
 
 
@@ -409,6 +456,7 @@ class Config:
     operator: OperatorConfig
     wifi: WifiConfig
     dhcp: DhcpConfig
+    management: ManagementConfig = field(default_factory=ManagementConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -767,7 +815,7 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
     s = Section(raw, "operator", set(DEFAULTS["operator"]))
     full = Section({**DEFAULTS["operator"], **raw}, "operator")
     flags = {}
-    for name in ("enabled", "allow_lan"):
+    for name in ("enabled", "allow_lan", "lan_plain_http"):
         value = full.data[name]
         if not isinstance(value, bool):
             raise ConfigError(s.key(name), f"must be true or false, got {value!r}")
@@ -790,6 +838,7 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
         sold_at=sold_at,
         management_networks=tuple(nets),
         allow_lan=flags["allow_lan"],
+        lan_plain_http=flags["lan_plain_http"],
         leases_file=leases,
         session_hours=full.int("session_hours", 1, 720),
         idle_minutes=full.int("idle_minutes", 1, 1440),
@@ -797,6 +846,7 @@ def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
         login_ip_attempts=full.int("login_ip_attempts", 1, 1000),
         login_window_seconds=full.int("login_window_seconds", 10, 86400),
         login_lockout_seconds=full.int("login_lockout_seconds", 10, 86400),
+        login_ceiling=full.int("login_ceiling", 1, 100000),
         max_batch=full.int("max_batch", 1, 5000),
     )
 
@@ -822,6 +872,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "wifi",
         "dhcp",
         "operator",
+        "management",
         "demo",
     }
     for key in data:
@@ -859,6 +910,11 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         operator=_operator(data.get("operator", DEFAULTS["operator"])),
         wifi=_wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
         dhcp=_dhcp(data.get("dhcp", DEFAULTS["dhcp"]), _network(data["network"])),
+        management=_management(
+            data.get("management", DEFAULTS["management"]),
+            _network(data["network"]),
+            _wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
+        ),
         source=source,
         raw=data,
     )
@@ -989,6 +1045,60 @@ def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
             s.key("country"), f'{full.data["country"]!r} is not a two-letter country code like "ID"'
         )
     return WifiConfig(enabled=enabled, interface=iface, ssid=ssid, channel=channel, country=country)
+
+
+def _management(
+    raw: Mapping[str, Any], network: NetworkConfig, wifi: WifiConfig
+) -> ManagementConfig:
+    s = Section(raw, "management", set(DEFAULTS["management"]))
+    full = Section({**DEFAULTS["management"], **raw}, "management")
+    address = _opt_str(full, "address", 64)
+    ssid, passphrase = _opt_str(full, "ssid", 64), _opt_str(full, "passphrase", 63)
+    wired = _opt_str(full, "wired_port", 15)
+    op_iface = full.str("wifi_interface", _IFNAME, "interface name")
+    if not address:
+        if ssid or wired:
+            raise ConfigError(s.key("address"), "the operator SSID and port need an address")
+        return ManagementConfig()
+    try:
+        iface = ipaddress.IPv4Interface(address)
+    except ValueError:
+        raise ConfigError(
+            s.key("address"), f'{address!r} is not an address with prefix like "192.168.88.1/24"'
+        ) from None
+    if iface.network.prefixlen > 29 or iface.ip in (
+        iface.network.network_address,
+        iface.network.broadcast_address,
+    ):
+        raise ConfigError(s.key("address"), f"{address!r}: a host address in a /29 or larger")
+    if iface.network.overlaps(network.lan_network):
+        raise ConfigError(s.key("address"), f"{address!r} overlaps the LAN {network.lan_network}")
+    if ssid:
+        if len(ssid.encode()) > 32 or any(ord(ch) < 32 or ord(ch) == 127 for ch in ssid):
+            raise ConfigError(s.key("ssid"), "must be at most 32 bytes, no control characters")
+        if ssid == wifi.ssid:
+            raise ConfigError(s.key("ssid"), "must differ from the villagers' wifi.ssid")
+        if not 8 <= len(passphrase) <= 63 or any(not 32 <= ord(ch) < 127 for ch in passphrase):
+            raise ConfigError(
+                s.key("passphrase"), "a WPA2 passphrase is 8 to 63 printable ASCII characters"
+            )
+        if not wifi.enabled:
+            raise ConfigError(s.key("ssid"), "the operator SSID needs wifi.enabled = true")
+        taken = (network.lan_interface, network.wan_interface, wifi.interface, *network.lan_ports)
+        if op_iface in taken:
+            raise ConfigError(s.key("wifi_interface"), f"{op_iface!r} is already in use")
+    if wired:
+        if not _IFNAME.match(wired):
+            raise ConfigError(s.key("wired_port"), f"{wired!r} is not a valid interface name")
+        if wired in (network.lan_interface, network.wan_interface, wifi.interface):
+            raise ConfigError(s.key("wired_port"), f"{wired!r} is the LAN, the WAN or the WiFi")
+    return ManagementConfig(
+        address=str(iface),
+        ssid=ssid,
+        passphrase=passphrase,
+        wifi_interface=op_iface,
+        wired_port=wired,
+    )
 
 
 def _dhcp_address(

@@ -126,7 +126,7 @@ def _verify(stored: str | None, password: str) -> bool:
             pass
         return False
     try:
-        return hasher().verify(stored, password)
+        return bool(hasher().verify(stored, password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -286,38 +286,71 @@ def change(
 
 
 # -- the login brake ----------------------------------------------------------------------
+#
+# Wrong passwords slow down the one who types them, not the account: a lock per account let
+# any phone on the open WiFi lock ``admin`` out with five guesses (#10.13). Three counters,
+# rows of ``login_attempt``:
+#   pair:NAME|ADDR  wrong passwords for one account from one address: after ``free_attempts``
+#                   each further one doubles a wait (15 s, 30 s, … up to ``max_delay``);
+#   ip:ADDR         wrong passwords from one address for any name: over ``ip_attempts`` in the
+#                   window that address waits ``max_delay``;
+#   all             wrong passwords from untrusted places gateway-wide: over ``ceiling`` in the
+#                   window, untrusted logins wait until the window ends (guessing from many
+#                   addresses is capped, whatever the addresses).
+# A trusted login (a device that logged in to this account before, or the management network)
+# is held back only by its own pair counter: the kiosk still gets in during an attack.
 
 
 @dataclass(frozen=True)
 class Brake:
-    account_attempts: int = 5
+    free_attempts: int = 5
     ip_attempts: int = 20
     window: dt.timedelta = dt.timedelta(minutes=15)
-    lockout: dt.timedelta = dt.timedelta(minutes=15)
+    max_delay: dt.timedelta = dt.timedelta(minutes=15)
+    ceiling: int = 100
+    first_delay: dt.timedelta = dt.timedelta(seconds=15)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Brake:
         o = cfg.operator
         return cls(
-            o.login_attempts,
-            o.login_ip_attempts,
-            dt.timedelta(seconds=o.login_window_seconds),
-            dt.timedelta(seconds=o.login_lockout_seconds),
+            free_attempts=o.login_attempts,
+            ip_attempts=o.login_ip_attempts,
+            window=dt.timedelta(seconds=o.login_window_seconds),
+            max_delay=dt.timedelta(seconds=o.login_lockout_seconds),
+            ceiling=o.login_ceiling,
         )
 
+    def delay(self, failures: int) -> dt.timedelta:
+        """The wait after ``failures`` wrong passwords in a row for one account and address."""
+        over = failures - self.free_attempts
+        if over < 0:
+            return dt.timedelta(0)
+        doubled: dt.timedelta = self.first_delay * (1 << min(over, 16))
+        return min(self.max_delay, doubled)
 
-def _keys(name: str, ip: str) -> list[tuple[str, str]]:
-    return [(f"op:{name[:40]}", "account"), (f"ip:{ip[:45]}", "ip")]
+
+GLOBAL_KEY = "all"
 
 
-def locked_for(engine: Engine, name: str, ip: str, now: dt.datetime) -> int:
-    """Seconds until this name or address may try again (0 = now)."""
-    keys = [k for k, _ in _keys(name, ip)]
+def _pair_key(name: str, ip: str) -> str:
+    return f"pair:{name[:28]}|{ip[:45]}"
+
+
+def _keys(name: str, ip: str, trusted: bool) -> list[str]:
+    pair = _pair_key(name, ip)
+    return [pair] if trusted else [pair, f"ip:{ip[:45]}", GLOBAL_KEY]
+
+
+def locked_for(engine: Engine, name: str, ip: str, now: dt.datetime, trusted: bool = False) -> int:
+    """Seconds until this name from this address may try again (0 = now)."""
     with engine.connect() as conn:
         untils = [
             u
             for (u,) in conn.execute(
-                select(LoginAttempt.blocked_until).where(LoginAttempt.key.in_(keys))
+                select(LoginAttempt.blocked_until).where(
+                    LoginAttempt.key.in_(_keys(name, ip, trusted))
+                )
             )
             if u is not None and u > now
         ]
@@ -326,19 +359,26 @@ def locked_for(engine: Engine, name: str, ip: str, now: dt.datetime) -> int:
     return max(1, int((max(untils) - now).total_seconds() + 0.999))
 
 
-def _failed(engine: Engine, name: str, ip: str, brake: Brake, now: dt.datetime) -> None:
+def _failed(
+    engine: Engine, name: str, ip: str, brake: Brake, now: dt.datetime, trusted: bool
+) -> None:
     with write(engine) as conn:
-        for key, kind in _keys(name, ip):
-            limit = brake.account_attempts if kind == "account" else brake.ip_attempts
+        for key in _keys(name, ip, trusted):
             row = conn.execute(select(LoginAttempt).where(LoginAttempt.key == key)).first()
-            start, failures, until = now, 0, None
-            if row is not None:
-                until = row.blocked_until if row.blocked_until and row.blocked_until > now else None
-                if now - row.window_start < brake.window:
-                    start, failures = row.window_start, row.failures
+            start, failures = now, 0
+            if row is not None and now - row.window_start < brake.window:
+                start, failures = row.window_start, row.failures
             failures += 1
-            if failures >= limit:
-                until, start, failures = now + brake.lockout, now, 0
+            until: dt.datetime | None = None
+            if key.startswith("pair:"):
+                # A sliding window: the wait keeps doubling while the guessing goes on.
+                start = now
+                wait = brake.delay(failures)
+                until = now + wait if wait else None
+            elif key.startswith("ip:") and failures >= brake.ip_attempts:
+                until, start, failures = now + brake.max_delay, now, 0
+            elif key == GLOBAL_KEY and failures >= brake.ceiling:
+                until = start + brake.window
             values = dict(window_start=start, failures=failures, blocked_until=until)
             if row is None:
                 conn.execute(insert(LoginAttempt).values(key=key, **values))
@@ -347,8 +387,15 @@ def _failed(engine: Engine, name: str, ip: str, brake: Brake, now: dt.datetime) 
 
 
 def unlock(engine: Engine, name: str) -> None:
+    """Lift the waits of an account (from every address) and the gateway-wide ceiling."""
+    name = name.strip().lower()
     with write(engine) as conn:
-        conn.execute(delete(LoginAttempt).where(LoginAttempt.key == f"op:{name.strip().lower()}"))
+        conn.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.key.startswith(f"pair:{name[:28]}|", autoescape=True)
+                | LoginAttempt.key.in_([f"op:{name}", GLOBAL_KEY])
+            )
+        )
 
 
 def authenticate(
@@ -358,27 +405,29 @@ def authenticate(
     ip: str,
     *,
     brake: Brake,
+    trusted: bool = False,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> Any:
     """The operator row for a right name and password from ``ip``; raises
-    :class:`LoginRefused`. While locked, the password is not even checked."""
+    :class:`LoginRefused`. While braked, the password is not even checked. ``trusted``: the
+    caller knows this device or network (see the brake above)."""
     now = clock()
     name = (name or "").strip().lower()[:64]
     password = (password or "")[: MAX_PASSWORD + 1]
-    wait = locked_for(engine, name, ip, now)
+    wait = locked_for(engine, name, ip, now, trusted)
     if wait:
         raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
     with engine.connect() as conn:
         row = conn.execute(select(Operator).where(Operator.name == name)).first()
     ok = _verify(row.password_hash if row is not None else None, password)
     if not ok or row is None or not row.active:
-        _failed(engine, name, ip, brake, now)
-        wait = locked_for(engine, name, ip, now)
+        _failed(engine, name, ip, brake, now, trusted)
+        wait = locked_for(engine, name, ip, now, trusted)
         if wait:
             raise LoginRefused("too many attempts", code=ErrorCode.LOCKED, retry_after=wait)
         raise LoginRefused("wrong name or password")
     with write(engine) as conn:
-        conn.execute(delete(LoginAttempt).where(LoginAttempt.key == f"op:{name}"))
+        conn.execute(delete(LoginAttempt).where(LoginAttempt.key == _pair_key(name, ip)))
         values: dict[str, Any] = {"last_login_at": now}
         if hasher().check_needs_rehash(row.password_hash):
             values["password_hash"] = hash_password(password)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,6 +107,7 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
         SEND_FILE_MAX_AGE_DEFAULT=86400,
     )
     app.jinja_env.autoescape = True  # every template, whatever its name
+    app.session_interface = _SchemeSessions()
     state.init_app(app)
     babel.init_app(
         app,
@@ -197,3 +199,11 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
 
     app.wsgi_app = CaptiveIntercept(app.wsgi_app, state.urls, state.signer)  # type: ignore[method-assign]
     return app
+
+
+class _SchemeSessions(SecureCookieSessionInterface):
+    """The session cookie (it carries the CSRF token of the console's forms) is Secure on the
+    HTTPS listener (#10.12); the plain-HTTP listener cannot send a Secure cookie."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(request) and request.is_secure

@@ -51,6 +51,12 @@ NETDEV = "/etc/systemd/network/10-hotspot-lan.netdev"
 NETWORK = "/etc/systemd/network/10-hotspot-lan.network"
 PORTS_NETWORK = "/etc/systemd/network/10-hotspot-lan-ports.network"
 NM_CONF = "/etc/NetworkManager/conf.d/90-hotspot.conf"
+# The operator network ([management], #10.12).
+MGMT_BRIDGE = "br-mgmt"
+MGMT_NETDEV = "/etc/systemd/network/10-hotspot-mgmt.netdev"
+MGMT_NETWORK = "/etc/systemd/network/10-hotspot-mgmt.network"
+MGMT_PORT_NETWORK = "/etc/systemd/network/10-hotspot-mgmt-port.network"
+MGMT_DNSMASQ = "/etc/dnsmasq.d/hotspot-management.conf"
 UNIT_DIR = "/etc/systemd/system"
 # The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
 # hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
@@ -73,6 +79,10 @@ OPTIONAL = (
     NETWORK,
     NM_CONF,
     DNSMASQ,
+    MGMT_NETDEV,
+    MGMT_NETWORK,
+    MGMT_PORT_NETWORK,
+    MGMT_DNSMASQ,
     SYSCTL,
     DNSMASQ_DROPIN,
     *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"),
@@ -213,9 +223,27 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
     portal = cfg.portal
     dhcp = cfg.dhcp
     wifi = cfg.wifi
+    mgmt = cfg.management
+    # The wired management port leaves the LAN bridge (it may be one of lan_ports).
+    lan_ports = [p for p in net.lan_ports if p != mgmt.wired_port]
     unmanaged = [net.lan_interface, *net.lan_ports] + ([wifi.interface] if wifi.enabled else [])
+    if mgmt.enabled:
+        unmanaged += [MGMT_BRIDGE, *([mgmt.wired_port] if mgmt.wired_port else [])]
+        if mgmt.ssid:
+            unmanaged.append(mgmt.wifi_interface)
     ssid_line, utf8 = _ssid_line(wifi.ssid)
+    mgmt_ssid_line, mgmt_utf8 = _ssid_line(mgmt.ssid) if mgmt.ssid else ("", False)
+    hosts = list(mgmt.network.hosts()) if mgmt.enabled else []
+    others = [h for h in hosts if str(h) != mgmt.gateway_ip] if hosts else []
     return {
+        "mgmt": mgmt,
+        "mgmt_bridge": MGMT_BRIDGE,
+        "mgmt_network": str(mgmt.network) if mgmt.enabled else "",
+        "mgmt_netmask": str(mgmt.network.netmask) if mgmt.enabled else "",
+        "mgmt_range_start": str(others[len(others) // 2]) if others else "",
+        "mgmt_range_end": str(others[-1]) if others else "",
+        "mgmt_ssid_line": mgmt_ssid_line,
+        "mgmt_utf8_ssid": mgmt_utf8,
         "header": header,
         "hotspot": hotspot,
         "config_path": CONFIG_PATH,
@@ -227,7 +255,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lan": net.lan_interface,
         "lan_address": net.lan_address,
         "lan_network": str(net.lan_network),
-        "lan_ports": list(net.lan_ports),
+        "lan_ports": lan_ports,
         "netmask": str(net.lan_network.netmask),
         "gateway_ip": str(net.gateway_ip),
         "portal_hostname": portal.hostname,
@@ -299,12 +327,36 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
         File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
         File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
     ]
-    if cfg.network.lan_ports:
+    if v["lan_ports"]:
         files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644, "networkd"))
+    if cfg.management.enabled:
+        files += [
+            File(MGMT_NETDEV, _template("management.netdev.j2", **v), 0o644, "networkd"),
+            File(MGMT_NETWORK, _template("management.network.j2", **v), 0o644, "networkd"),
+        ]
+        if cfg.management.wired_port:
+            files.append(
+                File(
+                    MGMT_PORT_NETWORK,
+                    _template("management-port.network.j2", **v),
+                    0o644,
+                    "networkd",
+                )
+            )
     files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
     files.append(
         File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq", restarts=("dnsmasq",))
     )
+    if cfg.management.enabled:
+        files.append(
+            File(
+                MGMT_DNSMASQ,
+                _template("dnsmasq-management.conf.j2", **v),
+                0o644,
+                "dnsmasq",
+                restarts=("dnsmasq",),
+            )
+        )
     files.append(
         File(
             DNSMASQ_DROPIN,
@@ -326,7 +378,12 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     if wifi.enabled:
         files += [
             File(
-                HOSTAPD, _template("hostapd.conf.j2", **v), 0o644, "hostapd", restarts=("hostapd",)
+                HOSTAPD,
+                _template("hostapd.conf.j2", **v),
+                # The operator SSID's passphrase is in it: root only.
+                0o600 if cfg.management.ssid else 0o644,
+                "hostapd",
+                restarts=("hostapd",),
             ),
             File(
                 HOSTAPD_DROPIN,

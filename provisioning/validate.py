@@ -265,17 +265,30 @@ HOSTAPD_KEYS = {
     "auth_algs",
     "ignore_broadcast_ssid",
     "ap_isolate",
+    # the operator network's BSS ([management], #10.12)
+    "bss",
+    "wpa",
+    "wpa_key_mgmt",
+    "rsn_pairwise",
+    "wpa_passphrase",
 }
 
 
+# Only in the operator BSS: the villagers' WiFi is open, the portal is its door.
+OPERATOR_BSS_KEYS = {"wpa", "wpa_key_mgmt", "rsn_pairwise", "wpa_passphrase"}
+
+
 def check_hostapd(f: File, cfg: Config) -> Check:
-    seen: dict[str, str] = {}
+    sections: list[dict[str, str]] = [{}]  # the villagers' BSS, then each bss= section
     for n, line in enumerate(f.content.decode().splitlines(), 1):
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if not sep or key not in HOSTAPD_KEYS:
+        if not sep or key not in HOSTAPD_KEYS or (key in OPERATOR_BSS_KEYS and len(sections) == 1):
             return Check(f.path, False, f"line {n}: unknown hostapd setting {line!r}")
+        if key == "bss":
+            sections.append({})
+        seen = sections[-1]
         if key in seen:
             return Check(f.path, False, f"line {n}: {key} set twice")
         seen[key] = value
@@ -287,10 +300,24 @@ def check_hostapd(f: File, cfg: Config) -> Check:
         "hw_mode": wifi.band,
     }
     for key, want in need.items():
-        if seen.get(key) != want:
-            return Check(f.path, False, f"{key} is {seen.get(key)!r}, expected {want!r}")
-    if not ("ssid" in seen) ^ ("ssid2" in seen):
-        return Check(f.path, False, "exactly one of ssid and ssid2 must be set")
+        if sections[0].get(key) != want:
+            return Check(f.path, False, f"{key} is {sections[0].get(key)!r}, expected {want!r}")
+    for seen in sections:
+        if not ("ssid" in seen) ^ ("ssid2" in seen):
+            return Check(f.path, False, "exactly one of ssid and ssid2 must be set")
+    mgmt = cfg.management
+    if len(sections) != 1 + bool(mgmt.ssid):
+        return Check(
+            f.path, False, f"{len(sections) - 1} bss sections, expected {int(bool(mgmt.ssid))}"
+        )
+    for seen in sections[1:]:
+        if seen.get("bss") != mgmt.wifi_interface or seen.get("bridge") in (
+            None,
+            cfg.network.lan_interface,
+        ):
+            return Check(f.path, False, "the operator BSS must have its own interface and bridge")
+        if seen.get("wpa") != "2" or not 8 <= len(seen.get("wpa_passphrase", "")) <= 63:
+            return Check(f.path, False, "the operator BSS must be WPA2 with a passphrase")
     return Check(f.path, True, "keys checked here: hostapd has no check mode")
 
 

@@ -133,6 +133,7 @@ def account() -> Any:
             request.form.get("current", ""),
             request.remote_addr or "",
             brake=operators.Brake.from_config(cfg()),
+            trusted=True,  # logged in already: only this account's own wrong guesses count
             clock=state().clock,
         )
     except operators.LoginRefused:

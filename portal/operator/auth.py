@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 from flask import Response, g, make_response, request
 from flask_babel import gettext, ngettext
 
-from hotspot import operators
+from hotspot import devicecookie, operators
 from hotspot.errors import ErrorCode
-from portal.operator.blueprint import COOKIE, bp, cfg, see_other
+from portal.operator.blueprint import COOKIE, bp, cfg, on_management_network, see_other
 from portal.operator.pages import page, safe_next
 from portal.state import state
+
+DEVICE_COOKIE = "hs_opdev"
+DEVICE_PURPOSE = "operator-login"
+DEVICE_DAYS = 180
+DEVICE_NAMES = 5  # accounts one device remembers (a kiosk shared by the admin and kasirs)
+
+
+def known_names() -> list[str]:
+    """The accounts this browser logged in to before (its signed device cookie)."""
+    subject = devicecookie.check(
+        state().secret_key,
+        DEVICE_PURPOSE,
+        request.cookies.get(DEVICE_COOKIE),
+        dt.timedelta(days=DEVICE_DAYS),
+        state().clock(),
+    )
+    return subject.split(",") if subject else []
+
+
+def trusted_login(name: str) -> bool:
+    """The brake holds a known device and the management network back only by their own
+    wrong passwords (#10.13): a flood of guesses elsewhere does not keep them out."""
+    return on_management_network(cfg(), request.remote_addr) or name in known_names()
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -31,6 +55,7 @@ def login() -> Any:
             password,
             request.remote_addr or "",
             brake=operators.Brake.from_config(config),
+            trusted=trusted_login(name),
             clock=state().clock,
         )
     except operators.LoginRefused as exc:
@@ -54,6 +79,18 @@ def login() -> Any:
     resp = make_response(see_other_url(nxt))
     resp.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/operator"
+    )
+    names = [op.name] + [n for n in known_names() if n != op.name]
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        devicecookie.issue(
+            state().secret_key, DEVICE_PURPOSE, ",".join(names[:DEVICE_NAMES]), state().clock()
+        ),
+        max_age=DEVICE_DAYS * 86400,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+        path="/operator",
     )
     return resp
 

@@ -153,6 +153,10 @@ def _sheet_codes(bid: int) -> tuple[dict[str, Any], list[tuple[int, str]]] | Any
     except NotFound:
         return render_error("not-found", 404)
     include_sold = request.args.get("sold") == "1"
+    if include_sold and g.op.role != "admin":
+        # A sold, unused code is a villager's paid access: only the admin may print it again
+        # (a card lost before use); a kasir printing it could use or resell it.
+        return render_error("admin-only", 403)
     rows = batch_vouchers(state().db, bid)
     wanted = {
         r["serial"] for r in rows if r["state"] == "new" and (include_sold or r["sold_at"] is None)

@@ -36,16 +36,92 @@ def is_console_path() -> bool:
     return request.path == "/operator" or request.path.startswith("/operator/")
 
 
-def address_allowed(config: Any, addr: str | None) -> bool:
+def on_management_network(config: Any, addr: str | None) -> bool:
+    """Loopback or one of ``[operator] management_networks`` (the operator SSID, the wired
+    management port, a VPN): never the villagers' open LAN."""
     try:
         ip = ipaddress.ip_address(addr or "")
     except ValueError:
         return False
     if ip.is_loopback:
         return True
-    if config.operator.allow_lan and ip.version == 4 and ip in config.network.lan_network:
+    if config.management.enabled and ip in config.management.network:
         return True
     return any(ip in ipaddress.ip_network(net) for net in config.operator.management_networks)
+
+
+def on_lan(config: Any, addr: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False
+    return bool(ip.version == 4 and ip in config.network.lan_network)
+
+
+def address_allowed(config: Any, addr: str | None) -> bool:
+    return on_management_network(config, addr) or (
+        config.operator.allow_lan and on_lan(config, addr)
+    )
+
+
+def cleartext_on_open_lan(config: Any) -> bool:
+    """A console request over plain HTTP from the villagers' open WiFi (#10.12): whoever sits
+    nearby would read the password, the session cookie and the codes."""
+    return (
+        not request.is_secure
+        and not config.operator.lan_plain_http
+        and not on_management_network(config, request.remote_addr)
+    )
+
+
+def console_elsewhere() -> tuple[str, int]:
+    """The page instead of the console on the open LAN over HTTP: where to open it."""
+    config = cfg()
+    ways = []
+    if config.management.enabled:
+        # The portal listens on the LAN address only; the gateway routes the management
+        # subnet to it, and the gate knows the management subnet by the source address.
+        mgmt = f"http://{config.network.gateway_ip}:{config.network.portal_port}/operator/"
+        if config.management.ssid:
+            ways.append(
+                gettext(
+                    "Join the operator WiFi “%(ssid)s” (ask the admin for its password) and "
+                    "open %(url)s",
+                    ssid=config.management.ssid,
+                    url=mgmt,
+                )
+            )
+        if config.management.wired_port:
+            ways.append(
+                gettext(
+                    "Or plug a laptop into the management port (%(port)s) and open %(url)s",
+                    port=config.management.wired_port,
+                    url=mgmt,
+                )
+            )
+    if config.portal.tls:
+        port = config.portal.https_port
+        url = f"https://{config.portal.hostname}{'' if port == 443 else f':{port}'}/operator/"
+        ways.append(gettext("Or open the secure address %(url)s", url=url))
+    if not ways:
+        ways.append(
+            gettext(
+                "Ask the technician to set up the operator network or HTTPS "
+                "(docs/operator-guide.md)."
+            )
+        )
+    body = render_template(
+        "operator/message.html",
+        title=gettext("Open the console on the operator network"),
+        text=gettext(
+            "The village WiFi is open: anyone nearby can read what is sent over it without "
+            "encryption, such as passwords and voucher codes. So the console does not open "
+            "here."
+        ),
+        ways=ways,
+        kind="lan-only",
+    )
+    return body, 403
 
 
 MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
@@ -139,6 +215,8 @@ def _gate() -> Any:
         return render_error("not-found", 404)
     if not address_allowed(config, request.remote_addr):
         return render_error("lan-only", 403)
+    if cleartext_on_open_lan(config):
+        return console_elsewhere()
     g.op = operators.session_operator(
         state().db,
         request.cookies.get(COOKIE),

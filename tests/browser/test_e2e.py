@@ -124,6 +124,8 @@ def village(tmp_path):
                     "voucher_key_file": str(v.voucher_key),
                     "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
                 },
+                # The kiosk's operator network (tests/browser/test_operator.py, #10.12).
+                "operator": {"management_networks": ["192.168.88.0/24"]},
                 "packages": {
                     "harian": {
                         "title": "Harian",

@@ -5,7 +5,9 @@
   test_pages.py's fixture); the printed A4 sheet; nothing wider than the screen, no CSP
   complaint. Screenshots under artifacts/test_console_pages_on_a_phone/.
 * ``test_kiosk_day`` (root): the real gateway and portal in a simulated village (network
-  namespaces). The kiosk's laptop is one LAN client, a villager's phone another, each with
+  namespaces). The kiosk's laptop is one LAN client that reaches the console through the
+  operator network (a veth to the gateway in 192.168.88.0/24: the console is not served over
+  plain HTTP on the open LAN, #10.12), a villager's phone another, each with
   Chromium running inside its own namespace. The admin (made with ``hotspot operators add``)
   makes a package, a batch and a kasir account and prints the sheet; the kasir marks a card
   sold; the villager redeems it through the captive portal and reaches the internet; the
@@ -150,6 +152,30 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
 # -- the kiosk's day, in a simulated village (root) -------------------------------------------
 
 E2E_TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
+MGMT_GW, MGMT_KIOSK = "192.168.88.1", "192.168.88.10"
+
+
+def _operator_network(village, phone: int) -> None:
+    """The kiosk joins the operator network: a veth from its namespace to the gateway's, and
+    the portal's address routed over it (the LAN leg stays for everything else)."""
+    from testsupport.testbed import sh
+
+    ns, gw = village.bed.phones[phone].ns, village.bed.gw
+    sh(["ip", "link", "add", "opm0", "netns", gw, "type", "veth", "peer", "name", "opm1",
+        "netns", ns])  # fmt: skip
+    village.bed.run(
+        gw, "ip", "-batch", "-", input=f"link set opm0 up\naddr add {MGMT_GW}/24 dev opm0\n"
+    )
+    village.bed.run(
+        ns,
+        "ip",
+        "-batch",
+        "-",
+        input=(
+            f"link set opm1 up\naddr add {MGMT_KIOSK}/24 dev opm1\n"
+            f"route add 10.10.0.1/32 via {MGMT_GW} src {MGMT_KIOSK}\n"
+        ),
+    )
 
 
 @pytest.mark.root
@@ -189,6 +215,20 @@ def test_kiosk_day(village, playwright, artifacts):
     )
     problems: list[str] = []
     try:
+        # A villager's phone on the open WiFi, at 360 px: over plain HTTP the console is only
+        # a page saying where to open it (#10.12), no login form.
+        vctx = phone_context(handset)
+        open_lan = vctx.new_page()
+        resp = open_lan.goto(base + "/operator/")
+        assert resp is not None and resp.status == 403
+        assert "Buka konsol di jaringan operator" in open_lan.inner_text("main")
+        assert open_lan.locator("#f-password").count() == 0
+        assert open_lan.evaluate("document.documentElement.scrollWidth") <= 360
+        shot(open_lan, artifacts, "0-open-lan-console")
+        vctx.close()
+
+        # The kiosk's laptop on the operator network: the console works.
+        _operator_network(village, kiosk)
         ctx = laptop.new_context(
             viewport={"width": 1024, "height": 768}, locale="id-ID", java_script_enabled=False
         )

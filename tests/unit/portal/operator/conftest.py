@@ -32,6 +32,8 @@ from tests.unit.portal.conftest import (  # noqa: F401
 ADMIN_PW = "Sungai-Duren-77"
 KASIR_PW = "kios-pasar-2026"
 KIOSK_IP = "10.10.0.50"  # the kiosk's old laptop, on the LAN
+# The console answers the LAN over HTTPS only (#10.12): the kiosk uses the HTTPS listener.
+CONSOLE_BASE = "https://10.10.0.1"
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def accounts(db):
 class Console:
     """A browser at ``ip`` using the console."""
 
-    def __init__(self, app, ip=KIOSK_IP, base=BASE):
+    def __init__(self, app, ip=KIOSK_IP, base=CONSOLE_BASE):
         self.client = app.test_client()
         self.ip = ip
         self.base = base
