@@ -22,7 +22,7 @@ gateway (but neighbour discovery) are dropped; from the uplink only replies and 
 * ``portal_peers``  ipv4_addr . ether_addr: who talked to the portal from which address in
                     the last ``PEERS_TIMEOUT`` seconds (refreshed by every packet). The engine
                     acts on a session for a portal request only if no other MAC is in it for
-                    the address (docs/security/ident.md).
+                    the address (docs/security.md).
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """

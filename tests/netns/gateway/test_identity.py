@@ -191,7 +191,7 @@ def test_pins_follow_the_sessions(testbed, gateway):
 @pytest.mark.xfail(
     strict=True,
     reason="a full clone (MAC and address) of a sleeping phone is that phone to the gateway: "
-    "nothing on an open SSID tells them apart (docs/security/ident.md, MAC clone)",
+    "nothing on an open SSID tells them apart (docs/security.md, MAC clone)",
 )
 def test_a_clone_of_a_sleeping_phone_gets_out(testbed, gateway):
     victim, clone = testbed.phones[0], testbed.phones[1]
