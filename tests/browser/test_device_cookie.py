@@ -10,12 +10,15 @@ the real gateway and portal, and a phone that changes its MAC (``ip link set add
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import shutil
 import time
 
 import pytest
 
+from gateway.ruleset import PEERS_TIMEOUT
 from tests.browser.conftest import launch, phone_context, shot
 from tests.browser.test_e2e import PORTAL, TOOLS, Village
 from testsupport import testbed as tb
@@ -34,7 +37,8 @@ BIG = 3 * 1000 * 1000  # bytes: more than the free tier's 1 MB a day here
 
 @pytest.fixture
 def village(tmp_path):
-    bed = tb.Testbed(prefix="hsk", clients=2)
+    tb.remove_stale_testbeds("hsk")
+    bed = tb.Testbed(prefix=tb.run_prefix("hsk"), clients=2)
     bed.build()
     try:
         webroot = tmp_path / "www"
@@ -110,11 +114,26 @@ def village(tmp_path):
                 print(f"--- {name}\n" + (tmp_path / name).read_text()[-3000:])
 
 
-def change_mac(village: Village, phone: int, mac: str) -> None:
+def change_mac(village: Village, phone: int, mac: str, *, new_address: bool = False) -> None:
     """The phone takes a new MAC (randomisation, or a laptop's `ip link set address`); the
-    gateway learns it as it would from the phone's next ARP exchange."""
+    gateway learns it as it would from the phone's next ARP exchange.
+
+    ``new_address``: as a phone does, which gets a new DHCP lease with its new MAC (its old
+    address stays pinned to the old MAC while that session runs). Without it the address is
+    kept, as a laptop rotating MACs on a fixed address does: the gateway then refuses portal
+    requests by that address for ``PEERS_TIMEOUT`` after the old MAC last spoke to the portal
+    (not-your-session, issue #10.7), so the laptop waits that long first."""
     bed, p = village.bed, village.bed.phones[phone]
-    bed.run(p.ns, "ip", "link", "set", "dev", p.ifname, "address", mac)
+    if new_address:
+        ip = str(ipaddress.IPv4Address(p.ip) + 100)
+        bed.run(p.ns, "ip", "addr", "flush", "dev", p.ifname)
+        bed.run(p.ns, "ip", "link", "set", "dev", p.ifname, "address", mac)
+        bed.run(p.ns, "ip", "addr", "add", f"{ip}/22", "dev", p.ifname)
+        bed.run(p.ns, "ip", "route", "replace", "default", "via", "10.10.0.1")
+        p = bed.phones[phone] = dataclasses.replace(p, ip=ip, mac=mac)
+    else:
+        bed.run(p.ns, "ip", "link", "set", "dev", p.ifname, "address", mac)
+        time.sleep(PEERS_TIMEOUT + 1)
     bed.run(bed.gw, "ip", "neigh", "flush", "to", p.ip, "dev", "br-lan", check=False)
     bed.run(p.ns, "ping", "-c", "1", "-W", "2", "10.10.0.1", check=False)
     deadline = time.monotonic() + 10
@@ -213,7 +232,8 @@ def test_voucher_stays_with_its_owner(village, playwright, artifacts):
         assert village.call("client", ip=village.bed.phones[1].ip)["session"] is None
 
         # The owner's phone changes its MAC: the same browser, one tap (no code) → works.
-        change_mac(village, 0, "02:00:00:00:78:01")
+        change_mac(village, 0, "02:00:00:00:78:01", new_address=True)
+        owner_ip = village.bed.phones[0].ip
         owner.goto(PORTAL + "/")
         shot(owner, artifacts, "id-2-owner-new-mac-one-tap")
         owner.click("#resume button")
