@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
         "bind": "127.0.0.1:8000",
         "workers": 2,  # gunicorn processes (each with `threads` threads)
         "threads": 4,
+        # Seconds a request's headers may take, and the longest stall of a body upload.
+        "read_timeout": 30,
         # Days on the dashboard are local days here (Jambi: WIB, UTC+7).
         "timezone": "Asia/Jakarta",
         "language": "id",  # dashboard default: id | en
@@ -56,6 +58,7 @@ class CollectorConfig:
     bind: str
     workers: int
     threads: int
+    read_timeout: int
     timezone: str
     language: str
     replay_window_seconds: int
@@ -121,6 +124,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         bind=check_bind(s.str("bind")),
         workers=s.int("workers", 1, 64),
         threads=s.int("threads", 1, 64),
+        read_timeout=s.int("read_timeout", 1, 600),
         timezone=tz,
         language=lang,
         replay_window_seconds=s.int("replay_window_seconds", 10, 86400),

@@ -7,11 +7,12 @@ Checks, in this order, each answered without changing anything:
  413   too-large             body over ``max_body_kb`` (before reading it), or inflating
                              past ``max_inflated_kb`` (a gzip bomb)
  401   unsigned              signature headers missing or malformed
- 401   unknown-gateway       not registered
- 403   disabled              registered but switched off
  401   stale                 timestamp outside ±``replay_window_seconds`` (the answer
                              carries ``server_time`` so a gateway can correct its clock)
- 401   bad-signature         HMAC does not match
+ 401   bad-signature         not registered, or the HMAC does not match: one answer, byte
+                             for byte, and the HMAC is computed for an unknown id too (with
+                             a throw-away secret), so nobody can list the registered ids
+ 403   disabled              registered but switched off (told only to a valid signature)
  400   bad-body              not gzip, truncated, not JSON, not the protocol
  409   replay                this exact signed request was seen before
 =====  ====================  ==========================================================
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -41,10 +43,14 @@ from hotspot import wire
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 BATCH_KEYS_DAYS = 90
+# The secret an unknown gateway id is checked against: the same work as for a registered one
+# (same length as collector.store.new_secret), and no signature can match it.
+_NO_SECRET = secrets.token_urlsafe(32)
 
 
-def _err(status: int, code: str, message: str, **extra: Any):
-    log.info("ingest refused %s %s: %s", status, code, message)
+def _err(status: int, code: str, message: str, quiet: bool = False, **extra: Any):
+    if not quiet:
+        log.info("ingest refused %s %s: %s", status, code, message)
     resp = jsonify({"ok": False, "error": code, "message": message, **extra})
     resp.status_code = status
     return resp
@@ -69,13 +75,7 @@ def ingest():
     if len(body) != length:
         return _err(400, "bad-body", "body shorter than its Content-Length")
     now_ts = time.time()
-    with Session(engine) as s:
-        gw = s.get(Gateway, gateway_id)
-        if gw is None:
-            return _err(401, "unknown-gateway", f"gateway {gateway_id!r} is not registered")
-        if gw.disabled:
-            return _err(403, "disabled", f"gateway {gateway_id!r} is disabled")
-        secret = gw.secret
+    # Only the clock is judged before the signature: it says nothing about which ids exist.
     if abs(now_ts - int(ts)) > cfg.replay_window_seconds:
         return _err(
             401,
@@ -83,8 +83,21 @@ def ingest():
             f"timestamp more than {cfg.replay_window_seconds} s from the collector's clock",
             server_time=int(now_ts),
         )
-    if not wire.verify(secret, signature, gateway_id, ts, nonce, key, body):
-        return _err(401, "bad-signature", "signature does not match")
+    with Session(engine) as s:
+        gw = s.get(Gateway, gateway_id)
+        known = gw is not None
+        secret = gw.secret if gw is not None else _NO_SECRET
+        disabled = bool(gw is not None and gw.disabled)
+    signed_ok = wire.verify(secret, signature, gateway_id, ts, nonce, key, body)
+    if not (known and signed_ok):
+        # One answer for an unknown id and a bad signature (no enumeration); the log,
+        # which only the province reads, says which.
+        log.info(
+            "ingest refused: %s", "bad signature" if known else f"unknown gateway {gateway_id!r}"
+        )
+        return _err(401, "bad-signature", "unknown gateway or bad signature", quiet=True)
+    if disabled:
+        return _err(403, "disabled", f"gateway {gateway_id!r} is disabled")
     try:
         raw = wire.inflate(body, cfg.max_inflated_bytes)
         records = wire.decode_body(raw, gateway_id, key)

@@ -12,6 +12,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from collector.config import CollectorConfig
+from hotspot.httpworker import worker_class_for
 
 
 class CollectorServer(BaseApplication):
@@ -21,7 +22,9 @@ class CollectorServer(BaseApplication):
             "bind": [bind],
             "workers": config.workers,
             "threads": config.threads,
-            "worker_class": "gthread",
+            # gthread with a read deadline: a slow client (slowloris) is cut after
+            # read_timeout seconds of headers or of a stalled upload.
+            "worker_class": worker_class_for(config.read_timeout),
             "preload_app": True,
             "timeout": 120,
             "graceful_timeout": 10,

@@ -50,6 +50,9 @@ COLLECTOR_PORT = 8000
 DHCP_RANGE = ("10.10.0.100", "10.10.0.199")
 LEASE_WAIT = 40  # seconds the villagers wait for their phones' leases at most
 ROLES = ("free", "voucher", "heavy", "walled")
+# The demo runs every service as root: the state files they create (databases, WAL, keys)
+# are 0640 at most, never readable by every user of the machine.
+STATE_UMASK = 0o027
 ROLE_TEXT = {
     "free": "accepts the free terms, then browses",
     "voucher": "redeems a voucher → premium, iperf3",
@@ -182,6 +185,7 @@ class Phone:
 
 def _run(args: list[str], *, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess:
     kw.setdefault("env", same_tree_env())
+    kw.setdefault("umask", STATE_UMASK)  # a database it creates is not for every user
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -268,6 +272,8 @@ class Demo:
             cwd=self.work,
             env=same_tree_env(),
             start_new_session=True,
+            # What the services create (databases and their WAL, keys) is theirs alone.
+            umask=STATE_UMASK,
         )
         log.close()
         self.services[name] = proc
@@ -590,6 +596,8 @@ class Demo:
                 }
             },
         )
+        self.collector_cfg.chmod(0o600)  # the database's place and the collector's keys
+
         reg = _run(
             self.hotspot(self.collector_cfg, "collector", "gateways", "add", GATEWAY_ID, "--json"),
             cwd=self.work,
@@ -625,7 +633,7 @@ class Demo:
             "portal": {
                 "user": "",
                 "workers": 2,
-                "threads": 8,
+                "threads": 16,
                 "secret_key_file": str(self.work / "portal.secret"),
                 "voucher_key_file": str(self.work / "voucher.key"),
                 "contact": "Kios BUMDes di balai desa (demo)",
@@ -666,6 +674,7 @@ class Demo:
         }
         self.socket = self.work / "control.sock"
         self.config = write_toml(self.work / "hotspot.toml", data)
+        self.config.chmod(0o600)  # the collector's secret is in it
         self.cfg = config_mod.load(str(self.config))
 
     def start_dhcp(self) -> None:

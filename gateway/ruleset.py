@@ -23,6 +23,8 @@ gateway (but neighbour discovery) are dropped; from the uplink only replies and 
                     the last ``PEERS_TIMEOUT`` seconds (refreshed by every packet). The engine
                     acts on a session for a portal request only if no other MAC is in it for
                     the address (docs/security.md).
+* ``portal_conns``  a meter: open connections per client to the portal ports (``ct count``),
+                    walled or logged in: one phone cannot hold every portal thread.
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """
@@ -52,6 +54,7 @@ WALLED_DNS = "walled_garden_dns"
 FLOOD = "portal_flood"
 DNS_FLOOD = "dns_flood"
 PORTAL_PEERS = "portal_peers"
+CONNS = "portal_conns"
 LAN_TCP_PORTS = "lan_tcp_ports"
 WAN_TCP_PORTS = "wan_tcp_ports"
 DNS_PORT = 53
@@ -109,6 +112,7 @@ class Layout:
     portal_port: int
     portal_ports: tuple[int, ...]  # the HTTP port, and the HTTPS port when TLS is configured
     portal_conn_rate: int
+    portal_conn_limit: int
     lan_tcp_ports: tuple[int, ...]
     walled_garden: tuple[str, ...]
     walled_dns_port: int = 5300
@@ -131,6 +135,7 @@ class Layout:
             portal_port=net.portal_port,
             portal_ports=tuple(ports),
             portal_conn_rate=net.portal_conn_rate,
+            portal_conn_limit=net.portal_conn_limit,
             lan_tcp_ports=net.lan_tcp_ports,
             walled_garden=net.walled_garden,
             walled_dns_port=net.walled_dns_port,
@@ -201,6 +206,8 @@ def _sets(layout: Layout) -> list[Command]:
             flags=["timeout"],
             timeout=PEERS_TIMEOUT,
         ),
+        # ct count elements go when their last connection does: no timeout needed.
+        layout.ref(name=CONNS, type="ipv4_addr", size=65535),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
@@ -430,6 +437,21 @@ def _chains(
                 [_ct_state("established", "related"), _ACCEPT],
                 [_match(_payload("udp", "dport"), 67), _ACCEPT],
                 [_match(_payload("icmp", "type"), "echo-request"), _ACCEPT],
+                # Slowloris: cap the connections one client holds open to the portal.
+                [
+                    portal,
+                    _ct_state("new"),
+                    {
+                        "set": {
+                            "op": "add",
+                            "elem": _payload("ip", "saddr"),
+                            "set": "@" + CONNS,
+                            "stmt": [{"ct count": {"val": layout.portal_conn_limit, "inv": True}}],
+                        }
+                    },
+                    _COUNTER,
+                    {"reject": {"type": "tcp reset"}},
+                ],
                 [
                     portal,
                     _ct_state("new"),

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "walled_garden": [],
         # New connections per second an unauthorized client may open to the portal.
         "portal_conn_rate": 20,
+        # Open connections one client (walled or logged in) may hold to the portal ports.
+        "portal_conn_limit": 10,
     },
     "database": {
         "url": "sqlite:////var/lib/hotspot/hotspot.db",
@@ -85,7 +87,9 @@ DEFAULTS: dict[str, Any] = {
         "venue_info_url": "",
         "user": "hotspot",
         "workers": 0,
-        "threads": 8,
+        "threads": 16,
+        # Seconds a request's headers may take from their first byte (slow clients are cut).
+        "read_timeout": 10,
         "secret_key_file": "/var/lib/hotspot/portal.secret",
         "voucher_key_file": "/etc/hotspot/voucher.key",
         "max_body_bytes": 16384,
@@ -258,6 +262,7 @@ class NetworkConfig:
     lan_tcp_ports: tuple[int, ...]
     walled_garden: tuple[str, ...]
     portal_conn_rate: int
+    portal_conn_limit: int
     walled_garden_domains: tuple[str, ...] = ()  # filled into walled_garden_dns by dnsmasq
     lan_ports: tuple[str, ...] = ()  # wired ports of the LAN bridge
     captive_probe_hosts: tuple[str, ...] = ()  # resolvable before login (DEFAULTS has the list)
@@ -364,6 +369,7 @@ class PortalConfig:
     user: str  # "" = stay the user that started it
     workers: int  # 0 = sized from the CPU count
     threads: int
+    read_timeout: int
     secret_key_file: str
     voucher_key_file: str
     max_body_bytes: int
@@ -612,6 +618,7 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
         lan_tcp_ports=tuple(ports),
         walled_garden=tuple(garden),
         portal_conn_rate=s.int("portal_conn_rate", 1, 10000),
+        portal_conn_limit=s.int("portal_conn_limit", 2, 1000),
         walled_garden_domains=_garden_domains(s),
         lan_ports=_lan_ports(s, lan, wan),
         captive_probe_hosts=_probe_hosts(s),
@@ -705,6 +712,7 @@ def _portal(raw: Mapping[str, Any]) -> PortalConfig:
         user=user,
         workers=s.int("workers", 0, 16),
         threads=s.int("threads", 1, 32),
+        read_timeout=s.int("read_timeout", 1, 300),
         secret_key_file=_abs_path(s, "secret_key_file"),
         voucher_key_file=_abs_path(s, "voucher_key_file"),
         max_body_bytes=s.int("max_body_bytes", 1024, 1 << 20),
@@ -891,9 +899,18 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     if leaf not in ("auto", "fq_codel", "pfifo"):
         raise ConfigError(gw.key("leaf_qdisc"), "must be one of auto, fq_codel, pfifo")
     tiers = _tiers(data["tiers"])
+    network = _network(data["network"])
+    portal = _portal(data.get("portal", DEFAULTS["portal"]))
+    if network.portal_conn_limit >= portal.threads:
+        # One client's slow sockets must never hold every thread of a portal worker.
+        raise ConfigError(
+            "network.portal_conn_limit",
+            f"must be below portal.threads ({portal.threads}): one phone must not be able "
+            "to hold every thread of a portal worker",
+        )
     return Config(
         village=_village(data["village"]),
-        network=_network(data["network"]),
+        network=network,
         database=DatabaseConfig(url=url),
         control=ControlConfig(socket=sock, group=ctl.str("group")),
         gateway=GatewayConfig(
@@ -903,7 +920,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             leaf_qdisc=leaf,
         ),
         tiers=tiers,
-        portal=_portal(data.get("portal", DEFAULTS["portal"])),
+        portal=portal,
         packages=_packages(data.get("packages", {}), tiers),
         sync=_sync(data.get("sync", DEFAULTS["sync"])),
         privacy=_privacy(data.get("privacy", DEFAULTS["privacy"])),

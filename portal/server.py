@@ -7,7 +7,8 @@ with ``User=hotspot`` it simply runs. Then the process's start-up (:func:`portal
 prepare`: keys, database, packages) runs once, before gunicorn forks its workers.
 
 Workers: ``gthread`` workers (a few threads each: a slow phone does not hold a whole
-process), ``[portal] workers`` of them — by default as many as cores, at least 2 and at
+process) with a read deadline per request (:mod:`hotspot.httpworker`: a phone that trickles
+its headers is cut after ``[portal] read_timeout`` seconds), ``[portal] workers`` of them — by default as many as cores, at least 2 and at
 most 4 (a Raspberry Pi has 1–4 cores and 0.5–8 GB). The application is loaded once in the
 master before forking.
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from hotspot.config import Config
 from hotspot.errors import ConfigError, HotspotError
+from hotspot.httpworker import worker_class_for
 from hotspot.vouchers.keys import load_key
 from portal.state import PortalState, state
 
@@ -60,7 +62,8 @@ def gunicorn_options(
     opts: dict[str, Any] = {
         "bind": [bind or default_bind(config, tls)],
         "workers": workers or worker_count(config),
-        "worker_class": "gthread",
+        # gthread with a read deadline per request: slow clients are cut (slowloris).
+        "worker_class": worker_class_for(p.read_timeout),
         "threads": p.threads,
         "preload_app": True,
         "timeout": 30,

@@ -365,9 +365,16 @@ def plan(
         fresh
         or R.SYSUSERS in changed
         or not host.user_exists(user)
+        or not host.user_exists(R.SYNC_USER)
         or host.group_gid(group) is None
+        or host.group_gid(R.DATA_GROUP) is None
     ):
-        p.users.append(Step(["systemd-sysusers", R.SYSUSERS], f"system user {user}, group {group}"))
+        p.users.append(
+            Step(
+                ["systemd-sysusers", R.SYSUSERS],
+                f"system users {user} and {R.SYNC_USER}, groups {group} and {R.DATA_GROUP}",
+            )
+        )
     for unit in R.idle_units(cfg):
         if not fresh and (host.unit_enabled(unit) or host.unit_active(unit)):
             p.before.append(
@@ -386,11 +393,11 @@ def plan(
                         "no longer wanted by the configuration",
                     )
                 )
-    if fresh or R.TMPFILES in changed or not host.dir_ok(state, 0o2770, user, group):
+    if fresh or R.TMPFILES in changed or not host.dir_ok(state, 0o2770, "root", R.DATA_GROUP):
         p.after.append(
             Step(
                 ["systemd-tmpfiles", "--create", R.TMPFILES],
-                f"{state} (2770 {user}:{group}) and /etc/hotspot",
+                f"{state} (2770 root:{R.DATA_GROUP}) and /etc/hotspot",
             )
         )
     if fresh or R.SYSCTL in changed or not host.forwarding():
@@ -415,7 +422,8 @@ def plan(
         p.after.append(
             Step(
                 ["chmod", "0660", str(db_file)],
-                f"the gateway (root without CAP_DAC_OVERRIDE) writes it as {group}",
+                f"the gateway (root without CAP_DAC_OVERRIDE) and the sync agent write it "
+                f"as {R.DATA_GROUP}",
             )
         )
     if fresh or kinds & {"unit", "dropin"}:

@@ -146,6 +146,14 @@ def service_user(cfg: Config) -> str:
     return cfg.portal.user or "hotspot"
 
 
+# Least privilege (issue #10, item 18): the internet-facing sync agent has its own user. It
+# shares only the database (group DATA_GROUP: the state directory, the SQLite file and its
+# WAL) and the configuration; the control socket and the voucher key stay with the control
+# group, which it is not in.
+SYNC_USER = "hotspot-sync"
+DATA_GROUP = "hotspot-data"
+
+
 def state_dir(cfg: Config) -> str:
     """Where the services may write: the SQLite database's folder (else /var/lib/hotspot)."""
     path = config_mod.database_path(cfg.database.url)
@@ -251,7 +259,13 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "config_dir": str(PurePosixPath(CONFIG_PATH).parent),
         "user": service_user(cfg),
         "group": cfg.control.group,
+        "data_group": DATA_GROUP,
+        "sync_user": SYNC_USER,
+        "control_dir": str(PurePosixPath(cfg.control.socket).parent),
+        "voucher_key": cfg.portal.voucher_key_file,
+        "portal_secret": cfg.portal.secret_key_file,
         "state_dir": state_dir(cfg),
+        "db_file": str(config_mod.database_path(cfg.database.url) or ""),
         "lan": net.lan_interface,
         "lan_address": net.lan_address,
         "lan_network": str(net.lan_network),
@@ -308,21 +322,21 @@ def render_unit(name: str, cfg: Config, hotspot: str, header: str = HEADER) -> b
 def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     """Every file of a village gateway, in the order they are installed."""
     v = _values(cfg, hotspot, HEADER)
-    group = cfg.control.group
     wifi = cfg.wifi
     own = units(cfg)
     files = [
         File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
         File(TMPFILES, _template("tmpfiles.conf.j2", **v), 0o644, "tmpfiles"),
-        # The collector's credentials live in it: root and the services' group only.
+        # The collector's credentials live in it: root and the services' data group only
+        # (the portal, the sync agent, the gateway).
         File(
             CONFIG_PATH,
             source,
             0o640,
             "config",
-            group=group,
+            group=DATA_GROUP,
             restarts=tuple(u for u in own if u != WALLED_DNS_UNIT),
-        ),  # it has a file of its own
+        ),  # the walled resolver has a file of its own
         File(SYSCTL, _template("sysctl.conf.j2", **v), 0o644, "sysctl"),
         File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
         File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from flask import Response, jsonify, request
 
+from hotspot.csvcell import neutralize
 from hotspot.timeutil import iso
 
 
@@ -36,6 +37,11 @@ def _cell(v: Any) -> Any:
     return v
 
 
+def _csv_cell(v: Any) -> Any:
+    """A CSV cell: as :func:`_cell`, and no text a spreadsheet would run (CSV injection)."""
+    return neutralize(_cell(v))
+
+
 def jsonable(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (_cell(v) if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in item.items()}
 
@@ -53,7 +59,7 @@ def page(
         w = csv.writer(buf, lineterminator="\r\n")
         w.writerow(columns)
         for item in items:
-            w.writerow([_cell(item.get(c)) for c in columns])
+            w.writerow([_csv_cell(item.get(c)) for c in columns])
         resp = Response(buf.getvalue(), mimetype="text/csv")
         resp.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
         if url:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import Response, make_response, render_template, request, url_for
 from flask_babel import gettext, ngettext
 
+from hotspot.csvcell import neutralize
 from hotspot.errors import HotspotError, NotFound
 from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.lookup import voucher_detail
@@ -121,12 +122,10 @@ def csv_response(name: str, header: list[str], rows: Iterable[Iterable[Any]]) ->
 
 
 def _csv_safe(v: Any) -> Any:
-    """No spreadsheet formulas from names or notes (CSV injection)."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
+    """No spreadsheet formulas from names or notes (CSV injection): the core's one helper."""
     if isinstance(v, dt.datetime):
         return iso(v)
-    return v
+    return neutralize(v)
 
 
 def today_local() -> dt.date:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,18 @@ def assert_nothing_left() -> None:
     assert not WORK.exists(), sorted(WORK.rglob("*"))[:20]
 
 
+def assert_state_files_private(work: Path) -> None:
+    """Issue #10, item 18: the demo's configuration (secrets in it) is 0600, what its
+    services create (databases, WAL, keys) 0640 at most: nothing for other users."""
+    for name in ("hotspot.toml", "collector.toml"):
+        assert stat.S_IMODE((work / name).stat().st_mode) == 0o600, name
+    made = [p for p in work.iterdir() if p.suffix in (".db", ".key", ".secret", ".db-wal")]
+    assert any(p.suffix == ".db" for p in made), sorted(work.iterdir())
+    for path in made:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o037 == 0, (path.name, oct(mode))
+
+
 def run_demo(duration: int, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         demo_cmd(duration), capture_output=True, text=True, cwd=ROOT, timeout=timeout
@@ -141,6 +154,7 @@ def test_demo_runs_unattended_and_cleans_up_after_a_crash():
     assert {f"{PREFIX}-gw", f"{PREFIX}-up", f"{PREFIX}-prov", f"{PREFIX}-c1"} <= set(left), left
     assert processes_in(left), "the killed demo's gateway, portal, … should still run"
     assert WORK.exists()
+    assert_state_files_private(WORK)
 
     # ...and the next run removes it all, then succeeds.
     again = run_demo(20, timeout=150)

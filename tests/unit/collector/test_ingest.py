@@ -188,7 +188,7 @@ def refusals():
         ("unsigned", unsigned, 401, "unsigned"),
         ("bad signature", bad_sig, 401, "bad-signature"),
         ("tampered body", tampered, 401, "bad-signature"),
-        ("unknown gateway", unknown, 401, "unknown-gateway"),
+        ("unknown gateway", unknown, 401, "bad-signature"),
         ("stale", stale, 401, "stale"),
         ("future", future, 401, "stale"),
         ("not json", not_json, 400, "bad-body"),

@@ -239,3 +239,24 @@ def test_https_portal_port_is_open_only_with_tls(tmp_path):
     )
     tls = rules_of(ruleset.table_commands(Layout.from_config(cfg)), "lan_input")
     assert '{"set": [8080, 443]}' in json.dumps(tls)
+
+
+def test_portal_connections_per_client_are_capped_for_everyone():
+    """Slowloris (issue #10, item 15): one client may hold at most portal_conn_limit open
+    connections to the portal ports, walled or logged in; over that, a TCP reset."""
+    cmds = ruleset.table_commands(layout(portal_conn_limit=7))
+    (conns_set,) = [
+        c["add"]["set"]
+        for c in cmds
+        if c.get("add", {}).get("set", {}).get("name") == "portal_conns"
+    ]
+    assert conns_set["type"] == "ipv4_addr" and "timeout" not in conns_set
+    rules = rules_of(cmds, "lan_input")
+    (cap,) = [r for r in rules if "portal_conns" in json.dumps(r)]
+    text = json.dumps(cap)
+    assert '{"ct count": {"val": 7, "inv": true}}' in text
+    assert "authorized" not in text  # authorized and walled clients alike
+    assert cap[-1] == {"reject": {"type": "tcp reset"}}
+    # Before the accept of the portal port, and before the new-connection rate meter.
+    flood = next(i for i, r in enumerate(rules) if "portal_flood" in json.dumps(r))
+    assert rules.index(cap) < flood

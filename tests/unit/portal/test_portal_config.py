@@ -10,6 +10,7 @@ import pytest
 
 from hotspot import config as config_mod
 from hotspot.errors import ConfigError
+from hotspot.httpworker import DeadlineThreadWorker
 from hotspot_cli import main as cli
 from portal import server
 from portal.urls import PortalUrls
@@ -129,7 +130,13 @@ def test_gunicorn_settings():
     cfg = config_mod.load()
     opts = server.gunicorn_options(cfg)
     assert opts["bind"] == ["10.10.0.1:8080"]
-    assert opts["worker_class"] == "gthread" and opts["threads"] == 8
+    # gthread with a read deadline per request: slow clients are cut (slowloris).
+    assert issubclass(opts["worker_class"], DeadlineThreadWorker) and opts["threads"] == 16
+    assert opts["worker_class"].read_timeout == cfg.portal.read_timeout == 10
+    # One phone's open sockets never fill a worker's threads.
+    assert cfg.network.portal_conn_limit == 10 < cfg.portal.threads
+    with pytest.raises(ConfigError, match="portal_conn_limit"):
+        config_mod.load(overrides={"network": {"portal_conn_limit": 8}, "portal": {"threads": 8}})
     assert opts["accesslog"] is None  # no villager's URL is logged
     assert opts["secure_scheme_headers"] == {}  # no header may claim HTTPS
     assert opts["limit_request_fields"] <= 100

@@ -80,9 +80,12 @@ class FakeHost(Host):
 
     def __init__(self, *, root: bool = True, provisioned: bool = False):
         self.root = root
-        self.users = {"hotspot"} if provisioned else set()
+        self.users = {"hotspot", "hotspot-sync"} if provisioned else set()
         # our own group: chown to it works for any test runner
-        self.groups = {"root": 0, **({"hotspot": os.getgid()} if provisioned else {})}
+        self.groups = {
+            "root": 0,
+            **({"hotspot": os.getgid(), "hotspot-data": os.getgid()} if provisioned else {}),
+        }
         everything = set(SERVICES)
         self.enabled = set(everything) if provisioned else set()
         self.active = set(everything) if provisioned else set()

@@ -191,8 +191,8 @@ def test_a_fresh_machine(village_file, fake_fs, fake_host):
     assert (
         lines.index(f"created   {fake_fs}/etc/sysusers.d/hotspot.conf")
         < lines.index(
-            "run: systemd-sysusers /etc/sysusers.d/hotspot.conf  # system user hotspot, "
-            "group hotspot"
+            "run: systemd-sysusers /etc/sysusers.d/hotspot.conf  # system users hotspot and "
+            "hotspot-sync, groups hotspot and hotspot-data"
         )
         < lines.index(f"created   {fake_fs}/etc/hotspot/hotspot.toml")
     )

@@ -36,7 +36,7 @@ def test_the_files_of_a_village(village_file):
     # The village file is installed as it is (comments too), readable by root and the group.
     toml = files[R.CONFIG_PATH]
     assert toml.content == village_file.read_bytes()
-    assert (toml.mode, toml.group) == (0o640, "hotspot")
+    assert (toml.mode, toml.group) == (0o640, "hotspot-data")
     assert set(toml.restarts) == {"hotspot-gateway", "hotspot-portal", "hotspot-sync"}
     for f in files.values():
         if f.kind != "config":
@@ -198,13 +198,18 @@ def test_networkd(village_file):
 
 def test_users_directories_and_forwarding(village_file):
     files = rendered(load(village_file))
-    assert files[R.SYSUSERS].content.decode().splitlines()[-2:] == [
+    sysusers = [line for line in files[R.SYSUSERS].content.decode().splitlines() if line[:1] != "#"]
+    assert sysusers == [
         "g hotspot -",
+        "g hotspot-data -",
         'u hotspot -:hotspot "Hotspot Desa" /var/lib/hotspot /usr/sbin/nologin',
+        "m hotspot hotspot-data",
+        'u hotspot-sync - "Hotspot Desa sync agent" /var/lib/hotspot /usr/sbin/nologin',
+        "m hotspot-sync hotspot-data",
     ]
     tmpfiles = files[R.TMPFILES].content.decode()
-    assert "d /var/lib/hotspot 2770 hotspot hotspot -\n" in tmpfiles
-    assert "d /etc/hotspot 0750 root hotspot -\n" in tmpfiles
+    assert "d /var/lib/hotspot 2770 root hotspot-data -\n" in tmpfiles
+    assert "d /etc/hotspot 0750 root hotspot-data -\n" in tmpfiles
     assert "net.ipv4.ip_forward = 1\n" in files[R.SYSCTL].content.decode()
 
 
@@ -221,6 +226,26 @@ def test_a_separate_user_and_group():
     assert "m portal desa\n" in sysusers
     portal = files["/etc/systemd/system/hotspot-portal.service"].content.decode()
     assert "User=portal\nGroup=desa\n" in portal and "ReadWritePaths=/srv/hotspot\n" in portal
+
+
+def test_the_sync_agent_has_its_own_user_and_only_the_database():
+    """Least privilege (issue #10, item 18): the internet-facing sync agent is not the
+    portal's user, is not in the control socket's group and cannot see the voucher key."""
+    cfg = load()
+    k = _keys(_unit(cfg, "hotspot-sync"))
+    assert k["User"] == ["hotspot-sync"] and k["Group"] == ["hotspot-data"]
+    assert "SupplementaryGroups" not in k  # not hotspot: no control socket
+    assert k["InaccessiblePaths"] == [
+        "-/run/hotspot -/etc/hotspot/voucher.key -/var/lib/hotspot/portal.secret"
+    ]
+    assert k["ReadWritePaths"] == ["/var/lib/hotspot"]  # the database and its WAL
+    assert k["CapabilityBoundingSet"] == [""]
+    # The portal and the gateway keep the control group and share the database's.
+    portal = _keys(_unit(cfg, "hotspot-portal"))
+    assert portal["Group"] == ["hotspot"] and portal["SupplementaryGroups"] == ["hotspot-data"]
+    gateway = _keys(_unit(cfg, "hotspot-gateway"))
+    assert gateway["SupplementaryGroups"] == ["hotspot-data"]
+    assert gateway["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
 
 
 def _unit(cfg, name):
@@ -249,12 +274,16 @@ def test_gateway_unit():
 
 
 @pytest.mark.parametrize(
-    "name, command", [("hotspot-portal", "portal run"), ("hotspot-sync", "sync run")]
+    "name, command, user, group",
+    [
+        ("hotspot-portal", "portal run", "hotspot", "hotspot"),
+        ("hotspot-sync", "sync run", "hotspot-sync", "hotspot-data"),
+    ],
 )
-def test_unprivileged_units(name, command):
+def test_unprivileged_units(name, command, user, group):
     k = _keys(_unit(load(), name))
     assert k["ExecStart"] == [f"{HOTSPOT} --config /etc/hotspot/hotspot.toml {command}"]
-    assert k["User"] == ["hotspot"] and k["Group"] == ["hotspot"]
+    assert k["User"] == [user] and k["Group"] == [group]
     assert k["CapabilityBoundingSet"] == [""] and k["PrivateUsers"] == ["yes"]
     for key in (
         "ProtectSystem",

@@ -156,7 +156,7 @@ def test_once_fails_in_one_line_when_something_is_left(gwcfg, gwdb):
 @pytest.mark.parametrize(
     "register_as, secret, expect",
     [
-        (None, None, "401 (unknown-gateway"),
+        (None, None, "401 (bad-signature: unknown gateway or bad signature"),  # one answer
         ("desa-uji", "another-secret-" + "y" * 30, "401 (bad-signature"),
     ],
 )
