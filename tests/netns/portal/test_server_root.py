@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.shared_tree import wrap_readable
 from testsupport.testbed import stop_process_group, write_toml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
@@ -24,28 +25,31 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop p
 HOST = "127.0.0.2"
 
 
-def _user() -> pwd.struct_passwd:
+def _user(keep_dir: Path) -> pwd.struct_passwd:
     try:
         user = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody' on this machine")
     probe = subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "nobody",
-            "--",
-            sys.executable,
-            "-c",
-            "import flask, gunicorn, babel.localedata as l, hotspot, portal;l.load('id')",
-        ],
+        wrap_readable(
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                sys.executable,
+                "-c",
+                "import flask, gunicorn, babel.localedata as l, hotspot, portal;l.load('id')",
+            ],
+            keep_dir,
+        ),
         capture_output=True,
         timeout=60,
     )
     if probe.returncode != 0:
-        pytest.skip(
-            f"this Python ({sys.executable}) and its packages are not readable by "
-            "'nobody' (installed under a private home?)"
+        pytest.fail(
+            f"'nobody' cannot import the portal with {sys.executable}, even with the "
+            f"checkout bound into view: {probe.stderr.decode(errors='replace')[-500:]}"
         )
     return user
 
@@ -76,7 +80,10 @@ def _get(port: int, path: str, host: str) -> http.client.HTTPResponse:
 def test_portal_runs_as_the_portal_user(workdir):
     import psutil
 
-    user = _user()
+    probe_dir, run_dir = workdir / "keep-probe", workdir / "keep-run"
+    probe_dir.mkdir()
+    run_dir.mkdir()
+    user = _user(probe_dir)
     port = _free_port()
     config = write_toml(
         workdir / "hotspot.toml",
@@ -93,7 +100,10 @@ def test_portal_runs_as_the_portal_user(workdir):
         },
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hotspot_cli", "--config", str(config), "portal", "run"],
+        wrap_readable(
+            [sys.executable, "-m", "hotspot_cli", "--config", str(config), "portal", "run"],
+            run_dir,
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
