@@ -44,32 +44,52 @@ def authorized(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _page(
+    name: str,
+    columns: list[str],
+    cursor_length: int,
+    read: Callable[[Session, list[Any] | None, int], tuple[list[dict], list | None]],
+):
+    """Answer a page: the request's format, page size and cursor (``cursor_length`` values),
+    the rows ``read(session, cursor, limit)`` gives, and the next page's URL."""
+    fmt = query.parse_format(request.args)
+    limit = query.parse_limit(request.args, _cfg().page_size)
+    cursor = query.decode_cursor(request.args, cursor_length)
+    with Session(_db()) as s:
+        items, nxt = read(s, cursor, limit)
+    return reply.page(items, columns, query.encode_cursor(nxt) if nxt else None, fmt, name)
+
+
+def _table_page(name: str, columns: list[str], table: queries.PagedTable, lo: Any, hi: Any):
+    """A page of one of the collector's tables, of the gateway the request names (or all)."""
+    gateway = request.args.get("gateway")
+    return _page(
+        name,
+        columns,
+        len(table.keys),
+        lambda s, cursor, limit: queries.table_page(
+            s, table, lo=lo, hi=hi, gateway=gateway, cursor=cursor, limit=limit
+        ),
+    )
+
+
 @bp.get("/usage")
 @authorized
 def usage():
-    cfg = _cfg()
-    lo, hi = query.parse_range(request.args, cfg.tz)
-    fmt = query.parse_format(request.args)
-    limit = query.parse_limit(request.args, cfg.page_size)
-    cursor = query.decode_cursor(request.args, 3)
-    with Session(_db()) as s:
-        items, nxt = queries.usage_page(
-            s, lo=lo, hi=hi, gateway=request.args.get("gateway"), cursor=cursor, limit=limit
-        )
-    return reply.page(items, USAGE_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "usage")
+    lo, hi = query.parse_range(request.args, _cfg().tz)
+    return _table_page("usage", USAGE_COLUMNS, queries.USAGE, lo, hi)
 
 
 @bp.get("/gateways")
 @authorized
 def gateways():
-    cfg = _cfg()
-    fmt = query.parse_format(request.args)
-    limit = query.parse_limit(request.args, cfg.page_size)
-    cursor = query.decode_cursor(request.args, 1)
-    with Session(_db()) as s:
-        items, nxt = queries.gateways_page(s, cfg, utcnow(), cursor=cursor, limit=limit)
-    return reply.page(
-        items, GATEWAY_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "gateways"
+    return _page(
+        "gateways",
+        GATEWAY_COLUMNS,
+        1,
+        lambda s, cursor, limit: queries.gateways_page(
+            s, _cfg(), utcnow(), cursor=cursor, limit=limit
+        ),
     )
 
 
@@ -92,16 +112,9 @@ def _month_bound(name: str) -> str | None:
 @bp.get("/sales")
 @authorized
 def sales():
-    cfg = _cfg()
-    lo, hi = _month_bound("from"), _month_bound("to")
-    fmt = query.parse_format(request.args)
-    limit = query.parse_limit(request.args, cfg.page_size)
-    cursor = query.decode_cursor(request.args, 3)
-    with Session(_db()) as s:
-        items, nxt = queries.sales_page(
-            s, lo=lo, hi=hi, gateway=request.args.get("gateway"), cursor=cursor, limit=limit
-        )
-    return reply.page(items, SALES_COLUMNS, query.encode_cursor(nxt) if nxt else None, fmt, "sales")
+    return _table_page(
+        "sales", SALES_COLUMNS, queries.SALES, _month_bound("from"), _month_bound("to")
+    )
 
 
 @bp.get("/openapi.json")

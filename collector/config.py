@@ -11,7 +11,6 @@ validated; a bad or unknown key raises :class:`ConfigError` naming it (exit 2).
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import zoneinfo
@@ -19,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hotspot.config import Section, read_toml
+from hotspot.config import Section, merge, read_toml
 from hotspot.errors import ConfigError
 
 ENV_CONFIG = "HOTSPOT_COLLECTOR_CONFIG"
@@ -152,11 +151,6 @@ def load(
             DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
         )
     if path is not None:
-        data = copy.deepcopy(read_toml(path))
+        data = read_toml(path)
         source = str(path)
-    for section, values in (overrides or {}).items():
-        if isinstance(values, Mapping) and isinstance(data.get(section), dict):
-            data[section] = {**data[section], **values}
-        else:
-            data[section] = copy.deepcopy(values)
-    return validate(data, source=source)
+    return validate(merge(data, overrides or {}), source=source)

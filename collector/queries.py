@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
@@ -235,80 +235,107 @@ def village(
 # -- pull API pages ---------------------------------------------------------------------------
 
 
-def _keyset_page(
+@dataclass(frozen=True)
+class PagedTable:
+    """A table the pull API reads in keyset pages: rows in ``keys`` order (a cursor holds the
+    last row's key values, read back with ``cursor_types``), each answered as ``item(row)``.
+    The first key is the row's period, which from/to bound."""
+
+    model: Any
+    keys: tuple[Any, ...]
+    cursor_types: tuple[Callable[[Any], Any], ...]
+    item: Callable[[Any], dict[str, Any]]
+
+    @property
+    def period(self) -> Any:
+        return self.keys[0]
+
+
+def _keyset_rows(
     s: Session,
-    model: Any,
+    q: Select[Any],
     keys: tuple[Any, ...],
-    period: Any,
+    cursor_types: tuple[Callable[[Any], Any], ...],
+    cursor: list[Any] | None,
+    limit: int,
+) -> tuple[list[Any], list[Any] | None]:
+    """Up to ``limit`` rows of ``q`` in ``keys`` order after ``cursor``; and the next page's
+    cursor (the last row's key values) if more rows follow."""
+    q = q.order_by(*keys).limit(limit + 1)
+    if cursor is not None:
+        q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
+    rows = list(s.scalars(q))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, [getattr(rows[-1], key.key) for key in keys]
+
+
+def table_page(
+    s: Session,
+    table: PagedTable,
+    *,
     lo: Any,
     hi: Any,
     gateway: str | None,
     cursor: list[Any] | None,
-    cursor_types: tuple[Callable[[Any], Any], ...],
     limit: int,
-) -> tuple[list, bool]:
-    """One page of ``model`` rows in ``keys`` order after ``cursor``, within [lo, hi) of
-    ``period``; and whether more follow."""
-    q = select(model).order_by(*keys).limit(limit + 1)
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """One page of ``table`` (within [lo, hi) of its period; of one gateway, or all) after
+    ``cursor``; and the next page's cursor, if more rows follow."""
+    q = select(table.model)
     if lo is not None:
-        q = q.where(period >= lo)
+        q = q.where(table.period >= lo)
     if hi is not None:
-        q = q.where(period < hi)
+        q = q.where(table.period < hi)
     if gateway:
-        q = q.where(model.gateway_id == gateway)
-    if cursor is not None:
-        q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
-    rows = list(s.scalars(q))
-    return rows[:limit], len(rows) > limit
+        q = q.where(table.model.gateway_id == gateway)
+    rows, nxt = _keyset_rows(s, q, table.keys, table.cursor_types, cursor, limit)
+    return [table.item(r) for r in rows], nxt
 
 
-def usage_page(
-    s: Session,
-    *,
-    lo: dt.datetime | None,
-    hi: dt.datetime | None,
-    gateway: str | None,
-    cursor: list[Any] | None,
-    limit: int,
-) -> tuple[list[dict], list | None]:
-    H = UsageHourly
-    rows, more = _keyset_page(
-        s,
-        H,
-        (H.period_start, H.gateway_id, H.client),
-        H.period_start,
-        lo,
-        hi,
-        gateway,
-        cursor,
-        (cursor_time, str, str),
-        limit,
-    )
-    items = [
-        {
-            "gateway_id": r.gateway_id,
-            "client": r.client,
-            "period_start": r.period_start,
-            "period_end": r.period_start + dt.timedelta(hours=1),
-            "seconds": r.seconds,
-            "bytes_down": r.bytes_down,
-            "bytes_up": r.bytes_up,
-        }
-        for r in rows
-    ]
-    nxt = [rows[-1].period_start, rows[-1].gateway_id, rows[-1].client] if more else None
-    return items, nxt
+def _usage_item(r: UsageHourly) -> dict[str, Any]:
+    return {
+        "gateway_id": r.gateway_id,
+        "client": r.client,
+        "period_start": r.period_start,
+        "period_end": r.period_start + dt.timedelta(hours=1),
+        "seconds": r.seconds,
+        "bytes_down": r.bytes_down,
+        "bytes_up": r.bytes_up,
+    }
+
+
+def _sales_item(r: SalesMonthly) -> dict[str, Any]:
+    return {
+        "gateway_id": r.gateway_id,
+        "month": r.month,
+        "package": r.package,
+        "count": r.count,
+        "rupiah": r.rupiah,
+    }
+
+
+# /api/v1/usage: device-hours, from/to bound the hour's start.
+USAGE = PagedTable(
+    UsageHourly,
+    (UsageHourly.period_start, UsageHourly.gateway_id, UsageHourly.client),
+    (cursor_time, str, str),
+    _usage_item,
+)
+# /api/v1/sales: packages sold per month, from/to bound the month ("YYYY-MM").
+SALES = PagedTable(
+    SalesMonthly,
+    (SalesMonthly.month, SalesMonthly.gateway_id, SalesMonthly.package),
+    (str, str, str),
+    _sales_item,
+)
 
 
 def gateways_page(
     s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor: list[Any] | None, limit: int
 ) -> tuple[list[dict], list | None]:
-    q = select(Gateway).order_by(Gateway.id).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(Gateway.id > str(cursor[0]))
-    rows = list(s.scalars(q))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, nxt = _keyset_rows(s, select(Gateway), (Gateway.id,), (str,), cursor, limit)
     health = latest_health(s, [g.id for g in rows]) if rows else {}
     items = []
     for g in rows:
@@ -331,39 +358,4 @@ def gateways_page(
                 or None,
             }
         )
-    return items, ([rows[-1].id] if more else None)
-
-
-def sales_page(
-    s: Session,
-    *,
-    lo: str | None,
-    hi: str | None,
-    gateway: str | None,
-    cursor: list[Any] | None,
-    limit: int,
-) -> tuple[list[dict], list | None]:
-    S = SalesMonthly
-    rows, more = _keyset_page(
-        s,
-        S,
-        (S.month, S.gateway_id, S.package),
-        S.month,
-        lo,
-        hi,
-        gateway,
-        cursor,
-        (str, str, str),
-        limit,
-    )
-    items = [
-        {
-            "gateway_id": r.gateway_id,
-            "month": r.month,
-            "package": r.package,
-            "count": r.count,
-            "rupiah": r.rupiah,
-        }
-        for r in rows
-    ]
-    return items, ([rows[-1].month, rows[-1].gateway_id, rows[-1].package] if more else None)
+    return items, nxt

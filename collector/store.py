@@ -40,6 +40,32 @@ def _insert(session: Session, table: FromClause):  # a model's __table__: typed 
     raise RuntimeError(f"unsupported database {name}")  # pragma: no cover
 
 
+def _upsert(
+    session: Session,
+    table: FromClause,
+    key: list[str],
+    rows: list[dict[str, Any]],
+    *,
+    replace: tuple[str, ...],
+    only_if_higher: str | None = None,
+) -> None:
+    """Insert ``rows``; where a row with the same ``key`` is stored, take the arriving values
+    of the ``replace`` columns instead — if ``only_if_higher`` names a revision column, only
+    where the arriving revision is higher (a late report never undoes a newer one)."""
+    ins = _insert(session, table)
+    newer = None
+    if only_if_higher is not None:
+        newer = table.c[only_if_higher] < ins.excluded[only_if_higher]
+    session.execute(
+        ins.on_conflict_do_update(
+            index_elements=key,
+            set_={column: ins.excluded[column] for column in replace},
+            where=newer,
+        ),
+        rows,
+    )
+
+
 def _chunks(items: list[Any], n: int = 400) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -109,18 +135,12 @@ def apply_records(
             for i in range(3):
                 d[i] += val[i] - base[i]
         if hourly_rows:
-            ins = _insert(session, H.__table__)
-            session.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["gateway_id", "client", "period_start"],
-                    set_={
-                        "seconds": ins.excluded.seconds,
-                        "bytes_down": ins.excluded.bytes_down,
-                        "bytes_up": ins.excluded.bytes_up,
-                        "updated_at": ins.excluded.updated_at,
-                    },
-                ),
+            _upsert(
+                session,
+                H.__table__,
+                ["gateway_id", "client", "period_start"],
                 hourly_rows,
+                replace=("seconds", "bytes_down", "bytes_up", "updated_at"),
             )
             D = UsageDaily.__table__
             ins = _insert(session, D)
@@ -169,19 +189,10 @@ def apply_records(
             .values(last_health_at=newest)
         )
     if sales:
-        S = SalesMonthly.__table__
-        ins = _insert(session, S)
-        session.execute(
-            ins.on_conflict_do_update(
-                index_elements=["gateway_id", "month", "package"],
-                set_={
-                    "count": ins.excluded.count,
-                    "rupiah": ins.excluded.rupiah,
-                    "rev": ins.excluded.rev,
-                    "updated_at": ins.excluded.updated_at,
-                },
-                where=S.c.rev < ins.excluded.rev,
-            ),
+        _upsert(
+            session,
+            SalesMonthly.__table__,
+            ["gateway_id", "month", "package"],
             [
                 {
                     "gateway_id": gateway_id,
@@ -194,6 +205,8 @@ def apply_records(
                 }
                 for r in sales.values()
             ],
+            replace=("count", "rupiah", "rev", "updated_at"),
+            only_if_higher="rev",
         )
     if info is not None:
         session.execute(

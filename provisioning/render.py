@@ -324,9 +324,16 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
     v = _values(cfg, hotspot, HEADER)
     wifi = cfg.wifi
     own = units(cfg)
+
+    def rendered(
+        path: str, template: str, kind: str, *, mode: int = 0o644, restarts: tuple[str, ...] = ()
+    ) -> File:
+        """The file at ``path``: ``template`` filled with this configuration's values."""
+        return File(path, _template(template, **v), mode, kind, restarts=restarts)
+
     files = [
-        File(SYSUSERS, _template("sysusers.conf.j2", **v), 0o644, "sysusers"),
-        File(TMPFILES, _template("tmpfiles.conf.j2", **v), 0o644, "tmpfiles"),
+        rendered(SYSUSERS, "sysusers.conf.j2", "sysusers"),
+        rendered(TMPFILES, "tmpfiles.conf.j2", "tmpfiles"),
         # The collector's credentials live in it: root and the services' data group only
         # (the portal, the sync agent, the gateway).
         File(
@@ -337,75 +344,42 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
             group=DATA_GROUP,
             restarts=tuple(u for u in own if u != WALLED_DNS_UNIT),
         ),  # the walled resolver has a file of its own
-        File(SYSCTL, _template("sysctl.conf.j2", **v), 0o644, "sysctl"),
-        File(NETDEV, _template("lan.netdev.j2", **v), 0o644, "networkd"),
-        File(NETWORK, _template("lan.network.j2", **v), 0o644, "networkd"),
+        rendered(SYSCTL, "sysctl.conf.j2", "sysctl"),
+        rendered(NETDEV, "lan.netdev.j2", "networkd"),
+        rendered(NETWORK, "lan.network.j2", "networkd"),
     ]
     if v["lan_ports"]:
-        files.append(File(PORTS_NETWORK, _template("lan-ports.network.j2", **v), 0o644, "networkd"))
+        files.append(rendered(PORTS_NETWORK, "lan-ports.network.j2", "networkd"))
     if cfg.management.enabled:
         files += [
-            File(MGMT_NETDEV, _template("management.netdev.j2", **v), 0o644, "networkd"),
-            File(MGMT_NETWORK, _template("management.network.j2", **v), 0o644, "networkd"),
+            rendered(MGMT_NETDEV, "management.netdev.j2", "networkd"),
+            rendered(MGMT_NETWORK, "management.network.j2", "networkd"),
         ]
         if cfg.management.wired_port:
-            files.append(
-                File(
-                    MGMT_PORT_NETWORK,
-                    _template("management-port.network.j2", **v),
-                    0o644,
-                    "networkd",
-                )
-            )
-    files.append(File(NM_CONF, _template("networkmanager.conf.j2", **v), 0o644, "nm"))
-    files.append(
-        File(DNSMASQ, _template("dnsmasq.conf.j2", **v), 0o644, "dnsmasq", restarts=("dnsmasq",))
-    )
+            files.append(rendered(MGMT_PORT_NETWORK, "management-port.network.j2", "networkd"))
+    files.append(rendered(NM_CONF, "networkmanager.conf.j2", "nm"))
+    files.append(rendered(DNSMASQ, "dnsmasq.conf.j2", "dnsmasq", restarts=("dnsmasq",)))
     if cfg.management.enabled:
         files.append(
-            File(
-                MGMT_DNSMASQ,
-                _template("dnsmasq-management.conf.j2", **v),
-                0o644,
-                "dnsmasq",
-                restarts=("dnsmasq",),
-            )
+            rendered(MGMT_DNSMASQ, "dnsmasq-management.conf.j2", "dnsmasq", restarts=("dnsmasq",))
         )
     files.append(
-        File(
-            DNSMASQ_DROPIN,
-            _template("dnsmasq-dropin.conf.j2", **v),
-            0o644,
-            "dropin",
-            restarts=("dnsmasq",),
-        )
+        rendered(DNSMASQ_DROPIN, "dnsmasq-dropin.conf.j2", "dropin", restarts=("dnsmasq",))
     )
     files.append(
-        File(
-            WALLED_DNS_CONF,
-            _template("walled-dns.conf.j2", **v),
-            0o644,
-            "dnsmasq",
-            restarts=(WALLED_DNS_UNIT,),
-        )
+        rendered(WALLED_DNS_CONF, "walled-dns.conf.j2", "dnsmasq", restarts=(WALLED_DNS_UNIT,))
     )
     if wifi.enabled:
         files += [
-            File(
+            rendered(
                 HOSTAPD,
-                _template("hostapd.conf.j2", **v),
-                # The operator SSID's passphrase is in it: root only.
-                0o600 if cfg.management.ssid else 0o644,
+                "hostapd.conf.j2",
                 "hostapd",
+                # The operator SSID's passphrase is in it: root only.
+                mode=0o600 if cfg.management.ssid else 0o644,
                 restarts=("hostapd",),
             ),
-            File(
-                HOSTAPD_DROPIN,
-                _template("hostapd-dropin.conf.j2", **v),
-                0o644,
-                "dropin",
-                restarts=("hostapd",),
-            ),
+            rendered(HOSTAPD_DROPIN, "hostapd-dropin.conf.j2", "dropin", restarts=("hostapd",)),
         ]
     for unit in own:
         files.append(

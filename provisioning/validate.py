@@ -159,17 +159,7 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
         # A path, not a name: a name is first looked up in the working directory.
         proc = _run([analyze, "verify", "--man=no", str(unit_dir / u.name)], env=env)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line or u.name in line]
-        if proc.returncode != 0 or mine:
-            checks.append(
-                Check(
-                    u.path,
-                    False,
-                    "systemd-analyze verify: "
-                    + " ".join(mine or proc.stderr.split())[:800].replace(str(scratch), ""),
-                )
-            )
-        else:
-            checks.append(Check(u.path, True, "systemd-analyze verify"))
+        checks.append(_verified(u.path, proc, mine, scratch, "systemd-analyze verify"))
     for d in dropins:
         unit = Path(d.path).parent.name[: -len(".d")]
         how = f"systemd-analyze verify {unit}"
@@ -180,18 +170,27 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
             how += f" (a stand-in: {unit} is not installed here)"
         proc = _run([analyze, "verify", "--man=no", unit], env=env)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line]
-        if proc.returncode != 0 or mine:
-            checks.append(
-                Check(
-                    d.path,
-                    False,
-                    "systemd-analyze verify: "
-                    + " ".join(mine or proc.stderr.split())[:800].replace(str(scratch), ""),
-                )
-            )
-        else:
-            checks.append(Check(d.path, True, how))
+        checks.append(_verified(d.path, proc, mine, scratch, how))
     return checks
+
+
+def _verified(
+    path: str,
+    proc: subprocess.CompletedProcess[str],
+    mine: list[str],
+    scratch: Path,
+    how: str,
+) -> Check:
+    """The verdict of a ``systemd-analyze verify`` run on the file at ``path``: it failed, or
+    it complained in ``mine`` (its lines about our file); said without the scratch root."""
+    if proc.returncode != 0 or mine:
+        return Check(
+            path,
+            False,
+            "systemd-analyze verify: "
+            + " ".join(mine or proc.stderr.split())[:800].replace(str(scratch), ""),
+        )
+    return Check(path, True, how)
 
 
 def check_users_and_dirs(sysusers: File, tmpfiles: File | None) -> list[Check]:

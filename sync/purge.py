@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Delete, Engine, Row, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hotspot.config import Config
 from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 
 
-def _chunked(
-    db: Engine,
-    select_ids: Select[*tuple[Any, ...]],
-    delete_ids: Callable[[list[Row[*tuple[Any, ...]]]], Delete],
-) -> int:
+SelectIds = Select[*tuple[Any, ...]]  # the ids (keys) of rows to forget
+DeleteIds = Callable[[list[Row[*tuple[Any, ...]]]], Delete]  # deletes the rows of a chunk of ids
+# One retention step: the table's name (the report's key), its old rows' ids, their delete.
+Step = tuple[str, SelectIds, DeleteIds]
+
+
+def _chunked(db: Engine, select_ids: SelectIds, delete_ids: DeleteIds) -> int:
     total = 0
     while True:
         with Session(db) as s, s.begin():
@@ -42,6 +44,24 @@ def _chunked(
             total += len(ids)
         if len(ids) < CHUNK:
             return total
+
+
+def _usage_before(
+    model: type[HourlyUsage] | type[DailyUsage],
+    period: InstrumentedAttribute[Any],
+    cutoff: dt.date,
+) -> Step:
+    """The step for a usage table keyed by (device, ``period``): its rows before ``cutoff``.
+    The delete repeats the cut-off: a chunk's macs and periods, crossed, may name newer rows."""
+    return (
+        model.__tablename__,
+        select(model.mac, period).where(period < cutoff),
+        lambda ids: delete(model).where(
+            period < cutoff,
+            model.mac.in_({m for m, _ in ids}),
+            period.in_({p for _, p in ids}),
+        ),
+    )
 
 
 def purge(
@@ -56,24 +76,8 @@ def purge(
     day_cutoff = local_day(cutoff, config.village.tz)
     out: dict[str, Any] = {"cutoff": iso(cutoff)}
     steps = [
-        (
-            "hourly_usage",
-            select(HourlyUsage.mac, HourlyUsage.hour).where(HourlyUsage.hour < cutoff),
-            lambda ids: delete(HourlyUsage).where(
-                HourlyUsage.hour < cutoff,
-                HourlyUsage.mac.in_({m for m, _ in ids}),
-                HourlyUsage.hour.in_({h for _, h in ids}),
-            ),
-        ),
-        (
-            "daily_usage",
-            select(DailyUsage.mac, DailyUsage.day).where(DailyUsage.day < day_cutoff),
-            lambda ids: delete(DailyUsage).where(
-                DailyUsage.day < day_cutoff,
-                DailyUsage.mac.in_({m for m, _ in ids}),
-                DailyUsage.day.in_({d for _, d in ids}),
-            ),
-        ),
+        _usage_before(HourlyUsage, HourlyUsage.hour, cutoff),
+        _usage_before(DailyUsage, DailyUsage.day, day_cutoff),
         (
             "client_session",
             select(ClientSession.id).where(

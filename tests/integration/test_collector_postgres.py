@@ -138,5 +138,12 @@ def test_api_pages_on_postgres(app):
         items += doc["items"]
         url = doc["next"]
     assert len(items) == 40 and len({(i["period_start"], i["client"]) for i in items}) == 40
+    register(app, "desa-dua")
+    url, gateways = "/api/v1/gateways?limit=1", []
+    while url:
+        doc = client.get(url, headers=auth).get_json()
+        gateways += [g["gateway_id"] for g in doc["items"]]
+        url = doc["next"]
+    assert gateways == ["desa-dua", GATEWAY_ID]
     assert client.get("/", headers=auth).status_code == 200
     assert client.get(f"/village/{GATEWAY_ID}", headers=auth).status_code == 200

@@ -103,6 +103,30 @@ def test_gateways_and_sales(client, auth, app):
     assert csv_text.splitlines()[0] == "gateway_id,month,package,count,rupiah"
 
 
+def test_gateways_and_sales_pages_follow_their_cursors(client, auth, app):
+    seed(client, app)
+    register(app, "desa-tiga", SECRET)
+    sale = sales_record(month="2026-10")
+    assert post(client, [sale, {**sale, "package": "mingguan"}, sales_record()]).status_code == 200
+
+    def every_page(url):
+        items = []
+        while url:
+            doc = client.get(url, headers=auth).get_json()
+            items += doc["items"]
+            url = doc["next"]
+        return items
+
+    gateways = every_page("/api/v1/gateways?limit=1")
+    assert [g["gateway_id"] for g in gateways] == ["desa-dua", "desa-tiga", "desa-uji"]
+    sales = every_page("/api/v1/sales?limit=2")
+    assert [(s["month"], s["package"]) for s in sales] == [
+        ("2026-10", "harian"),
+        ("2026-10", "mingguan"),
+        ("2026-11", "harian"),
+    ]
+
+
 def test_openapi(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")

@@ -21,6 +21,9 @@ def test_defaults_and_file(tmp_path, monkeypatch):
     assert cfg.bind == "0.0.0.0:8080" and cfg.database_url.startswith("postgresql://")
     monkeypatch.setenv(cc.ENV_CONFIG, str(path))
     assert cc.load().source == str(path)
+    # Overrides change their keys of the file's [collector] and keep the rest.
+    cfg = cc.load(path, overrides={"collector": {"workers": 3}})
+    assert (cfg.bind, cfg.workers, cfg.threads) == ("0.0.0.0:8080", 3, 4)
 
 
 @pytest.mark.parametrize(
