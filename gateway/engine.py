@@ -340,8 +340,7 @@ class SessionEngine:
         tier_cfg = self._tier(tier)
         origin = Source(source)
         until = expires_at
-        # Who sent from the address is read before the lock: logins do not queue behind it.
-        seen = self._senders(ip) if mac is None and ip is not None else None
+        seen = self._senders_if_by_address(ip, mac)
         with self.lock:
             mac, ip = self._identify(ip, mac)
             if seen is not None:
@@ -429,15 +428,11 @@ class SessionEngine:
         self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = EndReason.KICK
     ) -> SessionInfo:
         why = EndReason(reason)
-        seen = self._senders(ip) if mac is None and ip is not None else None
+        seen = self._senders_if_by_address(ip, mac)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
-                sess = self._find_active(db, ip, mac)
-                if sess is None:
-                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
-                if seen is not None:
-                    self._check_requester(sess.ip, sess.mac, seen)
+                sess = self._requested_session(db, ip, mac, seen)
                 self._end(db, sess, why, now)
                 db.flush()
                 self._apply(self._change([self._wanted(sess)], []))
@@ -445,15 +440,11 @@ class SessionEngine:
 
     def extend(self, *, mac: str | None = None, ip: str | None = None, minutes: int) -> SessionInfo:
         """Give a running session ``minutes`` more (an operator's goodwill)."""
-        seen = self._senders(ip) if mac is None and ip is not None else None
+        seen = self._senders_if_by_address(ip, mac)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db, db.begin():
-                sess = self._find_active(db, ip, mac)
-                if sess is None:
-                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
-                if seen is not None:
-                    self._check_requester(sess.ip, sess.mac, seen)
+                sess = self._requested_session(db, ip, mac, seen)
                 if sess.expires_at is not None:
                     try:
                         sess.expires_at = max(sess.expires_at, now) + dt.timedelta(minutes=minutes)
@@ -769,6 +760,24 @@ class SessionEngine:
     def _senders(self, ip: str) -> set[str]:
         """The MACs that talked to the portal from ``ip`` lately (see _check_requester)."""
         return self.dp.macs_seen_at(self._check_ip(ip))
+
+    def _senders_if_by_address(self, ip: str | None, mac: str | None) -> set[str] | None:
+        """For a request that names only an address: who sent from it lately. Read before
+        taking the lock, so that logins do not queue behind it. None when the request names
+        a MAC (or no address): there is no requester to check."""
+        return self._senders(ip) if mac is None and ip is not None else None
+
+    def _requested_session(
+        self, db: Session, ip: str | None, mac: str | None, seen: set[str] | None
+    ) -> ClientSession:
+        """The running session a deauthorize or extend acts on; refused when a request by
+        address alone comes from another device than the session's (``seen``)."""
+        sess = self._find_active(db, ip, mac)
+        if sess is None:
+            raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
+        if seen is not None:
+            self._check_requester(sess.ip, sess.mac, seen)
+        return sess
 
     def _check_requester(self, ip: str, mac: str, seen: set[str]) -> None:
         """A request that names only an address (the portal's: it knows the request's source

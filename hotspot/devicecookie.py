@@ -1,10 +1,13 @@
 """Device cookies: a browser's signed word that it did something here before.
 
-The console's login brake trusts a device that logged in to an account before (#10.13): such
-a device carries ``issue(secret, "operator-login", "budi,siti", now)``. The value is
+The portal signs its two device cookies here, each with its own purpose: the villagers'
+``hotspot_device`` (purpose ``device``, a random device id that the free allowance and voucher
+ownership follow, :mod:`portal.device_cookie`) and the console's ``hs_opdev`` (#10.13: the
+login brake trusts a device that logged in to an account before; it carries
+``issue(secret, "operator-login", "budi,siti", now)``). The value is
 ``<base64 subject>.<unix time>.<HMAC-SHA256>``, keyed by the portal's cookie secret and the
-purpose, so a cookie made for one purpose never passes for another. It proves only that this
-browser was given the cookie; it holds nothing secret.
+purpose, so a cookie made for one purpose never passes for another, and checked against a
+maximum age. It proves only that this browser was given the cookie; it holds nothing secret.
 """
 
 from __future__ import annotations

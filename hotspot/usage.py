@@ -8,7 +8,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from hotspot.config import Config
@@ -41,6 +41,26 @@ def usage_by_day(
     return out
 
 
+def hourly_query(
+    lo: dt.datetime | None, hi: dt.datetime | None
+) -> Select[str, dt.datetime, int, int, int]:
+    """The hourly rows ``(mac, hour, seconds, bytes_down, bytes_up)`` of hours ``lo`` ≤ hour
+    < ``hi`` (each bound None = open), in no order: the usage API's pages and the sync
+    agent's usage records read the same rows."""
+    q = select(
+        HourlyUsage.mac,
+        HourlyUsage.hour,
+        HourlyUsage.seconds,
+        HourlyUsage.bytes_down,
+        HourlyUsage.bytes_up,
+    )
+    if lo is not None:
+        q = q.where(HourlyUsage.hour >= lo)
+    if hi is not None:
+        q = q.where(HourlyUsage.hour < hi)
+    return q
+
+
 def hourly_rows(
     engine: Engine,
     lo: dt.datetime | None,
@@ -50,17 +70,7 @@ def hourly_rows(
 ) -> list[Any]:
     """``(mac, hour, seconds, bytes_down, bytes_up)`` rows of hours ``lo`` ≤ hour < ``hi``
     and from ``start`` on (each bound None = open), oldest first, at most ``limit``."""
-    q = select(
-        HourlyUsage.mac,
-        HourlyUsage.hour,
-        HourlyUsage.seconds,
-        HourlyUsage.bytes_down,
-        HourlyUsage.bytes_up,
-    ).order_by(HourlyUsage.hour)
-    if lo is not None:
-        q = q.where(HourlyUsage.hour >= lo)
-    if hi is not None:
-        q = q.where(HourlyUsage.hour < hi)
+    q = hourly_query(lo, hi).order_by(HourlyUsage.hour)
     if start is not None:
         q = q.where(HourlyUsage.hour >= start)
     with Session(engine) as s:

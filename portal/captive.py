@@ -23,7 +23,13 @@ from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
 from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.errors import VoucherError
-from hotspot.vouchers.redemption import BrakeScope, RateLimited, held_voucher, moved_away
+from hotspot.vouchers.redemption import (
+    BrakeScope,
+    RateLimited,
+    Redemption,
+    held_voucher,
+    moved_away,
+)
 from portal import fmt
 from portal.device_cookie import cookie_device_id, give_cookie, remember
 from portal.state import state
@@ -403,6 +409,24 @@ VOUCHER_MESSAGES = {
 }
 
 
+def voucher_refused(info: ClientInfo, exc: VoucherError, code: str = "") -> tuple[str, int]:
+    """The device's page again, saying why its voucher (or its code, ``code``) was refused."""
+    text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
+    return home(info, error=text(), code=code, status=status)
+
+
+def connected_by_voucher(done: Redemption) -> Response:
+    """On to the success page, which shows the voucher's terms (kept in the session: /ok
+    asks the gateway nothing)."""
+    session["voucher"] = {
+        "package": done.title,
+        "tier": done.tier,
+        "until": iso(done.expires_at, exact=True),
+        "bytes": done.bytes_limit,
+    }
+    return see_other("/ok", carry())
+
+
 @bp.post("/voucher")
 def voucher():
     code = request.form.get("code", "")[:40]
@@ -437,15 +461,8 @@ def voucher():
         body, status = home(info, error=msg, code=code, status=429)
         return body, status, {"Retry-After": str(exc.retry_after)}
     except VoucherError as exc:
-        text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
-        return home(info, error=text(), code=code, status=status)
-    session["voucher"] = {
-        "package": done.title,
-        "tier": done.tier,
-        "until": iso(done.expires_at, exact=True),
-        "bytes": done.bytes_limit,
-    }
-    return see_other("/ok", carry())
+        return voucher_refused(info, exc, code=code)
+    return connected_by_voucher(done)
 
 
 @bp.post("/voucher/resume")
@@ -464,15 +481,8 @@ def voucher_resume():
             ip=client_ip(), mac=info["mac"], device_id=device_id, live_session=info.get("session")
         )
     except VoucherError as exc:
-        text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
-        return home(info, error=text(), status=status)
-    session["voucher"] = {
-        "package": done.title,
-        "tier": done.tier,
-        "until": iso(done.expires_at, exact=True),
-        "bytes": done.bytes_limit,
-    }
-    return see_other("/ok", carry())
+        return voucher_refused(info, exc)
+    return connected_by_voucher(done)
 
 
 def success_page(

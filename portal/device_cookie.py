@@ -2,47 +2,50 @@
 browser at its first visit. The free allowance and voucher ownership follow it across MAC
 changes (:mod:`hotspot.identity`).
 
-HttpOnly (no script reads it), SameSite=Lax (not sent on cross-site sub-requests), Max-Age
-``portal.device_cookie_days``. Not ``Secure``: the captive pages are served over plain HTTP
-too (only port 80 is intercepted), and a Secure cookie would never come back there.
+Signed like the console's device cookie (:mod:`hotspot.devicecookie`, purpose ``device``), and
+valid for ``portal.device_cookie_days``, its Max-Age. HttpOnly (no script reads it),
+SameSite=Lax (not sent on cross-site sub-requests). Not ``Secure``: the captive pages are
+served over plain HTTP too (only port 80 is intercepted), and a Secure cookie would never come
+back there.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import datetime as dt
 
 from flask import Response, g, request
 
+from hotspot import devicecookie
 from hotspot.identity import is_device_id, new_device_id
 from portal.state import state
 
 COOKIE = "hotspot_device"
-_LABEL = b"hotspot device cookie v1\0"
-_MAC_HEX = 32  # 128 bits of HMAC-SHA256
+PURPOSE = "device"  # keys the signature: no other signed cookie of the portal passes for it
 
 
-def sign(secret: bytes, device_id: str) -> str:
-    mac = hmac.new(secret, _LABEL + device_id.encode(), hashlib.sha256).hexdigest()
-    return f"{device_id}.{mac[:_MAC_HEX]}"
+def sign(secret: bytes, device_id: str, now: dt.datetime) -> str:
+    """The cookie value that gives a browser ``device_id``."""
+    return devicecookie.issue(secret, PURPOSE, device_id, now)
 
 
-def verify(secret: bytes, value: str | None) -> str | None:
-    """The device id a cookie value carries, if the portal signed it; None otherwise."""
-    if not value or value.count(".") != 1:
-        return None
-    device_id, tag = value.split(".")
-    if not is_device_id(device_id):
-        return None
-    if not hmac.compare_digest(sign(secret, device_id), value):
-        return None
-    return device_id
+def verify(secret: bytes, value: str | None, max_age: dt.timedelta, now: dt.datetime) -> str | None:
+    """The device id a cookie value carries, if the portal signed it within ``max_age``;
+    None otherwise."""
+    device_id = devicecookie.check(secret, PURPOSE, value, max_age, now)
+    return device_id if device_id is not None and is_device_id(device_id) else None
+
+
+def _max_age() -> dt.timedelta:
+    return dt.timedelta(days=state().config.portal.device_cookie_days)
 
 
 def cookie_device_id() -> str | None:
     """The device id of this request's cookie, when it is ours (verified, not guessed)."""
     if "cookie_device_id" not in g:
-        g.cookie_device_id = verify(state().secret_key, request.cookies.get(COOKIE))
+        st = state()
+        g.cookie_device_id = verify(
+            st.secret_key, request.cookies.get(COOKIE), _max_age(), st.clock()
+        )
     did: str | None = g.cookie_device_id
     return did
 
@@ -58,10 +61,11 @@ def give_cookie(resp: Response) -> Response:
     have = cookie_device_id()
     want = g.get("device_id") or have or new_device_id()
     if want != have:
+        st = state()
         resp.set_cookie(
             COOKIE,
-            sign(state().secret_key, want),
-            max_age=state().config.portal.device_cookie_days * 86400,
+            sign(st.secret_key, want, st.clock()),
+            max_age=int(_max_age().total_seconds()),
             httponly=True,
             samesite="Lax",
             path="/",

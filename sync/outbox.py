@@ -36,6 +36,7 @@ from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
 from hotspot.pseudonym import Pseudonymizer, load_key
 from hotspot.timeutil import iso, utcnow
+from hotspot.usage import hourly_query
 from sync.sales import monthly_sales
 
 log = logging.getLogger(__name__)
@@ -105,19 +106,8 @@ class Outbox:
     def _usage_records(
         self, s: Session, lo: dt.datetime | None, hi: dt.datetime | None
     ) -> list[tuple[str, dict[str, Any], dt.datetime]]:
-        q = select(
-            HourlyUsage.mac,
-            HourlyUsage.hour,
-            HourlyUsage.seconds,
-            HourlyUsage.bytes_down,
-            HourlyUsage.bytes_up,
-        )
-        if lo is not None:
-            q = q.where(HourlyUsage.hour >= lo)
-        if hi is not None:
-            q = q.where(HourlyUsage.hour < hi)
         out = []
-        for mac, hour, seconds, down, up in s.execute(q):
+        for mac, hour, seconds, down, up in s.execute(hourly_query(lo, hi)):
             client = self.pseudonym(mac)
             rec = {
                 "kind": "usage",

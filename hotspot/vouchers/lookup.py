@@ -8,11 +8,35 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import Connection
 
 from hotspot.errors import NotFound
 from hotspot.model import ClientSession, Voucher, VoucherBatch, VoucherDevice
 from hotspot.model_operator import VoucherSale
 from hotspot.vouchers.codes import code_hash, normalize_code
+
+
+def voucher_macs(conn: Connection, voucher_id: int) -> list[str]:
+    """The MACs bound to a voucher, first bound first."""
+    return [
+        m
+        for (m,) in conn.execute(
+            select(VoucherDevice.mac)
+            .where(VoucherDevice.voucher_id == voucher_id)
+            .order_by(VoucherDevice.bound_at)
+        )
+    ]
+
+
+def recorded_bytes(conn: Connection, voucher_id: int) -> int:
+    """Bytes a voucher's sessions used, ended and running, as far as the database knows (the
+    engine flushes running sessions' counters now and then)."""
+    used = conn.execute(
+        select(func.coalesce(func.sum(ClientSession.bytes_down + ClientSession.bytes_up), 0)).where(
+            ClientSession.voucher_id == voucher_id
+        )
+    ).scalar()
+    return int(used or 0)
 
 
 def voucher_state(engine: Engine, voucher_id: int) -> dict[str, Any]:
@@ -21,14 +45,7 @@ def voucher_state(engine: Engine, voucher_id: int) -> dict[str, Any]:
         v = conn.execute(select(Voucher).where(Voucher.id == voucher_id)).first()
         if v is None:
             raise NotFound(f"no voucher {voucher_id}")
-        macs = [
-            m
-            for (m,) in conn.execute(
-                select(VoucherDevice.mac)
-                .where(VoucherDevice.voucher_id == voucher_id)
-                .order_by(VoucherDevice.bound_at)
-            )
-        ]
+        macs = voucher_macs(conn, voucher_id)
     return {
         "id": v.id,
         "batch_id": v.batch_id,
@@ -83,23 +100,9 @@ def voucher_detail(engine: Engine, voucher_id: int) -> dict[str, Any]:
         ).first()
         if r is None:
             raise NotFound(f"no voucher {voucher_id}")
-        macs = [
-            m
-            for (m,) in conn.execute(
-                select(VoucherDevice.mac)
-                .where(VoucherDevice.voucher_id == voucher_id)
-                .order_by(VoucherDevice.bound_at)
-            )
-        ]
-        used = (
-            conn.execute(
-                select(
-                    func.coalesce(func.sum(ClientSession.bytes_down + ClientSession.bytes_up), 0)
-                ).where(ClientSession.voucher_id == voucher_id)
-            ).scalar()
-            or 0
-        )
-    return dict(r._mapping, devices=macs, bytes_used=int(used))
+        macs = voucher_macs(conn, voucher_id)
+        used = recorded_bytes(conn, voucher_id)
+    return dict(r._mapping, devices=macs, bytes_used=used)
 
 
 def package_names(engine: Engine, voucher_ids: Iterable[int]) -> dict[int, str]:

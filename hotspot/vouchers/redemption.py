@@ -58,6 +58,7 @@ from hotspot.timeutil import iso, utcnow
 from hotspot.units import MB
 from hotspot.vouchers.codes import code_hash, normalize_code
 from hotspot.vouchers.errors import VoucherError
+from hotspot.vouchers.lookup import recorded_bytes
 
 log = logging.getLogger(__name__)
 
@@ -352,14 +353,7 @@ class VoucherService:
     def _used_bytes(
         self, conn: Connection, voucher_id: int, live: dict[str, Any] | None = None
     ) -> int:
-        used = (
-            conn.execute(
-                select(
-                    func.coalesce(func.sum(ClientSession.bytes_down + ClientSession.bytes_up), 0)
-                ).where(ClientSession.voucher_id == voucher_id)
-            ).scalar()
-            or 0
-        )
+        used = recorded_bytes(conn, voucher_id)
         if live and live.get("voucher_id") == voucher_id and live.get("id") is not None:
             stored = (
                 conn.execute(

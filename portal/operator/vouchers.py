@@ -101,26 +101,11 @@ def voucher_lookup() -> Any:
 def voucher_void(vid: int) -> Any:
     reason = text_field(request.form, "reason", 200)
     if not reason:
-        v = _detail_or_404(vid)
-        return page(
-            "voucher.html",
-            422,
-            v=v,
-            code="",
-            now=state().clock(),
-            errors={"reason": gettext("Please say why.")},
-        )
+        return _voucher_page(vid, 422, errors={"reason": gettext("Please say why.")})
     try:
         out = void_one(state().db, vid, actor=actor(), reason=reason, clock=state().clock)
     except SaleError as exc:
-        return page(
-            "voucher.html",
-            409,
-            v=_detail_or_404(vid),
-            code="",
-            now=state().clock(),
-            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_VOID])(),
-        )
+        return _refused(vid, exc, ErrorCode.VOUCHER_VOID)
     disconnect(out["devices"])
     return flash_to("operator.voucher_lookup", "void", id=vid)
 
@@ -137,14 +122,7 @@ def voucher_unsell(vid: int) -> Any:
             clock=state().clock,
         )
     except SaleError as exc:
-        return page(
-            "voucher.html",
-            409,
-            v=_detail_or_404(vid),
-            code="",
-            now=state().clock(),
-            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_USED])(),
-        )
+        return _refused(vid, exc, ErrorCode.VOUCHER_USED)
     return flash_to("operator.voucher_lookup", "unsold", id=vid)
 
 
@@ -153,15 +131,20 @@ def voucher_sell(vid: int) -> Any:
     try:
         mark_sold(state().db, vid, actor=actor(), clock=state().clock)
     except SaleError as exc:
-        return page(
-            "voucher.html",
-            409,
-            v=_detail_or_404(vid),
-            code="",
-            now=state().clock(),
-            error=VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[ErrorCode.VOUCHER_SOLD])(),
-        )
+        return _refused(vid, exc, ErrorCode.VOUCHER_SOLD)
     return flash_to("operator.voucher_lookup", "sold", id=vid)
+
+
+def _voucher_page(vid: int, status: int, **ctx: Any) -> Any:
+    """The voucher's own page again, with what stopped the action on it."""
+    return page("voucher.html", status, v=_detail_or_404(vid), code="", now=state().clock(), **ctx)
+
+
+def _refused(vid: int, exc: SaleError, fallback: ErrorCode) -> Any:
+    """The voucher's page saying why a sale, undo or void was refused (409); ``fallback``
+    words a refusal code the table has no text for."""
+    text = VOUCHER_ERRORS.get(exc.code, VOUCHER_ERRORS[fallback])
+    return _voucher_page(vid, 409, error=text())
 
 
 def _detail_or_404(vid: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, insert, select
 
+from hotspot import devicecookie
 from hotspot.attempts import ATTEMPT_RETENTION, purge_attempts
 from hotspot.identity import DeviceIdentities, macs_of
 from hotspot.model import RedeemAttempt, RedeemFailure, VoucherMove
@@ -22,7 +23,7 @@ from hotspot.vouchers.redemption import (
     RateLimited,
     moved_away,
 )
-from portal.device_cookie import COOKIE, sign, verify
+from portal.device_cookie import COOKIE, PURPOSE, sign, verify
 from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC, Phone
 
 DAY = dt.date(2026, 11, 28)
@@ -50,12 +51,22 @@ def device_cookie(phone):
 
 def test_device_cookie_is_signed_and_not_the_mac():
     secret = b"s" * 32
-    value = sign(secret, "ab" * 16)
-    assert verify(secret, value) == "ab" * 16
-    assert verify(b"t" * 32, value) is None  # another gateway's
-    assert verify(secret, "cd" * 16 + value[32:]) is None  # a made-up id with a copied tag
-    assert verify(secret, PHONE_MAC) is None and verify(secret, "") is None
-    assert verify(secret, value + ".x") is None
+    now = dt.datetime(2026, 11, 28, 3)
+    days = dt.timedelta(days=400)
+    value = sign(secret, "ab" * 16, now)
+    assert "ab" * 16 not in value  # the id is encoded, not a readable prefix to swap
+    assert verify(secret, value, days, now) == "ab" * 16
+    assert verify(b"t" * 32, value, days, now) is None  # another gateway's
+    made_up = sign(secret, "cd" * 16, now).split(".")[0]
+    copied = value.split(".", 1)[1]
+    assert verify(secret, f"{made_up}.{copied}", days, now) is None  # a copied tag
+    assert verify(secret, PHONE_MAC, days, now) is None and verify(secret, "", days, now) is None
+    assert verify(secret, value + ".x", days, now) is None
+    assert verify(secret, value, days, now + days + dt.timedelta(seconds=1)) is None  # too old
+    # Signed by the portal, but not a device id, or for another purpose: not a device cookie.
+    assert verify(secret, devicecookie.issue(secret, PURPOSE, "budi", now), days, now) is None
+    console = devicecookie.issue(secret, "operator-login", "ab" * 16, now)
+    assert verify(secret, console, days, now) is None
 
 
 def test_first_visit_gets_a_device_cookie_and_keeps_it(phone):
