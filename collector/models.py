@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from hotspot.model_base import UsageCounters
 from hotspot.timeutil import utcnow
 
 
@@ -49,29 +50,24 @@ class Gateway(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
-class UsageHourly(Base):
+class UsageHourly(UsageCounters, Base):
     __tablename__ = "usage_hourly"
     __table_args__ = (Index("ix_usage_hourly_period", "period_start"),)
 
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
     client: Mapped[str] = mapped_column(String(16), primary_key=True)  # the gateway's pseudonym
     period_start: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)
-    seconds: Mapped[int] = mapped_column(Integer, default=0)
-    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
-    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # after the counters, as the migration made it
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, sort_order=1)
 
 
-class UsageDaily(Base):
+class UsageDaily(UsageCounters, Base):
     __tablename__ = "usage_daily"
     __table_args__ = (Index("ix_usage_daily_day", "day"),)
 
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     client: Mapped[str] = mapped_column(String(16), primary_key=True)
-    seconds: Mapped[int] = mapped_column(Integer, default=0)
-    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
-    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class HealthSample(Base):

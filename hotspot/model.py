@@ -28,6 +28,7 @@ from hotspot.dbtypes import str_enum
 # Re-exported: both were defined here once, and callers still import them from here.
 from hotspot.mac import normalize_mac as normalize_mac
 from hotspot.model_base import Base as Base
+from hotspot.model_base import UsageCounters
 
 # Importing the models imports every table on Base (the console's and the sync agent's too),
 # so that metadata, create_all and Alembic always see the whole schema.
@@ -120,7 +121,7 @@ class ClientSession(Base):
         return self.ended_at is None
 
 
-class HourlyUsage(Base):
+class HourlyUsage(UsageCounters, Base):
     """Bytes and connected time of one device in one UTC hour: what usage reports are made of."""
 
     __tablename__ = "hourly_usage"
@@ -128,12 +129,9 @@ class HourlyUsage(Base):
 
     mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), primary_key=True)
     hour: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)  # UTC, :00:00
-    seconds: Mapped[int] = mapped_column(Integer, default=0)
-    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
-    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class DailyUsage(Base):
+class DailyUsage(UsageCounters, Base):
     """Time and bytes one device used on one tier on one local day (fair use)."""
 
     __tablename__ = "daily_usage"
@@ -141,9 +139,6 @@ class DailyUsage(Base):
     mac: Mapped[str] = mapped_column(ForeignKey("device.mac"), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     tier: Mapped[str] = mapped_column(String(32), primary_key=True)
-    seconds: Mapped[int] = mapped_column(Integer, default=0)
-    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
-    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # -- vouchers (hotspot/vouchers/ is the only writer) ----------------------------------------
