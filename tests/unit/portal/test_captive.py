@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from hotspot.config import DEFAULTS
 from hotspot.units import MB
 from portal.intercept import PROBES
 from portal.state import state
@@ -29,6 +30,13 @@ def probe(phone, host, path, method="GET", **kw):
 
 
 # -- operating-system detection ----------------------------------------------------------------
+
+
+def test_every_known_probe_host_resolves_before_login():
+    """A probe host the walled resolver does not know gets NXDOMAIN, and its phone never
+    sees the redirect: the intercept's list of probes and the resolver's must agree."""
+    walled = set(DEFAULTS["network"]["captive_probe_hosts"])
+    assert {host for host, _ in PROBES.values()} <= walled
 
 
 @pytest.mark.parametrize("os_name", sorted(PROBES))
