@@ -189,16 +189,6 @@ def _run(args: list[str], *, timeout: float = 60, **kw: Any) -> subprocess.Compl
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -310,21 +300,14 @@ class Demo:
             time.sleep(interval)
 
     def port_open(self, ns: str, host: str, port: int) -> bool:
-        probe = (
-            f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
-            f"sys.exit(s.connect_ex(({host!r},{port})))"
-        )
-        return (
-            _run(["ip", "netns", "exec", ns, sys.executable, "-c", probe], timeout=10).returncode
-            == 0
-        )
+        return self.bed.port_open(ns, host, port, timeout=10)
 
     # -- before and after ---------------------------------------------------------------------
 
     def remove_leftovers(self) -> None:
         """What a crashed (kill -9) earlier run with this prefix left: its processes (all
         inside its namespaces), the namespaces, the work directory."""
-        from testsupport.testbed import existing_namespaces
+        from testsupport.testbed import existing_namespaces, pid_alive
 
         pidfile = self.work / "demo.pid"
         if pidfile.exists():
@@ -332,7 +315,7 @@ class Demo:
                 pid = int(pidfile.read_text().split()[0])
             except (ValueError, IndexError):
                 pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid) and "demo" in _cmdline(pid):
+            if pid and pid != os.getpid() and pid_alive(pid) and "demo" in _cmdline(pid):
                 raise DemoError(
                     f"another demo with prefix {self.prefix!r} is running "
                     f"(pid {pid}); stop it or use --prefix"
@@ -434,47 +417,10 @@ class Demo:
     # -- building the village --------------------------------------------------------------------
 
     def build(self) -> None:
-        from testsupport.testbed import sh
-
         self.bed.build()
         # The province: the collector's own namespace, one hop behind the "internet".
-        sh(["ip", "netns", "add", self.prov])
-        self.bed.run(self.prov, "ip", "link", "set", "lo", "up")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "prov0",
-                "netns",
-                self.bed.up,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.prov,
-            ]
-        )
-        self.bed.run(
-            self.bed.up,
-            "ip",
-            "-batch",
-            "-",
-            input=f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n",
-        )
+        self.bed.add_host("prov", via=self.bed.up, link="prov0", gateway_ip=PROV_GW, ip=PROV_IP)
         self.bed.run(self.bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.bed.run(
-            self.prov,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\n"
-                f"route add default via {PROV_GW}\n"
-            ),
-        )
         self.build_management()
         roles = list(ROLES) + ["browser"] * (self.opts.phones - len(ROLES)) + ["you"]
         for i, role in enumerate(roles, start=1):
@@ -491,44 +437,7 @@ class Demo:
     def build_management(self) -> None:
         """The kasir's laptop on the operator network: a namespace on a veth to the gateway,
         192.168.88.10 → 192.168.88.1 (the gateway routes it to the portal's LAN address)."""
-        from testsupport.testbed import sh
-
-        sh(["ip", "netns", "add", self.mgmt])
-        self.bed.run(self.mgmt, "ip", "link", "set", "lo", "up")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "mgmt0",
-                "netns",
-                self.bed.gw,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.mgmt,
-            ]
-        )
-        self.bed.run(
-            self.bed.gw,
-            "ip",
-            "-batch",
-            "-",
-            input=f"link set mgmt0 up\naddr add {MGMT_GW_IP}/24 dev mgmt0\n",
-        )
-        self.bed.run(
-            self.mgmt,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {MGMT_IP}/24 dev eth0\n"
-                f"route add default via {MGMT_GW_IP}\n"
-            ),
-        )
+        self.bed.add_host("mgmt", via=self.bed.gw, link="mgmt0", gateway_ip=MGMT_GW_IP, ip=MGMT_IP)
 
     def start_upstream(self) -> None:
         www = self.work / "www"

@@ -158,23 +158,16 @@ MGMT_GW, MGMT_KIOSK = "192.168.88.1", "192.168.88.10"
 def _operator_network(village, phone: int) -> None:
     """The kiosk joins the operator network: a veth from its namespace to the gateway's, and
     the portal's address routed over it (the LAN leg stays for everything else)."""
-    from testsupport.testbed import sh
+    from testsupport.testbed import veth
 
     ns, gw = village.bed.phones[phone].ns, village.bed.gw
-    sh(["ip", "link", "add", "opm0", "netns", gw, "type", "veth", "peer", "name", "opm1",
-        "netns", ns])  # fmt: skip
-    village.bed.run(
-        gw, "ip", "-batch", "-", input=f"link set opm0 up\naddr add {MGMT_GW}/24 dev opm0\n"
-    )
-    village.bed.run(
+    veth("opm0", gw, "opm1", ns)
+    village.bed.ip_batch(gw, "link set opm0 up", f"addr add {MGMT_GW}/24 dev opm0")
+    village.bed.ip_batch(
         ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"link set opm1 up\naddr add {MGMT_KIOSK}/24 dev opm1\n"
-            f"route add 10.10.0.1/32 via {MGMT_GW} src {MGMT_KIOSK}\n"
-        ),
+        "link set opm1 up",
+        f"addr add {MGMT_KIOSK}/24 dev opm1",
+        f"route add 10.10.0.1/32 via {MGMT_GW} src {MGMT_KIOSK}",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from hotspot.control import ControlClient
 from tests.netns.helpers import wait_until
-from testsupport.testbed import Testbed, sh, veth, write_toml
+from testsupport.testbed import Testbed, write_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROV_IP = "203.0.113.10"
@@ -41,23 +41,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:
     """The collector's namespace, behind a slow and lossy link; returns its name."""
-    prov = f"{bed.prefix}-prov"
-    sh(["ip", "netns", "add", prov])
-    bed.run(prov, "ip", "link", "set", "lo", "up")
-    veth("prov0", bed.up, "eth0", prov)
-    bed.run(
-        bed.up, "ip", "-batch", "-", input=(f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n")
-    )
+    prov = bed.add_host("prov", via=bed.up, link="prov0", gateway_ip=PROV_GW, ip=PROV_IP)
     bed.run(bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    bed.run(
-        prov,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\nroute add default via {PROV_GW}\n"
-        ),
-    )
     for ns, dev in ((bed.up, "prov0"), (prov, "eth0")):
         bed.run(
             ns,

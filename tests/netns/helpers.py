@@ -551,30 +551,18 @@ def setup_ipv6(bed: Testbed) -> dict[str, str]:
     Returns phone namespace → its IPv6 address."""
     addrs = {}
     bed.run(bed.gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-    bed.run(
-        bed.gw,
-        "ip",
-        "-batch",
-        "-",
-        input=(f"addr add {LAN6_GW}/64 dev br-lan nodad\naddr add {WAN6_GW}/64 dev eth0 nodad\n"),
+    bed.ip_batch(
+        bed.gw, f"addr add {LAN6_GW}/64 dev br-lan nodad", f"addr add {WAN6_GW}/64 dev eth0 nodad"
     )
-    bed.run(
-        bed.up,
-        "ip",
-        "-batch",
-        "-",
-        input=(f"addr add {UPSTREAM6}/64 dev eth0 nodad\nroute add fd00:1::/64 via {WAN6_GW}\n"),
+    bed.ip_batch(
+        bed.up, f"addr add {UPSTREAM6}/64 dev eth0 nodad", f"route add fd00:1::/64 via {WAN6_GW}"
     )
     for i, phone in enumerate(bed.phones, start=1):
         addr = f"fd00:1::{10 + i:x}"
-        bed.run(
+        bed.ip_batch(
             phone.ns,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"addr add {addr}/64 dev {phone.ifname} nodad\nroute add default via {LAN6_GW}\n"
-            ),
+            f"addr add {addr}/64 dev {phone.ifname} nodad",
+            f"route add default via {LAN6_GW}",
         )
         addrs[phone.ns] = addr
     return addrs
@@ -592,13 +580,9 @@ def mtu_sized_frames(bed: Testbed) -> None:
 
 def readdress(bed: Testbed, phone: Phone, ip: str, prefixlen: int = 22) -> None:
     """Move ``phone`` to address ``ip`` (its MAC stays)."""
-    bed.run(
+    bed.ip_batch(
         phone.ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"addr flush dev {phone.ifname}\naddr add {ip}/{prefixlen} dev {phone.ifname}\n"
-            f"route replace default via {GW_LAN_IP}\n"
-        ),
+        f"addr flush dev {phone.ifname}",
+        f"addr add {ip}/{prefixlen} dev {phone.ifname}",
+        f"route replace default via {GW_LAN_IP}",
     )

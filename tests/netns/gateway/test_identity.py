@@ -197,18 +197,14 @@ def test_a_clone_of_a_sleeping_phone_gets_out(testbed, gateway):
     victim, clone = testbed.phones[0], testbed.phones[1]
     authorize(gateway, victim)
     testbed.run(victim.ns, "ip", "link", "set", "eth0", "down")  # the victim's phone sleeps
-    testbed.run(
+    testbed.ip_batch(
         clone.ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            "link set eth0 down\n"
-            f"link set eth0 address {victim.mac}\n"
-            "link set eth0 up\n"
-            f"addr flush dev eth0\naddr add {victim.ip}/22 dev eth0\n"
-            f"route replace default via {GW_LAN_IP}\n"
-        ),
+        "link set eth0 down",
+        f"link set eth0 address {victim.mac}",
+        "link set eth0 up",
+        "addr flush dev eth0",
+        f"addr add {victim.ip}/22 dev eth0",
+        f"route replace default via {GW_LAN_IP}",
     )
     # What this test wants (and cannot have): the clone stays walled.
     assert not is_online(testbed, clone.ns)
