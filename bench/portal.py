@@ -406,7 +406,7 @@ def per_login(before: dict[str, float], after: dict[str, float], logins: int) ->
 
 
 def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
-    from testsupport.testbed import write_toml
+    from testsupport.testbed import portal_settings, write_toml
 
     write_toml(
         path,
@@ -414,22 +414,10 @@ def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
             "network": {"lan_address": LAN, "portal_port": port, "portal_conn_rate": 10000},
             "database": {"url": f"sqlite:///{tmp}/hotspot.db"},
             "control": {"socket": str(tmp / "control.sock")},
-            "portal": {
-                "user": "",
-                "workers": workers,
-                "secret_key_file": str(tmp / "portal.secret"),
-                "voucher_key_file": str(tmp / "voucher.key"),
-            },
-            "tiers": {
-                "free": {
-                    "down_kbps": 1024,
-                    "up_kbps": 512,
-                    "session_minutes": 60,
-                    "idle_minutes": 10,
-                    "daily_minutes": 0,
-                    "daily_mb": 0,
-                }
-            },
+            "portal": portal_settings(tmp, workers=workers),
+            # The default free tier without a daily allowance (0: none), so that no login
+            # of the run meets one.
+            "tiers": {"free": {"daily_minutes": 0, "daily_mb": 0}},
             "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "free", "hours": 24}},
         },
     )

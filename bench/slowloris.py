@@ -107,7 +107,7 @@ def _rss_mb(pid: int) -> list[float]:
 
 
 def candidate(kind: str, seconds: float, work: Path) -> dict[str, Any]:
-    from testsupport.testbed import write_toml
+    from testsupport.testbed import portal_settings, write_toml
 
     port = _free_port()
     config = write_toml(
@@ -116,14 +116,9 @@ def candidate(kind: str, seconds: float, work: Path) -> dict[str, Any]:
             "network": {"lan_address": f"{HOST}/18", "portal_port": port},
             "database": {"url": f"sqlite:///{work}/{kind}.db"},
             "control": {"socket": str(work / "no-gateway.sock")},
-            "portal": {
-                "user": "",
-                "workers": WORKERS,
-                "threads": THREADS,
-                "read_timeout": READ_TIMEOUT,
-                "secret_key_file": str(work / "portal.secret"),
-                "voucher_key_file": str(work / "voucher.key"),
-            },
+            "portal": portal_settings(
+                work, workers=WORKERS, threads=THREADS, read_timeout=READ_TIMEOUT
+            ),
         },
     )
     subprocess.run(

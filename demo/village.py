@@ -526,27 +526,15 @@ class Demo:
     def settings(self) -> dict[str, Any]:
         """The village's hotspot.toml, without [sync] (added once the collector gave the
         secret)."""
+        from testsupport.testbed import portal_settings
+
         return {
             "village": {"name": VILLAGE, "timezone": "Asia/Jakarta"},
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": self.bed.lan_address,
-                "uplink_down_kbps": 50000,
-                "uplink_up_kbps": 50000,
-            },
-            "database": {"url": f"sqlite:///{self.work}/hotspot.db"},
-            "control": {"socket": str(self.work / "control.sock")},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
+            **self.bed.gateway_settings(self.work, uplink_kbps=50_000, flush_seconds=2),
             "tiers": {"free": FREE, "premium": PREMIUM},
-            "portal": {
-                "user": "",
-                "workers": 2,
-                "threads": 16,
-                "secret_key_file": str(self.work / "portal.secret"),
-                "voucher_key_file": str(self.work / "voucher.key"),
-                "contact": "Kios BUMDes di balai desa (demo)",
-            },
+            "portal": portal_settings(
+                self.work, workers=2, threads=16, contact="Kios BUMDes di balai desa (demo)"
+            ),
             "packages": {
                 "harian": {
                     "title": "Harian",

@@ -124,6 +124,18 @@ def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     return out
 
 
+def portal_settings(workdir: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:
+    """The ``[portal]`` table of a portal the tests, the bench or the demo start: it runs as
+    whoever starts it (no switch to the ``hotspot`` user), its secret and voucher key in
+    ``workdir``; ``settings`` add to these (or replace them)."""
+    return {
+        "user": "",
+        "secret_key_file": str(Path(workdir) / "portal.secret"),
+        "voucher_key_file": str(Path(workdir) / "voucher.key"),
+        **settings,
+    }
+
+
 @dataclass
 class Phone:
     ns: str
@@ -191,6 +203,25 @@ class Testbed:
         )
         self._procs.append(proc)
         return proc
+
+    def gateway_settings(
+        self, workdir: str | os.PathLike[str], *, uplink_kbps: int = 100_000, flush_seconds: int = 5
+    ) -> dict[str, Any]:
+        """The hotspot.toml tables of the real gateway on this testbed: its bridge, uplink
+        and LAN address, a backhaul of ``uplink_kbps`` each way, its database and control
+        socket in ``workdir``, a tick of half a second (so that waiting for one is short)."""
+        return {
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": self.lan_address,
+                "uplink_down_kbps": uplink_kbps,
+                "uplink_up_kbps": uplink_kbps,
+            },
+            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+            "control": {"socket": str(Path(workdir) / "control.sock")},
+            "gateway": {"tick_seconds": 0.5, "flush_seconds": flush_seconds},
+        }
 
     # -- building --------------------------------------------------------------------------
 

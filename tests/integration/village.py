@@ -138,21 +138,10 @@ class GatewayRunner(Proc):
     """The real ``hotspot gateway run`` in the gateway namespace."""
 
     def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any]):
-        self.socket = str(workdir / "control.sock")
-        data: dict[str, Any] = {
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": bed.lan_address,
-                "uplink_down_kbps": 200000,
-                "uplink_up_kbps": 200000,
-            },
-            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
-            "control": {"socket": self.socket},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
-        }
+        data = bed.gateway_settings(workdir, uplink_kbps=200_000, flush_seconds=2)
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
+        self.socket: str = data["control"]["socket"]
         self.config = write_toml(workdir / "hotspot.toml", data)
         super().__init__(
             bed,

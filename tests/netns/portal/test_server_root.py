@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.testbed import stop_process_group, write_toml
+from testsupport.testbed import portal_settings, stop_process_group, write_toml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
 
@@ -84,12 +84,7 @@ def test_portal_runs_as_the_portal_user(workdir):
             "network": {"lan_address": f"{HOST}/18", "portal_port": port},
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": str(workdir / "no-gateway.sock")},
-            "portal": {
-                "user": "nobody",
-                "workers": 2,
-                "secret_key_file": str(workdir / "portal.secret"),
-                "voucher_key_file": str(workdir / "voucher.key"),
-            },
+            "portal": portal_settings(workdir, user="nobody", workers=2),
         },
     )
     proc = subprocess.Popen(
