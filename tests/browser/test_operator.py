@@ -20,14 +20,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 from hotspot import operators
 from hotspot.audit import Actor
-from tests.browser.conftest import launch, phone_context, shot
+from tests.browser.conftest import (
+    VILLAGE_TOOLS,
+    launch,
+    page_width,
+    phone_context,
+    shot,
+    watch_static,
+)
 from tests.browser.test_e2e import village  # noqa: F401 - the simulated village (root)
 from tests.browser.test_pages import PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
@@ -46,14 +52,7 @@ def _watch(page, problems: list[str]) -> None:
             else None
         ),
     )
-    page.on(
-        "response",
-        lambda r: (
-            problems.append(f"{r.url} {r.status}")
-            if "/static/" in r.url and r.status not in (200, 304)
-            else None
-        ),
-    )
+    watch_static(page, problems)
 
 
 def _login(page, base: str, name: str, password: str) -> None:
@@ -63,16 +62,6 @@ def _login(page, base: str, name: str, password: str) -> None:
     page.fill("#f-password", password)
     page.click("form[action='/operator/login'] button")
     assert page.url.rstrip("/").endswith("/operator"), page.url
-
-
-def _width(browser, ctx_cookies, url: str) -> int:
-    ctx = phone_context(browser, javascript=True)
-    ctx.add_cookies(ctx_cookies)
-    page = ctx.new_page()
-    page.goto(url)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    ctx.close()
-    return width
 
 
 def test_console_pages_on_a_phone(playwright, portal, artifacts):
@@ -113,7 +102,7 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
                 assert page.locator("h1").count() == 1, path
                 shot(page, artifacts, f"{lang}-{i}-{name}")
                 if lang == "id":
-                    assert _width(browser, cookies, portal.base + path) <= 360, path
+                    assert page_width(browser, portal.base + path, cookies) <= 360, path
             # bad input, said plainly, nothing lost
             page.goto(portal.base + "/operator/packages/new")
             page.fill("#f-name", "malam")
@@ -151,7 +140,6 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
 
 # -- the kiosk's day, in a simulated village (root) -------------------------------------------
 
-E2E_TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
 MGMT_GW, MGMT_KIOSK = "192.168.88.1", "192.168.88.10"
 
 
@@ -174,7 +162,7 @@ def _operator_network(village, phone: int) -> None:
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables")
 @pytest.mark.skipif(
-    any(shutil.which(t) is None for t in E2E_TOOLS), reason=f"needs {', '.join(E2E_TOOLS)}"
+    any(shutil.which(t) is None for t in VILLAGE_TOOLS), reason=f"needs {', '.join(VILLAGE_TOOLS)}"
 )
 def test_kiosk_day(village, playwright, artifacts):
     from testsupport.testbed import UPSTREAM_IP
@@ -184,18 +172,7 @@ def test_kiosk_day(village, playwright, artifacts):
     phone = village.bed.phones[villager]
     # The first admin is made on the gateway's terminal (password on stdin).
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotspot_cli",
-            "--config",
-            str(village.config),
-            "operators",
-            "add",
-            "budi",
-            "--role",
-            "admin",
-        ],
+        village.hotspot("operators", "add", "budi", "--role", "admin"),
         input=ADMIN_PW + "\n",
         capture_output=True,
         text=True,

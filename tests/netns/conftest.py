@@ -53,6 +53,7 @@ class GatewayProcess:
         data = bed.gateway_settings(workdir)
         for section, values in (overrides or {}).items():
             data.setdefault(section, {}).update(values)
+        self.settings = data  # what it runs on (written to config_path)
         self.socket: str = data["control"]["socket"]
         self.config_path = write_toml(workdir / "hotspot.toml", data)
         self.proc: subprocess.Popen | None = None

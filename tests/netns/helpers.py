@@ -93,6 +93,34 @@ def curl(bed: Testbed, ns: str, url: str, *extra: str, timeout: float = 3) -> Cu
     return CurlResult(proc.returncode, code.strip() or "000", body)
 
 
+def curl_report_command(url: str, report: str, *extra: str, timeout: float | None = 3) -> list[str]:
+    """curl GETting ``url``, throwing the body away and printing only ``report`` (a ``-w``
+    format: ``%{http_code}``, ``%{size_download}``, …); ``timeout``: curl's ``-m`` (None:
+    no limit of its own)."""
+    limit = [] if timeout is None else ["-m", str(timeout)]
+    return ["curl", "-s", "-o", "/dev/null", "-w", report, *limit, *extra, url]
+
+
+def curl_report(
+    bed: Testbed,
+    ns: str,
+    url: str,
+    report: str,
+    *extra: str,
+    timeout: float | None = 3,
+    check: bool = False,
+) -> str:
+    """What :func:`curl_report_command` prints, run in ``ns`` (``000`` for a status when no
+    HTTP answer came)."""
+    proc = bed.run(
+        ns,
+        *curl_report_command(url, report, *extra, timeout=timeout),
+        check=check,
+        timeout=60 if timeout is None else timeout + 5,
+    )
+    return proc.stdout.strip()
+
+
 def ping(bed: Testbed, ns: str, addr: str, *, count: int = 1, wait: float = 1) -> bool:
     """True when at least one echo reply came back."""
     proc = bed.run(

@@ -15,6 +15,7 @@ from tests.netns.helpers import (
     GW_LAN_IP,
     UPSTREAM_IP,
     authorize,
+    curl_report_command,
     is_online,
     readdress,
     wait_until,
@@ -109,17 +110,7 @@ def test_forged_arp_cannot_steal_a_logged_in_phone(testbed, gateway):
     # attacker forges ARP for 2.5 s; a stolen entry would stall it at once.
     download = subprocess.Popen(
         testbed.ns_exec(victim.ns)
-        + [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "-m",
-            "4",
-            f"http://{UPSTREAM_IP}/big.bin",
-        ],
+        + curl_report_command(f"http://{UPSTREAM_IP}/big.bin", "%{size_download}", timeout=4),
         stdout=subprocess.PIPE,
         text=True,
     )
