@@ -88,28 +88,6 @@ COLLECTOR_HOST_PORT = 18000
 # tests/netns, tests/browser, tests/integration, bench/gateway.py): a demo with one of them
 # would remove theirs.
 RESERVED_PREFIXES = ("hs", "hst", "hsp", "hsi", "hsa", "hsb")
-# dhclient.conf: ask for option 114 as phones do (Android 11+, iOS 14+).
-DHCLIENT_CONF = """\
-option rfc8910-captive-portal code 114 = text;
-request subnet-mask, broadcast-address, routers, domain-name-servers, rfc8910-captive-portal;
-timeout 60;
-retry 5;
-"""
-# Instead of dhclient-script (which would rewrite the host's resolv.conf): record what the
-# server sent and configure the interface, nothing else.
-DHCLIENT_SCRIPT = """\
-#!/bin/sh
-case "$reason" in
-PREINIT) ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ip route replace default via "$new_routers" dev "$interface" ;;
-esac
-# Written last (and renamed into place): the demo starts the villager when it appears.
-env | sort > "{out}/$reason.env.tmp" && mv "{out}/$reason.env.tmp" "{out}/$reason.env"
-exit 0
-"""
-
 PAGE = """<!doctype html><html lang="id"><meta charset="utf-8">
 <meta name="demo" content="demo-upstream-page"><title>{title}</title>
 <h1>{title}</h1><p>{text}</p>{filler}</html>
@@ -194,15 +172,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value.strip("'")
-    return out
 
 
 class Demo:
@@ -581,6 +550,7 @@ class Demo:
         phone."""
         from hotspot import config as config_mod
         from provisioning import render as R
+        from testsupport import dhclient
 
         cfg = config_mod.load(overrides=self.settings())
         files = {f.path: f for f in R.render(cfg, b"", hotspot=sys.executable)}
@@ -634,27 +604,10 @@ class Demo:
         first = {"heavy": 0, "voucher": 1, "free": 2}  # the longest scripts first
         self.dhcp_started = time.monotonic()
         for ph in sorted(self.phones, key=lambda p: (first.get(p.role, 3), p.index)):
-            (ph.lease_dir / "dhclient.conf").write_text(DHCLIENT_CONF)
-            script = ph.lease_dir / "script"
-            script.write_text(DHCLIENT_SCRIPT.format(out=ph.lease_dir))
-            script.chmod(0o755)
             self.service(
                 f"dhclient-{ph.name}",
                 ph.ns,
-                [
-                    "dhclient",
-                    "-d",
-                    "-v",
-                    "-cf",
-                    str(ph.lease_dir / "dhclient.conf"),
-                    "-sf",
-                    str(script),
-                    "-lf",
-                    str(ph.lease_dir / "dhclient.leases"),
-                    "-pf",
-                    str(ph.lease_dir / "dhclient.pid"),
-                    "eth0",
-                ],
+                dhclient.command(ph.lease_dir, "eth0", timeout=60, retry=5),
             )
         self.step(
             f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
@@ -664,10 +617,12 @@ class Demo:
 
     def check_leases(self) -> list[Phone]:
         """Phones whose lease arrived since the last look (dhclient's script wrote it)."""
+        from testsupport import dhclient
+
         new = []
         for ph in self.phones:
-            if ph.ip is None and (ph.lease_dir / "BOUND.env").exists():
-                env = _env_file(ph.lease_dir / "BOUND.env")
+            if ph.ip is None and (ph.lease_dir / dhclient.BOUND).exists():
+                env = dhclient.lease_env(ph.lease_dir / dhclient.BOUND)
                 with self.lock:
                     ph.ip = env.get("new_ip_address")
                     ph.option114 = env.get("new_rfc8910_captive_portal")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hotspot.config import Config
+from provisioning import render as R
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, Phone, Testbed  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
@@ -239,6 +241,80 @@ def dns_query(
     bed: Testbed, ns: str, server: str, name: str, qtype: str = "A", **opts: Any
 ) -> dict[str, Any]:
     return dns_queries(bed, ns, [{"server": server, "name": name, "type": qtype, **opts}])[0]
+
+
+# -- resolvers ------------------------------------------------------------------------------
+
+
+def start_upstream_dns(bed: Testbed, work: Path, *answers: str) -> Path:
+    """The "internet's" resolver: dnsmasq at UPSTREAM_IP in the upstream namespace, answering
+    from ``answers`` alone (dnsmasq options: ``--address=/name/ip``, …) and logging every
+    question. Returns its log once it answers."""
+    log = work / "upstream.log"
+    bed.popen(
+        bed.up,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        f"--listen-address={UPSTREAM_IP}",
+        "--bind-interfaces",
+        *answers,
+        f"--pid-file={work}/upstream.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=log,
+    )
+    bed.wait_port(bed.up, UPSTREAM_IP, 53)  # TCP DNS: up means ready
+    return log
+
+
+@dataclass
+class GatewayResolvers:
+    leases: Path  # the full resolver's DHCP leases
+    log: Path  # the full resolver's
+    walled_log: Path
+
+
+def start_gateway_resolvers(
+    bed: Testbed, village: Config, work: Path, *options: str
+) -> GatewayResolvers:
+    """The two resolvers of the device: dnsmasq.conf (the full one, with DHCP) and
+    walled-dns.conf as ``hotspot provision`` renders them from ``village``, each run by its
+    own dnsmasq in the gateway namespace (as root: it drops to the dnsmasq user, keeping what
+    nftset= needs, so ``work`` must be readable by it), logging every question; ``options``
+    go to the full one. Returns once both answer."""
+    files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
+    full, walled = work / "dnsmasq.conf", work / "walled-dns.conf"
+    full.write_bytes(files[R.DNSMASQ].content)
+    walled.write_bytes(files[R.WALLED_DNS_CONF].content)
+    out = GatewayResolvers(work / "leases", work / "dnsmasq.log", work / "walled.log")
+    bed.popen(
+        bed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={full}",
+        f"--dhcp-leasefile={out.leases}",
+        f"--pid-file={work}/dnsmasq.pid",
+        *options,
+        "--log-facility=-",
+        "--log-queries",
+        log_path=out.log,
+    )
+    bed.popen(
+        bed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={walled}",
+        f"--pid-file={work}/walled.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=out.walled_log,
+    )
+    for port in (53, village.network.walled_dns_port):  # TCP DNS: up means ready
+        bed.wait_port(bed.gw, GW_LAN_IP, port)
+    return out
 
 
 # -- listeners ------------------------------------------------------------------------------
