@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -349,12 +348,6 @@ def dist(values: list[float]) -> dict[str, Any]:
 # -- orchestration -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -362,11 +355,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not come up within {timeout}s")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def worker_memory(master_pid: int) -> list[dict[str, Any]]:
@@ -503,6 +491,8 @@ GATEWAYS = {
 
 
 def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any]:
+    from testsupport.loopback import free_port, listening
+
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="hotspot-bench-portal-") as tmpdir:
         tmp = Path(tmpdir)
@@ -548,7 +538,7 @@ def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any
                 stderr=log,
             )
             procs.append(portal)
-            wait_for(lambda: port_open(port), 30, "the portal")
+            wait_for(lambda: listening("127.0.0.1", port), 30, "the portal")
             wait_for(
                 lambda: len(__import__("psutil").Process(portal.pid).children()) >= workers,
                 30,

@@ -7,7 +7,6 @@ import http.client
 import os
 import pwd
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.loopback import free_port, wait_listening
 from testsupport.testbed import portal_settings, stop_process_group, write_toml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
@@ -58,12 +58,6 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _get(port: int, path: str, host: str) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     conn.request("GET", path, headers={"Host": host})
@@ -77,7 +71,7 @@ def test_portal_runs_as_the_portal_user(workdir):
     import psutil
 
     user = _user()
-    port = _free_port()
+    port = free_port(HOST)
     config = write_toml(
         workdir / "hotspot.toml",
         {
@@ -95,13 +89,8 @@ def test_portal_runs_as_the_portal_user(workdir):
     )
     try:
         deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex((HOST, port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(proc.stdout.read().decode() if proc.poll() is not None else "no portal")
-            time.sleep(0.1)
+        if not wait_listening(HOST, port, proc, timeout=30):
+            pytest.fail(proc.stdout.read().decode() if proc.poll() is not None else "no portal")
         master = psutil.Process(proc.pid)
         while len(master.children()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
