@@ -299,6 +299,16 @@ class Demo:
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.failed_dir, ignore_errors=True)
 
+    def drop_gateway_link(self) -> None:
+        """Close the control connection, if open (quietly: the gateway may be gone); the next
+        poll opens a new one."""
+        if self._ctl is not None:
+            try:
+                self._ctl.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._ctl = None
+
     def cleanup(self) -> None:
         """Stop everything, delete every namespace and the work directory. Safe to call
         twice; never raises."""
@@ -306,12 +316,7 @@ class Demo:
         for fwd in self.forwards:
             fwd.stop()
         self.forwards.clear()
-        if self._ctl is not None:
-            try:
-                self._ctl.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._ctl = None
+        self.drop_gateway_link()
         procs = [p.proc for p in self.phones if p.proc is not None] + list(self.services.values())
         for proc in procs:
             if proc.poll() is None:
@@ -818,12 +823,7 @@ class Demo:
                 if ph.mac not in sessions and ph.ip:
                     infos[ph.mac] = self._ctl.call("client", mac=ph.mac)
         except Exception as exc:  # noqa: BLE001 - the gateway restarting, or gone
-            if self._ctl is not None:
-                try:
-                    self._ctl.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            self._ctl = None
+            self.drop_gateway_link()
             self.gateway_error = str(exc)
             return
         now = time.monotonic()
