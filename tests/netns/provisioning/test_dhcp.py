@@ -73,24 +73,23 @@ for _ in range(an):
 
 
 @pytest.fixture
-def village(tmp_path):
-    """The village configuration of the test (testbed addresses, a small DHCP range)."""
+def village(testbed, tmp_path):
+    """The village configuration of the test: the testbed's gateway, a walled-garden domain
+    and a small DHCP range."""
     return config_mod.load(
-        overrides={
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": "10.10.0.1/22",
-                "walled_garden_domains": [DOMAIN],
+        overrides=config_mod.merge(
+            testbed.gateway_settings(tmp_path),
+            {
+                "network": {"walled_garden_domains": [DOMAIN]},
+                "dhcp": {
+                    "range_start": RANGE[0],
+                    "range_end": RANGE[1],
+                    "lease_minutes": 10,
+                    "upstream_dns": [UPSTREAM_IP],
+                },
+                "wifi": {"enabled": False},
             },
-            "dhcp": {
-                "range_start": RANGE[0],
-                "range_end": RANGE[1],
-                "lease_minutes": 10,
-                "upstream_dns": [UPSTREAM_IP],
-            },
-            "wifi": {"enabled": False},
-        }
+        )
     )
 
 

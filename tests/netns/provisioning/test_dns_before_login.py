@@ -66,24 +66,23 @@ def random_name(suffix: str = "tunnel.example") -> str:
 
 
 @pytest.fixture
-def village():
+def village(testbed, tmp_path):
+    """The village configuration the resolvers are rendered from: the testbed's gateway, a
+    walled garden, the walled resolver on its own port, the portal by name."""
     return config_mod.load(
-        overrides={
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": "10.10.0.1/22",
-                "walled_garden_domains": [GARDEN],
-                "walled_dns_port": WALLED_PORT,
+        overrides=config_mod.merge(
+            testbed.gateway_settings(tmp_path),
+            {
+                "network": {"walled_garden_domains": [GARDEN], "walled_dns_port": WALLED_PORT},
+                "portal": {"hostname": PORTAL_NAME},
+                "dhcp": {
+                    "range_start": "10.10.0.100",
+                    "range_end": "10.10.0.150",
+                    "upstream_dns": [UPSTREAM_IP],
+                },
+                "wifi": {"enabled": False},
             },
-            "portal": {"hostname": PORTAL_NAME},
-            "dhcp": {
-                "range_start": "10.10.0.100",
-                "range_end": "10.10.0.150",
-                "upstream_dns": [UPSTREAM_IP],
-            },
-            "wifi": {"enabled": False},
-        }
+        )
     )
 
 
