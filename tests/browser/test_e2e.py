@@ -23,6 +23,7 @@ from tests.browser.conftest import (
     simulated_village,
     village_marks,
 )
+from tests.unit.portal.conftest import PACKAGES
 from testsupport.testbed import UPSTREAM_IP
 
 pytestmark = village_marks()
@@ -38,15 +39,7 @@ def village(tmp_path):
             "portal": {"contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234"},
             # The kiosk's operator network (tests/browser/test_operator.py, #10.12).
             "operator": {"management_networks": ["192.168.88.0/24"]},
-            "packages": {
-                "harian": {
-                    "title": "Harian",
-                    "price": 5000,
-                    "tier": "premium",
-                    "hours": 24,
-                    "data_mb": 1000,
-                }
-            },
+            "packages": {"harian": PACKAGES["harian"]},  # 1000 MB, checked below
         },
     ) as v:
         yield v
