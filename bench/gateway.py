@@ -594,7 +594,7 @@ class Bench:
         cmds = ["link set eth0 gso_max_segs 1"] + [
             f"link set {m.ifname} gso_max_segs 1" for m in self.crowd.members
         ]
-        self.bed.run(self.crowd.ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n")
+        self.bed.ip_batch(self.crowd.ns, *cmds)
 
     def flow_members(self, who: str) -> list[int]:
         """Crowd members sending the ``flows`` flows: all from member 0 ("one") or one

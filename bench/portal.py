@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -349,12 +348,6 @@ def dist(values: list[float]) -> dict[str, Any]:
 # -- orchestration -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -362,11 +355,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not come up within {timeout}s")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def worker_memory(master_pid: int) -> list[dict[str, Any]]:
@@ -406,7 +394,7 @@ def per_login(before: dict[str, float], after: dict[str, float], logins: int) ->
 
 
 def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
-    from testsupport.testbed import write_toml
+    from testsupport.testbed import portal_settings, write_toml
 
     write_toml(
         path,
@@ -414,22 +402,10 @@ def write_config(path: Path, tmp: Path, port: int, workers: int) -> None:
             "network": {"lan_address": LAN, "portal_port": port, "portal_conn_rate": 10000},
             "database": {"url": f"sqlite:///{tmp}/hotspot.db"},
             "control": {"socket": str(tmp / "control.sock")},
-            "portal": {
-                "user": "",
-                "workers": workers,
-                "secret_key_file": str(tmp / "portal.secret"),
-                "voucher_key_file": str(tmp / "voucher.key"),
-            },
-            "tiers": {
-                "free": {
-                    "down_kbps": 1024,
-                    "up_kbps": 512,
-                    "session_minutes": 60,
-                    "idle_minutes": 10,
-                    "daily_minutes": 0,
-                    "daily_mb": 0,
-                }
-            },
+            "portal": portal_settings(tmp, workers=workers),
+            # The default free tier without a daily allowance (0: none), so that no login
+            # of the run meets one.
+            "tiers": {"free": {"daily_minutes": 0, "daily_mb": 0}},
             "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "free", "hours": 24}},
         },
     )
@@ -515,6 +491,8 @@ GATEWAYS = {
 
 
 def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any]:
+    from testsupport.loopback import free_port, listening
+
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="hotspot-bench-portal-") as tmpdir:
         tmp = Path(tmpdir)
@@ -560,7 +538,7 @@ def run_mode(mode: str, phones: int, rate: float, workers: int) -> dict[str, Any
                 stderr=log,
             )
             procs.append(portal)
-            wait_for(lambda: port_open(port), 30, "the portal")
+            wait_for(lambda: listening("127.0.0.1", port), 30, "the portal")
             wait_for(
                 lambda: len(__import__("psutil").Process(portal.pid).children()) >= workers,
                 30,

@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,12 +48,6 @@ if sys.argv[3] == "gthread":
     opts["worker_class"] = "gthread"
 server.make_server(prepare(cfg), opts).run()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _get(port: int) -> float | None:
@@ -107,23 +100,19 @@ def _rss_mb(pid: int) -> list[float]:
 
 
 def candidate(kind: str, seconds: float, work: Path) -> dict[str, Any]:
-    from testsupport.testbed import write_toml
+    from testsupport.loopback import free_port
+    from testsupport.testbed import portal_settings, write_toml
 
-    port = _free_port()
+    port = free_port(HOST)
     config = write_toml(
         work / f"{kind}.toml",
         {
             "network": {"lan_address": f"{HOST}/18", "portal_port": port},
             "database": {"url": f"sqlite:///{work}/{kind}.db"},
             "control": {"socket": str(work / "no-gateway.sock")},
-            "portal": {
-                "user": "",
-                "workers": WORKERS,
-                "threads": THREADS,
-                "read_timeout": READ_TIMEOUT,
-                "secret_key_file": str(work / "portal.secret"),
-                "voucher_key_file": str(work / "voucher.key"),
-            },
+            "portal": portal_settings(
+                work, workers=WORKERS, threads=THREADS, read_timeout=READ_TIMEOUT
+            ),
         },
     )
     subprocess.run(

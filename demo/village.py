@@ -88,28 +88,6 @@ COLLECTOR_HOST_PORT = 18000
 # tests/netns, tests/browser, tests/integration, bench/gateway.py): a demo with one of them
 # would remove theirs.
 RESERVED_PREFIXES = ("hs", "hst", "hsp", "hsi", "hsa", "hsb")
-# dhclient.conf: ask for option 114 as phones do (Android 11+, iOS 14+).
-DHCLIENT_CONF = """\
-option rfc8910-captive-portal code 114 = text;
-request subnet-mask, broadcast-address, routers, domain-name-servers, rfc8910-captive-portal;
-timeout 60;
-retry 5;
-"""
-# Instead of dhclient-script (which would rewrite the host's resolv.conf): record what the
-# server sent and configure the interface, nothing else.
-DHCLIENT_SCRIPT = """\
-#!/bin/sh
-case "$reason" in
-PREINIT) ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ip route replace default via "$new_routers" dev "$interface" ;;
-esac
-# Written last (and renamed into place): the demo starts the villager when it appears.
-env | sort > "{out}/$reason.env.tmp" && mv "{out}/$reason.env.tmp" "{out}/$reason.env"
-exit 0
-"""
-
 PAGE = """<!doctype html><html lang="id"><meta charset="utf-8">
 <meta name="demo" content="demo-upstream-page"><title>{title}</title>
 <h1>{title}</h1><p>{text}</p>{filler}</html>
@@ -189,30 +167,11 @@ def _run(args: list[str], *, timeout: float = 60, **kw: Any) -> subprocess.Compl
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value.strip("'")
-    return out
 
 
 class Demo:
@@ -310,21 +269,14 @@ class Demo:
             time.sleep(interval)
 
     def port_open(self, ns: str, host: str, port: int) -> bool:
-        probe = (
-            f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
-            f"sys.exit(s.connect_ex(({host!r},{port})))"
-        )
-        return (
-            _run(["ip", "netns", "exec", ns, sys.executable, "-c", probe], timeout=10).returncode
-            == 0
-        )
+        return self.bed.port_open(ns, host, port, timeout=10)
 
     # -- before and after ---------------------------------------------------------------------
 
     def remove_leftovers(self) -> None:
         """What a crashed (kill -9) earlier run with this prefix left: its processes (all
         inside its namespaces), the namespaces, the work directory."""
-        from testsupport.testbed import existing_namespaces
+        from testsupport.testbed import existing_namespaces, pid_alive
 
         pidfile = self.work / "demo.pid"
         if pidfile.exists():
@@ -332,7 +284,7 @@ class Demo:
                 pid = int(pidfile.read_text().split()[0])
             except (ValueError, IndexError):
                 pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid) and "demo" in _cmdline(pid):
+            if pid and pid != os.getpid() and pid_alive(pid) and "demo" in _cmdline(pid):
                 raise DemoError(
                     f"another demo with prefix {self.prefix!r} is running "
                     f"(pid {pid}); stop it or use --prefix"
@@ -347,6 +299,16 @@ class Demo:
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.failed_dir, ignore_errors=True)
 
+    def drop_gateway_link(self) -> None:
+        """Close the control connection, if open (quietly: the gateway may be gone); the next
+        poll opens a new one."""
+        if self._ctl is not None:
+            try:
+                self._ctl.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._ctl = None
+
     def cleanup(self) -> None:
         """Stop everything, delete every namespace and the work directory. Safe to call
         twice; never raises."""
@@ -354,12 +316,7 @@ class Demo:
         for fwd in self.forwards:
             fwd.stop()
         self.forwards.clear()
-        if self._ctl is not None:
-            try:
-                self._ctl.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._ctl = None
+        self.drop_gateway_link()
         procs = [p.proc for p in self.phones if p.proc is not None] + list(self.services.values())
         for proc in procs:
             if proc.poll() is None:
@@ -434,47 +391,10 @@ class Demo:
     # -- building the village --------------------------------------------------------------------
 
     def build(self) -> None:
-        from testsupport.testbed import sh
-
         self.bed.build()
         # The province: the collector's own namespace, one hop behind the "internet".
-        sh(["ip", "netns", "add", self.prov])
-        self.bed.run(self.prov, "ip", "link", "set", "lo", "up")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "prov0",
-                "netns",
-                self.bed.up,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.prov,
-            ]
-        )
-        self.bed.run(
-            self.bed.up,
-            "ip",
-            "-batch",
-            "-",
-            input=f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n",
-        )
+        self.bed.add_host("prov", via=self.bed.up, link="prov0", gateway_ip=PROV_GW, ip=PROV_IP)
         self.bed.run(self.bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.bed.run(
-            self.prov,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\n"
-                f"route add default via {PROV_GW}\n"
-            ),
-        )
         self.build_management()
         roles = list(ROLES) + ["browser"] * (self.opts.phones - len(ROLES)) + ["you"]
         for i, role in enumerate(roles, start=1):
@@ -491,44 +411,7 @@ class Demo:
     def build_management(self) -> None:
         """The kasir's laptop on the operator network: a namespace on a veth to the gateway,
         192.168.88.10 → 192.168.88.1 (the gateway routes it to the portal's LAN address)."""
-        from testsupport.testbed import sh
-
-        sh(["ip", "netns", "add", self.mgmt])
-        self.bed.run(self.mgmt, "ip", "link", "set", "lo", "up")
-        sh(
-            [
-                "ip",
-                "link",
-                "add",
-                "mgmt0",
-                "netns",
-                self.bed.gw,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.mgmt,
-            ]
-        )
-        self.bed.run(
-            self.bed.gw,
-            "ip",
-            "-batch",
-            "-",
-            input=f"link set mgmt0 up\naddr add {MGMT_GW_IP}/24 dev mgmt0\n",
-        )
-        self.bed.run(
-            self.mgmt,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {MGMT_IP}/24 dev eth0\n"
-                f"route add default via {MGMT_GW_IP}\n"
-            ),
-        )
+        self.bed.add_host("mgmt", via=self.bed.gw, link="mgmt0", gateway_ip=MGMT_GW_IP, ip=MGMT_IP)
 
     def start_upstream(self) -> None:
         www = self.work / "www"
@@ -617,27 +500,15 @@ class Demo:
     def settings(self) -> dict[str, Any]:
         """The village's hotspot.toml, without [sync] (added once the collector gave the
         secret)."""
+        from testsupport.testbed import portal_settings
+
         return {
             "village": {"name": VILLAGE, "timezone": "Asia/Jakarta"},
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": self.bed.lan_address,
-                "uplink_down_kbps": 50000,
-                "uplink_up_kbps": 50000,
-            },
-            "database": {"url": f"sqlite:///{self.work}/hotspot.db"},
-            "control": {"socket": str(self.work / "control.sock")},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
+            **self.bed.gateway_settings(self.work, uplink_kbps=50_000, flush_seconds=2),
             "tiers": {"free": FREE, "premium": PREMIUM},
-            "portal": {
-                "user": "",
-                "workers": 2,
-                "threads": 16,
-                "secret_key_file": str(self.work / "portal.secret"),
-                "voucher_key_file": str(self.work / "voucher.key"),
-                "contact": "Kios BUMDes di balai desa (demo)",
-            },
+            "portal": portal_settings(
+                self.work, workers=2, threads=16, contact="Kios BUMDes di balai desa (demo)"
+            ),
             "packages": {
                 "harian": {
                     "title": "Harian",
@@ -684,6 +555,7 @@ class Demo:
         phone."""
         from hotspot import config as config_mod
         from provisioning import render as R
+        from testsupport import dhclient
 
         cfg = config_mod.load(overrides=self.settings())
         files = {f.path: f for f in R.render(cfg, b"", hotspot=sys.executable)}
@@ -737,27 +609,10 @@ class Demo:
         first = {"heavy": 0, "voucher": 1, "free": 2}  # the longest scripts first
         self.dhcp_started = time.monotonic()
         for ph in sorted(self.phones, key=lambda p: (first.get(p.role, 3), p.index)):
-            (ph.lease_dir / "dhclient.conf").write_text(DHCLIENT_CONF)
-            script = ph.lease_dir / "script"
-            script.write_text(DHCLIENT_SCRIPT.format(out=ph.lease_dir))
-            script.chmod(0o755)
             self.service(
                 f"dhclient-{ph.name}",
                 ph.ns,
-                [
-                    "dhclient",
-                    "-d",
-                    "-v",
-                    "-cf",
-                    str(ph.lease_dir / "dhclient.conf"),
-                    "-sf",
-                    str(script),
-                    "-lf",
-                    str(ph.lease_dir / "dhclient.leases"),
-                    "-pf",
-                    str(ph.lease_dir / "dhclient.pid"),
-                    "eth0",
-                ],
+                dhclient.command(ph.lease_dir, "eth0", timeout=60, retry=5),
             )
         self.step(
             f"dnsmasq serving DHCP {DHCP_RANGE[0]}–{DHCP_RANGE[1]} with option 114 "
@@ -767,10 +622,12 @@ class Demo:
 
     def check_leases(self) -> list[Phone]:
         """Phones whose lease arrived since the last look (dhclient's script wrote it)."""
+        from testsupport import dhclient
+
         new = []
         for ph in self.phones:
-            if ph.ip is None and (ph.lease_dir / "BOUND.env").exists():
-                env = _env_file(ph.lease_dir / "BOUND.env")
+            if ph.ip is None and (ph.lease_dir / dhclient.BOUND).exists():
+                env = dhclient.lease_env(ph.lease_dir / dhclient.BOUND)
                 with self.lock:
                     ph.ip = env.get("new_ip_address")
                     ph.option114 = env.get("new_rfc8910_captive_portal")
@@ -966,12 +823,7 @@ class Demo:
                 if ph.mac not in sessions and ph.ip:
                     infos[ph.mac] = self._ctl.call("client", mac=ph.mac)
         except Exception as exc:  # noqa: BLE001 - the gateway restarting, or gone
-            if self._ctl is not None:
-                try:
-                    self._ctl.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            self._ctl = None
+            self.drop_gateway_link()
             self.gateway_error = str(exc)
             return
         now = time.monotonic()

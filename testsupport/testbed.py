@@ -83,7 +83,8 @@ def run_prefix(base: str) -> str:
     return f"{base}-{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -98,7 +99,7 @@ def remove_stale_testbeds(base: str) -> None:
     stale = re.compile(rf"^{re.escape(base)}-(\d+)-")
     pids = {int(m.group(1)) for ns in existing_namespaces() if (m := stale.match(ns))}
     for pid in sorted(pids):
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             Testbed(prefix=f"{base}-{pid}").destroy()
 
 
@@ -121,6 +122,18 @@ def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     out = Path(path)
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def portal_settings(workdir: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:
+    """The ``[portal]`` table of a portal the tests, the bench or the demo start: it runs as
+    whoever starts it (no switch to the ``hotspot`` user), its secret and voucher key in
+    ``workdir``; ``settings`` add to these (or replace them)."""
+    return {
+        "user": "",
+        "secret_key_file": str(Path(workdir) / "portal.secret"),
+        "voucher_key_file": str(Path(workdir) / "voucher.key"),
+        **settings,
+    }
 
 
 @dataclass
@@ -164,6 +177,10 @@ class Testbed:
     ) -> subprocess.CompletedProcess[str]:
         return sh(self.ns_exec(ns) + list(args), check=check, timeout=timeout, input=input)
 
+    def ip_batch(self, ns: str, *commands: str, timeout: float = 60) -> None:
+        """The ``ip`` commands (``"link set eth0 up"``, …) in ``ns``, in one ``ip -batch``."""
+        self.run(ns, "ip", "-batch", "-", input="\n".join(commands) + "\n", timeout=timeout)
+
     def nft_element(self, verb: str, set_name: str, element: str) -> None:
         """``nft VERB element inet hotspot SET ELEMENT`` in the gateway: a change made by hand
         to the gateway's table."""
@@ -187,6 +204,25 @@ class Testbed:
         self._procs.append(proc)
         return proc
 
+    def gateway_settings(
+        self, workdir: str | os.PathLike[str], *, uplink_kbps: int = 100_000, flush_seconds: int = 5
+    ) -> dict[str, Any]:
+        """The hotspot.toml tables of the real gateway on this testbed: its bridge, uplink
+        and LAN address, a backhaul of ``uplink_kbps`` each way, its database and control
+        socket in ``workdir``, a tick of half a second (so that waiting for one is short)."""
+        return {
+            "network": {
+                "lan_interface": "br-lan",
+                "wan_interface": "eth0",
+                "lan_address": self.lan_address,
+                "uplink_down_kbps": uplink_kbps,
+                "uplink_up_kbps": uplink_kbps,
+            },
+            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
+            "control": {"socket": str(Path(workdir) / "control.sock")},
+            "gateway": {"tick_seconds": 0.5, "flush_seconds": flush_seconds},
+        }
+
     # -- building --------------------------------------------------------------------------
 
     def build(self) -> Testbed:
@@ -196,32 +232,21 @@ class Testbed:
             sh(["ip", "netns", "add", ns])
             self.run(ns, "ip", "link", "set", "lo", "up")
         gw, up = self.gw, self.up
-        batch = [
-            "link add br-lan type bridge",
-            "link set br-lan up",
-            f"addr add {lan} dev br-lan",
-        ]
-        self.run(gw, "ip", "-batch", "-", input="\n".join(batch) + "\n")
-        veth("eth0", gw, "eth0", up)
-        self.run(
-            gw,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {WAN_GW_IP}/24 dev eth0\n"
-                f"route add default via {WAN_UP_IP}\n"
-            ),
+        self.ip_batch(
+            gw, "link add br-lan type bridge", "link set br-lan up", f"addr add {lan} dev br-lan"
         )
-        self.run(
+        veth("eth0", gw, "eth0", up)
+        self.ip_batch(
+            gw,
+            "link set eth0 up",
+            f"addr add {WAN_GW_IP}/24 dev eth0",
+            f"route add default via {WAN_UP_IP}",
+        )
+        self.ip_batch(
             up,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"link set eth0 up\naddr add {WAN_UP_IP}/24 dev eth0\n"
-                f"addr add {UPSTREAM_IP}/32 dev lo\n"
-            ),
+            "link set eth0 up",
+            f"addr add {WAN_UP_IP}/24 dev eth0",
+            f"addr add {UPSTREAM_IP}/32 dev lo",
         )
         # The upstream host must not answer for the LAN itself: only via the gateway's NAT.
         self.run(gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -243,7 +268,7 @@ class Testbed:
                 f"addr add {ip}/{lan.network.prefixlen} dev eth0",
                 f"route add default via {lan.ip}",
             ]
-        self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n")
+        self.ip_batch(ns, *cmds)
         phone = Phone(ns=ns, mac=mac, ip=ip)
         self.phones.append(phone)
         return phone
@@ -309,7 +334,7 @@ class Testbed:
             cmds += [
                 f"neigh replace {gw_ip} lladdr {gw_mac} dev {p.ifname} nud permanent" for p in m
             ]
-        self.run(ns, "ip", "-batch", "-", input="\n".join(cmds) + "\n", timeout=300)
+        self.ip_batch(ns, *cmds, timeout=300)
         if static_neighbours:
             self.gateway_neighbours([(p.ip, p.mac) for p in m])
         return crowd
@@ -317,28 +342,44 @@ class Testbed:
     def gateway_neighbours(self, pairs: list[tuple[str, str]]) -> None:
         """Permanent neighbour entries (ip, mac) on the gateway's LAN bridge: the gateway
         then never has to ask for these MACs (ARP)."""
-        self.run(
+        self.ip_batch(
             self.gw,
-            "ip",
-            "-batch",
-            "-",
+            *(f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent" for ip, mac in pairs),
             timeout=300,
-            input="".join(
-                f"neigh replace {ip} lladdr {mac} dev br-lan nud permanent\n" for ip, mac in pairs
-            ),
         )
+
+    def add_host(self, name: str, *, via: str, link: str, gateway_ip: str, ip: str) -> str:
+        """A namespace ``<p>-<name>`` beside the village (the province's collector, the
+        operator network's laptop): its ``eth0`` at ``ip``/24 is a veth to the namespace
+        ``via``, whose end ``link`` is ``gateway_ip``/24, its default route. Returns its name."""
+        ns = f"{self.prefix}-{name}"
+        sh(["ip", "netns", "add", ns])
+        self.run(ns, "ip", "link", "set", "lo", "up")
+        veth(link, via, "eth0", ns)
+        self.ip_batch(via, f"link set {link} up", f"addr add {gateway_ip}/24 dev {link}")
+        self.ip_batch(
+            ns,
+            "link set eth0 up",
+            f"addr add {ip}/24 dev eth0",
+            f"route add default via {gateway_ip}",
+        )
+        return ns
 
     def link_mac(self, ns: str, ifname: str) -> str:
         return self.run(ns, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
 
-    def wait_port(self, ns: str, host: str, port: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    def port_open(self, ns: str, host: str, port: int, timeout: float = 60) -> bool:
+        """Whether ``host:port`` accepts a TCP connection from inside ``ns`` (half a second)."""
         probe = (
             f"import socket,sys\ns=socket.socket()\ns.settimeout(0.5)\n"
             f"sys.exit(s.connect_ex(({host!r},{port})))"
         )
+        return self.run(ns, "python3", "-c", probe, check=False, timeout=timeout).returncode == 0
+
+    def wait_port(self, ns: str, host: str, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.run(ns, "python3", "-c", probe, check=False).returncode == 0:
+            if self.port_open(ns, host, port):
                 return
             time.sleep(0.1)
         raise TestbedError(f"nothing listens on {host}:{port} in {ns} after {timeout}s")

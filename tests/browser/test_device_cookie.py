@@ -12,106 +12,62 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
-import shutil
 import time
 
 import pytest
 
 from gateway.ruleset import PEERS_TIMEOUT
-from tests.browser.conftest import launch, phone_context, shot
-from tests.browser.test_e2e import PORTAL, TOOLS, Village
-from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, write_toml
+from tests.browser.conftest import (
+    PORTAL,
+    Village,
+    launch,
+    phone_context,
+    shot,
+    simulated_village,
+    village_marks,
+)
+from testsupport.testbed import UPSTREAM_IP
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in TOOLS + ("ping",)), reason=f"needs {', '.join(TOOLS)}"
-    ),
-]
+pytestmark = village_marks("ping")
 
 BIG = 3 * 1000 * 1000  # bytes: more than the free tier's 1 MB a day here
 
 
 @pytest.fixture
 def village(tmp_path):
-    tb.remove_stale_testbeds("hsk")
-    bed = tb.Testbed(prefix=tb.run_prefix("hsk"), clients=2)
-    bed.build()
-    try:
-        webroot = tmp_path / "www"
-        webroot.mkdir()
-        (webroot / "index.html").write_text("<!doctype html><title>B</title><h1>upstream ok</h1>")
-        (webroot / "big.bin").write_bytes(b"\0" * BIG)
-        bed.start_upstream(webroot, iperf=False)
-        v = Village(bed, tmp_path)
-        write_toml(
-            v.config,
-            {
-                "village": {"name": "Desa Sungai Duren"},
-                "network": {
-                    "lan_interface": "br-lan",
-                    "wan_interface": "eth0",
-                    "lan_address": bed.lan_address,
-                    "uplink_down_kbps": 100000,
-                    "uplink_up_kbps": 100000,
+    with simulated_village(
+        tmp_path,
+        "hsk",
+        {
+            "index.html": b"<!doctype html><title>B</title><h1>upstream ok</h1>",
+            "big.bin": b"\0" * BIG,
+        },
+        {
+            "tiers": {
+                "free": {
+                    "down_kbps": 50000,
+                    "up_kbps": 10000,
+                    "session_minutes": 60,
+                    "idle_minutes": 10,
+                    "daily_minutes": 120,
+                    "daily_mb": 1,
                 },
-                "tiers": {
-                    "free": {
-                        "down_kbps": 50000,
-                        "up_kbps": 10000,
-                        "session_minutes": 60,
-                        "idle_minutes": 10,
-                        "daily_minutes": 120,
-                        "daily_mb": 1,
-                    },
-                    "premium": {
-                        "down_kbps": 50000,
-                        "up_kbps": 10000,
-                        "session_minutes": 0,
-                        "idle_minutes": 0,
-                        "daily_minutes": 0,
-                        "daily_mb": 0,
-                    },
-                },
-                "database": {"url": v.db_url},
-                "control": {"socket": str(v.socket)},
-                "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
-                "portal": {
-                    "user": "",
-                    "workers": 2,
-                    "secret_key_file": str(tmp_path / "portal.secret"),
-                    "voucher_key_file": str(v.voucher_key),
-                    "free_devices_per_address": 2,
-                },
-                "packages": {
-                    "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24}
+                "premium": {
+                    "down_kbps": 50000,
+                    "up_kbps": 10000,
+                    "session_minutes": 0,
+                    "idle_minutes": 0,
+                    "daily_minutes": 0,
+                    "daily_mb": 0,
                 },
             },
-        )
-        v.hotspot("gateway", "run", "--log-level", "DEBUG", log="gateway.log")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                v.call("ping")
-                break
-            except Exception:  # noqa: BLE001 - still starting
-                if time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "gateway.log").read_text())
-                time.sleep(0.1)
-        v.hotspot("portal", "run", log="portal.log")
-        try:
-            bed.wait_port(bed.gw, "10.10.0.1", 8080, timeout=30)
-        except Exception:  # noqa: BLE001 - any failure to start: show the portal's log
-            raise RuntimeError((tmp_path / "portal.log").read_text()) from None
+            "portal": {"free_devices_per_address": 2},
+            "packages": {
+                "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24}
+            },
+        },
+    ) as v:
         yield v
-    finally:
-        bed.destroy()
-        for name in ("gateway.log", "portal.log"):
-            if (tmp_path / name).exists():
-                print(f"--- {name}\n" + (tmp_path / name).read_text()[-3000:])
 
 
 def change_mac(village: Village, phone: int, mac: str, *, new_address: bool = False) -> None:

@@ -13,151 +13,36 @@ Playwright drives it over a pipe, which crosses namespaces.
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-from hotspot.control import ControlClient
-from tests.browser.conftest import CHROMIUM, launch, phone_context, shot
-from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, write_toml
+from tests.browser.conftest import (
+    PORTAL,
+    launch,
+    phone_context,
+    shot,
+    simulated_village,
+    village_marks,
+)
+from tests.unit.portal.conftest import PACKAGES
+from testsupport.testbed import UPSTREAM_IP
 
-PORTAL = "http://10.10.0.1:8080"
-TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
-
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}"
-    ),
-]
-
-
-class Village:
-    def __init__(self, bed: tb.Testbed, workdir: Path):
-        self.bed = bed
-        self.workdir = workdir
-        self.config = workdir / "hotspot.toml"
-        self.socket = workdir / "control.sock"
-        self.db_url = f"sqlite:///{workdir}/hotspot.db"
-        self.voucher_key = workdir / "voucher.key"
-
-    def hotspot(self, *args: str, log: str):
-        return self.bed.popen(
-            self.bed.gw,
-            sys.executable,
-            "-m",
-            "hotspot_cli",
-            "--config",
-            str(self.config),
-            *args,
-            log_path=self.workdir / log,
-        )
-
-    def call(self, op: str, **args):
-        with ControlClient(str(self.socket)) as ctl:
-            return ctl.call(op, **args)
-
-    def curl(self, phone: int, url: str) -> str:
-        out = self.bed.run(
-            self.bed.phones[phone].ns,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            "-m",
-            "5",
-            url,
-            check=False,
-        )
-        return out.stdout.strip()
-
-    def chromium_in(self, phone: int) -> str:
-        """An executable that runs Chromium inside the phone's namespace."""
-        path = self.workdir / f"chromium-{phone}"
-        path.write_text(
-            f'#!/bin/sh\nexec ip netns exec {self.bed.phones[phone].ns} {CHROMIUM} "$@"\n'
-        )
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        return str(path)
+pytestmark = village_marks()
 
 
 @pytest.fixture
 def village(tmp_path):
-    tb.remove_stale_testbeds("hsp")
-    bed = tb.Testbed(prefix=tb.run_prefix("hsp"), clients=2)
-    bed.build()
-    try:
-        webroot = tmp_path / "www"
-        webroot.mkdir()
-        (webroot / "index.html").write_text(
-            "<!doctype html><title>Berita</title><h1>upstream ok</h1>"
-        )
-        bed.start_upstream(webroot, iperf=False)
-        v = Village(bed, tmp_path)
-        write_toml(
-            v.config,
-            {
-                "village": {"name": "Desa Sungai Duren"},
-                "network": {
-                    "lan_interface": "br-lan",
-                    "wan_interface": "eth0",
-                    "lan_address": bed.lan_address,
-                    "uplink_down_kbps": 100000,
-                    "uplink_up_kbps": 100000,
-                },
-                "database": {"url": v.db_url},
-                "control": {"socket": str(v.socket)},
-                "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
-                "portal": {
-                    "user": "",
-                    "workers": 2,
-                    "secret_key_file": str(tmp_path / "portal.secret"),
-                    "voucher_key_file": str(v.voucher_key),
-                    "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
-                },
-                # The kiosk's operator network (tests/browser/test_operator.py, #10.12).
-                "operator": {"management_networks": ["192.168.88.0/24"]},
-                "packages": {
-                    "harian": {
-                        "title": "Harian",
-                        "price": 5000,
-                        "tier": "premium",
-                        "hours": 24,
-                        "data_mb": 1000,
-                    }
-                },
-            },
-        )
-        v.hotspot("gateway", "run", "--log-level", "DEBUG", log="gateway.log")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                v.call("ping")
-                break
-            except Exception:  # noqa: BLE001 - still starting
-                if time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "gateway.log").read_text())
-                time.sleep(0.1)
-        v.hotspot("portal", "run", log="portal.log")
-        try:
-            bed.wait_port(bed.gw, "10.10.0.1", 8080, timeout=30)
-        except Exception:  # noqa: BLE001 - any failure to start: show the portal's log
-            raise RuntimeError((tmp_path / "portal.log").read_text()) from None
+    with simulated_village(
+        tmp_path,
+        "hsp",
+        {"index.html": b"<!doctype html><title>Berita</title><h1>upstream ok</h1>"},
+        {
+            "portal": {"contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234"},
+            # The kiosk's operator network (tests/browser/test_operator.py, #10.12).
+            "operator": {"management_networks": ["192.168.88.0/24"]},
+            "packages": {"harian": PACKAGES["harian"]},  # 1000 MB, checked below
+        },
+    ) as v:
         yield v
-    finally:
-        bed.destroy()
-        for name in ("gateway.log", "portal.log"):
-            if (tmp_path / name).exists():
-                print(f"--- {name}\n" + (tmp_path / name).read_text()[-3000:])
 
 
 def test_accept_the_terms_then_the_internet(village, playwright, artifacts):

@@ -20,14 +20,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 from hotspot import operators
 from hotspot.audit import Actor
-from tests.browser.conftest import launch, phone_context, shot
+from tests.browser.conftest import (
+    VILLAGE_TOOLS,
+    launch,
+    page_width,
+    phone_context,
+    shot,
+    watch_static,
+)
 from tests.browser.test_e2e import village  # noqa: F401 - the simulated village (root)
 from tests.browser.test_pages import PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
@@ -46,14 +52,7 @@ def _watch(page, problems: list[str]) -> None:
             else None
         ),
     )
-    page.on(
-        "response",
-        lambda r: (
-            problems.append(f"{r.url} {r.status}")
-            if "/static/" in r.url and r.status not in (200, 304)
-            else None
-        ),
-    )
+    watch_static(page, problems)
 
 
 def _login(page, base: str, name: str, password: str) -> None:
@@ -63,16 +62,6 @@ def _login(page, base: str, name: str, password: str) -> None:
     page.fill("#f-password", password)
     page.click("form[action='/operator/login'] button")
     assert page.url.rstrip("/").endswith("/operator"), page.url
-
-
-def _width(browser, ctx_cookies, url: str) -> int:
-    ctx = phone_context(browser, javascript=True)
-    ctx.add_cookies(ctx_cookies)
-    page = ctx.new_page()
-    page.goto(url)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    ctx.close()
-    return width
 
 
 def test_console_pages_on_a_phone(playwright, portal, artifacts):
@@ -113,7 +102,7 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
                 assert page.locator("h1").count() == 1, path
                 shot(page, artifacts, f"{lang}-{i}-{name}")
                 if lang == "id":
-                    assert _width(browser, cookies, portal.base + path) <= 360, path
+                    assert page_width(browser, portal.base + path, cookies) <= 360, path
             # bad input, said plainly, nothing lost
             page.goto(portal.base + "/operator/packages/new")
             page.fill("#f-name", "malam")
@@ -151,37 +140,29 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
 
 # -- the kiosk's day, in a simulated village (root) -------------------------------------------
 
-E2E_TOOLS = ("ip", "nft", "tc", "conntrack", "curl")
 MGMT_GW, MGMT_KIOSK = "192.168.88.1", "192.168.88.10"
 
 
 def _operator_network(village, phone: int) -> None:
     """The kiosk joins the operator network: a veth from its namespace to the gateway's, and
     the portal's address routed over it (the LAN leg stays for everything else)."""
-    from testsupport.testbed import sh
+    from testsupport.testbed import veth
 
     ns, gw = village.bed.phones[phone].ns, village.bed.gw
-    sh(["ip", "link", "add", "opm0", "netns", gw, "type", "veth", "peer", "name", "opm1",
-        "netns", ns])  # fmt: skip
-    village.bed.run(
-        gw, "ip", "-batch", "-", input=f"link set opm0 up\naddr add {MGMT_GW}/24 dev opm0\n"
-    )
-    village.bed.run(
+    veth("opm0", gw, "opm1", ns)
+    village.bed.ip_batch(gw, "link set opm0 up", f"addr add {MGMT_GW}/24 dev opm0")
+    village.bed.ip_batch(
         ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"link set opm1 up\naddr add {MGMT_KIOSK}/24 dev opm1\n"
-            f"route add 10.10.0.1/32 via {MGMT_GW} src {MGMT_KIOSK}\n"
-        ),
+        "link set opm1 up",
+        f"addr add {MGMT_KIOSK}/24 dev opm1",
+        f"route add 10.10.0.1/32 via {MGMT_GW} src {MGMT_KIOSK}",
     )
 
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables")
 @pytest.mark.skipif(
-    any(shutil.which(t) is None for t in E2E_TOOLS), reason=f"needs {', '.join(E2E_TOOLS)}"
+    any(shutil.which(t) is None for t in VILLAGE_TOOLS), reason=f"needs {', '.join(VILLAGE_TOOLS)}"
 )
 def test_kiosk_day(village, playwright, artifacts):
     from testsupport.testbed import UPSTREAM_IP
@@ -191,18 +172,7 @@ def test_kiosk_day(village, playwright, artifacts):
     phone = village.bed.phones[villager]
     # The first admin is made on the gateway's terminal (password on stdin).
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotspot_cli",
-            "--config",
-            str(village.config),
-            "operators",
-            "add",
-            "budi",
-            "--role",
-            "admin",
-        ],
+        village.hotspot("operators", "add", "budi", "--role", "admin"),
         input=ADMIN_PW + "\n",
         capture_output=True,
         text=True,

@@ -22,7 +22,7 @@ from hotspot.vouchers.batches import create_batch
 from hotspot.vouchers.packages import sync_packages
 from portal import create_app
 from portal.startup import prepare
-from tests.browser.conftest import launch, phone_context, shot
+from tests.browser.conftest import launch, page_width, phone_context, shot, watch_static
 from tests.unit.fakes import FakeDataPath
 from tests.unit.portal.conftest import PACKAGES
 from tests.unit.portal.fakes import LocalGateway
@@ -98,24 +98,7 @@ def _watch(page, problems: list[str]) -> None:
             else None
         ),
     )
-    page.on(
-        "response",
-        lambda resp: (
-            problems.append(f"failed: {resp.url} {resp.status}")
-            if "/static/" in resp.url and resp.status not in (200, 304)
-            else None
-        ),
-    )
-
-
-def _fits(browser, url: str) -> int:
-    """The page's width in a 360 px phone with script on (for measuring only)."""
-    ctx = phone_context(browser, javascript=True)
-    page = ctx.new_page()
-    page.goto(url)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    ctx.close()
-    return width
+    watch_static(page, problems)
 
 
 def test_every_page_in_both_languages(playwright, portal, artifacts):
@@ -134,7 +117,7 @@ def test_every_page_in_both_languages(playwright, portal, artifacts):
             assert page.url.startswith(base + "/?to=")
             assert page.locator("html").get_attribute("lang") == lang
             shots.append(shot(page, artifacts, f"{lang}-1-splash"))
-            assert _fits(browser, page.url) <= 360
+            assert page_width(browser, page.url) <= 360
 
             # A mistyped voucher: the message, the code kept for correcting.
             page.fill("#code", "abcd efgh jk")
@@ -157,7 +140,7 @@ def test_every_page_in_both_languages(playwright, portal, artifacts):
             page.goto(base + "/")
             assert page.locator("form[action='/logout'] button").is_visible()
             shots.append(shot(page, artifacts, f"{lang}-5-status"))
-            assert _fits(browser, base + "/") <= 360
+            assert page_width(browser, base + "/") <= 360
 
             # Disconnect, then the day's free allowance runs out.
             page.click("form[action='/logout'] button")

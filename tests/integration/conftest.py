@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from testsupport.loopback import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 NETNS_TOOLS = ("ip", "nft", "tc", "curl")
 
@@ -132,14 +134,6 @@ def _as_postgres() -> dict[str, Any]:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres():
     reason = pg_skip_reason()
@@ -176,7 +170,7 @@ def postgres():
         cwd=base,
         **demote,
     )
-    port = _free_port()
+    port = free_port()
     log = open(base / "postgres.log", "ab")
     proc = subprocess.Popen(
         [

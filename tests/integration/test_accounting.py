@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
 
 from hotspot.errors import Refused
 from tests.integration.village import GatewayRunner, wait_for
-from tests.netns.helpers import tier
+from tests.netns.helpers import curl_report, curl_report_command, mtu_sized_frames, tier
 from testsupport import testbed as tb
 from testsupport.testbed import UPSTREAM_IP
 
@@ -36,14 +35,6 @@ def counters(bed: tb.Testbed, phone: tb.Phone) -> dict[str, int]:
     return {"rx": rx, "rxp": rxp, "tx": tx, "txp": txp}
 
 
-def mtu_sized_frames(bed: tb.Testbed) -> None:
-    """Senders put MTU-sized frames on the veth "wires", as a real link carries them (a veth
-    otherwise passes 64 KB TSO super-packets, which the phone's counters see as one frame
-    with one header while the gateway charges every segment's headers, as the wire would)."""
-    for ns in [bed.up] + [p.ns for p in bed.phones]:
-        bed.run(ns, "ip", "link", "set", "dev", "eth0", "gso_max_segs", "1")
-
-
 def ip_bytes(before: dict[str, int], after: dict[str, int]) -> tuple[int, int]:
     down = (after["rx"] - before["rx"]) - ETHERNET_HEADER * (after["rxp"] - before["rxp"])
     up = (after["tx"] - before["tx"]) - ETHERNET_HEADER * (after["txp"] - before["txp"])
@@ -61,6 +52,9 @@ def village(tmp_path):
     webroot.mkdir()
     (webroot / "big.bin").write_bytes(os.urandom(1 << 20) * 12)  # 12 MiB
     bed.start_upstream(webroot, iperf=True)
+    # A veth otherwise passes 64 KB TSO super-packets, which the phone's counters see as one
+    # frame with one header while the gateway charges every segment's headers, as the wire
+    # would.
     mtu_sized_frames(bed)
     gw = GatewayRunner(
         bed,
@@ -81,18 +75,10 @@ def test_counted_bytes_match_the_phones_interface(village, artifacts):
     phone = bed.phones[0]
     gw.call("authorize", mac=phone.mac, ip=phone.ip, tier="fast", source="admin")
     before = counters(bed, phone)
-    curl = bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{size_download}",
-        f"http://{UPSTREAM_IP}/big.bin",
-        timeout=60,
+    got = curl_report(
+        bed, phone.ns, f"http://{UPSTREAM_IP}/big.bin", "%{size_download}", timeout=None, check=True
     )
-    assert int(curl.stdout) == 12 << 20
+    assert int(got) == 12 << 20
     for reverse in (False, True):  # upload, then download; paced below the tier's cap
         out = bed.run(
             phone.ns,
@@ -141,24 +127,10 @@ def test_daily_allowance_is_enforced_with_real_traffic(village, artifacts):
     phone = bed.phones[1]
     gw.call("authorize", mac=phone.mac, ip=phone.ip, tier="capped", source="free")
     started = time.monotonic()
-    curl = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            phone.ns,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-m",
-            "30",
-            "-w",
-            "%{size_download}",
-            f"http://{UPSTREAM_IP}/big.bin",
-        ],
-        capture_output=True,
-        text=True,
+    curl = bed.run(
+        phone.ns,
+        *curl_report_command(f"http://{UPSTREAM_IP}/big.bin", "%{size_download}", timeout=30),
+        check=False,
         timeout=60,
     )
     elapsed = time.monotonic() - started
@@ -196,18 +168,5 @@ def test_daily_allowance_is_enforced_with_real_traffic(village, artifacts):
     with pytest.raises(Refused) as err:
         gw.call("authorize", mac=phone.mac, ip=phone.ip, tier="capped", source="free")
     assert err.value.code == "quota-exhausted"
-    again = bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-m",
-        "3",
-        "-w",
-        "%{http_code}",
-        f"http://{UPSTREAM_IP}/big.bin",
-        check=False,
-        timeout=10,
-    )
-    assert again.stdout.strip() in ("000", "302", "307", "511")  # walled again
+    again = curl_report(bed, phone.ns, f"http://{UPSTREAM_IP}/big.bin", "%{http_code}")
+    assert again in ("000", "302", "307", "511")  # walled again

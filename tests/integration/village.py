@@ -21,7 +21,7 @@ from typing import Any
 
 from hotspot.control import ControlClient
 from tests.netns.helpers import wait_until
-from testsupport.testbed import Testbed, sh, veth, write_toml
+from testsupport.testbed import Testbed, write_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROV_IP = "203.0.113.10"
@@ -41,23 +41,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 def add_province(bed: Testbed, *, rate_kbit: int, loss_pct: int) -> str:
     """The collector's namespace, behind a slow and lossy link; returns its name."""
-    prov = f"{bed.prefix}-prov"
-    sh(["ip", "netns", "add", prov])
-    bed.run(prov, "ip", "link", "set", "lo", "up")
-    veth("prov0", bed.up, "eth0", prov)
-    bed.run(
-        bed.up, "ip", "-batch", "-", input=(f"link set prov0 up\naddr add {PROV_GW}/24 dev prov0\n")
-    )
+    prov = bed.add_host("prov", via=bed.up, link="prov0", gateway_ip=PROV_GW, ip=PROV_IP)
     bed.run(bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    bed.run(
-        prov,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"link set eth0 up\naddr add {PROV_IP}/24 dev eth0\nroute add default via {PROV_GW}\n"
-        ),
-    )
     for ns, dev in ((bed.up, "prov0"), (prov, "eth0")):
         bed.run(
             ns,
@@ -153,21 +138,10 @@ class GatewayRunner(Proc):
     """The real ``hotspot gateway run`` in the gateway namespace."""
 
     def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any]):
-        self.socket = str(workdir / "control.sock")
-        data: dict[str, Any] = {
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": bed.lan_address,
-                "uplink_down_kbps": 200000,
-                "uplink_up_kbps": 200000,
-            },
-            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
-            "control": {"socket": self.socket},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
-        }
+        data = bed.gateway_settings(workdir, uplink_kbps=200_000, flush_seconds=2)
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
+        self.socket: str = data["control"]["socket"]
         self.config = write_toml(workdir / "hotspot.toml", data)
         super().__init__(
             bed,

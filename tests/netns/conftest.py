@@ -49,54 +49,29 @@ class GatewayProcess:
     def __init__(self, bed: Testbed, workdir: Path, overrides: dict[str, Any] | None = None):
         self.bed = bed
         self.workdir = workdir
-        self.socket = str(workdir / "control.sock")
         self.log = workdir / "gateway.log"
-        data: dict[str, Any] = {
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": bed.lan_address,
-                "uplink_down_kbps": 100000,
-                "uplink_up_kbps": 100000,
-            },
-            "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
-            "control": {"socket": self.socket},
-            "gateway": {"tick_seconds": 0.5, "flush_seconds": 5},
-        }
+        data = bed.gateway_settings(workdir)
         for section, values in (overrides or {}).items():
             data.setdefault(section, {}).update(values)
+        self.settings = data  # what it runs on (written to config_path)
+        self.socket: str = data["control"]["socket"]
         self.config_path = write_toml(workdir / "hotspot.toml", data)
         self.proc: subprocess.Popen | None = None
         self._client: ControlClient | None = None
 
+    def hotspot(self, *args: str) -> list[str]:
+        """The command line of ``hotspot ARGS…`` on this gateway's configuration."""
+        return [sys.executable, "-m", "hotspot_cli", "--config", str(self.config_path), *args]
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.bed.run(
-            self.bed.gw,
-            sys.executable,
-            "-m",
-            "hotspot_cli",
-            "--config",
-            str(self.config_path),
-            *args,
-            check=check,
-        )
+        return self.bed.run(self.bed.gw, *self.hotspot(*args), check=check)
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         if os.path.exists(self.socket):
             # A socket left by kill -9 must not fool the wait below.
             os.unlink(self.socket)
         self.proc = self.bed.popen(
-            self.bed.gw,
-            sys.executable,
-            "-m",
-            "hotspot_cli",
-            "--config",
-            str(self.config_path),
-            "gateway",
-            "run",
-            "--log-level",
-            "DEBUG",
-            log_path=self.log,
+            self.bed.gw, *self.hotspot("gateway", "run", "--log-level", "DEBUG"), log_path=self.log
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -112,6 +87,16 @@ class GatewayProcess:
                     pass
             time.sleep(0.05)
         raise RuntimeError(f"gateway did not come up:\n{self.log.read_text()}")
+
+    def start_portal(self, timeout: float = 30.0) -> None:
+        """``hotspot portal run`` on this gateway's configuration, in the gateway namespace
+        (its log: ``portal.log``); returns once the portal listens."""
+        log = self.workdir / "portal.log"
+        self.bed.popen(self.bed.gw, *self.hotspot("portal", "run"), log_path=log)
+        try:
+            self.bed.wait_port(self.bed.gw, GW_LAN_IP, PORTAL_PORT, timeout=timeout)
+        except Exception:  # noqa: BLE001 - any failure to start: show the portal's log
+            raise RuntimeError(log.read_text()) from None
 
     @property
     def client(self) -> ControlClient:

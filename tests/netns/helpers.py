@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hotspot.config import Config
+from provisioning import render as R
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, Phone, Testbed  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
@@ -91,6 +93,34 @@ def curl(bed: Testbed, ns: str, url: str, *extra: str, timeout: float = 3) -> Cu
     )
     body, _, code = proc.stdout.rpartition("\n")
     return CurlResult(proc.returncode, code.strip() or "000", body)
+
+
+def curl_report_command(url: str, report: str, *extra: str, timeout: float | None = 3) -> list[str]:
+    """curl GETting ``url``, throwing the body away and printing only ``report`` (a ``-w``
+    format: ``%{http_code}``, ``%{size_download}``, …); ``timeout``: curl's ``-m`` (None:
+    no limit of its own)."""
+    limit = [] if timeout is None else ["-m", str(timeout)]
+    return ["curl", "-s", "-o", "/dev/null", "-w", report, *limit, *extra, url]
+
+
+def curl_report(
+    bed: Testbed,
+    ns: str,
+    url: str,
+    report: str,
+    *extra: str,
+    timeout: float | None = 3,
+    check: bool = False,
+) -> str:
+    """What :func:`curl_report_command` prints, run in ``ns`` (``000`` for a status when no
+    HTTP answer came)."""
+    proc = bed.run(
+        ns,
+        *curl_report_command(url, report, *extra, timeout=timeout),
+        check=check,
+        timeout=60 if timeout is None else timeout + 5,
+    )
+    return proc.stdout.strip()
 
 
 def ping(bed: Testbed, ns: str, addr: str, *, count: int = 1, wait: float = 1) -> bool:
@@ -211,6 +241,80 @@ def dns_query(
     bed: Testbed, ns: str, server: str, name: str, qtype: str = "A", **opts: Any
 ) -> dict[str, Any]:
     return dns_queries(bed, ns, [{"server": server, "name": name, "type": qtype, **opts}])[0]
+
+
+# -- resolvers ------------------------------------------------------------------------------
+
+
+def start_upstream_dns(bed: Testbed, work: Path, *answers: str) -> Path:
+    """The "internet's" resolver: dnsmasq at UPSTREAM_IP in the upstream namespace, answering
+    from ``answers`` alone (dnsmasq options: ``--address=/name/ip``, …) and logging every
+    question. Returns its log once it answers."""
+    log = work / "upstream.log"
+    bed.popen(
+        bed.up,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        f"--listen-address={UPSTREAM_IP}",
+        "--bind-interfaces",
+        *answers,
+        f"--pid-file={work}/upstream.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=log,
+    )
+    bed.wait_port(bed.up, UPSTREAM_IP, 53)  # TCP DNS: up means ready
+    return log
+
+
+@dataclass
+class GatewayResolvers:
+    leases: Path  # the full resolver's DHCP leases
+    log: Path  # the full resolver's
+    walled_log: Path
+
+
+def start_gateway_resolvers(
+    bed: Testbed, village: Config, work: Path, *options: str
+) -> GatewayResolvers:
+    """The two resolvers of the device: dnsmasq.conf (the full one, with DHCP) and
+    walled-dns.conf as ``hotspot provision`` renders them from ``village``, each run by its
+    own dnsmasq in the gateway namespace (as root: it drops to the dnsmasq user, keeping what
+    nftset= needs, so ``work`` must be readable by it), logging every question; ``options``
+    go to the full one. Returns once both answer."""
+    files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
+    full, walled = work / "dnsmasq.conf", work / "walled-dns.conf"
+    full.write_bytes(files[R.DNSMASQ].content)
+    walled.write_bytes(files[R.WALLED_DNS_CONF].content)
+    out = GatewayResolvers(work / "leases", work / "dnsmasq.log", work / "walled.log")
+    bed.popen(
+        bed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={full}",
+        f"--dhcp-leasefile={out.leases}",
+        f"--pid-file={work}/dnsmasq.pid",
+        *options,
+        "--log-facility=-",
+        "--log-queries",
+        log_path=out.log,
+    )
+    bed.popen(
+        bed.gw,
+        "dnsmasq",
+        "--keep-in-foreground",
+        f"--conf-file={walled}",
+        f"--pid-file={work}/walled.pid",
+        "--log-facility=-",
+        "--log-queries",
+        log_path=out.walled_log,
+    )
+    for port in (53, village.network.walled_dns_port):  # TCP DNS: up means ready
+        bed.wait_port(bed.gw, GW_LAN_IP, port)
+    return out
 
 
 # -- listeners ------------------------------------------------------------------------------
@@ -551,30 +655,18 @@ def setup_ipv6(bed: Testbed) -> dict[str, str]:
     Returns phone namespace → its IPv6 address."""
     addrs = {}
     bed.run(bed.gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-    bed.run(
-        bed.gw,
-        "ip",
-        "-batch",
-        "-",
-        input=(f"addr add {LAN6_GW}/64 dev br-lan nodad\naddr add {WAN6_GW}/64 dev eth0 nodad\n"),
+    bed.ip_batch(
+        bed.gw, f"addr add {LAN6_GW}/64 dev br-lan nodad", f"addr add {WAN6_GW}/64 dev eth0 nodad"
     )
-    bed.run(
-        bed.up,
-        "ip",
-        "-batch",
-        "-",
-        input=(f"addr add {UPSTREAM6}/64 dev eth0 nodad\nroute add fd00:1::/64 via {WAN6_GW}\n"),
+    bed.ip_batch(
+        bed.up, f"addr add {UPSTREAM6}/64 dev eth0 nodad", f"route add fd00:1::/64 via {WAN6_GW}"
     )
     for i, phone in enumerate(bed.phones, start=1):
         addr = f"fd00:1::{10 + i:x}"
-        bed.run(
+        bed.ip_batch(
             phone.ns,
-            "ip",
-            "-batch",
-            "-",
-            input=(
-                f"addr add {addr}/64 dev {phone.ifname} nodad\nroute add default via {LAN6_GW}\n"
-            ),
+            f"addr add {addr}/64 dev {phone.ifname} nodad",
+            f"route add default via {LAN6_GW}",
         )
         addrs[phone.ns] = addr
     return addrs
@@ -592,13 +684,9 @@ def mtu_sized_frames(bed: Testbed) -> None:
 
 def readdress(bed: Testbed, phone: Phone, ip: str, prefixlen: int = 22) -> None:
     """Move ``phone`` to address ``ip`` (its MAC stays)."""
-    bed.run(
+    bed.ip_batch(
         phone.ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            f"addr flush dev {phone.ifname}\naddr add {ip}/{prefixlen} dev {phone.ifname}\n"
-            f"route replace default via {GW_LAN_IP}\n"
-        ),
+        f"addr flush dev {phone.ifname}",
+        f"addr add {ip}/{prefixlen} dev {phone.ifname}",
+        f"route replace default via {GW_LAN_IP}",
     )

@@ -7,32 +7,15 @@ from hotspot import config as config_mod
 from hotspot.db import open_database
 from tests.unit.fakes import Clock, FakeDataPath
 
-TIERS = {
-    "free": {
-        "down_kbps": 1024,
-        "up_kbps": 512,
-        "session_minutes": 60,
-        "idle_minutes": 10,
-        "daily_minutes": 120,
-        "daily_mb": 300,
-    },
-    "premium": {
-        "down_kbps": 5120,
-        "up_kbps": 2048,
-        "session_minutes": 0,
-        "idle_minutes": 0,
-        "daily_minutes": 0,
-        "daily_mb": 0,
-    },
-}
-
 
 def device_overrides(tmp_path) -> dict:
-    """The configuration the unit tests' device runs on: its files in ``tmp_path``, TIERS."""
+    """The configuration the unit tests' device runs on: its files in ``tmp_path``, the
+    default tiers but premium without an idle timeout (a premium session here ends only
+    when a test ends it)."""
     return {
         "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
         "control": {"socket": str(tmp_path / "control.sock")},
-        "tiers": TIERS,
+        "tiers": {"premium": {"idle_minutes": 0}},
         "gateway": {"flush_seconds": 60},
     }
 

@@ -15,6 +15,7 @@ from tests.netns.helpers import (
     GW_LAN_IP,
     UPSTREAM_IP,
     authorize,
+    curl_report_command,
     is_online,
     readdress,
     wait_until,
@@ -109,17 +110,7 @@ def test_forged_arp_cannot_steal_a_logged_in_phone(testbed, gateway):
     # attacker forges ARP for 2.5 s; a stolen entry would stall it at once.
     download = subprocess.Popen(
         testbed.ns_exec(victim.ns)
-        + [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "-m",
-            "4",
-            f"http://{UPSTREAM_IP}/big.bin",
-        ],
+        + curl_report_command(f"http://{UPSTREAM_IP}/big.bin", "%{size_download}", timeout=4),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -197,18 +188,14 @@ def test_a_clone_of_a_sleeping_phone_gets_out(testbed, gateway):
     victim, clone = testbed.phones[0], testbed.phones[1]
     authorize(gateway, victim)
     testbed.run(victim.ns, "ip", "link", "set", "eth0", "down")  # the victim's phone sleeps
-    testbed.run(
+    testbed.ip_batch(
         clone.ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(
-            "link set eth0 down\n"
-            f"link set eth0 address {victim.mac}\n"
-            "link set eth0 up\n"
-            f"addr flush dev eth0\naddr add {victim.ip}/22 dev eth0\n"
-            f"route replace default via {GW_LAN_IP}\n"
-        ),
+        "link set eth0 down",
+        f"link set eth0 address {victim.mac}",
+        "link set eth0 up",
+        "addr flush dev eth0",
+        f"addr add {victim.ip}/22 dev eth0",
+        f"route replace default via {GW_LAN_IP}",
     )
     # What this test wants (and cannot have): the clone stays walled.
     assert not is_online(testbed, clone.ns)

@@ -176,13 +176,7 @@ def test_authorized_address_used_from_another_mac_gets_nowhere(testbed, gateway,
     # Control: the owner, with its own MAC, is still let out at that address.
     readdress(testbed, thief, thief.ip)
     testbed.run(testbed.gw, "ip", "neigh", "flush", "dev", "br-lan")
-    testbed.run(
-        owner.ns,
-        "ip",
-        "-batch",
-        "-",
-        input=(f"link set {owner.ifname} up\nroute replace default via 10.10.0.1\n"),
-    )
+    testbed.ip_batch(owner.ns, f"link set {owner.ifname} up", "route replace default via 10.10.0.1")
     wait_until(lambda: _online(testbed, owner), 5, what="the owner online again")
 
 

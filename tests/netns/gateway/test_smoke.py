@@ -1,32 +1,16 @@
 """The simplest journey: walled before login, out after ``clients allow``."""
 
+from tests.netns.helpers import curl_report
 from testsupport.testbed import UPSTREAM_IP
-
-
-def curl(bed, phone, url, *extra, timeout=3):
-    return bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{redirect_url}",
-        "-m",
-        str(timeout),
-        *extra,
-        url,
-        check=False,
-    )
 
 
 def test_walled_then_allowed(testbed, gateway):
     phone = testbed.phones[0]
-    before = curl(testbed, phone, f"http://{UPSTREAM_IP}/index.html")
-    assert before.stdout.split()[0] == "000"  # redirected to the portal port; no portal runs here
+    page = f"http://{UPSTREAM_IP}/index.html"
+    # redirected to the portal port; no portal runs here
+    assert curl_report(testbed, phone.ns, page, "%{http_code}") == "000"
     gateway.cli("clients", "allow", phone.mac, "--ip", phone.ip, "--tier", "premium")
-    after = curl(testbed, phone, f"http://{UPSTREAM_IP}/index.html")
-    assert after.stdout.split()[0] == "200"
+    assert curl_report(testbed, phone.ns, page, "%{http_code}") == "200"
 
 
 def test_mac_is_learned_from_the_kernel(testbed, gateway):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 
 import pytest
@@ -26,35 +25,16 @@ NOT_YOURS = "Ini bukan sesi Anda"
 
 
 @pytest.fixture
-def village(gateway_factory, upstream, testbed, tmp_path):
+def village(gateway_factory, upstream, tmp_path):
     gw = gateway_factory(
         {
-            "portal": {
-                "user": "",
-                "workers": 2,
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-            },
+            "portal": tb.portal_settings(tmp_path, workers=2),
             "packages": {
                 "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24}
             },
         }
     )
-    testbed.popen(
-        testbed.gw,
-        sys.executable,
-        "-m",
-        "hotspot_cli",
-        "--config",
-        str(gw.config_path),
-        "portal",
-        "run",
-        log_path=tmp_path / "portal.log",
-    )
-    try:
-        testbed.wait_port(testbed.gw, GW_LAN_IP, PORTAL_PORT, timeout=30)
-    except Exception:  # noqa: BLE001 - any failure to start: show the portal's log
-        raise RuntimeError((tmp_path / "portal.log").read_text()) from None
+    gw.start_portal()
     return gw
 
 

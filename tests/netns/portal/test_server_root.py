@@ -7,7 +7,6 @@ import http.client
 import os
 import pwd
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.loopback import free_port, wait_listening
 from testsupport.shared_tree import wrap_readable
-from testsupport.testbed import stop_process_group, write_toml
+from testsupport.testbed import portal_settings, stop_process_group, write_toml
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to drop privileges)")
 
@@ -62,12 +62,6 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _get(port: int, path: str, host: str) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     conn.request("GET", path, headers={"Host": host})
@@ -84,19 +78,14 @@ def test_portal_runs_as_the_portal_user(workdir):
     probe_dir.mkdir()
     run_dir.mkdir()
     user = _user(probe_dir)
-    port = _free_port()
+    port = free_port(HOST)
     config = write_toml(
         workdir / "hotspot.toml",
         {
             "network": {"lan_address": f"{HOST}/18", "portal_port": port},
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": str(workdir / "no-gateway.sock")},
-            "portal": {
-                "user": "nobody",
-                "workers": 2,
-                "secret_key_file": str(workdir / "portal.secret"),
-                "voucher_key_file": str(workdir / "voucher.key"),
-            },
+            "portal": portal_settings(workdir, user="nobody", workers=2),
         },
     )
     proc = subprocess.Popen(
@@ -110,13 +99,8 @@ def test_portal_runs_as_the_portal_user(workdir):
     )
     try:
         deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex((HOST, port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(proc.stdout.read().decode() if proc.poll() is not None else "no portal")
-            time.sleep(0.1)
+        if not wait_listening(HOST, port, proc, timeout=30):
+            pytest.fail(proc.stdout.read().decode() if proc.poll() is not None else "no portal")
         master = psutil.Process(proc.pid)
         while len(master.children()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)

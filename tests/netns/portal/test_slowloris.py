@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.netns.helpers import GW_LAN_IP, PORTAL_PORT, curl, wait_until
+from testsupport.testbed import portal_settings
 
 WORKERS = 2
 THREADS = 4
@@ -25,36 +26,16 @@ ATTACK_SECONDS = READ_TIMEOUT + 6
 
 
 @pytest.fixture
-def portal_village(gateway_factory, upstream, testbed, tmp_path):
+def portal_village(gateway_factory, upstream, tmp_path):
     gw = gateway_factory(
         {
             "network": {"portal_conn_limit": CONN_LIMIT},
-            "portal": {
-                "user": "",
-                "workers": WORKERS,
-                "threads": THREADS,
-                "read_timeout": READ_TIMEOUT,
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-            },
+            "portal": portal_settings(
+                tmp_path, workers=WORKERS, threads=THREADS, read_timeout=READ_TIMEOUT
+            ),
         }
     )
-    log = tmp_path / "portal.log"
-    testbed.popen(
-        testbed.gw,
-        sys.executable,
-        "-m",
-        "hotspot_cli",
-        "--config",
-        str(gw.config_path),
-        "portal",
-        "run",
-        log_path=log,
-    )
-    try:
-        testbed.wait_port(testbed.gw, GW_LAN_IP, PORTAL_PORT, timeout=30)
-    except Exception:  # noqa: BLE001 - any failure to start: show the portal's log
-        raise RuntimeError(log.read_text()) from None
+    gw.start_portal()
     return gw
 
 

@@ -15,13 +15,20 @@ import ipaddress
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from hotspot import config as config_mod
 from provisioning import render as R
-from tests.netns.helpers import GW_LAN_IP, curl, set_elements, wait_until
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    curl,
+    set_elements,
+    start_gateway_resolvers,
+    start_upstream_dns,
+    wait_until,
+)
+from testsupport import dhclient
 from testsupport.testbed import UPSTREAM_IP
 
 pytestmark = pytest.mark.skipif(
@@ -31,28 +38,6 @@ pytestmark = pytest.mark.skipif(
 
 RANGE = ("10.10.0.100", "10.10.0.150")
 DOMAIN = "walled.example"
-
-# dhclient.conf: ask for option 114 as phones do (Android 11+, iOS 14+), by its RFC 8910 code.
-DHCLIENT_CONF = """\
-option rfc8910-captive-portal code 114 = text;
-request subnet-mask, broadcast-address, routers, domain-name-servers, rfc8910-captive-portal;
-timeout 30;
-retry 1;
-"""
-
-# Instead of dhclient-script (which would rewrite the host's /etc/resolv.conf): record
-# what the server sent and configure the interface, nothing else.
-DHCLIENT_SCRIPT = """\
-#!/bin/sh
-env | sort > "{out}/$reason.env"
-case "$reason" in
-PREINIT) ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ip route replace default via "$new_routers" dev "$interface" ;;
-esac
-exit 0
-"""
 
 # A DNS A query for one name, sent to the gateway from the phone; prints the addresses.
 RESOLVE = r"""
@@ -87,125 +72,49 @@ for _ in range(an):
 """
 
 
-def _env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value.strip("'")
-    return out
-
-
 @pytest.fixture
-def village(tmp_path):
-    """The village configuration of the test (testbed addresses, a small DHCP range)."""
+def village(testbed, tmp_path):
+    """The village configuration of the test: the testbed's gateway, a walled-garden domain
+    and a small DHCP range."""
     return config_mod.load(
-        overrides={
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": "10.10.0.1/22",
-                "walled_garden_domains": [DOMAIN],
+        overrides=config_mod.merge(
+            testbed.gateway_settings(tmp_path),
+            {
+                "network": {"walled_garden_domains": [DOMAIN]},
+                "dhcp": {
+                    "range_start": RANGE[0],
+                    "range_end": RANGE[1],
+                    "lease_minutes": 10,
+                    "upstream_dns": [UPSTREAM_IP],
+                },
+                "wifi": {"enabled": False},
             },
-            "dhcp": {
-                "range_start": RANGE[0],
-                "range_end": RANGE[1],
-                "lease_minutes": 10,
-                "upstream_dns": [UPSTREAM_IP],
-            },
-            "wifi": {"enabled": False},
-        }
+        )
     )
 
 
 @pytest.fixture
 def dnsmasq(testbed, gateway, village, tmp_path):
-    """The rendered dnsmasq.conf, run in the gateway namespace (as Debian runs it: it drops
-    to the dnsmasq user, keeping only what nftset= needs); an authoritative fake upstream DNS
-    in the upstream namespace."""
+    """The device's two resolvers (the full one serving DHCP) in the gateway namespace; an
+    authoritative fake upstream DNS in the upstream namespace."""
     work = tmp_path / "dnsmasq"
     work.mkdir()
     work.chmod(0o755)
-    files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
-    conf = work / "hotspot.conf"
-    conf.write_bytes(files[R.DNSMASQ].content)
-    leases = work / "leases"
-    testbed.popen(
-        testbed.up,
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        f"--listen-address={UPSTREAM_IP}",
-        "--bind-interfaces",
-        f"--address=/{DOMAIN}/{UPSTREAM_IP}",
-        f"--pid-file={work}/upstream.pid",
-        "--log-facility=-",
-        "--log-queries",
-        log_path=work / "upstream.log",
-    )
-    testbed.popen(
-        testbed.gw,
-        "dnsmasq",
-        "--keep-in-foreground",
-        f"--conf-file={conf}",
-        f"--dhcp-leasefile={leases}",
-        f"--pid-file={work}/dnsmasq.pid",
-        "--no-hosts",
-        "--log-facility=-",
-        "--log-dhcp",
-        "--log-queries",
-        log_path=work / "dnsmasq.log",
-    )
-    # The walled resolver: the gateway sends the DNS of phones not logged in there.
-    walled = work / "walled-dns.conf"
-    walled.write_bytes(files[R.WALLED_DNS_CONF].content)
-    testbed.popen(
-        testbed.gw,
-        "dnsmasq",
-        "--keep-in-foreground",
-        f"--conf-file={walled}",
-        f"--pid-file={work}/walled.pid",
-        "--log-facility=-",
-        "--log-queries",
-        log_path=work / "walled.log",
-    )
-    testbed.wait_port(testbed.gw, GW_LAN_IP, 53)  # TCP DNS: up means ready
-    testbed.wait_port(testbed.gw, GW_LAN_IP, village.network.walled_dns_port)
-    return {
-        "conf": conf,
-        "leases": leases,
-        "log": work / "dnsmasq.log",
-        "api_url": R.api_url(village),
-    }
+    start_upstream_dns(testbed, work, f"--address=/{DOMAIN}/{UPSTREAM_IP}")
+    resolvers = start_gateway_resolvers(testbed, village, work, "--no-hosts", "--log-dhcp")
+    return {"leases": resolvers.leases, "log": resolvers.log, "api_url": R.api_url(village)}
 
 
 def start_dhclient(testbed, phone, work):
-    """dhclient in the phone's namespace; its script writes BOUND.env into ``work``."""
+    """dhclient in the phone's namespace, trying once; its script writes BOUND.env into
+    ``work``."""
     work.mkdir()
-    (work / "dhclient.conf").write_text(DHCLIENT_CONF)
-    script = work / "script"
-    script.write_text(DHCLIENT_SCRIPT.format(out=work))
-    script.chmod(0o755)
     testbed.popen(
         phone.ns,
-        "dhclient",
-        "-d",
-        "-1",
-        "-v",
-        "-cf",
-        str(work / "dhclient.conf"),
-        "-sf",
-        str(script),
-        "-lf",
-        str(work / "dhclient.leases"),
-        "-pf",
-        str(work / "dhclient.pid"),
-        phone.ifname,
+        *dhclient.command(work, phone.ifname, timeout=30, retry=1, once=True),
         log_path=work / "dhclient.log",
     )
-    return work / "BOUND.env"
+    return work / dhclient.BOUND
 
 
 def test_phone_gets_a_lease_with_option_114(testbed, dnsmasq, tmp_path):
@@ -218,7 +127,7 @@ def test_phone_gets_a_lease_with_option_114(testbed, dnsmasq, tmp_path):
         pytest.fail(
             f"no lease:\n{(work / 'dhclient.log').read_text()}\n{dnsmasq['log'].read_text()}"
         )
-    env = _env(bound)
+    env = dhclient.lease_env(bound)
     ip = ipaddress.IPv4Address(env["new_ip_address"])
     assert ipaddress.IPv4Address(RANGE[0]) <= ip <= ipaddress.IPv4Address(RANGE[1])
     assert env["new_subnet_mask"] == "255.255.252.0"

@@ -25,7 +25,6 @@ import uuid
 import pytest
 
 from hotspot import config as config_mod
-from provisioning import render as R
 from tests.netns.helpers import (
     GW_LAN_IP,
     PORTAL_MARKER,
@@ -34,6 +33,8 @@ from tests.netns.helpers import (
     dns_queries,
     dns_query,
     set_elements,
+    start_gateway_resolvers,
+    start_upstream_dns,
     wait_until,
 )
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP
@@ -65,24 +66,23 @@ def random_name(suffix: str = "tunnel.example") -> str:
 
 
 @pytest.fixture
-def village():
+def village(testbed, tmp_path):
+    """The village configuration the resolvers are rendered from: the testbed's gateway, a
+    walled garden, the walled resolver on its own port, the portal by name."""
     return config_mod.load(
-        overrides={
-            "network": {
-                "lan_interface": "br-lan",
-                "wan_interface": "eth0",
-                "lan_address": "10.10.0.1/22",
-                "walled_garden_domains": [GARDEN],
-                "walled_dns_port": WALLED_PORT,
+        overrides=config_mod.merge(
+            testbed.gateway_settings(tmp_path),
+            {
+                "network": {"walled_garden_domains": [GARDEN], "walled_dns_port": WALLED_PORT},
+                "portal": {"hostname": PORTAL_NAME},
+                "dhcp": {
+                    "range_start": "10.10.0.100",
+                    "range_end": "10.10.0.150",
+                    "upstream_dns": [UPSTREAM_IP],
+                },
+                "wifi": {"enabled": False},
             },
-            "portal": {"hostname": PORTAL_NAME},
-            "dhcp": {
-                "range_start": "10.10.0.100",
-                "range_end": "10.10.0.150",
-                "upstream_dns": [UPSTREAM_IP],
-            },
-            "wifi": {"enabled": False},
-        }
+        )
     )
 
 
@@ -102,59 +102,22 @@ class Resolvers:
 
 @pytest.fixture
 def resolvers(testbed, upstream, village, tmp_path):
-    """The rendered dnsmasq.conf and walled-dns.conf, each run by its own dnsmasq in the
-    gateway namespace (as root: they drop to the dnsmasq user, keeping what nftset= needs);
-    the logging fake upstream in the upstream namespace."""
+    """The device's two resolvers in the gateway namespace; the logging fake upstream in the
+    upstream namespace."""
     work = tmp_path / "dns"
     work.mkdir()
     work.chmod(0o755)
-    files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
-    main, walled = work / "main.conf", work / "walled.conf"
-    main.write_bytes(files[R.DNSMASQ].content)
-    walled.write_bytes(files[R.WALLED_DNS_CONF].content)
     testbed.run(testbed.up, "ip", "addr", "add", f"{GARDEN_IP}/32", "dev", "lo")
-    upstream = [
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        f"--listen-address={UPSTREAM_IP}",
-        "--bind-interfaces",
+    start_upstream_dns(
+        testbed,
+        work,
         f"--local-ttl={UPSTREAM_TTL}",
         f"--address=/{GARDEN}/{GARDEN_IP}",
         *(f"--address=/{p}/{UPSTREAM_IP}" for p in PROBES),
         f"--server=/{TUNNEL}/{UPSTREAM_IP}#{IODINED_PORT}",
         f"--address=/#/{ANY_IP}",
-        f"--pid-file={work}/upstream.pid",
-        "--log-facility=-",
-        "--log-queries",
-    ]
-    testbed.popen(testbed.up, *upstream, log_path=work / "upstream.log")
-    testbed.popen(
-        testbed.gw,
-        "dnsmasq",
-        "--keep-in-foreground",
-        f"--conf-file={main}",
-        f"--dhcp-leasefile={work}/leases",
-        f"--pid-file={work}/main.pid",
-        "--log-facility=-",
-        "--log-queries",
-        log_path=work / "main.log",
     )
-    testbed.popen(
-        testbed.gw,
-        "dnsmasq",
-        "--keep-in-foreground",
-        f"--conf-file={walled}",
-        f"--pid-file={work}/walled.pid",
-        "--log-facility=-",
-        "--log-queries",
-        log_path=work / "walled.log",
-    )
-    for port in (53, WALLED_PORT):  # TCP DNS: up means ready
-        testbed.wait_port(testbed.gw, GW_LAN_IP, port)
-    testbed.wait_port(testbed.up, UPSTREAM_IP, 53)
+    start_gateway_resolvers(testbed, village, work)
     return Resolvers(work)
 
 

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
 
+from testsupport.loopback import free_port, wait_listening
 from testsupport.testbed import write_toml
 
 HOST = "127.0.0.1"
 WORKERS, THREADS, READ_TIMEOUT = 1, 2, 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _healthz(port: int) -> tuple[int, float]:
@@ -35,7 +29,7 @@ def _healthz(port: int) -> tuple[int, float]:
 
 
 def test_slow_clients_do_not_freeze_the_collector(tmp_path):
-    port = _free_port()
+    port = free_port(HOST)
     config = write_toml(
         tmp_path / "collector.toml",
         {
@@ -56,13 +50,7 @@ def test_slow_clients_do_not_freeze_the_collector(tmp_path):
     )
     attack = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex((HOST, port)) == 0:
-                    break
-            assert server.poll() is None and time.monotonic() < deadline, "no collector"
-            time.sleep(0.1)
+        assert wait_listening(HOST, port, server), "no collector"
         assert _healthz(port)[0] == 200
         count = 4 * WORKERS * THREADS
         attack = subprocess.Popen(

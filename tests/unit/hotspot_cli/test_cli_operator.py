@@ -45,43 +45,27 @@ def run(toml, *args, stdin=None, monkeypatch=None, capsys=None):
 
 
 def test_first_admin_from_stdin(toml, db, monkeypatch, capsys):
-    rc, out, _ = run(
-        toml,
-        "operators",
-        "add",
-        "Budi",
-        "--role",
-        "admin",
-        stdin="Sungai-Duren-77\n",
-        monkeypatch=monkeypatch,
-        capsys=capsys,
-    )
+    def add(name, role, password):
+        """``operators add``, the password typed on stdin."""
+        return run(
+            toml,
+            "operators",
+            "add",
+            name,
+            "--role",
+            role,
+            stdin=password + "\n",
+            monkeypatch=monkeypatch,
+            capsys=capsys,
+        )
+
+    rc, out, _ = add("Budi", "admin", "Sungai-Duren-77")
     assert rc == 0 and "operator budi (admin) created" in out
     row = operators.get(db, name="budi")
     assert row.role == "admin" and row.password_hash.startswith("$argon2id$")
-    rc, _, err = run(
-        toml,
-        "operators",
-        "add",
-        "siti",
-        "--role",
-        "kasir",
-        stdin="1234\n",
-        monkeypatch=monkeypatch,
-        capsys=capsys,
-    )
+    rc, _, err = add("siti", "kasir", "1234")
     assert rc == 2 and "at least 8 characters" in err
-    rc, _, err = run(
-        toml,
-        "operators",
-        "add",
-        "budi",
-        "--role",
-        "kasir",
-        stdin="Another-pw-42\n",
-        monkeypatch=monkeypatch,
-        capsys=capsys,
-    )
+    rc, _, err = add("budi", "kasir", "Another-pw-42")
     assert rc == 2 and "exists" in err
     rc, out, _ = run(toml, "operators", "list", "--json", capsys=capsys)
     assert [o["name"] for o in json.loads(out)] == ["budi"]

@@ -97,10 +97,10 @@ def app(cfg, gw, db, key, clock, packages):
     return application
 
 
-class Phone:
-    """A browser on a phone at ``ip``: Flask's test client with that remote address."""
+class Browser:
+    """A browser at ``ip``: Flask's test client with that remote address, asking ``base``."""
 
-    def __init__(self, app, ip=PHONE_IP, base=BASE):
+    def __init__(self, app, ip, base):
         self.client = app.test_client()
         self.ip = ip
         self.base = base
@@ -119,6 +119,13 @@ class Phone:
 
     def head(self, path="/", **kw):
         return self.client.head(path, **self._kw(kw))
+
+
+class Phone(Browser):
+    """A browser on a phone at ``ip``, on the captive portal."""
+
+    def __init__(self, app, ip=PHONE_IP, base=BASE):
+        super().__init__(app, ip, base)
 
     def hidden(self, path="/"):
         """The hidden fields of a page's forms (CSRF token, signed continue-to, language)."""

@@ -307,6 +307,15 @@ def _phones(datapath, n):
     return out
 
 
+def _redeem_outcome(svc, code, ip, mac) -> str:
+    """One phone's attempt: "ok", or the refusal's code."""
+    try:
+        svc.redeem(code, ip=ip, mac=mac)
+        return "ok"
+    except VoucherError as exc:
+        return exc.code
+
+
 @pytest.mark.parametrize("package, winners", [("harian", 1), ("keluarga", 3)])
 def test_same_code_same_moment_threads(package, winners, db, key, gw, datapath, batch):
     """Twelve phones type the same code at once, each on its own connection to a real
@@ -319,11 +328,7 @@ def test_same_code_same_moment_threads(package, winners, db, key, gw, datapath, 
     def attempt(ip, mac):
         svc = VoucherService(db, key, gw)
         start.wait()
-        try:
-            svc.redeem(code, ip=ip, mac=mac)
-            results.append("ok")
-        except VoucherError as exc:
-            results.append(exc.code)
+        results.append(_redeem_outcome(svc, code, ip, mac))
 
     threads = [threading.Thread(target=attempt, args=p) for p in phones]
     for t in threads:
@@ -351,11 +356,7 @@ def _redeem_in_process(url, key, code, ip, mac, barrier, out):
 
     svc = VoucherService(engine, key, Gate())
     barrier.wait()
-    try:
-        svc.redeem(code, ip=ip, mac=mac)
-        out.put("ok")
-    except VoucherError as exc:
-        out.put(exc.code)
+    out.put(_redeem_outcome(svc, code, ip, mac))
     engine.dispose()
     del config_mod
 

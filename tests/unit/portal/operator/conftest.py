@@ -17,6 +17,7 @@ from tests.unit.portal.conftest import (  # noqa: F401
     OTHER_MAC,
     PHONE_IP,
     PHONE_MAC,
+    Browser,
     Phone,
     app,
     batch,
@@ -44,24 +45,11 @@ def accounts(db):
     return {"admin": admin, "kasir": kasir}
 
 
-class Console:
+class Console(Browser):
     """A browser at ``ip`` using the console."""
 
     def __init__(self, app, ip=KIOSK_IP, base=CONSOLE_BASE):
-        self.client = app.test_client()
-        self.ip = ip
-        self.base = base
-
-    def _kw(self, kw):
-        kw.setdefault("base_url", self.base)
-        kw.setdefault("environ_base", {}).setdefault("REMOTE_ADDR", self.ip)
-        return kw
-
-    def get(self, path, **kw):
-        return self.client.get(path, **self._kw(kw))
-
-    def post(self, path, **kw):
-        return self.client.post(path, **self._kw(kw))
+        super().__init__(app, ip, base)
 
     def token(self, page="/operator/login"):
         body = self.get(page).get_data(as_text=True)
