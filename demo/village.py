@@ -937,6 +937,18 @@ class Demo:
         def add(ok: bool | None, what: str, detail: str) -> None:
             out.append((ok, what, detail))
 
+        def as_gateway_saw(
+            ok: bool | None, detail: str, ph: Phone, want: tuple[str, str], shown: Callable[[], str]
+        ) -> tuple[bool | None, str]:
+            """A villager's step is only done once the gateway showed the session it gives
+            (``want`` = (tier, source)); ``shown`` describes it (read only when it exists)."""
+            if ok and want not in ph.seen:
+                tier, source = want
+                return (False if final else None), (
+                    f"{detail}; but the gateway never showed a session of tier {tier}, source {source}"
+                )
+            return ok, f"{detail}; gateway: {shown()}" if ok else detail
+
         with self.lock:
             # DHCP
             bad = [p.name for p in self.phones if not p.ip]
@@ -966,25 +978,20 @@ class Demo:
                 who = f"{ph.role} villager ({ph.name})"
                 ok1, d1 = villager(ph, "redirect")
                 add(ok1, f"{who}: http://198.51.100.10/ is redirected to the portal", d1)
-                ok2, d2 = villager(ph, "accept")
-                free_seen = ("free", "free") in ph.seen
-                if ok2 and not free_seen:
-                    ok2 = False if final else None
-                    d2 += "; but the gateway never showed a free session"
-                elif ok2:
-                    d2 += "; gateway: tier free, source free"
+                ok2, d2 = as_gateway_saw(
+                    *villager(ph, "accept"), ph, ("free", "free"), lambda: "tier free, source free"
+                )
                 add(ok2, f"{who}: accepts the terms (CSRF form) → a free session", d2)
                 ok3, d3 = villager(ph, "online")
                 add(ok3, f"{who}: then reaches the upstream page", d3)
             for ph in self.by_role("voucher"):
                 who = f"voucher villager ({ph.name})"
-                ok1, d1 = villager(ph, "redeem")
-                prem = ("premium", "voucher") in ph.seen
-                if ok1 and not prem:
-                    ok1 = False if final else None
-                    d1 += "; but the gateway never showed a premium voucher session"
-                elif ok1:
-                    d1 += f"; gateway: tier premium, source voucher (code {self.codes[0]})"
+                ok1, d1 = as_gateway_saw(
+                    *villager(ph, "redeem"),
+                    ph,
+                    ("premium", "voucher"),
+                    lambda: f"tier premium, source voucher (code {self.codes[0]})",
+                )
                 add(ok1, f"{who}: redeems a voucher → premium", d1)
                 bps = ph.metrics.get("iperf3_down_bps")
                 want = PREMIUM["down_kbps"] * 1000
