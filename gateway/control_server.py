@@ -190,6 +190,10 @@ class _Handler(socketserver.StreamRequestHandler):
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Every portal thread (up to 16 workers × 32 threads) may connect at once after a
+    # restart or in a burst of logins, while the accepting thread waits for the GIL; with
+    # socketserver's backlog of 5 the sixth got EAGAIN and its villager a "busy" page.
+    request_queue_size = 512
 
     def __init__(self, path: str, dispatcher: Dispatcher, group: str | None = "hotspot"):
         self.dispatcher = dispatcher

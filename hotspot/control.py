@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -41,6 +42,23 @@ def error_from(body: Mapping[str, Any]) -> HotspotError:
     return family(message, code=code)
 
 
+def _connect_waiting(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting while the gateway's listen queue is full: a Unix socket answers
+    EAGAIN then instead of blocking (a burst of logins, the gateway busy); after
+    ``timeout`` the last error is raised."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 class ControlClient:
     """A persistent connection to the gateway; reconnects once if the gateway restarted."""
 
@@ -55,7 +73,7 @@ class ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(self.path)
+            _connect_waiting(sock, self.path, self.timeout)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
             sock.close()
             raise ControlUnavailable(

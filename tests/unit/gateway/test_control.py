@@ -9,6 +9,8 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -283,3 +285,74 @@ def test_unknown_codes_from_a_newer_gateway_are_kept():
     assert type(error_from({"code": "quota-exhausted"})) is Refused
     assert error_from({"code": "quota-exhausted"}).message == ErrorCode.QUOTA_EXHAUSTED.meaning
     assert type(error_from({"code": "bad-config", "message": "x"})) is HotspotError
+
+
+def test_a_burst_of_connections_waits_in_the_listen_queue(cfg, engine):
+    """Every portal thread may connect at once while the accepting thread is busy: the
+    connections wait in the queue (socketserver's default of 5 refused the sixth, EAGAIN)."""
+    srv = ControlServer(cfg.control.socket, Dispatcher(engine, lambda: {"ok": True}), group=None)
+    socks = []
+    try:  # not serving yet: nothing is accepted, every connection must be queued
+        for _ in range(4 * 32):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(1.0)  # as the portal's client: a full queue answers EAGAIN at once
+            socks.append(s)
+            s.connect(cfg.control.socket)
+    finally:
+        for s in socks:
+            s.close()
+        srv.server_close()
+        os.unlink(cfg.control.socket)
+
+
+def test_the_client_waits_while_the_listen_queue_is_full(tmp_path):
+    path = str(tmp_path / "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    queued = []
+    try:
+        while True:  # fill the queue until the kernel answers EAGAIN
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            queued.append(s)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                break
+        # Room is made 0.2 s later; the client (2 s timeout) must be waiting, not failing.
+        timer = threading.Timer(0.2, lambda: [listener.accept()[0].close() for _ in range(2)])
+        timer.start()
+        client = ControlClient(path, timeout=2.0)
+        t0 = time.monotonic()
+        client._connect()
+        assert 0.15 < time.monotonic() - t0 < 2.0
+        client.close()
+        timer.join()
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
+
+
+def test_a_full_listen_queue_past_the_timeout_is_unavailable(tmp_path):
+    path = str(tmp_path / "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    queued = []
+    try:
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            queued.append(s)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                break
+        with pytest.raises(ControlUnavailable):
+            ControlClient(path, timeout=0.3).send(proto.PingRequest())
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
