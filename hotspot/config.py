@@ -987,7 +987,7 @@ def _radius(
         nas_ip_address=nas_ip,
         tier=tier,
         data_limit=choices["data_limit"],
-        interim_seconds=full.int("interim_seconds", 60, 86400),
+        interim_seconds=full.int("interim_seconds", 10, 86400),
         offline=choices["offline"],
         cache_hours=full.int("cache_hours", 1, 720),
         calling_station_id=choices["calling_station_id"],
