@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from pyrad import packet  # noqa: E402
+from pyrad import packet
 
-from hotspot.radius.packets import dictionary, reply_attributes  # noqa: E402
+from hotspot.radius.packets import dictionary, reply_attributes
 
 
 def main() -> int:

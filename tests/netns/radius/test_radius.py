@@ -8,14 +8,13 @@ through the RADIUS form, a server that answers garbage.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 
 from tests.netns.helpers import client_minor, curl, tc_classes, wait_until
 from testsupport.testbed import UPSTREAM_IP, WAN_UP_IP
 
-from .conftest import SECRET, dynauth, login
+from .conftest import dynauth, login
 
 WRONG = "Nama pengguna atau kata sandi salah"
 UNREACHABLE = "Server akun tidak dapat dihubungi"
