@@ -528,9 +528,13 @@ def radius_login():
     try:
         done = st.radius.login(username, password, ip=ip, mac=mac)
     except HotspotError as exc:
-        if exc.code is ErrorCode.RADIUS_REJECT or st.config.radius.offline == "cached":
-            if st.vouchers is not None:
-                st.vouchers._failed(mac, ip)  # counted like a wrong voucher code
+        if st.vouchers is not None and exc.code in (
+            ErrorCode.RADIUS_REJECT,
+            ErrorCode.RADIUS_UNAVAILABLE,
+        ):
+            # Counted like a wrong voucher code. A login while no server answers counts too:
+            # each one holds a portal thread for the whole deadline.
+            st.vouchers._failed(mac, ip)
         if exc.code is ErrorCode.RADIUS_REJECT:
             text = gettext("Wrong user name or password. Check them and try again.")
             return home(info, radius_error=text, username=username, status=401)

@@ -220,3 +220,134 @@ def test_session_timeout_and_data_cap_end_sessions(
     assert stop_b["acctterminatecause"] == "Session-Timeout"
     assert stop_b["acctoutputoctets"] == last_b["bytes_down"] >= 1_000_000 - 50_000
     assert stop_b["acctinputoctets"] == last_b["bytes_up"]
+
+
+def test_server_down_cached_logins_and_accounting_replayed_in_order(
+    gateway_factory, upstream, testbed, tmp_path, radius_server
+):
+    from .conftest import start_village
+
+    gw = start_village(gateway_factory, testbed, tmp_path, {"offline": "cached"})
+    a, b = testbed.phones[0], testbed.phones[1]
+    (upstream / "one.bin").write_bytes(b"\x11" * 1_000_000)
+    jar = str(tmp_path / "a.jar")
+    status, _, _ = login(testbed, a, jar, "budi", "rahasia")
+    assert status == 303
+    first = gw_session(gw, a.mac)
+    sid_first = acct_id(gw, first["id"])
+    wait_until(lambda: radius_server.row(sid_first), 15, what="Start")
+
+    # The uplink's far end goes away (the server is down for days).
+    radius_server.stop()
+    # The running session carries on without it.
+    assert fetch(testbed, a, "one.bin") == 1_000_000
+    gw.call("deauthorize", mac=a.mac, reason="logout")
+    # A name and password that logged in lately: let in again from the cache.
+    status, _, head = login(testbed, a, jar, "budi", "rahasia")
+    assert status == 303, head
+    offline = gw_session(gw, a.mac)
+    assert offline["source"] == "radius" and offline["down_kbps"] == 20_000
+    assert offline["expires_at"] <= first["expires_at"]  # what remained, no more
+    sid_offline = acct_id(gw, offline["id"])
+    assert fetch(testbed, a, "one.bin") == 1_000_000
+    # Anyone else: a clear page, no session.
+    status, body, _ = login(testbed, b, str(tmp_path / "b.jar"), "budi", "tebakan")
+    assert status == 503 and UNREACHABLE in body
+    assert gw_session(gw, b.mac) is None
+    gw.call("deauthorize", mac=a.mac, reason="logout")
+    ended = gw.call("client", mac=a.mac)["last_session"]
+
+    # Everything waits on disk, in order: the first session's Stop, the offline one's Start
+    # and Stop.
+    wait_until(lambda: len(queued(gw)) >= 3, 10, what="records queued")
+    q = queued(gw)
+    assert [(sid, status) for _, sid, status in q][-3:] == [
+        (sid_first, 2),
+        (sid_offline, 1),
+        (sid_offline, 2),
+    ]
+
+    # The server comes back: the queue drains in the order it was written.
+    radius_server.start()
+    wait_until(lambda: not queued(gw), 90, interval=0.5, what="the queue drained")
+    got = [(sid, kind) for sid, kind, _ in radius_server.received() if sid != "NOPE"]
+    mine = [g for g in got if g[0] in (sid_first, sid_offline)]
+    assert mine[-3:] == [(sid_first, "Stop"), (sid_offline, "Start"), (sid_offline, "Stop")]
+    # Acct-Delay-Time says how late they are.
+    assert max(d for s, k, d in radius_server.received() if s == sid_offline) >= 1
+    stop = radius_server.row(sid_offline)
+    assert stop["acctterminatecause"] == "User-Request"
+    assert stop["acctoutputoctets"] == ended["bytes_down"] >= 1_000_000
+    assert stop["acctinputoctets"] == ended["bytes_up"]
+
+
+def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
+    gateway_factory, upstream, testbed, tmp_path
+):
+    """No FreeRADIUS here: first nobody answers (offline = refuse), then a server that
+    answers garbage. And a phone that hammers the account form with guesses."""
+    import sys
+
+    from .conftest import FAKE_SERVER, start_village
+
+    gw = start_village(gateway_factory, testbed, tmp_path, {"timeout_seconds": 0.5})
+    a, b = testbed.phones[0], testbed.phones[1]
+    jar = str(tmp_path / "a.jar")
+    started = time.monotonic()
+    status, body, _ = login(testbed, a, jar, "budi", "rahasia")
+    assert status == 503 and UNREACHABLE in body
+    assert time.monotonic() - started < 8  # 1 server × 2 attempts × 0.5 s, and the page
+    assert gw_session(gw, a.mac) is None
+
+    # Broken servers: garbage, an oversized datagram, a lying length, a wrong signature.
+    count = tmp_path / "fake.count"
+    for mode in ("garbage", "oversized", "short", "wrong-auth"):
+        proc = testbed.popen(
+            testbed.up,
+            sys.executable,
+            FAKE_SERVER,
+            UPSTREAM_IP,
+            "1812",
+            mode,
+            str(count),
+            log_path=tmp_path / f"fake-{mode}.log",
+        )
+        time.sleep(0.5)  # the fake server binds its port
+        status, body, _ = login(testbed, b, str(tmp_path / f"b-{mode}.jar"), "budi", "rahasia")
+        assert status == 503 and UNREACHABLE in body, (mode, status)
+        assert gw_session(gw, b.mac) is None
+        from testsupport.testbed import stop_process_group
+
+        stop_process_group(proc)
+    assert int(count.read_text()) == 2  # the last one was asked twice, like each
+    # The gateway's CoA port takes garbage from the server's address and carries on.
+    assert dynauth(testbed, "coa", {}, extra=("--raw", "28" + "ff" * 5000)) == {"timeout": True}
+    assert gw.call("ping")["pong"]
+
+    # Guessing: the same brakes as voucher codes (5 wrong within the window → cool-down).
+    # Phone B has 4 failures already (the broken servers above), phone A 1: A's sixth try
+    # is braked before the server is asked at all.
+    proc = testbed.popen(
+        testbed.up,
+        sys.executable,
+        FAKE_SERVER,
+        UPSTREAM_IP,
+        "1812",
+        "wrong-auth",
+        str(count),
+        log_path=tmp_path / "fake-brake.log",
+    )
+    time.sleep(0.5)
+    count.write_text("0")
+    statuses = []
+    for i in range(7):
+        status, body, head = login(testbed, a, jar, f"TEBAK{i:03d}")
+        statuses.append(status)
+    assert statuses == [503] * 4 + [429] * 3, statuses
+    assert "Retry-After" in head
+    asked = int(count.read_text())
+    assert asked == 4 * 2, asked  # 4 guesses × 2 attempts reached the server, then none
+    from testsupport.testbed import stop_process_group
+
+    stop_process_group(proc)
+    assert gw.call("ping")["pong"]
