@@ -7,7 +7,8 @@ and the server's CoA and Disconnect-Requests. docs/radius.md says what goes over
   record exists exactly when the change it reports was committed. One thread sends the queue
   oldest first, one record at a time, deleting each when the server acknowledges it; while
   no server answers it backs off (up to a minute) and keeps everything, in order, across
-  restarts. Acct-Delay-Time says how late each record is.
+  restarts — except Interim-Updates made stale by a newer record of the same session.
+  Acct-Delay-Time says how late each record is.
 * **Dynamic authorization (RFC 5176).** One thread listens on UDP ``coa_port``. A datagram
   is looked at only if it comes from a configured server's address; it must carry a valid
   Request Authenticator and Message-Authenticator (the shared secret) and an Event-Timestamp
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -177,6 +178,16 @@ class RadiusService:
         )
 
     def _enqueue(self, db: Session, figures: AccountingFigures, now: dt.datetime) -> None:
+        if figures.status is not StatusType.START:
+            # An Interim-Update still waiting is out of date once a newer one (or the Stop)
+            # is written: while the uplink is down for days the queue holds at most one per
+            # session, not one every interval.
+            db.execute(
+                delete(RadiusAccounting).where(
+                    RadiusAccounting.acct_session_id == figures.acct_session_id,
+                    RadiusAccounting.status == int(StatusType.INTERIM),
+                )
+            )
         db.add(
             RadiusAccounting(
                 created_at=now,

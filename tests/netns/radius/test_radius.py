@@ -14,7 +14,7 @@ import time
 from tests.netns.helpers import client_minor, curl, tc_classes, wait_until
 from testsupport.testbed import UPSTREAM_IP, WAN_UP_IP
 
-from .conftest import dynauth, login
+from .conftest import PORTAL, dynauth, login
 
 WRONG = "Nama pengguna atau kata sandi salah"
 UNREACHABLE = "Server akun tidak dapat dihubungi"
@@ -76,6 +76,10 @@ def test_login_limits_accounting_coa_and_disconnect(
 
     status, _, head = login(testbed, phone, jar, "budi", "rahasia")
     assert status == 303, head
+    # The success page, then the status page of the running session.
+    ok = testbed.run(phone.ns, "curl", "-s", "-m", "10", "-b", jar, f"{PORTAL}/ok").stdout
+    assert "budi" in ok
+    assert curl(testbed, phone.ns, f"{PORTAL}/", "-b", jar, timeout=10).code == "200"
     sess = gw_session(village, phone.mac)
     assert sess and sess["source"] == "radius" and sess["tier"] == "premium"
     # WISPr bits per second → the session's kbit/s, in the kernel's HTB classes.
