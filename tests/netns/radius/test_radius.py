@@ -12,9 +12,9 @@ import sqlite3
 import time
 
 from tests.netns.helpers import client_minor, curl, tc_classes, wait_until
-from testsupport.testbed import UPSTREAM_IP, WAN_UP_IP
+from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, WAN_UP_IP
 
-from .conftest import PORTAL, dynauth, login
+from .conftest import PORTAL, SECRET, dynauth, login
 
 WRONG = "Nama pengguna atau kata sandi salah"
 UNREACHABLE = "Server akun tidak dapat dihubungi"
@@ -170,9 +170,23 @@ def test_login_limits_accounting_coa_and_disconnect(
         "Session-Context-Not-Found"
     ]
 
-    # Disconnect: the session ends, Stop says Admin-Reset with the gateway's exact counts.
-    reply = dynauth(testbed, "disconnect", {"Acct-Session-Id": sid})
-    assert reply.get("code") == 41, reply  # Disconnect-ACK
+    # Disconnect, sent with FreeRADIUS's own radclient (what daloRADIUS runs): the session
+    # ends, and Stop says Admin-Reset with the gateway's exact counts.
+    # radclient cannot choose its source address: the server host's route to the village
+    # does (a datagram from any other address of it would be dropped, see above).
+    testbed.run(
+        testbed.up, "ip", "route", "replace", f"{WAN_GW_IP}/32", "dev", "eth0", "src", UPSTREAM_IP
+    )
+    sent = testbed.run(
+        testbed.up,
+        "sh",
+        "-c",
+        f'echo \'Acct-Session-Id = "{sid}", Event-Timestamp = {int(time.time())}, '
+        f"Message-Authenticator = 0x00' | radclient -x -r 1 -t 3 {WAN_GW_IP}:3799 disconnect "
+        f"{SECRET}",
+        check=False,
+    )
+    assert "Disconnect-ACK" in sent.stdout, sent.stdout + sent.stderr
     assert gw_session(village, phone.mac) is None
     ended = village.call("client", mac=phone.mac)["last_session"]
     assert ended["end_reason"] == "admin-kick"
