@@ -249,3 +249,17 @@ def test_a_copy_is_answered_again_but_not_applied_again(radius, datapath, db):
     assert datapath.state.down_ceil[0xB] == 3000
     assert radius.handle_datagram(first, SERVER) == one
     assert datapath.state.down_ceil[0xB] == 3000
+
+
+def test_calling_station_id_as_a_pseudonym(cfg, db, engine, datapath, clock):
+    from dataclasses import replace
+
+    from hotspot.pseudonym import pseudonym
+
+    private = replace(cfg, radius=replace(cfg.radius, calling_station_id="pseudonym"))
+    radius = RadiusService(private, db, engine, SECRET, pseudonym_key=b"p" * 32, clock=clock)
+    datapath.neighbours[IP1] = MAC1
+    login(radius)
+    start = queue(db)[0][1]
+    assert start["Calling-Station-Id"] == pseudonym(b"p" * 32, MAC1)
+    assert MAC1.replace(":", "-").upper() not in json.dumps(queue(db))
