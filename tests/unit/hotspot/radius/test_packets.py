@@ -161,8 +161,9 @@ def serve(replies):
                 if out is not None:
                     sock.sendto(out, peer)
 
+    port = sock.getsockname()[1]
     threading.Thread(target=run, daemon=True).start()
-    return sock.getsockname()[1]
+    return port
 
 
 def accept(data, secret=SECRET):
