@@ -5,6 +5,7 @@ FreeRADIUS's own ``radacct``), and a client entry for the gateway. Started with 
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = Path("/etc/freeradius/3.0/mods-config/sql/main/sqlite/schema.sql")
+QUERIES = SCHEMA.with_name("queries.conf")
 BINARY = "freeradius"
 
 
@@ -67,6 +69,16 @@ def render(
         with sqlite3.connect(db) as c:
             c.executescript(SCHEMA.read_text())
     (conf / "dictionary").write_text("")
+    # The stock queries with their "class" subsection switched on: radacct keeps the Class
+    # the gateway echoes (FreeRADIUS 3.0.22+ has the column; the default leaves it out).
+    queries = QUERIES.read_text()
+    for item, value in (
+        ("column_name", '", class"'),
+        ("packet_xlat", "\", '%{Class}'\""),
+        ("reply_xlat", "\", '%{reply:Class}'\""),
+    ):
+        queries = re.sub(rf"(\t{item} =)\t# .*", lambda m, v=value: f"{m.group(1)} {v}", queries)
+    (conf / "queries.conf").write_text(queries)
     (conf / "users").write_text(_users(users))
     client_blocks = "\n".join(
         textwrap.dedent(
@@ -158,7 +170,7 @@ def render(
                         idle_timeout = 60
                     }}
                     group_attribute = "SQL-Group"
-                    $INCLUDE /etc/freeradius/3.0/mods-config/sql/main/sqlite/queries.conf
+                    $INCLUDE {conf}/queries.conf
                 }}
             }}
             server default {{
