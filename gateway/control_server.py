@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot import __version__
-from hotspot.errors import ErrorCode, HotspotError
+from hotspot.errors import ErrorCode, HotspotError, UsageError
 from hotspot.model import EndReason, Source
 from hotspot.protocol import (
     MAX_LINE,
@@ -35,6 +35,7 @@ from hotspot.protocol import (
     ExtendRequest,
     ListRequest,
     PingRequest,
+    RadiusAuthorizeRequest,
     ReconcileRequest,
     Reply,
     Request,
@@ -81,13 +82,25 @@ class EnginePort(Protocol):
     def list(self) -> builtins.list[SessionInfo]: ...
 
 
+class RadiusPort(Protocol):
+    """What the dispatcher needs from :class:`gateway.radius.RadiusService`."""
+
+    def authorize(self, req: RadiusAuthorizeRequest) -> SessionInfo: ...
+
+
 class Dispatcher:
     """A request line → a reply line. Requests are parsed once, here (:func:`parse_request`);
     every failure becomes an error reply, so a connection outlives any request on it."""
 
-    def __init__(self, engine: EnginePort, status: Callable[[], Mapping[str, Any]]):
+    def __init__(
+        self,
+        engine: EnginePort,
+        status: Callable[[], Mapping[str, Any]],
+        radius: RadiusPort | None = None,
+    ):
         self.engine = engine
         self.status = status
+        self.radius = radius
 
     def answer(self, line: bytes) -> bytes:
         try:
@@ -141,6 +154,10 @@ class Dispatcher:
                     bytes_limit=request.bytes_limit,
                     voucher_id=request.voucher_id,
                 )
+            case RadiusAuthorizeRequest():
+                if self.radius is None:
+                    raise UsageError("op: RADIUS is not enabled on this gateway ([radius])")
+                return self.radius.authorize(request)
             case DeauthorizeRequest():
                 return e.deauthorize(ip=request.ip, mac=request.mac, reason=request.reason)
             case ClientRequest():

@@ -24,11 +24,14 @@ from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
+from gateway.radius import RadiusService
 from hotspot import __version__
 from hotspot.attempts import purge_attempts
 from hotspot.config import Config
 from hotspot.db import open_database
 from hotspot.errors import ConfigError, KernelError
+from hotspot.pseudonym import load_key
+from hotspot.radius.secret import read_secret
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.withdrawal import expire_unsold
 
@@ -57,6 +60,7 @@ class Gateway:
         self.datapath: DataPath | None = None
         self.engine: SessionEngine | None = None
         self.server: ControlServer | None = None
+        self.radius: RadiusService | None = None
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
@@ -83,13 +87,27 @@ class Gateway:
         db = self.db = open_database(self.config.database.url)
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
+        if self.config.radius.enabled:
+            # Before the engine starts: sessions that ended while we were away get their Stop.
+            self.radius = RadiusService(
+                self.config,
+                db,
+                self.engine,
+                read_secret(self.config.radius.secret_file),
+                load_key(self.config, db)
+                if self.config.radius.calling_station_id == "pseudonym"
+                else None,
+                clock=self.clock,
+            )
         self.engine.start()
         self.server = ControlServer(
             self.config.control.socket,
-            Dispatcher(self.engine, self.status),
+            Dispatcher(self.engine, self.status, self.radius),
             self.config.control.group,
         )
         self.server.start()
+        if self.radius is not None:
+            self.radius.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         sdnotify.notify(f"READY=1\nSTATUS=serving {len(self.engine.live)} sessions")
@@ -106,6 +124,8 @@ class Gateway:
             # The kernel state stays: clients keep their access while we are restarted, and
             # the next start reconciles it with the database.
             self.server.stop()
+            if self.radius is not None:
+                self.radius.stop()
             self.engine.flush()
             self.datapath.close()
             log.info("gateway stopped; kernel state left in place")

@@ -91,6 +91,13 @@ class _Pending:
     bytes_up: int = 0
 
 
+# Called inside the engine's database transaction (so what they write commits or rolls back
+# with the session change): a session's start, its end, and each tick with the running ones.
+StartHook = Callable[[Session, ClientSession, dt.datetime], None]
+EndHook = Callable[[Session, ClientSession, EndReason, dt.datetime], None]
+TickHook = Callable[[Session, "builtins.list[ClientSession]", dt.datetime], None]
+
+
 @dataclass
 class TickReport:
     ended: list[tuple[int, str]] = field(default_factory=list)
@@ -123,6 +130,8 @@ class SessionEngine:
         self._generation = 0  # bumped by every kernel change
         self._last_flush = time.monotonic()
         self.started_at: dt.datetime | None = None
+        self.end_hooks: builtins.list[EndHook] = []  # RADIUS accounting (gateway/radius.py)
+        self.tick_hooks: builtins.list[TickHook] = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -277,6 +286,8 @@ class SessionEngine:
         sess.ended_at = now
         sess.end_reason = reason
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
+        for hook in self.end_hooks:
+            hook(db, sess, reason, now)
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
         minor = shaping.client_minor(sess.ip, self.network)
@@ -329,6 +340,10 @@ class SessionEngine:
         expires_at: dt.datetime | None = None,
         bytes_limit: int | None = None,
         voucher_id: int | None = None,
+        down_kbps: int | None = None,
+        up_kbps: int | None = None,
+        idle_minutes: int | None = None,
+        on_start: StartHook | None = None,
     ) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
@@ -336,6 +351,9 @@ class SessionEngine:
         The session ends at ``expires_at`` (naive UTC) if given, else after ``minutes``, else
         after the tier's session length. ``bytes_limit`` caps its data; with a ``voucher_id``
         it is the voucher's whole quota, shared by all the voucher's devices and sessions.
+        ``down_kbps``, ``up_kbps`` and ``idle_minutes`` replace the tier's (a RADIUS server's
+        grant); ``on_start`` is called with the new session inside the transaction, and a
+        session started with one is never "the same again" (each login is accounted).
         """
         tier_cfg = self._tier(tier)
         origin = Source(source)
@@ -375,6 +393,7 @@ class SessionEngine:
                     and mine.ip == ip
                     and mine.tier == tier_cfg.name
                     and mine.voucher_id == voucher_id
+                    and on_start is None
                 ):
                     return self._describe(db, mine, now)
                 before = []
@@ -392,9 +411,9 @@ class SessionEngine:
                     ip=ip,
                     tier=tier_cfg.name,
                     source=origin,
-                    down_kbps=tier_cfg.down_kbps,
-                    up_kbps=tier_cfg.up_kbps,
-                    idle_minutes=tier_cfg.idle_minutes,
+                    down_kbps=down_kbps or tier_cfg.down_kbps,
+                    up_kbps=up_kbps or tier_cfg.up_kbps,
+                    idle_minutes=tier_cfg.idle_minutes if idle_minutes is None else idle_minutes,
                     started_at=now,
                     last_activity_at=now,
                     expires_at=until,
@@ -411,6 +430,8 @@ class SessionEngine:
                         "another authorization of this device is in progress",
                         code=ErrorCode.CONFLICT,
                     ) from None
+                if on_start is not None:
+                    on_start(db, sess, now)
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
                 self._track(sess, baseline=False)
@@ -455,6 +476,50 @@ class SessionEngine:
                 log.info("session %d of %s extended by %d minutes", sess.id, sess.mac, minutes)
                 db.flush()
                 return self._describe(db, sess, now)
+
+    def change_limits(
+        self,
+        *,
+        session_id: int,
+        down_kbps: int | None = None,
+        up_kbps: int | None = None,
+        expires_at: dt.datetime | None = None,
+        bytes_limit: int | None = None,
+    ) -> SessionInfo:
+        """New rates, end or data cap for a running session (a RADIUS CoA-Request); the HTB
+        class changes at once."""
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                sess = db.get(ClientSession, session_id)
+                if sess is None or sess.ended_at is not None:
+                    raise NotFound("no running session for that device", code=ErrorCode.NO_SESSION)
+                before = self._wanted(sess)
+                sess.down_kbps = down_kbps or sess.down_kbps
+                sess.up_kbps = up_kbps or sess.up_kbps
+                if expires_at is not None:
+                    sess.expires_at = expires_at
+                if bytes_limit is not None:
+                    sess.bytes_limit = bytes_limit
+                db.flush()
+                self._apply(self._change([before], [self._wanted(sess)]))
+                log.info(
+                    "session %d of %s: limits changed to %d/%d kbit/s, ends %s",
+                    sess.id,
+                    sess.mac,
+                    sess.down_kbps,
+                    sess.up_kbps,
+                    iso(sess.expires_at),
+                )
+                return self._describe(db, sess, now)
+
+    def session_bytes(self, sess: ClientSession) -> tuple[int, int]:
+        """(down, up) of a session so far, what is not yet flushed included."""
+        live = self.live.get(sess.id) if sess.ended_at is None else None
+        return (
+            sess.bytes_down + (live.bytes_down if live else 0),
+            sess.bytes_up + (live.bytes_up if live else 0),
+        )
 
     def block(self, *, mac: str, reason: str = "") -> BlockResult:
         mac = normalize_mac(mac)
@@ -584,6 +649,8 @@ class SessionEngine:
                         if reason is not None:
                             self._end(db, sess, reason, now)
                             report.ended.append((sess.id, reason.value))
+                for tick_hook in self.tick_hooks:
+                    tick_hook(db, [s for s in active if s.ended_at is None], now)
                 due = (
                     force_flush
                     or report.ended

@@ -118,6 +118,9 @@ class Layout:
     walled_dns_port: int = 5300
     walled_dns_rate: int = 20
     wan_tcp_ports: tuple[int, ...] = ()
+    # RADIUS CoA/Disconnect-Requests (docs/radius.md): from these servers to this UDP port.
+    coa_servers: tuple[str, ...] = ()
+    coa_port: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> Layout:
@@ -141,6 +144,12 @@ class Layout:
             walled_dns_port=net.walled_dns_port,
             walled_dns_rate=net.walled_dns_rate,
             wan_tcp_ports=net.wan_tcp_ports,
+            coa_servers=(
+                tuple(sorted({s.host for s in config.radius.servers}))
+                if config.radius.enabled and config.radius.coa_port
+                else ()
+            ),
+            coa_port=config.radius.coa_port,
         )
 
     def ref(self, **obj: Any) -> dict[str, Any]:
@@ -484,6 +493,17 @@ def _chains(
                     _ACCEPT,
                 ],
                 [tcp("@" + WAN_TCP_PORTS), _ACCEPT],
+                *(
+                    [
+                        [
+                            _match(_payload("ip", "saddr"), _any_of(layout.coa_servers)),
+                            _match(_payload("udp", "dport"), layout.coa_port),
+                            _ACCEPT,
+                        ]
+                    ]
+                    if layout.coa_servers and layout.coa_port
+                    else []
+                ),
                 [_COUNTER, _DROP],
             ],
         ),

@@ -224,6 +224,33 @@ DEFAULTS["operator"] = {
     "login_ceiling": 100,
     "max_batch": 1000,  # vouchers in one batch made in the console or the CLI
 }
+# [radius]: accounts and accounting against a RADIUS server (issue #16, docs/radius.md).
+DEFAULTS["radius"] = {
+    "enabled": False,
+    "servers": [],  # "host" or "host:port" (auth port; accounting is acct_port), tried in order
+    "acct_port": 1813,
+    "secret_file": "/etc/hotspot/radius.secret",  # one line, mode 0600 or 0640
+    "timeout_seconds": 3,  # per attempt
+    "attempts": 2,  # per server
+    "nas_identifier": "",  # "" = the village's name
+    "nas_ip_address": "",  # "" = not sent
+    "tier": "premium",  # the tier whose speeds a login gets when the reply names none
+    "data_limit": "chillispot",  # or "mikrotik": which vendor attribute carries the data cap
+    "interim_seconds": 300,  # Interim-Update interval (the server's Acct-Interim-Interval wins)
+    # With no server answering: "refuse" new logins with a clear page, or "cached": accept a
+    # name and password that logged in successfully here lately, for what remains of it.
+    "offline": "refuse",
+    "cache_hours": 24,  # how long a successful login may be reused offline ("cached")
+    "calling_station_id": "mac",  # or "pseudonym" (hotspot/pseudonym.py): what the server sees
+    "coa_port": 3799,  # CoA and Disconnect-Requests from the servers (0 = not listening)
+    "coa_listen": "",  # the address to listen on ("" = every address)
+    "coa_window_seconds": 300,  # Event-Timestamp at most this far off (replay protection)
+    "require_message_authenticator": True,
+}
+_DATA_LIMITS = ("chillispot", "mikrotik")
+_OFFLINE = ("refuse", "cached")
+_CALLING_STATION = ("mac", "pseudonym")
+
 # 2.4 GHz, and the 5 GHz channels without radar detection (DFS), which a Pi's onboard
 # WiFi cannot do as an access point.
 WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 149, 153, 157, 161, 165)
@@ -445,6 +472,34 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class RadiusServer:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    enabled: bool = False
+    servers: tuple[RadiusServer, ...] = ()
+    acct_port: int = 1813
+    secret_file: str = ""
+    timeout_seconds: float = 3.0
+    attempts: int = 2
+    nas_identifier: str = ""
+    nas_ip_address: str = ""
+    tier: str = "premium"
+    data_limit: str = "chillispot"
+    interim_seconds: int = 300
+    offline: str = "refuse"
+    cache_hours: int = 24
+    calling_station_id: str = "mac"
+    coa_port: int = 3799
+    coa_listen: str = ""
+    coa_window_seconds: int = 300
+    require_message_authenticator: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -463,6 +518,7 @@ class Config:
     wifi: WifiConfig
     dhcp: DhcpConfig
     management: ManagementConfig = field(default_factory=ManagementConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -870,6 +926,78 @@ def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
     return PrivacyConfig(retention_days=full.int("retention_days", 1, 3650), pseudonym_key=key)
 
 
+def _radius(
+    raw: Mapping[str, Any], tiers: Mapping[str, Tier], village: VillageConfig
+) -> RadiusConfig:
+    s = Section(raw, "radius", set(DEFAULTS["radius"]))
+    full = Section({**DEFAULTS["radius"], **raw}, "radius")
+    flags = {}
+    for name in ("enabled", "require_message_authenticator"):
+        if not isinstance(full.data[name], bool):
+            raise ConfigError(s.key(name), f"must be true or false, got {full.data[name]!r}")
+        flags[name] = full.data[name]
+    servers = []
+    for i, entry in enumerate(full.list("servers")):
+        host, sep, port = (entry if isinstance(entry, str) else "").partition(":")
+        try:
+            address = str(ipaddress.IPv4Address(host))
+            number = int(port) if sep else 1812
+            if not 1 <= number <= 65535:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{s.key('servers')}[{i}]",
+                f'{entry!r} is not an IPv4 address with an optional port, like "10.0.0.5:1812"',
+            ) from None
+        servers.append(RadiusServer(address, number))
+    if flags["enabled"] and not servers:
+        raise ConfigError(s.key("servers"), "give at least one server when radius is enabled")
+    choices = {}
+    for name, allowed in (
+        ("data_limit", _DATA_LIMITS),
+        ("offline", _OFFLINE),
+        ("calling_station_id", _CALLING_STATION),
+    ):
+        value = full.data[name]
+        if value not in allowed:
+            raise ConfigError(
+                s.key(name), f"must be {' or '.join(repr(a) for a in allowed)}, got {value!r}"
+            )
+        choices[name] = value
+    tier = full.str("tier")
+    if flags["enabled"] and tier not in tiers:
+        raise ConfigError(s.key("tier"), f"no such tier {tier!r} (known: {', '.join(tiers)})")
+    nas_ip = _opt_str(full, "nas_ip_address", 15)
+    listen = _opt_str(full, "coa_listen", 15)
+    for name, value in (("nas_ip_address", nas_ip), ("coa_listen", listen)):
+        if value:
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                raise ConfigError(s.key(name), f"{value!r} is not an IPv4 address") from None
+    secret_file = _abs_path(full, "secret_file", optional=not flags["enabled"])
+    return RadiusConfig(
+        enabled=flags["enabled"],
+        servers=tuple(servers),
+        acct_port=full.int("acct_port", 1, 65535),
+        secret_file=secret_file,
+        timeout_seconds=full.float("timeout_seconds", 0.2, 30.0),
+        attempts=full.int("attempts", 1, 10),
+        nas_identifier=_opt_str(full, "nas_identifier", 64) or village.name[:64],
+        nas_ip_address=nas_ip,
+        tier=tier,
+        data_limit=choices["data_limit"],
+        interim_seconds=full.int("interim_seconds", 10, 86400),
+        offline=choices["offline"],
+        cache_hours=full.int("cache_hours", 1, 720),
+        calling_station_id=choices["calling_station_id"],
+        coa_port=full.int("coa_port", 0, 65535),
+        coa_listen=listen,
+        coa_window_seconds=full.int("coa_window_seconds", 10, 3600),
+        require_message_authenticator=flags["require_message_authenticator"],
+    )
+
+
 def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     known = set(DEFAULTS) | {
         "packages",
@@ -882,6 +1010,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "operator",
         "management",
         "demo",
+        "radius",
     }
     for key in data:
         if key not in known:
@@ -932,6 +1061,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             _network(data["network"]),
             _wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
         ),
+        radius=_radius(data.get("radius", DEFAULTS["radius"]), tiers, _village(data["village"])),
         source=source,
         raw=data,
     )

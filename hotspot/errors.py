@@ -61,6 +61,9 @@ class ErrorCode(enum.StrEnum):
     BAD_PASSWORD = "bad-password"
     BAD_LOGIN = "bad-login"
     LOCKED = "locked"
+    # -- RADIUS accounts (issue #16; in the portal's process) ----------------------------------
+    RADIUS_REJECT = "radius-reject"
+    RADIUS_UNAVAILABLE = "radius-unavailable"
     # -- other programs ------------------------------------------------------------------------
     EXISTS = "exists"
     SYNC = "sync"
@@ -210,6 +213,10 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.BAD_PASSWORD: _Spec(UsageError, "the password does not meet the rules"),
     ErrorCode.BAD_LOGIN: _Spec(Refused, "wrong operator name or password"),
     ErrorCode.LOCKED: _Spec(Refused, "too many wrong logins; try again later"),
+    ErrorCode.RADIUS_REJECT: _Spec(Refused, "the RADIUS server refused the name or password"),
+    ErrorCode.RADIUS_UNAVAILABLE: _Spec(
+        HotspotError, "no RADIUS server answered (and no cached login may be used)"
+    ),
     ErrorCode.EXISTS: _Spec(Refused, "the collector already has a gateway or token by that name"),
     ErrorCode.SYNC: _Spec(HotspotError, "reporting to the province failed"),
     ErrorCode.PROVISION: _Spec(HotspotError, "provisioning the device failed"),

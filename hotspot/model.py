@@ -32,7 +32,7 @@ from hotspot.model_base import UsageCounters
 
 # Importing the models imports every table on Base (the console's and the sync agent's too),
 # so that metadata, create_all and Alembic always see the whole schema.
-from hotspot import model_operator, model_sync  # noqa: F401  isort: skip
+from hotspot import model_operator, model_radius, model_sync  # noqa: F401  isort: skip
 from hotspot.timeutil import utcnow
 
 
@@ -50,6 +50,7 @@ class Source(enum.StrEnum):
     FREE = "free"  # accepted the terms on the splash page
     VOUCHER = "voucher"
     ADMIN = "admin"  # allowed by an operator or the CLI
+    RADIUS = "radius"  # an account accepted by the RADIUS server (hotspot/radius/)
 
 
 class Device(Base):

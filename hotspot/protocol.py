@@ -372,6 +372,54 @@ class AuthorizeRequest(Request[SessionInfo]):
         )
 
 
+MAX_KBPS = 10_000_000
+MAX_RADIUS_NAME = 253  # one attribute's value
+MAX_CLASSES = 4 * (2 * 253 + 1)  # up to four Class values, hex, comma-separated
+
+
+@dataclass(frozen=True)
+class RadiusAuthorizeRequest(Request[SessionInfo]):
+    """Let a device out on what a RADIUS server granted its account (issue #16): the portal
+    asked the server, the gateway opens the session with these limits, keeps its accounting
+    (Start, Interim-Update, Stop) and answers the server's CoA and Disconnect for it. A limit
+    left out is the tier's; ``offline`` = 1 when the grant came from the login cache."""
+
+    op = "radius-authorize"
+    ip: str
+    username: str
+    tier: str
+    expires_at: dt.datetime | None = None
+    idle_minutes: int | None = None
+    down_kbps: int | None = None
+    up_kbps: int | None = None
+    bytes_limit: int | None = None
+    classes: str | None = None
+    interim_seconds: int | None = None
+    offline: int = 0
+
+    @classmethod
+    def read(cls, fields: Fields) -> RadiusAuthorizeRequest:
+        classes = fields.text("classes", MAX_CLASSES)
+        if classes and any(
+            not c or len(c) % 2 or any(ch not in "0123456789abcdef" for ch in c)
+            for c in classes.split(",")
+        ):
+            raise bad("classes", "must be lowercase hex values separated by commas")
+        return cls(
+            ip=required("ip", fields.ipv4("ip")),
+            username=required("username", fields.text("username", MAX_RADIUS_NAME)),
+            tier=required("tier", fields.text("tier", MAX_TIER_NAME)),
+            expires_at=fields.utc_time("expires_at"),
+            idle_minutes=fields.whole("idle_minutes", 0, MAX_MINUTES),
+            down_kbps=fields.whole("down_kbps", 1, MAX_KBPS),
+            up_kbps=fields.whole("up_kbps", 1, MAX_KBPS),
+            bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
+            classes=classes or None,
+            interim_seconds=fields.whole("interim_seconds", 10, 86_400),
+            offline=fields.whole("offline", 0, 1) or 0,
+        )
+
+
 @dataclass(frozen=True)
 class DeauthorizeRequest(Request[SessionInfo]):
     """End a device's running session, recording ``reason``."""
@@ -468,6 +516,7 @@ REQUESTS: dict[str, type[Request[Any]]] = {
         PingRequest,
         StatusRequest,
         AuthorizeRequest,
+        RadiusAuthorizeRequest,
         DeauthorizeRequest,
         ClientRequest,
         ExtendRequest,

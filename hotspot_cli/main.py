@@ -24,6 +24,7 @@ from hotspot.errors import ConfigError, HotspotError, UsageError
 COMMAND_MODULES = (
     "provisioning.cli",  # provision
     "gateway.cli",  # gateway, clients
+    "gateway.radius_cli",  # radius
     "hotspot_cli.core",  # db, config
     "sync.cli",  # sync
     "collector.cli",  # collector

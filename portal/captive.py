@@ -21,6 +21,7 @@ from markupsafe import Markup
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
 from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
+from hotspot.radius.attributes import MAX_USERNAME
 from hotspot.timeutil import iso, local_day
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.redemption import (
@@ -117,11 +118,14 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
     ctx.setdefault("carry", carry())
     ctx.setdefault("error", None)
     ctx.setdefault("code", "")
+    ctx.setdefault("radius_error", None)
+    ctx.setdefault("username", "")
     return render_template(
         template,
         free=st.config.tiers.get("free"),
         fragment=fragment,
         vouchers_on=st.vouchers is not None,
+        radius_on=st.radius is not None,
         lang_url=lang_url(),
         **ctx,
     ), status
@@ -263,6 +267,10 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.BAD_VOUCHER_KEY: ("error", 503),
     ErrorCode.BAD_LOGIN: ("error", 503),
     ErrorCode.LOCKED: ("error", 503),
+    # RADIUS refusals are shown on the login form (portal/radius_login.py); these are for
+    # one that escapes it.
+    ErrorCode.RADIUS_REJECT: ("error", 503),
+    ErrorCode.RADIUS_UNAVAILABLE: ("busy", 503),
     ErrorCode.EXISTS: ("error", 503),
     ErrorCode.SYNC: ("error", 503),
     ErrorCode.PROVISION: ("error", 503),
@@ -289,7 +297,12 @@ def lookup() -> ClientInfo:
 
 
 def home(
-    info: ClientInfo, error: str | None = None, code: str = "", status: int = 200
+    info: ClientInfo,
+    error: str | None = None,
+    code: str = "",
+    status: int = 200,
+    radius_error: str | None = None,
+    username: str = "",
 ) -> tuple[str, int]:
     """The page for this device's situation: connected, allowance used up, or the splash."""
     st = state()
@@ -312,7 +325,15 @@ def home(
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
         return page(
-            "status.html", status, s=sess, ends=ends, error=error, code=code, moved_at=moved
+            "status.html",
+            status,
+            s=sess,
+            ends=ends,
+            error=error,
+            code=code,
+            moved_at=moved,
+            radius_error=radius_error,
+            username=username,
         )
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
@@ -324,6 +345,8 @@ def home(
             code=code,
             moved_at=moved,
             held=ctx_held,
+            radius_error=radius_error,
+            username=username,
         )
     return page(
         "splash.html",
@@ -333,6 +356,8 @@ def home(
         bye=request.args.get("bye") == "1",
         moved_at=moved,
         held=ctx_held,
+        radius_error=radius_error,
+        username=username,
     )
 
 
@@ -444,21 +469,7 @@ def voucher():
             device_id=device_id,
         )
     except RateLimited as exc:
-        minutes = max(1, (exc.retry_after + 59) // 60)
-        if exc.scope is BrakeScope.GATEWAY:
-            # Everyone waits (someone is guessing from many addresses): say so, and that it
-            # is short, so that nobody thinks the card they paid for is bad.
-            msg = gettext(
-                "Too many wrong codes were tried on this WiFi just now. Please try again "
-                "in %(seconds)d seconds.",
-                seconds=exc.retry_after,
-            )
-        else:
-            msg = gettext(
-                "Too many attempts. Please wait %(minutes)d minutes and try again.",
-                minutes=minutes,
-            )
-        body, status = home(info, error=msg, code=code, status=429)
+        body, status = home(info, error=too_many(exc), code=code, status=429)
         return body, status, {"Retry-After": str(exc.retry_after)}
     except VoucherError as exc:
         return voucher_refused(info, exc, code=code)
@@ -483,6 +494,75 @@ def voucher_resume():
     except VoucherError as exc:
         return voucher_refused(info, exc)
     return connected_by_voucher(done)
+
+
+def too_many(exc: RateLimited) -> str:
+    """What a villager reads when a brake on guessing holds (vouchers and RADIUS logins)."""
+    if exc.scope is BrakeScope.GATEWAY:
+        # Everyone waits (someone is guessing from many addresses): say so, and that it is
+        # short, so that nobody thinks the card they paid for is bad.
+        return gettext(
+            "Too many wrong codes were tried on this WiFi just now. Please try again "
+            "in %(seconds)d seconds.",
+            seconds=exc.retry_after,
+        )
+    return gettext(
+        "Too many attempts. Please wait %(minutes)d minutes and try again.",
+        minutes=max(1, (exc.retry_after + 59) // 60),
+    )
+
+
+@bp.post("/radius")
+def radius_login():
+    """Masuk dengan akun: a name and password (or a code alone, sent as both) checked by the
+    RADIUS server (portal/radius_login.py); the gateway opens the session on its grant."""
+    st = state()
+    if st.radius is None:
+        return render_message("not-found", 404)
+    username = request.form.get("username", "").strip()[:MAX_USERNAME]
+    password = request.form.get("password", "")[:128] or username
+    info = lookup()
+    if not username:
+        text = gettext("Enter your user name or code.")
+        return home(info, radius_error=text, status=400)
+    mac, ip = info.get("mac"), client_ip()
+    if not mac:
+        raise NotFound("no MAC for this address", code=ErrorCode.UNKNOWN_DEVICE)
+    # The same brakes on guessing as voucher codes: per device, per address, gateway-wide.
+    if st.vouchers is not None:
+        wait, scope = st.vouchers.brake(mac, ip)
+        if wait:
+            limited = RateLimited("too many attempts", wait, scope)
+            body, status = home(info, radius_error=too_many(limited), username=username, status=429)
+            return body, status, {"Retry-After": str(wait)}
+    try:
+        done = st.radius.login(username, password, ip=ip, mac=mac)
+    except HotspotError as exc:
+        if st.vouchers is not None and exc.code in (
+            ErrorCode.RADIUS_REJECT,
+            ErrorCode.RADIUS_UNAVAILABLE,
+        ):
+            # Counted like a wrong voucher code. A login while no server answers counts too:
+            # each one holds a portal thread for the whole deadline.
+            st.vouchers._failed(mac, ip)
+        if exc.code is ErrorCode.RADIUS_REJECT:
+            text = gettext("Wrong user name or password. Check them and try again.")
+            return home(info, radius_error=text, username=username, status=401)
+        if exc.code is ErrorCode.RADIUS_UNAVAILABLE:
+            text = gettext(
+                "The account server cannot be reached right now, so new logins with an "
+                "account are not possible. Please try again later, or use a voucher."
+            )
+            return home(info, radius_error=text, username=username, status=503)
+        raise
+    sess = st.gateway.send(done.request(client_ip(), st.config.radius.tier))
+    session["voucher"] = {
+        "package": done.username,
+        "tier": sess.get("tier"),
+        "until": sess.get("expires_at"),
+        "bytes": sess.get("bytes_limit"),
+    }
+    return see_other("/ok", carry())
 
 
 def success_page(

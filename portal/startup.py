@@ -29,6 +29,7 @@ from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.packages import sync_packages
 from hotspot.vouchers.redemption import VoucherService
 from portal.gateway import GatewayLink, GatewayPort
+from portal.radius_login import RadiusLogins
 from portal.state import PortalState
 from portal.urls import PortalUrls, Signer
 
@@ -84,6 +85,11 @@ def prepare(
         clock=clock,
         identities=DeviceIdentities(db, new_per_address=portal_cfg.free_devices_per_address),
         pseudonyms=_pseudonyms(config, db),
+        radius=(
+            RadiusLogins.from_config(config, db, secret_key, clock)
+            if config.radius.enabled
+            else None
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from hotspot.pseudonym import Pseudonymizer
 from hotspot.vouchers.packages import PackageInfo, list_packages
 from hotspot.vouchers.redemption import VoucherService
 from portal.gateway import GatewayPort
+from portal.radius_login import RadiusLogins
 from portal.urls import PortalUrls, Signer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class PortalState:
     clock: Callable[[], dt.datetime]
     identities: DeviceIdentities  # device cookie ↔ MACs (the free allowance follows it)
     pseudonyms: Pseudonymizer | None = None  # the usage API's; None while it is off
+    radius: RadiusLogins | None = None  # [radius] logins; None while it is off
     fragments: dict[tuple, Any] = field(default_factory=dict)  # rendered price list, rules
     _packages: tuple[float, list[PackageInfo]] = field(default_factory=lambda: (0.0, []))
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -269,6 +269,10 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lan": net.lan_interface,
         "lan_address": net.lan_address,
         "lan_network": str(net.lan_network),
+        # RADIUS (docs/radius.md): the only addresses the gateway and the portal reach by IP
+        "radius_servers": (
+            sorted({s.host for s in cfg.radius.servers}) if cfg.radius.enabled else []
+        ),
         "lan_ports": lan_ports,
         "netmask": str(net.lan_network.netmask),
         "gateway_ip": str(net.gateway_ip),

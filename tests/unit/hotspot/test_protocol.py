@@ -37,6 +37,19 @@ EXAMPLES: list[proto.Request[Any]] = [
     proto.UnblockRequest(mac=MAC),
     proto.BlockedRequest(),
     proto.ReconcileRequest(),
+    proto.RadiusAuthorizeRequest(
+        ip=IP,
+        username="budi",
+        tier="premium",
+        expires_at=dt.datetime(2026, 11, 29, 3),
+        idle_minutes=10,
+        down_kbps=2000,
+        up_kbps=500,
+        bytes_limit=10**9,
+        classes="6b656c6173",
+        interim_seconds=300,
+        offline=1,
+    ),
 ]
 
 
@@ -58,6 +71,7 @@ def test_there_is_an_example_of_every_request():
         "unblock",
         "blocked",
         "reconcile",
+        "radius-authorize",
     }
 
 
