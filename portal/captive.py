@@ -322,43 +322,24 @@ def home(
         ctx_held: str | None = held[1]
     else:
         ctx_held = None
+    # What every one of the three pages shows: the last error, the code typed, a voucher
+    # taken away, the RADIUS form's answer.
+    shown: dict[str, Any] = {
+        "error": error,
+        "code": code,
+        "moved_at": moved,
+        "radius_error": radius_error,
+        "username": username,
+    }
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
-        return page(
-            "status.html",
-            status,
-            s=sess,
-            ends=ends,
-            error=error,
-            code=code,
-            moved_at=moved,
-            radius_error=radius_error,
-            username=username,
-        )
+        return page("status.html", status, s=sess, ends=ends, **shown)
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
-        return page(
-            "exhausted.html",
-            status,
-            resets=fmt.clock_time(free.get("resets_at"), tz, now),
-            error=error,
-            code=code,
-            moved_at=moved,
-            held=ctx_held,
-            radius_error=radius_error,
-            username=username,
-        )
-    return page(
-        "splash.html",
-        status,
-        error=error,
-        code=code,
-        bye=request.args.get("bye") == "1",
-        moved_at=moved,
-        held=ctx_held,
-        radius_error=radius_error,
-        username=username,
-    )
+        resets = fmt.clock_time(free.get("resets_at"), tz, now)
+        return page("exhausted.html", status, resets=resets, held=ctx_held, **shown)
+    bye = request.args.get("bye") == "1"
+    return page("splash.html", status, bye=bye, held=ctx_held, **shown)
 
 
 def identify(info: ClientInfo) -> str | None:

@@ -305,37 +305,10 @@ def test_a_burst_of_connections_waits_in_the_listen_queue(cfg, engine):
         os.unlink(cfg.control.socket)
 
 
-def test_the_client_waits_while_the_listen_queue_is_full(tmp_path):
-    path = str(tmp_path / "full.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(0)
-    queued = []
-    try:
-        while True:  # fill the queue until the kernel answers EAGAIN
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            queued.append(s)
-            try:
-                s.connect(path)
-            except BlockingIOError:
-                break
-        # Room is made 0.2 s later; the client (2 s timeout) must be waiting, not failing.
-        timer = threading.Timer(0.2, lambda: [listener.accept()[0].close() for _ in range(2)])
-        timer.start()
-        client = ControlClient(path, timeout=2.0)
-        t0 = time.monotonic()
-        client._connect()
-        assert 0.15 < time.monotonic() - t0 < 2.0
-        client.close()
-        timer.join()
-    finally:
-        for s in queued:
-            s.close()
-        listener.close()
-
-
-def test_a_full_listen_queue_past_the_timeout_is_unavailable(tmp_path):
+@pytest.fixture
+def full_listener(tmp_path):
+    """A Unix socket nobody accepts on, its listen queue filled until the kernel answers
+    EAGAIN: (path, listener)."""
     path = str(tmp_path / "full.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -350,9 +323,27 @@ def test_a_full_listen_queue_past_the_timeout_is_unavailable(tmp_path):
                 s.connect(path)
             except BlockingIOError:
                 break
-        with pytest.raises(ControlUnavailable):
-            ControlClient(path, timeout=0.3).send(proto.PingRequest())
+        yield path, listener
     finally:
         for s in queued:
             s.close()
         listener.close()
+
+
+def test_the_client_waits_while_the_listen_queue_is_full(full_listener):
+    path, listener = full_listener
+    # Room is made 0.2 s later; the client (2 s timeout) must be waiting, not failing.
+    timer = threading.Timer(0.2, lambda: [listener.accept()[0].close() for _ in range(2)])
+    timer.start()
+    client = ControlClient(path, timeout=2.0)
+    t0 = time.monotonic()
+    client._connect()
+    assert 0.15 < time.monotonic() - t0 < 2.0
+    client.close()
+    timer.join()
+
+
+def test_a_full_listen_queue_past_the_timeout_is_unavailable(full_listener):
+    path, _ = full_listener
+    with pytest.raises(ControlUnavailable):
+        ControlClient(path, timeout=0.3).send(proto.PingRequest())

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 
-from pyrad import packet as rp
-
 from hotspot.db import open_database
-from hotspot.radius.packets import dictionary
 from tests.unit.commands import hotspot_in_process
 from tests.unit.conftest import device_overrides
-from tests.unit.hotspot.radius.test_packets import SECRET, serve
+from tests.unit.hotspot.radius.test_packets import SECRET, grant, serve
 from tests.unit.portal.test_radius_login import reject
 from testsupport.testbed import write_toml
 
-
-def accept(data):
-    req = rp.AuthPacket(packet=data, secret=SECRET, dict=dictionary())
-    assert req["Calling-Station-Id"] == ["00-00-00-00-00-00"]  # no phone: the terminal
-    reply = req.CreateReply()
-    reply.code = rp.AccessAccept
-    reply.add_message_authenticator()
-    reply["Session-Timeout"] = 3600
-    reply["WISPr-Bandwidth-Max-Down"] = 2_000_000
-    reply["Class"] = b"kelas"
-    return reply.ReplyPacket()
+accept = grant("00-00-00-00-00-00")  # no phone: the terminal
 
 
 def config(tmp_path, port: int, enabled: bool = True):

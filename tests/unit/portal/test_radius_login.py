@@ -13,22 +13,12 @@ from hotspot.errors import ErrorCode, HotspotError, Refused
 from hotspot.radius.packets import dictionary
 from portal.radius_login import RadiusLogins
 from tests.unit.conftest import device_overrides
-from tests.unit.hotspot.radius.test_packets import SECRET, serve
+from tests.unit.hotspot.radius.test_packets import SECRET, grant, serve
 
 MAC, IP = "02:00:00:00:00:01", "10.10.0.11"
 
 
-def accept(data):
-    req = rp.AuthPacket(packet=data, secret=SECRET, dict=dictionary())
-    assert req.PwDecrypt(req["User-Password"][0]) == "rahasia"
-    assert req["Calling-Station-Id"] == ["02-00-00-00-00-01"]
-    reply = req.CreateReply()
-    reply.code = rp.AccessAccept
-    reply.add_message_authenticator()
-    reply["Session-Timeout"] = 3600
-    reply["WISPr-Bandwidth-Max-Down"] = 2_000_000
-    reply["Class"] = b"kelas"
-    return reply.ReplyPacket()
+accept = grant("02-00-00-00-00-01", password="rahasia")
 
 
 def reject(data):
