@@ -286,6 +286,12 @@ def test_server_down_cached_logins_and_accounting_replayed_in_order(
         (sid_offline, 2),
     ]
 
+    # A power cut while they wait: the gateway dies (kill -9) and comes back; the queue is
+    # on disk, whole and in the same order.
+    gw.kill9()
+    gw.start()
+    assert queued(gw) == q
+
     # The server comes back: the queue drains in the order it was written.
     radius_server.start()
     wait_until(lambda: not queued(gw), 90, interval=0.5, what="the queue drained")
