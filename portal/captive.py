@@ -538,6 +538,7 @@ def radius_login():
         raise
     sess = st.gateway.send(done.request(client_ip(), st.config.radius.tier))
     session["voucher"] = {
+        "account": True,  # the success page says "logged in as", not "your voucher"
         "package": done.username,
         "tier": sess.get("tier"),
         "until": sess.get("expires_at"),

@@ -110,20 +110,42 @@ class RadiusServer:
         return out
 
 
-@pytest.fixture
-def radius_server(testbed, tmp_path):
-    conf = tmp_path / "freeradius"
+def radius_server_for(bed: tb.Testbed, workdir: Path) -> RadiusServer:
+    """FreeRADIUS for ``bed`` (not started yet): its configuration rendered and checked in
+    ``workdir``, listening on the upstream's address, the gateway's uplink its client with
+    :data:`SECRET`, :data:`USERS` its accounts. The browser tier uses it too."""
+    conf = workdir / "freeradius"
     db = freeradius.render(conf, listen=UPSTREAM_IP, clients={WAN_GW_IP: SECRET}, users=USERS)
     freeradius.check(conf)
-    server = RadiusServer(testbed, conf, db, tmp_path / "freeradius.log")
+    return RadiusServer(bed, conf, db, workdir / "freeradius.log")
+
+
+@pytest.fixture
+def radius_server(testbed, tmp_path):
+    server = radius_server_for(testbed, tmp_path)
     yield server.start()
     server.stop()
 
 
-def start_village(gateway_factory, testbed, tmp_path, radius: dict[str, Any]):
-    secret_file = tmp_path / "radius.secret"
+def radius_settings(workdir: Path, **radius: Any) -> dict[str, Any]:
+    """The ``[radius]`` table of a gateway that asks :func:`radius_server_for`'s FreeRADIUS
+    (its secret file written into ``workdir``); ``radius`` adds to it or replaces keys."""
+    secret_file = workdir / "radius.secret"
     secret_file.write_text(SECRET + "\n")
     os.chmod(secret_file, 0o600)
+    return {
+        "enabled": True,
+        "servers": [UPSTREAM_IP],
+        "secret_file": str(secret_file),
+        "timeout_seconds": 1.0,
+        "attempts": 2,
+        "interim_seconds": 10,
+        "nas_identifier": "desa-uji",
+        **radius,
+    }
+
+
+def start_village(gateway_factory, testbed, tmp_path, radius: dict[str, Any]):
     gw = gateway_factory(
         {
             "portal": {
@@ -132,16 +154,7 @@ def start_village(gateway_factory, testbed, tmp_path, radius: dict[str, Any]):
                 "secret_key_file": str(tmp_path / "portal.secret"),
                 "voucher_key_file": str(tmp_path / "voucher.key"),
             },
-            "radius": {
-                "enabled": True,
-                "servers": [UPSTREAM_IP],
-                "secret_file": str(secret_file),
-                "timeout_seconds": 1.0,
-                "attempts": 2,
-                "interim_seconds": 10,
-                "nas_identifier": "desa-uji",
-                **radius,
-            },
+            "radius": radius_settings(tmp_path, **radius),
         }
     )
     testbed.popen(

@@ -8,6 +8,7 @@ through the RADIUS form, a server that answers garbage.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -376,3 +377,48 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
 
     stop_process_group(proc)
     assert gw.call("ping")["pong"]
+
+
+def test_pseudonym_as_calling_station_id(
+    gateway_factory, upstream, testbed, tmp_path, radius_server
+):
+    """``calling_station_id = "pseudonym"``: the server sees the gateway's keyed pseudonym of
+    the phone's MAC (the same hotspot.pseudonym gives with the gateway's key), in the
+    Access-Request and in every accounting record, and never the MAC itself."""
+    from hotspot import config as config_mod
+    from hotspot.db import make_engine
+    from hotspot.pseudonym import pseudonym, stored_key
+
+    from .conftest import start_village
+
+    gw = start_village(gateway_factory, testbed, tmp_path, {"calling_station_id": "pseudonym"})
+    phone = testbed.phones[0]
+    status, _, head = login(testbed, phone, str(tmp_path / "a.jar"), "budi", "rahasia")
+    assert status == 303, head
+    sid = acct_id(gw, gw_session(gw, phone.mac)["id"])
+    start = wait_until(lambda: radius_server.row(sid), 15, what="the Start record")
+
+    # The gateway's own key (generated once, kept in its database).
+    config = config_mod.load(gw.config_path)
+    engine = make_engine(config.database.url)
+    try:
+        key = stored_key(config, engine)
+    finally:
+        engine.dispose()
+    assert key is not None
+    expected = pseudonym(key, phone.mac)
+    assert len(expected) == 16
+    assert start["callingstationid"] == expected
+
+    gw.call("deauthorize", mac=phone.mac, reason="logout")
+    stop = wait_until(
+        lambda: (r := radius_server.row(sid)) and r["acctstoptime"] and r, 15, what="Stop"
+    )
+    assert stop["callingstationid"] == expected
+    # The portal's Access-Request said the same.
+    log = radius_server.log.read_text(errors="replace")
+    assert f'Calling-Station-Id = "{expected}"' in log.split("Received Access-Request")[1]
+    # The MAC never left the village, in any notation, in any packet FreeRADIUS received.
+    bare = phone.mac.replace(":", "").lower()
+    flat = re.sub(r"[^0-9a-f]", "", log.lower())
+    assert bare not in flat
