@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import time
 
 from tests.netns.helpers import client_minor, curl, tc_classes, wait_until
-from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, WAN_UP_IP
+from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, WAN_UP_IP, stop_process_group
 
 from .conftest import PORTAL, SECRET, dynauth, login
 
@@ -31,6 +32,26 @@ def acct_id(gw, session_id: int) -> str:
         return c.execute(
             "SELECT acct_session_id FROM radius_session WHERE session_id = ?", (session_id,)
         ).fetchone()[0]
+
+
+def start_broken_server(bed, mode: str, count, log_path):
+    """tests/netns/radius/fake_server.py in MODE on the server's address and port, once it
+    is bound (it writes 0 to COUNT then, and how many requests it got after each)."""
+    from .conftest import FAKE_SERVER
+
+    count.unlink(missing_ok=True)
+    proc = bed.popen(
+        bed.up,
+        sys.executable,
+        FAKE_SERVER,
+        UPSTREAM_IP,
+        "1812",
+        mode,
+        str(count),
+        log_path=log_path,
+    )
+    wait_until(count.exists, 10, what=f"the {mode} server bound")
+    return proc
 
 
 def queued(gw) -> list[tuple[int, str, int]]:
@@ -312,9 +333,7 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
 ):
     """No FreeRADIUS here: first nobody answers (offline = refuse), then a server that
     answers garbage. And a phone that hammers the account form with guesses."""
-    import sys
-
-    from .conftest import FAKE_SERVER, start_village
+    from .conftest import start_village
 
     gw = start_village(gateway_factory, testbed, tmp_path, {"timeout_seconds": 0.5})
     a, b = testbed.phones[0], testbed.phones[1]
@@ -328,22 +347,10 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
     # Broken servers: garbage, an oversized datagram, a lying length, a wrong signature.
     count = tmp_path / "fake.count"
     for mode in ("garbage", "oversized", "short", "wrong-auth"):
-        proc = testbed.popen(
-            testbed.up,
-            sys.executable,
-            FAKE_SERVER,
-            UPSTREAM_IP,
-            "1812",
-            mode,
-            str(count),
-            log_path=tmp_path / f"fake-{mode}.log",
-        )
-        time.sleep(0.5)  # the fake server binds its port
+        proc = start_broken_server(testbed, mode, count, tmp_path / f"fake-{mode}.log")
         status, body, _ = login(testbed, b, str(tmp_path / f"b-{mode}.jar"), "budi", "rahasia")
         assert status == 503 and UNREACHABLE in body, (mode, status)
         assert gw_session(gw, b.mac) is None
-        from testsupport.testbed import stop_process_group
-
         stop_process_group(proc)
     assert int(count.read_text()) == 2  # the last one was asked twice, like each
     # The gateway's CoA port takes garbage from the server's address and carries on.
@@ -353,18 +360,7 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
     # Guessing: the same brakes as voucher codes (5 wrong within the window → cool-down).
     # Phone B has 4 failures already (the broken servers above), phone A 1: A's sixth try
     # is braked before the server is asked at all.
-    proc = testbed.popen(
-        testbed.up,
-        sys.executable,
-        FAKE_SERVER,
-        UPSTREAM_IP,
-        "1812",
-        "wrong-auth",
-        str(count),
-        log_path=tmp_path / "fake-brake.log",
-    )
-    time.sleep(0.5)
-    count.write_text("0")
+    proc = start_broken_server(testbed, "wrong-auth", count, tmp_path / "fake-brake.log")
     statuses = []
     for i in range(7):
         status, body, head = login(testbed, a, jar, f"TEBAK{i:03d}")
@@ -373,8 +369,6 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
     assert "Retry-After" in head
     asked = int(count.read_text())
     assert asked == 4 * 2, asked  # 4 guesses × 2 attempts reached the server, then none
-    from testsupport.testbed import stop_process_group
-
     stop_process_group(proc)
     assert gw.call("ping")["pong"]
 
