@@ -225,6 +225,14 @@ DEFAULTS["operator"] = {
     "max_batch": 1000,  # vouchers in one batch made in the console or the CLI
 }
 # [radius]: accounts and accounting against a RADIUS server (issue #16, docs/radius.md).
+# [printer]: direct ESC/POS printing of receipts to a USB receipt printer on the gateway
+# (docs/configuration.md). Off by default: kasir print from the phone's browser instead.
+DEFAULTS["printer"] = {
+    "enabled": False,
+    "device": "/dev/usb/lp0",  # the printer's character device (the portal's user in group lp)
+    "width_mm": 58,  # paper width: 58 or 80
+}
+
 DEFAULTS["radius"] = {
     "enabled": False,
     "servers": [],  # "host" or "host:port" (auth port; accounting is acct_port), tried in order
@@ -500,6 +508,13 @@ class RadiusConfig:
 
 
 @dataclass(frozen=True)
+class PrinterConfig:
+    enabled: bool = False
+    device: str = "/dev/usb/lp0"
+    width_mm: int = 58  # 58 or 80
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -519,6 +534,7 @@ class Config:
     dhcp: DhcpConfig
     management: ManagementConfig = field(default_factory=ManagementConfig)
     radius: RadiusConfig = field(default_factory=RadiusConfig)
+    printer: PrinterConfig = field(default_factory=lambda: PrinterConfig())
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -926,6 +942,21 @@ def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
     return PrivacyConfig(retention_days=full.int("retention_days", 1, 3650), pseudonym_key=key)
 
 
+def _printer(raw: Mapping[str, Any]) -> PrinterConfig:
+    s = Section(raw, "printer", set(DEFAULTS["printer"]))
+    full = Section({**DEFAULTS["printer"], **raw}, "printer")
+    enabled = full.data["enabled"]
+    if not isinstance(enabled, bool):
+        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    width = full.data["width_mm"]
+    if width not in (58, 80) or isinstance(width, bool):
+        raise ConfigError(s.key("width_mm"), f"must be 58 or 80, got {width!r}")
+    device = full.str("device")
+    if not device.startswith("/"):
+        raise ConfigError(s.key("device"), f"must be an absolute path, got {device!r}")
+    return PrinterConfig(enabled=enabled, device=device, width_mm=width)
+
+
 def _radius(
     raw: Mapping[str, Any], tiers: Mapping[str, Tier], village: VillageConfig
 ) -> RadiusConfig:
@@ -1011,6 +1042,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "management",
         "demo",
         "radius",
+        "printer",
     }
     for key in data:
         if key not in known:
@@ -1062,6 +1094,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             _wifi(data.get("wifi", DEFAULTS["wifi"]), _network(data["network"])),
         ),
         radius=_radius(data.get("radius", DEFAULTS["radius"]), tiers, _village(data["village"])),
+        printer=_printer(data.get("printer", DEFAULTS["printer"])),
         source=source,
         raw=data,
     )

@@ -54,6 +54,7 @@ class ErrorCode(enum.StrEnum):
     VOUCHER_VOID = "voucher-void"
     VOUCHER_SOLD = "voucher-sold"
     VOUCHER_UNSOLD = "voucher-unsold"
+    OUT_OF_STOCK = "out-of-stock"
     RATE_LIMITED = "rate-limited"
     NO_KEY = "no-key"
     BAD_KEY = "bad-key"
@@ -204,6 +205,7 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.VOUCHER_VOID: _Spec(Refused, "the voucher was withdrawn"),
     ErrorCode.VOUCHER_SOLD: _Spec(Refused, "the voucher was sold already"),
     ErrorCode.VOUCHER_UNSOLD: _Spec(Refused, "the voucher was not marked sold"),
+    ErrorCode.OUT_OF_STOCK: _Spec(Refused, "no unsold voucher of this package is left"),
     ErrorCode.RATE_LIMITED: _Spec(Refused, "too many wrong voucher codes from this device"),
     ErrorCode.NO_KEY: _Spec(HotspotError, "the voucher key file is missing"),
     ErrorCode.BAD_KEY: _Spec(HotspotError, "a key file is unreadable, not hex or too short"),

@@ -100,3 +100,16 @@ class VoucherSale(Base):
     operator_id: Mapped[int | None] = mapped_column(Integer, index=True)
     operator: Mapped[str] = mapped_column(String(32))  # the name then
     price: Mapped[int] = mapped_column(Integer)  # Rupiah, the batch's price
+
+
+class QuickSale(Base):
+    """One tap of a quick-sale button: the form's one-time token and the voucher it sold, so
+    a second submit of the same form (a double tap, a reload) shows the same voucher instead
+    of selling another one."""
+
+    __tablename__ = "quick_sale"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"))
+    operator_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

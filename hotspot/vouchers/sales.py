@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hotspot.audit import Actor
@@ -15,7 +15,7 @@ from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.errors import ErrorCode, NotFound
 from hotspot.model import Package, Voucher, VoucherBatch, VoucherState
-from hotspot.model_operator import VoucherSale
+from hotspot.model_operator import QuickSale, VoucherSale
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.errors import VoucherError
 
@@ -55,49 +55,56 @@ def mark_sold(
     kasir forgot): the sale is then attributed to the kasir."""
     now = clock()
     with _write(engine) as conn:
-        v = _sale_row(conn, voucher_id)
-        if v is None:
-            raise SaleError("no such voucher", code=ErrorCode.VOUCHER_UNKNOWN)
-        if v.state == VoucherState.VOID.value:
-            raise SaleError("this voucher was withdrawn", code=ErrorCode.VOUCHER_VOID)
-        if v.sold_at is not None or v.operator is not None:
-            raise SaleError(f"sold already by {v.operator or '?'}", code=ErrorCode.VOUCHER_SOLD)
-        res = conn.execute(
-            update(Voucher)
-            .where(Voucher.id == voucher_id, Voucher.sold_at.is_(None))
-            .values(sold_at=now)
+        return _sell_in(conn, voucher_id, actor=actor, now=now)
+
+
+def _sell_in(
+    conn: Connection, voucher_id: int, *, actor: Actor, now: dt.datetime
+) -> dict[str, Any]:
+    """Mark one voucher sold inside the caller's write transaction (see ``mark_sold``)."""
+    v = _sale_row(conn, voucher_id)
+    if v is None:
+        raise SaleError("no such voucher", code=ErrorCode.VOUCHER_UNKNOWN)
+    if v.state == VoucherState.VOID.value:
+        raise SaleError("this voucher was withdrawn", code=ErrorCode.VOUCHER_VOID)
+    if v.sold_at is not None or v.operator is not None:
+        raise SaleError(f"sold already by {v.operator or '?'}", code=ErrorCode.VOUCHER_SOLD)
+    res = conn.execute(
+        update(Voucher)
+        .where(Voucher.id == voucher_id, Voucher.sold_at.is_(None))
+        .values(sold_at=now)
+    )
+    if res.rowcount != 1:  # pragma: no cover - impossible under the write lock
+        raise SaleError("sold already", code=ErrorCode.VOUCHER_SOLD)
+    conn.execute(
+        insert(VoucherSale).values(
+            voucher_id=voucher_id,
+            sold_at=now,
+            operator_id=actor.id,
+            operator=actor.name[:32],
+            price=v.price,
         )
-        if res.rowcount != 1:  # pragma: no cover - impossible under the write lock
-            raise SaleError("sold already", code=ErrorCode.VOUCHER_SOLD)
-        conn.execute(
-            insert(VoucherSale).values(
-                voucher_id=voucher_id,
-                sold_at=now,
-                operator_id=actor.id,
-                operator=actor.name[:32],
-                price=v.price,
-            )
-        )
-        sale = {
-            "voucher_id": voucher_id,
-            "batch_id": v.batch_id,
-            "serial": v.serial,
-            "package": v.package_name,
-            "title": v.title,
-            "price": v.price,
-            "sold_at": now,
-            "used": v.first_used_at is not None,
-        }
-        _audit(
-            conn,
-            actor,
-            "voucher.sell",
-            f"voucher:{voucher_id}",
-            before={"sold_at": None},
-            after={"sold_at": now, "price": v.price, "batch": v.batch_id, "serial": v.serial},
-            at=now,
-        )
-        return sale
+    )
+    sale = {
+        "voucher_id": voucher_id,
+        "batch_id": v.batch_id,
+        "serial": v.serial,
+        "package": v.package_name,
+        "title": v.title,
+        "price": v.price,
+        "sold_at": now,
+        "used": v.first_used_at is not None,
+    }
+    _audit(
+        conn,
+        actor,
+        "voucher.sell",
+        f"voucher:{voucher_id}",
+        before={"sold_at": None},
+        after={"sold_at": now, "price": v.price, "batch": v.batch_id, "serial": v.serial},
+        at=now,
+    )
+    return sale
 
 
 def mark_batch_sold(
@@ -190,3 +197,80 @@ def cancel_sale(
             at=now,
         )
         return {"voucher_id": voucher_id, "price": v.price, "sold_by": v.operator}
+
+
+def stock_by_package(
+    engine: Engine, *, clock: Callable[[], dt.datetime] = utcnow
+) -> dict[int, int]:
+    """Unsold, unused vouchers still good to sell, per package id (the quick-sale buttons)."""
+    now = clock()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(VoucherBatch.package_id, func.count(Voucher.id))
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .where(*_sellable(now))
+            .group_by(VoucherBatch.package_id)
+        ).all()
+    return {pid: n for pid, n in rows}
+
+
+def _sellable(now: dt.datetime) -> tuple[Any, ...]:
+    return (
+        Voucher.state == VoucherState.NEW.value,
+        Voucher.sold_at.is_(None),
+        or_(Voucher.valid_until.is_(None), Voucher.valid_until > now),
+    )
+
+
+def quick_sell(
+    engine: Engine,
+    package_id: int,
+    token: str,
+    *,
+    actor: Actor,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> dict[str, Any]:
+    """Sell the next unsold voucher of a package (oldest batch, lowest serial first) in one
+    tap. ``token`` is the form's one-time token: the same token again (a double tap, a
+    reload of the POST) returns the voucher it sold the first time with ``repeat=True`` and
+    sells nothing. ``out-of-stock`` when no voucher of the package is left to sell."""
+    now = clock()
+    token = token[:64]
+    with _write(engine) as conn:
+        done = conn.execute(
+            select(QuickSale.voucher_id, QuickSale.operator_id).where(QuickSale.token == token)
+        ).first()
+        if done is not None:
+            if done.operator_id != actor.id:
+                # Another operator's token: not theirs to see (the form is per session).
+                raise SaleError("not your sale", code=ErrorCode.VOUCHER_SOLD)
+            return {"voucher_id": done.voucher_id, "repeat": True}
+        vid = conn.execute(
+            select(Voucher.id)
+            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+            .where(VoucherBatch.package_id == package_id, *_sellable(now))
+            .order_by(VoucherBatch.id, Voucher.serial)
+            .limit(1)
+        ).scalar()
+        if vid is None:
+            raise SaleError("no voucher of this package is left", code=ErrorCode.OUT_OF_STOCK)
+        sale = _sell_in(conn, vid, actor=actor, now=now)
+        conn.execute(
+            insert(QuickSale).values(
+                token=token, voucher_id=vid, operator_id=actor.id, created_at=now
+            )
+        )
+        return {**sale, "repeat": False}
+
+
+def sold_by(engine: Engine, voucher_id: int) -> Any:
+    """Who sold a voucher and when (``operator_id``, ``operator``, ``sold_at``), and its
+    state; None when it is not sold or does not exist."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(
+                VoucherSale.operator_id, VoucherSale.operator, VoucherSale.sold_at, Voucher.state
+            )
+            .join(Voucher, Voucher.id == VoucherSale.voucher_id)
+            .where(VoucherSale.voucher_id == voucher_id)
+        ).first()

@@ -23,6 +23,7 @@ from portal.operator import (  # noqa: F401
     batches,
     dashboard,
     packages,
+    receipts,
     sales,
     sessions,
     vouchers,

@@ -139,6 +139,13 @@ MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
         ),
     ),
     "not-found": (lambda: gettext("Page not found"), lambda: gettext("This page does not exist.")),
+    "receipt-denied": (
+        lambda: gettext("This receipt cannot be printed"),
+        lambda: gettext(
+            "A kasir prints a receipt only for a voucher they have just sold. "
+            "Ask the admin to print a lost card again."
+        ),
+    ),
     "expired": (
         lambda: gettext("This form has expired"),
         lambda: gettext(

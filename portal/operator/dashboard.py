@@ -18,6 +18,13 @@ from portal.state import state
 
 @bp.get("/")
 def dashboard() -> Any:
+    return dashboard_page()
+
+
+def dashboard_page(status: int = 200, **extra: Any) -> Any:
+    """The overview (the kasir's home screen, with the quick-sale buttons)."""
+    from portal.operator.receipts import quick_sale_buttons
+
     db, config = state().db, cfg()
     gw_status: dict[str, Any]
     gw_ok, sessions, gw_status = True, [], {}
@@ -33,6 +40,9 @@ def dashboard() -> Any:
     mine = [s for s in today_sales if s.kasir == g.op.name]
     return page(
         "dashboard.html",
+        status,
+        **quick_sale_buttons(),
+        **extra,
         online=len(sessions),
         gw_ok=gw_ok,
         gw_status=gw_status,
