@@ -2,8 +2,8 @@
 database as it was — every table, row by row. Unsold stock past its shelf life is withdrawn by
 the gateway daemon's periodic job, not by whoever opens the overview.
 
-Two deliberate exceptions, checked exactly: showing a batch's codes (the printable sheet and
-the codes CSV) appends one audit entry, because whoever sees codes could sell them. (The
+Deliberate exceptions, checked exactly: showing a batch's codes (the printable sheet and
+the codes CSV) or one voucher's receipt appends one audit entry, because whoever sees codes could sell them. (The
 login session's idle clock, written at most once a minute, does not move here: the clock is
 frozen.)
 """
@@ -23,7 +23,11 @@ from tests.unit.portal.conftest import OTHER_IP, Phone
 from tests.unit.portal.operator.conftest import ADMIN_PW, KASIR_PW, Console
 
 # Endpoints whose GET appends exactly one audit entry of this action (and changes nothing else).
-AUDITED_READS = {"operator.batch_sheet": "batch.print", "operator.batch_csv": "batch.export"}
+AUDITED_READS = {
+    "operator.batch_sheet": "batch.print",
+    "operator.batch_csv": "batch.export",
+    "operator.receipt": "voucher.print",  # one voucher's receipt (#13.3)
+}
 EXTRA_QUERIES = {
     "captive.index": ["?code=abcd-efgh-jk", "?lang=en"],
     "operator.voucher_lookup": ["?code={code}", "?id={vid}", "?code=NOPE-NOPE-NO"],
