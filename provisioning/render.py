@@ -261,6 +261,8 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "group": cfg.control.group,
         "data_group": DATA_GROUP,
         "sync_user": SYNC_USER,
+        # [printer]: the USB receipt printer the portal writes to ("" = none)
+        "printer_device": cfg.printer.device if cfg.printer.enabled else "",
         "control_dir": str(PurePosixPath(cfg.control.socket).parent),
         "voucher_key": cfg.portal.voucher_key_file,
         "portal_secret": cfg.portal.secret_key_file,

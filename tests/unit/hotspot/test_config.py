@@ -72,3 +72,20 @@ def test_unreadable_files(tmp_path):
     bad.write_text("[network\nportal_port = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         config_mod.load(bad)
+
+
+def test_printer_is_off_by_default_and_checked():
+    """[printer] (#13.3): off, /dev/usb/lp0, 58 mm unless told; bad values named."""
+    p = config_mod.load().printer
+    assert (p.enabled, p.device, p.width_mm) == (False, "/dev/usb/lp0", 58)
+    on = config_mod.load(overrides={"printer": {"enabled": True, "width_mm": 80}}).printer
+    assert on.enabled and on.width_mm == 80
+    for bad, key in (
+        ({"width_mm": 72}, "printer.width_mm"),
+        ({"enabled": "yes"}, "printer.enabled"),
+        ({"device": "lp0"}, "printer.device"),
+        ({"paper": 58}, "printer.paper"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            config_mod.load(overrides={"printer": bad})
+        assert key in str(err.value), bad

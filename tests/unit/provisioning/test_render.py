@@ -457,3 +457,18 @@ def test_no_router_adverts_from_the_lan(lan, line):
 
 def test_the_onboard_wifi_isolates_its_clients(village_file):
     assert "ap_isolate=1" in text(load(village_file), R.HOSTAPD).splitlines()
+
+
+def test_the_receipt_printer_adds_the_portal_to_group_lp():
+    """[printer] on (#13.3): the portal's user joins group lp (sysusers) and its unit may
+    write the printer's device, and only that one; off (the default), nothing changes."""
+    off = rendered(load())
+    assert "lp" not in off[R.SYSUSERS].content.decode().split()
+    unit_off = off["/etc/systemd/system/hotspot-portal.service"].content.decode()
+    assert "DeviceAllow" not in unit_off and "PrivateDevices=yes\n" in unit_off
+    files = rendered(load(printer={"enabled": True, "device": "/dev/usb/lp0"}))
+    assert "m hotspot lp\n" in files[R.SYSUSERS].content.decode()
+    unit = files["/etc/systemd/system/hotspot-portal.service"].content.decode()
+    assert "DeviceAllow=/dev/usb/lp0 w\n" in unit and "SupplementaryGroups=lp\n" in unit
+    # the later PrivateDevices=no wins over the shared sandbox's yes
+    assert unit.rindex("PrivateDevices=no") > unit.rindex("PrivateDevices=yes")
