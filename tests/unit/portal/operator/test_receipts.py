@@ -266,3 +266,41 @@ def test_without_printer_config_there_is_no_button(db, kasir, batch):
     assert 'id="escpos"' not in kasir.get(r.location).get_data(as_text=True)
     vid = int(re.search(r"/receipt/(\d+)", r.location).group(1))
     assert kasir.form(f"/operator/receipt/{vid}/escpos", page=r.location).status_code == 404
+
+
+def test_a_typed_sale_offers_its_receipt(db, key, kasir, batch):
+    codes = batch("harian", 1)
+    r = kasir.form("/operator/sell", {"code": codes[0]})
+    assert r.status_code == 303
+    page = kasir.get(r.location)
+    m = re.search(r'id="sold-receipt" href="([^"]+)"', page.get_data(as_text=True))
+    assert m
+    receipt = kasir.get(html.unescape(m.group(1)))
+    assert receipt.status_code == 200 and codes[0] in receipt.get_data(as_text=True)
+
+
+def test_the_same_token_from_two_threads_sells_one_voucher(db, batch, clock):
+    """Two requests with one form's token at the same moment (two gunicorn workers): the
+    token is written in the sale's own write transaction, so one sells and one repeats."""
+    import threading
+
+    from hotspot.vouchers.sales import quick_sell
+
+    batch("harian", 5)
+    pid = _package_id(db, "harian")
+    kasir_actor = Actor("siti", 7, "kasir")
+    results, start = [], threading.Barrier(4)
+
+    def tap():
+        start.wait()
+        results.append(quick_sell(db, pid, "same-token", actor=kasir_actor, clock=clock))
+
+    threads = [threading.Thread(target=tap) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 4
+    assert len({r["voucher_id"] for r in results}) == 1
+    assert sorted(r["repeat"] for r in results) == [False, True, True, True]
+    assert _sold_count(db) == 1
