@@ -27,6 +27,7 @@ from hotspot.config import Config
 from hotspot.errors import ErrorCode, HotspotError
 from portal import captive, fmt, operator, usage_api
 from portal.captive import render_gateway_error, render_message
+from portal.csp import CSP
 from portal.intercept import CaptiveIntercept
 from portal.operator import is_console_path
 from portal.operator import render_error as console_error
@@ -39,10 +40,6 @@ HERE = Path(__file__).resolve().parent
 LANGUAGES = ("id", "en")
 LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}
 
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

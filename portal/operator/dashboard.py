@@ -1,18 +1,23 @@
-"""The overview (*Ringkasan*): devices online, today's users, traffic and sales, the gateway's
-health."""
+"""The overview (*Ringkasan*, the kasir's home screen): the quick-sale buttons, devices online,
+today's users, traffic and sales, the gateway's health."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from flask import g
+from flask import g, redirect, request, url_for
+from flask_babel import gettext
 
 from hotspot import health
-from hotspot.errors import HotspotError
+from hotspot.errors import ErrorCode, HotspotError
 from hotspot.usage import usage_by_day
 from hotspot.vouchers import ledger
-from portal.operator.blueprint import bp, cfg
-from portal.operator.pages import gateway_call, page, today_local
+from hotspot.vouchers.packages import list_packages
+from hotspot.vouchers.sales import SaleError, quick_sell, stock_by_package
+from portal.operator.blueprint import actor, bp, cfg, render_error
+from portal.operator.forms import int_or
+from portal.operator.pages import gateway_call, page, today_local, voucher_key
 from portal.state import state
 
 
@@ -23,8 +28,6 @@ def dashboard() -> Any:
 
 def dashboard_page(status: int = 200, **extra: Any) -> Any:
     """The overview (the kasir's home screen, with the quick-sale buttons)."""
-    from portal.operator.receipts import quick_sale_buttons
-
     db, config = state().db, cfg()
     gw_status: dict[str, Any]
     gw_ok, sessions, gw_status = True, [], {}
@@ -54,3 +57,42 @@ def dashboard_page(status: int = 200, **extra: Any) -> Any:
         mine_rupiah=sum(s.price for s in mine),
         health=health.snapshot(config, db),
     )
+
+
+def quick_sale_buttons() -> dict[str, Any]:
+    """The home screen's quick-sale buttons: each active package with its stock, and the
+    form's one-time token (a second submit of the same form sells nothing more)."""
+    stock = stock_by_package(state().db, clock=state().clock)
+    return {
+        "quick": [
+            {
+                "id": p.id,
+                "title": p.title,
+                "price": p.price,
+                "stock": stock.get(p.id, 0),
+                "token": secrets.token_urlsafe(24),
+            }
+            for p in list_packages(state().db)
+        ],
+    }
+
+
+@bp.post("/quick-sale")
+def quick_sale() -> Any:
+    package_id = int_or(request.form.get("package"), -1)
+    token = (request.form.get("token") or "").strip()
+    if not token or package_id < 0:
+        return render_error("bad-request", 400)
+    if voucher_key() is None:
+        return render_error("no-key", 503)
+    try:
+        sale = quick_sell(state().db, package_id, token, actor=actor(), clock=state().clock)
+    except SaleError as exc:
+        if exc.code is ErrorCode.OUT_OF_STOCK:
+            msg = gettext(
+                "No voucher of this package is left to sell. Ask the admin to make a new batch."
+            )
+        else:
+            msg = gettext("This sale could not be made. Nothing was sold.")
+        return dashboard_page(409, quick_error=msg)
+    return redirect(url_for("operator.receipt", vid=sale["voucher_id"], print=1), code=303)

@@ -1,7 +1,7 @@
 """Receipts (*Struk*): one voucher on a 58 mm or 80 mm receipt, printed from the kasir's
 phone browser (a Bluetooth thermal printer through the phone's print service) or, when
-``[printer]`` is on, straight to the USB receipt printer on the gateway; and the quick sale:
-a package's button on the home screen sells its next voucher and opens its receipt.
+``[printer]`` is on, straight to the USB receipt printer on the gateway. (The quick sale that
+lands here is on the home screen: ``portal/operator/dashboard.py``.)
 
 Who may see a receipt (docs/security.md, "A kasir never gets a sold code back"): the admin,
 for any voucher not used yet (a card lost before use); a kasir only for a voucher they sold
@@ -10,20 +10,19 @@ themselves within the last ``RECEIPT_MINUTES`` — the one they are handing over
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from typing import Any
 
 from flask import g, make_response, redirect, request, url_for
 from flask_babel import gettext
 
 from hotspot import audit
-from hotspot.errors import ErrorCode, NotFound
+from hotspot.errors import NotFound
 from hotspot.model import VoucherState
 from hotspot.vouchers.batches import batch_codes, batch_info
 from hotspot.vouchers.lookup import voucher_detail
-from hotspot.vouchers.packages import list_packages
-from hotspot.vouchers.sales import SaleError, quick_sell, sold_by, stock_by_package
+from hotspot.vouchers.sales import sold_by
 from portal import fmt
+from portal.csp import CSP
 from portal.operator import svg
 from portal.operator.blueprint import actor, bp, cfg, local, render_error
 from portal.operator.forms import int_or
@@ -35,47 +34,6 @@ from portal.state import state
 # for a printer that jammed or a dialog cancelled, not for codes sold earlier.
 RECEIPT_MINUTES = 15
 WIDTHS = (58, 80)
-
-
-def quick_sale_buttons() -> dict[str, Any]:
-    """The home screen's quick-sale buttons: each active package with its stock, and the
-    form's one-time token (a second submit of the same form sells nothing more)."""
-    stock = stock_by_package(state().db, clock=state().clock)
-    return {
-        "quick": [
-            {
-                "id": p.id,
-                "title": p.title,
-                "price": p.price,
-                "stock": stock.get(p.id, 0),
-                "token": secrets.token_urlsafe(24),
-            }
-            for p in list_packages(state().db)
-        ],
-    }
-
-
-@bp.post("/quick-sale")
-def quick_sale() -> Any:
-    package_id = int_or(request.form.get("package"), -1)
-    token = (request.form.get("token") or "").strip()
-    if not token or package_id < 0:
-        return render_error("bad-request", 400)
-    if voucher_key() is None:
-        return render_error("no-key", 503)
-    try:
-        sale = quick_sell(state().db, package_id, token, actor=actor(), clock=state().clock)
-    except SaleError as exc:
-        from portal.operator.dashboard import dashboard_page
-
-        if exc.code is ErrorCode.OUT_OF_STOCK:
-            msg = gettext(
-                "No voucher of this package is left to sell. Ask the admin to make a new batch."
-            )
-        else:
-            msg = gettext("This sale could not be made. Nothing was sold.")
-        return dashboard_page(409, quick_error=msg)
-    return redirect(url_for("operator.receipt", vid=sale["voucher_id"], print=1), code=303)
 
 
 def _may_print(vid: int) -> bool:
@@ -192,8 +150,6 @@ def receipt(vid: int) -> Any:
 def _with_script(result: tuple[str, int]) -> Any:
     """The receipt page runs one script of ours (receipt.js: the print dialog), so its
     policy allows scripts from the portal itself; every other page stays script-free."""
-    from portal.app import CSP
-
     resp = make_response(*result)
     resp.headers["Content-Security-Policy"] = f"{CSP}; script-src 'self'"
     return resp
