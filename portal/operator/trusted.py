@@ -103,7 +103,7 @@ def trusted_remove() -> Any:
         return render_error("gateway", 503)
     except HotspotError as exc:
         log.info("untrust %s: %s", mac, exc.message)
-        return flash_to("operator.trusted", "not-trusted")
+        return flash_to("operator.trusted", "not-on-list")
     with audit.write(state().db) as conn:
         audit.record(
             conn,
@@ -121,4 +121,4 @@ DONE["trusted"] = lambda a: gettext("The device is trusted: it goes online witho
 DONE["untrusted"] = lambda a: gettext(
     "The device was removed from the list; it sees the portal again."
 )
-DONE["not-trusted"] = lambda a: gettext("That device was not on the list; nothing was changed.")
+DONE["not-on-list"] = lambda a: gettext("That device was not on the list; nothing was changed.")
