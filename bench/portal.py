@@ -87,6 +87,9 @@ class NullDataPath:
     def ip_of(self, mac: str) -> str | None:
         return str(ipaddress.IPv4Address(int(mac.replace(":", "")[4:], 16)))
 
+    def ips_of(self, macs: set[str]) -> dict[str, str]:
+        return {m: ip for m in macs if (ip := self.ip_of(m))}
+
     def macs_seen_at(self, ip: str) -> set[str]:
         return {m} if (m := self.mac_of(ip)) else set()
 

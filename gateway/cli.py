@@ -4,6 +4,7 @@ lets an administrator do from the gateway's terminal."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 from typing import Any
 
@@ -24,6 +25,13 @@ def _positive_minutes(value: str) -> int:
     if not 0 <= minutes <= 525_600:
         raise argparse.ArgumentTypeError("must be between 0 and 525600 (0 = no time limit)")
     return minutes
+
+
+def _label(value: str) -> str:
+    label = value.strip()
+    if not label or len(label) > proto.MAX_LABEL:
+        raise argparse.ArgumentTypeError(f"1 to {proto.MAX_LABEL} characters, not {len(label)}")
+    return label
 
 
 def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -75,6 +83,22 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     bl = cls.add_parser("blocked", help="blocked devices")
     bl.add_argument("--json", action="store_true")
     bl.set_defaults(handler=_blocked)
+
+    tr = sub.add_parser("trusted", help="devices that never see the portal")
+    trs = tr.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
+    add = trs.add_parser("add", help="trust a device (or change its label or tier)")
+    add.add_argument("mac", type=mac_arg)
+    add.add_argument("--label", required=True, type=_label, help="e.g. 'PC kantor desa'")
+    add.add_argument("--tier", required=True, help="a tier of the configuration, or 'unlimited'")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=_trust)
+    rm = trs.add_parser("remove", help="take a device off the list (its session ends)")
+    rm.add_argument("mac", type=mac_arg)
+    rm.add_argument("--json", action="store_true")
+    rm.set_defaults(handler=_untrust)
+    tl = trs.add_parser("list", help="the trusted devices")
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(handler=_trusted)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -190,3 +214,49 @@ def _blocked(args: argparse.Namespace) -> int:
             or "no blocked devices"
         ),
     )
+
+
+def _trust(args: argparse.Namespace) -> int:
+    return _send(
+        args,
+        proto.TrustRequest(
+            mac=args.mac, label=args.label, tier=args.tier, created_by=_operator_name()
+        ),
+        lambda r: (
+            f"trusted {r['mac']} ({r['label']}) on {r['tier']}"
+            + (f", online at {r['ip']}" if r["ip"] else "")
+        ),
+    )
+
+
+def _operator_name() -> str:
+    """Who trusted a device from the terminal: the login name, as the audit of the CLI."""
+    try:
+        return f"cli:{getpass.getuser()}"[: proto.MAX_OPERATOR_NAME]
+    except (KeyError, OSError):  # no name for this uid
+        return "cli"
+
+
+def _untrust(args: argparse.Namespace) -> int:
+    return _send(
+        args,
+        proto.UntrustRequest(mac=args.mac),
+        lambda r: (
+            f"untrusted {r['mac']}"
+            + (f" (session {r['ended_session']} ended)" if r["ended_session"] else "")
+        ),
+    )
+
+
+def _fmt_trusted(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no trusted devices"
+    lines = [f"{'MAC':17}  {'TIER':10}  {'NOW':15}  LABEL"]
+    for r in rows:
+        now = "blocked" if r["blocked"] else (r["ip"] or "not seen")
+        lines.append(f"{r['mac']:17}  {r['tier']:10}  {now:15}  {r['label']}")
+    return "\n".join(lines)
+
+
+def _trusted(args: argparse.Namespace) -> int:
+    return _send(args, proto.TrustedRequest(), _fmt_trusted)

@@ -41,8 +41,13 @@ from hotspot.protocol import (
     Request,
     SessionInfo,
     StatusRequest,
+    TrustedDeviceInfo,
+    TrustedRequest,
+    TrustRequest,
     UnblockRequest,
     UnblockResult,
+    UntrustRequest,
+    UntrustResult,
     encode,
     error_reply,
     ok_reply,
@@ -78,6 +83,11 @@ class EnginePort(Protocol):
     def block(self, *, mac: str, reason: str = ...) -> BlockResult: ...
     def unblock(self, *, mac: str) -> UnblockResult: ...
     def blocked(self) -> builtins.list[BlockedDevice]: ...
+    def trust(
+        self, *, mac: str, label: str, tier: str, created_by: str | None = None
+    ) -> TrustedDeviceInfo: ...
+    def untrust(self, *, mac: str) -> UntrustResult: ...
+    def trusted(self) -> builtins.list[TrustedDeviceInfo]: ...
     def reconcile(self) -> str: ...
     def list(self) -> builtins.list[SessionInfo]: ...
 
@@ -172,6 +182,17 @@ class Dispatcher:
                 return e.unblock(mac=request.mac)
             case BlockedRequest():
                 return e.blocked()
+            case TrustRequest():
+                return e.trust(
+                    mac=request.mac,
+                    label=request.label,
+                    tier=request.tier,
+                    created_by=request.created_by,
+                )
+            case UntrustRequest():
+                return e.untrust(mac=request.mac)
+            case TrustedRequest():
+                return e.trusted()
             case ReconcileRequest():
                 return {"changed": e.reconcile()}
         raise NotImplementedError(f"no handler for {type(request).__name__}")

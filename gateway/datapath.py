@@ -244,6 +244,10 @@ class DataPath:
     def ip_of(self, mac: str) -> str | None:
         return self.neighbours.ip_of(mac)
 
+    def ips_of(self, macs: set[str]) -> dict[str, str]:
+        """mac → ip of those of ``macs`` that are on the LAN: one neighbour dump."""
+        return {mac: ip for ip, mac in self.neighbours.table().items() if mac in macs}
+
     def macs_seen_at(self, ip: str) -> set[str]:
         """The MACs whose frames reached the portal from ``ip`` within the last minute: the
         live view of who is at an address, which the pinned neighbour entry is not."""

@@ -34,14 +34,24 @@ from hotspot.config import Config, Tier
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.identity import macs_of
 from hotspot.mac import normalize_mac
-from hotspot.model import ClientSession, DailyUsage, Device, EndReason, HourlyUsage, Source
+from hotspot.model import (
+    ClientSession,
+    DailyUsage,
+    Device,
+    EndReason,
+    HourlyUsage,
+    Source,
+    TrustedDevice,
+)
 from hotspot.protocol import (
     Allowance,
     BlockedDevice,
     BlockResult,
     ClientInfo,
     SessionInfo,
+    TrustedDeviceInfo,
     UnblockResult,
+    UntrustResult,
 )
 from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
 from hotspot.units import MB
@@ -49,6 +59,11 @@ from hotspot.units import MB
 log = logging.getLogger(__name__)
 
 PACKETS_WRAP = 1 << 32
+
+# The tier a trusted device may be given besides the configured ones, unless the
+# configuration defines a tier of that name itself: no shaping below the uplink's own rates,
+# no session or idle timeout, no daily allowance.
+UNLIMITED_TIER = "unlimited"
 
 
 class DataPathPort(Protocol):
@@ -64,6 +79,7 @@ class DataPathPort(Protocol):
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
+    def ips_of(self, macs: set[str]) -> dict[str, str]: ...
     def macs_seen_at(self, ip: str) -> set[str]: ...
 
 
@@ -355,8 +371,8 @@ class SessionEngine:
         grant); ``on_start`` is called with the new session inside the transaction, and a
         session started with one is never "the same again" (each login is accounted).
         """
-        tier_cfg = self._tier(tier)
         origin = Source(source)
+        tier_cfg = self._tier(tier, trusted=origin is Source.TRUSTED)
         until = expires_at
         seen = self._senders_if_by_address(ip, mac)
         with self.lock:
@@ -372,8 +388,9 @@ class SessionEngine:
                 device.last_seen = now
                 if device.blocked:
                     raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
+                # A trusted device is not held to the tier's daily allowance.
                 left = self.allowance(db, mac, tier_cfg, now)
-                if left["exhausted"]:
+                if left["exhausted"] and origin is not Source.TRUSTED:
                     raise Refused(
                         f"today's {tier} allowance of {mac} is used up",
                         code=ErrorCode.QUOTA_EXHAUSTED,
@@ -394,6 +411,7 @@ class SessionEngine:
                     and mine.tier == tier_cfg.name
                     and mine.voucher_id == voucher_id
                     and on_start is None
+                    and (mine.source is Source.TRUSTED) == (origin is Source.TRUSTED)
                 ):
                     return self._describe(db, mine, now)
                 before = []
@@ -609,6 +627,119 @@ class SessionEngine:
                 for d in rows
             ]
 
+    # -- trusted devices -------------------------------------------------------------------
+
+    def trust(
+        self, *, mac: str, label: str, tier: str, created_by: str | None = None
+    ) -> TrustedDeviceInfo:
+        """Put ``mac`` on the trusted list (or change its label and tier). A blocked device
+        is refused: trusting never overrides a block. A device on the LAN gets its session at
+        once, one that is not yet gets it at the first tick that sees it."""
+        mac = normalize_mac(mac)
+        self._tier(tier, trusted=True)
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                device = db.get(Device, mac)
+                if device is not None and device.blocked:
+                    raise Refused(
+                        f"device {mac} is blocked: unblock it before trusting it",
+                        code=ErrorCode.BLOCKED,
+                    )
+                row = db.get(TrustedDevice, mac)
+                if row is None:
+                    row = TrustedDevice(mac=mac, created_at=now, created_by=created_by)
+                    db.add(row)
+                row.label, row.tier = label, tier
+                log.info("trusted %s (%s) on %s, by %s", mac, label, tier, created_by or "-")
+            self._admit_trusted({mac})
+            return next(t for t in self.trusted() if t["mac"] == mac)
+
+    def untrust(self, *, mac: str) -> UntrustResult:
+        """Take ``mac`` off the trusted list and end its trusted session (``untrusted``): the
+        device is walled again, like any other."""
+        mac = normalize_mac(mac)
+        with self.lock:
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                row = db.get(TrustedDevice, mac)
+                if row is None:
+                    raise NotFound(f"{mac} is not trusted", code=ErrorCode.NOT_TRUSTED)
+                db.delete(row)
+                sess = self._find_active(db, None, mac)
+                if sess is not None and sess.source is not Source.TRUSTED:
+                    sess = None  # a session of its own (a voucher, say) is left alone
+                if sess is not None:
+                    self._end(db, sess, EndReason.UNTRUSTED, now)
+                db.flush()
+                if sess is not None:
+                    self._apply(self._change([self._wanted(sess)], []))
+                log.info("untrusted %s", mac)
+                return {"mac": mac, "ended_session": sess.id if sess else None}
+
+    def trusted(self) -> builtins.list[TrustedDeviceInfo]:
+        with Session(self.db) as db:
+            rows = db.execute(
+                select(TrustedDevice, Device.blocked, ClientSession.id, ClientSession.ip)
+                .outerjoin(Device, Device.mac == TrustedDevice.mac)
+                .outerjoin(
+                    ClientSession,
+                    (ClientSession.mac == TrustedDevice.mac) & ClientSession.ended_at.is_(None),
+                )
+                .order_by(TrustedDevice.label, TrustedDevice.mac)
+            )
+            return [
+                {
+                    "mac": t.mac,
+                    "label": t.label,
+                    "tier": t.tier,
+                    "created_at": iso(t.created_at),
+                    "created_by": t.created_by,
+                    "blocked": bool(blocked),
+                    "session": sid,
+                    "ip": ip,
+                }
+                for t, blocked, sid, ip in rows
+            ]
+
+    def _admit_trusted(self, only: set[str] | None = None) -> None:
+        """Authorize every trusted device on the LAN that has no trusted session on its
+        tier: one query, and one neighbour dump when some device needs one. Blocked devices
+        are skipped (a block wins); a device not on the LAN waits for a later tick."""
+        with self.lock:
+            with Session(self.db) as db:
+                q = (
+                    select(TrustedDevice.mac, TrustedDevice.tier)
+                    .outerjoin(Device, Device.mac == TrustedDevice.mac)
+                    .outerjoin(
+                        ClientSession,
+                        (ClientSession.mac == TrustedDevice.mac)
+                        & ClientSession.ended_at.is_(None)
+                        & (ClientSession.source == Source.TRUSTED)
+                        & (ClientSession.tier == TrustedDevice.tier),
+                    )
+                    .where(
+                        ClientSession.id.is_(None), or_(Device.blocked.is_(None), ~Device.blocked)
+                    )
+                )
+                if only is not None:
+                    q = q.where(TrustedDevice.mac.in_(only))
+                wanted = {mac: tier for mac, tier in db.execute(q)}
+            if not wanted:
+                return
+            for mac, ip in self.dp.ips_of(set(wanted)).items():
+                try:
+                    self.authorize(
+                        ip=ip,
+                        mac=mac,
+                        tier=wanted[mac],
+                        source=Source.TRUSTED,
+                        minutes=0,
+                        idle_minutes=0,
+                    )
+                except (Refused, UsageError, NotFound) as exc:
+                    log.warning("trusted %s at %s not let out: %s", mac, ip, exc.message)
+
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, force_flush: bool = False) -> TickReport:
@@ -662,6 +793,7 @@ class SessionEngine:
                 wanted = [self._wanted(s) for s in active if s.ended_at is None]
                 blocked = self._blocked(db)
             report.plan = self._reconcile(wanted, blocked, snap)
+            self._admit_trusted()
         return report
 
     def _account(
@@ -713,7 +845,8 @@ class SessionEngine:
         if sess.bytes_limit is not None and self._cap_used(db, sess, vouchers) >= sess.bytes_limit:
             return EndReason.QUOTA
         tier = self.config.tiers.get(sess.tier)
-        if tier is not None and (tier.daily_minutes or tier.daily_mb):
+        trusted = sess.source is Source.TRUSTED
+        if tier is not None and (tier.daily_minutes or tier.daily_mb) and not trusted:
             if self.allowance(db, sess.mac, tier, now)["exhausted"]:
                 return EndReason.QUOTA
         if sess.idle_minutes:
@@ -798,11 +931,27 @@ class SessionEngine:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def _tier(self, name: str) -> Tier:
+    def _tier(self, name: str, trusted: bool = False) -> Tier:
         tier = self.config.tiers.get(name) if isinstance(name, str) else None
+        if tier is None and trusted and name == UNLIMITED_TIER:
+            return self._unlimited_tier()
         if tier is None:
             raise UsageError(f"tier: unknown tier {name!r} (known: {', '.join(self.config.tiers)})")
         return tier
+
+    def _unlimited_tier(self) -> Tier:
+        """``unlimited``: the uplink's rates (the class never holds the device back more
+        than the uplink itself does), no timeouts, no allowance."""
+        net = self.config.network
+        return Tier(
+            name=UNLIMITED_TIER,
+            down_kbps=net.uplink_down_kbps,
+            up_kbps=net.uplink_up_kbps,
+            session_minutes=0,
+            idle_minutes=0,
+            daily_minutes=0,
+            daily_mb=0,
+        )
 
     def _identify(self, ip: str | None, mac: str | None) -> tuple[str, str]:
         """(mac, ip) of a device; the MAC comes from the kernel, never from the client."""
@@ -926,7 +1075,8 @@ class SessionEngine:
             if s.expires_at is not None:
                 remaining.append(max(0, int((s.expires_at - now).total_seconds())))
             tier = self.config.tiers.get(s.tier)
-            if tier is not None and (tier.daily_minutes or tier.daily_mb):
+            limited = tier is not None and (tier.daily_minutes or tier.daily_mb)
+            if tier is not None and limited and s.source is not Source.TRUSTED:
                 left = self.allowance(db, s.mac, tier, now)
                 if left["seconds_left"] is not None:
                     remaining.append(left["seconds_left"])

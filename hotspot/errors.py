@@ -34,6 +34,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_DEVICE = "unknown-device"
     NO_SESSION = "no-session"
     NOT_BLOCKED = "not-blocked"
+    NOT_TRUSTED = "not-trusted"
     BLOCKED = "blocked"
     QUOTA_EXHAUSTED = "quota-exhausted"
     EXPIRED = "expired"
@@ -179,6 +180,7 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ),
     ErrorCode.NO_SESSION: _Spec(NotFound, "the device has no running session"),
     ErrorCode.NOT_BLOCKED: _Spec(NotFound, "the device is not blocked"),
+    ErrorCode.NOT_TRUSTED: _Spec(NotFound, "the device is not on the trusted list"),
     ErrorCode.BLOCKED: _Spec(Refused, "the device is blocked"),
     ErrorCode.QUOTA_EXHAUSTED: _Spec(Refused, "today's allowance on that tier is used up"),
     ErrorCode.EXPIRED: _Spec(Refused, "the access asked for has already expired"),

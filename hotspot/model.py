@@ -44,6 +44,7 @@ class EndReason(enum.StrEnum):
     LOGOUT = "logout"
     BLOCKED = "blocked"
     REPLACED = "replaced"
+    UNTRUSTED = "untrusted"  # taken off the trusted list
 
 
 class Source(enum.StrEnum):
@@ -51,6 +52,7 @@ class Source(enum.StrEnum):
     VOUCHER = "voucher"
     ADMIN = "admin"  # allowed by an operator or the CLI
     RADIUS = "radius"  # an account accepted by the RADIUS server (hotspot/radius/)
+    TRUSTED = "trusted"  # on the trusted list: let out by the gateway whenever it is seen
 
 
 class Device(Base):
@@ -67,6 +69,20 @@ class Device(Base):
     blocked_reason: Mapped[str | None] = mapped_column(String(200))
 
     sessions: Mapped[list[ClientSession]] = relationship(back_populates="device")
+
+
+class TrustedDevice(Base):
+    """A device that never sees the portal (the kantor desa PC, the puskesmas, a CCTV
+    recorder): the gateway keeps a session for it on ``tier`` whenever it is on the LAN.
+    ``tier`` is a configured tier or ``unlimited`` (gateway/engine.py: UNLIMITED_TIER)."""
+
+    __tablename__ = "trusted_device"
+
+    mac: Mapped[str] = mapped_column(String(17), primary_key=True)
+    label: Mapped[str] = mapped_column(String(80))
+    tier: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class ClientSession(Base):

@@ -40,6 +40,8 @@ MAX_BYTES_LIMIT = 1 << 50
 MAX_VOUCHER_ID = 1 << 62  # fits SQLite's signed 64-bit integer
 MAX_TIER_NAME = 64
 MAX_REASON = 1000  # the engine keeps the first 200 characters
+MAX_LABEL = 80  # a trusted device's label
+MAX_OPERATOR_NAME = 64
 # Far enough for any voucher, near enough that adding an extension never overflows datetime.
 LATEST_EXPIRY = dt.datetime(9000, 1, 1)
 
@@ -129,6 +131,24 @@ class BlockedDevice(TypedDict):
     mac: str
     blocked_at: str | None
     reason: str | None
+
+
+class TrustedDeviceInfo(TypedDict):
+    """A device on the trusted list, and whether it has a session now."""
+
+    mac: str
+    label: str
+    tier: str
+    created_at: str | None
+    created_by: str | None
+    blocked: bool
+    session: int | None  # the running session's id
+    ip: str | None  # the running session's address
+
+
+class UntrustResult(TypedDict):
+    mac: str
+    ended_session: int | None
 
 
 class ReconcileResult(TypedDict):
@@ -364,12 +384,20 @@ class AuthorizeRequest(Request[SessionInfo]):
             ip=ip,
             mac=mac,
             tier="free" if tier is None else tier,
-            source=fields.choice("source", Source) or Source.FREE,
+            source=_not_trusted(fields.choice("source", Source) or Source.FREE),
             minutes=minutes,
             expires_at=expires_at,
             bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
             voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID),
         )
+
+
+def _not_trusted(source: Source) -> Source:
+    """Only the gateway makes trusted sessions (for the devices on its list): a request
+    cannot claim the source and its freedom from allowances and timeouts."""
+    if source is Source.TRUSTED:
+        raise bad("source", "trusted sessions are made by the gateway; use the trust request")
+    return source
 
 
 MAX_KBPS = 10_000_000
@@ -504,6 +532,51 @@ class BlockedRequest(Request[list[BlockedDevice]]):
 
 
 @dataclass(frozen=True)
+class TrustRequest(Request[TrustedDeviceInfo]):
+    """Put a device on the trusted list (or change its label or tier): the gateway lets it
+    out on ``tier`` (a configured tier, or ``unlimited``) whenever it is on the LAN, with no
+    portal, no timeouts and no daily allowance. A blocked device is refused."""
+
+    op = "trust"
+    mac: str
+    label: str
+    tier: str
+    created_by: str | None = None
+
+    @classmethod
+    def read(cls, fields: Fields) -> TrustRequest:
+        label = required("label", fields.text("label", MAX_LABEL)).strip()
+        if not label:
+            raise bad("label", "must not be empty")
+        tier = required("tier", fields.text("tier", MAX_TIER_NAME))
+        return cls(
+            mac=required("mac", fields.mac("mac")),
+            label=label,
+            tier=tier,
+            created_by=fields.text("created_by", MAX_OPERATOR_NAME) or None,
+        )
+
+
+@dataclass(frozen=True)
+class UntrustRequest(Request[UntrustResult]):
+    """Take a device off the trusted list; its trusted session ends (``untrusted``)."""
+
+    op = "untrust"
+    mac: str
+
+    @classmethod
+    def read(cls, fields: Fields) -> UntrustRequest:
+        return cls(mac=required("mac", fields.mac("mac")))
+
+
+@dataclass(frozen=True)
+class TrustedRequest(Request[list[TrustedDeviceInfo]]):
+    """Every device on the trusted list."""
+
+    op = "trusted"
+
+
+@dataclass(frozen=True)
 class ReconcileRequest(Request[ReconcileResult]):
     """Make the kernel match the database now."""
 
@@ -524,6 +597,9 @@ REQUESTS: dict[str, type[Request[Any]]] = {
         BlockRequest,
         UnblockRequest,
         BlockedRequest,
+        TrustRequest,
+        UntrustRequest,
+        TrustedRequest,
         ReconcileRequest,
     )
 }

@@ -237,6 +237,7 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.UNKNOWN_DEVICE: ("device-unknown", 400),
     ErrorCode.NO_SESSION: ("device-unknown", 400),
     ErrorCode.NOT_BLOCKED: ("device-unknown", 400),
+    ErrorCode.NOT_TRUSTED: ("device-unknown", 400),
     ErrorCode.NOT_FOUND: ("device-unknown", 400),
     ErrorCode.BAD_REQUEST: ("device-unknown", 400),
     ErrorCode.BAD_PASSWORD: ("device-unknown", 400),

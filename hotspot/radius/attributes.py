@@ -58,6 +58,9 @@ TERMINATE_CAUSES: dict[EndReason, TerminateCause] = {
     EndReason.BLOCKED: TerminateCause.ADMIN_RESET,
     # The device came back at another address, or another device took its address over.
     EndReason.REPLACED: TerminateCause.LOST_CARRIER,
+    # Taken off the trusted list (a trusted session is never a RADIUS one; mapped for
+    # completeness).
+    EndReason.UNTRUSTED: TerminateCause.ADMIN_RESET,
 }
 
 

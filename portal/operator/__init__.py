@@ -26,6 +26,7 @@ from portal.operator import (  # noqa: F401
     receipts,
     sales,
     sessions,
+    trusted,
     vouchers,
 )
 from portal.operator.blueprint import bp, is_console_path, render_error

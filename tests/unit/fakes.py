@@ -112,6 +112,9 @@ class FakeDataPath:
     def ip_of(self, mac: str) -> str | None:
         return next((ip for ip, m in self.neighbours.items() if m == mac), None)
 
+    def ips_of(self, macs: set[str]) -> dict[str, str]:
+        return {m: ip for ip, m in self.neighbours.items() if m in macs}
+
 
 class Clock:
     """A frozen clock that tests move by hand (naive UTC, like the model)."""

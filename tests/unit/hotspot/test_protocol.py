@@ -36,6 +36,9 @@ EXAMPLES: list[proto.Request[Any]] = [
     proto.BlockRequest(mac=MAC, reason="abuse"),
     proto.UnblockRequest(mac=MAC),
     proto.BlockedRequest(),
+    proto.TrustRequest(mac=MAC, label="PC kantor desa", tier="unlimited", created_by="admin"),
+    proto.UntrustRequest(mac=MAC),
+    proto.TrustedRequest(),
     proto.ReconcileRequest(),
     proto.RadiusAuthorizeRequest(
         ip=IP,
@@ -70,6 +73,9 @@ def test_there_is_an_example_of_every_request():
         "block",
         "unblock",
         "blocked",
+        "trust",
+        "untrust",
+        "trusted",
         "reconcile",
         "radius-authorize",
     }
@@ -145,6 +151,12 @@ def test_wire_form_is_the_documented_one():
         ),
         ('{"op": "unblock", "mac": "02:00:00:00:00:01"}', proto.UnblockRequest(mac=MAC)),
         ('{"op": "authorize", "ip": "10.10.0.11", "minutes": null}', proto.AuthorizeRequest(ip=IP)),
+        (
+            '{"op": "trust", "mac": "02-00-00-00-00-01", "label": " PC desa ", "tier": "free"}',
+            proto.TrustRequest(mac=MAC, label="PC desa", tier="free"),
+        ),
+        ('{"op": "untrust", "mac": "02:00:00:00:00:01"}', proto.UntrustRequest(mac=MAC)),
+        ('{"op": "trusted"}', proto.TrustedRequest()),
     ],
 )
 def test_good_requests(line, expected):
@@ -213,6 +225,19 @@ BAD: list[tuple[str, str]] = [
     ('{"op": "block", "mac": "02:00:00:00:00:01", "reason": "' + "x" * 1001 + '"}', "reason"),
     ('{"op": "unblock", "mac": null}', "mac"),
     ('{"op": "reconcile", "now": true}', "now"),
+    # A session's freedom from allowances and timeouts is the gateway's to give (trust).
+    ('{"op": "authorize", "ip": "10.10.0.11", "source": "trusted"}', "source"),
+    ('{"op": "trust", "mac": "02:00:00:00:00:01", "tier": "free"}', "label"),
+    ('{"op": "trust", "mac": "02:00:00:00:00:01", "label": "  ", "tier": "free"}', "label"),
+    (
+        '{"op": "trust", "mac": "02:00:00:00:00:01", "label": "' + "x" * 81 + '", "tier": "f"}',
+        "label",
+    ),
+    ('{"op": "trust", "mac": "02:00:00:00:00:01", "label": "PC"}', "tier"),
+    ('{"op": "trust", "label": "PC", "tier": "free"}', "mac"),
+    ('{"op": "trust", "mac": "ff:ff:ff:ff:ff:ff", "label": "PC", "tier": "free"}', "mac"),
+    ('{"op": "untrust"}', "mac"),
+    ('{"op": "trusted", "mac": "02:00:00:00:00:01"}', "mac"),
 ]
 
 
