@@ -114,15 +114,22 @@ def _width() -> int:
     return w if w in WIDTHS else 58
 
 
+def _printable(vid: int) -> tuple[dict[str, Any] | None, Any]:
+    """(the receipt's data, None) when this operator may print voucher ``vid`` now, else
+    (None, the error page): the key must be loaded and the rule of _may_print hold."""
+    if voucher_key() is None:
+        return None, render_error("no-key", 503)
+    r = _receipt(vid) if _may_print(vid) else None
+    if r is None:
+        return None, render_error("receipt-denied", 403)
+    return r, None
+
+
 @bp.get("/receipt/<int:vid>")
 def receipt(vid: int) -> Any:
-    if voucher_key() is None:
-        return render_error("no-key", 503)
-    if not _may_print(vid):
-        return render_error("receipt-denied", 403)
-    r = _receipt(vid)
+    r, refusal = _printable(vid)
     if r is None:
-        return render_error("receipt-denied", 403)
+        return refusal
     # Whoever sees a code could sell it: showing one is audited, like the A4 sheet.
     with audit.write(state().db) as conn:
         audit.record(
@@ -160,13 +167,9 @@ def receipt_escpos(vid: int) -> Any:
     printer = cfg().printer
     if not printer.enabled:
         return render_error("not-found", 404)
-    if voucher_key() is None:
-        return render_error("no-key", 503)
-    if not _may_print(vid):
-        return render_error("receipt-denied", 403)
-    r = _receipt(vid)
+    r, refusal = _printable(vid)
     if r is None:
-        return render_error("receipt-denied", 403)
+        return refusal
     try:
         print_receipt(printer.device, _receipt_text(r), printer.width_mm)
     except PrinterError:

@@ -30,23 +30,6 @@ from hotspot_cli import main as cli
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
 
 
-@pytest.fixture
-def server(cfg, engine):
-    srv = ControlServer(cfg.control.socket, Dispatcher(engine, lambda: {"ok": True}), group=None)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def config_file(cfg, tmp_path):
-    path = tmp_path / "hotspot.toml"
-    path.write_text(
-        f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n'
-    )
-    return path
-
-
 def test_socket_mode_and_roundtrip(server, cfg):
     assert stat.S_IMODE(os.stat(cfg.control.socket).st_mode) == 0o660
     with ControlClient(cfg.control.socket) as ctl:

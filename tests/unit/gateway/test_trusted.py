@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.control_server import ControlServer, Dispatcher
 from gateway.engine import SessionEngine
 from hotspot import protocol as proto
 from hotspot.control import ControlClient
@@ -178,23 +177,6 @@ def test_changing_the_tier_moves_the_session(engine, datapath, db):
 
 
 # -- the control socket and the CLI ---------------------------------------------------------
-
-
-@pytest.fixture
-def server(cfg, engine):
-    srv = ControlServer(cfg.control.socket, Dispatcher(engine, lambda: {"ok": True}), group=None)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def config_file(cfg, tmp_path):
-    path = tmp_path / "hotspot.toml"
-    path.write_text(
-        f'[database]\nurl = "{cfg.database.url}"\n[control]\nsocket = "{cfg.control.socket}"\n'
-    )
-    return path
 
 
 def hotspot(*args: str) -> subprocess.CompletedProcess[str]:
