@@ -125,21 +125,21 @@ def _printable(vid: int) -> tuple[dict[str, Any] | None, Any]:
     return r, None
 
 
+def _audit_print(vid: int, how: dict[str, Any]) -> None:
+    """Whoever sees a code could sell it: every receipt shown or printed is audited, like
+    the A4 sheet."""
+    with audit.write(state().db) as conn:
+        audit.record(
+            conn, actor(), "voucher.print", f"voucher:{vid}", after=how, at=state().clock()
+        )
+
+
 @bp.get("/receipt/<int:vid>")
 def receipt(vid: int) -> Any:
     r, refusal = _printable(vid)
     if r is None:
         return refusal
-    # Whoever sees a code could sell it: showing one is audited, like the A4 sheet.
-    with audit.write(state().db) as conn:
-        audit.record(
-            conn,
-            actor(),
-            "voucher.print",
-            f"voucher:{vid}",
-            after={"receipt": True},
-            at=state().clock(),
-        )
+    _audit_print(vid, {"receipt": True})
     return _with_script(
         page(
             "receipt.html",
@@ -190,13 +190,5 @@ def receipt_escpos(vid: int) -> Any:
                 ),
             )
         )
-    with audit.write(state().db) as conn:
-        audit.record(
-            conn,
-            actor(),
-            "voucher.print",
-            f"voucher:{vid}",
-            after={"escpos": printer.device},
-            at=state().clock(),
-        )
+    _audit_print(vid, {"escpos": printer.device})
     return redirect(url_for("operator.receipt", vid=vid, printed=1), code=303)
