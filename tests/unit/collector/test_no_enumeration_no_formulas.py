@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 import time
 
 import pytest
@@ -60,15 +59,17 @@ def test_an_unknown_id_costs_the_same_hmac_work(client, monkeypatch):
 
 
 def test_unknown_and_known_ids_take_comparable_time(client):
-    """Interleaved, so machine load hits both alike; the bound is loose on purpose: before
-    the fix an unknown id skipped the body's HMAC and answered measurably faster."""
+    """Interleaved, so machine load hits both alike, and compared by their fastest answers
+    (load only ever adds time; a median still moved under a busy CI box). The bound is loose
+    on purpose: before the fix an unknown id skipped the body's HMAC and answered measurably
+    faster."""
     times: dict[str, list[float]] = {"unknown": [], "known": []}
     for _ in range(60):
         for name, gw in (("unknown", "desa-tidak-ada"), ("known", "desa-uji")):
             started = time.perf_counter()
             assert _attempt(client, gw, "not-the-secret").status_code == 401
             times[name].append(time.perf_counter() - started)
-    ratio = statistics.median(times["unknown"]) / statistics.median(times["known"])
+    ratio = min(times["unknown"]) / min(times["known"])
     assert 0.6 < ratio < 1.6, ratio
 
 
