@@ -413,7 +413,7 @@ VOUCHER_MESSAGES = {
     ),
     ErrorCode.VOUCHER_EXPIRED: (lambda: gettext("This voucher has expired."), 410),
     ErrorCode.VOUCHER_EXHAUSTED: (lambda: gettext("This voucher's data is used up."), 410),
-    ErrorCode.VOUCHER_VOID: (lambda: gettext("This voucher was cancelled by the BUMDes."), 410),
+    ErrorCode.VOUCHER_VOID: (lambda: gettext("This voucher was withdrawn by the BUMDes."), 410),
 }
 
 

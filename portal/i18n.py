@@ -8,10 +8,23 @@ is stale or a string lacks its translation.
     update   extract the strings from the code and templates, merge them into the .po
     compile  .po → .mo
     check    every string translated, nothing fuzzy, .mo up to date
+
+What ``update`` writes, and why, so that a diff of the ``.po`` shows only real changes:
+
+- entries sorted by msgid (``--sort-output``): a string keeps its place whatever file moves;
+- a ``#:`` reference per file that uses the string, without line numbers
+  (``--add-location=file``): a translator sees where a string is shown, and an edit that only
+  shifts lines does not rewrite hundreds of references;
+- no obsolete ``#~`` entries (``--ignore-obsolete``): a string the code no longer uses leaves the
+  ``.po`` (tests/unit/portal/test_words.py fails while the ``.po`` holds a string the code does
+  not extract, so a branch that adds strings by hand is finished by one ``update``);
+- the header's POT-Creation-Date is kept (``--ignore-pot-creation-date``), as is the wrapping
+  at 76 columns that babel and gettext both use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -29,24 +42,32 @@ def _babel(*args: str) -> None:
     CommandLineInterface().run(["pybabel", "-q", *args])
 
 
+def extract(pot: Path) -> None:
+    """Write every string the portal's code and templates use to ``pot``."""
+    # From the repository root with "." as the input, so that the references read
+    # "portal/…" wherever the checkout lives.
+    with contextlib.chdir(HERE.parent):
+        _babel(
+            "extract",
+            "-F",
+            str(HERE / "babel.cfg"),
+            "-k",
+            "_",
+            "-k",
+            "gettext",
+            "-k",
+            "ngettext:1,2",
+            "--add-location=file",
+            "--sort-output",
+            "--omit-header",
+            "-o",
+            str(pot),
+            ".",
+        )
+
+
 def update() -> None:
-    _babel(
-        "extract",
-        "-F",
-        str(HERE / "babel.cfg"),
-        "-k",
-        "_",
-        "-k",
-        "gettext",
-        "-k",
-        "ngettext:1,2",
-        "--no-location",
-        "--sort-output",
-        "--omit-header",
-        "-o",
-        str(POT),
-        str(HERE.parent),
-    )
+    extract(POT)
     for lang in LANGS:
         _babel(
             "update",
@@ -58,6 +79,7 @@ def update() -> None:
             lang,
             "--no-fuzzy-matching",
             "--ignore-obsolete",
+            "--ignore-pot-creation-date",
         )
 
 

@@ -21,7 +21,7 @@ def test_admin_adds_lists_and_removes(admin, gw):
     assert r.status_code == 303, text(r)[:2000]
     body = text(admin.get(r.headers["Location"]))
     assert "PC kantor desa" in body and PC in body and "tanpa batas" in body
-    assert "tidak tersambung" in body
+    assert "offline" in body
     (row,) = gw.call("trusted")
     assert row["tier"] == "unlimited" and row["created_by"] == "budi"
     # A device that is on the LAN is let out at once.
@@ -47,7 +47,9 @@ def test_bad_input_is_a_friendly_page_that_keeps_what_was_typed(admin, gw):
     )
     assert r.status_code == 422
     body = text(r)
-    assert "Bukan alamat perangkat" in body and "Pilih kecepatan dari daftar." in body
+    assert (
+        "Bukan kode unik perangkat (alamat MAC)" in body and "Pilih kecepatan dari daftar." in body
+    )
     assert 'value="Puskesmas"' in r.get_data(as_text=True)
     r = admin.form(
         "/operator/trusted", {"label": " ", "mac": PC, "tier": "free"}, page="/operator/trusted"
