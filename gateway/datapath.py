@@ -7,7 +7,7 @@ a plan into kernel changes in a fixed order so that no packet ever meets a half-
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
-4. conntrack entries of removed clients,
+4. conntrack entries of removed clients, and the walled (redirected) ones of new clients,
 5. unpin the neighbour entries of ended sessions, remove their classes.
 
 If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
@@ -153,10 +153,11 @@ class DataPath:
             raise
         for ip in plan.flush_ips:
             self.conntrack.flush_client(ip)
+        portal = (self.layout.gateway_ip, self.layout.portal_port)
         for client in plan.add_clients:
-            # Its DNS flows were redirected to the walled resolver: its next lookup must
-            # reach the full one.
-            self.conntrack.flush_client_dns(client.ip)
+            # Its DNS flows were redirected to the walled resolver and its web connections to
+            # the portal: its next lookup must reach the full resolver, its next page the web.
+            self.conntrack.flush_walled(client.ip, portal)
         self._unpin(plan)
         self._delete_classes(plan)
 
