@@ -77,6 +77,9 @@ class NullDataPath:
     def counters(self):
         return {}, {}
 
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:
+        return None, None
+
     def apply(self, plan) -> None:
         pass
 

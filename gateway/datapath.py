@@ -138,6 +138,11 @@ class DataPath:
         """(download, upload) readings by class minor: one dump per device."""
         return self.down.readings(), self.up.readings()
 
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:
+        """(download, upload) readings of one client's classes: one request per device (a
+        session's final counters, read before its class goes or is taken over)."""
+        return self.down.reading(minor), self.up.reading(minor)
+
     # -- applying plans --------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> None:

@@ -31,7 +31,7 @@ from gateway.reconcile import Plan, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
-from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
+from hotspot.errors import ErrorCode, KernelError, NotFound, Refused, UsageError
 from hotspot.identity import macs_of
 from hotspot.mac import normalize_mac
 from hotspot.model import (
@@ -76,6 +76,7 @@ class DataPathPort(Protocol):
         readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
     ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]: ...
     def apply(self, plan: Plan) -> None: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
@@ -295,6 +296,7 @@ class SessionEngine:
     def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
         live = self.live.pop(sess.id, None)
         if live is not None:
+            self._count_final(live, now)
             sess.bytes_down += live.bytes_down
             sess.bytes_up += live.bytes_up
             if live.last_activity:
@@ -304,6 +306,21 @@ class SessionEngine:
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
         for hook in self.end_hooks:
             hook(db, sess, reason, now)
+
+    def _count_final(self, live: _Live, now: dt.datetime) -> None:
+        """Count what the session's classes passed since the last tick read them, before the
+        class is deleted (or taken over by the session that replaces this one at the same
+        address): a session that ends mid-transfer loses nothing, and its successor starts
+        from this reading. One netlink request per direction, whatever the number of
+        sessions."""
+        try:
+            down, up = self.dp.class_counters(live.minor)
+        except KernelError as exc:  # the session ends anyway; its last tick's bytes stand
+            log.warning("final counters of session %d: %s", live.session_id, exc)
+            return
+        got = (self._delta("down", live.minor, down), self._delta("up", live.minor, up))
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        self._charge(live, got, 0.0, (now, self.local_day(now), hour))
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
         minor = shaping.client_minor(sess.ip, self.network)
@@ -452,7 +469,9 @@ class SessionEngine:
                     on_start(db, sess, now)
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
-                self._track(sess, baseline=False)
+                # At an address a session just ended at, the class stays and counts on from
+                # that session's final reading; elsewhere the class is new and counts from 0.
+                self._track(sess, baseline=any(w.ip == ip for w in before))
                 log.info(
                     "session %d: %s at %s authorized on %s (%s)",
                     sess.id,
@@ -804,38 +823,52 @@ class SessionEngine:
         elapsed: float,
         now: dt.datetime,
     ) -> None:
-        day = self.local_day(now)
-        hour = now.replace(minute=0, second=0, microsecond=0)
+        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
         for sess in active:
             live = self.live[sess.id]
-            got = []
-            for direction, readings in (("down", down), ("up", up)):
-                reading = readings.get(live.minor)
-                if reading is None:
-                    got.append(0)
-                    continue
-                key = (direction, live.minor)
-                last_bytes, last_packets = self._last_raw.get(key, (0, 0))
-                if reading.bytes < last_bytes:  # the class was recreated
-                    last_bytes, last_packets = 0, 0
-                frames = reading.bytes - last_bytes
-                packets = (reading.packets - last_packets) % PACKETS_WRAP
-                self._last_raw[key] = (reading.bytes, reading.packets)
-                got.append(shaping.ip_layer_bytes(frames, packets))
-            live.bytes_down += got[0]
-            live.bytes_up += got[1]
-            if elapsed > 0:
-                live.rate_down_bps = int(got[0] * 8 / elapsed)
-                live.rate_up_bps = int(got[1] * 8 / elapsed)
-            if got[0] or got[1]:
-                live.last_activity = now
-            for pending in (
-                self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
-                self.pending_hourly.setdefault((sess.mac, hour), _Pending()),
-            ):
-                pending.seconds += elapsed
-                pending.bytes_down += got[0]
-                pending.bytes_up += got[1]
+            got = (
+                self._delta("down", live.minor, down.get(live.minor)),
+                self._delta("up", live.minor, up.get(live.minor)),
+            )
+            self._charge(live, got, elapsed, when)
+
+    def _delta(self, direction: str, minor: int, reading: ClassReading | None) -> int:
+        """IP-layer bytes a class passed since its last reading."""
+        if reading is None:
+            return 0
+        key = (direction, minor)
+        last_bytes, last_packets = self._last_raw.get(key, (0, 0))
+        if reading.bytes < last_bytes:  # the class was recreated
+            last_bytes, last_packets = 0, 0
+        frames = reading.bytes - last_bytes
+        packets = (reading.packets - last_packets) % PACKETS_WRAP
+        self._last_raw[key] = (reading.bytes, reading.packets)
+        return shaping.ip_layer_bytes(frames, packets)
+
+    def _charge(
+        self,
+        live: _Live,
+        got: tuple[int, int],
+        elapsed: float,
+        when: tuple[dt.datetime, dt.date, dt.datetime],
+    ) -> None:
+        """Add ``got`` (down, up) bytes and ``elapsed`` seconds to a session and its device's
+        day and hour (``when``: now, its local day, its UTC hour)."""
+        now, day, hour = when
+        live.bytes_down += got[0]
+        live.bytes_up += got[1]
+        if elapsed > 0:
+            live.rate_down_bps = int(got[0] * 8 / elapsed)
+            live.rate_up_bps = int(got[1] * 8 / elapsed)
+        if got[0] or got[1]:
+            live.last_activity = now
+        for pending in (
+            self.pending.setdefault((live.mac, day, live.tier), _Pending()),
+            self.pending_hourly.setdefault((live.mac, hour), _Pending()),
+        ):
+            pending.seconds += elapsed
+            pending.bytes_down += got[0]
+            pending.bytes_up += got[1]
 
     def _expiry(
         self, db: Session, sess: ClientSession, now: dt.datetime, vouchers: dict[int, int]

@@ -103,6 +103,10 @@ class FakeDataPath:
             )
         return out[0], out[1]
 
+    def class_counters(self, minor: int):
+        down, up = self.counters()
+        return down.get(minor), up.get(minor)
+
     def mac_of(self, ip: str) -> str | None:
         return self.neighbours.get(ip)
 
