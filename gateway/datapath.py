@@ -8,7 +8,8 @@ a plan into kernel changes in a fixed order so that no packet ever meets a half-
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
 4. conntrack entries of removed clients, and the walled (redirected) ones of new clients,
-5. unpin the neighbour entries of ended sessions, remove their classes.
+5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
+   passes them any more) and remove the classes.
 
 If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
 :class:`KernelError` is raised; the kernel is as it was.
@@ -145,9 +146,12 @@ class DataPath:
 
     # -- applying plans --------------------------------------------------------------------
 
-    def apply(self, plan: Plan) -> None:
+    def apply(self, plan: Plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
+        """Make the kernel change; returns the final (download, upload) readings of the
+        client classes it removed, read after their connections were forgotten and just
+        before the classes went: nothing more passes them, so nothing they passed is lost."""
         if plan.empty:
-            return
+            return {}
         self._apply_classes(plan)
         self._apply_pins(plan)
         try:
@@ -164,7 +168,23 @@ class DataPath:
             # the portal: its next lookup must reach the full resolver, its next page the web.
             self.conntrack.flush_walled(client.ip, portal)
         self._unpin(plan)
+        final = self._final_readings(sorted({*plan.down_del, *plan.up_del}))
         self._delete_classes(plan)
+        return final
+
+    def _final_readings(
+        self, minors: list[int]
+    ) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
+        """One request per class and device for a few (a login, a kick), one dump per device
+        for many (a large reconcile). A failed read is logged: the class goes anyway."""
+        try:
+            if len(minors) <= 16:
+                return {m: self.class_counters(m) for m in minors}
+            down, up = self.counters()
+            return {m: (down.get(m), up.get(m)) for m in minors}
+        except KernelError as exc:
+            log.warning("final class counters: %s", exc)
+            return {}
 
     def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
         lay = self.layout

@@ -77,7 +77,7 @@ class DataPathPort(Protocol):
     ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
     def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]: ...
-    def apply(self, plan: Plan) -> None: ...
+    def apply(self, plan: Plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
     def ips_of(self, macs: set[str]) -> dict[str, str]: ...
@@ -140,6 +140,10 @@ class SessionEngine:
         self.pending: dict[tuple[str, dt.date, str], _Pending] = {}  # (mac, local day, tier)
         self.pending_hourly: dict[tuple[str, dt.datetime], _Pending] = {}  # (mac, UTC hour)
         self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
+        # Sessions ended since the last kernel change, by class minor: what their classes
+        # pass until the change removes them is theirs (see _count_final).
+        self._ending: dict[int, _Live] = {}
+        self._late: dict[int, _Live] = {}  # session id → bytes counted after its end
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
@@ -301,6 +305,8 @@ class SessionEngine:
             sess.bytes_up += live.bytes_up
             if live.last_activity:
                 sess.last_activity_at = live.last_activity
+            live.bytes_down = live.bytes_up = 0
+            self._ending[live.minor] = live
         sess.ended_at = now
         sess.end_reason = reason
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
@@ -308,11 +314,12 @@ class SessionEngine:
             hook(db, sess, reason, now)
 
     def _count_final(self, live: _Live, now: dt.datetime) -> None:
-        """Count what the session's classes passed since the last tick read them, before the
-        class is deleted (or taken over by the session that replaces this one at the same
-        address): a session that ends mid-transfer loses nothing, and its successor starts
-        from this reading. One netlink request per direction, whatever the number of
-        sessions."""
+        """Count what the session's classes passed since the last tick read them, as it
+        ends: its successor at the same address (the class stays) counts on from this
+        reading. A class that goes passes a little more (until the kernel change has
+        forgotten the session's connections, tens of milliseconds on a busy Pi): the change
+        reads it once more just before removing it, and :meth:`_apply` counts that too.
+        One netlink request per direction, whatever the number of sessions."""
         try:
             down, up = self.dp.class_counters(live.minor)
         except KernelError as exc:  # the session ends anyway; its last tick's bytes stand
@@ -804,6 +811,7 @@ class SessionEngine:
                 due = (
                     force_flush
                     or report.ended
+                    or self._late
                     or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
                 )
                 if due:
@@ -898,6 +906,12 @@ class SessionEngine:
         return None
 
     def _flush(self, db: Session, active: builtins.list[ClientSession]) -> None:
+        for sid, late in self._late.items():
+            ended = db.get(ClientSession, sid)
+            if ended is not None:
+                ended.bytes_down += late.bytes_down
+                ended.bytes_up += late.bytes_up
+        self._late.clear()
         for sess in active:
             live = self.live.get(sess.id)
             if live is None:
@@ -953,9 +967,28 @@ class SessionEngine:
         it (before, during or after) sees the generation move and reads again."""
         self._generation += 1
         try:
-            self.dp.apply(plan)
+            final = self.dp.apply(plan)
+            self._count_late(final)
         finally:
             self._generation += 1
+            self._ending.clear()  # a class that stayed counts on for its next session
+
+    def _count_late(
+        self, final: dict[int, tuple[ClassReading | None, ClassReading | None]]
+    ) -> None:
+        """What the removed classes of ended sessions passed between the session's end and
+        the class's removal: added to the session (and its device's day and hour) at the
+        next flush, which the next tick makes."""
+        now = self.clock()
+        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
+        for minor, (down, up) in final.items():
+            live = self._ending.pop(minor, None)
+            if live is None:
+                continue
+            got = (self._delta("down", minor, down), self._delta("up", minor, up))
+            if got != (0, 0):
+                self._charge(live, got, 0.0, when)
+                self._late[live.session_id] = live
 
     def flush(self) -> None:
         """Write pending accounting now (shutdown)."""
