@@ -29,6 +29,9 @@ class FakeShaper:
     def apply_bulk(self, changes, deletes):
         pass
 
+    def reading(self, minor):
+        return None
+
 
 class FakeNft:
     def __init__(self):
@@ -89,3 +92,23 @@ def test_which_flows_were_redirected_to_the_portal():
     assert not ct_mod._is_redirected_http(
         http("198.51.100.10", portal, proto=socket.IPPROTO_UDP), portal
     )
+
+
+def test_a_removed_clients_class_maps_go_after_its_connections():
+    """Until its connections are forgotten a kicked client's download still flows: it must
+    still meet its class (and be counted), so its map entries go in a second transaction."""
+    dp = datapath()
+    log = []
+    dp.conntrack.flush_client = lambda ip: log.append(("flush", ip))
+    dp.nft.apply = lambda cmds: log.append(("nft", [next(iter(c)) for c in cmds]))
+    ip = "10.10.0.43"
+    dp.apply(
+        Plan(
+            del_clients=[Client(ip, "02:00:00:00:00:2b", "")],
+            del_map={"down_class": [ip], "up_class": [ip]},
+            down_del=[0x2B],
+            up_del=[0x2B],
+            flush_ips=[ip],
+        )
+    )
+    assert log == [("nft", ["delete"]), ("flush", ip), ("nft", ["delete", "delete"])]
