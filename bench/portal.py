@@ -77,8 +77,11 @@ class NullDataPath:
     def counters(self):
         return {}, {}
 
-    def apply(self, plan) -> None:
-        pass
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:
+        return None, None
+
+    def apply(self, plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
+        return {}
 
     def mac_of(self, ip: str) -> str | None:
         n = int(ipaddress.IPv4Address(ip))

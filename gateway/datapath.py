@@ -7,8 +7,10 @@ a plan into kernel changes in a fixed order so that no packet ever meets a half-
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
-4. conntrack entries of removed clients,
-5. unpin the neighbour entries of ended sessions, remove their classes.
+4. conntrack entries of removed clients, and the walled (redirected) ones of new clients;
+   then the removed clients' class-map entries (their last packets still meet their class),
+5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
+   passes them any more) and remove the classes.
 
 If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
 :class:`KernelError` is raised; the kernel is as it was.
@@ -138,29 +140,80 @@ class DataPath:
         """(download, upload) readings by class minor: one dump per device."""
         return self.down.readings(), self.up.readings()
 
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:
+        """(download, upload) readings of one client's classes: one request per device (a
+        session's final counters, read before its class goes or is taken over)."""
+        return self.down.reading(minor), self.up.reading(minor)
+
     # -- applying plans --------------------------------------------------------------------
 
-    def apply(self, plan: Plan) -> None:
+    def apply(self, plan: Plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
+        """Make the kernel change; returns the final (download, upload) readings of the
+        client classes it removed, read after their connections were forgotten and just
+        before the classes went: nothing more passes them, so nothing they passed is lost."""
         if plan.empty:
-            return
+            return {}
         self._apply_classes(plan)
         self._apply_pins(plan)
+        # A removed client's class-map entries go only after its connections are forgotten:
+        # until then its established download still flows, and without the entry it would
+        # pass the unclassified class, uncounted (tens of milliseconds of a running transfer
+        # at every kick). One more small transaction, only when a client goes.
+        re_added = {name: set(entries) for name, entries in plan.add_map.items()}
+        held = {
+            name: [ip for ip in ips if ip not in re_added.get(name, set())]
+            for name, ips in plan.del_map.items()
+        }
         try:
-            self.nft.apply(self._nft_commands(plan))
+            self.nft.apply(self._nft_commands(plan, held))
         except KernelError:
             self._undo_pins(plan)
             self._undo_new_classes(plan)
             raise
         for ip in plan.flush_ips:
             self.conntrack.flush_client(ip)
+        portal = (self.layout.gateway_ip, self.layout.portal_port)
         for client in plan.add_clients:
-            # Its DNS flows were redirected to the walled resolver: its next lookup must
-            # reach the full one.
-            self.conntrack.flush_client_dns(client.ip)
+            # Its DNS flows were redirected to the walled resolver and its web connections to
+            # the portal: its next lookup must reach the full resolver, its next page the web.
+            self.conntrack.flush_walled(client.ip, portal)
+        self._release_class_maps(held)
         self._unpin(plan)
+        final = self._final_readings(sorted({*plan.down_del, *plan.up_del}))
         self._delete_classes(plan)
+        return final
 
-    def _nft_commands(self, plan: Plan) -> list[ruleset.Command]:
+    def _final_readings(
+        self, minors: list[int]
+    ) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
+        """One request per class and device for a few (a login, a kick), one dump per device
+        for many (a large reconcile). A failed read is logged: the class goes anyway."""
+        try:
+            if len(minors) <= 16:
+                return {m: self.class_counters(m) for m in minors}
+            down, up = self.counters()
+            return {m: (down.get(m), up.get(m)) for m in minors}
+        except KernelError as exc:
+            log.warning("final class counters: %s", exc)
+            return {}
+
+    def _release_class_maps(self, held: dict[str, list[str]]) -> None:
+        """Delete the class-map entries held back for removed clients. A failure is logged:
+        the next tick's reconcile removes what is left."""
+        cmds: list[ruleset.Command] = []
+        for name, ips in held.items():
+            cmds += ruleset.element_command(self.layout, "delete", name, ips)
+        if not cmds:
+            return
+        try:
+            self.nft.apply(cmds)
+        except KernelError as exc:
+            log.warning("%s", exc)
+
+    def _nft_commands(
+        self, plan: Plan, held: dict[str, list[str]] | None = None
+    ) -> list[ruleset.Command]:
+        """The plan's one transaction, less the map deletions ``held`` back."""
         lay = self.layout
         cmds = ruleset.element_command(
             lay,
@@ -169,7 +222,10 @@ class DataPath:
             [ruleset.authorized_elem(c.ip, c.mac) for c in plan.del_clients],
         )
         for name, ips in plan.del_map.items():
-            cmds += ruleset.element_command(lay, "delete", name, list(ips))
+            later = set((held or {}).get(name, ()))
+            cmds += ruleset.element_command(
+                lay, "delete", name, [ip for ip in ips if ip not in later]
+            )
         cmds += ruleset.element_command(lay, "delete", ruleset.BLOCKED, plan.del_blocked)
         for name, entries in plan.add_map.items():
             cmds += ruleset.element_command(

@@ -31,7 +31,7 @@ from gateway.reconcile import Plan, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
-from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
+from hotspot.errors import ErrorCode, KernelError, NotFound, Refused, UsageError
 from hotspot.identity import macs_of
 from hotspot.mac import normalize_mac
 from hotspot.model import (
@@ -76,7 +76,8 @@ class DataPathPort(Protocol):
         readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
     ) -> Snapshot: ...
     def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]: ...
-    def apply(self, plan: Plan) -> None: ...
+    def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]: ...
+    def apply(self, plan: Plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
     def ips_of(self, macs: set[str]) -> dict[str, str]: ...
@@ -139,6 +140,10 @@ class SessionEngine:
         self.pending: dict[tuple[str, dt.date, str], _Pending] = {}  # (mac, local day, tier)
         self.pending_hourly: dict[tuple[str, dt.datetime], _Pending] = {}  # (mac, UTC hour)
         self._last_raw: dict[tuple[str, int], tuple[int, int]] = {}
+        # Sessions ended since the last kernel change, by class minor: what their classes
+        # pass until the change removes them is theirs (see _count_final).
+        self._ending: dict[int, _Live] = {}
+        self._late: dict[int, _Live] = {}  # session id → bytes counted after its end
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
@@ -295,15 +300,34 @@ class SessionEngine:
     def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
         live = self.live.pop(sess.id, None)
         if live is not None:
+            self._count_final(live, now)
             sess.bytes_down += live.bytes_down
             sess.bytes_up += live.bytes_up
             if live.last_activity:
                 sess.last_activity_at = live.last_activity
+            live.bytes_down = live.bytes_up = 0
+            self._ending[live.minor] = live
         sess.ended_at = now
         sess.end_reason = reason
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
         for hook in self.end_hooks:
             hook(db, sess, reason, now)
+
+    def _count_final(self, live: _Live, now: dt.datetime) -> None:
+        """Count what the session's classes passed since the last tick read them, as it
+        ends: its successor at the same address (the class stays) counts on from this
+        reading. A class that goes passes a little more (until the kernel change has
+        forgotten the session's connections, tens of milliseconds on a busy Pi): the change
+        reads it once more just before removing it, and :meth:`_apply` counts that too.
+        One netlink request per direction, whatever the number of sessions."""
+        try:
+            down, up = self.dp.class_counters(live.minor)
+        except KernelError as exc:  # the session ends anyway; its last tick's bytes stand
+            log.warning("final counters of session %d: %s", live.session_id, exc)
+            return
+        got = (self._delta("down", live.minor, down), self._delta("up", live.minor, up))
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        self._charge(live, got, 0.0, (now, self.local_day(now), hour))
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
         minor = shaping.client_minor(sess.ip, self.network)
@@ -452,7 +476,9 @@ class SessionEngine:
                     on_start(db, sess, now)
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 self._apply(self._change(before, [self._wanted(sess)]))
-                self._track(sess, baseline=False)
+                # At an address a session just ended at, the class stays and counts on from
+                # that session's final reading; elsewhere the class is new and counts from 0.
+                self._track(sess, baseline=any(w.ip == ip for w in before))
                 log.info(
                     "session %d: %s at %s authorized on %s (%s)",
                     sess.id,
@@ -785,6 +811,7 @@ class SessionEngine:
                 due = (
                     force_flush
                     or report.ended
+                    or self._late
                     or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
                 )
                 if due:
@@ -804,38 +831,52 @@ class SessionEngine:
         elapsed: float,
         now: dt.datetime,
     ) -> None:
-        day = self.local_day(now)
-        hour = now.replace(minute=0, second=0, microsecond=0)
+        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
         for sess in active:
             live = self.live[sess.id]
-            got = []
-            for direction, readings in (("down", down), ("up", up)):
-                reading = readings.get(live.minor)
-                if reading is None:
-                    got.append(0)
-                    continue
-                key = (direction, live.minor)
-                last_bytes, last_packets = self._last_raw.get(key, (0, 0))
-                if reading.bytes < last_bytes:  # the class was recreated
-                    last_bytes, last_packets = 0, 0
-                frames = reading.bytes - last_bytes
-                packets = (reading.packets - last_packets) % PACKETS_WRAP
-                self._last_raw[key] = (reading.bytes, reading.packets)
-                got.append(shaping.ip_layer_bytes(frames, packets))
-            live.bytes_down += got[0]
-            live.bytes_up += got[1]
-            if elapsed > 0:
-                live.rate_down_bps = int(got[0] * 8 / elapsed)
-                live.rate_up_bps = int(got[1] * 8 / elapsed)
-            if got[0] or got[1]:
-                live.last_activity = now
-            for pending in (
-                self.pending.setdefault((sess.mac, day, sess.tier), _Pending()),
-                self.pending_hourly.setdefault((sess.mac, hour), _Pending()),
-            ):
-                pending.seconds += elapsed
-                pending.bytes_down += got[0]
-                pending.bytes_up += got[1]
+            got = (
+                self._delta("down", live.minor, down.get(live.minor)),
+                self._delta("up", live.minor, up.get(live.minor)),
+            )
+            self._charge(live, got, elapsed, when)
+
+    def _delta(self, direction: str, minor: int, reading: ClassReading | None) -> int:
+        """IP-layer bytes a class passed since its last reading."""
+        if reading is None:
+            return 0
+        key = (direction, minor)
+        last_bytes, last_packets = self._last_raw.get(key, (0, 0))
+        if reading.bytes < last_bytes:  # the class was recreated
+            last_bytes, last_packets = 0, 0
+        frames = reading.bytes - last_bytes
+        packets = (reading.packets - last_packets) % PACKETS_WRAP
+        self._last_raw[key] = (reading.bytes, reading.packets)
+        return shaping.ip_layer_bytes(frames, packets)
+
+    def _charge(
+        self,
+        live: _Live,
+        got: tuple[int, int],
+        elapsed: float,
+        when: tuple[dt.datetime, dt.date, dt.datetime],
+    ) -> None:
+        """Add ``got`` (down, up) bytes and ``elapsed`` seconds to a session and its device's
+        day and hour (``when``: now, its local day, its UTC hour)."""
+        now, day, hour = when
+        live.bytes_down += got[0]
+        live.bytes_up += got[1]
+        if elapsed > 0:
+            live.rate_down_bps = int(got[0] * 8 / elapsed)
+            live.rate_up_bps = int(got[1] * 8 / elapsed)
+        if got[0] or got[1]:
+            live.last_activity = now
+        for pending in (
+            self.pending.setdefault((live.mac, day, live.tier), _Pending()),
+            self.pending_hourly.setdefault((live.mac, hour), _Pending()),
+        ):
+            pending.seconds += elapsed
+            pending.bytes_down += got[0]
+            pending.bytes_up += got[1]
 
     def _expiry(
         self, db: Session, sess: ClientSession, now: dt.datetime, vouchers: dict[int, int]
@@ -865,6 +906,12 @@ class SessionEngine:
         return None
 
     def _flush(self, db: Session, active: builtins.list[ClientSession]) -> None:
+        for sid, late in self._late.items():
+            ended = db.get(ClientSession, sid)
+            if ended is not None:
+                ended.bytes_down += late.bytes_down
+                ended.bytes_up += late.bytes_up
+        self._late.clear()
         for sess in active:
             live = self.live.get(sess.id)
             if live is None:
@@ -920,9 +967,28 @@ class SessionEngine:
         it (before, during or after) sees the generation move and reads again."""
         self._generation += 1
         try:
-            self.dp.apply(plan)
+            final = self.dp.apply(plan)
+            self._count_late(final)
         finally:
             self._generation += 1
+            self._ending.clear()  # a class that stayed counts on for its next session
+
+    def _count_late(
+        self, final: dict[int, tuple[ClassReading | None, ClassReading | None]]
+    ) -> None:
+        """What the removed classes of ended sessions passed between the session's end and
+        the class's removal: added to the session (and its device's day and hour) at the
+        next flush, which the next tick makes."""
+        now = self.clock()
+        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
+        for minor, (down, up) in final.items():
+            live = self._ending.pop(minor, None)
+            if live is None:
+                continue
+            got = (self._delta("down", minor, down), self._delta("up", minor, up))
+            if got != (0, 0):
+                self._charge(live, got, 0.0, when)
+                self._late[live.session_id] = live
 
     def flush(self) -> None:
         """Write pending accounting now (shutdown)."""

@@ -8,6 +8,7 @@ gateway uses are read: kind, handle, parent, HTB ceiling, and the basic byte/pac
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_ECHO = 0x8
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -101,6 +104,27 @@ def dump(ifindex: int, what: int = RTM_GETTCLASS) -> list[TcObject]:
     return out
 
 
+def get_class(ifindex: int, handle: int) -> TcObject | None:
+    """One class of one device (None when it does not exist), from one request: the kernel
+    looks it up by handle, so this costs the same with ten classes or ten thousand. The
+    answer comes back only when asked for (``NLM_F_ECHO``); the kernel acknowledges after it."""
+    found: TcObject | None = None
+    try:
+        for data, start, end in _talk(
+            RTM_GETTCLASS,
+            NLM_F_REQUEST | NLM_F_ECHO | NLM_F_ACK,
+            _TCMSG.pack(0, ifindex, handle, 0, 0),
+        ):
+            obj = _parse(data, start, end)
+            if obj.ifindex == ifindex and obj.handle == handle:
+                found = obj
+    except DumpError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return found
+
+
 @dataclass(frozen=True)
 class Neighbour:
     ip: str
@@ -129,15 +153,18 @@ def neighbours(ifindex: int) -> list[Neighbour]:
 
 def _dump(what: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
     """(buffer, start, end) of the body of each message of one dump."""
+    return _talk(what, NLM_F_REQUEST | NLM_F_DUMP, body)
+
+
+def _talk(what: int, flags: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(buffer, start, end) of the body of each message answering one request, until the
+    dump's end or the request's acknowledgement."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((0, 0))
         seq = int.from_bytes(os.urandom(3), "little")
-        sock.send(
-            _NLMSGHDR.pack(_NLMSGHDR.size + len(body), what, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-            + body
-        )
+        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), what, flags, seq, 0) + body)
         while True:
             data = sock.recv(1 << 16)
             offset = 0
@@ -152,6 +179,8 @@ def _dump(what: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
                         (code,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
                         if code:
                             raise DumpError(-code, os.strerror(-code))
+                        if not flags & NLM_F_DUMP:
+                            return  # the acknowledgement of a single request
                     else:
                         yield data, offset + _NLMSGHDR.size, offset + length
                 offset += (length + 3) & ~3

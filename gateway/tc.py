@@ -297,13 +297,19 @@ class Shaper:
             minor = obj.handle & 0xFFFF
             if minor in (shaping.BACKHAUL_MINOR, shaping.DEFAULT_MINOR):
                 continue
-            out[minor] = ClassReading(
-                minor=minor,
-                ceil_kbps=round(obj.ceil_bytes_per_s * 8 / 1000),
-                bytes=obj.bytes,
-                packets=obj.packets & 0xFFFFFFFF,
-            )
+            out[minor] = _reading(minor, obj)
         return out
+
+    def reading(self, minor: int) -> ClassReading | None:
+        """One client class's ceiling and counters (None when it does not exist): one
+        netlink request, whatever the number of classes (a session's final counters)."""
+        try:
+            obj = rtnl_dump.get_class(self.index, 0x10000 | minor)
+        except OSError as exc:
+            raise KernelError(
+                f"tc get-class 1:{minor:x} on {self.ifname}: {exc}", code=ErrorCode.TC
+            ) from exc
+        return None if obj is None or obj.kind != "htb" else _reading(minor, obj)
 
     def remove(self) -> None:
         try:
@@ -317,3 +323,12 @@ class Shaper:
     def delete_clients(self, minors: Iterable[int]) -> None:
         for minor in minors:
             self.delete_client(minor)
+
+
+def _reading(minor: int, obj: rtnl_dump.TcObject) -> ClassReading:
+    return ClassReading(
+        minor=minor,
+        ceil_kbps=round(obj.ceil_bytes_per_s * 8 / 1000),
+        bytes=obj.bytes,
+        packets=obj.packets & 0xFFFFFFFF,
+    )

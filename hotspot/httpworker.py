@@ -16,6 +16,11 @@ gunicorn's own worker. The per-source connection cap in nftables (``portal_conn_
 below ``[portal] threads``) bounds how many sockets one phone can hold while their deadlines
 run, so one phone never holds every thread of a worker.
 
+An application's ``Connection: close`` is honoured: gunicorn drops hop-by-hop headers an
+application sets and would keep the connection open. The portal closes every connection it
+answers with a captive redirect (``portal/intercept.py``): a browser must not keep a
+connection the gateway's NAT sent to the portal for the page it asks for after login.
+
 gunicorn takes a class as ``worker_class``: :func:`worker_class_for` makes one with the
 seconds (``portal/server.py``, ``collector/server.py``).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.http.errors import NoMoreData
@@ -119,6 +125,10 @@ class DeadlineThreadWorker(ThreadWorker):  # type: ignore[misc,unused-ignore]
 
     read_timeout: float = DEFAULT_READ_TIMEOUT
 
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi: WsgiApp = honour_connection_close(self.wsgi)
+
     def accept(self, listener: Any) -> None:
         try:
             client_sock, client_addr = listener.accept()
@@ -151,6 +161,34 @@ class DeadlineThreadWorker(ThreadWorker):  # type: ignore[misc,unused-ignore]
         if isinstance(conn, DeadlineConn):
             conn.headers_read()
         return super().handle_request(req, conn)
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def honour_connection_close(app: WsgiApp) -> WsgiApp:
+    """``app``, but a response that says ``Connection: close`` closes its connection.
+
+    gunicorn removes hop-by-hop headers from what an application sends and decides on
+    keep-alive itself; its ``start_response`` is a method of the response, which can be told
+    to close (it then sends ``Connection: close`` itself)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if any(
+                name.lower() == "connection" and value.strip().lower() == "close"
+                for name, value in headers
+            ):
+                force_close = getattr(
+                    getattr(start_response, "__self__", None), "force_close", None
+                )
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wrapped
 
 
 def worker_class_for(read_timeout: float) -> type[DeadlineThreadWorker]:

@@ -46,10 +46,12 @@ class FakeDataPath:
             pinned=dict(s.pinned or {}),
         )
 
-    def apply(self, plan: Plan) -> None:
+    def apply(self, plan: Plan):
         if self.fail_next_apply is not None:
             exc, self.fail_next_apply = self.fail_next_apply, None
             raise exc
+        # The final readings of the classes it removes (the real one reads them last).
+        final = {m: FakeDataPath.class_counters(self, m) for m in {*plan.down_del, *plan.up_del}}
         s = self.state
         for c in plan.del_clients:
             s.authorized.discard((c.ip, c.mac))
@@ -80,6 +82,7 @@ class FakeDataPath:
             pinned.pop(ip, None)
         s.pinned = pinned
         self.applied.append(plan)
+        return final
 
     def traffic(self, ip: str, down: int = 0, up: int = 0, packets: int = 1) -> None:
         """Pretend ``down``/``up`` IP-layer bytes passed the client's classes."""
@@ -102,6 +105,10 @@ class FakeDataPath:
                 }
             )
         return out[0], out[1]
+
+    def class_counters(self, minor: int):
+        down, up = self.counters()
+        return down.get(minor), up.get(minor)
 
     def mac_of(self, ip: str) -> str | None:
         return self.neighbours.get(ip)

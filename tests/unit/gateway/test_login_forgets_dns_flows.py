@@ -1,5 +1,6 @@
-"""A login forgets the client's DNS flows (NAT sent them to the walled resolver), a removal
-all its flows; with fakes for the kernel (no root)."""
+"""A login forgets the client's walled flows (NAT sent its DNS to the walled resolver and its
+web connections to the portal), a removal all its flows; with fakes for the kernel (no
+root)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ class FakeConntrack:
     def flush_client(self, ip):
         self.calls.append(("all", ip))
 
-    def flush_client_dns(self, ip):
-        self.calls.append(("dns", ip))
+    def flush_walled(self, ip, portal):
+        self.calls.append(("walled", ip, portal))
 
 
 class FakeShaper:
     def apply_bulk(self, changes, deletes):
         pass
+
+    def reading(self, minor):
+        return None
 
 
 class FakeNft:
@@ -45,7 +49,7 @@ def datapath():
     return dp
 
 
-def test_a_login_forgets_the_dns_flows_a_removal_everything():
+def test_a_login_forgets_the_walled_flows_a_removal_everything():
     dp = datapath()
     plan = Plan(
         add_clients=[Client("10.10.0.42", "02:00:00:00:00:2a", "1:2a")],
@@ -53,7 +57,8 @@ def test_a_login_forgets_the_dns_flows_a_removal_everything():
         flush_ips=["10.10.0.43"],
     )
     dp.apply(plan)
-    assert dp.conntrack.calls == [("all", "10.10.0.43"), ("dns", "10.10.0.42")]
+    portal = (dp.layout.gateway_ip, dp.layout.portal_port)
+    assert dp.conntrack.calls == [("all", "10.10.0.43"), ("walled", "10.10.0.42", portal)]
     assert len(dp.nft.applied) == 1  # after the table changed
 
 
@@ -66,3 +71,44 @@ def test_which_flows_are_dns():
     assert ct_mod._is_dns(entry(socket.IPPROTO_TCP, 53))
     assert not ct_mod._is_dns(entry(socket.IPPROTO_TCP, 80))
     assert not ct_mod._is_dns(entry(socket.IPPROTO_ICMP, None))
+
+
+def http(daddr, reply_from, dport=80, proto=socket.IPPROTO_TCP):
+    return SimpleNamespace(
+        tuple_orig=SimpleNamespace(proto=proto, dport=dport, daddr=daddr),
+        tuple_reply=SimpleNamespace(saddr=reply_from[0], sport=reply_from[1]),
+    )
+
+
+def test_which_flows_were_redirected_to_the_portal():
+    portal = ("10.10.0.1", 8080)
+    # A page asked of any host while walled, answered by the portal: forgotten at login.
+    assert ct_mod._is_redirected_http(http("198.51.100.10", portal), portal)
+    # Not redirected (the walled garden, or already out): left alone.
+    assert not ct_mod._is_redirected_http(http("198.51.100.10", ("198.51.100.10", 80)), portal)
+    # http://<gateway>/ is the portal for everyone, logged in or not: left alone.
+    assert not ct_mod._is_redirected_http(http("10.10.0.1", portal), portal)
+    assert not ct_mod._is_redirected_http(http("198.51.100.10", portal, dport=443), portal)
+    assert not ct_mod._is_redirected_http(
+        http("198.51.100.10", portal, proto=socket.IPPROTO_UDP), portal
+    )
+
+
+def test_a_removed_clients_class_maps_go_after_its_connections():
+    """Until its connections are forgotten a kicked client's download still flows: it must
+    still meet its class (and be counted), so its map entries go in a second transaction."""
+    dp = datapath()
+    log = []
+    dp.conntrack.flush_client = lambda ip: log.append(("flush", ip))
+    dp.nft.apply = lambda cmds: log.append(("nft", [next(iter(c)) for c in cmds]))
+    ip = "10.10.0.43"
+    dp.apply(
+        Plan(
+            del_clients=[Client(ip, "02:00:00:00:00:2b", "")],
+            del_map={"down_class": [ip], "up_class": [ip]},
+            down_del=[0x2B],
+            up_del=[0x2B],
+            flush_ips=[ip],
+        )
+    )
+    assert log == [("nft", ["delete"]), ("flush", ip), ("nft", ["delete", "delete"])]

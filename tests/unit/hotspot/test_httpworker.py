@@ -91,3 +91,33 @@ def test_past_the_deadline_what_already_arrived_is_still_read():
         reader.chunk()
     client.close()
     server.close()
+
+
+def _gunicorn_response():
+    """gunicorn's own response object for a keep-alive HTTP/1.1 GET."""
+    from types import SimpleNamespace
+
+    from gunicorn.http.wsgi import Response
+
+    req = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
+    return Response(req, None, SimpleNamespace())
+
+
+@pytest.mark.parametrize("says_close", [True, False])
+def test_an_applications_connection_close_closes_the_connection(says_close):
+    """gunicorn drops the hop-by-hop headers an application sets: the portal's captive
+    redirects said ``Connection: close`` and the connection stayed open (issue #12, item 6)."""
+    from hotspot.httpworker import honour_connection_close
+
+    def app(environ, start_response):
+        headers = [("Content-Length", "2")]
+        if says_close:
+            headers.append(("Connection", "close"))
+        start_response("302 Found", headers)
+        return [b"ok"]
+
+    resp = _gunicorn_response()
+    assert list(honour_connection_close(app)({}, resp.start_response)) == [b"ok"]
+    assert resp.should_close() is says_close
+    sent = "".join(resp.default_headers())
+    assert ("Connection: close" in sent) is says_close
