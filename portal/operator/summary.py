@@ -26,10 +26,9 @@ def summary() -> Any:
     config = cfg()
     st = state()
     now = st.clock()
+    day = summary_mod.today(config, now)
     try:
-        preview = summary_mod.compose(
-            summary_mod.gather(st.db, config, summary_mod.today(config, now), now)
-        )
+        preview = summary_mod.compose(summary_mod.gather(st.db, config, day, now))
     except SQLAlchemyError:  # a busy database: the page shows without the preview
         log.warning("summary preview unavailable", exc_info=True)
         preview = ""
@@ -39,5 +38,6 @@ def summary() -> Any:
         settings=summary_mod.settings(config.summary),
         rows=rows,
         preview=preview,
+        zone=summary_mod.zone_name(config, day),  # WIB, WITA, WIT
         refused=sum(1 for r in rows if r["state"] == "failed"),
     )

@@ -82,7 +82,7 @@ def test_admin_sees_the_settings_masked_and_the_latest_summaries(admin, db):
     assert SECRET_PART not in raw and SECRET_PART[-8:] not in raw
     body = text(r)
     assert "Ringkasan harian" in body and "aktif" in body
-    assert "20:30" in body and CHAT in body
+    assert "20:30 WIB" in body and CHAT in body
     assert "123456789:••••0123" in body
     assert "Telegram menolak 1 ringkasan" in body
     assert "401: Unauthorized" in body
