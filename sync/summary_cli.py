@@ -29,9 +29,7 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     show = cmds.add_parser("show", help="print the message a day's summary would be")
     show.add_argument("--date", type=_date, help="village day (default: today)")
     show.add_argument("--json", action="store_true")
-    now = cmds.add_parser(
-        "send-now", help="queue a summary of today so far and send the queue now"
-    )
+    now = cmds.add_parser("send-now", help="queue a summary of today so far and send the queue now")
     now.add_argument("--json", action="store_true")
     q = cmds.add_parser("queue", help="summaries waiting, sent and refused")
     q.add_argument("--json", action="store_true")
