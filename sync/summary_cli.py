@@ -15,11 +15,17 @@ from hotspot.logsetup import LEVELS, setup_logging
 LOCK_WAIT = 60.0  # `send-now` waits this long for the service's round to finish
 
 
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2999, 12, 30)  # the ledger's range
+
+
 def _date(value: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date like 2026-11-30: {value!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:

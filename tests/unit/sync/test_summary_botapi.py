@@ -47,7 +47,8 @@ def _rows(db):
         return list(s.scalars(select(DailySummary).order_by(DailySummary.id)))
 
 
-def test_three_days_offline_then_all_delivered_in_order_once(tmp_path, bot):
+def test_three_days_offline_then_all_delivered_in_order_once(tmp_path, bot, caplog):
+    caplog.set_level("DEBUG")
     cfg = summary_config(tmp_path, api_base=bot.base)
     db = open_database(cfg.database.url)
     clock = Clock(SEND_UTC)
@@ -81,6 +82,8 @@ def test_three_days_offline_then_all_delivered_in_order_once(tmp_path, bot):
         clock.now += dt.timedelta(minutes=minutes)
         sender.tick()
     assert len(bot.received) == 3 and len(bot.delivered) == 3
+    assert "not sent" in caplog.text and "sent" in caplog.text
+    assert TOKEN.split(":")[1] not in caplog.text  # the token is in the URL, never in a log
     db.dispose()
 
 
@@ -134,6 +137,8 @@ def test_wrong_token_is_surfaced_and_not_retried_in_a_loop(tmp_path, bot):
     "args",
     [
         ("summary", "show", "--date", "30-11-2026"),
+        ("summary", "show", "--date", "0001-01-01"),
+        ("summary", "show", "--date", "9999-12-31"),
         ("summary", "retry", "abc"),
         ("summary", "retry", "0"),
         ("summary", "frobnicate"),
