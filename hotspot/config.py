@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -231,6 +232,16 @@ DEFAULTS["printer"] = {
     "enabled": False,
     "device": "/dev/usb/lp0",  # the printer's character device (the portal's user in group lp)
     "width_mm": 58,  # paper width: 58 or 80
+}
+
+# [summary]: the daily message to the BUMDes head through a Telegram bot (issue #13, item 7;
+# docs/configuration.md). Off by default; `hotspot summary run` (its own service) sends it.
+DEFAULTS["summary"] = {
+    "enabled": False,
+    "telegram_bot_token": "",  # from @BotFather, e.g. 123456789:AA... (never logged)
+    "telegram_chat_id": "",  # the head's chat: a number (-100... for a group) or @channel
+    "send_at": "20:00",  # village time, once a day
+    "api_base": "https://api.telegram.org",  # overridable for tests (a local Bot API)
 }
 
 DEFAULTS["radius"] = {
@@ -515,6 +526,21 @@ class PrinterConfig:
 
 
 @dataclass(frozen=True)
+class SummaryConfig:
+    enabled: bool = False
+    telegram_bot_token: str = ""
+    telegram_chat_id: str = ""
+    send_at: dt.time = dt.time(20, 0)
+    api_base: str = "https://api.telegram.org"
+
+    def __repr__(self) -> str:  # the token never reaches a log line through a repr
+        return (
+            f"SummaryConfig(enabled={self.enabled}, telegram_chat_id={self.telegram_chat_id!r}, "
+            f"send_at={self.send_at:%H:%M}, api_base={self.api_base!r})"
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -535,6 +561,7 @@ class Config:
     management: ManagementConfig = field(default_factory=ManagementConfig)
     radius: RadiusConfig = field(default_factory=RadiusConfig)
     printer: PrinterConfig = field(default_factory=lambda: PrinterConfig())
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -957,6 +984,66 @@ def _printer(raw: Mapping[str, Any]) -> PrinterConfig:
     return PrinterConfig(enabled=enabled, device=device, width_mm=width)
 
 
+_BOT_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,100}$")
+_CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _summary(raw: Mapping[str, Any]) -> SummaryConfig:
+    s = Section(raw, "summary", set(DEFAULTS["summary"]))
+    full = Section({**DEFAULTS["summary"], **raw}, "summary")
+    enabled = full.data["enabled"]
+    if not isinstance(enabled, bool):
+        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    # The token is a password: no error message repeats it.
+    token = full.data["telegram_bot_token"]
+    if not isinstance(token, str) or (token and not _BOT_TOKEN.match(token)):
+        raise ConfigError(
+            s.key("telegram_bot_token"),
+            "is not a bot token as @BotFather gives it (digits, a colon, 20-100 letters)",
+        )
+    chat = full.data["telegram_chat_id"]
+    if isinstance(chat, int) and not isinstance(chat, bool):
+        chat = str(chat)
+    if not isinstance(chat, str) or (chat and not _CHAT_ID.match(chat)):
+        raise ConfigError(
+            s.key("telegram_chat_id"),
+            f"{chat!r} is not a chat id (a number such as 123456789 or -1001234567890, "
+            "or @channelname)",
+        )
+    send_at = full.data["send_at"]
+    if not isinstance(send_at, str) or not _HHMM.match(send_at):
+        raise ConfigError(s.key("send_at"), f'must be a time like "20:00", got {send_at!r}')
+    api_base = full.str("api_base").rstrip("/")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_base)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or " " in api_base
+    ):
+        raise ConfigError(
+            s.key("api_base"), f"{api_base!r} is not an http:// or https:// URL without query"
+        )
+    if enabled:
+        for name, value in (("telegram_bot_token", token), ("telegram_chat_id", chat)):
+            if not value:
+                raise ConfigError(s.key(name), "must be set when summary.enabled is true")
+    hour, minute = (int(x) for x in send_at.split(":"))
+    return SummaryConfig(
+        enabled=enabled,
+        telegram_bot_token=token,
+        telegram_chat_id=chat,
+        send_at=dt.time(hour, minute),
+        api_base=api_base,
+    )
+
+
 def _radius(
     raw: Mapping[str, Any], tiers: Mapping[str, Tier], village: VillageConfig
 ) -> RadiusConfig:
@@ -1043,6 +1130,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "demo",
         "radius",
         "printer",
+        "summary",
     }
     for key in data:
         if key not in known:
@@ -1095,6 +1183,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         ),
         radius=_radius(data.get("radius", DEFAULTS["radius"]), tiers, _village(data["village"])),
         printer=_printer(data.get("printer", DEFAULTS["printer"])),
+        summary=_summary(data.get("summary", DEFAULTS["summary"])),
         source=source,
         raw=data,
     )

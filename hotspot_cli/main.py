@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "gateway.radius_cli",  # radius
     "hotspot_cli.core",  # db, config
     "sync.cli",  # sync
+    "sync.summary_cli",  # summary
     "collector.cli",  # collector
     "hotspot_cli.operator",  # operators, vouchers, sales
     "portal.cli",  # portal

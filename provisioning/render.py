@@ -66,6 +66,7 @@ ALL_UNITS = (
     "hotspot-portal",
     "hotspot-portal-tls",
     "hotspot-sync",
+    "hotspot-summary",
     "hotspot-collector",
 )
 
@@ -314,6 +315,8 @@ def units(cfg: Config) -> tuple[str, ...]:
         "hotspot-portal",
         *(["hotspot-portal-tls"] if tls else []),
         "hotspot-sync",
+        # The daily summary to the BUMDes head (issue #13.7): only when [summary] is on.
+        *(["hotspot-summary"] if cfg.summary.enabled else []),
     )
 
 

@@ -26,6 +26,7 @@ from portal.operator import (  # noqa: F401
     receipts,
     sales,
     sessions,
+    summary,
     trusted,
     vouchers,
 )
