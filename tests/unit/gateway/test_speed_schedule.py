@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy.orm import Session
 
 from gateway import engine as engine_mod
 from gateway import shaping
 from gateway.engine import SessionEngine
 from hotspot import config as config_mod
+from hotspot.model import ClientSession
 from tests.unit.conftest import device_overrides
 from tests.unit.fakes import FakeDataPath
 
@@ -96,11 +98,25 @@ def test_a_slower_window_says_so(tmp_path, db, datapath, clock):
     assert ceil(datapath, A_IP) == (256, 128)  # created at the window's rates
 
 
-def test_a_login_inside_the_window_gets_its_rates(engine, datapath, clock):
+def test_a_login_inside_the_window_gets_its_rates_and_loses_them_at_its_end(
+    engine, datapath, clock, db
+):
     at_wib(clock, 2, 0, day=29)
     engine.tick()
-    engine.authorize(ip=A_IP, mac=A, tier="premium")
+    out = engine.authorize(ip=A_IP, mac=A, tier="premium")
     assert ceil(datapath, A_IP) == (8000, 3000)
+    # What is stored is the tier's own rates, never the window's: a villager who logged in
+    # during the boost (or logs in again just before its end) does not keep it afterwards.
+    assert (out["down_kbps"], out["speed_window"]) == (8000, "faster")
+    with Session(db) as s:
+        assert (s.get(ClientSession, out["id"]).down_kbps) == 5120
+    at_wib(clock, 4, 59, day=29)
+    again = engine.authorize(ip=A_IP, mac=A, tier="premium")  # the same session again
+    assert again["id"] == out["id"]
+    at_wib(clock, 5, 0, day=29)
+    engine.tick()
+    assert ceil(datapath, A_IP) == (5120, 2048)
+    assert engine.client(ip=A_IP)["session"]["speed_window"] is None
 
 
 def test_a_restart_inside_the_window_installs_its_rates(cfg, db, engine, clock):

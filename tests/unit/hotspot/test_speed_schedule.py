@@ -12,6 +12,7 @@ import pytest
 from hotspot import config as config_mod
 from hotspot.errors import ConfigError
 from hotspot.speed_schedule import next_edge, speed_at, window_at
+from hotspot.timeutil import zone_name
 
 WIB = zoneinfo.ZoneInfo("Asia/Jakarta")  # UTC+7
 NIGHT = {"from": "22:00", "to": "05:00", "down_kbps": 8000, "up_kbps": 2000}
@@ -160,3 +161,11 @@ def test_config_check_exits_2_with_one_line(tmp_path, monkeypatch):
     )
     assert ok.returncode == 0, ok.stderr
     assert '"from": "22:00"' in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("zone", "short"),
+    [("Asia/Jakarta", "WIB"), ("Asia/Makassar", "WITA"), ("Asia/Jayapura", "WIT")],
+)
+def test_zone_short_names(zone, short):
+    assert zone_name(zoneinfo.ZoneInfo(zone), dt.datetime(2026, 11, 28, 3, 0)) == short
