@@ -53,6 +53,7 @@ from hotspot.protocol import (
     UnblockResult,
     UntrustResult,
 )
+from hotspot.speed_schedule import Speed, next_edge, speed_at
 from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
 from hotspot.units import MB
 
@@ -153,6 +154,13 @@ class SessionEngine:
         self.started_at: dt.datetime | None = None
         self.end_hooks: builtins.list[EndHook] = []  # RADIUS accounting (gateway/radius.py)
         self.tick_hooks: builtins.list[TickHook] = []
+        # Speed schedules: the rates of each scheduled tier, valid from _speeds_at until the
+        # next window edge (then, or when the clock went back, they are worked out again);
+        # and those the last tick put into the kernel, to tell an edge from a drift.
+        self._speeds: dict[str, Speed] = {}
+        self._speeds_at: dt.datetime | None = None
+        self._speeds_next: dt.datetime | None = None
+        self._ticked_speeds: dict[str, tuple[int, int]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -180,8 +188,56 @@ class SessionEngine:
             raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
 
-    def _wanted(self, s: ClientSession) -> Wanted:
-        return Wanted(ip=s.ip, mac=s.mac, down_kbps=s.down_kbps, up_kbps=s.up_kbps)
+    def _wanted(self, s: ClientSession, now: dt.datetime | None = None) -> Wanted:
+        speed = self._speed_of(s, self.clock() if now is None else now)
+        return Wanted(ip=s.ip, mac=s.mac, down_kbps=speed.down_kbps, up_kbps=speed.up_kbps)
+
+    def _scheduled_speeds(self, now: dt.datetime) -> dict[str, Speed]:
+        """The rates in force now of every tier with a schedule. Worked out once per window
+        edge: between two edges nothing can change, unless the clock jumped back."""
+        if (
+            self._speeds_at is None
+            or now < self._speeds_at
+            or (self._speeds_next is not None and now >= self._speeds_next)
+        ):
+            tz = self.config.village.tz
+            scheduled = [t for t in self.config.tiers.values() if t.schedule]
+            self._speeds = {t.name: speed_at(t, now, tz) for t in scheduled}
+            self._speeds_at, self._speeds_next = now, next_edge(scheduled, now, tz)
+        return self._speeds
+
+    def _speed_of(self, s: ClientSession, now: dt.datetime) -> Speed:
+        """The rates a session runs at now. A session on its tier's own rates follows the
+        tier's schedule; one whose rates were set for it alone (a RADIUS grant or CoA, an
+        operator's change_limits) keeps them whatever the time."""
+        tier = self.config.tiers.get(s.tier)
+        if (
+            s.ended_at is not None
+            or tier is None
+            or not tier.schedule
+            or (s.down_kbps, s.up_kbps) != (tier.down_kbps, tier.up_kbps)
+        ):
+            return Speed(s.down_kbps, s.up_kbps)
+        speed = self._scheduled_speeds(now).get(tier.name)
+        # (None: the tier got its schedule after the rates were worked out, as a test does.)
+        return speed if speed is not None else speed_at(tier, now, self.config.village.tz)
+
+    def _speed_edges(self, now: dt.datetime) -> builtins.list[str]:
+        """The scheduled tiers whose rates changed since the last tick (a window began or
+        ended): their classes change in this tick's reconcile, expectedly."""
+        speeds = {n: (sp.down_kbps, sp.up_kbps) for n, sp in self._scheduled_speeds(now).items()}
+        changed = [n for n, r in speeds.items() if self._ticked_speeds.get(n, r) != r]
+        self._ticked_speeds = speeds
+        for name in changed:
+            sp = self._speeds[name]
+            log.info(
+                "speed schedule: tier %s now at %d/%d kbit/s (%s)",
+                name,
+                sp.down_kbps,
+                sp.up_kbps,
+                f"window {sp.window.label} until {iso(sp.until)}" if sp.window else "its own rates",
+            )
+        return changed
 
     def _change(
         self,
@@ -351,7 +407,8 @@ class SessionEngine:
                         self._end(db, sess, EndReason.SESSION, now)
                 active = self._active(db)
                 blocked = self._blocked(db)
-                self.dp.install([self._wanted(s) for s in active], blocked)
+                self._speed_edges(now)
+                self.dp.install([self._wanted(s, now) for s in active], blocked)
                 for sess in active:
                     self._track(sess, baseline=True)
             down, up = self.dp.counters()
@@ -785,6 +842,7 @@ class SessionEngine:
                 snap = self.dp.snapshot(readings=readings)
             down, up = readings
             now = self.clock()
+            speed_edges = self._speed_edges(now)
             elapsed = (
                 0.0
                 if self._last_tick is None
@@ -817,9 +875,9 @@ class SessionEngine:
                 if due:
                     self._flush(db, active)
                     report.flushed = True
-                wanted = [self._wanted(s) for s in active if s.ended_at is None]
+                wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
                 blocked = self._blocked(db)
-            report.plan = self._reconcile(wanted, blocked, snap)
+            report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
             self._admit_trusted()
         return report
 
@@ -944,13 +1002,21 @@ class SessionEngine:
     def reconcile(self) -> str:
         """Make the kernel match the database now; returns a summary of what had to change."""
         with self.lock:
+            now = self.clock()
             with Session(self.db) as db:
                 active = self._active(db)
-                wanted = [self._wanted(s) for s in active]
+                wanted = [self._wanted(s, now) for s in active]
                 blocked = self._blocked(db)
             return self._reconcile(wanted, blocked, self.dp.snapshot())
 
-    def _reconcile(self, wanted: builtins.list[Wanted], blocked: set[str], snap: Snapshot) -> str:
+    def _reconcile(
+        self,
+        wanted: builtins.list[Wanted],
+        blocked: set[str],
+        snap: Snapshot,
+        expected: bool = False,
+    ) -> str:
+        """``expected``: a speed window began or ended, so classes are due to change."""
         wanted_ips = {w.ip for w in wanted}
         for sid, live in list(self.live.items()):
             if live.ip not in wanted_ips:
@@ -958,7 +1024,10 @@ class SessionEngine:
         plan = make_plan(wanted, blocked, snap, self.network)
         if plan.empty:
             return ""
-        log.warning("reconcile: kernel differed from database: %s", plan.summary())
+        if expected:
+            log.info("speed schedule: kernel changed: %s", plan.summary())
+        else:
+            log.warning("reconcile: kernel differed from database: %s", plan.summary())
         self._apply(plan)
         return plan.summary()
 
@@ -1107,6 +1176,8 @@ class SessionEngine:
 
     def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> SessionInfo:
         live = self.live.get(s.id) if s.ended_at is None else None
+        speed = self._speed_of(s, now)
+        faster = (speed.down_kbps, speed.up_kbps) > (s.down_kbps, s.up_kbps)
         out: SessionInfo = {
             "id": s.id,
             "mac": s.mac,
@@ -1118,8 +1189,10 @@ class SessionEngine:
             "expires_at": iso(s.expires_at),
             "ended_at": iso(s.ended_at),
             "end_reason": s.end_reason,
-            "down_kbps": s.down_kbps,
-            "up_kbps": s.up_kbps,
+            "down_kbps": speed.down_kbps,
+            "up_kbps": speed.up_kbps,
+            "speed_window": None if speed.window is None else "faster" if faster else "slower",
+            "speed_until": iso(speed.until),
             "bytes_down": s.bytes_down + (live.bytes_down if live else 0),
             "bytes_up": s.bytes_up + (live.bytes_up if live else 0),
             "seconds_remaining": None,

@@ -111,6 +111,10 @@ DEFAULTS: dict[str, Any] = {
 PORTAL_KEYS = tuple(DEFAULTS["portal"])
 PACKAGE_KEYS = ("title", "price", "tier", "hours", "data_mb", "devices", "shelf_days")
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
+# [tiers.NAME] schedule = [{ from = "22:00", to = "05:00", down_kbps = …, up_kbps = … }, …]
+SPEED_WINDOW_KEYS = ("from", "to", "down_kbps", "up_kbps")
+MAX_SPEED_WINDOWS = 24
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HOSTNAME = re.compile(
@@ -276,6 +280,29 @@ WIFI_CHANNELS = tuple(range(1, 14)) + (36, 40, 44, 48, 149, 153, 157, 161, 165)
 
 
 @dataclass(frozen=True)
+class SpeedWindow:
+    """A time of day at which a tier runs at other rates (hotspot/speed_schedule.py), in
+    minutes after the village's local midnight; ``end`` before ``start`` crosses midnight."""
+
+    start: int
+    end: int
+    down_kbps: int
+    up_kbps: int
+
+    def covers(self, minute: int) -> bool:
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    @property
+    def label(self) -> str:
+        """``22:00–05:00``"""
+        return (
+            f"{self.start // 60:02d}:{self.start % 60:02d}–{self.end // 60:02d}:{self.end % 60:02d}"
+        )
+
+
+@dataclass(frozen=True)
 class Tier:
     name: str
     down_kbps: int
@@ -284,6 +311,7 @@ class Tier:
     idle_minutes: int  # 0 = never idle out
     daily_minutes: int  # 0 = no daily time allowance
     daily_mb: int  # 0 = no daily data allowance
+    schedule: tuple[SpeedWindow, ...] = ()  # other rates at times of day; never overlapping
 
 
 @dataclass(frozen=True)
@@ -734,7 +762,7 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
     for name, table in raw.items():
         if not _NAME.match(name):
             raise ConfigError(f"tiers.{name}", "tier names are lower-case letters, digits, - and _")
-        s = Section(table, f"tiers.{name}", set(TIER_KEYS))
+        s = Section(table, f"tiers.{name}", {*TIER_KEYS, "schedule"})
         for key in TIER_KEYS:
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
@@ -746,8 +774,47 @@ def _tiers(raw: Mapping[str, Any]) -> dict[str, Tier]:
             idle_minutes=s.int("idle_minutes", 0, 525_600),
             daily_minutes=s.int("daily_minutes", 0, 1440),
             daily_mb=s.int("daily_mb", 0, 10_000_000),
+            schedule=_speed_windows(s) if "schedule" in table else (),
         )
     return tiers
+
+
+def _clock_minute(s: Section, name: str) -> int:
+    """``"22:00"`` → minutes after midnight (a string: ``config check --json`` prints the
+    raw file, and JSON has no times)."""
+    value = s.data.get(name)
+    match = _CLOCK.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(s.key(name), f'must be a time of day such as "22:00", got {value!r}')
+    return int(match[1]) * 60 + int(match[2])
+
+
+def _speed_windows(tier: Section) -> tuple[SpeedWindow, ...]:
+    raw = tier.list("schedule")
+    if len(raw) > MAX_SPEED_WINDOWS:
+        raise ConfigError(tier.key("schedule"), f"at most {MAX_SPEED_WINDOWS} windows")
+    windows: list[SpeedWindow] = []
+    for i, table in enumerate(raw):
+        s = Section(table, f"{tier.key('schedule')}[{i}]", set(SPEED_WINDOW_KEYS))
+        for key in SPEED_WINDOW_KEYS:
+            if key not in table:
+                raise ConfigError(s.key(key), "missing")
+        window = SpeedWindow(
+            start=_clock_minute(s, "from"),
+            end=_clock_minute(s, "to"),
+            down_kbps=s.int("down_kbps", 8, 10_000_000),
+            up_kbps=s.int("up_kbps", 8, 10_000_000),
+        )
+        if window.start == window.end:
+            raise ConfigError(
+                s.key("to"), "must differ from 'from' (for the whole day, change the tier's rates)"
+            )
+        for j, other in enumerate(windows):
+            # Two windows overlap when one of them starts inside the other.
+            if other.covers(window.start) or window.covers(other.start):
+                raise ConfigError(s.prefix, f"{window.label} overlaps schedule[{j}] {other.label}")
+        windows.append(window)
+    return tuple(windows)
 
 
 def _opt_str(s: Section, name: str, max_len: int) -> str:

@@ -81,8 +81,10 @@ class SessionInfo(TypedDict):
     expires_at: str | None
     ended_at: str | None
     end_reason: str | None
-    down_kbps: int
+    down_kbps: int  # the rates in force now (a speed schedule's window, if one is on)
     up_kbps: int
+    speed_window: Literal["faster", "slower"] | None  # a window of the tier's schedule is on
+    speed_until: str | None  # … until then
     bytes_down: int
     bytes_up: int
     seconds_remaining: int | None

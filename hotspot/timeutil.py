@@ -64,3 +64,9 @@ def local_time(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
 def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
     """The day in ``tz`` that the naive-UTC moment ``ts`` falls on."""
     return local_time(ts, tz).date()
+
+
+def zone_name(tz: zoneinfo.ZoneInfo, at: dt.datetime) -> str:
+    """The zone's short name at the naive-UTC moment ``at`` as people say it (``WIB``,
+    ``WITA``, ``WIT``), not its key (``Asia/Jakarta``)."""
+    return local_time(at, tz).tzname() or tz.key

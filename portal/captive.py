@@ -335,7 +335,8 @@ def home(
     }
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
-        return page("status.html", status, s=sess, ends=ends, **shown)
+        speed_note = fmt.speed_window(sess, tz, now)
+        return page("status.html", status, s=sess, ends=ends, speed_note=speed_note, **shown)
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
         resets = fmt.clock_time(free.get("resets_at"), tz, now)

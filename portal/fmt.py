@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Mapping
+from typing import Any
 
 from babel.numbers import format_decimal
 from flask_babel import get_locale, gettext, ngettext
 
-from hotspot.timeutil import local_day, local_time, naive_utc
+from hotspot.config import SpeedWindow
+from hotspot.timeutil import local_day, local_time, naive_utc, zone_name
 
 
 def _locale() -> str:
@@ -82,6 +85,25 @@ def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo, now: dt.d
 
         text += " " + format_date(local.date(), "d MMM yyyy", locale=_locale())
     return text
+
+
+def speed_window(session: Mapping[str, Any], tz: zoneinfo.ZoneInfo, now: dt.datetime) -> str:
+    """``Kecepatan bonus sampai 05.00 WIB`` while a window of the tier's speed schedule is on
+    (the session's rates are then the window's), else nothing."""
+    until = session.get("speed_until")
+    if not until:
+        return ""
+    at = clock_time(until, tz, now)
+    if session.get("speed_window") == "slower":
+        return gettext("Reduced speed until %(time)s", time=at)
+    return gettext("Boosted speed until %(time)s", time=at)
+
+
+def speed_window_hours(window: SpeedWindow, tz: zoneinfo.ZoneInfo, now: dt.datetime) -> str:
+    """``22.00–05.00 WIB``: a window of a speed schedule on the village's wall clock."""
+    sep = "." if _locale() == "id" else ":"
+    start, end = (f"{m // 60:02d}{sep}{m % 60:02d}" for m in (window.start, window.end))
+    return f"{start}–{end} {zone_name(tz, now)}"
 
 
 def tier_name(tier: str) -> str:

@@ -103,6 +103,16 @@ def remove_stale_testbeds(base: str) -> None:
             Testbed(prefix=f"{base}-{pid}").destroy()
 
 
+def _toml_value(value: Any) -> str:
+    """JSON strings, numbers, booleans and lists read the same in TOML; a table inside a list
+    (a tier's ``schedule``) is an inline table."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write nested dicts of scalars and lists as a TOML file (enough for hotspot.toml)."""
     lines: list[str] = []
@@ -111,8 +121,7 @@ def write_toml(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
         scalars = {k: v for k, v in tbl.items() if not isinstance(v, dict)}
         if scalars:
             lines.append(f"[{prefix}]")
-            # JSON strings, numbers, booleans and lists read the same in TOML
-            lines.extend(f"{k} = {json.dumps(v)}" for k, v in scalars.items())
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
         for k, v in tbl.items():
             if isinstance(v, dict):
                 table(f"{prefix}.{k}", v)

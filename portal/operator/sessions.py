@@ -3,6 +3,7 @@ extend, block, unblock through the gateway, each audited."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +14,10 @@ from flask_babel import gettext
 from hotspot import audit
 from hotspot.errors import ControlUnavailable, HotspotError, UsageError
 from hotspot.mac import normalize_mac
+from hotspot.speed_schedule import window_at
 from hotspot.timeutil import parse_utc
 from hotspot.vouchers.lookup import package_names
+from portal import fmt
 from portal.operator import devices
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import int_or, text_field
@@ -40,7 +43,14 @@ def sessions() -> Any:
         rows = gateway_call("list")
         blocked = gateway_call("blocked") if g.op.role == "admin" else []
     except ControlUnavailable:
-        return page("sessions.html", 503, rows=[], blocked=[], gw_down=True)
+        return page(
+            "sessions.html",
+            503,
+            rows=[],
+            blocked=[],
+            gw_down=True,
+            **_speed_schedules(state().clock()),
+        )
     rates = RATES.update(rows)
     names = _leases().names()
     voucher_ids = {r["voucher_id"] for r in rows if r.get("voucher_id")}
@@ -59,9 +69,23 @@ def sessions() -> Any:
                 rate=rates.get(r["id"]),
                 package=packages.get(r.get("voucher_id")),
                 used_seconds=int((now - started).total_seconds()) if started else None,
+                speed_note=fmt.speed_window(r, cfg().village.tz, now),
             )
         )
-    return page("sessions.html", rows=out, blocked=blocked, gw_down=False)
+    return page("sessions.html", rows=out, blocked=blocked, gw_down=False, **_speed_schedules(now))
+
+
+def _speed_schedules(now: dt.datetime) -> dict[str, Any]:
+    """The tiers' speed schedules (read-only: they are set in the configuration file), with
+    the window in force now marked."""
+    tz = cfg().village.tz
+    tiers = [t for t in cfg().tiers.values() if t.schedule]
+    return {
+        "schedules": tiers,
+        "windows_on": {t.name: window_at(t, now, tz) for t in tiers},
+        "tz": tz,
+        "now": now,
+    }
 
 
 def _mac_from_form() -> str | None:
