@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sync.cli",  # sync
     "collector.cli",  # collector
     "hotspot_cli.operator",  # operators, vouchers, sales
+    "hotspot_cli.agents",  # agents
     "portal.cli",  # portal
     "demo.cli",  # demo
 )
