@@ -57,7 +57,9 @@ def check_amount(value: Any, *, low: int = 1, high: int = MAX_SETTLEMENT) -> int
     return n
 
 
-def _agent(conn: Connection, agent: int | str) -> Any:
+def _agent(conn: Connection, agent: int | str, *, or_was: bool = False) -> Any:
+    """The account of an agent; with ``or_was`` also one that held a batch as an agent
+    before its role changed (it may still pay what it owes)."""
     q = select(Operator.id, Operator.name, Operator.full_name, Operator.role, Operator.active)
     q = (
         q.where(Operator.id == agent)
@@ -65,7 +67,12 @@ def _agent(conn: Connection, agent: int | str) -> Any:
         else q.where(Operator.name == agent.strip().lower())
     )
     row = conn.execute(q).first()
-    if row is None or row.role != Role.AGEN:
+    if row is not None and row.role != Role.AGEN and or_was:
+        held = conn.execute(select(AgentBatch.batch_id).where(AgentBatch.agent_id == row.id))
+        row = row if held.first() is not None else None
+    elif row is not None and row.role != Role.AGEN:
+        row = None
+    if row is None:
         raise NotFound(f"no agent {agent!r}")
     return row
 
@@ -169,7 +176,7 @@ def settle(
     note = " ".join((note or "").split())[:200]
     now = clock()
     with _write(engine) as conn:
-        a = _agent(conn, agent)
+        a = _agent(conn, agent, or_was=True)
         done = conn.execute(select(AgentSettlement).where(AgentSettlement.token == token)).first()
         if done is not None:
             return {**_settlement(done, a.name), "repeat": True}
@@ -264,12 +271,18 @@ def agent_batches(engine: Engine, agent_id: int) -> list[dict[str, Any]]:
 
 
 def ledger(engine: Engine) -> list[dict[str, Any]]:
-    """Per agent (active or not, by name): stock, sold (count and at the retail price), due
-    at the agent's price, commission, paid, owed. See the module's docstring."""
+    """Per agent (active or not, by name; and any account that held a batch or paid as an
+    agent before its role changed): stock, sold (count and at the retail price), due at the
+    agent's price, commission, paid, owed. See the module's docstring."""
     with engine.connect() as conn:
         agents = conn.execute(
             select(Operator.id, Operator.name, Operator.full_name, Operator.active)
-            .where(Operator.role == Role.AGEN)
+            .where(
+                # an account made kasir again still owes for the batches it held
+                (Operator.role == Role.AGEN)
+                | Operator.id.in_(select(AgentBatch.agent_id))
+                | Operator.id.in_(select(AgentSettlement.agent_id))
+            )
             .order_by(Operator.name)
         ).all()
         sold = _sold_expr()

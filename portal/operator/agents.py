@@ -218,15 +218,19 @@ def agents_settle() -> Any:
     if errors:
         return _admin_page(422, settle_form=form, settle_errors=errors)
     assert amount is not None  # no errors: it was given
-    got = agents.settle(
-        db,
-        agent_id,
-        amount,
-        token,
-        actor=actor(),
-        note=text_field(form, "note", 200),
-        clock=state().clock,
-    )
+    try:
+        got = agents.settle(
+            db,
+            agent_id,
+            amount,
+            token,
+            actor=actor(),
+            note=text_field(form, "note", 200),
+            clock=state().clock,
+        )
+    except NotFound:  # the account went meanwhile (another admin's tab)
+        errors["agent"] = gettext("Choose an agent.")
+        return _admin_page(409, settle_form=form, settle_errors=errors)
     return flash_to("operator.agents_page", "agent-paid", id=got["id"])
 
 

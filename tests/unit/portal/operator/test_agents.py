@@ -126,6 +126,18 @@ def test_paying_ahead_is_a_negative_owed(db, clock, warungs):
     assert (row["paid"], row["owed"]) == (10000, -10000)
 
 
+def test_an_agent_made_kasir_still_owes_and_may_pay(db, key, clock, warungs):
+    bid, _ = _batch(db, key, clock, "harian", 2)
+    agents.assign(db, bid, "ina", 4000, actor=ROOT, clock=clock)
+    agents.sell(db, bid, _tok(1), actor=_agent_actor(warungs["ina"]), clock=clock)
+    operators.change(db, warungs["ina"]["id"], actor=ROOT, role="kasir", clock=clock)
+    agents.settle(db, "ina", 1000, _tok(2), actor=ROOT, clock=clock)
+    row = next(r for r in agents.ledger(db) if r["agent"] == "ina")
+    assert (row["sold"], row["due"], row["paid"], row["owed"]) == (1, 4000, 1000, 3000)
+    with pytest.raises(NotFound):  # a kasir that never was an agent is not one
+        agents.settle(db, "siti", 1000, _tok(3), actor=ROOT, clock=clock)
+
+
 # -- assigning --------------------------------------------------------------------------------
 
 
