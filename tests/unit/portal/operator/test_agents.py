@@ -524,3 +524,67 @@ def test_admin_password_is_not_an_agents(db, app, warungs):
     c = Console(app, ip="10.10.0.62")
     r = c.form("/operator/login", {"name": "ina", "password": ADMIN_PW})
     assert r.status_code == 401
+
+
+# -- at the same moment, in separate processes (as gunicorn workers are) ----------------------
+
+
+def _settle_in_child(url: str, token: str, i: int, start, out) -> None:
+    from hotspot.db import make_engine
+
+    engine = make_engine(url, synchronous="FULL")
+    start.wait(10)
+    try:
+        got = agents.settle(engine, "ina", 5000, token, actor=Actor(f"admin{i}", None, "admin"))
+        out.put(("repeat" if got["repeat"] else "ok", i))
+    except Exception as exc:  # noqa: BLE001 - the parent reports what went wrong
+        out.put((type(exc).__name__, i))
+    finally:
+        engine.dispose()
+
+
+def _assign_in_child(url: str, bid: int, agent: str, start, out) -> None:
+    from hotspot.db import make_engine
+    from hotspot.errors import HotspotError
+
+    engine = make_engine(url, synchronous="FULL")
+    start.wait(10)
+    try:
+        agents.assign(engine, bid, agent, 4000, actor=Actor("cli:root", None, "admin"))
+        out.put(("ok", agent))
+    except HotspotError as exc:
+        out.put((exc.code, agent))
+    finally:
+        engine.dispose()
+
+
+def test_one_payment_form_sent_by_many_workers_at_once(db, cfg, warungs):
+    from tests.unit.portal.operator.test_concurrency import N, _race
+
+    db.dispose()
+    results = _race(_settle_in_child, lambda i: (cfg.database.url, _tok(7), i))
+    assert sorted(r for r, _ in results) == ["ok"] + ["repeat"] * (N - 1)
+    assert [s["amount"] for s in agents.settlements(db)] == [5000]
+
+
+def test_one_batch_given_to_two_agents_at_once(db, key, cfg, clock, warungs):
+    from tests.unit.portal.operator.test_concurrency import N, _race
+
+    bid, _ = _batch(db, key, clock)
+    db.dispose()
+    results = _race(_assign_in_child, lambda i: (cfg.database.url, bid, ("ina", "ali")[i % 2]))
+    assert sorted(str(r) for r, _ in results) == ["bad-request"] * (N - 1) + ["ok"]
+    winner = next(a for r, a in results if r == "ok")
+    assert agents.batch_agent(db, bid).name == winner
+
+
+def test_agent_changes_own_password(db, ina):
+    r = ina.get("/operator/account")
+    assert r.status_code == 200
+    r = ina.form(
+        "/operator/account",
+        {"current": WARUNG_PW, "password": "kopi-susu-pagi-42", "password2": "kopi-susu-pagi-42"},
+        page="/operator/account",
+    )
+    assert r.status_code == 303
+    assert ina.get("/operator/agent").status_code == 200
