@@ -56,6 +56,7 @@ class ErrorCode(enum.StrEnum):
     VOUCHER_SOLD = "voucher-sold"
     VOUCHER_UNSOLD = "voucher-unsold"
     OUT_OF_STOCK = "out-of-stock"
+    VOUCHER_AGENT = "voucher-agent"
     RATE_LIMITED = "rate-limited"
     NO_KEY = "no-key"
     BAD_KEY = "bad-key"
@@ -208,6 +209,9 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ErrorCode.VOUCHER_SOLD: _Spec(Refused, "the voucher was sold already"),
     ErrorCode.VOUCHER_UNSOLD: _Spec(Refused, "the voucher was not marked sold"),
     ErrorCode.OUT_OF_STOCK: _Spec(Refused, "no unsold voucher of this package is left"),
+    ErrorCode.VOUCHER_AGENT: _Spec(
+        Refused, "the voucher is in an agent's stock: the agent sells it"
+    ),
     ErrorCode.RATE_LIMITED: _Spec(Refused, "too many wrong voucher codes from this device"),
     ErrorCode.NO_KEY: _Spec(HotspotError, "the voucher key file is missing"),
     ErrorCode.BAD_KEY: _Spec(HotspotError, "a key file is unreadable, not hex or too short"),

@@ -1,7 +1,8 @@
 """Tables of the BUMDes operator console (``portal/operator``): accounts, their login
 sessions and attempts, the append-only audit log, and who sold which voucher.
 
-* ``operator``: an account, role ``admin`` or ``kasir``; the password as an argon2id hash.
+* ``operator``: an account, role ``admin``, ``kasir`` or ``agen`` (a warung that resells
+  vouchers); the password as an argon2id hash.
   ``session_version`` grows when the password, role or status changes: every login session
   made before is then refused.
 * ``operator_session``: a console login. The cookie carries a random token; only its
@@ -14,6 +15,10 @@ sessions and attempts, the append-only audit log, and who sold which voucher.
   (``hotspot.audit.verify``).
 * ``voucher_sale``: a voucher marked sold by a kasir (cash in hand): when, by whom, for how
   much (the batch's price). See ``hotspot/vouchers/ledger.py`` for what counts as a sale.
+* ``agent_batch``: a batch handed to an agent (``agen``) at the agent's price per voucher;
+  a batch has one agent at most (the primary key), so a voucher has one too.
+* ``agent_settlement``: money an agent paid the BUMDes, recorded by an admin, with the
+  form's one-time token (a second submit records nothing). See ``hotspot/vouchers/agents.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hotspot.timeutil import utcnow
 class Role(enum.StrEnum):
     ADMIN = "admin"  # everything, accounts and the ledger included
     KASIR = "kasir"  # sells vouchers and counts the cash
+    AGEN = "agen"  # a warung reselling the batches assigned to it; sees only its own stock
 
 
 ROLES = tuple(r.value for r in Role)
@@ -113,3 +119,30 @@ class QuickSale(Base):
     voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"))
     operator_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AgentBatch(Base):
+    """A batch assigned to an agent: the agent sells its vouchers and owes the BUMDes
+    ``price`` (whole Rupiah, at most the batch's retail price) for each one sold."""
+
+    __tablename__ = "agent_batch"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("voucher_batch.id"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("operator.id"), index=True)
+    price: Mapped[int] = mapped_column(Integer)  # Rupiah per voucher, the agent's price
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    assigned_by: Mapped[str] = mapped_column(String(32))
+
+
+class AgentSettlement(Base):
+    """A payment from an agent to the BUMDes (cash handed to the admin)."""
+
+    __tablename__ = "agent_settlement"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("operator.id"), index=True)
+    amount: Mapped[int] = mapped_column(Integer)  # Rupiah, > 0
+    note: Mapped[str | None] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # the form's one-time token
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(32))

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "sync.summary_cli",  # summary
     "collector.cli",  # collector
     "hotspot_cli.operator",  # operators, vouchers, sales
+    "hotspot_cli.agents",  # agents
     "portal.cli",  # portal
     "demo.cli",  # demo
 )

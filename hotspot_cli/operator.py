@@ -1,7 +1,7 @@
 """``hotspot operators``, ``hotspot vouchers`` and ``hotspot sales``: the console's work from
 the gateway's terminal (docs/operator-console.md). Actions are audited as ``cli:<user>``.
 
-    hotspot operators add NAME --role admin        # password prompted twice, or one line on stdin
+    hotspot operators add NAME --role admin|kasir|agen  # password prompted twice, or on stdin
     hotspot operators list | passwd NAME | disable NAME | enable NAME | unlock NAME
     hotspot vouchers packages
     hotspot vouchers create --package NAME --count N [--note TEXT] [--json]
@@ -37,7 +37,7 @@ def register(sub: Any, parser_class: type) -> None:
     ops = op.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
     a = ops.add_parser("add", help="make an account (password prompted, or read from stdin)")
     a.add_argument("name")
-    a.add_argument("--role", choices=["admin", "kasir"], required=True)
+    a.add_argument("--role", choices=["admin", "kasir", "agen"], required=True)
     a.add_argument("--full-name", default="")
     a.add_argument("--json", action="store_true")
     ls = ops.add_parser("list", help="the accounts")

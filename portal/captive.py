@@ -263,6 +263,7 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.VOUCHER_SOLD: ("error", 503),
     ErrorCode.VOUCHER_UNSOLD: ("error", 503),
     ErrorCode.OUT_OF_STOCK: ("error", 503),
+    ErrorCode.VOUCHER_AGENT: ("error", 503),
     ErrorCode.RATE_LIMITED: ("error", 503),
     ErrorCode.NO_KEY: ("error", 503),
     ErrorCode.BAD_KEY: ("error", 503),

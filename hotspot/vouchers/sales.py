@@ -1,5 +1,7 @@
 """Selling: a kasir marks a voucher (or a range of a batch) sold, exactly once; an admin
-undoes a mistaken mark. Each writes the audit log in the same transaction."""
+undoes a mistaken mark. Each writes the audit log in the same transaction. A batch handed to
+an agent is the agent's to sell (``hotspot/vouchers/agents.py``): these paths refuse its
+vouchers (``voucher-agent``) and the quick sale never picks them."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from hotspot.audit import record as _audit
 from hotspot.audit import write as _write
 from hotspot.errors import ErrorCode, NotFound
 from hotspot.model import Package, Voucher, VoucherBatch, VoucherState
-from hotspot.model_operator import QuickSale, VoucherSale
+from hotspot.model_operator import AgentBatch, QuickSale, VoucherSale
 from hotspot.timeutil import utcnow
 from hotspot.vouchers.errors import VoucherError
 
@@ -52,10 +54,22 @@ def mark_sold(
 ) -> dict[str, Any]:
     """A kasir took the cash for this voucher. Exactly once: a second mark is refused
     (``voucher-sold``, naming who sold it). A voucher already used may still be marked (the
-    kasir forgot): the sale is then attributed to the kasir."""
+    kasir forgot): the sale is then attributed to the kasir. A voucher of an agent's batch
+    is refused (``voucher-agent``): the agent owes for it, the kasir's drawer does not."""
     now = clock()
     with _write(engine) as conn:
+        if _agents_batch(conn, voucher_id=voucher_id):
+            raise SaleError("this voucher is in an agent's stock", code=ErrorCode.VOUCHER_AGENT)
         return _sell_in(conn, voucher_id, actor=actor, now=now)
+
+
+def _agents_batch(conn: Connection, *, voucher_id: int = 0, batch_id: int = 0) -> bool:
+    q = select(AgentBatch.batch_id)
+    if voucher_id:
+        q = q.join(Voucher, Voucher.batch_id == AgentBatch.batch_id).where(Voucher.id == voucher_id)
+    else:
+        q = q.where(AgentBatch.batch_id == batch_id)
+    return conn.execute(q).first() is not None
 
 
 def _sell_in(
@@ -125,6 +139,8 @@ def mark_batch_sold(
         batch = conn.execute(select(VoucherBatch).where(VoucherBatch.id == batch_id)).first()
         if batch is None:
             raise NotFound(f"no batch {batch_id}")
+        if _agents_batch(conn, batch_id=batch_id):
+            raise SaleError("this batch is in an agent's stock", code=ErrorCode.VOUCHER_AGENT)
         rows = conn.execute(
             select(Voucher.id, Voucher.serial, Voucher.state, Voucher.sold_at)
             .where(Voucher.batch_id == batch_id, Voucher.serial >= first, Voucher.serial <= last)
@@ -202,13 +218,14 @@ def cancel_sale(
 def stock_by_package(
     engine: Engine, *, clock: Callable[[], dt.datetime] = utcnow
 ) -> dict[int, int]:
-    """Unsold, unused vouchers still good to sell, per package id (the quick-sale buttons)."""
+    """Unsold, unused vouchers still good to sell, per package id (the quick-sale buttons);
+    agents' stock not included."""
     now = clock()
     with engine.connect() as conn:
         rows = conn.execute(
             select(VoucherBatch.package_id, func.count(Voucher.id))
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-            .where(*_sellable(now))
+            .where(*_sellable(now), VoucherBatch.id.not_in(select(AgentBatch.batch_id)))
             .group_by(VoucherBatch.package_id)
         ).all()
     return {pid: n for pid, n in rows}
@@ -248,7 +265,11 @@ def quick_sell(
         vid = conn.execute(
             select(Voucher.id)
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-            .where(VoucherBatch.package_id == package_id, *_sellable(now))
+            .where(
+                VoucherBatch.package_id == package_id,
+                *_sellable(now),
+                VoucherBatch.id.not_in(select(AgentBatch.batch_id)),
+            )
             .order_by(VoucherBatch.id, Voucher.serial)
             .limit(1)
         ).scalar()

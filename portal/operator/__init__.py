@@ -10,7 +10,9 @@ Who may come in
 Roles
     ``kasir`` sells, prints sheets, looks vouchers up and sees (and ends) sessions;
     ``admin`` does everything, including packages, batches, voids, the ledger, accounts and
-    the audit log. An admin page asked for by a kasir is a 403 page.
+    the audit log. An admin page asked for by a kasir is a 403 page. ``agen`` (a warung
+    reselling vouchers) sees only *My stock* (``portal/operator/agents.py``): every page not
+    in ``blueprint.AGENT_PAGES`` is a 403 page for them.
 Every form carries the CSRF token (Flask-WTF); every money- or access-affecting action is
 written to the audit log with the operator's name, role and address.
 """
@@ -18,6 +20,7 @@ written to the audit log with the operator's name, role and address.
 # The pages, each module by area, all on the one blueprint ``bp``.
 from portal.operator import (  # noqa: F401
     accounts,
+    agents,
     audit_log,
     auth,
     batches,

@@ -9,6 +9,7 @@ from flask_babel import gettext
 
 from hotspot import operators
 from hotspot.errors import NotFound, UsageError
+from hotspot.model_operator import ROLES
 from portal.operator.blueprint import COOKIE, actor, admin_only, bp, cfg, flash_to, render_error
 from portal.operator.forms import form_data, text_field
 from portal.operator.pages import page
@@ -56,7 +57,7 @@ def _account_errors(form: Any, new: bool) -> dict[str, str]:
             errors["name"] = gettext(
                 "2 to 32 small letters or digits, starting with a letter (for example: siti)."
             )
-        if form.get("role") not in ("admin", "kasir"):
+        if form.get("role") not in ROLES:
             errors["role"] = gettext("Choose a role.")
     password = form.get("password", "")
     if new or password:
@@ -93,7 +94,7 @@ def operator_edit(oid: int) -> Any:
         )
     form = {k: v for k, v in form_data().items() if "password" not in k}
     errors = _account_errors(dict(request.form, name=row.name), new=False)
-    if request.form.get("role") not in ("admin", "kasir"):
+    if request.form.get("role") not in ROLES:
         errors["role"] = gettext("Choose a role.")
     if not errors:
         try:

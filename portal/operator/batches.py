@@ -10,6 +10,7 @@ from flask_babel import gettext
 
 from hotspot import audit
 from hotspot.errors import NotFound
+from hotspot.vouchers.agents import batch_agent
 from hotspot.vouchers.batches import (
     batch_codes,
     batch_info,
@@ -18,7 +19,7 @@ from hotspot.vouchers.batches import (
     list_batches,
 )
 from hotspot.vouchers.packages import all_packages
-from hotspot.vouchers.sales import mark_batch_sold
+from hotspot.vouchers.sales import SaleError, mark_batch_sold
 from hotspot.vouchers.withdrawal import void_batch
 from portal.operator import svg
 from portal.operator.blueprint import actor, admin_only, bp, cfg, flash_to, render_error
@@ -98,6 +99,7 @@ def _batch_page(status: int, info: dict[str, Any], **ctx: Any) -> Any:
         vouchers=rows[(n - 1) * PER_PAGE : n * PER_PAGE],
         page_no=n,
         pages=pages,
+        agent=batch_agent(state().db, info["id"]),
         **ctx,
     )
 
@@ -116,7 +118,10 @@ def batch_sell(bid: int) -> Any:
     if errors:
         return _batch_page(422, info, form=form, errors=errors)
     assert first is not None and last is not None  # no errors: both were given
-    n, _skipped = mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
+    try:
+        n, _skipped = mark_batch_sold(db, bid, first, last, actor=actor(), clock=state().clock)
+    except SaleError:  # an agent's batch: theirs to sell
+        return _batch_page(409, info, form=form, errors={"first": _agents_batch_text()})
     return flash_to("operator.batch", "sold-range", bid=bid, n=n)
 
 
@@ -144,6 +149,10 @@ def batch_void(bid: int) -> Any:
     return flash_to("operator.batch", "void-batch", bid=bid, n=out["voided"])
 
 
+def _agents_batch_text() -> str:
+    return gettext("This batch was given to an agent: the agent sells it and marks it sold.")
+
+
 def _sheet_codes(bid: int) -> tuple[dict[str, Any], list[tuple[int, str]]] | Any:
     key = voucher_key()
     if key is None:
@@ -153,6 +162,10 @@ def _sheet_codes(bid: int) -> tuple[dict[str, Any], list[tuple[int, str]]] | Any
     except NotFound:
         return render_error("not-found", 404)
     include_sold = request.args.get("sold") == "1"
+    if g.op.role != "admin" and batch_agent(state().db, bid) is not None:
+        # An agent's stock: the agent prints it (My stock); a kasir holding the codes could
+        # sell them and the agent would owe for them.
+        return render_error("admin-only", 403)
     if include_sold and g.op.role != "admin":
         # A sold, unused code is a villager's paid access: only the admin may print it again
         # (a card lost before use); a kasir printing it could use or resell it.

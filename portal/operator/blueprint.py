@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 bp = Blueprint("operator", __name__, url_prefix="/operator")
 COOKIE = "hs_op"
 PUBLIC = {"operator.login"}
+# What an agent (a warung reselling vouchers) may open: their own stock, sales and prints,
+# their password, logging out. Everything else is a 403 page: a list of what they may do,
+# not of what they may not, so a page added later is closed to agents until listed here.
+AGENT_PAGES = {
+    "operator.login",
+    "operator.logout",
+    "operator.account",
+    "operator.agent_home",
+    "operator.agent_sell",
+    "operator.agent_sheet",
+    "operator.receipt",
+    "operator.receipt_escpos",
+}
 
 
 def cfg() -> Config:
@@ -138,6 +151,13 @@ MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
             "This page is for the BUMDes admin. Ask the admin if you need something here."
         ),
     ),
+    "agent-only": (
+        lambda: gettext("Not for agents"),
+        lambda: gettext(
+            "Your account is an agent's: it shows your own stock and sales only. Go back to "
+            "My stock. Ask the BUMDes admin if you need something else."
+        ),
+    ),
     "not-found": (lambda: gettext("Page not found"), lambda: gettext("This page does not exist.")),
     "receipt-denied": (
         lambda: gettext("This receipt cannot be printed"),
@@ -237,6 +257,10 @@ def _gate() -> Any:
             else url_for("operator.dashboard")
         )
         return redirect(url_for("operator.login") + "?" + urlencode({"next": nxt}), code=303)
+    if g.op is not None and g.op.role == "agen" and request.endpoint not in AGENT_PAGES:
+        if request.endpoint == "operator.dashboard":
+            return redirect(url_for("operator.agent_home"), code=303)
+        return render_error("agent-only", 403)
     return None
 
 
@@ -256,6 +280,11 @@ def local(ts: dt.datetime | None, pattern: str = "d MMM yyyy, HH.mm") -> str:
     return format_datetime(ts, pattern)
 
 
+def role_label(role: str) -> str:
+    """A role as the console names it."""
+    return {"admin": gettext("admin"), "agen": gettext("agent")}.get(str(role), gettext("kasir"))
+
+
 @bp.app_context_processor
 def _console_globals() -> dict[str, Any]:
     if not is_console_path():
@@ -271,4 +300,5 @@ def _console_globals() -> dict[str, Any]:
         "console_lang_url": request.path + "?" + urlencode(params),
         "done": "",
         "village_tz": cfg().village.timezone,
+        "role_label": role_label,
     }

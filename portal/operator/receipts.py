@@ -5,7 +5,8 @@ lands here is on the home screen: ``portal/operator/dashboard.py``.)
 
 Who may see a receipt (docs/security.md, "A kasir never gets a sold code back"): the admin,
 for any voucher not used yet (a card lost before use); a kasir only for a voucher they sold
-themselves within the last ``RECEIPT_MINUTES`` — the one they are handing over now."""
+themselves within the last ``RECEIPT_MINUTES`` — the one they are handing over now; an agent
+for a card of their own stock (they hold the cards; a sold one, as a kasir)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from flask_babel import gettext
 from hotspot import audit
 from hotspot.errors import NotFound
 from hotspot.model import VoucherState
+from hotspot.vouchers import agents
 from hotspot.vouchers.batches import batch_codes, batch_info
 from hotspot.vouchers.lookup import voucher_detail
 from hotspot.vouchers.sales import sold_by
@@ -39,6 +41,12 @@ WIDTHS = (58, 80)
 def _may_print(vid: int) -> bool:
     if g.op.role == "admin":
         return True
+    if g.op.role == "agen":
+        own = agents.owns_voucher(state().db, g.op.id, vid)
+        if own is None or own.first_used_at is not None:
+            return False
+        if own.sold_at is None:
+            return True
     sale = sold_by(state().db, vid)
     if sale is None or sale.operator_id != g.op.id:
         return False

@@ -24,6 +24,9 @@ VOUCHER_ERRORS = {
     ErrorCode.VOUCHER_VOID: lambda: gettext("This voucher was withdrawn; it cannot be sold."),
     ErrorCode.VOUCHER_USED: lambda: gettext("A used voucher's sale cannot be undone."),
     ErrorCode.VOUCHER_UNSOLD: lambda: gettext("This voucher was not marked sold."),
+    ErrorCode.VOUCHER_AGENT: lambda: gettext(
+        "This voucher was given to an agent: the agent sells it and marks it sold."
+    ),
 }
 
 

@@ -85,6 +85,7 @@ def test_console_pages_on_a_phone(playwright, portal, artifacts):
         ("packages", "/operator/packages"),
         ("package-new", "/operator/packages/new"),
         ("accounts", "/operator/operators"),
+        ("agents", "/operator/agents"),
         ("audit", "/operator/audit"),
     ]
     try:
