@@ -27,6 +27,7 @@ from hotspot.model_summary import DailySummary, SummaryState, UplinkEvent
 from hotspot.timeutil import iso, local_time, naive_utc
 from hotspot.usage import usage_by_day
 from hotspot.village_days import day_bounds
+from hotspot.vouchers import agents as agents_mod
 from hotspot.vouchers import ledger
 
 MAX_CHARS = 4000  # Telegram takes 4096 characters in one message; leave some room
@@ -223,18 +224,31 @@ def outages(engine: Engine, config: Config, day: dt.date, now: dt.datetime) -> O
     return Outages(count, int(down // 60))
 
 
+def agents_paid(engine: Engine, config: Config, day: dt.date) -> list[tuple[str, int]]:
+    """What each agent paid the BUMDes on village day ``day`` (the settlements the admin
+    recorded), largest first. An agent's own sales are already in the cash per seller."""
+    lo, hi = day_bounds(day, day, config.village.tz)
+    paid: dict[str, int] = {}
+    for row in agents_mod.settlements(engine):
+        if lo <= naive_utc(row["recorded_at"]) < hi:
+            paid[row["agent"]] = paid.get(row["agent"], 0) + int(row["amount"])
+    return sorted(paid.items(), key=lambda item: (-item[1], item[0]))
+
+
 def gather(
     engine: Engine,
     config: Config,
     day: dt.date,
     now: dt.datetime,
     *,
-    agent_cash: Sequence[tuple[str, int]] = (),
+    agent_cash: Sequence[tuple[str, int]] | None = None,
     machine: dict[str, Any] | None = None,
 ) -> Facts:
     """The facts of village day ``day`` from the ledger, the usage rows and the machine.
-    ``agent_cash`` comes from the agents' ledger where there is one (issue #13, item 4);
-    ``machine`` replaces the live health probe (tests)."""
+    ``agent_cash`` (default: the agents' payments to the BUMDes recorded that day, from
+    the agents' ledger) and ``machine`` (default: the live health probe) are for tests."""
+    if agent_cash is None:
+        agent_cash = agents_paid(engine, config, day)
     rows = ledger.sales(engine, config, day, day)
     cash = [(r["kasir"], int(r["net"])) for r in ledger.cash_count(engine, config, day, day)]
     unrecorded = sum(1 for s in rows if s.kasir == ledger.NOT_RECORDED)

@@ -154,7 +154,8 @@ class Sender:
     probe: Callable[[str], tuple[bool | None, float | None]] = probe_uplink
     machine: dict[str, Any] | None = None  # tests: instead of the live health probe
     spacing: float = SPACING
-    agent_cash: Callable[[dt.date], list[tuple[str, int]]] = field(default=lambda day: [])
+    # Tests: instead of the agents' payments of the day from the ledger.
+    agent_cash: Callable[[dt.date], list[tuple[str, int]] | None] = field(default=lambda day: None)
 
     def __post_init__(self) -> None:
         if self.transport is None:

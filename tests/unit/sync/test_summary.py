@@ -486,3 +486,27 @@ def test_config_defaults_and_numbers():
 def test_masked_token():
     assert summary_mod.masked_token(TOKEN) == "123456789:••••0123"
     assert summary_mod.masked_token("") == ""
+
+
+def test_gather_reads_the_agents_payments_of_the_day(cfg, db):
+    """Without an explicit list, the agents' line comes from the ledger: the payments the
+    admin recorded on that village day, not the day before."""
+    from hotspot import operators
+    from hotspot.audit import Actor
+    from hotspot.vouchers import agents
+
+    root = Actor("cli:root", role="admin")
+    for name in ("warung-ani", "warung-budi"):
+        operators.add(db, name, "agen", "kata-sandi-panjang-1", actor=root)
+    today = dt.datetime(2026, 11, 30, 5, 0)  # 12:00 WIB
+    paid = [
+        ("warung-ani", 30000, today),
+        ("warung-ani", 15000, today + dt.timedelta(hours=2)),
+        ("warung-budi", 20000, today),
+        ("warung-budi", 99000, today - dt.timedelta(days=1)),  # yesterday's
+    ]
+    for i, (agent, amount, at) in enumerate(paid):
+        agents.settle(db, agent, amount, f"{i:032x}", actor=root, clock=lambda at=at: at)
+    facts = summary_mod.gather(db, cfg, dt.date(2026, 11, 30), SEND_UTC, machine=MACHINE)
+    assert facts.agent_cash == [("warung-ani", 45000), ("warung-budi", 20000)]
+    assert "Setoran per agen:" in compose(facts)
