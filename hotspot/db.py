@@ -7,7 +7,9 @@ last commits but never corrupts the file. Callers that handle money ask for
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,30 @@ if TYPE_CHECKING:  # Alembic is imported only where migrations run: portal worke
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# SQLite's primary result code for "database or disk is full" (an extended code keeps it in
+# its low byte).
+SQLITE_FULL = 13
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (a SQLAlchemy error, a ``sqlite3`` error or an ``OSError``, or one
+    caused by one) says that the filesystem is full: a write that will work again by itself
+    once there is room, not a broken database."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.Error):
+            code = getattr(cur, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+                return True
+        elif isinstance(cur, OSError) and cur.errno in _NO_SPACE:
+            return True
+        orig = getattr(cur, "orig", None)  # sqlalchemy.exc.DBAPIError → the driver's error
+        cur = orig if isinstance(orig, BaseException) else (cur.__cause__ or cur.__context__)
+    return False
 
 
 def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
