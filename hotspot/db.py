@@ -71,6 +71,15 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
         cur.execute("PRAGMA busy_timeout=15000")
         cur.close()
 
+    @event.listens_for(engine, "checkin")
+    def _no_open_transaction(dbapi_conn: DBAPIConnection | None, _record: object) -> None:
+        # A COMMIT that failed (a full disk) can leave SQLite's transaction open behind
+        # SQLAlchemy's back: the next caller handed this connection would see, and its
+        # commit would write, what the failed one was told had not happened.
+        if dbapi_conn is not None and getattr(dbapi_conn, "in_transaction", False):
+            log.warning("a connection came back with an open transaction: rolled back")
+            dbapi_conn.rollback()
+
     return engine
 
 
