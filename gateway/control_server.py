@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot import __version__
+from hotspot.db import is_storage_full
 from hotspot.errors import ErrorCode, HotspotError, UsageError
 from hotspot.model import EndReason, Source
 from hotspot.protocol import (
@@ -135,6 +136,10 @@ class Dispatcher:
         except HotspotError as exc:
             return error_reply(exc.code, exc.message)
         except SQLAlchemyError as exc:
+            if is_storage_full(exc):
+                # Not a broken database: the request can be made again once there is room.
+                log.warning("control %s: storage full: %s", op, str(exc).splitlines()[0])
+                return error_reply(ErrorCode.STORAGE_FULL, "the gateway's storage is full")
             log.error("control %s: database error: %s", op, exc)
             return error_reply(ErrorCode.DATABASE, "database error")
         except Exception:

@@ -28,7 +28,7 @@ from gateway.radius import RadiusService
 from hotspot import __version__
 from hotspot.attempts import purge_attempts
 from hotspot.config import Config
-from hotspot.db import open_database
+from hotspot.db import is_storage_full, open_database
 from hotspot.errors import ConfigError, KernelError
 from hotspot.pseudonym import load_key
 from hotspot.radius.secret import read_secret
@@ -144,8 +144,13 @@ class Gateway:
             self.last_tick_error = exc.message
             log.error("tick: %s", exc.message)
         except SQLAlchemyError as exc:
-            self.last_tick_error = str(exc).splitlines()[0]
-            log.error("tick: database: %s", self.last_tick_error)
+            if is_storage_full(exc):
+                # Sessions keep forwarding; their bytes wait in memory for the next flush.
+                self.last_tick_error = "storage full"
+                log.error("tick: storage full: accounting kept in memory until there is room")
+            else:
+                self.last_tick_error = str(exc).splitlines()[0]
+                log.error("tick: database: %s", self.last_tick_error)
         self.expire_stock()
 
     def expire_stock(self, now: float | None = None) -> int:

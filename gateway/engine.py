@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import shaping
@@ -849,12 +849,13 @@ class SessionEngine:
                 else max(0.0, (now - self._last_tick).total_seconds())
             )
             self._last_tick = now
-            with Session(self.db) as db, db.begin():
+            with self._kept_if_unwritten(snap) as keep, Session(self.db) as db, db.begin():
                 active = self._active(db)
                 for sess in active:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
+                keep()
                 vouchers = self._voucher_bytes(
                     db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
                 )
@@ -880,6 +881,33 @@ class SessionEngine:
             report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
             self._admit_trusted()
         return report
+
+    @contextlib.contextmanager
+    def _kept_if_unwritten(self, snap: Snapshot) -> Iterator[Callable[[], None]]:
+        """Around a tick's write: when it cannot be written (the storage is full, say), the
+        bytes counted since the last flush stay in memory for the next one (``keep()`` marks
+        what to go back to), and the kernel is still made to match what the database holds —
+        a login whose commit failed after its kernel change is undone here."""
+        kept: list[tuple[dict[int, _Live], dict[int, tuple[int, int]], Any, Any]] = []
+
+        def keep() -> None:
+            counts = {sid: (live.bytes_down, live.bytes_up) for sid, live in self.live.items()}
+            kept.append((dict(self.live), counts, dict(self.pending), dict(self.pending_hourly)))
+
+        try:
+            yield keep
+        except SQLAlchemyError:
+            if kept:
+                live, counts, self.pending, self.pending_hourly = kept[0]
+                for sid, (down, up) in counts.items():
+                    live[sid].bytes_down, live[sid].bytes_up = down, up
+                self.live = live
+            with Session(self.db) as db:
+                active = self._active(db)
+                wanted = [self._wanted(s) for s in active]
+                blocked = self._blocked(db)
+            self._reconcile(wanted, blocked, snap)
+            raise
 
     def _account(
         self,

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "database": {
         "url": "sqlite:////var/lib/hotspot/hotspot.db",
+        # The console and the health report warn when the database's filesystem is this full.
+        "disk_warning_pct": 90,
     },
     "control": {
         "socket": "/run/hotspot/control.sock",
@@ -360,6 +362,7 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str
+    disk_warning_pct: int = 90  # percent of the database's filesystem used
 
 
 @dataclass(frozen=True)
@@ -1202,7 +1205,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     for key in data:
         if key not in known:
             raise ConfigError(key, "unknown section")
-    db = Section(data["database"], "database", {"url"})
+    db = Section(data["database"], "database", set(DEFAULTS["database"]))
     url = db.str("url")
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(db.key("url"), "must be a sqlite: or postgresql: URL")
@@ -1227,7 +1230,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
     return Config(
         village=_village(data["village"]),
         network=network,
-        database=DatabaseConfig(url=url),
+        database=DatabaseConfig(url=url, disk_warning_pct=db.int("disk_warning_pct", 1, 100)),
         control=ControlConfig(socket=sock, group=ctl.str("group")),
         gateway=GatewayConfig(
             table=gw.str("table", re.compile(r"^[a-z][a-z0-9_]{0,31}$"), "table name"),

@@ -7,7 +7,9 @@ last commits but never corrupts the file. Callers that handle money ask for
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,30 @@ if TYPE_CHECKING:  # Alembic is imported only where migrations run: portal worke
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# SQLite's primary result code for "database or disk is full" (an extended code keeps it in
+# its low byte).
+SQLITE_FULL = 13
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (a SQLAlchemy error, a ``sqlite3`` error or an ``OSError``, or one
+    caused by one) says that the filesystem is full: a write that will work again by itself
+    once there is room, not a broken database."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.Error):
+            code = getattr(cur, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+                return True
+        elif isinstance(cur, OSError) and cur.errno in _NO_SPACE:
+            return True
+        orig = getattr(cur, "orig", None)  # sqlalchemy.exc.DBAPIError → the driver's error
+        cur = orig if isinstance(orig, BaseException) else (cur.__cause__ or cur.__context__)
+    return False
 
 
 def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
@@ -44,6 +70,15 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=15000")
         cur.close()
+
+    @event.listens_for(engine, "checkin")
+    def _no_open_transaction(dbapi_conn: DBAPIConnection | None, _record: object) -> None:
+        # A COMMIT that failed (a full disk) can leave SQLite's transaction open behind
+        # SQLAlchemy's back: the next caller handed this connection would see, and its
+        # commit would write, what the failed one was told had not happened.
+        if dbapi_conn is not None and getattr(dbapi_conn, "in_transaction", False):
+            log.warning("a connection came back with an open transaction: rolled back")
+            dbapi_conn.rollback()
 
     return engine
 

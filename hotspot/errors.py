@@ -28,6 +28,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not-found"
     INTERNAL = "internal"
     DATABASE = "database"
+    STORAGE_FULL = "storage-full"
     GATEWAY_UNAVAILABLE = "gateway-unavailable"
     ALREADY_RUNNING = "already-running"
     # -- the session engine --------------------------------------------------------------------
@@ -170,6 +171,11 @@ _SPECS: dict[ErrorCode, _Spec] = {
         "a bug in the gateway; it is logged with its traceback and the connection keeps serving",
     ),
     ErrorCode.DATABASE: _Spec(HotspotError, "the gateway's database failed; nothing changed"),
+    ErrorCode.STORAGE_FULL: _Spec(
+        HotspotError,
+        "the gateway's storage (the database's filesystem) is full; nothing changed, "
+        "and it works again by itself once there is room",
+    ),
     ErrorCode.GATEWAY_UNAVAILABLE: _Spec(
         ControlUnavailable, "the gateway's control socket cannot be reached or did not answer"
     ),

@@ -47,6 +47,12 @@ def disk_path(config: Config) -> str:
     return str(p) if p is not None else "/"
 
 
+def disk_warning(config: Config, disk_pct: float | None) -> bool:
+    """Whether the database's filesystem is full enough to warn (``database.disk_warning_pct``,
+    90 % by default): early, while logins, sales and reports can still be written."""
+    return disk_pct is not None and disk_pct >= config.database.disk_warning_pct
+
+
 def uptime_seconds() -> int:
     return max(0, int(time.time() - psutil.boot_time()))
 
@@ -83,7 +89,8 @@ def last_uplink(engine: Engine) -> bool | None:
 
 
 def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
-    """The console's overview of the gateway: ``cpu``, ``mem``, ``disk`` (percent),
+    """The console's overview of the gateway: ``cpu``, ``mem``, ``disk`` (percent of the
+    database's filesystem used), ``disk_warning`` (at ``database.disk_warning_pct``),
     ``temp`` (°C), ``uptime`` (s), ``wan`` (link state), ``load`` (1 min), ``uplink_ok``.
     What cannot be read is left out (or None): the page must show anyway."""
     out: dict[str, Any] = {}
@@ -95,6 +102,7 @@ def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
         out["uptime"] = uptime_seconds()
     except (OSError, psutil.Error):
         log.debug("health unavailable", exc_info=True)
+    out["disk_warning"] = disk_warning(config, out.get("disk"))
     out["wan"] = wan_state(config.network.wan_interface)
     out["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out["uplink_ok"] = last_uplink(engine)

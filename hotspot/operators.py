@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -16,15 +17,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from hotspot.audit import Actor, record, write
+from hotspot.db import is_storage_full
 from hotspot.errors import ErrorCode, HotspotError, NotFound, UsageError
 from hotspot.model_operator import ROLES, LoginAttempt, Operator, OperatorSession
 from hotspot.timeutil import utcnow
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 MIN_PASSWORD = 8
@@ -498,12 +503,19 @@ def session_operator(
         close_session(engine, token)
         return None
     if now - s.last_seen_at > dt.timedelta(minutes=1):  # few writes: once a minute at most
-        with engine.begin() as conn:
-            conn.execute(
-                update(OperatorSession)
-                .where(OperatorSession.token_hash == th)
-                .values(last_seen_at=now)
-            )
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(OperatorSession)
+                    .where(OperatorSession.token_hash == th)
+                    .values(last_seen_at=now)
+                )
+        except OperationalError as exc:
+            if not is_storage_full(exc):
+                raise
+            # The console must still open (to show that the storage is full); the idle clock
+            # is written again on a later page, once there is room.
+            log.warning("console: idle clock of a login not written: storage full")
     return op
 
 

@@ -24,9 +24,10 @@ from werkzeug.exceptions import HTTPException
 
 from hotspot import config as config_mod
 from hotspot.config import Config
+from hotspot.db import is_storage_full
 from hotspot.errors import ErrorCode, HotspotError
 from portal import captive, fmt, operator, usage_api
-from portal.captive import render_gateway_error, render_message
+from portal.captive import render_gateway_error, render_message, storage_full_page
 from portal.csp import CSP
 from portal.intercept import CaptiveIntercept
 from portal.operator import is_console_path
@@ -177,11 +178,18 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
             log.warning("console: %s: %s", exc.code, exc.message)
             no_key = exc.code in (ErrorCode.NO_KEY, ErrorCode.BAD_VOUCHER_KEY)
             kind = "no-key" if no_key else "gateway"
+            if exc.code is ErrorCode.STORAGE_FULL:
+                kind = "disk-full"
             return console_error(kind, 503)
         return render_gateway_error(exc)
 
     @app.errorhandler(SQLAlchemyError)
     def _database_error(exc: SQLAlchemyError):
+        if is_storage_full(exc):  # the portal's own write: the same page as the gateway's
+            if is_console_path():
+                log.warning("console: storage full: %s", str(exc).splitlines()[0])
+                return console_error("disk-full", 503)
+            return storage_full_page()
         log.error("database: %s", str(exc).splitlines()[0])
         if is_console_path():
             return console_error("busy", 503)

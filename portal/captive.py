@@ -191,6 +191,15 @@ MESSAGES = {
         ),
         True,
     ),
+    "disk-full": (
+        lambda: gettext("New connections are paused"),
+        lambda: gettext(
+            "The WiFi service's storage is full, so no new device can be connected right "
+            "now. Devices already connected stay online. Please try again later, or tell "
+            "the BUMDes."
+        ),
+        True,
+    ),
     "error": (
         lambda: gettext("Something went wrong"),
         lambda: gettext("Please try again in a moment."),
@@ -246,6 +255,8 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.BAD_CONFIG: ("error", 503),
     ErrorCode.INTERNAL: ("error", 503),
     ErrorCode.DATABASE: ("error", 503),
+    # Nothing is broken and nothing changed: it works again by itself once there is room.
+    ErrorCode.STORAGE_FULL: ("disk-full", 503),
     ErrorCode.ALREADY_RUNNING: ("error", 503),
     ErrorCode.NFTABLES: ("error", 503),
     ErrorCode.TC: ("error", 503),
@@ -288,7 +299,23 @@ def render_gateway_error(exc: HotspotError) -> Any:
         return render_message(kind, status)[0], status, {"Retry-After": "10"}
     if kind == "error":
         log.error("gateway refused: %s: %s", exc.code, exc.message)
+    if exc.code is ErrorCode.STORAGE_FULL:
+        return storage_full_page()
     return render_message(kind, status)
+
+
+# How soon a phone may try again after the storage-full page (an operator frees space in
+# minutes, not seconds).
+STORAGE_RETRY_SECONDS = 60
+
+
+def storage_full_page() -> Any:
+    """The page for a login that could not be written because the storage is full (in the
+    gateway's reply, or the portal's own write): a 503 that says to come back later."""
+    log.warning("storage full: a login was turned away")
+    kind, status = ERROR_PAGES[ErrorCode.STORAGE_FULL]
+    body, _ = render_message(kind, status)
+    return body, status, {"Retry-After": str(STORAGE_RETRY_SECONDS)}
 
 
 def lookup() -> ClientInfo:

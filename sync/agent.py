@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,12 @@ from sqlalchemy.exc import OperationalError
 
 from hotspot import wire
 from hotspot.config import Config, database_path
+from hotspot.db import is_storage_full
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
+from hotspot.health import disk_warning
 from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
-from sync.outbox import Batch, Outbox
+from sync.outbox import Batch, Outbox, batch_frame
 from sync.purge import purge
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,9 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE = 5.0
 PURGE_EVERY = dt.timedelta(hours=24)
 FULL_SCAN_EVERY = dt.timedelta(hours=24)
+# While the storage is full nothing can be queued: try again this often (not every few
+# seconds: each try is a line in the journal).
+STORAGE_FULL_RETRY = 30.0
 
 
 class SyncFailed(HotspotError):
@@ -106,6 +112,7 @@ class Agent:
     outbox: Outbox = field(init=False)
     clock_offset: float = 0.0
     batch_limit: int = field(init=False)
+    unstored_health_at: float | None = field(default=None, init=False)  # monotonic
 
     def __post_init__(self) -> None:
         require_configured(self.config)
@@ -141,10 +148,48 @@ class Agent:
                 backlog=self.outbox.pending(),
                 cpu_interval=cpu_interval,
             )
-        counts = self.outbox.collect(full=full, health=sample)
+            if disk_warning(self.config, sample["disk_pct"]):
+                log.warning(
+                    "storage %.1f %% full (the warning is at %d %%): free some space",
+                    sample["disk_pct"],
+                    self.config.database.disk_warning_pct,
+                )
+        try:
+            counts = self.outbox.collect(full=full, health=sample)
+        except OperationalError as exc:
+            if sample is not None and is_storage_full(exc):
+                self.send_unstored_health(sample)
+            raise
         if any(counts.values()):
             log.debug("queued %s", counts)
         return counts
+
+    def send_unstored_health(self, sample: dict[str, Any]) -> bool:
+        """A health sample the outbox cannot store (the storage is full), sent at once in a
+        batch of its own that is kept nowhere: the province sees the full storage while it is
+        full. At most one per ``sync.health_seconds``; lost if the collector cannot be reached
+        either. True when the collector took it."""
+        mono = time.monotonic()
+        last = self.unstored_health_at
+        if last is not None and mono - last < self.config.sync.health_seconds:
+            return False
+        self.unstored_health_at = mono
+        key = uuid.uuid4().hex
+        head, tail = batch_frame(key, self.clock(), self.config.sync.gateway_id)
+        raw = head + wire.dump_record(sample).encode() + tail
+        batch = Batch(0, key, wire.compress(raw), 1, len(raw), 0)
+        assert self.transport is not None
+        try:
+            status, answer = self.transport.post(wire.INGEST_PATH, batch.body, self.headers(batch))
+        except OSError as exc:
+            log.warning("storage full: health sample not sent either: %s", exc)
+            return False
+        took = status == 200 and bool(answer.get("ok")) and answer.get("batch") == key
+        log.warning(
+            "storage full: health sample sent without queueing it (%s)",
+            "delivered" if took else f"collector answered {status}",
+        )
+        return took
 
     # -- sending -------------------------------------------------------------------------
 
@@ -300,15 +345,15 @@ class Agent:
                     if mono >= next_health:
                         next_health = mono + s.health_seconds
                     next_collect = mono + s.interval_seconds
-            except OperationalError as exc:  # busy database: try again shortly
-                log.warning("collect: %s", str(exc).splitlines()[0])
-                stop.wait(min(5.0, s.interval_seconds))
+            except OperationalError as exc:  # busy database or full storage: try again
+                stop.wait(self._database_failed("collect", exc))
                 continue
             try:
                 outcome = self.send_one()
             except OperationalError as exc:
-                log.warning("send: %s", str(exc).splitlines()[0])
-                stop.wait(min(5.0, s.interval_seconds))
+                # A batch the collector took but whose acknowledgement could not be written
+                # is sent again, byte for byte: the collector takes it once.
+                stop.wait(self._database_failed("send", exc))
                 continue
             if outcome is None:  # all delivered: wait for the next collect
                 failures = 0
@@ -324,6 +369,17 @@ class Agent:
                 stop.wait(delay)
         log.info("sync agent stopped")
         return 0
+
+    def _database_failed(self, what: str, exc: OperationalError) -> float:
+        """Log a failed database step of the agent's loop; how long to wait before the next
+        try. The outbox neither grows nor loses anything meanwhile."""
+        interval = float(self.config.sync.interval_seconds)
+        if is_storage_full(exc):
+            wait = min(STORAGE_FULL_RETRY, interval)
+            log.warning("%s: storage full: nothing new queued; trying again in %.0f s", what, wait)
+            return wait
+        log.warning("%s: %s", what, str(exc).splitlines()[0])
+        return min(5.0, interval)
 
 
 def require_configured(config: Config) -> None:

@@ -62,6 +62,15 @@ def hour_of(ts: dt.datetime) -> dt.datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
+def batch_frame(key: str, created: dt.datetime, gateway: str) -> tuple[bytes, bytes]:
+    """What goes before and after a batch's records (joined by commas) in its body."""
+    head = (
+        f'{{"batch":"{key}","created_at":"{iso(created)}",'
+        f'"gateway":{json.dumps(gateway)},"records":['
+    ).encode()
+    return head, b'],"v":%d}' % wire.PROTOCOL
+
+
 def _content(record: dict[str, Any]) -> str:
     """The record without its revision: what decides whether it changed."""
     return wire.dump_record({k: v for k, v in record.items() if k != "rev"})
@@ -316,12 +325,7 @@ class Outbox:
             return None
         key = uuid.uuid4().hex
         created = self.clock()
-        gateway = self.config.sync.gateway_id
-        head = (
-            f'{{"batch":"{key}","created_at":"{iso(created)}",'
-            f'"gateway":{json.dumps(gateway)},"records":['
-        ).encode()
-        tail = b'],"v":%d}' % wire.PROTOCOL
+        head, tail = batch_frame(key, created, self.config.sync.gateway_id)
         payloads = [r.payload.encode() for r in rows]
 
         def build(n: int) -> tuple[bytes, int]:

@@ -192,6 +192,14 @@ MESSAGES: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
             "be shown or changed right now; sales still work."
         ),
     ),
+    "disk-full": (
+        lambda: gettext("The gateway's storage is full"),
+        lambda: gettext(
+            "Nothing was changed or sold. Devices already online stay online, but no new "
+            "login, sale or change can be saved until there is room again. Tell the "
+            "technician (docs/operator-guide.md: storage full)."
+        ),
+    ),
     "no-key": (
         lambda: gettext("Vouchers are not set up"),
         lambda: gettext(
