@@ -18,6 +18,7 @@ from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.config import Config
 from hotspot.timeutil import naive_utc
+from portal import fmt
 from portal.state import state
 
 log = logging.getLogger(__name__)
@@ -271,4 +272,6 @@ def _console_globals() -> dict[str, Any]:
         "console_lang_url": request.path + "?" + urlencode(params),
         "done": "",
         "village_tz": cfg().village.timezone,
+        # A date and time with the zone as people name it (WIB, WITA, WIT).
+        "zoned": lambda ts: fmt.date_time(ts, cfg().village.tz),
     }
