@@ -11,6 +11,7 @@ One module per job; callers import a name from the module that owns it:
 ``sales``       marking sold (one, a range), undoing a mistaken mark
 ``withdrawal``  voiding one or a batch; unsold stock past its shelf life
 ``ledger``      what counts as a sale, the ledger views, the cash count, the month report
+``online``      online time of online-time vouchers: what the gateway reads and writes
 ``errors``      :class:`VoucherError`, the base of the domain's refusals
 
 Used by the portal (redemption), the operator console and the CLI (the rest). Every function
