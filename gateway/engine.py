@@ -54,12 +54,17 @@ from hotspot.protocol import (
     UntrustResult,
 )
 from hotspot.speed_schedule import Speed, next_edge, speed_at
-from hotspot.timeutil import iso, local_day, local_time, naive_utc, utcnow
+from hotspot.timeutil import MonotonicStep, iso, local_day, local_time, naive_utc, utcnow
 from hotspot.units import MB
+from hotspot.vouchers.online import OnlineTerms, add_online_seconds, online_terms
 
 log = logging.getLogger(__name__)
 
 PACKETS_WRAP = 1 << 32
+
+# Online time: one tick may charge at most this many tick intervals (a stalled process is
+# not charged for the time it did not look).
+ONLINE_STEP_TICKS = 3
 
 # The tier a trusted device may be given besides the configured ones, unless the
 # configuration defines a tier of that name itself: no shaping below the uplink's own rates,
@@ -130,6 +135,7 @@ class SessionEngine:
         db: DbEngine,
         datapath: DataPathPort,
         clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.config = config
         self.db = db
@@ -161,6 +167,14 @@ class SessionEngine:
         self._speeds_at: dt.datetime | None = None
         self._speeds_next: dt.datetime | None = None
         self._ticked_speeds: dict[str, tuple[int, int]] = {}
+        # Online-time vouchers (hotspot/vouchers/online.py): seconds from the monotonic
+        # clock, never the wall clock, kept per voucher until the flush writes them.
+        self.online_clock = MonotonicStep(
+            ONLINE_STEP_TICKS * config.gateway.tick_seconds, monotonic
+        )
+        self.online_pending: dict[int, float] = {}  # voucher id → seconds not yet written
+        self._online_idle: dict[int, float] = {}  # voucher id → charged since its last traffic
+        self._online: dict[int, OnlineTerms] = {}  # the running online-time vouchers
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -365,6 +379,7 @@ class SessionEngine:
             self._ending[live.minor] = live
         sess.ended_at = now
         sess.end_reason = reason
+        self._online_stop(sess, reason)
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
         for hook in self.end_hooks:
             hook(db, sess, reason, now)
@@ -416,6 +431,7 @@ class SessionEngine:
                 for minor, r in readings.items():
                     self._last_raw[(direction, minor)] = (r.bytes, r.packets)
             self._last_tick = now
+            self.online_clock.step()  # the baseline: the first tick counts from here
             log.info(
                 "engine started: %d sessions restored, %d devices blocked",
                 len(active),
@@ -855,6 +871,7 @@ class SessionEngine:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
                 self._account(active, down, up, elapsed, now)
+                self._count_online(db, active, self.online_clock.step(), now)
                 keep()
                 vouchers = self._voucher_bytes(
                     db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
@@ -971,6 +988,9 @@ class SessionEngine:
             return EndReason.SESSION
         if sess.bytes_limit is not None and self._cap_used(db, sess, vouchers) >= sess.bytes_limit:
             return EndReason.QUOTA
+        online_left = self._online_left(sess.voucher_id)
+        if online_left is not None and online_left <= 0:
+            return EndReason.QUOTA  # the voucher's online time is used up, like its data
         tier = self.config.tiers.get(sess.tier)
         trusted = sess.source is Source.TRUSTED
         if tier is not None and (tier.daily_minutes or tier.daily_mb) and not trusted:
@@ -1025,6 +1045,7 @@ class SessionEngine:
             hourly.bytes_up += p.bytes_up
         self.pending.clear()
         self.pending_hourly.clear()
+        self._flush_online(db)
         self._last_flush = time.monotonic()
 
     def reconcile(self) -> str:
@@ -1086,6 +1107,63 @@ class SessionEngine:
             if got != (0, 0):
                 self._charge(live, got, 0.0, when)
                 self._late[live.session_id] = live
+
+    # -- online time ---------------------------------------------------------------------
+
+    def _count_online(
+        self, db: Session, active: builtins.list[ClientSession], step: float, now: dt.datetime
+    ) -> None:
+        """Charge ``step`` monotonic seconds to every online-time voucher with a running
+        session — once per voucher, however many of its devices are on (the time is the
+        voucher's, as Mikhmon's shared users). What was charged since the voucher's last
+        traffic is remembered: an idle timeout gives it back (_online_stop)."""
+        running = {s.voucher_id for s in active if s.voucher_id is not None}
+        self._online = online_terms(db.connection(), running)
+        busy = set()
+        for sess in active:
+            live = self.live.get(sess.id)
+            if live is not None and live.last_activity == now and sess.voucher_id is not None:
+                busy.add(sess.voucher_id)
+        for voucher_id in self._online:
+            self.online_pending[voucher_id] = self.online_pending.get(voucher_id, 0.0) + step
+            idle = 0.0 if voucher_id in busy else self._online_idle.get(voucher_id, 0.0) + step
+            self._online_idle[voucher_id] = idle
+
+    def _online_left(self, voucher_id: int | None) -> float | None:
+        """Seconds of online time the voucher has left, what is not yet written included;
+        None: not an online-time voucher."""
+        if voucher_id is None or voucher_id not in self._online:
+            return None
+        terms = self._online[voucher_id]
+        return terms.total - terms.used - self.online_pending.get(voucher_id, 0.0)
+
+    def _online_stop(self, sess: ClientSession, reason: EndReason) -> None:
+        """A session of an online-time voucher ended. When it was the voucher's last one and
+        it ended by idling out, the idle stretch before it is not charged: online time
+        counts only while a device is active."""
+        vid = sess.voucher_id
+        if vid is None or vid not in self._online:
+            return
+        if any(live.voucher_id == vid for live in self.live.values()):
+            return  # another device of the voucher is still on: its clock still runs
+        idle = self._online_idle.pop(vid, 0.0)
+        if reason is EndReason.IDLE and idle:
+            give_back = min(idle, sess.idle_minutes * 60.0)
+            self.online_pending[vid] = self.online_pending.get(vid, 0.0) - give_back
+
+    def _flush_online(self, db: Session) -> None:
+        """Write the whole seconds counted; the fractions wait for the next flush."""
+        whole = {vid: int(p) for vid, p in self.online_pending.items() if int(p)}
+        if not whole:
+            return
+        add_online_seconds(db.connection(), whole)
+        for vid, n in whole.items():
+            self.online_pending[vid] -= n
+            if vid in self._online:
+                t = self._online[vid]
+                self._online[vid] = OnlineTerms(t.total, max(0, t.used + n))
+        for vid in [v for v, p in self.online_pending.items() if p == 0.0]:
+            del self.online_pending[vid]
 
     def flush(self) -> None:
         """Write pending accounting now (shutdown)."""
@@ -1229,6 +1307,7 @@ class SessionEngine:
             "voucher_id": s.voucher_id,
             "rate_down_bps": live.rate_down_bps if live else 0,
             "rate_up_bps": live.rate_up_bps if live else 0,
+            "online_seconds_remaining": None,
             "last_activity_at": iso(
                 max(
                     t
@@ -1241,6 +1320,12 @@ class SessionEngine:
             remaining = []
             if s.expires_at is not None:
                 remaining.append(max(0, int((s.expires_at - now).total_seconds())))
+            if s.voucher_id is not None and s.voucher_id not in self._online:
+                self._online.update(online_terms(db.connection(), [s.voucher_id]))
+            online_left = self._online_left(s.voucher_id)
+            if online_left is not None:
+                out["online_seconds_remaining"] = max(0, int(online_left))
+                remaining.append(max(0, int(online_left)))
             tier = self.config.tiers.get(s.tier)
             limited = tier is not None and (tier.daily_minutes or tier.daily_mb)
             if tier is not None and limited and s.source is not Source.TRUSTED:

@@ -111,7 +111,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PORTAL_KEYS = tuple(DEFAULTS["portal"])
-PACKAGE_KEYS = ("title", "price", "tier", "hours", "data_mb", "devices", "shelf_days")
+PACKAGE_KEYS = (
+    "title",
+    "price",
+    "tier",
+    "hours",
+    "data_mb",
+    "devices",
+    "shelf_days",
+    "online_minutes",
+    "valid_days",
+)
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
 # [tiers.NAME] schedule = [{ from = "22:00", to = "05:00", down_kbps = …, up_kbps = … }, …]
 SPEED_WINDOW_KEYS = ("from", "to", "down_kbps", "up_kbps")
@@ -478,6 +488,10 @@ class PackageConfig:
     data_mb: int  # 0 = no data quota (only the tier's)
     devices: int  # devices that may use one voucher at once
     shelf_days: int  # days a voucher may wait for its first use (0 = no limit)
+    # An online-time package: minutes online within valid_days from first use (hours is
+    # then valid_days × 24). 0 = an hours package.
+    online_minutes: int = 0
+    valid_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -908,7 +922,13 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
                 f"packages.{name}", "package names are lower-case letters, digits, - and _"
             )
         s = Section(table, f"packages.{name}", set(PACKAGE_KEYS))
-        for key in ("price", "tier", "hours"):
+        for key in ("price", "tier"):
+            if key not in table:
+                raise ConfigError(s.key(key), "missing")
+        online = "online_minutes" in table or "valid_days" in table
+        if online and "hours" in table:
+            raise ConfigError(s.key("hours"), "give hours, or online_minutes and valid_days")
+        for key in ("online_minutes", "valid_days") if online else ("hours",):
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
         full = {"title": name, "data_mb": 0, "devices": 1, "shelf_days": 0, **table}
@@ -926,10 +946,12 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
             title=title,
             price=s.int("price", 0, 100_000_000),
             tier=tier,
-            hours=s.int("hours", 1, 8784),
+            hours=s.int("valid_days", 1, 366) * 24 if online else s.int("hours", 1, 8784),
             data_mb=s.int("data_mb", 0, 10_000_000),
             devices=s.int("devices", 1, 16),
             shelf_days=s.int("shelf_days", 0, 3650),
+            online_minutes=s.int("online_minutes", 1, 527_040) if online else 0,
+            valid_days=s.int("valid_days", 1, 366) if online else 0,
         )
     return packages
 

@@ -53,6 +53,8 @@ class ErrorCode(enum.StrEnum):
     VOUCHER_USED = "voucher-used"
     VOUCHER_EXPIRED = "voucher-expired"
     VOUCHER_EXHAUSTED = "voucher-exhausted"
+    VOUCHER_TIME_USED = "voucher-time-used"
+    VOUCHER_TOPUP_MIXED = "voucher-topup-mixed"
     VOUCHER_VOID = "voucher-void"
     VOUCHER_SOLD = "voucher-sold"
     VOUCHER_UNSOLD = "voucher-unsold"
@@ -211,6 +213,12 @@ _SPECS: dict[ErrorCode, _Spec] = {
         Refused, "the voucher's time is over or it was not used in time"
     ),
     ErrorCode.VOUCHER_EXHAUSTED: _Spec(Refused, "the voucher's data is used up"),
+    ErrorCode.VOUCHER_TIME_USED: _Spec(Refused, "the voucher's online time is used up"),
+    ErrorCode.VOUCHER_TOPUP_MIXED: _Spec(
+        Refused,
+        "an hours voucher and an online-time voucher do not add up: the device runs the "
+        "other kind (disconnect first to use this one on its own)",
+    ),
     ErrorCode.VOUCHER_VOID: _Spec(Refused, "the voucher was withdrawn"),
     ErrorCode.VOUCHER_SOLD: _Spec(Refused, "the voucher was sold already"),
     ErrorCode.VOUCHER_UNSOLD: _Spec(Refused, "the voucher was not marked sold"),

@@ -174,7 +174,12 @@ class PackageSource(enum.StrEnum):
 
 
 class Package(Base):
-    """What a voucher buys: a tier for some hours (from first use), maybe a data quota."""
+    """What a voucher buys: a tier for some hours (from first use), maybe a data quota.
+
+    An online-time package gives ``online_minutes`` of online time (counted only while a
+    device of the voucher is connected and active) within ``valid_days`` from first use; its
+    ``hours`` is then that window (``valid_days`` × 24), so everything that reads ``hours``
+    as "how long from first use at most" stays right."""
 
     __tablename__ = "package"
 
@@ -185,6 +190,8 @@ class Package(Base):
     tier: Mapped[str] = mapped_column(String(32))
     hours: Mapped[int] = mapped_column(Integer)
     data_mb: Mapped[int | None] = mapped_column(Integer)  # None = no data quota
+    online_minutes: Mapped[int | None] = mapped_column(Integer)  # None = wall-clock hours
+    valid_days: Mapped[int | None] = mapped_column(Integer)  # with online_minutes
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
@@ -208,6 +215,8 @@ class VoucherBatch(Base):
     tier: Mapped[str] = mapped_column(String(32))
     hours: Mapped[int] = mapped_column(Integer)
     data_mb: Mapped[int | None] = mapped_column(Integer)
+    online_minutes: Mapped[int | None] = mapped_column(Integer)  # see Package
+    valid_days: Mapped[int | None] = mapped_column(Integer)
     devices: Mapped[int] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)
     # Random per batch; with the secret key outside the database it re-derives the codes,
@@ -243,6 +252,11 @@ class Voucher(Base):
     # Data this voucher may carry, set at first use (its own quota plus what a top-up brought
     # along); None = no quota.
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    # Online time (an online-time package): the seconds it may be online, set at first use
+    # (its own minutes plus what a top-up brought along; None = an hours voucher), and the
+    # seconds used, written by the gateway at each flush. Its validity end is expires_at.
+    online_seconds_total: Mapped[int | None] = mapped_column(Integer)
+    online_seconds_used: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     topup_of: Mapped[int | None] = mapped_column(Integer)  # the voucher it absorbed
     merged_into: Mapped[int | None] = mapped_column(Integer)  # the voucher that absorbed it
     voided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

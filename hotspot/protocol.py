@@ -25,7 +25,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypedDict, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NotRequired, TypeAlias, TypedDict, TypeVar
 
 from hotspot.errors import ErrorCode, UsageError
 from hotspot.mac import normalize_mac
@@ -93,6 +93,8 @@ class SessionInfo(TypedDict):
     voucher_id: int | None
     rate_down_bps: int
     rate_up_bps: int
+    # An online-time voucher's session: the voucher's online seconds left (None otherwise).
+    online_seconds_remaining: NotRequired[int | None]
     last_activity_at: str | None
 
 

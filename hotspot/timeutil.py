@@ -9,7 +9,9 @@ only for people (pages, sales days), computed at the edge with :func:`local_time
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
+from collections.abc import Callable
 from typing import overload
 
 
@@ -66,7 +68,54 @@ def local_day(ts: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
     return local_time(ts, tz).date()
 
 
-def zone_name(tz: zoneinfo.ZoneInfo, at: dt.datetime) -> str:
-    """The zone's short name at the naive-UTC moment ``at`` as people say it (``WIB``,
-    ``WITA``, ``WIT``), not its key (``Asia/Jakarta``)."""
-    return local_time(at, tz).tzname() or tz.key
+# Indonesia's three zones by the names villagers use. tzdata spells most of them this way
+# too, but not on every system (and not for every alias): the table, not tzdata, decides.
+_ZONE_NAMES = {
+    "Asia/Jakarta": "WIB",
+    "Asia/Pontianak": "WIB",
+    "Asia/Makassar": "WITA",
+    "Asia/Ujung_Pandang": "WITA",
+    "Asia/Jayapura": "WIT",
+}
+
+
+def zone_name(tz: zoneinfo.ZoneInfo, at: dt.datetime | None = None) -> str:
+    """The short name people read for the village's zone: ``WIB``, ``WITA`` or ``WIT`` for
+    Indonesia's zones (never ``Asia/Jakarta``); elsewhere tzdata's abbreviation if it is a
+    word, else the offset (``UTC+9``). ``at`` (naive UTC) matters only for zones with
+    summer time."""
+    known = _ZONE_NAMES.get(tz.key)
+    if known is not None:
+        return known
+    local = local_time(at or utcnow(), tz)
+    abbrev = local.tzname() or ""
+    if abbrev.isalpha():
+        return abbrev
+    offset = local.utcoffset() or dt.timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+class MonotonicStep:
+    """Seconds that really passed between two calls of :meth:`step`, from the monotonic
+    clock: a wall-clock jump (an NTP correction, a wrong RTC after a power cut, someone
+    setting the date) neither adds nor removes time. Each step is capped at ``cap_seconds``,
+    so a stalled process (a suspended VM, a long GC, a hung disk) is not charged for the
+    time it did not look. The first step is 0.
+
+    Used for online time (gateway/engine.py); meant for every duration that must not follow
+    the wall clock (issue #11)."""
+
+    def __init__(self, cap_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.cap = cap_seconds
+        self.monotonic = monotonic
+        self._last: float | None = None
+
+    def step(self) -> float:
+        now = self.monotonic()
+        last, self._last = self._last, now
+        if last is None:
+            return 0.0
+        return min(self.cap, max(0.0, now - last))

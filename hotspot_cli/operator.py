@@ -4,6 +4,7 @@ the gateway's terminal (docs/operator-console.md). Actions are audited as ``cli:
     hotspot operators add NAME --role admin|kasir|agen  # password prompted twice, or on stdin
     hotspot operators list | passwd NAME | disable NAME | enable NAME | unlock NAME
     hotspot vouchers packages
+    hotspot vouchers package-add NAME --price RP --tier T (--hours H | --online-minutes M --valid-days D)
     hotspot vouchers create --package NAME --count N [--note TEXT] [--json]
     hotspot vouchers batches | print BATCH | void --batch N|--code CODE --reason TEXT | expire
     hotspot sales report --month 2026-11 [--json]
@@ -28,6 +29,16 @@ def _count(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _whole(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
     return n
 
 
@@ -56,6 +67,23 @@ def register(sub: Any, parser_class: type) -> None:
     vos = vo.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
     pk = vos.add_parser("packages", help="the packages")
     pk.add_argument("--json", action="store_true")
+    pa = vos.add_parser(
+        "package-add", help="make a package, as the console does: hours, or online time"
+    )
+    pa.add_argument("name")
+    pa.add_argument("--title", default="")
+    pa.add_argument("--price", required=True, type=_whole, metavar="RUPIAH")
+    pa.add_argument("--tier", required=True)
+    how_long = pa.add_mutually_exclusive_group(required=True)
+    how_long.add_argument("--hours", type=_count, help="from first use, on the wall clock")
+    how_long.add_argument(
+        "--online-minutes", type=_count, metavar="M", help="counted only while online"
+    )
+    pa.add_argument("--valid-days", type=_count, metavar="D", help="with --online-minutes")
+    pa.add_argument("--data-mb", type=_whole, default=0)
+    pa.add_argument("--devices", type=_count, default=1)
+    pa.add_argument("--shelf-days", type=_whole, default=0)
+    pa.add_argument("--json", action="store_true")
     cr = vos.add_parser("create", help="generate a batch of vouchers and print their codes")
     cr.add_argument("--package", required=True, metavar="NAME")
     cr.add_argument("--count", required=True, type=_count, metavar="N")
@@ -103,6 +131,53 @@ def _read_password(name: str) -> str:
     if getpass.getpass("again: ") != first:
         raise UsageError("the two passwords differ")
     return first
+
+
+def _time_terms(r: dict[str, Any]) -> str:
+    if r.get("online_minutes"):
+        return f"{r['online_minutes']} min online/{r['valid_days']} d"
+    return f"{r['hours']} h"
+
+
+def _package_add(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_json: bool) -> int:
+    from hotspot.vouchers.packages import get_package, save_package
+
+    if args.online_minutes is not None and args.valid_days is None:
+        raise UsageError("--valid-days: needed with --online-minutes (the validity window)")
+    if args.hours is not None and args.valid_days is not None:
+        raise UsageError("--valid-days: only with --online-minutes (an hours package has none)")
+    values = {
+        "name": args.name,
+        "title": args.title or args.name,
+        "price": args.price,
+        "tier": args.tier,
+        "hours": args.hours,
+        "online_minutes": args.online_minutes,
+        "valid_days": args.valid_days,
+        "data_mb": args.data_mb,
+        "devices": args.devices,
+        "shelf_days": args.shelf_days,
+        "active": True,
+    }
+    pid = save_package(engine, values, tiers=list(cfg.tiers), actor=actor)
+    p = get_package(engine, pid)
+    row = {
+        "id": p.id,
+        "name": p.name,
+        "title": p.title,
+        "price": p.price,
+        "tier": p.tier,
+        "hours": p.hours,
+        "online_minutes": p.online_minutes,
+        "valid_days": p.valid_days,
+        "data_mb": p.data_mb,
+        "devices": p.devices,
+        "shelf_days": p.shelf_days,
+        "active": p.active,
+        "source": p.source,
+    }
+    _out(row, as_json, f"package {p.name} made: {_time_terms(row)}, {_rp(p.price)}")
+    return 0
 
 
 def _rp(n: int) -> str:
@@ -185,6 +260,8 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
                 "price": p.price,
                 "tier": p.tier,
                 "hours": p.hours,
+                "online_minutes": p.online_minutes,
+                "valid_days": p.valid_days,
                 "data_mb": p.data_mb,
                 "devices": p.devices,
                 "shelf_days": p.shelf_days,
@@ -197,7 +274,7 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
             rows,
             as_json,
             "\n".join(
-                f"{r['name']:16} {_rp(r['price']):>12}  {r['tier']:10} {r['hours']:>5} h  "
+                f"{r['name']:16} {_rp(r['price']):>12}  {r['tier']:10} {_time_terms(r):>18}  "
                 f"{(str(r['data_mb']) + ' MB') if r['data_mb'] else 'no quota':>10}  "
                 f"{r['devices']} dev  {r['source']}{'' if r['active'] else '  (not on sale)'}"
                 for r in rows
@@ -205,6 +282,8 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
             or "no packages",
         )
         return 0
+    if args.cmd == "package-add":
+        return _package_add(cfg, engine, args, actor, as_json)
     if args.cmd == "expire":
         n = expire_unsold(engine, actor=actor)
         _out({"expired": n}, as_json, f"{n} unsold vouchers past their shelf life withdrawn")

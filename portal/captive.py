@@ -270,6 +270,8 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.VOUCHER_USED: ("error", 503),
     ErrorCode.VOUCHER_EXPIRED: ("error", 503),
     ErrorCode.VOUCHER_EXHAUSTED: ("error", 503),
+    ErrorCode.VOUCHER_TIME_USED: ("error", 503),
+    ErrorCode.VOUCHER_TOPUP_MIXED: ("error", 503),
     ErrorCode.VOUCHER_VOID: ("error", 503),
     ErrorCode.VOUCHER_SOLD: ("error", 503),
     ErrorCode.VOUCHER_UNSOLD: ("error", 503),
@@ -364,7 +366,17 @@ def home(
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
         speed_note = fmt.speed_window(sess, tz, now)
-        return page("status.html", status, s=sess, ends=ends, speed_note=speed_note, **shown)
+        # An online-time voucher: its validity end as a date and time in WIB/WITA/WIT.
+        valid_until = fmt.date_time(sess.get("expires_at"), tz)
+        return page(
+            "status.html",
+            status,
+            s=sess,
+            ends=ends,
+            speed_note=speed_note,
+            valid_until=valid_until,
+            **shown,
+        )
     free = (info.get("allowance") or {}).get("free")
     if free and free.get("exhausted"):
         resets = fmt.clock_time(free.get("resets_at"), tz, now)
@@ -442,6 +454,14 @@ VOUCHER_MESSAGES = {
     ),
     ErrorCode.VOUCHER_EXPIRED: (lambda: gettext("This voucher has expired."), 410),
     ErrorCode.VOUCHER_EXHAUSTED: (lambda: gettext("This voucher's data is used up."), 410),
+    ErrorCode.VOUCHER_TIME_USED: (lambda: gettext("This voucher's online time is used up."), 410),
+    ErrorCode.VOUCHER_TOPUP_MIXED: (
+        lambda: gettext(
+            "This code is of another kind than the voucher running on this device (hours or "
+            "online time), so they cannot be added up. Disconnect first, then enter this code."
+        ),
+        409,
+    ),
     ErrorCode.VOUCHER_VOID: (lambda: gettext("This voucher was withdrawn by the BUMDes."), 410),
 }
 
@@ -460,6 +480,7 @@ def connected_by_voucher(done: Redemption) -> Response:
         "tier": done.tier,
         "until": iso(done.expires_at, exact=True),
         "bytes": done.bytes_limit,
+        "online": done.online_seconds_left,
     }
     return see_other("/ok", carry())
 
@@ -586,6 +607,8 @@ def success_page(
     until = ""
     if voucher and voucher.get("until"):
         until = fmt.clock_time(voucher["until"], st.config.village.tz, st.clock())
+        if voucher.get("online") is not None:
+            until = fmt.date_time(voucher["until"], st.config.village.tz)
     return page("success.html", s=sess, to=to, to_host=host, voucher=voucher, until=until)
 
 

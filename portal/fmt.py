@@ -106,6 +106,38 @@ def speed_window_hours(window: SpeedWindow, tz: zoneinfo.ZoneInfo, now: dt.datet
     return f"{start}–{end} {zone_name(tz, now)}"
 
 
+def date_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo) -> str:
+    """``7 Des 2026 14.05 WIB`` — a date and time on the village's clock, its zone by the
+    short name people use (WIB, WITA, WIT), never ``Asia/Jakarta``."""
+    if not value:
+        return ""
+    from babel.dates import format_date
+
+    at = naive_utc(value)
+    local = local_time(at, tz)
+    sep = "." if _locale() == "id" else ":"
+    day = format_date(local.date(), "d MMM yyyy", locale=_locale())
+    return f"{day} {local.hour:02d}{sep}{local.minute:02d} {zone_name(tz, at)}"
+
+
+def online_terms(minutes: int | None, days: int | None) -> str:
+    """An online-time package's terms: ``1 jam online, berlaku 7 hari``."""
+    return gettext(
+        "%(time)s online, valid %(days)s",
+        time=duration((minutes or 0) * 60),
+        days=ngettext("%(num)d day", "%(num)d days", days or 0),
+    )
+
+
+def package_time(terms: Any) -> str:
+    """The time a package or batch (an object or a dict) gives: hours from first use, or
+    online time within its validity window."""
+    get = terms.get if isinstance(terms, dict) else lambda key: getattr(terms, key, None)
+    if get("online_minutes"):
+        return online_terms(get("online_minutes"), get("valid_days"))
+    return hours(int(get("hours") or 0))
+
+
 def tier_name(tier: str) -> str:
     names = {"free": gettext("Free"), "premium": gettext("Premium")}
     return names.get(tier, tier.replace("-", " ").replace("_", " ").title())

@@ -13,6 +13,7 @@ One module per job; callers import a name from the module that owns it:
 ``ledger``      what counts as a sale, the ledger views, the cash count, the month report
 ``agents``      agents (warung resellers): batches given at the agent's price, their sales,
                 payments, the ledger per agent
+``online``      online time of online-time vouchers: what the gateway reads and writes
 ``errors``      :class:`VoucherError`, the base of the domain's refusals
 
 Used by the portal (redemption), the operator console and the CLI (the rest). Every function

@@ -28,12 +28,16 @@ PACKAGE_LIMITS = {
     "devices": (1, 16),
     "shelf_days": (0, 3650),
 }
+# An online-time package: minutes online (at most a year's) within a window of days.
+ONLINE_LIMITS = {"online_minutes": (1, 527_040), "valid_days": (1, 366)}
 PACKAGE_FIELDS = (
     "name",
     "title",
     "price",
     "tier",
     "hours",
+    "online_minutes",
+    "valid_days",
     "data_mb",
     "devices",
     "shelf_days",
@@ -81,6 +85,8 @@ def sync_packages(
             price=pkg.price,
             tier=pkg.tier,
             hours=pkg.hours,
+            online_minutes=pkg.online_minutes or None,
+            valid_days=pkg.valid_days or None,
             data_mb=pkg.data_mb or None,
             devices=pkg.devices,
             shelf_days=pkg.shelf_days or None,
@@ -118,6 +124,8 @@ class PackageInfo:
     hours: int
     data_mb: int | None
     devices: int
+    online_minutes: int | None = None  # an online-time package (hours = its valid days × 24)
+    valid_days: int | None = None
 
 
 def list_packages(engine: Engine) -> list[PackageInfo]:
@@ -127,7 +135,18 @@ def list_packages(engine: Engine) -> list[PackageInfo]:
             select(Package).where(Package.active.is_(True)).order_by(Package.price, Package.name)
         ).all()
     return [
-        PackageInfo(r.id, r.name, r.title, r.price, r.tier, r.hours, r.data_mb, r.devices)
+        PackageInfo(
+            r.id,
+            r.name,
+            r.title,
+            r.price,
+            r.tier,
+            r.hours,
+            r.data_mb,
+            r.devices,
+            r.online_minutes,
+            r.valid_days,
+        )
         for r in rows
     ]
 
@@ -150,6 +169,17 @@ def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any
     ):
         raise PackageError("title", "1 to 40 characters")
     out["title"] = title.strip()
+    # Either hours from first use, or online minutes within valid days (hours = the window).
+    online = values.get("online_minutes") not in (None, 0)
+    for key, (lo, hi) in ONLINE_LIMITS.items() if online else ():
+        v = values.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise PackageError(key, f"a whole number from {lo} to {hi}")
+        out[key] = v
+    if online:
+        values = dict(values, hours=out["valid_days"] * 24)
+    else:
+        out["online_minutes"] = out["valid_days"] = None
     for key, (lo, hi) in PACKAGE_LIMITS.items():
         v = values.get(key, 0 if key in ("data_mb", "shelf_days") else None)
         if key == "devices" and v is None:

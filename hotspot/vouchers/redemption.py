@@ -102,6 +102,7 @@ class Redemption:
     joined: bool = False  # a further device on a multi-device voucher
     moved_from: str | None = None  # the MAC it moved from
     topped_up: int | None = None  # the voucher whose remainder it absorbed
+    online_seconds_left: int | None = None  # an online-time voucher: as last written
 
 
 @dataclass
@@ -120,6 +121,8 @@ class _Plan:
     move_id: int | None = None
     kick_old: bool = False
     merged: int | None = None
+    online_total: int | None = None  # an online-time voucher's seconds, and those used
+    online_used: int = 0
 
 
 class VoucherService:
@@ -348,6 +351,9 @@ class VoucherService:
             joined=plan.joined,
             moved_from=plan.moved_from,
             topped_up=plan.merged,
+            online_seconds_left=(
+                None if plan.online_total is None else max(0, plan.online_total - plan.online_used)
+            ),
         )
 
     def _used_bytes(
@@ -403,11 +409,14 @@ class VoucherService:
                 Voucher.valid_until,
                 Voucher.expires_at,
                 Voucher.bytes_total,
+                Voucher.online_seconds_total,
+                Voucher.online_seconds_used,
                 Voucher.merged_into,
                 Voucher.void_reason,
                 VoucherBatch.package_name,
                 VoucherBatch.tier,
                 VoucherBatch.hours,
+                VoucherBatch.online_minutes,
                 VoucherBatch.data_mb,
                 VoucherBatch.devices,
                 Package.title,
@@ -457,6 +466,13 @@ class VoucherService:
                 raise VoucherError(
                     "this voucher's data is used up", code=ErrorCode.VOUCHER_EXHAUSTED
                 )
+            if (
+                v.online_seconds_total is not None
+                and v.online_seconds_used >= v.online_seconds_total
+            ):
+                raise VoucherError(
+                    "this voucher's online time is used up", code=ErrorCode.VOUCHER_TIME_USED
+                )
 
         plan = _Plan(
             voucher_id=v.id,
@@ -465,6 +481,8 @@ class VoucherService:
             tier=batch.tier,
             expires_at=v.expires_at or now,
             bytes_total=v.bytes_total,
+            online_total=v.online_seconds_total,
+            online_used=v.online_seconds_used or 0,
         )
 
         # Which device slot: already mine, a free one, or the one of a device that left.
@@ -526,12 +544,27 @@ class VoucherService:
             plan.bound = True
 
         if v.state == VoucherState.NEW.value:
+            # An online-time voucher's hours are its validity window (valid_days × 24).
             expires = now + dt.timedelta(hours=batch.hours)
             total = batch.data_mb * MB if batch.data_mb else None
+            online = batch.online_minutes * 60 if batch.online_minutes else None
             merged = self._topup_source(conn, mac, v.id, now)
+            if merged is not None and (merged.online_seconds_total is None) != (online is None):
+                # Hours and online time are different clocks: adding one to the other would
+                # be a guess at a rate of exchange. Refused; after a disconnect it is used on
+                # its own (docs/operator-guide.md).
+                raise VoucherError(
+                    "an hours voucher and an online-time voucher do not add up",
+                    code=ErrorCode.VOUCHER_TOPUP_MIXED,
+                )
             if merged is not None:
                 old_v, carry_bytes = merged, None
-                expires += max(dt.timedelta(0), old_v.expires_at - now)
+                if online is None:
+                    expires += max(dt.timedelta(0), old_v.expires_at - now)
+                else:
+                    # Online time adds up; the validity ends at the later of the two ends.
+                    online += max(0, old_v.online_seconds_total - old_v.online_seconds_used)
+                    expires = max(expires, old_v.expires_at)
                 if old_v.bytes_total is not None:
                     carry_bytes = max(0, old_v.bytes_total - self._used_bytes(conn, old_v.id, live))
                 total = None if total is None or carry_bytes is None else total + carry_bytes
@@ -550,6 +583,8 @@ class VoucherService:
                     first_used_at=now,
                     expires_at=expires,
                     bytes_total=total,
+                    online_seconds_total=online,
+                    online_seconds_used=0,
                     topup_of=plan.merged,
                 )
             )
@@ -557,6 +592,7 @@ class VoucherService:
                 raise VoucherError("this voucher was already used", code=ErrorCode.VOUCHER_USED)
             plan.first_use = True
             plan.expires_at, plan.bytes_total = expires, total
+            plan.online_total, plan.online_used = online, 0
         return plan
 
     @staticmethod
@@ -612,12 +648,24 @@ class VoucherService:
         if sess is None or sess.voucher_id == new_id:
             return None
         row = conn.execute(
-            select(Voucher.id, Voucher.expires_at, Voucher.bytes_total, VoucherBatch.devices)
+            select(
+                Voucher.id,
+                Voucher.expires_at,
+                Voucher.bytes_total,
+                Voucher.online_seconds_total,
+                Voucher.online_seconds_used,
+                VoucherBatch.devices,
+            )
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
             .where(Voucher.id == sess.voucher_id, Voucher.state == VoucherState.ACTIVE.value)
         ).first()
         if row is None or row.devices != 1 or row.expires_at is None or row.expires_at <= now:
             return None
+        if (
+            row.online_seconds_total is not None
+            and row.online_seconds_used >= row.online_seconds_total
+        ):
+            return None  # its online time is used up: nothing to carry
         return row
 
     def _undo(self, plan: _Plan, mac: str) -> None:
@@ -655,6 +703,7 @@ class VoucherService:
                             first_used_at=None,
                             expires_at=None,
                             bytes_total=None,
+                            online_seconds_total=None,
                             topup_of=None,
                         )
                     )
@@ -712,6 +761,10 @@ def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> tup
                 or_(VoucherDevice.device_id == device_id, VoucherDevice.mac.in_(its_macs)),
                 Voucher.state == VoucherState.ACTIVE.value,
                 Voucher.expires_at > now,
+                or_(
+                    Voucher.online_seconds_total.is_(None),
+                    Voucher.online_seconds_used < Voucher.online_seconds_total,
+                ),
             )
             .order_by(Voucher.expires_at.desc())
             .limit(1)

@@ -17,7 +17,8 @@ from flask_babel import format_datetime, gettext
 from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.config import Config
-from hotspot.timeutil import naive_utc
+from hotspot.timeutil import naive_utc, zone_name
+from portal import fmt
 from portal.state import state
 
 log = logging.getLogger(__name__)
@@ -307,6 +308,8 @@ def _console_globals() -> dict[str, Any]:
         "local": local,
         "console_lang_url": request.path + "?" + urlencode(params),
         "done": "",
-        "village_tz": cfg().village.timezone,
+        "village_tz": zone_name(cfg().village.tz),  # WIB, not Asia/Jakarta
         "role_label": role_label,
+        # A date and time with the zone as people name it (WIB, WITA, WIT).
+        "zoned": lambda ts: fmt.date_time(ts, cfg().village.tz),
     }

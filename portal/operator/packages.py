@@ -51,11 +51,17 @@ def _package_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     if tier not in _tiers():
         errors["tier"] = gettext("Choose a speed.")
     values["tier"] = tier
-    unit = form.get("unit", "hours")
-    if unit not in ("hours", "days"):
-        unit = "hours"
-    n = whole(form, "duration", 1, 8784 if unit == "hours" else 366, errors)
-    values["hours"] = n * (24 if unit == "days" else 1) if n is not None else None
+    if form.get("kind") == "online":
+        # Online time within a validity window (hotspot/vouchers/packages.py).
+        values["online_minutes"] = whole(form, "online_minutes", 1, 527_040, errors)
+        values["valid_days"] = days = whole(form, "valid_days", 1, 366, errors)
+        values["hours"] = days * 24 if days is not None else None
+    else:
+        unit = form.get("unit", "hours")
+        if unit not in ("hours", "days"):
+            unit = "hours"
+        n = whole(form, "duration", 1, 8784 if unit == "hours" else 366, errors)
+        values["hours"] = n * (24 if unit == "days" else 1) if n is not None else None
     values["data_mb"] = whole(form, "data_mb", 0, 10_000_000, errors, required=False) or 0
     values["devices"] = whole(form, "devices", 1, 16, errors)
     values["shelf_days"] = whole(form, "shelf_days", 0, 3650, errors, required=False) or 0
@@ -76,6 +82,7 @@ def package_new() -> Any:
             None,
             {
                 "devices": "1",
+                "kind": "hours",
                 "unit": "hours",
                 "active": "1",
                 "tier": "premium" if "premium" in cfg().tiers else "",
@@ -132,7 +139,11 @@ def package_edit(pid: int) -> Any:
             )
         return _package_save(pid)
     days = pkg.hours % 24 == 0
+    online = bool(pkg.online_minutes)
     form = {
+        "kind": "online" if online else "hours",
+        "online_minutes": str(pkg.online_minutes or ""),
+        "valid_days": str(pkg.valid_days or ""),
         "name": pkg.name,
         "title": pkg.title,
         "price": str(pkg.price),

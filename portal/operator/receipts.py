@@ -72,9 +72,9 @@ def _receipt(vid: int) -> dict[str, Any] | None:
     url = f"{base}/?code={code}"
     if b["data_mb"]:
         size = fmt.megabytes(b["data_mb"])
-        terms = gettext("%(hours)s, %(data)s", hours=fmt.hours(b["hours"]), data=size)
+        terms = gettext("%(hours)s, %(data)s", hours=fmt.package_time(b), data=size)
     else:
-        terms = fmt.hours(b["hours"])
+        terms = fmt.package_time(b)
     valid = ""
     if v.get("valid_until") or b.get("valid_until"):
         valid = gettext(
