@@ -38,6 +38,7 @@ PACKAGE_FIELDS = (
     "devices",
     "shelf_days",
     "active",
+    "auto_resume",
 )
 
 
@@ -84,6 +85,7 @@ def sync_packages(
             data_mb=pkg.data_mb or None,
             devices=pkg.devices,
             shelf_days=pkg.shelf_days or None,
+            auto_resume=pkg.auto_resume,
             active=True,
             source="config",
             updated_at=now,
@@ -162,6 +164,7 @@ def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any
         raise PackageError("tier", f"no such tier {tier!r}")
     out["tier"] = tier
     out["active"] = bool(values.get("active", True))
+    out["auto_resume"] = bool(values.get("auto_resume", True))
     return out
 
 

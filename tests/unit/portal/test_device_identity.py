@@ -354,12 +354,12 @@ def test_owner_reconnects_with_one_tap_after_a_mac_change(phone, other_phone, ba
     assert phone.form("/voucher", {"code": code}).status_code == 303
     datapath.neighbours[PHONE_IP] = NEW_MAC  # the phone randomised its MAC
     page = text(phone.get("/"))
-    assert "Sambungkan lagi dengan voucher saya" in page and "Harian" in page
+    assert "Lanjutkan paket Anda (sisa 1 hari)" in page and "Harian" in page
     assert phone.form("/voucher/resume").status_code == 303  # no code typed
     sess = gw.call("client", ip=PHONE_IP)["session"]
     assert sess["mac"] == NEW_MAC and sess["source"] == "voucher"
     # Someone else has nothing to resume: no button, and a direct POST does nothing.
-    assert "Sambungkan lagi dengan voucher" not in text(other_phone.get("/"))
+    assert "Lanjutkan paket" not in text(other_phone.get("/"))
     resp = other_phone.form("/voucher/resume")
     assert resp.status_code in (400, 409)
     assert gw.call("client", ip=OTHER_IP)["session"] is None
