@@ -141,7 +141,8 @@ def test_attack_new_mac_with_cookie_gets_no_fresh_allowance(app, phone, engine, 
     assert phone.form("/accept").status_code == 303
     use_up(engine, datapath, PHONE_IP)
     datapath.neighbours[PHONE_IP] = NEW_MAC  # `ip link set address`
-    assert "Terima" in text(phone.get("/"))  # the gateway has never seen this MAC
+    # The gateway has never seen this MAC: the splash (its cookie accepted today: one tap).
+    assert "Lanjutkan internet gratis" in text(phone.get("/"))
     resp = phone.form("/accept")
     assert resp.status_code == 403 and "sudah habis" in text(resp)
     assert "sudah habis" in text(phone.get("/"))
