@@ -122,7 +122,6 @@ PACKAGE_KEYS = (
     "shelf_days",
     "auto_resume",
 )
-FREE_REMEMBER = ("day", "never")
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
 # [tiers.NAME] schedule = [{ from = "22:00", to = "05:00", down_kbps = …, up_kbps = … }, …]
 SPEED_WINDOW_KEYS = ("from", "to", "down_kbps", "up_kbps")

@@ -1,16 +1,16 @@
 """Auto-resume: a package may let its vouchers' devices back in without the portal
 (issue #13, item 2)
 
-Revision ID: 0009
-Revises: 0008 (trusted devices)
+Revision ID: 0010
+Revises: 0009 (the daily summary)
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
