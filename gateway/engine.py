@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted
@@ -40,8 +40,13 @@ from hotspot.model import (
     Device,
     EndReason,
     HourlyUsage,
+    Package,
     Source,
     TrustedDevice,
+    Voucher,
+    VoucherBatch,
+    VoucherDevice,
+    VoucherState,
 )
 from hotspot.protocol import (
     Allowance,
@@ -105,6 +110,17 @@ class _Live:
     bytes_down: int = 0  # not yet flushed
     bytes_up: int = 0
     last_activity: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    """A device whose voucher or free-tier session idled out (it left): let out again,
+    without the portal, when it is seen on the LAN while what it had is still valid."""
+
+    tier: str
+    voucher_id: int | None  # None: the free tier, accepted on ``day``
+    day: dt.date  # the local day its session started
+    until: dt.datetime | None  # the voucher's end (the free tier: the end of ``day``)
 
 
 @dataclass
@@ -175,6 +191,9 @@ class SessionEngine:
         self.online_pending: dict[int, float] = {}  # voucher id → seconds not yet written
         self._online_idle: dict[int, float] = {}  # voucher id → charged since its last traffic
         self._online: dict[int, OnlineTerms] = {}  # the running online-time vouchers
+        # MAC → what it may resume (see _admit_resumable): kept in memory, so that a tick
+        # asks the database only about those of them that are back on the LAN.
+        self.resumable: dict[str, _Resumable] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -380,6 +399,7 @@ class SessionEngine:
         sess.ended_at = now
         sess.end_reason = reason
         self._online_stop(sess, reason)
+        self._remember_resumable(sess, reason)
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
         for hook in self.end_hooks:
             hook(db, sess, reason, now)
@@ -426,6 +446,7 @@ class SessionEngine:
                 self.dp.install([self._wanted(s, now) for s in active], blocked)
                 for sess in active:
                     self._track(sess, baseline=True)
+                self._load_resumable(db, now)
             down, up = self.dp.counters()
             for direction, readings in (("down", down), ("up", up)):
                 for minor, r in readings.items():
@@ -552,6 +573,7 @@ class SessionEngine:
                 # At an address a session just ended at, the class stays and counts on from
                 # that session's final reading; elsewhere the class is new and counts from 0.
                 self._track(sess, baseline=any(w.ip == ip for w in before))
+                self.resumable.pop(mac, None)  # a session of its own now
                 log.info(
                     "session %d: %s at %s authorized on %s (%s)",
                     sess.id,
@@ -839,6 +861,149 @@ class SessionEngine:
                 except (Refused, UsageError, NotFound) as exc:
                     log.warning("trusted %s at %s not let out: %s", mac, ip, exc.message)
 
+    # -- returning devices (issue #13 item 2: no retyping) -----------------------------------
+
+    def _remember_resumable(self, sess: ClientSession, reason: EndReason) -> None:
+        """A voucher or free session that idled out (the device left) may resume; any other
+        end — a kick, a logout, a block, the voucher's time or data over, a move — forgets
+        the device until it logs in again."""
+        resumable = reason is EndReason.IDLE and (
+            sess.source is Source.VOUCHER
+            or (sess.source is Source.FREE and self.config.portal.free_remember_acceptance == "day")
+        )
+        if not resumable:
+            self.resumable.pop(sess.mac, None)
+            return
+        day = self.local_day(sess.started_at)
+        self.resumable[sess.mac] = _Resumable(
+            tier=sess.tier,
+            voucher_id=sess.voucher_id,
+            day=day,
+            until=sess.expires_at
+            if sess.voucher_id is not None
+            else self.next_reset(now=sess.started_at),
+        )
+
+    def _load_resumable(self, db: Session, now: dt.datetime) -> None:
+        """After a restart: the devices whose last session idled out and may still resume
+        (two indexed queries at start-up, none per tick)."""
+        later = aliased(ClientSession)
+        midnight = self.next_reset(now) - dt.timedelta(days=1)
+        free_on = self.config.portal.free_remember_acceptance == "day"
+        kinds = [(ClientSession.source == Source.VOUCHER) & (ClientSession.expires_at > now)]
+        if free_on:
+            kinds.append(
+                (ClientSession.source == Source.FREE) & (ClientSession.started_at >= midnight)
+            )
+        rows = db.scalars(
+            select(ClientSession).where(
+                ClientSession.end_reason == EndReason.IDLE,
+                or_(*kinds),
+                ~select(later.id)
+                .where(later.mac == ClientSession.mac, later.id > ClientSession.id)
+                .exists(),
+            )
+        )
+        for sess in rows:
+            self._remember_resumable(sess, EndReason.IDLE)
+
+    def _admit_resumable(self) -> None:
+        """Let out again the devices of :attr:`resumable` that are back on the LAN (one
+        neighbour dump; the database is asked only about those seen): a voucher still
+        running on its package's ``auto_resume``, with data left and this MAC still among its
+        devices; the free tier on the day it was accepted, while the allowance lasts. A
+        blocked device never; what no longer qualifies is forgotten."""
+        with self.lock:
+            now = self.clock()
+            for mac, r in list(self.resumable.items()):
+                if r.until is not None and r.until <= now:
+                    del self.resumable[mac]
+            if not self.resumable:
+                return
+            seen = self.dp.ips_of(set(self.resumable))
+            if not seen:
+                return
+            grants: dict[str, dict[str, Any]] = {}
+            with Session(self.db) as db:
+                blocked = set(
+                    db.scalars(
+                        select(Device.mac).where(Device.mac.in_(seen), Device.blocked.is_(True))
+                    )
+                )
+                wanted = {self.resumable[m].voucher_id for m in seen} - {None}
+                vouchers: dict[int, Any] = {}
+                bound: set[tuple[int, str]] = set()
+                used: dict[int, int] = {}
+                if wanted:
+                    vouchers = {
+                        row.id: row
+                        for row in db.execute(
+                            select(
+                                Voucher.id,
+                                Voucher.expires_at,
+                                Voucher.bytes_total,
+                                VoucherBatch.tier,
+                            )
+                            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+                            .join(Package, VoucherBatch.package_id == Package.id)
+                            .where(
+                                Voucher.id.in_(wanted),
+                                Voucher.state == VoucherState.ACTIVE.value,
+                                Voucher.expires_at > now,
+                                Package.auto_resume.is_(True),
+                                # An online-time voucher with its minutes used up: not again.
+                                or_(
+                                    Voucher.online_seconds_total.is_(None),
+                                    Voucher.online_seconds_used < Voucher.online_seconds_total,
+                                ),
+                            )
+                        )
+                    }
+                    bound = {
+                        (vid, m)
+                        for vid, m in db.execute(
+                            select(VoucherDevice.voucher_id, VoucherDevice.mac).where(
+                                VoucherDevice.voucher_id.in_(wanted), VoucherDevice.mac.in_(seen)
+                            )
+                        )
+                    }
+                    used = self._voucher_bytes(db, set(vouchers))
+            for mac in seen:
+                r = self.resumable[mac]
+                if mac in blocked:
+                    continue
+                if r.voucher_id is None:
+                    if r.day == self.local_day(now):
+                        grants[mac] = {"tier": r.tier, "source": Source.FREE}
+                    continue
+                v = vouchers.get(r.voucher_id)
+                if v is None or (r.voucher_id, mac) not in bound:
+                    continue
+                if v.bytes_total is not None and used.get(v.id, 0) >= v.bytes_total:
+                    continue
+                grants[mac] = {
+                    "tier": v.tier,
+                    "source": Source.VOUCHER,
+                    "expires_at": v.expires_at,
+                    "bytes_limit": v.bytes_total,
+                    "voucher_id": v.id,
+                }
+            for mac in seen:
+                grant = grants.get(mac)
+                if grant is None:
+                    log.info("%s is back but may not resume: forgotten", mac)
+                    self.resumable.pop(mac, None)
+                    continue
+                try:
+                    self.authorize(ip=seen[mac], mac=mac, **grant)
+                except (Refused, UsageError, NotFound) as exc:
+                    log.info("%s is back but was not let out again: %s", mac, exc.message)
+                    self.resumable.pop(mac, None)
+                else:
+                    log.info(
+                        "%s is back: let out again on %s without the portal", mac, grant["tier"]
+                    )
+
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, force_flush: bool = False) -> TickReport:
@@ -897,6 +1062,7 @@ class SessionEngine:
                 blocked = self._blocked(db)
             report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
             self._admit_trusted()
+            self._admit_resumable()
         return report
 
     @contextlib.contextmanager

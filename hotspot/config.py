@@ -106,6 +106,9 @@ DEFAULTS: dict[str, Any] = {
         "voucher_takeover_hours": 12,
         "free_devices_per_address": 3,
         "device_cookie_days": 400,
+        # "day": a device that accepted the free tier's terms today is let out again without
+        # them for the rest of the day's allowance; "never": the terms at every connection.
+        "free_remember_acceptance": "day",
     },
     "packages": {},
 }
@@ -121,6 +124,7 @@ PACKAGE_KEYS = (
     "shelf_days",
     "online_minutes",
     "valid_days",
+    "auto_resume",
 )
 TIER_KEYS = ("down_kbps", "up_kbps", "session_minutes", "idle_minutes", "daily_minutes", "daily_mb")
 # [tiers.NAME] schedule = [{ from = "22:00", to = "05:00", down_kbps = …, up_kbps = … }, …]
@@ -132,6 +136,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+_FREE_REMEMBER = re.compile(r"^(day|never)$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 # [sync] and [privacy]: the sync agent and the provincial report (docs/sync-and-collector.md).
@@ -470,6 +475,7 @@ class PortalConfig:
     voucher_takeover_hours: int  # a code in use moves to another device after this absence
     free_devices_per_address: int  # new free-tier device identities per address per day
     device_cookie_days: int  # the device cookie's Max-Age
+    free_remember_acceptance: str  # day | never: the free tier's terms once a day, or always
 
     @property
     def tls(self) -> bool:
@@ -492,6 +498,7 @@ class PackageConfig:
     # then valid_days × 24). 0 = an hours package.
     online_minutes: int = 0
     valid_days: int = 0
+    auto_resume: bool = True  # a returning device is let out again without the portal
 
 
 @dataclass(frozen=True)
@@ -909,6 +916,7 @@ def _portal(raw: Mapping[str, Any]) -> PortalConfig:
         voucher_takeover_hours=s.int("voucher_takeover_hours", 1, 720),
         free_devices_per_address=s.int("free_devices_per_address", 1, 100),
         device_cookie_days=s.int("device_cookie_days", 1, 400),
+        free_remember_acceptance=s.str("free_remember_acceptance", _FREE_REMEMBER, "day or never"),
     )
 
 
@@ -931,7 +939,14 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
         for key in ("online_minutes", "valid_days") if online else ("hours",):
             if key not in table:
                 raise ConfigError(s.key(key), "missing")
-        full = {"title": name, "data_mb": 0, "devices": 1, "shelf_days": 0, **table}
+        full = {
+            "title": name,
+            "data_mb": 0,
+            "devices": 1,
+            "shelf_days": 0,
+            "auto_resume": True,
+            **table,
+        }
         s = Section(full, f"packages.{name}")
         tier = s.str("tier")
         if tier not in tiers:
@@ -952,8 +967,16 @@ def _packages(raw: Mapping[str, Any], tiers: Mapping[str, Tier]) -> dict[str, Pa
             shelf_days=s.int("shelf_days", 0, 3650),
             online_minutes=s.int("online_minutes", 1, 527_040) if online else 0,
             valid_days=s.int("valid_days", 1, 366) if online else 0,
+            auto_resume=_bool(s, "auto_resume"),
         )
     return packages
+
+
+def _bool(s: Section, name: str) -> bool:
+    value = s.data[name]
+    if not isinstance(value, bool):
+        raise ConfigError(s.key(name), "must be true or false")
+    return value
 
 
 def _sync(raw: Mapping[str, Any]) -> SyncConfig:

@@ -27,12 +27,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hotspot.mac import normalize_mac
-from hotspot.model import DeviceIdentity, DeviceIdentityMac
+from hotspot.model import ClientSession, DeviceIdentity, DeviceIdentityMac, Source
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +193,33 @@ class DeviceIdentities:
         conn.execute(
             insert(DeviceIdentityMac).values(mac=mac, identity_id=device_id, linked_at=now)
         )
+
+
+def accepted_free_since(
+    engine: Engine, *, mac: str | None, device_id: str | None, since: dt.datetime
+) -> bool:
+    """Whether this device — its MAC, or any MAC of the identity its device cookie names —
+    started a free-tier session at or after ``since`` (the local midnight: it accepted the
+    terms today, ``portal.free_remember_acceptance = "day"``)."""
+    who = []
+    if mac:
+        who.append(ClientSession.mac == normalize_mac(mac))
+    if device_id:
+        who.append(
+            ClientSession.mac.in_(
+                select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
+            )
+        )
+    if not who:
+        return False
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(ClientSession.id)
+            .where(
+                or_(*who),
+                ClientSession.source == Source.FREE,
+                ClientSession.started_at >= since,
+            )
+            .limit(1)
+        ).first()
+    return found is not None

@@ -195,6 +195,9 @@ class Package(Base):
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     shelf_days: Mapped[int | None] = mapped_column(Integer)  # None = may wait forever
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    # A device that comes back with a voucher of this package still running is let out
+    # again without the portal (gateway/engine.py, "resumable").
+    auto_resume: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
     source: Mapped[PackageSource] = mapped_column(
         str_enum(PackageSource, length=16), default=PackageSource.CONSOLE
     )

@@ -266,6 +266,7 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
                 "devices": p.devices,
                 "shelf_days": p.shelf_days,
                 "active": p.active,
+                "auto_resume": p.auto_resume,
                 "source": p.source,
             }
             for p in all_packages(engine)

@@ -19,10 +19,11 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
+from hotspot.identity import accepted_free_since
 from hotspot.model import EndReason, Source
 from hotspot.protocol import AuthorizeRequest, ClientInfo, ClientRequest, DeauthorizeRequest
 from hotspot.radius.attributes import MAX_USERNAME
-from hotspot.timeutil import iso, local_day
+from hotspot.timeutil import iso, local_day, local_time, naive_utc
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.redemption import (
     BrakeScope,
@@ -350,10 +351,10 @@ def home(
         moved = fmt.clock_time(at, tz, now) if at else ""
         if not sess:  # the owner's phone under a new MAC: one tap takes its voucher back
             held = held_voucher(st.db, cookie_device_id(), now)
+    ctx_held: dict[str, str] | None = None
     if held is not None and not moved:
-        ctx_held: str | None = held[1]
-    else:
-        ctx_held = None
+        left = int((held.expires_at - now).total_seconds())
+        ctx_held = {"title": held.title, "left": fmt.duration(left)}
     # What every one of the three pages shows: the last error, the code typed, a voucher
     # taken away, the RADIUS form's answer.
     shown: dict[str, Any] = {
@@ -382,7 +383,27 @@ def home(
         resets = fmt.clock_time(free.get("resets_at"), tz, now)
         return page("exhausted.html", status, resets=resets, held=ctx_held, **shown)
     bye = request.args.get("bye") == "1"
-    return page("splash.html", status, bye=bye, held=ctx_held, **shown)
+    return page(
+        "splash.html",
+        status,
+        bye=bye,
+        held=ctx_held,
+        accepted_today=not bye and free is not None and accepted_today(info, now),
+        **shown,
+    )
+
+
+def accepted_today(info: ClientInfo, now: dt.datetime) -> bool:
+    """This device (its MAC, or its device cookie's identity) accepted the free tier's terms
+    today, local time: one tap, no terms again (``portal.free_remember_acceptance``)."""
+    st = state()
+    if st.config.portal.free_remember_acceptance != "day":
+        return False
+    tz = st.config.village.tz
+    midnight = naive_utc(dt.datetime.combine(local_time(now, tz).date(), dt.time(), tzinfo=tz))
+    return accepted_free_since(
+        st.db, mac=info.get("mac"), device_id=cookie_device_id(), since=midnight
+    )
 
 
 def identify(info: ClientInfo) -> str | None:

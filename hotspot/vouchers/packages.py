@@ -42,6 +42,7 @@ PACKAGE_FIELDS = (
     "devices",
     "shelf_days",
     "active",
+    "auto_resume",
 )
 
 
@@ -90,6 +91,7 @@ def sync_packages(
             data_mb=pkg.data_mb or None,
             devices=pkg.devices,
             shelf_days=pkg.shelf_days or None,
+            auto_resume=pkg.auto_resume,
             active=True,
             source="config",
             updated_at=now,
@@ -192,6 +194,7 @@ def check_package(values: dict[str, Any], tiers: Iterable[str]) -> dict[str, Any
         raise PackageError("tier", f"no such tier {tier!r}")
     out["tier"] = tier
     out["active"] = bool(values.get("active", True))
+    out["auto_resume"] = bool(values.get("auto_resume", True))
     return out
 
 

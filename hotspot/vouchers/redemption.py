@@ -34,7 +34,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -54,7 +54,7 @@ from hotspot.model import (
     VoucherMove,
     VoucherState,
 )
-from hotspot.timeutil import iso, utcnow
+from hotspot.timeutil import iso, parse_utc, utcnow
 from hotspot.units import MB
 from hotspot.vouchers.codes import code_hash, normalize_code
 from hotspot.vouchers.errors import VoucherError
@@ -68,6 +68,11 @@ BIND_LEASE_SECONDS = 60
 # A device that holds a voucher and has been gone (no traffic, no visit) for this long
 # gives its place to another device: the default of ``portal.voucher_takeover_hours``.
 TAKEOVER_SECONDS = 12 * 3600
+# One tap without the code (:meth:`VoucherService.resume`) takes a voucher from another MAC
+# of the same device only when that MAC has been quiet this long: a phone under a new random
+# MAC has stopped sending under its old one, a second phone with a copied device cookie has
+# not (its owner is still online).
+RESUME_QUIET_SECONDS = 30
 
 
 class Gateway(Protocol):
@@ -299,7 +304,55 @@ class VoucherService:
             raise VoucherError(
                 "this device holds no running voucher", code=ErrorCode.VOUCHER_UNKNOWN
             )
-        return self._use(found[0], ip, mac, live_session, device_id)
+        self._check_owner_quiet(found.id, mac, device_id)
+        return self._use(found.id, ip, mac, live_session, device_id)
+
+    def _check_owner_quiet(self, voucher_id: int, mac: str, device_id: str) -> None:
+        """Refuse a one-tap resume while another MAC of this identity still uses the voucher
+        (it sent within :data:`RESUME_QUIET_SECONDS`, by the gateway's live counters): that is
+        a copied device cookie on a second phone, not the owner under a new MAC. The
+        package's devices limit still lets a second device join by typing the code."""
+        its_macs = select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
+        with self.engine.connect() as conn:
+            others = list(
+                conn.execute(
+                    select(ClientSession.mac).where(
+                        ClientSession.voucher_id == voucher_id,
+                        ClientSession.ended_at.is_(None),
+                        ClientSession.mac != mac,
+                        or_(
+                            ClientSession.mac.in_(its_macs),
+                            ClientSession.mac.in_(
+                                select(VoucherDevice.mac).where(
+                                    VoucherDevice.voucher_id == voucher_id,
+                                    VoucherDevice.device_id == device_id,
+                                )
+                            ),
+                        ),
+                    )
+                ).scalars()
+            )
+        now = self.clock()
+        for other in others:
+            try:
+                sess = self.gateway.call("client", mac=other).get("session") or {}
+            except HotspotError:
+                continue
+            last, started = sess.get("last_activity_at"), sess.get("started_at")
+            if not last or last == started:
+                continue  # no traffic since it started
+            quiet = now - parse_utc(last)
+            if quiet < dt.timedelta(seconds=RESUME_QUIET_SECONDS):
+                log.warning(
+                    "voucher %d: one-tap resume by %s refused: %s (same device cookie) is "
+                    "still online",
+                    voucher_id,
+                    mac,
+                    other,
+                )
+                raise VoucherError(
+                    "this voucher is in use on another device", code=ErrorCode.VOUCHER_USED
+                )
 
     def _use(
         self,
@@ -745,15 +798,22 @@ def moved_away(
         ).scalar()
 
 
-def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> tuple[int, str] | None:
-    """(voucher id, package title) of the running voucher a device identity holds — bound by
-    that identity, or to one of its MACs — that ends last; None if it holds none."""
+class Held(NamedTuple):
+    id: int
+    title: str  # its package's
+    expires_at: dt.datetime
+
+
+def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> Held | None:
+    """The running voucher a device identity holds — bound by that identity, or to one of its
+    MACs — that ends last, of a package that lets its devices resume (``auto_resume``);
+    None if it holds none."""
     if not device_id:
         return None
     its_macs = select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
     with engine.connect() as conn:
         row = conn.execute(
-            select(Voucher.id, Package.title)
+            select(Voucher.id, Package.title, Voucher.expires_at)
             .join(VoucherDevice, VoucherDevice.voucher_id == Voucher.id)
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
             .join(Package, VoucherBatch.package_id == Package.id)
@@ -765,8 +825,9 @@ def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> tup
                     Voucher.online_seconds_total.is_(None),
                     Voucher.online_seconds_used < Voucher.online_seconds_total,
                 ),
+                Package.auto_resume.is_(True),
             )
             .order_by(Voucher.expires_at.desc())
             .limit(1)
         ).first()
-    return (int(row.id), str(row.title)) if row is not None else None
+    return Held(int(row.id), str(row.title), row.expires_at) if row is not None else None

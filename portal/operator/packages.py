@@ -66,6 +66,7 @@ def _package_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     values["devices"] = whole(form, "devices", 1, 16, errors)
     values["shelf_days"] = whole(form, "shelf_days", 0, 3650, errors, required=False) or 0
     values["active"] = form.get("active") == "1"
+    values["auto_resume"] = form.get("auto_resume") == "1"
     return values, errors
 
 
@@ -85,6 +86,7 @@ def package_new() -> Any:
                 "kind": "hours",
                 "unit": "hours",
                 "active": "1",
+                "auto_resume": "1",
                 "tier": "premium" if "premium" in cfg().tiers else "",
             },
             {},
@@ -154,5 +156,6 @@ def package_edit(pid: int) -> Any:
         "devices": str(pkg.devices),
         "shelf_days": str(pkg.shelf_days or ""),
         "active": "1" if pkg.active else "",
+        "auto_resume": "1" if pkg.auto_resume else "",
     }
     return _package_page(200, pkg, form, {})

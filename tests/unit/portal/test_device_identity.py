@@ -141,7 +141,8 @@ def test_attack_new_mac_with_cookie_gets_no_fresh_allowance(app, phone, engine, 
     assert phone.form("/accept").status_code == 303
     use_up(engine, datapath, PHONE_IP)
     datapath.neighbours[PHONE_IP] = NEW_MAC  # `ip link set address`
-    assert "Terima" in text(phone.get("/"))  # the gateway has never seen this MAC
+    # The gateway has never seen this MAC: the splash (its cookie accepted today: one tap).
+    assert "Lanjutkan internet gratis" in text(phone.get("/"))
     resp = phone.form("/accept")
     assert resp.status_code == 403 and "sudah habis" in text(resp)
     assert "sudah habis" in text(phone.get("/"))
@@ -354,12 +355,12 @@ def test_owner_reconnects_with_one_tap_after_a_mac_change(phone, other_phone, ba
     assert phone.form("/voucher", {"code": code}).status_code == 303
     datapath.neighbours[PHONE_IP] = NEW_MAC  # the phone randomised its MAC
     page = text(phone.get("/"))
-    assert "Sambungkan lagi dengan voucher saya" in page and "Harian" in page
+    assert "Lanjutkan paket Anda (sisa 1 hari)" in page and "Harian" in page
     assert phone.form("/voucher/resume").status_code == 303  # no code typed
     sess = gw.call("client", ip=PHONE_IP)["session"]
     assert sess["mac"] == NEW_MAC and sess["source"] == "voucher"
     # Someone else has nothing to resume: no button, and a direct POST does nothing.
-    assert "Sambungkan lagi dengan voucher" not in text(other_phone.get("/"))
+    assert "Lanjutkan paket" not in text(other_phone.get("/"))
     resp = other_phone.form("/voucher/resume")
     assert resp.status_code in (400, 409)
     assert gw.call("client", ip=OTHER_IP)["session"] is None
