@@ -18,7 +18,7 @@ from typing import Any
 
 from hotspot.commandline import whole_number
 from hotspot.errors import UsageError
-from hotspot_cli.operator import _out, _read_password, _rp
+from hotspot_cli.operator import _out, _rp, add_account, console_database
 
 
 def _batch(value: str) -> int:
@@ -67,20 +67,12 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run(cfg: Any, args: argparse.Namespace) -> int:
-    from hotspot import audit, operators
-    from hotspot.db import open_database
     from hotspot.vouchers import agents
 
-    engine = open_database(cfg.database.url, synchronous="FULL")
-    actor = audit.cli_actor()
     as_json = getattr(args, "json", False)
-    try:
+    with console_database(cfg) as (engine, actor):
         if args.cmd == "add":
-            name = operators.check_name(args.name)
-            password = _read_password(name)
-            row = operators.add(
-                engine, name, "agen", password, actor=actor, full_name=args.full_name
-            )
+            row = add_account(engine, args, "agen", actor)
             _out(row, as_json, f"agent {row['name']} created")
         elif args.cmd == "assign":
             got = agents.assign(engine, args.batch, args.agent, args.price, actor=actor)
@@ -137,6 +129,4 @@ def run(cfg: Any, args: argparse.Namespace) -> int:
                 if rows
                 else "no agents yet: hotspot agents add NAME",
             )
-    finally:
-        engine.dispose()
     return 0

@@ -16,6 +16,8 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hotspot.errors import UsageError
@@ -139,6 +141,26 @@ def _time_terms(r: dict[str, Any]) -> str:
     return f"{r['hours']} h"
 
 
+def _package_row(p: Any) -> dict[str, Any]:
+    """A package as ``vouchers packages`` and ``package-add`` print it (the listing adds
+    ``auto_resume``; package-add's answer has always left it out)."""
+    return {
+        "id": p.id,
+        "name": p.name,
+        "title": p.title,
+        "price": p.price,
+        "tier": p.tier,
+        "hours": p.hours,
+        "online_minutes": p.online_minutes,
+        "valid_days": p.valid_days,
+        "data_mb": p.data_mb,
+        "devices": p.devices,
+        "shelf_days": p.shelf_days,
+        "active": p.active,
+        "source": p.source,
+    }
+
+
 def _package_add(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_json: bool) -> int:
     from hotspot.vouchers.packages import get_package, save_package
 
@@ -161,21 +183,7 @@ def _package_add(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as
     }
     pid = save_package(engine, values, tiers=list(cfg.tiers), actor=actor)
     p = get_package(engine, pid)
-    row = {
-        "id": p.id,
-        "name": p.name,
-        "title": p.title,
-        "price": p.price,
-        "tier": p.tier,
-        "hours": p.hours,
-        "online_minutes": p.online_minutes,
-        "valid_days": p.valid_days,
-        "data_mb": p.data_mb,
-        "devices": p.devices,
-        "shelf_days": p.shelf_days,
-        "active": p.active,
-        "source": p.source,
-    }
+    row = _package_row(p)
     _out(row, as_json, f"package {p.name} made: {_time_terms(row)}, {_rp(p.price)}")
     return 0
 
@@ -190,32 +198,47 @@ def handle(args: argparse.Namespace) -> int:
     return run(config_mod.load(args.config), args)
 
 
-def run(cfg: Any, args: argparse.Namespace) -> int:
-    from hotspot import audit, operators
+@contextmanager
+def console_database(cfg: Any) -> Iterator[tuple[Any, Any]]:
+    """The database and the ``cli:<user>`` actor for one console command (``operators``,
+    ``vouchers``, ``sales``, ``agents``); the database is closed when the command ends."""
+    from hotspot import audit
     from hotspot.db import open_database
 
     engine = open_database(cfg.database.url, synchronous="FULL")
-    actor = audit.cli_actor()
-    as_json = getattr(args, "json", False)
     try:
+        yield engine, audit.cli_actor()
+    finally:
+        engine.dispose()
+
+
+def add_account(engine: Any, args: argparse.Namespace, role: str, actor: Any) -> dict[str, Any]:
+    """A console login named ``args.name``: the name checked before the password is asked
+    for (twice at a terminal, one line from a pipe)."""
+    from hotspot import operators
+
+    name = operators.check_name(args.name)
+    password = _read_password(name)
+    return operators.add(engine, name, role, password, actor=actor, full_name=args.full_name)
+
+
+def run(cfg: Any, args: argparse.Namespace) -> int:
+    from hotspot import operators
+
+    as_json = getattr(args, "json", False)
+    with console_database(cfg) as (engine, actor):
         if args.group == "operators":
             return _operators(engine, args, actor, as_json, operators)
         if args.group == "vouchers":
             return _vouchers(cfg, engine, args, actor, as_json)
         return _sales(cfg, engine, args, as_json)
-    finally:
-        engine.dispose()
 
 
 def _operators(
     engine: Any, args: argparse.Namespace, actor: Any, as_json: bool, operators: Any
 ) -> int:
     if args.cmd == "add":
-        name = operators.check_name(args.name)
-        password = _read_password(name)
-        row = operators.add(
-            engine, name, args.role, password, actor=actor, full_name=args.full_name
-        )
+        row = add_account(engine, args, args.role, actor)
         _out(row, as_json, f"operator {row['name']} ({row['role']}) created")
     elif args.cmd == "list":
         rows = operators.listing(engine)
@@ -252,25 +275,7 @@ def _vouchers(cfg: Any, engine: Any, args: argparse.Namespace, actor: Any, as_js
 
     sync_packages(engine, cfg.packages.values(), retire_missing=True)
     if args.cmd == "packages":
-        rows = [
-            {
-                "id": p.id,
-                "name": p.name,
-                "title": p.title,
-                "price": p.price,
-                "tier": p.tier,
-                "hours": p.hours,
-                "online_minutes": p.online_minutes,
-                "valid_days": p.valid_days,
-                "data_mb": p.data_mb,
-                "devices": p.devices,
-                "shelf_days": p.shelf_days,
-                "active": p.active,
-                "auto_resume": p.auto_resume,
-                "source": p.source,
-            }
-            for p in all_packages(engine)
-        ]
+        rows = [{**_package_row(p), "auto_resume": p.auto_resume} for p in all_packages(engine)]
         _out(
             rows,
             as_json,
