@@ -979,6 +979,15 @@ def _bool(s: Section, name: str) -> bool:
     return value
 
 
+def _flag(full: Section, name: str) -> bool:
+    """A true/false key of a section read with its defaults; the error shows what was given
+    (unlike a package's flags, checked by ``_bool``)."""
+    value = full.data[name]
+    if not isinstance(value, bool):
+        raise ConfigError(full.key(name), f"must be true or false, got {value!r}")
+    return value
+
+
 def _sync(raw: Mapping[str, Any]) -> SyncConfig:
     s = Section(raw, "sync", set(DEFAULTS["sync"]))
     full = Section({**DEFAULTS["sync"], **raw}, "sync")
@@ -1036,12 +1045,7 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
 def _operator(raw: Mapping[str, Any]) -> OperatorConfig:
     s = Section(raw, "operator", set(DEFAULTS["operator"]))
     full = Section({**DEFAULTS["operator"], **raw}, "operator")
-    flags = {}
-    for name in ("enabled", "allow_lan", "lan_plain_http"):
-        value = full.data[name]
-        if not isinstance(value, bool):
-            raise ConfigError(s.key(name), f"must be true or false, got {value!r}")
-        flags[name] = value
+    flags = {name: _flag(full, name) for name in ("enabled", "allow_lan", "lan_plain_http")}
     sold_at = full.data["sold_at"]
     if sold_at not in ("kasir", "first-use"):
         raise ConfigError(s.key("sold_at"), f'must be "kasir" or "first-use", got {sold_at!r}')
@@ -1087,9 +1091,7 @@ def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
 def _printer(raw: Mapping[str, Any]) -> PrinterConfig:
     s = Section(raw, "printer", set(DEFAULTS["printer"]))
     full = Section({**DEFAULTS["printer"], **raw}, "printer")
-    enabled = full.data["enabled"]
-    if not isinstance(enabled, bool):
-        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    enabled = _flag(full, "enabled")
     width = full.data["width_mm"]
     if width not in (58, 80) or isinstance(width, bool):
         raise ConfigError(s.key("width_mm"), f"must be 58 or 80, got {width!r}")
@@ -1107,9 +1109,7 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 def _summary(raw: Mapping[str, Any]) -> SummaryConfig:
     s = Section(raw, "summary", set(DEFAULTS["summary"]))
     full = Section({**DEFAULTS["summary"], **raw}, "summary")
-    enabled = full.data["enabled"]
-    if not isinstance(enabled, bool):
-        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    enabled = _flag(full, "enabled")
     # The token is a password: no error message repeats it.
     token = full.data["telegram_bot_token"]
     if not isinstance(token, str) or (token and not _BOT_TOKEN.match(token)):
@@ -1164,11 +1164,7 @@ def _radius(
 ) -> RadiusConfig:
     s = Section(raw, "radius", set(DEFAULTS["radius"]))
     full = Section({**DEFAULTS["radius"], **raw}, "radius")
-    flags = {}
-    for name in ("enabled", "require_message_authenticator"):
-        if not isinstance(full.data[name], bool):
-            raise ConfigError(s.key(name), f"must be true or false, got {full.data[name]!r}")
-        flags[name] = full.data[name]
+    flags = {name: _flag(full, name) for name in ("enabled", "require_message_authenticator")}
     servers = []
     for i, entry in enumerate(full.list("servers")):
         host, sep, port = (entry if isinstance(entry, str) else "").partition(":")
@@ -1401,9 +1397,7 @@ def _lan_ports(s: Section, lan: str, wan: str) -> tuple[str, ...]:
 def _wifi(raw: Mapping[str, Any], network: NetworkConfig) -> WifiConfig:
     s = Section(raw, "wifi", set(DEFAULTS["wifi"]))
     full = Section({**DEFAULTS["wifi"], **raw}, "wifi")
-    enabled = full.data["enabled"]
-    if not isinstance(enabled, bool):
-        raise ConfigError(s.key("enabled"), f"must be true or false, got {enabled!r}")
+    enabled = _flag(full, "enabled")
     iface = full.str("interface", _IFNAME, "interface name")
     if iface in (network.lan_interface, network.wan_interface) or iface in network.lan_ports:
         raise ConfigError(
