@@ -36,7 +36,7 @@ from hotspot.errors import ErrorCode, NotFound, UsageError
 from hotspot.model import Voucher, VoucherBatch, VoucherState
 from hotspot.model_operator import AgentBatch, AgentSettlement, Operator, QuickSale, Role
 from hotspot.timeutil import utcnow
-from hotspot.vouchers.sales import SaleError, _sell_in, _sellable
+from hotspot.vouchers.sales import SaleError, _earlier_sale, _sell_in, _sellable
 
 # The largest single payment the console or the CLI records: a mistyped extra zero or two
 # is caught, a season's takings of a busy warung are not refused.
@@ -397,13 +397,10 @@ def sell(
         raise UsageError("the form's token is missing or malformed")
     now = clock()
     with _write(engine) as conn:
-        done = conn.execute(
-            select(QuickSale.voucher_id, QuickSale.operator_id).where(QuickSale.token == token)
-        ).first()
-        if done is not None:
-            if done.operator_id != actor.id:
-                raise SaleError("not your sale", code=ErrorCode.VOUCHER_UNKNOWN)
-            return {"voucher_id": done.voucher_id, "repeat": True}
+        # Another agent's token is as unknown as another agent's batch.
+        earlier = _earlier_sale(conn, token, actor, ErrorCode.VOUCHER_UNKNOWN)
+        if earlier is not None:
+            return earlier
         held = conn.execute(
             select(AgentBatch.price).where(
                 AgentBatch.batch_id == batch_id, AgentBatch.agent_id == actor.id

@@ -239,6 +239,22 @@ def _sellable(now: dt.datetime) -> tuple[Any, ...]:
     )
 
 
+def _earlier_sale(
+    conn: Connection, token: str, actor: Actor, foreign: ErrorCode
+) -> dict[str, Any] | None:
+    """The sale a form's one-time ``token`` already made (the kasir's quick sale, an agent's
+    sale), as ``repeat=True``; None when the token is new. Another operator's token is not
+    theirs to see (the form is per session): ``SaleError`` with the ``foreign`` code."""
+    done = conn.execute(
+        select(QuickSale.voucher_id, QuickSale.operator_id).where(QuickSale.token == token)
+    ).first()
+    if done is None:
+        return None
+    if done.operator_id != actor.id:
+        raise SaleError("not your sale", code=foreign)
+    return {"voucher_id": done.voucher_id, "repeat": True}
+
+
 def quick_sell(
     engine: Engine,
     package_id: int,
@@ -254,14 +270,9 @@ def quick_sell(
     now = clock()
     token = token[:64]
     with _write(engine) as conn:
-        done = conn.execute(
-            select(QuickSale.voucher_id, QuickSale.operator_id).where(QuickSale.token == token)
-        ).first()
-        if done is not None:
-            if done.operator_id != actor.id:
-                # Another operator's token: not theirs to see (the form is per session).
-                raise SaleError("not your sale", code=ErrorCode.VOUCHER_SOLD)
-            return {"voucher_id": done.voucher_id, "repeat": True}
+        earlier = _earlier_sale(conn, token, actor, ErrorCode.VOUCHER_SOLD)
+        if earlier is not None:
+            return earlier
         vid = conn.execute(
             select(Voucher.id)
             .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
