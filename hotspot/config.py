@@ -988,29 +988,37 @@ def _flag(full: Section, name: str) -> bool:
     return value
 
 
+def _plain_http_url(url: str) -> bool:
+    """An http:// or https:// URL to a host, with no query, fragment, user, password or space:
+    what the sync agent and the summary sender may be pointed at."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and not parts.username
+        and not parts.password
+        and " " not in url
+    )
+
+
 def _sync(raw: Mapping[str, Any]) -> SyncConfig:
     s = Section(raw, "sync", set(DEFAULTS["sync"]))
     full = Section({**DEFAULTS["sync"], **raw}, "sync")
     url = _opt_str(full, "upstream_url", 500).rstrip("/")
     if url:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-            or parts.username
-            or parts.password
-            or " " in url
-        ):
+        if not _plain_http_url(url):
             raise ConfigError(
                 s.key("upstream_url"),
                 f"{url!r} is not an http:// or https:// URL without query or user",
             )
+        from urllib.parse import urlsplit
+
         try:
-            _ = parts.port  # urllib checks the port only when asked
+            _ = urlsplit(url).port  # urllib checks the port only when asked
         except ValueError:
             raise ConfigError(s.key("upstream_url"), f"{url!r} has a bad port") from None
     gateway_id = _opt_str(full, "gateway_id", 63)
@@ -1130,18 +1138,7 @@ def _summary(raw: Mapping[str, Any]) -> SummaryConfig:
     if not isinstance(send_at, str) or not _HHMM.match(send_at):
         raise ConfigError(s.key("send_at"), f'must be a time like "20:00", got {send_at!r}')
     api_base = full.str("api_base").rstrip("/")
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(api_base)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.query
-        or parts.fragment
-        or parts.username
-        or parts.password
-        or " " in api_base
-    ):
+    if not _plain_http_url(api_base):
         raise ConfigError(
             s.key("api_base"), f"{api_base!r} is not an http:// or https:// URL without query"
         )
