@@ -24,24 +24,23 @@ from hotspot.errors import UsageError
 from hotspot.timeutil import iso
 
 
-def _count(value: str) -> int:
+def _whole_from(value: str, low: int, too_low: str) -> int:
+    """A whole number of at least ``low``, with no upper bound (unlike ``whole_number``)."""
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if n < low:
+        raise argparse.ArgumentTypeError(too_low)
     return n
+
+
+def _count(value: str) -> int:
+    return _whole_from(value, 1, "must be at least 1")
 
 
 def _whole(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return n
+    return _whole_from(value, 0, "must not be negative")
 
 
 def register(sub: Any, parser_class: type) -> None:
