@@ -65,6 +65,31 @@ class Transport(Protocol):
         """(HTTP status, JSON answer or {}); raises OSError when there is no answer."""
 
 
+def post_json(
+    opener: urllib.request.OpenerDirector,
+    req: urllib.request.Request,
+    timeout: float,
+    no_answer: tuple[type[Exception], ...],
+    unreachable: Callable[[Exception], str],
+) -> tuple[int, dict[str, Any]]:
+    """Send ``req``: (HTTP status, the answer's JSON object or {}), an error status being an
+    answer too (the collector's and the Bot API's transports). The ``no_answer`` errors
+    become an ``OSError`` with the text ``unreachable`` makes of them (each caller keeps out
+    of it what must not be shown, such as the bot token in the URL)."""
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            status, data = resp.status, resp.read(65536)
+    except urllib.error.HTTPError as exc:
+        status, data = exc.code, exc.read(65536)
+    except no_answer as exc:
+        raise OSError(unreachable(exc)) from None
+    try:
+        answer = json.loads(data) if data else {}
+    except ValueError:
+        answer = {}
+    return status, answer if isinstance(answer, dict) else {}
+
+
 class HttpTransport:
     """Plain urllib (no proxy from the environment: reports go to the collector only)."""
 
@@ -77,19 +102,13 @@ class HttpTransport:
         req = urllib.request.Request(
             self.base_url + path, data=body, method="POST", headers=headers
         )
-        try:
-            with self.opener.open(req, timeout=self.timeout) as resp:
-                status, data = resp.status, resp.read(65536)
-        except urllib.error.HTTPError as exc:
-            status, data = exc.code, exc.read(65536)
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise OSError(f"collector unreachable: {reason}") from None
-        try:
-            answer = json.loads(data) if data else {}
-        except ValueError:
-            answer = {}
-        return status, answer if isinstance(answer, dict) else {}
+        return post_json(
+            self.opener,
+            req,
+            self.timeout,
+            (TimeoutError, urllib.error.URLError, http.client.HTTPException),
+            lambda exc: f"collector unreachable: {getattr(exc, 'reason', exc)}",
+        )
 
 
 @dataclass

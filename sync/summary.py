@@ -52,6 +52,7 @@ from hotspot.config import Config, database_path
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
 from hotspot.model_summary import DailySummary, SummaryState, UplinkEvent
 from hotspot.timeutil import local_time, utcnow
+from sync.agent import post_json
 from sync.health import probe_uplink
 
 log = logging.getLogger(__name__)
@@ -94,19 +95,15 @@ class BotApi:
             method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "hotspot-desa-summary/1"},
         )
-        try:
-            with self.opener.open(req, timeout=self.timeout) as resp:
-                status, data = resp.status, resp.read(65536)
-        except urllib.error.HTTPError as exc:
-            status, data = exc.code, exc.read(65536)
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc.__class__.__name__
-            raise OSError(f"Telegram unreachable: {reason}") from None
-        try:
-            answer = json.loads(data) if data else {}
-        except ValueError:
-            answer = {}
-        return status, answer if isinstance(answer, dict) else {}
+        return post_json(
+            self.opener,
+            req,
+            self.timeout,
+            (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError),
+            lambda exc: (
+                f"Telegram unreachable: {getattr(exc, 'reason', None) or exc.__class__.__name__}"
+            ),
+        )
 
 
 @dataclass(frozen=True)
