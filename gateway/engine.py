@@ -189,7 +189,6 @@ class SessionEngine:
             ONLINE_STEP_TICKS * config.gateway.tick_seconds, monotonic
         )
         self.online_pending: dict[int, float] = {}  # voucher id → seconds not yet written
-        self._online_idle: dict[int, float] = {}  # voucher id → charged since its last traffic
         self._online: dict[int, OnlineTerms] = {}  # the running online-time vouchers
         # MAC → what it may resume (see _admit_resumable): kept in memory, so that a tick
         # asks the database only about those of them that are back on the LAN.
@@ -398,7 +397,6 @@ class SessionEngine:
             self._ending[live.minor] = live
         sess.ended_at = now
         sess.end_reason = reason
-        self._online_stop(sess, reason)
         self._remember_resumable(sess, reason)
         log.info("session %d of %s at %s ended: %s", sess.id, sess.mac, sess.ip, reason.value)
         for hook in self.end_hooks:
@@ -1279,10 +1277,11 @@ class SessionEngine:
     def _count_online(
         self, db: Session, active: builtins.list[ClientSession], step: float, now: dt.datetime
     ) -> None:
-        """Charge ``step`` monotonic seconds to every online-time voucher with a running
-        session — once per voucher, however many of its devices are on (the time is the
-        voucher's, as Mikhmon's shared users). What was charged since the voucher's last
-        traffic is remembered: an idle timeout gives it back (_online_stop)."""
+        """Charge ``step`` monotonic seconds to every online-time voucher one of whose
+        sessions moved traffic in this tick — once per voucher, however many of its devices
+        are on (the time is the voucher's, as Mikhmon's shared users). A tick without
+        traffic is not charged: a phone that sits idle (until its idle timeout, or after it
+        was let out again without the portal because it is still on the LAN) costs nothing."""
         running = {s.voucher_id for s in active if s.voucher_id is not None}
         self._online = online_terms(db.connection(), running)
         busy = set()
@@ -1290,10 +1289,8 @@ class SessionEngine:
             live = self.live.get(sess.id)
             if live is not None and live.last_activity == now and sess.voucher_id is not None:
                 busy.add(sess.voucher_id)
-        for voucher_id in self._online:
+        for voucher_id in busy & set(self._online):
             self.online_pending[voucher_id] = self.online_pending.get(voucher_id, 0.0) + step
-            idle = 0.0 if voucher_id in busy else self._online_idle.get(voucher_id, 0.0) + step
-            self._online_idle[voucher_id] = idle
 
     def _online_left(self, voucher_id: int | None) -> float | None:
         """Seconds of online time the voucher has left, what is not yet written included;
@@ -1302,20 +1299,6 @@ class SessionEngine:
             return None
         terms = self._online[voucher_id]
         return terms.total - terms.used - self.online_pending.get(voucher_id, 0.0)
-
-    def _online_stop(self, sess: ClientSession, reason: EndReason) -> None:
-        """A session of an online-time voucher ended. When it was the voucher's last one and
-        it ended by idling out, the idle stretch before it is not charged: online time
-        counts only while a device is active."""
-        vid = sess.voucher_id
-        if vid is None or vid not in self._online:
-            return
-        if any(live.voucher_id == vid for live in self.live.values()):
-            return  # another device of the voucher is still on: its clock still runs
-        idle = self._online_idle.pop(vid, 0.0)
-        if reason is EndReason.IDLE and idle:
-            give_back = min(idle, sess.idle_minutes * 60.0)
-            self.online_pending[vid] = self.online_pending.get(vid, 0.0) - give_back
 
     def _flush_online(self, db: Session) -> None:
         """Write the whole seconds counted; the fractions wait for the next flush."""

@@ -211,6 +211,27 @@ def test_idle_time_before_an_idle_timeout_is_given_back(
     assert used(db, done.voucher_id) == 4 * TICK
 
 
+def test_a_phone_let_out_again_while_it_sits_idle_is_not_charged(
+    vouchers, batch, engine, datapath, clock, mono, db
+):
+    """No retyping (item 2) lets a phone that idled out but stays on the LAN out again
+    without the portal; sitting there idle must not burn its online time (before: each
+    resumed session ran its clock until the next idle timeout, and a voucher with little
+    time left ran out as used up while nobody used it)."""
+    done = vouchers.redeem(batch("menit", 1)[0], ip=PHONE_IP, mac=PHONE_MAC)  # 2 minutes
+    for _ in range(3):
+        step(engine, clock, mono, datapath=datapath)  # 90 s busy: 30 s left
+    ends = []
+    for _ in range(40):  # 20 minutes on the LAN, idle: idle-outs and resumes
+        ends += [r for _, r in step(engine, clock, mono, traffic=False).ended]
+    assert ends and set(ends) == {EndReason.IDLE.value}  # never used up while idle
+    engine.tick(force_flush=True)
+    assert used(db, done.voucher_id) == 3 * TICK
+    with Session(db) as s:  # let out again without the portal at least once
+        runs = s.scalars(select(ClientSession).where(ClientSession.mac == PHONE_MAC)).all()
+    assert len(runs) >= 2 and {r.voucher_id for r in runs} == {done.voucher_id}
+
+
 def test_used_up_online_time_ends_the_session_and_refuses_the_code(
     vouchers, batch, engine, datapath, clock, mono, db, phone
 ):
