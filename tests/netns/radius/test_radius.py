@@ -259,8 +259,15 @@ def test_session_timeout_and_data_cap_end_sessions(
         lambda: (r := radius_server.row(sid_b)) and r["acctstoptime"] and r, 15, what="Stop b"
     )
     assert stop_b["acctterminatecause"] == "Session-Timeout"
-    assert stop_b["acctoutputoctets"] == last_b["bytes_down"] >= 1_000_000 - 50_000
-    assert stop_b["acctinputoctets"] == last_b["bytes_up"]
+    # The Stop carries the counters read when the session ended; what passed in the moment
+    # until its class went is added to the gateway's own figures at the next tick, not to
+    # the Stop (docs/radius.md). At this test's unshaped speed that is a few packets.
+    time.sleep(1.5)  # one tick: the late bytes written
+    final_b = village.call("client", mac=b.mac)["last_session"]
+    assert final_b["id"] == last_b["id"]
+    assert 1_000_000 - 50_000 <= stop_b["acctoutputoctets"] <= final_b["bytes_down"]
+    assert final_b["bytes_down"] - stop_b["acctoutputoctets"] <= 0.1 * final_b["bytes_down"]
+    assert stop_b["acctinputoctets"] <= final_b["bytes_up"]
 
 
 def test_server_down_cached_logins_and_accounting_replayed_in_order(
