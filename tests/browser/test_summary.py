@@ -26,7 +26,13 @@ from hotspot.model_summary import DailySummary, SummaryState
 from hotspot.vouchers.packages import sync_packages
 from portal import create_app
 from portal.startup import prepare
-from tests.browser.conftest import launch, phone_context, shot, watch_static
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    phone_context,
+    shot,
+    watched_phone,
+)
 from tests.browser.test_pages import KEY, PHONE_IP, PHONE_MAC, PORTAL_IP
 from tests.unit.fakes import FakeDataPath
 from tests.unit.portal.conftest import PACKAGES
@@ -105,22 +111,12 @@ def portal(tmp_path):
     db.dispose()
 
 
-def _login(page, base: str, name: str, password: str) -> None:
-    page.goto(base + "/operator/")
-    page.fill("#f-name", name)
-    page.fill("#f-password", password)
-    page.click("form[action='/operator/login'] button")
-    page.wait_for_url(re.compile(r"/operator/?$"))
-
-
 def test_admin_checks_the_daily_summary_on_a_phone(playwright, portal, artifacts):
     browser = launch(playwright, (PORTAL_IP,))
     problems: list[str] = []
     try:
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
-        _login(page, portal, "budi", ADMIN_PW)
+        ctx, page = watched_phone(browser, problems)
+        console_login(page, portal, "budi", ADMIN_PW)
         page.click("nav.menu >> text=Ringkasan harian")
         page.wait_for_url(re.compile(r"/operator/summary$"))
         shot(page, artifacts, "summary-admin-360")
@@ -136,7 +132,7 @@ def test_admin_checks_the_daily_summary_on_a_phone(playwright, portal, artifacts
         # a kasir on her phone: the page is not hers, and not in her menu
         ctx = phone_context(browser)
         page = ctx.new_page()
-        _login(page, portal, "siti", KASIR_PW)
+        console_login(page, portal, "siti", KASIR_PW)
         assert page.locator("nav.menu >> text=Ringkasan harian").count() == 0
         resp = page.goto(portal + "/operator/summary")
         assert resp.status == 403
