@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
 from hotspot.model_summary import DailySummary, SummaryState
-from tests.unit.conftest import device_overrides
-from tests.unit.portal.conftest import PACKAGES
+from tests.unit.portal.conftest import portal_overrides
 from tests.unit.portal.operator.conftest import text
 from tests.unit.sync.botapi import CHAT, TOKEN
 
@@ -23,13 +22,7 @@ SECRET_PART = TOKEN.split(":")[1]
 def cfg(tmp_path):
     return config_mod.load(
         overrides={
-            **device_overrides(tmp_path),
-            "village": {"name": "Desa Sungai Duren"},
-            "portal": {
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-            },
-            "packages": PACKAGES,
+            **portal_overrides(tmp_path),
             "summary": {
                 "enabled": True,
                 "telegram_bot_token": TOKEN,
