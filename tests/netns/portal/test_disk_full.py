@@ -189,14 +189,7 @@ def test_a_full_disk_pauses_new_logins_and_recovers_by_itself(
     first = village.call("client", mac=a.mac)["session"]
     assert first and online(testbed, a)
 
-    made = subprocess.run(
-        village.hotspot("operators", "add", "budi", "--role", "admin"),
-        input=ADMIN_PW + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
+    village.add_operator("budi", "admin", ADMIN_PW)
     village.cli("vouchers", "create", "--package", "harian", "--count", "3")
     _, login = portal_exchange(testbed, kiosk, "/operator/login", jar_k)
     status, _ = portal_exchange(
