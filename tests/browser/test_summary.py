@@ -9,7 +9,6 @@ the same address gets the 403 page. Screenshots under artifacts/.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 import pytest
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from hotspot import operators
 from hotspot.audit import Actor
-from hotspot.model_summary import DailySummary, SummaryState
 from tests.browser.conftest import (
     console_login,
     launch,
@@ -27,6 +25,7 @@ from tests.browser.conftest import (
 )
 from tests.browser.test_pages import PORTAL_IP, loopback_portal
 from tests.unit.portal.conftest import PACKAGES
+from tests.unit.portal.operator.conftest import sent_and_refused_summaries
 from tests.unit.sync.botapi import CHAT, TOKEN
 
 ADMIN_PW = "Sungai-Duren-77"
@@ -51,28 +50,7 @@ def _staff_and_summaries(db) -> None:
     operators.add(db, "budi", "admin", ADMIN_PW, actor=setup, full_name="Pak Budi")
     operators.add(db, "siti", "kasir", KASIR_PW, actor=setup, full_name="Bu Siti")
     with Session(db) as s, s.begin():
-        s.add_all(
-            [
-                DailySummary(
-                    day=dt.date(2026, 11, 28),
-                    scheduled_day=dt.date(2026, 11, 28),
-                    created_at=dt.datetime(2026, 11, 28, 13, 0),
-                    text="x",
-                    state=SummaryState.SENT,
-                    attempts=1,
-                    sent_at=dt.datetime(2026, 11, 28, 13, 0, 4),
-                ),
-                DailySummary(
-                    day=dt.date(2026, 11, 29),
-                    scheduled_day=dt.date(2026, 11, 29),
-                    created_at=dt.datetime(2026, 11, 29, 13, 0),
-                    text="x",
-                    state=SummaryState.FAILED,
-                    attempts=1,
-                    last_error="Telegram answered 400: Bad Request: chat not found",
-                ),
-            ]
-        )
+        s.add_all(sent_and_refused_summaries("Telegram answered 400: Bad Request: chat not found"))
 
 
 def test_admin_checks_the_daily_summary_on_a_phone(playwright, portal, artifacts):
