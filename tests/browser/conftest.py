@@ -9,6 +9,7 @@ name resolves to nothing (the tests use IP addresses).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -128,6 +129,26 @@ def watch_static(page, problems: list[str]) -> None:
             else None
         ),
     )
+
+
+def watched_phone(browser, problems: list[str], **context: Any):
+    """A new phone (``phone_context``'s settings, ``context`` passed on) and its first page,
+    whose portal assets that do not load are noted in ``problems``."""
+    ctx = phone_context(browser, **context)
+    page = ctx.new_page()
+    watch_static(page, problems)
+    return ctx, page
+
+
+def console_login(page, base: str, name: str, password: str, lands: str = r"/operator/?$") -> None:
+    """Sign in to the operator console at ``base`` through its login form, then wait for the
+    page the role lands on (``lands``, a regular expression on the URL: an agent's home is
+    not the console's)."""
+    page.goto(base + "/operator/")
+    page.fill("#f-name", name)
+    page.fill("#f-password", password)
+    page.click("form[action='/operator/login'] button")
+    page.wait_for_url(re.compile(lands))
 
 
 def shot(page, folder: Path, name: str) -> Path:

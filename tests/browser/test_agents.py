@@ -15,21 +15,18 @@ from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.vouchers import agents
 from hotspot.vouchers.batches import create_batch
-from tests.browser.conftest import launch, phone_context, shot, watch_static
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    shot,
+    watched_phone,
+)
 from tests.browser.test_pages import KEY, PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
 ADMIN_PW = "Sungai-Duren-77"
 INA_PW = "warung-kopi-pagi-9"
 ALI_PW = "toko-sembako-77"
 CODE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{2,4}$")
-
-
-def _login(page, base: str, name: str, password: str, lands: str) -> None:
-    page.goto(base + "/operator/")
-    page.fill("#f-name", name)
-    page.fill("#f-password", password)
-    page.click("form[action='/operator/login'] button")
-    page.wait_for_url(re.compile(lands))
 
 
 def _fits(page) -> None:
@@ -49,10 +46,8 @@ def test_agent_journey_on_a_phone(playwright, portal, artifacts):
     problems: list[str] = []
     try:
         # -- the admin gives the batch and records a payment ------------------------------
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
-        _login(page, portal.base, "budi", ADMIN_PW, r"/operator/?$")
+        ctx, page = watched_phone(browser, problems)
+        console_login(page, portal.base, "budi", ADMIN_PW)
         page.click("nav.menu >> text=Agen")
         page.wait_for_url(re.compile(r"/operator/agents$"))
         page.select_option("#f-assign-agent", label="ina")
@@ -76,11 +71,9 @@ def test_agent_journey_on_a_phone(playwright, portal, artifacts):
         ctx.close()
 
         # -- the agent sells one card on her phone ---------------------------------------
-        ctx = phone_context(browser, javascript=True)
-        page = ctx.new_page()
-        watch_static(page, problems)
+        ctx, page = watched_phone(browser, problems, javascript=True)
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        _login(page, portal.base, "ina", INA_PW, r"/operator/agent$")
+        console_login(page, portal.base, "ina", INA_PW, lands=r"/operator/agent$")
         main = page.inner_text("main")
         assert "Stok saya" in main and f"kelompok #{mine.id}" in main
         assert f"kelompok #{theirs.id}" not in main  # Toko Pak Ali's stock is not hers

@@ -16,7 +16,13 @@ import re
 from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.vouchers.packages import all_packages
-from tests.browser.conftest import launch, page_width, phone_context, shot, watch_static
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    page_width,
+    shot,
+    watched_phone,
+)
 from tests.browser.test_pages import PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
 ADMIN_PW = "Sungai-Duren-77"
@@ -29,14 +35,8 @@ def test_admin_sells_online_time_and_the_villager_sees_it_in_wib(playwright, por
     problems: list[str] = []
     try:
         # -- the admin, in the console on a phone ----------------------------------------
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
-        page.goto(portal.base + "/operator/")
-        page.fill("#f-name", "budi")
-        page.fill("#f-password", ADMIN_PW)
-        page.click("form[action='/operator/login'] button")
-        page.wait_for_url(re.compile(r"/operator/?$"))
+        ctx, page = watched_phone(browser, problems)
+        console_login(page, portal.base, "budi", ADMIN_PW)
         page.goto(portal.base + "/operator/packages/new")
         page.fill("#f-name", "sejam")
         page.fill("#f-title", "1 Jam Online")
@@ -68,9 +68,7 @@ def test_admin_sells_online_time_and_the_villager_sees_it_in_wib(playwright, por
         ctx.close()
 
         # -- the villager, on the splash -------------------------------------------------
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
+        ctx, page = watched_phone(browser, problems)
         page.goto(portal.base + "/")
         assert "1 jam online, berlaku 7 hari" in page.inner_text("main")  # the price list
         page.fill("#code", code.group(0).lower().replace("-", " "))

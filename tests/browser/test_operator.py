@@ -172,14 +172,7 @@ def test_kiosk_day(village, playwright, artifacts):
     kiosk, villager = 0, 1
     phone = village.bed.phones[villager]
     # The first admin is made on the gateway's terminal (password on stdin).
-    out = subprocess.run(
-        village.hotspot("operators", "add", "budi", "--role", "admin"),
-        input=ADMIN_PW + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    village.add_operator("budi", "admin", ADMIN_PW)
     laptop = launch(playwright, ("10.10.0.1",), executable=village.chromium_in(kiosk))
     handset = launch(
         playwright, (UPSTREAM_IP, "10.10.0.1"), executable=village.chromium_in(villager)

@@ -10,6 +10,8 @@ No root needed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from werkzeug.serving import make_server
@@ -36,8 +38,19 @@ KEY = b"v" * 32
 ELSEWHERE = ("connectivitycheck.gstatic.com", "berita.example")
 
 
-@pytest.fixture
-def portal(tmp_path):
+class Portal:
+    """The portal serving on loopback, and what stands behind it."""
+
+    def __init__(self, port: int, engine, datapath, gw, db) -> None:
+        self.base = f"http://{PORTAL_IP}:{port}"
+        self.engine, self.datapath, self.gw, self.db, self.port = engine, datapath, gw, db, port
+
+
+@contextmanager
+def loopback_portal(tmp_path, portal: dict | None = None, **sections) -> Iterator[Portal]:
+    """The portal on loopback at ``PORTAL_IP`` (a free port), with the real session engine on
+    a fake data path that knows the phone; ``portal`` adds to its [portal] settings and
+    ``sections`` are further configuration sections (``packages`` among them)."""
     with __import__("socket").socket() as s:
         s.bind((PORTAL_IP, 0))
         port = s.getsockname()[1]
@@ -50,11 +63,9 @@ def portal(tmp_path):
             "portal": {
                 "secret_key_file": str(tmp_path / "s"),
                 "voucher_key_file": str(tmp_path / "v"),
-                "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
-                "terms": "Layanan buka 24 jam. Kios buka pukul 08.00–17.00.",
+                **(portal or {}),
             },
-            # the unit tests' packages, less the one with a one-day shelf life
-            "packages": {k: PACKAGES[k] for k in ("harian", "mingguan", "keluarga")},
+            **sections,
         }
     )
     db = open_database(cfg.database.url)
@@ -68,15 +79,25 @@ def portal(tmp_path):
     server = make_server(PORTAL_IP, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    try:
+        yield Portal(port, engine, datapath, gw, db)
+    finally:
+        server.shutdown()
+        db.dispose()
 
-    class Portal:
-        base = f"http://{PORTAL_IP}:{port}"
 
-    p = Portal()
-    p.engine, p.datapath, p.gw, p.db, p.port = engine, datapath, gw, db, port
-    yield p
-    server.shutdown()
-    db.dispose()
+@pytest.fixture
+def portal(tmp_path):
+    with loopback_portal(
+        tmp_path,
+        portal={
+            "contact": "Kios BUMDes, Pak Budi — WA 0812-7400-1234",
+            "terms": "Layanan buka 24 jam. Kios buka pukul 08.00–17.00.",
+        },
+        # the unit tests' packages, less the one with a one-day shelf life
+        packages={k: PACKAGES[k] for k in ("harian", "mingguan", "keluarga")},
+    ) as p:
+        yield p
 
 
 def _watch(page, problems: list[str]) -> None:

@@ -18,7 +18,13 @@ from hotspot import operators
 from hotspot.audit import Actor
 from hotspot.vouchers.batches import create_batch
 from hotspot.vouchers.packages import all_packages
-from tests.browser.conftest import launch, phone_context, shot, watch_static
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    phone_context,
+    shot,
+    watched_phone,
+)
 from tests.browser.test_pages import KEY, PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
 KASIR_PW = "kios-pasar-2026"
@@ -34,14 +40,6 @@ def stocked(portal):
     create_batch(portal.db, KEY, "harian", 5, created_by="budi")
     pid = next(p.id for p in all_packages(portal.db) if p.name == "harian")
     return portal, pid
-
-
-def _login(page, base: str) -> None:
-    page.goto(base + "/operator/")
-    page.fill("#f-name", "siti")
-    page.fill("#f-password", KASIR_PW)
-    page.click("form[action='/operator/login'] button")
-    page.wait_for_url(re.compile(r"/operator/?$"))
 
 
 def _sell(page, base: str, pid: int) -> str:
@@ -60,11 +58,9 @@ def test_quick_sale_on_a_phone(playwright, stocked, artifacts):
     browser = launch(playwright, (PORTAL_IP,))
     problems: list[str] = []
     try:
-        ctx = phone_context(browser, javascript=True)
-        page = ctx.new_page()
-        watch_static(page, problems)
+        ctx, page = watched_phone(browser, problems, javascript=True)
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        _login(page, portal.base)
+        console_login(page, portal.base, "siti", KASIR_PW)
         shot(page, artifacts, "0-home")
         assert "Jual cepat" in page.inner_text("main")
         code = _sell(page, portal.base, pid)
@@ -89,7 +85,7 @@ def test_receipt_pdf_at_58_and_80_mm(playwright, stocked, artifacts, width):
     try:
         ctx = phone_context(browser, javascript=True)
         page = ctx.new_page()
-        _login(page, portal.base)
+        console_login(page, portal.base, "siti", KASIR_PW)
         code = _sell(page, portal.base, pid)
         page.goto(page.url.split("?")[0] + f"?w={width}")
         page.emulate_media(media="print")

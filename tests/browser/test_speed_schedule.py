@@ -23,6 +23,7 @@ from hotspot import operators
 from hotspot.audit import Actor
 from tests.browser.conftest import (
     PORTAL,
+    console_login,
     launch,
     phone_context,
     shot,
@@ -118,11 +119,7 @@ def test_console_shows_the_schedule(playwright, portal, window, artifacts):
     browser = launch(playwright, (PORTAL_IP,))
     try:
         page = phone_context(browser).new_page()
-        page.goto(portal.base + "/operator/")
-        page.fill("#f-name", "siti")
-        page.fill("#f-password", KASIR_PW)
-        page.click("form[action='/operator/login'] button")
-        page.wait_for_url(re.compile(r"/operator/?$"))
+        console_login(page, portal.base, "siti", KASIR_PW)
         page.click("text=Online sekarang")
         page.wait_for_url(re.compile(r"/operator/sessions$"))
         limit = page.inner_text(".session dd .hint")

@@ -9,28 +9,23 @@ the same address gets the 403 page. Screenshots under artifacts/.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import threading
 
 import pytest
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
-from gateway.engine import SessionEngine
-from hotspot import config as config_mod
 from hotspot import operators
 from hotspot.audit import Actor
-from hotspot.db import open_database
-from hotspot.model_summary import DailySummary, SummaryState
-from hotspot.vouchers.packages import sync_packages
-from portal import create_app
-from portal.startup import prepare
-from tests.browser.conftest import launch, phone_context, shot, watch_static
-from tests.browser.test_pages import KEY, PHONE_IP, PHONE_MAC, PORTAL_IP
-from tests.unit.fakes import FakeDataPath
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    phone_context,
+    shot,
+    watched_phone,
+)
+from tests.browser.test_pages import PORTAL_IP, loopback_portal
 from tests.unit.portal.conftest import PACKAGES
-from tests.unit.portal.fakes import LocalGateway
+from tests.unit.portal.operator.conftest import sent_and_refused_summaries
 from tests.unit.sync.botapi import CHAT, TOKEN
 
 ADMIN_PW = "Sungai-Duren-77"
@@ -39,88 +34,31 @@ KASIR_PW = "kios-pasar-2026"
 
 @pytest.fixture
 def portal(tmp_path):
-    with __import__("socket").socket() as s:
-        s.bind((PORTAL_IP, 0))
-        port = s.getsockname()[1]
-    cfg = config_mod.load(
-        overrides={
-            "village": {"name": "Desa Sungai Duren"},
-            "network": {"lan_address": f"{PORTAL_IP}/18", "portal_port": port},
-            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
-            "control": {"socket": str(tmp_path / "control.sock")},
-            "portal": {
-                "secret_key_file": str(tmp_path / "s"),
-                "voucher_key_file": str(tmp_path / "v"),
-            },
-            "packages": {k: PACKAGES[k] for k in ("harian", "mingguan")},
-            "summary": {
-                "enabled": True,
-                "telegram_bot_token": TOKEN,
-                "telegram_chat_id": CHAT,
-            },
-        }
-    )
-    db = open_database(cfg.database.url)
-    datapath = FakeDataPath(network="127.0.0.0/18")
-    datapath.neighbours[PHONE_IP] = PHONE_MAC
-    engine = SessionEngine(cfg, db, datapath)
-    engine.start()
-    sync_packages(db, cfg.packages.values())
-    app = create_app(
-        state=prepare(
-            cfg, gateway=LocalGateway(engine), db=db, voucher_key=KEY, secret_key=b"s" * 32
-        )
-    )
-    server = make_server(PORTAL_IP, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with loopback_portal(
+        tmp_path,
+        packages={k: PACKAGES[k] for k in ("harian", "mingguan")},
+        summary={"enabled": True, "telegram_bot_token": TOKEN, "telegram_chat_id": CHAT},
+    ) as served:
+        _staff_and_summaries(served.db)
+        yield served.base
+
+
+def _staff_and_summaries(db) -> None:
+    """An admin and a kasir; the summary of 28 November sent, that of the 29th refused by
+    Telegram."""
     setup = Actor("cli:root", role="admin")
     operators.add(db, "budi", "admin", ADMIN_PW, actor=setup, full_name="Pak Budi")
     operators.add(db, "siti", "kasir", KASIR_PW, actor=setup, full_name="Bu Siti")
     with Session(db) as s, s.begin():
-        s.add_all(
-            [
-                DailySummary(
-                    day=dt.date(2026, 11, 28),
-                    scheduled_day=dt.date(2026, 11, 28),
-                    created_at=dt.datetime(2026, 11, 28, 13, 0),
-                    text="x",
-                    state=SummaryState.SENT,
-                    attempts=1,
-                    sent_at=dt.datetime(2026, 11, 28, 13, 0, 4),
-                ),
-                DailySummary(
-                    day=dt.date(2026, 11, 29),
-                    scheduled_day=dt.date(2026, 11, 29),
-                    created_at=dt.datetime(2026, 11, 29, 13, 0),
-                    text="x",
-                    state=SummaryState.FAILED,
-                    attempts=1,
-                    last_error="Telegram answered 400: Bad Request: chat not found",
-                ),
-            ]
-        )
-    yield f"http://{PORTAL_IP}:{port}"
-    server.shutdown()
-    db.dispose()
-
-
-def _login(page, base: str, name: str, password: str) -> None:
-    page.goto(base + "/operator/")
-    page.fill("#f-name", name)
-    page.fill("#f-password", password)
-    page.click("form[action='/operator/login'] button")
-    page.wait_for_url(re.compile(r"/operator/?$"))
+        s.add_all(sent_and_refused_summaries("Telegram answered 400: Bad Request: chat not found"))
 
 
 def test_admin_checks_the_daily_summary_on_a_phone(playwright, portal, artifacts):
     browser = launch(playwright, (PORTAL_IP,))
     problems: list[str] = []
     try:
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
-        _login(page, portal, "budi", ADMIN_PW)
+        ctx, page = watched_phone(browser, problems)
+        console_login(page, portal, "budi", ADMIN_PW)
         page.click("nav.menu >> text=Ringkasan harian")
         page.wait_for_url(re.compile(r"/operator/summary$"))
         shot(page, artifacts, "summary-admin-360")
@@ -136,7 +74,7 @@ def test_admin_checks_the_daily_summary_on_a_phone(playwright, portal, artifacts
         # a kasir on her phone: the page is not hers, and not in her menu
         ctx = phone_context(browser)
         page = ctx.new_page()
-        _login(page, portal, "siti", KASIR_PW)
+        console_login(page, portal, "siti", KASIR_PW)
         assert page.locator("nav.menu >> text=Ringkasan harian").count() == 0
         resp = page.goto(portal + "/operator/summary")
         assert resp.status == 403

@@ -22,7 +22,14 @@ import pytest
 
 from hotspot import operators
 from hotspot.audit import Actor
-from tests.browser.conftest import launch, page_width, phone_context, shot, watch_static
+from tests.browser.conftest import (
+    console_login,
+    launch,
+    page_width,
+    phone_context,
+    shot,
+    watched_phone,
+)
 from tests.browser.test_pages import PORTAL_IP, portal  # noqa: F401 - the loopback portal
 
 ADMIN_PW = "Sungai-Duren-77"
@@ -38,14 +45,6 @@ def staffed(portal):
     operators.add(portal.db, "siti", "kasir", KASIR_PW, actor=setup, full_name="Bu Siti")
     portal.datapath.neighbours[CCTV_IP] = CCTV_MAC
     return portal
-
-
-def _login(page, base: str, name: str, password: str) -> None:
-    page.goto(base + "/operator/")
-    page.fill("#f-name", name)
-    page.fill("#f-password", password)
-    page.click("form[action='/operator/login'] button")
-    page.wait_for_url(re.compile(r"/operator/?$"))
 
 
 def _fits(browser, page) -> None:
@@ -72,10 +71,8 @@ def test_admin_trusts_and_removes_a_device_on_a_phone(playwright, staffed, artif
     browser = launch(playwright, (PORTAL_IP,))
     problems: list[str] = []
     try:
-        ctx = phone_context(browser)
-        page = ctx.new_page()
-        watch_static(page, problems)
-        _login(page, portal.base, "budi", ADMIN_PW)
+        ctx, page = watched_phone(browser, problems)
+        console_login(page, portal.base, "budi", ADMIN_PW)
         page.click("nav.menu >> text=Perangkat tepercaya")
         page.wait_for_url(re.compile(r"/operator/trusted$"))
         assert page.inner_text("h1") == "Perangkat tepercaya"
@@ -136,7 +133,7 @@ def test_kasir_gets_the_friendly_403(playwright, staffed, artifacts):
     try:
         ctx = phone_context(browser)
         page = ctx.new_page()
-        _login(page, portal.base, "siti", KASIR_PW)
+        console_login(page, portal.base, "siti", KASIR_PW)
         assert page.locator("nav.menu >> text=Perangkat tepercaya").count() == 0
         resp = page.goto(portal.base + "/operator/trusted")
         assert resp is not None and resp.status == 403

@@ -66,6 +66,18 @@ class GatewayProcess:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.bed.run(self.bed.gw, *self.hotspot(*args), check=check)
 
+    def add_operator(self, name: str, role: str, password: str) -> None:
+        """``hotspot operators add`` as on the gateway's terminal (the password typed on
+        stdin): how the first admin is made."""
+        made = subprocess.run(
+            self.hotspot("operators", "add", name, "--role", role),
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         if os.path.exists(self.socket):
             # A socket left by kill -9 must not fool the wait below.

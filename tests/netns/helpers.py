@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 GW_LAN_IP = "10.10.0.1"
 PORTAL_PORT = 8080
+PORTAL_URL = f"http://{GW_LAN_IP}:{PORTAL_PORT}"  # the portal, as a phone on the LAN opens it
 PORTAL_MARKER = "hst-portal-stand-in-7f3a"  # what the portal stand-in answers
 TABLE = ("inet", "hotspot")
 NETSERVERS = str(Path(__file__).with_name("netservers.py"))
@@ -121,6 +122,44 @@ def curl_report(
         timeout=60 if timeout is None else timeout + 5,
     )
     return proc.stdout.strip()
+
+
+def portal_exchange(
+    bed: Testbed, phone: Phone, path: str, jar: str, *, timeout: int = 20, **fields: str
+) -> tuple[int, str]:
+    """``path`` on the gateway's portal, from ``phone`` with its cookies kept in the file
+    ``jar``: a GET, or a form POST of ``fields`` when there are any. Returns (status, body),
+    status 0 when no HTTP answer came in ``timeout`` seconds."""
+    data = []
+    for name, value in fields.items():
+        data += ["--data-urlencode", f"{name}={value}"]
+    out = bed.run(
+        phone.ns,
+        "curl",
+        "-s",
+        "-m",
+        str(timeout),
+        "-c",
+        jar,
+        "-b",
+        jar,
+        "-w",
+        "\n%{http_code}",
+        *data,
+        PORTAL_URL + path,
+        check=False,
+    )
+    body, _, status = out.stdout.rpartition("\n")
+    return int(status or 0), body
+
+
+def splash_csrf_token(bed: Testbed, phone: Phone, jar: str) -> str:
+    """The CSRF token of the portal's forms, from the splash ``phone`` opens (its cookies in
+    the file ``jar``: the token is good for that cookie session)."""
+    page = bed.run(phone.ns, "curl", "-s", "-m", "10", "-c", jar, "-b", jar, PORTAL_URL + "/")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.stdout)
+    assert token, page.stdout[:500]
+    return token.group(1)
 
 
 def ping(bed: Testbed, ns: str, addr: str, *, count: int = 1, wait: float = 1) -> bool:

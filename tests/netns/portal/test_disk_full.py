@@ -25,11 +25,10 @@ import pytest
 
 from hotspot import config as config_mod
 from hotspot.timeutil import local_day, utcnow
-from tests.netns.helpers import GW_LAN_IP, PORTAL_PORT, curl, is_walled, wait_until
+from tests.netns.helpers import curl, is_walled, portal_exchange, wait_until
 from testsupport import testbed as tb
 from testsupport.testbed import UPSTREAM_IP, Phone
 
-PORTAL = f"http://{GW_LAN_IP}:{PORTAL_PORT}"
 COLLECTOR_PORT = 9180
 ADMIN_PW = "Kasir-Desa-2026!"
 PAUSED = "Sambungan baru sedang ditunda"  # the villager's page, in Indonesian
@@ -137,50 +136,6 @@ def reported(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def get(bed: tb.Testbed, phone: Phone, path: str, jar: str) -> tuple[int, str]:
-    out = bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-m",
-        "20",
-        "-c",
-        jar,
-        "-b",
-        jar,
-        "-w",
-        "\n%{http_code}",
-        PORTAL + path,
-        check=False,
-    )
-    body, _, status = out.stdout.rpartition("\n")
-    return int(status or 0), body
-
-
-def post(bed: tb.Testbed, phone: Phone, path: str, jar: str, **fields: str) -> tuple[int, str]:
-    data = []
-    for name, value in fields.items():
-        data += ["--data-urlencode", f"{name}={value}"]
-    out = bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-m",
-        "20",
-        "-c",
-        jar,
-        "-b",
-        jar,
-        "-w",
-        "\n%{http_code}",
-        *data,
-        PORTAL + path,
-        check=False,
-    )
-    body, _, status = out.stdout.rpartition("\n")
-    return int(status or 0), body
-
-
 def field(name: str, html: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]+)"', html)
     assert found, (name, html[:800])
@@ -189,9 +144,9 @@ def field(name: str, html: str) -> str:
 
 def accept(bed: tb.Testbed, phone: Phone, jar: str) -> tuple[int, str]:
     """The splash (for its CSRF token), then *Terima & Sambungkan*."""
-    status, page = get(bed, phone, "/", jar)
+    status, page = portal_exchange(bed, phone, "/", jar)
     assert status == 200, (status, page[:300])
-    return post(bed, phone, "/accept", jar, csrf_token=field("csrf_token", page))
+    return portal_exchange(bed, phone, "/accept", jar, csrf_token=field("csrf_token", page))
 
 
 def fill(path: Path) -> Path:
@@ -234,17 +189,10 @@ def test_a_full_disk_pauses_new_logins_and_recovers_by_itself(
     first = village.call("client", mac=a.mac)["session"]
     assert first and online(testbed, a)
 
-    made = subprocess.run(
-        village.hotspot("operators", "add", "budi", "--role", "admin"),
-        input=ADMIN_PW + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
+    village.add_operator("budi", "admin", ADMIN_PW)
     village.cli("vouchers", "create", "--package", "harian", "--count", "3")
-    _, login = get(testbed, kiosk, "/operator/login", jar_k)
-    status, _ = post(
+    _, login = portal_exchange(testbed, kiosk, "/operator/login", jar_k)
+    status, _ = portal_exchange(
         testbed,
         kiosk,
         "/operator/login",
@@ -254,9 +202,9 @@ def test_a_full_disk_pauses_new_logins_and_recovers_by_itself(
         password=ADMIN_PW,
     )
     assert status == 303
-    status, home = get(testbed, kiosk, "/operator/", jar_k)
+    status, home = portal_exchange(testbed, kiosk, "/operator/", jar_k)
     assert status == 200 and WARNING not in home
-    status, _ = post(
+    status, _ = portal_exchange(
         testbed,
         kiosk,
         "/operator/quick-sale",
@@ -306,7 +254,7 @@ def test_a_full_disk_pauses_new_logins_and_recovers_by_itself(
     wait_until(lambda: is_walled(testbed, b.ns), timeout=10, interval=0.5, what="B walled")
     assert village.call("client", mac=b.mac)["session"] is None
 
-    status, home = get(testbed, kiosk, "/operator/", jar_k)
+    status, home = portal_exchange(testbed, kiosk, "/operator/", jar_k)
     assert status == 200, (status, home[:500])
     assert 'id="disk-warning"' in home and WARNING in home
 

@@ -11,16 +11,20 @@ the portal and their answers really reach B — only with B's own MAC.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
 
-from tests.netns.helpers import GW_LAN_IP, PORTAL_PORT, readdress, wait_until
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    portal_exchange,
+    readdress,
+    splash_csrf_token,
+    wait_until,
+)
 from testsupport import testbed as tb
 from testsupport.testbed import Phone
 
-PORTAL = f"http://{GW_LAN_IP}:{PORTAL_PORT}"
 NOT_YOURS = "Ini bukan sesi Anda"
 
 
@@ -40,34 +44,8 @@ def village(gateway_factory, upstream, tmp_path):
 
 def post(bed: tb.Testbed, phone: Phone, path: str, jar: str, **fields: str) -> tuple[int, str]:
     """Open the splash (for a CSRF token), then post ``fields`` to ``path``: (status, body)."""
-    page = bed.run(phone.ns, "curl", "-s", "-m", "10", "-c", jar, "-b", jar, PORTAL + "/")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.stdout)
-    assert token, page.stdout[:500]
-    return post_with(bed, phone, path, jar, csrf_token=token.group(1), **fields)
-
-
-def post_with(bed: tb.Testbed, phone: Phone, path: str, jar: str, **fields: str) -> tuple[int, str]:
-    data = []
-    for name, value in fields.items():
-        data += ["--data-urlencode", f"{name}={value}"]
-    out = bed.run(
-        phone.ns,
-        "curl",
-        "-s",
-        "-m",
-        "10",
-        "-c",
-        jar,
-        "-b",
-        jar,
-        "-w",
-        "\n%{http_code}",
-        *data,
-        PORTAL + path,
-        check=False,
-    )
-    body, _, status = out.stdout.rpartition("\n")
-    return int(status or 0), body
+    token = splash_csrf_token(bed, phone, jar)
+    return portal_exchange(bed, phone, path, jar, timeout=10, csrf_token=token, **fields)
 
 
 def session_of(gw, mac: str) -> dict | None:
@@ -87,8 +65,7 @@ def test_another_device_at_my_address_cannot_end_or_change_my_session(testbed, v
     code = batch["codes"][0]
 
     # B fetches a form (and its CSRF token) from its own address first, like any visitor.
-    page = testbed.run(b.ns, "curl", "-s", "-m", "10", "-c", jar_b, "-b", jar_b, PORTAL + "/")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.stdout).group(1)
+    token = splash_csrf_token(testbed, b, jar_b)
 
     # A sleeps; B takes A's address and hears what the gateway sends to A's MAC.
     testbed.run(a.ns, "ip", "link", "set", "eth0", "down")
@@ -109,7 +86,9 @@ def test_another_device_at_my_address_cannot_end_or_change_my_session(testbed, v
         ("/accept", {}),
         ("/voucher", {"code": code}),
     ):
-        status, body = post_with(testbed, b, path, jar_b, csrf_token=token, **fields)
+        status, body = portal_exchange(
+            testbed, b, path, jar_b, timeout=10, csrf_token=token, **fields
+        )
         # The request reached the portal from A's address (the attack is real) and was refused.
         assert status == 403, (path, status, body[:300])
         assert NOT_YOURS in body

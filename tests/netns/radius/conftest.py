@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns.helpers import GW_LAN_IP, PORTAL_PORT, wait_until
+from tests.netns.helpers import GW_LAN_IP, PORTAL_PORT, splash_csrf_token, wait_until
 from testsupport import testbed as tb
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, Phone
 
@@ -183,9 +183,7 @@ def village(gateway_factory, upstream, testbed, tmp_path, radius_server):
 def login(bed: tb.Testbed, phone: Phone, jar: str, username: str, password: str = ""):
     """Open the splash (for its CSRF token), then log in with an account: (status, body,
     headers)."""
-    page = bed.run(phone.ns, "curl", "-s", "-m", "10", "-c", jar, "-b", jar, PORTAL + "/")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.stdout)
-    assert token, page.stdout[:500]
+    token = splash_csrf_token(bed, phone, jar)
     out = bed.run(
         phone.ns,
         "curl",
@@ -199,7 +197,7 @@ def login(bed: tb.Testbed, phone: Phone, jar: str, username: str, password: str 
         "-D",
         "-",
         "--data-urlencode",
-        f"csrf_token={token.group(1)}",
+        f"csrf_token={token}",
         "--data-urlencode",
         f"username={username}",
         "--data-urlencode",

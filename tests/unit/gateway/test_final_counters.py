@@ -57,34 +57,37 @@ def test_an_ended_session_keeps_its_last_bytes(engine, datapath, clock, db, end)
     assert usage(db) == (1500, 1500)  # the day's and the hour's too (the collector's)
 
 
+# The session rows after a change: the old one ended with all it passed until the change
+# (1000 counted, 500 not yet read), the new one with only what passed after (200 and 20).
+SPLIT = [(EndReason.REPLACED, 1500, 150), (None, 200, 20)]
+
+
+def rows_after_a_new_session(engine, datapath, clock, db, *, ip: str, mac: str) -> list:
+    """A premium session for ``mac`` at ``ip`` after :func:`started`'s, 200/20 bytes through
+    it, a flush: the session rows (the first one ended by the change)."""
+    engine.authorize(ip=ip, mac=mac, tier="premium")
+    datapath.traffic(ip, down=200, up=20, packets=1)
+    clock.advance(seconds=2)
+    engine.tick(force_flush=True)
+    return rows(db)
+
+
 def test_the_session_after_a_tier_change_counts_from_the_final_reading(engine, datapath, clock, db):
     """Same device, same address: the class stays (its counters run on); the old session
     gets what passed until the change, the new one only what passed after."""
     started(engine, datapath, clock, tier="free")
-    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
-    datapath.traffic(IP1, down=200, up=20, packets=1)
-    clock.advance(seconds=2)
-    engine.tick(force_flush=True)
-    assert rows(db) == [(EndReason.REPLACED, 1500, 150), (None, 200, 20)]
+    assert rows_after_a_new_session(engine, datapath, clock, db, ip=IP1, mac=MAC1) == SPLIT
     assert usage(db) == (1700, 1700)
 
 
 def test_an_address_taken_over_splits_the_bytes_at_the_change(engine, datapath, clock, db):
     started(engine, datapath, clock)
-    engine.authorize(ip=IP1, mac=MAC2, tier="premium")
-    datapath.traffic(IP1, down=200, up=20, packets=1)
-    clock.advance(seconds=2)
-    engine.tick(force_flush=True)
-    assert rows(db) == [(EndReason.REPLACED, 1500, 150), (None, 200, 20)]
+    assert rows_after_a_new_session(engine, datapath, clock, db, ip=IP1, mac=MAC2) == SPLIT
 
 
 def test_a_move_keeps_the_old_address_bytes_and_starts_anew(engine, datapath, clock, db):
     started(engine, datapath, clock)
-    engine.authorize(ip=IP2, mac=MAC1, tier="premium")
-    datapath.traffic(IP2, down=200, up=20, packets=1)
-    clock.advance(seconds=2)
-    engine.tick(force_flush=True)
-    assert rows(db) == [(EndReason.REPLACED, 1500, 150), (None, 200, 20)]
+    assert rows_after_a_new_session(engine, datapath, clock, db, ip=IP2, mac=MAC1) == SPLIT
 
 
 def test_the_end_hooks_see_the_final_bytes(engine, datapath, clock):

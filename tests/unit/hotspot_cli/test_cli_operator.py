@@ -14,26 +14,22 @@ from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.lookup import find_voucher
 from hotspot.vouchers.sales import mark_sold
 from hotspot_cli import main as cli
+from tests.unit.hotspot_cli.conftest import cli_config
 
 
 @pytest.fixture
 def toml(tmp_path, cfg):
-    path = tmp_path / "hotspot.toml"
-    path.write_text(f'''
-[database]
-url = "{cfg.database.url}"
-[control]
-socket = "{tmp_path}/control.sock"
-[portal]
-voucher_key_file = "{tmp_path}/voucher.key"
-secret_key_file = "{tmp_path}/portal.secret"
+    return cli_config(
+        tmp_path,
+        cfg,
+        """\
 [packages.harian]
 title = "Harian"
 price = 5000
 tier = "premium"
 hours = 24
-''')
-    return str(path)
+""",
+    )
 
 
 def run(toml, *args, stdin=None, monkeypatch=None, capsys=None):

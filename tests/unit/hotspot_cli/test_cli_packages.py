@@ -10,27 +10,23 @@ import pytest
 from hotspot.audit import entries
 from hotspot.vouchers.packages import all_packages
 from hotspot_cli import main as cli
+from tests.unit.hotspot_cli.conftest import cli_config
 
 
 @pytest.fixture
 def toml(tmp_path, cfg):
-    path = tmp_path / "hotspot.toml"
-    path.write_text(f'''
-[database]
-url = "{cfg.database.url}"
-[control]
-socket = "{tmp_path}/control.sock"
-[portal]
-voucher_key_file = "{tmp_path}/voucher.key"
-secret_key_file = "{tmp_path}/portal.secret"
+    return cli_config(
+        tmp_path,
+        cfg,
+        """\
 [packages.jam]
 title = "1 Jam"
 price = 2000
 tier = "premium"
 online_minutes = 60
 valid_days = 7
-''')
-    return str(path)
+""",
+    )
 
 
 def run(toml, capsys, *args):

@@ -37,20 +37,27 @@ PACKAGES = {
 }
 
 
+def portal_overrides(tmp_path, **portal) -> dict:
+    """The configuration overrides of a portal test: the unit tests' device, the village,
+    the portal's key files in ``tmp_path`` (plus the ``portal`` settings given) and the
+    packages; a test file adds or replaces sections for what it tests."""
+    return {
+        **device_overrides(tmp_path),
+        "village": {"name": "Desa Sungai Duren"},
+        "portal": {
+            "secret_key_file": str(tmp_path / "portal.secret"),
+            "voucher_key_file": str(tmp_path / "voucher.key"),
+            **portal,
+        },
+        "packages": PACKAGES,
+    }
+
+
 @pytest.fixture
 def cfg(tmp_path):
     """Overrides tests/unit's cfg: the same tiers, plus the portal and packages."""
     return config_mod.load(
-        overrides={
-            **device_overrides(tmp_path),
-            "village": {"name": "Desa Sungai Duren"},
-            "portal": {
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-                "contact": "Pak Budi, WA 0812-0000-0000",
-            },
-            "packages": PACKAGES,
-        }
+        overrides=portal_overrides(tmp_path, contact="Pak Budi, WA 0812-0000-0000")
     )
 
 

@@ -26,22 +26,25 @@ from hotspot.vouchers.redemption import RESUME_QUIET_SECONDS, held_voucher
 from hotspot.vouchers.withdrawal import void_voucher
 from tests.unit.conftest import device_overrides
 from tests.unit.fakes import FakeDataPath
-from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PACKAGES, PHONE_IP, PHONE_MAC
+from tests.unit.portal.conftest import (
+    OTHER_IP,
+    OTHER_MAC,
+    PACKAGES,
+    PHONE_IP,
+    PHONE_MAC,
+    portal_overrides,
+)
 
 NEW_MAC, NEW_IP = "02:00:00:00:0b:01", "10.10.0.60"  # the phone after MAC randomisation
 DAY = dt.date(2026, 11, 28)
 
 
-def portal_overrides(tmp_path, **portal):
+def retyping_overrides(tmp_path, **portal):
+    """The portal tests' overrides, with premium idling out after 10 minutes and a package
+    that does not resume."""
     return {
-        **device_overrides(tmp_path),
-        "village": {"name": "Desa Sungai Duren"},
+        **portal_overrides(tmp_path, **portal),
         "tiers": {"premium": {"idle_minutes": 10}},
-        "portal": {
-            "secret_key_file": str(tmp_path / "portal.secret"),
-            "voucher_key_file": str(tmp_path / "voucher.key"),
-            **portal,
-        },
         "packages": {
             **PACKAGES,
             "sekali": {"title": "Sekali", "price": 3000, "tier": "premium", "hours": 24,
@@ -54,7 +57,7 @@ def portal_overrides(tmp_path, **portal):
 def cfg(tmp_path):
     """The portal tests' configuration, with an idle timeout on premium and a package that
     does not resume."""
-    return config_mod.load(overrides=portal_overrides(tmp_path))
+    return config_mod.load(overrides=retyping_overrides(tmp_path))
 
 
 def text(resp):
@@ -238,7 +241,7 @@ def test_free_tier_used_up_is_not_resumed(engine, datapath, clock, gw):
 
 
 def test_free_remember_never_asks_the_terms_every_time(tmp_path, db, clock, phone):
-    cfg = config_mod.load(overrides=portal_overrides(tmp_path, free_remember_acceptance="never"))
+    cfg = config_mod.load(overrides=retyping_overrides(tmp_path, free_remember_acceptance="never"))
     datapath = FakeDataPath()
     eng = SessionEngine(cfg, db, datapath, clock=clock)
     eng.start()

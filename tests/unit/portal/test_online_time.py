@@ -23,7 +23,14 @@ from hotspot.units import MB
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.packages import PackageError, check_package, save_package
 from tests.unit.conftest import device_overrides
-from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PACKAGES, PHONE_IP, PHONE_MAC
+from tests.unit.portal.conftest import (
+    OTHER_IP,
+    OTHER_MAC,
+    PACKAGES,
+    PHONE_IP,
+    PHONE_MAC,
+    portal_overrides,
+)
 
 TICK = 30.0  # seconds per tick in these tests (gateway.tick_seconds): a step is capped at 90
 ONLINE = {
@@ -68,17 +75,11 @@ class Mono:
 def cfg(tmp_path):
     """The portal tests' configuration, plus online-time packages; premium idles out after
     5 minutes here (idle time is what must not be charged)."""
-    over = device_overrides(tmp_path)
-    over["tiers"] = {"premium": {"idle_minutes": 5}}
-    over["gateway"] = {"flush_seconds": 60, "tick_seconds": TICK}
     return config_mod.load(
         overrides={
-            **over,
-            "village": {"name": "Desa Sungai Duren"},
-            "portal": {
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-            },
+            **portal_overrides(tmp_path),
+            "tiers": {"premium": {"idle_minutes": 5}},
+            "gateway": {"flush_seconds": 60, "tick_seconds": TICK},
             "packages": {**PACKAGES, **ONLINE},
         }
     )

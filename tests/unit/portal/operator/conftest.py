@@ -4,6 +4,7 @@ client that logs in and posts forms with their CSRF token."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 
@@ -11,6 +12,7 @@ import pytest
 
 from hotspot import operators
 from hotspot.audit import Actor
+from hotspot.model_summary import DailySummary, SummaryState
 from tests.unit.portal.conftest import (  # noqa: F401
     BASE,
     OTHER_IP,
@@ -91,3 +93,28 @@ def text(resp) -> str:
     """The visible text of a page, roughly (tags dropped, entities decoded, spaces folded)."""
     body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", resp.get_data(as_text=True), flags=re.S)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+def sent_and_refused_summaries(refusal: str) -> list[DailySummary]:
+    """Two days' summaries for the summary page: 28 November's sent, the 29th's refused by
+    Telegram with ``refusal`` (its answer)."""
+    return [
+        DailySummary(
+            day=dt.date(2026, 11, 28),
+            scheduled_day=dt.date(2026, 11, 28),
+            created_at=dt.datetime(2026, 11, 28, 13, 0),
+            text="Ringkasan",
+            state=SummaryState.SENT,
+            attempts=1,
+            sent_at=dt.datetime(2026, 11, 28, 13, 0, 5),
+        ),
+        DailySummary(
+            day=dt.date(2026, 11, 29),
+            scheduled_day=dt.date(2026, 11, 29),
+            created_at=dt.datetime(2026, 11, 29, 13, 0),
+            text="Ringkasan",
+            state=SummaryState.FAILED,
+            attempts=1,
+            last_error=refusal,
+        ),
+    ]

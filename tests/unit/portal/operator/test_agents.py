@@ -394,23 +394,33 @@ def _admin_form(admin, action):
     }
 
 
+def _assign_form(admin, agent_id: int, batch_id: int, price: str) -> dict[str, str]:
+    """The admin's filled-in form that gives a batch to an agent at ``price``."""
+    return {
+        **_admin_form(admin, "/operator/agents/assign"),
+        "agent": str(agent_id),
+        "batch": str(batch_id),
+        "price": price,
+    }
+
+
+def _settle_form(admin, agent_id: int, amount: str, **more: str) -> dict[str, str]:
+    """The admin's filled-in form that records an agent's payment of ``amount``."""
+    return {
+        **_admin_form(admin, "/operator/agents/settle"),
+        "agent": str(agent_id),
+        "amount": amount,
+        **more,
+    }
+
+
 def test_admin_assigns_and_records_a_payment(db, key, clock, admin, warungs):
     bid, _ = _batch(db, key, clock, "harian", 4)
-    form = {
-        **_admin_form(admin, "/operator/agents/assign"),
-        "agent": str(warungs["ina"]["id"]),
-        "batch": str(bid),
-        "price": "4.000",
-    }
+    form = _assign_form(admin, warungs["ina"]["id"], bid, "4.000")
     r = admin.post("/operator/agents/assign", data=form)
     assert r.status_code == 303, text(r)[:500]
     assert agents.batch_agent(db, bid).price == 4000
-    pay = {
-        **_admin_form(admin, "/operator/agents/settle"),
-        "agent": str(warungs["ina"]["id"]),
-        "amount": "8000",
-        "note": '=HYPERLINK("x")',
-    }
+    pay = _settle_form(admin, warungs["ina"]["id"], "8000", note='=HYPERLINK("x")')
     first = admin.post("/operator/agents/settle", data=pay)
     second = admin.post("/operator/agents/settle", data=pay)  # a double submit
     assert first.status_code == second.status_code == 303
@@ -426,22 +436,14 @@ def test_admin_assigns_and_records_a_payment(db, key, clock, admin, warungs):
 
 @pytest.mark.parametrize("amount", ["-5000", "0", "999999999999", "lima ribu", ""])
 def test_admin_bad_amount_is_a_form_error(db, clock, admin, warungs, amount):
-    pay = {
-        **_admin_form(admin, "/operator/agents/settle"),
-        "agent": str(warungs["ina"]["id"]),
-        "amount": amount,
-    }
+    pay = _settle_form(admin, warungs["ina"]["id"], amount)
     r = admin.post("/operator/agents/settle", data=pay)
     assert r.status_code == 422 and 'aria-invalid="true"' in r.get_data(as_text=True)
     assert agents.settlements(db) == []
 
 
 def test_admin_settle_without_token_records_nothing(db, admin, warungs):
-    pay = {
-        **_admin_form(admin, "/operator/agents/settle"),
-        "agent": str(warungs["ina"]["id"]),
-        "amount": "5000",
-    }
+    pay = _settle_form(admin, warungs["ina"]["id"], "5000")
     pay.pop("token")
     assert admin.post("/operator/agents/settle", data=pay).status_code == 400
     pay.pop("csrf_token")
@@ -461,12 +463,7 @@ def test_admin_cannot_give_a_batch_twice(db, key, clock, admin, warungs):
 
 def test_admin_price_above_retail_is_refused(db, key, clock, admin, warungs):
     bid, _ = _batch(db, key, clock, "harian", 2)
-    form = {
-        **_admin_form(admin, "/operator/agents/assign"),
-        "agent": str(warungs["ina"]["id"]),
-        "batch": str(bid),
-        "price": "6000",
-    }
+    form = _assign_form(admin, warungs["ina"]["id"], bid, "6000")
     r = admin.post("/operator/agents/assign", data=form)
     assert r.status_code == 422 and agents.batch_agent(db, bid) is None
 

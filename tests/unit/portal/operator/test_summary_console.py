@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
 from hotspot.model_summary import DailySummary, SummaryState
-from tests.unit.conftest import device_overrides
-from tests.unit.portal.conftest import PACKAGES
-from tests.unit.portal.operator.conftest import text
+from tests.unit.portal.conftest import portal_overrides
+from tests.unit.portal.operator.conftest import sent_and_refused_summaries, text
 from tests.unit.sync.botapi import CHAT, TOKEN
 
 SECRET_PART = TOKEN.split(":")[1]
@@ -23,13 +22,7 @@ SECRET_PART = TOKEN.split(":")[1]
 def cfg(tmp_path):
     return config_mod.load(
         overrides={
-            **device_overrides(tmp_path),
-            "village": {"name": "Desa Sungai Duren"},
-            "portal": {
-                "secret_key_file": str(tmp_path / "portal.secret"),
-                "voucher_key_file": str(tmp_path / "voucher.key"),
-            },
-            "packages": PACKAGES,
+            **portal_overrides(tmp_path),
             "summary": {
                 "enabled": True,
                 "telegram_bot_token": TOKEN,
@@ -44,24 +37,7 @@ def _queue(db) -> None:
     with Session(db) as s, s.begin():
         s.add_all(
             [
-                DailySummary(
-                    day=dt.date(2026, 11, 28),
-                    scheduled_day=dt.date(2026, 11, 28),
-                    created_at=dt.datetime(2026, 11, 28, 13, 0),
-                    text="Ringkasan",
-                    state=SummaryState.SENT,
-                    attempts=1,
-                    sent_at=dt.datetime(2026, 11, 28, 13, 0, 5),
-                ),
-                DailySummary(
-                    day=dt.date(2026, 11, 29),
-                    scheduled_day=dt.date(2026, 11, 29),
-                    created_at=dt.datetime(2026, 11, 29, 13, 0),
-                    text="Ringkasan",
-                    state=SummaryState.FAILED,
-                    attempts=1,
-                    last_error="Telegram answered 401: Unauthorized",
-                ),
+                *sent_and_refused_summaries("Telegram answered 401: Unauthorized"),
                 DailySummary(
                     day=dt.date(2026, 11, 30),
                     created_at=dt.datetime(2026, 11, 30, 3, 0),
