@@ -300,19 +300,23 @@ class DataPath:
     def ip_of(self, mac: str) -> str | None:
         return self.neighbours.ip_of(mac)
 
-    def ips_of(self, macs: set[str]) -> dict[str, str]:
-        """mac → ip of those of ``macs`` that are on the LAN: one neighbour dump."""
-        return {mac: ip for ip, mac in self.neighbours.table().items() if mac in macs}
+    def neighbour_table(self) -> dict[str, str]:
+        """ip → mac of every usable neighbour on the LAN: one neighbour dump."""
+        return self.neighbours.table()
 
-    def macs_seen_at(self, ip: str) -> set[str]:
-        """The MACs whose frames reached the portal from ``ip`` within the last minute: the
-        live view of who is at an address, which the pinned neighbour entry is not."""
-        seen = set()
+    def portal_peers(self) -> set[tuple[str, str]]:
+        """(ip, mac) of every device whose frames reached the portal's ports within the last
+        ``ruleset.PEERS_TIMEOUT`` seconds (refreshed by each packet): one small set listing."""
+        peers = set()
         for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
             at, mac = (e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)["concat"]
-            if at == ip:
-                seen.add(normalize_mac(mac))
-        return seen
+            peers.add((at, normalize_mac(mac)))
+        return peers
+
+    def macs_seen_at(self, ip: str) -> set[str]:
+        """The MACs whose frames reached the portal from ``ip`` lately (``portal_peers``):
+        the live view of who is at an address, which the pinned neighbour entry is not."""
+        return {mac for at, mac in self.portal_peers() if at == ip}
 
     def close(self) -> None:
         self.conntrack.close()
