@@ -93,8 +93,8 @@ class NullDataPath:
     def neighbour_table(self) -> dict[str, str]:
         return {}  # the bench has no trusted or returning devices
 
-    def portal_peers(self) -> set[tuple[str, str]]:
-        return set()
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        return {}
 
     def macs_seen_at(self, ip: str) -> set[str]:
         return {m} if (m := self.mac_of(ip)) else set()

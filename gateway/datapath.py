@@ -304,13 +304,18 @@ class DataPath:
         """ip → mac of every usable neighbour on the LAN: one neighbour dump."""
         return self.neighbours.table()
 
-    def portal_peers(self) -> set[tuple[str, str]]:
-        """(ip, mac) of every device whose frames reached the portal's ports within the last
-        ``ruleset.PEERS_TIMEOUT`` seconds (refreshed by each packet): one small set listing."""
-        peers = set()
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        """(ip, mac) → seconds since its last frame reached the portal's ports, for every
+        device heard there within ``ruleset.PEERS_TIMEOUT`` (each packet refreshes the
+        element's timeout): one small set listing. nftables gives what is left of the
+        timeout in whole seconds, so the age is rounded towards older."""
+        peers: dict[tuple[str, str], float] = {}
         for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
-            at, mac = (e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)["concat"]
-            peers.add((at, normalize_mac(mac)))
+            elem = e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
+            at, mac = elem["val"]["concat"]
+            expires = elem.get("expires")
+            age = 0.0 if expires is None else float(ruleset.PEERS_TIMEOUT - expires)
+            peers[(at, normalize_mac(mac))] = max(0.0, age)
         return peers
 
     def macs_seen_at(self, ip: str) -> set[str]:

@@ -93,7 +93,7 @@ class DataPathPort(Protocol):
     def ip_of(self, mac: str) -> str | None: ...
     def neighbour_table(self) -> dict[str, str]: ...
     def macs_seen_at(self, ip: str) -> set[str]: ...
-    def portal_peers(self) -> set[tuple[str, str]]: ...
+    def portal_peers(self) -> dict[tuple[str, str], float]: ...
 
 
 class _Neighbours:
@@ -141,6 +141,9 @@ class _Resumable:
     voucher_id: int | None  # None: the free tier, accepted on ``day``
     day: dt.date  # the local day its session started
     until: dt.datetime | None  # the voucher's end (the free tier: the end of ``day``)
+    # time.monotonic() when it was remembered: only a request after it is a sign of use (the
+    # kernel's clock, not the engine's, since the ages of ``portal_peers`` are the kernel's).
+    left_at: float = 0.0
 
 
 @dataclass
@@ -901,6 +904,7 @@ class SessionEngine:
             until=sess.expires_at
             if sess.voucher_id is not None
             else self.next_reset(now=sess.started_at),
+            left_at=time.monotonic(),
         )
 
     def _load_resumable(self, db: Session, now: dt.datetime) -> None:
@@ -942,8 +946,11 @@ class SessionEngine:
         the last one (``ruleset.PEERS_TIMEOUT``). It is already kept for the portal (who is
         at an address), costs one small listing per tick and nothing per packet more, and,
         unlike DNS or DHCP (background lookups, lease renewals), it is not refreshed by a
-        phone lying unused. The neighbour table must agree (the MAC at that address, the only
-        MAC seen there): the dump is made only when some resumable MAC is a peer.
+        phone lying unused. Only a packet since the session ended counts (the element's age,
+        whole seconds, rounded towards older): the requests of the last moments before it —
+        a status page looked at, a kick's — are not a return. The neighbour table must agree
+        (the MAC at that address, the only MAC seen there): the dump is made only when some
+        resumable MAC is a peer.
         """
         with self.lock:
             now = self.clock()
@@ -953,7 +960,12 @@ class SessionEngine:
             if not self.resumable:
                 return
             peers = self.dp.portal_peers()
-            in_use = {(ip, mac) for ip, mac in peers if mac in self.resumable}
+            mono = time.monotonic()
+            in_use = {
+                (ip, mac)
+                for (ip, mac), age in peers.items()
+                if mac in self.resumable and mono - age >= self.resumable[mac].left_at
+            }
             if not in_use:
                 return
             macs_at: dict[str, set[str]] = {}

@@ -18,6 +18,7 @@ class FakeDataPath:
         self.state = Snapshot(pinned={})
         self.neighbours: dict[str, str] = {}
         self.portal_peers_at: dict[str, set[str]] = {}  # ip → MACs that talked to the portal
+        self.portal_peer_ages: dict[tuple[str, str], float] = {}  # (ip, mac) → seconds
         self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
         self.applied: list[Plan] = []
         self.installs = 0
@@ -122,8 +123,13 @@ class FakeDataPath:
     def neighbour_table(self) -> dict[str, str]:
         return dict(self.neighbours)
 
-    def portal_peers(self) -> set[tuple[str, str]]:
-        return {(ip, mac) for ip, macs in self.portal_peers_at.items() for mac in macs}
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        """Heard just now, unless ``portal_peer_ages`` says how many seconds ago."""
+        return {
+            (ip, mac): self.portal_peer_ages.get((ip, mac), 0.0)
+            for ip, macs in self.portal_peers_at.items()
+            for mac in macs
+        }
 
 
 class Clock:

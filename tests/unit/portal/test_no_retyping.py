@@ -209,7 +209,7 @@ def test_resumable_devices_survive_a_restart(vouchers, batch, engine, datapath, 
 def test_a_tick_asks_nothing_when_nobody_may_resume(engine, datapath, monkeypatch):
     calls = []
     monkeypatch.setattr(datapath, "neighbour_table", lambda: calls.append("dump") or {})
-    monkeypatch.setattr(datapath, "portal_peers", lambda: calls.append("peers") or set())
+    monkeypatch.setattr(datapath, "portal_peers", lambda: calls.append("peers") or {})
     engine.tick()
     assert calls == []  # no trusted devices, nobody resumable: no listing, no neighbour dump
 
@@ -446,6 +446,21 @@ def test_a_free_phone_that_stays_on_the_wifi_unused_keeps_its_day(engine, datapa
     come_back(datapath)  # picked up: the browser opens a page
     engine.tick()
     assert session_of(gw, PHONE_IP)["source"] == "free"
+
+
+def test_a_request_from_before_the_idle_out_is_not_a_return(
+    vouchers, batch, engine, datapath, clock, gw
+):
+    """The portal still remembers the phone's last request (its status page, 20 s before
+    the session ended): that is not a sign it is used again; a request since is."""
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    come_back(datapath)
+    datapath.portal_peer_ages[(PHONE_IP, PHONE_MAC)] = 20.0
+    engine.tick()
+    assert session_of(gw, PHONE_IP) is None and PHONE_MAC in engine.resumable
+    datapath.portal_peer_ages.clear()  # it opens a page now
+    engine.tick()
+    assert session_of(gw, PHONE_IP)["source"] == "voucher"
 
 
 def test_an_unused_voucher_phone_is_not_let_out_either(
