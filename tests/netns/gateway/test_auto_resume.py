@@ -133,10 +133,10 @@ def test_a_free_phone_on_the_wifi_unused_is_not_let_out_until_it_is_used(
 
     # Several rounds, each as long as the old defect needed to let it out again (one tick):
     # the gateway asks for the phone (ARP), the phone answers, and sends nothing else.
-    for _ in range(4):
+    for _ in range(3):
         assert ping(testbed, testbed.gw, phone.ip)
         assert _neighbour_state(testbed, phone.ip) in ("REACHABLE", "DELAY", "STALE")
-        _ticks(gateway, 4)
+        _ticks(gateway, 3)
         assert (phone.ip, phone.mac) not in authorized(testbed), "an unused phone was let out"
     assert gateway.call("list") == []
     free = gateway.call("client", ip=phone.ip, mac=phone.mac)["allowance"]["free"]
