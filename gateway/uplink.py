@@ -14,12 +14,20 @@ One lost probe is not an outage: ``uplink.down_after`` failed rounds in a row op
 ``link`` or ``unreachable``): the portal shows villagers that the village's link is down
 while the row is open, and the sync agent reports every row to the collector as a window.
 A gateway restarted during an outage takes up the open row rather than starting another.
+
+While an outage lasts the monitor also keeps a hosts file (``uplink-down``) in
+``uplink.walled_hosts_dir``, the walled resolver's ``hostsdir=`` (dnsmasq reloads it by
+inotify): it names the captive probes' hosts at the gateway's LAN address, so a phone that is
+not logged in still resolves its OS probe — whose plain HTTP the gateway sends to the portal
+— when the upstream resolvers cannot be reached and the main dnsmasq's cache has expired.
+dnsmasq answers such names with a TTL of 0, and the file goes as soon as the outage ends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -35,6 +43,8 @@ from hotspot.model_uplink import OutageCause, UplinkOutage
 from hotspot.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
+
+HOSTS_FILE = "uplink-down"  # in uplink.walled_hosts_dir
 
 # operstates (Documentation/networking/operstates.rst) that mean "no link"; "unknown" is what
 # drivers without carrier reporting say (tun, some USB modems): the probe decides there.
@@ -81,6 +91,7 @@ class UplinkMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._adopt_open_outage()
+        self.write_walled_hosts()
 
     def _adopt_open_outage(self) -> None:
         try:
@@ -96,6 +107,28 @@ class UplinkMonitor:
                     self.outage_cause = row.cause
         except SQLAlchemyError as exc:
             log.error("uplink: cannot read the open outage: %s", str(exc).splitlines()[0])
+
+    def write_walled_hosts(self) -> None:
+        """The walled resolver's hosts file, present exactly while an outage is open."""
+        folder = self.config.uplink.walled_hosts_dir
+        if not folder:
+            return
+        path = os.path.join(folder, HOSTS_FILE)
+        try:
+            if not self.down:
+                if os.path.exists(path):
+                    os.unlink(path)
+                return
+            net = self.config.network
+            line = " ".join([str(net.gateway_ip), *net.captive_probe_hosts])
+            tmp = path + ".tmp"
+            with open(tmp, "w") as fh:  # written whole, then renamed: dnsmasq reads it once
+                fh.write("# the uplink is down: captive probes resolve to the portal\n")
+                fh.write(line + "\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:  # no such folder (not provisioned), read-only: DNS as before
+            log.warning("uplink: walled hosts file %s: %s", path, exc)
 
     @property
     def down(self) -> bool:
@@ -154,6 +187,7 @@ class UplinkMonitor:
             return
         self.last_error = None
         self.outage_id, self.outage_since, self.outage_cause = outage_id, started, cause
+        self.write_walled_hosts()
         log.warning(
             "uplink down since %s (%s): %d rounds without an answer",
             iso(started),
@@ -175,6 +209,7 @@ class UplinkMonitor:
         self.last_error = None
         log.warning("uplink back at %s (down since %s)", iso(ended), iso(self.outage_since))
         self.outage_id = self.outage_since = self.outage_cause = None
+        self.write_walled_hosts()
 
     # -- the thread ----------------------------------------------------------------------
 

@@ -295,6 +295,9 @@ DEFAULTS["uplink"] = {
     "probe_timeout_seconds": 3.0,  # per connect
     "down_after": 3,  # rounds in a row without an answer before it is an outage
     "up_after": 2,  # rounds in a row with an answer before it is over
+    # While it is down, the walled resolver answers the captive probes' names itself from a
+    # hosts file the gateway writes here (dnsmasq hostsdir=); "" = never.
+    "walled_hosts_dir": "/run/hotspot-dns",
 }
 
 _DATA_LIMITS = ("chillispot", "mikrotik")
@@ -609,6 +612,7 @@ class UplinkConfig:
     probe_timeout_seconds: float = 3.0
     down_after: int = 3
     up_after: int = 2
+    walled_hosts_dir: str = "/run/hotspot-dns"  # "" = off
 
 
 @dataclass(frozen=True)
@@ -1206,6 +1210,7 @@ def _uplink(raw: Mapping[str, Any], sync_raw: Mapping[str, Any]) -> UplinkConfig
         probe_timeout_seconds=full.float("probe_timeout_seconds", 0.05, 60.0),
         down_after=full.int("down_after", 1, 1000),
         up_after=full.int("up_after", 1, 1000),
+        walled_hosts_dir=_abs_path(full, "walled_hosts_dir", optional=True),
     )
 
 

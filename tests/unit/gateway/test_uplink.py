@@ -42,7 +42,13 @@ class Uplink:
 @pytest.fixture
 def cfg(tmp_path):
     overrides = device_overrides(tmp_path)
-    overrides["uplink"] = {"probe_targets": ["192.0.2.1:443"], "down_after": 3, "up_after": 2}
+    (tmp_path / "walled-hosts").mkdir()
+    overrides["uplink"] = {
+        "probe_targets": ["192.0.2.1:443"],
+        "down_after": 3,
+        "up_after": 2,
+        "walled_hosts_dir": str(tmp_path / "walled-hosts"),
+    }
     return config_mod.load(overrides=overrides)
 
 
@@ -168,6 +174,35 @@ def test_without_probe_targets_only_the_link_counts(tmp_path, db, clock, world):
     mon = monitor(cfg, db, clock, world)
     rounds(mon, clock, 5)
     assert not mon.down and world.probes == 0
+
+
+def test_the_walled_resolvers_hosts_file_exists_exactly_during_an_outage(
+    cfg, db, clock, world, tmp_path
+):
+    hosts = tmp_path / "walled-hosts" / "uplink-down"
+    hosts.write_text("stale, from before a power cut\n")
+    mon = monitor(cfg, db, clock, world)
+    assert not hosts.exists()  # no outage open: a stale file goes at start
+    world.answers = False
+    rounds(mon, clock, 3)
+    names = hosts.read_text().splitlines()[1].split()
+    assert names[0] == "10.10.0.1"  # the gateway: walled port 80 goes to the portal anyway
+    assert set(names[1:]) == set(cfg.network.captive_probe_hosts)
+    assert oct(hosts.stat().st_mode & 0o777) == "0o644"  # dnsmasq runs as its own user
+    hosts.unlink()
+    monitor(cfg, db, clock, world)  # a restart during the outage writes it again
+    assert hosts.exists()
+    world.answers = True
+    rounds(mon, clock, 2)
+    assert not hosts.exists() and list(hosts.parent.iterdir()) == []
+
+
+def test_a_missing_hosts_folder_changes_nothing_else(cfg, db, clock, world, tmp_path, caplog):
+    (tmp_path / "walled-hosts").rmdir()
+    mon = monitor(cfg, db, clock, world)
+    world.answers = False
+    rounds(mon, clock, 3)
+    assert mon.down and "walled hosts file" in caplog.text
 
 
 def test_the_collector_is_the_default_target(tmp_path):
