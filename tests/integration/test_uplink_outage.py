@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import re
 import signal
@@ -116,7 +117,7 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
     bed.build()
     procs: list[Proc] = []
     gw: GatewayProcess | None = None
-    figures: dict = {}
+    figures: dict = {"load_at_start": os.getloadavg()[0], "cores": os.cpu_count()}
     try:
         prov = add_province(bed, rate_kbit=2000, loss_pct=0)
         bed.start_upstream(tmp_path / "www", iperf=False)
@@ -302,7 +303,14 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
         backlog = seed_days(
             gw_db, now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=DAYS + 1), rng
         )
+        # ...and the agent restarted meanwhile (a power cut): its first collect after a start
+        # scans everything, and queues those days.
+        agent.kill9()
+        agent = start_agent()
+        wait_for(lambda: queued_usage() >= backlog, 60, "the days queued by the agent", 0.5)
         wait_for(lambda: "not delivered" in agent.text(), 30, "the agent failing to deliver", 0.2)
+        hosts = (hosts_dir / "uplink-down").read_text().splitlines()
+        assert hosts[1].startswith("10.10.0.1 ") and "connectivitycheck.gstatic.com" in hosts[1]
         t_back = time.monotonic()
         bed.run(bed.up, "ip", "link", "set", "eth0", "up")
         wait_for(lambda: uplink()["state"] == "up", 15, "the end of the link outage")
@@ -401,6 +409,7 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
                     {"start": str(s), "end": str(e), "cause": c} for s, e, c in windows
                 ],
                 "probe": "TCP connect to the collector every 0.3 s, 3 misses down, 2 answers up",
+                "load_at_end": os.getloadavg()[0],
             }
         )
         (artifacts / "uplink_outage.json").write_text(json.dumps(figures, indent=2))
