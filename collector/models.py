@@ -106,6 +106,21 @@ class SalesMonthly(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class UplinkOutage(Base):
+    """One window of a village's uplink being down, as its gateway saw it (``ended_at``
+    None while it lasts; the gateway reports it again when it ends: latest revision wins).
+    ``cause``: ``link`` (the WAN link itself) or ``unreachable`` (up, but black-holing)."""
+
+    __tablename__ = "uplink_outage"
+
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cause: Mapped[str] = mapped_column(String(16))
+    rev: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class IngestBatch(Base):
     """Idempotency keys already applied: the same batch again is acknowledged, not counted."""
 

@@ -3,8 +3,8 @@
 A batch is applied in the caller's transaction with upsert semantics that can never count
 twice: usage as the per-field maximum of what is stored and what arrived (reports carry
 absolute totals), the daily roll-up moved by exactly the difference, health samples inserted
-once per (gateway, time), sales and the gateway's description replaced only by a higher
-revision.
+once per (gateway, time), sales, the uplink's outages and the gateway's description replaced
+only by a higher revision.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collector.models import ApiToken, Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
+from collector.models import (
+    ApiToken,
+    Gateway,
+    HealthSample,
+    SalesMonthly,
+    UplinkOutage,
+    UsageDaily,
+    UsageHourly,
+)
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.timeutil import local_day, utcnow
 
@@ -84,6 +92,7 @@ def apply_records(
     usage: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}
     health: dict[dt.datetime, dict[str, Any]] = {}
     sales: dict[tuple[str, str], dict[str, Any]] = {}
+    outages: dict[dt.datetime, dict[str, Any]] = {}
     info: dict[str, Any] | None = None
     for r in records:
         kind = r["kind"]
@@ -99,6 +108,10 @@ def apply_records(
             k2 = (r["month"], r["package"])
             if k2 not in sales or sales[k2]["rev"] < r["rev"]:
                 sales[k2] = r
+        elif kind == "outage":
+            k3 = r["started_at"]
+            if k3 not in outages or outages[k3]["rev"] < r["rev"]:
+                outages[k3] = r
         elif info is None or info["rev"] < r["rev"]:
             info = r
 
@@ -206,6 +219,25 @@ def apply_records(
                 for r in sales.values()
             ],
             replace=("count", "rupiah", "rev", "updated_at"),
+            only_if_higher="rev",
+        )
+    if outages:
+        _upsert(
+            session,
+            UplinkOutage.__table__,
+            ["gateway_id", "started_at"],
+            [
+                {
+                    "gateway_id": gateway_id,
+                    "started_at": r["started_at"],
+                    "ended_at": r["ended_at"],
+                    "cause": r["cause"],
+                    "rev": r["rev"],
+                    "updated_at": now,
+                }
+                for r in outages.values()
+            ],
+            replace=("ended_at", "cause", "rev", "updated_at"),
             only_if_higher="rev",
         )
     if info is not None:

@@ -25,6 +25,7 @@ from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
 from gateway.radius import RadiusService
+from gateway.uplink import UplinkMonitor
 from hotspot import __version__
 from hotspot.attempts import purge_attempts
 from hotspot.config import Config
@@ -61,6 +62,7 @@ class Gateway:
         self.engine: SessionEngine | None = None
         self.server: ControlServer | None = None
         self.radius: RadiusService | None = None
+        self.uplink: UplinkMonitor | None = None
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
@@ -79,6 +81,7 @@ class Gateway:
             "sessions": len(self.engine.live),
             "ticks": self.ticks,
             "last_tick_error": self.last_tick_error,
+            "uplink": self.uplink.status() if self.uplink is not None else None,
             "tiers": {n: t.__dict__ for n, t in self.config.tiers.items()},
         }
 
@@ -108,6 +111,8 @@ class Gateway:
         self.server.start()
         if self.radius is not None:
             self.radius.start()
+        self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
+        self.uplink.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         sdnotify.notify(f"READY=1\nSTATUS=serving {len(self.engine.live)} sessions")
@@ -126,6 +131,7 @@ class Gateway:
             self.server.stop()
             if self.radius is not None:
                 self.radius.stop()
+            self.uplink.stop()
             self.engine.flush()
             self.datapath.close()
             log.info("gateway stopped; kernel state left in place")

@@ -287,6 +287,19 @@ DEFAULTS["radius"] = {
     "coa_window_seconds": 300,  # Event-Timestamp at most this far off (replay protection)
     "require_message_authenticator": True,
 }
+# [uplink]: how the gateway tells that the village's internet is down (issue #11, item 3;
+# docs/configuration.md). The WAN link's state, and a TCP connect to each probe target.
+DEFAULTS["uplink"] = {
+    "probe_targets": [],  # "host:port"; [] = the collector's (sync.upstream_url), if any
+    "probe_seconds": 20.0,  # one round of probes this often
+    "probe_timeout_seconds": 3.0,  # per connect
+    "down_after": 3,  # rounds in a row without an answer before it is an outage
+    "up_after": 2,  # rounds in a row with an answer before it is over
+    # While it is down, the walled resolver answers the captive probes' names itself from a
+    # hosts file the gateway writes here (dnsmasq hostsdir=); "" = never.
+    "walled_hosts_dir": "/run/hotspot-dns",
+}
+
 _DATA_LIMITS = ("chillispot", "mikrotik")
 _OFFLINE = ("refuse", "cached")
 _CALLING_STATION = ("mac", "pseudonym")
@@ -593,6 +606,16 @@ class SummaryConfig:
 
 
 @dataclass(frozen=True)
+class UplinkConfig:
+    probe_targets: tuple[tuple[str, int], ...] = ()  # () = the link's state only
+    probe_seconds: float = 20.0
+    probe_timeout_seconds: float = 3.0
+    down_after: int = 3
+    up_after: int = 2
+    walled_hosts_dir: str = "/run/hotspot-dns"  # "" = off
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -614,6 +637,7 @@ class Config:
     radius: RadiusConfig = field(default_factory=RadiusConfig)
     printer: PrinterConfig = field(default_factory=lambda: PrinterConfig())
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -1156,6 +1180,40 @@ def _summary(raw: Mapping[str, Any]) -> SummaryConfig:
     )
 
 
+def _uplink(raw: Mapping[str, Any], sync_raw: Mapping[str, Any]) -> UplinkConfig:
+    s = Section(raw, "uplink", set(DEFAULTS["uplink"]))
+    full = Section({**DEFAULTS["uplink"], **raw}, "uplink")
+    targets: list[tuple[str, int]] = []
+    for i, item in enumerate(full.list("probe_targets")):
+        host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or len(host) > 253:
+            raise ConfigError(
+                f"{s.key('probe_targets')}[{i}]", f'{item!r} is not HOST:PORT (e.g. "1.1.1.1:53")'
+            )
+        targets.append((host, int(port)))
+    if not targets:
+        url = sync_raw.get("upstream_url") if isinstance(sync_raw, Mapping) else None
+        if isinstance(url, str) and url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            try:
+                url_port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError:  # _sync names the bad URL
+                url_port = 0
+            if parts.hostname and url_port:
+                targets.append((parts.hostname, url_port))
+    return UplinkConfig(
+        probe_targets=tuple(targets),
+        probe_seconds=full.float("probe_seconds", 0.05, 3600.0),
+        probe_timeout_seconds=full.float("probe_timeout_seconds", 0.05, 60.0),
+        down_after=full.int("down_after", 1, 1000),
+        up_after=full.int("up_after", 1, 1000),
+        walled_hosts_dir=_abs_path(full, "walled_hosts_dir", optional=True),
+    )
+
+
 def _radius(
     raw: Mapping[str, Any], tiers: Mapping[str, Tier], village: VillageConfig
 ) -> RadiusConfig:
@@ -1239,6 +1297,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "radius",
         "printer",
         "summary",
+        "uplink",
     }
     for key in data:
         if key not in known:
@@ -1292,6 +1351,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         radius=_radius(data.get("radius", DEFAULTS["radius"]), tiers, _village(data["village"])),
         printer=_printer(data.get("printer", DEFAULTS["printer"])),
         summary=_summary(data.get("summary", DEFAULTS["summary"])),
+        uplink=_uplink(data.get("uplink", DEFAULTS["uplink"]), data.get("sync", {})),
         source=source,
         raw=data,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config, database_path
 from hotspot.model_sync import SyncOutbox
+from hotspot.uplink import open_outage
 
 log = logging.getLogger(__name__)
 
@@ -105,5 +106,9 @@ def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
     out["disk_warning"] = disk_warning(config, out.get("disk"))
     out["wan"] = wan_state(config.network.wan_interface)
     out["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out["uplink_ok"] = last_uplink(engine)
+    # The gateway's own monitor (gateway/uplink.py) first: it probes every few seconds, the
+    # sync agent's sample may be minutes old.
+    outage = open_outage(engine)
+    out["uplink_ok"] = False if outage is not None else last_uplink(engine)
+    out["uplink_down_since"] = outage[0] if outage is not None else None
     return out

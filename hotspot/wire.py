@@ -49,6 +49,7 @@ class RecordKind(enum.StrEnum):
     HEALTH = "health"  # one sample of the gateway's own health
     SALES = "sales"  # one package's vouchers sold in one month
     GATEWAY = "gateway"  # the gateway's description (village, time zone, version)
+    OUTAGE = "outage"  # one window of the uplink being down (start, end or null, cause)
 
 
 KINDS = tuple(k.value for k in RecordKind)
@@ -255,7 +256,9 @@ FIELDS = {
     "health": {"kind", *HEALTH_FIELDS},
     "sales": {"kind", "month", "package", "count", "rupiah", "rev"},
     "gateway": {"kind", "rev", "village", "timezone", "version"},
+    "outage": {"kind", "started_at", "ended_at", "cause", "rev"},
 }
+OUTAGE_CAUSES = ("link", "unreachable")
 
 
 def validate_record(rec: Any) -> dict[str, Any]:
@@ -309,6 +312,20 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "package": _str(rec, "package", _PACKAGE),
             "count": _int(rec, "count", 0, 1 << 31),
             "rupiah": _int(rec, "rupiah", 0, 1 << 50),
+            "rev": _int(rec, "rev", 1),
+        }
+    if kind == "outage":
+        started = parse_iso(rec["started_at"], "started_at")
+        ended = None if rec["ended_at"] is None else parse_iso(rec["ended_at"], "ended_at")
+        if ended is not None and ended < started:
+            raise WireError("an outage cannot end before it started")
+        if rec["cause"] not in OUTAGE_CAUSES:
+            raise WireError(f"cause must be one of {', '.join(OUTAGE_CAUSES)}")
+        return {
+            "kind": kind,
+            "started_at": started,
+            "ended_at": ended,
+            "cause": rec["cause"],
             "rev": _int(rec, "rev", 1),
         }
     village = rec.get("village")

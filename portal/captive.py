@@ -121,8 +121,13 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
     ctx.setdefault("code", "")
     ctx.setdefault("radius_error", None)
     ctx.setdefault("username", "")
+    # The village's internet is down: say so on every page of the portal, so that a page that
+    # loads but a web that does not is not taken for a broken WiFi.
+    down_since = st.uplink_down_since()
+    uplink_down = fmt.clock_time(down_since, st.config.village.tz, st.clock()) if down_since else ""
     return render_template(
         template,
+        uplink_down=uplink_down,
         free=st.config.tiers.get("free"),
         fragment=fragment,
         vouchers_on=st.vouchers is not None,

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hotspot.config import Config
 from hotspot.identity import DeviceIdentities
 from hotspot.pseudonym import Pseudonymizer
+from hotspot.uplink import open_outage
 from hotspot.vouchers.packages import PackageInfo, list_packages
 from hotspot.vouchers.redemption import VoucherService
 from portal.gateway import GatewayPort
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "hotspot"  # the key in app.extensions
 PACKAGES_TTL = 30.0
+UPLINK_TTL = 5.0  # the outage banner follows the gateway's monitor within this
 
 
 @dataclass(eq=False)
@@ -47,6 +49,7 @@ class PortalState:
     fragments: dict[tuple, Any] = field(default_factory=dict)  # rendered price list, rules
     _packages: tuple[float, list[PackageInfo]] = field(default_factory=lambda: (0.0, []))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _outage: tuple[float, dt.datetime | None] = (-UPLINK_TTL, None)
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
@@ -71,6 +74,17 @@ class PortalState:
                 fresh = cached
             self._packages = (time.monotonic(), fresh)
             return fresh
+
+    def uplink_down_since(self) -> dt.datetime | None:
+        """When the village's internet went down (None: it is up), as the gateway's uplink
+        monitor recorded it; read at most every UPLINK_TTL seconds per worker."""
+        stamp, since = self._outage
+        if time.monotonic() - stamp < UPLINK_TTL:
+            return since
+        outage = open_outage(self.db)
+        since = outage[0] if outage is not None else None
+        self._outage = (time.monotonic(), since)
+        return since
 
 
 def state(app: Flask | None = None) -> PortalState:

@@ -291,6 +291,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "api_url": api_url(cfg),
         "garden_domains": list(net.walled_garden_domains),
         "probe_hosts": list(net.captive_probe_hosts),
+        "walled_hosts_dir": cfg.uplink.walled_hosts_dir,
         "walled_dns_port": net.walled_dns_port,
         "walled_dns_conf": WALLED_DNS_CONF,
         "walled_dns_unit": WALLED_DNS_UNIT,

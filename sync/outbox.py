@@ -34,6 +34,7 @@ from hotspot import __version__, wire
 from hotspot.config import Config
 from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
+from hotspot.model_uplink import UplinkOutage
 from hotspot.pseudonym import Pseudonymizer, load_key
 from hotspot.timeutil import iso, utcnow
 from hotspot.usage import hourly_query
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 # hour's last bytes up to ``gateway.flush_seconds`` (≤ 1 h) after it closed.
 RESCAN = dt.timedelta(hours=3)
 SALES_RESCAN_DAYS = 40  # the current and the previous month
+OUTAGE_RESCAN = dt.timedelta(days=40)  # outages started since, and any still going on
 SCAN_WINDOW = dt.timedelta(days=1)  # a full scan reads this much usage at a time
 
 
@@ -137,6 +139,21 @@ class Outbox:
             "version": __version__,
         }
 
+    def outage_records(self, since: dt.datetime | None) -> list[dict[str, Any]]:
+        """The uplink's outages (gateway/uplink.py) started at or after ``since`` (all when
+        None), and the one going on: each a window, sent again when it ends."""
+        query = select(UplinkOutage.started_at, UplinkOutage.ended_at, UplinkOutage.cause)
+        if since is not None:
+            query = query.where(
+                UplinkOutage.ended_at.is_(None) | (UplinkOutage.started_at >= since)
+            )
+        with Session(self.db) as s:
+            rows = s.execute(query.order_by(UplinkOutage.started_at)).all()
+        return [
+            {"kind": "outage", "started_at": start, "ended_at": end, "cause": cause.value}
+            for start, end, cause in rows
+        ]
+
     def _windows(
         self, since: dt.datetime | None, now: dt.datetime
     ) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
@@ -187,7 +204,7 @@ class Outbox:
                 if wire.dump_record(old_rec) == content:
                     continue
             rev = max(rev_now, (old[1] + 1) if old else 1)
-            if kind in ("sales", "gateway"):
+            if kind in ("sales", "gateway", "outage"):
                 rec = {**rec, "rev": rev}
             payload = wire.dump_record(rec)
             try:
@@ -252,6 +269,9 @@ class Outbox:
         sales_since = None if full or since is None else now - dt.timedelta(days=SALES_RESCAN_DAYS)
         for rec in monthly_sales(self.config, self.db, since=sales_since):
             wanted[("sales", f"{rec['month']}|{rec['package']}")] = (rec, None)
+        outage_since = None if full or since is None else now - OUTAGE_RESCAN
+        for rec in self.outage_records(outage_since):
+            wanted[("outage", iso(rec["started_at"]))] = (rec, rec["started_at"])
         wanted[("gateway", "info")] = (self.gateway_record(), None)
         inserts, updates = self._changes(wanted, now, counts)
         health_key = None

@@ -2,7 +2,7 @@
 
 Deleted, oldest first, in small transactions (the gateway engine shares the SQLite file and
 must never wait long): hourly and daily usage, ended sessions, delivered outbox rows, and
-devices not seen since the cut-off that nothing refers to any more (blocked devices stay:
+the uplink's ended outages, devices not seen since the cut-off that nothing refers to any more (blocked devices stay:
 the block is the operator's decision). Records not yet delivered to the collector are kept
 whatever their age (they hold pseudonyms only), so nothing is lost to a long outage.
 """
@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from hotspot.config import Config
 from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
+from hotspot.model_uplink import UplinkOutage
 from hotspot.timeutil import iso, local_day, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,13 @@ def purge(
                 SyncOutbox.rev <= SyncOutbox.sent_rev,
             ),
             lambda ids: delete(SyncOutbox).where(SyncOutbox.id.in_([i for (i,) in ids])),
+        ),
+        (
+            "uplink_outage",
+            select(UplinkOutage.id).where(
+                UplinkOutage.ended_at.is_not(None), UplinkOutage.ended_at < cutoff
+            ),
+            lambda ids: delete(UplinkOutage).where(UplinkOutage.id.in_([i for (i,) in ids])),
         ),
         (
             "device",

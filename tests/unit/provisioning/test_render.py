@@ -269,7 +269,11 @@ def test_gateway_unit():
     assert k["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
     assert "dnsmasq.service" in k["After"][0] and "network-online.target" in k["After"][0]
     assert k["ProtectSystem"] == ["strict"] and k["NoNewPrivileges"] == ["yes"]
-    assert k["ReadWritePaths"] == ["/var/lib/hotspot", "-/proc/sys/net/ipv4/ip_forward"]
+    assert k["ReadWritePaths"] == [
+        "/var/lib/hotspot",
+        "-/run/hotspot-dns",  # the walled resolver's hosts file while the uplink is down
+        "-/proc/sys/net/ipv4/ip_forward",
+    ]
     assert k["RuntimeDirectory"] == ["hotspot"]  # the control socket's folder
 
 
@@ -408,6 +412,7 @@ def test_the_walled_resolver(village_file):
         "max-ttl=5",  # nothing stale after login
         "address=/#/",
         "host-record=portal.desa.id,10.10.0.1",
+        "hostsdir=/run/hotspot-dns",  # the probes' names while the uplink is down (#11.3)
         "server=/captive.apple.com/127.0.0.1",
         "server=/www.google.com/127.0.0.1",
         "server=/belajar.id/127.0.0.1",
