@@ -71,6 +71,37 @@ PORTAL_LAZY = (
 )
 
 
+# A worker after the villagers' pages, both languages: Babel's locale data (CLDR, 4 MB for
+# "id") stays unloaded — the portal writes its numbers and dates itself (portal/fmt.py).
+PAGES_SERVED = """
+import json, sys, tempfile
+from pathlib import Path
+from hotspot import config as config_mod
+from hotspot.db import open_database
+from portal import create_app
+from portal.startup import prepare
+tmp = Path(tempfile.mkdtemp())
+cfg = config_mod.load(overrides={
+    "database": {"url": f"sqlite:///{tmp}/h.db"},
+    "portal": {"secret_key_file": str(tmp / "s"), "voucher_key_file": str(tmp / "v")},
+    "packages": {"harian": {"title": "Harian", "price": 5000, "tier": "free", "hours": 24}},
+})
+open_database(cfg.database.url).dispose()
+class Gateway:
+    def send(self, request):
+        return {"ip": "10.10.0.5", "mac": "02:00:00:00:00:05", "blocked": False,
+                "session": None, "last_session": None, "allowance": {}}
+app = create_app(state=prepare(cfg, gateway=Gateway()))
+client = app.test_client()
+for page in ("/", "/?lang=en", "/info", "/?lang=id"):
+    got = client.get(page, base_url="http://10.10.0.1:8080",
+                     environ_base={"REMOTE_ADDR": "10.10.0.5"})
+    assert got.status_code == 200 and b"Rp 5" in got.data, (page, got.status_code)
+import babel.localedata
+print(json.dumps(sorted(babel.localedata._cache)))
+"""
+
+
 def loaded(code: str, *args: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -126,3 +157,7 @@ def test_a_schema_that_is_not_one_chain_is_left_to_alembic(tmp_path):
     assert script_head(tmp_path) is None
     (versions / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')  # a merge
     assert script_head(tmp_path) is None
+
+
+def test_a_worker_serves_its_pages_without_babels_locale_data():
+    assert loaded(PAGES_SERVED) == set()
