@@ -29,16 +29,6 @@ open_database(sys.argv[1])
 print(json.dumps(sorted(sys.modules)))
 """
 
-# What a portal worker has imported once gunicorn has forked it: `hotspot portal run`'s
-# command line, the server and the whole app.
-PORTAL_START = """
-import json, sys
-from hotspot_cli.main import build_parser
-build_parser(["portal", "run"])
-import portal.app, portal.server
-print(json.dumps(sorted(sys.modules)))
-"""
-
 # Loaded by the code that needs them, never at start-up.
 GATEWAY_LAZY = (
     "alembic",  # migrations run only when the schema is behind
@@ -71,11 +61,18 @@ PORTAL_LAZY = (
 )
 
 
-# A worker after the villagers' pages, both languages: Babel's locale data (CLDR, 4 MB for
-# "id") stays unloaded — the portal writes its numbers and dates itself (portal/fmt.py).
-PAGES_SERVED = """
+# A portal worker as gunicorn has forked it (`hotspot portal run`'s command line, the server,
+# the whole app: the first line printed), then after the villagers' pages in both languages:
+# Babel's locale data (CLDR, 4 MB for "id") stays unloaded — the portal writes its numbers
+# and dates itself (portal/fmt.py) (the second line). One interpreter for both: each costs
+# seconds.
+PORTAL_WORKER = """
 import json, sys, tempfile
 from pathlib import Path
+from hotspot_cli.main import build_parser
+build_parser(["portal", "run"])
+import portal.app, portal.server
+print(json.dumps(sorted(sys.modules)))
 from hotspot import config as config_mod
 from hotspot.db import open_database
 from portal import create_app
@@ -102,7 +99,8 @@ print(json.dumps(sorted(babel.localedata._cache)))
 """
 
 
-def loaded(code: str, *args: str) -> set[str]:
+def run_python(code: str, *args: str) -> list[set[str]]:
+    """Each JSON line ``code`` prints, as a set."""
     out = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=REPO,
@@ -111,7 +109,7 @@ def loaded(code: str, *args: str) -> set[str]:
         timeout=120,
         check=True,
     )
-    return set(json.loads(out.stdout.splitlines()[-1]))
+    return [set(json.loads(line)) for line in out.stdout.splitlines() if line.startswith("[")]
 
 
 def offenders(modules: set[str], lazy: tuple[str, ...]) -> list[str]:
@@ -125,14 +123,19 @@ def current_db(tmp_path):
     return url
 
 
+@pytest.fixture(scope="module")
+def portal_worker() -> list[set[str]]:
+    return run_python(PORTAL_WORKER)
+
+
 def test_gateway_daemon_starts_without_what_it_needs_only_later(current_db):
-    modules = loaded(GATEWAY_START, current_db)
+    (modules,) = run_python(GATEWAY_START, current_db)
     assert "gateway.engine" in modules and "pyroute2.iproute.linux" in modules
     assert offenders(modules, GATEWAY_LAZY) == []
 
 
-def test_portal_worker_starts_without_what_some_pages_need_only(tmp_path):
-    modules = loaded(PORTAL_START)
+def test_portal_worker_starts_without_what_some_pages_need_only(portal_worker):
+    modules = portal_worker[0]
     assert "portal.captive" in modules and "portal.operator.dashboard" in modules
     assert offenders(modules, PORTAL_LAZY) == []
 
@@ -159,5 +162,5 @@ def test_a_schema_that_is_not_one_chain_is_left_to_alembic(tmp_path):
     assert script_head(tmp_path) is None
 
 
-def test_a_worker_serves_its_pages_without_babels_locale_data():
-    assert loaded(PAGES_SERVED) == set()
+def test_a_worker_serves_its_pages_without_babels_locale_data(portal_worker):
+    assert portal_worker[1] == set()
