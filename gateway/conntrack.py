@@ -9,10 +9,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from pyroute2 import Conntrack as _Conntrack
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
+from gateway.netlink import Conntrack as _Conntrack
+from gateway.netlink import NetlinkError, NFCTAttrTuple
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyroute2 import IPRoute
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
+from gateway.netlink import IPRoute
 from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
 from hotspot import __version__

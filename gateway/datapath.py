@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pyroute2 import IPRoute
-
 from gateway import ruleset, shaping
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
+from gateway.netlink import IPRoute
 from gateway.nftables import Nftables, parse_elements
 from gateway.reconcile import Plan, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan

@@ -15,10 +15,8 @@ import errno
 import ipaddress
 import logging
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from gateway import rtnl_dump
+from gateway.netlink import IPRoute, NetlinkError
 from hotspot.errors import ErrorCode, KernelError, UsageError
 from hotspot.mac import normalize_mac
 

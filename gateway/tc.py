@@ -23,10 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from gateway import rtnl_dump, shaping
+from gateway.netlink import IPRoute, NetlinkError
 from gateway.shaping import HtbClass
 from hotspot.errors import ErrorCode, KernelError
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import database_path
 
@@ -92,8 +94,44 @@ def alembic_config(url: str, migrations: Path = MIGRATIONS) -> AlembicConfig:
     return cfg
 
 
+_REVISION = re.compile(r"""^revision(?:: *str)? *= *["']([^"']+)["'] *$""", re.M)
+_DOWN = re.compile(r"""^down_revision(?:: *[^=]+)? *= *(?:["']([^"']+)["']|None) *$""", re.M)
+
+
+def script_head(migrations: Path = MIGRATIONS) -> str | None:
+    """The newest revision of ``migrations``, read from the files' ``revision`` and
+    ``down_revision`` lines without Alembic; None when that is not one plain chain (a merge,
+    two heads, a line written otherwise): Alembic decides then."""
+    revisions, downs = set(), set()
+    for path in (migrations / "versions").glob("[!_]*.py"):
+        text = path.read_text()
+        rev, down = _REVISION.findall(text), _DOWN.search(text)
+        if len(rev) != 1 or down is None:
+            return None
+        revisions.add(rev[0])
+        if down.group(1):
+            downs.add(down.group(1))
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision (None: not migrated yet), without Alembic."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> None:
-    """Bring the schema to the newest revision of ``migrations`` (idempotent)."""
+    """Bring the schema to the newest revision of ``migrations`` (idempotent). A database
+    that is already there is left without importing Alembic (7 MB of every process that
+    opens the database, the gateway daemon's included: bench/README.md)."""
+    head = script_head(migrations)
+    if head is not None and current_revision(engine) == head:
+        return
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False), migrations)

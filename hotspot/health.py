@@ -11,7 +11,6 @@ import os
 import time
 from typing import Any
 
-import psutil
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,12 +20,25 @@ from hotspot.uplink import open_outage
 
 log = logging.getLogger(__name__)
 
+
+def __getattr__(name: str) -> Any:
+    """``health.psutil``: imported when first read, not with this module — the portal's
+    workers import this module for the console's overview page only (bench/README.md)."""
+    if name == "psutil":
+        import psutil
+
+        return psutil
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Sensor names boards use for the SoC/CPU, most specific first (Raspberry Pi: cpu_thermal).
 _SENSORS = ("cpu_thermal", "coretemp", "k10temp", "soc_thermal", "cpu-thermal", "acpitz")
 
 
 def temperature() -> float | None:
     """The hottest CPU/SoC sensor in °C, or None when the board reports none."""
+    import psutil
+
     try:
         sensors = psutil.sensors_temperatures()
     except (AttributeError, OSError):
@@ -55,6 +67,8 @@ def disk_warning(config: Config, disk_pct: float | None) -> bool:
 
 
 def uptime_seconds() -> int:
+    import psutil
+
     return max(0, int(time.time() - psutil.boot_time()))
 
 
@@ -94,6 +108,8 @@ def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
     database's filesystem used), ``disk_warning`` (at ``database.disk_warning_pct``),
     ``temp`` (°C), ``uptime`` (s), ``wan`` (link state), ``load`` (1 min), ``uplink_ok``.
     What cannot be read is left out (or None): the page must show anyway."""
+    import psutil
+
     out: dict[str, Any] = {}
     try:
         out["cpu"] = psutil.cpu_percent(interval=None)

@@ -22,12 +22,13 @@ The gateway's engine counts the free tier's daily allowance over all the MACs of
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, insert, or_, select
+from sqlalchemy import Engine, Select, bindparam, func, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -58,10 +59,33 @@ class Identified:
     capped: bool = False  # the address had made its day's new identities: joined the newest
 
 
+# The statements of a login, built once (building one costs about as much as running it on
+# SQLite: issue #12, the portal's real path).
+_IDENTITY_OF = select(DeviceIdentityMac.identity_id).where(
+    DeviceIdentityMac.mac == bindparam("mac")
+)
+_IDENTITY_EXISTS = select(DeviceIdentity.id).where(DeviceIdentity.id == bindparam("id"))
+_MADE_HERE = (
+    select(func.count())
+    .select_from(DeviceIdentity)
+    .where(
+        DeviceIdentity.created_ip == bindparam("ip"), DeviceIdentity.created_day == bindparam("day")
+    )
+)
+_NEWEST_HERE = (
+    select(DeviceIdentity.id)
+    .where(
+        DeviceIdentity.created_ip == bindparam("ip"), DeviceIdentity.created_day == bindparam("day")
+    )
+    .order_by(DeviceIdentity.created_at.desc(), DeviceIdentity.id)
+    .limit(1)
+)
+_NEW_IDENTITY = insert(DeviceIdentity)
+_NEW_LINK = insert(DeviceIdentityMac)
+
+
 def identity_of(conn: Connection, mac: str) -> str | None:
-    return conn.execute(
-        select(DeviceIdentityMac.identity_id).where(DeviceIdentityMac.mac == normalize_mac(mac))
-    ).scalar()
+    return conn.execute(_IDENTITY_OF, {"mac": normalize_mac(mac)}).scalar()
 
 
 def macs_of(conn: Connection, macs: Iterable[str]) -> dict[str, frozenset[str]]:
@@ -114,6 +138,9 @@ class DeviceIdentities:
         cookie carried (verified by the caller, or None). ``create=False`` (a voucher form)
         links to a known identity but makes none: only the free tier needs one."""
         mac = normalize_mac(mac)
+        known = self._read(mac)  # a MAC keeps its identity for good: no write lock to see it
+        if known is not None:
+            return Identified(known)
         for _ in range(3):  # a concurrent request linked the same MAC: read theirs
             try:
                 return self._identify(mac, ip, cookie_id, now, day, create)
@@ -143,12 +170,7 @@ class DeviceIdentities:
                 return Identified(known)
             if cookie_id is not None and not is_device_id(cookie_id):
                 cookie_id = None
-            if (
-                cookie_id is not None
-                and conn.execute(
-                    select(DeviceIdentity.id).where(DeviceIdentity.id == cookie_id)
-                ).scalar()
-            ):
+            if cookie_id is not None and conn.execute(_IDENTITY_EXISTS, {"id": cookie_id}).scalar():
                 self._link(conn, mac, cookie_id, now)
                 conn.commit()
                 log.info("device %s: MAC %s joins its identity (device cookie)", cookie_id, mac)
@@ -156,18 +178,10 @@ class DeviceIdentities:
             if not create:
                 conn.rollback()
                 return Identified(None)
-            made_here = conn.execute(
-                select(func.count())
-                .select_from(DeviceIdentity)
-                .where(DeviceIdentity.created_ip == ip, DeviceIdentity.created_day == day)
-            ).scalar_one()
+            here = {"ip": ip, "day": day}
+            made_here = conn.execute(_MADE_HERE, here).scalar_one()
             if made_here >= self.new_per_address:
-                newest = conn.execute(
-                    select(DeviceIdentity.id)
-                    .where(DeviceIdentity.created_ip == ip, DeviceIdentity.created_day == day)
-                    .order_by(DeviceIdentity.created_at.desc(), DeviceIdentity.id)
-                    .limit(1)
-                ).scalar_one()
+                newest = conn.execute(_NEWEST_HERE, here).scalar_one()
                 self._link(conn, mac, newest, now)
                 conn.commit()
                 log.warning(
@@ -180,9 +194,8 @@ class DeviceIdentities:
                 return Identified(newest, capped=True)
             device_id = cookie_id or new_device_id()
             conn.execute(
-                insert(DeviceIdentity).values(
-                    id=device_id, created_at=now, created_ip=ip, created_day=day
-                )
+                _NEW_IDENTITY,
+                {"id": device_id, "created_at": now, "created_ip": ip, "created_day": day},
             )
             self._link(conn, mac, device_id, now)
             conn.commit()
@@ -190,9 +203,7 @@ class DeviceIdentities:
 
     @staticmethod
     def _link(conn: Connection, mac: str, device_id: str, now: dt.datetime) -> None:
-        conn.execute(
-            insert(DeviceIdentityMac).values(mac=mac, identity_id=device_id, linked_at=now)
-        )
+        conn.execute(_NEW_LINK, {"mac": mac, "identity_id": device_id, "linked_at": now})
 
 
 def accepted_free_since(
@@ -201,25 +212,34 @@ def accepted_free_since(
     """Whether this device — its MAC, or any MAC of the identity its device cookie names —
     started a free-tier session at or after ``since`` (the local midnight: it accepted the
     terms today, ``portal.free_remember_acceptance = "day"``)."""
+    if not mac and not device_id:
+        return False
+    params = {"mac": normalize_mac(mac) if mac else None, "device_id": device_id, "since": since}
+    with engine.connect() as conn:
+        found = conn.execute(_accepted_statement(bool(mac), bool(device_id)), params).first()
+    return found is not None
+
+
+@functools.cache
+def _accepted_statement(by_mac: bool, by_identity: bool) -> Select[int]:
+    """The query of :func:`accepted_free_since`, built once per shape (every splash asks)."""
     who = []
-    if mac:
-        who.append(ClientSession.mac == normalize_mac(mac))
-    if device_id:
+    if by_mac:
+        who.append(ClientSession.mac == bindparam("mac"))
+    if by_identity:
         who.append(
             ClientSession.mac.in_(
-                select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
+                select(DeviceIdentityMac.mac).where(
+                    DeviceIdentityMac.identity_id == bindparam("device_id")
+                )
             )
         )
-    if not who:
-        return False
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(ClientSession.id)
-            .where(
-                or_(*who),
-                ClientSession.source == Source.FREE,
-                ClientSession.started_at >= since,
-            )
-            .limit(1)
-        ).first()
-    return found is not None
+    return (
+        select(ClientSession.id)
+        .where(
+            or_(*who),
+            ClientSession.source == Source.FREE,
+            ClientSession.started_at >= bindparam("since"),
+        )
+        .limit(1)
+    )

@@ -20,23 +20,38 @@ from hotspot import config as config_mod
 from hotspot.commandline import Handler, Parser
 from hotspot.errors import ConfigError, HotspotError, UsageError
 
-# The order is the order of ``hotspot --help``.
-COMMAND_MODULES = (
-    "provisioning.cli",  # provision
-    "gateway.cli",  # gateway, clients
-    "gateway.radius_cli",  # radius
-    "hotspot_cli.core",  # db, config
-    "sync.cli",  # sync
-    "sync.summary_cli",  # summary
-    "collector.cli",  # collector
-    "hotspot_cli.operator",  # operators, vouchers, sales
-    "hotspot_cli.agents",  # agents
-    "portal.cli",  # portal
-    "demo.cli",  # demo
-)
+# The order is the order of ``hotspot --help``; each module with the groups it registers.
+# A command imports only its own group's module (the gateway daemon does not carry Flask, the
+# collector or the sync agent in its memory); ``--help`` and an unknown group import them all.
+# tests/unit/hotspot_cli checks that the names here are the ones each module registers.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "provisioning.cli": ("provision",),
+    "gateway.cli": ("gateway", "clients", "trusted"),
+    "gateway.radius_cli": ("radius",),
+    "hotspot_cli.core": ("db", "config"),
+    "sync.cli": ("sync",),
+    "sync.summary_cli": ("summary",),
+    "collector.cli": ("collector",),
+    "hotspot_cli.operator": ("operators", "vouchers", "sales"),
+    "hotspot_cli.agents": ("agents",),
+    "portal.cli": ("portal",),
+    "demo.cli": ("demo",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_group(argv: Sequence[str]) -> str | None:
+    """The command group ``argv`` names (its first word that is not an option), if any."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only with the group it names (when that is a known one)."""
     p = Parser(prog="hotspot", description="Hotspot Desa village WiFi gateway")
     p.add_argument(
         "--config",
@@ -45,13 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"hotspot {__version__}")
     sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub, Parser)
+    group = requested_group(argv) if argv is not None else None
+    known = group is not None and any(group in groups for groups in COMMAND_MODULES.values())
+    for name, groups in COMMAND_MODULES.items():
+        if not known or group in groups:
+            importlib.import_module(name).register(sub, Parser)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)

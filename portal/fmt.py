@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from babel.numbers import format_decimal
 from flask_babel import get_locale, gettext, ngettext
 
 from hotspot.config import SpeedWindow
@@ -18,12 +18,41 @@ def _locale() -> str:
     return str(get_locale() or "id")
 
 
+# The portal's two languages written out, as Babel's CLDR data has them: (thousands, decimal)
+# separators and the months' short names. Babel's locale data costs each portal worker 5.5 MB
+# (4 MB for "id", 1.5 for "en") for these few symbols (issue #12, item 3); a test compares
+# these with Babel's.
+SEPARATORS = {"id": (".", ","), "en": (",", ".")}
+MONTHS = {
+    "id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+}
+_STEPS = {"#,##0.#": decimal.Decimal("0.1"), "#,##0": decimal.Decimal("1")}
+
+
+def format_number(value: float, pattern: str, lang: str) -> str:
+    """``value`` grouped in thousands, with one optional decimal (``#,##0.#``) or none
+    (``#,##0``), rounded half to even as Babel does."""
+    thousands, point = SEPARATORS.get(lang, SEPARATORS["id"])
+    exact = decimal.Decimal(str(value)).quantize(_STEPS[pattern], decimal.ROUND_HALF_EVEN)
+    whole, _, fraction = f"{abs(exact):f}".partition(".")
+    text = f"{int(whole):,}".replace(",", thousands)
+    if fraction.rstrip("0"):
+        text += point + fraction.rstrip("0")
+    return ("-" if exact < 0 else "") + text
+
+
+def format_day(day: dt.date, lang: str) -> str:
+    """``7 Des 2026`` (Babel's ``d MMM yyyy``)."""
+    return f"{day.day} {MONTHS.get(lang, MONTHS['id'])[day.month - 1]} {day.year}"
+
+
 def number(value: float, pattern: str = "#,##0.#") -> str:
-    return format_decimal(value, format=pattern, locale=_locale())
+    return format_number(value, pattern, _locale())
 
 
 def rupiah(price: int) -> str:
-    return "Rp " + format_decimal(price, format="#,##0", locale=_locale())
+    return "Rp " + format_number(price, "#,##0", _locale())
 
 
 def data(n_bytes: int | None) -> str:
@@ -81,9 +110,7 @@ def clock_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo, now: dt.d
     if local.date() == today + dt.timedelta(days=1):
         text += " " + gettext("(tomorrow)")
     elif local.date() != today:
-        from babel.dates import format_date
-
-        text += " " + format_date(local.date(), "d MMM yyyy", locale=_locale())
+        text += " " + format_day(local.date(), _locale())
     return text
 
 
@@ -111,12 +138,10 @@ def date_time(value: str | dt.datetime | None, tz: zoneinfo.ZoneInfo) -> str:
     short name people use (WIB, WITA, WIT), never ``Asia/Jakarta``."""
     if not value:
         return ""
-    from babel.dates import format_date
-
     at = naive_utc(value)
     local = local_time(at, tz)
     sep = "." if _locale() == "id" else ":"
-    day = format_date(local.date(), "d MMM yyyy", locale=_locale())
+    day = format_day(local.date(), _locale())
     return f"{day} {local.hour:02d}{sep}{local.minute:02d} {zone_name(tz, at)}"
 
 

@@ -36,9 +36,7 @@ from hotspot.radius.attributes import (
     calling_station_id,
     grant_from_attributes,
 )
-from hotspot.radius.packets import ACCESS_ACCEPT, Nas, access_request, reply_attributes
 from hotspot.radius.secret import read_secret
-from hotspot.radius.transport import NoAnswer, Server, exchange
 from hotspot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -90,6 +88,10 @@ class RadiusLogins:
         self.cache_key = cache_key
         self.pseudonym_key = pseudonym_key
         self.clock = clock
+        # pyrad (packets, transport) is loaded by the portals that have [radius] on only.
+        from hotspot.radius.packets import Nas
+        from hotspot.radius.transport import Server
+
         self.nas = Nas(self.radius.nas_identifier, self.radius.nas_ip_address)
         self.servers = [Server(s.host, s.port) for s in self.radius.servers]
         self.data_limit = DataLimitAttribute(self.radius.data_limit)
@@ -113,6 +115,9 @@ class RadiusLogins:
 
     def login(self, username: str, password: str, *, ip: str, mac: str) -> Login:
         """Ask the server. Raises Refused(RADIUS_REJECT) or HotspotError(RADIUS_UNAVAILABLE)."""
+        from hotspot.radius.packets import ACCESS_ACCEPT, access_request, reply_attributes
+        from hotspot.radius.transport import NoAnswer, exchange
+
         username, password = username[:MAX_NAME], password[:MAX_PASSWORD]
         request = access_request(
             self.secret,

@@ -98,6 +98,7 @@ def _post_fork(server: Any, _worker: Any) -> None:
     app = getattr(getattr(server, "app", None), "callable", None)
     if app is not None:
         state(app).db.dispose(close=False)
+        state(app).identities.engine.dispose(close=False)
 
 
 def prepare_files(config: Config, user: pwd.struct_passwd | None) -> None:

@@ -53,8 +53,10 @@ def prepare(
         secret_key = load_key(portal_cfg.secret_key_file, create=True, what="portal secret")
     if gateway is None:
         gateway = GatewayLink(config.control.socket)
+    identity_db = db
     if db is None:
         db = database(config.database.url)
+        identity_db = database(config.database.url, synchronous="NORMAL")
     if voucher_key is None:
         try:
             voucher_key = load_key(portal_cfg.voucher_key_file)
@@ -83,7 +85,9 @@ def prepare(
         db=db,
         vouchers=vouchers,
         clock=clock,
-        identities=DeviceIdentities(db, new_per_address=portal_cfg.free_devices_per_address),
+        identities=DeviceIdentities(
+            identity_db or db, new_per_address=portal_cfg.free_devices_per_address
+        ),
         pseudonyms=_pseudonyms(config, db),
         radius=(
             RadiusLogins.from_config(config, db, secret_key, clock)
@@ -93,12 +97,16 @@ def prepare(
     )
 
 
-def database(url: str) -> Engine:
-    """Vouchers are money: the portal's connections fsync every commit. The portal never
+def database(url: str, synchronous: str = "FULL") -> Engine:
+    """Vouchers are money: the portal's connections fsync every commit. The device
+    identities' links (one write per login of a new MAC) get their own connections with
+    ``NORMAL``, as the gateway's sessions have: on a busy SD card an fsync is tens of ms on
+    every free login, and a link lost to a power cut is made again at the next form (the
+    allowance it counts is the sessions', which are no more durable). The portal never
     migrates — the gateway (or ``hotspot db upgrade``) does."""
     from hotspot.db import make_engine
 
-    return make_engine(url, synchronous="FULL")
+    return make_engine(url, synchronous=synchronous)
 
 
 def _pseudonyms(config: Config, db: Engine) -> pseudonym.Pseudonymizer | None:
