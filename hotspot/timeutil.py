@@ -119,3 +119,41 @@ class MonotonicStep:
         if last is None:
             return 0.0
         return min(self.cap, max(0.0, now - last))
+
+
+class ClockWatch:
+    """Tells a step of the wall clock from time passing: between two calls of :meth:`step`
+    the wall clock should move as far as the monotonic one. When it moved by more than
+    ``tolerance`` seconds more (or less) than that, the clock was stepped — NTP synchronising
+    days after a Pi without a real-time clock booted on its last saved time, someone setting
+    the date — and :meth:`step` returns the step as a signed duration; otherwise None.
+
+    NTP's own slewing moves the wall clock by at most half a millisecond per second, far
+    below any tolerance worth setting; what is left over is a step (issue #11)."""
+
+    def __init__(
+        self,
+        tolerance: float,
+        wall: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tolerance = tolerance
+        self.wall = wall
+        self.monotonic = monotonic
+        self._last: tuple[dt.datetime, float] | None = None
+
+    def reset(self, wall_now: dt.datetime | None = None) -> None:
+        """Start watching from now (``wall_now``: the wall time just read, to read it once)."""
+        self._last = (self.wall() if wall_now is None else wall_now, self.monotonic())
+
+    def step(self, wall_now: dt.datetime | None = None) -> dt.timedelta | None:
+        """The step since the last call (None: none); the first call only starts watching."""
+        wall_now = self.wall() if wall_now is None else wall_now
+        mono_now = self.monotonic()
+        last, self._last = self._last, (wall_now, mono_now)
+        if last is None:
+            return None
+        drift = (wall_now - last[0]).total_seconds() - (mono_now - last[1])
+        if abs(drift) < self.tolerance:
+            return None
+        return dt.timedelta(seconds=round(drift, 6))
