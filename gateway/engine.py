@@ -203,7 +203,7 @@ class SessionEngine:
         # Not capped: a tick that came late (a busy Pi) still charges the time that passed.
         self.tick_clock = MonotonicStep(float("inf"), monotonic)
         self.clock_watch = ClockWatch(config.gateway.clock_step_seconds, clock, monotonic)
-        self._epoch_start: dt.datetime | None = None  # the wall time of the last step (or start)
+        self._epoch_start: dt.datetime | None = None  # the engine's start, moved by each step
         self.last_step: tuple[dt.datetime, float] | None = None  # (when, seconds) for status
         self._day: dt.date | None = None  # the usage day: never goes back (see today())
         self._online: dict[int, OnlineTerms] = {}  # the running online-time vouchers
@@ -1325,16 +1325,18 @@ class SessionEngine:
     def _follow_step(self, db: Session, step: dt.timedelta, now: dt.datetime) -> None:
         """The wall clock was stepped by ``step`` (``now`` is already on the new clock).
 
-        What was stamped on the old clock since it was last right — since the engine started
-        or since the previous step — moves with it, so that what a villager has left is what
-        really passed, not what the clock claims: every running session's end and last
-        activity, and the validity (first use, end) of the vouchers first used since then.
+        What was stamped on the old clock since the engine started moves with it, so that
+        what a villager has left is what really passed, not what the clock claims: every
+        running session's end and last activity, and the validity (first use, end) of the
+        vouchers first used since the start.
         A forward step of days then neither ends sessions nor vouchers at this tick, and a
         step back does not extend them. A voucher first used earlier keeps its end — a date
         in the calendar, stamped on a clock we have no reason to doubt — and a session of it
         ends no later than it."""
         since = self._epoch_start
-        self._epoch_start = now
+        # The engine's start, on the new clock: a voucher moved now is moved again by the
+        # next step (a clock a year ahead, then corrected, puts it back where it was).
+        self._epoch_start = since + step if since is not None else now
         self.last_step = (now, step.total_seconds())
         moved: set[int] = set()
         if since is not None:
@@ -1378,7 +1380,7 @@ class SessionEngine:
                 self.resumable[mac] = _Resumable(r.tier, r.voucher_id, r.day, r.until + step)
         log.warning(
             "clock stepped by %+.0f s (now %s): %d running sessions and %d vouchers first used "
-            "since %s moved with it",
+            "since the start (%s on the old clock) moved with it",
             step.total_seconds(),
             iso(now),
             len(active),

@@ -9,10 +9,17 @@ only for people (pages, sales days), computed at the edge with :func:`local_time
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import time
 import zoneinfo
 from collections.abc import Callable
 from typing import overload
+
+log = logging.getLogger(__name__)
+
+# Tests only: a file holding seconds the daemon's wall clock is shifted by (see wall_clock).
+TEST_CLOCK_SHIFT_ENV = "HOTSPOT_TEST_CLOCK_SHIFT_FILE"
 
 
 def utcnow() -> dt.datetime:
@@ -157,3 +164,33 @@ class ClockWatch:
         if abs(drift) < self.tolerance:
             return None
         return dt.timedelta(seconds=round(drift, 6))
+
+
+class ShiftedClock:
+    """:func:`utcnow` plus the seconds written in a file, read at every call: a wall clock
+    that a test steps while the real daemon runs (a +3 day jump, an hour back) without
+    touching the machine's clock and without libfaketime, whose Debian build breaks
+    Python's ``time.sleep`` when it leaves the monotonic clock alone (libfaketime #426).
+    The monotonic clock is the machine's. An unreadable file keeps the last shift."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.shift = 0.0
+
+    def __call__(self) -> dt.datetime:
+        try:
+            with open(self.path) as fh:
+                self.shift = float(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            pass
+        return utcnow() + dt.timedelta(seconds=self.shift)
+
+
+def wall_clock() -> Callable[[], dt.datetime]:
+    """The daemon's wall clock: :func:`utcnow`, or in tests a :class:`ShiftedClock` named by
+    the environment (``HOTSPOT_TEST_CLOCK_SHIFT_FILE``; said loudly in the log)."""
+    path = os.environ.get(TEST_CLOCK_SHIFT_ENV)
+    if not path:
+        return utcnow
+    log.warning("TEST CLOCK: the wall clock is shifted by the seconds in %s", path)
+    return ShiftedClock(path)
