@@ -152,7 +152,7 @@ def test_no_get_writes_to_the_database(app, db, clock, village):
 
 
 def test_the_gateway_daemon_withdraws_stale_stock_once_a_minute(cfg, db, clock, village):
-    daemon = Gateway(cfg, clock=clock)
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: True)
     daemon.db = db
     assert daemon.expire_stock(now=1000.0) == 3  # the sold one stays: its sale stands
     states = {v["serial"]: (v["state"], v["void_reason"]) for v in batch_vouchers(db, 1)}
@@ -175,7 +175,7 @@ def test_the_daemon_tick_runs_the_expiry(cfg, db, clock, village):
 
             return Report()
 
-    daemon = Gateway(cfg, clock=clock)
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: True)
     daemon.db, daemon.engine = db, Engine()
     daemon._tick()
     assert {v["state"] for v in batch_vouchers(db, 1)} == {"new", "void"}
