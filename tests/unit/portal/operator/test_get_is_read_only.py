@@ -206,3 +206,15 @@ def test_the_usage_api_only_reads(cfg, gw, db, key, clock, packages):
     before = tables(db)
     resp = client.get("/api/v1/usage", **kw)
     assert resp.status_code == 503 and changes(before, tables(db)) == {}
+
+
+def test_shelf_life_waits_for_a_synchronised_clock(cfg, db, clock, village):
+    """A Pi without a real-time clock a year ahead must not withdraw all its stock: while the
+    kernel says the clock is not synchronised, nothing is withdrawn; then it is."""
+    synced = [False]
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: synced[0])
+    daemon.db = db
+    assert daemon.expire_stock(now=1000.0) == 0
+    assert {v["state"] for v in batch_vouchers(db, 1)} == {"new"}
+    synced[0] = True
+    assert daemon.expire_stock(now=1060.0) == 3
