@@ -105,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     setup_logging(args.log_level)
     from gateway.daemon import Gateway
+    from hotspot.timeutil import wall_clock
 
-    return Gateway(cfg).run()
+    return Gateway(cfg, clock=wall_clock()).run()
 
 
 def _teardown(args: argparse.Namespace) -> int:

@@ -31,9 +31,10 @@ from hotspot.attempts import purge_attempts
 from hotspot.config import Config
 from hotspot.db import is_storage_full, open_database
 from hotspot.errors import ConfigError, KernelError
+from hotspot.health import clock_synchronised
 from hotspot.pseudonym import load_key
 from hotspot.radius.secret import read_secret
-from hotspot.timeutil import utcnow
+from hotspot.timeutil import iso, utcnow
 from hotspot.vouchers.withdrawal import expire_unsold
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,16 @@ def check_interfaces(config: Config) -> None:
 
 
 class Gateway:
-    def __init__(self, config: Config, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], dt.datetime] = utcnow,
+        clock_synced: Callable[[], bool | None] = clock_synchronised,
+    ):
         self.config = config
         self.clock = clock
+        self.clock_synced = clock_synced
+        self.stock_waits_for_clock = False  # logged once per wait
         self.db: Any = None
         self.stopping = threading.Event()
         self.datapath: DataPath | None = None
@@ -82,6 +90,10 @@ class Gateway:
             "ticks": self.ticks,
             "last_tick_error": self.last_tick_error,
             "uplink": self.uplink.status() if self.uplink is not None else None,
+            "clock_synced": self.clock_synced(),
+            "last_clock_step": None
+            if self.engine.last_step is None
+            else {"at": iso(self.engine.last_step[0]), "seconds": self.engine.last_step[1]},
             "tiers": {n: t.__dict__ for n, t in self.config.tiers.items()},
         }
 
@@ -166,6 +178,16 @@ class Gateway:
         if self.db is None or now < self.next_stock_expiry:
             return 0
         self.next_stock_expiry = now + STOCK_EXPIRY_SECONDS
+        if self.clock_synced() is False:
+            # A shelf life is a date in the calendar: on a clock nobody has set (a Pi without
+            # a real-time clock, its uplink down) a year ahead would withdraw all the stock
+            # at once. It waits until the clock is synchronised; nothing is lost meanwhile.
+            if not self.stock_waits_for_clock:
+                log.warning("clock not synchronised: shelf-life withdrawal waits for it")
+                self.stock_waits_for_clock = True
+            self.purge_attempts()
+            return 0
+        self.stock_waits_for_clock = False
         try:
             n = expire_unsold(self.db, clock=self.clock)
         except SQLAlchemyError as exc:  # the next minute tries again

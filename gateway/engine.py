@@ -59,7 +59,15 @@ from hotspot.protocol import (
     UntrustResult,
 )
 from hotspot.speed_schedule import Speed, next_edge, speed_at
-from hotspot.timeutil import MonotonicStep, iso, local_day, local_time, naive_utc, utcnow
+from hotspot.timeutil import (
+    ClockWatch,
+    MonotonicStep,
+    iso,
+    local_day,
+    local_time,
+    naive_utc,
+    utcnow,
+)
 from hotspot.units import MB
 from hotspot.vouchers.online import OnlineTerms, add_online_seconds, online_terms
 
@@ -212,6 +220,15 @@ class SessionEngine:
             ONLINE_STEP_TICKS * config.gateway.tick_seconds, monotonic
         )
         self.online_pending: dict[int, float] = {}  # voucher id → seconds not yet written
+        # Time without a real-time clock (issue #11, docs/reliability.md): the seconds a tick
+        # charges to the free tier's daily minutes come from the monotonic clock; a step of
+        # the wall clock is seen by the watch and moves what was stamped before it.
+        # Not capped: a tick that came late (a busy Pi) still charges the time that passed.
+        self.tick_clock = MonotonicStep(float("inf"), monotonic)
+        self.clock_watch = ClockWatch(config.gateway.clock_step_seconds, clock, monotonic)
+        self._epoch_start: dt.datetime | None = None  # the engine's start, moved by each step
+        self.last_step: tuple[dt.datetime, float] | None = None  # (when, seconds) for status
+        self._day: dt.date | None = None  # the usage day: never goes back (see today())
         self._online: dict[int, OnlineTerms] = {}  # the running online-time vouchers
         # MAC → what it may resume (see _admit_resumable): kept in memory, so that a tick
         # asks the database only about those of them that are back on the LAN.
@@ -224,10 +241,23 @@ class SessionEngine:
 
     def next_reset(self, now: dt.datetime) -> dt.datetime:
         """The next local midnight, as naive UTC."""
+        return self._midnight_after(local_time(now, self.config.village.tz).date())
+
+    def _midnight_after(self, day: dt.date) -> dt.datetime:
         tz = self.config.village.tz
-        local = local_time(now, tz)
-        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-        return naive_utc(midnight)
+        return naive_utc(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz))
+
+    def today(self, now: dt.datetime) -> dt.date:
+        """The day the daily allowances are counted on: the local day of ``now``, except that
+        it never goes back by a day — a clock stepped back across midnight (NTP correcting a
+        clock that ran fast) stays on the later day, so the reset happens once per local day,
+        never twice. A step back of more than a day (a clock that was wildly wrong, a year
+        ahead say) is followed: no allowance is given twice by that, since the days it returns
+        to keep the usage counted on them."""
+        day = self.local_day(now)
+        if self._day is None or day >= self._day or (self._day - day).days > 1:
+            self._day = day
+        return self._day
 
     def _check_ip(self, ip: Any) -> str:
         try:
@@ -390,10 +420,10 @@ class SessionEngine:
                 "bytes_left": None,
                 "seconds_used": None,
                 "bytes_used": None,
-                "resets_at": iso(self.next_reset(now)),
+                "resets_at": iso(self._midnight_after(self.today(now))),
                 "exhausted": False,
             }
-        used = self._used(db, mac, self.local_day(now), tier.name)
+        used = self._used(db, mac, self.today(now), tier.name)
         seconds_left = bytes_left = None
         if tier.daily_minutes:
             seconds_left = max(0, int(tier.daily_minutes * 60 - used.seconds))
@@ -404,7 +434,7 @@ class SessionEngine:
             "bytes_left": bytes_left,
             "seconds_used": int(used.seconds),
             "bytes_used": used.bytes_down + used.bytes_up,
-            "resets_at": iso(self.next_reset(now)),
+            "resets_at": iso(self._midnight_after(self.today(now))),
             "exhausted": seconds_left == 0 or bytes_left == 0,
         }
 
@@ -439,7 +469,7 @@ class SessionEngine:
             return
         got = (self._delta("down", live.minor, down), self._delta("up", live.minor, up))
         hour = now.replace(minute=0, second=0, microsecond=0)
-        self._charge(live, got, 0.0, (now, self.local_day(now), hour))
+        self._charge(live, got, 0.0, (now, self.today(now), hour))
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
         minor = shaping.client_minor(sess.ip, self.network)
@@ -468,12 +498,19 @@ class SessionEngine:
                 for sess in active:
                     self._track(sess, baseline=True)
                 self._load_resumable(db, now)
+                # The usage day never goes back, across a restart too (see today()).
+                latest = db.scalar(select(DailyUsage.day).order_by(DailyUsage.day.desc()).limit(1))
+                if latest is not None and 0 < (latest - self.local_day(now)).days <= 1:
+                    self._day = latest
             down, up = self.dp.counters()
             for direction, readings in (("down", down), ("up", up)):
                 for minor, r in readings.items():
                     self._last_raw[(direction, minor)] = (r.bytes, r.packets)
             self._last_tick = now
             self.online_clock.step()  # the baseline: the first tick counts from here
+            self.tick_clock.step()
+            self.clock_watch.reset(now)
+            self._epoch_start = now
             log.info(
                 "engine started: %d sessions restored, %d devices blocked",
                 len(active),
@@ -519,7 +556,8 @@ class SessionEngine:
             if seen is not None:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
-            with Session(self.db) as db, db.begin(), self._usage_of(db, self.local_day(now), mac):
+            with Session(self.db) as db, db.begin(), self._usage_of(db, self.today(now), mac):
+                self._watch_clock(db, now)
                 device = db.get(Device, mac)
                 if device is None:
                     device = Device(mac=mac, first_seen=now, last_seen=now)
@@ -729,7 +767,7 @@ class SessionEngine:
                 # and no usage: one query answers it.
                 known = mac is None or device is not None
                 sess = self._find_active(db, ip if mac is None else None, mac) if known else None
-                with self._usage_of(db, self.local_day(now), mac, known=known):
+                with self._usage_of(db, self.today(now), mac, known=known):
                     allowances: dict[str, Allowance] = {}
                     if mac:
                         for name, tier in self.config.tiers.items():
@@ -755,7 +793,7 @@ class SessionEngine:
     def list(self) -> builtins.list[SessionInfo]:
         with self.lock:
             now = self.clock()
-            with Session(self.db) as db, self._usage_of(db, self.local_day(now)):
+            with Session(self.db) as db, self._usage_of(db, self.today(now)):
                 return [
                     self._describe(db, s, now)
                     for s in sorted(self._active(db), key=lambda s: s.started_at)
@@ -1025,7 +1063,7 @@ class SessionEngine:
                 if mac in blocked:
                     continue
                 if r.voucher_id is None:
-                    if r.day == self.local_day(now):
+                    if r.day == self.today(now):
                         grants[mac] = {"tier": r.tier, "source": Source.FREE}
                     continue
                 v = vouchers.get(r.voucher_id)
@@ -1075,14 +1113,14 @@ class SessionEngine:
                 snap = self.dp.snapshot(readings=readings)
             down, up = readings
             now = self.clock()
+            stepped = self.clock_watch.step(now) if self._epoch_start is not None else None
             speed_edges = self._speed_edges(now)
-            elapsed = (
-                0.0
-                if self._last_tick is None
-                else max(0.0, (now - self._last_tick).total_seconds())
-            )
+            # Seconds that really passed (monotonic), not the wall clock's difference: a
+            # clock stepped forward by days must not charge days to the free tier.
+            elapsed = self.tick_clock.step()
             self._last_tick = now
             with self._kept_if_unwritten(snap) as keep, Session(self.db) as db, db.begin():
+                self._watch_clock(db, now, stepped)
                 active = self._active(db)
                 for sess in active:
                     if sess.id not in self.live:
@@ -1093,7 +1131,7 @@ class SessionEngine:
                 vouchers = self._voucher_bytes(
                     db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
                 )
-                with self._usage_of(db, self.local_day(now)):
+                with self._usage_of(db, self.today(now)):
                     for sess in active:
                         reason = self._expiry(db, sess, now, vouchers)
                         if reason is not None:
@@ -1153,7 +1191,7 @@ class SessionEngine:
         elapsed: float,
         now: dt.datetime,
     ) -> None:
-        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
+        when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
         for sess in active:
             live = self.live[sess.id]
             got = (
@@ -1317,7 +1355,7 @@ class SessionEngine:
         the class's removal: added to the session (and its device's day and hour) at the
         next flush, which the next tick makes."""
         now = self.clock()
-        when = (now, self.local_day(now), now.replace(minute=0, second=0, microsecond=0))
+        when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
         for minor, (down, up) in final.items():
             live = self._ending.pop(minor, None)
             if live is None:
@@ -1326,6 +1364,84 @@ class SessionEngine:
             if got != (0, 0):
                 self._charge(live, got, 0.0, when)
                 self._late[live.session_id] = live
+
+    # -- time without a real-time clock (issue #11) -----------------------------------------
+
+    def _watch_clock(
+        self, db: Session, now: dt.datetime, stepped: dt.timedelta | None = None
+    ) -> None:
+        """Follow a step of the wall clock before stamping anything on it (a tick, a login):
+        a session started on the new clock must not be moved as if stamped on the old one."""
+        if stepped is None and self._epoch_start is not None:
+            stepped = self.clock_watch.step(now)
+        if stepped is not None:
+            self._follow_step(db, stepped, now)
+
+    def _follow_step(self, db: Session, step: dt.timedelta, now: dt.datetime) -> None:
+        """The wall clock was stepped by ``step`` (``now`` is already on the new clock).
+
+        What was stamped on the old clock since the engine started moves with it, so that
+        what a villager has left is what really passed, not what the clock claims: every
+        running session's end and last activity, and the validity (first use, end) of the
+        vouchers first used since the start.
+        A forward step of days then neither ends sessions nor vouchers at this tick, and a
+        step back does not extend them. A voucher first used earlier keeps its end — a date
+        in the calendar, stamped on a clock we have no reason to doubt — and a session of it
+        ends no later than it."""
+        since = self._epoch_start
+        # The engine's start, on the new clock: a voucher moved now is moved again by the
+        # next step (a clock a year ahead, then corrected, puts it back where it was).
+        self._epoch_start = since + step if since is not None else now
+        self.last_step = (now, step.total_seconds())
+        moved: set[int] = set()
+        if since is not None:
+            for v in db.scalars(
+                select(Voucher).where(
+                    Voucher.state == VoucherState.ACTIVE.value,
+                    Voucher.first_used_at >= since,
+                    # Before the step (on the old clock): not one the portal stamped on the
+                    # new clock since. Clear-cut for a step forward; a step back leaves one
+                    # tick where the two overlap (docs/reliability.md).
+                    Voucher.first_used_at < now - step,
+                )
+            ):
+                v.first_used_at = v.first_used_at + step if v.first_used_at else None
+                v.expires_at = v.expires_at + step if v.expires_at else None
+                moved.add(v.id)
+        ends = {
+            vid: end
+            for vid, end in db.execute(
+                select(Voucher.id, Voucher.expires_at).where(
+                    Voucher.id.in_({s.voucher_id for s in self._active(db)} - {None})
+                )
+            )
+        }
+        active = self._active(db)
+        for sess in active:
+            if sess.expires_at is not None:
+                sess.expires_at += step
+                end = ends.get(sess.voucher_id) if sess.voucher_id is not None else None
+                if end is not None and sess.expires_at > end:
+                    sess.expires_at = end
+            if sess.last_activity_at is not None:
+                sess.last_activity_at += step
+            live = self.live.get(sess.id)
+            if live is not None and live.last_activity is not None:
+                live.last_activity += step
+        if self.started_at is not None:
+            self.started_at += step
+        for mac, r in list(self.resumable.items()):
+            if r.voucher_id in moved and r.until is not None:
+                self.resumable[mac] = _Resumable(r.tier, r.voucher_id, r.day, r.until + step)
+        log.warning(
+            "clock stepped by %+.0f s (now %s): %d running sessions and %d vouchers first used "
+            "since the start (%s on the old clock) moved with it",
+            step.total_seconds(),
+            iso(now),
+            len(active),
+            len(moved),
+            iso(since),
+        )
 
     # -- online time ---------------------------------------------------------------------
 

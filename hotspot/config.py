@@ -59,6 +59,13 @@ DEFAULTS: dict[str, Any] = {
         "tick_seconds": 2.0,
         "flush_seconds": 60,
         "leaf_qdisc": "auto",
+        # Time without a real-time clock (issue #11): a wall-clock step larger than this
+        # moves running sessions with it (docs/reliability.md).
+        "clock_step_seconds": 30,
+        # NTP for systemd-timesyncd (provisioning): the province's servers first, then the
+        # public pool as the fallback.
+        "ntp_servers": [],
+        "fallback_ntp_servers": ["0.id.pool.ntp.org", "1.id.pool.ntp.org", "2.pool.ntp.org"],
     },
     "tiers": {
         "free": {
@@ -460,6 +467,9 @@ class GatewayConfig:
     tick_seconds: float
     flush_seconds: int
     leaf_qdisc: str  # auto | fq_codel | pfifo
+    clock_step_seconds: float = 30.0  # a bigger wall-clock step moves running sessions
+    ntp_servers: tuple[str, ...] = ()  # the province's, for systemd-timesyncd
+    fallback_ntp_servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -734,6 +744,19 @@ class Section:
         if not isinstance(value, list):
             raise ConfigError(self.key(name), "must be a list")
         return value
+
+
+_NTP_SERVER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
+
+
+def _ntp_servers(s: Section, name: str) -> tuple[str, ...]:
+    """Host names or addresses, written into timesyncd.conf as they are: nothing that could
+    break out of its line."""
+    servers = s.list(name)
+    for server in servers:
+        if not isinstance(server, str) or not _NTP_SERVER.match(server):
+            raise ConfigError(s.key(name), f"{server!r} is not a host name or address")
+    return tuple(servers)
 
 
 def _village(raw: Mapping[str, Any]) -> VillageConfig:
@@ -1334,6 +1357,9 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             tick_seconds=gw.float("tick_seconds", 0.2, 60.0),
             flush_seconds=gw.int("flush_seconds", 1, 3600),
             leaf_qdisc=leaf,
+            clock_step_seconds=gw.float("clock_step_seconds", 1.0, 86400.0),
+            ntp_servers=_ntp_servers(gw, "ntp_servers"),
+            fallback_ntp_servers=_ntp_servers(gw, "fallback_ntp_servers"),
         ),
         tiers=tiers,
         portal=portal,

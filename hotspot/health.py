@@ -5,6 +5,8 @@ and the console's overview."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -66,6 +68,27 @@ def disk_warning(config: Config, disk_pct: float | None) -> bool:
     return disk_pct is not None and disk_pct >= config.database.disk_warning_pct
 
 
+# adjtimex(2) returns the clock's state; TIME_ERROR means the kernel's clock is not
+# synchronised (STA_UNSYNC: nothing — systemd-timesyncd, chrony — has disciplined it lately).
+_TIME_ERROR = 5
+_TIMEX_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; room to spare
+
+
+def clock_synchronised() -> bool | None:
+    """Whether the kernel says its clock is synchronised (what ``timedatectl show -p
+    NTPSynchronized`` reports, read straight from ``adjtimex`` with no change requested, so
+    no privilege and no systemd are needed); None when it cannot be asked."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        timex = ctypes.create_string_buffer(_TIMEX_BYTES)  # modes = 0: read only
+        state = int(libc.adjtimex(timex))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != _TIME_ERROR
+
+
 def uptime_seconds() -> int:
     import psutil
 
@@ -106,7 +129,8 @@ def last_uplink(engine: Engine) -> bool | None:
 def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
     """The console's overview of the gateway: ``cpu``, ``mem``, ``disk`` (percent of the
     database's filesystem used), ``disk_warning`` (at ``database.disk_warning_pct``),
-    ``temp`` (°C), ``uptime`` (s), ``wan`` (link state), ``load`` (1 min), ``uplink_ok``.
+    ``temp`` (°C), ``uptime`` (s), ``wan`` (link state), ``load`` (1 min), ``uplink_ok``,
+    ``clock_synced`` (False: the clock is not synchronised, times shown may be wrong).
     What cannot be read is left out (or None): the page must show anyway."""
     import psutil
 
@@ -127,4 +151,5 @@ def snapshot(config: Config, engine: Engine) -> dict[str, Any]:
     outage = open_outage(engine)
     out["uplink_ok"] = False if outage is not None else last_uplink(engine)
     out["uplink_down_since"] = outage[0] if outage is not None else None
+    out["clock_synced"] = clock_synchronised()
     return out

@@ -9,10 +9,17 @@ only for people (pages, sales days), computed at the edge with :func:`local_time
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import time
 import zoneinfo
 from collections.abc import Callable
 from typing import overload
+
+log = logging.getLogger(__name__)
+
+# Tests only: a file holding seconds the daemon's wall clock is shifted by (see wall_clock).
+TEST_CLOCK_SHIFT_ENV = "HOTSPOT_TEST_CLOCK_SHIFT_FILE"
 
 
 def utcnow() -> dt.datetime:
@@ -119,3 +126,71 @@ class MonotonicStep:
         if last is None:
             return 0.0
         return min(self.cap, max(0.0, now - last))
+
+
+class ClockWatch:
+    """Tells a step of the wall clock from time passing: between two calls of :meth:`step`
+    the wall clock should move as far as the monotonic one. When it moved by more than
+    ``tolerance`` seconds more (or less) than that, the clock was stepped — NTP synchronising
+    days after a Pi without a real-time clock booted on its last saved time, someone setting
+    the date — and :meth:`step` returns the step as a signed duration; otherwise None.
+
+    NTP's own slewing moves the wall clock by at most half a millisecond per second, far
+    below any tolerance worth setting; what is left over is a step (issue #11)."""
+
+    def __init__(
+        self,
+        tolerance: float,
+        wall: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tolerance = tolerance
+        self.wall = wall
+        self.monotonic = monotonic
+        self._last: tuple[dt.datetime, float] | None = None
+
+    def reset(self, wall_now: dt.datetime | None = None) -> None:
+        """Start watching from now (``wall_now``: the wall time just read, to read it once)."""
+        self._last = (self.wall() if wall_now is None else wall_now, self.monotonic())
+
+    def step(self, wall_now: dt.datetime | None = None) -> dt.timedelta | None:
+        """The step since the last call (None: none); the first call only starts watching."""
+        wall_now = self.wall() if wall_now is None else wall_now
+        mono_now = self.monotonic()
+        last, self._last = self._last, (wall_now, mono_now)
+        if last is None:
+            return None
+        drift = (wall_now - last[0]).total_seconds() - (mono_now - last[1])
+        if abs(drift) < self.tolerance:
+            return None
+        return dt.timedelta(seconds=round(drift, 6))
+
+
+class ShiftedClock:
+    """:func:`utcnow` plus the seconds written in a file, read at every call: a wall clock
+    that a test steps while the real daemon runs (a +3 day jump, an hour back) without
+    touching the machine's clock and without libfaketime, whose Debian build breaks
+    Python's ``time.sleep`` when it leaves the monotonic clock alone (libfaketime #426).
+    The monotonic clock is the machine's. An unreadable file keeps the last shift."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.shift = 0.0
+
+    def __call__(self) -> dt.datetime:
+        try:
+            with open(self.path) as fh:
+                self.shift = float(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            pass
+        return utcnow() + dt.timedelta(seconds=self.shift)
+
+
+def wall_clock() -> Callable[[], dt.datetime]:
+    """The daemon's wall clock: :func:`utcnow`, or in tests a :class:`ShiftedClock` named by
+    the environment (``HOTSPOT_TEST_CLOCK_SHIFT_FILE``; said loudly in the log)."""
+    path = os.environ.get(TEST_CLOCK_SHIFT_ENV)
+    if not path:
+        return utcnow
+    log.warning("TEST CLOCK: the wall clock is shifted by the seconds in %s", path)
+    return ShiftedClock(path)

@@ -333,7 +333,8 @@ class Plan:
 
 
 def packages_for(cfg: Config) -> list[str]:
-    pkgs = ["dnsmasq", "nftables", "iproute2"]
+    # Time without a real-time clock: NTP, and the last known time kept across power cuts.
+    pkgs = ["dnsmasq", "nftables", "iproute2", "systemd-timesyncd", "fake-hwclock"]
     if cfg.wifi.enabled:
         pkgs += ["hostapd", "rfkill"]
     return pkgs

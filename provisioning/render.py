@@ -38,6 +38,7 @@ COLLECTOR_CONFIG_PATH = "/etc/hotspot/collector.toml"  # collector.config.DEFAUL
 SYSUSERS = "/etc/sysusers.d/hotspot.conf"
 TMPFILES = "/etc/tmpfiles.d/hotspot.conf"
 SYSCTL = "/etc/sysctl.d/90-hotspot.conf"
+TIMESYNCD = "/etc/systemd/timesyncd.conf.d/90-hotspot.conf"
 DNSMASQ = "/etc/dnsmasq.d/hotspot.conf"
 # The walled resolver's file: not in /etc/dnsmasq.d, which Debian's dnsmasq reads whole.
 WALLED_DNS_CONF = "/etc/hotspot/walled-dns.conf"
@@ -254,6 +255,8 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "mgmt_ssid_line": mgmt_ssid_line,
         "mgmt_utf8_ssid": mgmt_utf8,
         "header": header,
+        "ntp_servers": cfg.gateway.ntp_servers,
+        "fallback_ntp_servers": cfg.gateway.fallback_ntp_servers,
         "hotspot": hotspot,
         "config_path": CONFIG_PATH,
         "collector_config_path": COLLECTOR_CONFIG_PATH,
@@ -355,6 +358,7 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
             restarts=tuple(u for u in own if u != WALLED_DNS_UNIT),
         ),  # the walled resolver has a file of its own
         rendered(SYSCTL, "sysctl.conf.j2", "sysctl"),
+        rendered(TIMESYNCD, "timesyncd.conf.j2", "timesyncd", restarts=("systemd-timesyncd",)),
         rendered(NETDEV, "lan.netdev.j2", "networkd"),
         rendered(NETWORK, "lan.network.j2", "networkd"),
     ]
@@ -411,6 +415,7 @@ def services(cfg: Config) -> list[str]:
     wifi = ["hostapd"] if cfg.wifi.enabled else []
     return [
         "systemd-networkd",
+        "systemd-timesyncd",
         *wifi,
         "dnsmasq",
         *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled),

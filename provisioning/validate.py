@@ -336,6 +336,7 @@ INI_KEYS = {
         "Bridge": {"STP"},
     },
     "nm": {"device-hotspot-desa": {"match-device", "managed"}},
+    "timesyncd": {"Time": {"NTP", "FallbackNTP"}},
 }
 
 
@@ -353,7 +354,9 @@ def check_ini(f: File) -> Check:
         for key in parser[section]:
             if key not in allowed[section]:
                 return Check(f.path, False, f"unexpected key {key} in [{section}]")
-    tool = "systemd-networkd" if f.kind == "networkd" else "NetworkManager"
+    tool = {"networkd": "systemd-networkd", "timesyncd": "systemd-timesyncd"}.get(
+        f.kind, "NetworkManager"
+    )
     return Check(f.path, True, f"keys checked here: {tool} has no check mode")
 
 
@@ -379,6 +382,7 @@ def validate(files: Iterable[File], cfg: Config) -> list[Check]:
             "hostapd": lambda f: check_hostapd(f, cfg),
             "networkd": check_ini,
             "nm": check_ini,
+            "timesyncd": check_ini,
         }
         for f in files:
             if f.kind in per_file:

@@ -40,7 +40,7 @@ from hotspot import wire
 from hotspot.config import Config, database_path
 from hotspot.db import is_storage_full
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
-from hotspot.health import disk_warning
+from hotspot.health import clock_synchronised, disk_warning
 from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
 from sync.outbox import Batch, Outbox, batch_frame
@@ -172,6 +172,15 @@ class Agent:
                     "storage %.1f %% full (the warning is at %d %%): free some space",
                     sample["disk_pct"],
                     self.config.database.disk_warning_pct,
+                )
+            if clock_synchronised() is False:
+                # The record itself is unchanged (an older collector refuses unknown keys):
+                # the agent's log says it, with the collector's view of our clock if known.
+                log.warning(
+                    "clock not synchronised%s: times reported may be off",
+                    f" (the collector's differs by {self.clock_offset:+.0f} s)"
+                    if self.clock_offset
+                    else "",
                 )
         try:
             counts = self.outbox.collect(full=full, health=sample)

@@ -44,6 +44,6 @@ def datapath():
 
 @pytest.fixture
 def engine(cfg, db, datapath, clock):
-    eng = SessionEngine(cfg, db, datapath, clock=clock)
+    eng = SessionEngine(cfg, db, datapath, clock=clock, monotonic=clock.monotonic)
     eng.start()
     return eng

@@ -137,9 +137,20 @@ class Clock:
 
     def __init__(self, start: dt.datetime = dt.datetime(2026, 11, 28, 3, 0, 0)):
         self.now = start
+        self.ticks = 1000.0  # its monotonic clock, seconds
 
     def __call__(self) -> dt.datetime:
         return self.now
 
     def advance(self, **kwargs: float) -> None:
+        """Time passes: the wall clock and the monotonic one move together."""
+        step = dt.timedelta(**kwargs)
+        self.now += step
+        self.ticks += step.total_seconds()
+
+    def jump(self, **kwargs: float) -> None:
+        """The wall clock is stepped (NTP, a power cut without RTC); no time passes."""
         self.now += dt.timedelta(**kwargs)
+
+    def monotonic(self) -> float:
+        return self.ticks

@@ -235,7 +235,7 @@ def test_restart_restores_sessions_and_drops_expired(cfg, db, datapath, clock, e
     engine.block(mac="02:00:00:00:00:09")
     clock.advance(minutes=6)
     fresh = FakeDataPathAfterReboot()
-    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again = SessionEngine(cfg, db, fresh, clock=clock, monotonic=clock.monotonic)
     again.start()
     assert fresh.state.authorized == {(IP1, MAC1)}
     assert fresh.state.blocked == {"02:00:00:00:00:09"}
@@ -258,7 +258,9 @@ def test_restart_keeps_idle_clock_fair(cfg, db, datapath, clock, engine):
     """A power cut is not the villager's idleness: idle time counts from the restart."""
     engine.authorize(ip=IP1, mac=MAC1, tier="free")
     clock.advance(minutes=30)
-    again = SessionEngine(cfg, db, FakeDataPathAfterReboot(), clock=clock)
+    again = SessionEngine(
+        cfg, db, FakeDataPathAfterReboot(), clock=clock, monotonic=clock.monotonic
+    )
     again.start()
     clock.advance(minutes=1)
     assert again.tick().ended == []

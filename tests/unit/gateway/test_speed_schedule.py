@@ -91,7 +91,9 @@ def test_a_slower_window_says_so(tmp_path, db, datapath, clock):
     overrides = device_overrides(tmp_path)
     school = {"from": "07:00", "to": "13:00", "down_kbps": 256, "up_kbps": 128}
     overrides["tiers"]["premium"]["schedule"] = [school]
-    eng = SessionEngine(config_mod.load(overrides=overrides), db, datapath, clock=clock)
+    eng = SessionEngine(
+        config_mod.load(overrides=overrides), db, datapath, clock=clock, monotonic=clock.monotonic
+    )
     eng.start()
     out = eng.authorize(ip=A_IP, mac=A, tier="premium")  # 10:00 WIB: inside the window
     assert (out["down_kbps"], out["speed_window"]) == (256, "slower")
@@ -123,7 +125,7 @@ def test_a_restart_inside_the_window_installs_its_rates(cfg, db, engine, clock):
     engine.authorize(ip=A_IP, mac=A, tier="premium")
     at_wib(clock, 23, 0)  # the gateway was down at the edge (a power cut at 21:50, say)
     fresh = FakeDataPath()  # the kernel after the reboot: empty
-    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again = SessionEngine(cfg, db, fresh, clock=clock, monotonic=clock.monotonic)
     again.start()
     assert ceil(fresh, A_IP) == (8000, 3000)
     at_wib(clock, 5, 1, day=29)

@@ -72,7 +72,7 @@ def test_survives_an_engine_restart(cfg, db, datapath, clock, engine):
     clock.advance(days=3)  # far past any session length or idle timeout
     fresh = FakeDataPath()  # the kernel after a reboot: empty
     fresh.neighbours[PC_IP] = PC
-    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again = SessionEngine(cfg, db, fresh, clock=clock, monotonic=clock.monotonic)
     again.start()
     assert (PC_IP, PC) in fresh.state.authorized
     again.tick()
@@ -83,7 +83,7 @@ def test_survives_an_engine_restart(cfg, db, datapath, clock, engine):
 def test_trust_survives_a_restart_while_the_device_is_away(cfg, db, clock, engine):
     engine.trust(mac=PC, label="PC", tier="free")
     fresh = FakeDataPath()
-    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again = SessionEngine(cfg, db, fresh, clock=clock, monotonic=clock.monotonic)
     again.start()
     again.tick()
     assert fresh.state.authorized == set()

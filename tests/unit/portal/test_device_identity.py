@@ -340,7 +340,7 @@ def test_old_attempt_rows_are_purged(db, clock):
 def test_daemon_purges_beside_the_stock_expiry(cfg, db, clock):
     from gateway.daemon import Gateway
 
-    daemon = Gateway(cfg, clock=clock)
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: True)
     daemon.db = db
     old = clock() - ATTEMPT_RETENTION - dt.timedelta(seconds=1)
     with db.begin() as conn:

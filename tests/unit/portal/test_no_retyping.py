@@ -198,7 +198,7 @@ def test_resumable_devices_survive_a_restart(vouchers, batch, engine, datapath, 
     fresh = FakeDataPath()  # after a reboot; both phones open something
     come_back(fresh)
     come_back(fresh, OTHER_IP, OTHER_MAC)
-    again = SessionEngine(cfg, db, fresh, clock=clock)
+    again = SessionEngine(cfg, db, fresh, clock=clock, monotonic=clock.monotonic)
     again.start()
     assert set(again.resumable) == {PHONE_MAC}  # the kicked one stays kicked
     again.tick()
@@ -301,7 +301,7 @@ def test_free_tier_used_up_is_not_resumed(engine, datapath, clock, gw):
 def test_free_remember_never_asks_the_terms_every_time(tmp_path, db, clock, phone):
     cfg = config_mod.load(overrides=retyping_overrides(tmp_path, free_remember_acceptance="never"))
     datapath = FakeDataPath()
-    eng = SessionEngine(cfg, db, datapath, clock=clock)
+    eng = SessionEngine(cfg, db, datapath, clock=clock, monotonic=clock.monotonic)
     eng.start()
     accept_then_idle(eng, datapath, clock)
     come_back(datapath)

@@ -38,6 +38,7 @@ secret = "0123456789abcdef0123456789abcdef-very-secret"
 # The units provisioning enables and starts, in that order.
 SERVICES = (
     "systemd-networkd",
+    "systemd-timesyncd",
     "hostapd",
     "dnsmasq",
     "hotspot-walled-dns",
@@ -52,6 +53,7 @@ RENDERED_PATHS = [
     R.TMPFILES,
     R.CONFIG_PATH,
     R.SYSCTL,
+    R.TIMESYNCD,
     R.NETDEV,
     R.NETWORK,
     R.PORTS_NETWORK,

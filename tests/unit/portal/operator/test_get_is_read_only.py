@@ -152,7 +152,7 @@ def test_no_get_writes_to_the_database(app, db, clock, village):
 
 
 def test_the_gateway_daemon_withdraws_stale_stock_once_a_minute(cfg, db, clock, village):
-    daemon = Gateway(cfg, clock=clock)
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: True)
     daemon.db = db
     assert daemon.expire_stock(now=1000.0) == 3  # the sold one stays: its sale stands
     states = {v["serial"]: (v["state"], v["void_reason"]) for v in batch_vouchers(db, 1)}
@@ -175,7 +175,7 @@ def test_the_daemon_tick_runs_the_expiry(cfg, db, clock, village):
 
             return Report()
 
-    daemon = Gateway(cfg, clock=clock)
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: True)
     daemon.db, daemon.engine = db, Engine()
     daemon._tick()
     assert {v["state"] for v in batch_vouchers(db, 1)} == {"new", "void"}
@@ -206,3 +206,15 @@ def test_the_usage_api_only_reads(cfg, gw, db, key, clock, packages):
     before = tables(db)
     resp = client.get("/api/v1/usage", **kw)
     assert resp.status_code == 503 and changes(before, tables(db)) == {}
+
+
+def test_shelf_life_waits_for_a_synchronised_clock(cfg, db, clock, village):
+    """A Pi without a real-time clock a year ahead must not withdraw all its stock: while the
+    kernel says the clock is not synchronised, nothing is withdrawn; then it is."""
+    synced = [False]
+    daemon = Gateway(cfg, clock=clock, clock_synced=lambda: synced[0])
+    daemon.db = db
+    assert daemon.expire_stock(now=1000.0) == 0
+    assert {v["state"] for v in batch_vouchers(db, 1)} == {"new"}
+    synced[0] = True
+    assert daemon.expire_stock(now=1060.0) == 3
