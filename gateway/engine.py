@@ -1116,10 +1116,11 @@ class SessionEngine:
                 phases["expiry_kernel"] = _ms_since(t)
             generation = self._generation
             phases["lock_held"] = _ms_since(locked)
+        # A tick whose sessions ended changed the kernel after its read: the next one looks.
         t = time.perf_counter()
-        plan = make_plan(wanted, blocked, snap, self.network, self.pool)
+        plan = None if ended else make_plan(wanted, blocked, snap, self.network, self.pool)
         phases["reconcile_plan"] = _ms_since(t)
-        if not plan.empty and not ended:
+        if plan is not None and not plan.empty:
             with self.lock:
                 t = time.perf_counter()
                 if generation == self._generation:
