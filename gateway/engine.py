@@ -181,6 +181,8 @@ class SessionEngine:
         self._last_tick: dt.datetime | None = None
         self.tick_phases: dict[str, float] = {}  # the last tick's phases, in milliseconds
         self._generation = 0  # bumped by every kernel change
+        # The classes kernel changes touched since the tick's kernel read began.
+        self._touched: set[int] = set()
         self._last_flush = time.monotonic()
         self.started_at: dt.datetime | None = None
         self.end_hooks: builtins.list[EndHook] = []  # RADIUS accounting (gateway/radius.py)
@@ -1038,24 +1040,33 @@ class SessionEngine:
         and the kernel change of the sessions that end; the kernel is read before it is
         taken (a full read costs tens of milliseconds with thousands of clients, and logins
         must not wait for it), and the reconcile's plan is worked out after it is released.
-        The plan is applied only if no operation changed the kernel meanwhile (else the next
-        tick looks again: the reconcile is a repair, nothing waits for it). Each phase's
+        When an operation changed the kernel during the read, the classes it touched are
+        left out of this tick's accounting (the next tick counts them) and the reconcile
+        waits for the next tick; so does it when the plan was worked out while an operation
+        changed the kernel (the reconcile is a repair: nothing waits for it). Each phase's
         time is kept in :attr:`tick_phases` (milliseconds).
         """
         report = TickReport()
         phases: dict[str, float] = {}
         started = time.perf_counter()
         generation = self._generation
+        self._touched = set()
         readings = self.dp.counters()
         snap = self.dp.snapshot(readings=readings)
         phases["kernel_read"] = _ms_since(started)
         ended: builtins.list[Wanted] = []
         with self.lock:
             locked = time.perf_counter()
-            if generation != self._generation:
-                readings = self.dp.counters()
-                snap = self.dp.snapshot(readings=readings)
             down, up = readings
+            # An operation changed the kernel during the read (not read again here: that
+            # took seconds under the lock with thousands of classes): the classes it touched
+            # are counted at the next tick, from the readings the operation left (a session's
+            # final one, a new class's zero), and the snapshot is too old to reconcile with.
+            stale = generation != self._generation
+            if stale:
+                touched = self._touched
+                down = {m: r for m, r in down.items() if m not in touched}
+                up = {m: r for m, r in up.items() if m not in touched}
             now = self.clock()
             speed_edges = self._speed_edges(now)
             elapsed = (
@@ -1064,7 +1075,11 @@ class SessionEngine:
                 else max(0.0, (now - self._last_tick).total_seconds())
             )
             self._last_tick = now
-            with self._kept_if_unwritten(snap) as keep, Session(self.db) as db, db.begin():
+            with (
+                self._kept_if_unwritten(None if stale else snap) as keep,
+                Session(self.db) as db,
+                db.begin(),
+            ):
                 active = self._active(db)
                 for sess in active:
                     if sess.id not in self.live:
@@ -1116,9 +1131,11 @@ class SessionEngine:
                 phases["expiry_kernel"] = _ms_since(t)
             generation = self._generation
             phases["lock_held"] = _ms_since(locked)
-        # A tick whose sessions ended changed the kernel after its read: the next one looks.
+        # A tick whose sessions ended changed the kernel after its read, an operation may
+        # have changed it during the read: then the next tick looks.
         t = time.perf_counter()
-        plan = None if ended else make_plan(wanted, blocked, snap, self.network, self.pool)
+        fresh = not ended and not stale
+        plan = make_plan(wanted, blocked, snap, self.network, self.pool) if fresh else None
         phases["reconcile_plan"] = _ms_since(t)
         if plan is not None and not plan.empty:
             with self.lock:
@@ -1139,7 +1156,7 @@ class SessionEngine:
         return report
 
     @contextlib.contextmanager
-    def _kept_if_unwritten(self, snap: Snapshot) -> Iterator[Callable[[], None]]:
+    def _kept_if_unwritten(self, snap: Snapshot | None) -> Iterator[Callable[[], None]]:
         """Around a tick's write: when it cannot be written (the storage is full, say), the
         bytes counted since the last flush stay in memory for the next one (``keep()`` marks
         what to go back to), and the kernel is still made to match what the database holds —
@@ -1162,7 +1179,7 @@ class SessionEngine:
                 active = self._active(db)
                 wanted = [self._wanted(s) for s in active]
                 blocked = self._blocked(db)
-            self._reconcile(wanted, blocked, snap)
+            self._reconcile(wanted, blocked, snap if snap is not None else self.dp.snapshot())
             raise
 
     def _account(
@@ -1382,12 +1399,23 @@ class SessionEngine:
         """Every kernel change goes through here, so that a tick whose kernel read overlapped
         it (before, during or after) sees the generation move and reads again."""
         self._generation += 1
+        self._touched |= self._minors_of(plan)
         try:
             final = self.dp.apply(plan)
             self._count_late(final)
         finally:
             self._generation += 1
             self._ending.clear()  # a class that stayed counts on for its next session
+
+    def _minors_of(self, plan: Plan) -> set[int]:
+        """The client classes a change touches (made, changed, removed, or their session's
+        start or end read them)."""
+        minors = {c.minor for c in (*plan.down_set, *plan.up_set)}
+        minors.update(plan.down_del, plan.up_del)
+        for c in (*plan.add_clients, *plan.del_clients):
+            with contextlib.suppress(ValueError):
+                minors.add(shaping.client_minor(c.ip, self.network))
+        return minors
 
     def _count_late(
         self, final: dict[int, tuple[ClassReading | None, ClassReading | None]]

@@ -92,3 +92,28 @@ def test_a_damaged_pool_is_repaired_by_the_plan():
     }
     assert p.down_del == [40] and p.up_del == []
     assert [(c.minor, c.kbps) for c in p.up_set] == [(11, 2048)]
+
+
+def test_a_kick_and_login_during_the_ticks_kernel_read_are_not_counted_twice(engine, datapath, db):
+    """The tick reads the kernel before taking the engine lock and does not read it again
+    under the lock: the classes an operation touched meanwhile wait for the next tick."""
+    engine.authorize(ip=IP1, mac=MAC1)
+    datapath.traffic(IP1, down=10_000)
+    engine.tick()
+    datapath.traffic(IP1, down=3_000)
+    real = datapath.counters
+
+    def counters_then_kick_and_login():
+        out = real()  # the tick's read: 13,000 bytes in the class
+        datapath.counters = real
+        engine.deauthorize(ip=IP1, mac=MAC1)  # reads its final counters itself
+        engine.authorize(ip=IP1, mac=MAC2)  # the same pool class, the next session
+        return out
+
+    datapath.counters = counters_then_kick_and_login
+    engine.tick()
+    datapath.traffic(IP1, down=500)
+    engine.tick(force_flush=True)
+    with Session(db) as s:
+        rows = list(s.scalars(select(ClientSession).order_by(ClientSession.id)))
+    assert [r.bytes_down for r in rows] == [13_000, 500]
