@@ -13,6 +13,7 @@ from pyroute2 import Conntrack as _Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
+from gateway.netlink_thread import OnOneThread
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,13 @@ HTTP_PORT = 80
 
 class Conntrack:
     def __init__(self) -> None:
-        self._ct: _Conntrack | None = None
+        self._ct: OnOneThread[_Conntrack] | None = None
 
     @property
-    def ct(self) -> _Conntrack:
+    def ct(self) -> OnOneThread[_Conntrack]:
         if self._ct is None:
-            self._ct = _Conntrack()
+            # One thread for every call: pyroute2 leaks a socket per calling thread.
+            self._ct = OnOneThread(_Conntrack, name="conntrack")
         return self._ct
 
     def flush_client(self, ip: str) -> int:
