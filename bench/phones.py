@@ -101,7 +101,10 @@ class Dhcp:
 
     def _read(self) -> None:
         while True:
-            frame, addr = self.sock.recvfrom(2048)
+            try:
+                frame, addr = self.sock.recvfrom(2048)
+            except OSError:  # the namespace is going away
+                return
             if addr[2] == PACKET_OUTGOING:
                 continue
             msg = parse_reply(frame)
