@@ -54,6 +54,7 @@ from bench.crowd import (
     tree,
 )
 from hotspot.control import ControlClient
+from hotspot.errors import ErrorCode, HotspotError
 from hotspot.protocol import DeauthorizeRequest
 from testsupport.testbed import UPSTREAM_IP, remove_stale_testbeds, run_prefix, sh, write_toml
 
@@ -400,9 +401,12 @@ class Soak:
             with ControlClient(str(self.village.config.control.socket)) as ctl:
                 ctl.send(DeauthorizeRequest(mac=p.mac))
             self.event(what)
-        except Exception as exc:  # noqa: BLE001 - a session that had just ended is fine
-            if "no-session" not in str(exc) and "not found" not in str(exc).lower():
-                self.event(f"{what}_refused")
+        except HotspotError as exc:
+            # A session that had just ended by itself is no refusal; counted apart.
+            ended = exc.code in (ErrorCode.NO_SESSION, ErrorCode.NOT_FOUND)
+            self.event(f"{what}_{'after_end' if ended else 'refused'}")
+        except OSError:  # the gateway closed the connection
+            self.event(f"{what}_refused")
         p.online = False
 
     def leave(self, p: SoakPhone) -> None:
