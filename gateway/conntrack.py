@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.netlink import Conntrack as _Conntrack
 from gateway.netlink import NetlinkError, NFCTAttrTuple
+from gateway.netlink_thread import OnOneThread
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,13 @@ HTTP_PORT = 80
 
 class Conntrack:
     def __init__(self) -> None:
-        self._ct: _Conntrack | None = None
+        self._ct: OnOneThread[_Conntrack] | None = None
 
     @property
-    def ct(self) -> _Conntrack:
+    def ct(self) -> OnOneThread[_Conntrack]:
         if self._ct is None:
-            self._ct = _Conntrack()
+            # One thread for every call: pyroute2 leaks a socket per calling thread.
+            self._ct = OnOneThread(_Conntrack, name="conntrack")
         return self._ct
 
     def flush_client(self, ip: str) -> int:

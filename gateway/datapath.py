@@ -27,6 +27,7 @@ from gateway import ruleset, shaping
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
+from gateway.netlink_thread import OnOneThread
 from gateway.nftables import Nftables, parse_elements
 from gateway.reconcile import Plan, Pool, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
@@ -45,7 +46,8 @@ class DataPath:
         net = config.network
         self.network = net.lan_network
         self.layout = Layout.from_config(config)
-        self.ipr = IPRoute()
+        # One thread for every netlink call: pyroute2 leaks a socket per calling thread.
+        self.ipr = OnOneThread(IPRoute)
         self.nft = Nftables(self.layout)
         leaf = config.gateway.leaf_qdisc
         self.down = Shaper(

@@ -1,0 +1,829 @@
+"""A week in minutes: ``python3 -m bench.soak --hours N`` (root).
+
+The village of ``bench.crowd`` (the real gateway, dnsmasq, walled resolver and portal under
+gunicorn in namespaces) plus the province's collector and the sync agent, and a pool of
+phones (macvlan members of one namespace, driven from threads that entered it) that churn
+for ``--hours``: they join by DHCP, probe, accept the free tier or redeem a voucher, top up,
+download, leave, change their MAC, get kicked (some in the middle of a download); the
+collector goes away and comes back. The gateway runs with short intervals (tick 0.5 s, flush
+2 s, sessions of a minute, idle timeout of a minute): many short cycles in place of a
+time-accelerated clock (the daemons have no test clock source; see docs/reliability.md).
+
+Every ``--check-seconds`` it records, and at the end bounds:
+
+* RSS and open file descriptors of every process (gateway, portal master and workers,
+  dnsmasq, walled resolver, sync agent, collector), with a least-squares slope per hour;
+* the database's and the logs' size;
+* the sessions in the database = the sessions in the kernel (``authorized`` set);
+* at the end, every session ended: the bytes the gateway counted = the bytes that crossed it
+  (nftables counters in the phones' namespace, on the download port only), ±1%.
+
+``bench/results/soak.json``; exit 1 when an invariant does not hold. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import phones as ph
+from bench.crowd import (
+    GW_LAN_IP,
+    PORTAL_PORT,
+    Village,
+    fd_count,
+    log,
+    member_mac,
+    meta,
+    rss_kb,
+    tree,
+)
+from hotspot.control import ControlClient
+from hotspot.errors import ErrorCode, HotspotError
+from hotspot.protocol import DeauthorizeRequest
+from testsupport.testbed import UPSTREAM_IP, remove_stale_testbeds, run_prefix, sh, write_toml
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOWNLOAD_PORT = 8000  # the phones' downloads; port 80 is the portal's before login
+PROV_IP, PROV_GW, COLLECTOR_PORT = "203.0.113.10", "203.0.113.1", 8000
+GATEWAY_ID = "desa-soak"
+MARKER = "hotspot-soak-page"
+SIZES = (64 << 10, 256 << 10, 1 << 20)  # download sizes, bytes
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def enter_netns(name: str) -> None:
+    """Move the calling thread (only it) into the network namespace ``name``: its sockets
+    and the processes it starts live there."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per hour."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(t for t, _ in points) / n
+    my = sum(v for _, v in points) / n
+    sxx = sum((t - mx) ** 2 for t, _ in points)
+    if sxx == 0:
+        return None
+    return sum((t - mx) * (v - my) for t, v in points) / sxx * 3600
+
+
+@dataclass
+class SoakPhone:
+    index: int
+    mac: str
+    generation: int = 0  # MAC changes so far
+    ip: str = ""
+    online: bool = False
+    login: str = ""  # "free" or "voucher"
+    busy: bool = False
+    downloaded: int = 0  # body bytes received
+    events: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.events[what] = self.events.get(what, 0) + 1
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.work = Path(tempfile.mkdtemp(prefix="hotspot-soak-"))
+        prefix = run_prefix("hss")
+        self.village = Village(self.work, prefix, args.phones, self.settings())
+        self.prov = f"{prefix}-prov"
+        self.phones = [SoakPhone(i, member_mac(i)) for i in range(args.phones)]
+        self.codes: list[str] = []
+        self.lock = threading.RLock()
+        self.samples: list[dict[str, Any]] = []
+        self.mismatches: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+        self.events: dict[str, int] = {}
+        self.collector: subprocess.Popen[bytes] | None = None
+        self.collector_down_s = 0.0
+        self.stop = threading.Event()
+        self.died: dict[str, int | None] = {}  # process name → exit status
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        fast = {"session_minutes": 1, "idle_minutes": 1, "daily_minutes": 0, "daily_mb": 0}
+        return {
+            "gateway": {"tick_seconds": 0.5, "flush_seconds": 2},
+            "tiers": {
+                "free": {"down_kbps": 20_000, "up_kbps": 5_000, **fast, "daily_mb": 3},
+                "premium": {"down_kbps": 50_000, "up_kbps": 10_000, **fast, "session_minutes": 0},
+            },
+            "packages": {
+                "jam": {"title": "Satu jam", "price": 1000, "tier": "premium", "hours": 1}
+            },
+            "network": {"uplink_down_kbps": 200_000, "uplink_up_kbps": 200_000},
+            "privacy": {"retention_days": 1},
+        }
+
+    def setup(self) -> None:
+        v = self.village
+        v.build()
+        bed = v.bed
+        bed.add_host("prov", via=bed.up, link="prov0", gateway_ip=PROV_GW, ip=PROV_IP)
+        bed.run(bed.up, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # The reference: what crossed the gateway on the download port, seen by the phones.
+        bed.run(
+            v.crowd_ns,
+            "nft",
+            "-f",
+            "-",
+            input=(
+                "table inet soak {\n"
+                " chain rx { type filter hook prerouting priority -300;"
+                f" ip saddr {UPSTREAM_IP} tcp sport {DOWNLOAD_PORT} counter; }}\n"
+                " chain tx { type filter hook postrouting priority 300;"
+                f" ip daddr {UPSTREAM_IP} tcp dport {DOWNLOAD_PORT} counter; }}\n"
+                "}\n"
+            ),
+        )
+        # One segment per packet on the senders (the upstream host, the phones), as on a
+        # real NIC's wire: a GSO super-packet would reach the phones' counters with one
+        # header for many segments, the gateway's HTB counts every segment's.
+        bed.run(bed.up, "ip", "link", "set", "eth0", "gso_max_segs", "1")
+        bed.ip_batch(
+            v.crowd_ns,
+            "link set eth0 gso_max_segs 1",
+            *(f"link set m{i} gso_max_segs 1" for i in range(len(self.phones))),
+        )
+        secret = self.register()
+        v.extra_settings = {
+            **self.settings(),
+            "sync": {
+                "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
+                "gateway_id": GATEWAY_ID,
+                "secret": secret,
+                "interval_seconds": 2,
+                "health_seconds": 5,
+                "backoff_max_seconds": 4,
+                "timeout_seconds": 5,
+            },
+        }
+        v.start()
+        www = self.work / "www"
+        (www / "online.html").write_text(f"<html>{MARKER}</html>\n")
+        for size in SIZES:
+            (www / f"{size}.bin").write_bytes(os.urandom(size))
+        v.popen(
+            "upstream-download",
+            bed.up,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(DOWNLOAD_PORT),
+                "--bind",
+                UPSTREAM_IP,
+                "-d",
+                str(www),
+            ],
+        )
+        self.start_collector()
+        v.popen("sync", bed.gw, v.hotspot("sync", "run"))
+        v.wait(
+            "download server",
+            lambda: bed.port_open(bed.up, UPSTREAM_IP, DOWNLOAD_PORT),
+            30,
+            "upstream-download",
+        )
+        self.codes = self.make_vouchers(100)
+
+    def make_vouchers(self, n: int) -> list[str]:
+        made = subprocess.run(
+            self.village.hotspot("vouchers", "create", "--package", "jam", "--count", str(n))
+            + ["--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise OSError(f"vouchers create: {made.stderr.strip()}")
+        self.event("voucher_batch")
+        return codes_in(json.loads(made.stdout))
+
+    def register(self) -> str:
+        self.collector_cfg = write_toml(
+            self.work / "collector.toml",
+            {
+                "collector": {
+                    "database_url": f"sqlite:///{self.work}/collector.db",
+                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
+                    "workers": 1,
+                    "threads": 4,
+                }
+            },
+        )
+        cmd = [sys.executable, "-m", "hotspot_cli", "--config", str(self.collector_cfg)]
+        reg = subprocess.run(
+            [*cmd, "collector", "gateways", "add", GATEWAY_ID, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+        if reg.returncode != 0:
+            raise RuntimeError(f"collector gateways add: {reg.stderr.strip()}")
+        return str(json.loads(reg.stdout)["secret"])
+
+    def start_collector(self) -> None:
+        cmd = [sys.executable, "-m", "hotspot_cli", "--config", str(self.collector_cfg)]
+        self.collector = self.village.popen("collector", self.prov, [*cmd, "collector", "run"])
+        self.village.wait(
+            "collector",
+            lambda: self.village.bed.port_open(self.prov, PROV_IP, COLLECTOR_PORT),
+            60,
+            "collector",
+        )
+
+    def stop_collector(self) -> None:
+        if self.collector is not None and self.collector.poll() is None:
+            os.killpg(self.collector.pid, signal.SIGTERM)
+            self.collector.wait(timeout=30)
+        self.collector = None
+
+    # -- the phones ------------------------------------------------------------------------
+
+    def event(self, what: str) -> None:
+        with self.lock:
+            self.events[what] = self.events.get(what, 0) + 1
+
+    def fail(self, p: SoakPhone, what: str) -> None:
+        with self.lock:
+            self.failures.append(f"phone {p.index}: {what}")
+
+    def http(self, p: SoakPhone, timeout: float = 10) -> ph.Phone:
+        return ph.Phone(f"m{p.index}", p.ip, timeout, {"requests": 0, "dhcp_retransmits": 0})
+
+    def join(self, p: SoakPhone) -> None:
+        """DHCP, the probe, then the free tier or a voucher (or a voucher after the free
+        tier's daily megabytes are used up)."""
+        counts = {"requests": 0, "dhcp_retransmits": 0}
+        lease = self.dhcp.acquire(p.mac, time.monotonic() + 30, counts)
+        self.ipconf.configure(f"m{p.index}", p.index, lease)
+        p.ip = lease.ip
+        web = self.http(p)
+        probe_ip = ph.resolve(ph.PROBE_HOST, GW_LAN_IP, f"m{p.index}", p.ip, 10)
+        r = web.request("GET", f"http://{probe_ip}/generate_204", host=ph.PROBE_HOST)
+        portal = f"http://{GW_LAN_IP}:{PORTAL_PORT}"
+        if 200 <= r.status < 300 and r.status != 204:
+            raise OSError(f"probe: {r.status}")
+        if r.status == 204 or not r.location.startswith(portal):
+            # Still online from before (the session outlived a leave): fine.
+            if self.is_online(web):
+                p.online = True
+                return
+            raise OSError(f"probe: {r.status} {r.location[:60]}")
+        splash = web.request("GET", r.location)
+        forms = ph.Forms()
+        forms.feed(splash.body)
+        found = dict(forms.forms)
+        use_voucher = self.rng.random() < 0.4 or "/accept" not in str(found.keys())
+        if use_voucher:
+            self.redeem(p, web, splash)
+        else:
+            fields = next((f for a, f in forms.forms if a.endswith("/accept")), None)
+            if fields is None:
+                raise OSError(f"splash {splash.status} without /accept")
+            done = web.request("POST", f"{portal}/accept", form=fields)
+            if done.status == 403:  # the free tier's day is used up: buy an hour
+                self.event("free_exhausted")
+                page = web.request("GET", f"{portal}/")
+                self.redeem(p, web, page)
+            elif done.status != 303:
+                raise OSError(f"accept: {done.status}")
+            else:
+                p.login = "free"
+                self.event("accept")
+        deadline = time.monotonic() + 10
+        while not self.is_online(web):
+            if time.monotonic() > deadline:
+                raise OSError("not online after login")
+            time.sleep(0.2)
+        p.online = True
+
+    def redeem(self, p: SoakPhone, web: ph.Phone, page: ph.Reply) -> None:
+        forms = ph.Forms()
+        forms.feed(page.body)
+        fields = next((f for a, f in forms.forms if a.endswith("/voucher")), None)
+        if fields is None:
+            raise OSError(f"no voucher form ({page.status})")
+        with self.lock:
+            if not self.codes:  # the kiosk prints another batch
+                self.codes = self.make_vouchers(100)
+            code = self.codes.pop()
+        fields["code"] = code
+        done = web.request("POST", f"http://{GW_LAN_IP}:{PORTAL_PORT}/voucher", form=fields)
+        if done.status != 303:
+            raise OSError(f"voucher: {done.status}")
+        p.login = "voucher"
+        self.event("voucher")
+
+    def is_online(self, web: ph.Phone) -> bool:
+        try:
+            r = web.request("GET", f"http://{UPSTREAM_IP}:{DOWNLOAD_PORT}/online.html")
+        except OSError:
+            return False
+        return r.status == 200 and MARKER in r.body
+
+    def download(self, p: SoakPhone, kick_midway: bool) -> None:
+        size = self.rng.choice(SIZES)
+        kicker = None
+        if kick_midway:
+            # Started here and waited for below: a kick never lands on the phone's next step.
+            kicker = threading.Timer(
+                self.rng.uniform(0.02, 0.3), self.kick, args=(p, "kick_midway")
+            )
+            kicker.start()
+        try:
+            self._download(p, size, kick_midway)
+        finally:
+            if kicker is not None:
+                kicker.join()
+
+    def _download(self, p: SoakPhone, size: int, kick_midway: bool) -> None:
+        web = self.http(p, timeout=5)
+        try:
+            r = web.request("GET", f"http://{UPSTREAM_IP}:{DOWNLOAD_PORT}/{size}.bin")
+            p.downloaded += len(r.body)
+            self.event("download")
+            if r.status != 200 and not kick_midway:
+                self.fail(p, f"download: {r.status}")
+        except (OSError, ph.http.client.HTTPException) as exc:
+            if kick_midway:
+                self.event("download_cut")
+            elif not self.has_session(p):
+                # The gateway ended the session meanwhile (its minute, idle, the day's
+                # megabytes): the phone is walled again, as it should be.
+                self.event("download_cut_by_session_end")
+                p.online = False
+            else:
+                self.fail(p, f"download: {exc}")
+
+    def has_session(self, p: SoakPhone) -> bool:
+        return any(mac == p.mac for _ip, mac in self.db_sessions())
+
+    def kick(self, p: SoakPhone, what: str = "kick") -> None:
+        try:
+            with ControlClient(str(self.village.config.control.socket)) as ctl:
+                ctl.send(DeauthorizeRequest(mac=p.mac))
+            self.event(what)
+        except HotspotError as exc:
+            # A session that had just ended by itself is no refusal; counted apart.
+            ended = exc.code in (ErrorCode.NO_SESSION, ErrorCode.NOT_FOUND)
+            self.event(f"{what}_{'after_end' if ended else 'refused'}")
+        except OSError:  # the gateway closed the connection
+            self.event(f"{what}_refused")
+        p.online = False
+
+    def leave(self, p: SoakPhone) -> None:
+        """The phone goes away (out of range): its address is gone, its session stays until
+        the gateway's idle timeout ends it."""
+        subprocess.run(["ip", "addr", "flush", "dev", f"m{p.index}"], check=False, timeout=30)
+        p.online = False
+        p.ip = ""
+        self.event("leave")
+
+    def change_mac(self, p: SoakPhone) -> None:
+        """MAC randomisation: a new address for the same phone; it joins again."""
+        self.leave(p)
+        p.generation += 1
+        g = p.generation
+        p.mac = f"02:{0xD0 + (g >> 8 & 0x0F):02x}:{g & 0xFF:02x}:00:{p.index >> 8:02x}:{p.index & 0xFF:02x}"
+        sh(["ip", "link", "set", f"m{p.index}", "down"])
+        sh(["ip", "link", "set", f"m{p.index}", "address", p.mac])
+        sh(["ip", "link", "set", f"m{p.index}", "up"])
+        self.event("mac_change")
+
+    def act(self, p: SoakPhone) -> None:
+        """One random step of one phone (in a thread inside the phones' namespace)."""
+        try:
+            roll = self.rng.random()
+            if not p.online:
+                if roll < 0.15:
+                    self.change_mac(p)
+                self.join(p)
+                self.event("join")
+            elif roll < 0.45:
+                self.download(p, kick_midway=False)
+            elif roll < 0.55:
+                self.download(p, kick_midway=True)
+            elif roll < 0.65:
+                self.kick(p)
+            elif roll < 0.75:
+                self.leave(p)
+            elif roll < 0.82 and p.login == "voucher":
+                web = self.http(p)
+                page = web.request("GET", f"http://{GW_LAN_IP}:{PORTAL_PORT}/")
+                self.redeem(p, web, page)  # a top-up
+                self.event("topup")
+            else:
+                self.download(p, kick_midway=False)
+        except (OSError, ph.http.client.HTTPException, subprocess.SubprocessError) as exc:
+            p.online = False
+            self.fail(p, f"{type(exc).__name__}: {exc}")
+        finally:
+            p.busy = False
+
+    # -- the checks ----------------------------------------------------------------------------
+
+    def processes(self) -> dict[str, int]:
+        """name → pid of every long-lived process of the device (portal workers each)."""
+        v = self.village
+        out = {
+            name: v.pid_of(name) for name in ("gateway", "dnsmasq", "walled-dns", "sync", "portal")
+        }
+        for i, pid in enumerate(sorted(tree(v.pid_of("portal"))[1:])):
+            out[f"portal-worker-{i}"] = pid
+        if self.collector is not None:
+            out["collector"] = self.collector.pid
+        return out
+
+    def db_sessions(self) -> set[tuple[str, str]]:
+        db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
+        try:
+            rows = db.execute("SELECT ip, mac FROM client_session WHERE ended_at IS NULL")
+            return {(ip, mac.lower()) for ip, mac in rows}
+        finally:
+            db.close()
+
+    def kernel_sessions(self) -> set[tuple[str, str]]:
+        out = self.village.bed.run(
+            self.village.bed.gw, "nft", "-j", "list", "set", "inet", "hotspot", "authorized"
+        ).stdout
+        data = json.loads(out)["nftables"]
+        elems = next(x["set"] for x in data if "set" in x).get("elem", [])
+        found = set()
+        for e in elems:
+            val = e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e
+            ip, mac = val["concat"]
+            found.add((ip, mac.lower()))
+        return found
+
+    def check(self, t: float) -> None:
+        sample: dict[str, Any] = {"t_s": round(t, 1), "load_1min": os.getloadavg()[0]}
+        for name, pid in self.processes().items():
+            sample[f"rss_kb:{name}"] = rss_kb(pid)
+            sample[f"fds:{name}"] = fd_count(pid)
+        sample["gateway_fd_kinds"] = fd_kinds(self.village.pid_of("gateway"))
+        for name, proc in self.village.procs.items():
+            if proc.poll() is not None and name != "collector" and name not in self.died:
+                self.died[name] = proc.returncode
+        sample["db_bytes"] = sum(
+            f.stat().st_size for f in self.work.glob("hotspot.db*") if f.is_file()
+        )
+        sample["log_bytes"] = {f.name: f.stat().st_size for f in self.work.glob("*.log")}
+        db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
+        try:
+            sample["outbox_pending"] = db.execute(
+                "SELECT count(*) FROM sync_outbox WHERE rev > sent_rev"
+            ).fetchone()[0]
+            sample["sessions_total"] = db.execute("SELECT count(*) FROM client_session").fetchone()[
+                0
+            ]
+        finally:
+            db.close()
+        # Sessions: equal, or equal again within 2 s (a login or an end in flight).
+        for _attempt in range(5):
+            in_db, in_kernel = self.db_sessions(), self.kernel_sessions()
+            if in_db == in_kernel:
+                break
+            time.sleep(0.5)
+        sample["sessions_db"] = len(in_db)
+        sample["sessions_kernel"] = len(in_kernel)
+        if in_db != in_kernel:
+            self.mismatches.append(
+                {
+                    "t_s": round(t, 1),
+                    "only_db": sorted(map(list, in_db - in_kernel)),
+                    "only_kernel": sorted(map(list, in_kernel - in_db)),
+                }
+            )
+        self.samples.append(sample)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        args = self.args
+        duration = args.hours * 3600
+        pool = ThreadPoolExecutor(
+            max_workers=len(self.phones) + 2,
+            initializer=enter_netns,
+            initargs=(self.village.crowd_ns,),
+        )
+        self.dhcp = pool.submit(ph.Dhcp).result()
+        self.ipconf = pool.submit(ph.Configurer).result()
+        t0 = time.monotonic()
+        next_check = t0
+        collector_toggle = t0 + duration / 3
+        collector_away_since: float | None = None
+        self.check(0.0)
+        while (now := time.monotonic()) < t0 + duration:
+            for p in self.phones:
+                if not p.busy and self.rng.random() < 0.5:
+                    p.busy = True
+                    pool.submit(self.act, p)
+            if now >= collector_toggle:
+                if collector_away_since is None:
+                    log("the collector goes away")
+                    self.stop_collector()
+                    collector_away_since = now
+                    collector_toggle = now + max(5.0, duration / 6)
+                else:
+                    log("the collector comes back")
+                    self.start_collector()
+                    self.collector_down_s += now - collector_away_since
+                    collector_away_since = None
+                    collector_toggle = now + duration / 3
+                self.event("collector_toggle")
+            if now >= next_check:
+                self.check(now - t0)
+                s = self.samples[-1]
+                log(
+                    f"{now - t0:6.0f} s: sessions db {s['sessions_db']} kernel "
+                    f"{s['sessions_kernel']}, gateway {s['rss_kb:gateway'] // 1024} MB "
+                    f"{s['fds:gateway']} fds, db {s['db_bytes'] >> 10} KiB, outbox "
+                    f"{s['outbox_pending']}, events {sum(self.events.values())}"
+                )
+                next_check = now + args.check_seconds
+            time.sleep(0.5)
+        if collector_away_since is not None:
+            self.start_collector()
+            self.collector_down_s += time.monotonic() - collector_away_since
+        log("stopping the churn; every session ends (kick) for the byte count")
+        while any(p.busy for p in self.phones):
+            time.sleep(0.2)
+        pool.shutdown(wait=True)
+        self.end_all_sessions()
+        self.check(time.monotonic() - t0)
+        # The backlog drains once the collector is back.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.check(time.monotonic() - t0)
+            if self.samples[-1]["outbox_pending"] == 0:
+                break
+            time.sleep(2)
+        return self.report(time.monotonic() - t0)
+
+    def end_all_sessions(self) -> None:
+        with ControlClient(str(self.village.config.control.socket)) as ctl:
+            for _ip, mac in self.db_sessions():
+                try:
+                    ctl.send(DeauthorizeRequest(mac=mac))
+                except Exception:  # noqa: BLE001 - it may have ended by itself meanwhile
+                    continue
+        deadline = time.monotonic() + 20
+        while self.db_sessions() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def counted_bytes(self) -> dict[str, int]:
+        db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
+        try:
+            down, up = db.execute(
+                "SELECT coalesce(sum(bytes_down), 0), coalesce(sum(bytes_up), 0) "
+                "FROM client_session"
+            ).fetchone()
+        finally:
+            db.close()
+        return {"down": int(down), "up": int(up)}
+
+    def reference_bytes(self) -> dict[str, Any]:
+        out = json.loads(
+            self.village.bed.run(
+                self.village.crowd_ns, "nft", "-j", "list", "table", "inet", "soak"
+            ).stdout
+        )["nftables"]
+        found = {}
+        for item in out:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            counter = next(e["counter"] for e in rule["expr"] if "counter" in e)
+            found[rule["chain"]] = (counter["packets"], counter["bytes"])
+        (rxp, rxb), (txp, txb) = found["rx"], found["tx"]
+        # Both count IP packets: nftables here, the gateway's HTB frames less their
+        # Ethernet headers (gateway.shaping.ip_layer_bytes).
+        return {"down": rxb, "up": txb, "down_packets": rxp, "up_packets": txp}
+
+    def report(self, elapsed: float) -> dict[str, Any]:
+        counted, ref = self.counted_bytes(), self.reference_bytes()
+        total_c, total_r = counted["down"] + counted["up"], ref["down"] + ref["up"]
+        warm = [s for s in self.samples if s["t_s"] >= 0.2 * elapsed]
+        keys = sorted({k for s in self.samples for k in s if k.startswith(("rss_kb:", "fds:"))})
+        procs: dict[str, Any] = {}
+        for k in keys:
+            kind, name = k.split(":", 1)
+            pts = [(s["t_s"], float(s[k])) for s in warm if k in s]
+            vals = [v for _, v in pts]
+            if not vals:
+                continue
+            entry = procs.setdefault(name, {})
+            unit = "mb" if kind == "rss_kb" else "fds"
+            scale = 1024 if kind == "rss_kb" else 1
+            sl = slope_per_hour(pts)
+            late = slope_per_hour(pts[len(pts) // 2 :])
+            entry[f"{unit}_first"] = round(vals[0] / scale, 1)
+            entry[f"{unit}_last"] = round(vals[-1] / scale, 1)
+            entry[f"{unit}_max"] = round(max(vals) / scale, 1)
+            entry[f"{unit}_slope_per_hour"] = None if sl is None else round(sl / scale, 2)
+            # A step (an allocator arena, a cache filling) shows in the whole run's slope;
+            # a leak keeps the second half's slope up too.
+            entry[f"{unit}_slope_per_hour_2nd_half"] = (
+                None if late is None else round(late / scale, 2)
+            )
+        db_pts = [(s["t_s"], float(s["db_bytes"])) for s in warm]
+        log_total = [(s["t_s"], float(sum(s["log_bytes"].values()))) for s in warm]
+        sl_db, sl_log = slope_per_hour(db_pts), slope_per_hour(log_total)
+        diff = (total_c - total_r) / total_r * 100 if total_r else None
+        last = self.samples[-1]
+        return {
+            "elapsed_s": round(elapsed, 1),
+            "checks": len(self.samples),
+            "events": self.events,
+            "failures": self.failures[:50],
+            "failure_count": len(self.failures),
+            "session_mismatches": self.mismatches[:20],
+            "session_mismatch_count": len(self.mismatches),
+            "processes_died": self.died,
+            "sessions_at_end": {"db": last["sessions_db"], "kernel": last["sessions_kernel"]},
+            "sessions_total": last["sessions_total"],
+            "processes": procs,
+            "db_bytes": {
+                "first": db_pts[0][1] if db_pts else None,
+                "last": last["db_bytes"],
+                "slope_per_hour": None if sl_db is None else round(sl_db),
+            },
+            "log_bytes": {
+                "last": last["log_bytes"],
+                "slope_per_hour": None if sl_log is None else round(sl_log),
+            },
+            "outbox_pending_at_end": last["outbox_pending"],
+            "collector_away_s": round(self.collector_down_s, 1),
+            "bytes": {
+                "counted": counted,
+                "reference": ref,
+                "total_counted": total_c,
+                "total_reference": total_r,
+                "diff_pct": None if diff is None else round(diff, 3),
+            },
+            "load_1min": [round(s["load_1min"], 2) for s in self.samples],
+            "samples": self.samples,
+        }
+
+    def destroy(self) -> None:
+        logs = RESULTS / "logs" / "soak"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        for f in self.work.glob("*.log"):
+            shutil.copy(f, logs / f.name)
+        self.village.destroy()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """What a process's open descriptors are: ``socket``, ``pipe``, ``anon_inode:…``, or
+    the file's path (a leak shows by its kind)."""
+    kinds: dict[str, int] = {}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return kinds
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def codes_in(data: Any) -> list[str]:
+    """Every voucher code in ``hotspot vouchers create --json``'s answer."""
+    found: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k == "code" and isinstance(v, str):
+                    found.append(v)
+                elif k == "codes" and isinstance(v, list):
+                    found.extend(c for c in v if isinstance(c, str))
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(data)
+    return found
+
+
+def verdict(r: dict[str, Any]) -> list[str]:
+    """The invariants that did not hold (empty: all did)."""
+    bad = []
+    if r["session_mismatch_count"]:
+        bad.append(
+            f"sessions in the database ≠ in the kernel at {r['session_mismatch_count']} checks"
+        )
+    if r["sessions_at_end"]["db"] or r["sessions_at_end"]["kernel"]:
+        bad.append(f"sessions left after ending all: {r['sessions_at_end']}")
+    d = r["bytes"]["diff_pct"]
+    if d is None or abs(d) > 1.0:
+        bad.append(f"bytes counted vs sent: {d}% (limit ±1%)")
+    if r["processes_died"]:
+        bad.append(f"processes died: {r['processes_died']}")
+    if r["failure_count"]:
+        bad.append(f"{r['failure_count']} phone steps failed")
+    if r["outbox_pending_at_end"]:
+        bad.append(f"{r['outbox_pending_at_end']} outbox records not delivered at the end")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m bench.soak", description=__doc__.split("\n")[0])
+    ap.add_argument("--hours", type=float, default=1.0, help="how long to churn (1)")
+    ap.add_argument("--phones", type=int, default=16, help="phones in the pool (16)")
+    ap.add_argument(
+        "--check-seconds", type=float, default=None, help="between checks (30; 5 under 0.1 h)"
+    )
+    ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--output", type=Path, default=RESULTS / "soak.json")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.soak: needs root (network namespaces, nftables, dnsmasq)", file=sys.stderr)
+        return 2
+    if not 0 < args.hours <= 24 * 14 or not 1 <= args.phones <= 200:
+        print("bench.soak: --hours in (0, 336], --phones 1..200", file=sys.stderr)
+        return 2
+    if args.check_seconds is None:
+        args.check_seconds = 5.0 if args.hours < 0.1 else 30.0
+    args.quick, args.window, args.baseline = False, 0.0, 0
+    remove_stale_testbeds("hss")
+    soak = Soak(args)
+    info = meta(args)
+    info["params"] = {
+        "hours": args.hours,
+        "phones": args.phones,
+        "check_seconds": args.check_seconds,
+        "seed": args.seed,
+    }
+    info["mode"] = "soak"
+    try:
+        log(f"building the village: {args.phones} phones, collector, sync agent")
+        soak.setup()
+        log(f"churning for {args.hours * 60:.1f} min")
+        report = soak.run()
+    finally:
+        soak.destroy()
+    info["loadavg_at_end"] = list(os.getloadavg())
+    report = {"meta": info, **report}
+    report["violations"] = verdict(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    gw = report["processes"].get("gateway", {})
+    print(
+        f"soak: {report['elapsed_s']} s, {sum(report['events'].values())} events, "
+        f"{report['checks']} checks; sessions db≠kernel {report['session_mismatch_count']}; bytes "
+        f"{report['bytes']['diff_pct']}%; gateway RSS {gw.get('mb_first')}→{gw.get('mb_last')} MB "
+        f"({gw.get('mb_slope_per_hour')} MB/h), fds {gw.get('fds_first')}→{gw.get('fds_last')}; "
+        f"violations: {report['violations'] or 'none'} → {args.output}"
+    )
+    return 1 if report["violations"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
