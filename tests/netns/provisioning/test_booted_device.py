@@ -106,6 +106,7 @@ class Site:
         self.lan = f"{PREFIX}-lan"
         self.up = self.bed.up
         self.phone = Phone(ns=f"{PREFIX}-c1", mac=PHONE_MAC, ip="")
+        self.unplugged_at = 0.0  # see wire()
         self.device = booted.Device(
             root=root, ns=self.dev, links=dict(LINKS), console=work / "console.log"
         )
@@ -132,6 +133,10 @@ class Site:
                 0.05,
                 what=f"the last boot's {name} gone",
             )
+        # From here on the last boot's kernel (its table and forwarding: after a power cut
+        # its network namespace is torn down a moment after its processes died) forwards
+        # nothing more: whatever reaches the upstream now went through this boot.
+        self.unplugged_at = time.monotonic()
         self.bed.ip_batch(
             self.dev, f"link set lan-h netns {self.lan}", f"link set wan-h netns {self.up}"
         )
@@ -397,7 +402,49 @@ def test_gateway_killed_is_restarted_by_systemd_and_keeps_the_session(site, phon
     assert [s["mac"] for s in sessions(site)] == [PHONE_MAC]
 
 
-def online_after_gateway_start(site: Site, start_boot) -> dict[str, float]:
+# A phone's datagrams to the upstream, every 20 ms, and the upstream's record of each
+# arrival (the monotonic clock, shared with the container and the test).
+UDP_PORT = 9999
+UDP_SEND = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+while True:
+    try:
+        s.sendto(b"x", ("{UPSTREAM_IP}", {UDP_PORT}))
+    except OSError:
+        pass
+    time.sleep(0.02)
+"""
+UDP_RECORD = f"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{UPSTREAM_IP}", {UDP_PORT}))
+with open(sys.argv[1], "a") as log:
+    while True:
+        s.recvfrom(64)
+        log.write(f"{{time.monotonic():.3f}}\\n")
+        log.flush()
+"""
+
+
+@pytest.fixture(scope="module")
+def udp_arrivals(site, phone, work):
+    """The phone sends a datagram to the upstream every 20 ms from now on; returns the
+    upstream's log of arrival times."""
+    log = work / "udp-arrivals.log"
+    site.bed.popen(site.up, "python3", "-c", UDP_RECORD, str(log))
+    time.sleep(0.5)
+    site.bed.popen(site.phone.ns, "python3", "-c", UDP_SEND)
+    wait_until(log.exists, 10, 0.1, what="the first datagram at the upstream")
+    return log
+
+
+def arrivals(log: Path, after: float, before: float) -> list[float]:
+    times = [float(t) for t in log.read_text().split()]
+    return [t for t in times if after < t < before]
+
+
+def online_after_gateway_start(site: Site, start_boot, udp_log: Path) -> dict[str, float]:
     """Boot again (``start_boot``), wire the cables, and measure when the phone is online
     again relative to the gateway's start and to its READY (the same monotonic clock on both
     sides: there is no time namespace). Also the machine's load, which the start-up depends
@@ -406,6 +453,7 @@ def online_after_gateway_start(site: Site, start_boot) -> dict[str, float]:
     load_before = os.getloadavg()[0]
     start_boot()
     site.wire()
+    new_boot = site.unplugged_at
     first_online = None
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -425,6 +473,8 @@ def online_after_gateway_start(site: Site, start_boot) -> dict[str, float]:
         "online_after_gateway_start_s": round(first_online - started, 2),
         "online_after_gateway_ready_s": round(first_online - ready, 2),
         "load_1min": round(max(load_before, os.getloadavg()[0]), 1),
+        # the logged-in phone's datagrams that reached the upstream before the gateway ran
+        "forwarded_before_gateway_start": len(arrivals(udp_log, new_boot, started)),
     }
 
 
@@ -435,6 +485,9 @@ def assert_back_online(site: Site, figures: dict[str, float]) -> None:
     on these shared 2 cores it depends on the others' load (docs/reliability.md)."""
     assert figures["online_after_gateway_start_s"] > 0, figures  # not before the gateway
     assert figures["online_after_gateway_ready_s"] <= ONLINE_WITHIN_S, figures
+    # Nothing is forwarded before the gateway's table is in place: IPv4 forwarding was set at
+    # boot by /etc/sysctl.d/90-hotspot.conf and routed the LAN unfiltered until then.
+    assert figures["forwarded_before_gateway_start"] == 0, figures
     journal = site.device.run(
         "journalctl", "-b", "-u", "hotspot-gateway", "--no-pager", "-o", "cat"
     ).stdout
@@ -442,7 +495,7 @@ def assert_back_online(site: Site, figures: dict[str, float]) -> None:
     assert [s["mac"] for s in sessions(site)] == [PHONE_MAC]
 
 
-def test_reboot_phone_online_again_without_logging_in(site, phone, work):
+def test_reboot_phone_online_again_without_logging_in(site, phone, udp_arrivals, work):
     dev = site.device
     old_pid1 = dev.pid1()
 
@@ -455,21 +508,21 @@ def test_reboot_phone_online_again_without_logging_in(site, phone, work):
             what="the container booting again",
         )
 
-    figures = online_after_gateway_start(site, reboot)
+    figures = online_after_gateway_start(site, reboot, udp_arrivals)
     (work / "reboot.json").write_text(json.dumps(figures))
     print("after systemctl reboot:", figures)
     assert dev.exits[-1] == booted.REBOOT_EXIT  # nspawn said "reboot" and booted it again
     assert_back_online(site, figures)
 
 
-def test_power_cut_then_cold_boot_phone_online_again(site, phone, work):
+def test_power_cut_then_cold_boot_phone_online_again(site, phone, udp_arrivals, work):
     dev = site.device
 
     def power_cut_and_boot() -> None:
         dev.kill()
         dev.start()
 
-    figures = online_after_gateway_start(site, power_cut_and_boot)
+    figures = online_after_gateway_start(site, power_cut_and_boot, udp_arrivals)
     (work / "power_cut.json").write_text(json.dumps(figures))
     print("after a power cut:", figures)
     assert_back_online(site, figures)
