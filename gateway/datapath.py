@@ -65,9 +65,9 @@ class DataPath:
     # -- whole-table operations ------------------------------------------------------------
 
     def install(self, wanted: list[Wanted], blocked: set[str], pool: Pool | None = None) -> None:
-        """Start-up: forwarding on, HTB trees present with a class for every address of the
-        DHCP pool, the table replaced atomically with the database's clients already in it;
-        then the classes are reconciled (leaves included: a tree an older gateway left is
+        """Start-up: HTB trees present with a class for every address of the DHCP pool, the
+        table replaced atomically with the database's clients already in it, then forwarding
+        on; then the classes are reconciled (leaves included: a tree an older gateway left is
         brought to today's handles)."""
         if not shaping.shapeable(self.network):
             raise ConfigError(
@@ -76,7 +76,6 @@ class DataPath:
                 f"the shaper has qdisc handles for (a /18 at most: see "
                 f"docs/architecture.md, Shaping)",
             )
-        _enable_forwarding()
         _refuse_router_adverts(self.config.network.lan_interface)
         self.down.install()
         self.up.install()
@@ -96,6 +95,9 @@ class DataPath:
             self._undo_pins(class_plan)
             self._undo_new_classes(class_plan)
             raise
+        # Only now: with forwarding on and no table, the kernel routes the LAN to the uplink
+        # unfiltered (issue #11.1: at boot, until the gateway had started).
+        _enable_forwarding()
         self._unpin(class_plan)
         self._delete_classes(class_plan)
         log.info(

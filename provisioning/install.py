@@ -401,13 +401,11 @@ def plan(
                 f"{state} (2770 root:{R.DATA_GROUP}) and /etc/hotspot",
             )
         )
-    if fresh or R.SYSCTL in changed or not host.forwarding():
+    if fresh or R.SYSCTL in changed:
         # -e: the LAN bridge's key waits for the bridge (udev applies it when it appears).
+        # IPv4 forwarding is the gateway's to switch on, after its table (issue #11.1).
         p.after.append(
-            Step(
-                ["sysctl", "-q", "-e", "-p", R.SYSCTL],
-                "IPv4 forwarding on, no router adverts from the LAN",
-            )
+            Step(["sysctl", "-q", "-e", "-p", R.SYSCTL], "no router adverts from the LAN")
         )
     db_file = config_mod.database_path(cfg.database.url)
     if fresh or not host.db_current(cfg.database.url):

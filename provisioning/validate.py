@@ -52,6 +52,7 @@ def _run(
     input: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args,
@@ -61,6 +62,7 @@ def _run(
         timeout=timeout,
         check=False,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -157,7 +159,7 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
     checks = []
     for u in units:
         # A path, not a name: a name is first looked up in the working directory.
-        proc = _run([analyze, "verify", "--man=no", str(unit_dir / u.name)], env=env)
+        proc = _run([analyze, "verify", "--man=no", str(unit_dir / u.name)], env=env, cwd=unit_dir)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line or u.name in line]
         checks.append(_verified(u.path, proc, mine, scratch, "systemd-analyze verify"))
     for d in dropins:
@@ -168,7 +170,9 @@ def check_units(units: list[File], dropins: list[File], scratch: Path) -> list[C
             # on a stand-in for the package's unit.
             (unit_dir / unit).write_text("[Service]\nExecStart=/bin/true\n")
             how += f" (a stand-in: {unit} is not installed here)"
-        proc = _run([analyze, "verify", "--man=no", unit], env=env)
+        # From the scratch folder: systemd-analyze resolves a bare name against the working
+        # directory, which may be gone (a checkout deleted after `pip install`).
+        proc = _run([analyze, "verify", "--man=no", unit], env=env, cwd=unit_dir)
         mine = [line for line in proc.stderr.splitlines() if str(scratch) in line]
         checks.append(_verified(d.path, proc, mine, scratch, how))
     return checks

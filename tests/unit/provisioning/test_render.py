@@ -210,7 +210,10 @@ def test_users_directories_and_forwarding(village_file):
     tmpfiles = files[R.TMPFILES].content.decode()
     assert "d /var/lib/hotspot 2770 root hotspot-data -\n" in tmpfiles
     assert "d /etc/hotspot 0750 root hotspot-data -\n" in tmpfiles
-    assert "net.ipv4.ip_forward = 1\n" in files[R.SYSCTL].content.decode()
+    # Forwarding is the gateway's to switch on, after its table: set at boot, the LAN was
+    # routed to the uplink unfiltered until the gateway had started (issue #11.1).
+    sysctl = files[R.SYSCTL].content.decode().splitlines()
+    assert not [line for line in sysctl if line.startswith("net.ipv4.ip_forward")]
 
 
 def test_a_separate_user_and_group():
@@ -457,7 +460,7 @@ def test_walled_resolver_unit():
 )
 def test_no_router_adverts_from_the_lan(lan, line):
     sysctl = text(load(network={"lan_interface": lan}), R.SYSCTL)
-    assert line in sysctl.splitlines() and "net.ipv4.ip_forward = 1" in sysctl
+    assert line in sysctl.splitlines() and "net.ipv4.ip_forward = 1" not in sysctl
 
 
 def test_the_onboard_wifi_isolates_its_clients(village_file):

@@ -160,3 +160,18 @@ def test_a_per_interface_sysctl_key_is_checked_on_default(cfg):
         assert check_sysctl(sysctl).ok  # br-lan need not exist on the machine that checks
     bad = dataclasses.replace(sysctl, content=b"net.ipv6.conf.br-lan.accept_banana = 0\n")
     assert check_sysctl(bad).ok is False
+
+
+@needs
+def test_checks_pass_from_a_working_directory_that_is_gone(cfg, tmp_path, monkeypatch):
+    """A technician runs `hotspot provision` from the checkout they installed from and then
+    deleted: systemd-analyze resolved a drop-in's unit name against that working directory
+    and failed ("Failed to prepare filename dnsmasq.service"), so provision refused a
+    good configuration. Found on the booted device (tests/netns/provisioning/
+    test_booted_device.py)."""
+    gone = tmp_path / "checkout"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    checks = validate(files_of(cfg), cfg)
+    assert R.DNSMASQ_DROPIN in {c.name for c in checks if c.ok}
