@@ -90,8 +90,11 @@ class NullDataPath:
     def ip_of(self, mac: str) -> str | None:
         return str(ipaddress.IPv4Address(int(mac.replace(":", "")[4:], 16)))
 
-    def ips_of(self, macs: set[str]) -> dict[str, str]:
-        return {m: ip for m in macs if (ip := self.ip_of(m))}
+    def neighbour_table(self) -> dict[str, str]:
+        return {}  # the bench has no trusted or returning devices
+
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        return {}
 
     def macs_seen_at(self, ip: str) -> set[str]:
         return {m} if (m := self.mac_of(ip)) else set()

@@ -300,19 +300,28 @@ class DataPath:
     def ip_of(self, mac: str) -> str | None:
         return self.neighbours.ip_of(mac)
 
-    def ips_of(self, macs: set[str]) -> dict[str, str]:
-        """mac → ip of those of ``macs`` that are on the LAN: one neighbour dump."""
-        return {mac: ip for ip, mac in self.neighbours.table().items() if mac in macs}
+    def neighbour_table(self) -> dict[str, str]:
+        """ip → mac of every usable neighbour on the LAN: one neighbour dump."""
+        return self.neighbours.table()
+
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        """(ip, mac) → seconds since its last frame reached the portal's ports, for every
+        device heard there within ``ruleset.PEERS_TIMEOUT`` (each packet refreshes the
+        element's timeout): one small set listing. nftables gives what is left of the
+        timeout in whole seconds, so the age is rounded towards older."""
+        peers: dict[tuple[str, str], float] = {}
+        for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
+            elem = e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
+            at, mac = elem["val"]["concat"]
+            expires = elem.get("expires")
+            age = 0.0 if expires is None else float(ruleset.PEERS_TIMEOUT - expires)
+            peers[(at, normalize_mac(mac))] = max(0.0, age)
+        return peers
 
     def macs_seen_at(self, ip: str) -> set[str]:
-        """The MACs whose frames reached the portal from ``ip`` within the last minute: the
-        live view of who is at an address, which the pinned neighbour entry is not."""
-        seen = set()
-        for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
-            at, mac = (e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)["concat"]
-            if at == ip:
-                seen.add(normalize_mac(mac))
-        return seen
+        """The MACs whose frames reached the portal from ``ip`` lately (``portal_peers``):
+        the live view of who is at an address, which the pinned neighbour entry is not."""
+        return {mac for at, mac in self.portal_peers() if at == ip}
 
     def close(self) -> None:
         self.conntrack.close()

@@ -91,8 +91,27 @@ class DataPathPort(Protocol):
     def apply(self, plan: Plan) -> dict[int, tuple[ClassReading | None, ClassReading | None]]: ...
     def mac_of(self, ip: str) -> str | None: ...
     def ip_of(self, mac: str) -> str | None: ...
-    def ips_of(self, macs: set[str]) -> dict[str, str]: ...
+    def neighbour_table(self) -> dict[str, str]: ...
     def macs_seen_at(self, ip: str) -> set[str]: ...
+    def portal_peers(self) -> dict[tuple[str, str], float]: ...
+
+
+class _Neighbours:
+    """The LAN's neighbour table (ip → mac), dumped when first asked and then kept: what one
+    tick admits (trusted devices, returning ones) shares a single dump."""
+
+    def __init__(self, dp: DataPathPort):
+        self._dp = dp
+        self._table: dict[str, str] | None = None
+
+    def table(self) -> dict[str, str]:
+        if self._table is None:
+            self._table = self._dp.neighbour_table()
+        return self._table
+
+    def ips_of(self, macs: set[str]) -> dict[str, str]:
+        """mac → ip of those of ``macs`` that are on the LAN."""
+        return {mac: ip for ip, mac in self.table().items() if mac in macs}
 
 
 @dataclass
@@ -115,12 +134,16 @@ class _Live:
 @dataclass(frozen=True)
 class _Resumable:
     """A device whose voucher or free-tier session idled out (it left): let out again,
-    without the portal, when it is seen on the LAN while what it had is still valid."""
+    without the portal, when it is used again (its frames reach the portal: see
+    :meth:`SessionEngine._admit_resumable`) while what it had is still valid."""
 
     tier: str
     voucher_id: int | None  # None: the free tier, accepted on ``day``
     day: dt.date  # the local day its session started
     until: dt.datetime | None  # the voucher's end (the free tier: the end of ``day``)
+    # time.monotonic() when it was remembered: only a request after it is a sign of use (the
+    # kernel's clock, not the engine's, since the ages of ``portal_peers`` are the kernel's).
+    left_at: float = 0.0
 
 
 @dataclass
@@ -821,10 +844,11 @@ class SessionEngine:
                 for t, blocked, sid, ip in rows
             ]
 
-    def _admit_trusted(self, only: set[str] | None = None) -> None:
+    def _admit_trusted(self, only: set[str] | None = None, lan: _Neighbours | None = None) -> None:
         """Authorize every trusted device on the LAN that has no trusted session on its
-        tier: one query, and one neighbour dump when some device needs one. Blocked devices
-        are skipped (a block wins); a device not on the LAN waits for a later tick."""
+        tier: one query, and one neighbour dump when some device needs one (``lan``: the
+        tick's, shared). Blocked devices are skipped (a block wins); a device not on the LAN
+        waits for a later tick."""
         with self.lock:
             with Session(self.db) as db:
                 q = (
@@ -846,7 +870,7 @@ class SessionEngine:
                 wanted = {mac: tier for mac, tier in db.execute(q)}
             if not wanted:
                 return
-            for mac, ip in self.dp.ips_of(set(wanted)).items():
+            for mac, ip in (lan or _Neighbours(self.dp)).ips_of(set(wanted)).items():
                 try:
                     self.authorize(
                         ip=ip,
@@ -880,6 +904,7 @@ class SessionEngine:
             until=sess.expires_at
             if sess.voucher_id is not None
             else self.next_reset(now=sess.started_at),
+            left_at=time.monotonic(),
         )
 
     def _load_resumable(self, db: Session, now: dt.datetime) -> None:
@@ -905,12 +930,28 @@ class SessionEngine:
         for sess in rows:
             self._remember_resumable(sess, EndReason.IDLE)
 
-    def _admit_resumable(self) -> None:
-        """Let out again the devices of :attr:`resumable` that are back on the LAN (one
-        neighbour dump; the database is asked only about those seen): a voucher still
-        running on its package's ``auto_resume``, with data left and this MAC still among its
-        devices; the free tier on the day it was accepted, while the allowance lasts. A
-        blocked device never; what no longer qualifies is forgotten."""
+    def _admit_resumable(self, lan: _Neighbours) -> None:
+        """Let out again the devices of :attr:`resumable` that are back and in use: a voucher
+        still running on its package's ``auto_resume``, with data left and this MAC still
+        among its devices; the free tier on the day it was accepted, while the allowance
+        lasts. A blocked device never; what no longer qualifies is forgotten.
+
+        *In use*, not merely present: a phone left on the WiFi keeps its neighbour entry
+        (it answers ARP, renews its lease) without anyone touching it, and resuming it on
+        that let it out again after every idle timeout until its day's free minutes were
+        gone with no traffic at all. The sign of use is the ``portal_peers`` set: the kernel
+        puts (address, MAC) there for every packet of the device that reaches the portal's
+        ports — a walled device's plain HTTP is redirected there, so the OS's connectivity
+        probe on reassociation, or any page opened, lands in it — and drops it 30 s after
+        the last one (``ruleset.PEERS_TIMEOUT``). It is already kept for the portal (who is
+        at an address), costs one small listing per tick and nothing per packet more, and,
+        unlike DNS or DHCP (background lookups, lease renewals), it is not refreshed by a
+        phone lying unused. Only a packet since the session ended counts (the element's age,
+        whole seconds, rounded towards older): the requests of the last moments before it —
+        a status page looked at, a kick's — are not a return. The neighbour table must agree
+        (the MAC at that address, the only MAC seen there): the dump is made only when some
+        resumable MAC is a peer.
+        """
         with self.lock:
             now = self.clock()
             for mac, r in list(self.resumable.items()):
@@ -918,7 +959,20 @@ class SessionEngine:
                     del self.resumable[mac]
             if not self.resumable:
                 return
-            seen = self.dp.ips_of(set(self.resumable))
+            peers = self.dp.portal_peers()
+            mono = time.monotonic()
+            in_use = {
+                (ip, mac)
+                for (ip, mac), age in peers.items()
+                if mac in self.resumable and mono - age >= self.resumable[mac].left_at
+            }
+            if not in_use:
+                return
+            macs_at: dict[str, set[str]] = {}
+            for ip, mac in peers:
+                macs_at.setdefault(ip, set()).add(mac)
+            table = lan.table()
+            seen = {mac: ip for ip, mac in in_use if table.get(ip) == mac and len(macs_at[ip]) == 1}
             if not seen:
                 return
             grants: dict[str, dict[str, Any]] = {}
@@ -1059,8 +1113,9 @@ class SessionEngine:
                 wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
                 blocked = self._blocked(db)
             report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
-            self._admit_trusted()
-            self._admit_resumable()
+            lan = _Neighbours(self.dp)  # at most one neighbour dump for both
+            self._admit_trusted(lan=lan)
+            self._admit_resumable(lan)
         return report
 
     @contextlib.contextmanager

@@ -4,7 +4,8 @@ phone's namespace, the real gateway and portal.
 * A voucher phone comes back under a new random MAC (alamat acak): the splash says
   "Lanjutkan paket Anda (sisa …)"; one tap, no code → online.
 * The free tier accepted once: the phone leaves (its session idles out) and comes back the
-  same day → straight online, no terms page; under a new random MAC (its device cookie along)
+  same day → its OS's connectivity probe lets it out, the page it opens is the real one, no
+  terms page; under a new random MAC (its device cookie along)
   → one tap "Lanjutkan internet gratis", without the terms.
 """
 
@@ -29,10 +30,16 @@ def went_away(village, phone: int) -> None:
 
 
 def online_without_a_click(village, page, phone: int) -> None:
-    """The phone is back: its frames put it in the gateway's neighbour table, a tick later
-    it is out. The page it opens is the real one."""
+    """The phone is back: on reassociation its OS probes the network (plain HTTP, which the
+    walled path takes to the portal — the sign of use the gateway waits for; being on the
+    LAN is not enough), a tick later it is out. The page the villager then opens is the
+    real one: no portal page, no tap."""
     p = village.bed.phones[phone]
     village.bed.run(p.ns, "ping", "-c", "1", "-W", "2", "10.10.0.1", check=False)
+    time.sleep(1)  # two ticks: on the LAN, but not used yet
+    assert (village.call("client", ip=p.ip)["session"] or {}).get("mac") != p.mac
+    probe = f"http://{UPSTREAM_IP}/generate_204"  # what Android asks on reassociation
+    village.bed.run(p.ns, "curl", "-s", "-o", "/dev/null", "-m", "3", probe, check=False)
     deadline = time.monotonic() + 10
     while (village.call("client", ip=p.ip)["session"] or {}).get("mac") != p.mac:
         assert time.monotonic() < deadline, "the returning phone was not let out"

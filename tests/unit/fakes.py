@@ -17,7 +17,8 @@ class FakeDataPath:
         self.network = ipaddress.IPv4Network(network)
         self.state = Snapshot(pinned={})
         self.neighbours: dict[str, str] = {}
-        self.portal_peers: dict[str, set[str]] = {}  # ip → MACs that talked to the portal
+        self.portal_peers_at: dict[str, set[str]] = {}  # ip → MACs that talked to the portal
+        self.portal_peer_ages: dict[tuple[str, str], float] = {}  # (ip, mac) → seconds
         self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
         self.applied: list[Plan] = []
         self.installs = 0
@@ -114,13 +115,21 @@ class FakeDataPath:
         return self.neighbours.get(ip)
 
     def macs_seen_at(self, ip: str) -> set[str]:
-        return set(self.portal_peers.get(ip, ()))
+        return set(self.portal_peers_at.get(ip, ()))
 
     def ip_of(self, mac: str) -> str | None:
         return next((ip for ip, m in self.neighbours.items() if m == mac), None)
 
-    def ips_of(self, macs: set[str]) -> dict[str, str]:
-        return {m: ip for ip, m in self.neighbours.items() if m in macs}
+    def neighbour_table(self) -> dict[str, str]:
+        return dict(self.neighbours)
+
+    def portal_peers(self) -> dict[tuple[str, str], float]:
+        """Heard just now, unless ``portal_peer_ages`` says how many seconds ago."""
+        return {
+            (ip, mac): self.portal_peer_ages.get((ip, mac), 0.0)
+            for ip, macs in self.portal_peers_at.items()
+            for mac in macs
+        }
 
 
 class Clock:

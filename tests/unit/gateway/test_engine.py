@@ -339,7 +339,7 @@ def test_reconcile_restores_and_removes_pins(engine, datapath):
 def test_requests_by_address_are_refused_while_another_mac_sends_from_it(engine, datapath):
     datapath.neighbours[IP1] = MAC1
     first = engine.authorize(ip=IP1)
-    datapath.portal_peers[IP1] = {MAC1, MAC2}  # MAC2 talked to the portal from IP1 too
+    datapath.portal_peers_at[IP1] = {MAC1, MAC2}  # MAC2 talked to the portal from IP1 too
     for attempt in (
         lambda: engine.deauthorize(ip=IP1, reason=EndReason.LOGOUT),
         lambda: engine.authorize(ip=IP1, tier="premium"),
@@ -353,5 +353,5 @@ def test_requests_by_address_are_refused_while_another_mac_sends_from_it(engine,
     assert still["expires_at"] == first["expires_at"]
     # The operator names the MAC: not affected. The owner alone at its address: served.
     assert engine.extend(mac=MAC1, minutes=10)["id"] == first["id"]
-    datapath.portal_peers[IP1] = {MAC1}
+    datapath.portal_peers_at[IP1] = {MAC1}
     assert engine.deauthorize(ip=IP1, reason=EndReason.LOGOUT)["end_reason"] == "logout"

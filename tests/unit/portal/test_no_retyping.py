@@ -3,9 +3,12 @@ allowance) still runs is let out again — the same MAC by the gateway when it s
 LAN, without the portal; a new random MAC with one tap on the splash (its device cookie).
 The real engine on the fake data path, a frozen clock.
 
-The fake data path keeps a neighbour entry until a test removes it; the kernel drops it when
-a session ends (the pin goes) and learns it again only from the device's own next frame. So
-"the phone left" is ``del datapath.neighbours[ip]`` and "it is back" puts it back."""
+The gateway resumes a device on a sign of use, not of presence: its frames reaching the
+portal (the kernel's ``portal_peers`` set: a walled phone's plain HTTP — the OS's connectivity
+probe, a page opened — is redirected there), its neighbour entry agreeing. The fake data path
+keeps both until a test removes them. So "the phone left" removes them, "it is back" puts
+both back (the phone opens something), and "it is on the WiFi, unused" is the neighbour
+entry alone."""
 
 from __future__ import annotations
 
@@ -70,10 +73,18 @@ def session_of(gw, ip):
 
 def leave(datapath, ip=PHONE_IP):
     datapath.neighbours.pop(ip, None)
+    datapath.portal_peers_at.pop(ip, None)
+
+
+def on_the_wifi(datapath, ip=PHONE_IP, mac=PHONE_MAC):
+    """Associated (it answers ARP) but nobody uses it: a neighbour entry, no request."""
+    datapath.neighbours[ip] = mac
 
 
 def come_back(datapath, ip=PHONE_IP, mac=PHONE_MAC):
+    """Back and used: its first request (a captive probe, a page) reached the portal."""
     datapath.neighbours[ip] = mac
+    datapath.portal_peers_at[ip] = {mac}
 
 
 def redeem_then_idle(vouchers, engine, datapath, clock, code, ip=PHONE_IP, mac=PHONE_MAC):
@@ -184,9 +195,9 @@ def test_resumable_devices_survive_a_restart(vouchers, batch, engine, datapath, 
     kicked = batch()[0]
     vouchers.redeem(kicked, ip=OTHER_IP, mac=OTHER_MAC)
     engine.deauthorize(mac=OTHER_MAC, reason=EndReason.KICK)
-    fresh = FakeDataPath()  # after a reboot
-    fresh.neighbours[PHONE_IP] = PHONE_MAC
-    fresh.neighbours[OTHER_IP] = OTHER_MAC
+    fresh = FakeDataPath()  # after a reboot; both phones open something
+    come_back(fresh)
+    come_back(fresh, OTHER_IP, OTHER_MAC)
     again = SessionEngine(cfg, db, fresh, clock=clock)
     again.start()
     assert set(again.resumable) == {PHONE_MAC}  # the kicked one stays kicked
@@ -197,9 +208,56 @@ def test_resumable_devices_survive_a_restart(vouchers, batch, engine, datapath, 
 
 def test_a_tick_asks_nothing_when_nobody_may_resume(engine, datapath, monkeypatch):
     calls = []
-    monkeypatch.setattr(datapath, "ips_of", lambda macs: calls.append(macs) or {})
+    monkeypatch.setattr(datapath, "neighbour_table", lambda: calls.append("dump") or {})
+    monkeypatch.setattr(datapath, "portal_peers", lambda: calls.append("peers") or {})
     engine.tick()
-    assert calls == []  # no trusted devices, nobody resumable: no neighbour dump
+    assert calls == []  # no trusted devices, nobody resumable: no listing, no neighbour dump
+
+
+def test_one_neighbour_dump_per_tick_for_trusted_and_returning_devices(
+    vouchers, batch, engine, datapath, clock, gw, monkeypatch
+):
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    engine.trust(mac=OTHER_MAC, label="kantor desa", tier="premium")  # not on the LAN yet
+    come_back(datapath)
+    dumps = []
+    table = datapath.neighbour_table
+    monkeypatch.setattr(datapath, "neighbour_table", lambda: dumps.append(1) or table())
+    engine.tick()
+    assert len(dumps) == 1  # both looked, one dump
+    assert session_of(gw, PHONE_IP)["source"] == "voucher"
+
+
+def test_resumable_but_unused_costs_no_neighbour_dump(
+    vouchers, batch, engine, datapath, clock, monkeypatch
+):
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    on_the_wifi(datapath)
+    dumps = []
+    monkeypatch.setattr(datapath, "neighbour_table", lambda: dumps.append(1) or {})
+    for _ in range(3):
+        engine.tick()
+    assert dumps == [] and PHONE_MAC in engine.resumable  # a small listing only; still waiting
+
+
+@pytest.mark.parametrize("where", ["another MAC at the address", "the neighbour disagrees"])
+def test_attack_a_spoofed_request_does_not_resume_a_contested_address(
+    where, vouchers, batch, engine, datapath, clock, gw
+):
+    """A hostile villager sends a request with the returning phone's MAC from an address the
+    neighbour table gives to another device, or shares the address with it: nothing resumes
+    there until the address has one owner again."""
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    come_back(datapath)
+    if where == "another MAC at the address":
+        datapath.portal_peers_at[PHONE_IP].add(OTHER_MAC)
+    else:
+        datapath.neighbours[PHONE_IP] = OTHER_MAC
+    engine.tick()
+    assert session_of(gw, PHONE_IP) is None and PHONE_MAC in engine.resumable
+    come_back(datapath)  # the address is the phone's alone again
+    engine.tick()
+    assert session_of(gw, PHONE_IP)["mac"] == PHONE_MAC
 
 
 # -- the free tier: the terms once a day -------------------------------------------------------
@@ -373,18 +431,47 @@ def test_defaults(tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, issue #13 item 2 left open: a free-tier phone that stays on the "
-    "WiFi unused is let out again after each idle timeout (its neighbour entry is enough), "
-    "and the day's minutes run out with no traffic; resuming should need a sign of use "
-    "(frames reaching the portal), not presence",
-)
 def test_a_free_phone_that_stays_on_the_wifi_unused_keeps_its_day(engine, datapath, clock, gw):
+    """Issue #13 item 2's defect: the phone stays associated (its neighbour entry, no
+    request) for six hours: not let out again, so the day's free minutes stay; then the
+    villager opens something → let out at once, no terms."""
     accept_then_idle(engine, datapath, clock)
-    come_back(datapath)  # on the WiFi again, but nobody uses the phone
+    on_the_wifi(datapath)  # on the WiFi again, but nobody uses the phone
     for _ in range(6 * 36):  # six hours of ticks, no traffic at all
         clock.advance(minutes=1, seconds=40)
         engine.tick()
+    assert session_of(gw, PHONE_IP) is None and PHONE_MAC in engine.resumable
     free = gw.call("client", ip=PHONE_IP, mac=PHONE_MAC)["allowance"]["free"]
     assert not free["exhausted"] and free["seconds_used"] <= 30 * 60
+    come_back(datapath)  # picked up: the browser opens a page
+    engine.tick()
+    assert session_of(gw, PHONE_IP)["source"] == "free"
+
+
+def test_a_request_from_before_the_idle_out_is_not_a_return(
+    vouchers, batch, engine, datapath, clock, gw
+):
+    """The portal still remembers the phone's last request (its status page, 20 s before
+    the session ended): that is not a sign it is used again; a request since is."""
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    come_back(datapath)
+    datapath.portal_peer_ages[(PHONE_IP, PHONE_MAC)] = 20.0
+    engine.tick()
+    assert session_of(gw, PHONE_IP) is None and PHONE_MAC in engine.resumable
+    datapath.portal_peer_ages.clear()  # it opens a page now
+    engine.tick()
+    assert session_of(gw, PHONE_IP)["source"] == "voucher"
+
+
+def test_an_unused_voucher_phone_is_not_let_out_either(
+    vouchers, batch, engine, datapath, clock, gw
+):
+    redeem_then_idle(vouchers, engine, datapath, clock, batch()[0])
+    on_the_wifi(datapath)
+    for _ in range(5):
+        clock.advance(minutes=11)
+        engine.tick()
+    assert session_of(gw, PHONE_IP) is None and PHONE_MAC in engine.resumable
+    datapath.portal_peers_at[PHONE_IP] = {PHONE_MAC}  # its captive probe
+    engine.tick()
+    assert session_of(gw, PHONE_IP)["source"] == "voucher"

@@ -216,12 +216,14 @@ def test_a_phone_let_out_again_while_it_sits_idle_is_not_charged(
     vouchers, batch, engine, datapath, clock, mono, db
 ):
     """No retyping (item 2) lets a phone that idled out but stays on the LAN out again
-    without the portal; sitting there idle must not burn its online time (before: each
-    resumed session ran its clock until the next idle timeout, and a voucher with little
-    time left ran out as used up while nobody used it)."""
+    without the portal at its next request (here: a background one after every idle-out);
+    sitting there idle must not burn its online time (before: each resumed session ran its
+    clock until the next idle timeout, and a voucher with little time left ran out as used
+    up while nobody used it)."""
     done = vouchers.redeem(batch("menit", 1)[0], ip=PHONE_IP, mac=PHONE_MAC)  # 2 minutes
     for _ in range(3):
         step(engine, clock, mono, datapath=datapath)  # 90 s busy: 30 s left
+    datapath.portal_peers_at[PHONE_IP] = {PHONE_MAC}  # a request reaches the portal each time
     ends = []
     for _ in range(40):  # 20 minutes on the LAN, idle: idle-outs and resumes
         ends += [r for _, r in step(engine, clock, mono, traffic=False).ended]
