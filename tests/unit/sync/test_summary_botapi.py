@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from hotspot.db import open_database
 from hotspot.model_summary import DailySummary, SummaryState
-from hotspot.timeutil import utcnow
 from sync.summary import Sender
 from tests.unit.commands import ROOT, hotspot_in_process, hotspot_process
 from tests.unit.sync.botapi import CHAT, TOKEN, BotApi, free_port
@@ -88,8 +87,11 @@ def test_three_days_offline_then_all_delivered_in_order_once(tmp_path, bot, capl
 
 
 def _config_file(tmp_path, bot, token=TOKEN):
-    # send_at twelve hours from now: no scheduled summary gets in the way of these tests
-    wib = (utcnow() + dt.timedelta(hours=7 + 12)).strftime("%H:%M")
+    # No scheduled summary may get in the way of these tests. A summary is due once the
+    # village's time of day reaches send_at, so "twelve hours from now" was due whenever the
+    # tests ran in the afternoon (WIB): send_at is the day's last minute instead, due only
+    # if a test runs across 23:59 WIB.
+    wib = "23:59"
     path = tmp_path / "hotspot.toml"
     path.write_text(
         f"""
