@@ -177,6 +177,11 @@ def test_voucher_stays_with_its_owner(village, playwright, artifacts):
         owner.fill("#code", code)
         owner.click("#voucher button")
         assert owner.url.startswith(PORTAL + "/ok")
+        # The owner puts the phone away. Left open, the success page goes on to the upstream
+        # page after 5 s: traffic from the old MAC, and a one-tap resume within
+        # RESUME_QUIET_SECONDS of it is refused as a copied cookie — on a loaded machine the
+        # thief's part takes longer than those 5 s, and the resume below failed.
+        owner.goto("about:blank")
 
         # The thief saw the code over the owner's shoulder.
         thief = phone_context(thief_browser).new_page()

@@ -53,6 +53,17 @@ def wait_until(
         time.sleep(interval)
 
 
+def after_ticks(gw: Any, n: int, timeout: float = 30) -> None:
+    """Return once the gateway has made ``n`` more ticks (its ``status``): waiting on the event,
+    not for the time a tick takes on a quiet machine. Ticks are at least ``tick_seconds``
+    apart, so ``n`` ticks also span at least (n - 1) × tick_seconds: a flush due in that
+    time has been made."""
+    start = gw.call("status")["ticks"]
+    wait_until(
+        lambda: gw.call("status")["ticks"] >= start + n, timeout, interval=0.1, what=f"{n} ticks"
+    )
+
+
 def tier(down_kbps: int, up_kbps: int | None = None, **over: int) -> dict[str, int]:
     """A tier table with all six keys the config requires (no time or data limits)."""
     t = {

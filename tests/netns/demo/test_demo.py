@@ -32,12 +32,13 @@ pytestmark = [
         shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
         reason="needs dnsmasq (dnsmasq-base) and dhclient (isc-dhcp-client)",
     ),
-    pytest.mark.timeout(420),
+    pytest.mark.timeout(900),
 ]
 
 PREFIX = "hsdtest"
 WORK = Path(tempfile.gettempdir()) / f"hotspot-demo-{PREFIX}"
 ROOT = Path(__file__).resolve().parents[3]
+DEMO_DEADLINE = 240  # seconds for one demo run, set-up and clean-up included
 
 
 def demo_cmd(duration: int) -> list[str]:
@@ -126,19 +127,19 @@ def run_demo(duration: int, timeout: float) -> subprocess.CompletedProcess[str]:
 
 def test_demo_runs_unattended_and_cleans_up_after_a_crash():
     started = time.monotonic()
-    first = run_demo(30, timeout=150)
+    # The deadline catches a demo that hangs (in its set-up, a villager or the clean-up); it
+    # is no measure of speed: about 60 s on a quiet machine, 131 s at load 15-20.
+    first = run_demo(30, timeout=DEMO_DEADLINE)
     first_seconds = time.monotonic() - started
     assert_all_held(first)
     assert_nothing_left()
-    # Set-up, 30 s of villagers, the verdict and the clean-up: well within budget.
-    assert first_seconds < 90, first_seconds
 
     # A demo killed with SIGKILL while the villagers act leaves everything behind...
     crashed = subprocess.Popen(
         demo_cmd(120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
     )
     seen: list[str] = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + DEMO_DEADLINE
     assert crashed.stdout is not None
     try:
         for line in crashed.stdout:
@@ -157,7 +158,7 @@ def test_demo_runs_unattended_and_cleans_up_after_a_crash():
     assert_state_files_private(WORK)
 
     # ...and the next run removes it all, then succeeds.
-    again = run_demo(20, timeout=150)
+    again = run_demo(20, timeout=DEMO_DEADLINE)
     assert "removing what an earlier demo left" in again.stdout, again.stdout[:2000]
     assert_all_held(again)
     assert_nothing_left()

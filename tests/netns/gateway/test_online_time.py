@@ -22,7 +22,15 @@ from hotspot.model import Voucher
 from hotspot.vouchers.errors import VoucherError
 from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.redemption import VoucherService
-from tests.netns.helpers import GW_LAN_IP, UPSTREAM_IP, curl, is_walled, ping, wait_until
+from tests.netns.helpers import (
+    GW_LAN_IP,
+    UPSTREAM_IP,
+    after_ticks,
+    curl,
+    is_walled,
+    ping,
+    wait_until,
+)
 
 
 class Busy:
@@ -84,35 +92,42 @@ def test_online_time_is_consumed_only_while_the_phone_is_active(testbed, online_
             return int(conn.execute(select(Voucher.online_seconds_used)).scalar_one())
 
     ping(testbed, phone.ns, GW_LAN_IP)
+    redeemed = time.monotonic()
     done = service.redeem(code, ip=phone.ip, mac=phone.mac)
     assert done.online_seconds_left == 120
-    # Active for about 8 s.
+    # Active until at least 6 s are charged (about 8 s on a quiet machine; a loaded one
+    # leaves gaps in the browsing, which are not charged).
     with Busy(testbed, phone):
-        time.sleep(8)
-    time.sleep(1.5)  # one flush
+        wait_until(lambda: used() >= 6, 60, interval=0.5, what="6 s of online time charged")
+    after_ticks(gw, 4)  # the last active tick's seconds flushed (flush_seconds = 1)
     active = used()
-    assert 6 <= active <= 11, active
+    # Never more than the time since the redemption (plus a tick's rounding).
+    assert 6 <= active <= time.monotonic() - redeemed + 1, active
 
     # Idle: no traffic until the idle timeout (one minute) ends the session. The minute it
     # sat idle is given back: online time counts only while the phone is active.
     wait_until(lambda: gw.call("list") == [], 80, interval=0.5, what="the idle timeout")
     assert gw.call("client", mac=phone.mac)["last_session"]["end_reason"] == "idle-timeout"
-    time.sleep(1.5)
+    after_ticks(gw, 4)
     after_idle = used()
     assert abs(after_idle - active) <= 2, (active, after_idle)
     assert is_walled(testbed, phone.ns)
 
     # Back: the same code continues with the time left, and runs out while browsing.
     again = service.redeem(code, ip=phone.ip, mac=phone.mac)
-    assert not again.first_use and 108 <= again.online_seconds_left <= 115
+    assert not again.first_use and abs(again.online_seconds_left - (120 - after_idle)) <= 2
     started = time.monotonic()
     with Busy(testbed, phone):
         wait_until(lambda: gw.call("list") == [], 130, interval=0.25, what="the time used up")
         took = time.monotonic() - started
     assert gw.call("client", mac=phone.mac)["last_session"]["end_reason"] == "quota"
-    assert abs(took - (120 - after_idle)) <= 4, (took, after_idle)
+    # It ran out while browsing, never sooner than the time that was left. Later, by a little:
+    # a loaded machine leaves gaps in the browsing (curl, ticks) that are rightly not charged,
+    # and the session's end is seen one `list` call late (4.3 s late at load 15-20).
+    assert took >= 120 - after_idle - 4, (took, after_idle)
+    assert took <= 120 - after_idle + 20, (took, after_idle)
     assert is_walled(testbed, phone.ns)
-    time.sleep(1.5)
+    after_ticks(gw, 4)
     assert 120 <= used() <= 122
     with pytest.raises(VoucherError) as err:
         service.redeem(code, ip=phone.ip, mac=phone.mac)
