@@ -75,9 +75,9 @@ class Host:
                 missing.append(name)
         return missing
 
-    def _systemctl(self, verb: str, unit: str) -> str:
+    def _systemctl(self, verb: str, unit: str, *options: str) -> str:
         proc = subprocess.run(
-            ["systemctl", verb, unit], capture_output=True, text=True, check=False
+            ["systemctl", verb, *options, unit], capture_output=True, text=True, check=False
         )
         return proc.stdout.strip()
 
@@ -93,7 +93,12 @@ class Host:
         return self._systemctl("is-enabled", unit).startswith("masked")
 
     def unit_active(self, unit: str) -> bool:
-        return self._systemctl("is-active", unit) == "active"
+        if self._systemctl("is-active", unit) == "active":
+            return True
+        # A unit whose start conditions fail on this machine (systemd-timesyncd in a
+        # container: ConditionVirtualization=!container) is as started as it can be here:
+        # starting it again would change nothing, and provision would never be done.
+        return self._systemctl("show", unit, "--property=ConditionResult", "--value") == "no"
 
     def forwarding(self) -> bool:
         try:

@@ -46,7 +46,8 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("HOTSPOT_TEST_MIRROR", "http://deb.debian.org/debian")
 # What a village gateway's Debian has before `hotspot provision`: systemd to boot, and what
 # the installation needs (python3-venv) and provision would otherwise install with apt-get
-# (dnsmasq, nftables, iproute2: the container's uplink leads to the test's namespaces only).
+# (dnsmasq, nftables, iproute2, systemd-timesyncd, fake-hwclock: the container's uplink
+# leads to the test's namespaces only, so provision's apt-get could fetch nothing).
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -58,6 +59,8 @@ PACKAGES = (
     "nftables",
     "dnsmasq",
     "ca-certificates",
+    "systemd-timesyncd",
+    "fake-hwclock",
 )
 VENV = "/opt/hotspot"
 SOURCE_IN_ROOT = "/usr/src/hotspot-desa"
