@@ -98,7 +98,13 @@ class Host:
         # A unit whose start conditions fail on this machine (systemd-timesyncd in a
         # container: ConditionVirtualization=!container) is as started as it can be here:
         # starting it again would change nothing, and provision would never be done.
-        return self._systemctl("show", unit, "--property=ConditionResult", "--value") == "no"
+        shown = self._systemctl(
+            "show", unit, "--property=ConditionResult", "--property=ConditionTimestampMonotonic"
+        )
+        props = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        # ConditionResult is "no" too for a unit never started: only a checked condition counts.
+        checked = props.get("ConditionTimestampMonotonic", "0") not in ("", "0")
+        return checked and props.get("ConditionResult") == "no"
 
     def forwarding(self) -> bool:
         try:
