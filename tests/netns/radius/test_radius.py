@@ -353,7 +353,8 @@ def test_refuse_when_down_guessing_braked_and_broken_servers_survived(
     started = time.monotonic()
     status, body, _ = login(testbed, a, jar, "budi", "rahasia")
     assert status == 503 and UNREACHABLE in body
-    assert time.monotonic() - started < 8  # 1 server × 2 attempts × 0.5 s, and the page
+    # A hang bound, not a speed figure: 1 server × 2 attempts × 0.5 s, then the page.
+    assert time.monotonic() - started < 30, "the refusal waited on a dead server"
     assert gw_session(gw, a.mac) is None
 
     # Broken servers: garbage, an oversized datagram, a lying length, a wrong signature.
