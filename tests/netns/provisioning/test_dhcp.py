@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-import sys
 import time
 
 import pytest
@@ -23,6 +22,7 @@ from provisioning import render as R
 from tests.netns.helpers import (
     GW_LAN_IP,
     curl,
+    dns_query,
     set_elements,
     start_gateway_resolvers,
     start_upstream_dns,
@@ -38,38 +38,6 @@ pytestmark = pytest.mark.skipif(
 
 RANGE = ("10.10.0.100", "10.10.0.150")
 DOMAIN = "walled.example"
-
-# A DNS A query for one name, sent to the gateway from the phone; prints the addresses.
-RESOLVE = r"""
-import socket, struct, sys
-name, server = sys.argv[1], sys.argv[2]
-q = struct.pack(">HHHHHH", 0x4853, 0x0100, 1, 0, 0, 0)
-q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
-q += struct.pack(">HH", 1, 1)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
-s.sendto(q, (server, 53))
-r, _ = s.recvfrom(4096)
-ident, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", r[:12])
-assert ident == 0x4853 and flags & 0x8000 and flags & 0xF == 0, f"bad answer flags {flags:#x}"
-i = 12
-for _ in range(qd):
-    while r[i]:
-        i += r[i] + 1
-    i += 5
-for _ in range(an):
-    if r[i] & 0xC0 == 0xC0:
-        i += 2
-    else:
-        while r[i]:
-            i += r[i] + 1
-        i += 1
-    rtype, rclass, ttl, rdlen = struct.unpack(">HHIH", r[i:i + 10])
-    i += 10
-    if rtype == 1:
-        print(socket.inet_ntoa(r[i:i + rdlen]))
-    i += rdlen
-"""
 
 
 @pytest.fixture
@@ -148,8 +116,8 @@ def test_walled_garden_domain_fills_the_nft_set(testbed, dnsmasq, gateway):
     assert UPSTREAM_IP not in set_elements(testbed, "walled_garden_dns")
     before = curl(testbed, phone.ns, f"http://{UPSTREAM_IP}/index.html")
     assert before.code != "200"  # walled: the request went to the (absent) portal
-    out = testbed.run(phone.ns, sys.executable, "-c", RESOLVE, DOMAIN, GW_LAN_IP).stdout.split()
-    assert out == [UPSTREAM_IP]
+    answer = dns_query(testbed, phone.ns, GW_LAN_IP, DOMAIN)
+    assert answer["rcode"] == 0 and [a[2] for a in answer["answers"] if a[0] == 1] == [UPSTREAM_IP]
     # dnsmasq's nftset= put the answer into the gateway's set, with the set's timeout.
     wait_until(
         lambda: UPSTREAM_IP in set_elements(testbed, "walled_garden_dns"),
@@ -160,12 +128,7 @@ def test_walled_garden_domain_fills_the_nft_set(testbed, dnsmasq, gateway):
     assert after.code == "200" and "upstream ok" in after.body
     # A name outside the garden does not resolve before login (the walled resolver answers
     # NXDOMAIN) and opens nothing.
-    assert (
-        testbed.run(
-            phone.ns, sys.executable, "-c", RESOLVE, "other.example", GW_LAN_IP, check=False
-        ).returncode
-        != 0
-    )
+    assert dns_query(testbed, phone.ns, GW_LAN_IP, "other.example").get("rcode") == 3
     assert set_elements(testbed, "walled_garden_dns") == [UPSTREAM_IP]
 
 
