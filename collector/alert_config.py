@@ -19,7 +19,8 @@ from hotspot.errors import ConfigError
 DEFAULT_CRITICAL = ("not_reporting", "uplink_down", "undervoltage")
 
 DEFAULTS: dict[str, Any] = {
-    "interval_seconds": 60,  # `collector alerts run --loop`: one evaluation this often
+    "interval_seconds": 60,  # one evaluation this often (in the server, or `alerts run --loop`)
+    "evaluate_in_server": True,  # each `collector run` worker evaluates (False: a job does)
     "not_reporting_minutes": 30,
     "raise_after_minutes": 10,  # a condition must last this long to raise (no flapping)
     "clear_after_minutes": 15,  # ... and be gone this long to clear
@@ -49,6 +50,7 @@ _MAIL = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+$")
 @dataclass(frozen=True)
 class AlertsConfig:
     interval_seconds: int = 60
+    evaluate_in_server: bool = True
     not_reporting_minutes: int = 30
     raise_after_minutes: int = 10
     clear_after_minutes: int = 15
@@ -127,6 +129,7 @@ def validate(raw: Mapping[str, Any]) -> AlertsConfig:
         raise ConfigError(s.key("webhook_secret"), "at least 16 characters with webhook_url")
     return AlertsConfig(
         interval_seconds=s.int("interval_seconds", 5, 86_400),
+        evaluate_in_server=_bool(s, "evaluate_in_server"),
         not_reporting_minutes=s.int("not_reporting_minutes", 1, 100_000),
         raise_after_minutes=s.int("raise_after_minutes", 0, 1440),
         clear_after_minutes=s.int("clear_after_minutes", 0, 1440),

@@ -26,8 +26,10 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import smtplib
 import statistics
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +40,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import Engine, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from collector.alert_config import AlertsConfig
@@ -52,7 +55,7 @@ from collector.models import (
     NotifyEvent,
     UplinkOutage,
 )
-from hotspot.timeutil import iso, local_time
+from hotspot.timeutil import iso, local_time, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +309,8 @@ def evaluate(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     if s.get_bind().dialect.name == "postgresql":
         if not s.scalar(text(f"SELECT pg_try_advisory_xact_lock({EVALUATE_LOCK})")):
             return {"skipped": True, "raised": 0, "cleared": 0}
+    else:
+        _write_lock(s)
     active = {
         (a.gateway_id, a.kind): a
         for a in s.scalars(select(Alert).where(Alert.cleared_at.is_(None)))
@@ -365,6 +370,14 @@ def evaluate(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
 
 
 # -- delivery ---------------------------------------------------------------------------------
+
+
+def _write_lock(s: Session) -> None:
+    """SQLite (a trial): take the database's write lock before reading, so two collector
+    workers evaluate or deliver one after the other (PostgreSQL has the advisory lock and
+    SKIP LOCKED instead)."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(text("UPDATE alert SET id = id WHERE 0"))
 
 
 class DeliveryError(Exception):
@@ -556,6 +569,7 @@ def deliver(
     counts = {"sent": 0, "messages": 0, "failed": 0}
     for channel in channels(cfg.alerts):
         with Session(engine) as s, s.begin():
+            _write_lock(s)
             rows = list(
                 s.scalars(
                     select(AlertNotification)
@@ -611,6 +625,27 @@ def run_once(engine: Engine, cfg: CollectorConfig, now: dt.datetime) -> dict[str
         result = evaluate(s, cfg, now)
     result.update(deliver(engine, cfg, now))
     return result
+
+
+def start_loop(
+    engine: Engine, cfg: CollectorConfig, interval: float | None = None
+) -> threading.Event:
+    """Evaluate and deliver every ``interval`` seconds (``[alerts] interval_seconds``, with a
+    little jitter so several workers do not all wake at once) on a daemon thread; set the
+    returned event to stop it. Every worker of every collector may run one: the locks above
+    let one evaluation through at a time and give each notification to one sender."""
+    stop = threading.Event()
+    period = interval if interval is not None else float(cfg.alerts.interval_seconds)
+
+    def loop() -> None:
+        while not stop.wait(period * random.uniform(0.9, 1.1)):
+            try:
+                run_once(engine, cfg, utcnow())
+            except SQLAlchemyError as exc:  # the database away for a moment: next round
+                log.warning("alert evaluation failed: %s", str(exc).splitlines()[0])
+
+    threading.Thread(target=loop, name="alerts", daemon=True).start()
+    return stop
 
 
 def open_alerts(s: Session, gateway_id: str | None = None) -> list[Alert]:

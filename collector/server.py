@@ -32,6 +32,7 @@ class CollectorServer(BaseApplication):
             "loglevel": log_level.lower(),
             "errorlog": "-",
             "proc_name": "hotspot-collector",
+            "post_worker_init": _start_alerts,
         }
         super().__init__()
 
@@ -43,6 +44,15 @@ class CollectorServer(BaseApplication):
         from collector.app import create_app
 
         return create_app(self.config)
+
+
+def _start_alerts(worker: Any) -> None:
+    """Each worker evaluates alerts on a thread of its own (collector.alerts.start_loop)."""
+    cfg: CollectorConfig = worker.wsgi.config["COLLECTOR"]
+    if cfg.alerts.evaluate_in_server:
+        from collector.alerts import start_loop
+
+        start_loop(worker.wsgi.extensions["collector_db"], cfg)
 
 
 def serve(config: CollectorConfig, bind: str, log_level: str = "INFO") -> int:

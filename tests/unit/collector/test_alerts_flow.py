@@ -237,3 +237,29 @@ def test_disabled_village_is_not_evaluated(setup):
         "cleared": 0,
         "villages": 0,
     }
+
+
+def test_the_server_loop_evaluates_and_delivers(setup):
+    """What each `collector run` worker starts (collector.server): alerts raised and sent
+    without anyone running a command; two such loops (two workers) send each message once."""
+    cfg, app = setup(raise_after_minutes=0)
+    engine = app.extensions["collector_db"]
+    report(app, disk_pct=95.0, temp_c=50.0)
+    sent = []
+
+    def recording(notices, cfg, digest):
+        sent.append([n.id for n in notices])
+
+    original = dict(al.SENDERS)
+    al.SENDERS.update({c: recording for c in NotifyChannel})
+    stops = [al.start_loop(engine, cfg, interval=0.05) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 20
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # a few more rounds of both loops: nothing more may go out
+    finally:
+        for stop in stops:
+            stop.set()
+        al.SENDERS.update(original)
+    assert sorted(sent) == [[1], [2]], sent
