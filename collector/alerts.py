@@ -318,7 +318,12 @@ def evaluate(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     chans = channels(acfg)
     hold = quiet_until(acfg, cfg.tz, now)
     counts = {"skipped": False, "raised": 0, "cleared": 0, "villages": 0}
-    for v in village_states(s, acfg, now):
+    states = village_states(s, acfg, now)
+    evaluated = {v.gateway_id for v in states}
+    for (gid, _kind), row in active.items():
+        if gid not in evaluated:  # the village was disabled: its alerts end, untold
+            row.cleared_at = now
+    for v in states:
         counts["villages"] += 1
         for verdict in judge(acfg, v, now):
             row = active.get((v.gateway_id, verdict.kind))

@@ -229,6 +229,7 @@ def test_a_webhook_that_hangs_does_not_block_evaluation(setup, tmp_path):
 def test_disabled_village_is_not_evaluated(setup):
     cfg, app = setup(raise_after_minutes=0)
     report(app, disk_pct=95.0, temp_c=50.0)
+    assert evaluate(app, cfg, utcnow())["raised"] == 1
     with Session(app.extensions["collector_db"]) as s, s.begin():
         s.execute(update(Gateway).values(disabled=True))
     assert evaluate(app, cfg, utcnow()) == {
@@ -237,6 +238,9 @@ def test_disabled_village_is_not_evaluated(setup):
         "cleared": 0,
         "villages": 0,
     }
+    with Session(app.extensions["collector_db"]) as s:
+        assert al.open_alerts(s) == []  # a disabled village's alert ends, untold
+        assert s.scalars(select(Alert)).one().cleared_at is not None
 
 
 def test_the_server_loop_evaluates_and_delivers(setup):
