@@ -160,7 +160,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .warn{display:inline-block;background:#fff3cd;color:#7a4d00;border-radius:3px;padding:0 4px;margin:1px;font-size:.85em}
 .crit{display:inline-block;background:#fde2e1;color:#8a1c14;border-radius:3px;padding:0 4px;font-size:.85em}
 tr.group th{background:#f4f7f9}
-form.filter{margin:1em 0}form.filter label{margin-right:12px}
+form.filter{margin:1em 0}form.filter select{max-width:14em}form.filter label{margin-right:12px}
 .muted{color:#777}.chart{max-width:100%;height:auto}
 nav a{margin-left:8px}
 </style></head><body>

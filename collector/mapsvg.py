@@ -84,11 +84,14 @@ def village_map(
         x, y = xy(p.latitude, p.longitude)
         color = COLORS.get(p.status, "#555")
         tip = p.label + (f" — {p.note}" if p.note else "")
+        # a label near the right edge goes on the dot's left, so it stays in the picture
+        left = x > width * 0.75
+        anchor = ' text-anchor="end"' if left else ""
         body.append(
             f'<a href="{escape(p.href)}"><title>{escape(tip)}</title>'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{color}" stroke="#fff"/>'
-            f'<text x="{x + 9:.1f}" y="{y + 4:.1f}" font-size="11" fill="#222">'
-            f"{escape(p.label)}</text></a>"
+            f'<text x="{x - 9 if left else x + 9:.1f}" y="{y + 4:.1f}" font-size="11" '
+            f'fill="#222"{anchor}>{escape(p.label)}</text></a>'
         )
     lx = 8
     for status, name in legend.items():
