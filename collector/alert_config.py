@@ -128,7 +128,7 @@ def validate(raw: Mapping[str, Any]) -> AlertsConfig:
     if url and len(secret) < 16:
         raise ConfigError(s.key("webhook_secret"), "at least 16 characters with webhook_url")
     return AlertsConfig(
-        interval_seconds=s.int("interval_seconds", 5, 86_400),
+        interval_seconds=s.int("interval_seconds", 1, 86_400),
         evaluate_in_server=_bool(s, "evaluate_in_server"),
         not_reporting_minutes=s.int("not_reporting_minutes", 1, 100_000),
         raise_after_minutes=s.int("raise_after_minutes", 0, 1440),

@@ -320,9 +320,9 @@ def evaluate(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     counts = {"skipped": False, "raised": 0, "cleared": 0, "villages": 0}
     states = village_states(s, acfg, now)
     evaluated = {v.gateway_id for v in states}
-    for (gid, _kind), row in active.items():
+    for (gid, _kind), stale in active.items():
         if gid not in evaluated:  # the village was disabled: its alerts end, untold
-            row.cleared_at = now
+            stale.cleared_at = now
     for v in states:
         counts["villages"] += 1
         for verdict in judge(acfg, v, now):

@@ -75,3 +75,47 @@ def test_bad_alerts_table_is_one_line_and_exit_2(tmp_path, run):
     r = run(config, "alerts", "run")
     assert r.returncode == 2 and "alerts.quiet_hours" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_running_collector_evaluates_by_itself(tmp_path, run):
+    """`collector run` (gunicorn, two workers): each worker's loop evaluates; nobody runs a
+    command, and the alert is raised once."""
+    import subprocess
+    import sys
+    import time
+
+    from collector import config as cc
+    from collector.app import create_app
+    from tests.unit.collector.helpers import SECRET, health_record, post, register
+    from testsupport.loopback import free_port
+
+    port = free_port("127.0.0.1")
+    db = f"sqlite:///{tmp_path}/c.db"
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        f'[collector]\ndatabase_url = "{db}"\nbind = "127.0.0.1:{port}"\nworkers = 2\n'
+        "[alerts]\ninterval_seconds = 1\nraise_after_minutes = 0\n"
+    )
+    app = create_app(cc.load(config))
+    register(app, "desa-uji", SECRET)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert post(app.test_client(), [health_record(sampled_at=stamp)]).status_code == 200
+    app.extensions["collector_db"].dispose()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hotspot_cli", "--config", str(config), "collector", "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        kinds: list[str] = []
+        while time.monotonic() < deadline and len(kinds) < 2:
+            time.sleep(0.5)
+            listed = run(config, "alerts", "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            kinds = sorted(a["kind"] for a in json.loads(listed.stdout))
+        assert kinds == ["disk", "temperature"]  # the helpers' record: disk 91 %, 80.5 °C
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
