@@ -259,12 +259,20 @@ def village_states(s: Session, cfg: AlertsConfig, now: dt.datetime) -> list[Vill
     }
     since = now - dt.timedelta(minutes=cfg.uplink_window_minutes)
     probes: dict[str, list[tuple[bool, float | None]]] = {}
-    for gid, ok, ms in s.execute(
-        select(HealthSample.gateway_id, HealthSample.uplink_ok, HealthSample.uplink_ms)
-        .where(HealthSample.sampled_at >= since, HealthSample.uplink_ok.is_not(None))
-        .order_by(HealthSample.sampled_at)
-    ):
-        probes.setdefault(gid, []).append((bool(ok), ms))
+    # Only villages heard from within the window, each by its primary key (gateway_id,
+    # sampled_at): never a scan of a year of every village's samples.
+    recent = [g.id for g in gateways if g.last_health_at is not None and g.last_health_at >= since]
+    for chunk in (recent[i : i + 500] for i in range(0, len(recent), 500)):
+        for gid, ok, ms in s.execute(
+            select(HealthSample.gateway_id, HealthSample.uplink_ok, HealthSample.uplink_ms)
+            .where(
+                HealthSample.gateway_id.in_(chunk),
+                HealthSample.sampled_at >= since,
+                HealthSample.uplink_ok.is_not(None),
+            )
+            .order_by(HealthSample.gateway_id, HealthSample.sampled_at)
+        ):
+            probes.setdefault(gid, []).append((bool(ok), ms))
     outages = {
         gid: cause
         for gid, cause in s.execute(
@@ -308,7 +316,7 @@ def evaluate(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     acfg = cfg.alerts
     if s.get_bind().dialect.name == "postgresql":
         if not s.scalar(text(f"SELECT pg_try_advisory_xact_lock({EVALUATE_LOCK})")):
-            return {"skipped": True, "raised": 0, "cleared": 0}
+            return {"skipped": True, "raised": 0, "cleared": 0, "villages": 0}
     else:
         _write_lock(s)
     active = {

@@ -267,3 +267,23 @@ def test_the_server_loop_evaluates_and_delivers(setup):
             stop.set()
         al.SENDERS.update(original)
     assert sorted(sent) == [[1], [2]], sent
+
+
+def test_lossy_uplink_from_the_window_of_samples(setup):
+    """Four samples in the window, two of whose probes failed (50 %): uplink_lossy; the
+    newest probe succeeded, so the uplink is not down."""
+    cfg, app = setup(raise_after_minutes=0)
+    for i, ok in enumerate((True, False, False, True)):
+        report(
+            app,
+            later_s=i - 300,
+            disk_pct=50.0,
+            temp_c=50.0,
+            uplink_ok=ok,
+            uplink_ms=80.0 if ok else None,
+        )
+    evaluate(app, cfg, utcnow())
+    with Session(app.extensions["collector_db"]) as s:
+        (alert,) = al.open_alerts(s)
+    assert alert.kind is AlertKind.UPLINK_LOSSY
+    assert alert.detail == "50 % of 4 probes failed, median 80 ms"
