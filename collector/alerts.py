@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import smtplib
+import ssl
 import statistics
 import threading
 import time
@@ -480,11 +481,12 @@ def send_email(notices: Sequence[Notice], cfg: CollectorConfig, digest: bool) ->
     try:
         with smtplib.SMTP(acfg.smtp_host, acfg.smtp_port, timeout=acfg.timeout_seconds) as smtp:
             if acfg.smtp_starttls:
-                smtp.starttls()
+                # the server's certificate checked against the system's CAs and its name
+                smtp.starttls(context=ssl.create_default_context())
             if acfg.smtp_user:
                 smtp.login(acfg.smtp_user, acfg.smtp_password)
             smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException) as exc:  # ssl.SSLError is an OSError
         raise DeliveryError(f"smtp {acfg.smtp_host}:{acfg.smtp_port}: {exc}") from None
 
 
