@@ -46,6 +46,7 @@ class SmtpServer:
         self.maildir = base / "Maildir"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra: list[str] = []  # more aiosmtpd options (STARTTLS's certificate)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -56,6 +57,7 @@ class SmtpServer:
                 "-n",
                 "-l",
                 f"127.0.0.1:{self.port}",
+                *self.extra,
                 "-c",
                 "aiosmtpd.handlers.Mailbox",
                 str(self.maildir),
