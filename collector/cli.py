@@ -38,6 +38,24 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
             ("list", None, "gateways, last seen, online", None),
         ),
     )
+    place = gws.add_parser("set", help="where a village is: kabupaten, kecamatan, coordinates")
+    place.add_argument("id")
+    place.add_argument("--kabupaten", help="'' clears it")
+    place.add_argument("--kecamatan", help="'' clears it")
+    place.add_argument("--lat", type=float, help="latitude, -90 to 90 (with --lon)")
+    place.add_argument("--lon", type=float, help="longitude, -180 to 180 (with --lat)")
+    place.add_argument("--json", action="store_true")
+
+    al = cmds.add_parser("alerts", help="evaluate and send alerts; list them")
+    als = al.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    arun = als.add_parser("run", help="evaluate every village once and send what is due")
+    arun.add_argument(
+        "--loop", action="store_true", help="again every [alerts] interval_seconds, until stopped"
+    )
+    arun.add_argument("--json", action="store_true")
+    alist = als.add_parser("list", help="open alerts (with --all: the last 200 of any state)")
+    alist.add_argument("--all", action="store_true")
+    alist.add_argument("--json", action="store_true")
 
     tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
     tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
@@ -89,6 +107,8 @@ def handle(args: argparse.Namespace) -> int:
             f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})"
         )
         return 0
+    if args.cmd == "alerts":
+        return _alerts(args, cfg, engine, as_json)
     with Session(engine) as s, s.begin():
         if args.cmd == "gateways":
             if args.action == "add":
@@ -102,6 +122,25 @@ def handle(args: argparse.Namespace) -> int:
             elif args.action == "rotate":
                 out = store.rotate_gateway(s, args.id)
                 _out(out, as_json, f"new secret of {out['id']}: {out['secret']}")
+            elif args.action == "set":
+                out = store.set_gateway_place(
+                    s,
+                    args.id,
+                    kabupaten=args.kabupaten,
+                    kecamatan=args.kecamatan,
+                    latitude=args.lat,
+                    longitude=args.lon,
+                )
+                _out(
+                    out,
+                    as_json,
+                    f"gateway {args.id}: "
+                    + ", ".join(
+                        f"{k} {v if v not in (None, '') else '-'}"
+                        for k, v in out.items()
+                        if k != "id"
+                    ),
+                )
             elif args.action in ("disable", "enable"):
                 out = store.set_gateway_disabled(s, args.id, args.action == "disable")
                 _out(out, as_json, f"gateway {args.id} {args.action}d")
@@ -152,4 +191,68 @@ def handle(args: argparse.Namespace) -> int:
                     )
                     or "no tokens",
                 )
+    return 0
+
+
+def _alerts(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> int:
+    import time
+
+    from collector import alerts
+    from collector.models import Alert, Gateway
+    from hotspot.timeutil import utcnow
+
+    if args.action == "run":
+        setup_logging("INFO" if args.loop else "WARNING")
+        while True:
+            started = time.monotonic()
+            result = alerts.run_once(engine, cfg, utcnow())
+            _out(
+                result,
+                as_json,
+                "skipped: another collector is evaluating"
+                if result["skipped"]
+                else f"{result['villages']} villages: {result['raised']} raised, "
+                f"{result['cleared']} cleared; {result['sent']} notifications sent, "
+                f"{result['failed']} to retry",
+            )
+            if not args.loop:
+                return 0
+            time.sleep(max(1.0, cfg.alerts.interval_seconds - (time.monotonic() - started)))
+    with Session(engine) as s:
+        if args.all:
+            rows = list(
+                s.scalars(
+                    select(Alert)
+                    .where(Alert.raised_at.is_not(None))
+                    .order_by(Alert.raised_at.desc())
+                    .limit(200)
+                )
+            )
+        else:
+            rows = alerts.open_alerts(s)
+        villages = {g.id: g.village for g in s.scalars(select(Gateway))}
+        items = [
+            {
+                "id": a.id,
+                "gateway_id": a.gateway_id,
+                "village": villages.get(a.gateway_id),
+                "kind": a.kind.value,
+                "critical": a.critical,
+                "raised_at": a.raised_at,
+                "cleared_at": a.cleared_at,
+                "detail": a.detail,
+            }
+            for a in rows
+        ]
+    _out(
+        items,
+        as_json,
+        "\n".join(
+            f"{r['raised_at']:%Y-%m-%d %H:%M} {'!' if r['critical'] else ' '} "
+            f"{r['gateway_id']:24} {r['kind']:14} {r['detail']}"
+            + (f" (cleared {r['cleared_at']:%Y-%m-%d %H:%M})" if r["cleared_at"] else "")
+            for r in items
+        )
+        or "no alerts",
+    )
     return 0

@@ -15,9 +15,11 @@ import os
 import re
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from collector import alert_config
+from collector.alert_config import AlertsConfig
 from hotspot.config import Section, merge, read_toml
 from hotspot.errors import ConfigError
 
@@ -32,8 +34,11 @@ DEFAULTS: dict[str, Any] = {
         "threads": 4,
         # Seconds a request's headers may take, and the longest stall of a body upload.
         "read_timeout": 30,
-        # Days on the dashboard are local days here (Jambi: WIB, UTC+7).
+        # Days on the dashboard are local days here (WIB, UTC+7, by default).
         "timezone": "Asia/Jakarta",
+        # The dashboard's heading: "<title> — <region>" (no province is built in).
+        "title": "Hotspot Desa",
+        "region": "",
         "language": "id",  # dashboard default: id | en
         "replay_window_seconds": 300,
         "max_body_kb": 1024,  # a compressed request body (gateways send max_batch_kb)
@@ -46,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "warn_temp_c": 75,
         "warn_mem_pct": 90,
     },
+    "alerts": alert_config.DEFAULTS,
 }
 
 _BIND = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
@@ -70,6 +76,9 @@ class CollectorConfig:
     warn_temp_c: int
     warn_mem_pct: int
     source: str = "defaults"
+    title: str = "Hotspot Desa"
+    region: str = ""
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -95,7 +104,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     for section in data:
         if section not in DEFAULTS:
             raise ConfigError(
-                section, "unknown section (the collector's file has only [collector])"
+                section, "unknown section (the collector's file has [collector] and [alerts])"
             )
     raw = data.get("collector", {})
     Section(raw, "collector", set(DEFAULTS["collector"]))
@@ -118,7 +127,14 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     inflated = s.int("max_inflated_kb", 1, 1 << 20)
     if inflated < max_body:
         raise ConfigError(s.key("max_inflated_kb"), "must be at least collector.max_body_kb")
+    title = s.str("title")
+    region = s.data.get("region")
+    if not isinstance(region, str) or len(title) > 100 or len(region) > 100:
+        raise ConfigError(s.key("region"), "title and region: strings of at most 100 characters")
     return CollectorConfig(
+        title=title,
+        region=region,
+        alerts=alert_config.validate(data.get("alerts", {})),
         database_url=url,
         bind=check_bind(s.str("bind")),
         workers=s.int("workers", 1, 64),

@@ -20,12 +20,17 @@ from flask import (
     make_response,
     render_template_string,
     request,
+    url_for,
 )
 from markupsafe import Markup
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector import queries
+from collector.alerts import KIND_TEXT, open_alerts, recent_alerts
 from collector.config import CollectorConfig
+from collector.mapsvg import MapPoint, village_map
+from collector.models import Gateway, UplinkOutage
 from collector.store import check_token
 from hotspot import svgchart
 from hotspot.pull_api import reply
@@ -35,10 +40,8 @@ from hotspot.units import fmt_bytes
 bp = Blueprint("dashboard", __name__)
 
 T: dict[str, dict[str, str]] = {
-    "title": {
-        "id": "Hotspot Desa — Dasbor Provinsi Jambi",
-        "en": "Hotspot Desa — Jambi province dashboard",
-    },
+    "title_region": {"id": "{title} — Dasbor {region}", "en": "{title} — {region} dashboard"},
+    "title_plain": {"id": "{title} — Dasbor provinsi", "en": "{title} — province dashboard"},
     "villages": {"id": "Desa", "en": "Villages"},
     "village": {"id": "Desa", "en": "Village"},
     "gateway": {"id": "Gateway", "en": "Gateway"},
@@ -104,12 +107,48 @@ T: dict[str, dict[str, str]] = {
     "days": {"id": "hari", "en": "days"},
     "hours": {"id": "jam", "en": "hours"},
     "times_in": {"id": "Waktu dalam {tz}", "en": "Times in {tz}"},
+    "overview": {"id": "Ringkasan", "en": "Overview"},
+    "map": {"id": "Peta", "en": "Map"},
+    "kabupaten": {"id": "Kabupaten", "en": "Regency (kabupaten)"},
+    "kecamatan": {"id": "Kecamatan", "en": "District (kecamatan)"},
+    "all": {"id": "semua", "en": "all"},
+    "filter": {"id": "Saring", "en": "Filter"},
+    "unplaced": {"id": "belum ditetapkan", "en": "not set"},
+    "open_alerts": {"id": "Peringatan aktif", "en": "Open alerts"},
+    "no_alerts": {"id": "tidak ada peringatan aktif", "en": "no open alerts"},
+    "since": {"id": "Sejak", "en": "Since"},
+    "kind": {"id": "Jenis", "en": "Kind"},
+    "detail": {"id": "Keterangan", "en": "Detail"},
+    "critical": {"id": "kritis", "en": "critical"},
+    "alerts_village": {"id": "Peringatan desa ini", "en": "This village's alerts"},
+    "cleared": {"id": "Selesai", "en": "Cleared"},
+    "still_open": {"id": "masih aktif", "en": "still open"},
+    "software": {"id": "Versi perangkat lunak", "en": "Software version"},
+    "policy": {"id": "Versi kebijakan", "en": "Policy version"},
+    "last_report": {"id": "Laporan terakhir", "en": "Last report"},
+    "place": {"id": "Lokasi", "en": "Location"},
+    "outages": {"id": "Gangguan uplink (30 hari)", "en": "Uplink outages (30 days)"},
+    "started": {"id": "Mulai", "en": "Started"},
+    "ended": {"id": "Berakhir", "en": "Ended"},
+    "cause": {"id": "Penyebab", "en": "Cause"},
+    "ongoing": {"id": "masih berlangsung", "en": "ongoing"},
+    "cause_link": {"id": "kabel/link WAN", "en": "WAN link"},
+    "cause_unreachable": {"id": "tidak terjangkau", "en": "unreachable"},
+    "no_coords": {
+        "id": "{n} desa belum punya koordinat (hotspot collector gateways set ID --lat --lon).",
+        "en": "{n} villages have no coordinates (hotspot collector gateways set ID --lat --lon).",
+    },
+    "m_online": {"id": "online", "en": "online"},
+    "m_offline": {"id": "offline", "en": "offline"},
+    "m_alert": {"id": "ada peringatan", "en": "with an alert"},
+    "m_disabled": {"id": "dinonaktifkan", "en": "disabled"},
+    **{"a_" + k.value: v for k, v in KIND_TEXT.items()},
 }
 
 PAGE = """<!doctype html>
 <html lang="{{ lang }}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ t('title') }}</title>
+<title>{{ heading }}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:0 12px 40px;color:#222}
 header{display:flex;justify-content:space-between;align-items:baseline;border-bottom:1px solid #ccc}
@@ -119,22 +158,49 @@ th,td{padding:4px 6px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .on{color:#1a7f37;font-weight:600}.off{color:#b42318;font-weight:600}
 .warn{display:inline-block;background:#fff3cd;color:#7a4d00;border-radius:3px;padding:0 4px;margin:1px;font-size:.85em}
+.crit{display:inline-block;background:#fde2e1;color:#8a1c14;border-radius:3px;padding:0 4px;font-size:.85em}
+tr.group th{background:#f4f7f9}
+form.filter{margin:1em 0}form.filter select{max-width:14em}form.filter label{margin-right:12px}
 .muted{color:#777}.chart{max-width:100%;height:auto}
 nav a{margin-left:8px}
 </style></head><body>
-<header><h1>{{ t('title') }}</h1>
-<nav>{% for code in ('id','en') %}{% if code == lang %}<b>{{ code|upper }}</b>{% else %}<a href="?lang={{ code }}">{{ code|upper }}</a>{% endif %}{% endfor %}</nav></header>
+<header><h1>{{ heading }}</h1>
+<nav><a href="{{ url_for('dashboard.index') }}">{{ t('overview') }}</a> <a href="{{ url_for('dashboard.village_map_page') }}">{{ t('map') }}</a> ·{% for code in ('id','en') %}{% if code == lang %}<b>{{ code|upper }}</b>{% else %}<a href="?lang={{ code }}">{{ code|upper }}</a>{% endif %}{% endfor %}</nav></header>
 {{ body }}
 <p class="muted">{{ t('times_in').format(tz=tz) }}</p>
 </body></html>"""
 
-OVERVIEW = """
+FILTER = """
+<form class="filter" method="get">
+<label>{{ t('kabupaten') }} <select name="kabupaten"><option value="">{{ t('all') }}</option>
+{% for k in places.kabupaten %}<option value="{{ k }}"{% if k == chosen.kabupaten %} selected{% endif %}>{{ k }}</option>{% endfor %}</select></label>
+<label>{{ t('kecamatan') }} <select name="kecamatan"><option value="">{{ t('all') }}</option>
+{% for k in places.kecamatan %}<option value="{{ k }}"{% if k == chosen.kecamatan %} selected{% endif %}>{{ k }}</option>{% endfor %}</select></label>
+<button type="submit">{{ t('filter') }}</button></form>
+"""
+
+ALERTS = """
+<h2>{{ t('open_alerts') }}</h2>
+{% if alerts %}<table><tr><th>{{ t('since') }}</th><th>{{ t('village') }}</th><th>{{ t('kind') }}</th><th>{{ t('detail') }}</th></tr>
+{% for a in alerts %}<tr><td>{{ when(a.raised_at) }}</td>
+<td><a href="{{ url_for('dashboard.village', gateway_id=a.gateway_id) }}">{{ names.get(a.gateway_id) or a.gateway_id }}</a></td>
+<td>{% if a.critical %}<span class="crit">{{ t('critical') }}</span> {% endif %}{{ t('a_' ~ a.kind.value) }}</td><td>{{ a.detail }}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('no_alerts') }}</p>{% endif %}
+"""
+
+OVERVIEW = (
+    FILTER
+    + ALERTS
+    + """
+<h2>{{ t('villages') }}</h2>
 <p>{{ t('summary').format(online=o.online, total=o.total, warned=o.warned, sales=rp(o.sales_month_rupiah)) }}</p>
 <table>
 <tr><th>{{ t('village') }}</th><th>{{ t('status') }}</th><th>{{ t('last_seen') }}</th>
 <th class="n">{{ t('users_today') }}</th><th class="n">{{ t('users_yesterday') }}</th>
 <th class="n">{{ t('traffic_7d') }}</th><th class="n">{{ t('sales_month') }}</th><th>{{ t('warnings') }}</th></tr>
 {% for v in o.villages %}
+{% if loop.first or (v.kabupaten, v.kecamatan) != (loop.previtem.kabupaten, loop.previtem.kecamatan) %}
+<tr class="group"><th colspan="8">{{ t('kabupaten') }}: {{ v.kabupaten or t('unplaced') }} · {{ t('kecamatan') }}: {{ v.kecamatan or t('unplaced') }}</th></tr>{% endif %}
 <tr><td><a href="{{ url_for('dashboard.village', gateway_id=v.id) }}">{{ v.village }}</a><br><span class="muted">{{ v.id }}</span></td>
 <td>{% if v.disabled %}<span class="muted">{{ t('disabled') }}</span>{% elif v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}</td>
 <td>{{ when(v.last_seen) }}</td>
@@ -146,6 +212,15 @@ OVERVIEW = """
 <h2>{{ t('province_users') }}</h2>{{ users_chart }}
 <h2>{{ t('province_traffic') }}</h2>{{ traffic_chart }}
 """
+)
+
+MAP = (
+    FILTER
+    + """
+{{ map_svg }}
+{% if unplaced %}<p class="muted">{{ t('no_coords').format(n=unplaced) }}</p>{% endif %}
+"""
+)
 
 VILLAGE = """
 <p><a href="{{ url_for('dashboard.index') }}">{{ t('back') }}</a></p>
@@ -153,6 +228,17 @@ VILLAGE = """
 <p>{% if v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}
  · {{ t('last_seen') }}: {{ when(v.gateway.last_seen_at) }}
  {% for w in v.warnings %}<span class="warn">{{ t('w_' ~ w) }}</span>{% endfor %}</p>
+<table>
+<tr><th>{{ t('place') }}</th><td>{{ t('kabupaten') }}: {{ v.gateway.kabupaten or t('unplaced') }} · {{ t('kecamatan') }}: {{ v.gateway.kecamatan or t('unplaced') }}{% if v.gateway.latitude is not none %} · {{ '%.4f'|format(v.gateway.latitude) }}, {{ '%.4f'|format(v.gateway.longitude) }}{% endif %}</td></tr>
+<tr><th>{{ t('software') }}</th><td>{{ software or '—' }}</td></tr>
+<tr><th>{{ t('policy') }}</th><td>{{ policy or '—' }}</td></tr>
+<tr><th>{{ t('last_report') }}</th><td>{{ when(v.gateway.last_seen_at) }}</td></tr>
+</table>
+<h2>{{ t('alerts_village') }}</h2>
+{% if village_alerts %}<table><tr><th>{{ t('since') }}</th><th>{{ t('kind') }}</th><th>{{ t('detail') }}</th><th>{{ t('cleared') }}</th></tr>
+{% for a in village_alerts %}<tr><td>{{ when(a.raised_at) }}</td><td>{% if a.critical %}<span class="crit">{{ t('critical') }}</span> {% endif %}{{ t('a_' ~ a.kind.value) }}</td><td>{{ a.detail }}</td>
+<td>{% if a.cleared_at %}{{ when(a.cleared_at) }}{% else %}<span class="off">{{ t('still_open') }}</span>{% endif %}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('no_alerts') }}</p>{% endif %}
 <h2>{{ t('users_per_day') }}</h2>{{ users_chart }}
 <h2>{{ t('traffic_per_day') }}</h2>{{ traffic_chart }}
 <h2>{{ t('health') }}</h2>
@@ -165,6 +251,10 @@ VILLAGE = """
 </table>
 <h2>{{ t('health_24h') }}</h2>{{ health_chart }}
 {% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
+<h2>{{ t('outages') }}</h2>
+{% if outages %}<table><tr><th>{{ t('started') }}</th><th>{{ t('ended') }}</th><th>{{ t('cause') }}</th></tr>
+{% for x in outages %}<tr><td>{{ when(x.started_at) }}</td><td>{% if x.ended_at %}{{ when(x.ended_at) }}{% else %}<span class="off">{{ t('ongoing') }}</span>{% endif %}</td><td>{{ t('cause_' ~ x.cause) if x.cause in ('link', 'unreachable') else x.cause }}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('none') }}</p>{% endif %}
 <h2>{{ t('sales_per_month') }}</h2>
 {% if v.sales %}<table><tr><th>{{ t('month') }}</th><th>{{ t('package') }}</th><th class="n">{{ t('count') }}</th><th class="n">{{ t('rupiah') }}</th></tr>
 {% for m, tot in v.sales_months %}{% for r in v.sales if r.month == m %}
@@ -211,7 +301,12 @@ def _render(body_tpl: str, **ctx: Any) -> Response:
         d, rest = divmod(int(seconds), 86400)
         return f"{d} {t('days')} {rest // 3600} {t('hours')}"
 
+    if cfg.region:
+        heading = t("title_region").format(title=cfg.title, region=cfg.region)
+    else:
+        heading = t("title_plain").format(title=cfg.title)
     helpers = dict(
+        heading=heading,
         t=t,
         when=when,
         num=num,
@@ -262,13 +357,107 @@ def _day_charts(series: queries.DaySeries, lang: str) -> tuple[Markup, Markup]:
     return Markup(users), Markup(traffic)
 
 
+def _place_filter(o: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The kabupaten and kecamatan to choose from, and the villages of the chosen ones only
+    (``o["villages"]`` filtered in place, grouped by kabupaten then kecamatan)."""
+    rows = o["villages"]
+    chosen = {
+        "kabupaten": request.args.get("kabupaten", "")[:100],
+        "kecamatan": request.args.get("kecamatan", "")[:100],
+    }
+    kabupaten = sorted({r["kabupaten"] for r in rows if r["kabupaten"]})
+    kecamatan = sorted(
+        {
+            r["kecamatan"]
+            for r in rows
+            if r["kecamatan"] and chosen["kabupaten"] in ("", r["kabupaten"])
+        }
+    )
+    kept = [r for r in rows if all(not want or r[key] == want for key, want in chosen.items())]
+    kept.sort(
+        key=lambda r: (
+            r["kabupaten"] is None,
+            r["kabupaten"] or "",
+            r["kecamatan"] is None,
+            r["kecamatan"] or "",
+            r["village"],
+        )
+    )
+    o["villages"] = kept
+    if len(kept) != len(rows):
+        o["online"] = sum(1 for r in kept if r["online"])
+        o["total"] = len(kept)
+        o["warned"] = sum(1 for r in kept if r["warnings"])
+        o["sales_month_rupiah"] = sum(r["sales_month_rupiah"] for r in kept)
+    return {"kabupaten": kabupaten, "kecamatan": kecamatan}, chosen
+
+
 @bp.get("/")
 def index():
     now = utcnow()
     with Session(current_app.extensions["collector_db"]) as s:
         o = queries.overview(s, _cfg(), now)
+        places, chosen = _place_filter(o)
+        shown = {r["id"] for r in o["villages"]}
+        alerts = [a for a in open_alerts(s) if a.gateway_id in shown]
+        names = {r["id"]: r["village"] for r in o["villages"]}
     users, traffic = _day_charts(o["series"], _lang())
-    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic)
+    return _render(
+        OVERVIEW,
+        o=o,
+        users_chart=users,
+        traffic_chart=traffic,
+        places=places,
+        chosen=chosen,
+        alerts=alerts,
+        names=names,
+    )
+
+
+@bp.get("/map")
+def village_map_page():
+    now = utcnow()
+    lang = _lang()
+    with Session(current_app.extensions["collector_db"]) as s:
+        o = queries.overview(s, _cfg(), now)
+        places, chosen = _place_filter(o)
+        alerting = {a.gateway_id for a in open_alerts(s)}
+    points = []
+    for r in o["villages"]:
+        if r["latitude"] is None or r["longitude"] is None:
+            continue
+        status = (
+            "disabled"
+            if r["disabled"]
+            else "offline"
+            if not r["online"]
+            else "alert"
+            if r["id"] in alerting
+            else "online"
+        )
+        place = " / ".join(x for x in (r["kabupaten"], r["kecamatan"]) if x)
+        points.append(
+            MapPoint(
+                label=r["village"],
+                latitude=r["latitude"],
+                longitude=r["longitude"],
+                status=status,
+                href=url_for("dashboard.village", gateway_id=r["id"]),
+                note=place,
+            )
+        )
+    svg = village_map(
+        points,
+        title=T["map"][lang],
+        legend={k: T["m_" + k][lang] for k in ("online", "alert", "offline", "disabled")},
+    )
+    return _render(
+        MAP,
+        map_svg=svg,
+        unplaced=len(o["villages"]) - len(points),
+        places=places,
+        chosen=chosen,
+    )
 
 
 @bp.get("/village/<gateway_id>")
@@ -300,4 +489,30 @@ def village(gateway_id: str):
             if samples
             else Markup("")
         )
-        return _render(VILLAGE, v=v, users_chart=users, traffic_chart=traffic, health_chart=health)
+        h = v["health"] or {}
+        gw: Gateway = v["gateway"]
+        outages = list(
+            s.scalars(
+                select(UplinkOutage)
+                .where(
+                    UplinkOutage.gateway_id == gateway_id,
+                    (UplinkOutage.ended_at.is_(None))
+                    | (UplinkOutage.ended_at >= now - dt.timedelta(days=30)),
+                )
+                .order_by(UplinkOutage.started_at.desc())
+                .limit(100)
+            )
+        )
+        return _render(
+            VILLAGE,
+            v=v,
+            users_chart=users,
+            traffic_chart=traffic,
+            health_chart=health,
+            # what the gateway's newest health sample says it runs, else its description
+            software=h.get("software_version") or gw.version,
+            # the policy in force, once gateways report it (health's policy_version)
+            policy=h.get("policy_version"),
+            outages=outages,
+            village_alerts=recent_alerts(s, gateway_id),
+        )

@@ -9,6 +9,7 @@ same transaction, for the dashboard's users-per-day and traffic-per-day.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from hotspot.dbtypes import str_enum
 from hotspot.model_base import UsageCounters
 from hotspot.timeutil import utcnow
 
@@ -48,6 +50,12 @@ class Gateway(Base):
     info_rev: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     last_health_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # newest sample
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Where the village is, as the province registers it (``collector gateways set``): the
+    # dashboard's groups and filters, and its map.
+    kabupaten: Mapped[str | None] = mapped_column(String(100))
+    kecamatan: Mapped[str | None] = mapped_column(String(100))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
 
 class UsageHourly(UsageCounters, Base):
@@ -88,6 +96,8 @@ class HealthSample(Base):
     uplink_ms: Mapped[float | None] = mapped_column(Float)
     clients_online: Mapped[int] = mapped_column(Integer)
     backlog: Mapped[int] = mapped_column(BigInteger)
+    throttled: Mapped[int | None] = mapped_column(BigInteger)  # a Pi's get_throttled bits
+    software_version: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -156,3 +166,77 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AlertKind(enum.StrEnum):
+    """What an alert is about (collector.alerts has the rules)."""
+
+    NOT_REPORTING = "not_reporting"
+    DISK = "disk"
+    TEMPERATURE = "temperature"
+    UNDERVOLTAGE = "undervoltage"
+    THROTTLED = "throttled"
+    UPLINK_DOWN = "uplink_down"
+    UPLINK_LOSSY = "uplink_lossy"
+    CLOCK = "clock"
+
+
+class Alert(Base):
+    """A condition of one village: pending while it has not lasted long enough to raise
+    (``raised_at`` None), open once raised, closed once cleared. At most one alert per
+    village and kind is not closed (the partial unique index): two evaluators cannot
+    raise it twice."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        Index(
+            "uq_alert_active",
+            "gateway_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_alert_raised", "raised_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"))
+    kind: Mapped[AlertKind] = mapped_column(str_enum(AlertKind, length=32))
+    critical: Mapped[bool] = mapped_column(Boolean)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime)  # the condition began
+    raised_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    clearing_since: Mapped[dt.datetime | None] = mapped_column(DateTime)  # condition gone
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    detail: Mapped[str] = mapped_column(String(200))
+
+
+class NotifyEvent(enum.StrEnum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class NotifyChannel(enum.StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class AlertNotification(Base):
+    """The outbox of alert messages: one row per event and channel, written in the same
+    transaction as the alert's change, marked sent only after the server took it. A
+    non-critical one made in quiet hours waits (``hold_until``) and goes out in a digest."""
+
+    __tablename__ = "alert_notification"
+    __table_args__ = (Index("ix_alert_notification_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"))
+    event: Mapped[NotifyEvent] = mapped_column(str_enum(NotifyEvent, length=16))
+    channel: Mapped[NotifyChannel] = mapped_column(str_enum(NotifyChannel, length=16))
+    critical: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    hold_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(300))

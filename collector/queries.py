@@ -143,6 +143,10 @@ def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
             {
                 "id": gw.id,
                 "village": gw.village or gw.id,
+                "kabupaten": gw.kabupaten,
+                "kecamatan": gw.kecamatan,
+                "latitude": gw.latitude,
+                "longitude": gw.longitude,
                 "last_seen": gw.last_seen_at,
                 "online": online(cfg, gw, now),
                 "disabled": gw.disabled,

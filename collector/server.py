@@ -32,6 +32,7 @@ class CollectorServer(BaseApplication):
             "loglevel": log_level.lower(),
             "errorlog": "-",
             "proc_name": "hotspot-collector",
+            "post_worker_init": self.start_alerts,
         }
         super().__init__()
 
@@ -42,7 +43,16 @@ class CollectorServer(BaseApplication):
     def load(self):
         from collector.app import create_app
 
-        return create_app(self.config)
+        self.flask_app = create_app(self.config)
+        return self.flask_app
+
+    def start_alerts(self, worker: Any) -> None:
+        """Each worker evaluates alerts on a thread of its own (collector.alerts.start_loop);
+        the app was loaded in the master (preload_app) before the worker was forked."""
+        if self.config.alerts.evaluate_in_server:
+            from collector.alerts import start_loop
+
+            start_loop(self.flask_app.extensions["collector_db"], self.config)
 
 
 def serve(config: CollectorConfig, bind: str, log_level: str = "INFO") -> int:

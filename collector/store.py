@@ -299,6 +299,41 @@ def set_gateway_disabled(session: Session, gateway_id: str, disabled: bool) -> d
     return {"id": gateway_id, "disabled": disabled}
 
 
+def set_gateway_place(
+    session: Session,
+    gateway_id: str,
+    *,
+    kabupaten: str | None = None,
+    kecamatan: str | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+) -> dict[str, Any]:
+    """Where a village is (None leaves a field as it is, "" clears a name)."""
+    gw = session.get(Gateway, gateway_id)
+    if gw is None:
+        raise NotFound(f"no gateway {gateway_id!r}")
+    for name, value in (("kabupaten", kabupaten), ("kecamatan", kecamatan)):
+        if value is None:
+            continue
+        value = value.strip()
+        if len(value) > 100 or any(ord(c) < 32 for c in value):
+            raise UsageError(f"--{name}: at most 100 characters on one line")
+        setattr(gw, name, value or None)
+    if (latitude is None) != (longitude is None):
+        raise UsageError("--lat and --lon go together")
+    if latitude is not None and longitude is not None:
+        if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            raise UsageError("--lat must be within -90..90 and --lon within -180..180")
+        gw.latitude, gw.longitude = latitude, longitude
+    return {
+        "id": gw.id,
+        "kabupaten": gw.kabupaten,
+        "kecamatan": gw.kecamatan,
+        "latitude": gw.latitude,
+        "longitude": gw.longitude,
+    }
+
+
 # -- API tokens -------------------------------------------------------------------------------
 
 

@@ -249,7 +249,13 @@ HEALTH_FIELDS = (
     "uplink_ms",
     "clients_online",
     "backlog",
+    "throttled",
+    "software_version",
 )
+# Health fields a gateway may leave out (an older gateway's batches still ingest); the
+# collector stores None for them.
+HEALTH_OPTIONAL = frozenset({"throttled", "software_version"})
+OPTIONAL: dict[str, frozenset[str]] = {"health": HEALTH_OPTIONAL}
 
 FIELDS = {
     "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up"},
@@ -269,7 +275,7 @@ def validate_record(rec: Any) -> dict[str, Any]:
     if kind not in FIELDS:
         raise WireError(f"unknown kind {str(kind)[:20]!r}")
     extra = set(rec) - FIELDS[kind]
-    missing = FIELDS[kind] - set(rec)
+    missing = FIELDS[kind] - set(rec) - OPTIONAL.get(kind, frozenset())
     if extra or missing:
         raise WireError(
             f"{kind} record: unknown keys {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
@@ -303,6 +309,13 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
             "clients_online": _int(rec, "clients_online", 0, 1 << 20),
             "backlog": _int(rec, "backlog", 0, 1 << 40),
+            # A Raspberry Pi's get_throttled bits (None: not a Pi, or not said)
+            "throttled": None
+            if rec.get("throttled") is None
+            else _int(rec, "throttled", 0, 0xFFFFFFFF),
+            "software_version": None
+            if rec.get("software_version") is None
+            else _str(rec, "software_version", _VERSION),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
+import shutil
 import socket
+import subprocess
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +23,7 @@ import psutil
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from hotspot import __version__
 from hotspot.config import Config
 from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
@@ -41,6 +45,38 @@ def probe_uplink(url: str, timeout: float = 3.0) -> tuple[bool | None, float | N
     except OSError:
         return False, None
     return True, round((time.monotonic() - start) * 1000, 1)
+
+
+# A Raspberry Pi's firmware reports under-voltage and throttling here (hex digits, e.g.
+# "50005"), and through ``vcgencmd get_throttled`` ("throttled=0x50005") where the file is not.
+THROTTLED_FILE = "/sys/devices/platform/soc/soc:firmware/get_throttled"
+_THROTTLED = re.compile(r"^\s*(?:throttled=)?(?:0x)?([0-9a-fA-F]{1,8})\s*$")
+
+
+def parse_throttled(text: str) -> int | None:
+    """The bits of a get_throttled answer (the file's or vcgencmd's), None if it is not one."""
+    m = _THROTTLED.match(text or "")
+    return int(m.group(1), 16) if m else None
+
+
+def throttled(path: str = THROTTLED_FILE) -> int | None:
+    """The Pi's get_throttled bits (bit 0 under-voltage now, 1 frequency capped, 2 throttled,
+    3 soft temperature limit; bits 16-19 the same since boot), or None on other boards."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return parse_throttled(f.read())
+    except (OSError, UnicodeDecodeError):
+        pass
+    vcgencmd = shutil.which("vcgencmd")
+    if vcgencmd is None:
+        return None
+    try:
+        out = subprocess.run(
+            [vcgencmd, "get_throttled"], capture_output=True, text=True, timeout=3, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_throttled(out.stdout) if out.returncode == 0 else None
 
 
 def clients_online(db: Engine) -> int:
@@ -88,4 +124,6 @@ def sample(
         "uplink_ms": ms,
         "clients_online": clients_online(db),
         "backlog": backlog,
+        "throttled": throttled(),
+        "software_version": __version__,
     }
