@@ -3,14 +3,16 @@
 The session engine speaks only in :class:`~gateway.reconcile.Plan` objects; this module turns
 a plan into kernel changes in a fixed order so that no packet ever meets a half-made state:
 
-1. create/change HTB classes (a map entry must never point at a missing class),
+1. create/change HTB classes (a map entry must never point at a missing class; the DHCP
+   pool's classes exist from start-up, so a login on the pool's tier changes none),
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
 4. conntrack entries of removed clients, and the walled (redirected) ones of new clients;
    then the removed clients' class-map entries (their last packets still meet their class),
 5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
-   passes them any more) and remove the classes.
+   passes them any more) and remove the classes that are not the pool's (a pool class stays,
+   back at the pool's rates since step 1).
 
 If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
 :class:`KernelError` is raised; the kernel is as it was.
@@ -27,7 +29,7 @@ from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
 from gateway.netlink_thread import OnOneThread
 from gateway.nftables import Nftables, parse_elements
-from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import Plan, Pool, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.ruleset import Client, Layout
 from gateway.tc import ClassReading, Shaper
@@ -62,10 +64,11 @@ class DataPath:
 
     # -- whole-table operations ------------------------------------------------------------
 
-    def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
-        """Start-up: HTB trees present, the table replaced atomically with the database's
-        clients already in it, then forwarding on; then the classes are reconciled (leaves
-        included: a tree an older gateway left is brought to today's handles)."""
+    def install(self, wanted: list[Wanted], blocked: set[str], pool: Pool | None = None) -> None:
+        """Start-up: HTB trees present with a class for every address of the DHCP pool, the
+        table replaced atomically with the database's clients already in it, then forwarding
+        on; then the classes are reconciled (leaves included: a tree an older gateway left is
+        brought to today's handles)."""
         if not shaping.shapeable(self.network):
             raise ConfigError(
                 "network.lan_address",
@@ -78,7 +81,7 @@ class DataPath:
         self.up.install()
         snap = self.snapshot(with_nft=False)
         # Classes first (nothing points at them yet), then the table in one transaction.
-        class_plan = make_plan(wanted, blocked, snap, self.network)
+        class_plan = make_plan(wanted, blocked, snap, self.network, pool)
         self._apply_classes(class_plan)
         # After a reboot the neighbour table is empty: the pins come back with the table.
         self._apply_pins(class_plan)
@@ -182,7 +185,16 @@ class DataPath:
             self.conntrack.flush_walled(client.ip, portal)
         self._release_class_maps(held)
         self._unpin(plan)
-        final = self._final_readings(sorted({*plan.down_del, *plan.up_del}))
+        # The classes nothing points at any more: those that go, and the pool's that stay
+        # (back at the pool's rates) for the next session at that address.
+        released = {*plan.down_del, *plan.up_del}
+        for ips in held.values():
+            for ip in ips:
+                try:
+                    released.add(shaping.client_minor(ip, self.network))
+                except ValueError:  # an entry someone put there by hand, not a client's
+                    continue
+        final = self._final_readings(sorted(released))
         self._delete_classes(plan)
         return final
 
