@@ -206,6 +206,11 @@ class SessionEngine:
         # pass until the change removes them is theirs (see _count_final).
         self._ending: dict[int, _Live] = {}
         self._late: dict[int, _Live] = {}  # session id → bytes counted after its end
+        # Pool classes whose session ended, by minor: HTB counts a packet when it leaves the
+        # class, so what was queued at the session's final reading leaves (and is counted)
+        # afterwards. Until a tick sees the class pass nothing, or the next session takes
+        # the class, what it passes is the ended session's (see _settle_drain).
+        self._draining: dict[int, _Live] = {}
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
@@ -502,6 +507,7 @@ class SessionEngine:
         brand-new, counts from zero."""
         minor = shaping.client_minor(sess.ip, self.network)
         self.live[sess.id] = _Live(sess.id, sess.mac, sess.ip, sess.tier, minor, sess.voucher_id)
+        self._draining.pop(minor, None)  # the class is this session's from here on
         for direction in ("down", "up"):
             if not baseline or (direction, minor) not in self._last_raw:
                 self._last_raw[(direction, minor)] = (0, 0)
@@ -654,6 +660,9 @@ class SessionEngine:
                     ) from None
                 if on_start is not None:
                     on_start(db, sess, now)
+                # What the class passed since its last session's final reading is that
+                # session's; from the reading taken here on, it is this session's.
+                self._settle_drain(shaping.client_minor(ip, self.network), now)
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
                 change = self._change(before, [self._wanted(sess)])
                 self._apply(change)
@@ -1141,8 +1150,11 @@ class SessionEngine:
         report = TickReport()
         phases: dict[str, float] = {}
         started = time.perf_counter()
-        generation = self._generation
-        self._touched = set()
+        # Under the lock: an operation's kernel change (always under it) is then either
+        # wholly before this point, or it bumps the generation and lists its classes after.
+        with self.lock:
+            generation = self._generation
+            self._touched = set()
         readings = self.dp.counters()
         snap = self.dp.snapshot(readings=readings)
         phases["kernel_read"] = _ms_since(started)
@@ -1155,6 +1167,7 @@ class SessionEngine:
             # are counted at the next tick, from the readings the operation left (a session's
             # final one, a new class's zero), and the snapshot is too old to reconcile with.
             stale = generation != self._generation
+            touched: set[int] = set()
             if stale:
                 touched = self._touched
                 down = {m: r for m, r in down.items() if m not in touched}
@@ -1178,6 +1191,7 @@ class SessionEngine:
                         self._track(sess, baseline=True)
                 t = time.perf_counter()
                 self._account(active, down, up, elapsed, now)
+                self._account_drains(down, up, touched, now)
                 self._count_online(db, active, self.online_clock.step(), now)
                 keep()
                 phases["account"] = _ms_since(t)
@@ -1292,6 +1306,48 @@ class SessionEngine:
             )
             self._charge(live, got, elapsed, when)
 
+    def _account_drains(
+        self,
+        down: dict[int, ClassReading],
+        up: dict[int, ClassReading],
+        touched: set[int],
+        now: dt.datetime,
+    ) -> None:
+        """What the classes of ended sessions passed since their last reading (their queue
+        draining) is theirs, counted late; a class that passed nothing is drained. A class
+        an operation touched during the kernel read waits for the next tick."""
+        when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
+        for minor, live in list(self._draining.items()):
+            if minor in touched:
+                continue
+            got = (
+                self._delta("down", minor, down.get(minor)),
+                self._delta("up", minor, up.get(minor)),
+            )
+            if got == (0, 0):
+                del self._draining[minor]
+                continue
+            self._charge(live, got, 0.0, when)
+            self._late[live.session_id] = live
+
+    def _settle_drain(self, minor: int, now: dt.datetime) -> None:
+        """Before the next session takes a class whose last session's queue may still be
+        draining: one reading of the class, what it passed since the last one counted to
+        the session that ended. Nothing to do (no kernel read) once a tick saw it drained."""
+        live = self._draining.pop(minor, None)
+        if live is None:
+            return
+        try:
+            down, up = self.dp.class_counters(minor)
+        except KernelError as exc:  # the new session counts on from the last reading
+            log.warning("final counters of session %d: %s", live.session_id, exc)
+            return
+        got = (self._delta("down", minor, down), self._delta("up", minor, up))
+        if got != (0, 0):
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            self._charge(live, got, 0.0, (now, self.today(now), hour))
+            self._late[live.session_id] = live
+
     def _delta(self, direction: str, minor: int, reading: ClassReading | None) -> int:
         """IP-layer bytes a class passed since its last reading."""
         if reading is None:
@@ -1370,6 +1426,8 @@ class SessionEngine:
             if ended is not None:
                 ended.bytes_down += late.bytes_down
                 ended.bytes_up += late.bytes_up
+            # A draining class may count more for it at a later tick: only that, then.
+            late.bytes_down = late.bytes_up = 0
         self._late.clear()
         sessions = []
         for sess in active:
@@ -1495,7 +1553,7 @@ class SessionEngine:
         self._touched |= self._minors_of(plan)
         try:
             final = self.dp.apply(plan)
-            self._count_late(final)
+            self._count_late(final, removed={*plan.down_del, *plan.up_del})
         finally:
             self._generation += 1
             self._ending.clear()  # a class that stayed counts on for its next session
@@ -1511,11 +1569,14 @@ class SessionEngine:
         return minors
 
     def _count_late(
-        self, final: dict[int, tuple[ClassReading | None, ClassReading | None]]
+        self,
+        final: dict[int, tuple[ClassReading | None, ClassReading | None]],
+        removed: set[int],
     ) -> None:
-        """What the removed classes of ended sessions passed between the session's end and
-        the class's removal: added to the session (and its device's day and hour) at the
-        next flush, which the next tick makes."""
+        """What the released classes of ended sessions passed between the session's end and
+        the change's final reading: added to the session (and its device's day and hour) at
+        the next flush, which the next tick makes. A class that stays (the pool's, not in
+        ``removed``) may still pass what was queued for the session: it drains to it."""
         now = self.clock()
         when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
         for minor, (down, up) in final.items():
@@ -1526,6 +1587,8 @@ class SessionEngine:
             if got != (0, 0):
                 self._charge(live, got, 0.0, when)
                 self._late[live.session_id] = live
+            if minor not in removed:
+                self._draining[minor] = live
 
     # -- time without a real-time clock (issue #11) -----------------------------------------
 
