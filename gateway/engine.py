@@ -624,16 +624,18 @@ class SessionEngine:
                     and (mine.source is Source.TRUSTED) == (origin is Source.TRUSTED)
                 ):
                     return self._describe(db, mine, now)
-                before = []
-                for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
-                    before.append(self._wanted(old))
-                    self._end(db, old, EndReason.REPLACED, now)
-                db.flush()
+                # Refused before any running session ends: an end counts its bytes into
+                # memory and the session row, which a refusal's rollback would lose.
                 if until is None:
                     session_minutes = tier_cfg.session_minutes if minutes is None else minutes
                     until = now + dt.timedelta(minutes=session_minutes) if session_minutes else None
                 elif until <= now:
                     raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
+                before = []
+                for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
+                    before.append(self._wanted(old))
+                    self._end(db, old, EndReason.REPLACED, now)
+                db.flush()
                 sess = ClientSession(
                     mac=mac,
                     ip=ip,

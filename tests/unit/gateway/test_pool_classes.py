@@ -4,13 +4,16 @@ counts each session's own bytes although the class outlives it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import shaping
 from gateway.reconcile import Pool, Snapshot, Wanted, plan
+from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
@@ -210,3 +213,17 @@ def test_a_tick_starting_during_a_kick_waits_for_its_kernel_change(engine, datap
     tick.join(5)
     engine.tick(force_flush=True)
     assert _bytes_down(db) == [15_000]
+
+
+def test_a_refused_login_keeps_the_running_sessions_bytes(engine, datapath, db):
+    """An already-expired grant for a device with a running session is refused before that
+    session is ended: ending it first counted its bytes into a transaction the refusal
+    rolled back, and into nothing after."""
+    engine.authorize(ip=IP1, mac=MAC1)
+    datapath.traffic(IP1, down=6_000)
+    with pytest.raises(Refused) as err:
+        engine.authorize(ip=IP1, mac=MAC1, tier="premium", expires_at=dt.datetime(2026, 1, 1))
+    assert err.value.code is ErrorCode.EXPIRED
+    datapath.traffic(IP1, down=1_000)
+    engine.tick(force_flush=True)
+    assert _bytes_down(db) == [7_000]
