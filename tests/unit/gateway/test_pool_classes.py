@@ -211,6 +211,7 @@ def test_a_tick_starting_during_a_kick_waits_for_its_kernel_change(engine, datap
     go.set()
     kick.join(5)
     tick.join(5)
+    datapath.apply, datapath.counters = real_apply, real_counters
     engine.tick(force_flush=True)
     assert _bytes_down(db) == [15_000]
 
