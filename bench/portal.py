@@ -62,7 +62,7 @@ PROBE_HOST = "connectivitycheck.gstatic.com"
 class NullDataPath:
     """The engine's kernel port, doing nothing; the MAC of an address is derived from it."""
 
-    def install(self, wanted, blocked) -> None:
+    def install(self, wanted, blocked, pool=None) -> None:
         pass
 
     def snapshot(

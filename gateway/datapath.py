@@ -3,14 +3,20 @@
 The session engine speaks only in :class:`~gateway.reconcile.Plan` objects; this module turns
 a plan into kernel changes in a fixed order so that no packet ever meets a half-made state:
 
-1. create/change HTB classes (a map entry must never point at a missing class),
+1. create/change HTB classes (a map entry must never point at a missing class; the DHCP
+   pool's classes exist from start-up, so a login on the pool's tier changes none),
+   except the pool classes the plan releases (see step 5),
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
 4. conntrack entries of removed clients, and the walled (redirected) ones of new clients;
    then the removed clients' class-map entries (their last packets still meet their class),
 5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
-   passes them any more) and remove the classes.
+   enters them any more) and remove the classes that are not the pool's; a pool class stays
+   and only now goes back to the pool's rates (slowed while its session's download still
+   flowed, it would fill its queue). What was queued in a class at its final reading still
+   leaves it, and is counted, afterwards: the engine counts that to the ended session
+   (``SessionEngine._draining``).
 
 If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are undone and
 :class:`KernelError` is raised; the kernel is as it was.
@@ -27,7 +33,7 @@ from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
 from gateway.netlink_thread import OnOneThread
 from gateway.nftables import Nftables, parse_elements
-from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import Plan, Pool, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.ruleset import Client, Layout
 from gateway.tc import ClassReading, Shaper
@@ -62,10 +68,11 @@ class DataPath:
 
     # -- whole-table operations ------------------------------------------------------------
 
-    def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
-        """Start-up: HTB trees present, the table replaced atomically with the database's
-        clients already in it, then forwarding on; then the classes are reconciled (leaves
-        included: a tree an older gateway left is brought to today's handles)."""
+    def install(self, wanted: list[Wanted], blocked: set[str], pool: Pool | None = None) -> None:
+        """Start-up: HTB trees present with a class for every address of the DHCP pool, the
+        table replaced atomically with the database's clients already in it, then forwarding
+        on; then the classes are reconciled (leaves included: a tree an older gateway left is
+        brought to today's handles)."""
         if not shaping.shapeable(self.network):
             raise ConfigError(
                 "network.lan_address",
@@ -78,7 +85,7 @@ class DataPath:
         self.up.install()
         snap = self.snapshot(with_nft=False)
         # Classes first (nothing points at them yet), then the table in one transaction.
-        class_plan = make_plan(wanted, blocked, snap, self.network)
+        class_plan = make_plan(wanted, blocked, snap, self.network, pool)
         self._apply_classes(class_plan)
         # After a reboot the neighbour table is empty: the pins come back with the table.
         self._apply_pins(class_plan)
@@ -156,8 +163,6 @@ class DataPath:
         before the classes went: nothing more passes them, so nothing they passed is lost."""
         if plan.empty:
             return {}
-        self._apply_classes(plan)
-        self._apply_pins(plan)
         # A removed client's class-map entries go only after its connections are forgotten:
         # until then its established download still flows, and without the entry it would
         # pass the unclassified class, uncounted (tens of milliseconds of a running transfer
@@ -167,6 +172,28 @@ class DataPath:
             name: [ip for ip in ips if ip not in re_added.get(name, set())]
             for name, ips in plan.del_map.items()
         }
+        # The classes nothing points at any more: those that go, and the pool's that stay
+        # for the next session at that address.
+        released = {*plan.down_del, *plan.up_del}
+        for ips in held.values():
+            for ip in ips:
+                try:
+                    released.add(shaping.client_minor(ip, self.network))
+                except ValueError:  # an entry someone put there by hand, not a client's
+                    continue
+        # A pool class goes back to the pool's rates only once nothing points at it: slowed
+        # while its session's download still flows, it would fill its queue and drain it
+        # for a second after the session's end (counted, but the session is over).
+        back_to_pool = Plan(
+            down_set=[c for c in plan.down_set if c.minor in released and not c.new],
+            up_set=[c for c in plan.up_set if c.minor in released and not c.new],
+        )
+        first = Plan(
+            down_set=[c for c in plan.down_set if c not in back_to_pool.down_set],
+            up_set=[c for c in plan.up_set if c not in back_to_pool.up_set],
+        )
+        self._apply_classes(first)
+        self._apply_pins(plan)
         try:
             self.nft.apply(self._nft_commands(plan, held))
         except KernelError:
@@ -182,9 +209,20 @@ class DataPath:
             self.conntrack.flush_walled(client.ip, portal)
         self._release_class_maps(held)
         self._unpin(plan)
-        final = self._final_readings(sorted({*plan.down_del, *plan.up_del}))
+        final = self._final_readings(sorted(released))
         self._delete_classes(plan)
+        self._back_to_pool(back_to_pool)
         return final
+
+    def _back_to_pool(self, plan: Plan) -> None:
+        """The pool's rates for classes nothing points at. A failure is logged: the next
+        tick's reconcile puts them right (the next login at the address does anyway)."""
+        if plan.empty:
+            return
+        try:
+            self._apply_classes(plan)
+        except KernelError as exc:
+            log.warning("pool classes back to the pool's rates: %s", exc)
 
     def _final_readings(
         self, minors: list[int]

@@ -19,15 +19,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import shaping
-from gateway.reconcile import Plan, Snapshot, Wanted
+from gateway.reconcile import Plan, Pool, Snapshot, Wanted, pool_of
 from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
@@ -88,7 +91,9 @@ UNLIMITED_TIER = "unlimited"
 class DataPathPort(Protocol):
     """What the engine needs from the kernel (the real one is gateway.datapath.DataPath)."""
 
-    def install(self, wanted: list[Wanted], blocked: set[str]) -> None: ...
+    def install(
+        self, wanted: list[Wanted], blocked: set[str], pool: Pool | None = None
+    ) -> None: ...
     def snapshot(
         self,
         with_nft: bool = True,
@@ -189,6 +194,9 @@ class SessionEngine:
         self.dp = datapath
         self.clock = clock
         self.network = config.network.lan_network
+        # The DHCP pool's classes exist from start-up (part of the desired state): a login
+        # finds its class there, a session's end puts it back to the pool's rates.
+        self.pool = pool_of(config)
         self.lock = threading.RLock()
         self.live: dict[int, _Live] = {}  # session id → accounting
         self.pending: dict[tuple[str, dt.date, str], _Pending] = {}  # (mac, local day, tier)
@@ -198,11 +206,19 @@ class SessionEngine:
         # pass until the change removes them is theirs (see _count_final).
         self._ending: dict[int, _Live] = {}
         self._late: dict[int, _Live] = {}  # session id → bytes counted after its end
+        # Pool classes whose session ended, by minor: HTB counts a packet when it leaves the
+        # class, so what was queued at the session's final reading leaves (and is counted)
+        # afterwards. Until a tick sees the class pass nothing, or the next session takes
+        # the class, what it passes is the ended session's (see _settle_drain).
+        self._draining: dict[int, _Live] = {}
         # During a tick: one query for the day's usage rows instead of one per session.
         self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
         self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
         self._last_tick: dt.datetime | None = None
+        self.tick_phases: dict[str, float] = {}  # the last tick's phases, in milliseconds
         self._generation = 0  # bumped by every kernel change
+        # The classes kernel changes touched since the tick's kernel read began.
+        self._touched: set[int] = set()
         self._last_flush = time.monotonic()
         self.started_at: dt.datetime | None = None
         self.end_hooks: builtins.list[EndHook] = []  # RADIUS accounting (gateway/radius.py)
@@ -332,8 +348,14 @@ class SessionEngine:
         unblock: Iterable[str] = (),
     ) -> Plan:
         """The plan that turns ``before`` into ``after`` for just these clients: O(1) in the
-        number of other sessions."""
+        number of other sessions. A pool address's class is there already, at the pool's
+        rates when no session is at it (the tick's reconcile sees to that)."""
+        after = list(after)
         snap = Snapshot(pinned={w.ip: w.mac for w in before})
+        touched = {shaping.client_minor(w.ip, self.network) for w in (*before, *after)}
+        pool = self.pool.only(touched)
+        for minor, (down, up) in pool.items():
+            snap.down_ceil[minor], snap.up_ceil[minor] = down, up
         for w in before:
             minor = shaping.client_minor(w.ip, self.network)
             snap.authorized.add((w.ip, w.mac))
@@ -341,7 +363,7 @@ class SessionEngine:
             snap.down_ceil[minor] = w.down_kbps
             snap.up_ceil[minor] = w.up_kbps
         snap.blocked = set(unblock)
-        return make_plan(list(after), set(block), snap, self.network)
+        return make_plan(after, set(block), snap, self.network, pool)
 
     def _active(self, db: Session) -> list[ClientSession]:
         return list(db.scalars(select(ClientSession).where(ClientSession.ended_at.is_(None))))
@@ -351,17 +373,25 @@ class SessionEngine:
 
     @contextlib.contextmanager
     def _usage_of(
-        self, db: Session, day: dt.date, mac: str | None = None, known: bool = True
+        self,
+        db: Session,
+        day: dt.date,
+        mac: str | None = None,
+        known: bool = True,
+        running: Iterable[str] | None = None,
     ) -> Iterator[None]:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
-        a device never seen before (``known=False``) has none to load."""
+        a device never seen before (``known=False``) has none to load. ``running``: the
+        MACs of the running sessions, when the caller has them (saves loading them again)."""
         rows: dict[tuple[str, str], DailyUsage] = {}
         # The free allowance follows the device identity (hotspot/identity.py): a MAC's
         # usage is counted together with every other MAC of its identity.
         if mac is not None:
             groups = macs_of(db.connection(), [mac])
         else:
-            groups = macs_of(db.connection(), {s.mac for s in self._active(db)})
+            if running is None:
+                running = {s.mac for s in self._active(db)}
+            groups = macs_of(db.connection(), set(running))
         if known or len(groups.get(mac or "", ())) > 1:
             q = select(DailyUsage).where(DailyUsage.day == day)
             if mac is not None:
@@ -472,12 +502,15 @@ class SessionEngine:
         self._charge(live, got, 0.0, (now, self.today(now), hour))
 
     def _track(self, sess: ClientSession, baseline: bool) -> None:
+        """``baseline``: the class existed before the session, and counts on from its last
+        reading (the previous session's final one, or start-up's); a class never read, or
+        brand-new, counts from zero."""
         minor = shaping.client_minor(sess.ip, self.network)
         self.live[sess.id] = _Live(sess.id, sess.mac, sess.ip, sess.tier, minor, sess.voucher_id)
-        if not baseline:
-            # A brand-new class starts counting at zero.
-            self._last_raw[("down", minor)] = (0, 0)
-            self._last_raw[("up", minor)] = (0, 0)
+        self._draining.pop(minor, None)  # the class is this session's from here on
+        for direction in ("down", "up"):
+            if not baseline or (direction, minor) not in self._last_raw:
+                self._last_raw[(direction, minor)] = (0, 0)
 
     # -- start-up --------------------------------------------------------------------------
 
@@ -494,7 +527,7 @@ class SessionEngine:
                 active = self._active(db)
                 blocked = self._blocked(db)
                 self._speed_edges(now)
-                self.dp.install([self._wanted(s, now) for s in active], blocked)
+                self.dp.install([self._wanted(s, now) for s in active], blocked, self.pool)
                 for sess in active:
                     self._track(sess, baseline=True)
                 self._load_resumable(db, now)
@@ -591,16 +624,18 @@ class SessionEngine:
                     and (mine.source is Source.TRUSTED) == (origin is Source.TRUSTED)
                 ):
                     return self._describe(db, mine, now)
-                before = []
-                for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
-                    before.append(self._wanted(old))
-                    self._end(db, old, EndReason.REPLACED, now)
-                db.flush()
+                # Refused before any running session ends: an end counts its bytes into
+                # memory and the session row, which a refusal's rollback would lose.
                 if until is None:
                     session_minutes = tier_cfg.session_minutes if minutes is None else minutes
                     until = now + dt.timedelta(minutes=session_minutes) if session_minutes else None
                 elif until <= now:
                     raise Refused("that access has already expired", code=ErrorCode.EXPIRED)
+                before = []
+                for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
+                    before.append(self._wanted(old))
+                    self._end(db, old, EndReason.REPLACED, now)
+                db.flush()
                 sess = ClientSession(
                     mac=mac,
                     ip=ip,
@@ -627,11 +662,16 @@ class SessionEngine:
                     ) from None
                 if on_start is not None:
                     on_start(db, sess, now)
+                # What the class passed since its last session's final reading is that
+                # session's; from the reading taken here on, it is this session's.
+                self._settle_drain(shaping.client_minor(ip, self.network), now)
                 # Kernel last: if it fails, the transaction rolls back and nothing changed.
-                self._apply(self._change(before, [self._wanted(sess)]))
-                # At an address a session just ended at, the class stays and counts on from
-                # that session's final reading; elsewhere the class is new and counts from 0.
-                self._track(sess, baseline=any(w.ip == ip for w in before))
+                change = self._change(before, [self._wanted(sess)])
+                self._apply(change)
+                # A class that was there (the pool's, or one a session just ended at) counts
+                # on from its last reading; a class made for this session counts from 0.
+                made = any(c.new for c in (*change.down_set, *change.up_set))
+                self._track(sess, baseline=not made)
                 self.resumable.pop(mac, None)  # a session of its own now
                 log.info(
                     "session %d: %s at %s authorized on %s (%s)",
@@ -1099,19 +1139,41 @@ class SessionEngine:
     def tick(self, force_flush: bool = False) -> TickReport:
         """Account, expire, flush when due, and reconcile the kernel with the database.
 
-        The kernel is read before the lock is taken (a full read costs tens of milliseconds
-        with a thousand clients, and logins must not wait for it); if any operation changed
-        the kernel meanwhile, it is read again under the lock.
+        The engine lock is held only for the database part (accounting, expiry, the flush)
+        and the kernel change of the sessions that end; the kernel is read before it is
+        taken (a full read costs tens of milliseconds with thousands of clients, and logins
+        must not wait for it), and the reconcile's plan is worked out after it is released.
+        When an operation changed the kernel during the read, the classes it touched are
+        left out of this tick's accounting (the next tick counts them) and the reconcile
+        waits for the next tick; so does it when the plan was worked out while an operation
+        changed the kernel (the reconcile is a repair: nothing waits for it). Each phase's
+        time is kept in :attr:`tick_phases` (milliseconds).
         """
         report = TickReport()
-        generation = self._generation
+        phases: dict[str, float] = {}
+        started = time.perf_counter()
+        # Under the lock: an operation's kernel change (always under it) is then either
+        # wholly before this point, or it bumps the generation and lists its classes after.
+        with self.lock:
+            generation = self._generation
+            self._touched = set()
         readings = self.dp.counters()
         snap = self.dp.snapshot(readings=readings)
+        phases["kernel_read"] = _ms_since(started)
+        ended: builtins.list[Wanted] = []
         with self.lock:
-            if generation != self._generation:
-                readings = self.dp.counters()
-                snap = self.dp.snapshot(readings=readings)
+            locked = time.perf_counter()
             down, up = readings
+            # An operation changed the kernel during the read (not read again here: that
+            # took seconds under the lock with thousands of classes): the classes it touched
+            # are counted at the next tick, from the readings the operation left (a session's
+            # final one, a new class's zero), and the snapshot is too old to reconcile with.
+            stale = generation != self._generation
+            touched: set[int] = set()
+            if stale:
+                touched = self._touched
+                down = {m: r for m, r in down.items() if m not in touched}
+                up = {m: r for m, r in up.items() if m not in touched}
             now = self.clock()
             stepped = self.clock_watch.step(now) if self._epoch_start is not None else None
             speed_edges = self._speed_edges(now)
@@ -1119,24 +1181,35 @@ class SessionEngine:
             # clock stepped forward by days must not charge days to the free tier.
             elapsed = self.tick_clock.step()
             self._last_tick = now
-            with self._kept_if_unwritten(snap) as keep, Session(self.db) as db, db.begin():
+            with (
+                self._kept_if_unwritten(None if stale else snap) as keep,
+                Session(self.db) as db,
+                db.begin(),
+            ):
                 self._watch_clock(db, now, stepped)
                 active = self._active(db)
                 for sess in active:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
+                t = time.perf_counter()
                 self._account(active, down, up, elapsed, now)
+                self._account_drains(down, up, touched, now)
                 self._count_online(db, active, self.online_clock.step(), now)
                 keep()
+                phases["account"] = _ms_since(t)
+                t = time.perf_counter()
                 vouchers = self._voucher_bytes(
                     db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
                 )
-                with self._usage_of(db, self.today(now)):
+                running = {s.mac for s in active}
+                with self._usage_of(db, self.today(now), running=running):
                     for sess in active:
                         reason = self._expiry(db, sess, now, vouchers)
                         if reason is not None:
+                            ended.append(self._wanted(sess, now))
                             self._end(db, sess, reason, now)
                             report.ended.append((sess.id, reason.value))
+                phases["expiry"] = _ms_since(t)
                 for tick_hook in self.tick_hooks:
                     tick_hook(db, [s for s in active if s.ended_at is None], now)
                 due = (
@@ -1145,19 +1218,54 @@ class SessionEngine:
                     or self._late
                     or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
                 )
+                t = time.perf_counter()
                 if due:
                     self._flush(db, active)
                     report.flushed = True
                 wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
                 blocked = self._blocked(db)
-            report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
-            lan = _Neighbours(self.dp)  # at most one neighbour dump for both
-            self._admit_trusted(lan=lan)
-            self._admit_resumable(lan)
+                phases["flush"] = _ms_since(t)
+            if ended:
+                # The sessions that ended leave the kernel now, as a kick does: a change of
+                # their own, whatever the number of other sessions.
+                t = time.perf_counter()
+                try:
+                    change = self._change(ended, [])
+                    self._apply(change)
+                    report.plan = change.summary()
+                except KernelError as exc:  # the kernel was not what we left: look at it all
+                    log.warning("ending sessions: %s; reconciling", exc)
+                    self._reconcile(wanted, blocked, self.dp.snapshot())
+                phases["expiry_kernel"] = _ms_since(t)
+            generation = self._generation
+            phases["lock_held"] = _ms_since(locked)
+        # A tick whose sessions ended changed the kernel after its read, an operation may
+        # have changed it during the read: then the next tick looks.
+        t = time.perf_counter()
+        fresh = not ended and not stale
+        plan = make_plan(wanted, blocked, snap, self.network, self.pool) if fresh else None
+        phases["reconcile_plan"] = _ms_since(t)
+        if plan is not None and not plan.empty:
+            with self.lock:
+                t = time.perf_counter()
+                if generation == self._generation:
+                    report.plan = self._reconcile(
+                        wanted, blocked, snap, expected=bool(speed_edges), made=plan
+                    )
+                else:
+                    log.debug("reconcile: the kernel changed meanwhile; the next tick looks")
+                phases["reconcile_apply"] = _ms_since(t)
+        t = time.perf_counter()
+        lan = _Neighbours(self.dp)  # at most one neighbour dump for both
+        self._admit_trusted(lan=lan)
+        self._admit_resumable(lan)
+        phases["admit"] = _ms_since(t)
+        phases["total"] = _ms_since(started)
+        self.tick_phases = phases
         return report
 
     @contextlib.contextmanager
-    def _kept_if_unwritten(self, snap: Snapshot) -> Iterator[Callable[[], None]]:
+    def _kept_if_unwritten(self, snap: Snapshot | None) -> Iterator[Callable[[], None]]:
         """Around a tick's write: when it cannot be written (the storage is full, say), the
         bytes counted since the last flush stay in memory for the next one (``keep()`` marks
         what to go back to), and the kernel is still made to match what the database holds —
@@ -1180,7 +1288,7 @@ class SessionEngine:
                 active = self._active(db)
                 wanted = [self._wanted(s) for s in active]
                 blocked = self._blocked(db)
-            self._reconcile(wanted, blocked, snap)
+            self._reconcile(wanted, blocked, snap if snap is not None else self.dp.snapshot())
             raise
 
     def _account(
@@ -1199,6 +1307,48 @@ class SessionEngine:
                 self._delta("up", live.minor, up.get(live.minor)),
             )
             self._charge(live, got, elapsed, when)
+
+    def _account_drains(
+        self,
+        down: dict[int, ClassReading],
+        up: dict[int, ClassReading],
+        touched: set[int],
+        now: dt.datetime,
+    ) -> None:
+        """What the classes of ended sessions passed since their last reading (their queue
+        draining) is theirs, counted late; a class that passed nothing is drained. A class
+        an operation touched during the kernel read waits for the next tick."""
+        when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
+        for minor, live in list(self._draining.items()):
+            if minor in touched:
+                continue
+            got = (
+                self._delta("down", minor, down.get(minor)),
+                self._delta("up", minor, up.get(minor)),
+            )
+            if got == (0, 0):
+                del self._draining[minor]
+                continue
+            self._charge(live, got, 0.0, when)
+            self._late[live.session_id] = live
+
+    def _settle_drain(self, minor: int, now: dt.datetime) -> None:
+        """Before the next session takes a class whose last session's queue may still be
+        draining: one reading of the class, what it passed since the last one counted to
+        the session that ended. Nothing to do (no kernel read) once a tick saw it drained."""
+        live = self._draining.pop(minor, None)
+        if live is None:
+            return
+        try:
+            down, up = self.dp.class_counters(minor)
+        except KernelError as exc:  # the new session counts on from the last reading
+            log.warning("final counters of session %d: %s", live.session_id, exc)
+            return
+        got = (self._delta("down", minor, down), self._delta("up", minor, up))
+        if got != (0, 0):
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            self._charge(live, got, 0.0, (now, self.today(now), hour))
+            self._late[live.session_id] = live
 
     def _delta(self, direction: str, minor: int, reading: ClassReading | None) -> int:
         """IP-layer bytes a class passed since its last reading."""
@@ -1269,41 +1419,98 @@ class SessionEngine:
         return None
 
     def _flush(self, db: Session, active: builtins.list[ClientSession]) -> None:
+        """Write what was counted since the last flush: Core statements, one executemany
+        per table (the ORM's unit of work cost seconds per thousand sessions: a SELECT per
+        usage row, an UPDATE per object). The ORM objects of ``active`` are updated in
+        memory too, so that the rest of the transaction sees the totals."""
         for sid, late in self._late.items():
             ended = db.get(ClientSession, sid)
             if ended is not None:
                 ended.bytes_down += late.bytes_down
                 ended.bytes_up += late.bytes_up
+            # A draining class may count more for it at a later tick: only that, then.
+            late.bytes_down = late.bytes_up = 0
         self._late.clear()
+        sessions = []
         for sess in active:
             live = self.live.get(sess.id)
-            if live is None:
+            if live is None or sess.ended_at is not None:
                 continue
-            sess.bytes_down += live.bytes_down
-            sess.bytes_up += live.bytes_up
-            if live.last_activity:
-                sess.last_activity_at = live.last_activity
+            if not (live.bytes_down or live.bytes_up or live.last_activity):
+                continue
+            last = live.last_activity or sess.last_activity_at
+            sessions.append(
+                {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
+            )
+            # Written below by the Core statement: set as already committed, not dirty.
+            set_committed_value(sess, "bytes_down", sess.bytes_down + live.bytes_down)
+            set_committed_value(sess, "bytes_up", sess.bytes_up + live.bytes_up)
+            set_committed_value(sess, "last_activity_at", last)
             live.bytes_down = live.bytes_up = 0
-        for (mac, day, tier), p in self.pending.items():
-            row = db.get(DailyUsage, (mac, day, tier))
-            if row is None:
-                row = DailyUsage(mac=mac, day=day, tier=tier, seconds=0, bytes_down=0, bytes_up=0)
-                db.add(row)
-            row.seconds += int(round(p.seconds))
-            row.bytes_down += p.bytes_down
-            row.bytes_up += p.bytes_up
-        for (mac, hour), p in self.pending_hourly.items():
-            hourly = db.get(HourlyUsage, (mac, hour))
-            if hourly is None:
-                hourly = HourlyUsage(mac=mac, hour=hour, seconds=0, bytes_down=0, bytes_up=0)
-                db.add(hourly)
-            hourly.seconds += int(round(p.seconds))
-            hourly.bytes_down += p.bytes_down
-            hourly.bytes_up += p.bytes_up
+        table = cast(Table, ClientSession.__table__)
+        if sessions:
+            db.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("sid"))
+                .values(
+                    bytes_down=table.c.bytes_down + bindparam("down"),
+                    bytes_up=table.c.bytes_up + bindparam("up"),
+                    last_activity_at=bindparam("last"),
+                ),
+                sessions,
+            )
+        daily = [
+            {
+                "mac": mac,
+                "day": day,
+                "tier": tier,
+                "seconds": int(round(p.seconds)),
+                "bytes_down": p.bytes_down,
+                "bytes_up": p.bytes_up,
+            }
+            for (mac, day, tier), p in self.pending.items()
+        ]
+        hourly = [
+            {
+                "mac": mac,
+                "hour": hour,
+                "seconds": int(round(p.seconds)),
+                "bytes_down": p.bytes_down,
+                "bytes_up": p.bytes_up,
+            }
+            for (mac, hour), p in self.pending_hourly.items()
+        ]
+        self._add_usage(db, DailyUsage, ["mac", "day", "tier"], daily)
+        self._add_usage(db, HourlyUsage, ["mac", "hour"], hourly)
         self.pending.clear()
         self.pending_hourly.clear()
         self._flush_online(db)
         self._last_flush = time.monotonic()
+
+    @staticmethod
+    def _add_usage(
+        db: Session, model: Any, keys: builtins.list[str], rows: builtins.list[dict[str, Any]]
+    ) -> None:
+        """Add ``rows``' seconds and bytes to the usage table of ``model`` (rows made where
+        missing): one INSERT … ON CONFLICT DO UPDATE, SQLite and PostgreSQL alike. The
+        day's rows the tick loaded (``_day_rows``) are brought up to date in memory."""
+        if not rows:
+            return
+        conn = db.connection()
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        table = model.__table__
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={
+                c: table.c[c] + getattr(stmt.excluded, c)
+                for c in ("seconds", "bytes_down", "bytes_up")
+            },
+        )
+        conn.execute(stmt, rows)
+        for obj in list(db.identity_map.values()):
+            if isinstance(obj, model):
+                db.expire(obj)
 
     def reconcile(self) -> str:
         """Make the kernel match the database now; returns a summary of what had to change."""
@@ -1321,13 +1528,17 @@ class SessionEngine:
         blocked: set[str],
         snap: Snapshot,
         expected: bool = False,
+        made: Plan | None = None,
     ) -> str:
-        """``expected``: a speed window began or ended, so classes are due to change."""
+        """``expected``: a speed window began or ended, so classes are due to change;
+        ``made``: the plan, already worked out from these."""
         wanted_ips = {w.ip for w in wanted}
         for sid, live in list(self.live.items()):
             if live.ip not in wanted_ips:
                 self.live.pop(sid)
-        plan = make_plan(wanted, blocked, snap, self.network)
+        plan = (
+            made if made is not None else make_plan(wanted, blocked, snap, self.network, self.pool)
+        )
         if plan.empty:
             return ""
         if expected:
@@ -1341,19 +1552,33 @@ class SessionEngine:
         """Every kernel change goes through here, so that a tick whose kernel read overlapped
         it (before, during or after) sees the generation move and reads again."""
         self._generation += 1
+        self._touched |= self._minors_of(plan)
         try:
             final = self.dp.apply(plan)
-            self._count_late(final)
+            self._count_late(final, removed={*plan.down_del, *plan.up_del})
         finally:
             self._generation += 1
             self._ending.clear()  # a class that stayed counts on for its next session
 
+    def _minors_of(self, plan: Plan) -> set[int]:
+        """The client classes a change touches (made, changed, removed, or their session's
+        start or end read them)."""
+        minors = {c.minor for c in (*plan.down_set, *plan.up_set)}
+        minors.update(plan.down_del, plan.up_del)
+        for c in (*plan.add_clients, *plan.del_clients):
+            with contextlib.suppress(ValueError):
+                minors.add(shaping.client_minor(c.ip, self.network))
+        return minors
+
     def _count_late(
-        self, final: dict[int, tuple[ClassReading | None, ClassReading | None]]
+        self,
+        final: dict[int, tuple[ClassReading | None, ClassReading | None]],
+        removed: set[int],
     ) -> None:
-        """What the removed classes of ended sessions passed between the session's end and
-        the class's removal: added to the session (and its device's day and hour) at the
-        next flush, which the next tick makes."""
+        """What the released classes of ended sessions passed between the session's end and
+        the change's final reading: added to the session (and its device's day and hour) at
+        the next flush, which the next tick makes. A class that stays (the pool's, not in
+        ``removed``) may still pass what was queued for the session: it drains to it."""
         now = self.clock()
         when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
         for minor, (down, up) in final.items():
@@ -1364,6 +1589,8 @@ class SessionEngine:
             if got != (0, 0):
                 self._charge(live, got, 0.0, when)
                 self._late[live.session_id] = live
+            if minor not in removed:
+                self._draining[minor] = live
 
     # -- time without a real-time clock (issue #11) -----------------------------------------
 
@@ -1660,3 +1887,7 @@ class SessionEngine:
             out["bytes_remaining"] = min(bytes_left) if bytes_left else None
             out["seconds_remaining"] = min(remaining) if remaining else None
         return out
+
+
+def _ms_since(t: float) -> float:
+    return (time.perf_counter() - t) * 1000

@@ -2,6 +2,11 @@
 
 Set arithmetic only, so running it twice is the same as running it once, and a plan for an
 already reconciled kernel is empty.
+
+The desired HTB classes are those of the running sessions (at their rates) *and* one for
+every address of the DHCP pool (the :class:`Pool`, at the pool's rates, with its leaf): a
+login then finds its class already there, and a session's end puts its class back to the
+pool's rates instead of removing it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,11 @@ from dataclasses import dataclass, field
 
 from gateway import shaping
 from gateway.ruleset import Client
+from hotspot.config import Config
+
+# The tier whose rates the pool's classes have between sessions (when the configuration has
+# it; else the first tier): most logins are on it, and then a login changes no class at all.
+POOL_TIER = "free"
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,52 @@ class Wanted:
     mac: str
     down_kbps: int
     up_kbps: int
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The client classes that exist whether or not anybody is logged in: host indexes
+    ``first``..``last`` (the DHCP range) at ``down_kbps``/``up_kbps``."""
+
+    first: int
+    last: int
+    down_kbps: int
+    up_kbps: int
+
+    @property
+    def minors(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def __contains__(self, minor: object) -> bool:
+        return isinstance(minor, int) and self.first <= minor <= self.last
+
+    def only(self, minors: set[int]) -> dict[int, tuple[int, int]]:
+        """minor → (down, up) pool rates of those of ``minors`` in the pool."""
+        return {m: (self.down_kbps, self.up_kbps) for m in minors if m in self}
+
+    @classmethod
+    def from_range(
+        cls, start: str, end: str, network: ipaddress.IPv4Network, down_kbps: int, up_kbps: int
+    ) -> Pool:
+        return cls(
+            shaping.client_minor(start, network),
+            shaping.client_minor(end, network),
+            down_kbps,
+            up_kbps,
+        )
+
+
+def pool_of(config: Config) -> Pool:
+    """The configuration's DHCP range, at the rates of :data:`POOL_TIER`."""
+    tiers = config.tiers
+    tier = tiers.get(POOL_TIER) or next(iter(tiers.values()))
+    return Pool.from_range(
+        str(config.dhcp.range_start),
+        str(config.dhcp.range_end),
+        config.network.lan_network,
+        tier.down_kbps,
+        tier.up_kbps,
+    )
 
 
 @dataclass
@@ -115,8 +171,14 @@ def _class_changes(
 
 
 def plan(
-    wanted: list[Wanted], blocked: set[str], snap: Snapshot, network: ipaddress.IPv4Network
+    wanted: list[Wanted],
+    blocked: set[str],
+    snap: Snapshot,
+    network: ipaddress.IPv4Network,
+    pool: Pool | dict[int, tuple[int, int]] | None = None,
 ) -> Plan:
+    """``pool``: the pool classes that must exist (minor → (down, up) kbps) besides the
+    sessions' — all of them (a :class:`Pool`), or only those a change touches (a dict)."""
     p = Plan()
     minors = {w.ip: shaping.client_minor(w.ip, network) for w in wanted}
     want_pairs = {(w.ip, w.mac) for w in wanted}
@@ -146,10 +208,17 @@ def plan(
         }
         p.del_pins = sorted(set(snap.pinned) - set(want_pins))
 
-    p.down_set, p.down_del = _class_changes(
-        {minors[w.ip]: w.down_kbps for w in wanted}, snap.down_ceil, snap.down_stale_leaves
-    )
-    p.up_set, p.up_del = _class_changes(
-        {minors[w.ip]: w.up_kbps for w in wanted}, snap.up_ceil, snap.up_stale_leaves
-    )
+    want_down: dict[int, int] = {}
+    want_up: dict[int, int] = {}
+    if isinstance(pool, Pool):
+        want_down = dict.fromkeys(pool.minors, pool.down_kbps)
+        want_up = dict.fromkeys(pool.minors, pool.up_kbps)
+    elif pool:
+        want_down = {m: rates[0] for m, rates in pool.items()}
+        want_up = {m: rates[1] for m, rates in pool.items()}
+    for w in wanted:
+        want_down[minors[w.ip]] = w.down_kbps
+        want_up[minors[w.ip]] = w.up_kbps
+    p.down_set, p.down_del = _class_changes(want_down, snap.down_ceil, snap.down_stale_leaves)
+    p.up_set, p.up_del = _class_changes(want_up, snap.up_ceil, snap.up_stale_leaves)
     return p

@@ -219,6 +219,7 @@ class Testbed:
         """The hotspot.toml tables of the real gateway on this testbed: its bridge, uplink
         and LAN address, a backhaul of ``uplink_kbps`` each way, its database and control
         socket in ``workdir``, a tick of half a second (so that waiting for one is short)."""
+        net = ipaddress.IPv4Interface(self.lan_address).network
         return {
             "network": {
                 "lan_interface": "br-lan",
@@ -230,6 +231,13 @@ class Testbed:
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": str(Path(workdir) / "control.sock")},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": flush_seconds},
+            # A small DHCP pool (hosts 10-40, the phones among them): the gateway makes a
+            # class and a leaf for every pool address at start-up, and a /22's thousand
+            # would cost every test's start seconds (addresses outside get theirs at login).
+            "dhcp": {
+                "range_start": str(net.network_address + 10),
+                "range_end": str(net.network_address + 40),
+            },
         }
 
     # -- building --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ class FakeDataPath:
         self.installs = 0
         self.fail_next_apply: Exception | None = None
 
-    def install(self, wanted: list[Wanted], blocked: set[str]) -> None:
+    def install(self, wanted: list[Wanted], blocked: set[str], pool=None) -> None:
         from gateway.reconcile import plan
 
         self.installs += 1
@@ -33,7 +33,7 @@ class FakeDataPath:
             up_ceil=dict(self.state.up_ceil),
             pinned=dict(self.state.pinned or {}),
         )
-        self.apply(plan(wanted, blocked, self.state, self.network))
+        self.apply(plan(wanted, blocked, self.state, self.network, pool))
 
     def snapshot(self, with_nft: bool = True, readings=None) -> Snapshot:
         s = self.state
@@ -51,8 +51,16 @@ class FakeDataPath:
         if self.fail_next_apply is not None:
             exc, self.fail_next_apply = self.fail_next_apply, None
             raise exc
-        # The final readings of the classes it removes (the real one reads them last).
-        final = {m: FakeDataPath.class_counters(self, m) for m in {*plan.down_del, *plan.up_del}}
+        # The final readings of the classes it removes or releases (nothing points at them
+        # any more: the real one reads them last).
+        kept = {ip for entries in plan.add_map.values() for ip in entries}
+        released = {*plan.down_del, *plan.up_del} | {
+            shaping.client_minor(ip, self.network)
+            for ips in plan.del_map.values()
+            for ip in ips
+            if ip not in kept
+        }
+        final = {m: FakeDataPath.class_counters(self, m) for m in released}
         s = self.state
         for c in plan.del_clients:
             s.authorized.discard((c.ip, c.mac))
@@ -108,8 +116,15 @@ class FakeDataPath:
         return out[0], out[1]
 
     def class_counters(self, minor: int):
-        down, up = self.counters()
-        return down.get(minor), up.get(minor)
+        out = []
+        for direction, ceil in (("down", self.state.down_ceil), ("up", self.state.up_ceil)):
+            kbps = ceil.get(minor)
+            out.append(
+                None
+                if kbps is None
+                else ClassReading(minor, kbps, *self.frames.get((direction, minor), (0, 0)))
+            )
+        return out[0], out[1]
 
     def mac_of(self, ip: str) -> str | None:
         return self.neighbours.get(ip)

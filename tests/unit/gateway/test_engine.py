@@ -59,7 +59,7 @@ def test_new_address_moves_the_device(engine, datapath, db):
     engine.authorize(ip=IP1, mac=MAC1)
     engine.authorize(ip=IP2, mac=MAC1)
     assert datapath.state.authorized == {(IP2, MAC1)}
-    assert set(datapath.state.down_ceil) == {0xC}
+    assert datapath.state.down_map == {IP2: "1:c"}  # the pool's class 1:b stays, unused
     assert datapath.applied[-1].flush_ips == [IP1]
 
 
@@ -97,7 +97,7 @@ def test_session_timeout(engine, datapath, clock, db):
     assert engine.tick().ended == []
     clock.advance(seconds=1)
     assert engine.tick().ended[0][1] == "session-timeout"
-    assert datapath.state.authorized == set() and datapath.state.down_ceil == {}
+    assert datapath.state.authorized == set() and datapath.state.down_map == {}
 
 
 def test_idle_timeout_counts_from_last_traffic(engine, datapath, clock):

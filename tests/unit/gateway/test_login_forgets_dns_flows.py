@@ -43,7 +43,8 @@ class FakeNft:
 
 def datapath():
     dp = object.__new__(DataPath)
-    dp.layout = Layout.from_config(config_mod.load())
+    cfg = config_mod.load()
+    dp.layout, dp.network = Layout.from_config(cfg), cfg.network.lan_network
     dp.conntrack, dp.nft = FakeConntrack(), FakeNft()
     dp.down, dp.up = FakeShaper(), FakeShaper()
     return dp
