@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hotspot.timeutil import iso, parse_utc
+from hotspot.version import SOFTWARE_VERSION
 
 PROTOCOL = 1
 INGEST_PATH = "/ingest/v1/batch"
@@ -259,6 +260,11 @@ FIELDS = {
     "outage": {"kind", "started_at", "ended_at", "cause", "rev"},
 }
 OUTAGE_CAUSES = ("link", "unreachable")
+# Keys a record may carry or leave out: added after gateways were in the field, so an older
+# gateway's batches (without them) still ingest.
+OPTIONAL_FIELDS: dict[str, set[str]] = {
+    "health": {"software_version"},  # issue #15 item 5: hotspot.version.software_version()
+}
 
 
 def validate_record(rec: Any) -> dict[str, Any]:
@@ -268,7 +274,7 @@ def validate_record(rec: Any) -> dict[str, Any]:
     kind = rec.get("kind")
     if kind not in FIELDS:
         raise WireError(f"unknown kind {str(kind)[:20]!r}")
-    extra = set(rec) - FIELDS[kind]
+    extra = set(rec) - FIELDS[kind] - OPTIONAL_FIELDS.get(kind, set())
     missing = FIELDS[kind] - set(rec)
     if extra or missing:
         raise WireError(
@@ -303,6 +309,11 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
             "clients_online": _int(rec, "clients_online", 0, 1 << 20),
             "backlog": _int(rec, "backlog", 0, 1 << 40),
+            "software_version": (
+                None
+                if rec.get("software_version") is None
+                else _str(rec, "software_version", SOFTWARE_VERSION)
+            ),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from hotspot.config import Config
 from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
+from hotspot.version import software_version
 
 log = logging.getLogger(__name__)
 
@@ -88,4 +89,5 @@ def sample(
         "uplink_ms": ms,
         "clients_online": clients_online(db),
         "backlog": backlog,
+        "software_version": software_version(),
     }
