@@ -113,7 +113,7 @@ def make_backup(database: Path, target: Path | None = None, *, tag: str = "manua
             target = target.with_name(f"{Path(name).stem}-{n}{Path(name).suffix}")
     if target.exists():
         raise BackupError(f"{target} exists already: not overwritten")
-    target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o770, parents=True, exist_ok=True)  # the group of the database
     part = target.with_name(target.name + ".part")
     part.unlink(missing_ok=True)
     try:
