@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 from hotspot.errors import HotspotError
@@ -93,9 +94,13 @@ def _same_owner(database: Path, path: Path) -> None:
     hashes): its mode, and its owner when root makes it for the service's user."""
     st = database.stat()
     os.chmod(path, st.st_mode & 0o660)
-    if os.geteuid() == 0:
-        os.chown(path, st.st_uid, st.st_gid)
-        os.chown(path.parent, st.st_uid, st.st_gid)
+    if os.geteuid() == 0 and (path.stat().st_uid, path.stat().st_gid) != (st.st_uid, st.st_gid):
+        try:
+            os.chown(path, st.st_uid, st.st_gid)
+        except PermissionError:
+            # The gateway's root has no CAP_CHOWN (docs/provisioning.md): the copy stays
+            # root's, mode 0660 at most, which is no wider than the database.
+            log.info("backup %s left with its maker as owner", path)
 
 
 def make_backup(database: Path, target: Path | None = None, *, tag: str = "manual") -> Path:
@@ -131,9 +136,21 @@ def make_backup(database: Path, target: Path | None = None, *, tag: str = "manua
     return target
 
 
+# A ``.part`` this old is what a power cut in the middle of a backup left behind.
+STALE_PART_SECONDS = 3600
+
+
 def prune_automatic(database: Path, keep: int = KEEP_AUTOMATIC) -> list[Path]:
     """Delete all but the newest ``keep`` automatic backups of ``database`` (manual ones
-    stay); the deleted paths."""
+    stay) and the half-made copies interrupted backups left; the deleted paths."""
+    now = time.time()
+    stale = [
+        p
+        for p in backup_dir(database).glob(f"{database.stem}-*.part")
+        if now - p.stat().st_mtime > STALE_PART_SECONDS
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
     pattern = f"{database.stem}-*-{AUTOMATIC_TAG}-*{database.suffix or '.db'}"
     found = sorted(
         backup_dir(database).glob(pattern),
@@ -142,7 +159,7 @@ def prune_automatic(database: Path, keep: int = KEEP_AUTOMATIC) -> list[Path]:
     gone = found[:-keep] if keep > 0 else found
     for path in gone:
         path.unlink(missing_ok=True)
-    return gone
+    return stale + gone
 
 
 def check_backup(path: Path) -> str | None:

@@ -144,6 +144,11 @@ def test_a_power_cut_mid_migration_leaves_the_old_revision_or_the_new(tmp_path, 
     # before the backup; among the schema changes; the last ones before the commit; the one
     # after it (foreign keys back on: the work is done)
     points = sorted({2, statements // 3, 2 * statements // 3, statements - 2, statements})
+    # What a power cut in the middle of an earlier backup left: removed by the next one.
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    half = tmp_path / "backups" / "cut-2-0008-before-migration-20261129T000000Z.db.part"
+    half.write_bytes(b"half a copy")
+    os.utime(half, (1_700_000_000, 1_700_000_000))
     landed = []
     for n in points:
         path = copy_of(old, tmp_path / f"cut-{n}.db")
@@ -168,6 +173,7 @@ def test_a_power_cut_mid_migration_leaves_the_old_revision_or_the_new(tmp_path, 
     kept = sorted((tmp_path / "backups").glob("cut-*-before-migration-*.db"))
     assert kept and all(backup.check_backup(p) == "0008" for p in kept)
     assert not list((tmp_path / "backups").glob("*.part"))
+    assert len(list((tmp_path / "backups").glob("cut-2-*"))) == 1  # (the last three per file)
 
 
 def _config(tmp_path: Path, db: Path) -> Path:
