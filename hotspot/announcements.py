@@ -85,6 +85,10 @@ class AnnouncementError(UsageError):
         self.field = field
 
 
+class TooMany(AnnouncementError):
+    """The table holds :data:`MAX_ROWS` notices already."""
+
+
 def clean_text(value: str | None) -> str:
     """Whitespace folded to single spaces (a pasted WhatsApp message keeps no line breaks or
     runs of spaces); control characters go with it."""
@@ -137,7 +141,7 @@ def add(
     with audit.write(engine) as conn, Session(bind=conn) as s:
         full = s.scalar(select(Announcement.id).offset(MAX_ROWS - 1).limit(1))
         if full is not None:
-            raise AnnouncementError(
+            raise TooMany(
                 f"there are {MAX_ROWS} announcements already: delete old ones first", "text_id"
             )
         row = Announcement(

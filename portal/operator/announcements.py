@@ -117,7 +117,7 @@ def announcement_add() -> Any:
 
 
 def _refusal(exc: AnnouncementError) -> str:
-    if "delete old ones" in exc.message:
+    if isinstance(exc, announcements.TooMany):
         return gettext("There are too many announcements. Delete old ones first.")
     return gettext("This cannot be saved: %(why)s", why=exc.message)
 

@@ -124,7 +124,7 @@ def test_at_most_five_show_and_the_table_is_bounded(db, monkeypatch):
         _add(db, text=f"n{i}")
     assert [n.text_id for n in ann.active(db, T0)] == ["n0", "n1", "n2", "n3", "n4"]
     monkeypatch.setattr(ann, "MAX_ROWS", 7)
-    with pytest.raises(AnnouncementError):
+    with pytest.raises(ann.TooMany):
         _add(db, text="one too many")
     assert len(ann.village_notices(db)) == 7
 

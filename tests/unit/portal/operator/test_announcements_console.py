@@ -126,3 +126,11 @@ def test_change_and_delete(admin, app):
     assert admin.get(page).status_code == 404
     actions = [e.action for e in audit.entries(db)]
     assert {"announcement.add", "announcement.edit", "announcement.delete"} <= set(actions)
+
+
+def test_a_full_list_is_a_friendly_page(admin, app, monkeypatch):
+    monkeypatch.setattr(ann, "MAX_ROWS", 1)
+    assert _add(admin).status_code == 303
+    r = _add(admin, text_id="Satu lagi")
+    assert r.status_code == 422 and "Hapus yang lama dulu." in text(r)
+    assert len(ann.village_notices(state(app).db)) == 1
