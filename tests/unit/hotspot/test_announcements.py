@@ -88,14 +88,14 @@ def test_province_and_village_notices_merge_marked_by_source(db):
         "not a mapping",
     ],
 )
-def test_a_province_entry_that_does_not_read_is_left_out_and_the_rest_show(db, entry):
+def test_a_province_entry_that_does_not_read_is_left_out_and_the_rest_show(entry):
     good = {
         "id": "g",
         "text_id": "Baik",
         "starts": "2026-11-28T00:00Z",
         "ends": "2026-11-29T00:00Z",
     }
-    shown = ann.active(db, T0, [entry, good])
+    shown = ann.province_notices([entry, good])
     assert [n.ref for n in shown] == ["g"]
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import pytest
 
 from hotspot import __version__, version, wire
+from hotspot_cli.main import main as hotspot
 from sync import health
 from tests.unit.collector.helpers import health_record
 
@@ -23,14 +22,11 @@ def fresh_revision():
     version.revision.cache_clear()
 
 
-def test_the_cli_prints_the_release_and_the_revision():
-    out = subprocess.run(
-        [sys.executable, "-m", "hotspot_cli", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+def test_the_cli_prints_the_release_and_the_revision(capsys):
+    with pytest.raises(SystemExit) as done:
+        hotspot(["--version"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
     assert out.startswith(f"hotspot {__version__}")
     assert version.SOFTWARE_VERSION.match(out.split()[1]), out
     # this checkout is a Git worktree: the revision is known
