@@ -185,7 +185,8 @@ def apply_records(
             ins.on_conflict_do_nothing(index_elements=["gateway_id", "sampled_at"]),
             [
                 {
-                    **{k: v for k, v in r.items() if k != "kind"},
+                    # the columns the collector keeps (a newer gateway may send more)
+                    **{k: v for k, v in r.items() if k in HealthSample.__table__.c},
                     "gateway_id": gateway_id,
                     "received_at": now,
                 }

@@ -26,7 +26,6 @@ from gateway.engine import SessionEngine
 from gateway.netlink import IPRoute
 from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
-from hotspot import __version__
 from hotspot.attempts import purge_attempts
 from hotspot.config import Config
 from hotspot.db import is_storage_full, open_database
@@ -35,6 +34,7 @@ from hotspot.health import clock_synchronised
 from hotspot.pseudonym import load_key
 from hotspot.radius.secret import read_secret
 from hotspot.timeutil import iso, utcnow
+from hotspot.version import software_version
 from hotspot.vouchers.withdrawal import expire_unsold
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         assert self.engine is not None and self.datapath is not None
         return {
-            "version": __version__,
+            "version": software_version(),
             "uptime_seconds": int(time.monotonic() - self.started),
             "village": self.config.village.name,
             "table": f"inet {self.config.gateway.table}",
@@ -128,7 +128,7 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         sdnotify.notify(f"READY=1\nSTATUS=serving {len(self.engine.live)} sessions")
-        log.info("gateway %s up for %s", __version__, self.config.village.name)
+        log.info("gateway %s up for %s", software_version(), self.config.village.name)
         tick = self.config.gateway.tick_seconds
         watchdog = sdnotify.watchdog_interval()
         try:

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,19 +125,76 @@ def current_revision(engine: Engine) -> str | None:
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
-def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> None:
+def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> Path | None:
     """Bring the schema to the newest revision of ``migrations`` (idempotent). A database
     that is already there is left without importing Alembic (7 MB of every process that
-    opens the database, the gateway daemon's included: bench/README.md)."""
+    opens the database, the gateway daemon's included: bench/README.md).
+
+    All of it is one transaction (issue #15 item 5): on SQLite an explicit ``BEGIN
+    IMMEDIATE``, because Python's sqlite3 module opens a transaction only before INSERT,
+    UPDATE and DELETE, so each CREATE or ALTER would otherwise commit on its own and a power
+    cut mid-way would leave a schema between two revisions that no migration expects. The
+    write lock also makes the gateway, the portal and the sync agent, started together
+    after an update, migrate one after the other: the second finds the work done.
+
+    A SQLite file that has a revision and is behind is first backed up
+    (:func:`hotspot.backup.make_backup`, the last three kept); without a backup nothing is
+    migrated. Returns the backup's path (None: none was needed)."""
     head = script_head(migrations)
     if head is not None and current_revision(engine) == head:
-        return
+        return None
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False), migrations)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return None
+    with engine.connect() as conn:
+        # SQLite's way to change a table that others refer to (sqlite.org/lang_altertable.html):
+        # foreign keys off *before* the transaction (the pragma does nothing inside one), the
+        # changes, a foreign_key_check, commit, foreign keys on again. With them on, Alembic's
+        # batch mode (copy the table, drop the old one, rename) fails at DROP TABLE on any
+        # table with rows that others point at: 0011 on a device with sold vouchers.
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                made = _backup_before_migrating(engine, conn, head)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"the migration breaks foreign keys: {broken[:5]}")
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+    return made
+
+
+def _backup_before_migrating(engine: Engine, conn: Connection, head: str | None) -> Path | None:
+    """The backup of a SQLite file that is behind ``head``, taken under the migration's
+    write lock (the copy is the last committed state: exactly what the migration starts
+    from)."""
+    path = database_path(engine.url.render_as_string(hide_password=False))
+    if engine.dialect.name != "sqlite" or path is None:
+        return None
+    try:
+        (revision,) = conn.exec_driver_sql("SELECT version_num FROM alembic_version").one()
+    except SQLAlchemyError:
+        return None  # a new database (or not one revision): nothing to keep
+    if revision == head:
+        return None  # another process migrated while this one waited for the lock
+    from hotspot import backup
+
+    made = backup.make_backup(path, tag=backup.AUTOMATIC_TAG)
+    log.warning("database at revision %s backed up to %s before migrating", revision, made)
+    backup.prune_automatic(path)
+    return made
 
 
 def is_current(engine: Engine) -> bool:

@@ -33,6 +33,7 @@ from hotspot.model_base import UsageCounters
 # Importing the models imports every table on Base (the console's and the sync agent's too),
 # so that metadata, create_all and Alembic always see the whole schema.
 from hotspot import model_operator, model_radius, model_summary, model_sync, model_uplink  # noqa: F401  isort: skip
+from hotspot import model_announcement  # noqa: F401  isort: skip
 from hotspot.timeutil import utcnow
 
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hotspot.timeutil import iso, parse_utc
+from hotspot.version import SOFTWARE_VERSION
 
 PROTOCOL = 1
 INGEST_PATH = "/ingest/v1/batch"
@@ -313,9 +314,11 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "throttled": None
             if rec.get("throttled") is None
             else _int(rec, "throttled", 0, 0xFFFFFFFF),
-            "software_version": None
-            if rec.get("software_version") is None
-            else _str(rec, "software_version", _VERSION),
+            "software_version": (
+                None
+                if rec.get("software_version") is None
+                else _str(rec, "software_version", SOFTWARE_VERSION)
+            ),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

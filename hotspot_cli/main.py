@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from hotspot import __version__
 from hotspot import config as config_mod
 from hotspot.commandline import Handler, Parser
 from hotspot.errors import ConfigError, HotspotError, UsageError
@@ -50,6 +49,20 @@ def requested_group(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _PrintVersion(argparse.Action):
+    """``hotspot --version``: the release and the build's revision (hotspot/version.py),
+    looked up only when asked for (it may run git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the software version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from hotspot.version import software_version
+
+        print(f"hotspot {software_version()}")
+        parser.exit()
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv``, only with the group it names (when that is a known one)."""
     p = Parser(prog="hotspot", description="Hotspot Desa village WiFi gateway")
@@ -58,7 +71,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"TOML configuration (default: ${config_mod.ENV_CONFIG}, else built-in defaults)",
     )
-    p.add_argument("--version", action="version", version=f"hotspot {__version__}")
+    p.add_argument("--version", action=_PrintVersion)
     sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
     group = requested_group(argv) if argv is not None else None
     known = group is not None and any(group in groups for groups in COMMAND_MODULES.values())

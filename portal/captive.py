@@ -18,6 +18,8 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from flask_babel import gettext
 from markupsafe import Markup
 
+from hotspot import announcements
+from hotspot.announcements import Notice
 from hotspot.errors import ControlUnavailable, ErrorCode, HotspotError, NotFound, Refused
 from hotspot.identity import accepted_free_since
 from hotspot.model import EndReason, Source
@@ -368,6 +370,7 @@ def home(
         "moved_at": moved,
         "radius_error": radius_error,
         "username": username,
+        "announcements": shown_announcements(now),
     }
     if sess:
         ends = fmt.clock_time(sess.get("expires_at"), tz, now) if sess.get("expires_at") else ""
@@ -396,6 +399,19 @@ def home(
         accepted_today=not bye and free is not None and accepted_today(info, now),
         **shown,
     )
+
+
+def province_announcements() -> list[dict[str, Any]]:
+    """The province's announcements from its signed policy (issue #15 item 1, joined by the
+    lead): none until the policy is there."""
+    return []
+
+
+def shown_announcements(now: dt.datetime) -> list[Notice]:
+    """The notices on the splash and status pages, at ``now`` — the wall clock at render,
+    the best the gateway has (hotspot/announcements.py: why a clock jump cannot keep an ended
+    one up)."""
+    return announcements.active(state().db, now, province_announcements())
 
 
 def accepted_today(info: ClientInfo, now: dt.datetime) -> bool:

@@ -24,7 +24,7 @@ from hotspot import pseudonym
 from hotspot.config import Config
 from hotspot.errors import HotspotError
 from hotspot.identity import DeviceIdentities
-from hotspot.timeutil import utcnow
+from hotspot.timeutil import wall_clock
 from hotspot.vouchers.keys import load_key
 from hotspot.vouchers.packages import sync_packages
 from hotspot.vouchers.redemption import VoucherService
@@ -43,11 +43,14 @@ def prepare(
     db: Engine | None = None,
     voucher_key: bytes | None = None,
     secret_key: bytes | None = None,
-    clock: Callable[[], dt.datetime] = utcnow,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> PortalState:
     """The portal's state for ``config``. Tests pass a gateway stand-in, a database, the
     keys and a clock; what is not given is made from the configuration (a missing key is
-    read from its file)."""
+    read from its file). Without a clock: the wall clock, shifted in a namespace test as the
+    gateway's is (``hotspot.timeutil.wall_clock``)."""
+    if clock is None:
+        clock = wall_clock()
     portal_cfg = config.portal
     if secret_key is None:
         secret_key = load_key(portal_cfg.secret_key_file, create=True, what="portal secret")

@@ -23,10 +23,10 @@ import psutil
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from hotspot import __version__
 from hotspot.config import Config
 from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
+from hotspot.version import software_version
 
 log = logging.getLogger(__name__)
 
@@ -125,5 +125,5 @@ def sample(
         "clients_online": clients_online(db),
         "backlog": backlog,
         "throttled": throttled(),
-        "software_version": __version__,
+        "software_version": software_version(),
     }

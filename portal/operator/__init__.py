@@ -21,6 +21,7 @@ written to the audit log with the operator's name, role and address.
 from portal.operator import (  # noqa: F401
     accounts,
     agents,
+    announcements,
     audit_log,
     auth,
     batches,

@@ -104,6 +104,10 @@ def village(app, db, key, clock, batch, vouchers, accounts, phone):
     admin.form(
         f"/operator/voucher/{vid}/void", {"reason": "hilang"}, page=f"/operator/voucher?id={vid}"
     )
+    admin.form(  # a notice on the splash (issue #15 item 3)
+        "/operator/announcements",
+        {"text_id": "Vaksinasi", "starts": "2026-11-30T08:00", "ends": "2026-12-30T08:00"},
+    )
     return {"code": harian[3], "vid": find_voucher(db, key, harian[0])}
 
 
@@ -113,7 +117,7 @@ def test_no_get_writes_to_the_database(app, db, clock, village):
     kasir = Console(app, ip="10.10.0.51")
     kasir.login("siti", KASIR_PW)
     stranger = Console(app, ip="10.10.0.52")  # not logged in: the login page, redirects
-    ids = {"bid": 2, "vid": village["vid"], "pid": all_packages(db)[0].id, "oid": 1}
+    ids = {"bid": 2, "vid": village["vid"], "pid": all_packages(db)[0].id, "oid": 1, "aid": 1}
     fill = {"code": village["code"], "vid": village["vid"]}
     portal_urls = get_urls(app, "/", ids, fill)
     console_urls = get_urls(app, "/operator/", ids, fill)

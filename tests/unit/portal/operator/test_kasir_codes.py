@@ -55,7 +55,7 @@ def test_the_kasirs_sheet_has_the_unsold_cards_only(kasir, sold_code):
 def test_no_console_page_shows_a_kasir_a_sold_code(app, kasir, sold_code):
     """The audit: every GET route of the console, as the kasir, with each id filled in."""
     sold, _unsold = sold_code
-    fill = {"bid": 1, "vid": 1, "pid": 1, "oid": 1}
+    fill = {"bid": 1, "vid": 1, "pid": 1, "oid": 1, "aid": 1}
     checked = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/operator") or "GET" not in (rule.methods or ()):
