@@ -61,7 +61,7 @@ def test_health_record_optional_fields():
         {"throttled": True},
         {"throttled": "5"},
         {"software_version": "<b>1</b>"},
-        {"software_version": "x" * 33},
+        {"software_version": "x" * 65},
     ):
         with pytest.raises(wire.WireError):
             wire.validate_record(health_record(**bad))
