@@ -89,6 +89,10 @@ class HealthSample(Base):
     clients_online: Mapped[int] = mapped_column(Integer)
     backlog: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The gateway's clock (None from gateways older than these fields): whether the kernel
+    # said synchronised, and from where (ntp, collector, none: hotspot.wire.CLOCK_SOURCES).
+    clock_synced: Mapped[bool | None] = mapped_column(Boolean)
+    clock_source: Mapped[str | None] = mapped_column(String(16))
 
 
 class SalesMonthly(Base):

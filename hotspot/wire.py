@@ -109,6 +109,33 @@ def verify(
     return hmac.compare_digest(expected.encode(), (signature or "").encode())
 
 
+def ack_input(gateway: str, nonce: str, key: str, time_ms: int) -> bytes:
+    """What the collector signs in its acknowledgement: the request's own nonce (so an old
+    acknowledgement replayed to a later request does not verify) and its clock."""
+    return f"v1-ack\n{gateway}\n{nonce}\n{key}\n{time_ms}\n".encode()
+
+
+def sign_ack(secret: str, gateway: str, nonce: str, key: str, time_ms: int) -> str:
+    mac = hmac.new(secret.encode(), ack_input(gateway, nonce, key, time_ms), hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify_ack(secret: str, answer: Mapping[str, Any], gateway: str, nonce: str, key: str) -> int:
+    """The collector's time (Unix milliseconds) from an acknowledgement whose ``time_sig``
+    is the collector's HMAC over this request's nonce and key; WireError otherwise (no time,
+    a forged or replayed one: the gateway's clock must never follow it)."""
+    time_ms = answer.get("time_ms")
+    signature = answer.get("time_sig")
+    if isinstance(time_ms, bool) or not isinstance(time_ms, int) or not 0 < time_ms < _BIG:
+        raise WireError("the acknowledgement carries no time")
+    if not isinstance(signature, str):
+        raise WireError("the acknowledgement's time is not signed")
+    expected = sign_ack(secret, gateway, nonce, key, time_ms)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise WireError("the acknowledgement's time signature does not match")
+    return time_ms
+
+
 def check_headers(headers: Mapping[str, str]) -> tuple[str, str, str, str, str]:
     """(gateway, timestamp, nonce, idempotency key, signature), each well-formed, or WireError."""
     gateway = headers.get(H_GATEWAY, "")
@@ -251,6 +278,17 @@ HEALTH_FIELDS = (
     "backlog",
 )
 
+# Keys a record may leave out (added after protocol 1 shipped: an older gateway's batches
+# still ingest). A health record's clock: ``clock_synced`` (the kernel's word, null when it
+# could not be asked) and ``clock_source`` (ntp, the collector's time, or none). A usage
+# record's ``key_period``: the pseudonym key's period its client was named in.
+OPTIONAL = {
+    "usage": {"key_period"},
+    "health": {"clock_synced", "clock_source"},
+}
+CLOCK_SOURCES = ("ntp", "collector", "none")
+_KEY_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$|^\d{4}-W\d{2}$")
+
 FIELDS = {
     "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up"},
     "health": {"kind", *HEALTH_FIELDS},
@@ -268,14 +306,14 @@ def validate_record(rec: Any) -> dict[str, Any]:
     kind = rec.get("kind")
     if kind not in FIELDS:
         raise WireError(f"unknown kind {str(kind)[:20]!r}")
-    extra = set(rec) - FIELDS[kind]
+    extra = set(rec) - FIELDS[kind] - OPTIONAL.get(kind, set())
     missing = FIELDS[kind] - set(rec)
     if extra or missing:
         raise WireError(
             f"{kind} record: unknown keys {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
         )
     if kind == "usage":
-        return {
+        out: dict[str, Any] = {
             "kind": kind,
             "client": _str(rec, "client", _CLIENT),
             "period_start": _hour(rec["period_start"]),
@@ -283,10 +321,19 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "bytes_down": _int(rec, "bytes_down"),
             "bytes_up": _int(rec, "bytes_up"),
         }
+        if "key_period" in rec:
+            out["key_period"] = _str(rec, "key_period", _KEY_PERIOD)
+        return out
     if kind == "health":
         ok = rec.get("uplink_ok")
         if ok is not None and not isinstance(ok, bool):
             raise WireError("uplink_ok must be true, false or null")
+        synced = rec.get("clock_synced")
+        if synced is not None and not isinstance(synced, bool):
+            raise WireError("clock_synced must be true, false or null")
+        source = rec.get("clock_source")
+        if source is not None and source not in CLOCK_SOURCES:
+            raise WireError(f"clock_source must be one of {', '.join(CLOCK_SOURCES)} or null")
         return {
             "kind": kind,
             "sampled_at": parse_iso(rec["sampled_at"], "sampled_at"),
@@ -303,6 +350,10 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
             "clients_online": _int(rec, "clients_online", 0, 1 << 20),
             "backlog": _int(rec, "backlog", 0, 1 << 40),
+            # always present once validated (null when not sent), so that samples of old and
+            # new gateways are stored alike
+            "clock_synced": synced,
+            "clock_source": source,
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)
