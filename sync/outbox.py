@@ -324,6 +324,8 @@ class Outbox:
                 if self.keys.rotating and self.synced() is not False
                 else []
             )
+            if destroyed:  # in the same commit: a power cut before the scrub still scrubs
+                self.put_state(s, "pseudonym_scrub_pending", "1")
             self.put_state(s, "last_collect_at", iso(now))
             if health is not None:
                 self.put_state(s, "last_health_at", iso(now))
@@ -333,7 +335,7 @@ class Outbox:
         if destroyed:
             self.pseudonym.forget(destroyed)
             log.info("pseudonym keys of %s destroyed (their hours are all reported)", destroyed)
-        if destroyed or self.get_state("pseudonym_scrub_pending"):
+        if self.get_state("pseudonym_scrub_pending"):
             self._scrub()
         if self.unnamed and not full:  # a full scan passes reported history: no news
             log.warning(
