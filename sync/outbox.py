@@ -489,7 +489,9 @@ class Outbox:
     def stats(self) -> dict[str, Any]:
         with Session(self.db) as s:
             state = {
-                r.name: r.value for r in s.scalars(select(SyncState)) if not r.name.startswith("pseudonym_key")
+                r.name: r.value
+                for r in s.scalars(select(SyncState))
+                if not r.name.startswith("pseudonym_key")
             }
             by_kind = dict(
                 s.execute(

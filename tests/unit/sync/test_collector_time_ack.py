@@ -102,7 +102,7 @@ def test_an_unsigned_date_header_moves_nothing(gwcfg, gwdb):
     seen: list[dict] = []
 
     class Fake(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
+        def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             key = self.headers["Idempotency-Key"]
             seen.append(dict(self.headers))
