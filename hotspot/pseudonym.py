@@ -108,6 +108,7 @@ class KeyRing:
         *,
         fixed: bytes | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        adopt: bool = True,
     ):
         self.db = db
         self.tz = config.village.tz
@@ -117,7 +118,7 @@ class KeyRing:
         self.fixed = fixed
         self.clock = clock
         self._keys: dict[str, bytes | None] = {}
-        if fixed is None:
+        if fixed is None and adopt:
             self._adopt_legacy()
 
     @property
@@ -248,8 +249,13 @@ def stored_key(config: Config, db: Engine) -> bytes | None:
     """The current period's pseudonym key if it exists already (reads only), else None."""
     if config.privacy.pseudonym_key:
         return config.privacy.pseudonym_key.encode()
-    ring = KeyRing(config, db)
-    return ring.key(ring.label(utcnow()), create=False)
+    ring = KeyRing(config, db, adopt=False)  # a page's GET writes nothing
+    key = ring.key(ring.label(utcnow()), create=False)
+    if key is None:  # not adopted yet: the key from before rotation is still this period's
+        with Session(db) as s:
+            row = s.get(SyncState, STATE_KEY)
+            key = bytes.fromhex(row.value) if row is not None else None
+    return key
 
 
 def load_key(config: Config, db: Engine) -> bytes:

@@ -269,3 +269,16 @@ def test_the_period_setting_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="pseudonym_period"):
         cfg_for(tmp_path, pseudonym_period="year")
     assert cfg_for(tmp_path, pseudonym_period="week").privacy.pseudonym_period == "week"
+
+
+def test_reading_the_current_key_writes_nothing(tmp_path, gwdb):
+    """The usage API reads the key on a GET: no adoption, no key made."""
+    from hotspot.pseudonym import stored_key
+
+    cfg = cfg_for(tmp_path)
+    assert stored_key(cfg, gwdb) is None and period_keys(gwdb) == {}
+    with Session(gwdb) as s, s.begin():
+        s.add(SyncState(name=STATE_KEY, value="cd" * 32, updated_at=ROTATION))
+    assert stored_key(cfg, gwdb) == bytes.fromhex("cd" * 32)
+    with Session(gwdb) as s:
+        assert s.get(SyncState, STATE_KEY) is not None and period_keys(gwdb) == {}
