@@ -87,6 +87,16 @@ T: dict[str, dict[str, str]] = {
     "w_temp": {"id": "CPU panas", "en": "hot CPU"},
     "w_mem": {"id": "memori hampir habis", "en": "memory almost full"},
     "w_uplink": {"id": "uplink putus", "en": "uplink down"},
+    "w_clock": {"id": "jam belum sinkron", "en": "clock not synchronised"},
+    "clock": {"id": "Jam", "en": "Clock"},
+    "clock_ntp": {"id": "sinkron (NTP)", "en": "synchronised (NTP)"},
+    "clock_collector": {
+        "id": "belum sinkron; diatur dari jam collector",
+        "en": "not synchronised; set from the collector's time",
+    },
+    "clock_none": {"id": "belum sinkron", "en": "not synchronised"},
+    "devices_per_month": {"id": "Perangkat per bulan", "en": "Devices per month"},
+    "devices": {"id": "Perangkat", "en": "Devices"},
     "back": {"id": "← semua desa", "en": "← all villages"},
     "summary": {
         "id": "{online} dari {total} gateway online; {warned} dengan peringatan; "
@@ -247,7 +257,8 @@ VILLAGE = """
 <tr><th>{{ t('memory') }}</th><td>{{ v.health.mem_pct }} %</td><th>{{ t('disk') }}</th><td>{{ v.health.disk_pct }} % ({{ num(v.health.disk_free_mb) }} MB)</td><th>{{ t('temperature') }}</th><td>{% if v.health.temp_c is not none %}{{ v.health.temp_c }} °C{% else %}—{% endif %}</td></tr>
 <tr><th>{{ t('uptime') }}</th><td>{{ uptime(v.health.uptime_s) }}</td><th>{{ t('uplink') }}</th><td>{% if v.health.uplink_ok %}{{ t('uplink_ok') }}{% if v.health.uplink_ms is not none %} ({{ v.health.uplink_ms }} ms){% endif %}{% elif v.health.uplink_ok is sameas false %}<span class="off">{{ t('uplink_down') }}</span>{% else %}—{% endif %}</td>
 <th>{{ t('clients_online') }}</th><td>{{ num(v.health.clients_online) }}</td></tr>
-<tr><th>{{ t('backlog') }}</th><td>{{ num(v.health.backlog) }}</td><th>{{ t('availability') }}</th><td>{% if v.uplink_availability is not none %}{{ '%.0f'|format(v.uplink_availability * 100) }} %{% else %}—{% endif %}</td><td></td><td></td></tr>
+<tr><th>{{ t('backlog') }}</th><td>{{ num(v.health.backlog) }}</td><th>{{ t('availability') }}</th><td>{% if v.uplink_availability is not none %}{{ '%.0f'|format(v.uplink_availability * 100) }} %{% else %}—{% endif %}</td>
+<th>{{ t('clock') }}</th><td>{% if v.health.clock_synced %}{{ t('clock_ntp') }}{% elif v.health.clock_synced is sameas false %}<span class="off">{{ t('clock_' ~ (v.health.clock_source if v.health.clock_source in ('collector', 'none') else 'none')) }}</span>{% else %}—{% endif %}</td></tr>
 </table>
 <h2>{{ t('health_24h') }}</h2>{{ health_chart }}
 {% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
@@ -255,6 +266,10 @@ VILLAGE = """
 {% if outages %}<table><tr><th>{{ t('started') }}</th><th>{{ t('ended') }}</th><th>{{ t('cause') }}</th></tr>
 {% for x in outages %}<tr><td>{{ when(x.started_at) }}</td><td>{% if x.ended_at %}{{ when(x.ended_at) }}{% else %}<span class="off">{{ t('ongoing') }}</span>{% endif %}</td><td>{{ t('cause_' ~ x.cause) if x.cause in ('link', 'unreachable') else x.cause }}</td></tr>{% endfor %}
 </table>{% else %}<p class="muted">{{ t('none') }}</p>{% endif %}
+{% if v.devices_months %}<h2>{{ t('devices_per_month') }}</h2>
+<table><tr><th>{{ t('month') }}</th><th class="n">{{ t('devices') }}</th></tr>
+{% for m, n in v.devices_months %}<tr><td>{{ m }}</td><td class="n">{{ num(n) }}</td></tr>{% endfor %}
+</table>{% endif %}
 <h2>{{ t('sales_per_month') }}</h2>
 {% if v.sales %}<table><tr><th>{{ t('month') }}</th><th>{{ t('package') }}</th><th class="n">{{ t('count') }}</th><th class="n">{{ t('rupiah') }}</th></tr>
 {% for m, tot in v.sales_months %}{% for r in v.sales if r.month == m %}

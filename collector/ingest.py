@@ -20,6 +20,11 @@ Checks, in this order, each answered without changing anything:
 Then, in one transaction that first locks the gateway's row: a batch whose idempotency key
 was applied already is acknowledged as a duplicate and changes no figure; otherwise its
 records are applied (collector.store) and the key is remembered.
+
+Every acknowledgement carries the collector's clock (``time_ms``) signed with the gateway's
+secret over the request's nonce (``time_sig``, :func:`hotspot.wire.sign_ack`): a gateway
+whose NTP cannot be reached may set its clock by it (docs/reliability.md), and only by an
+answer to its own request.
 """
 
 from __future__ import annotations
@@ -46,6 +51,20 @@ BATCH_KEYS_DAYS = 90
 # The secret an unknown gateway id is checked against: the same work as for a registered one
 # (same length as collector.store.new_secret), and no signature can match it.
 _NO_SECRET = secrets.token_urlsafe(32)
+
+
+def _ack(secret: str, gateway_id: str, nonce: str, key: str, **answer: Any):
+    """A 200 answer, with the collector's time signed for this request (module docstring)."""
+    time_ms = int(time.time() * 1000)
+    return jsonify(
+        {
+            "ok": True,
+            "batch": key,
+            **answer,
+            "time_ms": time_ms,
+            "time_sig": wire.sign_ack(secret, gateway_id, nonce, key, time_ms),
+        }
+    )
 
 
 def _err(status: int, code: str, message: str, quiet: bool = False, **extra: Any):
@@ -142,7 +161,7 @@ def ingest():
             accepted = seen.records
             s.commit()
             log.info("batch %s of %s again: acknowledged, not applied", key, gateway_id)
-            return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": accepted})
+            return _ack(secret, gateway_id, nonce, key, duplicate=True, accepted=accepted)
         s.add(
             IngestBatch(
                 gateway_id=gateway_id, key=key, received_at=now, records=len(records), duplicates=0
@@ -156,7 +175,7 @@ def ingest():
         if stage == "nonce":
             return _err(409, "replay", "this request was seen before")
         # The same batch raced in through another worker and won: it is applied once.
-        return jsonify({"ok": True, "batch": key, "duplicate": True, "accepted": len(records)})
+        return _ack(secret, gateway_id, nonce, key, duplicate=True, accepted=len(records))
     except OperationalError as exc:
         s.rollback()
         log.warning(
@@ -169,4 +188,4 @@ def ingest():
     finally:
         s.close()
     log.info("batch %s of %s applied: %s", key, gateway_id, counts)
-    return jsonify({"ok": True, "batch": key, "duplicate": False, "accepted": len(records)})
+    return _ack(secret, gateway_id, nonce, key, duplicate=False, accepted=len(records))

@@ -99,6 +99,10 @@ class HealthSample(Base):
     throttled: Mapped[int | None] = mapped_column(BigInteger)  # a Pi's get_throttled bits
     software_version: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The gateway's clock (None from gateways older than these fields): whether the kernel
+    # said synchronised, and from where (ntp, collector, none: hotspot.wire.CLOCK_SOURCES).
+    clock_synced: Mapped[bool | None] = mapped_column(Boolean)
+    clock_source: Mapped[str | None] = mapped_column(String(16))
 
 
 class SalesMonthly(Base):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from sqlalchemy import Select, and_, func, select, tuple_
+from sqlalchemy import Select, and_, distinct, extract, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
@@ -34,7 +34,7 @@ def health_dict(h: HealthSample | None) -> dict[str, Any] | None:
 def warnings(
     cfg: CollectorConfig, gw: Gateway, health: HealthSample | None, now: dt.datetime
 ) -> list[str]:
-    """Codes (translated by the dashboard): never, offline, disk, temp, mem, uplink."""
+    """Codes (translated by the dashboard): never, offline, disk, temp, mem, uplink, clock."""
     out = []
     if gw.last_seen_at is None:
         out.append("never")
@@ -49,6 +49,8 @@ def warnings(
             out.append("mem")
         if health.uplink_ok is False:
             out.append("uplink")
+        if health.clock_synced is False:
+            out.append("clock")
     return out
 
 
@@ -233,7 +235,26 @@ def village(
         else None,
         "sales": sales,
         "sales_months": sorted(months.items(), reverse=True),
+        "devices_months": devices_per_month(s, gateway_id, first_month, today),
     }
+
+
+def devices_per_month(
+    s: Session, gateway_id: str, first: dt.date, last: dt.date
+) -> list[tuple[str, int]]:
+    """Distinct devices of one village in each month from ``first`` to ``last`` (newest
+    first). A device is its pseudonym, which the gateway renews every period (monthly by
+    default, at the village's midnight: hotspot/pseudonym.py): within a month it is one
+    device, whenever its records arrived (a backlog from before the rotation carries the
+    old period's pseudonyms and its own hours)."""
+    D = UsageDaily
+    year, month = extract("year", D.day), extract("month", D.day)
+    rows = s.execute(
+        select(year, month, func.count(distinct(D.client)))
+        .where(D.gateway_id == gateway_id, D.day >= first, D.day <= last)
+        .group_by(year, month)
+    ).all()
+    return sorted(((f"{int(y):04d}-{int(m):02d}", int(n)) for y, m, n in rows), reverse=True)
 
 
 # -- pull API pages ---------------------------------------------------------------------------

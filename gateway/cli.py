@@ -105,9 +105,13 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     setup_logging(args.log_level)
     from gateway.daemon import Gateway
+    from hotspot.collector_time import clock_setter
     from hotspot.timeutil import wall_clock
 
-    return Gateway(cfg, clock=wall_clock()).run()
+    setter = clock_setter()  # the system's clock; a shift file in tests
+    return Gateway(
+        cfg, clock=wall_clock(), clock_synced=setter.synchronised, clock_setter=setter
+    ).run()
 
 
 def _teardown(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from gateway.netlink import IPRoute
 from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
 from hotspot.attempts import purge_attempts
+from hotspot.collector_time import ClockSetter, CollectorClock
 from hotspot.config import Config
 from hotspot.db import is_storage_full, open_database
 from hotspot.errors import ConfigError, KernelError
@@ -59,11 +60,16 @@ class Gateway:
         config: Config,
         clock: Callable[[], dt.datetime] = utcnow,
         clock_synced: Callable[[], bool | None] = clock_synchronised,
+        clock_setter: ClockSetter | None = None,
     ):
         self.config = config
         self.clock = clock
         self.clock_synced = clock_synced
         self.stock_waits_for_clock = False  # logged once per wait
+        # NTP unreachable: the clock is set from the collector's time (issue #11)
+        self.collector_clock = CollectorClock(
+            config, wall=clock, setter=clock_setter, synced=clock_synced
+        )
         self.db: Any = None
         self.stopping = threading.Event()
         self.datapath: DataPath | None = None
@@ -151,6 +157,11 @@ class Gateway:
 
     def _tick(self) -> None:
         assert self.engine is not None
+        try:
+            # Before the tick: the engine's ClockWatch sees a step made here at once.
+            self.collector_clock.check()
+        except OSError as exc:  # the state folder unreadable: next time
+            log.warning("collector's time: %s", exc)
         try:
             report = self.engine.tick()
             self.ticks += 1

@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
         # public pool as the fallback.
         "ntp_servers": [],
         "fallback_ntp_servers": ["0.id.pool.ntp.org", "1.id.pool.ntp.org", "2.pool.ntp.org"],
+        # While the kernel says the clock is not synchronised (no NTP), a clock this many
+        # seconds behind the collector's (learnt from its signed answers) is stepped to it;
+        # 0 = never (hotspot/collector_time.py, docs/reliability.md).
+        "collector_time_step_seconds": 60,
     },
     "tiers": {
         "free": {
@@ -161,6 +165,9 @@ DEFAULTS["sync"] = {
 DEFAULTS["privacy"] = {
     "retention_days": 90,
     "pseudonym_key": "",  # "" = a random key generated once and kept in the database
+    # A new random key every local calendar period (the village's time zone): a device is
+    # linkable within one period only ("month", "week", "day"; hotspot/pseudonym.py).
+    "pseudonym_period": "month",
 }
 _GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -470,6 +477,7 @@ class GatewayConfig:
     clock_step_seconds: float = 30.0  # a bigger wall-clock step moves running sessions
     ntp_servers: tuple[str, ...] = ()  # the province's, for systemd-timesyncd
     fallback_ntp_servers: tuple[str, ...] = ()
+    collector_time_step_seconds: float = 60.0  # 0 = never step to the collector's time
 
 
 @dataclass(frozen=True)
@@ -563,6 +571,7 @@ class SyncConfig:
 class PrivacyConfig:
     retention_days: int
     pseudonym_key: str  # "" = generated once, kept in the database
+    pseudonym_period: str = "month"  # "month", "week" or "day": the key is renewed each
 
 
 @dataclass(frozen=True)
@@ -747,6 +756,18 @@ class Section:
 
 
 _NTP_SERVER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
+
+
+def _collector_time_step(gw: Section) -> float:
+    """``[gateway] collector_time_step_seconds``: 0 (off), or at least ``clock_step_seconds``
+    so that the gateway sees the step it makes as a step, not as time passing."""
+    step = gw.float("collector_time_step_seconds", 0.0, 86400.0)
+    if step and step < gw.float("clock_step_seconds", 1.0, 86400.0):
+        raise ConfigError(
+            gw.key("collector_time_step_seconds"),
+            "must be 0 (off) or at least clock_step_seconds",
+        )
+    return step
 
 
 def _ntp_servers(s: Section, name: str) -> tuple[str, ...]:
@@ -1140,7 +1161,19 @@ def _privacy(raw: Mapping[str, Any]) -> PrivacyConfig:
         raise ConfigError(
             s.key("pseudonym_key"), "must be at least 32 printable characters, no spaces (or empty)"
         )
-    return PrivacyConfig(retention_days=full.int("retention_days", 1, 3650), pseudonym_key=key)
+    period = full.str("pseudonym_period")
+    if period not in PSEUDONYM_PERIODS:
+        raise ConfigError(
+            s.key("pseudonym_period"), f"must be one of {', '.join(PSEUDONYM_PERIODS)}"
+        )
+    return PrivacyConfig(
+        retention_days=full.int("retention_days", 1, 3650),
+        pseudonym_key=key,
+        pseudonym_period=period,
+    )
+
+
+PSEUDONYM_PERIODS = ("month", "week", "day")
 
 
 def _printer(raw: Mapping[str, Any]) -> PrinterConfig:
@@ -1360,6 +1393,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             clock_step_seconds=gw.float("clock_step_seconds", 1.0, 86400.0),
             ntp_servers=_ntp_servers(gw, "ntp_servers"),
             fallback_ntp_servers=_ntp_servers(gw, "fallback_ntp_servers"),
+            collector_time_step_seconds=_collector_time_step(gw),
         ),
         tiers=tiers,
         portal=portal,

@@ -110,6 +110,33 @@ def verify(
     return hmac.compare_digest(expected.encode(), (signature or "").encode())
 
 
+def ack_input(gateway: str, nonce: str, key: str, time_ms: int) -> bytes:
+    """What the collector signs in its acknowledgement: the request's own nonce (so an old
+    acknowledgement replayed to a later request does not verify) and its clock."""
+    return f"v1-ack\n{gateway}\n{nonce}\n{key}\n{time_ms}\n".encode()
+
+
+def sign_ack(secret: str, gateway: str, nonce: str, key: str, time_ms: int) -> str:
+    mac = hmac.new(secret.encode(), ack_input(gateway, nonce, key, time_ms), hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify_ack(secret: str, answer: Mapping[str, Any], gateway: str, nonce: str, key: str) -> int:
+    """The collector's time (Unix milliseconds) from an acknowledgement whose ``time_sig``
+    is the collector's HMAC over this request's nonce and key; WireError otherwise (no time,
+    a forged or replayed one: the gateway's clock must never follow it)."""
+    time_ms = answer.get("time_ms")
+    signature = answer.get("time_sig")
+    if isinstance(time_ms, bool) or not isinstance(time_ms, int) or not 0 < time_ms < _BIG:
+        raise WireError("the acknowledgement carries no time")
+    if not isinstance(signature, str):
+        raise WireError("the acknowledgement's time is not signed")
+    expected = sign_ack(secret, gateway, nonce, key, time_ms)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise WireError("the acknowledgement's time signature does not match")
+    return time_ms
+
+
 def check_headers(headers: Mapping[str, str]) -> tuple[str, str, str, str, str]:
     """(gateway, timestamp, nonce, idempotency key, signature), each well-formed, or WireError."""
     gateway = headers.get(H_GATEWAY, "")
@@ -252,14 +279,23 @@ HEALTH_FIELDS = (
     "backlog",
     "throttled",
     "software_version",
+    "clock_synced",
+    "clock_source",
 )
-# Health fields a gateway may leave out (an older gateway's batches still ingest); the
-# collector stores None for them.
-HEALTH_OPTIONAL = frozenset({"throttled", "software_version"})
-OPTIONAL: dict[str, frozenset[str]] = {"health": HEALTH_OPTIONAL}
+# Keys a record may leave out (added after protocol 1 shipped: an older gateway's batches
+# still ingest; the collector stores None for them). A Raspberry Pi's ``throttled`` bits; the
+# ``software_version``; a health record's clock: ``clock_synced`` (the kernel's word, null
+# when it could not be asked) and ``clock_source`` (ntp, the collector's time, or none). A
+# usage record's ``key_period``: the pseudonym key's period its client was named in.
+OPTIONAL: dict[str, frozenset[str]] = {
+    "usage": frozenset({"key_period"}),
+    "health": frozenset({"throttled", "software_version", "clock_synced", "clock_source"}),
+}
+CLOCK_SOURCES = ("ntp", "collector", "none")
+_KEY_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$|^\d{4}-W\d{2}$")
 
 FIELDS = {
-    "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up"},
+    "usage": {"kind", "client", "period_start", "seconds", "bytes_down", "bytes_up", "key_period"},
     "health": {"kind", *HEALTH_FIELDS},
     "sales": {"kind", "month", "package", "count", "rupiah", "rev"},
     "gateway": {"kind", "rev", "village", "timezone", "version"},
@@ -282,7 +318,7 @@ def validate_record(rec: Any) -> dict[str, Any]:
             f"{kind} record: unknown keys {sorted(extra)[:5]}, missing {sorted(missing)[:5]}"
         )
     if kind == "usage":
-        return {
+        out: dict[str, Any] = {
             "kind": kind,
             "client": _str(rec, "client", _CLIENT),
             "period_start": _hour(rec["period_start"]),
@@ -290,10 +326,19 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "bytes_down": _int(rec, "bytes_down"),
             "bytes_up": _int(rec, "bytes_up"),
         }
+        if "key_period" in rec:
+            out["key_period"] = _str(rec, "key_period", _KEY_PERIOD)
+        return out
     if kind == "health":
         ok = rec.get("uplink_ok")
         if ok is not None and not isinstance(ok, bool):
             raise WireError("uplink_ok must be true, false or null")
+        synced = rec.get("clock_synced")
+        if synced is not None and not isinstance(synced, bool):
+            raise WireError("clock_synced must be true, false or null")
+        source = rec.get("clock_source")
+        if source is not None and source not in CLOCK_SOURCES:
+            raise WireError(f"clock_source must be one of {', '.join(CLOCK_SOURCES)} or null")
         return {
             "kind": kind,
             "sampled_at": parse_iso(rec["sampled_at"], "sampled_at"),
@@ -319,6 +364,10 @@ def validate_record(rec: Any) -> dict[str, Any]:
                 if rec.get("software_version") is None
                 else _str(rec, "software_version", SOFTWARE_VERSION)
             ),
+            # always present once validated (null when not sent), so that samples of old and
+            # new gateways are stored alike
+            "clock_synced": synced,
+            "clock_source": source,
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

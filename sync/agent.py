@@ -37,6 +37,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from hotspot import wire
+from hotspot.collector_time import (
+    MAX_ROUND_TRIP,
+    Observation,
+    boot_id,
+    clock_source,
+    observation_path,
+    write_observation,
+)
 from hotspot.config import Config, database_path
 from hotspot.db import is_storage_full
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
@@ -128,6 +136,9 @@ class Agent:
     clock: Callable[[], dt.datetime] = utcnow
     wallclock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
+    monotonic: Callable[[], float] = time.monotonic
+    synced: Callable[[], bool | None] = clock_synchronised
+    boot: str = field(default_factory=boot_id)
     outbox: Outbox = field(init=False)
     clock_offset: float = 0.0
     batch_limit: int = field(init=False)
@@ -135,7 +146,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         require_configured(self.config)
-        self.outbox = Outbox(self.config, self.db, clock=self.clock)
+        self.outbox = Outbox(self.config, self.db, clock=self.clock, synced=self.synced)
         if self.transport is None:
             self.transport = HttpTransport(
                 self.config.sync.upstream_url, self.config.sync.timeout_seconds
@@ -173,9 +184,10 @@ class Agent:
                     sample["disk_pct"],
                     self.config.database.disk_warning_pct,
                 )
-            if clock_synchronised() is False:
-                # The record itself is unchanged (an older collector refuses unknown keys):
-                # the agent's log says it, with the collector's view of our clock if known.
+            synced = self.synced()
+            sample["clock_synced"] = synced
+            sample["clock_source"] = clock_source(self.config, synced, self.boot)
+            if synced is False:
                 log.warning(
                     "clock not synchronised%s: times reported may be off",
                     f" (the collector's differs by {self.clock_offset:+.0f} s)"
@@ -251,14 +263,18 @@ class Agent:
             batch.attempts + 1,
         )
         assert self.transport is not None
+        headers = self.headers(batch)
+        sent = self.monotonic()
         try:
-            status, answer = self.transport.post(wire.INGEST_PATH, batch.body, self.headers(batch))
+            status, answer = self.transport.post(wire.INGEST_PATH, batch.body, headers)
         except OSError as exc:
             return self._failed(batch, str(exc) or exc.__class__.__name__)
+        received = self.monotonic()
         code = str(answer.get("error", ""))
         message = str(answer.get("message", ""))[:200]
         if status == 200 and answer.get("ok") and answer.get("batch") == batch.key:
             self.outbox.ack(batch)
+            self.learn_time(answer, headers[wire.H_NONCE], batch.key, sent, received)
             log.info(
                 "batch %s delivered%s",
                 batch.key,
@@ -290,6 +306,31 @@ class Agent:
             return Outcome(False, "collector: batch too large", retry_now=True, batch=batch)
         detail = f"{code}: {message}" if code else (message or "no explanation")
         return self._failed(batch, f"collector answered {status} ({detail})")
+
+    def learn_time(
+        self, answer: dict[str, Any], nonce: str, key: str, sent: float, received: float
+    ) -> Observation | None:
+        """Keep the collector's time from an acknowledgement of *this* request (its signature
+        covers our nonce: a forged, unsigned or replayed time is dropped, and so is the
+        ``Date`` header, which nobody signs) for the gateway daemon, which sets the clock
+        by it while NTP cannot be reached (hotspot/collector_time.py)."""
+        try:
+            time_ms = wire.verify_ack(
+                self.config.sync.secret, answer, self.config.sync.gateway_id, nonce, key
+            )
+        except wire.WireError as exc:
+            log.debug("collector's time not taken: %s", exc)
+            return None
+        if received - sent > MAX_ROUND_TRIP:
+            return None
+        # The collector stamped its answer somewhere in the round trip: its middle.
+        obs = Observation(time_ms / 1000, (sent + received) / 2, self.boot)
+        try:
+            write_observation(observation_path(self.config), obs)
+        except OSError as exc:
+            log.warning("could not keep the collector's time: %s", exc)
+            return None
+        return obs
 
     def _failed(self, batch: Batch, error: str) -> Outcome:
         log.warning("batch %s not delivered: %s", batch.key, error)

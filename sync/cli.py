@@ -92,7 +92,10 @@ def handle(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     db = open_database(cfg.database.url)
     with AgentLock(cfg):
-        agent = Agent(cfg, db)
+        from hotspot.collector_time import clock_setter
+
+        # the kernel's "synchronised" (in tests: the shift file's, hotspot/collector_time.py)
+        agent = Agent(cfg, db, synced=clock_setter().synchronised)
         if cmd == "once":
             st = agent.once()
             _out(

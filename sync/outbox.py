@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 
 from hotspot import __version__, wire
 from hotspot.config import Config
+from hotspot.health import clock_synchronised
 from hotspot.model import HourlyUsage
 from hotspot.model_sync import SyncBatch, SyncOutbox, SyncState
 from hotspot.model_uplink import UplinkOutage
-from hotspot.pseudonym import Pseudonymizer, load_key
+from hotspot.pseudonym import KeyRing, PeriodPseudonymizer
 from hotspot.timeutil import iso, utcnow
 from hotspot.usage import hourly_query
 from sync.sales import monthly_sales
@@ -86,11 +87,17 @@ class Outbox:
         *,
         clock: Callable[[], dt.datetime] = utcnow,
         key: bytes | None = None,
+        synced: Callable[[], bool | None] = clock_synchronised,
     ):
         self.config = config
         self.db = db
         self.clock = clock
-        self.pseudonym = Pseudonymizer(key if key is not None else load_key(config, db))
+        # ``key``: one fixed key for every period (tests); else a key per period, destroyed
+        # once its period's hours are collected (hotspot/pseudonym.py)
+        self.keys = KeyRing(config, db, fixed=key, clock=clock)
+        self.pseudonym = PeriodPseudonymizer(self.keys)
+        self.synced = synced
+        self.unnamed = 0  # device-hours of periods whose key is gone, since the last collect
 
     # -- state ---------------------------------------------------------------------------
 
@@ -119,7 +126,11 @@ class Outbox:
     ) -> list[tuple[str, dict[str, Any], dt.datetime]]:
         out = []
         for mac, hour, seconds, down, up in s.execute(hourly_query(lo, hi)):
-            client = self.pseudonym(mac)
+            named = self.pseudonym(mac, hour)
+            if named is None:  # its period's key is gone: reported already, or never
+                self.unnamed += 1
+                continue
+            client, period = named
             rec = {
                 "kind": "usage",
                 "client": client,
@@ -127,6 +138,7 @@ class Outbox:
                 "seconds": min(int(seconds or 0), 86_400),
                 "bytes_down": int(down or 0),
                 "bytes_up": int(up or 0),
+                "key_period": period,
             }
             out.append((f"{client}|{iso(hour)}", rec, hour))
         return out
@@ -249,6 +261,7 @@ class Outbox:
         one write transaction; a full scan writes one more per day of history."""
         now = self.clock()
         counts = {k: 0 for k in wire.KINDS}
+        self.unnamed = 0
         mark = None if full else self.get_state("usage_watermark")
         since = None if mark is None else dt.datetime.fromisoformat(mark)
         windows = self._windows(since, now)
@@ -301,14 +314,43 @@ class Outbox:
                     inserts.append(health_row)
                     counts["health"] += 1
             self._write(s, inserts, updates)
-            self.put_state(s, "usage_watermark", (hour_of(now) - RESCAN).isoformat())
+            watermark = hour_of(now) - RESCAN
+            self.put_state(s, "usage_watermark", watermark.isoformat())
+            # Every hour before the watermark has been read in its final form: the keys of
+            # periods ended by then name nothing more. Not on a clock nobody set (a year
+            # ahead would destroy this month's key): that waits, nothing is lost.
+            destroyed = (
+                self.keys.destroy_through(s, watermark)
+                if self.keys.rotating and self.synced() is not False
+                else []
+            )
+            if destroyed:  # in the same commit: a power cut before the scrub still scrubs
+                self.put_state(s, "pseudonym_scrub_pending", "1")
             self.put_state(s, "last_collect_at", iso(now))
             if health is not None:
                 self.put_state(s, "last_health_at", iso(now))
             for kind, n in counts.items():
                 if n:
                     self.bump_state(s, f"queued_{kind}", n)
+        if destroyed:
+            self.pseudonym.forget(destroyed)
+            log.info("pseudonym keys of %s destroyed (their hours are all reported)", destroyed)
+        if self.get_state("pseudonym_scrub_pending"):
+            self._scrub()
+        if self.unnamed and not full:  # a full scan passes reported history: no news
+            log.warning(
+                "%d device-hours stamped in a period whose pseudonym key is gone (a clock set "
+                "back?): not reported",
+                self.unnamed,
+            )
         return counts
+
+    def _scrub(self) -> None:
+        """Truncate the WAL that still holds destroyed keys; retried at the next collect
+        until it completes (a reader can keep it from completing)."""
+        done = self.keys.scrub()
+        with Session(self.db) as s, s.begin():
+            self.put_state(s, "pseudonym_scrub_pending", "" if done else "1")
 
     # -- batches -------------------------------------------------------------------------
 
@@ -447,7 +489,9 @@ class Outbox:
     def stats(self) -> dict[str, Any]:
         with Session(self.db) as s:
             state = {
-                r.name: r.value for r in s.scalars(select(SyncState)) if r.name != "pseudonym_key"
+                r.name: r.value
+                for r in s.scalars(select(SyncState))
+                if not r.name.startswith("pseudonym_key")
             }
             by_kind = dict(
                 s.execute(

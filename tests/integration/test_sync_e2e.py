@@ -143,6 +143,9 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
             bed,
             tmp_path,
             {
+                # One fixed key: the days seeded before now may cross a month's end, and
+                # rotation has its own tests (test_pseudonym_periods.py).
+                "privacy": {"pseudonym_key": "fixed-e2e-key-" + "k" * 32},
                 "sync": {
                     "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
                     "gateway_id": GATEWAY_ID,
@@ -152,7 +155,7 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
                     "max_batch_kb": BATCH_KB,
                     "backoff_max_seconds": 4,
                     "timeout_seconds": 30,
-                }
+                },
             },
         )
         cfg = config_mod.load(gw.config)

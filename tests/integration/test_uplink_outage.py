@@ -154,6 +154,9 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
                 "packages": {
                     "harian": {"title": "Harian", "price": 5000, "tier": "premium", "hours": 24}
                 },
+                # One fixed key: the days seeded before now may cross a month's end, and
+                # rotation has its own tests (test_pseudonym_periods.py).
+                "privacy": {"pseudonym_key": "fixed-e2e-key-" + "k" * 32},
                 "sync": {
                     "upstream_url": f"http://{PROV_IP}:{COLLECTOR_PORT}",
                     "gateway_id": GATEWAY_ID,

@@ -34,12 +34,19 @@ H3 = dt.datetime(2026, 11, 28, 3)
 
 def test_a_batch_is_applied_once(client, cdb):
     body, key = body_of([usage(down=1000), usage(client="fedcba9876543210", down=7)])
-    r = client.post(wire.INGEST_PATH, data=body, headers=signed_headers(body, key))
-    assert r.status_code == 200 and r.get_json() == {
+    headers = signed_headers(body, key)
+    r = client.post(wire.INGEST_PATH, data=body, headers=headers)
+    answer = r.get_json()
+    # the collector's clock, signed over this request's nonce (hotspot/collector_time.py)
+    time_ms = wire.verify_ack(SECRET, answer, GATEWAY_ID, headers[wire.H_NONCE], key)
+    assert abs(time_ms / 1000 - time.time()) < 60
+    assert r.status_code == 200 and answer == {
         "ok": True,
         "batch": key,
         "duplicate": False,
         "accepted": 2,
+        "time_ms": time_ms,
+        "time_sig": answer["time_sig"],
     }
     before = snapshot(cdb)
     # the same batch again, freshly signed (a retry after a lost answer)

@@ -248,7 +248,7 @@ def test_the_sync_agent_has_its_own_user_and_only_the_database():
     assert portal["Group"] == ["hotspot"] and portal["SupplementaryGroups"] == ["hotspot-data"]
     gateway = _keys(_unit(cfg, "hotspot-gateway"))
     assert gateway["SupplementaryGroups"] == ["hotspot-data"]
-    assert gateway["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
+    assert gateway["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_TIME"]
 
 
 def _unit(cfg, name):
@@ -268,8 +268,12 @@ def test_gateway_unit():
     k = _keys(_unit(load(), "hotspot-gateway"))
     assert k["ExecStart"] == [f"{HOTSPOT} --config /etc/hotspot/hotspot.toml gateway run"]
     assert k["Type"] == ["notify"] and k["WatchdogSec"] == ["30"] and k["Restart"] == ["always"]
-    assert "User" not in k and k["Group"] == ["hotspot"]  # root, with two capabilities only
-    assert k["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]
+    assert "User" not in k and k["Group"] == ["hotspot"]  # root, with three capabilities only
+    # CAP_SYS_TIME and @clock: the clock set from the collector's time while NTP is unreachable
+    assert k["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_TIME"]
+    assert k["ProtectClock"] == ["yes", "no"]  # the shared sandbox's, then the gateway's own
+    assert k["SystemCallFilter"][0] == "@system-service @clock"
+    assert "@clock" not in k["SystemCallFilter"][1]
     assert "dnsmasq.service" in k["After"][0] and "network-online.target" in k["After"][0]
     assert k["ProtectSystem"] == ["strict"] and k["NoNewPrivileges"] == ["yes"]
     assert k["ReadWritePaths"] == [
@@ -354,7 +358,10 @@ def test_security_exposure_is_ok_or_better(unit):
     )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", proc.stdout)
     assert m, proc.stdout + proc.stderr
-    assert float(m.group(1)) < 2.5 and m.group(2) in ("OK", "SAFE", "PERFECT"), m.group(0)
+    # The gateway pays 0.5 (2.0 → 2.5) for setting the clock from the collector's time while NTP is
+    # unreachable (CAP_SYS_TIME, @clock, ProtectClock=no: issue #11; docs/provisioning.md).
+    limit = 2.6 if unit == "hotspot-gateway" else 2.5
+    assert float(m.group(1)) < limit and m.group(2) in ("OK", "SAFE", "PERFECT"), m.group(0)
 
 
 def test_software_hidden_from_the_services():

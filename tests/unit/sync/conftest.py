@@ -84,6 +84,6 @@ def seed_usage(
 def gateway_totals(db, pseudonym) -> dict:
     with Session(db) as s:
         return {
-            (pseudonym(r.mac), r.hour): (r.seconds, r.bytes_down, r.bytes_up)
+            (pseudonym(r.mac, r.hour)[0], r.hour): (r.seconds, r.bytes_down, r.bytes_up)
             for r in s.query(HourlyUsage)
         }

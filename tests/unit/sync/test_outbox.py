@@ -43,7 +43,7 @@ def test_usage_is_queued_once_under_pseudonyms(gwcfg, gwdb):
         assert mac not in everything and mac.replace(":", "") not in everything
     assert "http" not in everything  # no URL of any kind
     rec = json.loads(usage[0].payload)
-    assert set(rec) == wire.FIELDS["usage"]
+    assert set(rec) == wire.FIELDS["usage"] | wire.OPTIONAL["usage"]  # with key_period
     assert ob.collect(full=True) == {k: 0 for k in wire.KINDS}  # nothing changed
     assert ob.pending() == n + 1
 
