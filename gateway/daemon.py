@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +36,9 @@ from hotspot.pseudonym import load_key
 from hotspot.radius.secret import read_secret
 from hotspot.timeutil import iso, utcnow
 from hotspot.vouchers.withdrawal import expire_unsold
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics, MetricsListener
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class Gateway:
         self.ticks = 0
         self.last_tick_error: str | None = None
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
+        self.metrics: GatewayMetrics | None = None  # [gateway] metrics_listen
+        self.metrics_listener: MetricsListener | None = None
 
     def status(self) -> dict[str, Any]:
         assert self.engine is not None and self.datapath is not None
@@ -115,15 +120,17 @@ class Gateway:
                 clock=self.clock,
             )
         self.engine.start()
+        self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
+        if self.config.gateway.metrics_listen:
+            self.start_metrics()
         self.server = ControlServer(
             self.config.control.socket,
-            Dispatcher(self.engine, self.status, self.radius),
+            Dispatcher(self.engine, self.status, self.radius, self.metrics),
             self.config.control.group,
         )
         self.server.start()
         if self.radius is not None:
             self.radius.start()
-        self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
         self.uplink.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
@@ -141,6 +148,8 @@ class Gateway:
             # The kernel state stays: clients keep their access while we are restarted, and
             # the next start reconciles it with the database.
             self.server.stop()
+            if self.metrics_listener is not None:
+                self.metrics_listener.stop()
             if self.radius is not None:
                 self.radius.stop()
             self.uplink.stop()
@@ -149,10 +158,37 @@ class Gateway:
             log.info("gateway stopped; kernel state left in place")
         return 0
 
+    def start_metrics(self) -> None:
+        """The Prometheus listener on ``[gateway] metrics_listen`` (gateway/metrics.py). An
+        address this machine does not have is a configuration error, like a missing
+        interface: refused before the control socket opens."""
+        from gateway.metrics import GatewayMetrics, MetricsListener
+
+        assert self.engine is not None and self.uplink is not None
+        uplink = self.uplink
+        self.metrics = GatewayMetrics(
+            self.engine,
+            list(self.config.tiers),
+            self.config.village.name,
+            uplink=uplink.status,
+            ticks=lambda: self.ticks,
+        )
+        listen = self.config.gateway.metrics_listen
+        try:
+            self.metrics_listener = MetricsListener(listen, self.metrics)
+        except OSError as exc:
+            raise ConfigError(
+                "gateway.metrics_listen", f"cannot listen on {listen}: {exc.strerror}"
+            ) from None
+        self.metrics_listener.start()
+
     def _tick(self) -> None:
         assert self.engine is not None
         try:
+            started = time.perf_counter()
             report = self.engine.tick()
+            if self.metrics is not None:
+                self.metrics.tick(time.perf_counter() - started, self.engine.tick_phases)
             self.ticks += 1
             self.last_tick_error = None
             for sid, reason in report.ended:

@@ -233,6 +233,12 @@ class SessionEngine:
         # MAC → what it may resume (see _admit_resumable): kept in memory, so that a tick
         # asks the database only about those of them that are back on the LAN.
         self.resumable: dict[str, _Resumable] = {}
+        # Read by the metrics at scrape time (gateway/metrics.py), never for decisions: bytes
+        # charged to sessions (down, up), the last tick's phases in seconds, and the sizes
+        # of the kernel's sets and maps as that tick read them.
+        self.charged_bytes = [0, 0]
+        self.tick_phases: dict[str, float] = {}
+        self.kernel_sizes: dict[str, int] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -1104,6 +1110,7 @@ class SessionEngine:
         the kernel meanwhile, it is read again under the lock.
         """
         report = TickReport()
+        t0 = time.perf_counter()
         generation = self._generation
         readings = self.dp.counters()
         snap = self.dp.snapshot(readings=readings)
@@ -1111,6 +1118,7 @@ class SessionEngine:
             if generation != self._generation:
                 readings = self.dp.counters()
                 snap = self.dp.snapshot(readings=readings)
+            t1 = time.perf_counter()
             down, up = readings
             now = self.clock()
             stepped = self.clock_watch.step(now) if self._epoch_start is not None else None
@@ -1150,10 +1158,23 @@ class SessionEngine:
                     report.flushed = True
                 wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
                 blocked = self._blocked(db)
+            t2 = time.perf_counter()
             report.plan = self._reconcile(wanted, blocked, snap, expected=bool(speed_edges))
             lan = _Neighbours(self.dp)  # at most one neighbour dump for both
             self._admit_trusted(lan=lan)
             self._admit_resumable(lan)
+        self.tick_phases = {
+            "kernel_read": t1 - t0,
+            "database": t2 - t1,
+            "kernel_write": time.perf_counter() - t2,
+        }
+        self.kernel_sizes = {
+            "authorized": len(snap.authorized),
+            "down_class": len(snap.down_map),
+            "up_class": len(snap.up_map),
+            "blocked": len(snap.blocked),
+            "pinned_neighbours": len(snap.pinned or ()),
+        }
         return report
 
     @contextlib.contextmanager
@@ -1225,6 +1246,8 @@ class SessionEngine:
         now, day, hour = when
         live.bytes_down += got[0]
         live.bytes_up += got[1]
+        self.charged_bytes[0] += got[0]
+        self.charged_bytes[1] += got[1]
         if elapsed > 0:
             live.rate_down_bps = int(got[0] * 8 / elapsed)
             live.rate_up_bps = int(got[1] * 8 / elapsed)
