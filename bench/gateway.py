@@ -38,7 +38,7 @@ from typing import Any
 from hotspot import protocol as proto
 from hotspot.control import ControlClient
 from hotspot.model import EndReason, Source
-from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
+from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, run_prefix, sh, write_toml
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -286,7 +286,10 @@ class Bench:
         self.reconcile_reps = 5 if q else 10
         self.recoveries = 1 if q else 2
         self.log = Log(args.quiet)
-        self.bed = Testbed(prefix=PREFIX, clients=1)
+        # --metrics-cost: namespaces of this process (hsb-<pid>-…), so that it can run while
+        # a full bench (hsb-…) does: each rebuilds its own names only.
+        prefix = run_prefix(PREFIX) if getattr(args, "metrics_cost", False) else PREFIX
+        self.bed = Testbed(prefix=prefix, clients=1)
         self.crowd: Crowd | None = None
         self.work = Path(tempfile.mkdtemp(prefix="hsb-bench-"))
         self.socket = str(self.work / "control.sock")
