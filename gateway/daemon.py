@@ -159,9 +159,10 @@ class Gateway:
         return 0
 
     def start_metrics(self) -> None:
-        """The Prometheus listener on ``[gateway] metrics_listen`` (gateway/metrics.py). An
-        address this machine does not have is a configuration error, like a missing
-        interface: refused before the control socket opens."""
+        """The Prometheus listener on ``[gateway] metrics_listen`` (gateway/metrics.py). If
+        it cannot listen (an address this machine does not have yet, a port taken), the
+        gateway serves the village without metrics and says so: villagers must not lose
+        the internet over the province's monitoring."""
         from gateway.metrics import GatewayMetrics, MetricsListener
 
         assert self.engine is not None and self.uplink is not None
@@ -177,9 +178,9 @@ class Gateway:
         try:
             self.metrics_listener = MetricsListener(listen, self.metrics)
         except OSError as exc:
-            raise ConfigError(
-                "gateway.metrics_listen", f"cannot listen on {listen}: {exc.strerror}"
-            ) from None
+            log.error("metrics: cannot listen on %s (%s): running without them", listen, exc)
+            self.metrics = None
+            return
         self.metrics_listener.start()
 
     def _tick(self) -> None:

@@ -139,3 +139,29 @@ def test_metrics_listen_on_loopback_or_management(listen):
         config_mod.load(overrides={"gateway": {"metrics_listen": listen}}).gateway.metrics_listen
         == listen
     )
+
+
+def test_a_listener_that_cannot_listen_leaves_the_gateway_serving(tmp_path, engine, caplog):
+    """The port taken (or an address the machine has not got yet): an error in the log, the
+    daemon goes on without metrics — the village keeps its internet."""
+    import socket
+    from types import SimpleNamespace
+
+    from gateway.daemon import Gateway
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        overrides = {
+            "database": {"url": f"sqlite:///{tmp_path}/hotspot.db"},
+            "control": {"socket": str(tmp_path / "control.sock")},
+            "gateway": {"metrics_listen": f"127.0.0.1:{port}"},
+        }
+        gw = Gateway(config_mod.load(overrides=overrides))
+        gw.engine = engine
+        gw.uplink = SimpleNamespace(status=lambda: None)
+        with caplog.at_level("ERROR", logger="gateway.daemon"):
+            gw.start_metrics()
+    assert gw.metrics is None and gw.metrics_listener is None
+    assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
