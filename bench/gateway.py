@@ -286,9 +286,9 @@ class Bench:
         self.reconcile_reps = 5 if q else 10
         self.recoveries = 1 if q else 2
         self.log = Log(args.quiet)
-        # --metrics-cost: namespaces of this process (hsb-<pid>-…), so that it can run while
-        # a full bench (hsb-…) does: each rebuilds its own names only.
-        prefix = run_prefix(PREFIX) if getattr(args, "metrics_cost", False) else PREFIX
+        # --metrics-cost: namespaces of this process (hsm-<pid>-…): a full bench running
+        # meanwhile removes every namespace named hsb-… when it builds and when it ends.
+        prefix = run_prefix("hsm") if getattr(args, "metrics_cost", False) else PREFIX
         self.bed = Testbed(prefix=prefix, clients=1)
         self.crowd: Crowd | None = None
         self.work = Path(tempfile.mkdtemp(prefix="hsb-bench-"))
@@ -412,7 +412,7 @@ class Bench:
     # -- set-up --------------------------------------------------------------------------
 
     def build(self) -> None:
-        self.log(f"building namespaces ({PREFIX}-*), work dir {self.work}")
+        self.log(f"building namespaces ({self.bed.prefix}-*), work dir {self.work}")
         self.bed.build()
         self.phone = self.bed.phones[0]
         # the phone must be a neighbour of the gateway: the portal authorizes by address
