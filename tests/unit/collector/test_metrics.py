@@ -184,3 +184,21 @@ def test_every_dashboard_expr_is_valid_promql(tmp_path):
         ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_clock_stepped_back_gives_no_negative_age(client, cdb):
+    """The collector's clock stepped back an hour after a report (NTP correcting it): the
+    age reads 0, never negative (an alert on 'age > N' stays quiet, a graph stays sane)."""
+    import datetime as dt
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from collector.models import Gateway
+
+    later = utcnow() + dt.timedelta(hours=1)
+    with Session(cdb) as s, s.begin():
+        s.execute(update(Gateway).values(last_seen_at=later, last_health_at=later))
+    m = scrape(client)
+    assert m[village("hotspot_collector_village_last_report_age_seconds")] == 0
+    assert m[village("hotspot_collector_village_last_health_age_seconds")] == 0
