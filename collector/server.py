@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -63,8 +64,12 @@ def _metrics_dir() -> str | None:
     """The workers' counters in prometheus_client's multiprocess mode (collector/metrics.py):
     a fresh directory of this instance, named in the environment before the app (and with it
     prometheus_client) is imported, so that every worker writes its own file there. None
-    when one was given (``PROMETHEUS_MULTIPROC_DIR`` set by the unit, kept and not removed)."""
-    if os.environ.get(MULTIPROC_ENV):
+    when one was given (``PROMETHEUS_MULTIPROC_DIR`` set by the unit): that directory is
+    kept, its files of an earlier run removed (prometheus_client asks for it wiped)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
         return None
     path = tempfile.mkdtemp(prefix="hotspot-collector-metrics-")
     os.environ[MULTIPROC_ENV] = path
