@@ -38,7 +38,7 @@ from typing import Any
 from hotspot import protocol as proto
 from hotspot.control import ControlClient
 from hotspot.model import EndReason, Source
-from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, sh, write_toml
+from testsupport.testbed import UPSTREAM_IP, Crowd, Testbed, run_prefix, sh, write_toml
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -49,6 +49,8 @@ PROBE_PORT = 9999
 IPERF_PORT = 5201
 MAX_KBPS = 10_000_000  # the configuration's ceiling for tiers and the uplink: 10 Gbit/s
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+METRICS_LISTEN = "127.0.0.1:9105"  # in the gateway's namespace (--metrics-cost)
+METRICS_URL = f"http://{METRICS_LISTEN}/metrics"
 
 
 # -- small helpers --------------------------------------------------------------------------
@@ -284,7 +286,10 @@ class Bench:
         self.reconcile_reps = 5 if q else 10
         self.recoveries = 1 if q else 2
         self.log = Log(args.quiet)
-        self.bed = Testbed(prefix=PREFIX, clients=1)
+        # --metrics-cost: namespaces of this process (hsm-<pid>-…): a full bench running
+        # meanwhile removes every namespace named hsb-… when it builds and when it ends.
+        prefix = run_prefix("hsm") if getattr(args, "metrics_cost", False) else PREFIX
+        self.bed = Testbed(prefix=prefix, clients=1)
         self.crowd: Crowd | None = None
         self.work = Path(tempfile.mkdtemp(prefix="hsb-bench-"))
         self.socket = str(self.work / "control.sock")
@@ -325,7 +330,9 @@ class Bench:
     def gw_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.bed.run(self.bed.gw, *args, check=check)
 
-    def write_config(self, name: str) -> Path:
+    def write_config(
+        self, name: str, db: str | None = None, gateway: dict[str, Any] | None = None
+    ) -> Path:
         data = {
             "network": {
                 "lan_interface": "br-lan",
@@ -335,7 +342,7 @@ class Bench:
                 "uplink_up_kbps": MAX_KBPS,
                 "lan_local_kbps": MAX_KBPS,
             },
-            "database": {"url": f"sqlite:///{self.work}/{name}.db"},
+            "database": {"url": f"sqlite:///{self.work}/{db or name}.db"},
             "control": {"socket": self.socket},
             # production defaults for the tick; named so a change of defaults shows here
             "gateway": {
@@ -343,6 +350,7 @@ class Bench:
                 "tick_seconds": 2.0,
                 "flush_seconds": 60,
                 "leaf_qdisc": "auto",
+                **(gateway or {}),
             },
             "tiers": {
                 TIER: {
@@ -404,7 +412,7 @@ class Bench:
     # -- set-up --------------------------------------------------------------------------
 
     def build(self) -> None:
-        self.log(f"building namespaces ({PREFIX}-*), work dir {self.work}")
+        self.log(f"building namespaces ({self.bed.prefix}-*), work dir {self.work}")
         self.bed.build()
         self.phone = self.bed.phones[0]
         # the phone must be a neighbour of the gateway: the portal authorizes by address
@@ -847,6 +855,84 @@ class Bench:
         r["meta"]["duration_s"] = round(time.monotonic() - self.log.t0, 1)
         return r
 
+    # -- the metrics' cost (issue #14 item 5) ---------------------------------------------
+
+    def authorize_replies(self, n: int) -> list[float]:
+        """``n`` authorize → deauthorize rounds of the phone; the authorize replies, ms."""
+        assert self.gw is not None
+        out = []
+        for _ in range(n):
+            t = time.monotonic()
+            self.gw.send(proto.AuthorizeRequest(ip=self.phone.ip, tier=TIER, source=Source.FREE))
+            out.append((time.monotonic() - t) * 1000)
+            self.gw.send(proto.DeauthorizeRequest(ip=self.phone.ip, reason=EndReason.LOGOUT))
+            time.sleep(random.random() * 0.02)
+        return out
+
+    def scrape_times(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            done = self.gw_run(
+                "curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", METRICS_URL, check=False
+            )
+            if done.returncode == 0:
+                out.append(float(done.stdout) * 1000)
+        return out
+
+    def run_metrics_cost(self) -> dict[str, Any]:
+        """The authorize reply with the metrics listener off and on (scraped every 0.5 s, 30
+        times Prometheus's usual rate), alternating in rounds on one database with
+        ``crowd_n`` other sessions: the ratio is of the same machine in the same minutes."""
+        r = self.r
+        r["meta"] = self.meta()
+        r["setup"] = {}
+        self.build()
+        self.write_config("plain", db="metrics-cost")
+        self.write_config("metrics", db="metrics-cost", gateway={"metrics_listen": METRICS_LISTEN})
+        self.start_gateway("plain")
+        self.add_crowd()
+        assert self.gw is not None
+        for i in range(self.crowd_n):
+            ip, mac = self.member_id(i)
+            self.gw.send(proto.AuthorizeRequest(ip=ip, mac=mac, tier=TIER, source=Source.ADMIN))
+        times: dict[str, list[float]] = {"plain": [], "metrics": []}
+        scrapes: list[float] = []
+        for rnd in range(self.rounds):
+            order = ["plain", "metrics"] if rnd % 2 == 0 else ["metrics", "plain"]
+            for name in order:
+                self.log(f"round {rnd + 1}/{self.rounds}: {name}, {self.trials} authorizations")
+                self.start_gateway(name)
+                time.sleep(self.settle)
+                scraper = None
+                if name == "metrics":
+                    scraper = self.spawn(
+                        self.bed.gw,
+                        "sh",
+                        "-c",
+                        f"while :; do curl -s -o /dev/null {METRICS_URL}; sleep 0.5; done",
+                    )
+                    scrapes += self.scrape_times(5)
+                times[name] += self.authorize_replies(self.trials)
+                if scraper is not None:
+                    self.kill(scraper)
+        self.stop_gateway()
+        plain, metrics = dist(times["plain"], "ms"), dist(times["metrics"], "ms")
+        r["metrics_cost"] = {
+            "sessions": self.crowd_n,
+            "trials_each": len(times["plain"]),
+            "rounds": self.rounds,
+            "authorize_reply_plain": plain,
+            "authorize_reply_metrics": metrics,
+            "ratio_p50": ratio(metrics.get("p50_ms"), plain.get("p50_ms")),
+            "ratio_p99": ratio(metrics.get("p99_ms"), plain.get("p99_ms")),
+            "scrape": dist(scrapes, "ms"),
+            "scrape_interval_s": 0.5,
+        }
+        r["meta"]["finished"] = now_iso()
+        r["meta"]["loadavg_at_end"] = list(os.getloadavg())
+        r["meta"]["duration_s"] = round(time.monotonic() - self.log.t0, 1)
+        return r
+
     def start_probe_sender_only(self) -> subprocess.Popen:
         return self.spawn(
             self.phone.ns,
@@ -1005,6 +1091,15 @@ def summary(r: dict[str, Any]) -> str:
                 f"gateway with {f['sessions']} sessions: RSS {f['rss_mb']} MB, idle CPU "
                 f"{f['idle_cpu_pct_of_one_core']} % of a core"
             )
+    mc = r.get("metrics_cost")
+    if mc:
+        a, b = mc["authorize_reply_plain"], mc["authorize_reply_metrics"]
+        lines.append(
+            f"authorize reply, {mc['sessions']} sessions, metrics off / on (scraped every "
+            f"{mc['scrape_interval_s']} s): p50 {a.get('p50_ms')} / {b.get('p50_ms')} ms "
+            f"(x{mc['ratio_p50']}), p99 {a.get('p99_ms')} / {b.get('p99_ms')} ms "
+            f"(x{mc['ratio_p99']}); a scrape p50 {mc['scrape'].get('p50_ms')} ms"
+        )
     return "\n".join(lines)
 
 
@@ -1020,9 +1115,19 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="iperf3 seconds per run (2 after 1 omitted; quick 1, none omitted)",
     )
-    p.add_argument("--output", default=str(RESULTS / "gateway.json"))
+    p.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="only the authorize reply with the metrics listener off and on "
+        "(bench/results/gateway-metrics.json)",
+    )
+    p.add_argument("--output", help="default bench/results/gateway.json (gateway-metrics.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
+    if args.output is None:
+        args.output = str(
+            RESULTS / ("gateway-metrics.json" if args.metrics_cost else "gateway.json")
+        )
     if os.geteuid() != 0:
         print("bench.gateway: needs root (network namespaces, nftables, tc)", file=sys.stderr)
         return 2
@@ -1040,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     code = 0
     try:
-        bench.run()
+        bench.run_metrics_cost() if args.metrics_cost else bench.run()
     except KeyboardInterrupt:
         print("bench.gateway: interrupted; cleaning up", file=sys.stderr)
         bench.r["error"] = "interrupted"

@@ -11,6 +11,7 @@ validated; a bad or unknown key raises :class:`ConfigError` naming it (exit 2).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import zoneinfo
@@ -50,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
         "warn_disk_pct": 90,
         "warn_temp_c": 75,
         "warn_mem_pct": 90,
+        # GET /metrics for Prometheus (collector/metrics.py), answered only to these networks.
+        "metrics": True,
+        "metrics_networks": ["127.0.0.0/8", "::1/128"],
     },
     "alerts": alert_config.DEFAULTS,
 }
@@ -79,6 +83,12 @@ class CollectorConfig:
     title: str = "Hotspot Desa"
     region: str = ""
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    metrics: bool = True
+    metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    @property
+    def metrics_network_list(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n) for n in self.metrics_networks]
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -131,10 +141,15 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     region = s.data.get("region")
     if not isinstance(region, str) or len(title) > 100 or len(region) > 100:
         raise ConfigError(s.key("region"), "title and region: strings of at most 100 characters")
+    metrics = s.data.get("metrics")
+    if not isinstance(metrics, bool):
+        raise ConfigError(s.key("metrics"), "must be true or false")
     return CollectorConfig(
         title=title,
         region=region,
         alerts=alert_config.validate(data.get("alerts", {})),
+        metrics=metrics,
+        metrics_networks=_networks(s, "metrics_networks"),
         database_url=url,
         bind=check_bind(s.str("bind")),
         workers=s.int("workers", 1, 64),
@@ -153,6 +168,21 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
         source=source,
     )
+
+
+def _networks(s: Section, name: str) -> tuple[str, ...]:
+    values = s.data.get(name)
+    if not isinstance(values, list) or len(values) > 64:
+        raise ConfigError(s.key(name), "must be a list of at most 64 networks")
+    out = []
+    for i, value in enumerate(values):
+        try:
+            out.append(str(ipaddress.ip_network(value)))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{s.key(name)}[{i}]", f'{value!r} is not a network like "10.0.0.0/8"'
+            ) from None
+    return tuple(out)
 
 
 def load(

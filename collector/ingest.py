@@ -35,11 +35,12 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from collector import metrics
 from collector.config import CollectorConfig
 from collector.models import Gateway, IngestBatch, IngestNonce
 from collector.store import apply_records
@@ -70,6 +71,7 @@ def _ack(secret: str, gateway_id: str, nonce: str, key: str, **answer: Any):
 def _err(status: int, code: str, message: str, quiet: bool = False, **extra: Any):
     if not quiet:
         log.info("ingest refused %s %s: %s", status, code, message)
+    metrics.refused(code, time.perf_counter() - g.get("ingest_started", time.perf_counter()))
     resp = jsonify({"ok": False, "error": code, "message": message, **extra})
     resp.status_code = status
     return resp
@@ -77,6 +79,7 @@ def _err(status: int, code: str, message: str, quiet: bool = False, **extra: Any
 
 @bp.post(wire.INGEST_PATH)
 def ingest():
+    g.ingest_started = time.perf_counter()
     cfg: CollectorConfig = current_app.config["COLLECTOR"]
     engine = current_app.extensions["collector_db"]
     length = request.content_length
@@ -161,6 +164,7 @@ def ingest():
             accepted = seen.records
             s.commit()
             log.info("batch %s of %s again: acknowledged, not applied", key, gateway_id)
+            metrics.batch_done("duplicate", None, time.perf_counter() - g.ingest_started)
             return _ack(secret, gateway_id, nonce, key, duplicate=True, accepted=accepted)
         s.add(
             IngestBatch(
@@ -175,6 +179,7 @@ def ingest():
         if stage == "nonce":
             return _err(409, "replay", "this request was seen before")
         # The same batch raced in through another worker and won: it is applied once.
+        metrics.batch_done("duplicate", None, time.perf_counter() - g.ingest_started)
         return _ack(secret, gateway_id, nonce, key, duplicate=True, accepted=len(records))
     except OperationalError as exc:
         s.rollback()
@@ -188,4 +193,5 @@ def ingest():
     finally:
         s.close()
     log.info("batch %s of %s applied: %s", key, gateway_id, counts)
+    metrics.batch_done("applied", counts, time.perf_counter() - g.ingest_started)
     return _ack(secret, gateway_id, nonce, key, duplicate=False, accepted=len(records))

@@ -7,6 +7,10 @@ upload one batch and must not hold a whole worker. The app is loaded once in the
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -14,10 +18,15 @@ from gunicorn.app.base import BaseApplication
 from collector.config import CollectorConfig
 from hotspot.httpworker import worker_class_for
 
+# collector.metrics's name for it, not imported from there: that would import
+# prometheus_client before the variable is set.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 class CollectorServer(BaseApplication):
     def __init__(self, config: CollectorConfig, bind: str, log_level: str = "info"):
         self.config = config
+        self.metrics_dir = _metrics_dir() if config.metrics else None
         self.options: dict[str, Any] = {
             "bind": [bind],
             "workers": config.workers,
@@ -33,8 +42,14 @@ class CollectorServer(BaseApplication):
             "errorlog": "-",
             "proc_name": "hotspot-collector",
             "post_worker_init": self.start_alerts,
+            "child_exit": _child_exit,
+            "on_exit": self._on_exit,
         }
         super().__init__()
+
+    def _on_exit(self, _arbiter: Any) -> None:
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -53,6 +68,29 @@ class CollectorServer(BaseApplication):
             from collector.alerts import start_loop
 
             start_loop(self.flask_app.extensions["collector_db"], self.config)
+
+
+def _metrics_dir() -> str | None:
+    """The workers' counters in prometheus_client's multiprocess mode (collector/metrics.py):
+    a fresh directory of this instance, named in the environment before the app (and with it
+    prometheus_client) is imported, so that every worker writes its own file there. None
+    when one was given (``PROMETHEUS_MULTIPROC_DIR`` set by the unit): that directory is
+    kept, its files of an earlier run removed (prometheus_client asks for it wiped)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    path = tempfile.mkdtemp(prefix="hotspot-collector-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def serve(config: CollectorConfig, bind: str, log_level: str = "INFO") -> int:

@@ -93,6 +93,19 @@ class EnginePort(Protocol):
     def list(self) -> builtins.list[SessionInfo]: ...
 
 
+class MetricsPort(Protocol):
+    """What the dispatcher tells :class:`gateway.metrics.GatewayMetrics`."""
+
+    def request(
+        self,
+        op: object,
+        seconds: float,
+        code: str | None,
+        source: str | None = None,
+        voucher: bool = False,
+    ) -> None: ...
+
+
 class RadiusPort(Protocol):
     """What the dispatcher needs from :class:`gateway.radius.RadiusService`."""
 
@@ -108,10 +121,12 @@ class Dispatcher:
         engine: EnginePort,
         status: Callable[[], Mapping[str, Any]],
         radius: RadiusPort | None = None,
+        metrics: MetricsPort | None = None,
     ):
         self.engine = engine
         self.status = status
         self.radius = radius
+        self.metrics = metrics
 
     def answer(self, line: bytes) -> bytes:
         try:
@@ -130,6 +145,25 @@ class Dispatcher:
 
     def handle(self, message: object) -> Reply:
         started = time.perf_counter()
+        reply = self._handle(message, started)
+        if self.metrics is not None:
+            self._count(message, reply, time.perf_counter() - started)
+        return reply
+
+    def _count(self, message: object, reply: Reply, seconds: float) -> None:
+        assert self.metrics is not None
+        op = message.get("op") if isinstance(message, dict) else None
+        if reply.get("ok"):
+            result = reply.get("result")
+            source = result.get("source") if isinstance(result, dict) else None
+            voucher = isinstance(result, dict) and result.get("voucher_id") is not None
+            self.metrics.request(op, seconds, None, source, voucher)
+        else:
+            error = reply.get("error")
+            code = error.get("code") if isinstance(error, dict) else None
+            self.metrics.request(op, seconds, str(code))
+
+    def _handle(self, message: object, started: float) -> Reply:
         op = message.get("op") if isinstance(message, dict) else None
         try:
             result = self.run(parse_request(message))

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +37,9 @@ from hotspot.radius.secret import read_secret
 from hotspot.timeutil import iso, utcnow
 from hotspot.version import software_version
 from hotspot.vouchers.withdrawal import expire_unsold
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics, MetricsListener
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class Gateway:
         self.ticks = 0
         self.last_tick_error: str | None = None
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
+        self.metrics: GatewayMetrics | None = None  # [gateway] metrics_listen
+        self.metrics_listener: MetricsListener | None = None
 
     def status(self) -> dict[str, Any]:
         assert self.engine is not None and self.datapath is not None
@@ -121,15 +126,17 @@ class Gateway:
                 clock=self.clock,
             )
         self.engine.start()
+        self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
+        if self.config.gateway.metrics_listen:
+            self.start_metrics()
         self.server = ControlServer(
             self.config.control.socket,
-            Dispatcher(self.engine, self.status, self.radius),
+            Dispatcher(self.engine, self.status, self.radius, self.metrics),
             self.config.control.group,
         )
         self.server.start()
         if self.radius is not None:
             self.radius.start()
-        self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
         self.uplink.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
@@ -147,6 +154,8 @@ class Gateway:
             # The kernel state stays: clients keep their access while we are restarted, and
             # the next start reconciles it with the database.
             self.server.stop()
+            if self.metrics_listener is not None:
+                self.metrics_listener.stop()
             if self.radius is not None:
                 self.radius.stop()
             self.uplink.stop()
@@ -154,6 +163,31 @@ class Gateway:
             self.datapath.close()
             log.info("gateway stopped; kernel state left in place")
         return 0
+
+    def start_metrics(self) -> None:
+        """The Prometheus listener on ``[gateway] metrics_listen`` (gateway/metrics.py). If
+        it cannot listen (an address this machine does not have yet, a port taken), the
+        gateway serves the village without metrics and says so: villagers must not lose
+        the internet over the province's monitoring."""
+        from gateway.metrics import GatewayMetrics, MetricsListener
+
+        assert self.engine is not None and self.uplink is not None
+        uplink = self.uplink
+        self.metrics = GatewayMetrics(
+            self.engine,
+            list(self.config.tiers),
+            self.config.village.name,
+            uplink=uplink.status,
+            ticks=lambda: self.ticks,
+        )
+        listen = self.config.gateway.metrics_listen
+        try:
+            self.metrics_listener = MetricsListener(listen, self.metrics)
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s (%s): running without them", listen, exc)
+            self.metrics = None
+            return
+        self.metrics_listener.start()
 
     def _tick(self) -> None:
         assert self.engine is not None
@@ -163,7 +197,10 @@ class Gateway:
         except OSError as exc:  # the state folder unreadable: next time
             log.warning("collector's time: %s", exc)
         try:
+            started = time.perf_counter()
             report = self.engine.tick()
+            if self.metrics is not None:
+                self.metrics.tick(time.perf_counter() - started, self.engine.tick_phases)
             self.ticks += 1
             self.last_tick_error = None
             for sid, reason in report.ended:

@@ -249,6 +249,11 @@ class SessionEngine:
         # MAC → what it may resume (see _admit_resumable): kept in memory, so that a tick
         # asks the database only about those of them that are back on the LAN.
         self.resumable: dict[str, _Resumable] = {}
+        # Read by the metrics at scrape time (gateway/metrics.py), never for decisions: bytes
+        # charged to sessions (down, up), the last tick's phases (tick_phases, above), and
+        # the sizes of the kernel's sets and maps as that tick read them.
+        self.charged_bytes = [0, 0]
+        self.kernel_sizes: dict[str, int] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -1262,6 +1267,13 @@ class SessionEngine:
         phases["admit"] = _ms_since(t)
         phases["total"] = _ms_since(started)
         self.tick_phases = phases
+        self.kernel_sizes = {
+            "authorized": len(snap.authorized),
+            "down_class": len(snap.down_map),
+            "up_class": len(snap.up_map),
+            "blocked": len(snap.blocked),
+            "pinned_neighbours": len(snap.pinned or ()),
+        }
         return report
 
     @contextlib.contextmanager
@@ -1375,6 +1387,8 @@ class SessionEngine:
         now, day, hour = when
         live.bytes_down += got[0]
         live.bytes_up += got[1]
+        self.charged_bytes[0] += got[0]
+        self.charged_bytes[1] += got[1]
         if elapsed > 0:
             live.rate_down_bps = int(got[0] * 8 / elapsed)
             live.rate_up_bps = int(got[1] * 8 / elapsed)

@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
         # seconds behind the collector's (learnt from its signed answers) is stepped to it;
         # 0 = never (hotspot/collector_time.py, docs/reliability.md).
         "collector_time_step_seconds": 60,
+        # Prometheus metrics (issue #14): "ADDRESS:PORT" of their own listener, on loopback
+        # or the management network only, never the villagers' LAN; "" = off.
+        "metrics_listen": "",
     },
     "tiers": {
         "free": {
@@ -478,6 +481,7 @@ class GatewayConfig:
     ntp_servers: tuple[str, ...] = ()  # the province's, for systemd-timesyncd
     fallback_ntp_servers: tuple[str, ...] = ()
     collector_time_step_seconds: float = 60.0  # 0 = never step to the collector's time
+    metrics_listen: str = ""  # "ADDRESS:PORT" of the Prometheus listener; "" = off
 
 
 @dataclass(frozen=True)
@@ -1394,6 +1398,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             ntp_servers=_ntp_servers(gw, "ntp_servers"),
             fallback_ntp_servers=_ntp_servers(gw, "fallback_ntp_servers"),
             collector_time_step_seconds=_collector_time_step(gw),
+            metrics_listen=_metrics_listen(gw, network, portal),
         ),
         tiers=tiers,
         portal=portal,
@@ -1594,6 +1599,38 @@ def _management(
         wifi_interface=op_iface,
         wired_port=wired,
     )
+
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<v4>[0-9.]+)):(?P<port>\d{1,5})$")
+
+
+def _metrics_listen(gw: Section, network: NetworkConfig, portal: PortalConfig) -> str:
+    """``[gateway] metrics_listen``: "" (off) or an address literal and port. The metrics
+    name sessions, logins and refusals: a villager must never reach them, so neither a
+    wildcard nor a LAN address, and not a port the LAN's input chain lets in (a packet from
+    the LAN to any of the gateway's addresses meets that chain: docs/security.md)."""
+    value = _opt_str(Section({**DEFAULTS["gateway"], **gw.data}, "gateway"), "metrics_listen", 64)
+    if not value:
+        return ""
+    key = gw.key("metrics_listen")
+    m = _LISTEN.match(value)
+    try:
+        ip = ipaddress.ip_address((m.group("v6") or m.group("v4")) if m else "")
+    except ValueError:
+        ip = None
+    if m is None or ip is None or not 1 <= int(m.group("port")) <= 65535:
+        raise ConfigError(key, f'{value!r} is not ADDRESS:PORT like "127.0.0.1:9105"')
+    port = int(m.group("port"))
+    if ip.is_unspecified:
+        raise ConfigError(key, f"{value!r} listens on every address, the LAN's too")
+    if ip == network.gateway_ip or ip in network.lan_network:
+        raise ConfigError(key, f"{value!r} is on the villagers' LAN {network.lan_network}")
+    lan_open = {53, 67, network.walled_dns_port, network.portal_port, portal.https_port}
+    if port in lan_open or port in network.lan_tcp_ports:
+        raise ConfigError(
+            key, f"port {port} is open to the LAN (portal, DNS, DHCP or lan_tcp_ports)"
+        )
+    return value
 
 
 def _dhcp_address(
