@@ -7,8 +7,8 @@ dozens of times), and is killed with SIGKILL. The database is on the lossy files
 disk, one line per acknowledgement, after the call returned: that log is what the villager
 saw on the success page and what the console showed, and the checks hold the database to it.
 
-* ``gateway``: the real session engine (gateway/engine.py) and control socket
-  (gateway/control_server.py) on a data path that stands in for the kernel
+* ``gateway``: the real daemon (gateway/daemon.py: the session engine, the control socket,
+  the uplink monitor, the stock's shelf life) on a data path that stands in for the kernel
   (tests/unit/fakes.py: the kernel is not what is tested here), ticking every 0.2 s with a
   flush every second and traffic on every session: logins, accounting.
 * ``portal``: voucher redemptions as the captive portal makes them
@@ -37,11 +37,11 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 # Imported here, before the fork server forks: a role starts in milliseconds.
-from gateway.control_server import ControlServer, Dispatcher
-from gateway.engine import SessionEngine
+import gateway.daemon  # noqa: F401 - imported before the fork
 from hotspot import config as config_mod
 from hotspot.audit import Actor
 from hotspot.db import open_database
@@ -51,7 +51,13 @@ from hotspot.vouchers.sales import quick_sell
 from hotspot_cli.main import main as hotspot_main
 from portal.gateway import GatewayLink
 from portal.startup import database as portal_database
+from tests import lossyfs
 from tests.unit.fakes import FakeDataPath
+
+try:  # the filesystem's library, before the fork too (the test skips without it)
+    import mfusepy  # noqa: F401
+except (ImportError, OSError):
+    pass
 
 VOUCHER_KEY = b"p" * 32
 REDEEM_PACKAGE = "harian"
@@ -78,8 +84,11 @@ def write_config(path: Path, state: Path, run: Path, collector_port: int) -> Pat
         f"""
 [database]
 url = "sqlite:///{state}/hotspot.db"
+[network]
+wan_interface = "lo"
 [control]
 socket = "{run}/control.sock"
+group = "root"
 [village]
 name = "Desa Uji Mati Listrik"
 [gateway]
@@ -131,7 +140,7 @@ def run_role(log_path: str, role: str, *args: str) -> None:
     os.dup2(fd, 2)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.write(fd, f"--- {role} pid {os.getpid()} at {started_at()}\n".encode())
+    os.write(fd, f"--- {role} pid {os.getpid()} at {started_at()} {time.time():.3f}\n".encode())
     globals()[f"role_{role}"](*args)
 
 
@@ -158,34 +167,37 @@ def role_lossyfs(backing: str, mountpoint: str) -> None:
     import sys
 
     sys.argv = ["lossyfs", backing, mountpoint]
-    from tests import lossyfs
-
     lossyfs.main()
 
 
+class VillageDataPath(FakeDataPath):
+    """The kernel as the daemon sees it (tests/unit/fakes.py), with the village's phones
+    in the neighbour table and traffic on every session at every read of the counters."""
+
+    def __init__(self, _config: config_mod.Config):
+        super().__init__()
+        self.down = self.up = SimpleNamespace(leaf="htb")
+        for n in range(1000):
+            ip, mac = device(n)
+            self.neighbours[ip] = mac
+        for n in range(250):
+            ip, mac = free_device(n)
+            self.neighbours[ip] = mac
+
+    def counters(self) -> Any:
+        for ip, _mac in list(self.state.authorized):
+            self.traffic(ip, down=random.randint(1_000, 50_000), up=random.randint(100, 5_000))
+        return super().counters()
+
+
 def role_gateway(config_path: str) -> None:
-    cfg = config_mod.load(config_path)
-    db = open_database(cfg.database.url)
-    datapath = FakeDataPath()
-    for n in range(1000):
-        ip, mac = device(n)
-        datapath.neighbours[ip] = mac
-    for n in range(250):
-        ip, mac = free_device(n)
-        datapath.neighbours[ip] = mac
-    engine = SessionEngine(cfg, db, datapath)
-    engine.start()
-    server = ControlServer(cfg.control.socket, Dispatcher(engine, lambda: {"ok": True}), None)
-    server.start()
-    print(f"ready at {time.time():.3f}", flush=True)
-    while True:
-        for ip, _mac in list(datapath.state.authorized):
-            datapath.traffic(ip, down=random.randint(1_000, 50_000), up=random.randint(100, 5_000))
-        try:
-            engine.tick()
-        except Exception as exc:  # noqa: BLE001 - a tick that fails is retried, as the daemon does
-            print(f"gateway: tick failed: {exc!r}", flush=True)
-        time.sleep(cfg.gateway.tick_seconds)
+    """The real daemon (``hotspot gateway run``'s :class:`gateway.daemon.Gateway`) with the
+    kernel stood in for: no interfaces to check, no nftables, no tc."""
+    from gateway import daemon
+
+    daemon.check_interfaces = lambda _config: None  # type: ignore[assignment]
+    daemon.DataPath = VillageDataPath  # type: ignore[assignment,misc]
+    os._exit(daemon.Gateway(config_mod.load(config_path)).run())
 
 
 def _gateway_link(cfg: config_mod.Config) -> GatewayLink:
@@ -193,7 +205,7 @@ def _gateway_link(cfg: config_mod.Config) -> GatewayLink:
     link = GatewayLink(cfg.control.socket)
     while True:
         try:
-            link.call("status")
+            link.call("list")
             return link
         except (HotspotError, OSError):
             if time.monotonic() > deadline:
@@ -252,7 +264,7 @@ def role_console(config_path: str, package_id: str, acks_path: str) -> None:
         sale = quick_sell(db, int(package_id), token, actor=KASIR)
         acks.write("sold", token, sale["voucher_id"], int(sale["repeat"]))
         n += 1
-        time.sleep(0.01)
+        time.sleep(0.1)  # a busy kasir is slower; the others need the CPU too
 
 
 def role_sync(config_path: str) -> None:

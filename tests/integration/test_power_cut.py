@@ -33,7 +33,7 @@ from tests.conftest import is_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CUTS = int(os.environ.get("HOTSPOT_POWER_CUTS", "30"))
-WINDOW = float(os.environ.get("HOTSPOT_POWER_CUT_WINDOW", "2.5"))  # seconds of load at most
+WINDOW = float(os.environ.get("HOTSPOT_POWER_CUT_WINDOW", "2.0"))  # seconds of load at most
 
 
 def _skip_reason() -> str | None:
@@ -59,18 +59,12 @@ pytestmark = [
 class Rig:
     """The lossy filesystem and the processes on it, forked from one fork server."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, server: subprocess.Popen[str]):
         self.backing, self.mnt = tmp / "disk", tmp / "state"
         self.run, self.logs = tmp / "run", tmp / "logs"
         for d in (self.backing, self.mnt, self.run, self.logs):
             d.mkdir()
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.powercut"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.server = server
         self.fs: int | None = None
         self.procs: dict[str, int] = {}
 
@@ -118,8 +112,6 @@ class Rig:
             self.power_cut()
         if os.path.ismount(self.mnt):
             subprocess.run(["umount", "-l", str(self.mnt)], check=False)
-        self.server.kill()
-        self.server.wait(30)
 
 
 def alive(pid: int) -> bool:
@@ -130,9 +122,25 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.fixture(scope="module")
+def fork_server():
+    """``python -m tests.integration.powercut``: imports everything once (seconds on a
+    loaded machine), then forks a role per request."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.powercut"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    yield server
+    server.kill()
+    server.wait(30)
+
+
 @pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
+def rig(tmp_path, fork_server):
+    r = Rig(tmp_path, fork_server)
     yield r
     r.close()
 
@@ -215,8 +223,17 @@ def test_power_cuts_lose_no_acknowledged_write(rig, tmp_path):
         RecordingCollector,
         check_database,
         prepare_database,
+        read_log,
         write_config,
     )
+
+    def wait_for_lines(path: Path, n: int, deadline: float) -> float:
+        """Seconds since the round started when ``path`` has ``n`` lines (or ``deadline``)."""
+        while time.monotonic() - started < deadline:
+            if len(read_log(path)) >= n:
+                break
+            time.sleep(0.02)
+        return time.monotonic() - started
 
     seed = os.environ.get("HOTSPOT_POWER_CUT_SEED") or str(random.randrange(1 << 30))
     rng = random.Random(seed)  # the moments of the cuts: HOTSPOT_POWER_CUT_SEED repeats them
@@ -227,23 +244,18 @@ def test_power_cuts_lose_no_acknowledged_write(rig, tmp_path):
 
     rig.mount()
     package_id = prepare_database(config, codes, vouchers=1000)
-    # The device was provisioned and then synced (the database file's own directory entry
-    # is not fsynced by SQLite when it creates it).
-    for name in os.listdir(rig.mnt):
-        fd = os.open(rig.mnt / name, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    fd = os.open(rig.mnt, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
-
-    moments, counts = [], {}
+    # No sync here: what SQLite fsyncs by itself (the WAL's folder when it makes the WAL)
+    # is all the database's creation gets on the device, too.
+    moments: list[float] = []
+    counts: dict[str, int] = {}
+    portal_lines = 0
     try:
         for cut in range(CUTS):
             if cut:
                 rig.mount()
                 problems, counts = check_database(rig.mnt / "hotspot.db", rig.logs)
                 assert not problems, f"after cut {cut} (seed {seed}):\n" + "\n".join(problems[:20])
+            started = time.monotonic()
             rig.procs["gateway"] = rig.start("gateway", str(config))
             rig.procs["portal"] = rig.start(
                 "portal", str(config), str(codes), str(rig.logs / "portal.log")
@@ -252,9 +264,17 @@ def test_power_cuts_lose_no_acknowledged_write(rig, tmp_path):
                 "console", str(config), str(package_id), str(rig.logs / "console.log")
             )
             rig.procs["sync"] = rig.start("sync", str(config))
-            moment = rng.uniform(0.1, WINDOW)
-            time.sleep(moment)
+            if cut % 2:
+                # Anywhere from the start: recovery of the WAL, start-up, the first writes.
+                moment = rng.uniform(0.1, WINDOW)
+            else:
+                # Under load: once this round's first voucher was redeemed (the gateway
+                # answers, every process writes).
+                moment = wait_for_lines(rig.logs / "portal.log", portal_lines + 1, deadline=10)
+                moment += rng.uniform(0.0, WINDOW / 2)
+            time.sleep(max(0.0, moment - (time.monotonic() - started)))
             moments.append(moment)
+            portal_lines = len(read_log(rig.logs / "portal.log"))
             dead = rig.dead()
             rig.power_cut()
             assert not dead, f"before cut {cut + 1} (seed {seed}):\n" + "\n".join(dead)
@@ -266,8 +286,10 @@ def test_power_cuts_lose_no_acknowledged_write(rig, tmp_path):
     assert not collector.problems(), "\n".join(collector.problems()[:20])
     batches = {d.key for d in collector.deliveries}
     print(
-        f"seed {seed}: {CUTS} cuts at {min(moments):.2f} to {max(moments):.2f} s; {counts}; "
+        f"seed {seed}: {CUTS} cuts at {min(moments):.2f} to {max(moments):.2f} s "
+        f"(median {sorted(moments)[len(moments) // 2]:.2f}) after the start; {counts}; "
         f"{len(collector.deliveries)} deliveries of {len(batches)} batches"
     )
     # Not a vacuous run: the cuts came under load.
-    assert counts["redeemed"] >= CUTS // 2 and counts["sold"] >= CUTS and len(batches) >= CUTS // 6
+    assert counts["redeemed"] >= CUTS // 6 and counts["sold"] >= CUTS // 3
+    assert len(batches) >= CUTS // 10
