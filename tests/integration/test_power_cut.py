@@ -33,7 +33,7 @@ from tests.conftest import is_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CUTS = int(os.environ.get("HOTSPOT_POWER_CUTS", "30"))
-WINDOW = float(os.environ.get("HOTSPOT_POWER_CUT_WINDOW", "2.0"))  # seconds of load at most
+WINDOW = float(os.environ.get("HOTSPOT_POWER_CUT_WINDOW", "1.6"))  # seconds of load at most
 
 
 def _skip_reason() -> str | None:
@@ -270,7 +270,7 @@ def test_power_cuts_lose_no_acknowledged_write(rig, tmp_path):
             else:
                 # Under load: once this round's first voucher was redeemed (the gateway
                 # answers, every process writes).
-                moment = wait_for_lines(rig.logs / "portal.log", portal_lines + 1, deadline=10)
+                moment = wait_for_lines(rig.logs / "portal.log", portal_lines + 1, deadline=6)
                 moment += rng.uniform(0.0, WINDOW / 2)
             time.sleep(max(0.0, moment - (time.monotonic() - started)))
             moments.append(moment)
