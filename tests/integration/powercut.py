@@ -1,8 +1,9 @@
 """The gateway's processes for the power-cut loop (tests/integration/test_power_cut.py).
 
 Each role runs in a process of its own, forked from a fork server (``python -m
-tests.integration.powercut``) that has imported all of this already (a fresh interpreter takes seconds on a loaded machine; the loop starts them
-dozens of times), and is killed with SIGKILL. The database is on the lossy filesystem
+tests.integration.powercut``) that has imported all of this already (a fresh interpreter
+takes seconds on a loaded machine; the loop starts them dozens of times), and is killed
+with SIGKILL. The database is on the lossy filesystem
 (tests/lossyfs.py); what each role *returned to its client* is appended to a log on the real
 disk, one line per acknowledgement, after the call returned: that log is what the villager
 saw on the success page and what the console showed, and the checks hold the database to it.
@@ -425,13 +426,6 @@ def check_database(db_path: Path, logs: Path) -> tuple[list[str], dict[str, int]
 
 def started_at() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

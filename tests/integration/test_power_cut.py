@@ -2,7 +2,7 @@
 
 The gateway's state directory is a lossy filesystem (tests/lossyfs.py): whatever was not
 fsynced is gone when its process is killed. The gateway's processes run on it (see
-tests/integration/powercut.py: the session engine and its control socket, the portal's
+tests/integration/powercut.py: the real gateway daemon on a stand-in kernel, the portal's
 voucher redemptions and free logins, the console's quick sales, the real ``hotspot sync
 run`` against a recording collector). At a random moment the filesystem and then every
 process get SIGKILL — a power cut; the filesystem is mounted again from what survived, and
@@ -12,7 +12,9 @@ sale the console showed is still there, and the same forms again (the villager's
 kasir's second tap after the power returns) change nothing. At the end, the collector never
 got one record revision in two batches, nor one batch key with two bodies.
 
-``HOTSPOT_POWER_CUTS`` sets the number of cuts (30 by default; a few hundred by hand).
+``HOTSPOT_POWER_CUTS`` sets the number of cuts (30 by default; a few hundred by hand),
+``HOTSPOT_POWER_CUT_WINDOW`` how long a round may run (1.6 s), ``HOTSPOT_POWER_CUT_SEED``
+repeats a run's moments (every failure names its seed). docs/reliability.md has the figures.
 """
 
 from __future__ import annotations
