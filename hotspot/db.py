@@ -1,8 +1,10 @@
 """Database engine and schema migrations.
 
 SQLite on the device runs in WAL mode with ``synchronous=NORMAL``: a power cut can lose the
-last commits but never corrupts the file. Callers that handle money ask for
-:func:`durable` connections, which fsync every commit.
+last commits but never corrupts the file. Callers whose commits are acknowledged to someone
+(the portal's vouchers and the console's sales, the CLI's operator commands, the sync agent's
+batches) ask for ``synchronous="FULL"``, which fsyncs every commit — and, the WAL being one
+log, every commit before it (docs/reliability.md, power cuts).
 """
 
 from __future__ import annotations

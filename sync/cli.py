@@ -90,7 +90,10 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     require_configured(cfg)
     setup_logging(args.log_level)
-    db = open_database(cfg.database.url)
+    # A batch is stored before it is sent: that commit must be on the disk before the
+    # collector has the batch, or a power cut sends its records again in a batch of another
+    # key, a period reported twice (docs/reliability.md, power cuts). A few commits a round.
+    db = open_database(cfg.database.url, synchronous="FULL")
     with AgentLock(cfg):
         from hotspot.collector_time import clock_setter
 

@@ -51,6 +51,9 @@ def load_key(
             pass
         finally:
             os.unlink(tmp)
+        # The new name on the disk before the key is used: a power cut that loses it would
+        # make a new key at the next start, and every voucher printed with this one worthless.
+        _fsync_folder(p.parent)
         text = p.read_text().strip()
     try:
         key = bytes.fromhex(text)
@@ -59,3 +62,11 @@ def load_key(
     if len(key) < 16:
         raise HotspotError(f"{what} {p} is too short", code=ErrorCode.BAD_KEY)
     return key
+
+
+def _fsync_folder(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -166,6 +166,27 @@ def test_secret_files_are_created_once_and_private(tmp_path):
         load_key(tmp_path / "none.key")
 
 
+def test_a_new_key_file_is_fsynced_and_so_is_its_folder(monkeypatch, tmp_path):
+    """A power cut right after the portal's first start must not lose the key (every
+    voucher printed with it would be worthless): its data, then its name (the folder), are
+    on the disk before it is used. The root tier cuts the power for real
+    (tests/integration/test_power_cut.py)."""
+    from hotspot.vouchers.keys import load_key
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append("folder" if stat.S_ISDIR(st.st_mode) else f"file {st.st_ino}")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "voucher.key"
+    load_key(path, create=True)
+    assert synced == [f"file {os.stat(path).st_ino}", "folder"]
+
+
 def test_privileges_are_dropped_only_as_root(monkeypatch, tmp_path):
     cfg = config_mod.load(
         overrides={

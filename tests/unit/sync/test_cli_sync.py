@@ -63,6 +63,28 @@ def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(
     assert "pending records" in human.stdout and "Connection refused" in human.stdout
 
 
+def test_the_agent_fsyncs_every_commit(tmp_path, served, gwdb, hotspot, monkeypatch):
+    """A batch is stored before it is sent: with ``synchronous=NORMAL`` a power cut could
+    lose it after the collector had it, and its records went again under another key (found
+    by tests/integration/test_power_cut.py)."""
+    from hotspot import db as hotspot_db
+
+    engines = []
+    real_open = hotspot_db.open_database
+
+    def open_database(url, **kw):
+        engines.append(real_open(url, **kw))
+        return engines[-1]
+
+    monkeypatch.setattr(hotspot_db, "open_database", open_database)
+    config = write_toml(tmp_path / "hotspot.toml", gateway_overrides(tmp_path, upstream_url=served))
+    seed_usage(gwdb, devices=1, hours=1)
+    assert hotspot(config, "sync", "once").returncode == 0
+    assert len(engines) == 1
+    with engines[0].connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
 def test_unconfigured_sync_is_a_config_error(tmp_path, hotspot):
     over = gateway_overrides(tmp_path)
     over["sync"] = {}
