@@ -46,10 +46,12 @@ def create_app(
     from collector.api import bp as api_bp
     from collector.dashboard import bp as dashboard_bp
     from collector.ingest import bp as ingest_bp
+    from collector.policy import bp as policy_bp
 
     app.register_blueprint(ingest_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(policy_bp)
 
     @app.get("/healthz")
     def healthz():

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
         "warn_disk_pct": 90,
         "warn_temp_c": 75,
         "warn_mem_pct": 90,
+        # The Ed25519 key that signs the province's policy (issue #15; `policy keygen`).
+        # Only `hotspot collector policy` reads it; the web server never does.
+        "policy_key_file": "/etc/hotspot/policy.key",
     },
 }
 
@@ -69,6 +72,7 @@ class CollectorConfig:
     warn_disk_pct: int
     warn_temp_c: int
     warn_mem_pct: int
+    policy_key_file: str = "/etc/hotspot/policy.key"
     source: str = "defaults"
 
     @property
@@ -135,8 +139,16 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_disk_pct=s.int("warn_disk_pct", 1, 100),
         warn_temp_c=s.int("warn_temp_c", 20, 150),
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
+        policy_key_file=_policy_key_file(s),
         source=source,
     )
+
+
+def _policy_key_file(s: Section) -> str:
+    path = s.str("policy_key_file")
+    if not os.path.isabs(path):
+        raise ConfigError(s.key("policy_key_file"), "must be an absolute path")
+    return path
 
 
 def load(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     false,
     text,
 )
@@ -48,6 +49,10 @@ class Gateway(Base):
     info_rev: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     last_health_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # newest sample
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The province's policy (issue #15): the kecamatan whose scope applies, and the version
+    # the gateway last reported running (its newest health sample).
+    kecamatan: Mapped[str | None] = mapped_column(String(63))
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageHourly(UsageCounters, Base):
@@ -89,6 +94,7 @@ class HealthSample(Base):
     clients_online: Mapped[int] = mapped_column(Integer)
     backlog: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SalesMonthly(Base):
@@ -119,6 +125,31 @@ class UplinkOutage(Base):
     cause: Mapped[str] = mapped_column(String(16))
     rev: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PolicyScope(Base):
+    """The policy fields published for one scope (``province``, ``kecamatan:<name>``,
+    ``gateway:<id>``; hotspot/policy.py), as the last ``policy publish`` gave them."""
+
+    __tablename__ = "policy_scope"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    fields: Mapped[str] = mapped_column(Text)  # JSON, validated
+    version: Mapped[int] = mapped_column(BigInteger)
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PolicyDocument(Base):
+    """The signed, merged policy of one gateway, as served to it (``GET /policy/v1/document``).
+    Versions only grow: every publish numbers its documents above every earlier one."""
+
+    __tablename__ = "policy_document"
+
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    envelope: Mapped[str] = mapped_column(Text)  # {"document", "signature", "key_id"}
+    etag: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class IngestBatch(Base):

@@ -36,6 +36,8 @@ from hotspot.protocol import (
     ExtendRequest,
     ListRequest,
     PingRequest,
+    PolicyApplyRequest,
+    PolicyRequest,
     RadiusAuthorizeRequest,
     ReconcileRequest,
     Reply,
@@ -99,6 +101,13 @@ class RadiusPort(Protocol):
     def authorize(self, req: RadiusAuthorizeRequest) -> SessionInfo: ...
 
 
+class PolicyPort(Protocol):
+    """What the dispatcher needs from :class:`gateway.policy.PolicyKeeper`."""
+
+    def offer(self, envelope: Mapping[str, Any]) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+
+
 class Dispatcher:
     """A request line → a reply line. Requests are parsed once, here (:func:`parse_request`);
     every failure becomes an error reply, so a connection outlives any request on it."""
@@ -108,10 +117,12 @@ class Dispatcher:
         engine: EnginePort,
         status: Callable[[], Mapping[str, Any]],
         radius: RadiusPort | None = None,
+        policy: PolicyPort | None = None,
     ):
         self.engine = engine
         self.status = status
         self.radius = radius
+        self.policy = policy
 
     def answer(self, line: bytes) -> bytes:
         try:
@@ -200,6 +211,20 @@ class Dispatcher:
                 return e.trusted()
             case ReconcileRequest():
                 return {"changed": e.reconcile()}
+            case PolicyRequest() | PolicyApplyRequest() if self.policy is None:
+                raise UsageError("op: this gateway takes no policy")
+            case PolicyRequest():
+                assert self.policy is not None
+                return self.policy.status()
+            case PolicyApplyRequest():
+                assert self.policy is not None
+                return self.policy.offer(
+                    {
+                        "document": request.document,
+                        "signature": request.signature,
+                        "key_id": request.key_id or "",
+                    }
+                )
         raise NotImplementedError(f"no handler for {type(request).__name__}")
 
 

@@ -259,6 +259,8 @@ FIELDS = {
     "outage": {"kind", "started_at", "ended_at", "cause", "rev"},
 }
 OUTAGE_CAUSES = ("link", "unreachable")
+# Keys a record may leave out (an older gateway's batches still ingest): read as None.
+OPTIONAL_FIELDS: dict[str, set[str]] = {"health": {"policy_version"}}
 
 
 def validate_record(rec: Any) -> dict[str, Any]:
@@ -268,7 +270,8 @@ def validate_record(rec: Any) -> dict[str, Any]:
     kind = rec.get("kind")
     if kind not in FIELDS:
         raise WireError(f"unknown kind {str(kind)[:20]!r}")
-    extra = set(rec) - FIELDS[kind]
+    optional = OPTIONAL_FIELDS.get(kind, set())
+    extra = set(rec) - FIELDS[kind] - optional
     missing = FIELDS[kind] - set(rec)
     if extra or missing:
         raise WireError(
@@ -303,6 +306,10 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "uplink_ms": _num(rec, "uplink_ms", 0, 600_000, optional=True),
             "clients_online": _int(rec, "clients_online", 0, 1 << 20),
             "backlog": _int(rec, "backlog", 0, 1 << 40),
+            # The province's policy the gateway runs (issue #15); None: none, or older.
+            "policy_version": None
+            if rec.get("policy_version") is None
+            else _int(rec, "policy_version", 1, (1 << 53) - 1),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)
