@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from collector import queries
 from collector.config import CollectorConfig
+from collector.policy import document_of
+from collector.policy import show as show_policies
 from collector.store import check_token
 from hotspot import svgchart
 from hotspot.pull_api import reply
@@ -104,6 +106,16 @@ T: dict[str, dict[str, str]] = {
     "days": {"id": "hari", "en": "days"},
     "hours": {"id": "jam", "en": "hours"},
     "times_in": {"id": "Waktu dalam {tz}", "en": "Times in {tz}"},
+    # The province's policy (issue #15)
+    "policy": {"id": "Kebijakan provinsi", "en": "Province policy"},
+    "policy_villages": {"id": "Kebijakan per desa", "en": "Policy per village"},
+    "kecamatan": {"id": "Kecamatan", "en": "Kecamatan"},
+    "policy_published": {"id": "Versi diterbitkan", "en": "Version published"},
+    "policy_running": {"id": "Versi berjalan", "en": "Version running"},
+    "policy_behind": {"id": "belum diterapkan", "en": "not applied yet"},
+    "policy_field": {"id": "Isian", "en": "Field"},
+    "policy_value": {"id": "Nilai", "en": "Value"},
+    "policy_source": {"id": "Dari", "en": "From"},
 }
 
 PAGE = """<!doctype html>
@@ -128,7 +140,8 @@ nav a{margin-left:8px}
 <p class="muted">{{ t('times_in').format(tz=tz) }}</p>
 </body></html>"""
 
-OVERVIEW = """
+OVERVIEW = (
+    """
 <p>{{ t('summary').format(online=o.online, total=o.total, warned=o.warned, sales=rp(o.sales_month_rupiah)) }}</p>
 <table>
 <tr><th>{{ t('village') }}</th><th>{{ t('status') }}</th><th>{{ t('last_seen') }}</th>
@@ -146,8 +159,18 @@ OVERVIEW = """
 <h2>{{ t('province_users') }}</h2>{{ users_chart }}
 <h2>{{ t('province_traffic') }}</h2>{{ traffic_chart }}
 """
+    + """
+{% if policies.gateways and policies.scopes %}<h2>{{ t('policy_villages') }}</h2>
+<table><tr><th>{{ t('gateway') }}</th><th>{{ t('kecamatan') }}</th><th class="n">{{ t('policy_published') }}</th><th class="n">{{ t('policy_running') }}</th><th></th></tr>
+{% for g in policies.gateways %}<tr><td><a href="{{ url_for('dashboard.village', gateway_id=g.id) }}">{{ g.id }}</a></td><td>{{ g.kecamatan or '—' }}</td>
+<td class="n">{{ g.published or '—' }}</td><td class="n">{{ g.running or '—' }}</td>
+<td>{% if g.published and g.running != g.published %}<span class="warn">{{ t('policy_behind') }}</span>{% endif %}</td></tr>{% endfor %}
+</table>{% endif %}
+"""
+)
 
-VILLAGE = """
+VILLAGE = (
+    """
 <p><a href="{{ url_for('dashboard.index') }}">{{ t('back') }}</a></p>
 <h2>{{ v.gateway.village or v.gateway.id }} <span class="muted">({{ v.gateway.id }}{% if v.gateway.version %}, v{{ v.gateway.version }}{% endif %})</span></h2>
 <p>{% if v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}
@@ -172,6 +195,16 @@ VILLAGE = """
 <tr><td></td><td><b>Σ</b></td><td class="n"><b>{{ num(tot[0]) }}</b></td><td class="n"><b>{{ rp(tot[1]) }}</b></td></tr>{% endfor %}
 </table>{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
 """
+    + """
+<h2>{{ t('policy') }}</h2>
+{% if policy %}<p>{{ t('kecamatan') }}: {{ v.gateway.kecamatan or '—' }} · {{ t('policy_published') }}: <b>{{ policy.version }}</b>
+({{ when(policy.published_at) }}) · {{ t('policy_running') }}: <b>{{ v.gateway.policy_version or '—' }}</b>
+{% if v.gateway.policy_version != policy.version %}<span class="warn">{{ t('policy_behind') }}</span>{% endif %}</p>
+<table><tr><th>{{ t('policy_field') }}</th><th>{{ t('policy_value') }}</th><th>{{ t('policy_source') }}</th></tr>
+{% for name, value in policy.policy.items() %}<tr><td>{{ name }}</td><td><code>{{ value | tojson }}</code></td><td>{{ policy.sources.get(name, '') }}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
+"""
+)
 
 
 def _cfg() -> CollectorConfig:
@@ -267,8 +300,9 @@ def index():
     now = utcnow()
     with Session(current_app.extensions["collector_db"]) as s:
         o = queries.overview(s, _cfg(), now)
+        policies = show_policies(s)
     users, traffic = _day_charts(o["series"], _lang())
-    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic)
+    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic, policies=policies)
 
 
 @bp.get("/village/<gateway_id>")
@@ -300,4 +334,11 @@ def village(gateway_id: str):
             if samples
             else Markup("")
         )
-        return _render(VILLAGE, v=v, users_chart=users, traffic_chart=traffic, health_chart=health)
+        return _render(
+            VILLAGE,
+            v=v,
+            users_chart=users,
+            traffic_chart=traffic,
+            health_chart=health,
+            policy=document_of(s, gateway_id),
+        )

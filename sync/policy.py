@@ -36,8 +36,7 @@ from sync.outbox import Outbox
 log = logging.getLogger(__name__)
 
 ETAG_STATE = "policy_etag"
-# A refusal that the same bytes would get again: remember the ETag, wait for a new document.
-FINAL_REFUSALS = (ErrorCode.POLICY_SIGNATURE, ErrorCode.POLICY_REPLAY, ErrorCode.POLICY_INVALID)
+REFUSALS = (ErrorCode.POLICY_SIGNATURE, ErrorCode.POLICY_REPLAY, ErrorCode.POLICY_INVALID)
 
 
 class Fetcher(Protocol):
@@ -122,7 +121,7 @@ class PolicyPuller:
         if status == 404:
             return "none"
         if status != 200:
-            log.warning("policy: collector answered %d: %s", status, body[:200].decode("replace"))
+            log.warning("policy: collector answered %d: %s", status, body[:200].decode(errors="replace"))
             return "failed"
         new_etag = (headers.get("ETag") or headers.get("etag") or "").strip('W/"')
         try:
@@ -138,10 +137,8 @@ class PolicyPuller:
         try:
             answer = self._hand({k: str(v) for k, v in envelope.items()})
         except HotspotError as exc:
-            if exc.code in FINAL_REFUSALS:
+            if exc.code in REFUSALS:
                 log.warning("policy refused by the gateway (%s): %s", exc.code, exc.message)
-                if new_etag:
-                    self._keep_etag(new_etag)
                 return "refused"
             log.warning("policy: the gateway could not take it now: %s", exc.message)
             return "failed"
