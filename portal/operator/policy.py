@@ -20,9 +20,10 @@ def policy_page() -> Any:
         status: dict[str, Any] | None = gateway_call("policy")
     except HotspotError:
         status = None
-    in_force = (status or {}).get("in_force") or None
+    in_force: dict[str, Any] = (status or {}).get("in_force") or {}
+    sources: dict[str, str] = in_force.get("sources", {})
     fields = [
-        (name, json.dumps(value, ensure_ascii=False), in_force["sources"].get(name, ""))
-        for name, value in sorted((in_force or {}).get("policy", {}).items())
+        (name, json.dumps(value, ensure_ascii=False), sources.get(name, ""))
+        for name, value in sorted(in_force.get("policy", {}).items())
     ]
-    return page("policy.html", gw_policy=status, in_force=in_force, fields=fields)
+    return page("policy.html", gw_policy=status, in_force=in_force or None, fields=fields)
