@@ -121,7 +121,9 @@ class PolicyPuller:
         if status == 404:
             return "none"
         if status != 200:
-            log.warning("policy: collector answered %d: %s", status, body[:200].decode(errors="replace"))
+            log.warning(
+                "policy: collector answered %d: %s", status, body[:200].decode(errors="replace")
+            )
             return "failed"
         new_etag = (headers.get("ETag") or headers.get("etag") or "").strip('W/"')
         try:
