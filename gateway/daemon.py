@@ -188,6 +188,10 @@ class Gateway:
                 self.last_tick_error = str(exc).splitlines()[0]
                 log.error("tick: database: %s", self.last_tick_error)
         self.expire_stock()
+        try:
+            self.policies.check_inbox()
+        except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it
+            log.error("policy: applying failed: %s", exc)
 
     def expire_stock(self, now: float | None = None) -> int:
         """At most once per ``STOCK_EXPIRY_SECONDS``: withdraw unsold vouchers past their shelf

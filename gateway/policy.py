@@ -1,9 +1,12 @@
 """The province's policy on the gateway: verified here, on the privileged side, and nowhere
 else (hotspot/policy.py has the rules).
 
-The sync agent (unprivileged) fetches the signed envelope from the collector and hands it over
-the control socket (``policy-apply``); so may anyone in the ``hotspot`` group, which is why
-nothing is believed before the signature of the pinned key is checked. Then, in this order:
+The sync agent (unprivileged, and not in the control socket's group) fetches the signed
+envelope from the collector and leaves it in the state folder (``policy-inbox.json``), which
+the daemon takes on its next tick (:meth:`PolicyKeeper.check_inbox`); anyone in the
+``hotspot`` group may also hand one over the control socket (``policy-apply``). Neither is
+trusted: nothing is believed before the signature of the pinned key is checked. Then, in
+this order:
 
 1. verify: the pinned key's signature, this gateway's id, a version above the one in force,
    valid content, and the local configuration overlaid with it still valid;
@@ -103,6 +106,27 @@ class PolicyKeeper:
             if self.apply is not None:
                 self.apply(old, effective)
             return self.status()
+
+    def check_inbox(self) -> bool:
+        """Take the envelope the sync agent left in the state folder, if any (each tick of the
+        daemon: one stat of a file that is usually not there). True when one was taken."""
+        if not self.local.policy.public_key:
+            return False
+        try:
+            envelope = policy_mod.read_inbox(self.local.policy.state_file)
+        except PolicyRefused as exc:
+            self._note_refusal(exc, "a policy from the sync agent")
+            return False
+        except OSError as exc:
+            log.warning("policy inbox: %s", exc)
+            return False
+        if envelope is None:
+            return False
+        try:
+            self.offer(envelope)
+        except PolicyRefused:
+            return False  # logged by offer; the last good one stays
+        return True
 
     def _note_refusal(self, exc: PolicyRefused, what: str) -> None:
         log.warning("%s refused (%s): %s", what, exc.code, exc.message)

@@ -600,6 +600,50 @@ def store(path: str | os.PathLike[str], envelope: Mapping[str, str]) -> None:
         os.close(dirfd)
 
 
+def inbox_path(state_file: str | os.PathLike[str]) -> Path:
+    """Where the sync agent leaves a fetched envelope for the gateway: beside the last good
+    file, in the state folder both may write (the agent is not in the control socket's
+    group, on purpose: docs/security.md, least privilege)."""
+    return Path(state_file).with_name("policy-inbox.json")
+
+
+def read_inbox(state_file: str | os.PathLike[str]) -> dict[str, str] | None:
+    """Take the envelope the agent left (the file is removed whatever it held); None when
+    there is none. Read without following a link and at most MAX_ENVELOPE_BYTES + 1 bytes:
+    whoever can write the folder cannot make the gateway read another file or a huge one."""
+    path = inbox_path(state_file)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a symbolic link (ELOOP), a FIFO…
+        path.unlink(missing_ok=True)
+        raise invalid(f"the inbox {path} is not a plain file ({exc.strerror})") from None
+    try:
+        raw = os.read(fd, MAX_ENVELOPE_BYTES + 1)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return parse_envelope(raw)
+
+
+def drop_in_inbox(state_file: str | os.PathLike[str], envelope: Mapping[str, str]) -> None:
+    """The agent's side of :func:`read_inbox`: written whole (temporary file, rename)."""
+    target = inbox_path(state_file)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(canonical(dict(envelope)).encode())
+    os.replace(tmp, target)
+
+
+def document_version(envelope: Mapping[str, str]) -> int | None:
+    """The version an envelope's document claims (bookkeeping only: not verified)."""
+    try:
+        version = json.loads(envelope["document"]).get("version")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def load_stored(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """The last good envelope as kept by :func:`store`; None when there is none. A file
     that cannot be read as an envelope raises :class:`PolicyRefused` (the caller logs it and

@@ -27,15 +27,20 @@ from sqlalchemy.orm import Session
 
 from hotspot import wire
 from hotspot.config import Config
-from hotspot.control import ControlClient
 from hotspot.errors import ErrorCode, HotspotError
-from hotspot.policy import MAX_ENVELOPE_BYTES, POLICY_PATH
-from hotspot.protocol import PolicyApplyRequest
+from hotspot.policy import (
+    MAX_ENVELOPE_BYTES,
+    POLICY_PATH,
+    document_version,
+    drop_in_inbox,
+    stored_version,
+)
 from sync.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 ETAG_STATE = "policy_etag"
+HANDED_STATE = "policy_handed_version"
 REFUSALS = (ErrorCode.POLICY_SIGNATURE, ErrorCode.POLICY_REPLAY, ErrorCode.POLICY_INVALID)
 
 
@@ -63,7 +68,7 @@ class HttpFetcher:
             raise OSError(f"collector unreachable: {getattr(exc, 'reason', exc)}") from None
 
 
-Hand = Callable[[dict[str, str]], dict[str, object]]  # envelope → the gateway's answer
+Hand = Callable[[dict[str, str]], object]  # envelope → the gateway (raises a refusal)
 
 
 @dataclass
@@ -71,7 +76,7 @@ class PolicyPuller:
     config: Config
     outbox: Outbox
     fetcher: Fetcher
-    hand: Hand | None = None  # None: the gateway's control socket
+    hand: Hand | None = None  # None: the inbox file in the state folder
     wallclock: Callable[[], float] = time.time
     clock_offset: Callable[[], float] = lambda: 0.0
 
@@ -91,26 +96,29 @@ class PolicyPuller:
             headers["If-None-Match"] = f'"{etag}"'
         return headers
 
-    def _hand(self, envelope: dict[str, str]) -> dict[str, object]:
+    def _hand(self, envelope: dict[str, str]) -> object:
         if self.hand is not None:
             return self.hand(envelope)
-        with ControlClient(self.config.control.socket) as ctl:
-            return ctl.send(
-                PolicyApplyRequest(
-                    document=envelope["document"],
-                    signature=envelope["signature"],
-                    key_id=envelope.get("key_id") or None,
-                )
-            )
+        drop_in_inbox(self.config.policy.state_file, envelope)
+        return None
 
-    def _keep_etag(self, etag: str) -> None:
+    def _keep(self, etag: str, version: int | None) -> None:
         with Session(self.outbox.db) as s, s.begin():
             Outbox.put_state(s, ETAG_STATE, etag)
+            Outbox.put_state(s, HANDED_STATE, version if version is not None else 0)
+
+    def _etag_to_send(self) -> str | None:
+        """The kept ETag, while the gateway runs what it names (or newer)."""
+        etag = self.outbox.get_state(ETAG_STATE)
+        handed = int(self.outbox.get_state(HANDED_STATE) or 0)
+        running = stored_version(self.config.policy.state_file) or 0
+        return etag if etag and running >= handed else None
 
     def pull(self) -> str:
-        """One conditional fetch: ``unchanged``, ``applied``, ``refused``, ``none`` (nothing
-        published for us), ``unreachable`` or ``failed`` (the gateway could not be asked)."""
-        etag = self.outbox.get_state(ETAG_STATE)
+        """One conditional fetch: ``unchanged``, ``handed`` (left for the gateway, or taken by
+        the ``hand`` given), ``refused``, ``none`` (nothing published for us), ``unreachable``
+        or ``failed``."""
+        etag = self._etag_to_send()
         try:
             status, headers, body = self.fetcher.get(POLICY_PATH, self._headers(etag))
         except OSError as exc:
@@ -136,17 +144,20 @@ class PolicyPuller:
             # Not even an envelope: the gateway would refuse it; nothing to hand over.
             log.warning("policy: the collector's answer is not a policy envelope")
             return "refused"
+        envelope = {k: str(v) for k, v in envelope.items()}
+        version = document_version(envelope)
         try:
-            answer = self._hand({k: str(v) for k, v in envelope.items()})
+            self._hand(envelope)
         except HotspotError as exc:
             if exc.code in REFUSALS:
                 log.warning("policy refused by the gateway (%s): %s", exc.code, exc.message)
                 return "refused"
             log.warning("policy: the gateway could not take it now: %s", exc.message)
             return "failed"
+        except OSError as exc:
+            log.warning("policy: cannot leave it for the gateway: %s", exc)
+            return "failed"
         if new_etag:
-            self._keep_etag(new_etag)
-        in_force = answer.get("in_force")
-        version = in_force.get("version") if isinstance(in_force, dict) else None
-        log.info("policy version %s handed to the gateway and in force", version)
-        return "applied"
+            self._keep(new_etag, version)
+        log.info("policy version %s handed to the gateway", version)
+        return "handed"

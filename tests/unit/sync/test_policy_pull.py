@@ -84,7 +84,7 @@ def test_published_pulled_applied_then_not_modified(app, puller, fetcher, keeper
     assert puller.pull() == "none"  # nothing published yet: 404, nothing changes
     out = publish(app, "province", {"free_tier": {"down_kbps": 768}})
     assert out["gateways"] == [GATEWAY_ID]
-    assert puller.pull() == "applied"
+    assert puller.pull() == "handed"
     assert keeper.version == out["version"]
     assert keeper.effective.tiers["free"].down_kbps == 768
     assert puller.pull() == "unchanged"
@@ -97,7 +97,7 @@ def test_a_gateway_offline_while_three_versions_pass_ends_on_the_newest(
     app, puller, fetcher, keeper
 ):
     publish(app, "province", {"free_tier": {"down_kbps": 768}})
-    assert puller.pull() == "applied"
+    assert puller.pull() == "handed"
     first = dict(keeper.policy.envelope)
     fetcher.offline = True
     versions = [
@@ -107,7 +107,7 @@ def test_a_gateway_offline_while_three_versions_pass_ends_on_the_newest(
     ]
     assert puller.pull() == "unreachable" and keeper.version < versions[0]
     fetcher.offline = False
-    assert puller.pull() == "applied"
+    assert puller.pull() == "handed"
     assert keeper.version == versions[-1]
     eff = keeper.effective
     assert eff.tiers["free"].down_kbps == 512
@@ -133,7 +133,7 @@ def test_a_byte_changed_on_the_link_is_refused_and_the_real_one_comes_next(
     assert keeper.version == 0 and keeper.last_refusal["code"] == "policy-signature"
     # The tampered answer's ETag was not kept: the next cycle fetches the real document.
     fetcher.tamper = None
-    assert puller.pull() == "applied" and keeper.effective.tiers["free"].down_kbps == 768
+    assert puller.pull() == "handed" and keeper.effective.tiers["free"].down_kbps == 768
 
 
 def test_an_answer_that_is_not_an_envelope_is_refused(app, puller, fetcher, keeper):
@@ -228,3 +228,38 @@ def test_the_health_sample_carries_the_version_the_gateway_runs(gwcfg, gwdb, kee
     doc = policy.make_document(GATEWAY_ID, 4, {"ntp_servers": ["a.id"]}, {}, NOW)
     keeper.offer(policy.sign(KEY, doc))
     assert health.sample(gwcfg, gwdb, NOW, cpu_interval=None)["policy_version"] == 4
+
+
+def test_through_the_inbox_as_in_production(app, gwcfg, gwdb, fetcher, keeper):
+    """The agent is not in the control socket's group: it leaves the envelope in the state
+    folder and the gateway's tick takes it."""
+    agent = PolicyPuller(gwcfg, Outbox(gwcfg, gwdb), fetcher)
+    v1 = publish(app, "province", {"free_tier": {"down_kbps": 768}})["version"]
+    assert agent.pull() == "handed" and keeper.version == 0
+    assert policy.inbox_path(gwcfg.policy.state_file).exists()
+    assert keeper.check_inbox() and keeper.version == v1
+    assert not policy.inbox_path(gwcfg.policy.state_file).exists()
+    assert agent.pull() == "unchanged" and fetcher.answers[-1] == 304
+
+    # A byte flipped on the link: the gateway refuses it from the inbox, and since its file
+    # does not have the version handed, the next fetch is unconditional and brings the real one.
+    v2 = publish(app, "province", {"free_tier": {"down_kbps": 640}})["version"]
+    fetcher.tamper = lambda body: body.replace(b"640", b"9999")
+    assert agent.pull() == "handed"
+    assert not keeper.check_inbox() and keeper.last_refusal["code"] == "policy-signature"
+    fetcher.tamper = None
+    assert agent.pull() == "handed" and "If-None-Match" not in fetcher.sent[-1]
+    assert keeper.check_inbox() and keeper.version == v2
+
+
+def test_the_inbox_is_no_way_to_make_the_gateway_read_another_file(gwcfg, keeper, tmp_path):
+    inbox = policy.inbox_path(gwcfg.policy.state_file)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret")
+    inbox.symlink_to(secret)
+    assert not keeper.check_inbox()
+    assert keeper.last_refusal["code"] == "policy-invalid" and not inbox.exists()
+    assert "secret" not in keeper.last_refusal["message"]
+    inbox.write_bytes(b"{" + b" " * policy.MAX_ENVELOPE_BYTES + b"}")
+    assert not keeper.check_inbox() and "over" in keeper.last_refusal["message"]
+    assert not inbox.exists() and keeper.version == 0
