@@ -630,6 +630,7 @@ def read_inbox(state_file: str | os.PathLike[str]) -> dict[str, str] | None:
 def drop_in_inbox(state_file: str | os.PathLike[str], envelope: Mapping[str, str]) -> None:
     """The agent's side of :func:`read_inbox`: written whole (temporary file, rename)."""
     target = inbox_path(state_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_bytes(canonical(dict(envelope)).encode())
     os.replace(tmp, target)
