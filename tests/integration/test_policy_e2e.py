@@ -32,7 +32,14 @@ from hotspot.errors import HotspotError
 from hotspot.timeutil import utcnow
 from tests.integration.village import COLLECTOR_PORT, PROV_IP, Proc, add_province, hotspot, wait_for
 from tests.netns.conftest import GatewayProcess
-from tests.netns.helpers import authorize, client_minor, curl, tc_classes
+from tests.netns.helpers import (
+    authorize,
+    client_minor,
+    curl,
+    iperf3,
+    mtu_sized_frames,
+    tc_classes,
+)
 from testsupport import testbed as tb
 from testsupport.testbed import UPSTREAM_IP, write_toml
 
@@ -72,7 +79,8 @@ def test_a_signed_policy_steers_the_village(postgres, tmp_path):
         prov = add_province(bed, rate_kbit=20000, loss_pct=0)
         (tmp_path / "www").mkdir()
         (tmp_path / "www" / "index.html").write_text("upstream ok")
-        bed.start_upstream(tmp_path / "www", iperf=False)
+        bed.start_upstream(tmp_path / "www")  # with iperf3's server
+        mtu_sized_frames(bed)
         ccfg = write_toml(
             tmp_path / "collector.toml",
             {
@@ -174,6 +182,10 @@ def test_a_signed_policy_steers_the_village(postgres, tmp_path):
         # the running free session and a new one at the policy's rate.
         wait_for(lambda: upstream_page(walled) == "upstream ok", 10, "the garden open")
         assert ceil_kbps(bed, running.ip) == (700, 300)
+        # …and the phone sees it: a download at the policy's rate (±20 %, on the wire).
+        seen_kbps = iperf3(bed, running.ns, reverse=True, seconds=4).wire_bps / 1000
+        print(f"\nPOLICY free tier seen by the phone: {seen_kbps:.0f} kbit/s on the wire (700)")
+        assert 0.8 * 700 <= seen_kbps <= 1.2 * 700, seen_kbps
         authorize(gw, later, "free")
         assert ceil_kbps(bed, later.ip) == (700, 300)
         # The gateway reports the version it runs; the collector stores it.

@@ -141,3 +141,25 @@ def test_the_control_socket_hands_envelopes_to_the_keeper(local):
         "vaksin-2026-12"
     ]
     assert KEY  # the private key stays in the test (the collector's)
+
+
+def test_hotspot_gateway_policy_shows_it(local, tmp_path, capsys):
+    from gateway.control_server import ControlServer
+    from tests.unit.commands import hotspot_in_process
+
+    k = keeper(local, [])
+    sock = str(tmp_path / "control.sock")
+    srv = ControlServer(sock, Dispatcher(engine=None, status=lambda: {}, policy=k), group=None)  # type: ignore[arg-type]
+    srv.start()
+    try:
+        config = tmp_path / "hotspot.toml"
+        config.write_text(f'[control]\nsocket = "{sock}"\n')
+        none = hotspot_in_process(capsys, config, "gateway", "policy")
+        assert none.returncode == 0 and "no policy from the province" in none.stdout
+        k.offer(envelope(9))
+        shown = hotspot_in_process(capsys, config, "gateway", "policy")
+        assert "policy version 9" in shown.stdout and "walled_garden_domains" in shown.stdout
+        data = json.loads(hotspot_in_process(capsys, config, "gateway", "policy", "--json").stdout)
+        assert data["in_force"]["version"] == 9
+    finally:
+        srv.stop()
