@@ -687,3 +687,19 @@ def effective_config(config: Config, policy: Policy | None) -> Config:
         )
     except ConfigError as exc:
         raise invalid(f"the configuration with this policy is not valid: {exc.message}") from None
+
+
+def effective_from_file(config: Config) -> tuple[Config, int]:
+    """(the effective configuration, the policy's version) from the last good file, verified
+    again with the pinned key; ``(config, 0)`` when there is none, no key is pinned, or the
+    file does not verify (the gateway logs why; a reader such as the portal need not)."""
+    if not config.policy.public_key:
+        return config, 0
+    try:
+        envelope = load_stored(config.policy.state_file)
+        if envelope is None:
+            return config, 0
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+        return effective_config(config, policy), policy.version
+    except PolicyRefused:
+        return config, 0

@@ -51,3 +51,32 @@ def test_admin_sees_the_policy_in_force_and_a_refusal(admin, keeper):
 def test_a_kasir_gets_the_403_page(kasir, keeper):
     assert kasir.get("/operator/policy").status_code == 403
     assert 'href="/operator/policy"' not in kasir.get("/operator/").get_data(as_text=True)
+
+
+def test_the_splash_shows_the_free_tier_the_policy_set(app, tmp_path):
+    """A villager reads the free tier's terms the gateway runs: the portal lays the last good
+    policy over its configuration when the file changes (a file that does not verify is not
+    believed)."""
+    from hotspot import policy
+    from tests.unit.portal.conftest import Phone
+
+    st = state(app)
+    local = config_mod.load(
+        overrides={
+            **st.config.raw,
+            "sync": {**st.config.raw.get("sync", {}), "gateway_id": GW},
+            "policy": {"public_key": PUB, "state_file": str(tmp_path / "policy.json")},
+        }
+    )
+    st.config = local
+    phone = Phone(app)
+    assert "Kecepatan sampai 1 Mbps" in text(phone.get("/"))
+    policy.store(local.policy.state_file, envelope(1))  # down_kbps 768, daily_mb 200
+    st._policy_seen = (-1e9, None)  # (the next request looks at once: no wait in a test)
+    page = text(phone.get("/"))
+    assert "Kecepatan sampai 768 kbps" in page and "200 MB data per hari" in page, page
+    # Edited on the disk: not believed, the file's own terms again.
+    path = tmp_path / "policy.json"
+    path.write_text(path.read_text().replace("768", "9999"))
+    st._policy_seen = (-1e9, None)
+    assert "Kecepatan sampai 1 Mbps" in text(phone.get("/"))
