@@ -47,11 +47,13 @@ def create_app(
     from collector.dashboard import bp as dashboard_bp
     from collector.ingest import bp as ingest_bp
     from collector.metrics import bp as metrics_bp
+    from collector.policy import bp as policy_bp
 
     app.register_blueprint(ingest_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(policy_bp)
 
     @app.get("/healthz")
     def healthz():

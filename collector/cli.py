@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from typing import Any
 
 from sqlalchemy import select
@@ -57,6 +58,21 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     alist.add_argument("--all", action="store_true")
     alist.add_argument("--json", action="store_true")
 
+    po = cmds.add_parser("policy", help="the province's signed policy for the gateways")
+    pos = po.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    kg = pos.add_parser("keygen", help="make the signing key; print the public key to pin")
+    kg.add_argument("--force", action="store_true", help="replace an existing key")
+    pub = pos.add_parser("publish", help="publish a scope's policy (a JSON file, - for stdin)")
+    pub.add_argument("scope", help="province, kecamatan:NAME or gateway:ID")
+    pub.add_argument("file")
+    pl = pos.add_parser("place", help="put a gateway in a kecamatan ('' = none)")
+    pl.add_argument("id")
+    pl.add_argument("kecamatan")
+    sh = pos.add_parser("show", help="scopes, and each gateway's published and running version")
+    sh.add_argument("--gateway", metavar="ID", help="that gateway's merged document")
+    for c in (kg, pub, pl, sh):
+        c.add_argument("--json", action="store_true")
+
     tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
     tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
     _add_commands(
@@ -83,6 +99,63 @@ def _out(data: Any, as_json: bool, human: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else human)
 
 
+def _policy_fields(path: str) -> Any:
+    import sys
+
+    from hotspot.errors import UsageError
+
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise UsageError(f"file: {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"file: {path} is not JSON ({exc})") from None
+
+
+def _policy(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> int:
+    from collector import policy as cpolicy
+    from hotspot.errors import UsageError
+    from hotspot.policy import PolicyRefused
+    from hotspot.timeutil import utcnow
+
+    with Session(engine) as s, s.begin():
+        if args.action == "show":
+            if args.gateway:
+                doc = cpolicy.document_of(s, args.gateway)
+                _out(doc, as_json, json.dumps(doc, indent=2, default=str, ensure_ascii=False))
+                return 0 if doc is not None else 1
+            out = cpolicy.show(s)
+            lines = [f"{r['scope']:40} version {r['version']}" for r in out["scopes"]]
+            lines += [
+                f"{g['id']:24} {g['kecamatan'] or '-':20} published {g['published'] or '-'}"
+                f"  running {g['running'] or '-'}"
+                for g in out["gateways"]
+            ]
+            _out(out, as_json, "\n".join(lines) or "no policy published")
+            return 0
+        key = cpolicy.read_key(cfg.policy_key_file)
+        if args.action == "place":
+            out = cpolicy.place(s, args.id, args.kecamatan, key, utcnow())
+            _out(out, as_json, f"{out['id']} in kecamatan {out['kecamatan'] or '-'}")
+            return 0
+        fields = _policy_fields(args.file)
+        try:
+            out = cpolicy.publish(s, args.scope, fields, key, utcnow())
+        except ValueError as exc:
+            raise UsageError(f"scope: {exc}") from None
+        except PolicyRefused as exc:
+            raise UsageError(f"policy: {exc.message}") from None
+        _out(
+            out,
+            as_json,
+            f"{out['scope']} version {out['version']} published to "
+            f"{len(out['gateways'])} gateway(s)",
+        )
+    return 0
+
+
 def handle(args: argparse.Namespace) -> int:
     from collector import config as config_mod
     from collector import store
@@ -101,7 +174,21 @@ def handle(args: argparse.Namespace) -> int:
         return serve(cfg, bind, args.log_level)
     setup_logging("WARNING")
     logging.getLogger("collector").setLevel(logging.WARNING)
+    if args.cmd == "policy" and args.action == "keygen":
+        from collector.policy import keygen
+
+        out = keygen(cfg.policy_key_file, force=args.force)
+        _out(
+            out,
+            as_json,
+            f"signing key written to {out['key_file']} (keep it on this machine only)\n"
+            f"pin it on every gateway, in hotspot.toml:\n"
+            f'[policy]\npublic_key = "{out["public_key"]}"',
+        )
+        return 0
     engine = open_database(cfg.database_url)
+    if args.cmd == "policy":
+        return _policy(args, cfg, engine, as_json)
     if args.cmd == "upgrade":
         print(
             f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})"
@@ -131,6 +218,18 @@ def handle(args: argparse.Namespace) -> int:
                     latitude=args.lat,
                     longitude=args.lon,
                 )
+                if args.kecamatan is not None and os.path.exists(cfg.policy_key_file):
+                    # The kecamatan is also the village's policy scope: sign its document
+                    # again, as `policy place` does.
+                    from collector import policy as cpolicy
+                    from collector.models import Gateway
+                    from hotspot.timeutil import utcnow
+
+                    gw = s.get(Gateway, args.id)
+                    assert gw is not None  # set_gateway_place found it
+                    key = cpolicy.read_key(cfg.policy_key_file)
+                    version = cpolicy.resign(s, gw, key, utcnow())
+                    out["policy_version"] = "" if version is None else str(version)
                 _out(
                     out,
                     as_json,

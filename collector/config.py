@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
         # GET /metrics for Prometheus (collector/metrics.py), answered only to these networks.
         "metrics": True,
         "metrics_networks": ["127.0.0.0/8", "::1/128"],
+        # The Ed25519 key that signs the province's policy (issue #15; `policy keygen`).
+        # Only `hotspot collector policy` reads it; the web server never does.
+        "policy_key_file": "/etc/hotspot/policy.key",
     },
     "alerts": alert_config.DEFAULTS,
 }
@@ -79,6 +82,7 @@ class CollectorConfig:
     warn_disk_pct: int
     warn_temp_c: int
     warn_mem_pct: int
+    policy_key_file: str = "/etc/hotspot/policy.key"
     source: str = "defaults"
     title: str = "Hotspot Desa"
     region: str = ""
@@ -166,6 +170,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_disk_pct=s.int("warn_disk_pct", 1, 100),
         warn_temp_c=s.int("warn_temp_c", 20, 150),
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
+        policy_key_file=_policy_key_file(s),
         source=source,
     )
 
@@ -183,6 +188,13 @@ def _networks(s: Section, name: str) -> tuple[str, ...]:
                 f"{s.key(name)}[{i}]", f'{value!r} is not a network like "10.0.0.0/8"'
             ) from None
     return tuple(out)
+
+
+def _policy_key_file(s: Section) -> str:
+    path = s.str("policy_key_file")
+    if not os.path.isabs(path):
+        raise ConfigError(s.key("policy_key_file"), "must be an absolute path")
+    return path
 
 
 def load(

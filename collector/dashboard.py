@@ -31,6 +31,8 @@ from collector.alerts import KIND_TEXT, open_alerts, recent_alerts
 from collector.config import CollectorConfig
 from collector.mapsvg import MapPoint, village_map
 from collector.models import Gateway, UplinkOutage
+from collector.policy import document_of
+from collector.policy import show as show_policies
 from collector.store import check_token
 from hotspot import svgchart
 from hotspot.pull_api import reply
@@ -134,7 +136,7 @@ T: dict[str, dict[str, str]] = {
     "cleared": {"id": "Selesai", "en": "Cleared"},
     "still_open": {"id": "masih aktif", "en": "still open"},
     "software": {"id": "Versi perangkat lunak", "en": "Software version"},
-    "policy": {"id": "Versi kebijakan", "en": "Policy version"},
+    "policy_version": {"id": "Versi kebijakan", "en": "Policy version"},
     "last_report": {"id": "Laporan terakhir", "en": "Last report"},
     "place": {"id": "Lokasi", "en": "Location"},
     "outages": {"id": "Gangguan uplink (30 hari)", "en": "Uplink outages (30 days)"},
@@ -153,6 +155,15 @@ T: dict[str, dict[str, str]] = {
     "m_alert": {"id": "ada peringatan", "en": "with an alert"},
     "m_disabled": {"id": "dinonaktifkan", "en": "disabled"},
     **{"a_" + k.value: v for k, v in KIND_TEXT.items()},
+    # The province's policy (issue #15)
+    "policy": {"id": "Kebijakan provinsi", "en": "Province policy"},
+    "policy_villages": {"id": "Kebijakan per desa", "en": "Policy per village"},
+    "policy_published": {"id": "Versi diterbitkan", "en": "Version published"},
+    "policy_running": {"id": "Versi berjalan", "en": "Version running"},
+    "policy_behind": {"id": "belum diterapkan", "en": "not applied yet"},
+    "policy_field": {"id": "Isian", "en": "Field"},
+    "policy_value": {"id": "Nilai", "en": "Value"},
+    "policy_source": {"id": "Dari", "en": "From"},
 }
 
 PAGE = """<!doctype html>
@@ -222,6 +233,14 @@ OVERVIEW = (
 <h2>{{ t('province_users') }}</h2>{{ users_chart }}
 <h2>{{ t('province_traffic') }}</h2>{{ traffic_chart }}
 """
+    + """
+{% if policies.gateways and policies.scopes %}<h2>{{ t('policy_villages') }}</h2>
+<table><tr><th>{{ t('gateway') }}</th><th>{{ t('kecamatan') }}</th><th class="n">{{ t('policy_published') }}</th><th class="n">{{ t('policy_running') }}</th><th></th></tr>
+{% for g in policies.gateways %}<tr><td><a href="{{ url_for('dashboard.village', gateway_id=g.id) }}">{{ g.id }}</a></td><td>{{ g.kecamatan or '—' }}</td>
+<td class="n">{{ g.published or '—' }}</td><td class="n">{{ g.running or '—' }}</td>
+<td>{% if g.published and g.running != g.published %}<span class="warn">{{ t('policy_behind') }}</span>{% endif %}</td></tr>{% endfor %}
+</table>{% endif %}
+"""
 )
 
 MAP = (
@@ -232,7 +251,8 @@ MAP = (
 """
 )
 
-VILLAGE = """
+VILLAGE = (
+    """
 <p><a href="{{ url_for('dashboard.index') }}">{{ t('back') }}</a></p>
 <h2>{{ v.gateway.village or v.gateway.id }} <span class="muted">({{ v.gateway.id }}{% if v.gateway.version %}, v{{ v.gateway.version }}{% endif %})</span></h2>
 <p>{% if v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}
@@ -241,7 +261,7 @@ VILLAGE = """
 <table>
 <tr><th>{{ t('place') }}</th><td>{{ t('kabupaten') }}: {{ v.gateway.kabupaten or t('unplaced') }} · {{ t('kecamatan') }}: {{ v.gateway.kecamatan or t('unplaced') }}{% if v.gateway.latitude is not none %} · {{ '%.4f'|format(v.gateway.latitude) }}, {{ '%.4f'|format(v.gateway.longitude) }}{% endif %}</td></tr>
 <tr><th>{{ t('software') }}</th><td>{{ software or '—' }}</td></tr>
-<tr><th>{{ t('policy') }}</th><td>{{ policy or '—' }}</td></tr>
+<tr><th>{{ t('policy_version') }}</th><td>{{ v.gateway.policy_version or '—' }}</td></tr>
 <tr><th>{{ t('last_report') }}</th><td>{{ when(v.gateway.last_seen_at) }}</td></tr>
 </table>
 <h2>{{ t('alerts_village') }}</h2>
@@ -277,6 +297,16 @@ VILLAGE = """
 <tr><td></td><td><b>Σ</b></td><td class="n"><b>{{ num(tot[0]) }}</b></td><td class="n"><b>{{ rp(tot[1]) }}</b></td></tr>{% endfor %}
 </table>{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
 """
+    + """
+<h2>{{ t('policy') }}</h2>
+{% if policy %}<p>{{ t('kecamatan') }}: {{ v.gateway.kecamatan or '—' }} · {{ t('policy_published') }}: <b>{{ policy.version }}</b>
+({{ when(policy.published_at) }}) · {{ t('policy_running') }}: <b>{{ v.gateway.policy_version or '—' }}</b>
+{% if v.gateway.policy_version != policy.version %}<span class="warn">{{ t('policy_behind') }}</span>{% endif %}</p>
+<table><tr><th>{{ t('policy_field') }}</th><th>{{ t('policy_value') }}</th><th>{{ t('policy_source') }}</th></tr>
+{% for name, value in policy.policy.items() %}<tr><td>{{ name }}</td><td><code>{{ value | tojson }}</code></td><td>{{ policy.sources.get(name, '') }}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">{{ t('no_data') }}</p>{% endif %}
+"""
+)
 
 
 def _cfg() -> CollectorConfig:
@@ -416,6 +446,7 @@ def index():
         shown = {r["id"] for r in o["villages"]}
         alerts = [a for a in open_alerts(s) if a.gateway_id in shown]
         names = {r["id"]: r["village"] for r in o["villages"]}
+        policies = show_policies(s)
     users, traffic = _day_charts(o["series"], _lang())
     return _render(
         OVERVIEW,
@@ -426,6 +457,7 @@ def index():
         chosen=chosen,
         alerts=alerts,
         names=names,
+        policies=policies,
     )
 
 
@@ -526,8 +558,7 @@ def village(gateway_id: str):
             health_chart=health,
             # what the gateway's newest health sample says it runs, else its description
             software=h.get("software_version") or gw.version,
-            # the policy in force, once gateways report it (health's policy_version)
-            policy=h.get("policy_version"),
             outages=outages,
             village_alerts=recent_alerts(s, gateway_id),
+            policy=document_of(s, gateway_id),
         )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     false,
     text,
 )
@@ -56,6 +57,9 @@ class Gateway(Base):
     kecamatan: Mapped[str | None] = mapped_column(String(100))
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # The province's policy (issue #15): the version the gateway last reported running (its
+    # newest health sample); its kecamatan (above) picks the kecamatan scope.
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageHourly(UsageCounters, Base):
@@ -103,6 +107,7 @@ class HealthSample(Base):
     # said synchronised, and from where (ntp, collector, none: hotspot.wire.CLOCK_SOURCES).
     clock_synced: Mapped[bool | None] = mapped_column(Boolean)
     clock_source: Mapped[str | None] = mapped_column(String(16))
+    policy_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SalesMonthly(Base):
@@ -133,6 +138,31 @@ class UplinkOutage(Base):
     cause: Mapped[str] = mapped_column(String(16))
     rev: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PolicyScope(Base):
+    """The policy fields published for one scope (``province``, ``kecamatan:<name>``,
+    ``gateway:<id>``; hotspot/policy.py), as the last ``policy publish`` gave them."""
+
+    __tablename__ = "policy_scope"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    fields: Mapped[str] = mapped_column(Text)  # JSON, validated
+    version: Mapped[int] = mapped_column(BigInteger)
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PolicyDocument(Base):
+    """The signed, merged policy of one gateway, as served to it (``GET /policy/v1/document``).
+    Versions only grow: every publish numbers its documents above every earlier one."""
+
+    __tablename__ = "policy_document"
+
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    envelope: Mapped[str] = mapped_column(Text)  # {"document", "signature", "key_id"}
+    etag: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class IngestBatch(Base):

@@ -200,7 +200,7 @@ def apply_records(
                 Gateway.id == gateway_id,
                 (Gateway.last_health_at.is_(None)) | (Gateway.last_health_at < newest),
             )
-            .values(last_health_at=newest)
+            .values(last_health_at=newest, policy_version=health[newest].get("policy_version"))
         )
     if sales:
         _upsert(

@@ -48,6 +48,9 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     rc = gws.add_parser("reconcile", help="make the kernel match the database now")
     rc.add_argument("--json", action="store_true")
     rc.set_defaults(handler=_reconcile)
+    po = gws.add_parser("policy", help="the province's policy in force (version, fields)")
+    po.add_argument("--json", action="store_true")
+    po.set_defaults(handler=_policy)
 
     cl = sub.add_parser("clients", help="see and manage client devices")
     cls = cl.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
@@ -172,6 +175,29 @@ def _reconcile(args: argparse.Namespace) -> int:
         proto.ReconcileRequest(),
         lambda r: r["changed"] or "kernel already matched the database",
     )
+
+
+def _policy(args: argparse.Namespace) -> int:
+    def human(r: dict[str, Any]) -> str:
+        in_force = r.get("in_force")
+        head = (
+            f"policy version {in_force['version']} issued {in_force['issued_at']}, "
+            f"key {r['key_id']}"
+            if in_force
+            else "no policy from the province: the local configuration applies"
+        )
+        lines = [head]
+        fields = in_force["policy"] if in_force else {}
+        sources = in_force["sources"] if in_force else {}
+        for name, value in sorted(fields.items()):
+            src = sources.get(name, "")
+            lines.append(f"  {name:22} {json.dumps(value, ensure_ascii=False)}  ({src})")
+        if r.get("last_refusal"):
+            refusal = r["last_refusal"]
+            lines.append(f"last refused: {refusal['code']}: {refusal['message']}")
+        return "\n".join(lines)
+
+    return _send(args, proto.PolicyRequest(), human)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -36,6 +36,8 @@ from hotspot.protocol import (
     ExtendRequest,
     ListRequest,
     PingRequest,
+    PolicyApplyRequest,
+    PolicyRequest,
     RadiusAuthorizeRequest,
     ReconcileRequest,
     Reply,
@@ -112,6 +114,13 @@ class RadiusPort(Protocol):
     def authorize(self, req: RadiusAuthorizeRequest) -> SessionInfo: ...
 
 
+class PolicyPort(Protocol):
+    """What the dispatcher needs from :class:`gateway.policy.PolicyKeeper`."""
+
+    def offer(self, envelope: Mapping[str, Any]) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+
+
 class Dispatcher:
     """A request line → a reply line. Requests are parsed once, here (:func:`parse_request`);
     every failure becomes an error reply, so a connection outlives any request on it."""
@@ -122,11 +131,13 @@ class Dispatcher:
         status: Callable[[], Mapping[str, Any]],
         radius: RadiusPort | None = None,
         metrics: MetricsPort | None = None,
+        policy: PolicyPort | None = None,
     ):
         self.engine = engine
         self.status = status
         self.radius = radius
         self.metrics = metrics
+        self.policy = policy
 
     def answer(self, line: bytes) -> bytes:
         try:
@@ -234,6 +245,20 @@ class Dispatcher:
                 return e.trusted()
             case ReconcileRequest():
                 return {"changed": e.reconcile()}
+            case PolicyRequest() | PolicyApplyRequest() if self.policy is None:
+                raise UsageError("op: this gateway takes no policy")
+            case PolicyRequest():
+                assert self.policy is not None
+                return self.policy.status()
+            case PolicyApplyRequest():
+                assert self.policy is not None
+                return self.policy.offer(
+                    {
+                        "document": request.document,
+                        "signature": request.signature,
+                        "key_id": request.key_id or "",
+                    }
+                )
         raise NotImplementedError(f"no handler for {type(request).__name__}")
 
 

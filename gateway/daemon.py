@@ -24,6 +24,7 @@ from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
 from gateway.netlink import IPRoute
+from gateway.policy import PolicyKeeper
 from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
 from hotspot.attempts import purge_attempts
@@ -80,6 +81,7 @@ class Gateway:
         self.server: ControlServer | None = None
         self.radius: RadiusService | None = None
         self.uplink: UplinkMonitor | None = None
+        self.policies = PolicyKeeper(config, clock=clock)
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
@@ -106,9 +108,24 @@ class Gateway:
             if self.engine.last_step is None
             else {"at": iso(self.engine.last_step[0]), "seconds": self.engine.last_step[1]},
             "tiers": {n: t.__dict__ for n, t in self.config.tiers.items()},
+            "policy_version": self.policies.version or None,
         }
 
+    def apply_policy(self, old: Config, new: Config) -> None:
+        """A new policy taken (gateway/policy.py): the walled garden in one nftables
+        transaction, then the engine's configuration (the free tier's rates)."""
+        assert self.engine is not None and self.datapath is not None
+        gardens = (old.network.walled_garden, new.network.walled_garden)
+        domains = (old.network.walled_garden_domains, new.network.walled_garden_domains)
+        if gardens[0] != gardens[1] or domains[0] != domains[1]:
+            self.datapath.set_walled_garden(gardens[1], flush_dns=domains[0] != domains[1])
+        moved = self.engine.apply_config(new)
+        self.config = new
+        log.info("policy applied: %d running sessions changed rates", moved)
+
     def run(self) -> int:
+        # The last good policy over the local file: what the data path is built from.
+        self.config = self.policies.load()
         check_interfaces(self.config)
         db = self.db = open_database(self.config.database.url)
         self.datapath = DataPath(self.config)
@@ -129,9 +146,10 @@ class Gateway:
         self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
         if self.config.gateway.metrics_listen:
             self.start_metrics()
+        self.policies.apply = self.apply_policy
         self.server = ControlServer(
             self.config.control.socket,
-            Dispatcher(self.engine, self.status, self.radius, self.metrics),
+            Dispatcher(self.engine, self.status, self.radius, self.metrics, self.policies),
             self.config.control.group,
         )
         self.server.start()
@@ -218,6 +236,10 @@ class Gateway:
                 self.last_tick_error = str(exc).splitlines()[0]
                 log.error("tick: database: %s", self.last_tick_error)
         self.expire_stock()
+        try:
+            self.policies.check_inbox()
+        except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it
+            log.error("policy: applying failed: %s", exc)
 
     def expire_stock(self, now: float | None = None) -> int:
         """At most once per ``STOCK_EXPIRY_SECONDS``: withdraw unsold vouchers past their shelf

@@ -24,6 +24,7 @@ If step 2 or 3 fails, the pins step 2 made and the classes step 1 created are un
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -117,6 +118,12 @@ class DataPath:
             self.neighbours.unpin(ip)
         self.down.remove()
         self.up.remove()
+
+    def set_walled_garden(self, addresses: tuple[str, ...], flush_dns: bool = False) -> None:
+        """The static walled garden replaced in one nftables transaction (the policy)."""
+        self.nft.apply(ruleset.walled_garden_commands(self.layout, addresses, flush_dns))
+        self.layout = dataclasses.replace(self.layout, walled_garden=addresses)
+        self.nft.layout = self.layout
 
     # -- state -----------------------------------------------------------------------------
 

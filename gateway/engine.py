@@ -756,6 +756,41 @@ class SessionEngine:
                 )
                 return self._describe(db, sess, now)
 
+    def apply_config(self, config: Config) -> int:
+        """Take a new configuration (the province's policy laid over the local one,
+        gateway/policy.py) in force now. Running sessions of a tier whose rates changed and
+        that still run at the old tier's own rates (not a RADIUS grant or an operator's
+        change) move to the new rates at once, classes changed in place; a new daily quota
+        or idle time holds from the next tick; a running session keeps the end it was
+        given. Returns how many sessions changed rates."""
+        with self.lock:
+            old = self.config
+            now = self.clock()
+            with Session(self.db) as db, db.begin():
+                before: builtins.list[Wanted] = []
+                moved: builtins.list[ClientSession] = []
+                for sess in self._active(db):
+                    was, new = old.tiers.get(sess.tier), config.tiers.get(sess.tier)
+                    if was is None or new is None:
+                        continue
+                    if (sess.down_kbps, sess.up_kbps) != (was.down_kbps, was.up_kbps):
+                        continue
+                    if (new.down_kbps, new.up_kbps) == (was.down_kbps, was.up_kbps) and (
+                        new.schedule == was.schedule
+                    ):
+                        continue
+                    before.append(self._wanted(sess, now))
+                    sess.down_kbps, sess.up_kbps = new.down_kbps, new.up_kbps
+                    moved.append(sess)
+                db.flush()
+                self.config = config
+                # Worked out again from the new tiers (a schedule may have come or gone).
+                self._speeds_at = None
+                self._ticked_speeds = {}
+                if before:
+                    self._apply(self._change(before, [self._wanted(s, now) for s in moved]))
+            return len(before)
+
     def session_bytes(self, sess: ClientSession) -> tuple[int, int]:
         """(down, up) of a session so far, what is not yet flushed included."""
         live = self.live.get(sess.id) if sess.ended_at is None else None

@@ -189,6 +189,22 @@ def client_commands(layout: Layout, verb: str, clients: Iterable[Client]) -> lis
     return cmds
 
 
+def walled_garden_commands(
+    layout: Layout, addresses: Iterable[str], flush_dns: bool = False
+) -> list[Command]:
+    """Replace the static walled garden with ``addresses`` (the province's policy), and with
+    ``flush_dns`` empty the set dnsmasq fills by name (its domains changed: what a removed
+    domain resolved to must not stay open; the others refill at their next lookup). One
+    transaction: a phone never meets a half-changed garden."""
+    cmds: list[Command] = [{"flush": {"set": layout.ref(name=WALLED)}}]
+    elem = [_prefix(n) for n in addresses]
+    if elem:
+        cmds.append({"add": {"element": layout.ref(name=WALLED, elem=elem)}})
+    if flush_dns:
+        cmds.append({"flush": {"set": layout.ref(name=WALLED_DNS)}})
+    return cmds
+
+
 # -- the table ----------------------------------------------------------------------------
 
 

@@ -317,6 +317,14 @@ DEFAULTS["uplink"] = {
     "walled_hosts_dir": "/run/hotspot-dns",
 }
 
+# [policy]: the province's signed policy (issue #15, hotspot/policy.py; docs/configuration.md).
+DEFAULTS["policy"] = {
+    # The collector's Ed25519 public key (base64), pinned at provisioning from
+    # `hotspot collector policy keygen`; "" = no policy is taken (the local file rules).
+    "public_key": "",
+    "state_file": "/var/lib/hotspot/policy.json",  # the last good policy (signed, as received)
+}
+
 _DATA_LIMITS = ("chillispot", "mikrotik")
 _OFFLINE = ("refuse", "cached")
 _CALLING_STATION = ("mac", "pseudonym")
@@ -639,6 +647,12 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    public_key: str = ""  # "" = no policy taken
+    state_file: str = "/var/lib/hotspot/policy.json"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -661,6 +675,7 @@ class Config:
     printer: PrinterConfig = field(default_factory=lambda: PrinterConfig())
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -1358,6 +1373,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         "printer",
         "summary",
         "uplink",
+        "policy",
     }
     for key in data:
         if key not in known:
@@ -1417,9 +1433,33 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         printer=_printer(data.get("printer", DEFAULTS["printer"])),
         summary=_summary(data.get("summary", DEFAULTS["summary"])),
         uplink=_uplink(data.get("uplink", DEFAULTS["uplink"]), data.get("sync", {})),
+        policy=_policy(data.get("policy", DEFAULTS["policy"])),
         source=source,
         raw=data,
     )
+
+
+def _policy(raw: Mapping[str, Any]) -> PolicyConfig:
+    Section(raw, "policy", set(DEFAULTS["policy"]))
+    full = Section({**DEFAULTS["policy"], **raw}, "policy")
+    key = full.data["public_key"]
+    if not isinstance(key, str):
+        raise ConfigError(full.key("public_key"), "must be text")
+    if key:
+        import base64
+        import binascii
+
+        try:
+            raw_key = base64.b64decode(key.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw_key = b""
+        if len(raw_key) != 32:
+            raise ConfigError(
+                full.key("public_key"),
+                "is not an Ed25519 public key (base64 of 32 bytes, as printed by "
+                "`hotspot collector policy keygen`)",
+            )
+    return PolicyConfig(public_key=key.strip(), state_file=_abs_path(full, "state_file"))
 
 
 def _garden_domains(s: Section) -> tuple[str, ...]:

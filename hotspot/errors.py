@@ -73,6 +73,10 @@ class ErrorCode(enum.StrEnum):
     # -- other programs ------------------------------------------------------------------------
     EXISTS = "exists"
     SYNC = "sync"
+    # -- the province's signed policy (issue #15; hotspot/policy.py) ---------------------------
+    POLICY_SIGNATURE = "policy-signature"
+    POLICY_REPLAY = "policy-replay"
+    POLICY_INVALID = "policy-invalid"
     PROVISION = "provision"
     TESTBED = "testbed"
 
@@ -241,6 +245,17 @@ _SPECS: dict[ErrorCode, _Spec] = {
     ),
     ErrorCode.EXISTS: _Spec(Refused, "the collector already has a gateway or token by that name"),
     ErrorCode.SYNC: _Spec(HotspotError, "reporting to the province failed"),
+    ErrorCode.POLICY_SIGNATURE: _Spec(
+        Refused,
+        "a policy without a valid signature of the pinned key, or for another gateway: "
+        "refused, the last good policy stays",
+    ),
+    ErrorCode.POLICY_REPLAY: _Spec(
+        Refused, "a policy not newer than the one in force: refused, the last good one stays"
+    ),
+    ErrorCode.POLICY_INVALID: _Spec(
+        Refused, "a policy whose content fails validation: refused, the last good one stays"
+    ),
     ErrorCode.PROVISION: _Spec(HotspotError, "provisioning the device failed"),
     ErrorCode.TESTBED: _Spec(HotspotError, "the network-namespace test bed failed"),
 }

@@ -587,6 +587,36 @@ class ReconcileRequest(Request[ReconcileResult]):
     op = "reconcile"
 
 
+MAX_POLICY_TEXT = 40 * 1024  # hotspot/policy.py MAX_DOCUMENT_BYTES, and room to spare
+
+
+@dataclass(frozen=True)
+class PolicyRequest(Request[dict[str, Any]]):
+    """The province's policy in force (gateway/policy.py ``status``)."""
+
+    op = "policy"
+
+
+@dataclass(frozen=True)
+class PolicyApplyRequest(Request[dict[str, Any]]):
+    """A signed policy envelope from the collector (the sync agent hands it over): the
+    gateway verifies it before anything else (refused: ``policy-signature``,
+    ``policy-replay``, ``policy-invalid``)."""
+
+    op = "policy-apply"
+    document: str
+    signature: str
+    key_id: str | None = None
+
+    @classmethod
+    def read(cls, fields: Fields) -> PolicyApplyRequest:
+        return cls(
+            document=required("document", fields.text("document", MAX_POLICY_TEXT)),
+            signature=required("signature", fields.text("signature", 200)),
+            key_id=fields.text("key_id", 64),
+        )
+
+
 REQUESTS: dict[str, type[Request[Any]]] = {
     cls.op: cls
     for cls in (
@@ -605,6 +635,8 @@ REQUESTS: dict[str, type[Request[Any]]] = {
         UntrustRequest,
         TrustedRequest,
         ReconcileRequest,
+        PolicyRequest,
+        PolicyApplyRequest,
     )
 }
 

@@ -281,15 +281,19 @@ HEALTH_FIELDS = (
     "software_version",
     "clock_synced",
     "clock_source",
+    "policy_version",
 )
 # Keys a record may leave out (added after protocol 1 shipped: an older gateway's batches
 # still ingest; the collector stores None for them). A Raspberry Pi's ``throttled`` bits; the
 # ``software_version``; a health record's clock: ``clock_synced`` (the kernel's word, null
-# when it could not be asked) and ``clock_source`` (ntp, the collector's time, or none). A
-# usage record's ``key_period``: the pseudonym key's period its client was named in.
+# when it could not be asked) and ``clock_source`` (ntp, the collector's time, or none); the
+# ``policy_version`` the gateway runs (issue #15: sent only when it runs one). A usage
+# record's ``key_period``: the pseudonym key's period its client was named in.
 OPTIONAL: dict[str, frozenset[str]] = {
     "usage": frozenset({"key_period"}),
-    "health": frozenset({"throttled", "software_version", "clock_synced", "clock_source"}),
+    "health": frozenset(
+        {"throttled", "software_version", "clock_synced", "clock_source", "policy_version"}
+    ),
 }
 CLOCK_SOURCES = ("ntp", "collector", "none")
 _KEY_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$|^\d{4}-W\d{2}$")
@@ -368,6 +372,10 @@ def validate_record(rec: Any) -> dict[str, Any]:
             # new gateways are stored alike
             "clock_synced": synced,
             "clock_source": source,
+            # The province's policy the gateway runs (issue #15); None: none, or older.
+            "policy_version": None
+            if rec.get("policy_version") is None
+            else _int(rec, "policy_version", 1, (1 << 53) - 1),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

@@ -107,6 +107,8 @@ def create_app(config: Config | None = None, *, state: PortalState | None = None
     app.jinja_env.autoescape = True  # every template, whatever its name
     app.session_interface = _SchemeSessions()
     state.init_app(app)
+    # The province's policy may change the free tier's terms the pages show (issue #15).
+    app.before_request(state.follow_policy)
     babel.init_app(
         app,
         locale_selector=_select_locale,

@@ -297,6 +297,9 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.RADIUS_UNAVAILABLE: ("busy", 503),
     ErrorCode.EXISTS: ("error", 503),
     ErrorCode.SYNC: ("error", 503),
+    ErrorCode.POLICY_SIGNATURE: ("error", 503),
+    ErrorCode.POLICY_REPLAY: ("error", 503),
+    ErrorCode.POLICY_INVALID: ("error", 503),
     ErrorCode.PROVISION: ("error", 503),
     ErrorCode.TESTBED: ("error", 503),
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config
 from hotspot.identity import DeviceIdentities
+from hotspot.policy import effective_from_file
 from hotspot.pseudonym import Pseudonymizer
 from hotspot.uplink import open_outage
 from hotspot.vouchers.packages import PackageInfo, list_packages
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "hotspot"  # the key in app.extensions
 PACKAGES_TTL = 30.0
 UPLINK_TTL = 5.0  # the outage banner follows the gateway's monitor within this
+POLICY_TTL = 10.0  # the free tier's terms on the pages follow the province's policy within this
 
 
 @dataclass(eq=False)
@@ -50,6 +53,10 @@ class PortalState:
     _packages: tuple[float, list[PackageInfo]] = field(default_factory=lambda: (0.0, []))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _outage: tuple[float, dt.datetime | None] = (-UPLINK_TTL, None)
+    # The province's policy (issue #15): the file's configuration, and the last good policy
+    # file's modification time as last seen (hotspot/policy.py).
+    local_config: Config | None = None
+    _policy_seen: tuple[float, int | None] = (-POLICY_TTL, None)
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
@@ -85,6 +92,31 @@ class PortalState:
         since = outage[0] if outage is not None else None
         self._outage = (time.monotonic(), since)
         return since
+
+    def follow_policy(self) -> None:
+        """The free tier's terms shown to villagers as the gateway runs them: when the last
+        good policy file changed (looked at most every POLICY_TTL seconds per worker), the
+        configuration is the file's with that policy laid over it again."""
+        local = self.local_config or self.config
+        if not local.policy.public_key:
+            return
+        stamp, seen = self._policy_seen
+        now = time.monotonic()
+        if now - stamp < POLICY_TTL:
+            return
+        try:
+            mtime: int | None = os.stat(local.policy.state_file).st_mtime_ns
+        except OSError:
+            mtime = None
+        self._policy_seen = (now, mtime)
+        if mtime == seen:
+            return
+        effective, version = effective_from_file(local)
+        with self._lock:
+            self.local_config = local
+            self.config = effective
+            self.fragments.clear()
+        log.info("policy version %d in force for the portal's pages", version)
 
 
 def state(app: Flask | None = None) -> PortalState:

@@ -489,12 +489,27 @@ class Options:
     dry_run: bool = False
 
 
+def _with_policy(cfg: config_mod.Config, out: Callable[[str], None]) -> config_mod.Config:
+    """The file with the province's last good policy over it (verified again, as the gateway
+    does at start): the resolvers' walled-garden names and timesyncd's servers follow it.
+    The file installed stays the village's own."""
+    from gateway.policy import PolicyKeeper
+
+    keeper = PolicyKeeper(cfg)
+    effective = keeper.load()
+    if keeper.version:
+        out(f"the province's policy version {keeper.version} is laid over {cfg.source}")
+    elif keeper.last_refusal:
+        out(f"warning: the kept policy was refused ({keeper.last_refusal['message']})")
+    return effective
+
+
 def provision(opts: Options, host: Host | None = None, out: Callable[[str], None] = print) -> int:
     """Run ``hotspot provision``; 0 when done (or nothing to do)."""
     host = host or Host()
     if opts.root is None and not host.is_root():
         raise UsageError("provision: must run as root (or stage into a folder with --root DIR)")
-    cfg = config_mod.load(opts.config)
+    cfg = _with_policy(config_mod.load(opts.config), out)
     try:
         source = Path(opts.config).read_bytes()
         hotspot = R.entry_point()

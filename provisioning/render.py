@@ -271,6 +271,8 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "voucher_key": cfg.portal.voucher_key_file,
         "portal_secret": cfg.portal.secret_key_file,
         "state_dir": state_dir(cfg),
+        # The province's last good policy (the gateway writes it; issue #15).
+        "policy_dir": str(PurePosixPath(cfg.policy.state_file).parent),
         "db_file": str(config_mod.database_path(cfg.database.url) or ""),
         "lan": net.lan_interface,
         "lan_address": net.lan_address,

@@ -52,6 +52,7 @@ from hotspot.health import clock_synchronised, disk_warning
 from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
 from sync.outbox import Batch, Outbox, batch_frame
+from sync.policy import HttpFetcher, PolicyPuller
 from sync.purge import purge
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class Agent:
     clock_offset: float = 0.0
     batch_limit: int = field(init=False)
     unstored_health_at: float | None = field(default=None, init=False)  # monotonic
+    # The province's policy (sync/policy.py): pulled on the collect cycle when a key is pinned.
+    policy: PolicyPuller | None = None
 
     def __post_init__(self) -> None:
         require_configured(self.config)
@@ -152,6 +155,14 @@ class Agent:
                 self.config.sync.upstream_url, self.config.sync.timeout_seconds
             )
         self.batch_limit = self.config.sync.max_batch_kb * 1024
+        if self.policy is None and self.config.policy.public_key:
+            self.policy = PolicyPuller(
+                self.config,
+                self.outbox,
+                HttpFetcher(self.config.sync.upstream_url, self.config.sync.timeout_seconds),
+                wallclock=self.wallclock,
+                clock_offset=lambda: self.clock_offset,
+            )
 
     # -- collecting ----------------------------------------------------------------------
 
@@ -380,6 +391,8 @@ class Agent:
     ) -> dict[str, Any]:
         """Collect, then deliver everything; raise SyncFailed when something is left."""
         self.collect(cpu_interval=0.2)
+        if self.policy is not None:
+            self.policy.pull()
         outcome = self.drain(max_failures=max_failures, sleep=sleep)
         stats = self.outbox.stats()
         left = stats["pending"]
@@ -411,6 +424,8 @@ class Agent:
                     self.collect(full=full, with_health=mono >= next_health)
                     if full:
                         last_full = now
+                    if self.policy is not None and mono >= next_collect:
+                        self.policy.pull()
                     if mono >= next_health:
                         next_health = mono + s.health_seconds
                     next_collect = mono + s.interval_seconds

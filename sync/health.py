@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from hotspot.config import Config
 from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
+from hotspot.policy import stored_version
 from hotspot.version import software_version
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def sample(
         load1 = load5 = load15 = 0.0
     disk = psutil.disk_usage(disk_path(config))
     ok, ms = probe_uplink(config.sync.upstream_url)
-    return {
+    rec: dict[str, Any] = {
         "kind": "health",
         "sampled_at": now.replace(microsecond=0),
         "cpu_pct": round(min(100.0, max(0.0, cpu)), 1),
@@ -127,3 +128,9 @@ def sample(
         "throttled": throttled(),
         "software_version": software_version(),
     }
+    # The province's policy this gateway runs (issue #15), only when it runs one: a collector
+    # from before policies refuses keys it does not know, and never sent one either.
+    version = stored_version(config.policy.state_file) if config.policy.public_key else None
+    if version is not None:
+        rec["policy_version"] = version
+    return rec

@@ -27,6 +27,7 @@ from portal.operator import (  # noqa: F401
     batches,
     dashboard,
     packages,
+    policy,
     receipts,
     sales,
     sessions,

@@ -65,3 +65,62 @@ def test_config_errors_exit_2_naming_the_key(tmp_path, run):
     good.write_text(f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n')
     out = run(good, "run", "--bind", "0.0.0.0")
     assert out.returncode == 2 and "--bind" in out.stderr
+
+
+def test_policy_keygen_publish_place_show(tmp_path, run):
+    config = tmp_path / "collector.toml"
+    key_file = tmp_path / "keys" / "policy.key"
+    config.write_text(
+        f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\npolicy_key_file = "{key_file}"\n'
+    )
+    no_key = run(config, "policy", "publish", "province", "-")
+    assert no_key.returncode == 2 and "policy_key_file" in no_key.stderr
+    made = run(config, "policy", "keygen", "--json")
+    assert made.returncode == 0, made.stderr
+    pub = json.loads(made.stdout)["public_key"]
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    again = run(config, "policy", "keygen")
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert run(config, "gateways", "add", "desa-satu").returncode == 0
+    assert run(config, "gateways", "add", "desa-dua").returncode == 0
+
+    good = tmp_path / "province.json"
+    good.write_text(json.dumps({"free_tier": {"down_kbps": 768}, "ntp_servers": ["ntp.id"]}))
+    out = run(config, "policy", "publish", "province", str(good), "--json")
+    assert out.returncode == 0, out.stderr
+    published = json.loads(out.stdout)
+    assert published["gateways"] == ["desa-dua", "desa-satu"] and published["version"] == 1
+    placed = run(config, "policy", "place", "desa-satu", "sekernan", "--json")
+    assert json.loads(placed.stdout) == {"id": "desa-satu", "kecamatan": "sekernan", "version": 2}
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"walled_garden_domains": ["not a domain"]}))
+    for args in (
+        ("publish", "province", str(bad)),
+        ("publish", "kota:jambi", str(good)),
+        ("publish", "province", str(tmp_path / "missing.json")),
+        ("place", "desa-satu", "Not Valid"),
+    ):
+        refused = run(config, "policy", *args)
+        assert refused.returncode == 2, (args, refused)
+        assert len(refused.stderr.strip().splitlines()) == 1
+    shown = json.loads(run(config, "policy", "show", "--json").stdout)
+    assert [s["scope"] for s in shown["scopes"]] == ["province"]
+    assert {g["id"]: g["published"] for g in shown["gateways"]} == {"desa-dua": 1, "desa-satu": 2}
+    doc = json.loads(run(config, "policy", "show", "--gateway", "desa-satu", "--json").stdout)
+    assert doc["policy"]["free_tier"] == {"down_kbps": 768} and doc["gateway"] == "desa-satu"
+
+    # What the gateways pin verifies what was published.
+    from sqlalchemy import create_engine, text
+
+    from hotspot import policy
+
+    eng = create_engine(f"sqlite:///{tmp_path}/c.db")
+    with eng.connect() as c:
+        env = json.loads(
+            c.execute(
+                text("select envelope from policy_document where gateway_id='desa-dua'")
+            ).scalar_one()
+        )
+    eng.dispose()
+    assert policy.verify(env, pub, "desa-dua").version == 1

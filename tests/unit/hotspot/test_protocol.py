@@ -53,6 +53,10 @@ EXAMPLES: list[proto.Request[Any]] = [
         interim_seconds=300,
         offline=1,
     ),
+    proto.PolicyRequest(),
+    proto.PolicyApplyRequest(
+        document='{"format":"hotspot-policy/1"}', signature="c2ln", key_id="ab"
+    ),
 ]
 
 
@@ -78,6 +82,8 @@ def test_there_is_an_example_of_every_request():
         "trusted",
         "reconcile",
         "radius-authorize",
+        "policy",
+        "policy-apply",
     }
 
 
