@@ -42,6 +42,7 @@ from typing import Any
 from hotspot.config import Config, merge
 from hotspot.config import validate as validate_config
 from hotspot.errors import ConfigError, ErrorCode, Refused
+from hotspot.model_announcement import MAX_TEXT
 from hotspot.timeutil import iso, parse_utc
 
 FORMAT = "hotspot-policy/1"
@@ -82,7 +83,7 @@ FREE_TIER_LIMITS = {
 MAX_DOMAINS = 256
 MAX_GARDEN_ADDRESSES = 64
 MAX_ANNOUNCEMENTS = 20
-MAX_ANNOUNCEMENT_TEXT = 500
+MAX_ANNOUNCEMENT_TEXT = MAX_TEXT  # as the console's own notices (hotspot/announcements.py)
 MAX_NTP_SERVERS = 8
 ANNOUNCEMENT_KEYS = ("id", "text_id", "text_en", "starts", "ends")
 SCOPE_PROVINCE = "province"
@@ -414,7 +415,10 @@ def _announcements(value: Any) -> list[dict[str, Any]]:
             raise invalid(f"{where}: has id, text_id, starts, ends (text_en optional) and no more")
         if not isinstance(a["id"], str) or not _ANNOUNCEMENT_ID.match(a["id"]):
             raise invalid(f"{where}.id: 1-40 of a-z, 0-9, - and _")
-        item = {"id": a["id"], "text_id": _text(a["text_id"], f"{where}.text_id", 500)}
+        item = {
+            "id": a["id"],
+            "text_id": _text(a["text_id"], f"{where}.text_id", MAX_ANNOUNCEMENT_TEXT),
+        }
         if a.get("text_en") is not None:
             item["text_en"] = _text(a["text_en"], f"{where}.text_en", MAX_ANNOUNCEMENT_TEXT)
         try:
@@ -695,6 +699,21 @@ def effective_config(config: Config, policy: Policy | None) -> Config:
         )
     except ConfigError as exc:
         raise invalid(f"the configuration with this policy is not valid: {exc.message}") from None
+
+
+def announcements_from_file(config: Config) -> list[dict[str, Any]]:
+    """The province's announcements of the last good file, verified again with the pinned
+    key (hotspot/announcements.py shows those running); [] when there is none."""
+    if not config.policy.public_key:
+        return []
+    try:
+        envelope = load_stored(config.policy.state_file)
+        if envelope is None:
+            return []
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+    except PolicyRefused:
+        return []
+    return [dict(a) for a in policy.fields.get("announcements", [])]
 
 
 def effective_from_file(config: Config) -> tuple[Config, int]:

@@ -405,9 +405,9 @@ def home(
 
 
 def province_announcements() -> list[dict[str, Any]]:
-    """The province's announcements from its signed policy (issue #15 item 1, joined by the
-    lead): none until the policy is there."""
-    return []
+    """The province's announcements from its signed policy (issue #15 item 1), as the
+    portal's state last read them (within ``POLICY_TTL`` of a new policy)."""
+    return state().province_announcements
 
 
 def shown_announcements(now: dt.datetime) -> list[Notice]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import Config
 from hotspot.identity import DeviceIdentities
-from hotspot.policy import effective_from_file
+from hotspot.policy import announcements_from_file, effective_from_file
 from hotspot.pseudonym import Pseudonymizer
 from hotspot.uplink import open_outage
 from hotspot.vouchers.packages import PackageInfo, list_packages
@@ -57,6 +57,8 @@ class PortalState:
     # file's modification time as last seen (hotspot/policy.py).
     local_config: Config | None = None
     _policy_seen: tuple[float, int | None] = (-POLICY_TTL, None)
+    # The province's announcements of that policy (hotspot/announcements.py shows them).
+    province_announcements: list[dict[str, Any]] = field(default_factory=list)
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
@@ -112,9 +114,11 @@ class PortalState:
         if mtime == seen:
             return
         effective, version = effective_from_file(local)
+        notices = announcements_from_file(local)
         with self._lock:
             self.local_config = local
             self.config = effective
+            self.province_announcements = notices
             self.fragments.clear()
         log.info("policy version %d in force for the portal's pages", version)
 

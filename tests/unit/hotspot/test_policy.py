@@ -145,13 +145,13 @@ BAD_FIELDS = [
             "announcements": [
                 {
                     "id": "x",
-                    "text_id": "a" * 501,
+                    "text_id": "a" * 281,
                     "starts": "2026-12-01T00:00:00Z",
                     "ends": "2026-12-02T00:00:00Z",
                 }
             ]
         },
-        "at most 500",
+        "at most 280",
     ),
     (
         {

@@ -80,3 +80,38 @@ def test_the_splash_shows_the_free_tier_the_policy_set(app, tmp_path):
     path.write_text(path.read_text().replace("768", "9999"))
     st._policy_seen = (-1e9, None)
     assert "Kecepatan sampai 1 Mbps" in text(phone.get("/"))
+
+
+def test_the_splash_shows_the_provinces_announcements_while_they_run(app, clock, tmp_path):
+    """The policy's announcements join the BUMDes's on the splash (hotspot/announcements.py):
+    from the last good file only, each in its own window."""
+    import datetime as dt
+
+    from hotspot import policy
+    from tests.unit.portal.conftest import Phone
+
+    st = state(app)
+    local = config_mod.load(
+        overrides={
+            **st.config.raw,
+            "sync": {**st.config.raw.get("sync", {}), "gateway_id": GW},
+            "policy": {"public_key": PUB, "state_file": str(tmp_path / "policy.json")},
+        }
+    )
+    st.config = local
+    phone = Phone(app)
+    notice = "Hari vaksinasi di puskesmas, Sabtu 5 Desember"
+    clock.now = dt.datetime(2026, 12, 1, 3, 0)  # in the notice's window (GOOD's)
+    assert notice not in text(phone.get("/"))  # no policy yet
+    policy.store(local.policy.state_file, envelope(1))
+    st._policy_seen = (-1e9, None)
+    assert notice in text(phone.get("/"))
+    clock.now = dt.datetime(2026, 12, 6, 0, 0)  # its end
+    assert notice not in text(phone.get("/"))
+    # A file edited on the disk does not verify: no province notice at all.
+    clock.now = dt.datetime(2026, 12, 1, 3, 0)
+    path = tmp_path / "policy.json"
+    path.write_text(path.read_text().replace("puskesmas", "PUSKESMAS"))
+    st._policy_seen = (-1e9, None)
+    page = text(phone.get("/"))
+    assert notice not in page and "PUSKESMAS" not in page
