@@ -45,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
         "warn_disk_pct": 90,
         "warn_temp_c": 75,
         "warn_mem_pct": 90,
+        # Per-device rows (usage, health) are dropped after this many days, a month's
+        # partition at a time; the villages' daily roll-ups and monthly sales after the
+        # second (at least the first): collector.maintenance.
+        "retention_days": 400,
+        "rollup_retention_days": 3660,
     },
 }
 
@@ -69,6 +74,8 @@ class CollectorConfig:
     warn_disk_pct: int
     warn_temp_c: int
     warn_mem_pct: int
+    retention_days: int = 400
+    rollup_retention_days: int = 3660
     source: str = "defaults"
 
     @property
@@ -118,6 +125,12 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     inflated = s.int("max_inflated_kb", 1, 1 << 20)
     if inflated < max_body:
         raise ConfigError(s.key("max_inflated_kb"), "must be at least collector.max_body_kb")
+    retention = s.int("retention_days", 31, 100_000)
+    rollup_retention = s.int("rollup_retention_days", 31, 100_000)
+    if rollup_retention < retention:
+        raise ConfigError(
+            s.key("rollup_retention_days"), "must be at least collector.retention_days"
+        )
     return CollectorConfig(
         database_url=url,
         bind=check_bind(s.str("bind")),
@@ -135,6 +148,8 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_disk_pct=s.int("warn_disk_pct", 1, 100),
         warn_temp_c=s.int("warn_temp_c", 20, 150),
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
+        retention_days=retention,
+        rollup_retention_days=rollup_retention,
         source=source,
     )
 

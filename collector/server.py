@@ -3,6 +3,8 @@
 Threaded workers (``gthread``): a gateway on a slow satellite link may take many seconds to
 upload one batch and must not hold a whole worker. The app is loaded once in the master
 (``preload_app``), so migrations run once; each worker opens its own database connections.
+The master also runs the daily maintenance (partitions ahead, the retention purge:
+collector.maintenance) in a thread of its own, first when the server is ready.
 """
 
 from __future__ import annotations
@@ -32,12 +34,22 @@ class CollectorServer(BaseApplication):
             "loglevel": log_level.lower(),
             "errorlog": "-",
             "proc_name": "hotspot-collector",
+            "when_ready": self._start_maintenance,
         }
+        self.maintenance: Any = None
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+
+    def _start_maintenance(self, _arbiter: Any) -> None:
+        from collector.db import make_engine
+        from collector.maintenance import DailyJob
+
+        # Its own engine: the app's pool belongs to the workers after the fork.
+        self.maintenance = DailyJob(make_engine(self.config.database_url), self.config)
+        self.maintenance.start()
 
     def load(self):
         from collector.app import create_app
