@@ -34,6 +34,7 @@ PARTITIONED = (
     ("health_sample", "sampled_at"),
 )
 MONTHS_AHEAD = 3  # collector.maintenance.MONTHS_AHEAD
+PAST_YEARS = 10
 ASIDE = "_c0002"
 
 
@@ -74,21 +75,26 @@ def _recreate(conn: sa.Connection, table: str, column: str | None) -> None:
     for _, definition in indexes:
         conn.exec_driver_sql(definition)  # captured before the rename: names the new table
     if column:
-        lo, hi = conn.exec_driver_sql(f"SELECT min({column}), max({column}) FROM {old}").one()
-        today = dt.date.today()
-        first = (lo.date() if isinstance(lo, dt.datetime) else lo or today).replace(day=1)
-        last = max(hi.date() if isinstance(hi, dt.datetime) else hi or today, today)
-        end = last.replace(day=1)
-        for _ in range(MONTHS_AHEAD + 1):
-            end = _next_month(end)
-        month = first
-        while month < end:
-            nxt = _next_month(month)
-            conn.exec_driver_sql(
-                f"CREATE TABLE {table}_p{month:%Y%m} PARTITION OF {table} "
-                f"FOR VALUES FROM ('{month.isoformat()}') TO ('{nxt.isoformat()}')"
+        # A partition for each month that has rows (within the last PAST_YEARS: a gateway
+        # whose clock said 2001 or 2031 must not make decades of them; such rows go to the
+        # DEFAULT partition), and for this month and MONTHS_AHEAD more.
+        this_month = dt.date.today().replace(day=1)
+        months = {this_month}
+        for _ in range(MONTHS_AHEAD):
+            months.add(_next_month(max(months)))
+        oldest = this_month.replace(year=this_month.year - PAST_YEARS)
+        months.update(
+            m
+            for (m,) in conn.exec_driver_sql(
+                f"SELECT DISTINCT CAST(date_trunc('month', {column}) AS date) FROM {old}"
             )
-            month = nxt
+            if oldest <= m <= max(months)
+        )
+        for month in sorted(months):
+            conn.exec_driver_sql(
+                f"CREATE TABLE {table}_p{month:%Y%m} PARTITION OF {table} FOR VALUES "
+                f"FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
+            )
         conn.exec_driver_sql(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
     conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {old}")
     conn.exec_driver_sql(f"DROP TABLE {old}")
