@@ -39,9 +39,9 @@ def find_pg_bin() -> Path | None:
             return Path(d)
     initdb = shutil.which("initdb")
     if initdb:
-        d = Path(os.path.realpath(initdb)).parent
-        if (d / "postgres").exists():
-            return d
+        found = Path(os.path.realpath(initdb)).parent
+        if (found / "postgres").exists():
+            return found
     return None
 
 
