@@ -44,11 +44,19 @@ class CollectorServer(BaseApplication):
             self.cfg.set(key, value)
 
     def _start_maintenance(self, _arbiter: Any) -> None:
-        from collector.db import make_engine
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from collector.db import make_engine, normalize_url
         from collector.maintenance import DailyJob
 
-        # Its own engine: the app's pool belongs to the workers after the fork.
-        self.maintenance = DailyJob(make_engine(self.config.database_url), self.config)
+        # Its own engine, and no connection kept open between uses: workers are forked from
+        # this process (now and whenever one is replaced) and must not inherit one.
+        url = normalize_url(self.config.database_url)
+        engine = (
+            make_engine(url) if url.startswith("sqlite") else create_engine(url, poolclass=NullPool)
+        )
+        self.maintenance = DailyJob(engine, self.config)
         self.maintenance.start()
 
     def load(self):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import subprocess
+import time
 
 import pytest
 from alembic import command
@@ -25,6 +28,7 @@ from tests.unit.collector.test_rollups import (
     assert_rollups_match_the_per_device_rows,
     post_random_year_slice,
 )
+from testsupport.loopback import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -270,3 +274,45 @@ def test_rollups_equal_the_per_device_query_on_postgres(app):
     assert_rollups_match_the_per_device_rows(app, last)
     with Session(app.extensions["collector_db"]) as s:
         assert s.execute(text("SELECT count(*) FROM usage_daily_default")).scalar() == 0
+
+
+def test_the_running_collector_purges_at_start_and_makes_months_ahead(app, pg_url, tmp_path):
+    """``collector run`` (gunicorn) runs the daily job when it is ready: an expired month
+    goes, the coming months are there, without anyone running a command."""
+    engine = app.extensions["collector_db"]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    long_ago = now - dt.timedelta(days=450)
+    maintenance.ensure_partitions(engine, long_ago)
+    stamp = long_ago.strftime("%Y-%m-%dT%H:00:00Z")
+    assert post(app.test_client(), [usage(hour=stamp)]).status_code == 200
+    old = maintenance.partition_name("usage_hourly", maintenance.month_start(long_ago.date()))
+    coming = maintenance.next_month(maintenance.month_start(now.date()))
+    with engine.begin() as conn:  # as if it had not been made
+        conn.exec_driver_sql(f"DROP TABLE {maintenance.partition_name('usage_hourly', coming)}")
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        f'[collector]\ndatabase_url = "{pg_url}"\nbind = "127.0.0.1:{free_port()}"\nworkers = 1\n'
+    )
+    server = subprocess.Popen(
+        hotspot_cmd(config, "collector", "run"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with engine.connect() as conn:
+                months = maintenance.monthly_partitions(conn, "usage_hourly").values()
+            if old not in months and maintenance.partition_name("usage_hourly", coming) in months:
+                break
+            assert server.poll() is None and time.monotonic() < deadline, "not purged"
+            time.sleep(0.2)
+        ahead = maintenance.month_start(now.date())
+        for _ in range(maintenance.MONTHS_AHEAD + 1):
+            assert maintenance.partition_name("usage_hourly", ahead) in months
+            ahead = maintenance.next_month(ahead)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
