@@ -14,7 +14,13 @@ from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
 from hotspot.pull_api import query, reply
-from hotspot.pull_api.openapi import GATEWAY_COLUMNS, SALES_COLUMNS, USAGE_COLUMNS, openapi_document
+from hotspot.pull_api.openapi import (
+    DAILY_COLUMNS,
+    GATEWAY_COLUMNS,
+    SALES_COLUMNS,
+    USAGE_COLUMNS,
+    openapi_document,
+)
 from hotspot.timeutil import local_time, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -133,9 +139,7 @@ def _day_bound(name: str) -> dt.date | None:
 def daily():
     """Each village's day (the roll-ups the dashboard draws): they outlive the per-device
     rows (``rollup_retention_days``)."""
-    return _table_page(
-        "daily", queries.DAILY_COLUMNS, queries.DAILY, _day_bound("from"), _day_bound("to")
-    )
+    return _table_page("daily", DAILY_COLUMNS, queries.DAILY, _day_bound("from"), _day_bound("to"))
 
 
 @bp.get("/openapi.json")

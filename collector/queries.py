@@ -347,7 +347,6 @@ def _daily_item(r: VillageDaily) -> dict[str, Any]:
 
 
 # /api/v1/daily: the villages' roll-ups per local day, from/to bound the day.
-DAILY_COLUMNS = ["gateway_id", "day", "devices", "seconds", "bytes_down", "bytes_up"]
 DAILY = PagedTable(
     VillageDaily, (VillageDaily.day, VillageDaily.gateway_id), (_cursor_day, str), _daily_item
 )

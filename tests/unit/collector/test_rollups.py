@@ -188,3 +188,30 @@ def test_retention_config_is_checked(tmp_path, capsys):
         config.write_text(f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n{body}\n')
         got = hotspot_in_process(capsys, config, "collector", "purge")
         assert got.returncode == 2 and key in got.stderr, got.stderr
+
+
+def test_api_daily_pages_the_rollups(app, client, auth):
+    for gid in GATEWAYS[1:]:
+        register(app, gid)
+    for gid in GATEWAYS:
+        for day in (26, 27, 28):
+            recs = [usage(client=f"{c:016x}", hour=f"2026-11-{day}T03:00:00Z") for c in range(3)]
+            assert post(client, recs, gateway=gid, hgateway=gid).status_code == 200
+    url, items = "/api/v1/daily?from=2026-11-27&to=2026-11-29&limit=2", []
+    while url:
+        doc = client.get(url, headers=auth).get_json()
+        items += doc["items"]
+        url = doc["next"]
+    assert [(i["day"], i["gateway_id"]) for i in items] == [
+        (d, g) for d in ("2026-11-27", "2026-11-28") for g in sorted(GATEWAYS)
+    ]
+    assert {(i["devices"], i["bytes_down"]) for i in items} == {(3, 3000)}
+    # a day starts at local midnight: from 10:00 on the 27th means from the 28th
+    later = client.get("/api/v1/daily?from=2026-11-27T10:00:00%2B07:00", headers=auth)
+    assert {i["day"] for i in later.get_json()["items"]} == {"2026-11-28"}
+    csv = client.get("/api/v1/daily?gateway=desa-dua&format=csv", headers=auth)
+    assert csv.status_code == 200 and csv.data.decode().count("desa-dua") == 3
+    assert client.get("/api/v1/daily?cursor=bm9wZQ", headers=auth).status_code == 400
+    assert client.get("/api/v1/daily").status_code == 401
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert "/api/v1/daily" in doc["paths"] and "Daily" in doc["components"]["schemas"]
