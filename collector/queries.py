@@ -254,13 +254,16 @@ def _keyset_rows(
     cursor_types: tuple[Callable[[Any], Any], ...],
     cursor: list[Any] | None,
     limit: int,
+    plain: bool = False,
 ) -> tuple[list[Any], list[Any] | None]:
     """Up to ``limit`` rows of ``q`` in ``keys`` order after ``cursor``; and the next page's
     cursor (the last row's key values) if more rows follow."""
     q = q.order_by(*keys).limit(limit + 1)
     if cursor is not None:
         q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
-    rows = list(s.scalars(q))
+    # ORM entities for a select of one (gateways); plain rows for a select of columns (a page
+    # of 10,000 usage rows is several times faster without building an object per row)
+    rows = list(s.execute(q)) if plain else list(s.scalars(q))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -279,14 +282,14 @@ def table_page(
 ) -> tuple[list[dict[str, Any]], list[Any] | None]:
     """One page of ``table`` (within [lo, hi) of its period; of one gateway, or all) after
     ``cursor``; and the next page's cursor, if more rows follow."""
-    q = select(table.model)
+    q = select(*table.model.__table__.columns)
     if lo is not None:
         q = q.where(table.period >= lo)
     if hi is not None:
         q = q.where(table.period < hi)
     if gateway:
         q = q.where(table.model.gateway_id == gateway)
-    rows, nxt = _keyset_rows(s, q, table.keys, table.cursor_types, cursor, limit)
+    rows, nxt = _keyset_rows(s, q, table.keys, table.cursor_types, cursor, limit, plain=True)
     return [table.item(r) for r in rows], nxt
 
 
