@@ -28,6 +28,7 @@ from tests.unit.collector.test_rollups import (
     assert_rollups_match_the_per_device_rows,
     post_random_year_slice,
 )
+from tests.unit.commands import hotspot_in_process
 from testsupport.loopback import free_port
 
 pytestmark = pytest.mark.postgres
@@ -198,7 +199,7 @@ def test_a_record_outside_every_partition_is_kept_and_moves_when_its_month_is_ma
     assert maintenance.ensure_partitions(engine, far).created == []
 
 
-def test_purge_drops_whole_old_months_and_keeps_the_rollups(app, pg_url, tmp_path):
+def test_purge_drops_whole_old_months_and_keeps_the_rollups(app, pg_url, tmp_path, capsys):
     engine = app.extensions["collector_db"]
     client = app.test_client()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
@@ -211,16 +212,11 @@ def test_purge_drops_whole_old_months_and_keeps_the_rollups(app, pg_url, tmp_pat
     old_month = maintenance.month_start(long_ago.date())
     expired = {maintenance.partition_name(t, old_month) for t in TABLES}
 
-    # the command, as the operator runs it (--dry-run first: nothing changes)
+    # the command as the operator runs it (--dry-run first, in this process: nothing changes;
+    # then a real process)
     config = tmp_path / "collector.toml"
     config.write_text(f'[collector]\ndatabase_url = "{pg_url}"\n')
-    dry = subprocess.run(
-        hotspot_cmd(config, "collector", "purge", "--dry-run", "--json"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    dry = hotspot_in_process(capsys, config, "collector", "purge", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert expired <= set(json.loads(dry.stdout)["dropped"])
     with engine.connect() as conn:
@@ -241,13 +237,7 @@ def test_purge_drops_whole_old_months_and_keeps_the_rollups(app, pg_url, tmp_pat
         assert conn.exec_driver_sql("SELECT count(*) FROM health_sample").scalar() == 1
         # the village's day of long ago is still counted
         assert conn.exec_driver_sql("SELECT count(*) FROM village_daily").scalar() == 2
-    bad = subprocess.run(
-        hotspot_cmd(config, "collector", "purge", "--retention-days", "0"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = hotspot_in_process(capsys, config, "collector", "purge", "--retention-days", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     # roll-ups go after rollup_retention_days (here: as short as allowed)
     short = _cfg(pg_url, retention_days=31, rollup_retention_days=31)
