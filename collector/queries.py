@@ -261,8 +261,8 @@ def _keyset_rows(
     q = q.order_by(*keys).limit(limit + 1)
     if cursor is not None:
         q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
-    # ORM entities for a select of one (gateways); plain rows for a select of columns (a page
-    # of 10,000 usage rows is several times faster without building an object per row)
+    # ``plain``: rows of a select of columns, not ORM objects (a page of 10,000 usage rows is
+    # 1.6-2.5 times faster without building an object per row: bench.collector)
     rows = list(s.execute(q)) if plain else list(s.scalars(q))
     if len(rows) <= limit:
         return rows, None

@@ -2,10 +2,9 @@
 
 A batch is applied in the caller's transaction with upsert semantics that can never count
 twice: usage as the per-field maximum of what is stored and what arrived (reports carry
-absolute totals), the daily roll-ups (per device, and per village: ``village_daily``) moved by
-exactly the difference, health samples inserted
-once per (gateway, time), sales, the uplink's outages and the gateway's description replaced
-only by a higher revision.
+absolute totals), the daily roll-ups (per device, and per village: ``village_daily``) moved
+by exactly the difference, health samples inserted once per (gateway, time), sales, the
+uplink's outages and the gateway's description replaced only by a higher revision.
 """
 
 from __future__ import annotations
