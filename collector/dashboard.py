@@ -19,6 +19,7 @@ from flask import (
     current_app,
     make_response,
     request,
+    url_for,
 )
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -134,7 +135,7 @@ OVERVIEW = """
 <th class="n">{{ t('users_today') }}</th><th class="n">{{ t('users_yesterday') }}</th>
 <th class="n">{{ t('traffic_7d') }}</th><th class="n">{{ t('sales_month') }}</th><th>{{ t('warnings') }}</th></tr>
 {% for v in o.villages %}
-<tr><td><a href="{{ url_for('dashboard.village', gateway_id=v.id) }}">{{ v.village }}</a><br><span class="muted">{{ v.id }}</span></td>
+<tr><td><a href="{{ village_base ~ v.id }}">{{ v.village }}</a><br><span class="muted">{{ v.id }}</span></td>
 <td>{% if v.disabled %}<span class="muted">{{ t('disabled') }}</span>{% elif v.online %}<span class="on">{{ t('online') }}</span>{% else %}<span class="off">{{ t('offline') }}</span>{% endif %}</td>
 <td>{{ when(v.last_seen) }}</td>
 <td class="n">{{ num(v.users_today) }}</td><td class="n">{{ num(v.users_yesterday) }}</td>
@@ -279,7 +280,10 @@ def index():
     with Session(current_app.extensions["collector_db"]) as s:
         o = queries.overview(s, _cfg(), now)
     users, traffic = _day_charts(o["series"], _lang())
-    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic)
+    # One url_for, not one per village (a quarter of the page's time with 1,000 villages);
+    # gateway ids are [a-z0-9._-]: nothing to quote.
+    base = url_for("dashboard.village", gateway_id="-")[:-1]
+    return _render(OVERVIEW, o=o, users_chart=users, traffic_chart=traffic, village_base=base)
 
 
 @bp.get("/village/<gateway_id>")
