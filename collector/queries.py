@@ -263,7 +263,11 @@ def _keyset_rows(
         q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
     # ``plain``: rows of a select of columns, not ORM objects (a page of 10,000 usage rows is
     # 1.6-2.5 times faster without building an object per row: bench.collector)
-    rows = list(s.execute(q)) if plain else list(s.scalars(q))
+    rows: list[Any]
+    if plain:
+        rows = list(s.execute(q))
+    else:
+        rows = list(s.scalars(q))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
