@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -647,6 +648,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.wait()
             server_log.close()
             engine.dispose()
+            shutil.rmtree(work, ignore_errors=True)
     report["meta"]["loadavg_at_end"] = list(os.getloadavg())
     report["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return report
