@@ -1,4 +1,4 @@
-"""The pull API for Diskominfo's own tools: ``/api/v1/usage``, ``/gateways``, ``/sales``
+"""The pull API for Diskominfo's own tools: ``/api/v1/usage``, ``/daily``, ``/gateways``, ``/sales``
 (bearer tokens from ``hotspot collector tokens create``) and ``/api/v1/openapi.json``."""
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from collector import queries
 from collector.config import CollectorConfig
 from collector.store import check_token
 from hotspot.pull_api import query, reply
-from hotspot.pull_api.openapi import GATEWAY_COLUMNS, SALES_COLUMNS, USAGE_COLUMNS, openapi_document
+from hotspot.pull_api.openapi import (
+    DAILY_COLUMNS,
+    GATEWAY_COLUMNS,
+    SALES_COLUMNS,
+    USAGE_COLUMNS,
+    openapi_document,
+)
 from hotspot.timeutil import local_time, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -115,6 +121,25 @@ def sales():
     return _table_page(
         "sales", SALES_COLUMNS, queries.SALES, _month_bound("from"), _month_bound("to")
     )
+
+
+def _day_bound(name: str) -> dt.date | None:
+    """A day is included when it starts within [from, to)."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    local = local_time(query.parse_when(value, name, _cfg().tz), _cfg().tz)
+    if (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0):
+        return local.date()
+    return local.date() + dt.timedelta(days=1)
+
+
+@bp.get("/daily")
+@authorized
+def daily():
+    """Each village's day (the roll-ups the dashboard draws): they outlive the per-device
+    rows (``rollup_retention_days``)."""
+    return _table_page("daily", DAILY_COLUMNS, queries.DAILY, _day_bound("from"), _day_bound("to"))
 
 
 @bp.get("/openapi.json")

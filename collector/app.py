@@ -11,6 +11,7 @@ from flask import Flask, jsonify
 from collector import config as config_mod
 from collector.config import CollectorConfig
 from collector.db import open_database
+from collector.maintenance import ensure_partitions
 from hotspot import wire
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     db = engine if engine is not None else open_database(cfg.database_url)
+    # This month's partitions and the next ones before the first report (cheap when they are
+    # there); the daily job (collector.server) keeps it so and purges.
+    ensure_partitions(db)
     if engine is None:
         db.dispose()
     app.extensions["collector_db"] = db

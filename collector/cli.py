@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotspot.errors import UsageError
 from hotspot.logsetup import LEVELS, setup_logging
 
 
@@ -26,6 +27,21 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     run.add_argument("--bind", metavar="HOST:PORT", help="default: [collector] bind")
     run.add_argument("--log-level", default="INFO", choices=LEVELS)
     cmds.add_parser("upgrade", help="create or migrate the collector's schema")
+    mt = cmds.add_parser(
+        "maintain", help="make the coming months' partitions, then purge (the daily job, now)"
+    )
+    mt.add_argument("--json", action="store_true", help="print what was done")
+    pg = cmds.add_parser(
+        "purge", help="drop per-device rows older than retention_days (whole months)"
+    )
+    pg.add_argument(
+        "--retention-days",
+        type=int,
+        metavar="DAYS",
+        help="keep this many days instead of [collector] retention_days (at least 31)",
+    )
+    pg.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    pg.add_argument("--json", action="store_true", help="print what was (or would be) removed")
 
     gw = cmds.add_parser("gateways", help="registered village gateways")
     gws = gw.add_subparsers(dest="action", required=True, parser_class=parser_class)
@@ -172,6 +188,9 @@ def handle(args: argparse.Namespace) -> int:
         from collector.server import serve
 
         return serve(cfg, bind, args.log_level)
+    retention = getattr(args, "retention_days", None)
+    if retention is not None and not 31 <= retention <= 100_000:
+        raise UsageError(f"--retention-days: must be between 31 and 100000, not {retention}")
     setup_logging("WARNING")
     logging.getLogger("collector").setLevel(logging.WARNING)
     if args.cmd == "policy" and args.action == "keygen":
@@ -196,6 +215,8 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     if args.cmd == "alerts":
         return _alerts(args, cfg, engine, as_json)
+    if args.cmd in ("maintain", "purge"):
+        return _maintenance(args, cfg, engine, as_json)
     with Session(engine) as s, s.begin():
         if args.cmd == "gateways":
             if args.action == "add":
@@ -353,5 +374,33 @@ def _alerts(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> i
             for r in items
         )
         or "no alerts",
+    )
+    return 0
+
+
+def _maintenance(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> int:
+    from collector import maintenance
+
+    if args.cmd == "maintain":
+        out = maintenance.run(engine, cfg)
+        made, purged = out["partitions"], out["purge"]
+        _out(
+            out,
+            as_json,
+            f"partitions created: {', '.join(made['created']) or 'none'}\n"
+            f"partitions dropped: {', '.join(purged['dropped']) or 'none'}",
+        )
+        return 0
+    report = maintenance.purge(
+        engine, cfg, retention_days=args.retention_days, dry_run=args.dry_run
+    )
+    out = {**report.as_dict(), "dry_run": args.dry_run}
+    verb = "would drop" if args.dry_run else "dropped"
+    deleted = ", ".join(f"{k} {v}" for k, v in sorted(report.deleted_rows.items()) if v)
+    _out(
+        out,
+        as_json,
+        report.skipped
+        or f"{verb}: {', '.join(report.dropped) or 'no partition'}; rows: {deleted or 'none'}",
     )
     return 0

@@ -57,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
         # The Ed25519 key that signs the province's policy (issue #15; `policy keygen`).
         # Only `hotspot collector policy` reads it; the web server never does.
         "policy_key_file": "/etc/hotspot/policy.key",
+        # Per-device rows (usage, health) are dropped after this many days, a month's
+        # partition at a time; the villages' daily roll-ups and monthly sales after the
+        # second (at least the first): collector.maintenance.
+        "retention_days": 400,
+        "rollup_retention_days": 3660,
     },
     "alerts": alert_config.DEFAULTS,
 }
@@ -83,6 +88,8 @@ class CollectorConfig:
     warn_temp_c: int
     warn_mem_pct: int
     policy_key_file: str = "/etc/hotspot/policy.key"
+    retention_days: int = 400
+    rollup_retention_days: int = 3660
     source: str = "defaults"
     title: str = "Hotspot Desa"
     region: str = ""
@@ -148,6 +155,12 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     metrics = s.data.get("metrics")
     if not isinstance(metrics, bool):
         raise ConfigError(s.key("metrics"), "must be true or false")
+    retention = s.int("retention_days", 31, 100_000)
+    rollup_retention = s.int("rollup_retention_days", 31, 100_000)
+    if rollup_retention < retention:
+        raise ConfigError(
+            s.key("rollup_retention_days"), "must be at least collector.retention_days"
+        )
     return CollectorConfig(
         title=title,
         region=region,
@@ -171,6 +184,8 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_temp_c=s.int("warn_temp_c", 20, 150),
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
         policy_key_file=_policy_key_file(s),
+        retention_days=retention,
+        rollup_retention_days=rollup_retention,
         source=source,
     )
 

@@ -3,7 +3,12 @@
 Times are naive UTC. ``usage_hourly`` holds each device-hour as the largest totals any
 report gave (reports carry absolute totals, so a retried or late report never adds twice);
 ``usage_daily`` is its roll-up per local day (``[collector] timezone``), kept in step by the
-same transaction, for the dashboard's users-per-day and traffic-per-day.
+same transaction. ``village_daily`` rolls those up per village and day (distinct devices,
+device-seconds, bytes): the dashboard and the API's ``/daily`` read it, and it outlives the
+per-device rows (``retention_days`` < ``rollup_retention_days``: collector.maintenance).
+
+On PostgreSQL ``usage_hourly``, ``usage_daily`` and ``health_sample`` are partitioned by month
+(migration c0006; the partitions are not models: collector.maintenance creates and drops them).
 """
 
 from __future__ import annotations
@@ -80,6 +85,21 @@ class UsageDaily(UsageCounters, Base):
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     client: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class VillageDaily(Base):
+    """One village's local day: how many distinct devices were online, their seconds online
+    and bytes (a roll-up of ``usage_daily``, moved by exactly the difference at ingest)."""
+
+    __tablename__ = "village_daily"
+    __table_args__ = (Index("ix_village_daily_day", "day"),)
+
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    devices: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[int] = mapped_column(BigInteger)
+    bytes_down: Mapped[int] = mapped_column(BigInteger)
+    bytes_up: Mapped[int] = mapped_column(BigInteger)
 
 
 class HealthSample(Base):

@@ -11,8 +11,15 @@ from sqlalchemy import Select, and_, distinct, extract, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
-from collector.models import Gateway, HealthSample, SalesMonthly, UsageDaily, UsageHourly
-from hotspot.pull_api.query import cursor_time
+from collector.models import (
+    Gateway,
+    HealthSample,
+    SalesMonthly,
+    UsageDaily,
+    UsageHourly,
+    VillageDaily,
+)
+from hotspot.pull_api.query import BadRequest, cursor_time
 from hotspot.timeutil import iso, local_day
 from hotspot.wire import HEALTH_FIELDS
 
@@ -85,19 +92,17 @@ class DaySeries:
 def day_series(
     s: Session, first: dt.date, last: dt.date, gateway_id: str | None = None
 ) -> DaySeries:
+    """Users (distinct devices of each village, summed), bytes down and up, per local day;
+    from the villages' roll-ups (``village_daily``), one row per village and day."""
+    V = VillageDaily
     q = (
-        select(
-            UsageDaily.day,
-            func.count(),
-            func.sum(UsageDaily.bytes_down),
-            func.sum(UsageDaily.bytes_up),
-        )
-        .where(UsageDaily.day >= first, UsageDaily.day <= last)
-        .group_by(UsageDaily.day)
+        select(V.day, func.sum(V.devices), func.sum(V.bytes_down), func.sum(V.bytes_up))
+        .where(V.day >= first, V.day <= last)
+        .group_by(V.day)
     )
     if gateway_id is not None:
-        q = q.where(UsageDaily.gateway_id == gateway_id)
-    got = {d: (int(n), int(dn or 0), int(u or 0)) for d, n, dn, u in s.execute(q)}
+        q = q.where(V.gateway_id == gateway_id)
+    got = {d: (int(n or 0), int(dn or 0), int(u or 0)) for d, n, dn, u in s.execute(q)}
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     out = DaySeries(days)
     for d in days:
@@ -118,13 +123,11 @@ def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
     per_day: dict[tuple[str, dt.date], tuple[int, int]] = {}
     for gid, day, n, b in s.execute(
         select(
-            UsageDaily.gateway_id,
-            UsageDaily.day,
-            func.count(),
-            func.sum(UsageDaily.bytes_down + UsageDaily.bytes_up),
-        )
-        .where(UsageDaily.day >= week)
-        .group_by(UsageDaily.gateway_id, UsageDaily.day)
+            VillageDaily.gateway_id,
+            VillageDaily.day,
+            VillageDaily.devices,
+            VillageDaily.bytes_down + VillageDaily.bytes_up,
+        ).where(VillageDaily.day >= week)
     ):
         per_day[(gid, day)] = (int(n), int(b or 0))
     month = month_of(today)
@@ -283,13 +286,20 @@ def _keyset_rows(
     cursor_types: tuple[Callable[[Any], Any], ...],
     cursor: list[Any] | None,
     limit: int,
+    plain: bool = False,
 ) -> tuple[list[Any], list[Any] | None]:
     """Up to ``limit`` rows of ``q`` in ``keys`` order after ``cursor``; and the next page's
     cursor (the last row's key values) if more rows follow."""
     q = q.order_by(*keys).limit(limit + 1)
     if cursor is not None:
         q = q.where(tuple_(*keys) > tuple_(*(cast(v) for cast, v in zip(cursor_types, cursor))))
-    rows = list(s.scalars(q))
+    # ``plain``: rows of a select of columns, not ORM objects (a page of 10,000 usage rows is
+    # 1.6-2.5 times faster without building an object per row: bench.collector)
+    rows: list[Any]
+    if plain:
+        rows = list(s.execute(q))
+    else:
+        rows = list(s.scalars(q))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -308,14 +318,14 @@ def table_page(
 ) -> tuple[list[dict[str, Any]], list[Any] | None]:
     """One page of ``table`` (within [lo, hi) of its period; of one gateway, or all) after
     ``cursor``; and the next page's cursor, if more rows follow."""
-    q = select(table.model)
+    q = select(*table.model.__table__.columns)
     if lo is not None:
         q = q.where(table.period >= lo)
     if hi is not None:
         q = q.where(table.period < hi)
     if gateway:
         q = q.where(table.model.gateway_id == gateway)
-    rows, nxt = _keyset_rows(s, q, table.keys, table.cursor_types, cursor, limit)
+    rows, nxt = _keyset_rows(s, q, table.keys, table.cursor_types, cursor, limit, plain=True)
     return [table.item(r) for r in rows], nxt
 
 
@@ -354,6 +364,30 @@ SALES = PagedTable(
     (SalesMonthly.month, SalesMonthly.gateway_id, SalesMonthly.package),
     (str, str, str),
     _sales_item,
+)
+
+
+def _cursor_day(value: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise BadRequest("cursor: not one of ours") from None
+
+
+def _daily_item(r: VillageDaily) -> dict[str, Any]:
+    return {
+        "gateway_id": r.gateway_id,
+        "day": r.day.isoformat(),
+        "devices": r.devices,
+        "seconds": r.seconds,
+        "bytes_down": r.bytes_down,
+        "bytes_up": r.bytes_up,
+    }
+
+
+# /api/v1/daily: the villages' roll-ups per local day, from/to bound the day.
+DAILY = PagedTable(
+    VillageDaily, (VillageDaily.day, VillageDaily.gateway_id), (_cursor_day, str), _daily_item
 )
 
 

@@ -3,6 +3,8 @@
 Threaded workers (``gthread``): a gateway on a slow satellite link may take many seconds to
 upload one batch and must not hold a whole worker. The app is loaded once in the master
 (``preload_app``), so migrations run once; each worker opens its own database connections.
+The master also runs the daily maintenance (partitions ahead, the retention purge:
+collector.maintenance) in a thread of its own, first when the server is ready.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class CollectorServer(BaseApplication):
             "post_worker_init": self.start_alerts,
             "child_exit": _child_exit,
             "on_exit": self._on_exit,
+            "when_ready": self._start_maintenance,
         }
+        self.maintenance: Any = None
         super().__init__()
 
     def _on_exit(self, _arbiter: Any) -> None:
@@ -54,6 +58,22 @@ class CollectorServer(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+
+    def _start_maintenance(self, _arbiter: Any) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from collector.db import make_engine, normalize_url
+        from collector.maintenance import DailyJob
+
+        # Its own engine, and no connection kept open between uses: workers are forked from
+        # this process (now and whenever one is replaced) and must not inherit one.
+        url = normalize_url(self.config.database_url)
+        engine = (
+            make_engine(url) if url.startswith("sqlite") else create_engine(url, poolclass=NullPool)
+        )
+        self.maintenance = DailyJob(engine, self.config)
+        self.maintenance.start()
 
     def load(self):
         from collector.app import create_app

@@ -2,9 +2,9 @@
 
 A batch is applied in the caller's transaction with upsert semantics that can never count
 twice: usage as the per-field maximum of what is stored and what arrived (reports carry
-absolute totals), the daily roll-up moved by exactly the difference, health samples inserted
-once per (gateway, time), sales, the uplink's outages and the gateway's description replaced
-only by a higher revision.
+absolute totals), the daily roll-ups (per device, and per village: ``village_daily``) moved
+by exactly the difference, health samples inserted once per (gateway, time), sales, the
+uplink's outages and the gateway's description replaced only by a higher revision.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import FromClause, Table, select, tuple_, update
+from sqlalchemy import FromClause, Table, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from collector.models import (
     UplinkOutage,
     UsageDaily,
     UsageHourly,
+    VillageDaily,
 )
 from hotspot.errors import ErrorCode, NotFound, Refused, UsageError
 from hotspot.timeutil import local_day, utcnow
@@ -118,10 +119,14 @@ def apply_records(
     if usage:
         existing: dict[tuple[str, dt.datetime], tuple[int, int, int]] = {}
         H = UsageHourly
-        for chunk in _chunks(list(usage)):
+        for chunk in _chunks(sorted(usage, key=lambda k: k[1])):
             for client, period, sec, down, up in session.execute(
                 select(H.client, H.period_start, H.seconds, H.bytes_down, H.bytes_up).where(
-                    H.gateway_id == gateway_id, tuple_(H.client, H.period_start).in_(chunk)
+                    H.gateway_id == gateway_id,
+                    # the bounds let PostgreSQL read only the partitions of these months
+                    H.period_start >= chunk[0][1],
+                    H.period_start <= chunk[-1][1],
+                    tuple_(H.client, H.period_start).in_(chunk),
                 )
             ):
                 existing[(client, period)] = (sec, down, up)
@@ -148,6 +153,7 @@ def apply_records(
             for i in range(3):
                 d[i] += val[i] - base[i]
         if hourly_rows:
+            village = _village_deltas(session, gateway_id, daily)
             _upsert(
                 session,
                 H.__table__,
@@ -176,6 +182,28 @@ def apply_records(
                         "bytes_up": v[2],
                     }
                     for (day, client), v in daily.items()
+                ],
+            )
+            V = VillageDaily.__table__
+            ins = _insert(session, V)
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["gateway_id", "day"],
+                    set_={
+                        c: V.c[c] + ins.excluded[c]
+                        for c in ("devices", "seconds", "bytes_down", "bytes_up")
+                    },
+                ),
+                [
+                    {
+                        "gateway_id": gateway_id,
+                        "day": day,
+                        "devices": v[0],
+                        "seconds": v[1],
+                        "bytes_down": v[2],
+                        "bytes_up": v[3],
+                    }
+                    for day, v in village.items()
                 ],
             )
         counts["usage_changed"] = len(hourly_rows)
@@ -253,6 +281,75 @@ def apply_records(
             )
         )
     return dict(counts)
+
+
+def _village_deltas(
+    session: Session, gateway_id: str, daily: dict[tuple[dt.date, str], list[int]]
+) -> dict[dt.date, list[int]]:
+    """What ``daily`` (per-device deltas of one gateway, not yet applied) adds to each day of
+    the village: ``[devices, seconds, bytes_down, bytes_up]``. A device counts once a day:
+    only if it has no ``usage_daily`` row yet that day (however many batches it reports in;
+    the caller holds the gateway's row lock, so no other batch of it is between the read and
+    the write)."""
+    D = UsageDaily
+    seen: set[tuple[dt.date, str]] = set()
+    for chunk in _chunks(sorted(daily)):
+        seen.update(
+            (day, client)
+            for day, client in session.execute(
+                select(D.day, D.client).where(
+                    D.gateway_id == gateway_id,
+                    D.day >= chunk[0][0],
+                    D.day <= chunk[-1][0],
+                    tuple_(D.day, D.client).in_(chunk),
+                )
+            )
+        )
+    out: dict[dt.date, list[int]] = {}
+    for (day, client), (sec, down, up) in daily.items():
+        v = out.setdefault(day, [0, 0, 0, 0])
+        v[0] += (day, client) not in seen
+        v[1] += sec
+        v[2] += down
+        v[3] += up
+    return out
+
+
+def rebuild_village_daily(session: Session, first: dt.date, last: dt.date) -> int:
+    """Recompute ``village_daily`` for the days [first, last] from ``usage_daily`` (a repair;
+    idempotent). Days whose per-device rows were purged are left as they are."""
+    D = UsageDaily
+    rows = [
+        {
+            "gateway_id": gid,
+            "day": day,
+            "devices": int(n),
+            "seconds": int(sec or 0),
+            "bytes_down": int(down or 0),
+            "bytes_up": int(up or 0),
+        }
+        for gid, day, n, sec, down, up in session.execute(
+            select(
+                D.gateway_id,
+                D.day,
+                func.count(),
+                func.sum(D.seconds),
+                func.sum(D.bytes_down),
+                func.sum(D.bytes_up),
+            )
+            .where(D.day >= first, D.day <= last)
+            .group_by(D.gateway_id, D.day)
+        )
+    ]
+    for chunk in _chunks(rows, 1000):
+        _upsert(
+            session,
+            VillageDaily.__table__,
+            ["gateway_id", "day"],
+            chunk,
+            replace=("devices", "seconds", "bytes_down", "bytes_up"),
+        )
+    return len(rows)
 
 
 # -- gateways ---------------------------------------------------------------------------------

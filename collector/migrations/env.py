@@ -4,6 +4,7 @@
 from alembic import context
 from sqlalchemy import create_engine, text
 
+from collector.maintenance import include_name
 from collector.models import Base
 
 config = context.config
@@ -20,6 +21,7 @@ def _configure_and_run(conn) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         version_table=VERSION_TABLE,
+        include_name=include_name,  # autogenerate: the monthly partitions are not models
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -32,6 +32,7 @@ GATEWAY_COLUMNS = [
     "health",
 ]
 SALES_COLUMNS = ["gateway_id", "month", "package", "count", "rupiah"]
+DAILY_COLUMNS = ["gateway_id", "day", "devices", "seconds", "bytes_down", "bytes_up"]
 
 
 def _params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,6 +210,35 @@ def openapi_document(
             "package": {"type": "string"},
             "count": {"type": "integer"},
             "rupiah": {"type": "integer"},
+        },
+    }
+    # The villages' daily roll-ups (issue #14: kept longer than the per-device rows).
+    doc["paths"]["/api/v1/daily"] = _op(
+        "Each village's local day: distinct devices, seconds online, bytes",
+        "Daily",
+        _params(
+            *[
+                dict(
+                    p,
+                    description=p["description"] + " (a day is included when it starts "
+                    "within [from, to))",
+                )
+                if p["name"] in ("from", "to")
+                else p
+                for p in _RANGE
+            ]
+        ),
+    )
+    doc["components"]["schemas"]["Daily"] = {
+        "type": "object",
+        "required": DAILY_COLUMNS,
+        "properties": {
+            "gateway_id": {"type": "string"},
+            "day": {"type": "string", "format": "date"},
+            "devices": {"type": "integer", "description": "distinct devices online that day"},
+            "seconds": {"type": "integer", "description": "their connected seconds, summed"},
+            "bytes_down": {"type": "integer"},
+            "bytes_up": {"type": "integer"},
         },
     }
     return doc

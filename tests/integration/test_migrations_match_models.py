@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData
 
 from collector import db as collector_db
+from collector.maintenance import include_name
 from collector.models import Base as CollectorBase
 from hotspot import db as hotspot_db
 from hotspot.model import Base as DeviceBase
@@ -25,6 +26,8 @@ COLLECTOR_VERSION_TABLE = "collector_alembic_version"  # collector/migrations/en
 
 def differences(engine: Engine, metadata: MetaData, version_table: str = "alembic_version") -> list:
     opts = {"compare_type": True, "compare_server_default": True, "version_table": version_table}
+    if version_table == COLLECTOR_VERSION_TABLE:
+        opts["include_name"] = include_name  # the monthly partitions are not models
     with engine.connect() as conn:
         return compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
 

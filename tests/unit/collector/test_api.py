@@ -130,7 +130,12 @@ def test_gateways_and_sales_pages_follow_their_cursors(client, auth, app):
 def test_openapi(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/api/v1/usage", "/api/v1/gateways", "/api/v1/sales"}
+    assert set(doc["paths"]) == {
+        "/api/v1/usage",
+        "/api/v1/gateways",
+        "/api/v1/sales",
+        "/api/v1/daily",
+    }
     usage_schema = doc["components"]["schemas"]["Usage"]
     assert {"gateway_id", "client", "period_start", "bytes_down", "bytes_up"} <= set(
         usage_schema["required"]

@@ -1,0 +1,697 @@
+"""The province's collector at full scale (issue #14, item 1): ``python3 -m bench.collector``.
+
+Starts its own PostgreSQL (testsupport.postgres: private Unix socket, fsync off) and the real
+collector under gunicorn (``hotspot collector run``, the shipped workers/threads), then:
+
+1. **baseline**: every dashboard page and API query on a database with the gateways
+   registered and nothing else, and batches posted one at a time (no contention);
+2. **load**: a year of the province, written by server-side bulk SQL (``INSERT … SELECT …
+   generate_series``, the bulk equivalent of the ingest path: the same rows ``collector.store``
+   would write, roll-ups rebuilt by ``rebuild_village_daily``'s aggregate): per-device rows
+   (``usage_hourly``, ``usage_daily``, ``health_sample``) for the last ``--days`` days, the
+   villages' daily roll-ups for 365 days and the monthly sales for 12 months;
+3. **ingest**: ``--posters`` gateways (1,000) each post one signed, gzipped batch at the same
+   moment (an hour of the village as sync/agent.py builds it: its devices' usage, 12 health
+   samples, sales, the gateway's description), through real TCP to gunicorn; p50/p99 per
+   batch, batches/s, errors; then the database is counted: every batch applied once (0
+   duplicates), every record there;
+4. **queries**: every page and query again, ``--reps`` times each, with the year loaded: p50
+   and p95, and the ratio to the baseline of step 1.
+
+Results: ``bench/results/collector.json`` (machine, load average, what was loaded and how long
+it took). ``--quick``: a small fraction, for the test of the bench (well under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from collector import maintenance
+from collector.db import make_engine, migrate
+from collector.models import Gateway
+from collector.store import create_token
+from hotspot import wire
+from testsupport.loopback import free_port
+from testsupport.postgres import running_postgres
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+TZ = "Asia/Jakarta"  # the loaded days are WIB days (UTC+7, no DST): usage_daily.day below
+SECRET = "bench-" + "s" * 40
+PACKAGES = (("harian", 5000), ("mingguan", 25000), ("bulanan", 80000))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
+
+
+def rnd(v: float | None, digits: int = 1) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def gateway_id(i: int) -> str:
+    return f"desa-{i:04d}"
+
+
+# -- the year, in bulk -------------------------------------------------------------------------
+
+
+def load_year(engine: Any, args: argparse.Namespace, today: dt.date) -> dict[str, Any]:
+    """The province's year by server-side SQL; returns what was loaded and how long it took.
+
+    Each gateway g has a village of ``2 × devices`` phones; on day d the phones
+    (d·7 + k) mod 2N, k < ``devices``, come (about ``devices`` a day, not the same ones
+    every day), each for 4 hours a day (not always the same hours), with bytes that vary.
+    Health every 5 minutes. Sales of three packages a month."""
+    g, n = args.gateways, args.devices
+    first_device_day = today - dt.timedelta(days=args.days - 1)
+    first_rollup_day = today - dt.timedelta(days=364)
+    timings: dict[str, float] = {}
+
+    def run(name: str, sql: str, **params: Any) -> int:
+        t0 = time.monotonic()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            count = conn.execute(text(sql), params).rowcount
+        timings[name] = round(time.monotonic() - t0, 1)
+        log(f"  {name}: {count:,} rows in {timings[name]} s")
+        return count
+
+    rows: dict[str, int] = {}
+    common = {"g": g, "n": n, "first": first_device_day, "last": today}
+    # usage_hourly: the hour's start in UTC; the local (WIB) day is period_start + 7 h.
+    rows["usage_hourly"] = run(
+        "usage_hourly",
+        """
+        INSERT INTO usage_hourly (gateway_id, client, period_start, seconds, bytes_down,
+                                  bytes_up, updated_at)
+        SELECT 'desa-' || lpad(gw::text, 4, '0'),
+               lpad(to_hex(gw * 100000 + ((d.i * 7 + k) % (2 * :n))), 16, '0'),
+               d.day - interval '7 hours' + interval '1 hour' * (7 + (k + h * 3 + d.i) % 15),
+               600 + ((gw + k + h) % 3000),
+               (50000 + (gw::bigint * 7919 + k * 104729 + h * 1299709 + d.i * 15485863) % 40000000),
+               (5000 + (gw * 31 + k * 17 + h) % 4000000),
+               d.day
+        FROM generate_series(1, :g) gw,
+             (SELECT s::date AS day, CAST(s::date - DATE '2000-01-01' AS bigint) AS i
+              FROM generate_series(CAST(:first AS date), CAST(:last AS date), '1 day') s) d,
+             generate_series(0, :n - 1) k,
+             generate_series(0, 3) h
+        """,
+        **common,
+    )
+    rows["usage_daily"] = run(
+        "usage_daily",
+        """
+        INSERT INTO usage_daily (gateway_id, day, client, seconds, bytes_down, bytes_up)
+        SELECT gateway_id, CAST(period_start + interval '7 hours' AS date), client,
+               sum(seconds), sum(bytes_down), sum(bytes_up)
+        FROM usage_hourly GROUP BY 1, 2, 3
+        ON CONFLICT DO NOTHING  -- the baseline's batches came through ingest: theirs are there
+        """,
+    )
+    rows["health_sample"] = run(
+        "health_sample",
+        """
+        INSERT INTO health_sample (gateway_id, sampled_at, cpu_pct, load1, load5, load15,
+            mem_pct, disk_pct, disk_free_mb, temp_c, uptime_s, uplink_ok, uplink_ms,
+            clients_online, backlog, received_at)
+        SELECT 'desa-' || lpad(gw::text, 4, '0'), t,
+               (gw + extract(minute from t)) % 100, 0.4, 0.3, 0.2, 40 + gw % 30, 30 + gw % 50,
+               8000, 45 + gw % 20, 86400, (gw + extract(hour from t)) % 50 <> 0,
+               20 + gw % 200, (gw + extract(hour from t)) % 40, 0, t
+        FROM generate_series(1, :g) gw,
+             generate_series(CAST(:first AS timestamp) - interval '7 hours',
+                             CAST(:last AS timestamp) + interval '17 hours',
+                             interval '5 minutes') t
+        """,
+        **common,
+    )
+    # The villages' roll-ups: the days with per-device rows from those rows (the rebuild's
+    # aggregate), the year's older days by the same formula's figures directly.
+    rows["village_daily"] = run(
+        "village_daily",
+        """
+        INSERT INTO village_daily (gateway_id, day, devices, seconds, bytes_down, bytes_up)
+        SELECT gateway_id, day, count(*), sum(seconds), sum(bytes_down), sum(bytes_up)
+        FROM usage_daily GROUP BY 1, 2
+        ON CONFLICT (gateway_id, day) DO UPDATE SET devices = excluded.devices,
+            seconds = excluded.seconds, bytes_down = excluded.bytes_down,
+            bytes_up = excluded.bytes_up
+        """,
+    )
+    rows["village_daily"] += run(
+        "village_daily_older",
+        """
+        INSERT INTO village_daily (gateway_id, day, devices, seconds, bytes_down, bytes_up)
+        SELECT 'desa-' || lpad(gw::text, 4, '0'), s::date, :n, :n * 4 * 2000,
+               :n * 4 * 20000000::bigint, :n * 4 * 2000000::bigint
+        FROM generate_series(1, :g) gw,
+             generate_series(CAST(:rfirst AS date), CAST(:first AS date) - 1, '1 day') s
+        """,
+        rfirst=first_rollup_day,
+        **common,
+    )
+    months, m = [], today.replace(day=1)
+    for _ in range(12):
+        months.append(f"{m:%Y-%m}")
+        m = (m - dt.timedelta(days=1)).replace(day=1)
+    rows["sales_monthly"] = run(
+        "sales_monthly",
+        """
+        INSERT INTO sales_monthly (gateway_id, month, package, count, rupiah, rev, updated_at)
+        SELECT 'desa-' || lpad(gw::text, 4, '0'), m, p.name, 10 + (gw * 7) % 90,
+               (10 + (gw * 7) % 90) * p.price, 1, now()
+        FROM generate_series(1, :g) gw, unnest(CAST(:months AS text[])) m,
+             (VALUES ('harian', 5000), ('mingguan', 25000), ('bulanan', 80000)) p(name, price)
+        ON CONFLICT DO NOTHING
+        """,
+        g=g,
+        months=months,
+    )
+    t0 = time.monotonic()
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    timings["vacuum_analyze"] = round(time.monotonic() - t0, 1)
+    return {
+        "method": "server-side bulk SQL (INSERT … SELECT … generate_series), not the HTTP "
+        "ingest path; roll-ups by the same aggregate as collector.store.rebuild_village_daily",
+        "gateways": g,
+        "devices_per_day": n,
+        "active_hours_per_device_day": 4,
+        "health_interval_minutes": 5,
+        "per_device_days": args.days,
+        "per_device_first_day": first_device_day.isoformat(),
+        "rollup_days": 365,
+        "sales_months": len(months),
+        "rows": rows,
+        "seconds": timings,
+        "full_year_factor_per_device_rows": round(args.days / 365 * g / 285 * n / 100, 4),
+    }
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to the collector."""
+
+    def __init__(self, port: int, timeout: float = 120):
+        self.port, self.timeout = port, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                return resp.status, resp.read(), dict(resp.getheaders())
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def batch_for(gid: str, devices: int, hour: dt.datetime, rev: int) -> tuple[bytes, str, int]:
+    """One gateway's hourly batch as sync/agent.py sends it: (gzipped body, key, records)."""
+    records: list[Mapping[str, Any]] = []
+    gnum = int(gid.split("-")[1])
+    for k in range(devices):
+        records.append(
+            {
+                "kind": "usage",
+                "client": f"{gnum * 100000 + 50000 + k:016x}",
+                "period_start": hour.strftime("%Y-%m-%dT%H:00:00Z"),
+                "seconds": 1200 + k,
+                "bytes_down": 3_000_000 + k * 1000,
+                "bytes_up": 300_000 + k,
+            }
+        )
+    for i in range(12):
+        at = hour + dt.timedelta(minutes=5 * i, seconds=7)
+        records.append(
+            {
+                "kind": "health",
+                "sampled_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "cpu_pct": 12.5,
+                "load1": 0.5,
+                "load5": 0.4,
+                "load15": 0.3,
+                "mem_pct": 40,
+                "disk_pct": 50.0,
+                "disk_free_mb": 9000,
+                "temp_c": 55.0,
+                "uptime_s": 86400,
+                "uplink_ok": True,
+                "uplink_ms": 80.0,
+                "clients_online": devices,
+                "backlog": 0,
+            }
+        )
+    month = hour.strftime("%Y-%m")
+    for name, price in PACKAGES:
+        records.append(
+            {
+                "kind": "sales",
+                "month": month,
+                "package": name,
+                "count": 50 + rev,
+                "rupiah": (50 + rev) * price,
+                "rev": 10_000 + rev,
+            }
+        )
+    records.append(
+        {
+            "kind": "gateway",
+            "rev": 10_000 + rev,
+            "village": f"Desa {gid}",
+            "timezone": TZ,
+            "version": "1.0",
+        }
+    )
+    key = secrets.token_hex(16)
+    raw = wire.encode_body(gid, key, hour + dt.timedelta(hours=1), records)
+    return wire.compress(raw), key, len(records)
+
+
+def signed(gid: str, key: str, body: bytes) -> dict[str, str]:
+    ts, nonce = str(int(time.time())), secrets.token_hex(16)
+    return {
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+        "Content-Length": str(len(body)),
+        wire.H_GATEWAY: gid,
+        wire.H_TIMESTAMP: ts,
+        wire.H_NONCE: nonce,
+        wire.H_IDEMPOTENCY: key,
+        wire.H_SIGNATURE: wire.sign(SECRET, gid, ts, nonce, key, body),
+    }
+
+
+def post_batches(
+    port: int, batches: list[tuple[str, bytes, str, int]], concurrent: bool
+) -> dict[str, Any]:
+    """Post ``batches`` (gateway, body, key, records): all at once behind a barrier (one
+    thread and connection per gateway), or one after another."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(batches) if concurrent else 1)
+
+    def one(gid: str, body: bytes, key: str) -> None:
+        client = Client(port, timeout=300)
+        headers = signed(gid, key, body)
+        if concurrent:
+            barrier.wait()
+        t0 = time.monotonic()
+        try:
+            status, answer, _ = client.request("POST", wire.INGEST_PATH, body, headers)
+            if status == 200:
+                outcome = "duplicate" if json.loads(answer).get("duplicate") else "ok"
+            else:
+                outcome = f"http_{status}"
+        except OSError as exc:
+            outcome = type(exc).__name__
+        elapsed = (time.monotonic() - t0) * 1000
+        with lock:
+            latencies.append(elapsed)
+            statuses[outcome] = statuses.get(outcome, 0) + 1
+
+    t0 = time.monotonic()
+    if concurrent:
+        threading.stack_size(256 * 1024)
+        threads = [threading.Thread(target=one, args=(g, b, k)) for g, b, k, _ in batches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for g, b, k, _ in batches:
+            one(g, b, k)
+    wall = time.monotonic() - t0
+    return {
+        "batches": len(batches),
+        "records": sum(r for *_, r in batches),
+        "body_bytes_mean": round(sum(len(b) for _, b, _, _ in batches) / len(batches)),
+        "wall_s": round(wall, 2),
+        "batches_per_s": round(len(batches) / wall, 1),
+        "records_per_s": round(sum(r for *_, r in batches) / wall),
+        "p50_ms": rnd(pct(latencies, 50)),
+        "p99_ms": rnd(pct(latencies, 99)),
+        "max_ms": rnd(max(latencies)),
+        "outcomes": statuses,
+        "errors": sum(v for k, v in statuses.items() if k not in ("ok", "duplicate")),
+        "answered_duplicate": statuses.get("duplicate", 0),
+    }
+
+
+def verify_ingest(
+    engine: Any, batches: list[tuple[str, bytes, str, int]], hour: dt.datetime, devices: int
+) -> dict[str, Any]:
+    """What the database holds after the concurrent posts: each batch once, every record."""
+    keys = [k for _, _, k, _ in batches]
+    gids = [g for g, _, _, _ in batches]
+    with engine.connect() as conn:
+        applied, dups = conn.execute(
+            text(
+                "SELECT count(*), coalesce(sum(duplicates), 0) FROM ingest_batch "
+                "WHERE key = ANY(:keys)"
+            ),
+            {"keys": keys},
+        ).one()
+        usage_rows = conn.execute(
+            text(
+                "SELECT count(*) FROM usage_hourly WHERE period_start = :h "
+                "AND gateway_id = ANY(:g) AND seconds >= 1200 AND bytes_down >= 3000000"
+            ),
+            {"h": hour, "g": gids},
+        ).scalar()
+        health_rows = conn.execute(
+            text(
+                "SELECT count(*) FROM health_sample WHERE sampled_at >= :h "
+                "AND sampled_at < :h + interval '1 hour' AND gateway_id = ANY(:g) "
+                "AND extract(second from sampled_at) = 7"
+            ),
+            {"h": hour, "g": gids},
+        ).scalar()
+        described = conn.execute(
+            text("SELECT count(*) FROM gateway WHERE id = ANY(:g) AND version = '1.0'"),
+            {"g": gids},
+        ).scalar()
+    expect_usage = len(batches) * devices
+    return {
+        "batches_applied": int(applied),
+        "duplicates": int(dups),  # deliveries of an already-applied batch
+        "usage_rows": int(usage_rows),
+        "usage_rows_expected": expect_usage,
+        "health_rows": int(health_rows),
+        "health_rows_expected": len(batches) * 12,
+        "gateways_described": int(described),
+        "complete": int(applied) == len(batches)
+        and usage_rows == expect_usage
+        and health_rows == len(batches) * 12
+        and described == len(batches),
+    }
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+def query_set(today: dt.date, gid: str) -> dict[str, str]:
+    """Every dashboard page and API query, by name."""
+    day = today - dt.timedelta(days=1)
+    month_first = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    month_next = today.replace(day=1)
+    m, n, d, d1 = month_first.isoformat(), month_next.isoformat(), day, day + dt.timedelta(1)
+    return {
+        "dashboard_overview": "/",
+        "dashboard_overview_en": "/?lang=en",
+        "dashboard_village": f"/village/{gid}",
+        "api_gateways": "/api/v1/gateways",
+        "api_usage_day": f"/api/v1/usage?from={d}&to={d1}",
+        "api_usage_day_village": f"/api/v1/usage?from={d}&to={d1}&gateway={gid}",
+        "api_usage_month": f"/api/v1/usage?from={m}&to={n}",
+        "api_usage_month_csv": f"/api/v1/usage?from={m}&to={n}&format=csv&limit=10000",
+        "api_usage_month_village_csv": f"/api/v1/usage?from={m}&to={n}&gateway={gid}"
+        "&format=csv&limit=10000",
+        "api_daily_day": f"/api/v1/daily?from={d}&to={d1}",
+        "api_daily_month": f"/api/v1/daily?from={m}&to={n}&limit=10000",
+        "api_daily_month_csv": f"/api/v1/daily?from={m}&to={n}&format=csv&limit=10000",
+        "api_sales_year": f"/api/v1/sales?from={today.replace(day=1) - dt.timedelta(days=365)}"
+        "&limit=10000",
+        "api_sales_month_csv": f"/api/v1/sales?from={m}&to={n}&format=csv&limit=10000",
+    }
+
+
+def measure_queries(port: int, token: str, queries: dict[str, str], reps: int) -> dict[str, Any]:
+    client = Client(port)
+    headers = {"Authorization": f"Bearer {token}"}
+    out: dict[str, Any] = {}
+    for name, path in queries.items():
+        client.request("GET", path, headers=headers)  # warm: plans, caches
+        times: list[float] = []
+        size = 0
+        status = 0
+        for _ in range(reps):
+            t0 = time.monotonic()
+            status, body, _ = client.request("GET", path, headers=headers)
+            times.append((time.monotonic() - t0) * 1000)
+            size = len(body)
+        out[name] = {
+            "path": path,
+            "status": status,
+            "bytes": size,
+            "p50_ms": rnd(pct(times, 50)),
+            "p95_ms": rnd(pct(times, 95)),
+        }
+    return out
+
+
+def walk_csv_month(port: int, token: str, path: str) -> dict[str, Any]:
+    """Every page of a month's CSV (following ``X-Next-Page``): what a province's tool does."""
+    client = Client(port)
+    headers = {"Authorization": f"Bearer {token}"}
+    t0, pages, rows = time.monotonic(), 0, 0
+    url: str | None = path
+    while url:
+        _, body, answer = client.request("GET", url, headers=headers)
+        nxt = answer.get("X-Next-Page")
+        pages += 1
+        rows += max(0, body.count(b"\n") - 1)
+        url = urllib.parse.urlsplit(nxt)._replace(scheme="", netloc="").geturl() if nxt else None
+    return {"path": path, "pages": pages, "rows": rows, "total_s": round(time.monotonic() - t0, 2)}
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def meta(args: argparse.Namespace) -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    return {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "loadavg_at_start": list(os.getloadavg()),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "kernel": platform.release(),
+            "cpu": cpu,
+            "mem_mb": int(Path("/proc/meminfo").read_text().split()[1]) // 1024,
+            "shared": "yes: other engineers' tests and benches run at the same time",
+        },
+        "python": platform.python_version(),
+        "git_commit": commit,
+        "params": {k: getattr(args, k) for k in ("gateways", "devices", "days", "posters", "reps")},
+    }
+
+
+def wait_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the collector exited at start")
+        try:
+            if Client(port, timeout=2).request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the collector did not answer /healthz")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"meta": meta(args)}
+    work = Path(tempfile.mkdtemp(prefix="hotspot-bench-collector-"))
+    settings = ["max_connections=200", "shared_buffers=256MB", "max_wal_size=4GB"]
+    with running_postgres(settings) as pg:
+        db = pg.create_db()
+        url = pg.url(db)
+        engine = make_engine(url)
+        migrate(engine)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        today = (now + dt.timedelta(hours=7)).date()  # WIB
+        # every month of the year has its partitions, as the daily job would have made them
+        month = maintenance.month_start(today - dt.timedelta(days=max(args.days, 1) + 31))
+        while month <= today:
+            maintenance.ensure_partitions(engine, dt.datetime.combine(month, dt.time()))
+            month = maintenance.next_month(month)
+        ids = [gateway_id(i) for i in range(1, max(args.gateways, args.posters) + 1)]
+        with Session(engine) as s, s.begin():
+            s.add_all(Gateway(id=g, secret=SECRET, village=f"Desa {g}") for g in ids)
+            token = create_token(s, "bench")["token"]
+        config = work / "collector.toml"
+        port = free_port()
+        config.write_text(
+            f'[collector]\ndatabase_url = "{url}"\nbind = "127.0.0.1:{port}"\ntimezone = "{TZ}"\n'
+        )
+        server_log = open(work / "collector.log", "wb")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hotspot_cli",
+                "--config",
+                str(config),
+                "collector",
+                "run",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=REPO,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_http(port, server)
+            queries = query_set(today, gateway_id(1))
+            log("baseline: queries on an empty database, batches one at a time")
+            report["baseline_queries"] = measure_queries(port, token, queries, args.reps)
+            hour0 = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=3)
+            seq = [
+                (g, *batch_for(g, args.devices // 3 or 1, hour0, 1))
+                for g in ids[: min(len(ids), args.baseline_batches)]
+            ]
+            report["baseline_ingest"] = post_batches(port, seq, concurrent=False)
+            log(
+                f"loading the year ({args.gateways} gateways, {args.devices} devices a day, "
+                f"{args.days} days of per-device rows)"
+            )
+            t0 = time.monotonic()
+            report["loaded"] = load_year(engine, args, today)
+            report["loaded"]["total_s"] = round(time.monotonic() - t0, 1)
+            with engine.connect() as conn:
+                size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
+                report["loaded"]["database_mb"] = round(int(size.scalar() or 0) / 2**20)
+            log(f"ingest: {args.posters} gateways posting at once")
+            hour = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+            devices_per_batch = max(1, args.devices * 4 // 14)  # an hour of a 14-hour day
+            batches = [(g, *batch_for(g, devices_per_batch, hour, 2)) for g in ids[: args.posters]]
+            result = post_batches(port, batches, concurrent=True)
+            result["devices_per_batch"] = devices_per_batch
+            result["verified"] = verify_ingest(engine, batches, hour, devices_per_batch)
+            result["duplicates"] = result["verified"]["duplicates"]
+            report["ingest"] = result
+            # the same batches again (a retry of every one): acknowledged, applied never
+            again = post_batches(
+                port, [(g, b, k, r) for g, b, k, r in batches[: args.retry]], concurrent=True
+            )
+            report["ingest_retry_same_keys"] = {
+                k: again[k] for k in ("batches", "p50_ms", "p99_ms", "outcomes", "errors")
+            }
+            report["ingest_retry_same_keys"]["still_applied_once"] = (
+                verify_ingest(engine, batches, hour, devices_per_batch)["usage_rows"]
+                == result["verified"]["usage_rows"]
+            )
+            log("queries with the year loaded")
+            report["queries"] = measure_queries(port, token, queries, args.reps)
+            for name, q in report["queries"].items():
+                base = report["baseline_queries"][name]["p95_ms"]
+                q["p95_ratio_vs_empty"] = rnd(q["p95_ms"] / base, 2) if base else None
+            report["csv_month_one_village_all_pages"] = walk_csv_month(
+                port, token, queries["api_usage_month_village_csv"]
+            )
+            report["query_p95_max_ms"] = max(q["p95_ms"] for q in report["queries"].values())
+            report["query_p95_under_300ms"] = report["query_p95_max_ms"] < 300
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            server_log.close()
+            engine.dispose()
+            shutil.rmtree(work, ignore_errors=True)
+    report["meta"]["loadavg_at_end"] = list(os.getloadavg())
+    report["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m bench.collector", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help="a small fraction (the bench's test)")
+    p.add_argument("--gateways", type=int, help="villages with a year of data (285)")
+    p.add_argument("--devices", type=int, help="devices a day in each village (100)")
+    p.add_argument("--days", type=int, help="days of per-device rows (365)")
+    p.add_argument("--posters", type=int, help="gateways posting at once (1000)")
+    p.add_argument("--reps", type=int, help="requests per query (20)")
+    p.add_argument("--output", type=Path, help="default: bench/results/collector.json")
+    args = p.parse_args(argv)
+    full = {"gateways": 285, "devices": 100, "days": 365, "posters": 1000, "reps": 20}
+    quick = {"gateways": 12, "devices": 10, "days": 35, "posters": 40, "reps": 3}
+    for k, v in (quick if args.quick else full).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+        if getattr(args, k) < 1 or (k == "days" and getattr(args, k) > 366):
+            print(f"bench.collector: --{k}: out of range", file=sys.stderr)
+            return 2
+    args.baseline_batches = 10 if args.quick else 50
+    args.retry = min(args.posters, 10 if args.quick else 200)
+    report = run(args)
+    out = args.output or RESULTS / "collector.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    ing = report["ingest"]
+    print(
+        f"ingest: {ing['batches']} gateways at once: {ing['batches_per_s']} batches/s, "
+        f"p50 {ing['p50_ms']} ms, p99 {ing['p99_ms']} ms, errors {ing['errors']}, "
+        f"duplicates {ing['duplicates']}, complete {ing['verified']['complete']}"
+    )
+    for name, q in report["queries"].items():
+        print(f"{name:32} p50 {q['p50_ms']:>8} ms  p95 {q['p95_ms']:>8} ms  ({q['bytes']:,} B)")
+    print(f"results: {out}")
+    ok = ing["errors"] == 0 and ing["duplicates"] == 0 and ing["verified"]["complete"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
