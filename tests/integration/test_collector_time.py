@@ -32,11 +32,18 @@ from sqlalchemy.orm import Session
 from collector import db as collector_db
 from collector import store as collector_store
 from hotspot.timeutil import TEST_CLOCK_SHIFT_ENV
-from tests.integration.village import COLLECTOR_PORT, PROV_IP, Proc, add_province, hotspot, wait_for
+from tests.integration.village import (
+    COLLECTOR_PORT,
+    PROV_IP,
+    Proc,
+    add_province,
+    collector_toml,
+    hotspot,
+    wait_for,
+)
 from tests.netns.conftest import GatewayProcess
 from tests.netns.helpers import is_online
 from testsupport import testbed as tb
-from testsupport.testbed import write_toml
 
 pytestmark = [pytest.mark.netns, pytest.mark.postgres]
 
@@ -152,16 +159,9 @@ def test_the_clock_is_set_from_the_collectors_signed_time_only(
 
         # -- 2. the real collector: the clock is set forward, once ------------------------------
         fake.stop()
-        ccfg = write_toml(
+        ccfg = collector_toml(
             tmp_path / "collector.toml",
-            {
-                "collector": {
-                    "database_url": postgres.url(dbname),
-                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
-                    "workers": 1,
-                    "threads": 4,
-                }
-            },
+            postgres.url(dbname),
         )
         real_from = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         coll = Proc(

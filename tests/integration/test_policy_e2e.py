@@ -30,7 +30,16 @@ from collector import policy as cpolicy
 from collector import store as collector_store
 from hotspot.errors import HotspotError
 from hotspot.timeutil import utcnow
-from tests.integration.village import COLLECTOR_PORT, PROV_IP, Proc, add_province, hotspot, wait_for
+from tests.integration.village import (
+    COLLECTOR_PORT,
+    PROV_IP,
+    Proc,
+    add_province,
+    blackhole,
+    collector_toml,
+    hotspot,
+    wait_for,
+)
 from tests.netns.conftest import GatewayProcess
 from tests.netns.helpers import (
     authorize,
@@ -41,22 +50,11 @@ from tests.netns.helpers import (
     tc_classes,
 )
 from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, write_toml
+from testsupport.testbed import UPSTREAM_IP
 
 pytestmark = [pytest.mark.netns, pytest.mark.postgres]
 
 GATEWAY_ID = "desa-kebijakan"
-# The village's uplink cut: every packet through the gateway's WAN side dropped.
-BLACKHOLE = (
-    "table inet blackhole {\n"
-    "  chain cut_output { type filter hook output priority -10; policy accept;\n"
-    '    oifname "eth0" drop\n  }\n'
-    "  chain cut_input { type filter hook input priority -10; policy accept;\n"
-    '    iifname "eth0" drop\n  }\n'
-    "  chain cut_forward { type filter hook forward priority -10; policy accept;\n"
-    '    iifname "eth0" drop\n    oifname "eth0" drop\n  }\n'
-    "}\n"
-)
 
 
 def ceil_kbps(bed, ip: str) -> tuple[int, int]:
@@ -81,17 +79,10 @@ def test_a_signed_policy_steers_the_village(postgres, tmp_path):
         (tmp_path / "www" / "index.html").write_text("upstream ok")
         bed.start_upstream(tmp_path / "www")  # with iperf3's server
         mtu_sized_frames(bed)
-        ccfg = write_toml(
+        ccfg = collector_toml(
             tmp_path / "collector.toml",
-            {
-                "collector": {
-                    "database_url": postgres.url(dbname),
-                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
-                    "workers": 1,
-                    "threads": 4,
-                    "policy_key_file": str(tmp_path / "keys" / "policy.key"),
-                }
-            },
+            postgres.url(dbname),
+            policy_key_file=str(tmp_path / "keys" / "policy.key"),
         )
 
         def collector_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -211,7 +202,7 @@ def test_a_signed_policy_steers_the_village(postgres, tmp_path):
 
         # The uplink cut while three versions pass; a restart with it still cut.
         old_envelope = json.loads((tmp_path / "state" / "policy.json").read_text())
-        bed.run(bed.gw, "nft", "-f", "-", input=BLACKHOLE)
+        bed.run(bed.gw, "nft", "-f", "-", input=blackhole(output=True))
         versions = []
         for rate in (650, 600, 550):
             versions.append(

@@ -30,12 +30,12 @@ from tests.integration.village import (
     GatewayRunner,
     Proc,
     add_province,
+    collector_toml,
     hotspot,
     lossy_drops,
     wait_for,
 )
 from testsupport import testbed as tb
-from testsupport.testbed import write_toml
 
 pytestmark = [pytest.mark.netns, pytest.mark.postgres]
 
@@ -117,17 +117,11 @@ def test_reports_arrive_exactly_once_through_a_slow_lossy_link(postgres, tmp_pat
         (webroot / "big.bin").write_bytes(secrets.token_bytes(1 << 20) * 8)
         bed.start_upstream(webroot, iperf=False)
 
-        ccfg = write_toml(
+        ccfg = collector_toml(
             tmp_path / "collector.toml",
-            {
-                "collector": {
-                    "database_url": pg_url,
-                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
-                    "workers": 2,
-                    "threads": 4,
-                    "dashboard_public": True,
-                }
-            },
+            pg_url,
+            workers=2,
+            dashboard_public=True,
         )
         reg = subprocess.run(
             hotspot(ccfg, "collector", "gateways", "add", GATEWAY_ID, "--json"),

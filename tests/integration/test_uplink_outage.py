@@ -44,13 +44,15 @@ from tests.integration.village import (
     ROOT,
     Proc,
     add_province,
+    blackhole,
+    collector_toml,
     hotspot,
     wait_for,
 )
 from tests.netns.conftest import GatewayProcess
 from tests.netns.helpers import curl, portal_exchange
 from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, write_toml
+from testsupport.testbed import UPSTREAM_IP
 
 pytestmark = [pytest.mark.netns, pytest.mark.postgres]
 
@@ -59,14 +61,6 @@ DEVICES = 40
 DAYS = 3
 DOWN = "Sambungan internet desa sedang terputus"
 ADMIN_PW = "Kasir-Desa-2026!"
-BLACKHOLE = (
-    "table inet blackhole {\n"
-    "  chain cut_forward { type filter hook forward priority -10; policy accept;\n"
-    '    iifname "eth0" drop\n    oifname "eth0" drop\n  }\n'
-    "  chain cut_input { type filter hook input priority -10; policy accept;\n"
-    '    iifname "eth0" drop\n  }\n'
-    "}\n"
-)
 
 
 def field(name: str, html: str) -> str:
@@ -122,16 +116,9 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
         prov = add_province(bed, rate_kbit=2000, loss_pct=0)
         bed.start_upstream(tmp_path / "www", iperf=False)
         (tmp_path / "www" / "index.html").write_text("upstream ok")
-        ccfg = write_toml(
+        ccfg = collector_toml(
             tmp_path / "collector.toml",
-            {
-                "collector": {
-                    "database_url": postgres.url(dbname),
-                    "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
-                    "workers": 1,
-                    "threads": 4,
-                }
-            },
+            postgres.url(dbname),
         )
         cengine = collector_db.open_database(postgres.url(dbname))  # migrated here
         with Session(cengine) as cs, cs.begin():
@@ -323,7 +310,7 @@ def test_the_uplink_down_for_days(postgres, tmp_path, artifacts):
 
         # -- cut 2: the link stays up, the upstream black-holes everything ---------------------
         t_cut = time.monotonic()
-        bed.run(bed.up, "nft", "-f", "-", input=BLACKHOLE)
+        bed.run(bed.up, "nft", "-f", "-", input=blackhole())
         during_outage("unreachable")
         figures["blackhole_detected_s"] = round(time.monotonic() - t_cut, 2)
         assert bed.run(bed.gw, "cat", "/sys/class/net/eth0/operstate").stdout.strip() == "up"

@@ -29,6 +29,37 @@ PROV_GW = "203.0.113.1"
 COLLECTOR_PORT = 8000
 
 
+def collector_toml(path: Path, database_url: str, **settings: Any) -> Path:
+    """The province's collector's file: listening in its namespace, one worker of four
+    threads unless ``settings`` say otherwise."""
+    collector = {
+        "database_url": database_url,
+        "bind": f"{PROV_IP}:{COLLECTOR_PORT}",
+        "workers": 1,
+        "threads": 4,
+        **settings,
+    }
+    return write_toml(path, {"collector": collector})
+
+
+def blackhole(*, output: bool = False) -> str:
+    """nft rules that cut the village's uplink (``eth0`` of the namespace they are loaded in):
+    what is forwarded and received through it is dropped, and with ``output`` what the
+    namespace itself sends."""
+    chains = [
+        "  chain cut_forward { type filter hook forward priority -10; policy accept;\n"
+        '    iifname "eth0" drop\n    oifname "eth0" drop\n  }\n',
+        "  chain cut_input { type filter hook input priority -10; policy accept;\n"
+        '    iifname "eth0" drop\n  }\n',
+    ]
+    if output:
+        chains.append(
+            "  chain cut_output { type filter hook output priority -10; policy accept;\n"
+            '    oifname "eth0" drop\n  }\n'
+        )
+    return "table inet blackhole {\n" + "".join(chains) + "}\n"
+
+
 def hotspot(config: Path | str, *args: str) -> list[str]:
     return [sys.executable, "-m", "hotspot_cli", "--config", str(config), *args]
 
