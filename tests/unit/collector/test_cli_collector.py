@@ -99,7 +99,8 @@ def test_policy_keygen_publish_place_show(tmp_path, run):
         ("publish", "province", str(bad)),
         ("publish", "kota:jambi", str(good)),
         ("publish", "province", str(tmp_path / "missing.json")),
-        ("place", "desa-satu", "Not Valid"),
+        ("place", "desa-satu", "!!!"),
+        ("place", "desa-satu", "x" * 101),
     ):
         refused = run(config, "policy", *args)
         assert refused.returncode == 2, (args, refused)
@@ -124,3 +125,14 @@ def test_policy_keygen_publish_place_show(tmp_path, run):
         )
     eng.dispose()
     assert policy.verify(env, pub, "desa-dua").version == 1
+    # The dashboard's kecamatan is the policy's: a name as people write it reaches its scope,
+    # and setting it on the dashboard's command signs the document again too.
+    kec = tmp_path / "kec.json"
+    kec.write_text(json.dumps({"free_tier": {"down_kbps": 512}}))
+    assert run(config, "policy", "publish", "kecamatan:kumpeh-ulu", str(kec)).returncode == 0
+    moved = run(config, "gateways", "set", "desa-dua", "--kecamatan", "Kumpeh Ulu", "--json")
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["policy_version"] == "4"
+    shown = json.loads(run(config, "policy", "show", "--gateway", "desa-dua", "--json").stdout)
+    assert shown["version"] == 4 and shown["policy"]["free_tier"]["down_kbps"] == 512
+
