@@ -135,4 +135,3 @@ def test_policy_keygen_publish_place_show(tmp_path, run):
     assert json.loads(moved.stdout)["policy_version"] == "4"
     shown = json.loads(run(config, "policy", "show", "--gateway", "desa-dua", "--json").stdout)
     assert shown["version"] == 4 and shown["policy"]["free_tier"]["down_kbps"] == 512
-
