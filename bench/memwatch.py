@@ -25,12 +25,13 @@ TOP = 40
 
 
 def snapshot() -> dict[str, Any]:
+    # Counted first: the snapshot's own Statistic and Traceback objects are not the daemon's.
+    types = Counter(type(o).__name__ for o in gc.get_objects())
     snap = tracemalloc.take_snapshot().filter_traces(
         (tracemalloc.Filter(False, tracemalloc.__file__),)
     )
     sites = snap.statistics("lineno")
     current, peak = tracemalloc.get_traced_memory()
-    types = Counter(type(o).__name__ for o in gc.get_objects())
     return {
         "t": time.time(),
         "traced_kb": current // 1024,
