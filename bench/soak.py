@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime as dt
 import json
 import os
 import random
@@ -56,6 +57,7 @@ from bench.crowd import (
 from hotspot.control import ControlClient
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.protocol import DeauthorizeRequest
+from hotspot.timeutil import TEST_CLOCK_SHIFT_ENV, local_day, local_time, utcnow
 from testsupport.testbed import UPSTREAM_IP, remove_stale_testbeds, run_prefix, sh, write_toml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +67,10 @@ PROV_IP, PROV_GW, COLLECTOR_PORT = "203.0.113.10", "203.0.113.1", 8000
 GATEWAY_ID = "desa-soak"
 MARKER = "hotspot-soak-page"
 SIZES = (64 << 10, 256 << 10, 1 << 20)  # download sizes, bytes
+BEFORE_MIDNIGHT_S = 5.0  # a jump lands this far before the village's next midnight
+# A free session is a minute of real time; seen from checks every few seconds, its span can
+# be off by a check interval, a tick and a flush each way.
+FREE_SESSION_S = 60.0
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -129,6 +135,21 @@ class Soak:
         self.collector_down_s = 0.0
         self.stop = threading.Event()
         self.died: dict[str, int | None] = {}  # process name → exit status
+        # Midnights (--day-seconds): the village clock's shift file, the local days visited.
+        self.shift_file = self.work / "clock-shift"
+        self.days: list[dt.date] = []
+        self.midnights: list[dict[str, Any]] = []
+        self.free_exhausted_on: dict[str, dt.date] = {}  # mac → the local day it was refused
+        self.free_twice: list[dict[str, Any]] = []
+        # Every session and usage row ever seen (the retention purge deletes old ones):
+        # id → (down, up); (mac, day, tier) → (down, up).
+        self.session_bytes: dict[int, tuple[int, int]] = {}
+        self.daily_bytes: dict[tuple[str, str, str], tuple[int, int]] = {}
+        # session id → (first check it was seen open, last, the check before the first,
+        # the check it was first seen ended) in monotonic seconds; its tier and end reason.
+        self.session_seen: dict[int, dict[str, Any]] = {}
+        self.wrong_ends: list[dict[str, Any]] = []
+        self.last_check_mono = 0.0
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -177,6 +198,15 @@ class Soak:
             "link set eth0 gso_max_segs 1",
             *(f"link set m{i} gso_max_segs 1" for i in range(len(self.phones))),
         )
+        if self.args.day_seconds:
+            # The gateway's, the portal's and the sync agent's wall clock (and the CLI's):
+            # hotspot.timeutil.ShiftedClock. "Synchronised" says NTP has the clock, so the
+            # collector's time is not used to set it back (hotspot/collector_time.py).
+            self.shift_file.write_text("0\n")
+            self.shift_file.with_name(self.shift_file.name + ".synced").write_text("1\n")
+            os.environ[TEST_CLOCK_SHIFT_ENV] = str(self.shift_file)
+        if self.args.memwatch:
+            self.watch_gateway()
         secret = self.register()
         v.extra_settings = {
             **self.settings(),
@@ -218,6 +248,67 @@ class Soak:
             "upstream-download",
         )
         self.codes = self.make_vouchers(100)
+        if self.args.day_seconds:
+            self.days.append(self.village_day())
+
+    def watch_gateway(self) -> None:
+        """Start the gateway under bench.memwatch: tracemalloc's top sites and gc's objects by
+        type every ``--memwatch`` seconds, in ``gateway-memwatch.jsonl``."""
+        popen = self.village.popen
+        out = self.work / "gateway-memwatch.jsonl"
+
+        def watched(name: str, ns: str, args: list[str]) -> subprocess.Popen[bytes]:
+            if name == "gateway":  # [python, -m, hotspot_cli, …] under the watcher
+                watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), "--"]
+                args = [args[0], *watch, *args[1:]]
+            return popen(name, ns, args)
+
+        self.village.popen = watched  # type: ignore[method-assign]
+
+    # -- the village clock (--day-seconds) -----------------------------------------------------
+
+    def shift(self) -> float:
+        try:
+            return float(self.shift_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0.0
+
+    def village_now(self) -> dt.datetime:
+        return utcnow() + dt.timedelta(seconds=self.shift())
+
+    def village_day(self) -> dt.date:
+        return local_day(self.village_now(), self.village.config.village.tz)
+
+    def jump_to_midnight(self) -> None:
+        """Step the village clock forward to a few seconds before its next local midnight:
+        the daily reset, the free tier's day, the day's usage rows and the agent's day
+        periods come due while sessions and vouchers run."""
+        tz = self.village.config.village.tz
+        before = self.village_now()
+        local = local_time(before, tz)
+        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tz)
+        target = midnight.astimezone(dt.UTC).replace(tzinfo=None) - dt.timedelta(
+            seconds=BEFORE_MIDNIGHT_S
+        )
+        new_shift = (target - utcnow()).total_seconds()
+        if new_shift <= self.shift():
+            return  # already within seconds of it
+        tmp = self.shift_file.with_name(self.shift_file.name + ".new")
+        tmp.write_text(f"{new_shift}\n")
+        os.replace(tmp, self.shift_file)
+        self.days.append(midnight.date())
+        self.midnights.append(
+            {
+                "from": before.isoformat() + "Z",
+                "to": target.isoformat() + "Z",
+                "step_s": round((target - before).total_seconds()),
+            }
+        )
+        self.event("midnight")
+        log(
+            f"village clock: {before:%Y-%m-%d %H:%M} UTC → {BEFORE_MIDNIGHT_S:.0f} s before "
+            f"{midnight:%Y-%m-%d} (local)"
+        )
 
     def make_vouchers(self, n: int) -> list[str]:
         made = subprocess.run(
@@ -318,9 +409,15 @@ class Soak:
             fields = next((f for a, f in forms.forms if a.endswith("/accept")), None)
             if fields is None:
                 raise OSError(f"splash {splash.status} without /accept")
+            day_before = self.village_day() if self.args.day_seconds else None
             done = web.request("POST", f"{portal}/accept", form=fields)
+            day = self.village_day() if self.args.day_seconds else None
+            same_day = day is not None and day == day_before  # not across a midnight
             if done.status == 403:  # the free tier's day is used up: buy an hour
                 self.event("free_exhausted")
+                if same_day and day is not None:
+                    with self.lock:
+                        self.free_exhausted_on[p.mac] = day
                 page = web.request("GET", f"{portal}/")
                 self.redeem(p, web, page)
             elif done.status != 303:
@@ -328,6 +425,14 @@ class Soak:
             else:
                 p.login = "free"
                 self.event("accept")
+                refused_on = self.free_exhausted_on.get(p.mac)
+                if same_day and refused_on is not None:
+                    if refused_on == day:  # used up today, granted again today
+                        self.free_twice.append({"mac": p.mac, "day": str(day)})
+                    else:
+                        self.event("free_again_next_day")
+                        with self.lock:
+                            self.free_exhausted_on.pop(p.mac, None)
         deadline = time.monotonic() + 10
         while not self.is_online(web):
             if time.monotonic() > deadline:
@@ -514,6 +619,7 @@ class Soak:
             sample["sessions_total"] = db.execute("SELECT count(*) FROM client_session").fetchone()[
                 0
             ]
+            self.track(db)
         finally:
             db.close()
         # Sessions: equal, or equal again within 2 s (a login or an end in flight).
@@ -534,6 +640,47 @@ class Soak:
             )
         self.samples.append(sample)
 
+    def track(self, db: sqlite3.Connection) -> None:
+        """Remember every session's and daily row's bytes (the purge may delete them before
+        the end) and when each session was seen open and ended, in real seconds."""
+        mono = time.monotonic()
+        prev, self.last_check_mono = self.last_check_mono, mono
+        rows = db.execute(
+            "SELECT id, bytes_down, bytes_up, tier, ended_at IS NULL, end_reason "
+            "FROM client_session"
+        )
+        for sid, down, up, tier, is_open, reason in rows:
+            self.session_bytes[sid] = (int(down), int(up))
+            seen = self.session_seen.get(sid)
+            if seen is None:
+                seen = self.session_seen[sid] = {"tier": tier, "before": prev, "first": mono}
+            if is_open:
+                seen["last"] = mono
+            elif "ended" not in seen:
+                seen["ended"], seen["reason"] = mono, reason
+                self.judge_end(sid, seen)
+        for mac, day, tier, down, up in db.execute(
+            "SELECT mac, day, tier, bytes_down, bytes_up FROM daily_usage"
+        ):
+            self.daily_bytes[(mac, str(day), tier)] = (int(down), int(up))
+
+    def judge_end(self, sid: int, seen: dict[str, Any]) -> None:
+        """A session ended by time must have lasted its real minute: not less (a forward
+        jump ended it), not much more (a jump stretched it). From checks, the real span is
+        between last-seen-open − first-seen and first-seen-ended − the check before."""
+        if seen["reason"] != "session-timeout":  # kicks, idle minutes, quotas: not the clock
+            return
+        if seen["tier"] != "free":  # premium sessions have no time limit of their own
+            self.wrong_ends.append({"session": sid, "why": "premium ended by session-timeout"})
+            return
+        at_most = seen["ended"] - seen["before"]
+        at_least = seen.get("last", seen["first"]) - seen["first"]
+        slack = self.args.check_seconds + 5.0
+        if at_most < FREE_SESSION_S - 5.0 or at_least > FREE_SESSION_S + slack:
+            self.wrong_ends.append(
+                {"session": sid, "seen_open_s": round(at_least, 1), "at_most_s": round(at_most, 1)}
+            )
+
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -550,6 +697,7 @@ class Soak:
         next_check = t0
         collector_toggle = t0 + duration / 3
         collector_away_since: float | None = None
+        next_midnight = t0 + args.day_seconds if args.day_seconds else float("inf")
         self.check(0.0)
         while (now := time.monotonic()) < t0 + duration:
             for p in self.phones:
@@ -569,6 +717,9 @@ class Soak:
                     collector_away_since = None
                     collector_toggle = now + duration / 3
                 self.event("collector_toggle")
+            if now >= next_midnight:
+                self.jump_to_midnight()
+                next_midnight = now + args.day_seconds
             if now >= next_check:
                 self.check(now - t0)
                 s = self.samples[-1]
@@ -610,15 +761,44 @@ class Soak:
             time.sleep(0.5)
 
     def counted_bytes(self) -> dict[str, int]:
+        """Every session's bytes, those the retention purge deleted included (each was read
+        at a check after its last flush: the purge takes a day of village time)."""
         db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
         try:
-            down, up = db.execute(
-                "SELECT coalesce(sum(bytes_down), 0), coalesce(sum(bytes_up), 0) "
-                "FROM client_session"
-            ).fetchone()
+            self.track(db)
         finally:
             db.close()
-        return {"down": int(down), "up": int(up)}
+        down = sum(d for d, _ in self.session_bytes.values())
+        up = sum(u for _, u in self.session_bytes.values())
+        return {"down": down, "up": up}
+
+    def days_report(self) -> dict[str, Any]:
+        """The midnights and the day's usage rows: every row on a day the village clock
+        visited, and the rows' bytes = the sessions' bytes."""
+        visited = {str(d) for d in self.days}
+        rows_days = sorted({day for _mac, day, _tier in self.daily_bytes})
+        daily = sum(d + u for d, u in self.daily_bytes.values())
+        sessions = sum(d + u for d, u in self.session_bytes.values())
+        free_days: dict[str, int] = {}
+        for _mac, day, tier in self.daily_bytes:
+            if tier == "free":
+                free_days[day] = free_days.get(day, 0) + 1
+        return {
+            "midnights": self.midnights,
+            "days_visited": sorted(visited),
+            "usage_row_days": rows_days,
+            "usage_rows_on_unvisited_days": sorted(set(rows_days) - visited) if visited else [],
+            "free_rows_per_day": free_days,
+            "daily_usage_bytes": daily,
+            "session_bytes": sessions,
+            "daily_vs_sessions_pct": round((daily - sessions) / sessions * 100, 3)
+            if sessions
+            else None,
+            "free_granted_twice_in_a_day": self.free_twice[:20],
+            "sessions_ended_wrongly": self.wrong_ends[:20],
+            "sessions_ended_wrongly_count": len(self.wrong_ends),
+            "sessions_purged": len(self.session_bytes) - self.samples[-1]["sessions_total"],
+        }
 
     def reference_bytes(self) -> dict[str, Any]:
         out = json.loads(
@@ -699,8 +879,55 @@ class Soak:
                 "total_reference": total_r,
                 "diff_pct": None if diff is None else round(diff, 3),
             },
+            "days": self.days_report() if self.args.day_seconds else None,
+            "memwatch": self.memwatch_report() if self.args.memwatch else None,
             "load_1min": [round(s["load_1min"], 2) for s in self.samples],
             "samples": self.samples,
+        }
+
+    def memwatch_report(self) -> dict[str, Any]:
+        """The gateway's Python heap from bench.memwatch: traced size over time, and the
+        sites and object types that grew most from the first snapshot to the last."""
+        path = self.work / "gateway-memwatch.jsonl"
+        snaps = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                data = json.loads(line)
+                if "sites" in data:
+                    snaps.append(data)
+        if len(snaps) < 2:
+            return {"snapshots": len(snaps)}
+        first, last = snaps[0], snaps[-1]
+        t0 = first["t"]
+        traced = [(s["t"] - t0, float(s["traced_kb"])) for s in snaps]
+        half = traced[len(traced) // 2 :]
+        sites0 = {x["at"]: x for x in first["sites"]}
+        grew = sorted(
+            (
+                {
+                    "at": x["at"],
+                    "kb": x["kb"],
+                    "kb_growth": x["kb"] - sites0.get(x["at"], {}).get("kb", 0),
+                    "count": x["count"],
+                    "count_growth": x["count"] - sites0.get(x["at"], {}).get("count", 0),
+                }
+                for x in last["sites"]
+            ),
+            key=lambda x: -x["kb_growth"],
+        )
+        types = sorted(
+            ((k, v - first["types"].get(k, 0), v) for k, v in last["types"].items()),
+            key=lambda x: -x[1],
+        )
+        sl, sl2 = slope_per_hour(traced), slope_per_hour(half)
+        return {
+            "snapshots": len(snaps),
+            "traced_kb": [round(v) for _, v in traced],
+            "traced_kb_slope_per_hour": None if sl is None else round(sl),
+            "traced_kb_slope_per_hour_2nd_half": None if sl2 is None else round(sl2),
+            "gc_objects": [s["gc_objects"] for s in snaps],
+            "sites_grown": grew[:15],
+            "types_grown": [{"type": k, "growth": g, "count": v} for k, g, v in types[:15]],
         }
 
     def destroy(self) -> None:
@@ -770,6 +997,25 @@ def verdict(r: dict[str, Any]) -> list[str]:
         bad.append(f"{r['failure_count']} phone steps failed")
     if r["outbox_pending_at_end"]:
         bad.append(f"{r['outbox_pending_at_end']} outbox records not delivered at the end")
+    days = r.get("days")
+    if days:
+        if days["free_granted_twice_in_a_day"]:
+            bad.append(
+                f"free tier granted again on the day it was used up: {days['free_granted_twice_in_a_day'][:3]}"
+            )
+        if days["sessions_ended_wrongly_count"]:
+            bad.append(
+                f"{days['sessions_ended_wrongly_count']} sessions ended too early or too late"
+            )
+        if days["usage_rows_on_unvisited_days"]:
+            bad.append(
+                f"usage rows on days the clock never showed: {days['usage_rows_on_unvisited_days']}"
+            )
+        pct = days["daily_vs_sessions_pct"]
+        if pct is not None and abs(pct) > 1.0:
+            bad.append(f"daily usage rows vs sessions' bytes: {pct}% (limit ±1%)")
+        if not days["midnights"]:
+            bad.append("no midnight crossed")
     return bad
 
 
@@ -781,6 +1027,18 @@ def main(argv: list[str] | None = None) -> int:
         "--check-seconds", type=float, default=None, help="between checks (30; 5 under 0.1 h)"
     )
     ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument(
+        "--day-seconds",
+        type=float,
+        default=0.0,
+        help="every N s, step the village clock to just before its next local midnight (off)",
+    )
+    ap.add_argument(
+        "--memwatch",
+        type=float,
+        default=0.0,
+        help="every N s, the gateway's tracemalloc top sites and gc objects by type (off)",
+    )
     ap.add_argument("--output", type=Path, default=RESULTS / "soak.json")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -788,6 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0 < args.hours <= 24 * 14 or not 1 <= args.phones <= 200:
         print("bench.soak: --hours in (0, 336], --phones 1..200", file=sys.stderr)
+        return 2
+    if args.day_seconds < 0 or args.memwatch < 0:
+        print("bench.soak: --day-seconds and --memwatch are seconds ≥ 0", file=sys.stderr)
         return 2
     if args.check_seconds is None:
         args.check_seconds = 5.0 if args.hours < 0.1 else 30.0
@@ -800,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
         "phones": args.phones,
         "check_seconds": args.check_seconds,
         "seed": args.seed,
+        "day_seconds": args.day_seconds,
+        "memwatch_seconds": args.memwatch,
     }
     info["mode"] = "soak"
     try:

@@ -594,8 +594,8 @@ class SessionEngine:
             if seen is not None:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
+            self._watch_clock(now)
             with Session(self.db) as db, db.begin(), self._usage_of(db, self.today(now), mac):
-                self._watch_clock(db, now)
                 device = db.get(Device, mac)
                 if device is None:
                     device = Device(mac=mac, first_seen=now, last_seen=now)
@@ -1221,12 +1221,12 @@ class SessionEngine:
             # clock stepped forward by days must not charge days to the free tier.
             elapsed = self.tick_clock.step()
             self._last_tick = now
+            self._watch_clock(now, stepped)
             with (
                 self._kept_if_unwritten(None if stale else snap) as keep,
                 Session(self.db) as db,
                 db.begin(),
             ):
-                self._watch_clock(db, now, stepped)
                 active = self._active(db)
                 for sess in active:
                     if sess.id not in self.live:
@@ -1643,15 +1643,18 @@ class SessionEngine:
 
     # -- time without a real-time clock (issue #11) -----------------------------------------
 
-    def _watch_clock(
-        self, db: Session, now: dt.datetime, stepped: dt.timedelta | None = None
-    ) -> None:
+    def _watch_clock(self, now: dt.datetime, stepped: dt.timedelta | None = None) -> None:
         """Follow a step of the wall clock before stamping anything on it (a tick, a login):
-        a session started on the new clock must not be moved as if stamped on the old one."""
+        a session started on the new clock must not be moved as if stamped on the old one.
+
+        In a transaction of its own, committed before the caller's: the clock watch has
+        taken the step, so a refused login's rollback must not undo the moves (the soak
+        found every running voucher session ended at the tick after such a refusal)."""
         if stepped is None and self._epoch_start is not None:
             stepped = self.clock_watch.step(now)
         if stepped is not None:
-            self._follow_step(db, stepped, now)
+            with Session(self.db) as db, db.begin():
+                self._follow_step(db, stepped, now)
 
     def _follow_step(self, db: Session, step: dt.timedelta, now: dt.datetime) -> None:
         """The wall clock was stepped by ``step`` (``now`` is already on the new clock).

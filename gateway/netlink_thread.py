@@ -9,6 +9,12 @@ the gateway's descriptors grow by two per connection, about 4,000 an hour of vil
 until the process would hit its limit after a few days. :class:`OnOneThread` runs every
 call on one thread of its own, so the object holds one socket per protocol for the daemon's
 life.
+
+pyroute2 0.9 also keeps every message that arrives for a request it no longer waits for in
+its socket's root queue, which nothing reads: one for every successful ``neigh("get")``
+(the portal's neighbour lookup of each login and status page). The soak saw the gateway's
+heap grow by them (docs/reliability.md, "A week in minutes"). :class:`OnOneThread` drops
+them after every call; the object is used from its thread only, so no one else waits.
 """
 
 from __future__ import annotations
@@ -19,6 +25,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def drop_strays(obj: object) -> int:
+    """Empty pyroute2's root queue of the calling thread's socket of ``obj`` (the module's
+    docstring); the number of messages dropped. An object without one (another pyroute2
+    version, a stand-in) has none."""
+    core = getattr(obj, "asyncore", None)
+    queues = getattr(getattr(getattr(core, "local", None), "msg_queue", None), "root", None)
+    if queues is None or not hasattr(queues, "get_nowait"):
+        return 0
+    dropped = 0
+    while not queues.empty():
+        queues.get_nowait()
+        queues.task_done()
+        dropped += 1
+    return dropped
 
 
 class OnOneThread(Generic[T]):
@@ -32,10 +54,13 @@ class OnOneThread(Generic[T]):
         self._obj: T = self._pool.submit(factory).result()
 
     def _run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        answer = method(*args, **kwargs)
-        if isinstance(answer, Iterator):
-            return list(answer)
-        return answer
+        try:
+            answer = method(*args, **kwargs)
+            if isinstance(answer, Iterator):
+                return list(answer)
+            return answer
+        finally:
+            drop_strays(self._obj)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._obj, name)

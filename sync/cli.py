@@ -96,9 +96,11 @@ def handle(args: argparse.Namespace) -> int:
     db = open_database(cfg.database.url, synchronous="FULL")
     with AgentLock(cfg):
         from hotspot.collector_time import clock_setter
+        from hotspot.timeutil import wall_clock
 
-        # the kernel's "synchronised" (in tests: the shift file's, hotspot/collector_time.py)
-        agent = Agent(cfg, db, synced=clock_setter().synchronised)
+        # the kernel's "synchronised" (in tests: the shift file's, hotspot/collector_time.py);
+        # the wall clock the gateway and the portal read (in tests: shifted, bench.soak)
+        agent = Agent(cfg, db, clock=wall_clock(), synced=clock_setter().synchronised)
         if cmd == "once":
             st = agent.once()
             _out(

@@ -2,10 +2,14 @@
 
 The whole device under churn — phones joining by DHCP, accepting, redeeming and topping up
 vouchers, downloading, leaving, changing MAC, kicked mid-download; the collector going away
-and coming back under the sync agent — then the invariants the long run bounds: open
-descriptors flat, sessions in the database = sessions in the kernel at every check, bytes
-counted = bytes that crossed (±1%, sessions ended mid-transfer included), the outbox
-drained once the collector is back, no process died. Long runs by hand: bench/README.md.
+and coming back under the sync agent; the village clock (the gateway's, the portal's and the
+agent's, ``HOTSPOT_TEST_CLOCK_SHIFT_FILE``) stepped to just before the next local midnight
+every 25 s — then the invariants the long run bounds: open descriptors flat, sessions in the
+database = sessions in the kernel at every check, bytes counted = bytes that crossed (±1%,
+sessions ended mid-transfer included), the outbox drained once the collector is back, no
+process died; and across the midnights: the free tier never granted again on the day it was
+used up, no session ended early or stretched by a jump, the day's usage rows on the days the
+clock showed and equal to the sessions' bytes. Long runs by hand: bench/README.md.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     out = tmp_path / "soak.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--hours", "0.015", "--phones", "8"]
-        + ["--check-seconds", "5", "--output", str(out)],
+        + ["--check-seconds", "5", "--day-seconds", "25", "--output", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -48,6 +52,13 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     assert r["sessions_at_end"] == {"db": 0, "kernel": 0}
     assert abs(r["bytes"]["diff_pct"]) <= 1.0, r["bytes"]
     assert r["outbox_pending_at_end"] == 0
+    days = r["days"]
+    assert len(days["midnights"]) >= 1, days  # at least one local midnight crossed
+    assert len(days["days_visited"]) >= 2, days
+    assert days["free_granted_twice_in_a_day"] == [], days
+    assert days["sessions_ended_wrongly_count"] == 0, days["sessions_ended_wrongly"]
+    assert days["usage_rows_on_unvisited_days"] == [], days
+    assert abs(days["daily_vs_sessions_pct"]) <= 1.0, days
     gw = r["processes"]["gateway"]
     assert gw["fds_last"] - gw["fds_first"] <= 3, gw
     for name in ("gateway", "dnsmasq", "walled-dns", "sync", "portal"):

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.engine import SessionEngine
+from hotspot.errors import ErrorCode, Refused
 from hotspot.model import ClientSession, DailyUsage
 from tests.unit.fakes import FakeDataPath
 
 MAC1, IP1 = "02:00:00:00:00:01", "10.10.0.11"
+MAC2, IP2 = "02:00:00:00:00:02", "10.10.0.12"
 
 
 def busy_minutes(engine, datapath, clock, minutes, seconds=60):
@@ -143,3 +146,21 @@ def test_small_drift_is_not_a_step(engine, datapath, clock):
     clock.jump(seconds=20)  # below gateway.clock_step_seconds (30)
     busy_minutes(engine, datapath, clock, 1)
     assert engine.last_step is None
+
+
+def test_a_login_refused_right_after_a_step_does_not_undo_it(engine, datapath, clock, db):
+    """The soak found it: the first request after a step of hours was a login the gateway
+    refused (a voucher's end the portal had worked out on the old clock, a free day used
+    up); the refusal rolled back the step's moves, which the clock watch had already taken,
+    and every running session ended at the next tick."""
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium", minutes=60)
+    busy_minutes(engine, datapath, clock, 2)
+    old_end = clock.now + dt.timedelta(minutes=5)  # what the portal wrote before the step
+    clock.jump(hours=8)
+    with pytest.raises(Refused) as refused:
+        engine.authorize(ip=IP2, mac=MAC2, tier="premium", expires_at=old_end)
+    assert refused.value.code is ErrorCode.EXPIRED
+    assert busy_minutes(engine, datapath, clock, 1) == []
+    info = engine.client(mac=MAC1)["session"]
+    assert info["state"] == "active"
+    assert 56 * 60 <= info["seconds_remaining"] <= 58 * 60
