@@ -320,8 +320,8 @@ def run(engine: Engine, cfg: CollectorConfig, now: dt.datetime | None = None) ->
 
 
 class DailyJob:
-    """:func:`run` now and every ``interval`` seconds in a daemon thread (the gunicorn
-    master's: one per collector host; the advisory lock makes several hosts take turns)."""
+    """:func:`run` now and every ``interval`` seconds in a daemon thread (each gunicorn
+    worker's, started after its fork; the advisory lock makes workers and hosts take turns)."""
 
     def __init__(self, engine: Engine, cfg: CollectorConfig, interval: float = DAY_SECONDS):
         self.engine, self.cfg, self.interval = engine, cfg, interval

@@ -3,8 +3,11 @@
 Threaded workers (``gthread``): a gateway on a slow satellite link may take many seconds to
 upload one batch and must not hold a whole worker. The app is loaded once in the master
 (``preload_app``), so migrations run once; each worker opens its own database connections.
-The master also runs the daily maintenance (partitions ahead, the retention purge:
-collector.maintenance) in a thread of its own, first when the server is ready.
+Each worker runs the daily maintenance (partitions ahead, the retention purge:
+collector.maintenance; workers and other collectors take turns) and the alerts' evaluation
+in threads of its own, started after it was forked: the master runs no thread, since a lock
+a thread of the master held at a fork would stay held in that worker for good (a worker
+that accepts connections and never answers).
 """
 
 from __future__ import annotations
@@ -43,10 +46,9 @@ class CollectorServer(BaseApplication):
             "loglevel": log_level.lower(),
             "errorlog": "-",
             "proc_name": "hotspot-collector",
-            "post_worker_init": self.start_alerts,
+            "post_worker_init": self.start_worker_jobs,
             "child_exit": _child_exit,
             "on_exit": self._on_exit,
-            "when_ready": self._start_maintenance,
         }
         self.maintenance: Any = None
         super().__init__()
@@ -59,31 +61,20 @@ class CollectorServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def _start_maintenance(self, _arbiter: Any) -> None:
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
-
-        from collector.db import make_engine, normalize_url
-        from collector.maintenance import DailyJob
-
-        # Its own engine, and no connection kept open between uses: workers are forked from
-        # this process (now and whenever one is replaced) and must not inherit one.
-        url = normalize_url(self.config.database_url)
-        engine = (
-            make_engine(url) if url.startswith("sqlite") else create_engine(url, poolclass=NullPool)
-        )
-        self.maintenance = DailyJob(engine, self.config)
-        self.maintenance.start()
-
     def load(self):
         from collector.app import create_app
 
         self.flask_app = create_app(self.config)
         return self.flask_app
 
-    def start_alerts(self, worker: Any) -> None:
-        """Each worker evaluates alerts on a thread of its own (collector.alerts.start_loop);
-        the app was loaded in the master (preload_app) before the worker was forked."""
+    def start_worker_jobs(self, worker: Any) -> None:
+        """Each worker runs the daily maintenance and evaluates alerts on threads of its own
+        (collector.maintenance.DailyJob, collector.alerts.start_loop); the app was loaded in
+        the master (preload_app) before the worker was forked."""
+        from collector.maintenance import DailyJob
+
+        self.maintenance = DailyJob(self.flask_app.extensions["collector_db"], self.config)
+        self.maintenance.start()
         if self.config.alerts.evaluate_in_server:
             from collector.alerts import start_loop
 
