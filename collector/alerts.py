@@ -127,29 +127,9 @@ def judge(cfg: AlertsConfig, v: VillageState, now: dt.datetime) -> list[Verdict]
             )
         )
     if v.disk_pct is not None:
-        out.append(
-            Verdict(
-                AlertKind.DISK,
-                True
-                if v.disk_pct >= cfg.disk_pct
-                else False
-                if v.disk_pct < cfg.disk_pct - DISK_BAND
-                else None,
-                f"disk {v.disk_pct:.0f} %",
-            )
-        )
+        out.append(_banded(AlertKind.DISK, v.disk_pct, cfg.disk_pct, DISK_BAND, "disk {:.0f} %"))
     if v.temp_c is not None:
-        out.append(
-            Verdict(
-                AlertKind.TEMPERATURE,
-                True
-                if v.temp_c >= cfg.temp_c
-                else False
-                if v.temp_c < cfg.temp_c - TEMP_BAND
-                else None,
-                f"{v.temp_c:.0f} °C",
-            )
-        )
+        out.append(_banded(AlertKind.TEMPERATURE, v.temp_c, cfg.temp_c, TEMP_BAND, "{:.0f} °C"))
     if v.throttled is not None:
         bits = f"get_throttled=0x{v.throttled:x}"
         out.append(Verdict(AlertKind.UNDERVOLTAGE, bool(v.throttled & UNDERVOLTAGE_NOW), bits))
@@ -168,6 +148,13 @@ def judge(cfg: AlertsConfig, v: VillageState, now: dt.datetime) -> list[Verdict]
         )
     )
     return out
+
+
+def _banded(kind: AlertKind, value: float, threshold: float, band: float, fmt: str) -> Verdict:
+    """Fires at the threshold, clears only ``band`` below it: a reading that hovers at the
+    threshold does not raise and clear an alert at every report."""
+    firing = True if value >= threshold else False if value < threshold - band else None
+    return Verdict(kind, firing, fmt.format(value))
 
 
 def _lossy(cfg: AlertsConfig, probes: Sequence[tuple[bool, float | None]]) -> Verdict:

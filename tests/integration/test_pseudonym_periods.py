@@ -15,7 +15,7 @@ import json
 import zoneinfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector import config as collector_config
@@ -24,12 +24,12 @@ from collector.app import create_app
 from hotspot import config as config_mod
 from hotspot import wire
 from hotspot.db import open_database
-from hotspot.model import Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox
 from sync.agent import Agent
 from sync.outbox import Outbox
 from tests.unit.collector.helpers import FlaskTransport, post, register
 from tests.unit.sync.conftest import gateway_overrides
+from testsupport.usage_rows import add_device_hours
 
 pytestmark = pytest.mark.postgres
 
@@ -57,25 +57,7 @@ def app(pg_url):
 
 
 def add_hours(db, macs: list[str], hours: list[dt.datetime]) -> None:
-    with Session(db) as s, s.begin():
-        known = set(s.scalars(select(Device.mac)))
-        new = [m for m in macs if m not in known]
-        if new:
-            s.execute(
-                insert(Device),
-                [
-                    {"mac": m, "first_seen": hours[0], "last_seen": hours[0], "blocked": False}
-                    for m in new
-                ],
-            )
-        s.execute(
-            insert(HourlyUsage),
-            [
-                {"mac": m, "hour": h, "seconds": 900, "bytes_down": 5_000_000, "bytes_up": 500_000}
-                for m in macs
-                for h in hours
-            ],
-        )
+    add_device_hours(db, macs, hours, seconds=900, bytes_down=5_000_000, bytes_up=500_000)
 
 
 def usage_payloads(db) -> list[dict]:

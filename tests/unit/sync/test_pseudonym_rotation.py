@@ -10,11 +10,10 @@ import zoneinfo
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotspot import config as config_mod
-from hotspot.model import Device, HourlyUsage
 from hotspot.model_sync import SyncOutbox, SyncState
 from hotspot.pseudonym import (
     DESTROYED_THROUGH,
@@ -27,6 +26,7 @@ from hotspot.pseudonym import (
 )
 from sync.outbox import Outbox
 from tests.unit.sync.conftest import gateway_overrides
+from testsupport.usage_rows import add_device_hours
 
 WIB = zoneinfo.ZoneInfo("Asia/Jakarta")
 # Local midnight of 1 December in the village (WIB, UTC+7) is 17:00 UTC on 30 November.
@@ -57,25 +57,7 @@ def cfg_for(tmp_path, **privacy):
 
 
 def add_hours(db, hours: list[dt.datetime], macs=MACS) -> None:
-    with Session(db) as s, s.begin():
-        known = set(s.scalars(select(Device.mac)))
-        new = [m for m in macs if m not in known]
-        if new:
-            s.execute(
-                insert(Device),
-                [
-                    {"mac": m, "first_seen": hours[0], "last_seen": hours[0], "blocked": False}
-                    for m in new
-                ],
-            )
-        s.execute(
-            insert(HourlyUsage),
-            [
-                {"mac": m, "hour": h, "seconds": 600, "bytes_down": 1000, "bytes_up": 100}
-                for m in macs
-                for h in hours
-            ],
-        )
+    add_device_hours(db, list(macs), hours, seconds=600, bytes_down=1000, bytes_up=100)
 
 
 def queued(db) -> dict[tuple[str, str], dict]:
