@@ -10,7 +10,7 @@ portal and the health report:
 * a chain the collector returns is installed only when its leaf carries this key and exactly
   this name, is valid now and is signed by the next certificate of the chain;
 * renewal is due at two thirds of the lifetime or ``RENEW_BEFORE`` before the end, whichever
-  comes first.
+  comes first (never before half of it).
 
 Files in the certificate folder: ``key.pem`` (the key in force), ``cert.pem`` (leaf and
 intermediates, for gunicorn's ``certfile``), ``next-key.pem`` (a key waiting for its
@@ -257,8 +257,10 @@ def check_chain(pem: bytes, key: Any, name: str, now: dt.datetime) -> CheckedCha
 
 def renew_at(not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
     """When to start renewing: two thirds into the lifetime or ``RENEW_BEFORE`` before the
-    end, whichever comes first."""
-    return min(not_before + (not_after - not_before) * 2 / 3, not_after - RENEW_BEFORE)
+    end, whichever comes first, but not before half of it (a short-lived certificate, six
+    days, would otherwise be "due" from its first second and renewed at every cycle)."""
+    life = not_after - not_before
+    return max(not_before + life / 2, min(not_before + life * 2 / 3, not_after - RENEW_BEFORE))
 
 
 # -- the installed pair -----------------------------------------------------------------------

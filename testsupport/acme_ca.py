@@ -256,7 +256,7 @@ zone:
             raise TimeoutError(f"not done in {timeout} s inside {self.ns}")
         if "error" in box:
             raise box["error"]
-        return box["value"]  # type: ignore[no-any-return]
+        return box["value"]
 
     def root_pem(self) -> bytes:
         """Pebble's issuing root (made anew at each start): what a phone would trust."""
