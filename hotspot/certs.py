@@ -5,7 +5,8 @@ portal and the health report:
 
 * the gateway's private key (EC P-256) is made on the device and never leaves it: written
   atomically (a temporary file, fsync, rename, fsync of the folder: a power cut leaves the
-  old file or the new one, never half of one) with mode 0600;
+  old file or the new one, never half of one) with mode 0600 while it waits for its
+  certificate, 0640 (the group hotspot-data: the portal) once in force;
 * the CSR names exactly one DNS name, ``<gateway-id>.<zone>``;
 * a chain the collector returns is installed only when its leaf carries this key and exactly
   this name, is valid now and is signed by the next certificate of the chain;
@@ -36,6 +37,9 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
 NEXT_KEY_FILE = "next-key.pem"
+# The key in force: read by the portal's TLS listener too (user hotspot, in the agent's
+# group hotspot-data); a key waiting for its certificate is the agent's alone (0600).
+KEY_MODE = 0o640
 RENEW_BEFORE = dt.timedelta(days=30)
 MAX_CHAIN_BYTES = 64 * 1024
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -324,5 +328,5 @@ def install(folder: Path, key_pem_bytes: bytes, chain: CheckedChain) -> None:
     :func:`installed` ignores, and the agent redoes both from ``next-key.pem`` (kept until
     the end)."""
     write_atomically(folder / CERT_FILE, chain.pem, 0o640)
-    write_atomically(folder / KEY_FILE, key_pem_bytes, 0o600)
+    write_atomically(folder / KEY_FILE, key_pem_bytes, KEY_MODE)
     (folder / NEXT_KEY_FILE).unlink(missing_ok=True)

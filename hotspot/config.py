@@ -721,7 +721,33 @@ def load(
         source = str(path)
     if overrides:
         data = merge(data, overrides)
-    return validate(data, source=source)
+    return with_certificate(validate(data, source=source))
+
+
+def with_certificate(cfg: Config, now: dt.datetime | None = None) -> Config:
+    """With ``[sync] cert_zone`` and a certificate in force for ``<gateway_id>.<cert_zone>``
+    (complete, not expired; hotspot/certs.py) and no ``[portal] tls_cert`` of the file's
+    own: the portal's hostname and TLS pair are that name and pair, so dnsmasq answers the
+    name, option 114 says ``https://<name>/api/captive`` and the portal and console serve
+    HTTPS (issue #15, item 4). Without one: the configuration as written (plain HTTP)."""
+    s = cfg.sync
+    if not s.cert_zone or cfg.portal.tls_cert:
+        return cfg
+    from dataclasses import replace
+
+    from hotspot import certs
+
+    folder = Path(s.cert_dir)
+    when = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if certs.usable(folder, s.cert_name, when) is None:
+        return cfg
+    portal = replace(
+        cfg.portal,
+        hostname=s.cert_name,
+        tls_cert=str(folder / certs.CERT_FILE),
+        tls_key=str(folder / certs.KEY_FILE),
+    )
+    return replace(cfg, portal=portal)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

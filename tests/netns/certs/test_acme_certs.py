@@ -176,7 +176,7 @@ def test_a_csr_becomes_a_certificate_served_under_the_gateways_name(world, provi
     assert report["issued"] == ["desa-a"], report
     assert keeper.step() == "installed"
     folder = keeper.folder
-    assert (folder / certs_mod.KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert (folder / certs_mod.KEY_FILE).stat().st_mode & 0o777 == 0o640
     assert not (folder / certs_mod.NEXT_KEY_FILE).exists()
     key_bytes = (folder / certs_mod.KEY_FILE).read_bytes()
     assert all(key_bytes not in body for body in link.bodies)  # the key never left

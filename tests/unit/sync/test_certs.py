@@ -133,10 +133,11 @@ def test_requested_issued_installed_then_nothing_to_do(tmp_path, capp, ca):
     assert cert_status(k.config)["state"] == "none"
     assert k.step() == "pending"
     assert k.step() == "pending"  # the same CSR again: no second order
+    assert (k.folder / C.NEXT_KEY_FILE).stat().st_mode & 0o777 == 0o600
     assert run_worker(capp, ca)["issued"] == ["desa-a"] and ca.calls == 1
     assert run_worker(capp, ca)["issued"] == []  # idempotent
     assert k.step() == "installed"
-    assert (k.folder / C.KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert (k.folder / C.KEY_FILE).stat().st_mode & 0o777 == 0o640
     assert cert_status(k.config)["state"] == "valid"
     assert k.step() == "valid"
     key = (k.folder / C.KEY_FILE).read_bytes()
@@ -382,3 +383,36 @@ def test_keys_are_written_whole_with_mode_0600(tmp_path):
     (path.parent / "bad.pem").write_bytes(b"garbage")
     assert C.load_key(path.parent / "bad.pem") is None
     assert C.load_key(path.parent / "missing.pem") is None
+
+
+# -- what the village sees --------------------------------------------------------------------
+
+
+def rendered(cfg):
+    from provisioning import render as R
+
+    files = {f.path: f for f in R.render(cfg, b"# the village file\n", hotspot="/x/hotspot")}
+    return files[R.DNSMASQ].content.decode(), R.units(cfg)
+
+
+def test_with_a_certificate_the_name_resolves_and_option_114_says_https(tmp_path, capp, ca):
+    from hotspot import config as config_mod
+
+    a, _ = keeper(tmp_path, capp)
+    name = f"desa-a.{ZONE}"
+    cfg = config_mod.with_certificate(a.config)
+    dnsmasq, units = rendered(cfg)
+    assert cfg.portal.tls_cert == "" and "https://" not in dnsmasq  # today's behaviour
+    assert "hotspot-portal-tls" not in units
+    a.step()
+    run_worker(capp, ca)
+    assert a.step() == "installed"
+    cfg = config_mod.with_certificate(a.config)
+    dnsmasq, units = rendered(cfg)
+    assert cfg.portal.hostname == name and cfg.portal.tls_key.endswith("key.pem")
+    assert f'dhcp-option=114,"https://{name}/api/captive"' in dnsmasq
+    assert f"host-record={name},10.10.0.1" in dnsmasq
+    assert "hotspot-portal-tls" in units
+    # expired: back to plain HTTP
+    later = config_mod.with_certificate(a.config, NOW + dt.timedelta(days=91))
+    assert later.portal.tls_cert == "" and "https://" not in rendered(later)[0]
