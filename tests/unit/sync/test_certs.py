@@ -85,7 +85,10 @@ def ca():
 def capp(tmp_path):
     cfg = collector_config.load(
         overrides={
-            "collector": {"database_url": f"sqlite:///{tmp_path}/collector.db"},
+            "collector": {
+                "database_url": f"sqlite:///{tmp_path}/collector.db",
+                "dashboard_public": True,
+            },
             "acme": {
                 "directory_url": "https://acme.invalid/dir",
                 "zone": ZONE,
@@ -416,3 +419,14 @@ def test_with_a_certificate_the_name_resolves_and_option_114_says_https(tmp_path
     # expired: back to plain HTTP
     later = config_mod.with_certificate(a.config, NOW + dt.timedelta(days=91))
     assert later.portal.tls_cert == "" and "https://" not in rendered(later)[0]
+
+
+def test_the_dashboard_says_which_certificate_is_in_force(tmp_path, capp, ca):
+    client = capp.test_client()
+    page = client.get("/village/desa-a?lang=en").get_data(as_text=True)
+    assert "HTTPS certificate" in page and "none yet (plain HTTP)" in page
+    a, _ = keeper(tmp_path, capp)
+    a.step()
+    run_worker(capp, ca)
+    page = client.get("/village/desa-a?lang=en").get_data(as_text=True)
+    assert f"desa-a.{ZONE}: valid until" in page
