@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from hotspot.config import Config
+
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
 NEXT_KEY_FILE = "next-key.pem"
@@ -105,9 +107,7 @@ def load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
     impossible by :func:`write_atomically`, but a bad one is replaced rather than trusted)."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), None)
-    except FileNotFoundError:
-        return None
-    except ValueError:
+    except (OSError, ValueError):  # absent, unreadable (permissions), not a key
         return None
     return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
 
@@ -330,3 +330,16 @@ def install(folder: Path, key_pem_bytes: bytes, chain: CheckedChain) -> None:
     write_atomically(folder / CERT_FILE, chain.pem, 0o640)
     write_atomically(folder / KEY_FILE, key_pem_bytes, KEY_MODE)
     (folder / NEXT_KEY_FILE).unlink(missing_ok=True)
+
+
+def status(config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What the portal serves: ``off`` (no ``[sync] cert_zone``), ``none`` (plain HTTP only),
+    ``valid`` or ``expired`` with the name and expiry; for ``hotspot sync status``, the
+    operator console and the health report."""
+    if not config.sync.cert_zone:
+        return {"state": "off"}
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    got = installed(Path(config.sync.cert_dir), config.sync.cert_name, now)
+    if got is None:
+        return {"state": "none", "name": config.sync.cert_name}
+    return got.as_dict(now)

@@ -177,12 +177,5 @@ class CertKeeper:
 
 
 def status(config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
-    """What the portal serves: the certificate in force (name, expiry, valid/expired), or
-    none (plain HTTP only). For `hotspot sync status`, health and the console."""
-    if not config.sync.cert_zone:
-        return {"state": "off"}
-    now = now or utcnow()
-    got = certs_mod.installed(Path(config.sync.cert_dir), config.sync.cert_name, now)
-    if got is None:
-        return {"state": "none", "name": config.sync.cert_name}
-    return got.as_dict(now)
+    """hotspot.certs.status (kept here for the agent's callers)."""
+    return certs_mod.status(config, now)
