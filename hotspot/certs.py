@@ -34,8 +34,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from hotspot.config import Config
-
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
 NEXT_KEY_FILE = "next-key.pem"
@@ -332,10 +330,11 @@ def install(folder: Path, key_pem_bytes: bytes, chain: CheckedChain) -> None:
     (folder / NEXT_KEY_FILE).unlink(missing_ok=True)
 
 
-def status(config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
+def status(config: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """What the portal serves: ``off`` (no ``[sync] cert_zone``), ``none`` (plain HTTP only),
     ``valid`` or ``expired`` with the name and expiry; for ``hotspot sync status``, the
-    operator console and the health report."""
+    operator console and the health report. ``config``: a hotspot.config.Config (not
+    imported: the configuration imports this module to put the certificate in force)."""
     if not config.sync.cert_zone:
         return {"state": "off"}
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
