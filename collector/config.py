@@ -178,7 +178,7 @@ def _acme(raw: Mapping[str, Any]) -> AcmeConfig:
         raise ConfigError(s.key("directory_url"), f"{url!r} is not an https:// URL")
     zone = _text(s, "zone").lower().rstrip(".")
     if not re.match(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$", zone):
-        raise ConfigError(s.key("zone"), f"{zone!r} is not a DNS zone like wifi.jambiprov.go.id")
+        raise ConfigError(s.key("zone"), f"{zone!r} is not a DNS zone like wifi.example.go.id")
     dns_server = check_bind(_text(s, "dns_server"), s.key("dns_server"))
     key_name = _text(s, "tsig_key_name")
     if not key_name:
