@@ -430,3 +430,56 @@ def test_the_dashboard_says_which_certificate_is_in_force(tmp_path, capp, ca):
     run_worker(capp, ca)
     page = client.get("/village/desa-a?lang=en").get_data(as_text=True)
     assert f"desa-a.{ZONE}: valid until" in page
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def test_acme_commands_json_and_a_bad_file(tmp_path, capsys):
+    import json
+
+    from tests.unit.commands import hotspot_in_process
+
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n')
+    status = hotspot_in_process(capsys, config, "collector", "acme", "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout) == []
+    off = hotspot_in_process(capsys, config, "collector", "acme", "issue", "--json")
+    assert off.returncode == 2 and len(off.stderr.strip().splitlines()) == 1
+    config.write_text(
+        f'[collector]\ndatabase_url = "sqlite:///{tmp_path}/c.db"\n'
+        '[acme]\ndirectory_url = "https://ca.example/dir"\nzone = "not a zone"\n'
+    )
+    bad = hotspot_in_process(capsys, config, "collector", "acme", "status")
+    assert bad.returncode == 2 and "acme.zone" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_sync_status_says_which_certificate(tmp_path, capsys, capp, ca):
+    import json
+
+    from tests.unit.commands import hotspot_in_process
+    from testsupport.testbed import write_toml
+
+    a, _ = keeper(tmp_path, capp)
+    settings = {
+        "database": {"url": a.config.database.url},
+        "sync": {
+            "upstream_url": "http://127.0.0.1:9",
+            "gateway_id": "desa-a",
+            "secret": SECRET_A,
+            "cert_zone": ZONE,
+            "cert_dir": a.config.sync.cert_dir,
+        },
+    }
+    config = write_toml(tmp_path / "hotspot.toml", settings)
+    out = hotspot_in_process(capsys, config, "sync", "status", "--json")
+    assert json.loads(out.stdout)["certificate"]["state"] == "none"
+    a.step()
+    run_worker(capp, ca)
+    a.step()
+    out = hotspot_in_process(capsys, config, "sync", "status", "--json")
+    cert = json.loads(out.stdout)["certificate"]
+    assert cert["state"] == "valid" and cert["name"] == f"desa-a.{ZONE}"
+    human = hotspot_in_process(capsys, config, "sync", "status")
+    assert f"desa-a.{ZONE}: valid until" in human.stdout
