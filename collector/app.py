@@ -48,6 +48,7 @@ def create_app(
     app.extensions["collector_db"] = db
 
     from collector.api import bp as api_bp
+    from collector.certs import bp as certs_bp
     from collector.dashboard import bp as dashboard_bp
     from collector.ingest import bp as ingest_bp
     from collector.metrics import bp as metrics_bp
@@ -58,6 +59,7 @@ def create_app(
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(policy_bp)
+    app.register_blueprint(certs_bp)
 
     @app.get("/healthz")
     def healthz():

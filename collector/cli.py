@@ -89,6 +89,16 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     for c in (kg, pub, pl, sh):
         c.add_argument("--json", action="store_true")
 
+    ac = cmds.add_parser("acme", help="the gateways' certificates (ACME with DNS-01, [acme])")
+    acs = ac.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    _add_commands(
+        acs,
+        (
+            ("issue", None, "run the pending certificate requests' orders now", None),
+            ("status", None, "each gateway's certificate: name, state, expiry, last error", None),
+        ),
+    )
+
     tk = cmds.add_parser("tokens", help="bearer tokens of the pull API and the dashboard")
     tks = tk.add_subparsers(dest="action", required=True, parser_class=parser_class)
     _add_commands(
@@ -113,6 +123,31 @@ def _add_commands(subs: Any, commands: tuple[tuple[str, str | None, str, str | N
 
 def _out(data: Any, as_json: bool, human: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else human)
+
+
+def _acme(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> int:
+    from collector import certs
+
+    if args.action == "status":
+        with Session(engine) as s:
+            rows = certs.status(s)
+        lines = [
+            f"{r['gateway']:20} {r['name']:40} {r['state']:8} {r['not_after'] or '-'}"
+            + (f"  ({r['error']})" if r["error"] else "")
+            for r in rows
+        ]
+        _out(rows, as_json, "\n".join(lines) or "no certificate requested")
+        return 0
+    if not cfg.acme.enabled:
+        raise UsageError("acme: [acme] directory_url is not set in the collector's file")
+    logging.getLogger("collector.certs").setLevel(logging.INFO)
+    report = certs.issue_pending(engine, cfg.acme)
+    _out(
+        report,
+        as_json,
+        report["skipped"] or f"issued {len(report['issued'])}, failed {len(report['failed'])}",
+    )
+    return 1 if report["failed"] else 0
 
 
 def _policy_fields(path: str) -> Any:
@@ -208,6 +243,8 @@ def handle(args: argparse.Namespace) -> int:
     engine = open_database(cfg.database_url)
     if args.cmd == "policy":
         return _policy(args, cfg, engine, as_json)
+    if args.cmd == "acme":
+        return _acme(args, cfg, engine, as_json)
     if args.cmd == "upgrade":
         print(
             f"collector database is up to date ({engine.url.render_as_string(hide_password=True)})"

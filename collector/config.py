@@ -64,6 +64,22 @@ DEFAULTS: dict[str, Any] = {
         "rollup_retention_days": 3660,
     },
     "alerts": alert_config.DEFAULTS,
+    # Certificates for the gateways through ACME with DNS-01 (issue #15, item 4;
+    # collector/certs.py). Off while directory_url is "".
+    "acme": {
+        "directory_url": "",  # e.g. https://acme-v02.api.letsencrypt.org/directory
+        "zone": "",  # the province's zone: gateways are named <gateway-id>.<zone>
+        "dns_server": "",  # HOST:PORT of the zone's primary, taking RFC 2136 updates
+        "tsig_key_name": "",
+        "tsig_algorithm": "hmac-sha256",
+        "tsig_secret_file": "/etc/hotspot/acme-tsig.secret",  # base64, as knot/bind print it
+        "account_key_file": "/etc/hotspot/acme-account.key",  # made on first use
+        "contact_email": "",
+        "ca_bundle": "",  # a CA file for the ACME server's HTTPS ("" = the system's)
+        "poll_seconds": 30,  # how often each worker looks for pending requests
+        "propagation_timeout_seconds": 120,  # for the TXT record at dns_server
+        "retry_max_seconds": 21600,  # back-off cap of a failing request
+    },
 }
 
 _BIND = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
@@ -96,6 +112,7 @@ class CollectorConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     metrics: bool = True
     metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    acme: AcmeConfig = field(default_factory=lambda: AcmeConfig())
 
     @property
     def metrics_network_list(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -114,6 +131,85 @@ class CollectorConfig:
         return self.max_inflated_kb * 1024
 
 
+_TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    """``[acme]``: see DEFAULTS. The TSIG secret and the account key stay on the collector."""
+
+    directory_url: str = ""
+    zone: str = ""
+    dns_server: str = ""
+    tsig_key_name: str = ""
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_secret_file: str = "/etc/hotspot/acme-tsig.secret"
+    account_key_file: str = "/etc/hotspot/acme-account.key"
+    contact_email: str = ""
+    ca_bundle: str = ""
+    poll_seconds: int = 30
+    propagation_timeout_seconds: int = 120
+    retry_max_seconds: int = 21600
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.directory_url)
+
+    @property
+    def dns_host_port(self) -> tuple[str, int]:
+        host, _, port = self.dns_server.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _text(s: Section, name: str) -> str:
+    value = s.data.get(name)
+    if not isinstance(value, str) or len(value) > 500:
+        raise ConfigError(s.key(name), "must be a string")
+    return value.strip()
+
+
+def _acme(raw: Mapping[str, Any]) -> AcmeConfig:
+    Section(raw, "acme", set(DEFAULTS["acme"]))
+    s = Section({**DEFAULTS["acme"], **raw}, "acme")
+    url = _text(s, "directory_url")
+    if not url:
+        return AcmeConfig()
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(s.key("directory_url"), f"{url!r} is not an https:// URL")
+    zone = _text(s, "zone").lower().rstrip(".")
+    if not re.match(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$", zone):
+        raise ConfigError(s.key("zone"), f"{zone!r} is not a DNS zone like wifi.example.go.id")
+    dns_server = check_bind(_text(s, "dns_server"), s.key("dns_server"))
+    key_name = _text(s, "tsig_key_name")
+    if not key_name:
+        raise ConfigError(s.key("tsig_key_name"), "the TSIG key's name is needed for updates")
+    algorithm = _text(s, "tsig_algorithm").lower()
+    if algorithm not in _TSIG_ALGORITHMS:
+        raise ConfigError(s.key("tsig_algorithm"), f"one of {', '.join(_TSIG_ALGORITHMS)}")
+    paths = {}
+    for name in ("tsig_secret_file", "account_key_file", "ca_bundle"):
+        value = _text(s, name)
+        if value and not os.path.isabs(value):
+            raise ConfigError(s.key(name), "must be an absolute path")
+        paths[name] = value
+    if not paths["tsig_secret_file"] or not paths["account_key_file"]:
+        raise ConfigError(s.key("tsig_secret_file"), "tsig_secret_file and account_key_file")
+    return AcmeConfig(
+        directory_url=url,
+        zone=zone,
+        dns_server=dns_server,
+        tsig_key_name=key_name,
+        tsig_algorithm=algorithm,
+        tsig_secret_file=paths["tsig_secret_file"],
+        account_key_file=paths["account_key_file"],
+        contact_email=_text(s, "contact_email"),
+        ca_bundle=paths["ca_bundle"],
+        poll_seconds=s.int("poll_seconds", 1, 86400),
+        propagation_timeout_seconds=s.int("propagation_timeout_seconds", 1, 3600),
+        retry_max_seconds=s.int("retry_max_seconds", 10, 7 * 86400),
+    )
+
+
 def check_bind(value: str, key: str = "collector.bind") -> str:
     m = _BIND.match(value or "")
     if not m or not 1 <= int(m.group("port")) <= 65535:
@@ -125,7 +221,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
     for section in data:
         if section not in DEFAULTS:
             raise ConfigError(
-                section, "unknown section (the collector's file has [collector] and [alerts])"
+                section, "unknown section (the collector's file has [collector], [alerts], [acme])"
             )
     raw = data.get("collector", {})
     Section(raw, "collector", set(DEFAULTS["collector"]))
@@ -165,6 +261,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         title=title,
         region=region,
         alerts=alert_config.validate(data.get("alerts", {})),
+        acme=_acme(data.get("acme", {})),
         metrics=metrics,
         metrics_networks=_networks(s, "metrics_networks"),
         database_url=url,

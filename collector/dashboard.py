@@ -29,7 +29,7 @@ from collector import queries
 from collector.alerts import KIND_TEXT, open_alerts, recent_alerts
 from collector.config import CollectorConfig
 from collector.mapsvg import MapPoint, village_map
-from collector.models import Gateway, UplinkOutage
+from collector.models import Gateway, GatewayCertificate, UplinkOutage
 from collector.policy import document_of
 from collector.policy import show as show_policies
 from collector.store import check_token
@@ -162,6 +162,10 @@ T: dict[str, dict[str, str]] = {
     "policy_behind": {"id": "belum diterapkan", "en": "not applied yet"},
     "policy_field": {"id": "Isian", "en": "Field"},
     "policy_value": {"id": "Nilai", "en": "Value"},
+    # The gateway's HTTPS certificate through the collector (issue #15, item 4)
+    "certificate": {"id": "Sertifikat HTTPS", "en": "HTTPS certificate"},
+    "cert_until": {"id": "berlaku sampai", "en": "valid until"},
+    "cert_none": {"id": "belum ada (HTTP biasa)", "en": "none yet (plain HTTP)"},
     "policy_source": {"id": "Dari", "en": "From"},
 }
 
@@ -261,6 +265,7 @@ VILLAGE = (
 <tr><th>{{ t('place') }}</th><td>{{ t('kabupaten') }}: {{ v.gateway.kabupaten or t('unplaced') }} · {{ t('kecamatan') }}: {{ v.gateway.kecamatan or t('unplaced') }}{% if v.gateway.latitude is not none %} · {{ '%.4f'|format(v.gateway.latitude) }}, {{ '%.4f'|format(v.gateway.longitude) }}{% endif %}</td></tr>
 <tr><th>{{ t('software') }}</th><td>{{ software or '—' }}</td></tr>
 <tr><th>{{ t('policy_version') }}</th><td>{{ v.gateway.policy_version or '—' }}</td></tr>
+<tr><th>{{ t('certificate') }}</th><td>{% if certificate %}{{ certificate.name }}: {% if certificate.not_after %}{{ t('cert_until') }} {{ when(certificate.not_after) }}{% else %}{{ t('cert_none') }}{% endif %}{% if certificate.state != 'issued' %} <span class="warn">{{ certificate.state }}{% if certificate.error %}: {{ certificate.error }}{% endif %}</span>{% endif %}{% else %}<span class="muted">{{ t('cert_none') }}</span>{% endif %}</td></tr>
 <tr><th>{{ t('last_report') }}</th><td>{{ when(v.gateway.last_seen_at) }}</td></tr>
 </table>
 <h2>{{ t('alerts_village') }}</h2>
@@ -576,4 +581,5 @@ def village(gateway_id: str):
             outages=outages,
             village_alerts=recent_alerts(s, gateway_id),
             policy=document_of(s, gateway_id),
+            certificate=s.get(GatewayCertificate, gateway_id),
         )

@@ -294,3 +294,37 @@ class AlertNotification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class CertState(enum.StrEnum):
+    """Where a gateway's certificate request stands (collector/certs.py)."""
+
+    PENDING = "pending"  # waiting for the ACME worker
+    WORKING = "working"  # claimed by one worker (``claimed_at``)
+    ISSUED = "issued"  # ``chain`` holds the certificate for ``key_fingerprint``
+    FAILED = "failed"  # the last try failed (``error``); tried again at ``next_attempt_at``
+
+
+class GatewayCertificate(Base):
+    """A gateway's certificate for ``<gateway-id>.<zone>`` (issue #15, item 4): its CSR as
+    sent, and the chain the ACME CA issued for it. One row per gateway: a new CSR (a new
+    key, a renewal) replaces the request; the chain in force stays until the new one is
+    issued."""
+
+    __tablename__ = "gateway_certificate"
+
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateway.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(253))
+    csr: Mapped[str] = mapped_column(Text)
+    key_fingerprint: Mapped[str] = mapped_column(String(64))  # the CSR's public key
+    state: Mapped[CertState] = mapped_column(str_enum(CertState, length=16))
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(String(300))
+    chain: Mapped[str | None] = mapped_column(Text)  # PEM, leaf first
+    chain_fingerprint: Mapped[str | None] = mapped_column(String(64))  # its key's
+    etag: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    not_after: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -79,6 +79,10 @@ class CollectorServer(BaseApplication):
             from collector.alerts import start_loop
 
             start_loop(self.flask_app.extensions["collector_db"], self.config)
+        if self.config.acme.enabled:  # certificates for the gateways (collector/certs.py)
+            from collector.certs import AcmeJob
+
+            AcmeJob(self.flask_app.extensions["collector_db"], self.config.acme).start()
 
 
 def _metrics_dir() -> str | None:

@@ -164,6 +164,10 @@ DEFAULTS["sync"] = {
     "backoff_max_seconds": 900,
     "health_seconds": 300,
     "api_token": "",  # bearer token of this gateway's own /api/v1/usage ("" = off)
+    # The province's zone for this gateway's HTTPS name <gateway_id>.<cert_zone>, its
+    # certificate obtained through the collector (issue #15, item 4; "" = none).
+    "cert_zone": "",
+    "cert_dir": "/var/lib/hotspot/tls",  # key.pem (never leaves the device) and cert.pem
 }
 DEFAULTS["privacy"] = {
     "retention_days": 90,
@@ -573,10 +577,17 @@ class SyncConfig:
     backoff_max_seconds: int
     health_seconds: int
     api_token: str  # "" = the gateway's own pull API is off
+    cert_zone: str = ""  # "" = no certificate through the collector
+    cert_dir: str = "/var/lib/hotspot/tls"
 
     @property
     def enabled(self) -> bool:
         return bool(self.upstream_url)
+
+    @property
+    def cert_name(self) -> str:
+        """``<gateway_id>.<cert_zone>``, the portal's HTTPS name ("" = none)."""
+        return f"{self.gateway_id}.{self.cert_zone}" if self.cert_zone else ""
 
 
 @dataclass(frozen=True)
@@ -710,7 +721,33 @@ def load(
         source = str(path)
     if overrides:
         data = merge(data, overrides)
-    return validate(data, source=source)
+    return with_certificate(validate(data, source=source))
+
+
+def with_certificate(cfg: Config, now: dt.datetime | None = None) -> Config:
+    """With ``[sync] cert_zone`` and a certificate in force for ``<gateway_id>.<cert_zone>``
+    (complete, not expired; hotspot/certs.py) and no ``[portal] tls_cert`` of the file's
+    own: the portal's hostname and TLS pair are that name and pair, so dnsmasq answers the
+    name, option 114 says ``https://<name>/api/captive`` and the portal and console serve
+    HTTPS (issue #15, item 4). Without one: the configuration as written (plain HTTP)."""
+    s = cfg.sync
+    if not s.cert_zone or cfg.portal.tls_cert:
+        return cfg
+    from dataclasses import replace
+
+    from hotspot import certs
+
+    folder = Path(s.cert_dir)
+    when = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if certs.usable(folder, s.cert_name, when) is None:
+        return cfg
+    portal = replace(
+        cfg.portal,
+        hostname=s.cert_name,
+        tls_cert=str(folder / certs.CERT_FILE),
+        tls_key=str(folder / certs.KEY_FILE),
+    )
+    return replace(cfg, portal=portal)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -1124,6 +1161,20 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
         for name, value in (("gateway_id", gateway_id), ("secret", secret)):
             if not value:
                 raise ConfigError(s.key(name), "must be set when sync.upstream_url is")
+    cert_zone = _opt_str(full, "cert_zone", 200).lower().rstrip(".")
+    if cert_zone:
+        if not url:
+            raise ConfigError(s.key("cert_zone"), "needs sync.upstream_url (the collector)")
+        if not _HOSTNAME.match(cert_zone) or "." not in cert_zone:
+            raise ConfigError(s.key("cert_zone"), f"{cert_zone!r} is not a DNS zone")
+        if not re.match(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", gateway_id):
+            raise ConfigError(
+                s.key("gateway_id"),
+                f"{gateway_id!r} cannot be a DNS name (a-z, 0-9, '-' only) for sync.cert_zone",
+            )
+    cert_dir = _opt_str(full, "cert_dir", 500)
+    if not os.path.isabs(cert_dir):
+        raise ConfigError(s.key("cert_dir"), "must be an absolute path")
     return SyncConfig(
         upstream_url=url,
         gateway_id=gateway_id,
@@ -1133,6 +1184,8 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
         timeout_seconds=full.int("timeout_seconds", 1, 600),
         backoff_max_seconds=full.int("backoff_max_seconds", 1, 86400),
         health_seconds=full.int("health_seconds", 1, 86400),
+        cert_zone=cert_zone,
+        cert_dir=cert_dir,
         api_token=token,
     )
 

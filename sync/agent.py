@@ -51,6 +51,7 @@ from hotspot.errors import ConfigError, ErrorCode, HotspotError
 from hotspot.health import clock_synchronised, disk_warning
 from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
+from sync.certs import CertKeeper
 from sync.outbox import Batch, Outbox, batch_frame
 from sync.policy import HttpFetcher, PolicyPuller
 from sync.purge import purge
@@ -146,6 +147,8 @@ class Agent:
     unstored_health_at: float | None = field(default=None, init=False)  # monotonic
     # The province's policy (sync/policy.py): pulled on the collect cycle when a key is pinned.
     policy: PolicyPuller | None = None
+    # The portal's HTTPS certificate through the collector (sync/certs.py): [sync] cert_zone.
+    certs: CertKeeper | None = None
 
     def __post_init__(self) -> None:
         require_configured(self.config)
@@ -160,6 +163,16 @@ class Agent:
                 self.config,
                 self.outbox,
                 HttpFetcher(self.config.sync.upstream_url, self.config.sync.timeout_seconds),
+                wallclock=self.wallclock,
+                clock_offset=lambda: self.clock_offset,
+            )
+        if self.certs is None and self.config.sync.cert_zone:
+            self.certs = CertKeeper(
+                self.config,
+                self.outbox,
+                HttpFetcher(self.config.sync.upstream_url, self.config.sync.timeout_seconds),
+                self.transport,
+                clock=self.clock,
                 wallclock=self.wallclock,
                 clock_offset=lambda: self.clock_offset,
             )
@@ -393,6 +406,8 @@ class Agent:
         self.collect(cpu_interval=0.2)
         if self.policy is not None:
             self.policy.pull()
+        if self.certs is not None:
+            self.certs.step()
         outcome = self.drain(max_failures=max_failures, sleep=sleep)
         stats = self.outbox.stats()
         left = stats["pending"]
@@ -426,6 +441,8 @@ class Agent:
                         last_full = now
                     if self.policy is not None and mono >= next_collect:
                         self.policy.pull()
+                    if self.certs is not None and mono >= next_collect:
+                        self.certs.step()
                     if mono >= next_health:
                         next_health = mono + s.health_seconds
                     next_collect = mono + s.interval_seconds

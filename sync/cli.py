@@ -51,6 +51,17 @@ def _status_text(st: dict[str, Any]) -> str:
         + (f" at {st['last_error_at']}" if st["last_error"] else ""),
         f"delivered         {st['delivered_records']} records in {st['delivered_batches']} batches",
     ]
+    c = st.get("certificate") or {}
+    if c.get("state") and c["state"] != "off":
+        lines.append(
+            f"certificate       {c.get('name', '')}: "
+            + (
+                f"{c['state']} until {c['expires_at']}"
+                if "expires_at" in c
+                else "none (plain HTTP only)"
+            )
+            + (f" [{c['last']}]" if c.get("last") else "")
+        )
     b = st["batch_in_flight"]
     if b:
         lines.append(
@@ -83,9 +94,13 @@ def handle(args: argparse.Namespace) -> int:
         _out(result, as_json, "\n".join(f"{k:15} {v}" for k, v in result.items()))
         return 0
     if cmd == "status":
+        from sync.certs import LAST_STATE
+        from sync.certs import status as cert_status
         from sync.outbox import Outbox
 
-        st = Outbox(cfg, open_database(cfg.database.url)).stats()
+        outbox = Outbox(cfg, open_database(cfg.database.url))
+        st = outbox.stats()
+        st["certificate"] = {**cert_status(cfg), "last": outbox.get_state(LAST_STATE) or ""}
         _out(st, as_json, _status_text(st))
         return 0
     require_configured(cfg)

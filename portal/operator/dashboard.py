@@ -28,6 +28,8 @@ def dashboard() -> Any:
 
 def dashboard_page(status: int = 200, **extra: Any) -> Any:
     """The overview (the kasir's home screen, with the quick-sale buttons)."""
+    from hotspot.certs import status as cert_status  # cryptography: not at start-up
+
     db, config = state().db, cfg()
     gw_status: dict[str, Any]
     gw_ok, sessions, gw_status = True, [], {}
@@ -56,6 +58,7 @@ def dashboard_page(status: int = 200, **extra: Any) -> Any:
         mine_count=len(mine),
         mine_rupiah=sum(s.price for s in mine),
         health=health.snapshot(config, db),
+        certificate=cert_status(config),
     )
 
 
