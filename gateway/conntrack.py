@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from gateway.netlink import Conntrack as _Conntrack
@@ -21,14 +22,15 @@ HTTP_PORT = 80
 
 
 class Conntrack:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "conntrack") -> None:
+        self.name = name
         self._ct: OnOneThread[_Conntrack] | None = None
 
     @property
     def ct(self) -> OnOneThread[_Conntrack]:
         if self._ct is None:
             # One thread for every call: pyroute2 leaks a socket per calling thread.
-            self._ct = OnOneThread(_Conntrack, name="conntrack")
+            self._ct = OnOneThread(_Conntrack, name=self.name)
         return self._ct
 
     def flush_client(self, ip: str) -> int:
@@ -46,10 +48,27 @@ class Conntrack:
         the next packet of such a connection is not redirected: the real host answers it with
         a reset and the browser opens a new connection, which goes out. Connections to the
         gateway's own address stay (``http://<gateway>/`` is the portal for everyone). One
-        dump of the client's entries, filtered by the kernel: as cheap as the DNS flush."""
+        dump of the client's entries, filtered by the kernel, which still walks the whole
+        machine's table for it (~15 ms on the bench machine): a login runs it off its reply
+        path (:meth:`flush_walled_soon`)."""
         return self._flush(
             ip, lambda e: _is_dns(e) or _is_redirected_http(e, portal), "walled entries"
         )
+
+    def flush_walled_soon(self, ip: str, portal: tuple[str, int]) -> Future[int]:
+        """:meth:`flush_walled` on this object's thread, without waiting for it: a login's
+        reply does not wait for the walk of the machine's conntrack table (~15 ms, however
+        few entries are the client's). Until it is done the table resets the client's walled
+        connections (``ruleset.WALLED_CT_MARK``); this is the cleanup behind it. A failure
+        is logged (the entries time out: 2 minutes for DNS, when unused)."""
+        return self.ct.soon(self._flush_walled_logged, ip, portal)
+
+    def _flush_walled_logged(self, ip: str, portal: tuple[str, int]) -> int:
+        try:
+            return self.flush_walled(ip, portal)
+        except KernelError as exc:
+            log.warning("%s", exc)
+            return 0
 
     def _flush(self, ip: str, wanted: Callable[[Any], bool], what: str) -> int:
         deleted = 0

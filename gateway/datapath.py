@@ -9,7 +9,8 @@ a plan into kernel changes in a fixed order so that no packet ever meets a half-
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
-4. conntrack entries of removed clients, and the walled (redirected) ones of new clients;
+4. conntrack entries of removed clients; the walled (redirected) ones of new clients are
+   refused by the table from step 3 on and deleted on a thread of their own, after the reply;
    then the removed clients' class-map entries (their last packets still meet their class),
 5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
    enters them any more) and remove the classes that are not the pool's; a pool class stays
@@ -65,6 +66,8 @@ class DataPath:
             self.ipr, net.wan_interface, shaping.skeleton(net.uplink_up_kbps, None), leaf
         )
         self.conntrack = Conntrack()
+        # A thread of its own: a kick's flush does not queue behind a login's cleanup.
+        self.walled_sweep = Conntrack(name="walled-sweep")
         self.neighbours = Neighbours(self.ipr, net.lan_interface)
 
     # -- whole-table operations ------------------------------------------------------------
@@ -212,8 +215,9 @@ class DataPath:
         portal = (self.layout.gateway_ip, self.layout.portal_port)
         for client in plan.add_clients:
             # Its DNS flows were redirected to the walled resolver and its web connections to
-            # the portal: its next lookup must reach the full resolver, its next page the web.
-            self.conntrack.flush_walled(client.ip, portal)
+            # the portal: the table refuses them from now on (``ruleset.WALLED_CT_MARK``), and
+            # their entries go after the reply (a walk of the machine's whole table).
+            self.walled_sweep.flush_walled_soon(client.ip, portal)
         self._release_class_maps(held)
         self._unpin(plan)
         final = self._final_readings(sorted(released))
@@ -373,6 +377,7 @@ class DataPath:
 
     def close(self) -> None:
         self.conntrack.close()
+        self.walled_sweep.close()
         self.nft.close()
         self.ipr.close()
 

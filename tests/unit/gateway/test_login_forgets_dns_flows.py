@@ -21,8 +21,8 @@ class FakeConntrack:
     def flush_client(self, ip):
         self.calls.append(("all", ip))
 
-    def flush_walled(self, ip, portal):
-        self.calls.append(("walled", ip, portal))
+    def flush_walled_soon(self, ip, portal):
+        self.calls.append(("walled, after the reply", ip, portal))
 
 
 class FakeShaper:
@@ -45,7 +45,8 @@ def datapath():
     dp = object.__new__(DataPath)
     cfg = config_mod.load()
     dp.layout, dp.network = Layout.from_config(cfg), cfg.network.lan_network
-    dp.conntrack, dp.nft = FakeConntrack(), FakeNft()
+    dp.conntrack = dp.walled_sweep = FakeConntrack()
+    dp.nft = FakeNft()
     dp.down, dp.up = FakeShaper(), FakeShaper()
     return dp
 
@@ -59,7 +60,10 @@ def test_a_login_forgets_the_walled_flows_a_removal_everything():
     )
     dp.apply(plan)
     portal = (dp.layout.gateway_ip, dp.layout.portal_port)
-    assert dp.conntrack.calls == [("all", "10.10.0.43"), ("walled", "10.10.0.42", portal)]
+    assert dp.conntrack.calls == [
+        ("all", "10.10.0.43"),
+        ("walled, after the reply", "10.10.0.42", portal),
+    ]
     assert len(dp.nft.applied) == 1  # after the table changed
 
 
