@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 
 from gateway import ruleset, shaping
-from gateway.conntrack import Conntrack
+from gateway.conntrack import Conntrack, WalledSweep
 from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
 from gateway.netlink_thread import OnOneThread
@@ -66,8 +66,7 @@ class DataPath:
             self.ipr, net.wan_interface, shaping.skeleton(net.uplink_up_kbps, None), leaf
         )
         self.conntrack = Conntrack()
-        # A thread of its own: a kick's flush does not queue behind a login's cleanup.
-        self.walled_sweep = Conntrack(name="walled-sweep")
+        self.walled_sweep = WalledSweep(ruleset.WALLED_CT_MARK)
         self.neighbours = Neighbours(self.ipr, net.lan_interface)
 
     # -- whole-table operations ------------------------------------------------------------
@@ -212,12 +211,11 @@ class DataPath:
             raise
         for ip in plan.flush_ips:
             self.conntrack.flush_client(ip)
-        portal = (self.layout.gateway_ip, self.layout.portal_port)
         for client in plan.add_clients:
             # Its DNS flows were redirected to the walled resolver and its web connections to
             # the portal: the table refuses them from now on (``ruleset.WALLED_CT_MARK``), and
-            # their entries go after the reply (a walk of the machine's whole table).
-            self.walled_sweep.flush_walled_soon(client.ip, portal)
+            # their entries go after the reply (one walk of the machine's table per batch).
+            self.walled_sweep.add(client.ip)
         self._release_class_maps(held)
         self._unpin(plan)
         final = self._final_readings(sorted(released))
