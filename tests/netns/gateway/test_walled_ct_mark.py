@@ -53,6 +53,34 @@ for n, _ in enumerate(iter(sys.stdin.readline, "")):
 """
 
 
+# The walled resolver's stand-in: every datagram answered ("resolver: <datagram>").
+_ECHO_RESOLVER = """
+import socket, sys
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    data, peer = srv.recvfrom(512)
+    srv.sendto(b"resolver: " + data, peer)
+"""
+
+# A phone's resolver that keeps one socket (one source port) for every query.
+_ONE_SOCKET_RESOLVER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(3)
+sock.connect((sys.argv[1], 53))
+for n, _ in enumerate(iter(sys.stdin.readline, "")):
+    try:
+        sock.send(f"query {n}".encode())
+        print(sock.recv(512).decode(), flush=True)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+    except TimeoutError:
+        print("timeout", flush=True)
+"""
+
+
 class Browser:
     def __init__(self, proc: subprocess.Popen[str]):
         self.proc = proc
@@ -135,3 +163,24 @@ def test_after_login_the_kept_connection_is_reset_and_a_new_one_goes_out(
         assert _redirected(testbed, neighbour.ip)
         assert is_walled(testbed, neighbour.ns)
         assert other.send() == "portal: line 2"
+
+
+def test_a_logged_in_clients_walled_dns_socket_is_refused(testbed, gateway_factory):
+    """A resolver that keeps one socket: its flow went to the walled resolver; once the phone
+    is let out (by hand: nothing walks conntrack) the next query on it is refused (ICMP port
+    unreachable), so the resolver takes another socket, which is not redirected."""
+    gw = gateway_factory({"gateway": {"tick_seconds": 60.0}})
+    port = gw.settings["network"].get("walled_dns_port", 5300)
+    phone = testbed.phones[0]
+    resolver = _spawn(testbed, testbed.gw, _ECHO_RESOLVER, GW_LAN_IP, str(port))
+    stub = _spawn(testbed, phone.ns, _ONE_SOCKET_RESOLVER, UPSTREAM_IP)
+    try:
+        assert resolver.stdout is not None and resolver.stdout.readline().strip() == "ready"
+        queries = Browser(stub)
+        assert queries.send() == "resolver: query 0", "the walled DNS redirect"
+        testbed.nft_element("add", "authorized", f"{{ {phone.ip} . {phone.mac} }}")
+        assert queries.send() == "refused"
+    finally:
+        for proc in (stub, resolver):
+            proc.kill()
+            proc.wait(timeout=5)
