@@ -12,6 +12,7 @@ from hotspot import config as config_mod
 from hotspot import protocol as proto
 from hotspot.commandline import mac_arg, print_result
 from hotspot.control import ControlClient
+from hotspot.errors import ConfigError
 from hotspot.logsetup import LEVELS, setup_logging
 from hotspot.model import EndReason, Source
 from hotspot.units import fmt_bytes
@@ -127,7 +128,7 @@ def _dns_reload(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     setup_logging("INFO")
     if not cfg.dns_filter.conf_dir:
-        raise config_mod.ConfigError("dns_filter.conf_dir", "is empty: nothing is written live")
+        raise ConfigError("dns_filter.conf_dir", "is empty: nothing is written live")
     from gateway.dnsapply import reload
 
     status = reload(cfg.dns_filter.conf_dir)

@@ -9,7 +9,8 @@ import pytest
 
 from hotspot import dnsfilter
 
-TRUST_POSITIF = """\ufeff# Daftar TRUST+ Positif (contoh)
+TRUST_POSITIF = (
+    """\ufeff# Daftar TRUST+ Positif (contoh)
 ; another comment style
 
 Example.COM
@@ -28,7 +29,10 @@ bad_name!.example
 -leading.example
 a..b.example
 two words.example
-""" + ("x" * 300) + ".example\n"
+"""
+    + ("x" * 300)
+    + ".example\n"
+)
 
 
 def test_the_positif_format_is_read_and_bad_lines_are_counted_not_fatal():
