@@ -53,7 +53,7 @@ def settings_of(config: Config) -> dnsfilter.Settings:
         portal_ip=str(net.gateway_ip),
         garden_domains=tuple(net.walled_garden_domains),
         nft_set_ref=f"{FAMILY}#{config.gateway.table}#{WALLED_DNS}",
-        main_resolver=str(net.gateway_ip),
+        main_resolver=dnsfilter.MAIN_RESOLVER,
         ntp_servers=tuple(config.gateway.ntp_servers),
         fallback_ntp_servers=tuple(config.gateway.fallback_ntp_servers),
         list_sha256=config.dns_filter.list_sha256 if config.dns_filter.enabled else "",

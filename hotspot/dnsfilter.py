@@ -106,6 +106,8 @@ MAX_LINE = 2048  # longer lines are counted invalid without being looked at
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _HOSTS_ADDRESS = re.compile(r"^(0\.0\.0\.0|127\.0\.0\.1|::1?|::)$")
 
+# Where the walled resolver asks (the gateway's dnsmasq on lo; provisioning.render MAIN_RESOLVER).
+MAIN_RESOLVER = "127.0.0.1"
 MAIN_FILE = "main.conf"
 WALLED_FILE = "walled.conf"
 TIMESYNCD_FILE = "timesyncd.conf"
