@@ -31,12 +31,13 @@ from provisioning import render as R
 from tests.netns.helpers import (
     GW_LAN_IP,
     authorize,
+    curl,
     dns_queries,
     dns_query,
     start_upstream_dns,
     wait_until,
 )
-from testsupport.testbed import UPSTREAM_IP
+from testsupport.testbed import UPSTREAM_IP, portal_settings
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dnsmasq") is None, reason="needs dnsmasq (dnsmasq-base)"
@@ -177,6 +178,7 @@ def village(testbed, upstream, gateway_factory, signing, tmp_path):
             "upstream_dns": [UPSTREAM_IP],
         },
         "wifi": {"enabled": False},
+        "portal": portal_settings(tmp_path, workers=1),
         "sync": {"gateway_id": GW_ID},
         "policy": {"public_key": signing[1], "state_file": str(tmp_path / "policy.json")},
     }
@@ -233,6 +235,32 @@ def test_a_logged_in_phone_has_only_the_gateways_resolver(testbed, village, list
     out = testbed.run(online.ns, "curl", "-s", "-m", "3", f"telnet://{FOREIGN}:853", check=False)
     assert out.returncode == 7 and time.monotonic() - t0 < 2.5, out  # 7: refused
     assert dot.received() == []
+
+    # The blocked name's web page: the portal's explanation (the intercept sends the request
+    # to the splash, which finds the name answered with the portal's address).
+    village.gw.start_portal()
+    pages = {}
+    for phone in (online, walled):
+        sent = testbed.run(
+            phone.ns,
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{redirect_url}",
+            "-H",
+            f"Host: {BLOCKED}",
+            f"http://{GW_LAN_IP}/",
+            check=False,
+        ).stdout
+        assert sent.startswith(f"http://{GW_LAN_IP}:"), sent
+        pages[phone.ns] = curl(testbed, phone.ns, sent, timeout=5)
+    assert pages[online.ns].code == "451", pages[online.ns]
+    assert "Situs ini diblokir" in pages[online.ns].body and BLOCKED in pages[online.ns].body
+    assert "diblokir" not in pages[walled.ns].body  # the splash, as before
 
     # A walled phone is unchanged: the walled resolver's NXDOMAIN, whatever it asks.
     for name in ("news.example", BLOCKED):
