@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from sqlalchemy.orm import Session
 
+from collector import policy as cpolicy
 from hotspot import config as config_mod
 from hotspot import dnsfilter
 from hotspot import policy as policy_mod
@@ -16,7 +18,7 @@ from sync.outbox import Outbox
 from sync.policy import LIST_PATH, PolicyPuller
 from tests.unit.hotspot.test_policy import KEY, PUB
 from tests.unit.sync.conftest import gateway_overrides
-from tests.unit.sync.test_policy_pull import NOW, keeper  # noqa: F401 - a fixture
+from tests.unit.sync.test_policy_pull import NOW, ClientFetcher, keeper  # noqa: F401 - fixture
 
 LIST = b"# TRUST+ Positif\njudi.example\nsitus-terlarang.example\n"
 SHA = hashlib.sha256(LIST).hexdigest()
@@ -88,3 +90,35 @@ def test_nothing_to_fetch_without_a_policy_naming_a_list(gwcfg, gwdb, keeper):
     server = ListServer(LIST)
     puller = PolicyPuller(gwcfg, Outbox(gwcfg, gwdb), server, hand=keeper.offer)
     assert puller.pull_list() == "none" and server.asked == []
+
+
+class CollectorLists(ClientFetcher):
+    """The collector through the Flask test client, lists included."""
+
+    def download(self, path, headers, dest, size):
+        r = self.client.get(path, headers=headers)
+        dest.write_bytes(r.get_data()[: size + 1])
+        return r.status_code
+
+
+def test_published_on_the_collector_fetched_by_the_agent(
+    app, client, gwcfg, gwdb, keeper, tmp_path
+):
+    import dataclasses
+
+    app.config["COLLECTOR"] = dataclasses.replace(
+        app.config["COLLECTOR"], policy_lists_dir=str(tmp_path / "published")
+    )
+    source = tmp_path / "positif.txt"
+    source.write_bytes(LIST + b"not a name!\n")
+    out = cpolicy.publish_list(str(tmp_path / "published"), str(source), "positif-2026-11-30")
+    assert out["names"] == 2 and out["invalid"] == 1
+    field = out["dns_blocklist"]
+    with Session(app.extensions["collector_db"]) as s, s.begin():
+        cpolicy.publish(s, "province", {"dns_blocklist": field}, KEY, NOW)
+    puller = PolicyPuller(gwcfg, Outbox(gwcfg, gwdb), CollectorLists(client), hand=keeper.offer)
+    assert puller.pull() == "handed"  # the policy, then the list it names
+    kept = dnsfilter.list_path(gwcfg.dns_filter.list_dir, field["sha256"])
+    assert kept.read_bytes() == source.read_bytes()
+    # Not for anyone who asks: an unsigned request gets nothing.
+    assert client.get(f"{LIST_PATH}/{field['sha256']}").status_code == 401
