@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hotspot import dnsfilter
 
@@ -65,7 +66,7 @@ def names(n: int, seed: int = 7) -> list[str]:
     rnd = random.Random(seed)
     tlds = ("com", "net", "org", "info", "xyz", "id", "co.id", "top", "site", "online")
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    out = set()
+    out: set[str] = set()
     while len(out) < n:
         label = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(6, 16)))
         out.add(f"{label}.{rnd.choice(tlds)}")
@@ -143,7 +144,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def measure(
     size: int, listed: list[str], work: Path, upstream: int, queries: int, form: str = "address"
-) -> dict[str, object]:
+) -> dict[str, Any]:
     conf = work / f"blocked-{size}.conf"
     t0 = time.perf_counter()
     if form == "hosts":
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.DEVNULL,
         )
         try:
-            runs = []
+            runs: list[dict[str, Any]] = []
             for size in sizes:
                 runs.append(measure(size, parsed.names, work, up_port, args.queries, args.form))
                 print(json.dumps(runs[-1]), flush=True)
@@ -295,19 +296,19 @@ def main(argv: list[str] | None = None) -> int:
         ratios[str(r["names"])] = {
             "rss_over_baseline": round(
                 float(r["rss_after_queries_mb"]) / float(base["rss_after_queries_mb"]), 1
-            ),  # type: ignore[arg-type]
+            ),
             "uncached_p50_over_baseline": round(
                 r["allowed_uncached"]["p50_ms"] / base["allowed_uncached"]["p50_ms"],
-                2,  # type: ignore[index]
+                2,
             ),
             "cached_p50_over_baseline": round(
                 r["allowed_cached"]["p50_ms"] / base["allowed_cached"]["p50_ms"],
-                2,  # type: ignore[index]
+                2,
             ),
             "start_over_baseline": round(
                 float(r["start_to_first_answer_s"])
                 / max(0.001, float(base["start_to_first_answer_s"])),
-                1,  # type: ignore[arg-type]
+                1,
             ),
         }
     result["runs"] = runs
