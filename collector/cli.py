@@ -81,12 +81,19 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     pub = pos.add_parser("publish", help="publish a scope's policy (a JSON file, - for stdin)")
     pub.add_argument("scope", help="province, kecamatan:NAME or gateway:ID")
     pub.add_argument("file")
+    bl = pos.add_parser(
+        "publish-list",
+        help="keep a DNS blocklist (TRUST+ Positif format) for the gateways to fetch; print "
+        "the dns_blocklist field that names it",
+    )
+    bl.add_argument("file")
+    bl.add_argument("--name", required=True, help="the list's name, e.g. positif-2026-11-30")
     pl = pos.add_parser("place", help="put a gateway in a kecamatan ('' = none)")
     pl.add_argument("id")
     pl.add_argument("kecamatan")
     sh = pos.add_parser("show", help="scopes, and each gateway's published and running version")
     sh.add_argument("--gateway", metavar="ID", help="that gateway's merged document")
-    for c in (kg, pub, pl, sh):
+    for c in (kg, pub, bl, pl, sh):
         c.add_argument("--json", action="store_true")
 
     ac = cmds.add_parser("acme", help="the gateways' certificates (ACME with DNS-01, [acme])")
@@ -185,6 +192,18 @@ def _policy(args: argparse.Namespace, cfg: Any, engine: Any, as_json: bool) -> i
                 for g in out["gateways"]
             ]
             _out(out, as_json, "\n".join(lines) or "no policy published")
+            return 0
+        if args.action == "publish-list":
+            try:
+                out = cpolicy.publish_list(cfg.policy_lists_dir, args.file, args.name)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"publish-list: {exc}") from None
+            _out(
+                out,
+                as_json,
+                f"{out['names']} names ({out['invalid']} invalid lines skipped); put this in "
+                f'the policy:\n"dns_blocklist": {json.dumps(out["dns_blocklist"])}',
+            )
             return 0
         key = cpolicy.read_key(cfg.policy_key_file)
         if args.action == "place":

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
         # The Ed25519 key that signs the province's policy (issue #15; `policy keygen`).
         # Only `hotspot collector policy` reads it; the web server never does.
         "policy_key_file": "/etc/hotspot/policy.key",
+        # The DNS blocklists `policy publish-list` keeps and GET /policy/v1/lists/<sha256> serves.
+        "policy_lists_dir": "/var/lib/hotspot/blocklists-published",
         # Per-device rows (usage, health) are dropped after this many days, a month's
         # partition at a time; the villages' daily roll-ups and monthly sales after the
         # second (at least the first): collector.maintenance.
@@ -104,6 +106,7 @@ class CollectorConfig:
     warn_temp_c: int
     warn_mem_pct: int
     policy_key_file: str = "/etc/hotspot/policy.key"
+    policy_lists_dir: str = "/var/lib/hotspot/blocklists-published"
     retention_days: int = 400
     rollup_retention_days: int = 3660
     source: str = "defaults"
@@ -281,6 +284,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> CollectorConf
         warn_temp_c=s.int("warn_temp_c", 20, 150),
         warn_mem_pct=s.int("warn_mem_pct", 1, 100),
         policy_key_file=_policy_key_file(s),
+        policy_lists_dir=_policy_lists_dir(s),
         retention_days=retention,
         rollup_retention_days=rollup_retention,
         source=source,
@@ -300,6 +304,13 @@ def _networks(s: Section, name: str) -> tuple[str, ...]:
                 f"{s.key(name)}[{i}]", f'{value!r} is not a network like "10.0.0.0/8"'
             ) from None
     return tuple(out)
+
+
+def _policy_lists_dir(s: Section) -> str:
+    path = s.str("policy_lists_dir")
+    if not os.path.isabs(path):
+        raise ConfigError(s.key("policy_lists_dir"), "must be an absolute path")
+    return path
 
 
 def _policy_key_file(s: Section) -> str:

@@ -19,11 +19,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from hotspot.errors import ConfigError, NotFound, UsageError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("policy", __name__)
+LIST_ROUTE = "/policy/v1/lists/<sha256>"  # sync/policy.py LIST_PATH
 
 
 # -- the key --------------------------------------------------------------------------------
@@ -268,6 +270,74 @@ def document() -> Response:
     resp.set_etag(etag)
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
+
+
+def publish_list(folder: str, path: str, name: str) -> dict[str, Any]:
+    """Keep the blocklist at ``path`` under its SHA-256 in ``folder`` (written aside, renamed)
+    and say what the policy's ``dns_blocklist`` field must be to name it. The list travels
+    as it is (the gateway parses it: hotspot/dnsfilter.py); it is counted here so that a
+    list with no valid name is caught before a province publishes it."""
+    from hotspot import dnsfilter
+
+    if not policy_mod._LIST_REF.match(name):
+        raise ValueError("--name: 1-200 printable characters")
+    parsed = dnsfilter.parse_file(path)
+    if not parsed.names:
+        raise ValueError(f"{path}: no valid name in {parsed.lines} lines")
+    sha, size = dnsfilter.file_digest(path)
+    if size > policy_mod.MAX_LIST_BYTES:
+        raise ValueError(f"{path}: {size} bytes, at most {policy_mod.MAX_LIST_BYTES}")
+    os.makedirs(folder, exist_ok=True)
+    target = dnsfilter.list_path(folder, sha)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        while block := src.read(1 << 20):
+            dst.write(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.rename(tmp, target)
+    field = {"enabled": True, "list": name, "sha256": sha, "size": size, "count": len(parsed.names)}
+    return {"dns_blocklist": field, "kept": str(target), **parsed.summary()}
+
+
+@bp.get(LIST_ROUTE)
+def blocklist(sha256: str) -> Response:
+    """A published blocklist, to a gateway whose request is signed (as the policy's)."""
+    cfg: CollectorConfig = current_app.config["COLLECTOR"]
+    refused = _signed_gateway()
+    if refused is not None:
+        return refused
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return _refused(404, "no-list", "no such list")
+    from hotspot import dnsfilter
+
+    path = dnsfilter.list_path(cfg.policy_lists_dir, sha256)
+    if not path.is_file():
+        return _refused(404, "no-list", "no such list")
+    resp = send_file(path, mimetype="text/plain", etag=sha256, conditional=True, max_age=0)
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+def _signed_gateway() -> Response | None:
+    """None when the request carries a registered, enabled gateway's valid signature."""
+    cfg: CollectorConfig = current_app.config["COLLECTOR"]
+    engine = current_app.extensions["collector_db"]
+    try:
+        gateway_id, ts, nonce, key, signature = wire.check_headers(dict(request.headers))
+    except wire.WireError as exc:
+        return _refused(401, "unsigned", str(exc))
+    if abs(time.time() - int(ts)) > cfg.replay_window_seconds:
+        return _refused(401, "stale", "timestamp outside the replay window")
+    with Session(engine) as s:
+        gw = s.get(Gateway, gateway_id)
+        secret = gw.secret if gw is not None else wire_secret_placeholder()
+        ok = wire.verify(secret, signature, gateway_id, ts, nonce, key, b"")
+        if gw is None or not ok:
+            return _refused(401, "bad-signature", "unknown gateway or bad signature")
+        if gw.disabled:
+            return _refused(403, "disabled", f"gateway {gateway_id!r} is disabled")
+    return None
 
 
 _PLACEHOLDER = os.urandom(32).hex()

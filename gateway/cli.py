@@ -12,6 +12,7 @@ from hotspot import config as config_mod
 from hotspot import protocol as proto
 from hotspot.commandline import mac_arg, print_result
 from hotspot.control import ControlClient
+from hotspot.errors import ConfigError
 from hotspot.logsetup import LEVELS, setup_logging
 from hotspot.model import EndReason, Source
 from hotspot.units import fmt_bytes
@@ -51,6 +52,12 @@ def register(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     po = gws.add_parser("policy", help="the province's policy in force (version, fields)")
     po.add_argument("--json", action="store_true")
     po.set_defaults(handler=_policy)
+    dr = gws.add_parser(
+        "dns-reload",
+        help="restart dnsmasq on the resolvers' new files (hotspot-dns-reload.service, root)",
+    )
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(handler=_dns_reload)
 
     cl = sub.add_parser("clients", help="see and manage client devices")
     cls = cl.add_subparsers(dest="cmd", required=True, parser_class=parser_class)
@@ -115,6 +122,18 @@ def _run(args: argparse.Namespace) -> int:
     return Gateway(
         cfg, clock=wall_clock(), clock_synced=setter.synchronised, clock_setter=setter
     ).run()
+
+
+def _dns_reload(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    setup_logging("INFO")
+    if not cfg.dns_filter.conf_dir:
+        raise ConfigError("dns_filter.conf_dir", "is empty: nothing is written live")
+    from gateway.dnsapply import reload
+
+    status = reload(cfg.dns_filter.conf_dir)
+    print_result(status, args.json, lambda s: f"{s['result']}: generation {s['generation']}")
+    return 0 if status["result"] in ("applied", "unchanged", "nothing") else 1
 
 
 def _teardown(args: argparse.Namespace) -> int:

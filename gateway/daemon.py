@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
+from gateway.dnsapply import DnsApplier
 from gateway.engine import SessionEngine
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
@@ -82,6 +83,7 @@ class Gateway:
         self.radius: RadiusService | None = None
         self.uplink: UplinkMonitor | None = None
         self.policies = PolicyKeeper(config, clock=clock)
+        self.dns: DnsApplier | None = None  # the resolvers' files ([dns_filter] conf_dir)
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
@@ -109,6 +111,9 @@ class Gateway:
             else {"at": iso(self.engine.last_step[0]), "seconds": self.engine.last_step[1]},
             "tiers": {n: t.__dict__ for n, t in self.config.tiers.items()},
             "policy_version": self.policies.version or None,
+            "dns": self.dns.status()
+            if self.dns is not None
+            else {"filter_on": self.datapath.layout.dns_filter},
         }
 
     def apply_policy(self, old: Config, new: Config) -> None:
@@ -119,6 +124,10 @@ class Gateway:
         domains = (old.network.walled_garden_domains, new.network.walled_garden_domains)
         if gardens[0] != gardens[1] or domains[0] != domains[1]:
             self.datapath.set_walled_garden(gardens[1], flush_dns=domains[0] != domains[1])
+        if self.dns is not None:
+            self.dns.want(new)  # the thread writes the files; the tick mirrors the switch
+        elif old.dns_filter.enabled != new.dns_filter.enabled:
+            self.datapath.set_dns_filter(new.dns_filter.enabled)
         moved = self.engine.apply_config(new)
         self.config = new
         log.info("policy applied: %d running sessions changed rates", moved)
@@ -147,6 +156,10 @@ class Gateway:
         if self.config.gateway.metrics_listen:
             self.start_metrics()
         self.policies.apply = self.apply_policy
+        if self.config.dns_filter.conf_dir:
+            self.dns = DnsApplier(self.config.dns_filter.conf_dir, self.config.dns_filter.list_dir)
+            self.dns.start()
+            self.dns.want(self.config)
         self.server = ControlServer(
             self.config.control.socket,
             Dispatcher(self.engine, self.status, self.radius, self.metrics, self.policies),
@@ -177,6 +190,8 @@ class Gateway:
             if self.radius is not None:
                 self.radius.stop()
             self.uplink.stop()
+            if self.dns is not None:
+                self.dns.stop()
             self.engine.flush()
             self.datapath.close()
             log.info("gateway stopped; kernel state left in place")
@@ -240,6 +255,23 @@ class Gateway:
             self.policies.check_inbox()
         except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it
             log.error("policy: applying failed: %s", exc)
+        self.mirror_dns_filter()
+
+    def mirror_dns_filter(self) -> None:
+        """The nftables switch of DNS filtering follows the resolvers' files in force: on
+        once the blocklist is in dnsmasq, off once it is out; nothing while a list is
+        awaited (the filter stays as it was)."""
+        if self.dns is None or self.datapath is None:
+            return
+        self.dns.retry()
+        on = self.dns.settled_filter()
+        if on is None or on == self.datapath.layout.dns_filter:
+            return
+        try:
+            self.datapath.set_dns_filter(on)
+            log.info("DNS filtering %s for logged-in devices", "on" if on else "off")
+        except KernelError as exc:
+            log.error("DNS filtering: %s", exc.message)
 
     def expire_stock(self, now: float | None = None) -> int:
         """At most once per ``STOCK_EXPIRY_SECONDS``: withdraw unsold vouchers past their shelf

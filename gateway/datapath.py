@@ -127,6 +127,12 @@ class DataPath:
         self.layout = dataclasses.replace(self.layout, walled_garden=addresses)
         self.nft.layout = self.layout
 
+    def set_dns_filter(self, enabled: bool) -> None:
+        """DNS filtering on or off for logged-in devices (the policy), one transaction."""
+        self.nft.apply(ruleset.dns_filter_commands(self.layout, enabled))
+        self.layout = dataclasses.replace(self.layout, dns_filter=enabled)
+        self.nft.layout = self.layout
+
     # -- state -----------------------------------------------------------------------------
 
     def snapshot(

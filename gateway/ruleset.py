@@ -25,6 +25,11 @@ gateway (but neighbour discovery) are dropped; from the uplink only replies and 
                     the address (docs/security.md).
 * ``portal_conns``  a meter: open connections per client to the portal ports (``ct count``),
                     walled or logged in: one phone cannot hold every portal thread.
+* ``dns_filtered``  the LAN while DNS filtering is on (the policy's switch), empty while it is
+                    off: a logged-in device's DNS to any other resolver is redirected to the
+                    gateway's, DoT (853) refused, HTTPS/QUIC to ``doh_addresses`` refused
+                    (hotspot/dnsfilter.py; docs/security.md, "DNS filtering"). Switched by
+                    its elements, in one transaction: the rules never change.
 
 Nothing here touches the kernel; :mod:`gateway.nftables` applies the commands in one transaction.
 """
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotspot.config import Config
+from hotspot.dnsfilter import DOH_ADDRESSES as DOH_IPS
 
 Command = dict[str, Any]
 
@@ -55,6 +61,9 @@ FLOOD = "portal_flood"
 DNS_FLOOD = "dns_flood"
 PORTAL_PEERS = "portal_peers"
 CONNS = "portal_conns"
+DNS_FILTERED = "dns_filtered"
+DOH_ADDRESSES = "doh_addresses"
+DOT_PORT = 853
 LAN_TCP_PORTS = "lan_tcp_ports"
 WAN_TCP_PORTS = "wan_tcp_ports"
 DNS_PORT = 53
@@ -97,6 +106,7 @@ _ACCEPT = {"accept": None}
 _DROP = {"drop": None}
 _RETURN = {"return": None}
 _COUNTER = {"counter": None}
+_REJECT_ICMPX = {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}
 
 
 def _ct_mark() -> dict[str, Any]:
@@ -134,6 +144,8 @@ class Layout:
     # RADIUS CoA/Disconnect-Requests (docs/radius.md): from these servers to this UDP port.
     coa_servers: tuple[str, ...] = ()
     coa_port: int = 0
+    dns_filter: bool = False  # [dns_filter] enabled (the policy's switch)
+    doh_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Layout:
@@ -163,6 +175,8 @@ class Layout:
                 else ()
             ),
             coa_port=config.radius.coa_port,
+            dns_filter=config.dns_filter.enabled,
+            doh_addresses=DOH_IPS if config.dns_filter.refuse_doh_addresses else (),
         )
 
     def ref(self, **obj: Any) -> dict[str, Any]:
@@ -218,6 +232,16 @@ def walled_garden_commands(
     return cmds
 
 
+def dns_filter_commands(layout: Layout, enabled: bool) -> list[Command]:
+    """DNS filtering on or off for every logged-in device, in one transaction."""
+    cmds: list[Command] = [{"flush": {"set": layout.ref(name=DNS_FILTERED)}}]
+    if enabled:
+        cmds.append(
+            {"add": {"element": layout.ref(name=DNS_FILTERED, elem=[_prefix(layout.lan_network)])}}
+        )
+    return cmds
+
+
 # -- the table ----------------------------------------------------------------------------
 
 
@@ -246,6 +270,8 @@ def _sets(layout: Layout) -> list[Command]:
         ),
         # ct count elements go when their last connection does: no timeout needed.
         layout.ref(name=CONNS, type="ipv4_addr", size=65535),
+        layout.ref(name=DNS_FILTERED, type="ipv4_addr", flags=["interval"]),
+        layout.ref(name=DOH_ADDRESSES, type="ipv4_addr"),
     ]
     cmds: list[Command] = [{"add": {"set": s}} for s in sets]
     for name in (DOWN_CLASS, UP_CLASS):
@@ -259,6 +285,12 @@ def _sets(layout: Layout) -> list[Command]:
                     )
                 }
             }
+        )
+    if layout.dns_filter:
+        cmds += dns_filter_commands(layout, True)[1:]
+    if layout.doh_addresses:
+        cmds.append(
+            {"add": {"element": layout.ref(name=DOH_ADDRESSES, elem=list(layout.doh_addresses))}}
         )
     for name, ports in (
         (LAN_TCP_PORTS, layout.lan_tcp_ports),
@@ -325,6 +357,7 @@ def _chains(
     dns = [_l4("tcp", "udp"), _dport(DNS_PORT)]
     walled_dns = [_l4("tcp", "udp"), _dport(layout.walled_dns_port)]
     not_authorized = _match(_CLIENT_ID, "@" + AUTHORIZED, "!=")
+    filtered = _match(_payload("ip", "saddr"), "@" + DNS_FILTERED)
     return {
         # Before login every plain-HTTP connection lands on the portal, whatever its address.
         "prerouting": (
@@ -344,6 +377,16 @@ def _chains(
         "captive_nat": (
             None,
             [
+                # DNS filtering: a logged-in device's DNS to another resolver is answered by
+                # the gateway's (which holds the blocklist), whatever address it asked.
+                [
+                    filtered,
+                    _match(_CLIENT_ID, "@" + AUTHORIZED),
+                    _match(_payload("ip", "daddr"), layout.gateway_ip, "!="),
+                    *dns,
+                    _COUNTER,
+                    {"redirect": {"port": DNS_PORT}},
+                ],
                 [_match(_CLIENT_ID, "@" + AUTHORIZED), _RETURN],
                 # Every DNS query of a device not logged in, to whatever address (a phone with a
                 # hard-coded resolver too), goes to the walled resolver: no name of its choosing
@@ -411,6 +454,33 @@ def _chains(
                 # Phone to phone through the gateway would undo the access points' client
                 # isolation (a host route via 10.10.0.1 is all it takes).
                 [lan_out, _COUNTER, _DROP],
+                # DNS filtering: DNS over TLS (and QUIC) and HTTPS to the well-known DoH
+                # resolvers are refused at once (a phone then falls back to plain DNS, which
+                # the gateway answers).
+                [
+                    filtered,
+                    _l4("tcp"),
+                    _dport(DOT_PORT),
+                    _COUNTER,
+                    {"reject": {"type": "tcp reset"}},
+                ],
+                [filtered, _l4("udp"), _dport(DOT_PORT), _COUNTER, _REJECT_ICMPX],
+                [
+                    filtered,
+                    _match(_payload("ip", "daddr"), "@" + DOH_ADDRESSES),
+                    _l4("tcp"),
+                    _dport(443),
+                    _COUNTER,
+                    {"reject": {"type": "tcp reset"}},
+                ],
+                [
+                    filtered,
+                    _match(_payload("ip", "daddr"), "@" + DOH_ADDRESSES),
+                    _l4("udp"),
+                    _dport(443),
+                    _COUNTER,
+                    _REJECT_ICMPX,
+                ],
                 [_match(_CLIENT_ID, "@" + AUTHORIZED), {"jump": {"target": "client_up"}}],
                 [walled[0], web, _ACCEPT],
                 # Use keeps a name-based entry alive: dnsmasq re-adding it does not.

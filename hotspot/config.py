@@ -329,6 +329,23 @@ DEFAULTS["policy"] = {
     "state_file": "/var/lib/hotspot/policy.json",  # the last good policy (signed, as received)
 }
 
+# [dns_filter]: DNS filtering for logged-in devices (issue #15, hotspot/dnsfilter.py); the
+# province's policy (dns_blocklist) sets enabled and the list, the rest is the device's.
+DEFAULTS["dns_filter"] = {
+    "enabled": False,
+    # The blocklist in force: its SHA-256 (hex), size in bytes and name count; "" = none.
+    "list_sha256": "",
+    "list_size": 0,
+    "list_count": 0,
+    # Where the sync agent keeps the lists it fetched (named by their SHA-256).
+    "list_dir": "/var/lib/hotspot/blocklists",
+    # Where the gateway writes the resolvers' files live (walled garden by name, the filter,
+    # NTP servers) for hotspot-dns-reload.path; "" = only `hotspot provision` writes them.
+    "conf_dir": "/var/lib/hotspot-dns",
+    # Refuse HTTPS/QUIC to the well-known DoH resolvers' addresses (hotspot/dnsfilter.py).
+    "refuse_doh_addresses": True,
+}
+
 _DATA_LIMITS = ("chillispot", "mikrotik")
 _OFFLINE = ("refuse", "cached")
 _CALLING_STATION = ("mac", "pseudonym")
@@ -664,6 +681,17 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DnsFilterConfig:
+    enabled: bool = False
+    list_sha256: str = ""
+    list_size: int = 0
+    list_count: int = 0
+    list_dir: str = "/var/lib/hotspot/blocklists"
+    conf_dir: str = "/var/lib/hotspot-dns"
+    refuse_doh_addresses: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section is always there (:func:`validate` fills what
     the file leaves out with the defaults), so none of them is optional."""
@@ -687,6 +715,7 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    dns_filter: DnsFilterConfig = field(default_factory=DnsFilterConfig)
     source: str = "defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -1487,6 +1516,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
         summary=_summary(data.get("summary", DEFAULTS["summary"])),
         uplink=_uplink(data.get("uplink", DEFAULTS["uplink"]), data.get("sync", {})),
         policy=_policy(data.get("policy", DEFAULTS["policy"])),
+        dns_filter=_dns_filter(data.get("dns_filter", {})),
         source=source,
         raw=data,
     )
@@ -1513,6 +1543,23 @@ def _policy(raw: Mapping[str, Any]) -> PolicyConfig:
                 "`hotspot collector policy keygen`)",
             )
     return PolicyConfig(public_key=key.strip(), state_file=_abs_path(full, "state_file"))
+
+
+def _dns_filter(raw: Mapping[str, Any]) -> DnsFilterConfig:
+    Section(raw, "dns_filter", set(DEFAULTS["dns_filter"]))
+    full = Section({**DEFAULTS["dns_filter"], **raw}, "dns_filter")
+    sha = full.data["list_sha256"]
+    if not isinstance(sha, str) or (sha and not re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise ConfigError(full.key("list_sha256"), 'must be "" or 64 lower-case hex digits')
+    return DnsFilterConfig(
+        enabled=_bool(full, "enabled"),
+        list_sha256=sha,
+        list_size=full.int("list_size", 0, 1 << 40),
+        list_count=full.int("list_count", 0, 100_000_000),
+        list_dir=_abs_path(full, "list_dir"),
+        conf_dir=_abs_path(full, "conf_dir", optional=True),
+        refuse_doh_addresses=_bool(full, "refuse_doh_addresses"),
+    )
 
 
 def _garden_domains(s: Section) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ MAX_GARDEN_ADDRESSES = 64
 MAX_ANNOUNCEMENTS = 20
 MAX_ANNOUNCEMENT_TEXT = MAX_TEXT  # as the console's own notices (hotspot/announcements.py)
 MAX_NTP_SERVERS = 8
+MAX_LIST_BYTES = 256 * 1024 * 1024  # a blocklist (hotspot/dnsfilter.py): 1M names are ~25 MB
+MAX_LIST_NAMES = 5_000_000
 ANNOUNCEMENT_KEYS = ("id", "text_id", "text_en", "starts", "ends")
 SCOPE_PROVINCE = "province"
 
@@ -94,6 +96,7 @@ _HOSTNAME = re.compile(
 _NTP_SERVER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
 _ANNOUNCEMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _LIST_REF = re.compile(r"^[\x21-\x7e]{1,200}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 _KECAMATAN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -456,8 +459,12 @@ def _garden_addresses(value: Any) -> list[str]:
 
 
 def _dns_blocklist(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) - {"enabled", "list"} or "enabled" not in value:
-        raise invalid("dns_blocklist: must be {enabled, list}")
+    """``{enabled, list, sha256, size, count}``: the filter's switch and the blocklist it
+    uses, named by its SHA-256, size and count (the list itself travels beside the policy:
+    hotspot/dnsfilter.py). On without a list: the resolver is enforced, nothing is blocked."""
+    keys = {"enabled", "list", "sha256", "size", "count"}
+    if not isinstance(value, dict) or set(value) - keys or "enabled" not in value:
+        raise invalid("dns_blocklist: must be {enabled, list, sha256, size, count}")
     if not isinstance(value["enabled"], bool):
         raise invalid("dns_blocklist.enabled: must be true or false")
     out: dict[str, Any] = {"enabled": value["enabled"]}
@@ -466,8 +473,20 @@ def _dns_blocklist(value: Any) -> dict[str, Any]:
         if not isinstance(ref, str) or not _LIST_REF.match(ref):
             raise invalid("dns_blocklist.list: a reference of 1-200 printable characters")
         out["list"] = ref
-    elif value["enabled"]:
-        raise invalid("dns_blocklist.list: needed when the blocklist is on")
+    sha = value.get("sha256")
+    if sha is not None:
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise invalid("dns_blocklist.sha256: 64 lower-case hex digits")
+        if ref is None:
+            raise invalid("dns_blocklist.list: needed with sha256 (the list's name)")
+        out["sha256"] = sha
+        for key, most in (("size", MAX_LIST_BYTES), ("count", MAX_LIST_NAMES)):
+            n = value.get(key)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= most:
+                raise invalid(f"dns_blocklist.{key}: a whole number from 0 to {most}")
+            out[key] = n
+    elif "size" in value or "count" in value:
+        raise invalid("dns_blocklist: size and count go with sha256")
     return out
 
 
@@ -587,6 +606,14 @@ def overlay(fields: Mapping[str, Any]) -> dict[str, Any]:
         out["tiers"] = {FREE_TIER: copy.deepcopy(dict(fields["free_tier"]))}
     if "ntp_servers" in fields:
         out["gateway"] = {"ntp_servers": list(fields["ntp_servers"])}
+    if "dns_blocklist" in fields:
+        bl = fields["dns_blocklist"]
+        out["dns_filter"] = {
+            "enabled": bool(bl["enabled"]),
+            "list_sha256": bl.get("sha256", ""),
+            "list_size": bl.get("size", 0),
+            "list_count": bl.get("count", 0),
+        }
     return out
 
 

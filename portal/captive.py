@@ -35,6 +35,7 @@ from hotspot.vouchers.redemption import (
     moved_away,
 )
 from portal import fmt
+from portal.blocked import is_blocked
 from portal.device_cookie import cookie_device_id, give_cookie, remember
 from portal.state import state
 
@@ -212,6 +213,16 @@ MESSAGES = {
         lambda: gettext("Something went wrong"),
         lambda: gettext("Please try again in a moment."),
         True,
+    ),
+    # DNS filtering (issue #15): a blocked name resolves to the portal for logged-in devices.
+    "blocked-site": (
+        lambda: gettext("This site is blocked"),
+        lambda: gettext(
+            "This site is on the list of sites blocked in Indonesia (Kominfo's TRUST+ "
+            "Positif), which the province applies on this WiFi. The rest of the internet works "
+            "as usual. If you think it is blocked by mistake, tell the BUMDes."
+        ),
+        False,
     ),
 }
 
@@ -455,6 +466,16 @@ def index():
     info = lookup()
     to = target()
     if info.get("session") and to:
+        site = urlsplit(to).hostname or ""
+        st = state()
+        if (
+            site
+            and not st.urls.is_own(site)
+            and is_blocked(site, str(st.config.network.gateway_ip))
+        ):
+            # Logged in, yet sent here from another site: its name is on the DNS blocklist.
+            log.info("blocked site %s asked by %s", site[:100], client_ip())
+            return render_message("blocked-site", 451, site=site[:100])
         return success_page(info["session"], to)
     return home(info, code=printed_code())
 

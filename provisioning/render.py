@@ -59,6 +59,8 @@ MGMT_NETWORK = "/etc/systemd/network/10-hotspot-mgmt.network"
 MGMT_PORT_NETWORK = "/etc/systemd/network/10-hotspot-mgmt-port.network"
 MGMT_DNSMASQ = "/etc/dnsmasq.d/hotspot-management.conf"
 UNIT_DIR = "/etc/systemd/system"
+# Restarts dnsmasq when the gateway wrote the resolvers' files anew ([dns_filter] conf_dir).
+DNS_RELOAD = "hotspot-dns-reload"
 # The village gateway's own services; hotspot-portal-tls only with [portal] tls_cert.
 # hotspot-collector runs on the provincial server: a reference unit only (docs/provisioning.md).
 ALL_UNITS = (
@@ -87,6 +89,8 @@ OPTIONAL = (
     MGMT_DNSMASQ,
     SYSCTL,
     DNSMASQ_DROPIN,
+    f"{UNIT_DIR}/{DNS_RELOAD}.path",
+    f"{UNIT_DIR}/{DNS_RELOAD}.service",
     *(f"{UNIT_DIR}/{u}.service" for u in ALL_UNITS if u != "hotspot-collector"),
 )
 
@@ -295,6 +299,9 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "lease_minutes": dhcp.lease_minutes,
         "api_url": api_url(cfg),
         "garden_domains": list(net.walled_garden_domains),
+        # The gateway writes the garden by name, the DNS filter and the NTP servers here
+        # live (gateway/dnsapply.py); "" = these templates carry the garden themselves.
+        "dns_conf_dir": cfg.dns_filter.conf_dir,
         "probe_hosts": list(net.captive_probe_hosts),
         "walled_hosts_dir": cfg.uplink.walled_hosts_dir,
         "walled_dns_port": net.walled_dns_port,
@@ -397,6 +404,16 @@ def render(cfg: Config, source: bytes, *, hotspot: str) -> list[File]:
             ),
             rendered(HOSTAPD_DROPIN, "hostapd-dropin.conf.j2", "dropin", restarts=("hostapd",)),
         ]
+    if cfg.dns_filter.conf_dir:
+        for suffix in ("path", "service"):
+            files.append(
+                rendered(
+                    f"{UNIT_DIR}/{DNS_RELOAD}.{suffix}",
+                    f"{DNS_RELOAD}.{suffix}.j2",
+                    "unit",
+                    restarts=(f"{DNS_RELOAD}.path",) if suffix == "path" else (),
+                )
+            )
     for unit in own:
         files.append(
             File(
@@ -420,7 +437,17 @@ def services(cfg: Config) -> list[str]:
         "systemd-timesyncd",
         *wifi,
         "dnsmasq",
-        *(u for u in units(cfg) if u != "hotspot-sync" or cfg.sync.enabled),
+        *(
+            v
+            for u in units(cfg)
+            if u != "hotspot-sync" or cfg.sync.enabled
+            # the resolvers' files from the policy, watched once both resolvers run
+            for v in (
+                [u, f"{DNS_RELOAD}.path"]
+                if u == WALLED_DNS_UNIT and cfg.dns_filter.conf_dir
+                else [u]
+            )
+        ),
     ]
 
 

@@ -85,13 +85,22 @@ def check_config(f: File, scratch: Path) -> Check:
     return Check(f.path, True, "hotspot config")
 
 
-def check_dnsmasq(f: File, scratch: Path) -> Check:
+def check_dnsmasq(f: File, scratch: Path, cfg: Config | None = None) -> Check:
     exe = shutil.which("dnsmasq") or (
         "/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None
     )
     if exe is None:
         return Check(f.path, None, "dnsmasq is not installed here")
-    proc = _run([exe, "--test", f"--conf-file={scratch / f.path.lstrip('/')}"])
+    path = scratch / f.path.lstrip("/")
+    live = cfg.dns_filter.conf_dir if cfg is not None else ""
+    if live:
+        # The gateway's live files (gateway/dnsapply.py) are not written yet: it runs
+        # dnsmasq --test on each generation itself before making it current.
+        text = f.content.decode()
+        lines = [ln for ln in text.splitlines() if not ln.startswith(f"conf-file={live}/")]
+        path = path.with_name(f".{path.name}.tested")
+        path.write_text("\n".join(lines) + "\n")
+    proc = _run([exe, "--test", f"--conf-file={path}"])
     if proc.returncode != 0:
         return Check(f.path, False, f"dnsmasq --test: {_out(proc)}".replace(str(scratch), ""))
     return Check(f.path, True, "dnsmasq --test")
@@ -392,7 +401,7 @@ def validate(files: Iterable[File], cfg: Config) -> list[Check]:
             if f.kind in per_file:
                 checks.append(per_file[f.kind](f))
             elif f.kind == "dnsmasq":
-                checks.append(check_dnsmasq(f, scratch))
+                checks.append(check_dnsmasq(f, scratch, cfg))
                 checks.append(check_nftset_targets(f, cfg))
         if "sysusers" in by_kind:
             checks += check_users_and_dirs(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
+import re
 import secrets
 import time
 import urllib.error
@@ -21,11 +23,12 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from hotspot import wire
+from hotspot import dnsfilter, wire
 from hotspot.config import Config
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.policy import (
@@ -33,9 +36,13 @@ from hotspot.policy import (
     POLICY_PATH,
     document_version,
     drop_in_inbox,
+    load_stored,
     stored_version,
 )
 from sync.outbox import Outbox
+
+LIST_PATH = "/policy/v1/lists"  # + /<sha256>: the blocklist a policy names (hotspot/dnsfilter.py)
+LIST_KEEP_SECONDS = 7 * 86400  # an older list stays a week (a policy naming it again)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,24 @@ class HttpFetcher:
                 return resp.status, dict(resp.headers), resp.read(MAX_ENVELOPE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers or {}), exc.read(4096)
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException) as exc:
+            raise OSError(f"collector unreachable: {getattr(exc, 'reason', exc)}") from None
+
+    def download(self, path: str, headers: dict[str, str], dest: Path, size: int) -> int:
+        """Stream a blocklist into ``dest`` (at most ``size`` + 1 bytes: a longer answer is
+        cut and fails its hash); fsynced. The HTTP status."""
+        req = urllib.request.Request(self.base_url + path, method="GET", headers=headers)
+        try:
+            with self.opener.open(req, timeout=self.timeout) as resp, open(dest, "wb") as out:
+                left = size + 1
+                while left > 0 and (block := resp.read(min(1 << 20, left))):
+                    out.write(block)
+                    left -= len(block)
+                out.flush()
+                os.fsync(out.fileno())
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException) as exc:
             raise OSError(f"collector unreachable: {getattr(exc, 'reason', exc)}") from None
 
@@ -115,6 +140,75 @@ class PolicyPuller:
         return etag if etag and running >= handed else None
 
     def pull(self) -> str:
+        """The policy (:meth:`pull_document`), then the blocklist it names, if that is not
+        here yet (:meth:`pull_list`)."""
+        result = self.pull_document()
+        try:
+            self.pull_list()
+        except OSError as exc:
+            log.warning("blocklist: %s (the list in force stays)", exc)
+        return result
+
+    def wanted_list(self) -> tuple[str, int] | None:
+        """(SHA-256, size) of the blocklist the policy in force names and this gateway does
+        not have yet; None when there is nothing to fetch. Read from the gateway's last good
+        policy (verified by the gateway; the agent only reads which list it names)."""
+        try:
+            envelope = load_stored(self.config.policy.state_file)
+        except HotspotError:
+            return None
+        if envelope is None:
+            return None
+        try:
+            fields = json.loads(envelope["document"]).get("policy", {})
+        except (ValueError, AttributeError):
+            return None
+        bl = fields.get("dns_blocklist") if isinstance(fields, dict) else None
+        if not isinstance(bl, dict) or not bl.get("enabled") or not bl.get("sha256"):
+            return None
+        sha, size = str(bl["sha256"]), int(bl.get("size", 0))
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            return None
+        if dnsfilter.list_path(self.config.dns_filter.list_dir, sha).exists():
+            return None
+        return sha, size
+
+    def pull_list(self) -> str:
+        """Fetch the named blocklist (``GET /policy/v1/lists/<sha256>``, signed like the
+        policy), check its size and SHA-256 against the policy's, and keep it under its hash
+        (written aside, fsynced, renamed): ``none``, ``fetched``, ``refused`` or ``failed``.
+        A list that is not the one named is thrown away; the one in force stays."""
+        wanted = self.wanted_list()
+        if wanted is None:
+            return "none"
+        sha, size = wanted
+        download = getattr(self.fetcher, "download", None)
+        if download is None:
+            return "none"
+        folder = Path(self.config.dns_filter.list_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{sha}.{os.getpid()}.part"
+        try:
+            status = download(f"{LIST_PATH}/{sha}", self._headers(None), tmp, size)
+            if status != 200:
+                log.warning("blocklist %s…: the collector answered %s", sha[:16], status)
+                return "failed"
+            try:
+                dnsfilter.verify_list(tmp, sha, size)
+            except dnsfilter.ListRefused as exc:
+                log.warning("blocklist %s… refused: %s", sha[:16], exc)
+                return "refused"
+            tmp.chmod(0o644)
+            os.rename(tmp, dnsfilter.list_path(folder, sha))
+        finally:
+            tmp.unlink(missing_ok=True)
+        for old in folder.glob("*.txt"):  # the new list and the one before it stay
+            if old.stem != sha and old.stat().st_mtime < time.time() - LIST_KEEP_SECONDS:
+                old.unlink(missing_ok=True)
+        log.info("blocklist %s… fetched (%d bytes)", sha[:16], size)
+        return "fetched"
+
+    def pull_document(self) -> str:
         """One conditional fetch: ``unchanged``, ``handed`` (left for the gateway, or taken by
         the ``hand`` given), ``refused``, ``none`` (nothing published for us), ``unreachable``
         or ``failed``."""

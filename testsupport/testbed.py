@@ -231,6 +231,11 @@ class Testbed:
             "database": {"url": f"sqlite:///{workdir}/hotspot.db"},
             "control": {"socket": str(Path(workdir) / "control.sock")},
             "gateway": {"tick_seconds": 0.5, "flush_seconds": flush_seconds},
+            # The resolvers' live files and the blocklists in the workdir, never the host's.
+            "dns_filter": {
+                "conf_dir": str(Path(workdir) / "dns-live"),
+                "list_dir": str(Path(workdir) / "blocklists"),
+            },
             # A small DHCP pool (hosts 10-40, the phones among them): the gateway makes a
             # class and a leaf for every pool address at start-up, and a /22's thousand
             # would cost every test's start seconds (addresses outside get theirs at login).

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway import dnsapply
+from hotspot import dnsfilter
 from hotspot.config import Config
 from provisioning import render as R
 from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, Phone, Testbed  # noqa: F401 (re-exported)
@@ -336,6 +338,13 @@ def start_gateway_resolvers(
     nftset= needs, so ``work`` must be readable by it), logging every question; ``options``
     go to the full one. Returns once both answer."""
     files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
+    if village.dns_filter.conf_dir:
+        # What the gateway writes at its start (gateway/dnsapply.py): the garden by name.
+        live = dnsfilter.render(dnsapply.settings_of(village), [])
+        dnsfilter.switch_to(
+            village.dns_filter.conf_dir,
+            dnsfilter.install_generation(village.dns_filter.conf_dir, live),
+        )
     full, walled = work / "dnsmasq.conf", work / "walled-dns.conf"
     full.write_bytes(files[R.DNSMASQ].content)
     walled.write_bytes(files[R.WALLED_DNS_CONF].content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from gateway import ruleset
@@ -43,7 +44,11 @@ def test_rule_count_does_not_depend_on_clients():
     many = [c for c in ruleset.table_commands(lay, clients) if "add" in c and "rule" in c["add"]]
     assert len(few) == len(many)
     elements = [
-        c for c in ruleset.table_commands(lay, clients) if "add" in c and "element" in c["add"]
+        c
+        for c in ruleset.table_commands(lay, clients)
+        if "add" in c
+        and "element" in c["add"]
+        and c["add"]["element"]["name"] != ruleset.DOH_ADDRESSES  # the static DoH list
     ]
     assert {e["add"]["element"]["name"] for e in elements} == {
         "authorized",
@@ -125,12 +130,37 @@ def test_walled_garden_opens_only_web_ports():
 def test_dns_before_login_goes_to_the_walled_resolver_before_the_walled_garden():
     nat = rules_of(ruleset.table_commands(layout(walled_dns_port=5399)), "captive_nat")
     texts = [_text(r) for r in nat]
-    assert "@authorized" in texts[0] and texts[0].endswith('{"return": null}]')
-    dns = texts[1]
+    # First, DNS filtering's redirect (logged-in devices, only while dns_filtered has the LAN).
+    assert "@dns_filtered" in texts[0] and "@authorized" in texts[0]
+    assert '"redirect": {"port": 53}' in texts[0]
+    assert "@authorized" in texts[1] and texts[1].endswith('{"return": null}]')
+    dns = texts[2]
     assert '"redirect": {"port": 5399}' in dns and '"right": 53' in dns
     assert '{"set": ["tcp", "udp"]}' in dns
     assert "daddr" not in dns  # whatever address the phone asked
-    assert all("@walled_garden" in t for t in texts[2:4])  # the garden comes after
+    assert all("@walled_garden" in t for t in texts[3:5])  # the garden comes after
+
+
+def test_dns_filtering_is_switched_by_one_set_in_one_transaction():
+    lay = layout()
+    off = ruleset.table_commands(lay)
+    on = ruleset.table_commands(dataclasses.replace(lay, dns_filter=True))
+    rules = [c for c in off if "add" in c and "rule" in c["add"]]
+    assert rules == [c for c in on if "add" in c and "rule" in c["add"]]  # rules never change
+    filtered = [
+        c["add"]["element"]["elem"]
+        for c in on
+        if "add" in c and "element" in c["add"] and c["add"]["element"]["name"] == "dns_filtered"
+    ]
+    assert filtered == [[{"prefix": {"addr": "10.10.0.0", "len": 22}}]]
+    assert ruleset.dns_filter_commands(lay, False) == [
+        {"flush": {"set": {"family": "inet", "table": "hotspot", "name": "dns_filtered"}}}
+    ]
+    assert len(ruleset.dns_filter_commands(lay, True)) == 2
+    from_lan = [_text(r) for r in rules_of(off, "from_lan")]
+    up = next(i for i, t in enumerate(from_lan) if "client_up" in t)
+    before = " ".join(from_lan[:up])  # refused before a logged-in device is let out
+    assert '"right": 853' in before and "@doh_addresses" in before
 
 
 def test_lan_input_dns_rules_come_first_and_meter_walled_devices():

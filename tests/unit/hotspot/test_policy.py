@@ -167,7 +167,10 @@ BAD_FIELDS = [
         "a-z",
     ),
     ({"ntp_servers": ["ntp.id\nServer=evil"]}, "not a host"),
-    ({"dns_blocklist": {"enabled": True}}, "needed"),
+    ({"dns_blocklist": {"enabled": True, "sha256": "ab" * 32, "size": 1, "count": 1}}, "needed"),
+    ({"dns_blocklist": {"enabled": True, "list": "x", "sha256": "AB" * 32}}, "hex"),
+    ({"dns_blocklist": {"enabled": True, "list": "x", "sha256": "ab" * 32, "size": -1}}, "size"),
+    ({"dns_blocklist": {"enabled": True, "list": "x", "count": 3}}, "go with sha256"),
     ({"dns_blocklist": {"enabled": "yes", "list": "x"}}, "true or false"),
 ]
 

@@ -46,7 +46,7 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     assert files[R.CONFIG_PATH][:2] == (village_file.read_bytes(), 0o640)
     assert files[R.DNSMASQ][1] == 0o644
     assert "validated:" in out and f"created   {root}/etc/dnsmasq.d/hotspot.conf" in out
-    assert out.splitlines()[-1] == "done: 18 created"
+    assert out.splitlines()[-1] == "done: 20 created"
     # The host is left alone; what a real run would do is listed.
     assert "skipped (--root): systemctl enable --now hotspot-gateway" in out
     assert "skipped (--root): systemd-sysusers /etc/sysusers.d/hotspot.conf" in out
@@ -57,7 +57,7 @@ def test_staging_root_then_nothing_to_do(village_file, tmp_path):
     assert rc == 0
     assert tree(root) == files  # byte for byte, mode and mtime: nothing was rewritten
     assert out.splitlines()[-1] == (
-        "nothing to do: all 18 files already as provisioned "
+        "nothing to do: all 20 files already as provisioned "
         "(host steps are never taken with --root)"
     )
     assert "created" not in out and "updated" not in out
@@ -84,7 +84,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
     assert rc == 0 and not root.exists()
     assert '+dhcp-option=114,"http://10.10.0.1:8080/api/captive"' in out
     assert "--- /dev/null\n+++ /etc/dnsmasq.d/hotspot.conf" in out
-    assert "dry run: 18 file(s) would change (host steps are never taken with --root)" in out
+    assert "dry run: 20 file(s) would change (host steps are never taken with --root)" in out
     # Secrets in the village file are not printed.
     assert "very-secret" not in out and 'secret = "(hidden)"' in out
 
@@ -98,7 +98,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
 
     village_file.write_text(village_file.read_text().replace("channel = 11", "channel = 6"))
     rc, out = run(village_file, root, dry_run=True)
-    assert out.splitlines()[-1] == "dry run: nothing to do (all 18 files as installed)"
+    assert out.splitlines()[-1] == "dry run: nothing to do (all 20 files as installed)"
 
 
 def test_a_mode_change_is_repaired(village_file, tmp_path):
@@ -204,7 +204,7 @@ def test_a_provisioned_machine_has_nothing_to_do(village_file, fake_fs, fake_hos
     host = fake_host(provisioned=True)
     rc, out = run(village_file, host=host)
     assert rc == 0 and steps_of(out) == [] and host.done == [], out
-    assert out.splitlines()[-1] == "nothing to do: all 18 files already as provisioned"
+    assert out.splitlines()[-1] == "nothing to do: all 20 files already as provisioned"
 
 
 def test_a_change_restarts_only_what_reads_it(village_file, fake_fs, fake_host):

@@ -47,6 +47,12 @@ def test_the_files_of_a_village(village_file):
 def test_dnsmasq(village_file):
     conf = text(load(village_file), R.DNSMASQ)
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    # The walled garden by name comes from the gateway's live files (gateway/dnsapply.py).
+    assert lines[-1] == "conf-file=/var/lib/hotspot-dns/current/main.conf"
+    assert not any(line.startswith("nftset=") for line in lines)
+    # Without them ([dns_filter] conf_dir = ""), the file carries the garden itself.
+    conf = text(load(village_file, dns_filter={"conf_dir": ""}), R.DNSMASQ)
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
     assert lines == [
         "interface=br-lan",
         "bind-dynamic",
@@ -71,6 +77,7 @@ def test_dnsmasq_upstreams_table_name_and_portal_name():
         dhcp={"upstream_dns": ["1.1.1.1", "9.9.9.9"]},
         gateway={"table": "desa"},
         network={"walled_garden_domains": ["belajar.id"]},
+        dns_filter={"conf_dir": ""},
         portal={"hostname": "portal.desa.id"},
     )
     conf = text(cfg, R.DNSMASQ)
@@ -279,6 +286,7 @@ def test_gateway_unit():
     assert k["ReadWritePaths"] == [
         "/var/lib/hotspot",
         "-/run/hotspot-dns",  # the walled resolver's hosts file while the uplink is down
+        "-/var/lib/hotspot-dns",  # the resolvers' files from the policy (gateway/dnsapply.py)
         "-/proc/sys/net/ipv4/ip_forward",
     ]
     assert k["RuntimeDirectory"] == ["hotspot"]  # the control socket's folder
@@ -409,7 +417,18 @@ def test_the_walled_resolver(village_file):
             "lan_ports": ["eth0"],
             "walled_garden_domains": ["belajar.id", "kemdikbud.go.id"],
         },
+        dns_filter={"conf_dir": ""},
     )
+    live = text(
+        config_mod.load(
+            overrides=config_mod.merge(
+                dict(cfg.raw), {"dns_filter": {"conf_dir": "/var/lib/hotspot-dns"}}
+            )
+        ),
+        R.WALLED_DNS_CONF,
+    )
+    assert "conf-file=/var/lib/hotspot-dns/current/walled.conf\n" in live
+    assert "server=/belajar.id/" not in live
     conf = text(cfg, R.WALLED_DNS_CONF)
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
     assert lines == [

@@ -26,7 +26,7 @@ def test_the_walled_resolver_reads_the_gateways_hosts_folder():
 def test_off_when_the_folder_is_empty():
     cfg = load(uplink={"walled_hosts_dir": ""})
     assert "hostsdir" not in text(cfg, WALLED)
-    assert "hotspot-dns" not in text(cfg, TMPFILES)
+    assert "/run/hotspot-dns" not in text(cfg, TMPFILES)
     assert "-/run/hotspot-dns" not in _keys(_unit(cfg, "hotspot-gateway"))["ReadWritePaths"]
 
 
@@ -35,7 +35,9 @@ def test_dnsmasq_accepts_it(tmp_path):
     folder = tmp_path / "hosts"
     folder.mkdir()
     conf = tmp_path / "walled.conf"
-    conf.write_text(text(load(uplink={"walled_hosts_dir": str(folder)}), WALLED))
+    conf.write_text(
+        text(load(uplink={"walled_hosts_dir": str(folder)}, dns_filter={"conf_dir": ""}), WALLED)
+    )
     check = subprocess.run(
         ["dnsmasq", "--test", f"--conf-file={conf}"], capture_output=True, text=True, timeout=30
     )
