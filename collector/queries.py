@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, TypedDict
 
 from sqlalchemy import Select, and_, distinct, extract, func, select, tuple_
@@ -394,11 +395,20 @@ DAILY = PagedTable(
 def gateways_page(
     s: Session, cfg: CollectorConfig, now: dt.datetime, *, cursor: list[Any] | None, limit: int
 ) -> tuple[list[dict], list | None]:
-    rows, nxt = _keyset_rows(s, select(Gateway), (Gateway.id,), (str,), cursor, limit)
-    health = latest_health(s, [g.id for g in rows]) if rows else {}
+    """A page of gateways with each one's newest health sample: one query of plain rows
+    (the gateway joined to the sample its ``last_health_at`` names), no object per row and
+    no list of ids sent back (1,000 gateways: bench.collector)."""
+    G, H = Gateway.__table__, HealthSample.__table__
+    q = select(G, *(H.c[f].label("h_" + f) for f in HEALTH_FIELDS)).select_from(
+        G.outerjoin(H, and_(H.c.gateway_id == G.c.id, H.c.sampled_at == G.c.last_health_at))
+    )
+    rows, nxt = _keyset_rows(s, q, (G.c.id,), (str,), cursor, limit, plain=True)
     items = []
     for g in rows:
-        h = health.get(g.id)
+        health = (
+            {f: getattr(g, "h_" + f) for f in HEALTH_FIELDS} if g.h_sampled_at is not None else None
+        )
+        h = SimpleNamespace(**health) if health is not None else None
         items.append(
             {
                 "gateway_id": g.id,
@@ -409,12 +419,17 @@ def gateways_page(
                 "last_seen": g.last_seen_at,
                 "online": online(cfg, g, now),
                 "disabled": g.disabled,
-                "warnings": warnings(cfg, g, h, now),
+                "warnings": warnings(cfg, g, h, now),  # type: ignore[arg-type]
                 "health": {
                     k: (iso(v) if isinstance(v, dt.datetime) else v)
-                    for k, v in (health_dict(h) or {}).items()
+                    for k, v in (health or {}).items()
                 }
                 or None,
+                # where the village is (issue #14): as the dashboard groups and maps it
+                "kabupaten": g.kabupaten,
+                "kecamatan": g.kecamatan,
+                "latitude": g.latitude,
+                "longitude": g.longitude,
             }
         )
     return items, nxt
