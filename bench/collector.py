@@ -510,7 +510,9 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(args.tree or REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except OSError:
         commit = "?"
