@@ -510,7 +510,9 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(args.tree or REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except OSError:
         commit = "?"
@@ -545,60 +547,116 @@ def wait_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("the collector did not answer /healthz")
 
 
+STATE = "bench-collector.json"  # in a --keep folder: what the reuse needs to know
+
+
+def db_name(url: str) -> str:
+    return url.split("?", 1)[0].rsplit("/", 1)[1]
+
+
+def prepare_db(pg: Any, ids: list[str], today: dt.date, days: int) -> tuple[str, str]:
+    """A new database of the collector's schema with ``ids`` registered: (url, API token)."""
+    url = pg.url(pg.create_db())
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        ensure_months(engine, today, days)
+        with Session(engine) as s, s.begin():
+            s.add_all(Gateway(id=g, secret=SECRET, village=f"Desa {g}") for g in ids)
+            token = str(create_token(s, "bench")["token"])
+    finally:
+        engine.dispose()
+    return url, token
+
+
+def ensure_months(engine: Any, today: dt.date, days: int) -> None:
+    """Every month of the year has its partitions, as the daily job would have made them."""
+    month = maintenance.month_start(today - dt.timedelta(days=max(days, 1) + 31))
+    real_today = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    while month <= max(today, real_today):
+        maintenance.ensure_partitions(engine, dt.datetime.combine(month, dt.time()))
+        month = maintenance.next_month(month)
+
+
+class Collector:
+    """The collector under gunicorn (``hotspot collector run``) from the checkout ``tree``
+    (this one, or ``--tree``: another commit's code against the same database)."""
+
+    def __init__(self, url: str, tree: Path, work: Path, name: str):
+        self.port = free_port()
+        config = work / f"collector-{name}.toml"
+        config.write_text(
+            f'[collector]\ndatabase_url = "{url}"\nbind = "127.0.0.1:{self.port}"\n'
+            f'timezone = "{TZ}"\n'
+        )
+        self.log = open(work / f"collector-{name}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotspot_cli", "--config", str(config), "collector", "run"]
+            + ["--log-level", "WARNING"],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_http(self.port, self.proc, timeout=300)  # a migration may run first
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"meta": meta(args)}
     work = Path(tempfile.mkdtemp(prefix="hotspot-bench-collector-"))
     settings = ["max_connections=200", "shared_buffers=256MB", "max_wal_size=4GB"]
-    with running_postgres(settings) as pg:
-        db = pg.create_db()
-        url = pg.url(db)
-        engine = make_engine(url)
-        migrate(engine)
+    kept = args.reuse or args.keep
+    state: dict[str, Any] = {}
+    if args.reuse:
+        state = json.loads((args.reuse / STATE).read_text())
+        for k in ("gateways", "devices", "days"):
+            setattr(args, k, state["params"][k])
+        report["meta"]["reused"] = {"dir": str(args.reuse), **state}
+    tree = args.tree or REPO
+    report["meta"]["tree"] = str(tree)
+    with running_postgres(settings, base=kept / "pg" if kept else None, keep=bool(kept)) as pg:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        today = (now + dt.timedelta(hours=7)).date()  # WIB
-        # every month of the year has its partitions, as the daily job would have made them
-        month = maintenance.month_start(today - dt.timedelta(days=max(args.days, 1) + 31))
-        while month <= today:
-            maintenance.ensure_partitions(engine, dt.datetime.combine(month, dt.time()))
-            month = maintenance.next_month(month)
+        # the loaded days are WIB days; a reused cluster keeps the day it was loaded for
+        today = (
+            dt.date.fromisoformat(state["today"]) if state else (now + dt.timedelta(hours=7)).date()
+        )
         ids = [gateway_id(i) for i in range(1, max(args.gateways, args.posters) + 1)]
-        with Session(engine) as s, s.begin():
-            s.add_all(Gateway(id=g, secret=SECRET, village=f"Desa {g}") for g in ids)
-            token = create_token(s, "bench")["token"]
-        config = work / "collector.toml"
-        port = free_port()
-        config.write_text(
-            f'[collector]\ndatabase_url = "{url}"\nbind = "127.0.0.1:{port}"\ntimezone = "{TZ}"\n'
-        )
-        server_log = open(work / "collector.log", "wb")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hotspot_cli",
-                "--config",
-                str(config),
-                "collector",
-                "run",
-                "--log-level",
-                "WARNING",
-            ],
-            cwd=REPO,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        queries = query_set(today, gateway_id(1))
+        # the baseline: the same queries on a database with the gateways and nothing else
+        empty_url, empty_token = prepare_db(pg, ids, today, args.days)
+        server = Collector(empty_url, tree, work, "empty")
         try:
-            wait_http(port, server)
-            queries = query_set(today, gateway_id(1))
             log("baseline: queries on an empty database, batches one at a time")
-            report["baseline_queries"] = measure_queries(port, token, queries, args.reps)
-            hour0 = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=3)
-            seq = [
-                (g, *batch_for(g, args.devices // 3 or 1, hour0, 1))
-                for g in ids[: min(len(ids), args.baseline_batches)]
-            ]
-            report["baseline_ingest"] = post_batches(port, seq, concurrent=False)
+            report["baseline_queries"] = measure_queries(
+                server.port, empty_token, queries, args.reps
+            )
+            if not args.reuse:
+                hour0 = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=3)
+                seq = [
+                    (g, *batch_for(g, args.devices // 3 or 1, hour0, 1))
+                    for g in ids[: min(len(ids), args.baseline_batches)]
+                ]
+                report["baseline_ingest"] = post_batches(server.port, seq, concurrent=False)
+        finally:
+            server.stop()
+        if args.reuse:
+            url, token = pg.url(state["database"]), state["token"]
+            engine = make_engine(url)
+            ensure_months(engine, today, args.days)
+            report["loaded"] = state.get("loaded", {})
+        else:
+            url, token = empty_url, empty_token
+            engine = make_engine(url)
             log(
                 f"loading the year ({args.gateways} gateways, {args.devices} devices a day, "
                 f"{args.days} days of per-device rows)"
@@ -606,29 +664,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.monotonic()
             report["loaded"] = load_year(engine, args, today)
             report["loaded"]["total_s"] = round(time.monotonic() - t0, 1)
-            with engine.connect() as conn:
-                size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
-                report["loaded"]["database_mb"] = round(int(size.scalar() or 0) / 2**20)
-            log(f"ingest: {args.posters} gateways posting at once")
-            hour = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
-            devices_per_batch = max(1, args.devices * 4 // 14)  # an hour of a 14-hour day
-            batches = [(g, *batch_for(g, devices_per_batch, hour, 2)) for g in ids[: args.posters]]
-            result = post_batches(port, batches, concurrent=True)
-            result["devices_per_batch"] = devices_per_batch
-            result["verified"] = verify_ingest(engine, batches, hour, devices_per_batch)
-            result["duplicates"] = result["verified"]["duplicates"]
-            report["ingest"] = result
-            # the same batches again (a retry of every one): acknowledged, applied never
-            again = post_batches(
-                port, [(g, b, k, r) for g, b, k, r in batches[: args.retry]], concurrent=True
-            )
-            report["ingest_retry_same_keys"] = {
-                k: again[k] for k in ("batches", "p50_ms", "p99_ms", "outcomes", "errors")
-            }
-            report["ingest_retry_same_keys"]["still_applied_once"] = (
-                verify_ingest(engine, batches, hour, devices_per_batch)["usage_rows"]
-                == result["verified"]["usage_rows"]
-            )
+            if args.keep:
+                state = {
+                    "database": db_name(url),
+                    "token": token,
+                    "today": today.isoformat(),
+                    "params": {k: getattr(args, k) for k in ("gateways", "devices", "days")},
+                    "loaded": report["loaded"],
+                }
+                (args.keep / STATE).write_text(json.dumps(state, indent=2, default=str) + "\n")
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
+            report["loaded"]["database_mb"] = round(int(size.scalar() or 0) / 2**20)
+        server = Collector(url, tree, work, "loaded")
+        try:
+            port = server.port
+            if args.skip_ingest:
+                log("ingest: skipped (--skip-ingest)")
+            else:
+                log(f"ingest: {args.posters} gateways posting at once")
+                hour = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+                devices_per_batch = max(1, args.devices * 4 // 14)  # an hour of a 14-hour day
+                rev = 2 + int(time.time()) % 1_000_000  # a reuse posts a newer revision
+                batches = [
+                    (g, *batch_for(g, devices_per_batch, hour, rev)) for g in ids[: args.posters]
+                ]
+                result = post_batches(port, batches, concurrent=True)
+                result["devices_per_batch"] = devices_per_batch
+                result["verified"] = verify_ingest(engine, batches, hour, devices_per_batch)
+                result["duplicates"] = result["verified"]["duplicates"]
+                report["ingest"] = result
+                # the same batches again (a retry of every one): acknowledged, applied never
+                again = post_batches(
+                    port, [(g, b, k, r) for g, b, k, r in batches[: args.retry]], concurrent=True
+                )
+                report["ingest_retry_same_keys"] = {
+                    k: again[k] for k in ("batches", "p50_ms", "p99_ms", "outcomes", "errors")
+                }
+                report["ingest_retry_same_keys"]["still_applied_once"] = (
+                    verify_ingest(engine, batches, hour, devices_per_batch)["usage_rows"]
+                    == result["verified"]["usage_rows"]
+                )
             log("queries with the year loaded")
             report["queries"] = measure_queries(port, token, queries, args.reps)
             for name, q in report["queries"].items():
@@ -640,15 +716,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["query_p95_max_ms"] = max(q["p95_ms"] for q in report["queries"].values())
             report["query_p95_under_300ms"] = report["query_p95_max_ms"] < 300
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            server_log.close()
+            server.stop()
             engine.dispose()
             shutil.rmtree(work, ignore_errors=True)
+            if args.reuse:  # the kept cluster holds the loaded database only
+                pg.drop_db(db_name(empty_url))
     report["meta"]["loadavg_at_end"] = list(os.getloadavg())
     report["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return report
@@ -665,7 +737,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--posters", type=int, help="gateways posting at once (1000)")
     p.add_argument("--reps", type=int, help="requests per query (20)")
     p.add_argument("--output", type=Path, help="default: bench/results/collector.json")
+    p.add_argument("--keep", type=Path, metavar="DIR", help="leave the loaded cluster in DIR")
+    p.add_argument(
+        "--reuse", type=Path, metavar="DIR", help="no load: start the cluster --keep left in DIR"
+    )
+    p.add_argument(
+        "--tree", type=Path, metavar="DIR", help="run the collector of another checkout (before)"
+    )
+    p.add_argument("--skip-ingest", action="store_true", help="queries only (with --reuse)")
     args = p.parse_args(argv)
+    if args.keep and args.reuse:
+        print("bench.collector: --keep and --reuse: one or the other", file=sys.stderr)
+        return 2
+    if args.reuse and not (args.reuse / STATE).is_file():
+        print(f"bench.collector: --reuse: no {STATE} in {args.reuse}", file=sys.stderr)
+        return 2
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        print(f"bench.collector: --keep: {args.keep} is not empty", file=sys.stderr)
+        return 2
+    if args.tree and not (args.tree / "collector" / "app.py").is_file():
+        print(f"bench.collector: --tree: {args.tree} is not a checkout", file=sys.stderr)
+        return 2
     full = {"gateways": 285, "devices": 100, "days": 365, "posters": 1000, "reps": 20}
     quick = {"gateways": 12, "devices": 10, "days": 35, "posters": 40, "reps": 3}
     for k, v in (quick if args.quick else full).items():
@@ -680,16 +772,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output or RESULTS / "collector.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    ing = report["ingest"]
-    print(
-        f"ingest: {ing['batches']} gateways at once: {ing['batches_per_s']} batches/s, "
-        f"p50 {ing['p50_ms']} ms, p99 {ing['p99_ms']} ms, errors {ing['errors']}, "
-        f"duplicates {ing['duplicates']}, complete {ing['verified']['complete']}"
-    )
+    ing = report.get("ingest")
+    if ing:
+        print(
+            f"ingest: {ing['batches']} gateways at once: {ing['batches_per_s']} batches/s, "
+            f"p50 {ing['p50_ms']} ms, p99 {ing['p99_ms']} ms, errors {ing['errors']}, "
+            f"duplicates {ing['duplicates']}, complete {ing['verified']['complete']}"
+        )
     for name, q in report["queries"].items():
         print(f"{name:32} p50 {q['p50_ms']:>8} ms  p95 {q['p95_ms']:>8} ms  ({q['bytes']:,} B)")
     print(f"results: {out}")
-    ok = ing["errors"] == 0 and ing["duplicates"] == 0 and ing["verified"]["complete"]
+    ok = not ing or (ing["errors"] == 0 and ing["duplicates"] == 0 and ing["verified"]["complete"])
     return 0 if ok else 1
 
 

@@ -29,7 +29,7 @@ from collector import queries
 from collector.alerts import KIND_TEXT, open_alerts, recent_alerts
 from collector.config import CollectorConfig
 from collector.mapsvg import MapPoint, village_map
-from collector.models import Gateway, GatewayCertificate, UplinkOutage
+from collector.models import Gateway, GatewayCertificate, PolicyScope, UplinkOutage
 from collector.policy import document_of
 from collector.policy import show as show_policies
 from collector.store import check_token
@@ -154,6 +154,20 @@ T: dict[str, dict[str, str]] = {
     "m_alert": {"id": "ada peringatan", "en": "with an alert"},
     "m_disabled": {"id": "dinonaktifkan", "en": "disabled"},
     **{"a_" + k.value: v for k, v in KIND_TEXT.items()},
+    # The province at full scale (issue #14): kabupaten summaries, villages paged
+    "by_kabupaten": {"id": "Ringkasan per kabupaten", "en": "Summary per regency (kabupaten)"},
+    "n_villages": {"id": "Jumlah desa", "en": "Villages"},
+    "n_online": {"id": "Online", "en": "Online"},
+    "n_warned": {"id": "Dengan peringatan", "en": "With warnings"},
+    "attention": {"id": "Desa yang perlu perhatian", "en": "Villages needing attention"},
+    "attention_more": {
+        "id": "… dan {n} desa lagi: pilih kabupatennya.",
+        "en": "… and {n} more: choose their kabupaten.",
+    },
+    "alerts_more": {"id": "… dan {n} peringatan lagi.", "en": "… and {n} more alerts."},
+    "page_of": {"id": "Halaman {page} dari {pages}", "en": "Page {page} of {pages}"},
+    "prev": {"id": "← sebelumnya", "en": "← previous"},
+    "next": {"id": "berikutnya →", "en": "next →"},
     # The province's policy (issue #15)
     "policy": {"id": "Kebijakan provinsi", "en": "Province policy"},
     "policy_villages": {"id": "Kebijakan per desa", "en": "Policy per village"},
@@ -209,13 +223,39 @@ ALERTS = """
 {% for a in alerts %}<tr><td>{{ when(a.raised_at) }}</td>
 <td><a href="{{ url_for('dashboard.village', gateway_id=a.gateway_id) }}">{{ names.get(a.gateway_id) or a.gateway_id }}</a></td>
 <td>{% if a.critical %}<span class="crit">{{ t('critical') }}</span> {% endif %}{{ t('a_' ~ a.kind.value) }}</td><td>{{ a.detail }}</td></tr>{% endfor %}
-</table>{% else %}<p class="muted">{{ t('no_alerts') }}</p>{% endif %}
+</table>{% if alerts_more %}<p class="muted">{{ t('alerts_more').format(n=alerts_more) }}</p>{% endif %}
+{% else %}<p class="muted">{{ t('no_alerts') }}</p>{% endif %}
 """
+
+# A province of many villages: a line per kabupaten and the villages needing attention; the
+# villages themselves on each kabupaten's pages (an officer does not read 1,000 rows).
+PROVINCE = """
+<h2>{{ t('by_kabupaten') }}</h2>
+<p>{{ t('summary').format(online=o.online, total=o.total, warned=o.warned, sales=rp(o.sales_month_rupiah)) }}</p>
+<table><tr><th>{{ t('kabupaten') }}</th><th class="n">{{ t('n_villages') }}</th><th class="n">{{ t('n_online') }}</th><th class="n">{{ t('n_warned') }}</th>
+<th class="n">{{ t('users_today') }}</th><th class="n">{{ t('traffic_7d') }}</th><th class="n">{{ t('sales_month') }}</th></tr>
+{% for k in kabupaten_rows %}<tr><td><a href="?{{ {'kabupaten': k.name or ''}|urlencode }}">{{ k.name or t('unplaced') }}</a></td>
+<td class="n">{{ num(k.villages) }}</td><td class="n">{{ num(k.online) }}</td><td class="n">{{ num(k.warned) }}</td>
+<td class="n">{{ num(k.users_today) }}</td><td class="n">{{ hb(k.bytes_7d) }}</td><td class="n">{{ rp(k.sales) }}</td></tr>{% endfor %}
+</table>
+<h2>{{ t('attention') }}</h2>
+{% if attention %}<table><tr><th>{{ t('village') }}</th><th>{{ t('kabupaten') }}</th><th>{{ t('last_seen') }}</th><th>{{ t('warnings') }}</th></tr>
+{% for v in attention %}<tr><td><a href="{{ village_base ~ v.id }}">{{ v.village }}</a></td><td>{{ v.kabupaten or t('unplaced') }}</td><td>{{ when(v.last_seen) }}</td>
+<td>{% for w in v.warnings %}<span class="warn">{{ t('w_' ~ w) }}</span>{% endfor %}</td></tr>{% endfor %}
+</table>{% if attention_more %}<p class="muted">{{ t('attention_more').format(n=attention_more) }}</p>{% endif %}
+{% else %}<p class="muted">{{ t('none') }}</p>{% endif %}
+"""
+
+PAGER = """{% if pages > 1 %}<p>{% if page > 1 %}<a href="?{{ dict(args, page=page - 1)|urlencode }}">{{ t('prev') }}</a> {% endif %}
+{{ t('page_of').format(page=page, pages=pages) }}{% if page < pages %} <a href="?{{ dict(args, page=page + 1)|urlencode }}">{{ t('next') }}</a>{% endif %}</p>{% endif %}"""
 
 OVERVIEW = (
     FILTER
     + ALERTS
     + """
+{% if province %}"""
+    + PROVINCE
+    + """{% else %}
 <h2>{{ t('villages') }}</h2>
 <p>{{ t('summary').format(online=o.online, total=o.total, warned=o.warned, sales=rp(o.sales_month_rupiah)) }}</p>
 <table>
@@ -233,6 +273,9 @@ OVERVIEW = (
 <td>{% for w in v.warnings %}<span class="warn">{{ t('w_' ~ w) }}</span>{% else %}<span class="muted">{{ t('none') }}</span>{% endfor %}</td></tr>
 {% else %}<tr><td colspan="8" class="muted">{{ t('no_data') }}</td></tr>{% endfor %}
 </table>
+"""
+    + PAGER
+    + """{% endif %}
 <h2>{{ t('province_users') }}</h2>{{ users_chart }}
 <h2>{{ t('province_traffic') }}</h2>{{ traffic_chart }}
 """
@@ -453,6 +496,38 @@ def _place_filter(o: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, st
     return {"kabupaten": kabupaten, "kecamatan": kecamatan}, chosen
 
 
+# Villages on one page of the overview; more than that and no kabupaten chosen: the
+# province's summary per kabupaten instead (bench.collector: 1,000 rows were most of a
+# 1.6 s page). The villages needing attention and the open alerts: the first ATTENTION_ROWS.
+ROWS_PER_PAGE = 100
+ATTENTION_ROWS = 50
+
+
+def _kabupaten_rows(villages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: dict[str | None, dict[str, Any]] = {}
+    for r in villages:
+        k = out.setdefault(
+            r["kabupaten"],
+            {"name": r["kabupaten"], "villages": 0, "online": 0, "warned": 0}
+            | {"users_today": 0, "bytes_7d": 0, "sales": 0},
+        )
+        k["villages"] += 1
+        k["online"] += r["online"]
+        k["warned"] += bool(r["warnings"])
+        k["users_today"] += r["users_today"]
+        k["bytes_7d"] += r["bytes_7d"]
+        k["sales"] += r["sales_month_rupiah"]
+    return sorted(out.values(), key=lambda k: (k["name"] is None, k["name"] or ""))
+
+
+def _page_number(pages: int) -> int:
+    try:
+        page = int(request.args.get("page", "1")[:9])
+    except ValueError:
+        page = 1
+    return min(max(page, 1), max(pages, 1))
+
+
 @bp.get("/")
 def index():
     now = utcnow()
@@ -462,20 +537,40 @@ def index():
         shown = {r["id"] for r in o["villages"]}
         alerts = [a for a in open_alerts(s) if a.gateway_id in shown]
         names = {r["id"]: r["village"] for r in o["villages"]}
-        policies = show_policies(s)
+        # every gateway's policy versions: only where a policy exists at all
+        has_policy = s.scalar(select(PolicyScope.scope).limit(1)) is not None
+        policies = show_policies(s) if has_policy else {"scopes": [], "gateways": []}
     users, traffic = _day_charts(o["series"], _lang())
     # One url_for, not one per village (a quarter of the page's time with 1,000 villages);
     # gateway ids are [a-z0-9._-]: nothing to quote.
     base = url_for("dashboard.village", gateway_id="-")[:-1]
+    villages = o["villages"]
+    province = not any(chosen.values()) and len(villages) > ROWS_PER_PAGE
+    if province:  # the villages whose policy is not applied yet, not a row per village
+        policies["gateways"] = [
+            g for g in policies["gateways"] if g["published"] and g["running"] != g["published"]
+        ][:ATTENTION_ROWS]
+    attention = [r for r in villages if r["warnings"] and not r["disabled"]]
+    pages = -(-len(villages) // ROWS_PER_PAGE)
+    page = _page_number(pages)
+    o["villages"] = villages[(page - 1) * ROWS_PER_PAGE : page * ROWS_PER_PAGE]
     return _render(
         OVERVIEW,
         o=o,
+        province=province,
+        kabupaten_rows=_kabupaten_rows(villages) if province else [],
+        attention=attention[:ATTENTION_ROWS],
+        attention_more=max(0, len(attention) - ATTENTION_ROWS),
+        page=page,
+        pages=pages,
+        args={k: v for k, v in request.args.items() if k in ("kabupaten", "kecamatan", "lang")},
         village_base=base,
         users_chart=users,
         traffic_chart=traffic,
         places=places,
         chosen=chosen,
-        alerts=alerts,
+        alerts=alerts[:ATTENTION_ROWS],
+        alerts_more=max(0, len(alerts) - ATTENTION_ROWS),
         names=names,
         policies=policies,
     )
@@ -527,6 +622,14 @@ def village_map_page():
     )
 
 
+CHART_POINTS = 96  # the village page's 24-hour health chart: a point every 15 minutes
+
+
+def _mean(samples: list[Any], field: str) -> float | None:
+    values = [getattr(x, field) for x in samples if getattr(x, field) is not None]
+    return round(sum(values) / len(values), 1) if values else None
+
+
 @bp.get("/village/<gateway_id>")
 def village(gateway_id: str):
     now = utcnow()
@@ -538,16 +641,20 @@ def village(gateway_id: str):
         users, traffic = _day_charts(v["series"], lang)
         tz = _cfg().tz
         samples = v["samples"]
-        labels = [local_time(x.sampled_at, tz).strftime("%H:%M") for x in samples]
+        # a point per CHART_POINTS-th of the day, the mean of its samples: 288 five-minute
+        # samples drew 1,152 points (bench.collector), a screen shows fewer anyway
+        step = max(1, -(-len(samples) // CHART_POINTS))
+        buckets = [samples[i : i + step] for i in range(0, len(samples), step)]
+        labels = [local_time(b[0].sampled_at, tz).strftime("%H:%M") for b in buckets]
         health = (
             Markup(
                 svgchart.lines(
                     labels,
                     [
-                        ("CPU %", [x.cpu_pct for x in samples]),
-                        (T["temperature"][lang] + " °C", [x.temp_c for x in samples]),
-                        (T["disk"][lang] + " %", [x.disk_pct for x in samples]),
-                        (T["memory"][lang] + " %", [x.mem_pct for x in samples]),
+                        ("CPU %", [_mean(b, "cpu_pct") for b in buckets]),
+                        (T["temperature"][lang] + " °C", [_mean(b, "temp_c") for b in buckets]),
+                        (T["disk"][lang] + " %", [_mean(b, "disk_pct") for b in buckets]),
+                        (T["memory"][lang] + " %", [_mean(b, "mem_pct") for b in buckets]),
                     ],
                     title=T["health_24h"][lang],
                     top_value=100,

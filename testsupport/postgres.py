@@ -97,43 +97,33 @@ def _as_postgres() -> dict[str, Any]:
 
 
 @contextmanager
-def running_postgres(settings: Sequence[str] = ()) -> Iterator[Postgres]:
+def running_postgres(
+    settings: Sequence[str] = (), base: Path | None = None, keep: bool = False
+) -> Iterator[Postgres]:
     """A fresh cluster for the duration (fsync off: nothing here must survive a crash);
-    ``settings``: more ``name=value`` server settings."""
+    ``settings``: more ``name=value`` server settings. ``base``: the cluster's folder
+    (default: a new temporary one); a cluster already there (``base/data``) is started, not
+    created again. ``keep``: leave the folder when done (the bench's ``--keep``/``--reuse``),
+    after a clean shutdown."""
     reason = pg_skip_reason()
     if reason:
         raise RuntimeError(reason)
     bindir = find_pg_bin()
     assert bindir is not None
-    base = Path(tempfile.mkdtemp(prefix="hotspot-pg-"))
+    if base is None:
+        base = Path(tempfile.mkdtemp(prefix="hotspot-pg-"))
+    base.mkdir(parents=True, exist_ok=True)
     data, sockdir = base / "data", base / "sock"
-    sockdir.mkdir()
+    existing = (data / "PG_VERSION").exists()
+    sockdir.mkdir(exist_ok=True)
     demote = _as_postgres()
     if demote:
         os.chmod(base, 0o755)
         for p in (base, sockdir):
             os.chown(p, demote["user"], demote["group"])
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(base)}
-    subprocess.run(
-        [
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-        cwd=base,
-        **demote,
-    )
+    if not existing:
+        _initdb(bindir, data, env, base, demote)
     port = free_port()
     log = open(base / "postgres.log", "ab")
     options = [
@@ -156,7 +146,7 @@ def running_postgres(settings: Sequence[str] = ()) -> Iterator[Postgres]:
     )
     pg = Postgres(bindir, base, sockdir, port, proc)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a kept cluster may replay its WAL first
         while True:
             try:
                 with pg.connect() as conn:
@@ -172,9 +162,33 @@ def running_postgres(settings: Sequence[str] = ()) -> Iterator[Postgres]:
     finally:
         proc.send_signal(signal.SIGINT)  # fast shutdown
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=60 if keep else 20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log.close()
-        shutil.rmtree(base, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _initdb(bindir: Path, data: Path, env: dict[str, str], base: Path, demote: dict) -> None:
+    subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+        **demote,
+    )

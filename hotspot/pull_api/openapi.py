@@ -30,6 +30,10 @@ GATEWAY_COLUMNS = [
     "disabled",
     "warnings",
     "health",
+    "kabupaten",
+    "kecamatan",
+    "latitude",
+    "longitude",
 ]
 SALES_COLUMNS = ["gateway_id", "month", "package", "count", "rupiah"]
 DAILY_COLUMNS = ["gateway_id", "day", "devices", "seconds", "bytes_down", "bytes_up"]
@@ -196,10 +200,16 @@ def openapi_document(
                 "type": "array",
                 "items": {
                     "type": "string",
-                    "enum": ["never", "offline", "disk", "temp", "mem", "uplink"],
+                    "enum": ["never", "offline", "disk", "temp", "mem", "uplink", "clock"],
                 },
             },
             "health": {"type": ["object", "null"]},
+            # the place, as configured (`hotspot collector gateways set`): optional, a
+            # client written before issue #14 does not see them
+            "kabupaten": {"type": ["string", "null"]},
+            "kecamatan": {"type": ["string", "null"]},
+            "latitude": {"type": ["number", "null"], "minimum": -90, "maximum": 90},
+            "longitude": {"type": ["number", "null"], "minimum": -180, "maximum": 180},
         },
     }
     doc["components"]["schemas"]["Sales"] = {

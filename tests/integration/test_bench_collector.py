@@ -5,8 +5,11 @@ every batch of the concurrent posts applied exactly once, every page and query a
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,15 +18,32 @@ from tests.integration.conftest import ROOT
 pytestmark = pytest.mark.postgres
 
 
-def test_bench_collector_quick(tmp_path):
-    out = tmp_path / "collector.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.collector", "--quick", "--output", str(out)],
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.collector", "--quick", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=240,
     )
+
+
+def test_bench_collector_quick(tmp_path):
+    """Also --keep: the loaded cluster is left, and --reuse runs the queries on it again
+    (no load, a fresh empty database for the baseline)."""
+    out = tmp_path / "collector.json"
+    # the kept cluster's folder: reachable by the postgres user the server runs as (root's
+    # pytest tmp_path is not)
+    kept = Path(tempfile.mkdtemp(prefix="hotspot-bench-kept-"))
+    kept.chmod(0o755)
+    try:
+        _quick_keep_then_reuse(tmp_path, out, kept)
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+def _quick_keep_then_reuse(tmp_path: Path, out: Path, kept: Path) -> None:
+    done = bench("--output", str(out), "--keep", str(kept))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     ingest = report["ingest"]
@@ -39,3 +59,24 @@ def test_bench_collector_quick(tmp_path):
     assert report["loaded"]["rows"]["usage_hourly"] > 0
     meta = report["meta"]
     assert meta["machine"]["nproc"] and len(meta["loadavg_at_start"]) == 3
+    again = tmp_path / "again.json"
+    done = bench("--reuse", str(kept), "--skip-ingest", "--reps", "1", "--output", str(again))
+    assert done.returncode == 0, done.stderr[-3000:]
+    reused = json.loads(again.read_text())
+    assert "ingest" not in reused and "loading" not in done.stderr
+    assert reused["meta"]["reused"]["dir"] == str(kept)
+    assert reused["loaded"]["rows"] == report["loaded"]["rows"]
+    assert {q["status"] for q in reused["queries"].values()} == {200}
+    assert (
+        reused["queries"]["api_usage_month_csv"]["bytes"]
+        == (report["queries"]["api_usage_month_csv"]["bytes"])
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--keep", "{d}", "--reuse", "{d}"], ["--reuse", "{d}"], ["--tree", "{d}"]],
+)
+def test_bench_collector_refuses_bad_folders_with_one_line(tmp_path, args):
+    done = bench(*[a.format(d=tmp_path) for a in args])
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
