@@ -63,7 +63,7 @@ from testsupport.testbed import UPSTREAM_IP, remove_stale_testbeds, run_prefix, 
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-UNITS = REPO / "systemd"
+UNITS = REPO / "provisioning" / "templates"  # the units `hotspot provision` installs
 # The processes the device's units start, by the name the village gives them.
 UNIT_OF = {"gateway": "hotspot-gateway", "portal": "hotspot-portal", "sync": "hotspot-sync"}
 DOWNLOAD_PORT = 8000  # the phones' downloads; port 80 is the portal's before login
@@ -156,6 +156,7 @@ class Soak:
         self.last_check_mono = 0.0
         self.t0 = time.monotonic()
         self.unit_env: dict[str, dict[str, str]] = {}
+        self.env_seen: dict[str, dict[str, str | None]] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -633,6 +634,11 @@ class Soak:
             sample[f"rss_kb:{name}"] = rss_kb(pid)
             sample[f"fds:{name}"] = fd_count(pid)
             sample[f"anon_kb:{name}"] = anon_kb(pid)
+        if not self.env_seen:
+            self.env_seen = {
+                name: environment_of(self.village.pid_of(name), self.unit_env[name])
+                for name in UNIT_OF
+            }
         sample["gateway_fd_kinds"] = fd_kinds(self.village.pid_of("gateway"))
         sample["gateway_maps_kb"] = mappings_kb(self.village.pid_of("gateway"))
         for name, proc in self.village.procs.items():
@@ -925,6 +931,8 @@ class Soak:
             ),
             "gateway_maps_kb": self.maps_report(elapsed),
             "unit_environment": self.unit_env,
+            # What the running processes really had (/proc/PID/environ) of the units' variables.
+            "environment_seen": self.env_seen,
             "load_1min": [round(s["load_1min"], 2) for s in self.samples],
             "samples": self.samples,
         }
@@ -1063,9 +1071,19 @@ def unit_environment(unit: Path) -> dict[str, str]:
         if line.startswith("Environment="):
             for word in line.removeprefix("Environment=").split():
                 key, sep, value = word.strip('"').partition("=")
-                if sep:
+                if sep and "{" not in word:  # a template's {{ … }} is the site's, not ours
                     env[key] = value
     return env
+
+
+def environment_of(pid: int, keys: dict[str, str]) -> dict[str, str | None]:
+    """The values of ``keys`` in a running process's environment (None: not set)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return dict.fromkeys(keys)
+    env = dict(w.decode(errors="replace").partition("=")[::2] for w in raw.split(b"\0") if w)
+    return {k: env.get(k) for k in keys}
 
 
 def anon_kb(pid: int) -> int:
