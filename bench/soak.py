@@ -285,9 +285,7 @@ class Soak:
                 return proc
             return popen(name, ns, args)
 
-        self.unit_env = {
-            name: unit_environment(UNITS / f"{u}.service") for name, u in UNIT_OF.items()
-        }
+        self.unit_env = units_environment()
         self.village.popen = as_unit  # type: ignore[method-assign]
 
     # -- the village clock (--day-seconds) -----------------------------------------------------
@@ -1060,6 +1058,11 @@ class Soak:
             shutil.copy(f, logs / f.name)
         self.village.destroy()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def units_environment() -> dict[str, dict[str, str]]:
+    """Each daemon's environment as its provisioned unit sets it (by the village's names)."""
+    return {name: unit_environment(UNITS / f"{unit}.service.j2") for name, unit in UNIT_OF.items()}
 
 
 def unit_environment(unit: Path) -> dict[str, str]:

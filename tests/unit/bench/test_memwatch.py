@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.memwatch import obmalloc, smaps_groups
-from bench.soak import UNIT_OF, UNITS, environment_of, unit_environment
+from bench.soak import UNIT_OF, environment_of, unit_environment, units_environment
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -85,7 +85,7 @@ def test_smaps_groups_names_the_heap_the_anonymous_maps_and_files():
 
 
 def test_the_soak_starts_the_daemons_with_the_environment_of_their_units():
-    env = {name: unit_environment(UNITS / f"{unit}.service.j2") for name, unit in UNIT_OF.items()}
+    env = units_environment()
     # The units `hotspot provision` installs; the checked-in examples say the same.
     assert env["gateway"] == {"MALLOC_ARENA_MAX": "2"}
     assert env["portal"] == {"MALLOC_ARENA_MAX": "2"}
