@@ -1,19 +1,32 @@
-"""Where a daemon's memory goes, for the soak: ``python -m bench.memwatch OUT SECONDS -- -m MODULE ARGS…``.
+"""Where a daemon's memory goes, for the soak: ``python -m bench.memwatch OUT SECONDS [--native] -- -m MODULE ARGS…``.
 
-Runs ``MODULE`` (``hotspot_cli gateway run …``) as ``python -m`` would, in this process, with
-``tracemalloc`` on (one frame per allocation: cheap enough for a soak) and a daemon thread
-that every ``SECONDS`` appends one JSON line to ``OUT``: the traced total and peak, the top
-allocation sites by size, and the live objects by type (``gc``). The bench compares the
-first and the last snapshots (bench.soak ``--memwatch``). Nothing of this is in the
-product: the gateway does not know it is watched.
+Runs ``MODULE`` (``hotspot_cli gateway run …``) as ``python -m`` would, in this process, and a
+daemon thread that every ``SECONDS`` appends one JSON line to ``OUT``:
+
+* by default with ``tracemalloc`` on (one frame per allocation: cheap enough for a soak): the
+  traced total and peak, the top allocation sites by size, and the live objects by type
+  (``gc``) — the Python heap (bench.soak ``--memwatch``);
+* with ``--native``, no tracemalloc (the RSS stays the product's): what the Python heap does
+  not show — glibc's ``mallinfo2`` (bytes the arenas hold, in use and free) and its arenas
+  (``malloc_info``), SQLite's own allocator (``sqlite3_status64``: memory used, page cache),
+  the SQLite connections alive and the threads by name, and the process's mappings grouped
+  from ``/proc/self/smaps`` (bench.soak ``--native-watch``).
+
+The bench compares the first and the last snapshots. Nothing of this is in the product: the
+daemon does not know it is watched.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
+import os
+import re
 import runpy
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -49,11 +62,163 @@ def snapshot() -> dict[str, Any]:
     }
 
 
-def watch(out: Path, every: float) -> None:
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",  # bytes the main and thread arenas got from the system (brk and mmap'd heaps)
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",  # bytes in chunks mmap'd on their own (≥ 128 kB)
+            "usmblks",
+            "fsmblks",
+            "uordblks",  # bytes in use
+            "fordblks",  # bytes free, held by the arenas (what malloc_trim could give back)
+            "keepcost",
+        )
+    ]
+
+
+SQLITE_STATUS_MEMORY_USED, SQLITE_STATUS_PAGECACHE_OVERFLOW, SQLITE_STATUS_MALLOC_COUNT = 0, 2, 9
+
+
+def _libs() -> tuple[ctypes.CDLL, ctypes.CDLL | None]:
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _Mallinfo2
+    libc.fopen.restype = ctypes.c_void_p
+    try:  # the library _sqlite3 already loaded: the same process-wide counters
+        sqlite = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        sqlite = None
+    return libc, sqlite
+
+
+def _sqlite_status(sqlite: ctypes.CDLL, op: int) -> tuple[int, int]:
+    cur, high = ctypes.c_int64(), ctypes.c_int64()
+    sqlite.sqlite3_status64(op, ctypes.byref(cur), ctypes.byref(high), 0)
+    return cur.value, high.value
+
+
+def _arenas(libc: ctypes.CDLL) -> list[dict[str, int]]:
+    """Per arena, from ``malloc_info``'s XML: the bytes it holds from the system, and free."""
+    with tempfile.NamedTemporaryFile("r", suffix=".xml") as tmp:
+        fp = libc.fopen(tmp.name.encode(), b"w")
+        if not fp:
+            return []
+        try:
+            libc.malloc_info(0, ctypes.c_void_p(fp))
+        finally:
+            libc.fclose(ctypes.c_void_p(fp))
+        xml = Path(tmp.name).read_text()
+    arenas = []
+    for heap in re.finditer(r'<heap nr="(\d+)">(.*?)</heap>', xml, re.S):
+        body = heap.group(2)
+        current = re.search(r'<system type="current" size="(\d+)"/>', body)
+        free = re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"/>', body)
+        arenas.append(
+            {
+                "nr": int(heap.group(1)),
+                "system_kb": int(current.group(1)) // 1024 if current else 0,
+                "free_kb": sum(int(x) for x in free) // 1024,
+            }
+        )
+    return arenas
+
+
+def smaps_groups(pid: int | str = "self") -> dict[str, dict[str, int]]:
+    """The process's mappings by kind: ``[heap]`` (the main arena's brk), ``anon`` (thread
+    arenas, mmap'd chunks, Python's obmalloc arenas), ``[stack]``, and files by name
+    (``hotspot.db-shm``: SQLite's shared memory of the WAL index; libraries); RSS and
+    count, kB."""
+    groups: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            head = line.split(maxsplit=5)
+            if "-" in head[0] and not head[0].endswith(":"):
+                name = head[5].strip() if len(head) > 5 else "anon"
+                if name.startswith("/"):
+                    name = os.path.basename(name)
+                elif name.startswith("[stack"):
+                    name = "[stack]"
+                current = groups.setdefault(name, {"rss_kb": 0, "maps": 0})
+                current["maps"] += 1
+            elif head[0] == "Rss:" and current is not None:
+                current["rss_kb"] += int(head[1])
+    return groups
+
+
+_OBMALLOC = {
+    "arenas": "# arenas allocated current",
+    "arenas_highwater": "# arenas highwater mark",
+    "allocated_bytes": "# bytes in allocated blocks",
+    "available_bytes": "# bytes in available blocks",
+}
+
+
+def obmalloc() -> dict[str, int]:
+    """Python's small-object allocator (``sys._debugmallocstats``, which writes to fd 2: it
+    is caught in a file for the instant it takes): its 1 MiB arenas, the bytes in objects
+    and the bytes free in its pools (fragmentation: an arena goes back to the system only
+    when all of it is free)."""
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    out = {}
+    for key, label in _OBMALLOC.items():
+        m = re.search(re.escape(label) + r"\s*=\s*([\d,]+)", text)
+        if m:
+            out[key] = int(m.group(1).replace(",", ""))
+    return out
+
+
+def native_snapshot(libc: ctypes.CDLL, sqlite: ctypes.CDLL | None) -> dict[str, Any]:
+    mi = libc.mallinfo2()
+    out: dict[str, Any] = {
+        "t": time.time(),
+        "mallinfo": {
+            "arena_kb": mi.arena // 1024,
+            "mmap_kb": mi.hblkhd // 1024,
+            "in_use_kb": mi.uordblks // 1024,
+            "free_kb": mi.fordblks // 1024,
+            "top_pad_kb": mi.keepcost // 1024,
+        },
+        "arenas": _arenas(libc),
+        "obmalloc": obmalloc(),
+        "sqlite_connections": sum(1 for o in gc.get_objects() if type(o) is sqlite3.Connection),
+        "threads": dict(
+            Counter(re.sub(r"[-_ ]?\d+.*$", "", t.name) for t in threading.enumerate())
+        ),
+        "smaps": smaps_groups(),
+    }
+    if sqlite is not None:
+        used, used_high = _sqlite_status(sqlite, SQLITE_STATUS_MEMORY_USED)
+        overflow, _ = _sqlite_status(sqlite, SQLITE_STATUS_PAGECACHE_OVERFLOW)
+        allocs, _ = _sqlite_status(sqlite, SQLITE_STATUS_MALLOC_COUNT)
+        out["sqlite"] = {
+            "memory_used_kb": used // 1024,
+            "memory_high_kb": used_high // 1024,
+            "pagecache_overflow_kb": overflow // 1024,
+            "allocations": allocs,
+        }
+    return out
+
+
+def watch(out: Path, every: float, native: bool) -> None:
+    libs = _libs() if native else None
     while True:
         time.sleep(every)
         try:
-            line = json.dumps(snapshot())
+            line = json.dumps(native_snapshot(*libs) if libs else snapshot())
         except Exception as exc:  # noqa: BLE001 - the watcher must never take the daemon down
             line = json.dumps({"t": time.time(), "error": repr(exc)})
         with out.open("a") as fh:
@@ -62,12 +227,19 @@ def watch(out: Path, every: float) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    native = len(args) > 2 and args[2] == "--native"
+    if native:
+        del args[2]
     if len(args) < 5 or args[2] != "--" or args[3] != "-m":
-        print("usage: python -m bench.memwatch OUT SECONDS -- -m MODULE ARGS…", file=sys.stderr)
+        print(
+            "usage: python -m bench.memwatch OUT SECONDS [--native] -- -m MODULE ARGS…",
+            file=sys.stderr,
+        )
         sys.exit(2)
     out, every, module, rest = Path(args[0]), float(args[1]), args[4], args[5:]
-    tracemalloc.start(1)
-    threading.Thread(target=watch, args=(out, every), name="memwatch", daemon=True).start()
+    if not native:
+        tracemalloc.start(1)
+    threading.Thread(target=watch, args=(out, every, native), name="memwatch", daemon=True).start()
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

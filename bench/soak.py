@@ -54,6 +54,7 @@ from bench.crowd import (
     rss_kb,
     tree,
 )
+from bench.memwatch import smaps_groups
 from hotspot.control import ControlClient
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.protocol import DeauthorizeRequest
@@ -62,6 +63,9 @@ from testsupport.testbed import UPSTREAM_IP, remove_stale_testbeds, run_prefix, 
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+UNITS = REPO / "provisioning" / "templates"  # the units `hotspot provision` installs
+# The processes the device's units start, by the name the village gives them.
+UNIT_OF = {"gateway": "hotspot-gateway", "portal": "hotspot-portal", "sync": "hotspot-sync"}
 DOWNLOAD_PORT = 8000  # the phones' downloads; port 80 is the portal's before login
 PROV_IP, PROV_GW, COLLECTOR_PORT = "203.0.113.10", "203.0.113.1", 8000
 GATEWAY_ID = "desa-soak"
@@ -150,6 +154,9 @@ class Soak:
         self.session_seen: dict[int, dict[str, Any]] = {}
         self.wrong_ends: list[dict[str, Any]] = []
         self.last_check_mono = 0.0
+        self.t0 = time.monotonic()
+        self.unit_env: dict[str, dict[str, str]] = {}
+        self.env_seen: dict[str, dict[str, str | None]] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -205,8 +212,7 @@ class Soak:
             self.shift_file.write_text("0\n")
             self.shift_file.with_name(self.shift_file.name + ".synced").write_text("1\n")
             os.environ[TEST_CLOCK_SHIFT_ENV] = str(self.shift_file)
-        if self.args.memwatch:
-            self.watch_gateway()
+        self.start_as_the_units_do()
         secret = self.register()
         v.extra_settings = {
             **self.settings(),
@@ -251,19 +257,36 @@ class Soak:
         if self.args.day_seconds:
             self.days.append(self.village_day())
 
-    def watch_gateway(self) -> None:
-        """Start the gateway under bench.memwatch: tracemalloc's top sites and gc's objects by
-        type every ``--memwatch`` seconds, in ``gateway-memwatch.jsonl``."""
+    def start_as_the_units_do(self) -> None:
+        """Start the gateway, the portal and the sync agent with their systemd units'
+        ``Environment=`` (``MALLOC_ARENA_MAX=2``: without it every thread gets a malloc arena
+        of its own and the RSS measured here is not the device's), and under
+        ``bench.memwatch`` when asked: ``--memwatch`` (the gateway's Python heap, in
+        ``gateway-memwatch.jsonl``), ``--native-watch`` (the gateway's and the agent's
+        allocator, SQLite and mappings, in ``<name>-native.jsonl``)."""
         popen = self.village.popen
-        out = self.work / "gateway-memwatch.jsonl"
+        bed = self.village.bed
 
-        def watched(name: str, ns: str, args: list[str]) -> subprocess.Popen[bytes]:
-            if name == "gateway":  # [python, -m, hotspot_cli, …] under the watcher
-                watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), "--"]
+        def as_unit(name: str, ns: str, args: list[str]) -> subprocess.Popen[bytes]:
+            if name in UNIT_OF and args[1:3] == ["-m", "hotspot_cli"]:
+                watch: list[str] = []
+                if name == "gateway" and self.args.memwatch:
+                    out = self.work / "gateway-memwatch.jsonl"
+                    watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), "--"]
+                elif name in ("gateway", "sync") and self.args.native_watch:
+                    out = self.work / f"{name}-native.jsonl"
+                    every = str(self.args.native_watch)
+                    watch = ["-m", "bench.memwatch", str(out), every, "--native", "--"]
                 args = [args[0], *watch, *args[1:]]
+                proc = bed.popen(
+                    ns, *args, log_path=self.work / f"{name}.log", env=self.unit_env[name]
+                )
+                self.village.procs[name] = proc
+                return proc
             return popen(name, ns, args)
 
-        self.village.popen = watched  # type: ignore[method-assign]
+        self.unit_env = units_environment()
+        self.village.popen = as_unit  # type: ignore[method-assign]
 
     # -- the village clock (--day-seconds) -----------------------------------------------------
 
@@ -302,6 +325,11 @@ class Soak:
                 "from": before.isoformat() + "Z",
                 "to": target.isoformat() + "Z",
                 "step_s": round((target - before).total_seconds()),
+                # Each process's RSS as the village's day ends (MB): a leak per day shows here.
+                "rss_mb": {
+                    name: round(rss_kb(pid) / 1024, 1) for name, pid in self.processes().items()
+                },
+                "t_s": round(time.monotonic() - self.t0, 1),
             }
         )
         self.event("midnight")
@@ -603,7 +631,14 @@ class Soak:
         for name, pid in self.processes().items():
             sample[f"rss_kb:{name}"] = rss_kb(pid)
             sample[f"fds:{name}"] = fd_count(pid)
+            sample[f"anon_kb:{name}"] = anon_kb(pid)
+        if not self.env_seen:
+            self.env_seen = {
+                name: environment_of(self.village.pid_of(name), self.unit_env[name])
+                for name in UNIT_OF
+            }
         sample["gateway_fd_kinds"] = fd_kinds(self.village.pid_of("gateway"))
+        sample["gateway_maps_kb"] = mappings_kb(self.village.pid_of("gateway"))
         for name, proc in self.village.procs.items():
             if proc.poll() is not None and name != "collector" and name not in self.died:
                 self.died[name] = proc.returncode
@@ -693,7 +728,7 @@ class Soak:
         )
         self.dhcp = pool.submit(ph.Dhcp).result()
         self.ipconf = pool.submit(ph.Configurer).result()
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
         next_check = t0
         collector_toggle = t0 + duration / 3
         collector_away_since: float | None = None
@@ -822,7 +857,9 @@ class Soak:
         counted, ref = self.counted_bytes(), self.reference_bytes()
         total_c, total_r = counted["down"] + counted["up"], ref["down"] + ref["up"]
         warm = [s for s in self.samples if s["t_s"] >= 0.2 * elapsed]
-        keys = sorted({k for s in self.samples for k in s if k.startswith(("rss_kb:", "fds:"))})
+        keys = sorted(
+            {k for s in self.samples for k in s if k.startswith(("rss_kb:", "fds:", "anon_kb:"))}
+        )
         procs: dict[str, Any] = {}
         for k in keys:
             kind, name = k.split(":", 1)
@@ -831,14 +868,18 @@ class Soak:
             if not vals:
                 continue
             entry = procs.setdefault(name, {})
-            unit = "mb" if kind == "rss_kb" else "fds"
-            scale = 1024 if kind == "rss_kb" else 1
+            unit = {"rss_kb": "mb", "anon_kb": "anon_mb"}.get(kind, "fds")
+            scale = 1 if kind == "fds" else 1024
             sl = slope_per_hour(pts)
+            early = slope_per_hour(pts[: len(pts) // 2])
             late = slope_per_hour(pts[len(pts) // 2 :])
             entry[f"{unit}_first"] = round(vals[0] / scale, 1)
             entry[f"{unit}_last"] = round(vals[-1] / scale, 1)
             entry[f"{unit}_max"] = round(max(vals) / scale, 1)
             entry[f"{unit}_slope_per_hour"] = None if sl is None else round(sl / scale, 2)
+            entry[f"{unit}_slope_per_hour_1st_half"] = (
+                None if early is None else round(early / scale, 2)
+            )
             # A step (an allocator arena, a cache filling) shows in the whole run's slope;
             # a leak keeps the second half's slope up too.
             entry[f"{unit}_slope_per_hour_2nd_half"] = (
@@ -881,6 +922,15 @@ class Soak:
             },
             "days": self.days_report() if self.args.day_seconds else None,
             "memwatch": self.memwatch_report() if self.args.memwatch else None,
+            "native_watch": (
+                {n: self.native_report(n) for n in ("gateway", "sync")}
+                if self.args.native_watch
+                else None
+            ),
+            "gateway_maps_kb": self.maps_report(elapsed),
+            "unit_environment": self.unit_env,
+            # What the running processes really had (/proc/PID/environ) of the units' variables.
+            "environment_seen": self.env_seen,
             "load_1min": [round(s["load_1min"], 2) for s in self.samples],
             "samples": self.samples,
         }
@@ -930,14 +980,140 @@ class Soak:
             "types_grown": [{"type": k, "growth": g, "count": v} for k, g, v in types[:15]],
         }
 
+    def maps_report(self, elapsed: float) -> dict[str, Any]:
+        """The gateway's mappings (``[heap]``, ``anon``, ``[stack]``, the database's shared
+        memory…) after the first fifth and at the end, and each one's slope per hour."""
+        warm = [s for s in self.samples if s["t_s"] >= 0.2 * elapsed and s.get("gateway_maps_kb")]
+        if len(warm) < 3:
+            return {}
+        out: dict[str, Any] = {}
+        for kind in sorted({k for s in warm for k in s["gateway_maps_kb"]}):
+            pts = [(s["t_s"], float(s["gateway_maps_kb"].get(kind, 0))) for s in warm]
+            sl, late = slope_per_hour(pts), slope_per_hour(pts[len(pts) // 2 :])
+            out[kind] = {
+                "first": round(pts[0][1]),
+                "last": round(pts[-1][1]),
+                "slope_per_hour": None if sl is None else round(sl),
+                "slope_per_hour_2nd_half": None if late is None else round(late),
+            }
+        return out
+
+    def native_report(self, name: str) -> dict[str, Any]:
+        """``<name>-native.jsonl`` (bench.memwatch --native): the allocator's and SQLite's
+        figures after the first fifth and at the end, with their slopes per hour (kB)."""
+        path = self.work / f"{name}-native.jsonl"
+        snaps = []
+        if path.exists():
+            snaps = [d for d in map(json.loads, path.read_text().splitlines()) if "mallinfo" in d]
+        if len(snaps) < 3:
+            return {"snapshots": len(snaps)}
+        t0 = snaps[0]["t"]
+        warm = [s for s in snaps if s["t"] - t0 >= 0.2 * (snaps[-1]["t"] - t0)]
+
+        def series(get: Any) -> dict[str, Any]:
+            pts = [(s["t"] - t0, float(get(s))) for s in warm]
+            sl, late = slope_per_hour(pts), slope_per_hour(pts[len(pts) // 2 :])
+            return {
+                "first": round(pts[0][1]),
+                "last": round(pts[-1][1]),
+                "max": round(max(v for _, v in pts)),
+                "slope_per_hour": None if sl is None else round(sl),
+                "slope_per_hour_2nd_half": None if late is None else round(late),
+            }
+
+        def maps(kind: str) -> Any:
+            return lambda s: s["smaps"].get(kind, {}).get("rss_kb", 0)
+
+        out: dict[str, Any] = {
+            "snapshots": len(snaps),
+            "malloc_arena_kb": series(lambda s: s["mallinfo"]["arena_kb"]),
+            "malloc_in_use_kb": series(lambda s: s["mallinfo"]["in_use_kb"]),
+            "malloc_free_kb": series(lambda s: s["mallinfo"]["free_kb"]),
+            "malloc_mmap_kb": series(lambda s: s["mallinfo"]["mmap_kb"]),
+            "arenas": series(lambda s: len(s["arenas"])),
+            "heap_map_kb": series(maps("[heap]")),
+            "anon_map_kb": series(maps("anon")),
+            "sqlite_connections": series(lambda s: s["sqlite_connections"]),
+            "threads": series(lambda s: sum(s["threads"].values())),
+            "threads_last": warm[-1]["threads"],
+            "arenas_last": warm[-1]["arenas"],
+        }
+        if warm[-1].get("obmalloc"):
+            out["obmalloc_arenas"] = series(lambda s: s["obmalloc"].get("arenas", 0))
+            out["obmalloc_allocated_kb"] = series(
+                lambda s: s["obmalloc"].get("allocated_bytes", 0) // 1024
+            )
+            out["obmalloc_free_kb"] = series(
+                lambda s: s["obmalloc"].get("available_bytes", 0) // 1024
+            )
+        if "sqlite" in warm[-1]:
+            out["sqlite_memory_kb"] = series(lambda s: s["sqlite"]["memory_used_kb"])
+        return out
+
     def destroy(self) -> None:
         logs = RESULTS / "logs" / "soak"
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True, exist_ok=True)
-        for f in self.work.glob("*.log"):
+        for f in [*self.work.glob("*.log"), *self.work.glob("*.jsonl")]:
             shutil.copy(f, logs / f.name)
         self.village.destroy()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def units_environment() -> dict[str, dict[str, str]]:
+    """Each daemon's environment as its provisioned unit sets it (by the village's names)."""
+    return {name: unit_environment(UNITS / f"{unit}.service.j2") for name, unit in UNIT_OF.items()}
+
+
+def unit_environment(unit: Path) -> dict[str, str]:
+    """The ``Environment=`` assignments of a systemd unit file (``KEY=VALUE`` words)."""
+    env: dict[str, str] = {}
+    if not unit.exists():
+        return env
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for word in line.removeprefix("Environment=").split():
+                key, sep, value = word.strip('"').partition("=")
+                if sep and "{" not in word:  # a template's {{ … }} is the site's, not ours
+                    env[key] = value
+    return env
+
+
+def environment_of(pid: int, keys: dict[str, str]) -> dict[str, str | None]:
+    """The values of ``keys`` in a running process's environment (None: not set)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return dict.fromkeys(keys)
+    env = dict(w.decode(errors="replace").partition("=")[::2] for w in raw.split(b"\0") if w)
+    return {k: env.get(k) for k in keys}
+
+
+def anon_kb(pid: int) -> int:
+    """A process's anonymous resident memory (heap, arenas, stacks), from smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def mappings_kb(pid: int) -> dict[str, int]:
+    """A process's resident memory by mapping: ``[heap]``, ``anon``, ``[stack]``, the
+    database's files, and the shared libraries and Python extensions together (``libs``)."""
+    try:
+        groups = smaps_groups(pid)
+    except OSError:
+        return {}
+    out = {"libs": 0}
+    for name, g in groups.items():
+        if name in ("[heap]", "anon", "[stack]") or name.startswith("hotspot.db"):
+            out[name] = out.get(name, 0) + g["rss_kb"]
+        else:
+            out["libs"] += g["rss_kb"]
+    return out
 
 
 def fd_kinds(pid: int) -> dict[str, int]:
@@ -1039,6 +1215,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="every N s, the gateway's tracemalloc top sites and gc objects by type (off)",
     )
+    ap.add_argument(
+        "--native-watch",
+        type=float,
+        default=0.0,
+        help="every N s, the gateway's and the sync agent's malloc arenas, SQLite memory and "
+        "mappings, without tracemalloc (off)",
+    )
     ap.add_argument("--output", type=Path, default=RESULTS / "soak.json")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -1047,8 +1230,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.hours <= 24 * 14 or not 1 <= args.phones <= 200:
         print("bench.soak: --hours in (0, 336], --phones 1..200", file=sys.stderr)
         return 2
-    if args.day_seconds < 0 or args.memwatch < 0:
-        print("bench.soak: --day-seconds and --memwatch are seconds ≥ 0", file=sys.stderr)
+    if args.day_seconds < 0 or args.memwatch < 0 or args.native_watch < 0:
+        print(
+            "bench.soak: --day-seconds, --memwatch and --native-watch are seconds ≥ 0",
+            file=sys.stderr,
+        )
         return 2
     if args.check_seconds is None:
         args.check_seconds = 5.0 if args.hours < 0.1 else 30.0
@@ -1063,6 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "day_seconds": args.day_seconds,
         "memwatch_seconds": args.memwatch,
+        "native_watch_seconds": args.native_watch,
     }
     info["mode"] = "soak"
     try:

@@ -24,6 +24,7 @@ from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.dnsapply import DnsApplier
 from gateway.engine import SessionEngine
+from gateway.memory import FreedMemory
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
 from gateway.radius import RadiusService
@@ -88,6 +89,7 @@ class Gateway:
         self.ticks = 0
         self.last_tick_error: str | None = None
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
+        self.freed_memory = FreedMemory()  # malloc_trim once an hour (gateway/memory.py)
         self.metrics: GatewayMetrics | None = None  # [gateway] metrics_listen
         self.metrics_listener: MetricsListener | None = None
 
@@ -251,6 +253,7 @@ class Gateway:
                 self.last_tick_error = str(exc).splitlines()[0]
                 log.error("tick: database: %s", self.last_tick_error)
         self.expire_stock()
+        self.freed_memory.due()
         try:
             self.policies.check_inbox()
         except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it

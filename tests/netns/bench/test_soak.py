@@ -61,6 +61,10 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     assert abs(days["daily_vs_sessions_pct"]) <= 1.0, days
     gw = r["processes"]["gateway"]
     assert gw["fds_last"] - gw["fds_first"] <= 3, gw
+    # Its memory figures are the device's: the daemons ran with their units' environment
+    # (MALLOC_ARENA_MAX=2; without it the gateway kept a malloc arena per control thread).
+    assert r["environment_seen"]["gateway"] == {"MALLOC_ARENA_MAX": "2"}, r["environment_seen"]
+    assert r["environment_seen"]["portal"] == {"MALLOC_ARENA_MAX": "2"}, r["environment_seen"]
     for name in ("gateway", "dnsmasq", "walled-dns", "sync", "portal"):
         assert name in r["processes"], f"{name} gone: {sorted(r['processes'])}"
     # Phones may meet a refusal on a loaded machine (the portal's "busy" page when the
