@@ -32,7 +32,7 @@ print(json.dumps(sorted(sys.modules)))
 # Loaded by the code that needs them, never at start-up.
 GATEWAY_LAZY = (
     "alembic",  # migrations run only when the schema is behind
-    "scapy",  # the ARP probe of an address without a neighbour entry
+    "scapy",  # tests only: the ARP probe is gateway/arp.py (scapy stayed 29 MB after one probe)
     "flask",  # other processes' commands: the portal,
     "portal",
     "collector",  # the collector,
