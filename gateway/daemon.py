@@ -127,7 +127,8 @@ class Gateway:
         # The last good policy over the local file: what the data path is built from.
         self.config = self.policies.load()
         check_interfaces(self.config)
-        db = self.db = open_database(self.config.database.url)
+        # Migrated in a child process when behind: the daemon never carries Alembic.
+        db = self.db = open_database(self.config.database.url, apart=True)
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         if self.config.radius.enabled:
