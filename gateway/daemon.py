@@ -25,7 +25,6 @@ from gateway.datapath import DataPath
 from gateway.engine import SessionEngine
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
-from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
 from hotspot.attempts import purge_attempts
 from hotspot.collector_time import ClockSetter, CollectorClock
@@ -41,6 +40,7 @@ from hotspot.vouchers.withdrawal import expire_unsold
 
 if TYPE_CHECKING:
     from gateway.metrics import GatewayMetrics, MetricsListener
+    from gateway.radius import RadiusService
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class Gateway:
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         if self.config.radius.enabled:
+            # Imported only with [radius] on: pyrad and the RADIUS modules are 1.5 MB.
+            from gateway.radius import RadiusService
+
             # Before the engine starts: sessions that ended while we were away get their Stop.
             self.radius = RadiusService(
                 self.config,

@@ -43,6 +43,8 @@ GATEWAY_LAZY = (
     "pyroute2.ipdb",
     "pyroute2.plan9",
     "psutil",  # the health probe (sync agent, console)
+    "pyrad",  # RADIUS, when [radius] is on (gateway/radius.py)
+    "gateway.radius",
 )
 PORTAL_LAZY = (
     "alembic",
