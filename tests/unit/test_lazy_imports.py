@@ -42,6 +42,8 @@ GATEWAY_LAZY = (
     "pyroute2.ndb",  # pyroute2's package __init__ (gateway/netlink.py)
     "pyroute2.ipdb",
     "pyroute2.plan9",
+    "unittest.case",  # the test runner pyroute2's route socket would pull in (gateway/netlink.py)
+    "unittest.runner",
     "psutil",  # the health probe (sync agent, console)
     "pyrad",  # RADIUS, when [radius] is on (gateway/radius.py)
     "gateway.radius",
