@@ -28,6 +28,29 @@ PARSER = (
     "build_parser(*([{argv!r}] if inspect.signature(build_parser).parameters else []))"
 )
 
+# The import statements in the body of ``Neighbours.arp_probe``, run (scapy's before the
+# change, gateway/arp.py's after): the probe itself needs root and a LAN.
+ARP_PROBE_IMPORTS = (
+    "import ast, inspect, textwrap, gateway.neighbours as nb; "
+    "fn = ast.parse(textwrap.dedent(inspect.getsource(nb.Neighbours.arp_probe))); "
+    "[exec(ast.unparse(n)) for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]"
+)
+# The daemon's own way of opening its database, on one that is not migrated yet.
+MIGRATE_BEHIND = (
+    "import inspect; from hotspot.db import open_database; "
+    "open_database(DB.replace('.db', '-behind.db'), "
+    "**({'apart': True} if 'apart' in inspect.signature(open_database).parameters else {}))"
+)
+
+# The daemon's check of the kept policy at start-up (gateway/policy.py), on an envelope that
+# main() signs for the step: (envelope, public key, gateway id) in DB's "-policy.json".
+POLICY_CHECK = (
+    "import inspect, json; from hotspot import policy as pm; "
+    "e, k, g = json.load(open(DB.split(':///')[1].replace('.db', '-policy.json'))); "
+    "pm.verify(e, k, g, **({'apart': True} if 'apart' in inspect.signature(pm.verify).parameters "
+    "else {}))"
+)
+
 # (label, the statement that step runs). The first steps are the libraries in the order the
 # process meets them, so a library's row is what it adds on its own.
 STEPS: dict[str, list[tuple[str, str]]] = {
@@ -47,6 +70,10 @@ STEPS: dict[str, list[tuple[str, str]]] = {
             "open the database (up to date)",
             "from hotspot.db import open_database; open_database(DB)",
         ),
+        # What stays in the daemon after paths that run later (both trees run the same text):
+        ("a province's policy in force (its signature checked)", POLICY_CHECK),
+        ("a start on a database that is behind (an update)", MIGRATE_BEHIND),
+        ("its first ARP probe (what the probe imports)", ARP_PROBE_IMPORTS),
     ],
     "portal": [
         ("sqlalchemy (+ asyncio, ssl)", "import sqlalchemy"),
@@ -126,6 +153,19 @@ def measure(tree: Path, process: str, db_url: str) -> list[dict[str, Any]]:
     return rows
 
 
+def write_policy(path: Path) -> None:
+    """A signed policy envelope for the POLICY_CHECK step (signed here: the measured
+    interpreter must not load cryptography to make it)."""
+    import datetime as dt
+
+    from hotspot import policy
+
+    key = policy.new_private_key()
+    doc = policy.make_document("bench", 1, {}, {}, dt.datetime(2026, 11, 30))
+    envelope = policy.sign(key, doc)
+    path.write_text(json.dumps([envelope, policy.public_key_of(key), "bench"]))
+
+
 def compile_tree(tree: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "hotspot", "gateway", "portal", "hotspot_cli"]
@@ -184,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 timeout=120,
             )
+            write_policy(Path(tmp) / f"{name}-policy.json")
             results["trees"][name] = {p: measure(tree, p, db_url) for p in STEPS}
             results["trees"][name]["path"] = str(tree)
     results["loadavg_end"] = os.getloadavg()
