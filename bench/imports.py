@@ -51,6 +51,19 @@ POLICY_CHECK = (
     "else {}))"
 )
 
+# A worker following the last good policy file (portal/state.py's follow_policy) as it does
+# when the file changes: the effective configuration and the announcements.
+PORTAL_POLICY = (
+    "import inspect, json; from hotspot import policy as pm, config as cm; "
+    "p = DB.split(':///')[1].replace('.db', '-policy.json'); e, k, g = json.load(open(p)); "
+    "pm.store(p + '.kept', e); "
+    "c = cm.load(overrides={'sync': {'gateway_id': g}, "
+    "'policy': {'public_key': k, 'state_file': p + '.kept'}}); "
+    "kw = {'apart': True} if 'apart' in inspect.signature(pm.effective_from_file).parameters "
+    "else {}; "
+    "assert pm.effective_from_file(c, **kw)[1] == 1; pm.announcements_from_file(c, **kw)"
+)
+
 # (label, the statement that step runs). The first steps are the libraries in the order the
 # process meets them, so a library's row is what it adds on its own.
 STEPS: dict[str, list[tuple[str, str]]] = {
@@ -88,6 +101,7 @@ STEPS: dict[str, list[tuple[str, str]]] = {
             PARSER.format(argv=["portal", "run"]),
         ),
         ("gunicorn, portal.server", "import portal.server, gunicorn.app.base"),
+        ("a province's policy in force (the worker follows it)", PORTAL_POLICY),
     ],
 }
 

@@ -760,22 +760,23 @@ def effective_config(config: Config, policy: Policy | None) -> Config:
         raise invalid(f"the configuration with this policy is not valid: {exc.message}") from None
 
 
-def announcements_from_file(config: Config) -> list[dict[str, Any]]:
+def announcements_from_file(config: Config, *, apart: bool = False) -> list[dict[str, Any]]:
     """The province's announcements of the last good file, verified again with the pinned
-    key (hotspot/announcements.py shows those running); [] when there is none."""
+    key (hotspot/announcements.py shows those running); [] when there is none. ``apart``:
+    the signature checked by a child interpreter (:func:`verify`)."""
     if not config.policy.public_key:
         return []
     try:
         envelope = load_stored(config.policy.state_file)
         if envelope is None:
             return []
-        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id, apart=apart)
     except PolicyRefused:
         return []
     return [dict(a) for a in policy.fields.get("announcements", [])]
 
 
-def effective_from_file(config: Config) -> tuple[Config, int]:
+def effective_from_file(config: Config, *, apart: bool = False) -> tuple[Config, int]:
     """(the effective configuration, the policy's version) from the last good file, verified
     again with the pinned key; ``(config, 0)`` when there is none, no key is pinned, or the
     file does not verify (the gateway logs why; a reader such as the portal need not)."""
@@ -785,7 +786,7 @@ def effective_from_file(config: Config) -> tuple[Config, int]:
         envelope = load_stored(config.policy.state_file)
         if envelope is None:
             return config, 0
-        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id, apart=apart)
         return effective_config(config, policy), policy.version
     except PolicyRefused:
         return config, 0
