@@ -28,6 +28,42 @@ PARSER = (
     "build_parser(*([{argv!r}] if inspect.signature(build_parser).parameters else []))"
 )
 
+# The import statements in the body of ``Neighbours.arp_probe``, run (scapy's before the
+# change, gateway/arp.py's after): the probe itself needs root and a LAN.
+ARP_PROBE_IMPORTS = (
+    "import ast, inspect, textwrap, gateway.neighbours as nb; "
+    "fn = ast.parse(textwrap.dedent(inspect.getsource(nb.Neighbours.arp_probe))); "
+    "[exec(ast.unparse(n)) for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]"
+)
+# The daemon's own way of opening its database, on one that is not migrated yet.
+MIGRATE_BEHIND = (
+    "import inspect; from hotspot.db import open_database; "
+    "open_database(DB.replace('.db', '-behind.db'), "
+    "**({'apart': True} if 'apart' in inspect.signature(open_database).parameters else {}))"
+)
+
+# The daemon's check of the kept policy at start-up (gateway/policy.py), on an envelope that
+# main() signs for the step: (envelope, public key, gateway id) in DB's "-policy.json".
+POLICY_CHECK = (
+    "import inspect, json; from hotspot import policy as pm; "
+    "e, k, g = json.load(open(DB.split(':///')[1].replace('.db', '-policy.json'))); "
+    "pm.verify(e, k, g, **({'apart': True} if 'apart' in inspect.signature(pm.verify).parameters "
+    "else {}))"
+)
+
+# A worker following the last good policy file (portal/state.py's follow_policy) as it does
+# when the file changes: the effective configuration and the announcements.
+PORTAL_POLICY = (
+    "import inspect, json; from hotspot import policy as pm, config as cm; "
+    "p = DB.split(':///')[1].replace('.db', '-policy.json'); e, k, g = json.load(open(p)); "
+    "pm.store(p + '.kept', e); "
+    "c = cm.load(overrides={'sync': {'gateway_id': g}, "
+    "'policy': {'public_key': k, 'state_file': p + '.kept'}}); "
+    "kw = {'apart': True} if 'apart' in inspect.signature(pm.effective_from_file).parameters "
+    "else {}; "
+    "assert pm.effective_from_file(c, **kw)[1] == 1; pm.announcements_from_file(c, **kw)"
+)
+
 # (label, the statement that step runs). The first steps are the libraries in the order the
 # process meets them, so a library's row is what it adds on its own.
 STEPS: dict[str, list[tuple[str, str]]] = {
@@ -47,6 +83,10 @@ STEPS: dict[str, list[tuple[str, str]]] = {
             "open the database (up to date)",
             "from hotspot.db import open_database; open_database(DB)",
         ),
+        # What stays in the daemon after paths that run later (both trees run the same text):
+        ("a province's policy in force (its signature checked)", POLICY_CHECK),
+        ("a start on a database that is behind (an update)", MIGRATE_BEHIND),
+        ("its first ARP probe (what the probe imports)", ARP_PROBE_IMPORTS),
     ],
     "portal": [
         ("sqlalchemy (+ asyncio, ssl)", "import sqlalchemy"),
@@ -61,6 +101,7 @@ STEPS: dict[str, list[tuple[str, str]]] = {
             PARSER.format(argv=["portal", "run"]),
         ),
         ("gunicorn, portal.server", "import portal.server, gunicorn.app.base"),
+        ("a province's policy in force (the worker follows it)", PORTAL_POLICY),
     ],
 }
 
@@ -126,6 +167,19 @@ def measure(tree: Path, process: str, db_url: str) -> list[dict[str, Any]]:
     return rows
 
 
+def write_policy(path: Path) -> None:
+    """A signed policy envelope for the POLICY_CHECK step (signed here: the measured
+    interpreter must not load cryptography to make it)."""
+    import datetime as dt
+
+    from hotspot import policy
+
+    key = policy.new_private_key()
+    doc = policy.make_document("bench", 1, {}, {}, dt.datetime(2026, 11, 30))
+    envelope = policy.sign(key, doc)
+    path.write_text(json.dumps([envelope, policy.public_key_of(key), "bench"]))
+
+
 def compile_tree(tree: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "hotspot", "gateway", "portal", "hotspot_cli"]
@@ -184,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 timeout=120,
             )
+            write_policy(Path(tmp) / f"{name}-policy.json")
             results["trees"][name] = {p: measure(tree, p, db_url) for p in STEPS}
             results["trees"][name]["path"] = str(tree)
     results["loadavg_end"] = os.getloadavg()

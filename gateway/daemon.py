@@ -27,7 +27,6 @@ from gateway.engine import SessionEngine
 from gateway.memory import FreedMemory
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
-from gateway.radius import RadiusService
 from gateway.uplink import UplinkMonitor
 from hotspot.attempts import purge_attempts
 from hotspot.collector_time import ClockSetter, CollectorClock
@@ -43,6 +42,7 @@ from hotspot.vouchers.withdrawal import expire_unsold
 
 if TYPE_CHECKING:
     from gateway.metrics import GatewayMetrics, MetricsListener
+    from gateway.radius import RadiusService
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,14 @@ class Gateway:
         # The last good policy over the local file: what the data path is built from.
         self.config = self.policies.load()
         check_interfaces(self.config)
-        db = self.db = open_database(self.config.database.url)
+        # Migrated in a child process when behind: the daemon never carries Alembic.
+        db = self.db = open_database(self.config.database.url, apart=True)
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         if self.config.radius.enabled:
+            # Imported only with [radius] on: pyrad and the RADIUS modules are 1.5 MB.
+            from gateway.radius import RadiusService
+
             # Before the engine starts: sessions that ended while we were away get their Stop.
             self.radius = RadiusService(
                 self.config,

@@ -15,7 +15,7 @@ import errno
 import ipaddress
 import logging
 
-from gateway import rtnl_dump
+from gateway import arp, rtnl_dump
 from gateway.netlink import IPRoute, NetlinkError
 from hotspot.errors import ErrorCode, KernelError, UsageError
 from hotspot.mac import normalize_mac
@@ -125,19 +125,13 @@ class Neighbours:
 
     def arp_probe(self, ip: str) -> str | None:
         """One ARP who-has on the LAN; the answer's sender MAC, or None."""
-        # scapy is large: load it only on the rare path that needs it.
-        from scapy.layers.l2 import ARP, Ether
-        from scapy.sendrecv import srp1
-
-        answer = srp1(
-            Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip),
-            iface=self.ifname,
-            timeout=self.probe_timeout,
-            verbose=False,
-        )
-        if answer is None or ARP not in answer:
+        try:
+            mac = arp.probe(self.ifname, ip, self.probe_timeout)
+        except OSError as exc:
+            raise KernelError(f"ARP probe of {ip}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
+        if mac is None:
             return None
         try:
-            return normalize_mac(answer[ARP].hwsrc)
+            return normalize_mac(mac)
         except UsageError:
             return None

@@ -52,6 +52,10 @@ def _bare_package(name: str) -> None:
 
 
 _bare_package("pyroute2")
+# pyroute2's route socket imports ``unittest.mock`` for its mock socket (IPMock, which the
+# gateway never uses): without this, the whole of ``unittest`` too — its runner, loader, case
+# and suite modules, 1 MB. ``unittest.mock`` itself still loads.
+_bare_package("unittest")
 
 # Imported after the bare package is in place: only these modules (and what they import) load.
 from pyroute2.conntrack import Conntrack  # noqa: E402

@@ -65,7 +65,9 @@ class PolicyKeeper:
             if envelope is None:
                 log.info("no policy from the province yet: the local configuration rules")
                 return self.local
-            policy = policy_mod.verify(envelope, cfg.public_key, self.local.sync.gateway_id)
+            policy = policy_mod.verify(
+                envelope, cfg.public_key, self.local.sync.gateway_id, apart=True
+            )
             effective = policy_mod.effective_config(self.local, policy)
         except PolicyRefused as exc:
             # The file was changed on the disk, or the pinned key changed: not run.
@@ -87,7 +89,11 @@ class PolicyKeeper:
                         ErrorCode.POLICY_SIGNATURE,
                     )
                 policy = policy_mod.verify(
-                    envelope, cfg.public_key, self.local.sync.gateway_id, current=self.version
+                    envelope,
+                    cfg.public_key,
+                    self.local.sync.gateway_id,
+                    current=self.version,
+                    apart=True,  # the daemon never loads cryptography (8 MB)
                 )
                 effective = policy_mod.effective_config(self.local, policy)
             except PolicyRefused as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotspot.config import database_path
+from hotspot.errors import ErrorCode, HotspotError
 
 if TYPE_CHECKING:  # Alembic is imported only where migrations run: portal workers stay small
     from alembic.config import Config as AlembicConfig
@@ -208,7 +210,50 @@ def is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()
 
 
-def open_database(url: str, *, synchronous: str = "NORMAL") -> Engine:
+def migrate_apart(url: str, migrations: Path = MIGRATIONS) -> None:
+    """:func:`migrate`, in a child process when the schema is behind: what the gateway
+    daemon runs at start-up, so that it never carries Alembic. A migration imports Alembic,
+    Mako and Pygments (their modules and what they build: 10 MB of RSS, bench/README.md),
+    and a process keeps what it has imported until it ends; the daemon runs for months.
+
+    The child is a fork (the same code, configuration and logging; taken before the daemon
+    starts a thread); it opens its own engine, migrates and exits. Its failure is logged
+    there, with the traceback, and raised here as :class:`~hotspot.errors.HotspotError`
+    (``database``): the migration is one transaction, so the database is as it was."""
+    engine = make_engine(url)
+    try:
+        head = script_head(migrations)
+        if head is not None and current_revision(engine) == head:
+            return
+    finally:
+        engine.dispose()  # no connection of the parent's is shared with the child
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child's coverage is not collected)
+        status = 1
+        try:
+            child = make_engine(url)
+            migrate(child, migrations)
+            child.dispose()
+            status = 0
+        except BaseException:
+            log.exception("migrating the database failed")
+        finally:
+            logging.shutdown()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait_status) != 0:
+        raise HotspotError(
+            "migrating the database failed (the log above says why); it is as it was",
+            code=ErrorCode.DATABASE,
+        )
+
+
+def open_database(url: str, *, synchronous: str = "NORMAL", apart: bool = False) -> Engine:
+    """An engine on ``url`` with the schema brought up to date; ``apart``: migrated in a
+    child process (:func:`migrate_apart`: the long-running gateway daemon)."""
+    if apart:
+        migrate_apart(url)
+        return make_engine(url, synchronous=synchronous)
     engine = make_engine(url, synchronous=synchronous)
     migrate(engine)
     return engine

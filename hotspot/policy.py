@@ -34,6 +34,8 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,26 +264,83 @@ def check_envelope(env: Any) -> dict[str, str]:
     return {"document": env["document"], "signature": env["signature"], "key_id": key}
 
 
+# The signature check of ``verify(..., apart=True)``, in a child interpreter: the key, the
+# signature and the document, base64, on its stdin; it prints "good" or "bad".
+_CHECK_APART = """
+import base64, sys
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+key, signature, document = (base64.b64decode(part) for part in sys.stdin.read().split())
+try:
+    Ed25519PublicKey.from_public_bytes(key).verify(signature, document)
+except InvalidSignature:
+    print("bad")
+else:
+    print("good")
+"""
+
+
+def _signature_good(key: bytes, signature: bytes, document: bytes, *, apart: bool) -> bool:
+    """Whether ``key`` signed ``document``. ``apart``: checked by a child interpreter, so
+    that the caller never imports ``cryptography`` — 8 MB of RSS that a process keeps for
+    good once loaded (its Rust bindings and OpenSSL's tables, bench/README.md), for a check
+    the gateway daemon makes at start-up and once per new policy. Anything but a clear
+    answer from the child refuses the policy: it fails closed."""
+    if not apart:
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            _ed25519().Ed25519PublicKey.from_public_bytes(key).verify(signature, document)
+        except InvalidSignature:
+            return False
+        return True
+    payload = b" ".join(base64.b64encode(part) for part in (key, signature, document))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", _CHECK_APART],
+            input=payload,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise _refuse(ErrorCode.POLICY_SIGNATURE, f"the signature was not checked: {exc}") from None
+    answer = done.stdout.strip()
+    if answer in (b"good", b"bad"):
+        return answer == b"good"
+    raise _refuse(
+        ErrorCode.POLICY_SIGNATURE,
+        f"the signature was not checked (the checking process exited {done.returncode}: "
+        f"{done.stderr.decode(errors='replace').strip().splitlines()[-1:]})",
+    )
+
+
 def verify(
-    envelope: Mapping[str, Any], public_key: str, gateway: str, *, current: int = 0
+    envelope: Mapping[str, Any],
+    public_key: str,
+    gateway: str,
+    *,
+    current: int = 0,
+    apart: bool = False,
 ) -> Policy:
     """The envelope's policy, if the pinned key signed it for ``gateway`` with a version
     above ``current`` and valid content; :class:`PolicyRefused` (with the code) otherwise.
-    The signature is checked before anything in the document is believed."""
-    from cryptography.exceptions import InvalidSignature
-
+    The signature is checked before anything in the document is believed; ``apart``: in a
+    child interpreter (:func:`_signature_good`: the long-running gateway daemon)."""
     env = check_envelope(envelope)
     try:
-        pub = _ed25519().Ed25519PublicKey.from_public_bytes(decode_public_key(public_key))
+        key = decode_public_key(public_key)
         signature = base64.b64decode(env["signature"], validate=True)
     except (binascii.Error, ValueError):
         raise _refuse(ErrorCode.POLICY_SIGNATURE, "malformed signature") from None
-    try:
-        pub.verify(signature, env["document"].encode())
-    except InvalidSignature:
+    if len(signature) != 64:  # Ed25519's size: what from_public_bytes/verify would refuse
         raise _refuse(
             ErrorCode.POLICY_SIGNATURE, "bad signature (tampered, or signed by another key)"
-        ) from None
+        )
+    if not _signature_good(key, signature, env["document"].encode(), apart=apart):
+        raise _refuse(
+            ErrorCode.POLICY_SIGNATURE, "bad signature (tampered, or signed by another key)"
+        )
     try:
         doc = json.loads(env["document"])
     except (ValueError, RecursionError):
@@ -728,22 +787,23 @@ def effective_config(config: Config, policy: Policy | None) -> Config:
         raise invalid(f"the configuration with this policy is not valid: {exc.message}") from None
 
 
-def announcements_from_file(config: Config) -> list[dict[str, Any]]:
+def announcements_from_file(config: Config, *, apart: bool = False) -> list[dict[str, Any]]:
     """The province's announcements of the last good file, verified again with the pinned
-    key (hotspot/announcements.py shows those running); [] when there is none."""
+    key (hotspot/announcements.py shows those running); [] when there is none. ``apart``:
+    the signature checked by a child interpreter (:func:`verify`)."""
     if not config.policy.public_key:
         return []
     try:
         envelope = load_stored(config.policy.state_file)
         if envelope is None:
             return []
-        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id, apart=apart)
     except PolicyRefused:
         return []
     return [dict(a) for a in policy.fields.get("announcements", [])]
 
 
-def effective_from_file(config: Config) -> tuple[Config, int]:
+def effective_from_file(config: Config, *, apart: bool = False) -> tuple[Config, int]:
     """(the effective configuration, the policy's version) from the last good file, verified
     again with the pinned key; ``(config, 0)`` when there is none, no key is pinned, or the
     file does not verify (the gateway logs why; a reader such as the portal need not)."""
@@ -753,7 +813,7 @@ def effective_from_file(config: Config) -> tuple[Config, int]:
         envelope = load_stored(config.policy.state_file)
         if envelope is None:
             return config, 0
-        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id)
+        policy = verify(envelope, config.policy.public_key, config.sync.gateway_id, apart=apart)
         return effective_config(config, policy), policy.version
     except PolicyRefused:
         return config, 0

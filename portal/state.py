@@ -113,8 +113,9 @@ class PortalState:
         self._policy_seen = (now, mtime)
         if mtime == seen:
             return
-        effective, version = effective_from_file(local)
-        notices = announcements_from_file(local)
+        # Checked by a child interpreter: a worker never loads cryptography (8 MB each).
+        effective, version = effective_from_file(local, apart=True)
+        notices = announcements_from_file(local, apart=True)
         with self._lock:
             self.local_config = local
             self.config = effective

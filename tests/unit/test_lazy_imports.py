@@ -25,14 +25,14 @@ from hotspot_cli.main import build_parser
 build_parser(["--config", "x.toml", "gateway", "run"])
 import gateway.daemon
 from hotspot.db import open_database
-open_database(sys.argv[1])
+open_database(sys.argv[1], apart=True)
 print(json.dumps(sorted(sys.modules)))
 """
 
 # Loaded by the code that needs them, never at start-up.
 GATEWAY_LAZY = (
     "alembic",  # migrations run only when the schema is behind
-    "scapy",  # the ARP probe of an address without a neighbour entry
+    "scapy",  # tests only: the ARP probe is gateway/arp.py (scapy stayed 29 MB after one probe)
     "flask",  # other processes' commands: the portal,
     "portal",
     "collector",  # the collector,
@@ -42,7 +42,11 @@ GATEWAY_LAZY = (
     "pyroute2.ndb",  # pyroute2's package __init__ (gateway/netlink.py)
     "pyroute2.ipdb",
     "pyroute2.plan9",
+    "unittest.case",  # the test runner pyroute2's route socket would pull in (gateway/netlink.py)
+    "unittest.runner",
     "psutil",  # the health probe (sync agent, console)
+    "pyrad",  # RADIUS, when [radius] is on (gateway/radius.py)
+    "gateway.radius",
 )
 PORTAL_LAZY = (
     "alembic",
@@ -164,3 +168,48 @@ def test_a_schema_that_is_not_one_chain_is_left_to_alembic(tmp_path):
 
 def test_a_worker_serves_its_pages_without_babels_locale_data(portal_worker):
     assert portal_worker[1] == set()
+
+
+# The gateway's start on a database that is behind (the first start after an update, or a new
+# one): migrated in a child process, so that the daemon does not carry Alembic, Mako and
+# Pygments (10 MB) for the months it then runs.
+GATEWAY_MIGRATES = """
+import json, sys
+from hotspot.db import current_revision, make_engine, open_database
+try:
+    engine = open_database(sys.argv[1], apart=True)
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__name__, "code": str(exc.code)}))
+else:
+    print(json.dumps({"revision": current_revision(engine),
+                      "alembic": any(m.split(".")[0] == "alembic" for m in sys.modules)}))
+"""
+
+
+def run_json(code: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_gateway_migrates_a_database_that_is_behind_in_a_child_process(tmp_path):
+    url = f"sqlite:///{tmp_path}/hotspot.db"
+    assert run_json(GATEWAY_MIGRATES, url) == {"revision": script_head(), "alembic": False}
+
+
+def test_a_migration_that_fails_in_the_child_is_a_database_error_and_changes_nothing(tmp_path):
+    """A file that is not a database (a card gone bad): the child's migration fails, the
+    daemon gets a ``database`` error (exit 1, the child's traceback in the log), the file is
+    untouched."""
+    path = tmp_path / "hotspot.db"
+    garbage = b"this is not a SQLite database " * 200
+    path.write_bytes(garbage)
+    got = run_json(GATEWAY_MIGRATES, f"sqlite:///{path}")
+    assert got == {"error": "HotspotError", "code": "database"}
+    assert path.read_bytes() == garbage

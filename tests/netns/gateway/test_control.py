@@ -151,7 +151,7 @@ def test_authorize_with_explicit_mac_asks_nobody_on_the_lan(testbed, gateway):
     """An operator (or the portal) that names the MAC needs no neighbour lookup: nothing the
     kernel could answer is used. The bug this guards: SessionEngine._identify
     (gateway/engine.py) called dp.mac_of(ip) before looking at the given MAC; for an address
-    not in the neighbour table that is a 0.5 s ARP probe (scapy srp1), under the engine lock,
+    not in the neighbour table that is a 0.5 s ARP probe (gateway/arp.py), under the engine lock,
     and its answer was then ignored. Checked by what the gateway does on the LAN (no ARP
     who-has for the addresses), not by the time a call takes on a loaded machine."""
     phone = testbed.phones[1]
@@ -190,5 +190,5 @@ def test_authorize_with_explicit_mac_asks_nobody_on_the_lan(testbed, gateway):
     assert not probed, (
         f"the gateway sent an ARP who-has for {probed} although each authorize named the MAC: "
         f"BUG: SessionEngine._identify (gateway/engine.py) calls dp.mac_of(ip) before looking "
-        f"at the given MAC (a 0.5 s scapy probe under the engine lock, its answer ignored)"
+        f"at the given MAC (a 0.5 s ARP probe under the engine lock, its answer ignored)"
     )
