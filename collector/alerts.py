@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, text
+from sqlalchemy import Engine, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -650,11 +650,23 @@ def start_loop(
     return stop
 
 
-def open_alerts(s: Session, gateway_id: str | None = None) -> list[Alert]:
+def open_alerts(s: Session, gateway_id: str | None = None, limit: int | None = None) -> list[Alert]:
+    """The alerts raised and not cleared, the critical and newest first."""
     q = select(Alert).where(Alert.raised_at.is_not(None), Alert.cleared_at.is_(None))
     if gateway_id is not None:
         q = q.where(Alert.gateway_id == gateway_id)
-    return list(s.scalars(q.order_by(Alert.critical.desc(), Alert.raised_at.desc())))
+    return list(s.scalars(q.order_by(Alert.critical.desc(), Alert.raised_at.desc()).limit(limit)))
+
+
+def count_open_alerts(s: Session) -> int:
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(Alert.raised_at.is_not(None), Alert.cleared_at.is_(None))
+        )
+        or 0
+    )
 
 
 def recent_alerts(s: Session, gateway_id: str, limit: int = 20) -> list[Alert]:

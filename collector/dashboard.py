@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector import queries
-from collector.alerts import KIND_TEXT, open_alerts, recent_alerts
+from collector.alerts import KIND_TEXT, count_open_alerts, open_alerts, recent_alerts
 from collector.config import CollectorConfig
 from collector.mapsvg import MapPoint, village_map
 from collector.models import Gateway, GatewayCertificate, PolicyScope, UplinkOutage
@@ -534,8 +534,13 @@ def index():
     with Session(current_app.extensions["collector_db"]) as s:
         o = queries.overview(s, _cfg(), now)
         places, chosen = _place_filter(o)
-        shown = {r["id"] for r in o["villages"]}
-        alerts = [a for a in open_alerts(s) if a.gateway_id in shown]
+        if any(chosen.values()):
+            shown = {r["id"] for r in o["villages"]}
+            alerts = [a for a in open_alerts(s) if a.gateway_id in shown]
+            alert_count = len(alerts)
+        else:  # the whole province: the first rows shown and a count, not 1,000 objects
+            alerts = open_alerts(s, limit=ATTENTION_ROWS)
+            alert_count = count_open_alerts(s)
         names = {r["id"]: r["village"] for r in o["villages"]}
         # every gateway's policy versions: only where a policy exists at all
         has_policy = s.scalar(select(PolicyScope.scope).limit(1)) is not None
@@ -570,7 +575,7 @@ def index():
         places=places,
         chosen=chosen,
         alerts=alerts[:ATTENTION_ROWS],
-        alerts_more=max(0, len(alerts) - ATTENTION_ROWS),
+        alerts_more=max(0, alert_count - ATTENTION_ROWS),
         names=names,
         policies=policies,
     )

@@ -168,7 +168,6 @@ def overview(s: Session, cfg: CollectorConfig, now: dt.datetime) -> dict[str, An
                 "bytes_7d": week_bytes.get(gw.id, 0),
                 "sales_month_count": sales.get(gw.id, (0, 0))[0],
                 "sales_month_rupiah": sales.get(gw.id, (0, 0))[1],
-                "health": health_dict(h),
                 "warnings": warnings(cfg, gw, h, now),
             }
         )

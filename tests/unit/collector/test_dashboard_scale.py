@@ -10,7 +10,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from collector import dashboard
-from collector.models import Gateway
+from collector.models import Alert, AlertKind, Gateway
 from collector.store import create_token
 from tests.unit.collector.test_dashboard_province import make_app
 
@@ -109,3 +109,38 @@ def test_gateways_api_carries_the_place_fields(tmp_path):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     gateway = doc["components"]["schemas"]["Gateway"]
     assert "kabupaten" in gateway["properties"] and "kabupaten" not in gateway.get("required", [])
+
+
+def test_the_province_lists_the_first_open_alerts_and_counts_the_rest(tmp_path):
+    app, _ = province(tmp_path)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with Session(app.extensions["collector_db"]) as s, s.begin():
+        for i in range(80):  # 80 open alerts and one cleared: 50 listed, "30 more"
+            s.add(
+                Alert(
+                    gateway_id=f"desa-{i:04d}",
+                    kind=AlertKind.DISK,
+                    detail="disk 95 %",
+                    critical=i < 5,
+                    first_seen_at=now - dt.timedelta(minutes=90),
+                    raised_at=now - dt.timedelta(minutes=80 - i),
+                )
+            )
+        s.add(
+            Alert(
+                gateway_id="desa-0100",
+                kind=AlertKind.DISK,
+                detail="disk 95 %",
+                critical=True,
+                first_seen_at=now - dt.timedelta(hours=3),
+                raised_at=now - dt.timedelta(hours=2),
+                cleared_at=now - dt.timedelta(hours=1),
+            )
+        )
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "… dan 30 peringatan lagi." in page
+    # the critical ones first, then the newest
+    listed = [x.split('"', 1)[0] for x in page.split("/village/desa-")[1:]]
+    assert {"0000", "0004", "0079"} <= set(listed) and "0100" not in listed
+    filtered = app.test_client().get("/?kabupaten=Kerinci").get_data(as_text=True)
+    assert "peringatan lagi" not in filtered  # a kabupaten's own alerts: under the cap
