@@ -108,7 +108,7 @@ def certificate(village) -> dict:
 
 
 @pytest.mark.parametrize("testbed", [1], indirect=True)
-def test_the_portal_follows_the_certificate_without_provision(testbed, village):
+def test_the_portal_follows_the_certificate_without_provision(testbed, village, listen):
     (phone,) = testbed.phones
     live = village.cfg.dns_filter.conf_dir
     plain = dnsfilter.current_generation(live)
@@ -141,6 +141,13 @@ def test_the_portal_follows_the_certificate_without_provision(testbed, village):
     assert village.calls[-1][0] in ("start", "restart")
     assert addresses(dns_query(testbed, phone.ns, GW_LAN_IP, NAME)) == [GW_LAN_IP]
     assert certificate(village)["problem"] is None
+    # The gateway started without a certificate: the HTTPS port is open to the TLS portal
+    # all the same (a stand-in listens there; a phone before login reaches it).
+    https = listen(testbed.gw, "tcp", GW_LAN_IP, village.cfg.portal.https_port)
+    testbed.run(
+        phone.ns, "curl", "-s", "-m", "3", f"http://{GW_LAN_IP}:443/api/captive", check=False
+    )
+    assert https.wait_received()
 
     # A renewal for the same name (new key, new serial, short-lived): no new generation,
     # dnsmasq is not restarted, the TLS portal is left running (it reads the pair per
