@@ -180,6 +180,13 @@ T: dict[str, dict[str, str]] = {
     "certificate": {"id": "Sertifikat HTTPS", "en": "HTTPS certificate"},
     "cert_until": {"id": "berlaku sampai", "en": "valid until"},
     "cert_none": {"id": "belum ada (HTTP biasa)", "en": "none yet (plain HTTP)"},
+    "cert_installed": {"id": "Terpasang di gateway", "en": "Installed on the gateway"},
+    "cert_mismatch": {
+        "id": "berbeda dengan yang diterbitkan",
+        "en": "differs from the one issued",
+    },
+    "cert_expiring": {"id": "segera kedaluwarsa", "en": "expires soon"},
+    "cert_expired": {"id": "kedaluwarsa", "en": "expired"},
     "policy_source": {"id": "Dari", "en": "From"},
 }
 
@@ -297,6 +304,30 @@ MAP = (
 """
 )
 
+# An installed certificate this close to its end is shown in warning (the agent renews at
+# two thirds of the lifetime or 30 days before: one still installed this late is stuck).
+CERT_EXPIRING = dt.timedelta(days=7)
+
+
+def installed_warnings(
+    health: dict[str, Any], issued: GatewayCertificate | None, now: dt.datetime
+) -> list[str]:
+    """What the village page says about the certificate the gateway reports installed (its
+    newest health sample): not the one issued (another name, an older one still in force, or
+    not fetched yet), near its end, expired."""
+    out: list[str] = []
+    name, until = health.get("cert_name"), health.get("cert_not_after")
+    if issued is not None and issued.not_after is not None:
+        if name != issued.name or until != issued.not_after:
+            out.append("cert_mismatch")
+    if until is not None:
+        if until <= now:
+            out.append("cert_expired")
+        elif until - now < CERT_EXPIRING:
+            out.append("cert_expiring")
+    return out
+
+
 VILLAGE = (
     """
 <p><a href="{{ url_for('dashboard.index') }}">{{ t('back') }}</a></p>
@@ -309,6 +340,7 @@ VILLAGE = (
 <tr><th>{{ t('software') }}</th><td>{{ software or '—' }}</td></tr>
 <tr><th>{{ t('policy_version') }}</th><td>{{ v.gateway.policy_version or '—' }}</td></tr>
 <tr><th>{{ t('certificate') }}</th><td>{% if certificate %}{{ certificate.name }}: {% if certificate.not_after %}{{ t('cert_until') }} {{ when(certificate.not_after) }}{% else %}{{ t('cert_none') }}{% endif %}{% if certificate.state != 'issued' %} <span class="warn">{{ certificate.state }}{% if certificate.error %}: {{ certificate.error }}{% endif %}</span>{% endif %}{% else %}<span class="muted">{{ t('cert_none') }}</span>{% endif %}</td></tr>
+<tr><th>{{ t('cert_installed') }}</th><td>{% if installed.cert_name %}{{ installed.cert_name }}: {{ t('cert_until') }} {{ when(installed.cert_not_after) }}{% else %}<span class="muted">{{ t('cert_none') }}</span>{% endif %}{% for w in installed_warnings %} <span class="warn">{{ t(w) }}</span>{% endfor %}</td></tr>
 <tr><th>{{ t('last_report') }}</th><td>{{ when(v.gateway.last_seen_at) }}</td></tr>
 </table>
 <h2>{{ t('alerts_village') }}</h2>
@@ -693,5 +725,7 @@ def village(gateway_id: str):
             outages=outages,
             village_alerts=recent_alerts(s, gateway_id),
             policy=document_of(s, gateway_id),
-            certificate=s.get(GatewayCertificate, gateway_id),
+            certificate=(cert := s.get(GatewayCertificate, gateway_id)),
+            installed=h,
+            installed_warnings=installed_warnings(h, cert, utcnow()),
         )

@@ -128,6 +128,10 @@ class HealthSample(Base):
     clock_synced: Mapped[bool | None] = mapped_column(Boolean)
     clock_source: Mapped[str | None] = mapped_column(String(16))
     policy_version: Mapped[int | None] = mapped_column(BigInteger)
+    # The HTTPS certificate the gateway has installed (None: none, or a gateway older than
+    # the fields); the village page shows the newest beside the one issued.
+    cert_name: Mapped[str | None] = mapped_column(String(253))
+    cert_not_after: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class SalesMonthly(Base):

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import sdnotify
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
-from gateway.dnsapply import DnsApplier
+from gateway.dnsapply import CertWatch, DnsApplier
 from gateway.engine import SessionEngine
 from gateway.memory import FreedMemory
 from gateway.netlink import IPRoute
@@ -163,7 +163,11 @@ class Gateway:
             self.start_metrics()
         self.policies.apply = self.apply_policy
         if self.config.dns_filter.conf_dir:
-            self.dns = DnsApplier(self.config.dns_filter.conf_dir, self.config.dns_filter.list_dir)
+            self.dns = DnsApplier(
+                self.config.dns_filter.conf_dir,
+                self.config.dns_filter.list_dir,
+                cert_watch=CertWatch(self.config),  # the portal's name follows the pair
+            )
             self.dns.start()
             self.dns.want(self.config)
         self.server = ControlServer(

@@ -30,13 +30,13 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.ruleset import FAMILY, WALLED_DNS
-from hotspot import dnsfilter
+from hotspot import certs, dnsfilter
 from hotspot.config import Config
 from hotspot.timeutil import iso, utcnow
 
@@ -46,8 +46,48 @@ DNSMASQ = "/usr/sbin/dnsmasq"
 TEST_TIMEOUT = 120.0
 
 
-def settings_of(config: Config) -> dnsfilter.Settings:
+def _origin(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{host}" + ("" if port == (443 if scheme == "https" else 80) else f":{port}")
+
+
+def portal_of(config: Config, cert: certs.Installed | None) -> tuple[str, str, bool]:
+    """(hostname, option 114 URL, HTTPS?) of the portal. With ``[sync] cert_zone`` and no TLS
+    pair of the file's own, the certificate in force decides (``cert``: usable now, or None):
+    its name and ``https://<name>/api/captive``, or the file's values (plain HTTP). The
+    configuration may already carry the certificate (hotspot.config.with_certificate, at
+    load): the file's own values are then read from its raw tables. Same rule as
+    portal.urls.PortalUrls.api_url (provisioning renders the same for a gateway without
+    ``[dns_filter] conf_dir``)."""
+    p, net = config.portal, config.network
+    derived = bool(config.sync.cert_zone) and (
+        not p.tls_cert or p.tls_cert == str(Path(config.sync.cert_dir) / certs.CERT_FILE)
+    )
+    if derived:
+        file_name = p.hostname
+        if p.tls_cert:  # the certificate was put in at load: the file's name is in raw
+            raw = config.raw.get("portal")
+            file_name = str(raw.get("hostname") or "") if isinstance(raw, Mapping) else ""
+        hostname, tls = (cert.name, True) if cert is not None else (file_name, False)
+    else:
+        hostname, tls = p.hostname, p.tls
+    if config.dhcp.captive_api_url:
+        url = config.dhcp.captive_api_url
+    elif hostname and tls:
+        url = _origin("https", hostname, p.https_port) + "/api/captive"
+    elif hostname:
+        url = _origin("http", hostname, net.portal_port) + "/api/captive"
+    else:
+        url = _origin("http", str(net.gateway_ip), net.portal_port) + "/api/captive"
+    return hostname, url, tls
+
+
+def settings_of(config: Config, watch: CertWatch | None = None) -> dnsfilter.Settings:
+    """What the live files hold for ``config``; the certificate as ``watch`` sees it (a
+    fresh look at ``[sync] cert_dir`` without one)."""
     net = config.network
+    if watch is None:
+        watch = CertWatch(config)
+    hostname, url, tls = portal_of(config, watch.current())
     return dnsfilter.Settings(
         enabled=config.dns_filter.enabled,
         portal_ip=str(net.gateway_ip),
@@ -57,7 +97,63 @@ def settings_of(config: Config) -> dnsfilter.Settings:
         ntp_servers=tuple(config.gateway.ntp_servers),
         fallback_ntp_servers=tuple(config.gateway.fallback_ntp_servers),
         list_sha256=config.dns_filter.list_sha256 if config.dns_filter.enabled else "",
+        portal_hostname=hostname,
+        captive_api_url=url,
+        portal_tls=tls,
     )
+
+
+class CertWatch:
+    """The certificate in force in ``[sync] cert_dir`` for ``[sync] cert_name``, checked at
+    every tick for the price of two ``stat`` calls: the pair is parsed again only when one of
+    its files changed (the agent installs by rename), and its expiry is compared with the
+    clock. A pair that is there but not usable (another name, a key that does not match, not
+    PEM) is ignored and reported (:attr:`problem`)."""
+
+    def __init__(self, config: Config, clock: Callable[[], dt.datetime] = utcnow):
+        self.folder = Path(config.sync.cert_dir)
+        self.name = config.sync.cert_name if config.sync.cert_zone else ""
+        self.clock = clock
+        self._seen: tuple[tuple[int, int, int] | None, ...] | None = None
+        self._installed: certs.Installed | None = None
+        self.problem: str | None = None
+
+    def _stat(self, name: str) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.folder / name)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def seen(self) -> dict[str, Any]:
+        """The pair as last looked at (for the gateway's status and the health report)."""
+        got, now = self._installed, self.clock().replace(tzinfo=None)
+        return {
+            **(got.as_dict(now) if got is not None else {"state": "none"}),
+            "problem": self.problem,
+        }
+
+    def current(self) -> certs.Installed | None:
+        """The pair when complete, for the name and not expired now; else None."""
+        if not self.name:
+            return None
+        seen = (self._stat(certs.CERT_FILE), self._stat(certs.KEY_FILE))
+        if seen != self._seen:
+            self._seen = seen
+            now = self.clock().replace(tzinfo=None)
+            self._installed = certs.installed(self.folder, self.name, now)
+            if self._installed is None and seen[0] is not None:
+                self.problem = (
+                    f"{self.folder / certs.CERT_FILE} is not a certificate for {self.name} "
+                    "with the key in key.pem: ignored (plain HTTP)"
+                )
+                log.warning("certificate: %s", self.problem)
+            else:
+                self.problem = None
+        got = self._installed
+        if got is None or got.expired(self.clock().replace(tzinfo=None)):
+            return None
+        return got
 
 
 class NotReady(Exception):
@@ -104,8 +200,12 @@ class DnsApplier:
         list_dir: str,
         test: Callable[[Path], str | None] = dnsmasq_test,
         clock: Callable[[], dt.datetime] = utcnow,
+        cert_watch: CertWatch | None = None,
     ):
         self.folder = Path(folder)
+        self.cert_watch = cert_watch
+        self.config: Config | None = None  # the last one wanted, to re-derive on a new pair
+        self.announced = False  # the reload unit told once since start (portal-tls at boot)
         self.list_dir = list_dir
         self.test = test
         self.clock = clock
@@ -124,7 +224,10 @@ class DnsApplier:
     # -- the daemon's side ---------------------------------------------------------------------
 
     def want(self, config: Config) -> None:
-        settings = settings_of(config)
+        self.config = config
+        if self.cert_watch is None:
+            self.cert_watch = CertWatch(config, self.clock)
+        settings = settings_of(config, self.cert_watch)
         with self.lock:
             if settings == self.wanted:
                 return
@@ -132,7 +235,10 @@ class DnsApplier:
         self.wake.set()
 
     def retry(self) -> None:
-        """Try again (a tick, while something was missing): cheap when nothing is pending."""
+        """Try again (a tick, while something was missing): cheap when nothing is pending.
+        Also where a new, expired or removed certificate is noticed (two stat calls)."""
+        if self.cert_watch is not None and self.config is not None:
+            self.want(self.config)
         with self.lock:
             pending = self.wanted is not None and self.wanted != self.done
         if pending:
@@ -205,6 +311,11 @@ class DnsApplier:
         files = dnsfilter.render(settings, self._blocked(settings))
         gen = dnsfilter.generation_id(files)
         if gen == dnsfilter.current_generation(self.folder):
+            if not self.announced and settings.portal_tls:
+                # At boot the TLS portal is started by the reload unit, not by systemd (an
+                # expired pair must not come back with the machine): tell it once.
+                dnsfilter.request_reload(self.folder, gen, None)
+            self.announced = True
             with self.lock:
                 self.done, self.generation, self.filter_on = settings, gen, settings.enabled
             self.problem = None
@@ -219,6 +330,7 @@ class DnsApplier:
         previous = dnsfilter.switch_to(self.folder, gen)
         dnsfilter.request_reload(self.folder, gen, previous)
         dnsfilter.prune(self.folder, (gen, previous))
+        self.announced = True
         with self.lock:
             self.done, self.generation, self.filter_on = settings, gen, settings.enabled
         self.problem = None
@@ -242,6 +354,8 @@ class DnsApplier:
             "blocklist": self.list_summary if self.filter_on else None,
             "problem": self.problem,
             "reload": dnsfilter.read_status(self.folder),
+            "portal_tls": self.wanted.portal_tls if self.wanted is not None else None,
+            "certificate": self.cert_watch.seen() if self.cert_watch is not None else None,
         }
 
 
@@ -281,10 +395,15 @@ def reload(
         return status
     if last.get("generation") == gen and last.get("result") == "applied":
         status["result"] = "unchanged"
+        # the TLS portal after a boot (it is not enabled: the files in force decide)
+        _portal_tls(base / f"gen-{gen}", None, run)
         return status
     ok = run(["restart", "dnsmasq.service"]) and run(["is-active", "--quiet", "dnsmasq.service"])
     if ok:
         status["result"] = "applied"
+        tls = _portal_tls(base / f"gen-{gen}", last.get("portal_tls"), run)
+        if tls is not None:
+            status["portal_tls"] = tls
         _timesyncd(base / f"gen-{gen}" / dnsfilter.TIMESYNCD_FILE, timesyncd_dropin, run)
     elif previous and (base / f"gen-{previous}").is_dir():
         dnsfilter.switch_to(base, previous)
@@ -300,6 +419,29 @@ def reload(
         status.update(result="failed", message=f"dnsmasq did not start on generation {gen}")
     dnsfilter.write_status(base, status)
     return status
+
+
+PORTAL_TLS_UNIT = "hotspot-portal-tls.service"
+
+
+def _portal_tls(gen_dir: Path, before: object, run: Runner) -> str | None:
+    """Bring the TLS portal in line with the generation in force (only once dnsmasq runs on
+    it: nothing half-applied): ``on <name>`` starts it, or restarts it when the name changed
+    (``before``: what the last applied generation said; None = only make sure); ``off``
+    stops it (no certificate, or an expired one). A generation without the file (written by
+    an older gateway) leaves it alone. What the files say, or None."""
+    try:
+        want = (gen_dir / dnsfilter.PORTAL_FILE).read_text().strip()
+    except OSError:
+        return None
+    if want.startswith("on "):
+        if before is not None and before != want:
+            run(["restart", PORTAL_TLS_UNIT])
+        else:
+            run(["start", PORTAL_TLS_UNIT])
+    else:
+        run(["stop", PORTAL_TLS_UNIT])
+    return want
 
 
 def _timesyncd(source: Path, dropin: str, run: Runner) -> None:

@@ -152,7 +152,10 @@ class Layout:
         net = config.network
         ports = [net.portal_port]
         portal = config.portal
-        if portal.tls_cert and portal.https_port not in ports:
+        # With [sync] cert_zone the TLS portal comes and goes with the certificate while the
+        # gateway runs (gateway/dnsapply.py): its port is open from the start (nothing
+        # listening = a reset, as for any closed port).
+        if (portal.tls_cert or config.sync.cert_zone) and portal.https_port not in ports:
             ports.append(portal.https_port)
         return cls(
             table=config.gateway.table,

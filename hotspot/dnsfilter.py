@@ -115,6 +115,9 @@ BLOCKED_FILE = "blocked.conf"
 CURRENT = "current"
 REQUEST = "reload-request"
 STATUS = "reload-status.json"
+# What the portal's HTTPS listener (hotspot-portal-tls) should be doing with this generation:
+# read by the reload unit, which starts, restarts or stops it (issue #15, item 4).
+PORTAL_FILE = "portal-tls"
 
 
 @dataclass
@@ -261,6 +264,11 @@ class Settings:
     fallback_ntp_servers: tuple[str, ...]
     doh_hosts: tuple[str, ...] = DOH_HOSTS
     list_sha256: str = ""
+    # The portal's name (host-record), the RFC 8910 option 114 URL and whether the portal
+    # serves HTTPS on that name: from the certificate in force (gateway/dnsapply.py).
+    portal_hostname: str = ""
+    captive_api_url: str = ""
+    portal_tls: bool = False
 
 
 HEADER = "# Written by the gateway (hotspot/dnsfilter.py) from the policy in force; do not edit.\n"
@@ -283,7 +291,18 @@ def render(settings: Settings, blocked: Sequence[str]) -> dict[str, str]:
             main.append(f"nftset=/{d}/4#{settings.nft_set_ref}\n")
             walled.append(f"server=/{d}/{settings.main_resolver}\n")
             walled.append(f"nftset=/{d}/4#{settings.nft_set_ref}\n")
+    if settings.portal_hostname:
+        main.append("# The portal's name resolves to the gateway itself.\n")
+        main.append(f"host-record={settings.portal_hostname},{settings.portal_ip}\n")
+        walled.append("# The portal's name, before login too.\n")
+        walled.append(f"host-record={settings.portal_hostname},{settings.portal_ip}\n")
+    if settings.captive_api_url:
+        main.append("# RFC 8910: the captive-portal API (RFC 8908) in DHCPv4 option 114.\n")
+        main.append(f'dhcp-option=114,"{settings.captive_api_url}"\n')
     files = {MAIN_FILE: "", WALLED_FILE: "".join(walled)}
+    # The name only, never the certificate: a renewal for the same name is the same
+    # generation (nothing restarts; the TLS portal reads the new pair per connection).
+    files[PORTAL_FILE] = f"on {settings.portal_hostname}\n" if settings.portal_tls else "off\n"
     if settings.enabled:
         garden = set(settings.garden_domains)
         main.append("# DNS filtering is on: DNS-over-HTTPS endpoints resolve to nothing.\n")

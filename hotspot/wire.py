@@ -282,20 +282,33 @@ HEALTH_FIELDS = (
     "clock_synced",
     "clock_source",
     "policy_version",
+    "cert_name",
+    "cert_not_after",
 )
 # Keys a record may leave out (added after protocol 1 shipped: an older gateway's batches
 # still ingest; the collector stores None for them). A Raspberry Pi's ``throttled`` bits; the
 # ``software_version``; a health record's clock: ``clock_synced`` (the kernel's word, null
 # when it could not be asked) and ``clock_source`` (ntp, the collector's time, or none); the
 # ``policy_version`` the gateway runs (issue #15: sent only when it runs one). A usage
-# record's ``key_period``: the pseudonym key's period its client was named in.
+# record's ``key_period``: the pseudonym key's period its client was named in. The HTTPS
+# certificate the gateway has installed (``cert_name``, ``cert_not_after``; issue #15: sent
+# only with one, expired included), beside the one the collector issued.
 OPTIONAL: dict[str, frozenset[str]] = {
     "usage": frozenset({"key_period"}),
     "health": frozenset(
-        {"throttled", "software_version", "clock_synced", "clock_source", "policy_version"}
+        {
+            "throttled",
+            "software_version",
+            "clock_synced",
+            "clock_source",
+            "policy_version",
+            "cert_name",
+            "cert_not_after",
+        }
     ),
 }
 CLOCK_SOURCES = ("ntp", "collector", "none")
+_CERT_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
 _KEY_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$|^\d{4}-W\d{2}$")
 
 FIELDS = {
@@ -376,6 +389,13 @@ def validate_record(rec: Any) -> dict[str, Any]:
             "policy_version": None
             if rec.get("policy_version") is None
             else _int(rec, "policy_version", 1, (1 << 53) - 1),
+            # The certificate installed (issue #15); None: none, or an older gateway.
+            "cert_name": None
+            if rec.get("cert_name") is None
+            else _str(rec, "cert_name", _CERT_NAME),
+            "cert_not_after": None
+            if rec.get("cert_not_after") is None
+            else parse_iso(rec["cert_not_after"], "cert_not_after"),
         }
     if kind == "sales":
         month = _str(rec, "month", _MONTH)

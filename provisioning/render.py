@@ -319,9 +319,19 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
     }
 
 
+def cert_managed(cfg: Config) -> bool:
+    """The TLS portal follows the certificate from the collector ([sync] cert_zone, no pair of
+    the file's own) through the gateway's live files: ``hotspot gateway dns-reload`` starts,
+    restarts and stops it (gateway/dnsapply.py), never ``hotspot provision`` or the boot."""
+    p = cfg.portal
+    return bool(cfg.sync.cert_zone and cfg.dns_filter.conf_dir) and (
+        not p.tls_cert or p.tls_cert == str(PurePosixPath(cfg.sync.cert_dir) / "cert.pem")
+    )
+
+
 def units(cfg: Config) -> tuple[str, ...]:
     """The village gateway's own units."""
-    tls = cfg.portal.tls
+    tls = cfg.portal.tls or cert_managed(cfg)
     return (
         WALLED_DNS_UNIT,
         "hotspot-gateway",
@@ -440,7 +450,8 @@ def services(cfg: Config) -> list[str]:
         *(
             v
             for u in units(cfg)
-            if u != "hotspot-sync" or cfg.sync.enabled
+            if (u != "hotspot-sync" or cfg.sync.enabled)
+            and (u != "hotspot-portal-tls" or not cert_managed(cfg))
             # the resolvers' files from the policy, watched once both resolvers run
             for v in (
                 [u, f"{DNS_RELOAD}.path"]
@@ -453,7 +464,12 @@ def services(cfg: Config) -> list[str]:
 
 def idle_units(cfg: Config) -> list[str]:
     """Our units installed but not to be running (stopped and disabled if they are)."""
-    return [u for u in units(cfg) if u not in services(cfg)]
+    managed = cert_managed(cfg)
+    return [
+        u
+        for u in units(cfg)
+        if u not in services(cfg) and not (managed and u == "hotspot-portal-tls")
+    ]
 
 
 def write_reference(directory: str | os.PathLike[str]) -> list[Path]:

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ import psutil
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from hotspot import certs
 from hotspot.config import Config
 from hotspot.health import disk_path, temperature, uptime_seconds
 from hotspot.model import ClientSession
@@ -133,4 +135,18 @@ def sample(
     version = stored_version(config.policy.state_file) if config.policy.public_key else None
     if version is not None:
         rec["policy_version"] = version
+    # The HTTPS certificate installed (issue #15), expired included, only with one: the
+    # collector shows it beside the one it issued (a mismatch, or near expiry, is visible).
+    rec.update(installed_certificate(config, now))
     return rec
+
+
+def installed_certificate(config: Config, now: dt.datetime) -> dict[str, Any]:
+    """``cert_name`` and ``cert_not_after`` of the pair installed (complete, for the name;
+    expired included), or nothing: without one the keys are left out (optional on the wire)."""
+    if not config.sync.cert_zone:
+        return {}
+    got = certs.installed(Path(config.sync.cert_dir), config.sync.cert_name, now)
+    if got is None:
+        return {}
+    return {"cert_name": got.name, "cert_not_after": got.not_after.replace(microsecond=0)}

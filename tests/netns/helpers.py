@@ -339,7 +339,8 @@ def start_gateway_resolvers(
     go to the full one. Returns once both answer."""
     files = {f.path: f for f in R.render(village, b"", hotspot=sys.executable)}
     if village.dns_filter.conf_dir:
-        # What the gateway writes at its start (gateway/dnsapply.py): the garden by name.
+        # What the gateway writes at its start (gateway/dnsapply.py): the garden by name, the
+        # portal's name and option 114 (from the certificate in [sync] cert_dir, if any).
         live = dnsfilter.render(dnsapply.settings_of(village), [])
         dnsfilter.switch_to(
             village.dns_filter.conf_dir,

@@ -82,7 +82,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(village_file, tmp_path):
     root = tmp_path / "stage"
     rc, out = run(village_file, root, dry_run=True)
     assert rc == 0 and not root.exists()
-    assert '+dhcp-option=114,"http://10.10.0.1:8080/api/captive"' in out
+    assert "+dhcp-range=10.10.0.10," in out
     assert "--- /dev/null\n+++ /etc/dnsmasq.d/hotspot.conf" in out
     assert "dry run: 20 file(s) would change (host steps are never taken with --root)" in out
     # Secrets in the village file are not printed.

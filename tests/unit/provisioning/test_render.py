@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway import dnsapply
 from hotspot import config as config_mod
+from hotspot import dnsfilter
 from provisioning import render as R
 from tests.unit.provisioning.conftest import RENDERED_PATHS
 
@@ -126,7 +128,13 @@ def test_dnsmasq_upstreams_table_name_and_portal_name():
 def test_the_api_url_of_option_114(overrides, url):
     cfg = load(**overrides)
     assert R.api_url(cfg) == url
-    assert f'dhcp-option=114,"{url}"' in text(cfg, R.DNSMASQ)
+    # With the live files ([dns_filter] conf_dir, the default) the gateway writes the line
+    # (gateway/dnsapply.py: it follows the certificate); without them, dnsmasq.conf has it.
+    assert "dhcp-option=114" not in text(cfg, R.DNSMASQ)
+    live = dnsfilter.render(dnsapply.settings_of(cfg), [])[dnsfilter.MAIN_FILE]
+    assert f'dhcp-option=114,"{url}"' in live
+    plain = load(**overrides, dns_filter={"conf_dir": ""})
+    assert f'dhcp-option=114,"{url}"' in text(plain, R.DNSMASQ)
 
 
 def test_the_api_url_is_the_portals():

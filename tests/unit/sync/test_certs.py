@@ -391,22 +391,29 @@ def test_keys_are_written_whole_with_mode_0600(tmp_path):
 # -- what the village sees --------------------------------------------------------------------
 
 
-def rendered(cfg):
+def rendered(cfg, now=None):
+    """The gateway's live resolver file (gateway/dnsapply.py: the portal's name and option
+    114 follow the certificate there, not in dnsmasq.conf) and the units provisioned."""
+    from gateway import dnsapply
+    from hotspot import dnsfilter
     from provisioning import render as R
 
-    files = {f.path: f for f in R.render(cfg, b"# the village file\n", hotspot="/x/hotspot")}
-    return files[R.DNSMASQ].content.decode(), R.units(cfg)
+    watch = dnsapply.CertWatch(cfg, clock=lambda: now or dt.datetime.now(dt.UTC))
+    live = dnsfilter.render(dnsapply.settings_of(cfg, watch), [])
+    return live[dnsfilter.MAIN_FILE], R.units(cfg)
 
 
 def test_with_a_certificate_the_name_resolves_and_option_114_says_https(tmp_path, capp, ca):
     from hotspot import config as config_mod
+    from provisioning import render as R
 
     a, _ = keeper(tmp_path, capp)
     name = f"desa-a.{ZONE}"
     cfg = config_mod.with_certificate(a.config)
     dnsmasq, units = rendered(cfg)
     assert cfg.portal.tls_cert == "" and "https://" not in dnsmasq  # today's behaviour
-    assert "hotspot-portal-tls" not in units
+    # the unit is installed (the reload step starts it once a pair is in force), not run
+    assert "hotspot-portal-tls" in units and "hotspot-portal-tls" not in R.services(cfg)
     a.step()
     run_worker(capp, ca)
     assert a.step() == "installed"
@@ -417,8 +424,11 @@ def test_with_a_certificate_the_name_resolves_and_option_114_says_https(tmp_path
     assert f"host-record={name},10.10.0.1" in dnsmasq
     assert "hotspot-portal-tls" in units
     # expired: back to plain HTTP
-    later = config_mod.with_certificate(a.config, NOW + dt.timedelta(days=91))
-    assert later.portal.tls_cert == "" and "https://" not in rendered(later)[0]
+    later_now = NOW + dt.timedelta(days=91)
+    later = config_mod.with_certificate(a.config, later_now)
+    assert later.portal.tls_cert == "" and "https://" not in rendered(later, later_now)[0]
+    # the configuration loaded while it was valid says the same once it expired
+    assert "https://" not in rendered(cfg, later_now)[0]
 
 
 def test_the_dashboard_says_which_certificate_is_in_force(tmp_path, capp, ca):
