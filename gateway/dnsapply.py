@@ -33,12 +33,18 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.ruleset import FAMILY, WALLED_DNS
-from hotspot import certs, dnsfilter
+from hotspot import dnsfilter
 from hotspot.config import Config
 from hotspot.timeutil import iso, utcnow
+
+if TYPE_CHECKING:  # hotspot.certs loads cryptography (8 MB): only where a zone is set
+    from hotspot import certs
+
+# The pair's file names, as hotspot/certs.py writes them (not imported: see above).
+CERT_FILE, KEY_FILE = "cert.pem", "key.pem"
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def portal_of(config: Config, cert: certs.Installed | None) -> tuple[str, str, b
     ``[dns_filter] conf_dir``)."""
     p, net = config.portal, config.network
     derived = bool(config.sync.cert_zone) and (
-        not p.tls_cert or p.tls_cert == str(Path(config.sync.cert_dir) / certs.CERT_FILE)
+        not p.tls_cert or p.tls_cert == str(Path(config.sync.cert_dir) / CERT_FILE)
     )
     if derived:
         file_name = p.hostname
@@ -137,14 +143,16 @@ class CertWatch:
         """The pair when complete, for the name and not expired now; else None."""
         if not self.name:
             return None
-        seen = (self._stat(certs.CERT_FILE), self._stat(certs.KEY_FILE))
+        seen = (self._stat(CERT_FILE), self._stat(KEY_FILE))
         if seen != self._seen:
             self._seen = seen
             now = self.clock().replace(tzinfo=None)
+            from hotspot import certs  # with a zone only: the daemon without one never loads it
+
             self._installed = certs.installed(self.folder, self.name, now)
             if self._installed is None and seen[0] is not None:
                 self.problem = (
-                    f"{self.folder / certs.CERT_FILE} is not a certificate for {self.name} "
+                    f"{self.folder / CERT_FILE} is not a certificate for {self.name} "
                     "with the key in key.pem: ignored (plain HTTP)"
                 )
                 log.warning("certificate: %s", self.problem)

@@ -47,6 +47,8 @@ GATEWAY_LAZY = (
     "psutil",  # the health probe (sync agent, console)
     "pyrad",  # RADIUS, when [radius] is on (gateway/radius.py)
     "gateway.radius",
+    "cryptography",  # policy signatures in a child; certificates only with [sync] cert_zone
+    "hotspot.certs",
 )
 PORTAL_LAZY = (
     "alembic",
@@ -58,6 +60,7 @@ PORTAL_LAZY = (
     "demo",
     "provisioning",
     "segno",  # QR codes: the console's printable sheets
+    "cryptography",  # policy signatures in a child; certificates only with [sync] cert_zone
     "escpos",  # the receipt printer
     "argon2",  # console passwords: the login form
     "psutil",  # the console's dashboard (hotspot/health.py)
@@ -213,3 +216,10 @@ def test_a_migration_that_fails_in_the_child_is_a_database_error_and_changes_not
     got = run_json(GATEWAY_MIGRATES, f"sqlite:///{path}")
     assert got == {"error": "HotspotError", "code": "database"}
     assert path.read_bytes() == garbage
+
+
+def test_the_daemon_names_the_certificate_files_as_the_agent_writes_them():
+    from gateway import dnsapply
+    from hotspot import certs
+
+    assert (dnsapply.CERT_FILE, dnsapply.KEY_FILE) == (certs.CERT_FILE, certs.KEY_FILE)
