@@ -24,7 +24,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from collector.config import AcmeConfig, CollectorConfig
 from collector.models import CertState, Gateway, GatewayCertificate
+from collector.periodic import PeriodicJob
 from hotspot import certs as certs_mod
 from hotspot import wire
 from hotspot.timeutil import utcnow
@@ -482,25 +482,10 @@ def status(s: Session) -> list[dict[str, Any]]:
     ]
 
 
-class AcmeJob:
+class AcmeJob(PeriodicJob):
     """:func:`issue_pending` every ``poll_seconds`` in a daemon thread of each gunicorn worker
     (started after its fork, like collector.maintenance.DailyJob)."""
 
     def __init__(self, engine: Engine, cfg: AcmeConfig):
         self.engine, self.cfg = engine, cfg
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="collector-acme", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                issue_pending(self.engine, self.cfg)
-            except Exception:  # the job must survive (logged); each request keeps its error
-                log.exception("ACME run failed")
-            self._stop.wait(self.cfg.poll_seconds)
+        super().__init__("collector-acme", cfg.poll_seconds, lambda: issue_pending(engine, cfg))

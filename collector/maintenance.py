@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from sqlalchemy.exc import OperationalError
 
 from collector.config import CollectorConfig
 from collector.models import HealthSample, SalesMonthly, UsageDaily, UsageHourly, VillageDaily
+from collector.periodic import PeriodicJob
 from hotspot.timeutil import local_day, utcnow
 
 log = logging.getLogger(__name__)
@@ -319,27 +319,10 @@ def run(engine: Engine, cfg: CollectorConfig, now: dt.datetime | None = None) ->
     return {"partitions": made.as_dict(), "purge": purged.as_dict()}
 
 
-class DailyJob:
+class DailyJob(PeriodicJob):
     """:func:`run` now and every ``interval`` seconds in a daemon thread (each gunicorn
     worker's, started after its fork; the advisory lock makes workers and hosts take turns)."""
 
     def __init__(self, engine: Engine, cfg: CollectorConfig, interval: float = DAY_SECONDS):
-        self.engine, self.cfg, self.interval = engine, cfg, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name="collector-maintenance", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                run(self.engine, self.cfg)
-            except Exception:  # the job must survive a bad day (logged)
-                log.exception("maintenance run failed; next try in %s s", self.interval)
-            self._stop.wait(self.interval)
+        self.engine, self.cfg = engine, cfg
+        super().__init__("collector-maintenance", interval, lambda: run(engine, cfg))

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -101,6 +102,22 @@ def sign(secret: str, gateway: str, timestamp: str, nonce: str, key: str, body: 
         secret.encode(), signing_input(gateway, timestamp, nonce, key, body), hashlib.sha256
     )
     return "v1=" + mac.hexdigest()
+
+
+def signed_headers(
+    secret: str, gateway: str, timestamp: str, key: str, body: bytes
+) -> dict[str, str]:
+    """The headers of one signed request of a gateway's (ingest, policy, certificate): a new
+    nonce each time, ``key`` the idempotency key the signature covers with the body."""
+    nonce = secrets.token_hex(16)
+    return {
+        "User-Agent": "hotspot-desa-sync/1",
+        H_GATEWAY: gateway,
+        H_TIMESTAMP: timestamp,
+        H_NONCE: nonce,
+        H_IDEMPOTENCY: key,
+        H_SIGNATURE: sign(secret, gateway, timestamp, nonce, key, body),
+    }
 
 
 def verify(

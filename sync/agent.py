@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import tempfile
 import threading
 import time
@@ -259,19 +258,11 @@ class Agent:
 
     def headers(self, batch: Batch) -> dict[str, str]:
         ts = str(int(self.wallclock() + self.clock_offset))
-        nonce = secrets.token_hex(16)
-        gateway = self.config.sync.gateway_id
+        s = self.config.sync
         return {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
-            "User-Agent": "hotspot-desa-sync/1",
-            wire.H_GATEWAY: gateway,
-            wire.H_TIMESTAMP: ts,
-            wire.H_NONCE: nonce,
-            wire.H_IDEMPOTENCY: batch.key,
-            wire.H_SIGNATURE: wire.sign(
-                self.config.sync.secret, gateway, ts, nonce, batch.key, batch.body
-            ),
+            **wire.signed_headers(s.secret, s.gateway_id, ts, batch.key, batch.body),
         }
 
     def send_one(self) -> Outcome | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -68,15 +67,7 @@ class CertKeeper:
     def _headers(self, body: bytes, etag: str | None = None) -> dict[str, str]:
         s = self.config.sync
         ts = str(int(self.wallclock() + self.clock_offset()))
-        nonce, key = secrets.token_hex(16), uuid.uuid4().hex
-        headers = {
-            "User-Agent": "hotspot-desa-sync/1",
-            wire.H_GATEWAY: s.gateway_id,
-            wire.H_TIMESTAMP: ts,
-            wire.H_NONCE: nonce,
-            wire.H_IDEMPOTENCY: key,
-            wire.H_SIGNATURE: wire.sign(s.secret, s.gateway_id, ts, nonce, key, body),
-        }
+        headers = wire.signed_headers(s.secret, s.gateway_id, ts, uuid.uuid4().hex, body)
         if body:
             headers["Content-Type"] = "application/pkcs10"
         if etag:

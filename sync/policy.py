@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 import urllib.error
 import urllib.request
@@ -108,15 +107,7 @@ class PolicyPuller:
     def _headers(self, etag: str | None) -> dict[str, str]:
         s = self.config.sync
         ts = str(int(self.wallclock() + self.clock_offset()))
-        nonce, key = secrets.token_hex(16), uuid.uuid4().hex
-        headers = {
-            "User-Agent": "hotspot-desa-sync/1",
-            wire.H_GATEWAY: s.gateway_id,
-            wire.H_TIMESTAMP: ts,
-            wire.H_NONCE: nonce,
-            wire.H_IDEMPOTENCY: key,
-            wire.H_SIGNATURE: wire.sign(s.secret, s.gateway_id, ts, nonce, key, b""),
-        }
+        headers = wire.signed_headers(s.secret, s.gateway_id, ts, uuid.uuid4().hex, b"")
         if etag:
             headers["If-None-Match"] = f'"{etag}"'
         return headers
