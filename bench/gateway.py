@@ -106,20 +106,6 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def proc_cpu_ns(pid: int) -> int:
-    """CPU time of every thread of ``pid`` so far, in nanoseconds (``schedstat``'s run time:
-    exact, not the 10-ms ticks of ``stat``). Read before and after one request, it is that
-    request's CPU in the gateway wherever its work ran (control thread, netlink threads), as
-    long as nothing else ran there meanwhile: load-insensitive, unlike its latency."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            continue
-    return total
-
-
 def system_busy() -> tuple[int, int]:
     vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     return sum(vals), vals[3] + vals[4]  # total, idle + iowait
@@ -149,10 +135,7 @@ class GatewayProc:
     """The real ``hotspot gateway run`` in the gateway namespace; every line it logs is
     stamped with CLOCK_MONOTONIC on arrival (the log format has no time when not on a tty)."""
 
-    def __init__(
-        self, bed: Testbed, config: Path, socket_path: str, log_path: Path, code: Path = REPO
-    ):
-        self.code = code  # the tree whose gateway runs (another one: a baseline)
+    def __init__(self, bed: Testbed, config: Path, socket_path: str, log_path: Path):
         self.bed = bed
         self.config = config
         self.socket = socket_path
@@ -197,9 +180,9 @@ class GatewayProc:
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            cwd=self.code,
+            cwd=REPO,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(self.code)},
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         deadline = self.spawned_at + timeout
@@ -487,12 +470,9 @@ class Bench:
         reaches the upstream host, deauthorize; ``n`` times at random phases of the tick."""
         assert self.gw is not None
         first, reply, deauth, failures = [], [], [], 0
-        cpu_auth, cpu_deauth = [], []
-        pid = self.gw.pid
         for _ in range(n):
             while not self.arrivals.empty():
                 self.arrivals.get_nowait()
-            c0 = proc_cpu_ns(pid)
             t0 = time.monotonic()
             self.gw.send(proto.AuthorizeRequest(ip=self.phone.ip, tier=TIER, source=Source.FREE))
             t1 = time.monotonic()
@@ -508,15 +488,9 @@ class Bench:
                 if arrival > t0:
                     got = arrival
                     break
-            # What a login leaves to do after its reply (the walled conntrack entries' walk)
-            # is its CPU too.
-            time.sleep(0.03)
-            c2 = proc_cpu_ns(pid)
-            cpu_auth.append((c2 - c0) / 1e6)
             t2 = time.monotonic()
             self.gw.send(proto.DeauthorizeRequest(ip=self.phone.ip, reason=EndReason.LOGOUT))
             deauth.append((time.monotonic() - t2) * 1000)
-            cpu_deauth.append((proc_cpu_ns(pid) - c2) / 1e6)
             if got is None:
                 failures += 1
             else:
@@ -527,10 +501,6 @@ class Bench:
             "first_packet": dist(first, "ms"),
             "authorize_reply": dist(reply, "ms"),
             "deauthorize_reply": dist(deauth, "ms"),
-            # The gateway's CPU per request (all its threads; a tick that fell in the request
-            # is in it too: the p50 is the request's own).
-            "authorize_cpu": dist(cpu_auth, "ms", 3),
-            "deauthorize_cpu": dist(cpu_deauth, "ms", 3),
             "trials": n,
             "no_packet_within_5s": failures,
         }

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import gateway as gb
-from hotspot import protocol as proto
-from hotspot.model import EndReason, Source
-from testsupport.testbed import Testbed, run_prefix, sh
+from hotspot.model import Source
+from testsupport.testbed import Testbed, run_prefix
 
 LAN = "10.10.0.1/18"
 # The bench's unlimited tier is named "free": the pool's classes have its rates (the
@@ -44,13 +43,12 @@ gb.TIER = "free"
 
 
 class LoginBench(gb.Bench):
-    def __init__(self, args: argparse.Namespace, n: int, code: Path = gb.REPO):
+    def __init__(self, args: argparse.Namespace, n: int):
         args.sessions = n
         args.quick = False
         super().__init__(args)
         self.bed = Testbed(prefix=run_prefix("hsl"), clients=1, lan_address=args.lan)
         self.crowd_n = n
-        self.code = code  # the tree whose gateway and login_phases.py run
 
     def start_gateway(self, name: str) -> float:
         """As bench.gateway's, with room for a /18 pool's classes at start-up (minutes on
@@ -58,11 +56,7 @@ class LoginBench(gb.Bench):
         if self.gw is not None and self.gw.running:
             self.gw.stop()
         self.gw = gb.GatewayProc(
-            self.bed,
-            self.configs[name],
-            self.socket,
-            self.work / f"gateway-{name}.log",
-            code=self.code,
+            self.bed, self.configs[name], self.socket, self.work / f"gateway-{name}.log"
         )
         return self.gw.start(timeout=self.args.start_timeout)
 
@@ -100,11 +94,7 @@ class LoginBench(gb.Bench):
         db.dispose()
 
     def measure(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "sessions": self.crowd_n,
-            "tree": str(self.code),
-            "loadavg_at_start": os.getloadavg(),
-        }
+        out: dict[str, Any] = {"sessions": self.crowd_n, "loadavg_at_start": os.getloadavg()}
         self.r["setup"] = {}
         self.build()
         out["first_start_ready_s"] = round(self.start_gateway("full"), 3)
@@ -127,13 +117,9 @@ class LoginBench(gb.Bench):
         out["first_packet"] = self.first_packet_trials(self.trials)
         self.kill(send)
         self.kill(recv)
-        # The same requests without the probe's 10,000 rejected datagrams a second (the
-        # kernel's work for them shares the 2 cores with the gateway's): how much of the
-        # reply is the probe's.
-        out["authorize_reply_without_probe"] = self.replies_without_probe(self.trials)
         self.stop_gateway()
         t = time.monotonic()
-        script = str(self.code / "bench" / "login_phases.py")
+        script = str(gb.REPO / "bench" / "login_phases.py")
         res = self.bed.run(
             self.bed.gw,
             sys.executable,
@@ -152,21 +138,6 @@ class LoginBench(gb.Bench):
         out["kernel"] = self.kernel_counts()
         out["loadavg_at_end"] = os.getloadavg()
         return out
-
-    def replies_without_probe(self, n: int) -> dict[str, Any]:
-        assert self.gw is not None
-        pid = self.gw.pid
-        replies, cpu = [], []
-        for _ in range(n):
-            c0 = gb.proc_cpu_ns(pid)
-            t0 = time.monotonic()
-            self.gw.send(proto.AuthorizeRequest(ip=self.phone.ip, tier=gb.TIER, source=Source.FREE))
-            replies.append((time.monotonic() - t0) * 1000)
-            time.sleep(0.03)  # the login's work after its reply
-            cpu.append((gb.proc_cpu_ns(pid) - c0) / 1e6)
-            self.gw.send(proto.DeauthorizeRequest(ip=self.phone.ip, reason=EndReason.LOGOUT))
-            time.sleep(0.03)
-        return {"authorize_reply": gb.dist(replies, "ms"), "authorize_cpu": gb.dist(cpu, "ms", 3)}
 
 
 def p99(d: dict[str, Any] | None, key: str = "p99_ms") -> float | None:
@@ -198,28 +169,6 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def versus_baseline(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """This tree's figures ÷ the baseline tree's, measured in the same run at one size."""
-    if "error" in run or "error" in base:
-        return {}
-    fp, bfp = run["first_packet"], base["first_packet"]
-    out: dict[str, Any] = {"sessions": run["sessions"]}
-    for name in ("first_packet", "authorize_reply", "deauthorize_reply"):
-        for key in ("p50_ms", "p99_ms"):
-            out[f"{name}_{key[:3]}"] = gb.ratio(fp[name].get(key), bfp[name].get(key))
-    for name in ("authorize_cpu", "deauthorize_cpu"):
-        if name in fp and name in bfp:
-            out[f"{name}_p50"] = gb.ratio(fp[name].get("p50_ms"), bfp[name].get("p50_ms"))
-    auth, bauth = run["phases"]["authorize"]["total"], base["phases"]["authorize"]["total"]
-    for key in ("p50_ms", "p99_ms"):
-        out[f"authorize_in_process_{key[:3]}"] = gb.ratio(auth.get(key), bauth.get(key))
-    tick, btick = run["phases"].get("tick", {}), base["phases"].get("tick", {})
-    for phase in ("lock_held", "expiry", "flush"):
-        if phase in tick and phase in btick:
-            out[f"tick_{phase}_p99"] = gb.ratio(tick[phase]["p99_ms"], btick[phase]["p99_ms"])
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m bench.login", description=__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, nargs="+", default=[10, 1000, 10000])
@@ -229,12 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-timeout", type=float, default=1800, help="seconds (1800)")
     p.add_argument("--output", default=str(gb.RESULTS / "login.json"))
     p.add_argument("--quiet", action="store_true")
-    p.add_argument(
-        "--tree",
-        type=Path,
-        help="a baseline: another checkout (/work/main, say) measured at each size just "
-        "before this one, in the same run; ``versus_baseline`` has this ÷ that",
-    )
     args = p.parse_args(argv)
     args.flows = args.rounds = args.seconds = None
     if os.geteuid() != 0:
@@ -249,9 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"bench.login: --lan: not an address/prefix: {args.lan!r}", file=sys.stderr)
         return 2
-    if args.tree is not None and not (args.tree / "gateway" / "engine.py").is_file():
-        print(f"bench.login: --tree: not a Hotspot Desa checkout: {args.tree}", file=sys.stderr)
-        return 2
     if any(n < 1 or n > hosts - 20 for n in args.sessions):
         print(f"bench.login: --sessions: each between 1 and {hosts - 20}", file=sys.stderr)
         return 2
@@ -262,49 +202,32 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     result: dict[str, Any] = {"runs": []}
-    if args.tree is not None:
-        result["baseline_runs"] = []
-        result["versus_baseline"] = []
     code = 0
-    trees = [("baseline_runs", args.tree.resolve())] if args.tree is not None else []
-    trees.append(("runs", gb.REPO))
     for n in sorted(args.sessions):
-        for key, tree in trees:
-            bench = LoginBench(args, n, code=tree)
-            if "meta" not in result:
-                result["meta"] = bench.meta()
-                result["meta"]["lan"] = args.lan
-                if args.tree is not None:
-                    result["meta"]["baseline_tree"] = str(tree)
-                    result["meta"]["baseline_commit"] = sh(
-                        ["git", "-C", str(tree), "rev-parse", "HEAD"], check=False
-                    ).stdout.strip()
-            bench.log(f"--- {n} sessions, {tree} ---")
-            try:
-                result[key].append(bench.measure())
-            except KeyboardInterrupt:
-                result[key].append({"sessions": n, "error": "interrupted"})
-                code = 130
-            except Exception as exc:  # noqa: BLE001 - report, clean up, keep the other sizes
-                import traceback
+        bench = LoginBench(args, n)
+        if "meta" not in result:
+            result["meta"] = bench.meta()
+            result["meta"]["lan"] = args.lan
+        bench.log(f"--- {n} sessions ---")
+        try:
+            result["runs"].append(bench.measure())
+        except KeyboardInterrupt:
+            result["runs"].append({"sessions": n, "error": "interrupted"})
+            code = 130
+        except Exception as exc:  # noqa: BLE001 - report, clean up, keep the other sizes
+            import traceback
 
-                traceback.print_exc()
-                result[key].append({"sessions": n, "error": f"{type(exc).__name__}: {exc}"})
-                code = 1
+            traceback.print_exc()
+            result["runs"].append({"sessions": n, "error": f"{type(exc).__name__}: {exc}"})
+            code = 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                bench.cleanup()
             finally:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                try:
-                    bench.cleanup()
-                finally:
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-            if code == 130:
-                break
+                signal.signal(signal.SIGINT, signal.default_int_handler)
         if code == 130:
             break
-        if args.tree is not None and len(result["baseline_runs"]) == len(result["runs"]):
-            result["versus_baseline"].append(
-                versus_baseline(result["runs"][-1], result["baseline_runs"][-1])
-            )
     result["ratios"] = ratios(result["runs"])
     result["meta"]["finished"] = gb.now_iso()
     result["meta"]["loadavg_at_end"] = list(os.getloadavg())
@@ -323,12 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{ph['authorize']['total']['p99_ms']} ms, lock wait max "
             f"{ph['authorize'].get('lock_wait', {}).get('max_ms')} ms; tick p99 "
             + ", ".join(f"{k} {v['p99_ms']}" for k, v in sorted(ph.get("tick", {}).items()))
-            + f"; RSS {run['footprint']['rss_mb']} MB; CPU per authorize p50 "
-            f"{run['first_packet'].get('authorize_cpu', {}).get('p50_ms')} ms"
+            + f"; RSS {run['footprint']['rss_mb']} MB"
         )
     print(json.dumps(result["ratios"]))
-    for versus in result.get("versus_baseline", []):
-        print("versus the baseline:", json.dumps(versus))
     print(f"results: {out}")
     return code
 

@@ -46,7 +46,6 @@ from hotspot.db import open_database
 from hotspot.model import EndReason, Source
 
 _current: threading.local = threading.local()
-SWEEPS: list[float] = []  # the walled-entry sweeps' times (off the reply path), ms
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -120,22 +119,7 @@ def instrument() -> None:
     timed(tc.Shaper, "apply_bulk", "tc_classes")
     timed(tc.Shaper, "reading", "tc_final_readings")
     timed(nftables.Nftables, "apply", "nft_transaction")
-    timed(conntrack.WalledSweep, "add", "walled_sweep_queued")
-    sweep = conntrack.WalledSweep._sweep
-
-    @functools.wraps(sweep)
-    def timed_sweep(self: conntrack.WalledSweep) -> int:
-        # On the sweep's thread, after the reply: its walk, without the batching wait.
-        wait, self.delay = self.delay, 0.0
-        time.sleep(wait)
-        t = time.perf_counter()
-        try:
-            return sweep(self)
-        finally:
-            self.delay = wait
-            SWEEPS.append((time.perf_counter() - t) * 1000)
-
-    conntrack.WalledSweep._sweep = timed_sweep  # type: ignore[method-assign]
+    timed(conntrack.Conntrack, "flush_walled", "conntrack_walled")
     timed(conntrack.Conntrack, "flush_client", "conntrack_client")
     timed(datapath.DataPath, "apply", "datapath_apply_total")
 
@@ -248,7 +232,6 @@ def main() -> None:
                 for r in recs
             ]
         )
-    out["walled_sweep_off_the_reply"] = dist(SWEEPS)
     labels = sorted({k for r in ticks for k in r})
     out["tick"] = {k: dist([r.get(k, 0.0) for r in ticks]) for k in labels}
     out["tick_count"] = len(ticks)

@@ -1,12 +1,11 @@
 """conntrack adapter: forget a client's connections, so a kicked client's running transfer
-stops at once instead of riding on its established entries; and, after their reply, the
-walled (redirected) entries of clients that logged in (:class:`WalledSweep`)."""
+stops at once instead of riding on its established entries, and a client that just logged in
+leaves the walled resolver and the portal's redirect at once."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -17,28 +16,46 @@ from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
+DNS_PORT = 53
+HTTP_PORT = 80
+
 
 class Conntrack:
-    def __init__(self, name: str = "conntrack") -> None:
-        self.name = name
+    def __init__(self) -> None:
         self._ct: OnOneThread[_Conntrack] | None = None
 
     @property
     def ct(self) -> OnOneThread[_Conntrack]:
         if self._ct is None:
             # One thread for every call: pyroute2 leaks a socket per calling thread.
-            self._ct = OnOneThread(_Conntrack, name=self.name)
+            self._ct = OnOneThread(_Conntrack, name="conntrack")
         return self._ct
 
     def flush_client(self, ip: str) -> int:
         """Delete every entry the client originated (before and after NAT). Returns the count."""
         return self._flush(ip, lambda _entry: True, "entries")
 
+    def flush_walled(self, ip: str, portal: tuple[str, int]) -> int:
+        """At login: delete the client's flows that NAT sent somewhere else than where they
+        were going while it was walled — its DNS (to the walled resolver) and its plain-HTTP
+        connections to any host (redirected to the portal at ``portal``, address and port).
+
+        A browser keeps the connections it opened while walled (keep-alive, and sockets
+        opened ahead of need); NAT chose their destination at their first packet, so without
+        this the next page after login would come from the portal again. With its entry gone,
+        the next packet of such a connection is not redirected: the real host answers it with
+        a reset and the browser opens a new connection, which goes out. Connections to the
+        gateway's own address stay (``http://<gateway>/`` is the portal for everyone). One
+        dump of the client's entries, filtered by the kernel: as cheap as the DNS flush."""
+        return self._flush(
+            ip, lambda e: _is_dns(e) or _is_redirected_http(e, portal), "walled entries"
+        )
+
     def _flush(self, ip: str, wanted: Callable[[Any], bool], what: str) -> int:
         deleted = 0
         try:
-            # One dump, filtered by source address in the kernel, which walks the machine's
-            # whole table for it: a kick costs one walk, however few entries the client has.
+            # One dump (filtered here, by pyroute2): a login or a kick costs one walk of the
+            # table, however many kinds of entry it forgets.
             entries = [
                 e for e in self.ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=ip)) if wanted(e)
             ]
@@ -60,58 +77,18 @@ class Conntrack:
             self._ct = None
 
 
-class WalledSweep:
-    """Deletes the walled (redirected, ``ct mark`` ``mark``) conntrack entries of clients that
-    logged in, after their reply and in batches: at most one walk of the conntrack table per
-    ``delay`` seconds, for every client that logged in meanwhile.
+def _is_dns(entry: Any) -> bool:
+    orig = entry.tuple_orig
+    return orig.proto in (socket.IPPROTO_UDP, socket.IPPROTO_TCP) and orig.dport == DNS_PORT
 
-    The table refuses those connections from the login on (``ruleset.WALLED_CT_MARK``); this
-    is the cleanup behind it, so that a resolver reusing one socket for minutes is not refused
-    all that time. The walk costs the same for one client as for a hundred (the kernel goes
-    through the machine's whole hash table, ~15 ms of CPU on the bench machine, tens under
-    load): after a power cut, when hundreds log in within seconds, one walk serves them all.
-    It runs on a thread and netlink socket of its own: a kick's flush never queues behind it.
-    A failure is logged; the entries then time out (2 minutes for DNS when unused)."""
 
-    def __init__(self, mark: int, delay: float = 0.5, name: str = "walled-sweep"):
-        self.mark = mark
-        self.delay = delay
-        self._conntrack = Conntrack(name=name)
-        self._lock = threading.Lock()
-        self._pending: set[str] = set()
-        self._scheduled = False
-
-    def add(self, ip: str) -> None:
-        """``ip`` logged in: its walled entries go at the next sweep (within ``delay``)."""
-        with self._lock:
-            self._pending.add(ip)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._conntrack.ct.soon(self._sweep)
-
-    def _sweep(self) -> int:
-        time.sleep(self.delay)  # on the sweep's own thread: gathers the logins meanwhile
-        with self._lock:
-            ips, self._pending = self._pending, set()
-            self._scheduled = False
-        deleted = 0
-        try:
-            # Filtered by mark in the kernel: only redirected entries come back.
-            for entry in self._conntrack.ct.dump_entries(mark=self.mark):
-                if entry.tuple_orig.saddr not in ips:
-                    continue  # a walled client's: it still needs its redirect
-                try:
-                    self._conntrack.ct.delete(entry)
-                    deleted += 1
-                except NetlinkError as exc:
-                    if exc.code != 2:  # already gone: it timed out meanwhile
-                        raise
-        except NetlinkError as exc:
-            log.warning("conntrack: walled entries of %d logins: %s", len(ips), exc)
-            return deleted
-        log.debug("conntrack: %d walled entries of %d logins deleted", deleted, len(ips))
-        return deleted
-
-    def close(self) -> None:
-        self._conntrack.close()
+def _is_redirected_http(entry: Any, portal: tuple[str, int]) -> bool:
+    """A plain-HTTP connection to another host that NAT redirected to the portal: its
+    replies come from the portal's address and port."""
+    orig, reply = entry.tuple_orig, entry.tuple_reply
+    return (
+        orig.proto == socket.IPPROTO_TCP
+        and orig.dport == HTTP_PORT
+        and orig.daddr != portal[0]
+        and (reply.saddr, reply.sport) == portal
+    )

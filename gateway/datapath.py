@@ -9,8 +9,7 @@ a plan into kernel changes in a fixed order so that no packet ever meets a half-
 2. pin the neighbour entries of new sessions (before they are let out, so that a forged ARP
    reply cannot catch their first packets),
 3. one nftables transaction for every set and map element (all or nothing),
-4. conntrack entries of removed clients; the walled (redirected) ones of new clients are
-   refused by the table from step 3 on and deleted on a thread of their own, after the reply;
+4. conntrack entries of removed clients, and the walled (redirected) ones of new clients;
    then the removed clients' class-map entries (their last packets still meet their class),
 5. unpin the neighbour entries of ended sessions, read their classes' final counters (nothing
    enters them any more) and remove the classes that are not the pool's; a pool class stays
@@ -30,7 +29,7 @@ import logging
 from pathlib import Path
 
 from gateway import ruleset, shaping
-from gateway.conntrack import Conntrack, WalledSweep
+from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
 from gateway.netlink_thread import OnOneThread
@@ -66,7 +65,6 @@ class DataPath:
             self.ipr, net.wan_interface, shaping.skeleton(net.uplink_up_kbps, None), leaf
         )
         self.conntrack = Conntrack()
-        self.walled_sweep = WalledSweep(ruleset.WALLED_CT_MARK)
         self.neighbours = Neighbours(self.ipr, net.lan_interface)
 
     # -- whole-table operations ------------------------------------------------------------
@@ -217,11 +215,11 @@ class DataPath:
             raise
         for ip in plan.flush_ips:
             self.conntrack.flush_client(ip)
+        portal = (self.layout.gateway_ip, self.layout.portal_port)
         for client in plan.add_clients:
             # Its DNS flows were redirected to the walled resolver and its web connections to
-            # the portal: the table refuses them from now on (``ruleset.WALLED_CT_MARK``), and
-            # their entries go after the reply (one walk of the machine's table per batch).
-            self.walled_sweep.add(client.ip)
+            # the portal: its next lookup must reach the full resolver, its next page the web.
+            self.conntrack.flush_walled(client.ip, portal)
         self._release_class_maps(held)
         self._unpin(plan)
         final = self._final_readings(sorted(released))
@@ -381,7 +379,6 @@ class DataPath:
 
     def close(self) -> None:
         self.conntrack.close()
-        self.walled_sweep.close()
         self.nft.close()
         self.ipr.close()
 

@@ -254,31 +254,19 @@ class SessionEngine:
         # the sizes of the kernel's sets and maps as that tick read them.
         self.charged_bytes = [0, 0]
         self.kernel_sizes: dict[str, int] = {}
-        self._local_day_memo: tuple[tuple[dt.datetime, Any], dt.date] | None = None
-        self._midnight_memo: tuple[tuple[dt.date, Any], dt.datetime] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
     def local_day(self, now: dt.datetime) -> dt.date:
-        # A tick asks for every session at one ``now``: one time-zone conversion, not 10,000
-        # under the lock.
-        key = (now, self.config.village.tz)
-        memo = self._local_day_memo
-        if memo is None or memo[0] != key:
-            memo = self._local_day_memo = (key, local_day(now, key[1]))
-        return memo[1]
+        return local_day(now, self.config.village.tz)
 
     def next_reset(self, now: dt.datetime) -> dt.datetime:
         """The next local midnight, as naive UTC."""
         return self._midnight_after(local_time(now, self.config.village.tz).date())
 
     def _midnight_after(self, day: dt.date) -> dt.datetime:
-        key = (day, self.config.village.tz)
-        memo = self._midnight_memo
-        if memo is None or memo[0] != key:
-            midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=key[1])
-            memo = self._midnight_memo = (key, naive_utc(midnight))
-        return memo[1]
+        tz = self.config.village.tz
+        return naive_utc(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz))
 
     def today(self, now: dt.datetime) -> dt.date:
         """The day the daily allowances are counted on: the local day of ``now``, except that

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -73,11 +73,6 @@ class OnOneThread(Generic[T]):
             return self._pool.submit(self._run, attr, *args, **kwargs).result()
 
         return call
-
-    def soon(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
-        """``work(*args)`` run on the thread after what is queued there, without waiting for
-        it: what it calls on this object runs at once (it is on the thread)."""
-        return self._pool.submit(work, *args)
 
     def close(self) -> None:
         close = getattr(self._obj, "close", None)

@@ -67,12 +67,6 @@ DOT_PORT = 853
 LAN_TCP_PORTS = "lan_tcp_ports"
 WAN_TCP_PORTS = "wan_tcp_ports"
 DNS_PORT = 53
-# The conntrack mark of a connection NAT redirected while its client was walled (its DNS to
-# the walled resolver, its plain HTTP to the portal): set by the redirect, at the connection's
-# first packet. Once the client is authorized such a connection is refused (a TCP reset),
-# so a browser's keep-alive connection opened while walled is replaced by one that goes out,
-# with no walk of the conntrack table on the login's path. The table's only ct mark.
-WALLED_CT_MARK = 0x1
 # What a walled-garden address may be reached on before login: web pages (HTTP, HTTPS, QUIC).
 # A name's address may be a CDN's, shared with every other site it hosts: nothing but the web.
 WALLED_SERVICES = (("tcp", 80), ("tcp", 443), ("udp", 443))
@@ -107,13 +101,6 @@ _DROP = {"drop": None}
 _RETURN = {"return": None}
 _COUNTER = {"counter": None}
 _REJECT_ICMPX = {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}
-
-
-def _ct_mark() -> dict[str, Any]:
-    return {"ct": {"key": "mark"}}
-
-
-_MARK_WALLED = {"mangle": {"key": _ct_mark(), "value": WALLED_CT_MARK}}
 
 
 def _prefix(net: str) -> Any:
@@ -395,40 +382,13 @@ def _chains(
                 # hard-coded resolver too), goes to the walled resolver: no name of its choosing
                 # ever reaches upstream, so DNS is no tunnel. Before the walled garden: a resolver
                 # in the garden is not a way round it.
-                [*dns, _MARK_WALLED, {"redirect": {"port": layout.walled_dns_port}}],
+                [*dns, {"redirect": {"port": layout.walled_dns_port}}],
                 [walled[0], _RETURN],
                 [walled[1], _RETURN],
                 [
                     _match(_meta("l4proto"), "tcp"),
                     tcp(80),
-                    _MARK_WALLED,
                     {"redirect": {"port": layout.portal_port}},
-                ],
-            ],
-        ),
-        # A connection redirected while its client was walled, the client now logged in (a
-        # browser's keep-alive connection, a resolver's socket): refused, so that it opens a
-        # new one, which is not redirected. Here, between conntrack (-200) and NAT (-100), the
-        # packet still has the address the phone sent it to, and so has the refusal: the phone
-        # takes it for the real host's. Only the redirect sets the mark and the mark only
-        # refuses: it opens nothing to anyone.
-        "walled_reset": (
-            hook("filter", "prerouting", -150),
-            [
-                [
-                    lan_in,
-                    _match(_ct_mark(), WALLED_CT_MARK),
-                    _match(_CLIENT_ID, "@" + AUTHORIZED),
-                    _match(_meta("l4proto"), "tcp"),
-                    _COUNTER,
-                    {"reject": {"type": "tcp reset"}},
-                ],
-                [
-                    lan_in,
-                    _match(_ct_mark(), WALLED_CT_MARK),
-                    _match(_CLIENT_ID, "@" + AUTHORIZED),
-                    _COUNTER,
-                    {"reject": {"type": "icmpx", "expr": "port-unreachable"}},
                 ],
             ],
         ),

@@ -290,28 +290,3 @@ def test_portal_connections_per_client_are_capped_for_everyone():
     # Before the accept of the portal port, and before the new-connection rate meter.
     flood = next(i for i, r in enumerate(rules) if "portal_flood" in json.dumps(r))
     assert rules.index(cap) < flood
-
-
-def test_only_the_redirects_mark_and_the_mark_only_refuses_logged_in_clients():
-    cmds = ruleset.table_commands(layout())
-    setting = [
-        (c["add"]["rule"]["chain"], _text(c["add"]["rule"]["expr"]))
-        for c in cmds
-        if "rule" in c.get("add", {}) and '"mangle": {"key": {"ct"' in _text(c)
-    ]
-    # The two redirects of a walled device (DNS to the walled resolver, HTTP to the portal).
-    assert [chain for chain, _ in setting] == ["captive_nat", "captive_nat"]
-    assert all('"redirect"' in rule for _, rule in setting)
-    refusals = rules_of(cmds, "walled_reset")
-    assert len(refusals) == 2
-    for rule in refusals:
-        text = _text(rule)
-        assert '"key": "mark"' in text and '"right": "@authorized"' in text
-        assert "reject" in rule[-1]  # nothing here accepts, jumps or marks
-    chain = next(
-        c["add"]["chain"]
-        for c in cmds
-        if c.get("add", {}).get("chain", {}).get("name") == "walled_reset"
-    )
-    # Before NAT (-100): the refusal carries the address the phone sent its packet to.
-    assert chain["hook"] == "prerouting" and -200 < chain["prio"] < -100
