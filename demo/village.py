@@ -559,6 +559,18 @@ class Demo:
 
         cfg = config_mod.load(overrides=self.settings())
         files = {f.path: f for f in R.render(cfg, b"", hotspot=sys.executable)}
+        if cfg.dns_filter.conf_dir:
+            # dnsmasq includes the resolvers' live files (the garden by name, the portal's
+            # name, option 114): the generation the gateway writes at its start, made first
+            # (on a device, tmpfiles makes an empty one)
+            from gateway import dnsapply
+            from hotspot import dnsfilter
+
+            live = dnsfilter.render(dnsapply.settings_of(cfg), [])
+            dnsfilter.switch_to(
+                cfg.dns_filter.conf_dir,
+                dnsfilter.install_generation(cfg.dns_filter.conf_dir, live),
+            )
         conf = self.work / "dnsmasq.conf"
         conf.write_bytes(files[R.DNSMASQ].content)
         conf.chmod(0o644)

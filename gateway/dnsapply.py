@@ -412,7 +412,11 @@ def reload(
         tls = _portal_tls(base / f"gen-{gen}", last.get("portal_tls"), run)
         if tls is not None:
             status["portal_tls"] = tls
-        _timesyncd(base / f"gen-{gen}" / dnsfilter.TIMESYNCD_FILE, timesyncd_dropin, run)
+        try:
+            _timesyncd(base / f"gen-{gen}" / dnsfilter.TIMESYNCD_FILE, timesyncd_dropin, run)
+        except OSError as exc:  # dnsmasq runs on the new files: that stands, and is said
+            status["timesyncd"] = f"NTP servers not written: {exc}"
+            log.error("dns-reload: the NTP servers' drop-in: %s", exc)
     elif previous and (base / f"gen-{previous}").is_dir():
         dnsfilter.switch_to(base, previous)
         back = run(["restart", "dnsmasq.service"])

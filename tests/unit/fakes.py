@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import types
 
 from gateway import shaping
 from gateway.reconcile import Plan, Snapshot, Wanted
@@ -23,6 +24,14 @@ class FakeDataPath:
         self.applied: list[Plan] = []
         self.installs = 0
         self.fail_next_apply: Exception | None = None
+        # what the daemon reads of the real one's layout: the DNS filter's switch
+        self.layout = types.SimpleNamespace(dns_filter=False)
+
+    def set_dns_filter(self, enabled: bool) -> None:
+        self.layout = types.SimpleNamespace(dns_filter=enabled)
+
+    def close(self) -> None:
+        pass
 
     def install(self, wanted: list[Wanted], blocked: set[str], pool=None) -> None:
         from gateway.reconcile import plan

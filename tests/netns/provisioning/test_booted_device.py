@@ -364,6 +364,65 @@ def test_provision_runs_the_services_under_systemd_with_their_sandbox(site):
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
 
 
+DNS_CONF_DIR = "/var/lib/hotspot-dns"  # [dns_filter] conf_dir's default
+
+
+def test_the_gateways_reload_request_restarts_dnsmasq_through_systemd(site):
+    """The resolvers' live files (issue #15): the sandboxed gateway leaves a request, the path
+    unit starts the root reload service, which restarts dnsmasq on the generation in force —
+    and a request for the generation already applied restarts nothing."""
+    dev = site.device
+    assert dev.systemctl("is-enabled", "hotspot-dns-reload.path") == "enabled"
+    assert dev.systemctl("is-active", "hotspot-dns-reload.path") == "active"
+
+    def status() -> dict:
+        got = dev.run("cat", f"{DNS_CONF_DIR}/reload-status.json", check=False)
+        return json.loads(got.stdout) if got.returncode == 0 else {}
+
+    # the gateway asked once at its start; systemd ran the reload as root
+    def current() -> str:
+        return dev.run("readlink", f"{DNS_CONF_DIR}/current", check=False).stdout.strip()
+
+    try:
+        wait_until(
+            lambda: (
+                status().get("result") == "applied" and current().endswith(status()["generation"])
+            ),
+            90,
+            0.5,
+            what="the reload service's status for the generation in force",
+        )
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}: current={current()} status={status()} "
+            + dev.run("ls", "-la", DNS_CONF_DIR, check=False).stdout
+            + dev.run("journalctl", "--no-pager", "-u", "hotspot-dns-reload*", check=False).stdout[
+                -3000:
+            ]
+        ) from exc
+    assert dev.show("hotspot-dns-reload", "Result")["Result"] == "success", dev.run(
+        "journalctl", "--no-pager", "-u", "hotspot-dns-reload", check=False
+    ).stdout[-3000:]
+    assert dev.systemctl("is-active", "dnsmasq") == "active"
+    ran = dev.show("hotspot-dns-reload", "ExecMainExitTimestampMonotonic")
+    dnsmasq_pid = main_pid(site, "dnsmasq")
+    # the same request again (renamed into place, as the gateway writes it)
+    dev.run(
+        "sh",
+        "-c",
+        f"cp {DNS_CONF_DIR}/reload-request {DNS_CONF_DIR}/.again && "
+        f"mv {DNS_CONF_DIR}/.again {DNS_CONF_DIR}/reload-request",
+    )
+    wait_until(
+        lambda: dev.show("hotspot-dns-reload", "ExecMainExitTimestampMonotonic") != ran,
+        60,
+        0.5,
+        what="the reload service run again by the path unit",
+    )
+    assert dev.show("hotspot-dns-reload", "Result")["Result"] == "success"
+    assert main_pid(site, "dnsmasq") == dnsmasq_pid  # unchanged: not restarted
+
+
 def test_phone_leases_is_redirected_accepts_and_browses(site, phone, collector):
     lease = phone["lease"]
     assert lease["new_routers"] == "10.10.0.1"
