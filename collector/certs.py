@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +33,10 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from collector.config import AcmeConfig, CollectorConfig
-from collector.models import CertState, Gateway, GatewayCertificate
+from collector.gateway_auth import authenticate_gateway, refusal
+from collector.models import CertState, GatewayCertificate
 from collector.periodic import PeriodicJob
 from hotspot import certs as certs_mod
-from hotspot import wire
 from hotspot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -47,42 +46,14 @@ REQUEST_PATH = "/cert/v1/request"
 CERT_PATH = "/cert/v1/certificate"
 LOCK_KEY = 726217003  # collector.maintenance takes 726217002
 CLAIM_STALE = dt.timedelta(minutes=15)  # a worker that died mid-order: claim it again
-_NO_SECRET = os.urandom(32).hex()
 
 
 # -- serving ----------------------------------------------------------------------------------
 
 
 def _refused(status: int, code: str, message: str, **extra: Any) -> Response:
-    if status != 401:
-        log.info("certificate request refused %s %s: %s", status, code, message)
-    resp = jsonify({"ok": False, "error": code, "message": message, **extra})
-    resp.status_code = status
-    return resp
-
-
-def _authenticate(body: bytes) -> tuple[str | None, Response | None]:
-    """The gateway id of a correctly signed request, or the refusal to answer."""
-    cfg: CollectorConfig = current_app.config["COLLECTOR"]
-    try:
-        gateway_id, ts, nonce, key, signature = wire.check_headers(dict(request.headers))
-    except wire.WireError as exc:
-        return None, _refused(401, "unsigned", str(exc))
-    now_ts = time.time()
-    if abs(now_ts - int(ts)) > cfg.replay_window_seconds:
-        return None, _refused(
-            401, "stale", "timestamp outside the replay window", server_time=int(now_ts)
-        )
-    with Session(current_app.extensions["collector_db"]) as s:
-        gw = s.get(Gateway, gateway_id)
-        secret = gw.secret if gw is not None else _NO_SECRET
-        disabled = gw is not None and gw.disabled
-    if gw is None or not wire.verify(secret, signature, gateway_id, ts, nonce, key, body):
-        log.info("certificate request: unknown gateway or bad signature (%r)", gateway_id)
-        return None, _refused(401, "bad-signature", "unknown gateway or bad signature")
-    if disabled:
-        return None, _refused(403, "disabled", f"gateway {gateway_id!r} is disabled")
-    return gateway_id, None
+    log.info("certificate request refused %s %s: %s", status, code, message)
+    return refusal(status, code, message, **extra)
 
 
 def _acme_cfg() -> AcmeConfig:
@@ -98,9 +69,9 @@ def request_certificate() -> Response:
     if (request.content_length or 0) > 16 * 1024:
         return _refused(413, "too-large", "a CSR is at most 16 kB")
     body = request.get_data(cache=False)
-    gateway_id, refusal = _authenticate(body)
-    if refusal is not None:
-        return refusal
+    gateway_id, refused = authenticate_gateway(body)
+    if refused is not None:
+        return refused
     assert gateway_id is not None
     try:
         name = certs_mod.name_for(gateway_id, acme.zone)
@@ -142,9 +113,9 @@ def _status(row: GatewayCertificate, status: int) -> Response:
 
 @bp.get(CERT_PATH)
 def certificate() -> Response:
-    gateway_id, refusal = _authenticate(b"")
-    if refusal is not None:
-        return refusal
+    gateway_id, refused = authenticate_gateway(b"")
+    if refused is not None:
+        return refused
     with Session(current_app.extensions["collector_db"]) as s:
         row = s.get(GatewayCertificate, gateway_id)
         if row is None:

@@ -20,18 +20,18 @@ import json
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, request, send_file
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collector.config import CollectorConfig
+from collector.gateway_auth import authenticate_gateway
+from collector.gateway_auth import refusal as _refused
 from collector.models import Gateway, PolicyDocument, PolicyScope
 from hotspot import policy as policy_mod
-from hotspot import wire
 from hotspot.errors import ConfigError, NotFound, UsageError
 
 log = logging.getLogger(__name__)
@@ -232,33 +232,12 @@ def document_of(s: Session, gateway_id: str) -> dict[str, Any] | None:
 # -- serving ----------------------------------------------------------------------------------
 
 
-def _refused(status: int, code: str, message: str, **extra: Any) -> Response:
-    resp = jsonify({"ok": False, "error": code, "message": message, **extra})
-    resp.status_code = status
-    return resp
-
-
 @bp.get(policy_mod.POLICY_PATH)
 def document() -> Response:
-    cfg: CollectorConfig = current_app.config["COLLECTOR"]
-    engine = current_app.extensions["collector_db"]
-    try:
-        gateway_id, ts, nonce, key, signature = wire.check_headers(dict(request.headers))
-    except wire.WireError as exc:
-        return _refused(401, "unsigned", str(exc))
-    now_ts = time.time()
-    if abs(now_ts - int(ts)) > cfg.replay_window_seconds:
-        return _refused(
-            401, "stale", "timestamp outside the replay window", server_time=int(now_ts)
-        )
-    with Session(engine) as s:
-        gw = s.get(Gateway, gateway_id)
-        secret = gw.secret if gw is not None else wire_secret_placeholder()
-        ok = wire.verify(secret, signature, gateway_id, ts, nonce, key, b"")
-        if gw is None or not ok:
-            return _refused(401, "bad-signature", "unknown gateway or bad signature")
-        if gw.disabled:
-            return _refused(403, "disabled", f"gateway {gateway_id!r} is disabled")
+    gateway_id, refused = authenticate_gateway()
+    if refused is not None:
+        return refused
+    with Session(current_app.extensions["collector_db"]) as s:
         row = s.get(PolicyDocument, gateway_id)
         if row is None:
             return _refused(404, "no-policy", "no policy published for this gateway")
@@ -304,7 +283,7 @@ def publish_list(folder: str, path: str, name: str) -> dict[str, Any]:
 def blocklist(sha256: str) -> Response:
     """A published blocklist, to a gateway whose request is signed (as the policy's)."""
     cfg: CollectorConfig = current_app.config["COLLECTOR"]
-    refused = _signed_gateway()
+    _gateway_id, refused = authenticate_gateway()
     if refused is not None:
         return refused
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
@@ -317,33 +296,3 @@ def blocklist(sha256: str) -> Response:
     resp = send_file(path, mimetype="text/plain", etag=sha256, conditional=True, max_age=0)
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
-
-
-def _signed_gateway() -> Response | None:
-    """None when the request carries a registered, enabled gateway's valid signature."""
-    cfg: CollectorConfig = current_app.config["COLLECTOR"]
-    engine = current_app.extensions["collector_db"]
-    try:
-        gateway_id, ts, nonce, key, signature = wire.check_headers(dict(request.headers))
-    except wire.WireError as exc:
-        return _refused(401, "unsigned", str(exc))
-    if abs(time.time() - int(ts)) > cfg.replay_window_seconds:
-        return _refused(401, "stale", "timestamp outside the replay window")
-    with Session(engine) as s:
-        gw = s.get(Gateway, gateway_id)
-        secret = gw.secret if gw is not None else wire_secret_placeholder()
-        ok = wire.verify(secret, signature, gateway_id, ts, nonce, key, b"")
-        if gw is None or not ok:
-            return _refused(401, "bad-signature", "unknown gateway or bad signature")
-        if gw.disabled:
-            return _refused(403, "disabled", f"gateway {gateway_id!r} is disabled")
-    return None
-
-
-_PLACEHOLDER = os.urandom(32).hex()
-
-
-def wire_secret_placeholder() -> str:
-    """The secret an unknown id is checked against (no signature matches it): the same work
-    and the same answer as a registered id with a bad signature."""
-    return _PLACEHOLDER
