@@ -1,0 +1,175 @@
+"""The small ctnetlink client's messages, packed and parsed as pure logic (no root): the dump
+request, a real kernel answer, the deletions and their acknowledgements, malformed input."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+import pytest
+
+from gateway import conntrack as ct_mod
+from gateway import ctnetlink as m
+from hotspot.errors import ErrorCode, KernelError
+
+# One IPCTNL_MSG_CT_NEW message of a filtered dump, as this machine's kernel (6.18) sent it:
+# UDP 127.0.0.1:40000 -> 127.0.0.1:53, unreplied (status, mark, id, use, timeout follow).
+KERNEL_ENTRY = bytes.fromhex(
+    "a40000000001220007000000df270000020000003400018014000180080001007f000001080002007f00"
+    "00011c0002800500010011000000060002009c40000006000300003500003400028014000180080001007f"
+    "000001080002007f0000011c00028005000100110000000600020000350000060003009c40000008000300"
+    "00000008080008000000000008000c009233dff708000b0000000001080007000000001d"
+)
+
+
+def done(seq: int) -> bytes:
+    return struct.pack("=IHHIIi", 20, m.NLMSG_DONE, 2, seq, 0, 0)
+
+
+def ack(seq: int, code: int = 0) -> bytes:
+    """An NLMSG_ERROR: the (negative) error and the request's header."""
+    header = struct.pack("=IHHII", 36, m.CT_DELETE, 5, seq, 0)
+    return struct.pack("=IHHIIi", 36, m.NLMSG_ERROR, 0, seq, 0, -code) + header
+
+
+class FakeSocket:
+    """Answers each ``send`` with what ``answer(data)`` returns, read by ``recv`` in turn."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent: list[bytes] = []
+        self.queue: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        self.queue.extend(self.answer(data))
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        assert self.queue, "read with nothing to read: the client would hang"
+        return self.queue.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def client_with(answer) -> tuple[m.CtNetlink, FakeSocket]:
+    client = m.CtNetlink()
+    fake = FakeSocket(answer)
+    client._sock = fake  # type: ignore[assignment]
+    return client, fake
+
+
+def test_the_dump_request_asks_the_kernel_to_filter_by_source():
+    request = m.dump_request("10.10.0.42", seq=9)
+    length, kind, flags, seq, port = struct.unpack_from("=IHHII", request)
+    assert (length, kind, seq, port) == (len(request), 0x101, 9, 0)
+    assert flags == m.NLM_F_REQUEST | m.NLM_F_DUMP
+    assert request[16:20] == bytes([socket.AF_INET, 0, 0, 0])
+    attrs = m._attrs(request, 20, len(request))
+    assert set(attrs) == {m.CTA_TUPLE_ORIG, m.CTA_FILTER}
+    ip = m._attrs(request, *m._attrs(request, *attrs[m.CTA_TUPLE_ORIG])[m.CTA_TUPLE_IP])
+    a, b = ip[m.CTA_IP_V4_SRC]
+    assert request[a:b] == socket.inet_aton("10.10.0.42")
+    flags_at = m._attrs(request, *attrs[m.CTA_FILTER])[m.CTA_FILTER_ORIG_FLAGS]
+    assert struct.unpack_from("=I", request, flags_at[0])[0] == m.CTA_FILTER_FLAG_IP_SRC
+
+
+def test_a_kernel_entry_is_parsed():
+    (msg,) = m.messages(KERNEL_ENTRY)
+    kind, _flags, seq, start, end = msg
+    assert (kind, seq) == (0x100, 7)
+    entry = m.parse_entry(KERNEL_ENTRY, start, end)
+    assert entry is not None
+    assert entry.tuple_orig == m.CtTuple(17, "127.0.0.1", "127.0.0.1", 40000, 53)
+    assert entry.tuple_reply == m.CtTuple(17, "127.0.0.1", "127.0.0.1", 53, 40000)
+    assert ct_mod._is_dns(entry)
+
+
+def test_a_deletion_names_the_entry_by_the_tuple_the_kernel_sent():
+    _kind, _flags, _seq, start, end = m.messages(KERNEL_ENTRY)[0]
+    entry = m.parse_entry(KERNEL_ENTRY, start, end)
+    assert entry is not None
+    request = m.delete_request(entry, seq=3)
+    _len, kind, flags, seq, _port = struct.unpack_from("=IHHII", request)
+    assert (kind, flags, seq) == (0x102, m.NLM_F_REQUEST | m.NLM_F_ACK, 3)
+    # The original tuple's bytes, exactly as they came (offset 20 of the message body).
+    assert request[20:] == KERNEL_ENTRY[20 : 20 + 0x34]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        KERNEL_ENTRY[:-4],  # the message says it is longer than what arrived
+        KERNEL_ENTRY[:20] + b"\x02\x00\x01\x00" + KERNEL_ENTRY[24:],  # an attribute of length 2
+        KERNEL_ENTRY[:20] + b"\xff\x00\x01\x80" + KERNEL_ENTRY[24:],  # past the message's end
+    ],
+)
+def test_malformed_answers_are_refused_not_misread(data):
+    with pytest.raises(m.CtNetlinkError):
+        for _kind, _flags, _seq, start, end in m.messages(data):
+            m.parse_entry(data, start, end)
+
+
+def test_a_dump_skips_late_answers_and_reads_to_done():
+    def answer(data):
+        seq = struct.unpack_from("=I", data, 8)[0]
+        stale = KERNEL_ENTRY[:8] + struct.pack("=I", seq - 1) + KERNEL_ENTRY[12:]
+        mine = KERNEL_ENTRY[:8] + struct.pack("=I", seq) + KERNEL_ENTRY[12:]
+        return [stale + done(seq - 1), mine, mine + done(seq)]
+
+    client, _fake = client_with(answer)
+    entries = client.entries_from("127.0.0.1")
+    assert [e.tuple_orig.sport for e in entries] == [40000, 40000]
+
+
+def test_a_refused_dump_raises_with_the_kernels_error():
+    client, _fake = client_with(lambda data: [ack(struct.unpack_from("=I", data, 8)[0], 1)])
+    with pytest.raises(m.CtNetlinkError) as caught:
+        client.entries_from("127.0.0.1")
+    assert caught.value.errno == errno.EPERM
+
+
+def entries(n: int) -> list[m.CtEntry]:
+    _kind, _flags, _seq, start, end = m.messages(KERNEL_ENTRY)[0]
+    entry = m.parse_entry(KERNEL_ENTRY, start, end)
+    assert entry is not None
+    return [entry] * n
+
+
+def seqs_of(data: bytes) -> list[int]:
+    return [seq for _kind, _flags, seq, _start, _end in m.messages(data)]
+
+
+def test_deletions_go_in_few_datagrams_and_gone_entries_are_no_error():
+    def answer(data):
+        # Answers out of order, one entry already gone (it timed out meanwhile).
+        codes = [errno.ENOENT if i == 1 else 0 for i, _ in enumerate(seqs_of(data))]
+        return [b"".join(ack(s, c) for s, c in reversed(list(zip(seqs_of(data), codes))))]
+
+    client, fake = client_with(answer)
+    assert client.delete(entries(450)) == 447  # three datagrams, one gone in each
+    assert [len(seqs_of(d)) for d in fake.sent] == [200, 200, 50]
+    assert client.delete([]) == 0 and len(fake.sent) == 3
+
+
+def test_a_refused_deletion_raises_after_every_answer_is_read():
+    def answer(data):
+        seqs = seqs_of(data)
+        return [ack(seqs[0], errno.EPERM), b"".join(ack(s) for s in seqs[1:])]
+
+    client, fake = client_with(answer)
+    with pytest.raises(m.CtNetlinkError) as caught:
+        client.delete(entries(3))
+    assert caught.value.errno == errno.EPERM
+    assert fake.queue == []  # nothing left to be misread by the next call
+
+
+def test_the_adapter_turns_a_refusal_into_a_conntrack_error():
+    adapter = ct_mod.Conntrack()
+    client, _fake = client_with(lambda data: [ack(struct.unpack_from("=I", data, 8)[0], 1)])
+    adapter.ct = client
+    with pytest.raises(KernelError) as caught:
+        adapter.flush_client("10.10.0.42")
+    assert caught.value.code is ErrorCode.CONNTRACK
