@@ -8,7 +8,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from gateway.ctnetlink import CtEntry, CtNetlink
+from gateway.ctnetlink import CtEntry, CtNetlink, RedirectIndex
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,23 @@ class Conntrack:
         # One netlink socket for the daemon's life, opened at the first flush (it was
         # pyroute2's Conntrack on a thread of its own: see gateway/ctnetlink.py for why not).
         self.ct = CtNetlink()
+        # The walled (redirected) flows, kept by the kernel's events: a login looks its
+        # client's up here instead of dumping (a dump walks the kernel's whole hash table).
+        self.redirects: RedirectIndex | None = None
+
+    def watch_redirects(self, local: str, ports: dict[int, tuple[int, ...]]) -> None:
+        """Start the index of the flows NAT redirects to ``local``'s ``ports`` (port ->
+        protocols). Without it (the kernel refused the events) a login dumps, as before."""
+        if self.redirects is not None:
+            return
+        index = RedirectIndex(self.ct, local, ports)
+        try:
+            index.start()
+        except OSError as exc:
+            log.warning("conntrack: no events (%s): a login walks the table instead", exc)
+            return
+        self.redirects = index
+        log.info("conntrack: index of redirected flows started (%d now)", len(index))
 
     def flush_client(self, ip: str) -> int:
         """Delete every entry the client originated (before and after NAT). Returns the count."""
@@ -37,11 +54,25 @@ class Conntrack:
         this the next page after login would come from the portal again. With its entry gone,
         the next packet of such a connection is not redirected: the real host answers it with
         a reset and the browser opens a new connection, which goes out. Connections to the
-        gateway's own address stay (``http://<gateway>/`` is the portal for everyone). One
-        dump of the client's entries, filtered by the kernel: as cheap as the DNS flush."""
-        return self._flush(
-            ip, lambda e: _is_dns(e) or _is_redirected_http(e, portal), "walled entries"
-        )
+        gateway's own address stay (``http://<gateway>/`` is the portal for everyone).
+
+        The client's redirected entries come from the index the kernel's events keep
+        (:class:`gateway.ctnetlink.RedirectIndex`): no dump, so no walk of the kernel's
+        whole hash table; without the index, from a dump of the client's entries."""
+
+        def wanted(entry: CtEntry) -> bool:
+            return _is_dns(entry) or _is_redirected_http(entry, portal)
+
+        if self.redirects is None:
+            return self._flush(ip, wanted, "walled entries")
+        try:
+            entries = [e for e in self.redirects.entries_from(ip) if wanted(e)]
+            deleted = self.ct.delete(entries)
+            self.redirects.forget(entries)
+        except OSError as exc:
+            raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
+        log.debug("conntrack: %d walled entries of %s deleted (indexed)", deleted, ip)
+        return deleted
 
     def _flush(self, ip: str, wanted: Callable[[CtEntry], bool], what: str) -> int:
         try:
@@ -56,6 +87,9 @@ class Conntrack:
         return deleted
 
     def close(self) -> None:
+        if self.redirects is not None:
+            self.redirects.close()
+            self.redirects = None
         self.ct.close()
 
 

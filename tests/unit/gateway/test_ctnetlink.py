@@ -173,3 +173,124 @@ def test_the_adapter_turns_a_refusal_into_a_conntrack_error():
     with pytest.raises(KernelError) as caught:
         adapter.flush_client("10.10.0.42")
     assert caught.value.code is ErrorCode.CONNTRACK
+
+
+# Two events as this machine's kernel sent them (a UDP flow 127.0.0.7 -> 127.0.0.1:53, NAT
+# redirected to port 5300, new and destroyed) and one not redirected (to port 99).
+EVENT_NEW_REDIRECTED = bytes.fromhex(
+    "94000000000100060000000000000000020000003400018014000180080001007f000007080002007f00"
+    "00011c000280050001001100000006000200b56d000006000300003500003400028014000180080001007f"
+    "000001080002007f0000071c00028005000100110000000600020014b4000006000300b56d000008000c00"
+    "b6e7d2d208000300000001a8080007000000001e"
+)
+EVENT_DESTROY_REDIRECTED = bytes.fromhex(
+    "9400000002010000000000009c216fbc020000003400018014000180080001007f000007080002007f00"
+    "00011c000280050001001100000006000200b56d000006000300003500003400028014000180080001007f"
+    "000001080002007f0000071c00028005000100110000000600020014b4000006000300b56d000008000c00"
+    "b6e7d2d208000300000003a8080007000000001d"
+)
+EVENT_NEW_DIRECT = bytes.fromhex(
+    "94000000000100060000000000000000020000003400018014000180080001007f000007080002007f00"
+    "00011c0002800500010011000000060002008789000006000300006300003400028014000180080001007f"
+    "000001080002007f0000071c00028005000100110000000600020000630000060003008789000008000c00"
+    "8884aca10800030000000188080007000000001e"
+)
+
+
+def run_bpf(program, packet: bytes) -> int:
+    """The few classic BPF instructions the filter uses, as the kernel runs them."""
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = program[pc]
+        if code in (m.BPF_LD_W_ABS, m.BPF_LD_H_ABS, m.BPF_LD_B_ABS):
+            size = {m.BPF_LD_W_ABS: 4, m.BPF_LD_H_ABS: 2, m.BPF_LD_B_ABS: 1}[code]
+            if k + size > len(packet):
+                return 0  # a load past the end drops the packet
+            acc = int.from_bytes(packet[k : k + size], "big")
+        elif code == m.BPF_JEQ_K:
+            pc += jt if acc == k else jf
+        elif code == m.BPF_RET_K:
+            return k
+        else:
+            raise AssertionError(f"unexpected instruction {code:#x}")
+        pc += 1
+
+
+def test_the_event_filter_keeps_redirected_flows_and_drops_the_rest():
+    program = m.redirect_filter((5300, 8080))
+    assert run_bpf(program, EVENT_NEW_REDIRECTED) > 0
+    assert run_bpf(program, EVENT_DESTROY_REDIRECTED) > 0
+    assert run_bpf(program, EVENT_NEW_DIRECT) == 0
+    assert run_bpf(m.redirect_filter((99,)), EVENT_NEW_DIRECT) > 0
+
+
+def test_the_event_filter_passes_what_it_does_not_know_to_python():
+    """An IPv6 entry, or a layout of another size (a zone, ICMP): kept, never dropped unseen."""
+    program = m.redirect_filter((5300,))
+    ipv6 = EVENT_NEW_DIRECT[:16] + bytes([socket.AF_INET6]) + EVENT_NEW_DIRECT[17:]
+    assert run_bpf(program, ipv6) > 0
+    other_layout = EVENT_NEW_DIRECT[:20] + b"\x38\x00" + EVENT_NEW_DIRECT[22:]
+    assert run_bpf(program, other_layout) > 0
+
+
+class FakeEventSocket:
+    def __init__(self, batches):
+        self.batches = list(batches)
+
+    def recv(self, size):
+        if not self.batches:
+            raise BlockingIOError
+        batch = self.batches.pop(0)
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
+
+
+def index_with(events, dumps):
+    """A started index over fakes: ``dumps`` are the entries each seeding dump returns."""
+    client = m.CtNetlink()
+    index = m.RedirectIndex(client, "127.0.0.1", {5300: (socket.IPPROTO_UDP,)})
+    seeded = []
+
+    def dump(request):
+        seeded.append(request)
+        return list(dumps.pop(0)) if dumps else []
+
+    client.dump = dump  # type: ignore[method-assign]
+    index._sock = FakeEventSocket([])  # type: ignore[assignment]
+    index._seed()
+    index._sock = FakeEventSocket(events)  # type: ignore[assignment]
+    return index, seeded
+
+
+def parsed(event: bytes) -> m.CtEntry:
+    _kind, _flags, _seq, start, end = m.messages(event)[0]
+    entry = m.parse_entry(event, start, end)
+    assert entry is not None
+    return entry
+
+
+def test_the_index_follows_new_and_destroyed_flows():
+    index, seeded = index_with([EVENT_NEW_REDIRECTED + EVENT_NEW_DIRECT], [[]])
+    (entry,) = index.entries_from("127.0.0.7")
+    assert entry.tuple_reply.sport == 5300
+    index._sock.batches.append(EVENT_DESTROY_REDIRECTED)
+    assert index.entries_from("127.0.0.7") == []
+    assert len(seeded) == 1 and index.seeds == 1
+
+
+def test_the_index_seeds_from_dumps_and_again_after_lost_events():
+    before = parsed(EVENT_NEW_REDIRECTED)
+    lost = OSError(errno.ENOBUFS, "No buffer space available")
+    index, seeded = index_with([lost, EVENT_NEW_DIRECT], [[before], [before]])
+    assert index.entries_from("127.0.0.7") == [before]
+    assert index.seeds == 2 and len(seeded) == 2
+
+
+def test_a_flow_to_another_hosts_port_of_that_number_is_not_indexed():
+    elsewhere = EVENT_NEW_REDIRECTED.replace(
+        bytes.fromhex("080001007f000001080002007f000007"),
+        bytes.fromhex("08000100c6336402080002007f000007"),  # the reply from 198.51.100.2
+    )
+    index, _ = index_with([elsewhere], [[]])
+    assert index.entries_from("127.0.0.7") == []
