@@ -28,6 +28,7 @@ from typing import Any
 from bench.gateway import dist, ratio
 
 CLIENT = "127.0.0.7"
+WALLED_DNS_PORT = 5300
 NOBODY = "127.0.0.9"
 
 
@@ -69,9 +70,19 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
     from gateway.conntrack import Conntrack
 
     for i in range(args.background // 100):
-        make_flows(f"127.2.{i // 250}.{i % 250 + 1}", 100, dport=1000)
-    new = Conntrack()
+        make_flows(f"127.2.{i // 250}.{i % 250 + 1}", 100, dport=1000)  # not redirected
+    for i in range(args.background_walled // 10):
+        make_flows(f"127.3.{i // 250}.{i % 250 + 1}", 10)  # other walled phones' lookups
+    by_dump = Conntrack()
+    by_index = Conntrack()
+    by_index.watch_redirects("127.0.0.1", {WALLED_DNS_PORT: (socket.IPPROTO_UDP,)})
     old_flush, old_ct = old_adapter()
+    portal = ("127.0.0.1", 8080)
+    ways: dict[str, Any] = {
+        "old": old_flush,  # every entry of the client (all are its walled lookups here)
+        "dump": lambda ip: by_dump.flush_walled(ip, portal),
+        "index": lambda ip: by_index.flush_walled(ip, portal),
+    }
     results: dict[str, Any] = {}
 
     def timed(fn: Any, ip: str) -> tuple[float, float, int]:
@@ -80,39 +91,38 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
         return (time.process_time() - c0) * 1e3, (time.perf_counter() - t0) * 1e3, n
 
     for k in args.entries:
-        samples: dict[str, dict[str, list[float]]] = {
-            "new": {"cpu": [], "wall": []},
-            "old": {"cpu": [], "wall": []},
-        }
+        cpu: dict[str, list[float]] = {w: [] for w in ways}
+        wall: dict[str, list[float]] = {w: [] for w in ways}
         for trial in range(args.trials + 2):
-            order = ("new", "old") if trial % 2 else ("old", "new")
+            order = list(ways)[trial % 3 :] + list(ways)[: trial % 3]
             for which in order:
                 make_flows(CLIENT, k)
-                fn = new.flush_client if which == "new" else old_flush
-                cpu, wall, n = timed(fn, CLIENT)
+                c, w, n = timed(ways[which], CLIENT)
                 if n != k:
                     raise SystemExit(f"{which}: {n} of {k} entries deleted")
                 if trial >= 2:  # the first two warm up (sockets, imports)
-                    samples[which]["cpu"].append(cpu)
-                    samples[which]["wall"].append(wall)
-        results[f"entries_{k}"] = {
-            "new_cpu": dist(samples["new"]["cpu"], "ms", 3),
-            "old_cpu": dist(samples["old"]["cpu"], "ms", 3),
-            "new_wall": dist(samples["new"]["wall"], "ms", 3),
-            "old_wall": dist(samples["old"]["wall"], "ms", 3),
-            "cpu_p50_new_over_old": ratio(
-                dist(samples["new"]["cpu"], "ms", 4)["p50_ms"],
-                dist(samples["old"]["cpu"], "ms", 4)["p50_ms"],
-            ),
-        }
+                    cpu[which].append(c)
+                    wall[which].append(w)
+        one = results[f"entries_{k}"] = {}
+        for which in ways:
+            one[f"{which}_cpu"] = dist(cpu[which], "ms", 3)
+            one[f"{which}_wall"] = dist(wall[which], "ms", 3)
+        for which in ("dump", "index"):
+            one[f"cpu_p50_{which}_over_old"] = ratio(
+                dist(cpu[which], "ms", 4)["p50_ms"], dist(cpu["old"], "ms", 4)["p50_ms"]
+            )
     walk: list[float] = []
     for _ in range(args.trials):
         c0 = time.process_time()
-        new.ct.entries_from(NOBODY)
+        by_dump.ct.entries_from(NOBODY)
         walk.append((time.process_time() - c0) * 1e3)
     results["kernel_walk_cpu"] = dist(walk, "ms", 3)
+    assert by_index.redirects is not None
+    results["index_seeds"] = by_index.redirects.seeds
+    results["index_entries_at_end"] = len(by_index.redirects)
     old_ct.close()
-    new.close()
+    by_dump.close()
+    by_index.close()
     return results
 
 
@@ -150,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, nargs="+", default=[0, 5, 50])
     ap.add_argument("--background", type=int, default=5000, help="other clients' entries")
+    ap.add_argument(
+        "--background-walled", type=int, default=500, help="other walled phones' lookups"
+    )
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--output", default="bench/results/conntrack.json")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -166,10 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exec_ns = ["ip", "netns", "exec", ns]
         subprocess.run([*exec_ns, "ip", "link", "set", "lo", "up"], check=True)
-        # The namespace tracks connections once a rule uses conntrack; unreplied UDP entries
-        # live 30 s by default: long enough for the background, set longer to be sure.
+        # The walled resolver's redirect (as the gateway's for a walled phone), on locally
+        # sent datagrams: DNS to any address goes to port 5300. Unreplied UDP entries live
+        # 30 s by default: set longer, so that the background stays for the whole run.
         ruleset = (
-            "table ip t {\n chain c {\n type filter hook output priority 0; ct state new\n }\n}\n"
+            "table ip t {\n chain c {\n type nat hook output priority -100;"
+            f" udp dport 53 redirect to :{WALLED_DNS_PORT}\n }}\n}}\n"
         )
         subprocess.run([*exec_ns, "nft", "-f", "-"], input=ruleset.encode(), check=True)
         subprocess.run(
@@ -177,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cmd = [*exec_ns, sys.executable, "-m", "bench.conntrack_step", "--inside"]
         cmd += ["--entries", *map(str, args.entries), "--background", str(args.background)]
+        cmd += ["--background-walled", str(args.background_walled)]
         cmd += ["--trials", str(args.trials)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         report["results"] = json.loads(out)
@@ -188,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in report["results"].items():
         if name.startswith("entries_"):
             print(
-                f"{name}: CPU p50 new {r['new_cpu']['p50_ms']} ms, old {r['old_cpu']['p50_ms']} ms"
-                f" (x{r['cpu_p50_new_over_old']}); wall p50/p99 new {r['new_wall']['p50_ms']}"
-                f"/{r['new_wall']['p99_ms']}, old {r['old_wall']['p50_ms']}/{r['old_wall']['p99_ms']}"
+                f"{name}: CPU p50 old {r['old_cpu']['p50_ms']} ms, dump {r['dump_cpu']['p50_ms']},"
+                f" index {r['index_cpu']['p50_ms']}; wall p50/p99 old {r['old_wall']['p50_ms']}"
+                f"/{r['old_wall']['p99_ms']}, dump {r['dump_wall']['p50_ms']}"
+                f"/{r['dump_wall']['p99_ms']}, index {r['index_wall']['p50_ms']}"
+                f"/{r['index_wall']['p99_ms']}"
             )
     walk = report["results"]["kernel_walk_cpu"]
     print(f"kernel walk (a dump of nobody): CPU p50 {walk['p50_ms']} ms, p99 {walk['p99_ms']} ms")
