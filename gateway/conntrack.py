@@ -66,7 +66,10 @@ class Conntrack:
         if self.redirects is None:
             return self._flush(ip, wanted, "walled entries")
         try:
-            entries = [e for e in self.redirects.entries_from(ip) if wanted(e)]
+            indexed = self.redirects.entries_from(ip)
+            if indexed is None:  # events lost to a flood: the index cannot say
+                return self._flush(ip, wanted, "walled entries")
+            entries = [e for e in indexed if wanted(e)]
             deleted = self.ct.delete(entries)
             self.redirects.forget(entries)
         except OSError as exc:

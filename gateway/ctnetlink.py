@@ -376,8 +376,9 @@ class RedirectIndex:
     of new and destroyed entries keep it. They are read by whoever calls next, under the
     lock: the event of a flow the kernel has confirmed is queued on the socket before the
     login's lookup begins, so a lookup drains the socket first and misses nothing. A
-    full socket (``ENOBUFS``: events were lost) makes the next lookup seed it again. A
-    thread of its own reads the socket between logins so that it rarely fills.
+    full socket (``ENOBUFS``: events were lost) makes the next reader seed it again, once;
+    if events are lost meanwhile too, a lookup answers None (ask the kernel). A thread of
+    its own reads the socket between logins so that it rarely fills.
     """
 
     def __init__(self, client: CtNetlink, local: str, ports: dict[int, tuple[int, ...]]) -> None:
@@ -414,10 +415,14 @@ class RedirectIndex:
         self._thread = threading.Thread(target=self._read_between, name="ct-events", daemon=True)
         self._thread.start()
 
-    def entries_from(self, ip: str) -> list[CtEntry]:
-        """The redirected entries whose original source is ``ip``, as of now."""
+    def entries_from(self, ip: str) -> list[CtEntry] | None:
+        """The redirected entries whose original source is ``ip``, as of now; None when the
+        index cannot say (events were lost again while it was seeded again: a flood), and
+        the caller must ask the kernel itself."""
         with self._lock:
-            self._drain()
+            self._refresh()
+            if self._stale:
+                return None
             return list(self._by_source.get(ip, {}).values())
 
     def forget(self, entries: list[CtEntry]) -> None:
@@ -443,8 +448,15 @@ class RedirectIndex:
         self.seeds += 1
         self._drain()
 
+    def _refresh(self) -> None:
+        """Apply the queued events; after a loss, seed once more (not in a loop: a flood
+        that outruns the seeding leaves the index stale, and lookups say so)."""
+        self._drain()
+        if self._stale:
+            self._seed()
+
     def _drain(self, seeding: bool = False) -> None:
-        """Apply every queued event (the socket is non-blocking); reseed after a loss."""
+        """Apply every queued event (the socket is non-blocking); a loss marks it stale."""
         sock = self._sock
         if sock is None:
             raise CtNetlinkError(errno.EBADF, "conntrack events: not started")
@@ -468,8 +480,6 @@ class RedirectIndex:
                     self._add(entry)
                 else:
                     self._remove(entry)
-        if self._stale and not seeding:
-            self._seed()
 
     def _add(self, entry: CtEntry) -> None:
         if entry.tuple_reply.saddr != self._local:
@@ -499,7 +509,7 @@ class RedirectIndex:
                     if self._sock is None:
                         return
                     try:
-                        self._drain()
+                        self._refresh()
                     except OSError:
                         log.exception("conntrack events: reading failed")
                         self._stale = True

@@ -241,7 +241,7 @@ class FakeEventSocket:
         if not self.batches:
             raise BlockingIOError
         batch = self.batches.pop(0)
-        if isinstance(batch, Exception):
+        if isinstance(batch, BaseException):
             raise batch
         return batch
 
@@ -294,3 +294,27 @@ def test_a_flow_to_another_hosts_port_of_that_number_is_not_indexed():
     )
     index, _ = index_with([elsewhere], [[]])
     assert index.entries_from("127.0.0.7") == []
+
+
+def test_a_flood_that_outruns_the_seeding_makes_the_index_say_it_cannot_tell():
+    """Events lost, seeded again, and lost again meanwhile: no answer rather than a wrong one."""
+    lost = OSError(errno.ENOBUFS, "No buffer space available")
+    empty = BlockingIOError()
+    index, seeded = index_with([lost, empty, empty, lost], [[], []])
+    assert index.entries_from("127.0.0.7") is None
+    assert len(seeded) == 2  # seeded once more, not in a loop
+
+
+def test_the_adapter_asks_the_kernel_when_the_index_cannot_tell():
+    adapter = ct_mod.Conntrack()
+    dumped = []
+
+    class Unsure:
+        def entries_from(self, ip):
+            return None
+
+    adapter.redirects = Unsure()  # type: ignore[assignment]
+    adapter.ct.entries_from = lambda ip: dumped.append(ip) or entries(2)  # type: ignore[method-assign]
+    adapter.ct.delete = lambda found: len(found)  # type: ignore[method-assign]
+    assert adapter.flush_walled("127.0.0.7", ("127.0.0.1", 8080)) == 2  # both DNS
+    assert dumped == ["127.0.0.7"]
