@@ -7,11 +7,8 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
 
-from gateway.netlink import Conntrack as _Conntrack
-from gateway.netlink import NetlinkError, NFCTAttrTuple
-from gateway.netlink_thread import OnOneThread
+from gateway.ctnetlink import CtEntry, CtNetlink, RedirectIndex
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
@@ -22,14 +19,26 @@ HTTP_PORT = 80
 
 class Conntrack:
     def __init__(self) -> None:
-        self._ct: OnOneThread[_Conntrack] | None = None
+        # One netlink socket for the daemon's life, opened at the first flush (it was
+        # pyroute2's Conntrack on a thread of its own: see gateway/ctnetlink.py for why not).
+        self.ct = CtNetlink()
+        # The walled (redirected) flows, kept by the kernel's events: a login looks its
+        # client's up here instead of dumping (a dump walks the kernel's whole hash table).
+        self.redirects: RedirectIndex | None = None
 
-    @property
-    def ct(self) -> OnOneThread[_Conntrack]:
-        if self._ct is None:
-            # One thread for every call: pyroute2 leaks a socket per calling thread.
-            self._ct = OnOneThread(_Conntrack, name="conntrack")
-        return self._ct
+    def watch_redirects(self, local: str, ports: dict[int, tuple[int, ...]]) -> None:
+        """Start the index of the flows NAT redirects to ``local``'s ``ports`` (port ->
+        protocols). Without it (the kernel refused the events) a login dumps, as before."""
+        if self.redirects is not None:
+            return
+        index = RedirectIndex(self.ct, local, ports)
+        try:
+            index.start()
+        except OSError as exc:
+            log.warning("conntrack: no events (%s): a login walks the table instead", exc)
+            return
+        self.redirects = index
+        log.info("conntrack: index of redirected flows started (%d now)", len(index))
 
     def flush_client(self, ip: str) -> int:
         """Delete every entry the client originated (before and after NAT). Returns the count."""
@@ -45,44 +54,54 @@ class Conntrack:
         this the next page after login would come from the portal again. With its entry gone,
         the next packet of such a connection is not redirected: the real host answers it with
         a reset and the browser opens a new connection, which goes out. Connections to the
-        gateway's own address stay (``http://<gateway>/`` is the portal for everyone). One
-        dump of the client's entries, filtered by the kernel: as cheap as the DNS flush."""
-        return self._flush(
-            ip, lambda e: _is_dns(e) or _is_redirected_http(e, portal), "walled entries"
-        )
+        gateway's own address stay (``http://<gateway>/`` is the portal for everyone).
 
-    def _flush(self, ip: str, wanted: Callable[[Any], bool], what: str) -> int:
-        deleted = 0
+        The client's redirected entries come from the index the kernel's events keep
+        (:class:`gateway.ctnetlink.RedirectIndex`): no dump, so no walk of the kernel's
+        whole hash table; without the index, from a dump of the client's entries."""
+
+        def wanted(entry: CtEntry) -> bool:
+            return _is_dns(entry) or _is_redirected_http(entry, portal)
+
+        if self.redirects is None:
+            return self._flush(ip, wanted, "walled entries")
         try:
-            # One dump (filtered here, by pyroute2): a login or a kick costs one walk of the
-            # table, however many kinds of entry it forgets.
-            entries = [
-                e for e in self.ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=ip)) if wanted(e)
-            ]
-            for entry in entries:
-                try:
-                    self.ct.delete(entry)
-                    deleted += 1
-                except NetlinkError as exc:
-                    if exc.code != 2:  # already gone: it timed out meanwhile
-                        raise
-        except NetlinkError as exc:
+            indexed = self.redirects.entries_from(ip)
+            if indexed is None:  # events lost to a flood: the index cannot say
+                return self._flush(ip, wanted, "walled entries")
+            entries = [e for e in indexed if wanted(e)]
+            deleted = self.ct.delete(entries)
+            self.redirects.forget(entries)
+        except OSError as exc:
+            raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
+        log.debug("conntrack: %d walled entries of %s deleted (indexed)", deleted, ip)
+        return deleted
+
+    def _flush(self, ip: str, wanted: Callable[[CtEntry], bool], what: str) -> int:
+        try:
+            # One dump of the client's entries (filtered by the kernel, which walks its whole
+            # hash table for it: a login or a kick costs one walk, however many kinds of
+            # entry it forgets), then every deletion in one message; one already gone (it
+            # timed out meanwhile) is not an error.
+            deleted = self.ct.delete([e for e in self.ct.entries_from(ip) if wanted(e)])
+        except OSError as exc:
             raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
         log.debug("conntrack: %d %s of %s deleted", deleted, what, ip)
         return deleted
 
     def close(self) -> None:
-        if self._ct is not None:
-            self._ct.close()
-            self._ct = None
+        if self.redirects is not None:
+            self.redirects.close()
+            self.redirects = None
+        self.ct.close()
 
 
-def _is_dns(entry: Any) -> bool:
+def _is_dns(entry: CtEntry) -> bool:
     orig = entry.tuple_orig
     return orig.proto in (socket.IPPROTO_UDP, socket.IPPROTO_TCP) and orig.dport == DNS_PORT
 
 
-def _is_redirected_http(entry: Any, portal: tuple[str, int]) -> bool:
+def _is_redirected_http(entry: CtEntry, portal: tuple[str, int]) -> bool:
     """A plain-HTTP connection to another host that NAT redirected to the portal: its
     replies come from the portal's address and port."""
     orig, reply = entry.tuple_orig, entry.tuple_reply

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from pathlib import Path
 
 from gateway import ruleset, shaping
@@ -82,6 +83,15 @@ class DataPath:
                 f"docs/architecture.md, Shaping)",
             )
         _refuse_router_adverts(self.config.network.lan_interface)
+        # Before the table: every flow it redirects from now on is seen (older ones are
+        # found by the index's first dumps).
+        self.conntrack.watch_redirects(
+            self.layout.gateway_ip,
+            {
+                self.layout.walled_dns_port: (socket.IPPROTO_UDP, socket.IPPROTO_TCP),
+                self.layout.portal_port: (socket.IPPROTO_TCP,),
+            },
+        )
         self.down.install()
         self.up.install()
         snap = self.snapshot(with_nft=False)
