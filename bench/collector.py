@@ -474,6 +474,99 @@ def walk_csv_month(port: int, token: str, path: str) -> dict[str, Any]:
     return {"path": path, "pages": pages, "rows": rows, "total_s": round(time.monotonic() - t0, 2)}
 
 
+# -- plans -------------------------------------------------------------------------------------
+
+
+def explain_plans(engine: Any, queries: dict[str, str]) -> dict[str, Any]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of the usage and daily pages' SQL, as the API runs it
+    (collector.sqlpages, its statement captured and run again under EXPLAIN): which
+    partitions each one reads, the rows they gave and the buffers."""
+    import zoneinfo
+
+    from sqlalchemy import event
+
+    from collector import sqlpages
+    from hotspot.pull_api import query
+
+    captured: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and " LIMIT " in statement:
+            captured.append((statement, params))
+
+    out: dict[str, Any] = {}
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        for name, path in queries.items():
+            if not name.startswith(("api_usage", "api_daily")):
+                continue
+            args = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+            table = sqlpages.USAGE if "usage" in name else sqlpages.DAILY
+            lo: Any
+            hi: Any
+            if table is sqlpages.DAILY:  # /daily takes local days
+                lo, hi = (dt.date.fromisoformat(args[k]) for k in ("from", "to"))
+            else:
+                lo, hi = query.parse_range(args, zoneinfo.ZoneInfo(TZ))
+            captured.clear()
+            with Session(engine) as s, s.begin():
+                sqlpages.page_lines(
+                    s,
+                    table,
+                    args.get("format", "json"),
+                    lo=lo,
+                    hi=hi,
+                    gateway=args.get("gateway"),
+                    cursor=None,
+                    limit=int(args.get("limit", 1000)),
+                )
+            statement, params = captured[-1]
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SET plan_cache_mode = force_custom_plan")
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
+                ).scalar()
+                plan_text = "\n".join(
+                    r[0]
+                    for r in conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params
+                    )
+                )
+            top = plan[0]["Plan"]
+            scans: list[dict[str, Any]] = []
+
+            def walk(node: dict[str, Any]) -> None:
+                if "Relation Name" in node:
+                    scans.append(
+                        {
+                            "relation": node["Relation Name"],
+                            "node": node["Node Type"],
+                            "index": node.get("Index Name"),
+                            "rows": node.get("Actual Rows"),
+                            "shared_hit": node.get("Shared Hit Blocks"),
+                            "shared_read": node.get("Shared Read Blocks"),
+                        }
+                    )
+                for child in node.get("Plans", []):
+                    walk(child)
+
+            walk(top)
+            out[name] = {
+                "lo": str(lo),
+                "hi": str(hi),
+                "partitions": [x["relation"] for x in scans],
+                "scans": scans,
+                "rows": top.get("Actual Rows"),
+                "shared_hit": top.get("Shared Hit Blocks"),
+                "shared_read": top.get("Shared Read Blocks"),
+                "execution_ms": plan[0].get("Execution Time"),
+                "text": plan_text,
+            }
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    return out
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -780,6 +873,8 @@ def measure(
             )
             report["query_p95_max_ms"] = max(q["p95_ms"] for q in report["queries"].values())
             report["query_p95_under_300ms"] = report["query_p95_max_ms"] < 300
+            log("plans of the usage and daily pages (EXPLAIN ANALYZE, BUFFERS)")
+            report["plans"] = explain_plans(engine, queries)
         finally:
             server.stop()
     finally:

@@ -89,7 +89,7 @@ class Year:
         return dt.datetime.combine(self.first, dt.time()) - dt.timedelta(hours=7)
 
     @property
-    def health_end(self) -> dt.datetime:  # the last sample: 23:55 local time, the last day
+    def health_end(self) -> dt.datetime:  # the last sample: the next local midnight
         return dt.datetime.combine(self.last, dt.time(17))
 
     def months(self) -> list[dt.date]:
@@ -236,12 +236,15 @@ class Loader:
         """Read the partitions' indexes; (re)make every stage still to load, empty."""
         todo = [m for m in self.year.months() if f"{m:%Y-%m}" not in self.done]
         with self.pg.connect(self.dbname) as conn:
+            for month in self.year.months():  # a stage a cut left behind goes
+                for table in TABLES:
+                    conn.execute(f"DROP TABLE IF EXISTS {stage_name(table, month)}")
             for month in todo:
                 for table in TABLES:
                     self.indexes[(table, month)] = partition_indexes(conn, table, month)
-                    stage = stage_name(table, month)
-                    conn.execute(f"DROP TABLE IF EXISTS {stage}")
-                    conn.execute(f"CREATE TABLE {stage} (LIKE {table} INCLUDING DEFAULTS)")
+                    conn.execute(
+                        f"CREATE TABLE {stage_name(table, month)} (LIKE {table} INCLUDING DEFAULTS)"
+                    )
         return todo
 
     def run(self) -> float:
@@ -298,13 +301,14 @@ class Loader:
                     for table in counts:
                         self._swap(conn, table, month)
                     if "usage_daily" in counts:
+                        t1 = time.monotonic()
                         daily = maintenance.partition_name("usage_daily", month)
                         counts["village_daily"] = conn.execute(
                             VILLAGE_DAILY.format(daily=daily)
                         ).rowcount
-                        self._add("village_daily", 0.0, counts["village_daily"])
+                        self._add("village_daily", time.monotonic() - t1, counts["village_daily"])
                 self.on_month_done(f"{month:%Y-%m}", counts)
-            self._add("attach", time.monotonic() - t0)
+            self._add("attach_and_village_daily", time.monotonic() - t0)
             t0 = time.monotonic()
             for table in (t for t in TABLES if t in counts):
                 conn.execute(f"VACUUM ANALYZE {maintenance.partition_name(table, month)}")
