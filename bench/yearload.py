@@ -240,7 +240,9 @@ class Loader:
                 for table in TABLES:
                     conn.execute(f"DROP TABLE IF EXISTS {stage_name(table, month)}")
             for month in todo:
-                for table in TABLES:
+                for table, rng in self.ranges(month).items():
+                    if rng is None:  # nothing of this table in the month (health's first)
+                        continue
                     self.indexes[(table, month)] = partition_indexes(conn, table, month)
                     conn.execute(
                         f"CREATE TABLE {stage_name(table, month)} (LIKE {table} INCLUDING DEFAULTS)"

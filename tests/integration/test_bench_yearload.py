@@ -18,7 +18,9 @@ from bench.collector import db_name, gateway_id, prepare_db
 pytestmark = pytest.mark.postgres
 
 TODAY = dt.date(2026, 3, 10)
-DAYS = 40  # 2026-01-30 … 2026-03-10: three months (health from 2026-01-29 17:00 UTC)
+# 2026-02-01 … 2026-03-10; health from 2026-01-31 17:00 UTC (midnight in WIB): January has
+# health samples only, and no usage stage may be left behind for it
+DAYS = 38
 YEAR = yearload.Year(3, 4, TODAY - dt.timedelta(days=DAYS - 1), TODAY)
 
 
