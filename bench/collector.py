@@ -3,23 +3,27 @@
 Starts its own PostgreSQL (testsupport.postgres: private Unix socket, fsync off) and the real
 collector under gunicorn (``hotspot collector run``, the shipped workers/threads), then:
 
-1. **baseline**: every dashboard page and API query on a database with the gateways
+1. **load**: a year of the province (bench.yearload), on the cluster started with bulk-load
+   settings (``wal_level=minimal``, no autovacuum…) and restarted with the normal ones after:
+   per-device rows (``usage_hourly``, ``usage_daily``, ``health_sample``) for the last
+   ``--days`` days, a monthly partition at a time (a stage table without WAL, its indexes,
+   ``ATTACH PARTITION``; two loaders), the villages' daily roll-ups for 365 days and the
+   monthly sales for 12 months; the loaded schema compared with a freshly migrated one's
+   (``pg_dump --schema-only``: a difference stops the bench);
+2. **baseline**: every dashboard page and API query on a database with the gateways
    registered and nothing else, and batches posted one at a time (no contention);
-2. **load**: a year of the province, written by server-side bulk SQL (``INSERT … SELECT …
-   generate_series``, the bulk equivalent of the ingest path: the same rows ``collector.store``
-   would write, roll-ups rebuilt by ``rebuild_village_daily``'s aggregate): per-device rows
-   (``usage_hourly``, ``usage_daily``, ``health_sample``) for the last ``--days`` days, the
-   villages' daily roll-ups for 365 days and the monthly sales for 12 months;
 3. **ingest**: ``--posters`` gateways (1,000) each post one signed, gzipped batch at the same
    moment (an hour of the village as sync/agent.py builds it: its devices' usage, 12 health
    samples, sales, the gateway's description), through real TCP to gunicorn; p50/p99 per
    batch, batches/s, errors; then the database is counted: every batch applied once (0
    duplicates), every record there;
 4. **queries**: every page and query again, ``--reps`` times each, with the year loaded: p50
-   and p95, and the ratio to the baseline of step 1.
+   and p95, and the ratio to the baseline of step 2; then ``EXPLAIN (ANALYZE, BUFFERS)`` of
+   the usage and daily pages' own SQL (which partitions they read).
 
-Results: ``bench/results/collector.json`` (machine, load average, what was loaded and how long
-it took). ``--quick``: a small fraction, for the test of the bench (well under a minute).
+Results: ``bench/results/collector.json`` (machine, load average, the cluster's settings,
+what was loaded and how long it took). ``--quick``: a small fraction, for the test of the
+bench (well under a minute). ``--keep DIR`` / ``--reuse DIR``: load once, measure again.
 """
 
 from __future__ import annotations
