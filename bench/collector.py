@@ -3,23 +3,27 @@
 Starts its own PostgreSQL (testsupport.postgres: private Unix socket, fsync off) and the real
 collector under gunicorn (``hotspot collector run``, the shipped workers/threads), then:
 
-1. **baseline**: every dashboard page and API query on a database with the gateways
+1. **load**: a year of the province (bench.yearload), on the cluster started with bulk-load
+   settings (``wal_level=minimal``, no autovacuum…) and restarted with the normal ones after:
+   per-device rows (``usage_hourly``, ``usage_daily``, ``health_sample``) for the last
+   ``--days`` days, a monthly partition at a time (a stage table without WAL, its indexes,
+   ``ATTACH PARTITION``; two loaders), the villages' daily roll-ups for 365 days and the
+   monthly sales for 12 months; the loaded schema compared with a freshly migrated one's
+   (``pg_dump --schema-only``: a difference stops the bench);
+2. **baseline**: every dashboard page and API query on a database with the gateways
    registered and nothing else, and batches posted one at a time (no contention);
-2. **load**: a year of the province, written by server-side bulk SQL (``INSERT … SELECT …
-   generate_series``, the bulk equivalent of the ingest path: the same rows ``collector.store``
-   would write, roll-ups rebuilt by ``rebuild_village_daily``'s aggregate): per-device rows
-   (``usage_hourly``, ``usage_daily``, ``health_sample``) for the last ``--days`` days, the
-   villages' daily roll-ups for 365 days and the monthly sales for 12 months;
 3. **ingest**: ``--posters`` gateways (1,000) each post one signed, gzipped batch at the same
    moment (an hour of the village as sync/agent.py builds it: its devices' usage, 12 health
    samples, sales, the gateway's description), through real TCP to gunicorn; p50/p99 per
    batch, batches/s, errors; then the database is counted: every batch applied once (0
    duplicates), every record there;
 4. **queries**: every page and query again, ``--reps`` times each, with the year loaded: p50
-   and p95, and the ratio to the baseline of step 1.
+   and p95, and the ratio to the baseline of step 2; then ``EXPLAIN (ANALYZE, BUFFERS)`` of
+   the usage and daily pages' own SQL (which partitions they read).
 
-Results: ``bench/results/collector.json`` (machine, load average, what was loaded and how long
-it took). ``--quick``: a small fraction, for the test of the bench (well under a minute).
+Results: ``bench/results/collector.json`` (machine, load average, the cluster's settings,
+what was loaded and how long it took). ``--quick``: a small fraction, for the test of the
+bench (well under a minute). ``--keep DIR`` / ``--reuse DIR``: load once, measure again.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from bench import yearload
 from collector import maintenance
 from collector.db import make_engine, migrate
 from collector.models import Gateway
@@ -84,132 +89,109 @@ def gateway_id(i: int) -> str:
 # -- the year, in bulk -------------------------------------------------------------------------
 
 
-def load_year(engine: Any, args: argparse.Namespace, today: dt.date) -> dict[str, Any]:
-    """The province's year by server-side SQL; returns what was loaded and how long it took.
-
-    Each gateway g has a village of ``2 × devices`` phones; on day d the phones
-    (d·7 + k) mod 2N, k < ``devices``, come (about ``devices`` a day, not the same ones
-    every day), each for 4 hours a day (not always the same hours), with bytes that vary.
-    Health every 5 minutes. Sales of three packages a month."""
+def load_year(
+    pg: Any,
+    dbname: str,
+    args: argparse.Namespace,
+    today: dt.date,
+    state: dict[str, Any],
+    save: Any,
+) -> dict[str, Any]:
+    """The province's year (bench.yearload: per-device rows month by month, two loaders),
+    then the older roll-ups and the sales; returns what was loaded and how long it took.
+    ``state["months_done"]`` (month → rows) holds the months already loaded (a resumed
+    run); ``save()`` records it after each month."""
     g, n = args.gateways, args.devices
     first_device_day = today - dt.timedelta(days=args.days - 1)
     first_rollup_day = today - dt.timedelta(days=364)
-    timings: dict[str, float] = {}
+    year = yearload.Year(g, n, first_device_day, today)
+    done: dict[str, dict[str, int]] = state.setdefault("months_done", {})
+    lock = threading.Lock()
 
-    def run(name: str, sql: str, **params: Any) -> int:
+    def month_done(month: str, counts: dict[str, int]) -> None:
+        with lock:
+            done[month] = counts
+            save()
+
+    loader = yearload.Loader(pg, dbname, year, done, month_done)
+    log(
+        f"loading the year ({g} gateways, {n} devices a day, {args.days} days of per-device "
+        f"rows: {len(year.months())} months, {yearload.LOADERS} loaders)"
+    )
+    timings: dict[str, float] = {"per_device_months_wall": loader.run()}
+    timings.update(loader.seconds)
+
+    def run(conn: Any, name: str, sql: str, **params: Any) -> int:
         t0 = time.monotonic()
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            count = conn.execute(text(sql), params).rowcount
+        count = int(conn.execute(sql, params).rowcount)
         timings[name] = round(time.monotonic() - t0, 1)
         log(f"  {name}: {count:,} rows in {timings[name]} s")
         return count
 
-    rows: dict[str, int] = {}
-    common = {"g": g, "n": n, "first": first_device_day, "last": today}
-    # usage_hourly: the hour's start in UTC; the local (WIB) day is period_start + 7 h.
-    rows["usage_hourly"] = run(
-        "usage_hourly",
-        """
-        INSERT INTO usage_hourly (gateway_id, client, period_start, seconds, bytes_down,
-                                  bytes_up, updated_at)
-        SELECT 'desa-' || lpad(gw::text, 4, '0'),
-               lpad(to_hex(gw * 100000 + ((d.i * 7 + k) % (2 * :n))), 16, '0'),
-               d.day - interval '7 hours' + interval '1 hour' * (7 + (k + h * 3 + d.i) % 15),
-               600 + ((gw + k + h) % 3000),
-               (50000 + (gw::bigint * 7919 + k * 104729 + h * 1299709 + d.i * 15485863) % 40000000),
-               (5000 + (gw * 31 + k * 17 + h) % 4000000),
-               d.day
-        FROM generate_series(1, :g) gw,
-             (SELECT s::date AS day, CAST(s::date - DATE '2000-01-01' AS bigint) AS i
-              FROM generate_series(CAST(:first AS date), CAST(:last AS date), '1 day') s) d,
-             generate_series(0, :n - 1) k,
-             generate_series(0, 3) h
-        """,
-        **common,
-    )
-    rows["usage_daily"] = run(
-        "usage_daily",
-        """
-        INSERT INTO usage_daily (gateway_id, day, client, seconds, bytes_down, bytes_up)
-        SELECT gateway_id, CAST(period_start + interval '7 hours' AS date), client,
-               sum(seconds), sum(bytes_down), sum(bytes_up)
-        FROM usage_hourly GROUP BY 1, 2, 3
-        ON CONFLICT DO NOTHING  -- the baseline's batches came through ingest: theirs are there
-        """,
-    )
-    rows["health_sample"] = run(
-        "health_sample",
-        """
-        INSERT INTO health_sample (gateway_id, sampled_at, cpu_pct, load1, load5, load15,
-            mem_pct, disk_pct, disk_free_mb, temp_c, uptime_s, uplink_ok, uplink_ms,
-            clients_online, backlog, received_at)
-        SELECT 'desa-' || lpad(gw::text, 4, '0'), t,
-               (gw + extract(minute from t)) % 100, 0.4, 0.3, 0.2, 40 + gw % 30, 30 + gw % 50,
-               8000, 45 + gw % 20, 86400, (gw + extract(hour from t)) % 50 <> 0,
-               20 + gw % 200, (gw + extract(hour from t)) % 40, 0, t
-        FROM generate_series(1, :g) gw,
-             generate_series(CAST(:first AS timestamp) - interval '7 hours',
-                             CAST(:last AS timestamp) + interval '17 hours',
-                             interval '5 minutes') t
-        """,
-        **common,
-    )
-    # The villages' roll-ups: the days with per-device rows from those rows (the rebuild's
-    # aggregate), the year's older days by the same formula's figures directly.
-    rows["village_daily"] = run(
-        "village_daily",
-        """
-        INSERT INTO village_daily (gateway_id, day, devices, seconds, bytes_down, bytes_up)
-        SELECT gateway_id, day, count(*), sum(seconds), sum(bytes_down), sum(bytes_up)
-        FROM usage_daily GROUP BY 1, 2
-        ON CONFLICT (gateway_id, day) DO UPDATE SET devices = excluded.devices,
-            seconds = excluded.seconds, bytes_down = excluded.bytes_down,
-            bytes_up = excluded.bytes_up
-        """,
-    )
-    rows["village_daily"] += run(
-        "village_daily_older",
-        """
-        INSERT INTO village_daily (gateway_id, day, devices, seconds, bytes_down, bytes_up)
-        SELECT 'desa-' || lpad(gw::text, 4, '0'), s::date, :n, :n * 4 * 2000,
-               :n * 4 * 20000000::bigint, :n * 4 * 2000000::bigint
-        FROM generate_series(1, :g) gw,
-             generate_series(CAST(:rfirst AS date), CAST(:first AS date) - 1, '1 day') s
-        """,
-        rfirst=first_rollup_day,
-        **common,
-    )
     months, m = [], today.replace(day=1)
     for _ in range(12):
         months.append(f"{m:%Y-%m}")
         m = (m - dt.timedelta(days=1)).replace(day=1)
-    rows["sales_monthly"] = run(
-        "sales_monthly",
-        """
-        INSERT INTO sales_monthly (gateway_id, month, package, count, rupiah, rev, updated_at)
-        SELECT 'desa-' || lpad(gw::text, 4, '0'), m, p.name, 10 + (gw * 7) % 90,
-               (10 + (gw * 7) % 90) * p.price, 1, now()
-        FROM generate_series(1, :g) gw, unnest(CAST(:months AS text[])) m,
-             (VALUES ('harian', 5000), ('mingguan', 25000), ('bulanan', 80000)) p(name, price)
-        ON CONFLICT DO NOTHING
-        """,
-        g=g,
-        months=months,
-    )
-    t0 = time.monotonic()
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
-    timings["vacuum_analyze"] = round(time.monotonic() - t0, 1)
+    with pg.connect(dbname) as conn:
+        # the year's days before the per-device rows: the roll-ups by the same formula's
+        # figures directly
+        older = run(
+            conn,
+            "village_daily_older",
+            """
+            INSERT INTO village_daily (gateway_id, day, devices, seconds, bytes_down, bytes_up)
+            SELECT 'desa-' || lpad(gw::text, 4, '0'), s::date, %(n)s, %(n)s * 4 * 2000,
+                   %(n)s * 4 * 20000000::bigint, %(n)s * 4 * 2000000::bigint
+            FROM generate_series(1, %(g)s) gw,
+                 generate_series(CAST(%(rfirst)s AS date), CAST(%(first)s AS date) - 1,
+                                 '1 day') s
+            ON CONFLICT DO NOTHING
+            """,
+            g=g,
+            n=n,
+            rfirst=first_rollup_day,
+            first=first_device_day,
+        )
+        sales = run(
+            conn,
+            "sales_monthly",
+            """
+            INSERT INTO sales_monthly (gateway_id, month, package, count, rupiah, rev,
+                                       updated_at)
+            SELECT 'desa-' || lpad(gw::text, 4, '0'), m, p.name, 10 + (gw * 7) %% 90,
+                   (10 + (gw * 7) %% 90) * p.price, 1, now()
+            FROM generate_series(1, %(g)s) gw, unnest(CAST(%(months)s AS text[])) m,
+                 (VALUES ('harian', 5000), ('mingguan', 25000), ('bulanan', 80000))
+                     p(name, price)
+            ON CONFLICT DO NOTHING
+            """,
+            g=g,
+            months=months,
+        )
+        t0 = time.monotonic()
+        # the parents' statistics (partitions had theirs), the small tables'
+        for table in (*yearload.TABLES, "village_daily", "sales_monthly", "gateway"):
+            conn.execute(
+                f"VACUUM ANALYZE {table}" if table not in yearload.TABLES else f"ANALYZE {table}"
+            )
+        timings["analyze"] = round(time.monotonic() - t0, 1)
+    rows = {t: sum(c.get(t, 0) for c in done.values()) for t in (*yearload.TABLES, "village_daily")}
+    rows["village_daily"] += older
+    rows["sales_monthly"] = sales
     return {
-        "method": "server-side bulk SQL (INSERT … SELECT … generate_series), not the HTTP "
-        "ingest path; roll-ups by the same aggregate as collector.store.rebuild_village_daily",
+        "method": "server-side bulk SQL (INSERT … SELECT … generate_series) per monthly "
+        "partition into a stage table (no WAL, no index while loading), indexes built, "
+        "attached as the partition (bench/yearload.py); not the HTTP ingest path; roll-ups by "
+        "the same aggregate as collector.store.rebuild_village_daily",
+        "cluster_settings": [*LOAD_BASE, *yearload.LOAD_SETTINGS],
+        "loaders": yearload.LOADERS,
         "gateways": g,
         "devices_per_day": n,
         "active_hours_per_device_day": 4,
         "health_interval_minutes": 5,
         "per_device_days": args.days,
         "per_device_first_day": first_device_day.isoformat(),
+        "months": len(year.months()),
         "rollup_days": 365,
         "sales_months": len(months),
         "rows": rows,
@@ -496,6 +478,99 @@ def walk_csv_month(port: int, token: str, path: str) -> dict[str, Any]:
     return {"path": path, "pages": pages, "rows": rows, "total_s": round(time.monotonic() - t0, 2)}
 
 
+# -- plans -------------------------------------------------------------------------------------
+
+
+def explain_plans(engine: Any, queries: dict[str, str]) -> dict[str, Any]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of the usage and daily pages' SQL, as the API runs it
+    (collector.sqlpages, its statement captured and run again under EXPLAIN): which
+    partitions each one reads, the rows they gave and the buffers."""
+    import zoneinfo
+
+    from sqlalchemy import event
+
+    from collector import sqlpages
+    from hotspot.pull_api import query
+
+    captured: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and " LIMIT " in statement:
+            captured.append((statement, params))
+
+    out: dict[str, Any] = {}
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        for name, path in queries.items():
+            if not name.startswith(("api_usage", "api_daily")):
+                continue
+            args = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+            table = sqlpages.USAGE if "usage" in name else sqlpages.DAILY
+            lo: Any
+            hi: Any
+            if table is sqlpages.DAILY:  # /daily takes local days
+                lo, hi = (dt.date.fromisoformat(args[k]) for k in ("from", "to"))
+            else:
+                lo, hi = query.parse_range(args, zoneinfo.ZoneInfo(TZ))
+            captured.clear()
+            with Session(engine) as s, s.begin():
+                sqlpages.page_lines(
+                    s,
+                    table,
+                    args.get("format", "json"),
+                    lo=lo,
+                    hi=hi,
+                    gateway=args.get("gateway"),
+                    cursor=None,
+                    limit=int(args.get("limit", 1000)),
+                )
+            statement, params = captured[-1]
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SET plan_cache_mode = force_custom_plan")
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
+                ).scalar()
+                plan_text = "\n".join(
+                    r[0]
+                    for r in conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params
+                    )
+                )
+            top = plan[0]["Plan"]
+            scans: list[dict[str, Any]] = []
+
+            def walk(node: dict[str, Any]) -> None:
+                if "Relation Name" in node:
+                    scans.append(
+                        {
+                            "relation": node["Relation Name"],
+                            "node": node["Node Type"],
+                            "index": node.get("Index Name"),
+                            "rows": node.get("Actual Rows"),
+                            "shared_hit": node.get("Shared Hit Blocks"),
+                            "shared_read": node.get("Shared Read Blocks"),
+                        }
+                    )
+                for child in node.get("Plans", []):
+                    walk(child)
+
+            walk(top)
+            out[name] = {
+                "lo": str(lo),
+                "hi": str(hi),
+                "partitions": [x["relation"] for x in scans],
+                "scans": scans,
+                "rows": top.get("Actual Rows"),
+                "shared_hit": top.get("Shared Hit Blocks"),
+                "shared_read": top.get("Shared Read Blocks"),
+                "execution_ms": plan[0].get("Execution Time"),
+                "text": plan_text,
+            }
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    return out
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -548,6 +623,15 @@ def wait_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 STATE = "bench-collector.json"  # in a --keep folder: what the reuse needs to know
+
+
+def kept_status(folder: Path) -> str | None:
+    """What a --keep folder holds: "loaded", "loading" (a load cut short) or None."""
+    try:
+        state = json.loads((folder / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(state.get("status", "loaded"))  # older bench versions wrote finished loads only
 
 
 def db_name(url: str) -> str:
@@ -611,29 +695,131 @@ class Collector:
         self.log.close()
 
 
+# testsupport.postgres starts every cluster with these: nothing here must survive a crash
+LOAD_BASE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+# the cluster's settings while anything is measured (after the load's restart)
+QUERY_SETTINGS = ("max_connections=200", "shared_buffers=256MB", "max_wal_size=4GB")
+
+
+class SchemaMismatch(RuntimeError):
+    """The loaded database's schema is not the migrations' (the plans would not be real)."""
+
+
+def save_state(path: Path | None, state: dict[str, Any]) -> None:
+    if path is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"meta": meta(args)}
+    report["meta"]["cluster_settings"] = [*LOAD_BASE, *QUERY_SETTINGS]
     work = Path(tempfile.mkdtemp(prefix="hotspot-bench-collector-"))
-    settings = ["max_connections=200", "shared_buffers=256MB", "max_wal_size=4GB"]
     kept = args.reuse or args.keep
+    base = kept / "pg" if kept else Path(tempfile.mkdtemp(prefix="hotspot-bench-pg-"))
+    state_file = kept / STATE if kept else None
     state: dict[str, Any] = {}
-    if args.reuse:
-        state = json.loads((args.reuse / STATE).read_text())
+    if state_file and state_file.is_file():  # --reuse, or --keep of a load cut short
+        state = json.loads(state_file.read_text())
         for k in ("gateways", "devices", "days"):
             setattr(args, k, state["params"][k])
-        report["meta"]["reused"] = {"dir": str(args.reuse), **state}
+        report["meta"]["params"] = {
+            k: getattr(args, k) for k in ("gateways", "devices", "days", "posters", "reps")
+        }
+    if args.reuse:
+        report["meta"]["reused"] = {
+            "dir": str(args.reuse),
+            **{k: v for k, v in state.items() if k != "months_done"},
+        }
     tree = args.tree or REPO
     report["meta"]["tree"] = str(tree)
-    with running_postgres(settings, base=kept / "pg" if kept else None, keep=bool(kept)) as pg:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        # the loaded days are WIB days; a reused cluster keeps the day it was loaded for
-        today = (
-            dt.date.fromisoformat(state["today"]) if state else (now + dt.timedelta(hours=7)).date()
-        )
-        ids = [gateway_id(i) for i in range(1, max(args.gateways, args.posters) + 1)]
-        queries = query_set(today, gateway_id(1))
-        # the baseline: the same queries on a database with the gateways and nothing else
-        empty_url, empty_token = prepare_db(pg, ids, today, args.days)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    ids = [gateway_id(i) for i in range(1, max(args.gateways, args.posters) + 1)]
+    try:
+        if not args.reuse:
+            with running_postgres(
+                [*QUERY_SETTINGS, *yearload.LOAD_SETTINGS], base=base, keep=True
+            ) as pg:
+                if state:
+                    report["meta"]["resumed"] = sorted(state.get("months_done", {}))
+                    log(
+                        f"resuming the load in {kept}: {len(report['meta']['resumed'])} "
+                        "months were loaded"
+                    )
+                else:
+                    # the loaded days are WIB days
+                    today = (now + dt.timedelta(hours=7)).date()
+                    url, token = prepare_db(pg, ids, today, args.days)
+                    state = {
+                        "status": "loading",
+                        "database": db_name(url),
+                        "token": token,
+                        "today": today.isoformat(),
+                        "params": {k: getattr(args, k) for k in ("gateways", "devices", "days")},
+                        "months_done": {},
+                    }
+                    save_state(state_file, state)
+                t0 = time.monotonic()
+                loaded = load_year(
+                    pg,
+                    state["database"],
+                    args,
+                    dt.date.fromisoformat(state["today"]),
+                    state,
+                    lambda: save_state(state_file, state),
+                )
+                loaded["total_s"] = round(time.monotonic() - t0, 1)
+                state["status"] = "loaded"
+                state["loaded"] = loaded
+                save_state(state_file, state)
+            log("load done: the cluster restarted with the bench's normal settings")
+        report["loaded"] = dict(state.get("loaded", {}))
+        with running_postgres(QUERY_SETTINGS, base=base, keep=True) as pg:
+            measure(pg, args, report, state, ids, tree, work, now)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(base, ignore_errors=True)
+    report["meta"]["loadavg_at_end"] = list(os.getloadavg())
+    report["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return report
+
+
+def measure(
+    pg: Any,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    state: dict[str, Any],
+    ids: list[str],
+    tree: Path,
+    work: Path,
+    now: dt.datetime,
+) -> None:
+    """The baseline, the schema check, the ingest and the queries on the loaded database."""
+    today = dt.date.fromisoformat(state["today"])  # the day the cluster was loaded for
+    queries = query_set(today, gateway_id(1))
+    url, token = pg.url(state["database"]), state["token"]
+    # the baseline, and the reference schema: a new database, migrated, the gateways only
+    empty_url, empty_token = prepare_db(pg, ids, today, args.days)
+    engine = make_engine(url)
+    try:
+        ensure_months(engine, today, args.days)
+        t0 = time.monotonic()
+        diff = yearload.schema_difference(pg, state["database"], db_name(empty_url))
+        report["loaded"]["schema_check"] = {
+            "same_as_migrated": not diff,
+            "seconds": round(time.monotonic() - t0, 1),
+            "how": "pg_dump --schema-only of the loaded database and of a freshly migrated "
+            "one (comments and \\restrict tokens left out), compared",
+        }
+        if diff:
+            raise SchemaMismatch(
+                f"the loaded database's schema differs from the migrations' ({len(diff)} "
+                f"diff lines): {' | '.join(diff[2:8])}"
+            )
+        log("schema: the loaded database's is the migrations' (pg_dump --schema-only)")
         server = Collector(empty_url, tree, work, "empty")
         try:
             log("baseline: queries on an empty database, batches one at a time")
@@ -649,30 +835,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["baseline_ingest"] = post_batches(server.port, seq, concurrent=False)
         finally:
             server.stop()
-        if args.reuse:
-            url, token = pg.url(state["database"]), state["token"]
-            engine = make_engine(url)
-            ensure_months(engine, today, args.days)
-            report["loaded"] = state.get("loaded", {})
-        else:
-            url, token = empty_url, empty_token
-            engine = make_engine(url)
-            log(
-                f"loading the year ({args.gateways} gateways, {args.devices} devices a day, "
-                f"{args.days} days of per-device rows)"
-            )
-            t0 = time.monotonic()
-            report["loaded"] = load_year(engine, args, today)
-            report["loaded"]["total_s"] = round(time.monotonic() - t0, 1)
-            if args.keep:
-                state = {
-                    "database": db_name(url),
-                    "token": token,
-                    "today": today.isoformat(),
-                    "params": {k: getattr(args, k) for k in ("gateways", "devices", "days")},
-                    "loaded": report["loaded"],
-                }
-                (args.keep / STATE).write_text(json.dumps(state, indent=2, default=str) + "\n")
         with engine.connect() as conn:
             size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
             report["loaded"]["database_mb"] = round(int(size.scalar() or 0) / 2**20)
@@ -715,15 +877,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             report["query_p95_max_ms"] = max(q["p95_ms"] for q in report["queries"].values())
             report["query_p95_under_300ms"] = report["query_p95_max_ms"] < 300
+            log("plans of the usage and daily pages (EXPLAIN ANALYZE, BUFFERS)")
+            report["plans"] = explain_plans(engine, queries)
         finally:
             server.stop()
-            engine.dispose()
-            shutil.rmtree(work, ignore_errors=True)
-            if args.reuse:  # the kept cluster holds the loaded database only
-                pg.drop_db(db_name(empty_url))
-    report["meta"]["loadavg_at_end"] = list(os.getloadavg())
-    report["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return report
+    finally:
+        engine.dispose()
+        pg.drop_db(db_name(empty_url))  # the kept cluster holds the loaded database only
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,10 +909,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep and args.reuse:
         print("bench.collector: --keep and --reuse: one or the other", file=sys.stderr)
         return 2
-    if args.reuse and not (args.reuse / STATE).is_file():
-        print(f"bench.collector: --reuse: no {STATE} in {args.reuse}", file=sys.stderr)
+    if args.reuse and kept_status(args.reuse) != "loaded":
+        print(f"bench.collector: --reuse: no finished load in {args.reuse}", file=sys.stderr)
         return 2
-    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+    if (
+        args.keep
+        and args.keep.exists()
+        and any(args.keep.iterdir())
+        and kept_status(args.keep) != "loading"  # a load cut short: this run continues it
+    ):
         print(f"bench.collector: --keep: {args.keep} is not empty", file=sys.stderr)
         return 2
     if args.tree and not (args.tree / "collector" / "app.py").is_file():
@@ -768,7 +933,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     args.baseline_batches = 10 if args.quick else 50
     args.retry = min(args.posters, 10 if args.quick else 200)
-    report = run(args)
+    # a SIGTERM unwinds like Ctrl-C: the cluster is shut down cleanly (a kept one resumes)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        report = run(args)
+    except SchemaMismatch as exc:
+        print(f"bench.collector: {exc}", file=sys.stderr)
+        return 1
     out = args.output or RESULTS / "collector.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")

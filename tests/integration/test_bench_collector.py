@@ -57,6 +57,17 @@ def _quick_keep_then_reuse(tmp_path: Path, out: Path, kept: Path) -> None:
     assert {q["status"] for q in report["queries"].values()} == {200}
     assert report["csv_month_one_village_all_pages"]["rows"] > 0
     assert report["loaded"]["rows"]["usage_hourly"] > 0
+    assert report["loaded"]["schema_check"]["same_as_migrated"]
+    assert "wal_level=minimal" in report["loaded"]["cluster_settings"]
+    assert "wal_level=minimal" not in report["meta"]["cluster_settings"]
+    # a day's usage reads the monthly partitions of its hours only (UTC: the local day's
+    # first 7 hours are the day before), never the DEFAULT one
+    day = report["plans"]["api_usage_day"]
+    months = {"usage_hourly_p" + day[k][:7].replace("-", "") for k in ("lo", "hi")}
+    assert set(day["partitions"]) <= months and day["rows"] > 0
+    assert all(
+        not p.endswith("_default") for q in report["plans"].values() for p in q["partitions"]
+    )
     meta = report["meta"]
     assert meta["machine"]["nproc"] and len(meta["loadavg_at_start"]) == 3
     again = tmp_path / "again.json"
@@ -80,3 +91,12 @@ def _quick_keep_then_reuse(tmp_path: Path, out: Path, kept: Path) -> None:
 def test_bench_collector_refuses_bad_folders_with_one_line(tmp_path, args):
     done = bench(*[a.format(d=tmp_path) for a in args])
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bench_collector_reuses_only_a_finished_load(tmp_path):
+    """A --keep folder whose load was cut short is continued by --keep, not measured by
+    --reuse (its tables are half there)."""
+    (tmp_path / "bench-collector.json").write_text('{"status": "loading"}')
+    done = bench("--reuse", str(tmp_path))
+    assert done.returncode == 2 and "no finished load" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
