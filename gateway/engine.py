@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -201,8 +201,11 @@ AnySession = ClientSession | _Row
 # The statements of a login and a tick, built once: building a statement (coercions, its
 # cache key) cost more than SQLite's running it.
 _RUNNING = select(*_ROW_COLUMNS).where(ClientSession.ended_at.is_(None))
-_RUNNING_OF = _RUNNING.where(
-    or_(ClientSession.mac == bindparam("mac"), ClientSession.ip == bindparam("ip"))
+# The device's and the address's: two index searches (a plain OR of the two made SQLite
+# scan every running session — tens of milliseconds at 10,000).
+_RUNNING_OF = union_all(
+    _RUNNING.where(ClientSession.mac == bindparam("mac")),
+    _RUNNING.where(ClientSession.ip == bindparam("ip"), ClientSession.mac != bindparam("mac")),
 )
 _SESSIONS = cast(Table, ClientSession.__table__)
 _INSERT_SESSION = insert(_SESSIONS).returning(_SESSIONS.c.id)
@@ -261,6 +264,7 @@ class SessionEngine:
         self.dp = datapath
         self.clock = clock
         self.network = config.network.lan_network
+        self.gateway_ip = config.network.gateway_ip  # (parsed once: it was per request)
         # The DHCP pool's classes exist from start-up (part of the desired state): a login
         # finds its class there, a session's end puts it back to the pool's rates.
         self.pool = pool_of(config)
@@ -356,7 +360,7 @@ class SessionEngine:
         if addr not in net or addr in (
             net.network_address,
             net.broadcast_address,
-            self.config.network.gateway_ip,
+            self.gateway_ip,
         ):
             raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
