@@ -124,6 +124,7 @@ def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | No
             for name, ms in phases.items():
                 tick_phases.setdefault(name, []).append(ms)
         out: dict[str, Any] = {
+            "code": sys.modules[SessionEngine.__module__].__file__,
             "sessions": len(engine.live),
             "authorize": dist(auth),
             "deauthorize": dist(deauth),
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:  # the baseline's measurement, with its code first on sys.path
+        # (run as a script: its own folder, bench/, first on sys.path would shadow the
+        # packages with bench/gateway.py)
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
         print(json.dumps(run_sizes(args)))
         return 0
     result: dict[str, Any] = {"meta": meta(), "args": vars(args)}
