@@ -93,6 +93,24 @@ class LoginBench(gb.Bench):
             conn.execute(insert(ClientSession), sessions)
         db.dispose()
 
+    def phases(self, tree: Path) -> dict[str, Any]:
+        """bench/login_phases.py of ``tree`` (its own code), in the gateway's namespace."""
+        res = self.bed.run(
+            self.bed.gw,
+            sys.executable,
+            str(tree / "bench" / "login_phases.py"),
+            str(self.configs["full"]),
+            self.phone.ip,
+            self.phone.mac,
+            "--trials",
+            str(self.args.phase_trials),
+            "--tier",
+            gb.TIER,
+            timeout=900,
+        )
+        result: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        return result
+
     def measure(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sessions": self.crowd_n, "loadavg_at_start": os.getloadavg()}
         self.r["setup"] = {}
@@ -118,26 +136,32 @@ class LoginBench(gb.Bench):
         self.kill(send)
         self.kill(recv)
         self.stop_gateway()
+        if self.args.tree:  # the baseline's code first, on the same village and database
+            out["phases_baseline"] = self.phases(Path(self.args.tree).resolve())
+            out["phases_baseline"]["tree"] = str(Path(self.args.tree).resolve())
         t = time.monotonic()
-        script = str(gb.REPO / "bench" / "login_phases.py")
-        res = self.bed.run(
-            self.bed.gw,
-            sys.executable,
-            script,
-            str(self.configs["full"]),
-            self.phone.ip,
-            self.phone.mac,
-            "--trials",
-            str(self.args.phase_trials),
-            "--tier",
-            gb.TIER,
-            timeout=900,
-        )
-        out["phases"] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["phases"] = self.phases(gb.REPO)
         out["phases_s"] = round(time.monotonic() - t, 1)
+        if self.args.tree:
+            out["phases_ratio"] = phase_ratios(out["phases"], out["phases_baseline"])
         out["kernel"] = self.kernel_counts()
         out["loadavg_at_end"] = os.getloadavg()
         return out
+
+
+def phase_ratios(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """This tree ÷ the baseline (``--tree``), p50 and p99: the in-process authorize and
+    deauthorize (whole, Python and database, lock wait) and every tick phase."""
+    pairs = []
+    for op in ("authorize", "deauthorize"):
+        for part in ("total", "python_and_database", "lock_wait"):
+            pairs.append((f"{op}_{part}", mine[op].get(part), base[op].get(part)))
+    for phase, d in sorted(mine.get("tick", {}).items()):
+        pairs.append((f"tick_{phase}", d, base.get("tick", {}).get(phase)))
+    return {
+        name: {q: gb.ratio(m.get(q), b.get(q)) if m and b else None for q in ("p50_ms", "p99_ms")}
+        for name, m, b in pairs
+    }
 
 
 def p99(d: dict[str, Any] | None, key: str = "p99_ms") -> float | None:
@@ -178,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-timeout", type=float, default=1800, help="seconds (1800)")
     p.add_argument("--output", default=str(gb.RESULTS / "login.json"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--tree",
+        help="a baseline checkout (a `git worktree`): its in-process phases are measured too, "
+        "on the same village, in the same run (phases_baseline, phases_ratio)",
+    )
     args = p.parse_args(argv)
+    if args.tree and not (Path(args.tree) / "bench" / "login_phases.py").is_file():
+        print(f"bench.login: --tree: no bench/login_phases.py in {args.tree}", file=sys.stderr)
+        return 2
     args.flows = args.rounds = args.seconds = None
     if os.geteuid() != 0:
         print("bench.login: needs root (network namespaces, nftables, tc)", file=sys.stderr)

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import shaping
 from gateway.reconcile import Plan, Pool, Snapshot, Wanted, pool_of
@@ -166,6 +165,77 @@ class _Pending:
     bytes_up: int = 0
 
 
+@dataclass(slots=True)
+class _Row:
+    """A session's columns, read with one Core select (the tick, a login): what the ORM
+    object gives, without its construction, its identity map and its expiry at commit —
+    those cost the tick tens of milliseconds per thousand sessions under the engine lock.
+    Writes go through Core statements (the flush) or the ORM object of the one session
+    concerned (an end: its hooks get that)."""
+
+    id: int
+    mac: str
+    ip: str
+    tier: str
+    source: Source
+    down_kbps: int
+    up_kbps: int
+    idle_minutes: int
+    started_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_activity_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: EndReason | None
+    bytes_down: int
+    bytes_up: int
+    bytes_limit: int | None
+    voucher_id: int | None
+
+
+# The columns of _Row, in its fields' order.
+_ROW_COLUMNS = tuple(getattr(ClientSession, name) for name in _Row.__dataclass_fields__)
+
+# A session as the engine reads it: a _Row, or the ORM object where one is at hand.
+AnySession = ClientSession | _Row
+
+# The statements of a login and a tick, built once: building a statement (coercions, its
+# cache key) cost more than SQLite's running it.
+_RUNNING = select(*_ROW_COLUMNS).where(ClientSession.ended_at.is_(None))
+# The device's and the address's: two index searches (a plain OR of the two made SQLite
+# scan every running session — tens of milliseconds at 10,000).
+_RUNNING_OF = union_all(
+    _RUNNING.where(ClientSession.mac == bindparam("mac")),
+    _RUNNING.where(ClientSession.ip == bindparam("ip"), ClientSession.mac != bindparam("mac")),
+)
+_SESSIONS = cast(Table, ClientSession.__table__)
+_INSERT_SESSION = insert(_SESSIONS).returning(_SESSIONS.c.id)
+_USAGE_OF_DAY = select(
+    DailyUsage.mac, DailyUsage.tier, DailyUsage.seconds, DailyUsage.bytes_down, DailyUsage.bytes_up
+).where(DailyUsage.day == bindparam("day"))
+_USAGE_OF_MACS = _USAGE_OF_DAY.where(DailyUsage.mac.in_(bindparam("macs", expanding=True)))
+
+
+def _device_seen_stmt(upsert: Callable[[Table], Any]) -> Any:
+    table = cast(Table, Device.__table__)
+    now: Any = bindparam("now")
+    stmt = upsert(table).values(mac=bindparam("mac"), first_seen=now, last_seen=now, blocked=False)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.mac], set_={"last_seen": now})
+    return stmt.returning(table.c.blocked)
+
+
+# [SQLite, PostgreSQL]
+_DEVICE_SEEN = (_device_seen_stmt(sqlite_insert), _device_seen_stmt(pg_insert))
+
+
+@dataclass(slots=True)
+class _Usage:
+    """A device's usage row of a day and tier (seconds and bytes), read with Core."""
+
+    seconds: int
+    bytes_down: int
+    bytes_up: int
+
+
 # Called inside the engine's database transaction (so what they write commits or rolls back
 # with the session change): a session's start, its end, and each tick with the running ones.
 StartHook = Callable[[Session, ClientSession, dt.datetime], None]
@@ -194,6 +264,7 @@ class SessionEngine:
         self.dp = datapath
         self.clock = clock
         self.network = config.network.lan_network
+        self.gateway_ip = config.network.gateway_ip  # (parsed once: it was per request)
         # The DHCP pool's classes exist from start-up (part of the desired state): a login
         # finds its class there, a session's end puts it back to the pool's rates.
         self.pool = pool_of(config)
@@ -212,7 +283,7 @@ class SessionEngine:
         # the class, what it passes is the ended session's (see _settle_drain).
         self._draining: dict[int, _Live] = {}
         # During a tick: one query for the day's usage rows instead of one per session.
-        self._day_rows: tuple[dt.date, dict[tuple[str, str], DailyUsage]] | None = None
+        self._day_rows: tuple[dt.date, dict[tuple[str, str], _Usage]] | None = None
         self._groups: dict[str, frozenset[str]] | None = None  # MAC → its identity's MACs
         self._last_tick: dt.datetime | None = None
         self.tick_phases: dict[str, float] = {}  # the last tick's phases, in milliseconds
@@ -289,12 +360,12 @@ class SessionEngine:
         if addr not in net or addr in (
             net.network_address,
             net.broadcast_address,
-            self.config.network.gateway_ip,
+            self.gateway_ip,
         ):
             raise UsageError(f"ip: {addr} is not a client address of {net}")
         return str(addr)
 
-    def _wanted(self, s: ClientSession, now: dt.datetime | None = None) -> Wanted:
+    def _wanted(self, s: AnySession, now: dt.datetime | None = None) -> Wanted:
         speed = self._speed_of(s, self.clock() if now is None else now)
         return Wanted(ip=s.ip, mac=s.mac, down_kbps=speed.down_kbps, up_kbps=speed.up_kbps)
 
@@ -312,7 +383,7 @@ class SessionEngine:
             self._speeds_at, self._speeds_next = now, next_edge(scheduled, now, tz)
         return self._speeds
 
-    def _speed_of(self, s: ClientSession, now: dt.datetime) -> Speed:
+    def _speed_of(self, s: AnySession, now: dt.datetime) -> Speed:
         """The rates a session runs at now. A session on its tier's own rates follows the
         tier's schedule; one whose rates were set for it alone (a RADIUS grant or CoA, an
         operator's change_limits) keeps them whatever the time."""
@@ -373,6 +444,21 @@ class SessionEngine:
     def _active(self, db: Session) -> list[ClientSession]:
         return list(db.scalars(select(ClientSession).where(ClientSession.ended_at.is_(None))))
 
+    def _device_seen(self, db: Session, mac: str, now: dt.datetime) -> bool:
+        """Note ``mac`` as seen now (its row made if new): one INSERT … ON CONFLICT DO
+        UPDATE … RETURNING, SQLite and PostgreSQL alike. Returns whether it is blocked."""
+        conn = db.connection()
+        stmt = _DEVICE_SEEN[conn.dialect.name == "postgresql"]
+        return bool(conn.execute(stmt, {"mac": mac, "now": now}).scalar_one())
+
+    def _rows(self, db: Session, mac: str | None = None, ip: str | None = None) -> list[_Row]:
+        """The running sessions (those of ``mac`` or at ``ip``, if given), as plain rows:
+        one Core select, built once (building it cost more than running it)."""
+        conn = db.connection()
+        if mac is None and ip is None:
+            return [_Row(*r) for r in conn.execute(_RUNNING)]
+        return [_Row(*r) for r in conn.execute(_RUNNING_OF, {"mac": mac, "ip": ip})]
+
     def _blocked(self, db: Session) -> set[str]:
         return set(db.scalars(select(Device.mac).where(Device.blocked.is_(True))))
 
@@ -388,20 +474,23 @@ class SessionEngine:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
         a device never seen before (``known=False``) has none to load. ``running``: the
         MACs of the running sessions, when the caller has them (saves loading them again)."""
-        rows: dict[tuple[str, str], DailyUsage] = {}
+        rows: dict[tuple[str, str], _Usage] = {}
         # The free allowance follows the device identity (hotspot/identity.py): a MAC's
         # usage is counted together with every other MAC of its identity.
         if mac is not None:
             groups = macs_of(db.connection(), [mac])
         else:
             if running is None:
-                running = {s.mac for s in self._active(db)}
+                running = {s.mac for s in self._rows(db)}
             groups = macs_of(db.connection(), set(running))
         if known or len(groups.get(mac or "", ())) > 1:
-            q = select(DailyUsage).where(DailyUsage.day == day)
-            if mac is not None:
-                q = q.where(DailyUsage.mac.in_(groups[mac]))
-            rows = {(r.mac, r.tier): r for r in db.scalars(q)}
+            conn = db.connection()
+            found = (
+                conn.execute(_USAGE_OF_DAY, {"day": day})
+                if mac is None
+                else conn.execute(_USAGE_OF_MACS, {"day": day, "macs": sorted(groups[mac])})
+            )
+            rows = {(m, t): _Usage(sec, down, up) for m, t, sec, down, up in found}
         self._day_rows = (day, rows)
         self._groups = groups
         try:
@@ -437,6 +526,7 @@ class SessionEngine:
             group = macs_of(db.connection(), [mac])[mac]
         total = _Pending()
         for one in group:
+            row: _Usage | DailyUsage | None
             if self._day_rows is not None and self._day_rows[0] == day:
                 row = self._day_rows[1].get((one, tier))
             else:
@@ -473,6 +563,16 @@ class SessionEngine:
             "exhausted": seconds_left == 0 or bytes_left == 0,
         }
 
+    def _exhausted(self, db: Session, mac: str, tier: Tier, day: dt.date) -> bool:
+        """``allowance(…)["exhausted"]`` on ``day`` alone: the tick asks it of every session,
+        and the rest of the answer (dates, ISO strings) cost more than the question."""
+        if not (tier.daily_minutes or tier.daily_mb):
+            return False
+        used = self._used(db, mac, day, tier.name)
+        if tier.daily_minutes and int(tier.daily_minutes * 60 - used.seconds) <= 0:
+            return True
+        return bool(tier.daily_mb) and tier.daily_mb * MB - used.bytes_down - used.bytes_up <= 0
+
     def _end(self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime) -> None:
         live = self.live.pop(sess.id, None)
         if live is not None:
@@ -506,7 +606,7 @@ class SessionEngine:
         hour = now.replace(minute=0, second=0, microsecond=0)
         self._charge(live, got, 0.0, (now, self.today(now), hour))
 
-    def _track(self, sess: ClientSession, baseline: bool) -> None:
+    def _track(self, sess: AnySession, baseline: bool) -> None:
         """``baseline``: the class existed before the session, and counts on from its last
         reading (the previous session's final one, or start-up's); a class never read, or
         brand-new, counts from zero."""
@@ -595,13 +695,10 @@ class SessionEngine:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
             self._watch_clock(now)
+            # Core statements, not the ORM: its identity map, autoflush and object
+            # construction were most of a login's database time (bench/README.md).
             with Session(self.db) as db, db.begin(), self._usage_of(db, self.today(now), mac):
-                device = db.get(Device, mac)
-                if device is None:
-                    device = Device(mac=mac, first_seen=now, last_seen=now)
-                    db.add(device)
-                device.last_seen = now
-                if device.blocked:
+                if self._device_seen(db, mac, now):
                     raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 # A trusted device is not held to the tier's daily allowance.
                 left = self.allowance(db, mac, tier_cfg, now)
@@ -610,14 +707,7 @@ class SessionEngine:
                         f"today's {tier} allowance of {mac} is used up",
                         code=ErrorCode.QUOTA_EXHAUSTED,
                     )
-                running = list(
-                    db.scalars(
-                        select(ClientSession).where(
-                            ClientSession.ended_at.is_(None),
-                            or_(ClientSession.mac == mac, ClientSession.ip == ip),
-                        )
-                    )
-                )
+                running = self._rows(db, mac, ip)
                 mine = next((r for r in running if r.mac == mac), None)
                 theirs = next((r for r in running if r.ip == ip and r.mac != mac), None)
                 if (
@@ -639,9 +729,12 @@ class SessionEngine:
                 before = []
                 for old in {s.id: s for s in (mine, theirs) if s is not None}.values():
                     before.append(self._wanted(old))
-                    self._end(db, old, EndReason.REPLACED, now)
-                db.flush()
-                sess = ClientSession(
+                    # The ORM object of the session replaced: the end hooks get it.
+                    self._end(db, db.get_one(ClientSession, old.id), EndReason.REPLACED, now)
+                if before:
+                    db.flush()  # the ends written before the insert (one running per device)
+                new = _Row(
+                    id=0,
                     mac=mac,
                     ip=ip,
                     tier=tier_cfg.name,
@@ -650,22 +743,26 @@ class SessionEngine:
                     up_kbps=up_kbps or tier_cfg.up_kbps,
                     idle_minutes=tier_cfg.idle_minutes if idle_minutes is None else idle_minutes,
                     started_at=now,
-                    last_activity_at=now,
                     expires_at=until,
+                    last_activity_at=now,
+                    ended_at=None,
+                    end_reason=None,
                     bytes_down=0,
                     bytes_up=0,
                     bytes_limit=bytes_limit,
                     voucher_id=voucher_id,
                 )
-                db.add(sess)
+                columns = {k: getattr(new, k) for k in _Row.__dataclass_fields__ if k != "id"}
                 try:
-                    db.flush()
+                    new.id = db.connection().execute(_INSERT_SESSION, columns).scalar_one()
                 except IntegrityError:
                     raise Refused(
                         "another authorization of this device is in progress",
                         code=ErrorCode.CONFLICT,
                     ) from None
-                if on_start is not None:
+                sess: AnySession = new
+                if on_start is not None:  # (RADIUS) its hook gets the ORM object
+                    sess = db.get_one(ClientSession, new.id)
                     on_start(db, sess, now)
                 # What the class passed since its last session's final reading is that
                 # session's; from the reading taken here on, it is this session's.
@@ -1227,7 +1324,7 @@ class SessionEngine:
                 Session(self.db) as db,
                 db.begin(),
             ):
-                active = self._active(db)
+                active = self._rows(db)
                 for sess in active:
                     if sess.id not in self.live:
                         self._track(sess, baseline=True)
@@ -1242,16 +1339,22 @@ class SessionEngine:
                     db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
                 )
                 running = {s.mac for s in active}
-                with self._usage_of(db, self.today(now), running=running):
+                day = self.today(now)
+                with self._usage_of(db, day, running=running):
                     for sess in active:
-                        reason = self._expiry(db, sess, now, vouchers)
+                        reason = self._expiry(db, sess, now, day, vouchers)
                         if reason is not None:
                             ended.append(self._wanted(sess, now))
-                            self._end(db, sess, reason, now)
+                            # The ORM object of this one session: the end hooks get it.
+                            ending = db.get_one(ClientSession, sess.id)
+                            self._end(db, ending, reason, now)
+                            sess.ended_at, sess.end_reason = ending.ended_at, ending.end_reason
                             report.ended.append((sess.id, reason.value))
                 phases["expiry"] = _ms_since(t)
-                for tick_hook in self.tick_hooks:
-                    tick_hook(db, [s for s in active if s.ended_at is None], now)
+                if self.tick_hooks:  # RADIUS: its interim updates read the ORM objects
+                    objects = [s for s in self._active(db) if s.ended_at is None]
+                    for tick_hook in self.tick_hooks:
+                        tick_hook(db, objects, now)
                 due = (
                     force_flush
                     or report.ended
@@ -1340,7 +1443,7 @@ class SessionEngine:
 
     def _account(
         self,
-        active: builtins.list[ClientSession],
+        active: builtins.list[_Row],
         down: dict[int, ClassReading],
         up: dict[int, ClassReading],
         elapsed: float,
@@ -1438,7 +1541,12 @@ class SessionEngine:
             pending.bytes_up += got[1]
 
     def _expiry(
-        self, db: Session, sess: ClientSession, now: dt.datetime, vouchers: dict[int, int]
+        self,
+        db: Session,
+        sess: _Row,
+        now: dt.datetime,
+        day: dt.date,
+        vouchers: dict[int, int],
     ) -> EndReason | None:
         if sess.expires_at is not None and now >= sess.expires_at:
             return EndReason.SESSION
@@ -1450,7 +1558,7 @@ class SessionEngine:
         tier = self.config.tiers.get(sess.tier)
         trusted = sess.source is Source.TRUSTED
         if tier is not None and (tier.daily_minutes or tier.daily_mb) and not trusted:
-            if self.allowance(db, sess.mac, tier, now)["exhausted"]:
+            if self._exhausted(db, sess.mac, tier, day):
                 return EndReason.QUOTA
         if sess.idle_minutes:
             live = self.live.get(sess.id)
@@ -1467,11 +1575,11 @@ class SessionEngine:
                 return EndReason.IDLE
         return None
 
-    def _flush(self, db: Session, active: builtins.list[ClientSession]) -> None:
+    def _flush(self, db: Session, active: builtins.list[_Row]) -> None:
         """Write what was counted since the last flush: Core statements, one executemany
         per table (the ORM's unit of work cost seconds per thousand sessions: a SELECT per
-        usage row, an UPDATE per object). The ORM objects of ``active`` are updated in
-        memory too, so that the rest of the transaction sees the totals."""
+        usage row, an UPDATE per object). The rows of ``active`` are updated in memory
+        too, so that the rest of the transaction sees the totals."""
         for sid, late in self._late.items():
             ended = db.get(ClientSession, sid)
             if ended is not None:
@@ -1491,10 +1599,9 @@ class SessionEngine:
             sessions.append(
                 {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
             )
-            # Written below by the Core statement: set as already committed, not dirty.
-            set_committed_value(sess, "bytes_down", sess.bytes_down + live.bytes_down)
-            set_committed_value(sess, "bytes_up", sess.bytes_up + live.bytes_up)
-            set_committed_value(sess, "last_activity_at", last)
+            sess.bytes_down += live.bytes_down
+            sess.bytes_up += live.bytes_up
+            sess.last_activity_at = last
             live.bytes_down = live.bytes_up = 0
         table = cast(Table, ClientSession.__table__)
         if sessions:
@@ -1531,6 +1638,14 @@ class SessionEngine:
         ]
         self._add_usage(db, DailyUsage, ["mac", "day", "tier"], daily)
         self._add_usage(db, HourlyUsage, ["mac", "hour"], hourly)
+        if self._day_rows is not None:  # the day's rows loaded: brought up to date
+            loaded_day, loaded = self._day_rows
+            for (mac, day, tier), p in self.pending.items():
+                if day == loaded_day:
+                    u = loaded.setdefault((mac, tier), _Usage(0, 0, 0))
+                    u.seconds += int(round(p.seconds))
+                    u.bytes_down += p.bytes_down
+                    u.bytes_up += p.bytes_up
         self.pending.clear()
         self.pending_hourly.clear()
         self._flush_online(db)
@@ -1541,14 +1656,14 @@ class SessionEngine:
         db: Session, model: Any, keys: builtins.list[str], rows: builtins.list[dict[str, Any]]
     ) -> None:
         """Add ``rows``' seconds and bytes to the usage table of ``model`` (rows made where
-        missing): one INSERT … ON CONFLICT DO UPDATE, SQLite and PostgreSQL alike. The
-        day's rows the tick loaded (``_day_rows``) are brought up to date in memory."""
+        missing): one INSERT … ON CONFLICT DO UPDATE, SQLite and PostgreSQL alike. ORM
+        objects of the table in the session are expired (read again when next used)."""
         if not rows:
             return
         conn = db.connection()
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         table = model.__table__
-        stmt = insert(table)
+        stmt = upsert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys],
             set_={
@@ -1725,7 +1840,7 @@ class SessionEngine:
     # -- online time ---------------------------------------------------------------------
 
     def _count_online(
-        self, db: Session, active: builtins.list[ClientSession], step: float, now: dt.datetime
+        self, db: Session, active: builtins.list[_Row], step: float, now: dt.datetime
     ) -> None:
         """Charge ``step`` monotonic seconds to every online-time voucher one of whose
         sessions moved traffic in this tick — once per voucher, however many of its devices
@@ -1767,7 +1882,7 @@ class SessionEngine:
     def flush(self) -> None:
         """Write pending accounting now (shutdown)."""
         with self.lock, Session(self.db) as db, db.begin():
-            self._flush(db, self._active(db))
+            self._flush(db, self._rows(db))
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -1863,9 +1978,7 @@ class SessionEngine:
             raise UsageError("ip: give ip or mac")
         return db.scalar(q)
 
-    def _cap_used(
-        self, db: Session, s: ClientSession, vouchers: dict[int, int] | None = None
-    ) -> int:
+    def _cap_used(self, db: Session, s: AnySession, vouchers: dict[int, int] | None = None) -> int:
         """What counts against ``bytes_limit``: the whole voucher's use (all its devices and
         sessions) for a voucher session, else this session's."""
         if s.voucher_id is None:
@@ -1874,12 +1987,12 @@ class SessionEngine:
             vouchers = self._voucher_bytes(db, {s.voucher_id})
         return vouchers.get(s.voucher_id, 0)
 
-    def _session_bytes(self, s: ClientSession) -> int:
+    def _session_bytes(self, s: AnySession) -> int:
         live = self.live.get(s.id) if s.ended_at is None else None
         total = s.bytes_down + s.bytes_up
         return total + (live.bytes_down + live.bytes_up if live else 0)
 
-    def _describe(self, db: Session, s: ClientSession, now: dt.datetime) -> SessionInfo:
+    def _describe(self, db: Session, s: AnySession, now: dt.datetime) -> SessionInfo:
         live = self.live.get(s.id) if s.ended_at is None else None
         speed = self._speed_of(s, now)
         faster = (speed.down_kbps, speed.up_kbps) > (s.down_kbps, s.up_kbps)

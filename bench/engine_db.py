@@ -1,0 +1,222 @@
+"""The session engine's own work (Python and the database) for a login, a kick and a tick,
+with the kernel faked: no root, no namespaces, seconds per size.
+
+    python3 -m bench.engine_db                                  # 10 and 1000 sessions
+    python3 -m bench.engine_db --tree /tmp/base --sessions 10 1000 --trials 200
+    python3 -m bench.engine_db --profile authorize --sessions 1000   # cProfile, top 30
+
+For each crowd size N: a fresh SQLite database (the gateway's settings), N sessions on the
+free tier (authorized by MAC and address, so no neighbour lookup), then ``--trials``
+authorize/deauthorize pairs of one more phone by address (the portal's way) and ``--ticks``
+ticks with every session's classes passing traffic (every tick accounts all of them; every
+``--flush-every``-th tick also flushes, as ``flush_seconds`` does). The fake kernel
+(``tests/unit/fakes.py``) costs microseconds: what is measured is the engine's Python and
+database work, which the in-process phases of ``bench.login`` call ``python_and_database``.
+
+``--tree DIR``: run the same measurement again with the code of another checkout (a
+``git worktree`` of the baseline), in a subprocess, in the same run: ``ratios`` are this
+tree's p50/p99 ÷ the baseline's. Output ``bench/results/engine_db.json``; machine and load
+average in ``meta``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+LAN = "10.10.0.1/22"  # a /18 for more than 1,000 sessions
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))], 3)
+
+
+def dist(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50_ms": pct(values, 50),
+        "p99_ms": pct(values, 99),
+        "max_ms": round(max(values), 3) if values else None,
+    }
+
+
+def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | None) -> dict:
+    """One size, in this process, with the code on ``sys.path`` (this tree or ``--tree``)."""
+    import ipaddress
+
+    from gateway.engine import SessionEngine
+    from hotspot import config as config_mod
+    from hotspot.db import open_database
+    from hotspot.model import EndReason, Source
+    from tests.unit.fakes import Clock, FakeDataPath
+
+    lan = LAN if n <= 1000 else "10.10.0.1/18"
+    with tempfile.TemporaryDirectory(prefix="hs-engine-db-") as tmp:
+        cfg = config_mod.load(
+            overrides={
+                "database": {"url": f"sqlite:///{tmp}/hotspot.db"},
+                "control": {"socket": f"{tmp}/control.sock"},
+                "network": {"lan_address": lan},
+                "gateway": {"flush_seconds": 3600},
+            }
+        )
+        db = open_database(cfg.database.url)
+        net = ipaddress.IPv4Network(lan, strict=False)
+        dp = FakeDataPath(str(net))
+        clock = Clock(dt.datetime(2026, 11, 28, 3, 0, 0))
+        engine = SessionEngine(cfg, db, dp, clock=clock, monotonic=clock.monotonic)
+        engine.start()
+        hosts = net.hosts()
+        next(hosts)  # the gateway
+        crowd = []
+        for i in range(n):
+            ip = str(next(hosts))
+            mac = f"02:10:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}:01"
+            engine.authorize(ip=ip, mac=mac, tier="free", source=Source.FREE)
+            crowd.append(ip)
+        phone, phone_mac = str(next(hosts)), "02:20:00:00:00:01"
+        dp.neighbours[phone] = phone_mac
+        prof = cProfile.Profile() if profile else None
+        auth: list[float] = []
+        deauth: list[float] = []
+        for _ in range(trials):
+            if prof is not None and profile == "authorize":
+                prof.enable()
+            t = time.perf_counter()
+            engine.authorize(ip=phone, tier="free", source=Source.FREE)
+            auth.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            engine.deauthorize(ip=phone, reason=EndReason.LOGOUT)
+            deauth.append((time.perf_counter() - t) * 1000)
+            if prof is not None:
+                prof.disable()
+            clock.advance(seconds=0.05)
+        tick_phases: dict[str, list[float]] = {}
+        for k in range(ticks):
+            for ip in crowd:
+                dp.traffic(ip, down=1500, up=100)
+            clock.advance(seconds=cfg.gateway.tick_seconds)
+            if prof is not None and profile == "tick":
+                prof.enable()
+            t = time.perf_counter()
+            engine.tick(force_flush=flush_every > 0 and k % flush_every == flush_every - 1)
+            whole = (time.perf_counter() - t) * 1000
+            if prof is not None:
+                prof.disable()
+            phases = dict(engine.tick_phases)
+            phases["whole"] = whole
+            for name, ms in phases.items():
+                tick_phases.setdefault(name, []).append(ms)
+        out: dict[str, Any] = {
+            "code": sys.modules[SessionEngine.__module__].__file__,
+            "sessions": len(engine.live),
+            "authorize": dist(auth),
+            "deauthorize": dist(deauth),
+            "tick": {name: dist(v) for name, v in sorted(tick_phases.items())},
+        }
+        db.dispose()
+        if prof is not None:
+            stats = pstats.Stats(prof, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("tottime").print_stats(25)
+        return out
+
+
+def meta() -> dict[str, Any]:
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def run_sizes(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in args.sessions:
+        load_before = os.getloadavg()[0]
+        res = measure(n, args.trials, args.ticks, args.flush_every, args.profile)
+        res["load_average"] = [load_before, os.getloadavg()[0]]
+        out[str(n)] = res
+    return out
+
+
+def ratios(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """This tree ÷ the baseline, p50 and p99, for the authorize, the kick and each tick phase."""
+    out: dict[str, Any] = {}
+    for n, res in mine.items():
+        b = base.get(n)
+        if b is None:
+            continue
+        pairs = [("authorize", res["authorize"], b["authorize"])]
+        pairs.append(("deauthorize", res["deauthorize"], b["deauthorize"]))
+        for phase, d in res["tick"].items():
+            if phase in b["tick"]:
+                pairs.append((f"tick_{phase}", d, b["tick"][phase]))
+        out[n] = {
+            name: {
+                q: round(m[q] / o[q], 3) if m[q] is not None and o[q] else None
+                for q in ("p50_ms", "p99_ms")
+            }
+            for name, m, o in pairs
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, nargs="+", default=[10, 1000])
+    p.add_argument("--trials", type=int, default=150, help="authorize/kick pairs per size")
+    p.add_argument("--ticks", type=int, default=30, help="ticks per size")
+    p.add_argument("--flush-every", type=int, default=5, help="every n-th tick flushes (0: none)")
+    p.add_argument("--tree", help="a baseline checkout, measured in the same run")
+    p.add_argument("--profile", choices=("authorize", "tick"), help="cProfile to stderr")
+    p.add_argument("--output", default=str(RESULTS / "engine_db.json"))
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:  # the baseline's measurement, with its code first on sys.path
+        # (run as a script: its own folder, bench/, first on sys.path would shadow the
+        # packages with bench/gateway.py)
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+        print(json.dumps(run_sizes(args)))
+        return 0
+    result: dict[str, Any] = {"meta": meta(), "args": vars(args)}
+    if args.tree:
+        tree = str(Path(args.tree).resolve())
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
+        cmd += ["--sessions", *map(str, args.sessions), "--trials", str(args.trials)]
+        cmd += ["--ticks", str(args.ticks), "--flush-every", str(args.flush_every)]
+        env = {**os.environ, "PYTHONPATH": tree}
+        done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
+        result["baseline"] = json.loads(done.stdout)
+        result["baseline_tree"] = tree
+    result["this_tree"] = run_sizes(args)
+    if args.tree:
+        result["ratios"] = ratios(result["this_tree"], result["baseline"])
+    result["meta"]["load_average_end"] = os.getloadavg()
+    if not args.profile:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
