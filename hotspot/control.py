@@ -19,7 +19,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, BinaryIO, TypeVar, cast
 
-from hotspot.errors import ConfigError, ControlUnavailable, ErrorCode, HotspotError
+from hotspot.errors import (
+    ConfigError,
+    ControlTimeout,
+    ControlUnavailable,
+    ErrorCode,
+    HotspotError,
+)
 from hotspot.protocol import MAX_REPLY, Request, encode, parse_request
 
 log = logging.getLogger(__name__)
@@ -117,7 +123,7 @@ class ControlClient:
                     ) from None
             except TimeoutError:
                 self.close()
-                raise ControlUnavailable(f"gateway at {self.path} did not answer in time") from None
+                raise ControlTimeout(f"gateway at {self.path} did not answer in time") from None
             except OSError as exc:
                 self.close()
                 raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc}") from None
