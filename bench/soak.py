@@ -489,7 +489,9 @@ class Soak:
             done = web.request("POST", f"{portal}/accept", form=fields)
             day = self.village_day() if self.args.day_seconds else None
             same_day = day is not None and day == day_before  # not across a midnight
-            if done.error == "quota-exhausted":  # the free tier's day is used up: buy an hour
+            if (
+                done.error == ErrorCode.QUOTA_EXHAUSTED
+            ):  # the free tier's day is used up: buy an hour
                 self.event("free_exhausted")
                 if same_day and day is not None:
                     with self.lock:
@@ -1314,7 +1316,7 @@ def explained(f: dict[str, Any]) -> bool:
     end the portal worked out on the old clock, refused as expired by the gateway on the new
     one within seconds of a step (docs/reliability.md: the villager's next try succeeds)."""
     near = f["since_step_s"] is not None and f["since_step_s"] <= STEP_REFUSAL_S
-    return f["kind"] == "expired" and near
+    return f["kind"] == ErrorCode.EXPIRED and near
 
 
 def codes_in(data: Any) -> list[str]:

@@ -19,16 +19,16 @@ import time
 from collections.abc import Mapping
 from typing import Any, BinaryIO, TypeVar, cast
 
-from hotspot.errors import (
-    ConfigError,
-    ControlTimeout,
-    ControlUnavailable,
-    ErrorCode,
-    HotspotError,
-)
+from hotspot.errors import ConfigError, ControlUnavailable, ErrorCode, HotspotError
 from hotspot.protocol import MAX_REPLY, Request, encode, parse_request
 
 log = logging.getLogger(__name__)
+
+
+class ControlTimeout(ControlUnavailable):
+    """The gateway took the request but did not answer in time: it may still carry it out
+    (a caller that undoes its own part on an error must not, then: hotspot/vouchers)."""
+
 
 R = TypeVar("R")
 

@@ -154,10 +154,6 @@ class ControlUnavailable(HotspotError):
     code = ErrorCode.GATEWAY_UNAVAILABLE
 
 
-class ControlTimeout(ControlUnavailable):
-    """The gateway took the request but did not answer in time: it may still carry it out."""
-
-
 @dataclass(frozen=True)
 class _Spec:
     family: type[HotspotError]

@@ -40,7 +40,8 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hotspot.config import Config
-from hotspot.errors import ControlTimeout, ErrorCode, HotspotError
+from hotspot.control import ControlTimeout
+from hotspot.errors import ErrorCode, HotspotError
 from hotspot.mac import normalize_mac
 from hotspot.model import (
     ClientSession,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from hotspot.errors import ControlTimeout, ControlUnavailable
+from hotspot.control import ControlTimeout
+from hotspot.errors import ControlUnavailable
 from hotspot.vouchers.lookup import voucher_state
 from tests.unit.portal.conftest import OTHER_IP, OTHER_MAC, PHONE_IP, PHONE_MAC
 from tests.unit.portal.test_vouchers import expect
