@@ -362,6 +362,7 @@ class Reply:
     status: int
     location: str
     body: str
+    error: str = ""  # the portal's refusal code (its X-Hotspot-Error header), if any
 
 
 class Forms(HTMLParser):
@@ -422,7 +423,10 @@ class Phone:
             for value in resp.headers.get_all("Set-Cookie") or []:
                 self.cookies.load(value)
             return Reply(
-                resp.status, resp.getheader("Location") or "", data.decode("utf-8", "replace")
+                resp.status,
+                resp.getheader("Location") or "",
+                data.decode("utf-8", "replace"),
+                resp.getheader("X-Hotspot-Error") or "",
             )
         finally:
             conn.close()

@@ -89,7 +89,8 @@ class Gateway:
         self.ticks = 0
         self.last_tick_error: str | None = None
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
-        self.freed_memory = FreedMemory()  # malloc_trim once an hour (gateway/memory.py)
+        # malloc_trim once an hour (gateway/memory.py; [gateway] trim_seconds).
+        self.freed_memory = FreedMemory(every=config.gateway.trim_seconds)
         self.metrics: GatewayMetrics | None = None  # [gateway] metrics_listen
         self.metrics_listener: MetricsListener | None = None
 

@@ -1791,7 +1791,10 @@ class SessionEngine:
         if since is not None:
             for v in db.scalars(
                 select(Voucher).where(
-                    Voucher.state == VoucherState.ACTIVE.value,
+                    # A merged one too: a top-up in flight merged it, and its session still
+                    # runs on its end until the top-up's authorize (or the undo of a refused
+                    # one) — unmoved, that end ended the session at once (the soak found it).
+                    Voucher.state.in_((VoucherState.ACTIVE.value, VoucherState.MERGED.value)),
                     Voucher.first_used_at >= since,
                     # Before the step (on the old clock): not one the portal stamped on the
                     # new clock since. Clear-cut for a step forward; a step back leaves one

@@ -56,5 +56,6 @@ class FreedMemory:
         self.next_at = now + self.every
         self.trims += 1
         released = bool(self.trim(0))
-        log.debug("malloc_trim: %s", "memory given back" if released else "nothing to give")
+        # Once an hour: worth a line (a soak counts them, an operator sees they happen).
+        log.info("malloc_trim: %s", "memory given back" if released else "nothing to give")
         return released

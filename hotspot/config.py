@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
         # Time without a real-time clock (issue #11): a wall-clock step larger than this
         # moves running sessions with it (docs/reliability.md).
         "clock_step_seconds": 30,
+        # Freed memory back to the system (malloc_trim) this often, monotonic (gateway/memory.py).
+        "trim_seconds": 3600,
         # NTP for systemd-timesyncd (provisioning): the province's servers first, then the
         # public pool as the fallback.
         "ntp_servers": [],
@@ -511,6 +513,7 @@ class GatewayConfig:
     fallback_ntp_servers: tuple[str, ...] = ()
     collector_time_step_seconds: float = 60.0  # 0 = never step to the collector's time
     metrics_listen: str = ""  # "ADDRESS:PORT" of the Prometheus listener; "" = off
+    trim_seconds: float = 3600.0  # malloc_trim(0) this often (gateway/memory.py)
 
 
 @dataclass(frozen=True)
@@ -1497,6 +1500,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             fallback_ntp_servers=_ntp_servers(gw, "fallback_ntp_servers"),
             collector_time_step_seconds=_collector_time_step(gw),
             metrics_listen=_metrics_listen(gw, network, portal),
+            trim_seconds=gw.float("trim_seconds", 10.0, 86400.0),
         ),
         tiers=tiers,
         portal=portal,

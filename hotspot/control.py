@@ -24,6 +24,12 @@ from hotspot.protocol import MAX_REPLY, Request, encode, parse_request
 
 log = logging.getLogger(__name__)
 
+
+class ControlTimeout(ControlUnavailable):
+    """The gateway took the request but did not answer in time: it may still carry it out
+    (a caller that undoes its own part on an error must not, then: hotspot/vouchers)."""
+
+
 R = TypeVar("R")
 
 
@@ -117,7 +123,7 @@ class ControlClient:
                     ) from None
             except TimeoutError:
                 self.close()
-                raise ControlUnavailable(f"gateway at {self.path} did not answer in time") from None
+                raise ControlTimeout(f"gateway at {self.path} did not answer in time") from None
             except OSError as exc:
                 self.close()
                 raise ControlUnavailable(f"gateway not reachable at {self.path}: {exc}") from None

@@ -316,16 +316,29 @@ ERROR_PAGES: dict[ErrorCode, tuple[str, int]] = {
 }
 
 
+# The refusal's code (hotspot/errors.py) on its page, for programs: several codes share an
+# HTTP status (a used-up day and another device at the address are both 403), and the benches
+# and tests must tell them apart. The page says the same in words.
+ERROR_HEADER = "X-Hotspot-Error"
+
+
+def with_error_code(page: tuple[Any, ...], code: ErrorCode) -> tuple[str, int, dict[str, str]]:
+    """``(body, status[, headers])`` with :data:`ERROR_HEADER` added."""
+    body, status, *rest = page
+    return body, status, {**(rest[0] if rest else {}), ERROR_HEADER: code.value}
+
+
 def render_gateway_error(exc: HotspotError) -> Any:
     kind, status = ERROR_PAGES[exc.code]
     if isinstance(exc, ControlUnavailable):
         log.warning("gateway unavailable: %s", exc.message)
-        return render_message(kind, status)[0], status, {"Retry-After": "10"}
+        page = render_message(kind, status)[0], status, {"Retry-After": "10"}
+        return with_error_code(page, exc.code)
     if kind == "error":
         log.error("gateway refused: %s: %s", exc.code, exc.message)
     if exc.code is ErrorCode.STORAGE_FULL:
-        return storage_full_page()
-    return render_message(kind, status)
+        return with_error_code(storage_full_page(), exc.code)
+    return with_error_code(render_message(kind, status), exc.code)
 
 
 # How soon a phone may try again after the storage-full page (an operator frees space in
@@ -504,7 +517,7 @@ def accept():
         state().gateway.send(AuthorizeRequest(ip=client_ip(), tier="free", source=Source.FREE))
     except Refused as exc:
         if exc.code is ErrorCode.QUOTA_EXHAUSTED:
-            return home(lookup(), status=403)
+            return with_error_code(home(lookup(), status=403), exc.code)
         raise
     return see_other("/ok", carry())
 
@@ -532,10 +545,12 @@ VOUCHER_MESSAGES = {
 }
 
 
-def voucher_refused(info: ClientInfo, exc: VoucherError, code: str = "") -> tuple[str, int]:
+def voucher_refused(
+    info: ClientInfo, exc: VoucherError, code: str = ""
+) -> tuple[str, int, dict[str, str]]:
     """The device's page again, saying why its voucher (or its code, ``code``) was refused."""
     text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
-    return home(info, error=text(), code=code, status=status)
+    return with_error_code(home(info, error=text(), code=code, status=status), exc.code)
 
 
 def connected_by_voucher(done: Redemption) -> Response:
@@ -569,7 +584,7 @@ def voucher():
         )
     except RateLimited as exc:
         body, status = home(info, error=too_many(exc), code=code, status=429)
-        return body, status, {"Retry-After": str(exc.retry_after)}
+        return with_error_code((body, status, {"Retry-After": str(exc.retry_after)}), exc.code)
     except VoucherError as exc:
         return voucher_refused(info, exc, code=code)
     return connected_by_voucher(done)

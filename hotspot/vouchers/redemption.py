@@ -40,6 +40,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hotspot.config import Config
+from hotspot.control import ControlTimeout
 from hotspot.errors import ErrorCode, HotspotError
 from hotspot.mac import normalize_mac
 from hotspot.model import (
@@ -373,6 +374,15 @@ class VoucherService:
                 bytes_limit=self._bytes_limit(plan),
                 voucher_id=plan.voucher_id,
             )
+        except ControlTimeout:
+            # The gateway took the authorize and may still carry it out (it was slower than
+            # the portal waits): the claim stands. Undone, a session the gateway then opened
+            # ran on a code still "new" — an hour for nothing, and the code sold again (the
+            # soak's busy pages). Kept, the villager's next try with the same code reconnects.
+            log.warning(
+                "voucher %d: the gateway did not answer in time; claim kept", plan.voucher_id
+            )
+            raise
         except BaseException:
             self._undo(plan, mac)
             raise

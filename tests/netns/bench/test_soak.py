@@ -48,7 +48,11 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
         assert events.get(kind, 0) > 0, f"no {kind} in {events}"
     assert events.get("collector_toggle", 0) >= 2
     assert r["processes_died"] == {}
+    # Compared under the gateway's lock (reconcile): the bench's own reads may catch an
+    # operation between its commit and its kernel change (sessions_in_flight), not a mismatch.
     assert r["session_mismatch_count"] == 0, r["session_mismatches"]
+    assert r["gateway_log"]["reconcile_client_fix_count"] == 0, r["gateway_log"]
+    assert r["sessions_on_unused_vouchers"] == [], r["sessions_on_unused_vouchers"]
     assert r["sessions_at_end"] == {"db": 0, "kernel": 0}
     assert abs(r["bytes"]["diff_pct"]) <= 1.0, r["bytes"]
     assert r["outbox_pending_at_end"] == 0
@@ -68,5 +72,6 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     for name in ("gateway", "dnsmasq", "walled-dns", "sync", "portal"):
         assert name in r["processes"], f"{name} gone: {sorted(r['processes'])}"
     # Phones may meet a refusal on a loaded machine (the portal's "busy" page when the
-    # gateway answers slower than 5 s), never many.
-    assert r["failure_count"] <= max(3, sum(events.values()) // 50), r["failures"]
+    # gateway answers slower than 5 s), never many; classified by the portal's error code.
+    unexplained = sum(r["failures_unexplained_by_kind"].values())
+    assert unexplained <= max(3, sum(events.values()) // 50), r["failures_unexplained"]

@@ -9,7 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from gateway.memory import TRIM_SECONDS, FreedMemory, malloc_trim
+from hotspot import config as config_mod
+from hotspot.config import ConfigError
 
 
 class Clock:
@@ -62,6 +66,18 @@ def test_without_malloc_trim_nothing_happens():
 def test_the_default_interval_is_an_hour_and_glibc_has_the_function():
     assert TRIM_SECONDS == 3600
     assert malloc_trim() is not None  # Debian's glibc
+
+
+def test_the_interval_is_a_setting_and_a_bad_one_is_refused(tmp_path):
+    # A soak shorter than an hour shortens it (bench/soak.py); below 10 s is a mistake.
+    db = {"url": f"sqlite:///{tmp_path}/h.db"}
+    assert config_mod.load(overrides={"database": db}).gateway.trim_seconds == TRIM_SECONDS
+    cfg = config_mod.load(overrides={"database": db, "gateway": {"trim_seconds": 300}})
+    assert cfg.gateway.trim_seconds == 300
+    for bad in (0, 5, "hourly", 10**6):
+        with pytest.raises(ConfigError) as err:
+            config_mod.load(overrides={"database": db, "gateway": {"trim_seconds": bad}})
+        assert "gateway.trim_seconds" in str(err.value)
 
 
 FREED_BY_A_THREAD = """
