@@ -63,6 +63,13 @@ def test_schema_is_migrated_with_its_own_version_table(app):
         )
 
 
+def test_the_collectors_connections_run_without_jit(app):
+    """A year of monthly partitions puts the overview's join above jit_above_cost, and its
+    compilation took longer than the query (docs/sync-and-collector.md)."""
+    with app.extensions["collector_db"].connect() as conn:
+        assert conn.execute(text("SHOW jit")).scalar() == "off"
+
+
 def test_the_same_batch_from_many_threads_is_applied_once(app):
     engine = app.extensions["collector_db"]
     records = [usage(client=f"{i:016x}", down=1000 + i) for i in range(200)]
