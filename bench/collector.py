@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from bench import yearload
@@ -423,6 +423,9 @@ def query_set(today: dt.date, gid: str) -> dict[str, str]:
         "dashboard_overview": "/",
         "dashboard_overview_en": "/?lang=en",
         "dashboard_village": f"/village/{gid}",
+        "dashboard_map": "/map",
+        "dashboard_kabupaten": f"/?kabupaten={urllib.parse.quote(place_of(gid)['kabupaten'])}",
+        "dashboard_page_2": "/?page=2",
         "api_gateways": "/api/v1/gateways",
         "api_usage_day": f"/api/v1/usage?from={d}&to={d1}",
         "api_usage_day_village": f"/api/v1/usage?from={d}&to={d1}&gateway={gid}",
@@ -638,6 +641,44 @@ def db_name(url: str) -> str:
     return url.split("?", 1)[0].rsplit("/", 1)[1]
 
 
+# Jambi's eleven kabupaten and kota: the dashboard groups, filters and maps the villages by
+# them (issue #14, item 7), so the bench's villages have places as a province's would.
+KABUPATEN = (
+    "Batang Hari",
+    "Bungo",
+    "Kerinci",
+    "Merangin",
+    "Muaro Jambi",
+    "Sarolangun",
+    "Tanjung Jabung Barat",
+    "Tanjung Jabung Timur",
+    "Tebo",
+    "Kota Jambi",
+    "Kota Sungai Penuh",
+)
+
+
+def place_of(gid: str) -> dict[str, Any]:
+    """A fixed place in Jambi for a bench gateway: kabupaten, one of 8 kecamatan in it,
+    coordinates inside the province's box (about 0.8–2.8° S, 101.2–104.5° E)."""
+    i = int(gid.rsplit("-", 1)[1])
+    k = KABUPATEN[i % len(KABUPATEN)]
+    return {
+        "kabupaten": k,
+        "kecamatan": f"Kecamatan {k} {1 + (i // len(KABUPATEN)) % 8}",
+        "latitude": round(-0.8 - (i * 7919 % 2000) / 1000, 4),
+        "longitude": round(101.2 + (i * 104729 % 3300) / 1000, 4),
+    }
+
+
+def ensure_places(engine: Any) -> None:
+    """Places for the registered gateways that have none (a cluster kept from before)."""
+    with Session(engine) as s, s.begin():
+        for gw in s.scalars(select(Gateway).where(Gateway.kabupaten.is_(None))):
+            for key, value in place_of(gw.id).items():
+                setattr(gw, key, value)
+
+
 def prepare_db(pg: Any, ids: list[str], today: dt.date, days: int) -> tuple[str, str]:
     """A new database of the collector's schema with ``ids`` registered: (url, API token)."""
     url = pg.url(pg.create_db())
@@ -646,7 +687,7 @@ def prepare_db(pg: Any, ids: list[str], today: dt.date, days: int) -> tuple[str,
         migrate(engine)
         ensure_months(engine, today, days)
         with Session(engine) as s, s.begin():
-            s.add_all(Gateway(id=g, secret=SECRET, village=f"Desa {g}") for g in ids)
+            s.add_all(Gateway(id=g, secret=SECRET, village=f"Desa {g}", **place_of(g)) for g in ids)
             token = str(create_token(s, "bench")["token"])
     finally:
         engine.dispose()
@@ -806,6 +847,7 @@ def measure(
     engine = make_engine(url)
     try:
         ensure_months(engine, today, args.days)
+        ensure_places(engine)
         t0 = time.monotonic()
         diff = yearload.schema_difference(pg, state["database"], db_name(empty_url))
         report["loaded"]["schema_check"] = {
