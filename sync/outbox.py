@@ -302,9 +302,12 @@ class Outbox:
                 "created_at": now,
                 "updated_at": now,
             }
+        # A second sample within the same second replaces nothing: neither one still in the
+        # outbox nor one already delivered and dropped from it (the collector keeps one
+        # sample per second, so counting both would report one more than it received).
+        last_key = self.get_state("last_health_key") if health_key is not None else None
         with Session(self.db) as s, s.begin():
-            if health_key is not None:
-                # a second sample within the same second replaces nothing
+            if health_key is not None and health_key != last_key:
                 dup = s.scalar(
                     select(SyncOutbox.id).where(
                         SyncOutbox.kind == "health", SyncOutbox.key == health_key
@@ -313,6 +316,7 @@ class Outbox:
                 if dup is None:
                     inserts.append(health_row)
                     counts["health"] += 1
+                    self.put_state(s, "last_health_key", health_key)
             self._write(s, inserts, updates)
             watermark = hour_of(now) - RESCAN
             self.put_state(s, "usage_watermark", watermark.isoformat())

@@ -136,6 +136,11 @@ def test_health_rows_are_dropped_once_delivered(gwcfg, gwdb):
     ob.ack(batch)
     assert rows(gwdb, "health") == []
     assert ob.stats()["delivered_records"] == batch.records
+    # delivered and dropped, the same second again is still the same sample (the collector
+    # keeps one per second): not queued, not counted
+    assert ob.collect(health=health)["health"] == 0
+    assert rows(gwdb, "health") == []
+    assert ob.get_state("queued_health") == "1"
 
 
 def test_release_puts_rows_back(gwcfg, gwdb):
