@@ -44,20 +44,18 @@ client.close()
 """
 
 
-def test_a_thousand_flows_of_one_client_are_found_and_forgotten():
-    ns = f"hstct{os.getpid()}"
+def run_in_namespace(name: str, ruleset: str, script: str, *args: str) -> dict:
+    """``script`` run by this interpreter in a fresh namespace (loopback up, ``ruleset``
+    loaded), its JSON output; the namespace is deleted whatever happens."""
+    ns = f"{name}{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        # Any rule that uses conntrack makes the namespace track its connections.
-        ruleset = (
-            "table ip t {\n chain c {\n type filter hook output priority 0; ct state new\n }\n}\n"
-        )
         subprocess.run(
             ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset.encode(), check=True
         )
         proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", SCRIPT],
+            ["ip", "netns", "exec", ns, sys.executable, "-c", script, *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -66,7 +64,13 @@ def test_a_thousand_flows_of_one_client_are_found_and_forgotten():
         )
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
-    result = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_a_thousand_flows_of_one_client_are_found_and_forgotten():
+    # Any rule that uses conntrack makes the namespace track its connections.
+    ruleset = "table ip t {\n chain c {\n type filter hook output priority 0; ct state new\n }\n}\n"
+    result = run_in_namespace("hstct", ruleset, SCRIPT)
     assert result == {
         "found": 1500,
         "sources": ["127.0.0.7"],
@@ -125,26 +129,9 @@ print(json.dumps(result))
 
 
 def run_index_script(buffer: str) -> dict:
-    ns = f"hstci{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        # The walled resolver's redirect, on locally sent datagrams.
-        ruleset = "table ip t {\n chain c {\n type nat hook output priority -100; udp dport 53 redirect to :5300\n }\n}\n"
-        subprocess.run(
-            ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset.encode(), check=True
-        )
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", INDEX_SCRIPT, buffer],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    return json.loads(proc.stdout)
+    # The walled resolver's redirect, on locally sent datagrams.
+    ruleset = "table ip t {\n chain c {\n type nat hook output priority -100; udp dport 53 redirect to :5300\n }\n}\n"
+    return run_in_namespace("hstci", ruleset, INDEX_SCRIPT, buffer)
 
 
 def expected(seeds: int) -> dict:
