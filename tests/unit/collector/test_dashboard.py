@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from collector.models import Gateway
 from hotspot import svgchart as svg
-from hotspot.timeutil import utcnow
+from hotspot.timeutil import local_day, utcnow
 from hotspot.units import fmt_bytes
 from tests.unit.collector.helpers import (
     SECRET,
@@ -46,7 +46,9 @@ def populate(client, app):
         for d in range(5):
             hour = (today - dt.timedelta(days=d)).isoformat() + "Z"
             recs.append(usage(client=f"{c:016x}", hour=hour, down=10_000_000, up=1_000_000))
-    recs.append(sales_record(month=utcnow().strftime("%Y-%m"), count=12, rupiah=60000, rev=1))
+    # The village's month, not UTC's: on a month's last evening (WIB) they differ.
+    month = local_day(utcnow(), app.config["COLLECTOR"].tz).strftime("%Y-%m")
+    recs.append(sales_record(month=month, count=12, rupiah=60000, rev=1))
     assert post(client, recs).status_code == 200
     register(app, "desa-sepi", SECRET)  # registered, never reported
     register(app, "desa-lama", SECRET)

@@ -19,7 +19,7 @@ from collector import config as collector_config
 from collector.metrics import allowed
 from gateway.metrics import GatewayMetrics
 from hotspot.errors import ConfigError
-from hotspot.timeutil import iso, utcnow
+from hotspot.timeutil import iso, local_day, utcnow
 from tests.unit.collector.helpers import GATEWAY_ID, health_record, post, usage
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana-province.json"
@@ -53,7 +53,8 @@ def test_village_gauges_come_from_the_database(client):
         health_record(sampled_at=iso(now.replace(microsecond=0)), clients_online=7),
         {
             "kind": "sales",
-            "month": now.strftime("%Y-%m"),
+            # the collector's local month: on a month's last evening (WIB) UTC's is the old one
+            "month": local_day(now, client.application.config["COLLECTOR"].tz).strftime("%Y-%m"),
             "package": "harian",
             "count": 4,
             "rupiah": 20000,
