@@ -28,19 +28,19 @@ is the errno of the first message refused.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import socket
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gateway import ruleset
-from gateway.ctnetlink import NLMSG_DONE, NLMSG_ERROR, error_code, messages
+from gateway.ctnetlink import NLMSG_DONE, NLMSG_ERROR, error_code, messages, netfilter_socket
 
-NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NFNL_SUBSYS_NFTABLES = 10
@@ -324,9 +324,8 @@ class NftNetlink:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock = netfilter_socket()
             try:
-                sock.bind((0, 0))
                 sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
                 sock.settimeout(TIMEOUT_SECONDS)
             except OSError:
@@ -358,19 +357,26 @@ class NftNetlink:
                 return True
             if len(batch) > MAX_BATCH:
                 return False
-            sock = self._socket()
-            try:
+            with self._exchange() as sock:
                 sock.send(batch)
                 self._acknowledged(sock, first, set(acked))
-            except TimeoutError:
-                self._reset()
-                raise NftNetlinkError(errno.ETIMEDOUT, "nf_tables: no answer") from None
-            except NftNetlinkError:
-                raise
-            except OSError:
-                self._reset()
-                raise
             return True
+
+    @contextlib.contextmanager
+    def _exchange(self) -> Iterator[socket.socket]:
+        """The socket for one request and its answers. Unanswered (a timeout) or broken, it
+        is dropped: answers still to come would be read as the next request's. The kernel's
+        refusal (NftNetlinkError) is the last answer: the socket stays."""
+        try:
+            yield self._socket()
+        except TimeoutError:
+            self._reset()
+            raise NftNetlinkError(errno.ETIMEDOUT, "nf_tables: no answer") from None
+        except NftNetlinkError:
+            raise
+        except OSError:
+            self._reset()
+            raise
 
     def _acknowledged(self, sock: socket.socket, begin: int, wanted: set[int]) -> None:
         """Read the batch's answers: an acknowledgement per element message, or the error of
@@ -403,9 +409,8 @@ class NftNetlink:
             request = _message(
                 NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], payload
             )
-            sock = self._socket()
             found: list[Peer] = []
-            try:
+            with self._exchange() as sock:
                 sock.send(request)
                 while True:
                     data = sock.recv(RECV_BUFFER)
@@ -418,14 +423,6 @@ class NftNetlink:
                             code = error_code(data, start)
                             raise NftNetlinkError(code, f"nf_tables list: {os.strerror(code)}")
                         found += parse_peer_elements(data, start + _NFGENMSG.size, end)
-            except TimeoutError:
-                self._reset()
-                raise NftNetlinkError(errno.ETIMEDOUT, "nf_tables: no answer") from None
-            except NftNetlinkError:
-                raise
-            except OSError:
-                self._reset()
-                raise
 
     def _reset(self) -> None:
         """A socket whose answers may still come is not reused (they would be read as the
