@@ -708,7 +708,14 @@ class SessionEngine:
             self._watch_clock(now)
             # Core statements, not the ORM: its identity map, autoflush and object
             # construction were most of a login's database time (bench/README.md).
-            with Session(self.db) as db, db.begin(), self._usage_of(db, self.today(now), mac):
+            # The day's usage rows serve the allowance only: a tier without one (a voucher's,
+            # usually) loads none (allowance() answers without them).
+            limited = bool(tier_cfg.daily_minutes or tier_cfg.daily_mb)
+            with (
+                Session(self.db) as db,
+                db.begin(),
+                self._usage_of(db, self.today(now), mac) if limited else contextlib.nullcontext(),
+            ):
                 if self._device_seen(db, mac, now):
                     raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 # A trusted device is not held to the tier's daily allowance.
