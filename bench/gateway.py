@@ -144,6 +144,8 @@ class GatewayProc:
         self.lines: list[tuple[float, str]] = []
         self._client: ControlClient | None = None
         self.spawned_at = 0.0
+        self.entry = ["-m", "hotspot_cli"]  # bench.login_trace: bench/trace_gateway.py
+        self.repo = REPO  # the code the gateway runs (bench.login_trace --tree: another)
 
     @property
     def pid(self) -> int:
@@ -151,10 +153,10 @@ class GatewayProc:
         it is normally the Popen pid itself; otherwise a child running hotspot_cli."""
         assert self.proc is not None
         pid = self.proc.pid
-        if b"hotspot_cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if self.entry[-1].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            if b"hotspot_cli" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if self.entry[-1].encode() in Path(f"/proc/{child}/cmdline").read_bytes():
                 return int(child)
         raise RuntimeError("cannot find the gateway's python process")
 
@@ -166,8 +168,7 @@ class GatewayProc:
         self.lines = []
         cmd = self.bed.ns_exec(self.bed.gw) + [
             sys.executable,
-            "-m",
-            "hotspot_cli",
+            *self.entry,
             "--config",
             str(self.config),
             "gateway",
@@ -180,9 +181,9 @@ class GatewayProc:
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=self.repo,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(self.repo)},
         )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         deadline = self.spawned_at + timeout

@@ -77,6 +77,18 @@ RECV_BUFFER = 1 << 16
 DELETES_PER_SEND = 200
 
 
+def netfilter_socket() -> socket.socket:
+    """A raw ``NETLINK_NETFILTER`` socket, bound (the kernel picks its port id); also the
+    nf_tables client's (gateway/nftnetlink.py)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        sock.bind((0, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class CtNetlinkError(OSError):
     """The kernel refused a request (``errno`` is its error) or the answer was malformed."""
 
@@ -227,13 +239,7 @@ class CtNetlink:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            try:
-                sock.bind((0, 0))
-            except OSError:
-                sock.close()
-                raise
-            self._sock = sock
+            self._sock = netfilter_socket()
         return self._sock
 
     def _next_seq(self) -> int:

@@ -371,14 +371,11 @@ class DataPath:
     def portal_peers(self) -> dict[tuple[str, str], float]:
         """(ip, mac) → seconds since its last frame reached the portal's ports, for every
         device heard there within ``ruleset.PEERS_TIMEOUT`` (each packet refreshes the
-        element's timeout): one small set listing. nftables gives what is left of the
-        timeout in whole seconds, so the age is rounded towards older."""
+        element's timeout): one dump of the set (gateway/nftnetlink.py)."""
         peers: dict[tuple[str, str], float] = {}
-        for e in self.nft.set_elements(ruleset.PORTAL_PEERS):
-            elem = e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
-            at, mac = elem["val"]["concat"]
-            expires = elem.get("expires")
-            age = 0.0 if expires is None else float(ruleset.PEERS_TIMEOUT - expires)
+        for at, mac, timeout_ms, left_ms in self.nft.peers(ruleset.PORTAL_PEERS):
+            timeout = ruleset.PEERS_TIMEOUT * 1000 if timeout_ms is None else timeout_ms
+            age = 0.0 if left_ms is None else (timeout - left_ms) / 1000
             peers[(at, normalize_mac(mac))] = max(0.0, age)
         return peers
 
@@ -389,6 +386,7 @@ class DataPath:
 
     def close(self) -> None:
         self.conntrack.close()
+        self.neighbours.close()
         self.nft.close()
         self.ipr.close()
 

@@ -40,6 +40,7 @@ from hotspot.model import (
     ClientSession,
     DailyUsage,
     Device,
+    DeviceIdentityMac,
     EndReason,
     HourlyUsage,
     Package,
@@ -213,6 +214,15 @@ _USAGE_OF_DAY = select(
     DailyUsage.mac, DailyUsage.tier, DailyUsage.seconds, DailyUsage.bytes_down, DailyUsage.bytes_up
 ).where(DailyUsage.day == bindparam("day"))
 _USAGE_OF_MACS = _USAGE_OF_DAY.where(DailyUsage.mac.in_(bindparam("macs", expanding=True)))
+# The MACs of one MAC's identity (hotspot/identity.py), built once: a login asks it of one
+# MAC, and macs_of() builds its IN statements anew at every call (cProfile: more than the
+# rest of the login's statements together).
+_IDENTITY_MACS = select(DeviceIdentityMac.mac).where(
+    DeviceIdentityMac.identity_id
+    == select(DeviceIdentityMac.identity_id)
+    .where(DeviceIdentityMac.mac == bindparam("mac"))
+    .scalar_subquery()
+)
 
 
 def _device_seen_stmt(upsert: Callable[[Table], Any]) -> Any:
@@ -478,7 +488,8 @@ class SessionEngine:
         # The free allowance follows the device identity (hotspot/identity.py): a MAC's
         # usage is counted together with every other MAC of its identity.
         if mac is not None:
-            groups = macs_of(db.connection(), [mac])
+            same = db.connection().execute(_IDENTITY_MACS, {"mac": mac}).scalars()
+            groups = {mac: frozenset({mac, *same})}
         else:
             if running is None:
                 running = {s.mac for s in self._rows(db)}
@@ -697,7 +708,14 @@ class SessionEngine:
             self._watch_clock(now)
             # Core statements, not the ORM: its identity map, autoflush and object
             # construction were most of a login's database time (bench/README.md).
-            with Session(self.db) as db, db.begin(), self._usage_of(db, self.today(now), mac):
+            # The day's usage rows serve the allowance only: a tier without one (a voucher's,
+            # usually) loads none (allowance() answers without them).
+            limited = bool(tier_cfg.daily_minutes or tier_cfg.daily_mb)
+            with (
+                Session(self.db) as db,
+                db.begin(),
+                self._usage_of(db, self.today(now), mac) if limited else contextlib.nullcontext(),
+            ):
                 if self._device_seen(db, mac, now):
                     raise Refused(f"device {mac} is blocked", code=ErrorCode.BLOCKED)
                 # A trusted device is not held to the tier's daily allowance.

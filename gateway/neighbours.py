@@ -27,12 +27,21 @@ _NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY P
 NUD_PERMANENT = 0x80
 
 
+def _mac_bytes(mac: str) -> bytes:
+    """Six bytes of a normalised MAC; ValueError for anything else."""
+    raw = bytes.fromhex(normalize_mac(mac).replace(":", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return raw
+
+
 class Neighbours:
     def __init__(self, ipr: IPRoute, ifname: str, probe_timeout: float = 0.5):
         self.ipr = ipr
         self.ifname = ifname
         self.probe_timeout = probe_timeout
         self._ifindex: int | None = None
+        self.prober = arp.ArpProber(ifname)  # one socket kept open (see gateway/arp.py)
 
     def _index(self) -> int:
         if self._ifindex is None:
@@ -75,41 +84,39 @@ class Neighbours:
             out[n.ip] = n.lladdr.hex(":")
         return out
 
+    # A login's and a kick's requests (lookup, pin, unpin) go through gateway/rtnl_dump.py
+    # on the calling thread: pyroute2 took ~0.7 ms each, plus a hop to the netlink thread
+    # and back (bench/README.md, "The gap over the socket").
+
     def pin(self, ip: str, mac: str) -> None:
         """Make ``ip`` → ``mac`` a PERMANENT entry (replacing whatever was there)."""
         try:
-            self.ipr.neigh(
-                "replace", dst=ip, lladdr=mac, ifindex=self._index(), state=NUD_PERMANENT
-            )
-        except NetlinkError as exc:
+            rtnl_dump.set_neighbour(self._index(), ip, _mac_bytes(mac), NUD_PERMANENT)
+        except (OSError, ValueError, UsageError) as exc:
             raise KernelError(f"pinning {ip} to {mac}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
 
     def unpin(self, ip: str) -> None:
         """Remove the entry of ``ip``; one already gone is fine."""
         try:
-            self.ipr.neigh("del", dst=ip, ifindex=self._index())
-        except NetlinkError as exc:
-            if exc.code != errno.ENOENT:
+            rtnl_dump.delete_neighbour(self._index(), ip)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
                 raise KernelError(f"unpinning {ip}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
 
     def lookup(self, ip: str) -> str | None:
         """One targeted RTM_GETNEIGH: cost does not grow with the number of clients."""
         try:
-            answer = self.ipr.neigh("get", dst=ip, ifindex=self._index())
-        except NetlinkError as exc:
-            if exc.code == errno.ENOENT:
-                return None
+            n = rtnl_dump.neighbour(self._index(), ip)
+        except OSError as exc:
             raise KernelError(
                 f"neighbour lookup of {ip}: {exc}", code=ErrorCode.NEIGHBOURS
             ) from exc
-        for n in answer:
-            lladdr = n.get_attr("NDA_LLADDR")
-            if lladdr and n.get("state", 0) & _NUD_USABLE:
-                try:
-                    return normalize_mac(lladdr)
-                except UsageError:
-                    return None
-        return None
+        if n is None or len(n.lladdr) != 6 or not n.state & _NUD_USABLE:
+            return None
+        try:
+            return normalize_mac(n.lladdr.hex(":"))
+        except UsageError:
+            return None
 
     def mac_of(self, ip: str, probe: bool = True) -> str | None:
         mac = self.lookup(ip)
@@ -123,10 +130,13 @@ class Neighbours:
                 return ip
         return None
 
+    def close(self) -> None:
+        self.prober.close()
+
     def arp_probe(self, ip: str) -> str | None:
         """One ARP who-has on the LAN; the answer's sender MAC, or None."""
         try:
-            mac = arp.probe(self.ifname, ip, self.probe_timeout)
+            mac = self.prober.probe(ip, self.probe_timeout)
         except OSError as exc:
             raise KernelError(f"ARP probe of {ip}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
         if mac is None:

@@ -1,8 +1,11 @@
-"""nftables adapter: libnftables' JSON API, in process (as firewalld does).
+"""nftables adapter: libnftables' JSON API, in process (as firewalld does), and for the
+element changes of a login or a kick a batch of our own (gateway/nftnetlink.py).
 
 One :meth:`Nftables.apply` call is one netlink transaction: it all applies or none of it does.
-Falls back to the ``nft -j -f -`` binary, which takes the same JSON, when the library cannot
-be loaded.
+A transaction of nothing but elements of the gateway's login sets goes as one nf_tables batch
+without libnftables' cache fetch; anything else (the table, the walled garden, timeouts) goes
+through libnftables. Falls back to the ``nft -j -f -`` binary, which takes the same JSON, when
+the library cannot be loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway import ruleset
+from gateway.nftnetlink import MalformedElement, NftNetlink, Peer
 from gateway.ruleset import Command, Layout
 from hotspot.errors import ErrorCode, KernelError
 
@@ -91,8 +95,12 @@ class Nftables:
         except OSError as exc:
             log.warning("libnftables unavailable (%s); using the nft binary", exc)
             self._backend = _Binary()
+        # Element batches without libnftables' cache (None once the kernel disagreed).
+        self.netlink: NftNetlink | None = NftNetlink()
 
     def close(self) -> None:
+        if self.netlink is not None:
+            self.netlink.close()
         self._backend.close()
 
     def _run(self, obj: Any) -> dict[str, Any]:
@@ -106,8 +114,59 @@ class Nftables:
     def apply(self, commands: Iterable[Command]) -> None:
         """Apply ``commands`` as one transaction (all or nothing)."""
         cmds = list(commands)
-        if cmds:
+        if cmds and not self._apply_batch(cmds):
             self._run({"nftables": cmds})
+
+    def _apply_batch(self, cmds: list[Command]) -> bool:
+        """``cmds`` as one nf_tables batch of our own, if they are all element changes of the
+        login sets; False when libnftables is to do them. A malformed element is refused
+        here, before anything reaches the kernel."""
+        if self.netlink is None:
+            return False
+        try:
+            return self.netlink.apply(cmds)
+        except MalformedElement as exc:
+            raise KernelError(f"nftables: {exc}", code=ErrorCode.NFTABLES) from None
+        except OSError as exc:
+            refused = exc
+        # The kernel refused the batch whole (nothing of it applied): libnftables tries the
+        # same. If it is refused there too, the change itself is wrong (an element already
+        # gone, a missing set) and libnftables' message says why; if libnftables applies
+        # it, this kernel and our encoding disagree: libnftables from now on.
+        self._run({"nftables": cmds})
+        log.warning(
+            "nf_tables batch refused (%s) but libnftables applied it: libnftables from now on",
+            refused,
+        )
+        if self.netlink is not None:
+            self.netlink.close()
+            self.netlink = None
+        return True
+
+    def peers(self, name: str) -> list[Peer]:
+        """(address, MAC, timeout ms, time left ms) of each element of an ``ipv4_addr .
+        ether_addr`` set with timeouts: one netlink dump (libnftables' listing, with its
+        cache fetch, when the batch client is off or the dump failed)."""
+        if self.netlink is not None:
+            try:
+                return self.netlink.set_elements(ruleset.FAMILY, self.layout.table, name)
+            except OSError as exc:
+                log.warning("nf_tables: listing %s: %s; through libnftables", name, exc)
+        peers: list[Peer] = []
+        for e in self.set_elements(name):
+            elem = e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
+            at, mac = elem["val"]["concat"]
+            expires = elem.get("expires")
+            timeout = elem.get("timeout")
+            peers.append(
+                (
+                    at,
+                    mac,
+                    None if timeout is None else int(timeout) * 1000,
+                    None if expires is None else int(expires) * 1000,
+                )
+            )
+        return peers
 
     def install(self, clients: Iterable[ruleset.Client] = (), blocked: Iterable[str] = ()) -> None:
         """Replace the table atomically, keeping dnsmasq's walled-garden entries."""

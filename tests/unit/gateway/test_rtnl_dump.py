@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 from gateway import rtnl_dump
@@ -51,3 +52,20 @@ def test_parse_prefers_ceil64_and_skips_unknown_attributes():
 def test_truncated_attribute_does_not_loop():
     data = message(7, 0x10001, 0x1FFFF, "htb") + struct.pack("=HH", 2, 1)
     assert rtnl_dump._parse(data, 0, len(data)).handle == 0x10001
+
+
+def test_a_pin_is_one_newneigh_with_the_address_and_the_mac():
+    # what `ip neigh replace 10.10.0.5 lladdr 02:00:00:00:00:05 nud permanent dev <7>` sends
+    body = rtnl_dump._neighbour_body(7, "10.10.0.5", 0x80, bytes.fromhex("020000000005"))
+    assert body == (
+        struct.pack("=BxxxiHBB", socket.AF_INET, 7, 0x80, 0, 0)
+        + struct.pack("=HH", 8, rtnl_dump.NDA_DST)
+        + socket.inet_aton("10.10.0.5")
+        + struct.pack("=HH", 10, rtnl_dump.NDA_LLADDR)
+        + bytes.fromhex("020000000005")
+        + bytes(2)
+    )
+    # a lookup or an unpin names the address alone
+    assert rtnl_dump._neighbour_body(7, "10.10.0.5") == (
+        struct.pack("=BxxxiHBB", socket.AF_INET, 7, 0, 0, 0) + body[12:20]
+    )
