@@ -79,7 +79,9 @@ class EnginePort(Protocol):
     def deauthorize(
         self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = ...
     ) -> SessionInfo: ...
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo: ...
+    def client(
+        self, *, ip: str | None = None, mac: str | None = None, brief: bool = False
+    ) -> ClientInfo: ...
     def extend(
         self, *, mac: str | None = None, ip: str | None = None, minutes: int
     ) -> SessionInfo: ...
@@ -221,7 +223,7 @@ class Dispatcher:
             case DeauthorizeRequest():
                 return e.deauthorize(ip=request.ip, mac=request.mac, reason=request.reason)
             case ClientRequest():
-                return e.client(ip=request.ip, mac=request.mac)
+                return e.client(ip=request.ip, mac=request.mac, brief=bool(request.brief))
             case ExtendRequest():
                 return e.extend(ip=request.ip, mac=request.mac, minutes=request.minutes)
             case ListRequest():

@@ -926,8 +926,11 @@ class SessionEngine:
                 self._apply(self._change([], [], unblock=[mac]))
                 return {"mac": mac, "blocked": False}
 
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo:
-        """Everything the portal shows a device: who it is, its session, its allowance."""
+    def client(
+        self, *, ip: str | None = None, mac: str | None = None, brief: bool = False
+    ) -> ClientInfo:
+        """Everything the portal shows a device: who it is, its session, its allowance.
+        ``brief``: who it is and its running session only (a login form's POST)."""
         with self.lock:
             if ip is not None:
                 ip = self._check_ip(ip)
@@ -944,6 +947,17 @@ class SessionEngine:
                 # and no usage: one query answers it.
                 known = mac is None or device is not None
                 sess = self._find_active(db, ip if mac is None else None, mac) if known else None
+                if brief:
+                    # No usage of every tier: a running session's own (its remaining
+                    # allowance) is read only when there is one.
+                    return {
+                        "ip": ip,
+                        "mac": mac,
+                        "blocked": bool(device and device.blocked),
+                        "session": self._brief_session(db, sess, now),
+                        "last_session": None,
+                        "allowance": {},
+                    }
                 with self._usage_of(db, self.today(now), mac, known=known):
                     allowances: dict[str, Allowance] = {}
                     if mac:
@@ -966,6 +980,14 @@ class SessionEngine:
                         "last_session": last,
                         "allowance": allowances,
                     }
+
+    def _brief_session(
+        self, db: Session, sess: ClientSession | None, now: dt.datetime
+    ) -> SessionInfo | None:
+        if sess is None:
+            return None
+        with self._usage_of(db, self.today(now), sess.mac):
+            return self._describe(db, sess, now)
 
     def list(self) -> builtins.list[SessionInfo]:
         with self.lock:

@@ -258,6 +258,14 @@ class Fields:
             raise bad(name, f"must be from {lo} to {hi}")
         return value
 
+    def flag(self, name: str) -> bool | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise bad(name, "must be true or false")
+        return value
+
     def ipv4(self, name: str) -> str | None:
         value = self._get(name)
         if value is None:
@@ -469,16 +477,19 @@ class DeauthorizeRequest(Request[SessionInfo]):
 
 @dataclass(frozen=True)
 class ClientRequest(Request[ClientInfo]):
-    """Who a device is, its session and its allowances."""
+    """Who a device is, its session and its allowances. ``brief``: who it is (MAC, blocked)
+    and its running session only — ``allowance`` empty, ``last_session`` None — what a
+    login's form needs, without reading the usage of every tier (the portal's POSTs)."""
 
     op = "client"
     ip: str | None = None
     mac: str | None = None
+    brief: bool | None = None  # None: not sent (the whole answer, as before)
 
     @classmethod
     def read(cls, fields: Fields) -> ClientRequest:
         ip, mac = fields.ip_or_mac()
-        return cls(ip=ip, mac=mac)
+        return cls(ip=ip, mac=mac, brief=fields.flag("brief"))
 
 
 @dataclass(frozen=True)

@@ -355,9 +355,11 @@ def storage_full_page() -> Any:
     return body, status, {"Retry-After": str(STORAGE_RETRY_SECONDS)}
 
 
-def lookup() -> ClientInfo:
-    """The gateway's view of the requesting device."""
-    info = state().gateway.send(ClientRequest(ip=client_ip()))
+def lookup(brief: bool = False) -> ClientInfo:
+    """The gateway's view of the requesting device. ``brief`` (a login form's POST): who it
+    is and its running session, without the allowances of every tier — a page that shows
+    the device's situation again (a refusal) asks for the whole view then."""
+    info = state().gateway.send(ClientRequest(ip=client_ip(), brief=True if brief else None))
     if info.get("blocked"):
         raise Refused("blocked", code=ErrorCode.BLOCKED)
     return info
@@ -512,7 +514,7 @@ def accept():
     if "free" not in state().config.tiers:
         return render_message("not-found", 404)
     # Before the gateway checks the allowance: it counts it over the identity's MACs.
-    identify(lookup())
+    identify(lookup(brief=True))
     try:
         state().gateway.send(AuthorizeRequest(ip=client_ip(), tier="free", source=Source.FREE))
     except Refused as exc:
@@ -545,12 +547,11 @@ VOUCHER_MESSAGES = {
 }
 
 
-def voucher_refused(
-    info: ClientInfo, exc: VoucherError, code: str = ""
-) -> tuple[str, int, dict[str, str]]:
-    """The device's page again, saying why its voucher (or its code, ``code``) was refused."""
+def voucher_refused(exc: VoucherError, code: str = "") -> tuple[str, int, dict[str, str]]:
+    """The device's page again (the gateway's whole view of it: the form's POST asked for
+    the brief one), saying why its voucher (or its code, ``code``) was refused."""
     text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
-    return with_error_code(home(info, error=text(), code=code, status=status), exc.code)
+    return with_error_code(home(lookup(), error=text(), code=code, status=status), exc.code)
 
 
 def connected_by_voucher(done: Redemption) -> Response:
@@ -569,7 +570,7 @@ def connected_by_voucher(done: Redemption) -> Response:
 @bp.post("/voucher")
 def voucher():
     code = request.form.get("code", "")[:40]
-    info = lookup()
+    info = lookup(brief=True)
     svc = state().vouchers
     if svc is None:
         return render_message("busy", 503)
@@ -583,10 +584,10 @@ def voucher():
             device_id=device_id,
         )
     except RateLimited as exc:
-        body, status = home(info, error=too_many(exc), code=code, status=429)
+        body, status = home(lookup(), error=too_many(exc), code=code, status=429)
         return with_error_code((body, status, {"Retry-After": str(exc.retry_after)}), exc.code)
     except VoucherError as exc:
-        return voucher_refused(info, exc, code=code)
+        return voucher_refused(exc, code=code)
     return connected_by_voucher(done)
 
 
@@ -597,16 +598,16 @@ def voucher_resume():
     svc = state().vouchers
     if svc is None:
         return render_message("busy", 503)
-    info = lookup()
+    info = lookup(brief=True)
     device_id = identify(info)
     if device_id is None or cookie_device_id() != device_id:
-        return home(info, status=409)
+        return home(lookup(), status=409)
     try:
         done = svc.resume(
             ip=client_ip(), mac=info["mac"], device_id=device_id, live_session=info.get("session")
         )
     except VoucherError as exc:
-        return voucher_refused(info, exc)
+        return voucher_refused(exc)
     return connected_by_voucher(done)
 
 
