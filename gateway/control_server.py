@@ -75,6 +75,7 @@ class EnginePort(Protocol):
         expires_at: dt.datetime | None = None,
         bytes_limit: int | None = None,
         voucher_id: int | None = None,
+        expect_mac: str | None = None,
     ) -> SessionInfo: ...
     def deauthorize(
         self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = ...
@@ -215,6 +216,7 @@ class Dispatcher:
                     expires_at=request.expires_at,
                     bytes_limit=request.bytes_limit,
                     voucher_id=request.voucher_id,
+                    expect_mac=request.expect_mac,
                 )
             case RadiusAuthorizeRequest():
                 if self.radius is None:

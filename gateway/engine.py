@@ -208,6 +208,7 @@ _RUNNING_OF = union_all(
     _RUNNING.where(ClientSession.ip == bindparam("ip"), ClientSession.mac != bindparam("mac")),
 )
 _SESSIONS = cast(Table, ClientSession.__table__)
+_DEVICE_BLOCKED = select(Device.blocked).where(Device.mac == bindparam("mac"))
 _INSERT_SESSION = insert(_SESSIONS).returning(_SESSIONS.c.id)
 _USAGE_OF_DAY = select(
     DailyUsage.mac, DailyUsage.tier, DailyUsage.seconds, DailyUsage.bytes_down, DailyUsage.bytes_up
@@ -674,6 +675,7 @@ class SessionEngine:
         up_kbps: int | None = None,
         idle_minutes: int | None = None,
         on_start: StartHook | None = None,
+        expect_mac: str | None = None,
     ) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
@@ -684,6 +686,8 @@ class SessionEngine:
         ``down_kbps``, ``up_kbps`` and ``idle_minutes`` replace the tier's (a RADIUS server's
         grant); ``on_start`` is called with the new session inside the transaction, and a
         session started with one is never "the same again" (each login is accounted).
+        ``expect_mac``: refused (``conflict``) unless that is the MAC at ``ip`` (the portal's
+        MAC from its splash, already linked to the device's identity).
         """
         origin = Source(source)
         tier_cfg = self._tier(tier, trusted=origin is Source.TRUSTED)
@@ -691,6 +695,8 @@ class SessionEngine:
         seen = self._senders_if_by_address(ip, mac)
         with self.lock:
             mac, ip = self._identify(ip, mac)
+            if expect_mac is not None and mac != normalize_mac(expect_mac):
+                raise Refused(f"{ip} is {mac} now, not {expect_mac}", code=ErrorCode.CONFLICT)
             if seen is not None:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
@@ -942,7 +948,8 @@ class SessionEngine:
                 raise UsageError("ip: give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
-                device = db.get(Device, mac) if mac else None
+                # Core, not the ORM: the portal asks this at every splash and form.
+                device = db.execute(_DEVICE_BLOCKED, {"mac": mac}).first() if mac else None
                 # A device never seen before (most of a burst of new phones) has no sessions
                 # and no usage: one query answers it.
                 known = mac is None or device is not None

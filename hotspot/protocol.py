@@ -372,7 +372,9 @@ class AuthorizeRequest(Request[SessionInfo]):
     """Let a device out. The session ends at ``expires_at`` if given, else after ``minutes``,
     else after the tier's session length; ``bytes_limit`` caps its data (a voucher's whole
     quota with a ``voucher_id``). The MAC is looked up by the gateway unless an operator
-    names both."""
+    names both. ``expect_mac`` (with ``ip`` alone): refused with ``conflict``, nothing done,
+    unless the MAC the gateway finds at ``ip`` is this one — the portal's, which linked that
+    MAC to the device's identity from its splash's answer instead of asking again."""
 
     op = "authorize"
     ip: str | None = None
@@ -383,10 +385,14 @@ class AuthorizeRequest(Request[SessionInfo]):
     expires_at: dt.datetime | None = None
     bytes_limit: int | None = None
     voucher_id: int | None = None
+    expect_mac: str | None = None
 
     @classmethod
     def read(cls, fields: Fields) -> AuthorizeRequest:
         ip, mac = fields.ip_or_mac()
+        expect_mac = fields.mac("expect_mac")
+        if expect_mac is not None and (ip is None or mac is not None):
+            raise bad("expect_mac", "only with ip, and not with mac")
         minutes = fields.whole("minutes", 0, MAX_MINUTES)
         expires_at = fields.utc_time("expires_at")
         if minutes is not None and expires_at is not None:
@@ -401,6 +407,7 @@ class AuthorizeRequest(Request[SessionInfo]):
             expires_at=expires_at,
             bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
             voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID),
+            expect_mac=expect_mac,
         )
 
 
