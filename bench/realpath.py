@@ -277,6 +277,59 @@ def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+# -- where the CPU of the burst went (``--pyspy``) ----------------------------------------------
+
+# A sample's bucket: the first pattern found in its stack (py-spy's collapsed frames,
+# "function (module/file.py:line)" from the outermost in), else "other".
+GATEWAY_BUCKETS = (
+    ("op: client", "client (gateway/engine.py"),
+    ("op: authorize", "authorize (gateway/engine.py"),
+    ("tick", "tick (gateway/engine.py"),
+    ("control socket: read, parse, encode", "control_server.py"),
+    ("netlink thread", "netlink_thread.py"),
+)
+PORTAL_BUCKETS = (
+    ("gateway link (control socket)", "hotspot/control.py"),
+    ("database", "sqlalchemy/"),
+    ("templates", "jinja2/"),
+    ("CSRF", "flask_wtf/"),
+    ("page code (portal, hotspot)", "portal/"),
+    ("gunicorn (HTTP, threads)", "gunicorn/"),
+    ("flask, werkzeug", "werkzeug/"),
+)
+
+
+def spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``out``: the thread holding the GIL (Python's own CPU
+    time; native work that releases the GIL — libnftables, SQLite's steps — is not seen).
+    Without ``--gil`` py-spy counts threads blocked in a queue or a lock as running."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--format", "raw", "--rate", "250", "--pid", str(pid)]
+        + ["--output", str(out), "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def spied(paths: list[Path], buckets: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The share of samples in each bucket (of all the processes' files together)."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            name = next((b for b, pattern in buckets if pattern in stack), "other")
+            counts[name] = counts.get(name, 0) + int(n)
+    total = sum(counts.values())
+    shares = {
+        k: round(100 * v / total, 1) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+    }
+    return {"samples": total, "share_pct": shares}
+
+
 # -- the driver -------------------------------------------------------------------------------
 
 
@@ -523,9 +576,21 @@ class Bench:
         }
         self.log(f"burst: {a.burst} phones at {a.rate}/s")
         start = base + 2 * a.trials
+        spies: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+        if a.pyspy:
+            for name, pid in [("gateway", self.gateway.pid)] + [
+                (f"worker{i}", w) for i, w in enumerate(children(self.portal.pid))
+            ]:
+                out = Path(a.pyspy) / f"realpath-burst-{name}.txt"
+                spies.append((name, out, spy(pid, out)))
+            time.sleep(1.0)  # py-spy attached
         t, cpu0 = time.monotonic(), self.cpu()
         burst = self.phones("burst", self.members(start, a.burst), rate=a.rate)
         wall, cpu1 = time.monotonic() - t, self.cpu()
+        for _, _, proc in spies:
+            proc.send_signal(signal.SIGINT)
+        for _, _, proc in spies:
+            proc.wait(timeout=30)
         summary = self.summarize(burst)
         done = [r for r in burst if "first_byte_s" in r]
         # CPU per login is what a busy (or slower) machine divides its cores by: the figure
@@ -538,6 +603,11 @@ class Bench:
             last = max(r["t0"] + r["first_byte_s"] for r in done)
             summary["achieved_logins_per_s"] = round(len(done) / (last - first), 1)
         summary.update(offered_rate_per_s=a.rate, driver_wall_s=round(wall, 2))
+        if spies:
+            summary["where_the_cpu_went"] = {
+                "gateway": spied([o for n, o, _ in spies if n == "gateway"], GATEWAY_BUCKETS),
+                "portal_workers": spied([o for n, o, _ in spies if n != "gateway"], PORTAL_BUCKETS),
+            }
         self.r["burst"] = summary
         mem.append(self.memory("after the burst"))
         self.r["page_statuses"] = self.page_tour()
@@ -610,6 +680,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="environment of the gateway and the portal (e.g. MALLOC_ARENA_MAX=2)",
+    )
+    ap.add_argument(
+        "--pyspy",
+        metavar="DIR",
+        help="sample the gateway and the workers with py-spy during the burst (raw stacks "
+        "in DIR; the shares of CPU by activity in the results)",
     )
     ap.add_argument("--phones", help=argparse.SUPPRESS)
     ap.add_argument("--listen", nargs=2, help=argparse.SUPPRESS)

@@ -224,7 +224,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _send(args, proto.ClientRequest(**_who(args.who)), lambda r: json.dumps(r, indent=2))
+    who = _who(args.who)
+    request = proto.ClientRequest(ip=who.get("ip"), mac=who.get("mac"))
+    return _send(args, request, lambda r: json.dumps(r, indent=2))
 
 
 def _allow(args: argparse.Namespace) -> int:

@@ -75,11 +75,14 @@ class EnginePort(Protocol):
         expires_at: dt.datetime | None = None,
         bytes_limit: int | None = None,
         voucher_id: int | None = None,
+        expect_mac: str | None = None,
     ) -> SessionInfo: ...
     def deauthorize(
         self, *, ip: str | None = None, mac: str | None = None, reason: EndReason = ...
     ) -> SessionInfo: ...
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo: ...
+    def client(
+        self, *, ip: str | None = None, mac: str | None = None, brief: bool = False
+    ) -> ClientInfo: ...
     def extend(
         self, *, mac: str | None = None, ip: str | None = None, minutes: int
     ) -> SessionInfo: ...
@@ -213,6 +216,7 @@ class Dispatcher:
                     expires_at=request.expires_at,
                     bytes_limit=request.bytes_limit,
                     voucher_id=request.voucher_id,
+                    expect_mac=request.expect_mac,
                 )
             case RadiusAuthorizeRequest():
                 if self.radius is None:
@@ -221,7 +225,7 @@ class Dispatcher:
             case DeauthorizeRequest():
                 return e.deauthorize(ip=request.ip, mac=request.mac, reason=request.reason)
             case ClientRequest():
-                return e.client(ip=request.ip, mac=request.mac)
+                return e.client(ip=request.ip, mac=request.mac, brief=bool(request.brief))
             case ExtendRequest():
                 return e.extend(ip=request.ip, mac=request.mac, minutes=request.minutes)
             case ListRequest():

@@ -209,6 +209,7 @@ _RUNNING_OF = union_all(
     _RUNNING.where(ClientSession.ip == bindparam("ip"), ClientSession.mac != bindparam("mac")),
 )
 _SESSIONS = cast(Table, ClientSession.__table__)
+_DEVICE_BLOCKED = select(Device.blocked).where(Device.mac == bindparam("mac"))
 _INSERT_SESSION = insert(_SESSIONS).returning(_SESSIONS.c.id)
 _USAGE_OF_DAY = select(
     DailyUsage.mac, DailyUsage.tier, DailyUsage.seconds, DailyUsage.bytes_down, DailyUsage.bytes_up
@@ -685,6 +686,7 @@ class SessionEngine:
         up_kbps: int | None = None,
         idle_minutes: int | None = None,
         on_start: StartHook | None = None,
+        expect_mac: str | None = None,
     ) -> SessionInfo:
         """Let a device out. Idempotent: the same device, address, tier and voucher again
         returns the running session unchanged.
@@ -695,6 +697,8 @@ class SessionEngine:
         ``down_kbps``, ``up_kbps`` and ``idle_minutes`` replace the tier's (a RADIUS server's
         grant); ``on_start`` is called with the new session inside the transaction, and a
         session started with one is never "the same again" (each login is accounted).
+        ``expect_mac``: refused (``conflict``) unless that is the MAC at ``ip`` (the portal's
+        MAC from its splash, already linked to the device's identity).
         """
         origin = Source(source)
         tier_cfg = self._tier(tier, trusted=origin is Source.TRUSTED)
@@ -702,6 +706,8 @@ class SessionEngine:
         seen = self._senders_if_by_address(ip, mac)
         with self.lock:
             mac, ip = self._identify(ip, mac)
+            if expect_mac is not None and mac != normalize_mac(expect_mac):
+                raise Refused(f"{ip} is {mac} now, not {expect_mac}", code=ErrorCode.CONFLICT)
             if seen is not None:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
@@ -944,8 +950,11 @@ class SessionEngine:
                 self._apply(self._change([], [], unblock=[mac]))
                 return {"mac": mac, "blocked": False}
 
-    def client(self, *, ip: str | None = None, mac: str | None = None) -> ClientInfo:
-        """Everything the portal shows a device: who it is, its session, its allowance."""
+    def client(
+        self, *, ip: str | None = None, mac: str | None = None, brief: bool = False
+    ) -> ClientInfo:
+        """Everything the portal shows a device: who it is, its session, its allowance.
+        ``brief``: who it is and its running session only (a login form's POST)."""
         with self.lock:
             if ip is not None:
                 ip = self._check_ip(ip)
@@ -957,11 +966,23 @@ class SessionEngine:
                 raise UsageError("ip: give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
-                device = db.get(Device, mac) if mac else None
+                # Core, not the ORM: the portal asks this at every splash and form.
+                device = db.execute(_DEVICE_BLOCKED, {"mac": mac}).first() if mac else None
                 # A device never seen before (most of a burst of new phones) has no sessions
                 # and no usage: one query answers it.
                 known = mac is None or device is not None
                 sess = self._find_active(db, ip if mac is None else None, mac) if known else None
+                if brief:
+                    # No usage of every tier: a running session's own (its remaining
+                    # allowance) is read only when there is one.
+                    return {
+                        "ip": ip,
+                        "mac": mac,
+                        "blocked": bool(device and device.blocked),
+                        "session": self._brief_session(db, sess, now),
+                        "last_session": None,
+                        "allowance": {},
+                    }
                 with self._usage_of(db, self.today(now), mac, known=known):
                     allowances: dict[str, Allowance] = {}
                     if mac:
@@ -984,6 +1005,14 @@ class SessionEngine:
                         "last_session": last,
                         "allowance": allowances,
                     }
+
+    def _brief_session(
+        self, db: Session, sess: ClientSession | None, now: dt.datetime
+    ) -> SessionInfo | None:
+        if sess is None:
+            return None
+        with self._usage_of(db, self.today(now), sess.mac):
+            return self._describe(db, sess, now)
 
     def list(self) -> builtins.list[SessionInfo]:
         with self.lock:

@@ -81,6 +81,14 @@ _NEWEST_HERE = (
     .limit(1)
 )
 _NEW_IDENTITY = insert(DeviceIdentity)
+# macs_of's two queries, built once: the gateway asks them at every `client` op, login and
+# tick (building the statements cost more than running them).
+_LINKS_OF_MACS = select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
+    DeviceIdentityMac.mac.in_(bindparam("macs", expanding=True))
+)
+_LINKS_OF_IDENTITIES = select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
+    DeviceIdentityMac.identity_id.in_(bindparam("ids", expanding=True))
+)
 _NEW_LINK = insert(DeviceIdentityMac)
 
 
@@ -95,21 +103,11 @@ def macs_of(conn: Connection, macs: Iterable[str]) -> dict[str, frozenset[str]]:
     out = {m: frozenset((m,)) for m in wanted}
     if not wanted:
         return out
-    mine = dict(
-        conn.execute(
-            select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
-                DeviceIdentityMac.mac.in_(wanted)
-            )
-        ).all()
-    )
+    mine = dict(conn.execute(_LINKS_OF_MACS, {"macs": sorted(wanted)}).all())
     if not mine:
         return out
     groups: dict[str, set[str]] = {}
-    for mac, identity in conn.execute(
-        select(DeviceIdentityMac.mac, DeviceIdentityMac.identity_id).where(
-            DeviceIdentityMac.identity_id.in_(set(mine.values()))
-        )
-    ):
+    for mac, identity in conn.execute(_LINKS_OF_IDENTITIES, {"ids": sorted(set(mine.values()))}):
         groups.setdefault(identity, set()).add(mac)
     for mac, identity in mine.items():
         out[mac] = frozenset(groups.get(identity, {mac}))

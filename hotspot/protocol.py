@@ -258,6 +258,14 @@ class Fields:
             raise bad(name, f"must be from {lo} to {hi}")
         return value
 
+    def flag(self, name: str) -> bool | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise bad(name, "must be true or false")
+        return value
+
     def ipv4(self, name: str) -> str | None:
         value = self._get(name)
         if value is None:
@@ -364,7 +372,9 @@ class AuthorizeRequest(Request[SessionInfo]):
     """Let a device out. The session ends at ``expires_at`` if given, else after ``minutes``,
     else after the tier's session length; ``bytes_limit`` caps its data (a voucher's whole
     quota with a ``voucher_id``). The MAC is looked up by the gateway unless an operator
-    names both."""
+    names both. ``expect_mac`` (with ``ip`` alone): refused with ``conflict``, nothing done,
+    unless the MAC the gateway finds at ``ip`` is this one — the portal's, which linked that
+    MAC to the device's identity from its splash's answer instead of asking again."""
 
     op = "authorize"
     ip: str | None = None
@@ -375,10 +385,14 @@ class AuthorizeRequest(Request[SessionInfo]):
     expires_at: dt.datetime | None = None
     bytes_limit: int | None = None
     voucher_id: int | None = None
+    expect_mac: str | None = None
 
     @classmethod
     def read(cls, fields: Fields) -> AuthorizeRequest:
         ip, mac = fields.ip_or_mac()
+        expect_mac = fields.mac("expect_mac")
+        if expect_mac is not None and (ip is None or mac is not None):
+            raise bad("expect_mac", "only with ip, and not with mac")
         minutes = fields.whole("minutes", 0, MAX_MINUTES)
         expires_at = fields.utc_time("expires_at")
         if minutes is not None and expires_at is not None:
@@ -393,6 +407,7 @@ class AuthorizeRequest(Request[SessionInfo]):
             expires_at=expires_at,
             bytes_limit=fields.whole("bytes_limit", 1, MAX_BYTES_LIMIT),
             voucher_id=fields.whole("voucher_id", 1, MAX_VOUCHER_ID),
+            expect_mac=expect_mac,
         )
 
 
@@ -469,16 +484,19 @@ class DeauthorizeRequest(Request[SessionInfo]):
 
 @dataclass(frozen=True)
 class ClientRequest(Request[ClientInfo]):
-    """Who a device is, its session and its allowances."""
+    """Who a device is, its session and its allowances. ``brief``: who it is (MAC, blocked)
+    and its running session only — ``allowance`` empty, ``last_session`` None — what a
+    login's form needs, without reading the usage of every tier (the portal's POSTs)."""
 
     op = "client"
     ip: str | None = None
     mac: str | None = None
+    brief: bool | None = None  # None: not sent (the whole answer, as before)
 
     @classmethod
     def read(cls, fields: Fields) -> ClientRequest:
         ip, mac = fields.ip_or_mac()
-        return cls(ip=ip, mac=mac)
+        return cls(ip=ip, mac=mac, brief=fields.flag("brief"))
 
 
 @dataclass(frozen=True)

@@ -355,12 +355,59 @@ def storage_full_page() -> Any:
     return body, status, {"Retry-After": str(STORAGE_RETRY_SECONDS)}
 
 
-def lookup() -> ClientInfo:
-    """The gateway's view of the requesting device."""
-    info = state().gateway.send(ClientRequest(ip=client_ip()))
+def lookup(brief: bool = False) -> ClientInfo:
+    """The gateway's view of the requesting device. ``brief`` (a login form's POST): who it
+    is and its running session, without the allowances of every tier — a page that shows
+    the device's situation again (a refusal) asks for the whole view then."""
+    info = state().gateway.send(ClientRequest(ip=client_ip(), brief=True if brief else None))
     if info.get("blocked"):
         raise Refused("blocked", code=ErrorCode.BLOCKED)
+    if not brief:
+        remember_mac(info)
     return info
+
+
+# The gateway's MAC at this address, as a page's answer said, kept in the signed session
+# cookie: the free tier's form links it to the device's identity without asking again, and
+# the authorize names it (``expect_mac``: refused, nothing done, if another device is at the
+# address now; the form then asks). One control round trip less per free login.
+KNOWN_MAC = "gw_mac"
+KNOWN_MAC_SECONDS = 600  # a villager reading the terms; older: asked again
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _now_s() -> int:
+    return int((state().clock() - _EPOCH).total_seconds())
+
+
+def remember_mac(info: ClientInfo) -> None:
+    """After a page's whole answer: keep this address's MAC for the form (a device with a
+    session has no form to send; the cookie is written again only when it changes or is
+    half its age)."""
+    mac = info.get("mac")
+    if not mac or info.get("session"):
+        return
+    now, ip = _now_s(), client_ip()
+    kept = session.get(KNOWN_MAC)
+    if (
+        isinstance(kept, list)
+        and kept[:2] == [ip, mac]
+        and 0 <= now - kept[2] < KNOWN_MAC_SECONDS // 2
+    ):
+        return
+    session[KNOWN_MAC] = [ip, mac, now]
+
+
+def remembered_mac() -> str | None:
+    """The MAC a page's answer gave for this very address within ``KNOWN_MAC_SECONDS``
+    (a clock step backwards makes it stale too), else None."""
+    kept = session.get(KNOWN_MAC)
+    if not (isinstance(kept, list) and len(kept) == 3 and kept[0] == client_ip()):
+        return None
+    mac, at = kept[1], kept[2]
+    if not isinstance(mac, str) or not isinstance(at, int):
+        return None
+    return mac if 0 <= _now_s() - at < KNOWN_MAC_SECONDS else None
 
 
 def home(
@@ -458,10 +505,14 @@ def identify(info: ClientInfo) -> str | None:
     """Link this device's MAC (from the gateway) to its identity — the one its signed cookie
     names, or a new one (at most ``portal.free_devices_per_address`` a day per address) — and
     give the device that identity's cookie. Returns the device id."""
-    st = state()
     mac = info.get("mac")
     if not mac:
         raise NotFound("no MAC for this address", code=ErrorCode.UNKNOWN_DEVICE)
+    return identify_mac(mac)
+
+
+def identify_mac(mac: str) -> str | None:
+    st = state()
     now = st.clock()
     who = st.identities.identify(
         mac, client_ip(), cookie_device_id(), now=now, day=local_day(now, st.config.village.tz)
@@ -511,15 +562,32 @@ def accept():
     """Terima & Sambungkan: the free tier."""
     if "free" not in state().config.tiers:
         return render_message("not-found", 404)
-    # Before the gateway checks the allowance: it counts it over the identity's MACs.
-    identify(lookup())
+    gateway = state().gateway
+    known = remembered_mac()
     try:
-        state().gateway.send(AuthorizeRequest(ip=client_ip(), tier="free", source=Source.FREE))
+        if known is not None:
+            # Before the gateway checks the allowance (it counts it over the identity's
+            # MACs): the MAC the splash was told, which the authorize must find there.
+            identify_mac(known)
+            try:
+                gateway.send(free_login(expect_mac=known))
+                return see_other("/ok", carry())
+            except Refused as exc:
+                if exc.code is not ErrorCode.CONFLICT:
+                    raise
+                # Another device at the address now (or a login of this one running): ask.
+                session.pop(KNOWN_MAC, None)
+        identify(lookup(brief=True))
+        gateway.send(free_login())
     except Refused as exc:
         if exc.code is ErrorCode.QUOTA_EXHAUSTED:
             return with_error_code(home(lookup(), status=403), exc.code)
         raise
     return see_other("/ok", carry())
+
+
+def free_login(expect_mac: str | None = None) -> AuthorizeRequest:
+    return AuthorizeRequest(ip=client_ip(), tier="free", source=Source.FREE, expect_mac=expect_mac)
 
 
 VOUCHER_MESSAGES = {
@@ -545,12 +613,11 @@ VOUCHER_MESSAGES = {
 }
 
 
-def voucher_refused(
-    info: ClientInfo, exc: VoucherError, code: str = ""
-) -> tuple[str, int, dict[str, str]]:
-    """The device's page again, saying why its voucher (or its code, ``code``) was refused."""
+def voucher_refused(exc: VoucherError, code: str = "") -> tuple[str, int, dict[str, str]]:
+    """The device's page again (the gateway's whole view of it: the form's POST asked for
+    the brief one), saying why its voucher (or its code, ``code``) was refused."""
     text, status = VOUCHER_MESSAGES.get(exc.code, VOUCHER_MESSAGES[ErrorCode.VOUCHER_UNKNOWN])
-    return with_error_code(home(info, error=text(), code=code, status=status), exc.code)
+    return with_error_code(home(lookup(), error=text(), code=code, status=status), exc.code)
 
 
 def connected_by_voucher(done: Redemption) -> Response:
@@ -569,7 +636,7 @@ def connected_by_voucher(done: Redemption) -> Response:
 @bp.post("/voucher")
 def voucher():
     code = request.form.get("code", "")[:40]
-    info = lookup()
+    info = lookup(brief=True)
     svc = state().vouchers
     if svc is None:
         return render_message("busy", 503)
@@ -583,10 +650,10 @@ def voucher():
             device_id=device_id,
         )
     except RateLimited as exc:
-        body, status = home(info, error=too_many(exc), code=code, status=429)
+        body, status = home(lookup(), error=too_many(exc), code=code, status=429)
         return with_error_code((body, status, {"Retry-After": str(exc.retry_after)}), exc.code)
     except VoucherError as exc:
-        return voucher_refused(info, exc, code=code)
+        return voucher_refused(exc, code=code)
     return connected_by_voucher(done)
 
 
@@ -597,16 +664,16 @@ def voucher_resume():
     svc = state().vouchers
     if svc is None:
         return render_message("busy", 503)
-    info = lookup()
+    info = lookup(brief=True)
     device_id = identify(info)
     if device_id is None or cookie_device_id() != device_id:
-        return home(info, status=409)
+        return home(lookup(), status=409)
     try:
         done = svc.resume(
             ip=client_ip(), mac=info["mac"], device_id=device_id, live_session=info.get("session")
         )
     except VoucherError as exc:
-        return voucher_refused(info, exc)
+        return voucher_refused(exc)
     return connected_by_voucher(done)
 
 

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hotspot.config import Config
@@ -793,19 +794,25 @@ def moved_away(
 ) -> dt.datetime | None:
     """When a voucher of this device (by MAC or by device identity) last went to another
     device since ``since`` — what its owner is told on the status page. None: it did not."""
-    who = []
-    if mac:
-        who.append(VoucherMove.from_mac == normalize_mac(mac))
-    if device_id:
-        who.append(VoucherMove.from_device == device_id)
-    if not who:
+    if not mac and not device_id:
         return None
+    params = {"mac": normalize_mac(mac) if mac else None, "device": device_id, "since": since}
     with engine.connect() as conn:
-        return conn.execute(
-            select(func.max(VoucherMove.at)).where(
-                or_(*who), VoucherMove.same_device.is_(False), VoucherMove.at >= since
-            )
-        ).scalar()
+        return conn.execute(_moved_statement(bool(mac), bool(device_id)), params).scalar()
+
+
+@functools.cache
+def _moved_statement(by_mac: bool, by_device: bool) -> Select[dt.datetime]:
+    """The query of :func:`moved_away`, built once per shape: every splash and status page
+    asks it (building a statement costs a page more CPU than running it)."""
+    who = []
+    if by_mac:
+        who.append(VoucherMove.from_mac == bindparam("mac"))
+    if by_device:
+        who.append(VoucherMove.from_device == bindparam("device"))
+    return select(func.max(VoucherMove.at)).where(
+        or_(*who), VoucherMove.same_device.is_(False), VoucherMove.at >= bindparam("since")
+    )
 
 
 class Held(NamedTuple):
@@ -820,24 +827,33 @@ def held_voucher(engine: Engine, device_id: str | None, now: dt.datetime) -> Hel
     None if it holds none."""
     if not device_id:
         return None
-    its_macs = select(DeviceIdentityMac.mac).where(DeviceIdentityMac.identity_id == device_id)
     with engine.connect() as conn:
-        row = conn.execute(
-            select(Voucher.id, Package.title, Voucher.expires_at)
-            .join(VoucherDevice, VoucherDevice.voucher_id == Voucher.id)
-            .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
-            .join(Package, VoucherBatch.package_id == Package.id)
-            .where(
-                or_(VoucherDevice.device_id == device_id, VoucherDevice.mac.in_(its_macs)),
-                Voucher.state == VoucherState.ACTIVE.value,
-                Voucher.expires_at > now,
-                or_(
-                    Voucher.online_seconds_total.is_(None),
-                    Voucher.online_seconds_used < Voucher.online_seconds_total,
-                ),
-                Package.auto_resume.is_(True),
-            )
-            .order_by(Voucher.expires_at.desc())
-            .limit(1)
-        ).first()
+        row = conn.execute(_held_statement(), {"device_id": device_id, "now": now}).first()
     return Held(int(row.id), str(row.title), row.expires_at) if row is not None else None
+
+
+@functools.cache
+def _held_statement() -> Select[int, str, dt.datetime | None]:
+    """The query of :func:`held_voucher`, built once (every splash of a device with a
+    cookie asks it)."""
+    its_macs = select(DeviceIdentityMac.mac).where(
+        DeviceIdentityMac.identity_id == bindparam("device_id")
+    )
+    return (
+        select(Voucher.id, Package.title, Voucher.expires_at)
+        .join(VoucherDevice, VoucherDevice.voucher_id == Voucher.id)
+        .join(VoucherBatch, Voucher.batch_id == VoucherBatch.id)
+        .join(Package, VoucherBatch.package_id == Package.id)
+        .where(
+            or_(VoucherDevice.device_id == bindparam("device_id"), VoucherDevice.mac.in_(its_macs)),
+            Voucher.state == VoucherState.ACTIVE.value,
+            Voucher.expires_at > bindparam("now"),
+            or_(
+                Voucher.online_seconds_total.is_(None),
+                Voucher.online_seconds_used < Voucher.online_seconds_total,
+            ),
+            Package.auto_resume.is_(True),
+        )
+        .order_by(Voucher.expires_at.desc())
+        .limit(1)
+    )

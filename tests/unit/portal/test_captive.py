@@ -133,7 +133,14 @@ def test_accept_then_back_to_the_page_first_asked_for(phone, gw):
     assert link.replace("&amp;", "&") == "http://example.org/berita?hari=ini"
     assert 'http-equiv="refresh"' in page
     (auth,) = gw.ops("authorize")
-    assert auth == {"op": "authorize", "ip": PHONE_IP, "tier": "free", "source": "free"}
+    # the MAC the gateway gave the splash (tests/unit/portal/test_login_round_trips.py)
+    assert auth == {
+        "op": "authorize",
+        "ip": PHONE_IP,
+        "tier": "free",
+        "source": "free",
+        "expect_mac": PHONE_MAC,
+    }
     session = gw.call("client", ip=PHONE_IP)["session"]
     assert session["mac"] == PHONE_MAC and session["tier"] == "free"
 
@@ -147,6 +154,8 @@ def test_nothing_in_the_request_names_another_device(phone, gw):
     assert resp.status_code == 303
     assert [a["ip"] for a in gw.ops("authorize")] == [PHONE_IP]
     assert all("mac" not in a for a in gw.ops("authorize"))
+    # the only MAC named is the gateway's own answer for this address
+    assert [a.get("expect_mac") for a in gw.ops("authorize")] == [PHONE_MAC]
     assert gw.call("client", ip=OTHER_IP)["session"] is None
     assert gw.call("client", ip=PHONE_IP)["session"]["mac"] == PHONE_MAC
 
