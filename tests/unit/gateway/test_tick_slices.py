@@ -226,3 +226,24 @@ def test_a_full_disk_between_flush_slices_keeps_what_was_not_written(
     assert session_bytes(db) == {mac: (1000, 10) for _, mac in PHONES}
     assert day_bytes(db) == 1000 * len(PHONES)
     assert {ip for ip, _ in datapath.state.authorized} == {ip for ip, _ in PHONES}
+
+
+def test_an_explicit_reconcile_leaves_a_login_made_while_it_planned(
+    engine, datapath, clock, monkeypatch
+):
+    ip, mac = PHONES[0]
+    original = datapath.snapshot
+    calls = []
+
+    def snapshot(*a, **kw):
+        snap = original(*a, **kw)
+        if not calls:  # the plan is worked out from this, without the lock: a login now
+            engine.authorize(ip=ip, mac=mac, tier="premium")
+        calls.append(True)
+        return snap
+
+    monkeypatch.setattr(datapath, "snapshot", snapshot)
+    engine.reconcile()
+    assert len(calls) == 2  # the first plan was dropped: the kernel changed meanwhile
+    assert (ip, mac) in datapath.state.authorized
+    assert engine.reconcile() == ""
