@@ -260,6 +260,7 @@ def meta() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
+        "switch_interval_s": sys.getswitchinterval(),
     }
 
 
@@ -308,9 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush-every", type=int, default=5, help="every n-th tick flushes (0: none)")
     p.add_argument("--tree", help="a baseline checkout, measured in the same run")
     p.add_argument("--profile", choices=("authorize", "tick"), help="cProfile to stderr")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        help="sys.setswitchinterval (seconds) for the measurement (Python's default: 0.005)",
+    )
     p.add_argument("--output", default=str(RESULTS / "engine_db.json"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.child:  # the baseline's measurement, with its code first on sys.path
         # (run as a script: its own folder, bench/, first on sys.path would shadow the
         # packages with bench/gateway.py)
@@ -323,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
         cmd += ["--sessions", *map(str, args.sessions), "--trials", str(args.trials)]
         cmd += ["--ticks", str(args.ticks), "--flush-every", str(args.flush_every)]
+        if args.switch_interval:
+            cmd += ["--switch-interval", str(args.switch_interval)]
         env = {**os.environ, "PYTHONPATH": tree}
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
         result["baseline"] = json.loads(done.stdout)
