@@ -56,6 +56,119 @@ def dist(values: list[float]) -> dict[str, Any]:
     }
 
 
+def _locked_fake(fake_cls: Any) -> Any:
+    """The fake kernel with each call atomic, as a real kernel's are (the concurrent part
+    reads it from the tick's thread while logins change it from another)."""
+    import threading
+
+    class Locked(fake_cls):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self._kernel = threading.RLock()
+
+        def counters(self) -> Any:
+            with self._kernel:
+                return super().counters()
+
+        def snapshot(self, *a: Any, **kw: Any) -> Any:
+            with self._kernel:
+                return super().snapshot(*a, **kw)
+
+        def apply(self, plan: Any) -> Any:
+            with self._kernel:
+                return super().apply(plan)
+
+        def class_counters(self, minor: int) -> Any:
+            with self._kernel:
+                return super().class_counters(minor)
+
+        def traffic(self, *a: Any, **kw: Any) -> None:
+            with self._kernel:
+                super().traffic(*a, **kw)
+
+    return Locked
+
+
+class _WaitClock:
+    """The engine's lock, noting how long the logins' thread waited for it (the first
+    acquire of a nesting), as bench.login_phases does."""
+
+    def __init__(self, inner: Any, thread: Any):
+        import threading
+
+        self.inner, self.thread = inner, thread
+        self.depth = threading.local()
+        self.waits: list[float] = []
+
+    def acquire(self, *a: Any, **kw: Any) -> bool:
+        import threading
+
+        depth = getattr(self.depth, "n", 0)
+        t = time.perf_counter()
+        got = bool(self.inner.acquire(*a, **kw))
+        if depth == 0 and threading.current_thread() is self.thread:
+            self.waits.append((time.perf_counter() - t) * 1000)
+        self.depth.n = depth + 1
+        return got
+
+    def release(self) -> None:
+        self.depth.n -= 1
+        self.inner.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def during_ticks(
+    engine: Any, dp: Any, clock: Any, crowd: list[str], phone: str, ticks: int
+) -> dict:
+    """Ticks back to back in a thread (every session passing traffic, every 5th flushing)
+    while this thread logs the phone in and out: how long each authorize waited for the
+    engine lock, and took, with a tick running beside it."""
+    import threading
+
+    from hotspot.model import EndReason, Source
+
+    waits = _WaitClock(engine.lock, threading.current_thread())
+    engine.lock = waits
+    done = threading.Event()
+    tick_ms: list[float] = []
+
+    def ticker() -> None:
+        try:
+            for k in range(ticks):
+                for ip in crowd:
+                    dp.traffic(ip, down=1500, up=100)
+                clock.advance(seconds=0.01)
+                t = time.perf_counter()
+                engine.tick(force_flush=k % 5 == 4)
+                tick_ms.append((time.perf_counter() - t) * 1000)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    auth: list[float] = []
+    while not done.is_set():
+        before = len(waits.waits)
+        t = time.perf_counter()
+        engine.authorize(ip=phone, tier="free", source=Source.FREE)
+        auth.append((time.perf_counter() - t) * 1000)
+        del waits.waits[before + 1 :]  # the authorize's own first acquire only
+        engine.deauthorize(ip=phone, reason=EndReason.LOGOUT)
+        del waits.waits[before + 1 :]
+    thread.join()
+    engine.lock = waits.inner
+    return {
+        "ticks": len(tick_ms),
+        "tick_whole": dist(tick_ms),
+        "authorize": dist(auth),
+        "lock_wait": dist(waits.waits),
+    }
+
+
 def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | None) -> dict:
     """One size, in this process, with the code on ``sys.path`` (this tree or ``--tree``)."""
     import ipaddress
@@ -78,7 +191,7 @@ def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | No
         )
         db = open_database(cfg.database.url)
         net = ipaddress.IPv4Network(lan, strict=False)
-        dp = FakeDataPath(str(net))
+        dp = _locked_fake(FakeDataPath)(str(net))
         clock = Clock(dt.datetime(2026, 11, 28, 3, 0, 0))
         engine = SessionEngine(cfg, db, dp, clock=clock, monotonic=clock.monotonic)
         engine.start()
@@ -123,9 +236,11 @@ def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | No
             phases["whole"] = whole
             for name, ms in phases.items():
                 tick_phases.setdefault(name, []).append(ms)
+        concurrent = during_ticks(engine, dp, clock, crowd, phone, max(3, ticks // 2))
         out: dict[str, Any] = {
             "code": sys.modules[SessionEngine.__module__].__file__,
             "sessions": len(engine.live),
+            "during_ticks": concurrent,
             "authorize": dist(auth),
             "deauthorize": dist(deauth),
             "tick": {name: dist(v) for name, v in sorted(tick_phases.items())},
@@ -145,6 +260,7 @@ def meta() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
+        "switch_interval_s": sys.getswitchinterval(),
     }
 
 
@@ -167,6 +283,11 @@ def ratios(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
             continue
         pairs = [("authorize", res["authorize"], b["authorize"])]
         pairs.append(("deauthorize", res["deauthorize"], b["deauthorize"]))
+        if "during_ticks" in res and "during_ticks" in b:
+            for name in ("authorize", "lock_wait", "tick_whole"):
+                pairs.append(
+                    (f"during_ticks_{name}", res["during_ticks"][name], b["during_ticks"][name])
+                )
         for phase, d in res["tick"].items():
             if phase in b["tick"]:
                 pairs.append((f"tick_{phase}", d, b["tick"][phase]))
@@ -188,9 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush-every", type=int, default=5, help="every n-th tick flushes (0: none)")
     p.add_argument("--tree", help="a baseline checkout, measured in the same run")
     p.add_argument("--profile", choices=("authorize", "tick"), help="cProfile to stderr")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        help="sys.setswitchinterval (seconds) for the measurement (Python's default: 0.005)",
+    )
     p.add_argument("--output", default=str(RESULTS / "engine_db.json"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.child:  # the baseline's measurement, with its code first on sys.path
         # (run as a script: its own folder, bench/, first on sys.path would shadow the
         # packages with bench/gateway.py)
@@ -203,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
         cmd += ["--sessions", *map(str, args.sessions), "--trials", str(args.trials)]
         cmd += ["--ticks", str(args.ticks), "--flush-every", str(args.flush_every)]
+        if args.switch_interval:
+            cmd += ["--switch-interval", str(args.switch_interval)]
         env = {**os.environ, "PYTHONPATH": tree}
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
         result["baseline"] = json.loads(done.stdout)

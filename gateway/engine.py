@@ -254,6 +254,56 @@ EndHook = Callable[[Session, ClientSession, EndReason, dt.datetime], None]
 TickHook = Callable[[Session, "builtins.list[ClientSession]", dt.datetime], None]
 
 
+# The tick's work under the engine lock comes in slices (issue #12: a login never waits
+# for it more than 5 ms): Python work of at most this long, then the lock is free again ...
+TICK_SLICE_SECONDS = 0.002
+# ... writes of at most this many rows per transaction (SQLite's write lock is a login's
+# too: its commit waits for the tick's; 200 usage rows' upsert took 8 ms at load 15) ...
+FLUSH_SLICE_ROWS = 100
+# ... sessions ended (and taken out of the kernel) per slice ...
+END_SLICE_SESSIONS = 16
+# ... and between two slices the tick thread sleeps this long, so that a waiting login gets
+# the lock and the interpreter first (a thread that releases a lock and takes it again at
+# once would usually win it back).
+SLICE_PAUSE_SECONDS = 0.0002
+# An explicit reconcile works its plan out without the lock this many times before it gives
+# up on a quiet moment and holds the lock for the whole of it.
+RECONCILE_ATTEMPTS = 3
+
+_FLUSH_SESSIONS = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(
+        bytes_down=_SESSIONS.c.bytes_down + bindparam("down"),
+        bytes_up=_SESSIONS.c.bytes_up + bindparam("up"),
+        last_activity_at=bindparam("last"),
+    )
+)
+
+
+@dataclass
+class _TickRead:
+    """What a tick read from the database without the engine lock (see ``tick``)."""
+
+    active: list[_Row]
+    blocked: set[str]
+    terms: dict[int, OnlineTerms]  # the running online-time vouchers'
+    voucher_db: dict[int, int]  # voucher id → its bytes as written (ended and flushed)
+    usage: dict[tuple[str, str], _Usage]  # the day's usage rows of the running identities
+    groups: dict[str, frozenset[str]]
+    vouchers: dict[int, int] = field(default_factory=dict)  # with the unflushed bytes
+
+    def vouchers_with_live(self, live: dict[int, _Live]) -> dict[int, int]:
+        """The vouchers' bytes with what their running sessions counted since the flush
+        (under the lock: ``live`` changes with every login and kick)."""
+        used = dict(self.voucher_db)
+        if used:
+            for one in live.values():
+                if one.voucher_id in used:
+                    used[one.voucher_id] += one.bytes_down + one.bytes_up
+        return used
+
+
 @dataclass
 class TickReport:
     ended: list[tuple[int, str]] = field(default_factory=list)
@@ -485,6 +535,25 @@ class SessionEngine:
         """Load the day's usage rows (of one device, or of all) in one query for the block;
         a device never seen before (``known=False``) has none to load. ``running``: the
         MACs of the running sessions, when the caller has them (saves loading them again)."""
+        rows, groups = self._day_usage(db, day, mac, known, running)
+        self._day_rows = (day, rows)
+        self._groups = groups
+        try:
+            yield
+        finally:
+            self._day_rows = None
+            self._groups = None
+
+    def _day_usage(
+        self,
+        db: Session,
+        day: dt.date,
+        mac: str | None,
+        known: bool,
+        running: Iterable[str] | None,
+    ) -> tuple[dict[tuple[str, str], _Usage], dict[str, frozenset[str]]]:
+        """The day's usage rows (of one device's identity, or of all the running devices')
+        and the identities' MACs: what :meth:`_usage_of` lends to :meth:`_used`."""
         rows: dict[tuple[str, str], _Usage] = {}
         # The free allowance follows the device identity (hotspot/identity.py): a MAC's
         # usage is counted together with every other MAC of its identity.
@@ -503,13 +572,23 @@ class SessionEngine:
                 else conn.execute(_USAGE_OF_MACS, {"day": day, "macs": sorted(groups[mac])})
             )
             rows = {(m, t): _Usage(sec, down, up) for m, t, sec, down, up in found}
-        self._day_rows = (day, rows)
-        self._groups = groups
-        try:
-            yield
-        finally:
-            self._day_rows = None
-            self._groups = None
+        return rows, groups
+
+    def _voucher_db_bytes(self, db: Session, voucher_ids: set[int]) -> dict[int, int]:
+        """Bytes written so far for each voucher, over all its sessions (the running ones'
+        unflushed bytes not included)."""
+        if not voucher_ids:
+            return {}
+        rows = db.execute(
+            select(
+                ClientSession.voucher_id,
+                func.sum(ClientSession.bytes_down + ClientSession.bytes_up),
+            )
+            .where(ClientSession.voucher_id.in_(voucher_ids))
+            .group_by(ClientSession.voucher_id)
+        )
+        used = {vid: int(total or 0) for vid, total in rows if vid is not None}
+        return {vid: used.get(vid, 0) for vid in voucher_ids}
 
     def _voucher_bytes(self, db: Session, voucher_ids: set[int]) -> dict[int, int]:
         """Bytes used so far by each voucher over all its sessions, ended and running."""
@@ -1323,18 +1402,27 @@ class SessionEngine:
     def tick(self, force_flush: bool = False) -> TickReport:
         """Account, expire, flush when due, and reconcile the kernel with the database.
 
-        The engine lock is held only for the database part (accounting, expiry, the flush)
-        and the kernel change of the sessions that end; the kernel is read before it is
-        taken (a full read costs tens of milliseconds with thousands of clients, and logins
-        must not wait for it), and the reconcile's plan is worked out after it is released.
-        When an operation changed the kernel during the read, the classes it touched are
-        left out of this tick's accounting (the next tick counts them) and the reconcile
-        waits for the next tick; so does it when the plan was worked out while an operation
-        changed the kernel (the reconcile is a repair: nothing waits for it). Each phase's
-        time is kept in :attr:`tick_phases` (milliseconds).
+        A login must never wait long for a tick (issue #12: 5 ms), whatever the number of
+        sessions, so the tick takes the engine lock only in short slices and does its reads
+        without it: the kernel's counters and state, then what the database holds (the
+        running sessions as rows, the day's usage, the vouchers' totals) in a read
+        transaction of its own. Under the lock, a slice at a time (at most
+        :data:`TICK_SLICE_SECONDS` of Python, or :data:`FLUSH_SLICE_ROWS` rows written), the
+        tick charges what the classes passed, decides which sessions end, ends them (each
+        decision checked again on the session's row as it is then: an operation between the
+        read and the slice may have extended or ended it), and writes what was counted;
+        between slices the lock is free. Every slice re-checks what the rows read without
+        the lock cannot say: a session no longer in :attr:`live` ended meanwhile (a kick,
+        a logout) and is left alone; a class an operation touched since the kernel read
+        began is counted at the next tick (from the reading the operation left), as before.
+        The reconcile's plan is worked out without the lock and applied only if no kernel
+        change happened since the kernel read (else the next tick looks). Each phase's time
+        is kept in :attr:`tick_phases` (milliseconds; ``lock_held`` is the longest slice,
+        what a login may have waited, ``lock_held_total`` their sum).
         """
         report = TickReport()
         phases: dict[str, float] = {}
+        held: builtins.list[float] = []
         started = time.perf_counter()
         # Under the lock: an operation's kernel change (always under it) is then either
         # wholly before this point, or it bumps the generation and lists its classes after.
@@ -1345,102 +1433,75 @@ class SessionEngine:
         snap = self.dp.snapshot(readings=readings)
         phases["kernel_read"] = _ms_since(started)
         ended: builtins.list[Wanted] = []
-        with self.lock:
-            locked = time.perf_counter()
-            down, up = readings
-            # An operation changed the kernel during the read (not read again here: that
-            # took seconds under the lock with thousands of classes): the classes it touched
-            # are counted at the next tick, from the readings the operation left (a session's
-            # final one, a new class's zero), and the snapshot is too old to reconcile with.
-            stale = generation != self._generation
-            touched: set[int] = set()
-            if stale:
-                touched = self._touched
-                down = {m: r for m, r in down.items() if m not in touched}
-                up = {m: r for m, r in up.items() if m not in touched}
-            now = self.clock()
-            stepped = self.clock_watch.step(now) if self._epoch_start is not None else None
-            speed_edges = self._speed_edges(now)
-            # Seconds that really passed (monotonic), not the wall clock's difference: a
-            # clock stepped forward by days must not charge days to the free tier.
-            elapsed = self.tick_clock.step()
-            self._last_tick = now
-            self._watch_clock(now, stepped)
-            with (
-                self._kept_if_unwritten(None if stale else snap) as keep,
-                Session(self.db) as db,
-                db.begin(),
-            ):
-                active = self._rows(db)
-                for sess in active:
-                    if sess.id not in self.live:
-                        self._track(sess, baseline=True)
-                t = time.perf_counter()
-                self._account(active, down, up, elapsed, now)
-                self._account_drains(down, up, touched, now)
-                self._count_online(db, active, self.online_clock.step(), now)
-                keep()
-                phases["account"] = _ms_since(t)
-                t = time.perf_counter()
-                vouchers = self._voucher_bytes(
-                    db, {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
-                )
-                running = {s.mac for s in active}
+        try:
+            with self._slice(held):
+                now = self.clock()
+                stepped = self.clock_watch.step(now) if self._epoch_start is not None else None
+                speed_edges = self._speed_edges(now)
+                # Seconds that really passed (monotonic), not the wall clock's difference: a
+                # clock stepped forward by days must not charge days to the free tier.
+                elapsed = self.tick_clock.step()
+                online_step = self.online_clock.step()
+                self._last_tick = now
+                self._watch_clock(now, stepped)  # (a step moves rows: read below, after it)
                 day = self.today(now)
-                with self._usage_of(db, day, running=running):
-                    for sess in active:
-                        reason = self._expiry(db, sess, now, day, vouchers)
-                        if reason is not None:
-                            ended.append(self._wanted(sess, now))
-                            # The ORM object of this one session: the end hooks get it.
-                            ending = db.get_one(ClientSession, sess.id)
-                            self._end(db, ending, reason, now)
-                            sess.ended_at, sess.end_reason = ending.ended_at, ending.end_reason
-                            report.ended.append((sess.id, reason.value))
-                phases["expiry"] = _ms_since(t)
-                if self.tick_hooks:  # RADIUS: its interim updates read the ORM objects
+            t = time.perf_counter()
+            read = self._tick_read(day)
+            phases["db_read"] = _ms_since(t)
+            active = read.active
+            t = time.perf_counter()
+            self._account_sliced(read, readings, generation, elapsed, online_step, now, held)
+            phases["account"] = _ms_since(t)
+            t = time.perf_counter()
+            ending = self._expiry_sliced(read, now, day, held)
+            phases["expiry"] = _ms_since(t)
+            t = time.perf_counter()
+            if ending:
+                by_id = {s.id: s for s in active}
+                for start in range(0, len(ending), END_SLICE_SESSIONS):
+                    chunk = ending[start : start + END_SLICE_SESSIONS]
+                    ended += self._end_sliced(chunk, by_id, read, now, day, report, held)
+            phases["expiry_kernel"] = _ms_since(t)
+            if self.tick_hooks:  # RADIUS: its interim updates read the ORM objects
+                with self._slice(held), Session(self.db) as db, db.begin():
                     objects = [s for s in self._active(db) if s.ended_at is None]
                     for tick_hook in self.tick_hooks:
                         tick_hook(db, objects, now)
-                due = (
-                    force_flush
-                    or report.ended
-                    or self._late
-                    or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
-                )
-                t = time.perf_counter()
-                if due:
-                    self._flush(db, active)
-                    report.flushed = True
-                wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
-                blocked = self._blocked(db)
-                phases["flush"] = _ms_since(t)
-            if ended:
-                # The sessions that ended leave the kernel now, as a kick does: a change of
-                # their own, whatever the number of other sessions.
-                t = time.perf_counter()
-                try:
-                    change = self._change(ended, [])
-                    self._apply(change)
-                    report.plan = change.summary()
-                except KernelError as exc:  # the kernel was not what we left: look at it all
-                    log.warning("ending sessions: %s; reconciling", exc)
-                    self._reconcile(wanted, blocked, self.dp.snapshot())
-                phases["expiry_kernel"] = _ms_since(t)
-            generation = self._generation
-            phases["lock_held"] = _ms_since(locked)
+            due = (
+                force_flush
+                or report.ended
+                or self._late
+                or (time.monotonic() - self._last_flush >= self.config.gateway.flush_seconds)
+            )
+            t = time.perf_counter()
+            if due:
+                self._flush_sliced(active, held)
+                report.flushed = True
+            phases["flush"] = _ms_since(t)
+        except SQLAlchemyError:
+            # Not written (the storage is full, say): what was counted stays in memory for
+            # the next tick, and the kernel is made to match what the database holds — a
+            # login whose commit failed after its kernel change is undone here.
+            with self.lock:
+                self._reconcile_with_database()
+            raise
+        wanted = [self._wanted(s, now) for s in active if s.ended_at is None]
+        phases["lock_held"] = max(held) * 1000 if held else 0.0
+        phases["lock_held_total"] = sum(held) * 1000
+        phases["lock_slices"] = float(len(held))
         # A tick whose sessions ended changed the kernel after its read, an operation may
-        # have changed it during the read: then the next tick looks.
+        # have changed it during the read or between the slices: then the next tick looks.
         t = time.perf_counter()
-        fresh = not ended and not stale
-        plan = make_plan(wanted, blocked, snap, self.network, self.pool) if fresh else None
+        with self.lock:
+            fresh = not ended and generation == self._generation
+        plan = make_plan(wanted, read.blocked, snap, self.network, self.pool) if fresh else None
         phases["reconcile_plan"] = _ms_since(t)
         if plan is not None and not plan.empty:
             with self.lock:
                 t = time.perf_counter()
                 if generation == self._generation:
                     report.plan = self._reconcile(
-                        wanted, blocked, snap, expected=bool(speed_edges), made=plan
+                        wanted, read.blocked, snap, expected=bool(speed_edges), made=plan
                     )
                 else:
                     log.debug("reconcile: the kernel changed meanwhile; the next tick looks")
@@ -1462,11 +1523,187 @@ class SessionEngine:
         return report
 
     @contextlib.contextmanager
-    def _kept_if_unwritten(self, snap: Snapshot | None) -> Iterator[Callable[[], None]]:
-        """Around a tick's write: when it cannot be written (the storage is full, say), the
-        bytes counted since the last flush stay in memory for the next one (``keep()`` marks
-        what to go back to), and the kernel is still made to match what the database holds —
-        a login whose commit failed after its kernel change is undone here."""
+    def _slice(self, held: builtins.list[float]) -> Iterator[None]:
+        """One slice of a tick's work under the engine lock; its length goes to ``held``.
+        After it the tick thread sleeps a moment, so that a login waiting for the lock gets
+        it (and the interpreter) before the tick's next slice."""
+        with self.lock:
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                held.append(time.perf_counter() - t)
+        time.sleep(SLICE_PAUSE_SECONDS)
+
+    def _tick_read(self, day: dt.date) -> _TickRead:
+        """What a tick needs from the database, read without the engine lock in one read
+        transaction: the running sessions (rows), the blocked devices, the running
+        online-time vouchers' terms, the vouchers' bytes so far (of their ended and
+        flushed sessions: the running ones' unflushed bytes are added under the lock) and
+        the day's usage rows of the running devices' identities."""
+        with Session(self.db) as db:
+            active = self._rows(db)
+            blocked = self._blocked(db)
+            conn = db.connection()
+            terms = online_terms(conn, {s.voucher_id for s in active if s.voucher_id is not None})
+            capped = {s.voucher_id for s in active if s.voucher_id is not None and s.bytes_limit}
+            voucher_db = self._voucher_db_bytes(db, capped)
+            usage, groups = self._day_usage(db, day, None, True, {s.mac for s in active})
+        return _TickRead(active, blocked, terms, voucher_db, usage, groups)
+
+    def _account_sliced(
+        self,
+        read: _TickRead,
+        readings: tuple[dict[int, ClassReading], dict[int, ClassReading]],
+        generation: int,
+        elapsed: float,
+        online_step: float,
+        now: dt.datetime,
+        held: builtins.list[float],
+    ) -> None:
+        """Charge what every running session's classes passed, a slice at a time. A class an
+        operation touched since the kernel read began (a kick read its final counters, a
+        login took it) is left out: the next tick counts it from what the operation left."""
+        down, up = readings
+        when = (now, self.today(now), now.replace(minute=0, second=0, microsecond=0))
+        active = read.active
+        busy: set[int] = set()  # the online-time vouchers one of whose sessions moved traffic
+        i, n = 0, len(active)
+        while True:
+            with self._slice(held):
+                touched = self._touched if generation != self._generation else set()
+                deadline = time.perf_counter() + TICK_SLICE_SECONDS
+                while i < n:
+                    sess = active[i]
+                    i += 1
+                    live = self.live.get(sess.id)
+                    if live is None:
+                        live = self._track_if_running(sess)
+                        if live is None:
+                            continue
+                    minor = live.minor
+                    got = (
+                        0 if minor in touched else self._delta("down", minor, down.get(minor)),
+                        0 if minor in touched else self._delta("up", minor, up.get(minor)),
+                    )
+                    self._charge(live, got, elapsed, when)
+                    if sess.voucher_id is not None and live.last_activity == now:
+                        busy.add(sess.voucher_id)
+                    if not i & 31 and time.perf_counter() >= deadline:
+                        break
+                if i >= n:
+                    self._account_drains(down, up, touched, now)
+                    self._count_online(read.terms, busy, online_step)
+                    break
+
+    def _track_if_running(self, sess: _Row) -> _Live | None:
+        """A running row the engine does not follow (put there by another process, say): it
+        is followed from here, its class counting on from its last reading — unless it
+        ended since the rows were read (a kick between the read and this slice)."""
+        with Session(self.db) as db:
+            still = db.scalar(
+                select(ClientSession.id).where(
+                    ClientSession.id == sess.id, ClientSession.ended_at.is_(None)
+                )
+            )
+        if still is None:
+            return None
+        self._track(sess, baseline=True)
+        return self.live[sess.id]
+
+    def _expiry_sliced(
+        self, read: _TickRead, now: dt.datetime, day: dt.date, held: builtins.list[float]
+    ) -> builtins.list[int]:
+        """The ids of the sessions due to end (their time, their quota, their voucher's,
+        their idle timeout), decided a slice at a time under the lock (the decisions read
+        the bytes just counted); they end in :meth:`_end_sliced`, checked again there."""
+        due: builtins.list[int] = []
+        active = read.active
+        i, n = 0, len(active)
+        vouchers: dict[int, int] | None = None
+        while i < n:
+            with self._slice(held), Session(self.db) as db, self._day_rows_of(read, day):
+                if vouchers is None:
+                    vouchers = read.vouchers_with_live(self.live)
+                deadline = time.perf_counter() + TICK_SLICE_SECONDS
+                while i < n:
+                    sess = active[i]
+                    i += 1
+                    if sess.id in self.live and self._expiry(db, sess, now, day, vouchers):
+                        due.append(sess.id)
+                    if not i & 31 and time.perf_counter() >= deadline:
+                        break
+        read.vouchers = vouchers or {}
+        return due
+
+    def _end_sliced(
+        self,
+        chunk: builtins.list[int],
+        rows: dict[int, _Row],
+        read: _TickRead,
+        now: dt.datetime,
+        day: dt.date,
+        report: TickReport,
+        held: builtins.list[float],
+    ) -> builtins.list[Wanted]:
+        """End the sessions of ``chunk`` (a few at a time), each decided again on its row as
+        it is now (an operation since the read may have extended it, or ended it), and take
+        them out of the kernel as a kick does: a change of their own."""
+        ended: builtins.list[Wanted] = []
+        with self._slice(held):
+            with (
+                self._kept_if_unwritten() as keep,
+                Session(self.db) as db,
+                db.begin(),
+                self._day_rows_of(read, day),
+            ):
+                keep()
+                for sid in chunk:
+                    sess = db.get(ClientSession, sid)
+                    if sess is None or sess.ended_at is not None or sid not in self.live:
+                        continue
+                    reason = self._expiry(db, sess, now, day, read.vouchers)
+                    if reason is None:
+                        continue
+                    ended.append(self._wanted(sess, now))
+                    self._end(db, sess, reason, now)  # (its end hooks get the ORM object)
+                    row = rows.get(sid)
+                    if row is not None:
+                        row.ended_at, row.end_reason = sess.ended_at, sess.end_reason
+                    report.ended.append((sid, reason.value))
+            if ended:
+                try:
+                    change = self._change(ended, [])
+                    self._apply(change)
+                    report.plan = change.summary()
+                except KernelError as exc:  # the kernel was not what we left: look at it all
+                    log.warning("ending sessions: %s; reconciling", exc)
+                    self._reconcile_with_database()
+        return ended
+
+    @contextlib.contextmanager
+    def _day_rows_of(self, read: _TickRead, day: dt.date) -> Iterator[None]:
+        """The day's usage rows read without the lock, lent to :meth:`_used` for one slice
+        (a login's own, under the lock, must not find the tick's there)."""
+        self._day_rows, self._groups = (day, read.usage), read.groups
+        try:
+            yield
+        finally:
+            self._day_rows = self._groups = None
+
+    def _reconcile_with_database(self) -> None:
+        """Make the kernel match what the database holds (under the lock)."""
+        with Session(self.db) as db:
+            active = self._active(db)
+            wanted = [self._wanted(s) for s in active]
+            blocked = self._blocked(db)
+        self._reconcile(wanted, blocked, self.dp.snapshot())
+
+    @contextlib.contextmanager
+    def _kept_if_unwritten(self) -> Iterator[Callable[[], None]]:
+        """Around a tick's write of session ends: when it cannot be written (the storage is
+        full, say), the bytes counted stay in memory for the next tick (``keep()`` marks
+        what to go back to)."""
         kept: list[tuple[dict[int, _Live], dict[int, tuple[int, int]], Any, Any]] = []
 
         def keep() -> None:
@@ -1481,12 +1718,89 @@ class SessionEngine:
                 for sid, (down, up) in counts.items():
                     live[sid].bytes_down, live[sid].bytes_up = down, up
                 self.live = live
-            with Session(self.db) as db:
-                active = self._active(db)
-                wanted = [self._wanted(s) for s in active]
-                blocked = self._blocked(db)
-            self._reconcile(wanted, blocked, snap if snap is not None else self.dp.snapshot())
             raise
+
+    def _flush_sliced(self, active: builtins.list[_Row], held: builtins.list[float]) -> None:
+        """Write what was counted since the last flush, a slice at a time under the lock,
+        each slice its own transaction of at most :data:`FLUSH_SLICE_ROWS` rows: a login
+        waits for neither the engine lock nor SQLite's write lock longer than one slice.
+        What a slice writes leaves memory only once it is committed; a slice that cannot be
+        written leaves it there for the next flush (and raises)."""
+        # The late bytes of ended sessions and the online seconds (few): one transaction,
+        # always opened, so that a storage that cannot be written says so every flush.
+        with self._slice(held):
+            with Session(self.db) as db, db.begin():
+                db.connection()
+                late = dict(self._late)
+                for sid, after in late.items():
+                    row = db.get(ClientSession, sid)
+                    if row is not None:
+                        row.bytes_down += after.bytes_down
+                        row.bytes_up += after.bytes_up
+                db.flush()
+                self._flush_online(db)
+            for after in late.values():
+                # A draining class may count more for it at a later tick: only that, then.
+                after.bytes_down = after.bytes_up = 0
+            self._late.clear()
+        step = FLUSH_SLICE_ROWS
+        for start in range(0, len(active), step):
+            with self._slice(held):
+                rows = []
+                written: builtins.list[tuple[_Live, int, int]] = []
+                for sess in active[start : start + step]:
+                    live = self.live.get(sess.id)
+                    if live is None or sess.ended_at is not None:
+                        continue
+                    if not (live.bytes_down or live.bytes_up or live.last_activity):
+                        continue
+                    last = live.last_activity or sess.last_activity_at
+                    rows.append(
+                        {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
+                    )
+                    written.append((live, live.bytes_down, live.bytes_up))
+                if not rows:
+                    continue
+                with Session(self.db) as db, db.begin():
+                    db.connection().execute(_FLUSH_SESSIONS, rows)
+                for counted, down, up in written:
+                    counted.bytes_down -= down
+                    counted.bytes_up -= up
+        self._flush_usage_sliced(DailyUsage, ["mac", "day", "tier"], self.pending, held)
+        self._flush_usage_sliced(HourlyUsage, ["mac", "hour"], self.pending_hourly, held)
+        self._last_flush = time.monotonic()
+
+    def _flush_usage_sliced(
+        self,
+        model: Any,
+        keys: builtins.list[str],
+        pending: dict[Any, _Pending],
+        held: builtins.list[float],
+    ) -> None:
+        """Add the pending usage of ``model``'s table (day or hour), a slice of rows per
+        transaction; each slice's amounts leave ``pending`` once committed."""
+        todo = builtins.list(pending)
+        for start in range(0, len(todo), FLUSH_SLICE_ROWS):
+            with self._slice(held):
+                chunk = [k for k in todo[start : start + FLUSH_SLICE_ROWS] if k in pending]
+                rows: builtins.list[dict[str, Any]] = []
+                for key in chunk:
+                    p = pending[key]
+                    values: dict[str, Any] = dict(zip(keys, key, strict=True))
+                    values["seconds"] = int(round(p.seconds))
+                    values["bytes_down"], values["bytes_up"] = p.bytes_down, p.bytes_up
+                    rows.append(values)
+                with Session(self.db) as db, db.begin():
+                    self._add_usage(db, model, keys, rows)
+                for key, values in zip(chunk, rows, strict=True):
+                    p = pending[key]
+                    # (a kick between the slices may have charged more bytes: they stay;
+                    # the fraction of a second is dropped, as it always was)
+                    p.seconds = 0.0
+                    p.bytes_down -= values["bytes_down"]
+                    p.bytes_up -= values["bytes_up"]
+                    if not (p.bytes_down or p.bytes_up):
+                        del pending[key]
 
     def _account(
         self,
@@ -1590,7 +1904,7 @@ class SessionEngine:
     def _expiry(
         self,
         db: Session,
-        sess: _Row,
+        sess: AnySession,
         now: dt.datetime,
         day: dt.date,
         vouchers: dict[int, int],
@@ -1724,12 +2038,28 @@ class SessionEngine:
                 db.expire(obj)
 
     def reconcile(self) -> str:
-        """Make the kernel match the database now; returns a summary of what had to change."""
+        """Make the kernel match the database now; returns a summary of what had to change.
+
+        As the tick's: the kernel and the database are read and the plan worked out without
+        the engine lock (a full read with leaf checks takes tens of milliseconds with a
+        thousand clients), and the plan is applied under it only if no kernel change
+        happened meanwhile; after three such misses (logins back to back), under the lock."""
+        for _ in range(RECONCILE_ATTEMPTS):
+            with self.lock:
+                generation = self._generation
+            snap = self.dp.snapshot()
+            with Session(self.db) as db:
+                now = self.clock()
+                wanted = [self._wanted(s, now) for s in self._rows(db)]
+                blocked = self._blocked(db)
+            plan = make_plan(wanted, blocked, snap, self.network, self.pool)
+            with self.lock:
+                if generation == self._generation:
+                    return self._reconcile(wanted, blocked, snap, made=plan)
         with self.lock:
             now = self.clock()
             with Session(self.db) as db:
-                active = self._active(db)
-                wanted = [self._wanted(s, now) for s in active]
+                wanted = [self._wanted(s, now) for s in self._rows(db)]
                 blocked = self._blocked(db)
             return self._reconcile(wanted, blocked, self.dp.snapshot())
 
@@ -1889,21 +2219,15 @@ class SessionEngine:
 
     # -- online time ---------------------------------------------------------------------
 
-    def _count_online(
-        self, db: Session, active: builtins.list[_Row], step: float, now: dt.datetime
-    ) -> None:
+    def _count_online(self, terms: dict[int, OnlineTerms], busy: set[int], step: float) -> None:
         """Charge ``step`` monotonic seconds to every online-time voucher one of whose
-        sessions moved traffic in this tick — once per voucher, however many of its devices
-        are on (the time is the voucher's, as Mikhmon's shared users). A tick without
-        traffic is not charged: a phone that sits idle (until its idle timeout, or after it
-        was let out again without the portal because it is still on the LAN) costs nothing."""
-        running = {s.voucher_id for s in active if s.voucher_id is not None}
-        self._online = online_terms(db.connection(), running)
-        busy = set()
-        for sess in active:
-            live = self.live.get(sess.id)
-            if live is not None and live.last_activity == now and sess.voucher_id is not None:
-                busy.add(sess.voucher_id)
+        sessions moved traffic in this tick (``busy``, found by the accounting) — once per
+        voucher, however many of its devices are on (the time is the voucher's, as
+        Mikhmon's shared users). A tick without traffic is not charged: a phone that sits
+        idle (until its idle timeout, or after it was let out again without the portal
+        because it is still on the LAN) costs nothing. ``terms``: the running online-time
+        vouchers', read with the tick's rows."""
+        self._online = dict(terms)
         for voucher_id in busy & set(self._online):
             self.online_pending[voucher_id] = self.online_pending.get(voucher_id, 0.0) + step
 

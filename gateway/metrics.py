@@ -54,11 +54,13 @@ AUTHORIZE_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 # The engine's tick phases (SessionEngine.tick_phases; docs/architecture.md, the tick).
 TICK_PHASES = (
     "kernel_read",
+    "db_read",
     "account",
     "expiry",
     "flush",
     "expiry_kernel",
-    "lock_held",
+    "lock_held",  # the longest of the tick's slices under the engine lock
+    "lock_held_total",
     "reconcile_plan",
     "reconcile_apply",
     "admit",

@@ -20,8 +20,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway import rtnl_dump, shaping
 from gateway.netlink import IPRoute, NetlinkError
@@ -39,8 +38,9 @@ SPLITTER_BURST = 4 * shaping.MTU_QUANTUM
 SPLITTER_LIMIT = shaping.PFIFO_LIMIT * shaping.MTU_QUANTUM
 
 
-@dataclass(frozen=True)
-class ClassReading:
+class ClassReading(NamedTuple):
+    # (a tuple, not a frozen dataclass: the tick makes two thousand a tick with a /22's
+    # pool, and a frozen dataclass's construction cost a third of the lean dump's time)
     minor: int
     ceil_kbps: int
     bytes: int  # 64-bit frame bytes, never wraps in practice
@@ -287,15 +287,18 @@ class Shaper:
                 ) from exc
 
     def readings(self) -> dict[int, ClassReading]:
-        """Every client class with its ceiling and counters, from one netlink dump."""
+        """Every client class with its ceiling and counters, from one netlink dump (the
+        tick's: :func:`rtnl_dump.htb_counters` reads only what this needs)."""
         out: dict[int, ClassReading] = {}
-        for obj in self._dump():
-            if obj.handle >> 16 != 1 or obj.kind != "htb":
+        try:
+            classes = rtnl_dump.htb_counters(self.index)
+        except OSError as exc:
+            raise KernelError(f"tc dump on {self.ifname}: {exc}", code=ErrorCode.TC) from exc
+        for handle, ceil, nbytes, packets in classes:
+            minor = handle & 0xFFFF
+            if handle >> 16 != 1 or minor in (shaping.BACKHAUL_MINOR, shaping.DEFAULT_MINOR):
                 continue
-            minor = obj.handle & 0xFFFF
-            if minor in (shaping.BACKHAUL_MINOR, shaping.DEFAULT_MINOR):
-                continue
-            out[minor] = _reading(minor, obj)
+            out[minor] = ClassReading(minor, round(ceil * 8 / 1000), nbytes, packets & 0xFFFFFFFF)
         return out
 
     def reading(self, minor: int) -> ClassReading | None:

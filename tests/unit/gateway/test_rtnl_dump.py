@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
+
 from gateway import rtnl_dump
 
 
@@ -69,3 +71,101 @@ def test_a_pin_is_one_newneigh_with_the_address_and_the_mac():
     assert rtnl_dump._neighbour_body(7, "10.10.0.5") == (
         struct.pack("=BxxxiHBB", socket.AF_INET, 7, 0, 0, 0) + body[12:20]
     )
+
+
+# -- the tick's lean reader (htb_counters / parse_htb_buffer) ------------------------------
+
+# A real class dump (kernel 6.18, `bench`-style veth, two client classes with tbf leaves, 1:2
+# having passed 7 datagrams of 142 bytes), as two recv() buffers: the classes, then DONE.
+CAPTURED_SEQ = 5899047
+CAPTURED_IFINDEX = 3
+CAPTURED = bytes.fromhex(
+    "ec0000002800020027035a002b6bad8f0000000003000000ffff0100ffffffff000000000800010068746200"
+    "3400020030000100000100000000000040597307000100000000000040597307bb000000bb000000400d0300"
+    "07000000000000004800070014000100e2030000000000000700000000000000180003000000000000000000"
+    "00000000000000000000000018000400000000000000000000000000a9000000a90000002c000300e2030000"
+    "0000000007000000000000000000000000000000000000000000000000000000000000001800040000000000"
+    "0000000000000000a9000000a9000000ec0000002800020027035a002b6bad8f000000000300000002000100"
+    "ffff010000000400080001006874620034000200300001000001000000000000e80300000001000000000000"
+    "90d0030040787d01a0860100ea05000000000000000000004800070014000100e20300000000000007000000"
+    "0000000018000300000000000000000000000000000000000000000018000400070000000000000000000000"
+    "147e9000b99600002c000300e203000000000000070000000000000000000000000000000000000000000000"
+    "000000000000000018000400070000000000000000000000147e9000b9960000ec0000002800020027035a00"
+    "2b6bad8f000000000300000003000100ffff0100000006000800010068746200340002003000010000010000"
+    "00000000e8030000000100000000000090d0030040787d01a0860100ea050000000000000000000048000700"
+    "1400010000000000000000000000000000000000180003000000000000000000000000000000000000000000"
+    "1800040000000000000000000000000040787d01a08601002c00030000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000001800040000000000000000000000000040787d01"
+    "a08601005c0000002800020027035a002b6bad8f000000000300000001000400000004000000000008000100"
+    "74626600040007002c0003000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000005c0000002800020027035a002b6bad8f0000000003000000010006000000060000000000"
+    "0800010074626600040007002c00030000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000140000000300020027035a002b6bad8f00000000"
+)
+CAPTURED_SPLIT = 892  # the first buffer's length
+
+
+def _generic(data: bytes) -> list[tuple[int, int, int, int]]:
+    """The same buffer through the attribute walk of ``_parse``."""
+    out = []
+    offset = 0
+    while offset < len(data):
+        length, mtype = struct.unpack_from("=IH", data, offset)
+        if mtype >= 16:
+            obj = rtnl_dump._parse(data, offset + 16, offset + length)
+            if obj.kind == "htb":
+                out.append((obj.handle, obj.ceil_bytes_per_s, obj.bytes, obj.packets))
+        offset += (length + 3) & ~3
+    return out
+
+
+def test_lean_reader_on_a_captured_dump_agrees_with_the_attribute_walk():
+    out: list[tuple[int, int, int, int]] = []
+    first, done = CAPTURED[:CAPTURED_SPLIT], CAPTURED[CAPTURED_SPLIT:]
+    assert not rtnl_dump.parse_htb_buffer(first, CAPTURED_SEQ, CAPTURED_IFINDEX, out)
+    assert rtnl_dump.parse_htb_buffer(done, CAPTURED_SEQ, CAPTURED_IFINDEX, out)
+    assert out == _generic(first)
+    by_handle = {h: (ceil, b, p) for h, ceil, b, p in out}
+    # the backhaul 1:ffff and the two clients; the tbf leaves' classes are skipped
+    assert set(by_handle) == {0x1FFFF, 0x10002, 0x10003}
+    assert by_handle[0x10002] == (250_000, 994, 7)
+    assert by_handle[0x10003] == (250_000, 0, 0)
+
+
+def test_lean_reader_skips_other_devices_and_other_requests():
+    out: list[tuple[int, int, int, int]] = []
+    rtnl_dump.parse_htb_buffer(CAPTURED[:CAPTURED_SPLIT], CAPTURED_SEQ, 99, out)
+    rtnl_dump.parse_htb_buffer(CAPTURED[:CAPTURED_SPLIT], CAPTURED_SEQ + 1, CAPTURED_IFINDEX, out)
+    assert out == []
+
+
+def _nl(body: bytes, seq: int = 1, mtype: int = 40) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), mtype, 2, seq, 0) + body
+
+
+def test_lean_reader_falls_back_to_the_walk_for_another_layout():
+    # a 64-bit ceiling adds TCA_HTB_CEIL64 to the options: not the fast layout
+    odd = message(
+        7, 0x1002A, 0x1FFFF, "htb", ceil=0xFFFFFFFF, nbytes=5, packets=1, ceil64=6 * 10**9
+    )
+    plain = message(7, 0x1002B, 0x1FFFF, "htb", ceil=1000, nbytes=10**12, packets=3)
+    short = message(7, 0x1002C, 0x1FFFF, "htb")[:40]  # shorter than the fast layout
+    out: list[tuple[int, int, int, int]] = []
+    data = _nl(odd) + _nl(plain) + _nl(short) + _nl(b"\0" * 4, mtype=rtnl_dump.NLMSG_DONE)
+    assert rtnl_dump.parse_htb_buffer(data, 1, 7, out)
+    assert out[:2] == [(0x1002A, 6 * 10**9, 5, 1), (0x1002B, 1000, 10**12, 3)]
+
+
+def test_lean_reader_refuses_a_truncated_or_lying_message():
+    data = _nl(message(7, 0x1002A, 0x1FFFF, "htb"))
+    with pytest.raises(rtnl_dump.DumpError):
+        rtnl_dump.parse_htb_buffer(data[:-8], 1, 7, [])  # its length says more than is there
+    with pytest.raises(rtnl_dump.DumpError):
+        rtnl_dump.parse_htb_buffer(struct.pack("=IHHII", 8, 40, 0, 1, 0), 1, 7, [])
+
+
+def test_lean_reader_raises_the_kernels_error():
+    err = _nl(struct.pack("=i", -19) + b"\0" * 16, mtype=rtnl_dump.NLMSG_ERROR)
+    with pytest.raises(rtnl_dump.DumpError) as caught:
+        rtnl_dump.parse_htb_buffer(err, 1, 7, [])
+    assert caught.value.errno == 19
