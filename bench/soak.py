@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime as dt
+import ipaddress
 import json
 import os
 import random
@@ -45,6 +46,7 @@ from typing import Any
 
 from bench import phones as ph
 from bench.crowd import (
+    DHCP_RANGE,
     GW_LAN_IP,
     PORTAL_PORT,
     Village,
@@ -128,6 +130,7 @@ class SoakPhone:
     mac: str
     generation: int = 0  # MAC changes so far
     ip: str = ""
+    lease: ph.Lease | None = None  # the lease it holds (released when it changes its MAC)
     online: bool = False
     login: str = ""  # "free" or "voucher"
     busy: bool = False
@@ -460,6 +463,7 @@ class Soak:
         lease = self.dhcp.acquire(p.mac, time.monotonic() + 30, counts)
         self.ipconf.configure(f"m{p.index}", p.index, lease)
         p.ip = lease.ip
+        p.lease = lease
         web = self.http(p)
         probe_ip = ph.resolve(ph.PROBE_HOST, GW_LAN_IP, f"m{p.index}", p.ip, 10)
         r = web.request("GET", f"http://{probe_ip}/generate_204", host=ph.PROBE_HOST)
@@ -603,7 +607,20 @@ class Soak:
         self.event("leave")
 
     def change_mac(self, p: SoakPhone) -> None:
-        """MAC randomisation: a new address for the same phone; it joins again."""
+        """MAC randomisation: a new address for the same phone; it joins again. The old
+        identity leaves the network for good, so its lease is given back first (DHCPRELEASE,
+        as a client that disconnects cleanly does); a mere leave (out of range) keeps it, and
+        the same MAC gets the same lease back when it returns. Without the release every
+        change held one more address for dnsmasq's whole lease time (60 minutes of real
+        time), and a run of 45 minutes emptied the pool of 999."""
+        if p.lease is not None:
+            try:
+                self.dhcp.release(p.mac, p.lease)
+                self.event("dhcp_release")
+            except OSError as exc:  # not sent: the lease times out instead
+                self.event("dhcp_release_failed")
+                log(f"phone {p.index}: DHCPRELEASE not sent: {exc}")
+        p.lease = None
         self.leave(p)
         p.generation += 1
         g = p.generation
@@ -698,6 +715,7 @@ class Soak:
             f.stat().st_size for f in self.work.glob("hotspot.db*") if f.is_file()
         )
         sample["log_bytes"] = {f.name: f.stat().st_size for f in self.work.glob("*.log")}
+        sample["dhcp_leases_in_use"] = leases_in_use(self.work / "dnsmasq.leases")
         db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
         try:
             sample["outbox_pending"] = db.execute(
@@ -1054,6 +1072,14 @@ class Soak:
                 "slope_per_hour": None if sl_log is None else round(sl_log),
             },
             "outbox_pending_at_end": last["outbox_pending"],
+            # dnsmasq's pool: leases in its lease file at each check (a long run emptied it
+            # once, when the phones never gave a lease back).
+            "dhcp_pool": {
+                "size": dhcp_pool_size(),
+                "in_use_first": self.samples[0].get("dhcp_leases_in_use"),
+                "in_use_max": max(s.get("dhcp_leases_in_use", 0) for s in self.samples),
+                "in_use_last": last.get("dhcp_leases_in_use"),
+            },
             "collector_away_s": round(self.collector_down_s, 1),
             "bytes": {
                 "counted": counted,
@@ -1340,9 +1366,25 @@ def codes_in(data: Any) -> list[str]:
     return found
 
 
+def leases_in_use(path: Path) -> int:
+    """The leases in dnsmasq's lease file (one a line; rewritten at every change)."""
+    try:
+        return sum(1 for line in path.read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def dhcp_pool_size() -> int:
+    first, last = (int(ipaddress.IPv4Address(ip)) for ip in DHCP_RANGE)
+    return last - first + 1
+
+
 def verdict(r: dict[str, Any]) -> list[str]:
     """The invariants that did not hold (empty: all did)."""
     bad = []
+    pool = r.get("dhcp_pool")
+    if pool and pool["in_use_max"] >= pool["size"]:
+        bad.append(f"the DHCP pool ran out: {pool['in_use_max']} leases of {pool['size']}")
     if r["session_mismatch_count"]:
         bad.append(
             f"sessions in the database ≠ in the kernel at {r['session_mismatch_count']} checks"
