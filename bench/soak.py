@@ -308,7 +308,9 @@ class Soak:
                 watch: list[str] = []
                 if name == "gateway" and self.args.memwatch:
                     out = self.work / "gateway-memwatch.jsonl"
-                    watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), "--"]
+                    pins = ["--pins"] if self.args.pins else []
+                    watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), *pins]
+                    watch.append("--")
                 elif name in ("gateway", "sync") and self.args.native_watch:
                     out = self.work / f"{name}-native.jsonl"
                     every = str(self.args.native_watch)
@@ -322,6 +324,8 @@ class Soak:
             return popen(name, ns, args)
 
         self.unit_env = units_environment()
+        # --gateway-env: an experiment against the unit's (e.g. PYTHONMALLOC=pymalloc).
+        self.unit_env["gateway"].update(kv.split("=", 1) for kv in self.args.gateway_env)
         self.village.popen = as_unit  # type: ignore[method-assign]
 
     # -- the village clock (--day-seconds) -----------------------------------------------------
@@ -1169,6 +1173,14 @@ class Soak:
             "gc_objects": [s["gc_objects"] for s in snaps],
             "sites_grown": grew[:15],
             "types_grown": [{"type": k, "growth": g, "count": v} for k, g, v in types[:15]],
+            # --pins: the MiB of obmalloc's arenas holding objects over time, and what holds
+            # the mostly empty ones.
+            "pins": [
+                {k: v for k, v in s["pins"].items() if not k.endswith("_in_sparse_arenas")}
+                for s in snaps
+                if "pins" in s
+            ],
+            "pins_last": last.get("pins"),
         }
 
     def maps_report(self, elapsed: float) -> dict[str, Any]:
@@ -1451,6 +1463,20 @@ def main(argv: list[str] | None = None) -> int:
         help="every N s, the gateway's tracemalloc top sites and gc objects by type (off)",
     )
     ap.add_argument(
+        "--pins",
+        action="store_true",
+        help="with --memwatch: which allocation sites hold objects in mostly empty obmalloc "
+        "arenas (slow: seconds per snapshot)",
+    )
+    ap.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the gateway's environment differs from its unit's by this (an experiment, "
+        "e.g. PYTHONMALLOC=pymalloc)",
+    )
+    ap.add_argument(
         "--native-watch",
         type=float,
         default=0.0,
@@ -1477,6 +1503,9 @@ def main(argv: list[str] | None = None) -> int:
             "bench.soak: --day-seconds, --memwatch and --native-watch are seconds ≥ 0",
             file=sys.stderr,
         )
+        return 2
+    if any("=" not in kv for kv in args.gateway_env) or (args.pins and not args.memwatch):
+        print("bench.soak: --gateway-env NAME=VALUE; --pins needs --memwatch", file=sys.stderr)
         return 2
     if args.check_seconds is None:
         args.check_seconds = 5.0 if args.hours < 0.1 else 30.0
