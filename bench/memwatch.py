@@ -185,11 +185,19 @@ def _arenas(libc: ctypes.CDLL) -> list[dict[str, int]]:
         body = heap.group(2)
         current = re.search(r'<system type="current" size="(\d+)"/>', body)
         free = re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"/>', body)
+        # The free chunks by size (malloc_info's bins): free memory in small chunks between
+        # live ones stays resident after a trim; a trim gives back the whole pages of large
+        # ones, and the top of the heap grows when no free chunk fits a request.
+        by_size = {"lt_1k_kb": 0, "1k_64k_kb": 0, "ge_64k_kb": 0}
+        for lo, total in re.findall(r'<size from="(\d+)" to="\d+" total="(\d+)"', body):
+            key = "lt_1k_kb" if int(lo) < 1024 else "1k_64k_kb" if int(lo) < 65536 else "ge_64k_kb"
+            by_size[key] += int(total)
         arenas.append(
             {
                 "nr": int(heap.group(1)),
                 "system_kb": int(current.group(1)) // 1024 if current else 0,
                 "free_kb": sum(int(x) for x in free) // 1024,
+                **{k: v // 1024 for k, v in by_size.items()},
             }
         )
     return arenas
