@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
-from hotspot.errors import ErrorCode, HotspotError
 from hotspot.vouchers.lookup import voucher_state
 from tests.unit.portal.conftest import OTHER_IP, PHONE_IP, PHONE_MAC
 
