@@ -83,6 +83,10 @@ TICK_S = 0.5  # the gateway's tick here: a session ends at the first tick at or 
 # claim before it, the gateway's authorize after): refused once, by design (docs/
 # reliability.md); within this many seconds of a step it is that, later it is a failure.
 STEP_REFUSAL_S = 15.0
+# A MAC a phone left behind gives its lease back this long after: once the gateway's idle
+# timeout (a minute here) and a tick have ended its session, and portal_peers (30 s) has
+# forgotten it, so the next phone DHCP gives the address to is not refused for it.
+RELEASE_AFTER_S = 90.0
 CLIENTS_CHANGED = re.compile(r"\+(\d+)/-(\d+) clients")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -184,6 +188,9 @@ class Soak:
         # real time): the window its sessions may end by session-timeout in.
         self.voucher_seen: dict[int, dict[str, Any]] = {}
         self.on_unused_vouchers: list[dict[str, Any]] = []
+        # (when, mac, lease): the leases of MACs the phones left behind, given back once the
+        # gateway's idle timeout has ended their sessions.
+        self.releases: list[tuple[float, str, ph.Lease]] = []
         self.last_step_mono: float | None = None
         self.last_check_mono = 0.0
         self.t0 = time.monotonic()
@@ -612,18 +619,17 @@ class Soak:
 
     def change_mac(self, p: SoakPhone) -> None:
         """MAC randomisation: a new address for the same phone; it joins again. The old
-        identity leaves the network for good, so its lease is given back first (DHCPRELEASE,
-        as a client that disconnects cleanly does); a mere leave (out of range) keeps it, and
-        the same MAC gets the same lease back when it returns. Without the release every
-        change held one more address for dnsmasq's whole lease time (60 minutes of real
-        time), and a run of 45 minutes emptied the pool of 999."""
+        identity is gone for good, so its lease is given back — once the gateway has ended
+        its session (``release_pending``), as the lease of a phone that went away runs out.
+        A mere leave (out of range) keeps the lease: the same MAC gets the same address back.
+        Without it every change held an address for dnsmasq's whole lease time (60 minutes
+        of real time) and a run of 45 minutes emptied the pool of 999; released at once, the
+        address went to the next phone while the old session still held it (the gateway's
+        documented side effect: a running session's address belongs to its MAC; the next
+        phone was refused as ``not-your-session`` until the idle timeout ended it)."""
         if p.lease is not None:
-            try:
-                self.dhcp.release(p.mac, p.lease)
-                self.event("dhcp_release")
-            except OSError as exc:  # not sent: the lease times out instead
-                self.event("dhcp_release_failed")
-                log(f"phone {p.index}: DHCPRELEASE not sent: {exc}")
+            with self.lock:
+                self.releases.append((time.monotonic() + RELEASE_AFTER_S, p.mac, p.lease))
         p.lease = None
         self.leave(p)
         p.generation += 1
@@ -633,6 +639,20 @@ class Soak:
         sh(["ip", "link", "set", f"m{p.index}", "address", p.mac])
         sh(["ip", "link", "set", f"m{p.index}", "up"])
         self.event("mac_change")
+
+    def release_pending(self) -> None:
+        """DHCPRELEASE for the MACs phones left behind whose time has come (change_mac)."""
+        now = time.monotonic()
+        with self.lock:
+            due = [r for r in self.releases if r[0] <= now]
+            self.releases = [r for r in self.releases if r[0] > now]
+        for _, mac, lease in due:
+            try:
+                self.dhcp.release(mac, lease)
+                self.event("dhcp_release")
+            except OSError as exc:  # not sent: the lease times out instead
+                self.event("dhcp_release_failed")
+                log(f"DHCPRELEASE for {mac} not sent: {exc}")
 
     def act(self, p: SoakPhone) -> None:
         """One random step of one phone (in a thread inside the phones' namespace)."""
@@ -896,6 +916,7 @@ class Soak:
                     collector_away_since = None
                     collector_toggle = now + duration / 3
                 self.event("collector_toggle")
+            self.release_pending()
             if now >= next_midnight:
                 self.jump_to_midnight()
                 next_midnight = now + args.day_seconds
@@ -918,6 +939,12 @@ class Soak:
             time.sleep(0.2)
         pool.shutdown(wait=True)
         self.end_all_sessions()
+        # Every session has ended: the leases left behind go back now (the last check shows
+        # the pool with one lease a phone).
+        with self.lock:
+            self.releases = [(0.0, mac, lease) for _, mac, lease in self.releases]
+        self.release_pending()
+        time.sleep(1)  # dnsmasq rewrites its lease file
         self.check(time.monotonic() - t0)
         # The backlog drains once the collector is back.
         deadline = time.monotonic() + 60
