@@ -3,6 +3,7 @@ with the kernel faked: no root, no namespaces, seconds per size.
 
     python3 -m bench.engine_db                                  # 10 and 1000 sessions
     python3 -m bench.engine_db --tree /tmp/base --sessions 10 1000 --trials 200
+    PYTHONMALLOC=malloc python3 -m bench.engine_db --tree . --baseline-env PYTHONMALLOC=pymalloc
     python3 -m bench.engine_db --profile authorize --sessions 1000   # cProfile, top 30
 
 For each crowd size N: a fresh SQLite database (the gateway's settings), N sessions on the
@@ -256,6 +257,7 @@ def measure(n: int, trials: int, ticks: int, flush_every: int, profile: str | No
 def meta() -> dict[str, Any]:
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pythonmalloc": os.environ.get("PYTHONMALLOC", ""),
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -308,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ticks", type=int, default=30, help="ticks per size")
     p.add_argument("--flush-every", type=int, default=5, help="every n-th tick flushes (0: none)")
     p.add_argument("--tree", help="a baseline checkout, measured in the same run")
+    p.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the baseline's environment differs by this (with --tree; e.g. --tree . "
+        "--baseline-env PYTHONMALLOC=pymalloc: the allocator's cost, same code)",
+    )
     p.add_argument("--profile", choices=("authorize", "tick"), help="cProfile to stderr")
     p.add_argument(
         "--switch-interval",
@@ -317,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(RESULTS / "engine_db.json"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if any("=" not in kv for kv in args.baseline_env) or (args.baseline_env and not args.tree):
+        print("bench.engine_db: --baseline-env NAME=VALUE, with --tree", file=sys.stderr)
+        return 2
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     if args.child:  # the baseline's measurement, with its code first on sys.path
@@ -334,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.switch_interval:
             cmd += ["--switch-interval", str(args.switch_interval)]
         env = {**os.environ, "PYTHONPATH": tree}
+        env.update(kv.split("=", 1) for kv in args.baseline_env)
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
         result["baseline"] = json.loads(done.stdout)
         result["baseline_tree"] = tree

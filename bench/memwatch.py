@@ -62,6 +62,75 @@ def snapshot() -> dict[str, Any]:
     }
 
 
+POOL_SIZE = 16 << 10  # obmalloc's pools (3.10+ on 64-bit), each aligned to its size
+ARENA_SIZE = 1 << 20  # obmalloc's arenas: mmap'd, page-aligned, so grouped approximately
+SMALL = 512  # obmalloc serves requests up to this size; larger ones go to malloc
+
+
+def pins(top: int = 25) -> dict[str, Any]:
+    """What keeps obmalloc's arenas from going back to the system (tracemalloc on).
+
+    An arena is returned only when every one of its pools is empty, so a few long-lived
+    objects allocated among many short-lived ones keep a whole MiB each. Every object the
+    gc tracks, and what they refer to directly (strings, ints, bytes held by them), is
+    placed by its address in its 16 KiB pool and (about) its 1 MiB arena; for the arenas
+    that are mostly empty — at most ``SPARSE`` of their pools in use by these objects —
+    the allocation sites (tracemalloc, one frame) of the objects in them, with the count
+    of such arenas each site is found in. Approximate: memory obmalloc serves that is not
+    an object (a dict's or a list's table) is not seen."""
+    seen: set[int] = set()
+    objs = gc.get_objects()
+    more = []
+    for o in objs:
+        for r in gc.get_referents(o):
+            if not gc.is_tracked(r):
+                more.append(r)
+    by_arena: dict[int, dict[int, list[object]]] = {}
+    for o in (*objs, *more):
+        addr = id(o)
+        if addr in seen:
+            continue
+        seen.add(addr)
+        try:
+            if sys.getsizeof(o) > SMALL:
+                continue
+        except TypeError:
+            continue
+        pool = addr & ~(POOL_SIZE - 1)
+        by_arena.setdefault(addr // ARENA_SIZE, {}).setdefault(pool, []).append(o)
+    sparse = {a: pools for a, pools in by_arena.items() if len(pools) <= SPARSE}
+    site_arenas: Counter[str] = Counter()
+    site_objects: Counter[str] = Counter()
+    type_arenas: Counter[str] = Counter()
+    for pools in sparse.values():
+        sites_here: set[str] = set()
+        types_here: set[str] = set()
+        for members in pools.values():
+            for o in members:
+                tb = tracemalloc.get_object_traceback(o)
+                site = f"{tb[0].filename}:{tb[0].lineno}" if tb else "(before tracing)"
+                site_objects[site] += 1
+                sites_here.add(site)
+                types_here.add(type(o).__name__)
+        site_arenas.update(sites_here)
+        type_arenas.update(types_here)
+    del objs, more
+    return {
+        "arenas_seen": len(by_arena),
+        "pools_seen": sum(len(p) for p in by_arena.values()),
+        "sparse_arenas": len(sparse),
+        "sparse_arena_pools": sum(len(p) for p in sparse.values()),
+        "sites_in_sparse_arenas": [
+            {"at": site, "arenas": n, "objects": site_objects[site]}
+            for site, n in site_arenas.most_common(top)
+        ],
+        "types_in_sparse_arenas": dict(type_arenas.most_common(top)),
+    }
+
+
+SPARSE = 4  # an arena with this many pools or fewer holding objects: mostly empty
+
+
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
@@ -116,11 +185,19 @@ def _arenas(libc: ctypes.CDLL) -> list[dict[str, int]]:
         body = heap.group(2)
         current = re.search(r'<system type="current" size="(\d+)"/>', body)
         free = re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"/>', body)
+        # The free chunks by size (malloc_info's bins): free memory in small chunks between
+        # live ones stays resident after a trim; a trim gives back the whole pages of large
+        # ones, and the top of the heap grows when no free chunk fits a request.
+        by_size = {"lt_1k_kb": 0, "1k_64k_kb": 0, "ge_64k_kb": 0}
+        for lo, total in re.findall(r'<size from="(\d+)" to="\d+" total="(\d+)"', body):
+            key = "lt_1k_kb" if int(lo) < 1024 else "1k_64k_kb" if int(lo) < 65536 else "ge_64k_kb"
+            by_size[key] += int(total)
         arenas.append(
             {
                 "nr": int(heap.group(1)),
                 "system_kb": int(current.group(1)) // 1024 if current else 0,
                 "free_kb": sum(int(x) for x in free) // 1024,
+                **{k: v // 1024 for k, v in by_size.items()},
             }
         )
     return arenas
@@ -213,12 +290,18 @@ def native_snapshot(libc: ctypes.CDLL, sqlite: ctypes.CDLL | None) -> dict[str, 
     return out
 
 
-def watch(out: Path, every: float, native: bool) -> None:
+def watch(out: Path, every: float, native: bool, with_pins: bool = False) -> None:
     libs = _libs() if native else None
     while True:
         time.sleep(every)
         try:
-            line = json.dumps(native_snapshot(*libs) if libs else snapshot())
+            if libs:
+                data = native_snapshot(*libs)
+            else:
+                data = snapshot()
+                if with_pins:  # (_debugmallocstats says nothing while tracemalloc hooks it)
+                    data["pins"] = pins()
+            line = json.dumps(data)
         except Exception as exc:  # noqa: BLE001 - the watcher must never take the daemon down
             line = json.dumps({"t": time.time(), "error": repr(exc)})
         with out.open("a") as fh:
@@ -230,16 +313,21 @@ def main() -> None:
     native = len(args) > 2 and args[2] == "--native"
     if native:
         del args[2]
+    with_pins = len(args) > 2 and args[2] == "--pins"
+    if with_pins:
+        del args[2]
     if len(args) < 5 or args[2] != "--" or args[3] != "-m":
         print(
-            "usage: python -m bench.memwatch OUT SECONDS [--native] -- -m MODULE ARGS…",
+            "usage: python -m bench.memwatch OUT SECONDS [--native|--pins] -- -m MODULE ARGS…",
             file=sys.stderr,
         )
         sys.exit(2)
     out, every, module, rest = Path(args[0]), float(args[1]), args[4], args[5:]
     if not native:
         tracemalloc.start(1)
-    threading.Thread(target=watch, args=(out, every, native), name="memwatch", daemon=True).start()
+    threading.Thread(
+        target=watch, args=(out, every, native, with_pins), name="memwatch", daemon=True
+    ).start()
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -41,7 +41,7 @@ ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 PACKET_OUTGOING = 4
 DHCP_MAGIC = b"\x63\x82\x53\x63"
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 PROBE_HOST = "connectivitycheck.gstatic.com"
 UA = "Mozilla/5.0 (Linux; Android 12; Redmi 10C) hotspot-bench-phone"
 
@@ -115,7 +115,9 @@ class Dhcp:
             if q is not None:
                 q.put(msg)
 
-    def send(self, mac: str, payload: bytes) -> None:
+    def send(
+        self, mac: str, payload: bytes, src: str = "0.0.0.0", dst: str = "255.255.255.255"
+    ) -> None:
         udp = struct.pack("!HHHH", 68, 67, 8 + len(payload), 0) + payload
         iph = struct.pack(
             "!BBHHHBBH4s4s",
@@ -127,11 +129,27 @@ class Dhcp:
             64,
             17,
             0,
-            b"\0\0\0\0",
-            b"\xff\xff\xff\xff",
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
         )
         iph = iph[:10] + struct.pack("!H", ip_checksum(iph)) + iph[12:]
         self.sock.send(b"\xff" * 6 + mac_bytes(mac) + b"\x08\x00" + iph + udp)
+
+    def release(self, mac: str, lease: Lease) -> None:
+        """DHCPRELEASE (RFC 2131 4.4.6): the phone gives its address back as it leaves the
+        network: from its address to the server that leased it, ``ciaddr`` set, the server's
+        identifier, no reply. Sent on ``eth0`` like the rest (the phone's own interface may
+        have lost its address already). dnsmasq frees the lease at once; without it a phone
+        that changes its MAC leaves its old lease in the pool until the lease time runs
+        out, and a long soak ran dnsmasq's pool dry (docs/reliability.md, "A week in
+        minutes")."""
+        msg = bytearray(
+            bootp_request(
+                mac, random.getrandbits(32), 0, RELEASE, {54: socket.inet_aton(lease.server)}
+            )
+        )
+        msg[12:16] = socket.inet_aton(lease.ip)  # ciaddr
+        self.send(mac, bytes(msg), src=lease.ip, dst=lease.server)
 
     def acquire(self, mac: str, deadline: float, stats: dict[str, int]) -> Lease:
         """DISCOVER → OFFER → REQUEST → ACK, retransmitting after 1, 2, 4 … s (as Android's

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime as dt
+import ipaddress
 import json
 import os
 import random
@@ -45,6 +46,7 @@ from typing import Any
 
 from bench import phones as ph
 from bench.crowd import (
+    DHCP_RANGE,
     GW_LAN_IP,
     PORTAL_PORT,
     Village,
@@ -81,6 +83,10 @@ TICK_S = 0.5  # the gateway's tick here: a session ends at the first tick at or 
 # claim before it, the gateway's authorize after): refused once, by design (docs/
 # reliability.md); within this many seconds of a step it is that, later it is a failure.
 STEP_REFUSAL_S = 15.0
+# A MAC a phone left behind gives its lease back this long after: once the gateway's idle
+# timeout (a minute here) and a tick have ended its session, and portal_peers (30 s) has
+# forgotten it, so the next phone DHCP gives the address to is not refused for it.
+RELEASE_AFTER_S = 90.0
 CLIENTS_CHANGED = re.compile(r"\+(\d+)/-(\d+) clients")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -128,6 +134,7 @@ class SoakPhone:
     mac: str
     generation: int = 0  # MAC changes so far
     ip: str = ""
+    lease: ph.Lease | None = None  # the lease it holds (released when it changes its MAC)
     online: bool = False
     login: str = ""  # "free" or "voucher"
     busy: bool = False
@@ -181,6 +188,9 @@ class Soak:
         # real time): the window its sessions may end by session-timeout in.
         self.voucher_seen: dict[int, dict[str, Any]] = {}
         self.on_unused_vouchers: list[dict[str, Any]] = []
+        # (when, mac, lease): the leases of MACs the phones left behind, given back once the
+        # gateway's idle timeout has ended their sessions.
+        self.releases: list[tuple[float, str, ph.Lease]] = []
         self.last_step_mono: float | None = None
         self.last_check_mono = 0.0
         self.t0 = time.monotonic()
@@ -305,7 +315,9 @@ class Soak:
                 watch: list[str] = []
                 if name == "gateway" and self.args.memwatch:
                     out = self.work / "gateway-memwatch.jsonl"
-                    watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), "--"]
+                    pins = ["--pins"] if self.args.pins else []
+                    watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), *pins]
+                    watch.append("--")
                 elif name in ("gateway", "sync") and self.args.native_watch:
                     out = self.work / f"{name}-native.jsonl"
                     every = str(self.args.native_watch)
@@ -319,6 +331,8 @@ class Soak:
             return popen(name, ns, args)
 
         self.unit_env = units_environment()
+        # --gateway-env: an experiment against the unit's (e.g. PYTHONMALLOC=pymalloc).
+        self.unit_env["gateway"].update(kv.split("=", 1) for kv in self.args.gateway_env)
         self.village.popen = as_unit  # type: ignore[method-assign]
 
     # -- the village clock (--day-seconds) -----------------------------------------------------
@@ -460,6 +474,7 @@ class Soak:
         lease = self.dhcp.acquire(p.mac, time.monotonic() + 30, counts)
         self.ipconf.configure(f"m{p.index}", p.index, lease)
         p.ip = lease.ip
+        p.lease = lease
         web = self.http(p)
         probe_ip = ph.resolve(ph.PROBE_HOST, GW_LAN_IP, f"m{p.index}", p.ip, 10)
         r = web.request("GET", f"http://{probe_ip}/generate_204", host=ph.PROBE_HOST)
@@ -603,7 +618,19 @@ class Soak:
         self.event("leave")
 
     def change_mac(self, p: SoakPhone) -> None:
-        """MAC randomisation: a new address for the same phone; it joins again."""
+        """MAC randomisation: a new address for the same phone; it joins again. The old
+        identity is gone for good, so its lease is given back — once the gateway has ended
+        its session (``release_pending``), as the lease of a phone that went away runs out.
+        A mere leave (out of range) keeps the lease: the same MAC gets the same address back.
+        Without it every change held an address for dnsmasq's whole lease time (60 minutes
+        of real time) and a run of 45 minutes emptied the pool of 999; released at once, the
+        address went to the next phone while the old session still held it (the gateway's
+        documented side effect: a running session's address belongs to its MAC; the next
+        phone was refused as ``not-your-session`` until the idle timeout ended it)."""
+        if p.lease is not None:
+            with self.lock:
+                self.releases.append((time.monotonic() + RELEASE_AFTER_S, p.mac, p.lease))
+        p.lease = None
         self.leave(p)
         p.generation += 1
         g = p.generation
@@ -612,6 +639,20 @@ class Soak:
         sh(["ip", "link", "set", f"m{p.index}", "address", p.mac])
         sh(["ip", "link", "set", f"m{p.index}", "up"])
         self.event("mac_change")
+
+    def release_pending(self) -> None:
+        """DHCPRELEASE for the MACs phones left behind whose time has come (change_mac)."""
+        now = time.monotonic()
+        with self.lock:
+            due = [r for r in self.releases if r[0] <= now]
+            self.releases = [r for r in self.releases if r[0] > now]
+        for _, mac, lease in due:
+            try:
+                self.dhcp.release(mac, lease)
+                self.event("dhcp_release")
+            except OSError as exc:  # not sent: the lease times out instead
+                self.event("dhcp_release_failed")
+                log(f"DHCPRELEASE for {mac} not sent: {exc}")
 
     def act(self, p: SoakPhone) -> None:
         """One random step of one phone (in a thread inside the phones' namespace)."""
@@ -698,6 +739,7 @@ class Soak:
             f.stat().st_size for f in self.work.glob("hotspot.db*") if f.is_file()
         )
         sample["log_bytes"] = {f.name: f.stat().st_size for f in self.work.glob("*.log")}
+        sample["dhcp_leases_in_use"] = leases_in_use(self.work / "dnsmasq.leases")
         db = sqlite3.connect(f"file:{self.work}/hotspot.db?mode=ro", uri=True, timeout=10)
         try:
             sample["outbox_pending"] = db.execute(
@@ -874,6 +916,7 @@ class Soak:
                     collector_away_since = None
                     collector_toggle = now + duration / 3
                 self.event("collector_toggle")
+            self.release_pending()
             if now >= next_midnight:
                 self.jump_to_midnight()
                 next_midnight = now + args.day_seconds
@@ -896,6 +939,12 @@ class Soak:
             time.sleep(0.2)
         pool.shutdown(wait=True)
         self.end_all_sessions()
+        # Every session has ended: the leases left behind go back now (the last check shows
+        # the pool with one lease a phone).
+        with self.lock:
+            self.releases = [(0.0, mac, lease) for _, mac, lease in self.releases]
+        self.release_pending()
+        time.sleep(1)  # dnsmasq rewrites its lease file
         self.check(time.monotonic() - t0)
         # The backlog drains once the collector is back.
         deadline = time.monotonic() + 60
@@ -1054,6 +1103,14 @@ class Soak:
                 "slope_per_hour": None if sl_log is None else round(sl_log),
             },
             "outbox_pending_at_end": last["outbox_pending"],
+            # dnsmasq's pool: leases in its lease file at each check (a long run emptied it
+            # once, when the phones never gave a lease back).
+            "dhcp_pool": {
+                "size": dhcp_pool_size(),
+                "in_use_first": self.samples[0].get("dhcp_leases_in_use"),
+                "in_use_max": max(s.get("dhcp_leases_in_use", 0) for s in self.samples),
+                "in_use_last": last.get("dhcp_leases_in_use"),
+            },
             "collector_away_s": round(self.collector_down_s, 1),
             "bytes": {
                 "counted": counted,
@@ -1143,6 +1200,14 @@ class Soak:
             "gc_objects": [s["gc_objects"] for s in snaps],
             "sites_grown": grew[:15],
             "types_grown": [{"type": k, "growth": g, "count": v} for k, g, v in types[:15]],
+            # --pins: the MiB of obmalloc's arenas holding objects over time, and what holds
+            # the mostly empty ones.
+            "pins": [
+                {k: v for k, v in s["pins"].items() if not k.endswith("_in_sparse_arenas")}
+                for s in snaps
+                if "pins" in s
+            ],
+            "pins_last": last.get("pins"),
         }
 
     def maps_report(self, elapsed: float) -> dict[str, Any]:
@@ -1340,9 +1405,25 @@ def codes_in(data: Any) -> list[str]:
     return found
 
 
+def leases_in_use(path: Path) -> int:
+    """The leases in dnsmasq's lease file (one a line; rewritten at every change)."""
+    try:
+        return sum(1 for line in path.read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def dhcp_pool_size() -> int:
+    first, last = (int(ipaddress.IPv4Address(ip)) for ip in DHCP_RANGE)
+    return last - first + 1
+
+
 def verdict(r: dict[str, Any]) -> list[str]:
     """The invariants that did not hold (empty: all did)."""
     bad = []
+    pool = r.get("dhcp_pool")
+    if pool and pool["in_use_max"] >= pool["size"]:
+        bad.append(f"the DHCP pool ran out: {pool['in_use_max']} leases of {pool['size']}")
     if r["session_mismatch_count"]:
         bad.append(
             f"sessions in the database ≠ in the kernel at {r['session_mismatch_count']} checks"
@@ -1409,6 +1490,20 @@ def main(argv: list[str] | None = None) -> int:
         help="every N s, the gateway's tracemalloc top sites and gc objects by type (off)",
     )
     ap.add_argument(
+        "--pins",
+        action="store_true",
+        help="with --memwatch: which allocation sites hold objects in mostly empty obmalloc "
+        "arenas (slow: seconds per snapshot)",
+    )
+    ap.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the gateway's environment differs from its unit's by this (an experiment, "
+        "e.g. PYTHONMALLOC=pymalloc)",
+    )
+    ap.add_argument(
         "--native-watch",
         type=float,
         default=0.0,
@@ -1435,6 +1530,9 @@ def main(argv: list[str] | None = None) -> int:
             "bench.soak: --day-seconds, --memwatch and --native-watch are seconds ≥ 0",
             file=sys.stderr,
         )
+        return 2
+    if any("=" not in kv for kv in args.gateway_env) or (args.pins and not args.memwatch):
+        print("bench.soak: --gateway-env NAME=VALUE; --pins needs --memwatch", file=sys.stderr)
         return 2
     if args.check_seconds is None:
         args.check_seconds = 5.0 if args.hours < 0.1 else 30.0

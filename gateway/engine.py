@@ -822,6 +822,13 @@ class SessionEngine:
                     and (mine.source is Source.TRUSTED) == (origin is Source.TRUSTED)
                 ):
                     return self._describe(db, mine, now)
+                if voucher_id is not None and until is not None and self.last_step is not None:
+                    # The voucher's end as it is now: a clock step between the portal's
+                    # claim and this authorize moved it (_follow_step), while the portal
+                    # worked ``expires_at`` out on the old clock (the soak's redemptions
+                    # refused as expired after a step). Without a step the two are equal.
+                    held = db.scalar(select(Voucher.expires_at).where(Voucher.id == voucher_id))
+                    until = held if held is not None else until
                 # Refused before any running session ends: an end counts its bytes into
                 # memory and the session row, which a refusal's rollback would lose.
                 if until is None:

@@ -408,7 +408,9 @@ class VoucherService:
             plan.package,
             plan.title,
             plan.tier,
-            plan.expires_at,
+            # The gateway's: a clock step between the claim and the authorize moved the
+            # voucher's end, and the session's is that (docs/reliability.md).
+            parse_utc(session["expires_at"]) if session.get("expires_at") else plan.expires_at,
             self._bytes_limit(plan),
             session,
             first_use=plan.first_use,

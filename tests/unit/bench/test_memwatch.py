@@ -87,6 +87,8 @@ def test_smaps_groups_names_the_heap_the_anonymous_maps_and_files():
 def test_the_soak_starts_the_daemons_with_the_environment_of_their_units():
     env = units_environment()
     # The units `hotspot provision` installs; the checked-in examples say the same.
+    # Not PYTHONMALLOC=malloc: tried in a 90-minute soak, it grew as fast and cost CPU
+    # (docs/reliability.md, "A week in minutes").
     assert env["gateway"] == {"MALLOC_ARENA_MAX": "2"}
     assert env["portal"] == {"MALLOC_ARENA_MAX": "2"}
     for name, unit in UNIT_OF.items():
