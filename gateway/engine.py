@@ -592,22 +592,10 @@ class SessionEngine:
 
     def _voucher_bytes(self, db: Session, voucher_ids: set[int]) -> dict[int, int]:
         """Bytes used so far by each voucher over all its sessions, ended and running."""
-        if not voucher_ids:
-            return {}
-        rows = db.execute(
-            select(
-                ClientSession.voucher_id,
-                func.sum(ClientSession.bytes_down + ClientSession.bytes_up),
-            )
-            .where(ClientSession.voucher_id.in_(voucher_ids))
-            .group_by(ClientSession.voucher_id)
-        )
-        used = {vid: int(total or 0) for vid, total in rows if vid is not None}
+        used = self._voucher_db_bytes(db, voucher_ids)
         for live in self.live.values():
             if live.voucher_id in voucher_ids:
-                used[live.voucher_id] = (
-                    used.get(live.voucher_id, 0) + live.bytes_down + live.bytes_up
-                )
+                used[live.voucher_id] += live.bytes_down + live.bytes_up
         return used
 
     def _used(self, db: Session, mac: str, day: dt.date, tier: str) -> _Pending:
