@@ -1741,18 +1741,14 @@ class SessionEngine:
         step = FLUSH_SLICE_ROWS
         for start in range(0, len(active), step):
             with self._slice(held):
-                rows = []
+                rows: builtins.list[dict[str, Any]] = []
                 written: builtins.list[tuple[_Live, int, int]] = []
                 for sess in active[start : start + step]:
-                    live = self.live.get(sess.id)
-                    if live is None or sess.ended_at is not None:
+                    pending = self._unwritten(sess)
+                    if pending is None:
                         continue
-                    if not (live.bytes_down or live.bytes_up or live.last_activity):
-                        continue
-                    last = live.last_activity or sess.last_activity_at
-                    rows.append(
-                        {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
-                    )
+                    live, flush_row = pending
+                    rows.append(flush_row)
                     written.append((live, live.bytes_down, live.bytes_up))
                 if not rows:
                     continue
@@ -1931,6 +1927,17 @@ class SessionEngine:
                 return EndReason.IDLE
         return None
 
+    def _unwritten(self, sess: _Row) -> tuple[_Live, dict[str, Any]] | None:
+        """A running session's counts since the last flush, as the flush's row (None when
+        there is nothing to write)."""
+        live = self.live.get(sess.id)
+        if live is None or sess.ended_at is not None:
+            return None
+        if not (live.bytes_down or live.bytes_up or live.last_activity):
+            return None
+        last = live.last_activity or sess.last_activity_at
+        return live, {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
+
     def _flush(self, db: Session, active: builtins.list[_Row]) -> None:
         """Write what was counted since the last flush: Core statements, one executemany
         per table (the ORM's unit of work cost seconds per thousand sessions: a SELECT per
@@ -1946,15 +1953,12 @@ class SessionEngine:
         self._late.clear()
         sessions = []
         for sess in active:
-            live = self.live.get(sess.id)
-            if live is None or sess.ended_at is not None:
+            pending = self._unwritten(sess)
+            if pending is None:
                 continue
-            if not (live.bytes_down or live.bytes_up or live.last_activity):
-                continue
-            last = live.last_activity or sess.last_activity_at
-            sessions.append(
-                {"sid": sess.id, "down": live.bytes_down, "up": live.bytes_up, "last": last}
-            )
+            live, row = pending
+            last = row["last"]
+            sessions.append(row)
             sess.bytes_down += live.bytes_down
             sess.bytes_up += live.bytes_up
             sess.last_activity_at = last
