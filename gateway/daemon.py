@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import sdnotify
+from gateway import sdnotify, tc
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.dnsapply import CertWatch, DnsApplier
 from gateway.engine import SessionEngine
-from gateway.memory import FreedMemory
+from gateway.memory import FreedMemory, MemoryCeiling
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
 from gateway.uplink import UplinkMonitor
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The exit status after the memory ceiling (EX_TEMPFAIL: try again). systemd's
+# Restart=always starts the gateway again; `systemctl status` shows the status.
+EXIT_MEMORY_CEILING = 75
+
 # How often unsold stock past its shelf life is withdrawn. Shelf lives are days long, so a
 # minute late is never noticed; the usual call is one indexed read that finds nothing.
 STOCK_EXPIRY_SECONDS = 60.0
@@ -58,6 +62,18 @@ def check_interfaces(config: Config) -> None:
             name = getattr(config.network, key)
             if not ipr.link_lookup(ifname=name):
                 raise ConfigError(f"network.{key}", f"no interface named {name!r} on this machine")
+
+
+def report_class_progress(ifname: str, done: int, total: int) -> None:
+    """Before each `tc -batch` run of the start's classes: systemd's start timeout moved
+    past the run (``EXTEND_TIMEOUT_USEC``: a /18's first start takes minutes, the unit's
+    TimeoutStartSec 90 s), and how far it got, in ``systemctl status`` and the log."""
+    sdnotify.notify(
+        f"EXTEND_TIMEOUT_USEC={int((tc.BATCH_TIMEOUT_S + 30) * 1_000_000)}\n"
+        f"STATUS=shaping classes on {ifname}: {done} of {total}"
+    )
+    if total > tc.BATCH_CHANGES:
+        log.info("shaping classes on %s: %d of %d", ifname, done, total)
 
 
 class Gateway:
@@ -91,6 +107,9 @@ class Gateway:
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
         # malloc_trim once an hour (gateway/memory.py; [gateway] trim_seconds).
         self.freed_memory = FreedMemory(every=config.gateway.trim_seconds)
+        # Past [gateway] restart_above_mb the daemon stops and systemd starts it again.
+        self.memory_ceiling = MemoryCeiling(config.gateway.restart_above_mb)
+        self.exit_status = 0
         self.metrics: GatewayMetrics | None = None  # [gateway] metrics_listen
         self.metrics_listener: MetricsListener | None = None
 
@@ -158,7 +177,9 @@ class Gateway:
                 else None,
                 clock=self.clock,
             )
+        self.datapath.class_progress = report_class_progress
         self.engine.start()
+        self.datapath.class_progress = None
         self.uplink = UplinkMonitor(self.config, db, clock=self.clock)
         if self.config.gateway.metrics_listen:
             self.start_metrics()
@@ -206,7 +227,7 @@ class Gateway:
             self.engine.flush()
             self.datapath.close()
             log.info("gateway stopped; kernel state left in place")
-        return 0
+        return self.exit_status
 
     def start_metrics(self) -> None:
         """The Prometheus listener on ``[gateway] metrics_listen`` (gateway/metrics.py). If
@@ -263,11 +284,25 @@ class Gateway:
                 log.error("tick: database: %s", self.last_tick_error)
         self.expire_stock()
         self.freed_memory.due()
+        self.check_memory_ceiling()
         try:
             self.policies.check_inbox()
         except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it
             log.error("policy: applying failed: %s", exc)
         self.mirror_dns_filter()
+
+    def check_memory_ceiling(self) -> None:
+        size = self.memory_ceiling.exceeded()
+        if size is None or self.stopping.is_set():
+            return
+        log.warning(
+            "resident memory %.0f MB is past [gateway] restart_above_mb = %d: stopping to be "
+            "started again (sessions are kept)",
+            size,
+            self.memory_ceiling.limit_mb,
+        )
+        self.exit_status = EXIT_MEMORY_CEILING
+        self.stopping.set()
 
     def mirror_dns_filter(self) -> None:
         """The nftables switch of DNS filtering follows the resolvers' files in force: on

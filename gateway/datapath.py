@@ -27,9 +27,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from gateway import ruleset, shaping
+from gateway import ruleset, shaping, tc
 from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 
 
 class DataPath:
+    # (device, done, total) before each `tc -batch` run of a big class change: the daemon's
+    # start reports it to systemd (a /18's first start takes minutes).
+    class_progress: Callable[[str, int, int], None] | None = None
+
     def __init__(self, config: Config):
         self.config = config
         net = config.network
@@ -97,7 +102,10 @@ class DataPath:
         snap = self.snapshot(with_nft=False)
         # Classes first (nothing points at them yet), then the table in one transaction.
         class_plan = make_plan(wanted, blocked, snap, self.network, pool)
-        self._apply_classes(class_plan)
+        # A start that fails part-way keeps the classes it made: they are the pool's, wanted
+        # whatever happens next, and a /18's first start on a slow device must not begin
+        # again from nothing at every restart (bench/README.md, "The /18").
+        self._apply_classes(class_plan, undo=False)
         # After a reboot the neighbour table is empty: the pins come back with the table.
         self._apply_pins(class_plan)
         clients = [
@@ -304,13 +312,25 @@ class DataPath:
         cmds += ruleset.element_command(lay, "add", ruleset.BLOCKED, plan.add_blocked)
         return cmds
 
-    def _apply_classes(self, plan: Plan) -> None:
+    def _apply_classes(self, plan: Plan, *, undo: bool = True) -> None:
         try:
             for shaper, changes in ((self.down, plan.down_set), (self.up, plan.up_set)):
-                shaper.apply_bulk([(c.minor, c.kbps, c.needs_leaf) for c in changes], [])
+                shaper.apply_bulk(
+                    [(c.minor, c.kbps, c.needs_leaf) for c in changes],
+                    [],
+                    self._progress_on(shaper),
+                )
         except KernelError:
-            self._undo_new_classes(plan)
+            if undo:
+                self._undo_new_classes(plan)
             raise
+
+    def _progress_on(self, shaper: Shaper) -> tc.BatchProgress | None:
+        report = self.class_progress
+        if report is None:
+            return None
+        ifname = shaper.ifname
+        return lambda done, total: report(ifname, done, total)
 
     def _apply_pins(self, plan: Plan) -> None:
         done: list[str] = []

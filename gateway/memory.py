@@ -1,4 +1,5 @@
-"""Giving the memory the allocator keeps back to the system, once an hour (issue #11).
+"""Giving the memory the allocator keeps back to the system, once an hour (issue #11), and
+the ceiling past which the daemon restarts itself.
 
 The gateway's threads (one per control connection, the tick, netlink) allocate and free
 all day; glibc's malloc keeps what they free in its arenas for the next allocation. Under a
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 TRIM_SECONDS = 3600.0
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def malloc_trim() -> Callable[[int], int] | None:
@@ -59,3 +62,42 @@ class FreedMemory:
         # Once an hour: worth a line (a soak counts them, an operator sees they happen).
         log.info("malloc_trim: %s", "memory given back" if released else "nothing to give")
         return released
+
+
+def resident_mb() -> float:
+    """This process's resident set size, in MiB (``/proc/self/statm``: one read, ~20 µs)."""
+    with open("/proc/self/statm", "rb") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * PAGE_SIZE / 2**20
+
+
+class MemoryCeiling:
+    """``exceeded()`` from the daemon's tick: the resident size once it is past
+    ``limit_mb`` even after the allocator gave back what it could, else None.
+
+    The bound on whatever grows over months, whatever it is: the daemon then stops as it
+    does for systemd (counters flushed) and systemd starts it again (``Restart=always``);
+    the sessions stay in the kernel and the database, so nobody is logged out (a kill -9
+    keeps them too: docs/reliability.md). uWSGI's ``reload-on-rss`` and gunicorn's
+    ``max_requests`` are the same idea."""
+
+    def __init__(
+        self,
+        limit_mb: int,
+        resident: Callable[[], float] = resident_mb,
+        trim: Callable[[int], int] | None = None,
+    ):
+        self.limit_mb = limit_mb
+        self.resident = resident
+        self.trim = trim if trim is not None else malloc_trim()
+
+    def exceeded(self) -> float | None:
+        if not self.limit_mb:
+            return None
+        size = self.resident()
+        if size <= self.limit_mb:
+            return None
+        if self.trim is not None:  # free pages glibc holds are not growth
+            self.trim(0)
+            size = self.resident()
+        return size if size > self.limit_mb else None

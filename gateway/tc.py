@@ -19,7 +19,7 @@ import errno
 import logging
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from gateway import rtnl_dump, shaping
@@ -29,8 +29,15 @@ from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
 
+# progress(done, total): class changes applied so far, of all this call's.
+BatchProgress = Callable[[int, int], None]
+
 TC_H_ROOT = 0xFFFFFFFF
 BULK_THRESHOLD = 16  # changes at once above which one `tc -batch` beats netlink calls
+BATCH_CHANGES = 1000  # class changes a `tc -batch` run (see Shaper.apply_bulk)
+# The slowest run, a /18's last thousand classes, takes about 5 s on the development machine
+# (16,382 in 40 s: bench/README.md): the timeout is for a tc that hangs, not a slow kernel.
+BATCH_TIMEOUT_S = 120.0
 # The GSO splitter: far above any tier, a burst of a few frames so that every real frame
 # fits (tbf drops a non-GSO packet larger than its burst) and super-packets are split.
 SPLITTER_RATE = "10gbit"
@@ -231,9 +238,20 @@ class Shaper:
             lines.append(f"class del dev {dev} classid {shaping.classid_str(minor)}")
         return lines
 
-    def apply_bulk(self, changes: list[tuple[int, int, bool]], deletions: list[int]) -> None:
-        """Many class changes at once: netlink calls for a few, one ``tc -batch`` for many.
-        A change is (minor, ceiling, whether its leaf qdiscs must be made too)."""
+    def apply_bulk(
+        self,
+        changes: list[tuple[int, int, bool]],
+        deletions: list[int],
+        progress: BatchProgress | None = None,
+    ) -> None:
+        """Many class changes at once: netlink calls for a few, ``tc -batch`` runs for many.
+        A change is (minor, ceiling, whether its leaf qdiscs must be made too).
+
+        Many is at most :data:`BATCH_CHANGES` a run, each with its own timeout: a new class
+        costs the kernel a walk of every class of the qdisc (bench/README.md, "The /18"),
+        so a /18's first start creates 16,382 classes a device in minutes on a slow or busy
+        machine, and one run for them all outlived any timeout. ``progress(done, total)``
+        is called before each run (the daemon extends systemd's start timeout with it)."""
         if len(changes) + len(deletions) <= BULK_THRESHOLD:
             for minor, kbps, with_leaf in changes:
                 self.set_client(minor, kbps, with_leaf=with_leaf)
@@ -242,16 +260,37 @@ class Shaper:
         tc = shutil.which("tc")
         if tc is None:
             raise KernelError("tc binary not found (package iproute2)", code=ErrorCode.TC)
+        total = len(changes) + len(deletions)
+        done = 0
+        for first in range(0, total, BATCH_CHANGES):
+            if progress is not None:
+                progress(done, total)
+            chunk_changes = changes[first : first + BATCH_CHANGES]
+            chunk_deletions = deletions[
+                max(0, first - len(changes)) : max(0, first + BATCH_CHANGES - len(changes))
+            ]
+            self._run_batch(tc, self._batch_lines(chunk_changes, chunk_deletions))
+            done += len(chunk_changes) + len(chunk_deletions)
+        if progress is not None:
+            progress(done, total)
+
+    def _run_batch(self, tc: str, lines: list[str]) -> None:
         # -force: a class deleted meanwhile must not stop the rest of the batch.
-        script = "\n".join(self._batch_lines(changes, deletions)) + "\n"
-        proc = subprocess.run(
-            [tc, "-force", "-batch", "-"],
-            input=script,
-            text=True,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                [tc, "-force", "-batch", "-"],
+                input="\n".join(lines) + "\n",
+                text=True,
+                capture_output=True,
+                timeout=BATCH_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise KernelError(
+                f"tc -batch on {self.ifname}: {len(lines)} lines not done in "
+                f"{BATCH_TIMEOUT_S:.0f} s",
+                code=ErrorCode.TC,
+            ) from exc
         if proc.returncode != 0:
             errors = [
                 ln

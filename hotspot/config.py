@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         "clock_step_seconds": 30,
         # Freed memory back to the system (malloc_trim) this often, monotonic (gateway/memory.py).
         "trim_seconds": 3600,
+        # Resident memory (after a trim) above which the gateway restarts itself, its
+        # sessions kept: the bound on whatever grows over months (gateway/memory.py). 0 = off.
+        "restart_above_mb": 256,
         # NTP for systemd-timesyncd (provisioning): the province's servers first, then the
         # public pool as the fallback.
         "ntp_servers": [],
@@ -514,6 +517,7 @@ class GatewayConfig:
     collector_time_step_seconds: float = 60.0  # 0 = never step to the collector's time
     metrics_listen: str = ""  # "ADDRESS:PORT" of the Prometheus listener; "" = off
     trim_seconds: float = 3600.0  # malloc_trim(0) this often (gateway/memory.py)
+    restart_above_mb: int = 256  # resident memory that restarts the daemon; 0 = never
 
 
 @dataclass(frozen=True)
@@ -844,6 +848,18 @@ class Section:
 
 
 _NTP_SERVER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
+
+
+def _restart_above(gw: Section) -> int:
+    """0 (never), or at least 32 MB: a smaller figure is a mistake of units. (A figure
+    below the gateway's own size, 70-100 MB, restarts it at every tick, each time with a
+    line that names both figures: docs/configuration.md.)"""
+    value = gw.int("restart_above_mb", 0, 16384)
+    if 0 < value < 32:
+        raise ConfigError(
+            gw.key("restart_above_mb"), f"must be 0 (off) or at least 32, got {value}"
+        )
+    return value
 
 
 def _collector_time_step(gw: Section) -> float:
@@ -1501,6 +1517,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             collector_time_step_seconds=_collector_time_step(gw),
             metrics_listen=_metrics_listen(gw, network, portal),
             trim_seconds=gw.float("trim_seconds", 10.0, 86400.0),
+            restart_above_mb=_restart_above(gw),
         ),
         tiers=tiers,
         portal=portal,

@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ import pytest
 from tests.netns.helpers import curl, portal_exchange, wait_until
 from testsupport import booted, dhclient
 from testsupport import testbed as tb
-from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, WAN_UP_IP, Phone
+from testsupport.testbed import UPSTREAM_IP, WAN_GW_IP, WAN_UP_IP, Phone, write_toml
 
 pytestmark = pytest.mark.skipif(
     bool(booted.missing_tools()) or shutil.which("dhclient") is None,
@@ -462,6 +463,48 @@ def test_gateway_killed_is_restarted_by_systemd_and_keeps_the_session(site, phon
     assert after["MainPID"] != before["MainPID"]
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     wait_until(lambda: is_online(site), 15, 0.2, what="the phone online after the restart")
+    assert [s["mac"] for s in sessions(site)] == [PHONE_MAC]
+
+
+def test_gateway_past_its_memory_ceiling_is_started_again_by_systemd(site, phone):
+    """``[gateway] restart_above_mb`` below the gateway's own size: at its first tick it
+    stops with status 75 and systemd (``Restart=always``) starts it again, and again; the
+    phone stays online. Back at the usual figure it stays up, the session the same.
+    (Here, not with the unit's ``MemoryMax=``: nspawn gives this container no memory
+    controller of its own.)"""
+    dev = site.device
+    conf = dev.root / "etc/hotspot/hotspot.toml"
+    usual = conf.read_text()
+    data = tomllib.loads(usual)
+    data.setdefault("gateway", {})["restart_above_mb"] = 32
+    before = int(dev.show("hotspot-gateway", "NRestarts")["NRestarts"])
+    try:
+        write_toml(conf, data)
+        dev.run("systemctl", "restart", "hotspot-gateway")
+        wait_until(
+            lambda: int(dev.show("hotspot-gateway", "NRestarts")["NRestarts"]) >= before + 2,
+            60,
+            0.5,
+            what="hotspot-gateway stopped past its ceiling and started again, twice",
+        )
+        journal = dev.run(
+            "journalctl", "-u", "hotspot-gateway", "--no-pager", "-o", "cat", "-n", "400"
+        ).stdout
+        assert "past [gateway] restart_above_mb = 32: stopping to be started again" in journal
+        assert "status=75/" in journal, journal[-3000:]
+        assert is_online(site, timeout=3)
+    finally:
+        conf.write_text(usual)
+        dev.run("systemctl", "restart", "hotspot-gateway")
+    wait_until(
+        lambda: dev.systemctl("is-active", "hotspot-gateway") == "active" and is_online(site),
+        30,
+        0.5,
+        what="hotspot-gateway up again on the usual ceiling, the phone online",
+    )
+    settled = dev.show("hotspot-gateway", "NRestarts")["NRestarts"]
+    time.sleep(5)  # two ticks and more: no stop this time
+    assert dev.show("hotspot-gateway", "NRestarts")["NRestarts"] == settled
     assert [s["mac"] for s in sessions(site)] == [PHONE_MAC]
 
 

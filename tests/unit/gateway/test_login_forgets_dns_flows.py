@@ -26,7 +26,7 @@ class FakeConntrack:
 
 
 class FakeShaper:
-    def apply_bulk(self, changes, deletes):
+    def apply_bulk(self, changes, deletes, progress=None):
         pass
 
     def reading(self, minor):

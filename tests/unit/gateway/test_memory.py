@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from gateway.memory import TRIM_SECONDS, FreedMemory, malloc_trim
+from gateway.memory import TRIM_SECONDS, FreedMemory, MemoryCeiling, malloc_trim, resident_mb
 from hotspot import config as config_mod
 from hotspot.config import ConfigError
 
@@ -141,3 +141,74 @@ def test_the_daemons_tick_asks_for_the_trim(tmp_path):
     gw._tick()
     gw._tick()
     assert calls == [0]
+
+
+# -- the ceiling: past [gateway] restart_above_mb the daemon stops to be started again -------
+
+
+class Resident:
+    def __init__(self, *sizes: float) -> None:
+        self.sizes = list(sizes)
+
+    def __call__(self) -> float:
+        return self.sizes.pop(0) if len(self.sizes) > 1 else self.sizes[0]
+
+
+def test_the_ceiling_is_crossed_only_by_what_a_trim_does_not_give_back():
+    trims: list[int] = []
+
+    def trim(pad: int) -> int:
+        trims.append(pad)
+        return 1
+
+    assert MemoryCeiling(256, Resident(255.9), trim).exceeded() is None
+    assert trims == []  # below the ceiling: no trim, one read of /proc
+    assert MemoryCeiling(256, Resident(300.0, 250.0), trim).exceeded() is None
+    assert trims == [0]  # glibc's free pages were the excess: given back, no restart
+    assert MemoryCeiling(256, Resident(300.0, 280.0), trim).exceeded() == 280.0
+    assert MemoryCeiling(256, Resident(300.0), None).exceeded() == 300.0  # musl: no trim
+
+
+def test_a_ceiling_of_zero_is_off():
+    reads: list[float] = []
+
+    def resident() -> float:
+        reads.append(1)
+        return 10_000.0
+
+    assert MemoryCeiling(0, resident).exceeded() is None
+    assert reads == []
+
+
+def test_the_resident_size_is_this_processes():
+    size = resident_mb()
+    status = next(ln for ln in open("/proc/self/status") if ln.startswith("VmRSS:"))
+    assert abs(size - int(status.split()[1]) / 1024) < 8  # read a moment apart
+
+
+def test_the_ceiling_is_a_setting_and_a_mistake_of_units_is_refused(tmp_path):
+    db = {"url": f"sqlite:///{tmp_path}/h.db"}
+    assert config_mod.load(overrides={"database": db}).gateway.restart_above_mb == 256
+    for good in (0, 32, 512):
+        cfg = config_mod.load(overrides={"database": db, "gateway": {"restart_above_mb": good}})
+        assert cfg.gateway.restart_above_mb == good
+    for bad in (1, 31, -1, 16385, "256M", 2.5, True):
+        with pytest.raises(ConfigError) as err:
+            config_mod.load(overrides={"database": db, "gateway": {"restart_above_mb": bad}})
+        assert "gateway.restart_above_mb" in str(err.value)
+
+
+def test_a_bad_ceiling_in_the_file_is_one_line_and_exit_2(tmp_path):
+    conf = tmp_path / "hotspot.toml"
+    conf.write_text("[gateway]\nrestart_above_mb = 16\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "hotspot_cli", "--config", str(conf), "gateway", "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "hotspot: config error: gateway.restart_above_mb: must be 0 (off) or at least 32, got 16"
+    ], run.stderr
