@@ -1,14 +1,17 @@
 """A kick's conntrack work by the gateway's index of its clients' flows (issue #12), against
 the real gateway: the kicked phone's running download stops at once and its hundreds of
 entries go, found without a dump; a neighbour whose address has the kicked one's as a
-prefix (10.10.0.11 / 10.10.0.110) keeps its entries and its download."""
+prefix (10.10.0.11 / 10.10.0.110) keeps its entries and its download. A session the tick
+ends (its time is up) goes the same way."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sys
 import time
 
+from hotspot.timeutil import iso, utcnow
 from tests.netns.helpers import (
     UPSTREAM_IP,
     authorize,
@@ -83,3 +86,48 @@ def test_a_kick_stops_the_download_and_forgets_hundreds_of_flows_by_the_index(
         rf"(\d+) entries of {re.escape(kicked.ip)} deleted \(indexed\)", gateway.log.read_text()
     )
     assert found and int(found[-1]) >= FLOWS + 1, found
+
+
+def test_a_session_the_tick_ends_forgets_its_flows_by_the_index_mid_download(
+    testbed, gateway, tmp_path
+):
+    phone = testbed.phones[0]
+    wait_until(
+        lambda: "client-flow index seeded" in gateway.log.read_text(),
+        10,
+        what="the gateway's client-flow index seeded",
+    )
+    gateway.call(
+        "authorize",
+        mac=phone.mac,
+        ip=phone.ip,
+        tier="premium",
+        source="admin",
+        expires_at=iso(utcnow() + dt.timedelta(seconds=4), exact=True),
+    )
+    part = tmp_path / "big.part"
+    testbed.popen(phone.ns, "curl", "-s", "-o", str(part), f"http://{UPSTREAM_IP}/big.bin")
+    testbed.run(phone.ns, sys.executable, "-c", _FLOWS, UPSTREAM_IP, "50")
+    wait_until(
+        lambda: part.exists() and part.stat().st_size > 128 * 1024,
+        10,
+        what="the download getting going",
+    )
+    wait_until(
+        lambda: re.search(
+            rf"session \d+ of \S+ at {re.escape(phone.ip)} ended: session", gateway.log.read_text()
+        ),
+        15,
+        interval=0.1,
+        what="the session's end by the tick",
+    )
+    time.sleep(0.3)
+    at_end = part.stat().st_size
+    time.sleep(1.0)
+    assert part.stat().st_size == at_end, "the download kept going after the session's end"
+    assert at_end < 20 * 1024 * 1024, "the download finished before the end"
+    assert conntrack_entries(testbed, phone.ip) == []
+    found = re.findall(
+        rf"(\d+) entries of {re.escape(phone.ip)} deleted \(indexed\)", gateway.log.read_text()
+    )
+    assert found and int(found[-1]) >= 51, found
