@@ -175,6 +175,11 @@ def main() -> None:
     t = time.perf_counter()
     engine.start()
     start_ms = (time.perf_counter() - t) * 1000
+    # A kick dumps until the client-flow index is seeded (on its thread): measure the index.
+    flows = getattr(dp.conntrack, "flows", None)
+    deadline = time.monotonic() + 30
+    while flows is not None and not flows.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
     instrument()
     engine.lock = TimedLock(engine.lock)  # type: ignore[assignment]
     dispatcher = Dispatcher(engine, lambda: {})

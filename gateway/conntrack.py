@@ -4,11 +4,13 @@ leaves the walled resolver and the portal's redirect at once."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
-from gateway.ctnetlink import CtEntry, CtNetlink, RedirectIndex
+from gateway.ctnetlink import ClientFlowIndex, CtEntry, CtNetlink, RedirectIndex
 from hotspot.errors import ErrorCode, KernelError
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,9 @@ class Conntrack:
         # The walled (redirected) flows, kept by the kernel's events: a login looks its
         # client's up here instead of dumping (a dump walks the kernel's whole hash table).
         self.redirects: RedirectIndex | None = None
+        # Every flow of the LAN's clients, kept the same way: a kick or an expiry deletes its
+        # client's entries by their tuples instead of dumping.
+        self.flows: ClientFlowIndex | None = None
 
     def watch_redirects(self, local: str, ports: dict[int, tuple[int, ...]]) -> None:
         """Start the index of the flows NAT redirects to ``local``'s ``ports`` (port ->
@@ -40,9 +45,40 @@ class Conntrack:
         self.redirects = index
         log.info("conntrack: index of redirected flows started (%d now)", len(index))
 
+    def watch_clients(self, network: ipaddress.IPv4Network) -> None:
+        """Start the index of every flow ``network``'s addresses originate (seeded on its
+        own thread: kicks dump until it is in). Without it (the kernel refused the events)
+        a kick dumps, as before."""
+        if self.flows is not None:
+            return
+        index = ClientFlowIndex(network, _conntrack_max())
+        try:
+            index.start()
+        except OSError as exc:
+            index.close()
+            log.warning("conntrack: no events (%s): a kick walks the table instead", exc)
+            return
+        self.flows = index
+
     def flush_client(self, ip: str) -> int:
-        """Delete every entry the client originated (before and after NAT). Returns the count."""
-        return self._flush(ip, lambda _entry: True, "entries")
+        """Delete every entry the client originated (before and after NAT). Returns the count.
+
+        The entries come from the index the kernel's events keep
+        (:class:`gateway.ctnetlink.ClientFlowIndex`): a hash lookup per entry, no walk of
+        the kernel's table; when the index cannot say (not seeded yet, events lost, or no
+        events at all), from a dump of the client's entries."""
+        if self.flows is None:
+            return self._flush(ip, lambda _entry: True, "entries")
+        try:
+            tuples = self.flows.tuples_from(ip)
+            if tuples is None:
+                return self._flush(ip, lambda _entry: True, "entries")
+            deleted = self.ct.delete_tuples(tuples)
+            self.flows.forget(ip, tuples)
+        except OSError as exc:
+            raise KernelError(f"conntrack flush of {ip}: {exc}", code=ErrorCode.CONNTRACK) from exc
+        log.debug("conntrack: %d entries of %s deleted (indexed)", deleted, ip)
+        return deleted
 
     def flush_walled(self, ip: str, portal: tuple[str, int]) -> int:
         """At login: delete the client's flows that NAT sent somewhere else than where they
@@ -93,7 +129,25 @@ class Conntrack:
         if self.redirects is not None:
             self.redirects.close()
             self.redirects = None
+        if self.flows is not None:
+            self.flows.close()
+            self.flows = None
         self.ct.close()
+
+
+CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
+DEFAULT_CONNTRACK_MAX = 262_144
+
+
+def _conntrack_max() -> int:
+    """The kernel's table size (the client-flow index's bound): the running namespace's."""
+    try:
+        return int(CONNTRACK_MAX.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "conntrack: %s unreadable (%s): %d assumed", CONNTRACK_MAX, exc, DEFAULT_CONNTRACK_MAX
+        )
+        return DEFAULT_CONNTRACK_MAX
 
 
 def _is_dns(entry: CtEntry) -> bool:

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import errno
 import functools
+import ipaddress
 import logging
 import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,9 @@ def netfilter_socket() -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+_Parsed = TypeVar("_Parsed")
 
 
 class CtNetlinkError(OSError):
@@ -153,9 +159,15 @@ def reply_port_dump_request(proto: int, port: int, seq: int) -> bytes:
     return _message(CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, tuple_reply + cta_filter)
 
 
-def delete_request(entry: CtEntry, seq: int) -> bytes:
-    """The deletion of ``entry``, by its original tuple, acknowledged."""
-    return _message(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, entry.orig_attr)
+def full_dump_request(seq: int) -> bytes:
+    """A dump of every IPv4 entry of the namespace (the client-flow index's seed)."""
+    return _message(CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, b"")
+
+
+def delete_request(orig_attr: bytes, seq: int) -> bytes:
+    """The deletion of the entry whose ``CTA_TUPLE_ORIG`` attribute is ``orig_attr``,
+    acknowledged."""
+    return _message(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, orig_attr)
 
 
 def _attrs(data: bytes | memoryview, start: int, end: int) -> dict[int, tuple[int, int]]:
@@ -252,11 +264,20 @@ class CtNetlink:
 
     def dump(self, request: Callable[[int], bytes]) -> list[CtEntry]:
         """The entries a dump request (``request(seq)``) returns."""
+        return self.dump_parsed(request, parse_entry)
+
+    def dump_parsed(
+        self,
+        request: Callable[[int], bytes],
+        parse: Callable[[bytes | memoryview, int, int], _Parsed | None],
+    ) -> list[_Parsed]:
+        """What ``parse(data, body start, body end)`` makes of each entry a dump request
+        returns (None: skipped)."""
         with self._lock:
             sock = self._socket()
             seq = self._next_seq()
             sock.send(request(seq))
-            found: list[CtEntry] = []
+            found: list[_Parsed] = []
             while True:
                 data = sock.recv(RECV_BUFFER)
                 for kind, _flags, msg_seq, start, end in messages(data):
@@ -267,30 +288,34 @@ class CtNetlink:
                     if kind == NLMSG_ERROR:
                         code = error_code(data, start)
                         raise CtNetlinkError(code, f"conntrack dump: {os.strerror(code)}")
-                    entry = parse_entry(data, start, end)
-                    if entry is not None:
-                        found.append(entry)
+                    parsed = parse(data, start, end)
+                    if parsed is not None:
+                        found.append(parsed)
 
     def delete(self, entries: list[CtEntry]) -> int:
         """Delete ``entries``; how many were deleted. An entry gone meanwhile (it timed
         out) is not an error; any other refusal raises, after every answer is read."""
+        return self.delete_tuples([e.orig_attr for e in entries])
+
+    def delete_tuples(self, tuples: list[bytes]) -> int:
+        """Delete the entries named by their ``CTA_TUPLE_ORIG`` attributes, as :meth:`delete`."""
         deleted = 0
         failure: CtNetlinkError | None = None
         with self._lock:
-            for first in range(0, len(entries), DELETES_PER_SEND):
-                done, refused = self._delete_chunk(entries[first : first + DELETES_PER_SEND])
+            for first in range(0, len(tuples), DELETES_PER_SEND):
+                done, refused = self._delete_chunk(tuples[first : first + DELETES_PER_SEND])
                 deleted += done
                 failure = failure or refused
         if failure is not None:
             raise failure
         return deleted
 
-    def _delete_chunk(self, entries: list[CtEntry]) -> tuple[int, CtNetlinkError | None]:
+    def _delete_chunk(self, tuples: list[bytes]) -> tuple[int, CtNetlinkError | None]:
         """One datagram of deletions and its acknowledgements (one per message)."""
         sock = self._socket()
-        seqs = [self._next_seq() for _ in entries]
+        seqs = [self._next_seq() for _ in tuples]
         wanted = set(seqs)
-        sock.send(b"".join(delete_request(e, s) for e, s in zip(entries, seqs, strict=True)))
+        sock.send(b"".join(delete_request(t, s) for t, s in zip(tuples, seqs, strict=True)))
         deleted = 0
         failure: CtNetlinkError | None = None
         while wanted:
@@ -528,3 +553,312 @@ class RedirectIndex:
                 self._sock = None
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
+
+
+BPF_ALU_AND_K = 0x54
+RESEED_INTERVAL = 5.0  # seconds between two seedings of the client-flow index after a loss
+# The offsets of an IPv4 event's original source: nlmsghdr (16), nfgenmsg (4), then the
+# CTA_TUPLE_ORIG header (20), its CTA_TUPLE_IP header (24), CTA_IP_V4_SRC's header (28)
+# and the address (32). The kernel puts the original tuple first, the source first in it.
+_ORIG_AT, _IP_AT, _SRC_AT, _ADDRESS_AT = 20, 24, 28, 32
+
+
+def _header_type(kind: int) -> int:
+    """An attribute's type (host order) as a BPF half-word load sees it (network order)."""
+    return int.from_bytes(struct.pack("=H", kind), "big")
+
+
+def source_filter(network: ipaddress.IPv4Network) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program for the client-flow index's event socket: drop the events of
+    IPv4 entries whose original source is outside ``network`` (the gateway's own flows, the
+    uplink's) and of any other family (the index is IPv4's: the LAN's IPv6 is dropped by
+    the table); keep everything else, a layout it does not know passed on to Python."""
+    keep_offset = 0xFFFF
+    program: list[tuple[int, int, int, int]] = [
+        (BPF_LD_B_ABS, 0, 0, 16),  # nfgen_family
+        (BPF_JEQ_K, 1, 0, socket.AF_INET),
+        (BPF_RET_K, 0, 0, 0),  # not IPv4: drop
+    ]
+    checks = [
+        (_ORIG_AT + 2, CTA_TUPLE_ORIG | NLA_F_NESTED),
+        (_IP_AT + 2, CTA_TUPLE_IP | NLA_F_NESTED),
+        (_SRC_AT, None),  # the source attribute's length and type: one word
+    ]
+    # Each check falls through on a match and jumps to "keep" otherwise (a layout unknown).
+    length = len(program) + 2 * len(checks) + 3 + 2
+    keep = length - 1
+    for offset, kind in checks:
+        if kind is None:
+            program.append((BPF_LD_W_ABS, 0, 0, offset))
+            value = _header_word(8, CTA_IP_V4_SRC)
+        else:
+            program.append((BPF_LD_H_ABS, 0, 0, offset))
+            value = _header_type(kind)
+        here = len(program)
+        program.append((BPF_JEQ_K, 0, keep - here - 1, value))
+    program.append((BPF_LD_W_ABS, 0, 0, _ADDRESS_AT))
+    program.append((BPF_ALU_AND_K, 0, 0, int(network.netmask)))
+    here = len(program)
+    program.append((BPF_JEQ_K, keep - here - 1, 0, int(network.network_address)))
+    program.append((BPF_RET_K, 0, 0, 0))  # another source: drop
+    program.append((BPF_RET_K, 0, 0, keep_offset))  # keep
+    assert len(program) == length
+    return program
+
+
+def source_and_tuple(data: bytes | memoryview, start: int, end: int) -> tuple[bytes, bytes] | None:
+    """(original source address as 4 bytes, ``CTA_TUPLE_ORIG`` attribute as sent) of the
+    IPv4 entry in the message body ``data[start:end]``; None for another family or when it
+    lacks an original source. The usual layout is read at fixed offsets (an event a
+    microsecond or two); any other is parsed attribute by attribute."""
+    if data[start] != socket.AF_INET:
+        return None
+    first = start + _NFGENMSG.size
+    if first + _NLATTR.size > end:
+        return None
+    length, kind = _NLATTR.unpack_from(data, first)
+    src = first + (_SRC_AT - _ORIG_AT)
+    if (
+        kind & NLA_TYPE_MASK == CTA_TUPLE_ORIG
+        and first + length <= end
+        and length >= _ADDRESS_AT - _ORIG_AT + 4
+        and _NLATTR.unpack_from(data, src) == (8, CTA_IP_V4_SRC)
+        and _NLATTR.unpack_from(data, first + _NLATTR.size)[1] & NLA_TYPE_MASK == CTA_TUPLE_IP
+    ):
+        return bytes(data[src + 4 : src + 8]), bytes(data[first : first + length])
+    parts = _attrs(data, first, end)
+    if CTA_TUPLE_ORIG not in parts:
+        return None
+    orig_start, orig_end = parts[CTA_TUPLE_ORIG]
+    ip = _attrs(data, orig_start, orig_end).get(CTA_TUPLE_IP)
+    address = _attrs(data, *ip).get(CTA_IP_V4_SRC) if ip is not None else None
+    if address is None or address[1] - address[0] != 4:
+        return None
+    return (
+        bytes(data[address[0] : address[1]]),
+        _nested(CTA_TUPLE_ORIG, bytes(data[orig_start:orig_end])),
+    )
+
+
+class ClientFlowIndex:
+    """Every conntrack entry a LAN address originated, by that address, kept by the
+    kernel's events: a kick or an expiry deletes its client's entries by their tuples (a
+    hash lookup each) instead of dumping, which walks the kernel's whole hash table.
+
+    Only the original tuple's attribute is kept (what a deletion names): 176 bytes an entry
+    with the sets' and the dictionary's share, measured (bench/README.md, "A kick without a
+    walk"). The kernel cannot hold more than ``nf_conntrack_max`` entries, so neither can
+    the index (``limit``): more means it drifted (events it never saw), and it is dropped
+    and seeded again.
+
+    The event socket is subscribed to new and destroyed entries with a BPF filter that drops
+    the other sources' in the kernel. A lookup reads the queued events first, under the
+    lock (the event of an entry the kernel confirmed is on the socket before the kick
+    began, so a running transfer's entry is never missed). The index is seeded by one dump
+    of the whole table on its own thread, outside the lock, after subscribing: events
+    queued meanwhile are applied on top once the dump is in. Until then, and whenever
+    events were lost (``ENOBUFS``: a flood of new flows) until it is seeded again (at most
+    every :data:`RESEED_INTERVAL` seconds), a lookup answers None: the caller dumps the
+    client's entries as before. An entry the kernel made while nothing listened (the
+    gateway stopped) sends no destroy event; it stays in the index until its client's next
+    kick or the next seeding (deleting it again is no error).
+    """
+
+    def __init__(self, network: ipaddress.IPv4Network, limit: int) -> None:
+        self._network = network
+        self._netmask = int(network.netmask)
+        self._prefix = int(network.network_address)
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._by_source: dict[bytes, set[bytes]] = {}
+        self._count = 0
+        self._sock: socket.socket | None = None
+        self._stale = True
+        self._seeded_at = -RESEED_INTERVAL
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._seeder = CtNetlink()  # its own socket: a seeding dump holds up no kick's dump
+        self.seeds = 0  # how many times it was built from a dump
+        self.losses = 0  # how many times it went wrong (events lost, or it outgrew the table)
+
+    def start(self) -> None:
+        """Subscribe (events queue from now on) and seed on the index's thread."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER)
+            attach_filter(sock, source_filter(self._network))
+            groups = (1 << (NFNLGRP_CONNTRACK_NEW - 1)) | (1 << (NFNLGRP_CONNTRACK_DESTROY - 1))
+            sock.bind((0, groups))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        with self._lock:
+            self._sock = sock
+        self._thread = threading.Thread(target=self._run, name="ct-client-flows", daemon=True)
+        self._thread.start()
+
+    def ready(self) -> bool:
+        """Whether a lookup now would answer from the index (seeded, nothing lost since)."""
+        with self._lock:
+            return not self._stale
+
+    def tuples_from(self, ip: str) -> list[bytes] | None:
+        """The ``CTA_TUPLE_ORIG`` attributes of the entries ``ip`` originated, as of now;
+        None when the index cannot say (not seeded yet, or events were lost)."""
+        key = socket.inet_aton(ip)
+        with self._lock:
+            if self._stale:
+                return None  # (its thread may be seeding: the queued events are its)
+            self._drain()
+            if self._stale:
+                return None
+            return list(self._by_source.get(key, ()))
+
+    def forget(self, ip: str, tuples: list[bytes]) -> None:
+        """Entries just deleted (their destroy events follow; this frees them now)."""
+        key = socket.inet_aton(ip)
+        with self._lock:
+            flows = self._by_source.get(key)
+            if flows is None:
+                return
+            for orig in tuples:
+                if orig in flows:
+                    flows.discard(orig)
+                    self._count -= 1
+            if not flows:
+                del self._by_source[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
+
+    def _in_network(self, source: bytes) -> bool:
+        return int.from_bytes(source, "big") & self._netmask == self._prefix
+
+    def _add(self, source: bytes, orig: bytes) -> None:
+        flows = self._by_source.get(source)
+        if flows is None:
+            flows = self._by_source[source] = set()
+        if orig not in flows:
+            flows.add(orig)
+            self._count += 1
+            if self._count > self._limit:
+                self._lost("more entries than the kernel's table holds")
+
+    def _remove(self, source: bytes, orig: bytes) -> None:
+        flows = self._by_source.get(source)
+        if flows is not None and orig in flows:
+            flows.discard(orig)
+            self._count -= 1
+            if not flows:
+                del self._by_source[source]
+
+    def _lost(self, why: str) -> None:
+        """The index may be wrong: forget it (its memory too) until the next seeding."""
+        if not self._stale:
+            log.warning("conntrack client-flow index: %s; kicks dump until it is seeded", why)
+            self.losses += 1
+        self._stale = True
+        self._by_source = {}
+        self._count = 0
+
+    def _drain(self, discard: bool = False) -> None:
+        """Apply every queued event (the socket is non-blocking); a loss marks it stale."""
+        sock = self._sock
+        if sock is None:
+            raise CtNetlinkError(errno.EBADF, "conntrack events: not started")
+        while True:
+            try:
+                data = sock.recv(RECV_BUFFER)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self._lost("events lost (the socket overflowed)")
+                continue
+            if discard or self._stale:
+                continue
+            for kind, _flags, _seq, start, end in messages(data):
+                if self._stale:
+                    break  # it outgrew the kernel's table: the rest waits for the seeding
+                if kind not in (CT_NEW, CT_DELETE):
+                    continue
+                found = source_and_tuple(data, start, end)
+                if found is None or not self._in_network(found[0]):
+                    continue
+                if kind == CT_NEW:
+                    self._add(*found)
+                else:
+                    self._remove(*found)
+
+    def _seed(self) -> None:
+        """One dump of the whole table, outside the lock; the events queued meanwhile go on
+        top of it. Lookups answer None until it is in."""
+        with self._lock:
+            self._drain(discard=True)  # older than the dump: it supersedes them
+            self._stale = True
+            self._by_source, self._count = {}, 0
+        fresh: dict[bytes, set[bytes]] = {}
+        count = 0
+        try:
+            for source, orig in self._seeder.dump_parsed(full_dump_request, source_and_tuple):
+                if self._in_network(source):
+                    fresh.setdefault(source, set()).add(orig)
+                    count += 1
+        finally:
+            self._seeder.close()  # (a descriptor less between seedings, which are rare)
+        with self._lock:
+            if self._sock is None:
+                return
+            self._by_source, self._count = fresh, count
+            self._stale = False
+            self._seeded_at = time.monotonic()
+            self.seeds += 1
+            self._drain()  # a loss meanwhile leaves it stale again
+        log.info("conntrack client-flow index seeded: %d entries", count)
+
+    def _run(self) -> None:
+        """Seed, then read the events between kicks (so that the socket rarely fills), and
+        seed again after a loss, not more often than every RESEED_INTERVAL seconds."""
+        import select
+
+        while not self._stopping.is_set():
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                if self._stale and time.monotonic() - self._seeded_at >= RESEED_INTERVAL:
+                    self._seeded_at = time.monotonic()
+                    self._seed()
+                    continue
+                ready, _, _ = select.select([sock], [], [], 1.0)
+                if ready:
+                    with self._lock:
+                        if self._sock is None:
+                            return
+                        if self._stale:
+                            self._drain(discard=True)
+                        else:
+                            self._drain()
+            except (ValueError, OSError) as exc:  # closed meanwhile, or the kernel refused
+                if self._stopping.is_set():
+                    return
+                log.warning("conntrack client-flow index: %s", exc)
+                with self._lock:
+                    self._lost(f"reading failed ({exc})")
+                self._stopping.wait(1.0)
+
+    def close(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        self._seeder.close()

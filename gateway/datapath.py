@@ -97,6 +97,7 @@ class DataPath:
                 self.layout.portal_port: (socket.IPPROTO_TCP,),
             },
         )
+        self.conntrack.watch_clients(self.network)
         self.down.install()
         self.up.install()
         snap = self.snapshot(with_nft=False)

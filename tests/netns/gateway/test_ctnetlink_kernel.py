@@ -155,3 +155,110 @@ def test_events_lost_to_a_flood_make_the_index_start_again_not_lie():
     result = run_index_script("small")
     assert result.pop("seeds") >= 2  # once at start, again after each loss
     assert result == {k: v for k, v in expected(seeds=0).items() if k != "seeds"}
+
+
+CLIENT_INDEX_SCRIPT = """
+import errno, ipaddress, json, socket, sys, time
+from gateway import conntrack, ctnetlink as m
+
+mode = sys.argv[1]
+if mode in ("lost", "recovers"):
+    m.EVENT_BUFFER = 4096  # the villager's flood overruns it: events are lost
+    m.RESEED_INTERVAL = 60.0 if mode == "lost" else 0.2
+if mode == "refused":
+    def refuse(self):
+        raise OSError(errno.EPERM, "no conntrack events here")
+    m.ClientFlowIndex.start = refuse
+
+socks = []
+def flows(src, n):
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.sendto(b"q", ("127.0.0.1", 53))
+        socks.append(s)
+
+def established(src):
+    # A TCP connection from src, data flowing: the entry a running transfer rides on.
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname(), source_address=(src, 0))
+    accepted, _ = server.accept()
+    accepted.sendall(b"x" * 1000)
+    client.recv(1000)
+    socks.extend([server, client, accepted])
+
+flows("127.0.0.1", 3)  # before the index starts: found by its seeding dump
+ct = conntrack.Conntrack()
+ct.watch_clients(ipaddress.IPv4Network("127.0.0.0/8"))
+if ct.flows is not None:
+    deadline = time.monotonic() + 10
+    while not ct.flows.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+flows("127.0.0.1", 400)  # after: from the events (a flood, for the small buffer)
+established("127.0.0.1")
+flows("127.0.0.12", 4)  # "127.0.0.1" is a prefix of its address: it must survive
+established("127.0.0.12")
+flows("127.0.0.13", 2)
+if mode == "recovers":
+    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while not ct.flows.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+ways = []
+dump = ct._flush
+def noted(*args):
+    ways.append("dump")
+    return dump(*args)
+ct._flush = noted
+before = len(ct.ct.entries_from("127.0.0.1"))
+deleted = ct.flush_client("127.0.0.1")
+print(json.dumps({
+    "before": before,
+    "deleted": deleted,
+    "way": ways[0] if ways else "index",
+    "left": len(ct.ct.entries_from("127.0.0.1")),
+    "others": [len(ct.ct.entries_from(ip)) for ip in ("127.0.0.12", "127.0.0.13")],
+    "losses": ct.flows.losses if ct.flows is not None else None,
+    "deleted_again": ct.flush_client("127.0.0.1"),
+}))
+ct.close()
+"""
+
+
+def run_client_index_script(mode: str) -> dict:
+    # Connection tracking on for locally sent packets.
+    ruleset = "table ip t {\n chain c {\n type filter hook output priority 0; ct state new\n }\n}\n"
+    return run_in_namespace("hstck", ruleset, CLIENT_INDEX_SCRIPT, mode)
+
+
+def kicked(way: str, losses: int | None) -> dict:
+    return {
+        "before": 404,  # 403 lookups and the established connection
+        "deleted": 404,
+        "way": way,
+        "left": 0,
+        "others": [5, 2],
+        "losses": losses,
+        "deleted_again": 0,
+    }
+
+
+def test_a_kick_deletes_hundreds_of_the_clients_entries_by_the_index_and_no_others():
+    assert run_client_index_script("index") == kicked("index", losses=0)
+
+
+def test_events_lost_to_a_flood_make_a_kick_dump_and_still_forget_everything():
+    result = run_client_index_script("lost")
+    assert result.pop("losses") >= 1
+    assert result == {k: v for k, v in kicked("dump", 0).items() if k != "losses"}
+
+
+def test_the_index_is_seeded_again_after_lost_events_and_kicks_use_it_again():
+    result = run_client_index_script("recovers")
+    assert result.pop("losses") >= 1
+    assert result == {k: v for k, v in kicked("index", 0).items() if k != "losses"}
+
+
+def test_without_conntrack_events_a_kick_dumps():
+    assert run_client_index_script("refused") == kicked("dump", losses=None)

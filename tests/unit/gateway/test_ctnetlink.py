@@ -4,6 +4,7 @@ request, a real kernel answer, the deletions and their acknowledgements, malform
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
 
@@ -91,7 +92,7 @@ def test_a_deletion_names_the_entry_by_the_tuple_the_kernel_sent():
     _kind, _flags, _seq, start, end = m.messages(KERNEL_ENTRY)[0]
     entry = m.parse_entry(KERNEL_ENTRY, start, end)
     assert entry is not None
-    request = m.delete_request(entry, seq=3)
+    request = m.delete_request(entry.orig_attr, seq=3)
     _len, kind, flags, seq, _port = struct.unpack_from("=IHHII", request)
     assert (kind, flags, seq) == (0x102, m.NLM_F_REQUEST | m.NLM_F_ACK, 3)
     # The original tuple's bytes, exactly as they came (offset 20 of the message body).
@@ -209,6 +210,8 @@ def run_bpf(program, packet: bytes) -> int:
             acc = int.from_bytes(packet[k : k + size], "big")
         elif code == m.BPF_JEQ_K:
             pc += jt if acc == k else jf
+        elif code == m.BPF_ALU_AND_K:
+            acc &= k
         elif code == m.BPF_RET_K:
             return k
         else:
@@ -318,3 +321,129 @@ def test_the_adapter_asks_the_kernel_when_the_index_cannot_tell():
     adapter.ct.delete = lambda found: len(found)  # type: ignore[method-assign]
     assert adapter.flush_walled("127.0.0.7", ("127.0.0.1", 8080)) == 2  # both DNS
     assert dumped == ["127.0.0.7"]
+
+
+# -- the client-flow index (every LAN flow, for a kick) ------------------------------------
+
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+def from_source(event: bytes, address: str) -> bytes:
+    """``event`` with its original source (and the reply's destination) at ``address``."""
+    old = socket.inet_aton("127.0.0.7")
+    return event.replace(
+        b"\x08\x00\x01\x00" + old, b"\x08\x00\x01\x00" + socket.inet_aton(address), 1
+    )
+
+
+def test_the_source_filter_keeps_the_lans_flows_and_drops_the_rest():
+    program = m.source_filter(ipaddress.IPv4Network("10.10.0.0/22"))
+    assert run_bpf(program, from_source(EVENT_NEW_DIRECT, "10.10.3.254")) > 0
+    assert run_bpf(program, from_source(EVENT_DESTROY_REDIRECTED, "10.10.0.12")) > 0
+    assert run_bpf(program, from_source(EVENT_NEW_DIRECT, "10.10.4.1")) == 0  # next /22
+    assert run_bpf(program, EVENT_NEW_DIRECT) == 0  # 127.0.0.7: the gateway's own
+    ipv6 = EVENT_NEW_DIRECT[:16] + bytes([socket.AF_INET6]) + EVENT_NEW_DIRECT[17:]
+    assert run_bpf(program, ipv6) == 0  # the index is IPv4's
+
+
+def test_the_source_filter_passes_a_layout_it_does_not_know_to_python():
+    program = m.source_filter(ipaddress.IPv4Network("10.10.0.0/22"))
+    # The original tuple's IP part not first (a layout it does not know): kept.
+    other = EVENT_NEW_DIRECT[:26] + b"\x02\x80" + EVENT_NEW_DIRECT[28:]
+    assert run_bpf(program, other) > 0
+
+
+def test_an_events_source_and_tuple_are_read_at_fixed_offsets_or_parsed():
+    _kind, _flags, _seq, start, end = m.messages(EVENT_NEW_DIRECT)[0]
+    source, orig = m.source_and_tuple(EVENT_NEW_DIRECT, start, end)  # type: ignore[misc]
+    assert source == socket.inet_aton("127.0.0.7")
+    assert orig == parsed(EVENT_NEW_DIRECT).orig_attr  # what a deletion names
+    # The same entry with an attribute before the original tuple: parsed the long way.
+    extra = m._attr(8, b"\x00\x00\x00\x07")  # CTA_MARK
+    body = EVENT_NEW_DIRECT[16:20] + extra + EVENT_NEW_DIRECT[20:]
+    message = struct.pack("=IHHII", 16 + len(body), m.CT_NEW, 0, 0, 0) + body
+    _kind, _flags, _seq, start, end = m.messages(message)[0]
+    assert m.source_and_tuple(message, start, end) == (source, orig)
+    ipv6 = EVENT_NEW_DIRECT[:16] + bytes([socket.AF_INET6]) + EVENT_NEW_DIRECT[17:]
+    assert m.source_and_tuple(ipv6, start, end) is None
+
+
+def flow_index(events, dump=(), limit=1000):
+    """A seeded client-flow index over fakes: ``dump`` is what the seeding dump returns
+    ((source, tuple) pairs), ``events`` what the event socket then gives."""
+    index = m.ClientFlowIndex(LOOPBACK, limit)
+    index._seeder.dump_parsed = lambda request, parse: list(dump)  # type: ignore[method-assign]
+    index._sock = FakeEventSocket([])  # type: ignore[assignment]
+    index._seed()
+    index._sock = FakeEventSocket(events)  # type: ignore[assignment]
+    return index
+
+
+def test_the_client_index_follows_new_and_destroyed_flows_by_exact_address():
+    twin = from_source(EVENT_NEW_DIRECT, "127.0.0.71")  # "127.0.0.7" is a prefix of it
+    index = flow_index([EVENT_NEW_REDIRECTED + EVENT_NEW_DIRECT + twin])
+    assert sorted(index.tuples_from("127.0.0.7") or []) == sorted(
+        [parsed(EVENT_NEW_REDIRECTED).orig_attr, parsed(EVENT_NEW_DIRECT).orig_attr]
+    )
+    assert index.tuples_from("127.0.0.71") == [parsed(twin).orig_attr]
+    index._sock.batches.append(EVENT_DESTROY_REDIRECTED)
+    assert index.tuples_from("127.0.0.7") == [parsed(EVENT_NEW_DIRECT).orig_attr]
+    index.forget("127.0.0.7", [parsed(EVENT_NEW_DIRECT).orig_attr])
+    assert index.tuples_from("127.0.0.7") == [] and len(index) == 1
+    assert index.seeds == 1 and index.losses == 0
+
+
+def test_the_client_index_starts_from_its_dump_and_keeps_only_the_lans_sources():
+    seeded = (socket.inet_aton("127.0.0.7"), b"seeded"), (socket.inet_aton("192.0.2.1"), b"x")
+    index = flow_index([], dump=seeded)
+    assert index.tuples_from("127.0.0.7") == [b"seeded"]
+    assert index.tuples_from("192.0.2.1") == [] and len(index) == 1
+
+
+def test_lost_events_make_the_client_index_say_it_cannot_tell_until_seeded_again():
+    lost = OSError(errno.ENOBUFS, "No buffer space available")
+    index = flow_index([EVENT_NEW_DIRECT, lost])
+    assert index.tuples_from("127.0.0.7") is None
+    assert not index.ready() and index.losses == 1 and len(index) == 0  # its memory freed
+    index._seed()  # (its thread does this, at most every RESEED_INTERVAL seconds)
+    assert index.tuples_from("127.0.0.7") == [] and index.seeds == 2
+
+
+def test_more_entries_than_the_kernels_table_holds_mean_the_index_drifted():
+    flows = [from_source(EVENT_NEW_DIRECT, f"127.0.0.{n}") for n in range(1, 5)]
+    index = flow_index([b"".join(flows)], limit=3)
+    assert index.tuples_from("127.0.0.1") is None
+    assert index.losses == 1 and len(index) == 0
+
+
+def test_a_kick_asks_the_kernel_when_the_client_index_cannot_tell():
+    adapter = ct_mod.Conntrack()
+    dumped = []
+
+    class Unsure:
+        def tuples_from(self, ip):
+            return None
+
+    adapter.flows = Unsure()  # type: ignore[assignment]
+    adapter.ct.entries_from = lambda ip: dumped.append(ip) or entries(3)  # type: ignore[method-assign]
+    adapter.ct.delete = lambda found: len(found)  # type: ignore[method-assign]
+    assert adapter.flush_client("127.0.0.7") == 3
+    assert dumped == ["127.0.0.7"]
+
+
+def test_a_kick_deletes_the_indexed_tuples_and_forgets_them():
+    adapter = ct_mod.Conntrack()
+    deleted, forgotten = [], []
+
+    class Known:
+        def tuples_from(self, ip):
+            return [b"a", b"b"]
+
+        def forget(self, ip, tuples):
+            forgotten.append((ip, tuples))
+
+    adapter.flows = Known()  # type: ignore[assignment]
+    adapter.ct.entries_from = lambda ip: pytest.fail("dumped")  # type: ignore[method-assign]
+    adapter.ct.delete_tuples = lambda t: deleted.extend(t) or len(t)  # type: ignore[method-assign]
+    assert adapter.flush_client("127.0.0.7") == 2
+    assert deleted == [b"a", b"b"] and forgotten == [("127.0.0.7", [b"a", b"b"])]
