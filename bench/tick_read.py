@@ -1,7 +1,7 @@
 """The tick's kernel read, by candidate (issue #12, item 4): root, a namespace of its own.
 
     sudo python3 -m bench.tick_read                       # 1,015 classes (a /22's pool), 1,000 clients
-    sudo python3 -m bench.tick_read --classes 1015 16382 --clients 1000 10000
+    sudo python3 -m bench.tick_read --classes 1015 16381 --clients 1000 10000
 
 In a fresh network namespace (``unshare -n``, so nothing is left behind and nothing of a
 village is met): one veth with the gateway's HTB tree, N client classes with their tbf
@@ -39,6 +39,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+MAX_CLASSES = 0x3FFE - 1  # minors 2 .. 0x3ffe: the host indexes a /18 has qdisc handles for
 
 
 def _timed(fn: Any, n: int) -> dict[str, Any]:
@@ -212,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if len(args.classes) != len(args.clients):
         print("bench.tick_read: --classes and --clients pair up: as many of each", file=sys.stderr)
+        return 2
+    if not all(1 <= n <= MAX_CLASSES for n in args.classes):
+        # the classes are host indexes 2.. of a /18 (gateway/shaping.py: at most 0x3ffe)
+        print(f"bench.tick_read: --classes must be 1 to {MAX_CLASSES}", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"meta": meta(), "sizes": []}
     for classes, clients in zip(args.classes, args.clients, strict=True):
