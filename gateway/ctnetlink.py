@@ -31,7 +31,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -396,6 +396,25 @@ def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]])
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def queued_events(sock: socket.socket | None, lost: Callable[[], None]) -> Iterator[bytes]:
+    """Every datagram queued on a non-blocking event socket, until none is left; when the
+    kernel dropped events (ENOBUFS: the socket overflowed) ``lost()`` is called and the
+    rest still comes."""
+    if sock is None:
+        raise CtNetlinkError(errno.EBADF, "conntrack events: not started")
+    while True:
+        try:
+            data = sock.recv(RECV_BUFFER)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            lost()
+            continue
+        yield data
+
+
 class RedirectIndex:
     """The conntrack entries NAT redirected to local ports (the walled resolver's, the
     portal's), by original source address, kept by the kernel's events: a login finds the
@@ -488,19 +507,7 @@ class RedirectIndex:
 
     def _drain(self, seeding: bool = False) -> None:
         """Apply every queued event (the socket is non-blocking); a loss marks it stale."""
-        sock = self._sock
-        if sock is None:
-            raise CtNetlinkError(errno.EBADF, "conntrack events: not started")
-        while True:
-            try:
-                data = sock.recv(RECV_BUFFER)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self._stale = True  # events were dropped: the index may be wrong
-                continue
+        for data in queued_events(self._sock, self._mark_stale):
             if seeding:
                 continue
             for kind, _flags, _seq, start, end in messages(data):
@@ -511,6 +518,9 @@ class RedirectIndex:
                     self._add(entry)
                 else:
                     self._remove(entry)
+
+    def _mark_stale(self) -> None:
+        self._stale = True  # events were dropped: the index may be wrong
 
     def _add(self, entry: CtEntry) -> None:
         if entry.tuple_reply.saddr != self._local:
@@ -768,19 +778,9 @@ class ClientFlowIndex:
 
     def _drain(self, discard: bool = False) -> None:
         """Apply every queued event (the socket is non-blocking); a loss marks it stale."""
-        sock = self._sock
-        if sock is None:
-            raise CtNetlinkError(errno.EBADF, "conntrack events: not started")
-        while True:
-            try:
-                data = sock.recv(RECV_BUFFER)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self._lost("events lost (the socket overflowed)")
-                continue
+        for data in queued_events(
+            self._sock, lambda: self._lost("events lost (the socket overflowed)")
+        ):
             if discard or self._stale:
                 continue
             for kind, _flags, _seq, start, end in messages(data):
