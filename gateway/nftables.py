@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway import ruleset
+from gateway.memory import malloc_trim
 from gateway.nftnetlink import MalformedElement, NftNetlink, Peer
 from gateway.ruleset import Command, Layout
 from hotspot.errors import ErrorCode, KernelError
@@ -28,6 +29,17 @@ from hotspot.errors import ErrorCode, KernelError
 log = logging.getLogger(__name__)
 
 _OUTPUT_JSON = 1 << 4
+# A big libnftables call leaves memory behind (bench/README.md, "Memory at 10,000
+# sessions"). A listing of the whole table keeps libnftables' cache of it (every set, every
+# element) in the context that listed it until that context's next command: 21 MB of the C
+# heap at 10,000 clients, held between ticks. And what a big call freed (its JSON, its
+# parse) stays in glibc's heap as free bytes until a trim: 34 MB after the start-up's
+# table of 10,000 clients, ~15 MB after each listing. So after a call whose JSON (in or
+# out) is at least this long (~2,400 clients; a /22's thousand are 116 kB), a reading
+# context is freed and a new one made, and the heap trimmed: 27 + 3 ms at 10,000 clients,
+# and yet a listing's CPU with them was 1.02x what it was (bench.memory nft).
+BIG_CALL_BYTES = 256 * 1024
+_TRIM = malloc_trim()
 
 
 class _Library:
@@ -65,6 +77,14 @@ class _Library:
         if self.ctx:
             self.lib.nft_ctx_free(self.ctx)
             self.ctx = None
+
+    def renew(self) -> None:
+        """This context freed (and the cache it holds) and a fresh one in its place; if
+        none can be made, the old one stays (OSError)."""
+        fresh = _Library()
+        self.close()
+        self.lib, self.ctx = fresh.lib, fresh.ctx
+        fresh.ctx = None
 
 
 class _Binary:
@@ -114,9 +134,23 @@ class Nftables:
         backend, lock = (self._reader, self._read_lock) if read else (self._backend, self._lock)
         with lock:
             rc, out, err = backend.run(payload)
+            if len(payload) >= BIG_CALL_BYTES or len(out) >= BIG_CALL_BYTES:
+                self._after_big_call(backend)
         if rc != 0:
             raise KernelError(f"nftables: {err.strip() or 'failed'}", code=ErrorCode.NFTABLES)
         return json.loads(out) if out.strip() else {}
+
+    def _after_big_call(self, backend: _Library | _Binary) -> None:
+        """Give back what a big call left (see BIG_CALL_BYTES); the caller holds the lock
+        of ``backend``. The transactions' context keeps its cache: it is small (the sets
+        without their elements) and a login's fallback would fetch it again."""
+        if isinstance(backend, _Library) and backend is self._reader is not self._backend:
+            try:
+                backend.renew()
+            except OSError as exc:  # the old context stays, and its cache: memory, not harm
+                log.warning("libnftables: no fresh reading context (%s); keeping the old", exc)
+        if _TRIM is not None:
+            _TRIM(0)
 
     def apply(self, commands: Iterable[Command]) -> None:
         """Apply ``commands`` as one transaction (all or nothing)."""
