@@ -2,6 +2,7 @@
 
     python3 -m bench.memory engine --sessions 10 1000 10000     # no root: the kernel faked
     sudo python3 -m bench.memory kernel --classes 16381 --clients 10000 --flows 10
+    sudo python3 -m bench.memory nft --clients 1000 10000    # libnftables: before / after
 
 ``engine``: for each size, a fresh child process (so that one size's high-water marks are
 not the next one's) with the session engine of bench/engine_db.py (real SQLite, the kernel
@@ -26,8 +27,14 @@ the process's RSS before, after with the result held and after it is dropped (wh
 allocator keeps: a high-water mark), then under tracemalloc the traced peak during the read
 (transient) and the bytes its result holds (what a tick keeps while it runs).
 
-Output ``bench/results/memory_engine.json`` / ``memory_kernel.json``; machine and load
-average in ``meta``. These are sizes, not times: the load changes little of them.
+``nft`` (root): the gateway's table with N clients installed, then listed ``--listings``
+times, in a fresh process and namespace each, alternating before (as if
+gateway/nftables.py's ``BIG_CALL_BYTES`` were never reached) and after: RSS after the
+table's transaction and after the listings, the peak, glibc's bytes in use and free, the
+CPU of a listing; ``median_after_over_before`` the ratios of the medians.
+
+Output ``bench/results/memory_<part>.json``; machine and load average in ``meta``. These
+are sizes, not times: the load changes little of them.
 """
 
 from __future__ import annotations
