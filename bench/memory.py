@@ -144,12 +144,14 @@ def by_package(snap: tracemalloc.Snapshot) -> dict[str, int]:
 def allocators() -> dict[str, Any]:
     """Python's small-object arenas (live objects and the free room in their pools) and
     glibc's heap (bytes in use, bytes free that a trim could give back), MB."""
-    from bench.memwatch import _libs, obmalloc
+    from bench.memwatch import SQLITE_STATUS_MEMORY_USED, _libs, _sqlite_status, obmalloc
 
-    libc, _ = _libs()
+    libc, sqlite = _libs()
     mi = libc.mallinfo2()
     ob = obmalloc()
+    sqlite_used = _sqlite_status(sqlite, SQLITE_STATUS_MEMORY_USED)[0] if sqlite else 0
     return {
+        "sqlite_memory_used_mb": round(sqlite_used / MB, 1),  # its page caches among them
         "obmalloc_arenas_mb": round(ob.get("arenas", 0) * 1.0, 1),  # 1 MiB each
         "obmalloc_in_objects_mb": round(ob.get("allocated_bytes", 0) / MB, 1),
         "obmalloc_free_in_pools_mb": round(ob.get("available_bytes", 0) / MB, 1),
