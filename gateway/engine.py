@@ -280,6 +280,35 @@ _FLUSH_SESSIONS = (
     )
 )
 
+# A clock step moves the vouchers first used since the engine started (_follow_step): as
+# Core rows, this many at a time. As ORM objects, all at once, a step's peak grew with every
+# voucher sold since the start (3,387 after 13 soak midnights), and each higher peak left
+# Python's allocator with arenas that a few long-lived objects kept (docs/reliability.md).
+STEP_VOUCHER_CHUNK = 500
+_VOUCHERS = cast(Table, Voucher.__table__)
+_STEPPED_VOUCHERS = (
+    select(_VOUCHERS.c.id, _VOUCHERS.c.first_used_at, _VOUCHERS.c.expires_at)
+    .where(
+        # A merged one too: a top-up in flight merged it, and its session still runs on its
+        # end until the top-up's authorize (or the undo of a refused one) — unmoved, that end
+        # ended the session at once (the soak found it).
+        _VOUCHERS.c.state.in_((VoucherState.ACTIVE.value, VoucherState.MERGED.value)),
+        _VOUCHERS.c.first_used_at >= bindparam("since"),
+        # Before the step (on the old clock): not one the portal stamped on the new clock
+        # since. Clear-cut for a step forward; a step back leaves one tick where the two
+        # overlap (docs/reliability.md).
+        _VOUCHERS.c.first_used_at < bindparam("before"),
+        _VOUCHERS.c.id > bindparam("after"),
+    )
+    .order_by(_VOUCHERS.c.id)
+    .limit(bindparam("chunk"))
+)
+_MOVE_VOUCHER = (
+    update(_VOUCHERS)
+    .where(_VOUCHERS.c.id == bindparam("vid"))
+    .values(first_used_at=bindparam("first"), expires_at=bindparam("end"))
+)
+
 
 @dataclass
 class _TickRead:
@@ -2163,24 +2192,12 @@ class SessionEngine:
         # next step (a clock a year ahead, then corrected, puts it back where it was).
         self._epoch_start = since + step if since is not None else now
         self.last_step = (now, step.total_seconds())
-        moved: set[int] = set()
+        resumed = {r.voucher_id for r in self.resumable.values() if r.voucher_id is not None}
+        moved, moved_resumable = 0, set[int]()
         if since is not None:
-            for v in db.scalars(
-                select(Voucher).where(
-                    # A merged one too: a top-up in flight merged it, and its session still
-                    # runs on its end until the top-up's authorize (or the undo of a refused
-                    # one) — unmoved, that end ended the session at once (the soak found it).
-                    Voucher.state.in_((VoucherState.ACTIVE.value, VoucherState.MERGED.value)),
-                    Voucher.first_used_at >= since,
-                    # Before the step (on the old clock): not one the portal stamped on the
-                    # new clock since. Clear-cut for a step forward; a step back leaves one
-                    # tick where the two overlap (docs/reliability.md).
-                    Voucher.first_used_at < now - step,
-                )
-            ):
-                v.first_used_at = v.first_used_at + step if v.first_used_at else None
-                v.expires_at = v.expires_at + step if v.expires_at else None
-                moved.add(v.id)
+            for ids in self._move_vouchers(db, step, since, now - step):
+                moved += len(ids)
+                moved_resumable.update(resumed.intersection(ids))
         ends = {
             vid: end
             for vid, end in db.execute(
@@ -2204,7 +2221,7 @@ class SessionEngine:
         if self.started_at is not None:
             self.started_at += step
         for mac, r in list(self.resumable.items()):
-            if r.voucher_id in moved and r.until is not None:
+            if r.voucher_id in moved_resumable and r.until is not None:
                 self.resumable[mac] = _Resumable(r.tier, r.voucher_id, r.day, r.until + step)
         log.warning(
             "clock stepped by %+.0f s (now %s): %d running sessions and %d vouchers first used "
@@ -2212,9 +2229,40 @@ class SessionEngine:
             step.total_seconds(),
             iso(now),
             len(active),
-            len(moved),
+            moved,
             iso(since),
         )
+
+    @staticmethod
+    def _move_vouchers(
+        db: Session, step: dt.timedelta, since: dt.datetime, before: dt.datetime
+    ) -> Iterator[builtins.list[int]]:
+        """Move the first use and end of the vouchers first used from ``since`` until
+        ``before`` by ``step``, ``STEP_VOUCHER_CHUNK`` at a time in id order; yields each
+        chunk's ids. Their number grows with every voucher sold since the engine started:
+        a chunk bounds what one step holds at once, whatever the uptime."""
+        conn = db.connection()
+        after = 0
+        while True:
+            rows = conn.execute(
+                _STEPPED_VOUCHERS,
+                {"since": since, "before": before, "after": after, "chunk": STEP_VOUCHER_CHUNK},
+            ).all()
+            if not rows:
+                return
+            conn.execute(
+                _MOVE_VOUCHER,
+                [
+                    {
+                        "vid": vid,
+                        "first": first + step,
+                        "end": end + step if end is not None else None,
+                    }
+                    for vid, first, end in rows
+                ],
+            )
+            yield [vid for vid, _, _ in rows]
+            after = rows[-1][0]
 
     # -- online time ---------------------------------------------------------------------
 

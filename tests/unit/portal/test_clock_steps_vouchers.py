@@ -80,3 +80,57 @@ def test_a_voucher_first_used_before_the_start_keeps_its_calendar_end(
     clock.advance(seconds=2)
     assert [r for _, r in again.tick().ended] == ["session-timeout"]
     assert voucher_end(db, got.voucher_id) == first_end
+
+
+def test_a_step_moves_its_vouchers_a_chunk_at_a_time_without_orm_objects(
+    vouchers, batch, engine, datapath, clock, db, monkeypatch
+):
+    """The vouchers first used since the start grow with the uptime (3,387 after 13 of the
+    soak's midnights): a step moves them as rows, ``STEP_VOUCHER_CHUNK`` at a time, never
+    all at once as ORM objects, whose peak grew with every step and left Python's allocator
+    with ever more arenas (issue #11, docs/reliability.md "Flat memory?")."""
+    from sqlalchemy import event, update
+
+    from gateway import engine as engine_mod
+    from hotspot.model import VoucherState
+
+    monkeypatch.setattr(engine_mod, "STEP_VOUCHER_CHUNK", 2)
+    batch("basi", 5)
+    now = clock()
+    with db.begin() as conn:  # five first uses since the start, as the portal stamps them
+        conn.execute(
+            update(Voucher).values(
+                state=VoucherState.ACTIVE.value,
+                sold_at=now,
+                first_used_at=now,
+                expires_at=now + dt.timedelta(hours=1),
+            )
+        )
+    with Session(db) as s:
+        ids = sorted(v.id for v in s.query(Voucher))
+    assert len(ids) == 5
+    chunks: list[int] = []
+    real_move = engine_mod.SessionEngine._move_vouchers
+
+    def counted(*args):
+        for chunk in real_move(*args):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(engine_mod.SessionEngine, "_move_vouchers", staticmethod(counted))
+    loaded: list[int] = []
+
+    def on_load(target, _context):
+        loaded.append(target.id)
+
+    event.listen(Voucher, "load", on_load)
+    try:
+        clock.advance(minutes=1)
+        clock.jump(days=1)
+        engine.tick()
+    finally:
+        event.remove(Voucher, "load", on_load)
+    assert chunks == [2, 2, 1]
+    assert loaded == []
+    for vid in ids:
+        assert voucher_end(db, vid) == now + dt.timedelta(hours=1, days=1)
