@@ -244,6 +244,7 @@ class RadiusService:
                 if row is None:
                     return True
                 row_id, created = row.id, row.created_at
+                sent = _identity(row)
                 attrs = json.loads(row.attributes)
             delay = int((self.clock() - created).total_seconds())
             request = accounting_request(self.secret, self.nas, attrs, delay, _epoch(created))
@@ -258,13 +259,16 @@ class RadiusService:
                 self.last_error = f"no answer from {exc}"
                 with Session(self.db) as db, db.begin():
                     failed = db.get(RadiusAccounting, row_id)
-                    if failed is not None:
+                    if failed is not None and _identity(failed) == sent:
                         failed.attempts += 1
                         failed.last_error = self.last_error[:200]
                 return False
             with Session(self.db) as db, db.begin():
                 done = db.get(RadiusAccounting, row_id)
-                if done is not None:
+                # The row at that id may no longer be the one sent: a session that ended
+                # while its Interim-Update was on the way replaced it by its Stop, and SQLite
+                # gives a new row the id a deleted one had. Deleting it lost the Stop.
+                if done is not None and _identity(done) == sent:
                     db.delete(done)
             self.sent += 1
             self.last_error = None
@@ -434,3 +438,8 @@ class RadiusService:
             t.join(timeout=10)
         if self._sock is not None:
             self._sock.close()
+
+
+def _identity(row: RadiusAccounting) -> tuple[str, int, dt.datetime, str]:
+    """What tells a queued record from another that later took its id."""
+    return (row.acct_session_id, row.status, row.created_at, row.attributes)

@@ -177,6 +177,56 @@ def test_the_queue_waits_for_the_server_and_goes_out_in_order(radius, engine, da
     up.stop.set()
 
 
+def test_a_stop_written_while_its_interim_update_is_on_the_way_is_not_lost(
+    radius, engine, datapath, db, clock
+):
+    """The session ends (a Disconnect, a kick) while its Interim-Update is being sent: the
+    Stop replaces the waiting Interim-Update and SQLite gives it the same id. The sender,
+    acknowledged for the Interim-Update, must not delete the Stop in its place (it did:
+    the server never heard of the session's end; found in the RADIUS namespace test)."""
+    datapath.neighbours[IP1] = MAC1
+    up = AcctServer()
+    radius.acct_servers = [type(radius.acct_servers[0])(SERVER, up.port)]
+    login(radius)
+    assert radius.send_queue() is True  # the Start out: the queue is empty
+    datapath.traffic(IP1, down=1000, up=100, packets=2)
+    clock.advance(seconds=61)
+    engine.tick()
+    [(interim_id, status)] = ids_and_statuses(db)
+    assert status == 3
+
+    class EndsOnInterim(AcctServer):
+        def run(self):
+            while not self.stop.is_set():
+                try:
+                    data, peer = self.sock.recvfrom(4096)
+                except TimeoutError:
+                    continue
+                req = rp.AcctPacket(packet=data, secret=SECRET, dict=dictionary())
+                kind = req["Acct-Status-Type"][0]
+                self.got.append((req["Acct-Session-Id"][0], kind, 0))
+                if kind == "Interim-Update":  # the session ends before the answer
+                    engine.deauthorize(mac=MAC1, reason=EndReason.LOGOUT)
+                    assert ids_and_statuses(db) == [(interim_id, 2)]  # the Stop took its id
+                self.sock.sendto(req.CreateReply().ReplyPacket(), peer)
+
+    up.stop.set()
+    racing = EndsOnInterim()
+    radius.acct_servers = [type(radius.acct_servers[0])(SERVER, racing.port)]
+    assert radius.send_queue() is True
+    assert [k for _, k, _ in racing.got] == ["Interim-Update", "Stop"]
+    assert queue(db) == []
+    racing.stop.set()
+
+
+def ids_and_statuses(db):
+    with Session(db) as s:
+        return [
+            (r.id, r.status)
+            for r in s.scalars(select(RadiusAccounting).order_by(RadiusAccounting.id))
+        ]
+
+
 # -- CoA and Disconnect -----------------------------------------------------------------------
 
 
