@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,10 @@ def test_once_delivers_then_fails_in_one_line_when_the_collector_is_gone(
     dead = write_toml(
         tmp_path / "dead.toml", gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9")
     )
+    # Something to send: the next health report falls due health_seconds (1 s here) after
+    # the last. Without the wait, a run started within 0.9 s found nothing to send and
+    # succeeded without asking the collector (seen once in CI on a quiet machine).
+    time.sleep(1.0)
     failed = process(dead, "sync", "once")
     assert failed.returncode == 1
     lines = failed.stderr.strip().splitlines()
