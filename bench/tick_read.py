@@ -12,9 +12,16 @@ timed (wall and the process's CPU, which includes the kernel's work for the call
 * ``classes_attribute_walk`` — ``rtnl_dump.dump``: struct, but every attribute of every
   message walked and a ``TcObject`` built;
 * ``classes_lean`` — ``rtnl_dump.htb_counters``: one unpack per HTB class, the tbf leaves'
-  classes skipped on their kind (the tick's read now, through ``Shaper.readings``);
-* ``nft_listing`` — the table's listing through libnftables (the snapshot's sets and maps)
-  and its JSON; ``nft_listing_c`` the library's call alone (no interpreter held);
+  classes skipped on their kind (the tick's read until 2026-12-01);
+* ``classes_lean_htb_only`` — the same with the HTB root's handle as the dump's
+  ``tcm_parent``: the kernel sends the root qdisc's classes only, no leaf's (the tick's read
+  now, through ``Shaper.readings``, timed as ``readings_lean``);
+* ``nft_listing`` — the table's listing through libnftables and its JSON (the tick's look
+  at the login sets until 2026-12-01); ``nft_listing_parsed`` with ``parse_elements``;
+  ``nft_listing_c`` the library's call alone (no interpreter held);
+* ``nft_login_sets`` — the four login sets' netlink dumps read with ``struct``
+  (``Nftables.login_sets``, gateway/nftnetlink.py: the tick's look now);
+  ``nft_login_sets_agree`` whether it gives what ``parse_elements`` makes of the listing;
 * ``nft_counters`` — the same listing with a counter on every client's map element: what
   per-client nft counters would cost to read instead of the classes';
 * ``login_transaction_during_listings`` — a small nft transaction (a login's size) run
@@ -105,7 +112,7 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
 
     from gateway import rtnl_dump, ruleset, shaping
     from gateway.netlink import IPRoute
-    from gateway.nftables import Nftables
+    from gateway.nftables import Nftables, parse_elements
     from gateway.tc import Shaper
 
     def sh(cmd: str) -> None:
@@ -126,6 +133,9 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
     out["classes_pyroute2"] = _timed(lambda: list(ipr.get_classes(index=index)), few)
     out["classes_attribute_walk"] = _timed(lambda: rtnl_dump.dump(index), reads)
     out["classes_lean"] = _timed(lambda: rtnl_dump.htb_counters(index), reads)
+    out["classes_lean_htb_only"] = _timed(
+        lambda: rtnl_dump.htb_counters(index, shaping.ROOT_HANDLE), reads
+    )
     out["readings_lean"] = _timed(shaper.readings, reads)
 
     net = ipaddress.ip_network("10.10.0.0/22" if clients < 1000 else "10.10.0.0/18")
@@ -152,11 +162,15 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
         )
         for ip in hosts
     ]
-    nft.apply(ruleset.table_commands(layout, members))
+    blocked = [f"02:bb:00:00:{i >> 8:02x}:{i & 255:02x}" for i in range(min(clients, 100))]
+    nft.apply(ruleset.table_commands(layout, members, blocked))
     listing = json.dumps(
         {"nftables": [{"list": {"table": {"family": ruleset.FAMILY, "name": "hotspot"}}}]}
     ).encode()
     out["nft_listing"] = _timed(nft.elements, reads)
+    out["nft_listing_parsed"] = _timed(lambda: parse_elements(nft.elements()), reads)
+    out["nft_login_sets"] = _timed(nft.login_sets, reads)
+    out["nft_login_sets_agree"] = nft.login_sets() == parse_elements(nft.elements())
     out["nft_listing_c"] = _timed(lambda: nft._reader.run(listing), reads)
     out["login_transaction_during_listings"] = {
         "own_context": _concurrent(nft, nft.elements, 5.0),

@@ -35,7 +35,7 @@ from gateway.conntrack import Conntrack
 from gateway.neighbours import Neighbours
 from gateway.netlink import IPRoute
 from gateway.netlink_thread import OnOneThread
-from gateway.nftables import Nftables, parse_elements
+from gateway.nftables import Nftables
 from gateway.reconcile import Plan, Pool, Snapshot, Wanted
 from gateway.reconcile import plan as make_plan
 from gateway.ruleset import Client, Layout
@@ -166,9 +166,7 @@ class DataPath:
         with a full look) or by hand."""
         snap = Snapshot(pinned=self.neighbours.pinned(self.network))
         if with_nft:
-            snap.authorized, snap.down_map, snap.up_map, snap.blocked = parse_elements(
-                self.nft.elements()
-            )
+            snap.authorized, snap.down_map, snap.up_map, snap.blocked = self.nft.login_sets()
         check_leaves = readings is None
         down, up = readings if readings is not None else self.counters()
         snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}

@@ -142,11 +142,15 @@ def get_class(ifindex: int, handle: int) -> TcObject | None:
     return found
 
 
-def htb_counters(ifindex: int) -> list[tuple[int, int, int, int]]:
+def htb_counters(ifindex: int, qdisc: int = 0) -> list[tuple[int, int, int, int]]:
     """(handle, ceiling in bytes/s, bytes, packets) of every HTB class of one device, from
-    one dump: what the tick's accounting and its reconcile need, and nothing else."""
+    one dump: what the tick's accounting and its reconcile need, and nothing else.
+
+    ``qdisc`` (a handle, ``1:`` = 0x10000) asks the kernel for that qdisc's classes only
+    (``tcm_parent``'s major): the client leaves' own classes are then not even made — one
+    tbf class a client, and on a kernel with fq_codel a walk of its 1,024 flows each."""
     out: list[tuple[int, int, int, int]] = []
-    body = _TCMSG.pack(0, ifindex, 0, 0, 0)
+    body = _TCMSG.pack(0, ifindex, 0, qdisc, 0)
     with _request(RTM_GETTCLASS, NLM_F_REQUEST | NLM_F_DUMP, body) as (sock, seq):
         while not parse_htb_buffer(sock.recv(DUMP_RECV_BYTES), seq, ifindex, out):
             pass

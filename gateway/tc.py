@@ -330,7 +330,7 @@ class Shaper:
         tick's: :func:`rtnl_dump.htb_counters` reads only what this needs)."""
         out: dict[int, ClassReading] = {}
         try:
-            classes = rtnl_dump.htb_counters(self.index)
+            classes = rtnl_dump.htb_counters(self.index, shaping.ROOT_HANDLE)
         except OSError as exc:
             raise KernelError(f"tc dump on {self.ifname}: {exc}", code=ErrorCode.TC) from exc
         for handle, ceil, nbytes, packets in classes:

@@ -1,7 +1,8 @@
 """The tick's lean class reader (gateway/rtnl_dump.py ``htb_counters``, issue #12 item 4)
 against the real kernel: with real traffic through two logged-in phones, what it reads of
 every HTB class (the pool's, the backhaul, the default) on both devices is what
-``tc -s class show`` reports, bytes and packets, and the ceilings are the classes'.
+``tc -s class show`` reports, bytes and packets, and the ceilings are the classes'; asked
+for the HTB root's classes only (the tick's dump: no leaf's classes made), the same.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import json, socket, sys
 from gateway import rtnl_dump
 out = {}
 for dev in sys.argv[1:]:
-    rows = rtnl_dump.htb_counters(socket.if_nametoindex(dev))
+    index = socket.if_nametoindex(dev)
+    rows = rtnl_dump.htb_counters(index)
     out[dev] = {str(h): [ceil, b, p] for h, ceil, b, p in rows}
+    # the tick's: the HTB root's classes only, asked of the kernel (tcm_parent 1:)
+    root = rtnl_dump.htb_counters(index, 0x10000)
+    out[dev + " root"] = {str(h): [ceil, b, p] for h, ceil, b, p in root}
 print(json.dumps(out))
 """
 
@@ -66,6 +71,7 @@ def test_lean_reader_agrees_with_tc_under_real_traffic(testbed, gateway_factory,
         testbed.run(testbed.gw, sys.executable, "-c", _READ, *DEVICES).stdout  # cwd: the tree
     )
     for dev in DEVICES:
+        assert got[dev + " root"] == got[dev], "the root's classes are every HTB class"
         ours = {int(h): tuple(v) for h, v in got[dev].items()}
         theirs = _tc_counters(testbed, dev)
         assert {h: (b, p) for h, (_c, b, p) in ours.items()} == theirs, dev

@@ -6,6 +6,7 @@ sets it encodes are laid out as gateway/ruleset.py defines them."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 
@@ -196,3 +197,104 @@ def test_the_portal_peers_are_read_with_their_timeouts():
     ]
     with pytest.raises(OSError):
         nl.parse_peer_elements(body[:-3], 0, len(body) - 3)  # truncated: malformed, not read
+
+
+# -- the tick's look at the login sets (element_values, login_sets_of) ---------------------
+
+# The first elements of a NEWSETELEM dump of the authorized set and of down_class, as this
+# machine's kernel (6.18) sent them: its nests without NLA_F_NESTED.
+KERNEL_AUTHORIZED = bytes.fromhex("1800010014000100100001000a0a1a7f02000a0a1a7f0000")
+KERNEL_DOWN_CLASS = bytes.fromhex("1c0001000c000100080001000a0a204e0c000200080001004e200100")
+
+
+def _dump_body(*elements: bytes) -> bytes:
+    return (
+        nl._attr(nl.NFTA_SET_ELEM_LIST_TABLE, b"t\0")
+        + nl._attr(nl.NFTA_SET_ELEM_LIST_SET, b"s\0")
+        + _element_list(*elements)
+    )
+
+
+def test_the_kernels_elements_are_read_with_their_keys_and_data():
+    body = _dump_body(KERNEL_AUTHORIZED, KERNEL_DOWN_CLASS)
+    assert nl.element_values(body, 0, len(body)) == [
+        (bytes.fromhex("0a0a1a7f02000a0a1a7f0000"), None),
+        (bytes.fromhex("0a0a204e"), struct.pack("=I", 0x1204E)),
+    ]
+
+
+def test_an_element_laid_out_otherwise_is_walked_not_lost():
+    key = nl._nested(nl.NFTA_SET_ELEM_KEY, nl._attr(nl.NFTA_DATA_VALUE, bytes.fromhex("0a0a0005")))
+    data = nl._nested(
+        nl.NFTA_SET_ELEM_DATA, nl._attr(nl.NFTA_DATA_VALUE, struct.pack("=I", 0x10005))
+    )
+    flags = nl._attr(3, struct.pack("!I", 0))  # NFTA_SET_ELEM_FLAGS before the key
+    timeout = nl._attr(nl.NFTA_SET_ELEM_TIMEOUT, struct.pack("!Q", 10000))
+    body = _dump_body(
+        nl._nested(nl.NFTA_LIST_ELEM, flags, key, data),  # the request's nests: flag on
+        nl._nested(nl.NFTA_LIST_ELEM, key, data, timeout),
+        nl._nested(nl.NFTA_LIST_ELEM, flags),  # no key: not an element to compare
+    )
+    expected = (bytes.fromhex("0a0a0005"), struct.pack("=I", 0x10005))
+    assert nl.element_values(body, 0, len(body)) == [expected, expected]
+
+
+def test_a_truncated_dump_is_malformed_not_half_read():
+    body = _dump_body(KERNEL_AUTHORIZED, KERNEL_DOWN_CLASS)
+    with pytest.raises(OSError):
+        nl.element_values(body[:-3], 0, len(body) - 3)
+
+
+def test_the_login_sets_are_what_parse_elements_makes_of_a_listing():
+    from gateway.nftables import parse_elements
+
+    found = {
+        ruleset.AUTHORIZED: [(bytes.fromhex("0a0a00050200000000050000"), None)],
+        ruleset.DOWN_CLASS: [(bytes.fromhex("0a0a0005"), struct.pack("=I", 0x10005))],
+        ruleset.UP_CLASS: [(bytes.fromhex("0a0a0005"), struct.pack("=I", 0x1FFFF))],
+        ruleset.BLOCKED: [(bytes.fromhex("0a1b2c3d4e5f"), None)],
+    }
+    listing = {
+        ruleset.AUTHORIZED: [{"concat": ["10.10.0.5", "02:00:00:00:00:05"]}],
+        ruleset.DOWN_CLASS: [["10.10.0.5", "1:5"]],
+        ruleset.UP_CLASS: [["10.10.0.5", "1:ffff"]],
+        ruleset.BLOCKED: ["0a:1b:2c:3d:4e:5f"],
+    }
+    assert nl.login_sets_of(found) == parse_elements(listing)
+    assert nl.login_sets_of({}) == (set(), {}, {}, set())
+
+
+@pytest.mark.parametrize(
+    "name, element",
+    [
+        (ruleset.AUTHORIZED, (bytes.fromhex("0a0a0005020000"), None)),  # a MAC cut short
+        (ruleset.DOWN_CLASS, (bytes.fromhex("0a0a00"), struct.pack("=I", 0x10005))),
+        (ruleset.UP_CLASS, (bytes.fromhex("0a0a0005"), None)),  # a map element without data
+        (ruleset.UP_CLASS, (bytes.fromhex("0a0a0005"), b"\x05\x00\x01")),
+        (ruleset.BLOCKED, (bytes.fromhex("0a1b2c"), None)),
+    ],
+)
+def test_a_malformed_element_fails_the_look_which_then_lists(name, element):
+    # an OSError: Nftables.login_sets lists the table through libnftables instead
+    with pytest.raises(OSError):
+        nl.login_sets_of({name: [element]})
+
+
+def test_a_look_the_ruleset_changed_under_is_read_again(monkeypatch):
+    look = nl.NftNetlink()
+    generations = iter([{7}, {7}, {8}, {8}, {8}, {8}, {8}, {8}])  # a login after the 2nd dump
+    dumps = []
+
+    def dump(family, table, name, parse, into):
+        dumps.append(name)
+        return next(generations)
+
+    monkeypatch.setattr(look, "_dump_set", dump)
+    assert look.login_sets("inet", "t") == (set(), {}, {}, set())
+    assert len(dumps) == 8
+    interrupted = iter([{7}, {7, -1}, {7}, {7}] * nl.LOGIN_SETS_TRIES)
+    dumps.clear()
+    monkeypatch.setattr(look, "_dump_set", lambda *a: (dumps.append(1), next(interrupted))[1])
+    with pytest.raises(OSError) as raised:
+        look.login_sets("inet", "t")
+    assert raised.value.errno == errno.EAGAIN and len(dumps) == 4 * nl.LOGIN_SETS_TRIES
