@@ -35,7 +35,7 @@ from gateway.reconcile import plan as make_plan
 from gateway.tc import ClassReading
 from hotspot.config import Config, Tier
 from hotspot.errors import ErrorCode, KernelError, NotFound, Refused, UsageError
-from hotspot.identity import macs_of
+from hotspot.identity import macs_of, macs_of_running
 from hotspot.mac import normalize_mac
 from hotspot.model import (
     ClientSession,
@@ -590,10 +590,10 @@ class SessionEngine:
         if mac is not None:
             same = db.connection().execute(_IDENTITY_MACS, {"mac": mac}).scalars()
             groups = {mac: frozenset({mac, *same})}
-        else:
+        else:  # (``running`` is every running session's MAC, read in this transaction)
             if running is None:
                 running = {s.mac for s in self._rows(db)}
-            groups = macs_of(db.connection(), set(running))
+            groups = macs_of_running(db.connection(), running)
         if known or len(groups.get(mac or "", ())) > 1:
             conn = db.connection()
             found = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 
 from gateway import arp, rtnl_dump
 from gateway.netlink import IPRoute, NetlinkError
@@ -75,11 +76,12 @@ class Neighbours:
             entries = rtnl_dump.neighbours(self._index())
         except OSError as exc:
             raise KernelError(f"neighbour dump: {exc}", code=ErrorCode.NEIGHBOURS) from exc
+        # (as integers: an IPv4Address per entry was a fifth of the read with 10,000 pins)
+        first, last = int(network.network_address), int(network.broadcast_address)
         for n in entries:
             if not (n.state & NUD_PERMANENT and len(n.lladdr) == 6):
                 continue
-            addr = ipaddress.IPv4Address(n.ip)
-            if addr not in network or addr in (network.network_address, network.broadcast_address):
+            if not first < int.from_bytes(socket.inet_aton(n.ip), "big") < last:
                 continue
             out[n.ip] = n.lladdr.hex(":")
         return out
