@@ -16,6 +16,11 @@ timed (wall and the process's CPU, which includes the kernel's work for the call
 * ``classes_lean_htb_only`` — the same with the HTB root's handle as the dump's
   ``tcm_parent``: the kernel sends the root qdisc's classes only, no leaf's (the tick's read
   now, through ``Shaper.readings``, timed as ``readings_lean``);
+* ``readings_beside_a_busy_thread`` — ``Shaper.readings`` while another thread runs Python
+  without pause: its ``recv`` calls keeping the interpreter lock when the data is queued
+  (gateway/netlink_recv.py, now), and ``..._socket_recv`` with ``socket.recv`` (before),
+  which lets go of it for every 32 KB buffer and waits up to the other thread's switch
+  interval (5 ms) to get it back;
 * ``nft_listing`` — the table's listing through libnftables and its JSON (the tick's look
   at the login sets until 2026-12-01); ``nft_listing_parsed`` with ``parse_elements``;
   ``nft_listing_c`` the library's call alone (no interpreter held);
@@ -106,6 +111,37 @@ def _concurrent(nft: Any, listing: Any, seconds: float) -> dict[str, Any]:
     }
 
 
+def _beside_a_busy_thread(read: Any, n: int) -> dict[str, Any]:
+    """``read`` timed while another thread runs Python without pause (a login, the event
+    threads, at their busiest): the dump's ``recv`` calls as now (the interpreter lock kept
+    when the data is queued, gateway/netlink_recv.py) and as before (``socket.recv``, which
+    lets go of it each time and waits for the other thread's switch interval to get it
+    back)."""
+    from gateway import rtnl_dump
+
+    stop = threading.Event()
+
+    def busy() -> None:
+        spin = 0
+        while not stop.is_set():
+            spin += 1
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        out = {"readings_beside_a_busy_thread": _timed(read, n)}
+        queued = rtnl_dump.recv_queued
+        rtnl_dump.recv_queued = lambda sock, size: sock.recv(size)
+        try:
+            out["readings_beside_a_busy_thread_socket_recv"] = _timed(read, n)
+        finally:
+            rtnl_dump.recv_queued = queued
+    finally:
+        stop.set()
+        thread.join()
+    return out
+
+
 def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
     """In this process, which must already be in a namespace of its own."""
     import ipaddress
@@ -137,6 +173,7 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
         lambda: rtnl_dump.htb_counters(index, shaping.ROOT_HANDLE), reads
     )
     out["readings_lean"] = _timed(shaper.readings, reads)
+    out.update(_beside_a_busy_thread(shaper.readings, reads))
 
     net = ipaddress.ip_network("10.10.0.0/22" if clients < 1000 else "10.10.0.0/18")
     layout = ruleset.Layout(

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gateway.netlink_recv import recv_queued
+
 log = logging.getLogger(__name__)
 
 NETLINK_NETFILTER = 12
@@ -279,7 +281,7 @@ class CtNetlink:
             sock.send(request(seq))
             found: list[_Parsed] = []
             while True:
-                data = sock.recv(RECV_BUFFER)
+                data = recv_queued(sock, RECV_BUFFER)
                 for kind, _flags, msg_seq, start, end in messages(data):
                     if msg_seq != seq:
                         continue  # a late answer to an earlier, abandoned request
@@ -319,7 +321,7 @@ class CtNetlink:
         deleted = 0
         failure: CtNetlinkError | None = None
         while wanted:
-            data = sock.recv(RECV_BUFFER)
+            data = recv_queued(sock, RECV_BUFFER)
             for kind, _flags, msg_seq, start, _end in messages(data):
                 if kind != NLMSG_ERROR or msg_seq not in wanted:
                     continue

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from gateway import ruleset
 from gateway.ctnetlink import NLMSG_DONE, NLMSG_ERROR, error_code, messages, netfilter_socket
+from gateway.netlink_recv import recv_queued
 
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
@@ -514,7 +515,7 @@ class NftNetlink:
         the batch marker (no other answer follows one)."""
         failure: NftNetlinkError | None = None
         while wanted:
-            data = sock.recv(RECV_BUFFER)
+            data = recv_queued(sock, RECV_BUFFER)
             for kind, _flags, seq, start, _end in messages(data):
                 if kind != NLMSG_ERROR:
                     continue
@@ -581,7 +582,7 @@ class NftNetlink:
         with self._exchange() as sock:
             sock.send(request)
             while True:
-                data = sock.recv(RECV_BUFFER)
+                data = recv_queued(sock, RECV_BUFFER)
                 for kind, flags, msg_seq, start, end in messages(data):
                     if msg_seq != seq:
                         continue  # a late answer to an abandoned request

@@ -17,6 +17,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gateway.netlink_recv import recv_queued
+
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -152,7 +154,7 @@ def htb_counters(ifindex: int, qdisc: int = 0) -> list[tuple[int, int, int, int]
     out: list[tuple[int, int, int, int]] = []
     body = _TCMSG.pack(0, ifindex, 0, qdisc, 0)
     with _request(RTM_GETTCLASS, NLM_F_REQUEST | NLM_F_DUMP, body) as (sock, seq):
-        while not parse_htb_buffer(sock.recv(DUMP_RECV_BYTES), seq, ifindex, out):
+        while not parse_htb_buffer(recv_queued(sock, DUMP_RECV_BYTES), seq, ifindex, out):
             pass
     return out
 
@@ -305,7 +307,7 @@ def _talk(what: int, flags: int, body: bytes) -> Iterator[tuple[bytes, int, int]
     dump's end or the request's acknowledgement."""
     with _request(what, flags, body) as (sock, seq):
         while True:
-            data = sock.recv(DUMP_RECV_BYTES)
+            data = recv_queued(sock, DUMP_RECV_BYTES)
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
                 length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
