@@ -6,12 +6,20 @@ memory and their footprint crept up (docs/reliability.md, "A week in minutes").
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
 import pytest
 
-from gateway.memory import TRIM_SECONDS, FreedMemory, MemoryCeiling, malloc_trim, resident_mb
+from gateway.memory import (
+    TRIM_SECONDS,
+    FreedMemory,
+    MemoryCeiling,
+    collector_paused,
+    malloc_trim,
+    resident_mb,
+)
 from hotspot import config as config_mod
 from hotspot.config import ConfigError
 
@@ -212,3 +220,66 @@ def test_a_bad_ceiling_in_the_file_is_one_line_and_exit_2(tmp_path):
     assert run.stderr.strip().splitlines() == [
         "hotspot: config error: gateway.restart_above_mb: must be 0 (off) or at least 32, got 16"
     ], run.stderr
+
+
+# -- the cyclic collector during a tick (issue #12, item 4) ----------------------------------
+
+
+def test_the_collector_is_paused_for_the_block_and_the_young_generation_collected_after():
+    collected: list[tuple[str, int]] = []
+
+    def seen(phase: str, info: dict) -> None:
+        collected.append((phase, info["generation"]))
+
+    assert gc.isenabled()
+    gc.callbacks.append(seen)
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+            garbage = [[] for _ in range(50_000)]  # far past the young threshold
+            del garbage
+            assert collected == []  # nothing collected inside, whatever was allocated
+        assert gc.isenabled()
+        assert ("start", 0) in collected and not any(g == 2 for _p, g in collected)
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("a tick that fails")
+        assert gc.isenabled()  # on again all the same
+    finally:
+        gc.callbacks.remove(seen)
+
+
+def test_a_collector_already_off_is_left_off():
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_tick_makes_no_full_collection(engine, datapath):
+    # A /22's thousand sessions: a tick makes enough objects to have promoted them into a
+    # full collection before (bench/README.md, "The tick at 10,000 sessions").
+    import ipaddress
+
+    from hotspot.model import Source
+
+    for i, host in enumerate(list(ipaddress.ip_network("10.10.0.0/22").hosts())[1:1001]):
+        ip = str(host)
+        mac = f"02:10:00:00:{i >> 8:02x}:{i & 255:02x}"
+        engine.authorize(ip=ip, mac=mac, tier="free", source=Source.FREE)
+        datapath.traffic(ip, down=1500, up=100)
+    generations: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        for _ in range(5):
+            engine.tick(force_flush=True)
+    finally:
+        gc.callbacks.remove(seen)
+    assert generations == [0] * 5  # one young collection after each tick, nothing else
