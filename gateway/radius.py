@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import ColumnElement, delete, event, select, update
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -198,6 +198,15 @@ class RadiusService:
             )
         )
 
+    def _wake_after_commit(self, db: Session) -> None:
+        """Wake the sender once ``db``'s transaction has committed: woken before, it finds
+        the queue as it was and the new record waits for the next look (``IDLE_POLL``)."""
+        if not event.contains(db, "after_commit", self._wake_sender):
+            event.listen(db, "after_commit", self._wake_sender)
+
+    def _wake_sender(self, _db: Session) -> None:
+        self.wake.set()
+
     def _on_end(
         self, db: Session, sess: ClientSession, reason: EndReason, now: dt.datetime
     ) -> None:
@@ -208,7 +217,7 @@ class RadiusService:
             return
         rs.next_interim_at = None
         self._enqueue(db, self._figures(rs, sess, StatusType.STOP, now, reason), now)
-        self.wake.set()
+        self._wake_after_commit(db)
 
     def _on_tick(self, db: Session, active: list[ClientSession], now: dt.datetime) -> None:
         mine = [s for s in active if s.source is Source.RADIUS]
@@ -227,7 +236,7 @@ class RadiusService:
             sess = by_id[rs.session_id]
             self._enqueue(db, self._figures(rs, sess, StatusType.INTERIM, now), now)
             rs.next_interim_at = now + dt.timedelta(seconds=rs.interim_seconds)
-        self.wake.set()
+        self._wake_after_commit(db)
 
     # -- the accounting queue -----------------------------------------------------------------
 
@@ -258,18 +267,25 @@ class RadiusService:
             except NoAnswer as exc:
                 self.last_error = f"no answer from {exc}"
                 with Session(self.db) as db, db.begin():
-                    failed = db.get(RadiusAccounting, row_id)
-                    if failed is not None and _identity(failed) == sent:
-                        failed.attempts += 1
-                        failed.last_error = self.last_error[:200]
+                    db.execute(
+                        update(RadiusAccounting)
+                        .where(RadiusAccounting.id == row_id, *_still(sent))
+                        .values(
+                            attempts=RadiusAccounting.attempts + 1,
+                            last_error=self.last_error[:200],
+                        )
+                    )
                 return False
             with Session(self.db) as db, db.begin():
-                done = db.get(RadiusAccounting, row_id)
                 # The row at that id may no longer be the one sent: a session that ended
                 # while its Interim-Update was on the way replaced it by its Stop, and SQLite
-                # gives a new row the id a deleted one had. Deleting it lost the Stop.
-                if done is not None and _identity(done) == sent:
-                    db.delete(done)
+                # gives a new row the id a deleted one had. So the test and the delete are
+                # one statement: a test by a read first, then a delete by id, deleted the
+                # Stop when the ending's transaction committed between the two (the driver
+                # runs a read outside any transaction; the delete waited for the lock).
+                db.execute(
+                    delete(RadiusAccounting).where(RadiusAccounting.id == row_id, *_still(sent))
+                )
             self.sent += 1
             self.last_error = None
         return True
@@ -443,3 +459,14 @@ class RadiusService:
 def _identity(row: RadiusAccounting) -> tuple[str, int, dt.datetime, str]:
     """What tells a queued record from another that later took its id."""
     return (row.acct_session_id, row.status, row.created_at, row.attributes)
+
+
+def _still(sent: tuple[str, int, dt.datetime, str]) -> tuple[ColumnElement[bool], ...]:
+    """The conditions under which the row at a record's id is still that record."""
+    session_id, status, created, attributes = sent
+    return (
+        RadiusAccounting.acct_session_id == session_id,
+        RadiusAccounting.status == status,
+        RadiusAccounting.created_at == created,
+        RadiusAccounting.attributes == attributes,
+    )
