@@ -29,7 +29,7 @@ from tests.netns.helpers import (
     wait_until,
 )
 from testsupport import dhclient
-from testsupport.testbed import UPSTREAM_IP
+from testsupport.testbed import UPSTREAM_IP, stop_process_group
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dnsmasq") is None or shutil.which("dhclient") is None,
@@ -142,3 +142,51 @@ def test_a_crowd_of_phones_gets_leases_at_once(testbed, dnsmasq, tmp_path):
     ]
     wait_until(lambda: all(b.exists() for b in bounds), 30, 0.05, what="five leases")
     assert time.monotonic() - started < 5, "five phones waited for their leases"
+
+
+def test_a_logged_in_phone_joining_again_keeps_its_pinned_neighbour(
+    testbed, dnsmasq, gateway, tmp_path
+):
+    """A logged-in phone that joins the Wi-Fi again asks for its address from an interface
+    without one (no ``ciaddr``). dnsmasq answered such a client by unicast and, to send it,
+    wrote the address → MAC into the kernel's ARP cache itself (``SIOCSARP``, no
+    ``ATF_PERM``): the session's PERMANENT entry became STALE until the gateway's next tick
+    put it back, and meanwhile an ARP claiming the address could take it over. Found by the
+    soak (3,617 such repairs in 105 minutes). The rendered configuration has dnsmasq answer
+    unconfigured clients by broadcast (``dhcp-broadcast``): it writes nothing there."""
+    phone = testbed.add_phone(3, address=False)
+    first = tmp_path / "first"
+    first.mkdir()
+    client = testbed.popen(
+        phone.ns,
+        *dhclient.command(first, phone.ifname, timeout=30, retry=1, once=True),
+        log_path=first / "dhclient.log",
+    )
+    wait_until((first / dhclient.BOUND).exists, 40, 0.1, what="the first lease")
+    ip = dhclient.lease_env(first / dhclient.BOUND)["new_ip_address"]
+    gateway.call("authorize", mac=phone.mac, ip=ip, tier="free", source="admin")
+
+    def entry() -> str:
+        return testbed.run(testbed.gw, "ip", "neigh", "show", ip, "dev", "br-lan").stdout
+
+    assert "PERMANENT" in entry() and phone.mac in entry()
+    # Off the Wi-Fi and back: the address gone, a new DHCP conversation from scratch.
+    stop_process_group(client)
+    testbed.run(phone.ns, "ip", "addr", "flush", "dev", phone.ifname)
+    watch = testbed.popen(
+        testbed.gw, "ip", "monitor", "neigh", "dev", "br-lan", log_path=tmp_path / "neigh.log"
+    )
+    try:
+        time.sleep(0.3)  # the monitor listening
+        again = tmp_path / "again"
+        start_dhclient(testbed, phone, again)
+        wait_until((again / dhclient.BOUND).exists, 40, 0.1, what="the lease again")
+        assert dhclient.lease_env(again / dhclient.BOUND)["new_ip_address"] == ip
+        time.sleep(0.5)
+    finally:
+        stop_process_group(watch)
+    changes = [
+        line for line in (tmp_path / "neigh.log").read_text().splitlines() if line.startswith(ip)
+    ]
+    assert changes == [], changes  # the pin was never touched
+    assert "PERMANENT" in entry() and phone.mac in entry()

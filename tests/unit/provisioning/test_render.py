@@ -64,6 +64,7 @@ def test_dnsmasq(village_file):
         "max-cache-ttl=300",
         "dhcp-authoritative",
         "no-ping",  # a crowd of phones must not wait 3 s each behind dnsmasq's ping
+        "dhcp-broadcast",  # no ARP-cache writes of dnsmasq's own over the gateway's pins
         "dhcp-range=10.10.0.10,10.10.3.254,255.255.252.0,60m",
         "dhcp-lease-max=1013",
         "dhcp-option=option:router,10.10.0.1",
