@@ -2,9 +2,13 @@
 
 Deleted, oldest first, in small transactions (the gateway engine shares the SQLite file and
 must never wait long): hourly and daily usage, ended sessions, delivered outbox rows, and
-the uplink's ended outages, devices not seen since the cut-off that nothing refers to any more (blocked devices stay:
-the block is the operator's decision). Records not yet delivered to the collector are kept
-whatever their age (they hold pseudonyms only), so nothing is lost to a long outage.
+the uplink's ended outages, devices not seen since the cut-off that nothing refers to any
+more (blocked devices stay: the block is the operator's decision), then what still names a
+device: the MACs bound to vouchers that were over (expired, merged into another, withdrawn)
+and not used since the cut-off, the MACs of device identities whose device is forgotten, and
+identities left without a MAC or a voucher. The vouchers themselves stay: they are the sales
+ledger, not personal data. Records not yet delivered to the collector are kept whatever
+their age (they hold pseudonyms only), so nothing is lost to a long outage.
 """
 
 from __future__ import annotations
@@ -14,12 +18,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Delete, Engine, Row, Select, delete, exists, select
+from sqlalchemy import Delete, Engine, Row, Select, and_, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hotspot.config import Config
-from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
+from hotspot.model import (
+    ClientSession,
+    DailyUsage,
+    Device,
+    DeviceIdentity,
+    DeviceIdentityMac,
+    HourlyUsage,
+    Voucher,
+    VoucherDevice,
+    VoucherState,
+)
 from hotspot.model_sync import SyncOutbox
 from hotspot.model_uplink import UplinkOutage
 from hotspot.timeutil import iso, local_day, utcnow
@@ -113,6 +127,7 @@ def purge(
             ),
             lambda ids: delete(Device).where(Device.mac.in_([m for (m,) in ids])),
         ),
+        *_device_links(cutoff),
     ]
     for name, sel, dele in steps:
         try:
@@ -122,3 +137,50 @@ def purge(
             log.warning("retention: %s kept: %s", name, exc.orig)
     log.info("retention purge before %s: %s", out["cutoff"], out)
     return out
+
+
+def _device_links(cutoff: dt.datetime) -> list[Step]:
+    """The steps that forget which MAC used which voucher and which MACs made one device,
+    once that is older than ``cutoff`` (after the devices' step: a device forgotten there
+    lets its identity's MAC go here)."""
+    voucher_over = or_(
+        Voucher.state.in_([VoucherState.MERGED, VoucherState.VOID]),
+        and_(Voucher.expires_at.is_not(None), Voucher.expires_at < cutoff),
+    )
+    bound_before = and_(
+        VoucherDevice.last_seen_at < cutoff,
+        exists().where(Voucher.id == VoucherDevice.voucher_id, voucher_over),
+    )
+    return [
+        (
+            "voucher_device",
+            select(VoucherDevice.voucher_id, VoucherDevice.mac).where(bound_before),
+            # The chunk's vouchers and MACs, crossed, may name other bindings: the delete
+            # repeats the condition.
+            lambda ids: delete(VoucherDevice).where(
+                bound_before,
+                VoucherDevice.voucher_id.in_({v for v, _ in ids}),
+                VoucherDevice.mac.in_({m for _, m in ids}),
+            ),
+        ),
+        (
+            "device_identity_mac",
+            select(DeviceIdentityMac.mac).where(
+                DeviceIdentityMac.linked_at < cutoff,
+                ~exists().where(Device.mac == DeviceIdentityMac.mac),
+                ~exists().where(VoucherDevice.mac == DeviceIdentityMac.mac),
+            ),
+            lambda ids: delete(DeviceIdentityMac).where(
+                DeviceIdentityMac.mac.in_([m for (m,) in ids])
+            ),
+        ),
+        (
+            "device_identity",
+            select(DeviceIdentity.id).where(
+                DeviceIdentity.created_at < cutoff,
+                ~exists().where(DeviceIdentityMac.identity_id == DeviceIdentity.id),
+                ~exists().where(VoucherDevice.device_id == DeviceIdentity.id),
+            ),
+            lambda ids: delete(DeviceIdentity).where(DeviceIdentity.id.in_([i for (i,) in ids])),
+        ),
+    ]

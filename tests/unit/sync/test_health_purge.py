@@ -12,7 +12,16 @@ from sqlalchemy.orm import Session
 from hotspot import config as config_mod
 from hotspot import health as hotspot_health
 from hotspot import wire
-from hotspot.model import ClientSession, DailyUsage, Device, HourlyUsage
+from hotspot.model import (
+    ClientSession,
+    DailyUsage,
+    Device,
+    DeviceIdentity,
+    DeviceIdentityMac,
+    HourlyUsage,
+    Voucher,
+    VoucherDevice,
+)
 from hotspot.model_sync import SyncOutbox
 from sync import health
 from sync.outbox import Outbox
@@ -125,3 +134,79 @@ def test_purge_forgets_old_data_but_not_undelivered_reports(tmp_path, gwdb):
         )
     assert old_rows == undelivered_old > 0  # only what the collector has not got yet stays
     assert result["hourly_usage"] == 4 * 24 * 7 and result["device"] == 1
+
+
+def test_purge_forgets_which_mac_used_a_voucher_and_made_a_device(tmp_path, gwdb):
+    """Past the retention, what still names a device goes too (UU 27/2022: kept no longer
+    than needed; and the soak's database grew with them): the MACs bound to vouchers that
+    are over, the MACs of identities whose device is forgotten, identities left empty. The
+    vouchers stay (the sales ledger); a binding or an identity still in use stays."""
+    from tests.unit.sync.test_sales import sell
+
+    over = gateway_overrides(tmp_path)
+    over["privacy"] = {"retention_days": 3}
+    cfg = config_mod.load(overrides=over)
+    now = START + dt.timedelta(days=10)
+    old, recent = START + dt.timedelta(hours=1), now - dt.timedelta(hours=1)
+    gone, here, still, fresh = (f"02:00:00:00:0a:0{i}" for i in range(1, 5))
+    sell(
+        gwdb,
+        "harian",
+        5000,
+        [
+            (old, old, "active"),  # 1: expired a week ago
+            (old, old, "void"),  # 2: withdrawn
+            (old, old, "active"),  # 3: still running (its end is ahead)
+            (old, old, "merged"),  # 4: merged, but its phone was seen an hour ago
+        ],
+    )
+    with Session(gwdb) as s, s.begin():
+        ends = {1: old + dt.timedelta(days=1), 2: None, 3: now + dt.timedelta(days=30), 4: None}
+        for voucher in s.scalars(select(Voucher)):
+            voucher.expires_at = ends[voucher.serial]
+        s.execute(
+            insert(VoucherDevice),
+            [
+                {"voucher_id": 1, "mac": gone, "bound_at": old, "last_seen_at": old},
+                {"voucher_id": 2, "mac": gone, "bound_at": old, "last_seen_at": old},
+                {"voucher_id": 3, "mac": still, "bound_at": old, "last_seen_at": old},
+                {"voucher_id": 4, "mac": fresh, "bound_at": old, "last_seen_at": recent},
+            ],
+        )
+        s.execute(
+            insert(DeviceIdentity),
+            [
+                {
+                    "id": i * 32,
+                    "created_at": old,
+                    "created_ip": "10.10.0.9",
+                    "created_day": old.date(),
+                }
+                for i in "abcd"
+            ],
+        )
+        s.execute(
+            insert(DeviceIdentityMac),
+            [
+                {"mac": gone, "identity_id": "a" * 32, "linked_at": old},
+                {"mac": here, "identity_id": "b" * 32, "linked_at": old},  # its device stays
+                {"mac": still, "identity_id": "c" * 32, "linked_at": old},  # a running voucher
+            ],
+        )
+        s.execute(
+            insert(Device),
+            [{"mac": here, "first_seen": old, "last_seen": recent, "blocked": False}],
+        )
+    result = purge(cfg, gwdb, now=now)
+    with Session(gwdb) as s:
+        assert s.scalar(select(func.count()).select_from(Voucher)) == 4  # the ledger stays
+        assert {(b.voucher_id, b.mac) for b in s.scalars(select(VoucherDevice))} == {
+            (3, still),
+            (4, fresh),
+        }
+        assert set(s.scalars(select(DeviceIdentityMac.mac))) == {here, still}
+        # "d" never had a MAC: old and empty, it goes with "a".
+        assert set(s.scalars(select(DeviceIdentity.id))) == {"b" * 32, "c" * 32}
+    assert (result["voucher_device"], result["device_identity_mac"]) == (2, 1)
+    assert result["device_identity"] == 2
+    assert purge(cfg, gwdb, now=now)["voucher_device"] == 0  # nothing more: idempotent
