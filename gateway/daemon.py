@@ -24,7 +24,6 @@ from gateway.control_server import ControlServer, Dispatcher
 from gateway.datapath import DataPath
 from gateway.dnsapply import CertWatch, DnsApplier
 from gateway.engine import SessionEngine
-from gateway.memory import FreedMemory, MemoryCeiling
 from gateway.netlink import IPRoute
 from gateway.policy import PolicyKeeper
 from gateway.uplink import UplinkMonitor
@@ -34,6 +33,7 @@ from hotspot.config import Config
 from hotspot.db import is_storage_full, open_database
 from hotspot.errors import ConfigError, KernelError
 from hotspot.health import clock_synchronised
+from hotspot.memory import EXIT_MEMORY_CEILING, FreedMemory, MemoryCeiling
 from hotspot.pseudonym import load_key
 from hotspot.radius.secret import read_secret
 from hotspot.timeutil import iso, utcnow
@@ -45,10 +45,6 @@ if TYPE_CHECKING:
     from gateway.radius import RadiusService
 
 log = logging.getLogger(__name__)
-
-# The exit status after the memory ceiling (EX_TEMPFAIL: try again). systemd's
-# Restart=always starts the gateway again; `systemctl status` shows the status.
-EXIT_MEMORY_CEILING = 75
 
 # How often unsold stock past its shelf life is withdrawn. Shelf lives are days long, so a
 # minute late is never noticed; the usual call is one indexed read that finds nothing.
@@ -105,7 +101,7 @@ class Gateway:
         self.ticks = 0
         self.last_tick_error: str | None = None
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
-        # malloc_trim once an hour (gateway/memory.py; [gateway] trim_seconds).
+        # malloc_trim once an hour (hotspot/memory.py; [gateway] trim_seconds).
         self.freed_memory = FreedMemory(every=config.gateway.trim_seconds)
         # Past [gateway] restart_above_mb the daemon stops and systemd starts it again.
         self.memory_ceiling = MemoryCeiling(config.gateway.restart_above_mb)

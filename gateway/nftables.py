@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway import ruleset
-from gateway.memory import malloc_trim
 from gateway.nftnetlink import LoginSets, MalformedElement, NftNetlink, Peer
 from gateway.ruleset import Command, Layout
 from hotspot.errors import ErrorCode, KernelError
+from hotspot.memory import malloc_trim
 
 log = logging.getLogger(__name__)
 

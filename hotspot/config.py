@@ -62,10 +62,10 @@ DEFAULTS: dict[str, Any] = {
         # Time without a real-time clock (issue #11): a wall-clock step larger than this
         # moves running sessions with it (docs/reliability.md).
         "clock_step_seconds": 30,
-        # Freed memory back to the system (malloc_trim) this often, monotonic (gateway/memory.py).
+        # Freed memory back to the system (malloc_trim) this often, monotonic (hotspot/memory.py).
         "trim_seconds": 3600,
         # Resident memory (after a trim) above which the gateway restarts itself, its
-        # sessions kept: the bound on whatever grows over months (gateway/memory.py). 0 = off.
+        # sessions kept: the bound on whatever grows over months (hotspot/memory.py). 0 = off.
         "restart_above_mb": 256,
         # NTP for systemd-timesyncd (provisioning): the province's servers first, then the
         # public pool as the fallback.
@@ -173,6 +173,9 @@ DEFAULTS["sync"] = {
     # certificate obtained through the collector (issue #15, item 4; "" = none).
     "cert_zone": "",
     "cert_dir": "/var/lib/hotspot/tls",  # key.pem (never leaves the device) and cert.pem
+    # Resident memory (after a trim) above which the agent restarts itself: it keeps nothing
+    # in memory its database does not (hotspot/memory.py). 0 = off.
+    "restart_above_mb": 192,
 }
 DEFAULTS["privacy"] = {
     "retention_days": 90,
@@ -516,7 +519,7 @@ class GatewayConfig:
     fallback_ntp_servers: tuple[str, ...] = ()
     collector_time_step_seconds: float = 60.0  # 0 = never step to the collector's time
     metrics_listen: str = ""  # "ADDRESS:PORT" of the Prometheus listener; "" = off
-    trim_seconds: float = 3600.0  # malloc_trim(0) this often (gateway/memory.py)
+    trim_seconds: float = 3600.0  # malloc_trim(0) this often (hotspot/memory.py)
     restart_above_mb: int = 256  # resident memory that restarts the daemon; 0 = never
 
 
@@ -603,6 +606,7 @@ class SyncConfig:
     api_token: str  # "" = the gateway's own pull API is off
     cert_zone: str = ""  # "" = no certificate through the collector
     cert_dir: str = "/var/lib/hotspot/tls"
+    restart_above_mb: int = 192  # resident memory that restarts the agent; 0 = never
 
     @property
     def enabled(self) -> bool:
@@ -850,14 +854,14 @@ class Section:
 _NTP_SERVER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
 
 
-def _restart_above(gw: Section) -> int:
-    """0 (never), or at least 32 MB: a smaller figure is a mistake of units. (A figure
-    below the gateway's own size, 70-100 MB, restarts it at every tick, each time with a
-    line that names both figures: docs/configuration.md.)"""
-    value = gw.int("restart_above_mb", 0, 16384)
+def _restart_above(section: Section) -> int:
+    """``[gateway]`` or ``[sync] restart_above_mb``: 0 (never), or at least 32 MB: a smaller
+    figure is a mistake of units. (A figure below the daemon's own size, 70-100 MB, restarts
+    it at every turn, each time with a line that names both figures: docs/configuration.md.)"""
+    value = section.int("restart_above_mb", 0, 16384)
     if 0 < value < 32:
         raise ConfigError(
-            gw.key("restart_above_mb"), f"must be 0 (off) or at least 32, got {value}"
+            section.key("restart_above_mb"), f"must be 0 (off) or at least 32, got {value}"
         )
     return value
 
@@ -1235,6 +1239,7 @@ def _sync(raw: Mapping[str, Any]) -> SyncConfig:
         cert_zone=cert_zone,
         cert_dir=cert_dir,
         api_token=token,
+        restart_above_mb=_restart_above(full),
     )
 
 

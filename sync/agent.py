@@ -48,6 +48,7 @@ from hotspot.config import Config, database_path
 from hotspot.db import is_storage_full
 from hotspot.errors import ConfigError, ErrorCode, HotspotError
 from hotspot.health import clock_synchronised, disk_warning
+from hotspot.memory import EXIT_MEMORY_CEILING, FreedMemory, MemoryCeiling
 from hotspot.timeutil import parse_utc, utcnow
 from sync import health as health_mod
 from sync.certs import CertKeeper
@@ -148,6 +149,10 @@ class Agent:
     policy: PolicyPuller | None = None
     # The portal's HTTPS certificate through the collector (sync/certs.py): [sync] cert_zone.
     certs: CertKeeper | None = None
+    # Freed memory back to the system once an hour, and [sync] restart_above_mb
+    # (hotspot/memory.py): made from the configuration unless given.
+    freed_memory: FreedMemory | None = None
+    memory_ceiling: MemoryCeiling | None = None
 
     def __post_init__(self) -> None:
         require_configured(self.config)
@@ -157,6 +162,10 @@ class Agent:
                 self.config.sync.upstream_url, self.config.sync.timeout_seconds
             )
         self.batch_limit = self.config.sync.max_batch_kb * 1024
+        if self.freed_memory is None:
+            self.freed_memory = FreedMemory()
+        if self.memory_ceiling is None:
+            self.memory_ceiling = MemoryCeiling(self.config.sync.restart_above_mb)
         if self.policy is None and self.config.policy.public_key:
             self.policy = PolicyPuller(
                 self.config,
@@ -419,6 +428,8 @@ class Agent:
             "sync agent for %s → %s every %d s", s.gateway_id, s.upstream_url, s.interval_seconds
         )
         while not stop.is_set():
+            if self.past_memory_ceiling():
+                return EXIT_MEMORY_CEILING
             mono = time.monotonic()
             now = self.clock()
             try:
@@ -461,6 +472,24 @@ class Agent:
                 stop.wait(delay)
         log.info("sync agent stopped")
         return 0
+
+    def past_memory_ceiling(self) -> bool:
+        """Give the allocator's freed memory back when an hour has passed; True (after one
+        warning) when the agent is past ``[sync] restart_above_mb`` even so. Stopping then
+        loses nothing: what is queued is in the outbox, the batch in flight goes again byte
+        for byte, and systemd starts the agent again (``Restart=always``)."""
+        assert self.freed_memory is not None and self.memory_ceiling is not None
+        self.freed_memory.due()
+        size = self.memory_ceiling.exceeded()
+        if size is None:
+            return False
+        log.warning(
+            "resident memory %.0f MB is past [sync] restart_above_mb = %d: stopping to be "
+            "started again (nothing is lost: the outbox is on disk)",
+            size,
+            self.memory_ceiling.limit_mb,
+        )
+        return True
 
     def _database_failed(self, what: str, exc: OperationalError) -> float:
         """Log a failed database step of the agent's loop; how long to wait before the next

@@ -1,4 +1,4 @@
-"""The memory ceiling (``[gateway] restart_above_mb``, gateway/memory.py), the real daemon:
+"""The memory ceiling (``[gateway] restart_above_mb``, hotspot/memory.py), the real daemon:
 past it, the gateway stops as it does for systemd — one warning naming both figures, the
 counters flushed, the kernel state left — and exits 75 for systemd's ``Restart=always`` to
 start it again; the phone rides through and is still logged in after the next start,

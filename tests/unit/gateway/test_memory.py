@@ -1,4 +1,4 @@
-"""The gateway gives the allocator's freed memory back once an hour (gateway/memory.py).
+"""The gateway gives the allocator's freed memory back once an hour (hotspot/memory.py).
 
 The soak found the gateway's bytes in use level while glibc's arenas kept 7–11 MB of freed
 memory and their footprint crept up (docs/reliability.md, "A week in minutes").
@@ -12,16 +12,10 @@ import sys
 
 import pytest
 
-from gateway.memory import (
-    TRIM_SECONDS,
-    FreedMemory,
-    MemoryCeiling,
-    collector_paused,
-    malloc_trim,
-    resident_mb,
-)
+from gateway.memory import collector_paused
 from hotspot import config as config_mod
 from hotspot.config import ConfigError
+from hotspot.memory import TRIM_SECONDS, FreedMemory, MemoryCeiling, malloc_trim, resident_mb
 
 
 class Clock:
@@ -90,7 +84,7 @@ def test_the_interval_is_a_setting_and_a_bad_one_is_refused(tmp_path):
 
 FREED_BY_A_THREAD = """
 import threading
-from gateway.memory import malloc_trim
+from hotspot.memory import malloc_trim
 
 def rss_kb():
     for line in open("/proc/self/status"):

@@ -90,6 +90,37 @@ def test_the_agent_fsyncs_every_commit(tmp_path, served, gwdb, hotspot, monkeypa
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
+def test_past_its_memory_ceiling_the_agent_stops_to_be_started_again(
+    tmp_path, served, app, gwdb
+):
+    """``[sync] restart_above_mb``: the bound on whatever grows in a process that runs for
+    months (the soak saw the agent's arenas creep up while its Python objects stayed level).
+    Past it, after giving glibc's free pages back, ``sync run`` logs one warning and exits 75
+    for systemd's ``Restart=always``; nothing is lost (the next run delivers it all)."""
+    over = gateway_overrides(tmp_path, upstream_url=served)
+    over["sync"]["restart_above_mb"] = 32  # below any Python process's size: at once
+    config = write_toml(tmp_path / "hotspot.toml", over)
+    rows = seed_usage(gwdb, devices=2, hours=24)
+    out = process(config, "sync", "run")
+    assert out.returncode == 75, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "restart_above_mb" in line]
+    assert len(warned) == 1 and "past [sync] restart_above_mb = 32" in warned[0], out.stderr
+    over["sync"]["restart_above_mb"] = 0  # off
+    config = write_toml(tmp_path / "hotspot.toml", over)
+    assert process(config, "sync", "once").returncode == 0
+    assert len(totals(app.extensions["collector_db"])) == rows
+
+
+def test_a_ceiling_that_is_a_mistake_of_units_is_one_line_and_exit_2(tmp_path, hotspot):
+    over = gateway_overrides(tmp_path, upstream_url="http://127.0.0.1:9")
+    over["sync"]["restart_above_mb"] = 16
+    out = hotspot(write_toml(tmp_path / "h.toml", over), "sync", "run")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "hotspot: config error: sync.restart_above_mb: must be 0 (off) or at least 32, got 16"
+    )
+
+
 def test_unconfigured_sync_is_a_config_error(tmp_path, hotspot):
     over = gateway_overrides(tmp_path)
     over["sync"] = {}
