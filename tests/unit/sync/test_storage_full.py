@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from collector.models import HealthSample
+from hotspot.memory import MemoryCeiling
 from sync import health as health_mod
 from sync.agent import Agent
 from tests.unit.collector.helpers import FlaskTransport
@@ -61,7 +62,9 @@ def test_a_full_disk_queues_nothing_but_the_province_hears_of_it(
 
 
 def test_the_running_agent_survives_a_full_disk(gwcfg, gwdb, app, cdb, full_disk, caplog):
-    a = Agent(gwcfg, gwdb, transport=FlaskTransport(app))
+    # In pytest's process: its size (hundreds of MB after a thousand tests) is not the
+    # agent's, and [sync] restart_above_mb would stop the loop.
+    a = Agent(gwcfg, gwdb, transport=FlaskTransport(app), memory_ceiling=MemoryCeiling(0))
     full_disk.full = True
     stop = threading.Event()
     runner = threading.Thread(target=a.run, args=(stop,))
