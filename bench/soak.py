@@ -267,6 +267,13 @@ class Soak:
                 "health_seconds": 5,
                 "backoff_max_seconds": 4,
                 "timeout_seconds": 5,
+                # Under tracemalloc (--memwatch-of sync) the agent is twice its size: its
+                # ceiling would restart it in the middle of the measurement.
+                **(
+                    {"restart_above_mb": 0}
+                    if self.args.memwatch and self.args.memwatch_of == "sync"
+                    else {}
+                ),
             },
         }
         v.start()
@@ -304,8 +311,8 @@ class Soak:
         """Start the gateway, the portal and the sync agent with their systemd units'
         ``Environment=`` (``MALLOC_ARENA_MAX=2``: without it every thread gets a malloc arena
         of its own and the RSS measured here is not the device's), and under
-        ``bench.memwatch`` when asked: ``--memwatch`` (the gateway's Python heap, in
-        ``gateway-memwatch.jsonl``), ``--native-watch`` (the gateway's and the agent's
+        ``bench.memwatch`` when asked: ``--memwatch`` (the Python heap of the gateway or,
+        with ``--memwatch-of sync``, the agent's, in ``<name>-memwatch.jsonl``), ``--native-watch`` (the gateway's and the agent's
         allocator, SQLite and mappings, in ``<name>-native.jsonl``)."""
         popen = self.village.popen
         bed = self.village.bed
@@ -313,8 +320,8 @@ class Soak:
         def as_unit(name: str, ns: str, args: list[str]) -> subprocess.Popen[bytes]:
             if name in UNIT_OF and args[1:3] == ["-m", "hotspot_cli"]:
                 watch: list[str] = []
-                if name == "gateway" and self.args.memwatch:
-                    out = self.work / "gateway-memwatch.jsonl"
+                if name == self.args.memwatch_of and self.args.memwatch:
+                    out = self.work / f"{name}-memwatch.jsonl"
                     pins = ["--pins"] if self.args.pins else []
                     watch = ["-m", "bench.memwatch", str(out), str(self.args.memwatch), *pins]
                     watch.append("--")
@@ -1158,9 +1165,9 @@ class Soak:
         }
 
     def memwatch_report(self) -> dict[str, Any]:
-        """The gateway's Python heap from bench.memwatch: traced size over time, and the
-        sites and object types that grew most from the first snapshot to the last."""
-        path = self.work / "gateway-memwatch.jsonl"
+        """The watched process's Python heap from bench.memwatch: traced size over time, and
+        the sites and object types that grew most from the first snapshot to the last."""
+        path = self.work / f"{self.args.memwatch_of}-memwatch.jsonl"
         snaps = []
         if path.exists():
             for line in path.read_text().splitlines():
@@ -1487,7 +1494,13 @@ def main(argv: list[str] | None = None) -> int:
         "--memwatch",
         type=float,
         default=0.0,
-        help="every N s, the gateway's tracemalloc top sites and gc objects by type (off)",
+        help="every N s, the tracemalloc top sites of --memwatch-of and gc objects by type (off)",
+    )
+    ap.add_argument(
+        "--memwatch-of",
+        choices=("gateway", "sync"),
+        default="gateway",
+        help="with --memwatch: whose Python heap (the gateway's, or the sync agent's)",
     )
     ap.add_argument(
         "--pins",
@@ -1552,6 +1565,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "day_seconds": args.day_seconds,
         "memwatch_seconds": args.memwatch,
+        "memwatch_of": args.memwatch_of,
         "native_watch_seconds": args.native_watch,
         "trim_seconds": args.trim_seconds,
     }
