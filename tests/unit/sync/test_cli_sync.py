@@ -90,9 +90,7 @@ def test_the_agent_fsyncs_every_commit(tmp_path, served, gwdb, hotspot, monkeypa
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
-def test_past_its_memory_ceiling_the_agent_stops_to_be_started_again(
-    tmp_path, served, app, gwdb
-):
+def test_past_its_memory_ceiling_the_agent_stops_to_be_started_again(tmp_path, served, app, gwdb):
     """``[sync] restart_above_mb``: the bound on whatever grows in a process that runs for
     months (the soak saw the agent's arenas creep up while its Python objects stayed level).
     Past it, after giving glibc's free pages back, ``sync run`` logs one warning and exits 75
