@@ -755,6 +755,19 @@ class Soak:
             sample["sessions_total"] = db.execute("SELECT count(*) FROM client_session").fetchone()[
                 0
             ]
+            # Which tables the database's size is made of: the retention's bound is per table
+            # (the sales ledger grows with the vouchers sold; personal data must level off).
+            sample["db_tables"] = {
+                name: {
+                    "bytes": size,
+                    "rows": db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0],
+                }
+                for name, size in db.execute(
+                    # A table's bytes include its indexes'.
+                    "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat AS d JOIN sqlite_master AS m"
+                    " ON m.name = d.name GROUP BY m.tbl_name"
+                )
+            }
             self.track(db)
         finally:
             db.close()
@@ -1104,6 +1117,13 @@ class Soak:
                 "first": db_pts[0][1] if db_pts else None,
                 "last": last["db_bytes"],
                 "slope_per_hour": None if sl_db is None else round(sl_db),
+            },
+            "db_tables": {
+                name: {
+                    "first": warm[0]["db_tables"].get(name) if warm else None,
+                    "last": table,
+                }
+                for name, table in last["db_tables"].items()
             },
             "log_bytes": {
                 "last": last["log_bytes"],
