@@ -216,6 +216,22 @@ def _template(name: str, **values: object) -> bytes:
     return _env.get_template(name).render(**values).encode()
 
 
+# Neighbour entries besides the DHCP pool's: the uplink's next hops, the management port's,
+# hosts with static addresses on the LAN.
+NEIGH_SPARE = 256
+
+
+def neighbour_thresholds(devices: int) -> tuple[int, int, int]:
+    """``gc_thresh1``..``3`` of the kernel's IPv4 neighbour table for a LAN of ``devices``
+    DHCP addresses. Every device present needs an entry, logged in or not (a walled phone
+    reaches the portal through it; the pins of logged-in phones are PERMANENT and not
+    counted), and past ``gc_thresh3`` the kernel makes none ("neighbour table overflow": a
+    new phone gets no page). The defaults, 128/512/1024, overflow past ~1,000 devices; these
+    are never below them."""
+    room = devices + NEIGH_SPARE
+    return max(128, room // 2), max(512, room), max(1024, 2 * room)
+
+
 def _sysctl_conf_key(family: str, ifname: str, key: str) -> str:
     """A per-interface sysctl.d key; with slashes when the name has a dot (eth0.100)."""
     if "." in ifname:
@@ -310,6 +326,7 @@ def _values(cfg: Config, hotspot: str, header: str) -> dict[str, object]:
         "walled_dns_cred": PurePosixPath(WALLED_DNS_CONF).name,
         "main_resolver": MAIN_RESOLVER,
         "lan_sysctl": _sysctl_conf_key("ipv6", net.lan_interface, "accept_ra"),
+        "neigh_gc": neighbour_thresholds(dhcp.size),
         "nft_set_ref": f"{FAMILY}#{cfg.gateway.table}#{WALLED_DNS}",
         "wifi": wifi,
         "wifi_enabled": wifi.enabled,

@@ -515,3 +515,38 @@ def test_the_receipt_printer_adds_the_portal_to_group_lp():
     assert "DeviceAllow=/dev/usb/lp0 w\n" in unit and "SupplementaryGroups=lp\n" in unit
     # the later PrivateDevices=no wins over the shared sandbox's yes
     assert unit.rindex("PrivateDevices=no") > unit.rindex("PrivateDevices=yes")
+
+
+@pytest.mark.parametrize(
+    "lan_address, dhcp, thresholds",
+    [
+        # The default /22: 1,013 addresses; above the kernel's 1,024 at once.
+        ("10.10.0.1/22", {}, (634, 1269, 2538)),
+        # A /18 of 16,373 addresses (issue #12's village).
+        ("10.64.0.1/18", {"range_start": "10.64.0.10", "range_end": "10.64.63.254"}, None),
+        # A small LAN: never below the kernel's defaults.
+        (
+            "192.168.5.1/24",
+            {"range_start": "192.168.5.100", "range_end": "192.168.5.150"},
+            (153, 512, 1024),
+        ),
+    ],
+)
+def test_the_neighbour_table_is_sized_for_the_pool(lan_address, dhcp, thresholds):
+    """Every device present needs a neighbour entry, walled or not: past gc_thresh3 (1,024
+    by default) the kernel makes none and a new phone never sees the portal."""
+    cfg = load(network={"lan_address": lan_address}, dhcp=dhcp)
+    lines = text(cfg, R.SYSCTL).splitlines()
+    got = tuple(
+        int(line.split("=")[1])
+        for line in lines
+        if line.startswith("net.ipv4.neigh.default.gc_thresh")
+    )
+    assert len(got) == 3 and got[0] < got[1] < got[2]
+    assert got[1] >= cfg.dhcp.size + R.NEIGH_SPARE  # room for the whole pool before any GC
+    if thresholds:
+        assert got == thresholds
+    for line in lines:  # keys this kernel knows
+        if line.startswith("net.ipv4.neigh."):
+            key = line.split("=")[0].strip()
+            assert Path("/proc/sys", *key.split(".")).exists(), key
