@@ -540,13 +540,11 @@ def test_the_neighbour_table_is_sized_for_the_pool(lan_address, dhcp, thresholds
     got = tuple(
         int(line.split("=")[1])
         for line in lines
-        if line.startswith("net.ipv4.neigh.default.gc_thresh")
+        # "-": the keys exist in the host's first network namespace only; a container skips them
+        if line.startswith("-net.ipv4.neigh.default.gc_thresh")
     )
     assert len(got) == 3 and got[0] < got[1] < got[2]
     assert got[1] >= cfg.dhcp.size + R.NEIGH_SPARE  # room for the whole pool before any GC
     if thresholds:
         assert got == thresholds
-    for line in lines:  # keys this kernel knows
-        if line.startswith("net.ipv4.neigh."):
-            key = line.split("=")[0].strip()
-            assert Path("/proc/sys", *key.split(".")).exists(), key
+    assert not [line for line in lines if line.startswith("net.ipv4.neigh.")]
