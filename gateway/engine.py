@@ -160,11 +160,15 @@ class _Resumable:
     left_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     seconds: float = 0.0
     bytes_down: int = 0
     bytes_up: int = 0
+
+
+# What a device with nothing counted since the last flush has pending: read, never written.
+_NOTHING_PENDING = _Pending()
 
 
 @dataclass(slots=True)
@@ -633,18 +637,27 @@ class SessionEngine:
         group = self._groups.get(mac) if self._groups is not None else None
         if group is None:
             group = macs_of(db.connection(), [mac])[mac]
-        total = _Pending()
+        # The tick asks this of every session: the day's rows looked up once, sums in locals.
+        day_rows = (
+            self._day_rows[1] if self._day_rows is not None and self._day_rows[0] == day else None
+        )
+        pending = self.pending
+        seconds, down, up = 0.0, 0, 0
         for one in group:
             row: _Usage | DailyUsage | None
-            if self._day_rows is not None and self._day_rows[0] == day:
-                row = self._day_rows[1].get((one, tier))
+            if day_rows is not None:
+                row = day_rows.get((one, tier))
             else:
                 row = db.get(DailyUsage, (one, day, tier))
-            p = self.pending.get((one, day, tier), _Pending())
-            total.seconds += p.seconds + (row.seconds if row else 0)
-            total.bytes_down += p.bytes_down + (row.bytes_down if row else 0)
-            total.bytes_up += p.bytes_up + (row.bytes_up if row else 0)
-        return total
+            p = pending.get((one, day, tier), _NOTHING_PENDING)
+            seconds += p.seconds
+            down += p.bytes_down
+            up += p.bytes_up
+            if row is not None:
+                seconds += row.seconds
+                down += row.bytes_down
+                up += row.bytes_up
+        return _Pending(seconds, down, up)
 
     def allowance(self, db: Session, mac: str, tier: Tier, now: dt.datetime) -> Allowance:
         """What is left of today's fair-use allowance on ``tier`` (None = unlimited)."""
@@ -1921,10 +1934,17 @@ class SessionEngine:
             live.rate_up_bps = int(got[1] * 8 / elapsed)
         if got[0] or got[1]:
             live.last_activity = now
-        for pending in (
-            self.pending.setdefault((live.mac, day, live.tier), _Pending()),
-            self.pending_hourly.setdefault((live.mac, hour), _Pending()),
-        ):
+        # get, then set when missing: setdefault would make a _Pending for every session
+        # on every tick (10,000 per tick) only to throw nearly all of them away.
+        day_key = (live.mac, day, live.tier)
+        on_day = self.pending.get(day_key)
+        if on_day is None:
+            on_day = self.pending[day_key] = _Pending()
+        hour_key = (live.mac, hour)
+        in_hour = self.pending_hourly.get(hour_key)
+        if in_hour is None:
+            in_hour = self.pending_hourly[hour_key] = _Pending()
+        for pending in (on_day, in_hour):
             pending.seconds += elapsed
             pending.bytes_down += got[0]
             pending.bytes_up += got[1]
