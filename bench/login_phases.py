@@ -22,6 +22,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import functools
 import json
 import os
@@ -38,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway import conntrack, datapath, neighbours, nftables, tc
+from gateway.cli import SWITCH_INTERVAL_S
 from gateway.control_server import ControlServer, Dispatcher
 from gateway.engine import SessionEngine
 from hotspot import config as config_mod
@@ -46,6 +48,7 @@ from hotspot.db import open_database
 from hotspot.model import EndReason, Source
 
 _current: threading.local = threading.local()
+PROFILE_ENV = "LOGIN_PHASES_PROFILE"
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -168,6 +171,10 @@ def main() -> None:
     ap.add_argument("--tier", default="bench")
     ap.add_argument("--ticks", type=float, default=0.0, help="tick interval (0: config's)")
     args = ap.parse_args()
+    # The daemon's switch interval (gateway/cli.py): with Python's default (5 ms) a login
+    # waiting for the interpreter beside a tick waited up to five times longer than in the
+    # daemon. (Trees before 2026-12-01 measured with the default.)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     cfg = config_mod.load(args.config)
     db = open_database(cfg.database.url)
     dp = datapath.DataPath(cfg)
@@ -207,6 +214,9 @@ def main() -> None:
         "deauthorize": lambda: engine.deauthorize(ip=args.phone, reason=EndReason.LOGOUT),
     }
     lan_index = dp.neighbours._index()
+    # The authorizes alone under cProfile, their statistics to the file named (the phases'
+    # figures are then the profiled ones: for where the time goes, not for how much).
+    profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) else None
     for i in range(args.trials):
         # The phone has just talked to the portal: its neighbour entry is there (a kick
         # removed the pin), as when the probe's datagrams keep it fresh in bench.gateway.
@@ -215,9 +225,13 @@ def main() -> None:
         )
         for op in ("authorize", "deauthorize"):
             _current.phases = defaultdict(float)
+            if profiler is not None and op == "authorize":
+                profiler.enable()
             t = time.perf_counter()
             calls[op]()
             total = (time.perf_counter() - t) * 1000
+            if profiler is not None:
+                profiler.disable()
             rec = dict(_current.phases)
             rec["total"] = total
             per_op[op].append(rec)
@@ -225,6 +239,8 @@ def main() -> None:
         time.sleep(0.02 + (i % 7) * 0.01)
     stop.set()
     thread.join(timeout=30)
+    if profiler is not None:
+        profiler.dump_stats(os.environ[PROFILE_ENV])
     for op, recs in per_op.items():
         labels = sorted({k for r in recs for k in r})
         out[op] = {k: dist([r.get(k, 0.0) for r in recs]) for k in labels}
