@@ -26,6 +26,7 @@ from hotspot.httpworker import worker_class_for
 # collector.metrics's name for it, not imported from there: that would import
 # prometheus_client before the variable is set.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "hotspot-collector-metrics-"
 
 
 class CollectorServer(BaseApplication):
@@ -96,9 +97,26 @@ def _metrics_dir() -> str | None:
         for stale in Path(given).glob("*.db"):
             stale.unlink(missing_ok=True)
         return None
-    path = tempfile.mkdtemp(prefix="hotspot-collector-metrics-")
+    _remove_dead_instances_dirs(Path(tempfile.gettempdir()))
+    path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = path
     return path
+
+
+def _remove_dead_instances_dirs(parent: Path) -> None:
+    """The directories of instances that were killed (SIGKILL, a power cut on a /tmp that
+    is not tmpfs) never reached ``on_exit``: their master's pid, in the name, is gone.
+    (Under the unit, ``PrivateTmp=`` empties /tmp at every stop anyway.)"""
+    for old in parent.glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = old.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not old.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
