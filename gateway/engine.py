@@ -214,6 +214,8 @@ _RUNNING_OF = union_all(
     _RUNNING.where(ClientSession.ip == bindparam("ip"), ClientSession.mac != bindparam("mac")),
 )
 _SESSIONS = cast(Table, ClientSession.__table__)
+# The flush's usage upserts, by (table, its key columns, PostgreSQL?): see _add_usage.
+_USAGE_UPSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
 _DEVICE_BLOCKED = select(Device.blocked).where(Device.mac == bindparam("mac"))
 _INSERT_SESSION = insert(_SESSIONS).returning(_SESSIONS.c.id)
 _USAGE_OF_DAY = select(
@@ -2078,16 +2080,21 @@ class SessionEngine:
         if not rows:
             return
         conn = db.connection()
-        upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        table = model.__table__
-        stmt = upsert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in keys],
-            set_={
-                c: table.c[c] + getattr(stmt.excluded, c)
-                for c in ("seconds", "bytes_down", "bytes_up")
-            },
-        )
+        postgres = conn.dialect.name == "postgresql"
+        # Built once per table and dialect: building it cost as much as running it on 100
+        # rows (0.94 → 0.54 ms a slice), and a flush at 10,000 sessions runs 200 of them.
+        key = (model.__tablename__, tuple(keys), postgres)
+        stmt = _USAGE_UPSERTS.get(key)
+        if stmt is None:
+            table = model.__table__
+            made = (pg_insert if postgres else sqlite_insert)(table)
+            stmt = _USAGE_UPSERTS[key] = made.on_conflict_do_update(
+                index_elements=[table.c[k] for k in keys],
+                set_={
+                    c: table.c[c] + getattr(made.excluded, c)
+                    for c in ("seconds", "bytes_down", "bytes_up")
+                },
+            )
         conn.execute(stmt, rows)
         for obj in list(db.identity_map.values()):
             if isinstance(obj, model):
