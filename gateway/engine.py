@@ -1616,6 +1616,14 @@ class SessionEngine:
         active = read.active
         busy: set[int] = set()  # the online-time vouchers one of whose sessions moved traffic
         i, n = 0, len(active)
+        # (bound once: the loop runs for every session on every tick)
+        lives, delta, charge, down_of, up_of = (
+            self.live,
+            self._delta,
+            self._charge,
+            down.get,
+            up.get,
+        )
         while True:
             with self._slice(held):
                 touched = self._touched if generation != self._generation else set()
@@ -1623,17 +1631,20 @@ class SessionEngine:
                 while i < n:
                     sess = active[i]
                     i += 1
-                    live = self.live.get(sess.id)
+                    live = lives.get(sess.id)
                     if live is None:
                         live = self._track_if_running(sess)
                         if live is None:
                             continue
                     minor = live.minor
-                    got = (
-                        0 if minor in touched else self._delta("down", minor, down.get(minor)),
-                        0 if minor in touched else self._delta("up", minor, up.get(minor)),
-                    )
-                    self._charge(live, got, elapsed, when)
+                    if minor in touched:
+                        got = (0, 0)
+                    else:
+                        got = (
+                            delta("down", minor, down_of(minor)),
+                            delta("up", minor, up_of(minor)),
+                        )
+                    charge(live, got, elapsed, when)
                     if sess.voucher_id is not None and live.last_activity == now:
                         busy.add(sess.voucher_id)
                     if not i & 31 and time.perf_counter() >= deadline:
@@ -1910,6 +1921,8 @@ class SessionEngine:
             return 0
         key = (direction, minor)
         last_bytes, last_packets = self._last_raw.get(key, (0, 0))
+        if reading.bytes == last_bytes and reading.packets == last_packets:
+            return 0  # nothing passed (an idle session): no new reading to keep
         if reading.bytes < last_bytes:  # the class was recreated
             last_bytes, last_packets = 0, 0
         frames = reading.bytes - last_bytes
