@@ -92,7 +92,7 @@ class GatewayMetrics:
     ):
         from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # _created: no use here
+        disable_created_metrics()  # type: ignore[no-untyped-call, unused-ignore]  # _created: no use here
 
         self.registry = CollectorRegistry(auto_describe=False)
         self.logins = Counter(
