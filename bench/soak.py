@@ -738,6 +738,11 @@ class Soak:
                 for name in UNIT_OF
             }
         sample["gateway_fd_kinds"] = fd_kinds(self.village.pid_of("gateway"))
+        sample["pooled_fds:gateway"] = pooled_fds(
+            self.village.pid_of("gateway"),
+            Path(self.village.config.control.socket),
+            self.work / "hotspot.db",
+        )
         sample["gateway_maps_kb"] = mappings_kb(self.village.pid_of("gateway"))
         for name, proc in self.village.procs.items():
             if proc.poll() is not None and name != "collector" and name not in self.died:
@@ -1049,7 +1054,12 @@ class Soak:
         total_c, total_r = counted["down"] + counted["up"], ref["down"] + ref["up"]
         warm = [s for s in self.samples if s["t_s"] >= 0.2 * elapsed]
         keys = sorted(
-            {k for s in self.samples for k in s if k.startswith(("rss_kb:", "fds:", "anon_kb:"))}
+            {
+                k
+                for s in self.samples
+                for k in s
+                if k.startswith(("rss_kb:", "fds:", "anon_kb:", "pooled_fds:"))
+            }
         )
         procs: dict[str, Any] = {}
         for k in keys:
@@ -1059,8 +1069,8 @@ class Soak:
             if not vals:
                 continue
             entry = procs.setdefault(name, {})
-            unit = {"rss_kb": "mb", "anon_kb": "anon_mb"}.get(kind, "fds")
-            scale = 1 if kind == "fds" else 1024
+            unit = {"rss_kb": "mb", "anon_kb": "anon_mb"}.get(kind, kind)
+            scale = 1 if kind in ("fds", "pooled_fds") else 1024
             sl = slope_per_hour(pts)
             early = slope_per_hour(pts[: len(pts) // 2])
             late = slope_per_hour(pts[len(pts) // 2 :])
@@ -1389,6 +1399,32 @@ def fd_kinds(pid: int) -> dict[str, int]:
         kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
+
+
+def pooled_fds(pid: int, control_socket: Path, database: Path) -> int:
+    """The descriptors of the gateway's two pools, each bounded by its configuration and
+    filled as they are first needed, at any time of a run: the control socket's connections
+    (one per portal worker thread, the sync agent's, the CLI's) and the database's files (two
+    per pooled SQLite connection). A leak shows in what is left."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        unix = Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    control = {
+        f"socket:[{cols[6]}]"
+        for cols in (line.split() for line in unix)
+        if len(cols) >= 8 and cols[7] == str(control_socket)
+    }
+    files = {str(database), f"{database}-wal"}
+    count = 0
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        count += target in control or target in files
+    return count
 
 
 def failure_kind(exc: BaseException) -> str:

@@ -64,7 +64,11 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     assert days["usage_rows_on_unvisited_days"] == [], days
     assert abs(days["daily_vs_sessions_pct"]) <= 1.0, days
     gw = r["processes"]["gateway"]
-    assert gw["fds_last"] - gw["fds_first"] <= 3, gw
+    # Beyond its two pools, which fill when first needed, whenever that is in a short run
+    # (a second SQLite connection at 41 s of 54 failed a CI): those are bounded by their
+    # configuration, a leak shows in the rest.
+    pooled = gw["pooled_fds_last"] - gw["pooled_fds_first"]
+    assert gw["fds_last"] - gw["fds_first"] - pooled <= 3, gw
     # Its memory figures are the device's: the daemons ran with their units' environment
     # (MALLOC_ARENA_MAX=2; without it the gateway kept a malloc arena per control thread).
     assert r["environment_seen"]["gateway"] == {"MALLOC_ARENA_MAX": "2"}, r["environment_seen"]
