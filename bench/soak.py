@@ -737,11 +737,11 @@ class Soak:
                 name: environment_of(self.village.pid_of(name), self.unit_env[name])
                 for name in UNIT_OF
             }
-        sample["gateway_fd_kinds"] = fd_kinds(self.village.pid_of("gateway"))
+        gateway = self.village.pid_of("gateway")
+        targets = fd_targets(gateway)
+        sample["gateway_fd_kinds"] = fd_kinds(targets)
         sample["pooled_fds:gateway"] = pooled_fds(
-            self.village.pid_of("gateway"),
-            Path(self.village.config.control.socket),
-            self.work / "hotspot.db",
+            gateway, targets, Path(self.village.config.control.socket), self.work / "hotspot.db"
         )
         sample["gateway_maps_kb"] = mappings_kb(self.village.pid_of("gateway"))
         for name, proc in self.village.procs.items():
@@ -1383,48 +1383,46 @@ def mappings_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def fd_kinds(pid: int) -> dict[str, int]:
-    """What a process's open descriptors are: ``socket``, ``pipe``, ``anon_inode:…``, or
-    the file's path (a leak shows by its kind)."""
-    kinds: dict[str, int] = {}
+def fd_targets(pid: int) -> list[str]:
+    """What each of a process's open descriptors points at (``socket:[inode]``, a path…)."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return kinds
+        return []
+    targets = []
     for fd in fds:
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
             continue
+    return targets
+
+
+def fd_kinds(targets: list[str]) -> dict[str, int]:
+    """What a process's open descriptors are: ``socket``, ``pipe``, ``anon_inode:…``, or
+    the file's path (a leak shows by its kind)."""
+    kinds: dict[str, int] = {}
+    for target in targets:
         kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
 
-def pooled_fds(pid: int, control_socket: Path, database: Path) -> int:
+def pooled_fds(pid: int, targets: list[str], control_socket: Path, database: Path) -> int:
     """The descriptors of the gateway's two pools, each bounded by its configuration and
     filled as they are first needed, at any time of a run: the control socket's connections
     (one per portal worker thread, the sync agent's, the CLI's) and the database's files (two
     per pooled SQLite connection). A leak shows in what is left."""
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
         unix = Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]
     except OSError:
         return 0
-    control = {
+    pooled = {str(database), f"{database}-wal"} | {
         f"socket:[{cols[6]}]"
         for cols in (line.split() for line in unix)
         if len(cols) >= 8 and cols[7] == str(control_socket)
     }
-    files = {str(database), f"{database}-wal"}
-    count = 0
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        count += target in control or target in files
-    return count
+    return sum(target in pooled for target in targets)
 
 
 def failure_kind(exc: BaseException) -> str:
