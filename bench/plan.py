@@ -98,8 +98,8 @@ def main() -> int:
     p.add_argument("--output", default=str(RESULTS / "plan.json"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.sessions and max(args.sessions) > 16000:
-        print("bench.plan: --sessions: at most 16,000 (the /18's pool)", file=sys.stderr)
+    if not all(1 <= n <= 16000 for n in args.sessions) or args.repeat < 1:
+        print("bench.plan: --sessions in 1..16000 (the /18's pool), --repeat ≥ 1", file=sys.stderr)
         return 2
     if args.child:
         print(json.dumps({str(n): measure(n, args.repeat) for n in args.sessions}))
