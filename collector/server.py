@@ -109,7 +109,7 @@ def _remove_dead_instances_dirs(parent: Path) -> None:
     (Under the unit, ``PrivateTmp=`` empties /tmp at every stop anyway.)"""
     for old in parent.glob(f"{METRICS_DIR_PREFIX}*-*"):
         pid = old.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or not old.is_dir():
+        if not pid.isdigit() or old.is_symlink() or not old.is_dir():  # (never followed)
             continue
         try:
             os.kill(int(pid), 0)

@@ -29,3 +29,20 @@ def test_only_the_directories_of_dead_instances_are_removed(tmp_path):
     _remove_dead_instances_dirs(tmp_path)
     assert not dead.exists()
     assert alive.exists() and older.exists() and other.exists()
+
+
+def test_a_planted_symlink_is_never_followed(tmp_path):
+    """Another user of a shared /tmp plants a dead instance's name pointing elsewhere: the
+    directory it points at, and what it holds, stay."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_bytes(b"x")
+    (tmp_path / f"{METRICS_DIR_PREFIX}{int(gone.stdout)}-planted").symlink_to(victim)
+    _remove_dead_instances_dirs(tmp_path)
+    assert (victim / "precious").exists()
