@@ -269,11 +269,22 @@ def parse_reply(frame: bytes) -> dict[str, Any] | None:
 # -- the phone's network set-up and its sockets ----------------------------------------------
 
 
+# Configurer(source_tables=True): phone i's routing table and rule priority.
+SOURCE_TABLE_BASE = 1000
+
+
 class Configurer:
     """Puts leases on the phones' interfaces, many in one ``ip -batch`` (what each phone's
     DHCP client does with its lease; one ``ip`` per phone would measure fork and exec)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source_tables: bool = False) -> None:
+        # source_tables: each phone's routes also in a table of its own, chosen by its source
+        # address (``ip rule from <its address>``). In one shared namespace a packet the
+        # kernel sends with no socket (a TCP reset for a connection already gone) is routed
+        # by the main table alone: out of the phone with the lowest metric, with that phone's
+        # MAC and another phone's address. A gateway that checks who talks from an address
+        # (``not-your-session``) sees two devices there; a real phone has its own stack.
+        self.source_tables = source_tables
         self.pending: list[tuple[str, int, Lease, threading.Event]] = []
         self.cond = threading.Condition()
         threading.Thread(target=self._run, daemon=True).start()
@@ -300,6 +311,15 @@ class Configurer:
                     f"route replace {_network(lease)} dev {ifname} src {lease.ip} metric {metric}",
                     f"route replace default via {lease.router} dev {ifname} metric {metric}",
                 ]
+                if self.source_tables:
+                    table = SOURCE_TABLE_BASE + index
+                    cmds += [
+                        # One rule a phone (its priority), replaced when its address changes.
+                        f"rule del priority {table}",
+                        f"rule add priority {table} from {lease.ip} table {table}",
+                        f"route replace {_network(lease)} dev {ifname} src {lease.ip} table {table}",
+                        f"route replace default via {lease.router} dev {ifname} table {table}",
+                    ]
             subprocess.run(
                 ["ip", "-force", "-batch", "-"],
                 input="\n".join(cmds) + "\n",

@@ -84,3 +84,38 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     # gateway answers slower than 5 s), never many; classified by the portal's error code.
     unexplained = sum(r["failures_unexplained_by_kind"].values())
     assert unexplained <= max(3, sum(events.values()) // 50), r["failures_unexplained"]
+
+
+def test_a_short_soak_with_gateway_restarts_keeps_sessions_and_ages_vouchers(tmp_path):
+    """``--restart-every``: the gateway stopped (SIGTERM, then SIGKILL) and started again
+    under churn, as systemd does after an update or a crash. Every running session is kept
+    (or ended by its own time meanwhile), the kernel equals the database after each start,
+    the bytes still add up, and the vouchers used before a restart age on the stepped clock,
+    so their MAC bindings are purged: the table shrinks (without restarts a soak's vouchers
+    never age, docs/reliability.md "Still open")."""
+    out = tmp_path / "soak.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--hours", "0.03", "--phones", "8"]
+        + ["--check-seconds", "5", "--day-seconds", "20", "--restart-every", "30"]
+        + ["--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.exists(), run.stderr[-3000:]
+    r = json.loads(out.read_text())
+    restarts = r["gateway_restarts"]
+    assert [x["signal"] for x in restarts[:2]] == ["SIGTERM", "SIGKILL"], restarts
+    for x in restarts:
+        assert x["lost"] == [] and x["kernel_equals_db"], x
+        assert x["answering_after_s"] < 30, x
+    assert restarts[0]["exit_status"] == 0 and restarts[1]["exit_status"] == -9, restarts
+    assert r["session_mismatch_count"] == 0, r["session_mismatches"]
+    assert r["sessions_at_end"] == {"db": 0, "kernel": 0}
+    assert abs(r["bytes"]["diff_pct"]) <= 1.0, r["bytes"]
+    assert r["days"]["sessions_ended_wrongly_count"] == 0, r["days"]["sessions_ended_wrongly"]
+    assert r["processes_died"] == {}
+    bindings = [s["db_tables"].get("voucher_device", {}).get("rows", 0) for s in r["samples"]]
+    assert any(b < a for a, b in zip(bindings, bindings[1:])), bindings
