@@ -285,6 +285,7 @@ class Configurer:
         # MAC and another phone's address. A gateway that checks who talks from an address
         # (``not-your-session``) sees two devices there; a real phone has its own stack.
         self.source_tables = source_tables
+        self.ruled: set[int] = set()  # the phones whose rule is in place (one each)
         self.pending: list[tuple[str, int, Lease, threading.Event]] = []
         self.cond = threading.Condition()
         threading.Thread(target=self._run, daemon=True).start()
@@ -313,9 +314,10 @@ class Configurer:
                 ]
                 if self.source_tables:
                     table = SOURCE_TABLE_BASE + index
+                    if index in self.ruled:  # one rule a phone, replaced with its address
+                        cmds.append(f"rule del priority {table}")
+                    self.ruled.add(index)
                     cmds += [
-                        # One rule a phone (its priority), replaced when its address changes.
-                        f"rule del priority {table}",
                         f"rule add priority {table} from {lease.ip} table {table}",
                         f"route replace {_network(lease)} dev {ifname} src {lease.ip} table {table}",
                         f"route replace default via {lease.router} dev {ifname} table {table}",
