@@ -247,3 +247,50 @@ def test_an_explicit_reconcile_leaves_a_login_made_while_it_planned(
     assert len(calls) == 2  # the first plan was dropped: the kernel changed meanwhile
     assert (ip, mac) in datapath.state.authorized
     assert engine.reconcile() == ""
+
+
+def lock_free_from_another_thread(engine) -> bool:
+    got: list[bool] = []
+
+    def probe() -> None:
+        ok = engine.lock.acquire(timeout=0)
+        if ok:
+            engine.lock.release()
+        got.append(ok)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return got[0]
+
+
+def test_the_ticks_kernel_dumps_for_returning_devices_run_with_the_lock_free(
+    engine, datapath, clock, monkeypatch
+):
+    """A trusted device away from the LAN makes the tick dump the neighbours, a resumable
+    device makes it dump the portal's peers, every tick: hundreds of elements after a power
+    cut. A login must not wait for either (issue #12, item 4)."""
+    engine.trust(mac="02:00:00:00:09:01", label="kantor desa", tier="premium")
+    engine.resumable["02:00:00:00:09:02"] = engine_mod._Resumable(
+        tier="free", voucher_id=None, day=engine.today(clock()), until=None
+    )
+    seen: dict[str, bool] = {}
+    for name in ("neighbour_table", "portal_peers"):
+        original = getattr(datapath, name)
+
+        def dump(*a, _name=name, _original=original, **kw):
+            seen[_name] = lock_free_from_another_thread(engine)
+            return _original(*a, **kw)
+
+        monkeypatch.setattr(datapath, name, dump)
+    # Both devices there and heard by the portal: the tick lets them out, under the lock.
+    datapath.neighbours.update(
+        {"10.10.0.91": "02:00:00:00:09:01", "10.10.0.92": "02:00:00:00:09:02"}
+    )
+    datapath.portal_peers_at["10.10.0.92"] = {"02:00:00:00:09:02"}
+    clock.advance(seconds=2)
+    engine.tick()
+    assert seen == {"neighbour_table": True, "portal_peers": True}
+    with Session(engine.db) as s:
+        macs = set(s.scalars(select(ClientSession.mac).where(ClientSession.ended_at.is_(None))))
+    assert macs == {"02:00:00:00:09:01", "02:00:00:00:09:02"}, macs
