@@ -5,7 +5,8 @@ whose frames reached the portal lately: a handful on a quiet day, every walled p
 power cut. The gateway dumps it whole (``gateway.nftnetlink.NftNetlink.set_elements``)
 for every request by address (who else is at that address: ``not-your-session``) and, while
 any device may resume, once a tick. Since 2026-12-01 the tick's dump runs without the
-engine lock; the per-request one stays (its answer must be fresh).
+engine lock; the per-request one stays (its answer must be fresh), and decodes only the
+elements of the requester's address (``at``): both are measured, ``at`` as ``elements_at``.
 
     sudo python3 -m bench.peers_dump                      # 0, 100, 600, 2,000 elements
     sudo python3 -m bench.peers_dump --sizes 0 1000 --repeat 500
@@ -63,14 +64,17 @@ def measure_in_namespace(sizes: list[int], repeat: int) -> dict[str, Any]:
                 check=True,
             )
             have = n
-        times = []
+        times: dict[str, list[float]] = {"whole": [], "at": []}
         for _ in range(repeat):
             t = time.perf_counter()
             got = nft.set_elements("inet", "hotspot", "portal_peers")
-            times.append((time.perf_counter() - t) * 1000)
-        if len(got) != n:
-            raise RuntimeError(f"dumped {len(got)} elements of {n}")
-        out[str(n)] = dist(times)
+            times["whole"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            mine = nft.set_elements("inet", "hotspot", "portal_peers", at="10.64.0.0")
+            times["at"].append((time.perf_counter() - t) * 1000)
+        if len(got) != n or len(mine) != min(n, 1):
+            raise RuntimeError(f"dumped {len(got)} elements of {n}, {len(mine)} at 10.64.0.0")
+        out[str(n)] = {kind: dist(t) for kind, t in times.items()}
     nft.close()
     return out
 
@@ -110,18 +114,34 @@ def main(argv: list[str] | None = None) -> int:
     if child.returncode != 0:
         print(f"bench.peers_dump: {child.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return 1
-    results = json.loads(child.stdout)
-    base = results.get("0")
+    measured = json.loads(child.stdout)
+    whole = {n: r["whole"] for n, r in measured.items()}
+    at = {n: r["at"] for n, r in measured.items()}
+    base = whole.get("0")
     ratios = {
         n: {k: round(r[k] / base[k], 1) if base and base[k] else None for k in ("p50_ms", "p99_ms")}
-        for n, r in results.items()
+        for n, r in whole.items()
         if n != "0"
     }
-    report = {"meta": meta(), "repeat": args.repeat, "elements": results, "ratios_to_empty": ratios}
+    at_over_whole = {
+        n: {k: round(at[n][k] / r[k], 2) if r[k] else None for k in ("p50_ms", "p99_ms")}
+        for n, r in whole.items()
+    }
+    report = {
+        "meta": meta(),
+        "repeat": args.repeat,
+        "elements": whole,
+        "elements_at": at,
+        "ratios_to_empty": ratios,
+        "ratios_at_to_whole": at_over_whole,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    for n, r in results.items():
-        print(f"{n:>6} elements: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    for n, r in whole.items():
+        print(
+            f"{n:>6} elements: whole p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
+            f"one address's p50 {at[n]['p50_ms']} ms, p99 {at[n]['p99_ms']} ms"
+        )
     print(f"→ {args.output}")
     return 0
 

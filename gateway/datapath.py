@@ -42,7 +42,7 @@ from gateway.ruleset import Client, Layout
 from gateway.tc import ClassReading, Shaper
 from hotspot.config import Config
 from hotspot.errors import ConfigError, ErrorCode, KernelError
-from hotspot.mac import normalize_mac
+from hotspot.mac import is_device_mac
 
 log = logging.getLogger(__name__)
 
@@ -393,15 +393,21 @@ class DataPath:
         element's timeout): one dump of the set (gateway/nftnetlink.py)."""
         peers: dict[tuple[str, str], float] = {}
         for at, mac, timeout_ms, left_ms in self.nft.peers(ruleset.PORTAL_PEERS):
+            if not is_device_mac(mac):
+                continue  # a forged source (multicast, zero): no device to resume
             timeout = ruleset.PEERS_TIMEOUT * 1000 if timeout_ms is None else timeout_ms
             age = 0.0 if left_ms is None else (timeout - left_ms) / 1000
-            peers[(at, normalize_mac(mac))] = max(0.0, age)
+            peers[(at, mac)] = max(0.0, age)
         return peers
 
     def macs_seen_at(self, ip: str) -> set[str]:
         """The MACs whose frames reached the portal from ``ip`` lately (``portal_peers``):
-        the live view of who is at an address, which the pinned neighbour entry is not."""
-        return {mac for at, mac in self.portal_peers() if at == ip}
+        the live view of who is at an address, which the pinned neighbour entry is not.
+
+        Read at every login by address, so only ``ip``'s elements are decoded (a power
+        cut's crowd is hundreds of peers). A forged source MAC counts: it is another
+        sender at that address."""
+        return {mac for _at, mac, _t, _left in self.nft.peers(ruleset.PORTAL_PEERS, at=ip)}
 
     def close(self) -> None:
         self.conntrack.close()

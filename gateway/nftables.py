@@ -189,25 +189,28 @@ class Nftables:
             self.netlink = None
         return True
 
-    def peers(self, name: str) -> list[Peer]:
+    def peers(self, name: str, at: str | None = None) -> list[Peer]:
         """(address, MAC, timeout ms, time left ms) of each element of an ``ipv4_addr .
-        ether_addr`` set with timeouts: one netlink dump (libnftables' listing, with its
-        cache fetch, when the batch client is off or the dump failed)."""
+        ether_addr`` set with timeouts (with ``at``, of that address's only): one netlink
+        dump (libnftables' listing, with its cache fetch, when the batch client is off or
+        the dump failed)."""
         if self.netlink is not None:
             try:
-                return self.netlink.set_elements(ruleset.FAMILY, self.layout.table, name)
+                return self.netlink.set_elements(ruleset.FAMILY, self.layout.table, name, at)
             except OSError as exc:
                 log.warning("nf_tables: listing %s: %s; through libnftables", name, exc)
         peers: list[Peer] = []
         for e in self.set_elements(name):
             elem = e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
-            at, mac = elem["val"]["concat"]
+            address, mac = elem["val"]["concat"]
+            if at is not None and address != at:
+                continue
             expires = elem.get("expires")
             timeout = elem.get("timeout")
             peers.append(
                 (
-                    at,
-                    mac,
+                    address,
+                    str(mac).lower(),
                     None if timeout is None else int(timeout) * 1000,
                     None if expires is None else int(expires) * 1000,
                 )

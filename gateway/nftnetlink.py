@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -279,10 +280,14 @@ def _first(attrs: list[tuple[int, int, int]], kind: int) -> tuple[int, int] | No
 Peer = tuple[str, str, int | None, int | None]  # address, MAC, timeout and time left (ms)
 
 
-def parse_peer_elements(data: bytes | memoryview, start: int, end: int) -> list[Peer]:
+def parse_peer_elements(
+    data: bytes | memoryview, start: int, end: int, at: bytes | None = None
+) -> list[Peer]:
     """(address, MAC, timeout, time left) of each element of one ``NEWSETELEM`` body (after
     its nfgenmsg) of an ``ipv4_addr . ether_addr`` set. The kernel leaves out an element's
-    timeout when it is the set's own (then None), and its time left when it has none."""
+    timeout when it is the set's own (then None), and its time left when it has none.
+    ``at`` (an address, packed): only its elements, the others skipped on their key's first
+    bytes, before anything is decoded."""
     out: list[Peer] = []
     top = _attrs(data, start, end)
     elems = _first(top, NFTA_SET_ELEM_LIST_ELEMENTS)
@@ -290,6 +295,8 @@ def parse_peer_elements(data: bytes | memoryview, start: int, end: int) -> list[
         return out
     for kind, s, e in _attrs(data, *elems):
         if kind != NFTA_LIST_ELEM:
+            continue
+        if at is not None and _elsewhere(data, s - _NLATTR.size, e, at):
             continue
         fields = _attrs(data, s, e)
         key = _first(fields, NFTA_SET_ELEM_KEY)
@@ -299,6 +306,8 @@ def parse_peer_elements(data: bytes | memoryview, start: int, end: int) -> list[
         if value is None or value[1] - value[0] < 10:
             continue
         raw = bytes(data[value[0] : value[1]])
+        if at is not None and raw[:4] != at:
+            continue
         ip = socket.inet_ntoa(raw[:4])
         mac = raw[4:10].hex(":")
         timeout, expires = (
@@ -320,6 +329,22 @@ def parse_peer_elements(data: bytes | memoryview, start: int, end: int) -> list[
 # the element (a list entry), its key, the key's value — length and type each.
 _ELEMENT_HEAD = struct.Struct("=HHHHHH")
 _DATA_HEAD = struct.Struct("=HHHH")  # a map element's data: its length and type, its value's
+
+
+def _elsewhere(data: bytes | memoryview, element: int, end: int, at: bytes) -> bool:
+    """True when the element at ``element`` is laid out as this kernel dumps one (its key
+    first) and its key does not start with the address ``at``: one unpack, nothing decoded.
+    False when it may be ``at``'s, or when its layout is another (then it is walked)."""
+    if end - element < _ELEMENT_HEAD.size + len(at):
+        return False
+    _len, etype, klen, ktype, vlen, vtype = _ELEMENT_HEAD.unpack_from(data, element)
+    return (
+        etype & NLA_TYPE_MASK == NFTA_LIST_ELEM
+        and ktype & NLA_TYPE_MASK == NFTA_SET_ELEM_KEY
+        and vtype == NFTA_DATA_VALUE
+        and vlen >= _NLATTR.size + len(at)
+        and data[element + 12 : element + 12 + len(at)] != at
+    )
 
 
 def element_values(
@@ -530,12 +555,16 @@ class NftNetlink:
         if failure is not None:
             raise failure
 
-    def set_elements(self, family: str, table: str, name: str) -> list[Peer]:
+    def set_elements(self, family: str, table: str, name: str, at: str | None = None) -> list[Peer]:
         """The elements of an ``ipv4_addr . ether_addr`` set, with their timeouts: one dump,
-        no cache."""
+        no cache; with ``at``, only that address's (the kernel cannot look up half of a
+        concatenated key, so the dump is whole, but the others are not decoded)."""
         found: list[Peer] = []
+        parse = parse_peer_elements
+        if at is not None:
+            parse = functools.partial(parse_peer_elements, at=socket.inet_aton(at))
         with self._lock:
-            self._dump_set(family, table, name, parse_peer_elements, found)
+            self._dump_set(family, table, name, parse, found)
         return found
 
     def login_sets(self, family: str, table: str) -> LoginSets:

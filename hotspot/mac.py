@@ -19,6 +19,7 @@ _NOT_HEX = re.compile(r"[^0-9a-fA-F]")
 # phone's per-network "private" address) rather than assigned by the maker.
 _LOCALLY_ADMINISTERED = 0x02
 _MULTICAST = 0x01
+_ZERO = "00:00:00:00:00:00"
 
 
 def normalize_mac(value: str) -> str:
@@ -37,6 +38,13 @@ def normalize_mac(value: str) -> str:
         raise UsageError(f"not a usable MAC address: {value!r}")
     assert _MAC.match(mac)
     return mac
+
+
+def is_device_mac(mac: str) -> bool:
+    """``mac``, already in the canonical form (as the kernel's tables give it), is one
+    device's: unicast and not zero. A cheap check for many addresses at once, where
+    :func:`normalize_mac` would parse each again."""
+    return bool(_MAC.match(mac)) and not int(mac[0:2], 16) & _MULTICAST and mac != _ZERO
 
 
 def is_locally_administered(mac: str) -> bool:

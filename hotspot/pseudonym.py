@@ -264,17 +264,28 @@ def load_key(config: Config, db: Engine) -> bytes:
 
 
 class Pseudonymizer:
-    """Caches pseudonyms of one key (HMAC is cheap, but a report may name a device often)."""
+    """Caches pseudonyms of one key (HMAC is cheap, but a report may name a device often).
 
-    def __init__(self, key: bytes):
+    The agent keeps one for each key period it reports, for as long as it runs: the cache
+    starts over past ``limit`` MACs, so a period's MAC changes (randomised MACs, a curious
+    laptop cycling its address) cannot grow it without end. A village sees a few thousand
+    devices, so the limit is rarely reached."""
+
+    def __init__(self, key: bytes, limit: int = 4096):
         self.key = key
+        self.limit = limit
         self._cache: dict[str, str] = {}
 
     def __call__(self, mac: str) -> str:
         p = self._cache.get(mac)
         if p is None:
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
             p = self._cache[mac] = pseudonym(self.key, mac)
         return p
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
 
 class PeriodPseudonymizer:

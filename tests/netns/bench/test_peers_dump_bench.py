@@ -1,5 +1,5 @@
-"""bench.peers_dump: the portal peers' dump at two sizes in a namespace of its own, one JSON
-result with ratios to the empty set; a bad argument is one line and exit 2."""
+"""bench.peers_dump: the portal peers' dump at two sizes in a namespace of its own, whole and
+for one address, one JSON result with ratios; a bad argument is one line and exit 2."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def test_a_run_dumps_every_element_and_gives_ratios(tmp_path):
     assert set(result["elements"]) == {"0", "300"}
     assert result["elements"]["300"]["n"] == 10
     assert set(result["ratios_to_empty"]) == {"300"}
+    # One address's elements (a login's check): the same dump, the others not decoded.
+    assert result["elements_at"]["300"]["n"] == 10
+    assert set(result["ratios_at_to_whole"]) == {"0", "300"}
     assert "load_average" in result["meta"]
 
 

@@ -93,6 +93,11 @@ subprocess.run(["nft", "add", "element", "inet", "hsbatch", "portal_peers",
                 "{ 10.10.0.7 . 02:00:00:00:00:07, 10.10.0.8 . 02:00:00:00:00:08 timeout 10s }"], check=True)
 out["peers"] = sorted([ip, mac, t, left is not None and 0 < left <= (t or 30000)]
                       for ip, mac, t, left in nft.peers("portal_peers"))
+# A login's look at one address: that address's elements only, a forged group address too.
+subprocess.run(["nft", "add", "element", "inet", "hsbatch", "portal_peers",
+                "{ 10.10.0.8 . 01:00:5e:00:00:01 }"], check=True)
+out["peers_at"] = sorted(mac for _ip, mac, _t, _left in nft.peers("portal_peers", at="10.10.0.8"))
+out["peers_at_nobody"] = nft.peers("portal_peers", at="10.10.0.99")
 
 # A kernel that refuses our encoding (here: MACs of 10 bytes, a key of the wrong length):
 # libnftables applies the same change, and is used from then on.
@@ -130,6 +135,8 @@ def test_a_login_and_a_kick_as_one_batch_against_the_kernel():
         ["10.10.0.7", "02:00:00:00:00:07", None, True],
         ["10.10.0.8", "02:00:00:00:00:08", 10000, True],
     ]
+    assert result["peers_at"] == ["01:00:5e:00:00:01", "02:00:00:00:00:08"]
+    assert result["peers_at_nobody"] == []
     assert result["fallback_library_runs"] == 1
     assert result["fallback_applied"] == [pair]
     assert not result["netlink_after_fallback"]

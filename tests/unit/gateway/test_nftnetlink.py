@@ -197,6 +197,25 @@ def test_the_portal_peers_are_read_with_their_timeouts():
     ]
     with pytest.raises(OSError):
         nl.parse_peer_elements(body[:-3], 0, len(body) - 3)  # truncated: malformed, not read
+    # A login by address reads only its address's elements (the others are not decoded).
+    assert nl.parse_peer_elements(body, 0, len(body), at=socket.inet_aton("10.10.0.7")) == [
+        ("10.10.0.7", "02:00:00:00:00:07", None, 27956),
+    ]
+    assert nl.parse_peer_elements(body, 0, len(body), at=socket.inet_aton("10.10.0.9")) == []
+    # An element laid out otherwise (its expiration before its key) is walked, not skipped:
+    # the skip trusts only the layout it checked.
+    key = socket.inet_aton("10.10.0.7") + bytes.fromhex("020000000007") + bytes(2)
+    reordered = nl._nested(
+        nl.NFTA_LIST_ELEM,
+        nl._attr(nl.NFTA_SET_ELEM_EXPIRATION, struct.pack("!Q", 5000)),
+        nl._nested(nl.NFTA_SET_ELEM_KEY, nl._attr(nl.NFTA_DATA_VALUE, key)),
+    )
+    body = nl._attr(nl.NFTA_SET_ELEM_LIST_TABLE, b"t\0") + _element_list(
+        elem("10.10.0.8", "02:00:00:00:00:08", None, 1), reordered
+    )
+    assert nl.parse_peer_elements(body, 0, len(body), at=socket.inet_aton("10.10.0.7")) == [
+        ("10.10.0.7", "02:00:00:00:00:07", None, 5000),
+    ]
 
 
 # -- the tick's look at the login sets (element_values, login_sets_of) ---------------------

@@ -6,7 +6,7 @@ import re
 
 from hotspot import config as config_mod
 from hotspot.db import open_database
-from hotspot.pseudonym import load_key, pseudonym
+from hotspot.pseudonym import Pseudonymizer, load_key, pseudonym
 
 MAC = "02:11:22:33:44:55"
 
@@ -19,6 +19,18 @@ def test_stable_and_notation_independent():
     assert pseudonym(key, "02:11:22:33:44:56") != p
     assert pseudonym(b"j" * 32, MAC) != p  # another gateway: unlinkable
     assert "1122" not in p or pseudonym(b"x" * 32, MAC) != p
+
+
+def test_the_cache_of_pseudonyms_is_bounded_by_its_limit():
+    """A laptop cycling its MAC all month must not grow the agent (the soak's one growing
+    site): past the limit the cache starts over, and every answer stays the pseudonym."""
+    key = b"k" * 32
+    named = Pseudonymizer(key, limit=100)
+    macs = [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(1000)]
+    for mac in macs:
+        assert named(mac) == pseudonym(key, mac)
+        assert len(named) <= 100
+    assert named(macs[0]) == pseudonym(key, macs[0])  # forgotten, computed again: the same
 
 
 def test_key_is_generated_once_and_kept(gwcfg, gwdb):
