@@ -1,6 +1,7 @@
 """tc adapter: one HTB tree on one device.
 
-A login's change is a few rtnetlink messages (pyroute2); a big change (start-up after a
+A login's class change and a kick's removal are one rtnetlink message each, packed by
+:mod:`gateway.rtnl_dump`; the qdiscs (root, leaves) go through pyroute2; a big change (start-up after a
 reboot, a large reconcile) is one ``tc -batch`` run; a full counter read is one class dump
 parsed by :mod:`gateway.rtnl_dump`.
 
@@ -147,17 +148,22 @@ class Shaper:
         parent = (
             shaping.ROOT_HANDLE if cls.parent_minor is None else shaping.classid(cls.parent_minor)
         )
-        self._tc(
-            "replace-class",
-            "htb",
-            handle=shaping.classid(cls.minor),
-            parent=parent,
-            rate=f"{cls.rate_kbps}kbit",
-            ceil=f"{cls.ceil_kbps}kbit",
-            burst=shaping.burst_bytes(cls.rate_kbps),
-            cburst=shaping.burst_bytes(cls.ceil_kbps),
-            quantum=shaping.MTU_QUANTUM,
-        )
+        try:
+            rtnl_dump.put_htb_class(
+                self.index,
+                shaping.classid(cls.minor),
+                parent,
+                rate_bytes=cls.rate_kbps * 1000 // 8,
+                ceil_bytes=cls.ceil_kbps * 1000 // 8,
+                burst=shaping.burst_bytes(cls.rate_kbps),
+                cburst=shaping.burst_bytes(cls.ceil_kbps),
+                quantum=shaping.MTU_QUANTUM,
+            )
+        except OSError as exc:
+            raise KernelError(
+                f"tc replace-class htb 1:{cls.minor:x} on {self.ifname}: {exc}",
+                code=ErrorCode.TC,
+            ) from exc
 
     def _put_default_leaf(self) -> None:
         parent = shaping.classid(shaping.DEFAULT_MINOR)
@@ -313,14 +319,11 @@ class Shaper:
     def delete_client(self, minor: int) -> None:
         """Remove a client's class (the kernel removes its leaf qdiscs with it)."""
         try:
-            self.ipr.tc(
-                "del-class",
-                index=self.index,
-                handle=shaping.classid(minor),
-                parent=shaping.classid(shaping.BACKHAUL_MINOR),
+            rtnl_dump.delete_class(
+                self.index, shaping.classid(minor), shaping.classid(shaping.BACKHAUL_MINOR)
             )
-        except NetlinkError as exc:
-            if exc.code != errno.ENOENT:
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
                 raise KernelError(
                     f"tc del-class 1:{minor:x} on {self.ifname}: {exc}", code=ErrorCode.TC
                 ) from exc

@@ -81,7 +81,9 @@ class FakeIPRoute:
 
 
 @pytest.mark.parametrize("leaf", ["pfifo", "fq_codel"])
-def test_netlink_path_gives_every_qdisc_a_handle(leaf):
+def test_netlink_path_gives_every_qdisc_a_handle(leaf, monkeypatch):
+    classes = []  # the class itself is our own message (tests/netns: test_htb_class_message)
+    monkeypatch.setattr(rtnl_dump, "put_htb_class", lambda *a, **kw: classes.append((a, kw)))
     ipr = FakeIPRoute()
     shaper = Shaper(ipr=ipr, ifname="br-lan", skeleton=[], leaf=leaf)
     shaper._index = 7
@@ -95,6 +97,7 @@ def test_netlink_path_gives_every_qdisc_a_handle(leaf):
         assert kw.get("handle") and 1 <= kw["handle"] >> 16 <= 0x7FFF, (kind, kw)
         assert kw["handle"] & 0xFFFF == 0
     assert qdiscs[-1][1]["handle"] == shaping.DEFAULT_LEAF_HANDLES[leaf]
+    assert [a[:2] for a, _ in classes] == [(7, shaping.classid(0x2A))]
 
 
 def qdisc(handle: int, parent: int, kind: str) -> rtnl_dump.TcObject:
