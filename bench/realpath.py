@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import math
 import os
@@ -369,6 +370,12 @@ class Bench:
             TIER: {"down_kbps": BIG, "up_kbps": BIG, **unlimited},
         }
         data["packages"] = {"harian": {"title": "Harian", "price": 5000, "tier": TIER, "hours": 24}}
+        if self.args.pool == "phones":
+            # As on a device, every phone's address is in the DHCP pool, so its class and
+            # leaf exist from the start (a free login changes no class). `outside`: the
+            # test bed's small pool, every phone's class made at its login.
+            hosts = [ipaddress.ip_address(m.ip) for m in self.crowd.members]
+            data["dhcp"].update(range_start=str(min(hosts)), range_end=str(max(hosts)))
         self.config = write_toml(self.work / "hotspot.toml", data)
         self.socket = data["control"]["socket"]
 
@@ -686,6 +693,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="sample the gateway and the workers with py-spy during the burst (raw stacks "
         "in DIR; the shares of CPU by activity in the results)",
+    )
+    ap.add_argument(
+        "--pool",
+        choices=("phones", "outside"),
+        default="phones",
+        help="the DHCP pool: the phones' addresses, as on a device (default), or `outside` "
+        "them (the test bed's small pool: each login makes its class; the figures before "
+        "2026-12-01 19:00 UTC)",
     )
     ap.add_argument("--phones", help=argparse.SUPPRESS)
     ap.add_argument("--listen", nargs=2, help=argparse.SUPPRESS)
