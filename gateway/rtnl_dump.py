@@ -388,20 +388,11 @@ def htb_class_body(
     )
 
 
-def put_htb_class(
-    ifindex: int,
-    classid: int,
-    parent: int,
-    rate_bytes: int,
-    ceil_bytes: int,
-    burst: int,
-    cburst: int,
-    quantum: int,
-) -> None:
-    """Create or change one HTB class (``tc class replace``): one message and its
-    acknowledgement. Through pyroute2 a login's class change cost ~3 ms of interpreter
-    (its generic encoder and two 256-entry rate tables) and a hop to its thread."""
-    body = htb_class_body(ifindex, classid, parent, rate_bytes, ceil_bytes, burst, cburst, quantum)
+def put_htb_class(body: bytes) -> None:
+    """Create or change one HTB class (``tc class replace``) from its message body
+    (:func:`htb_class_body`): one message and its acknowledgement. Through pyroute2 a
+    login's class change cost ~3 ms of interpreter (its generic encoder and two 256-entry
+    rate tables) and a hop to its thread."""
     for _ in _talk(RTM_NEWTCLASS, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, body):
         pass
 

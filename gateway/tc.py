@@ -150,14 +150,16 @@ class Shaper:
         )
         try:
             rtnl_dump.put_htb_class(
-                self.index,
-                shaping.classid(cls.minor),
-                parent,
-                rate_bytes=cls.rate_kbps * 1000 // 8,
-                ceil_bytes=cls.ceil_kbps * 1000 // 8,
-                burst=shaping.burst_bytes(cls.rate_kbps),
-                cburst=shaping.burst_bytes(cls.ceil_kbps),
-                quantum=shaping.MTU_QUANTUM,
+                rtnl_dump.htb_class_body(
+                    self.index,
+                    shaping.classid(cls.minor),
+                    parent,
+                    rate_bytes=cls.rate_kbps * 1000 // 8,
+                    ceil_bytes=cls.ceil_kbps * 1000 // 8,
+                    burst=shaping.burst_bytes(cls.rate_kbps),
+                    cburst=shaping.burst_bytes(cls.ceil_kbps),
+                    quantum=shaping.MTU_QUANTUM,
+                )
             )
         except OSError as exc:
             raise KernelError(

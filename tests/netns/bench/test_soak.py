@@ -29,19 +29,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_a_short_soak_keeps_every_invariant(tmp_path):
+def soak(tmp_path: Path, *args: str, timeout: float) -> dict:
+    """``bench.soak ARGS`` with eight phones and a check every 5 s: its JSON result."""
     out = tmp_path / "soak.json"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--hours", "0.015", "--phones", "8"]
-        + ["--check-seconds", "5", "--day-seconds", "25", "--output", str(out)],
+        [sys.executable, "-m", "bench.soak", "--phones", "8", "--check-seconds", "5", *args]
+        + ["--output", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     assert out.exists(), run.stderr[-3000:]
-    r = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_a_short_soak_keeps_every_invariant(tmp_path):
+    r = soak(tmp_path, "--hours", "0.015", "--day-seconds", "25", timeout=600)
     events = r["events"]
     # The churn happened: every kind of step at least once.
     for kind in ("join", "accept", "voucher", "download", "kick", "leave", "mac_change"):
@@ -93,19 +98,9 @@ def test_a_short_soak_with_gateway_restarts_keeps_sessions_and_ages_vouchers(tmp
     the bytes still add up, and the vouchers used before a restart age on the stepped clock,
     so their MAC bindings are purged: the table shrinks (without restarts a soak's vouchers
     never age, docs/reliability.md "Still open")."""
-    out = tmp_path / "soak.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--hours", "0.03", "--phones", "8"]
-        + ["--check-seconds", "5", "--day-seconds", "20", "--restart-every", "30"]
-        + ["--output", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    r = soak(
+        tmp_path, "--hours", "0.03", "--day-seconds", "20", "--restart-every", "30", timeout=900
     )
-    assert out.exists(), run.stderr[-3000:]
-    r = json.loads(out.read_text())
     restarts = r["gateway_restarts"]
     assert [x["signal"] for x in restarts[:2]] == ["SIGTERM", "SIGKILL"], restarts
     for x in restarts:

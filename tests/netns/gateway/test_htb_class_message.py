@@ -50,10 +50,11 @@ def pyroute2_class(minor, rate_kbps, ceil_kbps):
            quantum=shaping.MTU_QUANTUM)
 
 def our_class(minor, rate_kbps, ceil_kbps):
-    rtnl_dump.put_htb_class(index, 0x10000 | minor, 0x10001,
-                            rate_bytes=rate_kbps * 1000 // 8, ceil_bytes=ceil_kbps * 1000 // 8,
-                            burst=shaping.burst_bytes(rate_kbps),
-                            cburst=shaping.burst_bytes(ceil_kbps), quantum=shaping.MTU_QUANTUM)
+    rtnl_dump.put_htb_class(rtnl_dump.htb_class_body(
+        index, 0x10000 | minor, 0x10001,
+        rate_bytes=rate_kbps * 1000 // 8, ceil_bytes=ceil_kbps * 1000 // 8,
+        burst=shaping.burst_bytes(rate_kbps), cburst=shaping.burst_bytes(ceil_kbps),
+        quantum=shaping.MTU_QUANTUM))
 
 out = {"same": [], "differ": []}
 for i, (rate, ceil) in enumerate([(8, 512), (8, 1000), (8, 2000), (8, 5000), (8, 20000),
@@ -72,8 +73,9 @@ out["changed_ceil"] = classes()["1:300"]["ceil"]
 out["leaf_kept"] = "300:" in tc("qdisc", "show", "dev", "hs0")
 
 # Above 4 Gbyte/s the rate is a 64-bit attribute.
-rtnl_dump.put_htb_class(index, 0x10400, 0x10001, rate_bytes=5 * 10**9, ceil_bytes=5 * 10**9,
-                        burst=1600, cburst=1600, quantum=1514)
+rtnl_dump.put_htb_class(rtnl_dump.htb_class_body(
+    index, 0x10400, 0x10001, rate_bytes=5 * 10**9, ceil_bytes=5 * 10**9,
+    burst=1600, cburst=1600, quantum=1514))
 out["rate64"] = classes()["1:400"]["rate64"]
 
 # A kick: the class and its leaf go; a second removal is ENOENT.
@@ -89,8 +91,9 @@ except OSError as exc:
 # A device gone (an interface renamed under the gateway): refused, nothing made.
 before = sorted(classes())
 try:
-    rtnl_dump.put_htb_class(index + 1000, 0x10500, 0x10001, rate_bytes=1000, ceil_bytes=1000,
-                            burst=1600, cburst=1600, quantum=1514)
+    rtnl_dump.put_htb_class(rtnl_dump.htb_class_body(
+        index + 1000, 0x10500, 0x10001, rate_bytes=1000, ceil_bytes=1000,
+        burst=1600, cburst=1600, quantum=1514))
     out["bad_parent"] = "ok"
 except OSError as exc:
     out["bad_parent"] = errno.errorcode.get(exc.errno)

@@ -83,7 +83,7 @@ class FakeIPRoute:
 @pytest.mark.parametrize("leaf", ["pfifo", "fq_codel"])
 def test_netlink_path_gives_every_qdisc_a_handle(leaf, monkeypatch):
     classes = []  # the class itself is our own message (tests/netns: test_htb_class_message)
-    monkeypatch.setattr(rtnl_dump, "put_htb_class", lambda *a, **kw: classes.append((a, kw)))
+    monkeypatch.setattr(rtnl_dump, "put_htb_class", classes.append)
     ipr = FakeIPRoute()
     shaper = Shaper(ipr=ipr, ifname="br-lan", skeleton=[], leaf=leaf)
     shaper._index = 7
@@ -97,7 +97,10 @@ def test_netlink_path_gives_every_qdisc_a_handle(leaf, monkeypatch):
         assert kw.get("handle") and 1 <= kw["handle"] >> 16 <= 0x7FFF, (kind, kw)
         assert kw["handle"] & 0xFFFF == 0
     assert qdiscs[-1][1]["handle"] == shaping.DEFAULT_LEAF_HANDLES[leaf]
-    assert [a[:2] for a, _ in classes] == [(7, shaping.classid(0x2A))]
+    # (tcmsg: family, ifindex, handle, parent, info)
+    assert [rtnl_dump._TCMSG.unpack_from(body)[1:3] for body in classes] == [
+        (7, shaping.classid(0x2A))
+    ]
 
 
 def qdisc(handle: int, parent: int, kind: str) -> rtnl_dump.TcObject:
