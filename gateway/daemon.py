@@ -30,7 +30,7 @@ from gateway.uplink import UplinkMonitor
 from hotspot.attempts import purge_attempts
 from hotspot.collector_time import ClockSetter, CollectorClock
 from hotspot.config import Config
-from hotspot.db import is_storage_full, open_database
+from hotspot.db import checkpoint_if_due, is_storage_full, open_database
 from hotspot.errors import ConfigError, KernelError
 from hotspot.health import clock_synchronised
 from hotspot.memory import EXIT_MEMORY_CEILING, FreedMemory, MemoryCeiling
@@ -100,6 +100,7 @@ class Gateway:
         self.started = time.monotonic()
         self.ticks = 0
         self.last_tick_error: str | None = None
+        self.checkpoint_failure: str | None = None  # the WAL's checkpoint failing: logged once
         self.next_stock_expiry = 0.0  # monotonic seconds; the first tick does it
         # malloc_trim once an hour (hotspot/memory.py; [gateway] trim_seconds).
         self.freed_memory = FreedMemory(every=config.gateway.trim_seconds)
@@ -155,7 +156,8 @@ class Gateway:
         self.config = self.policies.load()
         check_interfaces(self.config)
         # Migrated in a child process when behind: the daemon never carries Alembic.
-        db = self.db = open_database(self.config.database.url, apart=True)
+        # Its commits never checkpoint the WAL: _tick does, outside the engine's lock.
+        db = self.db = open_database(self.config.database.url, apart=True, autocheckpoint=False)
         self.datapath = DataPath(self.config)
         self.engine = SessionEngine(self.config, db, self.datapath, clock=self.clock)
         if self.config.radius.enabled:
@@ -278,6 +280,7 @@ class Gateway:
             else:
                 self.last_tick_error = str(exc).splitlines()[0]
                 log.error("tick: database: %s", self.last_tick_error)
+        self.checkpoint_wal()
         self.expire_stock()
         self.freed_memory.due()
         self.check_memory_ceiling()
@@ -286,6 +289,27 @@ class Gateway:
         except (KernelError, SQLAlchemyError) as exc:  # kept already: the next start applies it
             log.error("policy: applying failed: %s", exc)
         self.mirror_dns_filter()
+
+    def checkpoint_wal(self) -> None:
+        """Copy the WAL back into the database once 1,000 pages wait, here, after the tick
+        and outside the engine's lock, instead of inside whichever login's commit crossed
+        them (``autocheckpoint=False`` in :meth:`run`): an authorization meanwhile waits for
+        none of its writes and fsyncs. Passive: a portal worker's read in progress is not
+        waited for, its part is copied next time. On a failure (a full disk) the WAL keeps
+        everything and the next tick tries again; said once, not every tick."""
+        if self.db is None:
+            return
+        try:
+            checkpoint_if_due(self.db)
+        except SQLAlchemyError as exc:
+            failure = "storage full" if is_storage_full(exc) else str(exc).splitlines()[0]
+            if failure != self.checkpoint_failure:
+                log.error("checkpoint: %s: the WAL keeps everything, tried again", failure)
+            self.checkpoint_failure = failure
+            return
+        if self.checkpoint_failure is not None:
+            log.info("checkpoint: working again")
+            self.checkpoint_failure = None
 
     def check_memory_ceiling(self) -> None:
         size = self.memory_ceiling.exceeded()

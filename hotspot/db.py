@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sqlite3
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,8 +59,14 @@ def is_storage_full(exc: BaseException) -> bool:
     return False
 
 
-def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, synchronous: str = "NORMAL", autocheckpoint: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``autocheckpoint=False``: no commit on this engine's connections copies the WAL back into
+    the database (SQLite's automatic checkpoint, run by whichever commit takes the WAL past
+    1,000 pages: 2 to 16 ms of writes and fsyncs inside that commit on this machine's disk).
+    The owner then calls :func:`checkpoint_if_due` itself, off its hot path: the gateway, whose
+    logins must not pay for it (docs/architecture.md, "The database's checkpoints")."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -75,6 +82,8 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=15000")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @event.listens_for(engine, "checkin")
@@ -87,6 +96,60 @@ def make_engine(url: str, *, synchronous: str = "NORMAL") -> Engine:
             dbapi_conn.rollback()
 
     return engine
+
+
+# SQLite's own threshold (``wal_autocheckpoint``'s default): checkpoints as often as before,
+# only no longer inside a commit.
+CHECKPOINT_PAGES = 1000
+# The wal-index header at the start of the ``-shm`` file (https://www.sqlite.org/walformat.html,
+# native byte order): its version, mxFrame (frames in the WAL) and, in the checkpoint
+# information after the header's two copies, nBackfill (frames copied back).
+_WAL_INDEX_VERSION = 3007000
+_WAL_INDEX = struct.Struct("=I12xI76xI")
+
+
+def wal_pages_waiting(engine: Engine) -> int | None:
+    """Pages in the WAL not yet copied back into the database, read from the wal-index in
+    the ``-shm`` file without a lock (a torn read only moves one checkpoint by a tick);
+    None when that cannot be told (not a SQLite file, no ``-shm`` yet, another layout)."""
+    path = database_path(str(engine.url)) if engine.dialect.name == "sqlite" else None
+    if path is None:
+        return None
+    try:
+        with open(f"{path}-shm", "rb") as shm:
+            head = shm.read(_WAL_INDEX.size)
+    except OSError:
+        return None
+    if len(head) < _WAL_INDEX.size:
+        return None
+    version, frames, backfilled = (int(v) for v in _WAL_INDEX.unpack(head))
+    if version != _WAL_INDEX_VERSION or backfilled > frames:
+        return None
+    return frames - backfilled
+
+
+def checkpoint_if_due(engine: Engine, pages: int = CHECKPOINT_PAGES) -> tuple[int, int] | None:
+    """:func:`checkpoint` once ``pages`` wait in the WAL (or when that cannot be told):
+    what SQLite's automatic checkpoint did inside a commit, for an engine made with
+    ``autocheckpoint=False`` (the gateway, after its tick). None when not run."""
+    waiting = wal_pages_waiting(engine)
+    if waiting is not None and waiting < pages:
+        return None
+    return checkpoint(engine)
+
+
+def checkpoint(engine: Engine) -> tuple[int, int] | None:
+    """Copy what the WAL holds back into the database file, without waiting for anyone
+    (SQLite's ``PASSIVE`` checkpoint: a reader's snapshot or another checkpointer leaves the
+    rest for next time; writers go on meanwhile). Returns (pages in the WAL, pages copied so
+    far), or None for a database that is not SQLite. Errors are the caller's
+    (``SQLAlchemyError``: a full disk, say — the WAL keeps everything)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    # (busy, pages in the log, pages checkpointed): -1s when the database is not in WAL mode.
+    return max(int(row[1]), 0), max(int(row[2]), 0)
 
 
 def alembic_config(url: str, migrations: Path = MIGRATIONS) -> AlembicConfig:
@@ -248,12 +311,15 @@ def migrate_apart(url: str, migrations: Path = MIGRATIONS) -> None:
         )
 
 
-def open_database(url: str, *, synchronous: str = "NORMAL", apart: bool = False) -> Engine:
+def open_database(
+    url: str, *, synchronous: str = "NORMAL", apart: bool = False, autocheckpoint: bool = True
+) -> Engine:
     """An engine on ``url`` with the schema brought up to date; ``apart``: migrated in a
-    child process (:func:`migrate_apart`: the long-running gateway daemon)."""
+    child process (:func:`migrate_apart`: the long-running gateway daemon, which also takes
+    ``autocheckpoint=False``, see :func:`make_engine`)."""
     if apart:
         migrate_apart(url)
-        return make_engine(url, synchronous=synchronous)
-    engine = make_engine(url, synchronous=synchronous)
+        return make_engine(url, synchronous=synchronous, autocheckpoint=autocheckpoint)
+    engine = make_engine(url, synchronous=synchronous, autocheckpoint=autocheckpoint)
     migrate(engine)
     return engine
