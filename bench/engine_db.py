@@ -146,6 +146,7 @@ def during_ticks(
     from hotspot.db import checkpoint_if_due
     from hotspot.model import EndReason, Source
 
+    in_commit = checkpoint_in_commit()
     waits = _WaitClock(engine.lock, threading.current_thread())
     engine.lock = waits
     done = threading.Event()
@@ -160,7 +161,7 @@ def during_ticks(
                 t = time.perf_counter()
                 engine.tick(force_flush=k % 5 == 4)
                 tick_ms.append((time.perf_counter() - t) * 1000)
-                if not checkpoint_in_commit():
+                if not in_commit:
                     checkpoint_if_due(db)  # as the daemon: after the tick, the lock free
         finally:
             done.set()
@@ -304,7 +305,8 @@ def run_sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ratios(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """This tree ÷ the baseline, p50, p99 (and p99.9 where both have it), for the authorize, the kick and each tick phase."""
+    """This tree ÷ the baseline, p50, p99 (and p99.9 where both have it), for the authorize,
+    the kick and each tick phase."""
     out: dict[str, Any] = {}
     for n, res in mine.items():
         b = base.get(n)
