@@ -358,9 +358,9 @@ class DataPath:
     def _unpin(self, plan: Plan) -> None:
         # The session is over whatever happens here; a pin left behind is removed by the
         # next tick's reconcile.
-        for ip in plan.del_pins:
+        for ip, mac in plan.del_pins.items():
             try:
-                self.neighbours.unpin(ip)
+                self.neighbours.release(ip, mac)
             except KernelError as exc:
                 log.warning("%s", exc)
 

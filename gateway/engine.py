@@ -815,11 +815,14 @@ class SessionEngine:
         origin = Source(source)
         tier_cfg = self._tier(tier, trusted=origin is Source.TRUSTED)
         until = expires_at
+        # The kernel's answers (who talked to the portal, which MAC is at the address: an
+        # ARP probe of up to probe_timeout when the table has none) before the lock: they
+        # need none, and a device that does not answer must not hold up every other login.
         seen = self._senders_if_by_address(ip, mac)
+        mac, ip = self._identify(ip, mac)
+        if expect_mac is not None and mac != normalize_mac(expect_mac):
+            raise Refused(f"{ip} is {mac} now, not {expect_mac}", code=ErrorCode.CONFLICT)
         with self.lock:
-            mac, ip = self._identify(ip, mac)
-            if expect_mac is not None and mac != normalize_mac(expect_mac):
-                raise Refused(f"{ip} is {mac} now, not {expect_mac}", code=ErrorCode.CONFLICT)
             if seen is not None:
                 self._check_requester(ip, mac, seen)
             now = self.clock()
@@ -1074,15 +1077,17 @@ class SessionEngine:
     ) -> ClientInfo:
         """Everything the portal shows a device: who it is, its session, its allowance.
         ``brief``: who it is and its running session only (a login form's POST)."""
+        # The MAC before the lock, as in authorize: a probe of a silent address takes
+        # probe_timeout.
+        if ip is not None:
+            ip = self._check_ip(ip)
+            if mac is None:
+                mac = self.dp.mac_of(ip)
+        elif mac is not None:
+            mac = normalize_mac(mac)
+        else:
+            raise UsageError("ip: give ip or mac")
         with self.lock:
-            if ip is not None:
-                ip = self._check_ip(ip)
-                if mac is None:
-                    mac = self.dp.mac_of(ip)
-            elif mac is not None:
-                mac = normalize_mac(mac)
-            else:
-                raise UsageError("ip: give ip or mac")
             now = self.clock()
             with Session(self.db) as db:
                 # Core, not the ORM: the portal asks this at every splash and form.

@@ -6,7 +6,13 @@ asked.
 
 A running session's address is *pinned*: a PERMANENT neighbour entry with the session's MAC,
 which no ARP reply or gratuitous ARP can change (the kernel only lets an administrator
-replace it). One netlink message per pin or unpin.
+replace it). One netlink message per pin or release.
+
+A session's end *releases* its pin: the entry goes back to an ordinary STALE one with the
+same MAC, as if the kernel had learned it, so the kernel checks it again before it next
+sends there (STALE → DELAY → PROBE), any ARP may change it, and the device's next login
+finds its MAC in the table without an ARP probe (a kick and a login again, a move between
+tiers). Deleting the entry instead cost the next login a probe of up to ``probe_timeout``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # NUD states that carry a usable link-layer address.
 _NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT NOARP
+NUD_STALE = 0x04
 NUD_PERMANENT = 0x80
 
 
@@ -96,6 +103,14 @@ class Neighbours:
             rtnl_dump.set_neighbour(self._index(), ip, _mac_bytes(mac), NUD_PERMANENT)
         except (OSError, ValueError, UsageError) as exc:
             raise KernelError(f"pinning {ip} to {mac}: {exc}", code=ErrorCode.NEIGHBOURS) from exc
+
+    def release(self, ip: str, mac: str) -> None:
+        """Make the pin of ``ip`` an ordinary STALE entry of ``mac`` (see the module's
+        docstring)."""
+        try:
+            rtnl_dump.set_neighbour(self._index(), ip, _mac_bytes(mac), NUD_STALE)
+        except (OSError, ValueError, UsageError) as exc:
+            raise KernelError(f"releasing {ip} ({mac}): {exc}", code=ErrorCode.NEIGHBOURS) from exc
 
     def unpin(self, ip: str) -> None:
         """Remove the entry of ``ip``; one already gone is fine."""

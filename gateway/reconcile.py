@@ -124,7 +124,9 @@ class Plan:
     up_del: list[int] = field(default_factory=list)
     flush_ips: list[str] = field(default_factory=list)
     add_pins: dict[str, str] = field(default_factory=dict)  # ip → mac, made or replaced
-    del_pins: list[str] = field(default_factory=list)  # ips
+    # ip → the pinned MAC: released to an ordinary (STALE) entry, not deleted (see
+    # gateway/neighbours.py, ``release``)
+    del_pins: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -233,7 +235,7 @@ def plan(
         p.add_pins = dict(
             sorted((ip, mac) for ip, mac in want_pins.items() if pinned.get(ip) != mac)
         )
-        p.del_pins = sorted(pinned.keys() - want_pins.keys())
+        p.del_pins = {ip: pinned[ip] for ip in sorted(pinned.keys() - want_pins.keys())}
 
     want_down: dict[int, int] = {}
     want_up: dict[int, int] = {}

@@ -97,7 +97,7 @@ class FakeDataPath:
         pinned = s.pinned if s.pinned is not None else {}
         pinned.update(plan.add_pins)
         for ip in plan.del_pins:
-            pinned.pop(ip, None)
+            pinned.pop(ip, None)  # released: an ordinary entry, no longer a pin
         s.pinned = pinned
         self.applied.append(plan)
         return final

@@ -1,7 +1,9 @@
 """Identity on the LAN against the real kernel (issue #10, items 6 and 8): a forged ARP reply
 cannot re-point a logged-in phone's neighbour entry (it is pinned), the pins follow the
-sessions (kick, a move to a new address, reconcile, restart, teardown), and a full MAC and
-address clone of a sleeping phone still gets out (an expected failure, documented)."""
+sessions (kick, a move to a new address, reconcile, restart, teardown), a session's end
+releases its pin to an ordinary entry that the next login reads without asking the LAN, and
+a full MAC and address clone of a sleeping phone still gets out (an expected failure,
+documented)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,29 @@ while time.monotonic() < end:
 time.sleep(0.3)
 sniffer.stop()
 print(len(sniffer.results or []))
+"""
+
+# Counts the broadcast ARP requests for the phone's own address that reach it (the gateway's
+# probe: the kernel's own checks of a known entry are unicast) between "ready" and the end of
+# its standard input.
+_WHO_HAS = """
+import sys, time
+from scapy.all import ARP, Ether
+from scapy.sendrecv import AsyncSniffer
+me = sys.argv[1]
+sniffer = AsyncSniffer(
+    iface="eth0",
+    store=True,
+    lfilter=lambda p: ARP in p and p[ARP].op == 1 and p[ARP].pdst == me
+    and p[Ether].dst == "ff:ff:ff:ff:ff:ff",
+)
+sniffer.start()
+time.sleep(0.5)
+print("ready", flush=True)
+sys.stdin.read()
+time.sleep(0.3)
+sniffer.stop()
+print(len(sniffer.results or []), flush=True)
 """
 
 
@@ -122,6 +147,47 @@ def test_forged_arp_cannot_steal_a_logged_in_phone(testbed, gateway):
     assert pinned(testbed, victim.ip, victim.mac)  # the forged ARP changed nothing
     assert int(got) >= 1_500_000  # the victim's traffic kept arriving at the victim
     assert stolen == 0  # and none of it at the attacker
+
+
+def test_a_login_after_a_kick_finds_the_released_entry_and_asks_the_lan_nothing(testbed, gateway):
+    """A kick releases the pin to the phone's own MAC (not deleted): the kernel checks it
+    again before trusting it, any ARP may change it, and a login by address straight after
+    needs no ARP probe (it used to cost one: up to 0.5 s when nobody answers)."""
+    phone = testbed.phones[0]
+    authorize(gateway, phone)
+    assert pinned(testbed, phone.ip, phone.mac)
+    gateway.call("deauthorize", mac=phone.mac, reason="admin-kick")
+    entry = neighbour(testbed, phone.ip)
+    assert entry is not None and entry[0] == phone.mac and "PERMANENT" not in entry[1]
+
+    sniff = subprocess.Popen(
+        testbed.ns_exec(phone.ns) + [sys.executable, "-c", _WHO_HAS, phone.ip],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sniff.stdout is not None and sniff.stdout.readline().strip() == "ready"
+        # The portal's way: by address only.
+        gateway.call("authorize", ip=phone.ip, tier="free", source="free")
+        out, _ = sniff.communicate("", timeout=30)
+    finally:
+        sniff.kill()
+    assert int(out.strip().splitlines()[-1]) == 0
+    assert pinned(testbed, phone.ip, phone.mac) and is_online(testbed, phone.ns)
+
+    # Released, the entry is an ordinary one: ARP moves it, as before any login (the test
+    # above), so a release is never a pin that outlives its session.
+    attacker = testbed.phones[1]
+    gateway.call("deauthorize", mac=phone.mac, reason="admin-kick")
+    wait_until(
+        lambda: (
+            (poison(testbed, attacker, phone, 1.5), neighbour(testbed, phone.ip))[1][0]
+            == attacker.mac
+        ),
+        timeout=15,
+        what="a forged ARP re-points a released entry",
+    )
 
 
 def test_pins_follow_the_sessions(testbed, gateway):

@@ -103,7 +103,7 @@ def test_plan_pins_the_wanted_addresses_and_only_those():
     snap = Snapshot(pinned={"10.10.0.11": "02:00:00:00:00:66", "10.10.0.13": "02:00:00:00:00:03"})
     p = plan(wanted, set(), snap, NET)
     assert p.add_pins == {"10.10.0.11": "02:00:00:00:00:01", "10.10.0.12": "02:00:00:00:00:02"}
-    assert p.del_pins == ["10.10.0.13"]
+    assert p.del_pins == {"10.10.0.13": "02:00:00:00:00:03"}
     assert "+2/-1 pinned neighbours" in p.summary()
     # Pins not looked at (None) are left alone.
     assert not plan(wanted, set(), Snapshot(), NET).add_pins

@@ -294,3 +294,31 @@ def test_the_ticks_kernel_dumps_for_returning_devices_run_with_the_lock_free(
     with Session(engine.db) as s:
         macs = set(s.scalars(select(ClientSession.mac).where(ClientSession.ended_at.is_(None))))
     assert macs == {"02:00:00:00:09:01", "02:00:00:00:09:02"}, macs
+
+
+def test_a_look_that_a_kick_overlapped_repairs_nothing(engine, datapath, clock, monkeypatch):
+    """The tick's look at the kernel is one pass (gateway/nftnetlink.py ``login_sets``): a
+    kick in the middle of it leaves the look with the kicked client still in. The engine's
+    generation, moved by the kick, keeps the tick from "repairing" the kernel after that
+    look (it would take out what is already out, or put back what a login just changed)."""
+    crowd(engine, datapath, clock)
+    kicked_ip, kicked_mac = PHONES[0]
+    real_snapshot = datapath.snapshot
+
+    def torn_look(*args, **kwargs):
+        look = real_snapshot(*args, **kwargs)  # the kicked client is still in it
+        engine.deauthorize(ip=kicked_ip, mac=kicked_mac, reason=EndReason.KICK)
+        return look
+
+    monkeypatch.setattr(datapath, "snapshot", torn_look)
+    applied = len(datapath.applied)
+    clock.advance(seconds=2)
+    report = engine.tick()
+    monkeypatch.setattr(datapath, "snapshot", real_snapshot)
+    assert report.plan == ""
+    assert len(datapath.applied) == applied + 1  # the kick's own change, and nothing else
+    assert (kicked_ip, kicked_mac) not in datapath.state.authorized
+    # The next tick looks again, and finds nothing to repair.
+    clock.advance(seconds=2)
+    assert not engine.tick().plan
+    assert len(datapath.applied) == applied + 1
