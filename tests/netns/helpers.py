@@ -6,12 +6,13 @@ packet anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -244,6 +245,62 @@ def authorize(gw: Any, phone: Phone, tier_name: str = "premium") -> dict[str, An
     """Let ``phone`` out through the control socket (what ``clients allow`` does, without
     the CLI's start-up time; the CLI itself is exercised where it is the point)."""
     return gw.call("authorize", mac=phone.mac, ip=phone.ip, tier=tier_name, source="admin")
+
+
+# Prints "ready", then the target address and "broadcast" or "unicast" of every ARP request
+# that reaches the interface, until its standard input closes.
+_ARP_REQUESTS = """
+import select, socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind((sys.argv[1], 0))
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [])
+    if sys.stdin in ready:
+        break
+    frame = s.recv(2048)
+    if frame[20:22] == b"\\x00\\x01":  # a request
+        kind = "broadcast" if frame[0:6] == b"\\xff" * 6 else "unicast"
+        print(socket.inet_ntoa(frame[38:42]), kind, flush=True)
+"""
+
+
+class ArpRequests:
+    """The ARP requests a phone hears (what the gateway asks the LAN), read up to a control
+    the caller provokes: see :func:`arp_requests`."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.proc = proc
+        self.heard: list[tuple[str, str]] = []  # (target address, "broadcast" | "unicast")
+
+    def until(self, ip: str) -> list[tuple[str, str]]:
+        """Everything heard up to and including a request for ``ip`` (the control: the
+        caller makes the gateway's kernel ask for an address nobody has)."""
+        assert self.proc.stdout is not None
+        while ip not in {target for target, _ in self.heard}:
+            line = self.proc.stdout.readline()
+            assert line, f"the ARP listener stopped; heard {self.heard}"
+            target, kind = line.split()
+            self.heard.append((target, kind))
+        return self.heard
+
+
+@contextlib.contextmanager
+def arp_requests(bed: Testbed, phone: Phone) -> Iterator[ArpRequests]:
+    """Listen for ARP requests on ``phone``'s interface, in its namespace, while the block
+    runs; the listener is always stopped."""
+    proc = subprocess.Popen(
+        bed.ns_exec(phone.ns) + [sys.executable, "-c", _ARP_REQUESTS, phone.ifname],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield ArpRequests(proc)
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 _SEND_UDP = """

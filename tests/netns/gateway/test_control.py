@@ -6,13 +6,11 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.netns.helpers import authorized
+from tests.netns.helpers import arp_requests, authorized
 
 BAD_REQUESTS = {
     "not-json": b"this is not JSON\n",
@@ -130,23 +128,6 @@ def test_missing_or_mistyped_arguments_get_an_error_reply(gateway, raw, line):
     assert gateway.proc.poll() is None
 
 
-# Prints the target address of every ARP who-has heard on the phone's interface (the
-# gateway's probes are broadcast, so every phone hears them) until its stdin closes.
-ARP_LISTENER = """
-import select, socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-s.bind((sys.argv[1], 0))
-print("ready", flush=True)
-while True:
-    ready, _, _ = select.select([s, sys.stdin], [], [])
-    if sys.stdin in ready:
-        break
-    frame = s.recv(2048)
-    if frame[20:22] == b"\\x00\\x01":  # a request
-        print(socket.inet_ntoa(frame[38:42]), flush=True)
-"""
-
-
 def test_authorize_with_explicit_mac_asks_nobody_on_the_lan(testbed, gateway):
     """An operator (or the portal) that names the MAC needs no neighbour lookup: nothing the
     kernel could answer is used. The bug this guards: SessionEngine._identify
@@ -155,15 +136,7 @@ def test_authorize_with_explicit_mac_asks_nobody_on_the_lan(testbed, gateway):
     and its answer was then ignored. Checked by what the gateway does on the LAN (no ARP
     who-has for the addresses), not by the time a call takes on a loaded machine."""
     phone = testbed.phones[1]
-    listener = subprocess.Popen(
-        testbed.ns_exec(phone.ns) + [sys.executable, "-c", ARP_LISTENER, phone.ifname],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert listener.stdout is not None and listener.stdin is not None
-        assert listener.stdout.readline().strip() == "ready"
+    with arp_requests(testbed, phone) as listener:
         took = []
         for i in range(1, 4):
             start = time.monotonic()
@@ -177,14 +150,7 @@ def test_authorize_with_explicit_mac_asks_nobody_on_the_lan(testbed, gateway):
             took.append(round(time.monotonic() - start, 3))
         # The control: the gateway's kernel asking for an address nobody has is heard.
         testbed.run(testbed.gw, "ping", "-c", "1", "-W", "1", "10.10.1.200", check=False)
-        heard: list[str] = []
-        while "10.10.1.200" not in heard:  # the listener's output is read to the control
-            line = listener.stdout.readline()
-            assert line, f"the ARP listener stopped; heard {heard}"
-            heard.append(line.strip())
-    finally:
-        listener.kill()
-        listener.wait(10)
+        heard = [ip for ip, _kind in listener.until("10.10.1.200")]
     print(f"\nAUTHORIZE latency with explicit MAC: {took} s; ARP requests heard: {heard}")
     probed = [ip for ip in heard if ip in {f"10.10.1.{i}" for i in range(1, 4)}]
     assert not probed, (

@@ -16,6 +16,7 @@ import pytest
 from tests.netns.helpers import (
     GW_LAN_IP,
     UPSTREAM_IP,
+    arp_requests,
     authorize,
     curl_report_command,
     is_online,
@@ -24,6 +25,8 @@ from tests.netns.helpers import (
 )
 from testsupport import testbed as tb
 from testsupport.testbed import Phone
+
+NOBODY_IP = "10.10.1.200"  # on the LAN, held by no phone
 
 # Sends forged ARP (a reply to the gateway, a gratuitous reply and a gratuitous request,
 # each claiming the victim's address for the attacker's MAC) for a few seconds while counting
@@ -52,29 +55,6 @@ while time.monotonic() < end:
 time.sleep(0.3)
 sniffer.stop()
 print(len(sniffer.results or []))
-"""
-
-# Counts the broadcast ARP requests for the phone's own address that reach it (the gateway's
-# probe: the kernel's own checks of a known entry are unicast) between "ready" and the end of
-# its standard input.
-_WHO_HAS = """
-import sys, time
-from scapy.all import ARP, Ether
-from scapy.sendrecv import AsyncSniffer
-me = sys.argv[1]
-sniffer = AsyncSniffer(
-    iface="eth0",
-    store=True,
-    lfilter=lambda p: ARP in p and p[ARP].op == 1 and p[ARP].pdst == me
-    and p[Ether].dst == "ff:ff:ff:ff:ff:ff",
-)
-sniffer.start()
-time.sleep(0.5)
-print("ready", flush=True)
-sys.stdin.read()
-time.sleep(0.3)
-sniffer.stop()
-print(len(sniffer.results or []), flush=True)
 """
 
 
@@ -113,19 +93,24 @@ def poison(bed: tb.Testbed, attacker: Phone, victim: Phone, seconds: float) -> i
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def forge_until_repointed(bed: tb.Testbed, attacker: Phone, victim: Phone, what: str) -> None:
+    """Forge ARP for ``victim``'s address until the gateway's entry for it holds the
+    attacker's MAC (an entry that is not pinned follows it within a few rounds)."""
+    wait_until(
+        lambda: (
+            (poison(bed, attacker, victim, 1.5), neighbour(bed, victim.ip))[1][0] == attacker.mac
+        ),
+        timeout=15,
+        what=f"a forged ARP re-points {what}",
+    )
+
+
 def test_forged_arp_cannot_steal_a_logged_in_phone(testbed, gateway):
     victim, attacker = testbed.phones[0], testbed.phones[1]
     # The attack is real: an ordinary (learned) entry follows the forged ARP.
     testbed.run(victim.ns, "ping", "-n", "-q", "-c", "1", "-W", "1", GW_LAN_IP)
     assert neighbour(testbed, victim.ip)[0] == victim.mac
-    wait_until(
-        lambda: (
-            (poison(testbed, attacker, victim, 1.5), neighbour(testbed, victim.ip))[1][0]
-            == attacker.mac
-        ),
-        timeout=15,
-        what="a forged ARP re-points an unpinned entry",
-    )
+    forge_until_repointed(testbed, attacker, victim, "an unpinned entry")
 
     authorize(gateway, victim)
     assert pinned(testbed, victim.ip, victim.mac)
@@ -160,34 +145,21 @@ def test_a_login_after_a_kick_finds_the_released_entry_and_asks_the_lan_nothing(
     entry = neighbour(testbed, phone.ip)
     assert entry is not None and entry[0] == phone.mac and "PERMANENT" not in entry[1]
 
-    sniff = subprocess.Popen(
-        testbed.ns_exec(phone.ns) + [sys.executable, "-c", _WHO_HAS, phone.ip],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sniff.stdout is not None and sniff.stdout.readline().strip() == "ready"
+    with arp_requests(testbed, phone) as listener:
         # The portal's way: by address only.
         gateway.call("authorize", ip=phone.ip, tier="free", source="free")
-        out, _ = sniff.communicate("", timeout=30)
-    finally:
-        sniff.kill()
-    assert int(out.strip().splitlines()[-1]) == 0
+        # The control: the gateway's kernel asking for an address nobody has is heard.
+        testbed.run(testbed.gw, "ping", "-c", "1", "-W", "1", NOBODY_IP, check=False)
+        heard = listener.until(NOBODY_IP)
+    # The probe's question is a broadcast; the kernel's own check of a known entry is not.
+    assert (phone.ip, "broadcast") not in heard, heard
     assert pinned(testbed, phone.ip, phone.mac) and is_online(testbed, phone.ns)
 
     # Released, the entry is an ordinary one: ARP moves it, as before any login (the test
     # above), so a release is never a pin that outlives its session.
     attacker = testbed.phones[1]
     gateway.call("deauthorize", mac=phone.mac, reason="admin-kick")
-    wait_until(
-        lambda: (
-            (poison(testbed, attacker, phone, 1.5), neighbour(testbed, phone.ip))[1][0]
-            == attacker.mac
-        ),
-        timeout=15,
-        what="a forged ARP re-points a released entry",
-    )
+    forge_until_repointed(testbed, attacker, phone, "a released entry")
 
 
 def test_pins_follow_the_sessions(testbed, gateway):
