@@ -224,8 +224,8 @@ def main() -> None:
     # figures are then the profiled ones: for where the time goes, not for how much).
     profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) else None
     for i in range(args.trials):
-        # The phone has just talked to the portal: its neighbour entry is there (a kick
-        # removed the pin), as when the probe's datagrams keep it fresh in bench.gateway.
+        # The phone has just talked to the portal: its neighbour entry is there (as a kick
+        # leaves it, released to STALE, and as the probe's datagrams keep it in bench.gateway).
         dp.ipr.neigh(
             "replace", dst=args.phone, lladdr=args.phone_mac, ifindex=lan_index, state=0x04
         )

@@ -319,6 +319,11 @@ class Testbed:
             # only the member that owns an address answers ARP for it
             "net.ipv4.conf.all.arp_ignore=1",
             "net.ipv4.conf.all.arp_announce=2",
+            # IPv4 only: with IPv6 each member's link-local address, its duplicate address
+            # detection and its multicast listener reports kept this machine's kernel workers
+            # busy for minutes at 10,000 members (bench/README.md, "The crowd's IPv6").
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
         ]
         self.run(ns, "sysctl", "-qw", *sysctls)
         veth("eth0", ns, peer, self.gw)
