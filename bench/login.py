@@ -106,6 +106,8 @@ class LoginBench(gb.Bench):
             str(self.args.phase_trials),
             "--tier",
             gb.TIER,
+            "--ticks",
+            str(self.args.phase_ticks),
             timeout=900,
         )
         result: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -198,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, nargs="+", default=[10, 1000, 10000])
     p.add_argument("--trials", type=int, default=120, help="first-packet trials per size")
     p.add_argument("--phase-trials", type=int, default=150, help="in-process trials per size")
+    p.add_argument(
+        "--phase-ticks",
+        type=float,
+        default=0.0,
+        help="seconds between the in-process phases' ticks (0: the config's tick_seconds; "
+        "3600: none, to see what the ticks add to a login's tail)",
+    )
     p.add_argument("--lan", default=LAN, help=f"the LAN's gateway address/prefix ({LAN})")
     p.add_argument("--start-timeout", type=float, default=1800, help="seconds (1800)")
     p.add_argument("--output", default=str(gb.RESULTS / "login.json"))
