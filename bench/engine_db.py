@@ -80,9 +80,9 @@ def _locked_fake(fake_cls: Any) -> Any:
             super().__init__(*a, **kw)
             self._kernel = threading.RLock()
 
-        def counters(self) -> Any:
+        def counters(self, minors: Any = None) -> Any:
             with self._kernel:
-                return super().counters()
+                return super().counters(minors)
 
         def snapshot(self, *a: Any, **kw: Any) -> Any:
             with self._kernel:

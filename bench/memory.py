@@ -413,7 +413,7 @@ def kernel_child(classes: int, clients: int, flows: int) -> dict[str, Any]:
     out["rss_after_table_mb"] = rss_mb()
 
     reads = [
-        ("Shaper.readings (one device)", shaper.readings),
+        ("Shaper.readings (one device)", lambda: shaper.readings()),
         ("Nftables.elements", nft.elements),
         ("Nftables.elements + parse_elements", lambda: parse_elements(nft.elements())),
         ("Neighbours.pinned", lambda: Neighbours(ipr, "bench0").pinned(net)),

@@ -74,7 +74,7 @@ class NullDataPath:
 
         return Snapshot()
 
-    def counters(self):
+    def counters(self, minors=None):
         return {}, {}
 
     def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:

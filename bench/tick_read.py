@@ -16,6 +16,9 @@ timed (wall and the process's CPU, which includes the kernel's work for the call
 * ``classes_lean_htb_only`` — the same with the HTB root's handle as the dump's
   ``tcm_parent``: the kernel sends the root qdisc's classes only, no leaf's (the tick's read
   now, through ``Shaper.readings``, timed as ``readings_lean``);
+* ``classes_asked_N`` — ``rtnl_dump.htb_classes`` of N classes: one ``RTM_GETTCLASS`` a
+  class, 128 to a ``send`` (a tick's read of its sessions' classes when they are few of
+  the pool's, ``Shaper.readings(minors)``);
 * ``readings_beside_a_busy_thread`` — ``Shaper.readings`` while another thread runs Python
   without pause: its ``recv`` calls keeping the interpreter lock when the data is queued
   (gateway/netlink_recv.py, now), and ``..._socket_recv`` with ``socket.recv`` (before),
@@ -173,6 +176,13 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
         lambda: rtnl_dump.htb_counters(index, shaping.ROOT_HANDLE), reads
     )
     out["readings_lean"] = _timed(shaper.readings, reads)
+    # A tick's read of its sessions' classes alone (one request a class, batched), by count.
+    for asked in (10, 100, 1000, 4000):
+        if asked <= classes:
+            handles = [0x10000 | m for m in range(2, asked + 2)]
+            out[f"classes_asked_{asked}"] = _timed(
+                lambda handles=handles: rtnl_dump.htb_classes(index, handles), reads
+            )
     out.update(_beside_a_busy_thread(shaper.readings, reads))
 
     net = ipaddress.ip_network("10.10.0.0/22" if clients < 1000 else "10.10.0.0/18")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from gateway import ruleset, shaping, tc
@@ -176,9 +176,12 @@ class DataPath:
             snap.up_stale_leaves = self.up.stale_leaves(up)
         return snap
 
-    def counters(self) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]:
-        """(download, upload) readings by class minor: one dump per device."""
-        return self.down.readings(), self.up.readings()
+    def counters(
+        self, minors: Collection[int] | None = None
+    ) -> tuple[dict[int, ClassReading], dict[int, ClassReading]]:
+        """(download, upload) readings by class minor: of every class (one dump per device),
+        or of ``minors`` only (those that exist; asked for one by one when they are few)."""
+        return self.down.readings(minors), self.up.readings(minors)
 
     def class_counters(self, minor: int) -> tuple[ClassReading | None, ClassReading | None]:
         """(download, upload) readings of one client's classes: one request per device (a
@@ -257,12 +260,12 @@ class DataPath:
     def _final_readings(
         self, minors: list[int]
     ) -> dict[int, tuple[ClassReading | None, ClassReading | None]]:
-        """One request per class and device for a few (a login, a kick), one dump per device
-        for many (a large reconcile). A failed read is logged: the class goes anyway."""
+        """Asked for by class for a few (a login, a kick), one dump per device for many (a
+        large reconcile). A failed read is logged: the class goes anyway."""
+        if not minors:
+            return {}
         try:
-            if len(minors) <= 16:
-                return {m: self.class_counters(m) for m in minors}
-            down, up = self.counters()
+            down, up = self.counters(set(minors))
             return {m: (down.get(m), up.get(m)) for m in minors}
         except KernelError as exc:
             log.warning("final class counters: %s", exc)

@@ -12,6 +12,7 @@ pool's rates instead of removing it.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from gateway import shaping
@@ -201,10 +202,14 @@ def plan(
     snap: Snapshot,
     network: ipaddress.IPv4Network,
     pool: Pool | dict[int, tuple[int, int]] | None = None,
+    looked: Collection[int] | None = None,
 ) -> Plan:
     """``pool``: the pool classes that must exist (minor → (down, up) kbps) besides the
     sessions' — all of them (a :class:`Pool`), or only those a change touches (a dict).
-    Every list of the plan is sorted (its order is the order of the kernel's changes)."""
+    ``looked``: the classes ``snap`` holds when the kernel's were read only in part (a
+    tick's look at its sessions' classes): the plan changes no other class, and leaves
+    the rest to a whole look. Every list of the plan is sorted (its order is the order of
+    the kernel's changes)."""
     p = Plan()
     classes = _classes_of(wanted, network)
     want_pairs = {(w.ip, w.mac) for w in wanted}
@@ -249,6 +254,12 @@ def plan(
         minor = classes[w.ip][0]
         want_down[minor] = w.down_kbps
         want_up[minor] = w.up_kbps
-    p.down_set, p.down_del = _class_changes(want_down, snap.down_ceil, snap.down_stale_leaves)
-    p.up_set, p.up_del = _class_changes(want_up, snap.up_ceil, snap.up_stale_leaves)
+    have_down, have_up = snap.down_ceil, snap.up_ceil
+    if looked is not None:
+        want_down = {m: kbps for m, kbps in want_down.items() if m in looked}
+        want_up = {m: kbps for m, kbps in want_up.items() if m in looked}
+        have_down = {m: kbps for m, kbps in have_down.items() if m in looked}
+        have_up = {m: kbps for m, kbps in have_up.items() if m in looked}
+    p.down_set, p.down_del = _class_changes(want_down, have_down, snap.down_stale_leaves)
+    p.up_set, p.up_del = _class_changes(want_up, have_up, snap.up_stale_leaves)
     return p

@@ -15,7 +15,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from gateway.netlink_recv import recv_queued
@@ -70,6 +70,9 @@ _HTB_OPTIONS_LEN = 4 + 4 + 44  # TCA_OPTIONS around TCA_HTB_PARMS alone
 # A dump's messages are read a buffer at a time and parsed between recv() calls, which
 # release the interpreter: another thread (a login) runs at least that often.
 DUMP_RECV_BYTES = 1 << 15
+# Requests of :func:`htb_classes` a ``send``: each answer (the class and an acknowledgement)
+# is two messages of the socket's receive queue, which must hold a batch's answers.
+GET_CHUNK = 128
 
 
 class DumpError(OSError):
@@ -174,24 +177,89 @@ def parse_htb_buffer(
     buffer of a class dump to ``out``; True at the dump's end. The messages of a buffer are
     read in one loop, an HTB class in one unpack; other classes (the tbf leaves' own) are
     skipped on their kind alone."""
+    done, _answered = _parse_htb_messages(data, range(seq, seq + 1), ifindex, out)
+    return done
+
+
+def htb_classes(
+    ifindex: int, handles: Sequence[int], chunk: int = GET_CHUNK
+) -> list[tuple[int, int, int, int]]:
+    """(handle, ceiling in bytes/s, bytes, packets) of the HTB classes ``handles`` of one
+    device (those that exist), asked for one by one but ``chunk`` requests to a ``send``:
+    what a tick needs when few of the pool's classes have sessions — its cost is the
+    classes asked for, not the classes there are. The kernel answers each request while
+    the batch is being sent, in order: a class (``NLM_F_ECHO``), or an error for one that
+    does not exist (``ENOENT``, left out); only the batch's last request asks for an
+    acknowledgement too (``NLM_F_ACK``), which ends the batch's answers."""
+    out: list[tuple[int, int, int, int]] = []
+    pack_header, pack_body = _NLMSGHDR.pack, _TCMSG.pack
+    request_size = _NLMSGHDR.size + _TCMSG.size
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        seq = int.from_bytes(os.urandom(3), "little")
+        for at in range(0, len(handles), chunk):
+            batch = handles[at : at + chunk]
+            last = len(batch) - 1
+            sock.send(
+                b"".join(
+                    pack_header(
+                        request_size,
+                        RTM_GETTCLASS,
+                        NLM_F_REQUEST | NLM_F_ECHO | (NLM_F_ACK if i == last else 0),
+                        seq + i,
+                        0,
+                    )
+                    + pack_body(0, ifindex, handle, 0, 0)
+                    for i, handle in enumerate(batch)
+                )
+            )
+            seqs = range(seq, seq + len(batch))
+            while not _parse_htb_messages(
+                recv_queued(sock, DUMP_RECV_BYTES), seqs, ifindex, out, seqs[-1]
+            )[0]:
+                pass
+            seq += len(batch)
+    finally:
+        sock.close()
+    return out
+
+
+def _parse_htb_messages(
+    data: bytes,
+    seqs: range,
+    ifindex: int,
+    out: list[tuple[int, int, int, int]],
+    end_seq: int | None = None,
+) -> tuple[bool, int]:
+    """The HTB classes of ``ifindex`` among the messages of one buffer answering the
+    requests ``seqs``, appended to ``out``: (the end was seen — a dump's, or the
+    acknowledgement of request ``end_seq`` —, the number of errors and acknowledgements
+    seen). With ``end_seq`` (single requests) an ENOENT, a class asked for that does not
+    exist, is not an error."""
     fast = _HTB_FAST.unpack_from
     fast_size = _HTB_FAST.size
     header = _NLMSGHDR.unpack_from
     offset, size = 0, len(data)
+    answered = 0
     while offset + _NLMSGHDR.size <= size:
         length, mtype, _flags, mseq, _pid = header(data, offset)
         if length < _NLMSGHDR.size or offset + length > size:
             raise DumpError("malformed netlink message")
         start, end = offset + _NLMSGHDR.size, offset + length
         offset += (length + 3) & ~3
-        if mseq != seq:
+        if mseq not in seqs:
             continue
         if mtype == NLMSG_DONE:
-            return True
+            return True, answered
         if mtype == NLMSG_ERROR:
             (code,) = struct.unpack_from("=i", data, start)
-            if code:
+            if code and not (end_seq is not None and code == -errno.ENOENT):
                 raise DumpError(-code, os.strerror(-code))
+            answered += 1
+            if mseq == end_seq:
+                return True, answered
             continue
         if end - start >= fast_size:
             (_fam, index, handle, _parent, _info, klen, ktype, kind, olen, otype, plen, ptype,
@@ -214,7 +282,7 @@ def parse_htb_buffer(
         obj = _parse(data, start, end)
         if obj.ifindex == ifindex and obj.kind == "htb":
             out.append((obj.handle, obj.ceil_bytes_per_s, obj.bytes, obj.packets))
-    return False
+    return False, answered
 
 
 @dataclass(frozen=True)

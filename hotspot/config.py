@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
         "tick_seconds": 2.0,
         "flush_seconds": 60,
         "leaf_qdisc": "auto",
+        # A tick reads its sessions' classes; every class (the idle pool's too) this often.
+        "full_look_seconds": 60,
         # Time without a real-time clock (issue #11): a wall-clock step larger than this
         # moves running sessions with it (docs/reliability.md).
         "clock_step_seconds": 30,
@@ -514,6 +516,7 @@ class GatewayConfig:
     tick_seconds: float
     flush_seconds: int
     leaf_qdisc: str  # auto | fq_codel | pfifo
+    full_look_seconds: float = 60.0  # a tick's read of every class (the idle pool's too)
     clock_step_seconds: float = 30.0  # a bigger wall-clock step moves running sessions
     ntp_servers: tuple[str, ...] = ()  # the province's, for systemd-timesyncd
     fallback_ntp_servers: tuple[str, ...] = ()
@@ -1516,6 +1519,7 @@ def validate(data: Mapping[str, Any], source: str = "defaults") -> Config:
             tick_seconds=gw.float("tick_seconds", 0.2, 60.0),
             flush_seconds=gw.int("flush_seconds", 1, 3600),
             leaf_qdisc=leaf,
+            full_look_seconds=gw.float("full_look_seconds", 0.0, 3600.0),
             clock_step_seconds=gw.float("clock_step_seconds", 1.0, 86400.0),
             ntp_servers=_ntp_servers(gw, "ntp_servers"),
             fallback_ntp_servers=_ntp_servers(gw, "fallback_ntp_servers"),

@@ -185,10 +185,10 @@ class VillageDataPath(FakeDataPath):
             ip, mac = free_device(n)
             self.neighbours[ip] = mac
 
-    def counters(self) -> Any:
+    def counters(self, minors: Any = None) -> Any:
         for ip, _mac in list(self.state.authorized):
             self.traffic(ip, down=random.randint(1_000, 50_000), up=random.randint(100, 5_000))
-        return super().counters()
+        return super().counters(minors)
 
 
 def role_gateway(config_path: str) -> None:

@@ -23,6 +23,7 @@ class FakeDataPath:
         self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
         self.applied: list[Plan] = []
         self.installs = 0
+        self.counter_reads: list[set[int] | None] = []  # what each counters() asked for
         self.fail_next_apply: Exception | None = None
         # what the daemon reads of the real one's layout: the DNS filter's switch
         self.layout = types.SimpleNamespace(dns_filter=False)
@@ -113,13 +114,16 @@ class FakeDataPath:
                     p + packets,
                 )
 
-    def counters(self):
+    def counters(self, minors=None):
+        """Every class's readings, or those of ``minors`` (that exist) only."""
+        self.counter_reads.append(None if minors is None else set(minors))
         out = []
         for direction, ceil in (("down", self.state.down_ceil), ("up", self.state.up_ceil)):
             out.append(
                 {
                     m: ClassReading(m, kbps, *self.frames.get((direction, m), (0, 0)))
                     for m, kbps in ceil.items()
+                    if minors is None or m in minors
                 }
             )
         return out[0], out[1]

@@ -52,7 +52,8 @@ def leaf_parents(bed, dev: str) -> set[int]:
 
 
 def test_pool_classes_are_there_from_start_up_and_repaired(testbed, upstream, gateway_factory):
-    gw = gateway_factory(settings())
+    # An idle pool class is read (and put right) at a tick's whole look: every second here.
+    gw = gateway_factory({**settings(), "gateway": {"full_look_seconds": 1.0}})
     assert pool_ok(testbed), "a pool address has no class at the pool's rates after start-up"
     for dev, _ in DEVICES:
         assert set(POOL) <= leaf_parents(testbed, dev), f"pool classes without a leaf on {dev}"

@@ -7,6 +7,7 @@ for the HTB root's classes only (the tick's dump: no leaf's classes made), the s
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sys
@@ -50,23 +51,30 @@ def _tc_counters(bed, dev: str) -> dict[int, tuple[int, int]]:
     return out
 
 
-def test_lean_reader_agrees_with_tc_under_real_traffic(testbed, gateway_factory, upstream):
-    gw = gateway_factory({"tiers": {"free": tier(1024, 512), "premium": tier(4096, 2048)}})
-    phones = testbed.phones[:2]
+def _traffic_through_two_phones(bed, gw, count: int) -> list[int]:
+    """Two phones logged in send ``count`` datagrams each, both ways (the phone's upload,
+    the upstream's answer: ICMP); returns their class minors once the traffic has left the
+    queues (the counters stop moving between two reads)."""
+    phones = bed.phones[:2]
     for phone in phones:
         authorize(gw, phone)
-    for phone in phones:  # both ways: the phone's upload, the upstream's answer (ICMP)
-        send_udp(testbed, phone.ns, "198.51.100.10", 9, "x" * 600, count=40)
+    for phone in phones:
+        send_udp(bed, phone.ns, "198.51.100.10", 9, "x" * 600, count=count)
     minors = [client_minor(p.ip) for p in phones]
-    # the traffic has left the queues once the counters stop moving between two reads
     last: list[dict[int, tuple[int, int]]] = []
 
     def settled() -> bool:
-        now = _tc_counters(testbed, "eth0")
+        now = _tc_counters(bed, "eth0")
         last.append(now)
         return len(last) > 1 and last[-2] == now and all(now[0x10000 | m][1] for m in minors)
 
     wait_until(settled, timeout=10, interval=0.2)
+    return minors
+
+
+def test_lean_reader_agrees_with_tc_under_real_traffic(testbed, gateway_factory, upstream):
+    gw = gateway_factory({"tiers": {"free": tier(1024, 512), "premium": tier(4096, 2048)}})
+    minors = _traffic_through_two_phones(testbed, gw, count=40)
     got = json.loads(
         testbed.run(testbed.gw, sys.executable, "-c", _READ, *DEVICES).stdout  # cwd: the tree
     )
@@ -89,3 +97,45 @@ def test_lean_reader_agrees_with_tc_under_real_traffic(testbed, gateway_factory,
     upload = {int(h): v for h, v in got["eth0"].items()}
     for m in minors:
         assert upload[0x10000 | m][1] >= 40, "every datagram of each phone counted in its class"
+
+
+_ASK = """
+import json, socket, sys
+from gateway import rtnl_dump
+dev, handles = sys.argv[1], [int(h) for h in sys.argv[2:]]
+index = socket.if_nametoindex(dev)
+out = {"dump": {str(h): [c, b, p] for h, c, b, p in rtnl_dump.htb_counters(index, 0x10000)}}
+for chunk in (1, 7, 128):
+    rows = rtnl_dump.htb_classes(index, handles, chunk=chunk)
+    out[str(chunk)] = [[h, c, b, p] for h, c, b, p in rows]
+try:
+    rtnl_dump.htb_classes(4242, handles[:3])  # no such device
+except OSError as exc:
+    out["no_device"] = exc.errno
+print(json.dumps(out))
+"""
+
+
+def test_classes_asked_for_are_the_dumps_under_real_traffic(testbed, gateway_factory, upstream):
+    """The tick's read of its sessions' classes alone (``rtnl_dump.htb_classes``: one
+    request a class, batched): what it gives of the phones' classes and of idle pool
+    classes is what the whole dump gives; a class that does not exist is left out, however
+    the requests are batched; a device that does not exist is an error, not an empty read."""
+    gw = gateway_factory({"tiers": {"free": tier(1024, 512)}})
+    minors = _traffic_through_two_phones(testbed, gw, count=20)
+    idle = [m for m in range(10, 41) if m not in minors]  # the testbed's pool: hosts 10-40
+    missing = (0x3FFD, 0x3FFE)  # no client class has these minors on the testbed's /22
+    # a missing class among the others, and as the last request of a batch (its end)
+    handles = [0x10000 | m for m in (missing[0], *minors, *idle, missing[1])]
+    got = json.loads(
+        testbed.run(testbed.gw, sys.executable, "-c", _ASK, "eth0", *map(str, handles)).stdout
+    )
+    dump = {int(h): tuple(v) for h, v in got["dump"].items()}
+    for chunk in ("1", "7", "128"):
+        asked = {h: (c, b, p) for h, c, b, p in got[chunk]}
+        assert asked.keys() == set(handles) - {0x10000 | m for m in missing}, chunk
+        for h, row in asked.items():
+            assert row == dump[h], (chunk, hex(h))
+    for m in minors:
+        assert dump[0x10000 | m][2] >= 20, "the phones' datagrams are in what was read"
+    assert got["no_device"] == errno.ENODEV

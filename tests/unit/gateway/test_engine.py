@@ -207,7 +207,7 @@ def test_accounting_counts_ip_bytes_and_flushes_in_batches(engine, datapath, clo
 def test_packet_counter_wrap(engine, datapath, clock):
     engine.authorize(ip=IP1, mac=MAC1, tier="premium")
     datapath.frames[("down", 0xB)] = (1000 + 14 * (2**32 - 1), 2**32 - 1)
-    engine._last_raw[("down", 0xB)] = datapath.frames[("down", 0xB)]
+    engine._last_raw.set("down", 0xB, *datapath.frames[("down", 0xB)])
     datapath.traffic(IP1, down=5000, packets=3)  # packets wraps to 2
     engine.tick()
     assert engine.list()[0]["bytes_down"] == 5000

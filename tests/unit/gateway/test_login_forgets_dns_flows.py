@@ -32,6 +32,9 @@ class FakeShaper:
     def reading(self, minor):
         return None
 
+    def readings(self, minors=None):
+        return {}
+
 
 class FakeNft:
     def __init__(self):

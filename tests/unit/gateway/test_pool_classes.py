@@ -108,8 +108,8 @@ def test_a_kick_and_login_during_the_ticks_kernel_read_are_not_counted_twice(eng
     datapath.traffic(IP1, down=3_000)
     real = datapath.counters
 
-    def counters_then_kick_and_login():
-        out = real()  # the tick's read: 13,000 bytes in the class
+    def counters_then_kick_and_login(minors=None):
+        out = real(minors)  # the tick's read: 13,000 bytes in the class
         datapath.counters = real
         engine.deauthorize(ip=IP1, mac=MAC1)  # reads its final counters itself
         engine.authorize(ip=IP1, mac=MAC2)  # the same pool class, the next session
@@ -197,9 +197,9 @@ def test_a_tick_starting_during_a_kick_waits_for_its_kernel_change(engine, datap
         datapath.traffic(IP1, down=2_000)  # the last packets before the final reading
         return real_apply(plan)
 
-    def counters():
+    def counters(minors=None):
         read.set()
-        return real_counters()
+        return real_counters(minors)
 
     datapath.apply, datapath.counters = slow_apply, counters
     kick = threading.Thread(target=lambda: engine.deauthorize(ip=IP1, mac=MAC1))

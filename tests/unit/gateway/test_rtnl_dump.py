@@ -169,3 +169,39 @@ def test_lean_reader_raises_the_kernels_error():
     with pytest.raises(rtnl_dump.DumpError) as caught:
         rtnl_dump.parse_htb_buffer(err, 1, 7, [])
     assert caught.value.errno == 19
+
+
+# -- the tick's read of its sessions' classes (htb_classes: a request a class, batched) -----
+
+
+def _error(code: int, seq: int) -> bytes:
+    return _nl(struct.pack("=i", -code if code else 0) + b"\0" * 16, seq=seq, mtype=2)
+
+
+def test_batched_answers_end_at_the_last_requests_acknowledgement():
+    """Answers in order: a class, an ENOENT for one that does not exist (left out, not an
+    error), another class, then the last request's acknowledgement: the batch's end."""
+    out: list[tuple[int, int, int, int]] = []
+    seqs = range(10, 13)
+    data = (
+        _nl(message(7, 0x1000A, 0x1FFFF, "htb", ceil=1000, nbytes=5, packets=1), seq=10)
+        + _error(2, seq=11)  # ENOENT: 1:b does not exist
+        + _nl(message(7, 0x1000C, 0x1FFFF, "htb", ceil=2000, nbytes=9, packets=2), seq=12)
+    )
+    assert rtnl_dump._parse_htb_messages(data, seqs, 7, out, end_seq=12) == (False, 1)
+    assert rtnl_dump._parse_htb_messages(_error(0, seq=12), seqs, 7, out, end_seq=12)[0]
+    assert out == [(0x1000A, 1000, 5, 1), (0x1000C, 2000, 9, 2)]
+    # the last class missing: its ENOENT is the end too
+    assert rtnl_dump._parse_htb_messages(_error(2, seq=12), seqs, 7, [], end_seq=12)[0]
+    # an answer to another request (an earlier batch's, another socket's) is not ours
+    stray = _nl(message(7, 0x1000D, 0x1FFFF, "htb", ceil=1, nbytes=1, packets=1), seq=99)
+    assert rtnl_dump._parse_htb_messages(stray, seqs, 7, out, end_seq=12) == (False, 0)
+    assert len(out) == 2
+
+
+def test_batched_read_raises_any_other_error():
+    with pytest.raises(rtnl_dump.DumpError) as caught:
+        rtnl_dump._parse_htb_messages(_error(1, seq=11), range(10, 13), 7, [], end_seq=12)
+    assert caught.value.errno == 1  # EPERM: not a class that does not exist
+    with pytest.raises(rtnl_dump.DumpError):  # a dump's ENOENT stays an error
+        rtnl_dump.parse_htb_buffer(_error(2, seq=1), 1, 7, [])

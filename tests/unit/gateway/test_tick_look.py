@@ -1,0 +1,148 @@
+"""What a tick reads of the kernel's classes (issue #12, item 1): its sessions' (and those
+still draining) — not the DHCP pool's idle ones, which on a /18 are 2 × 16,381 classes a
+login beside the tick waited for — and every class at the first tick, once
+``[gateway] full_look_seconds`` have passed, and right after a tick found the kernel wrong.
+A class nobody looked at is left alone by the reconcile, never taken for missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import shaping
+from gateway.engine import SessionEngine
+from gateway.reconcile import Pool, Snapshot, Wanted, plan
+from hotspot import config as config_mod
+from hotspot.config import ConfigError
+from tests.unit.conftest import device_overrides
+from tests.unit.fakes import FakeDataPath
+
+IP1, MAC1 = "10.10.0.11", "02:00:00:00:00:01"
+IP2, MAC2 = "10.10.0.12", "02:00:00:00:00:02"
+
+
+def minor(ip: str) -> int:
+    return shaping.client_minor(ip, FakeDataPath().network)
+
+
+def test_after_the_first_tick_a_tick_reads_its_sessions_classes_only(engine, datapath, clock):
+    engine.tick()
+    assert datapath.counter_reads[-1] is None, "the first tick looks at every class"
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.authorize(ip=IP2, mac=MAC2)
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] == {minor(IP1), minor(IP2)}
+    assert engine.tick_phases["classes_read"] == 4  # two sessions, two devices
+
+    # A kicked session's class drains a while: read until it passed nothing.
+    datapath.traffic(IP2, down=5_000)
+    engine.deauthorize(ip=IP2, mac=MAC2)
+    datapath.traffic(IP2, down=700)  # what was queued at its final reading
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] == {minor(IP1), minor(IP2)}
+
+    # No session, nothing draining: nothing read, nothing asked of the kernel.
+    engine.deauthorize(ip=IP1, mac=MAC1)
+    for _ in range(3):
+        clock.advance(seconds=2)
+        engine.tick()
+    assert datapath.counter_reads[-1] == set()
+    assert engine.tick_phases["classes_read"] == 0
+
+
+def test_every_class_is_read_once_the_whole_look_is_due(engine, datapath, clock, cfg):
+    engine.tick()
+    engine.authorize(ip=IP1, mac=MAC1)
+    every = cfg.gateway.full_look_seconds
+    assert every == 60.0  # the default
+    clock.advance(seconds=every - 2)
+    engine.tick()
+    assert datapath.counter_reads[-1] == {minor(IP1)}
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] is None
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] == {minor(IP1)}
+
+
+def test_an_idle_pool_class_changed_by_hand_waits_for_the_whole_look(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.tick()  # the first: every class
+    idle = minor("10.10.0.40")
+    assert idle in engine.pool
+    pool_kbps = datapath.state.down_ceil[idle]
+    datapath.state.down_ceil[idle] = 50_000  # someone lends a pool address more
+    del datapath.state.up_ceil[minor("10.10.0.41")]  # and deletes another's class
+    applied = len(datapath.applied)
+    clock.advance(seconds=2)
+    engine.tick()
+    assert len(datapath.applied) == applied, "a class nobody looked at is not taken for missing"
+    assert datapath.state.down_ceil[idle] == 50_000
+    clock.advance(seconds=60)
+    engine.tick()  # the whole look
+    assert datapath.state.down_ceil[idle] == pool_kbps
+    assert minor("10.10.0.41") in datapath.state.up_ceil
+    assert engine.reconcile() == ""
+
+
+def test_a_sessions_class_is_put_right_at_the_next_tick_and_then_everything_looked_at(
+    engine, datapath, clock
+):
+    engine.authorize(ip=IP1, mac=MAC1, tier="premium")
+    engine.tick()
+    premium = datapath.state.down_ceil[minor(IP1)]
+    datapath.state.down_ceil[minor(IP1)] = 50_000
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] == {minor(IP1)}
+    assert datapath.state.down_ceil[minor(IP1)] == premium
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.counter_reads[-1] is None, "after a repair the next tick looks at all"
+
+
+def looking_every(tmp_path, seconds) -> dict:
+    overrides = device_overrides(tmp_path)
+    overrides["gateway"] = {**overrides["gateway"], "full_look_seconds": seconds}
+    return overrides
+
+
+def test_full_look_seconds_zero_reads_every_class_every_tick(tmp_path, db, clock):
+    cfg = config_mod.load(overrides=looking_every(tmp_path, 0))
+    datapath = FakeDataPath()
+    engine = SessionEngine(cfg, db, datapath, clock=clock, monotonic=clock.monotonic)
+    engine.start()
+    engine.authorize(ip=IP1, mac=MAC1)
+    for _ in range(3):
+        engine.tick()
+        assert datapath.counter_reads[-1] is None
+
+
+@pytest.mark.parametrize("bad", [-1, 3601, "often"])
+def test_a_bad_full_look_seconds_is_refused_at_load(tmp_path, bad):
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(overrides=looking_every(tmp_path, bad))
+    assert "gateway.full_look_seconds" in str(err.value)
+
+
+def test_a_plan_on_a_partial_look_touches_only_the_classes_looked_at():
+    net = FakeDataPath().network
+    pool = Pool(first=10, last=20, down_kbps=1024, up_kbps=512)
+    session = Wanted(ip="10.10.0.11", mac=MAC1, down_kbps=4096, up_kbps=1024)
+    m = shaping.client_minor(session.ip, net)
+    # The kernel as read: the session's class only (at the wrong rate), nothing else.
+    snap = Snapshot(
+        authorized={(session.ip, session.mac)},
+        down_map={session.ip: shaping.classid_str(m)},
+        up_map={session.ip: shaping.classid_str(m)},
+        down_ceil={m: 1024},
+        up_ceil={m: 1024},
+    )
+    p = plan([session], set(), snap, net, pool.only({m}), looked={m})
+    assert [(c.minor, c.kbps, c.new) for c in p.down_set] == [(m, 4096, False)]
+    assert p.up_set == [] and p.down_del == [] and p.up_del == []
+    # The same read taken for a whole one would make every other pool class anew.
+    whole = plan([session], set(), snap, net, pool)
+    assert len(whole.down_set) == 11 and sum(c.new for c in whole.down_set) == 10
