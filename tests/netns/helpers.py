@@ -429,8 +429,10 @@ def start_gateway_resolvers(
         "--log-queries",
         log_path=out.walled_log,
     )
-    for port in (53, village.network.walled_dns_port):  # TCP DNS: up means ready
-        bed.wait_port(bed.gw, GW_LAN_IP, port)
+    # TCP DNS: up means ready. (30 s: beside the other test worker's load a start took
+    # longer than the default 10 s once in CI, 2026-12-02.)
+    for port in (53, village.network.walled_dns_port):
+        bed.wait_port(bed.gw, GW_LAN_IP, port, timeout=30.0)
     return out
 
 
