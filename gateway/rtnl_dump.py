@@ -70,8 +70,8 @@ _HTB_OPTIONS_LEN = 4 + 4 + 44  # TCA_OPTIONS around TCA_HTB_PARMS alone
 # A dump's messages are read a buffer at a time and parsed between recv() calls, which
 # release the interpreter: another thread (a login) runs at least that often.
 DUMP_RECV_BYTES = 1 << 15
-# Requests of :func:`htb_classes` a ``send``: each answer (the class and an acknowledgement)
-# is two messages of the socket's receive queue, which must hold a batch's answers.
+# Requests of :func:`htb_classes` a ``send``: the socket's receive queue must hold a batch's
+# answers (a class each, and the last request's acknowledgement).
 GET_CHUNK = 128
 
 
