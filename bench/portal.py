@@ -69,10 +69,11 @@ class NullDataPath:
         self,
         with_nft: bool = True,
         readings: tuple[dict[int, ClassReading], dict[int, ClassReading]] | None = None,
+        login_state: bool = True,
     ) -> Snapshot:
         from gateway.reconcile import Snapshot
 
-        return Snapshot()
+        return Snapshot(login_sets_looked=login_state)
 
     def counters(self, minors=None):
         return {}, {}

@@ -30,6 +30,10 @@ timed (wall and the process's CPU, which includes the kernel's work for the call
 * ``nft_login_sets`` — the four login sets' netlink dumps read with ``struct``
   (``Nftables.login_sets``, gateway/nftnetlink.py: the tick's look now);
   ``nft_login_sets_agree`` whether it gives what ``parse_elements`` makes of the listing;
+* ``neighbour_pins`` — the pins (every client's PERMANENT neighbour entry), one dump read
+  with ``struct`` (``Neighbours.pinned``): with the login sets, what a tick's whole look
+  reads besides the classes and a partial look leaves out (``neighbour_pins_count``: how
+  many it found);
 * ``nft_counters`` — the same listing with a counter on every client's map element: what
   per-client nft counters would cost to read instead of the classes';
 * ``login_transaction_during_listings`` — a small nft transaction (a login's size) run
@@ -150,6 +154,7 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
     import ipaddress
 
     from gateway import rtnl_dump, ruleset, shaping
+    from gateway.neighbours import Neighbours
     from gateway.netlink import IPRoute
     from gateway.nftables import Nftables, parse_elements
     from gateway.tc import Shaper
@@ -185,7 +190,7 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
             )
     out.update(_beside_a_busy_thread(shaper.readings, reads))
 
-    net = ipaddress.ip_network("10.10.0.0/22" if clients < 1000 else "10.10.0.0/18")
+    net = ipaddress.IPv4Network("10.10.0.0/22" if clients < 1000 else "10.10.0.0/18")
     layout = ruleset.Layout(
         table="hotspot",
         lan="bench0",
@@ -218,6 +223,15 @@ def measure(classes: int, clients: int, reads: int) -> dict[str, Any]:
     out["nft_listing_parsed"] = _timed(lambda: parse_elements(nft.elements()), reads)
     out["nft_login_sets"] = _timed(nft.login_sets, reads)
     out["nft_login_sets_agree"] = nft.login_sets() == parse_elements(nft.elements())
+    # The pins: every client's address a PERMANENT neighbour entry on the LAN.
+    sh(f"ip addr add {net.network_address + 1}/{net.prefixlen} dev bench0")
+    pins = "\n".join(
+        f"neigh replace {m.ip} lladdr {m.mac} nud permanent dev bench0" for m in members
+    )
+    subprocess.run(["ip", "-batch", "-"], input=pins, text=True, check=True, capture_output=True)
+    lan = Neighbours(ipr, "bench0")
+    out["neighbour_pins"] = _timed(lambda: lan.pinned(net), reads)
+    out["neighbour_pins_count"] = len(lan.pinned(net))
     out["nft_listing_c"] = _timed(lambda: nft._reader.run(listing), reads)
     out["login_transaction_during_listings"] = {
         "own_context": _concurrent(nft, nft.elements, 5.0),

@@ -213,7 +213,7 @@ class _StateCollector:
         yield charged
         kernel = GaugeMetricFamily(
             "hotspot_gateway_kernel_elements",
-            "Elements of the data path's sets and maps as the last tick read them",
+            "Elements of the data path's sets and maps as the last whole look read them",
             labels=["set"],
         )
         for name, n in sorted(self.engine.kernel_sizes.items()):

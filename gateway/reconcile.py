@@ -97,6 +97,9 @@ class Snapshot:
     # ip → mac of the pinned (PERMANENT) neighbour entries of client addresses on the LAN;
     # None when they were not looked at (then a plan leaves the pins alone).
     pinned: dict[str, str] | None = None
+    # Whether the login sets (authorized, the class maps, blocked) were read; when not (a
+    # tick's partial look, which reads its sessions' classes only) a plan leaves them alone.
+    login_sets_looked: bool = True
 
 
 @dataclass
@@ -196,6 +199,32 @@ def _classes_of(wanted: list[Wanted], network: ipaddress.IPv4Network) -> dict[st
     return out
 
 
+def _plan_login_sets(
+    p: Plan,
+    want_pairs: set[tuple[str, str]],
+    want_map: dict[str, str],
+    blocked: set[str],
+    snap: Snapshot,
+) -> None:
+    """The login sets' part of a plan: who is let through, to which class, who is blocked."""
+    for ip, mac in sorted(want_pairs - snap.authorized):
+        p.add_clients.append(Client(ip=ip, mac=mac, classid=want_map[ip]))
+    stale_pairs = snap.authorized - want_pairs
+    for ip, mac in sorted(stale_pairs):
+        p.del_clients.append(Client(ip=ip, mac=mac, classid=""))
+    # An address whose owner changed keeps its connections' entries otherwise.
+    p.flush_ips = sorted({ip for ip, _ in stale_pairs})
+
+    for name, have in (("down_class", snap.down_map), ("up_class", snap.up_map)):
+        p.del_map[name] = sorted(ip for ip, cid in have.items() if want_map.get(ip) != cid)
+        p.add_map[name] = dict(
+            sorted((ip, cid) for ip, cid in want_map.items() if have.get(ip) != cid)
+        )
+
+    p.add_blocked = sorted(blocked - snap.blocked)
+    p.del_blocked = sorted(snap.blocked - blocked)
+
+
 def plan(
     wanted: list[Wanted],
     blocked: set[str],
@@ -215,22 +244,8 @@ def plan(
     want_pairs = {(w.ip, w.mac) for w in wanted}
     want_map = {ip: classid for ip, (_, classid) in classes.items()}
 
-    for ip, mac in sorted(want_pairs - snap.authorized):
-        p.add_clients.append(Client(ip=ip, mac=mac, classid=want_map[ip]))
-    stale_pairs = snap.authorized - want_pairs
-    for ip, mac in sorted(stale_pairs):
-        p.del_clients.append(Client(ip=ip, mac=mac, classid=""))
-    # An address whose owner changed keeps its connections' entries otherwise.
-    p.flush_ips = sorted({ip for ip, _ in stale_pairs})
-
-    for name, have in (("down_class", snap.down_map), ("up_class", snap.up_map)):
-        p.del_map[name] = sorted(ip for ip, cid in have.items() if want_map.get(ip) != cid)
-        p.add_map[name] = dict(
-            sorted((ip, cid) for ip, cid in want_map.items() if have.get(ip) != cid)
-        )
-
-    p.add_blocked = sorted(blocked - snap.blocked)
-    p.del_blocked = sorted(snap.blocked - blocked)
+    if snap.login_sets_looked:
+        _plan_login_sets(p, want_pairs, want_map, blocked, snap)
 
     if snap.pinned is not None:
         # A running session's address is pinned to its MAC; any other pin on a client

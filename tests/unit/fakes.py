@@ -23,6 +23,7 @@ class FakeDataPath:
         self.frames: dict[tuple[str, int], tuple[int, int]] = {}  # (dir, minor) → bytes, packets
         self.applied: list[Plan] = []
         self.installs = 0
+        self.snapshots: list[bool] = []  # each snapshot's login_state: whether it was whole
         self.counter_reads: list[set[int] | None] = []  # what each counters() asked for
         self.fail_next_apply: Exception | None = None
         # what the daemon reads of the real one's layout: the DNS filter's switch
@@ -45,8 +46,13 @@ class FakeDataPath:
         )
         self.apply(plan(wanted, blocked, self.state, self.network, pool))
 
-    def snapshot(self, with_nft: bool = True, readings=None) -> Snapshot:
+    def snapshot(self, with_nft: bool = True, readings=None, login_state=True) -> Snapshot:
         s = self.state
+        self.snapshots.append(login_state)
+        if not login_state:  # a tick's partial look: the classes only
+            return Snapshot(
+                down_ceil=dict(s.down_ceil), up_ceil=dict(s.up_ceil), login_sets_looked=False
+            )
         return Snapshot(
             set(s.authorized),
             dict(s.down_map),

@@ -162,7 +162,9 @@ def test_a_login_after_a_kick_finds_the_released_entry_and_asks_the_lan_nothing(
     forge_until_repointed(testbed, attacker, phone, "a released entry")
 
 
-def test_pins_follow_the_sessions(testbed, gateway):
+def test_pins_follow_the_sessions(testbed, upstream, gateway_factory):
+    # A hand's change to the pins is put right by a tick's whole look: every tick here.
+    gateway = gateway_factory({"gateway": {"full_look_seconds": 0}})
     a, b = testbed.phones[0], testbed.phones[1]
     authorize(gateway, a)
     authorize(gateway, b)

@@ -183,8 +183,11 @@ def test_authorized_address_used_from_another_mac_gets_nowhere(testbed, gateway,
 REPAIR_WITHIN = 2.0  # the fixture's tick is 0.5 s: two ticks, plus slack for a busy machine
 
 
-def test_reconcile_repairs_hand_made_changes_within_a_tick(testbed, gateway):
-    """Each hand-made change is undone by the tick's reconcile within REPAIR_WITHIN s."""
+def test_reconcile_repairs_hand_made_changes_at_a_whole_look(testbed, upstream, gateway_factory):
+    """Each hand-made change is undone by the reconcile of a tick's whole look (here every
+    tick: ``full_look_seconds = 0``; by default once a minute, and the ticks between read
+    their sessions' classes only) within REPAIR_WITHIN s."""
+    gateway = gateway_factory({"gateway": {"full_look_seconds": 0}})
     phone = testbed.phones[0]
     authorize(gateway, phone)
     pair = (phone.ip, phone.mac)

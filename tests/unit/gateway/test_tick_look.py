@@ -2,11 +2,15 @@
 still draining) — not the DHCP pool's idle ones, which on a /18 are 2 × 16,381 classes a
 login beside the tick waited for — and every class at the first tick, once
 ``[gateway] full_look_seconds`` have passed, and right after a tick found the kernel wrong.
-A class nobody looked at is left alone by the reconcile, never taken for missing."""
+A class nobody looked at is left alone by the reconcile, never taken for missing. A partial
+look reads neither the login sets nor the pins (only the gateway's own operations move them,
+or a hand): a hand's change waits for the whole look, and an operation that changed the
+kernel and then could not write its row (a full disk) makes the next look whole."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from gateway import shaping
 from gateway.engine import SessionEngine
@@ -15,6 +19,7 @@ from hotspot import config as config_mod
 from hotspot.config import ConfigError
 from tests.unit.conftest import device_overrides
 from tests.unit.fakes import FakeDataPath
+from tests.unit.storage_full import FullStorage
 
 IP1, MAC1 = "10.10.0.11", "02:00:00:00:00:01"
 IP2, MAC2 = "10.10.0.12", "02:00:00:00:00:02"
@@ -103,6 +108,83 @@ def test_a_sessions_class_is_put_right_at_the_next_tick_and_then_everything_look
     assert datapath.counter_reads[-1] is None, "after a repair the next tick looks at all"
 
 
+def test_a_partial_look_reads_neither_the_login_sets_nor_the_pins(engine, datapath, clock):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.block(mac=MAC2)
+    engine.tick()
+    assert datapath.snapshots[-1] is True, "the first look is whole"
+    sizes = dict(engine.kernel_sizes)
+    assert sizes["authorized"] == 1 and sizes["blocked"] == 1
+    # By hand: the session's address let out, the block lifted, a stranger let in.
+    datapath.state.authorized.discard((IP1, MAC1))
+    datapath.state.blocked.discard(MAC2)
+    datapath.state.authorized.add(("10.10.0.30", "02:00:00:00:00:30"))
+    applied = len(datapath.applied)
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.snapshots[-1] is False
+    assert len(datapath.applied) == applied, "nothing looked at, nothing changed"
+    assert engine.kernel_sizes == sizes, "a partial look leaves the whole look's sizes"
+    clock.advance(seconds=60)
+    engine.tick()  # the whole look puts the kernel back to what the database holds
+    assert datapath.snapshots[-1] is True
+    assert datapath.state.authorized == {(IP1, MAC1)}
+    assert datapath.state.blocked == {MAC2}
+    assert engine.reconcile() == ""
+
+
+def test_a_login_whose_row_could_not_be_written_is_undone_at_the_next_tick(
+    engine, datapath, clock, db
+):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.tick()
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.snapshots[-1] is False
+    full = FullStorage(db)
+    full.full = True
+    with pytest.raises(OperationalError):
+        engine.authorize(ip=IP2, mac=MAC2)  # the kernel first, then the commit fails
+    assert (IP2, MAC2) in datapath.state.authorized
+    full.full = False  # the disk has room again before the tick
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.snapshots[-1] is True, "the kernel moved without its row: a whole look"
+    assert datapath.state.authorized == {(IP1, MAC1)}
+    assert [s["ip"] for s in engine.list()] == [IP1]
+
+
+def test_an_unblock_that_could_not_be_written_is_undone_at_the_next_tick(
+    engine, datapath, clock, db
+):
+    engine.block(mac=MAC2)
+    engine.tick()
+    full = FullStorage(db)
+    full.full = True
+    with pytest.raises(OperationalError):
+        engine.unblock(mac=MAC2)
+    assert MAC2 not in datapath.state.blocked
+    full.full = False
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.state.blocked == {MAC2}, "the database still blocks it"
+
+
+def test_a_kick_that_could_not_be_written_is_undone_at_the_next_tick(engine, datapath, clock, db):
+    engine.authorize(ip=IP1, mac=MAC1)
+    engine.tick()
+    full = FullStorage(db)
+    full.full = True
+    with pytest.raises(OperationalError):
+        engine.deauthorize(ip=IP1, mac=MAC1)
+    assert datapath.state.authorized == set()
+    full.full = False
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.state.authorized == {(IP1, MAC1)}, "its row still runs: back in"
+    assert [s["ip"] for s in engine.list()] == [IP1]
+
+
 def looking_every(tmp_path, seconds) -> dict:
     overrides = device_overrides(tmp_path)
     overrides["gateway"] = {**overrides["gateway"], "full_look_seconds": seconds}
@@ -146,3 +228,15 @@ def test_a_plan_on_a_partial_look_touches_only_the_classes_looked_at():
     # The same read taken for a whole one would make every other pool class anew.
     whole = plan([session], set(), snap, net, pool)
     assert len(whole.down_set) == 11 and sum(c.new for c in whole.down_set) == 10
+
+
+def test_a_plan_without_the_login_sets_leaves_them_alone():
+    net = FakeDataPath().network
+    session = Wanted(ip="10.10.0.11", mac=MAC1, down_kbps=1024, up_kbps=512)
+    m = shaping.client_minor(session.ip, net)
+    snap = Snapshot(down_ceil={m: 1024}, up_ceil={m: 512}, login_sets_looked=False)
+    p = plan([session], {MAC2}, snap, net, {m: (1024, 512)}, looked={m})
+    assert p.empty, "sets not read are not sets found empty"
+    read = Snapshot(down_ceil={m: 1024}, up_ceil={m: 512})  # read, and empty
+    p = plan([session], {MAC2}, read, net, {m: (1024, 512)}, looked={m})
+    assert [c.ip for c in p.add_clients] == [session.ip] and p.add_blocked == [MAC2]
