@@ -168,15 +168,11 @@ class DataPath:
         login sets and the pins are not read either: only this gateway's own changes (each
         an operation's, applied at once) or a hand move them, and at 10,000 sessions their
         dumps were 56 + 32 ms of every tick (bench/README.md)."""
-        if not login_state:
-            snap = Snapshot(login_sets_looked=False)
-            down, up = readings if readings is not None else self.counters()
-            snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}
-            snap.up_ceil = {m: r.ceil_kbps for m, r in up.items()}
-            return snap
-        snap = Snapshot(pinned=self.neighbours.pinned(self.network))
-        if with_nft:
-            snap.authorized, snap.down_map, snap.up_map, snap.blocked = self.nft.login_sets()
+        snap = Snapshot(login_sets_looked=login_state)
+        if login_state:
+            snap.pinned = self.neighbours.pinned(self.network)
+            if with_nft:
+                snap.authorized, snap.down_map, snap.up_map, snap.blocked = self.nft.login_sets()
         check_leaves = readings is None
         down, up = readings if readings is not None else self.counters()
         snap.down_ceil = {m: r.ceil_kbps for m, r in down.items()}
