@@ -9,14 +9,18 @@ kernel and then could not write its row (a full disk) makes the next look whole.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from gateway import shaping
 from gateway.engine import SessionEngine
 from gateway.reconcile import Pool, Snapshot, Wanted, plan
 from hotspot import config as config_mod
 from hotspot.config import ConfigError
+from hotspot.model import ClientSession, Device, Source
 from tests.unit.conftest import device_overrides
 from tests.unit.fakes import FakeDataPath
 from tests.unit.storage_full import FullStorage
@@ -240,3 +244,35 @@ def test_a_plan_without_the_login_sets_leaves_them_alone():
     read = Snapshot(down_ceil={m: 1024}, up_ceil={m: 512})  # read, and empty
     p = plan([session], {MAC2}, read, net, {m: (1024, 512)}, looked={m})
     assert [c.ip for c in p.add_clients] == [session.ip] and p.add_blocked == [MAC2]
+
+
+def test_a_running_row_the_engine_did_not_follow_makes_the_next_look_whole(
+    engine, datapath, clock, db
+):
+    engine.tick()
+    clock.advance(seconds=2)
+    engine.tick()
+    assert datapath.snapshots[-1] is False
+    now = clock()
+    with Session(db) as s, s.begin():  # a row put there by another process
+        s.add(Device(mac=MAC2, first_seen=now, last_seen=now))
+        s.add(
+            ClientSession(
+                mac=MAC2,
+                ip=IP2,
+                tier="free",
+                source=Source.FREE,
+                down_kbps=1024,
+                up_kbps=512,
+                started_at=now,
+                last_activity_at=now,
+                expires_at=now + dt.timedelta(hours=1),
+            )
+        )
+    clock.advance(seconds=2)
+    engine.tick()  # follows it from here ...
+    assert datapath.snapshots[-1] is False and (IP2, MAC2) not in datapath.state.authorized
+    clock.advance(seconds=2)
+    engine.tick()  # ... and the next look is whole: its addresses go in
+    assert datapath.snapshots[-1] is True
+    assert (IP2, MAC2) in datapath.state.authorized
